@@ -1,0 +1,93 @@
+"""`bench`: the same corpus, the same queries and the same metrics for every method."""
+
+from __future__ import annotations
+
+import os
+
+import click
+import numpy as np
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Benchmark lmprint's methods, and make the audio the benchmarks and the demo need."""
+
+
+@main.command()
+@click.argument("outdir", type=click.Path(file_okay=False))
+@click.option("--songs", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--duration", type=click.FloatRange(1), default=60.0, show_default=True, help="Seconds per song.")
+@click.option("--seed", type=int, default=0, show_default=True, help="First seed; song i uses seed + i.")
+@click.option("--format", "extension", type=click.Choice(["flac", "ogg", "mp3", "wav"]), default="flac",
+              show_default=True)
+def generate(outdir, songs, duration, seed, extension):
+    """Write generated songs (distinct, deterministic) to OUTDIR."""
+    from .audio_io import write
+    from .synth import song
+
+    os.makedirs(outdir, exist_ok=True)
+    for i in range(songs):
+        write(os.path.join(outdir, f"generated-{seed + i:05d}.{extension}"), song(seed + i, duration), 22050)
+    click.echo(f"wrote {songs} songs of {duration:g} s to {outdir}", err=True)
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.argument("target", type=click.Path(dir_okay=False))
+@click.option("--start", type=float, default=0.0, show_default=True, help="Seconds into SOURCE.")
+@click.option("--duration", type=float, default=5.0, show_default=True, help="Seconds.")
+@click.option("--snr-db", type=float, default=None, help="Add noise at this SNR (pink noise unless --noise).")
+@click.option("--noise", type=click.Path(exists=True, dir_okay=False), help="Noise recording to add.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def clip(source, target, start, duration, snr_db, noise, seed):
+    """Cut a clip out of SOURCE, optionally with noise, and write it to TARGET (extension picks the codec)."""
+    from landmark import audio
+
+    from . import queries
+    from .audio_io import write
+
+    rate = 22050
+    signal = audio.load(source, rate)
+    piece = signal[int(start * rate):int((start + duration) * rate)]
+    if snr_db is not None:
+        rng = np.random.default_rng(seed)
+        background = audio.load(noise, rate) if noise else queries.pink_noise(piece.size, rng)
+        piece = queries.add_noise(piece, background, snr_db, rng)
+    write(target, piece / max(1.0, float(np.max(np.abs(piece)))), rate)
+
+
+def _shared_corpus(*parts: str) -> str | None:
+    """A folder of ../shared/corpus beside the checkout, if there is one."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "corpus", *parts)
+    return os.path.normpath(path) if os.path.isdir(path) else None
+
+
+@main.command()
+@click.option("--methods", default="landmark,mert", show_default=True, help="Comma-separated: landmark, mert.")
+@click.option("--corpus", required=True, type=click.Path(exists=True), help="Folder of audio, or a manifest.tsv.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where results.json, report.md and "
+              "the plots go.")
+@click.option("--mert-model", type=click.Path(), help="Local MERT checkpoint folder. Without it, mert is skipped.")
+@click.option("--mert-device", default=None, help="Torch device for mert (default: cuda if present).")
+@click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings (get-corpus.sh NOISE=1); "
+              "babble files are those with 'babble' in the path. Default: pink noise.")
+@click.option("--rir", "rir_dir", type=click.Path(), default=None,
+              help="Folder of room impulse responses. Default: ../shared/corpus/rir when present.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=int, default=None, help="Use only this many songs (a deterministic subset).")
+@click.option("--quick", is_flag=True, help="Fewer conditions: clean 5 s, 0 dB noise, reverb, phone, MP3.")
+@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="Processes for indexing.")
+def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, seed, limit, quick, jobs):
+    """Every method on the same songs with the same queries: results.json, report.md and PNG plots in OUT."""
+    from .report import markdown
+    from .run import compare as run_compare
+
+    results = run_compare([m.strip() for m in methods.split(",") if m.strip()], corpus, out,
+                          mert_model=mert_model, mert_device=mert_device, noise_dir=noise_dir,
+                          rir_dir=rir_dir or _shared_corpus("rir"), seed=seed, limit=limit, full=not quick,
+                          jobs=jobs, show_progress=True)
+    click.echo(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

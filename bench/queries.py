@@ -1,0 +1,249 @@
+"""Queries: clips cut at random, sample-accurate offsets, and the degradations a real query meets.
+
+Every function is deterministic given its `rng`, so the same seed gives the same query set for every method.
+Signals are mono float32 at the rate given.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def cut(signal: np.ndarray, sample_rate_hz: int, duration_s: float, rng: np.random.Generator
+        ) -> tuple[np.ndarray, float]:
+    """A clip of `duration_s` starting at a random sample (not on any grid), and its start in seconds."""
+    length = int(round(duration_s * sample_rate_hz))
+    start = int(rng.integers(0, max(1, signal.size - length)))
+    return signal[start:start + length].copy(), start / sample_rate_hz
+
+
+def add_noise(signal: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """`signal` plus a random stretch of `noise` (looped if short), scaled to `snr_db` signal-to-noise ratio."""
+    if noise.size < signal.size:
+        noise = np.tile(noise, int(np.ceil(signal.size / max(1, noise.size))) + 1)
+    start = int(rng.integers(0, noise.size - signal.size + 1))
+    piece = noise[start:start + signal.size].astype(np.float64)
+    signal_power = np.mean(np.square(signal, dtype=np.float64)) + 1e-12
+    noise_power = np.mean(np.square(piece)) + 1e-12
+    gain = np.sqrt(signal_power / (noise_power * 10 ** (snr_db / 10)))
+    return (signal + gain * piece).astype(np.float32)
+
+
+def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Pink (1/f) noise, a stand-in for ambient noise when no recordings are at hand."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(1, np.arange(spectrum.size)))
+    return np.fft.irfft(spectrum, n).astype(np.float32)
+
+
+def reverb(signal: np.ndarray, impulse_response: np.ndarray) -> np.ndarray:
+    """Convolution with a room impulse response, level kept."""
+    from scipy.signal import fftconvolve
+
+    wet = fftconvolve(signal, impulse_response / (np.max(np.abs(impulse_response)) + 1e-12))[:signal.size]
+    return (wet * (np.std(signal) / (np.std(wet) + 1e-12))).astype(np.float32)
+
+
+def band_pass(signal: np.ndarray, sample_rate_hz: int, low_hz: float = 300.0, high_hz: float = 3400.0
+              ) -> np.ndarray:
+    """A telephone band: 4th-order Butterworth band-pass."""
+    from scipy.signal import butter, sosfilt
+
+    sos = butter(4, [low_hz, min(high_hz, 0.45 * sample_rate_hz)], btype="bandpass", fs=sample_rate_hz,
+                 output="sos")
+    return sosfilt(sos, signal).astype(np.float32)
+
+
+def compress(signal: np.ndarray, sample_rate_hz: int, threshold_db: float = -25.0, ratio: float = 4.0
+             ) -> np.ndarray:
+    """A simple feed-forward dynamic range compressor (10 ms attack/release envelope), as phones apply."""
+    from scipy.signal import lfilter
+
+    alpha = np.exp(-1.0 / (0.01 * sample_rate_hz))
+    envelope = np.sqrt(lfilter([1 - alpha], [1, -alpha], np.square(signal, dtype=np.float64)) + 1e-12)
+    level_db = 20 * np.log10(envelope / (np.max(envelope) + 1e-12) + 1e-12)
+    gain_db = np.minimum(0.0, (threshold_db - level_db) * (1 - 1 / ratio))
+    return (signal * 10 ** (gain_db / 20)).astype(np.float32)
+
+
+def phone(signal: np.ndarray, sample_rate_hz: int, noise: np.ndarray, snr_db: float, rng: np.random.Generator
+          ) -> np.ndarray:
+    """Phone chain: band-pass 300–3400 Hz, compression, then noise at `snr_db`."""
+    return add_noise(compress(band_pass(signal, sample_rate_hz), sample_rate_hz), noise, snr_db, rng)
+
+
+def change_speed(signal: np.ndarray, factor: float) -> np.ndarray:
+    """Play `factor` times faster: pitch and tempo together (resampling)."""
+    import soxr
+
+    return soxr.resample(signal, 1000 * factor, 1000).astype(np.float32)
+
+
+def time_stretch(signal: np.ndarray, sample_rate_hz: int, factor: float) -> np.ndarray:
+    """Tempo × `factor` with pitch kept: overlap-add of 50 ms grains (a plain OLA stretch)."""
+    grain = int(0.05 * sample_rate_hz)
+    hop_out = grain // 2
+    hop_in = hop_out * factor
+    window = np.hanning(grain).astype(np.float32)
+    n_out = int(signal.size / factor)
+    out = np.zeros(n_out + grain, np.float32)
+    norm = np.zeros_like(out)
+    position = 0
+    while True:
+        source = int(position * hop_in)
+        target = position * hop_out
+        if source + grain > signal.size or target + grain > out.size:
+            break
+        out[target:target + grain] += signal[source:source + grain] * window
+        norm[target:target + grain] += window
+        position += 1
+    return (out / np.maximum(norm, 1e-3))[:n_out]
+
+
+def pitch_shift(signal: np.ndarray, sample_rate_hz: int, factor: float) -> np.ndarray:
+    """Pitch × `factor` with tempo kept: a speed change undone in time by a stretch."""
+    return time_stretch(change_speed(signal, factor), sample_rate_hz, 1 / factor)
+
+
+# --- the query set ---------------------------------------------------------------------------------------------
+
+BENCH_RATE_HZ = 22050
+"""Queries are made at this rate; each method resamples to its own."""
+
+CLIP_LENGTHS_S = (1.0, 2.0, 3.0, 5.0, 10.0)
+SNRS_DB = (-5, 0, 5, 10)
+SPEEDS = (-5, -2, -1, 1, 2, 5)
+
+
+@dataclass(frozen=True)
+class Query:
+    song: str
+    indexed: bool
+    condition: str
+    start_s: float
+    samples: np.ndarray
+
+
+@dataclass
+class Degraders:
+    """Recorded material for degradations: noise recordings by kind, and room impulse responses."""
+
+    noises: dict[str, list[np.ndarray]]
+    impulse_responses: list[np.ndarray]
+
+    @classmethod
+    def load(cls, noise_dir: str | None, rir_dir: str | None, max_files: int = 12) -> "Degraders":
+        from landmark import audio
+        from landmark.batch import find_audio_files
+
+        noises: dict[str, list[np.ndarray]] = {}
+        if noise_dir and os.path.isdir(noise_dir):
+            for path, error in find_audio_files([noise_dir]):
+                kind = "babble" if "babble" in path else "ambient"
+                if error is None and len(noises.setdefault(kind, [])) < max_files:
+                    try:
+                        noises[kind].append(audio.load(path, BENCH_RATE_HZ, max_duration_s=60))
+                    except Exception:  # noqa: BLE001 - a broken noise file just isn't used
+                        pass
+        if not any(noises.values()):
+            noises = {"pink": [pink_noise(BENCH_RATE_HZ * 30, np.random.default_rng(0))]}
+        responses = []
+        if rir_dir and os.path.isdir(rir_dir):
+            for path, error in find_audio_files([rir_dir]):
+                if error is None:
+                    responses.append(audio.load(path, BENCH_RATE_HZ, max_duration_s=3))
+        return cls({k: v for k, v in noises.items() if v}, responses)
+
+
+def conditions(degraders: Degraders, full: bool = True) -> list[str]:
+    """Names of the conditions of indexed-song queries, in report order."""
+    names = [f"clean_{length:g}s" for length in CLIP_LENGTHS_S] if full else ["clean_5s"]
+    names += [f"noise_{kind}_{snr}dB" for kind in degraders.noises for snr in (SNRS_DB if full else (0,))]
+    if degraders.impulse_responses:
+        names.append("reverb")
+    names += ["phone", "mp3_48k"]
+    if full:
+        names += ["opus_16k"] + [f"speed_{s:+d}%" for s in SPEEDS] + ["stretch_+2%", "pitch_+2%", "musicprint"]
+    return names
+
+
+def make_query(signal: np.ndarray, condition: str, degraders: Degraders, rng: np.random.Generator,
+               workdir: str) -> tuple[np.ndarray, float]:
+    """One query of `condition` from a song: (samples at BENCH_RATE_HZ, start in the song in seconds)."""
+    from .audio_io import codec_round_trip
+
+    rate = BENCH_RATE_HZ
+    if condition == "musicprint":  # the MusicPrint protocol: clean 5 s windows on the 1 s grid
+        start = int(rng.integers(0, max(1, int(signal.size / rate) - 5)))
+        return signal[start * rate:(start + 5) * rate].copy(), float(start)
+    length_s = float(condition.split("_")[1][:-1]) if condition.startswith("clean_") else 5.0
+    if condition.startswith(("speed_", "stretch_", "pitch_")):
+        factor = 1 + float(condition.split("_")[1].rstrip("%")) / 100
+        clip, start_s = cut(signal, rate, length_s * 1.1, rng)
+        if condition.startswith("speed_"):
+            clip = change_speed(clip, factor)
+        elif condition.startswith("stretch_"):
+            clip = time_stretch(clip, rate, factor)
+        else:
+            clip = pitch_shift(clip, rate, factor)
+        return clip[:int(length_s * rate)], start_s
+    clip, start_s = cut(signal, rate, length_s, rng)
+    if condition.startswith("noise_"):
+        _, kind, snr = condition.split("_")
+        noise = degraders.noises[kind][int(rng.integers(0, len(degraders.noises[kind])))]
+        return add_noise(clip, noise, float(snr[:-2]), rng), start_s
+    if condition == "reverb":
+        response = degraders.impulse_responses[int(rng.integers(0, len(degraders.impulse_responses)))]
+        return reverb(clip, response), start_s
+    if condition == "phone":  # a phone in a room: room response, phone band and compression, noise at 5 dB
+        if degraders.impulse_responses:
+            clip = reverb(clip, degraders.impulse_responses[int(rng.integers(0, len(degraders.impulse_responses)))])
+        kind = sorted(degraders.noises)[0]
+        noise = degraders.noises[kind][int(rng.integers(0, len(degraders.noises[kind])))]
+        return phone(clip, rate, noise, 5.0, rng), start_s
+    if condition == "mp3_48k":
+        return codec_round_trip(clip, rate, ".mp3", 48_000, workdir), start_s
+    if condition == "opus_16k":
+        return codec_round_trip(clip, rate, ".opus", 16_000, workdir), start_s
+    if condition.startswith("clean_"):
+        return clip, start_s
+    raise ValueError(f"unknown condition {condition}")
+
+
+def build(tracks, degraders: Degraders, seed: int, workdir: str, full: bool = True, progress=None
+          ) -> list[Query]:
+    """The whole query set, deterministic from `seed`.
+
+    Indexed songs get one query per condition; songs kept out of the index get a clean and a noisy 5 s clip
+    (conditions `unindexed_clean`, `unindexed_noise`) for the false-match rate.
+    """
+    from landmark import audio
+    from landmark.errors import AudioError
+
+    names = conditions(degraders, full)
+    result = []
+    for number, track in enumerate(tracks):
+        try:
+            signal = audio.load(track.path, BENCH_RATE_HZ)
+        except AudioError:
+            continue
+        if signal.size < 12 * BENCH_RATE_HZ:
+            continue
+        wanted = names if track.indexed else ["unindexed_clean", "unindexed_noise"]
+        for name in wanted:
+            rng = np.random.default_rng([seed, number, zlib.crc32(name.encode())])
+            if name == "unindexed_clean":
+                samples, start_s = make_query(signal, "clean_5s", degraders, rng, workdir)
+            elif name == "unindexed_noise":
+                kind = sorted(degraders.noises)[0]
+                samples, start_s = make_query(signal, f"noise_{kind}_0dB", degraders, rng, workdir)
+            else:
+                samples, start_s = make_query(signal, name, degraders, rng, workdir)
+            result.append(Query(track.path, track.indexed, name, start_s, samples.astype(np.float32)))
+        if progress:
+            progress.update(1)
+    return result

@@ -1,0 +1,91 @@
+"""results.json, report.md (tables) and PNG plots from a comparison's results."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+
+def write(results: dict, out: str) -> None:
+    with open(os.path.join(out, "results.json"), "w") as handle:
+        json.dump(results, handle, indent=2)
+    with open(os.path.join(out, "report.md"), "w") as handle:
+        handle.write(markdown(results))
+    plot(results, out)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def markdown(results: dict) -> str:
+    methods = results["methods"]
+    ran = [m for m, figures in methods.items() if "skipped" not in figures]
+    lines = [f"Corpus: {results['songs']} songs ({results['indexed_songs']} indexed, the rest kept out for false "
+             f"matches), {results['queries']} queries, seed {results['seed']}.", ""]
+    for name, figures in methods.items():
+        if "skipped" in figures:
+            lines.append(f"- **{name}**: skipped: {figures['skipped']}")
+        elif not figures.get("meaningful", True):
+            lines.append(f"- **{name}**: figures NOT meaningful for recall (random stand-in weights): they show "
+                         "that the pipeline runs, and its speed and storage.")
+    lines.append("")
+    if not ran:
+        return "\n".join(lines) + "\n"
+    lines += ["| condition | " + " | ".join(ran) + " |", "|---|" + "---|" * len(ran)]
+    for condition in results["conditions"]:
+        lines.append(f"| recall {condition} | " + " | ".join(_cell(methods[m]["recall"].get(condition)) for m in ran)
+                     + " |")
+    rows = [("false-match rate (songs not indexed)", "false_match_rate"),
+            ("wrong-song rate (indexed songs)", "wrong_match_rate"),
+            ("fingerprint bytes / song", "fingerprint_bytes_per_song"), ("database bytes / song", "db_bytes_per_song"),
+            ("database bytes / s of audio", "db_bytes_per_audio_s"), ("indexing × realtime", "index_x_realtime"),
+            ("indexing × realtime per core", "index_x_realtime_per_core"), ("query ms p50", "query_ms_p50"),
+            ("query ms p95", "query_ms_p95"), ("peak memory MB", "peak_rss_mb")]
+    for label, key in rows:
+        lines.append(f"| {label} | " + " | ".join(_cell(methods[m].get(key)) for m in ran) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, out: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    methods = {m: f for m, f in results["methods"].items() if "skipped" not in f}
+    if not methods:
+        return
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for name, figures in methods.items():
+        for kind in results.get("noise_kinds", []):
+            points = sorted((int(re.search(r"_(-?\d+)dB", c).group(1)), v) for c, v in figures["recall"].items()
+                            if c.startswith(f"noise_{kind}_"))
+            if points:
+                axes.plot(*zip(*points), marker="o", label=f"{name}, {kind}")
+    axes.set(xlabel="SNR (dB)", ylabel="recall@1", title="Recall against noise (5 s clips)", ylim=(0, 1.02))
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(os.path.join(out, "recall_vs_snr.png"), dpi=110)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for name, figures in methods.items():
+        recall = figures["recall"].get("clean_5s", next(iter(figures["recall"].values()), 0))
+        axes.scatter([figures["fingerprint_bytes_per_song"]], [recall], s=60, label=name)
+        axes.annotate(name, (figures["fingerprint_bytes_per_song"], recall), textcoords="offset points", xytext=(6, 4))
+    axes.set_xscale("log")
+    axes.set(xlabel="fingerprint bytes per song (log)", ylabel="recall@1, clean 5 s", ylim=(0, 1.02),
+             title="Recall against storage")
+    axes.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    figure.savefig(os.path.join(out, "recall_vs_storage.png"), dpi=110)
+    plt.close(figure)

@@ -1,0 +1,113 @@
+"""`bench compare`: build every method's index on the same songs, ask the same queries, measure."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+
+from . import corpus as corpus_module
+from . import queries as query_module
+from .metrics import Outcome, summarise
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_method(name: str, workdir: str, jobs: int, mert_model: str | None, mert_device: str | None):
+    if name == "landmark":
+        from .methods import LandmarkMethod
+
+        return LandmarkMethod(workdir, jobs=jobs)
+    if name == "mert":
+        from neural.bench_method import MertMethod
+
+        return MertMethod(workdir, mert_model, device=mert_device)
+    raise ValueError(f"unknown method {name!r} (known: landmark, mert)")
+
+
+def evaluate(name: str, tracks, queries, workdir: str, jobs: int, mert_model, mert_device, show_progress: bool
+             ) -> dict:
+    """Build one method's index and run every query through it. Runs in a child process, for a clean peak RSS."""
+    from tqdm import tqdm
+
+    baseline_mb = _peak_rss_mb()
+    try:
+        method = make_method(name, workdir, jobs, mert_model, mert_device)
+    except Exception as error:  # noqa: BLE001 - a method that cannot start is reported, not fatal
+        return {"skipped": str(error)}
+    indexed = [t.path for t in tracks if t.indexed]
+    build = method.build(indexed)
+    outcomes = []
+    for query in tqdm(queries, desc=f"{name}: queries", unit="query", disable=not show_progress, file=sys.stderr):
+        started = time.perf_counter()
+        answer, _ = method.query(query.samples, query_module.BENCH_RATE_HZ)
+        outcomes.append(Outcome(query.condition, query.indexed, query.song, answer, time.perf_counter() - started))
+    figures = summarise(outcomes)
+    songs = max(1, build.songs)
+    figures.update({
+        "songs_indexed": build.songs,
+        "audio_s_indexed": round(build.audio_s, 1),
+        "fingerprint_bytes_per_song": round(build.fingerprint_bytes / songs, 1),
+        "db_bytes_per_song": round(build.db_bytes / songs, 1),
+        "db_bytes_per_audio_s": round(build.db_bytes / max(build.audio_s, 1e-9), 1),
+        "index_x_realtime": round(build.audio_s / max(build.seconds, 1e-9), 1),
+        "index_x_realtime_per_core": round(build.audio_s / max(build.seconds, 1e-9) / getattr(method, "cores", jobs), 1),
+        "peak_rss_mb": round(_peak_rss_mb() - baseline_mb, 1),
+        "meaningful": getattr(method, "meaningful", True),
+        "build_notes": build.notes[:20],
+    })
+    return figures
+
+
+def _child(connection, *args) -> None:
+    try:
+        connection.send(evaluate(*args))
+    except Exception as error:  # noqa: BLE001
+        import traceback
+
+        connection.send({"skipped": f"failed: {error}", "traceback": traceback.format_exc()})
+    finally:
+        connection.close()
+
+
+def compare(methods: list[str], corpus: str, out: str, *, mert_model: str | None = None, mert_device=None,
+            noise_dir: str | None = None, rir_dir: str | None = None, seed: int = 0, limit: int | None = None,
+            full: bool = True, jobs: int = 2, show_progress: bool = True) -> dict:
+    """Run the comparison and write results.json, report.md and plots under `out`."""
+    from tqdm import tqdm
+
+    from . import report
+
+    os.makedirs(out, exist_ok=True)
+    tracks = corpus_module.load(corpus, limit=limit)
+    if not tracks:
+        raise SystemExit(f"bench: no audio files in {corpus}")
+    degraders = query_module.Degraders.load(noise_dir, rir_dir)
+    with tempfile.TemporaryDirectory(prefix="lmprint-bench-") as workdir:
+        with tqdm(total=len(tracks), desc="queries", unit="song", disable=not show_progress, file=sys.stderr) as bar:
+            queries = query_module.build(tracks, degraders, seed, workdir, full=full, progress=bar)
+        results = {"corpus": os.path.abspath(corpus), "seed": seed, "songs": len(tracks),
+                   "indexed_songs": sum(t.indexed for t in tracks), "queries": len(queries),
+                   "conditions": query_module.conditions(degraders, full), "noise_kinds": sorted(degraders.noises),
+                   "impulse_responses": len(degraders.impulse_responses), "jobs": jobs, "methods": {}}
+        context = multiprocessing.get_context("fork")
+        for name in methods:
+            method_dir = os.path.join(workdir, name)
+            os.makedirs(method_dir, exist_ok=True)
+            parent, child = context.Pipe(duplex=False)
+            process = context.Process(target=_child, args=(child, name, tracks, queries, method_dir, jobs,
+                                                            mert_model, mert_device, show_progress))
+            process.start()
+            child.close()
+            try:
+                results["methods"][name] = parent.recv()
+            except EOFError:
+                results["methods"][name] = {"skipped": "failed: the method's process died"}
+            process.join()
+    report.write(results, out)
+    return results

@@ -1,0 +1,137 @@
+"""Every setting of the landmark engine, in one typed, documented object.
+
+The index stores the `Config` it was built with (as JSON) and refuses to mix fingerprints made with other
+settings: a hash only means something next to hashes made the same way.
+
+Index side and query side share the spectrogram and hash layout, but the query extracts more peaks and more
+pairs per anchor than the index stores ("query-side density"). Extra query hashes cost nothing on disk and
+raise the chance that every indexed pair of a noisy clip is found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Density:
+    """How many peaks and pairs one side (index or query) extracts."""
+
+    peaks_per_s: float
+    """Peaks kept per second of audio, the strongest by prominence within each `peak_block_s` block."""
+
+    fanout: int
+    """Pairs formed per anchor peak: the anchor with each of its next `fanout` peaks in the target zone."""
+
+    neighbourhood_bins: int
+    """Half-width in frequency bins of the local-maximum test: a peak is the largest value within ± this many bins."""
+
+    neighbourhood_frames: int
+    """Half-width in frames of the local-maximum test."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Landmark fingerprint settings. Units are in the names: `_hz`, `_s`, `_bins`, `_frames`, `_db`."""
+
+    # --- decoding -------------------------------------------------------------------------------------------
+    sample_rate_hz: int = 8000
+    """Everything is resampled to this rate. 8 kHz keeps the band a phone microphone passes (300–3400 Hz)."""
+
+    # --- spectrogram ----------------------------------------------------------------------------------------
+    fft_size: int = 512
+    """Samples per STFT frame: 64 ms at 8 kHz, giving 15.6 Hz bins."""
+
+    hop_size: int = 128
+    """Samples between frames: 16 ms at 8 kHz. Offsets and Δt are counted in these frames."""
+
+    min_freq_hz: float = 150.0
+    """Peaks below this are ignored: rumble, hum and handling noise live there."""
+
+    max_freq_hz: float = 3800.0
+    """Peaks above this are ignored (must be below sample_rate_hz / 2)."""
+
+    # --- peaks ----------------------------------------------------------------------------------------------
+    background_frames: int = 31
+    """Time span (frames) of the moving average subtracted from the log spectrogram before peak picking.
+    Subtracting a local background makes peak prominence independent of loudness and of steady noise."""
+
+    background_bins: int = 15
+    """Frequency span (bins) of that moving average."""
+
+    min_prominence_db: float = 3.0
+    """A peak must stand this far above its local background."""
+
+    dynamic_range_db: float = 45.0
+    """A peak must be within this many dB of the loudest bin of its frame: quiet noise beside loud music is
+    not music."""
+
+    peak_block_s: float = 1.0
+    """Peak budgets are enforced per block of this length, so density is even along the song."""
+
+    frequency_bands: int = 4
+    """The peak budget of a block is split evenly across this many frequency bands (equal widths on a log
+    scale), so bass-heavy music still yields peaks higher up, where a phone still hears them."""
+
+    index: Density = field(default_factory=lambda: Density(peaks_per_s=7.0, fanout=3, neighbourhood_bins=12,
+                                                           neighbourhood_frames=12))
+    """Density of the stored fingerprints. This sets the database size."""
+
+    query: Density = field(default_factory=lambda: Density(peaks_per_s=24.0, fanout=10, neighbourhood_bins=8,
+                                                           neighbourhood_frames=8))
+    """Density of the query fingerprints: denser than the index so that more indexed pairs are found."""
+
+    # --- hashes ---------------------------------------------------------------------------------------------
+    min_delta_frames: int = 2
+    """Smallest Δt between anchor and target peak, in frames (a target zone starting too close to the anchor
+    pairs peaks of the same note)."""
+
+    max_delta_frames: int = 63
+    """Largest Δt, in frames (6 bits in the hash): about 1 s at 16 ms frames."""
+
+    max_delta_bins: int = 63
+    """Largest |Δf| in bins (7 bits signed in the hash)."""
+
+    # --- matching -------------------------------------------------------------------------------------------
+    query_delta_tolerance_frames: int = 1
+    """The query also looks up each hash with Δt ± this many frames, because peak times of a clip cut at an
+    arbitrary sample jitter by one frame and change Δt of a pair."""
+
+    vote_tolerance_frames: int = 1
+    """The score of a song counts aligned hashes in its best Δt bin ± this many frames."""
+
+    min_score: int = 6
+    """A match needs at least this many aligned hashes."""
+
+    min_margin: int = 5
+    """...and must beat the runner-up song by at least this many aligned hashes. Chance scores grow with query
+    density, so the margin over the runner-up separates true matches from chance better than a raw count."""
+
+    min_duration_s: float = 1.0
+    """Shorter inputs are refused: they cannot hold enough landmarks to identify anything."""
+
+    # --- helpers --------------------------------------------------------------------------------------------
+    @property
+    def frame_s(self) -> float:
+        """Seconds per spectrogram frame."""
+        return self.hop_size / self.sample_rate_hz
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        values = json.loads(text)
+        for side in ("index", "query"):
+            values[side] = Density(**values[side])
+        return cls(**values)
+
+    def fingerprint_settings(self) -> dict:
+        """The settings that decide what is stored; two indexes with equal settings hold comparable hashes."""
+        values = dataclasses.asdict(self)
+        for key in ("query", "query_delta_tolerance_frames", "vote_tolerance_frames", "min_score", "min_margin",
+                    "min_duration_s"):
+            values.pop(key)
+        return values

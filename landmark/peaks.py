@@ -1,0 +1,110 @@
+"""Spectral peaks: local maxima of the log spectrogram that stand out from their background.
+
+A peak survives noise, equalisation and lossy coding far better than the energy around it, which is why the
+landmark method keeps only peaks. Density is bounded: per `peak_block_s` block of time and per frequency band,
+only the most prominent peaks are kept, so a loud passage cannot flood the index and a quiet one still counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .config import Config, Density
+
+
+@njit(cache=True)
+def _running_max_frames(values, radius):
+    """Maximum over ±radius frames (axis 0), clipped at the edges."""
+    n_frames, n_bins = values.shape
+    out = np.empty_like(values)
+    for t in range(n_frames):
+        lo = max(0, t - radius)
+        hi = min(n_frames, t + radius + 1)
+        for f in range(n_bins):
+            best = values[lo, f]
+            for k in range(lo + 1, hi):
+                if values[k, f] > best:
+                    best = values[k, f]
+            out[t, f] = best
+    return out
+
+
+@njit(cache=True)
+def _running_max_bins(values, radius):
+    """Maximum over ±radius bins (axis 1), clipped at the edges."""
+    n_frames, n_bins = values.shape
+    out = np.empty_like(values)
+    for t in range(n_frames):
+        for f in range(n_bins):
+            lo = max(0, f - radius)
+            hi = min(n_bins, f + radius + 1)
+            best = values[t, lo]
+            for k in range(lo + 1, hi):
+                if values[t, k] > best:
+                    best = values[t, k]
+            out[t, f] = best
+    return out
+
+
+def _box_mean(values: np.ndarray, span: int, axis: int) -> np.ndarray:
+    """Moving average over `span` samples along `axis`, the window shrinking at the edges."""
+    radius = span // 2
+    n = values.shape[axis]
+    cumulative = np.cumsum(values, axis=axis, dtype=np.float64)
+    cumulative = np.concatenate([np.zeros_like(np.take(cumulative, [0], axis=axis)), cumulative], axis=axis)
+    index = np.arange(n)
+    hi = np.minimum(n, index + radius + 1)
+    lo = np.maximum(0, index - radius)
+    total = np.take(cumulative, hi, axis=axis) - np.take(cumulative, lo, axis=axis)
+    shape = [1, 1]
+    shape[axis] = n
+    return (total / (hi - lo).reshape(shape)).astype(np.float32)
+
+
+def band_edges_bins(config: Config) -> np.ndarray:
+    """Bin edges of the `frequency_bands` bands, equal widths on a log-frequency scale."""
+    bin_hz = config.sample_rate_hz / config.fft_size
+    edges_hz = np.geomspace(config.min_freq_hz, config.max_freq_hz, config.frequency_bands + 1)
+    return np.round(edges_hz / bin_hz).astype(np.int64)
+
+
+def candidate_peaks(spectrogram_db: np.ndarray, config: Config, density: Density
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frame, bin, prominence_db) of every local maximum that stands `min_prominence_db` above its background.
+
+    Frames are relative to the first row of `spectrogram_db`.
+    """
+    background = _box_mean(_box_mean(spectrogram_db, config.background_frames, 0), config.background_bins, 1)
+    prominence = spectrogram_db - background
+    local_max = _running_max_bins(_running_max_frames(spectrogram_db, density.neighbourhood_frames),
+                                  density.neighbourhood_bins)
+    edges = band_edges_bins(config)
+    loud_enough = spectrogram_db >= spectrogram_db.max(axis=1, keepdims=True) - config.dynamic_range_db
+    is_peak = (spectrogram_db >= local_max) & (prominence >= config.min_prominence_db) & loud_enough
+    is_peak[:, :edges[0]] = False
+    is_peak[:, edges[-1]:] = False
+    frames, bins = np.nonzero(is_peak)
+    return frames, bins, prominence[frames, bins]
+
+
+def select_peaks(frames: np.ndarray, bins: np.ndarray, prominence: np.ndarray, config: Config,
+                 density: Density) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the most prominent peaks of each (time block, frequency band): the density budget.
+
+    `frames` must be absolute frame numbers so that blocks fall on the same grid wherever processing started.
+    Returns (frames, bins) sorted by frame, then bin.
+    """
+    if frames.size == 0:
+        return frames.astype(np.int64), bins.astype(np.int64)
+    block_frames = max(1, int(round(config.peak_block_s * config.sample_rate_hz / config.hop_size)))
+    per_band = max(1, int(round(density.peaks_per_s * config.peak_block_s / config.frequency_bands)))
+    band = np.searchsorted(band_edges_bins(config), bins, side="right") - 1
+    group = (frames // block_frames) * config.frequency_bands + band
+    order = np.lexsort((-prominence, group))
+    group_sorted = group[order]
+    starts = np.flatnonzero(np.r_[True, group_sorted[1:] != group_sorted[:-1]])
+    rank = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
+    keep = order[rank < per_band]
+    keep = keep[np.lexsort((bins[keep], frames[keep]))]
+    return frames[keep].astype(np.int64), bins[keep].astype(np.int64)

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from bench.audio_io import write
+from landmark import audio
+from landmark.errors import AudioError
+from tests.conftest import FORMATS, rendered
+
+
+@pytest.mark.parametrize("extension", FORMATS)
+def test_every_format_decodes_to_mono_float32_at_the_engine_rate(library_dir, extension):
+    seed = FORMATS.index(extension)
+    samples = audio.load(library_dir / f"song{seed}.{extension}", 8000)
+    assert samples.dtype == np.float32 and samples.ndim == 1
+    assert abs(samples.size / 8000 - 40.0) < 0.1  # codec padding is a few ms at most
+    reference = rendered(seed, 40.0, 8000)
+    # the decoded content is the song: correlation against the reference at the best small lag
+    n = 8000 * 10
+    best = max(np.corrcoef(samples[lag:lag + n], reference[:n])[0, 1] for lag in range(0, 400, 1))
+    assert best > 0.8  # lossy codecs included
+
+
+@pytest.mark.parametrize("extension", ["flac", "mp3", "ogg"])
+def test_title_comes_from_the_tags(tmp_path, extension):
+    tagged, untagged = tmp_path / f"tagged.{extension}", tmp_path / f"untagged.{extension}"
+    write(tagged, rendered(1, 2.0, 22050), 22050, title="Song Of The Tides")
+    write(untagged, rendered(1, 2.0, 22050), 22050)
+    assert audio.decode(tagged, 8000).title == "Song Of The Tides"
+    assert audio.decode(untagged, 8000).title is None
+
+
+def test_stereo_96k_float_flac_is_downmixed_and_resampled(tmp_path):
+    import av
+
+    path = tmp_path / "multi.flac"
+    tone = np.sin(2 * np.pi * 1000 * np.arange(96000 * 2) / 96000).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("flac", rate=96000, layout="5.1")
+        for start in range(0, tone.size, 4096):
+            block = np.tile((tone[start:start + 4096] * 2 ** 31 * 0.5).astype(np.int32), (6, 1))
+            frame = av.AudioFrame.from_ndarray(block.T.reshape(1, -1).copy(), format="s32", layout="5.1")
+            frame.sample_rate = 96000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    samples = audio.load(path, 8000)
+    assert abs(samples.size - 16000) < 50
+    spectrum = np.abs(np.fft.rfft(samples[:8000]))
+    assert abs(np.argmax(spectrum) - 1000) <= 2  # the 1 kHz tone survives, at the right frequency
+
+
+@pytest.mark.parametrize("content, name, reason", [
+    (b"", "empty.wav", "empty file"),
+    (bytes(range(256)) * 40, "noise.mp3", ""),
+    (b"this is a text file, not audio\n" * 50, "text.wav", ""),
+])
+def test_bad_files_raise_audio_error_with_a_reason(tmp_path, content, name, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(AudioError) as caught:
+        audio.load(path, 8000)
+    assert reason in str(caught.value) and str(caught.value)
+
+
+def test_missing_file_and_directory_are_audio_errors(tmp_path):
+    with pytest.raises(AudioError, match="no such file"):
+        audio.load(tmp_path / "nope.flac", 8000)
+    with pytest.raises(AudioError, match="directory"):
+        audio.load(tmp_path, 8000)
+
+
+def test_truncated_file_decodes_what_is_there_or_fails_cleanly(library_dir, tmp_path):
+    for extension in ("ogg", "mp3"):
+        data = (library_dir / f"song{FORMATS.index(extension)}.{extension}").read_bytes()
+        cut = tmp_path / f"cut.{extension}"
+        cut.write_bytes(data[: len(data) // 3])
+        try:
+            samples = audio.load(cut, 8000)
+        except AudioError:
+            continue
+        assert 5 * 8000 < samples.size < 20 * 8000  # about a third of 40 s
+
+
+def test_too_short_and_silent_audio_are_refused():
+    with pytest.raises(AudioError, match="too short"):
+        audio.check_usable(np.ones(1600, np.float32) * 0.1, 8000, 1.0)
+    with pytest.raises(AudioError, match="silent"):
+        audio.check_usable(np.zeros(8000 * 30, np.float32), 8000, 1.0)
+    audio.check_usable(rendered(0, 2.0, 8000), 8000, 1.0)  # real music passes

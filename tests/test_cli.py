@@ -1,0 +1,97 @@
+"""`lmprint` as a user runs it: real processes, real files, the documented output."""
+
+import json
+import shutil
+
+import numpy as np
+
+from bench.audio_io import write
+from tests.conftest import FORMATS, rendered, run_cli
+
+
+def clip_file(tmp_path, seed, start_s, name="clip.mp3"):
+    signal = rendered(seed, 40.0, 22050)
+    path = tmp_path / name
+    write(path, signal[int(start_s * 22050):int((start_s + 5) * 22050)], 22050)
+    return path
+
+
+def test_add_match_list_stats_remove_round_trip(library_dir, tmp_path):
+    db = tmp_path / "index.db"
+    added = run_cli("add", "--jobs", "2", library_dir, db=db)
+    assert added.returncode == 0, added.stderr
+    assert f"added {len(FORMATS)}" in added.stderr
+
+    listed = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    assert sorted(song["path"] for song in listed) == sorted(str(p) for p in library_dir.iterdir())
+
+    clip = clip_file(tmp_path, 3, 12.5)
+    result = run_cli("match", "--json", clip, db=db, check=True)
+    answer = json.loads(result.stdout)
+    assert answer["query"] == str(clip)
+    assert answer["match"]["path"] == str(library_dir / "song3.mp3")
+    assert abs(answer["match"]["offset_s"] - 12.5) < 0.2
+    assert set(answer["match"]) == {"path", "title", "score", "offset_s", "confidence"}
+
+    text = run_cli("match", clip, db=db, check=True).stdout
+    assert "song3" in text and "12." in text
+
+    stats = json.loads(run_cli("stats", "--json", db=db, check=True).stdout)
+    assert stats["songs"] == len(FORMATS) and stats["file_bytes"] > 0
+
+    removed = run_cli("remove", str(library_dir / "song3.mp3"), db=db, check=True)
+    assert "song3" in removed.stdout
+    after = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)
+    assert after["match"] is None
+    assert run_cli("remove", "no-such-song", db=db).returncode == 1
+
+
+def test_unknown_clip_says_no_match_and_exits_zero(built_index, tmp_path):
+    path = tmp_path / "unknown.flac"
+    write(path, rendered(555, 6.0, 22050), 22050)
+    result = run_cli("match", path, db=built_index)
+    assert result.returncode == 0 and result.stdout.strip() == f"{path}: no match"
+
+
+def test_bad_inputs_get_one_line_each_and_the_batch_goes_on(library_dir, built_index, tmp_path):
+    bad = {
+        "empty.wav": b"",
+        "random.mp3": np.random.default_rng(1).bytes(20_000),
+        "text.wav": b"hello, I am not a wave file\n" * 20,
+    }
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+    write(tmp_path / "short.flac", rendered(1, 0.2, 22050), 22050)
+    write(tmp_path / "silence.flac", np.zeros(22050 * 30, np.float32), 22050)
+    good = clip_file(tmp_path, 1, 3.0, "good.mp3")
+    names = list(bad) + ["short.flac", "silence.flac", "missing.ogg"]
+    result = run_cli("match", "--json", *[tmp_path / n for n in names], good, db=built_index)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("lmprint: ")]
+    assert len(errors) == len(names) + 1  # one line per bad file, then the summary
+    assert "too short" in result.stderr and "silent" in result.stderr and "no such file" in result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["query"] for a in answers] == [str(good)] and answers[0]["match"]["title"] == "song1"
+
+
+def test_missing_and_foreign_databases_get_one_line(tmp_path, library_dir):
+    missing = run_cli("list", db=tmp_path / "nope.db")
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no index at" in missing.stderr
+    foreign = tmp_path / "foreign.db"
+    foreign.write_bytes(b"definitely not sqlite" * 100)
+    for command in (["list"], ["stats"], ["match", library_dir / "song0.wav"], ["add", library_dir]):
+        result = run_cli(*command, db=foreign)
+        assert result.returncode == 1 and "not an lmprint index" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_add_reports_bad_files_in_a_folder_and_indexes_the_rest(library_dir, tmp_path):
+    folder = tmp_path / "music"
+    shutil.copytree(library_dir, folder)
+    (folder / "broken.mp3").write_bytes(b"\x00" * 5000)
+    (folder / "notes.txt").write_text("not picked up: no audio extension")
+    db = tmp_path / "index.db"
+    result = run_cli("add", folder, db=db)
+    assert result.returncode == 1
+    assert f"added {len(FORMATS)}, skipped 0 (already indexed), failed 1" in result.stderr
+    assert "broken.mp3" in result.stderr and "Traceback" not in result.stderr

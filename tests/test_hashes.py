@@ -1,0 +1,42 @@
+from collections import Counter
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from landmark.config import Config
+from landmark.hashes import HASH_BITS, pack, pair_peaks, unpack, widen_delta_time
+
+CONFIG = Config()
+
+
+@given(st.integers(0, 255), st.integers(-63, 63), st.integers(0, 63))
+def test_pack_then_unpack_gives_the_fields_back(anchor_bin, delta_bins, delta_frames):
+    packed = pack(anchor_bin, delta_bins, delta_frames)
+    assert 0 <= packed < (1 << HASH_BITS)
+    fields = unpack(np.array([packed]))
+    assert [int(f[0]) for f in fields] == [anchor_bin, delta_bins, delta_frames]
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(10, 240)), min_size=2, max_size=60, unique=True))
+def test_pairs_respect_the_target_zone_and_the_fanout(peaks):
+    peaks = sorted(peaks)
+    frames = np.array([p[0] for p in peaks])
+    bins = np.array([p[1] for p in peaks])
+    hashes, anchor_frames = pair_peaks(frames, bins, CONFIG, CONFIG.index)
+    anchor_bin, delta_bins, delta_frames = unpack(hashes)
+    assert np.all((delta_frames >= CONFIG.min_delta_frames) & (delta_frames <= CONFIG.max_delta_frames))
+    assert np.all(np.abs(delta_bins) <= CONFIG.max_delta_bins)
+    # every pair is made of two real peaks
+    peak_set = set(peaks)
+    for a, f, df, dt in zip(anchor_frames.tolist(), anchor_bin.tolist(), delta_bins.tolist(), delta_frames.tolist()):
+        assert (a, f) in peak_set and (a + dt, f + df) in peak_set
+    pairs_per_anchor = Counter(zip(anchor_frames.tolist(), anchor_bin.tolist()))
+    assert all(count <= CONFIG.index.fanout for count in pairs_per_anchor.values())
+
+
+def test_widening_adds_neighbouring_delta_times_at_the_same_anchor():
+    hashes = np.array([pack(100, 5, 10)], np.uint32)
+    wide, frames = widen_delta_time(hashes, np.array([7], np.uint32), 1)
+    assert sorted(unpack(wide)[2].tolist()) == [9, 10, 11]
+    assert frames.tolist() == [7, 7, 7]

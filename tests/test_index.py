@@ -1,0 +1,98 @@
+import sqlite3
+
+import numpy as np
+import pytest
+
+from landmark.config import Config, Density
+from landmark.errors import IndexFileError
+from landmark.index import SCHEMA_VERSION, Store, decode_postings, encode_postings
+
+
+def test_postings_round_trip_through_the_bucket_encoding():
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 1 << 21, 5000).astype(np.uint32)
+    frames = rng.integers(0, (1 << 24) - 1, 5000).astype(np.uint32)
+    buckets, blobs = encode_postings(hashes, 1234567, frames)
+    got_hashes, got_songs, got_frames = decode_postings(buckets, blobs)
+    order = np.lexsort((frames, hashes))
+    got = np.lexsort((got_frames, got_hashes))
+    np.testing.assert_array_equal(got_hashes[got], hashes[order])
+    np.testing.assert_array_equal(got_frames[got], frames[order])
+    assert set(got_songs.tolist()) == {1234567}
+
+
+def test_times_of_a_two_hour_song_do_not_wrap(tmp_path):
+    store = Store(tmp_path / "i.db", create=True)
+    frames = np.array([0, 200_000, 449_999], np.uint32)  # 2 h at 16 ms frames is 450,000 frames
+    hashes = np.array([11, 12, 13], np.uint32)
+    store.insert_song("/a", "a", 7200.0, "sha-a", hashes, frames)
+    got_hashes, _, got_frames = store.lookup(hashes)
+    assert sorted(zip(got_hashes.tolist(), got_frames.tolist())) == [(11, 0), (12, 200_000), (13, 449_999)]
+
+
+def test_lookup_returns_exactly_the_postings_of_the_asked_hashes(tmp_path):
+    store = Store(tmp_path / "i.db", create=True)
+    store.insert_song("/a", "a", 10.0, "sha-a", np.array([16, 17, 33], np.uint32), np.array([1, 2, 3], np.uint32))
+    store.insert_song("/b", "b", 10.0, "sha-b", np.array([17, 18], np.uint32), np.array([5, 6], np.uint32))
+    hashes, songs, frames = store.lookup(np.array([17, 33, 999], np.uint32))
+    assert sorted(zip(hashes.tolist(), songs.tolist(), frames.tolist())) == [(17, 1, 2), (17, 2, 5), (33, 1, 3)]
+
+
+def test_the_same_content_is_stored_once(tmp_path):
+    store = Store(tmp_path / "i.db", create=True)
+    assert store.insert_song("/a", "a", 1.0, "same", np.array([1], np.uint32), np.array([1], np.uint32)) == 1
+    assert store.insert_song("/b", "b", 1.0, "same", np.array([1], np.uint32), np.array([1], np.uint32)) is None
+    assert len(store.songs()) == 1 and store.lookup(np.array([1], np.uint32))[0].size == 1
+
+
+def test_a_failure_mid_song_leaves_no_trace(tmp_path, monkeypatch):
+    from landmark import index as index_module
+
+    store = Store(tmp_path / "i.db", create=True)
+
+    def broken(*args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(index_module, "encode_postings", broken)
+    with pytest.raises(RuntimeError):
+        store.insert_song("/a", "a", 1.0, "x", np.array([1], np.uint32), np.array([1], np.uint32))
+    assert store.songs() == []
+
+
+def test_delete_removes_the_song_and_only_its_postings(tmp_path):
+    store = Store(tmp_path / "i.db", create=True)
+    a = store.insert_song("/a", "a", 1.0, "a", np.array([16, 17], np.uint32), np.array([1, 2], np.uint32))
+    store.insert_song("/b", "b", 1.0, "b", np.array([17, 40], np.uint32), np.array([3, 4], np.uint32))
+    store.delete_songs([a])
+    hashes, songs, _ = store.lookup(np.array([16, 17, 40], np.uint32))
+    assert sorted(zip(hashes.tolist(), songs.tolist())) == [(17, 2), (40, 2)]
+    assert [s.path for s in store.songs()] == ["/b"]
+
+
+def test_an_index_refuses_fingerprints_made_with_other_settings(tmp_path):
+    Store(tmp_path / "i.db", create=True).close()
+    other = Config(index=Density(peaks_per_s=20, fanout=5, neighbourhood_bins=5, neighbourhood_frames=5))
+    with pytest.raises(IndexFileError, match="other fingerprint settings"):
+        Store(tmp_path / "i.db", config=other)
+    Store(tmp_path / "i.db", config=Config(min_margin=9)).close()  # matching thresholds may differ
+
+
+def test_missing_foreign_random_and_newer_files_get_one_clear_error(tmp_path):
+    with pytest.raises(IndexFileError, match="no index at"):
+        Store(tmp_path / "missing.db")
+    (tmp_path / "random.db").write_bytes(np.random.default_rng(0).bytes(50_000))
+    with pytest.raises(IndexFileError, match="not an lmprint index"):
+        Store(tmp_path / "random.db")
+    foreign = sqlite3.connect(tmp_path / "foreign.db")
+    foreign.execute("CREATE TABLE t(x)")
+    foreign.commit()
+    foreign.close()
+    with pytest.raises(IndexFileError, match="not an lmprint index"):
+        Store(tmp_path / "foreign.db")
+    Store(tmp_path / "new.db", create=True).close()
+    newer = sqlite3.connect(tmp_path / "new.db")
+    newer.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    newer.commit()
+    newer.close()
+    with pytest.raises(IndexFileError, match="newer"):
+        Store(tmp_path / "new.db")

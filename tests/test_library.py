@@ -1,0 +1,80 @@
+"""Identification end to end, through the Python API, on generated music."""
+
+import numpy as np
+import pytest
+
+from bench import queries
+from bench.audio_io import codec_round_trip
+from landmark import Index
+from landmark.errors import AudioError
+from tests.conftest import FORMATS, rendered
+
+RATE = 8000
+
+
+@pytest.fixture(scope="module")
+def index(built_index):
+    with Index(built_index) as opened:
+        yield opened
+
+
+def test_clean_clips_from_random_offsets_name_the_song_and_where_it_starts(index):
+    rng = np.random.default_rng(7)
+    for seed in range(len(FORMATS)):
+        clip, start_s = queries.cut(rendered(seed, 40.0, RATE), RATE, 5.0, rng)
+        found = index.match_samples(clip)
+        assert found is not None, seed
+        assert found.song.title == f"song{seed}"
+        tolerance = 0.1 if FORMATS[seed] != "m4a" else 0.2  # AAC adds encoder delay to the indexed file
+        assert abs(found.offset_s - start_s) < tolerance, (seed, found.offset_s, start_s)
+        assert 0.5 < found.confidence <= 1.0
+
+
+def test_noisy_clips_still_match(index):
+    rng = np.random.default_rng(8)
+    hits = 0
+    for seed in range(len(FORMATS)):
+        clip, _ = queries.cut(rendered(seed, 40.0, RATE), RATE, 5.0, rng)
+        noisy = queries.add_noise(clip, queries.pink_noise(clip.size, rng), 5.0, rng)
+        found = index.match_samples(noisy)
+        hits += found is not None and found.song.title == f"song{seed}"
+    assert hits >= len(FORMATS) - 1
+
+
+def test_an_mp3_round_trip_still_matches(index, tmp_path):
+    rng = np.random.default_rng(9)
+    clip, _ = queries.cut(rendered(2, 40.0, RATE), RATE, 5.0, rng)
+    found = index.match_samples(codec_round_trip(clip, RATE, ".mp3", 48_000, str(tmp_path)))
+    assert found is not None and found.song.title == "song2"
+
+
+def test_songs_that_are_not_indexed_give_no_match(index):
+    # Generated songs share one synthesizer's timbres and a diatonic scale, so they are far more alike than
+    # real recordings; still, at most one clip in twenty may be taken for an indexed song.
+    rng = np.random.default_rng(10)
+    false_matches = 0
+    for seed in range(100, 120):
+        clip, _ = queries.cut(rendered(seed, 20.0, RATE), RATE, 5.0, rng)
+        false_matches += index.match_samples(clip) is not None
+    assert false_matches <= 1
+
+
+def test_match_refuses_bad_queries(index):
+    with pytest.raises(AudioError, match="too short"):
+        index.match_samples(np.ones(int(0.2 * RATE), np.float32))
+    with pytest.raises(AudioError, match="silent"):
+        index.match_samples(np.zeros(5 * RATE, np.float32))
+
+
+def test_adding_the_same_files_again_skips_them(built_index, library_dir):
+    with Index(built_index) as opened:
+        report = opened.add([str(library_dir)])
+        assert (report.added, report.skipped, report.failed) == (0, len(FORMATS), [])
+
+
+def test_parallel_add_indexes_the_same_fingerprints(library_dir, tmp_path, built_index):
+    with Index(tmp_path / "parallel.db", create=True) as parallel:
+        report = parallel.add([str(library_dir)], jobs=2)
+        assert report.added == len(FORMATS)
+        with Index(built_index) as serial:
+            assert {(s.title, s.n_hashes) for s in parallel.songs()} == {(s.title, s.n_hashes) for s in serial.songs()}

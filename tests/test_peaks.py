@@ -1,0 +1,50 @@
+import numpy as np
+
+from landmark import fingerprint as fingerprint_module
+from landmark.config import Config
+from landmark.fingerprint import extract_peaks
+from tests.conftest import rendered
+
+CONFIG = Config()
+
+
+def test_peaks_of_two_tones_sit_at_their_frequencies():
+    rate = 8000
+    t = np.arange(rate * 3) / rate
+    signal = (np.sin(2 * np.pi * 500 * t) + 0.5 * np.sin(2 * np.pi * 2000 * t)) * (1.5 + np.sin(2 * np.pi * 3 * t))  # never silent
+    signal = signal.astype(np.float32) + 0.001 * np.random.default_rng(0).standard_normal(t.size).astype(np.float32)
+    frames, bins = extract_peaks(signal, CONFIG, CONFIG.index)
+    assert frames.size > 0
+    found = set(np.round(bins * rate / CONFIG.fft_size / 100).astype(int).tolist())
+    assert found <= {5, 20}, found  # only at 500 Hz and 2000 Hz (in 100 Hz units)
+
+
+def test_density_is_bounded_per_second_and_spread_across_bands():
+    signal = rendered(3, 30.0, 8000)
+    frames, bins = extract_peaks(signal, CONFIG, CONFIG.index)
+    per_second = np.bincount((frames * CONFIG.frame_s).astype(int))
+    assert per_second.max() <= CONFIG.index.peaks_per_s + CONFIG.frequency_bands  # rounding per band
+    assert frames.size / 30.0 > 0.5 * CONFIG.index.peaks_per_s  # music yields close to the budget
+    hz = bins * 8000 / CONFIG.fft_size
+    assert (hz < 600).any() and (hz > 1200).any()
+
+
+def test_query_density_is_higher_than_index_density():
+    signal = rendered(4, 20.0, 8000)
+    index_frames, _ = extract_peaks(signal, CONFIG, CONFIG.index)
+    query_frames, _ = extract_peaks(signal, CONFIG, CONFIG.query)
+    assert query_frames.size > 2 * index_frames.size
+
+
+def test_block_processing_gives_the_same_peaks_as_one_block(monkeypatch):
+    signal = rendered(5, 40.0, 8000)
+    whole = extract_peaks(signal, CONFIG, CONFIG.index)
+    monkeypatch.setattr(fingerprint_module, "BLOCK_S", 7.0)
+    blocked = extract_peaks(signal, CONFIG, CONFIG.index)
+    np.testing.assert_array_equal(whole[0], blocked[0])
+    np.testing.assert_array_equal(whole[1], blocked[1])
+
+
+def test_silence_has_no_peaks():
+    frames, _ = extract_peaks(np.zeros(8000 * 5, np.float32), CONFIG, CONFIG.index)
+    assert frames.size == 0
