@@ -22,6 +22,9 @@ def song(seed: int, duration_s: float = 30.0, sample_rate_hz: int = 22050) -> np
     progression = rng.integers(0, 7, size=8)
     brightness = rng.uniform(0.3, 0.8, size=3)
     kick_hz = rng.uniform(45, 90)
+    kick_pattern = rng.random(8) < 0.6  # which beats of a two-bar phrase get a kick, and which a snare
+    snare_pattern = rng.random(8) < 0.5
+    tuning_hz = 440.0 * 2 ** (rng.uniform(-0.5, 0.5) / 12)  # concert pitch varies by up to a quarter tone
     n_beats = int(duration_s / t_beat) + 1
     # Rubato: each beat lasts ±4 % of the nominal beat, so two songs of the same tempo do not stay in step
     # (strictly periodic generated songs of equal tempo share aligned landmarks; played music drifts).
@@ -32,25 +35,28 @@ def song(seed: int, duration_s: float = 30.0, sample_rate_hz: int = 22050) -> np
             degree = progression[(beat // 4) % progression.size]
             for k in (0, 2, 4):
                 note = root + 12 + _MAJOR[(degree + k) % 7] + 12 * ((degree + k) // 7)
-                _add_note(out, sample_rate_hz, start, 4 * t_beat, note, 0.10, brightness[0], rng)
+                _add_note(out, sample_rate_hz, start, 4 * t_beat, note, 0.10, brightness[0], rng, tuning_hz)
         for sub in range(int(rng.integers(1, 3))):  # melody: one or two notes a beat
             note = root + 24 + _MAJOR[int(rng.integers(0, 7))] + 12 * int(rng.integers(0, 2))
             _add_note(out, sample_rate_hz, start + sub * t_beat / 2 + rng.uniform(-0.02, 0.02), t_beat / 2, note, 0.2,
-                      brightness[1], rng)
+                      brightness[1], rng, tuning_hz)
         if beat % 2 == 0:  # bass
             note = root + _MAJOR[progression[(beat // 4) % progression.size]]
-            _add_note(out, sample_rate_hz, start, t_beat, note, 0.25, brightness[2], rng)
-        _add_drum(out, sample_rate_hz, start, rng, kick_hz, snare=beat % 2 == 1)
+            _add_note(out, sample_rate_hz, start, t_beat, note, 0.25, brightness[2], rng, tuning_hz)
+        if kick_pattern[beat % 8]:
+            _add_drum(out, sample_rate_hz, start, rng, kick_hz, snare=False)
+        if snare_pattern[beat % 8]:
+            _add_drum(out, sample_rate_hz, start, rng, kick_hz, snare=True)
     return (0.8 * out / (np.max(np.abs(out)) + 1e-9)).astype(np.float32)
 
 
-def _add_note(out, rate, start_s, length_s, midi_note, level, brightness, rng) -> None:
+def _add_note(out, rate, start_s, length_s, midi_note, level, brightness, rng, tuning_hz=440.0) -> None:
     i0 = max(0, int(start_s * rate))
     if i0 >= out.size:
         return
     length = min(int(length_s * rate), out.size - i0)
     t = np.arange(length) / rate
-    f0 = 440.0 * 2 ** ((midi_note - 69) / 12)
+    f0 = tuning_hz * 2 ** ((midi_note - 69) / 12)
     tone = np.zeros(length)
     for harmonic in range(1, 9):
         if f0 * harmonic > rate / 2:

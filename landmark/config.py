@@ -75,13 +75,15 @@ class Config:
     """The peak budget of a block is split evenly across this many frequency bands (equal widths on a log
     scale), so bass-heavy music still yields peaks higher up, where a phone still hears them."""
 
-    index: Density = field(default_factory=lambda: Density(peaks_per_s=7.0, fanout=3, neighbourhood_bins=12,
-                                                           neighbourhood_frames=12))
-    """Density of the stored fingerprints. This sets the database size."""
+    index: Density = field(default_factory=lambda: Density(peaks_per_s=12.0, fanout=2, neighbourhood_bins=6,
+                                                           neighbourhood_frames=6))
+    """Density of the stored fingerprints; it sets the database size. Measured (README, "Tuning"): more distinct
+    peaks with fewer pairs each survive noise and reverb better than fewer peaks with more pairs, at equal size."""
 
-    query: Density = field(default_factory=lambda: Density(peaks_per_s=24.0, fanout=10, neighbourhood_bins=8,
-                                                           neighbourhood_frames=8))
-    """Density of the query fingerprints: denser than the index so that more indexed pairs are found."""
+    query: Density = field(default_factory=lambda: Density(peaks_per_s=60.0, fanout=20, neighbourhood_bins=3,
+                                                           neighbourhood_frames=3))
+    """Density of the query fingerprints: 5× the index's peaks and 10× its pairs per anchor, so that an indexed
+    pair is found even when noise has moved its anchor or target down the ranking."""
 
     # --- hashes ---------------------------------------------------------------------------------------------
     min_delta_frames: int = 2
@@ -95,14 +97,14 @@ class Config:
     """Largest |Δf| in bins (7 bits signed in the hash)."""
 
     # --- matching -------------------------------------------------------------------------------------------
-    query_delta_tolerance_frames: int = 1
+    query_delta_tolerance_frames: int = 2
     """The query also looks up each hash with Δt ± this many frames, because peak times of a clip cut at an
-    arbitrary sample jitter by one frame and change Δt of a pair."""
+    arbitrary sample jitter by a frame, and reverberation smears them further, changing Δt of a pair."""
 
-    vote_tolerance_frames: int = 1
+    vote_tolerance_frames: int = 2
     """The score of a song counts aligned hashes in its best Δt bin ± this many frames."""
 
-    min_score: int = 6
+    min_score: int = 10
     """A match needs at least this many aligned hashes."""
 
     min_margin: int = 5

@@ -4,10 +4,13 @@ Layout (justified in the README, "The index file"):
 
 - `songs`: one row per song (path, title, duration, content hash, number of hashes, time added).
 - `postings`: an inverted index. Row key `bucket = hash >> SUFFIX_BITS`; the row's blob is a packed array of
-  7-byte entries, one per posting: `[hash & 0xF : 1 B][song id : 3 B][anchor frame : 3 B]`, little-endian.
+  6-byte entries, one per posting, little-endian:
+
+      bytes 0..2: song id (20 bits) << 4 | hash & 0xF (4 bits)      bytes 3..5: anchor frame (24 bits)
+
   Grouping 16 hashes per row amortises SQLite's per-row overhead (~10 B), which would otherwise cost more than
-  the posting itself. Song ids and frames are 24-bit: 16.7 M songs, and 74 hours per song at 16 ms frames,
-  so times never wrap.
+  the posting itself. 20-bit song ids allow 1,048,575 songs; 24-bit frames allow 74 hours per song at 16 ms
+  frames, so times never wrap.
 - `meta`: schema version and the fingerprint settings the index was built with.
 
 Adding a song is one short write transaction: its row in `songs` plus an append to each bucket it touches. A crash
@@ -30,8 +33,8 @@ from .errors import IndexFileError
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x6C6D7072  # "lmpr": tells an lmprint index from any other SQLite file
 SUFFIX_BITS = 4
-ENTRY_BYTES = 7
-MAX_SONG_ID = (1 << 24) - 1
+ENTRY_BYTES = 6
+MAX_SONG_ID = (1 << 20) - 1
 MAX_FRAME = (1 << 24) - 1
 BUSY_TIMEOUT_S = 60.0
 """How long a writer waits for another writer before giving up with "locked"."""
@@ -74,16 +77,16 @@ class Song:
 def encode_postings(hashes: np.ndarray, song_id: int, frames: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
     """Group one song's postings by bucket: (buckets, packed entry blobs), one blob per bucket."""
     if song_id > MAX_SONG_ID:
-        raise IndexFileError("index is full (16.7 M songs)")
+        raise IndexFileError("index is full (1,048,575 songs)")
     if frames.size and int(frames.max()) > MAX_FRAME:
         raise IndexFileError("song too long for the index (over 74 h)")
     order = np.argsort(hashes, kind="stable")
     hashes = hashes[order].astype(np.uint32)
     frames = frames[order].astype(np.uint32)
     entries = np.empty((hashes.size, ENTRY_BYTES), np.uint8)
-    entries[:, 0] = hashes & ((1 << SUFFIX_BITS) - 1)
-    entries[:, 1:4] = np.frombuffer(np.uint32(song_id).tobytes(), np.uint8)[:3]
-    entries[:, 4:7] = frames.view(np.uint8).reshape(-1, 4)[:, :3]
+    low = (np.uint32(song_id) << SUFFIX_BITS) | (hashes & ((1 << SUFFIX_BITS) - 1))
+    entries[:, 0:3] = low.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :3]
+    entries[:, 3:6] = frames.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :3]
     buckets = hashes >> SUFFIX_BITS
     starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]]) if buckets.size else np.zeros(0, int)
     ends = np.r_[starts[1:], buckets.size]
@@ -98,9 +101,10 @@ def decode_postings(buckets: np.ndarray, blobs: list[bytes]) -> tuple[np.ndarray
     raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(-1, ENTRY_BYTES)
     counts = np.fromiter((len(b) // ENTRY_BYTES for b in blobs), np.int64, len(blobs))
     prefix = np.repeat(np.asarray(buckets, np.uint32), counts)
-    hashes = (prefix << SUFFIX_BITS) | raw[:, 0].astype(np.uint32)
-    songs = raw[:, 1].astype(np.uint32) | (raw[:, 2].astype(np.uint32) << 8) | (raw[:, 3].astype(np.uint32) << 16)
-    frames = raw[:, 4].astype(np.uint32) | (raw[:, 5].astype(np.uint32) << 8) | (raw[:, 6].astype(np.uint32) << 16)
+    low = raw[:, 0].astype(np.uint32) | (raw[:, 1].astype(np.uint32) << 8) | (raw[:, 2].astype(np.uint32) << 16)
+    hashes = (prefix << SUFFIX_BITS) | (low & ((1 << SUFFIX_BITS) - 1))
+    songs = low >> SUFFIX_BITS
+    frames = raw[:, 3].astype(np.uint32) | (raw[:, 4].astype(np.uint32) << 8) | (raw[:, 5].astype(np.uint32) << 16)
     return hashes, songs, frames
 
 
@@ -175,7 +179,8 @@ class Store:
         return self.conn.execute("SELECT 1 FROM songs WHERE content_sha1=?", (content_sha1,)).fetchone() is not None
 
     def content_hashes(self) -> set[str]:
-        return {row[0] for row in self.conn.execute("SELECT content_sha1 FROM songs")}
+        """Content hashes of songs that have landmark fingerprints."""
+        return {row[0] for row in self.conn.execute("SELECT content_sha1 FROM songs WHERE n_hashes > 0")}
 
     def songs(self) -> list[Song]:
         rows = self._read("SELECT id, path, title, duration_s, content_sha1, n_hashes, added_at FROM songs ORDER BY id")
@@ -200,14 +205,21 @@ class Store:
 
     def insert_song(self, path: str, title: str, duration_s: float, content_sha1: str, hashes: np.ndarray,
                     frames: np.ndarray) -> int | None:
-        """Store one song and its postings in one transaction. None if its content is already indexed."""
+        """Store one song and its postings in one transaction. None if its content already has postings.
+
+        A song that another method (MERT codes) already added keeps its row and gains the postings."""
         with self.write():
-            if self.has_content(content_sha1):
+            row = self.conn.execute("SELECT id, n_hashes FROM songs WHERE content_sha1=?", (content_sha1,)).fetchone()
+            if row is not None and row[1] > 0:
                 return None
-            cursor = self.conn.execute(
-                "INSERT INTO songs(path, title, duration_s, content_sha1, n_hashes, added_at) VALUES (?,?,?,?,?,?)",
-                (path, title, duration_s, content_sha1, int(hashes.size), _now()))
-            song_id = int(cursor.lastrowid)
+            if row is None:
+                cursor = self.conn.execute(
+                    "INSERT INTO songs(path, title, duration_s, content_sha1, n_hashes, added_at) VALUES (?,?,?,?,?,?)",
+                    (path, title, duration_s, content_sha1, int(hashes.size), _now()))
+                song_id = int(cursor.lastrowid)
+            else:
+                song_id = int(row[0])
+                self.conn.execute("UPDATE songs SET n_hashes=? WHERE id=?", (int(hashes.size), song_id))
             buckets, blobs = encode_postings(hashes, song_id, frames)
             self.conn.executemany(
                 "INSERT INTO postings(bucket, entries) VALUES (?, ?) "
@@ -223,6 +235,9 @@ class Store:
         with self.write():
             marks = ",".join("?" * len(song_ids))
             self.conn.execute(f"DELETE FROM songs WHERE id IN ({marks})", song_ids)
+            for (table,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name LIKE "
+                                              "'%\\_codes' ESCAPE '\\'").fetchall():
+                self.conn.execute(f"DELETE FROM {table} WHERE song_id IN ({marks})", song_ids)
             updates, deletions = [], []
             for bucket, blob in self.conn.execute("SELECT bucket, entries FROM postings"):
                 _, songs, _ = decode_postings(np.array([bucket]), [blob])

@@ -12,13 +12,13 @@ def test_postings_round_trip_through_the_bucket_encoding():
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 1 << 21, 5000).astype(np.uint32)
     frames = rng.integers(0, (1 << 24) - 1, 5000).astype(np.uint32)
-    buckets, blobs = encode_postings(hashes, 1234567, frames)
+    buckets, blobs = encode_postings(hashes, 1_048_575, frames)
     got_hashes, got_songs, got_frames = decode_postings(buckets, blobs)
     order = np.lexsort((frames, hashes))
     got = np.lexsort((got_frames, got_hashes))
     np.testing.assert_array_equal(got_hashes[got], hashes[order])
     np.testing.assert_array_equal(got_frames[got], frames[order])
-    assert set(got_songs.tolist()) == {1234567}
+    assert set(got_songs.tolist()) == {1_048_575}
 
 
 def test_times_of_a_two_hour_song_do_not_wrap(tmp_path):

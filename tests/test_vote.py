@@ -45,7 +45,7 @@ def test_rank_finds_the_song_whose_hashes_line_up():
 
 
 def test_no_match_below_the_score_or_the_margin():
-    config = Config(min_score=6, min_margin=5)
+    config = Config(min_score=6, min_margin=5)  # thresholds given explicitly: this tests the rule
     assert decide([], config)[0] is None
     assert decide([Candidate(1, 5, 0)], config)[0] is None  # too few
     assert decide([Candidate(1, 20, 0), Candidate(2, 16, 3)], config)[0] is None  # too close to the runner-up

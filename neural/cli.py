@@ -1,0 +1,74 @@
+"""`lmprint add/match --method mert`: the MERT path behind the same CLI and index file."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from landmark.errors import LmprintError
+
+
+def _open(db: str, model: str | None, device: str | None, create: bool):
+    from . import mert
+    from .library import MertIndex
+
+    encoder = mert.load(model, device=device)
+    return MertIndex(db, encoder, create=create)
+
+
+def add_mert(db: str, paths, model: str | None, device: str | None, quiet: bool) -> int:
+    """Returns the exit status."""
+    try:
+        index = _open(db, model, device, create=True)
+    except LmprintError as error:
+        click.echo(f"lmprint: {error}", err=True)
+        return 1
+    progress = None
+    if not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        progress = tqdm(unit="window", desc="mert", file=sys.stderr)
+
+    def report(outcome):
+        if outcome.error:
+            line = f"lmprint: {outcome.path}: {outcome.error}"
+            progress.write(line, file=sys.stderr) if progress else click.echo(line, err=True)
+
+    started = time.perf_counter()
+    added, skipped, failed = index.add(paths, on_outcome=report, progress=progress)
+    if progress:
+        progress.close()
+    click.echo(f"added {added}, skipped {skipped} (already coded), failed {len(failed)} "
+               f"({time.perf_counter() - started:.1f} s)", err=True)
+    index.close()
+    return 1 if failed else 0
+
+
+def match_mert(db: str, files, model: str | None, device: str | None, as_json: bool) -> int:
+    try:
+        index = _open(db, model, device, create=False)
+    except LmprintError as error:
+        click.echo(f"lmprint: {error}", err=True)
+        return 1
+    failed = 0
+    for path in files:
+        try:
+            found = index.match(path)
+        except LmprintError as error:
+            click.echo(f"lmprint: {path}: {error}", err=True)
+            failed += 1
+            continue
+        if as_json:
+            click.echo(json.dumps({"query": path, "match": found.to_dict() if found else None}))
+        elif found:
+            click.echo(f"{path}: {found.song.title} ({found.song.path}), Hamming distance {found.distance:.1f}, "
+                       f"confidence {found.confidence:.2f}")
+        else:
+            click.echo(f"{path}: no match")
+    index.close()
+    if failed:
+        click.echo(f"lmprint: {failed} of {len(files)} queries failed", err=True)
+    return 1 if failed else 0

@@ -1,0 +1,169 @@
+"""MERT-v1-95M embeddings of 5 s windows: load local weights strictly, cut windows, embed.
+
+MERT-v1-95M is architecturally transformers' `HubertModel`: its checkpoint (keys without a prefix) loads with
+strict=True into `HubertModel(HubertConfig(...))` built from its config.json with the MERT-only keys dropped, so
+no remote code is needed. Weights are never downloaded: a folder, or a Hugging Face cache the user already has.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from landmark.errors import ModelError
+
+SAMPLE_RATE_HZ = 24000
+"""MERT-v1 was trained on 24 kHz audio."""
+
+WINDOW_S = 5.0
+"""Seconds per embedded window (the MusicPrint protocol)."""
+
+HOP_S = 1.0
+"""Seconds between window starts."""
+
+MIN_CLIP_S = 1.0
+"""Shorter queries are refused: a second of audio is under 75 MERT frames."""
+
+HUB_NAME = "m-a-p/MERT-v1-95M"
+
+
+def windows(signal: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """5 s windows with a 1 s hop from 0, tail dropped: a 180 s song gives 176 windows.
+
+    A clip shorter than one window becomes one window of its own length. It is not zero-padded: padding
+    changes the mean-pooled embedding a lot, while MERT embeds any length, so a 3 s clip is embedded as 3 s.
+    """
+    length = int(WINDOW_S * sample_rate_hz)
+    hop = int(HOP_S * sample_rate_hz)
+    if signal.size < length:
+        return signal[None, :].astype(np.float32)
+    count = 1 + (signal.size - length) // hop
+    return np.lib.stride_tricks.sliding_window_view(signal, length)[::hop][:count].astype(np.float32)
+
+
+def standardise(batch: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per window: (x − mean) / (std + 1e-7)."""
+    mean = batch.mean(axis=1, keepdims=True)
+    std = batch.std(axis=1, keepdims=True)
+    return ((batch - mean) / (std + 1e-7)).astype(np.float32)
+
+
+def resolve_model_dir(model: str | os.PathLike | None) -> Path:
+    """A local folder holding config.json and the weights, from `model` (a folder, or a hub name found in an
+    existing Hugging Face cache). Raises ModelError; never downloads."""
+    if model is None:
+        model = os.environ.get("LMPRINT_MERT_MODEL") or HUB_NAME
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if "/" in str(model) and not path.exists():
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(str(model), local_files_only=True))
+        except Exception:  # noqa: BLE001 - any failure here means "not in the local cache"
+            pass
+    raise ModelError(f"no MERT weights at {model!r}: pass --model with a local folder holding config.json and "
+                     f"pytorch_model.bin or model.safetensors (weights are never downloaded; see README, "
+                     f"'Getting the MERT weights')")
+
+
+def hubert_config(config_path: Path):
+    """HubertConfig from a MERT config.json, MERT-only keys dropped."""
+    from transformers import HubertConfig
+
+    try:
+        values = json.loads(config_path.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot read {config_path}: {error}") from None
+    accepted = set(inspect.signature(HubertConfig.__init__).parameters)
+    kept = {k: v for k, v in values.items() if k in accepted and k not in ("architectures", "auto_map")}
+    if values.get("feature_extractor_cqt"):
+        raise ModelError(f"{config_path}: CQT feature extractor checkpoints are not HubertModel-compatible")
+    return HubertConfig(**kept)
+
+
+def _state_dict(folder: Path) -> dict:
+    import torch
+
+    safetensors = folder / "model.safetensors"
+    binary = folder / "pytorch_model.bin"
+    try:
+        if safetensors.exists():
+            from safetensors.torch import load_file
+
+            return load_file(str(safetensors))
+        if binary.exists():
+            return torch.load(str(binary), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a corrupt file is a user error, not a bug
+        raise ModelError(f"cannot read the weights in {folder}: {error}") from None
+    raise ModelError(f"{folder} has no model.safetensors or pytorch_model.bin")
+
+
+@dataclass
+class MertEncoder:
+    """A frozen MERT (HubertModel) that maps windows to L2-normalised mean-pooled last hidden states."""
+
+    model: object
+    device: str
+    dtype: str
+    name: str
+
+    @property
+    def dims(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def embed_windows(self, batch: np.ndarray) -> np.ndarray:
+        """(n, samples) windows at 24 kHz → (n, hidden_size) float32, each row of unit length."""
+        import torch
+
+        inputs = torch.from_numpy(standardise(batch)).to(self.device)
+        autocast = torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16,
+                                  enabled=self.dtype == "bf16")
+        with torch.inference_mode(), autocast:
+            hidden = self.model(inputs).last_hidden_state
+        pooled = hidden.float().mean(dim=1)
+        pooled = torch.nn.functional.normalize(pooled, dim=1)
+        return pooled.cpu().numpy().astype(np.float32)
+
+    def embed(self, signal: np.ndarray, batch_size: int = 16, progress=None) -> np.ndarray:
+        """Embeddings of every window of a 24 kHz signal, in batches."""
+        cut = windows(signal)
+        out = np.empty((cut.shape[0], self.dims), np.float32)
+        for start in range(0, cut.shape[0], batch_size):
+            out[start:start + batch_size] = self.embed_windows(cut[start:start + batch_size])
+            if progress is not None:
+                progress.update(min(batch_size, cut.shape[0] - start))
+        return out
+
+
+def load(model: str | os.PathLike | None = None, device: str | None = None, dtype: str = "fp32",
+         threads: int | None = None) -> MertEncoder:
+    """Load MERT strictly from local files. `device`: "cuda", "cpu" or None (cuda when present)."""
+    try:
+        import torch
+        from transformers import HubertModel
+    except ImportError:
+        raise ModelError("the neural method needs torch and transformers: pip install torch==2.13.0 && "
+                         "pip install -e '.[neural]'") from None
+    folder = resolve_model_dir(model)
+    config = hubert_config(folder / "config.json")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if threads:
+        torch.set_num_threads(threads)
+    network = HubertModel(config)
+    try:
+        network.load_state_dict(_state_dict(folder), strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0] if str(error) else "mismatched keys"
+        raise ModelError(f"{folder}: the weights do not fit MERT's architecture ({first})") from None
+    network.eval().to(device)
+    if dtype not in ("fp32", "bf16"):
+        raise ModelError(f"unknown dtype {dtype!r} (fp32 or bf16)")
+    return MertEncoder(network, device, dtype, str(folder))

@@ -1,0 +1,155 @@
+"""The MERT path with a tiny, randomly initialised HubertModel of MERT's family (real weights cannot be
+downloaded here). It has MERT's conv strides, so 75 frames per second at 24 kHz, like the real model."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from landmark.errors import ModelError  # noqa: E402
+from neural import codes, mert, search  # noqa: E402
+from tests.conftest import rendered  # noqa: E402
+
+MERT_CONFIG = "../shared/reference/mert-v1-95m-config.json"
+
+
+def tiny_config() -> dict:
+    """MERT's own config.json (MERT-only keys included), shrunk: same conv front end, small transformer."""
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", MERT_CONFIG)
+    values = json.load(open(path)) if os.path.exists(path) else {
+        "conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+        "feat_extract_norm": "group", "conv_bias": False, "model_type": "mert_model", "attention_relax": -1.0}
+    values.update({"hidden_size": 384, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+                   "conv_dim": [32] * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4})
+    return values
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A checkpoint folder as MERT ships it: config.json with MERT-only keys, and weights under the real names."""
+    folder = tmp_path_factory.mktemp("tiny-mert")
+    values = tiny_config()
+    (folder / "config.json").write_text(json.dumps(values))
+    torch.manual_seed(0)
+    model = transformers.HubertModel(mert.hubert_config(folder / "config.json"))
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    (folder / "RANDOM_WEIGHTS").write_text("random stand-in for tests")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def encoder(tiny_model_dir):
+    return mert.load(tiny_model_dir, device="cpu", threads=2)
+
+
+def test_windows_are_5_s_with_a_1_s_hop_and_the_tail_dropped():
+    assert mert.windows(np.zeros(180 * 24000, np.float32)).shape == (176, 120000)
+    short = mert.windows(np.zeros(3 * 24000, np.float32))
+    assert short.shape == (1, 72000)  # a short clip is one window of its own length, not zero-padded
+
+
+def test_embeddings_have_the_model_width_unit_length_and_are_deterministic(encoder):
+    signal = rendered(1, 8.0, 24000)
+    first = encoder.embed(signal, batch_size=2)
+    again = encoder.embed(signal, batch_size=4)
+    assert first.shape == (4, 384)
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(first, again, atol=1e-5)  # batching does not change the answer
+
+
+def test_the_real_key_names_load_strictly_and_wrong_weights_are_refused(tiny_model_dir, tmp_path):
+    names = set(torch.load(tiny_model_dir / "pytorch_model.bin", weights_only=True))
+    assert "feature_extractor.conv_layers.0.conv.weight" in names and "encoder.layers.0.attention.q_proj.weight" in names
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    state = torch.load(tiny_model_dir / "pytorch_model.bin", weights_only=True)
+    state["unexpected.weight"] = torch.zeros(1)
+    torch.save(state, bad / "pytorch_model.bin")
+    with pytest.raises(ModelError, match="do not fit"):
+        mert.load(bad, device="cpu")
+
+
+def test_a_bad_model_path_gives_one_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="no MERT weights"):
+        mert.load(tmp_path / "nowhere", device="cpu")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "config.json").write_text(json.dumps(tiny_config()))
+    with pytest.raises(ModelError, match="no model.safetensors or pytorch_model.bin"):
+        mert.load(tmp_path / "empty", device="cpu")
+
+
+def test_a_song_becomes_10_codes_of_32_bytes():
+    rng = np.random.default_rng(0)
+    windows = rng.standard_normal((176, 768)).astype(np.float32)
+    projection = codes.Projection.fit(rng.standard_normal((2000, 768)))
+    song = codes.song_codes(windows, projection)
+    assert song.shape == (10, 32) and song.dtype == np.uint8 and song.nbytes == 320
+    few = codes.song_codes(windows[:7], projection)
+    assert few.shape == (7, 32)  # ten windows or fewer are kept as they are
+
+
+def test_kmeans_is_seeded_and_finds_separated_clusters():
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((10, 768)) * 10
+    points = np.repeat(centres, 20, axis=0) + rng.standard_normal((200, 768))
+    found = codes.kmeans(points, seed=3)
+    np.testing.assert_array_equal(found, codes.kmeans(points, seed=3))
+    similarity = found @ (centres / np.linalg.norm(centres, axis=1, keepdims=True)).T
+    assert np.all(similarity.max(axis=0) > 0.99)  # every true centre was found
+
+
+def test_pca_survives_the_database_and_keeps_codes_identical(tmp_path):
+    from landmark.index import Store
+    from neural import store as code_store
+
+    rng = np.random.default_rng(2)
+    fitted = codes.Projection.fit(rng.standard_normal((500, 768)))
+    index = Store(tmp_path / "i.db", create=True)
+    code_store.ensure_tables(index)
+    code_store.save_projection(index, fitted, "tiny", 500)
+    code_store.save_projection(index, codes.Projection.fit(rng.standard_normal((500, 768))), "other", 500)  # frozen
+    index.close()
+    loaded = code_store.projection(Store(tmp_path / "i.db"))
+    vectors = rng.standard_normal((20, 768))
+    np.testing.assert_array_equal(loaded.codes(vectors), fitted.codes(vectors))
+
+
+def test_hamming_ranking_on_constructed_codes():
+    rng = np.random.default_rng(3)
+    library = rng.integers(0, 256, (50, 32), dtype=np.uint8)  # 5 songs × 10 codes
+    code_song = np.repeat(np.arange(5), 10)
+    query = library[[23]].copy()
+    query[0, :3] ^= 0xFF  # 24 bits away from song 2's fourth code
+    rows, distances = search.rank(query, search.as_words(library), code_song, 5)
+    assert rows[0] == 2 and distances[0] == 24
+    brute = [min(int(np.unpackbits(query[0] ^ library[c]).sum()) for c in range(s * 10, s * 10 + 10)) for s in range(5)]
+    assert sorted(brute) == sorted(distances.tolist())
+
+
+def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
+    from bench.audio_io import write
+    from tests.conftest import run_cli
+
+    for seed in range(4):
+        write(tmp_path / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
+    db = tmp_path / "index.db"
+    added = run_cli("add", "--method", "mert", "--model", tiny_model_dir, "--device", "cpu",
+                    *[tmp_path / f"s{seed}.flac" for seed in range(4)], db=db)
+    assert added.returncode == 0, added.stderr
+    assert "added 4" in added.stderr
+    stats = json.loads(run_cli("stats", "--json", db=db, check=True).stdout)
+    assert stats["mert"]["songs"] == 4 and stats["mert"]["code_bytes_per_song"] == 320.0
+    # the file itself as a query is at distance 0 from its own codes' song under the min rule; through the CLI
+    # (mean rule) the answer is one JSON line either way
+    result = run_cli("match", "--json", "--method", "mert", "--model", tiny_model_dir, tmp_path / "s2.flac", db=db)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["query"] == str(tmp_path / "s2.flac")
+    missing = run_cli("match", "--method", "mert", "--model", tmp_path / "nowhere", tmp_path / "s2.flac", db=db)
+    assert missing.returncode == 1 and "no MERT weights" in missing.stderr and "Traceback" not in missing.stderr
