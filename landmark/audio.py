@@ -57,9 +57,8 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     except OSError as error:
         raise AudioError(error.strerror or str(error)) from None
 
-    chunks: list[np.ndarray] = []
+    buffer = _Growing()
     title = None
-    kept = 0
     limit = None if max_duration_s is None else int(max_duration_s * sample_rate_hz)
     try:
         with av.open(path, metadata_errors="ignore") as container:
@@ -73,22 +72,20 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
             source_rate = stream.codec_context.sample_rate or stream.rate
             if not source_rate:
                 raise AudioError("unknown sample rate")
+            if container.duration:  # microseconds; lets the buffer be allocated once
+                buffer.reserve(int(container.duration / 1e6 * sample_rate_hz * 1.01) + sample_rate_hz)
             # Downmix to mono float in FFmpeg (cheap, C), then resample with soxr in a stream.
             downmix = av.AudioResampler(format="flt", layout="mono", rate=source_rate)
             resampler = soxr.ResampleStream(source_rate, sample_rate_hz, 1, dtype="float32", quality="HQ")
             for frame in container.decode(stream):
                 for mono in downmix.resample(frame):
-                    samples = mono.to_ndarray().reshape(-1)
-                    out = resampler.resample_chunk(samples)
-                    if out.size:
-                        chunks.append(out)
-                        kept += out.size
-                if limit is not None and kept >= limit:
+                    buffer.append(resampler.resample_chunk(mono.to_ndarray().reshape(-1)))
+                if limit is not None and buffer.size >= limit:
                     break
             else:
                 for mono in downmix.resample(None):
-                    chunks.append(resampler.resample_chunk(mono.to_ndarray().reshape(-1)))
-                chunks.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+                    buffer.append(resampler.resample_chunk(mono.to_ndarray().reshape(-1)))
+                buffer.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
     except AudioError:
         raise
     except FileNotFoundError:
@@ -101,14 +98,41 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
         reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
         raise AudioError(f"cannot decode: {reason}") from None
 
-    signal = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    signal = buffer.samples()
     if limit is not None:
         signal = signal[:limit]
     if signal.size == 0:
         raise AudioError("no audio samples decoded (corrupt or truncated)")
-    if not np.all(np.isfinite(signal)):
-        signal = np.nan_to_num(signal, nan=0.0, posinf=0.0, neginf=0.0)
-    return Decoded(signal.astype(np.float32, copy=False), sample_rate_hz, title)
+    for start in range(0, signal.size, 1 << 20):  # in blocks: no full-size temporaries
+        block = signal[start:start + (1 << 20)]
+        if not np.isfinite(block).all():
+            block[~np.isfinite(block)] = 0.0
+    return Decoded(signal, sample_rate_hz, title)
+
+
+class _Growing:
+    """A float32 array that grows by appending, without keeping a list of chunks and a concatenated copy."""
+
+    def __init__(self) -> None:
+        self._data = np.zeros(0, np.float32)
+        self.size = 0
+
+    def reserve(self, capacity: int) -> None:
+        if capacity > self._data.size:
+            grown = np.empty(capacity, np.float32)
+            grown[:self.size] = self._data[:self.size]
+            self._data = grown
+
+    def append(self, chunk: np.ndarray) -> None:
+        if chunk.size == 0:
+            return
+        if self.size + chunk.size > self._data.size:
+            self.reserve(max(self.size + chunk.size, int(self._data.size * 1.5) + 65536))
+        self._data[self.size:self.size + chunk.size] = chunk
+        self.size += chunk.size
+
+    def samples(self) -> np.ndarray:
+        return self._data[:self.size]
 
 
 def check_usable(signal: np.ndarray, sample_rate_hz: int, min_duration_s: float) -> None:
@@ -116,5 +140,8 @@ def check_usable(signal: np.ndarray, sample_rate_hz: int, min_duration_s: float)
     duration_s = signal.size / sample_rate_hz
     if duration_s < min_duration_s:
         raise AudioError(f"too short ({duration_s:.1f} s; at least {min_duration_s:g} s needed)")
-    if float(np.sqrt(np.mean(np.square(signal, dtype=np.float64)))) < SILENCE_RMS:
+    block = 1 << 20  # in blocks, so a 2-hour file needs no second full-size copy
+    energy = sum(float(np.dot(signal[i:i + block].astype(np.float64), signal[i:i + block]))
+                 for i in range(0, signal.size, block))
+    if np.sqrt(energy / signal.size) < SILENCE_RMS:
         raise AudioError("silent")

@@ -114,6 +114,10 @@ class Config:
     min_duration_s: float = 1.0
     """Shorter inputs are refused: they cannot hold enough landmarks to identify anything."""
 
+    max_query_s: float = 30.0
+    """Only the first this many seconds of a query are used (and decoded): 30 s identifies anything that can
+    be identified, and a 10-minute query then costs no more than a 30 s one."""
+
     # --- helpers --------------------------------------------------------------------------------------------
     @property
     def frame_s(self) -> float:
@@ -134,6 +138,6 @@ class Config:
         """The settings that decide what is stored; two indexes with equal settings hold comparable hashes."""
         values = dataclasses.asdict(self)
         for key in ("query", "query_delta_tolerance_frames", "vote_tolerance_frames", "min_score", "min_margin",
-                    "min_duration_s"):
+                    "min_duration_s", "max_query_s"):
             values.pop(key)
         return values

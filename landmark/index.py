@@ -161,7 +161,11 @@ class Store:
         stored = conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()
         if stored is None:
             raise IndexFileError(f"{self.path} is damaged: its settings are missing")
-        stored_config = Config.from_json(stored[0])
+        try:
+            stored_config = Config.from_json(stored[0])
+        except (TypeError, ValueError, KeyError):
+            raise IndexFileError(f"{self.path} holds fingerprint settings this lmprint does not know "
+                                 "(made by a newer version?)") from None
         if config is not None and config.fingerprint_settings() != stored_config.fingerprint_settings():
             raise IndexFileError(f"{self.path} was built with other fingerprint settings; "
                                  "fingerprints made with different settings cannot be mixed")

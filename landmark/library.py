@@ -102,7 +102,7 @@ class Index:
     # --- match ------------------------------------------------------------------------------------------------
     def match(self, path: str | os.PathLike) -> Match | None:
         """The indexed song that the audio file `path` comes from, or None. Raises AudioError for bad input."""
-        samples = audio.load(path, self.config.sample_rate_hz)
+        samples = audio.load(path, self.config.sample_rate_hz, max_duration_s=self.config.max_query_s)
         return self.match_samples(samples)
 
     def match_samples(self, samples: np.ndarray) -> Match | None:
@@ -112,6 +112,7 @@ class Index:
 
     def identify(self, samples: np.ndarray) -> tuple[Match | None, list[vote.Candidate]]:
         """The decision and the ranked candidates behind it (for diagnostics and the bench)."""
+        samples = samples[:int(self.config.max_query_s * self.config.sample_rate_hz)]
         audio.check_usable(samples, self.config.sample_rate_hz, self.config.min_duration_s)
         query = fingerprint(samples, self.config, self.config.query)
         if query.hashes.size == 0:

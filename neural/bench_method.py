@@ -17,7 +17,7 @@ class MertMethod:
         from landmark.errors import ModelError
 
         if not model:
-            raise ModelError("skipped: no weights (pass --mert-model DIR; see README, 'Getting the MERT weights')")
+            raise ModelError("no weights (pass --mert-model DIR; see README, 'Getting the MERT weights')")
         from . import mert
 
         self.encoder = mert.load(model, device=device)

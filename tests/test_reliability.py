@@ -1,0 +1,261 @@
+"""What a real library and real use throw at `lmprint`: hostile files, kill -9, concurrent processes, damaged
+index files, property tests of what parses or packs, and bounded resources."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.audio_io import write
+from landmark import Index, audio
+from landmark.errors import AudioError
+from tests.conftest import SYNTH_RATE, rendered, run_cli
+
+
+@pytest.fixture(scope="module")
+def many_songs(tmp_path_factory):
+    """Sixteen 45 s songs: enough work that `add` can be interrupted or overlapped halfway."""
+    folder = tmp_path_factory.mktemp("many")
+    for seed in range(200, 216):
+        write(folder / f"track {seed} é.flac", rendered(seed, 45.0, SYNTH_RATE), SYNTH_RATE)
+    return folder
+
+
+def lmprint_process(*args, db):
+    return subprocess.Popen([sys.executable, "-m", "landmark.cli", "--db", str(db), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def song_count(db) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT COUNT(*) FROM songs").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def postings_per_song(db) -> dict[int, int]:
+    """Count every song's postings by decoding the whole postings table."""
+    from landmark.index import decode_postings
+
+    conn = sqlite3.connect(db)
+    counts: dict[int, int] = {}
+    for bucket, blob in conn.execute("SELECT bucket, entries FROM postings"):
+        _, songs, _ = decode_postings(np.array([bucket]), [blob])
+        for song, n in zip(*np.unique(songs, return_counts=True)):
+            counts[int(song)] = counts.get(int(song), 0) + int(n)
+    conn.close()
+    return counts
+
+
+def assert_consistent(db) -> list[dict]:
+    """No half songs: each song's postings are all there, and nothing belongs to a song that is not."""
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    songs = {row[0]: row[1] for row in conn.execute("SELECT id, n_hashes FROM songs")}
+    hashes = [row[0] for row in conn.execute("SELECT content_sha1 FROM songs")]
+    conn.close()
+    assert len(hashes) == len(set(hashes)), "a song was indexed twice"
+    assert postings_per_song(db) == {song: n for song, n in songs.items() if n}
+    listed = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    return listed
+
+
+# --- 1. hostile files --------------------------------------------------------------------------------------------
+
+def test_a_hostile_library_indexes_every_good_song_and_names_every_bad_file(tmp_path, library_dir):
+    lib = tmp_path / "library with spaces"
+    (lib / "sub dir ünïcødé").mkdir(parents=True)
+    good = {"good one.flac": 1, "sub dir ünïcødé/日本語の歌.ogg": 2, "emoji 🎵.mp3": 3}
+    for name, seed in good.items():
+        write(lib / name, rendered(seed, 20.0, SYNTH_RATE), SYNTH_RATE)
+    (lib / "empty.mp3").write_bytes(b"")
+    (lib / "random.mp3").write_bytes(np.random.default_rng(0).bytes(30_000))
+    (lib / "text.wav").write_text("RIFF? no, just text\n" * 40)
+    ogg = (lib / "sub dir ünïcødé/日本語の歌.ogg").read_bytes()
+    (lib / "truncated.ogg").write_bytes(ogg[:2000])
+    mp3 = (lib / "emoji 🎵.mp3").read_bytes()
+    (lib / "truncated.mp3").write_bytes(mp3[:1500])
+    write(lib / "short.flac", rendered(4, 0.3, SYNTH_RATE), SYNTH_RATE)
+    write(lib / "silence.flac", np.zeros(SYNTH_RATE * 30, np.float32), SYNTH_RATE)
+    _write_multichannel_float_flac(lib / "surround 96k.flac", rendered(5, 12.0, 96000))
+    os.symlink(lib / "good one.flac", lib / "link to good.flac")  # same content: indexed once
+    os.symlink(lib, lib / "sub dir ünïcødé" / "loop")  # a symlink loop
+    os.symlink(lib / "nowhere.flac", lib / "dangling.flac")
+    db = tmp_path / "index.db"
+    result = run_cli("add", lib, db=db)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    stderr = result.stderr
+    for bad in ("empty.mp3", "random.mp3", "text.wav", "short.flac", "silence.flac", "dangling.flac"):
+        line = next((l for l in stderr.splitlines() if bad in l), None)
+        assert line and line.startswith("lmprint: ") and ": " in line[9:], (bad, stderr)
+    listed = assert_consistent(db)
+    titles = {song["title"] for song in listed}
+    assert {"good one", "日本語の歌", "emoji 🎵", "surround 96k"} <= titles
+    assert sum(song["title"] == "good one" for song in listed) == 1  # the symlink did not add it twice
+    # a truncated file either yields what it holds or is reported; it never stops the batch
+    summary = stderr.strip().splitlines()[-1]
+    assert summary.startswith("added ") and "failed" in summary
+
+
+def _write_multichannel_float_flac(path, mono):
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("flac", rate=96000, layout="5.1")
+        for start in range(0, mono.size, 4096):
+            block = np.tile((mono[start:start + 4096] * 0.5 * 2 ** 31).astype(np.int32), (6, 1))
+            frame = av.AudioFrame.from_ndarray(block.T.reshape(1, -1).copy(), format="s32", layout="5.1")
+            frame.sample_rate = 96000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_an_unreadable_file_is_named(tmp_path, library_dir):
+    locked = tmp_path / "locked.flac"
+    write(locked, rendered(1, 5.0, SYNTH_RATE), SYNTH_RATE)
+    locked.chmod(0)
+    result = run_cli("add", locked, db=tmp_path / "i.db")
+    assert result.returncode == 1 and "permission denied" in result.stderr
+
+
+def test_a_file_that_vanishes_mid_batch_is_named_and_the_rest_indexed(tmp_path):
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for seed in range(3):
+        write(folder / f"s{seed}.flac", rendered(seed, 10.0, SYNTH_RATE), SYNTH_RATE)
+
+    def delete_next(outcome):
+        if outcome.path.endswith("s0.flac"):
+            os.unlink(folder / "s1.flac")
+
+    with Index(tmp_path / "i.db", create=True) as index:
+        report = index.add([str(folder)], on_outcome=delete_next)
+    assert report.added == 2
+    assert [(os.path.basename(p), e) for p, e in report.failed] == [("s1.flac", "no such file (vanished?)")]
+
+
+# --- 2. kill -9 mid-batch -------------------------------------------------------------------------------------------
+
+def test_kill_9_mid_add_leaves_no_half_song_and_a_rerun_completes(many_songs, tmp_path):
+    db = tmp_path / "index.db"
+    process = lmprint_process("add", many_songs, db=db)
+    deadline = time.time() + 120
+    while song_count(db) < 3 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert process.poll() is None, "add finished before it could be interrupted"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    survivors = assert_consistent(db)
+    assert 3 <= len(survivors) < 16
+    rerun = run_cli("add", many_songs, db=db)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"skipped {len(survivors)}" in rerun.stderr
+    interrupted = assert_consistent(db)
+    clean_db = tmp_path / "clean.db"
+    run_cli("add", many_songs, db=clean_db, check=True)
+    uninterrupted = assert_consistent(clean_db)
+    assert sorted((s["path"], s["n_hashes"]) for s in interrupted) == sorted(
+        (s["path"], s["n_hashes"]) for s in uninterrupted)
+    clip = tmp_path / "clip.flac"
+    write(clip, rendered(207, 45.0, SYNTH_RATE)[SYNTH_RATE * 20:SYNTH_RATE * 26], SYNTH_RATE)
+    answers = [json.loads(run_cli("match", "--json", clip, db=d, check=True).stdout)["match"] for d in (db, clean_db)]
+    assert answers[0]["path"] == answers[1]["path"] == str(many_songs / "track 207 é.flac")
+    assert answers[0]["score"] == answers[1]["score"]
+
+
+# --- 3. concurrency ------------------------------------------------------------------------------------------------
+
+def test_match_keeps_working_while_another_process_adds(many_songs, built_index, tmp_path):
+    db = tmp_path / "busy.db"
+    db.write_bytes(built_index.read_bytes())
+    clip = tmp_path / "clip.flac"
+    write(clip, rendered(2, 40.0, SYNTH_RATE)[SYNTH_RATE * 10:SYNTH_RATE * 15], SYNTH_RATE)
+    adder = lmprint_process("add", many_songs, db=db)
+    answers = []
+    while adder.poll() is None and len(answers) < 8:
+        result = run_cli("match", "--json", clip, db=db)
+        assert result.returncode == 0, result.stderr
+        answers.append(json.loads(result.stdout)["match"])
+    adder.wait(timeout=300)
+    assert adder.returncode == 0, adder.stderr.read()
+    assert len(answers) >= 2 and all(a is not None and a["title"] == "song2" for a in answers)
+
+
+def test_two_adds_at_once_neither_corrupt_nor_duplicate(many_songs, tmp_path):
+    db = tmp_path / "shared.db"
+    first, second = lmprint_process("add", many_songs, db=db), lmprint_process("add", many_songs, db=db)
+    for process in (first, second):
+        process.wait(timeout=300)
+        assert process.returncode == 0, process.stderr.read()
+    listed = assert_consistent(db)
+    assert len(listed) == 16
+
+
+# --- 4. damaged index files --------------------------------------------------------------------------------------
+
+def test_a_truncated_index_file_gets_one_clear_error(built_index, tmp_path):
+    damaged = tmp_path / "damaged.db"
+    data = built_index.read_bytes()
+    damaged.write_bytes(data[:4096] + np.random.default_rng(2).bytes(len(data) // 2))
+    for command in (["list"], ["stats"]):
+        result = run_cli(*command, db=damaged)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --- 5. property tests --------------------------------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=0, max_size=4000), st.sampled_from([".mp3", ".wav", ".ogg", ".flac", ".m4a", ""]))
+def test_decoding_random_bytes_raises_only_the_projects_error(tmp_path_factory, data, extension):
+    path = tmp_path_factory.mktemp("random") / f"blob{extension}"
+    path.write_bytes(data)
+    try:
+        samples = audio.load(path, 8000)
+    except AudioError:
+        return
+    assert samples.dtype == np.float32  # some byte soup is valid raw audio to a lenient demuxer
+
+
+# --- 6. bounded resources ----------------------------------------------------------------------------------------
+
+def test_a_long_file_is_fingerprinted_in_bounded_memory(tmp_path):
+    """A 40-minute file: peak memory stays under 300 MB (interpreter, numba, FFmpeg, one block's spectrogram) plus
+    40 KB per second of audio (the decoded samples at 8 kHz are 32 KB/s; the spectrogram is made in blocks)."""
+    long_file = tmp_path / "long.flac"
+    minute = rendered(300, 60.0, 8000)
+    write(long_file, np.tile(minute, 40) * np.linspace(0.5, 1.0, minute.size * 40, dtype=np.float32), 8000)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss of the forking parent (pytest) across exec
+    code = ("from landmark.batch import fingerprint_song\nfrom landmark import Config\n"
+            f"outcome = fingerprint_song({str(long_file)!r}, Config())\n"
+            "assert outcome.song is not None, outcome.error\n"
+            "peak_kb = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+            "print(peak_kb // 1024, outcome.song.hashes.size)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    peak_mb, n_hashes = map(int, result.stdout.split())
+    assert n_hashes > 40 * 60 * 10
+    assert peak_mb < 300 + 40 * 60 * 40 / 1024, peak_mb
+
+
+def test_a_10_minute_query_is_answered_from_its_first_30_s(built_index, tmp_path):
+    query = tmp_path / "long query.flac"
+    song = rendered(3, 40.0, SYNTH_RATE)
+    write(query, np.concatenate([song[SYNTH_RATE * 5:], np.tile(rendered(400, 60.0, SYNTH_RATE), 10)]), SYNTH_RATE)
+    started = time.perf_counter()
+    result = run_cli("match", "--json", query, db=built_index, check=True)
+    assert json.loads(result.stdout)["match"]["title"] == "song3"
+    assert time.perf_counter() - started < 60  # generous: it must not take minutes
