@@ -89,5 +89,29 @@ def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, s
     click.echo(markdown(results))
 
 
+@main.command()
+@click.option("--corpus", required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--sizes", default="100,1000,10000", show_default=True, help="Index sizes (songs), comma-separated.")
+@click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=int, default=None, help="Use only this many real songs.")
+@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
+def scale(corpus, out, sizes, noise_dir, seed, limit, jobs):
+    """Landmark recall, false matches, latency and storage as distractor songs are added."""
+    import json
+
+    from .scale import markdown, scale as run_scale
+
+    os.makedirs(out, exist_ok=True)
+    result = run_scale(corpus, [int(s) for s in sizes.split(",")], noise_dir, seed=seed, limit=limit, jobs=jobs)
+    with open(os.path.join(out, "scale.json"), "w") as handle:
+        json.dump(result, handle, indent=2)
+    table = markdown(result)
+    with open(os.path.join(out, "scale.md"), "w") as handle:
+        handle.write(table)
+    click.echo(table)
+
+
 if __name__ == "__main__":
     main()

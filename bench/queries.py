@@ -84,29 +84,47 @@ def change_speed(signal: np.ndarray, factor: float) -> np.ndarray:
 
 
 def time_stretch(signal: np.ndarray, sample_rate_hz: int, factor: float) -> np.ndarray:
-    """Tempo × `factor` with pitch kept: overlap-add of 50 ms grains (a plain OLA stretch)."""
-    grain = int(0.05 * sample_rate_hz)
-    hop_out = grain // 2
-    hop_in = hop_out * factor
-    window = np.hanning(grain).astype(np.float32)
-    n_out = int(signal.size / factor)
-    out = np.zeros(n_out + grain, np.float32)
-    norm = np.zeros_like(out)
-    position = 0
-    while True:
-        source = int(position * hop_in)
-        target = position * hop_out
-        if source + grain > signal.size or target + grain > out.size:
-            break
-        out[target:target + grain] += signal[source:source + grain] * window
-        norm[target:target + grain] += window
-        position += 1
-    return (out / np.maximum(norm, 1e-3))[:n_out]
+    """Tempo × `factor`, pitch kept: FFmpeg's `atempo` (WSOLA)."""
+    return ffmpeg_filter(signal, sample_rate_hz, [("atempo", f"{factor:.6f}")])
 
 
 def pitch_shift(signal: np.ndarray, sample_rate_hz: int, factor: float) -> np.ndarray:
-    """Pitch × `factor` with tempo kept: a speed change undone in time by a stretch."""
-    return time_stretch(change_speed(signal, factor), sample_rate_hz, 1 / factor)
+    """Pitch × `factor`, tempo kept: a speed change (asetrate + aresample) undone in time by `atempo`."""
+    return ffmpeg_filter(signal, sample_rate_hz, [("asetrate", str(int(round(sample_rate_hz * factor)))),
+                                                  ("aresample", str(sample_rate_hz)), ("atempo", f"{1 / factor:.6f}")])
+
+
+def ffmpeg_filter(signal: np.ndarray, sample_rate_hz: int, chain: list[tuple[str, str]]) -> np.ndarray:
+    """Mono float32 `signal` through a chain of FFmpeg audio filters (PyAV's filter graph), in process."""
+    from fractions import Fraction
+
+    import av
+
+    graph = av.filter.Graph()
+    nodes = [graph.add_abuffer(format="flt", sample_rate=sample_rate_hz, layout="mono")]
+    nodes += [graph.add(name, arguments) for name, arguments in chain]
+    nodes.append(graph.add("abuffersink"))
+    for upstream, downstream in zip(nodes, nodes[1:]):
+        upstream.link_to(downstream)
+    graph.configure()
+    out = []
+
+    def drain() -> None:
+        while True:
+            try:
+                out.append(graph.pull().to_ndarray().reshape(-1))
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return
+
+    for start in range(0, signal.size, 4096):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(signal[None, start:start + 4096], np.float32),
+                                           format="flt", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = sample_rate_hz, start, Fraction(1, sample_rate_hz)
+        graph.push(frame)
+        drain()
+    graph.push(None)
+    drain()
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
 
 # --- the query set ---------------------------------------------------------------------------------------------

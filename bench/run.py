@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+
+import numpy as np
 import resource
 import sys
 import tempfile
@@ -15,7 +17,13 @@ from .metrics import Outcome, summarise
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process (VmHWM: unlike ru_maxrss, it does not inherit the parent's across
+    exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def make_method(name: str, workdir: str, jobs: int, mert_model: str | None, mert_device: str | None):
@@ -30,11 +38,41 @@ def make_method(name: str, workdir: str, jobs: int, mert_model: str | None, mert
     raise ValueError(f"unknown method {name!r} (known: landmark, mert)")
 
 
-def evaluate(name: str, tracks, queries, workdir: str, jobs: int, mert_model, mert_device, show_progress: bool
-             ) -> dict:
+def save_queries(queries: list, path: str) -> None:
+    """The query set on disk: one float32 array of all samples (memory-mapped by each method's process)."""
+    import pickle
+
+    import numpy as np
+
+    lengths = np.array([q.samples.size for q in queries], np.int64)
+    samples = np.lib.format.open_memmap(path + ".npy", "w+", np.float32, (int(lengths.sum()),))
+    offsets = np.r_[0, np.cumsum(lengths)]
+    for query, start in zip(queries, offsets[:-1]):
+        samples[start:start + query.samples.size] = query.samples
+    samples.flush()
+    meta = [(q.song, q.indexed, q.condition, q.start_s) for q in queries]
+    with open(path + ".meta", "wb") as handle:
+        pickle.dump((meta, offsets), handle)
+
+
+def load_queries(path: str) -> list:
+    import pickle
+
+    import numpy as np
+
+    with open(path + ".meta", "rb") as handle:
+        meta, offsets = pickle.load(handle)
+    samples = np.load(path + ".npy", mmap_mode="r")
+    return [query_module.Query(song, indexed, condition, start_s, samples[a:b])
+            for (song, indexed, condition, start_s), a, b in zip(meta, offsets[:-1], offsets[1:])]
+
+
+def evaluate(name: str, tracks, queries_path: str, workdir: str, jobs: int, mert_model, mert_device,
+             show_progress: bool) -> dict:
     """Build one method's index and run every query through it. Runs in a child process, for a clean peak RSS."""
     from tqdm import tqdm
 
+    queries = load_queries(queries_path)
     baseline_mb = _peak_rss_mb()
     try:
         method = make_method(name, workdir, jobs, mert_model, mert_device)
@@ -45,7 +83,7 @@ def evaluate(name: str, tracks, queries, workdir: str, jobs: int, mert_model, me
     outcomes = []
     for query in tqdm(queries, desc=f"{name}: queries", unit="query", disable=not show_progress, file=sys.stderr):
         started = time.perf_counter()
-        answer, _ = method.query(query.samples, query_module.BENCH_RATE_HZ)
+        answer, _ = method.query(np.asarray(query.samples, np.float32), query_module.BENCH_RATE_HZ)
         outcomes.append(Outcome(query.condition, query.indexed, query.song, answer, time.perf_counter() - started))
     figures = summarise(outcomes)
     songs = max(1, build.songs)
@@ -95,12 +133,16 @@ def compare(methods: list[str], corpus: str, out: str, *, mert_model: str | None
                    "indexed_songs": sum(t.indexed for t in tracks), "queries": len(queries),
                    "conditions": query_module.conditions(degraders, full), "noise_kinds": sorted(degraders.noises),
                    "impulse_responses": len(degraders.impulse_responses), "jobs": jobs, "methods": {}}
-        context = multiprocessing.get_context("fork")
+        queries_path = os.path.join(workdir, "queries")
+        save_queries(queries, queries_path)
+        del queries
+        # spawn, not fork: a forked child of a process whose torch/OpenMP threads are running can deadlock
+        context = multiprocessing.get_context("spawn")
         for name in methods:
             method_dir = os.path.join(workdir, name)
             os.makedirs(method_dir, exist_ok=True)
             parent, child = context.Pipe(duplex=False)
-            process = context.Process(target=_child, args=(child, name, tracks, queries, method_dir, jobs,
+            process = context.Process(target=_child, args=(child, name, tracks, queries_path, method_dir, jobs,
                                                             mert_model, mert_device, show_progress))
             process.start()
             child.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -54,3 +55,38 @@ def run_cli(*args, db=None, check=False, timeout=300, env=None):
     if check:
         assert result.returncode == 0, result.stderr
     return result
+
+
+MERT_CONFIG = "../shared/reference/mert-v1-95m-config.json"
+
+
+def tiny_config() -> dict:
+    """MERT's own config.json (MERT-only keys included), shrunk: same conv front end, small transformer."""
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", MERT_CONFIG)
+    values = json.load(open(path)) if os.path.exists(path) else {
+        "conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+        "feat_extract_norm": "group", "conv_bias": False, "model_type": "mert_model", "attention_relax": -1.0}
+    values.update({"hidden_size": 384, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+                   "conv_dim": [32] * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4})
+    return values
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A checkpoint folder as MERT ships it: config.json with MERT-only keys, and weights under the real names."""
+    folder = tmp_path_factory.mktemp("tiny-mert")
+    values = tiny_config()
+    (folder / "config.json").write_text(json.dumps(values))
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from neural import mert
+
+    torch.manual_seed(0)
+    model = transformers.HubertModel(mert.hubert_config(folder / "config.json"))
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    (folder / "RANDOM_WEIGHTS").write_text("random stand-in for tests")
+    return folder
+
+

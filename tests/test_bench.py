@@ -1,0 +1,106 @@
+"""The bench: degradations do what their names say, and `bench compare` runs end to end on a tiny corpus."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench import corpus, queries
+from bench.audio_io import write
+from tests.conftest import SYNTH_RATE, rendered
+
+RATE = 22050
+
+
+def tone(freq_hz, seconds=3.0):
+    return np.sin(2 * np.pi * freq_hz * np.arange(int(seconds * RATE)) / RATE).astype(np.float32)
+
+
+def dominant_hz(signal):
+    spectrum = np.abs(np.fft.rfft(signal[RATE // 2:RATE // 2 + RATE]))
+    return np.argmax(spectrum) * RATE / RATE  # 1 s of signal: bins are 1 Hz
+
+
+@pytest.mark.parametrize("name, make, expected_hz, expected_s", [
+    ("speed +2 %", lambda x: queries.change_speed(x, 1.02), 1020, 3 / 1.02),
+    ("time stretch +2 %", lambda x: queries.time_stretch(x, RATE, 1.02), 1000, 3 / 1.02),
+    ("pitch shift +2 %", lambda x: queries.pitch_shift(x, RATE, 1.02), 1020, 3.0),
+])
+def test_tempo_and_pitch_changes_do_what_their_names_say(name, make, expected_hz, expected_s):
+    changed = make(tone(1000.0))
+    assert abs(dominant_hz(changed) - expected_hz) <= 2, name
+    assert abs(changed.size / RATE - expected_s) < 0.02, name
+
+
+def test_noise_is_added_at_the_asked_snr():
+    rng = np.random.default_rng(0)
+    clean = tone(440.0)
+    noise = queries.pink_noise(RATE * 10, rng)
+    for snr_db in (-5, 0, 10):
+        noisy = queries.add_noise(clean, noise, snr_db, rng)
+        measured = 10 * np.log10(np.mean(clean ** 2) / np.mean((noisy - clean) ** 2))
+        assert abs(measured - snr_db) < 0.1
+
+
+def test_the_phone_band_removes_bass_and_treble():
+    rng = np.random.default_rng(1)
+    mixed = tone(100.0) + tone(1000.0) + tone(6000.0)
+    spectrum = np.abs(np.fft.rfft(queries.band_pass(mixed, RATE)[RATE:2 * RATE]))
+    assert spectrum[1000] > 10 * spectrum[100] and spectrum[1000] > 10 * spectrum[6000]
+    assert queries.phone(mixed, RATE, queries.pink_noise(RATE * 4, rng), 5.0, rng).size == mixed.size
+
+
+def test_clips_are_cut_at_sample_accurate_offsets_off_any_grid():
+    rng = np.random.default_rng(2)
+    signal = np.arange(RATE * 60, dtype=np.float32)
+    starts = []
+    for _ in range(20):
+        clip, start_s = queries.cut(signal, RATE, 5.0, rng)
+        assert clip[0] == start_s * RATE and clip.size == 5 * RATE
+        starts.append(int(clip[0]))
+    assert len({s % RATE for s in starts}) == 20 and len({s % 128 for s in starts}) > 10
+
+
+def test_the_split_is_deterministic_and_holds_songs_out(tmp_path):
+    for i in range(30):
+        (tmp_path / f"s{i:02d}.flac").write_bytes(b"x")
+    first, second = corpus.load(str(tmp_path)), corpus.load(str(tmp_path))
+    assert first == second
+    assert 2 <= sum(not t.indexed for t in first) <= 12
+
+
+def test_bench_compare_runs_end_to_end_on_a_tiny_corpus(tmp_path, tiny_model_dir):
+    from bench.run import compare
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(10):
+        write(music / f"g{seed}.flac", rendered(seed + 50, 20.0, SYNTH_RATE), SYNTH_RATE)
+    out = tmp_path / "out"
+    results = compare(["landmark", "mert"], str(music), str(out), mert_model=str(tiny_model_dir), full=False,
+                      show_progress=False)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["methods"].keys() == {"landmark", "mert"}
+    landmark = on_disk["methods"]["landmark"]
+    assert landmark["recall"]["clean_5s"] >= 0.8
+    for key in ("fingerprint_bytes_per_song", "db_bytes_per_song", "false_match_rate", "index_x_realtime",
+                "query_ms_p50", "query_ms_p95", "peak_rss_mb"):
+        assert landmark[key] is not None, key
+    report = (out / "report.md").read_text()
+    assert "recall clean_5s" in report
+    assert "NOT meaningful" in report and "skipped" not in on_disk["methods"]["mert"]
+    assert on_disk["methods"]["mert"]["fingerprint_bytes_per_song"] == 320
+    assert (out / "recall_vs_snr.png").stat().st_size > 1000 and (out / "recall_vs_storage.png").exists()
+    assert results["queries"] == on_disk["queries"]
+
+
+def test_without_weights_the_mert_row_says_skipped(tmp_path):
+    from bench.run import compare
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(3):
+        write(music / f"g{seed}.flac", rendered(seed + 70, 15.0, SYNTH_RATE), SYNTH_RATE)
+    results = compare(["mert"], str(music), str(tmp_path / "out"), full=False, show_progress=False)
+    assert "no weights" in results["methods"]["mert"]["skipped"]
+    assert "skipped: no weights" in (tmp_path / "out" / "report.md").read_text()
