@@ -113,5 +113,15 @@ def scale(corpus, out, sizes, noise_dir, seed, limit, jobs):
     click.echo(table)
 
 
+@main.command(name="search-speed")
+@click.option("--sizes", default="100000,1000000", show_default=True, help="Songs (10 codes each).")
+def search_speed(sizes):
+    """MERT Hamming search time per query song at each size, and k-means / PCA costs."""
+    from .search_speed import measure
+
+    for row in measure([int(s) for s in sizes.split(",")]):
+        click.echo(row)
+
+
 if __name__ == "__main__":
     main()

@@ -39,20 +39,20 @@ MAX_FRAME = (1 << 24) - 1
 BUSY_TIMEOUT_S = 60.0
 """How long a writer waits for another writer before giving up with "locked"."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS songs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    path TEXT NOT NULL,
-    title TEXT NOT NULL,
-    duration_s REAL NOT NULL,
-    content_sha1 TEXT NOT NULL UNIQUE,
-    n_hashes INTEGER NOT NULL,
-    added_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS songs_path ON songs(path);
-CREATE TABLE IF NOT EXISTS postings (bucket INTEGER PRIMARY KEY, entries BLOB NOT NULL);
-"""
+def _create_schema(conn: sqlite3.Connection) -> None:
+    """The tables, through sqlite-utils (typed columns, keys, indexes); idempotent."""
+    from sqlite_utils import Database
+
+    db = Database(conn)
+    db["meta"].create({"key": str, "value": str}, pk="key", not_null={"value"}, if_not_exists=True)
+    db["songs"].create({"id": int, "path": str, "title": str, "duration_s": float, "content_sha1": str,
+                        "n_hashes": int, "added_at": str}, pk="id",
+                       not_null={"path", "title", "duration_s", "content_sha1", "n_hashes", "added_at"},
+                       if_not_exists=True)
+    db["songs"].create_index(["content_sha1"], unique=True, if_not_exists=True)
+    db["songs"].create_index(["path"], if_not_exists=True)
+    db["postings"].create({"bucket": int, "entries": bytes}, pk="bucket", not_null={"entries"},
+                          if_not_exists=True)
 
 
 def default_db_path() -> Path:
@@ -126,7 +126,7 @@ class Store:
         except (sqlite3.Error, OSError) as error:
             raise IndexFileError(f"cannot open {self.path}: {error}") from None
         try:
-            self._open(exists, config)
+            self._open(exists, config, create)
         except sqlite3.DatabaseError as error:
             self.conn.close()
             raise IndexFileError(_describe(error, self.path)) from None
@@ -134,11 +134,14 @@ class Store:
             self.conn.close()
             raise
 
-    def _open(self, exists: bool, config: Config | None) -> None:
+    def _open(self, exists: bool, config: Config | None, create: bool) -> None:
         conn = self.conn
         application_id = conn.execute("PRAGMA application_id").fetchone()[0]
         if exists and application_id != APPLICATION_ID:
-            raise IndexFileError(f"{self.path} is not an lmprint index (some other SQLite database)")
+            blank = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+            if not (create and blank):  # blank: another process is creating it right now, or an empty database
+                raise IndexFileError(f"{self.path} is not an lmprint index (some other SQLite database)")
+            exists = False
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise IndexFileError(f"{self.path} has index schema version {version}, newer than this lmprint "
@@ -148,9 +151,7 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")
         if not exists:
             with self.write():
-                for statement in _SCHEMA.strip().split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                _create_schema(conn)
                 conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 stored = conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()

@@ -204,6 +204,16 @@ def test_two_adds_at_once_neither_corrupt_nor_duplicate(many_songs, tmp_path):
     assert len(listed) == 16
 
 
+def test_processes_racing_to_create_the_same_index_all_succeed(library_dir, tmp_path):
+    for attempt in range(3):
+        db = tmp_path / f"race{attempt}.db"
+        racers = [lmprint_process("add", library_dir / "song0.wav", db=db) for _ in range(4)]
+        for racer in racers:
+            racer.wait(timeout=120)
+            assert racer.returncode == 0, racer.stderr.read()
+        assert len(assert_consistent(db)) == 1
+
+
 # --- 4. damaged index files --------------------------------------------------------------------------------------
 
 def test_a_truncated_index_file_gets_one_clear_error(built_index, tmp_path):
