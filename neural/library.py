@@ -125,11 +125,11 @@ class MertIndex:
             raise IndexFileError(f"{self.store.path} has no MERT codes yet (lmprint add --method mert)")
         if self._search_cache is None:
             self._search_cache = code_store.load_codes(self.store, projection.bits)
-        song_ids, code_words, code_song = self._search_cache
+        song_ids, code_columns, code_song = self._search_cache
         if song_ids.size == 0:
             return None
         query = projection.codes(self.encoder.embed(samples, self.batch_size))
-        rows, distances = search.rank(query, code_words, code_song, song_ids.size, self.rule)
+        rows, distances = search.rank(query, code_columns, code_song, song_ids.size, self.rule)
         best = distances[0]
         runner_up = distances[1] if distances.size > 1 else float(projection.bits)
         margin = runner_up - best

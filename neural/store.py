@@ -85,7 +85,7 @@ def add_codes(store: Store, path: str, title: str, duration_s: float, content_sh
 
 
 def load_codes(store: Store, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(song ids, code words (n_codes, bits/64) uint64, row of each code's song) for the search."""
+    """(song ids, codes in the search's word-major layout (bits/64, n_codes) uint64, row of each code's song)."""
     rows = store.conn.execute("SELECT song_id, codes FROM mert_codes ORDER BY song_id").fetchall()
     width = bits // 8
     song_ids = np.array([r[0] for r in rows], np.int64)
@@ -93,7 +93,9 @@ def load_codes(store: Store, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     raw = np.frombuffer(b"".join(r[1] for r in rows), np.uint8).reshape(-1, width) if rows else np.zeros((0, width),
                                                                                                         np.uint8)
     code_song = np.repeat(np.arange(len(rows)), counts)
-    return song_ids, np.ascontiguousarray(raw).view("<u8"), code_song
+    from .search import as_columns
+
+    return song_ids, as_columns(raw), code_song
 
 
 def code_stats(conn: sqlite3.Connection) -> dict:

@@ -97,7 +97,7 @@ def test_hamming_ranking_on_constructed_codes():
     code_song = np.repeat(np.arange(5), 10)
     query = library[[23]].copy()
     query[0, :3] ^= 0xFF  # 24 bits away from song 2's fourth code
-    rows, distances = search.rank(query, search.as_words(library), code_song, 5)
+    rows, distances = search.rank(query, search.as_columns(library), code_song, 5)
     assert rows[0] == 2 and distances[0] == 24
     brute = [min(int(np.unpackbits(query[0] ^ library[c]).sum()) for c in range(s * 10, s * 10 + 10)) for s in range(5)]
     assert sorted(brute) == sorted(distances.tolist())
