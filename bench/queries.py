@@ -236,8 +236,9 @@ def build(tracks, degraders: Degraders, seed: int, workdir: str, full: bool = Tr
           ) -> list[Query]:
     """The whole query set, deterministic from `seed`.
 
-    Indexed songs get one query per condition; songs kept out of the index get a clean and a noisy 5 s clip
-    (conditions `unindexed_clean`, `unindexed_noise`) for the false-match rate.
+    Indexed songs get one query per condition; songs kept out of the index get three clean, three noisy
+    (0 dB) and three phone-chain 5 s clips (`unindexed_clean`, `unindexed_noise`, `unindexed_phone`) for the
+    false-match rate.
     """
     from landmark import audio
     from landmark.errors import AudioError
@@ -251,16 +252,13 @@ def build(tracks, degraders: Degraders, seed: int, workdir: str, full: bool = Tr
             continue
         if signal.size < 12 * BENCH_RATE_HZ:
             continue
-        wanted = names if track.indexed else ["unindexed_clean", "unindexed_noise"]
-        for name in wanted:
-            rng = np.random.default_rng([seed, number, zlib.crc32(name.encode())])
-            if name == "unindexed_clean":
-                samples, start_s = make_query(signal, "clean_5s", degraders, rng, workdir)
-            elif name == "unindexed_noise":
-                kind = sorted(degraders.noises)[0]
-                samples, start_s = make_query(signal, f"noise_{kind}_0dB", degraders, rng, workdir)
-            else:
-                samples, start_s = make_query(signal, name, degraders, rng, workdir)
+        kind = sorted(degraders.noises)[0]
+        held_out = {"unindexed_clean": "clean_5s", "unindexed_noise": f"noise_{kind}_0dB", "unindexed_phone": "phone"}
+        wanted = [(name, name, 0) for name in names] if track.indexed else [
+            (name, condition, repeat) for name, condition in held_out.items() for repeat in range(3)]
+        for name, condition, repeat in wanted:
+            rng = np.random.default_rng([seed, number, zlib.crc32(name.encode()), repeat])
+            samples, start_s = make_query(signal, condition, degraders, rng, workdir)
             result.append(Query(track.path, track.indexed, name, start_s, samples.astype(np.float32)))
         if progress:
             progress.update(1)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-
-import numpy as np
+import pickle
 import resource
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 from . import corpus as corpus_module
 from . import queries as query_module
@@ -39,11 +40,7 @@ def make_method(name: str, workdir: str, jobs: int, mert_model: str | None, mert
 
 
 def save_queries(queries: list, path: str) -> None:
-    """The query set on disk: one float32 array of all samples (memory-mapped by each method's process)."""
-    import pickle
-
-    import numpy as np
-
+    """The query set on disk: one float32 array of all samples, and their descriptions."""
     lengths = np.array([q.samples.size for q in queries], np.int64)
     samples = np.lib.format.open_memmap(path + ".npy", "w+", np.float32, (int(lengths.sum()),))
     offsets = np.r_[0, np.cumsum(lengths)]
@@ -55,16 +52,16 @@ def save_queries(queries: list, path: str) -> None:
         pickle.dump((meta, offsets), handle)
 
 
-def load_queries(path: str) -> list:
-    import pickle
-
-    import numpy as np
-
+def load_queries(path: str):
+    """Yield the saved queries one by one, each read from disk on its own: a method's peak memory is then its
+    own, not the query set's."""
     with open(path + ".meta", "rb") as handle:
         meta, offsets = pickle.load(handle)
-    samples = np.load(path + ".npy", mmap_mode="r")
-    return [query_module.Query(song, indexed, condition, start_s, samples[a:b])
-            for (song, indexed, condition, start_s), a, b in zip(meta, offsets[:-1], offsets[1:])]
+    header = np.load(path + ".npy", mmap_mode="r").offset
+    with open(path + ".npy", "rb") as samples:
+        for (song, indexed, condition, start_s), a, b in zip(meta, offsets[:-1], offsets[1:]):
+            samples.seek(header + 4 * int(a))
+            yield query_module.Query(song, indexed, condition, start_s, np.fromfile(samples, np.float32, int(b - a)))
 
 
 def evaluate(name: str, tracks, queries_path: str, workdir: str, jobs: int, mert_model, mert_device,
@@ -72,7 +69,8 @@ def evaluate(name: str, tracks, queries_path: str, workdir: str, jobs: int, mert
     """Build one method's index and run every query through it. Runs in a child process, for a clean peak RSS."""
     from tqdm import tqdm
 
-    queries = load_queries(queries_path)
+    with open(queries_path + ".meta", "rb") as handle:
+        n_queries = len(pickle.load(handle)[0])
     baseline_mb = _peak_rss_mb()
     try:
         method = make_method(name, workdir, jobs, mert_model, mert_device)
@@ -81,9 +79,10 @@ def evaluate(name: str, tracks, queries_path: str, workdir: str, jobs: int, mert
     indexed = [t.path for t in tracks if t.indexed]
     build = method.build(indexed)
     outcomes = []
-    for query in tqdm(queries, desc=f"{name}: queries", unit="query", disable=not show_progress, file=sys.stderr):
+    for query in tqdm(load_queries(queries_path), total=n_queries, desc=f"{name}: queries", unit="query",
+                      disable=not show_progress, file=sys.stderr):
         started = time.perf_counter()
-        answer, _ = method.query(np.asarray(query.samples, np.float32), query_module.BENCH_RATE_HZ)
+        answer, _ = method.query(query.samples, query_module.BENCH_RATE_HZ)
         outcomes.append(Outcome(query.condition, query.indexed, query.song, answer, time.perf_counter() - started))
     figures = summarise(outcomes)
     songs = max(1, build.songs)
