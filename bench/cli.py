@@ -123,5 +123,18 @@ def search_speed(sizes):
         click.echo(row)
 
 
+@main.command(name="mert-speed")
+@click.option("--config", "config_path", default=None, help="MERT config.json (default: ../shared/reference's).")
+@click.option("--batches", default="1,4,8", show_default=True, help="Batch sizes; on a GPU try 1,2,4,...,256.")
+@click.option("--device", default=None, help="cuda or cpu (default: cuda if present).")
+def mert_speed(config_path, batches, device):
+    """Windows/s of the full-size MERT architecture (random weights), fp32 and bf16 on a GPU."""
+    from .mert_speed import main_rows
+
+    path = config_path or os.path.join(os.path.dirname(_shared_corpus() or "."), "reference",
+                                       "mert-v1-95m-config.json")
+    main_rows(path, batches, device)
+
+
 if __name__ == "__main__":
     main()

@@ -97,7 +97,7 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                          "query_ms_p50": figures["query_ms_p50"], "query_ms_p95": figures["query_ms_p95"],
                          "db_bytes_per_song": round(os.path.getsize(db) / songs, 1),
                          "db_mb": round(os.path.getsize(db) / 2**20, 1),
-                         "insert_ms_per_distractor": round(1000 * insert_s / max(1, size - have), 2)})
+                         "insert_ms_per_distractor": round(1000 * insert_s / (size - have), 2) if size > have else None})
             print(rows[-1], file=sys.stderr, flush=True)
         index.close()
     return {"corpus": os.path.abspath(corpus), "seed": seed, "method": "landmark", "rows": rows}
@@ -111,5 +111,5 @@ def markdown(result: dict) -> str:
     for row in result["rows"]:
         lines.append(f"| {row['songs']:,} | " + " | ".join(f"{row['recall'].get(c, 0):.3f}" for c in conditions) +
                      f" | {row['false_match_rate']} | {row['query_ms_p50']} | {row['query_ms_p95']} | "
-                     f"{row['db_bytes_per_song']:,.0f} | {row['db_mb']} | {row['insert_ms_per_distractor']} |")
+                     f"{row['db_bytes_per_song']:,.0f} | {row['db_mb']} | {row['insert_ms_per_distractor'] or '–'} |")
     return "\n".join(lines) + "\n"

@@ -132,6 +132,20 @@ def match(ctx, files, as_json, method, model, device):
 
         raise SystemExit(match_mert(_db_path(ctx), files, model, device, as_json))
     index = _open_index(ctx)
+
+    def describe(found) -> str:
+        return (f"{found.song.title} ({found.song.path}) at {found.offset_s:.1f} s, score {found.score}, "
+                f"confidence {found.confidence:.2f}")
+
+    failed = print_matches(index, files, as_json, describe)
+    index.close()
+    if failed:
+        raise SystemExit(1)
+
+
+def print_matches(index, files, as_json: bool, describe) -> int:
+    """Identify each file with `index.match`, print one answer per query (text or JSON line), and name each
+    failed file on stderr. Returns the number of failed files (a summary line is printed if any)."""
     failed = 0
     for path in files:
         try:
@@ -142,15 +156,11 @@ def match(ctx, files, as_json, method, model, device):
             continue
         if as_json:
             click.echo(json.dumps({"query": path, "match": found.to_dict() if found else None}))
-        elif found:
-            click.echo(f"{path}: {found.song.title} ({found.song.path}) at {found.offset_s:.1f} s, "
-                       f"score {found.score}, confidence {found.confidence:.2f}")
         else:
-            click.echo(f"{path}: no match")
-    index.close()
+            click.echo(f"{path}: {describe(found)}" if found else f"{path}: no match")
     if failed:
         click.echo(f"lmprint: {failed} of {len(files)} queries failed", err=True)
-        raise SystemExit(1)
+    return failed
 
 
 @main.command(name="list")

@@ -107,7 +107,7 @@ class Config:
     min_score: int = 10
     """A match needs at least this many aligned hashes."""
 
-    min_margin: int = 7
+    min_margin: int = 8
     """...and must beat the runner-up song by at least this many aligned hashes. Chance scores grow with query
     density, so the margin over the runner-up separates true matches from chance better than a raw count."""
 

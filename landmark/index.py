@@ -180,9 +180,6 @@ class Store:
         self.conn.close()
 
     # --- songs ------------------------------------------------------------------------------------------------
-    def has_content(self, content_sha1: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM songs WHERE content_sha1=?", (content_sha1,)).fetchone() is not None
-
     def content_hashes(self) -> set[str]:
         """Content hashes of songs that have landmark fingerprints."""
         return {row[0] for row in self.conn.execute("SELECT content_sha1 FROM songs WHERE n_hashes > 0")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -53,22 +52,12 @@ def match_mert(db: str, files, model: str | None, device: str | None, as_json: b
     except LmprintError as error:
         click.echo(f"lmprint: {error}", err=True)
         return 1
-    failed = 0
-    for path in files:
-        try:
-            found = index.match(path)
-        except LmprintError as error:
-            click.echo(f"lmprint: {path}: {error}", err=True)
-            failed += 1
-            continue
-        if as_json:
-            click.echo(json.dumps({"query": path, "match": found.to_dict() if found else None}))
-        elif found:
-            click.echo(f"{path}: {found.song.title} ({found.song.path}), Hamming distance {found.distance:.1f}, "
-                       f"confidence {found.confidence:.2f}")
-        else:
-            click.echo(f"{path}: no match")
+    from landmark.cli import print_matches
+
+    def describe(found) -> str:
+        return (f"{found.song.title} ({found.song.path}), Hamming distance {found.distance:.1f}, "
+                f"confidence {found.confidence:.2f}")
+
+    failed = print_matches(index, files, as_json, describe)
     index.close()
-    if failed:
-        click.echo(f"lmprint: {failed} of {len(files)} queries failed", err=True)
     return 1 if failed else 0

@@ -45,6 +45,22 @@ def built_index(library_dir, tmp_path_factory):
     return path
 
 
+def write_surround_flac(path, mono: np.ndarray, rate: int) -> None:
+    """A 6-channel (5.1) 32-bit FLAC of `mono` on every channel: what a hi-res surround rip looks like."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("flac", rate=rate, layout="5.1")
+        for start in range(0, mono.size, 4096):
+            block = np.tile((mono[start:start + 4096] * 0.5 * 2 ** 31).astype(np.int32), (6, 1))
+            frame = av.AudioFrame.from_ndarray(block.T.reshape(1, -1).copy(), format="s32", layout="5.1")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
 def run_cli(*args, db=None, check=False, timeout=300, env=None):
     """Run the installed `lmprint` console script as a user would; returns the CompletedProcess."""
     command = [sys.executable, "-m", "landmark.cli"]

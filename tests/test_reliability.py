@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from bench.audio_io import write
 from landmark import Index, audio
 from landmark.errors import AudioError
-from tests.conftest import SYNTH_RATE, rendered, run_cli
+from tests.conftest import SYNTH_RATE, rendered, run_cli, write_surround_flac
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_a_hostile_library_indexes_every_good_song_and_names_every_bad_file(tmp_
     (lib / "truncated.mp3").write_bytes(mp3[:1500])
     write(lib / "short.flac", rendered(4, 0.3, SYNTH_RATE), SYNTH_RATE)
     write(lib / "silence.flac", np.zeros(SYNTH_RATE * 30, np.float32), SYNTH_RATE)
-    _write_multichannel_float_flac(lib / "surround 96k.flac", rendered(5, 12.0, 96000))
+    write_surround_flac(lib / "surround 96k.flac", rendered(5, 12.0, 96000), 96000)
     os.symlink(lib / "good one.flac", lib / "link to good.flac")  # same content: indexed once
     os.symlink(lib, lib / "sub dir ünïcødé" / "loop")  # a symlink loop
     os.symlink(lib / "nowhere.flac", lib / "dangling.flac")
@@ -105,21 +105,6 @@ def test_a_hostile_library_indexes_every_good_song_and_names_every_bad_file(tmp_
     # a truncated file either yields what it holds or is reported; it never stops the batch
     summary = stderr.strip().splitlines()[-1]
     assert summary.startswith("added ") and "failed" in summary
-
-
-def _write_multichannel_float_flac(path, mono):
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("flac", rate=96000, layout="5.1")
-        for start in range(0, mono.size, 4096):
-            block = np.tile((mono[start:start + 4096] * 0.5 * 2 ** 31).astype(np.int32), (6, 1))
-            frame = av.AudioFrame.from_ndarray(block.T.reshape(1, -1).copy(), format="s32", layout="5.1")
-            frame.sample_rate = 96000
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
