@@ -91,18 +91,7 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 
         raise SystemExit(add_mert(_db_path(ctx), paths, model, device, quiet))
     index = _open_index(ctx, create=True)
-    progress = None
-    if not quiet and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        progress = tqdm(unit="file", desc="add", file=sys.stderr)
-
-    def report(outcome):
-        if outcome.error:
-            line = f"lmprint: {outcome.path}: {outcome.error}"
-            progress.write(line, file=sys.stderr) if progress else click.echo(line, err=True)
-        if progress:
-            progress.update(1)
+    progress, report = progress_reporter(quiet, unit="file", desc="add", count_files=True)
 
     started = time.perf_counter()
     result = index.add(paths, jobs=jobs, on_outcome=report)
@@ -141,6 +130,25 @@ def match(ctx, files, as_json, method, model, device):
     index.close()
     if failed:
         raise SystemExit(1)
+
+
+def progress_reporter(quiet: bool, unit: str, desc: str, count_files: bool):
+    """A progress bar on a terminal (None otherwise, or with --quiet), and a per-file callback that names each
+    failed file on stderr above the bar, advancing the bar by one file when `count_files`."""
+    progress = None
+    if not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        progress = tqdm(unit=unit, desc=desc, file=sys.stderr)
+
+    def report(outcome) -> None:
+        if outcome.error:
+            line = f"lmprint: {outcome.path}: {outcome.error}"
+            progress.write(line, file=sys.stderr) if progress else click.echo(line, err=True)
+        if progress and count_files:
+            progress.update(1)
+
+    return progress, report
 
 
 def print_matches(index, files, as_json: bool, describe) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 import click
@@ -25,16 +24,9 @@ def add_mert(db: str, paths, model: str | None, device: str | None, quiet: bool)
     except LmprintError as error:
         click.echo(f"lmprint: {error}", err=True)
         return 1
-    progress = None
-    if not quiet and sys.stderr.isatty():
-        from tqdm import tqdm
+    from landmark.cli import progress_reporter
 
-        progress = tqdm(unit="window", desc="mert", file=sys.stderr)
-
-    def report(outcome):
-        if outcome.error:
-            line = f"lmprint: {outcome.path}: {outcome.error}"
-            progress.write(line, file=sys.stderr) if progress else click.echo(line, err=True)
+    progress, report = progress_reporter(quiet, unit="window", desc="mert", count_files=False)
 
     started = time.perf_counter()
     added, skipped, failed = index.add(paths, on_outcome=report, progress=progress)
