@@ -96,7 +96,7 @@ def add(ctx, paths, jobs, method, model, device, quiet):
     started = time.perf_counter()
     result = index.add(paths, jobs=jobs, on_outcome=report)
     elapsed = time.perf_counter() - started
-    if progress:
+    if progress is not None:
         progress.close()
     speed = f", {result.audio_s / elapsed:.0f}x realtime" if result.audio_s and elapsed > 0 else ""
     click.echo(f"added {result.added}, skipped {result.skipped} (already indexed), failed {len(result.failed)}"
@@ -144,8 +144,8 @@ def progress_reporter(quiet: bool, unit: str, desc: str, count_files: bool):
     def report(outcome) -> None:
         if outcome.error:
             line = f"lmprint: {outcome.path}: {outcome.error}"
-            progress.write(line, file=sys.stderr) if progress else click.echo(line, err=True)
-        if progress and count_files:
+            progress.write(line, file=sys.stderr) if progress is not None else click.echo(line, err=True)
+        if progress is not None and count_files:
             progress.update(1)
 
     return progress, report

@@ -30,7 +30,7 @@ def add_mert(db: str, paths, model: str | None, device: str | None, quiet: bool)
 
     started = time.perf_counter()
     added, skipped, failed = index.add(paths, on_outcome=report, progress=progress)
-    if progress:
+    if progress is not None:
         progress.close()
     click.echo(f"added {added}, skipped {skipped} (already coded), failed {len(failed)} "
                f"({time.perf_counter() - started:.1f} s)", err=True)

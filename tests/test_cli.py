@@ -95,3 +95,39 @@ def test_add_reports_bad_files_in_a_folder_and_indexes_the_rest(library_dir, tmp
     assert result.returncode == 1
     assert f"added {len(FORMATS)}, skipped 0 (already indexed), failed 1" in result.stderr
     assert "broken.mp3" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_on_a_terminal_add_shows_a_progress_bar_and_still_names_bad_files(library_dir, tmp_path):
+    """Run `lmprint add` under a pseudo-terminal, as a user at a shell would."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    import fcntl
+    import struct
+    import termios
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    process = subprocess.Popen([sys.executable, "-m", "landmark.cli", "--db", str(tmp_path / "i.db"), "add",
+                                str(library_dir / "song0.wav"), str(tmp_path / "missing.mp3")],
+                               stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=120)
+    os.close(controller)
+    text = output.decode(errors="replace")
+    assert process.returncode == 1, text
+    assert "Traceback" not in text
+    assert "missing.mp3: no such file" in text
+    assert "add: 2file" in text  # the bar counted both files
+    assert "added 1, skipped 0 (already indexed), failed 1" in text
