@@ -77,7 +77,10 @@ def _shared_corpus(*parts: str) -> str | None:
 @click.option("--limit", type=int, default=None, help="Use only this many songs (a deterministic subset).")
 @click.option("--quick", is_flag=True, help="Fewer conditions: clean 5 s, 0 dB noise, reverb, phone, MP3.")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="Processes for indexing.")
-def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, seed, limit, quick, jobs):
+@click.option("--landmark-config", default=None, help='Landmark settings to change, as JSON, e.g. '
+              '\'{"min_margin": 7, "index": {"peaks_per_s": 7, "fanout": 3}}\' (see landmark/config.py).')
+def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, seed, limit, quick, jobs,
+            landmark_config):
     """Every method on the same songs with the same queries: results.json, report.md and PNG plots in OUT."""
     from .report import markdown
     from .run import compare as run_compare
@@ -85,7 +88,7 @@ def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, s
     results = run_compare([m.strip() for m in methods.split(",") if m.strip()], corpus, out,
                           mert_model=mert_model, mert_device=mert_device, noise_dir=noise_dir,
                           rir_dir=rir_dir or _shared_corpus("rir"), seed=seed, limit=limit, full=not quick,
-                          jobs=jobs, show_progress=True)
+                          jobs=jobs, show_progress=True, landmark_config=landmark_config)
     click.echo(markdown(results))
 
 

@@ -27,11 +27,17 @@ def _peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def make_method(name: str, workdir: str, jobs: int, mert_model: str | None, mert_device: str | None):
+def make_method(name: str, workdir: str, jobs: int, mert_model: str | None, mert_device: str | None,
+                landmark_config: str | None = None):
     if name == "landmark":
+        import json
+
+        from landmark import Config
+
         from .methods import LandmarkMethod
 
-        return LandmarkMethod(workdir, jobs=jobs)
+        config = Config().with_overrides(json.loads(landmark_config)) if landmark_config else None
+        return LandmarkMethod(workdir, jobs=jobs, config=config)
     if name == "mert":
         from neural.bench_method import MertMethod
 
@@ -65,7 +71,7 @@ def load_queries(path: str):
 
 
 def evaluate(name: str, tracks, queries_path: str, workdir: str, jobs: int, mert_model, mert_device,
-             show_progress: bool) -> dict:
+             show_progress: bool, landmark_config: str | None = None) -> dict:
     """Build one method's index and run every query through it. Runs in a child process, for a clean peak RSS."""
     from tqdm import tqdm
 
@@ -73,7 +79,7 @@ def evaluate(name: str, tracks, queries_path: str, workdir: str, jobs: int, mert
         n_queries = len(pickle.load(handle)[0])
     baseline_mb = _peak_rss_mb()
     try:
-        method = make_method(name, workdir, jobs, mert_model, mert_device)
+        method = make_method(name, workdir, jobs, mert_model, mert_device, landmark_config)
     except Exception as error:  # noqa: BLE001 - a method that cannot start is reported, not fatal
         return {"skipped": str(error)}
     indexed = [t.path for t in tracks if t.indexed]
@@ -114,7 +120,7 @@ def _child(connection, *args) -> None:
 
 def compare(methods: list[str], corpus: str, out: str, *, mert_model: str | None = None, mert_device=None,
             noise_dir: str | None = None, rir_dir: str | None = None, seed: int = 0, limit: int | None = None,
-            full: bool = True, jobs: int = 2, show_progress: bool = True) -> dict:
+            full: bool = True, jobs: int = 2, show_progress: bool = True, landmark_config: str | None = None) -> dict:
     """Run the comparison and write results.json, report.md and plots under `out`."""
     from tqdm import tqdm
 
@@ -131,7 +137,8 @@ def compare(methods: list[str], corpus: str, out: str, *, mert_model: str | None
         results = {"corpus": os.path.abspath(corpus), "seed": seed, "songs": len(tracks),
                    "indexed_songs": sum(t.indexed for t in tracks), "queries": len(queries),
                    "conditions": query_module.conditions(degraders, full), "noise_kinds": sorted(degraders.noises),
-                   "impulse_responses": len(degraders.impulse_responses), "jobs": jobs, "methods": {}}
+                   "impulse_responses": len(degraders.impulse_responses), "jobs": jobs,
+                   "landmark_config": landmark_config, "methods": {}}
         queries_path = os.path.join(workdir, "queries")
         save_queries(queries, queries_path)
         del queries
@@ -142,7 +149,8 @@ def compare(methods: list[str], corpus: str, out: str, *, mert_model: str | None
             os.makedirs(method_dir, exist_ok=True)
             parent, child = context.Pipe(duplex=False)
             process = context.Process(target=_child, args=(child, name, tracks, queries_path, method_dir, jobs,
-                                                            mert_model, mert_device, show_progress))
+                                                            mert_model, mert_device, show_progress,
+                                                            landmark_config))
             process.start()
             child.close()
             try:

@@ -134,6 +134,15 @@ class Config:
             values[side] = Density(**values[side])
         return cls(**values)
 
+    def with_overrides(self, overrides: dict) -> "Config":
+        """A copy with some settings changed, e.g. {"min_margin": 7, "index": {"fanout": 3}} (JSON-friendly)."""
+        values = {}
+        for key, value in overrides.items():
+            if key not in {f.name for f in dataclasses.fields(self)}:
+                raise ValueError(f"unknown setting {key!r}")
+            values[key] = dataclasses.replace(getattr(self, key), **value) if key in ("index", "query") else value
+        return dataclasses.replace(self, **values)
+
     def fingerprint_settings(self) -> dict:
         """The settings that decide what is stored; two indexes with equal settings hold comparable hashes."""
         values = dataclasses.asdict(self)
