@@ -46,13 +46,11 @@ def make_method(name: str, workdir: str, jobs: int, mert_model: str | None, mert
 
 
 def save_queries(queries: list, path: str) -> None:
-    """The query set on disk: one float32 array of all samples, and their descriptions."""
-    lengths = np.array([q.samples.size for q in queries], np.int64)
-    samples = np.lib.format.open_memmap(path + ".npy", "w+", np.float32, (int(lengths.sum()),))
-    offsets = np.r_[0, np.cumsum(lengths)]
-    for query, start in zip(queries, offsets[:-1]):
-        samples[start:start + query.samples.size] = query.samples
-    samples.flush()
+    """The query set on disk: every query's samples, raw float32 one after another, and their descriptions."""
+    offsets = np.r_[0, np.cumsum([q.samples.size for q in queries])]
+    with open(path + ".f32", "wb") as handle:
+        for query in queries:
+            np.asarray(query.samples, np.float32).tofile(handle)
     meta = [(q.song, q.indexed, q.condition, q.start_s) for q in queries]
     with open(path + ".meta", "wb") as handle:
         pickle.dump((meta, offsets), handle)
@@ -63,10 +61,9 @@ def load_queries(path: str):
     own, not the query set's."""
     with open(path + ".meta", "rb") as handle:
         meta, offsets = pickle.load(handle)
-    header = np.load(path + ".npy", mmap_mode="r").offset
-    with open(path + ".npy", "rb") as samples:
+    with open(path + ".f32", "rb") as samples:
         for (song, indexed, condition, start_s), a, b in zip(meta, offsets[:-1], offsets[1:]):
-            samples.seek(header + 4 * int(a))
+            samples.seek(4 * int(a))
             yield query_module.Query(song, indexed, condition, start_s, np.fromfile(samples, np.float32, int(b - a)))
 
 

@@ -37,7 +37,7 @@ def song_fingerprints(store) -> dict[int, tuple[np.ndarray, np.ndarray]]:
 def distractor(hashes: np.ndarray, frames: np.ndarray, config, rng: np.random.Generator
                ) -> tuple[np.ndarray, np.ndarray]:
     """A new song's fingerprint from a real one: 10 s segments shuffled, anchor frequencies shifted."""
-    from landmark.hashes import DELTA_FREQ_BITS, DELTA_TIME_BITS, unpack
+    from landmark.hashes import pack, unpack
 
     segment = int(SEGMENT_S / config.frame_s)
     pieces = frames // segment
@@ -47,13 +47,12 @@ def distractor(hashes: np.ndarray, frames: np.ndarray, config, rng: np.random.Ge
     low = int(config.min_freq_hz * config.fft_size / config.sample_rate_hz)
     high = int(config.max_freq_hz * config.fft_size / config.sample_rate_hz)
     shifted = np.clip(anchor + int(rng.integers(3, 12)) * (1 if rng.random() < 0.5 else -1), low, high)
-    new_hashes = ((shifted << (DELTA_FREQ_BITS + DELTA_TIME_BITS)) | ((delta_bins + 63) << DELTA_TIME_BITS)
-                  | delta_frames).astype(np.uint32)
-    return new_hashes, new_frames
+    return pack(shifted, delta_bins, delta_frames).astype(np.uint32), new_frames
 
 
 def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, limit: int | None = None,
           jobs: int = 2, workdir: str | None = None, show_progress: bool = True) -> dict:
+    import soxr
     from tqdm import tqdm
 
     from landmark import Index
@@ -66,6 +65,8 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                    if q.condition in ("clean_5s", f"noise_{kind}_0dB") or not q.indexed]
         db = os.path.join(tmp, "scale.db")
         index = Index(db, create=True)
+        clips = [soxr.resample(q.samples, query_module.BENCH_RATE_HZ, index.config.sample_rate_hz).astype(np.float32)
+                 for q in queries]  # once, for every index size
         index.add([t.path for t in tracks if t.indexed], jobs=jobs)
         real = song_fingerprints(index.store)
         bases = list(real.values())
@@ -81,11 +82,7 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                                         hashes, frames)
             insert_s = time.perf_counter() - started
             outcomes = []
-            for query in queries:
-                import soxr
-
-                samples = soxr.resample(query.samples, query_module.BENCH_RATE_HZ,
-                                        index.config.sample_rate_hz).astype(np.float32)
+            for query, samples in zip(queries, clips):
                 began = time.perf_counter()
                 found = index.match_samples(samples)
                 outcomes.append(Outcome(query.condition, query.indexed, query.song,

@@ -6,8 +6,6 @@ import time
 
 import click
 
-from landmark.errors import LmprintError
-
 
 def _open(db: str, model: str | None, device: str | None, create: bool):
     from . import mert
@@ -18,12 +16,9 @@ def _open(db: str, model: str | None, device: str | None, create: bool):
 
 
 def add_mert(db: str, paths, model: str | None, device: str | None, quiet: bool) -> int:
-    """Returns the exit status."""
-    try:
-        index = _open(db, model, device, create=True)
-    except LmprintError as error:
-        click.echo(f"lmprint: {error}", err=True)
-        return 1
+    """Returns the exit status. A model or index that cannot be opened raises LmprintError, which the calling
+    command turns into one line (landmark.cli._guard)."""
+    index = _open(db, model, device, create=True)
     from landmark.cli import progress_reporter
 
     progress, report = progress_reporter(quiet, unit="window", desc="mert", count_files=False)
@@ -39,11 +34,8 @@ def add_mert(db: str, paths, model: str | None, device: str | None, quiet: bool)
 
 
 def match_mert(db: str, files, model: str | None, device: str | None, as_json: bool) -> int:
-    try:
-        index = _open(db, model, device, create=False)
-    except LmprintError as error:
-        click.echo(f"lmprint: {error}", err=True)
-        return 1
+    """Returns the exit status (errors opening the model or index: as add_mert)."""
+    index = _open(db, model, device, create=False)
     from landmark.cli import print_matches
 
     def describe(found) -> str:

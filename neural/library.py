@@ -120,12 +120,12 @@ class MertIndex:
     def match_samples(self, samples: np.ndarray) -> MertMatch | None:
         """Identify mono float32 samples at 24 kHz."""
         audio.check_usable(samples, mert.SAMPLE_RATE_HZ, mert.MIN_CLIP_S)
-        projection = code_store.projection(self.store)
-        if projection is None:
-            raise IndexFileError(f"{self.store.path} has no MERT codes yet (lmprint add --method mert)")
-        if self._search_cache is None:
-            self._search_cache = code_store.load_codes(self.store, projection.bits)
-        song_ids, code_columns, code_song = self._search_cache
+        if self._search_cache is None:  # the basis and the codes, read once until the next add
+            projection = code_store.projection(self.store)
+            if projection is None:
+                raise IndexFileError(f"{self.store.path} has no MERT codes yet (lmprint add --method mert)")
+            self._search_cache = (projection, *code_store.load_codes(self.store, projection.bits))
+        projection, song_ids, code_columns, code_song = self._search_cache
         if song_ids.size == 0:
             return None
         query = projection.codes(self.encoder.embed(samples, self.batch_size))

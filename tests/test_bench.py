@@ -104,3 +104,52 @@ def test_without_weights_the_mert_row_says_skipped(tmp_path):
     results = compare(["mert"], str(music), str(tmp_path / "out"), full=False, show_progress=False)
     assert "no weights" in results["methods"]["mert"]["skipped"]
     assert "skipped: no weights" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_saved_queries_come_back_exactly(tmp_path):
+    from bench.run import load_queries, save_queries
+
+    rng = np.random.default_rng(3)
+    saved = [queries.Query(f"s{i}", i % 2 == 0, "clean_5s", float(i), rng.standard_normal(100 + i).astype(np.float32))
+             for i in range(5)]
+    save_queries(saved, str(tmp_path / "q"))
+    loaded = list(load_queries(str(tmp_path / "q")))
+    assert [(q.song, q.indexed, q.condition, q.start_s) for q in loaded] == [
+        (q.song, q.indexed, q.condition, q.start_s) for q in saved]
+    for before, after in zip(saved, loaded):
+        np.testing.assert_array_equal(before.samples, after.samples)
+
+
+def test_a_distractor_keeps_the_shape_of_real_landmarks_but_moves_them():
+    from bench.scale import distractor
+    from landmark.config import Config
+    from landmark.hashes import pack, unpack
+
+    config = Config()
+    rng = np.random.default_rng(4)
+    anchors = rng.integers(40, 200, 3000)
+    hashes = pack(anchors, rng.integers(-63, 64, 3000), rng.integers(2, 64, 3000)).astype(np.uint32)
+    frames = np.sort(rng.integers(0, 11000, 3000)).astype(np.uint32)
+    new_hashes, new_frames = distractor(hashes, frames, config, rng)
+    (anchor, delta_bins, delta_frames), (new_anchor, new_delta_bins, new_delta_frames) = unpack(hashes), unpack(new_hashes)
+    np.testing.assert_array_equal(new_delta_bins, delta_bins)  # Δf and Δt statistics stay those of the source
+    np.testing.assert_array_equal(new_delta_frames, delta_frames)
+    shift = new_anchor - anchor
+    assert 3 <= abs(int(np.median(shift))) <= 11  # every anchor moved by one shift (clipped at the band edges)
+    segment = int(10.0 / config.frame_s)
+    np.testing.assert_array_equal(new_frames % segment, frames % segment)  # whole 10 s segments moved
+    assert not np.array_equal(new_frames, frames)
+
+
+def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path):
+    from bench.scale import scale
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(8):
+        write(music / f"g{seed}.flac", rendered(seed + 90, 20.0, SYNTH_RATE), SYNTH_RATE)
+    result = scale(str(music), [5, 30], None, workdir=str(tmp_path), show_progress=False)
+    first, second = result["rows"]
+    assert first["songs"] < 30 and second["songs"] == 30
+    assert first["insert_ms_per_distractor"] is None and second["insert_ms_per_distractor"] > 0
+    assert second["recall"]["clean_5s"] >= 0.8
