@@ -123,7 +123,7 @@ def match(ctx, files, as_json, method, model, device):
     index = _open_index(ctx)
 
     def describe(found) -> str:
-        return (f"{found.song.title} ({found.song.path}) at {found.offset_s:.1f} s, score {found.score}, "
+        return (f"{found.song.title} ({found.song.path}) at {found.offset_s:.1f} s, score {found.score:.0f}, "
                 f"confidence {found.confidence:.2f}")
 
     failed = print_matches(index, files, as_json, describe)

@@ -19,8 +19,6 @@ what lets a clip from anywhere in the song produce the same hashes.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
-
 from .config import Config, Density
 
 FREQ_BITS = 8
@@ -30,9 +28,8 @@ DELTA_FREQ_OFFSET = 63
 HASH_BITS = FREQ_BITS + DELTA_FREQ_BITS + DELTA_TIME_BITS
 
 
-@njit(cache=True)
 def pack(anchor_bin, delta_bins, delta_frames):
-    """One hash from its three fields (see the bit layout above)."""
+    """Hashes from their three fields (see the bit layout above); scalars or arrays."""
     return ((anchor_bin << (DELTA_FREQ_BITS + DELTA_TIME_BITS))
             | ((delta_bins + DELTA_FREQ_OFFSET) << DELTA_TIME_BITS)
             | delta_frames)
@@ -47,39 +44,34 @@ def unpack(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return anchor_bin, delta_bins, delta_frames
 
 
-@njit(cache=True)
-def _pair_peaks(frames, bins, fanout, min_dt, max_dt, max_df):
-    """Hashes and anchor frames of all pairs. Peaks must be sorted by frame."""
-    n = frames.size
-    hashes = np.empty(n * fanout, np.uint32)
-    anchor_frames = np.empty(n * fanout, np.uint32)
-    count = 0
-    for i in range(n):
-        paired = 0
-        for j in range(i + 1, n):
-            dt = frames[j] - frames[i]
-            if dt > max_dt:
-                break
-            df = bins[j] - bins[i]
-            if dt < min_dt or df > max_df or df < -max_df:
-                continue
-            hashes[count] = pack(bins[i], df, dt)
-            anchor_frames[count] = frames[i]
-            count += 1
-            paired += 1
-            if paired == fanout:
-                break
-    return hashes[:count], anchor_frames[:count]
-
-
 def pair_peaks(frames: np.ndarray, bins: np.ndarray, config: Config, density: Density
                ) -> tuple[np.ndarray, np.ndarray]:
-    """(hashes uint32, anchor_frames uint32) for peaks sorted by frame."""
+    """(hashes uint32, anchor_frames uint32) of every anchor with its next `fanout` peaks in the target zone.
+
+    Peaks must be sorted by frame. Vectorised over an (anchor × following peak) matrix whose width is the most
+    peaks any anchor has within `max_delta_frames`, which the per-block peak budget keeps small.
+    """
     if not (config.max_delta_frames < (1 << DELTA_TIME_BITS) and config.max_delta_bins <= DELTA_FREQ_OFFSET
             and config.max_freq_hz * config.fft_size / config.sample_rate_hz < (1 << FREQ_BITS)):
         raise ValueError("settings do not fit the hash bit layout")
-    return _pair_peaks(np.ascontiguousarray(frames, np.int64), np.ascontiguousarray(bins, np.int64),
-                       density.fanout, config.min_delta_frames, config.max_delta_frames, config.max_delta_bins)
+    frames = np.asarray(frames, np.int64)
+    bins = np.asarray(bins, np.int64)
+    n = frames.size
+    anchors = np.arange(n)
+    zone_end = np.searchsorted(frames, frames + config.max_delta_frames, side="right")
+    width = int((zone_end - anchors - 1).max()) if n else 0
+    if width <= 0:
+        return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
+    targets = anchors[:, None] + np.arange(1, width + 1)[None, :]
+    in_zone = targets < zone_end[:, None]
+    targets = np.minimum(targets, n - 1)
+    delta_frames = frames[targets] - frames[:, None]
+    delta_bins = bins[targets] - bins[:, None]
+    in_zone &= (delta_frames >= config.min_delta_frames) & (np.abs(delta_bins) <= config.max_delta_bins)
+    in_zone &= np.cumsum(in_zone, axis=1) <= density.fanout
+    rows, cols = np.nonzero(in_zone)
+    hashes = pack(bins[rows], delta_bins[rows, cols], delta_frames[rows, cols])
+    return hashes.astype(np.uint32), frames[rows].astype(np.uint32)
 
 
 def widen_delta_time(hashes: np.ndarray, anchor_frames: np.ndarray, tolerance_frames: int

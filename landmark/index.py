@@ -170,7 +170,7 @@ class Store:
         if config is not None and config.fingerprint_settings() != stored_config.fingerprint_settings():
             raise IndexFileError(f"{self.path} was built with other fingerprint settings; "
                                  "fingerprints made with different settings cannot be mixed")
-        self.config = config or stored_config
+        self.config = config or stored_config.with_matching_settings_of(Config())
 
     def write(self) -> "_WriteTransaction":
         """A short IMMEDIATE write transaction: all of it lands, or none of it."""
@@ -183,6 +183,10 @@ class Store:
     def content_hashes(self) -> set[str]:
         """Content hashes of songs that have landmark fingerprints."""
         return {row[0] for row in self.conn.execute("SELECT content_sha1 FROM songs WHERE n_hashes > 0")}
+
+    def fingerprinted_song_count(self) -> int:
+        """Songs that have landmark fingerprints (hash weights scale with it)."""
+        return self._read("SELECT COUNT(*) FROM songs WHERE n_hashes > 0")[0][0]
 
     def songs(self) -> list[Song]:
         rows = self._read("SELECT id, path, title, duration_s, content_sha1, n_hashes, added_at FROM songs ORDER BY id")
@@ -254,7 +258,10 @@ class Store:
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hashes, song_ids, frames) of every posting whose hash is in `hashes`."""
         wanted = np.unique(np.asarray(hashes, np.uint32))
-        buckets = np.unique(wanted >> SUFFIX_BITS).tolist()
+        if wanted.size == 0:
+            return wanted, wanted, wanted
+        buckets = wanted >> SUFFIX_BITS
+        buckets = buckets[np.r_[True, buckets[1:] != buckets[:-1]]].tolist()  # `wanted` is sorted
         found_buckets, blobs = [], []
         chunk = 900
         for start in range(0, len(buckets), chunk):
@@ -265,7 +272,7 @@ class Store:
                 found_buckets.append(bucket)
                 blobs.append(blob)
         posting_hashes, songs, frames = decode_postings(np.asarray(found_buckets, np.uint32), blobs)
-        keep = np.isin(posting_hashes, wanted)
+        keep = wanted[np.minimum(np.searchsorted(wanted, posting_hashes), wanted.size - 1)] == posting_hashes
         return posting_hashes[keep], songs[keep], frames[keep]
 
     # --- statistics -------------------------------------------------------------------------------------------

@@ -22,15 +22,15 @@ class Match:
     """The song a query was identified as."""
 
     song: Song
-    score: int
-    """Aligned hashes in the best Δt bin."""
+    score: float
+    """Summed weight of the aligned hashes in the best Δt bin (see `vote`)."""
     offset_s: float
     """Where in the song the query starts, in seconds."""
     confidence: float
     """Lead over the runner-up song as a fraction of the score, in [0, 1]."""
 
     def to_dict(self) -> dict:
-        return {"path": self.song.path, "title": self.song.title, "score": self.score,
+        return {"path": self.song.path, "title": self.song.title, "score": round(self.score, 1),
                 "offset_s": round(self.offset_s, 3), "confidence": round(self.confidence, 3)}
 
 
@@ -120,7 +120,8 @@ class Index:
         hashes, frames = widen_delta_time(query.hashes, query.anchor_frames,
                                           self.config.query_delta_tolerance_frames)
         posting_hashes, posting_songs, posting_frames = self.store.lookup(hashes)
-        candidates = vote.rank(hashes, frames, posting_hashes, posting_songs, posting_frames, self.config)
+        candidates = vote.rank(hashes, frames, posting_hashes, posting_songs, posting_frames,
+                               self.store.fingerprinted_song_count(), self.config)
         best, confidence = vote.decide(candidates, self.config)
         if best is None:
             return None, candidates

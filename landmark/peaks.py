@@ -8,42 +8,22 @@ only the most prominent peaks are kept, so a loud passage cannot flood the index
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from .config import Config, Density
 
 
-@njit(cache=True)
-def _running_max_frames(values, radius):
-    """Maximum over ±radius frames (axis 0), clipped at the edges."""
-    n_frames, n_bins = values.shape
-    out = np.empty_like(values)
-    for t in range(n_frames):
-        lo = max(0, t - radius)
-        hi = min(n_frames, t + radius + 1)
-        for f in range(n_bins):
-            best = values[lo, f]
-            for k in range(lo + 1, hi):
-                if values[k, f] > best:
-                    best = values[k, f]
-            out[t, f] = best
-    return out
+def running_max(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Maximum over ±radius samples along `axis` (0: frames, 1: bins), the window clipped at the edges.
 
-
-@njit(cache=True)
-def _running_max_bins(values, radius):
-    """Maximum over ±radius bins (axis 1), clipped at the edges."""
-    n_frames, n_bins = values.shape
-    out = np.empty_like(values)
-    for t in range(n_frames):
-        for f in range(n_bins):
-            lo = max(0, f - radius)
-            hi = min(n_bins, f + radius + 1)
-            best = values[t, lo]
-            for k in range(lo + 1, hi):
-                if values[t, k] > best:
-                    best = values[t, k]
-            out[t, f] = best
+    2·radius vectorised passes: for the small radii of peak picking this is as fast as a compiled loop, and it
+    keeps numba (0.7 s to initialise, even from its cache) off the query path.
+    """
+    out = values.copy()
+    source = values if axis == 0 else values.T
+    target = out if axis == 0 else out.T
+    for shift in range(1, min(radius, source.shape[0] - 1) + 1):
+        np.maximum(target[shift:], source[:-shift], out=target[shift:])
+        np.maximum(target[:-shift], source[shift:], out=target[:-shift])
     return out
 
 
@@ -77,8 +57,8 @@ def candidate_peaks(spectrogram_db: np.ndarray, config: Config, density: Density
     """
     background = _box_mean(_box_mean(spectrogram_db, config.background_frames, 0), config.background_bins, 1)
     prominence = spectrogram_db - background
-    local_max = _running_max_bins(_running_max_frames(spectrogram_db, density.neighbourhood_frames),
-                                  density.neighbourhood_bins)
+    local_max = running_max(running_max(spectrogram_db, density.neighbourhood_frames, axis=0),
+                            density.neighbourhood_bins, axis=1)
     edges = band_edges_bins(config)
     loud_enough = spectrogram_db >= spectrogram_db.max(axis=1, keepdims=True) - config.dynamic_range_db
     is_peak = (spectrogram_db >= local_max) & (prominence >= config.min_prominence_db) & loud_enough

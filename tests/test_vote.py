@@ -5,43 +5,84 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from landmark.config import Config
-from landmark.vote import Candidate, best_alignments, decide, rank
+from landmark.vote import Candidate, Votes, best_alignments, decide, hash_weights, rank
 
 
-def brute_force(songs, deltas, tolerance):
-    votes = Counter(zip(songs, deltas))
+def brute_force(votes, tolerance):
+    """Per song, the best ±tolerance window of weights, each (song, Δt, query frame) counted once at its max."""
+    heaviest = {}
+    for song, delta, frame, weight in votes:
+        heaviest[song, delta, frame] = max(heaviest.get((song, delta, frame), 0.0), weight)
+    per_bin = Counter()
+    for (song, delta, _), weight in heaviest.items():
+        per_bin[song, delta] += weight
     best = {}
-    for song, delta in votes:
-        score = sum(votes.get((song, delta + k), 0) for k in range(-tolerance, tolerance + 1))
-        best[song] = max(best.get(song, 0), score)
-    return best
+    for song, delta in per_bin:
+        score = sum(per_bin.get((song, delta + k), 0.0) for k in range(-tolerance, tolerance + 1))
+        best[song] = max(best.get(song, 0.0), score)
+    return best, per_bin
 
 
 @settings(max_examples=200)
-@given(st.lists(st.tuples(st.integers(1, 6), st.integers(-40, 40)), max_size=300), st.integers(0, 2))
-def test_best_alignment_scores_equal_a_brute_force_count(votes, tolerance):
-    songs = np.array([v[0] for v in votes], np.int64)
-    deltas = np.array([v[1] for v in votes], np.int64)
-    song_ids, scores, best_deltas = best_alignments(songs, deltas, tolerance)
-    expected = brute_force(songs.tolist(), deltas.tolist(), tolerance)
-    assert dict(zip(song_ids.tolist(), scores.tolist())) == expected
+@given(st.lists(st.tuples(st.integers(1, 6), st.integers(-40, 40), st.integers(0, 30), st.sampled_from([0.5, 1.0, 3.0])),
+                max_size=300), st.integers(0, 2))
+def test_best_alignment_scores_equal_a_brute_force_sum(votes, tolerance):
+    columns = [np.array([v[i] for v in votes], np.int64) for i in range(3)]
+    weights = np.array([v[3] for v in votes], np.float64)
+    song_ids, scores, best_deltas = best_alignments(Votes(*columns, weights), tolerance)
+    expected, per_bin = brute_force(votes, tolerance)
+    assert song_ids.tolist() == sorted(expected)
+    assert np.allclose(scores, [expected[s] for s in song_ids.tolist()])
     for song, delta, score in zip(song_ids.tolist(), best_deltas.tolist(), scores.tolist()):
-        window = sum(1 for s, d in votes if s == song and abs(d - delta) <= tolerance)
-        assert window == score  # the reported Δt really has the reported score
+        window = sum(per_bin.get((song, delta + k), 0.0) for k in range(-tolerance, tolerance + 1))
+        assert np.isclose(window, score)  # the reported Δt really has the reported score
 
 
 def test_rank_finds_the_song_whose_hashes_line_up():
     rng = np.random.default_rng(1)
-    query_hashes = rng.integers(0, 1 << 21, 200).astype(np.uint32)
-    query_frames = np.sort(rng.integers(0, 300, 200)).astype(np.uint32)
+    query_hashes = rng.choice(1 << 21, 200, replace=False).astype(np.uint32)
+    query_frames = np.sort(rng.choice(300, 200, replace=False)).astype(np.uint32)
     # song 7 holds 60 of the query's hashes, 1000 frames later; song 3 holds 60 scattered ones
     posting_hashes = np.concatenate([query_hashes[:60], query_hashes[60:120]])
     posting_songs = np.array([7] * 60 + [3] * 60, np.uint32)
     posting_frames = np.concatenate([query_frames[:60] + 1000, rng.integers(0, 5000, 60)]).astype(np.uint32)
-    candidates = rank(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, Config())
-    assert candidates[0] == Candidate(7, 60, 1000)
+    candidates = rank(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, 2, Config())
+    assert candidates[0].song_id == 7 and candidates[0].delta_frames == 1000
+    assert np.isclose(candidates[0].score, 60 * hash_weights(np.array([1]), 2, Config())[0])
     best, confidence = decide(candidates, Config())
     assert best.song_id == 7 and confidence > 0.8
+
+
+def test_rare_aligned_hashes_outweigh_many_common_ones():
+    """Song 1 lines up on 40 hashes every song holds, song 2 on 15 hashes only it holds: song 2 is the match
+    (by raw count it would lose)."""
+    n_songs = 20
+    common = np.arange(100, 140, dtype=np.uint32)
+    rare = np.arange(500, 515, dtype=np.uint32)
+    query_hashes = np.concatenate([common, rare])
+    query_frames = np.arange(query_hashes.size, dtype=np.uint32) * 3
+    songs, frames, hashes = [], [], []
+    for song in range(1, n_songs + 1):  # every song holds the common hashes; only song 1 in the query's order
+        hashes.append(common)
+        songs.append(np.full(common.size, song))
+        frames.append(query_frames[:common.size] + 400 if song == 1 else np.arange(common.size) * 97 + song * 13)
+    hashes.append(rare)
+    songs.append(np.full(rare.size, 2))
+    frames.append(query_frames[common.size:] + 900)
+    candidates = rank(query_hashes, query_frames, np.concatenate(hashes), np.concatenate(songs).astype(np.uint32),
+                      np.concatenate(frames).astype(np.uint32), n_songs, Config())
+    assert [c.song_id for c in candidates[:2]] == [2, 1]
+    assert candidates[0].delta_frames == 900
+
+
+def test_an_anchor_frame_votes_once_per_alignment():
+    """Ten pairs from one query anchor frame matching one song anchor count once, not ten times."""
+    query_hashes = np.arange(10, dtype=np.uint32)
+    query_frames = np.full(10, 50, np.uint32)
+    candidates = rank(query_hashes, query_frames, query_hashes.copy(), np.full(10, 4, np.uint32),
+                      np.full(10, 80, np.uint32), 1, Config())
+    assert candidates[0].song_id == 4 and candidates[0].delta_frames == 30
+    assert np.isclose(candidates[0].score, hash_weights(np.array([1]), 1, Config())[0])
 
 
 def test_no_match_below_the_score_or_the_margin():
