@@ -17,6 +17,12 @@ from .hashes import widen_delta_time
 from .index import Song, Store
 
 
+COMPACT_AFTER_CHANGE = 0.2
+"""`add` and `remove` compact the file (`Store.compact`) after a batch that added or removed at least this fraction
+of the audio now indexed: a bulk add then leaves a file about 10 % smaller, removing songs gives the space back,
+and small changes to a large index stay cheap."""
+
+
 @dataclass(frozen=True)
 class Match:
     """The song a query was identified as."""
@@ -86,7 +92,12 @@ class Index:
                 else:
                     report.audio_s += song.duration_s
             self._record(report, outcome, on_outcome)
+        self._compact_after_change(report.audio_s)
         return report
+
+    def _compact_after_change(self, changed_audio_s: float) -> None:
+        if changed_audio_s > 0 and changed_audio_s >= COMPACT_AFTER_CHANGE * self.store.stats()["duration_s"]:
+            self.store.compact()
 
     @staticmethod
     def _record(report: AddReport, outcome: Outcome, on_outcome) -> None:
@@ -145,6 +156,7 @@ class Index:
                 missing.append(reference)
             removed.update({song.id: song for song in found})
         self.store.delete_songs(list(removed))
+        self._compact_after_change(sum(song.duration_s for song in removed.values()))
         return list(removed.values()), missing
 
     def stats(self) -> dict:

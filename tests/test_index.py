@@ -96,3 +96,23 @@ def test_missing_foreign_random_and_newer_files_get_one_clear_error(tmp_path):
     newer.close()
     with pytest.raises(IndexFileError, match="newer"):
         Store(tmp_path / "new.db")
+
+
+def test_removing_songs_gives_the_space_back_and_the_rest_still_match(built_index, library_dir, tmp_path):
+    """Removing half the songs compacts the file: it shrinks, and the remaining songs are still identified."""
+    import shutil
+
+    from landmark import Index, audio
+
+    path = tmp_path / "copy.db"
+    shutil.copy(built_index, path)
+    before = path.stat().st_size
+    with Index(path) as index:
+        songs = index.songs()
+        removed, missing = index.remove([song.path for song in songs[:3]])
+        assert len(removed) == 3 and not missing
+        kept = songs[3]
+        clip = audio.load(kept.path, index.config.sample_rate_hz)[8000 * 4: 8000 * 9]
+        assert index.match_samples(clip).song.path == kept.path
+    assert path.stat().st_size < 0.75 * before
+    assert not (tmp_path / "copy.db-wal").exists() or (tmp_path / "copy.db-wal").stat().st_size == 0
