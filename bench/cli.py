@@ -116,6 +116,17 @@ def scale(corpus, out, sizes, noise_dir, seed, limit, jobs):
     click.echo(table)
 
 
+@main.command()
+@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False), help="An lmprint index.")
+@click.option("--runs", type=click.IntRange(1), default=7, show_default=True)
+@click.argument("clip", type=click.Path(exists=True, dir_okay=False))
+def startup(db, runs, clip):
+    """Cold-start wall time of `lmprint match CLIP`, each run a fresh process."""
+    from .startup import measure
+
+    click.echo(measure(db, clip, runs))
+
+
 @main.command(name="search-speed")
 @click.option("--sizes", default="100000,1000000", show_default=True, help="Songs (10 codes each).")
 def search_speed(sizes):

@@ -153,3 +153,19 @@ def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path)
     assert first["songs"] < 30 and second["songs"] == 30
     assert first["insert_ms_per_distractor"] is None and second["insert_ms_per_distractor"] > 0
     assert second["recall"]["clean_5s"] >= 0.8
+
+
+def test_startup_bench_matches_cold_and_keeps_heavy_modules_off_the_query_path(built_index, library_dir, tmp_path):
+    """`bench startup` runs `lmprint match` in fresh processes; the query path imports neither numba nor scipy
+    (numba's runtime alone costs about 0.7 s of a cold start, scipy.signal about 1 s)."""
+    from bench.startup import measure
+    from landmark import Index, audio
+
+    with Index(built_index) as index:
+        song = index.songs()[2]
+        clip = audio.load(song.path, SYNTH_RATE)[SYNTH_RATE * 6: SYNTH_RATE * 11]
+    write(tmp_path / "clip.wav", clip, SYNTH_RATE)
+    result = measure(str(built_index), str(tmp_path / "clip.wav"), runs=1)
+    assert result["answer"]["path"] == song.path
+    assert abs(result["answer"]["offset_s"] - 6.0) < 0.1
+    assert "numba" not in result["heavy_modules_imported"] and "scipy" not in result["heavy_modules_imported"]

@@ -1,0 +1,34 @@
+"""`bench startup`: wall time of `lmprint match` on one clip, each run a fresh process (a cold start as a user
+sees it: interpreter, imports, opening the index, decoding, matching, printing), and what the process imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+_PROBE = ("import sys, runpy; sys.argv = ['lmprint'] + sys.argv[1:]; "
+          "code = 0\ntry:\n    runpy.run_module('landmark.cli', run_name='__main__')\n"
+          "except SystemExit as stop:\n    code = stop.code or 0\n"
+          "heavy = sorted(m for m in ('numba', 'scipy', 'torch', 'sqlite_utils') if m in sys.modules)\n"
+          "print('IMPORTED ' + ','.join(heavy), file=sys.stderr)\nsys.exit(code)")
+
+
+def measure(db: str, clip: str, runs: int = 7) -> dict:
+    """Median and spread of `lmprint --db DB match CLIP` in fresh interpreters, plus its answer."""
+    times, answer, imported = [], None, ""
+    for _ in range(runs):
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", _PROBE, "--db", db, "match", "--json", clip],
+                              capture_output=True, text=True)
+        times.append(time.perf_counter() - started)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "lmprint failed")
+        answer = json.loads(done.stdout.splitlines()[-1])
+        imported = next((line[9:] for line in done.stderr.splitlines() if line.startswith("IMPORTED ")), "")
+    return {"runs": runs, "wall_s_median": round(float(np.median(times)), 3),
+            "wall_s_min": round(min(times), 3), "wall_s_max": round(max(times), 3),
+            "heavy_modules_imported": imported or "none", "answer": answer["match"]}
