@@ -49,29 +49,42 @@ def pair_peaks(frames: np.ndarray, bins: np.ndarray, config: Config, density: De
     """(hashes uint32, anchor_frames uint32) of every anchor with its next `fanout` peaks in the target zone.
 
     Peaks must be sorted by frame. Vectorised over an (anchor × following peak) matrix whose width is the most
-    peaks any anchor has within `max_delta_frames`, which the per-block peak budget keeps small.
+    peaks any anchor has within `max_delta_frames`, which the per-block peak budget keeps small; anchors are taken
+    `ANCHOR_BLOCK` at a time.
     """
     if not (config.max_delta_frames < (1 << DELTA_TIME_BITS) and config.max_delta_bins <= DELTA_FREQ_OFFSET
             and config.max_freq_hz * config.fft_size / config.sample_rate_hz < (1 << FREQ_BITS)):
         raise ValueError("settings do not fit the hash bit layout")
     frames = np.asarray(frames, np.int64)
     bins = np.asarray(bins, np.int64)
-    n = frames.size
-    anchors = np.arange(n)
     zone_end = np.searchsorted(frames, frames + config.max_delta_frames, side="right")
-    width = int((zone_end - anchors - 1).max()) if n else 0
+    pairs = [_pair_anchors(frames, bins, zone_end, start, min(frames.size, start + ANCHOR_BLOCK), config, density)
+             for start in range(0, frames.size, ANCHOR_BLOCK)]
+    if not pairs:
+        return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
+    return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+
+
+ANCHOR_BLOCK = 4096
+"""Anchors paired at a time: bounds the (anchor × following peak) matrices for a 2-hour file."""
+
+
+def _pair_anchors(frames, bins, zone_end, start, stop, config: Config, density: Density):
+    """Pairs of the anchors start..stop-1 (see `pair_peaks`)."""
+    anchors = np.arange(start, stop)
+    width = int((zone_end[start:stop] - anchors - 1).max())
     if width <= 0:
         return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
     targets = anchors[:, None] + np.arange(1, width + 1)[None, :]
-    in_zone = targets < zone_end[:, None]
-    targets = np.minimum(targets, n - 1)
-    delta_frames = frames[targets] - frames[:, None]
-    delta_bins = bins[targets] - bins[:, None]
+    in_zone = targets < zone_end[start:stop, None]
+    targets = np.minimum(targets, frames.size - 1)
+    delta_frames = frames[targets] - frames[anchors, None]
+    delta_bins = bins[targets] - bins[anchors, None]
     in_zone &= (delta_frames >= config.min_delta_frames) & (np.abs(delta_bins) <= config.max_delta_bins)
     in_zone &= np.cumsum(in_zone, axis=1) <= density.fanout
     rows, cols = np.nonzero(in_zone)
-    hashes = pack(bins[rows], delta_bins[rows, cols], delta_frames[rows, cols])
-    return hashes.astype(np.uint32), frames[rows].astype(np.uint32)
+    hashes = pack(bins[anchors[rows]], delta_bins[rows, cols], delta_frames[rows, cols])
+    return hashes.astype(np.uint32), frames[anchors[rows]].astype(np.uint32)
 
 
 def widen_delta_time(hashes: np.ndarray, anchor_frames: np.ndarray, tolerance_frames: int

@@ -184,6 +184,10 @@ class Store:
         """Content hashes of songs that have landmark fingerprints."""
         return {row[0] for row in self.conn.execute("SELECT content_sha1 FROM songs WHERE n_hashes > 0")}
 
+    def indexed_duration_s(self) -> float:
+        """Seconds of audio of all songs in the index."""
+        return float(self._read("SELECT COALESCE(SUM(duration_s), 0) FROM songs")[0][0])
+
     def fingerprinted_song_count(self) -> int:
         """Songs that have landmark fingerprints (hash weights scale with it)."""
         return self._read("SELECT COUNT(*) FROM songs WHERE n_hashes > 0")[0][0]

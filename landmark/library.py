@@ -96,7 +96,7 @@ class Index:
         return report
 
     def _compact_after_change(self, changed_audio_s: float) -> None:
-        if changed_audio_s > 0 and changed_audio_s >= COMPACT_AFTER_CHANGE * self.store.stats()["duration_s"]:
+        if changed_audio_s > 0 and changed_audio_s >= COMPACT_AFTER_CHANGE * self.store.indexed_duration_s():
             self.store.compact()
 
     @staticmethod

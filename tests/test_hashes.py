@@ -40,3 +40,18 @@ def test_widening_adds_neighbouring_delta_times_at_the_same_anchor():
     wide, frames = widen_delta_time(hashes, np.array([7], np.uint32), 1)
     assert sorted(unpack(wide)[2].tolist()) == [9, 10, 11]
     assert frames.tolist() == [7, 7, 7]
+
+
+def test_pairing_in_anchor_blocks_equals_pairing_all_at_once(monkeypatch):
+    """Pairs near a block boundary still reach targets in the next block."""
+    import landmark.hashes as hashing
+
+    rng = np.random.default_rng(3)
+    frames = np.sort(rng.integers(0, 3000, 900))
+    bins = rng.integers(10, 240, 900)
+    config = Config()
+    whole = hashing.pair_peaks(frames, bins, config, config.index)
+    monkeypatch.setattr(hashing, "ANCHOR_BLOCK", 7)
+    blocked = hashing.pair_peaks(frames, bins, config, config.index)
+    assert whole[0].size > 1000
+    assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1])

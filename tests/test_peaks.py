@@ -48,3 +48,17 @@ def test_block_processing_gives_the_same_peaks_as_one_block(monkeypatch):
 def test_silence_has_no_peaks():
     frames, _ = extract_peaks(np.zeros(8000 * 5, np.float32), CONFIG, CONFIG.index)
     assert frames.size == 0
+
+
+def test_running_max_equals_a_brute_force_window_maximum():
+    from landmark.peaks import running_max
+
+    values = np.random.default_rng(5).standard_normal((40, 23)).astype(np.float32)
+    for axis, radius in ((0, 3), (1, 6), (0, 50)):
+        expected = np.empty_like(values)
+        for t in range(values.shape[0]):
+            for f in range(values.shape[1]):
+                lo_t, hi_t = (max(0, t - radius), t + radius + 1) if axis == 0 else (t, t + 1)
+                lo_f, hi_f = (max(0, f - radius), f + radius + 1) if axis == 1 else (f, f + 1)
+                expected[t, f] = values[lo_t:hi_t, lo_f:hi_f].max()
+        assert np.array_equal(running_max(values, radius, axis), expected)
