@@ -1,7 +1,7 @@
 """The landmark engine: Shazam-style spectrogram-peak pairs in an inverted index, matched by Δt voting.
 
 Data flows one way: audio → spectrogram → peaks → hashes → index → vote. `Index` is the API. Attributes load
-lazily so that `lmprint list` does not pay for importing numba and FFmpeg.
+lazily: importing `landmark` for `Config` (or `lmprint --help`) does not pull in numpy and FFmpeg.
 """
 
 from .config import Config, Density

@@ -27,7 +27,7 @@ def _db_path(ctx: click.Context) -> str:
 
 
 def _open_index(ctx: click.Context, create: bool = False):
-    from .library import Index  # lazy: numba and the audio stack load only for commands that need them
+    from .library import Index  # lazy: numpy and the audio stack load only when a command opens an index
 
     try:
         return Index(_db_path(ctx), create=create)

@@ -228,7 +228,7 @@ def test_decoding_random_bytes_raises_only_the_projects_error(tmp_path_factory, 
 # --- 6. bounded resources ----------------------------------------------------------------------------------------
 
 def test_a_long_file_is_fingerprinted_in_bounded_memory(tmp_path):
-    """A 40-minute file: peak memory stays under 300 MB (interpreter, numba, FFmpeg, one block's spectrogram) plus
+    """A 40-minute file: peak memory stays under 300 MB (interpreter, FFmpeg, one block's spectrogram) plus
     40 KB per second of audio (the decoded samples at 8 kHz are 32 KB/s; the spectrogram is made in blocks)."""
     long_file = tmp_path / "long.flac"
     minute = rendered(300, 60.0, 8000)
