@@ -19,6 +19,7 @@ what lets a clip from anywhere in the song produce the same hashes.
 from __future__ import annotations
 
 import numpy as np
+
 from .config import Config, Density
 
 FREQ_BITS = 8

@@ -277,8 +277,7 @@ class Store:
         wanted = np.unique(np.asarray(hashes, np.uint32))
         if wanted.size == 0:
             return wanted, wanted, wanted
-        buckets = wanted >> SUFFIX_BITS
-        buckets = buckets[np.r_[True, buckets[1:] != buckets[:-1]]].tolist()  # `wanted` is sorted
+        buckets = np.unique(wanted >> SUFFIX_BITS).tolist()
         found_buckets, blobs = [], []
         chunk = 900
         for start in range(0, len(buckets), chunk):

@@ -63,15 +63,16 @@ def join(query_hashes: np.ndarray, query_frames: np.ndarray, posting_hashes: np.
     posting_hashes = posting_hashes[order]
     first = np.searchsorted(posting_hashes, query_hashes, side="left")
     found = np.searchsorted(posting_hashes, query_hashes, side="right") - first
-    kept = np.searchsorted(np.cumsum(found), MAX_VOTES, side="right")  # query hashes within the vote budget
-    first, found = first[:kept], found[:kept]
+    ends = np.cumsum(found)
+    kept = np.searchsorted(ends, MAX_VOTES, side="right")  # query hashes within the vote budget
+    first, found, ends = first[:kept], found[:kept], ends[:kept]
     query_index = np.repeat(np.arange(kept), found)
-    within = np.arange(query_index.size) - np.repeat(np.cumsum(found) - found, found)
+    within = np.arange(query_index.size) - np.repeat(ends - found, found)
     posting_index = order[np.repeat(first, found) + within]
+    frames = query_frames[query_index].astype(np.int64)
     return Votes(songs=posting_songs[posting_index].astype(np.int64),
-                 deltas=posting_frames[posting_index].astype(np.int64)
-                 - query_frames[:kept][query_index].astype(np.int64),
-                 query_frames=query_frames[:kept][query_index].astype(np.int64),
+                 deltas=posting_frames[posting_index].astype(np.int64) - frames,
+                 query_frames=frames,
                  weights=hash_weights(found, n_songs, config)[query_index])
 
 
