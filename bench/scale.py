@@ -24,10 +24,7 @@ SEGMENT_S = 10.0
 
 def song_fingerprints(store) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Every song's (hashes, frames), read back from the postings table."""
-    from landmark.index import decode_postings
-
-    rows = store.conn.execute("SELECT bucket, entries FROM postings").fetchall()
-    hashes, songs, frames = decode_postings(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows])
+    hashes, songs, frames = store.all_postings()
     order = np.argsort(songs, kind="stable")
     hashes, songs, frames = hashes[order], songs[order], frames[order]
     bounds = np.flatnonzero(np.r_[True, songs[1:] != songs[:-1], True])

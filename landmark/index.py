@@ -2,16 +2,19 @@
 
 Layout (justified in the README, "The index file"):
 
-- `songs`: one row per song (path, title, duration, content hash, number of hashes, time added).
+- `songs`: one row per song (path, title, duration, content hash, number of hashes, time added) and its place
+  on the index's **timeline**: the songs' frames laid end to end, song after song, as they were added
+  (`timeline_start`, `timeline_frames`). A posting then names song and time with one number, its timeline frame.
 - `postings`: an inverted index. Row key `bucket = hash >> SUFFIX_BITS`; the row's blob is a packed array of
-  6-byte entries, one per posting, little-endian:
+  5-byte entries, one per posting, little-endian:
 
-      bytes 0..2: song id (20 bits) << 4 | hash & 0xF (4 bits)      bytes 3..5: anchor frame (24 bits)
+      bits 0..3: hash & 0xF      bits 4..39: timeline frame of the anchor (36 bits)
 
   Grouping 16 hashes per row amortises SQLite's per-row overhead (~10 B), which would otherwise cost more than
-  the posting itself. 20-bit song ids allow 1,048,575 songs; 24-bit frames allow 74 hours per song at 16 ms
-  frames, so times never wrap.
-- `meta`: schema version and the fingerprint settings the index was built with.
+  the posting itself. A song id and a frame would need 6 bytes for the same range; 36 bits of timeline hold
+  300,000 hours of audio at 16 ms frames, in songs of any length, so times never wrap. Timeline frames are never
+  reused: a removed song leaves a gap, so a reader holding an older list of songs cannot misattribute a posting.
+- `meta`: the fingerprint settings the index was built with and the end of the timeline.
 
 Adding a song is one short write transaction: its row in `songs` plus an append to each bucket it touches. A crash
 mid-song rolls the whole song back; WAL mode lets `match` read while another process adds.
@@ -30,12 +33,12 @@ import numpy as np
 from .config import Config
 from .errors import IndexFileError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x6C6D7072  # "lmpr": tells an lmprint index from any other SQLite file
 SUFFIX_BITS = 4
-ENTRY_BYTES = 6
-MAX_SONG_ID = (1 << 20) - 1
-MAX_FRAME = (1 << 24) - 1
+ENTRY_BYTES = 5
+TIMELINE_BITS = 8 * ENTRY_BYTES - SUFFIX_BITS
+TIMELINE_END = 1 << TIMELINE_BITS
 BUSY_TIMEOUT_S = 60.0
 """How long a writer waits for another writer before giving up with "locked"."""
 
@@ -46,7 +49,7 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     db = Database(conn)
     db["meta"].create({"key": str, "value": str}, pk="key", not_null={"value"}, if_not_exists=True)
     db["songs"].create({"id": int, "path": str, "title": str, "duration_s": float, "content_sha1": str,
-                        "n_hashes": int, "added_at": str}, pk="id",
+                        "n_hashes": int, "added_at": str, "timeline_start": int, "timeline_frames": int}, pk="id",
                        not_null={"path", "title", "duration_s", "content_sha1", "n_hashes", "added_at"},
                        if_not_exists=True)
     db["songs"].create_index(["content_sha1"], unique=True, if_not_exists=True)
@@ -74,38 +77,49 @@ class Song:
     added_at: str
 
 
-def encode_postings(hashes: np.ndarray, song_id: int, frames: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
-    """Group one song's postings by bucket: (buckets, packed entry blobs), one blob per bucket."""
-    if song_id > MAX_SONG_ID:
-        raise IndexFileError("index is full (1,048,575 songs)")
-    if frames.size and int(frames.max()) > MAX_FRAME:
-        raise IndexFileError("song too long for the index (over 74 h)")
+def encode_postings(hashes: np.ndarray, timeline_frames: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+    """Group postings by bucket: (buckets, packed entry blobs), one blob per bucket."""
     order = np.argsort(hashes, kind="stable")
-    hashes = hashes[order].astype(np.uint32)
-    frames = frames[order].astype(np.uint32)
-    entries = np.empty((hashes.size, ENTRY_BYTES), np.uint8)
-    low = (np.uint32(song_id) << SUFFIX_BITS) | (hashes & ((1 << SUFFIX_BITS) - 1))
-    entries[:, 0:3] = low.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :3]
-    entries[:, 3:6] = frames.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :3]
-    buckets = hashes >> SUFFIX_BITS
+    hashes = hashes[order].astype(np.uint64)
+    values = (timeline_frames[order].astype(np.uint64) << np.uint64(SUFFIX_BITS)) | (hashes & np.uint64(0xF))
+    entries = values.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :ENTRY_BYTES]
+    buckets = (hashes >> np.uint64(SUFFIX_BITS)).astype(np.uint32)
     starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]]) if buckets.size else np.zeros(0, int)
     ends = np.r_[starts[1:], buckets.size]
     return buckets[starts], [entries[s:e].tobytes() for s, e in zip(starts, ends)]
 
 
-def decode_postings(buckets: np.ndarray, blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hashes, song_ids, frames) of all entries in the given bucket rows."""
+def decode_postings(buckets: np.ndarray, blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, timeline frames) of all entries in the given bucket rows."""
     if not blobs:
-        empty = np.zeros(0, np.uint32)
-        return empty, empty, empty
+        return np.zeros(0, np.uint32), np.zeros(0, np.int64)
     raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(-1, ENTRY_BYTES)
     counts = np.fromiter((len(b) // ENTRY_BYTES for b in blobs), np.int64, len(blobs))
     prefix = np.repeat(np.asarray(buckets, np.uint32), counts)
-    low = raw[:, 0].astype(np.uint32) | (raw[:, 1].astype(np.uint32) << 8) | (raw[:, 2].astype(np.uint32) << 16)
-    hashes = (prefix << SUFFIX_BITS) | (low & ((1 << SUFFIX_BITS) - 1))
-    songs = low >> SUFFIX_BITS
-    frames = raw[:, 3].astype(np.uint32) | (raw[:, 4].astype(np.uint32) << 8) | (raw[:, 5].astype(np.uint32) << 16)
-    return hashes, songs, frames
+    padded = np.zeros((raw.shape[0], 8), np.uint8)
+    padded[:, :ENTRY_BYTES] = raw
+    values = padded.view("<u8").ravel()
+    hashes = (prefix << SUFFIX_BITS) | (values & 0xF).astype(np.uint32)
+    return hashes, (values >> SUFFIX_BITS).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Where each song's frames lie on the index's timeline (sorted by start), to turn a posting's timeline frame
+    back into (song, frame)."""
+
+    starts: np.ndarray  # int64
+    ends: np.ndarray  # int64, exclusive
+    song_ids: np.ndarray  # int64
+    end: int  # the first frame no song has used yet
+
+    def locate(self, timeline_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mask of the entries that fall in a song, their song ids, their frames within the song)."""
+        slot = np.searchsorted(self.starts, timeline_frames, side="right") - 1
+        inside = slot >= 0
+        inside[inside] = timeline_frames[inside] < self.ends[slot[inside]]
+        slot = slot[inside]
+        return inside, self.song_ids[slot], timeline_frames[inside] - self.starts[slot]
 
 
 class Store:
@@ -146,6 +160,9 @@ class Store:
         if version > SCHEMA_VERSION:
             raise IndexFileError(f"{self.path} has index schema version {version}, newer than this lmprint "
                                  f"supports ({SCHEMA_VERSION}); upgrade lmprint")
+        if exists and version < SCHEMA_VERSION:
+            raise IndexFileError(f"{self.path} was built by an older lmprint (index schema version {version}); "
+                                 "index the music again into a new file")
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -159,6 +176,7 @@ class Store:
                     conn.execute("INSERT INTO meta(key, value) VALUES ('config', ?)",
                                  ((config or Config()).to_json(),))
                     conn.execute("INSERT INTO meta(key, value) VALUES ('created_at', ?)", (_now(),))
+                    conn.execute("INSERT INTO meta(key, value) VALUES ('timeline_end', '0')")
         stored = conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()
         if stored is None:
             raise IndexFileError(f"{self.path} is damaged: its settings are missing")
@@ -171,6 +189,7 @@ class Store:
             raise IndexFileError(f"{self.path} was built with other fingerprint settings; "
                                  "fingerprints made with different settings cannot be mixed")
         self.config = config or stored_config.with_matching_settings_of(Config())
+        self._timeline: Timeline | None = None
 
     def write(self) -> "_WriteTransaction":
         """A short IMMEDIATE write transaction: all of it lands, or none of it."""
@@ -222,15 +241,22 @@ class Store:
             row = self.conn.execute("SELECT id, n_hashes FROM songs WHERE content_sha1=?", (content_sha1,)).fetchone()
             if row is not None and row[1] > 0:
                 return None
+            start = int(self.conn.execute("SELECT value FROM meta WHERE key='timeline_end'").fetchone()[0])
+            span = int(frames.max()) + 1 if frames.size else 0
+            if start + span >= TIMELINE_END:
+                raise IndexFileError(f"{self.path} is full ({TIMELINE_END:,} frames of audio)")
             if row is None:
                 cursor = self.conn.execute(
-                    "INSERT INTO songs(path, title, duration_s, content_sha1, n_hashes, added_at) VALUES (?,?,?,?,?,?)",
-                    (path, title, duration_s, content_sha1, int(hashes.size), _now()))
+                    "INSERT INTO songs(path, title, duration_s, content_sha1, n_hashes, added_at, timeline_start, "
+                    "timeline_frames) VALUES (?,?,?,?,?,?,?,?)",
+                    (path, title, duration_s, content_sha1, int(hashes.size), _now(), start, span))
                 song_id = int(cursor.lastrowid)
             else:
                 song_id = int(row[0])
-                self.conn.execute("UPDATE songs SET n_hashes=? WHERE id=?", (int(hashes.size), song_id))
-            buckets, blobs = encode_postings(hashes, song_id, frames)
+                self.conn.execute("UPDATE songs SET n_hashes=?, timeline_start=?, timeline_frames=? WHERE id=?",
+                                  (int(hashes.size), start, span, song_id))
+            self.conn.execute("UPDATE meta SET value=? WHERE key='timeline_end'", (str(start + span),))
+            buckets, blobs = encode_postings(hashes, start + frames.astype(np.int64))
             self.conn.executemany(
                 "INSERT INTO postings(bucket, entries) VALUES (?, ?) "
                 "ON CONFLICT(bucket) DO UPDATE SET entries = CAST(entries || excluded.entries AS BLOB)",
@@ -254,22 +280,27 @@ class Store:
         """Remove songs and every posting of theirs, in one transaction (a full scan of the postings)."""
         if not song_ids:
             return
-        doomed = np.asarray(sorted(song_ids), np.uint32)
         with self.write():
             marks = ",".join("?" * len(song_ids))
+            spans = self.conn.execute(f"SELECT timeline_start, timeline_start + timeline_frames FROM songs WHERE id IN "
+                                      f"({marks}) AND timeline_start IS NOT NULL ORDER BY timeline_start",
+                                      song_ids).fetchall()
+            doomed = np.asarray(spans, np.int64).reshape(-1, 2)
             self.conn.execute(f"DELETE FROM songs WHERE id IN ({marks})", song_ids)
             for (table,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name LIKE "
                                               "'%\\_codes' ESCAPE '\\'").fetchall():
                 self.conn.execute(f"DELETE FROM {table} WHERE song_id IN ({marks})", song_ids)
             updates, deletions = [], []
-            for bucket, blob in self.conn.execute("SELECT bucket, entries FROM postings"):
-                _, songs, _ = decode_postings(np.array([bucket]), [blob])
-                gone = np.isin(songs, doomed)
+            for bucket, blob in self.conn.execute("SELECT bucket, entries FROM postings") if doomed.size else ():
+                _, timeline_frames = decode_postings(np.array([bucket]), [blob])
+                slot = np.searchsorted(doomed[:, 0], timeline_frames, side="right") - 1
+                gone = (slot >= 0) & (timeline_frames < doomed[np.maximum(slot, 0), 1])
                 if gone.any():
                     kept = np.frombuffer(blob, np.uint8).reshape(-1, ENTRY_BYTES)[~gone]
                     (updates.append((kept.tobytes(), bucket)) if kept.size else deletions.append((bucket,)))
             self.conn.executemany("UPDATE postings SET entries=? WHERE bucket=?", updates)
             self.conn.executemany("DELETE FROM postings WHERE bucket=?", deletions)
+        self._timeline = None
 
     # --- postings ---------------------------------------------------------------------------------------------
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -287,9 +318,31 @@ class Store:
             for bucket, blob in rows:
                 found_buckets.append(bucket)
                 blobs.append(blob)
-        posting_hashes, songs, frames = decode_postings(np.asarray(found_buckets, np.uint32), blobs)
+        posting_hashes, timeline_frames = decode_postings(np.asarray(found_buckets, np.uint32), blobs)
         keep = wanted[np.minimum(np.searchsorted(wanted, posting_hashes), wanted.size - 1)] == posting_hashes
-        return posting_hashes[keep], songs[keep], frames[keep]
+        return self._locate(posting_hashes[keep], timeline_frames[keep])
+
+    def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(hashes, song_ids, frames) of every posting in the index (a full scan)."""
+        rows = self._read("SELECT bucket, entries FROM postings")
+        return self._locate(*decode_postings(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows]))
+
+    def timeline(self) -> Timeline:
+        """Where the songs lie on the timeline, read from the file now."""
+        rows = self._read("SELECT timeline_start, timeline_start + timeline_frames, id FROM songs "
+                          "WHERE timeline_start IS NOT NULL ORDER BY timeline_start")
+        end = int(self._read("SELECT value FROM meta WHERE key='timeline_end'")[0][0])
+        starts, ends, ids = np.asarray(rows, np.int64).reshape(-1, 3).T
+        return Timeline(starts, ends, ids, end)
+
+    def _locate(self, hashes: np.ndarray, timeline_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(hashes, song_ids, frames) from timeline frames. The song list is cached and read again only when a
+        posting lies past its end (another process added songs since); postings of songs removed since fall in
+        gaps and are dropped."""
+        if self._timeline is None or (timeline_frames.size and int(timeline_frames.max()) >= self._timeline.end):
+            self._timeline = self.timeline()
+        inside, song_ids, frames = self._timeline.locate(timeline_frames)
+        return hashes[inside], song_ids, frames
 
     # --- statistics -------------------------------------------------------------------------------------------
     def stats(self) -> dict:

@@ -11,14 +11,31 @@ from landmark.index import SCHEMA_VERSION, Store, decode_postings, encode_postin
 def test_postings_round_trip_through_the_bucket_encoding():
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 1 << 21, 5000).astype(np.uint32)
-    frames = rng.integers(0, (1 << 24) - 1, 5000).astype(np.uint32)
-    buckets, blobs = encode_postings(hashes, 1_048_575, frames)
-    got_hashes, got_songs, got_frames = decode_postings(buckets, blobs)
-    order = np.lexsort((frames, hashes))
+    timeline_frames = rng.integers(0, 1 << 36, 5000)
+    timeline_frames[:2] = [0, (1 << 36) - 1]
+    buckets, blobs = encode_postings(hashes, timeline_frames)
+    assert sum(map(len, blobs)) == 5 * 5000
+    got_hashes, got_frames = decode_postings(buckets, blobs)
+    order = np.lexsort((timeline_frames, hashes))
     got = np.lexsort((got_frames, got_hashes))
     np.testing.assert_array_equal(got_hashes[got], hashes[order])
-    np.testing.assert_array_equal(got_frames[got], frames[order])
-    assert set(got_songs.tolist()) == {1_048_575}
+    np.testing.assert_array_equal(got_frames[got], timeline_frames[order])
+
+
+def test_songs_follow_each_other_on_the_timeline_and_a_stale_reader_catches_up(tmp_path):
+    """Postings name a song by its place on the timeline. A reader that cached the song list before another
+    process added a song still attributes the new song's postings to it."""
+    writer = Store(tmp_path / "i.db", create=True)
+    reader = Store(tmp_path / "i.db")
+    a = writer.insert_song("/a", "a", 10.0, "sha-a", np.array([5, 6], np.uint32), np.array([0, 600], np.uint32))
+    assert sorted(zip(*[x.tolist() for x in reader.lookup(np.array([5, 6, 7], np.uint32))])) == [(5, a, 0), (6, a, 600)]
+    b = writer.insert_song("/b", "b", 10.0, "sha-b", np.array([5, 7], np.uint32), np.array([3, 4], np.uint32))
+    got = sorted(zip(*[x.tolist() for x in reader.lookup(np.array([5, 6, 7], np.uint32))]))
+    assert got == [(5, a, 0), (5, b, 3), (6, a, 600), (7, b, 4)]
+    writer.delete_songs([a])
+    c = writer.insert_song("/c", "c", 10.0, "sha-c", np.array([6], np.uint32), np.array([9], np.uint32))
+    got = sorted(zip(*[x.tolist() for x in reader.lookup(np.array([5, 6, 7], np.uint32))]))
+    assert got == [(5, b, 3), (6, c, 9), (7, b, 4)]
 
 
 def test_times_of_a_two_hour_song_do_not_wrap(tmp_path):
@@ -95,6 +112,12 @@ def test_missing_foreign_random_and_newer_files_get_one_clear_error(tmp_path):
     newer.commit()
     newer.close()
     with pytest.raises(IndexFileError, match="newer"):
+        Store(tmp_path / "new.db")
+    older = sqlite3.connect(tmp_path / "new.db")
+    older.execute(f"PRAGMA user_version={SCHEMA_VERSION - 1}")
+    older.commit()
+    older.close()
+    with pytest.raises(IndexFileError, match="older lmprint"):
         Store(tmp_path / "new.db")
 
 

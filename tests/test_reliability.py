@@ -44,15 +44,16 @@ def song_count(db) -> int:
 
 def postings_per_song(db) -> dict[int, int]:
     """Count every song's postings by decoding the whole postings table."""
-    from landmark.index import decode_postings
+    from landmark.index import Store, decode_postings
 
-    conn = sqlite3.connect(db)
-    counts: dict[int, int] = {}
-    for bucket, blob in conn.execute("SELECT bucket, entries FROM postings"):
-        _, songs, _ = decode_postings(np.array([bucket]), [blob])
-        for song, n in zip(*np.unique(songs, return_counts=True)):
-            counts[int(song)] = counts.get(int(song), 0) + int(n)
-    conn.close()
+    store = Store(db)
+    rows = store.conn.execute("SELECT bucket, entries FROM postings").fetchall()
+    _, timeline_frames = decode_postings(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows])
+    inside, songs, _ = store.timeline().locate(timeline_frames)
+    store.close()
+    counts = {int(song): int(n) for song, n in zip(*np.unique(songs, return_counts=True))}
+    if not inside.all():
+        counts[-1] = int((~inside).sum())  # postings of no song
     return counts
 
 
