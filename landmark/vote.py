@@ -11,7 +11,7 @@ up in one Δt bin, the clip's offset; for other songs they scatter. Two refineme
   repetitive passages then no longer pile up.
 
 A song's score is the summed weight in its best Δt bin ± `vote_tolerance_frames`. A match must reach
-`min_score` and beat the runner-up song by `min_margin`.
+`min_score`, beat the runner-up song by `min_margin`, and score `min_ratio` times the runner-up's.
 """
 
 from __future__ import annotations
@@ -134,6 +134,7 @@ def decide(candidates: list[Candidate], config: Config) -> tuple[Candidate | Non
     best = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
     confidence = (best.score - runner_up) / best.score if best.score > 0 else 0.0
-    if best.score < config.min_score or best.score - runner_up < config.min_margin:
+    if (best.score < config.min_score or best.score - runner_up < config.min_margin
+            or best.score < config.min_ratio * runner_up):
         return None, confidence
     return best, confidence

@@ -85,9 +85,11 @@ def test_an_anchor_frame_votes_once_per_alignment():
     assert np.isclose(candidates[0].score, hash_weights(np.array([1]), 1, Config())[0])
 
 
-def test_no_match_below_the_score_or_the_margin():
-    config = Config(min_score=6, min_margin=5)  # thresholds given explicitly: this tests the rule
+def test_no_match_below_the_score_the_margin_or_the_ratio():
+    config = Config(min_score=6, min_margin=5, min_ratio=1.4)  # thresholds given explicitly: this tests the rule
     assert decide([], config)[0] is None
     assert decide([Candidate(1, 5, 0)], config)[0] is None  # too few
     assert decide([Candidate(1, 20, 0), Candidate(2, 16, 3)], config)[0] is None  # too close to the runner-up
-    assert decide([Candidate(1, 20, 0), Candidate(2, 15, 3)], config)[0].song_id == 1
+    assert decide([Candidate(1, 20, 0), Candidate(2, 14, 3)], config)[0].song_id == 1
+    assert decide([Candidate(1, 60, 0), Candidate(2, 45, 3)], config)[0] is None  # a lead of 15, but only 1.33×
+    assert decide([Candidate(1, 63, 0), Candidate(2, 45, 3)], config)[0].song_id == 1
