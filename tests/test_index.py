@@ -94,7 +94,7 @@ def test_an_index_refuses_fingerprints_made_with_other_settings(tmp_path):
     Store(tmp_path / "i.db", config=Config(min_margin=9)).close()  # matching thresholds may differ
 
 
-def test_missing_foreign_random_and_newer_files_get_one_clear_error(tmp_path):
+def test_missing_foreign_random_newer_and_older_files_get_one_clear_error(tmp_path):
     with pytest.raises(IndexFileError, match="no index at"):
         Store(tmp_path / "missing.db")
     (tmp_path / "random.db").write_bytes(np.random.default_rng(0).bytes(50_000))
@@ -107,18 +107,13 @@ def test_missing_foreign_random_and_newer_files_get_one_clear_error(tmp_path):
     with pytest.raises(IndexFileError, match="not an lmprint index"):
         Store(tmp_path / "foreign.db")
     Store(tmp_path / "new.db", create=True).close()
-    newer = sqlite3.connect(tmp_path / "new.db")
-    newer.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    newer.commit()
-    newer.close()
-    with pytest.raises(IndexFileError, match="newer"):
-        Store(tmp_path / "new.db")
-    older = sqlite3.connect(tmp_path / "new.db")
-    older.execute(f"PRAGMA user_version={SCHEMA_VERSION - 1}")
-    older.commit()
-    older.close()
-    with pytest.raises(IndexFileError, match="older lmprint"):
-        Store(tmp_path / "new.db")
+    for version, complaint in ((SCHEMA_VERSION + 1, "newer"), (SCHEMA_VERSION - 1, "older lmprint")):
+        other = sqlite3.connect(tmp_path / "new.db")
+        other.execute(f"PRAGMA user_version={version}")
+        other.commit()
+        other.close()
+        with pytest.raises(IndexFileError, match=complaint):
+            Store(tmp_path / "new.db")
 
 
 def test_removing_songs_gives_the_space_back_and_the_rest_still_match(built_index, library_dir, tmp_path):
