@@ -308,18 +308,24 @@ class Store:
         wanted = np.unique(np.asarray(hashes, np.uint32))
         if wanted.size == 0:
             return wanted, wanted, wanted
-        buckets = np.unique(wanted >> SUFFIX_BITS).tolist()
+        # A row holds the postings of 16 hashes: note which of them were asked for, as a bit mask per row.
+        firsts = np.flatnonzero(np.r_[True, (wanted[1:] >> SUFFIX_BITS) != (wanted[:-1] >> SUFFIX_BITS)])
+        buckets = wanted[firsts] >> SUFFIX_BITS
+        asked_suffixes = np.bitwise_or.reduceat(np.left_shift(np.uint32(1), wanted & 0xF), firsts)
         found_buckets, blobs = [], []
         chunk = 900
-        for start in range(0, len(buckets), chunk):
-            part = buckets[start:start + chunk]
+        for start in range(0, buckets.size, chunk):
+            part = buckets[start:start + chunk].tolist()
             rows = self._read(f"SELECT bucket, entries FROM postings WHERE bucket IN ({','.join('?' * len(part))})",
                               part)
             for bucket, blob in rows:
                 found_buckets.append(bucket)
                 blobs.append(blob)
-        posting_hashes, timeline_frames = decode_postings(np.asarray(found_buckets, np.uint32), blobs)
-        keep = wanted[np.minimum(np.searchsorted(wanted, posting_hashes), wanted.size - 1)] == posting_hashes
+        found_buckets = np.asarray(found_buckets, np.uint32)
+        posting_hashes, timeline_frames = decode_postings(found_buckets, blobs)
+        row_sizes = np.fromiter(map(len, blobs), np.int64, len(blobs)) // ENTRY_BYTES
+        row_asked = np.repeat(asked_suffixes[np.searchsorted(buckets, found_buckets)], row_sizes)
+        keep = ((row_asked >> (posting_hashes & 0xF)) & 1).astype(bool)
         return self._locate(posting_hashes[keep], timeline_frames[keep])
 
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
