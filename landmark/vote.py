@@ -27,6 +27,9 @@ DELTA_BITS = 25
 
 DELTA_OFFSET = 1 << (DELTA_BITS - 1)
 
+PACKED_KEY_BITS = 63
+"""Width of the packed sort key of `best_alignments` (a signed 64-bit integer)."""
+
 MAX_VOTES = 20_000_000
 """A query that would cast more votes than this (a pathological, hugely repetitive input) is cut there."""
 
@@ -42,12 +45,25 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Votes:
-    """One entry per (query hash, posting) pair with equal hashes."""
+    """One entry per (query hash, posting) pair with equal hashes. A vote's weight is stored as its level: the
+    rank of its weight among the distinct weights of the query, 0 for the heaviest (weights come from a few
+    hundred distinct posting counts, so levels are small integers that pack into a sort key)."""
 
     songs: np.ndarray  # int64
     deltas: np.ndarray  # int64, t_song − t_query in frames
     query_frames: np.ndarray  # int64
-    weights: np.ndarray  # float64
+    levels: np.ndarray  # int64, index into level_weights
+    level_weights: np.ndarray  # float64, strictly decreasing
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self.level_weights[self.levels]
+
+    @classmethod
+    def from_weights(cls, songs: np.ndarray, deltas: np.ndarray, query_frames: np.ndarray,
+                     weights: np.ndarray) -> "Votes":
+        negated, levels = np.unique(-np.asarray(weights, np.float64), return_inverse=True)
+        return cls(songs, deltas, query_frames, levels.astype(np.int64), -negated)
 
 
 def hash_weights(postings_per_hash: np.ndarray, n_songs: int, config: Config) -> np.ndarray:
@@ -70,14 +86,46 @@ def join(query_hashes: np.ndarray, query_frames: np.ndarray, posting_hashes: np.
     within = np.arange(query_index.size) - np.repeat(ends - found, found)
     posting_index = order[np.repeat(first, found) + within]
     frames = query_frames[query_index].astype(np.int64)
+    counts, level_of_hash = np.unique(found, return_inverse=True)  # fewest postings first: heaviest first
     return Votes(songs=posting_songs[posting_index].astype(np.int64),
                  deltas=posting_frames[posting_index].astype(np.int64) - frames,
                  query_frames=frames,
-                 weights=hash_weights(found, n_songs, config)[query_index])
+                 levels=level_of_hash.astype(np.int64)[query_index],
+                 level_weights=hash_weights(counts, n_songs, config))
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+
+
+def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """One entry per (song, Δt, query anchor frame) with its heaviest vote's weight, sorted by (song, Δt).
+
+    Returns (bin_keys, delta_bits, delta_floor, weights) with bin_key = song << delta_bits | (Δt − delta_floor).
+    The fast way sorts one packed integer, song | Δt | frame | level, and takes the first of each run (the lowest
+    level is the heaviest vote): twice as fast as an argsort and gathers at millions of votes. Keys too wide for
+    63 bits take the argsort."""
+    delta_floor = int(votes.deltas.min()) - tolerance  # a margin, so bins of two songs are never ±tolerance apart
+    delta_bits = (int(votes.deltas.max()) - delta_floor + tolerance + 1).bit_length()
+    frame_bits = max(1, int(votes.query_frames.max()).bit_length())
+    level_bits = max(1, int(votes.levels.max()).bit_length())
+    song_bits = max(1, int(votes.songs.max()).bit_length())
+    if song_bits + delta_bits + frame_bits + level_bits <= PACKED_KEY_BITS:
+        keys = (((votes.songs << delta_bits | (votes.deltas - delta_floor)) << frame_bits | votes.query_frames)
+                << level_bits) | votes.levels
+        keys.sort()
+        firsts = _run_starts(keys >> level_bits)
+        weights = votes.level_weights[keys[firsts] & ((1 << level_bits) - 1)]
+        anchor_keys = keys[firsts] >> level_bits
+    else:
+        delta_bits, delta_floor = DELTA_BITS, -DELTA_OFFSET
+        keys = ((votes.songs << DELTA_BITS) | (votes.deltas + DELTA_OFFSET)) << frame_bits | votes.query_frames
+        order = np.argsort(keys)
+        keys = keys[order]
+        firsts = _run_starts(keys)
+        weights = np.maximum.reduceat(votes.weights[order], firsts)
+        anchor_keys = keys[firsts]
+    return anchor_keys >> frame_bits, delta_bits, delta_floor, weights
 
 
 def best_alignments(votes: Votes, tolerance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,14 +137,7 @@ def best_alignments(votes: Votes, tolerance: int) -> tuple[np.ndarray, np.ndarra
     if votes.songs.size == 0:
         empty = np.zeros(0, np.int64)
         return empty, np.zeros(0), empty
-    frame_bits = max(1, int(votes.query_frames.max()).bit_length())
-    bin_keys = (votes.songs << DELTA_BITS) | (votes.deltas + DELTA_OFFSET)
-    keys = (bin_keys << frame_bits) | votes.query_frames
-    order = np.argsort(keys)
-    keys = keys[order]
-    starts = _run_starts(keys)
-    weights = np.maximum.reduceat(votes.weights[order], starts)  # one vote per anchor frame and Δt
-    bin_keys = keys[starts] >> frame_bits
+    bin_keys, delta_bits, delta_floor, weights = _heaviest_per_anchor(votes, tolerance)
     starts = _run_starts(bin_keys)
     bin_weights = np.add.reduceat(weights, starts)
     bin_keys = bin_keys[starts]
@@ -105,12 +146,12 @@ def best_alignments(votes: Votes, tolerance: int) -> tuple[np.ndarray, np.ndarra
         near = (bin_keys[step:] - bin_keys[:-step]) <= tolerance
         window[:-step] += np.where(near, bin_weights[step:], 0.0)
         window[step:] += np.where(near, bin_weights[:-step], 0.0)
-    songs = bin_keys >> DELTA_BITS
+    songs = bin_keys >> delta_bits
     song_starts = _run_starts(songs)  # bins are sorted by song, then Δt
     best_scores = np.maximum.reduceat(window, song_starts)
     at_best = np.flatnonzero(window == np.repeat(best_scores, np.diff(np.r_[song_starts, songs.size])))
     best = at_best[_run_starts(songs[at_best])]  # the earliest best Δt of each song
-    return songs[best], window[best], (bin_keys[best] & ((1 << DELTA_BITS) - 1)) - DELTA_OFFSET
+    return songs[best], window[best], (bin_keys[best] & ((1 << delta_bits) - 1)) + delta_floor
 
 
 def rank(query_hashes: np.ndarray, query_frames: np.ndarray, posting_hashes: np.ndarray,

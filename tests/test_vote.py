@@ -25,11 +25,19 @@ def brute_force(votes, tolerance):
 
 @settings(max_examples=200)
 @given(st.lists(st.tuples(st.integers(1, 6), st.integers(-40, 40), st.integers(0, 30), st.sampled_from([0.5, 1.0, 3.0])),
-                max_size=300), st.integers(0, 2))
-def test_best_alignment_scores_equal_a_brute_force_sum(votes, tolerance):
+                max_size=300), st.integers(0, 2), st.booleans())
+def test_best_alignment_scores_equal_a_brute_force_sum(votes, tolerance, packed):
+    """Both ways of finding each anchor's heaviest vote: the packed sort key, and the argsort taken when the key
+    would not fit in 63 bits."""
+    from landmark import vote
+
+    vote.PACKED_KEY_BITS = 63 if packed else 0
     columns = [np.array([v[i] for v in votes], np.int64) for i in range(3)]
     weights = np.array([v[3] for v in votes], np.float64)
-    song_ids, scores, best_deltas = best_alignments(Votes(*columns, weights), tolerance)
+    try:
+        song_ids, scores, best_deltas = best_alignments(Votes.from_weights(*columns, weights), tolerance)
+    finally:
+        vote.PACKED_KEY_BITS = 63
     expected, per_bin = brute_force(votes, tolerance)
     assert song_ids.tolist() == sorted(expected)
     assert np.allclose(scores, [expected[s] for s in song_ids.tolist()])
