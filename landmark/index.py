@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,8 +164,7 @@ class Store:
         if exists and version < SCHEMA_VERSION:
             raise IndexFileError(f"{self.path} was built by an older lmprint (index schema version {version}); "
                                  "index the music again into a new file")
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            conn.execute("PRAGMA journal_mode=WAL")
+        _use_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         if not exists:
             with self.write():
@@ -399,6 +399,21 @@ class _WriteTransaction:
         if isinstance(error, sqlite3.DatabaseError):
             raise IndexFileError(_describe(error, self.path)) from None
         return False
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode. The switch needs the file to itself and SQLite answers "locked" at once,
+    without waiting, while another process is creating the same index: retry for up to BUSY_TIMEOUT_S."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _describe(error: sqlite3.Error, path: Path) -> str:

@@ -134,3 +134,21 @@ def test_removing_songs_gives_the_space_back_and_the_rest_still_match(built_inde
         assert index.match_samples(clip).song.path == kept.path
     assert path.stat().st_size < 0.75 * before
     assert not (tmp_path / "copy.db-wal").exists() or (tmp_path / "copy.db-wal").stat().st_size == 0
+
+
+def test_opening_waits_for_another_process_to_switch_the_file_to_wal(tmp_path):
+    """SQLite answers "locked" at once, without its busy timeout, to a switch to WAL mode while another connection
+    holds a write lock on the new file (two `lmprint add` creating the same index hit this); opening retries
+    instead of failing."""
+    import threading
+
+    path = tmp_path / "i.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # a process that is about to create the index, still in rollback-journal mode
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        Store(path, create=True).close()
+    finally:
+        release.join()
+        other.close()
