@@ -8,6 +8,7 @@ python3 -m pip install -q --disable-pip-version-check -e .
 work=${DEMO_DIR:-/tmp/lmprint-demo}
 mkdir -p "$work"
 export LMPRINT_DB="$work/index.db"
+rm -f "$LMPRINT_DB" "$LMPRINT_DB-wal" "$LMPRINT_DB-shm"  # a fresh index each run (an older lmprint's is refused)
 if [ "${1:-}" = "--real" ]; then
   bash scripts/get-corpus.sh "$work/music" hedgewars-data
   music="$work/music/hedgewars-data"
