@@ -152,3 +152,17 @@ def test_opening_waits_for_another_process_to_switch_the_file_to_wal(tmp_path):
     finally:
         release.join()
         other.close()
+
+
+def test_a_song_coded_by_mert_first_gets_its_place_on_the_timeline_when_fingerprinted(tmp_path):
+    """A song row made by the MERT path has no postings and no timeline place; landmark postings added later
+    get one, and are attributed to that same row."""
+    from neural.store import add_codes, ensure_tables
+
+    store = Store(tmp_path / "i.db", create=True)
+    ensure_tables(store)
+    store.insert_song("/a", "a", 10.0, "sha-a", np.array([5], np.uint32), np.array([7], np.uint32))
+    coded = add_codes(store, "/b", "b", 10.0, "sha-b", np.zeros((10, 32), np.uint8), 6)
+    assert store.timeline().song_ids.tolist() == [1]  # /b has no postings yet
+    assert store.insert_song("/b", "b", 10.0, "sha-b", np.array([5], np.uint32), np.array([3], np.uint32)) == coded
+    assert sorted(zip(*[x.tolist() for x in store.lookup(np.array([5], np.uint32))])) == [(5, 1, 7), (5, coded, 3)]
