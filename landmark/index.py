@@ -112,7 +112,7 @@ class Timeline:
     starts: np.ndarray  # int64
     ends: np.ndarray  # int64, exclusive
     song_ids: np.ndarray  # int64
-    end: int  # the first frame no song has used yet
+    end: int  # the end of the last song listed; postings past it belong to songs added since
 
     def locate(self, timeline_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mask of the entries that fall in a song, their song ids, their frames within the song)."""
@@ -337,9 +337,9 @@ class Store:
         """Where the songs lie on the timeline, read from the file now."""
         rows = self._read("SELECT timeline_start, timeline_start + timeline_frames, id FROM songs "
                           "WHERE timeline_start IS NOT NULL ORDER BY timeline_start")
-        end = int(self._read("SELECT value FROM meta WHERE key='timeline_end'")[0][0])
         starts, ends, ids = np.asarray(rows, np.int64).reshape(-1, 3).T
-        return Timeline(starts, ends, ids, end)
+        # The end of the songs read, not meta's timeline_end: a song added between two reads must lie past it.
+        return Timeline(starts, ends, ids, int(ends.max()) if ends.size else 0)
 
     def _locate(self, hashes: np.ndarray, timeline_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hashes, song_ids, frames) from timeline frames. The song list is cached and read again only when a
