@@ -128,12 +128,11 @@ class Index:
         query = fingerprint(samples, self.config, self.config.query)
         if query.hashes.size == 0:
             raise AudioError("no landmarks found (silent or featureless)")
-        hashes, frames = widen_delta_time(query.hashes, query.anchor_frames,
-                                          self.config.query_delta_tolerance_frames)
-        posting_hashes, posting_songs, posting_frames = self.store.lookup(hashes)
-        candidates = vote.rank(hashes, frames, posting_hashes, posting_songs, posting_frames,
-                               self.store.fingerprinted_song_count(), self.config)
+        candidates = self._rank(query, self.config.query_delta_tolerance_frames)
         best, confidence = vote.decide(candidates, self.config)
+        if best is None and self.config.query_retry_tolerance_frames > self.config.query_delta_tolerance_frames:
+            candidates = self._rank(query, self.config.query_retry_tolerance_frames)
+            best, confidence = vote.decide(candidates, self.config)
         if best is None:
             return None, candidates
         song = self.store.songs_by_id([best.song_id]).get(best.song_id)
@@ -141,6 +140,13 @@ class Index:
             return None, candidates
         offset_s = max(0.0, best.delta_frames * self.config.frame_s)
         return Match(song, best.score, offset_s, confidence), candidates
+
+    def _rank(self, query, tolerance_frames: int) -> list[vote.Candidate]:
+        """Candidates for a query fingerprint, its hashes looked up with Δt ± tolerance_frames."""
+        hashes, frames = widen_delta_time(query.hashes, query.anchor_frames, tolerance_frames)
+        posting_hashes, posting_songs, posting_frames = self.store.lookup(hashes)
+        return vote.rank(hashes, frames, posting_hashes, posting_songs, posting_frames,
+                         self.store.fingerprinted_song_count(), self.config)
 
     # --- list, remove, stats ----------------------------------------------------------------------------------
     def songs(self) -> list[Song]:

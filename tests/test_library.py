@@ -5,7 +5,7 @@ import pytest
 
 from bench import queries
 from bench.audio_io import codec_round_trip
-from landmark import Index
+from landmark import Config, Index
 from landmark.errors import AudioError
 from tests.conftest import FORMATS, rendered
 
@@ -80,3 +80,26 @@ def test_parallel_add_indexes_the_same_fingerprints(library_dir, tmp_path, built
         assert report.added == len(FORMATS)
         with Index(built_index) as serial:
             assert {(s.title, s.n_hashes) for s in parallel.songs()} == {(s.title, s.n_hashes) for s in serial.songs()}
+
+
+def test_a_query_that_finds_nothing_looks_again_with_a_wider_delta_time(tmp_path, monkeypatch):
+    """A room stretches the time between two peaks: here every pair of the clip is 3 frames longer than the
+    song's. The first look (Δt ± 2) finds nothing; the second (Δt ± 4) finds the song at its offset."""
+    from landmark import library
+    from landmark.fingerprint import Fingerprint
+    from landmark.hashes import pack
+
+    anchors = np.arange(60)
+    song_hashes = pack(40 + anchors, np.full(60, 5), np.full(60, 20)).astype(np.uint32)
+    clip_hashes = pack(40 + anchors, np.full(60, 5), np.full(60, 23)).astype(np.uint32)
+    path = tmp_path / "i.db"
+    with Index(path, create=True) as index:
+        index.store.insert_song("/s", "s", 60.0, "sha", song_hashes, (500 + 5 * anchors).astype(np.uint32))
+    monkeypatch.setattr(library, "fingerprint",
+                        lambda *args: Fingerprint(clip_hashes, (5 * anchors).astype(np.uint32), 120))
+    noise = np.random.default_rng(0).standard_normal(8000 * 5).astype(np.float32)
+    with Index(path, config=Config(query_retry_tolerance_frames=0)) as index:
+        assert index.match_samples(noise) is None
+    with Index(path) as index:
+        found = index.match_samples(noise)
+        assert found.song.path == "/s" and found.offset_s == pytest.approx(500 * index.config.frame_s)
