@@ -132,7 +132,7 @@ class Index:
         best, confidence = vote.decide(candidates, self.config)
         if best is None and self.config.query_retry_tolerance_frames > self.config.query_delta_tolerance_frames:
             candidates = self._rank(query, self.config.query_retry_tolerance_frames)
-            best, confidence = vote.decide(candidates, self.config)
+            best, confidence = vote.decide(candidates, self.config, min_ratio=self.config.query_retry_min_ratio)
         if best is None:
             return None, candidates
         song = self.store.songs_by_id([best.song_id]).get(best.song_id)

@@ -164,18 +164,19 @@ def rank(query_hashes: np.ndarray, query_frames: np.ndarray, posting_hashes: np.
     return [Candidate(int(song_ids[i]), float(scores[i]), int(best_deltas[i])) for i in best]
 
 
-def decide(candidates: list[Candidate], config: Config) -> tuple[Candidate | None, float]:
+def decide(candidates: list[Candidate], config: Config, min_ratio: float | None = None
+           ) -> tuple[Candidate | None, float]:
     """The winning candidate, or None for "no match", and a confidence in [0, 1].
 
     Confidence is the winner's lead over the runner-up as a fraction of its score: near 1 when only one song
-    lines up, near 0 when two songs are equally likely.
+    lines up, near 0 when two songs are equally likely. `min_ratio` overrides the config's (the second look's).
     """
     if not candidates:
         return None, 0.0
     best = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
     confidence = (best.score - runner_up) / best.score if best.score > 0 else 0.0
-    if (best.score < config.min_score or best.score - runner_up < config.min_margin
-            or best.score < config.min_ratio * runner_up):
+    ratio = config.min_ratio if min_ratio is None else min_ratio
+    if best.score < config.min_score or best.score - runner_up < config.min_margin or best.score < ratio * runner_up:
         return None, confidence
     return best, confidence

@@ -101,3 +101,4 @@ def test_no_match_below_the_score_the_margin_or_the_ratio():
     assert decide([Candidate(1, 20, 0), Candidate(2, 14, 3)], config)[0].song_id == 1
     assert decide([Candidate(1, 60, 0), Candidate(2, 45, 3)], config)[0] is None  # a lead of 15, but only 1.33×
     assert decide([Candidate(1, 63, 0), Candidate(2, 45, 3)], config)[0].song_id == 1
+    assert decide([Candidate(1, 63, 0), Candidate(2, 45, 3)], config, min_ratio=1.5)[0] is None  # a second look's
