@@ -101,11 +101,12 @@ class Config:
     """The query also looks up each hash with Δt ± this many frames, because peak times of a clip cut at an
     arbitrary sample jitter by a frame, and reverberation smears them further, changing Δt of a pair."""
 
-    query_retry_tolerance_frames: int = 4
-    """A query that finds no match is looked up once more with Δt ± this many frames (0: no second look). Rooms
-    and phone speakers smear peaks further than ± 2 frames; looking every query up this wide costs 1.6× the time,
-    so only the queries that need it pay. Measured (README, "Tuning"): phone 0.52 → 0.60 and reverberant rooms
-    0.76 → 0.84 on the calibration clips."""
+    query_retry_tolerance_frames: int = 0
+    """When above `query_delta_tolerance_frames`, a query that finds no match is looked up once more with Δt ± this
+    many frames (4 is the measured choice; 0: no second look). Rooms and phone speakers smear peaks further than
+    ± 2 frames. Off by default: on the bench (README, "Tuning") a second look at ± 4 raised phone 0.55 → 0.62 and
+    reverb 0.81 → 0.87, but false matches rose 0.35 % → 1.04 % and the median query 26 → 34 ms, over two
+    targets."""
 
     query_retry_min_ratio: float = 1.5
     """The second look's winner must score this many times the runner-up's (the first look's: `min_ratio`). A

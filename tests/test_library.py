@@ -100,6 +100,6 @@ def test_a_query_that_finds_nothing_looks_again_with_a_wider_delta_time(tmp_path
     noise = np.random.default_rng(0).standard_normal(8000 * 5).astype(np.float32)
     with Index(path, config=Config(query_retry_tolerance_frames=0)) as index:
         assert index.match_samples(noise) is None
-    with Index(path) as index:
+    with Index(path, config=Config(query_retry_tolerance_frames=4)) as index:
         found = index.match_samples(noise)
         assert found.song.path == "/s" and found.offset_s == pytest.approx(500 * index.config.frame_s)
