@@ -282,19 +282,14 @@ class Store:
             return
         with self.write():
             marks = ",".join("?" * len(song_ids))
-            spans = self.conn.execute(f"SELECT timeline_start, timeline_start + timeline_frames FROM songs WHERE id IN "
-                                      f"({marks}) AND timeline_start IS NOT NULL ORDER BY timeline_start",
-                                      song_ids).fetchall()
-            doomed = np.asarray(spans, np.int64).reshape(-1, 2)
+            doomed = self._timeline_of(f"id IN ({marks})", song_ids)
             self.conn.execute(f"DELETE FROM songs WHERE id IN ({marks})", song_ids)
             for (table,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name LIKE "
                                               "'%\\_codes' ESCAPE '\\'").fetchall():
                 self.conn.execute(f"DELETE FROM {table} WHERE song_id IN ({marks})", song_ids)
             updates, deletions = [], []
-            for bucket, blob in self.conn.execute("SELECT bucket, entries FROM postings") if doomed.size else ():
-                _, timeline_frames = decode_postings(np.array([bucket]), [blob])
-                slot = np.searchsorted(doomed[:, 0], timeline_frames, side="right") - 1
-                gone = (slot >= 0) & (timeline_frames < doomed[np.maximum(slot, 0), 1])
+            for bucket, blob in self.conn.execute("SELECT bucket, entries FROM postings") if doomed.starts.size else ():
+                gone, _, _ = doomed.locate(decode_postings(np.array([bucket]), [blob])[1])
                 if gone.any():
                     kept = np.frombuffer(blob, np.uint8).reshape(-1, ENTRY_BYTES)[~gone]
                     (updates.append((kept.tobytes(), bucket)) if kept.size else deletions.append((bucket,)))
@@ -309,8 +304,7 @@ class Store:
         if wanted.size == 0:
             return wanted, wanted, wanted
         # A row holds the postings of 16 hashes: note which of them were asked for, as a bit mask per row.
-        firsts = np.flatnonzero(np.r_[True, (wanted[1:] >> SUFFIX_BITS) != (wanted[:-1] >> SUFFIX_BITS)])
-        buckets = wanted[firsts] >> SUFFIX_BITS
+        buckets, firsts = np.unique(wanted >> SUFFIX_BITS, return_index=True)
         asked_suffixes = np.bitwise_or.reduceat(np.left_shift(np.uint32(1), wanted & 0xF), firsts)
         found_buckets, blobs = [], []
         chunk = 900
@@ -335,8 +329,12 @@ class Store:
 
     def timeline(self) -> Timeline:
         """Where the songs lie on the timeline, read from the file now."""
+        return self._timeline_of("1", ())
+
+    def _timeline_of(self, condition: str, params) -> Timeline:
+        """The timeline of the songs matching an SQL condition."""
         rows = self._read("SELECT timeline_start, timeline_start + timeline_frames, id FROM songs "
-                          "WHERE timeline_start IS NOT NULL ORDER BY timeline_start")
+                          f"WHERE timeline_start IS NOT NULL AND {condition} ORDER BY timeline_start", params)
         starts, ends, ids = np.asarray(rows, np.int64).reshape(-1, 3).T
         # The end of the songs read, not meta's timeline_end: a song added between two reads must lie past it.
         return Timeline(starts, ends, ids, int(ends.max()) if ends.size else 0)
