@@ -5,21 +5,60 @@ import pytest
 
 from landmark.config import Config, Density
 from landmark.errors import IndexFileError
-from landmark.index import SCHEMA_VERSION, Store, decode_postings, encode_postings
+from landmark.index import ESCAPE, SCHEMA_VERSION, Store, decode_postings, encode_postings
 
 
-def test_postings_round_trip_through_the_bucket_encoding():
+def _sorted_postings(hashes, frames):
+    order = np.lexsort((frames, hashes))
+    return np.asarray(hashes)[order].tolist(), np.asarray(frames)[order].tolist()
+
+
+def test_postings_round_trip_through_the_gap_encoding():
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 1 << 21, 5000).astype(np.uint32)
     timeline_frames = rng.integers(0, 1 << 36, 5000)
-    timeline_frames[:2] = [0, (1 << 36) - 1]
+    # the largest frame, and gaps on both sides of the escape threshold within one row
+    timeline_frames[:5] = [0, (1 << 36) - 1, ESCAPE - 1, 2 * ESCAPE - 1, 3 * ESCAPE]
+    hashes[:5] = [7, 8, 9, 9, 9]
     buckets, blobs = encode_postings(hashes, timeline_frames)
-    assert sum(map(len, blobs)) == 5 * 5000
-    got_hashes, got_frames = decode_postings(buckets, blobs)
-    order = np.lexsort((timeline_frames, hashes))
-    got = np.lexsort((got_frames, got_hashes))
-    np.testing.assert_array_equal(got_hashes[got], hashes[order])
-    np.testing.assert_array_equal(got_frames[got], timeline_frames[order])
+    assert _sorted_postings(*decode_postings(buckets, blobs)) == _sorted_postings(hashes, timeline_frames)
+
+
+def test_appended_postings_continue_the_row():
+    """A song's postings are appended to rows that already hold earlier songs' postings: their first gap counts
+    from the row's last posting."""
+    rng = np.random.default_rng(1)
+    first = rng.integers(0, 1 << 12, 3000).astype(np.uint32), rng.integers(0, 500_000, 3000)
+    buckets, blobs = encode_postings(*first)
+    ends = {b: int(f) for b, f in zip(*(x.tolist() for x in _row_last(buckets, blobs)))}
+    second = rng.integers(0, 1 << 12, 3000).astype(np.uint32), rng.integers(500_000, 900_000, 3000)
+    touched = np.unique(second[0] >> 4)
+    more_buckets, more_blobs = encode_postings(*second, np.array([ends.get(b, 0) for b in touched.tolist()]))
+    rows = dict(zip(buckets.tolist(), blobs))
+    for bucket, blob in zip(more_buckets.tolist(), more_blobs):
+        rows[bucket] = rows.get(bucket, b"") + blob
+    got = decode_postings(np.array(list(rows)), list(rows.values()))
+    both = np.r_[first[0], second[0]], np.r_[first[1], second[1]]
+    assert _sorted_postings(*got) == _sorted_postings(*both)
+
+
+def _row_last(buckets, blobs):
+    hashes, frames = decode_postings(buckets, blobs)
+    last = {}
+    for h, f in zip(hashes.tolist(), frames.tolist()):
+        last[h >> 4] = max(last.get(h >> 4, 0), f)
+    return np.array(list(last)), np.array(list(last.values()))
+
+
+def test_postings_of_an_index_take_about_three_bytes():
+    """134 songs' worth of postings (21 per second of audio, 62.5 frames per second): 3 bytes per posting and
+    a little for escapes, against 5 for a plain timeline frame."""
+    rng = np.random.default_rng(2)
+    n = 420_000
+    hashes = (rng.zipf(1.3, n) * 7919 % (1 << 21)).astype(np.uint32)
+    frames = np.sort(rng.integers(0, int(n / 21 * 62.5), n))
+    _, blobs = encode_postings(hashes, frames)
+    assert 3.0 <= sum(map(len, blobs)) / n < 3.4
 
 
 def test_songs_follow_each_other_on_the_timeline_and_a_stale_reader_catches_up(tmp_path):
