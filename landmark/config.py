@@ -84,7 +84,7 @@ class Config:
 
     query: Density = field(default_factory=lambda: Density(peaks_per_s=60.0, fanout=20, neighbourhood_bins=3,
                                                            neighbourhood_frames=3))
-    """Density of the query fingerprints: 5× the index's peaks and 10× its pairs per anchor, so that an indexed
+    """Density of the query fingerprints: over 3× the index's peaks and 10× its pairs per anchor, so that an indexed
     pair is found even when noise has moved its anchor or target down the ranking."""
 
     # --- hashes ---------------------------------------------------------------------------------------------

@@ -134,20 +134,27 @@ def _decode_rows(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """(row index, hash suffix, timeline frame) of every posting in the blobs, in row and timeline order."""
     if not blobs:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    data = np.frombuffer(b"".join(blobs), np.uint8).reshape(-1, WORD_BYTES).astype(np.int64)
-    words = data[:, 0] | (data[:, 1] << 8) | (data[:, 2] << 16)
+    raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(-1, WORD_BYTES)
+    padded = np.zeros((raw.shape[0], 4), np.uint8)
+    padded[:, :WORD_BYTES] = raw
+    words = padded.view("<u4").ravel().astype(np.int64)
     gaps = words & ESCAPE
     escapes = np.flatnonzero(gaps == ESCAPE)
-    digits = (words >> GAP_BITS) * ESCAPE + gaps
-    gaps[escapes] = digits[escapes + 1] * DIGIT_BASE + digits[escapes + 2]
+    if escapes.size:
+        digits = (words >> GAP_BITS) * ESCAPE + gaps
+        gaps[escapes] = digits[escapes + 1] * DIGIT_BASE + digits[escapes + 2]
     is_posting = np.ones(words.size, bool)
     is_posting[escapes + 1] = is_posting[escapes + 2] = False
     words_per_row = np.fromiter(map(len, blobs), np.int64, len(blobs)) // WORD_BYTES
-    rows = np.repeat(np.arange(len(blobs)), words_per_row)[is_posting]
-    gaps = gaps[is_posting]
+    rows = np.repeat(np.arange(len(blobs)), words_per_row)
+    if escapes.size:
+        rows, gaps, words = rows[is_posting], gaps[is_posting], words[is_posting]
+    if rows.size == 0:
+        return rows, words, gaps
     totals = np.cumsum(gaps)
-    row_first = np.searchsorted(rows, rows)  # rows ascend: the first posting of each posting's row
-    return rows, words[is_posting] >> GAP_BITS, totals - (totals - gaps)[row_first]
+    per_row = np.bincount(rows, minlength=len(blobs))
+    before = (totals - gaps)[np.minimum(np.cumsum(per_row) - per_row, totals.size - 1)]  # empty rows: unused
+    return rows, words >> GAP_BITS, totals - np.repeat(before, per_row)
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
