@@ -248,6 +248,8 @@ class Store:
                                  "fingerprints made with different settings cannot be mixed")
         self.config = config or stored_config.with_matching_settings_of(Config())
         self._timeline: Timeline | None = None
+        self._known_row_ends: dict[int, int] = {}  # bucket → its row's last timeline frame (see `_row_ends`)
+        self._known_version = None
 
     def write(self) -> "_WriteTransaction":
         """A short IMMEDIATE write transaction: all of it lands, or none of it."""
@@ -314,13 +316,18 @@ class Store:
                 self.conn.execute("UPDATE songs SET n_hashes=?, timeline_start=?, timeline_frames=? WHERE id=?",
                                   (int(hashes.size), start, span, song_id))
             self.conn.execute("UPDATE meta SET value=? WHERE key='timeline_end'", (str(start + span),))
+            timeline_frames = start + frames.astype(np.int64)
             buckets = np.unique(np.asarray(hashes, np.int64) >> SUFFIX_BITS)
-            buckets, blobs = encode_postings(hashes, start + frames.astype(np.int64), self._row_ends(buckets))
+            buckets, blobs = encode_postings(hashes, timeline_frames, self._row_ends(buckets))
             self.conn.executemany(
                 "INSERT INTO postings(bucket, entries) VALUES (?, ?) "
                 "ON CONFLICT(bucket) DO UPDATE SET entries = CAST(entries || excluded.entries AS BLOB)",
                 zip(buckets.tolist(), blobs))
-            return song_id
+        new_ends = np.zeros(buckets.size, np.int64)
+        rows = np.searchsorted(buckets, np.asarray(hashes, np.int64) >> SUFFIX_BITS)
+        np.maximum.at(new_ends, rows, timeline_frames)
+        self._known_row_ends.update(zip(buckets.tolist(), new_ends.tolist()))  # committed: now the rows' ends
+        return song_id
 
     def compact(self) -> bool:
         """Rewrite the file without the slack that appends leave in pages (about 10 % of its size after a bulk
@@ -347,6 +354,7 @@ class Store:
                                               "'%\\_codes' ESCAPE '\\'").fetchall():
                 self.conn.execute(f"DELETE FROM {table} WHERE song_id IN ({marks})", song_ids)
             if doomed.starts.size:
+                self._known_row_ends = {}
                 self._drop_postings(doomed)
         self._timeline = None
 
@@ -379,13 +387,23 @@ class Store:
         return np.asarray(found_buckets, np.uint32), blobs
 
     def _row_ends(self, buckets: np.ndarray) -> np.ndarray:
-        """The timeline frame of the last posting in each of these (ascending) buckets' rows; 0 for no row."""
-        ends = np.zeros(buckets.size, np.int64)
-        found_buckets, blobs = self._rows(buckets)
-        rows, _, frames = _decode_rows(blobs)
-        last = np.flatnonzero(np.r_[rows[1:] != rows[:-1], True]) if rows.size else rows
-        ends[np.searchsorted(buckets, found_buckets[rows[last]])] = frames[last]
-        return ends
+        """The timeline frame of the last posting in each of these (ascending) buckets' rows; 0 for no row.
+
+        Call inside a write transaction. Rows are read once and their ends then kept across this connection's own
+        inserts (a batch touches every row many times); `PRAGMA data_version` changes when another connection
+        has written, and then they are read again."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._known_version:
+            self._known_row_ends, self._known_version = {}, version
+        known = self._known_row_ends
+        unknown = np.array([b for b in buckets.tolist() if b not in known], np.uint32)
+        if unknown.size:
+            found_buckets, blobs = self._rows(unknown)
+            rows, _, frames = _decode_rows(blobs)
+            last = np.flatnonzero(np.r_[rows[1:] != rows[:-1], True]) if rows.size else rows
+            known.update(dict.fromkeys(unknown.tolist(), 0))
+            known.update(zip(found_buckets[rows[last]].tolist(), frames[last].tolist()))
+        return np.array([known[b] for b in buckets.tolist()], np.int64)
 
     def _drop_postings(self, doomed: "Timeline") -> None:
         """Rewrite the rows holding postings on the doomed part of the timeline (a full scan, in slices)."""

@@ -77,6 +77,21 @@ def test_songs_follow_each_other_on_the_timeline_and_a_stale_reader_catches_up(t
     assert got == [(5, b, 3), (6, c, 9), (7, b, 4)]
 
 
+def test_two_writers_taking_turns_keep_every_row_consistent(tmp_path):
+    """A writer remembers where its rows end between its own inserts; when another connection has appended to
+    the same rows in between, it must notice and read them again, or its postings land at wrong frames."""
+    first, second = Store(tmp_path / "i.db", create=True), Store(tmp_path / "i.db")
+    hashes = np.array([16, 17, 40], np.uint32)  # two share a row
+    a = first.insert_song("/a", "a", 10.0, "sha-a", hashes, np.array([1, 2, 3], np.uint32))
+    b = second.insert_song("/b", "b", 10.0, "sha-b", hashes, np.array([4, 5, 6], np.uint32))
+    c = first.insert_song("/c", "c", 10.0, "sha-c", hashes, np.array([7, 8, 9], np.uint32))
+    first.delete_songs([c])  # the rows end earlier now
+    d = first.insert_song("/d", "d", 10.0, "sha-d", hashes, np.array([10, 11, 12], np.uint32))
+    got = sorted(zip(*[x.tolist() for x in Store(tmp_path / "i.db").lookup(hashes)]))
+    assert got == sorted((int(h), song, frame) for song, frames in ((a, [1, 2, 3]), (b, [4, 5, 6]), (d, [10, 11, 12]))
+                         for h, frame in zip(hashes, frames))
+
+
 def test_times_of_a_two_hour_song_do_not_wrap(tmp_path):
     store = Store(tmp_path / "i.db", create=True)
     frames = np.array([0, 200_000, 449_999], np.uint32)  # 2 h at 16 ms frames is 450,000 frames
