@@ -136,7 +136,8 @@ class Config:
     """...and score at least this many times the runner-up's. Chance scores grow with the library (more songs to
     line up by chance with), so a fixed lead lets more chance matches through in a large one: on the same 640
     clips against 10,000 songs, a lead of 20 passed 3.3 % of them. The ratio scales with the runner-up: with it,
-    0.5 % pass at 134 songs and 0.9 % at 10,000, at almost no cost in recall (README, "Tuning")."""
+    0.5 % pass at 134 songs and 0.9 % at 10,000, at almost no cost in recall (README, "Tuning"; measured with the
+    12 peaks/s index; at 18 peaks/s, 0.6 % at 134 songs and 2 of 288 bench clips at 10,000)."""
 
     min_duration_s: float = 1.0
     """Shorter inputs are refused: they cannot hold enough landmarks to identify anything."""
