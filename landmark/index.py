@@ -105,7 +105,7 @@ def encode_postings(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: n
     buckets = hashes >> SUFFIX_BITS
     order = np.lexsort((frames, buckets))
     buckets, suffixes, frames = buckets[order], hashes[order] & SUFFIX_MASK, frames[order]
-    starts = _run_starts(buckets)
+    row_buckets, starts = np.unique(buckets, return_index=True)
     previous = np.r_[np.int64(0), frames[:-1]]
     previous[starts] = 0 if row_ends is None else np.asarray(row_ends, np.int64)
     gaps = frames - previous
@@ -121,7 +121,7 @@ def encode_postings(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: n
         words[word_at[escaped] + offset] = ((digit // ESCAPE) << GAP_BITS) | (digit % ESCAPE)
     data = words.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :WORD_BYTES]
     bounds = np.r_[word_at[starts], words.size]
-    return buckets[starts].astype(np.uint32), [data[a:b].tobytes() for a, b in zip(bounds[:-1], bounds[1:])]
+    return row_buckets.astype(np.uint32), [data[a:b].tobytes() for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def decode_postings(buckets: np.ndarray, blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -157,9 +157,11 @@ def _decode_rows(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return rows, words >> GAP_BITS, totals - np.repeat(before, per_row)
 
 
-def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if sorted_keys.size else \
-        np.zeros(0, np.int64)
+def _last_frames(rows: np.ndarray, frames: np.ndarray, n_rows: int) -> np.ndarray:
+    """The latest timeline frame of each of `n_rows` rows (0 for a row without postings)."""
+    last = np.zeros(n_rows, np.int64)
+    np.maximum.at(last, rows, frames)
+    return last
 
 
 @dataclass(frozen=True)
@@ -317,15 +319,13 @@ class Store:
                                   (int(hashes.size), start, span, song_id))
             self.conn.execute("UPDATE meta SET value=? WHERE key='timeline_end'", (str(start + span),))
             timeline_frames = start + frames.astype(np.int64)
-            buckets = np.unique(np.asarray(hashes, np.int64) >> SUFFIX_BITS)
+            buckets, rows = np.unique(np.asarray(hashes, np.int64) >> SUFFIX_BITS, return_inverse=True)
             buckets, blobs = encode_postings(hashes, timeline_frames, self._row_ends(buckets))
             self.conn.executemany(
                 "INSERT INTO postings(bucket, entries) VALUES (?, ?) "
                 "ON CONFLICT(bucket) DO UPDATE SET entries = CAST(entries || excluded.entries AS BLOB)",
                 zip(buckets.tolist(), blobs))
-        new_ends = np.zeros(buckets.size, np.int64)
-        rows = np.searchsorted(buckets, np.asarray(hashes, np.int64) >> SUFFIX_BITS)
-        np.maximum.at(new_ends, rows, timeline_frames)
+        new_ends = _last_frames(rows, timeline_frames, buckets.size)
         self._known_row_ends.update(zip(buckets.tolist(), new_ends.tolist()))  # committed: now the rows' ends
         return song_id
 
@@ -366,7 +366,7 @@ class Store:
             return wanted, wanted, wanted
         # A row holds the postings of 16 hashes: note which of them were asked for, as a bit mask per row.
         buckets, firsts = np.unique(wanted >> SUFFIX_BITS, return_index=True)
-        asked_suffixes = np.bitwise_or.reduceat(np.left_shift(np.uint32(1), wanted & 0xF), firsts)
+        asked_suffixes = np.bitwise_or.reduceat(np.left_shift(np.uint32(1), wanted & SUFFIX_MASK), firsts)
         found_buckets, blobs = self._rows(buckets)
         rows, suffixes, timeline_frames = _decode_rows(blobs)
         row_asked = asked_suffixes[np.searchsorted(buckets, found_buckets)]
@@ -400,9 +400,8 @@ class Store:
         if unknown.size:
             found_buckets, blobs = self._rows(unknown)
             rows, _, frames = _decode_rows(blobs)
-            last = np.flatnonzero(np.r_[rows[1:] != rows[:-1], True]) if rows.size else rows
             known.update(dict.fromkeys(unknown.tolist(), 0))
-            known.update(zip(found_buckets[rows[last]].tolist(), frames[last].tolist()))
+            known.update(zip(found_buckets.tolist(), _last_frames(rows, frames, len(blobs)).tolist()))
         return np.array([known[b] for b in buckets.tolist()], np.int64)
 
     def _drop_postings(self, doomed: "Timeline") -> None:
