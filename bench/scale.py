@@ -32,8 +32,9 @@ def song_fingerprints(store) -> dict[int, tuple[np.ndarray, np.ndarray]]:
 
 
 def distractor(hashes: np.ndarray, frames: np.ndarray, config, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """A new song's fingerprint from a real one: 10 s segments shuffled, anchor frequencies shifted."""
+               ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """A new song's fingerprint from a real one: 10 s segments shuffled, anchor frequencies shifted. Returns
+    (hashes, anchor frames, peaks), the peaks being those its pairs join, as `add` stores them."""
     from landmark.hashes import pack, unpack
 
     segment = int(SEGMENT_S / config.frame_s)
@@ -44,7 +45,11 @@ def distractor(hashes: np.ndarray, frames: np.ndarray, config, rng: np.random.Ge
     low = int(config.min_freq_hz * config.fft_size / config.sample_rate_hz)
     high = int(config.max_freq_hz * config.fft_size / config.sample_rate_hz)
     shifted = np.clip(anchor + int(rng.integers(3, 12)) * (1 if rng.random() < 0.5 else -1), low, high)
-    return pack(shifted, delta_bins, delta_frames).astype(np.uint32), new_frames
+    peak_frames = np.r_[new_frames, new_frames + delta_frames].astype(np.int64)
+    peak_bins = np.r_[shifted, shifted + delta_bins]
+    points = np.unique((peak_frames << 16 | peak_bins)[(peak_bins >= low) & (peak_bins <= high)])
+    peaks = (points >> 16, points & 0xFFFF)
+    return pack(shifted, delta_bins, delta_frames).astype(np.uint32), new_frames, peaks
 
 
 def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, limit: int | None = None,
@@ -74,9 +79,9 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
             started = time.perf_counter()
             for number in tqdm(range(have, size), desc=f"distractors to {size}", disable=not show_progress,
                                file=sys.stderr):
-                hashes, frames = distractor(*bases[number % len(bases)], index.config, rng)
+                hashes, frames, peaks = distractor(*bases[number % len(bases)], index.config, rng)
                 index.store.insert_song(f"distractor:{number}", f"distractor {number}", 180.0, f"distractor-{number}",
-                                        hashes, frames)
+                                        hashes, frames, peaks)
             insert_s = time.perf_counter() - started
             outcomes = []
             for query, samples in zip(queries, clips):

@@ -31,6 +31,8 @@ class SongFingerprint:
     content_sha1: str
     hashes: np.ndarray
     anchor_frames: np.ndarray
+    peak_frames: np.ndarray
+    peak_bins: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def fingerprint_song(path: str, config: Config, known_sha1: frozenset[str] = fro
             raise AudioError("no landmarks found (silent or featureless)")
         title = decoded.title or os.path.splitext(os.path.basename(path))[0]
         return Outcome(path, song=SongFingerprint(path, title, decoded.duration_s, sha1, print_.hashes,
-                                                   print_.anchor_frames))
+                                                   print_.anchor_frames, print_.peak_frames, print_.peak_bins))
     except LmprintError as error:
         return Outcome(path, error=str(error))
     except MemoryError:

@@ -22,36 +22,56 @@ BLOCK_S = 60.0
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """The landmarks of one signal: `hashes[i]` occurs at frame `anchor_frames[i]`."""
+    """The landmarks of one signal: `hashes[i]` occurs at frame `anchor_frames[i]`; and the peaks they pair.
+
+    A query's fingerprint also holds its local maxima (`maxima_frames`, `maxima_bins`): every peak candidate before
+    the density budget, against which a candidate song's stored peaks are verified (`verify`)."""
 
     hashes: np.ndarray  # uint32
     anchor_frames: np.ndarray  # uint32
-    n_peaks: int
+    peak_frames: np.ndarray  # int64, sorted
+    peak_bins: np.ndarray  # int64
+    maxima_frames: np.ndarray | None = None  # int64
+    maxima_bins: np.ndarray | None = None  # int64
+
+    @property
+    def n_peaks(self) -> int:
+        return int(self.peak_frames.size)
 
 
-def extract_peaks(signal: np.ndarray, config: Config, density: Density) -> tuple[np.ndarray, np.ndarray]:
-    """(frames, bins) of the selected peaks of the whole signal, sorted by frame."""
+def extract_peaks(signal: np.ndarray, config: Config, density: Density, with_maxima: bool = False):
+    """(frames, bins) of the selected peaks of the whole signal, sorted by frame.
+
+    With `with_maxima`, also (frames, bins) of every local maximum the selection chose from (a query's
+    verification map): four arrays.
+    """
     total = frame_count(signal.size, config)
     block_frames = max(1, int(round(config.peak_block_s / config.frame_s)))
     step = block_frames * max(1, int(round(BLOCK_S / config.peak_block_s)))
     margin = max(config.background_frames // 2, density.neighbourhood_frames) + 1
-    all_frames, all_bins = [], []
+    all_frames, all_bins, maxima_frames, maxima_bins = [], [], [], []
     for start in range(0, total, step):
         first = max(0, start - margin)
         spectrogram_db = log_spectrogram(signal, config, first, min(total, start + step + margin) - first)
         frames, bins, prominence = candidate_peaks(spectrogram_db, config, density)
         frames = frames + first
         core = (frames >= start) & (frames < start + step)
-        frames, bins = select_peaks(frames[core], bins[core], prominence[core], config, density)
+        frames, bins, prominence = frames[core], bins[core], prominence[core]
+        if with_maxima:
+            maxima_frames.append(frames.astype(np.int64))
+            maxima_bins.append(bins.astype(np.int64))
+        frames, bins = select_peaks(frames, bins, prominence, config, density)
         all_frames.append(frames)
         all_bins.append(bins)
-    if not all_frames:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(all_frames), np.concatenate(all_bins)
+    peaks = [np.concatenate(part) if part else np.zeros(0, np.int64) for part in (all_frames, all_bins)]
+    if with_maxima:
+        peaks += [np.concatenate(part) if part else np.zeros(0, np.int64) for part in (maxima_frames, maxima_bins)]
+    return tuple(peaks)
 
 
-def fingerprint(signal: np.ndarray, config: Config, density: Density) -> Fingerprint:
-    """Hashes of `signal` at the given density (config.index for songs, config.query for clips)."""
-    frames, bins = extract_peaks(signal, config, density)
+def fingerprint(signal: np.ndarray, config: Config, density: Density, with_maxima: bool = False) -> Fingerprint:
+    """Hashes of `signal` at the given density (config.index for songs, config.query for clips), with the local
+    maxima too if `with_maxima` (queries)."""
+    frames, bins, *maxima = extract_peaks(signal, config, density, with_maxima)
     hashes, anchor_frames = hashing.pair_peaks(frames, bins, config, density)
-    return Fingerprint(hashes, anchor_frames, int(frames.size))
+    return Fingerprint(hashes, anchor_frames, frames, bins, *maxima)

@@ -9,6 +9,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import audio, vote
+from .spectrogram import frame_count
+from .verify import MaximaMap, verify
 from .batch import Outcome, find_audio_files, fingerprint_songs
 from .config import Config
 from .errors import AudioError, IndexFileError
@@ -33,7 +35,8 @@ class Match:
     offset_s: float
     """Where in the song the query starts, in seconds."""
     confidence: float
-    """Lead over the runner-up song as a fraction of the score, in [0, 1]."""
+    """In [0, 1]. Matched by vote: the lead over the runner-up song as a fraction of the score. Matched by
+    verification (`verify`): 1 − min_agreement_z / z, 0 at the threshold and near 1 when the peaks agree well."""
 
     def to_dict(self) -> dict:
         return {"path": self.song.path, "title": self.song.title, "score": round(self.score, 1),
@@ -86,7 +89,7 @@ class Index:
             if outcome.song is not None:
                 song = outcome.song
                 song_id = self.store.insert_song(song.path, song.title, song.duration_s, song.content_sha1,
-                                                 song.hashes, song.anchor_frames)
+                                                 song.hashes, song.anchor_frames, (song.peak_frames, song.peak_bins))
                 if song_id is None:
                     outcome = Outcome(outcome.path, skipped=True)
                 else:
@@ -125,7 +128,7 @@ class Index:
         """The decision and the ranked candidates behind it (for diagnostics and the bench)."""
         samples = samples[:int(self.config.max_query_s * self.config.sample_rate_hz)]
         audio.check_usable(samples, self.config.sample_rate_hz, self.config.min_duration_s)
-        query = fingerprint(samples, self.config, self.config.query)
+        query = fingerprint(samples, self.config, self.config.query, with_maxima=True)
         if query.hashes.size == 0:
             raise AudioError("no landmarks found (silent or featureless)")
         candidates = self._rank(query, self.config.query_delta_tolerance_frames)
@@ -133,6 +136,11 @@ class Index:
         if best is None and self.config.query_retry_tolerance_frames > self.config.query_delta_tolerance_frames:
             candidates = self._rank(query, self.config.query_retry_tolerance_frames)
             best, confidence = vote.decide(candidates, self.config, min_ratio=self.config.query_retry_min_ratio)
+        if best is None and self.config.verify_candidates > 0:
+            maxima = MaximaMap.of(query.maxima_frames, query.maxima_bins,
+                                  frame_count(samples.size, self.config), self.config)
+            best, z = verify(candidates, maxima, self.store.song_peaks, self.config)
+            confidence = 1.0 - self.config.min_agreement_z / z if best is not None else 0.0
         if best is None:
             return None, candidates
         song = self.store.songs_by_id([best.song_id]).get(best.song_id)
@@ -146,7 +154,7 @@ class Index:
         hashes, frames = widen_delta_time(query.hashes, query.anchor_frames, tolerance_frames)
         posting_hashes, posting_songs, posting_frames = self.store.lookup(hashes)
         return vote.rank(hashes, frames, posting_hashes, posting_songs, posting_frames,
-                         self.store.fingerprinted_song_count(), self.config)
+                         self.store.fingerprinted_song_count(), self.config, top=max(2, self.config.verify_candidates))
 
     # --- list, remove, stats ----------------------------------------------------------------------------------
     def songs(self) -> list[Song]:

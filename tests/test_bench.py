@@ -130,7 +130,7 @@ def test_a_distractor_keeps_the_shape_of_real_landmarks_but_moves_them():
     anchors = rng.integers(40, 200, 3000)
     hashes = pack(anchors, rng.integers(-63, 64, 3000), rng.integers(2, 64, 3000)).astype(np.uint32)
     frames = np.sort(rng.integers(0, 11000, 3000)).astype(np.uint32)
-    new_hashes, new_frames = distractor(hashes, frames, config, rng)
+    new_hashes, new_frames, (peak_frames, peak_bins) = distractor(hashes, frames, config, rng)
     (anchor, delta_bins, delta_frames), (new_anchor, new_delta_bins, new_delta_frames) = unpack(hashes), unpack(new_hashes)
     np.testing.assert_array_equal(new_delta_bins, delta_bins)  # Δf and Δt statistics stay those of the source
     np.testing.assert_array_equal(new_delta_frames, delta_frames)
@@ -139,6 +139,10 @@ def test_a_distractor_keeps_the_shape_of_real_landmarks_but_moves_them():
     segment = int(10.0 / config.frame_s)
     np.testing.assert_array_equal(new_frames % segment, frames % segment)  # whole 10 s segments moved
     assert not np.array_equal(new_frames, frames)
+    # its stored peaks are the points its pairs join: every anchor in the band is one of them
+    points = set(zip(peak_frames.tolist(), peak_bins.tolist()))
+    assert np.all(np.diff(peak_frames) >= 0)
+    assert all((f, b) in points for f, b in zip(new_frames.tolist(), new_anchor.tolist()))
 
 
 def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path):

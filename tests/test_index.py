@@ -5,7 +5,8 @@ import pytest
 
 from landmark.config import Config, Density
 from landmark.errors import IndexFileError
-from landmark.index import ESCAPE, SCHEMA_VERSION, Store, decode_postings, encode_postings
+from landmark.index import (ESCAPE, PEAK_GAP_LIMIT, SCHEMA_VERSION, Store, decode_peaks, decode_postings,
+                            encode_peaks, encode_postings)
 
 
 def _sorted_postings(hashes, frames):
@@ -59,6 +60,19 @@ def test_postings_of_an_index_take_about_three_bytes():
     frames = np.sort(rng.integers(0, int(n / 21 * 62.5), n))
     _, blobs = encode_postings(hashes, frames)
     assert 3.0 <= sum(map(len, blobs)) / n < 3.4
+
+
+def test_peaks_round_trip_across_long_pauses_and_wide_bins():
+    rng = np.random.default_rng(5)
+    frames = np.sort(rng.integers(0, 20_000, 3000))
+    frames[1000:] += 4 * PEAK_GAP_LIMIT  # a pause of four gap limits, and gaps of exactly one limit or a multiple
+    frames[2000:] += PEAK_GAP_LIMIT - (frames[2000] - frames[1999])
+    frames[2500:] += 3 * PEAK_GAP_LIMIT - (frames[2500] - frames[2499])
+    for bins in (rng.integers(10, 244, 3000), rng.integers(1, 257, 3000)):  # bytes; a Nyquist bin needs two
+        decoded = decode_peaks(encode_peaks(frames, bins))
+        np.testing.assert_array_equal(decoded[0], frames)
+        np.testing.assert_array_equal(decoded[1], bins)
+    assert [a.size for a in decode_peaks(encode_peaks(np.zeros(0, int), np.zeros(0, int)))] == [0, 0]
 
 
 def test_songs_follow_each_other_on_the_timeline_and_a_stale_reader_catches_up(tmp_path):
@@ -126,18 +140,23 @@ def test_a_failure_mid_song_leaves_no_trace(tmp_path, monkeypatch):
 
     monkeypatch.setattr(index_module, "encode_postings", broken)
     with pytest.raises(RuntimeError):
-        store.insert_song("/a", "a", 1.0, "x", np.array([1], np.uint32), np.array([1], np.uint32))
-    assert store.songs() == []
+        store.insert_song("/a", "a", 1.0, "x", np.array([1], np.uint32), np.array([1], np.uint32),
+                          (np.array([1]), np.array([20])))
+    assert store.songs() == [] and store.song_peaks([1]) == {}
 
 
 def test_delete_removes_the_song_and_only_its_postings(tmp_path):
     store = Store(tmp_path / "i.db", create=True)
-    a = store.insert_song("/a", "a", 1.0, "a", np.array([16, 17], np.uint32), np.array([1, 2], np.uint32))
-    store.insert_song("/b", "b", 1.0, "b", np.array([17, 40], np.uint32), np.array([3, 4], np.uint32))
+    a = store.insert_song("/a", "a", 1.0, "a", np.array([16, 17], np.uint32), np.array([1, 2], np.uint32),
+                          (np.array([1, 2, 5]), np.array([20, 30, 25])))
+    b = store.insert_song("/b", "b", 1.0, "b", np.array([17, 40], np.uint32), np.array([3, 4], np.uint32),
+                          (np.array([3, 4]), np.array([40, 41])))
     store.delete_songs([a])
     hashes, songs, _ = store.lookup(np.array([16, 17, 40], np.uint32))
     assert sorted(zip(hashes.tolist(), songs.tolist())) == [(17, 2), (40, 2)]
     assert [s.path for s in store.songs()] == ["/b"]
+    peaks = store.song_peaks([a, b])
+    assert list(peaks) == [b] and peaks[b][1].tolist() == [40, 41]
 
 
 def test_an_index_refuses_fingerprints_made_with_other_settings(tmp_path):

@@ -1,0 +1,66 @@
+"""Peak-level verification, on generated music: agreement at the true offset, chance elsewhere, and matches that
+voting alone misses."""
+
+import numpy as np
+
+from bench import queries
+from landmark import Config, Index
+from landmark.fingerprint import extract_peaks, fingerprint
+from landmark.spectrogram import frame_count
+from landmark.verify import MaximaMap, agreement
+from tests.conftest import rendered
+
+RATE = 8000
+CONFIG = Config()
+
+
+def _maxima(clip: np.ndarray) -> MaximaMap:
+    query = fingerprint(clip, CONFIG, CONFIG.query, with_maxima=True)
+    return MaximaMap.of(query.maxima_frames, query.maxima_bins, frame_count(clip.size, CONFIG), CONFIG)
+
+
+def test_a_songs_peaks_agree_with_a_noisy_clip_of_it_only_at_the_clips_offset():
+    rng = np.random.default_rng(1)
+    song = rendered(3, 40.0, RATE)
+    song_frames, song_bins = extract_peaks(song, CONFIG, CONFIG.index)
+    start = 12 * RATE + 37 * CONFIG.hop_size  # on the frame grid: the clip's frame 0 is the song's frame `delta`
+    delta = start // CONFIG.hop_size
+    clip = queries.add_noise(song[start:start + 5 * RATE], queries.pink_noise(5 * RATE, rng), 0.0, rng)
+    maxima = _maxima(clip)
+    z, found_delta = agreement(maxima, song_frames, song_bins, delta + 1, CONFIG)  # the vote is a frame off
+    assert z >= CONFIG.min_agreement_z and found_delta == delta
+    for wrong in (delta - 300, delta + 157, delta + 800):  # other places of the same song (same notes, same beat)
+        assert agreement(maxima, song_frames, song_bins, wrong, CONFIG)[0] < CONFIG.min_agreement_z
+    other = rendered(4, 40.0, RATE)  # another song of the same synthesizer, scale and tempo range
+    assert agreement(maxima, *extract_peaks(other, CONFIG, CONFIG.index), delta, CONFIG)[0] < CONFIG.min_agreement_z
+
+
+def test_a_song_with_no_peaks_under_the_clip_does_not_agree():
+    clip = rendered(3, 5.0, RATE)
+    z, _ = agreement(_maxima(clip), np.array([10_000, 10_050]), np.array([40, 50]), 0, CONFIG)
+    assert z == -np.inf
+
+
+def test_verification_names_noisy_clips_that_voting_alone_leaves_unmatched(built_index):
+    """Babble of eight other songs at −6 dB: their notes outrank the song's among the clip's selected peaks, so
+    few pairs survive and voting alone (verification off) names few clips. The song's notes are still local
+    maxima: verification names most clips, at the right offset, and still names nothing for clips of songs that
+    are not indexed."""
+    rng = np.random.default_rng(3)
+    clips = []
+    for seed in range(6):
+        clip, start_s = queries.cut(rendered(seed, 40.0, RATE), RATE, 5.0, rng)
+        babble = sum(rendered(10 * seed + 50 + voice, 5.0, RATE)[:clip.size] for voice in range(8))
+        clips.append((queries.add_noise(clip, babble, -6.0, rng), seed, start_s))
+    found = {}
+    for name, config in (("vote", Config(verify_candidates=0)), ("verify", Config())):
+        with Index(built_index, config=config) as index:
+            matches = [(index.match_samples(clip), seed, start_s) for clip, seed, start_s in clips]
+        found[name] = [m for m, seed, start_s in matches
+                       if m is not None and m.song.title == f"song{seed}" and abs(m.offset_s - start_s) < 0.1]
+        assert all(m is None or m.song.title == f"song{seed}" for m, seed, _ in matches)  # no wrong song named
+    assert len(found["verify"]) >= 5 and len(found["verify"]) >= len(found["vote"]) + 2
+    with Index(built_index) as index:
+        for seed in range(200, 215):
+            clip, _ = queries.cut(rendered(seed, 20.0, RATE), RATE, 5.0, rng)
+            assert index.match_samples(clip) is None
