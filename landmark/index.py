@@ -19,7 +19,7 @@ Layout (justified in the README, "The index file"):
   are a few hundred thousand frames apart on average, whatever the size of the index. Timeline frames are never
   reused: a removed song leaves a gap, so a reader holding an older list of songs cannot misattribute a posting.
 - `peaks`: one row per song, the peaks its hashes pair (frame, bin), for verifying a candidate peak by peak
-  (`landmark.verify`). zlib of two byte streams, frame gaps then bins: about 1.4 bytes a peak, 21 B/s.
+  (`landmark.verify`). Two byte streams, frame gaps then bins, compressed with LZMA: 1.26 bytes a peak.
 - `meta`: the fingerprint settings the index was built with and the end of the timeline.
 
 Adding a song is one short write transaction: its row in `songs` plus an append to each bucket it touches. A crash
@@ -31,8 +31,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sqlite3
+import lzma
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,8 @@ from .config import Config
 from .errors import IndexFileError
 
 SCHEMA_VERSION = 4
+UPGRADABLE_FROM = 3
+"""Indexes of this schema version or newer are upgraded in place when opened; older ones must be rebuilt."""
 APPLICATION_ID = 0x6C6D7072  # "lmpr": tells an lmprint index from any other SQLite file
 SUFFIX_BITS = 4
 SUFFIX_MASK = (1 << SUFFIX_BITS) - 1
@@ -137,8 +139,16 @@ def decode_postings(buckets: np.ndarray, blobs: list[bytes]) -> tuple[np.ndarray
     return (np.asarray(buckets, np.uint32)[rows] << SUFFIX_BITS) | suffixes.astype(np.uint32), frames
 
 
+PEAK_CODER = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 16,
+               "lc": 0, "lp": 0, "pb": 0}]
+"""Peaks are compressed with raw LZMA2 (no container header), modelling bytes without context from their
+neighbours' bits (lc = lp = pb = 0): 1.26 bytes a peak on the corpus, against 1.40 with zlib, for 0.15 ms to
+decode a song. A 64 KiB dictionary covers a song and keeps the decoder's memory small."""
+
+
 def encode_peaks(frames: np.ndarray, bins: np.ndarray) -> bytes:
-    """A song's peaks, sorted by frame, as zlib of [bin width byte, frame gaps, bins] (see PEAK_GAP_LIMIT)."""
+    """A song's peaks, sorted by frame, as [bin width byte, frame gaps, bins], compressed (see PEAK_GAP_LIMIT,
+    PEAK_CODER)."""
     frames, bins = np.asarray(frames, np.int64), np.asarray(bins, np.int64)
     gaps = np.diff(frames, prepend=0)
     if (gaps < 0).any() or (bins <= 0).any():
@@ -150,12 +160,13 @@ def encode_peaks(frames: np.ndarray, bins: np.ndarray) -> bytes:
     entry_gaps[at] = gaps % PEAK_GAP_LIMIT
     entry_bins[at] = bins
     width = bytes([entry_bins.itemsize])
-    return zlib.compress(width + entry_gaps.tobytes() + entry_bins.astype(f"<u{entry_bins.itemsize}").tobytes(), 9)
+    raw = width + entry_gaps.tobytes() + entry_bins.astype(f"<u{entry_bins.itemsize}").tobytes()
+    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=PEAK_CODER)
 
 
 def decode_peaks(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """(frames, bins) from `encode_peaks`."""
-    raw = zlib.decompress(data)
+    raw = lzma.decompress(data, format=lzma.FORMAT_RAW, filters=PEAK_CODER)
     width = raw[0]
     n = (len(raw) - 1) // (1 + width)
     frames = np.cumsum(np.frombuffer(raw, np.uint8, n, 1), dtype=np.int64)
@@ -255,11 +266,16 @@ class Store:
         if version > SCHEMA_VERSION:
             raise IndexFileError(f"{self.path} has index schema version {version}, newer than this lmprint "
                                  f"supports ({SCHEMA_VERSION}); upgrade lmprint")
-        if exists and version < SCHEMA_VERSION:
+        if exists and version < UPGRADABLE_FROM:
             raise IndexFileError(f"{self.path} was built by an older lmprint (index schema version {version}); "
                                  "index the music again into a new file")
         _use_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
+        if exists and version < SCHEMA_VERSION:
+            with self.write():  # schema 3 lacks only the peaks table: its songs are matched by vote alone
+                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    _create_schema(conn)
+                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         if not exists:
             with self.write():
                 _create_schema(conn)

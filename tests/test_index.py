@@ -5,7 +5,7 @@ import pytest
 
 from landmark.config import Config, Density
 from landmark.errors import IndexFileError
-from landmark.index import (ESCAPE, PEAK_GAP_LIMIT, SCHEMA_VERSION, Store, decode_peaks, decode_postings,
+from landmark.index import (ESCAPE, PEAK_GAP_LIMIT, SCHEMA_VERSION, UPGRADABLE_FROM, Store, decode_peaks, decode_postings,
                             encode_peaks, encode_postings)
 
 
@@ -180,13 +180,39 @@ def test_missing_foreign_random_newer_and_older_files_get_one_clear_error(tmp_pa
     with pytest.raises(IndexFileError, match="not an lmprint index"):
         Store(tmp_path / "foreign.db")
     Store(tmp_path / "new.db", create=True).close()
-    for version, complaint in ((SCHEMA_VERSION + 1, "newer"), (SCHEMA_VERSION - 1, "older lmprint")):
+    for version, complaint in ((SCHEMA_VERSION + 1, "newer"), (UPGRADABLE_FROM - 1, "older lmprint")):
         other = sqlite3.connect(tmp_path / "new.db")
         other.execute(f"PRAGMA user_version={version}")
         other.commit()
         other.close()
         with pytest.raises(IndexFileError, match=complaint):
             Store(tmp_path / "new.db")
+
+
+def test_an_index_without_stored_peaks_is_upgraded_in_place_and_its_songs_still_match(built_index, tmp_path):
+    """Schema 3 had no peaks table. Opening such an index adds the table: its songs are matched by vote alone
+    (verification skips songs without peaks), and songs added afterwards get peaks."""
+    import shutil
+
+    from bench import queries
+    from landmark import Index
+    from tests.conftest import rendered
+
+    path = tmp_path / "old.db"
+    shutil.copy(built_index, path)
+    old = sqlite3.connect(path)
+    old.execute("DROP TABLE peaks")
+    old.execute("PRAGMA user_version=3")
+    old.commit()
+    old.close()
+    with Index(path) as index:
+        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        clip, _ = queries.cut(rendered(1, 40.0, 8000), 8000, 5.0, np.random.default_rng(0))
+        assert index.match_samples(clip).song.title == "song1"
+        assert index.store.song_peaks([s.id for s in index.songs()]) == {}
+        index.store.insert_song("/n", "n", 1.0, "sha-n", np.array([5], np.uint32), np.array([1], np.uint32),
+                                (np.array([1]), np.array([20])))
+        assert len(index.store.song_peaks([s.id for s in index.songs()])) == 1
 
 
 def test_removing_songs_gives_the_space_back_and_the_rest_still_match(built_index, library_dir, tmp_path):
