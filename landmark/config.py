@@ -160,18 +160,15 @@ class Config:
     """A song is verified when its peaks agree with the clip this many standard deviations above chance (the
     chance model is in `landmark.verify`). Chosen on the calibration clips (README, "Tuning"): of 640 clips of songs
     not in the index, none is verified (4 pass the vote rule, as before); of 13,654 wrong candidates of all 1,444
-    clips, 5 reach 5.5 (17 reach 5.0). Babble recall rises 0.54 → 0.79, ambient 0.90 → 0.96, phone 0.64 → 0.69."""
+    clips, 5 reach 5.5 (17 reach 5.0). With `min_agreement_lead`: babble 0.54 → 0.78, ambient 0.90 → 0.96, phone
+    0.64 → 0.69."""
 
-    min_confirming_z: float = 4.0
-    """Failing that, the vote's winner is the match if its peaks agree this many standard deviations above chance...
-    """
-
-    min_confirmed_ratio: float = 1.3
-    """...and its vote score reaches `min_score` and is this many times the runner-up's: two weaker pieces of
-    evidence that rarely coincide by chance. Through a phone the vote's winner is the right song for 0.93 of calibration clips, but
-    its lead or its agreement alone is often too small. Calibration clips: phone 0.69 → 0.72, reverb 0.91 →
-    0.92, no more held-out clips matched; bench: phone 0.65 → 0.69, 1 s clips 0.73 → 0.86, false matches 0 of
-    288 (README, "Tuning"). At 3.5: phone 0.72 on the bench, but 2 of 288 false matches."""
+    min_agreement_lead: float = 2.0
+    """...and lead every other candidate's agreement by this much. Pieces rendered with identical instrument
+    samples on a quantised grid (MIDI renders, much electronic music) share whole passages note for note: such a
+    clip agrees with several songs of its ensemble at once, where a true match stands out. On the unseen MIDI
+    renders (README, "Bench") verification without a lead matched 16 of 81 clips of unindexed pieces (the vote
+    alone: 4), with a lead of 2: 7; on real recordings it costs babble 0.79 → 0.78 on the calibration clips."""
 
     min_duration_s: float = 1.0
     """Shorter inputs are refused: they cannot hold enough landmarks to identify anything."""
@@ -221,6 +218,6 @@ class Config:
 MATCHING_SETTINGS = ("query", "query_delta_tolerance_frames", "query_retry_tolerance_frames",
                      "query_retry_min_ratio", "vote_tolerance_frames", "rare_hash_scale", "min_score", "min_margin",
                      "min_ratio", "verify_candidates", "verify_tolerance_frames", "verify_tolerance_bins",
-                     "verify_shift_frames", "min_agreement_z", "min_confirming_z", "min_confirmed_ratio",
-                     "min_duration_s", "max_query_s")
+                     "verify_shift_frames", "min_agreement_z", "min_agreement_lead", "min_duration_s",
+                     "max_query_s")
 """Settings used only when matching: they can change without re-indexing."""

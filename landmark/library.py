@@ -9,14 +9,14 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import audio, vote
-from .spectrogram import frame_count
-from .verify import MaximaMap, verify
 from .batch import Outcome, find_audio_files, fingerprint_songs
 from .config import Config
 from .errors import AudioError, IndexFileError
 from .fingerprint import fingerprint
 from .hashes import widen_delta_time
 from .index import Song, Store
+from .spectrogram import frame_count
+from .verify import MaximaMap, verify
 
 
 COMPACT_AFTER_CHANGE = 0.2
@@ -36,8 +36,7 @@ class Match:
     """Where in the song the query starts, in seconds."""
     confidence: float
     """In [0, 1]. Matched by vote: the lead over the runner-up song as a fraction of the score. Matched by
-    verification (`verify`): 1 − z₀ / z, z₀ being the lowest agreement verification accepts (`min_confirming_z`):
-    0 there, near 1 when the peaks agree well."""
+    verification (`verify`): 1 − min_agreement_z / z, 0 at the threshold and near 1 when the peaks agree well."""
 
     def to_dict(self) -> dict:
         return {"path": self.song.path, "title": self.song.title, "score": round(self.score, 1),
@@ -141,8 +140,7 @@ class Index:
             maxima = MaximaMap.of(query.maxima_frames, query.maxima_bins,
                                   frame_count(samples.size, self.config), self.config)
             best, z = verify(candidates, maxima, self.store.song_peaks, self.config)
-            lowest = min(self.config.min_agreement_z, self.config.min_confirming_z)
-            confidence = float(np.clip(1.0 - lowest / z, 0.0, 1.0)) if best is not None else 0.0
+            confidence = 1.0 - self.config.min_agreement_z / z if best is not None else 0.0
         if best is None:
             return None, candidates
         song = self.store.songs_by_id([best.song_id]).get(best.song_id)

@@ -79,12 +79,9 @@ def agreement(maxima: MaximaMap, song_frames: np.ndarray, song_bins: np.ndarray,
 def verify(candidates: list[Candidate], maxima: MaximaMap,
            song_peaks: Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]], config: Config
            ) -> tuple[Candidate | None, float]:
-    """The match among the first `verify_candidates` candidates (best first by vote), or None; and its z.
-
-    The best-agreeing candidate is the match if it reaches `min_agreement_z`. Failing that, the vote's winner is
-    the match if it agrees to `min_confirming_z`, reaches `min_score` and scores `min_confirmed_ratio` times the
-    runner-up: two weaker pieces of evidence that rarely coincide by chance. The candidate returned carries the Δt that agreed best.
-    `song_peaks` reads songs' stored peaks."""
+    """The best-agreeing of the first `verify_candidates` candidates if its z reaches `min_agreement_z` and leads
+    every other candidate's by `min_agreement_lead`, else None; and its z. The candidate returned carries the Δt
+    that agreed best. `song_peaks` reads songs' stored peaks."""
     candidates = candidates[:config.verify_candidates]
     peaks = song_peaks([c.song_id for c in candidates])
     agreed = []
@@ -94,12 +91,9 @@ def verify(candidates: list[Candidate], maxima: MaximaMap,
             agreed.append((z, Candidate(candidate.song_id, candidate.score, delta)))
     if not agreed:
         return None, -np.inf
-    best_z, best = max(agreed, key=lambda pair: pair[0])
-    if best_z >= config.min_agreement_z:
-        return best, best_z
-    top_z, top = agreed[0]
-    runner_up = candidates[1].score if len(candidates) > 1 else 0.0
-    if (top.song_id == candidates[0].song_id and top_z >= config.min_confirming_z
-            and top.score >= max(config.min_score, config.min_confirmed_ratio * runner_up)):
-        return top, top_z
-    return None, best_z
+    agreed.sort(key=lambda pair: -pair[0])
+    best_z, best = agreed[0]
+    runner_up_z = agreed[1][0] if len(agreed) > 1 else -np.inf
+    if best_z < config.min_agreement_z or best_z - runner_up_z < config.min_agreement_lead:
+        return None, best_z
+    return best, best_z

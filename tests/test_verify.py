@@ -66,26 +66,22 @@ def test_verification_names_noisy_clips_that_voting_alone_leaves_unmatched(built
             assert index.match_samples(clip) is None
 
 
-def test_the_vote_winner_is_confirmed_by_weaker_agreement_only_when_it_also_leads_the_vote(monkeypatch):
-    """The decision rule of `verify` on given agreements: strong agreement names any candidate; weaker agreement
-    (between `min_confirming_z` and `min_agreement_z`) names only the vote's winner, and only with a lead."""
+def test_the_best_agreeing_candidate_must_stand_out_from_the_others(monkeypatch):
+    """The decision rule of `verify` on given agreements: the best z must reach `min_agreement_z` and lead the
+    runner-up's z by `min_agreement_lead`, whatever the vote's order."""
     from landmark import verify as verify_module
     from landmark.vote import Candidate
 
-    config = Config(min_agreement_z=5.5, min_confirming_z=4.0, min_confirmed_ratio=1.3, min_score=20)
+    config = Config(min_agreement_z=5.5, min_agreement_lead=2.0)
     maxima = MaximaMap.of(np.zeros(0, np.int64), np.zeros(0, np.int64), 300, config)
-    peaks = {song: (np.array([1]), np.array([20])) for song in (1, 2, 3)}
 
-    def decide(z_of_song, scores):
+    def decide(z_of_song):
         monkeypatch.setattr(verify_module, "agreement", lambda m, f, b, delta, c: (z_of_song[int(f[0])], delta))
-        candidates = [Candidate(song, score, 100 + song) for song, score in zip((1, 2, 3), scores)]
-        found, _ = verify_module.verify(candidates, maxima, lambda ids: {i: (np.array([i]), peaks[i][1]) for i in ids},
-                                        config)
+        candidates = [Candidate(song, 40.0 - song, 100 + song) for song in (1, 2, 3)]
+        found, _ = verify_module.verify(candidates, maxima,
+                                        lambda ids: {i: (np.array([i]), np.array([20])) for i in ids}, config)
         return found and found.song_id
 
-    assert decide({1: 1.0, 2: 2.0, 3: 6.0}, (30, 20, 10)) == 3  # strong agreement, whatever the vote
-    assert decide({1: 4.5, 2: 2.0, 3: 1.0}, (30, 20, 10)) == 1  # the winner, leading 1.5×, agrees well enough
-    assert decide({1: 4.5, 2: 2.0, 3: 1.0}, (15, 10, 5)) is None  # ...but not below min_score
-    assert decide({1: 4.5, 2: 2.0, 3: 1.0}, (30, 25, 10)) is None  # ...but not with a lead of 1.2×
-    assert decide({1: 3.5, 2: 2.0, 3: 1.0}, (30, 10, 10)) is None  # ...nor with weak agreement
-    assert decide({1: 1.0, 2: 4.5, 3: 1.0}, (30, 10, 5)) is None  # weaker agreement of a loser names nothing
+    assert decide({1: 1.0, 2: 2.0, 3: 8.0}) == 3  # the vote's third, agreeing far better than the rest
+    assert decide({1: 1.0, 2: 6.5, 3: 8.0}) is None  # two songs agree: a shared passage, not a match
+    assert decide({1: 1.0, 2: 5.0, 3: 3.0}) is None  # below the threshold
