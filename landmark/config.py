@@ -139,12 +139,14 @@ class Config:
     0.5 % pass at 134 songs and 0.9 % at 10,000, at almost no cost in recall (README, "Tuning"; measured with the
     12 peaks/s index; at 18 peaks/s, 0.6 % at 134 songs and 2 of 288 bench clips at 10,000)."""
 
-    verify_candidates: int = 10
+    verify_candidates: int = 5
     """When the vote finds no match, the best `verify_candidates` songs by vote are checked peak by peak
     (`landmark.verify`): a song's stored peaks under the clip, at its voted offset, against the clip's local maxima.
     Voting needs both peaks of a pair to survive; verification counts single peaks, which survive noise far more
-    often. The true song is among the top 10 by vote for 0.89 of babble clips at 0 dB (top 5: 0.84) and 0.99 of
-    phone clips, but first and clear of the runner-up for only 0.54 and 0.64 of them. 0: no verification."""
+    often. The true song is among the top 5 by vote for 0.84 of babble clips at 0 dB (top 10: 0.89) and 0.98 of
+    phone clips, but first and clear of the runner-up for only 0.54 and 0.64 of them. With the lead rule below,
+    10 candidates verify no more clips than 5 (calibration clips, bench scale, MIDI renders) and take twice the
+    time: each costs a decode of the song's peaks. 0: no verification."""
 
     verify_tolerance_frames: int = 1
     """A stored peak agrees with the clip when one of the clip's local maxima lies within ± this many frames..."""
