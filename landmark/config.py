@@ -162,16 +162,16 @@ class Config:
     """A song is verified when its peaks agree with the clip this many standard deviations above chance (the
     chance model is in `landmark.verify`). Chosen on the calibration clips (README, "Tuning"): of 640 clips of songs
     not in the index, none is verified (4 pass the vote rule, as before); of 13,654 wrong candidates of all 1,444
-    clips, 5 reach 5.5 (17 reach 5.0). With `min_agreement_lead` (4): babble 0.54 → 0.72, ambient 0.90 → 0.93,
-    phone 0.64 → 0.65."""
+    clips, 5 reach 5.5 (17 reach 5.0). With `min_agreement_lead` (4), over 5 candidates: babble 0.54 → 0.72,
+    ambient 0.90 → 0.94, phone 0.64 → 0.66."""
 
     min_agreement_lead: float = 4.0
     """...and lead every other candidate's agreement by this much. Pieces rendered with identical instrument
     samples on a quantised grid (MIDI renders, much electronic music) share whole passages note for note: such a
     clip agrees with several songs of its ensemble at once, where a true match stands out. On the unseen MIDI
     renders (README, "Bench"), clips of unindexed pieces matched: 4 of 81 by the vote alone; with verification
-    16 (no lead), 7 (lead 2), 6 (3), 4 (4). On the bench, lead 4 against 2: babble 0.75 → 0.72, phone 0.65 →
-    0.64, 1 s clips 0.71 → 0.58. A wrong name costs a user more than no name: verification adds no false match
+    16 (no lead), 7 (lead 2), 6 (3), 4 (4). On the bench (10 candidates), lead 4 against 2: babble 0.75 → 0.72,
+    phone 0.65 → 0.64, 1 s clips 0.71 → 0.58. A wrong name costs a user more than no name: verification adds no false match
     on any set measured."""
 
     min_duration_s: float = 1.0
