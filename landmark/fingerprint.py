@@ -34,10 +34,6 @@ class Fingerprint:
     maxima_frames: np.ndarray | None = None  # int64
     maxima_bins: np.ndarray | None = None  # int64
 
-    @property
-    def n_peaks(self) -> int:
-        return int(self.peak_frames.size)
-
 
 def extract_peaks(signal: np.ndarray, config: Config, density: Density, with_maxima: bool = False):
     """(frames, bins) of the selected peaks of the whole signal, sorted by frame.
