@@ -43,7 +43,8 @@ class LandmarkMethod:
         self.rate = self.index.config.sample_rate_hz
         stats = self.index.stats()
         notes = [f"{path}: {error}" for path, error in report.failed]
-        return BuildStats(stats["songs"], stats["duration_s"], seconds, stats["postings_bytes"],
+        fingerprint_bytes = stats["postings_bytes"] + stats["peaks_bytes"]  # matching reads both
+        return BuildStats(stats["songs"], stats["duration_s"], seconds, fingerprint_bytes,
                           os.path.getsize(self.db_path), notes)
 
     def query(self, samples: np.ndarray, sample_rate_hz: int) -> tuple[str | None, float]:
