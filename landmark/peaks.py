@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import run_starts
 from .config import Config, Density
 
 
@@ -83,7 +84,7 @@ def select_peaks(frames: np.ndarray, bins: np.ndarray, prominence: np.ndarray, c
     group = (frames // block_frames) * config.frequency_bands + band
     order = np.lexsort((-prominence, group))
     group_sorted = group[order]
-    starts = np.flatnonzero(np.r_[True, group_sorted[1:] != group_sorted[:-1]])
+    starts = run_starts(group_sorted)
     rank = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
     keep = order[rank < per_band]
     keep = keep[np.lexsort((bins[keep], frames[keep]))]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arrays import run_starts
 from .config import Config
 
 DELTA_BITS = 25
@@ -75,6 +76,8 @@ def hash_weights(postings_per_hash: np.ndarray, n_songs: int, config: Config) ->
 def join(query_hashes: np.ndarray, query_frames: np.ndarray, posting_hashes: np.ndarray,
          posting_songs: np.ndarray, posting_frames: np.ndarray, n_songs: int, config: Config) -> Votes:
     """Every (query hash, posting) pair with equal hashes, as a weighted vote."""
+    by_hash = np.argsort(query_hashes, kind="stable")  # sorted needles: searchsorted runs twice as fast
+    query_hashes, query_frames = query_hashes[by_hash], query_frames[by_hash]
     order = np.argsort(posting_hashes, kind="stable")
     posting_hashes = posting_hashes[order]
     first = np.searchsorted(posting_hashes, query_hashes, side="left")
@@ -86,16 +89,13 @@ def join(query_hashes: np.ndarray, query_frames: np.ndarray, posting_hashes: np.
     within = np.arange(query_index.size) - np.repeat(ends - found, found)
     posting_index = order[np.repeat(first, found) + within]
     frames = query_frames[query_index].astype(np.int64)
-    counts, level_of_hash = np.unique(found, return_inverse=True)  # fewest postings first: heaviest first
+    has_count = np.bincount(found) > 0  # the distinct posting counts, fewest (heaviest) first
+    counts, level_of_hash = np.flatnonzero(has_count), (np.cumsum(has_count) - 1)[found]
     return Votes(songs=posting_songs[posting_index].astype(np.int64),
                  deltas=posting_frames[posting_index].astype(np.int64) - frames,
                  query_frames=frames,
                  levels=level_of_hash.astype(np.int64)[query_index],
                  level_weights=hash_weights(counts, n_songs, config))
-
-
-def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
 
 
 def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int, int, np.ndarray]:
@@ -114,7 +114,7 @@ def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int,
         keys = (((votes.songs << delta_bits | (votes.deltas - delta_floor)) << frame_bits | votes.query_frames)
                 << level_bits) | votes.levels
         keys.sort()
-        firsts = _run_starts(keys >> level_bits)
+        firsts = run_starts(keys >> level_bits)
         weights = votes.level_weights[keys[firsts] & ((1 << level_bits) - 1)]
         anchor_keys = keys[firsts] >> level_bits
     else:
@@ -122,7 +122,7 @@ def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int,
         keys = ((votes.songs << DELTA_BITS) | (votes.deltas + DELTA_OFFSET)) << frame_bits | votes.query_frames
         order = np.argsort(keys)
         keys = keys[order]
-        firsts = _run_starts(keys)
+        firsts = run_starts(keys)
         weights = np.maximum.reduceat(votes.weights[order], firsts)
         anchor_keys = keys[firsts]
     return anchor_keys >> frame_bits, delta_bits, delta_floor, weights
@@ -138,7 +138,7 @@ def best_alignments(votes: Votes, tolerance: int) -> tuple[np.ndarray, np.ndarra
         empty = np.zeros(0, np.int64)
         return empty, np.zeros(0), empty
     bin_keys, delta_bits, delta_floor, weights = _heaviest_per_anchor(votes, tolerance)
-    starts = _run_starts(bin_keys)
+    starts = run_starts(bin_keys)
     bin_weights = np.add.reduceat(weights, starts)
     bin_keys = bin_keys[starts]
     window = bin_weights.copy()
@@ -147,10 +147,10 @@ def best_alignments(votes: Votes, tolerance: int) -> tuple[np.ndarray, np.ndarra
         window[:-step] += np.where(near, bin_weights[step:], 0.0)
         window[step:] += np.where(near, bin_weights[:-step], 0.0)
     songs = bin_keys >> delta_bits
-    song_starts = _run_starts(songs)  # bins are sorted by song, then Δt
+    song_starts = run_starts(songs)  # bins are sorted by song, then Δt
     best_scores = np.maximum.reduceat(window, song_starts)
     at_best = np.flatnonzero(window == np.repeat(best_scores, np.diff(np.r_[song_starts, songs.size])))
-    best = at_best[_run_starts(songs[at_best])]  # the earliest best Δt of each song
+    best = at_best[run_starts(songs[at_best])]  # the earliest best Δt of each song
     return songs[best], window[best], (bin_keys[best] & ((1 << delta_bits) - 1)) + delta_floor
 
 
