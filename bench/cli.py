@@ -62,6 +62,16 @@ def _shared_corpus(*parts: str) -> str | None:
     return os.path.normpath(path) if os.path.isdir(path) else None
 
 
+@main.command(name="unseen-noise")
+@click.argument("outdir", type=click.Path(file_okay=False))
+def unseen_noise(outdir):
+    """Write noises (OUTDIR/noise) and rooms (OUTDIR/rir) that are not in ../shared (needs espeak-ng, sox)."""
+    from .unseen import make
+
+    noise_dir, rir_dir = make(outdir)
+    click.echo(f"wrote {noise_dir} and {rir_dir}", err=True)
+
+
 @main.command()
 @click.option("--methods", default="landmark,mert", show_default=True, help="Comma-separated: landmark, mert.")
 @click.option("--corpus", required=True, type=click.Path(exists=True), help="Folder of audio, or a manifest.tsv.")

@@ -173,3 +173,19 @@ def test_startup_bench_matches_cold_and_keeps_heavy_modules_off_the_query_path(b
     assert result["answer"]["path"] == song.path
     assert abs(result["answer"]["offset_s"] - 6.0) < 0.1
     assert "numba" not in result["heavy_modules_imported"] and "scipy" not in result["heavy_modules_imported"]
+
+
+def test_unseen_rooms_decay_at_their_rt60_and_the_fan_hums_around_900_hz():
+    from bench import unseen
+
+    rng = np.random.default_rng(0)
+    for rt60_s in unseen.ROOMS_RT60_S:
+        response = unseen.synthetic_room(rt60_s, rng)
+        decay_db = 10 * np.log10(np.cumsum((response ** 2)[::-1])[::-1] / np.sum(response ** 2))
+        t5, t25 = (np.argmax(decay_db <= level) / unseen.RATE_HZ for level in (-5.0, -25.0))
+        assert 3 * (t25 - t5) == pytest.approx(rt60_s, rel=0.15)  # T20, extrapolated to 60 dB
+    power = np.abs(np.fft.rfft(unseen.fan_noise(rng))) ** 2
+    freqs = np.fft.rfftfreq(2 * (power.size - 1), 1 / unseen.RATE_HZ)
+    assert np.sum(power[(freqs > 400) & (freqs < 1400)]) > 0.9 * np.sum(power)
+    brown = np.abs(np.fft.rfft(unseen.brown_noise(rng))) ** 2
+    assert np.mean(brown[(freqs > 80) & (freqs < 120)]) > 100 * np.mean(brown[(freqs > 800) & (freqs < 1200)])
