@@ -141,38 +141,32 @@ class Config:
 
     verify_candidates: int = 5
     """When the vote finds no match, the best `verify_candidates` songs by vote are checked peak by peak
-    (`landmark.verify`): a song's stored peaks under the clip, at its voted offset, against the clip's local maxima.
-    Voting needs both peaks of a pair to survive; verification counts single peaks, which survive noise far more
-    often. The true song is among the top 5 by vote for 0.84 of babble clips at 0 dB (top 10: 0.89) and 0.98 of
-    phone clips, but first and clear of the runner-up for only 0.54 and 0.64 of them. With the lead rule below,
-    10 candidates verify no more clips than 5 (calibration clips, bench scale, MIDI renders) and take twice the
-    time: each costs a decode of the song's peaks. 0: no verification."""
-
-    verify_tolerance_frames: int = 1
-    """A stored peak agrees with the clip when one of the clip's local maxima lies within ± this many frames..."""
-
-    verify_tolerance_bins: int = 1
-    """...and ± this many bins of it."""
+    (`landmark.verify`): the clip's prominence at each of a song's stored peaks under it, at its voted offset.
+    Voting needs both peaks of a pair to survive; verification reads single peaks, whose energy survives noise and
+    rooms far more often. The true song is among the top 5 by vote for 0.84 of babble clips at 0 dB (top 10: 0.89)
+    and 0.98 of phone clips, but first and clear of the runner-up for only 0.54 and 0.64 of them. With the lead
+    rule below, 10 candidates verified no more clips than 5 (calibration clips, bench scale, MIDI renders) and take
+    twice the time: each costs a decode of the song's peaks. 0: no verification."""
 
     verify_shift_frames: int = 1
     """The voted offset is also tried ± this many frames, keeping the best: votes fix it only to ± vote
     tolerance."""
 
-    min_agreement_z: float = 5.5
-    """A song is verified when its peaks agree with the clip this many standard deviations above chance (the
-    chance model is in `landmark.verify`). Chosen on the calibration clips (README, "Tuning"): of 640 clips of songs
-    not in the index, none is verified (4 pass the vote rule, as before); of 13,654 wrong candidates of all 1,444
-    clips, 5 reach 5.5 (17 reach 5.0). With `min_agreement_lead` (4), over 5 candidates: babble 0.54 → 0.72,
-    ambient 0.90 → 0.94, phone 0.64 → 0.66."""
+    min_agreement_z: float = 6.25
+    """A song is verified when the clip's standardised prominence at its peaks sums to this many standard
+    deviations above chance (`landmark.verify`). Chosen on the calibration clips (README, "Tuning"): of the 6,441
+    wrong candidates among the top 5 of all 1,444 clips, 4 reach 6.25 (14 reach 5.5); the best of the 640 clips
+    of songs not in the index reaches 5.9. With `min_agreement_lead` (4), over 5 candidates (vote alone → with
+    verification): babble 0.54 → 0.75, ambient 0.90 → 0.94, phone 0.64 → 0.79, reverb 0.90 → 0.93."""
 
     min_agreement_lead: float = 4.0
     """...and lead every other candidate's agreement by this much. Pieces rendered with identical instrument
     samples on a quantised grid (MIDI renders, much electronic music) share whole passages note for note: such a
-    clip agrees with several songs of its ensemble at once, where a true match stands out. On the unseen MIDI
-    renders (README, "Bench"), clips of unindexed pieces matched: 4 of 81 by the vote alone; with verification
-    16 (no lead), 7 (lead 2), 6 (3), 4 (4). On the bench (10 candidates), lead 4 against 2: babble 0.75 → 0.72,
-    phone 0.65 → 0.64, 1 s clips 0.71 → 0.58. A wrong name costs a user more than no name: verification adds no false match
-    on any set measured."""
+    clip agrees with several songs of its ensemble at once, where a true match stands out. A wrong name costs a
+    user more than no name: on the unseen MIDI renders (README, "Bench") the lead keeps verification from adding
+    false matches to the vote's; without it, the earlier local-maximum test verified 16 of 81 clips of unindexed
+    pieces (the vote alone: 4). On the calibration clips a lead of 3.5 instead of 4 gives phone 0.81, babble
+    0.75."""
 
     min_duration_s: float = 1.0
     """Shorter inputs are refused: they cannot hold enough landmarks to identify anything."""
@@ -193,6 +187,8 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> "Config":
         values = json.loads(text)
+        for retired in RETIRED_MATCHING_SETTINGS:
+            values.pop(retired, None)
         for side in ("index", "query"):
             values[side] = Density(**values[side])
         return cls(**values)
@@ -221,7 +217,9 @@ class Config:
 
 MATCHING_SETTINGS = ("query", "query_delta_tolerance_frames", "query_retry_tolerance_frames",
                      "query_retry_min_ratio", "vote_tolerance_frames", "rare_hash_scale", "min_score", "min_margin",
-                     "min_ratio", "verify_candidates", "verify_tolerance_frames", "verify_tolerance_bins",
-                     "verify_shift_frames", "min_agreement_z", "min_agreement_lead", "min_duration_s",
-                     "max_query_s")
+                     "min_ratio", "verify_candidates", "verify_shift_frames", "min_agreement_z", "min_agreement_lead",
+                     "min_duration_s", "max_query_s")
 """Settings used only when matching: they can change without re-indexing."""
+
+RETIRED_MATCHING_SETTINGS = ("verify_tolerance_frames", "verify_tolerance_bins")
+"""Matching settings of earlier versions, still in the settings an index recorded; ignored when it is opened."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import hashes as hashing
 from .config import Config, Density
-from .peaks import candidate_peaks, select_peaks
+from .peaks import candidate_peaks, prominence_db, select_peaks
 from .spectrogram import frame_count, log_spectrogram
 
 BLOCK_S = 60.0
@@ -24,50 +24,54 @@ BLOCK_S = 60.0
 class Fingerprint:
     """The landmarks of one signal: `hashes[i]` occurs at frame `anchor_frames[i]`; and the peaks they pair.
 
-    A query's fingerprint also holds its local maxima (`maxima_frames`, `maxima_bins`): every peak candidate before
-    the density budget, against which a candidate song's stored peaks are verified (`verify`)."""
+    A query's fingerprint also holds its prominence map (`prominence`, frames × bins, dB above the local
+    background), against which a candidate song's stored peaks are verified (`verify`)."""
 
     hashes: np.ndarray  # uint32
     anchor_frames: np.ndarray  # uint32
     peak_frames: np.ndarray  # int64, sorted
     peak_bins: np.ndarray  # int64
-    maxima_frames: np.ndarray | None = None  # int64
-    maxima_bins: np.ndarray | None = None  # int64
+    prominence: np.ndarray | None = None  # float32, frames × bins
 
 
-def extract_peaks(signal: np.ndarray, config: Config, density: Density, with_maxima: bool = False):
-    """(frames, bins) of the selected peaks of the whole signal, sorted by frame.
-
-    With `with_maxima`, also (frames, bins) of every local maximum the selection chose from (a query's
-    verification map): four arrays.
-    """
+def _scan(signal: np.ndarray, config: Config, density: Density, keep_prominence: bool
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(frames, bins) of the selected peaks of the whole signal, sorted by frame; and its prominence map if asked."""
     total = frame_count(signal.size, config)
     block_frames = max(1, int(round(config.peak_block_s / config.frame_s)))
     step = block_frames * max(1, int(round(BLOCK_S / config.peak_block_s)))
     margin = max(config.background_frames // 2, density.neighbourhood_frames) + 1
-    all_frames, all_bins, maxima_frames, maxima_bins = [], [], [], []
+    all_frames, all_bins, prominence_blocks = [], [], []
     for start in range(0, total, step):
         first = max(0, start - margin)
         spectrogram_db = log_spectrogram(signal, config, first, min(total, start + step + margin) - first)
-        frames, bins, prominence = candidate_peaks(spectrogram_db, config, density)
+        prominence = prominence_db(spectrogram_db, config)
+        frames, bins, peak_prominence = candidate_peaks(spectrogram_db, prominence, config, density)
         frames = frames + first
         core = (frames >= start) & (frames < start + step)
-        frames, bins, prominence = frames[core], bins[core], prominence[core]
-        if with_maxima:
-            maxima_frames.append(frames.astype(np.int64))
-            maxima_bins.append(bins.astype(np.int64))
-        frames, bins = select_peaks(frames, bins, prominence, config, density)
+        frames, bins = select_peaks(frames[core], bins[core], peak_prominence[core], config, density)
         all_frames.append(frames)
         all_bins.append(bins)
-    peaks = [np.concatenate(part) if part else np.zeros(0, np.int64) for part in (all_frames, all_bins)]
-    if with_maxima:
-        peaks += [np.concatenate(part) if part else np.zeros(0, np.int64) for part in (maxima_frames, maxima_bins)]
-    return tuple(peaks)
+        if keep_prominence:
+            prominence_blocks.append(prominence[start - first:start - first + step])
+    frames, bins = (np.concatenate(part) if part else np.zeros(0, np.int64) for part in (all_frames, all_bins))
+    if not keep_prominence:
+        return frames, bins, None
+    prominence = (np.concatenate(prominence_blocks) if prominence_blocks
+                  else np.zeros((0, config.fft_size // 2 + 1), np.float32))
+    return frames, bins, prominence
 
 
-def fingerprint(signal: np.ndarray, config: Config, density: Density, with_maxima: bool = False) -> Fingerprint:
-    """Hashes of `signal` at the given density (config.index for songs, config.query for clips), with the local
-    maxima too if `with_maxima` (queries)."""
-    frames, bins, *maxima = extract_peaks(signal, config, density, with_maxima)
+def extract_peaks(signal: np.ndarray, config: Config, density: Density) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, bins) of the selected peaks of the whole signal, sorted by frame."""
+    frames, bins, _ = _scan(signal, config, density, keep_prominence=False)
+    return frames, bins
+
+
+def fingerprint(signal: np.ndarray, config: Config, density: Density, with_prominence: bool = False
+                ) -> Fingerprint:
+    """Hashes of `signal` at the given density (config.index for songs, config.query for clips), with the
+    prominence map too if `with_prominence` (queries)."""
+    frames, bins, prominence = _scan(signal, config, density, with_prominence)
     hashes, anchor_frames = hashing.pair_peaks(frames, bins, config, density)
-    return Fingerprint(hashes, anchor_frames, frames, bins, *maxima)
+    return Fingerprint(hashes, anchor_frames, frames, bins, prominence)

@@ -15,8 +15,7 @@ from .errors import AudioError, IndexFileError
 from .fingerprint import fingerprint
 from .hashes import widen_delta_time
 from .index import Song, Store
-from .spectrogram import frame_count
-from .verify import MaximaMap, verify
+from .verify import ProminenceMap, verify
 
 
 COMPACT_AFTER_CHANGE = 0.2
@@ -128,7 +127,7 @@ class Index:
         """The decision and the ranked candidates behind it (for diagnostics and the bench)."""
         samples = samples[:int(self.config.max_query_s * self.config.sample_rate_hz)]
         audio.check_usable(samples, self.config.sample_rate_hz, self.config.min_duration_s)
-        query = fingerprint(samples, self.config, self.config.query, with_maxima=True)
+        query = fingerprint(samples, self.config, self.config.query, with_prominence=True)
         if query.hashes.size == 0:
             raise AudioError("no landmarks found (silent or featureless)")
         candidates = self._rank(query, self.config.query_delta_tolerance_frames)
@@ -137,9 +136,8 @@ class Index:
             candidates = self._rank(query, self.config.query_retry_tolerance_frames)
             best, confidence = vote.decide(candidates, self.config, min_ratio=self.config.query_retry_min_ratio)
         if best is None and self.config.verify_candidates > 0:
-            maxima = MaximaMap.of(query.maxima_frames, query.maxima_bins,
-                                  frame_count(samples.size, self.config), self.config)
-            best, z = verify(candidates, maxima, self.store.song_peaks, self.config)
+            clip = ProminenceMap.of(query.prominence, self.config)
+            best, z = verify(candidates, clip, self.store.song_peaks, self.config)
             confidence = 1.0 - self.config.min_agreement_z / z if best is not None else 0.0
         if best is None:
             return None, candidates

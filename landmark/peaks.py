@@ -50,14 +50,18 @@ def band_edges_bins(config: Config) -> np.ndarray:
     return np.round(edges_hz / bin_hz).astype(np.int64)
 
 
-def candidate_peaks(spectrogram_db: np.ndarray, config: Config, density: Density
+def prominence_db(spectrogram_db: np.ndarray, config: Config) -> np.ndarray:
+    """How far each bin stands above its local background (a moving average over time and frequency), in dB."""
+    return spectrogram_db - _box_mean(_box_mean(spectrogram_db, config.background_frames, 0),
+                                      config.background_bins, 1)
+
+
+def candidate_peaks(spectrogram_db: np.ndarray, prominence: np.ndarray, config: Config, density: Density
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(frame, bin, prominence_db) of every local maximum that stands `min_prominence_db` above its background.
 
-    Frames are relative to the first row of `spectrogram_db`.
+    `prominence` is `prominence_db(spectrogram_db)`. Frames are relative to the first row of `spectrogram_db`.
     """
-    background = _box_mean(_box_mean(spectrogram_db, config.background_frames, 0), config.background_bins, 1)
-    prominence = spectrogram_db - background
     local_max = running_max(running_max(spectrogram_db, density.neighbourhood_frames, axis=0),
                             density.neighbourhood_bins, axis=1)
     edges = band_edges_bins(config)

@@ -97,7 +97,7 @@ def test_a_query_that_finds_nothing_looks_again_with_a_wider_delta_time(tmp_path
         index.store.insert_song("/s", "s", 60.0, "sha", song_hashes, (500 + 5 * anchors).astype(np.uint32))
     monkeypatch.setattr(library, "fingerprint",
                         lambda *args, **kwargs: Fingerprint(clip_hashes, (5 * anchors).astype(np.uint32),
-                                                            *[np.zeros(0, np.int64)] * 4))
+                                                            *[np.zeros(0, np.int64)] * 2, np.zeros((300, 257))))
     noise = np.random.default_rng(0).standard_normal(8000 * 5).astype(np.float32)
     with Index(path, config=Config(query_retry_tolerance_frames=0)) as index:
         assert index.match_samples(noise) is None

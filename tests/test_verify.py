@@ -6,17 +6,15 @@ import numpy as np
 from bench import queries
 from landmark import Config, Index
 from landmark.fingerprint import extract_peaks, fingerprint
-from landmark.spectrogram import frame_count
-from landmark.verify import MaximaMap, agreement
+from landmark.verify import ProminenceMap, agreement
 from tests.conftest import rendered
 
 RATE = 8000
 CONFIG = Config()
 
 
-def _maxima(clip: np.ndarray) -> MaximaMap:
-    query = fingerprint(clip, CONFIG, CONFIG.query, with_maxima=True)
-    return MaximaMap.of(query.maxima_frames, query.maxima_bins, frame_count(clip.size, CONFIG), CONFIG)
+def _prominence(clip: np.ndarray) -> ProminenceMap:
+    return ProminenceMap.of(fingerprint(clip, CONFIG, CONFIG.query, with_prominence=True).prominence, CONFIG)
 
 
 def test_a_songs_peaks_agree_with_a_noisy_clip_of_it_only_at_the_clips_offset():
@@ -26,26 +24,26 @@ def test_a_songs_peaks_agree_with_a_noisy_clip_of_it_only_at_the_clips_offset():
     start = 12 * RATE + 37 * CONFIG.hop_size  # on the frame grid: the clip's frame 0 is the song's frame `delta`
     delta = start // CONFIG.hop_size
     clip = queries.add_noise(song[start:start + 5 * RATE], queries.pink_noise(5 * RATE, rng), 0.0, rng)
-    maxima = _maxima(clip)
-    z, found_delta = agreement(maxima, song_frames, song_bins, delta + 1, CONFIG)  # the vote is a frame off
+    prominence = _prominence(clip)
+    z, found_delta = agreement(prominence, song_frames, song_bins, delta + 1, CONFIG)  # the vote is a frame off
     assert z >= CONFIG.min_agreement_z and found_delta == delta
     for wrong in (delta - 300, delta + 157, delta + 800):  # other places of the same song (same notes, same beat)
-        assert agreement(maxima, song_frames, song_bins, wrong, CONFIG)[0] < CONFIG.min_agreement_z
+        assert agreement(prominence, song_frames, song_bins, wrong, CONFIG)[0] < CONFIG.min_agreement_z
     other = rendered(4, 40.0, RATE)  # another song of the same synthesizer, scale and tempo range
-    assert agreement(maxima, *extract_peaks(other, CONFIG, CONFIG.index), delta, CONFIG)[0] < CONFIG.min_agreement_z
+    assert agreement(prominence, *extract_peaks(other, CONFIG, CONFIG.index), delta, CONFIG)[0] < CONFIG.min_agreement_z
 
 
 def test_a_song_with_no_peaks_under_the_clip_does_not_agree():
     clip = rendered(3, 5.0, RATE)
-    z, _ = agreement(_maxima(clip), np.array([10_000, 10_050]), np.array([40, 50]), 0, CONFIG)
+    z, _ = agreement(_prominence(clip), np.array([10_000, 10_050]), np.array([40, 50]), 0, CONFIG)
     assert z == -np.inf
 
 
 def test_verification_names_noisy_clips_that_voting_alone_leaves_unmatched(built_index):
     """Babble of eight other songs at −6 dB: their notes outrank the song's among the clip's selected peaks, so
-    few pairs survive and voting alone (verification off) names few clips. The song's notes are still local
-    maxima: verification names most clips, at the right offset, and still names nothing for clips of songs that
-    are not indexed."""
+    few pairs survive and voting alone (verification off) names few clips. The song's notes still stand above the
+    background: verification names most clips, at the right offset, and still names nothing for clips of songs
+    that are not indexed."""
     rng = np.random.default_rng(3)
     clips = []
     for seed in range(6):
@@ -73,12 +71,12 @@ def test_the_best_agreeing_candidate_must_stand_out_from_the_others(monkeypatch)
     from landmark.vote import Candidate
 
     config = Config(min_agreement_z=5.5, min_agreement_lead=2.0)
-    maxima = MaximaMap.of(np.zeros(0, np.int64), np.zeros(0, np.int64), 300, config)
+    clip = ProminenceMap.of(np.zeros((300, config.fft_size // 2 + 1), np.float32), config)
 
     def decide(z_of_song):
         monkeypatch.setattr(verify_module, "agreement", lambda m, f, b, delta, c: (z_of_song[int(f[0])], delta))
         candidates = [Candidate(song, 40.0 - song, 100 + song) for song in (1, 2, 3)]
-        found, _ = verify_module.verify(candidates, maxima,
+        found, _ = verify_module.verify(candidates, clip,
                                         lambda ids: {i: (np.array([i]), np.array([20])) for i in ids}, config)
         return found and found.song_id
 
