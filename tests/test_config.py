@@ -20,3 +20,24 @@ def test_query_side_and_decision_settings_do_not_change_what_is_stored():
     base = Config().fingerprint_settings()
     assert Config(min_margin=3, query=Density(10, 2, 2, 2), max_query_s=5).fingerprint_settings() == base
     assert Config(index=Density(5, 2, 6, 6)).fingerprint_settings() != base
+
+
+def test_an_index_recorded_with_retired_matching_settings_still_opens(tmp_path):
+    """Indexes record their settings. Matching settings a later lmprint retired are ignored, not refused: they
+    never shaped what is stored."""
+    import json
+    import sqlite3
+
+    from landmark import Index
+
+    path = tmp_path / "i.db"
+    Index(path, create=True).close()
+    connection = sqlite3.connect(path)
+    (key, recorded), = connection.execute("SELECT key, value FROM meta WHERE value LIKE '%min_margin%'").fetchall()
+    settings = json.loads(recorded)
+    settings.update(verify_tolerance_frames=1, verify_tolerance_bins=1)  # the local-maximum test's, retired
+    connection.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(settings), key))
+    connection.commit()
+    connection.close()
+    with Index(path) as index:
+        assert index.config == Config()
