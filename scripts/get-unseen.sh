@@ -10,10 +10,10 @@
 set -euo pipefail
 out=${1:?usage: get-unseen.sh OUTDIR}
 mkdir -p "$out/music" "$out/.debs"
+apt-cache show warzone2100-music >/dev/null 2>&1 || apt-get update -qq  # package lists, on a fresh machine
 need=()
 for tool in espeak-ng sox; do command -v "$tool" >/dev/null || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox libsox-fmt-all >/dev/null
 fi
 # package, the folder of its music inside the package, which files. Variants of other tracks ("_enhanced") are
