@@ -19,7 +19,9 @@ fi
 # package, the folder of its music inside the package, which files. Variants of other tracks ("_enhanced") are
 # left out: a clip of one would rightly match the other.
 while read -r package folder pattern; do
-  (cd "$out/.debs" && { ls "${package}"_*.deb >/dev/null 2>&1 || apt-get download "$package" >/dev/null; })
+  if ! ls "$out/.debs/${package}"_*.deb >/dev/null 2>&1; then
+    (cd "$out/.debs" && apt-get download "$package" 2>&1 >/dev/null | { grep -v unsandboxed >&2 || true; })
+  fi
   unpacked=$(mktemp -d)
   dpkg -x "$(ls "$out/.debs/${package}"_*.deb | head -1)" "$unpacked"
   mkdir -p "$out/music/$package"
