@@ -35,7 +35,7 @@ class Match:
     """Where in the song the query starts, in seconds."""
     confidence: float
     """In [0, 1]. Matched by vote: the lead over the runner-up song as a fraction of the score. Matched by
-    verification (`verify`): 1 − min_agreement_z / z, 0 at the threshold and near 1 when the peaks agree well."""
+    verification (`verify`): 1 − threshold / z, 0 at the threshold and near 1 when the peaks agree well."""
 
     def to_dict(self) -> dict:
         return {"path": self.song.path, "title": self.song.title, "score": round(self.score, 1),
@@ -137,8 +137,7 @@ class Index:
             best, confidence = vote.decide(candidates, self.config, min_ratio=self.config.query_retry_min_ratio)
         if best is None and self.config.verify_candidates > 0:
             clip = ProminenceMap.of(query.prominence, self.config)
-            best, z = verify(candidates, clip, self.store.song_peaks, self.config)
-            confidence = 1.0 - self.config.min_agreement_z / z if best is not None else 0.0
+            best, confidence = verify(candidates, clip, self.store.song_peaks, self.config)
         if best is None:
             return None, candidates
         song = self.store.songs_by_id([best.song_id]).get(best.song_id)

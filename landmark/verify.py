@@ -78,9 +78,17 @@ def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarra
 def verify(candidates: list[Candidate], clip: ProminenceMap,
            song_peaks: Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]], config: Config
            ) -> tuple[Candidate | None, float]:
-    """The best-agreeing of the first `verify_candidates` candidates if its z reaches `min_agreement_z` and leads
-    every other candidate's by `min_agreement_lead`, else None; and its z. The candidate returned carries the Δt
-    that agreed best. `song_peaks` reads songs' stored peaks."""
+    """The song that the first `verify_candidates` candidates' agreements single out, or None; and a confidence.
+
+    A song passes in one of two ways, its z leading every other candidate's in both:
+    - **confirmed**: the vote's leader, scoring `confirm_min_ratio` times the runner-up (short of a match by vote),
+      agrees with z ≥ `confirm_min_z` and leads by `confirm_min_lead`: two kinds of evidence, pairs and single
+      peaks, name the same song;
+    - **alone**: any candidate agrees with z ≥ `min_agreement_z` and leads by `min_agreement_lead`.
+
+    The candidate returned carries the Δt that agreed best. The confidence is 1 − threshold / z: 0 at the
+    threshold it passed, near 1 when the peaks agree well. `song_peaks` reads songs' stored peaks.
+    """
     candidates = candidates[:config.verify_candidates]
     peaks = song_peaks([c.song_id for c in candidates])
     agreed = []
@@ -89,10 +97,16 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
             z, delta = agreement(clip, *peaks[candidate.song_id], candidate.delta_frames, config)
             agreed.append((z, Candidate(candidate.song_id, candidate.score, delta)))
     if not agreed:
-        return None, -np.inf
+        return None, 0.0
+    leader_z, leader = agreed[0]
+    runner_up_score = candidates[1].score if len(candidates) > 1 else 0.0
+    others_z = max((z for z, _ in agreed[1:]), default=-np.inf)
+    if (leader.song_id == candidates[0].song_id and leader.score >= config.confirm_min_ratio * runner_up_score
+            and leader_z >= config.confirm_min_z and leader_z - others_z >= config.confirm_min_lead):
+        return leader, 1.0 - config.confirm_min_z / leader_z
     agreed.sort(key=lambda pair: -pair[0])
     best_z, best = agreed[0]
     runner_up_z = agreed[1][0] if len(agreed) > 1 else -np.inf
     if best_z < config.min_agreement_z or best_z - runner_up_z < config.min_agreement_lead:
-        return None, best_z
-    return best, best_z
+        return None, 0.0
+    return best, 1.0 - config.min_agreement_z / best_z
