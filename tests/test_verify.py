@@ -64,22 +64,37 @@ def test_verification_names_noisy_clips_that_voting_alone_leaves_unmatched(built
             assert index.match_samples(clip) is None
 
 
-def test_the_best_agreeing_candidate_must_stand_out_from_the_others(monkeypatch):
-    """The decision rule of `verify` on given agreements: the best z must reach `min_agreement_z` and lead the
-    runner-up's z by `min_agreement_lead`, whatever the vote's order."""
+def _decide(monkeypatch, config, scores, z_of_song):
+    """The song `verify` picks among candidates with these vote scores and agreements (song ids 1, 2, ...)."""
     from landmark import verify as verify_module
     from landmark.vote import Candidate
 
-    config = Config(min_agreement_z=5.5, min_agreement_lead=2.0)
     clip = ProminenceMap.of(np.zeros((300, config.fft_size // 2 + 1), np.float32), config)
+    monkeypatch.setattr(verify_module, "agreement", lambda m, f, b, delta, c: (z_of_song[int(f[0])], delta))
+    candidates = [Candidate(song, score, 100 + song) for song, score in enumerate(scores, start=1)]
+    found, _ = verify_module.verify(candidates, clip, lambda ids: {i: (np.array([i]), np.array([20])) for i in ids},
+                                    config)
+    return found and found.song_id
 
-    def decide(z_of_song):
-        monkeypatch.setattr(verify_module, "agreement", lambda m, f, b, delta, c: (z_of_song[int(f[0])], delta))
-        candidates = [Candidate(song, 40.0 - song, 100 + song) for song in (1, 2, 3)]
-        found, _ = verify_module.verify(candidates, clip,
-                                        lambda ids: {i: (np.array([i]), np.array([20])) for i in ids}, config)
-        return found and found.song_id
 
-    assert decide({1: 1.0, 2: 2.0, 3: 8.0}) == 3  # the vote's third, agreeing far better than the rest
-    assert decide({1: 1.0, 2: 6.5, 3: 8.0}) is None  # two songs agree: a shared passage, not a match
-    assert decide({1: 1.0, 2: 5.0, 3: 3.0}) is None  # below the threshold
+def test_the_best_agreeing_candidate_must_stand_out_from_the_others(monkeypatch):
+    """The decision rule of `verify` on given agreements: the best z must reach `min_agreement_z` and lead the
+    runner-up's z by `min_agreement_lead`, whatever the vote's order."""
+    config = Config(min_agreement_z=5.5, min_agreement_lead=2.0)
+    scores = (39.0, 38.0, 37.0)  # too close for the vote's leader to be confirmed
+    assert _decide(monkeypatch, config, scores, {1: 1.0, 2: 2.0, 3: 8.0}) == 3  # the vote's third agrees far better
+    assert _decide(monkeypatch, config, scores, {1: 1.0, 2: 6.5, 3: 8.0}) is None  # a shared passage, not a match
+    assert _decide(monkeypatch, config, scores, {1: 1.0, 2: 5.0, 3: 3.0}) is None  # below the threshold
+    assert _decide(monkeypatch, config, scores, {1: 5.0, 2: 2.0, 3: 1.0}) is None
+
+
+def test_a_clear_vote_leader_is_confirmed_with_less_agreement(monkeypatch):
+    """The vote's leader, ahead by `confirm_min_ratio`, needs only `confirm_min_z` and a lead of `confirm_min_lead`."""
+    config = Config(min_agreement_z=6.0, min_agreement_lead=3.0, confirm_min_ratio=1.25, confirm_min_z=4.0,
+                    confirm_min_lead=1.5)
+    clear, close = (50.0, 30.0, 29.0), (50.0, 45.0, 29.0)
+    assert _decide(monkeypatch, config, clear, {1: 4.5, 2: 2.0, 3: 1.0}) == 1
+    assert _decide(monkeypatch, config, close, {1: 4.5, 2: 2.0, 3: 1.0}) is None  # the vote does not single it out
+    assert _decide(monkeypatch, config, clear, {1: 3.5, 2: 1.0, 3: 1.0}) is None  # too little agreement
+    assert _decide(monkeypatch, config, clear, {1: 4.5, 2: 3.5, 3: 1.0}) is None  # another song agrees nearly as well
+    assert _decide(monkeypatch, config, clear, {1: 4.5, 2: 8.0, 3: 1.0}) == 2  # another song agrees alone
