@@ -180,8 +180,10 @@ class Config:
     confirm_min_z: float = 4.0
     """The agreement z that confirms the vote's leader (see `confirm_min_ratio`)."""
 
-    confirm_min_lead: float = 1.5
-    """...and by how much it must lead every other candidate's z."""
+    confirm_min_lead: float = 2.0
+    """...and by how much it must lead every other candidate's z. With 1.5, one clip of an unindexed MIDI render
+    (a Haydn movement, taken for another movement of the same quartet, which the vote alone also confuses) was
+    confirmed; 2.0 stops it, costing one babble clip of 134 on the calibration clips."""
 
     min_duration_s: float = 1.0
     """Shorter inputs are refused: they cannot hold enough landmarks to identify anything."""
