@@ -40,16 +40,16 @@ def _scan(signal: np.ndarray, config: Config, density: Density, keep_prominence:
     total = frame_count(signal.size, config)
     block_frames = max(1, int(round(config.peak_block_s / config.frame_s)))
     step = block_frames * max(1, int(round(BLOCK_S / config.peak_block_s)))
-    margin = max(config.background_frames // 2, density.neighbourhood_frames) + 1
+    margin = max(config.background_frames // 2 + config.peak_rank_frames // 2, density.neighbourhood_frames) + 1
     all_frames, all_bins, prominence_blocks = [], [], []
     for start in range(0, total, step):
         first = max(0, start - margin)
         spectrogram_db = log_spectrogram(signal, config, first, min(total, start + step + margin) - first)
         prominence = prominence_db(spectrogram_db, config)
-        frames, bins, peak_prominence = candidate_peaks(spectrogram_db, prominence, config, density)
+        frames, bins, rank = candidate_peaks(spectrogram_db, prominence, config, density)
         frames = frames + first
         core = (frames >= start) & (frames < start + step)
-        frames, bins = select_peaks(frames[core], bins[core], peak_prominence[core], config, density)
+        frames, bins = select_peaks(frames[core], bins[core], rank[core], config, density)
         all_frames.append(frames)
         all_bins.append(bins)
         if keep_prominence:

@@ -2,7 +2,8 @@
 
 A peak survives noise, equalisation and lossy coding far better than the energy around it, which is why the
 landmark method keeps only peaks. Density is bounded: per `peak_block_s` block of time and per frequency band,
-only the most prominent peaks are kept, so a loud passage cannot flood the index and a quiet one still counts.
+only the best-ranked peaks are kept (by prominence, and by how long their bin stays prominent: `peak_rank_frames`),
+so a loud passage cannot flood the index and a quiet one still counts.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def prominence_db(spectrogram_db: np.ndarray, config: Config) -> np.ndarray:
 
 def candidate_peaks(spectrogram_db: np.ndarray, prominence: np.ndarray, config: Config, density: Density
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(frame, bin, prominence_db) of every local maximum that stands `min_prominence_db` above its background.
+    """(frame, bin, rank) of every local maximum that stands `min_prominence_db` above its background; the rank
+    orders peaks for the budget (`peak_rank_frames`).
 
     `prominence` is `prominence_db(spectrogram_db)`. Frames are relative to the first row of `spectrogram_db`.
     """
@@ -70,12 +72,15 @@ def candidate_peaks(spectrogram_db: np.ndarray, prominence: np.ndarray, config: 
     is_peak[:, :edges[0]] = False
     is_peak[:, edges[-1]:] = False
     frames, bins = np.nonzero(is_peak)
-    return frames, bins, prominence[frames, bins]
+    rank = prominence[frames, bins]
+    if config.peak_rank_frames > 1:
+        rank = 0.5 * (rank + _box_mean(prominence, config.peak_rank_frames, 0)[frames, bins])
+    return frames, bins, rank
 
 
-def select_peaks(frames: np.ndarray, bins: np.ndarray, prominence: np.ndarray, config: Config,
+def select_peaks(frames: np.ndarray, bins: np.ndarray, rank: np.ndarray, config: Config,
                  density: Density) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the most prominent peaks of each (time block, frequency band): the density budget.
+    """Keep the best-ranked peaks of each (time block, frequency band): the density budget.
 
     `frames` must be absolute frame numbers so that blocks fall on the same grid wherever processing started.
     Returns (frames, bins) sorted by frame, then bin.
@@ -86,7 +91,7 @@ def select_peaks(frames: np.ndarray, bins: np.ndarray, prominence: np.ndarray, c
     per_band = max(1, int(round(density.peaks_per_s * config.peak_block_s / config.frequency_bands)))
     band = np.searchsorted(band_edges_bins(config), bins, side="right") - 1
     group = (frames // block_frames) * config.frequency_bands + band
-    order = np.lexsort((-prominence, group))
+    order = np.lexsort((-rank, group))
     group_sorted = group[order]
     starts = run_starts(group_sorted)
     rank = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))

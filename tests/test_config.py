@@ -41,3 +41,26 @@ def test_an_index_recorded_with_retired_matching_settings_still_opens(tmp_path):
     connection.close()
     with Index(path) as index:
         assert index.config == Config()
+
+
+def test_an_index_recorded_before_a_fingerprint_setting_existed_keeps_its_old_behaviour(tmp_path):
+    """A fingerprint setting added later takes, for an index that did not record it, the value that reproduces how
+    that index was built, so its queries are fingerprinted the same way."""
+    import json
+    import sqlite3
+
+    from landmark import Index
+    from landmark.config import FINGERPRINT_SETTINGS_ADDED
+
+    path = tmp_path / "i.db"
+    Index(path, create=True).close()
+    connection = sqlite3.connect(path)
+    (key, recorded), = connection.execute("SELECT key, value FROM meta WHERE value LIKE '%min_margin%'").fetchall()
+    settings = json.loads(recorded)
+    for added in FINGERPRINT_SETTINGS_ADDED:
+        del settings[added]
+    connection.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(settings), key))
+    connection.commit()
+    connection.close()
+    with Index(path) as index:
+        assert index.config.peak_rank_frames == 1 != Config().peak_rank_frames

@@ -62,3 +62,24 @@ def test_running_max_equals_a_brute_force_window_maximum():
                 lo_f, hi_f = (max(0, f - radius), f + radius + 1) if axis == 1 else (f, f + 1)
                 expected[t, f] = values[lo_t:hi_t, lo_f:hi_f].max()
         assert np.array_equal(running_max(values, radius, axis), expected)
+
+
+def test_a_held_partial_outranks_a_brief_peak_of_equal_height():
+    """`peak_rank_frames`: a peak's rank also counts how long its bin stays prominent, so a held note wins the
+    budget over a click or a syllable that stands as high for a moment; by prominence alone (1 frame) the brief
+    one ranks higher, its background being quieter."""
+    import dataclasses
+
+    from landmark.peaks import candidate_peaks, prominence_db
+
+    spectrogram_db = np.zeros((80, CONFIG.fft_size // 2 + 1), np.float32)
+    spectrogram_db[20:60, 60] = 30.0  # held for 40 frames
+    spectrogram_db[40, 100] = 30.0  # one frame
+    for rank_frames, held_wins in ((CONFIG.peak_rank_frames, True), (1, False)):  # 28 against 16.6; 28 against 29.9
+        config = dataclasses.replace(CONFIG, peak_rank_frames=rank_frames)
+        frames, bins, rank = candidate_peaks(spectrogram_db, prominence_db(spectrogram_db, config), config,
+                                             config.index)
+        held = rank[(bins == 60) & (frames == 40)]
+        brief = rank[(bins == 100) & (frames == 40)]
+        assert held.size == 1 and brief.size == 1
+        assert (held[0] > brief[0] + 3.0) == held_wins
