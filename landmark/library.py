@@ -15,7 +15,7 @@ from .errors import AudioError, IndexFileError
 from .fingerprint import fingerprint
 from .hashes import widen_delta_time
 from .index import Song, Store
-from .verify import ProminenceMap, verify
+from .verify import ProminenceMap, agrees, verify
 
 
 COMPACT_AFTER_CHANGE = 0.2
@@ -135,9 +135,12 @@ class Index:
         if best is None and self.config.query_retry_tolerance_frames > self.config.query_delta_tolerance_frames:
             candidates = self._rank(query, self.config.query_retry_tolerance_frames)
             best, confidence = vote.decide(candidates, self.config, min_ratio=self.config.query_retry_min_ratio)
-        if best is None and self.config.verify_candidates > 0:
+        if self.config.verify_candidates > 0:
             clip = ProminenceMap.of(query.prominence, self.config)
-            best, confidence = verify(candidates, clip, self.store.song_peaks, self.config)
+            if best is not None and not agrees(best, clip, self.store.song_peaks, self.config):
+                best = None  # the vote lined up pairs, but the song's peaks are not in the clip
+            if best is None:
+                best, confidence = verify(candidates, clip, self.store.song_peaks, self.config)
         if best is None:
             return None, candidates
         song = self.store.songs_by_id([best.song_id]).get(best.song_id)

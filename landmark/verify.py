@@ -75,6 +75,18 @@ def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarra
     return best
 
 
+def agrees(voted: Candidate, clip: ProminenceMap,
+           song_peaks: Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]], config: Config) -> bool:
+    """Whether a song matched by vote shows its peaks in the clip too: z ≥ `min_vote_agreement_z` at its voted
+    offset. Pairs can line up by chance in music that shares a grid and a sound; its peaks then do not agree.
+    True for a song whose peaks the index does not hold (indexes of schema 3: matched by vote alone)."""
+    peaks = song_peaks([voted.song_id]).get(voted.song_id)
+    if peaks is None:
+        return True
+    z, _ = agreement(clip, *peaks, voted.delta_frames, config)
+    return z >= config.min_vote_agreement_z
+
+
 def verify(candidates: list[Candidate], clip: ProminenceMap,
            song_peaks: Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]], config: Config
            ) -> tuple[Candidate | None, float]:

@@ -39,6 +39,24 @@ def test_a_song_with_no_peaks_under_the_clip_does_not_agree():
     assert z == -np.inf
 
 
+def test_a_match_by_vote_stands_only_if_the_songs_peaks_are_in_the_clip():
+    from landmark.verify import agrees
+    from landmark.vote import Candidate
+
+    song, other = rendered(3, 40.0, RATE), rendered(4, 40.0, RATE)
+    stored = {1: extract_peaks(song, CONFIG, CONFIG.index), 2: extract_peaks(other, CONFIG, CONFIG.index)}
+    start = 20 * RATE + 11 * CONFIG.hop_size
+    clip = _prominence(song[start:start + 5 * RATE])
+
+    def song_peaks(ids):
+        return {i: stored[i] for i in ids if i in stored}
+
+    delta = start // CONFIG.hop_size
+    assert agrees(Candidate(1, 50.0, delta), clip, song_peaks, CONFIG)
+    assert not agrees(Candidate(2, 50.0, delta), clip, song_peaks, CONFIG)  # pairs lined up, peaks do not
+    assert agrees(Candidate(3, 50.0, delta), clip, song_peaks, CONFIG)  # no stored peaks (schema 3): the vote stands
+
+
 def test_verification_names_noisy_clips_that_voting_alone_leaves_unmatched(built_index):
     """Babble of eight other songs at −6 dB: their notes outrank the song's among the clip's selected peaks, so
     few pairs survive and voting alone (verification off) names few clips. The song's notes still stand above the
