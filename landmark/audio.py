@@ -141,7 +141,9 @@ def check_usable(signal: np.ndarray, sample_rate_hz: int, min_duration_s: float)
     if duration_s < min_duration_s:
         raise AudioError(f"too short ({duration_s:.1f} s; at least {min_duration_s:g} s needed)")
     block = 1 << 20  # in blocks, so a 2-hour file needs no second full-size copy
-    energy = sum(float(np.dot(signal[i:i + block].astype(np.float64), signal[i:i + block]))
-                 for i in range(0, signal.size, block))
+    energy = 0.0
+    for start in range(0, signal.size, block):
+        chunk = signal[start:start + block].astype(np.float64)  # one dtype: a mixed-type dot is 5× slower
+        energy += float(np.dot(chunk, chunk))
     if np.sqrt(energy / signal.size) < SILENCE_RMS:
         raise AudioError("silent")

@@ -74,8 +74,22 @@ def candidate_peaks(spectrogram_db: np.ndarray, prominence: np.ndarray, config: 
     frames, bins = np.nonzero(is_peak)
     rank = prominence[frames, bins]
     if config.peak_rank_frames > 1:
-        rank = 0.5 * (rank + _box_mean(prominence, config.peak_rank_frames, 0)[frames, bins])
+        rank = 0.5 * (rank + _mean_over_frames(prominence, frames, bins, config.peak_rank_frames))
     return frames, bins, rank
+
+
+def _mean_over_frames(values: np.ndarray, frames: np.ndarray, bins: np.ndarray, span: int) -> np.ndarray:
+    """Mean of `values` over `span` frames around each (frame, bin), the window shrinking at the edges: at the
+    candidates only, a few thousand points, instead of a moving average over the whole map."""
+    radius = span // 2
+    total = np.zeros(frames.size, np.float64)
+    count = np.zeros(frames.size, np.int64)
+    for shift in range(-radius, radius + 1):
+        at = frames + shift
+        inside = (at >= 0) & (at < values.shape[0])
+        total[inside] += values[at[inside], bins[inside]]
+        count += inside
+    return (total / np.maximum(count, 1)).astype(np.float32)
 
 
 def select_peaks(frames: np.ndarray, bins: np.ndarray, rank: np.ndarray, config: Config,

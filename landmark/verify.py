@@ -44,12 +44,14 @@ class ProminenceMap:
     def of(cls, prominence: np.ndarray, config: Config) -> "ProminenceMap":
         """From a clip's prominence map (frames × all bins, `peaks.prominence_db`)."""
         first_bin, end_bin = (int(edge) for edge in band_edges_bins(config)[[0, -1]])
-        values = np.asarray(prominence[:, first_bin:end_bin], np.float64)
-        for axis in (1, 0):  # within each frame, then within each bin
-            values = values - values.mean(axis=axis, keepdims=True)
-            spread = values.std(axis=axis, keepdims=True)
-            values = np.divide(values, spread, out=np.zeros_like(values), where=spread > FLAT)
-        return cls(values.astype(np.float32), first_bin)
+        values = np.array(prominence[:, first_bin:end_bin], np.float32)
+        for axis in (1, 0):  # within each frame, then within each bin; in place, as every query pays for it
+            values -= values.mean(axis=axis, keepdims=True)
+            spread = np.sqrt(np.mean(np.square(values), axis=axis, keepdims=True))
+            flat = spread <= FLAT
+            values /= np.where(flat, np.float32(1.0), spread)
+            values *= ~flat
+        return cls(values, first_bin)
 
 
 def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, delta_frames: int,

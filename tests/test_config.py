@@ -22,23 +22,29 @@ def test_query_side_and_decision_settings_do_not_change_what_is_stored():
     assert Config(index=Density(5, 2, 6, 6)).fingerprint_settings() != base
 
 
-def test_an_index_recorded_with_retired_matching_settings_still_opens(tmp_path):
-    """Indexes record their settings. Matching settings a later lmprint retired are ignored, not refused: they
-    never shaped what is stored."""
+def _edit_recorded_settings(path, edit) -> None:
+    """Change the settings an index recorded, as an older lmprint would have written them."""
     import json
     import sqlite3
 
+    connection = sqlite3.connect(path)
+    (key, recorded), = connection.execute("SELECT key, value FROM meta WHERE value LIKE '%min_margin%'").fetchall()
+    settings = json.loads(recorded)
+    edit(settings)
+    connection.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(settings), key))
+    connection.commit()
+    connection.close()
+
+
+def test_an_index_recorded_with_retired_matching_settings_still_opens(tmp_path):
+    """Indexes record their settings. Matching settings a later lmprint retired are ignored, not refused: they
+    never shaped what is stored."""
     from landmark import Index
 
     path = tmp_path / "i.db"
     Index(path, create=True).close()
-    connection = sqlite3.connect(path)
-    (key, recorded), = connection.execute("SELECT key, value FROM meta WHERE value LIKE '%min_margin%'").fetchall()
-    settings = json.loads(recorded)
-    settings.update(verify_tolerance_frames=1, verify_tolerance_bins=1)  # the local-maximum test's, retired
-    connection.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(settings), key))
-    connection.commit()
-    connection.close()
+    _edit_recorded_settings(path, lambda settings: settings.update(verify_tolerance_frames=1,
+                                                                   verify_tolerance_bins=1))  # the retired test's
     with Index(path) as index:
         assert index.config == Config()
 
@@ -46,21 +52,11 @@ def test_an_index_recorded_with_retired_matching_settings_still_opens(tmp_path):
 def test_an_index_recorded_before_a_fingerprint_setting_existed_keeps_its_old_behaviour(tmp_path):
     """A fingerprint setting added later takes, for an index that did not record it, the value that reproduces how
     that index was built, so its queries are fingerprinted the same way."""
-    import json
-    import sqlite3
-
     from landmark import Index
     from landmark.config import FINGERPRINT_SETTINGS_ADDED
 
     path = tmp_path / "i.db"
     Index(path, create=True).close()
-    connection = sqlite3.connect(path)
-    (key, recorded), = connection.execute("SELECT key, value FROM meta WHERE value LIKE '%min_margin%'").fetchall()
-    settings = json.loads(recorded)
-    for added in FINGERPRINT_SETTINGS_ADDED:
-        del settings[added]
-    connection.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(settings), key))
-    connection.commit()
-    connection.close()
+    _edit_recorded_settings(path, lambda settings: [settings.pop(added) for added in FINGERPRINT_SETTINGS_ADDED])
     with Index(path) as index:
         assert index.config.peak_rank_frames == 1 != Config().peak_rank_frames
