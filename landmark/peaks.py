@@ -108,7 +108,7 @@ def select_peaks(frames: np.ndarray, bins: np.ndarray, rank: np.ndarray, config:
     order = np.lexsort((-rank, group))
     group_sorted = group[order]
     starts = run_starts(group_sorted)
-    rank = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
-    keep = order[rank < per_band]
+    place = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))  # within its group
+    keep = order[place < per_band]
     keep = keep[np.lexsort((bins[keep], frames[keep]))]
     return frames[keep].astype(np.int64), bins[keep].astype(np.int64)
