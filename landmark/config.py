@@ -177,9 +177,9 @@ class Config:
     """...and lead every other candidate's agreement by this much. Pieces rendered with identical instrument
     samples on a quantised grid (MIDI renders, much electronic music) share whole passages note for note: such a
     clip agrees with several songs of its ensemble at once, where a true match stands out. A wrong name costs a
-    user more than no name: on the unseen MIDI renders (README, "Bench") the lead keeps verification from adding
-    false matches to the vote's; without it, the earlier local-maximum test verified 16 of 81 clips of unindexed
-    pieces (the vote alone: 4). On the calibration clips a lead of 3.5 instead of 4 gives phone 0.81, babble
+    user more than no name: on the unseen MIDI renders (README, "Bench") verification adds at most one false match
+    to the vote's (of 81 clips of unindexed pieces); without the lead, the earlier local-maximum test verified 16
+    (the vote alone: 4). On the calibration clips a lead of 3.5 instead of 4 gives phone 0.81, babble
     0.75."""
 
     confirm_min_ratio: float = 1.25
