@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from landmark.arrays import run_starts
+
 from . import corpus as corpus_module
 from . import queries as query_module
 from .metrics import Outcome, summarise
@@ -27,8 +29,8 @@ def song_fingerprints(store) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     hashes, songs, frames = store.all_postings()
     order = np.argsort(songs, kind="stable")
     hashes, songs, frames = hashes[order], songs[order], frames[order]
-    bounds = np.flatnonzero(np.r_[True, songs[1:] != songs[:-1], True])
-    return {int(songs[a]): (hashes[a:b], frames[a:b]) for a, b in zip(bounds[:-1], bounds[1:])}
+    starts = run_starts(songs)
+    return {int(songs[a]): (hashes[a:b], frames[a:b]) for a, b in zip(starts, np.r_[starts[1:], songs.size])}
 
 
 def distractor(hashes: np.ndarray, frames: np.ndarray, config, rng: np.random.Generator
