@@ -130,16 +130,19 @@ class Index:
         query = fingerprint(samples, self.config, self.config.query, with_prominence=True)
         if query.hashes.size == 0:
             raise AudioError("no landmarks found (silent or featureless)")
-        candidates = self._rank(query, self.config.query_delta_tolerance_frames)
+        alignments = self._align(query, self.config.query_delta_tolerance_frames)
+        candidates = alignments.top(self._candidate_count)
         best, confidence = vote.decide(candidates, self.config)
         if best is None and self.config.query_retry_tolerance_frames > self.config.query_delta_tolerance_frames:
-            candidates = self._rank(query, self.config.query_retry_tolerance_frames)
+            alignments = self._align(query, self.config.query_retry_tolerance_frames)
+            candidates = alignments.top(self._candidate_count)
             best, confidence = vote.decide(candidates, self.config, min_ratio=self.config.query_retry_min_ratio)
         if self.config.verify_candidates > 0:
             clip = ProminenceMap.of(query.prominence, self.config)
             if best is not None and not agrees(best, clip, self.store.song_peaks, self.config):
                 best = None  # the vote lined up pairs, but the song's peaks are not in the clip
             if best is None:
+                candidates = alignments.top(self._candidate_count, other_offsets=self.config.verify_other_offsets)
                 best, confidence = verify(candidates, clip, self.store.song_peaks, self.config)
         if best is None:
             return None, candidates
@@ -149,12 +152,17 @@ class Index:
         offset_s = max(0.0, best.delta_frames * self.config.frame_s)
         return Match(song, best.score, offset_s, confidence), candidates
 
-    def _rank(self, query, tolerance_frames: int) -> list[vote.Candidate]:
-        """Candidates for a query fingerprint, its hashes looked up with Δt ± tolerance_frames."""
+    def _align(self, query, tolerance_frames: int) -> vote.Alignments:
+        """The query fingerprint's votes per song and Δt, its hashes looked up with Δt ± tolerance_frames."""
         hashes, frames = widen_delta_time(query.hashes, query.anchor_frames, tolerance_frames)
         posting_hashes, posting_songs, posting_frames = self.store.lookup(hashes)
-        return vote.rank(hashes, frames, posting_hashes, posting_songs, posting_frames,
-                         self.store.fingerprinted_song_count(), self.config, top=max(2, self.config.verify_candidates))
+        return vote.align(hashes, frames, posting_hashes, posting_songs, posting_frames,
+                          self.store.fingerprinted_song_count(), self.config)
+
+    @property
+    def _candidate_count(self) -> int:
+        """How many of the best-voted songs a decision looks at: the runner-up, and those verification reads."""
+        return max(2, self.config.verify_candidates)
 
     # --- list, remove, stats ----------------------------------------------------------------------------------
     def songs(self) -> list[Song]:

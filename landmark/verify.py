@@ -21,7 +21,7 @@ clips, at the same number of wrong candidates verified.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -54,27 +54,26 @@ class ProminenceMap:
         return cls(values, first_bin)
 
 
-def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, delta_frames: int,
+def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, deltas: int | Sequence[int],
               config: Config) -> tuple[float, int]:
     """(z, Δt): how far above chance the clip's standardised prominence is at the song's peaks (sorted by frame),
-    moved by −Δt into the clip's frames; the best over Δt ± `verify_shift_frames`. z is −inf when no peak of the
-    song lies under the clip."""
-    best = (-np.inf, delta_frames)
+    moved by −Δt into the clip's frames; the best over each of `deltas` ± `verify_shift_frames`. z is −inf when no
+    peak of the song lies under the clip."""
     n_frames, n_bins = clip.standardised.shape
     shift = config.verify_shift_frames
-    window = slice(*np.searchsorted(song_frames, [delta_frames - shift, delta_frames + n_frames + shift]))
-    song_frames, song_bins = song_frames[window], song_bins[window] - clip.first_bin  # only those near the clip
-    in_band = (song_bins >= 0) & (song_bins < n_bins)
-    song_frames, song_bins = song_frames[in_band], song_bins[in_band]
-    for delta in range(delta_frames - shift, delta_frames + shift + 1):
-        frames = song_frames - delta
-        inside = (frames >= 0) & (frames < n_frames)
-        if not inside.any():
-            continue
-        z = float(clip.standardised[frames[inside], song_bins[inside]].sum() / np.sqrt(np.count_nonzero(inside)))
-        if z > best[0]:
-            best = (z, delta)
-    return best
+    offsets = (np.atleast_1d(np.asarray(deltas, np.int64))[:, None] + np.arange(-shift, shift + 1)).ravel()
+    in_band = (song_bins >= clip.first_bin) & (song_bins < clip.first_bin + n_bins)
+    frames, bins = np.asarray(song_frames[in_band], np.int64), np.asarray(song_bins[in_band], np.int64) - clip.first_bin
+    starts, ends = np.searchsorted(frames, offsets), np.searchsorted(frames, offsets + n_frames)
+    counts = ends - starts  # the song's peaks under the clip at each offset
+    if not counts.any():
+        return -np.inf, int(offsets[shift])
+    which = np.repeat(np.arange(offsets.size), counts)
+    points = np.arange(which.size) - np.repeat(np.cumsum(counts) - counts - starts, counts)
+    sums = np.bincount(which, clip.standardised[frames[points] - offsets[which], bins[points]], offsets.size)
+    z = np.where(counts > 0, sums / np.sqrt(np.maximum(counts, 1)), -np.inf)
+    best = int(np.argmax(z))
+    return float(z[best]), int(offsets[best])
 
 
 def agrees(voted: Candidate, clip: ProminenceMap,
@@ -94,10 +93,11 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
            ) -> tuple[Candidate | None, float]:
     """The song that the first `verify_candidates` candidates' agreements single out, or None; and a confidence.
 
-    A song passes in one of two ways, its z leading every other candidate's in both:
-    - **confirmed**: the vote's leader, scoring `confirm_min_ratio` times the runner-up (short of a match by vote),
-      agrees with z ≥ `confirm_min_z` and leads by `confirm_min_lead`: two kinds of evidence, pairs and single
-      peaks, name the same song;
+    Each candidate's agreement is the best at its voted offset and at its other strong offsets
+    (`Candidate.other_deltas`). A song passes in one of two ways, its z leading every other candidate's in both:
+    - **confirmed**: the vote's leader agrees with z ≥ `confirm_min_z` if it scores `confirm_min_ratio` times the
+      runner-up (short of a match by vote), else with z ≥ `confirm_close_min_z`, and leads by `confirm_min_lead`:
+      two kinds of evidence, pairs and single peaks, name the same song;
     - **alone**: any candidate agrees with z ≥ `min_agreement_z` and leads by `min_agreement_lead`.
 
     The candidate returned carries the Δt that agreed best. The confidence is 1 − threshold / z: 0 at the
@@ -108,16 +108,19 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
     agreed = []
     for candidate in candidates:
         if candidate.song_id in peaks:
-            z, delta = agreement(clip, *peaks[candidate.song_id], candidate.delta_frames, config)
+            z, delta = agreement(clip, *peaks[candidate.song_id], (candidate.delta_frames, *candidate.other_deltas),
+                                 config)
             agreed.append((z, Candidate(candidate.song_id, candidate.score, delta)))
     if not agreed:
         return None, 0.0
     leader_z, leader = agreed[0]
     runner_up_score = candidates[1].score if len(candidates) > 1 else 0.0
     others_z = max((z for z, _ in agreed[1:]), default=-np.inf)
-    if (leader.song_id == candidates[0].song_id and leader.score >= config.confirm_min_ratio * runner_up_score
-            and leader_z >= config.confirm_min_z and leader_z - others_z >= config.confirm_min_lead):
-        return leader, 1.0 - config.confirm_min_z / leader_z
+    needed_z = (config.confirm_min_z if leader.score >= config.confirm_min_ratio * runner_up_score
+                else config.confirm_close_min_z)
+    if (leader.song_id == candidates[0].song_id and leader_z >= needed_z
+            and leader_z - others_z >= config.confirm_min_lead):
+        return leader, 1.0 - needed_z / leader_z
     agreed.sort(key=lambda pair: -pair[0])
     best_z, best = agreed[0]
     runner_up_z = agreed[1][0] if len(agreed) > 1 else -np.inf

@@ -17,6 +17,7 @@ A song's score is the summed weight in its best Δt bin ± `vote_tolerance_frame
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -31,17 +32,25 @@ DELTA_OFFSET = 1 << (DELTA_BITS - 1)
 PACKED_KEY_BITS = 63
 """Width of the packed sort key of `best_alignments` (a signed 64-bit integer)."""
 
+SHORTLIST_PER_OFFSET = 8
+"""Other offsets of a song are looked for among its 8 × (count + 1) heaviest windows: each chosen one rules out
+its neighbours within twice the vote tolerance, a few of which are heavy too."""
+
 MAX_VOTES = 20_000_000
 """A query that would cast more votes than this (a pathological, hugely repetitive input) is cut there."""
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A song's best alignment with the query."""
+    """A song's best alignment with the query, and where else the song lines up."""
 
     song_id: int
     score: float
     delta_frames: int
+    other_deltas: tuple[int, ...] = ()
+    """The song's next-best Δt windows, strongest first, each clear of the others by more than twice the vote
+    tolerance. Music repeats itself: a clip of a refrain lines up with every return of it, and under noise the
+    best window may be another return's, or chance's. Verification reads the peaks at these offsets too."""
 
 
 @dataclass(frozen=True)
@@ -128,40 +137,98 @@ def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int,
     return anchor_keys >> frame_bits, delta_bits, delta_floor, weights
 
 
-def best_alignments(votes: Votes, tolerance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per song: the largest summed weight within ±tolerance frames of one Δt, and that Δt.
+@dataclass(frozen=True)
+class Alignments:
+    """The query's votes summed per song and Δt: every (song, Δt) bin that got a vote, sorted by song and then Δt,
+    with its window, the summed weight within ± `tolerance` frames of that Δt. Each (song, Δt, query anchor frame)
+    counts once, with its heaviest vote."""
 
-    Each (song, Δt, query anchor frame) counts once, with its heaviest vote. Returns (song_ids, scores,
-    best_deltas), one entry per song that got any vote.
-    """
-    if votes.songs.size == 0:
-        empty = np.zeros(0, np.int64)
-        return empty, np.zeros(0), empty
-    bin_keys, delta_bits, delta_floor, weights = _heaviest_per_anchor(votes, tolerance)
-    starts = run_starts(bin_keys)
-    bin_weights = np.add.reduceat(weights, starts)
-    bin_keys = bin_keys[starts]
-    window = bin_weights.copy()
-    for step in range(1, tolerance + 1):  # keys are distinct, so a bin's neighbours within ±tolerance are this close
-        near = (bin_keys[step:] - bin_keys[:-step]) <= tolerance
-        window[:-step] += np.where(near, bin_weights[step:], 0.0)
-        window[step:] += np.where(near, bin_weights[:-step], 0.0)
-    songs = bin_keys >> delta_bits
-    song_starts = run_starts(songs)  # bins are sorted by song, then Δt
-    best_scores = np.maximum.reduceat(window, song_starts)
-    at_best = np.flatnonzero(window == np.repeat(best_scores, np.diff(np.r_[song_starts, songs.size])))
-    best = at_best[run_starts(songs[at_best])]  # the earliest best Δt of each song
-    return songs[best], window[best], (bin_keys[best] & ((1 << delta_bits) - 1)) + delta_floor
+    songs: np.ndarray  # int64
+    deltas: np.ndarray  # int64
+    window: np.ndarray  # float64
+    tolerance: int
+
+    @classmethod
+    def of(cls, votes: Votes, tolerance: int) -> "Alignments":
+        if votes.songs.size == 0:
+            empty = np.zeros(0, np.int64)
+            return cls(empty, empty, np.zeros(0), tolerance)
+        bin_keys, delta_bits, delta_floor, weights = _heaviest_per_anchor(votes, tolerance)
+        starts = run_starts(bin_keys)
+        bin_weights = np.add.reduceat(weights, starts)
+        bin_keys = bin_keys[starts]
+        window = bin_weights.copy()
+        for step in range(1, tolerance + 1):  # keys are distinct, so neighbours within ±tolerance are this close
+            near = (bin_keys[step:] - bin_keys[:-step]) <= tolerance
+            window[:-step] += np.where(near, bin_weights[step:], 0.0)
+            window[step:] += np.where(near, bin_weights[:-step], 0.0)
+        return cls(bin_keys >> delta_bits, (bin_keys & ((1 << delta_bits) - 1)) + delta_floor, window, tolerance)
+
+    @cached_property
+    def _song_bins(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per song that got a vote: the index of its first bin, and of its best (the earliest on a tie)."""
+        if self.songs.size == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        firsts = run_starts(self.songs)
+        best_scores = np.maximum.reduceat(self.window, firsts)
+        at_best = np.flatnonzero(self.window == np.repeat(best_scores, np.diff(np.r_[firsts, self.songs.size])))
+        return firsts, at_best[run_starts(self.songs[at_best])]
+
+    def best(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(song_ids, scores, best_deltas): each song's best window and its Δt, one entry per song."""
+        _, best = self._song_bins
+        return self.songs[best], self.window[best], self.deltas[best]
+
+    def top(self, count: int, other_offsets: int = 0) -> list[Candidate]:
+        """The `count` songs with the best windows, best first, each with up to `other_offsets` next-best Δt."""
+        firsts, best = self._song_bins
+        ends = np.r_[firsts[1:], self.songs.size]
+        candidates = []
+        for i in np.argsort(-self.window[best], kind="stable")[:count]:
+            song, score, delta = int(self.songs[best[i]]), float(self.window[best[i]]), int(self.deltas[best[i]])
+            others = self._other_offsets(slice(firsts[i], ends[i]), delta, other_offsets) if other_offsets else ()
+            candidates.append(Candidate(song, score, delta, others))
+        return candidates
+
+    def _other_offsets(self, bins: slice, best_delta: int, count: int) -> tuple[int, ...]:
+        """Up to `count` Δt of one song's bins, by falling window weight, each more than twice the tolerance from
+        its best Δt and from each other (a window's neighbours share its votes). A song can have thousands of
+        bins; only a shortlist of the heaviest is sorted, unless it falls short."""
+        deltas, window = self.deltas[bins], self.window[bins]
+        shortlist = min(window.size, SHORTLIST_PER_OFFSET * (count + 1))
+        while True:
+            heaviest = (np.argpartition(-window, shortlist - 1)[:shortlist] if shortlist < window.size
+                        else np.arange(window.size))
+            chosen = [best_delta]
+            for i in heaviest[np.lexsort((heaviest, -window[heaviest]))]:  # by weight, then Δt
+                if len(chosen) > count:
+                    break
+                if all(abs(int(deltas[i]) - delta) > 2 * self.tolerance for delta in chosen):
+                    chosen.append(int(deltas[i]))
+            if len(chosen) > count or shortlist == window.size:
+                return tuple(chosen[1:])
+            shortlist = window.size
+
+
+def best_alignments(votes: Votes, tolerance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per song: the largest summed weight within ±tolerance frames of one Δt, and that Δt (the earliest, on a
+    tie). Returns (song_ids, scores, best_deltas), one entry per song that got any vote."""
+    return Alignments.of(votes, tolerance).best()
+
+
+def align(query_hashes: np.ndarray, query_frames: np.ndarray, posting_hashes: np.ndarray,
+          posting_songs: np.ndarray, posting_frames: np.ndarray, n_songs: int, config: Config) -> Alignments:
+    """The query's weighted votes per song and Δt window. `n_songs` is the size of the index (for hash weights)."""
+    votes = join(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, n_songs, config)
+    return Alignments.of(votes, config.vote_tolerance_frames)
 
 
 def rank(query_hashes: np.ndarray, query_frames: np.ndarray, posting_hashes: np.ndarray,
          posting_songs: np.ndarray, posting_frames: np.ndarray, n_songs: int, config: Config,
          top: int = 5) -> list[Candidate]:
-    """The `top` songs by aligned score, best first. `n_songs` is the size of the index (for hash weights)."""
-    votes = join(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, n_songs, config)
-    song_ids, scores, best_deltas = best_alignments(votes, config.vote_tolerance_frames)
-    best = np.argsort(-scores, kind="stable")[:top]
-    return [Candidate(int(song_ids[i]), float(scores[i]), int(best_deltas[i])) for i in best]
+    """The `top` songs by aligned score, best first."""
+    return align(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, n_songs,
+                 config).top(top)
 
 
 def decide(candidates: list[Candidate], config: Config, min_ratio: float | None = None

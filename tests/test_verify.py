@@ -33,6 +33,27 @@ def test_a_songs_peaks_agree_with_a_noisy_clip_of_it_only_at_the_clips_offset():
     assert agreement(prominence, *extract_peaks(other, CONFIG, CONFIG.index), delta, CONFIG)[0] < CONFIG.min_agreement_z
 
 
+def test_verification_reads_a_candidates_other_offsets_too():
+    """The vote's best Δt for the true song can be another return of the passage, or chance: its peaks then agree
+    at one of the other offsets the vote found, and the match reports that offset."""
+    from landmark.verify import verify
+    from landmark.vote import Candidate
+
+    rng = np.random.default_rng(4)
+    song = rendered(3, 40.0, RATE)
+    stored = {1: extract_peaks(song, CONFIG, CONFIG.index)}
+    start = 15 * RATE + 5 * CONFIG.hop_size
+    delta = start // CONFIG.hop_size
+    clip = _prominence(queries.add_noise(song[start:start + 5 * RATE], queries.pink_noise(5 * RATE, rng), 0.0, rng))
+
+    def song_peaks(ids):
+        return {i: stored[i] for i in ids if i in stored}
+
+    found, _ = verify([Candidate(1, 30.0, delta - 400, (delta + 700, delta))], clip, song_peaks, CONFIG)
+    assert found is not None and found.song_id == 1 and found.delta_frames == delta
+    assert verify([Candidate(1, 30.0, delta - 400, (delta + 700,))], clip, song_peaks, CONFIG)[0] is None
+
+
 def test_a_song_with_no_peaks_under_the_clip_does_not_agree():
     clip = rendered(3, 5.0, RATE)
     z, _ = agreement(_prominence(clip), np.array([10_000, 10_050]), np.array([40, 50]), 0, CONFIG)
@@ -116,3 +137,14 @@ def test_a_clear_vote_leader_is_confirmed_with_less_agreement(monkeypatch):
     assert _decide(monkeypatch, config, clear, {1: 3.5, 2: 1.0, 3: 1.0}) is None  # too little agreement
     assert _decide(monkeypatch, config, clear, {1: 4.5, 2: 3.5, 3: 1.0}) is None  # another song agrees nearly as well
     assert _decide(monkeypatch, config, clear, {1: 4.5, 2: 8.0, 3: 1.0}) == 2  # another song agrees alone
+
+
+def test_a_close_vote_leader_is_confirmed_with_more_agreement(monkeypatch):
+    """Short of `confirm_min_ratio`, the vote's leader needs `confirm_close_min_z`: still less than alone."""
+    config = Config(min_agreement_z=6.0, min_agreement_lead=3.0, confirm_min_ratio=1.25, confirm_min_z=4.0,
+                    confirm_close_min_z=5.0, confirm_min_lead=2.0)
+    close = (50.0, 45.0, 29.0)
+    assert _decide(monkeypatch, config, close, {1: 5.5, 2: 2.0, 3: 1.0}) == 1
+    assert _decide(monkeypatch, config, close, {1: 4.5, 2: 2.0, 3: 1.0}) is None  # enough only for a clear leader
+    assert _decide(monkeypatch, config, close, {1: 5.5, 2: 4.0, 3: 1.0}) is None  # another song agrees nearly as well
+    assert _decide(monkeypatch, config, close, {1: 2.0, 2: 5.5, 3: 1.0}) is None  # not the vote's leader: alone only

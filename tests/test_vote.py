@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from landmark.config import Config
-from landmark.vote import Candidate, Votes, best_alignments, decide, hash_weights, rank
+from landmark.vote import Candidate, Votes, align, best_alignments, decide, hash_weights, rank
 
 
 def brute_force(votes, tolerance):
@@ -59,6 +59,23 @@ def test_rank_finds_the_song_whose_hashes_line_up():
     assert np.isclose(candidates[0].score, 60 * hash_weights(np.array([1]), 2, Config())[0])
     best, confidence = decide(candidates, Config())
     assert best.song_id == 7 and confidence > 0.8
+
+
+def test_a_candidate_carries_the_other_offsets_where_its_song_lines_up():
+    """A refrain that returns: the query's hashes line up with song 7 at Δt 1000 (60 of them), at 3000 (30) and at
+    1003 (20, within the vote's reach of 1000, so not another offset), and 5 scattered ones elsewhere."""
+    rng = np.random.default_rng(2)
+    query_hashes = rng.choice(1 << 21, 100, replace=False).astype(np.uint32)
+    query_frames = np.sort(rng.choice(300, 100, replace=False)).astype(np.uint32)
+    posting_hashes = np.concatenate([query_hashes[:60], query_hashes[:30], query_hashes[60:80], query_hashes[80:85]])
+    posting_frames = np.concatenate([query_frames[:60] + 1000, query_frames[:30] + 3000, query_frames[60:80] + 1003,
+                                     query_frames[80:85] + np.array([7000, 7500, 8000, 8500, 9000])])
+    posting_songs = np.full(posting_hashes.size, 7, np.uint32)
+    args = (query_hashes, query_frames, posting_hashes, posting_songs, posting_frames.astype(np.uint32), 1, Config())
+    best, = align(*args).top(1, other_offsets=2)
+    assert best.delta_frames == 1000 and best.other_deltas[0] == 3000 and len(best.other_deltas) == 2
+    assert all(abs(delta - 1000) > 2 * Config().vote_tolerance_frames for delta in best.other_deltas)
+    assert rank(*args)[0] == Candidate(best.song_id, best.score, best.delta_frames)  # no other offsets asked
 
 
 def test_rare_aligned_hashes_outweigh_many_common_ones():
