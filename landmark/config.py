@@ -266,9 +266,8 @@ class Config:
 MATCHING_SETTINGS = ("query", "query_delta_tolerance_frames", "query_retry_tolerance_frames",
                      "query_retry_min_ratio", "vote_tolerance_frames", "rare_hash_scale", "min_score", "min_margin",
                      "min_ratio", "verify_candidates", "min_vote_agreement_z", "verify_shift_frames",
-                     "min_agreement_z", "min_agreement_lead", "confirm_min_ratio", "confirm_min_z", "confirm_close_min_z",
-                     "confirm_min_lead", "verify_other_offsets",
-                     "min_duration_s", "max_query_s")
+                     "verify_other_offsets", "min_agreement_z", "min_agreement_lead", "confirm_min_ratio",
+                     "confirm_min_z", "confirm_close_min_z", "confirm_min_lead", "min_duration_s", "max_query_s")
 """Settings used only when matching: they can change without re-indexing."""
 
 RETIRED_MATCHING_SETTINGS = ("verify_tolerance_frames", "verify_tolerance_bins")
