@@ -162,14 +162,16 @@ class Config:
     (`Candidate.other_deltas`), keeping the best agreement. Music repeats: under a phone or a room the true song's
     best window is often another return of the passage, or chance, and its peaks agree at a weaker window instead
     (one bench clip: z 1.2 at the voted offset, 8.1 two seconds later). Measured on the bench split (README,
-    "Tuning"): reverb 0.933 → 0.955, phone + 2 clips, ambient + 1, and no clip of a song not in the index added."""
+    "Tuning"): reverb + 4 clips of 134, babble and ambient + 1, no clip of a song not in the index added; with the
+    close-vote confirmation below, the phone clips it finds pass too."""
 
     min_vote_agreement_z: float = 3.0
     """A match by vote is checked too: its peaks must agree with the clip with at least this z (`verify.agrees`),
     else the vote's winner is dropped and the candidates are verified. Of 1,458 true matches by vote on the
     calibration clips and MIDI renders none agreed below 2.4; of the 10 wrong songs and false matches the vote
     made there, 6 agreed below 2. At 10,000 songs the held-out clips that still pass the vote agree with z 2.7
-    and 2.9: 3 stops both, and costs no clip on the bench or calibration sets (README, "Tuning")."""
+    and 2.9: 3 stops both, and one of the MIDI renders' two, and costs no clip on the bench or calibration sets
+    (2 phone clips of 31 MIDI renders; README, "Tuning")."""
 
     verify_shift_frames: int = 1
     """The voted offset is also tried ± this many frames, keeping the best: votes fix it only to ± vote
@@ -206,8 +208,8 @@ class Config:
     """The agreement z that confirms the vote's leader when it leads the vote by less than `confirm_min_ratio`:
     single peaks then carry more of the evidence, still short of what a song needs alone (`min_agreement_z`).
     Through a phone the true song leads many clips by a ratio of only 1.05–1.2 and agrees with z 5–7. Measured
-    (README, "Tuning"): bench phone + 4 clips of 134, babble + 3; calibration phone + 6, one held-out clip of 640
-    passes (z 5.8, two unrelated tracks of one soundtrack)."""
+    (README, "Tuning"): bench phone + 4 clips of 134, babble + 2; calibration phone + 5, and one held-out clip of
+    640 passes (z 5.8, two unrelated tracks of one soundtrack); at 10,000 songs phone + 7, none passes."""
 
     confirm_min_lead: float = 2.0
     """...and by how much it must lead every other candidate's z. With 1.5, one clip of an unindexed MIDI render

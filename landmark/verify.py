@@ -63,7 +63,8 @@ def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarra
     shift = config.verify_shift_frames
     offsets = (np.atleast_1d(np.asarray(deltas, np.int64))[:, None] + np.arange(-shift, shift + 1)).ravel()
     in_band = (song_bins >= clip.first_bin) & (song_bins < clip.first_bin + n_bins)
-    frames, bins = np.asarray(song_frames[in_band], np.int64), np.asarray(song_bins[in_band], np.int64) - clip.first_bin
+    frames = np.asarray(song_frames[in_band], np.int64)
+    bins = np.asarray(song_bins[in_band], np.int64) - clip.first_bin
     starts, ends = np.searchsorted(frames, offsets), np.searchsorted(frames, offsets + n_frames)
     counts = ends - starts  # the song's peaks under the clip at each offset
     if not counts.any():

@@ -193,21 +193,26 @@ class Alignments:
     def _other_offsets(self, bins: slice, best_delta: int, count: int) -> tuple[int, ...]:
         """Up to `count` Δt of one song's bins, by falling window weight, each more than twice the tolerance from
         its best Δt and from each other (a window's neighbours share its votes). A song can have thousands of
-        bins; only a shortlist of the heaviest is sorted, unless it falls short."""
+        bins: a shortlist of the heaviest is searched first, and all of them only if it falls short."""
         deltas, window = self.deltas[bins], self.window[bins]
-        shortlist = min(window.size, SHORTLIST_PER_OFFSET * (count + 1))
-        while True:
-            heaviest = (np.argpartition(-window, shortlist - 1)[:shortlist] if shortlist < window.size
-                        else np.arange(window.size))
+        for limit in (SHORTLIST_PER_OFFSET * (count + 1), window.size):
             chosen = [best_delta]
-            for i in heaviest[np.lexsort((heaviest, -window[heaviest]))]:  # by weight, then Δt
+            for i in _heaviest(window, limit):
                 if len(chosen) > count:
                     break
                 if all(abs(int(deltas[i]) - delta) > 2 * self.tolerance for delta in chosen):
                     chosen.append(int(deltas[i]))
-            if len(chosen) > count or shortlist == window.size:
+            if len(chosen) > count or limit >= window.size:
                 return tuple(chosen[1:])
-            shortlist = window.size
+        return ()
+
+
+def _heaviest(window: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of the `limit` heaviest windows, by falling weight and then by position."""
+    if limit < window.size:
+        shortlist = np.argpartition(-window, limit - 1)[:limit]
+        return shortlist[np.lexsort((shortlist, -window[shortlist]))]
+    return np.argsort(-window, kind="stable")
 
 
 def best_alignments(votes: Votes, tolerance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
