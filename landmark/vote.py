@@ -11,7 +11,8 @@ up in one Δt bin, the clip's offset; for other songs they scatter. Two refineme
   repetitive passages then no longer pile up.
 
 A song's score is the summed weight in its best Δt bin ± `vote_tolerance_frames`. A match must reach
-`min_score`, beat the runner-up song by `min_margin`, and score `min_ratio` times the runner-up's.
+`min_score`, beat the runner-up song by `min_margin`, and score `min_ratio` times the runner-up's. Every window
+is kept (`Alignments`): music repeats, so a song's next-best windows are where verification looks as well.
 """
 
 from __future__ import annotations
