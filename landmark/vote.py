@@ -31,7 +31,7 @@ DELTA_BITS = 25
 DELTA_OFFSET = 1 << (DELTA_BITS - 1)
 
 PACKED_KEY_BITS = 63
-"""Width of the packed sort key of `best_alignments` (a signed 64-bit integer)."""
+"""Width of the packed sort key of `_heaviest_per_anchor` (a signed 64-bit integer)."""
 
 SHORTLIST_PER_OFFSET = 8
 """Other offsets of a song are looked for among its 8 × (count + 1) heaviest windows: each chosen one rules out
@@ -216,25 +216,11 @@ def _heaviest(window: np.ndarray, limit: int) -> np.ndarray:
     return np.argsort(-window, kind="stable")
 
 
-def best_alignments(votes: Votes, tolerance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per song: the largest summed weight within ±tolerance frames of one Δt, and that Δt (the earliest, on a
-    tie). Returns (song_ids, scores, best_deltas), one entry per song that got any vote."""
-    return Alignments.of(votes, tolerance).best()
-
-
 def align(query_hashes: np.ndarray, query_frames: np.ndarray, posting_hashes: np.ndarray,
           posting_songs: np.ndarray, posting_frames: np.ndarray, n_songs: int, config: Config) -> Alignments:
     """The query's weighted votes per song and Δt window. `n_songs` is the size of the index (for hash weights)."""
     votes = join(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, n_songs, config)
     return Alignments.of(votes, config.vote_tolerance_frames)
-
-
-def rank(query_hashes: np.ndarray, query_frames: np.ndarray, posting_hashes: np.ndarray,
-         posting_songs: np.ndarray, posting_frames: np.ndarray, n_songs: int, config: Config,
-         top: int = 5) -> list[Candidate]:
-    """The `top` songs by aligned score, best first."""
-    return align(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, n_songs,
-                 config).top(top)
 
 
 def decide(candidates: list[Candidate], config: Config, min_ratio: float | None = None

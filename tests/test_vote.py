@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from landmark.config import Config
-from landmark.vote import Candidate, Votes, align, best_alignments, decide, hash_weights, rank
+from landmark.vote import Alignments, Candidate, Votes, align, decide, hash_weights
 
 
 def brute_force(votes, tolerance):
@@ -35,7 +35,7 @@ def test_best_alignment_scores_equal_a_brute_force_sum(votes, tolerance, packed)
     columns = [np.array([v[i] for v in votes], np.int64) for i in range(3)]
     weights = np.array([v[3] for v in votes], np.float64)
     try:
-        song_ids, scores, best_deltas = best_alignments(Votes.from_weights(*columns, weights), tolerance)
+        song_ids, scores, best_deltas = Alignments.of(Votes.from_weights(*columns, weights), tolerance).best()
     finally:
         vote.PACKED_KEY_BITS = 63
     expected, per_bin = brute_force(votes, tolerance)
@@ -54,7 +54,7 @@ def test_rank_finds_the_song_whose_hashes_line_up():
     posting_hashes = np.concatenate([query_hashes[:60], query_hashes[60:120]])
     posting_songs = np.array([7] * 60 + [3] * 60, np.uint32)
     posting_frames = np.concatenate([query_frames[:60] + 1000, rng.integers(0, 5000, 60)]).astype(np.uint32)
-    candidates = rank(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, 2, Config())
+    candidates = align(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, 2, Config()).top(5)
     assert candidates[0].song_id == 7 and candidates[0].delta_frames == 1000
     assert np.isclose(candidates[0].score, 60 * hash_weights(np.array([1]), 2, Config())[0])
     best, confidence = decide(candidates, Config())
@@ -75,7 +75,7 @@ def test_a_candidate_carries_the_other_offsets_where_its_song_lines_up():
     best, = align(*args).top(1, other_offsets=2)
     assert best.delta_frames == 1000 and best.other_deltas[0] == 3000 and len(best.other_deltas) == 2
     assert all(abs(delta - 1000) > 2 * Config().vote_tolerance_frames for delta in best.other_deltas)
-    assert rank(*args)[0] == Candidate(best.song_id, best.score, best.delta_frames)  # no other offsets asked
+    assert align(*args).top(1)[0] == Candidate(best.song_id, best.score, best.delta_frames)  # no other offsets asked
 
 
 def test_rare_aligned_hashes_outweigh_many_common_ones():
@@ -94,8 +94,8 @@ def test_rare_aligned_hashes_outweigh_many_common_ones():
     hashes.append(rare)
     songs.append(np.full(rare.size, 2))
     frames.append(query_frames[common.size:] + 900)
-    candidates = rank(query_hashes, query_frames, np.concatenate(hashes), np.concatenate(songs).astype(np.uint32),
-                      np.concatenate(frames).astype(np.uint32), n_songs, Config())
+    candidates = align(query_hashes, query_frames, np.concatenate(hashes), np.concatenate(songs).astype(np.uint32),
+                       np.concatenate(frames).astype(np.uint32), n_songs, Config()).top(5)
     assert [c.song_id for c in candidates[:2]] == [2, 1]
     assert candidates[0].delta_frames == 900
 
@@ -104,8 +104,8 @@ def test_an_anchor_frame_votes_once_per_alignment():
     """Ten pairs from one query anchor frame matching one song anchor count once, not ten times."""
     query_hashes = np.arange(10, dtype=np.uint32)
     query_frames = np.full(10, 50, np.uint32)
-    candidates = rank(query_hashes, query_frames, query_hashes.copy(), np.full(10, 4, np.uint32),
-                      np.full(10, 80, np.uint32), 1, Config())
+    candidates = align(query_hashes, query_frames, query_hashes.copy(), np.full(10, 4, np.uint32),
+                       np.full(10, 80, np.uint32), 1, Config()).top(5)
     assert candidates[0].song_id == 4 and candidates[0].delta_frames == 30
     assert np.isclose(candidates[0].score, hash_weights(np.array([1]), 1, Config())[0])
 
