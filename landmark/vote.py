@@ -196,16 +196,23 @@ class Alignments:
         its best Δt and from each other (a window's neighbours share its votes). A song can have thousands of
         bins: a shortlist of the heaviest is searched first, and all of them only if it falls short."""
         deltas, window = self.deltas[bins], self.window[bins]
-        for limit in (SHORTLIST_PER_OFFSET * (count + 1), window.size):
-            chosen = [best_delta]
-            for i in _heaviest(window, limit):
-                if len(chosen) > count:
-                    break
-                if all(abs(int(deltas[i]) - delta) > 2 * self.tolerance for delta in chosen):
-                    chosen.append(int(deltas[i]))
-            if len(chosen) > count or limit >= window.size:
-                return tuple(chosen[1:])
-        return ()
+        shortlist = SHORTLIST_PER_OFFSET * (count + 1)
+        chosen = _spread_out(deltas, _heaviest(window, shortlist), best_delta, count, 2 * self.tolerance)
+        if len(chosen) < count and shortlist < window.size:
+            chosen = _spread_out(deltas, _heaviest(window, window.size), best_delta, count, 2 * self.tolerance)
+        return chosen
+
+
+def _spread_out(deltas: np.ndarray, order: np.ndarray, best_delta: int, count: int, separation: int
+                ) -> tuple[int, ...]:
+    """Up to `count` of `deltas`, taken in `order`, each more than `separation` from `best_delta` and the others."""
+    chosen = [best_delta]
+    for i in order:
+        if len(chosen) > count:
+            break
+        if all(abs(int(deltas[i]) - delta) > separation for delta in chosen):
+            chosen.append(int(deltas[i]))
+    return tuple(chosen[1:])
 
 
 def _heaviest(window: np.ndarray, limit: int) -> np.ndarray:
