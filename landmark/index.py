@@ -422,21 +422,27 @@ class Store:
 
     # --- postings ---------------------------------------------------------------------------------------------
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(hashes, song_ids, frames) of every posting whose hash is in `hashes`."""
-        wanted = np.sort(np.asarray(hashes, np.uint32))  # sort and drop repeats: 4× faster than np.unique here
-        wanted = wanted[run_starts(wanted)]
+        """Every posting of the given hashes, which must be ascending and distinct (`vote.QueryHashes.distinct`):
+        (index of its hash in `hashes`, song id, frame in the song)."""
+        wanted = np.asarray(hashes, np.uint32)
         if wanted.size == 0:
-            return wanted, wanted, wanted
-        # A row holds the postings of 16 hashes: note which of them were asked for, as a bit mask per row.
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if (wanted[1:] <= wanted[:-1]).any():
+            raise ValueError("lookup needs ascending, distinct hashes")
+        # A row holds the postings of 16 hashes: note which of them were asked for, as a bit mask per row. A
+        # posting's hash was asked for when its suffix's bit is set, and its index among the asked hashes is the
+        # row's first asked index plus the number of asked suffixes below its own.
         firsts = run_starts(wanted >> SUFFIX_BITS)
         buckets = wanted[firsts] >> SUFFIX_BITS
         asked_suffixes = np.bitwise_or.reduceat(np.left_shift(np.uint32(1), wanted & SUFFIX_MASK), firsts)
         found_buckets, blobs = self._rows(buckets)
         rows, suffixes, timeline_frames = _decode_rows(blobs)
-        row_asked = asked_suffixes[np.searchsorted(buckets, found_buckets)]
-        keep = ((row_asked[rows] >> suffixes) & 1).astype(bool)
-        posting_hashes = (found_buckets[rows[keep]] << SUFFIX_BITS) | suffixes[keep].astype(np.uint32)
-        return self._locate(posting_hashes, timeline_frames[keep])
+        slot = np.searchsorted(buckets, found_buckets)
+        asked = asked_suffixes[slot][rows]
+        keep = ((asked >> suffixes) & 1).astype(bool)
+        below = asked[keep] & ((np.uint32(1) << suffixes[keep].astype(np.uint32)) - np.uint32(1))
+        which = firsts[slot][rows[keep]] + np.bitwise_count(below)
+        return self._locate(which, timeline_frames[keep])
 
     def _rows(self, buckets: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
         """(buckets, blobs) of the rows of these buckets that exist, in no particular order."""
@@ -505,14 +511,15 @@ class Store:
         # The end of the songs read, not meta's timeline_end: a song added between two reads must lie past it.
         return Timeline(starts, ends, ids, int(ends.max()) if ends.size else 0)
 
-    def _locate(self, hashes: np.ndarray, timeline_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(hashes, song_ids, frames) from timeline frames. The song list is cached and read again only when a
-        posting lies past its end (another process added songs since); postings of songs removed since fall in
-        gaps and are dropped."""
+    def _locate(self, which: np.ndarray, timeline_frames: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(which, song_ids, frames) of the postings at these timeline frames that lie in a song. The song list is
+        cached and read again only when a posting lies past its end (another process added songs since); postings
+        of songs removed since fall in gaps and are dropped."""
         if self._timeline is None or (timeline_frames.size and int(timeline_frames.max()) >= self._timeline.end):
             self._timeline = self.timeline()
         inside, song_ids, frames = self._timeline.locate(timeline_frames)
-        return hashes[inside], song_ids, frames
+        return which[inside], song_ids, frames
 
     # --- statistics -------------------------------------------------------------------------------------------
     def stats(self) -> dict:

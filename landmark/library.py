@@ -13,7 +13,6 @@ from .batch import Outcome, find_audio_files, fingerprint_songs
 from .config import Config
 from .errors import AudioError, IndexFileError
 from .fingerprint import fingerprint
-from .hashes import widen_delta_time
 from .index import Song, Store
 from .verify import ProminenceMap, agrees, verify
 
@@ -154,10 +153,9 @@ class Index:
 
     def _align(self, query, tolerance_frames: int) -> vote.Alignments:
         """The query fingerprint's votes per song and Δt, its hashes looked up with Δt ± tolerance_frames."""
-        hashes, frames = widen_delta_time(query.hashes, query.anchor_frames, tolerance_frames)
-        posting_hashes, posting_songs, posting_frames = self.store.lookup(hashes)
-        return vote.align(hashes, frames, posting_hashes, posting_songs, posting_frames,
-                          self.store.fingerprinted_song_count(), self.config)
+        query_hashes = vote.QueryHashes.of(query.hashes, query.anchor_frames, tolerance_frames)
+        postings = self.store.lookup(query_hashes.distinct)
+        return vote.align(query_hashes, *postings, self.store.fingerprinted_song_count(), self.config)
 
     @property
     def _candidate_count(self) -> int:

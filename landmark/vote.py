@@ -24,6 +24,7 @@ import numpy as np
 
 from .arrays import run_starts
 from .config import Config
+from .hashes import widen_delta_time
 
 DELTA_BITS = 25
 """Bits of Δt + DELTA_OFFSET in a (song, Δt) key: ±16.7 M frames = ±74 h at 16 ms."""
@@ -83,28 +84,45 @@ def hash_weights(postings_per_hash: np.ndarray, n_songs: int, config: Config) ->
     return np.log2(1.0 + scale / np.maximum(postings_per_hash, 1))
 
 
-def join(query_hashes: np.ndarray, query_frames: np.ndarray, posting_hashes: np.ndarray,
-         posting_songs: np.ndarray, posting_frames: np.ndarray, n_songs: int, config: Config) -> Votes:
-    """Every (query hash, posting) pair with equal hashes, as a weighted vote."""
-    by_hash = np.argsort(query_hashes, kind="stable")  # sorted needles: searchsorted runs twice as fast
-    query_hashes, query_frames = query_hashes[by_hash], query_frames[by_hash]
-    order = np.argsort(posting_hashes, kind="stable")
-    posting_hashes = posting_hashes[order]
-    first = np.searchsorted(posting_hashes, query_hashes, side="left")
-    found = np.searchsorted(posting_hashes, query_hashes, side="right") - first
-    ends = np.cumsum(found)
-    kept = np.searchsorted(ends, MAX_VOTES, side="right")  # query hashes within the vote budget
-    first, found, ends = first[:kept], found[:kept], ends[:kept]
-    query_index = np.repeat(np.arange(kept), found)
-    within = np.arange(query_index.size) - np.repeat(ends - found, found)
-    posting_index = order[np.repeat(first, found) + within]
-    frames = query_frames[query_index].astype(np.int64)
+@dataclass(frozen=True)
+class QueryHashes:
+    """A query's hashes grouped by value: `distinct` (ascending, what the index is asked for), and for the i-th of
+    them the anchor frames `frames[starts[i]:starts[i] + counts[i]]` of the query pairs that hash to it."""
+
+    distinct: np.ndarray  # uint32, ascending
+    starts: np.ndarray  # int64
+    counts: np.ndarray  # int64
+    frames: np.ndarray  # int64, grouped by hash
+
+    @classmethod
+    def of(cls, hashes: np.ndarray, anchor_frames: np.ndarray, tolerance_frames: int = 0) -> "QueryHashes":
+        """Group a fingerprint's hashes, each also looked up with Δt ± 1..tolerance_frames (`widen_delta_time`)."""
+        by_hash = np.argsort(hashes, kind="stable")
+        hashes, frames = widen_delta_time(np.asarray(hashes, np.uint32)[by_hash], np.asarray(anchor_frames)[by_hash],
+                                          tolerance_frames)
+        order = np.argsort(hashes, kind="stable")  # the widened copies are sorted runs: timsort merges them, 6× faster
+        hashes = hashes[order]
+        starts = run_starts(hashes)
+        return cls(hashes[starts], starts, np.diff(np.r_[starts, hashes.size]), frames[order].astype(np.int64))
+
+
+def join(query: QueryHashes, posting_hash: np.ndarray, posting_songs: np.ndarray, posting_frames: np.ndarray,
+         n_songs: int, config: Config) -> Votes:
+    """Every (query pair, posting) with equal hashes, as a weighted vote. `posting_hash` is each posting's index
+    into `query.distinct` (as `Store.lookup` gives it), so no hashes are compared here."""
+    per_posting = query.counts[posting_hash]
+    ends = np.cumsum(per_posting)
+    kept = np.searchsorted(ends, MAX_VOTES, side="right")  # postings within the vote budget
+    posting_hash, per_posting, ends = posting_hash[:kept], per_posting[:kept], ends[:kept]
+    within = np.arange(int(ends[-1]) if kept else 0) - np.repeat(ends - per_posting, per_posting)
+    frames = query.frames[np.repeat(query.starts[posting_hash], per_posting) + within]
+    found = np.bincount(posting_hash, minlength=query.distinct.size)  # postings per distinct hash
     has_count = np.bincount(found) > 0  # the distinct posting counts, fewest (heaviest) first
     counts, level_of_hash = np.flatnonzero(has_count), (np.cumsum(has_count) - 1)[found]
-    return Votes(songs=posting_songs[posting_index].astype(np.int64),
-                 deltas=posting_frames[posting_index].astype(np.int64) - frames,
+    return Votes(songs=np.repeat(np.asarray(posting_songs[:kept], np.int64), per_posting),
+                 deltas=np.repeat(np.asarray(posting_frames[:kept], np.int64), per_posting) - frames,
                  query_frames=frames,
-                 levels=level_of_hash.astype(np.int64)[query_index],
+                 levels=np.repeat(level_of_hash[posting_hash].astype(np.int64), per_posting),
                  level_weights=hash_weights(counts, n_songs, config))
 
 
@@ -123,7 +141,7 @@ def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int,
     if song_bits + delta_bits + frame_bits + level_bits <= PACKED_KEY_BITS:
         keys = (((votes.songs << delta_bits | (votes.deltas - delta_floor)) << frame_bits | votes.query_frames)
                 << level_bits) | votes.levels
-        keys.sort()
+        keys.sort(kind="stable")  # timsort: each posting's votes arrive as a run (Δt falls); 30 % faster here
         firsts = run_starts(keys >> level_bits)
         weights = votes.level_weights[keys[firsts] & ((1 << level_bits) - 1)]
         anchor_keys = keys[firsts] >> level_bits
@@ -223,10 +241,10 @@ def _heaviest(window: np.ndarray, limit: int) -> np.ndarray:
     return np.argsort(-window, kind="stable")
 
 
-def align(query_hashes: np.ndarray, query_frames: np.ndarray, posting_hashes: np.ndarray,
-          posting_songs: np.ndarray, posting_frames: np.ndarray, n_songs: int, config: Config) -> Alignments:
+def align(query: QueryHashes, posting_hash: np.ndarray, posting_songs: np.ndarray, posting_frames: np.ndarray,
+          n_songs: int, config: Config) -> Alignments:
     """The query's weighted votes per song and Δt window. `n_songs` is the size of the index (for hash weights)."""
-    votes = join(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, n_songs, config)
+    votes = join(query, posting_hash, posting_songs, posting_frames, n_songs, config)
     return Alignments.of(votes, config.vote_tolerance_frames)
 
 

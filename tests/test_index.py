@@ -2,11 +2,21 @@ import sqlite3
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from landmark.config import Config, Density
 from landmark.errors import IndexFileError
 from landmark.index import (ESCAPE, PEAK_GAP_LIMIT, SCHEMA_VERSION, UPGRADABLE_FROM, Store, decode_peaks, decode_postings,
                             encode_peaks, encode_postings)
+
+
+def _postings_of(store, hashes):
+    """(hash, song id, frame) of every posting of these hashes, sorted: `Store.lookup` names each posting's hash by
+    its index among the (ascending, distinct) hashes asked for."""
+    hashes = np.unique(np.asarray(hashes, np.uint32))
+    which, songs, frames = store.lookup(hashes)
+    return sorted(zip(hashes[which].tolist(), songs.tolist(), frames.tolist()))
 
 
 def _sorted_postings(hashes, frames):
@@ -81,14 +91,12 @@ def test_songs_follow_each_other_on_the_timeline_and_a_stale_reader_catches_up(t
     writer = Store(tmp_path / "i.db", create=True)
     reader = Store(tmp_path / "i.db")
     a = writer.insert_song("/a", "a", 10.0, "sha-a", np.array([5, 6], np.uint32), np.array([0, 600], np.uint32))
-    assert sorted(zip(*[x.tolist() for x in reader.lookup(np.array([5, 6, 7], np.uint32))])) == [(5, a, 0), (6, a, 600)]
+    assert _postings_of(reader, [5, 6, 7]) == [(5, a, 0), (6, a, 600)]
     b = writer.insert_song("/b", "b", 10.0, "sha-b", np.array([5, 7], np.uint32), np.array([3, 4], np.uint32))
-    got = sorted(zip(*[x.tolist() for x in reader.lookup(np.array([5, 6, 7], np.uint32))]))
-    assert got == [(5, a, 0), (5, b, 3), (6, a, 600), (7, b, 4)]
+    assert _postings_of(reader, [5, 6, 7]) == [(5, a, 0), (5, b, 3), (6, a, 600), (7, b, 4)]
     writer.delete_songs([a])
     c = writer.insert_song("/c", "c", 10.0, "sha-c", np.array([6], np.uint32), np.array([9], np.uint32))
-    got = sorted(zip(*[x.tolist() for x in reader.lookup(np.array([5, 6, 7], np.uint32))]))
-    assert got == [(5, b, 3), (6, c, 9), (7, b, 4)]
+    assert _postings_of(reader, [5, 6, 7]) == [(5, b, 3), (6, c, 9), (7, b, 4)]
 
 
 def test_two_writers_taking_turns_keep_every_row_consistent(tmp_path):
@@ -101,8 +109,7 @@ def test_two_writers_taking_turns_keep_every_row_consistent(tmp_path):
     c = first.insert_song("/c", "c", 10.0, "sha-c", hashes, np.array([7, 8, 9], np.uint32))
     first.delete_songs([c])  # the rows end earlier now
     d = first.insert_song("/d", "d", 10.0, "sha-d", hashes, np.array([10, 11, 12], np.uint32))
-    got = sorted(zip(*[x.tolist() for x in Store(tmp_path / "i.db").lookup(hashes)]))
-    assert got == sorted((int(h), song, frame) for song, frames in ((a, [1, 2, 3]), (b, [4, 5, 6]), (d, [10, 11, 12]))
+    assert _postings_of(Store(tmp_path / "i.db"), hashes) == sorted((int(h), song, frame) for song, frames in ((a, [1, 2, 3]), (b, [4, 5, 6]), (d, [10, 11, 12]))
                          for h, frame in zip(hashes, frames))
 
 
@@ -111,23 +118,34 @@ def test_times_of_a_two_hour_song_do_not_wrap(tmp_path):
     frames = np.array([0, 200_000, 449_999], np.uint32)  # 2 h at 16 ms frames is 450,000 frames
     hashes = np.array([11, 12, 13], np.uint32)
     store.insert_song("/a", "a", 7200.0, "sha-a", hashes, frames)
-    got_hashes, _, got_frames = store.lookup(hashes)
-    assert sorted(zip(got_hashes.tolist(), got_frames.tolist())) == [(11, 0), (12, 200_000), (13, 449_999)]
+    assert [(h, frame) for h, _, frame in _postings_of(store, hashes)] == [(11, 0), (12, 200_000), (13, 449_999)]
 
 
 def test_lookup_returns_exactly_the_postings_of_the_asked_hashes(tmp_path):
     store = Store(tmp_path / "i.db", create=True)
     store.insert_song("/a", "a", 10.0, "sha-a", np.array([16, 17, 33], np.uint32), np.array([1, 2, 3], np.uint32))
     store.insert_song("/b", "b", 10.0, "sha-b", np.array([17, 18], np.uint32), np.array([5, 6], np.uint32))
-    hashes, songs, frames = store.lookup(np.array([17, 33, 999], np.uint32))
-    assert sorted(zip(hashes.tolist(), songs.tolist(), frames.tolist())) == [(17, 1, 2), (17, 2, 5), (33, 1, 3)]
+    assert _postings_of(store, [17, 33, 999]) == [(17, 1, 2), (17, 2, 5), (33, 1, 3)]
+    with pytest.raises(ValueError):
+        store.lookup(np.array([33, 17], np.uint32))  # the index of a posting's hash needs them ascending
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 95), min_size=1, max_size=60), st.sets(st.integers(0, 100), max_size=40))
+def test_lookup_names_each_postings_hash_among_those_asked(tmp_path_factory, stored, asked):
+    """Six rows of 16 hashes, postings on any of them, any subset asked: each posting found is attributed to the
+    right asked hash (by its row's first asked hash plus the asked ones below it in the row), and none is missed."""
+    store = Store(tmp_path_factory.mktemp("lookup") / "i.db", create=True)
+    store.insert_song("/a", "a", 10.0, "sha-a", np.array(stored, np.uint32), np.arange(len(stored), dtype=np.uint32))
+    expected = sorted((h, 1, frame) for frame, h in enumerate(stored) if h in asked)
+    assert _postings_of(store, sorted(asked)) == expected
 
 
 def test_the_same_content_is_stored_once(tmp_path):
     store = Store(tmp_path / "i.db", create=True)
     assert store.insert_song("/a", "a", 1.0, "same", np.array([1], np.uint32), np.array([1], np.uint32)) == 1
     assert store.insert_song("/b", "b", 1.0, "same", np.array([1], np.uint32), np.array([1], np.uint32)) is None
-    assert len(store.songs()) == 1 and store.lookup(np.array([1], np.uint32))[0].size == 1
+    assert len(store.songs()) == 1 and len(_postings_of(store, [1])) == 1
 
 
 def test_a_failure_mid_song_leaves_no_trace(tmp_path, monkeypatch):
@@ -152,8 +170,7 @@ def test_delete_removes_the_song_and_only_its_postings(tmp_path):
     b = store.insert_song("/b", "b", 1.0, "b", np.array([17, 40], np.uint32), np.array([3, 4], np.uint32),
                           (np.array([3, 4]), np.array([40, 41])))
     store.delete_songs([a])
-    hashes, songs, _ = store.lookup(np.array([16, 17, 40], np.uint32))
-    assert sorted(zip(hashes.tolist(), songs.tolist())) == [(17, 2), (40, 2)]
+    assert [(h, song) for h, song, _ in _postings_of(store, [16, 17, 40])] == [(17, 2), (40, 2)]
     assert [s.path for s in store.songs()] == ["/b"]
     peaks = store.song_peaks([a, b])
     assert list(peaks) == [b] and peaks[b][1].tolist() == [40, 41]
@@ -264,4 +281,4 @@ def test_a_song_coded_by_mert_first_gets_its_place_on_the_timeline_when_fingerpr
     coded = add_codes(store, "/b", "b", 10.0, "sha-b", np.zeros((10, 32), np.uint8), 6)
     assert store.timeline().song_ids.tolist() == [1]  # /b has no postings yet
     assert store.insert_song("/b", "b", 10.0, "sha-b", np.array([5], np.uint32), np.array([3], np.uint32)) == coded
-    assert sorted(zip(*[x.tolist() for x in store.lookup(np.array([5], np.uint32))])) == [(5, 1, 7), (5, coded, 3)]
+    assert _postings_of(store, [5]) == [(5, 1, 7), (5, coded, 3)]

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from landmark.config import Config
-from landmark.vote import Alignments, Candidate, Votes, align, decide, hash_weights
+from landmark.vote import Alignments, Candidate, QueryHashes, Votes, align, decide, hash_weights
 
 
 def brute_force(votes, tolerance):
@@ -23,7 +23,16 @@ def brute_force(votes, tolerance):
     return best, per_bin
 
 
-@settings(max_examples=200)
+def align_postings(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, n_songs, config):
+    """`align` on postings given with their hashes: each is named by its hash's index among the query's distinct
+    ones, as `Store.lookup` names them; postings of hashes the query lacks are not returned by a lookup."""
+    query = QueryHashes.of(query_hashes, query_frames)
+    which = np.minimum(np.searchsorted(query.distinct, posting_hashes), query.distinct.size - 1)
+    asked = query.distinct[which] == posting_hashes
+    return align(query, which[asked], posting_songs[asked], posting_frames[asked], n_songs, config)
+
+
+@settings(max_examples=200, deadline=None)  # a shared machine: timing is not what this checks
 @given(st.lists(st.tuples(st.integers(1, 6), st.integers(-40, 40), st.integers(0, 30), st.sampled_from([0.5, 1.0, 3.0])),
                 max_size=300), st.integers(0, 2), st.booleans())
 def test_best_alignment_scores_equal_a_brute_force_sum(votes, tolerance, packed):
@@ -54,7 +63,7 @@ def test_rank_finds_the_song_whose_hashes_line_up():
     posting_hashes = np.concatenate([query_hashes[:60], query_hashes[60:120]])
     posting_songs = np.array([7] * 60 + [3] * 60, np.uint32)
     posting_frames = np.concatenate([query_frames[:60] + 1000, rng.integers(0, 5000, 60)]).astype(np.uint32)
-    candidates = align(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, 2, Config()).top(5)
+    candidates = align_postings(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, 2, Config()).top(5)
     assert candidates[0].song_id == 7 and candidates[0].delta_frames == 1000
     assert np.isclose(candidates[0].score, 60 * hash_weights(np.array([1]), 2, Config())[0])
     best, confidence = decide(candidates, Config())
@@ -72,10 +81,10 @@ def test_a_candidate_carries_the_other_offsets_where_its_song_lines_up():
                                      query_frames[80:85] + np.array([7000, 7500, 8000, 8500, 9000])])
     posting_songs = np.full(posting_hashes.size, 7, np.uint32)
     args = (query_hashes, query_frames, posting_hashes, posting_songs, posting_frames.astype(np.uint32), 1, Config())
-    best, = align(*args).top(1, other_offsets=2)
+    best, = align_postings(*args).top(1, other_offsets=2)
     assert best.delta_frames == 1000 and best.other_deltas[0] == 3000 and len(best.other_deltas) == 2
     assert all(abs(delta - 1000) > 2 * Config().vote_tolerance_frames for delta in best.other_deltas)
-    assert align(*args).top(1)[0] == Candidate(best.song_id, best.score, best.delta_frames)  # no other offsets asked
+    assert align_postings(*args).top(1)[0] == Candidate(best.song_id, best.score, best.delta_frames)  # no other offsets asked
 
 
 def test_rare_aligned_hashes_outweigh_many_common_ones():
@@ -94,7 +103,7 @@ def test_rare_aligned_hashes_outweigh_many_common_ones():
     hashes.append(rare)
     songs.append(np.full(rare.size, 2))
     frames.append(query_frames[common.size:] + 900)
-    candidates = align(query_hashes, query_frames, np.concatenate(hashes), np.concatenate(songs).astype(np.uint32),
+    candidates = align_postings(query_hashes, query_frames, np.concatenate(hashes), np.concatenate(songs).astype(np.uint32),
                        np.concatenate(frames).astype(np.uint32), n_songs, Config()).top(5)
     assert [c.song_id for c in candidates[:2]] == [2, 1]
     assert candidates[0].delta_frames == 900
@@ -104,7 +113,7 @@ def test_an_anchor_frame_votes_once_per_alignment():
     """Ten pairs from one query anchor frame matching one song anchor count once, not ten times."""
     query_hashes = np.arange(10, dtype=np.uint32)
     query_frames = np.full(10, 50, np.uint32)
-    candidates = align(query_hashes, query_frames, query_hashes.copy(), np.full(10, 4, np.uint32),
+    candidates = align_postings(query_hashes, query_frames, query_hashes.copy(), np.full(10, 4, np.uint32),
                        np.full(10, 80, np.uint32), 1, Config()).top(5)
     assert candidates[0].song_id == 4 and candidates[0].delta_frames == 30
     assert np.isclose(candidates[0].score, hash_weights(np.array([1]), 1, Config())[0])
@@ -119,3 +128,22 @@ def test_no_match_below_the_score_the_margin_or_the_ratio():
     assert decide([Candidate(1, 60, 0), Candidate(2, 45, 3)], config)[0] is None  # a lead of 15, but only 1.33×
     assert decide([Candidate(1, 63, 0), Candidate(2, 45, 3)], config)[0].song_id == 1
     assert decide([Candidate(1, 63, 0), Candidate(2, 45, 3)], config, min_ratio=1.5)[0] is None  # a second look's
+
+
+def test_query_hashes_group_each_hash_with_the_anchor_frames_that_ask_for_it():
+    """Each distinct hash looked up, widened by Δt ± 2 frames, lists exactly the anchor frames whose pairs give it."""
+    from landmark.hashes import pack, unpack
+
+    rng = np.random.default_rng(3)
+    hashes = pack(rng.integers(1, 60, 300), rng.integers(-8, 8, 300), rng.integers(1, 12, 300)).astype(np.uint32)
+    frames = rng.integers(0, 300, 300).astype(np.uint32)
+    query = QueryHashes.of(hashes, frames, tolerance_frames=2)
+    expected = {}
+    for h, frame in zip(hashes.tolist(), frames.tolist()):
+        for shift in range(-2, 3):
+            if unpack(np.array([h + shift], np.uint32))[2][0] == unpack(np.array([h], np.uint32))[2][0] + shift >= 1:
+                expected.setdefault(h + shift, []).append(frame)
+    got = {int(h): sorted(query.frames[start:start + count].tolist())
+           for h, start, count in zip(query.distinct, query.starts, query.counts)}
+    assert got == {h: sorted(f) for h, f in expected.items()}
+    assert (np.diff(query.distinct.astype(np.int64)) > 0).all()
