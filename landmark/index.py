@@ -178,27 +178,28 @@ def _decode_rows(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """(row index, hash suffix, timeline frame) of every posting in the blobs, in row and timeline order."""
     if not blobs:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(-1, WORD_BYTES)
-    padded = np.zeros((raw.shape[0], 4), np.uint8)
-    padded[:, :WORD_BYTES] = raw
-    words = padded.view("<u4").ravel().astype(np.int64)
+    data = b"".join(blobs) + bytes(4 - WORD_BYTES)
+    n_words = (len(data) - (4 - WORD_BYTES)) // WORD_BYTES
+    # each word read as 4 bytes starting at its own (overlapping the next word, masked off): no copy to pad it
+    unaligned = np.ndarray((n_words,), "<u4", data, strides=(WORD_BYTES,))
+    words = unaligned.astype(np.int64) & ((1 << (8 * WORD_BYTES)) - 1)
     gaps = words & ESCAPE
     escapes = np.flatnonzero(gaps == ESCAPE)
+    words_per_row = np.fromiter(map(len, blobs), np.int64, len(blobs)) // WORD_BYTES
+    rows = np.repeat(np.arange(len(blobs)), words_per_row)
+    per_row = words_per_row
     if escapes.size:
         digits = (words >> GAP_BITS) * ESCAPE + gaps
         gaps[escapes] = digits[escapes + 1] * DIGIT_BASE + digits[escapes + 2]
-    is_posting = np.ones(words.size, bool)
-    is_posting[escapes + 1] = is_posting[escapes + 2] = False
-    words_per_row = np.fromiter(map(len, blobs), np.int64, len(blobs)) // WORD_BYTES
-    rows = np.repeat(np.arange(len(blobs)), words_per_row)
-    if escapes.size:
+        per_row = words_per_row - 2 * np.bincount(rows[escapes], minlength=len(blobs))
+        is_posting = np.ones(words.size, bool)
+        is_posting[escapes + 1] = is_posting[escapes + 2] = False
         rows, gaps, words = rows[is_posting], gaps[is_posting], words[is_posting]
     if rows.size == 0:
         return rows, words, gaps
     totals = np.cumsum(gaps)
-    per_row = np.bincount(rows, minlength=len(blobs))
     before = (totals - gaps)[np.minimum(np.cumsum(per_row) - per_row, totals.size - 1)]  # empty rows: unused
-    return rows, words >> GAP_BITS, totals - np.repeat(before, per_row)
+    return rows, words >> GAP_BITS, totals - before[rows]
 
 
 def _last_frames(rows: np.ndarray, frames: np.ndarray, n_rows: int) -> np.ndarray:

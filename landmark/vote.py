@@ -114,15 +114,17 @@ def join(query: QueryHashes, posting_hash: np.ndarray, posting_songs: np.ndarray
     ends = np.cumsum(per_posting)
     kept = np.searchsorted(ends, MAX_VOTES, side="right")  # postings within the vote budget
     posting_hash, per_posting, ends = posting_hash[:kept], per_posting[:kept], ends[:kept]
-    within = np.arange(int(ends[-1]) if kept else 0) - np.repeat(ends - per_posting, per_posting)
-    frames = query.frames[np.repeat(query.starts[posting_hash], per_posting) + within]
+    posting_index = np.repeat(np.arange(kept), per_posting)  # one repeat, then gathers: np.repeat is 3× slower
+    # the k-th vote of a posting pairs it with the k-th query pair of its hash
+    query_index = (query.starts[posting_hash] - (ends - per_posting))[posting_index] + np.arange(posting_index.size)
+    frames = query.frames[query_index]
     found = np.bincount(posting_hash, minlength=query.distinct.size)  # postings per distinct hash
     has_count = np.bincount(found) > 0  # the distinct posting counts, fewest (heaviest) first
     counts, level_of_hash = np.flatnonzero(has_count), (np.cumsum(has_count) - 1)[found]
-    return Votes(songs=np.repeat(np.asarray(posting_songs[:kept], np.int64), per_posting),
-                 deltas=np.repeat(np.asarray(posting_frames[:kept], np.int64), per_posting) - frames,
+    return Votes(songs=np.asarray(posting_songs[:kept], np.int64)[posting_index],
+                 deltas=np.asarray(posting_frames[:kept], np.int64)[posting_index] - frames,
                  query_frames=frames,
-                 levels=np.repeat(level_of_hash[posting_hash].astype(np.int64), per_posting),
+                 levels=level_of_hash[posting_hash].astype(np.int64)[posting_index],
                  level_weights=hash_weights(counts, n_songs, config))
 
 
