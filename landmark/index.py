@@ -221,11 +221,14 @@ class Timeline:
 
     def locate(self, timeline_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mask of the entries that fall in a song, their song ids, their frames within the song)."""
-        slot = np.searchsorted(self.starts, timeline_frames, side="right") - 1
-        inside = slot >= 0
-        inside[inside] = timeline_frames[inside] < self.ends[slot[inside]]
-        slot = slot[inside]
-        return inside, self.song_ids[slot], timeline_frames[inside] - self.starts[slot]
+        if self.starts.size == 0:
+            return np.zeros(timeline_frames.size, bool), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        slot = np.maximum(np.searchsorted(self.starts, timeline_frames, side="right") - 1, 0)
+        frames = timeline_frames - self.starts[slot]
+        inside = (frames >= 0) & (timeline_frames < self.ends[slot])
+        if inside.all():  # the rule: only postings of songs removed since lie outside
+            return inside, self.song_ids[slot], frames
+        return inside, self.song_ids[slot[inside]], frames[inside]
 
 
 class Store:
@@ -430,19 +433,19 @@ class Store:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         if (wanted[1:] <= wanted[:-1]).any():
             raise ValueError("lookup needs ascending, distinct hashes")
-        # A row holds the postings of 16 hashes: note which of them were asked for, as a bit mask per row. A
-        # posting's hash was asked for when its suffix's bit is set, and its index among the asked hashes is the
-        # row's first asked index plus the number of asked suffixes below its own.
+        # A row holds the postings of 16 hashes (one per suffix). Per row found and suffix: was it asked for, and
+        # if so its index in `wanted`, the row's first asked index plus the asked suffixes below it.
         firsts = run_starts(wanted >> SUFFIX_BITS)
         buckets = wanted[firsts] >> SUFFIX_BITS
         asked_suffixes = np.bitwise_or.reduceat(np.left_shift(np.uint32(1), wanted & SUFFIX_MASK), firsts)
         found_buckets, blobs = self._rows(buckets)
         rows, suffixes, timeline_frames = _decode_rows(blobs)
         slot = np.searchsorted(buckets, found_buckets)
-        asked = asked_suffixes[slot][rows]
-        keep = ((asked >> suffixes) & 1).astype(bool)
-        below = asked[keep] & ((np.uint32(1) << suffixes[keep].astype(np.uint32)) - np.uint32(1))
-        which = firsts[slot][rows[keep]] + np.bitwise_count(below)
+        asked = ((asked_suffixes[slot, None] >> np.arange(1 << SUFFIX_BITS, dtype=np.uint32)) & 1).astype(np.int64)
+        index = (np.cumsum(asked, axis=1) - asked + firsts[slot, None]).ravel()
+        cell = (rows << SUFFIX_BITS) | suffixes
+        keep = asked.ravel()[cell].astype(bool)
+        which = index[cell[keep]]
         return self._locate(which, timeline_frames[keep])
 
     def _rows(self, buckets: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
@@ -520,7 +523,7 @@ class Store:
         if self._timeline is None or (timeline_frames.size and int(timeline_frames.max()) >= self._timeline.end):
             self._timeline = self.timeline()
         inside, song_ids, frames = self._timeline.locate(timeline_frames)
-        return which[inside], song_ids, frames
+        return (which if song_ids.size == which.size else which[inside]), song_ids, frames
 
     # --- statistics -------------------------------------------------------------------------------------------
     def stats(self) -> dict:
