@@ -144,9 +144,9 @@ def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int,
         keys = (((votes.songs << delta_bits | (votes.deltas - delta_floor)) << frame_bits | votes.query_frames)
                 << level_bits) | votes.levels
         keys.sort(kind="stable")  # timsort: each posting's votes arrive as a run (Δt falls); 30 % faster here
-        firsts = run_starts(keys >> level_bits)
-        weights = votes.level_weights[keys[firsts] & ((1 << level_bits) - 1)]
-        anchor_keys = keys[firsts] >> level_bits
+        heaviest = keys[run_starts(keys >> level_bits)]
+        weights = votes.level_weights[heaviest & ((1 << level_bits) - 1)]
+        anchor_keys = heaviest >> level_bits
     else:
         delta_bits, delta_floor = DELTA_BITS, -DELTA_OFFSET
         keys = ((votes.songs << DELTA_BITS) | (votes.deltas + DELTA_OFFSET)) << frame_bits | votes.query_frames
@@ -181,8 +181,8 @@ class Alignments:
         window = bin_weights.copy()
         for step in range(1, tolerance + 1):  # keys are distinct, so neighbours within ±tolerance are this close
             near = (bin_keys[step:] - bin_keys[:-step]) <= tolerance
-            window[:-step] += np.where(near, bin_weights[step:], 0.0)
-            window[step:] += np.where(near, bin_weights[:-step], 0.0)
+            np.add(window[:-step], bin_weights[step:], out=window[:-step], where=near)
+            np.add(window[step:], bin_weights[:-step], out=window[step:], where=near)
         return cls(bin_keys >> delta_bits, (bin_keys & ((1 << delta_bits) - 1)) + delta_floor, window, tolerance)
 
     @cached_property
