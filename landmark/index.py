@@ -445,8 +445,7 @@ class Store:
         index = (np.cumsum(asked, axis=1) - asked + firsts[slot, None]).ravel()
         cell = (rows << SUFFIX_BITS) | suffixes
         keep = asked.ravel()[cell].astype(bool)
-        which = index[cell[keep]]
-        return self._locate(which, timeline_frames[keep])
+        return self._locate(index[cell[keep]], timeline_frames[keep])
 
     def _rows(self, buckets: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
         """(buckets, blobs) of the rows of these buckets that exist, in no particular order."""
@@ -515,15 +514,15 @@ class Store:
         # The end of the songs read, not meta's timeline_end: a song added between two reads must lie past it.
         return Timeline(starts, ends, ids, int(ends.max()) if ends.size else 0)
 
-    def _locate(self, which: np.ndarray, timeline_frames: np.ndarray
+    def _locate(self, hash_index: np.ndarray, timeline_frames: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(which, song_ids, frames) of the postings at these timeline frames that lie in a song. The song list is
+        """(hash_index, song_ids, frames) of the postings at these timeline frames that lie in a song. The song list is
         cached and read again only when a posting lies past its end (another process added songs since); postings
         of songs removed since fall in gaps and are dropped."""
         if self._timeline is None or (timeline_frames.size and int(timeline_frames.max()) >= self._timeline.end):
             self._timeline = self.timeline()
         inside, song_ids, frames = self._timeline.locate(timeline_frames)
-        return (which if song_ids.size == which.size else which[inside]), song_ids, frames
+        return (hash_index if song_ids.size == hash_index.size else hash_index[inside]), song_ids, frames
 
     # --- statistics -------------------------------------------------------------------------------------------
     def stats(self) -> dict:

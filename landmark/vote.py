@@ -100,31 +100,31 @@ class QueryHashes:
         by_hash = np.argsort(hashes, kind="stable")
         hashes, frames = widen_delta_time(np.asarray(hashes, np.uint32)[by_hash], np.asarray(anchor_frames)[by_hash],
                                           tolerance_frames)
-        order = np.argsort(hashes, kind="stable")  # the widened copies are sorted runs: timsort merges them, 6× faster
+        order = np.argsort(hashes, kind="stable")  # the widened copies are sorted runs, which timsort merges fast
         hashes = hashes[order]
         starts = run_starts(hashes)
         return cls(hashes[starts], starts, np.diff(np.r_[starts, hashes.size]), frames[order].astype(np.int64))
 
 
-def join(query: QueryHashes, posting_hash: np.ndarray, posting_songs: np.ndarray, posting_frames: np.ndarray,
+def join(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray, posting_frames: np.ndarray,
          n_songs: int, config: Config) -> Votes:
-    """Every (query pair, posting) with equal hashes, as a weighted vote. `posting_hash` is each posting's index
-    into `query.distinct` (as `Store.lookup` gives it), so no hashes are compared here."""
-    per_posting = query.counts[posting_hash]
+    """Every (query pair, posting) with equal hashes, as a weighted vote. `hash_index` is each posting's hash as
+    an index into `query.distinct` (as `Store.lookup` gives it), so no hashes are compared here."""
+    per_posting = query.counts[hash_index]
     ends = np.cumsum(per_posting)
     kept = np.searchsorted(ends, MAX_VOTES, side="right")  # postings within the vote budget
-    posting_hash, per_posting, ends = posting_hash[:kept], per_posting[:kept], ends[:kept]
+    hash_index, per_posting, ends = hash_index[:kept], per_posting[:kept], ends[:kept]
     posting_index = np.repeat(np.arange(kept), per_posting)  # one repeat, then gathers: np.repeat is 3× slower
     # the k-th vote of a posting pairs it with the k-th query pair of its hash
-    query_index = (query.starts[posting_hash] - (ends - per_posting))[posting_index] + np.arange(posting_index.size)
+    query_index = (query.starts[hash_index] - (ends - per_posting))[posting_index] + np.arange(posting_index.size)
     frames = query.frames[query_index]
-    found = np.bincount(posting_hash, minlength=query.distinct.size)  # postings per distinct hash
+    found = np.bincount(hash_index, minlength=query.distinct.size)  # postings per distinct hash
     has_count = np.bincount(found) > 0  # the distinct posting counts, fewest (heaviest) first
     counts, level_of_hash = np.flatnonzero(has_count), (np.cumsum(has_count) - 1)[found]
     return Votes(songs=np.asarray(posting_songs[:kept], np.int64)[posting_index],
                  deltas=np.asarray(posting_frames[:kept], np.int64)[posting_index] - frames,
                  query_frames=frames,
-                 levels=level_of_hash[posting_hash].astype(np.int64)[posting_index],
+                 levels=level_of_hash[hash_index].astype(np.int64)[posting_index],
                  level_weights=hash_weights(counts, n_songs, config))
 
 
@@ -243,10 +243,10 @@ def _heaviest(window: np.ndarray, limit: int) -> np.ndarray:
     return np.argsort(-window, kind="stable")
 
 
-def align(query: QueryHashes, posting_hash: np.ndarray, posting_songs: np.ndarray, posting_frames: np.ndarray,
+def align(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray, posting_frames: np.ndarray,
           n_songs: int, config: Config) -> Alignments:
     """The query's weighted votes per song and Δt window. `n_songs` is the size of the index (for hash weights)."""
-    votes = join(query, posting_hash, posting_songs, posting_frames, n_songs, config)
+    votes = join(query, hash_index, posting_songs, posting_frames, n_songs, config)
     return Alignments.of(votes, config.vote_tolerance_frames)
 
 

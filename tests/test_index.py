@@ -15,8 +15,8 @@ def _postings_of(store, hashes):
     """(hash, song id, frame) of every posting of these hashes, sorted: `Store.lookup` names each posting's hash by
     its index among the (ascending, distinct) hashes asked for."""
     hashes = np.unique(np.asarray(hashes, np.uint32))
-    which, songs, frames = store.lookup(hashes)
-    return sorted(zip(hashes[which].tolist(), songs.tolist(), frames.tolist()))
+    hash_index, songs, frames = store.lookup(hashes)
+    return sorted(zip(hashes[hash_index].tolist(), songs.tolist(), frames.tolist()))
 
 
 def _sorted_postings(hashes, frames):

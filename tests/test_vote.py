@@ -27,12 +27,12 @@ def align_postings(query_hashes, query_frames, posting_hashes, posting_songs, po
     """`align` on postings given with their hashes: each is named by its hash's index among the query's distinct
     ones, as `Store.lookup` names them; postings of hashes the query lacks are not returned by a lookup."""
     query = QueryHashes.of(query_hashes, query_frames)
-    which = np.minimum(np.searchsorted(query.distinct, posting_hashes), query.distinct.size - 1)
-    asked = query.distinct[which] == posting_hashes
-    return align(query, which[asked], posting_songs[asked], posting_frames[asked], n_songs, config)
+    hash_index = np.minimum(np.searchsorted(query.distinct, posting_hashes), query.distinct.size - 1)
+    asked = query.distinct[hash_index] == posting_hashes
+    return align(query, hash_index[asked], posting_songs[asked], posting_frames[asked], n_songs, config)
 
 
-@settings(max_examples=200, deadline=None)  # a shared machine: timing is not what this checks
+@settings(max_examples=200, deadline=None)  # timing is not what this checks
 @given(st.lists(st.tuples(st.integers(1, 6), st.integers(-40, 40), st.integers(0, 30), st.sampled_from([0.5, 1.0, 3.0])),
                 max_size=300), st.integers(0, 2), st.booleans())
 def test_best_alignment_scores_equal_a_brute_force_sum(votes, tolerance, packed):
@@ -147,3 +147,13 @@ def test_query_hashes_group_each_hash_with_the_anchor_frames_that_ask_for_it():
            for h, start, count in zip(query.distinct, query.starts, query.counts)}
     assert got == {h: sorted(f) for h, f in expected.items()}
     assert (np.diff(query.distinct.astype(np.int64)) > 0).all()
+
+
+def test_a_query_casting_too_many_votes_is_cut_at_the_budget_by_whole_postings(monkeypatch):
+    from landmark import vote
+
+    monkeypatch.setattr(vote, "MAX_VOTES", 25)
+    query = QueryHashes.of(np.full(10, 5, np.uint32), np.arange(10, dtype=np.uint32))  # one hash at 10 anchor frames
+    votes = vote.join(query, np.zeros(4, np.int64), np.array([1, 2, 3, 4]), np.array([100, 200, 300, 400]), 4, Config())
+    assert votes.songs.tolist() == [1] * 10 + [2] * 10  # each posting casts 10 votes: a third would pass 25
+    assert sorted(votes.deltas[:10].tolist()) == list(range(91, 101))
