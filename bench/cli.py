@@ -102,6 +102,27 @@ def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, s
     click.echo(markdown(results))
 
 
+@main.command(name="as-user")
+@click.option("--corpus", required=True, type=click.Path(exists=True), help="Folder of audio, or a manifest.tsv.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where results.json and report.md go.")
+@click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings (as for compare).")
+@click.option("--rir", "rir_dir", type=click.Path(), default=None,
+              help="Folder of room impulse responses. Default: ../shared/corpus/rir when present.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=int, default=None, help="Use only this many songs (a deterministic subset).")
+@click.option("--full", is_flag=True, help="Every condition of compare, not only its --quick ones.")
+@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="`lmprint add --jobs`.")
+@click.option("--format", "clip_format", type=click.Choice(["m4a", "mp3", "ogg", "opus", "flac", "wav"]),
+              default="m4a", show_default=True, help="Audio format the clips are written in.")
+def as_user(corpus, out, noise_dir, rir_dir, seed, limit, full, jobs, clip_format):
+    """compare's queries as audio files, through `lmprint add` and `lmprint match --json`: report.md in OUT."""
+    from .as_user import markdown, run
+
+    results = run(corpus, out, noise_dir=noise_dir, rir_dir=rir_dir or _shared_corpus("rir"), seed=seed,
+                  limit=limit, full=full, jobs=jobs, clip_format=clip_format)
+    click.echo(markdown(results))
+
+
 @main.command()
 @click.option("--corpus", required=True, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(file_okay=False))

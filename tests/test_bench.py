@@ -94,6 +94,23 @@ def test_bench_compare_runs_end_to_end_on_a_tiny_corpus(tmp_path, tiny_model_dir
     assert results["queries"] == on_disk["queries"]
 
 
+def test_bench_as_user_names_clip_files_through_the_cli(tmp_path):
+    """The same queries as compare, written to .m4a files and named by `lmprint add` and `lmprint match --json`
+    in subprocesses: the right songs at the right offsets, and nothing for the songs kept out."""
+    from bench.as_user import run
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(8):
+        write(music / f"g{seed}.flac", rendered(seed + 90, 15.0, SYNTH_RATE), SYNTH_RATE)
+    results = run(str(music), str(tmp_path / "out"), seed=1)
+    assert results["add_exit_status"] == 0 and results["failed_clips"] == []
+    assert results["indexed_songs"] < results["songs"] and results["unindexed_queries"] > 0
+    assert results["recall"]["clean_5s"] >= 0.8 and results["offset_right_rate"]["clean_5s"] >= 0.8
+    assert results["false_match_rate"] == 0.0
+    assert "| clean_5s |" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_without_weights_the_mert_row_says_skipped(tmp_path):
     from bench.run import compare
 
