@@ -66,11 +66,14 @@ def run(corpus: str, out: str, *, noise_dir: str | None = None, rir_dir: str | N
                        " queries failed" not in line]
         db_bytes = os.path.getsize(db)
     per_clip_s = match_s / max(1, len(clip_paths))
-    outcomes, offsets_right = [], {}
+    outcomes, offsets_right, false_matches = [], {}, []
     for query, path in zip(query_set, clip_paths):
         found = answers.get(path)
         answer = found["path"] if found else None
         outcomes.append(Outcome(query.condition, query.indexed, query.song, answer, per_clip_s))
+        if not query.indexed and answer is not None:
+            false_matches.append({"condition": query.condition, "song": query.song, "start_s": query.start_s,
+                                  "named": answer, "offset_s": found["offset_s"], "score": found["score"]})
         if query.indexed and answer == query.song:
             offsets_right.setdefault(query.condition, []).append(
                 abs(found["offset_s"] - query.start_s) <= OFFSET_TOLERANCE_S)
@@ -82,7 +85,7 @@ def run(corpus: str, out: str, *, noise_dir: str | None = None, rir_dir: str | N
         "queries": len(query_set), "clip_format": clip_format, "conditions": query_module.conditions(degraders, full),
         "add_exit_status": added.returncode, "add_s": round(add_s, 1),
         "add_x_realtime": round(audio_s / max(add_s, 1e-9), 1),
-        "match_ms_per_clip": round(per_clip_s * 1000, 1), "failed_clips": failed,
+        "match_ms_per_clip": round(per_clip_s * 1000, 1), "failed_clips": failed, "false_matches": false_matches,
         "offset_right_rate": {name: round(float(np.mean(right)), 4) for name, right in offsets_right.items()},
         "db_bytes_per_audio_s": round(db_bytes / max(audio_s, 1e-9), 1), **figures,
     }
