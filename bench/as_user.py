@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from . import corpus as corpus_module
 from . import queries as query_module
 from .metrics import Outcome, summarise
+from .run import load_inputs
 
 LMPRINT = [sys.executable, "-m", "landmark.cli"]
 """The CLI, run with this Python (the same code as the `lmprint` console script)."""
@@ -38,10 +38,7 @@ def run(corpus: str, out: str, *, noise_dir: str | None = None, rir_dir: str | N
     from .audio_io import write
 
     os.makedirs(out, exist_ok=True)
-    tracks = corpus_module.load(corpus, limit=limit)
-    if not tracks:
-        raise SystemExit(f"bench: no audio files in {corpus}")
-    degraders = query_module.Degraders.load(noise_dir, rir_dir)
+    tracks, degraders = load_inputs(corpus, limit, noise_dir, rir_dir)
     with tempfile.TemporaryDirectory(prefix="lmprint-as-user-") as workdir:
         query_set = query_module.build(tracks, degraders, seed, workdir, full=full)
         clip_paths = []

@@ -62,6 +62,22 @@ def _shared_corpus(*parts: str) -> str | None:
     return os.path.normpath(path) if os.path.isdir(path) else None
 
 
+def _query_set_options(command):
+    """--noise, --rir, --seed and --limit: what compare's query set (and as-user's, the same) is made from."""
+    options = [
+        click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings (get-corpus.sh "
+                     "NOISE=1); babble files are those with 'babble' in the path. Default: pink noise."),
+        click.option("--rir", "rir_dir", type=click.Path(), default=None,
+                     callback=lambda context, parameter, value: value or _shared_corpus("rir"),
+                     help="Folder of room impulse responses. Default: ../shared/corpus/rir when present."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--limit", type=int, default=None, help="Use only this many songs (a deterministic subset)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command(name="unseen-noise")
 @click.argument("outdir", type=click.Path(file_okay=False))
 def unseen_noise(outdir):
@@ -79,12 +95,7 @@ def unseen_noise(outdir):
               "the plots go.")
 @click.option("--mert-model", type=click.Path(), help="Local MERT checkpoint folder. Without it, mert is skipped.")
 @click.option("--mert-device", default=None, help="Torch device for mert (default: cuda if present).")
-@click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings (get-corpus.sh NOISE=1); "
-              "babble files are those with 'babble' in the path. Default: pink noise.")
-@click.option("--rir", "rir_dir", type=click.Path(), default=None,
-              help="Folder of room impulse responses. Default: ../shared/corpus/rir when present.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit", type=int, default=None, help="Use only this many songs (a deterministic subset).")
+@_query_set_options
 @click.option("--quick", is_flag=True, help="Fewer conditions: clean 5 s, 0 dB noise, reverb, phone, MP3.")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="Processes for indexing.")
 @click.option("--landmark-config", default=None, help='Landmark settings to change, as JSON, e.g. '
@@ -97,7 +108,7 @@ def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, s
 
     results = run_compare([m.strip() for m in methods.split(",") if m.strip()], corpus, out,
                           mert_model=mert_model, mert_device=mert_device, noise_dir=noise_dir,
-                          rir_dir=rir_dir or _shared_corpus("rir"), seed=seed, limit=limit, full=not quick,
+                          rir_dir=rir_dir, seed=seed, limit=limit, full=not quick,
                           jobs=jobs, show_progress=True, landmark_config=landmark_config)
     click.echo(markdown(results))
 
@@ -105,11 +116,7 @@ def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, s
 @main.command(name="as-user")
 @click.option("--corpus", required=True, type=click.Path(exists=True), help="Folder of audio, or a manifest.tsv.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where results.json and report.md go.")
-@click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings (as for compare).")
-@click.option("--rir", "rir_dir", type=click.Path(), default=None,
-              help="Folder of room impulse responses. Default: ../shared/corpus/rir when present.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit", type=int, default=None, help="Use only this many songs (a deterministic subset).")
+@_query_set_options
 @click.option("--full", is_flag=True, help="Every condition of compare, not only its --quick ones.")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="`lmprint add --jobs`.")
 @click.option("--format", "clip_format", type=click.Choice(["m4a", "mp3", "ogg", "opus", "flac", "wav"]),
@@ -118,7 +125,7 @@ def as_user(corpus, out, noise_dir, rir_dir, seed, limit, full, jobs, clip_forma
     """compare's queries as audio files, through `lmprint add` and `lmprint match --json`: report.md in OUT."""
     from .as_user import markdown, run
 
-    results = run(corpus, out, noise_dir=noise_dir, rir_dir=rir_dir or _shared_corpus("rir"), seed=seed,
+    results = run(corpus, out, noise_dir=noise_dir, rir_dir=rir_dir, seed=seed,
                   limit=limit, full=full, jobs=jobs, clip_format=clip_format)
     click.echo(markdown(results))
 

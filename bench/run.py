@@ -115,6 +115,15 @@ def _child(connection, *args) -> None:
         connection.close()
 
 
+def load_inputs(corpus: str, limit: int | None, noise_dir: str | None, rir_dir: str | None
+                ) -> tuple[list, query_module.Degraders]:
+    """The corpus's tracks (exiting with a message when it has none) and the noises and rooms for its queries."""
+    tracks = corpus_module.load(corpus, limit=limit)
+    if not tracks:
+        raise SystemExit(f"bench: no audio files in {corpus}")
+    return tracks, query_module.Degraders.load(noise_dir, rir_dir)
+
+
 def compare(methods: list[str], corpus: str, out: str, *, mert_model: str | None = None, mert_device=None,
             noise_dir: str | None = None, rir_dir: str | None = None, seed: int = 0, limit: int | None = None,
             full: bool = True, jobs: int = 2, show_progress: bool = True, landmark_config: str | None = None) -> dict:
@@ -124,10 +133,7 @@ def compare(methods: list[str], corpus: str, out: str, *, mert_model: str | None
     from . import report
 
     os.makedirs(out, exist_ok=True)
-    tracks = corpus_module.load(corpus, limit=limit)
-    if not tracks:
-        raise SystemExit(f"bench: no audio files in {corpus}")
-    degraders = query_module.Degraders.load(noise_dir, rir_dir)
+    tracks, degraders = load_inputs(corpus, limit, noise_dir, rir_dir)
     with tempfile.TemporaryDirectory(prefix="lmprint-bench-") as workdir:
         with tqdm(total=len(tracks), desc="queries", unit="song", disable=not show_progress, file=sys.stderr) as bar:
             queries = query_module.build(tracks, degraders, seed, workdir, full=full, progress=bar)
