@@ -522,7 +522,9 @@ class Store:
         if self._timeline is None or (timeline_frames.size and int(timeline_frames.max()) >= self._timeline.end):
             self._timeline = self.timeline()
         inside, song_ids, frames = self._timeline.locate(timeline_frames)
-        return (hash_index if song_ids.size == hash_index.size else hash_index[inside]), song_ids, frames
+        if song_ids.size < hash_index.size:  # some lie in the gap of a removed song
+            hash_index = hash_index[inside]
+        return hash_index, song_ids, frames
 
     # --- statistics -------------------------------------------------------------------------------------------
     def stats(self) -> dict:
