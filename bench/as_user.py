@@ -21,7 +21,7 @@ from . import queries as query_module
 from .metrics import Outcome, summarise
 from .run import load_inputs
 
-LMPRINT = [sys.executable, "-m", "landmark.cli"]
+LMPRINT = [sys.executable, "-m", "lmprint"]
 """The CLI, run with this Python (the same code as the `lmprint` console script)."""
 
 CLIPS_PER_CALL = 400

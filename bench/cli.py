@@ -56,10 +56,8 @@ def clip(source, target, start, duration, snr_db, noise, seed):
     write(target, piece / max(1.0, float(np.max(np.abs(piece)))), rate)
 
 
-def _shared_corpus(*parts: str) -> str | None:
-    """A folder of ../shared/corpus beside the checkout, if there is one."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "corpus", *parts)
-    return os.path.normpath(path) if os.path.isdir(path) else None
+ROOMS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rooms")
+"""The measured room impulse responses that ship with the bench (credits in rooms/SOURCES.md)."""
 
 
 def _query_set_options(command):
@@ -67,9 +65,9 @@ def _query_set_options(command):
     options = [
         click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings (get-corpus.sh "
                      "NOISE=1); babble files are those with 'babble' in the path. Default: pink noise."),
-        click.option("--rir", "rir_dir", type=click.Path(), default=None,
-                     callback=lambda context, parameter, value: value or _shared_corpus("rir"),
-                     help="Folder of room impulse responses. Default: ../shared/corpus/rir when present."),
+        click.option("--rir", "rir_dir", type=click.Path(file_okay=False), default=ROOMS_DIR,
+                     help="Folder of room impulse responses. Default: the measured rooms that ship with the "
+                     "bench (bench/rooms)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--limit", type=int, default=None, help="Use only this many songs (a deterministic subset)."),
     ]
@@ -81,7 +79,7 @@ def _query_set_options(command):
 @main.command(name="unseen-noise")
 @click.argument("outdir", type=click.Path(file_okay=False))
 def unseen_noise(outdir):
-    """Write noises (OUTDIR/noise) and rooms (OUTDIR/rir) that are not in ../shared (needs espeak-ng, sox)."""
+    """Write synthetic noises (OUTDIR/noise) and rooms (OUTDIR/rir) unlike the public ones (needs espeak-ng, sox)."""
     from .unseen import make
 
     noise_dir, rir_dir = make(outdir)
@@ -98,10 +96,10 @@ def unseen_noise(outdir):
 @_query_set_options
 @click.option("--quick", is_flag=True, help="Fewer conditions: clean 5 s, 0 dB noise, reverb, phone, MP3.")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True, help="Processes for indexing.")
-@click.option("--landmark-config", default=None, help='Landmark settings to change, as JSON, e.g. '
-              '\'{"min_margin": 7, "index": {"peaks_per_s": 7, "fanout": 3}}\' (see landmark/config.py).')
+@click.option("--landmark-settings", default=None, help='Landmark settings to change, fingerprint or matching, as '
+              'JSON, e.g. \'{"min_margin": 7, "index": {"peaks_per_s": 7, "fanout": 3}}\' (see landmark/settings.py).')
 def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, seed, limit, quick, jobs,
-            landmark_config):
+            landmark_settings):
     """Every method on the same songs with the same queries: results.json, report.md and PNG plots in OUT."""
     from .report import markdown
     from .run import compare as run_compare
@@ -109,7 +107,7 @@ def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, s
     results = run_compare([m.strip() for m in methods.split(",") if m.strip()], corpus, out,
                           mert_model=mert_model, mert_device=mert_device, noise_dir=noise_dir,
                           rir_dir=rir_dir, seed=seed, limit=limit, full=not quick,
-                          jobs=jobs, show_progress=True, landmark_config=landmark_config)
+                          jobs=jobs, show_progress=True, landmark_settings=landmark_settings)
     click.echo(markdown(results))
 
 
@@ -176,16 +174,14 @@ def search_speed(sizes):
 
 
 @main.command(name="mert-speed")
-@click.option("--config", "config_path", default=None, help="MERT config.json (default: ../shared/reference's).")
+@click.option("--config", "config_path", default=None, help="A MERT config.json (default: MERT-v1-95M's architecture).")
 @click.option("--batches", default="1,4,8", show_default=True, help="Batch sizes; on a GPU try 1,2,4,...,256.")
 @click.option("--device", default=None, help="cuda or cpu (default: cuda if present).")
 def mert_speed(config_path, batches, device):
     """Windows/s of the full-size MERT architecture (random weights), fp32 and bf16 on a GPU."""
     from .mert_speed import main_rows
 
-    path = config_path or os.path.join(os.path.dirname(_shared_corpus() or "."), "reference",
-                                       "mert-v1-95m-config.json")
-    main_rows(path, batches, device)
+    main_rows(config_path, batches, device)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from landmark.batch import find_audio_files
+from lmprint.files import find_audio_files
 
 
 @dataclass(frozen=True)

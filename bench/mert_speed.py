@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 
-def measure(config_path: str, batches: list[int], device: str | None = None, dtypes=("fp32", "bf16"),
+def measure(config_path: str | None, batches: list[int], device: str | None = None, dtypes=("fp32", "bf16"),
             repeats: int = 2) -> list[dict]:
     import torch
     from transformers import HubertModel
@@ -19,7 +19,8 @@ def measure(config_path: str, batches: list[int], device: str | None = None, dty
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = HubertModel(mert.hubert_config(Path(config_path))).eval().to(device)
+    values = mert.read_config(Path(config_path)) if config_path else mert.ARCHITECTURE
+    model = HubertModel(mert.hubert_config(values)).eval().to(device)
     rows = []
     windows = np.random.default_rng(0).standard_normal((max(batches), 120_000)).astype(np.float32)
     for dtype in dtypes:
@@ -43,6 +44,6 @@ def measure(config_path: str, batches: list[int], device: str | None = None, dty
     return rows
 
 
-def main_rows(config_path: str, batches: str, device: str | None) -> None:
+def main_rows(config_path: str | None, batches: str, device: str | None) -> None:
     for row in measure(config_path, [int(b) for b in batches.split(",")], device):
         print(json.dumps(row))

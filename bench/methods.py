@@ -1,4 +1,5 @@
-"""The methods under test, behind one small interface: build an index of songs, then answer queries."""
+"""The methods under test, each an engine behind `lmprint.method.Method`: build an index of songs, then answer
+queries."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from lmprint.errors import AudioError, ModelError
+from lmprint.method import Method
 
 
 @dataclass
@@ -19,44 +23,84 @@ class BuildStats:
     notes: list[str] = field(default_factory=list)
 
 
-class LandmarkMethod:
-    """The landmark engine, through its public `Index` API."""
+class BenchMethod:
+    """One engine under test: `build` indexes the songs into a fresh file, `query` names a clip."""
 
-    name = "landmark"
     meaningful = True
+    """False when the figures say nothing about the method (MERT with random stand-in weights)."""
 
-    def __init__(self, workdir: str, jobs: int = 2, config=None):
-        self.db_path = os.path.join(workdir, "landmark.db")
-        self.jobs = jobs
-        self.config = config
+    def __init__(self, name: str, db_path: str, jobs: int, cores: int):
+        self.name, self.db_path, self.jobs, self.cores = name, db_path, jobs, cores
+        self.index: Method | None = None
+
+    def open(self, create: bool) -> Method:
+        raise NotImplementedError
+
+    def stored_bytes(self, stats: dict) -> int:
+        """Bytes of what matching reads, from the engine's stats."""
+        raise NotImplementedError
 
     def build(self, paths: list[str]) -> BuildStats:
-        from landmark import Index
-
-        if os.path.exists(self.db_path):
-            os.unlink(self.db_path)
+        for leftover in (self.db_path, f"{self.db_path}-wal", f"{self.db_path}-shm"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
         started = time.perf_counter()
-        with Index(self.db_path, create=True, config=self.config) as index:
+        with self.open(create=True) as index:
             report = index.add(paths, jobs=self.jobs)
         seconds = time.perf_counter() - started
-        self.index = Index(self.db_path, config=self.config)
-        self.rate = self.index.config.sample_rate_hz
+        self.index = self.open(create=False)
         stats = self.index.stats()
-        notes = [f"{path}: {error}" for path, error in report.failed]
-        fingerprint_bytes = stats["postings_bytes"] + stats["peaks_bytes"]  # matching reads both
-        return BuildStats(stats["songs"], stats["duration_s"], seconds, fingerprint_bytes,
-                          os.path.getsize(self.db_path), notes)
+        audio_s = self.index.catalogue.audio_s()
+        return BuildStats(len(self.index.catalogue.songs()), round(audio_s, 1), seconds, self.stored_bytes(stats),
+                          os.path.getsize(self.db_path), [f"{path}: {error}" for path, error in report.failed])
 
     def query(self, samples: np.ndarray, sample_rate_hz: int) -> tuple[str | None, float]:
         """(path of the identified song or None, score)."""
         import soxr
 
-        from landmark.errors import AudioError
-
-        if sample_rate_hz != self.rate:
-            samples = soxr.resample(samples, sample_rate_hz, self.rate).astype(np.float32)
+        assert self.index is not None, "build first"
+        if sample_rate_hz != self.index.sample_rate_hz:
+            samples = soxr.resample(samples, sample_rate_hz, self.index.sample_rate_hz).astype(np.float32)
         try:
             found = self.index.match_samples(samples)
         except AudioError:
             return None, 0.0
         return (found.song.path, found.score) if found else (None, 0.0)
+
+
+class LandmarkMethod(BenchMethod):
+    """The landmark engine, through its public `Index` API."""
+
+    def __init__(self, workdir: str, jobs: int = 2, fingerprint=None, matching=None):
+        super().__init__("landmark", os.path.join(workdir, "landmark.db"), jobs, cores=jobs)
+        self.fingerprint, self.matching = fingerprint, matching
+
+    def open(self, create: bool) -> Method:
+        from landmark import Index
+
+        return Index(self.db_path, create=create, fingerprint=self.fingerprint, matching=self.matching)
+
+    def stored_bytes(self, stats: dict) -> int:
+        return stats["postings_bytes"] + stats["peaks_bytes"]  # matching reads both
+
+
+class MertMethod(BenchMethod):
+    """The MERT engine, with a local checkpoint folder."""
+
+    def __init__(self, workdir: str, model: str | None, device: str | None = None):
+        if not model:
+            raise ModelError("no weights (pass --mert-model DIR; see README, 'Getting the MERT weights')")
+        from neural import mert
+
+        super().__init__("mert", os.path.join(workdir, "mert.db"), jobs=1, cores=1)
+        self.encoder = mert.load(model, device=device)
+        # Random stand-in weights (the tests' tiny model) say nothing about recall.
+        self.meaningful = self.encoder.dims >= 768 and not os.path.exists(os.path.join(model, "RANDOM_WEIGHTS"))
+
+    def open(self, create: bool) -> Method:
+        from neural.library import MertIndex
+
+        return MertIndex(self.db_path, create=create, encoder=self.encoder)
+
+    def stored_bytes(self, stats: dict) -> int:
+        return stats["code_bytes"]

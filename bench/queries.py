@@ -156,7 +156,7 @@ class Degraders:
     @classmethod
     def load(cls, noise_dir: str | None, rir_dir: str | None, max_files: int = 12) -> "Degraders":
         from landmark import audio
-        from landmark.batch import find_audio_files
+        from lmprint.files import find_audio_files
 
         noises: dict[str, list[np.ndarray]] = {}
         if noise_dir and os.path.isdir(noise_dir):
@@ -241,7 +241,7 @@ def build(tracks, degraders: Degraders, seed: int, workdir: str, full: bool = Tr
     false-match rate.
     """
     from landmark import audio
-    from landmark.errors import AudioError
+    from lmprint.errors import AudioError
 
     names = conditions(degraders, full)
     result = []

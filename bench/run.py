@@ -28,21 +28,35 @@ def _peak_rss_mb() -> float:
 
 
 def make_method(name: str, workdir: str, jobs: int, mert_model: str | None, mert_device: str | None,
-                landmark_config: str | None = None):
+                landmark_settings: str | None = None):
+    """A method under test by name; `landmark_settings` is JSON of landmark settings to change, fingerprint or
+    matching (see landmark/settings.py)."""
+    from .methods import LandmarkMethod, MertMethod
+
     if name == "landmark":
-        import json
-
-        from landmark import Config
-
-        from .methods import LandmarkMethod
-
-        config = Config().with_overrides(json.loads(landmark_config)) if landmark_config else None
-        return LandmarkMethod(workdir, jobs=jobs, config=config)
+        fingerprint, matching = split_landmark_settings(landmark_settings)
+        return LandmarkMethod(workdir, jobs=jobs, fingerprint=fingerprint, matching=matching)
     if name == "mert":
-        from neural.bench_method import MertMethod
-
         return MertMethod(workdir, mert_model, device=mert_device)
     raise ValueError(f"unknown method {name!r} (known: landmark, mert)")
+
+
+def split_landmark_settings(text: str | None):
+    """(FingerprintSettings or None, MatchSettings or None) from JSON naming settings of either kind."""
+    import json
+
+    from landmark.settings import MATCH_SETTING_NAMES, FingerprintSettings, MatchSettings
+
+    if not text:
+        return None, None
+    values = json.loads(text)
+    matching = {k: v for k, v in values.items() if k in MATCH_SETTING_NAMES}
+    fingerprint = {k: v for k, v in values.items() if k not in MATCH_SETTING_NAMES}
+    stored = FingerprintSettings().to_dict()
+    for key, value in fingerprint.items():
+        stored[key] = {**stored[key], **value} if isinstance(value, dict) else value
+    return (FingerprintSettings.from_dict(stored) if fingerprint else None,
+            MatchSettings().with_values(matching) if matching else None)
 
 
 def save_queries(queries: list, path: str) -> None:
@@ -68,7 +82,7 @@ def load_queries(path: str):
 
 
 def evaluate(name: str, tracks, queries_path: str, workdir: str, jobs: int, mert_model, mert_device,
-             show_progress: bool, landmark_config: str | None = None) -> dict:
+             show_progress: bool, landmark_settings: str | None = None) -> dict:
     """Build one method's index and run every query through it. Runs in a child process, for a clean peak RSS."""
     from tqdm import tqdm
 
@@ -76,7 +90,7 @@ def evaluate(name: str, tracks, queries_path: str, workdir: str, jobs: int, mert
         n_queries = len(pickle.load(handle)[0])
     baseline_mb = _peak_rss_mb()
     try:
-        method = make_method(name, workdir, jobs, mert_model, mert_device, landmark_config)
+        method = make_method(name, workdir, jobs, mert_model, mert_device, landmark_settings)
     except Exception as error:  # noqa: BLE001 - a method that cannot start is reported, not fatal
         return {"skipped": str(error)}
     indexed = [t.path for t in tracks if t.indexed]
@@ -126,7 +140,7 @@ def load_inputs(corpus: str, limit: int | None, noise_dir: str | None, rir_dir: 
 
 def compare(methods: list[str], corpus: str, out: str, *, mert_model: str | None = None, mert_device=None,
             noise_dir: str | None = None, rir_dir: str | None = None, seed: int = 0, limit: int | None = None,
-            full: bool = True, jobs: int = 2, show_progress: bool = True, landmark_config: str | None = None) -> dict:
+            full: bool = True, jobs: int = 2, show_progress: bool = True, landmark_settings: str | None = None) -> dict:
     """Run the comparison and write results.json, report.md and plots under `out`."""
     from tqdm import tqdm
 
@@ -141,7 +155,7 @@ def compare(methods: list[str], corpus: str, out: str, *, mert_model: str | None
                    "indexed_songs": sum(t.indexed for t in tracks), "queries": len(queries),
                    "conditions": query_module.conditions(degraders, full), "noise_kinds": sorted(degraders.noises),
                    "impulse_responses": len(degraders.impulse_responses), "jobs": jobs,
-                   "landmark_config": landmark_config, "methods": {}}
+                   "landmark_settings": landmark_settings, "methods": {}}
         queries_path = os.path.join(workdir, "queries")
         save_queries(queries, queries_path)
         del queries
@@ -153,7 +167,7 @@ def compare(methods: list[str], corpus: str, out: str, *, mert_model: str | None
             parent, child = context.Pipe(duplex=False)
             process = context.Process(target=_child, args=(child, name, tracks, queries_path, method_dir, jobs,
                                                             mert_model, mert_device, show_progress,
-                                                            landmark_config))
+                                                            landmark_settings))
             process.start()
             child.close()
             try:

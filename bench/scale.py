@@ -24,28 +24,28 @@ from .metrics import Outcome, summarise
 SEGMENT_S = 10.0
 
 
-def song_fingerprints(store) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def song_fingerprints(postings) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Every song's (hashes, frames), read back from the postings table."""
-    hashes, songs, frames = store.all_postings()
+    hashes, songs, frames = postings.all_postings()
     order = np.argsort(songs, kind="stable")
     hashes, songs, frames = hashes[order], songs[order], frames[order]
     starts = run_starts(songs)
     return {int(songs[a]): (hashes[a:b], frames[a:b]) for a, b in zip(starts, np.r_[starts[1:], songs.size])}
 
 
-def distractor(hashes: np.ndarray, frames: np.ndarray, config, rng: np.random.Generator
+def distractor(hashes: np.ndarray, frames: np.ndarray, settings, rng: np.random.Generator
                ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """A new song's fingerprint from a real one: 10 s segments shuffled, anchor frequencies shifted. Returns
     (hashes, anchor frames, peaks), the peaks being those its pairs join, as `add` stores them."""
     from landmark.hashes import pack, unpack
 
-    segment = int(SEGMENT_S / config.frame_s)
+    segment = int(SEGMENT_S / settings.frame_s)
     pieces = frames // segment
     order = rng.permutation(int(pieces.max()) + 1)
     new_frames = (order[pieces] * segment + frames % segment).astype(np.uint32)
     anchor, delta_bins, delta_frames = unpack(hashes)
-    low = int(config.min_freq_hz * config.fft_size / config.sample_rate_hz)
-    high = int(config.max_freq_hz * config.fft_size / config.sample_rate_hz)
+    low = int(settings.min_freq_hz * settings.fft_size / settings.sample_rate_hz)
+    high = int(settings.max_freq_hz * settings.fft_size / settings.sample_rate_hz)
     shifted = np.clip(anchor + int(rng.integers(3, 12)) * (1 if rng.random() < 0.5 else -1), low, high)
     peak_frames = np.r_[new_frames, new_frames + delta_frames].astype(np.int64)
     peak_bins = np.r_[shifted, shifted + delta_bins]
@@ -60,6 +60,7 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
     from tqdm import tqdm
 
     from landmark import Index
+    from landmark.batch import SongFingerprint
 
     tracks = corpus_module.load(corpus, limit=limit)
     degraders = query_module.Degraders.load(noise_dir, None)
@@ -69,21 +70,21 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                    if q.condition in ("clean_5s", f"noise_{kind}_0dB") or not q.indexed]
         db = os.path.join(tmp, "scale.db")
         index = Index(db, create=True)
-        clips = [soxr.resample(q.samples, query_module.BENCH_RATE_HZ, index.config.sample_rate_hz).astype(np.float32)
+        clips = [soxr.resample(q.samples, query_module.BENCH_RATE_HZ, index.sample_rate_hz).astype(np.float32)
                  for q in queries]  # once, for every index size
         index.add([t.path for t in tracks if t.indexed], jobs=jobs)
-        real = song_fingerprints(index.store)
+        real = song_fingerprints(index.postings)
         bases = list(real.values())
         rng = np.random.default_rng(seed)
         rows = []
         for size in sorted(sizes):
-            have = len(index.songs())
+            have = len(index.catalogue.songs())
             started = time.perf_counter()
             for number in tqdm(range(have, size), desc=f"distractors to {size}", disable=not show_progress,
                                file=sys.stderr):
-                hashes, frames, peaks = distractor(*bases[number % len(bases)], index.config, rng)
-                index.store.insert_song(f"distractor:{number}", f"distractor {number}", 180.0, f"distractor-{number}",
-                                        hashes, frames, peaks)
+                hashes, frames, peaks = distractor(*bases[number % len(bases)], index.fingerprint_settings, rng)
+                index.add_fingerprint(SongFingerprint(f"distractor:{number}", f"distractor {number}", 180.0,
+                                                      f"distractor-{number}", hashes, frames, *peaks))
             insert_s = time.perf_counter() - started
             outcomes = []
             for query, samples in zip(queries, clips):
@@ -92,8 +93,8 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                 outcomes.append(Outcome(query.condition, query.indexed, query.song,
                                         found.song.path if found else None, time.perf_counter() - began))
             figures = summarise(outcomes)
-            index.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            songs = len(index.songs())
+            index.catalogue.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            songs = len(index.catalogue.songs())
             rows.append({"songs": songs, "recall": figures["recall"], "false_match_rate": figures["false_match_rate"],
                          "query_ms_p50": figures["query_ms_p50"], "query_ms_p95": figures["query_ms_p95"],
                          "db_bytes_per_song": round(os.path.getsize(db) / songs, 1),

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 _PROBE = ("import sys, runpy; sys.argv = ['lmprint'] + sys.argv[1:]; "
-          "code = 0\ntry:\n    runpy.run_module('landmark.cli', run_name='__main__')\n"
+          "code = 0\ntry:\n    runpy.run_module('lmprint.cli', run_name='__main__')\n"
           "except SystemExit as stop:\n    code = stop.code or 0\n"
           "heavy = sorted(m for m in ('numba', 'scipy', 'torch', 'sqlite_utils') if m in sys.modules)\n"
           "print('IMPORTED ' + ','.join(heavy), file=sys.stderr)\nsys.exit(code)")

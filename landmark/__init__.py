@@ -1,18 +1,17 @@
 """The landmark engine: Shazam-style spectrogram-peak pairs in an inverted index, matched by Δt voting.
 
-Data flows one way: audio → spectrogram → peaks → hashes → index → vote. `Index` is the API. Attributes load
-lazily: importing `landmark` for `Config` (or `lmprint --help`) does not pull in numpy and FFmpeg.
+Data flows one way: audio → spectrogram → peaks → hashes → store → vote → verify. `Index` is the API. Attributes
+load lazily: importing `landmark` for its settings (or `lmprint --help`) does not pull in numpy and FFmpeg.
 """
 
-from .config import Config, Density
-from .errors import AudioError, IndexFileError, LmprintError
+from .settings import Density, FingerprintSettings, MatchSettings
 
-__all__ = ["Config", "Density", "Index", "Match", "AddReport", "LmprintError", "AudioError", "IndexFileError"]
+__all__ = ["Density", "FingerprintSettings", "MatchSettings", "Index"]
 
 
-def __getattr__(name):
-    if name in ("Index", "Match", "AddReport"):
-        from . import library
+def __getattr__(name: str):
+    if name == "Index":
+        from .library import Index
 
-        return getattr(library, name)
+        return Index
     raise AttributeError(name)

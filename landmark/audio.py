@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import AudioError
+from lmprint.errors import AudioError
 
 SILENCE_RMS = 1e-4
 """Audio quieter than this (about -80 dBFS RMS) is treated as silence."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import hashes as hashing
-from .config import Config, Density
+from .settings import Density, FingerprintSettings
 from .peaks import candidate_peaks, prominence_db, select_peaks
 from .spectrogram import frame_count, log_spectrogram
 
@@ -34,22 +34,22 @@ class Fingerprint:
     prominence: np.ndarray | None = None  # float32, frames × bins
 
 
-def _scan(signal: np.ndarray, config: Config, density: Density, keep_prominence: bool
+def _scan(signal: np.ndarray, settings: FingerprintSettings, density: Density, keep_prominence: bool
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(frames, bins) of the selected peaks of the whole signal, sorted by frame; and its prominence map if asked."""
-    total = frame_count(signal.size, config)
-    block_frames = max(1, int(round(config.peak_block_s / config.frame_s)))
-    step = block_frames * max(1, int(round(BLOCK_S / config.peak_block_s)))
-    margin = max(config.background_frames // 2 + config.peak_rank_frames // 2, density.neighbourhood_frames) + 1
+    total = frame_count(signal.size, settings)
+    block_frames = max(1, int(round(settings.peak_block_s / settings.frame_s)))
+    step = block_frames * max(1, int(round(BLOCK_S / settings.peak_block_s)))
+    margin = max(settings.background_frames // 2 + settings.peak_rank_frames // 2, density.neighbourhood_frames) + 1
     all_frames, all_bins, prominence_blocks = [], [], []
     for start in range(0, total, step):
         first = max(0, start - margin)
-        spectrogram_db = log_spectrogram(signal, config, first, min(total, start + step + margin) - first)
-        prominence = prominence_db(spectrogram_db, config)
-        frames, bins, rank = candidate_peaks(spectrogram_db, prominence, config, density)
+        spectrogram_db = log_spectrogram(signal, settings, first, min(total, start + step + margin) - first)
+        prominence = prominence_db(spectrogram_db, settings)
+        frames, bins, rank = candidate_peaks(spectrogram_db, prominence, settings, density)
         frames = frames + first
         core = (frames >= start) & (frames < start + step)
-        frames, bins = select_peaks(frames[core], bins[core], rank[core], config, density)
+        frames, bins = select_peaks(frames[core], bins[core], rank[core], settings, density)
         all_frames.append(frames)
         all_bins.append(bins)
         if keep_prominence:
@@ -58,20 +58,20 @@ def _scan(signal: np.ndarray, config: Config, density: Density, keep_prominence:
     if not keep_prominence:
         return frames, bins, None
     prominence = (np.concatenate(prominence_blocks) if prominence_blocks
-                  else np.zeros((0, config.fft_size // 2 + 1), np.float32))
+                  else np.zeros((0, settings.fft_size // 2 + 1), np.float32))
     return frames, bins, prominence
 
 
-def extract_peaks(signal: np.ndarray, config: Config, density: Density) -> tuple[np.ndarray, np.ndarray]:
+def extract_peaks(signal: np.ndarray, settings: FingerprintSettings, density: Density) -> tuple[np.ndarray, np.ndarray]:
     """(frames, bins) of the selected peaks of the whole signal, sorted by frame."""
-    frames, bins, _ = _scan(signal, config, density, keep_prominence=False)
+    frames, bins, _ = _scan(signal, settings, density, keep_prominence=False)
     return frames, bins
 
 
-def fingerprint(signal: np.ndarray, config: Config, density: Density, with_prominence: bool = False
+def fingerprint(signal: np.ndarray, settings: FingerprintSettings, density: Density, with_prominence: bool = False
                 ) -> Fingerprint:
-    """Hashes of `signal` at the given density (config.index for songs, config.query for clips), with the
+    """Hashes of `signal` at the given density (`FingerprintSettings.index` for songs, `MatchSettings.query` for clips), with the
     prominence map too if `with_prominence` (queries)."""
-    frames, bins, prominence = _scan(signal, config, density, with_prominence)
-    hashes, anchor_frames = hashing.pair_peaks(frames, bins, config, density)
+    frames, bins, prominence = _scan(signal, settings, density, with_prominence)
+    hashes, anchor_frames = hashing.pair_peaks(frames, bins, settings, density)
     return Fingerprint(hashes, anchor_frames, frames, bins, prominence)

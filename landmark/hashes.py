@@ -20,13 +20,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import Config, Density
+from .settings import Density, FingerprintSettings
 
 FREQ_BITS = 8
 DELTA_FREQ_BITS = 7
 DELTA_TIME_BITS = 6
 DELTA_FREQ_OFFSET = 63
 HASH_BITS = FREQ_BITS + DELTA_FREQ_BITS + DELTA_TIME_BITS
+
+
+def fits_hash_layout(settings: FingerprintSettings) -> bool:
+    """Whether every hash these settings can make fits the bit layout above."""
+    return (settings.max_delta_frames < (1 << DELTA_TIME_BITS) and settings.max_delta_bins <= DELTA_FREQ_OFFSET
+            and settings.max_freq_hz * settings.fft_size / settings.sample_rate_hz < (1 << FREQ_BITS))
 
 
 def pack(anchor_bin, delta_bins, delta_frames):
@@ -45,7 +51,7 @@ def unpack(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return anchor_bin, delta_bins, delta_frames
 
 
-def pair_peaks(frames: np.ndarray, bins: np.ndarray, config: Config, density: Density
+def pair_peaks(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSettings, density: Density
                ) -> tuple[np.ndarray, np.ndarray]:
     """(hashes uint32, anchor_frames uint32) of every anchor with its next `fanout` peaks in the target zone.
 
@@ -53,13 +59,10 @@ def pair_peaks(frames: np.ndarray, bins: np.ndarray, config: Config, density: De
     peaks any anchor has within `max_delta_frames`, which the per-block peak budget keeps small; anchors are taken
     `ANCHOR_BLOCK` at a time.
     """
-    if not (config.max_delta_frames < (1 << DELTA_TIME_BITS) and config.max_delta_bins <= DELTA_FREQ_OFFSET
-            and config.max_freq_hz * config.fft_size / config.sample_rate_hz < (1 << FREQ_BITS)):
-        raise ValueError("settings do not fit the hash bit layout")
     frames = np.asarray(frames, np.int64)
     bins = np.asarray(bins, np.int64)
-    zone_end = np.searchsorted(frames, frames + config.max_delta_frames, side="right")
-    pairs = [_pair_anchors(frames, bins, zone_end, start, min(frames.size, start + ANCHOR_BLOCK), config, density)
+    zone_end = np.searchsorted(frames, frames + settings.max_delta_frames, side="right")
+    pairs = [_pair_anchors(frames, bins, zone_end, start, min(frames.size, start + ANCHOR_BLOCK), settings, density)
              for start in range(0, frames.size, ANCHOR_BLOCK)]
     if not pairs:
         return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
@@ -70,7 +73,7 @@ ANCHOR_BLOCK = 4096
 """Anchors paired at a time: bounds the (anchor × following peak) matrices for a 2-hour file."""
 
 
-def _pair_anchors(frames, bins, zone_end, start, stop, config: Config, density: Density):
+def _pair_anchors(frames, bins, zone_end, start, stop, settings: FingerprintSettings, density: Density):
     """Pairs of the anchors start..stop-1 (see `pair_peaks`)."""
     anchors = np.arange(start, stop)
     width = int((zone_end[start:stop] - anchors - 1).max())
@@ -81,7 +84,7 @@ def _pair_anchors(frames, bins, zone_end, start, stop, config: Config, density: 
     targets = np.minimum(targets, frames.size - 1)
     delta_frames = frames[targets] - frames[anchors, None]
     delta_bins = bins[targets] - bins[anchors, None]
-    in_zone &= (delta_frames >= config.min_delta_frames) & (np.abs(delta_bins) <= config.max_delta_bins)
+    in_zone &= (delta_frames >= settings.min_delta_frames) & (np.abs(delta_bins) <= settings.max_delta_bins)
     in_zone &= np.cumsum(in_zone, axis=1) <= density.fanout
     rows, cols = np.nonzero(in_zone)
     hashes = pack(bins[anchors[rows]], delta_bins[rows, cols], delta_frames[rows, cols])

@@ -1,186 +1,222 @@
-"""`Index`: the Python API behind every `lmprint` command (add, match, list, remove, stats)."""
+"""`Index`: the landmark engine's API, behind the `lmprint` commands (add, match, remove, stats)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from lmprint.catalogue import SCHEMA_VERSION, Catalogue
+from lmprint.errors import AudioError, IndexFileError, SettingsError
+from lmprint.files import find_audio_files
+from lmprint.results import AddReport, Match, Outcome
+
 from . import audio, vote
-from .batch import Outcome, find_audio_files, fingerprint_songs
-from .config import Config
-from .errors import AudioError, IndexFileError
-from .fingerprint import fingerprint
-from .index import Song, Store
+from .batch import SongFingerprint, fingerprint_songs
+from .fingerprint import Fingerprint, fingerprint
+from .settings import FingerprintSettings, MatchSettings
+from .store import PeakStore, SQLitePostingStore
 from .verify import ProminenceMap, agrees, verify
 
+SETTINGS_KEY = "config"
+"""The `meta` key under which an index records its `FingerprintSettings` (JSON)."""
 
 COMPACT_AFTER_CHANGE = 0.2
-"""`add` and `remove` compact the file (`Store.compact`) after a batch that added or removed at least this fraction
-of the audio now indexed: a bulk add then leaves a file about 10 % smaller, removing songs gives the space back,
-and small changes to a large index stay cheap."""
-
-
-@dataclass(frozen=True)
-class Match:
-    """The song a query was identified as."""
-
-    song: Song
-    score: float
-    """Summed weight of the aligned hashes in the best Δt bin (see `vote`)."""
-    offset_s: float
-    """Where in the song the query starts, in seconds."""
-    confidence: float
-    """In [0, 1]. Matched by vote: the lead over the runner-up song as a fraction of the score. Matched by
-    verification (`verify`): 1 − threshold / z, 0 at the threshold and near 1 when the peaks agree well."""
-
-    def to_dict(self) -> dict:
-        return {"path": self.song.path, "title": self.song.title, "score": round(self.score, 1),
-                "offset_s": round(self.offset_s, 3), "confidence": round(self.confidence, 3)}
-
-
-@dataclass
-class AddReport:
-    """Counts of a finished `add` batch, and each failed file with its reason."""
-
-    added: int = 0
-    skipped: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    audio_s: float = 0.0
+"""`add` and `remove` compact the file (`Catalogue.compact`) after a batch that added or removed at least this
+fraction of the audio now indexed: a bulk add then leaves a file about 10 % smaller, removing songs gives the space
+back, and small changes to a large index stay cheap."""
 
 
 class Index:
-    """A landmark index in one SQLite file. `Index(path, create=True)` makes the file if it does not exist."""
+    """A landmark index in an lmprint index file. `Index(path, create=True)` makes the file if it does not exist.
 
-    def __init__(self, path: str | os.PathLike, *, create: bool = False, config: Config | None = None):
-        self.store = Store(path, create=create, config=config)
-        self.config = self.store.config
+    `fingerprint` is checked against the settings the file was built with (None: take the file's); `matching`
+    applies to this reader's queries only (None: the defaults)."""
+
+    name = "landmark"
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = False,
+                 fingerprint: FingerprintSettings | None = None, matching: MatchSettings | None = None):
+        self.catalogue = Catalogue(path, create=create)
+        try:
+            self.fingerprint_settings = self._settings(fingerprint, create)
+        except BaseException:
+            self.catalogue.close()
+            raise
+        self.matching = matching or MatchSettings()
+        self.postings = SQLitePostingStore(self.catalogue)
+        self.peaks = PeakStore(self.catalogue)
+
+    def _settings(self, wanted: FingerprintSettings | None, create: bool) -> FingerprintSettings:
+        """The fingerprint settings the file records, after creating this engine's tables if they are missing."""
+        catalogue = self.catalogue
+        if catalogue.meta(SETTINGS_KEY) is None or not catalogue.has_table("peaks"):
+            if catalogue.meta(SETTINGS_KEY) is None and not create:
+                raise IndexFileError(f"{catalogue.path} holds no landmark fingerprints yet (lmprint add)")
+            with catalogue.write():
+                if catalogue.meta(SETTINGS_KEY) is None:
+                    catalogue.set_meta(SETTINGS_KEY, (wanted or FingerprintSettings()).to_json())
+                SQLitePostingStore.create(catalogue)
+                PeakStore.create(catalogue)
+        try:
+            stored = FingerprintSettings.from_stored(catalogue.meta(SETTINGS_KEY) or "")
+        except (ValueError, SettingsError):
+            raise IndexFileError(f"{catalogue.path} holds fingerprint settings this lmprint does not know "
+                                 "(made by a newer version?)") from None
+        if wanted is not None and wanted != stored:
+            raise IndexFileError(f"{catalogue.path} was built with other fingerprint settings; "
+                                 "fingerprints made with different settings cannot be mixed")
+        return stored
+
+    @property
+    def sample_rate_hz(self) -> int:
+        """The rate `match_samples` expects."""
+        return self.fingerprint_settings.sample_rate_hz
 
     def close(self) -> None:
-        self.store.close()
+        self.catalogue.close()
 
     def __enter__(self) -> "Index":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # --- add --------------------------------------------------------------------------------------------------
-    def add(self, paths: Iterable[str], jobs: int = 1, on_outcome: Callable[[Outcome], None] | None = None
-            ) -> AddReport:
-        """Index every audio file in `paths` (files and folders, recursively), skipping content already indexed.
+    def add(self, paths: str | os.PathLike | Iterable[str | os.PathLike], jobs: int = 1,
+            on_outcome: Callable[[Outcome], None] | None = None) -> AddReport:
+        """Index every audio file in `paths` (files and folders, recursively; one path or several), skipping
+        content already indexed.
 
         Each song is committed on its own, so an interrupted batch keeps every song finished before it.
         `on_outcome` is called once per file, e.g. to report errors as they happen.
         """
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
         report = AddReport()
+
+        def record(outcome: Outcome, audio_s: float = 0.0) -> None:
+            report.record(outcome, audio_s)
+            if on_outcome:
+                on_outcome(outcome)
+
         todo = []
         for path, error in find_audio_files(paths):
             if error:
-                self._record(report, Outcome(path, error=error), on_outcome)
+                record(Outcome(path, error=error))
             else:
                 todo.append(path)
-        known = frozenset(self.store.content_hashes())
-        for outcome in fingerprint_songs(todo, self.config, jobs=jobs, known_sha1=known):
-            if outcome.song is not None:
-                song = outcome.song
-                song_id = self.store.insert_song(song.path, song.title, song.duration_s, song.content_sha1,
-                                                 song.hashes, song.anchor_frames, (song.peak_frames, song.peak_bins))
-                if song_id is None:
-                    outcome = Outcome(outcome.path, skipped=True)
-                else:
-                    report.audio_s += song.duration_s
-            self._record(report, outcome, on_outcome)
+        known = frozenset(self.postings.content_hashes())
+        for outcome, song in fingerprint_songs(todo, self.fingerprint_settings, self.matching.min_duration_s,
+                                               jobs=jobs, known_sha1=known):
+            if song is None:
+                record(outcome)
+                continue
+            if self.add_fingerprint(song) is None:
+                record(Outcome(song.path, skipped=True))
+            else:
+                record(outcome, song.duration_s)
         self._compact_after_change(report.audio_s)
         return report
 
-    def _compact_after_change(self, changed_audio_s: float) -> None:
-        if changed_audio_s > 0 and changed_audio_s >= COMPACT_AFTER_CHANGE * self.store.indexed_duration_s():
-            self.store.compact()
+    def add_fingerprint(self, song: SongFingerprint) -> int | None:
+        """Store one fingerprinted song in one transaction: its catalogue row (kept if another engine made it),
+        postings and peaks. Its id, or None if its content already has postings."""
+        with self.catalogue.write():
+            song_id = self.catalogue.add_song(song.path, song.title, song.duration_s, song.content_sha1)
+            if self.catalogue.read("SELECT n_hashes FROM songs WHERE id=?", (song_id,))[0][0] > 0:
+                return None
+            self.postings.add(song_id, song.hashes, song.anchor_frames)
+            if song.peak_frames.size:  # none: the song is matched by vote alone, as in indexes of schema 3
+                self.peaks.put(song_id, song.peak_frames, song.peak_bins)
+        self.postings.committed()
+        return song_id
 
-    @staticmethod
-    def _record(report: AddReport, outcome: Outcome, on_outcome) -> None:
-        if outcome.error:
-            report.failed.append((outcome.path, outcome.error))
-        elif outcome.skipped:
-            report.skipped += 1
-        else:
-            report.added += 1
-        if on_outcome:
-            on_outcome(outcome)
+    def _compact_after_change(self, changed_audio_s: float) -> None:
+        if changed_audio_s > 0 and changed_audio_s >= COMPACT_AFTER_CHANGE * self.catalogue.audio_s():
+            self.catalogue.compact()
 
     # --- match ------------------------------------------------------------------------------------------------
     def match(self, path: str | os.PathLike) -> Match | None:
         """The indexed song that the audio file `path` comes from, or None. Raises AudioError for bad input."""
-        samples = audio.load(path, self.config.sample_rate_hz, max_duration_s=self.config.max_query_s)
+        samples = audio.load(path, self.sample_rate_hz, max_duration_s=self.matching.max_query_s)
         return self.match_samples(samples)
 
     def match_samples(self, samples: np.ndarray) -> Match | None:
-        """Like `match`, for mono float32 samples already at `config.sample_rate_hz`."""
+        """Like `match`, for mono float32 samples already at `sample_rate_hz`."""
         match, _ = self.identify(samples)
         return match
 
     def identify(self, samples: np.ndarray) -> tuple[Match | None, list[vote.Candidate]]:
         """The decision and the ranked candidates behind it (for diagnostics and the bench)."""
-        samples = samples[:int(self.config.max_query_s * self.config.sample_rate_hz)]
-        audio.check_usable(samples, self.config.sample_rate_hz, self.config.min_duration_s)
-        query = fingerprint(samples, self.config, self.config.query, with_prominence=True)
+        matching = self.matching
+        samples = samples[:int(matching.max_query_s * self.sample_rate_hz)]
+        audio.check_usable(samples, self.sample_rate_hz, matching.min_duration_s)
+        query = fingerprint(samples, self.fingerprint_settings, matching.query, with_prominence=True)
         if query.hashes.size == 0:
             raise AudioError("no landmarks found (silent or featureless)")
-        alignments = self._align(query, self.config.query_delta_tolerance_frames)
+        alignments = self._align(query, matching.query_delta_tolerance_frames)
         candidates = alignments.top(self._candidate_count)
-        best, confidence = vote.decide(candidates, self.config)
-        if best is None and self.config.query_retry_tolerance_frames > self.config.query_delta_tolerance_frames:
-            alignments = self._align(query, self.config.query_retry_tolerance_frames)
+        best, confidence = vote.decide(candidates, matching)
+        if best is None and matching.query_retry_tolerance_frames > matching.query_delta_tolerance_frames:
+            alignments = self._align(query, matching.query_retry_tolerance_frames)
             candidates = alignments.top(self._candidate_count)
-            best, confidence = vote.decide(candidates, self.config, min_ratio=self.config.query_retry_min_ratio)
-        if self.config.verify_candidates > 0:
-            clip = ProminenceMap.of(query.prominence, self.config)
-            if best is not None and not agrees(best, clip, self.store.song_peaks, self.config):
+            best, confidence = vote.decide(candidates, matching, min_ratio=matching.query_retry_min_ratio)
+        if matching.verify_candidates > 0:
+            assert query.prominence is not None
+            clip = ProminenceMap.of(query.prominence, self.fingerprint_settings)
+            if best is not None and not agrees(best, clip, self.peaks.get, matching):
                 best = None  # the vote lined up pairs, but the song's peaks are not in the clip
             if best is None:
-                candidates = alignments.top(self._candidate_count, other_offsets=self.config.verify_other_offsets)
-                best, confidence = verify(candidates, clip, self.store.song_peaks, self.config)
+                candidates = alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets)
+                best, confidence = verify(candidates, clip, self.peaks.get, matching)
         if best is None:
             return None, candidates
-        song = self.store.songs_by_id([best.song_id]).get(best.song_id)
+        song = self.catalogue.songs_by_id([best.song_id]).get(best.song_id)
         if song is None:  # removed between lookup and now
             return None, candidates
-        offset_s = max(0.0, best.delta_frames * self.config.frame_s)
+        offset_s = max(0.0, best.delta_frames * self.fingerprint_settings.frame_s)
         return Match(song, best.score, offset_s, confidence), candidates
 
-    def _align(self, query, tolerance_frames: int) -> vote.Alignments:
+    def _align(self, query: Fingerprint, tolerance_frames: int) -> vote.Alignments:
         """The query fingerprint's votes per song and Δt, its hashes looked up with Δt ± tolerance_frames."""
         query_hashes = vote.QueryHashes.of(query.hashes, query.anchor_frames, tolerance_frames)
-        postings = self.store.lookup(query_hashes.distinct)
-        return vote.align(query_hashes, *postings, self.store.fingerprinted_song_count(), self.config)
+        found = self.postings.lookup(query_hashes.distinct)
+        return vote.align(query_hashes, found.key_index, found.song_ids, found.frames, self.postings.song_count(),
+                          self.matching)
 
     @property
     def _candidate_count(self) -> int:
         """How many of the best-voted songs a decision looks at: the runner-up, and those verification reads."""
-        return max(2, self.config.verify_candidates)
+        return max(2, self.matching.verify_candidates)
 
-    # --- list, remove, stats ----------------------------------------------------------------------------------
-    def songs(self) -> list[Song]:
-        return self.store.songs()
-
-    def remove(self, references: Iterable[str]) -> tuple[list[Song], list[str]]:
-        """Remove songs named by id, path, title or content hash. Returns (removed songs, references not found)."""
-        removed: dict[int, Song] = {}
-        missing = []
-        for reference in references:
-            found = self.store.find_songs(reference)
-            if not found:
-                missing.append(reference)
-            removed.update({song.id: song for song in found})
-        self.store.delete_songs(list(removed))
-        self._compact_after_change(sum(song.duration_s for song in removed.values()))
-        return list(removed.values()), missing
+    # --- remove, stats ----------------------------------------------------------------------------------------
+    def remove(self, song_ids: Sequence[int]) -> None:
+        """Remove songs by id: their catalogue rows, postings and peaks, and any other engine's data of them."""
+        song_ids = [int(song_id) for song_id in song_ids]
+        if not song_ids:
+            return
+        removed_s = sum(song.duration_s for song in self.catalogue.songs_by_id(song_ids).values())
+        with self.catalogue.write():
+            self.postings.remove(song_ids)
+            self.peaks.remove(song_ids)
+            self.catalogue.delete_songs(song_ids)
+        self._compact_after_change(removed_s)
 
     def stats(self) -> dict:
-        return self.store.stats()
-
-
-__all__ = ["Index", "Match", "AddReport", "IndexFileError"]
+        """Songs, postings and stored-peak bytes, storage per song and per second of audio, and the settings."""
+        n_songs, total_s = self.catalogue.read("SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM songs")[0]
+        file_bytes = self.catalogue.file_bytes()
+        return {
+            "path": str(self.catalogue.path),
+            "songs": n_songs,
+            "duration_s": round(total_s, 1),
+            **self.postings.stats(),
+            **self.peaks.stats(),
+            "file_bytes": file_bytes,
+            "file_bytes_per_song": round(file_bytes / n_songs, 1) if n_songs else None,
+            "file_bytes_per_audio_s": round(file_bytes / total_s, 1) if total_s else None,
+            "schema_version": SCHEMA_VERSION,
+            "settings": self.fingerprint_settings.to_dict(),
+        }

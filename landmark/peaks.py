@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .arrays import run_starts
-from .config import Config, Density
+from .settings import Density, FingerprintSettings
 
 
 def running_max(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
@@ -44,20 +44,20 @@ def _box_mean(values: np.ndarray, span: int, axis: int) -> np.ndarray:
     return (total / (hi - lo).reshape(shape)).astype(np.float32)
 
 
-def band_edges_bins(config: Config) -> np.ndarray:
+def band_edges_bins(settings: FingerprintSettings) -> np.ndarray:
     """Bin edges of the `frequency_bands` bands, equal widths on a log-frequency scale."""
-    bin_hz = config.sample_rate_hz / config.fft_size
-    edges_hz = np.geomspace(config.min_freq_hz, config.max_freq_hz, config.frequency_bands + 1)
+    bin_hz = settings.sample_rate_hz / settings.fft_size
+    edges_hz = np.geomspace(settings.min_freq_hz, settings.max_freq_hz, settings.frequency_bands + 1)
     return np.round(edges_hz / bin_hz).astype(np.int64)
 
 
-def prominence_db(spectrogram_db: np.ndarray, config: Config) -> np.ndarray:
+def prominence_db(spectrogram_db: np.ndarray, settings: FingerprintSettings) -> np.ndarray:
     """How far each bin stands above its local background (a moving average over time and frequency), in dB."""
-    return spectrogram_db - _box_mean(_box_mean(spectrogram_db, config.background_frames, 0),
-                                      config.background_bins, 1)
+    return spectrogram_db - _box_mean(_box_mean(spectrogram_db, settings.background_frames, 0),
+                                      settings.background_bins, 1)
 
 
-def candidate_peaks(spectrogram_db: np.ndarray, prominence: np.ndarray, config: Config, density: Density
+def candidate_peaks(spectrogram_db: np.ndarray, prominence: np.ndarray, settings: FingerprintSettings, density: Density
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(frame, bin, rank) of every local maximum that stands `min_prominence_db` above its background; the rank
     orders peaks for the budget (`peak_rank_frames`).
@@ -66,15 +66,15 @@ def candidate_peaks(spectrogram_db: np.ndarray, prominence: np.ndarray, config: 
     """
     local_max = running_max(running_max(spectrogram_db, density.neighbourhood_frames, axis=0),
                             density.neighbourhood_bins, axis=1)
-    edges = band_edges_bins(config)
-    loud_enough = spectrogram_db >= spectrogram_db.max(axis=1, keepdims=True) - config.dynamic_range_db
-    is_peak = (spectrogram_db >= local_max) & (prominence >= config.min_prominence_db) & loud_enough
+    edges = band_edges_bins(settings)
+    loud_enough = spectrogram_db >= spectrogram_db.max(axis=1, keepdims=True) - settings.dynamic_range_db
+    is_peak = (spectrogram_db >= local_max) & (prominence >= settings.min_prominence_db) & loud_enough
     is_peak[:, :edges[0]] = False
     is_peak[:, edges[-1]:] = False
     frames, bins = np.nonzero(is_peak)
     rank = prominence[frames, bins]
-    if config.peak_rank_frames > 1:
-        rank = 0.5 * (rank + _mean_over_frames(prominence, frames, bins, config.peak_rank_frames))
+    if settings.peak_rank_frames > 1:
+        rank = 0.5 * (rank + _mean_over_frames(prominence, frames, bins, settings.peak_rank_frames))
     return frames, bins, rank
 
 
@@ -92,7 +92,7 @@ def _mean_over_frames(values: np.ndarray, frames: np.ndarray, bins: np.ndarray, 
     return (total / np.maximum(count, 1)).astype(np.float32)
 
 
-def select_peaks(frames: np.ndarray, bins: np.ndarray, rank: np.ndarray, config: Config,
+def select_peaks(frames: np.ndarray, bins: np.ndarray, rank: np.ndarray, settings: FingerprintSettings,
                  density: Density) -> tuple[np.ndarray, np.ndarray]:
     """Keep the best-ranked peaks of each (time block, frequency band): the density budget.
 
@@ -101,10 +101,10 @@ def select_peaks(frames: np.ndarray, bins: np.ndarray, rank: np.ndarray, config:
     """
     if frames.size == 0:
         return frames.astype(np.int64), bins.astype(np.int64)
-    block_frames = max(1, int(round(config.peak_block_s * config.sample_rate_hz / config.hop_size)))
-    per_band = max(1, int(round(density.peaks_per_s * config.peak_block_s / config.frequency_bands)))
-    band = np.searchsorted(band_edges_bins(config), bins, side="right") - 1
-    group = (frames // block_frames) * config.frequency_bands + band
+    block_frames = max(1, int(round(settings.peak_block_s * settings.sample_rate_hz / settings.hop_size)))
+    per_band = max(1, int(round(density.peaks_per_s * settings.peak_block_s / settings.frequency_bands)))
+    band = np.searchsorted(band_edges_bins(settings), bins, side="right") - 1
+    group = (frames // block_frames) * settings.frequency_bands + band
     order = np.lexsort((-rank, group))
     group_sorted = group[order]
     starts = run_starts(group_sorted)

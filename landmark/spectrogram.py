@@ -4,36 +4,36 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import Config
+from .settings import FingerprintSettings
 
 _DB_FLOOR = 1e-6
 """Magnitudes are floored here before the log (-120 dB) so digital silence stays finite."""
 
 
-def frame_count(n_samples: int, config: Config) -> int:
+def frame_count(n_samples: int, settings: FingerprintSettings) -> int:
     """Number of whole frames in a signal of `n_samples` samples."""
-    if n_samples < config.fft_size:
+    if n_samples < settings.fft_size:
         return 0
-    return 1 + (n_samples - config.fft_size) // config.hop_size
+    return 1 + (n_samples - settings.fft_size) // settings.hop_size
 
 
-def log_spectrogram(signal: np.ndarray, config: Config, first_frame: int = 0, n_frames: int | None = None
+def log_spectrogram(signal: np.ndarray, settings: FingerprintSettings, first_frame: int = 0, n_frames: int | None = None
                     ) -> np.ndarray:
     """dB magnitude of frames `first_frame` .. `first_frame + n_frames` of `signal`, shape (frames, fft_size//2+1).
 
     Frame i covers samples [i * hop_size, i * hop_size + fft_size). Asking for a range lets long files be
     processed in blocks with bounded memory.
     """
-    total = frame_count(signal.size, config)
+    total = frame_count(signal.size, settings)
     if n_frames is None:
         n_frames = total - first_frame
     n_frames = max(0, min(n_frames, total - first_frame))
     if n_frames == 0:
-        return np.zeros((0, config.fft_size // 2 + 1), np.float32)
-    start = first_frame * config.hop_size
-    stop = start + (n_frames - 1) * config.hop_size + config.fft_size
-    frames = np.lib.stride_tricks.sliding_window_view(signal[start:stop], config.fft_size)[::config.hop_size]
-    spectrum = np.fft.rfft(frames * _window(config.fft_size), axis=1)
+        return np.zeros((0, settings.fft_size // 2 + 1), np.float32)
+    start = first_frame * settings.hop_size
+    stop = start + (n_frames - 1) * settings.hop_size + settings.fft_size
+    frames = np.lib.stride_tricks.sliding_window_view(signal[start:stop], settings.fft_size)[::settings.hop_size]
+    spectrum = np.fft.rfft(frames * _window(settings.fft_size), axis=1)
     magnitude = np.abs(spectrum).astype(np.float32)
     return (20.0 * np.log10(np.maximum(magnitude, _DB_FLOOR))).astype(np.float32)
 

@@ -13,7 +13,7 @@ frame (over its bins) and then per bin (over its frames) before it is read: a po
 out both within its frame and within its bin. The agreement is the sum over the song's n points divided by √n,
 a z-score under chance, so one threshold holds for clips of any length or density.
 
-Measured (README, "Tuning"): reading the prominence instead of testing for a local maximum at each point keeps
+Measured (docs/tuning.md): reading the prominence instead of testing for a local maximum at each point keeps
 the evidence of peaks that a room or a louder neighbour has demoted: phone recall 0.66 → 0.79 on the calibration
 clips, at the same number of wrong candidates verified.
 """
@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .config import Config
+from .settings import FingerprintSettings, MatchSettings
 from .peaks import band_edges_bins
 from .vote import Candidate
 
@@ -41,9 +41,9 @@ class ProminenceMap:
     first_bin: int
 
     @classmethod
-    def of(cls, prominence: np.ndarray, config: Config) -> "ProminenceMap":
+    def of(cls, prominence: np.ndarray, settings: FingerprintSettings) -> "ProminenceMap":
         """From a clip's prominence map (frames × all bins, `peaks.prominence_db`)."""
-        first_bin, end_bin = (int(edge) for edge in band_edges_bins(config)[[0, -1]])
+        first_bin, end_bin = (int(edge) for edge in band_edges_bins(settings)[[0, -1]])
         values = np.array(prominence[:, first_bin:end_bin], np.float32)
         for axis in (1, 0):  # within each frame, then within each bin; in place, as every query pays for it
             values -= values.mean(axis=axis, keepdims=True)
@@ -55,12 +55,12 @@ class ProminenceMap:
 
 
 def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, deltas: int | Sequence[int],
-              config: Config) -> tuple[float, int]:
+              settings: MatchSettings) -> tuple[float, int]:
     """(z, Δt): how far above chance the clip's standardised prominence is at the song's peaks (sorted by frame),
     moved by −Δt into the clip's frames; the best over each of `deltas` ± `verify_shift_frames`. z is −inf when no
     peak of the song lies under the clip."""
     n_frames, n_bins = clip.standardised.shape
-    shift = config.verify_shift_frames
+    shift = settings.verify_shift_frames
     offsets = (np.atleast_1d(np.asarray(deltas, np.int64))[:, None] + np.arange(-shift, shift + 1)).ravel()
     in_band = (song_bins >= clip.first_bin) & (song_bins < clip.first_bin + n_bins)
     frames = np.asarray(song_frames[in_band], np.int64)
@@ -78,19 +78,19 @@ def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarra
 
 
 def agrees(voted: Candidate, clip: ProminenceMap,
-           song_peaks: Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]], config: Config) -> bool:
+           song_peaks: Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]], settings: MatchSettings) -> bool:
     """Whether a song matched by vote shows its peaks in the clip too: z ≥ `min_vote_agreement_z` at its voted
     offset. Pairs can line up by chance in music that shares a grid and a sound; its peaks then do not agree.
     True for a song whose peaks the index does not hold (indexes of schema 3: matched by vote alone)."""
     peaks = song_peaks([voted.song_id]).get(voted.song_id)
     if peaks is None:
         return True
-    z, _ = agreement(clip, *peaks, voted.delta_frames, config)
-    return z >= config.min_vote_agreement_z
+    z, _ = agreement(clip, *peaks, voted.delta_frames, settings)
+    return z >= settings.min_vote_agreement_z
 
 
 def verify(candidates: list[Candidate], clip: ProminenceMap,
-           song_peaks: Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]], config: Config
+           song_peaks: Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]], settings: MatchSettings
            ) -> tuple[Candidate | None, float]:
     """The song that the first `verify_candidates` candidates' agreements single out, or None; and a confidence.
 
@@ -104,27 +104,27 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
     The candidate returned carries the Δt that agreed best. The confidence is 1 − threshold / z: 0 at the
     threshold it passed, near 1 when the peaks agree well. `song_peaks` reads songs' stored peaks.
     """
-    candidates = candidates[:config.verify_candidates]
+    candidates = candidates[:settings.verify_candidates]
     peaks = song_peaks([c.song_id for c in candidates])
     agreed = []
     for candidate in candidates:
         if candidate.song_id in peaks:
             z, delta = agreement(clip, *peaks[candidate.song_id], (candidate.delta_frames, *candidate.other_deltas),
-                                 config)
+                                 settings)
             agreed.append((z, Candidate(candidate.song_id, candidate.score, delta)))
     if not agreed:
         return None, 0.0
     leader_z, leader = agreed[0]
     runner_up_score = candidates[1].score if len(candidates) > 1 else 0.0
     others_z = max((z for z, _ in agreed[1:]), default=-np.inf)
-    needed_z = (config.confirm_min_z if leader.score >= config.confirm_min_ratio * runner_up_score
-                else config.confirm_close_min_z)
+    needed_z = (settings.confirm_min_z if leader.score >= settings.confirm_min_ratio * runner_up_score
+                else settings.confirm_close_min_z)
     if (leader.song_id == candidates[0].song_id and leader_z >= needed_z
-            and leader_z - others_z >= config.confirm_min_lead):
+            and leader_z - others_z >= settings.confirm_min_lead):
         return leader, 1.0 - needed_z / leader_z
     agreed.sort(key=lambda pair: -pair[0])
     best_z, best = agreed[0]
     runner_up_z = agreed[1][0] if len(agreed) > 1 else -np.inf
-    if best_z < config.min_agreement_z or best_z - runner_up_z < config.min_agreement_lead:
+    if best_z < settings.min_agreement_z or best_z - runner_up_z < settings.min_agreement_lead:
         return None, 0.0
-    return best, 1.0 - config.min_agreement_z / best_z
+    return best, 1.0 - settings.min_agreement_z / best_z

@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 
 from .arrays import run_starts
-from .config import Config
+from .settings import MatchSettings
 from .hashes import widen_delta_time
 
 DELTA_BITS = 25
@@ -33,13 +33,6 @@ DELTA_OFFSET = 1 << (DELTA_BITS - 1)
 
 PACKED_KEY_BITS = 63
 """Width of the packed sort key of `_heaviest_per_anchor` (a signed 64-bit integer)."""
-
-SHORTLIST_PER_OFFSET = 8
-"""Other offsets of a song are looked for among its 8 × (count + 1) heaviest windows: each chosen one rules out
-its neighbours within twice the vote tolerance, a few of which are heavy too."""
-
-MAX_VOTES = 20_000_000
-"""A query that would cast more votes than this (a pathological, hugely repetitive input) is cut there."""
 
 
 @dataclass(frozen=True)
@@ -78,9 +71,9 @@ class Votes:
         return cls(songs, deltas, query_frames, levels.astype(np.int64), -negated)
 
 
-def hash_weights(postings_per_hash: np.ndarray, n_songs: int, config: Config) -> np.ndarray:
+def hash_weights(postings_per_hash: np.ndarray, n_songs: int, settings: MatchSettings) -> np.ndarray:
     """Evidence of one matching hash, from how many postings the index holds for it (see the module docstring)."""
-    scale = config.rare_hash_scale * max(n_songs, 1)
+    scale = settings.rare_hash_scale * max(n_songs, 1)
     return np.log2(1.0 + scale / np.maximum(postings_per_hash, 1))
 
 
@@ -107,12 +100,12 @@ class QueryHashes:
 
 
 def join(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray, posting_frames: np.ndarray,
-         n_songs: int, config: Config) -> Votes:
+         n_songs: int, settings: MatchSettings) -> Votes:
     """Every (query pair, posting) with equal hashes, as a weighted vote. `hash_index` is each posting's hash as
-    an index into `query.distinct` (as `Store.lookup` gives it), so no hashes are compared here."""
+    an index into `query.distinct` (a posting store's `Postings.key_index`, looked up with `query.distinct`), so no hashes are compared here."""
     per_posting = query.counts[hash_index]
     ends = np.cumsum(per_posting)
-    kept = np.searchsorted(ends, MAX_VOTES, side="right")  # postings within the vote budget
+    kept = np.searchsorted(ends, settings.max_votes, side="right")  # postings within the vote budget
     hash_index, per_posting, ends = hash_index[:kept], per_posting[:kept], ends[:kept]
     posting_index = np.repeat(np.arange(kept), per_posting)  # one repeat, then gathers: np.repeat is 3× slower
     # the k-th vote of a posting pairs it with the k-th query pair of its hash
@@ -125,7 +118,7 @@ def join(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray, 
                  deltas=np.asarray(posting_frames[:kept], np.int64)[posting_index] - frames,
                  query_frames=frames,
                  levels=level_of_hash[hash_index].astype(np.int64)[posting_index],
-                 level_weights=hash_weights(counts, n_songs, config))
+                 level_weights=hash_weights(counts, n_songs, settings))
 
 
 def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int, int, np.ndarray]:
@@ -168,12 +161,14 @@ class Alignments:
     deltas: np.ndarray  # int64
     window: np.ndarray  # float64
     tolerance: int
+    shortlist_per_offset: int = 8
+    """Other offsets of a song are looked for among its `shortlist_per_offset` × (count + 1) heaviest windows."""
 
     @classmethod
-    def of(cls, votes: Votes, tolerance: int) -> "Alignments":
+    def of(cls, votes: Votes, tolerance: int, shortlist_per_offset: int = 8) -> "Alignments":
         if votes.songs.size == 0:
             empty = np.zeros(0, np.int64)
-            return cls(empty, empty, np.zeros(0), tolerance)
+            return cls(empty, empty, np.zeros(0), tolerance, shortlist_per_offset)
         bin_keys, delta_bits, delta_floor, weights = _heaviest_per_anchor(votes, tolerance)
         starts = run_starts(bin_keys)
         bin_weights = np.add.reduceat(weights, starts)
@@ -183,7 +178,8 @@ class Alignments:
             near = (bin_keys[step:] - bin_keys[:-step]) <= tolerance
             np.add(window[:-step], bin_weights[step:], out=window[:-step], where=near)
             np.add(window[step:], bin_weights[:-step], out=window[step:], where=near)
-        return cls(bin_keys >> delta_bits, (bin_keys & ((1 << delta_bits) - 1)) + delta_floor, window, tolerance)
+        return cls(bin_keys >> delta_bits, (bin_keys & ((1 << delta_bits) - 1)) + delta_floor, window, tolerance,
+                   shortlist_per_offset)
 
     @cached_property
     def _song_bins(self) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +212,7 @@ class Alignments:
         its best Δt and from each other (a window's neighbours share its votes). A song can have thousands of
         bins: a shortlist of the heaviest is searched first, and all of them only if it falls short."""
         deltas, window = self.deltas[bins], self.window[bins]
-        shortlist = SHORTLIST_PER_OFFSET * (count + 1)
+        shortlist = self.shortlist_per_offset * (count + 1)
         chosen = _spread_out(deltas, _heaviest(window, shortlist), best_delta, count, 2 * self.tolerance)
         if len(chosen) < count and shortlist < window.size:
             chosen = _spread_out(deltas, _heaviest(window, window.size), best_delta, count, 2 * self.tolerance)
@@ -244,25 +240,25 @@ def _heaviest(window: np.ndarray, limit: int) -> np.ndarray:
 
 
 def align(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray, posting_frames: np.ndarray,
-          n_songs: int, config: Config) -> Alignments:
+          n_songs: int, settings: MatchSettings) -> Alignments:
     """The query's weighted votes per song and Δt window. `n_songs` is the size of the index (for hash weights)."""
-    votes = join(query, hash_index, posting_songs, posting_frames, n_songs, config)
-    return Alignments.of(votes, config.vote_tolerance_frames)
+    votes = join(query, hash_index, posting_songs, posting_frames, n_songs, settings)
+    return Alignments.of(votes, settings.vote_tolerance_frames, settings.shortlist_per_offset)
 
 
-def decide(candidates: list[Candidate], config: Config, min_ratio: float | None = None
+def decide(candidates: list[Candidate], settings: MatchSettings, min_ratio: float | None = None
            ) -> tuple[Candidate | None, float]:
     """The winning candidate, or None for "no match", and a confidence in [0, 1].
 
     Confidence is the winner's lead over the runner-up as a fraction of its score: near 1 when only one song
-    lines up, near 0 when two songs are equally likely. `min_ratio` overrides the config's (the second look's).
+    lines up, near 0 when two songs are equally likely. `min_ratio` overrides the settings' (the second look's).
     """
     if not candidates:
         return None, 0.0
     best = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
     confidence = (best.score - runner_up) / best.score if best.score > 0 else 0.0
-    ratio = config.min_ratio if min_ratio is None else min_ratio
-    if best.score < config.min_score or best.score - runner_up < config.min_margin or best.score < ratio * runner_up:
+    ratio = settings.min_ratio if min_ratio is None else min_ratio
+    if best.score < settings.min_score or best.score - runner_up < settings.min_margin or best.score < ratio * runner_up:
         return None, confidence
     return best, confidence

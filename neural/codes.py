@@ -10,11 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CENTROIDS = 10
-"""Centroids per song (k of k-means). Songs with this many windows or fewer keep their windows."""
+from .settings import MertSettings
 
-CODE_BITS = 256
-"""Bits per code: PCA dimensions kept, one sign bit each (32 bytes)."""
+CENTROIDS = MertSettings.centroids
+CODE_BITS = MertSettings.code_bits
 
 
 def kmeans(vectors: np.ndarray, k: int = CENTROIDS, seed: int = 0, iterations: int = 30) -> np.ndarray:

@@ -1,74 +1,80 @@
-"""`MertIndex`: add songs as MERT codes and identify clips by Hamming distance, in the shared index file."""
+"""`MertIndex`: add songs as MERT codes and identify clips by Hamming distance, in an lmprint index file."""
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from landmark import audio
-from landmark.batch import Outcome, content_sha1, find_audio_files
-from landmark.errors import AudioError, IndexFileError, LmprintError
-from landmark.index import Song, Store
+from lmprint.catalogue import Catalogue
+from lmprint.errors import AudioError, IndexFileError, LmprintError
+from lmprint.files import content_sha1, find_audio_files, title_from_path
+from lmprint.results import AddReport, Match, Outcome
 
 from . import mert, search
-from . import store as code_store
-from .codes import CODE_BITS, Projection, kmeans
-
-MAX_DISTANCE_FRACTION = 0.25
-"""No match when the nearest song is further than this fraction of the code bits (64 of 256), or..."""
-
-MIN_MARGIN_BITS = 4
-"""...when it beats the runner-up by fewer bits than this. Both are provisional: they must be calibrated with
-the real weights on clips of songs that are not indexed (`bench compare`), which these machines cannot get."""
-
-
-@dataclass(frozen=True)
-class MertMatch:
-    song: Song
-    distance: float
-    """Hamming distance in bits (mean over the query's windows, under the default rule)."""
-    confidence: float
-    """Margin over the runner-up as a fraction of the code bits."""
-
-    def to_dict(self) -> dict:
-        return {"path": self.song.path, "title": self.song.title, "score": round(self.distance, 2),
-                "offset_s": None, "confidence": round(self.confidence, 3)}
+from .codes import Projection, kmeans
+from .settings import MertSettings
+from .store import CodeStore
 
 
 class MertIndex:
-    """MERT codes in an lmprint index file. The PCA basis is fit on the first batch's centroids, then frozen."""
+    """MERT codes in an lmprint index file. The PCA basis is fit on the first batch's centroids, then frozen.
 
-    def __init__(self, path: str | os.PathLike, encoder: mert.MertEncoder, *, create: bool = False,
-                 batch_size: int = 16, rule: str = "mean"):
-        self.store = Store(path, create=create)
-        code_store.ensure_tables(self.store)
-        self.encoder = encoder
-        self.batch_size = batch_size
-        self.rule = rule
-        self._search_cache = None
+    The model (`model`: a local checkpoint folder; None: $LMPRINT_MERT_MODEL) loads when a song is first added or
+    matched, so listing, removing and stats need no torch. `encoder` gives one already loaded."""
+
+    name = "mert"
+    sample_rate_hz = mert.SAMPLE_RATE_HZ
+
+    def __init__(self, path: str | os.PathLike, model: str | os.PathLike | None = None, *, create: bool = False,
+                 device: str | None = None, settings: MertSettings | None = None,
+                 encoder: mert.MertEncoder | None = None):
+        self.settings = settings or MertSettings()
+        self.catalogue = Catalogue(path, create=create)
+        try:
+            self.codes = CodeStore(self.catalogue, self.settings, create=create)
+        except BaseException:
+            self.catalogue.close()
+            raise
+        self._model, self._device, self._encoder = model, device, encoder
+        self._search_cache: tuple | None = None
+
+    @property
+    def encoder(self) -> mert.MertEncoder:
+        if self._encoder is None:
+            self._encoder = mert.load(self._model, device=self._device)
+        return self._encoder
 
     def close(self) -> None:
-        self.store.close()
+        self.catalogue.close()
+
+    def __enter__(self) -> "MertIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def embed_file(self, path: str, progress=None) -> tuple[np.ndarray, audio.Decoded]:
-        decoded = audio.decode(path, mert.SAMPLE_RATE_HZ)
-        audio.check_usable(decoded.samples, mert.SAMPLE_RATE_HZ, mert.MIN_CLIP_S)
-        return self.encoder.embed(decoded.samples, self.batch_size, progress), decoded
+        decoded = audio.decode(path, self.sample_rate_hz)
+        audio.check_usable(decoded.samples, self.sample_rate_hz, self.settings.min_clip_s)
+        return self.encoder.embed(decoded.samples, self.settings.batch_size, progress), decoded
 
-    def add(self, paths: Iterable[str], on_outcome: Callable[[Outcome], None] | None = None, progress=None
-            ) -> tuple[int, int, list[tuple[str, str]]]:
-        """(added, skipped, failed). Songs of the batch that precedes the PCA fit wait for it in memory."""
-        known = code_store.coded_content(self.store)
-        projection = code_store.projection(self.store)
-        pending = []
-        added = skipped = 0
-        failed: list[tuple[str, str]] = []
+    def add(self, paths: str | os.PathLike | Iterable[str | os.PathLike], jobs: int = 1,
+            on_outcome: Callable[[Outcome], None] | None = None, progress=None) -> AddReport:
+        """Code every audio file under `paths`. Songs of the batch that precedes the PCA fit wait for it in memory.
+        `jobs` is accepted for the common interface; the model runs in this process."""
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        known = self.codes.coded_content()
+        projection = self.codes.projection()
+        pending: list[tuple] = []
+        report = AddReport()
 
-        def report(outcome: Outcome) -> None:
+        def record(outcome: Outcome, audio_s: float = 0.0) -> None:
+            report.record(outcome, audio_s)
             if on_outcome:
                 on_outcome(outcome)
 
@@ -76,64 +82,70 @@ class MertIndex:
             try:
                 if error:
                     raise AudioError(error)
-                try:
-                    sha1 = content_sha1(path)
-                except OSError as os_error:
-                    raise AudioError(os_error.strerror or str(os_error)) from None
+                sha1 = content_sha1(path)
                 if sha1 in known:
-                    skipped += 1
-                    report(Outcome(path, skipped=True))
+                    record(Outcome(path, skipped=True))
                     continue
                 embeddings, decoded = self.embed_file(path, progress)
-                title = decoded.title or os.path.splitext(os.path.basename(path))[0]
-                centroids = kmeans(embeddings)
+                title = decoded.title or title_from_path(path)
+                centroids = kmeans(embeddings, k=self.settings.centroids)
                 pending.append((path, title, decoded.duration_s, sha1, centroids, embeddings.shape[0]))
                 known.add(sha1)
                 if projection is not None:
-                    added += self._store_pending(pending, projection)
-                report(Outcome(path))
+                    self._store_pending(pending, projection)
+                record(Outcome(path), decoded.duration_s)
             except LmprintError as failure:
-                failed.append((path, str(failure)))
-                report(Outcome(path, error=str(failure)))
+                record(Outcome(path, error=str(failure)))
         if pending and projection is None:
             reference = np.concatenate([p[4] for p in pending])
-            if reference.shape[0] < CODE_BITS:
-                print(f"lmprint: note: PCA fit on {reference.shape[0]} centroids (fewer than {CODE_BITS}); "
-                      "index at least 26 songs in the first batch for a well-conditioned basis", file=sys.stderr)
-            code_store.save_projection(self.store, Projection.fit(reference), self.encoder.name, reference.shape[0])
-            projection = code_store.projection(self.store)
-            added += self._store_pending(pending, projection)
+            if reference.shape[0] < self.settings.code_bits:
+                print(f"lmprint: note: PCA fit on {reference.shape[0]} centroids (fewer than "
+                      f"{self.settings.code_bits}); index at least 26 songs in the first batch for a "
+                      "well-conditioned basis", file=sys.stderr)
+            self.codes.save_projection(Projection.fit(reference, self.settings.code_bits), self.encoder.name,
+                                       reference.shape[0])
+            projection = self.codes.projection()
+            assert projection is not None
+            self._store_pending(pending, projection)
         self._search_cache = None
-        return added, skipped, failed
+        return report
 
-    def _store_pending(self, pending: list, projection: Projection) -> int:
-        stored = 0
+    def _store_pending(self, pending: list, projection: Projection) -> None:
         for path, title, duration_s, sha1, centroids, n_windows in pending:
-            stored += code_store.add_codes(self.store, path, title, duration_s, sha1, projection.codes(centroids),
-                                           n_windows) is not None
+            self.codes.add(path, title, duration_s, sha1, projection.codes(centroids), n_windows)
         pending.clear()
-        return stored
 
-    def match(self, path: str) -> MertMatch | None:
-        return self.match_samples(audio.load(path, mert.SAMPLE_RATE_HZ))
+    def match(self, path: str | os.PathLike) -> Match | None:
+        return self.match_samples(audio.load(path, self.sample_rate_hz))
 
-    def match_samples(self, samples: np.ndarray) -> MertMatch | None:
-        """Identify mono float32 samples at 24 kHz."""
-        audio.check_usable(samples, mert.SAMPLE_RATE_HZ, mert.MIN_CLIP_S)
+    def match_samples(self, samples: np.ndarray) -> Match | None:
+        """Identify mono float32 samples at 24 kHz. The score is the Hamming distance in bits (lower is better);
+        the confidence is the margin over the runner-up as a fraction of the code bits."""
+        audio.check_usable(samples, self.sample_rate_hz, self.settings.min_clip_s)
         if self._search_cache is None:  # the basis and the codes, read once until the next add
-            projection = code_store.projection(self.store)
+            projection = self.codes.projection()
             if projection is None:
-                raise IndexFileError(f"{self.store.path} has no MERT codes yet (lmprint add --method mert)")
-            self._search_cache = (projection, *code_store.load_codes(self.store, projection.bits))
+                raise IndexFileError(f"{self.catalogue.path} has no MERT codes yet (lmprint add --method mert)")
+            self._search_cache = (projection, *self.codes.load(projection.bits))
         projection, song_ids, code_columns, code_song = self._search_cache
         if song_ids.size == 0:
             return None
-        query = projection.codes(self.encoder.embed(samples, self.batch_size))
-        rows, distances = search.rank(query, code_columns, code_song, song_ids.size, self.rule)
+        query = projection.codes(self.encoder.embed(samples, self.settings.batch_size))
+        rows, distances = search.rank(query, code_columns, code_song, song_ids.size, self.settings.rule)
         best = distances[0]
         runner_up = distances[1] if distances.size > 1 else float(projection.bits)
         margin = runner_up - best
-        if best > MAX_DISTANCE_FRACTION * projection.bits or margin < MIN_MARGIN_BITS:
+        if best > self.settings.max_distance_fraction * projection.bits or margin < self.settings.min_margin_bits:
             return None
-        song = self.store.songs_by_id([int(song_ids[rows[0]])]).get(int(song_ids[rows[0]]))
-        return MertMatch(song, float(best), float(margin / projection.bits)) if song else None
+        song_id = int(song_ids[rows[0]])
+        song = self.catalogue.songs_by_id([song_id]).get(song_id)
+        return Match(song, float(best), None, float(margin / projection.bits)) if song else None
+
+    def remove(self, song_ids: Sequence[int]) -> None:
+        """Remove songs: their catalogue rows, and with them their codes (and any other engine's rows of them)."""
+        with self.catalogue.write():
+            self.catalogue.delete_songs([int(song_id) for song_id in song_ids])
+        self._search_cache = None
+
+    def stats(self) -> dict:
+        return {"path": str(self.catalogue.path), **self.codes.stats(), "settings": self.settings.stored()}

@@ -15,21 +15,29 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark.errors import ModelError
+from lmprint.errors import ModelError
+
+from .settings import MertSettings
 
 SAMPLE_RATE_HZ = 24000
 """MERT-v1 was trained on 24 kHz audio."""
 
-WINDOW_S = 5.0
-"""Seconds per embedded window (the MusicPrint protocol)."""
-
-HOP_S = 1.0
-"""Seconds between window starts."""
-
-MIN_CLIP_S = 1.0
-"""Shorter queries are refused: a second of audio is under 75 MERT frames."""
+WINDOW_S = MertSettings.window_s
+HOP_S = MertSettings.hop_s
 
 HUB_NAME = "m-a-p/MERT-v1-95M"
+
+ARCHITECTURE = {
+    "model_type": "mert_model", "architectures": ["MERTModel"], "feature_extractor_cqt": False,
+    "attention_relax": -1.0, "sample_rate": SAMPLE_RATE_HZ,
+    "conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_bias": False, "feat_extract_norm": "group", "feat_extract_activation": "gelu",
+    "feat_proj_layer_norm": True, "do_stable_layer_norm": False, "hidden_act": "gelu", "layer_norm_eps": 1e-5,
+    "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+    "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16,
+}
+"""MERT-v1-95M's architecture, as its published config.json gives it (MERT-only keys included, which
+`hubert_config` drops): what a checkpoint must fit, and what `bench mert-speed` builds with random weights."""
 
 
 def windows(signal: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
@@ -61,7 +69,7 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path:
     path = Path(model).expanduser()
     if path.is_dir():
         return path
-    if "/" in str(model) and not path.exists():
+    if "/" in str(model) and not path.is_absolute() and not path.exists():  # a hub name
         try:
             from huggingface_hub import snapshot_download
 
@@ -73,18 +81,22 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path:
                      f"'Getting the MERT weights')")
 
 
-def hubert_config(config_path: Path):
-    """HubertConfig from a MERT config.json, MERT-only keys dropped."""
-    from transformers import HubertConfig
-
+def read_config(config_path: Path) -> dict:
+    """A checkpoint's config.json, as a dict."""
     try:
-        values = json.loads(config_path.read_text())
+        return json.loads(Path(config_path).read_text())
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot read {config_path}: {error}") from None
+
+
+def hubert_config(values: dict):
+    """HubertConfig from a MERT config (config.json's values), MERT-only keys dropped."""
+    from transformers import HubertConfig
+
+    if values.get("feature_extractor_cqt"):
+        raise ModelError("CQT feature extractor checkpoints are not HubertModel-compatible")
     accepted = set(inspect.signature(HubertConfig.__init__).parameters)
     kept = {k: v for k, v in values.items() if k in accepted and k not in ("architectures", "auto_map")}
-    if values.get("feature_extractor_cqt"):
-        raise ModelError(f"{config_path}: CQT feature extractor checkpoints are not HubertModel-compatible")
     return HubertConfig(**kept)
 
 
@@ -145,14 +157,14 @@ class MertEncoder:
 def load(model: str | os.PathLike | None = None, device: str | None = None, dtype: str = "fp32",
          threads: int | None = None) -> MertEncoder:
     """Load MERT strictly from local files. `device`: "cuda", "cpu" or None (cuda when present)."""
+    folder = resolve_model_dir(model)  # before importing torch: a wrong folder is reported at once
     try:
         import torch
         from transformers import HubertModel
     except ImportError:
-        raise ModelError("the neural method needs torch and transformers: pip install torch==2.13.0 && "
-                         "pip install -e '.[neural]'") from None
-    folder = resolve_model_dir(model)
-    config = hubert_config(folder / "config.json")
+        raise ModelError("the MERT method needs torch and transformers: pip install torch --index-url "
+                         "https://download.pytorch.org/whl/cpu && pip install 'lmprint[neural]'") from None
+    config = hubert_config(read_config(folder / "config.json"))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if threads:

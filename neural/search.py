@@ -6,11 +6,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-RULES = ("mean", "min", "single")
-"""How the windows of a multi-window query combine into a song's distance:
-mean   - the mean over query windows of each window's distance to the song (every window must agree);
-min    - the smallest distance of any window to the song;
-single - the middle window alone (the MusicPrint protocol's single-window query)."""
+from .settings import RULES
 
 
 @intrinsic

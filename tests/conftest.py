@@ -61,9 +61,24 @@ def write_surround_flac(path, mono: np.ndarray, rate: int) -> None:
             container.mux(packet)
 
 
-def run_cli(*args, db=None, check=False, timeout=300, env=None):
-    """Run the installed `lmprint` console script as a user would; returns the CompletedProcess."""
-    command = [sys.executable, "-m", "landmark.cli"]
+def run_cli(*args, db=None, check=False, env=None):
+    """Run `lmprint` in this process, as a user's shell would (click's CliRunner): a result with `returncode`,
+    `stdout` and `stderr`, like a finished process."""
+    from click.testing import CliRunner
+
+    from lmprint.cli import main
+
+    command = (["--db", str(db)] if db is not None else []) + [str(a) for a in args]
+    result = CliRunner().invoke(main, command, env=env, catch_exceptions=False)
+    result.returncode = result.exit_code
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def run_cli_process(*args, db=None, check=False, timeout=300, env=None):
+    """Run `lmprint` in a fresh process (for what needs one: a terminal, signals, concurrency)."""
+    command = [sys.executable, "-m", "lmprint"]
     if db is not None:
         command += ["--db", str(db)]
     result = subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
@@ -73,20 +88,13 @@ def run_cli(*args, db=None, check=False, timeout=300, env=None):
     return result
 
 
-MERT_CONFIG = "../shared/reference/mert-v1-95m-config.json"
-
-
 def tiny_config() -> dict:
-    """MERT's own config.json (MERT-only keys included), shrunk: same conv front end, small transformer."""
-    import os
+    """MERT-v1-95M's config (MERT-only keys included), shrunk: same conv front end, small transformer."""
+    from neural.mert import ARCHITECTURE
 
-    path = os.path.join(os.path.dirname(__file__), "..", MERT_CONFIG)
-    values = json.load(open(path)) if os.path.exists(path) else {
-        "conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
-        "feat_extract_norm": "group", "conv_bias": False, "model_type": "mert_model", "attention_relax": -1.0}
-    values.update({"hidden_size": 384, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
-                   "conv_dim": [32] * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4})
-    return values
+    return {**ARCHITECTURE, "hidden_size": 384, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 128, "conv_dim": [32] * 7, "num_conv_pos_embeddings": 16,
+            "num_conv_pos_embedding_groups": 4}
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +108,7 @@ def tiny_model_dir(tmp_path_factory):
     from neural import mert
 
     torch.manual_seed(0)
-    model = transformers.HubertModel(mert.hubert_config(folder / "config.json"))
+    model = transformers.HubertModel(mert.hubert_config(values))
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     (folder / "RANDOM_WEIGHTS").write_text("random stand-in for tests")
     return folder

@@ -3,7 +3,7 @@ import pytest
 
 from bench.audio_io import write
 from landmark import audio
-from landmark.errors import AudioError
+from lmprint.errors import AudioError
 from tests.conftest import FORMATS, rendered, write_surround_flac
 
 

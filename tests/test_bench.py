@@ -139,7 +139,7 @@ def test_saved_queries_come_back_exactly(tmp_path):
 
 def test_a_distractor_keeps_the_shape_of_real_landmarks_but_moves_them():
     from bench.scale import distractor
-    from landmark.config import Config
+    from landmark.settings import FingerprintSettings as Config
     from landmark.hashes import pack, unpack
 
     config = Config()
@@ -183,7 +183,7 @@ def test_startup_bench_matches_cold_and_keeps_heavy_modules_off_the_query_path(b
     from landmark import Index, audio
 
     with Index(built_index) as index:
-        song = index.songs()[2]
+        song = index.catalogue.songs()[2]
         clip = audio.load(song.path, SYNTH_RATE)[SYNTH_RATE * 6: SYNTH_RATE * 11]
     write(tmp_path / "clip.wav", clip, SYNTH_RATE)
     result = measure(str(built_index), str(tmp_path / "clip.wav"), runs=1)

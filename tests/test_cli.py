@@ -110,7 +110,7 @@ def test_on_a_terminal_add_shows_a_progress_bar_and_still_names_bad_files(librar
 
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
-    process = subprocess.Popen([sys.executable, "-m", "landmark.cli", "--db", str(tmp_path / "i.db"), "add",
+    process = subprocess.Popen([sys.executable, "-m", "lmprint", "--db", str(tmp_path / "i.db"), "add",
                                 str(library_dir / "song0.wav"), str(tmp_path / "missing.mp3")],
                                stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True)
     os.close(terminal)

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from landmark.config import Config
+from landmark.settings import FingerprintSettings as Config
 from landmark.hashes import HASH_BITS, pack, pair_peaks, unpack, widen_delta_time
 
 CONFIG = Config()

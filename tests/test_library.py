@@ -5,8 +5,8 @@ import pytest
 
 from bench import queries
 from bench.audio_io import codec_round_trip
-from landmark import Config, Index
-from landmark.errors import AudioError
+from landmark import Index, MatchSettings
+from lmprint.errors import AudioError
 from tests.conftest import FORMATS, rendered
 
 RATE = 8000
@@ -79,13 +79,14 @@ def test_parallel_add_indexes_the_same_fingerprints(library_dir, tmp_path, built
         report = parallel.add([str(library_dir)], jobs=2)
         assert report.added == len(FORMATS)
         with Index(built_index) as serial:
-            assert {(s.title, s.n_hashes) for s in parallel.songs()} == {(s.title, s.n_hashes) for s in serial.songs()}
+            assert {(s.title, s.n_hashes) for s in parallel.catalogue.songs()} == {(s.title, s.n_hashes) for s in serial.catalogue.songs()}
 
 
 def test_a_query_that_finds_nothing_looks_again_with_a_wider_delta_time(tmp_path, monkeypatch):
     """A room stretches the time between two peaks: here every pair of the clip is 3 frames longer than the
     song's. The first look (Δt ± 2) finds nothing; the second (Δt ± 4) finds the song at its offset."""
     from landmark import library
+    from landmark.batch import SongFingerprint
     from landmark.fingerprint import Fingerprint
     from landmark.hashes import pack
 
@@ -94,13 +95,14 @@ def test_a_query_that_finds_nothing_looks_again_with_a_wider_delta_time(tmp_path
     clip_hashes = pack(40 + anchors, np.full(60, 5), np.full(60, 23)).astype(np.uint32)
     path = tmp_path / "i.db"
     with Index(path, create=True) as index:
-        index.store.insert_song("/s", "s", 60.0, "sha", song_hashes, (500 + 5 * anchors).astype(np.uint32))
+        index.add_fingerprint(SongFingerprint("/s", "s", 60.0, "sha", song_hashes, (500 + 5 * anchors).astype(np.uint32),
+                                              np.zeros(0, np.int64), np.zeros(0, np.int64)))
     monkeypatch.setattr(library, "fingerprint",
                         lambda *args, **kwargs: Fingerprint(clip_hashes, (5 * anchors).astype(np.uint32),
                                                             *[np.zeros(0, np.int64)] * 2, np.zeros((300, 257))))
     noise = np.random.default_rng(0).standard_normal(8000 * 5).astype(np.float32)
-    with Index(path, config=Config(query_retry_tolerance_frames=0)) as index:
+    with Index(path, matching=MatchSettings(query_retry_tolerance_frames=0)) as index:
         assert index.match_samples(noise) is None
-    with Index(path, config=Config(query_retry_tolerance_frames=4)) as index:
+    with Index(path, matching=MatchSettings(query_retry_tolerance_frames=4)) as index:
         found = index.match_samples(noise)
-        assert found.song.path == "/s" and found.offset_s == pytest.approx(500 * index.config.frame_s)
+        assert found.song.path == "/s" and found.offset_s == pytest.approx(500 * index.fingerprint_settings.frame_s)

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from landmark.errors import ModelError  # noqa: E402
+from lmprint.errors import ModelError  # noqa: E402
 from neural import codes, mert, search  # noqa: E402
 from tests.conftest import rendered, tiny_config  # noqa: E402,F401
 
@@ -76,17 +76,18 @@ def test_kmeans_is_seeded_and_finds_separated_clusters():
 
 
 def test_pca_survives_the_database_and_keeps_codes_identical(tmp_path):
-    from landmark.index import Store
-    from neural import store as code_store
+    from lmprint.catalogue import Catalogue
+    from neural.settings import MertSettings
+    from neural.store import CodeStore
 
     rng = np.random.default_rng(2)
     fitted = codes.Projection.fit(rng.standard_normal((500, 768)))
-    index = Store(tmp_path / "i.db", create=True)
-    code_store.ensure_tables(index)
-    code_store.save_projection(index, fitted, "tiny", 500)
-    code_store.save_projection(index, codes.Projection.fit(rng.standard_normal((500, 768))), "other", 500)  # frozen
-    index.close()
-    loaded = code_store.projection(Store(tmp_path / "i.db"))
+    with Catalogue(tmp_path / "i.db", create=True) as catalogue:
+        store = CodeStore(catalogue, MertSettings(), create=True)
+        store.save_projection(fitted, "tiny", 500)
+        store.save_projection(codes.Projection.fit(rng.standard_normal((500, 768))), "other", 500)  # frozen
+    with Catalogue(tmp_path / "i.db") as catalogue:
+        loaded = CodeStore(catalogue, MertSettings()).projection()
     vectors = rng.standard_normal((20, 768))
     np.testing.assert_array_equal(loaded.codes(vectors), fitted.codes(vectors))
 
@@ -114,13 +115,16 @@ def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
                     *[tmp_path / f"s{seed}.flac" for seed in range(4)], db=db)
     assert added.returncode == 0, added.stderr
     assert "added 4" in added.stderr
-    stats = json.loads(run_cli("stats", "--json", db=db, check=True).stdout)
-    assert stats["mert"]["songs"] == 4 and stats["mert"]["code_bytes_per_song"] == 320.0
-    # the file itself as a query is at distance 0 from its own codes' song under the min rule; through the CLI
-    # (mean rule) the answer is one JSON line either way
-    result = run_cli("match", "--json", "--method", "mert", "--model", tiny_model_dir, tmp_path / "s2.flac", db=db)
+    stats = json.loads(run_cli("stats", "--json", "--method", "mert", db=db, check=True).stdout)
+    assert stats["songs"] == 4 and stats["code_bytes_per_song"] == 320.0
+    # each file as a query: its windows are its song's (ten windows or fewer are kept as they are), and even the
+    # random model tells four different songs apart
+    queries = [tmp_path / f"s{seed}.flac" for seed in (2, 0)]
+    result = run_cli("match", "--json", "--method", "mert", "--model", tiny_model_dir, *queries, db=db)
     assert result.returncode == 0, result.stderr
-    answer = json.loads(result.stdout)
-    assert answer["query"] == str(tmp_path / "s2.flac")
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["query"] for a in answers] == [str(q) for q in queries]
+    assert [a["match"]["path"] for a in answers] == [str(q) for q in queries]
+    assert all(a["match"]["offset_s"] is None and a["match"]["confidence"] > 0 for a in answers)
     missing = run_cli("match", "--method", "mert", "--model", tmp_path / "nowhere", tmp_path / "s2.flac", db=db)
     assert missing.returncode == 1 and "no MERT weights" in missing.stderr and "Traceback" not in missing.stderr

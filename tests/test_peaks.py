@@ -1,7 +1,8 @@
 import numpy as np
 
 from landmark import fingerprint as fingerprint_module
-from landmark.config import Config
+from landmark.settings import FingerprintSettings as Config
+from landmark.settings import MatchSettings
 from landmark.fingerprint import extract_peaks
 from tests.conftest import rendered
 
@@ -32,7 +33,7 @@ def test_density_is_bounded_per_second_and_spread_across_bands():
 def test_query_density_is_higher_than_index_density():
     signal = rendered(4, 20.0, 8000)
     index_frames, _ = extract_peaks(signal, CONFIG, CONFIG.index)
-    query_frames, _ = extract_peaks(signal, CONFIG, CONFIG.query)
+    query_frames, _ = extract_peaks(signal, CONFIG, MatchSettings().query)
     assert query_frames.size > 2 * index_frames.size
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from bench.audio_io import write
 from landmark import Index, audio
-from landmark.errors import AudioError
+from lmprint.errors import AudioError
 from tests.conftest import SYNTH_RATE, rendered, run_cli, write_surround_flac
 
 
@@ -30,7 +30,7 @@ def many_songs(tmp_path_factory):
 
 
 def lmprint_process(*args, db):
-    return subprocess.Popen([sys.executable, "-m", "landmark.cli", "--db", str(db), *map(str, args)],
+    return subprocess.Popen([sys.executable, "-m", "lmprint", "--db", str(db), *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -44,13 +44,13 @@ def song_count(db) -> int:
 
 def postings_per_song(db) -> dict[int, int]:
     """Count every song's postings by decoding the whole postings table."""
-    from landmark.index import Store, decode_postings
+    from landmark import Index
+    from landmark.postings import decode
 
-    store = Store(db)
-    rows = store.conn.execute("SELECT bucket, entries FROM postings").fetchall()
-    _, timeline_frames = decode_postings(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows])
-    inside, songs, _ = store.timeline().locate(timeline_frames)
-    store.close()
+    with Index(db) as index:
+        rows = index.catalogue.read("SELECT bucket, entries FROM postings")
+        _, timeline_frames = decode(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows])
+        inside, songs, _ = index.postings.timeline().locate(timeline_frames)
     counts = {int(song): int(n) for song, n in zip(*np.unique(songs, return_counts=True))}
     if not inside.all():
         counts[-1] = int((~inside).sum())  # postings of no song
@@ -235,11 +235,11 @@ def test_a_long_file_is_fingerprinted_in_bounded_memory(tmp_path):
     minute = rendered(300, 60.0, 8000)
     write(long_file, np.tile(minute, 40) * np.linspace(0.5, 1.0, minute.size * 40, dtype=np.float32), 8000)
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss of the forking parent (pytest) across exec
-    code = ("from landmark.batch import fingerprint_song\nfrom landmark import Config\n"
-            f"outcome = fingerprint_song({str(long_file)!r}, Config())\n"
-            "assert outcome.song is not None, outcome.error\n"
+    code = ("from landmark.batch import fingerprint_song\nfrom landmark import FingerprintSettings\n"
+            f"outcome, song = fingerprint_song({str(long_file)!r}, FingerprintSettings(), 1.0)\n"
+            "assert song is not None, outcome.error\n"
             "peak_kb = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
-            "print(peak_kb // 1024, outcome.song.hashes.size)")
+            "print(peak_kb // 1024, song.hashes.size)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     peak_mb, n_hashes = map(int, result.stdout.split())

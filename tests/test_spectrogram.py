@@ -1,6 +1,6 @@
 import numpy as np
 
-from landmark.config import Config
+from landmark.settings import FingerprintSettings as Config
 from landmark.spectrogram import frame_count, log_spectrogram
 
 CONFIG = Config()

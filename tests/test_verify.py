@@ -4,17 +4,18 @@ voting alone misses."""
 import numpy as np
 
 from bench import queries
-from landmark import Config, Index
+from landmark import FingerprintSettings, Index, MatchSettings
 from landmark.fingerprint import extract_peaks, fingerprint
 from landmark.verify import ProminenceMap, agreement
 from tests.conftest import rendered
 
 RATE = 8000
-CONFIG = Config()
+CONFIG = FingerprintSettings()
+MATCHING = MatchSettings()
 
 
 def _prominence(clip: np.ndarray) -> ProminenceMap:
-    return ProminenceMap.of(fingerprint(clip, CONFIG, CONFIG.query, with_prominence=True).prominence, CONFIG)
+    return ProminenceMap.of(fingerprint(clip, CONFIG, MATCHING.query, with_prominence=True).prominence, CONFIG)
 
 
 def test_a_songs_peaks_agree_with_a_noisy_clip_of_it_only_at_the_clips_offset():
@@ -25,12 +26,12 @@ def test_a_songs_peaks_agree_with_a_noisy_clip_of_it_only_at_the_clips_offset():
     delta = start // CONFIG.hop_size
     clip = queries.add_noise(song[start:start + 5 * RATE], queries.pink_noise(5 * RATE, rng), 0.0, rng)
     prominence = _prominence(clip)
-    z, found_delta = agreement(prominence, song_frames, song_bins, delta + 1, CONFIG)  # the vote is a frame off
-    assert z >= CONFIG.min_agreement_z and found_delta == delta
+    z, found_delta = agreement(prominence, song_frames, song_bins, delta + 1, MATCHING)  # the vote is a frame off
+    assert z >= MATCHING.min_agreement_z and found_delta == delta
     for wrong in (delta - 300, delta + 157, delta + 800):  # other places of the same song (same notes, same beat)
-        assert agreement(prominence, song_frames, song_bins, wrong, CONFIG)[0] < CONFIG.min_agreement_z
+        assert agreement(prominence, song_frames, song_bins, wrong, MATCHING)[0] < MATCHING.min_agreement_z
     other = rendered(4, 40.0, RATE)  # another song of the same synthesizer, scale and tempo range
-    assert agreement(prominence, *extract_peaks(other, CONFIG, CONFIG.index), delta, CONFIG)[0] < CONFIG.min_agreement_z
+    assert agreement(prominence, *extract_peaks(other, CONFIG, CONFIG.index), delta, MATCHING)[0] < MATCHING.min_agreement_z
 
 
 def test_verification_reads_a_candidates_other_offsets_too():
@@ -49,14 +50,14 @@ def test_verification_reads_a_candidates_other_offsets_too():
     def song_peaks(ids):
         return {i: stored[i] for i in ids if i in stored}
 
-    found, _ = verify([Candidate(1, 30.0, delta - 400, (delta + 700, delta))], clip, song_peaks, CONFIG)
+    found, _ = verify([Candidate(1, 30.0, delta - 400, (delta + 700, delta))], clip, song_peaks, MATCHING)
     assert found is not None and found.song_id == 1 and found.delta_frames == delta
-    assert verify([Candidate(1, 30.0, delta - 400, (delta + 700,))], clip, song_peaks, CONFIG)[0] is None
+    assert verify([Candidate(1, 30.0, delta - 400, (delta + 700,))], clip, song_peaks, MATCHING)[0] is None
 
 
 def test_a_song_with_no_peaks_under_the_clip_does_not_agree():
     clip = rendered(3, 5.0, RATE)
-    z, _ = agreement(_prominence(clip), np.array([10_000, 10_050]), np.array([40, 50]), 0, CONFIG)
+    z, _ = agreement(_prominence(clip), np.array([10_000, 10_050]), np.array([40, 50]), 0, MATCHING)
     assert z == -np.inf
 
 
@@ -73,9 +74,9 @@ def test_a_match_by_vote_stands_only_if_the_songs_peaks_are_in_the_clip():
         return {i: stored[i] for i in ids if i in stored}
 
     delta = start // CONFIG.hop_size
-    assert agrees(Candidate(1, 50.0, delta), clip, song_peaks, CONFIG)
-    assert not agrees(Candidate(2, 50.0, delta), clip, song_peaks, CONFIG)  # pairs lined up, peaks do not
-    assert agrees(Candidate(3, 50.0, delta), clip, song_peaks, CONFIG)  # no stored peaks (schema 3): the vote stands
+    assert agrees(Candidate(1, 50.0, delta), clip, song_peaks, MATCHING)
+    assert not agrees(Candidate(2, 50.0, delta), clip, song_peaks, MATCHING)  # pairs lined up, peaks do not
+    assert agrees(Candidate(3, 50.0, delta), clip, song_peaks, MATCHING)  # no stored peaks (schema 3): the vote stands
 
 
 def test_verification_names_noisy_clips_that_voting_alone_leaves_unmatched(built_index):
@@ -90,8 +91,8 @@ def test_verification_names_noisy_clips_that_voting_alone_leaves_unmatched(built
         babble = sum(rendered(10 * seed + 50 + voice, 5.0, RATE)[:clip.size] for voice in range(8))
         clips.append((queries.add_noise(clip, babble, -6.0, rng), seed, start_s))
     found = {}
-    for name, config in (("vote", Config(verify_candidates=0)), ("verify", Config())):
-        with Index(built_index, config=config) as index:
+    for name, matching in (("vote", MatchSettings(verify_candidates=0)), ("verify", MatchSettings())):
+        with Index(built_index, matching=matching) as index:
             matches = [(index.match_samples(clip), seed, start_s) for clip, seed, start_s in clips]
         found[name] = [m for m, seed, start_s in matches
                        if m is not None and m.song.title == f"song{seed}" and abs(m.offset_s - start_s) < 0.1]
@@ -108,7 +109,7 @@ def _decide(monkeypatch, config, scores, z_of_song):
     from landmark import verify as verify_module
     from landmark.vote import Candidate
 
-    clip = ProminenceMap.of(np.zeros((300, config.fft_size // 2 + 1), np.float32), config)
+    clip = ProminenceMap.of(np.zeros((300, CONFIG.fft_size // 2 + 1), np.float32), CONFIG)
     monkeypatch.setattr(verify_module, "agreement", lambda m, f, b, delta, c: (z_of_song[int(f[0])], delta))
     candidates = [Candidate(song, score, 100 + song) for song, score in enumerate(scores, start=1)]
     found, _ = verify_module.verify(candidates, clip, lambda ids: {i: (np.array([i]), np.array([20])) for i in ids},
@@ -119,7 +120,7 @@ def _decide(monkeypatch, config, scores, z_of_song):
 def test_the_best_agreeing_candidate_must_stand_out_from_the_others(monkeypatch):
     """The decision rule of `verify` on given agreements: the best z must reach `min_agreement_z` and lead the
     runner-up's z by `min_agreement_lead`, whatever the vote's order."""
-    config = Config(min_agreement_z=5.5, min_agreement_lead=2.0)
+    config = MatchSettings(min_agreement_z=5.5, min_agreement_lead=2.0)
     scores = (39.0, 38.0, 37.0)  # too close for the vote's leader to be confirmed
     assert _decide(monkeypatch, config, scores, {1: 1.0, 2: 2.0, 3: 8.0}) == 3  # the vote's third agrees far better
     assert _decide(monkeypatch, config, scores, {1: 1.0, 2: 6.5, 3: 8.0}) is None  # a shared passage, not a match
@@ -129,7 +130,7 @@ def test_the_best_agreeing_candidate_must_stand_out_from_the_others(monkeypatch)
 
 def test_a_clear_vote_leader_is_confirmed_with_less_agreement(monkeypatch):
     """The vote's leader, ahead by `confirm_min_ratio`, needs only `confirm_min_z` and a lead of `confirm_min_lead`."""
-    config = Config(min_agreement_z=6.0, min_agreement_lead=3.0, confirm_min_ratio=1.25, confirm_min_z=4.0,
+    config = MatchSettings(min_agreement_z=6.0, min_agreement_lead=3.0, confirm_min_ratio=1.25, confirm_min_z=4.0,
                     confirm_min_lead=1.5)
     clear, close = (50.0, 30.0, 29.0), (50.0, 45.0, 29.0)
     assert _decide(monkeypatch, config, clear, {1: 4.5, 2: 2.0, 3: 1.0}) == 1
@@ -141,7 +142,7 @@ def test_a_clear_vote_leader_is_confirmed_with_less_agreement(monkeypatch):
 
 def test_a_close_vote_leader_is_confirmed_with_more_agreement(monkeypatch):
     """Short of `confirm_min_ratio`, the vote's leader needs `confirm_close_min_z`: still less than alone."""
-    config = Config(min_agreement_z=6.0, min_agreement_lead=3.0, confirm_min_ratio=1.25, confirm_min_z=4.0,
+    config = MatchSettings(min_agreement_z=6.0, min_agreement_lead=3.0, confirm_min_ratio=1.25, confirm_min_z=4.0,
                     confirm_close_min_z=5.0, confirm_min_lead=2.0)
     close = (50.0, 45.0, 29.0)
     assert _decide(monkeypatch, config, close, {1: 5.5, 2: 2.0, 3: 1.0}) == 1

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from landmark.config import Config
+from landmark.settings import MatchSettings as Config
 from landmark.vote import Alignments, Candidate, QueryHashes, Votes, align, decide, hash_weights
 
 
@@ -149,11 +149,11 @@ def test_query_hashes_group_each_hash_with_the_anchor_frames_that_ask_for_it():
     assert (np.diff(query.distinct.astype(np.int64)) > 0).all()
 
 
-def test_a_query_casting_too_many_votes_is_cut_at_the_budget_by_whole_postings(monkeypatch):
+def test_a_query_casting_too_many_votes_is_cut_at_the_budget_by_whole_postings():
     from landmark import vote
 
-    monkeypatch.setattr(vote, "MAX_VOTES", 25)
     query = QueryHashes.of(np.full(10, 5, np.uint32), np.arange(10, dtype=np.uint32))  # one hash at 10 anchor frames
-    votes = vote.join(query, np.zeros(4, np.int64), np.array([1, 2, 3, 4]), np.array([100, 200, 300, 400]), 4, Config())
+    votes = vote.join(query, np.zeros(4, np.int64), np.array([1, 2, 3, 4]), np.array([100, 200, 300, 400]), 4,
+                      Config(max_votes=25))
     assert votes.songs.tolist() == [1] * 10 + [2] * 10  # each posting casts 10 votes: a third would pass 25
     assert sorted(votes.deltas[:10].tolist()) == list(range(91, 101))

@@ -15,3 +15,7 @@ class IndexFileError(LmprintError):
 
 class ModelError(LmprintError):
     """A neural model could not be loaded from the given place."""
+
+
+class SettingsError(LmprintError):
+    """A settings file or option names an unknown setting or gives it a value of the wrong type."""

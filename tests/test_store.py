@@ -5,18 +5,38 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from landmark.config import Config, Density
-from landmark.errors import IndexFileError
-from landmark.index import (ESCAPE, PEAK_GAP_LIMIT, SCHEMA_VERSION, UPGRADABLE_FROM, Store, decode_peaks, decode_postings,
-                            encode_peaks, encode_postings)
+from landmark import Index
+from landmark.batch import SongFingerprint
+from landmark.peak_codec import PEAK_GAP_LIMIT
+from landmark.peak_codec import decode as decode_peaks
+from landmark.peak_codec import encode as encode_peaks
+from landmark.postings import ESCAPE
+from landmark.postings import decode as decode_postings
+from landmark.postings import encode as encode_postings
+from landmark.settings import Density, FingerprintSettings, MatchSettings
+from lmprint.catalogue import SCHEMA_VERSION, UPGRADABLE_FROM
+from lmprint.errors import IndexFileError
 
 
-def _postings_of(store, hashes):
-    """(hash, song id, frame) of every posting of these hashes, sorted: `Store.lookup` names each posting's hash by
-    its index among the (ascending, distinct) hashes asked for."""
+def Store(path, create=False, **settings):
+    """The landmark engine's store, through its index."""
+    return Index(path, create=create, **settings)
+
+
+def insert(index, path, sha1, hashes, frames, peaks=None, duration_s=10.0):
+    """Store a song's postings (and peaks) as `add` does; its id, or None if its content has postings already."""
+    peak_frames, peak_bins = peaks if peaks is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return index.add_fingerprint(SongFingerprint(path, path.strip("/"), duration_s, sha1,
+                                                 np.asarray(hashes, np.uint32), np.asarray(frames, np.uint32),
+                                                 np.asarray(peak_frames), np.asarray(peak_bins)))
+
+
+def _postings_of(index, hashes):
+    """(hash, song id, frame) of every posting of these hashes, sorted: `lookup` names each posting's key by its
+    index among the (ascending, distinct) keys asked for."""
     hashes = np.unique(np.asarray(hashes, np.uint32))
-    hash_index, songs, frames = store.lookup(hashes)
-    return sorted(zip(hashes[hash_index].tolist(), songs.tolist(), frames.tolist()))
+    found = index.postings.lookup(hashes)
+    return sorted(zip(hashes[found.key_index].tolist(), found.song_ids.tolist(), found.frames.tolist()))
 
 
 def _sorted_postings(hashes, frames):
@@ -90,12 +110,12 @@ def test_songs_follow_each_other_on_the_timeline_and_a_stale_reader_catches_up(t
     process added a song still attributes the new song's postings to it."""
     writer = Store(tmp_path / "i.db", create=True)
     reader = Store(tmp_path / "i.db")
-    a = writer.insert_song("/a", "a", 10.0, "sha-a", np.array([5, 6], np.uint32), np.array([0, 600], np.uint32))
+    a = insert(writer, "/a", "sha-a", np.array([5, 6], np.uint32), np.array([0, 600], np.uint32))
     assert _postings_of(reader, [5, 6, 7]) == [(5, a, 0), (6, a, 600)]
-    b = writer.insert_song("/b", "b", 10.0, "sha-b", np.array([5, 7], np.uint32), np.array([3, 4], np.uint32))
+    b = insert(writer, "/b", "sha-b", np.array([5, 7], np.uint32), np.array([3, 4], np.uint32))
     assert _postings_of(reader, [5, 6, 7]) == [(5, a, 0), (5, b, 3), (6, a, 600), (7, b, 4)]
-    writer.delete_songs([a])
-    c = writer.insert_song("/c", "c", 10.0, "sha-c", np.array([6], np.uint32), np.array([9], np.uint32))
+    writer.remove([a])
+    c = insert(writer, "/c", "sha-c", np.array([6], np.uint32), np.array([9], np.uint32))
     assert _postings_of(reader, [5, 6, 7]) == [(5, b, 3), (6, c, 9), (7, b, 4)]
 
 
@@ -104,11 +124,11 @@ def test_two_writers_taking_turns_keep_every_row_consistent(tmp_path):
     the same rows in between, it must notice and read them again, or its postings land at wrong frames."""
     first, second = Store(tmp_path / "i.db", create=True), Store(tmp_path / "i.db")
     hashes = np.array([16, 17, 40], np.uint32)  # two share a row
-    a = first.insert_song("/a", "a", 10.0, "sha-a", hashes, np.array([1, 2, 3], np.uint32))
-    b = second.insert_song("/b", "b", 10.0, "sha-b", hashes, np.array([4, 5, 6], np.uint32))
-    c = first.insert_song("/c", "c", 10.0, "sha-c", hashes, np.array([7, 8, 9], np.uint32))
-    first.delete_songs([c])  # the rows end earlier now
-    d = first.insert_song("/d", "d", 10.0, "sha-d", hashes, np.array([10, 11, 12], np.uint32))
+    a = insert(first, "/a", "sha-a", hashes, np.array([1, 2, 3], np.uint32))
+    b = insert(second, "/b", "sha-b", hashes, np.array([4, 5, 6], np.uint32))
+    c = insert(first, "/c", "sha-c", hashes, np.array([7, 8, 9], np.uint32))
+    first.remove([c])  # the rows end earlier now
+    d = insert(first, "/d", "sha-d", hashes, np.array([10, 11, 12], np.uint32))
     assert _postings_of(Store(tmp_path / "i.db"), hashes) == sorted((int(h), song, frame) for song, frames in ((a, [1, 2, 3]), (b, [4, 5, 6]), (d, [10, 11, 12]))
                          for h, frame in zip(hashes, frames))
 
@@ -117,17 +137,17 @@ def test_times_of_a_two_hour_song_do_not_wrap(tmp_path):
     store = Store(tmp_path / "i.db", create=True)
     frames = np.array([0, 200_000, 449_999], np.uint32)  # 2 h at 16 ms frames is 450,000 frames
     hashes = np.array([11, 12, 13], np.uint32)
-    store.insert_song("/a", "a", 7200.0, "sha-a", hashes, frames)
+    insert(store, "/a", "sha-a", hashes, frames)
     assert [(h, frame) for h, _, frame in _postings_of(store, hashes)] == [(11, 0), (12, 200_000), (13, 449_999)]
 
 
 def test_lookup_returns_exactly_the_postings_of_the_asked_hashes(tmp_path):
     store = Store(tmp_path / "i.db", create=True)
-    store.insert_song("/a", "a", 10.0, "sha-a", np.array([16, 17, 33], np.uint32), np.array([1, 2, 3], np.uint32))
-    store.insert_song("/b", "b", 10.0, "sha-b", np.array([17, 18], np.uint32), np.array([5, 6], np.uint32))
+    insert(store, "/a", "sha-a", np.array([16, 17, 33], np.uint32), np.array([1, 2, 3], np.uint32))
+    insert(store, "/b", "sha-b", np.array([17, 18], np.uint32), np.array([5, 6], np.uint32))
     assert _postings_of(store, [17, 33, 999]) == [(17, 1, 2), (17, 2, 5), (33, 1, 3)]
     with pytest.raises(ValueError):
-        store.lookup(np.array([33, 17], np.uint32))  # the index of a posting's hash needs them ascending
+        store.postings.lookup(np.array([33, 17], np.uint32))  # the index of a posting's hash needs them ascending
 
 
 @settings(max_examples=25, deadline=None)
@@ -136,52 +156,52 @@ def test_lookup_names_each_postings_hash_among_those_asked(tmp_path_factory, sto
     """Six rows of 16 hashes, postings on any of them, any subset asked: each posting found is attributed to the
     right asked hash (by its row's first asked hash plus the asked ones below it in the row), and none is missed."""
     store = Store(tmp_path_factory.mktemp("lookup") / "i.db", create=True)
-    store.insert_song("/a", "a", 10.0, "sha-a", np.array(stored, np.uint32), np.arange(len(stored), dtype=np.uint32))
+    insert(store, "/a", "sha-a", np.array(stored, np.uint32), np.arange(len(stored), dtype=np.uint32))
     expected = sorted((h, 1, frame) for frame, h in enumerate(stored) if h in asked)
     assert _postings_of(store, sorted(asked)) == expected
 
 
 def test_the_same_content_is_stored_once(tmp_path):
     store = Store(tmp_path / "i.db", create=True)
-    assert store.insert_song("/a", "a", 1.0, "same", np.array([1], np.uint32), np.array([1], np.uint32)) == 1
-    assert store.insert_song("/b", "b", 1.0, "same", np.array([1], np.uint32), np.array([1], np.uint32)) is None
-    assert len(store.songs()) == 1 and len(_postings_of(store, [1])) == 1
+    assert insert(store, "/a", "same", np.array([1], np.uint32), np.array([1], np.uint32)) == 1
+    assert insert(store, "/b", "same", np.array([1], np.uint32), np.array([1], np.uint32)) is None
+    assert len(store.catalogue.songs()) == 1 and len(_postings_of(store, [1])) == 1
 
 
 def test_a_failure_mid_song_leaves_no_trace(tmp_path, monkeypatch):
-    from landmark import index as index_module
+    from landmark import postings
 
     store = Store(tmp_path / "i.db", create=True)
 
     def broken(*args):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(index_module, "encode_postings", broken)
+    monkeypatch.setattr(postings, "encode", broken)
     with pytest.raises(RuntimeError):
-        store.insert_song("/a", "a", 1.0, "x", np.array([1], np.uint32), np.array([1], np.uint32),
+        insert(store, "/a", "x", np.array([1], np.uint32), np.array([1], np.uint32),
                           (np.array([1]), np.array([20])))
-    assert store.songs() == [] and store.song_peaks([1]) == {}
+    assert store.catalogue.songs() == [] and store.peaks.get([1]) == {}
 
 
 def test_delete_removes_the_song_and_only_its_postings(tmp_path):
     store = Store(tmp_path / "i.db", create=True)
-    a = store.insert_song("/a", "a", 1.0, "a", np.array([16, 17], np.uint32), np.array([1, 2], np.uint32),
+    a = insert(store, "/a", "a", np.array([16, 17], np.uint32), np.array([1, 2], np.uint32),
                           (np.array([1, 2, 5]), np.array([20, 30, 25])))
-    b = store.insert_song("/b", "b", 1.0, "b", np.array([17, 40], np.uint32), np.array([3, 4], np.uint32),
+    b = insert(store, "/b", "b", np.array([17, 40], np.uint32), np.array([3, 4], np.uint32),
                           (np.array([3, 4]), np.array([40, 41])))
-    store.delete_songs([a])
+    store.remove([a])
     assert [(h, song) for h, song, _ in _postings_of(store, [16, 17, 40])] == [(17, 2), (40, 2)]
-    assert [s.path for s in store.songs()] == ["/b"]
-    peaks = store.song_peaks([a, b])
+    assert [s.path for s in store.catalogue.songs()] == ["/b"]
+    peaks = store.peaks.get([a, b])
     assert list(peaks) == [b] and peaks[b][1].tolist() == [40, 41]
 
 
 def test_an_index_refuses_fingerprints_made_with_other_settings(tmp_path):
     Store(tmp_path / "i.db", create=True).close()
-    other = Config(index=Density(peaks_per_s=20, fanout=5, neighbourhood_bins=5, neighbourhood_frames=5))
+    other = FingerprintSettings(index=Density(peaks_per_s=20, fanout=5, neighbourhood_bins=5, neighbourhood_frames=5))
     with pytest.raises(IndexFileError, match="other fingerprint settings"):
-        Store(tmp_path / "i.db", config=other)
-    Store(tmp_path / "i.db", config=Config(min_margin=9)).close()  # matching thresholds may differ
+        Store(tmp_path / "i.db", fingerprint=other)
+    Store(tmp_path / "i.db", matching=MatchSettings(min_margin=9)).close()  # matching thresholds may differ
 
 
 def test_missing_foreign_random_newer_and_older_files_get_one_clear_error(tmp_path):
@@ -226,10 +246,10 @@ def test_an_index_without_stored_peaks_is_upgraded_in_place_and_its_songs_still_
         assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         clip, _ = queries.cut(rendered(1, 40.0, 8000), 8000, 5.0, np.random.default_rng(0))
         assert index.match_samples(clip).song.title == "song1"
-        assert index.store.song_peaks([s.id for s in index.songs()]) == {}
-        index.store.insert_song("/n", "n", 1.0, "sha-n", np.array([5], np.uint32), np.array([1], np.uint32),
+        assert index.peaks.get([s.id for s in index.catalogue.songs()]) == {}
+        insert(index, "/n", "sha-n", np.array([5], np.uint32), np.array([1], np.uint32),
                                 (np.array([1]), np.array([20])))
-        assert len(index.store.song_peaks([s.id for s in index.songs()])) == 1
+        assert len(index.peaks.get([s.id for s in index.catalogue.songs()])) == 1
 
 
 def test_removing_songs_gives_the_space_back_and_the_rest_still_match(built_index, library_dir, tmp_path):
@@ -242,11 +262,11 @@ def test_removing_songs_gives_the_space_back_and_the_rest_still_match(built_inde
     shutil.copy(built_index, path)
     before = path.stat().st_size
     with Index(path) as index:
-        songs = index.songs()
-        removed, missing = index.remove([song.path for song in songs[:3]])
-        assert len(removed) == 3 and not missing
+        songs = index.catalogue.songs()
+        index.remove([song.id for song in songs[:3]])
+        assert len(index.catalogue.songs()) == len(songs) - 3
         kept = songs[3]
-        clip = audio.load(kept.path, index.config.sample_rate_hz)[8000 * 4: 8000 * 9]
+        clip = audio.load(kept.path, index.sample_rate_hz)[8000 * 4: 8000 * 9]
         assert index.match_samples(clip).song.path == kept.path
     assert path.stat().st_size < 0.75 * before
     assert not (tmp_path / "copy.db-wal").exists() or (tmp_path / "copy.db-wal").stat().st_size == 0
@@ -273,12 +293,13 @@ def test_opening_waits_for_another_process_to_switch_the_file_to_wal(tmp_path):
 def test_a_song_coded_by_mert_first_gets_its_place_on_the_timeline_when_fingerprinted(tmp_path):
     """A song row made by the MERT path has no postings and no timeline place; landmark postings added later
     get one, and are attributed to that same row."""
-    from neural.store import add_codes, ensure_tables
+    from neural.settings import MertSettings
+    from neural.store import CodeStore
 
     store = Store(tmp_path / "i.db", create=True)
-    ensure_tables(store)
-    store.insert_song("/a", "a", 10.0, "sha-a", np.array([5], np.uint32), np.array([7], np.uint32))
-    coded = add_codes(store, "/b", "b", 10.0, "sha-b", np.zeros((10, 32), np.uint8), 6)
-    assert store.timeline().song_ids.tolist() == [1]  # /b has no postings yet
-    assert store.insert_song("/b", "b", 10.0, "sha-b", np.array([5], np.uint32), np.array([3], np.uint32)) == coded
+    codes = CodeStore(store.catalogue, MertSettings(), create=True)
+    insert(store, "/a", "sha-a", np.array([5], np.uint32), np.array([7], np.uint32))
+    coded = codes.add("/b", "b", 10.0, "sha-b", np.zeros((10, 32), np.uint8), 6)
+    assert store.postings.timeline().song_ids.tolist() == [1]  # /b has no postings yet
+    assert insert(store, "/b", "sha-b", np.array([5], np.uint32), np.array([3], np.uint32)) == coded
     assert _postings_of(store, [5]) == [(5, 1, 7), (5, coded, 3)]

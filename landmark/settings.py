@@ -1,0 +1,302 @@
+"""Every setting of the landmark engine, as two typed, documented objects.
+
+- `FingerprintSettings` decide what is stored: the index records them (as JSON) and refuses to mix
+  fingerprints made with other settings, since a hash only means something next to hashes made the same way.
+- `MatchSettings` decide how a query is answered. They are not stored: they can change between two queries
+  without re-indexing (`lmprint match --settings FILE` or `--set NAME=VALUE`).
+
+Index side and query side share the spectrogram and hash layout, but the query extracts more peaks and more
+pairs per anchor than the index stores (`MatchSettings.query`, "query-side density"). Extra query hashes cost
+nothing on disk and raise the chance that every indexed pair of a noisy clip is found.
+
+Where a value was chosen by measurement, its docstring says so briefly; the measurements are in
+docs/tuning.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from lmprint.errors import SettingsError
+
+
+@dataclass(frozen=True)
+class Density:
+    """How many peaks and pairs one side (index or query) extracts."""
+
+    peaks_per_s: float
+    """Peaks kept per second of audio, the strongest by rank within each `peak_block_s` block."""
+
+    fanout: int
+    """Pairs formed per anchor peak: the anchor with each of its next `fanout` peaks in the target zone."""
+
+    neighbourhood_bins: int
+    """Half-width in frequency bins of the local-maximum test: a peak is the largest value within ± this many bins."""
+
+    neighbourhood_frames: int
+    """Half-width in frames of the local-maximum test."""
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+
+
+@dataclass(frozen=True)
+class FingerprintSettings:
+    """What a song's fingerprint is made of; stored in the index. Units are in the names."""
+
+    # --- decoding -------------------------------------------------------------------------------------------
+    sample_rate_hz: int = 8000
+    """Everything is resampled to this rate. 8 kHz keeps the band a phone microphone passes (300–3400 Hz)."""
+
+    # --- spectrogram ----------------------------------------------------------------------------------------
+    fft_size: int = 512
+    """Samples per STFT frame: 64 ms at 8 kHz, giving 15.6 Hz bins."""
+
+    hop_size: int = 128
+    """Samples between frames: 16 ms at 8 kHz. Offsets and Δt are counted in these frames."""
+
+    min_freq_hz: float = 150.0
+    """Peaks below this are ignored: rumble, hum and handling noise live there."""
+
+    max_freq_hz: float = 3800.0
+    """Peaks above this are ignored (must be below sample_rate_hz / 2)."""
+
+    # --- peaks ----------------------------------------------------------------------------------------------
+    background_frames: int = 31
+    """Time span (frames) of the moving average subtracted from the log spectrogram before peak picking, so that
+    a peak's prominence does not depend on loudness or on steady noise."""
+
+    background_bins: int = 15
+    """Frequency span (bins) of that moving average."""
+
+    min_prominence_db: float = 3.0
+    """A peak must stand this far above its local background."""
+
+    dynamic_range_db: float = 45.0
+    """A peak must be within this many dB of the loudest bin of its frame: quiet noise beside loud music is
+    not music."""
+
+    peak_rank_frames: int = 9
+    """Peaks compete for the density budget by the mean of their prominence and their bin's mean prominence over
+    this many frames around them (1: by their own prominence). A sustained partial then outranks a brief peak of
+    equal height: music holds its notes, a crowd's syllables are short. Chosen by measurement (docs/tuning.md)."""
+
+    peak_block_s: float = 1.0
+    """Peak budgets are enforced per block of this length, so density is even along the song."""
+
+    frequency_bands: int = 4
+    """The peak budget of a block is split evenly across this many frequency bands (equal widths on a log
+    scale), so bass-heavy music still yields peaks higher up, where a phone still hears them."""
+
+    index: Density = field(default_factory=lambda: Density(peaks_per_s=18.0, fanout=2, neighbourhood_bins=5,
+                                                           neighbourhood_frames=5))
+    """Density of the stored fingerprints; it sets the database size. Many distinct peaks with few pairs each
+    survive noise and rooms better than fewer peaks with more pairs, at equal size (docs/tuning.md)."""
+
+    # --- hashes ---------------------------------------------------------------------------------------------
+    min_delta_frames: int = 2
+    """Smallest Δt between anchor and target peak, in frames (a target zone starting too close to the anchor
+    pairs peaks of the same note)."""
+
+    max_delta_frames: int = 63
+    """Largest Δt, in frames (6 bits in the hash): about 1 s at 16 ms frames."""
+
+    max_delta_bins: int = 63
+    """Largest |Δf| in bins (7 bits signed in the hash)."""
+
+    def __post_init__(self) -> None:
+        from .hashes import fits_hash_layout
+
+        _check_types(self)
+        if not 0 < self.min_freq_hz < self.max_freq_hz < self.sample_rate_hz / 2:
+            raise SettingsError("need 0 < min_freq_hz < max_freq_hz < sample_rate_hz / 2")
+        if not 0 < self.hop_size <= self.fft_size:
+            raise SettingsError("need 0 < hop_size <= fft_size")
+        if not 1 <= self.min_delta_frames <= self.max_delta_frames:
+            raise SettingsError("need 1 <= min_delta_frames <= max_delta_frames")
+        if not fits_hash_layout(self):
+            raise SettingsError("max_delta_frames, max_delta_bins or the highest frequency bin do not fit the "
+                                "hash's bit layout (landmark/hashes.py)")
+
+    @property
+    def frame_s(self) -> float:
+        """Seconds per spectrogram frame."""
+        return self.hop_size / self.sample_rate_hz
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "FingerprintSettings":
+        """Settings from `to_dict`'s output. Raises SettingsError for an unknown name or a wrong type."""
+        return _build(cls, values)
+
+    @classmethod
+    def from_stored(cls, text: str) -> "FingerprintSettings":
+        """The settings an index recorded. Older indexes recorded matching settings beside them, which are
+        dropped; a fingerprint setting added since gets the value that reproduces what they stored."""
+        values = json.loads(text)
+        for name in set(values) & (MATCH_SETTING_NAMES | RETIRED_MATCH_SETTINGS):
+            del values[name]
+        for added, before in FINGERPRINT_SETTINGS_ADDED.items():
+            values.setdefault(added, before)
+        return cls.from_dict(values)
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """How a query is answered; not stored, so changing one needs no re-indexing. Units are in the names."""
+
+    query: Density = field(default_factory=lambda: Density(peaks_per_s=60.0, fanout=20, neighbourhood_bins=3,
+                                                           neighbourhood_frames=3))
+    """Density of the query fingerprints: over 3× the index's peaks and 10× its pairs per anchor, so that an indexed
+    pair is found even when noise has moved its anchor or target down the ranking."""
+
+    min_duration_s: float = 1.0
+    """Shorter audio is refused, as a query or as a song to add: it cannot hold enough landmarks to identify
+    anything."""
+
+    max_query_s: float = 30.0
+    """Only the first this many seconds of a query are decoded and used: 30 s identifies anything that can
+    be identified, and a 10-minute query then costs no more than a 30 s one."""
+
+    # --- lookup and vote ------------------------------------------------------------------------------------
+    query_delta_tolerance_frames: int = 2
+    """The query also looks up each hash with Δt ± this many frames: peak times of a clip cut at an arbitrary
+    sample jitter by a frame, and reverberation smears them further."""
+
+    query_retry_tolerance_frames: int = 0
+    """When above `query_delta_tolerance_frames`, a query that finds no match is looked up once more with Δt ± this
+    many frames (0: no second look). Off: it helps rooms and phones but lets more chance matches through
+    (docs/tuning.md)."""
+
+    query_retry_min_ratio: float = 1.5
+    """The second look's winner must score this many times the runner-up's (the first look's: `min_ratio`)."""
+
+    vote_tolerance_frames: int = 2
+    """The score of a song sums the votes in its best Δt bin ± this many frames."""
+
+    rare_hash_scale: float = 0.75
+    """A vote weighs log2(1 + K / n) for a hash the index holds n times, with K = this × songs in the index.
+    Scaling K with the library keeps weights, and so the thresholds below, steady as it grows."""
+
+    max_votes: int = 20_000_000
+    """A query that would cast more votes than this (a pathological, hugely repetitive input) is cut there."""
+
+    min_score: float = 20.0
+    """A match by vote needs at least this much aligned weight (a few strong hashes or many common ones)."""
+
+    min_margin: float = 20.0
+    """...and must beat the runner-up song by at least this much: chance alignments grow with query density, so
+    the lead separates true matches from chance better than a raw score."""
+
+    min_ratio: float = 1.4
+    """...and score at least this many times the runner-up's: chance scores grow with the library, and the ratio
+    scales with them where a fixed lead would not."""
+
+    # --- verification ---------------------------------------------------------------------------------------
+    verify_candidates: int = 20
+    """When the vote finds no match, the best this many songs by vote are checked peak by peak
+    (`landmark.verify`): single peaks survive noise and rooms far more often than pairs. 0: no verification."""
+
+    verify_other_offsets: int = 4
+    """Verification also reads each candidate at up to this many next-best Δt windows of its vote, keeping the
+    best agreement: music repeats, and under noise the best window is often another return of the passage."""
+
+    shortlist_per_offset: int = 8
+    """Those other windows are looked for among a song's `shortlist_per_offset` × (count + 1) heaviest windows:
+    each chosen one rules out its neighbours within twice the vote tolerance, a few of which are heavy too."""
+
+    verify_shift_frames: int = 1
+    """The voted offset is also tried ± this many frames, keeping the best: votes fix it only to ± vote
+    tolerance."""
+
+    min_vote_agreement_z: float = 2.0
+    """A match by vote is checked too: its peaks must agree with the clip with at least this z, else the vote's
+    winner is dropped and the candidates are verified."""
+
+    min_agreement_z: float = 6.25
+    """A song is verified when the clip's standardised prominence at its peaks sums to this many standard
+    deviations above chance."""
+
+    min_agreement_lead: float = 3.0
+    """...and leads every other candidate's agreement by this much. Pieces rendered from identical samples on a
+    quantised grid share whole passages note for note; a true match stands out from them."""
+
+    confirm_min_ratio: float = 1.25
+    """The vote's leader is *confirmed* by verification with less agreement than a song needs alone
+    (`confirm_min_z`, `confirm_min_lead`) when it scores at least this many times the runner-up: pairs and single
+    peaks then name the same song."""
+
+    confirm_min_z: float = 4.0
+    """The agreement z that confirms the vote's leader (see `confirm_min_ratio`)."""
+
+    confirm_close_min_z: float = 5.5
+    """The agreement z that confirms the vote's leader when it leads the vote by less than `confirm_min_ratio`:
+    single peaks then carry more of the evidence."""
+
+    confirm_min_lead: float = 2.0
+    """...and by how much a confirmed leader's z must lead every other candidate's."""
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "MatchSettings":
+        """Settings from a mapping such as a settings file's; names left out keep their defaults. Raises
+        SettingsError for an unknown name or a wrong type."""
+        return _build(cls, values)
+
+    def with_values(self, values: Mapping[str, Any]) -> "MatchSettings":
+        """A copy with some settings changed; `query` may be given in part, e.g. {"query": {"fanout": 10}}."""
+        merged = self.to_dict()
+        for name, value in values.items():
+            merged[name] = {**merged[name], **value} if name == "query" and isinstance(value, Mapping) else value
+        return _build(type(self), merged)
+
+
+MATCH_SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(MatchSettings))
+RETIRED_MATCH_SETTINGS = frozenset({"verify_tolerance_frames", "verify_tolerance_bins"})
+"""Matching settings of earlier versions, still in the settings some indexes recorded; ignored when opened."""
+
+FINGERPRINT_SETTINGS_ADDED = {"peak_rank_frames": 1}
+"""Fingerprint settings added since the first index schema, with the value that reproduces what earlier versions
+stored: an index that did not record one was built that way, and its queries must be fingerprinted alike."""
+
+
+def _build(cls: type, values: Mapping[str, Any]) -> Any:
+    """`cls(**values)`, with `Density` fields built from mappings and unknown names refused in one line."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    built = dict(values)
+    for name, value in values.items():
+        if isinstance(value, Mapping):
+            try:
+                built[name] = Density(**value)
+            except TypeError as error:
+                raise SettingsError(f"{name}: {error}") from None
+    return cls(**built)
+
+
+def _check_types(settings: object) -> None:
+    """Refuse a value of the wrong type (an int is accepted where a float is asked)."""
+    hints = typing.get_type_hints(type(settings))
+    for item in dataclasses.fields(settings):  # type: ignore[arg-type]
+        value, wanted = getattr(settings, item.name), hints[item.name]
+        ok = isinstance(value, wanted) and not (isinstance(value, bool) and wanted is not bool)
+        if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise SettingsError(f"{item.name} must be {wanted.__name__}, not {value!r}")

@@ -1,0 +1,266 @@
+"""Where the landmark engine keeps its data: postings behind a small storage interface, and songs' peaks.
+
+`PostingStore` is all the engine asks of a posting store: add a song's postings, look up a batch of keys, remove
+songs, count songs and report sizes. It speaks storage (keys, songs, frames), not voting, so another backend (a
+distributed key-value store, for libraries beyond one machine) can implement it.
+
+`SQLitePostingStore` is the embedded implementation, in the index file (`lmprint.catalogue`):
+
+- `postings`: an inverted index. Row key `bucket = hash >> SUFFIX_BITS`; the row's blob lists the bucket's
+  postings in timeline order (`landmark.postings`).
+- each song's place on the **timeline** (`landmark.timeline`), in the catalogue's `songs` rows
+  (`timeline_start`, `timeline_frames`), and the timeline's end in `meta` (`timeline_end`).
+
+`PeakStore` keeps each song's peaks (`peaks` table, `landmark.peak_codec`), which verification reads.
+
+Adding a song is one short write transaction (the caller's): its catalogue row, its postings appended to each
+bucket it touches, and its peaks. A crash mid-song rolls the whole song back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from lmprint.catalogue import Catalogue
+from lmprint.errors import IndexFileError
+
+from . import peak_codec
+from . import postings as codec
+from .arrays import run_starts
+from .timeline import TIMELINE_END, Timeline
+
+ROWS_PER_SCAN = 8192
+"""Rows read at a time when a removal scans the postings."""
+KEYS_PER_STATEMENT = 900
+"""Buckets asked for per SELECT (SQLite allows 999 parameters)."""
+
+
+@dataclass(frozen=True)
+class Postings:
+    """The postings found for a batch of keys: posting i is `keys[key_index[i]]` at `frames[i]` of song
+    `song_ids[i]`."""
+
+    key_index: np.ndarray  # int64
+    song_ids: np.ndarray  # int64
+    frames: np.ndarray  # int64, frames within the song
+
+    @classmethod
+    def empty(cls) -> "Postings":
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
+class PostingStore(Protocol):
+    """The storage a landmark index needs. `add` and `remove` run inside the caller's write transaction."""
+
+    def add(self, song_id: int, hashes: np.ndarray, frames: np.ndarray) -> None:
+        """Store a song's postings: hash `hashes[i]` at frame `frames[i]` of the song."""
+
+    def lookup(self, keys: np.ndarray) -> Postings:
+        """Every posting of the given keys, which must be ascending and distinct."""
+
+    def remove(self, song_ids: Sequence[int]) -> None:
+        """Drop every posting of these songs."""
+
+    def song_count(self) -> int:
+        """Songs that have postings."""
+
+    def stats(self) -> dict:
+        """Sizes, for `lmprint stats`: at least `postings_bytes`."""
+
+
+class SQLitePostingStore:
+    """`PostingStore` in the index file: bucket rows of 16 hashes, postings located by timeline frame."""
+
+    def __init__(self, catalogue: Catalogue):
+        self.catalogue = catalogue
+        self.conn = catalogue.conn
+        self._timeline: Timeline | None = None
+        self._known_row_ends: dict[int, int] = {}  # bucket → its row's last timeline frame (see `_row_ends`)
+        self._known_version = None
+
+    @staticmethod
+    def create(catalogue: Catalogue) -> None:
+        """The store's table and its meta entry (call inside a write transaction); idempotent."""
+        catalogue.conn.execute("CREATE TABLE IF NOT EXISTS [postings] ([bucket] INTEGER PRIMARY KEY, "
+                               "[entries] BLOB NOT NULL)")
+        catalogue.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('timeline_end', '0')")
+
+    def add(self, song_id: int, hashes: np.ndarray, frames: np.ndarray) -> None:
+        start = int(self.catalogue.meta("timeline_end") or 0)
+        span = int(frames.max()) + 1 if frames.size else 0
+        if start + span >= TIMELINE_END:
+            raise IndexFileError(f"{self.catalogue.path} is full ({TIMELINE_END:,} frames of audio)")
+        self.conn.execute("UPDATE songs SET n_hashes=?, timeline_start=?, timeline_frames=? WHERE id=?",
+                          (int(hashes.size), start, span, song_id))
+        self.catalogue.set_meta("timeline_end", str(start + span))
+        timeline_frames = start + frames.astype(np.int64)
+        buckets, rows = np.unique(codec.bucket_of(hashes), return_inverse=True)
+        buckets, blobs = codec.encode(hashes, timeline_frames, self._row_ends(buckets))
+        self.conn.executemany(
+            "INSERT INTO postings(bucket, entries) VALUES (?, ?) "
+            "ON CONFLICT(bucket) DO UPDATE SET entries = CAST(entries || excluded.entries AS BLOB)",
+            zip(buckets.tolist(), blobs))
+        new_ends = codec.last_frames(rows.reshape(-1), timeline_frames, buckets.size)
+        self._pending_row_ends = dict(zip(buckets.tolist(), new_ends.tolist()))
+
+    def committed(self) -> None:
+        """The caller's transaction holding the last `add` committed: its rows' ends are now known."""
+        self._known_row_ends.update(getattr(self, "_pending_row_ends", {}))
+        self._pending_row_ends = {}
+
+    def lookup(self, keys: np.ndarray) -> Postings:
+        wanted = np.asarray(keys, np.uint32)
+        if wanted.size == 0:
+            return Postings.empty()
+        if (wanted[1:] <= wanted[:-1]).any():
+            raise ValueError("lookup needs ascending, distinct keys")
+        # A row holds the postings of 16 hashes (one per suffix). Per row found and suffix: was it asked for, and
+        # if so its index in `wanted`, the row's first asked index plus the asked suffixes below it.
+        firsts = run_starts(wanted >> codec.SUFFIX_BITS)
+        buckets = wanted[firsts] >> codec.SUFFIX_BITS
+        asked_suffixes = np.bitwise_or.reduceat(np.left_shift(np.uint32(1), wanted & codec.SUFFIX_MASK), firsts)
+        found_buckets, blobs = self._rows(buckets)
+        rows, suffixes, timeline_frames = codec.decode_rows(blobs)
+        slot = np.searchsorted(buckets, found_buckets)
+        asked = ((asked_suffixes[slot, None] >> np.arange(1 << codec.SUFFIX_BITS, dtype=np.uint32)) & 1
+                 ).astype(np.int64)
+        index = (np.cumsum(asked, axis=1) - asked + firsts[slot, None]).ravel()
+        cell = (rows << codec.SUFFIX_BITS) | suffixes
+        keep = asked.ravel()[cell].astype(bool)
+        return self._locate(index[cell[keep]], timeline_frames[keep])
+
+    def remove(self, song_ids: Sequence[int]) -> None:
+        """Rewrite the rows holding postings of these songs (a full scan of the postings, in slices)."""
+        if not song_ids:
+            return
+        doomed = self._timeline_of(f"id IN ({','.join('?' * len(song_ids))})", list(song_ids))
+        self._timeline = None
+        if doomed.starts.size == 0:
+            return
+        self._known_row_ends = {}
+        after = -1
+        while True:
+            batch = self.catalogue.read("SELECT bucket, entries FROM postings WHERE bucket > ? ORDER BY bucket "
+                                        "LIMIT ?", (after, ROWS_PER_SCAN))
+            if not batch:
+                return
+            after = batch[-1][0]
+            buckets = np.array([row[0] for row in batch], np.uint32)
+            hashes, frames = codec.decode(buckets, [row[1] for row in batch])
+            gone, _, _ = doomed.locate(frames)
+            touched = np.unique(codec.bucket_of(hashes[gone]))
+            kept = ~gone & np.isin(codec.bucket_of(hashes), touched)
+            kept_buckets, blobs = codec.encode(hashes[kept], frames[kept])
+            self.conn.executemany("UPDATE postings SET entries=? WHERE bucket=?", zip(blobs, kept_buckets.tolist()))
+            emptied = np.setdiff1d(touched, kept_buckets)
+            self.conn.executemany("DELETE FROM postings WHERE bucket=?", ((b,) for b in emptied.tolist()))
+
+    def song_count(self) -> int:
+        return int(self.catalogue.read("SELECT COUNT(*) FROM songs WHERE n_hashes > 0")[0][0])
+
+    def content_hashes(self) -> set[str]:
+        """Content hashes of the songs that have postings."""
+        return {row[0] for row in self.catalogue.read("SELECT content_sha1 FROM songs WHERE n_hashes > 0")}
+
+    def stats(self) -> dict:
+        hashes, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
+        postings_bytes, = self.catalogue.read("SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM postings")[0]
+        return {"hashes": hashes, "postings_bytes": postings_bytes}
+
+    def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(hashes, song ids, frames) of every posting in the store (a full scan)."""
+        rows = self.catalogue.read("SELECT bucket, entries FROM postings")
+        hashes, timeline_frames = codec.decode(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows])
+        located = self._locate(hashes.astype(np.int64), timeline_frames)
+        return located.key_index, located.song_ids, located.frames
+
+    def timeline(self) -> Timeline:
+        """Where the songs lie on the timeline, read from the file now."""
+        return self._timeline_of("1", ())
+
+    # --- internals ------------------------------------------------------------------------------------------
+    def _rows(self, buckets: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+        """(buckets, blobs) of the rows of these buckets that exist, in no particular order."""
+        found_buckets, blobs = [], []
+        for start in range(0, buckets.size, KEYS_PER_STATEMENT):
+            part = buckets[start:start + KEYS_PER_STATEMENT].tolist()
+            for bucket, blob in self.catalogue.read(
+                    f"SELECT bucket, entries FROM postings WHERE bucket IN ({','.join('?' * len(part))})", part):
+                found_buckets.append(bucket)
+                blobs.append(blob)
+        return np.asarray(found_buckets, np.uint32), blobs
+
+    def _row_ends(self, buckets: np.ndarray) -> np.ndarray:
+        """The timeline frame of the last posting in each of these (ascending) buckets' rows; 0 for no row.
+
+        Call inside a write transaction. Rows are read once and their ends then kept across this connection's own
+        inserts (a batch touches every row many times); `PRAGMA data_version` changes when another connection
+        has written, and then they are read again."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._known_version:
+            self._known_row_ends, self._known_version = {}, version
+        known = self._known_row_ends
+        unknown = np.array([b for b in buckets.tolist() if b not in known], np.uint32)
+        if unknown.size:
+            found_buckets, blobs = self._rows(unknown)
+            rows, _, frames = codec.decode_rows(blobs)
+            known.update(dict.fromkeys(unknown.tolist(), 0))
+            known.update(zip(found_buckets.tolist(), codec.last_frames(rows, frames, len(blobs)).tolist()))
+        return np.array([known[b] for b in buckets.tolist()], np.int64)
+
+    def _timeline_of(self, condition: str, params: Sequence) -> Timeline:
+        """The timeline of the songs matching an SQL condition."""
+        rows = self.catalogue.read("SELECT timeline_start, timeline_start + timeline_frames, id FROM songs "
+                                   f"WHERE timeline_start IS NOT NULL AND {condition} ORDER BY timeline_start",
+                                   params)
+        # The end of the songs read, not meta's timeline_end: a song added between two reads must lie past it.
+        return Timeline.of(rows)
+
+    def _locate(self, key_index: np.ndarray, timeline_frames: np.ndarray) -> Postings:
+        """The postings at these timeline frames that lie in a song. The song list is cached and read again only
+        when a posting lies past its end (another process added songs since); postings of songs removed since
+        fall in gaps and are dropped."""
+        if self._timeline is None or (timeline_frames.size and int(timeline_frames.max()) >= self._timeline.end):
+            self._timeline = self.timeline()
+        inside, song_ids, frames = self._timeline.locate(timeline_frames)
+        if song_ids.size < key_index.size:  # some lie in the gap of a removed song
+            key_index = key_index[inside]
+        return Postings(key_index, song_ids, frames)
+
+
+class PeakStore:
+    """Each song's peaks, compressed, one row per song: what verification reads."""
+
+    def __init__(self, catalogue: Catalogue):
+        self.catalogue = catalogue
+
+    @staticmethod
+    def create(catalogue: Catalogue) -> None:
+        """The `peaks` table (call inside a write transaction); idempotent. Its rows go with their song."""
+        catalogue.conn.execute("CREATE TABLE IF NOT EXISTS [peaks] ([song_id] INTEGER PRIMARY KEY "
+                               "REFERENCES [songs]([id]) ON DELETE CASCADE, [data] BLOB NOT NULL)")
+
+    def put(self, song_id: int, frames: np.ndarray, bins: np.ndarray) -> None:
+        self.catalogue.conn.execute("INSERT OR REPLACE INTO peaks(song_id, data) VALUES (?, ?)",
+                                    (song_id, peak_codec.encode(frames, bins)))
+
+    def get(self, song_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Stored peaks (frames, bins) of these songs, for those that have them."""
+        ids = [int(i) for i in song_ids]
+        if not ids:
+            return {}
+        rows = self.catalogue.read(f"SELECT song_id, data FROM peaks WHERE song_id IN ({','.join('?' * len(ids))})",
+                                   ids)
+        return {song_id: peak_codec.decode(data) for song_id, data in rows}
+
+    def remove(self, song_ids: Sequence[int]) -> None:
+        """Drop these songs' peaks (tables made before peaks referenced songs do not cascade)."""
+        if song_ids:
+            self.catalogue.conn.execute(f"DELETE FROM peaks WHERE song_id IN ({','.join('?' * len(song_ids))})",
+                                        list(song_ids))
+
+    def stats(self) -> dict:
+        return {"peaks_bytes": self.catalogue.read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM peaks")[0][0]}

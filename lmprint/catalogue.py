@@ -1,0 +1,266 @@
+"""The index file and its songs catalogue: one SQLite file that every engine keeps its data in.
+
+The catalogue owns the file (opening it, its schema version, write transactions, the errors SQLite raises) and
+two tables that every engine shares:
+
+- `meta`: key/value pairs; each engine records its settings here under keys of its own.
+- `songs`: one row per song (path, title, duration, content hash, time added), and where the landmark engine
+  placed it (`n_hashes`, `timeline_start`, `timeline_frames`; see `landmark.store`).
+
+Engines add their own tables beside these. A table that holds per-song rows references `songs(id)` with
+`ON DELETE CASCADE`, and foreign keys are enforced, so removing a song from the catalogue removes its rows in
+every engine's tables. WAL mode lets `match` read while another process adds.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .errors import IndexFileError
+from .results import Song
+
+SCHEMA_VERSION = 4
+UPGRADABLE_FROM = 3
+"""Index files of this schema version or newer are upgraded in place when opened; older ones must be rebuilt."""
+APPLICATION_ID = 0x6C6D7072
+"""`PRAGMA application_id` of an lmprint index ("lmpr"): tells it from any other SQLite file."""
+BUSY_TIMEOUT_S = 60.0
+"""How long a writer waits for another writer before giving up with "locked"."""
+COMPACT_BUSY_TIMEOUT_S = 1.0
+"""How long `compact` waits for the file to itself before it leaves it as it is."""
+_SONG_COLUMNS = "id, path, title, duration_s, content_sha1, n_hashes, added_at"
+
+
+def default_db_path() -> Path:
+    """$LMPRINT_DB, else $XDG_DATA_HOME/lmprint/index.db (~/.local/share/lmprint/index.db)."""
+    if os.environ.get("LMPRINT_DB"):
+        return Path(os.environ["LMPRINT_DB"])
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "lmprint" / "index.db"
+
+
+def now_utc() -> str:
+    """The current UTC time as ISO 8601, to the second: when a song or setting was recorded."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Catalogue:
+    """An open index file: its connection, write transactions, `meta` and the songs catalogue.
+
+    `Catalogue(path, create=True)` makes the file if it does not exist. Raises IndexFileError for a missing,
+    foreign, damaged, locked or newer file."""
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = False, busy_timeout_s: float = BUSY_TIMEOUT_S):
+        self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if not exists and not create:
+            raise IndexFileError(f"no index at {self.path} (create one with `lmprint add`)")
+        if self.path.is_dir():
+            raise IndexFileError(f"{self.path} is a directory, not an index file")
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None,
+                                        check_same_thread=False)
+        except (sqlite3.Error, OSError) as error:
+            raise IndexFileError(f"cannot open {self.path}: {error}") from None
+        try:
+            self._open(exists, create)
+        except sqlite3.DatabaseError as error:
+            self.conn.close()
+            raise IndexFileError(self.describe(error)) from None
+        except IndexFileError:
+            self.conn.close()
+            raise
+
+    def _open(self, exists: bool, create: bool) -> None:
+        conn = self.conn
+        if exists and conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            blank = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+            if not (create and blank):  # blank: another process is creating it right now, or an empty database
+                raise IndexFileError(f"{self.path} is not an lmprint index (some other SQLite database)")
+            exists = False
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise IndexFileError(f"{self.path} has index schema version {version}, newer than this lmprint "
+                                 f"supports ({SCHEMA_VERSION}); upgrade lmprint")
+        if exists and version < UPGRADABLE_FROM:
+            raise IndexFileError(f"{self.path} was built by an older lmprint (index schema version {version}); "
+                                 "index the music again into a new file")
+        self._use_wal()
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        if not exists or version < SCHEMA_VERSION:
+            # schema 3 lacks only the landmark engine's peaks table, which `landmark.store` creates when missing
+            with self.write():
+                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    self._create_schema()
+                    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('created_at', ?)", (now_utc(),))
+
+    def _create_schema(self) -> None:
+        """The shared tables, through sqlite-utils (typed columns, keys, indexes); idempotent."""
+        from sqlite_utils import Database
+
+        db = Database(self.conn)
+        db["meta"].create({"key": str, "value": str}, pk="key", not_null={"value"}, if_not_exists=True)
+        db["songs"].create({"id": int, "path": str, "title": str, "duration_s": float, "content_sha1": str,
+                            "n_hashes": int, "added_at": str, "timeline_start": int, "timeline_frames": int},
+                           pk="id", not_null={"path", "title", "duration_s", "content_sha1", "n_hashes", "added_at"},
+                           if_not_exists=True)
+        db["songs"].create_index(["content_sha1"], unique=True, if_not_exists=True)
+        db["songs"].create_index(["path"], if_not_exists=True)
+
+    def _use_wal(self) -> None:
+        """Switch the file to WAL mode. The switch needs the file to itself and SQLite answers "locked" at once,
+        without waiting, while another process is creating the same index: retry for up to the busy timeout."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    # --- plumbing -------------------------------------------------------------------------------------------
+    def write(self) -> "WriteTransaction":
+        """A short IMMEDIATE write transaction: all of it lands, or none of it."""
+        return WriteTransaction(self)
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Rows of a query; SQLite's errors become one-line IndexFileErrors."""
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as error:
+            raise IndexFileError(self.describe(error)) from None
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.read("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)))
+
+    def meta(self, key: str) -> str | None:
+        rows = self.read("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a value (call inside a write transaction)."""
+        self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                          (key, value))
+
+    def describe(self, error: sqlite3.Error) -> str:
+        """A one-line message for an SQLite error on this file."""
+        text = str(error)
+        if "locked" in text or "busy" in text:
+            return f"{self.path} is locked by another process (gave up after {self.busy_timeout_s:g} s)"
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return f"{self.path} is not an lmprint index, or it is damaged ({text})"
+        if "readonly" in text or "read-only" in text:
+            return f"{self.path} is read-only"
+        return f"{self.path}: {text}"
+
+    def compact(self) -> bool:
+        """Rewrite the file without the slack that appends leave in pages. False, changing nothing, when another
+        process is using the index at that moment."""
+        self.conn.execute(f"PRAGMA busy_timeout={int(COMPACT_BUSY_TIMEOUT_S * 1000)}")
+        try:
+            self.conn.execute("VACUUM")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+
+    def file_bytes(self) -> int:
+        """Size of the file and its write-ahead log."""
+        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- songs ----------------------------------------------------------------------------------------------
+    def songs(self) -> list[Song]:
+        return [Song(*row) for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs ORDER BY id")]
+
+    def songs_by_id(self, ids: Iterable[int]) -> dict[int, Song]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({','.join('?' * len(ids))})", ids)
+        return {row[0]: Song(*row) for row in rows}
+
+    def find_songs(self, reference: str) -> list[Song]:
+        """Songs whose id, path (as given or absolute), title or content hash equals `reference`."""
+        absolute = os.path.abspath(reference)
+        rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs "
+                         "WHERE CAST(id AS TEXT)=? OR path=? OR path=? OR title=? OR content_sha1=?",
+                         (reference, reference, absolute, reference, reference))
+        return [Song(*row) for row in rows]
+
+    def song_id_of(self, content_sha1: str) -> int | None:
+        """The id of the song with this content, if it is in the catalogue."""
+        rows = self.read("SELECT id FROM songs WHERE content_sha1=?", (content_sha1,))
+        return int(rows[0][0]) if rows else None
+
+    def add_song(self, path: str, title: str, duration_s: float, content_sha1: str) -> int:
+        """The song's id, adding its row if its content is new (call inside a write transaction)."""
+        song_id = self.song_id_of(content_sha1)
+        if song_id is not None:
+            return song_id
+        cursor = self.conn.execute(
+            "INSERT INTO songs(path, title, duration_s, content_sha1, n_hashes, added_at) VALUES (?,?,?,?,0,?)",
+            (path, title, duration_s, content_sha1, now_utc()))
+        return int(cursor.lastrowid or 0)
+
+    def delete_songs(self, song_ids: Sequence[int]) -> None:
+        """Delete songs' rows; every engine table that references them loses their rows too (call inside a write
+        transaction, after the engines that keep data outside such tables have dropped it)."""
+        if song_ids:
+            self.conn.execute(f"DELETE FROM songs WHERE id IN ({','.join('?' * len(song_ids))})", list(song_ids))
+
+    def audio_s(self) -> float:
+        """Seconds of audio of all songs in the catalogue."""
+        return float(self.read("SELECT COALESCE(SUM(duration_s), 0) FROM songs")[0][0])
+
+    def __enter__(self) -> "Catalogue":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class WriteTransaction:
+    """`with catalogue.write():` BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any error."""
+
+    def __init__(self, catalogue: Catalogue):
+        self.catalogue = catalogue
+
+    def __enter__(self) -> "WriteTransaction":
+        try:
+            self.catalogue.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as error:
+            raise IndexFileError(self.catalogue.describe(error)) from None
+        return self
+
+    def __exit__(self, kind, error, trace) -> bool:
+        conn = self.catalogue.conn
+        if kind is None:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as commit_error:
+                conn.execute("ROLLBACK")
+                raise IndexFileError(self.catalogue.describe(commit_error)) from None
+            return False
+        conn.execute("ROLLBACK")
+        if isinstance(error, sqlite3.DatabaseError):
+            raise IndexFileError(self.catalogue.describe(error)) from None
+        return False

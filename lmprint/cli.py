@@ -1,0 +1,281 @@
+"""`lmprint`: arguments in, text or JSON out. Each command opens an engine (`lmprint.method.Method`) or the songs
+catalogue, makes one API call, and prints.
+
+Errors a user can cause are printed as one line, `lmprint: PATH: reason`, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import click
+
+from .errors import LmprintError, SettingsError
+
+METHODS = ("landmark", "mert")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"lmprint: {message}", err=True)
+    raise SystemExit(1)
+
+
+def _guard(function: Callable) -> Callable:
+    """Turn the project's own errors and Ctrl-C into one line and a non-zero exit."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except LmprintError as error:
+            _fail(str(error))
+        except KeyboardInterrupt:
+            click.echo("lmprint: interrupted (songs already added are kept)", err=True)
+            raise SystemExit(130)
+        except BrokenPipeError:
+            raise SystemExit(0)
+    return wrapper
+
+
+def open_method(db: str, method: str, *, create: bool = False, model: str | None = None, device: str | None = None,
+                matching: Any = None):
+    """The engine `method` on the index file `db` (imported lazily: numpy, FFmpeg and torch load only when a
+    command needs them)."""
+    if method == "mert":
+        from neural.library import MertIndex
+
+        return MertIndex(db, model, create=create, device=device)
+    from landmark.library import Index
+
+    return Index(db, create=create, matching=matching)
+
+
+def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
+    """Landmark `MatchSettings` from a TOML or JSON file and `NAME=VALUE` options (later ones win), or None."""
+    if not settings_file and not assignments:
+        return None
+    from landmark.settings import MatchSettings
+
+    values: dict[str, Any] = {}
+    if settings_file:
+        try:
+            with open(settings_file, "rb") as handle:
+                if settings_file.endswith(".toml"):
+                    import tomllib
+
+                    values = tomllib.load(handle)
+                else:
+                    values = json.load(handle)
+        except (OSError, ValueError) as error:
+            raise SettingsError(f"{settings_file}: {error}") from None
+    for assignment in assignments:
+        name, equals, text = assignment.partition("=")
+        if not equals:
+            raise SettingsError(f"--set {assignment!r}: expected NAME=VALUE, e.g. --set min_score=25")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        if "." in name:  # query.fanout=10
+            outer, inner = name.split(".", 1)
+            values.setdefault(outer, {})[inner] = value
+        else:
+            values[name] = value
+    try:
+        return MatchSettings().with_values(values)
+    except TypeError as error:
+        raise SettingsError(str(error)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", type=click.Path(dir_okay=False), envvar="LMPRINT_DB", show_envvar=True,
+              help="Index file. Default: $XDG_DATA_HOME/lmprint/index.db (~/.local/share/lmprint/index.db).")
+@click.version_option(package_name="lmprint")
+@click.pass_context
+def main(ctx: click.Context, db: str | None) -> None:
+    """Offline song identification: index your music once, then name a song from a few seconds of audio."""
+    from .catalogue import default_db_path
+
+    ctx.obj = {"db": os.path.abspath(db) if db else str(default_db_path())}
+
+
+_method_option = click.option("--method", type=click.Choice(METHODS), default="landmark", show_default=True,
+                              help="Which engine.")
+_model_option = click.option("--model", type=click.Path(), help="MERT checkpoint folder (--method mert; default: "
+                             "$LMPRINT_MERT_MODEL).")
+_device_option = click.option("--device", default=None, help="Torch device for --method mert (default: cuda if "
+                              "present, else cpu).")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--jobs", "-j", type=click.IntRange(1), default=1, show_default=True,
+              help="Fingerprint this many files in parallel (processes).")
+@_method_option
+@_model_option
+@_device_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@_guard
+def add(ctx, paths, jobs, method, model, device, quiet):
+    """Index audio files and folders (recursively). Files whose content is already indexed are skipped."""
+    index = open_method(ctx.obj["db"], method, create=True, model=model, device=device)
+    progress, report = progress_reporter(quiet, unit="file", desc="add")
+    started = time.perf_counter()
+    try:
+        result = index.add(list(paths), jobs=jobs, on_outcome=report)
+    finally:
+        if progress is not None:
+            progress.close()
+        index.close()
+    elapsed = time.perf_counter() - started
+    speed = f", {result.audio_s / elapsed:.0f}x realtime" if result.audio_s and elapsed > 0 else ""
+    click.echo(f"added {result.added}, skipped {result.skipped} (already indexed), failed {len(result.failed)}"
+               f" ({result.audio_s:.0f} s of audio in {elapsed:.1f} s{speed})", err=True)
+    if result.failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per query, one per line.")
+@_method_option
+@_model_option
+@_device_option
+@click.option("--settings", "settings_file", type=click.Path(dir_okay=False),
+              help="Landmark matching settings to change, from a TOML or JSON file (names as in "
+              "landmark/settings.py, MatchSettings).")
+@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
+              help="Change one landmark matching setting, e.g. --set min_score=25 or --set query.fanout=10. "
+              "Repeatable; wins over --settings.")
+@click.pass_context
+@_guard
+def match(ctx, files, as_json, method, model, device, settings_file, assignments):
+    """Identify each audio FILE. Prints the song, where in it the clip starts, a score and a confidence."""
+    matching = match_settings(settings_file, assignments)
+    if matching is not None and method != "landmark":
+        raise SettingsError("--settings and --set apply to --method landmark")
+    index = open_method(ctx.obj["db"], method, model=model, device=device, matching=matching)
+    try:
+        failed = print_matches(index, files, as_json)
+    finally:
+        index.close()
+    if failed:
+        raise SystemExit(1)
+
+
+def progress_reporter(quiet: bool, unit: str, desc: str):
+    """A progress bar on a terminal (None otherwise, or with --quiet), and a per-file callback that names each
+    failed file on stderr above the bar and advances the bar by one file."""
+    progress = None
+    if not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        progress = tqdm(unit=unit, desc=desc, file=sys.stderr)
+
+    def report(outcome) -> None:
+        if outcome.error:
+            line = f"lmprint: {outcome.path}: {outcome.error}"
+            progress.write(line, file=sys.stderr) if progress is not None else click.echo(line, err=True)
+        if progress is not None:
+            progress.update(1)
+
+    return progress, report
+
+
+def describe(found) -> str:
+    """One line for a match: the song, where the clip starts in it (if known), score and confidence."""
+    where = f" at {found.offset_s:.1f} s" if found.offset_s is not None else ""
+    return (f"{found.song.title} ({found.song.path}){where}, score {found.score:.0f}, "
+            f"confidence {found.confidence:.2f}")
+
+
+def print_matches(index, files, as_json: bool) -> int:
+    """Identify each file with `index.match`, print one answer per query (text or JSON line), and name each
+    failed file on stderr. Returns the number of failed files (a summary line is printed if any)."""
+    failed = 0
+    for path in files:
+        try:
+            found = index.match(path)
+        except LmprintError as error:
+            click.echo(f"lmprint: {path}: {error}", err=True)
+            failed += 1
+            continue
+        if as_json:
+            click.echo(json.dumps({"query": path, "match": found.to_dict() if found else None}))
+        else:
+            click.echo(f"{path}: {describe(found)}" if found else f"{path}: no match")
+    if failed:
+        click.echo(f"lmprint: {failed} of {len(files)} queries failed", err=True)
+    return failed
+
+
+@main.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per song, one per line.")
+@click.pass_context
+@_guard
+def list_(ctx, as_json):
+    """List indexed songs."""
+    from .catalogue import Catalogue
+
+    with Catalogue(ctx.obj["db"]) as catalogue:
+        for song in catalogue.songs():
+            if as_json:
+                click.echo(json.dumps(song.to_dict()))
+            else:
+                click.echo(f"{song.id}\t{song.duration_s:7.1f} s\t{song.title}\t{song.path}")
+
+
+@main.command()
+@click.argument("songs", nargs=-1, required=True)
+@_method_option
+@click.pass_context
+@_guard
+def remove(ctx, songs, method):
+    """Remove songs, each named by id, path, title or content hash, with all their data."""
+    index = open_method(ctx.obj["db"], method)
+    try:
+        found: dict[int, Any] = {}
+        missing = []
+        for reference in songs:
+            matches = index.catalogue.find_songs(reference)
+            found.update({song.id: song for song in matches})
+            if not matches:
+                missing.append(reference)
+        index.remove(list(found))
+    finally:
+        index.close()
+    for song in found.values():
+        click.echo(f"removed {song.id}\t{song.path}")
+    for reference in missing:
+        click.echo(f"lmprint: {reference}: no such song in the index", err=True)
+    if missing:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@_method_option
+@click.pass_context
+@_guard
+def stats(ctx, as_json, method):
+    """Songs, hashes and storage of the index, for one engine."""
+    index = open_method(ctx.obj["db"], method)
+    try:
+        figures = index.stats()
+    finally:
+        index.close()
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        click.echo(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Files on disk: finding audio files under folders, and the content hash that tells one file's bytes from
+another's. Both engines add songs through these."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Iterable, Iterator
+
+from .errors import AudioError
+
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .m4b .mp4 .aac .wma .aif .aiff .aifc .mka .webm .ape .wv .mpc "
+    ".au .caf .ac3 .mp2 .spx".split())
+"""Files with these extensions are picked up when a folder is walked. Files named explicitly are always tried."""
+
+READ_BLOCK_BYTES = 1 << 20
+"""Bytes read at a time when hashing a file's content."""
+
+
+def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None]]:
+    """(absolute path, error or None) for each file named or found under a named folder, recursively.
+
+    Symlinked folders are followed once each; a symlink loop is never entered twice. Folder errors (unreadable,
+    missing) are reported as errors against that path.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError("find_audio_files takes a list of paths, not one path")
+    seen_dirs: set[tuple[int, int]] = set()
+    for given in paths:
+        path = os.path.abspath(given)
+        if os.path.isdir(path):
+            yield from _walk(path, seen_dirs)
+        elif os.path.lexists(path) and not os.path.exists(path):
+            yield path, "broken symlink"
+        elif not os.path.exists(path):
+            yield path, "no such file"
+        else:
+            yield path, None
+
+
+def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, str | None]]:
+    try:
+        info = os.stat(top)
+    except OSError as error:
+        yield top, error.strerror or str(error)
+        return
+    key = (info.st_dev, info.st_ino)
+    if key in seen_dirs:
+        return
+    seen_dirs.add(key)
+    try:
+        entries = sorted(os.scandir(top), key=lambda entry: entry.name)
+    except OSError as error:
+        yield top, f"cannot read folder: {error.strerror or error}"
+        return
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir(follow_symlinks=True)
+        except OSError:
+            is_dir = False
+        if is_dir:
+            yield from _walk(entry.path, seen_dirs)
+        elif os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                yield entry.path, "broken symlink"
+            else:
+                yield entry.path, None
+
+
+def content_sha1(path: str | os.PathLike) -> str:
+    """SHA-1 of the file's bytes: the identity used to skip files that are already indexed.
+
+    Raises AudioError, with the reason, for a file that cannot be read."""
+    digest = hashlib.sha1()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(READ_BLOCK_BYTES), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise AudioError("no such file (vanished?)") from None
+    except PermissionError:
+        raise AudioError("permission denied") from None
+    except IsADirectoryError:
+        raise AudioError("is a directory") from None
+    except OSError as error:
+        raise AudioError(error.strerror or str(error)) from None
+    return digest.hexdigest()
+
+
+def title_from_path(path: str) -> str:
+    """A song's title when its file has no title tag: the file name without its extension."""
+    return os.path.splitext(os.path.basename(path))[0]

@@ -1,0 +1,49 @@
+"""The one interface both engines implement, so that the CLI, the bench and a server drive either the same way.
+
+An engine is opened on an index file (`lmprint.catalogue`) and keeps its own data there beside the shared songs
+catalogue. `lmprint add --method NAME` and `lmprint match --method NAME` pick one; `lmprint list` and
+`lmprint remove` need none of an engine's own data beyond what `remove` drops.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from .catalogue import Catalogue
+from .results import AddReport, Match, Outcome
+
+
+class Method(Protocol):
+    """An identification engine over an index file."""
+
+    name: str
+    """What `--method` calls it."""
+
+    catalogue: Catalogue
+    """The open index file, with the songs catalogue."""
+
+    @property
+    def sample_rate_hz(self) -> int:
+        """The rate of the samples `match_samples` takes."""
+
+    def add(self, paths: str | os.PathLike | Iterable[str | os.PathLike], jobs: int = 1,
+            on_outcome: Callable[[Outcome], None] | None = None) -> AddReport:
+        """Index the audio files under `paths`; already indexed content is skipped, bad files are reported."""
+
+    def match(self, path: str | os.PathLike) -> Match | None:
+        """The indexed song an audio file comes from, or None. Raises AudioError for a bad file."""
+
+    def match_samples(self, samples: np.ndarray) -> Match | None:
+        """Like `match`, for mono float32 samples at `sample_rate_hz`."""
+
+    def remove(self, song_ids: Sequence[int]) -> None:
+        """Remove songs from the index: their catalogue rows and every engine's data of them."""
+
+    def stats(self) -> dict:
+        """Sizes and settings, for `lmprint stats`."""
+
+    def close(self) -> None:
+        """Close the index file."""

@@ -1,0 +1,77 @@
+"""What the API hands back, whichever engine made it: songs, matches, and the report of an `add` batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Song:
+    """A row of the songs catalogue."""
+
+    id: int
+    path: str
+    """The file's absolute path, as it was given to `add`."""
+    title: str
+    """The file's title tag, else its name without the extension."""
+    duration_s: float
+    content_sha1: str
+    """SHA-1 of the file's bytes: a file already indexed is skipped."""
+    n_hashes: int
+    """Landmark hashes stored for the song (0 when only another engine has it)."""
+    added_at: str
+    """UTC time the song was first added, ISO 8601."""
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "path": self.path, "title": self.title, "duration_s": round(self.duration_s, 3),
+                "content_sha1": self.content_sha1, "n_hashes": self.n_hashes, "added_at": self.added_at}
+
+
+@dataclass(frozen=True)
+class Match:
+    """The song a query was identified as."""
+
+    song: Song
+    score: float
+    """The engine's own measure of the evidence: the landmark engine's summed weight of aligned hashes (higher is
+    better), or the MERT engine's Hamming distance in bits (lower is better)."""
+    offset_s: float | None
+    """Where in the song the query starts, in seconds; None when the engine cannot tell (MERT)."""
+    confidence: float
+    """In [0, 1]: how clearly this song beat the others (the engine's docs say how it is computed)."""
+
+    def to_dict(self) -> dict:
+        """The `match` object of `lmprint match --json`."""
+        return {"path": self.song.path, "title": self.song.title, "score": round(self.score, 1),
+                "offset_s": None if self.offset_s is None else round(self.offset_s, 3),
+                "confidence": round(self.confidence, 3)}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one file of an `add` batch: added, skipped (already indexed), or failed with a reason."""
+
+    path: str
+    skipped: bool = False
+    error: str | None = None
+
+
+@dataclass
+class AddReport:
+    """Counts of a finished `add` batch, and each failed file with its reason."""
+
+    added: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    audio_s: float = 0.0
+    """Seconds of audio added."""
+
+    def record(self, outcome: Outcome, audio_s: float = 0.0) -> None:
+        """Count one file's outcome."""
+        if outcome.error:
+            self.failed.append((outcome.path, outcome.error))
+        elif outcome.skipped:
+            self.skipped += 1
+        else:
+            self.added += 1
+            self.audio_s += audio_s

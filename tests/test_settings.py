@@ -1,0 +1,84 @@
+import json
+import sqlite3
+
+import pytest
+
+from landmark.settings import FINGERPRINT_SETTINGS_ADDED, Density, FingerprintSettings, MatchSettings
+from lmprint.errors import SettingsError
+
+
+def test_fingerprint_settings_round_trip_through_what_an_index_stores():
+    settings = FingerprintSettings(peak_rank_frames=5, index=Density(10, 3, 5, 5))
+    assert FingerprintSettings.from_stored(settings.to_json()) == settings
+
+
+def test_changing_matching_settings_changes_only_what_they_name():
+    matching = MatchSettings().with_values({"min_margin": 7, "query": {"fanout": 3}})
+    assert matching.min_margin == 7 and matching.query.fanout == 3
+    assert matching.query.peaks_per_s == MatchSettings().query.peaks_per_s
+    assert matching.min_score == MatchSettings().min_score
+
+
+def test_unknown_names_and_wrong_types_are_refused_with_the_name():
+    with pytest.raises(SettingsError, match="unknown setting 'fanout'"):
+        MatchSettings().with_values({"fanout": 3})
+    with pytest.raises(SettingsError, match="min_score must be float"):
+        MatchSettings(min_score="high")  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match="bit layout"):
+        FingerprintSettings(max_delta_frames=64)  # Δt has 6 bits in a hash
+    with pytest.raises(SettingsError, match="max_freq_hz"):
+        FingerprintSettings(max_freq_hz=4500.0)  # above Nyquist at 8 kHz
+
+
+def test_every_setting_is_either_stored_or_used_at_query_time_never_both():
+    """No hand-kept list decides which settings an index records: the two objects do, so a new matching setting
+    can never be mistaken for a stored one."""
+    stored = set(FingerprintSettings().to_dict())
+    matching = set(MatchSettings().to_dict())
+    assert stored and matching and not stored & matching
+
+
+def _edit_recorded_settings(path, edit) -> None:
+    """Change the settings an index recorded, as an older lmprint would have written them."""
+    connection = sqlite3.connect(path)
+    recorded = json.loads(connection.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0])
+    edit(recorded)
+    connection.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(recorded),))
+    connection.commit()
+    connection.close()
+
+
+def test_an_index_recorded_with_matching_settings_beside_its_own_still_opens(tmp_path):
+    """Older indexes recorded every setting, matching ones included (some since retired). They are ignored, not
+    refused: they never shaped what is stored."""
+    from landmark import Index
+
+    path = tmp_path / "i.db"
+    Index(path, create=True).close()
+    _edit_recorded_settings(path, lambda recorded: recorded.update(
+        MatchSettings(min_margin=3).to_dict(), verify_tolerance_frames=1, verify_tolerance_bins=1))
+    with Index(path) as index:
+        assert index.fingerprint_settings == FingerprintSettings()
+
+
+def test_an_index_recorded_before_a_fingerprint_setting_existed_keeps_its_old_behaviour(tmp_path):
+    """A fingerprint setting added later takes, for an index that did not record it, the value that reproduces how
+    that index was built, so its queries are fingerprinted the same way."""
+    from landmark import Index
+
+    path = tmp_path / "i.db"
+    Index(path, create=True).close()
+    _edit_recorded_settings(path, lambda recorded: [recorded.pop(added) for added in FINGERPRINT_SETTINGS_ADDED])
+    with Index(path) as index:
+        assert index.fingerprint_settings.peak_rank_frames == 1 != FingerprintSettings().peak_rank_frames
+
+
+def test_an_index_recorded_with_an_unknown_fingerprint_setting_is_refused(tmp_path):
+    from landmark import Index
+    from lmprint.errors import IndexFileError
+
+    path = tmp_path / "i.db"
+    Index(path, create=True).close()
+    _edit_recorded_settings(path, lambda recorded: recorded.update(spectral_whitening=True))
+    with pytest.raises(IndexFileError, match="newer version"):
+        Index(path)
