@@ -53,7 +53,9 @@ def run(corpus: str, out: str, *, noise_dir: str | None = None, rir_dir: str | N
         added = _lmprint(db, "add", "--quiet", "--jobs", str(jobs), *songs)
         add_s = time.perf_counter() - started
         audio_s = sum(json.loads(line)["duration_s"] for line in _lmprint(db, "list", "--json").stdout.splitlines())
-        answers, failed, match_s = {}, [], 0.0
+        answers: dict[str, dict | None] = {}
+        failed: list[str] = []
+        match_s = 0.0
         for start in range(0, len(clip_paths), CLIPS_PER_CALL):
             started = time.perf_counter()
             batch = _lmprint(db, "match", "--json", *clip_paths[start:start + CLIPS_PER_CALL])
@@ -63,15 +65,17 @@ def run(corpus: str, out: str, *, noise_dir: str | None = None, rir_dir: str | N
                        " queries failed" not in line]
         db_bytes = os.path.getsize(db)
     per_clip_s = match_s / max(1, len(clip_paths))
-    outcomes, offsets_right, false_matches = [], {}, []
+    outcomes: list[Outcome] = []
+    offsets_right: dict[str, list[bool]] = {}
+    false_matches: list[dict] = []
     for query, path in zip(query_set, clip_paths):
         found = answers.get(path)
         answer = found["path"] if found else None
         outcomes.append(Outcome(query.condition, query.indexed, query.song, answer, per_clip_s))
-        if not query.indexed and answer is not None:
+        if not query.indexed and found is not None:
             false_matches.append({"condition": query.condition, "song": query.song, "start_s": query.start_s,
                                   "named": answer, "offset_s": found["offset_s"], "score": found["score"]})
-        if query.indexed and answer == query.song:
+        if query.indexed and answer == query.song and found is not None:
             offsets_right.setdefault(query.condition, []).append(
                 abs(found["offset_s"] - query.start_s) <= OFFSET_TOLERANCE_S)
     figures = summarise(outcomes)

@@ -37,6 +37,7 @@ def write(path: str | os.PathLike, samples: np.ndarray, sample_rate_hz: int, bit
             container.metadata["title"] = title
         stream = container.add_stream(codec, rate=sample_rate_hz, layout=layout,
                                       options={"strict": "experimental"})
+        assert isinstance(stream, av.audio.stream.AudioStream)
         if bit_rate:
             stream.bit_rate = bit_rate
         frame_size = stream.codec_context.frame_size or 1024

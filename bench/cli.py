@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import click
 import numpy as np
@@ -76,6 +77,24 @@ def _query_set_options(command):
     return command
 
 
+@main.command()
+@click.argument("outdir", type=click.Path(file_okay=False))
+@click.option("--music/--no-music", default=True, show_default=True, help="Fetch the music (OUTDIR/music).")
+@click.option("--noise/--no-noise", default=True, show_default=True, help="Fetch the noise (OUTDIR/noise).")
+@click.option("--package", "packages", multiple=True, help="Only this music package (repeatable).")
+def corpus(outdir, music, noise, packages):
+    """Fetch the public corpus: free game soundtracks and ambient noise from Debian, and babble (espeak-ng).
+
+    About 450 MB of packages; the music lands in OUTDIR/music and the noise in OUTDIR/noise, each with a
+    manifest.tsv of licences. Needs apt-get, dpkg, espeak-ng and sox (scripts/get-corpus.sh installs them)."""
+    from .fetch import fetch_corpus
+
+    try:
+        fetch_corpus(outdir, music=music, noise=noise, packages=packages, log=lambda line: click.echo(line, err=True))
+    except (RuntimeError, OSError, ValueError, subprocess.CalledProcessError) as error:
+        raise SystemExit(f"bench corpus: {error}") from None
+
+
 @main.command(name="unseen-noise")
 @click.argument("outdir", type=click.Path(file_okay=False))
 def unseen_noise(outdir):
@@ -140,7 +159,8 @@ def scale(corpus, out, sizes, noise_dir, seed, limit, jobs):
     """Landmark recall, false matches, latency and storage as distractor songs are added."""
     import json
 
-    from .scale import markdown, scale as run_scale
+    from .scale import markdown
+    from .scale import scale as run_scale
 
     os.makedirs(out, exist_ok=True)
     result = run_scale(corpus, [int(s) for s in sizes.split(",")], noise_dir, seed=seed, limit=limit, jobs=jobs)

@@ -154,7 +154,7 @@ class Degraders:
     impulse_responses: list[np.ndarray]
 
     @classmethod
-    def load(cls, noise_dir: str | None, rir_dir: str | None, max_files: int = 12) -> "Degraders":
+    def load(cls, noise_dir: str | None, rir_dir: str | None, max_files: int = 12) -> Degraders:
         from landmark import audio
         from lmprint.files import find_audio_files
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 
 def write(results: dict, out: str) -> None:
@@ -52,22 +51,32 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(results: dict, out: str) -> None:
-    try:
-        import matplotlib
+PLOTS_NEED = "the plots need matplotlib: pip install 'lmprint[bench]'"
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+
+def check_plotting() -> None:
+    """Stop at once, naming what to install, when the plots cannot be drawn (before a run of many minutes)."""
+    try:
+        import matplotlib  # noqa: F401
     except ImportError:
-        return
+        raise SystemExit(f"bench: {PLOTS_NEED}") from None
+
+
+def plot(results: dict, out: str) -> None:
+    check_plotting()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     methods = {m: f for m, f in results["methods"].items() if "skipped" not in f}
     if not methods:
         return
     figure, axes = plt.subplots(figsize=(6, 4))
     for name, figures in methods.items():
         for kind in results.get("noise_kinds", []):
-            points = sorted((int(re.search(r"_(-?\d+)dB", c).group(1)), v) for c, v in figures["recall"].items()
-                            if c.startswith(f"noise_{kind}_"))
+            points = sorted((int(c.rsplit("_", 1)[1][:-2]), v) for c, v in figures["recall"].items()
+                            if c.startswith(f"noise_{kind}_"))  # noise_KIND_SNRdB
             if points:
                 axes.plot(*zip(*points), marker="o", label=f"{name}, {kind}")
     axes.set(xlabel="SNR (dB)", ylabel="recall@1", title="Recall against noise (5 s clips)", ylim=(0, 1.02))

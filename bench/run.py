@@ -110,7 +110,7 @@ def evaluate(name: str, tracks, queries_path: str, workdir: str, jobs: int, mert
         "db_bytes_per_song": round(build.db_bytes / songs, 1),
         "db_bytes_per_audio_s": round(build.db_bytes / max(build.audio_s, 1e-9), 1),
         "index_x_realtime": round(build.audio_s / max(build.seconds, 1e-9), 1),
-        "index_x_realtime_per_core": round(build.audio_s / max(build.seconds, 1e-9) / getattr(method, "cores", jobs), 1),
+        "index_x_realtime_per_core": round(build.audio_s / max(build.seconds, 1e-9) / method.cores, 1),
         "peak_rss_mb": round(_peak_rss_mb() - baseline_mb, 1),
         "meaningful": getattr(method, "meaningful", True),
         "build_notes": build.notes[:20],
@@ -146,6 +146,7 @@ def compare(methods: list[str], corpus: str, out: str, *, mert_model: str | None
 
     from . import report
 
+    report.check_plotting()
     os.makedirs(out, exist_ok=True)
     tracks, degraders = load_inputs(corpus, limit, noise_dir, rir_dir)
     with tempfile.TemporaryDirectory(prefix="lmprint-bench-") as workdir:

@@ -82,7 +82,8 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
             started = time.perf_counter()
             for number in tqdm(range(have, size), desc=f"distractors to {size}", disable=not show_progress,
                                file=sys.stderr):
-                hashes, frames, peaks = distractor(*bases[number % len(bases)], index.fingerprint_settings, rng)
+                base_hashes, base_frames = bases[number % len(bases)]
+                hashes, frames, peaks = distractor(base_hashes, base_frames, index.fingerprint_settings, rng)
                 index.add_fingerprint(SongFingerprint(f"distractor:{number}", f"distractor {number}", 180.0,
                                                       f"distractor-{number}", hashes, frames, *peaks))
             insert_s = time.perf_counter() - started
@@ -99,7 +100,8 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                          "query_ms_p50": figures["query_ms_p50"], "query_ms_p95": figures["query_ms_p95"],
                          "db_bytes_per_song": round(os.path.getsize(db) / songs, 1),
                          "db_mb": round(os.path.getsize(db) / 2**20, 1),
-                         "insert_ms_per_distractor": round(1000 * insert_s / (size - have), 2) if size > have else None})
+                         "insert_ms_per_distractor": (round(1000 * insert_s / (size - have), 2) if size > have
+                                                      else None)})
             print(rows[-1], file=sys.stderr, flush=True)
         index.close()
     return {"corpus": os.path.abspath(corpus), "seed": seed, "method": "landmark", "rows": rows}

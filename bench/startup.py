@@ -19,7 +19,9 @@ _PROBE = ("import sys, runpy; sys.argv = ['lmprint'] + sys.argv[1:]; "
 
 def measure(db: str, clip: str, runs: int = 7) -> dict:
     """Median and spread of `lmprint --db DB match CLIP` in fresh interpreters, plus its answer."""
-    times, answer, imported = [], None, ""
+    times: list[float] = []
+    answer: dict = {}
+    imported = ""
     for _ in range(runs):
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", _PROBE, "--db", db, "match", "--json", clip],

@@ -1,4 +1,4 @@
-"""Noises and rooms that are not in `../shared`, to check that settings tuned on the public set hold elsewhere.
+"""Synthetic noises and rooms unlike the public ones, to check that settings tuned on the public set hold elsewhere.
 
 The public bench adds recorded ambience and babble and convolves with recorded rooms. These are made instead:
 brown noise (traffic rumble), a band-limited fan with a slow swell, a crowd of six espeak-ng voices reading other

@@ -68,7 +68,7 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
             tags = {**{k.lower(): v for k, v in container.metadata.items()},
                     **{k.lower(): v for k, v in stream.metadata.items()}}
             title = (tags.get("title") or "").strip() or None
-            stream.thread_type = "AUTO"
+            stream.codec_context.thread_type = "AUTO"
             source_rate = stream.codec_context.sample_rate or stream.rate
             if not source_rate:
                 raise AudioError("unknown sample rate")

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import hashes as hashing
-from .settings import Density, FingerprintSettings
 from .peaks import candidate_peaks, prominence_db, select_peaks
+from .settings import Density, FingerprintSettings
 from .spectrogram import frame_count, log_spectrogram
 
 BLOCK_S = 60.0
@@ -70,8 +70,8 @@ def extract_peaks(signal: np.ndarray, settings: FingerprintSettings, density: De
 
 def fingerprint(signal: np.ndarray, settings: FingerprintSettings, density: Density, with_prominence: bool = False
                 ) -> Fingerprint:
-    """Hashes of `signal` at the given density (`FingerprintSettings.index` for songs, `MatchSettings.query` for clips), with the
-    prominence map too if `with_prominence` (queries)."""
+    """Hashes of `signal` at the given density (`FingerprintSettings.index` for songs, `MatchSettings.query` for
+    clips), with the prominence map too if `with_prominence` (queries)."""
     frames, bins, prominence = _scan(signal, settings, density, with_prominence)
     hashes, anchor_frames = hashing.pair_peaks(frames, bins, settings, density)
     return Fingerprint(hashes, anchor_frames, frames, bins, prominence)

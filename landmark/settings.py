@@ -18,8 +18,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from lmprint.errors import SettingsError
 
@@ -134,12 +135,12 @@ class FingerprintSettings:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "FingerprintSettings":
+    def from_dict(cls, values: Mapping[str, Any]) -> FingerprintSettings:
         """Settings from `to_dict`'s output. Raises SettingsError for an unknown name or a wrong type."""
         return _build(cls, values)
 
     @classmethod
-    def from_stored(cls, text: str) -> "FingerprintSettings":
+    def from_stored(cls, text: str) -> FingerprintSettings:
         """The settings an index recorded. Older indexes recorded matching settings beside them, which are
         dropped; a fingerprint setting added since gets the value that reproduces what they stored."""
         values = json.loads(text)
@@ -252,12 +253,12 @@ class MatchSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "MatchSettings":
+    def from_dict(cls, values: Mapping[str, Any]) -> MatchSettings:
         """Settings from a mapping such as a settings file's; names left out keep their defaults. Raises
         SettingsError for an unknown name or a wrong type."""
         return _build(cls, values)
 
-    def with_values(self, values: Mapping[str, Any]) -> "MatchSettings":
+    def with_values(self, values: Mapping[str, Any]) -> MatchSettings:
         """A copy with some settings changed; `query` may be given in part, e.g. {"query": {"fanout": 10}}."""
         merged = self.to_dict()
         for name, value in values.items():

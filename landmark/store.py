@@ -19,8 +19,9 @@ bucket it touches, and its peaks. A crash mid-song rolls the whole song back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class Postings:
     frames: np.ndarray  # int64, frames within the song
 
     @classmethod
-    def empty(cls) -> "Postings":
+    def empty(cls) -> Postings:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 

@@ -27,7 +27,7 @@ class Timeline:
     """The end of the last song listed; postings past it belong to songs added since."""
 
     @classmethod
-    def of(cls, rows: list[tuple[int, int, int]]) -> "Timeline":
+    def of(cls, rows: list[tuple[int, int, int]]) -> Timeline:
         """From (start, end, song id) rows sorted by start."""
         starts, ends, ids = np.asarray(rows, np.int64).reshape(-1, 3).T
         return cls(starts, ends, ids, int(ends.max()) if ends.size else 0)

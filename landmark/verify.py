@@ -20,13 +20,13 @@ clips, at the same number of wrong candidates verified.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
-from .settings import FingerprintSettings, MatchSettings
 from .peaks import band_edges_bins
+from .settings import FingerprintSettings, MatchSettings
 from .vote import Candidate
 
 FLAT = 1e-6
@@ -41,7 +41,7 @@ class ProminenceMap:
     first_bin: int
 
     @classmethod
-    def of(cls, prominence: np.ndarray, settings: FingerprintSettings) -> "ProminenceMap":
+    def of(cls, prominence: np.ndarray, settings: FingerprintSettings) -> ProminenceMap:
         """From a clip's prominence map (frames × all bins, `peaks.prominence_db`)."""
         first_bin, end_bin = (int(edge) for edge in band_edges_bins(settings)[[0, -1]])
         values = np.array(prominence[:, first_bin:end_bin], np.float32)
@@ -77,8 +77,11 @@ def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarra
     return float(z[best]), int(offsets[best])
 
 
-def agrees(voted: Candidate, clip: ProminenceMap,
-           song_peaks: Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]], settings: MatchSettings) -> bool:
+SongPeaks = Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]]
+"""Reads songs' stored peaks: song ids in, (frames, bins) of each song that has them out."""
+
+
+def agrees(voted: Candidate, clip: ProminenceMap, song_peaks: SongPeaks, settings: MatchSettings) -> bool:
     """Whether a song matched by vote shows its peaks in the clip too: z ≥ `min_vote_agreement_z` at its voted
     offset. Pairs can line up by chance in music that shares a grid and a sound; its peaks then do not agree.
     True for a song whose peaks the index does not hold (indexes of schema 3: matched by vote alone)."""
@@ -90,7 +93,7 @@ def agrees(voted: Candidate, clip: ProminenceMap,
 
 
 def verify(candidates: list[Candidate], clip: ProminenceMap,
-           song_peaks: Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]], settings: MatchSettings
+           song_peaks: SongPeaks, settings: MatchSettings
            ) -> tuple[Candidate | None, float]:
     """The song that the first `verify_candidates` candidates' agreements single out, or None; and a confidence.
 

@@ -23,8 +23,8 @@ from functools import cached_property
 import numpy as np
 
 from .arrays import run_starts
-from .settings import MatchSettings
 from .hashes import widen_delta_time
+from .settings import MatchSettings
 
 DELTA_BITS = 25
 """Bits of Δt + DELTA_OFFSET in a (song, Δt) key: ±16.7 M frames = ±74 h at 16 ms."""
@@ -66,7 +66,7 @@ class Votes:
 
     @classmethod
     def from_weights(cls, songs: np.ndarray, deltas: np.ndarray, query_frames: np.ndarray,
-                     weights: np.ndarray) -> "Votes":
+                     weights: np.ndarray) -> Votes:
         negated, levels = np.unique(-np.asarray(weights, np.float64), return_inverse=True)
         return cls(songs, deltas, query_frames, levels.astype(np.int64), -negated)
 
@@ -88,7 +88,7 @@ class QueryHashes:
     frames: np.ndarray  # int64, grouped by hash
 
     @classmethod
-    def of(cls, hashes: np.ndarray, anchor_frames: np.ndarray, tolerance_frames: int = 0) -> "QueryHashes":
+    def of(cls, hashes: np.ndarray, anchor_frames: np.ndarray, tolerance_frames: int = 0) -> QueryHashes:
         """Group a fingerprint's hashes, each also looked up with Δt ± 1..tolerance_frames (`widen_delta_time`)."""
         by_hash = np.argsort(hashes, kind="stable")
         hashes, frames = widen_delta_time(np.asarray(hashes, np.uint32)[by_hash], np.asarray(anchor_frames)[by_hash],
@@ -102,7 +102,8 @@ class QueryHashes:
 def join(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray, posting_frames: np.ndarray,
          n_songs: int, settings: MatchSettings) -> Votes:
     """Every (query pair, posting) with equal hashes, as a weighted vote. `hash_index` is each posting's hash as
-    an index into `query.distinct` (a posting store's `Postings.key_index`, looked up with `query.distinct`), so no hashes are compared here."""
+    an index into `query.distinct` (a posting store's `Postings.key_index` when `query.distinct` are the keys
+    looked up), so no hashes are compared here."""
     per_posting = query.counts[hash_index]
     ends = np.cumsum(per_posting)
     kept = np.searchsorted(ends, settings.max_votes, side="right")  # postings within the vote budget
@@ -165,7 +166,7 @@ class Alignments:
     """Other offsets of a song are looked for among its `shortlist_per_offset` × (count + 1) heaviest windows."""
 
     @classmethod
-    def of(cls, votes: Votes, tolerance: int, shortlist_per_offset: int = 8) -> "Alignments":
+    def of(cls, votes: Votes, tolerance: int, shortlist_per_offset: int = 8) -> Alignments:
         if votes.songs.size == 0:
             empty = np.zeros(0, np.int64)
             return cls(empty, empty, np.zeros(0), tolerance, shortlist_per_offset)
@@ -259,6 +260,7 @@ def decide(candidates: list[Candidate], settings: MatchSettings, min_ratio: floa
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
     confidence = (best.score - runner_up) / best.score if best.score > 0 else 0.0
     ratio = settings.min_ratio if min_ratio is None else min_ratio
-    if best.score < settings.min_score or best.score - runner_up < settings.min_margin or best.score < ratio * runner_up:
+    if (best.score < settings.min_score or best.score - runner_up < settings.min_margin
+            or best.score < ratio * runner_up):
         return None, confidence
     return best, confidence

@@ -18,8 +18,9 @@ import datetime as _dt
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .errors import IndexFileError
 from .results import Song
@@ -46,7 +47,7 @@ def default_db_path() -> Path:
 
 def now_utc() -> str:
     """The current UTC time as ISO 8601, to the second: when a song or setting was recorded."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 class Catalogue:
@@ -110,13 +111,13 @@ class Catalogue:
         from sqlite_utils import Database
 
         db = Database(self.conn)
-        db["meta"].create({"key": str, "value": str}, pk="key", not_null={"value"}, if_not_exists=True)
-        db["songs"].create({"id": int, "path": str, "title": str, "duration_s": float, "content_sha1": str,
+        db.table("meta").create({"key": str, "value": str}, pk="key", not_null={"value"}, if_not_exists=True)
+        db.table("songs").create({"id": int, "path": str, "title": str, "duration_s": float, "content_sha1": str,
                             "n_hashes": int, "added_at": str, "timeline_start": int, "timeline_frames": int},
                            pk="id", not_null={"path", "title", "duration_s", "content_sha1", "n_hashes", "added_at"},
                            if_not_exists=True)
-        db["songs"].create_index(["content_sha1"], unique=True, if_not_exists=True)
-        db["songs"].create_index(["path"], if_not_exists=True)
+        db.table("songs").create_index(["content_sha1"], unique=True, if_not_exists=True)
+        db.table("songs").create_index(["path"], if_not_exists=True)
 
     def _use_wal(self) -> None:
         """Switch the file to WAL mode. The switch needs the file to itself and SQLite answers "locked" at once,
@@ -133,7 +134,7 @@ class Catalogue:
                 time.sleep(0.05)
 
     # --- plumbing -------------------------------------------------------------------------------------------
-    def write(self) -> "WriteTransaction":
+    def write(self) -> WriteTransaction:
         """A short IMMEDIATE write transaction: all of it lands, or none of it."""
         return WriteTransaction(self)
 
@@ -153,8 +154,8 @@ class Catalogue:
 
     def set_meta(self, key: str, value: str) -> None:
         """Record a value (call inside a write transaction)."""
-        self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                          (key, value))
+        self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) "
+                          "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
 
     def describe(self, error: sqlite3.Error) -> str:
         """A one-line message for an SQLite error on this file."""
@@ -231,7 +232,7 @@ class Catalogue:
         """Seconds of audio of all songs in the catalogue."""
         return float(self.read("SELECT COALESCE(SUM(duration_s), 0) FROM songs")[0][0])
 
-    def __enter__(self) -> "Catalogue":
+    def __enter__(self) -> Catalogue:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -244,14 +245,14 @@ class WriteTransaction:
     def __init__(self, catalogue: Catalogue):
         self.catalogue = catalogue
 
-    def __enter__(self) -> "WriteTransaction":
+    def __enter__(self) -> WriteTransaction:
         try:
             self.catalogue.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as error:
             raise IndexFileError(self.catalogue.describe(error)) from None
         return self
 
-    def __exit__(self, kind, error, trace) -> bool:
+    def __exit__(self, kind, error, trace) -> None:
         conn = self.catalogue.conn
         if kind is None:
             try:
@@ -259,8 +260,7 @@ class WriteTransaction:
             except sqlite3.DatabaseError as commit_error:
                 conn.execute("ROLLBACK")
                 raise IndexFileError(self.catalogue.describe(commit_error)) from None
-            return False
+            return
         conn.execute("ROLLBACK")
         if isinstance(error, sqlite3.DatabaseError):
             raise IndexFileError(self.catalogue.describe(error)) from None
-        return False

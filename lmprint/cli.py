@@ -11,7 +11,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -36,9 +37,9 @@ def _guard(function: Callable) -> Callable:
             _fail(str(error))
         except KeyboardInterrupt:
             click.echo("lmprint: interrupted (songs already added are kept)", err=True)
-            raise SystemExit(130)
+            raise SystemExit(130) from None
         except BrokenPipeError:
-            raise SystemExit(0)
+            raise SystemExit(0) from None
     return wrapper
 
 

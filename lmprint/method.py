@@ -8,7 +8,8 @@ catalogue. `lmprint add --method NAME` and `lmprint match --method NAME` pick on
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, Protocol, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -47,3 +48,7 @@ class Method(Protocol):
 
     def close(self) -> None:
         """Close the index file."""
+
+    def __enter__(self) -> Method: ...
+
+    def __exit__(self, *exc: object) -> None: ...

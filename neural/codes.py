@@ -52,7 +52,7 @@ class Projection:
     components: np.ndarray  # (dims, bits), columns by decreasing variance
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, bits: int = CODE_BITS) -> "Projection":
+    def fit(cls, vectors: np.ndarray, bits: int = CODE_BITS) -> Projection:
         """Covariance + eigh. With fewer vectors than bits, the extra components span no variance of the
         reference set; they are still a fixed basis, so codes stay comparable."""
         vectors = np.asarray(vectors, np.float64)
@@ -80,7 +80,7 @@ class Projection:
         return self.mean.astype("<f4").tobytes(), self.components.astype("<f4").tobytes()
 
     @classmethod
-    def from_blobs(cls, mean: bytes, components: bytes, bits: int) -> "Projection":
+    def from_blobs(cls, mean: bytes, components: bytes, bits: int) -> Projection:
         mean_array = np.frombuffer(mean, "<f4").astype(np.float32)
         return cls(mean_array, np.frombuffer(components, "<f4").astype(np.float32).reshape(mean_array.size, bits))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class MertIndex:
     def close(self) -> None:
         self.catalogue.close()
 
-    def __enter__(self) -> "MertIndex":
+    def __enter__(self) -> MertIndex:
         return self
 
     def __exit__(self, *exc: object) -> None:

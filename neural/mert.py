@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -121,7 +122,7 @@ def _state_dict(folder: Path) -> dict:
 class MertEncoder:
     """A frozen MERT (HubertModel) that maps windows to L2-normalised mean-pooled last hidden states."""
 
-    model: object
+    model: Any  # transformers.HubertModel (torch is imported lazily)
     device: str
     dtype: str
     name: str

@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Build the public benchmark corpus: real music from Debian's free game soundtracks, and real noise.
-#   scripts/get-corpus.sh OUTDIR [PACKAGE...]     music into OUTDIR (manifest.tsv beside it)
-#   NOISE=1 scripts/get-corpus.sh OUTDIR          also ambient noise and babble into OUTDIR/noise
-# Installs the Debian tools the download scripts need (ffmpeg, sox, unzip, espeak-ng) first.
+# Fetch the public benchmark corpus into OUTDIR (OUTDIR/music, OUTDIR/noise): free game soundtracks and ambient
+# noise from Debian's archive, and babble made with espeak-ng. About 450 MB and 3 minutes.
+#   scripts/get-corpus.sh OUTDIR
+# Installs the Debian tools it needs first (dpkg-dev's apt-get download, espeak-ng, sox).
 set -euo pipefail
-out=${1:?usage: get-corpus.sh OUTDIR [PACKAGE...]}; shift
-shared="$(cd "$(dirname "$0")/../.." && pwd)/shared/corpus"
-[ -d "$shared" ] || { echo "get-corpus: $shared not found (the download scripts live there)" >&2; exit 2; }
+out=${1:?usage: get-corpus.sh OUTDIR}
 need=()
-for tool in ffmpeg sox unzip espeak-ng; do command -v "$tool" >/dev/null || need+=("$tool"); done
+for tool in espeak-ng sox; do command -v "$tool" >/dev/null || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg sox libsox-fmt-all unzip espeak-ng >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox libsox-fmt-all >/dev/null
 fi
-bash "$shared/get-debian-music.sh" "$out" "$@"
-if [ "${NOISE:-0}" = 1 ]; then bash "$shared/get-noise.sh" "$out/noise"; fi
+cd "$(dirname "$0")/.."
+python3 -m pip install -q --disable-pip-version-check -e '.[bench]'
+bench corpus "$out"

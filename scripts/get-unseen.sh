@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Material that is not in ../shared, to check that settings tuned on the public bench hold for music in general.
+# Material outside the public corpus, to check that settings tuned on the public bench hold for music in general.
 #   scripts/get-unseen.sh OUTDIR
 # OUTDIR/music: real recordings (about 6 h, 67 tracks) from Debian game packages whose music the public corpus
 #   does not use: warzone2100-music, freedroidrpg-data, flare-game, openclonk-data, frozen-bubble-data
 #   (flare-game's sound effects, not its music, are among the public ambient noises).
 # OUTDIR/noise, OUTDIR/rir: synthetic noises and rooms (`bench unseen-noise`).
-# Then, as the README's "Checked on material that is not in ../shared" does:
+# Then, as docs/bench.md ("Material that is not in the public corpus") does:
 #   bench compare --methods landmark --corpus OUTDIR/music --noise OUTDIR/noise --rir OUTDIR/rir --quick --out OUT
 set -euo pipefail
 out=${1:?usage: get-unseen.sh OUTDIR}

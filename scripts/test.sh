@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Install everything the tests need, then run the whole test suite. CI (.ci/run) calls exactly this.
+# Install everything the tests need, then run every test (the slow ones too), the linter, the type checker and the
+# check that the CLI reference is current. CI (.ci/run) calls exactly this; extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --disable-pip-version-check torch==2.13.0   # the local CPU wheel, first: see README
+# torch first, pinned: a range would let pip pick a CUDA build of several GB (see the README for a CPU build)
+python3 -m pip install -q --disable-pip-version-check torch==2.13.0
 python3 -m pip install -q --disable-pip-version-check -e '.[neural,bench,test]'
-python3 -m pytest -q "$@"
+python3 -m pytest -q -m "slow or not slow" "$@"
+python3 -m ruff check .
+python3 -m mypy
+python3 -m cogapp --check README.md docs/cli.md

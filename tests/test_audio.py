@@ -58,16 +58,13 @@ def test_missing_file_and_directory_are_audio_errors(tmp_path):
         audio.load(tmp_path, 8000)
 
 
-def test_truncated_file_decodes_what_is_there_or_fails_cleanly(library_dir, tmp_path):
+def test_a_truncated_file_decodes_up_to_the_damage(library_dir, tmp_path):
     for extension in ("ogg", "mp3"):
         data = (library_dir / f"song{FORMATS.index(extension)}.{extension}").read_bytes()
         cut = tmp_path / f"cut.{extension}"
         cut.write_bytes(data[: len(data) // 3])
-        try:
-            samples = audio.load(cut, 8000)
-        except AudioError:
-            continue
-        assert 5 * 8000 < samples.size < 20 * 8000  # about a third of 40 s
+        samples = audio.load(cut, 8000)
+        assert 5 * 8000 < samples.size < 20 * 8000  # a third of the bytes of 40 s (Vorbis spends them unevenly)
 
 
 def test_too_short_and_silent_audio_are_refused():

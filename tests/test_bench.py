@@ -69,6 +69,7 @@ def test_the_split_is_deterministic_and_holds_songs_out(tmp_path):
     assert 2 <= sum(not t.indexed for t in first) <= 12
 
 
+@pytest.mark.slow
 def test_bench_compare_runs_end_to_end_on_a_tiny_corpus(tmp_path, tiny_model_dir):
     from bench.run import compare
 
@@ -94,6 +95,7 @@ def test_bench_compare_runs_end_to_end_on_a_tiny_corpus(tmp_path, tiny_model_dir
     assert results["queries"] == on_disk["queries"]
 
 
+@pytest.mark.slow
 def test_bench_as_user_names_clip_files_through_the_cli(tmp_path):
     """The same queries as compare, written to .m4a files and named by `lmprint add` and `lmprint match --json`
     in subprocesses: the right songs at the right offsets, and nothing for the songs kept out."""
@@ -139,10 +141,10 @@ def test_saved_queries_come_back_exactly(tmp_path):
 
 def test_a_distractor_keeps_the_shape_of_real_landmarks_but_moves_them():
     from bench.scale import distractor
-    from landmark.settings import FingerprintSettings as Config
     from landmark.hashes import pack, unpack
+    from landmark.settings import FingerprintSettings
 
-    config = Config()
+    config = FingerprintSettings()
     rng = np.random.default_rng(4)
     anchors = rng.integers(40, 200, 3000)
     hashes = pack(anchors, rng.integers(-63, 64, 3000), rng.integers(2, 64, 3000)).astype(np.uint32)
@@ -162,6 +164,7 @@ def test_a_distractor_keeps_the_shape_of_real_landmarks_but_moves_them():
     assert all((f, b) in points for f, b in zip(new_frames.tolist(), new_anchor.tolist()))
 
 
+@pytest.mark.slow
 def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path):
     from bench.scale import scale
 
@@ -206,3 +209,15 @@ def test_unseen_rooms_decay_at_their_rt60_and_the_fan_hums_around_900_hz():
     assert np.sum(power[(freqs > 400) & (freqs < 1400)]) > 0.9 * np.sum(power)
     brown = np.abs(np.fft.rfft(unseen.brown_noise(rng))) ** 2
     assert np.mean(brown[(freqs > 80) & (freqs < 120)]) > 100 * np.mean(brown[(freqs > 800) & (freqs < 1200)])
+
+
+def test_without_matplotlib_compare_stops_at_once_naming_what_to_install(tmp_path, monkeypatch):
+    """The plots are part of the result: `bench compare` does not silently leave them out."""
+    import sys
+
+    from bench.run import compare
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(SystemExit, match=r"matplotlib: pip install 'lmprint\[bench\]'"):
+        compare(["landmark"], str(tmp_path), str(tmp_path / "out"), show_progress=False)
+    assert not (tmp_path / "out").exists()  # stopped before any work

@@ -99,13 +99,12 @@ def test_add_reports_bad_files_in_a_folder_and_indexes_the_rest(library_dir, tmp
 
 def test_on_a_terminal_add_shows_a_progress_bar_and_still_names_bad_files(library_dir, tmp_path):
     """Run `lmprint add` under a pseudo-terminal, as a user at a shell would."""
+    import fcntl
     import os
     import pty
+    import struct
     import subprocess
     import sys
-
-    import fcntl
-    import struct
     import termios
 
     controller, terminal = pty.openpty()
@@ -131,3 +130,28 @@ def test_on_a_terminal_add_shows_a_progress_bar_and_still_names_bad_files(librar
     assert "missing.mp3: no such file" in text
     assert "add: 2file" in text  # the bar counted both files
     assert "added 1, skipped 0 (already indexed), failed 1" in text
+
+
+def test_matching_settings_from_options_and_a_file_change_the_answer(built_index, tmp_path):
+    """A user can change a threshold without the bench: `--set NAME=VALUE`, or a TOML settings file."""
+    clip = clip_file(tmp_path, 2, 9.0)
+    found = json.loads(run_cli("match", "--json", clip, db=built_index, check=True).stdout)["match"]
+    assert found["title"] == "song2"
+    strict = run_cli("match", "--json", "--set", f"min_score={found['score'] * 2}", "--set", "verify_candidates=0",
+                     clip, db=built_index, check=True)
+    assert json.loads(strict.stdout)["match"] is None  # the same clip falls short of a score it cannot reach
+    settings = tmp_path / "strict.toml"
+    settings.write_text(f"min_score = {found['score'] * 2}\nverify_candidates = 0\n\n[query]\nfanout = 20\n")
+    assert json.loads(run_cli("match", "--json", "--settings", settings, clip, db=built_index,
+                              check=True).stdout)["match"] is None
+    loose = run_cli("match", "--json", "--settings", settings, "--set", "min_score=20", clip, db=built_index,
+                    check=True)  # an option wins over the file
+    assert json.loads(loose.stdout)["match"]["title"] == "song2"
+
+
+def test_an_unknown_or_mistyped_setting_gets_one_line(built_index, tmp_path):
+    clip = clip_file(tmp_path, 2, 9.0)
+    for option, complaint in (("fanout=3", "unknown setting 'fanout'"), ("min_score=high", "min_score must be float"),
+                              ("min_score", "expected NAME=VALUE")):
+        result = run_cli("match", "--set", option, clip, db=built_index)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1 and complaint in result.stderr, result.stderr

@@ -4,10 +4,10 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from landmark.settings import FingerprintSettings as Config
 from landmark.hashes import HASH_BITS, pack, pair_peaks, unpack, widen_delta_time
+from landmark.settings import FingerprintSettings
 
-CONFIG = Config()
+CONFIG = FingerprintSettings()
 
 
 @given(st.integers(0, 255), st.integers(-63, 63), st.integers(0, 63))
@@ -49,7 +49,7 @@ def test_pairing_in_anchor_blocks_equals_pairing_all_at_once(monkeypatch):
     rng = np.random.default_rng(3)
     frames = np.sort(rng.integers(0, 3000, 900))
     bins = rng.integers(10, 240, 900)
-    config = Config()
+    config = FingerprintSettings()
     whole = hashing.pair_peaks(frames, bins, config, config.index)
     monkeypatch.setattr(hashing, "ANCHOR_BLOCK", 7)
     blocked = hashing.pair_peaks(frames, bins, config, config.index)

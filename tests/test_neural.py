@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
 from lmprint.errors import ModelError  # noqa: E402
 from neural import codes, mert, search  # noqa: E402
 from tests.conftest import rendered, tiny_config  # noqa: E402,F401
+
+needs_torch = pytest.mark.slow  # importing torch and transformers alone takes 15-20 s on 2 cores
+
 
 @pytest.fixture(scope="session")
 def encoder(tiny_model_dir):
@@ -24,6 +24,7 @@ def test_windows_are_5_s_with_a_1_s_hop_and_the_tail_dropped():
     assert short.shape == (1, 72000)  # a short clip is one window of its own length, not zero-padded
 
 
+@needs_torch
 def test_embeddings_have_the_model_width_unit_length_and_are_deterministic(encoder):
     signal = rendered(1, 8.0, 24000)
     first = encoder.embed(signal, batch_size=2)
@@ -33,7 +34,9 @@ def test_embeddings_have_the_model_width_unit_length_and_are_deterministic(encod
     np.testing.assert_allclose(first, again, atol=1e-5)  # batching does not change the answer
 
 
+@needs_torch
 def test_the_real_key_names_load_strictly_and_wrong_weights_are_refused(tiny_model_dir, tmp_path):
+    torch = pytest.importorskip("torch")
     names = set(torch.load(tiny_model_dir / "pytorch_model.bin", weights_only=True))
     assert "feature_extractor.conv_layers.0.conv.weight" in names and "encoder.layers.0.attention.q_proj.weight" in names
     bad = tmp_path / "bad"
@@ -46,7 +49,21 @@ def test_the_real_key_names_load_strictly_and_wrong_weights_are_refused(tiny_mod
         mert.load(bad, device="cpu")
 
 
+def test_a_missing_model_folder_is_reported_before_torch_is_imported(tmp_path):
+    """`lmprint match --method mert --model WRONG` answers at once: importing torch alone takes seconds."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom neural import mert\ntry:\n    mert.load(sys.argv[1])\nexcept Exception as error:\n"
+            "    print(type(error).__name__, error)\nprint('torch' in sys.modules, 'transformers' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nowhere")], capture_output=True, text=True)
+    first, second = done.stdout.splitlines()
+    assert first.startswith("ModelError no MERT weights at") and second == "False False"
+
+
+@needs_torch
 def test_a_bad_model_path_gives_one_clear_error(tmp_path):
+    pytest.importorskip("torch")
     with pytest.raises(ModelError, match="no MERT weights"):
         mert.load(tmp_path / "nowhere", device="cpu")
     (tmp_path / "empty").mkdir()
@@ -104,6 +121,7 @@ def test_hamming_ranking_on_constructed_codes():
     assert sorted(brute) == sorted(distances.tolist())
 
 
+@needs_torch
 def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
     from bench.audio_io import write
     from tests.conftest import run_cli

@@ -135,6 +135,7 @@ def test_a_file_that_vanishes_mid_batch_is_named_and_the_rest_indexed(tmp_path):
 
 # --- 2. kill -9 mid-batch -------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_kill_9_mid_add_leaves_no_half_song_and_a_rerun_completes(many_songs, tmp_path):
     db = tmp_path / "index.db"
     process = lmprint_process("add", many_songs, db=db)
@@ -164,6 +165,7 @@ def test_kill_9_mid_add_leaves_no_half_song_and_a_rerun_completes(many_songs, tm
 
 # --- 3. concurrency ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_match_keeps_working_while_another_process_adds(many_songs, built_index, tmp_path):
     db = tmp_path / "busy.db"
     db.write_bytes(built_index.read_bytes())
@@ -180,6 +182,7 @@ def test_match_keeps_working_while_another_process_adds(many_songs, built_index,
     assert len(answers) >= 2 and all(a is not None and a["title"] == "song2" for a in answers)
 
 
+@pytest.mark.slow
 def test_two_adds_at_once_neither_corrupt_nor_duplicate(many_songs, tmp_path):
     db = tmp_path / "shared.db"
     first, second = lmprint_process("add", many_songs, db=db), lmprint_process("add", many_songs, db=db)
@@ -190,6 +193,7 @@ def test_two_adds_at_once_neither_corrupt_nor_duplicate(many_songs, tmp_path):
     assert len(listed) == 16
 
 
+@pytest.mark.slow
 def test_processes_racing_to_create_the_same_index_all_succeed(library_dir, tmp_path):
     for attempt in range(3):
         db = tmp_path / f"race{attempt}.db"
@@ -228,6 +232,7 @@ def test_decoding_random_bytes_raises_only_the_projects_error(tmp_path_factory, 
 
 # --- 6. bounded resources ----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_long_file_is_fingerprinted_in_bounded_memory(tmp_path):
     """A 40-minute file: peak memory stays under 300 MB (interpreter, FFmpeg, one block's spectrogram) plus
     40 KB per second of audio (the decoded samples at 8 kHz are 32 KB/s; the spectrogram is made in blocks)."""

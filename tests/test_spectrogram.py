@@ -1,9 +1,9 @@
 import numpy as np
 
-from landmark.settings import FingerprintSettings as Config
+from landmark.settings import FingerprintSettings
 from landmark.spectrogram import frame_count, log_spectrogram
 
-CONFIG = Config()
+CONFIG = FingerprintSettings()
 
 
 def tone(freq_hz, seconds=1.0, rate=8000):

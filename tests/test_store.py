@@ -303,3 +303,18 @@ def test_a_song_coded_by_mert_first_gets_its_place_on_the_timeline_when_fingerpr
     assert store.postings.timeline().song_ids.tolist() == [1]  # /b has no postings yet
     assert insert(store, "/b", "sha-b", np.array([5], np.uint32), np.array([3], np.uint32)) == coded
     assert _postings_of(store, [5]) == [(5, 1, 7), (5, coded, 3)]
+
+
+def test_removing_a_song_removes_its_codes_because_the_schema_says_so(tmp_path):
+    """Per-song tables reference the catalogue's songs with ON DELETE CASCADE, and foreign keys are enforced: the
+    landmark engine's `remove` deletes the song and the MERT codes go with it, with no table named."""
+    from neural.settings import MertSettings
+    from neural.store import CodeStore
+
+    store = Store(tmp_path / "i.db", create=True)
+    codes = CodeStore(store.catalogue, MertSettings(), create=True)
+    song = insert(store, "/a", "sha-a", np.array([5], np.uint32), np.array([7], np.uint32), (np.array([7]), np.array([20])))
+    assert codes.add("/a", "a", 10.0, "sha-a", np.zeros((10, 32), np.uint8), 6) == song  # one row, two engines
+    assert codes.stats()["songs"] == 1
+    store.remove([song])
+    assert codes.stats()["songs"] == 0 and store.peaks.get([song]) == {} and store.catalogue.songs() == []

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from landmark.settings import MatchSettings as Config
+from landmark.settings import MatchSettings
 from landmark.vote import Alignments, Candidate, QueryHashes, Votes, align, decide, hash_weights
 
 
@@ -63,10 +63,10 @@ def test_rank_finds_the_song_whose_hashes_line_up():
     posting_hashes = np.concatenate([query_hashes[:60], query_hashes[60:120]])
     posting_songs = np.array([7] * 60 + [3] * 60, np.uint32)
     posting_frames = np.concatenate([query_frames[:60] + 1000, rng.integers(0, 5000, 60)]).astype(np.uint32)
-    candidates = align_postings(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, 2, Config()).top(5)
+    candidates = align_postings(query_hashes, query_frames, posting_hashes, posting_songs, posting_frames, 2, MatchSettings()).top(5)
     assert candidates[0].song_id == 7 and candidates[0].delta_frames == 1000
-    assert np.isclose(candidates[0].score, 60 * hash_weights(np.array([1]), 2, Config())[0])
-    best, confidence = decide(candidates, Config())
+    assert np.isclose(candidates[0].score, 60 * hash_weights(np.array([1]), 2, MatchSettings())[0])
+    best, confidence = decide(candidates, MatchSettings())
     assert best.song_id == 7 and confidence > 0.8
 
 
@@ -80,10 +80,10 @@ def test_a_candidate_carries_the_other_offsets_where_its_song_lines_up():
     posting_frames = np.concatenate([query_frames[:60] + 1000, query_frames[:30] + 3000, query_frames[60:80] + 1003,
                                      query_frames[80:85] + np.array([7000, 7500, 8000, 8500, 9000])])
     posting_songs = np.full(posting_hashes.size, 7, np.uint32)
-    args = (query_hashes, query_frames, posting_hashes, posting_songs, posting_frames.astype(np.uint32), 1, Config())
+    args = (query_hashes, query_frames, posting_hashes, posting_songs, posting_frames.astype(np.uint32), 1, MatchSettings())
     best, = align_postings(*args).top(1, other_offsets=2)
     assert best.delta_frames == 1000 and best.other_deltas[0] == 3000 and len(best.other_deltas) == 2
-    assert all(abs(delta - 1000) > 2 * Config().vote_tolerance_frames for delta in best.other_deltas)
+    assert all(abs(delta - 1000) > 2 * MatchSettings().vote_tolerance_frames for delta in best.other_deltas)
     assert align_postings(*args).top(1)[0] == Candidate(best.song_id, best.score, best.delta_frames)  # no other offsets asked
 
 
@@ -104,7 +104,7 @@ def test_rare_aligned_hashes_outweigh_many_common_ones():
     songs.append(np.full(rare.size, 2))
     frames.append(query_frames[common.size:] + 900)
     candidates = align_postings(query_hashes, query_frames, np.concatenate(hashes), np.concatenate(songs).astype(np.uint32),
-                       np.concatenate(frames).astype(np.uint32), n_songs, Config()).top(5)
+                       np.concatenate(frames).astype(np.uint32), n_songs, MatchSettings()).top(5)
     assert [c.song_id for c in candidates[:2]] == [2, 1]
     assert candidates[0].delta_frames == 900
 
@@ -114,13 +114,13 @@ def test_an_anchor_frame_votes_once_per_alignment():
     query_hashes = np.arange(10, dtype=np.uint32)
     query_frames = np.full(10, 50, np.uint32)
     candidates = align_postings(query_hashes, query_frames, query_hashes.copy(), np.full(10, 4, np.uint32),
-                       np.full(10, 80, np.uint32), 1, Config()).top(5)
+                       np.full(10, 80, np.uint32), 1, MatchSettings()).top(5)
     assert candidates[0].song_id == 4 and candidates[0].delta_frames == 30
-    assert np.isclose(candidates[0].score, hash_weights(np.array([1]), 1, Config())[0])
+    assert np.isclose(candidates[0].score, hash_weights(np.array([1]), 1, MatchSettings())[0])
 
 
 def test_no_match_below_the_score_the_margin_or_the_ratio():
-    config = Config(min_score=6, min_margin=5, min_ratio=1.4)  # thresholds given explicitly: this tests the rule
+    config = MatchSettings(min_score=6, min_margin=5, min_ratio=1.4)  # thresholds given explicitly: this tests the rule
     assert decide([], config)[0] is None
     assert decide([Candidate(1, 5, 0)], config)[0] is None  # too few
     assert decide([Candidate(1, 20, 0), Candidate(2, 16, 3)], config)[0] is None  # too close to the runner-up
@@ -154,6 +154,6 @@ def test_a_query_casting_too_many_votes_is_cut_at_the_budget_by_whole_postings()
 
     query = QueryHashes.of(np.full(10, 5, np.uint32), np.arange(10, dtype=np.uint32))  # one hash at 10 anchor frames
     votes = vote.join(query, np.zeros(4, np.int64), np.array([1, 2, 3, 4]), np.array([100, 200, 300, 400]), 4,
-                      Config(max_votes=25))
+                      MatchSettings(max_votes=25))
     assert votes.songs.tolist() == [1] * 10 + [2] * 10  # each posting casts 10 votes: a third would pass 25
     assert sorted(votes.deltas[:10].tolist()) == list(range(91, 101))

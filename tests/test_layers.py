@@ -1,0 +1,68 @@
+"""The code's layers: imports point one way (docs/design.md, "Layers"), and nothing reaches outside the project."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside a function, relative imports resolved."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def imports_of(package: str) -> dict[str, set[str]]:
+    return {str(path.relative_to(ROOT)): imported_modules(path) for path in sorted((ROOT / package).glob("*.py"))}
+
+
+def reaching(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    return [f"{module} imports {name}" for module, names in imports_of(package).items() for name in sorted(names)
+            if name.split(".")[0] in forbidden or any(name.startswith(f) for f in forbidden if "." in f)]
+
+
+def test_the_landmark_engine_imports_neither_the_other_engine_nor_the_cli_nor_the_bench():
+    assert reaching("landmark", ("neural", "bench", "lmprint.cli", "torch", "transformers")) == []
+
+
+def test_the_mert_engine_imports_neither_the_bench_nor_the_cli():
+    assert reaching("neural", ("bench", "lmprint.cli")) == []
+
+
+def test_the_application_layer_imports_no_engine_except_from_the_cli():
+    outside_cli = {module: names for module, names in imports_of("lmprint").items() if module != "lmprint/cli.py"}
+    assert [f"{m} imports {n}" for m, names in outside_cli.items() for n in sorted(names)
+            if n.split(".")[0] in ("landmark", "neural", "bench")] == []
+
+
+def test_the_layer_check_sees_an_import_inside_a_function(tmp_path, monkeypatch):
+    """The check itself can fail: a lazy import inside a function counts."""
+    module = ROOT / "landmark" / "_layer_probe.py"
+    module.write_text("def f():\n    from neural import mert\n    return mert\n")
+    try:
+        assert reaching("landmark", ("neural",)) == ["landmark/_layer_probe.py imports neural",
+                                                     "landmark/_layer_probe.py imports neural.mert"]
+    finally:
+        module.unlink()
+
+
+@pytest.mark.parametrize("suffix", [".py", ".sh", ".cfg", ".toml", ".md"])
+def test_no_file_reaches_outside_the_project(suffix):
+    """Users have only the project: nothing in it may read a folder beside the checkout."""
+    offenders = [str(path.relative_to(ROOT)) for path in ROOT.rglob(f"*{suffix}")
+                 if ".git" not in path.parts and "../shared" in path.read_text(errors="ignore")
+                 and path.name != "test_layers.py"]
+    assert offenders == []
