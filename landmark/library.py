@@ -54,11 +54,12 @@ class Index:
         if catalogue.meta(SETTINGS_KEY) is None or not catalogue.has_table("peaks"):
             if catalogue.meta(SETTINGS_KEY) is None and not create:
                 raise IndexFileError(f"{catalogue.path} holds no landmark fingerprints yet (lmprint add)")
-            with catalogue.write():
+            with catalogue.write():  # a new file, or one of schema 3 (no peaks table): its songs match by vote
                 if catalogue.meta(SETTINGS_KEY) is None:
                     catalogue.set_meta(SETTINGS_KEY, (wanted or FingerprintSettings()).to_json())
                 SQLitePostingStore.create(catalogue)
                 PeakStore.create(catalogue)
+                catalogue.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         try:
             stored = FingerprintSettings.from_stored(catalogue.meta(SETTINGS_KEY) or "")
         except (ValueError, SettingsError):
@@ -107,7 +108,7 @@ class Index:
                 record(Outcome(path, error=error))
             else:
                 todo.append(path)
-        known = frozenset(self.postings.content_hashes())
+        known = frozenset(row[0] for row in self.catalogue.read("SELECT content_sha1 FROM songs WHERE n_hashes > 0"))
         for outcome, song in fingerprint_songs(todo, self.fingerprint_settings, self.matching.min_duration_s,
                                                jobs=jobs, known_sha1=known):
             if song is None:
@@ -128,9 +129,8 @@ class Index:
             if self.catalogue.read("SELECT n_hashes FROM songs WHERE id=?", (song_id,))[0][0] > 0:
                 return None
             self.postings.add(song_id, song.hashes, song.anchor_frames)
-            if song.peak_frames.size:  # none: the song is matched by vote alone, as in indexes of schema 3
+            if song.peak_frames.size:  # a fingerprint without peaks is matched by vote alone, as schema 3's songs
                 self.peaks.put(song_id, song.peak_frames, song.peak_bins)
-        self.postings.committed()
         return song_id
 
     def _compact_after_change(self, changed_audio_s: float) -> None:

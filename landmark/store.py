@@ -1,6 +1,6 @@
 """Where the landmark engine keeps its data: postings behind a small storage interface, and songs' peaks.
 
-`PostingStore` is all the engine asks of a posting store: add a song's postings, look up a batch of keys, remove
+`PostingStore` is what the engine asks of a posting store: add a song's postings, look up a batch of keys, remove
 songs, count songs and report sizes. It speaks storage (keys, songs, frames), not voting, so another backend (a
 distributed key-value store, for libraries beyond one machine) can implement it.
 
@@ -104,13 +104,9 @@ class SQLitePostingStore:
             "INSERT INTO postings(bucket, entries) VALUES (?, ?) "
             "ON CONFLICT(bucket) DO UPDATE SET entries = CAST(entries || excluded.entries AS BLOB)",
             zip(buckets.tolist(), blobs))
-        new_ends = codec.last_frames(rows.reshape(-1), timeline_frames, buckets.size)
-        self._pending_row_ends = dict(zip(buckets.tolist(), new_ends.tolist()))
-
-    def committed(self) -> None:
-        """The caller's transaction holding the last `add` committed: its rows' ends are now known."""
-        self._known_row_ends.update(getattr(self, "_pending_row_ends", {}))
-        self._pending_row_ends = {}
+        new_ends = dict(zip(buckets.tolist(), codec.last_frames(rows.reshape(-1), timeline_frames,
+                                                                 buckets.size).tolist()))
+        self.catalogue.after_commit(lambda: self._known_row_ends.update(new_ends))  # the rows' ends, once they are
 
     def lookup(self, keys: np.ndarray) -> Postings:
         wanted = np.asarray(keys, np.uint32)
@@ -162,10 +158,6 @@ class SQLitePostingStore:
     def song_count(self) -> int:
         return int(self.catalogue.read("SELECT COUNT(*) FROM songs WHERE n_hashes > 0")[0][0])
 
-    def content_hashes(self) -> set[str]:
-        """Content hashes of the songs that have postings."""
-        return {row[0] for row in self.catalogue.read("SELECT content_sha1 FROM songs WHERE n_hashes > 0")}
-
     def stats(self) -> dict:
         hashes, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
         postings_bytes, = self.catalogue.read("SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM postings")[0]
@@ -175,8 +167,8 @@ class SQLitePostingStore:
         """(hashes, song ids, frames) of every posting in the store (a full scan)."""
         rows = self.catalogue.read("SELECT bucket, entries FROM postings")
         hashes, timeline_frames = codec.decode(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows])
-        located = self._locate(hashes.astype(np.int64), timeline_frames)
-        return located.key_index, located.song_ids, located.frames
+        inside, song_ids, frames = self.timeline().locate(timeline_frames)
+        return hashes[inside], song_ids, frames
 
     def timeline(self) -> Timeline:
         """Where the songs lie on the timeline, read from the file now."""
@@ -230,6 +222,11 @@ class SQLitePostingStore:
         if song_ids.size < key_index.size:  # some lie in the gap of a removed song
             key_index = key_index[inside]
         return Postings(key_index, song_ids, frames)
+
+
+def _implements_the_interface(store: SQLitePostingStore) -> PostingStore:
+    """The type checker confirms here that the SQLite store has every method of `PostingStore`."""
+    return store
 
 
 class PeakStore:

@@ -18,7 +18,7 @@ import datetime as _dt
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ from .results import Song
 
 SCHEMA_VERSION = 4
 UPGRADABLE_FROM = 3
-"""Index files of this schema version or newer are upgraded in place when opened; older ones must be rebuilt."""
+"""Index files of this schema version or newer are opened; older ones must be rebuilt. Schema 3 lacks only the
+landmark engine's `peaks` table, which that engine adds (and the version with it) when it opens the file."""
 APPLICATION_ID = 0x6C6D7072
 """`PRAGMA application_id` of an lmprint index ("lmpr"): tells it from any other SQLite file."""
 BUSY_TIMEOUT_S = 60.0
@@ -59,6 +60,7 @@ class Catalogue:
     def __init__(self, path: str | os.PathLike, *, create: bool = False, busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
+        self._after_commit: list[Callable[[], None]] = []
         exists = self.path.exists() and self.path.stat().st_size > 0
         if not exists and not create:
             raise IndexFileError(f"no index at {self.path} (create one with `lmprint add`)")
@@ -97,8 +99,7 @@ class Catalogue:
         self._use_wal()
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        if not exists or version < SCHEMA_VERSION:
-            # schema 3 lacks only the landmark engine's peaks table, which `landmark.store` creates when missing
+        if not exists:
             with self.write():
                 if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                     self._create_schema()
@@ -137,6 +138,11 @@ class Catalogue:
     def write(self) -> WriteTransaction:
         """A short IMMEDIATE write transaction: all of it lands, or none of it."""
         return WriteTransaction(self)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the write transaction in progress commits (never, if it rolls back): for caches
+        that must only learn what the file really holds."""
+        self._after_commit.append(callback)
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """Rows of a query; SQLite's errors become one-line IndexFileErrors."""
@@ -255,12 +261,16 @@ class WriteTransaction:
     def __exit__(self, kind, error, trace) -> None:
         conn = self.catalogue.conn
         if kind is None:
+            callbacks, self.catalogue._after_commit = self.catalogue._after_commit, []
             try:
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as commit_error:
                 conn.execute("ROLLBACK")
                 raise IndexFileError(self.catalogue.describe(commit_error)) from None
+            for callback in callbacks:
+                callback()
             return
+        self.catalogue._after_commit = []
         conn.execute("ROLLBACK")
         if isinstance(error, sqlite3.DatabaseError):
             raise IndexFileError(self.catalogue.describe(error)) from None

@@ -44,13 +44,15 @@ def _guard(function: Callable) -> Callable:
 
 
 def open_method(db: str, method: str, *, create: bool = False, model: str | None = None, device: str | None = None,
-                matching: Any = None):
+                matching: Any = None, with_model: bool = False):
     """The engine `method` on the index file `db` (imported lazily: numpy, FFmpeg and torch load only when a
-    command needs them)."""
+    command needs them). `with_model`: load the MERT model now, so a wrong folder is one error, not one per file."""
     if method == "mert":
+        from neural import mert
         from neural.library import MertIndex
 
-        return MertIndex(db, model, create=create, device=device)
+        encoder = mert.load(model, device=device) if with_model else None  # before the file is made or changed
+        return MertIndex(db, model, create=create, device=device, encoder=encoder)
     from landmark.library import Index
 
     return Index(db, create=create, matching=matching)
@@ -74,6 +76,8 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
                     values = json.load(handle)
         except (OSError, ValueError) as error:
             raise SettingsError(f"{settings_file}: {error}") from None
+        if not isinstance(values, dict):
+            raise SettingsError(f"{settings_file}: expected a table of settings, e.g. min_score = 25")
     for assignment in assignments:
         name, equals, text = assignment.partition("=")
         if not equals:
@@ -84,12 +88,15 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
             value = text
         if "." in name:  # query.fanout=10
             outer, inner = name.split(".", 1)
-            values.setdefault(outer, {})[inner] = value
+            table = values.setdefault(outer, {})
+            if not isinstance(table, dict):
+                raise SettingsError(f"--set {assignment!r}: {outer} is not a table of settings")
+            table[inner] = value
         else:
             values[name] = value
     try:
         return MatchSettings().with_values(values)
-    except TypeError as error:
+    except (TypeError, AttributeError) as error:
         raise SettingsError(str(error)) from None
 
 
@@ -125,7 +132,7 @@ _device_option = click.option("--device", default=None, help="Torch device for -
 @_guard
 def add(ctx, paths, jobs, method, model, device, quiet):
     """Index audio files and folders (recursively). Files whose content is already indexed are skipped."""
-    index = open_method(ctx.obj["db"], method, create=True, model=model, device=device)
+    index = open_method(ctx.obj["db"], method, create=True, model=model, device=device, with_model=True)
     progress, report = progress_reporter(quiet, unit="file", desc="add")
     started = time.perf_counter()
     try:
@@ -161,7 +168,7 @@ def match(ctx, files, as_json, method, model, device, settings_file, assignments
     matching = match_settings(settings_file, assignments)
     if matching is not None and method != "landmark":
         raise SettingsError("--settings and --set apply to --method landmark")
-    index = open_method(ctx.obj["db"], method, model=model, device=device, matching=matching)
+    index = open_method(ctx.obj["db"], method, model=model, device=device, matching=matching, with_model=True)
     try:
         failed = print_matches(index, files, as_json)
     finally:
@@ -189,11 +196,13 @@ def progress_reporter(quiet: bool, unit: str, desc: str):
     return progress, report
 
 
-def describe(found) -> str:
-    """One line for a match: the song, where the clip starts in it (if known), score and confidence."""
-    where = f" at {found.offset_s:.1f} s" if found.offset_s is not None else ""
-    return (f"{found.song.title} ({found.song.path}){where}, score {found.score:.0f}, "
-            f"confidence {found.confidence:.2f}")
+def describe(found, method: str) -> str:
+    """One line for a match: the song, where the clip starts in it, its score and confidence."""
+    if method == "mert":
+        evidence = f"Hamming distance {found.score:.1f}"
+    else:
+        evidence = f"at {found.offset_s:.1f} s, score {found.score:.0f}"
+    return f"{found.song.title} ({found.song.path}), {evidence}, confidence {found.confidence:.2f}"
 
 
 def print_matches(index, files, as_json: bool) -> int:
@@ -210,7 +219,7 @@ def print_matches(index, files, as_json: bool) -> int:
         if as_json:
             click.echo(json.dumps({"query": path, "match": found.to_dict() if found else None}))
         else:
-            click.echo(f"{path}: {describe(found)}" if found else f"{path}: no match")
+            click.echo(f"{path}: {describe(found, index.name)}" if found else f"{path}: no match")
     if failed:
         click.echo(f"lmprint: {failed} of {len(files)} queries failed", err=True)
     return failed
@@ -232,14 +241,24 @@ def list_(ctx, as_json):
                 click.echo(f"{song.id}\t{song.duration_s:7.1f} s\t{song.title}\t{song.path}")
 
 
+def engines_in(db: str) -> list[str]:
+    """The engines that hold data in the index file `db`, landmark first."""
+    from .catalogue import Catalogue
+
+    with Catalogue(db) as catalogue:
+        return [name for name, present in (("landmark", catalogue.meta("config") is not None),
+                                            ("mert", catalogue.has_table("mert_codes"))) if present]
+
+
 @main.command()
 @click.argument("songs", nargs=-1, required=True)
-@_method_option
 @click.pass_context
 @_guard
-def remove(ctx, songs, method):
+def remove(ctx, songs):
     """Remove songs, each named by id, path, title or content hash, with all their data."""
-    index = open_method(ctx.obj["db"], method)
+    # through the landmark engine when the file has its postings: they are the only data a song's removal from
+    # the catalogue does not take along (every per-song table cascades)
+    index = open_method(ctx.obj["db"], (engines_in(ctx.obj["db"]) or ["mert"])[0])
     try:
         found: dict[int, Any] = {}
         missing = []
@@ -261,16 +280,27 @@ def remove(ctx, songs, method):
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
-@_method_option
 @click.pass_context
 @_guard
-def stats(ctx, as_json, method):
-    """Songs, hashes and storage of the index, for one engine."""
-    index = open_method(ctx.obj["db"], method)
-    try:
-        figures = index.stats()
-    finally:
-        index.close()
+def stats(ctx, as_json):
+    """Songs, hashes and storage of the index; MERT codes under `mert` when the index has them."""
+    engines = engines_in(ctx.obj["db"])
+    figures: dict[str, Any] = {}
+    for engine in engines:
+        index = open_method(ctx.obj["db"], engine)
+        try:
+            engine_figures = index.stats()
+        finally:
+            index.close()
+        if figures:
+            figures[engine] = engine_figures
+        else:
+            figures = engine_figures
+    if not engines:
+        from .catalogue import Catalogue
+
+        with Catalogue(ctx.obj["db"]) as catalogue:
+            figures = {"path": str(catalogue.path), "songs": len(catalogue.songs())}
     if as_json:
         click.echo(json.dumps(figures))
         return

@@ -1,8 +1,8 @@
 """The one interface both engines implement, so that the CLI, the bench and a server drive either the same way.
 
 An engine is opened on an index file (`lmprint.catalogue`) and keeps its own data there beside the shared songs
-catalogue. `lmprint add --method NAME` and `lmprint match --method NAME` pick one; `lmprint list` and
-`lmprint remove` need none of an engine's own data beyond what `remove` drops.
+catalogue. `lmprint add --method NAME` and `lmprint match --method NAME` pick one; `lmprint list` reads the
+catalogue alone, and `lmprint remove` goes through the landmark engine when the file has its postings.
 """
 
 from __future__ import annotations

@@ -60,7 +60,12 @@ class MertIndex:
     def embed_file(self, path: str, progress=None) -> tuple[np.ndarray, audio.Decoded]:
         decoded = audio.decode(path, self.sample_rate_hz)
         audio.check_usable(decoded.samples, self.sample_rate_hz, self.settings.min_clip_s)
-        return self.encoder.embed(decoded.samples, self.settings.batch_size, progress), decoded
+        return self._embed(decoded.samples, progress), decoded
+
+    def _embed(self, samples: np.ndarray, progress=None) -> np.ndarray:
+        """Embeddings of a signal's windows, as the settings cut them."""
+        return self.encoder.embed(samples, self.settings.batch_size, progress, self.settings.window_s,
+                                  self.settings.hop_s)
 
     def add(self, paths: str | os.PathLike | Iterable[str | os.PathLike], jobs: int = 1,
             on_outcome: Callable[[Outcome], None] | None = None, progress=None) -> AddReport:
@@ -130,7 +135,7 @@ class MertIndex:
         projection, song_ids, code_columns, code_song = self._search_cache
         if song_ids.size == 0:
             return None
-        query = projection.codes(self.encoder.embed(samples, self.settings.batch_size))
+        query = projection.codes(self._embed(samples))
         rows, distances = search.rank(query, code_columns, code_song, song_ids.size, self.settings.rule)
         best = distances[0]
         runner_up = distances[1] if distances.size > 1 else float(projection.bits)
@@ -142,7 +147,8 @@ class MertIndex:
         return Match(song, float(best), None, float(margin / projection.bits)) if song else None
 
     def remove(self, song_ids: Sequence[int]) -> None:
-        """Remove songs: their catalogue rows, and with them their codes (and any other engine's rows of them)."""
+        """Remove songs: their catalogue rows, and with them their codes and every other per-song row. A file that
+        also holds landmark postings is cleaned through the landmark engine's `remove`, which drops those too."""
         with self.catalogue.write():
             self.catalogue.delete_songs([int(song_id) for song_id in song_ids])
         self._search_cache = None

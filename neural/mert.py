@@ -23,8 +23,6 @@ from .settings import MertSettings
 SAMPLE_RATE_HZ = 24000
 """MERT-v1 was trained on 24 kHz audio."""
 
-WINDOW_S = MertSettings.window_s
-HOP_S = MertSettings.hop_s
 
 HUB_NAME = "m-a-p/MERT-v1-95M"
 
@@ -41,14 +39,15 @@ ARCHITECTURE = {
 `hubert_config` drops): what a checkpoint must fit, and what `bench mert-speed` builds with random weights."""
 
 
-def windows(signal: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+def windows(signal: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ, window_s: float = MertSettings.window_s,
+            hop_s: float = MertSettings.hop_s) -> np.ndarray:
     """5 s windows with a 1 s hop from 0, tail dropped: a 180 s song gives 176 windows.
 
     A clip shorter than one window becomes one window of its own length. It is not zero-padded: padding
     changes the mean-pooled embedding a lot, while MERT embeds any length, so a 3 s clip is embedded as 3 s.
     """
-    length = int(WINDOW_S * sample_rate_hz)
-    hop = int(HOP_S * sample_rate_hz)
+    length = int(window_s * sample_rate_hz)
+    hop = int(hop_s * sample_rate_hz)
     if signal.size < length:
         return signal[None, :].astype(np.float32)
     count = 1 + (signal.size - length) // hop
@@ -144,9 +143,10 @@ class MertEncoder:
         pooled = torch.nn.functional.normalize(pooled, dim=1)
         return pooled.cpu().numpy().astype(np.float32)
 
-    def embed(self, signal: np.ndarray, batch_size: int = 16, progress=None) -> np.ndarray:
+    def embed(self, signal: np.ndarray, batch_size: int = 16, progress=None, window_s: float = MertSettings.window_s,
+              hop_s: float = MertSettings.hop_s) -> np.ndarray:
         """Embeddings of every window of a 24 kHz signal, in batches."""
-        cut = windows(signal)
+        cut = windows(signal, SAMPLE_RATE_HZ, window_s, hop_s)
         out = np.empty((cut.shape[0], self.dims), np.float32)
         for start in range(0, cut.shape[0], batch_size):
             out[start:start + batch_size] = self.embed_windows(cut[start:start + batch_size])

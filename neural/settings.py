@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from lmprint.errors import SettingsError
 
 RULES = ("mean", "min", "single")
 """How the windows of a multi-window query combine into a song's distance:
@@ -48,14 +48,11 @@ class MertSettings:
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
-            raise ValueError(f"unknown rule {self.rule!r}; one of {RULES}")
+            raise SettingsError(f"unknown rule {self.rule!r}; one of {RULES}")
         if self.code_bits % 64:
-            raise ValueError("code_bits must be a multiple of 64 (codes are searched as 64-bit words)")
+            raise SettingsError("code_bits must be a multiple of 64 (codes are searched as 64-bit words)")
 
     def stored(self) -> dict[str, Any]:
         """The settings that decide what the codes are: recorded with them, so codes are only ever compared with
         codes made the same way."""
         return {name: getattr(self, name) for name in ("window_s", "hop_s", "centroids", "code_bits")}
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)

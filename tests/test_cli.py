@@ -155,3 +155,10 @@ def test_an_unknown_or_mistyped_setting_gets_one_line(built_index, tmp_path):
                               ("min_score", "expected NAME=VALUE")):
         result = run_cli("match", "--set", option, clip, db=built_index)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and complaint in result.stderr, result.stderr
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "flat.toml").write_text("query = 5\n")
+    for arguments, complaint in ((["--settings", tmp_path / "list.json"], "expected a table of settings"),
+                                 (["--settings", tmp_path / "flat.toml", "--set", "query.fanout=3"], "not a table"),
+                                 (["--settings", tmp_path / "flat.toml"], "query must be Density")):
+        result = run_cli("match", *arguments, clip, db=built_index)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1 and complaint in result.stderr, result.stderr

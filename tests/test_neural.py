@@ -61,6 +61,18 @@ def test_a_missing_model_folder_is_reported_before_torch_is_imported(tmp_path):
     assert first.startswith("ModelError no MERT weights at") and second == "False False"
 
 
+def test_a_wrong_model_folder_is_one_line_and_leaves_no_index_behind(tmp_path):
+    from bench.audio_io import write
+    from tests.conftest import run_cli
+
+    write(tmp_path / "s.flac", rendered(0, 6.0, 22050), 22050)
+    db = tmp_path / "index.db"
+    result = run_cli("add", "--method", "mert", "--model", tmp_path / "nowhere", tmp_path / "s.flac", tmp_path / "s.flac",
+                     db=db)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "no MERT weights" in result.stderr
+    assert not db.exists()
+
+
 @needs_torch
 def test_a_bad_model_path_gives_one_clear_error(tmp_path):
     pytest.importorskip("torch")
@@ -133,7 +145,7 @@ def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
                     *[tmp_path / f"s{seed}.flac" for seed in range(4)], db=db)
     assert added.returncode == 0, added.stderr
     assert "added 4" in added.stderr
-    stats = json.loads(run_cli("stats", "--json", "--method", "mert", db=db, check=True).stdout)
+    stats = json.loads(run_cli("stats", "--json", db=db, check=True).stdout)
     assert stats["songs"] == 4 and stats["code_bytes_per_song"] == 320.0
     # each file as a query: its windows are its song's (ten windows or fewer are kept as they are), and even the
     # random model tells four different songs apart
@@ -145,4 +157,8 @@ def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
     assert [a["match"]["path"] for a in answers] == [str(q) for q in queries]
     assert all(a["match"]["offset_s"] is None and a["match"]["confidence"] > 0 for a in answers)
     missing = run_cli("match", "--method", "mert", "--model", tmp_path / "nowhere", tmp_path / "s2.flac", db=db)
-    assert missing.returncode == 1 and "no MERT weights" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.count("\n") == 1 and "no MERT weights" in missing.stderr  # once, not once per file
+    removed = run_cli("remove", tmp_path / "s1.flac", db=db, check=True)  # an index of MERT codes alone
+    assert "s1.flac" in removed.stdout
+    assert json.loads(run_cli("stats", "--json", db=db, check=True).stdout)["songs"] == 3
