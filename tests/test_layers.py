@@ -62,7 +62,7 @@ def test_the_layer_check_sees_an_import_inside_a_function(tmp_path, monkeypatch)
 @pytest.mark.parametrize("suffix", [".py", ".sh", ".cfg", ".toml", ".md"])
 def test_no_file_reaches_outside_the_project(suffix):
     """Users have only the project: nothing in it may read a folder beside the checkout."""
+    beside = "../" + "shared"  # spelled in two parts, so that this file does not name it
     offenders = [str(path.relative_to(ROOT)) for path in ROOT.rglob(f"*{suffix}")
-                 if ".git" not in path.parts and "../shared" in path.read_text(errors="ignore")
-                 and path.name != "test_layers.py"]
+                 if ".git" not in path.parts and beside in path.read_text(errors="ignore")]
     assert offenders == []
