@@ -68,6 +68,8 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
             tags = {**{k.lower(): v for k, v in container.metadata.items()},
                     **{k.lower(): v for k, v in stream.metadata.items()}}
             title = (tags.get("title") or "").strip() or None
+            if stream.codec_context is None:  # FFmpeg reads the container but has no decoder for the codec
+                raise AudioError("no decoder for its audio codec (FFmpeg reads the file but cannot decode it)")
             stream.codec_context.thread_type = "AUTO"
             source_rate = stream.codec_context.sample_rate or stream.rate
             if not source_rate:
@@ -97,6 +99,8 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as error:
         reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
         raise AudioError(f"cannot decode: {reason}") from None
+    except Exception as error:  # noqa: BLE001 - whatever a file holds, the user gets one line, never a traceback
+        raise AudioError(f"cannot decode: {type(error).__name__}: {error}") from None
 
     signal = buffer.samples()
     if limit is not None:

@@ -162,3 +162,28 @@ def test_an_unknown_or_mistyped_setting_gets_one_line(built_index, tmp_path):
                                  (["--settings", tmp_path / "flat.toml"], "query must be Density")):
         result = run_cli("match", *arguments, clip, db=built_index)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and complaint in result.stderr, result.stderr
+
+
+def write_wav_of_unknown_codec(path) -> None:
+    """A RIFF/WAVE file whose format tag no decoder knows: FFmpeg opens it, but has nothing to decode it with."""
+    import struct
+
+    data = np.random.default_rng(0).integers(-1000, 1000, 8000 * 3).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 0x1234, 1, 8000, 16000, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def test_a_wav_of_a_codec_ffmpeg_cannot_decode_is_one_line_and_the_batch_goes_on(library_dir, tmp_path):
+    folder = tmp_path / "music"
+    folder.mkdir()
+    write_wav_of_unknown_codec(folder / "a odd.wav")
+    shutil.copy(library_dir / "song1.flac", folder / "b good.flac")
+    db = tmp_path / "index.db"
+    added = run_cli("add", folder, db=db)
+    assert added.returncode == 1 and "Traceback" not in added.stderr
+    assert f"lmprint: {folder / 'a odd.wav'}: no decoder for its audio codec" in added.stderr
+    assert "added 1, skipped 0 (already indexed), failed 1" in added.stderr  # the summary line
+    matched = run_cli("match", "--json", folder / "a odd.wav", clip_file(tmp_path, 1, 4.0), db=db)
+    assert matched.returncode == 1 and matched.stderr.count("no decoder") == 1
+    assert json.loads(matched.stdout)["match"]["path"] == str(folder / "b good.flac")
