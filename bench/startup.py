@@ -14,7 +14,9 @@ _PROBE = ("import sys, runpy; sys.argv = ['lmprint'] + sys.argv[1:]; "
           "code = 0\ntry:\n    runpy.run_module('lmprint.cli', run_name='__main__')\n"
           "except SystemExit as stop:\n    code = stop.code or 0\n"
           "heavy = sorted(m for m in ('numba', 'scipy', 'torch', 'sqlite_utils') if m in sys.modules)\n"
-          "print('IMPORTED ' + ','.join(heavy), file=sys.stderr)\nsys.exit(code)")
+          "print('IMPORTED ' + ','.join(heavy), file=sys.stderr)\n"
+          "peak = next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+          "print('PEAK_KB ' + peak, file=sys.stderr)\nsys.exit(code)")
 
 
 def measure(db: str, clip: str, runs: int = 7) -> dict:
@@ -22,6 +24,7 @@ def measure(db: str, clip: str, runs: int = 7) -> dict:
     times: list[float] = []
     answer: dict = {}
     imported = ""
+    peaks_kb: list[int] = []
     for _ in range(runs):
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", _PROBE, "--db", db, "match", "--json", clip],
@@ -31,6 +34,8 @@ def measure(db: str, clip: str, runs: int = 7) -> dict:
             raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "lmprint failed")
         answer = json.loads(done.stdout.splitlines()[-1])
         imported = next((line[9:] for line in done.stderr.splitlines() if line.startswith("IMPORTED ")), "")
+        peaks_kb += [int(line[8:]) for line in done.stderr.splitlines() if line.startswith("PEAK_KB ")]
     return {"runs": runs, "wall_s_median": round(float(np.median(times)), 3),
             "wall_s_min": round(min(times), 3), "wall_s_max": round(max(times), 3),
-            "heavy_modules_imported": imported or "none", "answer": answer["match"]}
+            "heavy_modules_imported": imported or "none", "peak_rss_mb": round(max(peaks_kb, default=0) / 1024, 1),
+            "answer": answer["match"]}

@@ -16,7 +16,7 @@ from . import audio, vote
 from .batch import SongFingerprint, fingerprint_songs
 from .fingerprint import Fingerprint, fingerprint
 from .settings import FingerprintSettings, MatchSettings
-from .store import PeakStore, SQLitePostingStore
+from .store import PeakStore, SongPostings, SQLitePostingStore
 from .verify import ProminenceMap, agrees, verify
 
 SETTINGS_KEY = "config"
@@ -124,14 +124,26 @@ class Index:
     def add_fingerprint(self, song: SongFingerprint) -> int | None:
         """Store one fingerprinted song in one transaction: its catalogue row (kept if another engine made it),
         postings and peaks. Its id, or None if its content already has postings."""
+        return self.add_fingerprints([song])[0]
+
+    def add_fingerprints(self, songs: Sequence[SongFingerprint]) -> list[int | None]:
+        """Store fingerprinted songs in one transaction, all or none (a bulk load: each posting row is appended
+        to once per batch, not once per song). Each song's id, or None if its content already has postings."""
+        ids: list[int | None] = []
+        batch: list[SongPostings] = []
         with self.catalogue.write():
-            song_id = self.catalogue.add_song(song.path, song.title, song.duration_s, song.content_sha1)
-            if self.catalogue.read("SELECT n_hashes FROM songs WHERE id=?", (song_id,))[0][0] > 0:
-                return None
-            self.postings.add(song_id, song.hashes, song.anchor_frames)
-            if song.peak_frames.size:  # a fingerprint without peaks is matched by vote alone, as schema 3's songs
-                self.peaks.put(song_id, song.peak_frames, song.peak_bins)
-        return song_id
+            for song in songs:
+                song_id = self.catalogue.add_song(song.path, song.title, song.duration_s, song.content_sha1)
+                known = self.catalogue.read("SELECT n_hashes FROM songs WHERE id=?", (song_id,))[0][0] > 0
+                if known or song_id in ids:  # the same content twice in one batch
+                    ids.append(None)
+                    continue
+                ids.append(song_id)
+                batch.append(SongPostings(song_id, song.hashes, song.anchor_frames))
+                if song.peak_frames.size:  # a fingerprint without peaks is matched by vote alone, as schema 3's
+                    self.peaks.put(song_id, song.peak_frames, song.peak_bins)
+            self.postings.add(batch)
+        return ids
 
     def _compact_after_change(self, changed_audio_s: float) -> None:
         if changed_audio_s > 0 and changed_audio_s >= COMPACT_AFTER_CHANGE * self.catalogue.audio_s():

@@ -40,6 +40,15 @@ KEYS_PER_STATEMENT = 900
 
 
 @dataclass(frozen=True)
+class SongPostings:
+    """One song's postings, to store: hash `hashes[i]` at frame `frames[i]` of song `song_id`."""
+
+    song_id: int
+    hashes: np.ndarray  # uint32
+    frames: np.ndarray  # uint32
+
+
+@dataclass(frozen=True)
 class Postings:
     """The postings found for a batch of keys: posting i is `keys[key_index[i]]` at `frames[i]` of song
     `song_ids[i]`."""
@@ -56,8 +65,8 @@ class Postings:
 class PostingStore(Protocol):
     """The storage a landmark index needs. `add` and `remove` run inside the caller's write transaction."""
 
-    def add(self, song_id: int, hashes: np.ndarray, frames: np.ndarray) -> None:
-        """Store a song's postings: hash `hashes[i]` at frame `frames[i]` of the song."""
+    def add(self, songs: Sequence[SongPostings]) -> None:
+        """Store songs' postings: for each, hash `hashes[i]` at frame `frames[i]` of the song."""
 
     def lookup(self, keys: np.ndarray) -> Postings:
         """Every posting of the given keys, which must be ascending and distinct."""
@@ -89,15 +98,24 @@ class SQLitePostingStore:
                                "[entries] BLOB NOT NULL)")
         catalogue.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('timeline_end', '0')")
 
-    def add(self, song_id: int, hashes: np.ndarray, frames: np.ndarray) -> None:
-        start = int(self.catalogue.meta("timeline_end") or 0)
-        span = int(frames.max()) + 1 if frames.size else 0
-        if start + span >= TIMELINE_END:
-            raise IndexFileError(f"{self.catalogue.path} is full ({TIMELINE_END:,} frames of audio)")
-        self.conn.execute("UPDATE songs SET n_hashes=?, timeline_start=?, timeline_frames=? WHERE id=?",
-                          (int(hashes.size), start, span, song_id))
-        self.catalogue.set_meta("timeline_end", str(start + span))
-        timeline_frames = start + frames.astype(np.int64)
+    def add(self, songs: Sequence[SongPostings]) -> None:
+        """Each song goes after the last on the timeline; its postings are appended to their rows. A batch of
+        songs appends to each row once: a row's append rewrites it, so bulk loads should come in batches."""
+        if not songs:
+            return
+        end = int(self.catalogue.meta("timeline_end") or 0)
+        all_hashes, all_frames = [], []
+        for song in songs:
+            span = int(song.frames.max()) + 1 if song.frames.size else 0
+            if end + span >= TIMELINE_END:
+                raise IndexFileError(f"{self.catalogue.path} is full ({TIMELINE_END:,} frames of audio)")
+            self.conn.execute("UPDATE songs SET n_hashes=?, timeline_start=?, timeline_frames=? WHERE id=?",
+                              (int(song.hashes.size), end, span, song.song_id))
+            all_hashes.append(np.asarray(song.hashes))
+            all_frames.append(end + np.asarray(song.frames, np.int64))
+            end += span
+        self.catalogue.set_meta("timeline_end", str(end))
+        hashes, timeline_frames = np.concatenate(all_hashes), np.concatenate(all_frames)
         buckets, rows = np.unique(codec.bucket_of(hashes), return_inverse=True)
         buckets, blobs = codec.encode(hashes, timeline_frames, self._row_ends(buckets))
         self.conn.executemany(

@@ -172,11 +172,13 @@ def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path)
     music.mkdir()
     for seed in range(8):
         write(music / f"g{seed}.flac", rendered(seed + 90, 20.0, SYNTH_RATE), SYNTH_RATE)
-    result = scale(str(music), [5, 30], None, workdir=str(tmp_path), show_progress=False)
+    result = scale(str(music), [5, 230], None, workdir=str(tmp_path), show_progress=False)  # 3 distractor batches
     first, second = result["rows"]
-    assert first["songs"] < 30 and second["songs"] == 30
+    assert first["songs"] < 230 and second["songs"] == 230
     assert first["insert_ms_per_distractor"] is None and second["insert_ms_per_distractor"] > 0
     assert second["recall"]["clean_5s"] >= 0.8
+    assert 0 < first["db_bytes_per_audio_s"] and 0.1 < second["cold_start_s"] < 30
+    assert 50 < second["query_process_peak_mb"] < 2000  # a real process's resident peak, in MB
 
 
 def test_startup_bench_matches_cold_and_keeps_heavy_modules_off_the_query_path(built_index, library_dir, tmp_path):
@@ -193,6 +195,7 @@ def test_startup_bench_matches_cold_and_keeps_heavy_modules_off_the_query_path(b
     assert result["answer"]["path"] == song.path
     assert abs(result["answer"]["offset_s"] - 6.0) < 0.1
     assert "numba" not in result["heavy_modules_imported"] and "scipy" not in result["heavy_modules_imported"]
+    assert 20 < result["peak_rss_mb"] < 1000
 
 
 def test_unseen_rooms_decay_at_their_rt60_and_the_fan_hums_around_900_hz():

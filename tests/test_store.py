@@ -322,3 +322,20 @@ def test_removing_a_song_removes_its_codes_because_the_schema_says_so(tmp_path):
     assert codes.stats()["songs"] == 1
     store.remove([song])
     assert codes.stats()["songs"] == 0 and store.peaks.get([song]) == {} and store.catalogue.songs() == []
+
+
+def test_a_batch_of_songs_lands_whole_and_reads_as_songs_added_one_by_one(tmp_path):
+    """The bulk path (one transaction, one append per row) stores what one song at a time stores."""
+    rng = np.random.default_rng(9)
+    songs = [(f"/s{i}", f"sha-{i}", rng.integers(0, 4000, 300).astype(np.uint32),
+              np.sort(rng.integers(0, 9000, 300)).astype(np.uint32)) for i in range(6)]
+    one_by_one, batched = Store(tmp_path / "a.db", create=True), Store(tmp_path / "b.db", create=True)
+    for path, sha1, hashes, frames in songs:
+        insert(one_by_one, path, sha1, hashes, frames)
+    ids = batched.add_fingerprints([SongFingerprint(p, p, 10.0, s, h, f, np.zeros(0, np.int64), np.zeros(0, np.int64))
+                                    for p, s, h, f in songs + songs[:1]])  # the same content twice: stored once
+    assert ids == [1, 2, 3, 4, 5, 6, None]
+    everything = np.arange(4000, dtype=np.uint32)
+    assert _postings_of(batched, everything) == _postings_of(one_by_one, everything)
+    insert(batched, "/later", "sha-later", songs[0][2], songs[0][3])  # appends after a batch continue the rows
+    assert [p for p in _postings_of(batched, everything) if p[1] == 7] == [(h, 7, f) for h, _, f in _postings_of(one_by_one, everything) if _ == 1]
