@@ -112,6 +112,13 @@ def main(ctx: click.Context, db: str | None) -> None:
     ctx.obj = {"db": os.path.abspath(db) if db else str(default_db_path())}
 
 
+def _db_after_command(ctx: click.Context, parameter: click.Parameter, value: str | None) -> None:
+    if value:  # the group's --db (or $LMPRINT_DB) was read first; this one, after the command, wins
+        ctx.ensure_object(dict)["db"] = os.path.abspath(value)
+
+
+_db_option = click.option("--db", type=click.Path(dir_okay=False), expose_value=False, callback=_db_after_command,
+                          help="Index file, as `lmprint --db PATH` before the command.")
 _method_option = click.option("--method", type=click.Choice(METHODS), default="landmark", show_default=True,
                               help="Which engine.")
 _model_option = click.option("--model", type=click.Path(), help="MERT checkpoint folder (--method mert; default: "
@@ -122,8 +129,9 @@ _device_option = click.option("--device", default=None, help="Torch device for -
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--jobs", "-j", type=click.IntRange(1), default=1, show_default=True,
-              help="Fingerprint this many files in parallel (processes).")
+@click.option("--jobs", "-j", type=click.IntRange(1), default=os.cpu_count() or 1,
+              help="Fingerprint this many files in parallel (processes). Default: the number of cores.")
+@_db_option
 @_method_option
 @_model_option
 @_device_option
@@ -132,11 +140,16 @@ _device_option = click.option("--device", default=None, help="Torch device for -
 @_guard
 def add(ctx, paths, jobs, method, model, device, quiet):
     """Index audio files and folders (recursively). Files whose content is already indexed are skipped."""
+    from .files import find_audio_files
+
+    files = [path for path, _ in find_audio_files(paths)]  # counted first, for the progress bar's total
+    if not files:
+        raise LmprintError(f"no audio files in {', '.join(paths)}")
     index = open_method(ctx.obj["db"], method, create=True, model=model, device=device, with_model=True)
-    progress, report = progress_reporter(quiet, unit="file", desc="add")
+    progress, report = progress_reporter(quiet, unit="file", desc="add", total=len(files))
     started = time.perf_counter()
     try:
-        result = index.add(list(paths), jobs=jobs, on_outcome=report)
+        result = index.add(files, jobs=jobs, on_outcome=report)
     finally:
         if progress is not None:
             progress.close()
@@ -150,8 +163,9 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per query, one per line.")
+@_db_option
 @_method_option
 @_model_option
 @_device_option
@@ -164,27 +178,39 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 @click.pass_context
 @_guard
 def match(ctx, files, as_json, method, model, device, settings_file, assignments):
-    """Identify each audio FILE. Prints the song, where in it the clip starts, a score and a confidence."""
+    """Identify each audio FILE (a folder: every audio file in it; -: standard input, any format). Prints the song,
+    where in it the clip starts, a score and a confidence."""
+    import tempfile
+
+    from .files import find_audio_files
+
     matching = match_settings(settings_file, assignments)
     if matching is not None and method != "landmark":
         raise SettingsError("--settings and --set apply to --method landmark")
+    queries = [found for given in files
+               for found in ([given] if given == "-" or not os.path.isdir(given)
+                             else [path for path, _ in find_audio_files([given])])]
     index = open_method(ctx.obj["db"], method, model=model, device=device, matching=matching, with_model=True)
     try:
-        failed = print_matches(index, files, as_json)
+        with tempfile.NamedTemporaryFile(prefix="lmprint-stdin-") as stdin_copy:
+            if "-" in queries:  # read once; PyAV then probes the format like any file's
+                stdin_copy.write(sys.stdin.buffer.read())
+                stdin_copy.flush()
+            failed = print_matches(index, queries, as_json, stdin_copy.name)
     finally:
         index.close()
     if failed:
         raise SystemExit(1)
 
 
-def progress_reporter(quiet: bool, unit: str, desc: str):
-    """A progress bar on a terminal (None otherwise, or with --quiet), and a per-file callback that names each
-    failed file on stderr above the bar and advances the bar by one file."""
+def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = None):
+    """A progress bar on a terminal (None otherwise, or with --quiet), with the time left when `total` is known, and
+    a per-file callback that names each failed file on stderr above the bar and advances the bar by one file."""
     progress = None
     if not quiet and sys.stderr.isatty():
         from tqdm import tqdm
 
-        progress = tqdm(unit=unit, desc=desc, file=sys.stderr)
+        progress = tqdm(unit=unit, desc=desc, total=total, file=sys.stderr)
 
     def report(outcome) -> None:
         if outcome.error:
@@ -205,15 +231,18 @@ def describe(found, method: str) -> str:
     return f"{found.song.title} ({found.song.path}), {evidence}, confidence {found.confidence:.2f}"
 
 
-def print_matches(index, files, as_json: bool) -> int:
-    """Identify each file with `index.match`, print one answer per query (text or JSON line), and name each
-    failed file on stderr. Returns the number of failed files (a summary line is printed if any)."""
+def print_matches(index, files, as_json: bool, stdin_path: str = "-") -> int:
+    """Identify each file with `index.match` (`-`: the copy of standard input at `stdin_path`), print one answer
+    per query (text, or a JSON line for every query, failed ones with "error"), and name each failed file on
+    stderr. Returns the number of failed files (a summary line is printed if any)."""
     failed = 0
     for path in files:
         try:
-            found = index.match(path)
+            found = index.match(stdin_path if path == "-" else path)
         except LmprintError as error:
             click.echo(f"lmprint: {path}: {error}", err=True)
+            if as_json:
+                click.echo(json.dumps({"query": path, "match": None, "error": str(error)}))
             failed += 1
             continue
         if as_json:
@@ -227,6 +256,7 @@ def print_matches(index, files, as_json: bool) -> int:
 
 @main.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per song, one per line.")
+@_db_option
 @click.pass_context
 @_guard
 def list_(ctx, as_json):
@@ -252,26 +282,38 @@ def engines_in(db: str) -> list[str]:
 
 @main.command()
 @click.argument("songs", nargs=-1, required=True)
+@click.option("--all", "remove_all", is_flag=True, help="Remove every song a reference names (a title several "
+              "songs share); without it such a reference is refused.")
+@click.option("--dry-run", is_flag=True, help="Print what would be removed, and remove nothing.")
+@_db_option
 @click.pass_context
 @_guard
-def remove(ctx, songs):
+def remove(ctx, songs, remove_all, dry_run):
     """Remove songs, each named by id, path, title or content hash, with all their data."""
     # through the landmark engine when the file has its postings: they are the only data a song's removal from
     # the catalogue does not take along (every per-song table cascades)
     index = open_method(ctx.obj["db"], (engines_in(ctx.obj["db"]) or ["mert"])[0])
     try:
         found: dict[int, Any] = {}
-        missing = []
+        missing, ambiguous = [], []
         for reference in songs:
             matches = index.catalogue.find_songs(reference)
-            found.update({song.id: song for song in matches})
             if not matches:
                 missing.append(reference)
-        index.remove(list(found))
+            elif len(matches) > 1 and not remove_all:
+                ambiguous.append(f"lmprint: {reference}: names {len(matches)} songs (ids "
+                                 f"{', '.join(str(song.id) for song in matches)}); give an id or path, or --all")
+            found.update({song.id: song for song in matches})
+        if ambiguous:  # nothing is removed: a destructive command does only what was meant
+            for line in ambiguous:
+                click.echo(line, err=True)
+            raise SystemExit(1)
+        if not dry_run:
+            index.remove(list(found))
     finally:
         index.close()
     for song in found.values():
-        click.echo(f"removed {song.id}\t{song.path}")
+        click.echo(f"{'would remove' if dry_run else 'removed'} {song.id}\t{song.path}")
     for reference in missing:
         click.echo(f"lmprint: {reference}: no such song in the index", err=True)
     if missing:
@@ -280,6 +322,7 @@ def remove(ctx, songs):
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
+@_db_option
 @click.pass_context
 @_guard
 def stats(ctx, as_json):

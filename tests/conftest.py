@@ -61,7 +61,7 @@ def write_surround_flac(path, mono: np.ndarray, rate: int) -> None:
             container.mux(packet)
 
 
-def run_cli(*args, db=None, check=False, env=None):
+def run_cli(*args, db=None, check=False, env=None, input=None):
     """Run `lmprint` in this process, as a user's shell would (click's CliRunner): a result with `returncode`,
     `stdout` and `stderr`, like a finished process."""
     from click.testing import CliRunner
@@ -69,7 +69,7 @@ def run_cli(*args, db=None, check=False, env=None):
     from lmprint.cli import main
 
     command = (["--db", str(db)] if db is not None else []) + [str(a) for a in args]
-    result = CliRunner().invoke(main, command, env=env, catch_exceptions=False)
+    result = CliRunner().invoke(main, command, env=env, input=input, catch_exceptions=False)
     result.returncode = result.exit_code
     if check:
         assert result.returncode == 0, result.stderr

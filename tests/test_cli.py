@@ -71,8 +71,10 @@ def test_bad_inputs_get_one_line_each_and_the_batch_goes_on(library_dir, built_i
     errors = [line for line in result.stderr.splitlines() if line.startswith("lmprint: ")]
     assert len(errors) == len(names) + 1  # one line per bad file, then the summary
     assert "too short" in result.stderr and "silent" in result.stderr and "no such file" in result.stderr
-    answers = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [a["query"] for a in answers] == [str(good)] and answers[0]["match"]["title"] == "song1"
+    answers = [json.loads(line) for line in result.stdout.splitlines()]  # one line per query, in order
+    assert [a["query"] for a in answers] == [str(tmp_path / n) for n in names] + [str(good)]
+    assert all(a["match"] is None and a["error"] for a in answers[:-1]) and "error" not in answers[-1]
+    assert answers[-1]["match"]["title"] == "song1" and "too short" in answers[names.index("short.flac")]["error"]
 
 
 def test_missing_and_foreign_databases_get_one_line(tmp_path, library_dir):
@@ -128,7 +130,7 @@ def test_on_a_terminal_add_shows_a_progress_bar_and_still_names_bad_files(librar
     assert process.returncode == 1, text
     assert "Traceback" not in text
     assert "missing.mp3: no such file" in text
-    assert "add: 2file" in text  # the bar counted both files
+    assert "add: 100%" in text and "2/2" in text  # the files are counted first: the bar has a total
     assert "added 1, skipped 0 (already indexed), failed 1" in text
 
 
@@ -186,4 +188,54 @@ def test_a_wav_of_a_codec_ffmpeg_cannot_decode_is_one_line_and_the_batch_goes_on
     assert "added 1, skipped 0 (already indexed), failed 1" in added.stderr  # the summary line
     matched = run_cli("match", "--json", folder / "a odd.wav", clip_file(tmp_path, 1, 4.0), db=db)
     assert matched.returncode == 1 and matched.stderr.count("no decoder") == 1
-    assert json.loads(matched.stdout)["match"]["path"] == str(folder / "b good.flac")
+    odd, good = map(json.loads, matched.stdout.splitlines())
+    assert "no decoder" in odd["error"] and good["match"]["path"] == str(folder / "b good.flac")
+
+
+def test_the_conventions_of_command_line_tools(library_dir, built_index, tmp_path):
+    """--db after the command, - for standard input, a folder of queries, and --jobs as many as the cores."""
+    import os
+
+    from lmprint.cli import add
+
+    listed = run_cli("list", "--json", "--db", built_index, check=True)  # no --db before the command
+    assert len(listed.stdout.splitlines()) == len(FORMATS)
+    clip = clip_file(tmp_path, 4, 7.0, "from stdin.m4a")
+    piped = run_cli("match", "--json", "-", "--db", built_index, input=clip.read_bytes(), check=True)
+    answer = json.loads(piped.stdout)
+    assert answer["query"] == "-" and answer["match"]["title"] == "song4" and abs(answer["match"]["offset_s"] - 7) < 0.2
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    for seed, start in ((0, 2.0), (5, 11.0)):
+        shutil.copy(clip_file(tmp_path, seed, start, f"q{seed}.mp3"), queries / f"q{seed}.mp3")
+    (queries / "notes.txt").write_text("not audio, and not an audio file's name: skipped")
+    folder = run_cli("match", "--json", queries, db=built_index, check=True)
+    assert [json.loads(line)["match"]["title"] for line in folder.stdout.splitlines()] == ["song0", "song5"]
+    jobs = next(option for option in add.params if option.name == "jobs")
+    assert jobs.default == os.cpu_count()
+
+
+def test_adding_a_folder_without_audio_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no music here")
+    result = run_cli("add", tmp_path / "empty", db=tmp_path / "i.db")
+    assert result.returncode == 1 and result.stderr.strip() == f"lmprint: no audio files in {tmp_path / 'empty'}"
+    assert not (tmp_path / "i.db").exists()
+
+
+def test_remove_refuses_a_title_several_songs_share_and_dry_run_removes_nothing(library_dir, built_index, tmp_path):
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    write(twin / "song2.flac", rendered(2, 20.0, 22050) * 0.5, 22050)  # other content, the same title
+    run_cli("add", twin, db=db, check=True)
+    refused = run_cli("remove", "song2", db=db)
+    assert refused.returncode == 1 and "names 2 songs" in refused.stderr and "--all" in refused.stderr
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == len(FORMATS) + 1  # nothing removed
+    dry = run_cli("remove", "--all", "--dry-run", "song2", db=db, check=True)
+    assert dry.stdout.count("would remove") == 2
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == len(FORMATS) + 1
+    done = run_cli("remove", "--all", "song2", db=db, check=True)
+    assert done.stdout.count("removed") == 2
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == len(FORMATS) - 1
