@@ -37,7 +37,7 @@ def fingerprint_song(path: str, settings: FingerprintSettings, min_duration_s: f
     try:
         sha1 = content_sha1(path)
         if sha1 in known_sha1:
-            return Outcome(path, skipped=True), None
+            return Outcome(path, skipped=True, content_sha1=sha1), None
         decoded = audio.decode(path, settings.sample_rate_hz)
         audio.check_usable(decoded.samples, settings.sample_rate_hz, min_duration_s)
         print_ = fingerprint(decoded.samples, settings, settings.index)

@@ -88,7 +88,8 @@ class Index:
     def add(self, paths: str | os.PathLike | Iterable[str | os.PathLike], jobs: int = 1,
             on_outcome: Callable[[Outcome], None] | None = None) -> AddReport:
         """Index every audio file in `paths` (files and folders, recursively; one path or several), skipping
-        content already indexed.
+        content already indexed. Content indexed under a path that is gone is recorded as moved to the new path; a
+        path indexed with other content (a retagged file) is indexed again, replacing its old entry.
 
         Each song is committed on its own, so an interrupted batch keeps every song finished before it.
         `on_outcome` is called once per file, e.g. to report errors as they happen.
@@ -112,14 +113,31 @@ class Index:
         for outcome, song in fingerprint_songs(todo, self.fingerprint_settings, self.matching.min_duration_s,
                                                jobs=jobs, known_sha1=known):
             if song is None:
-                record(outcome)
+                record(self._moved(outcome))
                 continue
+            replaces = bool(self._other_content_at(song.path, song.content_sha1))
             if self.add_fingerprint(song) is None:
                 record(Outcome(song.path, skipped=True))
             else:
-                record(outcome, song.duration_s)
+                record(Outcome(song.path, replaced=replaces), song.duration_s)
         self._compact_after_change(report.audio_s)
         return report
+
+    def _moved(self, outcome: Outcome) -> Outcome:
+        """A skipped file's outcome, as a move when its content's song names a path that is gone."""
+        if not outcome.skipped or outcome.content_sha1 is None:
+            return outcome
+        song_id = self.catalogue.song_id_of(outcome.content_sha1)
+        song = self.catalogue.songs_by_id([song_id]).get(song_id) if song_id is not None else None
+        if song is None or song.path == outcome.path or os.path.exists(song.path):
+            return outcome
+        self.catalogue.move_song(song.id, outcome.path)
+        return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, moved_from=song.path)
+
+    def _other_content_at(self, path: str, content_sha1: str) -> list[int]:
+        """Songs indexed from `path` with other content than `content_sha1`."""
+        return [row[0] for row in self.catalogue.read("SELECT id FROM songs WHERE path=? AND content_sha1 != ?",
+                                                      (path, content_sha1))]
 
     def add_fingerprint(self, song: SongFingerprint) -> int | None:
         """Store one fingerprinted song in one transaction: its catalogue row (kept if another engine made it),
@@ -132,6 +150,11 @@ class Index:
         ids: list[int | None] = []
         batch: list[SongPostings] = []
         with self.catalogue.write():
+            replaced = [old for song in songs for old in self._other_content_at(song.path, song.content_sha1)]
+            if replaced:  # a path names one song: the file's old content goes, in the same transaction
+                self.postings.remove(replaced)
+                self.peaks.remove(replaced)
+                self.catalogue.delete_songs(replaced)
             for song in songs:
                 song_id = self.catalogue.add_song(song.path, song.title, song.duration_s, song.content_sha1)
                 known = self.catalogue.read("SELECT n_hashes FROM songs WHERE id=?", (song_id,))[0][0] > 0

@@ -228,6 +228,15 @@ class Catalogue:
             (path, title, duration_s, content_sha1, now_utc()))
         return int(cursor.lastrowid or 0)
 
+    def move_song(self, song_id: int, path: str) -> None:
+        """Record that a song's file is now at `path`."""
+        with self.write():
+            self.conn.execute("UPDATE songs SET path=? WHERE id=?", (path, song_id))
+
+    def songs_whose_files_are_gone(self) -> list[Song]:
+        """Songs whose file no longer exists at the path they were added from."""
+        return [song for song in self.songs() if not os.path.exists(song.path)]
+
     def delete_songs(self, song_ids: Sequence[int]) -> None:
         """Delete songs' rows; every engine table that references them loses their rows too (call inside a write
         transaction, after the engines that keep data outside such tables have dropped it)."""

@@ -156,8 +156,10 @@ def add(ctx, paths, jobs, method, model, device, quiet):
         index.close()
     elapsed = time.perf_counter() - started
     speed = f", {result.audio_s / elapsed:.0f}x realtime" if result.audio_s and elapsed > 0 else ""
+    changes = "".join(f", {name} {count}" for name, count in (("moved", result.moved), ("replaced", result.replaced))
+                      if count)
     click.echo(f"added {result.added}, skipped {result.skipped} (already indexed), failed {len(result.failed)}"
-               f" ({result.audio_s:.0f} s of audio in {elapsed:.1f} s{speed})", err=True)
+               f"{changes} ({result.audio_s:.0f} s of audio in {elapsed:.1f} s{speed})", err=True)
     if result.failed:
         raise SystemExit(1)
 
@@ -213,8 +215,12 @@ def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = Non
         progress = tqdm(unit=unit, desc=desc, total=total, file=sys.stderr)
 
     def report(outcome) -> None:
+        line = None
         if outcome.error:
             line = f"lmprint: {outcome.path}: {outcome.error}"
+        elif getattr(outcome, "moved_from", None):
+            line = f"moved {outcome.moved_from} -> {outcome.path}"
+        if line:
             progress.write(line, file=sys.stderr) if progress is not None else click.echo(line, err=True)
         if progress is not None:
             progress.update(1)
@@ -318,6 +324,28 @@ def remove(ctx, songs, remove_all, dry_run):
         click.echo(f"lmprint: {reference}: no such song in the index", err=True)
     if missing:
         raise SystemExit(1)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Print what would be removed, and remove nothing.")
+@_db_option
+@click.pass_context
+@_guard
+def prune(ctx, dry_run):
+    """Remove the songs whose files are gone (deleted, or moved without `lmprint add` seeing the new place)."""
+    from .catalogue import Catalogue
+
+    with Catalogue(ctx.obj["db"]) as catalogue:
+        gone = catalogue.songs_whose_files_are_gone()
+    if gone and not dry_run:
+        index = open_method(ctx.obj["db"], (engines_in(ctx.obj["db"]) or ["mert"])[0])
+        try:
+            index.remove([song.id for song in gone])
+        finally:
+            index.close()
+    for song in gone:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {song.id}\t{song.path}")
+    click.echo(f"{len(gone)} songs whose files are gone{' (dry run: none removed)' if dry_run else ''}", err=True)
 
 
 @main.command()

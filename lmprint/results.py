@@ -49,11 +49,18 @@ class Match:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one file of an `add` batch: added, skipped (already indexed), or failed with a reason."""
+    """What happened to one file of an `add` batch: added, skipped (already indexed), moved (its content was
+    indexed under a path that is gone), or failed with a reason."""
 
     path: str
     skipped: bool = False
     error: str | None = None
+    content_sha1: str | None = None
+    moved_from: str | None = None
+    """Set when the file's content was indexed under this path, which no longer exists: the song now names
+    `path`."""
+    replaced: bool = False
+    """Set when `path` was indexed with other content (a retagged or re-encoded file): the old entry is gone."""
 
 
 @dataclass
@@ -62,6 +69,8 @@ class AddReport:
 
     added: int = 0
     skipped: int = 0
+    moved: int = 0
+    replaced: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     audio_s: float = 0.0
     """Seconds of audio added."""
@@ -70,8 +79,11 @@ class AddReport:
         """Count one file's outcome."""
         if outcome.error:
             self.failed.append((outcome.path, outcome.error))
+        elif outcome.moved_from:
+            self.moved += 1
         elif outcome.skipped:
             self.skipped += 1
         else:
             self.added += 1
+            self.replaced += outcome.replaced
             self.audio_s += audio_s

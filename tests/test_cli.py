@@ -239,3 +239,39 @@ def test_remove_refuses_a_title_several_songs_share_and_dry_run_removes_nothing(
     done = run_cli("remove", "--all", "song2", db=db, check=True)
     assert done.stdout.count("removed") == 2
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == len(FORMATS) - 1
+
+
+def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_drops_the_gone(library_dir, tmp_path):
+    """A library's ordinary mess: files move, get new tags, get deleted."""
+    from bench.audio_io import write as write_tagged
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for name in ("song1.flac", "song3.mp3", "song5.opus"):
+        shutil.copy(library_dir / name, music / name)
+    db = tmp_path / "index.db"
+    run_cli("add", music, db=db, check=True)
+
+    (music / "moved").mkdir()
+    (music / "song1.flac").rename(music / "moved" / "song1.flac")
+    moved = run_cli("add", music, db=db, check=True)
+    assert f"moved {music / 'song1.flac'} -> {music / 'moved' / 'song1.flac'}" in moved.stderr
+    assert "added 0, skipped 2 (already indexed), failed 0, moved 1" in moved.stderr
+    clip = clip_file(tmp_path, 1, 6.0)
+    assert json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]["path"] == str(
+        music / "moved" / "song1.flac")
+
+    write_tagged(music / "song3.mp3", rendered(3, 40.0, 22050), 22050, title="Song Three")  # retagged, re-encoded
+    retagged = run_cli("add", music / "song3.mp3", db=db, check=True)
+    assert "added 1, skipped 0 (already indexed), failed 0, replaced 1" in retagged.stderr
+    listed = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    assert [song["title"] for song in listed if song["path"] == str(music / "song3.mp3")] == ["Song Three"]
+    assert len(listed) == 3
+
+    (music / "song5.opus").unlink()
+    dry = run_cli("prune", "--dry-run", db=db, check=True)
+    assert dry.stdout.strip().endswith(str(music / "song5.opus")) and "would remove" in dry.stdout
+    pruned = run_cli("prune", db=db, check=True)
+    assert pruned.stdout.startswith("removed") and str(music / "song5.opus") in pruned.stdout
+    assert sorted(json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()) == [
+        str(music / "moved" / "song1.flac"), str(music / "song3.mp3")]
