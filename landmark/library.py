@@ -10,7 +10,7 @@ import numpy as np
 from lmprint.catalogue import SCHEMA_VERSION, Catalogue
 from lmprint.errors import AudioError, IndexFileError, SettingsError
 from lmprint.files import find_audio_files
-from lmprint.results import AddReport, Match, Outcome
+from lmprint.results import AddReport, Answer, Contender, Match, Outcome
 
 from . import audio, vote
 from .batch import SongFingerprint, fingerprint_songs
@@ -183,6 +183,14 @@ class Index:
         match, _ = self.identify(samples)
         return match
 
+    def answer(self, path: str | os.PathLike) -> Answer:
+        """The match of the audio file `path` and the best-voted songs behind it, best first, with their vote
+        scores."""
+        samples = audio.load(path, self.sample_rate_hz, max_duration_s=self.matching.max_query_s)
+        match, candidates = self.identify(samples)
+        songs = self.catalogue.songs_by_id([c.song_id for c in candidates])
+        return Answer(match, tuple(Contender(songs[c.song_id], c.score) for c in candidates if c.song_id in songs))
+
     def identify(self, samples: np.ndarray) -> tuple[Match | None, list[vote.Candidate]]:
         """The decision and the ranked candidates behind it (for diagnostics and the bench)."""
         matching = self.matching
@@ -194,6 +202,7 @@ class Index:
         alignments = self._align(query, matching.query_delta_tolerance_frames)
         candidates = alignments.top(self._candidate_count)
         best, confidence = vote.decide(candidates, matching)
+        decided_by = "vote"
         if best is None and matching.query_retry_tolerance_frames > matching.query_delta_tolerance_frames:
             alignments = self._align(query, matching.query_retry_tolerance_frames)
             candidates = alignments.top(self._candidate_count)
@@ -205,14 +214,14 @@ class Index:
                 best = None  # the vote lined up pairs, but the song's peaks are not in the clip
             if best is None:
                 candidates = alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets)
-                best, confidence = verify(candidates, clip, self.peaks.get, matching)
+                best, confidence, decided_by = verify(candidates, clip, self.peaks.get, matching)
         if best is None:
             return None, candidates
         song = self.catalogue.songs_by_id([best.song_id]).get(best.song_id)
         if song is None:  # removed between lookup and now
             return None, candidates
         offset_s = max(0.0, best.delta_frames * self.fingerprint_settings.frame_s)
-        return Match(song, best.score, offset_s, confidence), candidates
+        return Match(song, best.score, offset_s, confidence, decided_by), candidates
 
     def _align(self, query: Fingerprint, tolerance_frames: int) -> vote.Alignments:
         """The query fingerprint's votes per song and Δt, its hashes looked up with Δt ± tolerance_frames."""

@@ -94,7 +94,7 @@ def agrees(voted: Candidate, clip: ProminenceMap, song_peaks: SongPeaks, setting
 
 def verify(candidates: list[Candidate], clip: ProminenceMap,
            song_peaks: SongPeaks, settings: MatchSettings
-           ) -> tuple[Candidate | None, float]:
+           ) -> tuple[Candidate | None, float, str]:
     """The song that the first `verify_candidates` candidates' agreements single out, or None; and a confidence.
 
     Each candidate's agreement is the best at its voted offset and at its other strong offsets
@@ -104,8 +104,9 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
       two kinds of evidence, pairs and single peaks, name the same song;
     - **alone**: any candidate agrees with z ≥ `min_agreement_z` and leads by `min_agreement_lead`.
 
-    The candidate returned carries the Δt that agreed best. The confidence is 1 − threshold / z: 0 at the
-    threshold it passed, near 1 when the peaks agree well. `song_peaks` reads songs' stored peaks.
+    The candidate returned carries the Δt that agreed best, with how it passed ("confirmed" or "verified"). The
+    confidence is 1 − threshold / z: 0 at the threshold it passed, near 1 when the peaks agree well. `song_peaks`
+    reads songs' stored peaks.
     """
     candidates = candidates[:settings.verify_candidates]
     peaks = song_peaks([c.song_id for c in candidates])
@@ -116,7 +117,7 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
                                  settings)
             agreed.append((z, Candidate(candidate.song_id, candidate.score, delta)))
     if not agreed:
-        return None, 0.0
+        return None, 0.0, ""
     leader_z, leader = agreed[0]
     runner_up_score = candidates[1].score if len(candidates) > 1 else 0.0
     others_z = max((z for z, _ in agreed[1:]), default=-np.inf)
@@ -124,10 +125,10 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
                 else settings.confirm_close_min_z)
     if (leader.song_id == candidates[0].song_id and leader_z >= needed_z
             and leader_z - others_z >= settings.confirm_min_lead):
-        return leader, 1.0 - needed_z / leader_z
+        return leader, 1.0 - needed_z / leader_z, "confirmed"
     agreed.sort(key=lambda pair: -pair[0])
     best_z, best = agreed[0]
     runner_up_z = agreed[1][0] if len(agreed) > 1 else -np.inf
     if best_z < settings.min_agreement_z or best_z - runner_up_z < settings.min_agreement_lead:
-        return None, 0.0
-    return best, 1.0 - settings.min_agreement_z / best_z
+        return None, 0.0, ""
+    return best, 1.0 - settings.min_agreement_z / best_z, "verified"

@@ -167,6 +167,7 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per query, one per line.")
+@click.option("--top", type=click.IntRange(0), default=0, help="Also list the best N candidates with their scores.")
 @_db_option
 @_method_option
 @_model_option
@@ -179,7 +180,7 @@ def add(ctx, paths, jobs, method, model, device, quiet):
               "Repeatable; wins over --settings.")
 @click.pass_context
 @_guard
-def match(ctx, files, as_json, method, model, device, settings_file, assignments):
+def match(ctx, files, as_json, top, method, model, device, settings_file, assignments):
     """Identify each audio FILE (a folder: every audio file in it; -: standard input, any format). Prints the song,
     where in it the clip starts, a score and a confidence."""
     import tempfile
@@ -198,7 +199,7 @@ def match(ctx, files, as_json, method, model, device, settings_file, assignments
             if "-" in queries:  # read once; PyAV then probes the format like any file's
                 stdin_copy.write(sys.stdin.buffer.read())
                 stdin_copy.flush()
-            failed = print_matches(index, queries, as_json, stdin_copy.name)
+            failed = print_matches(index, queries, as_json, stdin_copy.name, top)
     finally:
         index.close()
     if failed:
@@ -237,24 +238,32 @@ def describe(found, method: str) -> str:
     return f"{found.song.title} ({found.song.path}), {evidence}, confidence {found.confidence:.2f}"
 
 
-def print_matches(index, files, as_json: bool, stdin_path: str = "-") -> int:
-    """Identify each file with `index.match` (`-`: the copy of standard input at `stdin_path`), print one answer
-    per query (text, or a JSON line for every query, failed ones with "error"), and name each failed file on
-    stderr. Returns the number of failed files (a summary line is printed if any)."""
+def print_matches(index, files, as_json: bool, stdin_path: str = "-", top: int = 0) -> int:
+    """Identify each file with `index.answer` (`-`: the copy of standard input at `stdin_path`), print one answer
+    per query (text, or a JSON line for every query, failed ones with "error"; the runner-up, and the best `top`
+    candidates), and name each failed file on stderr. Returns the number of failed files (a summary line is
+    printed if any)."""
     failed = 0
     for path in files:
         try:
-            found = index.match(stdin_path if path == "-" else path)
+            answer = index.answer(stdin_path if path == "-" else path)
         except LmprintError as error:
             click.echo(f"lmprint: {path}: {error}", err=True)
             if as_json:
                 click.echo(json.dumps({"query": path, "match": None, "error": str(error)}))
             failed += 1
             continue
+        found, runner_up = answer.match, answer.runner_up
         if as_json:
-            click.echo(json.dumps({"query": path, "match": found.to_dict() if found else None}))
+            line = {"query": path, "match": found.to_dict() if found else None,
+                    "runner_up": runner_up.to_dict() if runner_up else None}
+            if top:
+                line["candidates"] = [c.to_dict() for c in answer.contenders[:top]]
+            click.echo(json.dumps(line))
         else:
             click.echo(f"{path}: {describe(found, index.name)}" if found else f"{path}: no match")
+            for rank, contender in enumerate(answer.contenders[:top], start=1):
+                click.echo(f"  {rank}. {contender.song.title} ({contender.song.path}), score {contender.score:.1f}")
     if failed:
         click.echo(f"lmprint: {failed} of {len(files)} queries failed", err=True)
     return failed

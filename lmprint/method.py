@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from .catalogue import Catalogue
-from .results import AddReport, Match, Outcome
+from .results import AddReport, Answer, Match, Outcome
 
 
 class Method(Protocol):
@@ -39,6 +39,9 @@ class Method(Protocol):
 
     def match_samples(self, samples: np.ndarray) -> Match | None:
         """Like `match`, for mono float32 samples at `sample_rate_hz`."""
+
+    def answer(self, path: str | os.PathLike) -> Answer:
+        """`match`'s answer with the best candidates behind it, for diagnostics (`lmprint match --top`)."""
 
     def remove(self, song_ids: Sequence[int]) -> None:
         """Remove songs from the index: their catalogue rows and every engine's data of them."""

@@ -39,12 +39,42 @@ class Match:
     """Where in the song the query starts, in seconds; None when the engine cannot tell (MERT)."""
     confidence: float
     """In [0, 1]: how clearly this song beat the others (the engine's docs say how it is computed)."""
+    decided_by: str = ""
+    """How the engine decided: the landmark engine's "vote", "confirmed" (the vote's leader, its peaks agreeing)
+    or "verified" (peaks alone); the MERT engine's "hamming"."""
 
     def to_dict(self) -> dict:
         """The `match` object of `lmprint match --json`."""
-        return {"path": self.song.path, "title": self.song.title, "score": round(self.score, 1),
-                "offset_s": None if self.offset_s is None else round(self.offset_s, 3),
-                "confidence": round(self.confidence, 3)}
+        return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
+                "score": round(self.score, 1), "offset_s": None if self.offset_s is None else round(self.offset_s, 3),
+                "confidence": round(self.confidence, 3), "decided_by": self.decided_by}
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A song among a query's best candidates, with the engine's score for it (see `Match.score`)."""
+
+    song: Song
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
+                "score": round(self.score, 1)}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A query's answer: the match or None, and the engine's best candidates behind it, best first."""
+
+    match: Match | None
+    contenders: tuple[Contender, ...] = ()
+
+    @property
+    def runner_up(self) -> Contender | None:
+        """The best candidate other than the match (None without a match)."""
+        if self.match is None:
+            return None
+        return next((c for c in self.contenders if c.song.id != self.match.song.id), None)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from landmark import audio
 from lmprint.catalogue import Catalogue
 from lmprint.errors import AudioError, IndexFileError, LmprintError
 from lmprint.files import content_sha1, find_audio_files, title_from_path
-from lmprint.results import AddReport, Match, Outcome
+from lmprint.results import AddReport, Answer, Contender, Match, Outcome
 
 from . import mert, search
 from .codes import Projection, kmeans
@@ -126,6 +126,14 @@ class MertIndex:
     def match_samples(self, samples: np.ndarray) -> Match | None:
         """Identify mono float32 samples at 24 kHz. The score is the Hamming distance in bits (lower is better);
         the confidence is the margin over the runner-up as a fraction of the code bits."""
+        return self._answer(samples).match
+
+    def answer(self, path: str | os.PathLike) -> Answer:
+        """The match of the audio file `path` and the nearest songs behind it, nearest first, with their
+        distances."""
+        return self._answer(audio.load(path, self.sample_rate_hz))
+
+    def _answer(self, samples: np.ndarray) -> Answer:
         audio.check_usable(samples, self.sample_rate_hz, self.settings.min_clip_s)
         if self._search_cache is None:  # the basis and the codes, read once until the next add
             projection = self.codes.projection()
@@ -134,17 +142,20 @@ class MertIndex:
             self._search_cache = (projection, *self.codes.load(projection.bits))
         projection, song_ids, code_columns, code_song = self._search_cache
         if song_ids.size == 0:
-            return None
+            return Answer(None)
         query = projection.codes(self._embed(samples))
         rows, distances = search.rank(query, code_columns, code_song, song_ids.size, self.settings.rule)
+        songs = self.catalogue.songs_by_id(song_ids[rows].tolist())
+        contenders = tuple(Contender(songs[int(song_ids[row])], float(distance))
+                           for row, distance in zip(rows, distances) if int(song_ids[row]) in songs)
         best = distances[0]
         runner_up = distances[1] if distances.size > 1 else float(projection.bits)
         margin = runner_up - best
-        if best > self.settings.max_distance_fraction * projection.bits or margin < self.settings.min_margin_bits:
-            return None
-        song_id = int(song_ids[rows[0]])
-        song = self.catalogue.songs_by_id([song_id]).get(song_id)
-        return Match(song, float(best), None, float(margin / projection.bits)) if song else None
+        song = songs.get(int(song_ids[rows[0]]))
+        if (song is None or best > self.settings.max_distance_fraction * projection.bits
+                or margin < self.settings.min_margin_bits):
+            return Answer(None, contenders)
+        return Answer(Match(song, float(best), None, float(margin / projection.bits), "hamming"), contenders)
 
     def remove(self, song_ids: Sequence[int]) -> None:
         """Remove songs: their catalogue rows, and with them their codes and every other per-song row. A file that

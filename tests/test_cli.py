@@ -31,7 +31,10 @@ def test_add_match_list_stats_remove_round_trip(library_dir, tmp_path):
     assert answer["query"] == str(clip)
     assert answer["match"]["path"] == str(library_dir / "song3.mp3")
     assert abs(answer["match"]["offset_s"] - 12.5) < 0.2
-    assert set(answer["match"]) == {"path", "title", "score", "offset_s", "confidence"}
+    assert set(answer["match"]) == {"song_id", "path", "title", "score", "offset_s", "confidence", "decided_by"}
+    assert answer["match"]["decided_by"] in ("vote", "confirmed", "verified")
+    assert answer["runner_up"]["song_id"] != answer["match"]["song_id"]  # the best of the other songs
+    assert answer["runner_up"]["score"] < answer["match"]["score"]
 
     text = run_cli("match", clip, db=db, check=True).stdout
     assert "song3" in text and "12." in text
@@ -275,3 +278,18 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     assert pruned.stdout.startswith("removed") and str(music / "song5.opus") in pruned.stdout
     assert sorted(json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()) == [
         str(music / "moved" / "song1.flac"), str(music / "song3.mp3")]
+
+
+def test_top_lists_the_best_candidates_with_their_scores_match_or_not(built_index, tmp_path):
+    clip = clip_file(tmp_path, 2, 9.0)
+    answer = json.loads(run_cli("match", "--json", "--top", "3", clip, db=built_index, check=True).stdout)
+    candidates = answer["candidates"]
+    assert len(candidates) == 3 and candidates[0]["song_id"] == answer["match"]["song_id"]
+    assert [c["score"] for c in candidates] == sorted((c["score"] for c in candidates), reverse=True)
+    assert answer["runner_up"] == candidates[1]
+    unknown = tmp_path / "unknown.flac"
+    write(unknown, rendered(555, 6.0, 22050), 22050)
+    text = run_cli("match", "--top", "2", unknown, db=built_index, check=True).stdout.splitlines()
+    assert text[0] == f"{unknown}: no match" and text[1].startswith("  1. ") and text[2].startswith("  2. ")
+    assert "--top" not in run_cli("match", clip, db=built_index, check=True).stdout and "candidates" not in \
+        run_cli("match", "--json", clip, db=built_index, check=True).stdout
