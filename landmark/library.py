@@ -17,7 +17,7 @@ from .batch import SongFingerprint, fingerprint_songs
 from .fingerprint import Fingerprint, fingerprint
 from .settings import FingerprintSettings, MatchSettings
 from .store import PeakStore, SongPostings, SQLitePostingStore
-from .verify import ProminenceMap, agrees, verify
+from .verify import ProminenceMap, agrees, merge_copies, verify
 
 SETTINGS_KEY = "config"
 """The `meta` key under which an index records its `FingerprintSettings` (JSON)."""
@@ -200,12 +200,12 @@ class Index:
         if query.hashes.size == 0:
             raise AudioError("no landmarks found (silent or featureless)")
         alignments = self._align(query, matching.query_delta_tolerance_frames)
-        candidates = alignments.top(self._candidate_count)
+        candidates, copies = self._distinct(alignments.top(self._candidate_count))
         best, confidence = vote.decide(candidates, matching)
         decided_by = "vote"
         if best is None and matching.query_retry_tolerance_frames > matching.query_delta_tolerance_frames:
             alignments = self._align(query, matching.query_retry_tolerance_frames)
-            candidates = alignments.top(self._candidate_count)
+            candidates, copies = self._distinct(alignments.top(self._candidate_count))
             best, confidence = vote.decide(candidates, matching, min_ratio=matching.query_retry_min_ratio)
         if matching.verify_candidates > 0:
             assert query.prominence is not None
@@ -213,15 +213,27 @@ class Index:
             if best is not None and not agrees(best, clip, self.peaks.get, matching):
                 best = None  # the vote lined up pairs, but the song's peaks are not in the clip
             if best is None:
-                candidates = alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets)
+                candidates, copies = self._distinct(
+                    alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets))
                 best, confidence, decided_by = verify(candidates, clip, self.peaks.get, matching)
         if best is None:
             return None, candidates
-        song = self.catalogue.songs_by_id([best.song_id]).get(best.song_id)
+        songs = self.catalogue.songs_by_id([best.song_id, *copies.get(best.song_id, ())])
+        song = songs.pop(best.song_id, None)
         if song is None:  # removed between lookup and now
             return None, candidates
         offset_s = max(0.0, best.delta_frames * self.fingerprint_settings.frame_s)
-        return Match(song, best.score, offset_s, confidence, decided_by), candidates
+        return Match(song, best.score, offset_s, confidence, decided_by, tuple(songs.values())), candidates
+
+    def _distinct(self, candidates: list[vote.Candidate]) -> tuple[list[vote.Candidate], dict[int, tuple[int, ...]]]:
+        """The candidates with copies of one recording counted once (`verify.merge_copies`), and the copies of each
+        kept candidate. Durations and peaks are read only when two candidates score close enough to be copies."""
+        ratio = self.matching.copy_min_score_ratio
+        if not any(weaker.score >= ratio * stronger.score for stronger, weaker in zip(candidates, candidates[1:])):
+            return candidates, {}  # scores are sorted: no close pair means no pair close enough
+        songs = self.catalogue.songs_by_id([c.song_id for c in candidates])
+        durations_s = {song_id: song.duration_s for song_id, song in songs.items()}
+        return merge_copies(candidates, self.peaks.get, durations_s, self.matching)
 
     def _align(self, query: Fingerprint, tolerance_frames: int) -> vote.Alignments:
         """The query fingerprint's votes per song and Δt, its hashes looked up with Δt ± tolerance_frames."""

@@ -246,6 +246,19 @@ class MatchSettings:
     confirm_min_lead: float = 2.0
     """...and by how much a confirmed leader's z must lead every other candidate's."""
 
+    # --- copies of one recording ----------------------------------------------------------------------------
+    copy_min_score_ratio: float = 0.8
+    """Two candidates may be copies of one recording (a FLAC and an MP3 of it, a compilation's track) when the
+    weaker scores at least this share of the stronger's: copies line up with a clip almost equally."""
+
+    copy_max_duration_ratio: float = 1.02
+    """...their durations differ by at most this factor..."""
+
+    copy_min_shared_peaks: float = 0.5
+    """...and this share of the stronger's stored peaks, moved by the difference of their voted offsets, are the
+    weaker's too (same bin, ± 1 frame), over the frames both cover. Copies share most peaks; two different songs
+    share about 0.4 % by chance. Copies count as one candidate, so they never tie with each other."""
+
     def __post_init__(self) -> None:
         _check_types(self)
 

@@ -132,3 +132,55 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
     if best_z < settings.min_agreement_z or best_z - runner_up_z < settings.min_agreement_lead:
         return None, 0.0, ""
     return best, 1.0 - settings.min_agreement_z / best_z, "verified"
+
+
+def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarray, np.ndarray],
+                 shift_frames: int) -> float:
+    """The share of `stronger`'s peaks (frames, bins), moved by `shift_frames`, that `weaker` holds too (the same
+    bin, ± 1 frame), over the frames both songs cover; 0 when they do not overlap."""
+    frames, bins = stronger[0] + shift_frames, stronger[1]
+    other_frames, other_bins = weaker
+    if frames.size == 0 or other_frames.size == 0:
+        return 0.0
+    inside = (frames >= other_frames[0]) & (frames <= other_frames[-1])
+    if not inside.any():
+        return 0.0
+    width = int(max(bins.max(), other_bins.max())) + 1
+    keys, other_keys = frames[inside] * width + bins[inside], other_frames * width + other_bins
+    found = np.zeros(keys.size, bool)
+    for step in (-1, 0, 1):
+        found |= np.isin(keys + step * width, other_keys)
+    return float(found.mean())
+
+
+def merge_copies(candidates: list[Candidate], song_peaks: SongPeaks, durations_s: dict[int, float],
+                 settings: MatchSettings) -> tuple[list[Candidate], dict[int, tuple[int, ...]]]:
+    """The candidates with copies of one recording counted once, and the songs each kept candidate stands for.
+
+    A candidate is a copy of a stronger one when it scores almost as well, lasts as long, and holds most of its
+    peaks at the offset the votes imply (`MatchSettings.copy_*`). Only such close pairs have their peaks read."""
+    kept: list[Candidate] = []
+    copies: dict[int, list[int]] = {}
+    for candidate in candidates:
+        twin = next((k for k in kept if _is_copy(k, candidate, song_peaks, durations_s, settings)), None)
+        if twin is None:
+            kept.append(candidate)
+            copies[candidate.song_id] = []
+        else:
+            copies[twin.song_id].append(candidate.song_id)
+    return kept, {song: tuple(others) for song, others in copies.items() if others}
+
+
+def _is_copy(stronger: Candidate, weaker: Candidate, song_peaks: SongPeaks, durations_s: dict[int, float],
+             settings: MatchSettings) -> bool:
+    if stronger.score <= 0 or weaker.score < settings.copy_min_score_ratio * stronger.score:
+        return False
+    lengths = durations_s.get(stronger.song_id, 0.0), durations_s.get(weaker.song_id, 0.0)
+    if min(lengths) <= 0 or max(lengths) > settings.copy_max_duration_ratio * min(lengths):
+        return False
+    peaks = song_peaks([stronger.song_id, weaker.song_id])
+    if len(peaks) < 2:
+        return False
+    shift = weaker.delta_frames - stronger.delta_frames
+    return shared_peaks(peaks[stronger.song_id], peaks[weaker.song_id], shift) >= settings.copy_min_shared_peaks
+

@@ -42,12 +42,16 @@ class Match:
     decided_by: str = ""
     """How the engine decided: the landmark engine's "vote", "confirmed" (the vote's leader, its peaks agreeing)
     or "verified" (peaks alone); the MERT engine's "hamming"."""
+    copies: tuple[Song, ...] = ()
+    """Other indexed songs that are copies of the same recording (another file of it: a FLAC and an MP3, a
+    compilation's track); they count as one candidate, so they never tie with the match."""
 
     def to_dict(self) -> dict:
         """The `match` object of `lmprint match --json`."""
         return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
                 "score": round(self.score, 1), "offset_s": None if self.offset_s is None else round(self.offset_s, 3),
-                "confidence": round(self.confidence, 3), "decided_by": self.decided_by}
+                "confidence": round(self.confidence, 3), "decided_by": self.decided_by,
+                "copies": [song.path for song in self.copies]}
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def test_add_match_list_stats_remove_round_trip(library_dir, tmp_path):
     assert answer["query"] == str(clip)
     assert answer["match"]["path"] == str(library_dir / "song3.mp3")
     assert abs(answer["match"]["offset_s"] - 12.5) < 0.2
-    assert set(answer["match"]) == {"song_id", "path", "title", "score", "offset_s", "confidence", "decided_by"}
+    assert set(answer["match"]) == {"song_id", "path", "title", "score", "offset_s", "confidence", "decided_by", "copies"}
     assert answer["match"]["decided_by"] in ("vote", "confirmed", "verified")
     assert answer["runner_up"]["song_id"] != answer["match"]["song_id"]  # the best of the other songs
     assert answer["runner_up"]["score"] < answer["match"]["score"]
@@ -293,3 +293,24 @@ def test_top_lists_the_best_candidates_with_their_scores_match_or_not(built_inde
     assert text[0] == f"{unknown}: no match" and text[1].startswith("  1. ") and text[2].startswith("  2. ")
     assert "--top" not in run_cli("match", clip, db=built_index, check=True).stdout and "candidates" not in \
         run_cli("match", "--json", clip, db=built_index, check=True).stdout
+
+
+def test_one_recording_as_flac_and_as_mp3_is_named_not_refused_as_a_tie(library_dir, tmp_path):
+    """Two files of one recording line up with a clip equally: counted as one candidate, the clip is named,
+    with the other file listed as a copy."""
+    music = tmp_path / "music"
+    music.mkdir()
+    signal = rendered(7, 40.0, 22050)
+    write(music / "seven.flac", signal, 22050)
+    write(music / "seven (128k).mp3", signal, 22050, bit_rate=128_000)
+    for name in ("song0.wav", "song2.ogg", "song4.m4a"):
+        shutil.copy(library_dir / name, music / name)
+    db = tmp_path / "index.db"
+    run_cli("add", music, db=db, check=True)
+    clip = tmp_path / "clip.wav"
+    write(clip, signal[22050 * 12:22050 * 17], 22050)
+    answer = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)
+    named = {answer["match"]["path"], *answer["match"]["copies"]}
+    assert named == {str(music / "seven.flac"), str(music / "seven (128k).mp3")}
+    assert abs(answer["match"]["offset_s"] - 12.0) < 0.1
+    assert answer["runner_up"]["path"] not in named  # the runner-up is another recording

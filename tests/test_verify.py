@@ -150,3 +150,15 @@ def test_a_close_vote_leader_is_confirmed_with_more_agreement(monkeypatch):
     assert _decide(monkeypatch, config, close, {1: 4.5, 2: 2.0, 3: 1.0}) is None  # enough only for a clear leader
     assert _decide(monkeypatch, config, close, {1: 5.5, 2: 4.0, 3: 1.0}) is None  # another song agrees nearly as well
     assert _decide(monkeypatch, config, close, {1: 2.0, 2: 5.5, 3: 1.0}) is None  # not the vote's leader: alone only
+
+
+def test_copies_of_a_recording_share_their_peaks_and_different_songs_do_not():
+    from landmark.verify import shared_peaks
+
+    song = rendered(3, 30.0, RATE)
+    flac = extract_peaks(song, CONFIG, CONFIG.index)
+    delayed = extract_peaks(np.r_[np.zeros(5 * CONFIG.hop_size, np.float32), song], CONFIG, CONFIG.index)
+    other = extract_peaks(rendered(4, 30.0, RATE), CONFIG, CONFIG.index)
+    assert shared_peaks(flac, delayed, 5) > 0.9  # a copy starting 5 frames later (another encoder's delay)
+    assert shared_peaks(flac, delayed, 0) < 0.2  # ...at the wrong offset it is not a copy
+    assert shared_peaks(flac, other, 0) < 0.1  # same synthesizer, scale and tempo range: still another song
