@@ -17,7 +17,7 @@ from .batch import SongFingerprint, fingerprint_songs
 from .fingerprint import Fingerprint, fingerprint
 from .settings import FingerprintSettings, MatchSettings
 from .store import PeakStore, SongPostings, SQLitePostingStore
-from .verify import ProminenceMap, agrees, merge_copies, verify
+from .verify import CopyCheck, ProminenceMap, agrees, verify, without_copies_of_leader
 
 SETTINGS_KEY = "config"
 """The `meta` key under which an index records its `FingerprintSettings` (JSON)."""
@@ -199,13 +199,14 @@ class Index:
         query = fingerprint(samples, self.fingerprint_settings, matching.query, with_prominence=True)
         if query.hashes.size == 0:
             raise AudioError("no landmarks found (silent or featureless)")
+        is_copy = CopyCheck(self.peaks.get, self._durations_s, matching)
         alignments = self._align(query, matching.query_delta_tolerance_frames)
-        candidates, copies = self._distinct(alignments.top(self._candidate_count))
+        candidates = without_copies_of_leader(alignments.top(self._candidate_count), is_copy)
         best, confidence = vote.decide(candidates, matching)
         decided_by = "vote"
         if best is None and matching.query_retry_tolerance_frames > matching.query_delta_tolerance_frames:
             alignments = self._align(query, matching.query_retry_tolerance_frames)
-            candidates, copies = self._distinct(alignments.top(self._candidate_count))
+            candidates = without_copies_of_leader(alignments.top(self._candidate_count), is_copy)
             best, confidence = vote.decide(candidates, matching, min_ratio=matching.query_retry_min_ratio)
         if matching.verify_candidates > 0:
             assert query.prominence is not None
@@ -213,27 +214,20 @@ class Index:
             if best is not None and not agrees(best, clip, self.peaks.get, matching):
                 best = None  # the vote lined up pairs, but the song's peaks are not in the clip
             if best is None:
-                candidates, copies = self._distinct(
-                    alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets))
-                best, confidence, decided_by = verify(candidates, clip, self.peaks.get, matching)
+                candidates = without_copies_of_leader(
+                    alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
+                best, confidence, decided_by = verify(candidates, clip, self.peaks.get, matching, is_copy)
         if best is None:
             return None, candidates
-        songs = self.catalogue.songs_by_id([best.song_id, *copies.get(best.song_id, ())])
+        songs = self.catalogue.songs_by_id([best.song_id, *sorted(is_copy.copies.get(best.song_id, ()))])
         song = songs.pop(best.song_id, None)
         if song is None:  # removed between lookup and now
             return None, candidates
         offset_s = max(0.0, best.delta_frames * self.fingerprint_settings.frame_s)
         return Match(song, best.score, offset_s, confidence, decided_by, tuple(songs.values())), candidates
 
-    def _distinct(self, candidates: list[vote.Candidate]) -> tuple[list[vote.Candidate], dict[int, tuple[int, ...]]]:
-        """The candidates with copies of one recording counted once (`verify.merge_copies`), and the copies of each
-        kept candidate. Durations and peaks are read only when two candidates score close enough to be copies."""
-        ratio = self.matching.copy_min_score_ratio
-        if not any(weaker.score >= ratio * stronger.score for stronger, weaker in zip(candidates, candidates[1:])):
-            return candidates, {}  # scores are sorted: no close pair means no pair close enough
-        songs = self.catalogue.songs_by_id([c.song_id for c in candidates])
-        durations_s = {song_id: song.duration_s for song_id, song in songs.items()}
-        return merge_copies(candidates, self.peaks.get, durations_s, self.matching)
+    def _durations_s(self, song_ids: list[int]) -> dict[int, float]:
+        return {song_id: song.duration_s for song_id, song in self.catalogue.songs_by_id(song_ids).items()}
 
     def _align(self, query: Fingerprint, tolerance_frames: int) -> vote.Alignments:
         """The query fingerprint's votes per song and Δt, its hashes looked up with Δt ± tolerance_frames."""

@@ -93,7 +93,8 @@ def agrees(voted: Candidate, clip: ProminenceMap, song_peaks: SongPeaks, setting
 
 
 def verify(candidates: list[Candidate], clip: ProminenceMap,
-           song_peaks: SongPeaks, settings: MatchSettings
+           song_peaks: SongPeaks, settings: MatchSettings,
+           is_copy: Callable[[Candidate, Candidate], bool] | None = None
            ) -> tuple[Candidate | None, float, str]:
     """The song that the first `verify_candidates` candidates' agreements single out, or None; and a confidence.
 
@@ -106,7 +107,8 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
 
     The candidate returned carries the Δt that agreed best, with how it passed ("confirmed" or "verified"). The
     confidence is 1 − threshold / z: 0 at the threshold it passed, near 1 when the peaks agree well. `song_peaks`
-    reads songs' stored peaks.
+    reads songs' stored peaks. With `is_copy` (a `CopyCheck`), a copy of a song's recording does not count against
+    its lead.
     """
     candidates = candidates[:settings.verify_candidates]
     peaks = song_peaks([c.song_id for c in candidates])
@@ -120,15 +122,15 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
         return None, 0.0, ""
     leader_z, leader = agreed[0]
     runner_up_score = candidates[1].score if len(candidates) > 1 else 0.0
-    others_z = max((z for z, _ in agreed[1:]), default=-np.inf)
+    by_z = sorted(agreed, key=lambda pair: -pair[0])
     needed_z = (settings.confirm_min_z if leader.score >= settings.confirm_min_ratio * runner_up_score
                 else settings.confirm_close_min_z)
     if (leader.song_id == candidates[0].song_id and leader_z >= needed_z
-            and leader_z - others_z >= settings.confirm_min_lead):
+            and leader_z - _strongest_other(by_z, leader, settings.confirm_min_lead, is_copy)
+            >= settings.confirm_min_lead):
         return leader, 1.0 - needed_z / leader_z, "confirmed"
-    agreed.sort(key=lambda pair: -pair[0])
-    best_z, best = agreed[0]
-    runner_up_z = agreed[1][0] if len(agreed) > 1 else -np.inf
+    best_z, best = by_z[0]
+    runner_up_z = _strongest_other(by_z, best, settings.min_agreement_lead, is_copy)
     if best_z < settings.min_agreement_z or best_z - runner_up_z < settings.min_agreement_lead:
         return None, 0.0, ""
     return best, 1.0 - settings.min_agreement_z / best_z, "verified"
@@ -153,34 +155,65 @@ def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarr
     return float(found.mean())
 
 
-def merge_copies(candidates: list[Candidate], song_peaks: SongPeaks, durations_s: dict[int, float],
-                 settings: MatchSettings) -> tuple[list[Candidate], dict[int, tuple[int, ...]]]:
-    """The candidates with copies of one recording counted once, and the songs each kept candidate stands for.
+class CopyCheck:
+    """Whether a weaker candidate is a copy of a stronger one's recording (a FLAC and an MP3 of it, a
+    compilation's track): it scores almost as well, lasts as long, and holds most of the stronger's peaks at the
+    offset their votes imply (`MatchSettings.copy_*`). Each pair is decided once and each song's peaks are read
+    once per query; the copies found are kept, per song, in `copies`."""
 
-    A candidate is a copy of a stronger one when it scores almost as well, lasts as long, and holds most of its
-    peaks at the offset the votes imply (`MatchSettings.copy_*`). Only such close pairs have their peaks read."""
-    kept: list[Candidate] = []
-    copies: dict[int, list[int]] = {}
-    for candidate in candidates:
-        twin = next((k for k in kept if _is_copy(k, candidate, song_peaks, durations_s, settings)), None)
-        if twin is None:
-            kept.append(candidate)
-            copies[candidate.song_id] = []
-        else:
-            copies[twin.song_id].append(candidate.song_id)
-    return kept, {song: tuple(others) for song, others in copies.items() if others}
+    def __init__(self, song_peaks: SongPeaks, durations_s: Callable[[list[int]], dict[int, float]],
+                 settings: MatchSettings):
+        self.song_peaks, self.durations_s, self.settings = song_peaks, durations_s, settings
+        self.copies: dict[int, set[int]] = {}
+        self._decided: dict[tuple[int, int], bool] = {}
+        self._peaks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._lengths: dict[int, float] = {}
+
+    def __call__(self, stronger: Candidate, weaker: Candidate) -> bool:
+        settings = self.settings
+        if stronger.score <= 0 or weaker.score < settings.copy_min_score_ratio * stronger.score:
+            return False
+        pair = (stronger.song_id, weaker.song_id)
+        if pair not in self._decided:
+            self._decided[pair] = self._same_recording(stronger, weaker)
+            if self._decided[pair]:
+                self.copies.setdefault(stronger.song_id, set()).add(weaker.song_id)
+        return self._decided[pair]
+
+    def _same_recording(self, stronger: Candidate, weaker: Candidate) -> bool:
+        ids = [stronger.song_id, weaker.song_id]
+        self._lengths.update(self.durations_s([i for i in ids if i not in self._lengths]))
+        lengths = [self._lengths.get(i, 0.0) for i in ids]
+        if min(lengths) <= 0 or max(lengths) > self.settings.copy_max_duration_ratio * min(lengths):
+            return False
+        self._peaks.update(self.song_peaks([i for i in ids if i not in self._peaks]))
+        if not all(i in self._peaks for i in ids):
+            return False
+        shift = weaker.delta_frames - stronger.delta_frames
+        return shared_peaks(self._peaks[ids[0]], self._peaks[ids[1]], shift) >= self.settings.copy_min_shared_peaks
 
 
-def _is_copy(stronger: Candidate, weaker: Candidate, song_peaks: SongPeaks, durations_s: dict[int, float],
-             settings: MatchSettings) -> bool:
-    if stronger.score <= 0 or weaker.score < settings.copy_min_score_ratio * stronger.score:
-        return False
-    lengths = durations_s.get(stronger.song_id, 0.0), durations_s.get(weaker.song_id, 0.0)
-    if min(lengths) <= 0 or max(lengths) > settings.copy_max_duration_ratio * min(lengths):
-        return False
-    peaks = song_peaks([stronger.song_id, weaker.song_id])
-    if len(peaks) < 2:
-        return False
-    shift = weaker.delta_frames - stronger.delta_frames
-    return shared_peaks(peaks[stronger.song_id], peaks[weaker.song_id], shift) >= settings.copy_min_shared_peaks
+def without_copies_of_leader(candidates: list[Candidate], is_copy: Callable[[Candidate, Candidate], bool]
+                             ) -> list[Candidate]:
+    """The candidates with the leader's copies left out, so that the runner-up is another recording. Only the
+    candidates ahead of the first close one that is not a copy are looked at: behind it, none is the runner-up."""
+    if not candidates:
+        return candidates
+    leader, rest = candidates[0], list(candidates[1:])
+    while rest and is_copy(leader, rest[0]):
+        rest.pop(0)
+    return [leader, *rest]
 
+
+def _strongest_other(agreed: list[tuple[float, Candidate]], of: Candidate, lead: float,
+                     is_copy: Callable[[Candidate, Candidate], bool] | None) -> float:
+    """The best z among `agreed` (sorted by falling z, `of` left out) that is not a copy of `of`'s recording. A copy
+    is looked for only where it would matter: a z within `lead` of `of`'s."""
+    own_z = next(z for z, c in agreed if c.song_id == of.song_id)
+    for z, candidate in agreed:
+        if candidate.song_id == of.song_id:
+            continue
+        if is_copy is not None and own_z - z < lead and is_copy(of, candidate):
+            continue
+        return z
+    return -np.inf
