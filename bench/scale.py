@@ -86,7 +86,8 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
         write(cold_clip, next(q.samples for q in queries if q.indexed), query_module.BENCH_RATE_HZ)
         index.add([t.path for t in tracks if t.indexed], jobs=jobs)
         real = song_fingerprints(index.postings)
-        bases = list(real.values())
+        lengths_s = {song.id: song.duration_s for song in index.catalogue.songs()}
+        bases = [(hashes, frames, lengths_s[song_id]) for song_id, (hashes, frames) in real.items()]
         rng = np.random.default_rng(seed)
         rows = []
         for size in sorted(sizes):
@@ -97,9 +98,9 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                               file=sys.stderr):
                 batch = []
                 for number in range(first, min(size, first + DISTRACTORS_PER_BATCH)):
-                    base_hashes, base_frames = bases[number % len(bases)]
+                    base_hashes, base_frames, base_s = bases[number % len(bases)]
                     hashes, frames, peaks = distractor(base_hashes, base_frames, index.fingerprint_settings, rng)
-                    batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", 180.0,
+                    batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", base_s,
                                                  f"distractor-{number}", hashes, frames, *peaks))
                 index.add_fingerprints(batch)
             insert_s = time.perf_counter() - started

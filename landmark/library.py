@@ -88,8 +88,9 @@ class Index:
     def add(self, paths: str | os.PathLike | Iterable[str | os.PathLike], jobs: int = 1,
             on_outcome: Callable[[Outcome], None] | None = None) -> AddReport:
         """Index every audio file in `paths` (files and folders, recursively; one path or several), skipping
-        content already indexed. Content indexed under a path that is gone is recorded as moved to the new path; a
-        path indexed with other content (a retagged file) is indexed again, replacing its old entry.
+        content already indexed. Content indexed under a path that is gone is recorded as moved to the new path. A
+        path that now holds other content (a retagged or re-encoded file) is indexed again; once the batch is done,
+        the entry its old content left there moves to wherever the batch found that content, or is removed.
 
         Each song is committed on its own, so an interrupted batch keeps every song finished before it.
         `on_outcome` is called once per file, e.g. to report errors as they happen.
@@ -110,18 +111,38 @@ class Index:
             else:
                 todo.append(path)
         known = frozenset(row[0] for row in self.catalogue.read("SELECT content_sha1 FROM songs WHERE n_hashes > 0"))
+        content_at: dict[str, str] = {}  # path → the content this batch found there
         for outcome, song in fingerprint_songs(todo, self.fingerprint_settings, self.matching.min_duration_s,
                                                jobs=jobs, known_sha1=known):
             if song is None:
+                if outcome.content_sha1:
+                    content_at[outcome.path] = outcome.content_sha1
                 record(self._moved(outcome))
                 continue
-            replaces = bool(self._other_content_at(song.path, song.content_sha1))
+            content_at[song.path] = song.content_sha1
             if self.add_fingerprint(song) is None:
                 record(Outcome(song.path, skipped=True))
             else:
-                record(Outcome(song.path, replaced=replaces), song.duration_s)
+                record(outcome, song.duration_s)
+        report.replaced = self._settle_paths(content_at)
         self._compact_after_change(report.audio_s)
         return report
+
+    def _settle_paths(self, content_at: dict[str, str]) -> int:
+        """A path names one song: each entry that names a path of this batch but another content than the batch
+        found there moves to a path where the batch found its content, or is removed. Returns how many were
+        removed."""
+        found_at = {content: path for path, content in content_at.items()}
+        stale = [row for path, content in content_at.items() for row in self.catalogue.read(
+            "SELECT id, content_sha1 FROM songs WHERE path=? AND content_sha1 != ?", (path, content))]
+        gone = []
+        for song_id, content in stale:
+            if content in found_at:
+                self.catalogue.move_song(song_id, found_at[content])
+            else:
+                gone.append(song_id)
+        self.remove(gone)  # one scan of the postings for all of them
+        return len(gone)
 
     def _moved(self, outcome: Outcome) -> Outcome:
         """A skipped file's outcome, as a move when its content's song names a path that is gone."""
@@ -134,11 +155,6 @@ class Index:
         self.catalogue.move_song(song.id, outcome.path)
         return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, moved_from=song.path)
 
-    def _other_content_at(self, path: str, content_sha1: str) -> list[int]:
-        """Songs indexed from `path` with other content than `content_sha1`."""
-        return [row[0] for row in self.catalogue.read("SELECT id FROM songs WHERE path=? AND content_sha1 != ?",
-                                                      (path, content_sha1))]
-
     def add_fingerprint(self, song: SongFingerprint) -> int | None:
         """Store one fingerprinted song in one transaction: its catalogue row (kept if another engine made it),
         postings and peaks. Its id, or None if its content already has postings."""
@@ -150,11 +166,6 @@ class Index:
         ids: list[int | None] = []
         batch: list[SongPostings] = []
         with self.catalogue.write():
-            replaced = [old for song in songs for old in self._other_content_at(song.path, song.content_sha1)]
-            if replaced:  # a path names one song: the file's old content goes, in the same transaction
-                self.postings.remove(replaced)
-                self.peaks.remove(replaced)
-                self.catalogue.delete_songs(replaced)
             for song in songs:
                 song_id = self.catalogue.add_song(song.path, song.title, song.duration_s, song.content_sha1)
                 known = self.catalogue.read("SELECT n_hashes FROM songs WHERE id=?", (song_id,))[0][0] > 0

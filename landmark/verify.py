@@ -156,25 +156,25 @@ def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarr
 
 
 class CopyCheck:
-    """Whether a weaker candidate is a copy of a stronger one's recording (a FLAC and an MP3 of it, a
-    compilation's track): it scores almost as well, lasts as long, and holds most of the stronger's peaks at the
-    offset their votes imply (`MatchSettings.copy_*`). Each pair is decided once and each song's peaks are read
-    once per query; the copies found are kept, per song, in `copies`."""
+    """Whether a candidate is a copy of another's recording (a FLAC and an MP3 of it, a compilation's track): the
+    two score almost alike, last as long, and share most peaks at the offset their votes imply
+    (`MatchSettings.copy_*`). Each pair and offset is decided once and each song's peaks are read once per query;
+    the copies found are kept, per song, in `copies`."""
 
     def __init__(self, song_peaks: SongPeaks, durations_s: Callable[[list[int]], dict[int, float]],
                  settings: MatchSettings):
         self.song_peaks, self.durations_s, self.settings = song_peaks, durations_s, settings
         self.copies: dict[int, set[int]] = {}
-        self._decided: dict[tuple[int, int], bool] = {}
+        self._decided: dict[tuple[int, int, int], bool] = {}
         self._peaks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._lengths: dict[int, float] = {}
 
     def __call__(self, stronger: Candidate, weaker: Candidate) -> bool:
-        settings = self.settings
-        if stronger.score <= 0 or weaker.score < settings.copy_min_score_ratio * stronger.score:
+        low, high = sorted((stronger.score, weaker.score))
+        if high <= 0 or low < self.settings.copy_min_score_ratio * high:
             return False
-        pair = (stronger.song_id, weaker.song_id)
-        if pair not in self._decided:
+        pair = (stronger.song_id, weaker.song_id, weaker.delta_frames - stronger.delta_frames)
+        if pair not in self._decided:  # per offset: in repeating music two stages may align copies differently
             self._decided[pair] = self._same_recording(stronger, weaker)
             if self._decided[pair]:
                 self.copies.setdefault(stronger.song_id, set()).add(weaker.song_id)

@@ -167,7 +167,8 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per query, one per line.")
-@click.option("--top", type=click.IntRange(0), default=0, help="Also list the best N candidates with their scores.")
+@click.option("--top", type=click.IntRange(0), default=0, help="Also list the best N candidates with their scores "
+              "(at most the 20 a landmark decision looks at).")
 @_db_option
 @_method_option
 @_model_option
@@ -190,17 +191,29 @@ def match(ctx, files, as_json, top, method, model, device, settings_file, assign
     matching = match_settings(settings_file, assignments)
     if matching is not None and method != "landmark":
         raise SettingsError("--settings and --set apply to --method landmark")
-    queries = [found for given in files
-               for found in ([given] if given == "-" or not os.path.isdir(given)
-                             else [path for path, _ in find_audio_files([given])])]
+    queries: list[str] = []
+    for given in files:
+        if given != "-" and os.path.isdir(given):
+            found = [path for path, _ in find_audio_files([given])]  # a folder it cannot read is a failed query
+            if not found:
+                raise LmprintError(f"no audio files in {given}")
+            queries += found
+        else:
+            queries.append(given)
     index = open_method(ctx.obj["db"], method, model=model, device=device, matching=matching, with_model=True)
     try:
-        with tempfile.NamedTemporaryFile(prefix="lmprint-stdin-") as stdin_copy:
-            if "-" in queries:  # read once; PyAV then probes the format like any file's
-                stdin_copy.write(sys.stdin.buffer.read())
-                stdin_copy.flush()
-            failed = print_matches(index, queries, as_json, stdin_copy.name, top)
+        stdin_copy = tempfile.NamedTemporaryFile(prefix="lmprint-stdin-") if "-" in queries else None
+    except OSError as error:
+        index.close()
+        raise LmprintError(f"cannot keep standard input in a temporary file: {error}") from None
+    try:
+        if stdin_copy is not None:  # read once; PyAV then probes its format like any file's
+            stdin_copy.write(sys.stdin.buffer.read())
+            stdin_copy.flush()
+        failed = print_matches(index, queries, as_json, stdin_copy.name if stdin_copy else "-", top)
     finally:
+        if stdin_copy is not None:
+            stdin_copy.close()
         index.close()
     if failed:
         raise SystemExit(1)
@@ -219,7 +232,7 @@ def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = Non
         line = None
         if outcome.error:
             line = f"lmprint: {outcome.path}: {outcome.error}"
-        elif getattr(outcome, "moved_from", None):
+        elif outcome.moved_from:
             line = f"moved {outcome.moved_from} -> {outcome.path}"
         if line:
             progress.write(line, file=sys.stderr) if progress is not None else click.echo(line, err=True)

@@ -93,8 +93,6 @@ class Outcome:
     moved_from: str | None = None
     """Set when the file's content was indexed under this path, which no longer exists: the song now names
     `path`."""
-    replaced: bool = False
-    """Set when `path` was indexed with other content (a retagged or re-encoded file): the old entry is gone."""
 
 
 @dataclass
@@ -105,6 +103,7 @@ class AddReport:
     skipped: int = 0
     moved: int = 0
     replaced: int = 0
+    """Entries removed because their path now holds other content (a retagged or re-encoded file)."""
     failed: list[tuple[str, str]] = field(default_factory=list)
     audio_s: float = 0.0
     """Seconds of audio added."""
@@ -119,5 +118,4 @@ class AddReport:
             self.skipped += 1
         else:
             self.added += 1
-            self.replaced += outcome.replaced
             self.audio_s += audio_s

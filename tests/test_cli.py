@@ -314,3 +314,22 @@ def test_one_recording_as_flac_and_as_mp3_is_named_not_refused_as_a_tie(library_
     assert named == {str(music / "seven.flac"), str(music / "seven (128k).mp3")}
     assert abs(answer["match"]["offset_s"] - 12.0) < 0.1
     assert answer["runner_up"]["path"] not in named  # the runner-up is another recording
+
+
+def test_a_file_moved_away_and_replaced_by_another_keeps_both_songs(library_dir, tmp_path):
+    """P held song 1; song 1 moves to R and song 2 takes its place at P. One add of the folder: each path names
+    the song it holds, and nothing is lost, whichever file the batch reads first."""
+    music = tmp_path / "music"
+    music.mkdir()
+    shutil.copy(library_dir / "song1.flac", music / "b.flac")
+    db = tmp_path / "index.db"
+    run_cli("add", music, db=db, check=True)
+    (music / "b.flac").rename(music / "a.flac")  # read before b.flac in the folder's order
+    shutil.copy(library_dir / "song2.ogg", music / "b.flac")  # another song's content under the old name
+    result = run_cli("add", music, db=db, check=True)
+    assert "added 1" in result.stderr and "replaced" not in result.stderr
+    listed = sorted(json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines())
+    assert listed == [str(music / "a.flac"), str(music / "b.flac")]
+    for seed, path in ((1, "a.flac"), (2, "b.flac")):
+        found = json.loads(run_cli("match", "--json", clip_file(tmp_path, seed, 5.0), db=db, check=True).stdout)
+        assert found["match"]["path"] == str(music / path)
