@@ -186,8 +186,11 @@ class Index:
     # --- match ------------------------------------------------------------------------------------------------
     def match(self, path: str | os.PathLike) -> Match | None:
         """The indexed song that the audio file `path` comes from, or None. Raises AudioError for bad input."""
-        samples = audio.load(path, self.sample_rate_hz, max_duration_s=self.matching.max_query_s)
-        return self.match_samples(samples)
+        return self.match_samples(self._load_query(path))
+
+    def _load_query(self, path: str | os.PathLike) -> np.ndarray:
+        """A query file's first `max_query_s` seconds, at the engine's rate."""
+        return audio.load(path, self.sample_rate_hz, max_duration_s=self.matching.max_query_s)
 
     def match_samples(self, samples: np.ndarray) -> Match | None:
         """Like `match`, for mono float32 samples already at `sample_rate_hz`."""
@@ -197,8 +200,7 @@ class Index:
     def answer(self, path: str | os.PathLike) -> Answer:
         """The match of the audio file `path` and the best-voted songs behind it, best first, with their vote
         scores."""
-        samples = audio.load(path, self.sample_rate_hz, max_duration_s=self.matching.max_query_s)
-        match, candidates = self.identify(samples)
+        match, candidates = self.identify(self._load_query(path))
         songs = self.catalogue.songs_by_id([c.song_id for c in candidates])
         return Answer(match, tuple(Contender(songs[c.song_id], c.score) for c in candidates if c.song_id in songs))
 

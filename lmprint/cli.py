@@ -308,6 +308,20 @@ def engines_in(db: str) -> list[str]:
                                             ("mert", catalogue.has_table("mert_codes"))) if present]
 
 
+def remove_songs(db: str, songs: list, dry_run: bool) -> None:
+    """Remove songs with all their data (or, with `dry_run`, nothing), and print each. Through the landmark engine
+    when the file has its postings: they are the only data a song's removal from the catalogue does not take along
+    (every per-song table cascades)."""
+    if songs and not dry_run:
+        index = open_method(db, (engines_in(db) or ["mert"])[0])
+        try:
+            index.remove([song.id for song in songs])
+        finally:
+            index.close()
+    for song in songs:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {song.id}\t{song.path}")
+
+
 @main.command()
 @click.argument("songs", nargs=-1, required=True)
 @click.option("--all", "remove_all", is_flag=True, help="Remove every song a reference names (a title several "
@@ -318,30 +332,24 @@ def engines_in(db: str) -> list[str]:
 @_guard
 def remove(ctx, songs, remove_all, dry_run):
     """Remove songs, each named by id, path, title or content hash, with all their data."""
-    # through the landmark engine when the file has its postings: they are the only data a song's removal from
-    # the catalogue does not take along (every per-song table cascades)
-    index = open_method(ctx.obj["db"], (engines_in(ctx.obj["db"]) or ["mert"])[0])
-    try:
-        found: dict[int, Any] = {}
-        missing, ambiguous = [], []
+    from .catalogue import Catalogue
+
+    found: dict[int, Any] = {}
+    missing, ambiguous = [], []
+    with Catalogue(ctx.obj["db"]) as catalogue:
         for reference in songs:
-            matches = index.catalogue.find_songs(reference)
+            matches = catalogue.find_songs(reference)
             if not matches:
                 missing.append(reference)
             elif len(matches) > 1 and not remove_all:
                 ambiguous.append(f"lmprint: {reference}: names {len(matches)} songs (ids "
                                  f"{', '.join(str(song.id) for song in matches)}); give an id or path, or --all")
             found.update({song.id: song for song in matches})
-        if ambiguous:  # nothing is removed: a destructive command does only what was meant
-            for line in ambiguous:
-                click.echo(line, err=True)
-            raise SystemExit(1)
-        if not dry_run:
-            index.remove(list(found))
-    finally:
-        index.close()
-    for song in found.values():
-        click.echo(f"{'would remove' if dry_run else 'removed'} {song.id}\t{song.path}")
+    if ambiguous:  # nothing is removed: a destructive command does only what was meant
+        for line in ambiguous:
+            click.echo(line, err=True)
+        raise SystemExit(1)
+    remove_songs(ctx.obj["db"], list(found.values()), dry_run)
     for reference in missing:
         click.echo(f"lmprint: {reference}: no such song in the index", err=True)
     if missing:
@@ -359,14 +367,7 @@ def prune(ctx, dry_run):
 
     with Catalogue(ctx.obj["db"]) as catalogue:
         gone = catalogue.songs_whose_files_are_gone()
-    if gone and not dry_run:
-        index = open_method(ctx.obj["db"], (engines_in(ctx.obj["db"]) or ["mert"])[0])
-        try:
-            index.remove([song.id for song in gone])
-        finally:
-            index.close()
-    for song in gone:
-        click.echo(f"{'would remove' if dry_run else 'removed'} {song.id}\t{song.path}")
+    remove_songs(ctx.obj["db"], gone, dry_run)
     click.echo(f"{len(gone)} songs whose files are gone{' (dry run: none removed)' if dry_run else ''}", err=True)
 
 
