@@ -17,18 +17,35 @@ from lmprint.errors import AudioError
 SILENCE_RMS = 1e-4
 """Audio quieter than this (about -80 dBFS RMS) is treated as silence."""
 
+SHORTFALL_RATIO = 0.9
+"""A file that decodes to less than this share of the duration its container declares is reported (a truncated
+download, a damaged copy): it is still indexed, but most of the song could never be found."""
+
 
 @dataclass(frozen=True)
 class Decoded:
-    """Mono float32 samples at `sample_rate_hz`, and the title tag if the file has one."""
+    """Mono float32 samples at `sample_rate_hz`, the title tag if the file has one, the duration the container
+    declares (None if it declares none, or when only the start was decoded) and the packets FFmpeg could not
+    decode, which were skipped."""
 
     samples: np.ndarray
     sample_rate_hz: int
     title: str | None
+    declared_s: float | None = None
+    bad_packets: int = 0
 
     @property
     def duration_s(self) -> float:
         return self.samples.size / self.sample_rate_hz
+
+    @property
+    def warning(self) -> str | None:
+        """A line for a file that decoded to much less than its container declares (`SHORTFALL_RATIO`)."""
+        if self.declared_s is None or self.duration_s >= SHORTFALL_RATIO * self.declared_s:
+            return None
+        skipped = f", {self.bad_packets} bad packets skipped" if self.bad_packets else ""
+        return (f"decoded only {self.duration_s:.1f} s of the {self.declared_s:.1f} s it declares (truncated or "
+                f"damaged{skipped})")
 
 
 def load(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float | None = None) -> np.ndarray:
@@ -59,6 +76,8 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
 
     buffer = _Growing()
     title = None
+    declared_s = None
+    bad: list[Exception] = []  # the errors of packets that did not decode
     limit = None if max_duration_s is None else int(max_duration_s * sample_rate_hz)
     try:
         with av.open(path, metadata_errors="ignore") as container:
@@ -79,7 +98,8 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
             # Downmix to mono float in FFmpeg (cheap, C), then resample with soxr in a stream.
             downmix = av.AudioResampler(format="flt", layout="mono", rate=source_rate)
             resampler = soxr.ResampleStream(source_rate, sample_rate_hz, 1, dtype="float32", quality="HQ")
-            for frame in container.decode(stream):
+            declared_s = container.duration / 1e6 if container.duration and limit is None else None
+            for frame in _frames(container, stream, bad):
                 for mono in downmix.resample(frame):
                     buffer.append(resampler.resample_chunk(mono.to_ndarray().reshape(-1)))
                 if limit is not None and buffer.size >= limit:
@@ -97,8 +117,7 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     except av.error.InvalidDataError:
         raise AudioError("not an audio file, or corrupt") from None
     except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as error:
-        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-        raise AudioError(f"cannot decode: {reason}") from None
+        raise AudioError(f"cannot decode: {_reason(error)}") from None
     except Exception as error:  # noqa: BLE001 - whatever a file holds, the user gets one line, never a traceback
         raise AudioError(f"cannot decode: {type(error).__name__}: {error}") from None
 
@@ -106,12 +125,30 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     if limit is not None:
         signal = signal[:limit]
     if signal.size == 0:
+        if bad:
+            raise AudioError(f"cannot decode: {_reason(bad[0])}")
         raise AudioError("no audio samples decoded (corrupt or truncated)")
     for start in range(0, signal.size, 1 << 20):  # in blocks: no full-size temporaries
         block = signal[start:start + (1 << 20)]
         if not np.isfinite(block).all():
             block[~np.isfinite(block)] = 0.0
-    return Decoded(signal, sample_rate_hz, title)
+    return Decoded(signal, sample_rate_hz, title, declared_s, len(bad))
+
+
+def _frames(container, stream, bad: list[Exception]):
+    """The stream's decoded frames, packet by packet. A packet FFmpeg cannot decode is skipped and its error kept
+    in `bad`, as FFmpeg's own player does: one damaged packet must not cost the whole song."""
+    import av
+
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()
+        except av.error.FFmpegError as error:
+            bad.append(error)
+
+
+def _reason(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 class _Growing:

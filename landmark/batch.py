@@ -44,8 +44,9 @@ def fingerprint_song(path: str, settings: FingerprintSettings, min_duration_s: f
         if print_.hashes.size == 0:
             raise AudioError("no landmarks found (silent or featureless)")
         title = decoded.title or title_from_path(path)
-        return Outcome(path), SongFingerprint(path, title, decoded.duration_s, sha1, print_.hashes,
-                                              print_.anchor_frames, print_.peak_frames, print_.peak_bins)
+        song = SongFingerprint(path, title, decoded.duration_s, sha1, print_.hashes, print_.anchor_frames,
+                               print_.peak_frames, print_.peak_bins)
+        return Outcome(path, warning=decoded.warning), song
     except LmprintError as error:
         return Outcome(path, error=str(error)), None
     except MemoryError:

@@ -234,6 +234,8 @@ def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = Non
             line = f"lmprint: {outcome.path}: {outcome.error}"
         elif outcome.moved_from:
             line = f"moved {outcome.moved_from} -> {outcome.path}"
+        elif outcome.warning:
+            line = f"lmprint: {outcome.path}: warning: {outcome.warning}"
         if line:
             progress.write(line, file=sys.stderr) if progress is not None else click.echo(line, err=True)
         if progress is not None:

@@ -93,6 +93,9 @@ class Outcome:
     moved_from: str | None = None
     """Set when the file's content was indexed under this path, which no longer exists: the song now names
     `path`."""
+    warning: str | None = None
+    """Something a user should know about a file that was added anyway, e.g. that it decoded to much less than its
+    container declares."""
 
 
 @dataclass

@@ -98,7 +98,7 @@ class MertIndex:
                 known.add(sha1)
                 if projection is not None:
                     self._store_pending(pending, projection)
-                record(Outcome(path), decoded.duration_s)
+                record(Outcome(path, warning=decoded.warning), decoded.duration_s)
             except LmprintError as failure:
                 record(Outcome(path, error=str(failure)))
         if pending and projection is None:

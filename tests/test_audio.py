@@ -67,6 +67,55 @@ def test_a_truncated_file_decodes_up_to_the_damage(library_dir, tmp_path):
         assert 5 * 8000 < samples.size < 20 * 8000  # a third of the bytes of 40 s (Vorbis spends them unevenly)
 
 
+def write_opus_with_a_bad_packet(path, signal: np.ndarray, rate: int, bad_packet: int = 100) -> None:
+    """An Ogg/Opus file of `signal` whose packet number `bad_packet` is garbage inside a valid Ogg page: what one
+    damaged packet in a file looks like to the decoder (FFmpeg's player skips it)."""
+    import os
+
+    import av
+
+    clean = str(path) + ".clean.ogg"
+    with av.open(clean, "w") as container:
+        stream = container.add_stream("libopus", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(signal[None, :].astype(np.float32), format="flt", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    with av.open(clean) as source, av.open(str(path), "w", format="ogg") as target:
+        inbound = source.streams.audio[0]
+        outbound = target.add_stream_from_template(inbound)
+        for number, packet in enumerate(p for p in source.demux(inbound) if p.dts is not None):
+            if number == bad_packet:
+                packet = av.Packet(b"\xff" * 5 + bytes(range(50)))
+            packet.stream = outbound
+            target.mux(packet)
+    os.remove(clean)
+
+
+def test_a_bad_packet_is_skipped_not_fatal(tmp_path):
+    path = tmp_path / "one bad packet.opus"
+    write_opus_with_a_bad_packet(path, rendered(2, 20.0, 48000), 48000)
+    decoded = audio.decode(path, 8000)
+    assert decoded.bad_packets == 1 and decoded.warning is None
+    assert abs(decoded.duration_s - 20.0) < 0.1  # all of it but the 20 ms of the bad packet
+    reference = rendered(2, 20.0, 8000)
+    n = 8000 * 4  # the audio after the bad packet (at 2 s) is the song's
+    best = max(np.corrcoef(decoded.samples[-n - lag:decoded.samples.size - lag], reference[-n:])[0, 1]
+               for lag in range(0, 400))
+    assert best > 0.8
+
+
+def test_a_file_much_shorter_than_it_declares_decodes_with_a_warning(library_dir, tmp_path):
+    data = (library_dir / f"song{FORMATS.index('flac')}.flac").read_bytes()
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(data[: len(data) // 10])
+    decoded = audio.decode(cut, 8000)
+    assert decoded.declared_s == pytest.approx(40.0, abs=0.1) and decoded.duration_s < 8
+    assert decoded.warning and "of the 40.0 s it declares" in decoded.warning
+    assert audio.decode(library_dir / f"song{FORMATS.index('flac')}.flac", 8000).warning is None
+    assert audio.decode(cut, 8000, max_duration_s=2.0).warning is None  # only the start was asked for
+
+
 def test_too_short_and_silent_audio_are_refused():
     with pytest.raises(AudioError, match="too short"):
         audio.check_usable(np.ones(1600, np.float32) * 0.1, 8000, 1.0)

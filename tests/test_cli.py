@@ -1,6 +1,7 @@
 """`lmprint` as a user runs it: real processes, real files, the documented output."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -333,3 +334,23 @@ def test_a_file_moved_away_and_replaced_by_another_keeps_both_songs(library_dir,
     for seed, path in ((1, "a.flac"), (2, "b.flac")):
         found = json.loads(run_cli("match", "--json", clip_file(tmp_path, seed, 5.0), db=db, check=True).stdout)
         assert found["match"]["path"] == str(music / path)
+
+
+def test_add_indexes_a_damaged_file_and_says_how_much_decoded(library_dir, tmp_path):
+    from tests.test_audio import write_opus_with_a_bad_packet
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    data = (library_dir / "song1.flac").read_bytes()
+    (folder / "cut.flac").write_bytes(data[: len(data) // 4])  # 10 s of its 40
+    write_opus_with_a_bad_packet(folder / "bad packet.opus", rendered(2, 40.0, 48000), 48000)
+    db = tmp_path / "index.db"
+    added = run_cli("add", folder, db=db)
+    assert added.returncode == 0, added.stderr  # both indexed: a nightly `add` does not fail for them
+    assert "added 2, skipped 0 (already indexed), failed 0" in added.stderr
+    warnings = [line for line in added.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and re.fullmatch(
+        rf"lmprint: {re.escape(str(folder / 'cut.flac'))}: warning: decoded only \d+\.\d s of the 40\.0 s it "
+        r"declares \(truncated or damaged\)", warnings[0]), warnings
+    matched = run_cli("match", "--json", clip_file(tmp_path, 2, 12.0), db=db, check=True)
+    assert json.loads(matched.stdout)["match"]["path"] == str(folder / "bad packet.opus")
