@@ -173,6 +173,31 @@ def scale(corpus, out, sizes, noise_dir, seed, limit, jobs):
 
 
 @main.command()
+@click.option("--corpus", required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--sizes", default="10000", show_default=True,
+              help="Index sizes (songs) at which the search is timed again, with distractors; comma-separated.")
+@click.option("--planted", type=click.IntRange(1), default=30, show_default=True,
+              help="Duplicates to plant: transcodes, retags and cuts in turn.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
+def dedup(corpus, out, sizes, planted, seed, jobs):
+    """Plant copies and cuts of corpus songs, and check that `lmprint dedup` finds them and nothing else."""
+    import json
+
+    from .dedup import markdown, run
+
+    os.makedirs(out, exist_ok=True)
+    result = run(corpus, [int(s) for s in sizes.split(",") if s], count=planted, seed=seed, jobs=jobs)
+    with open(os.path.join(out, "dedup.json"), "w") as handle:
+        json.dump(result, handle, indent=2)
+    table = markdown(result)
+    with open(os.path.join(out, "dedup.md"), "w") as handle:
+        handle.write(table)
+    click.echo(table)
+
+
+@main.command()
 @click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False), help="An lmprint index.")
 @click.option("--runs", type=click.IntRange(1), default=7, show_default=True)
 @click.argument("clip", type=click.Path(exists=True, dir_okay=False))

@@ -19,7 +19,7 @@ bucket it touches, and its peaks. A crash mid-song rolls the whole song back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -73,6 +73,9 @@ class PostingStore(Protocol):
 
     def remove(self, song_ids: Sequence[int]) -> None:
         """Drop every posting of these songs."""
+
+    def scan(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every posting as (hashes, song ids, frames), in batches in key order; no key is split between two."""
 
     def song_count(self) -> int:
         """Songs that have postings."""
@@ -181,12 +184,25 @@ class SQLitePostingStore:
         postings_bytes, = self.catalogue.read("SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM postings")[0]
         return {"hashes": hashes, "postings_bytes": postings_bytes}
 
+    def scan(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Rows are read `ROWS_PER_SCAN` at a time, in bucket order; a row holds whole keys."""
+        timeline, after = self.timeline(), -1
+        while True:
+            rows = self.catalogue.read("SELECT bucket, entries FROM postings WHERE bucket > ? ORDER BY bucket "
+                                       "LIMIT ?", (after, ROWS_PER_SCAN))
+            if not rows:
+                return
+            after = rows[-1][0]
+            hashes, timeline_frames = codec.decode(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows])
+            inside, song_ids, frames = timeline.locate(timeline_frames)
+            yield hashes[inside], song_ids, frames
+
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hashes, song ids, frames) of every posting in the store (a full scan)."""
-        rows = self.catalogue.read("SELECT bucket, entries FROM postings")
-        hashes, timeline_frames = codec.decode(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows])
-        inside, song_ids, frames = self.timeline().locate(timeline_frames)
-        return hashes[inside], song_ids, frames
+        parts = list(self.scan())
+        if not parts:
+            return np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return tuple(np.concatenate(column) for column in zip(*parts))  # type: ignore[return-value]
 
     def timeline(self) -> Timeline:
         """Where the songs lie on the timeline, read from the file now."""

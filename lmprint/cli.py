@@ -285,20 +285,38 @@ def print_matches(index, files, as_json: bool, stdin_path: str = "-", top: int =
 
 
 @main.command(name="list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per song, one per line.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per song (per recording with --recordings), "
+              "one per line.")
+@click.option("--recordings", is_flag=True, help="Group the files that hold one recording (found as `dedup` finds "
+              "them: it reads the whole index).")
 @_db_option
 @click.pass_context
 @_guard
-def list_(ctx, as_json):
-    """List indexed songs."""
+def list_(ctx, as_json, recordings):
+    """List indexed songs, or with --recordings each recording with its files."""
     from .catalogue import Catalogue
 
     with Catalogue(ctx.obj["db"]) as catalogue:
-        for song in catalogue.songs():
-            if as_json:
-                click.echo(json.dumps(song.to_dict()))
-            else:
-                click.echo(f"{song.id}\t{song.duration_s:7.1f} s\t{song.title}\t{song.path}")
+        songs = catalogue.songs()
+    groups = [[song] for song in songs]
+    if recordings and "landmark" in engines_in(ctx.obj["db"]):
+        index = open_method(ctx.obj["db"], "landmark")
+        try:
+            found = index.duplicates()
+        finally:
+            index.close()
+        by_id = {song.id: song for song in songs}
+        grouped = {song_id for group in found.recordings for song_id in group}
+        groups = sorted([[by_id[i] for i in group if i in by_id] for group in found.recordings] +
+                        [[song] for song in songs if song.id not in grouped], key=lambda group: group[0].id)
+    for group in groups:
+        if as_json:
+            click.echo(json.dumps({"files": [song.to_dict() for song in group]} if recordings else group[0].to_dict()))
+        elif recordings:
+            click.echo(f"{group[0].title}\t{group[0].duration_s:.1f} s\t{len(group)} file{'s' * (len(group) > 1)}\n" +
+                       "".join(f"  {song.id}\t{song.path}\n" for song in group), nl=False)
+        else:
+            click.echo(f"{group[0].id}\t{group[0].duration_s:7.1f} s\t{group[0].title}\t{group[0].path}")
 
 
 def engines_in(db: str) -> list[str]:
@@ -406,3 +424,37 @@ def stats(ctx, as_json):
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per group or overlap, one per line.")
+@_db_option
+@click.pass_context
+@_guard
+def dedup(ctx, as_json):
+    """List files that hold the same recording, and recordings that hold part of another, with the time ranges."""
+    if "landmark" not in engines_in(ctx.obj["db"]):
+        raise LmprintError(f"{ctx.obj['db']} has no landmark index: dedup compares landmarks")
+    index = open_method(ctx.obj["db"], "landmark")
+    try:
+        found = index.duplicates()
+        songs = index.catalogue.songs_by_id(sorted({song for group in found.recordings for song in group} |
+                                                   {s for o in found.shared_parts for s in (o.song_a, o.song_b)}))
+    finally:
+        index.close()
+    groups, parts = found.recordings, found.shared_parts
+    for group in groups:
+        if as_json:
+            click.echo(json.dumps({"same_recording": [{"song_id": i, "path": songs[i].path} for i in group]}))
+        else:
+            click.echo("same recording:\n" + "".join(f"  {i}\t{songs[i].path}\n" for i in group), nl=False)
+    for part in sorted(parts, key=lambda o: (o.song_a, o.song_b, o.a_start_s)):
+        sides = [(part.song_a, part.a_start_s, part.a_end_s), (part.song_b, part.b_start_s, part.b_end_s)]
+        if as_json:
+            click.echo(json.dumps({"shared_part": [{"song_id": i, "path": songs[i].path, "start_s": round(start, 1),
+                                                    "end_s": round(end, 1)} for i, start, end in sides],
+                                   "landmarks": part.shared}))
+        else:
+            click.echo("shared part:\n" + "".join(f"  {i}\t{start:7.1f}–{end:7.1f} s\t{songs[i].path}\n"
+                                                  for i, start, end in sides), nl=False)
+    click.echo(f"{len(groups)} recordings held by several files, {len(parts)} shared parts", err=True)

@@ -1,0 +1,161 @@
+"""`bench dedup`: does `lmprint dedup` find planted copies and cuts in a real corpus, and nothing else?
+
+Some of the corpus's songs get a planted duplicate: a transcode (MP3 at 128 kbit/s), a retag (the same audio
+stream with another title: a copy that is byte-different), or a cut (30 s from the middle, re-encoded). The
+corpus and the planted files are indexed together, then `Index.overlaps` runs. A transcode or a retag must come
+out in one same-recording group with its source; a cut as a shared part of its source at the right place (± 2 s).
+Everything else reported is listed, for a person to judge: a soundtrack can reuse its own audio. Then
+distractors (`bench scale`'s) grow the index to each of `sizes`, and the same search is timed there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from . import corpus as corpus_module
+
+KINDS = ("transcode", "retag", "cut")
+CUT_START_S, CUT_LENGTH_S = 30.0, 30.0
+RANGE_TOLERANCE_S = 2.0
+
+
+def plant(tracks, folder: str, count: int, rng: np.random.Generator) -> list[dict]:
+    """Write `count` planted files into `folder`, kinds in turn; each entry says what it copies and how."""
+    import av
+
+    from landmark import audio
+
+    from .audio_io import write
+
+    rate = 22050
+    chosen = rng.choice(len(tracks), size=min(count, len(tracks)), replace=False)
+    planted = []
+    for number, track_index in enumerate(chosen):
+        source, kind = tracks[track_index].path, KINDS[number % len(KINDS)]
+        target = os.path.join(folder, f"planted-{number:03d}-{kind}")
+        if kind == "retag":
+            target += os.path.splitext(source)[1]
+            with av.open(source) as inbound, av.open(target, "w") as outbound:
+                stream = inbound.streams.audio[0]
+                copied = outbound.add_stream_from_template(stream)
+                outbound.metadata["title"] = f"retagged {number}"
+                for packet in inbound.demux(stream):
+                    if packet.dts is not None:
+                        packet.stream = copied
+                        outbound.mux(packet)
+        else:
+            signal = audio.load(source, rate)
+            if kind == "cut":
+                if signal.size < (CUT_START_S + CUT_LENGTH_S + 5) * rate:
+                    continue
+                signal = signal[int(CUT_START_S * rate):int((CUT_START_S + CUT_LENGTH_S) * rate)]
+            target += ".mp3" if kind == "transcode" else ".flac"
+            write(target, signal, rate, bit_rate=128_000 if kind == "transcode" else None)
+        planted.append({"kind": kind, "source": source, "path": target})
+    return planted
+
+
+def judge(planted: list[dict], found, paths: dict[int, str]) -> dict:
+    """Which planted duplicates `found` (a `landmark.dedup.Duplicates`) holds, and what else it reports."""
+    groups = [{paths[i] for i in group} for group in found.recordings]
+    parts = found.shared_parts
+    hits, explained_groups, explained_parts = [], set(), set()
+    for entry in planted:
+        if entry["kind"] == "cut":
+            hit = next((n for n, o in enumerate(parts) if {paths[o.song_a], paths[o.song_b]} ==
+                        {entry["source"], entry["path"]} and _cut_in_place(o, paths, entry["source"])), None)
+            if hit is not None:
+                explained_parts.add(hit)
+        else:
+            hit = next((n for n, g in enumerate(groups) if {entry["source"], entry["path"]} <= g), None)
+            if hit is not None:
+                explained_groups.add(hit)
+        hits.append(hit is not None)
+    planted_paths = {entry["path"] for entry in planted}
+    other_parts = [o for n, o in enumerate(parts) if n not in explained_parts
+                   # a cut also lies inside its source's other copies
+                   and not ({paths[o.song_a], paths[o.song_b]} & planted_paths)]
+    other_groups = [sorted(g) for n, g in enumerate(groups) if n not in explained_groups]
+    return {"planted": len(planted), "found": int(sum(hits)),
+            "missed": [e for e, ok in zip(planted, hits) if not ok],
+            "other_groups": other_groups,
+            "other_parts": [{"a": paths[o.song_a], "a_s": [round(o.a_start_s, 1), round(o.a_end_s, 1)],
+                             "b": paths[o.song_b], "b_s": [round(o.b_start_s, 1), round(o.b_end_s, 1)],
+                             "landmarks": o.shared} for o in other_parts]}
+
+
+def _cut_in_place(overlap, paths: dict[int, str], source: str) -> bool:
+    """Whether an overlap puts the cut where it was taken from its source."""
+    start, end = ((overlap.a_start_s, overlap.a_end_s) if paths[overlap.song_a] == source
+                  else (overlap.b_start_s, overlap.b_end_s))
+    return (abs(start - CUT_START_S) <= RANGE_TOLERANCE_S
+            and abs(end - (CUT_START_S + CUT_LENGTH_S)) <= RANGE_TOLERANCE_S)
+
+
+def run(corpus: str, sizes: list[int], count: int = 30, seed: int = 0, jobs: int = 2,
+        workdir: str | None = None) -> dict:
+    from landmark import Index
+    from landmark.batch import SongFingerprint
+    from landmark.dedup import Duplicates
+
+    from .scale import DISTRACTORS_PER_BATCH, distractor, song_fingerprints
+
+    tracks = corpus_module.load(corpus)
+    rng = np.random.default_rng(seed)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lmprint-dedup-", dir=workdir) as tmp:
+        planted = plant(tracks, tmp, count, rng)
+        index = Index(os.path.join(tmp, "dedup.db"), create=True)
+        index.add([t.path for t in tracks] + [e["path"] for e in planted], jobs=jobs)
+        real = song_fingerprints(index.postings)
+        lengths_s = {song.id: song.duration_s for song in index.catalogue.songs()}
+        bases = [(hashes, frames, lengths_s[song_id]) for song_id, (hashes, frames) in real.items()]
+        for size in sorted({len(lengths_s), *sizes}):
+            have = len(index.catalogue.songs())
+            for first in range(have, size, DISTRACTORS_PER_BATCH):
+                batch = []
+                for number in range(first, min(size, first + DISTRACTORS_PER_BATCH)):
+                    hashes, frames, length_s = bases[number % len(bases)]
+                    new_hashes, new_frames, peaks = distractor(hashes, frames, index.fingerprint_settings, rng)
+                    batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", length_s,
+                                                 f"distractor-{number}", new_hashes, new_frames, *peaks))
+                index.add_fingerprints(batch)
+            started = time.perf_counter()
+            found = index.duplicates()
+            seconds = time.perf_counter() - started
+            songs = index.catalogue.songs()
+            paths = {song.id: song.path for song in songs}
+            # distractors reuse their sources' 10 s segments, so they share parts among themselves by design
+            real = Duplicates([g for g in found.recordings if not all(_distractor(paths[i]) for i in g)],
+                              [o for o in found.shared_parts
+                               if not (_distractor(paths[o.song_a]) and _distractor(paths[o.song_b]))])
+            row = {"songs": len(songs), "seconds": round(seconds, 1), **judge(planted, real, paths)}
+            print({k: v for k, v in row.items() if not isinstance(v, list)}, file=sys.stderr, flush=True)
+            rows.append(row)
+        index.close()
+    return {"corpus": os.path.abspath(corpus), "seed": seed, "planted": planted, "rows": rows}
+
+
+def _distractor(path: str) -> bool:
+    return path.startswith("distractor:")
+
+
+def markdown(result: dict) -> str:
+    lines = ["| songs | planted | found | other groups | other shared parts | dedup s |", "|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        lines.append(f"| {row['songs']:,} | {row['planted']} | {row['found']} | {len(row['other_groups'])} | "
+                     f"{len(row['other_parts'])} | {row['seconds']} |")
+    first = result["rows"][0] if result["rows"] else None
+    if first and (first["other_groups"] or first["other_parts"]):
+        lines += ["", "Reported beside the planted duplicates:"]
+        lines += [f"- same recording: {', '.join(os.path.basename(p) for p in group)}"
+                  for group in first["other_groups"]]
+        lines += [f"- shared part: {os.path.basename(p['a'])} {p['a_s'][0]}–{p['a_s'][1]} s = "
+                  f"{os.path.basename(p['b'])} {p['b_s'][0]}–{p['b_s'][1]} s ({p['landmarks']} landmarks)"
+                  for p in first["other_parts"]]
+    return "\n".join(lines) + "\n"

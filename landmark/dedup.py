@@ -1,0 +1,225 @@
+"""Duplicates in the index: files that hold the same recording, and recordings that hold part of another.
+
+Two songs share audio when many of their landmarks share a hash *and* one time offset: Δt = t_b − t_a is the
+same for every landmark of the shared stretch. So the index is joined with itself, key by key, without comparing
+songs pair by pair: each key's postings give every pair of songs holding it, with its Δt, and the (song a,
+song b, Δt) that many keys agree on are the overlaps.
+
+A common key holds thousands of postings and so millions of pairs, nearly all chance. Only keys with at most
+`max_postings_per_key` postings are joined (rare keys carry most of the evidence anyway, `landmark.vote`), the
+bound chosen from the index's own key sizes so that the join forms at most `max_pairs` pairs: cost and memory
+stay bounded however large the library, and at 10,000 songs about one landmark in twenty still takes part.
+
+An overlap's extent is where its agreeing landmarks lie in song a, mapped into song b by Δt; stretches further
+apart than `min_gap_s`, and than `gap_spacings` times their mean spacing, are reported apart (a song cut in two
+by an edit), and a stretch that a stronger
+overlap of the same two songs covers is not reported again (`strongest_per_stretch`). Two songs are copies of one
+recording when the overlap covers nearly all of both (`same_recording_coverage`).
+
+An overlap must also be shared audio, not similar music: its agreeing landmarks must be a good share of those
+either song has there among the keys joined (`min_shared_share`). docs/design.md ("Duplicates") has the
+measurements behind the thresholds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .arrays import run_starts
+
+SONG_BITS = 20
+DELTA_BITS = 23
+DELTA_OFFSET = 1 << (DELTA_BITS - 1)
+"""A (song a, song b, Δt) pair packs into one int64: 20 bits per song index, Δt + 2^22 in 23 bits (±18 h)."""
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    """How `find_overlaps` joins the index with itself and what it reports."""
+
+    max_pairs: int = 20_000_000
+    """The most (posting, posting) pairs the join forms; the rarest keys are joined first up to this. About 300 MB
+    of memory at the most."""
+
+    max_postings_per_key: int = 64
+    """Keys with more postings than this are never joined, whatever the budget: they are chance's."""
+
+    min_shared: int = 12
+    """An overlap needs at least this many landmarks agreeing on one Δt (± `delta_tolerance_frames`): twice the most
+    that chance gave two unrelated songs of the public corpus."""
+
+    min_shared_share: float = 0.25
+    """...and must hold at least this share of the landmarks that either song has, in that stretch, among the keys
+    joined: shared audio, not merely similar music. A transcode keeps most; a re-orchestration of a theme or a
+    sparse chance alignment across a whole song keeps 2–3 % (public corpus)."""
+
+    delta_tolerance_frames: int = 1
+    """Landmarks whose Δt differ by at most this count as one offset: a re-encoded copy moves a peak by a frame."""
+
+    min_overlap_s: float = 5.0
+    """Shorter shared stretches are not reported."""
+
+    min_gap_s: float = 20.0
+    """Agreeing landmarks further apart than this, and than `gap_spacings` times the overlap's mean spacing between
+    them, start another overlap..."""
+
+    gap_spacings: float = 10.0
+    """...so that in a large library, where only the rarer landmarks take part and they lie further apart, a
+    quiet passage does not split a copy in two."""
+
+    same_recording_coverage: float = 0.9
+    """Two songs are the same recording when their overlap covers at least this share of each one's fingerprinted
+    span (first landmark to last)."""
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Song `song_b` holds `a_start_s`..`a_end_s` of song `song_a` at `b_start_s`..`b_end_s`."""
+
+    song_a: int
+    song_b: int
+    a_start_s: float
+    a_end_s: float
+    b_start_s: float
+    b_end_s: float
+    shared: int
+    """Landmarks that agree on it (rare keys only: a lower bound on the landmarks the songs share)."""
+
+
+def key_size_bound(key_sizes: Iterable[np.ndarray], settings: DedupSettings) -> int:
+    """The largest key size whose keys, with every smaller one, make at most `max_pairs` pairs. `key_sizes` are the
+    postings per key, in any batches."""
+    histogram = np.zeros(settings.max_postings_per_key + 1, np.int64)
+    for sizes in key_sizes:
+        histogram += np.bincount(np.minimum(sizes, settings.max_postings_per_key),
+                                 minlength=histogram.size)[:histogram.size]
+    sizes = np.arange(histogram.size)
+    pairs = np.cumsum(histogram * sizes * (sizes - 1) // 2)
+    within = np.flatnonzero(pairs[:settings.max_postings_per_key] <= settings.max_pairs)
+    return int(within[-1]) if within.size else 1
+
+
+def key_sizes(hashes: np.ndarray) -> np.ndarray:
+    """Postings per key among `hashes` (a batch holding whole keys)."""
+    return np.diff(np.r_[run_starts(np.sort(hashes)), hashes.size])
+
+
+def pairs_of_batch(hashes: np.ndarray, songs: np.ndarray, frames: np.ndarray, song_index: np.ndarray,
+                   max_key_size: int, joined_per_song: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(packed (a, b, Δt) keys, frames in song a) of every pair of postings of one key, over the keys with 2 to
+    `max_key_size` postings; a < b by song index, Δt = frame in b − frame in a. `song_index` maps song ids to
+    dense indices. Each song's postings in keys of at most `max_key_size` are counted into `joined_per_song`."""
+    order = np.argsort(hashes, kind="stable")
+    hashes, songs, frames = hashes[order], song_index[songs[order]], frames[order]
+    starts = run_starts(hashes)
+    sizes = np.diff(np.r_[starts, hashes.size])
+    joined_per_song += np.bincount(songs[np.repeat(sizes, sizes) <= max_key_size], minlength=joined_per_song.size)
+    keys, first_frames = [], []
+    for size in range(2, max_key_size + 1):
+        of_size = starts[sizes == size]
+        if of_size.size == 0:
+            continue
+        left, right = np.triu_indices(size, 1)
+        i = (of_size[:, None] + left).ravel()
+        j = (of_size[:, None] + right).ravel()
+        swap = songs[i] > songs[j]
+        i, j = np.where(swap, j, i), np.where(swap, i, j)
+        other = songs[i] != songs[j]
+        i, j = i[other], j[other]
+        delta = frames[j] - frames[i] + DELTA_OFFSET
+        keys.append((songs[i] << (SONG_BITS + DELTA_BITS)) | (songs[j] << DELTA_BITS) | delta)
+        first_frames.append(frames[i])
+    if not keys:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(keys), np.concatenate(first_frames)
+
+
+def overlaps_of_pairs(keys: np.ndarray, frames_a: np.ndarray, song_ids: np.ndarray, joined_per_frame: np.ndarray,
+                      frame_s: float, settings: DedupSettings) -> Iterator[Overlap]:
+    """The overlaps that the joined pairs show (see the module docstring). `song_ids[i]` is dense index i's id,
+    `joined_per_frame[i]` its landmarks that took part in the join per frame of its span."""
+    if keys.size == 0:
+        return
+    order = np.lexsort((frames_a, keys))
+    keys, frames_a = keys[order], frames_a[order]
+    songs_ab = keys >> DELTA_BITS
+    delta = (keys & ((1 << DELTA_BITS) - 1)) - DELTA_OFFSET
+    # a cluster: one pair of songs, Δt within the tolerance of the previous pair's (sorted, so chained)
+    new = np.r_[True, (songs_ab[1:] != songs_ab[:-1]) | (delta[1:] - delta[:-1] > settings.delta_tolerance_frames)]
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.r_[starts, keys.size])
+    min_gap = settings.min_gap_s / frame_s
+    for start, size in zip(starts[sizes >= settings.min_shared], sizes[sizes >= settings.min_shared]):
+        part = slice(start, start + size)
+        frames = np.sort(frames_a[part])
+        offset = int(np.median(delta[part]))
+        a = int(songs_ab[start] >> SONG_BITS)
+        b = int(songs_ab[start] & ((1 << SONG_BITS) - 1))
+        gaps = np.diff(frames)
+        pieces = np.flatnonzero(gaps > max(min_gap, settings.gap_spacings * gaps.mean())) + 1
+        for piece in np.split(frames, pieces):
+            if piece.size < settings.min_shared:
+                continue
+            # the stretch reaches about one landmark spacing beyond its first and last landmark
+            spacing = (piece[-1] - piece[0]) / (piece.size - 1)
+            first, last = max(piece[0] - spacing, 0, -offset), piece[-1] + spacing
+            expected = min(joined_per_frame[a], joined_per_frame[b]) * (last - first)  # had it all been shared
+            long_enough = (last - first) * frame_s >= settings.min_overlap_s
+            if long_enough and piece.size >= settings.min_shared_share * expected:
+                yield Overlap(int(song_ids[a]), int(song_ids[b]), first * frame_s, last * frame_s,
+                              (first + offset) * frame_s, (last + offset) * frame_s, int(piece.size))
+
+
+def strongest_per_stretch(overlaps: list[Overlap]) -> list[Overlap]:
+    """Each pair of songs' overlaps, less those that cover a stretch of either song that a stronger overlap of the
+    same pair covers already. Music repeats: a chorus shared by two songs also lines up, more weakly, at every
+    other return of it; a medley's quotations of different stretches all stay."""
+    kept: dict[tuple[int, int], list[Overlap]] = {}
+    for overlap in sorted(overlaps, key=lambda o: -o.shared):
+        same_pair = kept.setdefault((overlap.song_a, overlap.song_b), [])
+        if not any(_meet(k.a_start_s, k.a_end_s, overlap.a_start_s, overlap.a_end_s)
+                   or _meet(k.b_start_s, k.b_end_s, overlap.b_start_s, overlap.b_end_s) for k in same_pair):
+            same_pair.append(overlap)
+    return sorted((o for pair in kept.values() for o in pair), key=lambda o: (o.song_a, o.song_b, o.a_start_s))
+
+
+def _meet(start: float, end: float, other_start: float, other_end: float) -> bool:
+    return start < other_end and other_start < end
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """What `lmprint dedup` reports: groups of songs holding one recording, and the other shared stretches."""
+
+    recordings: list[list[int]]
+    """Song ids (ascending) of each recording held by several files."""
+    shared_parts: list[Overlap]
+    """Overlaps between songs of different recordings."""
+
+
+def duplicates(overlaps: list[Overlap], spans_s: dict[int, float], settings: DedupSettings) -> Duplicates:
+    """Group songs whose overlap covers nearly all of both (transitively); `spans_s` is each song's fingerprinted
+    span (from its first landmark to its last: a fade or silence at either end holds none, in any copy)."""
+    parent: dict[int, int] = {}
+
+    def root(song: int) -> int:
+        while parent.get(song, song) != song:
+            song = parent[song]
+        return song
+
+    def same_recording(overlap: Overlap) -> bool:
+        return all(overlap.a_end_s - overlap.a_start_s >= settings.same_recording_coverage * spans_s.get(song, np.inf)
+                   for song in (overlap.song_a, overlap.song_b))
+
+    for overlap in overlaps:
+        if same_recording(overlap):
+            a, b = root(overlap.song_a), root(overlap.song_b)
+            parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[int]] = {}
+    for song in {s for o in overlaps for s in (o.song_a, o.song_b)}:
+        groups.setdefault(root(song), []).append(song)
+    parts = [o for o in overlaps if root(o.song_a) != root(o.song_b)]
+    return Duplicates(sorted(sorted(group) for group in groups.values() if len(group) > 1), parts)

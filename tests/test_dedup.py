@@ -1,0 +1,60 @@
+"""`lmprint dedup`: copies of one recording and shared parts, found by joining the index with itself."""
+
+import json
+
+import numpy as np
+
+from bench.audio_io import write
+from tests.conftest import SYNTH_RATE, rendered, run_cli
+
+
+def test_dedup_finds_copies_and_a_cut_and_nothing_else(tmp_path):
+    """A FLAC with an MP3 and a retagged copy of it, a 20 s cut of another song, and five unrelated songs."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for seed in range(7):
+        write(folder / f"song{seed}.flac", rendered(seed, 40.0, SYNTH_RATE), SYNTH_RATE, title=f"Song {seed}")
+    write(folder / "song0 copy.mp3", rendered(0, 40.0, SYNTH_RATE), SYNTH_RATE, bit_rate=96_000)
+    write(folder / "song0 retagged.flac", rendered(0, 40.0, SYNTH_RATE), SYNTH_RATE, title="Another Title")
+    cut = rendered(1, 40.0, SYNTH_RATE)[int(12 * SYNTH_RATE):int(32 * SYNTH_RATE)]
+    write(folder / "song1 edit.ogg", cut, SYNTH_RATE)
+    db = tmp_path / "index.db"
+    run_cli("add", folder, db=db, check=True)
+    result = run_cli("dedup", "--json", db=db, check=True)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    groups = [sorted(entry["path"].rsplit("/", 1)[1] for entry in line["same_recording"])
+              for line in lines if "same_recording" in line]
+    assert groups == [["song0 copy.mp3", "song0 retagged.flac", "song0.flac"]]
+    parts = [line["shared_part"] for line in lines if "shared_part" in line]
+    assert len(parts) == 1, parts
+    ranges = {side["path"].rsplit("/", 1)[1]: (side["start_s"], side["end_s"]) for side in parts[0]}
+    assert set(ranges) == {"song1.flac", "song1 edit.ogg"}
+    (song_start, song_end), (edit_start, edit_end) = ranges["song1.flac"], ranges["song1 edit.ogg"]
+    assert abs(song_start - 12) < 2 and abs(song_end - 32) < 2  # where the edit lies in the song
+    assert abs(edit_start - 0) < 2 and abs(edit_end - 20) < 2
+    assert np.isclose(song_start - edit_start, 12, atol=0.1)  # the offset itself is exact to a frame
+    assert "1 recordings held by several files, 1 shared parts" in result.stderr
+    text = run_cli("dedup", db=db, check=True).stdout
+    assert text.startswith("same recording:\n") and "shared part:\n" in text
+
+
+def test_dedup_of_a_library_without_duplicates_reports_none(built_index):
+    result = run_cli("dedup", db=built_index, check=True)
+    assert result.stdout == "" and "0 recordings held by several files, 0 shared parts" in result.stderr
+
+
+def test_list_recordings_shows_each_recording_with_its_files(tmp_path):
+    folder = tmp_path / "music"
+    folder.mkdir()
+    write(folder / "a.flac", rendered(3, 30.0, SYNTH_RATE), SYNTH_RATE, title="Tide")
+    write(folder / "a.mp3", rendered(3, 30.0, SYNTH_RATE), SYNTH_RATE, title="Tide")
+    write(folder / "b.flac", rendered(4, 30.0, SYNTH_RATE), SYNTH_RATE, title="Reef")
+    db = tmp_path / "index.db"
+    run_cli("add", folder, db=db, check=True)
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 3  # plain list: one line a file
+    recordings = [json.loads(line) for line in run_cli("list", "--recordings", "--json", db=db,
+                                                       check=True).stdout.splitlines()]
+    files = sorted(sorted(song["path"].rsplit("/", 1)[1] for song in line["files"]) for line in recordings)
+    assert files == [["a.flac", "a.mp3"], ["b.flac"]]
+    text = run_cli("list", "--recordings", db=db, check=True).stdout
+    assert text.startswith("Tide\t30.0 s\t2 files\n") and "Reef\t30.0 s\t1 file\n" in text
