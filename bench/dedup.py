@@ -100,10 +100,9 @@ def _cut_in_place(overlap, paths: dict[int, str], source: str) -> bool:
 def run(corpus: str, sizes: list[int], count: int = 30, seed: int = 0, jobs: int = 2,
         workdir: str | None = None) -> dict:
     from landmark import Index
-    from landmark.batch import SongFingerprint
     from landmark.dedup import Duplicates
 
-    from .scale import DISTRACTORS_PER_BATCH, distractor, song_fingerprints
+    from .scale import add_distractors, distractor_bases
 
     tracks = corpus_module.load(corpus)
     rng = np.random.default_rng(seed)
@@ -112,19 +111,9 @@ def run(corpus: str, sizes: list[int], count: int = 30, seed: int = 0, jobs: int
         planted = plant(tracks, tmp, count, rng)
         index = Index(os.path.join(tmp, "dedup.db"), create=True)
         index.add([t.path for t in tracks] + [e["path"] for e in planted], jobs=jobs)
-        real = song_fingerprints(index.postings)
-        lengths_s = {song.id: song.duration_s for song in index.catalogue.songs()}
-        bases = [(hashes, frames, lengths_s[song_id]) for song_id, (hashes, frames) in real.items()]
-        for size in sorted({len(lengths_s), *sizes}):
-            have = len(index.catalogue.songs())
-            for first in range(have, size, DISTRACTORS_PER_BATCH):
-                batch = []
-                for number in range(first, min(size, first + DISTRACTORS_PER_BATCH)):
-                    hashes, frames, length_s = bases[number % len(bases)]
-                    new_hashes, new_frames, peaks = distractor(hashes, frames, index.fingerprint_settings, rng)
-                    batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", length_s,
-                                                 f"distractor-{number}", new_hashes, new_frames, *peaks))
-                index.add_fingerprints(batch)
+        bases = distractor_bases(index)
+        for size in sorted({len(bases), *sizes}):
+            add_distractors(index, bases, size, rng)
             started = time.perf_counter()
             found = index.duplicates()
             seconds = time.perf_counter() - started

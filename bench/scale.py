@@ -61,13 +61,36 @@ def distractor(hashes: np.ndarray, frames: np.ndarray, settings, rng: np.random.
     return pack(shifted, delta_bins, delta_frames).astype(np.uint32), new_frames, peaks
 
 
+def distractor_bases(index) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(hashes, frames, duration in s) of every song in the index, to make distractors from."""
+    lengths_s = {song.id: song.duration_s for song in index.catalogue.songs()}
+    return [(hashes, frames, lengths_s[song_id]) for song_id, (hashes, frames) in
+            song_fingerprints(index.postings).items()]
+
+
+def add_distractors(index, bases, size: int, rng: np.random.Generator, show_progress: bool = False) -> None:
+    """Grow the index to `size` songs with distractors made from `bases`, through the bulk path."""
+    from tqdm import tqdm
+
+    from landmark.batch import SongFingerprint
+
+    batches = range(len(index.catalogue.songs()), size, DISTRACTORS_PER_BATCH)
+    for first in tqdm(batches, desc=f"distractors to {size}", unit="batch", disable=not show_progress,
+                      file=sys.stderr):
+        batch = []
+        for number in range(first, min(size, first + DISTRACTORS_PER_BATCH)):
+            base_hashes, base_frames, base_s = bases[number % len(bases)]
+            hashes, frames, peaks = distractor(base_hashes, base_frames, index.fingerprint_settings, rng)
+            batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", base_s,
+                                         f"distractor-{number}", hashes, frames, *peaks))
+        index.add_fingerprints(batch)
+
+
 def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, limit: int | None = None,
           jobs: int = 2, workdir: str | None = None, show_progress: bool = True) -> dict:
     import soxr
-    from tqdm import tqdm
 
     from landmark import Index
-    from landmark.batch import SongFingerprint
 
     from .audio_io import write
     from .startup import measure
@@ -85,24 +108,13 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
         cold_clip = os.path.join(tmp, "cold-start.wav")  # a clip of an indexed song, as a user would pass it
         write(cold_clip, next(q.samples for q in queries if q.indexed), query_module.BENCH_RATE_HZ)
         index.add([t.path for t in tracks if t.indexed], jobs=jobs)
-        real = song_fingerprints(index.postings)
-        lengths_s = {song.id: song.duration_s for song in index.catalogue.songs()}
-        bases = [(hashes, frames, lengths_s[song_id]) for song_id, (hashes, frames) in real.items()]
+        bases = distractor_bases(index)
         rng = np.random.default_rng(seed)
         rows = []
         for size in sorted(sizes):
             have = len(index.catalogue.songs())
             started = time.perf_counter()
-            batches = range(have, size, DISTRACTORS_PER_BATCH)
-            for first in tqdm(batches, desc=f"distractors to {size}", unit="batch", disable=not show_progress,
-                              file=sys.stderr):
-                batch = []
-                for number in range(first, min(size, first + DISTRACTORS_PER_BATCH)):
-                    base_hashes, base_frames, base_s = bases[number % len(bases)]
-                    hashes, frames, peaks = distractor(base_hashes, base_frames, index.fingerprint_settings, rng)
-                    batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", base_s,
-                                                 f"distractor-{number}", hashes, frames, *peaks))
-                index.add_fingerprints(batch)
+            add_distractors(index, bases, size, rng, show_progress)
             insert_s = time.perf_counter() - started
             outcomes = []
             for query, samples in zip(queries, clips):

@@ -224,3 +224,20 @@ def test_without_matplotlib_compare_stops_at_once_naming_what_to_install(tmp_pat
     with pytest.raises(SystemExit, match=r"matplotlib: pip install 'lmprint\[bench\]'"):
         compare(["landmark"], str(tmp_path), str(tmp_path / "out"), show_progress=False)
     assert not (tmp_path / "out").exists()  # stopped before any work
+
+
+def test_bench_dedup_finds_what_it_planted_and_judges_it(tmp_path):
+    from bench.dedup import markdown, run
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(5):
+        write(music / f"g{seed}.flac", rendered(seed + 70, 75.0, SYNTH_RATE), SYNTH_RATE)
+    result = run(str(music), [120], count=3, workdir=str(tmp_path))  # a transcode, a retag and a cut
+    assert [entry["kind"] for entry in result["planted"]] == ["transcode", "retag", "cut"]
+    small, large = result["rows"]
+    assert (small["songs"], large["songs"]) == (8, 120)
+    for row in result["rows"]:
+        assert row["found"] == row["planted"] == 3 and not row["missed"]
+        assert row["other_groups"] == [] and row["other_parts"] == []
+    assert "| 120 | 3 | 3 | 0 | 0 |" in markdown(result)
