@@ -198,6 +198,30 @@ def dedup(corpus, out, sizes, planted, seed, jobs):
 
 
 @main.command()
+@click.option("--corpus", required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings.")
+@click.option("--rir", "rir_dir", type=click.Path(), default=ROOMS_DIR, show_default=True,
+              help="Folder of room impulse responses.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Not the bench's seed: a calibration split.")
+@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
+def calibrate(corpus, out, noise_dir, rir_dir, seed, jobs):
+    """Fit the chance tails behind the landmark confidence, and show what each confidence threshold keeps."""
+    import json
+
+    from .calibrate import markdown, run
+
+    os.makedirs(out, exist_ok=True)
+    result = run(corpus, noise_dir, rir_dir, seed=seed, jobs=jobs)
+    with open(os.path.join(out, "calibrate.json"), "w") as handle:
+        json.dump(result, handle, indent=2)
+    table = markdown(result)
+    with open(os.path.join(out, "calibrate.md"), "w") as handle:
+        handle.write(table)
+    click.echo(table)
+
+
+@main.command()
 @click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False), help="An lmprint index.")
 @click.option("--runs", type=click.IntRange(1), default=7, show_default=True)
 @click.argument("clip", type=click.Path(exists=True, dir_okay=False))

@@ -14,10 +14,11 @@ from lmprint.results import AddReport, Answer, Contender, Match, Outcome
 
 from . import audio, dedup, vote
 from .batch import SongFingerprint, fingerprint_songs
+from .confidence import CALIBRATION
 from .fingerprint import Fingerprint, fingerprint
 from .settings import FingerprintSettings, MatchSettings
 from .store import PeakStore, SongPostings, SQLitePostingStore
-from .verify import CopyCheck, ProminenceMap, agrees, verify, without_copies_of_leader
+from .verify import CopyCheck, ProminenceMap, agreement, agreement_at, agrees, verify, without_copies_of_leader
 
 SETTINGS_KEY = "config"
 """The `meta` key under which an index records its `FingerprintSettings` (JSON)."""
@@ -215,12 +216,13 @@ class Index:
         is_copy = CopyCheck(self.peaks.get, self._durations_s, matching)
         alignments = self._align(query, matching.query_delta_tolerance_frames)
         candidates = without_copies_of_leader(alignments.top(self._candidate_count), is_copy)
-        best, confidence = vote.decide(candidates, matching)
+        best = vote.decide(candidates, matching)
         decided_by = "vote"
         if best is None and matching.query_retry_tolerance_frames > matching.query_delta_tolerance_frames:
             alignments = self._align(query, matching.query_retry_tolerance_frames)
             candidates = without_copies_of_leader(alignments.top(self._candidate_count), is_copy)
-            best, confidence = vote.decide(candidates, matching, min_ratio=matching.query_retry_min_ratio)
+            best = vote.decide(candidates, matching, min_ratio=matching.query_retry_min_ratio)
+        clip = None
         if matching.verify_candidates > 0:
             assert query.prominence is not None
             clip = ProminenceMap.of(query.prominence, self.fingerprint_settings)
@@ -229,15 +231,41 @@ class Index:
             if best is None:
                 candidates = without_copies_of_leader(
                     alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
-                best, confidence, decided_by = verify(candidates, clip, self.peaks.get, matching, is_copy)
+                best, decided_by = verify(candidates, clip, self.peaks.get, matching, is_copy)
         if best is None:
             return None, candidates
         songs = self.catalogue.songs_by_id([best.song_id, *sorted(is_copy.copies.get(best.song_id, ()))])
         song = songs.pop(best.song_id, None)
         if song is None:  # removed between lookup and now
             return None, candidates
+        copies = is_copy.copies.get(best.song_id, set())
+        vote_lead = best.score - max((c.score for c in candidates if c.song_id != best.song_id
+                                      and c.song_id not in copies), default=0.0)
+        z = None if clip is None else agreement_at(best, clip, self.peaks.get, matching)
+        chance = CALIBRATION.false_match_probability(vote_lead, z)
         offset_s = max(0.0, best.delta_frames * self.fingerprint_settings.frame_s)
-        return Match(song, best.score, offset_s, confidence, decided_by, tuple(songs.values())), candidates
+        return Match(song, best.score, offset_s, 1.0 - chance, decided_by, tuple(songs.values()), chance), candidates
+
+    def strongest_evidence(self, samples: np.ndarray) -> tuple[float, float | None]:
+        """(vote lead, agreement z): the vote leader's lead over the runner-up, and the best agreement among the
+        candidates verification would read, whatever the decision. On clips of songs that are not indexed this is
+        what chance reaches, which `bench calibrate` measures for `landmark.confidence`."""
+        matching = self.matching
+        query = fingerprint(samples[:int(matching.max_query_s * self.sample_rate_hz)], self.fingerprint_settings,
+                            matching.query, with_prominence=True)
+        is_copy = CopyCheck(self.peaks.get, self._durations_s, matching)
+        alignments = self._align(query, matching.query_delta_tolerance_frames)
+        candidates = without_copies_of_leader(
+            alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
+        if not candidates:
+            return 0.0, None
+        lead = candidates[0].score - (candidates[1].score if len(candidates) > 1 else 0.0)
+        assert query.prominence is not None
+        clip = ProminenceMap.of(query.prominence, self.fingerprint_settings)
+        peaks = self.peaks.get([c.song_id for c in candidates[:matching.verify_candidates]])
+        zs = [agreement(clip, *peaks[c.song_id], (c.delta_frames, *c.other_deltas), matching)[0]
+              for c in candidates[:matching.verify_candidates] if c.song_id in peaks]
+        return lead, max(zs, default=None)
 
     def _durations_s(self, song_ids: list[int]) -> dict[int, float]:
         return {song_id: song.duration_s for song_id, song in self.catalogue.songs_by_id(song_ids).items()}

@@ -85,18 +85,26 @@ def agrees(voted: Candidate, clip: ProminenceMap, song_peaks: SongPeaks, setting
     """Whether a song matched by vote shows its peaks in the clip too: z ≥ `min_vote_agreement_z` at its voted
     offset. Pairs can line up by chance in music that shares a grid and a sound; its peaks then do not agree.
     True for a song whose peaks the index does not hold (indexes of schema 3: matched by vote alone)."""
-    peaks = song_peaks([voted.song_id]).get(voted.song_id)
+    z = agreement_at(voted, clip, song_peaks, settings)
+    return z is None or z >= settings.min_vote_agreement_z
+
+
+def agreement_at(candidate: Candidate, clip: ProminenceMap, song_peaks: SongPeaks, settings: MatchSettings
+                 ) -> float | None:
+    """The agreement z of a candidate's peaks with the clip at its Δt (± `verify_shift_frames`); None when the
+    index does not hold its peaks."""
+    peaks = song_peaks([candidate.song_id]).get(candidate.song_id)
     if peaks is None:
-        return True
-    z, _ = agreement(clip, *peaks, voted.delta_frames, settings)
-    return z >= settings.min_vote_agreement_z
+        return None
+    z, _ = agreement(clip, *peaks, candidate.delta_frames, settings)
+    return z
 
 
 def verify(candidates: list[Candidate], clip: ProminenceMap,
            song_peaks: SongPeaks, settings: MatchSettings,
            is_copy: Callable[[Candidate, Candidate], bool] | None = None
-           ) -> tuple[Candidate | None, float, str]:
-    """The song that the first `verify_candidates` candidates' agreements single out, or None; and a confidence.
+           ) -> tuple[Candidate | None, str]:
+    """The song that the first `verify_candidates` candidates' agreements single out, or None; and how it passed.
 
     Each candidate's agreement is the best at its voted offset and at its other strong offsets
     (`Candidate.other_deltas`). A song passes in one of two ways, its z leading every other candidate's in both:
@@ -105,8 +113,7 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
       two kinds of evidence, pairs and single peaks, name the same song;
     - **alone**: any candidate agrees with z ≥ `min_agreement_z` and leads by `min_agreement_lead`.
 
-    The candidate returned carries the Δt that agreed best, with how it passed ("confirmed" or "verified"). The
-    confidence is 1 − threshold / z: 0 at the threshold it passed, near 1 when the peaks agree well. `song_peaks`
+    The candidate returned carries the Δt that agreed best, with how it passed ("confirmed" or "verified"). `song_peaks`
     reads songs' stored peaks. With `is_copy` (a `CopyCheck`), a copy of a song's recording does not count against
     its lead.
     """
@@ -119,7 +126,7 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
                                  settings)
             agreed.append((z, Candidate(candidate.song_id, candidate.score, delta)))
     if not agreed:
-        return None, 0.0, ""
+        return None, ""
     leader_z, leader = agreed[0]
     runner_up_score = candidates[1].score if len(candidates) > 1 else 0.0
     by_z = sorted(agreed, key=lambda pair: -pair[0])
@@ -128,12 +135,12 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
     if (leader.song_id == candidates[0].song_id and leader_z >= needed_z
             and leader_z - _strongest_other(by_z, leader, settings.confirm_min_lead, is_copy)
             >= settings.confirm_min_lead):
-        return leader, 1.0 - needed_z / leader_z, "confirmed"
+        return leader, "confirmed"
     best_z, best = by_z[0]
     runner_up_z = _strongest_other(by_z, best, settings.min_agreement_lead, is_copy)
     if best_z < settings.min_agreement_z or best_z - runner_up_z < settings.min_agreement_lead:
-        return None, 0.0, ""
-    return best, 1.0 - settings.min_agreement_z / best_z, "verified"
+        return None, ""
+    return best, "verified"
 
 
 def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarray, np.ndarray],

@@ -247,20 +247,14 @@ def align(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray,
     return Alignments.of(votes, settings.vote_tolerance_frames, settings.shortlist_per_offset)
 
 
-def decide(candidates: list[Candidate], settings: MatchSettings, min_ratio: float | None = None
-           ) -> tuple[Candidate | None, float]:
-    """The winning candidate, or None for "no match", and a confidence in [0, 1].
-
-    Confidence is the winner's lead over the runner-up as a fraction of its score: near 1 when only one song
-    lines up, near 0 when two songs are equally likely. `min_ratio` overrides the settings' (the second look's).
-    """
+def decide(candidates: list[Candidate], settings: MatchSettings, min_ratio: float | None = None) -> Candidate | None:
+    """The winning candidate, or None for "no match". `min_ratio` overrides the settings' (the second look's)."""
     if not candidates:
-        return None, 0.0
+        return None
     best = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else 0.0
-    confidence = (best.score - runner_up) / best.score if best.score > 0 else 0.0
     ratio = settings.min_ratio if min_ratio is None else min_ratio
     if (best.score < settings.min_score or best.score - runner_up < settings.min_margin
             or best.score < ratio * runner_up):
-        return None, confidence
-    return best, confidence
+        return None
+    return best

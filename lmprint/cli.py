@@ -250,7 +250,10 @@ def describe(found, method: str) -> str:
         evidence = f"Hamming distance {found.score:.1f}"
     else:
         evidence = f"at {found.offset_s:.1f} s, score {found.score:.0f}"
-    return f"{found.song.title} ({found.song.path}), {evidence}, confidence {found.confidence:.2f}"
+    if found.false_match_probability is None:
+        return f"{found.song.title} ({found.song.path}), {evidence}, confidence {found.confidence:.2f}"
+    return (f"{found.song.title} ({found.song.path}), {evidence}, false-match probability "
+            f"{found.false_match_probability:.1g}")
 
 
 def print_matches(index, files, as_json: bool, stdin_path: str = "-", top: int = 0) -> int:

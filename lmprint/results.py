@@ -38,20 +38,26 @@ class Match:
     offset_s: float | None
     """Where in the song the query starts, in seconds; None when the engine cannot tell (MERT)."""
     confidence: float
-    """In [0, 1]: how clearly this song beat the others (the engine's docs say how it is computed)."""
+    """In [0, 1]. The landmark engine's is 1 − `false_match_probability`, whatever rule decided the match; the
+    MERT engine's is its margin over the runner-up, uncalibrated."""
     decided_by: str = ""
     """How the engine decided: the landmark engine's "vote", "confirmed" (the vote's leader, its peaks agreeing)
     or "verified" (peaks alone); the MERT engine's "hamming"."""
     copies: tuple[Song, ...] = ()
     """Other indexed songs that are copies of the same recording (another file of it: a FLAC and an MP3, a
     compilation's track); they count as one candidate, so they never tie with the match."""
+    false_match_probability: float | None = None
+    """The chance that a clip of a song the index does not hold brings evidence this strong (`landmark.confidence`);
+    None where the engine is not calibrated (MERT)."""
 
     def to_dict(self) -> dict:
         """The `match` object of `lmprint match --json`."""
         return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
                 "score": round(self.score, 1), "offset_s": None if self.offset_s is None else round(self.offset_s, 3),
-                "confidence": round(self.confidence, 3), "decided_by": self.decided_by,
-                "copies": [song.path for song in self.copies]}
+                "confidence": round(self.confidence, 4), "decided_by": self.decided_by,
+                "copies": [song.path for song in self.copies],
+                "false_match_probability": (None if self.false_match_probability is None
+                                            else float(f"{self.false_match_probability:.2g}"))}
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def test_verification_reads_a_candidates_other_offsets_too():
     def song_peaks(ids):
         return {i: stored[i] for i in ids if i in stored}
 
-    found, _, how = verify([Candidate(1, 30.0, delta - 400, (delta + 700, delta))], clip, song_peaks, MATCHING)
+    found, how = verify([Candidate(1, 30.0, delta - 400, (delta + 700, delta))], clip, song_peaks, MATCHING)
     assert how in ("confirmed", "verified")
     assert found is not None and found.song_id == 1 and found.delta_frames == delta
     assert verify([Candidate(1, 30.0, delta - 400, (delta + 700,))], clip, song_peaks, MATCHING)[0] is None
@@ -113,7 +113,7 @@ def _decide(monkeypatch, config, scores, z_of_song):
     clip = ProminenceMap.of(np.zeros((300, CONFIG.fft_size // 2 + 1), np.float32), CONFIG)
     monkeypatch.setattr(verify_module, "agreement", lambda m, f, b, delta, c: (z_of_song[int(f[0])], delta))
     candidates = [Candidate(song, score, 100 + song) for song, score in enumerate(scores, start=1)]
-    found, _, _ = verify_module.verify(candidates, clip, lambda ids: {i: (np.array([i]), np.array([20])) for i in ids},
+    found, _ = verify_module.verify(candidates, clip, lambda ids: {i: (np.array([i]), np.array([20])) for i in ids},
                                     config)
     return found and found.song_id
 

@@ -1,0 +1,53 @@
+"""One calibrated confidence: 1 − the chance that an unindexed song's clip brings evidence this strong."""
+
+import numpy as np
+import pytest
+
+from bench import queries
+from landmark import Index
+from landmark.confidence import CALIBRATION, Calibration, ChanceTail
+from tests.conftest import rendered
+
+RATE = 8000
+
+
+def test_a_chance_tail_fitted_to_exponential_maxima_recovers_their_rate():
+    rng = np.random.default_rng(0)
+    values = 3.0 + rng.exponential(0.5, 20_000)  # chance evidence with an exponential tail of scale 0.5
+    tail = ChanceTail.fit(values)
+    assert tail.scale == pytest.approx(0.5, rel=0.05)
+    for value in (4.0, 5.0, 6.0):  # the fitted survival matches the sample's, within sampling error
+        assert tail.survival(value) == pytest.approx(np.mean(values >= value), rel=0.15)
+    assert tail.survival(-np.inf) == 1.0 and tail.survival(0.0) == 1.0 and tail.survival(np.inf) == 0.0
+
+
+def test_the_false_match_probability_falls_as_either_kind_of_evidence_grows():
+    weak = CALIBRATION.false_match_probability(vote_lead=2.0, agreement_z=4.0)
+    assert weak > 0.1  # what chance reaches on one clip in several
+    assert CALIBRATION.false_match_probability(30.0, 4.0) < weak / 100  # a strong vote
+    assert CALIBRATION.false_match_probability(2.0, 8.0) < weak / 100  # peaks that agree far above chance
+    assert CALIBRATION.false_match_probability(30.0, None) == CALIBRATION.vote_lead.survival(30.0)  # no peaks stored
+    assert Calibration().false_match_probability(0.0, -np.inf) == 1.0
+
+
+def test_confidence_grows_with_the_evidence_whatever_decided_the_match(built_index):
+    """Clean 5 s clips against 2.5 s ones under pink noise at −9 dB, of the same six songs: every match gets the
+    same kind of number, and the weak clips' false-match probabilities are far higher (geometric means)."""
+    rng = np.random.default_rng(11)
+    strong, weak = [], []
+    with Index(built_index) as index:
+        for seed in range(6):
+            clean, _ = queries.cut(rendered(seed, 40.0, RATE), RATE, 5.0, rng)
+            short, _ = queries.cut(rendered(seed, 40.0, RATE), RATE, 2.5, rng)
+            strong.append(index.match_samples(clean))
+            weak.append(index.match_samples(queries.add_noise(short, queries.pink_noise(short.size, rng), -9.0, rng)))
+    weak = [m for m, seed in zip(weak, range(6)) if m is not None and m.song.title == f"song{seed}"]
+    assert all(m is not None for m in strong) and len(weak) >= 3
+    for match in strong + weak:
+        assert match.confidence == 1.0 - match.false_match_probability and 0 < match.false_match_probability < 0.1
+    assert {m.decided_by for m in strong} == {"vote"}
+
+    def log_mean(matches):
+        return np.mean([np.log10(m.false_match_probability) for m in matches])
+
+    assert log_mean(weak) > log_mean(strong) + 2
