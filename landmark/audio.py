@@ -8,6 +8,8 @@ soxr resamples, streamed chunk by chunk, so memory is bounded by the *output* (4
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,9 +60,6 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
 
     Raises AudioError with a reason a person can act on for anything that is not usable audio.
     """
-    import av  # lazy: PyAV loads FFmpeg's libraries, which `lmprint list` never needs
-    import soxr
-
     path = os.fspath(path)
     if os.path.isdir(path):
         raise AudioError("is a directory")
@@ -75,39 +74,49 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
         raise AudioError(error.strerror or str(error)) from None
 
     buffer = _Growing()
-    title = None
-    declared_s = None
     bad: list[Exception] = []  # the errors of packets that did not decode
     limit = None if max_duration_s is None else int(max_duration_s * sample_rate_hz)
+    with _opened(path) as (container, stream, title):
+        if container.duration:  # microseconds; lets the buffer be allocated once
+            buffer.reserve(int(container.duration / 1e6 * sample_rate_hz * 1.01) + sample_rate_hz)
+        declared_s = container.duration / 1e6 if container.duration and limit is None else None
+        for chunk in _resampled(container, stream, sample_rate_hz, bad):
+            buffer.append(chunk)
+            if limit is not None and buffer.size >= limit:
+                break
+    signal = buffer.samples()
+    if limit is not None:
+        signal = signal[:limit]
+    if signal.size == 0:
+        if bad:
+            raise AudioError(f"cannot decode: {_reason(bad[0])}")
+        raise AudioError("no audio samples decoded (corrupt or truncated)")
+    for start in range(0, signal.size, 1 << 20):  # in blocks: no full-size temporaries
+        block = signal[start:start + (1 << 20)]
+        if not np.isfinite(block).all():
+            block[~np.isfinite(block)] = 0.0
+    return Decoded(signal, sample_rate_hz, title, declared_s, len(bad))
+
+
+@contextmanager
+def _opened(source):
+    """(container, its first audio stream, its title tag) of a path or binary file, with every error FFmpeg or the
+    file system raises meanwhile turned into an AudioError."""
+    import av  # lazy: PyAV loads FFmpeg's libraries, which `lmprint list` never needs
+
     try:
-        with av.open(path, metadata_errors="ignore") as container:
+        with av.open(source, metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise AudioError("no audio stream")
             stream = container.streams.audio[0]
             tags = {**{k.lower(): v for k, v in container.metadata.items()},
                     **{k.lower(): v for k, v in stream.metadata.items()}}
-            title = (tags.get("title") or "").strip() or None
             if stream.codec_context is None:  # FFmpeg reads the container but has no decoder for the codec
                 raise AudioError("no decoder for its audio codec (FFmpeg reads the file but cannot decode it)")
             stream.codec_context.thread_type = "AUTO"
-            source_rate = stream.codec_context.sample_rate or stream.rate
-            if not source_rate:
+            if not (stream.codec_context.sample_rate or stream.rate):
                 raise AudioError("unknown sample rate")
-            if container.duration:  # microseconds; lets the buffer be allocated once
-                buffer.reserve(int(container.duration / 1e6 * sample_rate_hz * 1.01) + sample_rate_hz)
-            # Downmix to mono float in FFmpeg (cheap, C), then resample with soxr in a stream.
-            downmix = av.AudioResampler(format="flt", layout="mono", rate=source_rate)
-            resampler = soxr.ResampleStream(source_rate, sample_rate_hz, 1, dtype="float32", quality="HQ")
-            declared_s = container.duration / 1e6 if container.duration and limit is None else None
-            for frame in _frames(container, stream, bad):
-                for mono in downmix.resample(frame):
-                    buffer.append(resampler.resample_chunk(mono.to_ndarray().reshape(-1)))
-                if limit is not None and buffer.size >= limit:
-                    break
-            else:
-                for mono in downmix.resample(None):
-                    buffer.append(resampler.resample_chunk(mono.to_ndarray().reshape(-1)))
-                buffer.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+            yield container, stream, (tags.get("title") or "").strip() or None
     except AudioError:
         raise
     except FileNotFoundError:
@@ -121,18 +130,62 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     except Exception as error:  # noqa: BLE001 - whatever a file holds, the user gets one line, never a traceback
         raise AudioError(f"cannot decode: {type(error).__name__}: {error}") from None
 
-    signal = buffer.samples()
-    if limit is not None:
-        signal = signal[:limit]
-    if signal.size == 0:
-        if bad:
-            raise AudioError(f"cannot decode: {_reason(bad[0])}")
-        raise AudioError("no audio samples decoded (corrupt or truncated)")
-    for start in range(0, signal.size, 1 << 20):  # in blocks: no full-size temporaries
-        block = signal[start:start + (1 << 20)]
-        if not np.isfinite(block).all():
-            block[~np.isfinite(block)] = 0.0
-    return Decoded(signal, sample_rate_hz, title, declared_s, len(bad))
+
+def _resampled(container, stream, sample_rate_hz: int, bad: list[Exception]) -> Iterator[np.ndarray]:
+    """The stream's audio as mono float32 chunks at `sample_rate_hz`: downmixed in FFmpeg (cheap, C), then
+    resampled by soxr in a stream, so memory never holds more than a packet's worth of the source."""
+    import av
+    import soxr
+
+    source_rate = stream.codec_context.sample_rate or stream.rate
+    downmix = av.AudioResampler(format="flt", layout="mono", rate=source_rate)
+    resampler = soxr.ResampleStream(source_rate, sample_rate_hz, 1, dtype="float32", quality="HQ")
+    for frame in _frames(container, stream, bad):
+        for mono in downmix.resample(frame):
+            yield resampler.resample_chunk(mono.to_ndarray().reshape(-1))
+    for mono in downmix.resample(None):
+        yield resampler.resample_chunk(mono.to_ndarray().reshape(-1))
+    yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
+    """Mono float32 chunks of a path or a binary file (standard input: any format FFmpeg can read from a pipe) at
+    `sample_rate_hz`, as they decode: for inputs of any length, in bounded memory. Raises AudioError."""
+    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+        raise AudioError("is a directory")
+    with _opened(source) as (container, audio_stream, _):
+        for chunk in _resampled(container, audio_stream, sample_rate_hz, []):
+            if chunk.size:
+                yield chunk
+
+
+RAW_FORMATS = {"s16le": ("<i2", 32768.0), "s32le": ("<i4", 2147483648.0), "f32le": ("<f4", 1.0)}
+"""Raw PCM sample formats `stream_raw` reads (FFmpeg's names): numpy dtype and full scale."""
+
+
+def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sample_rate_hz: int,
+               block_s: float = 0.5) -> Iterator[np.ndarray]:
+    """Mono float32 chunks at `sample_rate_hz` of headerless PCM read from a binary file (what `ffmpeg -f s16le -`
+    writes), `block_s` seconds of it at a time."""
+    import soxr
+
+    if sample_format not in RAW_FORMATS:
+        raise AudioError(f"unknown raw format {sample_format!r} (known: {', '.join(RAW_FORMATS)})")
+    dtype, full_scale = RAW_FORMATS[sample_format]
+    frame_bytes = np.dtype(dtype).itemsize * channels
+    block_bytes = max(1, int(block_s * source_rate_hz)) * frame_bytes
+    resampler = soxr.ResampleStream(source_rate_hz, sample_rate_hz, 1, dtype="float32", quality="HQ")
+    pending = b""
+    while True:
+        data = file.read(block_bytes)
+        if not data:
+            break
+        data = pending + data
+        usable = len(data) - len(data) % frame_bytes
+        data, pending = data[:usable], data[usable:]
+        samples = np.frombuffer(data, dtype).astype(np.float32).reshape(-1, channels).mean(axis=1) / full_scale
+        yield resampler.resample_chunk(samples)
+    yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def _frames(container, stream, bad: list[Exception]):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from lmprint.catalogue import SCHEMA_VERSION, Catalogue
+from lmprint.catalogue import SCHEMA_VERSION, Catalogue, song_id_list
 from lmprint.errors import AudioError, IndexFileError, SettingsError
 from lmprint.files import find_audio_files
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome
@@ -331,9 +331,10 @@ class Index:
         return spans
 
     # --- remove, stats ----------------------------------------------------------------------------------------
-    def remove(self, song_ids: Sequence[int]) -> None:
-        """Remove songs by id: their catalogue rows, postings and peaks, and any other engine's data of them."""
-        song_ids = [int(song_id) for song_id in song_ids]
+    def remove(self, song_ids: int | Iterable[int]) -> None:
+        """Remove songs by id (one int, or several): their catalogue rows, postings and peaks, and any other
+        engine's data of them."""
+        song_ids = song_id_list(song_ids)
         if not song_ids:
             return
         removed_s = sum(song.duration_s for song in self.catalogue.songs_by_id(song_ids).values())

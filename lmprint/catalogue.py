@@ -19,6 +19,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,18 @@ def default_db_path() -> Path:
         return Path(os.environ["LMPRINT_DB"])
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "lmprint" / "index.db"
+
+
+def song_id_list(song_ids: int | Iterable[int]) -> list[int]:
+    """Song ids as a list: one int or an iterable of ints. A str is refused rather than read character by
+    character ("23" is not songs 2 and 3), and so is anything else that is not an integer."""
+    if isinstance(song_ids, (str, bytes)) or not isinstance(song_ids, (Integral, Iterable)):
+        raise TypeError(f"song ids are ints (or a list of them), not {song_ids!r}")
+    values = [song_ids] if isinstance(song_ids, Integral) else list(song_ids)
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise TypeError(f"a song id is an int, not {value!r}")
+    return [int(value) for value in values]
 
 
 def now_utc() -> str:

@@ -461,3 +461,66 @@ def dedup(ctx, as_json):
             click.echo("shared part:\n" + "".join(f"  {i}\t{start:7.1f}–{end:7.1f} s\t{songs[i].path}\n"
                                                   for i, start, end in sides), nl=False)
     click.echo(f"{len(groups)} recordings held by several files, {len(parts)} shared parts", err=True)
+
+
+@main.command()
+@click.argument("source", type=click.Path(allow_dash=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per segment event, one per line.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV: one row per segment event, with a header.")
+@click.option("--format", "raw_format", type=click.Choice(["s16le", "s32le", "f32le"]),
+              help="SOURCE is headerless PCM in this sample format (e.g. `ffmpeg ... -f s16le -`).")
+@click.option("--rate", "raw_rate", type=click.IntRange(1), default=44100, show_default=True,
+              help="Sample rate of raw PCM (with --format).")
+@click.option("--channels", "raw_channels", type=click.IntRange(1), default=2, show_default=True,
+              help="Channels of raw PCM (with --format).")
+@_db_option
+@_method_option
+@_model_option
+@_device_option
+@click.pass_context
+@_guard
+def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, method, model, device):
+    """Name every song in a long recording or a live stream (a file, or - for standard input), with where each
+    plays: a line when a song is confirmed (open), and one when it ends."""
+    import csv
+
+    from landmark import audio
+
+    from .monitor import monitor as follow
+
+    if as_json and as_csv:
+        raise LmprintError("--json or --csv, not both")
+    index = open_method(ctx.obj["db"], method, model=model, device=device, with_model=True)
+    rate = index.sample_rate_hz
+    if raw_format:
+        stream = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115 - closed below
+        chunks = audio.stream_raw(stream, raw_format, raw_rate, raw_channels, rate)
+    else:
+        stream = None
+        chunks = audio.stream(sys.stdin.buffer if source == "-" else source, rate)
+    writer = csv.writer(sys.stdout) if as_csv else None
+    columns = ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence"]
+    if writer:
+        writer.writerow(columns)
+    segments = 0
+    try:
+        for segment in follow(index, chunks):
+            row = segment.to_dict()
+            event = "open" if segment.open else "closed"
+            segments += not segment.open
+            if as_json:
+                click.echo(json.dumps({"event": event, **row}))
+            elif writer:
+                writer.writerow([event] + [row[c] for c in columns[1:]])
+                sys.stdout.flush()
+            else:
+                offset = "" if segment.song_offset_s is None else f", from {segment.song_offset_s:.1f} s in the song"
+                span = (f"{segment.start_s:8.1f} s –  playing" if segment.open
+                        else f"{segment.start_s:8.1f} s – {segment.end_s:.1f} s")
+                click.echo(f"{span}  {segment.song.title} ({segment.song.path}){offset}, "
+                           f"confidence {segment.confidence:.4f}")
+    finally:
+        index.close()
+        if stream is not None and stream is not sys.stdin.buffer:
+            stream.close()
+    click.echo(f"{segments} segments", err=True)

@@ -8,7 +8,7 @@ catalogue alone, and `lmprint remove` goes through the landmark engine when the 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import numpy as np
@@ -43,8 +43,8 @@ class Method(Protocol):
     def answer(self, path: str | os.PathLike) -> Answer:
         """`match`'s answer with the best candidates behind it, for diagnostics (`lmprint match --top`)."""
 
-    def remove(self, song_ids: Sequence[int]) -> None:
-        """Remove songs from the index: their catalogue rows and every engine's data of them."""
+    def remove(self, song_ids: int | Iterable[int]) -> None:
+        """Remove songs by id (an int, or several; a str is refused) with every engine's data of them."""
 
     def stats(self) -> dict:
         """Sizes and settings, for `lmprint stats`."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from landmark import audio
-from lmprint.catalogue import Catalogue
+from lmprint.catalogue import Catalogue, song_id_list
 from lmprint.errors import AudioError, IndexFileError, LmprintError
 from lmprint.files import content_sha1, find_audio_files, title_from_path
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome
@@ -157,11 +157,11 @@ class MertIndex:
             return Answer(None, contenders)
         return Answer(Match(song, float(best), None, float(margin / projection.bits), "hamming"), contenders)
 
-    def remove(self, song_ids: Sequence[int]) -> None:
+    def remove(self, song_ids: int | Iterable[int]) -> None:
         """Remove songs: their catalogue rows, and with them their codes and every other per-song row. A file that
         also holds landmark postings is cleaned through the landmark engine's `remove`, which drops those too."""
         with self.catalogue.write():
-            self.catalogue.delete_songs([int(song_id) for song_id in song_ids])
+            self.catalogue.delete_songs(song_id_list(song_ids))
         self._search_cache = None
 
     def stats(self) -> dict:

@@ -196,6 +196,21 @@ def test_delete_removes_the_song_and_only_its_postings(tmp_path):
     assert list(peaks) == [b] and peaks[b][1].tolist() == [40, 41]
 
 
+def test_remove_takes_song_ids_as_ints_and_refuses_a_string(tmp_path):
+    store = Store(tmp_path / "i.db", create=True)
+    ids = [insert(store, f"/{n}", str(n), np.array([16 + n], np.uint32), np.array([1], np.uint32),
+                  (np.array([1]), np.array([20]))) for n in range(4)]
+    assert ids[1:3] == [2, 3]
+    with pytest.raises(TypeError, match="not '23'"):
+        store.remove("23")  # not songs 2 and 3
+    with pytest.raises(TypeError, match="a song id is an int"):
+        store.remove(["2"])
+    assert len(store.catalogue.songs()) == 4
+    store.remove(np.int64(ids[0]))  # one id, of any integer type
+    store.remove([ids[3]])
+    assert [s.path for s in store.catalogue.songs()] == ["/1", "/2"]
+
+
 def test_an_index_refuses_fingerprints_made_with_other_settings(tmp_path):
     Store(tmp_path / "i.db", create=True).close()
     other = FingerprintSettings(index=Density(peaks_per_s=20, fanout=5, neighbourhood_bins=5, neighbourhood_frames=5))

@@ -1,0 +1,226 @@
+"""Monitoring: every song in a long recording or a live stream, with where each one plays.
+
+The stream is read in chunks and looked at through a sliding window: every `hop_s` seconds the last `window_s`
+seconds are matched like a clip (`Method.match_samples`). State stays bounded: one window of samples and the
+segments being followed.
+
+A look that names a song gives its *anchor*, the song's time minus the stream's time (offset in the song minus
+the window's start), which stays constant while the song plays. Looks that name one song with one anchor (within
+`anchor_tolerance_s`) belong to one segment. A segment is reported (`open`) once `confirm_looks` looks agree, so a
+single chance match never becomes a song, and closed once `close_after_misses` looks in a row no longer name it,
+or when another song is confirmed (a crossfade hands over). A song that returns later, or restarts, gets a new
+segment: its anchor differs.
+
+Boundaries: a window names a song once it holds about `audible_s` of it, so a segment starts about that long
+before the end of its first agreeing window, and ends about that long after the start of its last. The song's
+own clock bounds both (it cannot start before its offset 0, nor run past its end), and where its own start or end
+lies within a hop of the estimate, the boundary is put there: songs are mostly played from start to end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .errors import AudioError
+from .method import Method
+from .results import Match, Song
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """How the stream is looked at and how looks become segments."""
+
+    window_s: float = 6.0
+    """Seconds of audio in each look: enough to name a song under noise, short enough to follow a crossfade."""
+
+    hop_s: float = 2.0
+    """Seconds between looks: the resolution of segment boundaries, and (× window / hop) the work per second."""
+
+    confirm_looks: int = 2
+    """Looks that must agree (song and anchor) before a segment is reported."""
+
+    close_after_misses: int = 2
+    """A segment closes after this many looks in a row that do not name it (talk over it, a quiet bar)."""
+
+    anchor_tolerance_s: float = 1.0
+    """Looks whose anchors differ by at most this belong to one segment."""
+
+    audible_s: float = 2.0
+    """About how much of a song a look must hold to name it (2 s names every clean clip on the bench): where
+    boundaries are placed within a look."""
+
+
+@dataclass
+class Segment:
+    """A song heard from `start_s` to `end_s` of the stream, `song_offset_s` into the song at `start_s`."""
+
+    song: Song
+    start_s: float
+    end_s: float
+    song_offset_s: float | None
+    confidence: float
+    looks: int
+    open: bool = True
+    anchor_s: float | None = field(default=None, repr=False)
+    misses: int = field(default=0, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
+                "start_s": round(self.start_s, 2), "end_s": round(self.end_s, 2),
+                "song_offset_s": None if self.song_offset_s is None else round(self.song_offset_s, 2),
+                "confidence": round(self.confidence, 4), "looks": self.looks, "open": self.open}
+
+
+class Monitor:
+    """Feed it chunks of mono float32 samples at the method's rate; it returns segments as they are confirmed
+    (`open`) and as they end."""
+
+    def __init__(self, method: Method, settings: MonitorSettings | None = None):
+        self.method = method
+        self.settings = settings or MonitorSettings()
+        rate = method.sample_rate_hz
+        self._window = int(self.settings.window_s * rate)
+        self._hop = int(self.settings.hop_s * rate)
+        self._buffer = np.zeros(0, np.float32)
+        self._buffer_start = 0  # stream sample of _buffer[0]
+        self._next_look = 0  # stream sample where the next look's window starts
+        self._heard = 0  # samples received
+        self.current: Segment | None = None
+        self._candidate: Segment | None = None
+
+    def feed(self, samples: np.ndarray) -> list[Segment]:
+        """Take the next chunk; the segments confirmed or closed by the looks it completes."""
+        events: list[Segment] = []
+        self._buffer = np.concatenate([self._buffer, np.asarray(samples, np.float32)])
+        self._heard += len(samples)
+        while self._next_look + self._window <= self._heard:
+            events += self._look(self._next_look, self._window)
+            self._next_look += self._hop
+        keep_from = self._next_look - self._buffer_start  # nothing before the next window is needed again
+        if keep_from > 0:
+            self._buffer, self._buffer_start = self._buffer[keep_from:], self._next_look
+        return events
+
+    def finish(self) -> list[Segment]:
+        """The stream ended: a last look at what is left, and every segment closed."""
+        events: list[Segment] = []
+        rate = self.method.sample_rate_hz
+        if self._heard - self._next_look >= self.settings.audible_s * rate and self._next_look < self._heard:
+            events += self._look(self._next_look, self._heard - self._next_look)
+        if self.current is not None:
+            still_playing = self.current.misses == 0  # its last look agreed: it ran to the end of the stream
+            events.append(self._close(self.current, before_s=self._heard / rate if still_playing else None))
+            self.current = None
+        return events
+
+    # --- internals ----------------------------------------------------------------------------------------
+    def _look(self, start: int, length: int) -> list[Segment]:
+        rate = self.method.sample_rate_hz
+        window = self._buffer[start - self._buffer_start:start - self._buffer_start + length]
+        try:
+            match = self.method.match_samples(window)
+        except AudioError:  # silence, or too little audio: nothing is playing
+            match = None
+        return self._update(match, start / rate, length / rate)
+
+    def _update(self, match: Match | None, time_s: float, length_s: float) -> list[Segment]:
+        events: list[Segment] = []
+        current = self.current
+        if current is not None and self._agrees(current, match, time_s):
+            assert match is not None
+            self._extend(current, match, time_s, length_s)
+            self._candidate = None
+            return events
+        if current is not None:
+            current.misses += 1
+            if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard, then
+                handover = self._candidate.start_s if self._candidate is not None and match is not None else None
+                events.append(self._close(current, before_s=handover))
+                self.current = current = None
+        if match is None:
+            if self._candidate is not None:
+                self._candidate.misses += 1
+                if self._candidate.misses >= self.settings.close_after_misses:
+                    self._candidate = None
+            return events
+        candidate = self._candidate
+        if candidate is not None and self._agrees(candidate, match, time_s):
+            self._extend(candidate, match, time_s, length_s)
+        else:
+            candidate = self._candidate = self._start(match, time_s, length_s)
+        if candidate.looks >= self.settings.confirm_looks:
+            if current is not None:  # another song took over (a crossfade)
+                events.append(self._close(current, before_s=candidate.start_s))
+            self.current, self._candidate = candidate, None
+            events.append(replace(candidate))  # a copy: the segment followed changes as looks come
+        return events
+
+    def _anchor(self, match: Match, time_s: float) -> float | None:
+        """The song's time minus the stream's; None when the match does not tell it (MERT), or when the window
+        began before the song did (the offset then reads 0: the anchor is only bounded)."""
+        if match.offset_s is None or match.offset_s <= 0.0:
+            return None
+        return match.offset_s - time_s
+
+    def _agrees(self, segment: Segment, match: Match | None, time_s: float) -> bool:
+        if match is None or match.song.id != segment.song.id:
+            return False
+        anchor = self._anchor(match, time_s)
+        return (anchor is None or segment.anchor_s is None
+                or abs(anchor - segment.anchor_s) <= self.settings.anchor_tolerance_s)
+
+    def _start(self, match: Match, time_s: float, length_s: float) -> Segment:
+        settings = self.settings
+        # after another song's look, this one needed about half the window to win it; after silence, `audible_s`
+        held_s = length_s / 2 + settings.hop_s / 2 if self.current is not None else settings.audible_s
+        start_s = max(0.0, time_s + length_s - held_s) if time_s > 0 else 0.0
+        segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1)
+        self._place(segment, self._anchor(match, time_s))
+        return segment
+
+    def _extend(self, segment: Segment, match: Match, time_s: float, length_s: float) -> None:
+        segment.looks += 1
+        segment.misses = 0
+        segment.end_s = time_s + length_s
+        segment.confidence = max(segment.confidence, match.confidence)
+        if segment.anchor_s is None:
+            self._place(segment, self._anchor(match, time_s))
+
+    def _place(self, segment: Segment, anchor: float | None) -> None:
+        """Fix a segment's anchor once a look tells it, and bound its start by the song's own start: not before
+        it, and at it when it is within a hop (songs mostly play from their start)."""
+        if anchor is None:
+            return
+        segment.anchor_s = anchor
+        if segment.start_s + anchor <= self.settings.hop_s:
+            segment.start_s = max(-anchor, 0.0)
+        segment.song_offset_s = max(0.0, segment.start_s + anchor)
+
+    def _close(self, segment: Segment, before_s: float | None = None) -> Segment:
+        """The segment ended: it ran about `audible_s` past the start of its last agreeing look, within the song's
+        length and the stream heard; or until `before_s` (the next song's start, or the stream's end)."""
+        last_look_start = segment.end_s - self.settings.window_s
+        end_s = min(segment.end_s, last_look_start + self.settings.audible_s + self.settings.hop_s / 2,
+                    self._heard / self.method.sample_rate_hz)
+        if segment.anchor_s is not None:
+            song_end_s = segment.song.duration_s - segment.anchor_s
+            end_s = min(end_s, song_end_s)  # not past the song's own end, and at it if it is that close
+            if 0 <= song_end_s - end_s <= self.settings.hop_s:
+                end_s = min(song_end_s, self._heard / self.method.sample_rate_hz)
+        if before_s is not None:  # handed over, or the stream ended: it played until then
+            end_s = before_s
+        segment.end_s = max(end_s, segment.start_s)
+        segment.open = False
+        return segment
+
+
+def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSettings | None = None
+            ) -> Iterator[Segment]:
+    """Every segment event of a stream of chunks: each segment once when confirmed (open), once when closed."""
+    watcher = Monitor(method, settings)
+    for chunk in chunks:
+        yield from watcher.feed(chunk)
+    yield from watcher.finish()

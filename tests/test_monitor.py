@@ -1,0 +1,98 @@
+"""`lmprint monitor`: every song in a long recording, with where it plays."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.audio_io import write
+from landmark import Index
+from lmprint.monitor import Monitor, MonitorSettings, monitor
+from tests.conftest import SYNTH_RATE, rendered, run_cli
+
+RATE = SYNTH_RATE
+
+
+def radio(pieces):
+    """A recording of song pieces back to back: (seed, from s, to s) of each song, and the true segments
+    (seed, start s, end s in the recording, offset s in the song)."""
+    signal, truth, at = [], [], 0.0
+    for seed, start_s, end_s in pieces:
+        piece = rendered(seed, 40.0, RATE)[int(start_s * RATE):int(end_s * RATE)]
+        signal.append(piece)
+        truth.append((seed, at, at + end_s - start_s, start_s))
+        at += end_s - start_s
+    return np.concatenate(signal), truth
+
+
+PIECES = [(0, 10.0, 30.0), (100, 0.0, 8.0), (2, 5.0, 32.0), (0, 0.0, 16.0)]
+"""Song 0, a song that is not indexed, song 2, and song 0 again from its start."""
+
+
+def check(segments, truth):
+    found = [(s["title"], s["start_s"], s["end_s"], s["song_offset_s"]) for s in segments]
+    expected = [(f"song{seed}", start, end, offset) for seed, start, end, offset in truth if seed < 100]
+    assert [f[0] for f in found] == [e[0] for e in expected], found
+    for (_, start, end, offset), (_, true_start, true_end, true_offset) in zip(found, expected):
+        assert abs(start - true_start) <= 2.5 and abs(end - true_end) <= 2.5, (found, expected)
+        assert abs(offset - true_offset) <= 2.5, (found, expected)
+
+
+def test_monitor_names_every_indexed_song_with_where_it_plays(built_index, tmp_path):
+    signal, truth = radio(PIECES)
+    path = tmp_path / "an hour of radio.flac"
+    write(path, signal, RATE)
+    result = run_cli("monitor", "--json", path, db=built_index, check=True)
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    closed = [e for e in events if not e["open"]]
+    check(closed, truth)
+    assert [e["event"] for e in events] == ["open", "closed"] * 3  # each song announced, then ended
+    assert all(e["confidence"] > 0.99 for e in closed)
+    assert "3 segments" in result.stderr
+
+
+def test_monitor_follows_raw_pcm_on_standard_input(built_index):
+    signal, truth = radio(PIECES[:3])
+    import soxr
+
+    pcm = (soxr.resample(signal, RATE, 44100) * 0.8 * 32767).astype("<i2")
+    stereo = np.repeat(pcm[:, None], 2, axis=1).tobytes()
+    result = run_cli("monitor", "--csv", "--format", "s16le", "--rate", "44100", "--channels", "2", "-",
+                     db=built_index, input=stereo, check=True)
+    rows = [line.split(",") for line in result.stdout.splitlines()]
+    assert rows[0] == ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence"]
+    closed = [dict(zip(rows[0], row)) for row in rows[1:] if row[0] == "closed"]
+    check([{**r, "start_s": float(r["start_s"]), "end_s": float(r["end_s"]),
+            "song_offset_s": float(r["song_offset_s"])} for r in closed], truth)
+
+
+def test_memory_stays_bounded_however_long_the_stream(built_index):
+    """The monitor keeps one window of samples, whatever it has been fed."""
+    with Index(built_index) as index:
+        watcher = Monitor(index, MonitorSettings())
+        rng = np.random.default_rng(0)
+        for _ in range(40):  # 40 chunks of 3 s of faint noise: 2 minutes, nothing to name
+            watcher.feed((rng.standard_normal(3 * index.sample_rate_hz) * 1e-3).astype(np.float32))
+            assert watcher._buffer.size <= watcher._window + 3 * index.sample_rate_hz
+        assert watcher.finish() == []
+
+
+def test_a_bad_source_is_one_line(built_index, tmp_path):
+    (tmp_path / "notes.txt").write_text("not audio")
+    result = run_cli("monitor", tmp_path / "notes.txt", db=built_index)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "lmprint:" in result.stderr
+
+
+@pytest.mark.parametrize("hop_s", [1.0, 2.0])
+def test_the_api_yields_each_segment_open_then_closed(built_index, hop_s):
+    signal, truth = radio(PIECES[2:3])
+    import soxr
+
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        chunks = [samples[i:i + 4000] for i in range(0, samples.size, 4000)]
+        events = list(monitor(index, chunks, MonitorSettings(hop_s=hop_s)))
+    assert [e.open for e in events] == [True, False]
+    assert events[0].song.title == events[1].song.title == "song2"
+    check([{"title": e.song.title, "start_s": e.start_s, "end_s": e.end_s, "song_offset_s": e.song_offset_s}
+           for e in events[1:]], truth)
