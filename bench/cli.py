@@ -57,6 +57,19 @@ def clip(source, target, start, duration, snr_db, noise, seed):
     write(target, piece / max(1.0, float(np.max(np.abs(piece)))), rate)
 
 
+def write_report(out: str, name: str, result: dict, markdown) -> None:
+    """`result` as OUT/NAME.json, and its table as OUT/NAME.md and on stdout."""
+    import json
+
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"{name}.json"), "w") as handle:
+        json.dump(result, handle, indent=2)
+    table = markdown(result)
+    with open(os.path.join(out, f"{name}.md"), "w") as handle:
+        handle.write(table)
+    click.echo(table)
+
+
 ROOMS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rooms")
 """The measured room impulse responses that ship with the bench (credits in rooms/SOURCES.md)."""
 
@@ -157,19 +170,11 @@ def as_user(corpus, out, noise_dir, rir_dir, seed, limit, full, jobs, clip_forma
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
 def scale(corpus, out, sizes, noise_dir, seed, limit, jobs):
     """Landmark recall, false matches, latency and storage as distractor songs are added."""
-    import json
-
     from .scale import markdown
     from .scale import scale as run_scale
 
-    os.makedirs(out, exist_ok=True)
     result = run_scale(corpus, [int(s) for s in sizes.split(",")], noise_dir, seed=seed, limit=limit, jobs=jobs)
-    with open(os.path.join(out, "scale.json"), "w") as handle:
-        json.dump(result, handle, indent=2)
-    table = markdown(result)
-    with open(os.path.join(out, "scale.md"), "w") as handle:
-        handle.write(table)
-    click.echo(table)
+    write_report(out, "scale", result, markdown)
 
 
 @main.command()
@@ -183,18 +188,11 @@ def scale(corpus, out, sizes, noise_dir, seed, limit, jobs):
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
 def dedup(corpus, out, sizes, planted, seed, jobs):
     """Plant copies and cuts of corpus songs, and check that `lmprint dedup` finds them and nothing else."""
-    import json
 
     from .dedup import markdown, run
 
-    os.makedirs(out, exist_ok=True)
     result = run(corpus, [int(s) for s in sizes.split(",") if s], count=planted, seed=seed, jobs=jobs)
-    with open(os.path.join(out, "dedup.json"), "w") as handle:
-        json.dump(result, handle, indent=2)
-    table = markdown(result)
-    with open(os.path.join(out, "dedup.md"), "w") as handle:
-        handle.write(table)
-    click.echo(table)
+    write_report(out, "dedup", result, markdown)
 
 
 @main.command()
@@ -207,18 +205,32 @@ def dedup(corpus, out, sizes, planted, seed, jobs):
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
 def calibrate(corpus, out, noise_dir, rir_dir, seed, jobs):
     """Fit the chance tails behind the landmark confidence, and show what each confidence threshold keeps."""
-    import json
 
     from .calibrate import markdown, run
 
-    os.makedirs(out, exist_ok=True)
-    result = run(corpus, noise_dir, rir_dir, seed=seed, jobs=jobs)
-    with open(os.path.join(out, "calibrate.json"), "w") as handle:
-        json.dump(result, handle, indent=2)
-    table = markdown(result)
-    with open(os.path.join(out, "calibrate.md"), "w") as handle:
-        handle.write(table)
-    click.echo(table)
+    write_report(out, "calibrate", run(corpus, noise_dir, rir_dir, seed=seed, jobs=jobs), markdown)
+
+
+@main.command()
+@click.option("--corpus", required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings.")
+@click.option("--rir", "rir_dir", type=click.Path(), default=ROOMS_DIR, show_default=True,
+              help="Folder of room impulse responses.")
+@click.option("--conditions", default="clean,noise,phone", show_default=True, help="Comma-separated.")
+@click.option("--hours", type=click.FloatRange(0.01), default=1.0, show_default=True, help="Radio per condition.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
+def monitor(corpus, out, noise_dir, rir_dir, conditions, hours, seed, jobs):
+    """Radio hours made from the corpus through `lmprint monitor`: songs found, boundary errors, phantoms, speed."""
+
+    from .monitor import CONDITIONS, markdown, run
+
+    wanted = [c for c in conditions.split(",") if c]
+    unknown = sorted(set(wanted) - set(CONDITIONS))
+    if unknown:
+        raise click.BadParameter(f"unknown condition {unknown[0]!r} (known: {', '.join(CONDITIONS)})")
+    write_report(out, "monitor", run(corpus, noise_dir, rir_dir, wanted, hours=hours, seed=seed, jobs=jobs), markdown)
 
 
 @main.command()

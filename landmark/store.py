@@ -159,15 +159,7 @@ class SQLitePostingStore:
         if doomed.starts.size == 0:
             return
         self._known_row_ends = {}
-        after = -1
-        while True:
-            batch = self.catalogue.read("SELECT bucket, entries FROM postings WHERE bucket > ? ORDER BY bucket "
-                                        "LIMIT ?", (after, ROWS_PER_SCAN))
-            if not batch:
-                return
-            after = batch[-1][0]
-            buckets = np.array([row[0] for row in batch], np.uint32)
-            hashes, frames = codec.decode(buckets, [row[1] for row in batch])
+        for hashes, frames in self._row_slices():
             gone, _, _ = doomed.locate(frames)
             touched = np.unique(codec.bucket_of(hashes[gone]))
             kept = ~gone & np.isin(codec.bucket_of(hashes), touched)
@@ -186,16 +178,22 @@ class SQLitePostingStore:
 
     def scan(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Rows are read `ROWS_PER_SCAN` at a time, in bucket order; a row holds whole keys."""
-        timeline, after = self.timeline(), -1
+        timeline = self.timeline()
+        for hashes, timeline_frames in self._row_slices():
+            inside, song_ids, frames = timeline.locate(timeline_frames)
+            yield hashes[inside], song_ids, frames
+
+    def _row_slices(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(hashes, timeline frames) of every posting, `ROWS_PER_SCAN` rows at a time in bucket order. Each slice
+        is read when asked for, so a caller may rewrite the rows of the slices it has seen."""
+        after = -1
         while True:
             rows = self.catalogue.read("SELECT bucket, entries FROM postings WHERE bucket > ? ORDER BY bucket "
                                        "LIMIT ?", (after, ROWS_PER_SCAN))
             if not rows:
                 return
             after = rows[-1][0]
-            hashes, timeline_frames = codec.decode(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows])
-            inside, song_ids, frames = timeline.locate(timeline_frames)
-            yield hashes[inside], song_ids, frames
+            yield codec.decode(np.array([row[0] for row in rows], np.uint32), [row[1] for row in rows])
 
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hashes, song ids, frames) of every posting in the store (a full scan)."""

@@ -6,10 +6,11 @@ segments being followed.
 
 A look that names a song gives its *anchor*, the song's time minus the stream's time (offset in the song minus
 the window's start), which stays constant while the song plays. Looks that name one song with one anchor (within
-`anchor_tolerance_s`) belong to one segment. A segment is reported (`open`) once `confirm_looks` looks agree, so a
-single chance match never becomes a song, and closed once `close_after_misses` looks in a row no longer name it,
-or when another song is confirmed (a crossfade hands over). A song that returns later, or restarts, gets a new
-segment: its anchor differs.
+`anchor_tolerance_s`) start a segment. It is reported (`open`) once `confirm_looks` looks agree, so a single
+chance match never becomes a song; from then on any look naming its song extends it (music repeats: a look may
+line up with another return of the passage), and it closes once `close_after_misses` looks in a row no longer
+name it, or when another song is confirmed (a crossfade hands over). A song that returns later gets a new
+segment.
 
 Boundaries: a window names a song once it holds about `audible_s` of it, so a segment starts about that long
 before the end of its first agreeing window, and ends about that long after the start of its last. The song's
@@ -42,8 +43,11 @@ class MonitorSettings:
     confirm_looks: int = 2
     """Looks that must agree (song and anchor) before a segment is reported."""
 
-    close_after_misses: int = 2
-    """A segment closes after this many looks in a row that do not name it (talk over it, a quiet bar)."""
+    close_after_misses: int = 4
+    """A segment closes after this many looks in a row that do not name it. A single look misses now and then
+    under noise or through a phone (one 5 s clip in seven, on the bench), a quiet bar or talk over the music
+    too; with 2 a song was split into several segments about once a song through a phone. Its end does not
+    depend on this: it is placed from its last agreeing look."""
 
     anchor_tolerance_s: float = 1.0
     """Looks whose anchors differ by at most this belong to one segment."""
@@ -112,7 +116,7 @@ class Monitor:
             events += self._look(self._next_look, self._heard - self._next_look)
         if self.current is not None:
             still_playing = self.current.misses == 0  # its last look agreed: it ran to the end of the stream
-            events.append(self._close(self.current, before_s=self._heard / rate if still_playing else None))
+            events.append(self._close(self.current, until_end=still_playing))
             self.current = None
         return events
 
@@ -143,7 +147,7 @@ class Monitor:
         if match is None:
             if self._candidate is not None:
                 self._candidate.misses += 1
-                if self._candidate.misses >= self.settings.close_after_misses:
+                if self._candidate.misses >= self.settings.confirm_looks:  # its looks must come close together
                     self._candidate = None
             return events
         candidate = self._candidate
@@ -166,8 +170,13 @@ class Monitor:
         return match.offset_s - time_s
 
     def _agrees(self, segment: Segment, match: Match | None, time_s: float) -> bool:
+        """Whether a look names the segment's song. For a segment being confirmed, at its anchor too; once it
+        is confirmed, any anchor of its song will do: music repeats, and a look may line up with another
+        return of the passage playing (a song that comes back after another has a new segment anyway)."""
         if match is None or match.song.id != segment.song.id:
             return False
+        if segment is self.current:
+            return True
         anchor = self._anchor(match, time_s)
         return (anchor is None or segment.anchor_s is None
                 or abs(anchor - segment.anchor_s) <= self.settings.anchor_tolerance_s)
@@ -199,9 +208,10 @@ class Monitor:
             segment.start_s = max(-anchor, 0.0)
         segment.song_offset_s = max(0.0, segment.start_s + anchor)
 
-    def _close(self, segment: Segment, before_s: float | None = None) -> Segment:
+    def _close(self, segment: Segment, before_s: float | None = None, until_end: bool = False) -> Segment:
         """The segment ended: it ran about `audible_s` past the start of its last agreeing look, within the song's
-        length and the stream heard; or until `before_s` (the next song's start, or the stream's end)."""
+        length and the stream heard, and not past `before_s` (the next song's start); or, `until_end`, to the end of
+        the stream."""
         last_look_start = segment.end_s - self.settings.window_s
         end_s = min(segment.end_s, last_look_start + self.settings.audible_s + self.settings.hop_s / 2,
                     self._heard / self.method.sample_rate_hz)
@@ -210,8 +220,10 @@ class Monitor:
             end_s = min(end_s, song_end_s)  # not past the song's own end, and at it if it is that close
             if 0 <= song_end_s - end_s <= self.settings.hop_s:
                 end_s = min(song_end_s, self._heard / self.method.sample_rate_hz)
-        if before_s is not None:  # handed over, or the stream ended: it played until then
-            end_s = before_s
+        if before_s is not None:  # another song began: a crossfade ends there
+            end_s = min(end_s, max(before_s, segment.start_s))
+        if until_end:
+            end_s = self._heard / self.method.sample_rate_hz
         segment.end_s = max(end_s, segment.start_s)
         segment.open = False
         return segment

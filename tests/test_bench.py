@@ -241,3 +241,33 @@ def test_bench_dedup_finds_what_it_planted_and_judges_it(tmp_path):
         assert row["found"] == row["planted"] == 3 and not row["missed"]
         assert row["other_groups"] == [] and row["other_parts"] == []
     assert "| 120 | 3 | 3 | 0 | 0 |" in markdown(result)
+
+
+def test_bench_monitor_builds_radio_and_scores_the_segments(tmp_path):
+    from bench.monitor import markdown, radio_hour, run, score
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(6):
+        write(music / f"g{seed}.flac", rendered(seed + 50, 45.0, SYNTH_RATE), SYNTH_RATE)
+    result = run(str(music), None, None, conditions=("clean",), hours=0.04, workdir=str(tmp_path))
+    row, = result["rows"]
+    assert row["pieces"] >= 2 and row["found_share"] >= 0.75, row
+    assert row["phantoms_per_hour"] <= 3600 / row["audio_s"]  # at most one in the whole radio
+    assert row["x_realtime"] > 1 and f"| clean | {row['audio_s'] / 3600:.2f} |" in markdown(result)
+    # the scoring itself: a segment of the wrong song is a phantom, the right one is found with its errors
+    from bench import corpus, queries
+    from lmprint.monitor import Segment
+    from lmprint.results import Song
+
+    tracks = corpus.load(str(music))
+    _, pieces = radio_hour(tracks, 120, np.random.default_rng(1), "clean", queries.Degraders.load(None, None),
+                           str(tmp_path))
+    first = next(p for p in pieces if p.indexed)
+    song = Song(1, first.path, "x", 45.0, "", 0, "")
+    other = Song(2, "/elsewhere.flac", "y", 45.0, "", 0, "")
+    segments = [Segment(song, first.start_s + 1, first.end_s - 2, first.offset_s + 1, 1.0, 3, open=False),
+                Segment(other, 0.0, 10.0, 0.0, 1.0, 3, open=False)]
+    scored = score(pieces, segments, 3600.0)
+    assert scored["phantoms_per_hour"] == 1.0 and scored["start_error_s"][0] == pytest.approx(
+        abs(first.start_s + 1 - (first.start_s + first.fade_in_s / 2)), abs=0.05)

@@ -1,0 +1,183 @@
+"""`bench monitor`: does `lmprint monitor` find every song in an hour of radio, and where it plays?
+
+A radio hour is made from the corpus: pieces of 20–180 s cut at random places from indexed songs, with one piece
+in five from a held-out song (music the index does not know), each crossfaded into the next over 0–8 s, and a
+DJ's voice (espeak-ng, when installed) over the first seconds of one piece in three. Conditions: `clean`,
+`noise` (ambient recordings at 5 dB under each piece), `phone` (a room, the phone band and compression, noise at
+5 dB). The monitor runs over the hour as a stream; each indexed piece is found when a segment names its song and
+overlaps it. Reported: the share found; median and 95th percentile of the start, end and song-offset errors of
+found pieces (a boundary is where a listener hears the change: the middle of a crossfade); phantom segments per
+hour (a song named where none of it plays); and speed in × realtime.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import corpus as corpus_module
+from . import queries as query_module
+
+CONDITIONS = ("clean", "noise", "phone")
+RATE = query_module.BENCH_RATE_HZ
+LINES = ["you are listening to the afternoon show", "and here is the next one", "stay tuned, more music after this",
+         "that was a good one", "coming up next on the radio"]
+
+
+@dataclass(frozen=True)
+class Piece:
+    path: str
+    indexed: bool
+    start_s: float  # in the hour
+    end_s: float
+    offset_s: float  # in the song, at start_s
+    fade_in_s: float  # the crossfade from the piece before: a listener hears the change at its middle
+
+
+def radio_hour(tracks, duration_s: float, rng: np.random.Generator, condition: str,
+               degraders: query_module.Degraders, workdir: str) -> tuple[np.ndarray, list[Piece]]:
+    """The hour's samples (mono float32 at RATE) and what plays when."""
+    from landmark import audio
+
+    indexed = [t for t in tracks if t.indexed]
+    held_out = [t for t in tracks if not t.indexed]
+    response = (degraders.impulse_responses[int(rng.integers(len(degraders.impulse_responses)))]
+                if degraders.impulse_responses else None)
+    kind = sorted(degraders.noises)[0]
+    out = np.zeros(int((duration_s + 200) * RATE), np.float32)
+    pieces: list[Piece] = []
+    at = 0.0
+    while at < duration_s:
+        pool = held_out if held_out and rng.random() < 0.2 else indexed
+        track = pool[int(rng.integers(len(pool)))]
+        signal = audio.load(track.path, RATE)
+        length_s = min(float(rng.uniform(20, 180)), signal.size / RATE)
+        if length_s < 20:
+            continue
+        offset_s = float(rng.uniform(0, signal.size / RATE - length_s))
+        piece = signal[int(offset_s * RATE):int((offset_s + length_s) * RATE)].copy()
+        if rng.random() < 1 / 3:
+            piece = _with_voice(piece, rng, workdir)
+        noise = degraders.noises[kind][int(rng.integers(len(degraders.noises[kind])))]
+        if condition == "noise":
+            piece = query_module.add_noise(piece, noise, 5.0, rng)
+        elif condition == "phone":
+            if response is not None:
+                piece = query_module.reverb(piece, response)
+            piece = query_module.phone(piece, RATE, noise, 5.0, rng)
+        fade_s = float(rng.uniform(0, 8)) if pieces else 0.0
+        start_s = max(0.0, at - fade_s)
+        _mix_in(out, piece, int(start_s * RATE), int(fade_s * RATE))
+        pieces.append(Piece(track.path, track.indexed, start_s, start_s + piece.size / RATE, offset_s, fade_s))
+        at = start_s + piece.size / RATE
+    return out[:int(at * RATE)], pieces
+
+
+def _mix_in(out: np.ndarray, piece: np.ndarray, start: int, fade: int) -> None:
+    """Add `piece` at `start`, both sides faded linearly over its first `fade` samples (a crossfade)."""
+    piece = piece.astype(np.float32) / (np.std(piece) + 1e-9) * 0.1  # radio levels: every song as loud
+    if fade:
+        ramp = np.linspace(0, 1, fade, dtype=np.float32)
+        piece[:fade] *= ramp
+        out[start:start + fade] *= 1 - ramp
+        out[start + fade:start + piece.size] = 0.0
+    out[start:start + piece.size] += piece
+
+
+def _with_voice(piece: np.ndarray, rng: np.random.Generator, workdir: str) -> np.ndarray:
+    """The piece with a DJ's voice over its start (espeak-ng), as loud as the music; unchanged without it."""
+    from landmark import audio
+
+    if shutil.which("espeak-ng") is None:
+        return piece
+    path = os.path.join(workdir, "voice.wav")
+    subprocess.run(["espeak-ng", "-w", path, LINES[int(rng.integers(len(LINES)))]], check=True,
+                   capture_output=True)
+    voice = audio.load(path, RATE)
+    voice = voice / (np.std(voice) + 1e-9) * (np.std(piece) + 1e-9)
+    out = piece.copy()
+    out[:voice.size] += voice[:out.size]
+    return out
+
+
+def score(pieces: list[Piece], segments: list, audio_s: float) -> dict:
+    """Found share, boundary and offset errors, phantoms per hour."""
+    # boundaries at the middle of each crossfade
+    fade_out = {n: pieces[n + 1].fade_in_s for n in range(len(pieces) - 1)}
+    pieces = [Piece(p.path, p.indexed, p.start_s + p.fade_in_s / 2, p.end_s - fade_out.get(n, 0.0) / 2,
+                    p.offset_s + p.fade_in_s / 2, p.fade_in_s) for n, p in enumerate(pieces)]
+    truth = [p for p in pieces if p.indexed]
+    found, start_errors, end_errors, offset_errors = 0, [], [], []
+    for piece in truth:
+        overlapping = [s for s in segments if s.song.path == piece.path and s.start_s < piece.end_s
+                       and s.end_s > piece.start_s]
+        if not overlapping:
+            continue
+        found += 1
+        best = max(overlapping, key=lambda s: min(s.end_s, piece.end_s) - max(s.start_s, piece.start_s))
+        start_errors.append(abs(best.start_s - piece.start_s))
+        end_errors.append(abs(best.end_s - piece.end_s))
+        if best.song_offset_s is not None:
+            offset_errors.append(abs(best.song_offset_s - (piece.offset_s + best.start_s - piece.start_s)))
+    phantoms = sum(not any(p.path == s.song.path and s.start_s < p.end_s and s.end_s > p.start_s for p in pieces)
+                   for s in segments)
+
+    def percentiles(values):
+        return [round(float(np.percentile(values, q)), 1) for q in (50, 95)] if values else [None, None]
+
+    return {"pieces": len(truth), "found": found, "found_share": round(found / max(1, len(truth)), 3),
+            "start_error_s": percentiles(start_errors), "end_error_s": percentiles(end_errors),
+            "offset_error_s": percentiles(offset_errors), "segments": len(segments),
+            "phantoms_per_hour": round(phantoms * 3600 / audio_s, 2)}
+
+
+def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=CONDITIONS, hours: float = 1.0,
+        seed: int = 0, jobs: int = 2, workdir: str | None = None) -> dict:
+    import soxr
+
+    from landmark import Index
+    from lmprint.monitor import monitor
+
+    tracks = corpus_module.load(corpus)
+    degraders = query_module.Degraders.load(noise_dir, rir_dir)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lmprint-monitor-", dir=workdir) as tmp:
+        index = Index(os.path.join(tmp, "monitor.db"), create=True)
+        index.add([t.path for t in tracks if t.indexed], jobs=jobs)
+        for number, condition in enumerate(conditions):
+            rng = np.random.default_rng([seed, number])
+            hour, pieces = radio_hour(tracks, hours * 3600, rng, condition, degraders, tmp)
+            samples = soxr.resample(hour, RATE, index.sample_rate_hz).astype(np.float32)
+            del hour
+            chunk = index.sample_rate_hz  # one second at a time, as a stream arrives
+            started = time.perf_counter()
+            segments = [s for s in monitor(index, (samples[i:i + chunk] for i in range(0, samples.size, chunk)))
+                        if not s.open]
+            seconds = time.perf_counter() - started
+            audio_s = samples.size / index.sample_rate_hz
+            row = {"condition": condition, "audio_s": round(audio_s, 1), **score(pieces, segments, audio_s),
+                   "x_realtime": round(audio_s / seconds, 1)}
+            print(row, file=sys.stderr, flush=True)
+            rows.append(row)
+        songs = len(index.catalogue.songs())
+        index.close()
+    return {"corpus": os.path.abspath(corpus), "seed": seed, "songs_indexed": songs, "rows": rows}
+
+
+def markdown(result: dict) -> str:
+    lines = [f"{result['songs_indexed']} songs indexed; seed {result['seed']}.", "",
+             "| condition | hours | songs found | start error s (p50 / p95) | end error s | offset error s | "
+             "phantoms / hour | × realtime |", "|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        lines.append(f"| {row['condition']} | {row['audio_s'] / 3600:.2f} | {row['found']} / {row['pieces']} "
+                     f"({row['found_share']}) | {' / '.join(map(str, row['start_error_s']))} | "
+                     f"{' / '.join(map(str, row['end_error_s']))} | {' / '.join(map(str, row['offset_error_s']))} | "
+                     f"{row['phantoms_per_hour']} | {row['x_realtime']} |")
+    return "\n".join(lines) + "\n"
