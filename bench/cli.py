@@ -199,8 +199,8 @@ def dedup(corpus, out, sizes, planted, seed, jobs):
 @click.option("--corpus", required=True, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings.")
-@click.option("--rir", "rir_dir", type=click.Path(), default=ROOMS_DIR, show_default=True,
-              help="Folder of room impulse responses.")
+@click.option("--rir", "rir_dir", type=click.Path(), default=ROOMS_DIR,
+              help="Folder of room impulse responses (default: the rooms shipped in bench/rooms).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Not the bench's seed: a calibration split.")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
 def calibrate(corpus, out, noise_dir, rir_dir, seed, jobs):
@@ -215,8 +215,8 @@ def calibrate(corpus, out, noise_dir, rir_dir, seed, jobs):
 @click.option("--corpus", required=True, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings.")
-@click.option("--rir", "rir_dir", type=click.Path(), default=ROOMS_DIR, show_default=True,
-              help="Folder of room impulse responses.")
+@click.option("--rir", "rir_dir", type=click.Path(), default=ROOMS_DIR,
+              help="Folder of room impulse responses (default: the rooms shipped in bench/rooms).")
 @click.option("--conditions", default="clean,noise,phone", show_default=True, help="Comma-separated.")
 @click.option("--hours", type=click.FloatRange(0.01), default=1.0, show_default=True, help="Radio per condition.")
 @click.option("--seed", type=int, default=0, show_default=True)
