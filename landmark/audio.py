@@ -27,14 +27,15 @@ download, a damaged copy): it is still indexed, but most of the song could never
 @dataclass(frozen=True)
 class Decoded:
     """Mono float32 samples at `sample_rate_hz`, the title tag if the file has one, the duration the container
-    declares (None if it declares none, or when only the start was decoded) and the packets FFmpeg could not
-    decode, which were skipped."""
+    declares (None if it declares none) and the packets FFmpeg could not decode, which were skipped."""
 
     samples: np.ndarray
     sample_rate_hz: int
     title: str | None
     declared_s: float | None = None
     bad_packets: int = 0
+    whole: bool = True
+    """False when only the start was decoded (`max_duration_s`)."""
 
     @property
     def duration_s(self) -> float:
@@ -43,7 +44,7 @@ class Decoded:
     @property
     def warning(self) -> str | None:
         """A line for a file that decoded to much less than its container declares (`SHORTFALL_RATIO`)."""
-        if self.declared_s is None or self.duration_s >= SHORTFALL_RATIO * self.declared_s:
+        if not self.whole or self.declared_s is None or self.duration_s >= SHORTFALL_RATIO * self.declared_s:
             return None
         skipped = f", {self.bad_packets} bad packets skipped" if self.bad_packets else ""
         return (f"decoded only {self.duration_s:.1f} s of the {self.declared_s:.1f} s it declares (truncated or "
@@ -79,10 +80,12 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     with _opened(path) as (container, stream, title):
         if container.duration:  # microseconds; lets the buffer be allocated once
             buffer.reserve(int(container.duration / 1e6 * sample_rate_hz * 1.01) + sample_rate_hz)
-        declared_s = container.duration / 1e6 if container.duration and limit is None else None
+        declared_s = container.duration / 1e6 if container.duration else None
+        whole = True
         for chunk in _resampled(container, stream, sample_rate_hz, bad):
             buffer.append(chunk)
             if limit is not None and buffer.size >= limit:
+                whole = False
                 break
     signal = buffer.samples()
     if limit is not None:
@@ -95,7 +98,7 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
         block = signal[start:start + (1 << 20)]
         if not np.isfinite(block).all():
             block[~np.isfinite(block)] = 0.0
-    return Decoded(signal, sample_rate_hz, title, declared_s, len(bad))
+    return Decoded(signal, sample_rate_hz, title, declared_s, len(bad), whole)
 
 
 @contextmanager

@@ -187,11 +187,11 @@ class Index:
     # --- match ------------------------------------------------------------------------------------------------
     def match(self, path: str | os.PathLike) -> Match | None:
         """The indexed song that the audio file `path` comes from, or None. Raises AudioError for bad input."""
-        return self.match_samples(self._load_query(path))
+        return self.match_samples(self._load_query(path).samples)
 
-    def _load_query(self, path: str | os.PathLike) -> np.ndarray:
+    def _load_query(self, path: str | os.PathLike) -> audio.Decoded:
         """A query file's first `max_query_s` seconds, at the engine's rate."""
-        return audio.load(path, self.sample_rate_hz, max_duration_s=self.matching.max_query_s)
+        return audio.decode(path, self.sample_rate_hz, max_duration_s=self.matching.max_query_s)
 
     def match_samples(self, samples: np.ndarray) -> Match | None:
         """Like `match`, for mono float32 samples already at `sample_rate_hz`."""
@@ -200,10 +200,17 @@ class Index:
 
     def answer(self, path: str | os.PathLike) -> Answer:
         """The match of the audio file `path` and the best-voted songs behind it, best first, with their vote
-        scores."""
-        match, candidates = self.identify(self._load_query(path))
+        scores; and a note when the file is longer than the part matched."""
+        decoded = self._load_query(path)
+        match, candidates = self.identify(decoded.samples)
         songs = self.catalogue.songs_by_id([c.song_id for c in candidates])
-        return Answer(match, tuple(Contender(songs[c.song_id], c.score) for c in candidates if c.song_id in songs))
+        note = None
+        if not decoded.whole:
+            length = f"{decoded.declared_s:.0f} s long" if decoded.declared_s else "longer"
+            note = (f"{length}: only its first {self.matching.max_query_s:g} s were matched; for every song in a "
+                    "long recording, use `lmprint monitor`")
+        return Answer(match, tuple(Contender(songs[c.song_id], c.score) for c in candidates if c.song_id in songs),
+                      note)
 
     def identify(self, samples: np.ndarray) -> tuple[Match | None, list[vote.Candidate]]:
         """The decision and the ranked candidates behind it (for diagnostics and the bench)."""

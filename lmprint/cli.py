@@ -272,11 +272,15 @@ def print_matches(index, files, as_json: bool, stdin_path: str = "-", top: int =
             failed += 1
             continue
         found, runner_up = answer.match, answer.runner_up
+        if answer.note:
+            click.echo(f"lmprint: {path}: {answer.note}", err=True)
         if as_json:
             line = {"query": path, "match": found.to_dict() if found else None,
                     "runner_up": runner_up.to_dict() if runner_up else None}
             if top:
                 line["candidates"] = [c.to_dict() for c in answer.contenders[:top]]
+            if answer.note:
+                line["note"] = answer.note
             click.echo(json.dumps(line))
         else:
             click.echo(f"{path}: {describe(found, index.name)}" if found else f"{path}: no match")

@@ -78,6 +78,8 @@ class Answer:
 
     match: Match | None
     contenders: tuple[Contender, ...] = ()
+    note: str | None = None
+    """Something the user should know about the query, e.g. that only its start was matched."""
 
     @property
     def runner_up(self) -> Contender | None:

@@ -96,3 +96,17 @@ def test_the_api_yields_each_segment_open_then_closed(built_index, hop_s):
     assert events[0].song.title == events[1].song.title == "song2"
     check([{"title": e.song.title, "start_s": e.start_s, "end_s": e.end_s, "song_offset_s": e.song_offset_s}
            for e in events[1:]], truth)
+
+
+def test_match_of_a_long_recording_says_only_its_start_was_matched_and_points_to_monitor(built_index, tmp_path):
+    signal, _ = radio([(0, 0.0, 35.0), (2, 0.0, 35.0)])  # two songs, 70 s: match reads the first 30 s
+    path = tmp_path / "two songs.flac"
+    write(path, signal, RATE)
+    result = run_cli("match", "--json", path, db=built_index, check=True)
+    answer = json.loads(result.stdout)
+    assert answer["match"]["title"] == "song0"
+    assert answer["note"].startswith("70 s long: only its first 30 s were matched") and "lmprint monitor" in answer["note"]
+    assert f"lmprint: {path}: 70 s long" in result.stderr
+    short = tmp_path / "short.flac"
+    write(short, signal[:RATE * 10], RATE)
+    assert "note" not in json.loads(run_cli("match", "--json", short, db=built_index, check=True).stdout)
