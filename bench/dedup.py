@@ -71,15 +71,12 @@ def judge(planted: list[dict], found, paths: dict[int, str]) -> dict:
                         {entry["source"], entry["path"]} and _cut_in_place(o, paths, entry["source"])), None)
             if hit is not None:
                 explained_parts.add(hit)
-        else:
-            hit = next((n for n, g in enumerate(groups) if {entry["source"], entry["path"]} <= g), None)
+        else:  # exactly the two: a group that drew in another song is not a find
+            hit = next((n for n, g in enumerate(groups) if {entry["source"], entry["path"]} == g), None)
             if hit is not None:
                 explained_groups.add(hit)
         hits.append(hit is not None)
-    planted_paths = {entry["path"] for entry in planted}
-    other_parts = [o for n, o in enumerate(parts) if n not in explained_parts
-                   # a cut also lies inside its source's other copies
-                   and not ({paths[o.song_a], paths[o.song_b]} & planted_paths)]
+    other_parts = [o for n, o in enumerate(parts) if n not in explained_parts]
     other_groups = [sorted(g) for n, g in enumerate(groups) if n not in explained_groups]
     return {"planted": len(planted), "found": int(sum(hits)),
             "missed": [e for e, ok in zip(planted, hits) if not ok],

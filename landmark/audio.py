@@ -85,7 +85,8 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
         for chunk in _resampled(container, stream, sample_rate_hz, bad):
             buffer.append(chunk)
             if limit is not None and buffer.size >= limit:
-                whole = False
+                # stopped early, unless the container says nothing (more than a packet) follows
+                whole = declared_s is not None and declared_s * sample_rate_hz <= limit + sample_rate_hz // 10
                 break
     signal = buffer.samples()
     if limit is not None:
@@ -159,7 +160,7 @@ def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
     with _opened(source) as (container, audio_stream, _):
         for chunk in _resampled(container, audio_stream, sample_rate_hz, []):
             if chunk.size:
-                yield chunk
+                yield _finite(chunk)
 
 
 RAW_FORMATS = {"s16le": ("<i2", 32768.0), "s32le": ("<i4", 2147483648.0), "f32le": ("<f4", 1.0)}
@@ -187,8 +188,15 @@ def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sam
         usable = len(data) - len(data) % frame_bytes
         data, pending = data[:usable], data[usable:]
         samples = np.frombuffer(data, dtype).astype(np.float32).reshape(-1, channels).mean(axis=1) / full_scale
-        yield resampler.resample_chunk(samples)
+        yield resampler.resample_chunk(_finite(samples))
     yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def _finite(chunk: np.ndarray) -> np.ndarray:
+    """The chunk with NaN and infinite samples (a damaged or float stream) set to 0."""
+    if not np.isfinite(chunk).all():
+        chunk = np.where(np.isfinite(chunk), chunk, np.float32(0.0))
+    return chunk
 
 
 def _frames(container, stream, bad: list[Exception]):

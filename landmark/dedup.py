@@ -41,8 +41,8 @@ class DedupSettings:
     """How `find_overlaps` joins the index with itself and what it reports."""
 
     max_pairs: int = 20_000_000
-    """The most (posting, posting) pairs the join forms; the rarest keys are joined first up to this. About 300 MB
-    of memory at the most."""
+    """The most (posting, posting) pairs the join forms; the rarest keys are joined first up to this. Sorting and
+    clustering them takes about 100 bytes a pair: up to 2 GB of memory."""
 
     max_postings_per_key: int = 64
     """Keys with more postings than this are never joined, whatever the budget: they are chance's."""
@@ -90,15 +90,15 @@ class Overlap:
 
 
 def key_size_bound(key_sizes: Iterable[np.ndarray], settings: DedupSettings) -> int:
-    """The largest key size whose keys, with every smaller one, make at most `max_pairs` pairs. `key_sizes` are the
-    postings per key, in any batches."""
-    histogram = np.zeros(settings.max_postings_per_key + 1, np.int64)
+    """The largest key size (at most `max_postings_per_key`) whose keys, with every smaller one, make at most
+    `max_pairs` pairs. `key_sizes` are the postings per key, in any batches."""
+    top = settings.max_postings_per_key
+    histogram = np.zeros(top + 2, np.int64)  # the last cell counts every larger key
     for sizes in key_sizes:
-        histogram += np.bincount(np.minimum(sizes, settings.max_postings_per_key),
-                                 minlength=histogram.size)[:histogram.size]
-    sizes = np.arange(histogram.size)
-    pairs = np.cumsum(histogram * sizes * (sizes - 1) // 2)
-    within = np.flatnonzero(pairs[:settings.max_postings_per_key] <= settings.max_pairs)
+        histogram += np.bincount(np.minimum(sizes, top + 1), minlength=histogram.size)
+    sizes = np.arange(top + 1)
+    pairs = np.cumsum(histogram[:top + 1] * sizes * (sizes - 1) // 2)
+    within = np.flatnonzero(pairs <= settings.max_pairs)
     return int(within[-1]) if within.size else 1
 
 
@@ -107,16 +107,36 @@ def key_sizes(hashes: np.ndarray) -> np.ndarray:
     return np.diff(np.r_[run_starts(np.sort(hashes)), hashes.size])
 
 
+@dataclass
+class SongCounts:
+    """Per song (by dense index), gathered while the postings are read: its postings in the keys joined, and its
+    first and last landmark's frame (−1: none)."""
+
+    joined: np.ndarray
+    first_frame: np.ndarray
+    last_frame: np.ndarray
+
+    @classmethod
+    def of(cls, n_songs: int) -> SongCounts:
+        return cls(np.zeros(n_songs, np.int64), np.full(n_songs, np.iinfo(np.int64).max), np.full(n_songs, -1))
+
+    def add(self, songs: np.ndarray, frames: np.ndarray, joined: np.ndarray) -> None:
+        """Count a batch: postings of dense song indices `songs` at `frames`, `joined` marking those joined."""
+        self.joined += np.bincount(songs[joined], minlength=self.joined.size)
+        np.minimum.at(self.first_frame, songs, frames)
+        np.maximum.at(self.last_frame, songs, frames)
+
+
 def pairs_of_batch(hashes: np.ndarray, songs: np.ndarray, frames: np.ndarray, song_index: np.ndarray,
-                   max_key_size: int, joined_per_song: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   max_key_size: int, counts: SongCounts) -> tuple[np.ndarray, np.ndarray]:
     """(packed (a, b, Δt) keys, frames in song a) of every pair of postings of one key, over the keys with 2 to
     `max_key_size` postings; a < b by song index, Δt = frame in b − frame in a. `song_index` maps song ids to
-    dense indices. Each song's postings in keys of at most `max_key_size` are counted into `joined_per_song`."""
+    dense indices. Every posting is counted into `counts`."""
     order = np.argsort(hashes, kind="stable")
     hashes, songs, frames = hashes[order], song_index[songs[order]], frames[order]
     starts = run_starts(hashes)
     sizes = np.diff(np.r_[starts, hashes.size])
-    joined_per_song += np.bincount(songs[np.repeat(sizes, sizes) <= max_key_size], minlength=joined_per_song.size)
+    counts.add(songs, frames, np.repeat(sizes, sizes) <= max_key_size)
     keys, first_frames = [], []
     for size in range(2, max_key_size + 1):
         of_size = starts[sizes == size]
@@ -159,7 +179,8 @@ def overlaps_of_pairs(keys: np.ndarray, frames_a: np.ndarray, song_ids: np.ndarr
         a = int(songs_ab[start] >> SONG_BITS)
         b = int(songs_ab[start] & ((1 << SONG_BITS) - 1))
         gaps = np.diff(frames)
-        pieces = np.flatnonzero(gaps > max(min_gap, settings.gap_spacings * gaps.mean())) + 1
+        mean_gap = float(gaps.mean()) if gaps.size else 0.0
+        pieces = np.flatnonzero(gaps > max(min_gap, settings.gap_spacings * mean_gap)) + 1
         for piece in np.split(frames, pieces):
             if piece.size < settings.min_shared:
                 continue

@@ -294,48 +294,42 @@ class Index:
         """The stretches of audio that two indexed songs share, each at its strongest alignment, found by joining
         the index with itself on its rarer keys (`landmark.dedup`): two reads of the postings, never a comparison
         of every pair of songs."""
-        settings = settings or dedup.DedupSettings()
-        bound = dedup.key_size_bound((dedup.key_sizes(hashes) for hashes, _, _ in self.postings.scan()), settings)
-        song_ids = np.array(sorted(song.id for song in self.catalogue.songs()), np.int64)
-        if song_ids.size < 2:
-            return []
-        if song_ids.size >= 1 << dedup.SONG_BITS:
-            raise IndexFileError(f"dedup handles at most {1 << dedup.SONG_BITS:,} songs")
-        song_index = np.zeros(int(song_ids.max()) + 1, np.int64)
-        song_index[song_ids] = np.arange(song_ids.size)
-        keys, frames, joined = [], [], np.zeros(song_ids.size, np.int64)
-        for hashes, songs, song_frames in self.postings.scan():
-            listed = songs < song_index.size  # songs added since the list was read wait for the next run
-            batch_keys, batch_frames = dedup.pairs_of_batch(hashes[listed], songs[listed], song_frames[listed],
-                                                            song_index, bound, joined)
-            keys.append(batch_keys)
-            frames.append(batch_frames)
-        if not keys:
-            return []
-        spans = self._span_frames(song_ids.tolist())
-        joined_per_frame = joined / np.maximum([spans.get(song_id, 1) for song_id in song_ids.tolist()], 1)
-        return dedup.strongest_per_stretch(list(dedup.overlaps_of_pairs(
-            np.concatenate(keys), np.concatenate(frames), song_ids, joined_per_frame,
-            self.fingerprint_settings.frame_s, settings)))
+        return self._join(settings or dedup.DedupSettings())[0]
 
     def duplicates(self, settings: dedup.DedupSettings | None = None) -> dedup.Duplicates:
         """The songs that hold one recording, grouped, and the other stretches of audio songs share
         (`overlaps`)."""
         settings = settings or dedup.DedupSettings()
-        overlaps = self.overlaps(settings)
-        spans = self._span_frames(sorted({song for o in overlaps for song in (o.song_a, o.song_b)}))
-        frame_s = self.fingerprint_settings.frame_s
-        return dedup.duplicates(overlaps, {song_id: frames * frame_s for song_id, frames in spans.items()}, settings)
+        overlaps, spans_s = self._join(settings)
+        return dedup.duplicates(overlaps, spans_s, settings)
 
-    def _span_frames(self, song_ids: list[int]) -> dict[int, int]:
-        """Frames from each song's first landmark to its last, for those of these songs that have landmarks."""
-        spans: dict[int, int] = {}
-        for start in range(0, len(song_ids), 900):
-            part = song_ids[start:start + 900]
-            marks = ",".join("?" * len(part))
-            rows = self.catalogue.read(f"SELECT id, timeline_frames FROM songs WHERE id IN ({marks})", part)
-            spans.update((song_id, frames) for song_id, frames in rows if frames is not None)
-        return spans
+    def _join(self, settings: dedup.DedupSettings) -> tuple[list[dedup.Overlap], dict[int, float]]:
+        """(overlaps, each song's fingerprinted span in s: its first landmark to its last)."""
+        bound = dedup.key_size_bound((dedup.key_sizes(hashes) for hashes, _, _ in self.postings.scan()), settings)
+        song_ids = np.array(sorted(song.id for song in self.catalogue.songs()), np.int64)
+        if song_ids.size < 2:
+            return [], {}
+        if song_ids.size >= 1 << dedup.SONG_BITS:
+            raise IndexFileError(f"dedup handles at most {1 << dedup.SONG_BITS:,} songs")
+        song_index = np.full(int(song_ids.max()) + 1, -1, np.int64)
+        song_index[song_ids] = np.arange(song_ids.size)
+        counts = dedup.SongCounts.of(song_ids.size)
+        keys, frames = [], []
+        for hashes, songs, song_frames in self.postings.scan():
+            listed = songs < song_index.size  # songs added since the list was read wait for the next run
+            listed[listed] = song_index[songs[listed]] >= 0
+            batch_keys, batch_frames = dedup.pairs_of_batch(hashes[listed], songs[listed], song_frames[listed],
+                                                            song_index, bound, counts)
+            keys.append(batch_keys)
+            frames.append(batch_frames)
+        all_keys, all_frames = np.concatenate(keys), np.concatenate(frames)
+        del keys, frames  # the join's pairs are held once
+        frame_s = self.fingerprint_settings.frame_s
+        spans = np.maximum(counts.last_frame - counts.first_frame + 1, 1)
+        overlaps = dedup.strongest_per_stretch(list(dedup.overlaps_of_pairs(
+            all_keys, all_frames, song_ids, counts.joined / spans, frame_s, settings)))
+        has_landmarks = counts.last_frame >= 0
+        return overlaps, dict(zip(song_ids[has_landmarks].tolist(), (spans[has_landmarks] * frame_s).tolist()))
 
     # --- remove, stats ----------------------------------------------------------------------------------------
     def remove(self, song_ids: int | Iterable[int]) -> None:

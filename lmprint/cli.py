@@ -306,7 +306,9 @@ def list_(ctx, as_json, recordings):
     with Catalogue(ctx.obj["db"]) as catalogue:
         songs = catalogue.songs()
     groups = [[song] for song in songs]
-    if recordings and "landmark" in engines_in(ctx.obj["db"]):
+    if recordings and "landmark" not in engines_in(ctx.obj["db"]):
+        raise LmprintError(f"{ctx.obj['db']} has no landmark index: recordings are found by comparing landmarks")
+    if recordings:
         index = open_method(ctx.obj["db"], "landmark")
         try:
             found = index.duplicates()
@@ -429,9 +431,6 @@ def stats(ctx, as_json):
         click.echo(f"{key}: {value}")
 
 
-if __name__ == "__main__":
-    main()
-
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per group or overlap, one per line.")
@@ -494,13 +493,17 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, me
 
     if as_json and as_csv:
         raise LmprintError("--json or --csv, not both")
+    raw_input = None
+    if raw_format and source != "-":
+        try:
+            raw_input = open(source, "rb")  # noqa: SIM115 - closed below
+        except OSError as error:
+            raise LmprintError(f"{source}: {error.strerror or error}") from None
     index = open_method(ctx.obj["db"], method, model=model, device=device, with_model=True)
     rate = index.sample_rate_hz
     if raw_format:
-        stream = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115 - closed below
-        chunks = audio.stream_raw(stream, raw_format, raw_rate, raw_channels, rate)
+        chunks = audio.stream_raw(raw_input or sys.stdin.buffer, raw_format, raw_rate, raw_channels, rate)
     else:
-        stream = None
         chunks = audio.stream(sys.stdin.buffer if source == "-" else source, rate)
     writer = csv.writer(sys.stdout) if as_csv else None
     columns = ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence"]
@@ -525,6 +528,10 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, me
                            f"confidence {segment.confidence:.4f}")
     finally:
         index.close()
-        if stream is not None and stream is not sys.stdin.buffer:
-            stream.close()
+        if raw_input is not None:
+            raw_input.close()
     click.echo(f"{segments} segments", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .errors import AudioError
+from .errors import AudioError, SettingsError
 from .method import Method
 from .results import Match, Song
 
@@ -55,6 +55,12 @@ class MonitorSettings:
     audible_s: float = 2.0
     """About how much of a song a look must hold to name it (2 s names every clean clip on the bench): where
     boundaries are placed within a look."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.hop_s <= self.window_s:
+            raise SettingsError("need 0 < hop_s <= window_s: every stretch of the stream is looked at")
+        if self.confirm_looks < 1 or self.close_after_misses < 1:
+            raise SettingsError("confirm_looks and close_after_misses must be at least 1")
 
 
 @dataclass
@@ -87,7 +93,7 @@ class Monitor:
         self.settings = settings or MonitorSettings()
         rate = method.sample_rate_hz
         self._window = int(self.settings.window_s * rate)
-        self._hop = int(self.settings.hop_s * rate)
+        self._hop = max(1, int(self.settings.hop_s * rate))
         self._buffer = np.zeros(0, np.float32)
         self._buffer_start = 0  # stream sample of _buffer[0]
         self._next_look = 0  # stream sample where the next look's window starts

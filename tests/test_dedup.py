@@ -58,3 +58,18 @@ def test_list_recordings_shows_each_recording_with_its_files(tmp_path):
     assert files == [["a.flac", "a.mp3"], ["b.flac"]]
     text = run_cli("list", "--recordings", db=db, check=True).stdout
     assert text.startswith("Tide\t30.0 s\t2 files\n") and "Reef\t30.0 s\t1 file\n" in text
+
+
+def test_a_copy_with_silence_before_it_is_the_same_recording(tmp_path):
+    """A padded rip: the song's span runs from its first landmark, not from the file's start."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    song = rendered(5, 40.0, SYNTH_RATE)
+    write(folder / "album.flac", song, SYNTH_RATE)
+    write(folder / "padded.flac", np.r_[np.zeros(8 * SYNTH_RATE, np.float32), song], SYNTH_RATE)
+    write(folder / "other.flac", rendered(6, 40.0, SYNTH_RATE), SYNTH_RATE)
+    db = tmp_path / "index.db"
+    run_cli("add", folder, db=db, check=True)
+    lines = [json.loads(line) for line in run_cli("dedup", "--json", db=db, check=True).stdout.splitlines()]
+    assert [sorted(e["path"].rsplit("/", 1)[1] for e in line["same_recording"]) for line in lines] == [
+        ["album.flac", "padded.flac"]]

@@ -7,6 +7,7 @@ import pytest
 
 from bench.audio_io import write
 from landmark import Index
+from lmprint.errors import SettingsError
 from lmprint.monitor import Monitor, MonitorSettings, monitor
 from tests.conftest import SYNTH_RATE, rendered, run_cli
 
@@ -79,8 +80,12 @@ def test_memory_stays_bounded_however_long_the_stream(built_index):
 
 def test_a_bad_source_is_one_line(built_index, tmp_path):
     (tmp_path / "notes.txt").write_text("not audio")
-    result = run_cli("monitor", tmp_path / "notes.txt", db=built_index)
-    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "lmprint:" in result.stderr
+    for arguments in ([tmp_path / "notes.txt"], ["--format", "s16le", tmp_path / "missing.pcm"],
+                      [tmp_path / "missing.flac"]):
+        result = run_cli("monitor", *arguments, db=built_index)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1 and "lmprint:" in result.stderr, arguments
+    with pytest.raises(SettingsError, match="hop_s"):
+        MonitorSettings(hop_s=0.0)
 
 
 @pytest.mark.parametrize("hop_s", [1.0, 2.0])
