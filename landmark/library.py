@@ -18,7 +18,7 @@ from .confidence import CALIBRATION
 from .fingerprint import Fingerprint, fingerprint
 from .settings import FingerprintSettings, MatchSettings
 from .store import PeakStore, SongPostings, SQLitePostingStore
-from .verify import CopyCheck, ProminenceMap, agreement, agreement_at, agrees, verify, without_copies_of_leader
+from .verify import CopyCheck, ProminenceMap, agreement_at, agreements, confirms_vote, verify, without_copies_of_leader
 
 SETTINGS_KEY = "config"
 """The `meta` key under which an index records its `FingerprintSettings` (JSON)."""
@@ -215,11 +215,7 @@ class Index:
     def identify(self, samples: np.ndarray) -> tuple[Match | None, list[vote.Candidate]]:
         """The decision and the ranked candidates behind it (for diagnostics and the bench)."""
         matching = self.matching
-        samples = samples[:int(matching.max_query_s * self.sample_rate_hz)]
-        audio.check_usable(samples, self.sample_rate_hz, matching.min_duration_s)
-        query = fingerprint(samples, self.fingerprint_settings, matching.query, with_prominence=True)
-        if query.hashes.size == 0:
-            raise AudioError("no landmarks found (silent or featureless)")
+        query = self._fingerprint_query(samples)
         is_copy = CopyCheck(self.peaks.get, self._durations_s, matching)
         alignments = self._align(query, matching.query_delta_tolerance_frames)
         candidates = without_copies_of_leader(alignments.top(self._candidate_count), is_copy)
@@ -229,16 +225,19 @@ class Index:
             alignments = self._align(query, matching.query_retry_tolerance_frames)
             candidates = without_copies_of_leader(alignments.top(self._candidate_count), is_copy)
             best = vote.decide(candidates, matching, min_ratio=matching.query_retry_min_ratio)
-        clip = None
+        z = None  # the winner's agreement, for its confidence
         if matching.verify_candidates > 0:
             assert query.prominence is not None
             clip = ProminenceMap.of(query.prominence, self.fingerprint_settings)
-            if best is not None and not agrees(best, clip, self.peaks.get, matching):
-                best = None  # the vote lined up pairs, but the song's peaks are not in the clip
+            if best is not None:
+                z = agreement_at(best, clip, self.peaks.get, matching)
+                if not confirms_vote(z, matching):
+                    best = None  # the vote lined up pairs, but the song's peaks are not in the clip
             if best is None:
                 candidates = without_copies_of_leader(
                     alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
                 best, decided_by = verify(candidates, clip, self.peaks.get, matching, is_copy)
+                z = None if best is None else agreement_at(best, clip, self.peaks.get, matching)
         if best is None:
             return None, candidates
         songs = self.catalogue.songs_by_id([best.song_id, *sorted(is_copy.copies.get(best.song_id, ()))])
@@ -248,7 +247,6 @@ class Index:
         copies = is_copy.copies.get(best.song_id, set())
         vote_lead = best.score - max((c.score for c in candidates if c.song_id != best.song_id
                                       and c.song_id not in copies), default=0.0)
-        z = None if clip is None else agreement_at(best, clip, self.peaks.get, matching)
         chance = CALIBRATION.false_match_probability(vote_lead, z)
         offset_s = max(0.0, best.delta_frames * self.fingerprint_settings.frame_s)
         return Match(song, best.score, offset_s, 1.0 - chance, decided_by, tuple(songs.values()), chance), candidates
@@ -258,8 +256,7 @@ class Index:
         candidates verification would read, whatever the decision. On clips of songs that are not indexed this is
         what chance reaches, which `bench calibrate` measures for `landmark.confidence`."""
         matching = self.matching
-        query = fingerprint(samples[:int(matching.max_query_s * self.sample_rate_hz)], self.fingerprint_settings,
-                            matching.query, with_prominence=True)
+        query = self._fingerprint_query(samples)
         is_copy = CopyCheck(self.peaks.get, self._durations_s, matching)
         alignments = self._align(query, matching.query_delta_tolerance_frames)
         candidates = without_copies_of_leader(
@@ -269,10 +266,18 @@ class Index:
         lead = candidates[0].score - (candidates[1].score if len(candidates) > 1 else 0.0)
         assert query.prominence is not None
         clip = ProminenceMap.of(query.prominence, self.fingerprint_settings)
-        peaks = self.peaks.get([c.song_id for c in candidates[:matching.verify_candidates]])
-        zs = [agreement(clip, *peaks[c.song_id], (c.delta_frames, *c.other_deltas), matching)[0]
-              for c in candidates[:matching.verify_candidates] if c.song_id in peaks]
+        zs = [z for z, _ in agreements(candidates[:matching.verify_candidates], clip, self.peaks.get, matching)]
         return lead, max(zs, default=None)
+
+    def _fingerprint_query(self, samples: np.ndarray) -> Fingerprint:
+        """A query's fingerprint at query density, with its prominence map: its first `max_query_s`, refused in
+        one line when too short, silent or featureless."""
+        samples = samples[:int(self.matching.max_query_s * self.sample_rate_hz)]
+        audio.check_usable(samples, self.sample_rate_hz, self.matching.min_duration_s)
+        query = fingerprint(samples, self.fingerprint_settings, self.matching.query, with_prominence=True)
+        if query.hashes.size == 0:
+            raise AudioError("no landmarks found (silent or featureless)")
+        return query
 
     def _durations_s(self, song_ids: list[int]) -> dict[int, float]:
         return {song_id: song.duration_s for song_id, song in self.catalogue.songs_by_id(song_ids).items()}

@@ -85,7 +85,11 @@ def agrees(voted: Candidate, clip: ProminenceMap, song_peaks: SongPeaks, setting
     """Whether a song matched by vote shows its peaks in the clip too: z ≥ `min_vote_agreement_z` at its voted
     offset. Pairs can line up by chance in music that shares a grid and a sound; its peaks then do not agree.
     True for a song whose peaks the index does not hold (indexes of schema 3: matched by vote alone)."""
-    z = agreement_at(voted, clip, song_peaks, settings)
+    return confirms_vote(agreement_at(voted, clip, song_peaks, settings), settings)
+
+
+def confirms_vote(z: float | None, settings: MatchSettings) -> bool:
+    """Whether a vote winner's agreement z (None: no stored peaks) lets its match stand (see `agrees`)."""
     return z is None or z >= settings.min_vote_agreement_z
 
 
@@ -98,6 +102,20 @@ def agreement_at(candidate: Candidate, clip: ProminenceMap, song_peaks: SongPeak
         return None
     z, _ = agreement(clip, *peaks, candidate.delta_frames, settings)
     return z
+
+
+def agreements(candidates: list[Candidate], clip: ProminenceMap, song_peaks: SongPeaks, settings: MatchSettings
+               ) -> list[tuple[float, Candidate]]:
+    """(z, candidate at the Δt that agreed best) of each candidate whose peaks the index holds, in their order: the
+    best agreement at its voted offset and at its other strong offsets (`Candidate.other_deltas`)."""
+    peaks = song_peaks([c.song_id for c in candidates])
+    agreed = []
+    for candidate in candidates:
+        if candidate.song_id in peaks:
+            z, delta = agreement(clip, *peaks[candidate.song_id], (candidate.delta_frames, *candidate.other_deltas),
+                                 settings)
+            agreed.append((z, Candidate(candidate.song_id, candidate.score, delta)))
+    return agreed
 
 
 def verify(candidates: list[Candidate], clip: ProminenceMap,
@@ -118,13 +136,7 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
     its lead.
     """
     candidates = candidates[:settings.verify_candidates]
-    peaks = song_peaks([c.song_id for c in candidates])
-    agreed = []
-    for candidate in candidates:
-        if candidate.song_id in peaks:
-            z, delta = agreement(clip, *peaks[candidate.song_id], (candidate.delta_frames, *candidate.other_deltas),
-                                 settings)
-            agreed.append((z, Candidate(candidate.song_id, candidate.score, delta)))
+    agreed = agreements(candidates, clip, song_peaks, settings)
     if not agreed:
         return None, ""
     leader_z, leader = agreed[0]
