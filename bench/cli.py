@@ -57,6 +57,20 @@ def clip(source, target, start, duration, snr_db, noise, seed):
     write(target, piece / max(1.0, float(np.max(np.abs(piece)))), rate)
 
 
+def _corpus_and_rooms_options(command):
+    """--corpus, --out, --noise and --rir, for the benches that degrade corpus audio with noise and rooms."""
+    options = [
+        click.option("--corpus", required=True, type=click.Path(exists=True)),
+        click.option("--out", required=True, type=click.Path(file_okay=False)),
+        click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings."),
+        click.option("--rir", "rir_dir", type=click.Path(), default=ROOMS_DIR,
+                     help="Folder of room impulse responses (default: the rooms shipped in bench/rooms)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def write_report(out: str, name: str, result: dict, markdown) -> None:
     """`result` as OUT/NAME.json, and its table as OUT/NAME.md and on stdout."""
     import json
@@ -196,11 +210,7 @@ def dedup(corpus, out, sizes, planted, seed, jobs):
 
 
 @main.command()
-@click.option("--corpus", required=True, type=click.Path(exists=True))
-@click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings.")
-@click.option("--rir", "rir_dir", type=click.Path(), default=ROOMS_DIR,
-              help="Folder of room impulse responses (default: the rooms shipped in bench/rooms).")
+@_corpus_and_rooms_options
 @click.option("--seed", type=int, default=1, show_default=True, help="Not the bench's seed: a calibration split.")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
 def calibrate(corpus, out, noise_dir, rir_dir, seed, jobs):
@@ -212,11 +222,7 @@ def calibrate(corpus, out, noise_dir, rir_dir, seed, jobs):
 
 
 @main.command()
-@click.option("--corpus", required=True, type=click.Path(exists=True))
-@click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings.")
-@click.option("--rir", "rir_dir", type=click.Path(), default=ROOMS_DIR,
-              help="Folder of room impulse responses (default: the rooms shipped in bench/rooms).")
+@_corpus_and_rooms_options
 @click.option("--conditions", default="clean,noise,phone", show_default=True, help="Comma-separated.")
 @click.option("--hours", type=click.FloatRange(0.01), default=1.0, show_default=True, help="Radio per condition.")
 @click.option("--seed", type=int, default=0, show_default=True)
