@@ -32,16 +32,22 @@ class Fingerprint:
     peak_frames: np.ndarray  # int64, sorted
     peak_bins: np.ndarray  # int64
     prominence: np.ndarray | None = None  # float32, frames × bins
+    index_style: np.ndarray | None = None  # bool, one per hash
+    """A query's pairs that the index's own density would make from the clip (`fingerprint`'s `index_density`):
+    their anchor and target are among the clip's peaks at index density, the target among the anchor's first
+    `fanout` there. Such a pair is an indexed one far more often than the query's other pairs (`landmark.plan`)."""
 
 
-def _scan(signal: np.ndarray, settings: FingerprintSettings, density: Density, keep_prominence: bool
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(frames, bins) of the selected peaks of the whole signal, sorted by frame; and its prominence map if asked."""
+def _scan(signal: np.ndarray, settings: FingerprintSettings, density: Density, keep_prominence: bool,
+          also: Density | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[np.ndarray, ...]]:
+    """(frames, bins) of the selected peaks of the whole signal, sorted by frame; its prominence map if asked; and
+    (frames, bins) of its peaks at a second density `also` from the same spectrogram (empty when None)."""
     total = frame_count(signal.size, settings)
     block_frames = max(1, int(round(settings.peak_block_s / settings.frame_s)))
     step = block_frames * max(1, int(round(BLOCK_S / settings.peak_block_s)))
-    margin = max(settings.background_frames // 2 + settings.peak_rank_frames // 2, density.neighbourhood_frames) + 1
-    all_frames, all_bins, prominence_blocks = [], [], []
+    neighbourhood_frames = max(density.neighbourhood_frames, also.neighbourhood_frames if also else 0)
+    margin = max(settings.background_frames // 2 + settings.peak_rank_frames // 2, neighbourhood_frames) + 1
+    all_frames, all_bins, prominence_blocks, also_frames, also_bins = [], [], [], [], []
     for start in range(0, total, step):
         first = max(0, start - margin)
         spectrogram_db = log_spectrogram(signal, settings, first, min(total, start + step + margin) - first)
@@ -52,26 +58,45 @@ def _scan(signal: np.ndarray, settings: FingerprintSettings, density: Density, k
         frames, bins = select_peaks(frames[core], bins[core], rank[core], settings, density)
         all_frames.append(frames)
         all_bins.append(bins)
+        if also is not None:
+            frames, bins, rank = candidate_peaks(spectrogram_db, prominence, settings, also)
+            frames = frames + first
+            core = (frames >= start) & (frames < start + step)
+            frames, bins = select_peaks(frames[core], bins[core], rank[core], settings, also)
+            also_frames.append(frames)
+            also_bins.append(bins)
         if keep_prominence:
             prominence_blocks.append(prominence[start - first:start - first + step])
-    frames, bins = (np.concatenate(part) if part else np.zeros(0, np.int64) for part in (all_frames, all_bins))
+    frames, bins, *second = (np.concatenate(part) if part else np.zeros(0, np.int64)
+                             for part in (all_frames, all_bins, also_frames, also_bins))
     if not keep_prominence:
-        return frames, bins, None
+        return frames, bins, None, tuple(second)
     prominence = (np.concatenate(prominence_blocks) if prominence_blocks
                   else np.zeros((0, settings.fft_size // 2 + 1), np.float32))
-    return frames, bins, prominence
+    return frames, bins, prominence, tuple(second)
 
 
 def extract_peaks(signal: np.ndarray, settings: FingerprintSettings, density: Density) -> tuple[np.ndarray, np.ndarray]:
     """(frames, bins) of the selected peaks of the whole signal, sorted by frame."""
-    frames, bins, _ = _scan(signal, settings, density, keep_prominence=False)
+    frames, bins, _, _ = _scan(signal, settings, density, keep_prominence=False)
     return frames, bins
 
 
-def fingerprint(signal: np.ndarray, settings: FingerprintSettings, density: Density, with_prominence: bool = False
-                ) -> Fingerprint:
+def fingerprint(signal: np.ndarray, settings: FingerprintSettings, density: Density, with_prominence: bool = False,
+                index_density: Density | None = None) -> Fingerprint:
     """Hashes of `signal` at the given density (`FingerprintSettings.index` for songs, `MatchSettings.query` for
-    clips), with the prominence map too if `with_prominence` (queries)."""
-    frames, bins, prominence = _scan(signal, settings, density, with_prominence)
+    clips), with the prominence map too if `with_prominence` (queries), and which pairs are index-style if an
+    `index_density` is given (queries: `Fingerprint.index_style`)."""
+    frames, bins, prominence, (index_frames, index_bins) = _scan(signal, settings, density, with_prominence,
+                                                                 index_density)
     hashes, anchor_frames = hashing.pair_peaks(frames, bins, settings, density)
-    return Fingerprint(hashes, anchor_frames, frames, bins, prominence)
+    index_style = None
+    if index_density is not None:
+        styled_hashes, styled_frames = hashing.pair_peaks(index_frames, index_bins, settings, index_density)
+        index_style = np.isin(_landmark_ids(hashes, anchor_frames), _landmark_ids(styled_hashes, styled_frames))
+    return Fingerprint(hashes, anchor_frames, frames, bins, prominence, index_style)
+
+
+def _landmark_ids(hashes: np.ndarray, anchor_frames: np.ndarray) -> np.ndarray:
+    """One integer per (hash, anchor frame)."""
+    return (np.asarray(anchor_frames, np.int64) << 32) | np.asarray(hashes, np.int64)

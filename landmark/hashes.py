@@ -91,21 +91,21 @@ def _pair_anchors(frames, bins, zone_end, start, stop, settings: FingerprintSett
     return hashes.astype(np.uint32), frames[anchors[rows]].astype(np.uint32)
 
 
-def widen_delta_time(hashes: np.ndarray, anchor_frames: np.ndarray, tolerance_frames: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Add copies of each query hash with Δt shifted by ±1..tolerance frames.
+def widen_delta_time(hashes: np.ndarray, tolerance_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Add copies of each query hash with Δt shifted by ±1..tolerance frames: (hashes, the index in `hashes` each
+    comes from, |shift| in frames of each, 0 for the originals), the originals first.
 
     A clip cut at an arbitrary sample moves each peak by up to one frame, which changes Δt of some pairs; the
     index holds each pair once, so the query asks for the neighbours too.
     """
-    if tolerance_frames <= 0 or hashes.size == 0:
-        return hashes, anchor_frames
+    hashes = np.asarray(hashes, np.uint32)
     delta_frames = hashes.astype(np.int64) & ((1 << DELTA_TIME_BITS) - 1)
-    all_hashes, all_frames = [hashes], [anchor_frames]
-    for shift in range(1, tolerance_frames + 1):
+    all_hashes, sources, all_shifts = [hashes], [np.arange(hashes.size)], [np.zeros(hashes.size, np.int64)]
+    for shift in range(1, max(tolerance_frames, 0) + 1):
         for signed in (-shift, shift):
             shifted = delta_frames + signed
-            ok = (shifted >= 1) & (shifted < (1 << DELTA_TIME_BITS))
+            ok = np.flatnonzero((shifted >= 1) & (shifted < (1 << DELTA_TIME_BITS)))
             all_hashes.append((hashes[ok].astype(np.int64) + signed).astype(np.uint32))
-            all_frames.append(anchor_frames[ok])
-    return np.concatenate(all_hashes), np.concatenate(all_frames)
+            sources.append(ok)
+            all_shifts.append(np.full(ok.size, shift, np.int64))
+    return np.concatenate(all_hashes), np.concatenate(sources), np.concatenate(all_shifts)

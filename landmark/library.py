@@ -274,7 +274,8 @@ class Index:
         one line when too short, silent or featureless."""
         samples = samples[:int(self.matching.max_query_s * self.sample_rate_hz)]
         audio.check_usable(samples, self.sample_rate_hz, self.matching.min_duration_s)
-        query = fingerprint(samples, self.fingerprint_settings, self.matching.query, with_prominence=True)
+        query = fingerprint(samples, self.fingerprint_settings, self.matching.query, with_prominence=True,
+                            index_density=self.fingerprint_settings.index)
         if query.hashes.size == 0:
             raise AudioError("no landmarks found (silent or featureless)")
         return query
@@ -283,9 +284,11 @@ class Index:
         return {song_id: song.duration_s for song_id, song in self.catalogue.songs_by_id(song_ids).items()}
 
     def _align(self, query: Fingerprint, tolerance_frames: int) -> vote.Alignments:
-        """The query fingerprint's votes per song and Δt, its hashes looked up with Δt ± tolerance_frames."""
-        query_hashes = vote.QueryHashes.of(query.hashes, query.anchor_frames, tolerance_frames)
-        found = self.postings.lookup(query_hashes.distinct)
+        """The query fingerprint's votes per song and Δt, its hashes looked up with Δt ± tolerance_frames: those
+        of its keys that a budget reads, the likeliest evidence per posting first (`landmark.plan`)."""
+        query_hashes = vote.QueryHashes.of(query.hashes, query.anchor_frames, tolerance_frames, query.index_style)
+        found = self.postings.lookup(query_hashes.distinct, query_hashes.key_likelihood(),
+                                     self.matching.max_postings_read)
         return vote.align(query_hashes, found.key_index, found.song_ids, found.frames, self.postings.song_count(),
                           self.matching)
 

@@ -37,6 +37,11 @@ ROWS_PER_SCAN = 8192
 """Rows read at a time when a removal scans the postings."""
 KEYS_PER_STATEMENT = 900
 """Buckets asked for per SELECT (SQLite allows 999 parameters)."""
+GREEDY_ROUNDS = 4
+"""Rounds of `within_budget`'s greedy choice: after the first, little of the budget is left to fill."""
+SMALL_ROW_BYTES = 192
+"""A budgeted lookup reads rows up to this size (64 postings) with the sizes of the others, in one pass: reading
+them costs about what asking their size does. Only the larger rows wait for the budget's choice."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,10 @@ class PostingStore(Protocol):
     def add(self, songs: Sequence[SongPostings]) -> None:
         """Store songs' postings: for each, hash `hashes[i]` at frame `frames[i]` of the song."""
 
-    def lookup(self, keys: np.ndarray) -> Postings:
-        """Every posting of the given keys, which must be ascending and distinct."""
+    def lookup(self, keys: np.ndarray, priority: np.ndarray | None = None, max_postings: int = 0) -> Postings:
+        """Every posting of the given keys, which must be ascending and distinct. With a `priority` per key and a
+        `max_postings` budget, the keys whose postings do not all fit are read by falling priority per posting,
+        until the budget is spent (`within_budget`); the rest are left out."""
 
     def remove(self, song_ids: Sequence[int]) -> None:
         """Drop every posting of these songs."""
@@ -129,7 +136,8 @@ class SQLitePostingStore:
                                                                  buckets.size).tolist()))
         self.catalogue.after_commit(lambda: self._known_row_ends.update(new_ends))  # the rows' ends, once they are
 
-    def lookup(self, keys: np.ndarray) -> Postings:
+    def lookup(self, keys: np.ndarray, priority: np.ndarray | None = None, max_postings: int = 0) -> Postings:
+        """A row is read whole: the budget chooses rows, by their asked keys' summed priority per posting."""
         wanted = np.asarray(keys, np.uint32)
         if wanted.size == 0:
             return Postings.empty()
@@ -140,7 +148,11 @@ class SQLitePostingStore:
         firsts = run_starts(wanted >> codec.SUFFIX_BITS)
         buckets = wanted[firsts] >> codec.SUFFIX_BITS
         asked_suffixes = np.bitwise_or.reduceat(np.left_shift(np.uint32(1), wanted & codec.SUFFIX_MASK), firsts)
-        found_buckets, blobs = self._rows(buckets)
+        if priority is None or max_postings <= 0:
+            found_buckets, blobs = self._rows(buckets)
+        else:
+            found_buckets, blobs = self._rows_within(buckets, np.add.reduceat(np.asarray(priority, np.float64), firsts),
+                                                     max_postings)
         rows, suffixes, timeline_frames = codec.decode_rows(blobs)
         slot = np.searchsorted(buckets, found_buckets)
         asked = ((asked_suffixes[slot, None] >> np.arange(1 << codec.SUFFIX_BITS, dtype=np.uint32)) & 1
@@ -218,6 +230,29 @@ class SQLitePostingStore:
                 blobs.append(blob)
         return np.asarray(found_buckets, np.uint32), blobs
 
+    def _rows_within(self, buckets: np.ndarray, priority: np.ndarray, max_postings: int
+                     ) -> tuple[np.ndarray, list[bytes]]:
+        """(buckets, blobs) of the rows of these buckets that a budget of `max_postings` reads (see `lookup`).
+        One pass reads the small rows and the sizes of the others; a second reads the large rows chosen."""
+        found, sizes, blobs = [], [], []
+        for start in range(0, buckets.size, KEYS_PER_STATEMENT):
+            part = buckets[start:start + KEYS_PER_STATEMENT].tolist()
+            for bucket, size, blob in self.catalogue.read(
+                    f"SELECT bucket, LENGTH(entries), CASE WHEN LENGTH(entries) <= {SMALL_ROW_BYTES} THEN entries END "
+                    f"FROM postings WHERE bucket IN ({','.join('?' * len(part))})", part):
+                found.append(bucket)
+                sizes.append(size)
+                blobs.append(blob)
+        found_buckets = np.asarray(found, np.int64)
+        chosen = within_budget(priority[np.searchsorted(buckets, found_buckets)],
+                               np.asarray(sizes, np.int64) // codec.WORD_BYTES, max_postings)
+        large = [i for i in np.flatnonzero(chosen).tolist() if blobs[i] is None]
+        large_buckets, large_blobs = self._rows(found_buckets[large].astype(np.uint32))
+        fetched = dict(zip(large_buckets.tolist(), large_blobs))
+        kept = np.flatnonzero(chosen).tolist()
+        return (found_buckets[kept].astype(np.uint32),
+                [blobs[i] if blobs[i] is not None else fetched[found[i]] for i in kept])
+
     def _row_ends(self, buckets: np.ndarray) -> np.ndarray:
         """The timeline frame of the last posting in each of these (ascending) buckets' rows; 0 for no row.
 
@@ -254,6 +289,27 @@ class SQLitePostingStore:
         if song_ids.size < key_index.size:  # some lie in the gap of a removed song
             key_index = key_index[inside]
         return Postings(key_index, song_ids, frames)
+
+
+def within_budget(priority: np.ndarray, postings: np.ndarray, max_postings: int) -> np.ndarray:
+    """Which units of a read (keys, rows) to take, a boolean mask: all when their postings fit in `max_postings`,
+    else greedily by falling `priority / postings`, passing over a unit too large for what is left (in a few
+    vectorised rounds, each taking the longest run of the remaining units that fits)."""
+    postings = np.asarray(postings, np.int64)
+    if int(postings.sum()) <= max_postings:
+        return np.ones(postings.size, bool)
+    order = np.argsort(-(np.asarray(priority, np.float64) / np.maximum(postings, 1)), kind="stable")
+    chosen = np.zeros(postings.size, bool)
+    left = max_postings
+    for _ in range(GREEDY_ROUNDS):
+        order = order[postings[order] <= left]
+        taken = order[np.cumsum(postings[order]) <= left]
+        if taken.size == 0:
+            break
+        chosen[taken] = True
+        left -= int(postings[taken].sum())
+        order = order[taken.size:]
+    return chosen
 
 
 def _implements_the_interface(store: SQLitePostingStore) -> PostingStore:

@@ -22,6 +22,7 @@ from functools import cached_property
 
 import numpy as np
 
+from . import plan
 from .arrays import run_starts
 from .hashes import widen_delta_time
 from .settings import MatchSettings
@@ -80,23 +81,35 @@ def hash_weights(postings_per_hash: np.ndarray, n_songs: int, settings: MatchSet
 @dataclass(frozen=True)
 class QueryHashes:
     """A query's hashes grouped by value: `distinct` (ascending, what the index is asked for), and for the i-th of
-    them the anchor frames `frames[starts[i]:starts[i] + counts[i]]` of the query pairs that hash to it."""
+    them the anchor frames `frames[starts[i]:starts[i] + counts[i]]` of the query pairs that hash to it, and
+    each pair's `likelihood` of being an indexed one (`landmark.plan`)."""
 
     distinct: np.ndarray  # uint32, ascending
     starts: np.ndarray  # int64
     counts: np.ndarray  # int64
     frames: np.ndarray  # int64, grouped by hash
+    likelihood: np.ndarray  # float64, grouped by hash
 
     @classmethod
-    def of(cls, hashes: np.ndarray, anchor_frames: np.ndarray, tolerance_frames: int = 0) -> QueryHashes:
-        """Group a fingerprint's hashes, each also looked up with Δt ± 1..tolerance_frames (`widen_delta_time`)."""
+    def of(cls, hashes: np.ndarray, anchor_frames: np.ndarray, tolerance_frames: int = 0,
+           index_style: np.ndarray | None = None) -> QueryHashes:
+        """Group a fingerprint's hashes, each also looked up with Δt ± 1..tolerance_frames (`widen_delta_time`).
+        `index_style` marks the pairs the index's density would make (None: none)."""
         by_hash = np.argsort(hashes, kind="stable")
-        hashes, frames = widen_delta_time(np.asarray(hashes, np.uint32)[by_hash], np.asarray(anchor_frames)[by_hash],
-                                          tolerance_frames)
+        hashes, sources, shifts = widen_delta_time(np.asarray(hashes, np.uint32)[by_hash], tolerance_frames)
+        sources = by_hash[sources]
+        style = np.zeros(sources.size, bool) if index_style is None else np.asarray(index_style, bool)[sources]
         order = np.argsort(hashes, kind="stable")  # the widened copies are sorted runs, which timsort merges fast
-        hashes = hashes[order]
+        hashes, sources = hashes[order], sources[order]
         starts = run_starts(hashes)
-        return cls(hashes[starts], starts, np.diff(np.r_[starts, hashes.size]), frames[order].astype(np.int64))
+        return cls(hashes[starts], starts, np.diff(np.r_[starts, hashes.size]),
+                   np.asarray(anchor_frames, np.int64)[sources], plan.likelihood(style[order], shifts[order]))
+
+    def key_likelihood(self) -> np.ndarray:
+        """Per distinct hash, the summed likelihood of its query pairs: the indexed pairs expected among them."""
+        if self.likelihood.size == 0:
+            return np.zeros(self.distinct.size)
+        return np.add.reduceat(self.likelihood, self.starts)
 
 
 def join(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray, posting_frames: np.ndarray,

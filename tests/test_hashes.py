@@ -37,9 +37,9 @@ def test_pairs_respect_the_target_zone_and_the_fanout(peaks):
 
 def test_widening_adds_neighbouring_delta_times_at_the_same_anchor():
     hashes = np.array([pack(100, 5, 10)], np.uint32)
-    wide, frames = widen_delta_time(hashes, np.array([7], np.uint32), 1)
-    assert sorted(unpack(wide)[2].tolist()) == [9, 10, 11]
-    assert frames.tolist() == [7, 7, 7]
+    wide, sources, shifts = widen_delta_time(hashes, 1)
+    assert sorted(zip(unpack(wide)[2].tolist(), shifts.tolist())) == [(9, 1), (10, 0), (11, 1)]
+    assert sources.tolist() == [0, 0, 0]
 
 
 def test_pairing_in_anchor_blocks_equals_pairing_all_at_once(monkeypatch):

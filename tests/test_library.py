@@ -5,7 +5,7 @@ import pytest
 
 from bench import queries
 from bench.audio_io import codec_round_trip
-from landmark import Index, MatchSettings
+from landmark import Index, MatchSettings, audio
 from lmprint.errors import AudioError
 from tests.conftest import FORMATS, rendered
 
@@ -106,3 +106,50 @@ def test_a_query_that_finds_nothing_looks_again_with_a_wider_delta_time(tmp_path
     with Index(path, matching=MatchSettings(query_retry_tolerance_frames=4)) as index:
         found = index.match_samples(noise)
         assert found.song.path == "/s" and found.offset_s == pytest.approx(500 * index.fingerprint_settings.frame_s)
+
+
+def test_a_query_on_a_budget_still_names_the_song_and_reads_no_more_than_the_budget(built_index, monkeypatch):
+    """With a budget far below what the query asks for, the likeliest evidence per posting is read first: the
+    index-style pairs of a clean clip. That is enough to name the song, and the rest stays unread."""
+    from landmark.store import SQLitePostingStore
+
+    read = []
+    plain_lookup = SQLitePostingStore.lookup
+
+    def counting_lookup(self, keys, priority=None, max_postings=0):
+        found = plain_lookup(self, keys, priority, max_postings)
+        read.append(found.song_ids.size)
+        return found
+
+    monkeypatch.setattr(SQLitePostingStore, "lookup", counting_lookup)
+    full = Index(built_index)
+    song = full.catalogue.songs()[2]
+    clip = audio.load(song.path, full.sample_rate_hz)[8000 * 11:8000 * 16]
+    assert full.match_samples(clip).song.path == song.path
+    asked = read[-1]
+    budget = asked // 20
+    lean = Index(built_index, matching=MatchSettings(max_postings_read=budget))
+    match = lean.match_samples(clip)
+    assert read[-1] <= budget
+    assert match.song.path == song.path and match.offset_s == pytest.approx(11.0, abs=0.1)
+
+
+def test_index_style_pairs_of_a_clip_are_far_likelier_to_be_indexed_pairs(index):
+    """The query marks the pairs that the index's own density makes from the clip; the plan reads them first on
+    the grounds that they are the song's indexed pairs far more often than the query's other pairs."""
+    from landmark.fingerprint import fingerprint
+
+    song = index.catalogue.songs()[4]
+    samples = audio.load(song.path, index.sample_rate_hz)
+    settings = index.fingerprint_settings
+    stored = fingerprint(samples, settings, settings.index)
+    indexed = set(zip(stored.hashes.tolist(), stored.anchor_frames.tolist()))
+    start_frames = 700
+    clip = samples[start_frames * settings.hop_size:(start_frames + 5 * 8000 // settings.hop_size) * settings.hop_size]
+    query = fingerprint(clip, settings, index.matching.query, index_density=settings.index)
+    hit = np.array([(h, f + start_frames) in indexed
+                    for h, f in zip(query.hashes.tolist(), query.anchor_frames.tolist())])
+    styled = query.index_style
+    assert styled.sum() > 50
+    assert hit[styled].mean() > 0.3
+    assert hit[styled].mean() > 10 * hit[~styled].mean()

@@ -354,3 +354,28 @@ def test_a_batch_of_songs_lands_whole_and_reads_as_songs_added_one_by_one(tmp_pa
     assert _postings_of(batched, everything) == _postings_of(one_by_one, everything)
     insert(batched, "/later", "sha-later", songs[0][2], songs[0][3])  # appends after a batch continue the rows
     assert [p for p in _postings_of(batched, everything) if p[1] == 7] == [(h, 7, f) for h, _, f in _postings_of(one_by_one, everything) if _ == 1]
+
+
+def test_a_budgeted_lookup_reads_whole_rows_by_priority_per_posting_within_the_budget(tmp_path):
+    """Rows of 16 keys: keys 0–15 (row 0) hold 40 postings, 16–31 (row 1) 10, 32–47 (row 2) 300. A budget of 60
+    postings reads the rows whose asked keys' priority per posting is highest, as long as they fit."""
+    store = Store(tmp_path / "i.db", create=True)
+    hashes = np.r_[np.full(40, 3), np.full(10, 20), np.full(300, 40)].astype(np.uint32)
+    insert(store, "/a", "sha-a", hashes, np.arange(hashes.size, dtype=np.uint32))
+    keys = np.array([3, 20, 40], np.uint32)
+
+    def read(priority, budget):
+        found = store.postings.lookup(keys, np.asarray(priority, float), budget)
+        return sorted(set(keys[found.key_index].tolist()))
+
+    assert read([1.0, 1.0, 1.0], 60) == [3, 20]  # per posting: 1/40, 1/10, 1/300
+    assert read([1.0, 0.01, 1.0], 45) == [3]  # row 0 first; rows 2 and then 1 no longer fit
+    assert read([1.0, 0.01, 1.0], 50) == [3, 20]  # row 2 does not fit, row 1 still does
+    assert read([0.1, 1.0, 50.0], 60) == [3, 20]  # row 2 is worth most per posting, but 300 do not fit in 60
+    assert read([0.1, 1.0, 50.0], 320) == [20, 40]
+    assert read([1.0, 1.0, 1.0], 350) == [3, 20, 40]  # everything fits: everything is read
+    assert read([1.0, 1.0, 1.0], 0) == [3, 20, 40]  # no budget
+    everything = store.postings.lookup(keys)
+    budgeted = store.postings.lookup(keys, np.ones(3), 10_000)
+    assert sorted(zip(everything.key_index.tolist(), everything.frames.tolist())) == sorted(
+        zip(budgeted.key_index.tolist(), budgeted.frames.tolist()))
