@@ -25,7 +25,12 @@ SEGMENT_S = 10.0
 """Distractors shuffle their source song in segments of this length."""
 
 DISTRACTORS_PER_BATCH = 100
-"""Distractors stored per transaction (the bulk path: each posting row is appended to once per batch)."""
+"""Distractors stored per transaction at least (the bulk path: each posting row is appended to once per batch)."""
+BATCH_SHARE = 0.05
+"""...and at most this share of the songs already indexed. An append rewrites its row, and a batch of thousands of
+songs touches nearly every row: a batch that grows with the index keeps the rewrite per song flat."""
+ONE_BY_ONE = 5
+"""Songs then added one a transaction at each size, as `lmprint add` adds them, timed for "add one ms"."""
 
 STARTUP_RUNS = 3
 """Fresh `lmprint match` processes timed at each size, for the cold start and the query process's memory."""
@@ -74,11 +79,13 @@ def add_distractors(index, bases, size: int, rng: np.random.Generator, show_prog
 
     from landmark.batch import SongFingerprint
 
-    batches = range(len(index.catalogue.songs()), size, DISTRACTORS_PER_BATCH)
-    for first in tqdm(batches, desc=f"distractors to {size}", unit="batch", disable=not show_progress,
-                      file=sys.stderr):
+    firsts = [len(index.catalogue.songs())]
+    while firsts[-1] < size:
+        firsts.append(firsts[-1] + max(DISTRACTORS_PER_BATCH, int(BATCH_SHARE * firsts[-1])))
+    for first, end in tqdm(list(zip(firsts[:-1], firsts[1:])), desc=f"distractors to {size}", unit="batch",
+                           disable=not show_progress, file=sys.stderr):
         batch = []
-        for number in range(first, min(size, first + DISTRACTORS_PER_BATCH)):
+        for number in range(first, min(size, end)):
             base_hashes, base_frames, base_s = bases[number % len(bases)]
             hashes, frames, peaks = distractor(base_hashes, base_frames, index.fingerprint_settings, rng)
             batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", base_s,
@@ -116,6 +123,11 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
             started = time.perf_counter()
             add_distractors(index, bases, size, rng, show_progress)
             insert_s = time.perf_counter() - started
+            one_by_one_s = []
+            for _ in range(ONE_BY_ONE):
+                began = time.perf_counter()
+                add_distractors(index, bases, len(index.catalogue.songs()) + 1, rng)
+                one_by_one_s.append(time.perf_counter() - began)
             outcomes = []
             for query, samples in zip(queries, clips):
                 began = time.perf_counter()
@@ -133,7 +145,9 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                          "db_mb": round(os.path.getsize(db) / 2**20, 1),
                          "cold_start_s": cold["wall_s_median"], "query_process_peak_mb": cold["peak_rss_mb"],
                          "insert_ms_per_distractor": (round(1000 * insert_s / (size - have), 2) if size > have
-                                                      else None)})
+                                                      else None),
+                         "add_one_ms": round(1000 * float(np.median(one_by_one_s)), 1),
+                         "hashes_per_row": index.postings.stats()["hashes_per_row"]})
             print(rows[-1], file=sys.stderr, flush=True)
         index.close()
     return {"corpus": os.path.abspath(corpus), "seed": seed, "method": "landmark", "rows": rows}
@@ -142,12 +156,13 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
 def markdown(result: dict) -> str:
     conditions = sorted({c for row in result["rows"] for c in row["recall"]})
     lines = ["| songs | " + " | ".join(f"recall {c}" for c in conditions) +
-             " | false matches | query ms p50 | p95 | insert ms/song | DB B/s of audio | DB MB | cold start s "
-             "| query process MB |",
-             "|---" * (len(conditions) + 9) + "|"]
+             " | false matches | query ms p50 | p95 | insert ms/song | add one ms | DB B/s of audio | DB MB "
+             "| cold start s | query process MB |",
+             "|---" * (len(conditions) + 10) + "|"]
     for row in result["rows"]:
         lines.append(f"| {row['songs']:,} | " + " | ".join(f"{row['recall'].get(c, 0):.3f}" for c in conditions) +
                      f" | {row['false_match_rate']} | {row['query_ms_p50']} | {row['query_ms_p95']} | "
-                     f"{row['insert_ms_per_distractor'] or '–'} | {row['db_bytes_per_audio_s']:,.0f} | "
+                     f"{row['insert_ms_per_distractor'] or '–'} | {row.get('add_one_ms', '–')} | "
+                     f"{row['db_bytes_per_audio_s']:,.0f} | "
                      f"{row['db_mb']} | {row['cold_start_s']} | {row['query_process_peak_mb']} |")
     return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """The postings codec: how an inverted-index row of the landmark store lists its postings, as bytes.
 
-A row holds the postings of 16 hashes, those sharing `hash >> SUFFIX_BITS` (the row's *bucket*), in timeline
-order, as 3-byte little-endian words, one per posting:
+A row holds the postings of 2^suffix_bits hashes, those sharing `hash >> suffix_bits` (the row's *bucket*), in
+timeline order, as 3-byte little-endian words, one per posting (`RowLayout`; 16 hashes a row shown):
 
     bits 0..19: gap, the posting's timeline frame minus the previous one's in the row (minus 0 for the first)
     bits 20..23: hash & 0xF
@@ -10,34 +10,59 @@ A gap of 2^20 − 1 or more (a row's first posting in a large index, a rare hash
 field of the first is all ones (an escape) and the next two are digits of the gap. A digit's gap field is never
 all ones, so escapes are found in one vectorised pass, without walking the row.
 
-Grouping 16 hashes per row amortises SQLite's per-row overhead (~10 B), which would otherwise cost more than the
-posting itself; storing gaps instead of timeline frames (36 bits) saves 40 %: the postings of one bucket are a
-few hundred thousand frames apart on average, whatever the size of the index (docs/design.md).
+Grouping hashes in a row amortises SQLite's per-row overhead (~10 B), which would otherwise cost more than the
+posting itself while keys hold few postings; storing gaps instead of timeline frames (36 bits) saves 40 %: the
+postings of one bucket are a few hundred thousand frames apart on average, whatever the size of the index
+(docs/design.md).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-SUFFIX_BITS = 4
-"""Low hash bits kept in a posting; the rest name its row."""
-SUFFIX_MASK = (1 << SUFFIX_BITS) - 1
 WORD_BYTES = 3
-GAP_BITS = 8 * WORD_BYTES - SUFFIX_BITS
-ESCAPE = (1 << GAP_BITS) - 1
-"""A gap field holding this marks an escape: the posting's gap is in the next two (digit) words."""
-DIGIT_BASE = (1 << SUFFIX_BITS) * ESCAPE
-"""Digits of an escaped gap are in [0, DIGIT_BASE): `(d // ESCAPE) << GAP_BITS | d % ESCAPE` keeps the gap field
-of a digit word below ESCAPE."""
 
 
-def bucket_of(hashes: np.ndarray) -> np.ndarray:
-    """The row each hash's postings live in."""
-    return np.asarray(hashes, np.int64) >> SUFFIX_BITS
+@dataclass(frozen=True)
+class RowLayout:
+    """How many hashes share a row: 2^suffix_bits, the low hash bits kept in each posting."""
+
+    suffix_bits: int
+
+    @property
+    def suffix_mask(self) -> int:
+        return (1 << self.suffix_bits) - 1
+
+    @property
+    def gap_bits(self) -> int:
+        return 8 * WORD_BYTES - self.suffix_bits
+
+    @property
+    def escape(self) -> int:
+        """A gap field holding this marks an escape: the posting's gap is in the next two (digit) words."""
+        return (1 << self.gap_bits) - 1
+
+    @property
+    def digit_base(self) -> int:
+        """Digits of an escaped gap are in [0, digit_base): `(d // escape) << gap_bits | d % escape` keeps the gap
+        field of a digit word below the escape."""
+        return (1 << self.suffix_bits) * self.escape
+
+    def bucket_of(self, hashes: np.ndarray) -> np.ndarray:
+        """The row each hash's postings live in."""
+        return np.asarray(hashes, np.int64) >> self.suffix_bits
 
 
-def encode(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.ndarray | None = None
-           ) -> tuple[np.ndarray, list[bytes]]:
+SIXTEEN_A_ROW = RowLayout(4)
+"""The layout of a new index, and of every index made before layouts changed with the library's size."""
+SUFFIX_BITS = SIXTEEN_A_ROW.suffix_bits
+ESCAPE = SIXTEEN_A_ROW.escape
+
+
+def encode(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.ndarray | None = None,
+           layout: RowLayout = SIXTEEN_A_ROW) -> tuple[np.ndarray, list[bytes]]:
     """Group postings by bucket: (buckets, blobs), one blob per bucket, ascending buckets.
 
     `row_ends`, one per bucket of these hashes (ascending), is the timeline frame of the last posting already in
@@ -46,35 +71,37 @@ def encode(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.ndarray
     """
     hashes = np.asarray(hashes, np.int64)
     frames = np.asarray(timeline_frames, np.int64)
-    buckets = hashes >> SUFFIX_BITS
+    buckets = hashes >> layout.suffix_bits
     order = np.lexsort((frames, buckets))
-    buckets, suffixes, frames = buckets[order], hashes[order] & SUFFIX_MASK, frames[order]
+    buckets, suffixes, frames = buckets[order], hashes[order] & layout.suffix_mask, frames[order]
     row_buckets, starts = np.unique(buckets, return_index=True)
     previous = np.r_[np.int64(0), frames[:-1]]
     previous[starts] = 0 if row_ends is None else np.asarray(row_ends, np.int64)
     gaps = frames - previous
     if gaps.size and gaps.min() < 0:
         raise ValueError("postings must follow the end of their row")
-    escaped = gaps >= ESCAPE
+    escape, gap_bits = layout.escape, layout.gap_bits
+    escaped = gaps >= escape
     sizes = np.where(escaped, 3, 1)
     word_at = np.cumsum(sizes) - sizes
     words = np.zeros(int(sizes.sum()), np.int64)
-    words[word_at] = (suffixes << GAP_BITS) | np.minimum(gaps, ESCAPE)
-    high, low = np.divmod(gaps[escaped], DIGIT_BASE)
+    words[word_at] = (suffixes << gap_bits) | np.minimum(gaps, escape)
+    high, low = np.divmod(gaps[escaped], layout.digit_base)
     for offset, digit in ((1, high), (2, low)):
-        words[word_at[escaped] + offset] = ((digit // ESCAPE) << GAP_BITS) | (digit % ESCAPE)
+        words[word_at[escaped] + offset] = ((digit // escape) << gap_bits) | (digit % escape)
     data = words.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :WORD_BYTES]
     bounds = np.r_[word_at[starts], words.size]
     return row_buckets.astype(np.uint32), [data[a:b].tobytes() for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def decode(buckets: np.ndarray, blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+def decode(buckets: np.ndarray, blobs: list[bytes], layout: RowLayout = SIXTEEN_A_ROW
+           ) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, timeline frames) of all postings in the given bucket rows."""
-    rows, suffixes, frames = decode_rows(blobs)
-    return (np.asarray(buckets, np.uint32)[rows] << SUFFIX_BITS) | suffixes.astype(np.uint32), frames
+    rows, suffixes, frames = decode_rows(blobs, layout)
+    return (np.asarray(buckets, np.uint32)[rows] << layout.suffix_bits) | suffixes.astype(np.uint32), frames
 
 
-def decode_rows(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_rows(blobs: list[bytes], layout: RowLayout = SIXTEEN_A_ROW) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row index, hash suffix, timeline frame) of every posting in the blobs, in row and timeline order."""
     if not blobs:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -83,14 +110,15 @@ def decode_rows(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     # each word read as 4 bytes starting at its own (overlapping the next word, masked off): no copy to pad it
     unaligned = np.ndarray((n_words,), "<u4", data, strides=(WORD_BYTES,))
     words = unaligned.astype(np.int64) & ((1 << (8 * WORD_BYTES)) - 1)
-    gaps = words & ESCAPE
-    escapes = np.flatnonzero(gaps == ESCAPE)
+    escape, gap_bits = layout.escape, layout.gap_bits
+    gaps = words & escape
+    escapes = np.flatnonzero(gaps == escape)
     words_per_row = np.fromiter(map(len, blobs), np.int64, len(blobs)) // WORD_BYTES
     rows = np.repeat(np.arange(len(blobs)), words_per_row)
     per_row = words_per_row
     if escapes.size:
-        digits = (words >> GAP_BITS) * ESCAPE + gaps
-        gaps[escapes] = digits[escapes + 1] * DIGIT_BASE + digits[escapes + 2]
+        digits = (words >> gap_bits) * escape + gaps
+        gaps[escapes] = digits[escapes + 1] * layout.digit_base + digits[escapes + 2]
         per_row = words_per_row - 2 * np.bincount(rows[escapes], minlength=len(blobs))
         is_posting = np.ones(words.size, bool)
         is_posting[escapes + 1] = is_posting[escapes + 2] = False
@@ -99,7 +127,7 @@ def decode_rows(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         return rows, words, gaps
     totals = np.cumsum(gaps)
     before = (totals - gaps)[np.minimum(np.cumsum(per_row) - per_row, totals.size - 1)]  # empty rows: unused
-    return rows, words >> GAP_BITS, totals - before[rows]
+    return rows, words >> gap_bits, totals - before[rows]
 
 
 def last_frames(rows: np.ndarray, frames: np.ndarray, n_rows: int) -> np.ndarray:

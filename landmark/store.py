@@ -6,8 +6,10 @@ distributed key-value store, for libraries beyond one machine) can implement it.
 
 `SQLitePostingStore` is the embedded implementation, in the index file (`lmprint.catalogue`):
 
-- `postings`: an inverted index. Row key `bucket = hash >> SUFFIX_BITS`; the row's blob lists the bucket's
-  postings in timeline order (`landmark.postings`).
+- `postings`: an inverted index. Row key `bucket = hash >> suffix_bits`; the row's blob lists the bucket's
+  postings in timeline order (`landmark.postings`). A row holds 16 hashes while keys hold few postings, then 4,
+  then 1 as the library grows (`LAYOUT_STEPS`): the index is then rewritten once into a table of the new layout
+  (`postings_4`, `postings_1`), named in `meta` (`row_suffix_bits`).
 - each song's place on the **timeline** (`landmark.timeline`), in the catalogue's `songs` rows
   (`timeline_start`, `timeline_frames`), and the timeline's end in `meta` (`timeline_end`).
 
@@ -31,12 +33,18 @@ from lmprint.errors import IndexFileError
 from . import peak_codec
 from . import postings as codec
 from .arrays import run_starts
+from .hashes import HASH_BITS
 from .timeline import TIMELINE_END, Timeline
 
 ROWS_PER_SCAN = 8192
 """Rows read at a time when a removal scans the postings."""
 KEYS_PER_STATEMENT = 900
 """Buckets asked for per SELECT (SQLite allows 999 parameters)."""
+LAYOUT_STEPS = ((4.0, 2), (64.0, 0))
+"""(postings per possible hash, suffix bits): once the index holds this many postings per 21-bit hash on
+average, rows hold 2^suffix_bits hashes. Grouping hashes saves SQLite's ~10 B a row while keys hold a few
+postings, but a lookup reads a whole row, and an append rewrites one: with 16 hashes a row, a query reads 16×
+the postings it asks for. 4 a row from about 1,500 songs, 1 a row from about 25,000 (docs/design.md)."""
 GREEDY_ROUNDS = 4
 """Rounds of `within_budget`'s greedy choice: after the first, little of the budget is left to fill."""
 SMALL_ROW_BYTES = 192
@@ -113,6 +121,7 @@ class SQLitePostingStore:
         songs appends to each row once: a row's append rewrites it, so bulk loads should come in batches."""
         if not songs:
             return
+        layout, table = self._layout()
         end = int(self.catalogue.meta("timeline_end") or 0)
         all_hashes, all_frames = [], []
         for song in songs:
@@ -126,39 +135,45 @@ class SQLitePostingStore:
             end += span
         self.catalogue.set_meta("timeline_end", str(end))
         hashes, timeline_frames = np.concatenate(all_hashes), np.concatenate(all_frames)
-        buckets, rows = np.unique(codec.bucket_of(hashes), return_inverse=True)
-        buckets, blobs = codec.encode(hashes, timeline_frames, self._row_ends(buckets))
+        buckets, rows = np.unique(layout.bucket_of(hashes), return_inverse=True)
+        buckets, blobs = codec.encode(hashes, timeline_frames, self._row_ends(buckets, layout, table), layout)
         self.conn.executemany(
-            "INSERT INTO postings(bucket, entries) VALUES (?, ?) "
+            f"INSERT INTO {table}(bucket, entries) VALUES (?, ?) "
             "ON CONFLICT(bucket) DO UPDATE SET entries = CAST(entries || excluded.entries AS BLOB)",
             zip(buckets.tolist(), blobs))
         new_ends = dict(zip(buckets.tolist(), codec.last_frames(rows.reshape(-1), timeline_frames,
                                                                  buckets.size).tolist()))
         self.catalogue.after_commit(lambda: self._known_row_ends.update(new_ends))  # the rows' ends, once they are
+        self._relayout_if_grown(layout, table)
 
     def lookup(self, keys: np.ndarray, priority: np.ndarray | None = None, max_postings: int = 0) -> Postings:
-        """A row is read whole: the budget chooses rows, by their asked keys' summed priority per posting."""
+        """A row is read whole: the budget chooses rows, by their asked keys' summed priority per (estimated) asked
+        posting."""
         wanted = np.asarray(keys, np.uint32)
         if wanted.size == 0:
             return Postings.empty()
         if (wanted[1:] <= wanted[:-1]).any():
             raise ValueError("lookup needs ascending, distinct keys")
-        # A row holds the postings of 16 hashes (one per suffix). Per row found and suffix: was it asked for, and
-        # if so its index in `wanted`, the row's first asked index plus the asked suffixes below it.
-        firsts = run_starts(wanted >> codec.SUFFIX_BITS)
-        buckets = wanted[firsts] >> codec.SUFFIX_BITS
-        asked_suffixes = np.bitwise_or.reduceat(np.left_shift(np.uint32(1), wanted & codec.SUFFIX_MASK), firsts)
-        if priority is None or max_postings <= 0:
-            found_buckets, blobs = self._rows(buckets)
-        else:
-            found_buckets, blobs = self._rows_within(buckets, np.add.reduceat(np.asarray(priority, np.float64), firsts),
-                                                     max_postings)
-        rows, suffixes, timeline_frames = codec.decode_rows(blobs)
+        with self.catalogue.snapshot():  # the layout and the rows as of one moment
+            layout, table = self._layout()
+            # A row holds the postings of 2^suffix_bits hashes. Per row found and suffix: was it asked for, and if
+            # so its index in `wanted`, the row's first asked index plus the asked suffixes below it.
+            firsts = run_starts(wanted >> layout.suffix_bits)
+            buckets = wanted[firsts] >> layout.suffix_bits
+            asked_suffixes = np.bitwise_or.reduceat(np.left_shift(np.uint32(1), wanted & layout.suffix_mask), firsts)
+            if priority is None or max_postings <= 0:
+                found_buckets, blobs = self._rows(buckets, table)
+            else:
+                asked_per_row = np.diff(np.r_[firsts, wanted.size]) / (1 << layout.suffix_bits)
+                found_buckets, blobs = self._rows_within(
+                    buckets, np.add.reduceat(np.asarray(priority, np.float64), firsts), asked_per_row, max_postings,
+                    table)
+        rows, suffixes, timeline_frames = codec.decode_rows(blobs, layout)
         slot = np.searchsorted(buckets, found_buckets)
-        asked = ((asked_suffixes[slot, None] >> np.arange(1 << codec.SUFFIX_BITS, dtype=np.uint32)) & 1
+        asked = ((asked_suffixes[slot, None] >> np.arange(1 << layout.suffix_bits, dtype=np.uint32)) & 1
                  ).astype(np.int64)
         index = (np.cumsum(asked, axis=1) - asked + firsts[slot, None]).ravel()
-        cell = (rows << codec.SUFFIX_BITS) | suffixes
+        cell = (rows << layout.suffix_bits) | suffixes
         keep = asked.ravel()[cell].astype(bool)
         return self._locate(index[cell[keep]], timeline_frames[keep])
 
@@ -171,41 +186,43 @@ class SQLitePostingStore:
         if doomed.starts.size == 0:
             return
         self._known_row_ends = {}
-        for hashes, frames in self._row_slices():
+        layout, table = self._layout()
+        for hashes, frames in self._row_slices(layout, table):
             gone, _, _ = doomed.locate(frames)
-            touched = np.unique(codec.bucket_of(hashes[gone]))
-            kept = ~gone & np.isin(codec.bucket_of(hashes), touched)
-            kept_buckets, blobs = codec.encode(hashes[kept], frames[kept])
-            self.conn.executemany("UPDATE postings SET entries=? WHERE bucket=?", zip(blobs, kept_buckets.tolist()))
+            touched = np.unique(layout.bucket_of(hashes[gone]))
+            kept = ~gone & np.isin(layout.bucket_of(hashes), touched)
+            kept_buckets, blobs = codec.encode(hashes[kept], frames[kept], layout=layout)
+            self.conn.executemany(f"UPDATE {table} SET entries=? WHERE bucket=?", zip(blobs, kept_buckets.tolist()))
             emptied = np.setdiff1d(touched, kept_buckets)
-            self.conn.executemany("DELETE FROM postings WHERE bucket=?", ((b,) for b in emptied.tolist()))
+            self.conn.executemany(f"DELETE FROM {table} WHERE bucket=?", ((b,) for b in emptied.tolist()))
 
     def song_count(self) -> int:
         return int(self.catalogue.read("SELECT COUNT(*) FROM songs WHERE n_hashes > 0")[0][0])
 
     def stats(self) -> dict:
         hashes, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
-        postings_bytes, = self.catalogue.read("SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM postings")[0]
-        return {"hashes": hashes, "postings_bytes": postings_bytes}
+        layout, table = self._layout()
+        postings_bytes, = self.catalogue.read(f"SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM {table}")[0]
+        return {"hashes": hashes, "postings_bytes": postings_bytes, "hashes_per_row": 1 << layout.suffix_bits}
 
     def scan(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Rows are read `ROWS_PER_SCAN` at a time, in bucket order; a row holds whole keys."""
         timeline = self.timeline()
-        for hashes, timeline_frames in self._row_slices():
+        for hashes, timeline_frames in self._row_slices(*self._layout()):
             inside, song_ids, frames = timeline.locate(timeline_frames)
             yield hashes[inside], song_ids, frames
 
-    def _row_slices(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _row_slices(self, layout: codec.RowLayout, table: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(hashes, timeline frames) of every posting, `ROWS_PER_SCAN` rows at a time in bucket order. Each slice
         is read when asked for, so a caller may rewrite the rows of the slices it has seen."""
         after = -1
         while True:
-            rows = self.catalogue.read("SELECT bucket, entries FROM postings WHERE bucket > ? ORDER BY bucket "
+            rows = self.catalogue.read(f"SELECT bucket, entries FROM {table} WHERE bucket > ? ORDER BY bucket "
                                        "LIMIT ?", (after, ROWS_PER_SCAN))
             if not rows:
                 return
             after = rows[-1][0]
-            yield codec.decode(np.array([row[0] for row in rows], np.uint32), [row[1] for row in rows])
+            yield codec.decode(np.array([row[0] for row in rows], np.uint32), [row[1] for row in rows], layout)
 
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hashes, song ids, frames) of every posting in the store (a full scan)."""
@@ -219,41 +236,70 @@ class SQLitePostingStore:
         return self._timeline_of("1", ())
 
     # --- internals ------------------------------------------------------------------------------------------
-    def _rows(self, buckets: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+    def _layout(self) -> tuple[codec.RowLayout, str]:
+        """The rows' layout and the table that holds them, as the file records them now."""
+        bits = int(self.catalogue.meta("row_suffix_bits") or codec.SIXTEEN_A_ROW.suffix_bits)
+        return codec.RowLayout(bits), _table_of(bits)
+
+    def _relayout_if_grown(self, layout: codec.RowLayout, table: str) -> None:
+        """Rewrite the postings into a table of fewer hashes a row once the index has grown past a step of
+        `LAYOUT_STEPS` (inside the caller's write transaction: readers see the old table until it commits)."""
+        postings, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
+        wanted = layout.suffix_bits
+        for per_hash, bits in LAYOUT_STEPS:
+            if postings >= per_hash * (1 << HASH_BITS):
+                wanted = min(wanted, bits)
+        if wanted == layout.suffix_bits:
+            return
+        new_layout, new_table = codec.RowLayout(wanted), _table_of(wanted)
+        self.conn.execute(f"CREATE TABLE [{new_table}] ([bucket] INTEGER PRIMARY KEY, [entries] BLOB NOT NULL)")
+        for hashes, frames in self._row_slices(layout, table):  # a slice holds whole rows, so whole new rows
+            buckets, blobs = codec.encode(hashes, frames, layout=new_layout)
+            self.conn.executemany(f"INSERT INTO {new_table}(bucket, entries) VALUES (?, ?)",
+                                  zip(buckets.tolist(), blobs))
+        self.conn.execute(f"DROP TABLE [{table}]")
+        self.catalogue.set_meta("row_suffix_bits", str(wanted))
+        self._known_row_ends = {}
+        self.catalogue.after_commit(lambda: self._known_row_ends.clear())  # after the old rows' ends are noted
+
+    def _rows(self, buckets: np.ndarray, table: str) -> tuple[np.ndarray, list[bytes]]:
         """(buckets, blobs) of the rows of these buckets that exist, in no particular order."""
         found_buckets, blobs = [], []
         for start in range(0, buckets.size, KEYS_PER_STATEMENT):
             part = buckets[start:start + KEYS_PER_STATEMENT].tolist()
             for bucket, blob in self.catalogue.read(
-                    f"SELECT bucket, entries FROM postings WHERE bucket IN ({','.join('?' * len(part))})", part):
+                    f"SELECT bucket, entries FROM {table} WHERE bucket IN ({','.join('?' * len(part))})", part):
                 found_buckets.append(bucket)
                 blobs.append(blob)
         return np.asarray(found_buckets, np.uint32), blobs
 
-    def _rows_within(self, buckets: np.ndarray, priority: np.ndarray, max_postings: int
-                     ) -> tuple[np.ndarray, list[bytes]]:
-        """(buckets, blobs) of the rows of these buckets that a budget of `max_postings` reads (see `lookup`).
-        One pass reads the small rows and the sizes of the others; a second reads the large rows chosen."""
+    def _rows_within(self, buckets: np.ndarray, priority: np.ndarray, asked_share: np.ndarray, max_postings: int,
+                     table: str) -> tuple[np.ndarray, list[bytes]]:
+        """(buckets, blobs) of the rows of these buckets that a budget of `max_postings` reads (see `lookup`). A
+        row counts for the postings of its asked keys, estimated as its postings × `asked_share` (the share of
+        its keys asked for): decoding a row is cheap, voting on a posting is not. One pass reads the small rows
+        and the sizes of the others; a second reads the large rows chosen."""
         found, sizes, blobs = [], [], []
         for start in range(0, buckets.size, KEYS_PER_STATEMENT):
             part = buckets[start:start + KEYS_PER_STATEMENT].tolist()
             for bucket, size, blob in self.catalogue.read(
                     f"SELECT bucket, LENGTH(entries), CASE WHEN LENGTH(entries) <= {SMALL_ROW_BYTES} THEN entries END "
-                    f"FROM postings WHERE bucket IN ({','.join('?' * len(part))})", part):
+                    f"FROM {table} WHERE bucket IN ({','.join('?' * len(part))})", part):
                 found.append(bucket)
                 sizes.append(size)
                 blobs.append(blob)
         found_buckets = np.asarray(found, np.int64)
-        chosen = within_budget(priority[np.searchsorted(buckets, found_buckets)],
-                               np.asarray(sizes, np.int64) // codec.WORD_BYTES, max_postings)
+        slot = np.searchsorted(buckets, found_buckets)
+        chosen = within_budget(priority[slot], np.asarray(sizes, np.int64) // codec.WORD_BYTES * asked_share[slot],
+                               max_postings)
         large = [i for i in np.flatnonzero(chosen).tolist() if blobs[i] is None]
-        large_buckets, large_blobs = self._rows(found_buckets[large].astype(np.uint32))
+        large_buckets, large_blobs = self._rows(found_buckets[large].astype(np.uint32), table)
         fetched = dict(zip(large_buckets.tolist(), large_blobs))
         kept = np.flatnonzero(chosen).tolist()
         return (found_buckets[kept].astype(np.uint32),
                 [blobs[i] if blobs[i] is not None else fetched[found[i]] for i in kept])
 
-    def _row_ends(self, buckets: np.ndarray) -> np.ndarray:
+    def _row_ends(self, buckets: np.ndarray, layout: codec.RowLayout, table: str) -> np.ndarray:
         """The timeline frame of the last posting in each of these (ascending) buckets' rows; 0 for no row.
 
         Call inside a write transaction. Rows are read once and their ends then kept across this connection's own
@@ -265,8 +311,8 @@ class SQLitePostingStore:
         known = self._known_row_ends
         unknown = np.array([b for b in buckets.tolist() if b not in known], np.uint32)
         if unknown.size:
-            found_buckets, blobs = self._rows(unknown)
-            rows, _, frames = codec.decode_rows(blobs)
+            found_buckets, blobs = self._rows(unknown, table)
+            rows, _, frames = codec.decode_rows(blobs, layout)
             known.update(dict.fromkeys(unknown.tolist(), 0))
             known.update(zip(found_buckets.tolist(), codec.last_frames(rows, frames, len(blobs)).tolist()))
         return np.array([known[b] for b in buckets.tolist()], np.int64)
@@ -291,12 +337,17 @@ class SQLitePostingStore:
         return Postings(key_index, song_ids, frames)
 
 
+def _table_of(suffix_bits: int) -> str:
+    """The postings table of a layout: `postings` for 16 hashes a row (every index made before layouts changed)."""
+    return "postings" if suffix_bits == codec.SIXTEEN_A_ROW.suffix_bits else f"postings_{1 << suffix_bits}"
+
+
 def within_budget(priority: np.ndarray, postings: np.ndarray, max_postings: int) -> np.ndarray:
     """Which units of a read (keys, rows) to take, a boolean mask: all when their postings fit in `max_postings`,
     else greedily by falling `priority / postings`, passing over a unit too large for what is left (in a few
     vectorised rounds, each taking the longest run of the remaining units that fits)."""
-    postings = np.asarray(postings, np.int64)
-    if int(postings.sum()) <= max_postings:
+    postings = np.asarray(postings, np.float64)
+    if postings.sum() <= max_postings:
         return np.ones(postings.size, bool)
     order = np.argsort(-(np.asarray(priority, np.float64) / np.maximum(postings, 1)), kind="stable")
     chosen = np.zeros(postings.size, bool)
@@ -307,7 +358,7 @@ def within_budget(priority: np.ndarray, postings: np.ndarray, max_postings: int)
         if taken.size == 0:
             break
         chosen[taken] = True
-        left -= int(postings[taken].sum())
+        left -= postings[taken].sum()
         order = order[taken.size:]
     return chosen
 

@@ -18,7 +18,8 @@ import datetime as _dt
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,21 @@ class Catalogue:
     def write(self) -> WriteTransaction:
         """A short IMMEDIATE write transaction: all of it lands, or none of it."""
         return WriteTransaction(self)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see the file as of one moment (a read transaction), unless a transaction is already open."""
+        if self.conn.in_transaction:
+            yield
+            return
+        try:
+            self.conn.execute("BEGIN")
+        except sqlite3.DatabaseError as error:
+            raise IndexFileError(self.describe(error)) from None
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the write transaction in progress commits (never, if it rolls back): for caches

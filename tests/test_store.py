@@ -357,25 +357,55 @@ def test_a_batch_of_songs_lands_whole_and_reads_as_songs_added_one_by_one(tmp_pa
 
 
 def test_a_budgeted_lookup_reads_whole_rows_by_priority_per_posting_within_the_budget(tmp_path):
-    """Rows of 16 keys: keys 0–15 (row 0) hold 40 postings, 16–31 (row 1) 10, 32–47 (row 2) 300. A budget of 60
-    postings reads the rows whose asked keys' priority per posting is highest, as long as they fit."""
+    """Rows of 16 keys: keys 0–15 (row 0) hold 40 postings, 16–31 (row 1) 10, 32–47 (row 2) 300. A budget reads
+    the rows whose asked keys' priority per posting is highest, passing over those that no longer fit. A row
+    counts for the share of it that is asked for."""
     store = Store(tmp_path / "i.db", create=True)
     hashes = np.r_[np.full(40, 3), np.full(10, 20), np.full(300, 40)].astype(np.uint32)
     insert(store, "/a", "sha-a", hashes, np.arange(hashes.size, dtype=np.uint32))
-    keys = np.array([3, 20, 40], np.uint32)
+    every_key = np.arange(48, dtype=np.uint32)  # every key of the three rows: a row counts whole
 
-    def read(priority, budget):
-        found = store.postings.lookup(keys, np.asarray(priority, float), budget)
-        return sorted(set(keys[found.key_index].tolist()))
+    def read(row_priority, budget, keys=every_key):
+        priority = np.repeat(np.asarray(row_priority, float), 16)[keys] / 16
+        found = store.postings.lookup(keys, priority, budget)
+        return sorted(set((keys[found.key_index] // 16).tolist()))
 
-    assert read([1.0, 1.0, 1.0], 60) == [3, 20]  # per posting: 1/40, 1/10, 1/300
-    assert read([1.0, 0.01, 1.0], 45) == [3]  # row 0 first; rows 2 and then 1 no longer fit
-    assert read([1.0, 0.01, 1.0], 50) == [3, 20]  # row 2 does not fit, row 1 still does
-    assert read([0.1, 1.0, 50.0], 60) == [3, 20]  # row 2 is worth most per posting, but 300 do not fit in 60
-    assert read([0.1, 1.0, 50.0], 320) == [20, 40]
-    assert read([1.0, 1.0, 1.0], 350) == [3, 20, 40]  # everything fits: everything is read
-    assert read([1.0, 1.0, 1.0], 0) == [3, 20, 40]  # no budget
-    everything = store.postings.lookup(keys)
-    budgeted = store.postings.lookup(keys, np.ones(3), 10_000)
+    assert read([1.0, 1.0, 1.0], 60) == [0, 1]  # per posting: 1/40, 1/10, 1/300
+    assert read([1.0, 0.01, 1.0], 45) == [0]  # row 0 first; rows 2 and then 1 no longer fit
+    assert read([1.0, 0.01, 1.0], 50) == [0, 1]  # row 2 does not fit, row 1 still does
+    assert read([0.1, 1.0, 50.0], 60) == [0, 1]  # row 2 is worth most per posting, but 300 do not fit in 60
+    assert read([0.1, 1.0, 50.0], 320) == [1, 2]
+    assert read([1.0, 1.0, 1.0], 350) == [0, 1, 2]  # everything fits: everything is read
+    assert read([1.0, 1.0, 1.0], 0) == [0, 1, 2]  # no budget
+    one_key_a_row = np.array([3, 20, 40], np.uint32)  # 1/16 of each row asked: it counts for 1/16 of its postings
+    assert read([0.1, 1.0, 50.0], 20, one_key_a_row) == [1, 2]
+    everything = store.postings.lookup(every_key)
+    budgeted = store.postings.lookup(every_key, np.ones(48), 10_000)
     assert sorted(zip(everything.key_index.tolist(), everything.frames.tolist())) == sorted(
         zip(budgeted.key_index.tolist(), budgeted.frames.tolist()))
+
+
+def test_a_growing_index_moves_to_fewer_hashes_a_row_and_reads_the_same_postings(tmp_path, monkeypatch):
+    """Past a step of `LAYOUT_STEPS` the postings are rewritten, once, into rows of fewer hashes: every posting
+    reads back the same, through a reader that opened the file before, and removal and appends still work."""
+    import landmark.store as store_module
+
+    monkeypatch.setattr(store_module, "LAYOUT_STEPS", ((200 / (1 << 21), 2), (400 / (1 << 21), 0)))
+    path = tmp_path / "i.db"
+    writer, reader = Store(path, create=True), None
+    rng = np.random.default_rng(5)
+    songs = [(rng.integers(0, 1 << 21, 120, dtype=np.uint32), np.sort(rng.integers(0, 5000, 120)).astype(np.uint32))
+             for _ in range(5)]
+    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
+    layouts = []
+    for number, (hashes, frames) in enumerate(songs):
+        insert(writer, f"/{number}", f"sha-{number}", hashes, frames)
+        reader = reader or Store(path)
+        layouts.append(writer.postings.stats()["hashes_per_row"])
+        expected = sorted((int(h), song + 1, int(f)) for song, (hs, fs) in enumerate(songs[:number + 1])
+                          for h, f in zip(hs, fs))
+        assert _postings_of(reader, asked) == expected
+    assert layouts == [16, 4, 4, 1, 1]  # 120, 240, 360, 480, 600 postings
+    writer.remove([3])
+    assert all(song != 3 for _, song, _ in _postings_of(reader, asked))
+    assert len(_postings_of(reader, asked)) == 480
