@@ -250,6 +250,19 @@ def startup(db, runs, clip):
     click.echo(measure(db, clip, runs))
 
 
+@main.command(name="serve")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--clients", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--requests", type=click.IntRange(1), default=200, show_default=True, help="Per client.")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--queue", type=click.IntRange(0), default=14, show_default=True)
+def serve_load(out, clients, requests, workers, queue):
+    """`lmprint serve` under load on loopback: latency, statuses, errors and the server's memory."""
+    from .serve_load import load_test, markdown
+
+    write_report(out, "serve", load_test(clients, requests, workers, queue), markdown)
+
+
 @main.command(name="search-speed")
 @click.option("--sizes", default="100000,1000000", show_default=True, help="Songs (10 codes each).")
 def search_speed(sizes):

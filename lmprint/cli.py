@@ -271,17 +271,11 @@ def print_matches(index, files, as_json: bool, stdin_path: str = "-", top: int =
                 click.echo(json.dumps({"query": path, "match": None, "error": str(error)}))
             failed += 1
             continue
-        found, runner_up = answer.match, answer.runner_up
+        found = answer.match
         if answer.note:
             click.echo(f"lmprint: {path}: {answer.note}", err=True)
         if as_json:
-            line = {"query": path, "match": found.to_dict() if found else None,
-                    "runner_up": runner_up.to_dict() if runner_up else None}
-            if top:
-                line["candidates"] = [c.to_dict() for c in answer.contenders[:top]]
-            if answer.note:
-                line["note"] = answer.note
-            click.echo(json.dumps(line))
+            click.echo(json.dumps(answer.to_dict(path, top)))
         else:
             click.echo(f"{path}: {describe(found, index.name)}" if found else f"{path}: no match")
             for rank, contender in enumerate(answer.contenders[:top], start=1):
@@ -531,6 +525,41 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, me
         if raw_input is not None:
             raw_input.close()
     click.echo(f"{segments} segments", err=True)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; the default lets in this machine alone).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="Queries answered at once, each on its own open index.")
+@click.option("--queue", type=click.IntRange(0), default=14, show_default=True,
+              help="Requests that may wait for a worker; one more gets 503 with Retry-After.")
+@click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=32.0, show_default=True,
+              help="Larger uploads get 413.")
+@click.option("--allow-add", is_flag=True, help="Let POST /songs add to the index, with the token.")
+@click.option("--token", envvar="LMPRINT_TOKEN", help="Bearer token for POST /songs (default: $LMPRINT_TOKEN).")
+@_db_option
+@_method_option
+@_model_option
+@_device_option
+@click.pass_context
+@_guard
+def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, method, model, device):
+    """Serve the index over HTTP: POST /match (an audio file in, match --json's JSON out), GET /songs /stats
+    /health, a WebSocket /listen for live audio, and at / a page that names what the microphone hears."""
+    try:
+        from .serve import ServeSettings
+        from .serve import serve as run
+    except ImportError as error:
+        raise LmprintError(f"serve needs the [serve] extra ({error.name} is missing): pip install 'lmprint[serve]'"
+                           ) from None
+
+    settings = ServeSettings(workers=workers, queue=queue, max_upload_bytes=int(max_upload_mb * 2**20),
+                             allow_add=allow_add, token=token)
+    db = ctx.obj["db"]
+    click.echo(f"lmprint: serving {db} at http://{host}:{port}/ (Ctrl-C stops)", err=True)
+    run(lambda: open_method(db, method, model=model, device=device), host, port, settings)
 
 
 if __name__ == "__main__":

@@ -91,3 +91,15 @@ def content_sha1(path: str | os.PathLike) -> str:
 def title_from_path(path: str) -> str:
     """A song's title when its file has no title tag: the file name without its extension."""
     return os.path.splitext(os.path.basename(path))[0]
+
+
+def declared_duration_s(path: str | os.PathLike) -> float | None:
+    """The audio duration a file's container declares, without decoding it; None when it declares none or is not
+    a container PyAV opens (decoding will say why)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return container.duration / 1e6 if container.duration else None
+    except (av.FFmpegError, OSError, ValueError):
+        return None

@@ -101,6 +101,11 @@ class Monitor:
         self.current: Segment | None = None
         self._candidate: Segment | None = None
 
+    @property
+    def heard_s(self) -> float:
+        """Seconds of the stream received so far."""
+        return self._heard / self.method.sample_rate_hz
+
     def feed(self, samples: np.ndarray) -> list[Segment]:
         """Take the next chunk; the segments confirmed or closed by the looks it completes."""
         events: list[Segment] = []

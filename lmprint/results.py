@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,17 @@ class Answer:
         if self.match is None:
             return None
         return next((c for c in self.contenders if c.song.id != self.match.song.id), None)
+
+    def to_dict(self, query: str, top: int = 0) -> dict:
+        """One line of `lmprint match --json` (and `POST /match`'s body): the best `top` candidates too."""
+        runner_up = self.runner_up
+        line: dict[str, Any] = {"query": query, "match": self.match.to_dict() if self.match else None,
+                "runner_up": runner_up.to_dict() if runner_up else None}
+        if top:
+            line["candidates"] = [c.to_dict() for c in self.contenders[:top]]
+        if self.note:
+            line["note"] = self.note
+        return line
 
 
 @dataclass(frozen=True)

@@ -358,8 +358,9 @@ def test_a_batch_of_songs_lands_whole_and_reads_as_songs_added_one_by_one(tmp_pa
 
 def test_a_budgeted_lookup_reads_whole_rows_by_priority_per_posting_within_the_budget(tmp_path):
     """Rows of 16 keys: keys 0–15 (row 0) hold 40 postings, 16–31 (row 1) 10, 32–47 (row 2) 300. A budget reads
-    the rows whose asked keys' priority per posting is highest, passing over those that no longer fit. A row
-    counts for the share of it that is asked for."""
+    the rows whose asked keys' priority per posting is highest, passing over those that no longer fit. A row's
+    posting counts for ROW_DECODE_COST (decoding) plus the share of the row asked for (voting)."""
+    from landmark.store import ROW_DECODE_COST
     store = Store(tmp_path / "i.db", create=True)
     hashes = np.r_[np.full(40, 3), np.full(10, 20), np.full(300, 40)].astype(np.uint32)
     insert(store, "/a", "sha-a", hashes, np.arange(hashes.size, dtype=np.uint32))
@@ -367,7 +368,8 @@ def test_a_budgeted_lookup_reads_whole_rows_by_priority_per_posting_within_the_b
 
     def read(row_priority, budget, keys=every_key):
         priority = np.repeat(np.asarray(row_priority, float), 16)[keys] / 16
-        found = store.postings.lookup(keys, priority, budget)
+        cost_per_posting = (1 + ROW_DECODE_COST) if keys is every_key else (1 / 16 + ROW_DECODE_COST)
+        found = store.postings.lookup(keys, priority, budget * cost_per_posting)
         return sorted(set((keys[found.key_index] // 16).tolist()))
 
     assert read([1.0, 1.0, 1.0], 60) == [0, 1]  # per posting: 1/40, 1/10, 1/300
@@ -377,8 +379,8 @@ def test_a_budgeted_lookup_reads_whole_rows_by_priority_per_posting_within_the_b
     assert read([0.1, 1.0, 50.0], 320) == [1, 2]
     assert read([1.0, 1.0, 1.0], 350) == [0, 1, 2]  # everything fits: everything is read
     assert read([1.0, 1.0, 1.0], 0) == [0, 1, 2]  # no budget
-    one_key_a_row = np.array([3, 20, 40], np.uint32)  # 1/16 of each row asked: it counts for 1/16 of its postings
-    assert read([0.1, 1.0, 50.0], 20, one_key_a_row) == [1, 2]
+    one_key_a_row = np.array([3, 20, 40], np.uint32)  # 1/16 of each row asked: each posting counts for less
+    assert read([0.1, 1.0, 50.0], 312, one_key_a_row) == [1, 2]
     everything = store.postings.lookup(every_key)
     budgeted = store.postings.lookup(every_key, np.ones(48), 10_000)
     assert sorted(zip(everything.key_index.tolist(), everything.frames.tolist())) == sorted(
@@ -409,3 +411,34 @@ def test_a_growing_index_moves_to_fewer_hashes_a_row_and_reads_the_same_postings
     writer.remove([3])
     assert all(song != 3 for _, song, _ in _postings_of(reader, asked))
     assert len(_postings_of(reader, asked)) == 480
+
+
+def test_a_failure_while_the_rows_are_rewritten_leaves_the_old_layout_and_no_half_song(tmp_path, monkeypatch):
+    """The rewrite into fewer hashes a row happens in the transaction of the song that crosses the step: if it
+    fails, that song is not added and the rows stay as they were, every posting readable."""
+    import landmark.postings as codec
+    import landmark.store as store_module
+
+    monkeypatch.setattr(store_module, "LAYOUT_STEPS", ((200 / (1 << 21), 2),))
+    store = Store(tmp_path / "i.db", create=True)
+    rng = np.random.default_rng(8)
+    first = rng.integers(0, 1 << 21, 150, dtype=np.uint32)
+    insert(store, "/a", "sha-a", first, np.arange(150, dtype=np.uint32))
+    plain_encode = codec.encode
+
+    def encode_failing_on_the_new_layout(hashes, frames, row_ends=None, layout=codec.SIXTEEN_A_ROW):
+        if layout != codec.SIXTEEN_A_ROW:
+            raise OSError("disk full")
+        return plain_encode(hashes, frames, row_ends, layout)
+
+    monkeypatch.setattr(codec, "encode", encode_failing_on_the_new_layout)
+    with pytest.raises(OSError):
+        insert(store, "/b", "sha-b", rng.integers(0, 1 << 21, 150, dtype=np.uint32), np.arange(150, dtype=np.uint32))
+    monkeypatch.setattr(codec, "encode", plain_encode)
+    reopened = Store(tmp_path / "i.db")
+    assert reopened.postings.stats()["hashes_per_row"] == 16
+    assert [song.path for song in reopened.catalogue.songs()] == ["/a"]
+    assert _postings_of(reopened, first) == sorted(zip(first.tolist(), [1] * 150, range(150)))
+    insert(reopened, "/b", "sha-b", rng.integers(0, 1 << 21, 150, dtype=np.uint32), np.arange(150, dtype=np.uint32))
+    assert reopened.postings.stats()["hashes_per_row"] == 4
+    assert _postings_of(reopened, first) == sorted(zip(first.tolist(), [1] * 150, range(150)))

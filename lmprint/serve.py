@@ -1,0 +1,298 @@
+"""`lmprint serve`: the index over HTTP, and a page that names what the microphone hears.
+
+- `POST /match`: an audio file in any format (the request's body, or a form's `file` field) → the JSON of
+  `lmprint match --json`.
+- `GET /songs`, `GET /stats`, `GET /health`.
+- `WebSocket /listen`: live audio in (a JSON hello `{"sample_rate": HZ}`, then binary chunks of mono float32
+  little-endian samples), segments out as the streaming identifier (`lmprint.monitor`) confirms and closes them:
+  `{"event": "listening"}` once, then `{"event": "open" | "closed", "title": ..., "song_offset_s": ...,
+  "heard_s": ...}`, `heard_s` being the seconds of audio received when the event was sent.
+- `GET /`: the page (`static/listen.html`), which streams the microphone to `/listen`.
+- `POST /songs`, only with `allow_add` and the token: an audio file to index.
+
+The index is opened once per worker thread, so a query pays no start-up. Work is bounded: `workers` queries run
+at once and `queue` more may wait; a request beyond that gets 503 with `Retry-After`, an upload over the size or
+duration cap 413, a client that takes longer than `read_timeout_s` to send its upload 408, a bad upload a 4xx JSON
+error. Starlette serves it, uvicorn runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from .errors import LmprintError
+from .files import declared_duration_s
+from .method import Method
+from .monitor import Monitor, MonitorSettings, Segment
+
+LIVE = MonitorSettings(window_s=5.0, hop_s=1.0)
+"""How `/listen` follows a microphone: a 5 s look every second, so that two agreeing looks name a song about 6 s
+after it starts (a file's monitor looks every 2 s at 6 s, for speed)."""
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Limits of the server; the defaults suit a small machine serving a household."""
+
+    workers: int = 2
+    """Queries answered at once, each on its own open index: one per core."""
+
+    queue: int = 14
+    """Requests that may wait for a worker; one more gets 503 with `Retry-After`."""
+
+    max_upload_bytes: int = 32 << 20
+    """An upload larger than this is refused with 413, before it is read whole."""
+
+    max_upload_s: float = 900.0
+    """An upload whose container declares more audio than this is refused with 413 (only its first
+    `max_query_s` would be matched anyway)."""
+
+    read_timeout_s: float = 30.0
+    """A client that takes longer than this to send its upload gets 408."""
+
+    max_listeners: int = 8
+    """Microphone streams followed at once; one more is closed with code 1013 (try again later)."""
+
+    allow_add: bool = False
+    """Whether `POST /songs` may add to the index (with `token`)."""
+
+    token: str | None = None
+    """The bearer token `POST /songs` needs."""
+
+
+class Busy(Exception):
+    """Every worker is busy and the queue is full."""
+
+
+class TooLarge(Exception):
+    """The upload is over the size cap."""
+
+
+class Workers:
+    """A bounded pool of threads, each with its own open index (SQLite connections stay in their thread)."""
+
+    def __init__(self, open_method: Callable[[], Method], settings: ServeSettings):
+        import anyio
+
+        self._open = open_method
+        self._local = threading.local()
+        self._limiter = anyio.CapacityLimiter(settings.workers)
+        self._capacity = settings.workers + settings.queue
+        self._admitted = 0  # only touched on the event loop's thread
+
+    def method(self) -> Method:
+        """This thread's index, opened on first use."""
+        method = getattr(self._local, "method", None)
+        if method is None:
+            method = self._local.method = self._open()
+        return method
+
+    async def run(self, work: Callable[[Method], Any], admit: bool = True) -> Any:
+        """`work(index)` in a worker thread. `admit`: refuse with Busy when the pool and its queue are full."""
+        import anyio
+
+        if admit and self._admitted >= self._capacity:
+            raise Busy
+        self._admitted += 1
+        try:
+            return await anyio.to_thread.run_sync(lambda: work(self.method()), limiter=self._limiter)
+        finally:
+            self._admitted -= 1
+
+
+class ThreadMethod:
+    """A Method whose calls go to the calling thread's index: what a Monitor driven from worker threads uses."""
+
+    def __init__(self, workers: Workers, sample_rate_hz: int):
+        self._workers = workers
+        self.sample_rate_hz = sample_rate_hz
+
+    def match_samples(self, samples: np.ndarray):
+        return self._workers.method().match_samples(samples)
+
+
+def create_app(open_method: Callable[[], Method], settings: ServeSettings | None = None,
+               upload_dir: str | None = None):
+    """The Starlette application over the index that `open_method` opens (called once per worker thread). Songs
+    added through `POST /songs` are kept in `upload_dir` (default: `lmprint-uploads` beside the index)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse
+    from starlette.routing import Route, WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    settings = settings or ServeSettings()
+    if settings.allow_add and not settings.token:
+        raise LmprintError("--allow-add needs a token (--token or $LMPRINT_TOKEN)")
+    workers = Workers(open_method, settings)
+    with open_method() as method:  # fail now, in one line, on a missing or damaged index
+        sample_rate_hz = method.sample_rate_hz
+        upload_dir = upload_dir or os.path.join(os.path.dirname(str(method.catalogue.path)), "lmprint-uploads")
+    page = resources.files("lmprint").joinpath("static/listen.html").read_text()
+    listeners = [0]
+
+    def error(status: int, message: str, **headers: str) -> JSONResponse:
+        """A JSON error body, `{"error": message}`."""
+        return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+    async def guarded(work: Callable[[Method], Any], admit: bool = True) -> Any:
+        try:
+            return JSONResponse(await workers.run(work, admit))
+        except Busy:
+            return error(503, "busy: every worker is taken and the queue is full", **{"Retry-After": "1"})
+        except LmprintError as failure:
+            return error(422, str(failure))
+
+    async def upload(request: Request, folder: str) -> tuple[str, str]:
+        """Write the request's audio (its body, or a form's `file`) to a file in `folder`: (path, name)."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+            raise TooLarge
+        name = "upload"
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form(max_files=1, max_fields=4, max_part_size=settings.max_upload_bytes)
+            part = form.get("file")
+            if part is None or isinstance(part, str):
+                raise LmprintError("the form has no `file` field")
+            name, data = part.filename or name, await part.read()
+        else:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > settings.max_upload_bytes:
+                    raise TooLarge
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        if len(data) > settings.max_upload_bytes:
+            raise TooLarge
+        if not data:
+            raise LmprintError("empty upload")
+        path = os.path.join(folder, _safe_name(name))
+        with open(path, "wb") as handle:
+            handle.write(data)
+        return path, name
+
+    async def with_upload(request: Request, folder: str, work: Callable[[str, str], Any]):
+        """Read the upload into `folder` within the caps and time limit, check its duration, then `work(path, name)`."""
+        try:
+            path, name = await asyncio.wait_for(upload(request, folder), settings.read_timeout_s)
+        except TooLarge:
+            return error(413, f"upload over {settings.max_upload_bytes} bytes")
+        except TimeoutError:
+            return error(408, f"upload not received within {settings.read_timeout_s:g} s")
+        except LmprintError as failure:
+            return error(400, str(failure))
+        declared_s = declared_duration_s(path)
+        if declared_s is not None and declared_s > settings.max_upload_s:
+            return error(413, f"upload of {declared_s:.0f} s of audio, over {settings.max_upload_s:g} s")
+        return await work(path, name)
+
+    async def match(request: Request):
+        with tempfile.TemporaryDirectory(prefix="lmprint-serve-") as folder:
+            async def answer(path: str, name: str):
+                return await guarded(lambda method: method.answer(path).to_dict(name))
+            return await with_upload(request, folder, answer)
+
+    async def add(request: Request):
+        if not settings.allow_add:
+            return error(403, "this server is read-only (start it with --allow-add and a token)")
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), (settings.token or "").encode()):
+            return error(401, "a valid token is needed: Authorization: Bearer TOKEN",
+                         **{"WWW-Authenticate": "Bearer"})
+        os.makedirs(upload_dir, exist_ok=True)
+
+        async def index(path: str, name: str):
+            def work(method: Method) -> dict:
+                report = method.add([path])
+                if report.failed:
+                    raise LmprintError(report.failed[0][1])
+                return {"added": report.added, "skipped": report.skipped, "path": path}
+            return await guarded(work)
+        return await with_upload(request, upload_dir, index)
+
+    async def songs(request: Request):
+        return await guarded(lambda method: [song.to_dict() for song in method.catalogue.songs()], admit=False)
+
+    async def stats(request: Request):
+        return await guarded(lambda method: method.stats(), admit=False)
+
+    async def health(request: Request):
+        return await guarded(lambda method: {"status": "ok", "songs": len(method.catalogue.songs())}, admit=False)
+
+    async def home(request: Request):
+        return HTMLResponse(page)
+
+    async def listen(websocket: WebSocket):
+        import soxr
+
+        if listeners[0] >= settings.max_listeners:
+            await websocket.close(code=1013)
+            return
+        listeners[0] += 1
+        try:
+            await websocket.accept()
+            try:
+                hello = await asyncio.wait_for(websocket.receive_json(), settings.read_timeout_s)
+                rate = int(hello["sample_rate"])
+                if not 8000 <= rate <= 192000:
+                    raise ValueError
+            except (TimeoutError, ValueError, KeyError, TypeError):
+                await websocket.send_json({"event": "error", "error": 'send {"sample_rate": HZ} first'})
+                await websocket.close(code=1003)
+                return
+            resampler = soxr.ResampleStream(rate, sample_rate_hz, 1, dtype="float32")
+            monitor = Monitor(ThreadMethod(workers, sample_rate_hz), LIVE)  # type: ignore[arg-type]
+            await websocket.send_json({"event": "listening"})
+
+            async def send(events: list[Segment]) -> None:
+                for segment in events:
+                    await websocket.send_json({"event": "open" if segment.open else "closed", **segment.to_dict(),
+                                               "heard_s": round(monitor.heard_s, 2)})
+
+            try:
+                while True:
+                    data = await websocket.receive_bytes()
+                    samples = np.frombuffer(data[:len(data) // 4 * 4], "<f4")
+                    chunk = resampler.resample_chunk(np.nan_to_num(samples).astype(np.float32))
+
+                    def look(_: Method, chunk: np.ndarray = chunk) -> list[Segment]:
+                        return monitor.feed(chunk)
+                    await send(await workers.run(look, admit=False))
+            except WebSocketDisconnect:
+                return
+        finally:
+            listeners[0] -= 1
+
+    return Starlette(routes=[
+        Route("/", home), Route("/match", match, methods=["POST"]), Route("/songs", songs),
+        Route("/songs", add, methods=["POST"]), Route("/stats", stats), Route("/health", health),
+        WebSocketRoute("/listen", listen)])
+
+
+def serve(open_method: Callable[[], Method], host: str, port: int, settings: ServeSettings) -> None:
+    """Run the server until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(open_method, settings), host=host, port=port, log_level="warning",
+                timeout_keep_alive=int(settings.read_timeout_s), limit_concurrency=4 * (settings.workers
+                                                                                      + settings.queue))
+
+
+def _safe_name(name: str) -> str:
+    """A client's file name, reduced to a safe base name."""
+    base = re.sub(r"[^A-Za-z0-9._ -]", "_", os.path.basename(name)).strip(" .") or "upload"
+    return base[:120]
+
+

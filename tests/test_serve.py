@@ -1,0 +1,170 @@
+"""`lmprint serve`: the HTTP API, its limits, and the WebSocket that follows live audio, in process."""
+
+import io
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("httpx")
+
+from starlette.testclient import TestClient  # noqa: E402
+
+from bench.audio_io import write  # noqa: E402
+from landmark import Index, audio  # noqa: E402
+from lmprint.serve import ServeSettings, create_app  # noqa: E402
+from tests.conftest import SYNTH_RATE, rendered  # noqa: E402
+
+
+def client_for(db, **settings) -> TestClient:
+    return TestClient(create_app(lambda: Index(db), ServeSettings(**settings)))
+
+
+def clip_bytes(path, start_s: float, length_s: float, tmp_path, extension="m4a", noise=0.0) -> bytes:
+    """A clip of an indexed file, encoded as a user's phone would upload it."""
+    samples = audio.load(path, SYNTH_RATE)[int(start_s * SYNTH_RATE):int((start_s + length_s) * SYNTH_RATE)]
+    samples = samples + noise * np.random.default_rng(0).standard_normal(samples.size).astype(np.float32)
+    target = tmp_path / f"clip.{extension}"
+    write(target, samples, SYNTH_RATE)
+    return target.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def client(built_index):
+    with client_for(built_index) as opened:
+        yield opened
+
+
+def test_match_answers_an_upload_with_the_json_of_match_json(client, built_index, tmp_path):
+    song = Index(built_index).catalogue.songs()[1]
+    body = clip_bytes(song.path, 12.0, 5.0, tmp_path)
+    raw = client.post("/match", content=body, headers={"content-type": "audio/mp4"})
+    form = client.post("/match", files={"file": ("phone clip.m4a", body, "audio/mp4")})
+    assert raw.status_code == form.status_code == 200
+    found = raw.json()
+    assert found["match"]["path"] == song.path and found["match"]["offset_s"] == pytest.approx(12.0, abs=0.1)
+    assert set(found) == {"query", "match", "runner_up"}
+    expected = Index(built_index).answer(str(tmp_path / "clip.m4a")).to_dict("phone clip.m4a")
+    assert form.json() == json.loads(json.dumps(expected))
+
+
+def test_bad_uploads_get_a_json_error_and_never_a_500(built_index, tmp_path):
+    song = Index(built_index).catalogue.songs()[0]
+    with client_for(built_index, max_upload_bytes=300_000, max_upload_s=30.0) as client:
+        cases = {
+            "empty": (client.post("/match", content=b""), 400),
+            "not audio": (client.post("/match", content=b"GIF89a" + bytes(range(256)) * 40), 422),
+            "silence": (client.post("/match", files={"file": ("s.wav", _wav(np.zeros(5 * SYNTH_RATE)))}), 422),
+            "0.2 s": (client.post("/match", files={"file": ("s.wav", _wav(np.ones(SYNTH_RATE // 5) * 0.1))}), 422),
+            "too large": (client.post("/match", content=bytes(400_000)), 413),
+            "too long": (client.post("/match", content=clip_bytes(song.path, 0.0, 38.0, tmp_path, "ogg")), 413),
+            "no file field": (client.post("/match", files={"other": ("x", b"123")}), 400),
+        }
+        for name, (response, status) in cases.items():
+            assert response.status_code == status, name
+            assert set(response.json()) == {"error"} and response.json()["error"], name
+        assert client.get("/health").json()["status"] == "ok"  # and it still serves
+
+
+def test_songs_stats_and_health(client, built_index):
+    songs = client.get("/songs").json()
+    assert sorted(s["path"] for s in songs) == sorted(s.path for s in Index(built_index).catalogue.songs())
+    assert client.get("/stats").json()["songs"] == len(songs)
+    assert client.get("/health").json() == {"status": "ok", "songs": len(songs)}
+    page = client.get("/")
+    assert page.status_code == 200 and "getUserMedia" in page.text
+    for flag in ("echoCancellation: false", "noiseSuppression: false", "autoGainControl: false"):
+        assert flag in page.text
+
+
+def test_a_full_pool_answers_503_with_retry_after(built_index, tmp_path, monkeypatch):
+    """One worker, no queue: while it is busy, the next request is turned away at once, not queued."""
+    inside, release = threading.Event(), threading.Event()
+    slow_answer = Index.answer
+
+    def held_answer(self, path):
+        inside.set()
+        release.wait(30)
+        return slow_answer(self, path)
+
+    monkeypatch.setattr(Index, "answer", held_answer)
+    song = Index(built_index).catalogue.songs()[2]
+    body = clip_bytes(song.path, 3.0, 5.0, tmp_path)
+    with client_for(built_index, workers=1, queue=0) as client:
+        first = {}
+        worker = threading.Thread(target=lambda: first.update(r=client.post("/match", content=body)))
+        worker.start()
+        assert inside.wait(30)
+        turned_away = client.post("/match", content=body)
+        release.set()
+        worker.join(60)
+    assert turned_away.status_code == 503 and turned_away.headers["retry-after"] == "1"
+    assert first["r"].status_code == 200 and first["r"].json()["match"]["path"] == song.path
+
+
+def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_index, library_dir, tmp_path):
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    new_song = tmp_path / "new song.flac"
+    write(new_song, rendered(41, 30.0, SYNTH_RATE), SYNTH_RATE)
+    upload = {"file": ("new song.flac", new_song.read_bytes())}
+    with client_for(db) as read_only:
+        assert read_only.post("/songs", files=upload).status_code == 403
+    with client_for(db, allow_add=True, token="s3cret") as client:
+        assert client.post("/songs", files=upload).status_code == 401
+        assert client.post("/songs", files=upload, headers={"authorization": "Bearer wrong"}).status_code == 401
+        added = client.post("/songs", files=upload, headers={"authorization": "Bearer s3cret"})
+        assert added.status_code == 200 and added.json()["added"] == 1
+        found = client.post("/match", content=clip_bytes(added.json()["path"], 10.0, 5.0, tmp_path)).json()
+        assert found["match"]["title"] == "new song"
+
+
+def test_it_keeps_serving_while_another_process_adds_to_the_index(built_index, tmp_path):
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    newcomer = tmp_path / "late.wav"
+    write(newcomer, rendered(43, 25.0, SYNTH_RATE), SYNTH_RATE)
+    with client_for(db) as client:
+        before = len(client.get("/songs").json())
+        with Index(db) as writer:  # another connection, as `lmprint add` would be
+            writer.add([str(newcomer)])
+        assert len(client.get("/songs").json()) == before + 1
+        assert client.post("/match", content=clip_bytes(newcomer, 5.0, 5.0, tmp_path)).json()["match"]["title"] == "late"
+
+
+def test_the_listen_socket_names_a_song_from_live_audio_within_8_s(client, built_index):
+    """A browser's microphone: 48 kHz float32 in half-second chunks, a noisy copy of an indexed song. Each event
+    says how much audio the server had heard when it was sent (`heard_s`)."""
+    song = Index(built_index).catalogue.songs()[3]
+    live = audio.load(song.path, 48000)[48000 * 5:48000 * 25]
+    live = live + 0.05 * np.random.default_rng(1).standard_normal(live.size).astype(np.float32)
+    with client.websocket_connect("/listen") as socket:
+        socket.send_json({"sample_rate": 48000})
+        assert socket.receive_json() == {"event": "listening"}
+        for start in range(0, live.size, 24000):
+            socket.send_bytes(live[start:start + 24000].astype("<f4").tobytes())
+        event = socket.receive_json()
+    assert event["event"] == "open" and event["path"] == song.path
+    assert event["heard_s"] <= 8.0
+    assert event["song_offset_s"] == pytest.approx(5.0 + event["start_s"], abs=1.0)
+
+
+def test_the_listen_socket_refuses_a_stream_without_its_rate(client):
+    with client.websocket_connect("/listen") as socket:
+        socket.send_json({"hello": 1})
+        assert socket.receive_json()["event"] == "error"
+
+
+def _wav(samples: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    import wave
+
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SYNTH_RATE)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
