@@ -45,10 +45,6 @@ LAYOUT_STEPS = ((4.0, 2), (64.0, 0))
 average, rows hold 2^suffix_bits hashes. Grouping hashes saves SQLite's ~10 B a row while keys hold a few
 postings, but a lookup reads a whole row, and an append rewrites one: with 16 hashes a row, a query reads 16×
 the postings it asks for. 4 a row from about 1,500 songs, 1 a row from about 25,000 (docs/design.md)."""
-ROW_DECODE_COST = 0.2
-"""What reading and decoding a posting costs, relative to voting on one (about 60 against 300 ns, profiled at
-10,000 songs). A budgeted lookup counts a row for its postings × (this + the share of its hashes asked for): the
-postings of the hashes asked for are voted on, the others only decoded."""
 GREEDY_ROUNDS = 4
 """Rounds of `within_budget`'s greedy choice: after the first, little of the budget is left to fill."""
 SMALL_ROW_BYTES = 192
@@ -151,8 +147,8 @@ class SQLitePostingStore:
         self._relayout_if_grown(layout, table)
 
     def lookup(self, keys: np.ndarray, priority: np.ndarray | None = None, max_postings: int = 0) -> Postings:
-        """A row is read whole: the budget chooses rows by their asked keys' summed priority per posting, a row's
-        postings counted as `ROW_DECODE_COST` + its asked share each."""
+        """A row is read whole: the budget chooses rows, by their asked keys' summed priority per (estimated) asked
+        posting."""
         wanted = np.asarray(keys, np.uint32)
         if wanted.size == 0:
             return Postings.empty()
@@ -168,10 +164,10 @@ class SQLitePostingStore:
             if priority is None or max_postings <= 0:
                 found_buckets, blobs = self._rows(buckets, table)
             else:
-                asked_share = np.diff(np.r_[firsts, wanted.size]) / (1 << layout.suffix_bits)
+                asked_per_row = np.diff(np.r_[firsts, wanted.size]) / (1 << layout.suffix_bits)
                 found_buckets, blobs = self._rows_within(
-                    buckets, np.add.reduceat(np.asarray(priority, np.float64), firsts),
-                    ROW_DECODE_COST + asked_share, max_postings, table)
+                    buckets, np.add.reduceat(np.asarray(priority, np.float64), firsts), asked_per_row, max_postings,
+                    table)
         rows, suffixes, timeline_frames = codec.decode_rows(blobs, layout)
         slot = np.searchsorted(buckets, found_buckets)
         asked = ((asked_suffixes[slot, None] >> np.arange(1 << layout.suffix_bits, dtype=np.uint32)) & 1
@@ -277,11 +273,12 @@ class SQLitePostingStore:
                 blobs.append(blob)
         return np.asarray(found_buckets, np.uint32), blobs
 
-    def _rows_within(self, buckets: np.ndarray, priority: np.ndarray, cost_per_posting: np.ndarray,
-                     max_postings: int, table: str) -> tuple[np.ndarray, list[bytes]]:
-        """(buckets, blobs) of the rows of these buckets that a budget of `max_postings` reads (see `lookup`), a
-        row costing its postings × `cost_per_posting`. One pass reads the small rows and the sizes of the others;
-        a second reads the large rows chosen."""
+    def _rows_within(self, buckets: np.ndarray, priority: np.ndarray, asked_share: np.ndarray, max_postings: int,
+                     table: str) -> tuple[np.ndarray, list[bytes]]:
+        """(buckets, blobs) of the rows of these buckets that a budget of `max_postings` reads (see `lookup`). A
+        row counts for the postings of its asked keys, estimated as its postings × `asked_share` (the share of
+        its keys asked for): decoding a row is cheap, voting on a posting is not. One pass reads the small rows
+        and the sizes of the others; a second reads the large rows chosen."""
         found, sizes, blobs = [], [], []
         for start in range(0, buckets.size, KEYS_PER_STATEMENT):
             part = buckets[start:start + KEYS_PER_STATEMENT].tolist()
@@ -293,8 +290,8 @@ class SQLitePostingStore:
                 blobs.append(blob)
         found_buckets = np.asarray(found, np.int64)
         slot = np.searchsorted(buckets, found_buckets)
-        chosen = within_budget(priority[slot],
-                               np.asarray(sizes, np.int64) // codec.WORD_BYTES * cost_per_posting[slot], max_postings)
+        chosen = within_budget(priority[slot], np.asarray(sizes, np.int64) // codec.WORD_BYTES * asked_share[slot],
+                               max_postings)
         large = [i for i in np.flatnonzero(chosen).tolist() if blobs[i] is None]
         large_buckets, large_blobs = self._rows(found_buckets[large].astype(np.uint32), table)
         fetched = dict(zip(large_buckets.tolist(), large_blobs))

@@ -127,6 +127,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     """The Starlette application over the index that `open_method` opens (called once per worker thread). Songs
     added through `POST /songs` are kept in `upload_dir` (default: `lmprint-uploads` beside the index)."""
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route, WebSocketRoute
@@ -275,7 +276,16 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         finally:
             listeners[0] -= 1
 
-    return Starlette(routes=[
+    async def http_error(request: Request, failure: Exception):
+        """Starlette's own refusals (no such route, a malformed form) as JSON too."""
+        status = getattr(failure, "status_code", 400)
+        return error(status, str(getattr(failure, "detail", "")) or "bad request")
+
+    async def internal_error(request: Request, failure: Exception):
+        """A bug, in one line: never a traceback to the client."""
+        return error(500, f"internal error: {type(failure).__name__}")
+
+    return Starlette(exception_handlers={HTTPException: http_error, Exception: internal_error}, routes=[
         Route("/", home), Route("/match", match, methods=["POST"]), Route("/songs", songs),
         Route("/songs", add, methods=["POST"]), Route("/stats", stats), Route("/health", health),
         WebSocketRoute("/listen", listen)])

@@ -62,6 +62,10 @@ def test_bad_uploads_get_a_json_error_and_never_a_500(built_index, tmp_path):
             "too large": (client.post("/match", content=bytes(400_000)), 413),
             "too long": (client.post("/match", content=clip_bytes(song.path, 0.0, 38.0, tmp_path, "ogg")), 413),
             "no file field": (client.post("/match", files={"other": ("x", b"123")}), 400),
+            "a broken form": (client.post("/match", content=b"--x\r\nnonsense",
+                                          headers={"content-type": "multipart/form-data; boundary=x"}), 400),
+            "no such page": (client.get("/nothing"), 404),
+            "wrong method": (client.get("/match"), 405),
         }
         for name, (response, status) in cases.items():
             assert response.status_code == status, name

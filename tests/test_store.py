@@ -358,9 +358,8 @@ def test_a_batch_of_songs_lands_whole_and_reads_as_songs_added_one_by_one(tmp_pa
 
 def test_a_budgeted_lookup_reads_whole_rows_by_priority_per_posting_within_the_budget(tmp_path):
     """Rows of 16 keys: keys 0–15 (row 0) hold 40 postings, 16–31 (row 1) 10, 32–47 (row 2) 300. A budget reads
-    the rows whose asked keys' priority per posting is highest, passing over those that no longer fit. A row's
-    posting counts for ROW_DECODE_COST (decoding) plus the share of the row asked for (voting)."""
-    from landmark.store import ROW_DECODE_COST
+    the rows whose asked keys' priority per posting is highest, passing over those that no longer fit. A row
+    counts for the share of it that is asked for."""
     store = Store(tmp_path / "i.db", create=True)
     hashes = np.r_[np.full(40, 3), np.full(10, 20), np.full(300, 40)].astype(np.uint32)
     insert(store, "/a", "sha-a", hashes, np.arange(hashes.size, dtype=np.uint32))
@@ -368,8 +367,7 @@ def test_a_budgeted_lookup_reads_whole_rows_by_priority_per_posting_within_the_b
 
     def read(row_priority, budget, keys=every_key):
         priority = np.repeat(np.asarray(row_priority, float), 16)[keys] / 16
-        cost_per_posting = (1 + ROW_DECODE_COST) if keys is every_key else (1 / 16 + ROW_DECODE_COST)
-        found = store.postings.lookup(keys, priority, budget * cost_per_posting)
+        found = store.postings.lookup(keys, priority, budget)
         return sorted(set((keys[found.key_index] // 16).tolist()))
 
     assert read([1.0, 1.0, 1.0], 60) == [0, 1]  # per posting: 1/40, 1/10, 1/300
@@ -379,8 +377,8 @@ def test_a_budgeted_lookup_reads_whole_rows_by_priority_per_posting_within_the_b
     assert read([0.1, 1.0, 50.0], 320) == [1, 2]
     assert read([1.0, 1.0, 1.0], 350) == [0, 1, 2]  # everything fits: everything is read
     assert read([1.0, 1.0, 1.0], 0) == [0, 1, 2]  # no budget
-    one_key_a_row = np.array([3, 20, 40], np.uint32)  # 1/16 of each row asked: each posting counts for less
-    assert read([0.1, 1.0, 50.0], 312, one_key_a_row) == [1, 2]
+    one_key_a_row = np.array([3, 20, 40], np.uint32)  # 1/16 of each row asked: it counts for 1/16 of its postings
+    assert read([0.1, 1.0, 50.0], 20, one_key_a_row) == [1, 2]
     everything = store.postings.lookup(every_key)
     budgeted = store.postings.lookup(every_key, np.ones(48), 10_000)
     assert sorted(zip(everything.key_index.tolist(), everything.frames.tolist())) == sorted(
