@@ -79,7 +79,7 @@ def add_distractors(index, bases, size: int, rng: np.random.Generator, show_prog
 
     from landmark.batch import SongFingerprint
 
-    firsts = [len(index.catalogue.songs())]
+    firsts = [index.catalogue.read("SELECT COUNT(*) FROM songs")[0][0]]
     while firsts[-1] < size:
         firsts.append(firsts[-1] + max(DISTRACTORS_PER_BATCH, int(BATCH_SHARE * firsts[-1])))
     for first, end in tqdm(list(zip(firsts[:-1], firsts[1:])), desc=f"distractors to {size}", unit="batch",
@@ -126,7 +126,7 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
             one_by_one_s = []
             for _ in range(ONE_BY_ONE):
                 began = time.perf_counter()
-                add_distractors(index, bases, len(index.catalogue.songs()) + 1, rng)
+                add_distractors(index, bases, index.catalogue.read("SELECT COUNT(*) FROM songs")[0][0] + 1, rng)
                 one_by_one_s.append(time.perf_counter() - began)
             outcomes = []
             for query, samples in zip(queries, clips):
