@@ -532,9 +532,9 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, me
               help="Address to listen on (0.0.0.0: every interface; the default lets in this machine alone).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
-              help="Queries answered at once, each on its own open index.")
+              help="Server processes, each answering one query at a time on its own open index: one per core.")
 @click.option("--queue", type=click.IntRange(0), default=14, show_default=True,
-              help="Requests that may wait for a worker; one more gets 503 with Retry-After.")
+              help="Requests that may wait for a worker (shared out among them); one more gets 503 with Retry-After.")
 @click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=32.0, show_default=True,
               help="Larger uploads get 413.")
 @click.option("--allow-add", is_flag=True, help="Let POST /songs add to the index, with the token.")
@@ -549,18 +549,34 @@ def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, meth
     """Serve the index over HTTP: POST /match (an audio file in, match --json's JSON out), GET /songs /stats
     /health, a WebSocket /listen for live audio, and at / a page that names what the microphone hears."""
     try:
-        from .serve import ServeSettings
         from .serve import serve as run
     except ImportError as error:
         raise LmprintError(f"serve needs the [serve] extra ({error.name} is missing): pip install 'lmprint[serve]'"
                            ) from None
 
-    settings = ServeSettings(workers=workers, queue=queue, max_upload_bytes=int(max_upload_mb * 2**20),
-                             allow_add=allow_add, token=token)
-    db = ctx.obj["db"]
-    click.echo(f"lmprint: serving {db} at http://{host}:{port}/ (Ctrl-C stops)", err=True)
-    run(lambda: open_method(db, method, model=model, device=device), host, port, settings)
+    settings = {"queue": -(-queue // workers), "max_upload_bytes": int(max_upload_mb * 2**20),
+                "allow_add": allow_add, "token": token}
+    os.environ[SERVE_OPTIONS] = json.dumps({"db": ctx.obj["db"], "method": method, "model": model,
+                                            "device": device, "settings": settings})
+    serve_app()  # the index opens, or one line says why, before any worker starts
+    click.echo(f"lmprint: serving {ctx.obj['db']} at http://{host}:{port}/ (Ctrl-C stops)", err=True)
+    from .serve import ServeSettings
 
+    run("lmprint.cli:serve_app", host, port, workers, ServeSettings(**settings))
+
+
+SERVE_OPTIONS = "LMPRINT_SERVE_OPTIONS"
+"""How `lmprint serve` hands its options to the worker processes that uvicorn starts."""
+
+
+def serve_app():
+    """The application of one `lmprint serve` worker process, from the options the command put in the
+    environment (uvicorn calls it by name in each process)."""
+    from .serve import ServeSettings, create_app
+
+    options = json.loads(os.environ[SERVE_OPTIONS])
+    return create_app(lambda: open_method(options["db"], options["method"], model=options["model"],
+                                          device=options["device"]), ServeSettings(**options["settings"]))
 
 if __name__ == "__main__":
     main()

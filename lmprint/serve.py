@@ -45,11 +45,12 @@ after it starts (a file's monitor looks every 2 s at 6 s, for speed)."""
 class ServeSettings:
     """Limits of the server; the defaults suit a small machine serving a household."""
 
-    workers: int = 2
-    """Queries answered at once, each on its own open index: one per core."""
+    workers: int = 1
+    """Queries answered at once by one server process, each in a thread with its own open index. Python runs one
+    thread at a time, so `lmprint serve --workers N` starts N processes of one worker each instead."""
 
-    queue: int = 14
-    """Requests that may wait for a worker; one more gets 503 with `Retry-After`."""
+    queue: int = 7
+    """Requests that may wait for a worker of the process; one more gets 503 with `Retry-After`."""
 
     max_upload_bytes: int = 32 << 20
     """An upload larger than this is refused with 413, before it is read whole."""
@@ -291,13 +292,14 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         WebSocketRoute("/listen", listen)])
 
 
-def serve(open_method: Callable[[], Method], host: str, port: int, settings: ServeSettings) -> None:
-    """Run the server until interrupted."""
+def serve(app: str, host: str, port: int, processes: int, settings: ServeSettings) -> None:
+    """Run the server until interrupted: `processes` uvicorn workers, each importing the application factory
+    `app` ("module:function", called with no arguments) and so opening the index itself."""
     import uvicorn
 
-    uvicorn.run(create_app(open_method, settings), host=host, port=port, log_level="warning",
-                timeout_keep_alive=int(settings.read_timeout_s), limit_concurrency=4 * (settings.workers
-                                                                                      + settings.queue))
+    uvicorn.run(app, factory=True, host=host, port=port, workers=processes, log_level="warning",
+                timeout_keep_alive=int(settings.read_timeout_s),
+                limit_concurrency=4 * processes * (settings.workers + settings.queue))
 
 
 def _safe_name(name: str) -> str:

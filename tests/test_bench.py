@@ -166,7 +166,7 @@ def test_a_distractor_keeps_the_shape_of_real_landmarks_but_moves_them():
 
 @pytest.mark.slow
 def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path):
-    from bench.scale import scale
+    from bench.scale import ONE_BY_ONE, scale
 
     music = tmp_path / "music"
     music.mkdir()
@@ -174,8 +174,9 @@ def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path)
         write(music / f"g{seed}.flac", rendered(seed + 90, 20.0, SYNTH_RATE), SYNTH_RATE)
     result = scale(str(music), [5, 230], None, workdir=str(tmp_path), show_progress=False)  # 3 distractor batches
     first, second = result["rows"]
-    assert first["songs"] < 230 and second["songs"] == 230
+    assert first["songs"] < 230 and second["songs"] == 230 + ONE_BY_ONE  # then ONE_BY_ONE added one at a time
     assert first["insert_ms_per_distractor"] is None and second["insert_ms_per_distractor"] > 0
+    assert second["add_one_ms"] > 0 and second["hashes_per_row"] == 16
     assert second["recall"]["clean_5s"] >= 0.8
     assert 0 < first["db_bytes_per_audio_s"] and 0.1 < second["cold_start_s"] < 30
     assert 50 < second["query_process_peak_mb"] < 2000  # a real process's resident peak, in MB

@@ -172,3 +172,51 @@ def _wav(samples: np.ndarray) -> bytes:
         out.setframerate(SYNTH_RATE)
         out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_lmprint_serve_starts_worker_processes_that_answer_and_stops_on_a_signal(built_index, tmp_path):
+    """The command as a user runs it: two worker processes, each opening the index itself."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    song = Index(built_index).catalogue.songs()[0]
+    body = clip_bytes(song.path, 20.0, 5.0, tmp_path, "wav")
+    server = subprocess.Popen([sys.executable, "-m", "lmprint.cli", "--db", str(built_index), "serve", "--port",
+                               str(port), "--workers", "2"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    assert json.loads(response.read())["status"] == "ok"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
+                time.sleep(0.2)
+        answers = []
+        for _ in range(4):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/match", data=body, method="POST")
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answers.append(json.loads(response.read())["match"]["path"])
+        assert answers == [song.path] * 4
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+    assert "Traceback" not in server.stderr.read()
+
+
+def test_serve_refuses_a_missing_index_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from lmprint.cli import main
+
+    result = CliRunner().invoke(main, ["--db", str(tmp_path / "none.db"), "serve"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and "lmprint:" in result.output
