@@ -1,10 +1,11 @@
 """`bench serve`: `lmprint serve` under load on loopback.
 
-Starts the real `lmprint serve` in a fresh process on an index of generated songs, then `clients` threads each send
-`requests` `POST /match` of 5 s clips (WAV, with noise), every `oversize_every`-th one an upload over the size
-cap. Reports latency percentiles of the answered requests, the count of every status (413 and 503 are the server
-keeping its limits; anything else but 200 is an error), wrong answers, and the server's resident memory sampled
-through the run (flat memory: the last quarter's peak against the first quarter's).
+Starts the real `lmprint serve` (its worker processes too) on an index of generated songs, then `clients` threads
+each send `requests` `POST /match` of 5 s clips (WAV, with noise), every `oversize_every`-th one an upload over
+the size cap. Reports latency percentiles of the answered requests, the count of every status (413 and 503 are
+the server keeping its limits; anything else but 200 is an error), wrong answers, and the server's resident
+memory sampled through the run, its processes together (flat memory: the last quarter's peak against the first
+quarter's).
 """
 
 from __future__ import annotations
@@ -46,11 +47,16 @@ def _wav_bytes(samples: np.ndarray, rate: int) -> bytes:
 
 
 def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of a process and its children (the server's worker processes), in MB."""
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            total += next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0) / 1024
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            total += sum(_rss_mb(int(child)) for child in children.read().split())
+    except OSError:  # it ended meanwhile
+        pass
+    return total
 
 
 def load_test(clients: int = 16, requests: int = 200, workers: int = 2, queue: int = 14, oversize_every: int = 50,

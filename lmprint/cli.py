@@ -534,7 +534,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, me
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
               help="Server processes, each answering one query at a time on its own open index: one per core.")
 @click.option("--queue", type=click.IntRange(0), default=14, show_default=True,
-              help="Requests that may wait for a worker (shared out among them); one more gets 503 with Retry-After.")
+              help="Requests that may wait, per worker process; one more gets 503 with Retry-After.")
 @click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=32.0, show_default=True,
               help="Larger uploads get 413.")
 @click.option("--allow-add", is_flag=True, help="Let POST /songs add to the index, with the token.")
@@ -554,7 +554,7 @@ def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, meth
         raise LmprintError(f"serve needs the [serve] extra ({error.name} is missing): pip install 'lmprint[serve]'"
                            ) from None
 
-    settings = {"queue": -(-queue // workers), "max_upload_bytes": int(max_upload_mb * 2**20),
+    settings = {"queue": queue, "max_upload_bytes": int(max_upload_mb * 2**20),
                 "allow_add": allow_add, "token": token}
     os.environ[SERVE_OPTIONS] = json.dumps({"db": ctx.obj["db"], "method": method, "model": model,
                                             "device": device, "settings": settings})
