@@ -34,7 +34,8 @@ SYNTH_RATE = 22050
 UPLOAD_CAP_MB = 1.0
 
 
-def _wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    """Mono 16-bit WAV bytes of float samples in [-1, 1], as a client would upload them."""
     import wave
 
     buffer = io.BytesIO()
@@ -76,7 +77,7 @@ def load_test(clients: int = 16, requests: int = 200, workers: int = 2, queue: i
             for start_s in (3.0, 15.0, 27.0):
                 piece = signal[int(start_s * SYNTH_RATE):int((start_s + 5) * SYNTH_RATE)]
                 piece = piece + 0.05 * rng.standard_normal(piece.size).astype(np.float32)
-                clips.append((path, _wav_bytes(piece, SYNTH_RATE)))
+                clips.append((path, wav_bytes(piece, SYNTH_RATE)))
         oversize = bytes(int(UPLOAD_CAP_MB * 2**20) + 1)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))

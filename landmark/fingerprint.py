@@ -47,24 +47,23 @@ def _scan(signal: np.ndarray, settings: FingerprintSettings, density: Density, k
     step = block_frames * max(1, int(round(BLOCK_S / settings.peak_block_s)))
     neighbourhood_frames = max(density.neighbourhood_frames, also.neighbourhood_frames if also else 0)
     margin = max(settings.background_frames // 2 + settings.peak_rank_frames // 2, neighbourhood_frames) + 1
-    all_frames, all_bins, prominence_blocks, also_frames, also_bins = [], [], [], [], []
+    all_frames: list[np.ndarray] = []
+    all_bins: list[np.ndarray] = []
+    also_frames: list[np.ndarray] = []
+    also_bins: list[np.ndarray] = []
+    prominence_blocks = []
     for start in range(0, total, step):
         first = max(0, start - margin)
         spectrogram_db = log_spectrogram(signal, settings, first, min(total, start + step + margin) - first)
         prominence = prominence_db(spectrogram_db, settings)
-        frames, bins, rank = candidate_peaks(spectrogram_db, prominence, settings, density)
-        frames = frames + first
-        core = (frames >= start) & (frames < start + step)
-        frames, bins = select_peaks(frames[core], bins[core], rank[core], settings, density)
-        all_frames.append(frames)
-        all_bins.append(bins)
-        if also is not None:
-            frames, bins, rank = candidate_peaks(spectrogram_db, prominence, settings, also)
-            frames = frames + first
-            core = (frames >= start) & (frames < start + step)
-            frames, bins = select_peaks(frames[core], bins[core], rank[core], settings, also)
-            also_frames.append(frames)
-            also_bins.append(bins)
+        for wanted, frames_out, bins_out in ((density, all_frames, all_bins), (also, also_frames, also_bins)):
+            if wanted is not None:
+                frames, bins, rank = candidate_peaks(spectrogram_db, prominence, settings, wanted)
+                frames = frames + first
+                core = (frames >= start) & (frames < start + step)  # the block's own frames, not its margins
+                frames, bins = select_peaks(frames[core], bins[core], rank[core], settings, wanted)
+                frames_out.append(frames)
+                bins_out.append(bins)
         if keep_prominence:
             prominence_blocks.append(prominence[start - first:start - first + step])
     frames, bins, *second = (np.concatenate(part) if part else np.zeros(0, np.int64)

@@ -127,6 +127,13 @@ _device_option = click.option("--device", default=None, help="Torch device for -
                               "present, else cpu).")
 
 
+def _engine_options(command: Callable) -> Callable:
+    """--db, --method, --model and --device: which index and engine a command reads."""
+    for option in (_device_option, _model_option, _method_option, _db_option):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--jobs", "-j", type=click.IntRange(1), default=os.cpu_count() or 1,
@@ -470,10 +477,7 @@ def dedup(ctx, as_json):
               help="Sample rate of raw PCM (with --format).")
 @click.option("--channels", "raw_channels", type=click.IntRange(1), default=2, show_default=True,
               help="Channels of raw PCM (with --format).")
-@_db_option
-@_method_option
-@_model_option
-@_device_option
+@_engine_options
 @click.pass_context
 @_guard
 def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, method, model, device):
@@ -539,10 +543,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, me
               help="Larger uploads get 413.")
 @click.option("--allow-add", is_flag=True, help="Let POST /songs add to the index, with the token.")
 @click.option("--token", envvar="LMPRINT_TOKEN", help="Bearer token for POST /songs (default: $LMPRINT_TOKEN).")
-@_db_option
-@_method_option
-@_model_option
-@_device_option
+@_engine_options
 @click.pass_context
 @_guard
 def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, method, model, device):

@@ -1,6 +1,5 @@
 """`lmprint serve`: the HTTP API, its limits, and the WebSocket that follows live audio, in process."""
 
-import io
 import json
 import shutil
 import threading
@@ -14,6 +13,7 @@ pytest.importorskip("httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
 from bench.audio_io import write  # noqa: E402
+from bench.serve_load import wav_bytes  # noqa: E402
 from landmark import Index, audio  # noqa: E402
 from lmprint.serve import ServeSettings, create_app  # noqa: E402
 from tests.conftest import SYNTH_RATE, rendered  # noqa: E402
@@ -57,8 +57,8 @@ def test_bad_uploads_get_a_json_error_and_never_a_500(built_index, tmp_path):
         cases = {
             "empty": (client.post("/match", content=b""), 400),
             "not audio": (client.post("/match", content=b"GIF89a" + bytes(range(256)) * 40), 422),
-            "silence": (client.post("/match", files={"file": ("s.wav", _wav(np.zeros(5 * SYNTH_RATE)))}), 422),
-            "0.2 s": (client.post("/match", files={"file": ("s.wav", _wav(np.ones(SYNTH_RATE // 5) * 0.1))}), 422),
+            "silence": (client.post("/match", files={"file": ("s.wav", wav_bytes(np.zeros(5 * SYNTH_RATE), SYNTH_RATE))}), 422),
+            "0.2 s": (client.post("/match", files={"file": ("s.wav", wav_bytes(np.ones(SYNTH_RATE // 5) * 0.1, SYNTH_RATE))}), 422),
             "too large": (client.post("/match", content=bytes(400_000)), 413),
             "too long": (client.post("/match", content=clip_bytes(song.path, 0.0, 38.0, tmp_path, "ogg")), 413),
             "no file field": (client.post("/match", files={"other": ("x", b"123")}), 400),
@@ -161,17 +161,6 @@ def test_the_listen_socket_refuses_a_stream_without_its_rate(client):
         socket.send_json({"hello": 1})
         assert socket.receive_json()["event"] == "error"
 
-
-def _wav(samples: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    import wave
-
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SYNTH_RATE)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 @pytest.mark.slow
