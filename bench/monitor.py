@@ -140,10 +140,12 @@ def score(pieces: list[Piece], segments: list, audio_s: float) -> dict:
 
 def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=CONDITIONS, hours: float = 1.0,
         seed: int = 0, jobs: int = 2, workdir: str | None = None) -> dict:
+    from functools import partial
+
     import soxr
 
     from landmark import Index
-    from lmprint.monitor import monitor
+    from lmprint.monitor import Looks, monitor
 
     tracks = corpus_module.load(corpus)
     degraders = query_module.Degraders.load(noise_dir, rir_dir)
@@ -158,8 +160,13 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
             del hour
             chunk = index.sample_rate_hz  # one second at a time, as a stream arrives
             started = time.perf_counter()
-            segments = [s for s in monitor(index, (samples[i:i + chunk] for i in range(0, samples.size, chunk)))
-                        if not s.open]
+            looks = Looks(partial(Index, index.catalogue.path), jobs) if jobs > 1 else None
+            try:
+                segments = [s for s in monitor(index, (samples[i:i + chunk] for i in range(0, samples.size, chunk)),
+                                               looks=looks) if not s.open]
+            finally:
+                if looks:
+                    looks.close()
             seconds = time.perf_counter() - started
             audio_s = samples.size / index.sample_rate_hz
             row = {"condition": condition, "audio_s": round(audio_s, 1), **score(pieces, segments, audio_s),

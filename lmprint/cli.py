@@ -477,16 +477,20 @@ def dedup(ctx, as_json):
               help="Sample rate of raw PCM (with --format).")
 @click.option("--channels", "raw_channels", type=click.IntRange(1), default=2, show_default=True,
               help="Channels of raw PCM (with --format).")
+@click.option("--jobs", type=click.IntRange(1), default=None,
+              help="Looks matched at once, in as many processes [default: one per core for a file with the "
+                   "landmark engine, else 1: a live stream then answers without waiting for a second look].")
 @_engine_options
 @click.pass_context
 @_guard
-def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, method, model, device):
+def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jobs, method, model, device):
     """Name every song in a long recording or a live stream (a file, or - for standard input), with where each
     plays: a line when a song is confirmed (open), and one when it ends."""
     import csv
 
     from landmark import audio
 
+    from .monitor import Looks
     from .monitor import monitor as follow
 
     if as_json and as_csv:
@@ -503,13 +507,17 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, me
         chunks = audio.stream_raw(raw_input or sys.stdin.buffer, raw_format, raw_rate, raw_channels, rate)
     else:
         chunks = audio.stream(sys.stdin.buffer if source == "-" else source, rate)
+    if jobs is None:
+        jobs = (os.cpu_count() or 1) if source != "-" and method == "landmark" else 1
+    looks = Looks(functools.partial(open_method, ctx.obj["db"], method, model=model, device=device),
+                  jobs) if jobs > 1 else None
     writer = csv.writer(sys.stdout) if as_csv else None
     columns = ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence"]
     if writer:
         writer.writerow(columns)
     segments = 0
     try:
-        for segment in follow(index, chunks):
+        for segment in follow(index, chunks, looks=looks):
             row = segment.to_dict()
             event = "open" if segment.open else "closed"
             segments += not segment.open
@@ -526,6 +534,8 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, me
                            f"confidence {segment.confidence:.4f}")
     finally:
         index.close()
+        if looks is not None:
+            looks.close()
         if raw_input is not None:
             raw_input.close()
     click.echo(f"{segments} segments", err=True)

@@ -20,7 +20,7 @@ lies within a hop of the estimate, the boundary is put there: songs are mostly p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -88,9 +88,10 @@ class Monitor:
     """Feed it chunks of mono float32 samples at the method's rate; it returns segments as they are confirmed
     (`open`) and as they end."""
 
-    def __init__(self, method: Method, settings: MonitorSettings | None = None):
+    def __init__(self, method: Method, settings: MonitorSettings | None = None, looks: Looks | None = None):
         self.method = method
         self.settings = settings or MonitorSettings()
+        self._looks = looks
         rate = method.sample_rate_hz
         self._window = int(self.settings.window_s * rate)
         self._hop = max(1, int(self.settings.hop_s * rate))
@@ -108,12 +109,13 @@ class Monitor:
 
     def feed(self, samples: np.ndarray) -> list[Segment]:
         """Take the next chunk; the segments confirmed or closed by the looks it completes."""
-        events: list[Segment] = []
         self._buffer = np.concatenate([self._buffer, np.asarray(samples, np.float32)])
         self._heard += len(samples)
+        due = []
         while self._next_look + self._window <= self._heard:
-            events += self._look(self._next_look, self._window)
+            due.append((self._next_look, self._window))
             self._next_look += self._hop
+        events = self._look_at(due)
         keep_from = self._next_look - self._buffer_start  # nothing before the next window is needed again
         if keep_from > 0:
             self._buffer, self._buffer_start = self._buffer[keep_from:], self._next_look
@@ -124,7 +126,7 @@ class Monitor:
         events: list[Segment] = []
         rate = self.method.sample_rate_hz
         if self._heard - self._next_look >= self.settings.audible_s * rate and self._next_look < self._heard:
-            events += self._look(self._next_look, self._heard - self._next_look)
+            events += self._look_at([(self._next_look, self._heard - self._next_look)])
         if self.current is not None:
             still_playing = self.current.misses == 0  # its last look agreed: it ran to the end of the stream
             events.append(self._close(self.current, until_end=still_playing))
@@ -132,14 +134,17 @@ class Monitor:
         return events
 
     # --- internals ----------------------------------------------------------------------------------------
-    def _look(self, start: int, length: int) -> list[Segment]:
+    def _look_at(self, due: list[tuple[int, int]]) -> list[Segment]:
+        """Match the windows (start, length in samples) in stream order, through `looks` when given, and track
+        what they name."""
         rate = self.method.sample_rate_hz
-        window = self._buffer[start - self._buffer_start:start - self._buffer_start + length]
-        try:
-            match = self.method.match_samples(window)
-        except AudioError:  # silence, or too little audio: nothing is playing
-            match = None
-        return self._update(match, start / rate, length / rate)
+        windows = [self._buffer[start - self._buffer_start:start - self._buffer_start + length]
+                   for start, length in due]
+        matches = self._looks.match_all(windows) if self._looks else [look(self.method, w) for w in windows]
+        events: list[Segment] = []
+        for (start, length), match in zip(due, matches):
+            events += self._update(match, start / rate, length / rate)
+        return events
 
     def _update(self, match: Match | None, time_s: float, length_s: float) -> list[Segment]:
         events: list[Segment] = []
@@ -240,10 +245,60 @@ class Monitor:
         return segment
 
 
-def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSettings | None = None
-            ) -> Iterator[Segment]:
-    """Every segment event of a stream of chunks: each segment once when confirmed (open), once when closed."""
-    watcher = Monitor(method, settings)
+def look(method: Method, window: np.ndarray) -> Match | None:
+    """One look: what the window names, None for silence or too little audio (nothing is playing)."""
+    try:
+        return method.match_samples(window)
+    except AudioError:
+        return None
+
+
+class Looks:
+    """Looks matched in worker processes, each with its own open index (`open_method`, picklable): a file's
+    looks are independent of each other, so on N cores N run at once. Windows are taken `jobs` at a time, so a
+    live stream's answers come up to a hop later each."""
+
+    def __init__(self, open_method: Callable[[], Method], jobs: int):
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.jobs = jobs
+        self._pool = ProcessPoolExecutor(jobs, initializer=_open_worker, initargs=(open_method,))
+
+    def match_all(self, windows: list[np.ndarray]) -> list[Match | None]:
+        return list(self._pool.map(_worker_look, windows))
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
+_worker_method: Method | None = None
+
+
+def _open_worker(open_method: Callable[[], Method]) -> None:
+    global _worker_method
+    _worker_method = open_method()
+
+
+def _worker_look(window: np.ndarray) -> Match | None:
+    assert _worker_method is not None
+    return look(_worker_method, window)
+
+
+def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSettings | None = None,
+            looks: Looks | None = None) -> Iterator[Segment]:
+    """Every segment event of a stream of chunks: each segment once when confirmed (open), once when closed. With
+    `looks`, windows are matched `looks.jobs` at a time in its worker processes."""
+    watcher = Monitor(method, settings, looks)
+    jobs = looks.jobs if looks else 1
+    hop = max(1, int(watcher.settings.hop_s * method.sample_rate_hz))
+    pending: list[np.ndarray] = []
+    pending_samples = 0
     for chunk in chunks:
-        yield from watcher.feed(chunk)
+        pending.append(chunk)
+        pending_samples += len(chunk)
+        if pending_samples >= jobs * hop:  # enough for a look per worker
+            yield from watcher.feed(np.concatenate(pending))
+            pending, pending_samples = [], 0
+    if pending:
+        yield from watcher.feed(np.concatenate(pending))
     yield from watcher.finish()

@@ -115,3 +115,26 @@ def test_match_of_a_long_recording_says_only_its_start_was_matched_and_points_to
     short = tmp_path / "short.flac"
     write(short, signal[:RATE * 10], RATE)
     assert "note" not in json.loads(run_cli("match", "--json", short, db=built_index, check=True).stdout)
+
+
+def test_looks_in_worker_processes_give_the_same_segments_as_one_process(built_index):
+    """A file's looks are independent: matched two at a time in two processes, each with its own open index,
+    they make the very segments one process makes."""
+    import functools
+
+    import soxr
+
+    from lmprint.monitor import Looks
+
+    signal, truth = radio(PIECES)
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        chunks = [samples[i:i + 4000] for i in range(0, samples.size, 4000)]
+        alone = [e.to_dict() for e in monitor(index, chunks)]
+        looks = Looks(functools.partial(Index, built_index), jobs=2)
+        try:
+            together = [e.to_dict() for e in monitor(index, chunks, looks=looks)]
+        finally:
+            looks.close()
+    assert together == alone
+    check([e for e in alone if not e["open"]], truth)
