@@ -583,8 +583,11 @@ SERVE_OPTIONS = "LMPRINT_SERVE_OPTIONS"
 def serve_app():
     """The application of one `lmprint serve` worker process, from the options the command put in the
     environment (uvicorn calls it by name in each process)."""
+    from threadpoolctl import threadpool_limits
+
     from .serve import ServeSettings, create_app
 
+    threadpool_limits(1)  # the worker processes are the parallelism; BLAS threads on top of them only contend
     options = json.loads(os.environ[SERVE_OPTIONS])
     return create_app(lambda: open_method(options["db"], options["method"], model=options["model"],
                                           device=options["device"]), ServeSettings(**options["settings"]))

@@ -275,7 +275,12 @@ _worker_method: Method | None = None
 
 
 def _open_worker(open_method: Callable[[], Method]) -> None:
+    """A worker's index, and one BLAS thread: processes are the parallelism here (two processes of two OpenBLAS
+    threads each on 2 cores took as long as one process)."""
+    from threadpoolctl import threadpool_limits
+
     global _worker_method
+    threadpool_limits(1)
     _worker_method = open_method()
 
 
