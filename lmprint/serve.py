@@ -19,11 +19,13 @@ error. Starlette serves it, uvicorn runs it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -35,6 +37,12 @@ from .errors import LmprintError
 from .files import declared_duration_s
 from .method import Method
 from .monitor import Monitor, MonitorSettings, Segment
+
+MAX_CHUNK_S = 4.0
+"""`/listen` refuses a message of more audio than this (the page sends half a second)."""
+MAX_AHEAD_S = 20.0
+"""...and makes a client wait when it sends audio this far ahead of real time: one stream cannot take the
+workers away from everyone else's queries."""
 
 LIVE = MonitorSettings(window_s=5.0, hop_s=1.0)
 """How `/listen` follows a microphone: a 5 s look every second, so that two agreeing looks name a song about 6 s
@@ -98,6 +106,11 @@ class Workers:
         if method is None:
             method = self._local.method = self._open()
         return method
+
+    @property
+    def full(self) -> bool:
+        """Whether a request would be turned away now (checked before an upload is read, and again to run it)."""
+        return self._admitted >= self._capacity
 
     async def run(self, work: Callable[[Method], Any], admit: bool = True) -> Any:
         """`work(index)` in a worker thread. `admit`: refuse with Busy when the pool and its queue are full."""
@@ -163,6 +176,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             raise TooLarge
         name = "upload"
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            if not (declared and declared.isdigit()):  # a form's file part is not size-capped while it streams
+                raise LmprintError("a form upload needs a Content-Length")
             form = await request.form(max_files=1, max_fields=4, max_part_size=settings.max_upload_bytes)
             part = form.get("file")
             if part is None or isinstance(part, str):
@@ -180,6 +195,10 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             raise TooLarge
         if not data:
             raise LmprintError("empty upload")
+        # a folder per content: two uploads of one name never overwrite each other (nor replace each other's
+        # song), and the file keeps its name (a song's title when it has no tag)
+        folder = os.path.join(folder, hashlib.sha1(data).hexdigest()[:16])
+        os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, _safe_name(name))
         with open(path, "wb") as handle:
             handle.write(data)
@@ -187,6 +206,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
 
     async def with_upload(request: Request, folder: str, work: Callable[[str, str], Any]):
         """Read the upload into `folder` within the caps and time limit, check its duration, then `work(path, name)`."""
+        if workers.full:  # before reading the body: a full server should not buffer uploads it cannot answer
+            return error(503, "busy: every worker is taken and the queue is full", **{"Retry-After": "1"})
         try:
             path, name = await asyncio.wait_for(upload(request, folder), settings.read_timeout_s)
         except TooLarge:
@@ -263,9 +284,15 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                     await websocket.send_json({"event": "open" if segment.open else "closed", **segment.to_dict(),
                                                "heard_s": round(monitor.heard_s, 2)})
 
+            began = time.monotonic()
             try:
                 while True:
                     data = await websocket.receive_bytes()
+                    if len(data) > 4 * rate * MAX_CHUNK_S:
+                        raise LmprintError(f"a chunk holds at most {MAX_CHUNK_S:g} s of audio")
+                    ahead_s = monitor.heard_s - (time.monotonic() - began) - MAX_AHEAD_S
+                    if ahead_s > 0:  # a live stream arrives in real time; faster clients wait
+                        await asyncio.sleep(ahead_s)
                     samples = np.frombuffer(data[:len(data) // 4 * 4], "<f4")
                     chunk = resampler.resample_chunk(np.nan_to_num(samples).astype(np.float32))
 
@@ -274,6 +301,10 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                     await send(await workers.run(look, admit=False))
             except WebSocketDisconnect:
                 return
+            except (KeyError, LmprintError) as failure:  # a text frame mid-stream, an oversized chunk, the index
+                message = str(failure) if isinstance(failure, LmprintError) else "send audio as binary frames"
+                await websocket.send_json({"event": "error", "error": message})
+                await websocket.close(code=1003)
         finally:
             listeners[0] -= 1
 

@@ -124,6 +124,13 @@ def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_in
         assert added.status_code == 200 and added.json()["added"] == 1
         found = client.post("/match", content=clip_bytes(added.json()["path"], 10.0, 5.0, tmp_path)).json()
         assert found["match"]["title"] == "new song"
+        other = tmp_path / "other.flac"  # another song uploaded under the same name keeps the first one
+        write(other, rendered(42, 30.0, SYNTH_RATE), SYNTH_RATE)
+        again = client.post("/songs", files={"file": ("new song.flac", other.read_bytes())},
+                            headers={"authorization": "Bearer s3cret"})
+        assert again.status_code == 200 and again.json()["path"] != added.json()["path"]
+        titles = [song["path"] for song in client.get("/songs").json()]
+        assert added.json()["path"] in titles and again.json()["path"] in titles
 
 
 def test_it_keeps_serving_while_another_process_adds_to_the_index(built_index, tmp_path):
@@ -156,10 +163,21 @@ def test_the_listen_socket_names_a_song_from_live_audio_within_8_s(client, built
     assert event["song_offset_s"] == pytest.approx(5.0 + event["start_s"], abs=1.0)
 
 
-def test_the_listen_socket_refuses_a_stream_without_its_rate(client):
+def test_the_listen_socket_refuses_a_stream_without_its_rate_a_text_frame_and_an_oversized_chunk(client):
     with client.websocket_connect("/listen") as socket:
         socket.send_json({"hello": 1})
         assert socket.receive_json()["event"] == "error"
+    with client.websocket_connect("/listen") as socket:
+        socket.send_json({"sample_rate": 8000})
+        assert socket.receive_json() == {"event": "listening"}
+        socket.send_bytes(np.zeros(4000, "<f4").tobytes())
+        socket.send_text("hello")
+        assert socket.receive_json() == {"event": "error", "error": "send audio as binary frames"}
+    with client.websocket_connect("/listen") as socket:
+        socket.send_json({"sample_rate": 8000})
+        socket.receive_json()
+        socket.send_bytes(np.zeros(8000 * 60, "<f4").tobytes())  # a minute in one message
+        assert "at most" in socket.receive_json()["error"]
 
 
 
