@@ -27,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lmprint.catalogue import Catalogue
+from lmprint.catalogue import SCHEMA_VERSION, Catalogue
 from lmprint.errors import IndexFileError
 
 from . import peak_codec
@@ -259,6 +259,7 @@ class SQLitePostingStore:
                                   zip(buckets.tolist(), blobs))
         self.conn.execute(f"DROP TABLE [{table}]")
         self.catalogue.set_meta("row_suffix_bits", str(wanted))
+        self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # an lmprint that knows one table refuses it
         self._known_row_ends = {}
         self.catalogue.after_commit(lambda: self._known_row_ends.clear())  # after the old rows' ends are noted
 

@@ -440,3 +440,19 @@ def test_a_failure_while_the_rows_are_rewritten_leaves_the_old_layout_and_no_hal
     insert(reopened, "/b", "sha-b", rng.integers(0, 1 << 21, 150, dtype=np.uint32), np.arange(150, dtype=np.uint32))
     assert reopened.postings.stats()["hashes_per_row"] == 4
     assert _postings_of(reopened, first) == sorted(zip(first.tolist(), [1] * 150, range(150)))
+
+
+def test_a_schema_4_file_stays_4_until_its_rows_change_layout_then_older_lmprints_refuse_it(tmp_path, monkeypatch):
+    import landmark.store as store_module
+
+    monkeypatch.setattr(store_module, "LAYOUT_STEPS", ((200 / (1 << 21), 2),))
+    path = tmp_path / "i.db"
+    rng = np.random.default_rng(9)
+    with Store(path, create=True) as store:
+        store.catalogue.conn.execute("PRAGMA user_version=4")  # as the lmprint before layouts made it
+        insert(store, "/a", "sha-a", rng.integers(0, 1 << 21, 150, dtype=np.uint32), np.arange(150, dtype=np.uint32))
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
+    with Store(path) as store:
+        insert(store, "/b", "sha-b", rng.integers(0, 1 << 21, 150, dtype=np.uint32), np.arange(150, dtype=np.uint32))
+        assert store.postings.stats()["hashes_per_row"] == 4
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
