@@ -201,8 +201,9 @@ class SQLitePostingStore:
 
     def stats(self) -> dict:
         hashes, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
-        layout, table = self._layout()
-        postings_bytes, = self.catalogue.read(f"SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM {table}")[0]
+        with self.catalogue.snapshot():  # the layout and its table as of one moment
+            layout, table = self._layout()
+            postings_bytes, = self.catalogue.read(f"SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM {table}")[0]
         return {"hashes": hashes, "postings_bytes": postings_bytes, "hashes_per_row": 1 << layout.suffix_bits}
 
     def scan(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -89,14 +89,15 @@ class TooLarge(Exception):
 
 
 class Workers:
-    """A bounded pool of threads, each with its own open index (SQLite connections stay in their thread)."""
+    """A pool of `workers` threads of its own, each with its own open index (SQLite connections stay in their
+    thread): no other thread ever opens one, whatever else the server runs in threads."""
 
     def __init__(self, open_method: Callable[[], Method], settings: ServeSettings):
-        import anyio
+        from concurrent.futures import ThreadPoolExecutor
 
         self._open = open_method
         self._local = threading.local()
-        self._limiter = anyio.CapacityLimiter(settings.workers)
+        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="lmprint-worker")
         self._capacity = settings.workers + settings.queue
         self._admitted = 0  # only touched on the event loop's thread
 
@@ -114,13 +115,11 @@ class Workers:
 
     async def run(self, work: Callable[[Method], Any], admit: bool = True) -> Any:
         """`work(index)` in a worker thread. `admit`: refuse with Busy when the pool and its queue are full."""
-        import anyio
-
         if admit and self._admitted >= self._capacity:
             raise Busy
         self._admitted += 1
         try:
-            return await anyio.to_thread.run_sync(lambda: work(self.method()), limiter=self._limiter)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: work(self.method()))
         finally:
             self._admitted -= 1
 
