@@ -173,7 +173,7 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
                    "x_realtime": round(audio_s / seconds, 1)}
             print(row, file=sys.stderr, flush=True)
             rows.append(row)
-        songs = len(index.catalogue.songs())
+        songs = index.catalogue.song_count()
         index.close()
     return {"corpus": os.path.abspath(corpus), "seed": seed, "songs_indexed": songs, "rows": rows}
 

@@ -79,7 +79,7 @@ def add_distractors(index, bases, size: int, rng: np.random.Generator, show_prog
 
     from landmark.batch import SongFingerprint
 
-    firsts = [index.catalogue.read("SELECT COUNT(*) FROM songs")[0][0]]
+    firsts = [index.catalogue.song_count()]
     while firsts[-1] < size:
         firsts.append(firsts[-1] + max(DISTRACTORS_PER_BATCH, int(BATCH_SHARE * firsts[-1])))
     for first, end in tqdm(list(zip(firsts[:-1], firsts[1:])), desc=f"distractors to {size}", unit="batch",
@@ -119,14 +119,14 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
         rng = np.random.default_rng(seed)
         rows = []
         for size in sorted(sizes):
-            have = len(index.catalogue.songs())
+            have = index.catalogue.song_count()
             started = time.perf_counter()
             add_distractors(index, bases, size, rng, show_progress)
             insert_s = time.perf_counter() - started
             one_by_one_s = []
             for _ in range(ONE_BY_ONE):
                 began = time.perf_counter()
-                add_distractors(index, bases, index.catalogue.read("SELECT COUNT(*) FROM songs")[0][0] + 1, rng)
+                add_distractors(index, bases, index.catalogue.song_count() + 1, rng)
                 one_by_one_s.append(time.perf_counter() - began)
             outcomes = []
             for query, samples in zip(queries, clips):
@@ -136,7 +136,7 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                                         found.song.path if found else None, time.perf_counter() - began))
             figures = summarise(outcomes)
             index.catalogue.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            songs = len(index.catalogue.songs())
+            songs = index.catalogue.song_count()
             cold = measure(db, cold_clip, runs=STARTUP_RUNS)
             rows.append({"songs": songs, "recall": figures["recall"], "false_match_rate": figures["false_match_rate"],
                          "query_ms_p50": figures["query_ms_p50"], "query_ms_p95": figures["query_ms_p95"],

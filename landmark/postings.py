@@ -57,7 +57,6 @@ class RowLayout:
 
 SIXTEEN_A_ROW = RowLayout(4)
 """The layout of a new index, and of every index made before layouts changed with the library's size."""
-SUFFIX_BITS = SIXTEEN_A_ROW.suffix_bits
 ESCAPE = SIXTEEN_A_ROW.escape
 
 

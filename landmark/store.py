@@ -245,6 +245,8 @@ class SQLitePostingStore:
     def _relayout_if_grown(self, layout: codec.RowLayout, table: str) -> None:
         """Rewrite the postings into a table of fewer hashes a row once the index has grown past a step of
         `LAYOUT_STEPS` (inside the caller's write transaction: readers see the old table until it commits)."""
+        if layout.suffix_bits <= min(bits for _, bits in LAYOUT_STEPS):
+            return  # rows are as fine as they get: no need to count the postings on every add
         postings, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
         wanted = layout.suffix_bits
         for per_hash, bits in LAYOUT_STEPS:

@@ -274,6 +274,10 @@ class Catalogue:
         if song_ids:
             self.conn.execute(f"DELETE FROM songs WHERE id IN ({','.join('?' * len(song_ids))})", list(song_ids))
 
+    def song_count(self) -> int:
+        """Songs in the catalogue, counted without reading them."""
+        return int(self.read("SELECT COUNT(*) FROM songs")[0][0])
+
     def audio_s(self) -> float:
         """Seconds of audio of all songs in the catalogue."""
         return float(self.read("SELECT COALESCE(SUM(duration_s), 0) FROM songs")[0][0])

@@ -424,7 +424,7 @@ def stats(ctx, as_json):
         from .catalogue import Catalogue
 
         with Catalogue(ctx.obj["db"]) as catalogue:
-            figures = {"path": str(catalogue.path), "songs": len(catalogue.songs())}
+            figures = {"path": str(catalogue.path), "songs": catalogue.song_count()}
     if as_json:
         click.echo(json.dumps(figures))
         return

@@ -115,7 +115,7 @@ class Workers:
 
     async def run(self, work: Callable[[Method], Any], admit: bool = True) -> Any:
         """`work(index)` in a worker thread. `admit`: refuse with Busy when the pool and its queue are full."""
-        if admit and self._admitted >= self._capacity:
+        if admit and self.full:
             raise Busy
         self._admitted += 1
         try:
@@ -160,11 +160,14 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         """A JSON error body, `{"error": message}`."""
         return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
+    def busy() -> JSONResponse:
+        return error(503, "busy: every worker is taken and the queue is full", **{"Retry-After": "1"})
+
     async def guarded(work: Callable[[Method], Any], admit: bool = True) -> Any:
         try:
             return JSONResponse(await workers.run(work, admit))
         except Busy:
-            return error(503, "busy: every worker is taken and the queue is full", **{"Retry-After": "1"})
+            return busy()
         except LmprintError as failure:
             return error(422, str(failure))
 
@@ -206,7 +209,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     async def with_upload(request: Request, folder: str, work: Callable[[str, str], Any]):
         """Read the upload into `folder` within the caps and time limit, check its duration, then `work(path, name)`."""
         if workers.full:  # before reading the body: a full server should not buffer uploads it cannot answer
-            return error(503, "busy: every worker is taken and the queue is full", **{"Retry-After": "1"})
+            return busy()
         try:
             path, name = await asyncio.wait_for(upload(request, folder), settings.read_timeout_s)
         except TooLarge:
@@ -251,7 +254,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         return await guarded(lambda method: method.stats(), admit=False)
 
     async def health(request: Request):
-        return await guarded(lambda method: {"status": "ok", "songs": len(method.catalogue.songs())}, admit=False)
+        return await guarded(lambda method: {"status": "ok", "songs": method.catalogue.song_count()}, admit=False)
 
     async def home(request: Request):
         return HTMLResponse(page)
