@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import hashes as hashing
-from .peaks import candidate_peaks, prominence_db, select_peaks
+from .peaks import candidate_peaks, prominence_db, refine, select_peaks
 from .settings import Density, FingerprintSettings
 from .spectrogram import frame_count, log_spectrogram
 
@@ -36,12 +36,16 @@ class Fingerprint:
     """A query's pairs that the index's own density would make from the clip (`fingerprint`'s `index_density`):
     their anchor and target are among the clip's peaks at index density, the target among the anchor's first
     `fanout` there. Such a pair is an indexed one far more often than the query's other pairs (`landmark.plan`)."""
+    index_peaks: tuple[np.ndarray, np.ndarray] | None = None  # float64 frames, float64 bins, sorted by frame
+    """A query's peaks at index density, at sub-frame and sub-bin positions (`peaks.refine`): what a speed,
+    tempo or pitch search warps (`landmark.warp`)."""
 
 
 def _scan(signal: np.ndarray, settings: FingerprintSettings, density: Density, keep_prominence: bool,
           also: Density | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[np.ndarray, ...]]:
     """(frames, bins) of the selected peaks of the whole signal, sorted by frame; its prominence map if asked; and
-    (frames, bins) of its peaks at a second density `also` from the same spectrogram (empty when None)."""
+    (frames, bins, refined frames, refined bins) of its peaks at a second density `also` from the same
+    spectrogram (empty when None)."""
     total = frame_count(signal.size, settings)
     block_frames = max(1, int(round(settings.peak_block_s / settings.frame_s)))
     step = block_frames * max(1, int(round(BLOCK_S / settings.peak_block_s)))
@@ -51,6 +55,7 @@ def _scan(signal: np.ndarray, settings: FingerprintSettings, density: Density, k
     all_bins: list[np.ndarray] = []
     also_frames: list[np.ndarray] = []
     also_bins: list[np.ndarray] = []
+    also_fine: list[tuple[np.ndarray, np.ndarray]] = []
     prominence_blocks = []
     for start in range(0, total, step):
         first = max(0, start - margin)
@@ -64,10 +69,14 @@ def _scan(signal: np.ndarray, settings: FingerprintSettings, density: Density, k
                 frames, bins = select_peaks(frames[core], bins[core], rank[core], settings, wanted)
                 frames_out.append(frames)
                 bins_out.append(bins)
+                if wanted is also:
+                    fine_frames, fine_bins = refine(spectrogram_db, frames - first, bins)
+                    also_fine.append((fine_frames + first, fine_bins))
         if keep_prominence:
             prominence_blocks.append(prominence[start - first:start - first + step])
     frames, bins, *second = (np.concatenate(part) if part else np.zeros(0, np.int64)
                              for part in (all_frames, all_bins, also_frames, also_bins))
+    second += [np.concatenate([part[i] for part in also_fine]) if also_fine else np.zeros(0) for i in (0, 1)]
     if not keep_prominence:
         return frames, bins, None, tuple(second)
     prominence = (np.concatenate(prominence_blocks) if prominence_blocks
@@ -86,14 +95,15 @@ def fingerprint(signal: np.ndarray, settings: FingerprintSettings, density: Dens
     """Hashes of `signal` at the given density (`FingerprintSettings.index` for songs, `MatchSettings.query` for
     clips), with the prominence map too if `with_prominence` (queries), and which pairs are index-style if an
     `index_density` is given (queries: `Fingerprint.index_style`)."""
-    frames, bins, prominence, (index_frames, index_bins) = _scan(signal, settings, density, with_prominence,
-                                                                 index_density)
+    frames, bins, prominence, (index_frames, index_bins, *fine) = _scan(signal, settings, density, with_prominence,
+                                                                        index_density)
     hashes, anchor_frames = hashing.pair_peaks(frames, bins, settings, density)
-    index_style = None
+    index_style = index_peaks = None
     if index_density is not None:
         styled_hashes, styled_frames = hashing.pair_peaks(index_frames, index_bins, settings, index_density)
         index_style = np.isin(_landmark_ids(hashes, anchor_frames), _landmark_ids(styled_hashes, styled_frames))
-    return Fingerprint(hashes, anchor_frames, frames, bins, prominence, index_style)
+        index_peaks = (fine[0], fine[1])
+    return Fingerprint(hashes, anchor_frames, frames, bins, prominence, index_style, index_peaks)
 
 
 def _landmark_ids(hashes: np.ndarray, anchor_frames: np.ndarray) -> np.ndarray:

@@ -54,18 +54,28 @@ def unpack(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def pair_peaks(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSettings, density: Density
                ) -> tuple[np.ndarray, np.ndarray]:
     """(hashes uint32, anchor_frames uint32) of every anchor with its next `fanout` peaks in the target zone.
-
-    Peaks must be sorted by frame. Vectorised over an (anchor × following peak) matrix whose width is the most
-    peaks any anchor has within `max_delta_frames`, which the per-block peak budget keeps small; anchors are taken
-    `ANCHOR_BLOCK` at a time.
-    """
+    Peaks must be sorted by frame."""
     frames = np.asarray(frames, np.int64)
     bins = np.asarray(bins, np.int64)
-    zone_end = np.searchsorted(frames, frames + settings.max_delta_frames, side="right")
+    anchors, targets = pair_indices(frames, bins, settings, density)
+    hashes = pack(bins[anchors], bins[targets] - bins[anchors], frames[targets] - frames[anchors])
+    return hashes.astype(np.uint32), frames[anchors].astype(np.uint32)
+
+
+def pair_indices(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSettings, density: Density,
+                 max_delta_frames: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(anchor, target) indices into the peaks of every pair `pair_peaks` makes; with `max_delta_frames`, the
+    target zone reaches that far instead of `settings.max_delta_frames` (peaks may then be fractional).
+
+    Vectorised over an (anchor × following peak) matrix whose width is the most peaks any anchor has within the
+    zone, which the per-block peak budget keeps small; anchors are taken `ANCHOR_BLOCK` at a time.
+    """
+    reach = settings.max_delta_frames if max_delta_frames is None else max_delta_frames
+    zone_end = np.searchsorted(frames, frames + reach, side="right")
     pairs = [_pair_anchors(frames, bins, zone_end, start, min(frames.size, start + ANCHOR_BLOCK), settings, density)
              for start in range(0, frames.size, ANCHOR_BLOCK)]
     if not pairs:
-        return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
 
 
@@ -74,11 +84,11 @@ ANCHOR_BLOCK = 4096
 
 
 def _pair_anchors(frames, bins, zone_end, start, stop, settings: FingerprintSettings, density: Density):
-    """Pairs of the anchors start..stop-1 (see `pair_peaks`)."""
+    """(anchor, target) indices of the pairs of the anchors start..stop-1 (see `pair_indices`)."""
     anchors = np.arange(start, stop)
     width = int((zone_end[start:stop] - anchors - 1).max())
     if width <= 0:
-        return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     targets = anchors[:, None] + np.arange(1, width + 1)[None, :]
     in_zone = targets < zone_end[start:stop, None]
     targets = np.minimum(targets, frames.size - 1)
@@ -87,8 +97,7 @@ def _pair_anchors(frames, bins, zone_end, start, stop, settings: FingerprintSett
     in_zone &= (delta_frames >= settings.min_delta_frames) & (np.abs(delta_bins) <= settings.max_delta_bins)
     in_zone &= np.cumsum(in_zone, axis=1) <= density.fanout
     rows, cols = np.nonzero(in_zone)
-    hashes = pack(bins[anchors[rows]], delta_bins[rows, cols], delta_frames[rows, cols])
-    return hashes.astype(np.uint32), frames[anchors[rows]].astype(np.uint32)
+    return anchors[rows], targets[rows, cols]
 
 
 def widen_delta_time(hashes: np.ndarray, tolerance_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

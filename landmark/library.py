@@ -12,7 +12,7 @@ from lmprint.errors import AudioError, IndexFileError, SettingsError
 from lmprint.files import find_audio_files
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome
 
-from . import audio, dedup, vote
+from . import audio, dedup, vote, warp
 from .batch import SongFingerprint, fingerprint_songs
 from .confidence import CALIBRATION
 from .fingerprint import Fingerprint, fingerprint
@@ -226,6 +226,7 @@ class Index:
             candidates = without_copies_of_leader(alignments.top(self._candidate_count), is_copy)
             best = vote.decide(candidates, matching, min_ratio=matching.query_retry_min_ratio)
         z = None  # the winner's agreement, for its confidence
+        found_warp = None
         if matching.verify_candidates > 0:
             assert query.prominence is not None
             clip = ProminenceMap.of(query.prominence, self.fingerprint_settings)
@@ -238,8 +239,22 @@ class Index:
                     alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
                 best, decided_by = verify(candidates, clip, self.peaks.get, matching, is_copy)
                 z = None if best is None else agreement_at(best, clip, self.peaks.get, matching)
+            if query.index_peaks is not None and (best is None or z is None or z < matching.min_agreement_z):
+                # no match, or one its peaks barely confirm: the clip may be played faster or slower
+                warped = warp.identify(*query.index_peaks, clip, self._vote, self.peaks.get, is_copy,
+                                       self.fingerprint_settings, matching, self._candidate_count)
+                if warped.best is not None and (best is None or warped.best.song_id == best.song_id
+                                                or warped.z >= (-np.inf if z is None else z)
+                                                + matching.min_agreement_lead):
+                    best, decided_by, z, found_warp = warped.best, warped.decided_by, warped.z, warped.warp
+                    candidates = warped.candidates
         if best is None:
             return None, candidates
+        if z is not None and warp.measured(matching):  # how fast the clip plays, and its start in the song
+            peaks = self.peaks.get([best.song_id])[best.song_id]
+            _, found_warp, start = warp.measure(clip, *peaks, best.delta_frames, matching, around=found_warp,
+                                               clip_peaks=query.index_peaks)
+            best = vote.Candidate(best.song_id, best.score, start)
         songs = self.catalogue.songs_by_id([best.song_id, *sorted(is_copy.copies.get(best.song_id, ()))])
         song = songs.pop(best.song_id, None)
         if song is None:  # removed between lookup and now
@@ -249,7 +264,12 @@ class Index:
                                       and c.song_id not in copies), default=0.0)
         chance = CALIBRATION.false_match_probability(vote_lead, z)
         offset_s = max(0.0, best.delta_frames * self.fingerprint_settings.frame_s)
-        return Match(song, best.score, offset_s, 1.0 - chance, decided_by, tuple(songs.values()), chance), candidates
+        if found_warp is None or found_warp.kind == "speed":
+            factors = {"speed": found_warp.factor if found_warp else 1.0}
+        else:
+            factors = {"tempo": found_warp.tempo, "pitch": found_warp.pitch}
+        return Match(song, best.score, offset_s, 1.0 - chance, decided_by, tuple(songs.values()), chance,
+                     **factors), candidates
 
     def strongest_evidence(self, samples: np.ndarray) -> tuple[float, float | None]:
         """(vote lead, agreement z): the vote leader's lead over the runner-up, and the best agreement among the
@@ -284,13 +304,19 @@ class Index:
         return {song_id: song.duration_s for song_id, song in self.catalogue.songs_by_id(song_ids).items()}
 
     def _align(self, query: Fingerprint, tolerance_frames: int) -> vote.Alignments:
-        """The query fingerprint's votes per song and Δt, its hashes looked up with Δt ± tolerance_frames: those
-        of its keys that a budget reads, the likeliest evidence per posting first (`landmark.plan`)."""
-        query_hashes = vote.QueryHashes.of(query.hashes, query.anchor_frames, tolerance_frames, query.index_style)
+        """The query fingerprint's votes per song and Δt, its hashes looked up with Δt ± tolerance_frames."""
+        return self._vote(vote.QueryHashes.of(query.hashes, query.anchor_frames, tolerance_frames,
+                                              query.index_style))[1]
+
+    def _vote(self, query_hashes: vote.QueryHashes) -> tuple[vote.Votes, vote.Alignments]:
+        """The votes of a query's hashes and their sums per song and Δt: those of its keys that a budget reads,
+        the likeliest evidence per posting first (`landmark.plan`)."""
         found = self.postings.lookup(query_hashes.distinct, query_hashes.key_likelihood(),
                                      self.matching.max_postings_read)
-        return vote.align(query_hashes, found.key_index, found.song_ids, found.frames, self.postings.song_count(),
+        votes = vote.join(query_hashes, found.key_index, found.song_ids, found.frames, self.postings.song_count(),
                           self.matching)
+        return votes, vote.Alignments.of(votes, self.matching.vote_tolerance_frames,
+                                         self.matching.shortlist_per_offset)
 
     @property
     def _candidate_count(self) -> int:

@@ -112,3 +112,28 @@ def select_peaks(frames: np.ndarray, bins: np.ndarray, rank: np.ndarray, setting
     keep = order[place < per_band]
     keep = keep[np.lexsort((bins[keep], frames[keep]))]
     return frames[keep].astype(np.int64), bins[keep].astype(np.int64)
+
+
+def refine(values: np.ndarray, frames: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-frame and sub-bin positions of local maxima (frames, bins) of `values`: the vertex of a parabola through
+    each maximum and its two neighbours, along time and along frequency.
+
+    A local maximum's vertex lies within ± 0.5 of it, so rounding a refined position gives the peak back; a
+    query warped by a speed factor (`landmark.warp`) rounds its refined positions instead, which keeps the
+    bin a stored peak of the song would have. Maxima on an edge of `values` keep their integer position."""
+    fine = []
+    for axis, positions in ((0, frames), (1, bins)):
+        positions = np.asarray(positions, np.int64)
+        inside = (positions > 0) & (positions < values.shape[axis] - 1)
+        offset = np.zeros(positions.size)
+        at = np.flatnonzero(inside)
+        step = np.array([1, 0]) if axis == 0 else np.array([0, 1])
+        centre = values[frames[at], bins[at]].astype(np.float64)
+        before = values[frames[at] - step[0], bins[at] - step[1]].astype(np.float64)
+        after = values[frames[at] + step[0], bins[at] + step[1]].astype(np.float64)
+        curvature = before - 2 * centre + after
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vertex = np.where(curvature < 0, 0.5 * (before - after) / curvature, 0.0)
+        offset[at] = np.clip(vertex, -0.5, 0.5)
+        fine.append(positions + offset)
+    return fine[0], fine[1]

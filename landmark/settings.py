@@ -252,6 +252,20 @@ class MatchSettings:
     confirm_min_lead: float = 2.0
     """...and by how much a confirmed leader's z must lead every other candidate's."""
 
+    # --- speed, tempo and pitch (`landmark.warp`) -------------------------------------------------------------
+    max_speed_change: float = 0.08
+    """A clip that matches nothing as it is is searched again as played up to ± this fraction faster or slower,
+    tempo and pitch together (a radio station, a DJ's pitch fader, a turntable); 0: not searched."""
+
+    max_tempo_change: float = 0.10
+    """...as time-stretched up to ± this fraction, its pitch kept; 0: not searched."""
+
+    max_pitch_change: float = 0.04
+    """...and as pitch-shifted up to ± this fraction, its tempo kept; 0: not searched."""
+
+    warp_fanout: int = 2
+    """Pairs per anchor of the clip's index-density peaks that the warped search hashes again at each factor."""
+
     # --- copies of one recording ----------------------------------------------------------------------------
     copy_min_score_ratio: float = 0.8
     """Two candidates may be copies of one recording (a FLAC and an MP3 of it, a compilation's track) when the

@@ -60,6 +60,7 @@ class Votes:
     query_frames: np.ndarray  # int64
     levels: np.ndarray  # int64, index into level_weights
     level_weights: np.ndarray  # float64, strictly decreasing
+    sources: np.ndarray | None = None  # int64: each vote's query pair, an index into its `QueryHashes` entries
 
     @property
     def weights(self) -> np.ndarray:
@@ -132,7 +133,7 @@ def join(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray, 
                  deltas=np.asarray(posting_frames[:kept], np.int64)[posting_index] - frames,
                  query_frames=frames,
                  levels=level_of_hash[hash_index].astype(np.int64)[posting_index],
-                 level_weights=hash_weights(counts, n_songs, settings))
+                 level_weights=hash_weights(counts, n_songs, settings), sources=query_index)
 
 
 def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int, int, np.ndarray]:

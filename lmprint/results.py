@@ -50,6 +50,13 @@ class Match:
     false_match_probability: float | None = None
     """The chance that a clip of a song the index does not hold brings evidence this strong (`landmark.confidence`);
     None where the engine is not calibrated (MERT)."""
+    speed: float | None = None
+    """How many times faster than the recording the query plays, tempo and pitch together (1.0: as recorded);
+    None where the engine cannot tell (MERT) or when tempo and pitch changed apart (`tempo`, `pitch`)."""
+    tempo: float | None = None
+    """How many times faster the query's music runs, its pitch kept apart (a time-stretch); else None."""
+    pitch: float | None = None
+    """How many times higher the query sounds, its tempo kept apart (a pitch shift); else None."""
 
     def to_dict(self) -> dict:
         """The `match` object of `lmprint match --json`."""
@@ -58,7 +65,9 @@ class Match:
                 "confidence": round(self.confidence, 4), "decided_by": self.decided_by,
                 "copies": [song.path for song in self.copies],
                 "false_match_probability": (None if self.false_match_probability is None
-                                            else float(f"{self.false_match_probability:.2g}"))}
+                                            else float(f"{self.false_match_probability:.2g}")),
+                **{name: round(value, 4) for name, value in
+                   (("speed", self.speed), ("tempo", self.tempo), ("pitch", self.pitch)) if value is not None}}
 
 
 @dataclass(frozen=True)
