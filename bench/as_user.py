@@ -71,7 +71,11 @@ def run(corpus: str, out: str, *, noise_dir: str | None = None, rir_dir: str | N
     for query, path in zip(query_set, clip_paths):
         found = answers.get(path)
         answer = found["path"] if found else None
-        outcomes.append(Outcome(query.condition, query.indexed, query.song, answer, per_clip_s))
+        heard = None
+        if found is not None:
+            heard = ((found["speed"], found["speed"]) if "speed" in found
+                     else (found.get("tempo"), found.get("pitch")) if "tempo" in found else None)
+        outcomes.append(Outcome(query.condition, query.indexed, query.song, answer, per_clip_s, heard))
         if not query.indexed and found is not None:
             false_matches.append({"condition": query.condition, "song": query.song, "start_s": query.start_s,
                                   "named": answer, "offset_s": found["offset_s"], "score": found["score"]})
@@ -106,10 +110,12 @@ def markdown(results: dict) -> str:
     """The figures as Markdown tables."""
     lines = [f"Corpus: {results['songs']} songs ({results['indexed_songs']} indexed), {results['queries']} clips "
              f"as .{results['clip_format']} files, seed {results['seed']}, through the lmprint CLI.", "",
-             f"| condition | recall | right offset (±{OFFSET_TOLERANCE_S:g} s) of right songs |", "|---|---|---|"]
-    lines += [f"| {name} | {recall} | {results['offset_right_rate'].get(name, '–')} |"
-              for name, recall in results["recall"].items()]
+             f"| condition | recall | right offset (±{OFFSET_TOLERANCE_S:g} s) of right songs | right warp (±0.5 %) |",
+             "|---|---|---|---|"]
+    lines += [f"| {name} | {recall} | {results['offset_right_rate'].get(name, '–')} | "
+              f"{results.get('factor_right', {}).get(name, '–')} |" for name, recall in results["recall"].items()]
     rows = [("false-match rate (songs not indexed)", results["false_match_rate"]),
+            ("false-match rate, sped-up clips", results["false_match_rate_by_condition"].get("unindexed_speed")),
             ("wrong-song rate (indexed songs)", results["wrong_match_rate"]),
             ("clips that failed", len(results["failed_clips"])),
             ("database bytes / s of audio", results["db_bytes_per_audio_s"]),

@@ -54,8 +54,9 @@ class BenchMethod:
         return BuildStats(len(self.index.catalogue.songs()), round(audio_s, 1), seconds, self.stored_bytes(stats),
                           os.path.getsize(self.db_path), [f"{path}: {error}" for path, error in report.failed])
 
-    def query(self, samples: np.ndarray, sample_rate_hz: int) -> tuple[str | None, float]:
-        """(path of the identified song or None, score)."""
+    def query(self, samples: np.ndarray, sample_rate_hz: int) -> tuple[str | None, float, tuple[float, float] | None]:
+        """(path of the identified song or None, score, (tempo, pitch) it was heard at or None where the engine
+        cannot tell)."""
         import soxr
 
         assert self.index is not None, "build first"
@@ -64,8 +65,11 @@ class BenchMethod:
         try:
             found = self.index.match_samples(samples)
         except AudioError:
-            return None, 0.0
-        return (found.song.path, found.score) if found else (None, 0.0)
+            return None, 0.0, None
+        if found is None:
+            return None, 0.0, None
+        heard = (found.speed, found.speed) if found.speed is not None else (found.tempo, found.pitch)
+        return found.song.path, found.score, None if heard[0] is None else heard
 
 
 class LandmarkMethod(BenchMethod):

@@ -15,15 +15,37 @@ class Outcome:
     song: str
     answer: str | None
     seconds: float
+    heard: tuple[float, float] | None = None
+    """(tempo, pitch) the method heard the clip at (speed s: (s, s)); None where it cannot tell."""
+
+
+FACTOR_TOLERANCE = 0.005
+"""A reported warp is right when its tempo and pitch are both within this fraction of the true ones."""
+
+
+def true_warp(condition: str) -> tuple[float, float] | None:
+    """(tempo, pitch) a condition plays its clips at (`speed_+5%`: (1.05, 1.05)); None for conditions that do not."""
+    from .queries import warp_factor
+
+    factor = warp_factor(condition)
+    if factor is None:
+        return None
+    return {"speed": (factor, factor), "tempo": (factor, 1.0), "pitch": (1.0, factor)}[condition.split("_")[0]]
 
 
 def summarise(outcomes: list[Outcome]) -> dict:
     """recall per condition (indexed songs, right song first), false-match rate (songs not indexed, any
-    answer), wrong-match rate (indexed songs, another song), and query latency p50/p95 in ms."""
+    answer), wrong-match rate (indexed songs, another song), query latency p50/p95 in ms, and on conditions that
+    change speed, tempo or pitch the share of right answers whose reported warp is right (`FACTOR_TOLERANCE`)."""
     hits: dict[str, list[bool]] = defaultdict(list)
     wrong = []
     false_matches: dict[str, list[bool]] = defaultdict(list)
+    factor_right: dict[str, list[bool]] = defaultdict(list)
     for outcome in outcomes:
+        truth = true_warp(outcome.condition)
+        if outcome.indexed and truth and outcome.heard and outcome.answer == outcome.song:
+            factor_right[outcome.condition].append(max(abs(h / t - 1) for h, t in zip(outcome.heard, truth))
+                                                   <= FACTOR_TOLERANCE)
         if outcome.indexed:
             hits[outcome.condition].append(outcome.answer == outcome.song)
             wrong.append(outcome.answer is not None and outcome.answer != outcome.song)
@@ -40,4 +62,7 @@ def summarise(outcomes: list[Outcome]) -> dict:
         "wrong_match_rate": round(float(np.mean(wrong)), 4) if wrong else None,
         "query_ms_p50": round(float(np.percentile(latencies_ms, 50)), 2),
         "query_ms_p95": round(float(np.percentile(latencies_ms, 95)), 2),
+        "factor_right": {name: round(float(np.mean(v)), 4) for name, v in factor_right.items()},
+        "factor_right_overall": (round(float(np.mean([x for v in factor_right.values() for x in v])), 4)
+                                 if factor_right else None),
     }

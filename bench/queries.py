@@ -134,7 +134,11 @@ BENCH_RATE_HZ = 22050
 
 CLIP_LENGTHS_S = (1.0, 2.0, 3.0, 5.0, 10.0)
 SNRS_DB = (-5, 0, 5, 10)
-SPEEDS = (-5, -2, -1, 1, 2, 5)
+SPEEDS = (-8, -5, -3, -2, -1, 1, 2, 3, 5, 8)
+TEMPOS = (-10, -5, 5, 10)
+PITCHES = (-3, -2, 2, 3)
+UNINDEXED_SPEEDS = (3, -5, 8)
+"""Speed changes of the three sped-up clips of each song kept out of the index (`unindexed_speed`)."""
 
 
 @dataclass(frozen=True)
@@ -185,8 +189,20 @@ def conditions(degraders: Degraders, full: bool = True) -> list[str]:
         names.append("reverb")
     names += ["phone", "mp3_48k"]
     if full:
-        names += ["opus_16k"] + [f"speed_{s:+d}%" for s in SPEEDS] + ["stretch_+2%", "pitch_+2%", "musicprint"]
+        names += (["opus_16k"] + [f"speed_{s:+d}%" for s in SPEEDS] + [f"tempo_{s:+d}%" for s in TEMPOS]
+                  + [f"pitch_{s:+d}%" for s in PITCHES] + ["musicprint"])
     return names
+
+
+WARPS = ("speed_", "tempo_", "pitch_")
+"""Conditions that play a clip faster or slower: `speed_+5%` (tempo and pitch together), `tempo_…`, `pitch_…`."""
+
+
+def warp_factor(condition: str) -> float | None:
+    """The factor a condition plays its clips at (1.05 for `speed_+5%`), None for one that does not."""
+    if not condition.startswith(WARPS):
+        return None
+    return 1 + float(condition.split("_")[1].rstrip("%")) / 100
 
 
 def make_query(signal: np.ndarray, condition: str, degraders: Degraders, rng: np.random.Generator,
@@ -199,12 +215,12 @@ def make_query(signal: np.ndarray, condition: str, degraders: Degraders, rng: np
         start = int(rng.integers(0, max(1, int(signal.size / rate) - 5)))
         return signal[start * rate:(start + 5) * rate].copy(), float(start)
     length_s = float(condition.split("_")[1][:-1]) if condition.startswith("clean_") else 5.0
-    if condition.startswith(("speed_", "stretch_", "pitch_")):
-        factor = 1 + float(condition.split("_")[1].rstrip("%")) / 100
-        clip, start_s = cut(signal, rate, length_s * 1.1, rng)
+    if condition.startswith(WARPS):
+        factor = warp_factor(condition)
+        clip, start_s = cut(signal, rate, length_s * 1.15, rng)
         if condition.startswith("speed_"):
             clip = change_speed(clip, factor)
-        elif condition.startswith("stretch_"):
+        elif condition.startswith("tempo_"):
             clip = time_stretch(clip, rate, factor)
         else:
             clip = pitch_shift(clip, rate, factor)
@@ -237,8 +253,8 @@ def build(tracks, degraders: Degraders, seed: int, workdir: str, full: bool = Tr
     """The whole query set, deterministic from `seed`.
 
     Indexed songs get one query per condition; songs kept out of the index get three clean, three noisy
-    (0 dB) and three phone-chain 5 s clips (`unindexed_clean`, `unindexed_noise`, `unindexed_phone`) for the
-    false-match rate.
+    (0 dB) and three phone-chain 5 s clips (`unindexed_clean`, `unindexed_noise`, `unindexed_phone`), and with
+    `full` three sped-up ones (`unindexed_speed`), for the false-match rate.
     """
     from landmark import audio
     from lmprint.errors import AudioError
@@ -253,9 +269,13 @@ def build(tracks, degraders: Degraders, seed: int, workdir: str, full: bool = Tr
         if signal.size < 12 * BENCH_RATE_HZ:
             continue
         kind = sorted(degraders.noises)[0]
-        held_out = {"unindexed_clean": "clean_5s", "unindexed_noise": f"noise_{kind}_0dB", "unindexed_phone": "phone"}
+        held_out = {"unindexed_clean": ["clean_5s"] * 3, "unindexed_noise": [f"noise_{kind}_0dB"] * 3,
+                    "unindexed_phone": ["phone"] * 3}
+        if full:
+            held_out["unindexed_speed"] = [f"speed_{s:+d}%" for s in UNINDEXED_SPEEDS]
         wanted = [(name, name, 0) for name in names] if track.indexed else [
-            (name, condition, repeat) for name, condition in held_out.items() for repeat in range(3)]
+            (name, condition, repeat) for name, conditions_of in held_out.items()
+            for repeat, condition in enumerate(conditions_of)]
         for name, condition, repeat in wanted:
             rng = np.random.default_rng([seed, number, zlib.crc32(name.encode()), repeat])
             samples, start_s = make_query(signal, condition, degraders, rng, workdir)

@@ -40,15 +40,27 @@ def markdown(results: dict) -> str:
     for condition in results["conditions"]:
         lines.append(f"| recall {condition} | " + " | ".join(_cell(methods[m]["recall"].get(condition)) for m in ran)
                      + " |")
+    for name in results["conditions"]:
+        if any(name in methods[m].get("factor_right", {}) for m in ran):
+            lines.append(f"| warp within 0.5 % {name} | "
+                         + " | ".join(_cell(methods[m].get("factor_right", {}).get(name)) for m in ran) + " |")
     rows = [("false-match rate (songs not indexed)", "false_match_rate"),
+            ("false-match rate, sped-up clips", ("false_match_rate_by_condition", "unindexed_speed")),
             ("wrong-song rate (indexed songs)", "wrong_match_rate"),
             ("fingerprint bytes / song", "fingerprint_bytes_per_song"), ("database bytes / song", "db_bytes_per_song"),
             ("database bytes / s of audio", "db_bytes_per_audio_s"), ("indexing × realtime", "index_x_realtime"),
             ("indexing × realtime per core", "index_x_realtime_per_core"), ("query ms p50", "query_ms_p50"),
             ("query ms p95", "query_ms_p95"), ("peak memory MB", "peak_rss_mb")]
     for label, key in rows:
-        lines.append(f"| {label} | " + " | ".join(_cell(methods[m].get(key)) for m in ran) + " |")
+        lines.append(f"| {label} | " + " | ".join(_cell(_figure(methods[m], key)) for m in ran) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _figure(figures: dict, key: str | tuple[str, str]):
+    """A method's figure by name, or by (table, row) for one row of a table of figures."""
+    if isinstance(key, tuple):
+        return figures.get(key[0], {}).get(key[1])
+    return figures.get(key)
 
 
 PLOTS_NEED = "the plots need matplotlib: pip install 'lmprint[bench]'"

@@ -99,8 +99,9 @@ def evaluate(name: str, tracks, queries_path: str, workdir: str, jobs: int, mert
     for query in tqdm(load_queries(queries_path), total=n_queries, desc=f"{name}: queries", unit="query",
                       disable=not show_progress, file=sys.stderr):
         started = time.perf_counter()
-        answer, _ = method.query(query.samples, query_module.BENCH_RATE_HZ)
-        outcomes.append(Outcome(query.condition, query.indexed, query.song, answer, time.perf_counter() - started))
+        answer, _, heard = method.query(query.samples, query_module.BENCH_RATE_HZ)
+        outcomes.append(Outcome(query.condition, query.indexed, query.song, answer, time.perf_counter() - started,
+                                heard))
     figures = summarise(outcomes)
     songs = max(1, build.songs)
     figures.update({

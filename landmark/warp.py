@@ -35,15 +35,15 @@ from .verify import CopyCheck, ProminenceMap, SongPeaks, agreement, verify, with
 LINES = {"speed": (1, 1), "tempo": (1, 0), "pitch": (0, 1)}
 """Each kind of change as the exponents (a, b) of its factor s in (T, P) = (s^a, s^b)."""
 
-SAMPLE_STEP = 0.0005
-"""Factors are sampled this far apart to find every distinct key of a pair: a key holds over a span of at
-least 0.4 % (a bin at the top of the band), so none is missed."""
+SAMPLE_STEP = 0.001
+"""Factors are sampled this far apart to find every distinct key of a pair: a key holds over a span of about
+0.4 % or more (a bin at the top of the band), so few are missed."""
 
 RANGE_MARGIN = 0.01
 """Each line is searched this much beyond its range: a factor at the edge of the range then still lies inside
 the spans of its keys (`estimate`), not at their end."""
 
-REFINE_STEPS = np.arange(-4, 5) * 0.0015
+REFINE_STEPS = np.arange(-2, 3) * 0.002
 """Verification reads a candidate at its estimated factor times (1 + each of these), keeping the best: the vote's
 estimate is good to about ± 0.5 %."""
 
@@ -56,8 +56,12 @@ MIN_WARP_GAIN = 2.0
 much more z there than as recorded: every warp tried is another chance for a higher z, and music that holds its
 notes agrees nearly as well a little faster or slower."""
 
-FINE_STEP = 0.001
-"""...then around the best of them this far apart, ± `COARSE_STEP`."""
+FINE_STEP = 0.0025
+"""...then around the best of them this far apart, ± `COARSE_STEP`; `fit` does the rest."""
+
+AS_RECORDED_REACH = {"speed": 0.03, "pitch": 0.03}
+"""How far from 1.0 a clip that matched as recorded can be played at a speed or pitch and still match so (its
+peaks' bins move by a bin at 1 %); a tempo change keeps the bins, and matches so across its whole range."""
 
 
 @dataclass(frozen=True)
@@ -300,8 +304,9 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
         return agreement(clip, *warp.to_clip(frames, bins), starts, matching)
 
     if around is None:
-        trials = [Warp(kind, float(f)) for kind, limit in limits.items()
-                  for f in np.arange(1 - limit, 1 + limit + COARSE_STEP / 2, COARSE_STEP)]
+        reaches = {kind: min(limit, AS_RECORDED_REACH.get(kind, limit)) for kind, limit in limits.items()}
+        trials = [Warp(kind, float(f)) for kind, reach in reaches.items()
+                  for f in np.arange(1 - reach, 1 + reach + COARSE_STEP / 2, COARSE_STEP)]
     else:
         log_tempo, log_pitch = np.log(around.tempo), np.log(around.pitch)
         projected = {"speed": np.exp(0.5 * (log_tempo + log_pitch)), "tempo": around.tempo, "pitch": around.pitch}
