@@ -63,16 +63,16 @@ def pair_peaks(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSettin
 
 
 def pair_indices(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSettings, density: Density,
-                 max_delta_frames: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(anchor, target) indices into the peaks of every pair `pair_peaks` makes; with `max_delta_frames`, the
-    target zone reaches that far instead of `settings.max_delta_frames` (peaks may then be fractional).
+                 zone: tuple[float, float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(anchor, target) indices into the peaks of every pair `pair_peaks` makes; with a `zone` (min Δt, max Δt,
+    max |Δf|), the target zone is that instead of the settings' (peaks may then be fractional).
 
     Vectorised over an (anchor × following peak) matrix whose width is the most peaks any anchor has within the
     zone, which the per-block peak budget keeps small; anchors are taken `ANCHOR_BLOCK` at a time.
     """
-    reach = settings.max_delta_frames if max_delta_frames is None else max_delta_frames
-    zone_end = np.searchsorted(frames, frames + reach, side="right")
-    pairs = [_pair_anchors(frames, bins, zone_end, start, min(frames.size, start + ANCHOR_BLOCK), settings, density)
+    zone = zone or (settings.min_delta_frames, settings.max_delta_frames, settings.max_delta_bins)
+    zone_end = np.searchsorted(frames, frames + zone[1], side="right")
+    pairs = [_pair_anchors(frames, bins, zone_end, start, min(frames.size, start + ANCHOR_BLOCK), zone, density)
              for start in range(0, frames.size, ANCHOR_BLOCK)]
     if not pairs:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -83,7 +83,7 @@ ANCHOR_BLOCK = 4096
 """Anchors paired at a time: bounds the (anchor × following peak) matrices for a 2-hour file."""
 
 
-def _pair_anchors(frames, bins, zone_end, start, stop, settings: FingerprintSettings, density: Density):
+def _pair_anchors(frames, bins, zone_end, start, stop, zone: tuple[float, float, float], density: Density):
     """(anchor, target) indices of the pairs of the anchors start..stop-1 (see `pair_indices`)."""
     anchors = np.arange(start, stop)
     width = int((zone_end[start:stop] - anchors - 1).max())
@@ -94,7 +94,7 @@ def _pair_anchors(frames, bins, zone_end, start, stop, settings: FingerprintSett
     targets = np.minimum(targets, frames.size - 1)
     delta_frames = frames[targets] - frames[anchors, None]
     delta_bins = bins[targets] - bins[anchors, None]
-    in_zone &= (delta_frames >= settings.min_delta_frames) & (np.abs(delta_bins) <= settings.max_delta_bins)
+    in_zone &= (delta_frames >= zone[0]) & (np.abs(delta_bins) <= zone[2])
     in_zone &= np.cumsum(in_zone, axis=1) <= density.fanout
     rows, cols = np.nonzero(in_zone)
     return anchors[rows], targets[rows, cols]

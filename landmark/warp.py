@@ -142,8 +142,10 @@ def warped_query(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSett
         return empty
     tempo, pitch = factors ** EXPONENTS[lines, 0], factors ** EXPONENTS[lines, 1]
     density = dataclasses.replace(settings.index, fanout=matching.warp_fanout)
-    anchors, targets = hashing.pair_indices(frames, bins, settings, density,
-                                            max_delta_frames=settings.max_delta_frames / tempo.min())
+    # the song's target zone, as the clip holds it at any factor searched: pairs then keep their order
+    zone = (settings.min_delta_frames / tempo.max(), settings.max_delta_frames / tempo.min(),
+            settings.max_delta_bins * pitch.max())
+    anchors, targets = hashing.pair_indices(frames, bins, settings, density, zone)
     anchor_bins = np.round(bins[anchors, None] / pitch).astype(np.int64)
     delta_bins = np.round(bins[targets, None] / pitch).astype(np.int64) - anchor_bins
     delta_frames = (frames[targets] - frames[anchors])[:, None] * tempo
@@ -282,10 +284,12 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
     """(z, warp, Δt): the warp at which a matched song's stored peaks agree best with the clip, and the song's
     frame at the clip's start (Δt in song frames at clip frame 0) there.
 
-    Without `around`, the song was matched as recorded, at `delta_frames` = t_song − t_clip somewhere along the
-    clip: each line is read `COARSE_STEP` apart, at every clip start that Δt allows, then the best point finely.
-    With `around`, a warped search's `delta_frames` is exact: only that point, projected on each line, and its
-    neighbourhood are read. With the clip's refined peaks (`clip_peaks`), the result is then `fit`ted."""
+    `delta_frames` is t_song − t_clip · T of the alignment that matched, somewhere along the clip: at T = 1 for a
+    match as recorded, at the warp `around` for a warped search's. Each line is read `COARSE_STEP` apart (for a
+    match as recorded, only as far as it can be played and still match so: `AS_RECORDED_REACH`), and `around`
+    projected on each line, at every clip start that Δt allows; then the best point finely. A warp must beat the
+    recording as it is by `MIN_WARP_GAIN`. With the clip's refined peaks (`clip_peaks`), the result is then
+    `fit`ted."""
     n_frames = clip.standardised.shape[0]
     limits = _limits(matching)
     if not limits:
@@ -294,23 +298,22 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
     window = (song_frames >= delta_frames - (reach - 1) * n_frames - 8) & (song_frames <= delta_frames
                                                                            + reach * n_frames + 8)
     frames, bins = song_frames[window], song_bins[window]
-    spread = 0 if around is not None else n_frames
 
     def read(warp: Warp) -> tuple[float, int]:
         tempo = warp.tempo
-        # the clip's start in song frames is Δt − (T − 1)·u for some clip frame u of the alignment, 0..spread
-        positions = np.linspace(0, spread, int(abs(tempo - 1) * spread) + 2)
+        # the clip's start in song frames is Δt − (T − 1)·u for some clip frame u of the alignment
+        positions = np.linspace(0, n_frames, int(abs(tempo - 1) * n_frames) + 2)
         starts = np.unique(np.round((delta_frames - (tempo - 1) * positions) / tempo).astype(np.int64))
         return agreement(clip, *warp.to_clip(frames, bins), starts, matching)
 
-    if around is None:
-        reaches = {kind: min(limit, AS_RECORDED_REACH.get(kind, limit)) for kind, limit in limits.items()}
-        trials = [Warp(kind, float(f)) for kind, reach in reaches.items()
-                  for f in np.arange(1 - reach, 1 + reach + COARSE_STEP / 2, COARSE_STEP)]
-    else:
+    reaches = {kind: limit if around is not None else min(limit, AS_RECORDED_REACH.get(kind, limit))
+               for kind, limit in limits.items()}
+    trials = [Warp(kind, float(f)) for kind, reach in reaches.items()
+              for f in np.arange(1 - reach, 1 + reach + COARSE_STEP / 2, COARSE_STEP)]
+    if around is not None:
         log_tempo, log_pitch = np.log(around.tempo), np.log(around.pitch)
         projected = {"speed": np.exp(0.5 * (log_tempo + log_pitch)), "tempo": around.tempo, "pitch": around.pitch}
-        trials = [Warp(kind, float(projected[kind])) for kind in limits]
+        trials += [Warp(kind, float(projected[kind])) for kind in limits]
     best_z, best_start, best = max(((*read(trial), trial) for trial in trials), key=lambda found: found[0])
     as_recorded_z, as_recorded_start = agreement(clip, frames, bins, delta_frames, matching)
     if best_z < as_recorded_z + MIN_WARP_GAIN:

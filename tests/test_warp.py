@@ -1,0 +1,132 @@
+"""Clips played faster or slower than the recording: speed, tempo and pitch (`landmark.warp`)."""
+
+import numpy as np
+import pytest
+import soxr
+
+from bench import queries
+from bench.metrics import Outcome, summarise
+from landmark import Index, MatchSettings
+from landmark.hashes import pack, pair_indices
+from landmark.peaks import refine
+from landmark.settings import FingerprintSettings, MatchSettings as Matching
+from landmark.warp import Warp, nearest_on_line, warped_query
+from tests.conftest import SYNTH_RATE, rendered
+
+RATE = 8000
+
+
+@pytest.fixture(scope="module")
+def index(built_index):
+    with Index(built_index) as opened:
+        yield opened
+
+
+def warped_clip(seed: int, kind: str, factor: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """A 5 s clip of generated song `seed` played at `factor` along `kind`, at the engine's rate, and its start."""
+    clip, start_s = queries.cut(rendered(seed, 40.0, SYNTH_RATE), SYNTH_RATE, 6.0, rng)
+    if kind == "speed":
+        clip = queries.change_speed(clip, factor)
+    elif kind == "tempo":
+        clip = queries.time_stretch(clip, SYNTH_RATE, factor)
+    else:
+        clip = queries.pitch_shift(clip, SYNTH_RATE, factor)
+    return soxr.resample(clip[:5 * SYNTH_RATE], SYNTH_RATE, RATE).astype(np.float32), start_s
+
+
+@pytest.mark.parametrize("kind, factors", [("speed", (0.92, 0.97, 1.05, 1.08)), ("tempo", (0.9, 1.1)),
+                                           ("pitch", (0.97, 1.03))])
+def test_a_clip_played_faster_or_slower_names_the_song_its_warp_and_where_it_starts(index, kind, factors):
+    rng = np.random.default_rng(31)
+    for number, factor in enumerate(factors):
+        seed = number % 6
+        clip, start_s = warped_clip(seed, kind, factor, rng)
+        found = index.match_samples(clip)
+        assert found is not None and found.song.title == f"song{seed}", (kind, factor)
+        heard = {"speed": found.speed, "tempo": found.tempo, "pitch": found.pitch}
+        assert heard[kind] is not None and abs(heard[kind] / factor - 1) <= 0.005, (kind, factor, heard)
+        if kind != "speed":
+            other = "pitch" if kind == "tempo" else "tempo"
+            assert abs(heard[other] - 1) <= 0.005, (kind, factor, heard)
+        assert abs(found.offset_s - start_s) < 0.15, (kind, factor, found.offset_s, start_s)
+
+
+def test_a_clip_played_as_recorded_reports_speed_one(index):
+    clip, _ = queries.cut(rendered(4, 40.0, RATE), RATE, 5.0, np.random.default_rng(32))
+    found = index.match_samples(clip)
+    assert found is not None and found.tempo is None and found.pitch is None
+    assert abs(found.speed - 1) <= 0.002
+    assert found.to_dict()["speed"] == round(found.speed, 4)
+
+
+def test_without_the_warped_search_a_clip_five_percent_fast_is_not_named(built_index):
+    clip, _ = warped_clip(1, "speed", 1.05, np.random.default_rng(33))
+    off = MatchSettings(max_speed_change=0.0, max_tempo_change=0.0, max_pitch_change=0.0)
+    with Index(built_index, matching=off) as index:
+        assert index.match_samples(clip) is None
+    with Index(built_index) as index:
+        found = index.match_samples(clip)
+        assert found is not None and found.song.title == "song1"
+
+
+def test_sped_up_clips_of_songs_that_are_not_indexed_give_no_match(index):
+    # Every factor tried is another chance for chance to line up; the decision must hold as at factor 1 (see
+    # test_library's test of songs that are not indexed: generated songs are far more alike than recordings).
+    rng = np.random.default_rng(34)
+    false_matches = 0
+    for seed in range(100, 116):
+        clip, _ = queries.cut(rendered(seed, 20.0, SYNTH_RATE), SYNTH_RATE, 6.0, rng)
+        factor = (0.93, 0.97, 1.04, 1.07)[seed % 4]
+        clip = soxr.resample(queries.change_speed(clip, factor)[:5 * SYNTH_RATE], SYNTH_RATE, RATE)
+        false_matches += index.match_samples(clip.astype(np.float32)) is not None
+    assert false_matches <= 1
+
+
+def test_warped_keys_hold_the_pairs_the_song_stored():
+    # Peaks of a "song" on the integer grid, and the same peaks as a clip played 6 % fast would hold them (time
+    # / 1.06, frequency × 1.06, off the grid): hashing the clip's peaks warped back must give the song's own keys.
+    settings = FingerprintSettings()
+    rng = np.random.default_rng(35)
+    song_frames = np.sort(rng.choice(np.arange(20, 400), 120, replace=False))
+    song_bins = rng.integers(20, 200, song_frames.size)
+    anchors, targets = pair_indices(song_frames, song_bins, settings, settings.index)
+    stored = set(pack(song_bins[anchors], song_bins[targets] - song_bins[anchors],
+                      song_frames[targets] - song_frames[anchors]).tolist())
+    clip_frames = song_frames / 1.06 + rng.uniform(-0.1, 0.1, song_frames.size)
+    clip_bins = song_bins * 1.06 + rng.uniform(-0.1, 0.1, song_bins.size)
+    warped = warped_query(clip_frames, clip_bins, settings, Matching())
+    found = stored & set(warped.hashes.distinct.tolist())
+    assert len(found) >= 0.9 * len(stored)
+    as_is = Matching(max_speed_change=0.0, max_tempo_change=0.0, max_pitch_change=0.0)
+    assert warped_query(clip_frames, clip_bins, settings, as_is).hashes.distinct.size == 0
+
+
+def test_refined_peaks_find_the_vertex_of_a_parabola_and_round_back_to_the_peak():
+    frames, bins = np.mgrid[0:9, 0:9]
+    true_frame, true_bin = 4.3, 3.8
+    values = -((frames - true_frame) ** 2) - 2 * (bins - true_bin) ** 2
+    fine_frames, fine_bins = refine(values, np.array([4]), np.array([4]))
+    assert fine_frames[0] == pytest.approx(true_frame) and fine_bins[0] == pytest.approx(true_bin)
+    edge_frames, _ = refine(values, np.array([0]), np.array([4]))
+    assert edge_frames[0] == 0  # no neighbour before the first frame: kept where it is
+
+
+def test_a_warp_is_put_on_the_nearest_line():
+    assert nearest_on_line(1.05, 1.05) == Warp("speed", pytest.approx(1.05))
+    assert nearest_on_line(1.0, 1.03).kind == "pitch"
+    assert nearest_on_line(0.9, 1.0).kind == "tempo"
+    assert nearest_on_line(1.001, 1.0).kind == "speed"  # within measurement error of 1.0: as recorded
+    warp = Warp("speed", 1.05)
+    frames, bins = warp.to_clip(np.array([105, 210]), np.array([100, 200]))
+    assert frames.tolist() == [100, 200] and bins.tolist() == [105, 210]
+
+
+def test_the_bench_scores_a_reported_warp_against_the_condition():
+    outcomes = [Outcome("speed_+5%", True, "a", "a", 0.01, (1.049, 1.049)),
+                Outcome("speed_+5%", True, "b", "b", 0.01, (1.03, 1.03)),
+                Outcome("tempo_-10%", True, "c", "c", 0.01, (0.901, 1.0)),
+                Outcome("tempo_-10%", True, "d", "d", 0.01, (0.9, 0.9)),  # right tempo, wrong pitch
+                Outcome("pitch_+3%", True, "e", "x", 0.01, (1.0, 1.03))]  # wrong song: not scored
+    figures = summarise(outcomes)
+    assert figures["factor_right"] == {"speed_+5%": 0.5, "tempo_-10%": 0.5}
+    assert figures["factor_right_overall"] == 0.5
