@@ -223,19 +223,20 @@ def calibrate(corpus, out, noise_dir, rir_dir, seed, jobs):
 
 @main.command()
 @_corpus_and_rooms_options
-@click.option("--conditions", default="clean,noise,phone", show_default=True, help="Comma-separated.")
+@click.option("--conditions", default="clean,noise,phone", show_default=True,
+              help="Comma-separated: clean, noise, phone, dj (each song at its own speed within ± 8 %).")
 @click.option("--hours", type=click.FloatRange(0.01), default=1.0, show_default=True, help="Radio per condition.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
 def monitor(corpus, out, noise_dir, rir_dir, conditions, hours, seed, jobs):
     """Radio hours made from the corpus through `lmprint monitor`: songs found, boundary errors, phantoms, speed."""
 
-    from .monitor import CONDITIONS, markdown, run
+    from .monitor import ALL_CONDITIONS, markdown, run
 
     wanted = [c for c in conditions.split(",") if c]
-    unknown = sorted(set(wanted) - set(CONDITIONS))
+    unknown = sorted(set(wanted) - set(ALL_CONDITIONS))
     if unknown:
-        raise click.BadParameter(f"unknown condition {unknown[0]!r} (known: {', '.join(CONDITIONS)})")
+        raise click.BadParameter(f"unknown condition {unknown[0]!r} (known: {', '.join(ALL_CONDITIONS)})")
     write_report(out, "monitor", run(corpus, noise_dir, rir_dir, wanted, hours=hours, seed=seed, jobs=jobs), markdown)
 
 

@@ -4,7 +4,8 @@ A radio hour is made from the corpus: pieces of 20–180 s cut at random places 
 in five from a held-out song (music the index does not know), each crossfaded into the next over 0–8 s, and a
 DJ's voice (espeak-ng, when installed) over the first seconds of one piece in three. Conditions: `clean`,
 `noise` (ambient recordings at 5 dB under each piece), `phone` (a room, the phone band and compression, noise at
-5 dB). The monitor runs over the hour as a stream; each indexed piece is found when a segment names its song and
+5 dB), and `dj` (clean, each piece played at its own speed within ± 8 %, as on a DJ's pitch fader; there, 5 s
+clips cut from the middle of each indexed piece are also matched one by one, for recall and the speed reported). The monitor runs over the hour as a stream; each indexed piece is found when a segment names its song and
 overlaps it. Reported: the share found; median and 95th percentile of the start, end and song-offset errors of
 found pieces (a boundary is where a listener hears the change: the middle of a crossfade); phantom segments per
 hour (a song named where none of it plays); and speed in × realtime.
@@ -26,6 +27,9 @@ from . import corpus as corpus_module
 from . import queries as query_module
 
 CONDITIONS = ("clean", "noise", "phone")
+ALL_CONDITIONS = (*CONDITIONS, "dj")
+DJ_MAX_SPEED_CHANGE = 0.08
+"""In the `dj` condition each piece plays at a speed drawn uniformly within ± this fraction."""
 RATE = query_module.BENCH_RATE_HZ
 LINES = ["you are listening to the afternoon show", "and here is the next one", "stay tuned, more music after this",
          "that was a good one", "coming up next on the radio"]
@@ -39,6 +43,7 @@ class Piece:
     end_s: float
     offset_s: float  # in the song, at start_s
     fade_in_s: float  # the crossfade from the piece before: a listener hears the change at its middle
+    speed: float = 1.0  # how many times faster than the recording it plays
 
 
 def radio_hour(tracks, duration_s: float, rng: np.random.Generator, condition: str,
@@ -63,6 +68,10 @@ def radio_hour(tracks, duration_s: float, rng: np.random.Generator, condition: s
             continue
         offset_s = float(rng.uniform(0, signal.size / RATE - length_s))
         piece = signal[int(offset_s * RATE):int((offset_s + length_s) * RATE)].copy()
+        speed = 1.0
+        if condition == "dj":
+            speed = 1 + float(rng.uniform(-DJ_MAX_SPEED_CHANGE, DJ_MAX_SPEED_CHANGE))
+            piece = query_module.change_speed(piece, speed)
         if rng.random() < 1 / 3:
             piece = _with_voice(piece, rng, workdir)
         noise = degraders.noises[kind][int(rng.integers(len(degraders.noises[kind])))]
@@ -75,7 +84,8 @@ def radio_hour(tracks, duration_s: float, rng: np.random.Generator, condition: s
         fade_s = float(rng.uniform(0, 8)) if pieces else 0.0
         start_s = max(0.0, at - fade_s)
         _mix_in(out, piece, int(start_s * RATE), int(fade_s * RATE))
-        pieces.append(Piece(track.path, track.indexed, start_s, start_s + piece.size / RATE, offset_s, fade_s))
+        pieces.append(Piece(track.path, track.indexed, start_s, start_s + piece.size / RATE, offset_s, fade_s,
+                            speed))
         at = start_s + piece.size / RATE
     return out[:int(at * RATE)], pieces
 
@@ -112,7 +122,7 @@ def score(pieces: list[Piece], segments: list, audio_s: float) -> dict:
     # boundaries at the middle of each crossfade
     fade_out = {n: pieces[n + 1].fade_in_s for n in range(len(pieces) - 1)}
     pieces = [Piece(p.path, p.indexed, p.start_s + p.fade_in_s / 2, p.end_s - fade_out.get(n, 0.0) / 2,
-                    p.offset_s + p.fade_in_s / 2, p.fade_in_s) for n, p in enumerate(pieces)]
+                    p.offset_s + p.speed * p.fade_in_s / 2, p.fade_in_s, p.speed) for n, p in enumerate(pieces)]
     truth = [p for p in pieces if p.indexed]
     found, start_errors, end_errors, offset_errors = 0, [], [], []
     for piece in truth:
@@ -125,7 +135,8 @@ def score(pieces: list[Piece], segments: list, audio_s: float) -> dict:
         start_errors.append(abs(best.start_s - piece.start_s))
         end_errors.append(abs(best.end_s - piece.end_s))
         if best.song_offset_s is not None:
-            offset_errors.append(abs(best.song_offset_s - (piece.offset_s + best.start_s - piece.start_s)))
+            offset_errors.append(abs(best.song_offset_s - (piece.offset_s
+                                                           + piece.speed * (best.start_s - piece.start_s))))
     phantoms = sum(not any(p.path == s.song.path and s.start_s < p.end_s and s.end_s > p.start_s for p in pieces)
                    for s in segments)
 
@@ -171,11 +182,34 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
             audio_s = samples.size / index.sample_rate_hz
             row = {"condition": condition, "audio_s": round(audio_s, 1), **score(pieces, segments, audio_s),
                    "x_realtime": round(audio_s / seconds, 1)}
+            if condition == "dj":
+                row.update(clips_from_mix(index, samples, pieces))
             print(row, file=sys.stderr, flush=True)
             rows.append(row)
         songs = index.catalogue.song_count()
         index.close()
     return {"corpus": os.path.abspath(corpus), "seed": seed, "songs_indexed": songs, "rows": rows}
+
+
+CLIP_S = 5.0
+
+
+def clips_from_mix(index, samples: np.ndarray, pieces: list[Piece]) -> dict:
+    """A 5 s clip from the middle of each indexed piece of a mix (clear of its crossfades), matched on its own:
+    the share named right, and of those the share whose reported speed is within 0.5 % of the piece's."""
+    rate = index.sample_rate_hz
+    named, speed_right, total = 0, 0, 0
+    for piece in pieces:
+        if not piece.indexed or piece.end_s - piece.start_s < CLIP_S + 16:
+            continue
+        middle = 0.5 * (piece.start_s + piece.end_s)
+        clip = samples[int((middle - CLIP_S / 2) * rate):int((middle + CLIP_S / 2) * rate)]
+        found = index.match_samples(clip)
+        total += 1
+        if found is not None and found.song.path == piece.path:
+            named += 1
+            speed_right += found.speed is not None and abs(found.speed / piece.speed - 1) <= 0.005
+    return {"clips": total, "clips_named": named, "clips_speed_right": speed_right}
 
 
 def markdown(result: dict) -> str:
@@ -187,4 +221,9 @@ def markdown(result: dict) -> str:
                      f"({row['found_share']}) | {' / '.join(map(str, row['start_error_s']))} | "
                      f"{' / '.join(map(str, row['end_error_s']))} | {' / '.join(map(str, row['offset_error_s']))} | "
                      f"{row['phantoms_per_hour']} | {row['x_realtime']} |")
+    for row in result["rows"]:
+        if "clips" in row:
+            lines.append(f"\n{row['condition']}: 5 s clips cut from the middle of each indexed piece, matched one by "
+                         f"one: {row['clips_named']} of {row['clips']} named right, {row['clips_speed_right']} of "
+                         "those with the speed within 0.5 %.")
     return "\n".join(lines) + "\n"

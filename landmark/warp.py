@@ -255,7 +255,7 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
     chosen, decided_by = None, ""
     if leader is not None and leader.song_id == clip_candidates[0].song_id:
         z, _ = agreement(clip, *on_clip[leader.song_id], clip_candidates[0].delta_frames, matching)
-        if z >= matching.min_vote_agreement_z:
+        if z >= matching.confirm_min_z:  # confirmed, not merely not contradicted: tens of alignments were tried
             chosen, decided_by = clip_candidates[0], "vote"
     if chosen is None:
         chosen, decided_by = verify(clip_candidates, clip, lambda ids: {i: on_clip[i] for i in ids if i in on_clip},
@@ -330,11 +330,42 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
     return best_z, best, start
 
 
-FIT_REACH = (1.5, 1.0)
-"""A clip peak and a song peak warped onto the clip pair up in `fit` within this many (frames, bins)."""
+FIT_REACH_FRAMES = (4.0, 2.5, 1.5)
+"""A clip peak and a song peak warped onto the clip pair up in `fit` within this many frames, one value per round
+of pairing and fitting: agreement may leave the start a few frames off where notes are long, and each round's
+line pairs the next more tightly."""
 
-FIT_ROUNDS = 3
-"""Rounds of pairing and fitting: each pairs more peaks as the fit straightens the line."""
+FIT_REACH_BINS = 1.0
+"""...and within this many bins."""
+
+
+MAX_FIT_MOVE = 0.05
+"""A fit may move tempo or pitch this far (in log scale) from where agreement put them, and no further: far
+enough to go from the speed line to the pitch line at the same pitch (music with long notes tells tempo apart
+poorly by agreement), not so far that a bad pairing carries it off."""
+
+START_SEARCH_FRAMES = 16
+"""`fit` first moves the start to where the most peaks line up within ± this many frames: in music that repeats
+itself bar by bar, agreement may settle a few frames off."""
+
+
+def _start_shift(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray, song_bins: np.ndarray,
+                 warp: Warp, start_frames: int) -> int:
+    """How many song frames to move the start so that the most clip peaks meet a song peak (same bin ± 1)."""
+    predicted_frames = (song_frames - start_frames) / warp.tempo
+    first = np.searchsorted(predicted_frames, clip_frames - START_SEARCH_FRAMES)
+    candidates = np.minimum(first[:, None] + np.arange(64)[None, :], predicted_frames.size - 1)
+    if predicted_frames.size == 0:
+        return 0
+    gaps = predicted_frames[candidates] - clip_frames[:, None]
+    close = (np.abs(gaps * warp.tempo) <= START_SEARCH_FRAMES) & (np.abs(song_bins[candidates] * warp.pitch
+                                                             - clip_bins[:, None]) <= FIT_REACH_BINS)
+    if not close.any():
+        return 0
+    shifts = np.round(gaps[close] * warp.tempo).astype(np.int64) + START_SEARCH_FRAMES
+    counts = np.bincount(shifts, minlength=2 * START_SEARCH_FRAMES + 1)
+    smoothed = np.convolve(counts, np.ones(3), "same")  # a peak's time is known to a frame
+    return int(np.argmax(smoothed)) - START_SEARCH_FRAMES
 
 
 def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray, song_bins: np.ndarray,
@@ -345,18 +376,19 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
     time for a 5 s clip. The clip's peaks at sub-frame positions (`peaks.refine`), paired with the song's peaks
     where the warp puts them, fix the line t_song = T · t_clip + start to about 0.1 %, and f_song = f_clip / P as
     well. The factor moves along the warp's own line only."""
-    tempo, pitch, start = warp.tempo, warp.pitch, float(start_frames)
-    for _ in range(FIT_ROUNDS):
+    tempo, pitch = warp.tempo, warp.pitch
+    start = start_frames + _start_shift(clip_frames, clip_bins, song_frames, song_bins, warp, start_frames)
+    for reach in FIT_REACH_FRAMES:
         predicted_frames = (song_frames - start) / tempo
         predicted_bins = song_bins * pitch
-        first = np.searchsorted(predicted_frames, clip_frames - FIT_REACH[0])
-        candidates = np.minimum(first[:, None] + np.arange(16)[None, :], predicted_frames.size - 1)
+        first = np.searchsorted(predicted_frames, clip_frames - reach)
+        candidates = np.minimum(first[:, None] + np.arange(32)[None, :], predicted_frames.size - 1)
         if predicted_frames.size == 0:
             return warp, start_frames
-        distance = (np.abs(predicted_frames[candidates] - clip_frames[:, None]) / FIT_REACH[0]
-                    + np.abs(predicted_bins[candidates] - clip_bins[:, None]) / FIT_REACH[1])
-        close = ((np.abs(predicted_frames[candidates] - clip_frames[:, None]) <= FIT_REACH[0])
-                 & (np.abs(predicted_bins[candidates] - clip_bins[:, None]) <= FIT_REACH[1]))
+        distance = (np.abs(predicted_frames[candidates] - clip_frames[:, None]) / reach
+                    + np.abs(predicted_bins[candidates] - clip_bins[:, None]) / FIT_REACH_BINS)
+        close = ((np.abs(predicted_frames[candidates] - clip_frames[:, None]) <= reach)
+                 & (np.abs(predicted_bins[candidates] - clip_bins[:, None]) <= FIT_REACH_BINS))
         distance[~close] = np.inf
         nearest = np.argmin(distance, axis=1)
         paired = np.isfinite(distance[np.arange(clip_frames.size), nearest])
@@ -368,7 +400,7 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
         fitted_tempo, start = np.polyfit(u, t, 1) if np.ptp(u) > 0 else (tempo, start)
         fitted_pitch = float(f @ f / (f @ g)) if (f @ g) > 0 else pitch
         tempo, pitch = float(fitted_tempo), fitted_pitch
-    if max(abs(np.log(tempo / warp.tempo)), abs(np.log(pitch / warp.pitch))) > 2 * COARSE_STEP:
+    if max(abs(np.log(tempo / warp.tempo)), abs(np.log(pitch / warp.pitch))) > MAX_FIT_MOVE:
         return warp, start_frames  # a fit that wandered off: keep what agreement found
     fitted = nearest_on_line(tempo, pitch)
     return fitted, int(round(start))

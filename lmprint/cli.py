@@ -251,12 +251,25 @@ def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = Non
     return progress, report
 
 
+AS_RECORDED = 0.005
+"""A clip heard within this fraction of the recording's speed, tempo and pitch is described as played as recorded."""
+
+
+def _warp_text(found) -> str:
+    """", played 5.0 % faster" and the like, or "" for a clip played as recorded (or an engine that cannot tell)."""
+    changes = [(name, value) for name, value in (("speed", found.speed), ("tempo", found.tempo),
+                                                 ("pitch", found.pitch)) if value is not None]
+    if all(abs(value - 1) < AS_RECORDED for _, value in changes):
+        return ""
+    return ", played at " + " and ".join(f"{name} {100 * (value - 1):+.1f} %" for name, value in changes)
+
+
 def describe(found, method: str) -> str:
     """One line for a match: the song, where the clip starts in it, its score and confidence."""
     if method == "mert":
         evidence = f"Hamming distance {found.score:.1f}"
     else:
-        evidence = f"at {found.offset_s:.1f} s, score {found.score:.0f}"
+        evidence = f"at {found.offset_s:.1f} s{_warp_text(found)}, score {found.score:.0f}"
     if found.false_match_probability is None:
         return f"{found.song.title} ({found.song.path}), {evidence}, confidence {found.confidence:.2f}"
     return (f"{found.song.title} ({found.song.path}), {evidence}, false-match probability "

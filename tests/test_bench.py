@@ -244,6 +244,25 @@ def test_bench_dedup_finds_what_it_planted_and_judges_it(tmp_path):
     assert "| 120 | 3 | 3 | 0 | 0 |" in markdown(result)
 
 
+def test_bench_monitor_plays_a_dj_mix_at_each_songs_own_speed_and_matches_clips_cut_from_it(tmp_path):
+    from bench import corpus, queries
+    from bench.monitor import radio_hour, run
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(6):
+        write(music / f"g{seed}.flac", rendered(seed + 50, 60.0, SYNTH_RATE), SYNTH_RATE)
+    _, pieces = radio_hour(corpus.load(str(music)), 300, np.random.default_rng(2), "dj",
+                           queries.Degraders.load(None, None), str(tmp_path))
+    speeds = [p.speed for p in pieces]
+    assert all(0.92 <= s <= 1.08 for s in speeds) and max(abs(s - 1) for s in speeds) > 0.02
+    result = run(str(music), None, None, conditions=("dj",), hours=0.06, workdir=str(tmp_path))
+    row, = result["rows"]
+    assert row["clips"] >= 2 and row["clips_named"] >= row["clips"] - 1, row
+    assert row["clips_speed_right"] >= row["clips_named"] - 1, row
+    assert row["found_share"] >= 0.5, row
+
+
 def test_bench_monitor_builds_radio_and_scores_the_segments(tmp_path):
     from bench.monitor import markdown, radio_hour, run, score
 
