@@ -213,15 +213,15 @@ class Found:
     candidates: list[vote.Candidate]
 
 
-Lookup = Callable[[vote.QueryHashes], vote.Alignments]
-"""Looks a query's hashes up in the index and votes (`Index._vote`): hashes in, per-song alignments out."""
+Lookup = Callable[[vote.QueryHashes], tuple[vote.Votes, vote.Alignments]]
+"""Reads a query's hashes from the index and votes (`Index._vote`): hashes in, their votes and per-song sums out."""
 
 
-def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: Callable, song_peaks: SongPeaks,
+def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: Lookup, song_peaks: SongPeaks,
              is_copy: CopyCheck, settings: FingerprintSettings, matching: MatchSettings, candidate_count: int
              ) -> Found:
     """The song a clip comes from when played at another speed, tempo or pitch, or None (see the module
-    docstring). `lookup(query_hashes)` reads the index and returns (votes, alignments)."""
+    docstring), from the clip's refined peaks at index density (`frames`, `bins`) and its prominence map."""
     warped = warped_query(frames, bins, settings, matching)
     if warped.hashes.distinct.size == 0:
         return Found(None, "", None, None, [])

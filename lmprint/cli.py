@@ -541,6 +541,8 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
                 sys.stdout.flush()
             else:
                 offset = "" if segment.song_offset_s is None else f", from {segment.song_offset_s:.1f} s in the song"
+                if abs(segment.rate - 1) >= AS_RECORDED:
+                    offset += f", played at {100 * (segment.rate - 1):+.1f} %"
                 span = (f"{segment.start_s:8.1f} s –  playing" if segment.open
                         else f"{segment.start_s:8.1f} s – {segment.end_s:.1f} s")
                 click.echo(f"{span}  {segment.song.title} ({segment.song.path}){offset}, "

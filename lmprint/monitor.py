@@ -4,8 +4,9 @@ The stream is read in chunks and looked at through a sliding window: every `hop_
 seconds are matched like a clip (`Method.match_samples`). State stays bounded: one window of samples and the
 segments being followed.
 
-A look that names a song gives its *anchor*, the song's time minus the stream's time (offset in the song minus
-the window's start), which stays constant while the song plays. Looks that name one song with one anchor (within
+A look that names a song gives its *anchor*, the song's time at the stream's start (the offset in the song minus
+the window's start times the song's rate: its speed or tempo, 1.0 as recorded), which stays constant while the
+song plays. Looks that name one song with one anchor (within
 `anchor_tolerance_s`) start a segment. It is reported (`open`) once `confirm_looks` looks agree, so a single
 chance match never becomes a song; from then on any look naming its song extends it (music repeats: a look may
 line up with another return of the passage), and it closes once `close_after_misses` looks in a row no longer
@@ -76,12 +77,20 @@ class Segment:
     open: bool = True
     anchor_s: float | None = field(default=None, repr=False)
     misses: int = field(default=0, repr=False)
+    rate: float = 1.0
+    """Seconds of the song that play per second of the stream: its speed or tempo (1.0: as recorded)."""
 
     def to_dict(self) -> dict:
         return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
                 "start_s": round(self.start_s, 2), "end_s": round(self.end_s, 2),
                 "song_offset_s": None if self.song_offset_s is None else round(self.song_offset_s, 2),
-                "confidence": round(self.confidence, 4), "looks": self.looks, "open": self.open}
+                "confidence": round(self.confidence, 4), "looks": self.looks, "open": self.open,
+                "rate": round(self.rate, 4)}
+
+
+def _rate(match: Match) -> float:
+    """Seconds of the song per second of the stream, as the match heard it (1.0 where the engine cannot tell)."""
+    return match.speed or match.tempo or 1.0
 
 
 class Monitor:
@@ -179,11 +188,12 @@ class Monitor:
         return events
 
     def _anchor(self, match: Match, time_s: float) -> float | None:
-        """The song's time minus the stream's; None when the match does not tell it (MERT), or when the window
-        began before the song did (the offset then reads 0: the anchor is only bounded)."""
+        """The song's time at the stream's start, as the song plays at its rate (`_rate`): the song's time minus
+        the rate times the stream's; None when the match does not tell it (MERT), or when the window began before
+        the song did (the offset then reads 0: the anchor is only bounded)."""
         if match.offset_s is None or match.offset_s <= 0.0:
             return None
-        return match.offset_s - time_s
+        return match.offset_s - _rate(match) * time_s
 
     def _agrees(self, segment: Segment, match: Match | None, time_s: float) -> bool:
         """Whether a look names the segment's song. For a segment being confirmed, at its anchor too; once it
@@ -202,7 +212,7 @@ class Monitor:
         # after another song's look, this one needed about half the window to win it; after silence, `audible_s`
         held_s = length_s / 2 + settings.hop_s / 2 if self.current is not None else settings.audible_s
         start_s = max(0.0, time_s + length_s - held_s) if time_s > 0 else 0.0
-        segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1)
+        segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1, rate=_rate(match))
         self._place(segment, self._anchor(match, time_s))
         return segment
 
@@ -220,9 +230,9 @@ class Monitor:
         if anchor is None:
             return
         segment.anchor_s = anchor
-        if segment.start_s + anchor <= self.settings.hop_s:
-            segment.start_s = max(-anchor, 0.0)
-        segment.song_offset_s = max(0.0, segment.start_s + anchor)
+        if anchor + segment.rate * segment.start_s <= self.settings.hop_s:
+            segment.start_s = max(-anchor / segment.rate, 0.0)
+        segment.song_offset_s = max(0.0, anchor + segment.rate * segment.start_s)
 
     def _close(self, segment: Segment, before_s: float | None = None, until_end: bool = False) -> Segment:
         """The segment ended: it ran about `audible_s` past the start of its last agreeing look, within the song's
@@ -232,7 +242,7 @@ class Monitor:
         end_s = min(segment.end_s, last_look_start + self.settings.audible_s + self.settings.hop_s / 2,
                     self._heard / self.method.sample_rate_hz)
         if segment.anchor_s is not None:
-            song_end_s = segment.song.duration_s - segment.anchor_s
+            song_end_s = (segment.song.duration_s - segment.anchor_s) / segment.rate
             end_s = min(end_s, song_end_s)  # not past the song's own end, and at it if it is that close
             if 0 <= song_end_s - end_s <= self.settings.hop_s:
                 end_s = min(song_end_s, self._heard / self.method.sample_rate_hz)

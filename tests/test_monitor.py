@@ -103,6 +103,30 @@ def test_the_api_yields_each_segment_open_then_closed(built_index, hop_s):
            for e in events[1:]], truth)
 
 
+def test_songs_played_faster_or_slower_are_followed_at_their_own_rate(built_index):
+    # a DJ's mix: song 1 at +6 % from 4 s into it, then song 3 at −5 % from 10 s
+    import soxr
+
+    from bench.queries import change_speed
+
+    parts, truth, at = [], [], 0.0
+    for seed, start_s, speed in ((1, 4.0, 1.06), (3, 10.0, 0.95)):
+        piece = change_speed(rendered(seed, 40.0, RATE)[int(start_s * RATE):int((start_s + 26) * RATE)], speed)
+        parts.append(piece)
+        truth.append((seed, at, at + piece.size / RATE, start_s, speed))
+        at += piece.size / RATE
+    with Index(built_index) as index:
+        samples = soxr.resample(np.concatenate(parts), RATE, index.sample_rate_hz).astype(np.float32)
+        segments = [e for e in monitor(index, [samples[i:i + 8000] for i in range(0, samples.size, 8000)])
+                    if not e.open]
+    assert [s.song.title for s in segments] == ["song1", "song3"]
+    for segment, (_, start, end, offset, speed) in zip(segments, truth):
+        assert abs(segment.rate - speed) <= 0.005, (segment, speed)
+        assert abs(segment.start_s - start) <= 2.5 and abs(segment.end_s - end) <= 2.5, (segment, start, end)
+        # the offset at the segment's start, as the song runs at its speed from the piece's start
+        assert abs(segment.song_offset_s - (offset + speed * (segment.start_s - start))) <= 0.5, segment
+
+
 def test_match_of_a_long_recording_says_only_its_start_was_matched_and_points_to_monitor(built_index, tmp_path):
     signal, _ = radio([(0, 0.0, 35.0), (2, 0.0, 35.0)])  # two songs, 70 s: match reads the first 30 s
     path = tmp_path / "two songs.flac"
