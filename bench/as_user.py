@@ -72,9 +72,10 @@ def run(corpus: str, out: str, *, noise_dir: str | None = None, rir_dir: str | N
         found = answers.get(path)
         answer = found["path"] if found else None
         heard = None
-        if found is not None:
-            heard = ((found["speed"], found["speed"]) if "speed" in found
-                     else (found.get("tempo"), found.get("pitch")) if "tempo" in found else None)
+        if found is not None and "speed" in found:
+            heard = (found["speed"], found["speed"])
+        elif found is not None and "tempo" in found:
+            heard = (found["tempo"], found["pitch"])
         outcomes.append(Outcome(query.condition, query.indexed, query.song, answer, per_clip_s, heard))
         if not query.indexed and found is not None:
             false_matches.append({"condition": query.condition, "song": query.song, "start_s": query.start_s,

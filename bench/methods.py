@@ -68,8 +68,16 @@ class BenchMethod:
             return None, 0.0, None
         if found is None:
             return None, 0.0, None
-        heard = (found.speed, found.speed) if found.speed is not None else (found.tempo, found.pitch)
-        return found.song.path, found.score, None if heard[0] is None else heard
+        return found.song.path, found.score, heard_at(found)
+
+
+def heard_at(found) -> tuple[float, float] | None:
+    """(tempo, pitch) a match reports (a speed s: (s, s)), or None where the engine cannot tell."""
+    if found.speed is not None:
+        return found.speed, found.speed
+    if found.tempo is not None and found.pitch is not None:
+        return found.tempo, found.pitch
+    return None
 
 
 class LandmarkMethod(BenchMethod):

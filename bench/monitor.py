@@ -5,7 +5,8 @@ in five from a held-out song (music the index does not know), each crossfaded in
 DJ's voice (espeak-ng, when installed) over the first seconds of one piece in three. Conditions: `clean`,
 `noise` (ambient recordings at 5 dB under each piece), `phone` (a room, the phone band and compression, noise at
 5 dB), and `dj` (clean, each piece played at its own speed within ± 8 %, as on a DJ's pitch fader; there, 5 s
-clips cut from the middle of each indexed piece are also matched one by one, for recall and the speed reported). The monitor runs over the hour as a stream; each indexed piece is found when a segment names its song and
+clips cut from the middle of each indexed piece are also matched one by one, for recall and the speed reported).
+The monitor runs over the hour as a stream; each indexed piece is found when a segment names its song and
 overlaps it. Reported: the share found; median and 95th percentile of the start, end and song-offset errors of
 found pieces (a boundary is where a listener hears the change: the middle of a crossfade); phantom segments per
 hour (a song named where none of it plays); and speed in × realtime.
@@ -25,6 +26,7 @@ import numpy as np
 
 from . import corpus as corpus_module
 from . import queries as query_module
+from .metrics import FACTOR_TOLERANCE
 
 CONDITIONS = ("clean", "noise", "phone")
 ALL_CONDITIONS = (*CONDITIONS, "dj")
@@ -192,6 +194,7 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
 
 
 CLIP_S = 5.0
+"""Seconds of each clip cut from a mix; the piece must be longer by both crossfades (at most 8 s each)."""
 
 
 def clips_from_mix(index, samples: np.ndarray, pieces: list[Piece]) -> dict:
@@ -200,7 +203,7 @@ def clips_from_mix(index, samples: np.ndarray, pieces: list[Piece]) -> dict:
     rate = index.sample_rate_hz
     named, speed_right, total = 0, 0, 0
     for piece in pieces:
-        if not piece.indexed or piece.end_s - piece.start_s < CLIP_S + 16:
+        if not piece.indexed or piece.end_s - piece.start_s < CLIP_S + 2 * 8:
             continue
         middle = 0.5 * (piece.start_s + piece.end_s)
         clip = samples[int((middle - CLIP_S / 2) * rate):int((middle + CLIP_S / 2) * rate)]
@@ -208,7 +211,7 @@ def clips_from_mix(index, samples: np.ndarray, pieces: list[Piece]) -> dict:
         total += 1
         if found is not None and found.song.path == piece.path:
             named += 1
-            speed_right += found.speed is not None and abs(found.speed / piece.speed - 1) <= 0.005
+            speed_right += found.speed is not None and abs(found.speed / piece.speed - 1) <= FACTOR_TOLERANCE
     return {"clips": total, "clips_named": named, "clips_speed_right": speed_right}
 
 

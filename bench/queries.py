@@ -217,6 +217,7 @@ def make_query(signal: np.ndarray, condition: str, degraders: Degraders, rng: np
     length_s = float(condition.split("_")[1][:-1]) if condition.startswith("clean_") else 5.0
     if condition.startswith(WARPS):
         factor = warp_factor(condition)
+        assert factor is not None
         clip, start_s = cut(signal, rate, length_s * 1.15, rng)
         if condition.startswith("speed_"):
             clip = change_speed(clip, factor)

@@ -44,7 +44,8 @@ def markdown(results: dict) -> str:
         if any(name in methods[m].get("factor_right", {}) for m in ran):
             lines.append(f"| warp within 0.5 % {name} | "
                          + " | ".join(_cell(methods[m].get("factor_right", {}).get(name)) for m in ran) + " |")
-    rows = [("false-match rate (songs not indexed)", "false_match_rate"),
+    rows: list[tuple[str, str | tuple[str, str]]] = [
+            ("false-match rate (songs not indexed)", "false_match_rate"),
             ("false-match rate, sped-up clips", ("false_match_rate_by_condition", "unindexed_speed")),
             ("wrong-song rate (indexed songs)", "wrong_match_rate"),
             ("fingerprint bytes / song", "fingerprint_bytes_per_song"), ("database bytes / song", "db_bytes_per_song"),

@@ -69,7 +69,7 @@ def _scan(signal: np.ndarray, settings: FingerprintSettings, density: Density, k
                 frames, bins = select_peaks(frames[core], bins[core], rank[core], settings, wanted)
                 frames_out.append(frames)
                 bins_out.append(bins)
-                if wanted is also:
+                if wanted is also and frames_out is also_frames:
                     fine_frames, fine_bins = refine(spectrogram_db, frames - first, bins)
                     also_fine.append((fine_frames + first, fine_bins))
         if keep_prominence:
@@ -102,7 +102,8 @@ def fingerprint(signal: np.ndarray, settings: FingerprintSettings, density: Dens
     if index_density is not None:
         styled_hashes, styled_frames = hashing.pair_peaks(index_frames, index_bins, settings, index_density)
         index_style = np.isin(_landmark_ids(hashes, anchor_frames), _landmark_ids(styled_hashes, styled_frames))
-        index_peaks = (fine[0], fine[1])
+        by_time = np.argsort(fine[0], kind="stable")  # refining moves peaks of one frame by up to ± 0.5 of it
+        index_peaks = (fine[0][by_time], fine[1][by_time])
     return Fingerprint(hashes, anchor_frames, frames, bins, prominence, index_style, index_peaks)
 
 

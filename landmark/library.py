@@ -239,19 +239,19 @@ class Index:
                     alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
                 best, decided_by = verify(candidates, clip, self.peaks.get, matching, is_copy)
                 z = None if best is None else agreement_at(best, clip, self.peaks.get, matching)
-            if query.index_peaks is not None and (best is None or z is None or z < matching.min_agreement_z):
+            if query.index_peaks is not None and (best is None or (z is not None and z < matching.min_agreement_z)):
                 # no match, or one its peaks barely confirm: the clip may be played faster or slower
                 warped = warp.identify(*query.index_peaks, clip, self._vote, self.peaks.get, is_copy,
                                        self.fingerprint_settings, matching, self._candidate_count)
-                if warped.best is not None and (best is None or warped.best.song_id == best.song_id
-                                                or warped.z >= (-np.inf if z is None else z)
-                                                + matching.min_agreement_lead):
+                if warped.best is not None and warped.z is not None and (
+                        best is None or z is None or warped.z >= z + (
+                            0.0 if warped.best.song_id == best.song_id else matching.min_agreement_lead)):
                     best, decided_by, z, found_warp = warped.best, warped.decided_by, warped.z, warped.warp
                     candidates = warped.candidates
         if best is None:
             return None, candidates
-        if z is not None and warp.measured(matching):  # how fast the clip plays, and its start in the song
-            peaks = self.peaks.get([best.song_id])[best.song_id]
+        peaks = self.peaks.get([best.song_id]).get(best.song_id) if z is not None else None
+        if peaks is not None and warp.measured(matching):  # how fast the clip plays, and its start in the song
             _, found_warp, start = warp.measure(clip, *peaks, best.delta_frames, matching, around=found_warp,
                                                clip_peaks=query.index_peaks)
             best = vote.Candidate(best.song_id, best.score, start)
@@ -264,10 +264,9 @@ class Index:
                                       and c.song_id not in copies), default=0.0)
         chance = CALIBRATION.false_match_probability(vote_lead, z)
         offset_s = max(0.0, best.delta_frames * self.fingerprint_settings.frame_s)
-        if found_warp is None or found_warp.kind == "speed":
-            factors = {"speed": found_warp.factor if found_warp else 1.0}
-        else:
-            factors = {"tempo": found_warp.tempo, "pitch": found_warp.pitch}
+        factors = ({} if found_warp is None  # not measured: an index without peaks, or no warp searched
+                   else {"speed": found_warp.factor} if found_warp.kind == "speed"
+                   else {"tempo": found_warp.tempo, "pitch": found_warp.pitch})
         return Match(song, best.score, offset_s, 1.0 - chance, decided_by, tuple(songs.values()), chance,
                      **factors), candidates
 

@@ -254,8 +254,9 @@ class MatchSettings:
 
     # --- speed, tempo and pitch (`landmark.warp`) -------------------------------------------------------------
     max_speed_change: float = 0.08
-    """A clip that matches nothing as it is is searched again as played up to ± this fraction faster or slower,
-    tempo and pitch together (a radio station, a DJ's pitch fader, a turntable); 0: not searched."""
+    """A clip that matches nothing as it is, or that its song's peaks barely confirm (z < `min_agreement_z`), is
+    searched again as played up to ± this fraction faster or slower, tempo and pitch together (a radio station,
+    a DJ's pitch fader, a turntable); 0: not searched. Below 0.3 (`landmark.warp`)."""
 
     max_tempo_change: float = 0.10
     """...as time-stretched up to ± this fraction, its pitch kept; 0: not searched."""
@@ -281,6 +282,11 @@ class MatchSettings:
 
     def __post_init__(self) -> None:
         _check_types(self)
+        if not all(0 <= change < MAX_WARP for change in (self.max_speed_change, self.max_tempo_change,
+                                                          self.max_pitch_change)):
+            raise SettingsError(f"max_speed_change, max_tempo_change and max_pitch_change must be in [0, {MAX_WARP})")
+        if self.warp_fanout < 1:
+            raise SettingsError("warp_fanout must be at least 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -298,6 +304,10 @@ class MatchSettings:
             merged[name] = {**merged[name], **value} if name == "query" and isinstance(value, Mapping) else value
         return _build(type(self), merged)
 
+
+MAX_WARP = 0.3
+"""The widest speed, tempo or pitch change a query may search: beyond it a hash's target zone no longer holds
+its pairs (a Δt of 63 frames at 0.7 is 90) and the search is a different one."""
 
 MATCH_SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(MatchSettings))
 RETIRED_MATCH_SETTINGS = frozenset({"verify_tolerance_frames", "verify_tolerance_bins"})

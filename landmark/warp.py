@@ -51,17 +51,17 @@ COARSE_STEP = 0.01
 """`measure` first reads the song along each line this far apart: a clip's peaks agree with the song's within
 about ± 1 % of the true factor..."""
 
-MIN_WARP_GAIN = 2.0
-"""A match is reported as played at another speed, tempo or pitch only when its peaks agree with the clip by this
-much more z there than as recorded: every warp tried is another chance for a higher z, and music that holds its
-notes agrees nearly as well a little faster or slower."""
-
 FINE_STEP = 0.0025
 """...then around the best of them this far apart, ± `COARSE_STEP`; `fit` does the rest."""
 
 AS_RECORDED_REACH = {"speed": 0.03, "pitch": 0.03}
 """How far from 1.0 a clip that matched as recorded can be played at a speed or pitch and still match so (its
 peaks' bins move by a bin at 1 %); a tempo change keeps the bins, and matches so across its whole range."""
+
+MIN_WARP_GAIN = 2.0
+"""`measure` leaves a match as recorded unless its peaks agree with the clip by this much more z at another warp
+(the fit then measures from there): every warp tried is another chance for a higher z, and music that holds its
+notes agrees nearly as well a little faster or slower."""
 
 
 @dataclass(frozen=True)
@@ -89,16 +89,22 @@ class Warp:
 
 LINE_MARGIN = 0.003
 """A warp is put on the tempo or the pitch line only when it lies this much nearer to it (in log scale) than to the
-speed line: a factor is measured to about 0.1 %, and a clip played as recorded, near all three, is "speed" 1.0."""
+speed line: a factor is measured to about 0.1 %, and a clip played as recorded lies near all three."""
+
+AS_RECORDED = 0.002
+"""A warp within this fraction of 1.0 in tempo and pitch is "as recorded", exactly 1.0: what a fit measures of a
+clip played as recorded (± 0.1 %), so that 1.0 means 1.0 and a stream's anchors do not drift with it."""
 
 
-def nearest_on_line(tempo: float, pitch: float) -> Warp:
-    """The warp on the line nearest to (tempo, pitch) in log scale, the speed line unless another is nearer by
-    `LINE_MARGIN`, at the point of the line nearest to it."""
+def nearest_on_line(tempo: float, pitch: float, kinds: tuple[str, ...] = tuple(LINES)) -> Warp:
+    """The warp on the line (of `kinds`) nearest to (tempo, pitch) in log scale, the speed line unless another is
+    nearer by `LINE_MARGIN`, at the point of the line nearest to it; speed 1.0 within `AS_RECORDED` of it."""
     log_tempo, log_pitch = np.log(tempo), np.log(pitch)
+    if max(abs(log_tempo), abs(log_pitch)) <= AS_RECORDED:
+        return Warp("speed", 1.0)
     off_line = {"speed": abs(log_tempo - log_pitch) / np.sqrt(2) - LINE_MARGIN, "tempo": abs(log_pitch),
                 "pitch": abs(log_tempo)}
-    kind = min(off_line, key=off_line.__getitem__)
+    kind = min((kind for kind in off_line if kind in kinds), key=off_line.__getitem__)
     a, b = LINES[kind]
     return Warp(kind, float(np.exp((a * log_tempo + b * log_pitch) / (a + b))))
 
@@ -149,7 +155,7 @@ def warped_query(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSett
     anchor_bins = np.round(bins[anchors, None] / pitch).astype(np.int64)
     delta_bins = np.round(bins[targets, None] / pitch).astype(np.int64) - anchor_bins
     delta_frames = (frames[targets] - frames[anchors])[:, None] * tempo
-    keys, samples = [], []
+    key_parts, sample_parts = [], []
     for rounded in (np.floor(delta_frames), np.ceil(delta_frames)):  # the song's grid may fall either way
         rounded = rounded.astype(np.int64)
         ok = ((rounded >= settings.min_delta_frames) & (rounded <= settings.max_delta_frames)
@@ -157,9 +163,9 @@ def warped_query(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSett
               & (anchor_bins >= 0) & (anchor_bins < 1 << hashing.FREQ_BITS))
         pair, sample = np.nonzero(ok)
         hashes = hashing.pack(anchor_bins[pair, sample], delta_bins[pair, sample], rounded[pair, sample])
-        keys.append((lines[sample] << 54) | (pair.astype(np.int64) << 32) | hashes)
-        samples.append(sample)
-    keys, samples = np.concatenate(keys), np.concatenate(samples)
+        key_parts.append((lines[sample] << 54) | (pair.astype(np.int64) << 32) | hashes)
+        sample_parts.append(sample)
+    keys, samples = np.concatenate(key_parts), np.concatenate(sample_parts)
     if keys.size == 0:
         return empty
     order = np.lexsort((samples, keys))  # samples ascend along a line, so each key's first and last bound its span
@@ -191,14 +197,21 @@ def estimate(votes: vote.Votes, warped: WarpedQuery, candidate: vote.Candidate, 
         on_line = warped.line[entries] == line
         if not on_line.any():
             continue
-        low, high, weight = warped.low[entries[on_line]], warped.high[entries[on_line]], weights[on_line]
-        points = np.r_[low, high]
-        cover = ((low[None, :] <= points[:, None]) & (points[:, None] <= high[None, :])) @ weight
-        top = cover.max()
+        top, middle = _best_covered(warped.low[entries[on_line]], warped.high[entries[on_line]], weights[on_line])
         if top > best[0]:
-            at = points[cover >= top - 1e-9]  # the span every best-covered point shares: take its middle
-            best = (top, Warp(kind, float(0.5 * (at.min() + at.max()))))
+            best = (top, Warp(kind, middle))
     return best[1]
+
+
+def _best_covered(low: np.ndarray, high: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """(weight, factor): the most weight of spans [low, high] covering one factor, and the middle of the first
+    stretch of factors covered that much. A sweep over the spans' ends, sorted: starts before ends at a tie."""
+    ends = np.r_[low, high]
+    steps = np.r_[weights, -weights]
+    order = np.lexsort((-steps, ends))  # at equal factors, spans open before others close
+    cover = np.cumsum(steps[order])
+    best = int(np.argmax(cover))
+    return float(cover[best]), float(0.5 * (ends[order][best] + ends[order][min(best + 1, ends.size - 1)]))
 
 
 @dataclass(frozen=True)
@@ -239,7 +252,7 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
         if candidate.song_id not in peaks:
             continue
         guess = estimate(votes, warped, candidate, matching.vote_tolerance_frames)
-        best = (-np.inf, guess, 0)
+        best = (-np.inf, guess, int(round(candidate.delta_frames / guess.tempo)))
         for step in REFINE_STEPS:
             trial = Warp(guess.kind, guess.factor * (1 + step))
             deltas = [int(round(d / trial.tempo)) for d in (candidate.delta_frames, *candidate.other_deltas)]
@@ -294,9 +307,9 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
     limits = _limits(matching)
     if not limits:
         return -np.inf, Warp("speed", 1.0), delta_frames
-    reach = 1 + max(limits.values()) + RANGE_MARGIN
-    window = (song_frames >= delta_frames - (reach - 1) * n_frames - 8) & (song_frames <= delta_frames
-                                                                           + reach * n_frames + 8)
+    widest = max(limits.values()) + RANGE_MARGIN  # the song frames a clip can span: n · (1 ± widest)
+    window = ((song_frames >= delta_frames - widest * n_frames - START_SEARCH_FRAMES)
+              & (song_frames <= delta_frames + (1 + widest) * n_frames + START_SEARCH_FRAMES))
     frames, bins = song_frames[window], song_bins[window]
 
     def read(warp: Warp) -> tuple[float, int]:
@@ -304,7 +317,7 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
         # the clip's start in song frames is Δt − (T − 1)·u for some clip frame u of the alignment
         positions = np.linspace(0, n_frames, int(abs(tempo - 1) * n_frames) + 2)
         starts = np.unique(np.round((delta_frames - (tempo - 1) * positions) / tempo).astype(np.int64))
-        return agreement(clip, *warp.to_clip(frames, bins), starts, matching)
+        return agreement(clip, *warp.to_clip(frames, bins), starts.tolist(), matching)
 
     reaches = {kind: limit if around is not None else min(limit, AS_RECORDED_REACH.get(kind, limit))
                for kind, limit in limits.items()}
@@ -316,6 +329,8 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
         trials += [Warp(kind, float(projected[kind])) for kind in limits]
     best_z, best_start, best = max(((*read(trial), trial) for trial in trials), key=lambda found: found[0])
     as_recorded_z, as_recorded_start = agreement(clip, frames, bins, delta_frames, matching)
+    if not np.isfinite(best_z):  # no peak of the song under the clip at any warp: nothing to measure
+        return as_recorded_z, Warp("speed", 1.0), delta_frames
     if best_z < as_recorded_z + MIN_WARP_GAIN:
         best_z, best_start, best = as_recorded_z, as_recorded_start, Warp("speed", 1.0)
     else:
@@ -326,7 +341,7 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
                 best_z, best_start, best = trial_z, trial_start, Warp(trial.kind, float(trial.factor))
     start = int(round(best_start * best.tempo))
     if clip_peaks is not None:
-        best, start = fit(*clip_peaks, frames, bins, best, start)
+        best, start = fit(*clip_peaks, frames, bins, best, start, tuple(limits))
     return best_z, best, start
 
 
@@ -338,6 +353,13 @@ line pairs the next more tightly."""
 FIT_REACH_BINS = 1.0
 """...and within this many bins."""
 
+MIN_FIT_PAIRS = 8
+"""Fewer paired peaks than this leave the warp as agreement found it: two parameters from a handful of points
+would follow their jitter."""
+
+NEIGHBOURS = 64
+"""Song peaks, in time order, looked at for each clip peak when pairing: more than a `START_SEARCH_FRAMES` span
+holds at the index's density (18 a second)."""
 
 MAX_FIT_MOVE = 0.05
 """A fit may move tempo or pitch this far (in log scale) from where agreement put them, and no further: far
@@ -354,7 +376,7 @@ def _start_shift(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np
     """How many song frames to move the start so that the most clip peaks meet a song peak (same bin ± 1)."""
     predicted_frames = (song_frames - start_frames) / warp.tempo
     first = np.searchsorted(predicted_frames, clip_frames - START_SEARCH_FRAMES)
-    candidates = np.minimum(first[:, None] + np.arange(64)[None, :], predicted_frames.size - 1)
+    candidates = np.minimum(first[:, None] + np.arange(NEIGHBOURS)[None, :], predicted_frames.size - 1)
     if predicted_frames.size == 0:
         return 0
     gaps = predicted_frames[candidates] - clip_frames[:, None]
@@ -369,7 +391,7 @@ def _start_shift(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np
 
 
 def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray, song_bins: np.ndarray,
-        warp: Warp, start_frames: int) -> tuple[Warp, int]:
+        warp: Warp, start_frames: int, kinds: tuple[str, ...] = tuple(LINES)) -> tuple[Warp, int]:
     """The warp and start refined by least squares on the peaks the clip and the song share.
 
     Agreement fixes a factor only to where the song's peaks drift by about a frame across the clip: ± 0.5 % in
@@ -382,7 +404,7 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
         predicted_frames = (song_frames - start) / tempo
         predicted_bins = song_bins * pitch
         first = np.searchsorted(predicted_frames, clip_frames - reach)
-        candidates = np.minimum(first[:, None] + np.arange(32)[None, :], predicted_frames.size - 1)
+        candidates = np.minimum(first[:, None] + np.arange(NEIGHBOURS)[None, :], predicted_frames.size - 1)
         if predicted_frames.size == 0:
             return warp, start_frames
         distance = (np.abs(predicted_frames[candidates] - clip_frames[:, None]) / reach
@@ -392,7 +414,7 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
         distance[~close] = np.inf
         nearest = np.argmin(distance, axis=1)
         paired = np.isfinite(distance[np.arange(clip_frames.size), nearest])
-        if paired.sum() < 8:
+        if paired.sum() < MIN_FIT_PAIRS:
             return warp, start_frames
         song = candidates[np.flatnonzero(paired), nearest[paired]]
         u, t = clip_frames[paired], song_frames[song].astype(np.float64)
@@ -400,7 +422,8 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
         fitted_tempo, start = np.polyfit(u, t, 1) if np.ptp(u) > 0 else (tempo, start)
         fitted_pitch = float(f @ f / (f @ g)) if (f @ g) > 0 else pitch
         tempo, pitch = float(fitted_tempo), fitted_pitch
-    if max(abs(np.log(tempo / warp.tempo)), abs(np.log(pitch / warp.pitch))) > MAX_FIT_MOVE:
-        return warp, start_frames  # a fit that wandered off: keep what agreement found
-    fitted = nearest_on_line(tempo, pitch)
+    if not (tempo > 0 and pitch > 0 and np.isfinite(start)
+            and max(abs(np.log(tempo / warp.tempo)), abs(np.log(pitch / warp.pitch))) <= MAX_FIT_MOVE):
+        return warp, start_frames  # a fit that wandered off (or degenerated): keep what agreement found
+    fitted = nearest_on_line(tempo, pitch, kinds)
     return fitted, int(round(start))

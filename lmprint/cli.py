@@ -258,8 +258,9 @@ AS_RECORDED = 0.005
 def _warp_text(found) -> str:
     """", played 5.0 % faster" and the like, or "" for a clip played as recorded (or an engine that cannot tell)."""
     changes = [(name, value) for name, value in (("speed", found.speed), ("tempo", found.tempo),
-                                                 ("pitch", found.pitch)) if value is not None]
-    if all(abs(value - 1) < AS_RECORDED for _, value in changes):
+                                                 ("pitch", found.pitch)) if value is not None
+               and abs(value - 1) >= AS_RECORDED]
+    if not changes:
         return ""
     return ", played at " + " and ".join(f"{name} {100 * (value - 1):+.1f} %" for name, value in changes)
 
@@ -525,7 +526,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
     looks = Looks(functools.partial(open_method, ctx.obj["db"], method, model=model, device=device),
                   jobs) if jobs > 1 else None
     writer = csv.writer(sys.stdout) if as_csv else None
-    columns = ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence"]
+    columns = ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence", "rate"]
     if writer:
         writer.writerow(columns)
     segments = 0

@@ -203,9 +203,11 @@ class Monitor:
             return False
         if segment is self.current:
             return True
-        anchor = self._anchor(match, time_s)
-        return (anchor is None or segment.anchor_s is None
-                or abs(anchor - segment.anchor_s) <= self.settings.anchor_tolerance_s)
+        if match.offset_s is None or match.offset_s <= 0.0 or segment.anchor_s is None:
+            return True
+        # where the segment's song should be now at the segment's own rate: two looks' rates differ a little,
+        # and that difference times the stream's whole length would grow past any tolerance
+        return abs(match.offset_s - (segment.anchor_s + segment.rate * time_s)) <= self.settings.anchor_tolerance_s
 
     def _start(self, match: Match, time_s: float, length_s: float) -> Segment:
         settings = self.settings

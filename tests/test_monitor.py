@@ -61,7 +61,7 @@ def test_monitor_follows_raw_pcm_on_standard_input(built_index):
     result = run_cli("monitor", "--csv", "--format", "s16le", "--rate", "44100", "--channels", "2", "-",
                      db=built_index, input=stereo, check=True)
     rows = [line.split(",") for line in result.stdout.splitlines()]
-    assert rows[0] == ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence"]
+    assert rows[0] == ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence", "rate"]
     closed = [dict(zip(rows[0], row)) for row in rows[1:] if row[0] == "closed"]
     check([{**r, "start_s": float(r["start_s"]), "end_s": float(r["end_s"]),
             "song_offset_s": float(r["song_offset_s"])} for r in closed], truth)
@@ -125,6 +125,21 @@ def test_songs_played_faster_or_slower_are_followed_at_their_own_rate(built_inde
         assert abs(segment.start_s - start) <= 2.5 and abs(segment.end_s - end) <= 2.5, (segment, start, end)
         # the offset at the segment's start, as the song runs at its speed from the piece's start
         assert abs(segment.song_offset_s - (offset + speed * (segment.start_s - start))) <= 0.5, segment
+
+
+def test_an_hour_into_a_stream_two_looks_of_a_song_still_agree_though_their_rates_differ_a_little(built_index):
+    from lmprint.monitor import Segment
+    from lmprint.results import Match
+
+    with Index(built_index) as index:
+        watcher = Monitor(index)
+        song = index.catalogue.songs()[0]
+        segment = Segment(song, 3600.0, 3606.0, 12.0, 0.99, 1, anchor_s=12.0 - 1.05 * 3600.0, rate=1.05)
+        # 2 s later the song has moved on by 2.1 s; this look measured the rate 0.1 % higher
+        look = Match(song, 50.0, 12.0 + 1.05 * 2.0, 0.99, "vote", speed=1.0511)
+        assert watcher._agrees(segment, look, 3602.0)
+        far = Match(song, 50.0, 12.0 + 1.05 * 2.0 + 5.0, 0.99, "vote", speed=1.05)  # another return of the passage
+        assert not watcher._agrees(segment, far, 3602.0)
 
 
 def test_match_of_a_long_recording_says_only_its_start_was_matched_and_points_to_monitor(built_index, tmp_path):
