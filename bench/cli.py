@@ -29,7 +29,7 @@ def generate(outdir, songs, duration, seed, extension):
     os.makedirs(outdir, exist_ok=True)
     for i in range(songs):
         write(os.path.join(outdir, f"generated-{seed + i:05d}.{extension}"), song(seed + i, duration), 22050)
-    click.echo(f"wrote {songs} songs of {duration:g} s to {outdir}", err=True)
+    click.echo(f"wrote {songs} song{'' if songs == 1 else 's'} of {duration:g} s to {outdir}", err=True)
 
 
 @main.command()
