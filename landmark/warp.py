@@ -186,12 +186,25 @@ def warped_query(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSett
     return WarpedQuery(query, line[by_hash], low[by_hash], high[by_hash])
 
 
-def estimate(votes: vote.Votes, warped: WarpedQuery, candidate: vote.Candidate, tolerance_frames: int) -> Warp:
+class VotesBySong:
+    """A search's votes sorted by song once, so that each candidate's are a slice, not a pass over them all."""
+
+    def __init__(self, votes: vote.Votes):
+        assert votes.sources is not None
+        order = np.argsort(votes.songs, kind="stable")
+        self.songs, self.deltas = votes.songs[order], votes.deltas[order]
+        self.sources, self.weights = votes.sources[order], votes.weights[order]
+
+    def of(self, song_id: int) -> slice:
+        return slice(*np.searchsorted(self.songs, [song_id, song_id + 1]))
+
+
+def estimate(votes: VotesBySong, warped: WarpedQuery, candidate: vote.Candidate, tolerance_frames: int) -> Warp:
     """The warp that a candidate's votes in its window agree on: the factor on one line that the most weight of
     their keys' spans cover (each key holds across a span of factors; the true one lies in nearly all)."""
-    assert votes.sources is not None
-    near = (votes.songs == candidate.song_id) & (np.abs(votes.deltas - candidate.delta_frames) <= tolerance_frames)
-    entries, weights = votes.sources[near], votes.weights[near]
+    mine = votes.of(candidate.song_id)
+    near = np.abs(votes.deltas[mine] - candidate.delta_frames) <= tolerance_frames
+    entries, weights = votes.sources[mine][near], votes.weights[mine][near]
     best = (-1.0, Warp("speed", 1.0))
     for line, kind in enumerate(LINES):
         on_line = warped.line[entries] == line
@@ -245,13 +258,14 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
         return Found(None, "", None, None, candidates)
     # each candidate at the factor its peaks agree best with, in the clip's coordinates
     peaks = song_peaks([c.song_id for c in candidates[:max(2, matching.verify_candidates)]])
+    by_song = VotesBySong(votes)
     warps: dict[int, Warp] = {}
     on_clip: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     clip_candidates = []
     for candidate in candidates:
         if candidate.song_id not in peaks:
             continue
-        guess = estimate(votes, warped, candidate, matching.vote_tolerance_frames)
+        guess = estimate(by_song, warped, candidate, matching.vote_tolerance_frames)
         best = (-np.inf, guess, int(round(candidate.delta_frames / guess.tempo)))
         for step in REFINE_STEPS:
             trial = Warp(guess.kind, guess.factor * (1 + step))
