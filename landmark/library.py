@@ -18,7 +18,16 @@ from .confidence import CALIBRATION
 from .fingerprint import Fingerprint, fingerprint
 from .settings import FingerprintSettings, MatchSettings
 from .store import PeakStore, SongPostings, SQLitePostingStore
-from .verify import CopyCheck, ProminenceMap, agreement_at, agreements, confirms_vote, verify, without_copies_of_leader
+from .verify import (
+    CopyCheck,
+    ProminenceMap,
+    agreement_at,
+    agreements,
+    confirms_vote,
+    remembered,
+    verify,
+    without_copies_of_leader,
+)
 
 SETTINGS_KEY = "config"
 """The `meta` key under which an index records its `FingerprintSettings` (JSON)."""
@@ -216,7 +225,8 @@ class Index:
         """The decision and the ranked candidates behind it (for diagnostics and the bench)."""
         matching = self.matching
         query = self._fingerprint_query(samples)
-        is_copy = CopyCheck(self.peaks.get, self._durations_s, matching)
+        song_peaks = remembered(self.peaks.get)  # the winner's peaks are read to confirm, verify and measure
+        is_copy = CopyCheck(song_peaks, self._durations_s, matching)
         alignments = self._align(query, matching.query_delta_tolerance_frames)
         candidates = without_copies_of_leader(alignments.top(self._candidate_count), is_copy)
         best = vote.decide(candidates, matching)
@@ -231,17 +241,17 @@ class Index:
             assert query.prominence is not None
             clip = ProminenceMap.of(query.prominence, self.fingerprint_settings)
             if best is not None:
-                z = agreement_at(best, clip, self.peaks.get, matching)
+                z = agreement_at(best, clip, song_peaks, matching)
                 if not confirms_vote(z, matching):
                     best = None  # the vote lined up pairs, but the song's peaks are not in the clip
             if best is None:
                 candidates = without_copies_of_leader(
                     alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
-                best, decided_by = verify(candidates, clip, self.peaks.get, matching, is_copy)
-                z = None if best is None else agreement_at(best, clip, self.peaks.get, matching)
+                best, decided_by = verify(candidates, clip, song_peaks, matching, is_copy)
+                z = None if best is None else agreement_at(best, clip, song_peaks, matching)
             if query.index_peaks is not None and (best is None or (z is not None and z < matching.min_agreement_z)):
                 # no match, or one its peaks barely confirm: the clip may be played faster or slower
-                warped = warp.identify(*query.index_peaks, clip, self._vote, self.peaks.get, is_copy,
+                warped = warp.identify(*query.index_peaks, clip, self._vote, song_peaks, is_copy,
                                        self.fingerprint_settings, matching, self._candidate_count)
                 if warped.best is not None and warped.z is not None and (
                         best is None or z is None or warped.z >= z + (
@@ -250,7 +260,7 @@ class Index:
                     candidates = warped.candidates
         if best is None:
             return None, candidates
-        peaks = self.peaks.get([best.song_id]).get(best.song_id) if z is not None else None
+        peaks = song_peaks([best.song_id]).get(best.song_id) if z is not None else None
         if peaks is not None and warp.measured(matching):  # how fast the clip plays, and its start in the song
             _, found_warp, start = warp.measure(clip, *peaks, best.delta_frames, matching, around=found_warp,
                                                clip_peaks=query.index_peaks)
@@ -312,10 +322,8 @@ class Index:
         the likeliest evidence per posting first (`landmark.plan`)."""
         found = self.postings.lookup(query_hashes.distinct, query_hashes.key_likelihood(),
                                      self.matching.max_postings_read)
-        votes = vote.join(query_hashes, found.key_index, found.song_ids, found.frames, self.postings.song_count(),
+        return vote.align(query_hashes, found.key_index, found.song_ids, found.frames, self.postings.song_count(),
                           self.matching)
-        return votes, vote.Alignments.of(votes, self.matching.vote_tolerance_frames,
-                                         self.matching.shortlist_per_offset)
 
     @property
     def _candidate_count(self) -> int:

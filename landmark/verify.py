@@ -81,6 +81,21 @@ SongPeaks = Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]]
 """Reads songs' stored peaks: song ids in, (frames, bins) of each song that has them out."""
 
 
+def remembered(song_peaks: SongPeaks) -> SongPeaks:
+    """`song_peaks` reading and decoding each song at most once: one query reads its winner's peaks to confirm
+    the vote, to verify and to measure its warp."""
+    known: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    def read(song_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        missing = [song_id for song_id in song_ids if song_id not in known]
+        if missing:
+            found = song_peaks(missing)
+            known.update((song_id, found.get(song_id)) for song_id in missing)
+        return {song_id: peaks for song_id in song_ids if (peaks := known[song_id]) is not None}
+
+    return read
+
+
 def agrees(voted: Candidate, clip: ProminenceMap, song_peaks: SongPeaks, settings: MatchSettings) -> bool:
     """Whether a song matched by vote shows its peaks in the clip too: z ≥ `min_vote_agreement_z` at its voted
     offset. Pairs can line up by chance in music that shares a grid and a sound; its peaks then do not agree.
