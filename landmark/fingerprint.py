@@ -69,7 +69,7 @@ def _scan(signal: np.ndarray, settings: FingerprintSettings, density: Density, k
                 frames, bins = select_peaks(frames[core], bins[core], rank[core], settings, wanted)
                 frames_out.append(frames)
                 bins_out.append(bins)
-                if wanted is also and frames_out is also_frames:
+                if frames_out is also_frames:
                     fine_frames, fine_bins = refine(spectrogram_db, frames - first, bins)
                     also_fine.append((fine_frames + first, fine_bins))
         if keep_prominence:

@@ -255,10 +255,11 @@ def _heaviest(window: np.ndarray, limit: int) -> np.ndarray:
 
 
 def align(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray, posting_frames: np.ndarray,
-          n_songs: int, settings: MatchSettings) -> Alignments:
-    """The query's weighted votes per song and Δt window. `n_songs` is the size of the index (for hash weights)."""
+          n_songs: int, settings: MatchSettings) -> tuple[Votes, Alignments]:
+    """The query's weighted votes, and their sums per song and Δt window. `n_songs` is the size of the index (for
+    hash weights)."""
     votes = join(query, hash_index, posting_songs, posting_frames, n_songs, settings)
-    return Alignments.of(votes, settings.vote_tolerance_frames, settings.shortlist_per_offset)
+    return votes, Alignments.of(votes, settings.vote_tolerance_frames, settings.shortlist_per_offset)
 
 
 def decide(candidates: list[Candidate], settings: MatchSettings, min_ratio: float | None = None) -> Candidate | None:

@@ -121,15 +121,20 @@ class WarpedQuery:
     high: np.ndarray  # float64
 
 
+def _limits(matching: MatchSettings) -> dict[str, float]:
+    """Each line the settings search, with its range (± this fraction)."""
+    return {kind: limit for kind, limit in zip(LINES, (matching.max_speed_change, matching.max_tempo_change,
+                                                        matching.max_pitch_change)) if limit > 0}
+
+
 def factor_samples(matching: MatchSettings) -> tuple[np.ndarray, np.ndarray]:
     """(line, factor) of every factor sampled along the lines the settings search (`line` indexes `LINES`)."""
     lines, factors = [], []
-    for line, limit in enumerate((matching.max_speed_change, matching.max_tempo_change, matching.max_pitch_change)):
-        if limit > 0:
-            reach = limit + RANGE_MARGIN
-            s = np.arange(1 - reach, 1 + reach + SAMPLE_STEP / 2, SAMPLE_STEP)
-            lines.append(np.full(s.size, line))
-            factors.append(s)
+    for kind, limit in _limits(matching).items():
+        reach = limit + RANGE_MARGIN
+        s = np.arange(1 - reach, 1 + reach + SAMPLE_STEP / 2, SAMPLE_STEP)
+        lines.append(np.full(s.size, list(LINES).index(kind)))
+        factors.append(s)
     if not lines:
         return np.zeros(0, np.int64), np.zeros(0)
     return np.concatenate(lines), np.concatenate(factors)
@@ -300,11 +305,6 @@ def measured(matching: MatchSettings) -> bool:
     return bool(_limits(matching))
 
 
-def _limits(matching: MatchSettings) -> dict[str, float]:
-    return {kind: limit for kind, limit in zip(LINES, (matching.max_speed_change, matching.max_tempo_change,
-                                                        matching.max_pitch_change)) if limit > 0}
-
-
 def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, delta_frames: int,
             matching: MatchSettings, around: Warp | None = None,
             clip_peaks: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, Warp, int]:
@@ -385,13 +385,21 @@ START_SEARCH_FRAMES = 16
 itself bar by bar, agreement may settle a few frames off."""
 
 
+def _song_neighbours(predicted_frames: np.ndarray, clip_frames: np.ndarray, reach: float) -> np.ndarray | None:
+    """For each clip peak, the indices of the `NEIGHBOURS` song peaks (predicted on the clip's frames, sorted) from
+    the first within `reach` frames before it on; None when the song has no peaks there."""
+    if predicted_frames.size == 0:
+        return None
+    first = np.searchsorted(predicted_frames, clip_frames - reach)
+    return np.minimum(first[:, None] + np.arange(NEIGHBOURS)[None, :], predicted_frames.size - 1)
+
+
 def _start_shift(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray, song_bins: np.ndarray,
                  warp: Warp, start_frames: int) -> int:
     """How many song frames to move the start so that the most clip peaks meet a song peak (same bin ± 1)."""
     predicted_frames = (song_frames - start_frames) / warp.tempo
-    first = np.searchsorted(predicted_frames, clip_frames - START_SEARCH_FRAMES)
-    candidates = np.minimum(first[:, None] + np.arange(NEIGHBOURS)[None, :], predicted_frames.size - 1)
-    if predicted_frames.size == 0:
+    candidates = _song_neighbours(predicted_frames, clip_frames, START_SEARCH_FRAMES)
+    if candidates is None:
         return 0
     gaps = predicted_frames[candidates] - clip_frames[:, None]
     close = (np.abs(gaps * warp.tempo) <= START_SEARCH_FRAMES) & (np.abs(song_bins[candidates] * warp.pitch
@@ -416,16 +424,13 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
     start = start_frames + _start_shift(clip_frames, clip_bins, song_frames, song_bins, warp, start_frames)
     for reach in FIT_REACH_FRAMES:
         predicted_frames = (song_frames - start) / tempo
-        predicted_bins = song_bins * pitch
-        first = np.searchsorted(predicted_frames, clip_frames - reach)
-        candidates = np.minimum(first[:, None] + np.arange(NEIGHBOURS)[None, :], predicted_frames.size - 1)
-        if predicted_frames.size == 0:
+        candidates = _song_neighbours(predicted_frames, clip_frames, reach)
+        if candidates is None:
             return warp, start_frames
-        distance = (np.abs(predicted_frames[candidates] - clip_frames[:, None]) / reach
-                    + np.abs(predicted_bins[candidates] - clip_bins[:, None]) / FIT_REACH_BINS)
-        close = ((np.abs(predicted_frames[candidates] - clip_frames[:, None]) <= reach)
-                 & (np.abs(predicted_bins[candidates] - clip_bins[:, None]) <= FIT_REACH_BINS))
-        distance[~close] = np.inf
+        frame_gaps = np.abs(predicted_frames[candidates] - clip_frames[:, None])
+        bin_gaps = np.abs(song_bins[candidates] * pitch - clip_bins[:, None])
+        distance = frame_gaps / reach + bin_gaps / FIT_REACH_BINS
+        distance[(frame_gaps > reach) | (bin_gaps > FIT_REACH_BINS)] = np.inf
         nearest = np.argmin(distance, axis=1)
         paired = np.isfinite(distance[np.arange(clip_frames.size), nearest])
         if paired.sum() < MIN_FIT_PAIRS:

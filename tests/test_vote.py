@@ -29,7 +29,7 @@ def align_postings(query_hashes, query_frames, posting_hashes, posting_songs, po
     query = QueryHashes.of(query_hashes, query_frames)
     hash_index = np.minimum(np.searchsorted(query.distinct, posting_hashes), query.distinct.size - 1)
     asked = query.distinct[hash_index] == posting_hashes
-    return align(query, hash_index[asked], posting_songs[asked], posting_frames[asked], n_songs, config)
+    return align(query, hash_index[asked], posting_songs[asked], posting_frames[asked], n_songs, config)[1]
 
 
 @settings(max_examples=200, deadline=None)  # timing is not what this checks
