@@ -151,7 +151,7 @@ def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int,
     if song_bits + delta_bits + frame_bits + level_bits <= PACKED_KEY_BITS:
         keys = (((votes.songs << delta_bits | (votes.deltas - delta_floor)) << frame_bits | votes.query_frames)
                 << level_bits) | votes.levels
-        keys.sort(kind="stable")  # timsort: each posting's votes arrive as a run (Δt falls); 30 % faster here
+        keys.sort()
         heaviest = keys[run_starts(keys >> level_bits)]
         weights = votes.level_weights[heaviest & ((1 << level_bits) - 1)]
         anchor_keys = heaviest >> level_bits

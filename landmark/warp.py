@@ -160,7 +160,8 @@ def warped_query(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSett
     anchor_bins = np.round(bins[anchors, None] / pitch).astype(np.int64)
     delta_bins = np.round(bins[targets, None] / pitch).astype(np.int64) - anchor_bins
     delta_frames = (frames[targets] - frames[anchors])[:, None] * tempo
-    key_parts, sample_parts = [], []
+    key_parts = []
+    pair_bits, sample_bits = max(1, anchors.size.bit_length()), max(1, factors.size.bit_length())
     for rounded in (np.floor(delta_frames), np.ceil(delta_frames)):  # the song's grid may fall either way
         rounded = rounded.astype(np.int64)
         ok = ((rounded >= settings.min_delta_frames) & (rounded <= settings.max_delta_frames)
@@ -168,20 +169,21 @@ def warped_query(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSett
               & (anchor_bins >= 0) & (anchor_bins < 1 << hashing.FREQ_BITS))
         pair, sample = np.nonzero(ok)
         hashes = hashing.pack(anchor_bins[pair, sample], delta_bins[pair, sample], rounded[pair, sample])
-        key_parts.append((lines[sample] << 54) | (pair.astype(np.int64) << 32) | hashes)
-        sample_parts.append(sample)
-    keys, samples = np.concatenate(key_parts), np.concatenate(sample_parts)
+        key_parts.append((((lines[sample] << pair_bits | pair) << hashing.HASH_BITS | hashes) << sample_bits)
+                         | sample)
+    # one sort of (line, pair, hash, sample): samples ascend along a line, so each key's first and last bound its span
+    keys = np.sort(np.concatenate(key_parts))
     if keys.size == 0:
         return empty
-    order = np.lexsort((samples, keys))  # samples ascend along a line, so each key's first and last bound its span
-    keys, samples = keys[order], samples[order]
+    samples = keys & ((1 << sample_bits) - 1)
+    keys >>= sample_bits
     starts = run_starts(keys)
     ends = np.r_[starts[1:], keys.size] - 1
     low, high = factors[samples[starts]], factors[samples[ends]]
     line = lines[samples[starts]]
     middle = 0.5 * (low + high)
-    entry_hashes = (keys[starts] & 0xFFFFFFFF).astype(np.uint32)
-    anchor_frames = frames[anchors[(keys[starts] >> 32) & 0x3FFFFF]]
+    entry_hashes = (keys[starts] & ((1 << hashing.HASH_BITS) - 1)).astype(np.uint32)
+    anchor_frames = frames[anchors[(keys[starts] >> hashing.HASH_BITS) & ((1 << pair_bits) - 1)]]
     entry_frames = np.round(anchor_frames * middle ** EXPONENTS[line, 0]).astype(np.int64)
     by_hash = np.argsort(entry_hashes, kind="stable")
     grouped = entry_hashes[by_hash]
@@ -192,11 +194,13 @@ def warped_query(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSett
 
 
 class VotesBySong:
-    """A search's votes sorted by song once, so that each candidate's are a slice, not a pass over them all."""
+    """The votes of some songs (a search's candidates), sorted by song once, so that each candidate's are a slice,
+    not a pass over them all."""
 
-    def __init__(self, votes: vote.Votes):
+    def __init__(self, votes: vote.Votes, song_ids: list[int]):
         assert votes.sources is not None
-        order = np.argsort(votes.songs, kind="stable")
+        mine = np.flatnonzero(np.isin(votes.songs, song_ids))
+        order = mine[np.argsort(votes.songs[mine], kind="stable")]
         self.songs, self.deltas = votes.songs[order], votes.deltas[order]
         self.sources, self.weights = votes.sources[order], votes.weights[order]
 
@@ -263,7 +267,7 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
         return Found(None, "", None, None, candidates)
     # each candidate at the factor its peaks agree best with, in the clip's coordinates
     peaks = song_peaks([c.song_id for c in candidates[:max(2, matching.verify_candidates)]])
-    by_song = VotesBySong(votes)
+    by_song = VotesBySong(votes, [c.song_id for c in candidates])
     warps: dict[int, Warp] = {}
     on_clip: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     clip_candidates = []
