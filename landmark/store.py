@@ -268,14 +268,12 @@ class SQLitePostingStore:
 
     def _rows(self, buckets: np.ndarray, table: str) -> tuple[np.ndarray, list[bytes]]:
         """(buckets, blobs) of the rows of these buckets that exist, in no particular order."""
-        found_buckets, blobs = [], []
+        rows: list[tuple] = []
         for start in range(0, buckets.size, KEYS_PER_STATEMENT):
             part = buckets[start:start + KEYS_PER_STATEMENT].tolist()
-            for bucket, blob in self.catalogue.read(
-                    f"SELECT bucket, entries FROM {table} WHERE bucket IN ({','.join('?' * len(part))})", part):
-                found_buckets.append(bucket)
-                blobs.append(blob)
-        return np.asarray(found_buckets, np.uint32), blobs
+            rows += self.catalogue.read(
+                f"SELECT bucket, entries FROM {table} WHERE bucket IN ({','.join('?' * len(part))})", part)
+        return np.asarray([row[0] for row in rows], np.uint32), [row[1] for row in rows]
 
     def _rows_within(self, buckets: np.ndarray, priority: np.ndarray, asked_share: np.ndarray, max_postings: int,
                      table: str) -> tuple[np.ndarray, list[bytes]]:
@@ -283,23 +281,23 @@ class SQLitePostingStore:
         row counts for the postings of its asked keys, estimated as its postings × `asked_share` (the share of
         its keys asked for): decoding a row is cheap, voting on a posting is not. One pass reads the small rows
         and the sizes of the others; a second reads the large rows chosen."""
-        found, sizes, blobs = [], [], []
+        rows: list[tuple] = []
         for start in range(0, buckets.size, KEYS_PER_STATEMENT):
             part = buckets[start:start + KEYS_PER_STATEMENT].tolist()
-            for bucket, size, blob in self.catalogue.read(
-                    f"SELECT bucket, LENGTH(entries), CASE WHEN LENGTH(entries) <= {SMALL_ROW_BYTES} THEN entries END "
-                    f"FROM {table} WHERE bucket IN ({','.join('?' * len(part))})", part):
-                found.append(bucket)
-                sizes.append(size)
-                blobs.append(blob)
+            rows += self.catalogue.read(
+                f"SELECT bucket, LENGTH(entries), CASE WHEN LENGTH(entries) <= {SMALL_ROW_BYTES} THEN entries END "
+                f"FROM {table} WHERE bucket IN ({','.join('?' * len(part))})", part)
+        if not rows:
+            return np.zeros(0, np.uint32), []
+        found, sizes, blobs = zip(*rows)
         found_buckets = np.asarray(found, np.int64)
         slot = np.searchsorted(buckets, found_buckets)
         chosen = within_budget(priority[slot], np.asarray(sizes, np.int64) // codec.WORD_BYTES * asked_share[slot],
                                max_postings)
-        large = [i for i in np.flatnonzero(chosen).tolist() if blobs[i] is None]
+        kept = np.flatnonzero(chosen).tolist()
+        large = [i for i in kept if blobs[i] is None]
         large_buckets, large_blobs = self._rows(found_buckets[large].astype(np.uint32), table)
         fetched = dict(zip(large_buckets.tolist(), large_blobs))
-        kept = np.flatnonzero(chosen).tolist()
         return (found_buckets[kept].astype(np.uint32),
                 [blobs[i] if blobs[i] is not None else fetched[found[i]] for i in kept])
 
