@@ -62,16 +62,19 @@ def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarra
     n_frames, n_bins = clip.standardised.shape
     shift = settings.verify_shift_frames
     offsets = (np.atleast_1d(np.asarray(deltas, np.int64))[:, None] + np.arange(-shift, shift + 1)).ravel()
-    in_band = (song_bins >= clip.first_bin) & (song_bins < clip.first_bin + n_bins)
-    frames = np.asarray(song_frames[in_band], np.int64)
-    bins = np.asarray(song_bins[in_band], np.int64) - clip.first_bin
-    starts, ends = np.searchsorted(frames, offsets), np.searchsorted(frames, offsets + n_frames)
-    counts = ends - starts  # the song's peaks under the clip at each offset
+    # the song's peaks under the clip at each offset (a few seconds of a song: cut before anything else is done)
+    starts, ends = np.searchsorted(song_frames, offsets), np.searchsorted(song_frames, offsets + n_frames)
+    spans = ends - starts
+    which = np.repeat(np.arange(offsets.size), spans)
+    points = np.arange(which.size) - np.repeat(np.cumsum(spans) - spans - starts, spans)
+    bins = np.asarray(song_bins[points], np.int64) - clip.first_bin
+    in_band = (bins >= 0) & (bins < n_bins)
+    which, points, bins = which[in_band], points[in_band], bins[in_band]
+    counts = np.bincount(which, minlength=offsets.size)
     if not counts.any():
         return -np.inf, int(offsets[shift])
-    which = np.repeat(np.arange(offsets.size), counts)
-    points = np.arange(which.size) - np.repeat(np.cumsum(counts) - counts - starts, counts)
-    sums = np.bincount(which, clip.standardised[frames[points] - offsets[which], bins[points]], offsets.size)
+    values = clip.standardised[np.asarray(song_frames[points], np.int64) - offsets[which], bins]
+    sums = np.bincount(which, values, offsets.size)
     z = np.where(counts > 0, sums / np.sqrt(np.maximum(counts, 1)), -np.inf)
     best = int(np.argmax(z))
     return float(z[best]), int(offsets[best])

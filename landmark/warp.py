@@ -87,6 +87,10 @@ class Warp:
                 np.round(np.asarray(song_bins) * self.pitch).astype(np.int64))
 
 
+MAX_TEMPO_SPAN = 1.35
+"""More song frames per clip frame than any searched tempo gives (below 1.3, the settings' bound), refinement
+included."""
+
 LINE_MARGIN = 0.003
 """A warp is put on the tempo or the pitch line only when it lies this much nearer to it (in log scale) than to the
 speed line: a factor is measured to about 0.1 %, and a clip played as recorded lies near all three."""
@@ -276,14 +280,16 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
             continue
         guess = estimate(by_song, warped, candidate, matching.vote_tolerance_frames)
         best = (-np.inf, guess, int(round(candidate.delta_frames / guess.tempo)))
+        near = _under_clip(*peaks[candidate.song_id], (candidate.delta_frames, *candidate.other_deltas),
+                           clip.standardised.shape[0] + matching.verify_shift_frames)
         for step in REFINE_STEPS:
             trial = Warp(guess.kind, guess.factor * (1 + step))
             deltas = [int(round(d / trial.tempo)) for d in (candidate.delta_frames, *candidate.other_deltas)]
-            z, delta = agreement(clip, *trial.to_clip(*peaks[candidate.song_id]), deltas, matching)
+            z, delta = agreement(clip, *trial.to_clip(*near), deltas, matching)
             if z > best[0]:
                 best = (z, trial, delta)
         warps[candidate.song_id] = best[1]
-        on_clip[candidate.song_id] = best[1].to_clip(*peaks[candidate.song_id])
+        on_clip[candidate.song_id] = best[1].to_clip(*near)
         clip_candidates.append(vote.Candidate(candidate.song_id, candidate.score, best[2]))
     if not clip_candidates:
         return Found(None, "", None, None, candidates)
@@ -302,6 +308,17 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
     z, _ = agreement(clip, *on_clip[chosen.song_id], chosen.delta_frames, matching)
     in_song = vote.Candidate(chosen.song_id, chosen.score, int(round(chosen.delta_frames * warp.tempo)))
     return Found(in_song, decided_by, z, warp, candidates)
+
+
+def _under_clip(song_frames: np.ndarray, song_bins: np.ndarray, deltas: tuple[int, ...], reach_frames: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The song's peaks (frames sorted) that a clip reaching `reach_frames` past its start can hold at any of these
+    Δt (song frames), at any tempo the search reaches: the rest of a song lies outside every agreement read."""
+    margin = MAX_TEMPO_SPAN * (reach_frames + 2)
+    starts = np.searchsorted(song_frames, [d - margin for d in deltas])
+    ends = np.searchsorted(song_frames, [d + margin for d in deltas])
+    index = np.unique(np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist())]))
+    return song_frames[index], song_bins[index]
 
 
 def measured(matching: MatchSettings) -> bool:
