@@ -107,16 +107,20 @@ def test_peaks_round_trip_across_long_pauses_and_wide_bins():
 
 def test_songs_follow_each_other_on_the_timeline_and_a_stale_reader_catches_up(tmp_path):
     """Postings name a song by its place on the timeline. A reader that cached the song list before another
-    process added a song still attributes the new song's postings to it."""
+    process added a song still attributes the new song's postings to it, and counts it (votes weigh by it)."""
     writer = Store(tmp_path / "i.db", create=True)
     reader = Store(tmp_path / "i.db")
     a = insert(writer, "/a", "sha-a", np.array([5, 6], np.uint32), np.array([0, 600], np.uint32))
     assert _postings_of(reader, [5, 6, 7]) == [(5, a, 0), (6, a, 600)]
+    assert reader.postings.song_count() == 1
     b = insert(writer, "/b", "sha-b", np.array([5, 7], np.uint32), np.array([3, 4], np.uint32))
     assert _postings_of(reader, [5, 6, 7]) == [(5, a, 0), (5, b, 3), (6, a, 600), (7, b, 4)]
+    assert (reader.postings.song_count(), writer.postings.song_count()) == (2, 2)
     writer.remove([a])
+    assert (reader.postings.song_count(), writer.postings.song_count()) == (1, 1)
     c = insert(writer, "/c", "sha-c", np.array([6], np.uint32), np.array([9], np.uint32))
     assert _postings_of(reader, [5, 6, 7]) == [(5, b, 3), (6, c, 9), (7, b, 4)]
+    assert (reader.postings.song_count(), writer.postings.song_count()) == (2, 2)
 
 
 def test_two_writers_taking_turns_keep_every_row_consistent(tmp_path):
