@@ -51,16 +51,36 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Votes:
-    """One entry per (query hash, posting) pair with equal hashes. A vote's weight is stored as its level: the
-    rank of its weight among the distinct weights of the query, 0 for the heaviest (weights come from a few
-    hundred distinct posting counts, so levels are small integers that pack into a sort key)."""
+    """One entry per (query pair, posting) pair with equal hashes: vote i pairs posting `posting_index[i]` with
+    query pair `query_index[i]`. The postings' and query pairs' columns are kept once and the votes' gathered
+    when asked for: the vote itself packs its key from the columns directly. A vote's weight is stored as its
+    level: the rank of its weight among the distinct weights of the query, 0 for the heaviest (weights come from a
+    few hundred distinct posting counts, so levels are small integers that pack into a sort key)."""
 
-    songs: np.ndarray  # int64
-    deltas: np.ndarray  # int64, t_song − t_query in frames
-    query_frames: np.ndarray  # int64
-    levels: np.ndarray  # int64, index into level_weights
+    posting_songs: np.ndarray  # int64, per posting
+    posting_frames: np.ndarray  # int64, per posting: t_song
+    posting_levels: np.ndarray  # int64, per posting: an index into level_weights
+    pair_frames: np.ndarray  # int64, per query pair: t_query, its anchor frame
+    posting_index: np.ndarray  # int64, per vote
+    query_index: np.ndarray  # int64, per vote: its query pair, an index into its `QueryHashes` entries
     level_weights: np.ndarray  # float64, strictly decreasing
-    sources: np.ndarray | None = None  # int64: each vote's query pair, an index into its `QueryHashes` entries
+
+    @cached_property
+    def songs(self) -> np.ndarray:
+        return self.posting_songs[self.posting_index]
+
+    @cached_property
+    def deltas(self) -> np.ndarray:
+        """t_song − t_query in frames."""
+        return self.posting_frames[self.posting_index] - self.query_frames
+
+    @cached_property
+    def query_frames(self) -> np.ndarray:
+        return self.pair_frames[self.query_index]
+
+    @cached_property
+    def levels(self) -> np.ndarray:
+        return self.posting_levels[self.posting_index]
 
     @property
     def weights(self) -> np.ndarray:
@@ -69,8 +89,12 @@ class Votes:
     @classmethod
     def from_weights(cls, songs: np.ndarray, deltas: np.ndarray, query_frames: np.ndarray,
                      weights: np.ndarray) -> Votes:
+        """Votes given one by one (each its own posting and query pair)."""
         negated, levels = np.unique(-np.asarray(weights, np.float64), return_inverse=True)
-        return cls(songs, deltas, query_frames, levels.astype(np.int64), -negated)
+        query_frames = np.asarray(query_frames, np.int64)
+        every = np.arange(query_frames.size)
+        return cls(np.asarray(songs, np.int64), np.asarray(deltas, np.int64) + query_frames,
+                   levels.astype(np.int64), query_frames, every, every, -negated)
 
 
 def hash_weights(postings_per_hash: np.ndarray, n_songs: int, settings: MatchSettings) -> np.ndarray:
@@ -125,15 +149,14 @@ def join(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray, 
     posting_index = np.repeat(np.arange(kept), per_posting)  # one repeat, then gathers: np.repeat is 3× slower
     # the k-th vote of a posting pairs it with the k-th query pair of its hash
     query_index = (query.starts[hash_index] - (ends - per_posting))[posting_index] + np.arange(posting_index.size)
-    frames = query.frames[query_index]
     found = np.bincount(hash_index, minlength=query.distinct.size)  # postings per distinct hash
     has_count = np.bincount(found) > 0  # the distinct posting counts, fewest (heaviest) first
     counts, level_of_hash = np.flatnonzero(has_count), (np.cumsum(has_count) - 1)[found]
-    return Votes(songs=np.asarray(posting_songs[:kept], np.int64)[posting_index],
-                 deltas=np.asarray(posting_frames[:kept], np.int64)[posting_index] - frames,
-                 query_frames=frames,
-                 levels=level_of_hash[hash_index].astype(np.int64)[posting_index],
-                 level_weights=hash_weights(counts, n_songs, settings), sources=query_index)
+    return Votes(posting_songs=np.asarray(posting_songs[:kept], np.int64),
+                 posting_frames=np.asarray(posting_frames[:kept], np.int64),
+                 posting_levels=level_of_hash[hash_index].astype(np.int64), pair_frames=query.frames,
+                 posting_index=posting_index, query_index=query_index,
+                 level_weights=hash_weights(counts, n_songs, settings))
 
 
 def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int, int, np.ndarray]:
@@ -143,14 +166,22 @@ def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int,
     The fast way sorts one packed integer, song | Δt | frame | level, and takes the first of each run (the lowest
     level is the heaviest vote): twice as fast as an argsort and gathers at millions of votes. Keys too wide for
     63 bits take the argsort."""
-    delta_floor = int(votes.deltas.min()) - tolerance  # a margin, so bins of two songs are never ±tolerance apart
-    delta_bits = (int(votes.deltas.max()) - delta_floor + tolerance + 1).bit_length()
-    frame_bits = max(1, int(votes.query_frames.max()).bit_length())
-    level_bits = max(1, int(votes.levels.max()).bit_length())
-    song_bits = max(1, int(votes.songs.max()).bit_length())
+    # Bounds from the columns, not the votes: Δt lies in [min t_song − max t_query, max t_song − min t_query]. The
+    # tolerance is a margin, so that bins of two songs are never ±tolerance apart.
+    song_frames, query_frames = votes.posting_frames, votes.pair_frames
+    delta_floor = int(song_frames.min()) - int(query_frames.max()) - tolerance
+    delta_bits = (int(song_frames.max()) - int(query_frames.min()) - delta_floor + tolerance + 1).bit_length()
+    frame_bits = max(1, int(query_frames.max()).bit_length())
+    level_bits = max(1, int(votes.posting_levels.max()).bit_length())
+    song_bits = max(1, int(votes.posting_songs.max()).bit_length())
     if song_bits + delta_bits + frame_bits + level_bits <= PACKED_KEY_BITS:
-        keys = (((votes.songs << delta_bits | (votes.deltas - delta_floor)) << frame_bits | votes.query_frames)
-                << level_bits) | votes.levels
+        # key = song | Δt − floor | t_query | level, as a posting's part plus a query pair's part: the Δt field
+        # never borrows, so one add per vote packs it
+        low_bits = frame_bits + level_bits
+        of_posting = (((votes.posting_songs << delta_bits) + (song_frames - delta_floor)) << low_bits
+                      | votes.posting_levels)
+        of_pair = (query_frames << level_bits) - (query_frames << low_bits)
+        keys = of_posting[votes.posting_index] + of_pair[votes.query_index]
         keys.sort()
         heaviest = keys[run_starts(keys >> level_bits)]
         weights = votes.level_weights[heaviest & ((1 << level_bits) - 1)]

@@ -202,11 +202,13 @@ class VotesBySong:
     not a pass over them all."""
 
     def __init__(self, votes: vote.Votes, song_ids: list[int]):
-        assert votes.sources is not None
-        mine = np.flatnonzero(np.isin(votes.songs, song_ids))
-        order = mine[np.argsort(votes.songs[mine], kind="stable")]
-        self.songs, self.deltas = votes.songs[order], votes.deltas[order]
-        self.sources, self.weights = votes.sources[order], votes.weights[order]
+        mine = np.flatnonzero(np.isin(votes.posting_songs, song_ids)[votes.posting_index])
+        postings = votes.posting_index[mine]
+        by_song = np.argsort(votes.posting_songs[postings], kind="stable")
+        postings, self.sources = postings[by_song], votes.query_index[mine[by_song]]
+        self.songs = votes.posting_songs[postings]
+        self.deltas = votes.posting_frames[postings] - votes.pair_frames[self.sources]
+        self.weights = votes.level_weights[votes.posting_levels[postings]]
 
     def of(self, song_id: int) -> slice:
         return slice(*np.searchsorted(self.songs, [song_id, song_id + 1]))
