@@ -226,9 +226,13 @@ def calibrate(corpus, out, noise_dir, rir_dir, seed, jobs):
 @click.option("--conditions", default="clean,noise,phone", show_default=True,
               help="Comma-separated: clean, noise, phone, dj (each song at its own speed within ± 8 %).")
 @click.option("--hours", type=click.FloatRange(0.01), default=1.0, show_default=True, help="Radio per condition.")
+@click.option("--songs", type=click.IntRange(0), default=0, show_default=True,
+              help="Grow the index to this many songs with distractors, as `bench scale` makes them (0: the corpus).")
+@click.option("--follow/--search-every-look", default=True, show_default=True,
+              help="Check the song followed before searching (`MonitorSettings.follow`), or search at every look.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
-def monitor(corpus, out, noise_dir, rir_dir, conditions, hours, seed, jobs):
+def monitor(corpus, out, noise_dir, rir_dir, conditions, hours, songs, follow, seed, jobs):
     """Radio hours made from the corpus through `lmprint monitor`: songs found, boundary errors, phantoms, speed."""
 
     from .monitor import ALL_CONDITIONS, markdown, run
@@ -237,7 +241,8 @@ def monitor(corpus, out, noise_dir, rir_dir, conditions, hours, seed, jobs):
     unknown = sorted(set(wanted) - set(ALL_CONDITIONS))
     if unknown:
         raise click.BadParameter(f"unknown condition {unknown[0]!r} (known: {', '.join(ALL_CONDITIONS)})")
-    write_report(out, "monitor", run(corpus, noise_dir, rir_dir, wanted, hours=hours, seed=seed, jobs=jobs), markdown)
+    write_report(out, "monitor", run(corpus, noise_dir, rir_dir, wanted, hours=hours, seed=seed, jobs=jobs,
+                                     songs=songs, follow=follow), markdown)
 
 
 @main.command()

@@ -27,6 +27,7 @@ import numpy as np
 from . import corpus as corpus_module
 from . import queries as query_module
 from .metrics import FACTOR_TOLERANCE
+from .scale import add_distractors, distractor_bases
 
 CONDITIONS = ("clean", "noise", "phone")
 ALL_CONDITIONS = (*CONDITIONS, "dj")
@@ -152,13 +153,13 @@ def score(pieces: list[Piece], segments: list, audio_s: float) -> dict:
 
 
 def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=CONDITIONS, hours: float = 1.0,
-        seed: int = 0, jobs: int = 2, workdir: str | None = None) -> dict:
+        seed: int = 0, jobs: int = 2, workdir: str | None = None, songs: int = 0, follow: bool = True) -> dict:
     from functools import partial
 
     import soxr
 
     from landmark import Index
-    from lmprint.monitor import Looks, monitor
+    from lmprint.monitor import Looks, MonitorSettings, monitor
 
     tracks = corpus_module.load(corpus)
     degraders = query_module.Degraders.load(noise_dir, rir_dir)
@@ -166,6 +167,8 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
     with tempfile.TemporaryDirectory(prefix="lmprint-monitor-", dir=workdir) as tmp:
         index = Index(os.path.join(tmp, "monitor.db"), create=True)
         index.add([t.path for t in tracks if t.indexed], jobs=jobs)
+        if songs > index.catalogue.song_count():  # a large library: the corpus among distractors
+            add_distractors(index, distractor_bases(index), songs, np.random.default_rng(seed), show_progress=True)
         for number, condition in enumerate(conditions):
             rng = np.random.default_rng([seed, number])
             hour, pieces = radio_hour(tracks, hours * 3600, rng, condition, degraders, tmp)
@@ -176,7 +179,7 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
             looks = Looks(partial(Index, index.catalogue.path), jobs) if jobs > 1 else None
             try:
                 segments = [s for s in monitor(index, (samples[i:i + chunk] for i in range(0, samples.size, chunk)),
-                                               looks=looks) if not s.open]
+                                               MonitorSettings(follow=follow), looks=looks) if not s.open]
             finally:
                 if looks:
                     looks.close()
@@ -190,7 +193,7 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
             rows.append(row)
         songs = index.catalogue.song_count()
         index.close()
-    return {"corpus": os.path.abspath(corpus), "seed": seed, "songs_indexed": songs, "rows": rows}
+    return {"corpus": os.path.abspath(corpus), "seed": seed, "songs_indexed": songs, "follow": follow, "rows": rows}
 
 
 CLIP_S = 5.0
@@ -216,7 +219,8 @@ def clips_from_mix(index, samples: np.ndarray, pieces: list[Piece]) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"{result['songs_indexed']} songs indexed; seed {result['seed']}.", "",
+    looks = "looks follow the song heard" if result.get("follow", True) else "every look searches"
+    lines = [f"{result['songs_indexed']} songs indexed; seed {result['seed']}; {looks}.", "",
              "| condition | hours | songs found | start error s (p50 / p95) | end error s | offset error s | "
              "phantoms / hour | × realtime |", "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:

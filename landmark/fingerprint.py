@@ -107,6 +107,13 @@ def fingerprint(signal: np.ndarray, settings: FingerprintSettings, density: Dens
     return Fingerprint(hashes, anchor_frames, frames, bins, prominence, index_style, index_peaks)
 
 
+def prominence_map(signal: np.ndarray, settings: FingerprintSettings) -> np.ndarray:
+    """A clip's prominence map alone (frames × bins, dB above the local background), in one block: what checking
+    a known song against a short clip reads (`Index.follow`), without peaks or hashes."""
+    spectrogram_db = log_spectrogram(signal, settings, 0, frame_count(signal.size, settings))
+    return prominence_db(spectrogram_db, settings)
+
+
 def _landmark_ids(hashes: np.ndarray, anchor_frames: np.ndarray) -> np.ndarray:
     """One integer per (hash, anchor frame)."""
     return (np.asarray(anchor_frames, np.int64) << 32) | np.asarray(hashes, np.int64)

@@ -15,12 +15,13 @@ from lmprint.results import AddReport, Answer, Contender, Match, Outcome
 from . import audio, dedup, vote, warp
 from .batch import SongFingerprint, fingerprint_songs
 from .confidence import CALIBRATION
-from .fingerprint import Fingerprint, fingerprint
+from .fingerprint import Fingerprint, fingerprint, prominence_map
 from .settings import FingerprintSettings, MatchSettings
 from .store import PeakStore, SongPostings, SQLitePostingStore
 from .verify import (
     CopyCheck,
     ProminenceMap,
+    agreement,
     agreement_at,
     agreements,
     confirms_vote,
@@ -279,6 +280,35 @@ class Index:
                    else {"tempo": found_warp.tempo, "pitch": found_warp.pitch})
         return Match(song, best.score, offset_s, 1.0 - chance, decided_by, tuple(songs.values()), chance,
                      **factors), candidates
+
+    def follow(self, samples: np.ndarray, previous: Match, offset_s: float) -> Match | None:
+        """`previous`'s song again, if the clip continues it: its stored peaks, played at `previous`'s speed (or
+        tempo and pitch), agree with the clip `offset_s` into the song (± `follow_reach_s`) by z ≥
+        `min_agreement_z`, the agreement that names a song on its own. A monitor following a song looks this way
+        first: no lookup and no vote, a few milliseconds where a search takes tens. The match's score is that z,
+        its offset `offset_s`. None: the song is not clearly there (search instead)."""
+        matching, settings = self.matching, self.fingerprint_settings
+        samples = samples[:int(matching.max_query_s * self.sample_rate_hz)]
+        audio.check_usable(samples, self.sample_rate_hz, matching.min_duration_s)
+        peaks = self.peaks.get([previous.song.id]).get(previous.song.id)
+        song = self.catalogue.songs_by_id([previous.song.id]).get(previous.song.id)
+        if peaks is None or song is None:
+            return None
+        played = (warp.Warp("speed", previous.speed) if previous.speed is not None
+                  else warp.Warp("tempo", previous.tempo) if previous.tempo not in (None, 1.0)
+                  else warp.Warp("pitch", previous.pitch) if previous.pitch is not None
+                  else warp.Warp("speed", 1.0))
+        clip = ProminenceMap.of(prominence_map(samples, settings), settings)
+        reach, step = int(round(matching.follow_reach_s / settings.frame_s)), 2 * matching.verify_shift_frames + 1
+        expected = int(round(offset_s / settings.frame_s / played.tempo))  # the song's frame at the clip's start
+        z, _ = agreement(clip, *played.to_clip(*peaks), list(range(expected - reach, expected + reach + 1, step)),
+                         matching)
+        if z < matching.min_agreement_z:
+            return None
+        # the offset is the clock's: agreement peaks broadly where notes are held, and a vote placed the clock
+        chance = CALIBRATION.false_match_probability(0.0, z)
+        return Match(song, z, max(0.0, offset_s), 1.0 - chance, "followed", (), chance, previous.speed,
+                     previous.tempo, previous.pitch)
 
     def strongest_evidence(self, samples: np.ndarray) -> tuple[float, float | None]:
         """(vote lead, agreement z): the vote leader's lead over the runner-up, and the best agreement among the

@@ -252,6 +252,10 @@ class MatchSettings:
     confirm_min_lead: float = 2.0
     """...and by how much a confirmed leader's z must lead every other candidate's."""
 
+    follow_reach_s: float = 0.25
+    """A song being followed (`Index.follow`: a monitor's next look at the song it hears) is looked for this far
+    either side of where its clock puts it: a rate measured to 0.1 % drifts 0.18 s over three minutes."""
+
     # --- speed, tempo and pitch (`landmark.warp`) -------------------------------------------------------------
     max_speed_change: float = 0.08
     """A clip that matches nothing as it is, or that its song's peaks barely confirm (z < `min_agreement_z`), is

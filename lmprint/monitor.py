@@ -57,6 +57,10 @@ class MonitorSettings:
     """About how much of a song a look must hold to name it (2 s names every clean clip on the bench): where
     boundaries are placed within a look."""
 
+    follow: bool = True
+    """Once a song is confirmed, a look checks it where its clock puts it before searching the index
+    (`Method.follow`); False: every look searches."""
+
     def __post_init__(self) -> None:
         if not 0 < self.hop_s <= self.window_s:
             raise SettingsError("need 0 < hop_s <= window_s: every stretch of the stream is looked at")
@@ -79,6 +83,8 @@ class Segment:
     misses: int = field(default=0, repr=False)
     rate: float = 1.0
     """Seconds of the song that play per second of the stream: its speed or tempo (1.0: as recorded)."""
+    heard: Match | None = field(default=None, repr=False)
+    """The last look that named it: how a look that follows the song plays it."""
 
     def to_dict(self) -> dict:
         return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
@@ -149,7 +155,9 @@ class Monitor:
         rate = self.method.sample_rate_hz
         windows = [self._buffer[start - self._buffer_start:start - self._buffer_start + length]
                    for start, length in due]
-        matches = self._looks.match_all(windows) if self._looks else [look(self.method, w) for w in windows]
+        hints = [self._hint(start / rate) for start, _ in due]
+        matches = (self._looks.match_all(windows, hints) if self._looks
+                   else [look(self.method, w, hint) for w, hint in zip(windows, hints)])
         events: list[Segment] = []
         for (start, length), match in zip(due, matches):
             events += self._update(match, start / rate, length / rate)
@@ -187,6 +195,14 @@ class Monitor:
             events.append(replace(candidate))  # a copy: the segment followed changes as looks come
         return events
 
+    def _hint(self, time_s: float) -> Hint | None:
+        """What a look at `time_s` checks first (`Method.follow`): the song being followed, where its clock puts
+        it. None while no confirmed segment knows its anchor."""
+        current = self.current
+        if not self.settings.follow or current is None or current.anchor_s is None or current.heard is None:
+            return None
+        return current.heard, current.anchor_s + current.rate * time_s
+
     def _anchor(self, match: Match, time_s: float) -> float | None:
         """The song's time at the stream's start, as the song plays at its rate (`_rate`): the song's time minus
         the rate times the stream's; None when the match does not tell it (MERT), or when the window began before
@@ -214,7 +230,8 @@ class Monitor:
         # after another song's look, this one needed about half the window to win it; after silence, `audible_s`
         held_s = length_s / 2 + settings.hop_s / 2 if self.current is not None else settings.audible_s
         start_s = max(0.0, time_s + length_s - held_s) if time_s > 0 else 0.0
-        segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1, rate=_rate(match))
+        segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1, rate=_rate(match),
+                          heard=match)
         self._place(segment, self._anchor(match, time_s))
         return segment
 
@@ -223,6 +240,7 @@ class Monitor:
         segment.misses = 0
         segment.end_s = time_s + length_s
         segment.confidence = max(segment.confidence, match.confidence)
+        segment.heard = match
         if segment.anchor_s is None:
             self._place(segment, self._anchor(match, time_s))
 
@@ -257,9 +275,18 @@ class Monitor:
         return segment
 
 
-def look(method: Method, window: np.ndarray) -> Match | None:
-    """One look: what the window names, None for silence or too little audio (nothing is playing)."""
+Hint = tuple[Match, float]
+"""(the last look naming the song followed, the song's time in s at a window's start by its clock)."""
+
+
+def look(method: Method, window: np.ndarray, hint: Hint | None = None) -> Match | None:
+    """One look: what the window names, None for silence or too little audio (nothing is playing). With a hint,
+    the song followed is checked first (`Method.follow`), and the index searched only if it is not clearly there:
+    most looks at a radio hour hear the song of the look before, and checking it costs a few milliseconds where
+    a search costs tens."""
     try:
+        if hint is not None and (followed := method.follow(window, *hint)) is not None:
+            return followed
         return method.match_samples(window)
     except AudioError:
         return None
@@ -276,8 +303,8 @@ class Looks:
         self.jobs = jobs
         self._pool = ProcessPoolExecutor(jobs, initializer=_open_worker, initargs=(open_method,))
 
-    def match_all(self, windows: list[np.ndarray]) -> list[Match | None]:
-        return list(self._pool.map(_worker_look, windows))
+    def match_all(self, windows: list[np.ndarray], hints: list[Hint | None]) -> list[Match | None]:
+        return list(self._pool.map(_worker_look, windows, hints))
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -296,9 +323,9 @@ def _open_worker(open_method: Callable[[], Method]) -> None:
     _worker_method = open_method()
 
 
-def _worker_look(window: np.ndarray) -> Match | None:
+def _worker_look(window: np.ndarray, hint: Hint | None) -> Match | None:
     assert _worker_method is not None
-    return look(_worker_method, window)
+    return look(_worker_method, window, hint)
 
 
 def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSettings | None = None,

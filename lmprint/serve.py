@@ -134,6 +134,9 @@ class ThreadMethod:
     def match_samples(self, samples: np.ndarray):
         return self._workers.method().match_samples(samples)
 
+    def follow(self, samples: np.ndarray, previous, offset_s: float):
+        return self._workers.method().follow(samples, previous, offset_s)
+
 
 def create_app(open_method: Callable[[], Method], settings: ServeSettings | None = None,
                upload_dir: str | None = None):

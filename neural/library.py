@@ -128,6 +128,10 @@ class MertIndex:
         the confidence is the margin over the runner-up as a fraction of the code bits."""
         return self._answer(samples).match
 
+    def follow(self, samples: np.ndarray, previous: Match, offset_s: float) -> Match | None:
+        """None: a song's codes do not say where in it a clip lies, so every look searches."""
+        return None
+
     def answer(self, path: str | os.PathLike) -> Answer:
         """The match of the audio file `path` and the nearest songs behind it, nearest first, with their
         distances."""

@@ -177,3 +177,58 @@ def test_looks_in_worker_processes_give_the_same_segments_as_one_process(built_i
             looks.close()
     assert together == alone
     check([e for e in alone if not e["open"]], truth)
+
+
+def test_following_a_song_checks_it_where_its_clock_says_at_its_speed_and_nothing_else(built_index):
+    """`Index.follow`: a monitor's cheap look at the song it is following. It names the song only where the
+    song's own peaks, played at the speed heard, agree with the clip at the offset its clock predicts."""
+    from bench.queries import change_speed
+    from lmprint.results import Match
+
+    with Index(built_index) as index:
+        rate = index.sample_rate_hz
+        songs = {song.title: song for song in index.catalogue.songs()}
+        plain = rendered(2, 40.0, rate)[12 * rate:18 * rate]
+        heard = Match(songs["song2"], 50.0, 6.0, 0.99, "vote", speed=1.0)
+        followed = index.follow(plain, heard, 12.0)
+        assert followed is not None and followed.song.title == "song2" and followed.decided_by == "followed"
+        assert followed.offset_s == 12.0 and followed.confidence > 0.99 and followed.speed == 1.0
+        assert index.follow(plain, heard, 12.0 + 0.6) is None  # not where its clock says
+        assert index.follow(rendered(3, 40.0, rate)[12 * rate:18 * rate], heard, 12.0) is None  # another song
+        fast = change_speed(rendered(1, 40.0, rate)[10 * rate:17 * rate], 1.06)
+        fast_heard = Match(songs["song1"], 50.0, 4.0, 0.99, "vote", speed=1.06)
+        followed = index.follow(fast, fast_heard, 10.0)
+        assert followed is not None and followed.speed == 1.06
+        assert index.follow(fast, Match(songs["song1"], 50.0, 4.0, 0.99, "vote", speed=1.0), 10.0) is None
+
+
+def test_a_monitor_searches_only_when_the_song_it_follows_is_not_clearly_there(built_index):
+    """Most looks at a radio hour hear the song of the look before: they check it (`follow`), and search only at
+    a change of song. They find the songs a monitor that searches every look finds, as well placed."""
+    import soxr
+
+    class Counting:
+        def __init__(self, index, can_follow):
+            self.index, self.can_follow, self.searches = index, can_follow, 0
+            self.sample_rate_hz = index.sample_rate_hz
+
+        def match_samples(self, samples):
+            self.searches += 1
+            return self.index.match_samples(samples)
+
+        def follow(self, samples, previous, offset_s):
+            return self.index.follow(samples, previous, offset_s) if self.can_follow else None
+
+    signal, truth = radio(PIECES)
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        chunks = [samples[i:i + 4000] for i in range(0, samples.size, 4000)]
+        runs = {}
+        for can_follow in (False, True):
+            method = Counting(index, can_follow)
+            segments = [e for e in monitor(method, chunks) if not e.open]
+            runs[can_follow] = method.searches, [(s.song.title, s.start_s, s.end_s) for s in segments]
+    assert [title for title, _, _ in runs[True][1]] == [title for title, _, _ in runs[False][1]]
+    check([{"title": t, "start_s": a, "end_s": b, "song_offset_s": truth_offset} for (t, a, b), truth_offset in
+           zip(runs[True][1], [o for seed, _, _, o in truth if seed < 100])], truth)
+    assert runs[True][0] < 0.5 * runs[False][0], runs
