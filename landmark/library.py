@@ -281,12 +281,12 @@ class Index:
         return Match(song, best.score, offset_s, 1.0 - chance, decided_by, tuple(songs.values()), chance,
                      **factors), candidates
 
-    def follow(self, samples: np.ndarray, previous: Match, offset_s: float) -> Match | None:
+    def follow(self, samples: np.ndarray, previous: Match, offset_s: float, min_score: float = 0.0) -> Match | None:
         """`previous`'s song again, if the clip continues it: its stored peaks, played at `previous`'s speed (or
         tempo and pitch), agree with the clip `offset_s` into the song (± `follow_reach_s`) by z ≥
-        `min_agreement_z`, the agreement that names a song on its own. A monitor following a song looks this way
-        first: no lookup and no vote, a few milliseconds where a search takes tens. The match's score is that z,
-        its offset `offset_s`. None: the song is not clearly there (search instead)."""
+        `min_agreement_z` (the agreement that names a song on its own) and ≥ `min_score`. A monitor following a
+        song looks this way first: no lookup and no vote, a few milliseconds where a search takes tens. The match's
+        score is that z, its offset `offset_s`. None: the song is not clearly there (search instead)."""
         matching, settings = self.matching, self.fingerprint_settings
         samples = samples[:int(matching.max_query_s * self.sample_rate_hz)]
         audio.check_usable(samples, self.sample_rate_hz, matching.min_duration_s)
@@ -303,7 +303,7 @@ class Index:
         expected = int(round(offset_s / settings.frame_s / played.tempo))  # the song's frame at the clip's start
         z, _ = agreement(clip, *played.to_clip(*peaks), list(range(expected - reach, expected + reach + 1, step)),
                          matching)
-        if z < matching.min_agreement_z:
+        if z < max(matching.min_agreement_z, min_score):
             return None
         # the offset is the clock's: agreement peaks broadly where notes are held, and a vote placed the clock
         chance = CALIBRATION.false_match_probability(0.0, z)

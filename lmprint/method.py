@@ -40,9 +40,10 @@ class Method(Protocol):
     def match_samples(self, samples: np.ndarray) -> Match | None:
         """Like `match`, for mono float32 samples at `sample_rate_hz`."""
 
-    def follow(self, samples: np.ndarray, previous: Match, offset_s: float) -> Match | None:
-        """`previous`'s song again if the samples continue it about `offset_s` into the song, without a search;
-        None when it is not clearly there, or when the engine cannot tell (then search: `match_samples`)."""
+    def follow(self, samples: np.ndarray, previous: Match, offset_s: float, min_score: float = 0.0) -> Match | None:
+        """`previous`'s song again if the samples continue it about `offset_s` into the song, without a search,
+        with a score of at least `min_score`; None when it is not clearly there, or when the engine cannot tell
+        (then search: `match_samples`)."""
 
     def answer(self, path: str | os.PathLike) -> Answer:
         """`match`'s answer with the best candidates behind it, for diagnostics (`lmprint match --top`)."""

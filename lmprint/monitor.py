@@ -61,6 +61,11 @@ class MonitorSettings:
     """Once a song is confirmed, a look checks it where its clock puts it before searching the index
     (`Method.follow`); False: every look searches."""
 
+    follow_keep: float = 0.5
+    """A followed look must agree at least this share of the best agreement a followed look of the song had;
+    below it, the look searches. A song fading out under the next one (a crossfade) still agrees clearly for a few
+    looks, and following it alone would hold the next song's start back by as much."""
+
     def __post_init__(self) -> None:
         if not 0 < self.hop_s <= self.window_s:
             raise SettingsError("need 0 < hop_s <= window_s: every stretch of the stream is looked at")
@@ -85,6 +90,8 @@ class Segment:
     """Seconds of the song that play per second of the stream: its speed or tempo (1.0: as recorded)."""
     heard: Match | None = field(default=None, repr=False)
     """The last look that named it: how a look that follows the song plays it."""
+    best_follow: float = field(default=0.0, repr=False)
+    """The best agreement of a look that followed it (`Method.follow`'s score)."""
 
     def to_dict(self) -> dict:
         return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
@@ -201,7 +208,7 @@ class Monitor:
         current = self.current
         if not self.settings.follow or current is None or current.anchor_s is None or current.heard is None:
             return None
-        return current.heard, current.anchor_s + current.rate * time_s
+        return current.heard, current.anchor_s + current.rate * time_s, self.settings.follow_keep * current.best_follow
 
     def _anchor(self, match: Match, time_s: float) -> float | None:
         """The song's time at the stream's start, as the song plays at its rate (`_rate`): the song's time minus
@@ -241,6 +248,8 @@ class Monitor:
         segment.end_s = time_s + length_s
         segment.confidence = max(segment.confidence, match.confidence)
         segment.heard = match
+        if match.decided_by == "followed":
+            segment.best_follow = max(segment.best_follow, match.score)
         if segment.anchor_s is None:
             self._place(segment, self._anchor(match, time_s))
 
@@ -275,8 +284,9 @@ class Monitor:
         return segment
 
 
-Hint = tuple[Match, float]
-"""(the last look naming the song followed, the song's time in s at a window's start by its clock)."""
+Hint = tuple[Match, float, float]
+"""(the last look naming the song followed, the song's time in s at a window's start by its clock, the least
+agreement that keeps following it)."""
 
 
 def look(method: Method, window: np.ndarray, hint: Hint | None = None) -> Match | None:

@@ -134,8 +134,8 @@ class ThreadMethod:
     def match_samples(self, samples: np.ndarray):
         return self._workers.method().match_samples(samples)
 
-    def follow(self, samples: np.ndarray, previous, offset_s: float):
-        return self._workers.method().follow(samples, previous, offset_s)
+    def follow(self, samples: np.ndarray, previous, offset_s: float, min_score: float = 0.0):
+        return self._workers.method().follow(samples, previous, offset_s, min_score)
 
 
 def create_app(open_method: Callable[[], Method], settings: ServeSettings | None = None,

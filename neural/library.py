@@ -128,7 +128,7 @@ class MertIndex:
         the confidence is the margin over the runner-up as a fraction of the code bits."""
         return self._answer(samples).match
 
-    def follow(self, samples: np.ndarray, previous: Match, offset_s: float) -> Match | None:
+    def follow(self, samples: np.ndarray, previous: Match, offset_s: float, min_score: float = 0.0) -> Match | None:
         """None: a song's codes do not say where in it a clip lies, so every look searches."""
         return None
 

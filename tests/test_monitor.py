@@ -194,6 +194,7 @@ def test_following_a_song_checks_it_where_its_clock_says_at_its_speed_and_nothin
         assert followed is not None and followed.song.title == "song2" and followed.decided_by == "followed"
         assert followed.offset_s == 12.0 and followed.confidence > 0.99 and followed.speed == 1.0
         assert index.follow(plain, heard, 12.0 + 0.6) is None  # not where its clock says
+        assert index.follow(plain, heard, 12.0, min_score=followed.score + 0.1) is None  # fainter than asked
         assert index.follow(rendered(3, 40.0, rate)[12 * rate:18 * rate], heard, 12.0) is None  # another song
         fast = change_speed(rendered(1, 40.0, rate)[10 * rate:17 * rate], 1.06)
         fast_heard = Match(songs["song1"], 50.0, 4.0, 0.99, "vote", speed=1.06)
@@ -216,8 +217,8 @@ def test_a_monitor_searches_only_when_the_song_it_follows_is_not_clearly_there(b
             self.searches += 1
             return self.index.match_samples(samples)
 
-        def follow(self, samples, previous, offset_s):
-            return self.index.follow(samples, previous, offset_s) if self.can_follow else None
+        def follow(self, samples, previous, offset_s, min_score=0.0):
+            return self.index.follow(samples, previous, offset_s, min_score) if self.can_follow else None
 
     signal, truth = radio(PIECES)
     with Index(built_index) as index:
