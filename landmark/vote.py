@@ -212,7 +212,7 @@ class Alignments:
 
     @classmethod
     def of(cls, votes: Votes, tolerance: int, shortlist_per_offset: int = 8) -> Alignments:
-        if votes.songs.size == 0:
+        if votes.posting_index.size == 0:
             empty = np.zeros(0, np.int64)
             return cls(empty, empty, np.zeros(0), tolerance, shortlist_per_offset)
         bin_keys, delta_bits, delta_floor, weights = _heaviest_per_anchor(votes, tolerance)
