@@ -461,8 +461,15 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
         song = candidates[np.flatnonzero(paired), nearest[paired]]
         u, t = clip_frames[paired], song_frames[song].astype(np.float64)
         f, g = clip_bins[paired], song_bins[song].astype(np.float64)
-        fitted_tempo, start = np.polyfit(u, t, 1) if np.ptp(u) > 0 else (tempo, start)
-        fitted_pitch = float(f @ f / (f @ g)) if (f @ g) > 0 else pitch
+        # least squares in closed form: a BLAS or LAPACK call would wake OpenBLAS's threads (see audio.check_usable)
+        u_mean, t_mean = u.mean(), t.mean()
+        spread = np.add.reduce((u - u_mean) ** 2)
+        fitted_tempo = tempo
+        if spread > 0:
+            fitted_tempo = np.add.reduce((u - u_mean) * (t - t_mean)) / spread
+            start = t_mean - fitted_tempo * u_mean
+        f_f, f_g = np.add.reduce(f * f), np.add.reduce(f * g)
+        fitted_pitch = float(f_f / f_g) if f_g > 0 else pitch
         tempo, pitch = float(fitted_tempo), fitted_pitch
     if not (tempo > 0 and pitch > 0 and np.isfinite(start)
             and max(abs(np.log(tempo / warp.tempo)), abs(np.log(pitch / warp.pitch))) <= MAX_FIT_MOVE):
