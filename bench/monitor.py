@@ -191,9 +191,9 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
                 row.update(clips_from_mix(index, samples, pieces))
             print(row, file=sys.stderr, flush=True)
             rows.append(row)
-        songs = index.catalogue.song_count()
+        indexed = index.catalogue.song_count()
         index.close()
-    return {"corpus": os.path.abspath(corpus), "seed": seed, "songs_indexed": songs, "follow": follow, "rows": rows}
+    return {"corpus": os.path.abspath(corpus), "seed": seed, "songs_indexed": indexed, "follow": follow, "rows": rows}
 
 
 CLIP_S = 5.0

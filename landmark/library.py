@@ -21,7 +21,6 @@ from .store import PeakStore, SongPostings, SQLitePostingStore
 from .verify import (
     CopyCheck,
     ProminenceMap,
-    agreement,
     agreement_at,
     agreements,
     confirms_vote,
@@ -294,15 +293,10 @@ class Index:
         song = self.catalogue.songs_by_id([previous.song.id]).get(previous.song.id)
         if peaks is None or song is None:
             return None
-        played = (warp.Warp("speed", previous.speed) if previous.speed is not None
-                  else warp.Warp("tempo", previous.tempo) if previous.tempo not in (None, 1.0)
-                  else warp.Warp("pitch", previous.pitch) if previous.pitch is not None
-                  else warp.Warp("speed", 1.0))
+        played = warp.Warp.played(previous.speed, previous.tempo, previous.pitch)
         clip = ProminenceMap.of(prominence_map(samples, settings), settings)
-        reach, step = int(round(matching.follow_reach_s / settings.frame_s)), 2 * matching.verify_shift_frames + 1
-        expected = int(round(offset_s / settings.frame_s / played.tempo))  # the song's frame at the clip's start
-        z, _ = agreement(clip, *played.to_clip(*peaks), list(range(expected - reach, expected + reach + 1, step)),
-                         matching)
+        z = warp.agreement_near(clip, *peaks, played, offset_s / settings.frame_s,
+                                int(round(matching.follow_reach_s / settings.frame_s)), matching)
         if z < max(matching.min_agreement_z, min_score):
             return None
         # the offset is the clock's: agreement peaks broadly where notes are held, and a vote placed the clock

@@ -201,10 +201,12 @@ class SQLitePostingStore:
         """Counted again only when the file has changed since (`PRAGMA data_version` for other connections'
         commits, `total_changes` for this one's): at 100,000 songs a count costs a query several milliseconds."""
         version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes)
-        if self._song_count is None or self._song_count[0] != version:
-            count = int(self.catalogue.read("SELECT COUNT(*) FROM songs WHERE n_hashes > 0")[0][0])
-            self._song_count = (version, count)
-        return self._song_count[1]
+        if self._song_count is not None and self._song_count[0] == version:
+            return self._song_count[1]
+        count = int(self.catalogue.read("SELECT COUNT(*) FROM songs WHERE n_hashes > 0")[0][0])
+        # not inside a write transaction of this connection's own: a rollback changes neither number
+        self._song_count = None if self.conn.in_transaction else (version, count)
+        return count
 
     def stats(self) -> dict:
         hashes, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]

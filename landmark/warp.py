@@ -29,7 +29,7 @@ import numpy as np
 from . import hashes as hashing
 from . import vote
 from .arrays import run_starts
-from .settings import FingerprintSettings, MatchSettings
+from .settings import MAX_WARP, FingerprintSettings, MatchSettings
 from .verify import CopyCheck, ProminenceMap, SongPeaks, agreement, verify, without_copies_of_leader
 
 LINES = {"speed": (1, 1), "tempo": (1, 0), "pitch": (0, 1)}
@@ -81,15 +81,24 @@ class Warp:
     def pitch(self) -> float:
         return self.factor ** LINES[self.kind][1]
 
+    @classmethod
+    def played(cls, speed: float | None, tempo: float | None, pitch: float | None) -> Warp:
+        """The warp a match reports (`Match.speed`, or `tempo` and `pitch`; None: as recorded)."""
+        if speed is not None:
+            return cls("speed", speed)
+        if tempo not in (None, 1.0):
+            return cls("tempo", float(tempo))
+        return cls("pitch", pitch) if pitch is not None else cls("speed", 1.0)
+
     def to_clip(self, song_frames: np.ndarray, song_bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A song's peaks (frames sorted) where the clip holds them, on the clip's frame and bin grid."""
         return (np.round(np.asarray(song_frames) / self.tempo).astype(np.int64),
                 np.round(np.asarray(song_bins) * self.pitch).astype(np.int64))
 
 
-MAX_TEMPO_SPAN = 1.35
-"""More song frames per clip frame than any searched tempo gives (below 1.3, the settings' bound), refinement
-included."""
+MAX_TEMPO_SPAN = (1 + MAX_WARP + RANGE_MARGIN) * (1 + float(REFINE_STEPS.max()))
+"""The most song frames per clip frame that a searched tempo gives: the settings' bound, the search's margin and
+the refinement's last step."""
 
 LINE_MARGIN = 0.003
 """A warp is put on the tempo or the pitch line only when it lies this much nearer to it (in log scale) than to the
@@ -282,8 +291,9 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
             continue
         guess = estimate(by_song, warped, candidate, matching.vote_tolerance_frames)
         best = (-np.inf, guess, int(round(candidate.delta_frames / guess.tempo)))
-        near = _under_clip(*peaks[candidate.song_id], (candidate.delta_frames, *candidate.other_deltas),
-                           clip.standardised.shape[0] + matching.verify_shift_frames)
+        # read here at Δt ± shift, then verified there ± shift again
+        near = under_clip(*peaks[candidate.song_id], (candidate.delta_frames, *candidate.other_deltas),
+                          clip.standardised.shape[0] + 2 * matching.verify_shift_frames)
         for step in REFINE_STEPS:
             trial = Warp(guess.kind, guess.factor * (1 + step))
             deltas = [int(round(d / trial.tempo)) for d in (candidate.delta_frames, *candidate.other_deltas)]
@@ -312,15 +322,29 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
     return Found(in_song, decided_by, z, warp, candidates)
 
 
-def _under_clip(song_frames: np.ndarray, song_bins: np.ndarray, deltas: tuple[int, ...], reach_frames: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def under_clip(song_frames: np.ndarray, song_bins: np.ndarray, deltas: tuple[int, ...], reach_frames: int
+               ) -> tuple[np.ndarray, np.ndarray]:
     """The song's peaks (frames sorted) that a clip reaching `reach_frames` past its start can hold at any of these
     Δt (song frames), at any tempo the search reaches: the rest of a song lies outside every agreement read."""
-    margin = MAX_TEMPO_SPAN * (reach_frames + 2)
+    margin = MAX_TEMPO_SPAN * (reach_frames + 2)  # rounding moves a warped peak by a frame at most, either way
     starts = np.searchsorted(song_frames, [d - margin for d in deltas])
     ends = np.searchsorted(song_frames, [d + margin for d in deltas])
     index = np.unique(np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist())]))
     return song_frames[index], song_bins[index]
+
+
+def agreement_near(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, played: Warp,
+                   start_frame: float, reach_frames: int, matching: MatchSettings) -> float:
+    """The best agreement z of a song's peaks, played as `played`, with a clip starting at song frame
+    `start_frame` give or take `reach_frames` (clip frames): whether a clip goes on where a song was heard."""
+    shift = matching.verify_shift_frames
+    near = under_clip(song_frames, song_bins, (int(round(start_frame)),),
+                      clip.standardised.shape[0] + reach_frames + 2 * shift)
+    expected = int(round(start_frame / played.tempo))  # in the clip's frames
+    # offsets 2·shift + 1 apart, each read ± shift: every frame within ± reach_frames once
+    offsets = range(expected - reach_frames + shift, expected + reach_frames - shift + 1, 2 * shift + 1)
+    z, _ = agreement(clip, *played.to_clip(*near), list(offsets), matching)
+    return z
 
 
 def measured(matching: MatchSettings) -> bool:

@@ -1,8 +1,9 @@
 """Monitoring: every song in a long recording or a live stream, with where each one plays.
 
 The stream is read in chunks and looked at through a sliding window: every `hop_s` seconds the last `window_s`
-seconds are matched like a clip (`Method.match_samples`). State stays bounded: one window of samples and the
-segments being followed.
+seconds are matched like a clip (`Method.match_samples`). Once a song is confirmed, a look first checks that song
+where its clock puts it (`Method.follow`: no search, a few milliseconds) and searches only when the song is not
+clearly there. State stays bounded: one window of samples and the segments being followed.
 
 A look that names a song gives its *anchor*, the song's time at the stream's start (the offset in the song minus
 the window's start times the song's rate: its speed or tempo, 1.0 as recorded), which stays constant while the
@@ -71,6 +72,8 @@ class MonitorSettings:
             raise SettingsError("need 0 < hop_s <= window_s: every stretch of the stream is looked at")
         if self.confirm_looks < 1 or self.close_after_misses < 1:
             raise SettingsError("confirm_looks and close_after_misses must be at least 1")
+        if not 0 <= self.follow_keep <= 1:
+            raise SettingsError("follow_keep is a share of the best agreement: between 0 and 1")
 
 
 @dataclass
@@ -88,9 +91,9 @@ class Segment:
     misses: int = field(default=0, repr=False)
     rate: float = 1.0
     """Seconds of the song that play per second of the stream: its speed or tempo (1.0: as recorded)."""
-    heard: Match | None = field(default=None, repr=False)
+    heard: Match | None = field(default=None, repr=False, compare=False)
     """The last look that named it: how a look that follows the song plays it."""
-    best_follow: float = field(default=0.0, repr=False)
+    best_follow: float = field(default=0.0, repr=False, compare=False)
     """The best agreement of a look that followed it (`Method.follow`'s score)."""
 
     def to_dict(self) -> dict:
@@ -162,11 +165,18 @@ class Monitor:
         rate = self.method.sample_rate_hz
         windows = [self._buffer[start - self._buffer_start:start - self._buffer_start + length]
                    for start, length in due]
-        hints = [self._hint(start / rate) for start, _ in due]
-        matches = (self._looks.match_all(windows, hints) if self._looks
-                   else [look(self.method, w, hint) for w, hint in zip(windows, hints)])
         events: list[Segment] = []
+        if self._looks is None:  # one look after another, each checking the song followed as of the look before
+            for (start, length), window in zip(due, windows):
+                events += self._update(look(self.method, window, self._hint(start / rate)), start / rate,
+                                       length / rate)
+            return events
+        # a batch at once, each look checking the song followed as of the batch's start
+        matches = self._looks.match_all(windows, [self._hint(start / rate) for start, _ in due])
         for (start, length), match in zip(due, matches):
+            if match is not None and match.decided_by == "followed" and (
+                    self.current is None or match.song.id != self.current.song.id):
+                continue  # it followed a song that an earlier look of the batch saw end: it says nothing now
             events += self._update(match, start / rate, length / rate)
         return events
 
@@ -294,8 +304,9 @@ def look(method: Method, window: np.ndarray, hint: Hint | None = None) -> Match 
     the song followed is checked first (`Method.follow`), and the index searched only if it is not clearly there:
     most looks at a radio hour hear the song of the look before, and checking it costs a few milliseconds where
     a search costs tens."""
+    follow = getattr(method, "follow", None)  # a Method from before `follow` searches every look
     try:
-        if hint is not None and (followed := method.follow(window, *hint)) is not None:
+        if hint is not None and follow is not None and (followed := follow(window, *hint)) is not None:
             return followed
         return method.match_samples(window)
     except AudioError:
@@ -303,9 +314,9 @@ def look(method: Method, window: np.ndarray, hint: Hint | None = None) -> Match 
 
 
 class Looks:
-    """Looks matched in worker processes, each with its own open index (`open_method`, picklable): a file's
-    looks are independent of each other, so on N cores N run at once. Windows are taken `jobs` at a time, so a
-    live stream's answers come up to a hop later each."""
+    """Looks matched in worker processes, each with its own open index (`open_method`, picklable): the looks of
+    a batch depend only on what the monitor followed before it, so on N cores N run at once. Windows are taken
+    `jobs` at a time, so a live stream's answers come up to a hop later each."""
 
     def __init__(self, open_method: Callable[[], Method], jobs: int):
         from concurrent.futures import ProcessPoolExecutor

@@ -35,15 +35,17 @@ class Match:
     song: Song
     score: float
     """The engine's own measure of the evidence: the landmark engine's summed weight of aligned hashes (higher is
-    better), or the MERT engine's Hamming distance in bits (lower is better)."""
+    better; for a look that followed a song, "followed", its peaks' agreement z), or the MERT engine's Hamming
+    distance in bits (lower is better)."""
     offset_s: float | None
     """Where in the song the query starts, in seconds; None when the engine cannot tell (MERT)."""
     confidence: float
     """In [0, 1]. The landmark engine's is 1 − `false_match_probability`, whatever rule decided the match; the
     MERT engine's is its margin over the runner-up, uncalibrated."""
     decided_by: str = ""
-    """How the engine decided: the landmark engine's "vote", "confirmed" (the vote's leader, its peaks agreeing)
-    or "verified" (peaks alone); the MERT engine's "hamming"."""
+    """How the engine decided: the landmark engine's "vote", "confirmed" (the vote's leader, its peaks agreeing),
+    "verified" (peaks alone) or "followed" (a monitor's look at the song it follows: `Method.follow`); the MERT
+    engine's "hamming"."""
     copies: tuple[Song, ...] = ()
     """Other indexed songs that are copies of the same recording (another file of it: a FLAC and an MP3, a
     compilation's track); they count as one candidate, so they never tie with the match."""

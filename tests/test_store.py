@@ -460,3 +460,25 @@ def test_a_schema_4_file_stays_4_until_its_rows_change_layout_then_older_lmprint
         insert(store, "/b", "sha-b", rng.integers(0, 1 << 21, 150, dtype=np.uint32), np.arange(150, dtype=np.uint32))
         assert store.postings.stats()["hashes_per_row"] == 4
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+
+
+def test_the_timeline_names_the_same_song_and_frame_as_a_binary_search_would():
+    """A posting's song is found through a table of timeline cells. Whatever the songs' lengths (dozens of short
+    songs within one cell, long ones across many), the gaps removed songs leave, and postings past the last song,
+    it names what a binary search over the songs' starts names."""
+    from landmark.timeline import Timeline
+
+    rng = np.random.default_rng(3)
+    lengths = np.r_[rng.integers(1, 3, 60), rng.integers(5_000, 20_000, 40), rng.integers(1, 3, 60)]
+    gaps = rng.integers(0, 2, lengths.size) * rng.integers(1, 500, lengths.size)  # removed songs' frames
+    starts = np.cumsum(np.r_[0, (lengths + gaps)[:-1]])
+    rows = [(int(a), int(a + n), 1000 + i) for i, (a, n) in enumerate(zip(starts, lengths)) if i % 7]
+    timeline = Timeline.of(rows)
+    frames = np.r_[rng.integers(0, timeline.end + 300, 5_000), [r[0] for r in rows], [r[1] - 1 for r in rows]]
+    inside, song_ids, song_frames = timeline.locate(frames)
+    table = np.array(rows)
+    slot = np.searchsorted(table[:, 0], frames, side="right") - 1
+    expected = (slot >= 0) & (frames < table[np.maximum(slot, 0), 1])
+    np.testing.assert_array_equal(inside, expected)
+    np.testing.assert_array_equal(song_ids, table[slot[expected], 2])
+    np.testing.assert_array_equal(song_frames, frames[expected] - table[slot[expected], 0])
