@@ -1,10 +1,13 @@
-"""The microphone page in a real browser: headless Chromium (Debian's, through Playwright) hears a noisy clip of
-an indexed song through its fake microphone and shows the song's title. `scripts/get-browser.sh` installs both;
-without them the test is skipped. With $LMPRINT_SCREENSHOT set, the page naming the song is saved there."""
+"""The microphone page in real browsers: headless Chromium (Debian's, through Playwright) hears a noisy clip of
+an indexed song through its fake microphone, and headless Firefox (Debian's ESR, through Marionette) hears it
+from a PulseAudio null sink's monitor, its default microphone; each shows the song's title.
+`scripts/get-browser.sh` installs them; without them a test is skipped. With $LMPRINT_SCREENSHOT set, Chromium's
+page naming the song is saved there."""
 
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 
@@ -16,6 +19,8 @@ from landmark import Index, audio
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FIREFOX = shutil.which("firefox-esr") or shutil.which("firefox")
+PULSEAUDIO = shutil.which("pulseaudio")
 
 
 @pytest.fixture
@@ -44,11 +49,8 @@ def server(built_index):
 def test_the_page_names_a_song_played_into_the_microphone_within_10_s(server, built_index, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     song = Index(built_index).catalogue.songs()[1]
-    rate = 48000
-    clip = audio.load(song.path, rate)[rate * 4:rate * 34]
-    clip = clip + 0.03 * np.random.default_rng(2).standard_normal(clip.size).astype(np.float32)  # a noisy room
     microphone = tmp_path / "clip.wav"
-    write(microphone, clip, rate)
+    noisy_clip(song.path, microphone)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -64,3 +66,69 @@ def test_the_page_names_a_song_played_into_the_microphone_within_10_s(server, bu
                 page.screenshot(path=os.environ["LMPRINT_SCREENSHOT"])
         finally:
             browser.close()
+
+
+def noisy_clip(song_path: str, path, rate: int = 48000) -> None:
+    """30 s of the song from 4 s in, with a noisy room's hiss, written to `path`."""
+    clip = audio.load(song_path, rate)[rate * 4:rate * 34]
+    clip = clip + 0.03 * np.random.default_rng(2).standard_normal(clip.size).astype(np.float32)
+    write(path, clip, rate)
+
+
+@pytest.fixture
+def room(tmp_path, monkeypatch):
+    """A PulseAudio server of its own with one null sink, `room`, whose monitor is the default source: what is
+    played into the sink is what a browser's microphone hears."""
+    runtime = tmp_path / "pulse"
+    runtime.mkdir()
+    socket_path = runtime / "native"
+    server = subprocess.Popen(
+        [PULSEAUDIO, "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit", "--use-pid-file=no",
+         f"--load=module-native-protocol-unix auth-anonymous=1 socket={socket_path}",
+         "--load=module-null-sink sink_name=room"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "XDG_RUNTIME_DIR": str(runtime),
+                                                                 "HOME": str(tmp_path)})
+    monkeypatch.setenv("PULSE_SERVER", f"unix:{socket_path}")
+    deadline = time.monotonic() + 15
+    while not socket_path.exists() and server.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not socket_path.exists():
+        server.kill()
+        pytest.fail(f"pulseaudio did not start: {server.stderr.read().decode(errors='replace')[-500:]}")
+    subprocess.run(["pactl", "set-default-source", "room.monitor"], check=True)
+    subprocess.run(["pactl", "set-default-sink", "room"], check=True)
+    yield
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.mark.skipif(FIREFOX is None or PULSEAUDIO is None,
+                    reason="no firefox or pulseaudio (scripts/get-browser.sh installs them)")
+def test_the_page_names_a_song_played_into_firefox_s_microphone_within_10_s(server, built_index, tmp_path, room):
+    marionette = pytest.importorskip("marionette_driver.marionette")
+    from marionette_driver.by import By
+
+    song = Index(built_index).catalogue.songs()[1]
+    microphone = tmp_path / "clip.wav"
+    noisy_clip(song.path, microphone)
+    client = marionette.Marionette(bin=FIREFOX, headless=True, startup_timeout=60, prefs={
+        "media.navigator.permission.disabled": True,  # no prompt for the microphone
+        "media.navigator.streams.fake": False,  # the real default source: the room's monitor
+        "media.autoplay.default": 0, "media.autoplay.blocking_policy": 0})
+    player = None
+    try:
+        client.start_session()
+        client.navigate(server)
+        client.find_element(By.ID, "listen").click()
+        player = subprocess.Popen(["paplay", "--device=room", str(microphone)])
+        deadline = time.monotonic() + 10
+        title = ""
+        while not title and time.monotonic() < deadline:
+            time.sleep(0.25)
+            title = client.find_element(By.ID, "title").text
+        assert title == song.title, client.find_element(By.ID, "status").text
+        assert "listening" in client.find_element(By.ID, "status").text
+    finally:
+        if player is not None:
+            player.terminate()
+        client.cleanup()
