@@ -111,7 +111,8 @@ def test_the_page_names_a_song_played_into_firefox_s_microphone_within_10_s(serv
     song = Index(built_index).catalogue.songs()[1]
     microphone = tmp_path / "clip.wav"
     noisy_clip(song.path, microphone)
-    client = marionette.Marionette(bin=FIREFOX, headless=True, startup_timeout=60, prefs={
+    client = marionette.Marionette(bin=FIREFOX, headless=True, startup_timeout=60,
+                                   gecko_log=str(tmp_path / "gecko.log"), prefs={
         "media.navigator.permission.disabled": True,  # no prompt for the microphone
         "media.navigator.streams.fake": False,  # the real default source: the room's monitor
         "media.autoplay.default": 0, "media.autoplay.blocking_policy": 0})
