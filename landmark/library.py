@@ -287,8 +287,7 @@ class Index:
         song looks this way first: no lookup and no vote, a few milliseconds where a search takes tens. The match's
         score is that z, its offset `offset_s`. None: the song is not clearly there (search instead)."""
         matching, settings = self.matching, self.fingerprint_settings
-        samples = samples[:int(matching.max_query_s * self.sample_rate_hz)]
-        audio.check_usable(samples, self.sample_rate_hz, matching.min_duration_s)
+        samples = self._usable_query(samples)
         peaks = self.peaks.get([previous.song.id]).get(previous.song.id)
         song = self.catalogue.songs_by_id([previous.song.id]).get(previous.song.id)
         if peaks is None or song is None:
@@ -322,13 +321,17 @@ class Index:
         zs = [z for z, _ in agreements(candidates[:matching.verify_candidates], clip, self.peaks.get, matching)]
         return lead, max(zs, default=None)
 
+    def _usable_query(self, samples: np.ndarray) -> np.ndarray:
+        """A query's first `max_query_s`, refused in one line when too short or silent."""
+        samples = samples[:int(self.matching.max_query_s * self.sample_rate_hz)]
+        audio.check_usable(samples, self.sample_rate_hz, self.matching.min_duration_s)
+        return samples
+
     def _fingerprint_query(self, samples: np.ndarray) -> Fingerprint:
         """A query's fingerprint at query density, with its prominence map: its first `max_query_s`, refused in
         one line when too short, silent or featureless."""
-        samples = samples[:int(self.matching.max_query_s * self.sample_rate_hz)]
-        audio.check_usable(samples, self.sample_rate_hz, self.matching.min_duration_s)
-        query = fingerprint(samples, self.fingerprint_settings, self.matching.query, with_prominence=True,
-                            index_density=self.fingerprint_settings.index)
+        query = fingerprint(self._usable_query(samples), self.fingerprint_settings, self.matching.query,
+                            with_prominence=True, index_density=self.fingerprint_settings.index)
         if query.hashes.size == 0:
             raise AudioError("no landmarks found (silent or featureless)")
         return query
