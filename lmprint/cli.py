@@ -504,7 +504,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
 
     from landmark import audio
 
-    from .monitor import Looks
+    from .monitor import Looks, MonitorSettings
     from .monitor import monitor as follow
 
     if as_json and as_csv:
@@ -525,13 +525,16 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
         jobs = (os.cpu_count() or 1) if source != "-" and method == "landmark" else 1
     looks = Looks(functools.partial(open_method, ctx.obj["db"], method, model=model, device=device),
                   jobs) if jobs > 1 else None
+    # a stream on standard input is heard live: it is looked at every hop even while nothing is heard, so a song is
+    # named as soon as it can be; a file is read as fast as it can be
+    settings = MonitorSettings(idle_hop_s=MonitorSettings.hop_s) if source == "-" else MonitorSettings()
     writer = csv.writer(sys.stdout) if as_csv else None
     columns = ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence", "rate"]
     if writer:
         writer.writerow(columns)
     segments = 0
     try:
-        for segment in follow(index, chunks, looks=looks):
+        for segment in follow(index, chunks, settings, looks=looks):
             row = segment.to_dict()
             event = "open" if segment.open else "closed"
             segments += not segment.open

@@ -3,16 +3,16 @@
 The stream is read in chunks and looked at through a sliding window: every `hop_s` seconds the last `window_s`
 seconds are matched like a clip (`Method.match_samples`). Once a song is confirmed, a look first checks that song
 where its clock puts it (`Method.follow`: no search, a few milliseconds) and searches only when the song is not
-clearly there. State stays bounded: one window of samples and the segments being followed.
+clearly there. While nothing is heard, looks come every `idle_hop_s` instead. State stays bounded: one window of
+samples (and a hop before it) and the segments being followed.
 
 A look that names a song gives its *anchor*, the song's time at the stream's start (the offset in the song minus
 the window's start times the song's rate: its speed or tempo, 1.0 as recorded), which stays constant while the
-song plays. Looks that name one song with one anchor (within
-`anchor_tolerance_s`) start a segment. It is reported (`open`) once `confirm_looks` looks agree, so a single
-chance match never becomes a song; from then on any look naming its song extends it (music repeats: a look may
-line up with another return of the passage), and it closes once `close_after_misses` looks in a row no longer
-name it, or when another song is confirmed (a crossfade hands over). A song that returns later gets a new
-segment.
+song plays. Looks that name one song with one anchor (within `anchor_tolerance_s`) start a segment. It is
+reported (`open`) once `confirm_looks` looks agree and one of them is sure (`confirm_chance`), so a chance match
+never becomes a song; from then on any look naming its song extends it (music repeats: a look may line up with
+another return of the passage), and it closes once `close_after_misses` looks in a row no longer name it, or when
+another song is confirmed (a crossfade hands over). A song that returns later gets a new segment.
 
 Boundaries: a window names a song once it holds about `audible_s` of it, so a segment starts about that long
 before the end of its first agreeing window, and ends about that long after the start of its last. The song's
@@ -42,8 +42,21 @@ class MonitorSettings:
     hop_s: float = 2.0
     """Seconds between looks: the resolution of segment boundaries, and (× window / hop) the work per second."""
 
+    idle_hop_s: float = 4.0
+    """Seconds between looks while nothing is heard (no song followed or being confirmed): every `audible_s` of
+    the stream still lies whole in some window while it is at most `window_s − audible_s`, and a look that then
+    names a song looks back at the windows skipped, so its start is placed as finely as with `hop_s`. Searches
+    that find nothing (unknown music, talk) are most of a monitor's work; this halves them. Set it to `hop_s`
+    to look at every hop (a live page: its answers come sooner)."""
+
     confirm_looks: int = 2
     """Looks that must agree (song and anchor) before a segment is reported."""
+
+    confirm_chance: float = 1e-4
+    """...and one of them must be this unlikely by chance (`Match.false_match_probability`, where the engine is
+    calibrated). Looks overlap, so their agreement is not independent evidence: two looks fooled by one passage of
+    unknown music agree. An hour holds about 600 windows of distinct audio, so at 1e-4 unknown music makes a
+    segment about once in 16 hours; through a phone, 93 % of looks that name a song are this sure."""
 
     close_after_misses: int = 4
     """A segment closes after this many looks in a row that do not name it. A single look misses now and then
@@ -70,8 +83,13 @@ class MonitorSettings:
     def __post_init__(self) -> None:
         if not 0 < self.hop_s <= self.window_s:
             raise SettingsError("need 0 < hop_s <= window_s: every stretch of the stream is looked at")
+        if not self.hop_s <= self.idle_hop_s <= max(self.hop_s, self.window_s - self.audible_s):
+            raise SettingsError("need hop_s <= idle_hop_s <= window_s - audible_s: every audible stretch of a song "
+                                "lies whole in some window")
         if self.confirm_looks < 1 or self.close_after_misses < 1:
             raise SettingsError("confirm_looks and close_after_misses must be at least 1")
+        if not 0 < self.confirm_chance <= 1:
+            raise SettingsError("confirm_chance is a probability: above 0, at most 1")
         if not 0 <= self.follow_keep <= 1:
             raise SettingsError("follow_keep is a share of the best agreement: between 0 and 1")
 
@@ -95,6 +113,8 @@ class Segment:
     """The last look that named it: how a look that follows the song plays it."""
     best_follow: float = field(default=0.0, repr=False, compare=False)
     """The best agreement of a look that followed it (`Method.follow`'s score)."""
+    chance: float | None = field(default=None, repr=False, compare=False)
+    """The least false-match probability of its looks (None where the engine is not calibrated)."""
 
     def to_dict(self) -> dict:
         return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
@@ -120,6 +140,7 @@ class Monitor:
         rate = method.sample_rate_hz
         self._window = int(self.settings.window_s * rate)
         self._hop = max(1, int(self.settings.hop_s * rate))
+        self._idle_hop = max(self._hop, int(self.settings.idle_hop_s * rate))
         self._buffer = np.zeros(0, np.float32)
         self._buffer_start = 0  # stream sample of _buffer[0]
         self._next_look = 0  # stream sample where the next look's window starts
@@ -136,14 +157,20 @@ class Monitor:
         """Take the next chunk; the segments confirmed or closed by the looks it completes."""
         self._buffer = np.concatenate([self._buffer, np.asarray(samples, np.float32)])
         self._heard += len(samples)
-        due = []
-        while self._next_look + self._window <= self._heard:
-            due.append((self._next_look, self._window))
-            self._next_look += self._hop
-        events = self._look_at(due)
-        keep_from = self._next_look - self._buffer_start  # nothing before the next window is needed again
+        events: list[Segment] = []
+        batch = self._looks.jobs if self._looks is not None else 1
+        while True:  # a batch of looks at a time, its hop chosen by what the looks before it heard
+            idle = self.current is None and self._candidate is None
+            step = self._idle_hop if idle else self._hop
+            if self._next_look + (batch - 1) * step + self._window > self._heard:
+                break
+            due = [(self._next_look + n * step, self._window) for n in range(batch)]
+            self._next_look += batch * step
+            events += self._look_at(due, after_idle_hop=idle and step > self._hop)
+        # nothing before the next window is needed again, but for the windows a look after an idle hop looks back at
+        keep_from = self._next_look - (self._idle_hop - self._hop) - self._buffer_start
         if keep_from > 0:
-            self._buffer, self._buffer_start = self._buffer[keep_from:], self._next_look
+            self._buffer, self._buffer_start = self._buffer[keep_from:], self._buffer_start + keep_from
         return events
 
     def finish(self) -> list[Segment]:
@@ -159,9 +186,10 @@ class Monitor:
         return events
 
     # --- internals ----------------------------------------------------------------------------------------
-    def _look_at(self, due: list[tuple[int, int]]) -> list[Segment]:
+    def _look_at(self, due: list[tuple[int, int]], after_idle_hop: bool = False) -> list[Segment]:
         """Match the windows (start, length in samples) in stream order, through `looks` when given, and track
-        what they name."""
+        what they name; `after_idle_hop`: the windows are `idle_hop_s` apart, and one that names a song looks
+        back."""
         rate = self.method.sample_rate_hz
         windows = [self._buffer[start - self._buffer_start:start - self._buffer_start + length]
                    for start, length in due]
@@ -169,7 +197,7 @@ class Monitor:
         if self._looks is None:  # one look after another, each checking the song followed as of the look before
             for (start, length), window in zip(due, windows):
                 events += self._update(look(self.method, window, self._hint(start / rate)), start / rate,
-                                       length / rate)
+                                       length / rate, after_idle_hop)
             return events
         # a batch at once, each look checking the song followed as of the batch's start
         matches = self._looks.match_all(windows, [self._hint(start / rate) for start, _ in due])
@@ -177,10 +205,11 @@ class Monitor:
             if match is not None and match.decided_by == "followed" and (
                     self.current is None or match.song.id != self.current.song.id):
                 continue  # it followed a song that an earlier look of the batch saw end: it says nothing now
-            events += self._update(match, start / rate, length / rate)
+            events += self._update(match, start / rate, length / rate, after_idle_hop)
         return events
 
-    def _update(self, match: Match | None, time_s: float, length_s: float) -> list[Segment]:
+    def _update(self, match: Match | None, time_s: float, length_s: float,
+                after_idle_hop: bool = False) -> list[Segment]:
         events: list[Segment] = []
         current = self.current
         if current is not None and self._agrees(current, match, time_s):
@@ -205,7 +234,10 @@ class Monitor:
             self._extend(candidate, match, time_s, length_s)
         else:
             candidate = self._candidate = self._start(match, time_s, length_s)
-        if candidate.looks >= self.settings.confirm_looks:
+            if after_idle_hop:
+                self._look_back(candidate, match, time_s, length_s)
+        if candidate.looks >= self.settings.confirm_looks and (
+                candidate.chance is None or candidate.chance <= self.settings.confirm_chance):
             if current is not None:  # another song took over (a crossfade)
                 events.append(self._close(current, before_s=candidate.start_s))
             self.current, self._candidate = candidate, None
@@ -248,9 +280,30 @@ class Monitor:
         held_s = length_s / 2 + settings.hop_s / 2 if self.current is not None else settings.audible_s
         start_s = max(0.0, time_s + length_s - held_s) if time_s > 0 else 0.0
         segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1, rate=_rate(match),
-                          heard=match)
+                          heard=match, chance=match.false_match_probability)
         self._place(segment, self._anchor(match, time_s))
         return segment
+
+    def _look_back(self, segment: Segment, match: Match, time_s: float, length_s: float) -> None:
+        """A look after an idle hop named `segment`'s song: the windows skipped since the look before are looked
+        at, latest first, and the segment starts as the earliest that names the song at its anchor would have
+        started it. They only place its start (a look back is not one of the looks that confirm it), and they are
+        searched, not followed: a window that holds only the song's first seconds names it by its vote, where
+        its peaks agree too little to follow it."""
+        if match.offset_s is None or match.offset_s <= 0.0:
+            return  # the song began within this window: no window before it holds more of it
+        rate_hz = self.method.sample_rate_hz
+        start = int(round(time_s * rate_hz))
+        for back in range(self._hop, self._idle_hop, self._hop):
+            first = start - back - self._buffer_start
+            if first < 0:
+                return
+            earlier_s = (start - back) / rate_hz
+            heard = look(self.method, self._buffer[first:first + int(round(length_s * rate_hz))])
+            if not self._agrees(segment, heard, earlier_s):
+                return
+            segment.start_s = min(segment.start_s, max(0.0, earlier_s + length_s - self.settings.audible_s))
+            self._place(segment, segment.anchor_s)
 
     def _extend(self, segment: Segment, match: Match, time_s: float, length_s: float) -> None:
         segment.looks += 1
@@ -258,6 +311,8 @@ class Monitor:
         segment.end_s = time_s + length_s
         segment.confidence = max(segment.confidence, match.confidence)
         segment.heard = match
+        if match.false_match_probability is not None:
+            segment.chance = min(segment.chance if segment.chance is not None else 1.0, match.false_match_probability)
         if match.decided_by == "followed":
             segment.best_follow = max(segment.best_follow, match.score)
         if segment.anchor_s is None:

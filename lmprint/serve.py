@@ -44,9 +44,10 @@ MAX_AHEAD_S = 20.0
 """...and makes a client wait when it sends audio this far ahead of real time: one stream cannot take the
 workers away from everyone else's queries."""
 
-LIVE = MonitorSettings(window_s=5.0, hop_s=1.0)
-"""How `/listen` follows a microphone: a 5 s look every second, so that two agreeing looks name a song about 6 s
-after it starts (a file's monitor looks every 2 s at 6 s, for speed)."""
+LIVE = MonitorSettings(window_s=5.0, hop_s=1.0, idle_hop_s=1.0)
+"""How `/listen` follows a microphone: a 5 s look every second, silence and unknown music included, so that two
+agreeing looks name a song about 6 s after it starts (a file's monitor looks every 2 s at 6 s, every 4 s while it
+hears nothing, for speed)."""
 
 
 @dataclass(frozen=True)

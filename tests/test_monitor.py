@@ -158,7 +158,7 @@ def test_match_of_a_long_recording_says_only_its_start_was_matched_and_points_to
 
 def test_looks_in_worker_processes_give_the_same_segments_as_one_process(built_index):
     """A file's looks are independent: matched two at a time in two processes, each with its own open index,
-    they make the very segments one process makes."""
+    they make the same segments one process makes."""
     import functools
 
     import soxr
@@ -175,7 +175,10 @@ def test_looks_in_worker_processes_give_the_same_segments_as_one_process(built_i
             together = [e.to_dict() for e in monitor(index, chunks, looks=looks)]
         finally:
             looks.close()
-    assert together == alone
+    def without_looks(events):  # a batch takes its hop (`idle_hop_s` or not) as of its start: a look more or less
+        return [{key: value for key, value in event.items() if key != "looks"} for event in events]
+
+    assert without_looks(together) == without_looks(alone)
     check([e for e in alone if not e["open"]], truth)
 
 
@@ -275,3 +278,61 @@ def test_a_batch_look_that_followed_a_song_another_look_of_the_batch_saw_end_is_
     assert [(e.song.id, e.open) for e in events] == [(old.id, False), (new.id, True)]
     assert watcher.current is not None and watcher.current.song.id == new.id and watcher.current.misses == 0
     assert watcher._candidate is None
+
+
+def test_while_nothing_is_heard_looks_come_further_apart_and_a_song_after_it_is_placed_as_well(built_index):
+    """`idle_hop_s`: unknown music between songs is searched half as often, and a look that then names a song
+    looks back at the window it skipped, so the song starts where a look at every hop starts it."""
+    import soxr
+
+    class Counting:
+        def __init__(self, index):
+            self.index, self.searches, self.follows = index, 0, 0
+            self.sample_rate_hz = index.sample_rate_hz
+
+        def match_samples(self, samples):
+            self.searches += 1
+            return self.index.match_samples(samples)
+
+        def follow(self, samples, previous, offset_s, min_score=0.0):
+            self.follows += 1
+            return self.index.follow(samples, previous, offset_s, min_score)
+
+    pieces = [(100, 0.0, 38.0), (101, 0.0, 36.0), (2, 5.0, 25.0), (102, 3.0, 37.0), (103, 0.0, 38.0), (0, 9.0, 30.0)]
+    signal, truth = radio(pieces)
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        chunks = [samples[i:i + 4000] for i in range(0, samples.size, 4000)]
+        runs = {}
+        for idle_hop_s in (2.0, 4.0):
+            method = Counting(index)
+            segments = [e for e in monitor(method, chunks, MonitorSettings(idle_hop_s=idle_hop_s)) if not e.open]
+            runs[idle_hop_s] = method, [{"title": s.song.title, "start_s": s.start_s, "end_s": s.end_s,
+                                         "song_offset_s": s.song_offset_s} for s in segments]
+    every_hop, idle = runs[2.0][1], runs[4.0][1]
+    check(idle, truth)
+    assert [s["title"] for s in idle] == [s["title"] for s in every_hop]
+    for a, b in zip(idle, every_hop):
+        assert abs(a["start_s"] - b["start_s"]) <= 1.0 and abs(a["end_s"] - b["end_s"]) <= 1.0, (idle, every_hop)
+    assert runs[4.0][0].searches <= 0.65 * runs[2.0][0].searches, (runs[4.0][0].searches, runs[2.0][0].searches)
+
+
+def test_agreeing_looks_report_a_song_only_once_one_of_them_is_sure(built_index):
+    """Overlapping looks share most of their audio: two fooled by one passage agree. A segment is reported once
+    `confirm_looks` looks agree and one of them is unlikely by chance (`confirm_chance`); an engine that is not
+    calibrated (no false-match probability) needs the looks alone."""
+    from lmprint.results import Match
+
+    with Index(built_index) as index:
+        song = index.catalogue.songs()[0]
+
+        def looked(chance, time_s):
+            return Match(song, 60.0, 20.0 + time_s, 1.0 - (chance or 0.0), "vote", false_match_probability=chance,
+                         speed=1.0)
+
+        for chances, reported_at in (([1e-3, 1e-3, 1e-3], None), ([1e-3, 1e-3, 2e-5], 2), ([2e-5, 1e-3], 1),
+                                     ([None, None], 1)):
+            watcher = Monitor(index, MonitorSettings())
+            opened = [n for n, chance in enumerate(chances)
+                      if any(e.open for e in watcher._update(looked(chance, 2.0 * n), 2.0 * n, 6.0))]
+            assert opened == ([] if reported_at is None else [reported_at]), chances
