@@ -315,8 +315,9 @@ class Monitor:
             segment.chance = min(segment.chance if segment.chance is not None else 1.0, match.false_match_probability)
         if match.decided_by == "followed":
             segment.best_follow = max(segment.best_follow, match.score)
-        if segment.anchor_s is None:
-            self._place(segment, self._anchor(match, time_s))
+        if segment.anchor_s is None and (anchor := self._anchor(match, time_s)) is not None:
+            segment.rate = _rate(match)  # the anchor is this look's, at this look's rate
+            self._place(segment, anchor)
 
     def _place(self, segment: Segment, anchor: float | None) -> None:
         """Fix a segment's anchor once a look tells it, and bound its start by the song's own start: not before

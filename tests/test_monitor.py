@@ -336,3 +336,22 @@ def test_agreeing_looks_report_a_song_only_once_one_of_them_is_sure(built_index)
             opened = [n for n, chance in enumerate(chances)
                       if any(e.open for e in watcher._update(looked(chance, 2.0 * n), 2.0 * n, 6.0))]
             assert opened == ([] if reported_at is None else [reported_at]), chances
+
+
+def test_a_segment_keeps_the_rate_of_the_look_that_placed_its_anchor(built_index):
+    """A first look that began before the song tells no anchor (its offset reads 0) and may misjudge the rate from
+    the song's first seconds; the look that fixes the anchor fixes the rate with it. Mixing them put a song that
+    started an hour into a stream a minute late (2.3 % of an hour)."""
+    from lmprint.results import Match
+
+    with Index(built_index) as index:
+        song = index.catalogue.songs()[0]
+        watcher = Monitor(index, MonitorSettings())
+        # the song starts at 3374.5 s: the looks at 3372 and 3374 began before it, the one at 3376 places it
+        for time_s, offset_s, factors in ((3372.0, 0.0, {"tempo": 0.977, "pitch": 1.0}), (3374.0, 0.0, {"speed": 1.0}),
+                                          (3376.0, 1.5, {"speed": 1.0})):
+            watcher._update(Match(song, 60.0, offset_s, 0.99999, "vote", false_match_probability=1e-5, **factors),
+                            time_s, 6.0)
+        segment = watcher.current
+        assert segment is not None and segment.rate == 1.0
+        assert abs(segment.start_s - 3374.5) <= 0.01 and segment.song_offset_s == 0.0, segment
