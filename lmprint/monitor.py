@@ -22,7 +22,9 @@ lies within a hop of the estimate, the boundary is put there: songs are mostly p
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -143,8 +145,9 @@ class Monitor:
         self._idle_hop = max(self._hop, int(self.settings.idle_hop_s * rate))
         self._buffer = np.zeros(0, np.float32)
         self._buffer_start = 0  # stream sample of _buffer[0]
-        self._next_look = 0  # stream sample where the next look's window starts
+        self._last_look: int | None = None  # stream sample where the last look's window started
         self._heard = 0  # samples received
+        self._in_flight: deque[_Pending] = deque()  # looks sent, their answers taken in stream order
         self.current: Segment | None = None
         self._candidate: Segment | None = None
 
@@ -157,28 +160,22 @@ class Monitor:
         """Take the next chunk; the segments confirmed or closed by the looks it completes."""
         self._buffer = np.concatenate([self._buffer, np.asarray(samples, np.float32)])
         self._heard += len(samples)
-        events: list[Segment] = []
-        batch = self._looks.jobs if self._looks is not None else 1
-        while True:  # a batch of looks at a time, its hop chosen by what the looks before it heard
-            idle = self.current is None and self._candidate is None
-            step = self._idle_hop if idle else self._hop
-            if self._next_look + (batch - 1) * step + self._window > self._heard:
-                break
-            due = [(self._next_look + n * step, self._window) for n in range(batch)]
-            self._next_look += batch * step
-            events += self._look_at(due, after_idle_hop=idle and step > self._hop)
-        # nothing before the next window is needed again, but for the windows a look after an idle hop looks back at
-        keep_from = self._next_look - (self._idle_hop - self._hop) - self._buffer_start
+        events = self._look()
+        # nothing before the oldest look still to be taken is needed again, but for the windows it may look back at
+        oldest = self._in_flight[0].start if self._in_flight else self._next_start(self._hop)
+        keep_from = oldest - (self._idle_hop - self._hop) - self._buffer_start
         if keep_from > 0:
             self._buffer, self._buffer_start = self._buffer[keep_from:], self._buffer_start + keep_from
         return events
 
     def finish(self) -> list[Segment]:
-        """The stream ended: a last look at what is left, and every segment closed."""
-        events: list[Segment] = []
+        """The stream ended: the looks still out taken, a last look at what is left, and every segment closed."""
+        events = self._look(finishing=True)
         rate = self.method.sample_rate_hz
-        if self._heard - self._next_look >= self.settings.audible_s * rate and self._next_look < self._heard:
-            events += self._look_at([(self._next_look, self._heard - self._next_look)])
+        start = self._next_start(self._hop)
+        if self._heard - start >= self.settings.audible_s * rate:
+            events += self._update(look(self.method, self._samples(start, self._heard - start)), start / rate,
+                                   (self._heard - start) / rate)
         if self.current is not None:
             still_playing = self.current.misses == 0  # its last look agreed: it ran to the end of the stream
             events.append(self._close(self.current, until_end=still_playing))
@@ -186,27 +183,45 @@ class Monitor:
         return events
 
     # --- internals ----------------------------------------------------------------------------------------
-    def _look_at(self, due: list[tuple[int, int]], after_idle_hop: bool = False) -> list[Segment]:
-        """Match the windows (start, length in samples) in stream order, through `looks` when given, and track
-        what they name; `after_idle_hop`: the windows are `idle_hop_s` apart, and one that names a song looks
-        back."""
-        rate = self.method.sample_rate_hz
-        windows = [self._buffer[start - self._buffer_start:start - self._buffer_start + length]
-                   for start, length in due]
+    def _look(self, finishing: bool = False) -> list[Segment]:
+        """Look at every window due, and track what the looks name. With `looks`, `looks.jobs` looks are kept in
+        worker processes at once and their answers taken in stream order: each checks the song followed as of the
+        answers taken when it was sent, so a worker never waits for another's look to finish (a search takes ten
+        times a followed look). Without, one look after another, each as of the look before."""
         events: list[Segment] = []
-        if self._looks is None:  # one look after another, each checking the song followed as of the look before
-            for (start, length), window in zip(due, windows):
-                events += self._update(look(self.method, window, self._hint(start / rate)), start / rate,
-                                       length / rate, after_idle_hop)
-            return events
-        # a batch at once, each look checking the song followed as of the batch's start
-        matches = self._looks.match_all(windows, [self._hint(start / rate) for start, _ in due])
-        for (start, length), match in zip(due, matches):
+        jobs = self._looks.jobs if self._looks is not None else 1
+        rate = self.method.sample_rate_hz
+        while True:
+            while len(self._in_flight) < jobs and (due := self._due()) is not None:
+                start, after_idle_hop = due
+                window, hint = self._samples(start, self._window), self._hint(start / rate)
+                answer = (look(self.method, window, hint) if self._looks is None
+                          else self._looks.submit(window, hint))
+                self._in_flight.append(_Pending(start, after_idle_hop, answer))
+            if not self._in_flight or (len(self._in_flight) < jobs and not finishing):
+                return events  # the next look waits for more of the stream
+            pending = self._in_flight.popleft()
+            match = pending.answer.result() if isinstance(pending.answer, Future) else pending.answer
             if match is not None and match.decided_by == "followed" and (
                     self.current is None or match.song.id != self.current.song.id):
-                continue  # it followed a song that an earlier look of the batch saw end: it says nothing now
-            events += self._update(match, start / rate, length / rate, after_idle_hop)
-        return events
+                continue  # it followed a song that a look taken before it saw end: it says nothing now
+            events += self._update(match, pending.start / rate, self._window / rate, pending.after_idle_hop)
+
+    def _due(self) -> tuple[int, bool] | None:
+        """The start of the next window if the stream holds it all, and whether an idle hop led to it; None
+        if not yet. The hop is chosen by what the looks taken so far heard."""
+        idle = self.current is None and self._candidate is None
+        start = self._next_start(self._idle_hop if idle else self._hop)
+        if start + self._window > self._heard:
+            return None
+        self._last_look = start
+        return start, idle and self._idle_hop > self._hop and start > 0
+
+    def _next_start(self, step: int) -> int:
+        return 0 if self._last_look is None else self._last_look + step
+
+    def _samples(self, start: int, length: int) -> np.ndarray:
+        return self._buffer[start - self._buffer_start:start - self._buffer_start + length]
 
     def _update(self, match: Match | None, time_s: float, length_s: float,
                 after_idle_hop: bool = False) -> list[Segment]:
@@ -350,6 +365,16 @@ class Monitor:
         return segment
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A look sent: its window's start (stream sample), whether an idle hop led to it, and its answer (a worker's
+    future, or the match itself where the look was made in this process)."""
+
+    start: int
+    after_idle_hop: bool
+    answer: Future | Match | None
+
+
 Hint = tuple[Match, float, float]
 """(the last look naming the song followed, the song's time in s at a window's start by its clock, the least
 agreement that keeps following it)."""
@@ -370,9 +395,9 @@ def look(method: Method, window: np.ndarray, hint: Hint | None = None) -> Match 
 
 
 class Looks:
-    """Looks matched in worker processes, each with its own open index (`open_method`, picklable): the looks of
-    a batch depend only on what the monitor followed before it, so on N cores N run at once. Windows are taken
-    `jobs` at a time, so a live stream's answers come up to a hop later each."""
+    """Looks matched in worker processes, each with its own open index (`open_method`, picklable): a look depends
+    only on what the monitor followed before it was sent, so on N cores N run at once. A monitor keeps `jobs` of
+    them out, so a live stream's answers come up to `jobs − 1` hops later each."""
 
     def __init__(self, open_method: Callable[[], Method], jobs: int):
         from concurrent.futures import ProcessPoolExecutor
@@ -380,8 +405,9 @@ class Looks:
         self.jobs = jobs
         self._pool = ProcessPoolExecutor(jobs, initializer=_open_worker, initargs=(open_method,))
 
-    def match_all(self, windows: list[np.ndarray], hints: list[Hint | None]) -> list[Match | None]:
-        return list(self._pool.map(_worker_look, windows, hints))
+    def submit(self, window: np.ndarray, hint: Hint | None) -> Future:
+        """A look at `window` in a worker (`look`): a future of its match."""
+        return self._pool.submit(_worker_look, window, hint)
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -408,7 +434,7 @@ def _worker_look(window: np.ndarray, hint: Hint | None) -> Match | None:
 def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSettings | None = None,
             looks: Looks | None = None) -> Iterator[Segment]:
     """Every segment event of a stream of chunks: each segment once when confirmed (open), once when closed. With
-    `looks`, windows are matched `looks.jobs` at a time in its worker processes."""
+    `looks`, `looks.jobs` windows are matched at once in its worker processes."""
     watcher = Monitor(method, settings, looks)
     jobs = looks.jobs if looks else 1
     hop = max(1, int(watcher.settings.hop_s * method.sample_rate_hz))

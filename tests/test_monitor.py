@@ -175,8 +175,12 @@ def test_looks_in_worker_processes_give_the_same_segments_as_one_process(built_i
             together = [e.to_dict() for e in monitor(index, chunks, looks=looks)]
         finally:
             looks.close()
-    def without_looks(events):  # a batch takes its hop (`idle_hop_s` or not) as of its start: a look more or less
-        return [{key: value for key, value in event.items() if key != "looks"} for event in events]
+    def without_looks(events):
+        """What a user reads, but for how far a song had got when it was confirmed and how many looks it took:
+        a worker's look is sent before the answers ahead of it are in, so its hop (`idle_hop_s` or not) may
+        differ by a look."""
+        return [{key: value for key, value in event.items()
+                 if key != "looks" and not (event["open"] and key == "end_s")} for event in events]
 
     assert without_looks(together) == without_looks(alone)
     check([e for e in alone if not e["open"]], truth)
@@ -247,34 +251,40 @@ def test_a_monitor_searches_only_when_the_song_it_follows_is_not_clearly_there(b
     assert runs[True][0] < 0.5 * runs[False][0], runs
 
 
-def test_a_batch_look_that_followed_a_song_another_look_of_the_batch_saw_end_is_set_aside(built_index):
-    """Looks matched a batch at a time (worker processes) check the song followed as of the batch's start. When
-    the batch's first look hands over to the next song, the second look's check of the old song says nothing
-    about the new one: it must neither count as the new song's miss nor start the old song again."""
+def test_a_look_that_followed_a_song_a_look_before_it_saw_end_is_set_aside(built_index):
+    """Looks in worker processes are sent before the answers of the looks ahead of them are taken: each checks
+    the song followed as of its sending. When the first look hands over to the next song, the second look's check
+    of the old song says nothing about the new one: it must neither count as the new song's miss nor start the
+    old song again."""
+    from concurrent.futures import Future
+
     from lmprint.monitor import Segment
     from lmprint.results import Match
 
-    class Batch:
+    class Workers:
         jobs = 2
 
         def __init__(self, answers):
-            self.answers = answers
+            self.answers, self.hints = list(answers), []
 
-        def match_all(self, windows, hints):
-            assert [hint[0].song.id if hint else None for hint in hints] == [old.id, old.id]  # as of the start
-            return self.answers
+        def submit(self, window, hint):
+            self.hints.append(hint[0].song.id if hint else None)
+            future: Future = Future()
+            future.set_result(self.answers.pop(0))
+            return future
 
     with Index(built_index) as index:
         old, new = index.catalogue.songs()[:2]
         heard_old = Match(old, 9.0, 30.0, 0.99, "followed", speed=1.0)
-        watcher = Monitor(index, looks=Batch([Match(new, 60.0, 12.0, 0.99, "vote", speed=1.0),
-                                              Match(old, 7.0, 34.0, 0.99, "followed", speed=1.0)]))
+        workers = Workers([Match(new, 60.0, 12.0, 0.99, "vote", false_match_probability=1e-6, speed=1.0),
+                           Match(old, 7.0, 34.0, 0.99, "followed", speed=1.0)])
+        watcher = Monitor(index, looks=workers)
         watcher.current = Segment(old, 0.0, 30.0, 0.0, 0.99, 10, anchor_s=0.0, heard=heard_old, best_follow=9.0)
         watcher._candidate = Segment(new, 26.0, 32.0, None, 0.99, 1)
         window = int(watcher.settings.window_s * index.sample_rate_hz)
         hop = int(watcher.settings.hop_s * index.sample_rate_hz)
-        watcher._buffer = np.zeros(window + hop, np.float32)
-        events = watcher._look_at([(0, window), (hop, window)])
+        events = watcher.feed(np.zeros(window + hop, np.float32))
+    assert workers.hints == [old.id, old.id]  # both sent before either answer was taken
     assert [(e.song.id, e.open) for e in events] == [(old.id, False), (new.id, True)]
     assert watcher.current is not None and watcher.current.song.id == new.id and watcher.current.misses == 0
     assert watcher._candidate is None
@@ -314,7 +324,8 @@ def test_while_nothing_is_heard_looks_come_further_apart_and_a_song_after_it_is_
     assert [s["title"] for s in idle] == [s["title"] for s in every_hop]
     for a, b in zip(idle, every_hop):
         assert abs(a["start_s"] - b["start_s"]) <= 1.0 and abs(a["end_s"] - b["end_s"]) <= 1.0, (idle, every_hop)
-    assert runs[4.0][0].searches <= 0.65 * runs[2.0][0].searches, (runs[4.0][0].searches, runs[2.0][0].searches)
+    # unknown music is three quarters of this radio: its searches halve, those around the songs stay
+    assert runs[4.0][0].searches <= 0.7 * runs[2.0][0].searches, (runs[4.0][0].searches, runs[2.0][0].searches)
 
 
 def test_agreeing_looks_report_a_song_only_once_one_of_them_is_sure(built_index):
