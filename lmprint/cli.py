@@ -6,6 +6,7 @@ Errors a user can cause are printed as one line, `lmprint: PATH: reason`, never 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -527,7 +528,9 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
                   jobs) if jobs > 1 else None
     # a stream on standard input is heard live: it is looked at every hop even while nothing is heard, so a song is
     # named as soon as it can be; a file is read as fast as it can be
-    settings = MonitorSettings(idle_hop_s=MonitorSettings.hop_s) if source == "-" else MonitorSettings()
+    settings = MonitorSettings()
+    if source == "-":
+        settings = dataclasses.replace(settings, idle_hop_s=settings.hop_s)
     writer = csv.writer(sys.stdout) if as_csv else None
     columns = ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence", "rate"]
     if writer:

@@ -3,8 +3,8 @@
 The stream is read in chunks and looked at through a sliding window: every `hop_s` seconds the last `window_s`
 seconds are matched like a clip (`Method.match_samples`). Once a song is confirmed, a look first checks that song
 where its clock puts it (`Method.follow`: no search, a few milliseconds) and searches only when the song is not
-clearly there. While nothing is heard, looks come every `idle_hop_s` instead. State stays bounded: one window of
-samples (and a hop before it) and the segments being followed.
+clearly there. While nothing is heard, looks come every `idle_hop_s` instead. State stays bounded: the samples
+from the oldest look still out (less the windows it may look back at) and the segments being followed.
 
 A look that names a song gives its *anchor*, the song's time at the stream's start (the offset in the song minus
 the window's start times the song's rate: its speed or tempo, 1.0 as recorded), which stays constant while the
@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .errors import AudioError, SettingsError
+from .errors import AudioError, LmprintError, SettingsError
 from .method import Method
 from .results import Match, Song
 
@@ -85,9 +85,11 @@ class MonitorSettings:
     def __post_init__(self) -> None:
         if not 0 < self.hop_s <= self.window_s:
             raise SettingsError("need 0 < hop_s <= window_s: every stretch of the stream is looked at")
-        if not self.hop_s <= self.idle_hop_s <= max(self.hop_s, self.window_s - self.audible_s):
-            raise SettingsError("need hop_s <= idle_hop_s <= window_s - audible_s: every audible stretch of a song "
-                                "lies whole in some window")
+        steps = self.idle_hop_s / self.hop_s
+        if self.idle_hop_s != self.hop_s and not (
+                abs(steps - round(steps)) < 1e-9 and self.hop_s < self.idle_hop_s <= self.window_s - self.audible_s):
+            raise SettingsError("idle_hop_s is hop_s, or a whole number of hops up to window_s - audible_s: every "
+                                "audible stretch of a song then lies whole in some window, and a look back is a hop")
         if self.confirm_looks < 1 or self.close_after_misses < 1:
             raise SettingsError("confirm_looks and close_after_misses must be at least 1")
         if not 0 < self.confirm_chance <= 1:
@@ -142,7 +144,7 @@ class Monitor:
         rate = method.sample_rate_hz
         self._window = int(self.settings.window_s * rate)
         self._hop = max(1, int(self.settings.hop_s * rate))
-        self._idle_hop = max(self._hop, int(self.settings.idle_hop_s * rate))
+        self._idle_hop = self._hop * round(self.settings.idle_hop_s / self.settings.hop_s)
         self._buffer = np.zeros(0, np.float32)
         self._buffer_start = 0  # stream sample of _buffer[0]
         self._last_look: int | None = None  # stream sample where the last look's window started
@@ -161,9 +163,10 @@ class Monitor:
         self._buffer = np.concatenate([self._buffer, np.asarray(samples, np.float32)])
         self._heard += len(samples)
         events = self._look()
-        # nothing before the oldest look still to be taken is needed again, but for the windows it may look back at
-        oldest = self._in_flight[0].start if self._in_flight else self._next_start(self._hop)
-        keep_from = oldest - (self._idle_hop - self._hop) - self._buffer_start
+        # nothing before the oldest look still to be taken is needed again, but for the windows it may look back
+        # at; with none out, the next look's look back reaches one hop past the last look at most
+        keep_from = (self._in_flight[0].start - (self._idle_hop - self._hop) if self._in_flight
+                     else self._start_after(self._hop)) - self._buffer_start
         if keep_from > 0:
             self._buffer, self._buffer_start = self._buffer[keep_from:], self._buffer_start + keep_from
         return events
@@ -172,9 +175,10 @@ class Monitor:
         """The stream ended: the looks still out taken, a last look at what is left, and every segment closed."""
         events = self._look(finishing=True)
         rate = self.method.sample_rate_hz
-        start = self._next_start(self._hop)
+        start = max(self._start_after(self._hop), self._heard - self._window)  # at most a window, a hop on
         if self._heard - start >= self.settings.audible_s * rate:
-            events += self._update(look(self.method, self._samples(start, self._heard - start)), start / rate,
+            window = self._samples(start, self._heard - start)
+            events += self._update(look(self.method, window, self._hint(start / rate)), start / rate,
                                    (self._heard - start) / rate)
         if self.current is not None:
             still_playing = self.current.misses == 0  # its last look agreed: it ran to the end of the stream
@@ -185,39 +189,46 @@ class Monitor:
     # --- internals ----------------------------------------------------------------------------------------
     def _look(self, finishing: bool = False) -> list[Segment]:
         """Look at every window due, and track what the looks name. With `looks`, `looks.jobs` looks are kept in
-        worker processes at once and their answers taken in stream order: each checks the song followed as of the
-        answers taken when it was sent, so a worker never waits for another's look to finish (a search takes ten
-        times a followed look). Without, one look after another, each as of the look before."""
+        worker processes at once and their answers taken in stream order, each checking the song followed as of
+        the answers taken when it was sent: a followed look (a few ms) is not held back by a search sent with it
+        (tens of ms), as it was when looks went in lockstep batches. Without, one look after another, each as of
+        the look before."""
         events: list[Segment] = []
         jobs = self._looks.jobs if self._looks is not None else 1
         rate = self.method.sample_rate_hz
         while True:
-            while len(self._in_flight) < jobs and (due := self._due()) is not None:
-                start, after_idle_hop = due
+            while len(self._in_flight) < jobs and (claimed := self._claim_next_window()) is not None:
+                start, after_idle_hop = claimed
                 window, hint = self._samples(start, self._window), self._hint(start / rate)
-                answer = (look(self.method, window, hint) if self._looks is None
-                          else self._looks.submit(window, hint))
+                if self._looks is None:
+                    answer: Future = Future()
+                    answer.set_result(look(self.method, window, hint))
+                else:
+                    answer = self._looks.submit(window, hint)
                 self._in_flight.append(_Pending(start, after_idle_hop, answer))
             if not self._in_flight or (len(self._in_flight) < jobs and not finishing):
                 return events  # the next look waits for more of the stream
             pending = self._in_flight.popleft()
-            match = pending.answer.result() if isinstance(pending.answer, Future) else pending.answer
+            try:
+                match = pending.answer.result()
+            except BrokenExecutor as error:
+                raise LmprintError(f"a monitor's worker process stopped: {error}") from None
             if match is not None and match.decided_by == "followed" and (
                     self.current is None or match.song.id != self.current.song.id):
                 continue  # it followed a song that a look taken before it saw end: it says nothing now
             events += self._update(match, pending.start / rate, self._window / rate, pending.after_idle_hop)
 
-    def _due(self) -> tuple[int, bool] | None:
-        """The start of the next window if the stream holds it all, and whether an idle hop led to it; None
-        if not yet. The hop is chosen by what the looks taken so far heard."""
+    def _claim_next_window(self) -> tuple[int, bool] | None:
+        """The start of the next window, counted as looked at, if the stream holds it all, and whether an idle
+        hop led to it; None if not yet. The hop is chosen by what the looks taken so far heard."""
         idle = self.current is None and self._candidate is None
-        start = self._next_start(self._idle_hop if idle else self._hop)
+        start = self._start_after(self._idle_hop if idle else self._hop)
         if start + self._window > self._heard:
             return None
         self._last_look = start
         return start, idle and self._idle_hop > self._hop and start > 0
 
-    def _next_start(self, step: int) -> int:
+    def _start_after(self, step: int) -> int:
         return 0 if self._last_look is None else self._last_look + step
 
     def _samples(self, start: int, length: int) -> np.ndarray:
@@ -304,7 +315,8 @@ class Monitor:
         at, latest first, and the segment starts as the earliest that names the song at its anchor would have
         started it. They only place its start (a look back is not one of the looks that confirm it), and they are
         searched, not followed: a window that holds only the song's first seconds names it by its vote, where
-        its peaks agree too little to follow it."""
+        its peaks agree too little to follow it. They are made in this process, while the workers take the looks
+        still out."""
         if match.offset_s is None or match.offset_s <= 0.0:
             return  # the song began within this window: no window before it holds more of it
         rate_hz = self.method.sample_rate_hz
@@ -367,12 +379,12 @@ class Monitor:
 
 @dataclass(frozen=True)
 class _Pending:
-    """A look sent: its window's start (stream sample), whether an idle hop led to it, and its answer (a worker's
-    future, or the match itself where the look was made in this process)."""
+    """A look sent: its window's start (stream sample), whether an idle hop led to it, and the future of its
+    match (done already where the look was made in this process)."""
 
     start: int
     after_idle_hop: bool
-    answer: Future | Match | None
+    answer: Future
 
 
 Hint = tuple[Match, float, float]
@@ -397,7 +409,7 @@ def look(method: Method, window: np.ndarray, hint: Hint | None = None) -> Match 
 class Looks:
     """Looks matched in worker processes, each with its own open index (`open_method`, picklable): a look depends
     only on what the monitor followed before it was sent, so on N cores N run at once. A monitor keeps `jobs` of
-    them out, so a live stream's answers come up to `jobs − 1` hops later each."""
+    them out, so a live stream's answers come up to `jobs − 1` looks later each."""
 
     def __init__(self, open_method: Callable[[], Method], jobs: int):
         from concurrent.futures import ProcessPoolExecutor

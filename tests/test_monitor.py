@@ -68,13 +68,14 @@ def test_monitor_follows_raw_pcm_on_standard_input(built_index):
 
 
 def test_memory_stays_bounded_however_long_the_stream(built_index):
-    """The monitor keeps one window of samples, whatever it has been fed."""
+    """The monitor keeps a window of samples and the windows its next look may look back at, whatever it has been
+    fed."""
     with Index(built_index) as index:
         watcher = Monitor(index, MonitorSettings())
         rng = np.random.default_rng(0)
         for _ in range(40):  # 40 chunks of 3 s of faint noise: 2 minutes, nothing to name
             watcher.feed((rng.standard_normal(3 * index.sample_rate_hz) * 1e-3).astype(np.float32))
-            assert watcher._buffer.size <= watcher._window + 3 * index.sample_rate_hz
+            assert watcher._buffer.size <= watcher._window + watcher._idle_hop - watcher._hop
         assert watcher.finish() == []
 
 
@@ -84,8 +85,9 @@ def test_a_bad_source_is_one_line(built_index, tmp_path):
                       [tmp_path / "missing.flac"]):
         result = run_cli("monitor", *arguments, db=built_index)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and "lmprint:" in result.stderr, arguments
-    with pytest.raises(SettingsError, match="hop_s"):
-        MonitorSettings(hop_s=0.0)
+    for wrong in ({"hop_s": 0.0}, {"idle_hop_s": 3.0}, {"idle_hop_s": 6.0}, {"confirm_chance": 0.0}):
+        with pytest.raises(SettingsError, match=next(iter(wrong))):
+            MonitorSettings(**wrong)
 
 
 @pytest.mark.parametrize("hop_s", [1.0, 2.0])
@@ -284,6 +286,8 @@ def test_a_look_that_followed_a_song_a_look_before_it_saw_end_is_set_aside(built
         window = int(watcher.settings.window_s * index.sample_rate_hz)
         hop = int(watcher.settings.hop_s * index.sample_rate_hz)
         events = watcher.feed(np.zeros(window + hop, np.float32))
+        events += watcher._look(finishing=True)  # the second answer too
+        assert not watcher._in_flight
     assert workers.hints == [old.id, old.id]  # both sent before either answer was taken
     assert [(e.song.id, e.open) for e in events] == [(old.id, False), (new.id, True)]
     assert watcher.current is not None and watcher.current.song.id == new.id and watcher.current.misses == 0
@@ -366,3 +370,36 @@ def test_a_segment_keeps_the_rate_of_the_look_that_placed_its_anchor(built_index
         segment = watcher.current
         assert segment is not None and segment.rate == 1.0
         assert abs(segment.start_s - 3374.5) <= 0.01 and segment.song_offset_s == 0.0, segment
+
+
+def test_a_look_after_an_idle_hop_looks_back_at_the_window_it_skipped(built_index):
+    """A song heard under talk until 10 s of a stream: the idle looks at 0 and 4 s miss it, the one at 8 s names
+    it, and its look back searches the window at 6 s, which names it too, so the segment starts at 10 s, as a
+    look every hop would have started it. A look back places the start only: it is not a look that confirms."""
+    from lmprint.results import Match
+
+    with Index(built_index) as index:
+        song = index.catalogue.songs()[0]
+
+    class Talk:
+        """Names the song in a window holding at least `needed_s` of it after 10 s (its samples are its time)."""
+        sample_rate_hz = 100
+
+        def __init__(self, needed_s):
+            self.needed_s, self.searched = needed_s, []
+
+        def match_samples(self, window):
+            start_s = round(float(window[0]), 2)
+            self.searched.append(start_s)
+            if start_s + window.size / 100 - max(start_s, 10.0) < self.needed_s:
+                return None
+            return Match(song, 60.0, 30.0 + start_s, 1.0, "vote", false_match_probability=1e-6, speed=1.0)
+
+    clock = (np.arange(1400) / 100).astype(np.float32)
+    for needed_s, start_s in ((2.0, 10.0), (3.0, 12.0)):
+        talk = Talk(needed_s)
+        watcher = Monitor(talk, MonitorSettings())
+        watcher.feed(clock)
+        assert talk.searched[:4] == [0.0, 4.0, 8.0, 6.0]  # the look at 8 s, then its look back
+        segment = watcher._candidate or watcher.current
+        assert segment is not None and segment.start_s == start_s and segment.looks == 1, (needed_s, segment)
