@@ -320,13 +320,12 @@ class Monitor:
         if match.offset_s is None or match.offset_s <= 0.0:
             return  # the song began within this window: no window before it holds more of it
         rate_hz = self.method.sample_rate_hz
-        start = int(round(time_s * rate_hz))
-        for back in range(self._hop, self._idle_hop, self._hop):
-            first = start - back - self._buffer_start
-            if first < 0:
+        start, length = int(round(time_s * rate_hz)), int(round(length_s * rate_hz))
+        for earlier in range(start - self._hop, start - self._idle_hop, -self._hop):
+            if earlier < self._buffer_start:
                 return
-            earlier_s = (start - back) / rate_hz
-            heard = look(self.method, self._buffer[first:first + int(round(length_s * rate_hz))])
+            earlier_s = earlier / rate_hz
+            heard = look(self.method, self._samples(earlier, length))
             if not self._agrees(segment, heard, earlier_s):
                 return
             segment.start_s = min(segment.start_s, max(0.0, earlier_s + length_s - self.settings.audible_s))
