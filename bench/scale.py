@@ -137,6 +137,7 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
             figures = summarise(outcomes)
             index.catalogue.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             songs = index.catalogue.song_count()
+            stats = index.stats()  # the file and its segments
             cold = measure(db, cold_clip, runs=STARTUP_RUNS)
             held_out_ms = [1000 * o.seconds for o in outcomes if not o.indexed]
             indexed_ms = [1000 * o.seconds for o in outcomes if o.indexed]
@@ -146,14 +147,15 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                          # warped too: the two medians, the overall one falling between them
                          "query_ms_p50_indexed": _median_ms(indexed_ms),
                          "query_ms_p50_held_out": _median_ms(held_out_ms),
-                         "db_bytes_per_song": round(os.path.getsize(db) / songs, 1),
-                         "db_bytes_per_audio_s": round(os.path.getsize(db) / index.catalogue.audio_s(), 1),
-                         "db_mb": round(os.path.getsize(db) / 2**20, 1),
+                         "db_bytes_per_song": round(stats["file_bytes"] / songs, 1),
+                         "db_bytes_per_audio_s": round(stats["file_bytes"] / index.catalogue.audio_s(), 1),
+                         "db_mb": round(stats["file_bytes"] / 2**20, 1),
+                         "segments": stats["segments"],
                          "cold_start_s": cold["wall_s_median"], "query_process_peak_mb": cold["peak_rss_mb"],
                          "insert_ms_per_distractor": (round(1000 * insert_s / (size - have), 2) if size > have
                                                       else None),
                          "add_one_ms": round(1000 * float(np.median(one_by_one_s)), 1),
-                         "hashes_per_row": index.postings.stats()["hashes_per_row"]})
+                         "hashes_per_row": stats["hashes_per_row"]})
             print(rows[-1], file=sys.stderr, flush=True)
         index.close()
     return {"corpus": os.path.abspath(corpus), "seed": seed, "method": "landmark", "rows": rows}

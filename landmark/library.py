@@ -33,9 +33,10 @@ SETTINGS_KEY = "config"
 """The `meta` key under which an index records its `FingerprintSettings` (JSON)."""
 
 COMPACT_AFTER_CHANGE = 0.2
-"""`add` and `remove` compact the file (`Catalogue.compact`) after a batch that added or removed at least this
-fraction of the audio now indexed: a bulk add then leaves a file about 10 % smaller, removing songs gives the space
-back, and small changes to a large index stay cheap."""
+"""`add` and `remove` compact the index (its segments merged into one, `SQLitePostingStore.compact`; the file,
+`Catalogue.compact`) after a batch that added or removed at least this fraction of the audio now indexed: a bulk
+add then leaves one segment and a file about 10 % smaller, removing songs gives the space back, and small changes
+to a large index stay cheap."""
 
 
 class Index:
@@ -191,6 +192,7 @@ class Index:
 
     def _compact_after_change(self, changed_audio_s: float) -> None:
         if changed_audio_s > 0 and changed_audio_s >= COMPACT_AFTER_CHANGE * self.catalogue.audio_s():
+            self.postings.compact()
             self.catalogue.compact()
 
     # --- match ------------------------------------------------------------------------------------------------
@@ -416,12 +418,13 @@ class Index:
     def stats(self) -> dict:
         """Songs, postings and stored-peak bytes, storage per song and per second of audio, and the settings."""
         n_songs, total_s = self.catalogue.read("SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM songs")[0]
-        file_bytes = self.catalogue.file_bytes()
+        postings = self.postings.stats()
+        file_bytes = self.catalogue.file_bytes() + postings["segment_bytes"]  # the file and the segments beside it
         return {
             "path": str(self.catalogue.path),
             "songs": n_songs,
             "duration_s": round(total_s, 1),
-            **self.postings.stats(),
+            **postings,
             **self.peaks.stats(),
             "file_bytes": file_bytes,
             "file_bytes_per_song": round(file_bytes / n_songs, 1) if n_songs else None,

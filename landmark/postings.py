@@ -68,6 +68,15 @@ def encode(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.ndarray
     that bucket's row: the blob continues the row's gaps, to be appended to it. None: new rows. Postings must not
     lie before their row's end (songs are added at the end of the timeline).
     """
+    buckets, data, word_starts = encode_words(hashes, timeline_frames, row_ends, layout)
+    bounds = (word_starts * WORD_BYTES).tolist()
+    return buckets, [data[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def encode_words(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.ndarray | None = None,
+                 layout: RowLayout = SIXTEEN_A_ROW) -> tuple[np.ndarray, bytes, np.ndarray]:
+    """Like `encode`, with the rows laid end to end: (buckets, bytes of all rows, each row's first word and the
+    end), for a store that keeps rows in one stretch (`landmark.segments`)."""
     hashes = np.asarray(hashes, np.int64)
     frames = np.asarray(timeline_frames, np.int64)
     buckets = hashes >> layout.suffix_bits
@@ -89,8 +98,7 @@ def encode(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.ndarray
     for offset, digit in ((1, high), (2, low)):
         words[word_at[escaped] + offset] = ((digit // escape) << gap_bits) | (digit % escape)
     data = words.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :WORD_BYTES]
-    bounds = np.r_[word_at[starts], words.size]
-    return row_buckets.astype(np.uint32), [data[a:b].tobytes() for a, b in zip(bounds[:-1], bounds[1:])]
+    return row_buckets.astype(np.uint32), data.tobytes(), np.r_[word_at[starts], words.size].astype(np.int64)
 
 
 def decode(buckets: np.ndarray, blobs: list[bytes], layout: RowLayout = SIXTEEN_A_ROW
@@ -102,9 +110,16 @@ def decode(buckets: np.ndarray, blobs: list[bytes], layout: RowLayout = SIXTEEN_
 
 def decode_rows(blobs: list[bytes], layout: RowLayout = SIXTEEN_A_ROW) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row index, hash suffix, timeline frame) of every posting in the blobs, in row and timeline order."""
-    if not blobs:
+    return decode_words(b"".join(blobs), np.fromiter(map(len, blobs), np.int64, len(blobs)) // WORD_BYTES, layout)
+
+
+def decode_words(data: bytes, words_per_row: np.ndarray, layout: RowLayout = SIXTEEN_A_ROW
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like `decode_rows`, for rows laid end to end in `data`, `words_per_row[i]` words in row i."""
+    words_per_row = np.asarray(words_per_row, np.int64)
+    if words_per_row.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    data = b"".join(blobs) + bytes(4 - WORD_BYTES)
+    data = data + bytes(4 - WORD_BYTES)
     n_words = (len(data) - (4 - WORD_BYTES)) // WORD_BYTES
     # each word read as 4 bytes starting at its own (overlapping the next word, masked off): no copy to pad it
     unaligned = np.ndarray((n_words,), "<u4", data, strides=(WORD_BYTES,))
@@ -112,13 +127,12 @@ def decode_rows(blobs: list[bytes], layout: RowLayout = SIXTEEN_A_ROW) -> tuple[
     escape, gap_bits = layout.escape, layout.gap_bits
     gaps = words & escape
     escapes = np.flatnonzero(gaps == escape)
-    words_per_row = np.fromiter(map(len, blobs), np.int64, len(blobs)) // WORD_BYTES
-    rows = np.repeat(np.arange(len(blobs)), words_per_row)
+    rows = np.repeat(np.arange(words_per_row.size), words_per_row)
     per_row = words_per_row
     if escapes.size:
         digits = (words >> gap_bits) * escape + gaps
         gaps[escapes] = digits[escapes + 1] * layout.digit_base + digits[escapes + 2]
-        per_row = words_per_row - 2 * np.bincount(rows[escapes], minlength=len(blobs))
+        per_row = words_per_row - 2 * np.bincount(rows[escapes], minlength=words_per_row.size)
         is_posting = np.ones(words.size, bool)
         is_posting[escapes + 1] = is_posting[escapes + 2] = False
         rows, gaps, words = rows[is_posting], gaps[is_posting], words[is_posting]

@@ -4,24 +4,32 @@
 songs, count songs and report sizes. It speaks storage (keys, songs, frames), not voting, so another backend (a
 distributed key-value store, for libraries beyond one machine) can implement it.
 
-`SQLitePostingStore` is the embedded implementation, in the index file (`lmprint.catalogue`):
+`SQLitePostingStore` is the embedded implementation, in the index file (`lmprint.catalogue`) and, once the index
+is no longer small, in sealed segments beside it (`landmark.segments`):
 
-- `postings`: an inverted index. Row key `bucket = hash >> suffix_bits`; the row's blob lists the bucket's
-  postings in timeline order (`landmark.postings`). A row holds 16 hashes while keys hold few postings, then 4,
-  then 1 as the library grows (`LAYOUT_STEPS`): the index is then rewritten once into a table of the new layout
-  (`postings_4`, `postings_1`), named in `meta` (`row_suffix_bits`).
+- the **tail**: `postings`, an inverted index in SQLite rows. Row key `bucket = hash >> suffix_bits`; the row's
+  blob lists the bucket's postings in timeline order (`landmark.postings`). A small index keeps every posting
+  here, 16 hashes a row. Once it holds `SEAL_FROM_POSTINGS`, the tail is sealed into a segment whenever it holds
+  `TAIL_POSTINGS`, and its rows hold one hash each (`postings_1`): a lookup then finds few tail rows, each a
+  B-tree search.
+- **segments**: immutable memory-mapped files, listed in the `segments` table with a level. A level that holds
+  `MERGE_FANOUT` segments is merged into one of the next level (dropping removed songs' postings), so a library
+  of n postings has O(log n) segments, and a lookup reads each of them with a binary search in its directory.
 - each song's place on the **timeline** (`landmark.timeline`), in the catalogue's `songs` rows
   (`timeline_start`, `timeline_frames`), and the timeline's end in `meta` (`timeline_end`).
 
 `PeakStore` keeps each song's peaks (`peaks` table, `landmark.peak_codec`), which verification reads.
 
-Adding a song is one short write transaction (the caller's): its catalogue row, its postings appended to each
-bucket it touches, and its peaks. A crash mid-song rolls the whole song back.
+Adding a song is one write transaction (the caller's): its catalogue row, its postings appended to the tail (or
+sealed), and its peaks. A segment is written in full and flushed before the transaction that lists it commits, so
+a crash mid-song rolls the whole song back, and can at worst leave an unlisted file, which `compact` deletes.
+Readers see the tail and the listed segments as of one moment; a segment merged away is deleted once the merge
+commits, and a reader that had not mapped it yet lists the segments again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,21 +38,30 @@ import numpy as np
 from lmprint.catalogue import SCHEMA_VERSION, Catalogue
 from lmprint.errors import IndexFileError
 
-from . import peak_codec
+from . import peak_codec, segments
 from . import postings as codec
 from .arrays import run_starts
 from .hashes import HASH_BITS
 from .timeline import TIMELINE_END, Timeline
 
 ROWS_PER_SCAN = 8192
-"""Rows read at a time when a removal scans the postings."""
+"""Tail rows read at a time when a removal scans them."""
 KEYS_PER_STATEMENT = 900
 """Buckets asked for per SELECT (SQLite allows 999 parameters)."""
-LAYOUT_STEPS = ((4.0, 2), (64.0, 0))
-"""(postings per possible hash, suffix bits): once the index holds this many postings per 21-bit hash on
-average, rows hold 2^suffix_bits hashes. Grouping hashes saves SQLite's ~10 B a row while keys hold a few
-postings, but a lookup reads a whole row, and an append rewrites one: with 16 hashes a row, a query reads 16×
-the postings it asks for. 4 a row from about 1,500 songs, 1 a row from about 25,000 (docs/design.md)."""
+SEAL_FROM_POSTINGS = 1 << 21
+"""An index keeps every posting in its SQLite rows until it holds this many (about 250 songs): a small library
+stays one file, and its 16-hash rows cost less than a segment's directory would."""
+TAIL_POSTINGS = 1 << 18
+"""From then on, the tail is sealed into a segment once it holds this many postings (about 30 songs): at one hash
+a row it then holds a row for about 12 % of the keys a query asks, each a B-tree search, against all of them for
+an index kept wholly in rows. A bulk batch this large is sealed at once."""
+MERGE_FANOUT = 4
+"""Segments of one level merged into one of the next: each posting is rewritten about once per level, and a
+lookup reads at most MERGE_FANOUT − 1 segments a level (docs/design.md)."""
+HASHES_PER_PART = 1 << 14
+"""Hashes sealed, merged or scanned at a time: memory stays a fraction (1/128) of the postings."""
+SEGMENT_OPEN_ATTEMPTS = 3
+"""Lookups that list the segments again when one listed has been merged away before this reader mapped it."""
 GREEDY_ROUNDS = 4
 """Rounds of `within_budget`'s greedy choice: after the first, little of the budget is left to fill."""
 SMALL_ROW_BYTES = 192
@@ -100,29 +117,37 @@ class PostingStore(Protocol):
 
 
 class SQLitePostingStore:
-    """`PostingStore` in the index file: bucket rows of 16 hashes, postings located by timeline frame."""
+    """`PostingStore` in the index file and the sealed segments beside it (see the module docstring)."""
 
     def __init__(self, catalogue: Catalogue):
         self.catalogue = catalogue
         self.conn = catalogue.conn
+        self.folder = segments.folder_of(catalogue.path)
         self._timeline: Timeline | None = None
+        self._timeline_version: tuple[int, int] | None = None  # (data_version, total_changes) it was read at
         self._known_row_ends: dict[int, int] = {}  # bucket → its row's last timeline frame (see `_row_ends`)
         self._known_version = None
         self._song_count: tuple[tuple[int, int], int] | None = None  # ((data_version, total_changes), count)
+        self._open: dict[str, segments.Segment] = {}  # file name → the segment, mapped
 
     @staticmethod
     def create(catalogue: Catalogue) -> None:
-        """The store's table and its meta entry (call inside a write transaction); idempotent."""
+        """The store's tables and meta entries (call inside a write transaction); idempotent."""
         catalogue.conn.execute("CREATE TABLE IF NOT EXISTS [postings] ([bucket] INTEGER PRIMARY KEY, "
                                "[entries] BLOB NOT NULL)")
         catalogue.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('timeline_end', '0')")
+        catalogue.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('tail_postings', '0')")
+        _create_segments_table(catalogue)
 
     def add(self, songs: Sequence[SongPostings]) -> None:
-        """Each song goes after the last on the timeline; its postings are appended to their rows. A batch of
-        songs appends to each row once: a row's append rewrites it, so bulk loads should come in batches."""
+        """Each song goes after the last on the timeline. While the store is small its postings are appended to
+        their rows (a batch of songs appends to each row once: a row's append rewrites it, so bulk loads should
+        come in batches); once it holds `SEAL_FROM_POSTINGS`, the rows are a tail, sealed into a segment when they
+        hold `TAIL_POSTINGS`, and a batch that large is sealed at once. Segments then merge by level."""
         if not songs:
             return
-        layout, table = self._layout()
+        _create_segments_table(self.catalogue)
+        tail, sealed = self._tail_postings(), self._sealed_postings()  # before these songs count
         end = int(self.catalogue.meta("timeline_end") or 0)
         all_hashes, all_frames = [], []
         for song in songs:
@@ -136,6 +161,23 @@ class SQLitePostingStore:
             end += span
         self.catalogue.set_meta("timeline_end", str(end))
         hashes, timeline_frames = np.concatenate(all_hashes), np.concatenate(all_frames)
+        sealing = tail + sealed + hashes.size >= SEAL_FROM_POSTINGS
+        if sealing and hashes.size >= TAIL_POSTINGS:
+            if tail > 0:
+                self._seal_tail()
+            order = np.argsort(hashes, kind="stable")
+            self._new_segment(_parts_of(hashes[order], timeline_frames[order]), hashes.size,
+                              int(timeline_frames.min()))
+        else:
+            self._append_to_tail(hashes, timeline_frames)
+            tail += hashes.size
+            self.catalogue.set_meta("tail_postings", str(tail))
+            if sealing and tail >= TAIL_POSTINGS:
+                self._seal_tail()
+        self._merge_levels()
+
+    def _append_to_tail(self, hashes: np.ndarray, timeline_frames: np.ndarray) -> None:
+        layout, table = self._layout()
         buckets, rows = np.unique(layout.bucket_of(hashes), return_inverse=True)
         buckets, blobs = codec.encode(hashes, timeline_frames, self._row_ends(buckets, layout, table), layout)
         self.conn.executemany(
@@ -145,41 +187,68 @@ class SQLitePostingStore:
         new_ends = dict(zip(buckets.tolist(), codec.last_frames(rows.reshape(-1), timeline_frames,
                                                                  buckets.size).tolist()))
         self.catalogue.after_commit(lambda: self._known_row_ends.update(new_ends))  # the rows' ends, once they are
-        self._relayout_if_grown(layout, table)
 
     def lookup(self, keys: np.ndarray, priority: np.ndarray | None = None, max_postings: int = 0) -> Postings:
-        """A row is read whole: the budget chooses rows, by their asked keys' summed priority per (estimated) asked
-        posting."""
+        """Rows (of the tail and of each segment) are read whole: the budget chooses rows, by their asked keys'
+        priority per (estimated) asked posting, a key's priority shared among its rows by their sizes."""
         wanted = np.asarray(keys, np.uint32)
         if wanted.size == 0:
             return Postings.empty()
         if (wanted[1:] <= wanted[:-1]).any():
             raise ValueError("lookup needs ascending, distinct keys")
-        with self.catalogue.snapshot():  # the layout and the rows as of one moment
+        for attempt in range(SEGMENT_OPEN_ATTEMPTS):
+            try:
+                return self._lookup(wanted, priority, max_postings)
+            except FileNotFoundError:  # merged away since this reader listed it: list them again
+                if attempt == SEGMENT_OPEN_ATTEMPTS - 1:
+                    raise IndexFileError(f"{self.folder} is missing a segment the index lists; rebuild the index "
+                                         "with lmprint add") from None
+        raise AssertionError("unreachable")
+
+    def _lookup(self, wanted: np.ndarray, priority: np.ndarray | None, max_postings: int) -> Postings:
+        budget = priority is not None and max_postings > 0
+        with self.catalogue.snapshot():  # the tail, its layout and the segments as of one moment
             layout, table = self._layout()
-            # A row holds the postings of 2^suffix_bits hashes. Per row found and suffix: was it asked for, and if
-            # so its index in `wanted`, the row's first asked index plus the asked suffixes below it.
-            firsts = run_starts(wanted >> layout.suffix_bits)
-            buckets = wanted[firsts] >> layout.suffix_bits
-            asked_suffixes = np.bitwise_or.reduceat(np.left_shift(np.uint32(1), wanted & layout.suffix_mask), firsts)
-            if priority is None or max_postings <= 0:
-                found_buckets, blobs = self._rows(buckets, table)
+            sealed = self._segments()
+            tail_asked = _AskedRows.of(wanted, layout)
+            if budget:
+                found, sizes, small = self._tail_sizes(tail_asked.buckets, table)
             else:
-                asked_per_row = np.diff(np.r_[firsts, wanted.size]) / (1 << layout.suffix_bits)
-                found_buckets, blobs = self._rows_within(
-                    buckets, np.add.reduceat(np.asarray(priority, np.float64), firsts), asked_per_row, max_postings,
-                    table)
-        rows, suffixes, timeline_frames = codec.decode_rows(blobs, layout)
-        slot = np.searchsorted(buckets, found_buckets)
-        asked = ((asked_suffixes[slot, None] >> np.arange(1 << layout.suffix_bits, dtype=np.uint32)) & 1
-                 ).astype(np.int64)
-        index = (np.cumsum(asked, axis=1) - asked + firsts[slot, None]).ravel()
-        cell = (rows << layout.suffix_bits) | suffixes
-        keep = asked.ravel()[cell].astype(bool)
-        return self._locate(index[cell[keep]], timeline_frames[keep])
+                found, blobs = self._rows(tail_asked.buckets, table)
+                sizes, small = np.zeros(found.size, np.int64), list[bytes | None](blobs)
+            tail_slots = np.searchsorted(tail_asked.buckets, found)
+            sources = [(tail_asked, tail_slots, sizes)]
+            segment_rows = []
+            for segment in sealed:
+                asked = _AskedRows.of(wanted, segment.layout)
+                present, rows_here = segment.find(asked.buckets)
+                sources.append((asked, np.flatnonzero(present), segment.sizes(rows_here)))
+                segment_rows.append(rows_here)
+            if budget:
+                assert priority is not None
+                chosen = np.split(_within_budget_of(sources, np.asarray(priority, np.float64), wanted.size,
+                                                    max_postings),
+                                  np.cumsum([slots.size for _, slots, _ in sources])[:-1])
+            else:
+                chosen = [np.ones(slots.size, bool) for _, slots, _ in sources]
+            keep = np.flatnonzero(chosen[0])
+            large = [i for i in keep.tolist() if small[i] is None]
+            large_buckets, large_blobs = self._rows(found[large], table)
+            fetched = dict(zip(large_buckets.tolist(), large_blobs))
+            read_blobs = [small[i] or fetched[int(found[i])] for i in keep.tolist()]
+            rows, suffixes, frames = codec.decode_rows(read_blobs, layout)
+            parts = [tail_asked.key_index(tail_slots[keep], rows, suffixes, frames)]
+            for segment, rows_here, (asked, slots, _), mask in zip(sealed, segment_rows, sources[1:], chosen[1:]):
+                read = segment.read(rows_here[mask])
+                parts.append(asked.key_index(slots[mask], read.rows, read.suffixes, read.frames))
+        key_index = np.concatenate([part[0] for part in parts])
+        timeline_frames = np.concatenate([part[1] for part in parts])
+        return self._locate(key_index, timeline_frames)
 
     def remove(self, song_ids: Sequence[int]) -> None:
-        """Rewrite the rows holding postings of these songs (a full scan of the postings, in slices)."""
+        """Rewrite the tail's rows holding postings of these songs (a scan of the tail, in slices). Their postings
+        in segments stay until a merge or `compact` rewrites those: they lie in the songs' gap on the timeline,
+        and lookups drop them."""
         if not song_ids:
             return
         doomed = self._timeline_of(f"id IN ({','.join('?' * len(song_ids))})", list(song_ids))
@@ -188,14 +257,32 @@ class SQLitePostingStore:
             return
         self._known_row_ends = {}
         layout, table = self._layout()
+        removed = 0
         for hashes, frames in self._row_slices(layout, table):
             gone, _, _ = doomed.locate(frames)
+            removed += int(gone.sum())
             touched = np.unique(layout.bucket_of(hashes[gone]))
             kept = ~gone & np.isin(layout.bucket_of(hashes), touched)
             kept_buckets, blobs = codec.encode(hashes[kept], frames[kept], layout=layout)
             self.conn.executemany(f"UPDATE {table} SET entries=? WHERE bucket=?", zip(blobs, kept_buckets.tolist()))
             emptied = np.setdiff1d(touched, kept_buckets)
             self.conn.executemany(f"DELETE FROM {table} WHERE bucket=?", ((b,) for b in emptied.tolist()))
+        if removed and self.catalogue.meta("tail_postings") is not None:
+            self.catalogue.set_meta("tail_postings", str(max(0, self._tail_postings() - removed)))
+
+    def compact(self) -> None:
+        """Seal the tail and merge every segment into one, without the postings of songs removed since; then
+        delete any segment file that a crash left unlisted. One write transaction; nothing to do for a store too small
+        to seal."""
+        with self.catalogue.write():
+            listed = self._listed()
+            if listed or self._tail_postings() >= SEAL_FROM_POSTINGS:  # a file made before segments, too
+                if self._tail_postings() > 0:
+                    self._seal_tail()
+                listed = self._listed()
+                if len(listed) > 1 or self._dead_postings(listed):
+                    self._merge([name for name, _, _ in listed])
+            self._remove_unlisted({name for name, _, _ in self._listed()})
 
     def song_count(self) -> int:
         """Counted again only when the file has changed since (`PRAGMA data_version` for other connections'
@@ -212,27 +299,26 @@ class SQLitePostingStore:
         hashes, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
         with self.catalogue.snapshot():  # the layout and its table as of one moment
             layout, table = self._layout()
-            postings_bytes, = self.catalogue.read(f"SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM {table}")[0]
-        return {"hashes": hashes, "postings_bytes": postings_bytes, "hashes_per_row": 1 << layout.suffix_bits}
+            tail_bytes, = self.catalogue.read(f"SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM {table}")[0]
+            listed = self._listed()
+        segment_bytes = sum((self.folder / name).stat().st_size for name, _, _ in listed
+                            if (self.folder / name).exists())
+        return {"hashes": hashes, "postings_bytes": tail_bytes + segment_bytes, "segment_bytes": segment_bytes,
+                "segments": len(listed), "hashes_per_row": 1 << layout.suffix_bits}
 
     def scan(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Rows are read `ROWS_PER_SCAN` at a time, in bucket order; a row holds whole keys."""
+        """A range of `HASHES_PER_PART` hashes at a time, from the tail and every segment."""
         timeline = self.timeline()
-        for hashes, timeline_frames in self._row_slices(*self._layout()):
-            inside, song_ids, frames = timeline.locate(timeline_frames)
-            yield hashes[inside], song_ids, frames
-
-    def _row_slices(self, layout: codec.RowLayout, table: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(hashes, timeline frames) of every posting, `ROWS_PER_SCAN` rows at a time in bucket order. Each slice
-        is read when asked for, so a caller may rewrite the rows of the slices it has seen."""
-        after = -1
-        while True:
-            rows = self.catalogue.read(f"SELECT bucket, entries FROM {table} WHERE bucket > ? ORDER BY bucket "
-                                       "LIMIT ?", (after, ROWS_PER_SCAN))
-            if not rows:
-                return
-            after = rows[-1][0]
-            yield codec.decode(np.array([row[0] for row in rows], np.uint32), [row[1] for row in rows], layout)
+        with self.catalogue.snapshot():
+            layout, table = self._layout()
+            sealed = self._segments()
+            for first in range(0, 1 << HASH_BITS, HASHES_PER_PART):
+                parts = [self._tail_range(first, first + HASHES_PER_PART, layout, table)]
+                parts += [segment.hash_range(first, first + HASHES_PER_PART) for segment in sealed]
+                hashes = np.concatenate([part[0] for part in parts])
+                inside, song_ids, frames = timeline.locate(np.concatenate([part[1] for part in parts]))
+                if song_ids.size:
+                    yield hashes[inside], song_ids, frames
 
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hashes, song ids, frames) of every posting in the store (a full scan)."""
@@ -245,38 +331,42 @@ class SQLitePostingStore:
         """Where the songs lie on the timeline, read from the file now."""
         return self._timeline_of("1", ())
 
-    # --- internals ------------------------------------------------------------------------------------------
+    # --- internals: the tail ----------------------------------------------------------------------------------
     def _layout(self) -> tuple[codec.RowLayout, str]:
-        """The rows' layout and the table that holds them, as the file records them now."""
+        """The tail rows' layout and the table that holds them, as the file records them now."""
         bits = int(self.catalogue.meta("row_suffix_bits") or codec.SIXTEEN_A_ROW.suffix_bits)
         return codec.RowLayout(bits), _table_of(bits)
 
-    def _relayout_if_grown(self, layout: codec.RowLayout, table: str) -> None:
-        """Rewrite the postings into a table of fewer hashes a row once the index has grown past a step of
-        `LAYOUT_STEPS` (inside the caller's write transaction: readers see the old table until it commits)."""
-        if layout.suffix_bits <= min(bits for _, bits in LAYOUT_STEPS):
-            return  # rows are as fine as they get: no need to count the postings on every add
-        postings, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
-        wanted = layout.suffix_bits
-        for per_hash, bits in LAYOUT_STEPS:
-            if postings >= per_hash * (1 << HASH_BITS):
-                wanted = min(wanted, bits)
-        if wanted == layout.suffix_bits:
-            return
-        new_layout, new_table = codec.RowLayout(wanted), _table_of(wanted)
-        self.conn.execute(f"CREATE TABLE [{new_table}] ([bucket] INTEGER PRIMARY KEY, [entries] BLOB NOT NULL)")
-        for hashes, frames in self._row_slices(layout, table):  # a slice holds whole rows, so whole new rows
-            buckets, blobs = codec.encode(hashes, frames, layout=new_layout)
-            self.conn.executemany(f"INSERT INTO {new_table}(bucket, entries) VALUES (?, ?)",
-                                  zip(buckets.tolist(), blobs))
-        self.conn.execute(f"DROP TABLE [{table}]")
-        self.catalogue.set_meta("row_suffix_bits", str(wanted))
-        self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # an lmprint that knows one table refuses it
-        self._known_row_ends = {}
-        self.catalogue.after_commit(lambda: self._known_row_ends.clear())  # after the old rows' ends are noted
+    def _tail_postings(self) -> int:
+        """Postings in the tail's rows, as `meta` counts them (counted once for a file made before it did)."""
+        counted = self.catalogue.meta("tail_postings")
+        if counted is not None:
+            return int(counted)
+        total, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
+        return max(0, int(total) - self._sealed_postings())
+
+    def _tail_range(self, first_hash: int, end_hash: int, layout: codec.RowLayout, table: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes, timeline frames) of the tail's postings of hashes in [first_hash, end_hash), whole rows."""
+        rows = self.catalogue.read(f"SELECT bucket, entries FROM {table} WHERE bucket >= ? AND bucket < ? "
+                                   "ORDER BY bucket", (first_hash >> layout.suffix_bits,
+                                                       end_hash >> layout.suffix_bits))
+        return codec.decode(np.array([row[0] for row in rows], np.uint32), [row[1] for row in rows], layout)
+
+    def _row_slices(self, layout: codec.RowLayout, table: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(hashes, timeline frames) of every tail posting, `ROWS_PER_SCAN` rows at a time in bucket order. Each
+        slice is read when asked for, so a caller may rewrite the rows of the slices it has seen."""
+        after = -1
+        while True:
+            rows = self.catalogue.read(f"SELECT bucket, entries FROM {table} WHERE bucket > ? ORDER BY bucket "
+                                       "LIMIT ?", (after, ROWS_PER_SCAN))
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield codec.decode(np.array([row[0] for row in rows], np.uint32), [row[1] for row in rows], layout)
 
     def _rows(self, buckets: np.ndarray, table: str) -> tuple[np.ndarray, list[bytes]]:
-        """(buckets, blobs) of the rows of these buckets that exist, in no particular order."""
+        """(buckets, blobs) of the tail rows of these buckets that exist, in no particular order."""
         rows: list[tuple] = []
         for start in range(0, buckets.size, KEYS_PER_STATEMENT):
             part = buckets[start:start + KEYS_PER_STATEMENT].tolist()
@@ -284,34 +374,22 @@ class SQLitePostingStore:
                 f"SELECT bucket, entries FROM {table} WHERE bucket IN ({','.join('?' * len(part))})", part)
         return np.asarray([row[0] for row in rows], np.uint32), [row[1] for row in rows]
 
-    def _rows_within(self, buckets: np.ndarray, priority: np.ndarray, asked_share: np.ndarray, max_postings: int,
-                     table: str) -> tuple[np.ndarray, list[bytes]]:
-        """(buckets, blobs) of the rows of these buckets that a budget of `max_postings` reads (see `lookup`). A
-        row counts for the postings of its asked keys, estimated as its postings × `asked_share` (the share of
-        its keys asked for): decoding a row is cheap, voting on a posting is not. One pass reads the small rows
-        and the sizes of the others; a second reads the large rows chosen."""
+    def _tail_sizes(self, buckets: np.ndarray, table: str) -> tuple[np.ndarray, np.ndarray, list[bytes | None]]:
+        """(buckets found, ascending; their rows' sizes in words; the blob of each row up to `SMALL_ROW_BYTES`,
+        else None): one pass reads the small rows and the sizes of the others."""
         rows: list[tuple] = []
         for start in range(0, buckets.size, KEYS_PER_STATEMENT):
             part = buckets[start:start + KEYS_PER_STATEMENT].tolist()
             rows += self.catalogue.read(
                 f"SELECT bucket, LENGTH(entries), CASE WHEN LENGTH(entries) <= {SMALL_ROW_BYTES} THEN entries END "
-                f"FROM {table} WHERE bucket IN ({','.join('?' * len(part))})", part)
+                f"FROM {table} WHERE bucket IN ({','.join('?' * len(part))}) ORDER BY bucket", part)
         if not rows:
-            return np.zeros(0, np.uint32), []
+            return np.zeros(0, np.uint32), np.zeros(0, np.int64), []
         found, sizes, blobs = zip(*rows)
-        found_buckets = np.asarray(found, np.int64)
-        slot = np.searchsorted(buckets, found_buckets)
-        chosen = within_budget(priority[slot], np.asarray(sizes, np.int64) // codec.WORD_BYTES * asked_share[slot],
-                               max_postings)
-        kept = np.flatnonzero(chosen).tolist()
-        large = [i for i in kept if blobs[i] is None]
-        large_buckets, large_blobs = self._rows(found_buckets[large].astype(np.uint32), table)
-        fetched = dict(zip(large_buckets.tolist(), large_blobs))
-        return (found_buckets[kept].astype(np.uint32),
-                [blobs[i] if blobs[i] is not None else fetched[found[i]] for i in kept])
+        return (np.asarray(found, np.uint32), np.asarray(sizes, np.int64) // codec.WORD_BYTES, list(blobs))
 
     def _row_ends(self, buckets: np.ndarray, layout: codec.RowLayout, table: str) -> np.ndarray:
-        """The timeline frame of the last posting in each of these (ascending) buckets' rows; 0 for no row.
+        """The timeline frame of the last posting in each of these (ascending) buckets' tail rows; 0 for no row.
 
         Call inside a write transaction. Rows are read once and their ends then kept across this connection's own
         inserts (a batch touches every row many times); `PRAGMA data_version` changes when another connection
@@ -328,6 +406,109 @@ class SQLitePostingStore:
             known.update(zip(found_buckets.tolist(), codec.last_frames(rows, frames, len(blobs)).tolist()))
         return np.array([known[b] for b in buckets.tolist()], np.int64)
 
+    # --- internals: segments ----------------------------------------------------------------------------------
+    def _listed(self) -> list[tuple[str, int, int]]:
+        """(file name, level, postings) of each segment the index lists, oldest first."""
+        if not self.catalogue.has_table("segments"):
+            return []
+        return [tuple(row) for row in self.catalogue.read("SELECT file, level, postings FROM segments ORDER BY id")]
+
+    def _sealed_postings(self) -> int:
+        return sum(postings for _, _, postings in self._listed())
+
+    def _segments(self) -> list[segments.Segment]:
+        """The listed segments, mapped (kept open across lookups; those no longer listed are let go)."""
+        names = [name for name, _, _ in self._listed()]
+        for name in set(self._open) - set(names):
+            self._open.pop(name).close()
+        for name in names:
+            if name not in self._open:
+                self._open[name] = segments.Segment(self.folder / name)
+        return [self._open[name] for name in names]
+
+    def _new_segment(self, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings: int, base_frame: int,
+                     level: int | None = None) -> None:
+        """Write a segment and list it (inside the caller's write transaction: a rollback leaves it unlisted)."""
+        name, written = segments.write(self.folder, parts, postings, base_frame)
+        if level is None:
+            level = max(0, int(np.floor(np.log(max(written, 1) / TAIL_POSTINGS) / np.log(MERGE_FANOUT))))
+        self.conn.execute("INSERT INTO segments(file, level, postings) VALUES (?, ?, ?)", (name, level, written))
+        self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # an lmprint that knows no segments refuses it
+
+    def _seal_tail(self) -> None:
+        """Move the tail's postings into a segment (dropping those of removed songs) and empty the tail, whose
+        rows hold one hash each from then on: the tail stays small, so a lookup finds few of its rows."""
+        layout, table = self._layout()
+        timeline = self.timeline()
+        def parts() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for first in range(0, 1 << HASH_BITS, HASHES_PER_PART):
+                hashes, frames = self._tail_range(first, first + HASHES_PER_PART, layout, table)
+                inside = timeline.locate(frames)[0]
+                yield hashes[inside], frames[inside]
+
+        self._new_segment(parts(), self._tail_postings(), int(self.catalogue.meta("sealed_end") or 0))
+        self.conn.execute(f"DELETE FROM {table}")
+        if layout.suffix_bits != 0:
+            self.conn.execute(f"DROP TABLE [{table}]")
+            self.conn.execute(f"CREATE TABLE [{_table_of(0)}] ([bucket] INTEGER PRIMARY KEY, [entries] BLOB NOT NULL)")
+            self.catalogue.set_meta("row_suffix_bits", "0")
+        self.catalogue.set_meta("tail_postings", "0")
+        self.catalogue.set_meta("sealed_end", self.catalogue.meta("timeline_end") or "0")
+        self._known_row_ends = {}
+        self.catalogue.after_commit(lambda: self._known_row_ends.clear())
+
+    def _merge_levels(self) -> None:
+        """Merge the segments of a level once it holds `MERGE_FANOUT` of them, into one of the next level, until
+        no level does: at most MERGE_FANOUT − 1 segments a level, each level MERGE_FANOUT times the size of the one
+        below."""
+        while True:
+            full = self.catalogue.read("SELECT level FROM segments GROUP BY level HAVING COUNT(*) >= ? "
+                                       "ORDER BY level LIMIT 1", (MERGE_FANOUT,))
+            if not full:
+                return
+            level = full[0][0]
+            names = [row[0] for row in self.catalogue.read("SELECT file FROM segments WHERE level=? ORDER BY id",
+                                                           (level,))]
+            self._merge(names, level + 1)
+
+    def _merge(self, names: list[str], level: int | None = None) -> None:
+        """Replace these segments by one holding their postings of songs still indexed. The old files go once the
+        transaction commits (readers that mapped them keep their view)."""
+        inputs = [segments.Segment(self.folder / name) for name in names]
+        timeline = self.timeline()
+        postings = sum(segment.postings for segment in inputs)
+        base = min(segment.first_frame for segment in inputs)
+        self._new_segment(segments.merged(inputs, lambda frames: timeline.locate(frames)[0], HASHES_PER_PART),
+                          postings, base, level)
+        for segment in inputs:
+            segment.close()
+        self.conn.executemany("DELETE FROM segments WHERE file=?", ((name,) for name in names))
+        self.catalogue.after_commit(lambda: self._remove_files(names))
+
+    def _dead_postings(self, listed: list[tuple[str, int, int]]) -> bool:
+        """Whether songs were removed since these segments were written: their songs hold fewer postings."""
+        live, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs WHERE timeline_start < ?",
+                                    (int(self.catalogue.meta("sealed_end") or 0),))[0]
+        return int(live) < sum(postings for _, _, postings in listed)
+
+    def _remove_files(self, names: Iterable[str]) -> None:
+        for name in names:
+            segment = self._open.pop(name, None)
+            if segment is not None:
+                segment.close()
+            try:
+                (self.folder / name).unlink()
+            except FileNotFoundError:
+                pass
+
+    def _remove_unlisted(self, listed: set[str]) -> None:
+        """Delete the segment files that no listing names: left by a crash between writing one and committing it.
+        Call holding the write lock (no other writer is making one)."""
+        if self.folder.is_dir():
+            self._remove_files(path.name for path in self.folder.iterdir()
+                               if path.name not in listed and path.name.endswith((segments.SUFFIX, ".tmp")))
+
+    # --- internals: from timeline frames to songs --------------------------------------------------------------
     def _timeline_of(self, condition: str, params: Sequence) -> Timeline:
         """The timeline of the songs matching an SQL condition."""
         rows = self.catalogue.read("SELECT timeline_start, timeline_start + timeline_frames, id FROM songs "
@@ -337,15 +518,87 @@ class SQLitePostingStore:
         return Timeline.of(rows)
 
     def _locate(self, key_index: np.ndarray, timeline_frames: np.ndarray) -> Postings:
-        """The postings at these timeline frames that lie in a song. The song list is cached and read again only
-        when a posting lies past its end (another process added songs since); postings of songs removed since
-        fall in gaps and are dropped."""
-        if self._timeline is None or (timeline_frames.size and int(timeline_frames.max()) >= self._timeline.end):
-            self._timeline = self.timeline()
+        """The postings at these timeline frames that lie in a song. The song list is cached and read again when
+        the file has changed (songs added or removed; a removed song's postings stay in segments until a merge)
+        or a posting lies past its end; postings of songs removed fall in gaps and are dropped."""
+        version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes)
+        if (self._timeline is None or version != self._timeline_version
+                or (timeline_frames.size and int(timeline_frames.max()) >= self._timeline.end)):
+            self._timeline, self._timeline_version = self.timeline(), version
         inside, song_ids, frames = self._timeline.locate(timeline_frames)
         if song_ids.size < key_index.size:  # some lie in the gap of a removed song
             key_index = key_index[inside]
         return Postings(key_index, song_ids, frames)
+
+
+@dataclass(frozen=True)
+class _AskedRows:
+    """Ascending, distinct asked keys grouped into the rows of one layout: row i is `buckets[i]`, its asked keys
+    are `wanted[firsts[i]:firsts[i + 1]]`, `suffix_bits[i]` has a bit set for each of their suffixes."""
+
+    layout: codec.RowLayout
+    buckets: np.ndarray
+    firsts: np.ndarray
+    suffix_bits: np.ndarray
+    n_keys: int
+
+    @classmethod
+    def of(cls, wanted: np.ndarray, layout: codec.RowLayout) -> _AskedRows:
+        firsts = run_starts(wanted >> layout.suffix_bits)
+        return cls(layout, (wanted[firsts] >> layout.suffix_bits).astype(np.int64), firsts,
+                   np.bitwise_or.reduceat(np.left_shift(np.uint32(1), wanted & layout.suffix_mask), firsts),
+                   wanted.size)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Asked keys per row."""
+        return np.diff(np.r_[self.firsts, self.n_keys])
+
+    def key_index(self, slots: np.ndarray, rows: np.ndarray, suffixes: np.ndarray, frames: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """(index among the asked keys, timeline frame) of each posting read that an asked key holds: posting i
+        was read from row `rows[i]` of those read, which are the asked rows `slots`."""
+        bits = self.layout.suffix_bits
+        asked = ((self.suffix_bits[slots, None] >> np.arange(1 << bits, dtype=np.uint32)) & 1).astype(np.int64)
+        index = (np.cumsum(asked, axis=1) - asked + self.firsts[slots, None]).ravel()
+        cell = (rows << bits) | suffixes
+        keep = asked.ravel()[cell].astype(bool)
+        return index[cell[keep]], frames[keep]
+
+
+def _within_budget_of(sources: list[tuple[_AskedRows, np.ndarray, np.ndarray]], priority: np.ndarray,
+                      n_keys: int, max_postings: int) -> np.ndarray:
+    """Which rows of all sources a budget reads (`within_budget`), in source order. Each source is (its asked
+    rows, the slots of those present, their sizes). A row counts for its size × the share of its hashes asked; a
+    key's priority is shared among the sources' rows that hold it, by their sizes (a source's row spread evenly
+    over its hashes), so that splitting postings among segments leaves the order of reading as it was."""
+    estimates = []
+    total = np.zeros(n_keys)
+    for asked, slots, sizes in sources:
+        per_row = np.zeros(asked.buckets.size)
+        per_row[slots] = sizes / (1 << asked.layout.suffix_bits)
+        per_key = np.repeat(per_row, asked.counts)
+        estimates.append(per_key)
+        total += per_key
+    shares = priority / np.maximum(total, 1e-9)
+    row_priority, row_cost = [], []
+    for (asked, slots, sizes), per_key in zip(sources, estimates):
+        row_priority.append(np.add.reduceat(shares * per_key, asked.firsts)[slots] if slots.size else np.zeros(0))
+        row_cost.append(sizes * asked.counts[slots] / (1 << asked.layout.suffix_bits))
+    return within_budget(np.concatenate(row_priority), np.concatenate(row_cost), max_postings)
+
+
+def _parts_of(hashes: np.ndarray, timeline_frames: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Postings sorted by hash, in ranges of `HASHES_PER_PART` hashes (whole rows of any layout)."""
+    bounds = np.searchsorted(hashes, np.arange(0, (1 << HASH_BITS) + 1, HASHES_PER_PART))
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        if b > a:
+            yield hashes[a:b], timeline_frames[a:b]
+
+
+def _create_segments_table(catalogue: Catalogue) -> None:
+    catalogue.conn.execute("CREATE TABLE IF NOT EXISTS [segments] ([id] INTEGER PRIMARY KEY, [file] TEXT NOT NULL "
+                           "UNIQUE, [level] INTEGER NOT NULL, [postings] INTEGER NOT NULL)")
 
 
 def _table_of(suffix_bits: int) -> str:

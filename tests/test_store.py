@@ -5,12 +5,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from landmark import Index
+from landmark import Index, segments
 from landmark.batch import SongFingerprint
 from landmark.peak_codec import PEAK_GAP_LIMIT
 from landmark.peak_codec import decode as decode_peaks
 from landmark.peak_codec import encode as encode_peaks
-from landmark.postings import ESCAPE
+from landmark.postings import ESCAPE, RowLayout
 from landmark.postings import decode as decode_postings
 from landmark.postings import encode as encode_postings
 from landmark.settings import Density, FingerprintSettings, MatchSettings
@@ -389,77 +389,151 @@ def test_a_budgeted_lookup_reads_whole_rows_by_priority_per_posting_within_the_b
         zip(budgeted.key_index.tolist(), budgeted.frames.tolist()))
 
 
-def test_a_growing_index_moves_to_fewer_hashes_a_row_and_reads_the_same_postings(tmp_path, monkeypatch):
-    """Past a step of `LAYOUT_STEPS` the postings are rewritten, once, into rows of fewer hashes: every posting
-    reads back the same, through a reader that opened the file before, and removal and appends still work."""
+def _small_sealing(monkeypatch, seal_from=200, tail=100, fanout=2):
+    """Sealing and merging at sizes a test can reach."""
     import landmark.store as store_module
 
-    monkeypatch.setattr(store_module, "LAYOUT_STEPS", ((200 / (1 << 21), 2), (400 / (1 << 21), 0)))
+    monkeypatch.setattr(store_module, "SEAL_FROM_POSTINGS", seal_from)
+    monkeypatch.setattr(store_module, "TAIL_POSTINGS", tail)
+    monkeypatch.setattr(store_module, "MERGE_FANOUT", fanout)
+
+
+def _random_songs(seed, n_songs, n_postings=120):
+    rng = np.random.default_rng(seed)
+    return [(rng.integers(0, 1 << 21, n_postings, dtype=np.uint32),
+             np.sort(rng.integers(0, 5000, n_postings)).astype(np.uint32)) for _ in range(n_songs)]
+
+
+def _segment_files(path):
+    folder = segments.folder_of(path)
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_a_growing_index_seals_its_tail_into_merged_segments_and_reads_the_same_postings(tmp_path, monkeypatch):
+    """Past `SEAL_FROM_POSTINGS` the tail is sealed into segments, which merge level by level: every posting
+    reads back the same after each song, through a reader that opened the file before any segment existed, with
+    and without a budget; a removed song's postings are gone at once, and from the files after `compact`."""
+    _small_sealing(monkeypatch)
     path = tmp_path / "i.db"
     writer, reader = Store(path, create=True), None
-    rng = np.random.default_rng(5)
-    songs = [(rng.integers(0, 1 << 21, 120, dtype=np.uint32), np.sort(rng.integers(0, 5000, 120)).astype(np.uint32))
-             for _ in range(5)]
+    songs = _random_songs(5, 9)
     asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
-    layouts = []
+    counts = []
     for number, (hashes, frames) in enumerate(songs):
         insert(writer, f"/{number}", f"sha-{number}", hashes, frames)
         reader = reader or Store(path)
-        layouts.append(writer.postings.stats()["hashes_per_row"])
+        counts.append(writer.postings.stats()["segments"])
         expected = sorted((int(h), song + 1, int(f)) for song, (hs, fs) in enumerate(songs[:number + 1])
                           for h, f in zip(hs, fs))
         assert _postings_of(reader, asked) == expected
-    assert layouts == [16, 4, 4, 1, 1]  # 120, 240, 360, 480, 600 postings
+        budgeted = reader.postings.lookup(asked, np.ones(asked.size), 10 ** 6)
+        assert sorted(zip(asked[budgeted.key_index].tolist(), budgeted.song_ids.tolist(),
+                          budgeted.frames.tolist())) == expected
+    # 120 postings a song: rows until 240, then a segment each time the tail reaches 100, two a level at most
+    assert counts[:2] == [0, 1] and max(counts) <= 3 and len(_segment_files(path)) == counts[-1]
+    assert writer.postings.stats()["hashes_per_row"] == 1
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     writer.remove([3])
     assert all(song != 3 for _, song, _ in _postings_of(reader, asked))
-    assert len(_postings_of(reader, asked)) == 480
+    assert len(_postings_of(reader, asked)) == 8 * 120
+    writer.postings.compact()
+    assert writer.postings.stats()["segments"] == 1 and len(_segment_files(path)) == 1
+    assert segments.Segment(segments.folder_of(path) / _segment_files(path)[0]).postings == 8 * 120
+    assert len(_postings_of(reader, asked)) == 8 * 120
 
 
-def test_a_failure_while_the_rows_are_rewritten_leaves_the_old_layout_and_no_half_song(tmp_path, monkeypatch):
-    """The rewrite into fewer hashes a row happens in the transaction of the song that crosses the step: if it
-    fails, that song is not added and the rows stay as they were, every posting readable."""
-    import landmark.postings as codec
+def test_a_budget_over_segments_reads_the_rows_a_single_store_would(tmp_path, monkeypatch):
+    """A key's priority is shared among the rows that hold it, by their sizes: the same postings split among the
+    tail and several segments are read in about the same order as from one store (rows of other layouts and the
+    budget's last row aside), so a budget keeps nearly the same keys."""
+    rng = np.random.default_rng(11)
+    songs = _random_songs(12, 8, 300)
+    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))[::3]
+    priority = rng.random(asked.size)
+    found = []
+    for sealing in (False, True):
+        if sealing:
+            _small_sealing(monkeypatch, seal_from=600, tail=500, fanout=8)
+        store = Store(tmp_path / f"{sealing}.db", create=True)
+        for number, (hashes, frames) in enumerate(songs):
+            insert(store, f"/{number}", f"sha-{number}", hashes, frames)
+        assert (store.postings.stats()["segments"] > 1) == sealing
+        got = store.postings.lookup(asked, priority, 20)
+        found.append(sorted(set(asked[got.key_index].tolist())))
+    both = set(found[0]) & set(found[1])
+    assert 0 < len(found[0]) < asked.size / 2 and len(both) >= 0.9 * max(map(len, found))
+
+
+def test_a_failure_while_sealing_leaves_no_half_song_and_compact_deletes_the_unlisted_file(tmp_path, monkeypatch):
+    """A segment is written before the transaction that lists it commits. If that transaction fails, the song is
+    not added, the tail and the segments stay as they were, and the file it left is deleted by `compact`."""
     import landmark.store as store_module
 
-    monkeypatch.setattr(store_module, "LAYOUT_STEPS", ((200 / (1 << 21), 2),))
-    store = Store(tmp_path / "i.db", create=True)
-    rng = np.random.default_rng(8)
-    first = rng.integers(0, 1 << 21, 150, dtype=np.uint32)
-    insert(store, "/a", "sha-a", first, np.arange(150, dtype=np.uint32))
-    plain_encode = codec.encode
-
-    def encode_failing_on_the_new_layout(hashes, frames, row_ends=None, layout=codec.SIXTEEN_A_ROW):
-        if layout != codec.SIXTEEN_A_ROW:
-            raise OSError("disk full")
-        return plain_encode(hashes, frames, row_ends, layout)
-
-    monkeypatch.setattr(codec, "encode", encode_failing_on_the_new_layout)
-    with pytest.raises(OSError):
-        insert(store, "/b", "sha-b", rng.integers(0, 1 << 21, 150, dtype=np.uint32), np.arange(150, dtype=np.uint32))
-    monkeypatch.setattr(codec, "encode", plain_encode)
-    reopened = Store(tmp_path / "i.db")
-    assert reopened.postings.stats()["hashes_per_row"] == 16
-    assert [song.path for song in reopened.catalogue.songs()] == ["/a"]
-    assert _postings_of(reopened, first) == sorted(zip(first.tolist(), [1] * 150, range(150)))
-    insert(reopened, "/b", "sha-b", rng.integers(0, 1 << 21, 150, dtype=np.uint32), np.arange(150, dtype=np.uint32))
-    assert reopened.postings.stats()["hashes_per_row"] == 4
-    assert _postings_of(reopened, first) == sorted(zip(first.tolist(), [1] * 150, range(150)))
-
-
-def test_a_schema_4_file_stays_4_until_its_rows_change_layout_then_older_lmprints_refuse_it(tmp_path, monkeypatch):
-    import landmark.store as store_module
-
-    monkeypatch.setattr(store_module, "LAYOUT_STEPS", ((200 / (1 << 21), 2),))
+    _small_sealing(monkeypatch)
     path = tmp_path / "i.db"
-    rng = np.random.default_rng(9)
+    store = Store(path, create=True)
+    songs = _random_songs(8, 4)
+    for number, (hashes, frames) in enumerate(songs[:3]):
+        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
+    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
+    before, files_before = _postings_of(store, asked), _segment_files(path)
+
+    def failing(self):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store_module.SQLitePostingStore, "_merge_levels", failing)
+    with pytest.raises(OSError):
+        insert(store, "/3", "sha-3", *songs[3])
+    monkeypatch.undo()
+    _small_sealing(monkeypatch)
+    reopened = Store(path)
+    assert [song.path for song in reopened.catalogue.songs()] == ["/0", "/1", "/2"]
+    assert _postings_of(reopened, asked) == before
+    assert len(_segment_files(path)) == len(files_before) + 1  # the unlisted one
+    reopened.postings.compact()
+    assert len(_segment_files(path)) == 1 and _postings_of(reopened, asked) == before
+
+
+def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch):
+    _small_sealing(monkeypatch)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    for number, (hashes, frames) in enumerate(_random_songs(2, 3)):
+        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
+    name = _segment_files(path)[0]
+    (segments.folder_of(path) / name).write_bytes(b"not a segment")
+    with pytest.raises(IndexFileError, match="damaged"):
+        Store(path).postings.lookup(np.array([1, 2, 3], np.uint32))
+    (segments.folder_of(path) / name).unlink()
+    with pytest.raises(IndexFileError, match="missing a segment"):
+        Store(path).postings.lookup(np.array([1, 2, 3], np.uint32))
+
+
+def test_a_schema_5_file_stays_5_until_its_tail_is_sealed_then_older_lmprints_refuse_it(tmp_path, monkeypatch):
+    """A file made before segments, of rows alone (here at 4 hashes a row, as a mid-size one was), is read as it
+    is; the first add past the thresholds seals all of it, and the version moves on."""
+    path = tmp_path / "i.db"
+    songs = _random_songs(9, 3)
+    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
     with Store(path, create=True) as store:
-        store.catalogue.conn.execute("PRAGMA user_version=4")  # as the lmprint before layouts made it
-        insert(store, "/a", "sha-a", rng.integers(0, 1 << 21, 150, dtype=np.uint32), np.arange(150, dtype=np.uint32))
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
+        insert(store, "/a", "sha-a", *songs[0])
+        store.catalogue.conn.execute("CREATE TABLE postings_4 (bucket INTEGER PRIMARY KEY, entries BLOB NOT NULL)")
+        buckets, blobs = encode_postings(songs[0][0], songs[0][1], layout=RowLayout(2))
+        store.catalogue.conn.executemany("INSERT INTO postings_4 VALUES (?, ?)", zip(buckets.tolist(), blobs))
+        store.catalogue.conn.execute("DROP TABLE postings")
+        store.catalogue.conn.execute("DROP TABLE segments")
+        store.catalogue.conn.execute("DELETE FROM meta WHERE key='tail_postings'")
+        store.catalogue.set_meta("row_suffix_bits", "2")
+        store.catalogue.conn.execute("PRAGMA user_version=5")
     with Store(path) as store:
-        insert(store, "/b", "sha-b", rng.integers(0, 1 << 21, 150, dtype=np.uint32), np.arange(150, dtype=np.uint32))
-        assert store.postings.stats()["hashes_per_row"] == 4
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert _postings_of(store, asked) == sorted((int(h), 1, int(f)) for h, f in zip(*songs[0]))
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 5
+    _small_sealing(monkeypatch)
+    with Store(path) as store:
+        insert(store, "/b", "sha-b", *songs[1])
+        assert store.postings.stats()["segments"] == 1
+        assert len(_postings_of(store, asked)) == 240
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 def test_the_timeline_names_the_same_song_and_frame_as_a_binary_search_would():

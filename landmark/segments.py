@@ -1,0 +1,215 @@
+"""Sealed postings: immutable, memory-mapped files of rows, beside the index file.
+
+A segment holds the postings of a stretch of songs, in the rows of `landmark.postings` (one row per bucket of
+2^suffix_bits hashes, gaps in timeline order), laid end to end in bucket order, with a directory of the rows it
+holds. Looking a row up is a binary search in the memory-mapped directory and a slice of the words: no per-row
+cost of a B-tree, no parsing, and the operating system's page cache keeps what queries read often. Opening one
+reads its header only.
+
+File layout (little-endian):
+
+    header   64 bytes: MAGIC, suffix_bits (u32), 0 (u32), base_frame, rows, words, postings, first_frame, end_frame
+             (u64 each)
+    words    3 bytes × words, then padding to a multiple of 8 bytes
+    starts   u64 × (rows + 1): row i's words are words[starts[i]:starts[i + 1]]
+    buckets  u32 × rows, ascending
+
+The directory comes last, so that a segment is written as its postings come (`write`, `merged`).
+
+A row's first gap counts from `base_frame` (the segment's first timeline frame), so that the first posting of a
+row in a small segment fits a word without an escape.
+
+A segment is written to a temporary name, flushed to disk and renamed into place before the catalogue lists it
+(`landmark.store`), so a listed segment is always whole; a segment that a crash left unlisted is removed by the
+next `compact`.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lmprint.errors import IndexFileError
+
+from . import postings as codec
+from .hashes import HASH_BITS
+
+MAGIC = b"LMPSEG01"
+HEADER = np.dtype([("magic", "S8"), ("suffix_bits", "<u4"), ("reserved", "<u4"), ("base_frame", "<u8"),
+                   ("rows", "<u8"), ("words", "<u8"), ("postings", "<u8"), ("first_frame", "<u8"),
+                   ("end_frame", "<u8")])
+SUFFIX = ".seg"
+
+
+def folder_of(index_path: str | os.PathLike) -> Path:
+    """Where an index file's segments live: a folder named after it, beside it (`music.db` → `music.db-postings`)."""
+    return Path(f"{index_path}-postings")
+
+
+def layout_for(postings: int) -> codec.RowLayout:
+    """Rows of 16 hashes while a segment holds under 4 postings per possible hash, then 4, then 1 from 64: a row's
+    directory entry (12 bytes) then costs under 0.2 bytes a posting, and a lookup decodes at most a few times the
+    postings it asks for."""
+    per_hash = postings / (1 << HASH_BITS)
+    return codec.RowLayout(4 if per_hash < 4 else 2 if per_hash < 64 else 0)
+
+
+@dataclass(frozen=True)
+class RowRead:
+    """Postings read from rows: posting i lies in the `rows[i]`-th row asked, has hash suffix `suffixes[i]` and
+    timeline frame `frames[i]`."""
+
+    rows: np.ndarray
+    suffixes: np.ndarray
+    frames: np.ndarray
+
+
+class Segment:
+    """One sealed segment, memory-mapped read-only."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            with open(path, "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                if size < HEADER.itemsize:
+                    raise ValueError("too short")
+                self._map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as error:
+            raise IndexFileError(f"{path} is damaged ({error}); rebuild the index with lmprint add") from None
+        header = np.frombuffer(self._map, HEADER, 1)[0]
+        rows, words = int(header["rows"]), int(header["words"])
+        words_at = HEADER.itemsize
+        starts_at = words_at + -(-codec.WORD_BYTES * words // 8) * 8
+        buckets_at = starts_at + 8 * (rows + 1)
+        if header["magic"] != MAGIC or header["suffix_bits"] > 4 or size != buckets_at + 4 * rows:
+            self._map.close()
+            raise IndexFileError(f"{path} is damaged (not a whole lmprint segment); rebuild the index with "
+                                 "lmprint add")
+        self.layout = codec.RowLayout(int(header["suffix_bits"]))
+        self.base_frame = int(header["base_frame"])
+        self.postings = int(header["postings"])
+        self.first_frame, self.end_frame = int(header["first_frame"]), int(header["end_frame"])
+        self.buckets = np.frombuffer(self._map, "<u4", rows, buckets_at)
+        self.starts = np.frombuffer(self._map, "<u8", rows + 1, starts_at)
+        self.words = np.frombuffer(self._map, np.uint8, codec.WORD_BYTES * words, words_at)
+
+    def close(self) -> None:
+        """Unmap the file (left to the garbage collector while an array still views it)."""
+        del self.buckets, self.starts, self.words
+        try:
+            self._map.close()
+        except BufferError:
+            pass
+
+    def find(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(which of these ascending buckets have a row here, as a mask; the rows' numbers here, for those)."""
+        buckets = np.asarray(buckets, np.uint32)  # the directory's type: no copy of it to compare
+        slot = np.searchsorted(self.buckets, buckets)
+        present = slot < self.buckets.size
+        present[present] = self.buckets[slot[present]] == buckets[present]
+        return present, slot[present]
+
+    def sizes(self, rows: np.ndarray) -> np.ndarray:
+        """Words in each of these rows (an escaped gap takes three: a bound on its postings)."""
+        return (self.starts[rows + 1] - self.starts[rows]).astype(np.int64)
+
+    def read(self, rows: np.ndarray) -> RowRead:
+        """The postings of these rows."""
+        rows = np.asarray(rows, np.int64)
+        lengths = self.sizes(rows)
+        byte_starts = self.starts[rows].astype(np.int64) * codec.WORD_BYTES
+        byte_lengths = lengths * codec.WORD_BYTES
+        total = int(byte_lengths.sum())
+        gather = np.repeat(byte_starts - (np.cumsum(byte_lengths) - byte_lengths), byte_lengths) + np.arange(total)
+        row, suffixes, frames = codec.decode_words(self.words[gather].tobytes(), lengths, self.layout)
+        return RowRead(row, suffixes, frames + self.base_frame)
+
+    def hash_range(self, first_hash: int, end_hash: int) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes, timeline frames) of every posting of hashes in [first_hash, end_hash), which must be whole rows
+        (multiples of 16)."""
+        bits = self.layout.suffix_bits
+        bounds = np.array([first_hash >> bits, end_hash >> bits], np.uint32)
+        lo, hi = np.searchsorted(self.buckets, bounds).tolist()
+        found = self.read(np.arange(lo, hi))
+        hashes = (self.buckets[lo:hi].astype(np.uint32)[found.rows] << bits) | found.suffixes.astype(np.uint32)
+        return hashes, found.frames
+
+
+def write(folder: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings: int, base_frame: int
+          ) -> tuple[str, int]:
+    """A new segment in `folder`, flushed to disk: its file name and the postings written. `parts` yields (hashes,
+    timeline frames) in ascending ranges of whole rows (a multiple of 16 hashes), at most `postings` in all, none
+    before `base_frame`; the layout follows that size (`layout_for`). Parts are written as they come: memory stays
+    that of a part."""
+    folder.mkdir(exist_ok=True)
+    layout = layout_for(postings)
+    name = f"{secrets.token_hex(8)}{SUFFIX}"
+    temporary = folder / f".{name}.tmp"
+    all_buckets, all_starts = [], []
+    n_words = n_postings = 0
+    first_frame, end_frame = None, 0
+    with open(temporary, "wb") as file:
+        file.write(bytes(HEADER.itemsize))
+        for hashes, frames in parts:
+            if frames.size == 0:
+                continue
+            frames = np.asarray(frames, np.int64)
+            buckets, data, starts = codec.encode_words(hashes, frames - base_frame, layout=layout)
+            file.write(data)
+            all_buckets.append(buckets)
+            all_starts.append(starts[:-1] + n_words)
+            n_words += int(starts[-1])
+            n_postings += frames.size
+            first = int(frames.min())
+            first_frame = first if first_frame is None else min(first_frame, first)
+            end_frame = max(end_frame, int(frames.max()) + 1)
+        buckets = np.concatenate(all_buckets) if all_buckets else np.zeros(0, np.uint32)
+        file.write(bytes(-(HEADER.itemsize + codec.WORD_BYTES * n_words) % 8))
+        file.write(np.r_[np.concatenate(all_starts) if all_starts else np.zeros(0, np.int64), n_words]
+                   .astype("<u8").tobytes())
+        file.write(buckets.astype("<u4").tobytes())
+        header = np.zeros(1, HEADER)
+        header[0] = (MAGIC, layout.suffix_bits, 0, base_frame, buckets.size, n_words, n_postings,
+                     base_frame if first_frame is None else first_frame, end_frame)
+        file.seek(0)
+        file.write(header.tobytes())
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, folder / name)
+    _sync_folder(folder)
+    return name, n_postings
+
+
+def merged(segments: list[Segment], keep: Callable[[np.ndarray], np.ndarray], hashes_per_part: int = 1 << 14
+           ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(hashes, timeline frames) of every posting of these segments that `keep(frames)` (a mask) keeps, a range of
+    `hashes_per_part` hashes at a time: memory stays bounded whatever their size."""
+    for first in range(0, 1 << HASH_BITS, hashes_per_part):
+        parts = [segment.hash_range(first, first + hashes_per_part) for segment in segments]
+        hashes = np.concatenate([part[0] for part in parts])
+        frames = np.concatenate([part[1] for part in parts])
+        kept = keep(frames)
+        yield hashes[kept], frames[kept]
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (where the platform allows opening a folder)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
