@@ -127,17 +127,21 @@ def decode_words(data: bytes, words_per_row: np.ndarray, layout: RowLayout = SIX
     escape, gap_bits = layout.escape, layout.gap_bits
     gaps = words & escape
     escapes = np.flatnonzero(gaps == escape)
-    rows = np.repeat(np.arange(words_per_row.size), words_per_row)
     per_row = words_per_row
     if escapes.size:
-        digits = (words >> gap_bits) * escape + gaps
-        gaps[escapes] = digits[escapes + 1] * layout.digit_base + digits[escapes + 2]
-        per_row = words_per_row - 2 * np.bincount(rows[escapes], minlength=words_per_row.size)
+        def digit(at: np.ndarray) -> np.ndarray:
+            return (words[at] >> gap_bits) * escape + gaps[at]
+
+        gaps[escapes] = digit(escapes + 1) * layout.digit_base + digit(escapes + 2)
+        escape_rows = np.searchsorted(np.cumsum(words_per_row), escapes, side="right")
+        per_row = words_per_row - 2 * np.bincount(escape_rows, minlength=words_per_row.size)
         is_posting = np.ones(words.size, bool)
         is_posting[escapes + 1] = is_posting[escapes + 2] = False
-        rows, gaps, words = rows[is_posting], gaps[is_posting], words[is_posting]
+        gaps = gaps[is_posting]
+        words = words[is_posting] if layout.suffix_bits else words[:gaps.size]  # no suffixes: only gaps matter
+    rows = np.repeat(np.arange(per_row.size), per_row)
     if rows.size == 0:
-        return rows, words, gaps
+        return rows, words[:0], gaps
     totals = np.cumsum(gaps)
     before = (totals - gaps)[np.minimum(np.cumsum(per_row) - per_row, totals.size - 1)]  # empty rows: unused
     return rows, words >> gap_bits, totals - before[rows]

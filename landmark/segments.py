@@ -100,7 +100,8 @@ class Segment:
         self.first_frame, self.end_frame = int(header["first_frame"]), int(header["end_frame"])
         self.buckets = np.frombuffer(self._map, "<u4", rows, buckets_at)
         self.starts = np.frombuffer(self._map, "<u8", rows + 1, starts_at)
-        self.words = np.frombuffer(self._map, np.uint8, codec.WORD_BYTES * words, words_at)
+        # one item a word: gathering words with `take` copies 3 bytes at a time (4× faster than bytes)
+        self.words = np.frombuffer(self._map, f"V{codec.WORD_BYTES}", words, words_at)
 
     def close(self) -> None:
         """Unmap the file (left to the garbage collector while an array still views it)."""
@@ -126,11 +127,9 @@ class Segment:
         """The postings of these rows."""
         rows = np.asarray(rows, np.int64)
         lengths = self.sizes(rows)
-        byte_starts = self.starts[rows].astype(np.int64) * codec.WORD_BYTES
-        byte_lengths = lengths * codec.WORD_BYTES
-        total = int(byte_lengths.sum())
-        gather = np.repeat(byte_starts - (np.cumsum(byte_lengths) - byte_lengths), byte_lengths) + np.arange(total)
-        row, suffixes, frames = codec.decode_words(self.words[gather].tobytes(), lengths, self.layout)
+        gather = np.repeat(self.starts[rows].astype(np.int64) - (np.cumsum(lengths) - lengths), lengths)
+        gather += np.arange(gather.size)
+        row, suffixes, frames = codec.decode_words(np.take(self.words, gather).tobytes(), lengths, self.layout)
         return RowRead(row, suffixes, frames + self.base_frame)
 
     def hash_range(self, first_hash: int, end_hash: int) -> tuple[np.ndarray, np.ndarray]:
