@@ -211,13 +211,14 @@ class SQLitePostingStore:
             layout, table = self._layout()
             sealed = self._segments()
             tail_asked = _AskedRows.of(wanted, layout)
+            small: list[bytes | None]
             if sealed and self._tail_postings() == 0:  # asking an empty tail costs about 1 µs a key
                 found, sizes, small = np.zeros(0, np.uint32), np.zeros(0, np.int64), []
             elif budget:
                 found, sizes, small = self._tail_sizes(tail_asked.buckets, table)
             else:
                 found, blobs = self._rows(tail_asked.buckets, table)
-                sizes, small = np.zeros(found.size, np.int64), list[bytes | None](blobs)
+                sizes, small = np.zeros(found.size, np.int64), list(blobs)
             tail_slots = np.searchsorted(tail_asked.buckets, found)
             sources = [(tail_asked, tail_slots, sizes)]
             segment_rows = []

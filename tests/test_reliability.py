@@ -29,8 +29,14 @@ def many_songs(tmp_path_factory):
     return folder
 
 
-def lmprint_process(*args, db):
-    return subprocess.Popen([sys.executable, "-m", "lmprint", "--db", str(db), *map(str, args)],
+SMALL_SEALING = ("import landmark.store as store; store.SEAL_FROM_POSTINGS, store.TAIL_POSTINGS, store.MERGE_FANOUT = "
+                 "4000, 2000, 2; from lmprint.cli import main; main()")
+"""`lmprint` with segments sealed and merged at sizes these songs reach (16 songs of about 1,600 postings)."""
+
+
+def lmprint_process(*args, db, sealing=False):
+    start = [sys.executable, "-c", SMALL_SEALING] if sealing else [sys.executable, "-m", "lmprint"]
+    return subprocess.Popen([*start, "--db", str(db), *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -43,13 +49,16 @@ def song_count(db) -> int:
 
 
 def postings_per_song(db) -> dict[int, int]:
-    """Count every song's postings by decoding the whole postings table."""
+    """Count every song's postings by decoding the whole tail and every listed segment."""
     from landmark import Index
     from landmark.postings import decode
 
     with Index(db) as index:
-        rows = index.catalogue.read("SELECT bucket, entries FROM postings")
-        _, timeline_frames = decode(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows])
+        layout, table = index.postings._layout()
+        rows = index.catalogue.read(f"SELECT bucket, entries FROM {table}")
+        _, timeline_frames = decode(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows], layout)
+        timeline_frames = np.concatenate([timeline_frames, *(segment.hash_range(0, 1 << 21)[1]
+                                                             for segment in index.postings._segments())])
         inside, songs, _ = index.postings.timeline().locate(timeline_frames)
     counts = {int(song): int(n) for song, n in zip(*np.unique(songs, return_counts=True))}
     if not inside.all():
@@ -136,9 +145,10 @@ def test_a_file_that_vanishes_mid_batch_is_named_and_the_rest_indexed(tmp_path):
 # --- 2. kill -9 mid-batch -------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_kill_9_mid_add_leaves_no_half_song_and_a_rerun_completes(many_songs, tmp_path):
+@pytest.mark.parametrize("sealing", [False, True], ids=["rows", "segments"])
+def test_kill_9_mid_add_leaves_no_half_song_and_a_rerun_completes(many_songs, tmp_path, sealing):
     db = tmp_path / "index.db"
-    process = lmprint_process("add", many_songs, db=db)
+    process = lmprint_process("add", many_songs, db=db, sealing=sealing)
     deadline = time.time() + 120
     while song_count(db) < 3 and time.time() < deadline and process.poll() is None:
         time.sleep(0.02)
@@ -151,6 +161,7 @@ def test_kill_9_mid_add_leaves_no_half_song_and_a_rerun_completes(many_songs, tm
     assert rerun.returncode == 0, rerun.stderr
     assert f"skipped {len(survivors)}" in rerun.stderr
     interrupted = assert_consistent(db)
+    assert (Index(db).postings.stats()["segments"] >= 1) == sealing
     clean_db = tmp_path / "clean.db"
     run_cli("add", many_songs, db=clean_db, check=True)
     uninterrupted = assert_consistent(clean_db)
@@ -183,14 +194,39 @@ def test_match_keeps_working_while_another_process_adds(many_songs, built_index,
 
 
 @pytest.mark.slow
-def test_two_adds_at_once_neither_corrupt_nor_duplicate(many_songs, tmp_path):
+@pytest.mark.parametrize("sealing", [False, True], ids=["rows", "segments"])
+def test_two_adds_at_once_neither_corrupt_nor_duplicate(many_songs, tmp_path, sealing):
     db = tmp_path / "shared.db"
-    first, second = lmprint_process("add", many_songs, db=db), lmprint_process("add", many_songs, db=db)
+    first, second = (lmprint_process("add", many_songs, db=db, sealing=sealing) for _ in range(2))
     for process in (first, second):
         process.wait(timeout=300)
         assert process.returncode == 0, process.stderr.read()
     listed = assert_consistent(db)
     assert len(listed) == 16
+    if sealing:
+        assert Index(db).postings.stats()["segments"] >= 1
+
+
+@pytest.mark.slow
+def test_match_keeps_working_while_another_process_seals_and_merges(many_songs, built_index, tmp_path):
+    """A reader keeps its segments mapped while a writer merges them away and deletes their files."""
+    db = tmp_path / "busy.db"
+    db.write_bytes(built_index.read_bytes())
+    clip = rendered(2, 40.0, SYNTH_RATE)[SYNTH_RATE * 10:SYNTH_RATE * 15]
+    reader = Index(db)
+    import soxr
+
+    samples = soxr.resample(clip, SYNTH_RATE, reader.sample_rate_hz).astype(np.float32)
+    adder = lmprint_process("add", many_songs, db=db, sealing=True)
+    answers = []
+    while adder.poll() is None:
+        found = reader.match_samples(samples)
+        answers.append(found.song.title if found else None)
+    adder.wait(timeout=300)
+    assert adder.returncode == 0, adder.stderr.read()
+    assert reader.postings.stats()["segments"] >= 1
+    answers.append(reader.match_samples(samples).song.title)
+    assert len(answers) >= 3 and set(answers) == {"song2"}
 
 
 @pytest.mark.slow
