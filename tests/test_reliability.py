@@ -157,9 +157,10 @@ def test_kill_9_mid_add_leaves_no_half_song_and_a_rerun_completes(many_songs, tm
     process.wait()
     survivors = assert_consistent(db)
     assert 3 <= len(survivors) < 16
-    rerun = run_cli("add", many_songs, db=db)
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"skipped {len(survivors)}" in rerun.stderr
+    rerun = lmprint_process("add", many_songs, db=db, sealing=sealing)
+    _, rerun_stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, rerun_stderr
+    assert f"skipped {len(survivors)}" in rerun_stderr
     interrupted = assert_consistent(db)
     assert (Index(db).postings.stats()["segments"] >= 1) == sealing
     clean_db = tmp_path / "clean.db"
