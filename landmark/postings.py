@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 WORD_BYTES = 3
+FRAME_BITS = 36
+"""Timeline frames are below 2^36 (`landmark.timeline`): a bucket and a frame pack into one sort key."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,9 @@ def encode_words(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.n
     hashes = np.asarray(hashes, np.int64)
     frames = np.asarray(timeline_frames, np.int64)
     buckets = hashes >> layout.suffix_bits
-    order = np.lexsort((frames, buckets))
+    if frames.size and (frames.min() < 0 or frames.max() >= 1 << FRAME_BITS):
+        raise ValueError("timeline frames out of range")
+    order = np.argsort((buckets << FRAME_BITS) | frames)  # by bucket, then frame: one sort of packed keys
     buckets, suffixes, frames = buckets[order], hashes[order] & layout.suffix_mask, frames[order]
     row_buckets, starts = np.unique(buckets, return_index=True)
     previous = np.r_[np.int64(0), frames[:-1]]

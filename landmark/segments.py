@@ -1,18 +1,17 @@
 """Sealed postings: immutable, memory-mapped files of rows, beside the index file.
 
 A segment holds the postings of a stretch of songs, in the rows of `landmark.postings` (one row per bucket of
-2^suffix_bits hashes, gaps in timeline order), laid end to end in bucket order, with a directory of the rows it
-holds. Looking a row up is a binary search in the memory-mapped directory and a slice of the words: no per-row
-cost of a B-tree, no parsing, and the operating system's page cache keeps what queries read often. Opening one
-reads its header only.
+2^suffix_bits hashes, gaps in timeline order), laid end to end in bucket order, with a directory giving every
+bucket's first word. Looking a row up is two reads of the memory-mapped directory and a slice of the words: no
+per-row cost of a B-tree, no search, no parsing, and the operating system's page cache keeps what queries read
+often. Opening one reads its header only.
 
 File layout (little-endian):
 
-    header   64 bytes: MAGIC, suffix_bits (u32), 0 (u32), base_frame, rows, words, postings, first_frame, end_frame
-             (u64 each)
+    header   64 bytes: MAGIC, suffix_bits (u32), start_bytes (u32: 4 or 8), base_frame, rows (those holding
+             postings), words, postings, first_frame, end_frame (u64 each)
     words    3 bytes × words, then padding to a multiple of 8 bytes
-    starts   u64 × (rows + 1): row i's words are words[starts[i]:starts[i + 1]]
-    buckets  u32 × rows, ascending
+    starts   u32 or u64 × (2^(21 − suffix_bits) + 1): bucket b's words are words[starts[b]:starts[b + 1]]
 
 The directory comes last, so that a segment is written as its postings come (`write`, `merged`).
 
@@ -40,8 +39,8 @@ from lmprint.errors import IndexFileError
 from . import postings as codec
 from .hashes import HASH_BITS
 
-MAGIC = b"LMPSEG01"
-HEADER = np.dtype([("magic", "S8"), ("suffix_bits", "<u4"), ("reserved", "<u4"), ("base_frame", "<u8"),
+MAGIC = b"LMPSEG02"
+HEADER = np.dtype([("magic", "S8"), ("suffix_bits", "<u4"), ("start_bytes", "<u4"), ("base_frame", "<u8"),
                    ("rows", "<u8"), ("words", "<u8"), ("postings", "<u8"), ("first_frame", "<u8"),
                    ("end_frame", "<u8")])
 SUFFIX = ".seg"
@@ -53,11 +52,10 @@ def folder_of(index_path: str | os.PathLike) -> Path:
 
 
 def layout_for(postings: int) -> codec.RowLayout:
-    """Rows of 16 hashes while a segment holds under 4 postings per possible hash, then 4, then 1 from 64: a row's
-    directory entry (12 bytes) then costs under 0.2 bytes a posting, and a lookup decodes at most a few times the
-    postings it asks for."""
-    per_hash = postings / (1 << HASH_BITS)
-    return codec.RowLayout(4 if per_hash < 4 else 2 if per_hash < 64 else 0)
+    """Rows of one hash in a segment of 2^24 postings or more, 4 from 2^22, else 16: the directory (4 bytes a
+    bucket) then costs at most half a byte a posting. A budgeted lookup knows a row's size, not its hashes' own:
+    the segments that hold most of a large library's postings give it each key's."""
+    return codec.RowLayout(0 if postings >= 1 << 24 else 2 if postings >= 1 << 22 else 4)
 
 
 @dataclass(frozen=True)
@@ -86,60 +84,58 @@ class Segment:
         except (OSError, ValueError) as error:
             raise IndexFileError(f"{path} is damaged ({error}); rebuild the index with lmprint add") from None
         header = np.frombuffer(self._map, HEADER, 1)[0]
-        rows, words = int(header["rows"]), int(header["words"])
+        words, bits, start_bytes = int(header["words"]), int(header["suffix_bits"]), int(header["start_bytes"])
         words_at = HEADER.itemsize
         starts_at = words_at + -(-codec.WORD_BYTES * words // 8) * 8
-        buckets_at = starts_at + 8 * (rows + 1)
-        if header["magic"] != MAGIC or header["suffix_bits"] > 4 or size != buckets_at + 4 * rows:
+        n_buckets = 1 << (HASH_BITS - min(bits, HASH_BITS))
+        if (header["magic"] != MAGIC or bits > 4 or start_bytes not in (4, 8)
+                or size != starts_at + start_bytes * (n_buckets + 1)):
             self._map.close()
             raise IndexFileError(f"{path} is damaged (not a whole lmprint segment); rebuild the index with "
                                  "lmprint add")
-        self.layout = codec.RowLayout(int(header["suffix_bits"]))
+        self.layout = codec.RowLayout(bits)
         self.base_frame = int(header["base_frame"])
         self.postings = int(header["postings"])
         self.first_frame, self.end_frame = int(header["first_frame"]), int(header["end_frame"])
-        self.buckets = np.frombuffer(self._map, "<u4", rows, buckets_at)
-        self.starts = np.frombuffer(self._map, "<u8", rows + 1, starts_at)
+        self.starts = np.frombuffer(self._map, f"<u{start_bytes}", n_buckets + 1, starts_at)
         # one item a word: gathering words with `take` copies 3 bytes at a time (4× faster than bytes)
         self.words = np.frombuffer(self._map, f"V{codec.WORD_BYTES}", words, words_at)
 
     def close(self) -> None:
         """Unmap the file (left to the garbage collector while an array still views it)."""
-        del self.buckets, self.starts, self.words
+        del self.starts, self.words
         try:
             self._map.close()
         except BufferError:
             pass
 
-    def find(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(which of these ascending buckets have a row here, as a mask; the rows' numbers here, for those)."""
-        buckets = np.asarray(buckets, np.uint32)  # the directory's type: no copy of it to compare
-        slot = np.searchsorted(self.buckets, buckets)
-        present = slot < self.buckets.size
-        present[present] = self.buckets[slot[present]] == buckets[present]
-        return present, slot[present]
+    def sizes(self, buckets: np.ndarray) -> np.ndarray:
+        """Words in each of these buckets' rows, 0 where it has none (an escaped gap takes three: a bound on its
+        postings)."""
+        buckets = np.asarray(buckets, np.int64)
+        return self.starts[buckets + 1].astype(np.int64) - self.starts[buckets]
 
-    def sizes(self, rows: np.ndarray) -> np.ndarray:
-        """Words in each of these rows (an escaped gap takes three: a bound on its postings)."""
-        return (self.starts[rows + 1] - self.starts[rows]).astype(np.int64)
+    def gather(self, buckets: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """The words of these buckets' rows, end to end, and each row's count of words (for `decode_words`)."""
+        buckets = np.asarray(buckets, np.int64)
+        lengths = self.sizes(buckets)
+        at = np.repeat(self.starts[buckets].astype(np.int64) - (np.cumsum(lengths) - lengths), lengths)
+        at += np.arange(at.size)
+        return np.take(self.words, at).tobytes(), lengths
 
-    def read(self, rows: np.ndarray) -> RowRead:
-        """The postings of these rows."""
-        rows = np.asarray(rows, np.int64)
-        lengths = self.sizes(rows)
-        gather = np.repeat(self.starts[rows].astype(np.int64) - (np.cumsum(lengths) - lengths), lengths)
-        gather += np.arange(gather.size)
-        row, suffixes, frames = codec.decode_words(np.take(self.words, gather).tobytes(), lengths, self.layout)
+    def read(self, buckets: np.ndarray) -> RowRead:
+        """The postings of these buckets' rows."""
+        data, lengths = self.gather(buckets)
+        row, suffixes, frames = codec.decode_words(data, lengths, self.layout)
         return RowRead(row, suffixes, frames + self.base_frame)
 
     def hash_range(self, first_hash: int, end_hash: int) -> tuple[np.ndarray, np.ndarray]:
         """(hashes, timeline frames) of every posting of hashes in [first_hash, end_hash), which must be whole rows
         (multiples of 16)."""
         bits = self.layout.suffix_bits
-        bounds = np.array([first_hash >> bits, end_hash >> bits], np.uint32)
-        lo, hi = np.searchsorted(self.buckets, bounds).tolist()
-        found = self.read(np.arange(lo, hi))
-        hashes = (self.buckets[lo:hi].astype(np.uint32)[found.rows] << bits) | found.suffixes.astype(np.uint32)
+        buckets = np.arange(first_hash >> bits, end_hash >> bits)
+        found = self.read(buckets)
+        hashes = (buckets.astype(np.uint32)[found.rows] << bits) | found.suffixes.astype(np.uint32)
         return hashes, found.frames
 
 
@@ -153,8 +149,8 @@ def write(folder: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings
     layout = layout_for(postings)
     name = f"{secrets.token_hex(8)}{SUFFIX}"
     temporary = folder / f".{name}.tmp"
-    all_buckets, all_starts = [], []
-    n_words = n_postings = 0
+    row_words = np.zeros(1 << (HASH_BITS - layout.suffix_bits), np.int64)
+    n_words = n_postings = rows = 0
     first_frame, end_frame = None, 0
     with open(temporary, "wb") as file:
         file.write(bytes(HEADER.itemsize))
@@ -164,20 +160,18 @@ def write(folder: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings
             frames = np.asarray(frames, np.int64)
             buckets, data, starts = codec.encode_words(hashes, frames - base_frame, layout=layout)
             file.write(data)
-            all_buckets.append(buckets)
-            all_starts.append(starts[:-1] + n_words)
+            row_words[buckets] = np.diff(starts)
+            rows += buckets.size
             n_words += int(starts[-1])
             n_postings += frames.size
             first = int(frames.min())
             first_frame = first if first_frame is None else min(first_frame, first)
             end_frame = max(end_frame, int(frames.max()) + 1)
-        buckets = np.concatenate(all_buckets) if all_buckets else np.zeros(0, np.uint32)
         file.write(bytes(-(HEADER.itemsize + codec.WORD_BYTES * n_words) % 8))
-        file.write(np.r_[np.concatenate(all_starts) if all_starts else np.zeros(0, np.int64), n_words]
-                   .astype("<u8").tobytes())
-        file.write(buckets.astype("<u4").tobytes())
+        start_bytes = 4 if n_words < 1 << 32 else 8
+        file.write(np.r_[0, np.cumsum(row_words)].astype(f"<u{start_bytes}").tobytes())
         header = np.zeros(1, HEADER)
-        header[0] = (MAGIC, layout.suffix_bits, 0, base_frame, buckets.size, n_words, n_postings,
+        header[0] = (MAGIC, layout.suffix_bits, start_bytes, base_frame, rows, n_words, n_postings,
                      base_frame if first_frame is None else first_frame, end_frame)
         file.seek(0)
         file.write(header.tobytes())
@@ -188,16 +182,19 @@ def write(folder: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings
     return name, n_postings
 
 
-def merged(segments: list[Segment], keep: Callable[[np.ndarray], np.ndarray], hashes_per_part: int = 1 << 14
+def merged(segments: list[Segment], keep: Callable[[np.ndarray], np.ndarray] | None, hashes_per_part: int = 1 << 14
            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(hashes, timeline frames) of every posting of these segments that `keep(frames)` (a mask) keeps, a range of
-    `hashes_per_part` hashes at a time: memory stays bounded whatever their size."""
+    """(hashes, timeline frames) of every posting of these segments that `keep(frames)` (a mask; None: all) keeps,
+    a range of `hashes_per_part` hashes at a time: memory stays bounded whatever their size."""
     for first in range(0, 1 << HASH_BITS, hashes_per_part):
         parts = [segment.hash_range(first, first + hashes_per_part) for segment in segments]
         hashes = np.concatenate([part[0] for part in parts])
         frames = np.concatenate([part[1] for part in parts])
-        kept = keep(frames)
-        yield hashes[kept], frames[kept]
+        if keep is None:
+            yield hashes, frames
+        else:
+            kept = keep(frames)
+            yield hashes[kept], frames[kept]
 
 
 def _sync_folder(folder: Path) -> None:

@@ -12,9 +12,10 @@ is no longer small, in sealed segments beside it (`landmark.segments`):
   here, 16 hashes a row. Once it holds `SEAL_FROM_POSTINGS`, the tail is sealed into a segment whenever it holds
   `TAIL_POSTINGS`, and its rows hold one hash each (`postings_1`): a lookup then finds few tail rows, each a
   B-tree search.
-- **segments**: immutable memory-mapped files, listed in the `segments` table with a level. A level that holds
-  `MERGE_FANOUT` segments is merged into one of the next level (dropping removed songs' postings), so a library
-  of n postings has O(log n) segments, and a lookup reads each of them with a binary search in its directory.
+- **segments**: immutable memory-mapped files, listed in the `segments` table, oldest first. Each holds at
+  least `MERGE_RATIO` times the postings of all newer ones together; a new segment that breaks this is merged
+  with the newer ones and the oldest it outgrows (dropping removed songs' postings), so a library of n postings
+  has O(log n) segments, in practice 1 to 4, and a lookup reads each of them through its directory.
 - each song's place on the **timeline** (`landmark.timeline`), in the catalogue's `songs` rows
   (`timeline_start`, `timeline_frames`), and the timeline's end in `meta` (`timeline_end`).
 
@@ -55,9 +56,10 @@ TAIL_POSTINGS = 1 << 18
 """From then on, the tail is sealed into a segment once it holds this many postings (about 30 songs): at one hash
 a row it then holds a row for about 12 % of the keys a query asks, each a B-tree search, against all of them for
 an index kept wholly in rows. A bulk batch this large is sealed at once."""
-MERGE_FANOUT = 4
-"""Segments of one level merged into one of the next: each posting is rewritten about once per level, and a
-lookup reads at most MERGE_FANOUT − 1 segments a level (docs/design.md)."""
+MERGE_RATIO = 4
+"""Each segment holds at least this many times the postings of all newer ones together, else they merge: at most
+about log4 of (postings ÷ TAIL_POSTINGS) segments (1–2 for a bulk-built library, up to 4 for one added song by
+song), each posting rewritten 6–8 times up to 100,000 songs (docs/design.md)."""
 HASHES_PER_PART = 1 << 14
 """Hashes sealed, merged or scanned at a time: memory stays a fraction (1/128) of the postings."""
 SEGMENT_OPEN_ATTEMPTS = 3
@@ -143,7 +145,7 @@ class SQLitePostingStore:
         """Each song goes after the last on the timeline. While the store is small its postings are appended to
         their rows (a batch of songs appends to each row once: a row's append rewrites it, so bulk loads should
         come in batches); once it holds `SEAL_FROM_POSTINGS`, the rows are a tail, sealed into a segment when they
-        hold `TAIL_POSTINGS`, and a batch that large is sealed at once. Segments then merge by level."""
+        hold `TAIL_POSTINGS`, and a batch that large is sealed at once. Segments then merge (`MERGE_RATIO`)."""
         if not songs:
             return
         _create_segments_table(self.catalogue)
@@ -174,11 +176,16 @@ class SQLitePostingStore:
             self.catalogue.set_meta("tail_postings", str(tail))
             if sealing and tail >= TAIL_POSTINGS:
                 self._seal_tail()
-        self._merge_levels()
+        self._merge_outgrown()
 
     def _append_to_tail(self, hashes: np.ndarray, timeline_frames: np.ndarray) -> None:
         layout, table = self._layout()
         buckets, rows = np.unique(layout.bucket_of(hashes), return_inverse=True)
+        if self._listed():  # the tail of a sealing store: note which buckets it holds
+            held = self._tail_buckets(layout)
+            held = np.zeros(1 << (HASH_BITS - 3 - layout.suffix_bits), np.uint8) if held is None else held.copy()
+            np.bitwise_or.at(held, buckets >> 3, (128 >> (buckets & 7)).astype(np.uint8))
+            self.conn.execute("INSERT OR REPLACE INTO tail_buckets(id, bits) VALUES (0, ?)", (held.tobytes(),))
         buckets, blobs = codec.encode(hashes, timeline_frames, self._row_ends(buckets, layout, table), layout)
         self.conn.executemany(
             f"INSERT INTO {table}(bucket, entries) VALUES (?, ?) "
@@ -212,21 +219,24 @@ class SQLitePostingStore:
             sealed = self._segments()
             tail_asked = _AskedRows.of(wanted, layout)
             small: list[bytes | None]
-            if sealed and self._tail_postings() == 0:  # asking an empty tail costs about 1 µs a key
+            # asking SQLite for a row costs about 1 µs a key, found or not: ask only the buckets the tail may hold
+            maybe = self._tail_may_hold(tail_asked.buckets, layout) if sealed else tail_asked.buckets
+            if maybe.size == 0:
                 found, sizes, small = np.zeros(0, np.uint32), np.zeros(0, np.int64), []
             elif budget:
-                found, sizes, small = self._tail_sizes(tail_asked.buckets, table)
+                found, sizes, small = self._tail_sizes(maybe, table)
             else:
-                found, blobs = self._rows(tail_asked.buckets, table)
+                found, blobs = self._rows(maybe, table)
                 sizes, small = np.zeros(found.size, np.int64), list(blobs)
             tail_slots = np.searchsorted(tail_asked.buckets, found)
             sources = [(tail_asked, tail_slots, sizes)]
-            segment_rows = []
+            by_layout: dict[int, _AskedRows] = {}
             for segment in sealed:
-                asked = _AskedRows.of(wanted, segment.layout)
-                present, rows_here = segment.find(asked.buckets)
-                sources.append((asked, np.flatnonzero(present), segment.sizes(rows_here)))
-                segment_rows.append(rows_here)
+                bits = segment.layout.suffix_bits
+                asked = by_layout.setdefault(bits, _AskedRows.of(wanted, segment.layout))
+                sizes = segment.sizes(asked.buckets)
+                present = np.flatnonzero(sizes)
+                sources.append((asked, present, sizes[present]))
             if budget:
                 assert priority is not None
                 chosen = np.split(_within_budget_of(sources, np.asarray(priority, np.float64), wanted.size,
@@ -241,9 +251,7 @@ class SQLitePostingStore:
             read_blobs = [small[i] or fetched[int(found[i])] for i in keep.tolist()]
             rows, suffixes, frames = codec.decode_rows(read_blobs, layout)
             parts = [tail_asked.key_index(tail_slots[keep], rows, suffixes, frames)]
-            for segment, rows_here, (asked, slots, _), mask in zip(sealed, segment_rows, sources[1:], chosen[1:]):
-                read = segment.read(rows_here[mask])
-                parts.append(asked.key_index(slots[mask], read.rows, read.suffixes, read.frames))
+            parts += _read_segments(sealed, sources[1:], chosen[1:])
         key_index = np.concatenate([part[0] for part in parts])
         timeline_frames = np.concatenate([part[1] for part in parts])
         return self._locate(key_index, timeline_frames)
@@ -285,8 +293,8 @@ class SQLitePostingStore:
                     self._seal_tail()
                 listed = self._listed()
                 if len(listed) > 1 or self._dead_postings(listed):
-                    self._merge([name for name, _, _ in listed])
-            self._remove_unlisted({name for name, _, _ in self._listed()})
+                    self._merge([name for name, _ in listed])
+            self._remove_unlisted({name for name, _ in self._listed()})
 
     def song_count(self) -> int:
         """Counted again only when the file has changed since (`PRAGMA data_version` for other connections'
@@ -305,7 +313,7 @@ class SQLitePostingStore:
             layout, table = self._layout()
             tail_bytes, = self.catalogue.read(f"SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM {table}")[0]
             listed = self._listed()
-        segment_bytes = sum((self.folder / name).stat().st_size for name, _, _ in listed
+        segment_bytes = sum((self.folder / name).stat().st_size for name, _ in listed
                             if (self.folder / name).exists())
         return {"hashes": hashes, "postings_bytes": tail_bytes + segment_bytes, "segment_bytes": segment_bytes,
                 "segments": len(listed), "hashes_per_row": 1 << layout.suffix_bits}
@@ -410,19 +418,36 @@ class SQLitePostingStore:
             known.update(zip(found_buckets.tolist(), codec.last_frames(rows, frames, len(blobs)).tolist()))
         return np.array([known[b] for b in buckets.tolist()], np.int64)
 
+    def _tail_buckets(self, layout: codec.RowLayout) -> np.ndarray | None:
+        """Which buckets the tail may hold rows of, a bit each (bucket b: bit 7 − b % 8 of byte b // 8; a superset:
+        removal leaves its bits), as `tail_buckets` notes it since the last seal; None where it does not (a file
+        made before, or a tail never sealed)."""
+        rows = self.catalogue.read("SELECT bits FROM tail_buckets WHERE id=0") if self.catalogue.has_table(
+            "tail_buckets") else []
+        if not rows or len(rows[0][0]) * 8 != 1 << (HASH_BITS - layout.suffix_bits):
+            return None
+        return np.frombuffer(rows[0][0], np.uint8)
+
+    def _tail_may_hold(self, buckets: np.ndarray, layout: codec.RowLayout) -> np.ndarray:
+        """Those of these buckets whose rows the tail may hold."""
+        if self._tail_postings() == 0:
+            return buckets[:0]
+        held = self._tail_buckets(layout)
+        return buckets if held is None else buckets[(held[buckets >> 3] & (128 >> (buckets & 7))) != 0]
+
     # --- internals: segments ----------------------------------------------------------------------------------
-    def _listed(self) -> list[tuple[str, int, int]]:
-        """(file name, level, postings) of each segment the index lists, oldest first."""
+    def _listed(self) -> list[tuple[str, int]]:
+        """(file name, postings) of each segment the index lists, oldest first."""
         if not self.catalogue.has_table("segments"):
             return []
-        return [tuple(row) for row in self.catalogue.read("SELECT file, level, postings FROM segments ORDER BY id")]
+        return [tuple(row) for row in self.catalogue.read("SELECT file, postings FROM segments ORDER BY id")]
 
     def _sealed_postings(self) -> int:
-        return sum(postings for _, _, postings in self._listed())
+        return sum(postings for _, postings in self._listed())
 
     def _segments(self) -> list[segments.Segment]:
         """The listed segments, mapped (kept open across lookups; those no longer listed are let go)."""
-        names = [name for name, _, _ in self._listed()]
+        names = [name for name, _ in self._listed()]
         for name in set(self._open) - set(names):
             self._open.pop(name).close()
         for name in names:
@@ -430,13 +455,11 @@ class SQLitePostingStore:
                 self._open[name] = segments.Segment(self.folder / name)
         return [self._open[name] for name in names]
 
-    def _new_segment(self, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings: int, base_frame: int,
-                     level: int | None = None) -> None:
+    def _new_segment(self, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings: int, base_frame: int
+                     ) -> None:
         """Write a segment and list it (inside the caller's write transaction: a rollback leaves it unlisted)."""
         name, written = segments.write(self.folder, parts, postings, base_frame)
-        if level is None:
-            level = max(0, int(np.floor(np.log(max(written, 1) / TAIL_POSTINGS) / np.log(MERGE_FANOUT))))
-        self.conn.execute("INSERT INTO segments(file, level, postings) VALUES (?, ?, ?)", (name, level, written))
+        self.conn.execute("INSERT INTO segments(file, postings) VALUES (?, ?)", (name, written))
         self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # an lmprint that knows no segments refuses it
 
     def _seal_tail(self) -> None:
@@ -452,6 +475,7 @@ class SQLitePostingStore:
 
         self._new_segment(parts(), self._tail_postings(), int(self.catalogue.meta("sealed_end") or 0))
         self.conn.execute(f"DELETE FROM {table}")
+        self.conn.execute("DELETE FROM tail_buckets")
         if layout.suffix_bits != 0:
             self.conn.execute(f"DROP TABLE [{table}]")
             self.conn.execute(f"CREATE TABLE [{_table_of(0)}] ([bucket] INTEGER PRIMARY KEY, [entries] BLOB NOT NULL)")
@@ -461,39 +485,40 @@ class SQLitePostingStore:
         self._known_row_ends = {}
         self.catalogue.after_commit(lambda: self._known_row_ends.clear())
 
-    def _merge_levels(self) -> None:
-        """Merge the segments of a level once it holds `MERGE_FANOUT` of them, into one of the next level, until
-        no level does: at most MERGE_FANOUT − 1 segments a level, each level MERGE_FANOUT times the size of the one
-        below."""
+    def _merge_outgrown(self) -> None:
+        """Restore `MERGE_RATIO`: while some segment holds fewer than MERGE_RATIO times the postings of all newer
+        ones, merge the oldest such and every newer one. Segments then lie in timeline order, each covering a
+        stretch of it no other covers."""
         while True:
-            full = self.catalogue.read("SELECT level FROM segments GROUP BY level HAVING COUNT(*) >= ? "
-                                       "ORDER BY level LIMIT 1", (MERGE_FANOUT,))
-            if not full:
+            listed = self._listed()
+            newer = np.cumsum([postings for _, postings in listed][::-1])[::-1]  # postings from each on
+            outgrown = [i for i in range(len(listed) - 1) if listed[i][1] < MERGE_RATIO * newer[i + 1]]
+            if not outgrown:
                 return
-            level = full[0][0]
-            names = [row[0] for row in self.catalogue.read("SELECT file FROM segments WHERE level=? ORDER BY id",
-                                                           (level,))]
-            self._merge(names, level + 1)
+            self._merge([name for name, _ in listed[outgrown[0]:]])
 
-    def _merge(self, names: list[str], level: int | None = None) -> None:
+    def _merge(self, names: list[str]) -> None:
         """Replace these segments by one holding their postings of songs still indexed. The old files go once the
         transaction commits (readers that mapped them keep their view)."""
         inputs = [segments.Segment(self.folder / name) for name in names]
-        timeline = self.timeline()
         postings = sum(segment.postings for segment in inputs)
         base = min(segment.first_frame for segment in inputs)
-        self._new_segment(segments.merged(inputs, lambda frames: timeline.locate(frames)[0], HASHES_PER_PART),
-                          postings, base, level)
+        end = max(segment.end_frame for segment in inputs)
+        live, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs WHERE timeline_start >= ? AND "
+                                    "timeline_start < ?", (base, end))[0]
+        timeline = self.timeline()
+        keep = (lambda frames: timeline.locate(frames)[0]) if int(live) < postings else None  # songs removed?
+        self._new_segment(segments.merged(inputs, keep, HASHES_PER_PART), postings, base)
         for segment in inputs:
             segment.close()
         self.conn.executemany("DELETE FROM segments WHERE file=?", ((name,) for name in names))
         self.catalogue.after_commit(lambda: self._remove_files(names))
 
-    def _dead_postings(self, listed: list[tuple[str, int, int]]) -> bool:
+    def _dead_postings(self, listed: list[tuple[str, int]]) -> bool:
         """Whether songs were removed since these segments were written: their songs hold fewer postings."""
         live, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs WHERE timeline_start < ?",
                                     (int(self.catalogue.meta("sealed_end") or 0),))[0]
-        return int(live) < sum(postings for _, _, postings in listed)
+        return int(live) < sum(postings for _, postings in listed)
 
     def _remove_files(self, names: Iterable[str]) -> None:
         for name in names:
@@ -592,6 +617,25 @@ def _within_budget_of(sources: list[tuple[_AskedRows, np.ndarray, np.ndarray]], 
     return within_budget(np.concatenate(row_priority), np.concatenate(row_cost), max_postings)
 
 
+def _read_segments(sealed: list[segments.Segment], sources: list[tuple[_AskedRows, np.ndarray, np.ndarray]],
+                   chosen: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(key index, timeline frame) of the postings in the chosen rows of these segments: the rows of all segments
+    of one layout are decoded together (a decode's cost is mostly per call at a few thousand postings)."""
+    groups: dict[int, list] = {}
+    for segment, (asked, slots, _), mask in zip(sealed, sources, chosen):
+        data, lengths = segment.gather(asked.buckets[slots[mask]])
+        group = groups.setdefault(segment.layout.suffix_bits, [asked, [], [], [], []])
+        group[1].append(data)
+        group[2].append(lengths)
+        group[3].append(np.full(lengths.size, segment.base_frame, np.int64))
+        group[4].append(slots[mask])
+    parts = []
+    for asked, data, lengths, bases, slots in groups.values():
+        rows, suffixes, frames = codec.decode_words(b"".join(data), np.concatenate(lengths), asked.layout)
+        parts.append(asked.key_index(np.concatenate(slots), rows, suffixes, frames + np.concatenate(bases)[rows]))
+    return parts
+
+
 def _parts_of(hashes: np.ndarray, timeline_frames: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Postings sorted by hash, in ranges of `HASHES_PER_PART` hashes (whole rows of any layout)."""
     bounds = np.searchsorted(hashes, np.arange(0, (1 << HASH_BITS) + 1, HASHES_PER_PART))
@@ -601,8 +645,11 @@ def _parts_of(hashes: np.ndarray, timeline_frames: np.ndarray) -> Iterator[tuple
 
 
 def _create_segments_table(catalogue: Catalogue) -> None:
+    """The segments' listing, and the tail's bucket mask (one row: a bit per bucket, set when a song's postings
+    go to that bucket's tail row, cleared when the tail is sealed)."""
     catalogue.conn.execute("CREATE TABLE IF NOT EXISTS [segments] ([id] INTEGER PRIMARY KEY, [file] TEXT NOT NULL "
-                           "UNIQUE, [level] INTEGER NOT NULL, [postings] INTEGER NOT NULL)")
+                           "UNIQUE, [postings] INTEGER NOT NULL)")
+    catalogue.conn.execute("CREATE TABLE IF NOT EXISTS [tail_buckets] ([id] INTEGER PRIMARY KEY, [bits] BLOB NOT NULL)")
 
 
 def _table_of(suffix_bits: int) -> str:

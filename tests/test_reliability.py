@@ -29,7 +29,7 @@ def many_songs(tmp_path_factory):
     return folder
 
 
-SMALL_SEALING = ("import landmark.store as store; store.SEAL_FROM_POSTINGS, store.TAIL_POSTINGS, store.MERGE_FANOUT = "
+SMALL_SEALING = ("import landmark.store as store; store.SEAL_FROM_POSTINGS, store.TAIL_POSTINGS, store.MERGE_RATIO = "
                  "4000, 2000, 2; from lmprint.cli import main; main()")
 """`lmprint` with segments sealed and merged at sizes these songs reach (16 songs of about 1,600 postings)."""
 

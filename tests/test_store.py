@@ -389,13 +389,13 @@ def test_a_budgeted_lookup_reads_whole_rows_by_priority_per_posting_within_the_b
         zip(budgeted.key_index.tolist(), budgeted.frames.tolist()))
 
 
-def _small_sealing(monkeypatch, seal_from=200, tail=100, fanout=2):
+def _small_sealing(monkeypatch, seal_from=200, tail=100, ratio=2):
     """Sealing and merging at sizes a test can reach."""
     import landmark.store as store_module
 
     monkeypatch.setattr(store_module, "SEAL_FROM_POSTINGS", seal_from)
     monkeypatch.setattr(store_module, "TAIL_POSTINGS", tail)
-    monkeypatch.setattr(store_module, "MERGE_FANOUT", fanout)
+    monkeypatch.setattr(store_module, "MERGE_RATIO", ratio)
 
 
 def _random_songs(seed, n_songs, n_postings=120):
@@ -413,7 +413,7 @@ def test_a_growing_index_seals_its_tail_into_merged_segments_and_reads_the_same_
     """Past `SEAL_FROM_POSTINGS` the tail is sealed into segments, which merge level by level: every posting
     reads back the same after each song, through a reader that opened the file before any segment existed, with
     and without a budget; a removed song's postings are gone at once, and from the files after `compact`."""
-    _small_sealing(monkeypatch)
+    _small_sealing(monkeypatch, tail=300)
     path = tmp_path / "i.db"
     writer, reader = Store(path, create=True), None
     songs = _random_songs(5, 9)
@@ -429,8 +429,8 @@ def test_a_growing_index_seals_its_tail_into_merged_segments_and_reads_the_same_
         budgeted = reader.postings.lookup(asked, np.ones(asked.size), 10 ** 6)
         assert sorted(zip(asked[budgeted.key_index].tolist(), budgeted.song_ids.tolist(),
                           budgeted.frames.tolist())) == expected
-    # 120 postings a song: rows until 240, then a segment each time the tail reaches 100, two a level at most
-    assert counts[:2] == [0, 1] and max(counts) <= 3 and len(_segment_files(path)) == counts[-1]
+    # 120 postings a song: rows until 360, then a segment each time the tail reaches 300, merged two by two
+    assert counts[:4] == [0, 0, 1, 1] and max(counts) <= 2 and len(_segment_files(path)) == counts[-1]
     assert writer.postings.stats()["hashes_per_row"] == 1
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     writer.remove([3])
@@ -453,7 +453,7 @@ def test_a_budget_over_segments_reads_the_rows_a_single_store_would(tmp_path, mo
     found = []
     for sealing in (False, True):
         if sealing:
-            _small_sealing(monkeypatch, seal_from=600, tail=500, fanout=8)
+            _small_sealing(monkeypatch, seal_from=600, tail=500, ratio=0)  # never merged
         store = Store(tmp_path / f"{sealing}.db", create=True)
         for number, (hashes, frames) in enumerate(songs):
             insert(store, f"/{number}", f"sha-{number}", hashes, frames)
@@ -481,7 +481,7 @@ def test_a_failure_while_sealing_leaves_no_half_song_and_compact_deletes_the_unl
     def failing(self):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_module.SQLitePostingStore, "_merge_levels", failing)
+    monkeypatch.setattr(store_module.SQLitePostingStore, "_merge_outgrown", failing)
     with pytest.raises(OSError):
         insert(store, "/3", "sha-3", *songs[3])
     monkeypatch.undo()
