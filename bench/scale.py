@@ -25,10 +25,10 @@ SEGMENT_S = 10.0
 """Distractors shuffle their source song in segments of this length."""
 
 DISTRACTORS_PER_BATCH = 100
-"""Distractors stored per transaction at least (the bulk path: each posting row is appended to once per batch)."""
+"""Distractors stored per transaction at least (the bulk path: a batch is sealed into one segment at once)."""
 BATCH_SHARE = 0.05
-"""...and at most this share of the songs already indexed. An append rewrites its row, and a batch of thousands of
-songs touches nearly every row: a batch that grows with the index keeps the rewrite per song flat."""
+"""...and at most this share of the songs already indexed: batches that grow with the index keep the merges per
+song flat (each posting rewritten a few times, `landmark.store.MERGE_RATIO`)."""
 ONE_BY_ONE = 5
 """Songs then added one a transaction at each size, as `lmprint add` adds them, timed for "add one ms"."""
 

@@ -10,8 +10,8 @@ is no longer small, in sealed segments beside it (`landmark.segments`):
 - the **tail**: `postings`, an inverted index in SQLite rows. Row key `bucket = hash >> suffix_bits`; the row's
   blob lists the bucket's postings in timeline order (`landmark.postings`). A small index keeps every posting
   here, 16 hashes a row. Once it holds `SEAL_FROM_POSTINGS`, the tail is sealed into a segment whenever it holds
-  `TAIL_POSTINGS`, and its rows hold one hash each (`postings_1`): a lookup then finds few tail rows, each a
-  B-tree search.
+  `TAIL_POSTINGS`, and its rows hold one hash each (`postings_1`), with a mask of the buckets it holds
+  (`tail_buckets`): a lookup then asks SQLite for few rows, each a B-tree search.
 - **segments**: immutable memory-mapped files, listed in the `segments` table, oldest first. Each holds at
   least `MERGE_RATIO` times the postings of all newer ones together; a new segment that breaks this is merged
   with the newer ones and the oldest it outgrows (dropping removed songs' postings), so a library of n postings
@@ -53,9 +53,9 @@ SEAL_FROM_POSTINGS = 1 << 21
 """An index keeps every posting in its SQLite rows until it holds this many (about 250 songs): a small library
 stays one file, and its 16-hash rows cost less than a segment's directory would."""
 TAIL_POSTINGS = 1 << 18
-"""From then on, the tail is sealed into a segment once it holds this many postings (about 30 songs): at one hash
-a row it then holds a row for about 12 % of the keys a query asks, each a B-tree search, against all of them for
-an index kept wholly in rows. A bulk batch this large is sealed at once."""
+"""From then on, the tail is sealed into a segment once it holds this many postings (about 60 songs): at one hash
+a row it then holds a row for at most about 12 % of the keys a query asks, each a B-tree search, and a lookup asks
+only those its bucket mask names (`tail_buckets`). A bulk batch this large is sealed at once."""
 MERGE_RATIO = 4
 """Each segment holds at least this many times the postings of all newer ones together, else they merge: at most
 about log4 of (postings ÷ TAIL_POSTINGS) segments (1–2 for a bulk-built library, up to 4 for one added song by
