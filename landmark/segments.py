@@ -83,7 +83,7 @@ class Segment:
             raise
         except (OSError, ValueError) as error:
             raise IndexFileError(f"{path} is damaged ({error}); rebuild the index with lmprint add") from None
-        header = np.frombuffer(self._map, HEADER, 1)[0]
+        header = np.frombuffer(self._map, HEADER, 1)[0].copy()  # no view left on the map, so it can close
         words, bits, start_bytes = int(header["words"]), int(header["suffix_bits"]), int(header["start_bytes"])
         words_at = HEADER.itemsize
         starts_at = words_at + -(-codec.WORD_BYTES * words // 8) * 8
@@ -98,6 +98,11 @@ class Segment:
         self.postings = int(header["postings"])
         self.first_frame, self.end_frame = int(header["first_frame"]), int(header["end_frame"])
         self.starts = np.frombuffer(self._map, f"<u{start_bytes}", n_buckets + 1, starts_at)
+        if self.starts[0] != 0 or self.starts[-1] != words:  # the directory must span the words exactly
+            del self.starts
+            self._map.close()
+            raise IndexFileError(f"{path} is damaged (its directory does not match its postings); rebuild the "
+                                 "index with lmprint add")
         # one item a word: gathering words with `take` copies 3 bytes at a time (4× faster than bytes)
         self.words = np.frombuffer(self._map, f"V{codec.WORD_BYTES}", words, words_at)
 
@@ -113,7 +118,7 @@ class Segment:
         """Words in each of these buckets' rows, 0 where it has none (an escaped gap takes three: a bound on its
         postings)."""
         buckets = np.asarray(buckets, np.int64)
-        return self.starts[buckets + 1].astype(np.int64) - self.starts[buckets]
+        return self.starts[buckets + 1].astype(np.int64) - self.starts[buckets].astype(np.int64)
 
     def gather(self, buckets: np.ndarray) -> tuple[bytes, np.ndarray]:
         """The words of these buckets' rows, end to end, and each row's count of words (for `decode_words`)."""

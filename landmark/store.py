@@ -30,6 +30,7 @@ commits, and a reader that had not mapped it yet lists the segments again.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -138,7 +139,6 @@ class SQLitePostingStore:
         catalogue.conn.execute("CREATE TABLE IF NOT EXISTS [postings] ([bucket] INTEGER PRIMARY KEY, "
                                "[entries] BLOB NOT NULL)")
         catalogue.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('timeline_end', '0')")
-        catalogue.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('tail_postings', '0')")
         _create_segments_table(catalogue)
 
     def add(self, songs: Sequence[SongPostings]) -> None:
@@ -165,11 +165,11 @@ class SQLitePostingStore:
         hashes, timeline_frames = np.concatenate(all_hashes), np.concatenate(all_frames)
         sealing = tail + sealed + hashes.size >= SEAL_FROM_POSTINGS
         if sealing and hashes.size >= TAIL_POSTINGS:
-            if tail > 0:
-                self._seal_tail()
+            self._seal_tail()  # what the tail holds first (if anything): segments stay in timeline order
             order = np.argsort(hashes, kind="stable")
             self._new_segment(_parts_of(hashes[order], timeline_frames[order]), hashes.size,
                               int(timeline_frames.min()))
+            self.catalogue.set_meta("sealed_end", str(end))
         else:
             self._append_to_tail(hashes, timeline_frames)
             tail += hashes.size
@@ -282,19 +282,20 @@ class SQLitePostingStore:
             self.catalogue.set_meta("tail_postings", str(max(0, self._tail_postings() - removed)))
 
     def compact(self) -> None:
-        """Seal the tail and merge every segment into one, without the postings of songs removed since; then
-        delete any segment file that a crash left unlisted. One write transaction; nothing to do for a store too small
-        to seal."""
+        """Delete any segment file that a crash left unlisted (first, holding the write lock: no other writer is
+        making one, and the files this compaction unlists go only once it commits); then seal the tail and merge
+        every segment into one, without the postings of songs removed since. One write transaction; no sealing for
+        a store too small to seal."""
         with self.catalogue.write():
             _create_segments_table(self.catalogue)
             listed = self._listed()
+            self._remove_unlisted({name for name, _ in listed})
             if listed or self._tail_postings() >= SEAL_FROM_POSTINGS:  # a file made before segments, too
                 if self._tail_postings() > 0:
                     self._seal_tail()
                 listed = self._listed()
                 if len(listed) > 1 or self._dead_postings(listed):
                     self._merge([name for name, _ in listed])
-            self._remove_unlisted({name for name, _ in self._listed()})
 
     def song_count(self) -> int:
         """Counted again only when the file has changed since (`PRAGMA data_version` for other connections'
@@ -319,18 +320,26 @@ class SQLitePostingStore:
                 "segments": len(listed), "hashes_per_row": 1 << layout.suffix_bits}
 
     def scan(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """A range of `HASHES_PER_PART` hashes at a time, from the tail and every segment."""
-        timeline = self.timeline()
-        with self.catalogue.snapshot():
-            layout, table = self._layout()
-            sealed = self._segments()
-            for first in range(0, 1 << HASH_BITS, HASHES_PER_PART):
-                parts = [self._tail_range(first, first + HASHES_PER_PART, layout, table)]
-                parts += [segment.hash_range(first, first + HASHES_PER_PART) for segment in sealed]
-                hashes = np.concatenate([part[0] for part in parts])
-                inside, song_ids, frames = timeline.locate(np.concatenate([part[1] for part in parts]))
-                if song_ids.size:
-                    yield hashes[inside], song_ids, frames
+        """A range of `HASHES_PER_PART` hashes at a time, from the tail and every segment, as of one moment."""
+        for attempt in range(SEGMENT_OPEN_ATTEMPTS):
+            with self.catalogue.snapshot():
+                layout, table = self._layout()
+                timeline = self.timeline()
+                try:
+                    sealed = self._segments()
+                except FileNotFoundError:  # merged away since: the next read transaction lists the new one
+                    if attempt == SEGMENT_OPEN_ATTEMPTS - 1:
+                        raise IndexFileError(f"{self.folder} is missing a segment the index lists; rebuild the "
+                                             "index with lmprint add") from None
+                    continue
+                for first in range(0, 1 << HASH_BITS, HASHES_PER_PART):
+                    parts = [self._tail_range(first, first + HASHES_PER_PART, layout, table)]
+                    parts += [segment.hash_range(first, first + HASHES_PER_PART) for segment in sealed]
+                    hashes = np.concatenate([part[0] for part in parts])
+                    inside, song_ids, frames = timeline.locate(np.concatenate([part[1] for part in parts]))
+                    if song_ids.size:
+                        yield hashes[inside], song_ids, frames
+                return
 
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hashes, song ids, frames) of every posting in the store (a full scan)."""
@@ -473,7 +482,8 @@ class SQLitePostingStore:
                 inside = timeline.locate(frames)[0]
                 yield hashes[inside], frames[inside]
 
-        self._new_segment(parts(), self._tail_postings(), int(self.catalogue.meta("sealed_end") or 0))
+        if self._tail_postings() > 0:
+            self._new_segment(parts(), self._tail_postings(), int(self.catalogue.meta("sealed_end") or 0))
         self.conn.execute(f"DELETE FROM {table}")
         self.conn.execute("DELETE FROM tail_buckets")
         if layout.suffix_bits != 0:
@@ -512,6 +522,7 @@ class SQLitePostingStore:
         for segment in inputs:
             segment.close()
         self.conn.executemany("DELETE FROM segments WHERE file=?", ((name,) for name in names))
+        self.catalogue.after_commit(self._sync_log)  # callbacks run in order: durable, then the inputs go
         self.catalogue.after_commit(lambda: self._remove_files(names))
 
     def _dead_postings(self, listed: list[tuple[str, int]]) -> bool:
@@ -519,6 +530,15 @@ class SQLitePostingStore:
         live, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs WHERE timeline_start < ?",
                                     (int(self.catalogue.meta("sealed_end") or 0),))[0]
         return int(live) < sum(postings for _, postings in listed)
+
+    def _sync_log(self) -> None:
+        """Flush the write-ahead log to disk: at `synchronous=NORMAL` a commit survives a crash of the process but
+        not of the machine until then, and a merge's inputs must not be deleted before the merge is durable."""
+        try:
+            with open(f"{self.catalogue.path}-wal", "rb") as log:
+                os.fsync(log.fileno())
+        except OSError:
+            pass  # no log (not in WAL mode): the commit wrote the file itself
 
     def _remove_files(self, names: Iterable[str]) -> None:
         for name in names:

@@ -501,9 +501,11 @@ def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch)
     for number, (hashes, frames) in enumerate(_random_songs(2, 3)):
         insert(store, f"/{number}", f"sha-{number}", hashes, frames)
     name = _segment_files(path)[0]
-    (segments.folder_of(path) / name).write_bytes(b"not a segment")
-    with pytest.raises(IndexFileError, match="damaged"):
-        Store(path).postings.lookup(np.array([1, 2, 3], np.uint32))
+    whole = (segments.folder_of(path) / name).read_bytes()
+    for damaged in (b"not a segment", bytes(100), whole[:-8], whole[:64] + bytes(len(whole) - 64)):
+        (segments.folder_of(path) / name).write_bytes(damaged)  # too short, a zero header, cut, no directory
+        with pytest.raises(IndexFileError, match="damaged"):
+            Store(path).postings.lookup(np.array([1, 2, 3], np.uint32))
     (segments.folder_of(path) / name).unlink()
     with pytest.raises(IndexFileError, match="missing a segment"):
         Store(path).postings.lookup(np.array([1, 2, 3], np.uint32))
