@@ -142,13 +142,15 @@ def decode_words(data: bytes, words_per_row: np.ndarray, layout: RowLayout = SIX
         is_posting = np.ones(words.size, bool)
         is_posting[escapes + 1] = is_posting[escapes + 2] = False
         gaps = gaps[is_posting]
-        words = words[is_posting] if layout.suffix_bits else words[:gaps.size]  # no suffixes: only gaps matter
+        if layout.suffix_bits:  # rows of one hash have no suffixes to keep
+            words = words[is_posting]
+    suffixes = words >> gap_bits if layout.suffix_bits else np.zeros(gaps.size, np.int64)
     rows = np.repeat(np.arange(per_row.size), per_row)
     if rows.size == 0:
-        return rows, words[:0], gaps
+        return rows, suffixes, gaps
     totals = np.cumsum(gaps)
     before = (totals - gaps)[np.minimum(np.cumsum(per_row) - per_row, totals.size - 1)]  # empty rows: unused
-    return rows, words >> gap_bits, totals - before[rows]
+    return rows, suffixes, totals - before[rows]
 
 
 def last_frames(rows: np.ndarray, frames: np.ndarray, n_rows: int) -> np.ndarray:

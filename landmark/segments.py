@@ -82,7 +82,7 @@ class Segment:
         except FileNotFoundError:
             raise
         except (OSError, ValueError) as error:
-            raise IndexFileError(f"{path} is damaged ({error}); rebuild the index with lmprint add") from None
+            raise _damaged(path, str(error)) from None
         header = np.frombuffer(self._map, HEADER, 1)[0].copy()  # no view left on the map, so it can close
         words, bits, start_bytes = int(header["words"]), int(header["suffix_bits"]), int(header["start_bytes"])
         words_at = HEADER.itemsize
@@ -91,8 +91,7 @@ class Segment:
         if (header["magic"] != MAGIC or bits > 4 or start_bytes not in (4, 8)
                 or size != starts_at + start_bytes * (n_buckets + 1)):
             self._map.close()
-            raise IndexFileError(f"{path} is damaged (not a whole lmprint segment); rebuild the index with "
-                                 "lmprint add")
+            raise _damaged(path, "not a whole lmprint segment")
         self.layout = codec.RowLayout(bits)
         self.base_frame = int(header["base_frame"])
         self.postings = int(header["postings"])
@@ -101,8 +100,7 @@ class Segment:
         if self.starts[0] != 0 or self.starts[-1] != words:  # the directory must span the words exactly
             del self.starts
             self._map.close()
-            raise IndexFileError(f"{path} is damaged (its directory does not match its postings); rebuild the "
-                                 "index with lmprint add")
+            raise _damaged(path, "its directory does not match its postings")
         # one item a word: gathering words with `take` copies 3 bytes at a time (4× faster than bytes)
         self.words = np.frombuffer(self._map, f"V{codec.WORD_BYTES}", words, words_at)
 
@@ -187,7 +185,7 @@ def write(folder: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings
     return name, n_postings
 
 
-def merged(segments: list[Segment], keep: Callable[[np.ndarray], np.ndarray] | None, hashes_per_part: int = 1 << 14
+def merged(segments: list[Segment], keep: Callable[[np.ndarray], np.ndarray] | None, hashes_per_part: int
            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(hashes, timeline frames) of every posting of these segments that `keep(frames)` (a mask; None: all) keeps,
     a range of `hashes_per_part` hashes at a time: memory stays bounded whatever their size."""
@@ -200,6 +198,10 @@ def merged(segments: list[Segment], keep: Callable[[np.ndarray], np.ndarray] | N
         else:
             kept = keep(frames)
             yield hashes[kept], frames[kept]
+
+
+def _damaged(path: Path, why: str) -> IndexFileError:
+    return IndexFileError(f"{path} is damaged ({why}); rebuild the index with lmprint add")
 
 
 def _sync_folder(folder: Path) -> None:

@@ -208,8 +208,7 @@ class SQLitePostingStore:
                 return self._lookup(wanted, priority, max_postings)
             except FileNotFoundError:  # merged away since this reader listed it: list them again
                 if attempt == SEGMENT_OPEN_ATTEMPTS - 1:
-                    raise IndexFileError(f"{self.folder} is missing a segment the index lists; rebuild the index "
-                                         "with lmprint add") from None
+                    raise self._missing_segment() from None
         raise AssertionError("unreachable")
 
     def _lookup(self, wanted: np.ndarray, priority: np.ndarray | None, max_postings: int) -> Postings:
@@ -329,8 +328,7 @@ class SQLitePostingStore:
                     sealed = self._segments()
                 except FileNotFoundError:  # merged away since: the next read transaction lists the new one
                     if attempt == SEGMENT_OPEN_ATTEMPTS - 1:
-                        raise IndexFileError(f"{self.folder} is missing a segment the index lists; rebuild the "
-                                             "index with lmprint add") from None
+                        raise self._missing_segment() from None
                     continue
                 for first in range(0, 1 << HASH_BITS, HASHES_PER_PART):
                     parts = [self._tail_range(first, first + HASHES_PER_PART, layout, table)]
@@ -369,10 +367,9 @@ class SQLitePostingStore:
     def _tail_range(self, first_hash: int, end_hash: int, layout: codec.RowLayout, table: str
                     ) -> tuple[np.ndarray, np.ndarray]:
         """(hashes, timeline frames) of the tail's postings of hashes in [first_hash, end_hash), whole rows."""
-        rows = self.catalogue.read(f"SELECT bucket, entries FROM {table} WHERE bucket >= ? AND bucket < ? "
-                                   "ORDER BY bucket", (first_hash >> layout.suffix_bits,
-                                                       end_hash >> layout.suffix_bits))
-        return codec.decode(np.array([row[0] for row in rows], np.uint32), [row[1] for row in rows], layout)
+        return _decoded(self.catalogue.read(f"SELECT bucket, entries FROM {table} WHERE bucket >= ? AND bucket < ? "
+                                            "ORDER BY bucket", (first_hash >> layout.suffix_bits,
+                                                                end_hash >> layout.suffix_bits)), layout)
 
     def _row_slices(self, layout: codec.RowLayout, table: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(hashes, timeline frames) of every tail posting, `ROWS_PER_SCAN` rows at a time in bucket order. Each
@@ -384,7 +381,7 @@ class SQLitePostingStore:
             if not rows:
                 return
             after = rows[-1][0]
-            yield codec.decode(np.array([row[0] for row in rows], np.uint32), [row[1] for row in rows], layout)
+            yield _decoded(rows, layout)
 
     def _rows(self, buckets: np.ndarray, table: str) -> tuple[np.ndarray, list[bytes]]:
         """(buckets, blobs) of the tail rows of these buckets that exist, in no particular order."""
@@ -451,6 +448,16 @@ class SQLitePostingStore:
             return []
         return [tuple(row) for row in self.catalogue.read("SELECT file, postings FROM segments ORDER BY id")]
 
+    def _missing_segment(self) -> IndexFileError:
+        return IndexFileError(f"{self.folder} is missing a segment the index lists; rebuild the index with lmprint "
+                              "add")
+
+    def _live_postings(self, first_frame: int, end_frame: int) -> int:
+        """Postings of the songs still indexed that start in [first_frame, end_frame) of the timeline: fewer than
+        the segments there hold when songs were removed since."""
+        return int(self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs WHERE timeline_start >= ? "
+                                       "AND timeline_start < ?", (first_frame, end_frame))[0][0])
+
     def _sealed_postings(self) -> int:
         return sum(postings for _, postings in self._listed())
 
@@ -514,10 +521,8 @@ class SQLitePostingStore:
         postings = sum(segment.postings for segment in inputs)
         base = min(segment.first_frame for segment in inputs)
         end = max(segment.end_frame for segment in inputs)
-        live, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs WHERE timeline_start >= ? AND "
-                                    "timeline_start < ?", (base, end))[0]
         timeline = self.timeline()
-        keep = (lambda frames: timeline.locate(frames)[0]) if int(live) < postings else None  # songs removed?
+        keep = (lambda frames: timeline.locate(frames)[0]) if self._live_postings(base, end) < postings else None
         self._new_segment(segments.merged(inputs, keep, HASHES_PER_PART), postings, base)
         for segment in inputs:
             segment.close()
@@ -527,9 +532,8 @@ class SQLitePostingStore:
 
     def _dead_postings(self, listed: list[tuple[str, int]]) -> bool:
         """Whether songs were removed since these segments were written: their songs hold fewer postings."""
-        live, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs WHERE timeline_start < ?",
-                                    (int(self.catalogue.meta("sealed_end") or 0),))[0]
-        return int(live) < sum(postings for _, postings in listed)
+        sealed_end = int(self.catalogue.meta("sealed_end") or 0)
+        return self._live_postings(0, sealed_end) < sum(postings for _, postings in listed)
 
     def _sync_log(self) -> None:
         """Flush the write-ahead log to disk: at `synchronous=NORMAL` a commit survives a crash of the process but
@@ -654,6 +658,11 @@ def _read_segments(sealed: list[segments.Segment], sources: list[tuple[_AskedRow
         rows, suffixes, frames = codec.decode_words(b"".join(data), np.concatenate(lengths), asked.layout)
         parts.append(asked.key_index(np.concatenate(slots), rows, suffixes, frames + np.concatenate(bases)[rows]))
     return parts
+
+
+def _decoded(rows: list[tuple], layout: codec.RowLayout) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, timeline frames) of the postings in tail rows read as (bucket, entries)."""
+    return codec.decode(np.array([row[0] for row in rows], np.uint32), [row[1] for row in rows], layout)
 
 
 def _parts_of(hashes: np.ndarray, timeline_frames: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
