@@ -409,10 +409,21 @@ def _segment_files(path):
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+def _kept_timeline_is_the_rows(store):
+    """Whether the timeline a reader reads (the sealed songs' blob, then rows) is the one all songs' rows give,
+    and the blob is there once a segment is."""
+    timeline = store.postings.timeline()
+    read = np.stack([timeline.starts, timeline.ends, timeline.song_ids], axis=1)
+    blobs = store.catalogue.read("SELECT COUNT(*) FROM sealed_timeline")[0][0]
+    return (read.tolist() == store.postings._timeline_rows("1", ()).tolist()
+            and blobs == (store.postings.stats()["segments"] > 0))
+
+
 def test_a_growing_index_seals_its_tail_into_merged_segments_and_reads_the_same_postings(tmp_path, monkeypatch):
     """Past `SEAL_FROM_POSTINGS` the tail is sealed into segments, which merge level by level: every posting
     reads back the same after each song, through a reader that opened the file before any segment existed, with
-    and without a budget; a removed song's postings are gone at once, and from the files after `compact`."""
+    and without a budget; a removed song's postings are gone at once, and from the files after `compact`. The
+    timeline kept for the sealed songs stays the one their rows give."""
     _small_sealing(monkeypatch, tail=300)
     path = tmp_path / "i.db"
     writer, reader = Store(path, create=True), None
@@ -429,6 +440,7 @@ def test_a_growing_index_seals_its_tail_into_merged_segments_and_reads_the_same_
         budgeted = reader.postings.lookup(asked, np.ones(asked.size), 10 ** 6)
         assert sorted(zip(asked[budgeted.key_index].tolist(), budgeted.song_ids.tolist(),
                           budgeted.frames.tolist())) == expected
+        assert _kept_timeline_is_the_rows(reader)
     # 120 postings a song: rows until 360, then a segment each time the tail reaches 300, merged two by two
     assert counts[:4] == [0, 0, 1, 1] and max(counts) <= 2 and len(_segment_files(path)) == counts[-1]
     assert writer.postings.stats()["hashes_per_row"] == 1
@@ -439,6 +451,7 @@ def test_a_growing_index_seals_its_tail_into_merged_segments_and_reads_the_same_
     assert all(song != 3 for _, song, _ in _postings_of(reader, asked))
     assert len(_postings_of(reader, asked)) == 8 * 120
     assert 3 not in reader.postings.all_postings()[1].tolist()
+    assert _kept_timeline_is_the_rows(reader) and 3 not in reader.postings.timeline().song_ids.tolist()
     writer.postings.compact()
     assert writer.postings.stats()["segments"] == 1 and len(_segment_files(path)) == 1
     assert segments.Segment(segments.folder_of(path) / _segment_files(path)[0]).postings == 8 * 120
@@ -527,6 +540,8 @@ def test_a_schema_5_file_stays_5_until_its_tail_is_sealed_then_older_lmprints_re
         store.catalogue.conn.executemany("INSERT INTO postings_4 VALUES (?, ?)", zip(buckets.tolist(), blobs))
         store.catalogue.conn.execute("DROP TABLE postings")
         store.catalogue.conn.execute("DROP TABLE segments")
+        store.catalogue.conn.execute("DROP TABLE sealed_timeline")
+        store.catalogue.conn.execute("DROP INDEX idx_songs_timeline_start")
         store.catalogue.conn.execute("DELETE FROM meta WHERE key='tail_postings'")
         store.catalogue.set_meta("row_suffix_bits", "2")
         store.catalogue.conn.execute("PRAGMA user_version=5")
@@ -538,7 +553,7 @@ def test_a_schema_5_file_stays_5_until_its_tail_is_sealed_then_older_lmprints_re
         insert(store, "/b", "sha-b", *songs[1])
         assert store.postings.stats()["segments"] == 1
         assert len(_postings_of(store, asked)) == 240
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
 
 
 def test_the_timeline_names_the_same_song_and_frame_as_a_binary_search_would():
