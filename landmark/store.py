@@ -765,8 +765,11 @@ class PeakStore:
                                "REFERENCES [songs]([id]) ON DELETE CASCADE, [data] BLOB NOT NULL)")
 
     def put(self, song_id: int, frames: np.ndarray, bins: np.ndarray) -> None:
+        """Store a song's peaks, in the current codec: a file holding them is of the current schema version (an
+        lmprint before it could not decode them)."""
         self.catalogue.conn.execute("INSERT OR REPLACE INTO peaks(song_id, data) VALUES (?, ?)",
                                     (song_id, peak_codec.encode(frames, bins)))
+        self.catalogue.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def get(self, song_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Stored peaks (frames, bins) of these songs, for those that have them."""

@@ -105,6 +105,21 @@ def test_peaks_round_trip_across_long_pauses_and_wide_bins():
     assert [a.size for a in decode_peaks(encode_peaks(np.zeros(0, int), np.zeros(0, int)))] == [0, 0]
 
 
+def test_peaks_written_before_schema_7_in_lzma2_still_decode():
+    """Files before schema 7 hold peaks as raw LZMA2 of the same bytes: the first byte tells the codecs apart."""
+    import lzma
+    import zlib
+
+    from landmark.peak_codec import LZMA_CODER
+
+    rng = np.random.default_rng(8)
+    frames, bins = np.sort(rng.integers(0, 9000, 2000)), rng.integers(1, 256, 2000)
+    old = lzma.compress(zlib.decompress(encode_peaks(frames, bins)), format=lzma.FORMAT_RAW, filters=LZMA_CODER)
+    decoded = decode_peaks(old)
+    np.testing.assert_array_equal(decoded[0], frames)
+    np.testing.assert_array_equal(decoded[1], bins)
+
+
 def test_songs_follow_each_other_on_the_timeline_and_a_stale_reader_catches_up(tmp_path):
     """Postings name a song by its place on the timeline. A reader that cached the song list before another
     process added a song still attributes the new song's postings to it, and counts it (votes weigh by it)."""
