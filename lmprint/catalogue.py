@@ -80,6 +80,8 @@ class Catalogue:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
         self._after_commit: list[Callable[[], None]] = []
+        self.writing = False
+        """Whether this connection's write transaction (`write`) is open: caches must not keep what it reads."""
         exists = self.path.exists() and self.path.stat().st_size > 0
         if not exists and not create:
             raise IndexFileError(f"no index at {self.path} (create one with `lmprint add`)")
@@ -303,9 +305,11 @@ class WriteTransaction:
             self.catalogue.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as error:
             raise IndexFileError(self.catalogue.describe(error)) from None
+        self.catalogue.writing = True
         return self
 
     def __exit__(self, kind, error, trace) -> None:
+        self.catalogue.writing = False
         conn = self.catalogue.conn
         if kind is None:
             callbacks, self.catalogue._after_commit = self.catalogue._after_commit, []

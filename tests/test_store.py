@@ -14,6 +14,7 @@ from landmark.postings import ESCAPE, RowLayout
 from landmark.postings import decode as decode_postings
 from landmark.postings import encode as encode_postings
 from landmark.settings import Density, FingerprintSettings, MatchSettings
+from landmark.store import SongPostings
 from lmprint.catalogue import SCHEMA_VERSION, UPGRADABLE_FROM
 from lmprint.errors import IndexFileError
 
@@ -471,6 +472,34 @@ def test_a_growing_index_seals_its_tail_into_merged_segments_and_reads_the_same_
     assert writer.postings.stats()["segments"] == 1 and len(_segment_files(path)) == 1
     assert segments.Segment(segments.folder_of(path) / _segment_files(path)[0]).postings == 8 * 120
     assert len(_postings_of(reader, asked)) == 8 * 120
+
+
+def test_a_sealed_song_deleted_from_the_catalogue_alone_is_dropped_and_a_rolled_back_add_is_not_counted(
+        tmp_path, monkeypatch):
+    """Another engine's removal deletes a song's catalogue row without the posting store: the kept timeline of
+    sealed songs no longer matches their rows, so readers take the rows, and the next seal keeps them again. A song
+    count read inside a write transaction that rolls back is not kept."""
+    _small_sealing(monkeypatch, tail=300)
+    path = tmp_path / "i.db"
+    writer, reader = Store(path, create=True), Store(path)
+    songs = _random_songs(6, 5)
+    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
+    for number, (hashes, frames) in enumerate(songs[:4]):
+        insert(writer, f"/{number}", f"sha-{number}", hashes, frames)
+    assert writer.postings.stats()["segments"] > 0 and reader.postings.song_count() == 4
+    with writer.catalogue.write():
+        writer.catalogue.delete_songs([1])  # sealed: the first song
+    assert 1 not in {song for _, song, _ in _postings_of(reader, asked)} and reader.postings.song_count() == 3
+    assert 1 not in reader.postings.timeline().song_ids.tolist()
+    insert(writer, "/4", "sha-4", *songs[4])
+    writer.postings.compact()
+    assert _kept_timeline_is_the_rows(reader) and reader.postings.song_count() == 4
+    with pytest.raises(RuntimeError), writer.catalogue.write():
+        song_id = writer.catalogue.add_song("/5", "5", 10.0, "sha-5")
+        writer.postings.add([SongPostings(song_id, *_random_songs(7, 1)[0])])
+        assert writer.postings.song_count() == 5  # as this transaction sees it
+        raise RuntimeError("rolled back")
+    assert writer.postings.song_count() == 4 and reader.postings.song_count() == 4
 
 
 def test_a_budget_over_segments_reads_the_rows_a_single_store_would(tmp_path, monkeypatch):
