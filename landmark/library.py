@@ -70,7 +70,7 @@ class Index:
                     catalogue.set_meta(SETTINGS_KEY, (wanted or FingerprintSettings()).to_json())
                 SQLitePostingStore.create(catalogue)
                 PeakStore.create(catalogue)
-                catalogue.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                catalogue.mark_current_schema()
         try:
             stored = FingerprintSettings.from_stored(catalogue.meta(SETTINGS_KEY) or "")
         except (ValueError, SettingsError):

@@ -39,7 +39,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lmprint.catalogue import SCHEMA_VERSION, Catalogue
+from lmprint.catalogue import Catalogue
 from lmprint.errors import IndexFileError
 
 from . import peak_codec, segments
@@ -267,9 +267,10 @@ class SQLitePostingStore:
         self._timeline = None
         if doomed.starts.size == 0:
             return
-        sealed = self._sealed_timeline()
-        if sealed is not None and int(doomed.starts.min()) < sealed[0]:
-            self._keep_sealed_timeline(sealed[0], removed=doomed.song_ids.tolist())
+        sealed_end = int(self.catalogue.meta("sealed_end") or 0)  # the kept timeline's end, where there is one
+        if (int(doomed.starts.min()) < sealed_end and self.catalogue.has_table("sealed_timeline")
+                and self.catalogue.read("SELECT 1 FROM sealed_timeline")):  # a sealed song: kept without it
+            self._keep_sealed_timeline(sealed_end, removed=doomed.song_ids.tolist())
         self._known_row_ends = {}
         layout, table = self._layout()
         removed = 0
@@ -385,7 +386,7 @@ class SQLitePostingStore:
             rows = rows[~np.isin(rows[:, 2], np.asarray(removed, np.int64))]
         self.conn.execute("INSERT OR REPLACE INTO sealed_timeline(id, end_frame, songs) VALUES (0, ?, ?)",
                           (end_frame, rows.astype("<i8").tobytes()))
-        self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # an lmprint that knows no blob refuses it
+        self.catalogue.mark_current_schema()  # an lmprint that knows no blob refuses it
 
     # --- internals: the tail ----------------------------------------------------------------------------------
     def _layout(self) -> tuple[codec.RowLayout, str]:
@@ -513,7 +514,7 @@ class SQLitePostingStore:
         """Write a segment and list it (inside the caller's write transaction: a rollback leaves it unlisted)."""
         name, written = segments.write(self.folder, parts, postings, base_frame)
         self.conn.execute("INSERT INTO segments(file, postings) VALUES (?, ?)", (name, written))
-        self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # an lmprint that knows no segments refuses it
+        self.catalogue.mark_current_schema()  # an lmprint that knows no segments refuses it
 
     def _seal_tail(self) -> None:
         """Move the tail's postings into a segment (dropping those of removed songs) and empty the tail, whose
@@ -779,7 +780,7 @@ class PeakStore:
         lmprint before it could not decode them)."""
         self.catalogue.conn.execute("INSERT OR REPLACE INTO peaks(song_id, data) VALUES (?, ?)",
                                     (song_id, peak_codec.encode(frames, bins)))
-        self.catalogue.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.catalogue.mark_current_schema()
 
     def get(self, song_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Stored peaks (frames, bins) of these songs, for those that have them."""

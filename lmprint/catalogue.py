@@ -187,6 +187,11 @@ class Catalogue:
         except sqlite3.DatabaseError as error:
             raise IndexFileError(self.describe(error)) from None
 
+    def mark_current_schema(self) -> None:
+        """Mark the file as of this lmprint's schema version (inside a write transaction), once it holds what an
+        older lmprint could not read: that lmprint then refuses it in one line."""
+        self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
     def has_table(self, name: str) -> bool:
         return bool(self.read("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)))
 
