@@ -59,25 +59,47 @@ def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarra
     """(z, Δt): how far above chance the clip's standardised prominence is at the song's peaks (sorted by frame),
     moved by −Δt into the clip's frames; the best over each of `deltas` ± `verify_shift_frames`. z is −inf when no
     peak of the song lies under the clip."""
+    z, delta = agreements_of(clip, [(song_frames, song_bins, deltas)], settings)
+    return float(z[0]), int(delta[0])
+
+
+def agreements_of(clip: ProminenceMap, readings: Sequence[tuple[np.ndarray, np.ndarray, int | Sequence[int]]],
+                  settings: MatchSettings) -> tuple[np.ndarray, np.ndarray]:
+    """`agreement` of each (song frames, song bins, deltas) in `readings`, in one pass: (z, Δt) arrays. A query
+    reads tens of candidates at several offsets and warps; one pass over them all costs what one reading did."""
     n_frames, n_bins = clip.standardised.shape
     shift = settings.verify_shift_frames
-    offsets = (np.atleast_1d(np.asarray(deltas, np.int64))[:, None] + np.arange(-shift, shift + 1)).ravel()
+    shifts = np.arange(-shift, shift + 1)
+    offsets_of = [(np.atleast_1d(np.asarray(deltas, np.int64))[:, None] + shifts).ravel() for _, _, deltas in readings]
+    sizes = np.fromiter((offsets.size for offsets in offsets_of), np.int64, len(readings))
+    frames_of = [np.asarray(frames, np.int64) for frames, _, _ in readings]
+    offsets = np.concatenate(offsets_of)
+    song_frames = np.concatenate(frames_of)
+    song_bins = np.concatenate([np.asarray(bins, np.int64) for _, bins, _ in readings])
+    # each reading on a stretch of one axis of its own, so that one search finds every reading's peaks
+    low = min(int(offsets.min()), int(song_frames.min(initial=0)))
+    stride = max(int(offsets.max()) + n_frames, int(song_frames.max(initial=0))) - low + 1
+    bases = np.arange(len(readings), dtype=np.int64) * stride - low
+    song_frames += np.repeat(bases, [frames.size for frames in frames_of])
+    offsets += np.repeat(bases, sizes)
     # the song's peaks under the clip at each offset (a few seconds of a song: cut before anything else is done)
     starts, ends = np.searchsorted(song_frames, offsets), np.searchsorted(song_frames, offsets + n_frames)
     spans = ends - starts
     which = np.repeat(np.arange(offsets.size), spans)
     points = np.arange(which.size) - np.repeat(np.cumsum(spans) - spans - starts, spans)
-    bins = np.asarray(song_bins[points], np.int64) - clip.first_bin
+    bins = song_bins[points] - clip.first_bin
     in_band = (bins >= 0) & (bins < n_bins)
     which, points, bins = which[in_band], points[in_band], bins[in_band]
     counts = np.bincount(which, minlength=offsets.size)
-    if not counts.any():
-        return -np.inf, int(offsets[shift])
-    values = clip.standardised[np.asarray(song_frames[points], np.int64) - offsets[which], bins]
+    values = clip.standardised[song_frames[points] - offsets[which], bins]
     sums = np.bincount(which, values, offsets.size)
     z = np.where(counts > 0, sums / np.sqrt(np.maximum(counts, 1)), -np.inf)
-    best = int(np.argmax(z))
-    return float(z[best]), int(offsets[best])
+    firsts = np.cumsum(sizes) - sizes
+    best_z = np.maximum.reduceat(z, firsts)
+    at_best = np.flatnonzero(z == np.repeat(best_z, sizes))
+    best = at_best[np.searchsorted(at_best, firsts)]  # each reading's first offset at its best, as argmax picks
+    best = np.where(best_z > -np.inf, best, firsts + shift)  # no peak under the clip: the first Δt as voted
+    return best_z, offsets[best] - np.repeat(bases, sizes)[best]
 
 
 SongPeaks = Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]]
@@ -127,13 +149,12 @@ def agreements(candidates: list[Candidate], clip: ProminenceMap, song_peaks: Son
     """(z, candidate at the Δt that agreed best) of each candidate whose peaks the index holds, in their order: the
     best agreement at its voted offset and at its other strong offsets (`Candidate.other_deltas`)."""
     peaks = song_peaks([c.song_id for c in candidates])
-    agreed = []
-    for candidate in candidates:
-        if candidate.song_id in peaks:
-            z, delta = agreement(clip, *peaks[candidate.song_id], (candidate.delta_frames, *candidate.other_deltas),
-                                 settings)
-            agreed.append((z, Candidate(candidate.song_id, candidate.score, delta)))
-    return agreed
+    held = [c for c in candidates if c.song_id in peaks]
+    if not held:
+        return []
+    zs, deltas = agreements_of(clip, [(*peaks[c.song_id], (c.delta_frames, *c.other_deltas)) for c in held],
+                               settings)
+    return [(float(z), Candidate(c.song_id, c.score, int(delta))) for z, delta, c in zip(zs, deltas, held)]
 
 
 def verify(candidates: list[Candidate], clip: ProminenceMap,

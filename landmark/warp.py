@@ -30,7 +30,7 @@ from . import hashes as hashing
 from . import vote
 from .arrays import run_starts
 from .settings import MAX_WARP, FingerprintSettings, MatchSettings
-from .verify import CopyCheck, ProminenceMap, SongPeaks, agreement, verify, without_copies_of_leader
+from .verify import CopyCheck, ProminenceMap, SongPeaks, agreement, agreements_of, verify, without_copies_of_leader
 
 LINES = {"speed": (1, 1), "tempo": (1, 0), "pitch": (0, 1)}
 """Each kind of change as the exponents (a, b) of its factor s in (T, P) = (s^a, s^b)."""
@@ -286,23 +286,30 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
     warps: dict[int, Warp] = {}
     on_clip: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     clip_candidates = []
-    for candidate in candidates:
-        if candidate.song_id not in peaks:
-            continue
+    held = [candidate for candidate in candidates if candidate.song_id in peaks]
+    trials, readings = [], []
+    for candidate in held:
         guess = estimate(by_song, warped, candidate, matching.vote_tolerance_frames)
-        best = (-np.inf, guess, int(round(candidate.delta_frames / guess.tempo)))
         # read here at Δt ± shift, then verified there ± shift again
         near = under_clip(*peaks[candidate.song_id], (candidate.delta_frames, *candidate.other_deltas),
                           clip.standardised.shape[0] + 2 * matching.verify_shift_frames)
         for step in REFINE_STEPS:
             trial = Warp(guess.kind, guess.factor * (1 + step))
-            deltas = [int(round(d / trial.tempo)) for d in (candidate.delta_frames, *candidate.other_deltas)]
-            z, delta = agreement(clip, *trial.to_clip(*near), deltas, matching)
-            if z > best[0]:
-                best = (z, trial, delta)
-        warps[candidate.song_id] = best[1]
-        on_clip[candidate.song_id] = best[1].to_clip(*near)
-        clip_candidates.append(vote.Candidate(candidate.song_id, candidate.score, best[2]))
+            on_trial = trial.to_clip(*near)
+            trials.append((trial, on_trial))
+            readings.append((*on_trial, [int(round(d / trial.tempo))
+                                         for d in (candidate.delta_frames, *candidate.other_deltas)]))
+    zs, deltas = agreements_of(clip, readings, matching) if readings else (np.zeros(0), np.zeros(0, np.int64))
+    for i, candidate in enumerate(held):
+        steps = slice(i * REFINE_STEPS.size, (i + 1) * REFINE_STEPS.size)
+        best = int(np.argmax(zs[steps]))  # the first step at the best z
+        if zs[steps][best] == -np.inf:  # none of its peaks under the clip: the vote's guess, as voted
+            best = int(np.flatnonzero(REFINE_STEPS == 0)[0])
+            delta = int(round(candidate.delta_frames / trials[steps][best][0].tempo))
+        else:
+            delta = int(deltas[steps][best])
+        warps[candidate.song_id], on_clip[candidate.song_id] = trials[steps][best]
+        clip_candidates.append(vote.Candidate(candidate.song_id, candidate.score, delta))
     if not clip_candidates:
         return Found(None, "", None, None, candidates)
     leader = vote.decide(candidates, matching)
@@ -373,12 +380,16 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
               & (song_frames <= delta_frames + (1 + widest) * n_frames + START_SEARCH_FRAMES))
     frames, bins = song_frames[window], song_bins[window]
 
-    def read(warp: Warp) -> tuple[float, int]:
-        tempo = warp.tempo
-        # the clip's start in song frames is Δt − (T − 1)·u for some clip frame u of the alignment
-        positions = np.linspace(0, n_frames, int(abs(tempo - 1) * n_frames) + 2)
-        starts = np.unique(np.round((delta_frames - (tempo - 1) * positions) / tempo).astype(np.int64))
-        return agreement(clip, *warp.to_clip(frames, bins), starts.tolist(), matching)
+    def read(warps: list[Warp]) -> tuple[np.ndarray, np.ndarray]:
+        """(z, clip start) of each warp, in one pass."""
+        readings = []
+        for warp in warps:
+            tempo = warp.tempo
+            # the clip's start in song frames is Δt − (T − 1)·u for some clip frame u of the alignment
+            positions = np.linspace(0, n_frames, int(abs(tempo - 1) * n_frames) + 2)
+            starts = np.unique(np.round((delta_frames - (tempo - 1) * positions) / tempo).astype(np.int64))
+            readings.append((*warp.to_clip(frames, bins), starts))
+        return agreements_of(clip, readings, matching)
 
     reaches = {kind: limit if around is not None else min(limit, AS_RECORDED_REACH.get(kind, limit))
                for kind, limit in limits.items()}
@@ -388,18 +399,22 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
         log_tempo, log_pitch = np.log(around.tempo), np.log(around.pitch)
         projected = {"speed": np.exp(0.5 * (log_tempo + log_pitch)), "tempo": around.tempo, "pitch": around.pitch}
         trials += [Warp(kind, float(projected[kind])) for kind in limits]
-    best_z, best_start, best = max(((*read(trial), trial) for trial in trials), key=lambda found: found[0])
+    zs, starts = read(trials)
+    first_best = int(np.argmax(zs))
+    best_z, best_start, best = float(zs[first_best]), int(starts[first_best]), trials[first_best]
     as_recorded_z, as_recorded_start = agreement(clip, frames, bins, delta_frames, matching)
     if not np.isfinite(best_z):  # no peak of the song under the clip at any warp: nothing to measure
         return as_recorded_z, Warp("speed", 1.0), delta_frames
     if best_z < as_recorded_z + MIN_WARP_GAIN:
         best_z, best_start, best = as_recorded_z, as_recorded_start, Warp("speed", 1.0)
     else:
-        for step in np.arange(-COARSE_STEP, COARSE_STEP + FINE_STEP / 2, FINE_STEP):
-            trial = Warp(best.kind, best.factor * (1 + step))
-            trial_z, trial_start = read(trial)
-            if trial_z > best_z:
-                best_z, best_start, best = trial_z, trial_start, Warp(trial.kind, float(trial.factor))
+        fine = [Warp(best.kind, best.factor * (1 + step))
+                for step in np.arange(-COARSE_STEP, COARSE_STEP + FINE_STEP / 2, FINE_STEP)]
+        zs, starts = read(fine)
+        first_best = int(np.argmax(zs))
+        if zs[first_best] > best_z:
+            best_z, best_start = float(zs[first_best]), int(starts[first_best])
+            best = Warp(best.kind, float(fine[first_best].factor))
     start = int(round(best_start * best.tempo))
     if clip_peaks is not None:
         best, start = fit(*clip_peaks, frames, bins, best, start, tuple(limits))

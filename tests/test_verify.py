@@ -111,7 +111,8 @@ def _decide(monkeypatch, config, scores, z_of_song):
     from landmark.vote import Candidate
 
     clip = ProminenceMap.of(np.zeros((300, CONFIG.fft_size // 2 + 1), np.float32), CONFIG)
-    monkeypatch.setattr(verify_module, "agreement", lambda m, f, b, delta, c: (z_of_song[int(f[0])], delta))
+    monkeypatch.setattr(verify_module, "agreements_of", lambda m, readings, c: (
+        np.array([z_of_song[int(f[0])] for f, _, _ in readings]), np.array([d[0] for _, _, d in readings])))
     candidates = [Candidate(song, score, 100 + song) for song, score in enumerate(scores, start=1)]
     found, _ = verify_module.verify(candidates, clip, lambda ids: {i: (np.array([i]), np.array([20])) for i in ids},
                                     config)
@@ -162,3 +163,36 @@ def test_copies_of_a_recording_share_their_peaks_and_different_songs_do_not():
     assert shared_peaks(flac, delayed, 5) > 0.9  # a copy starting 5 frames later (another encoder's delay)
     assert shared_peaks(flac, delayed, 0) < 0.2  # ...at the wrong offset it is not a copy
     assert shared_peaks(flac, other, 0) < 0.1  # same synthesizer, scale and tempo range: still another song
+
+
+def test_many_readings_in_one_pass_agree_with_each_read_point_by_point():
+    """`agreements_of` lays many readings on one axis to read them in one pass: each reading's z and Δt must be
+    what summing the clip's standardised prominence at its own peaks gives, whatever its neighbours (a song read at
+    offsets before the clip, past its end, or with no peaks at all)."""
+    from landmark.verify import agreements_of
+
+    rng = np.random.default_rng(5)
+    song, other = rendered(3, 40.0, RATE), rendered(4, 40.0, RATE)
+    clip = _prominence(queries.add_noise(song[20 * RATE:25 * RATE], queries.pink_noise(5 * RATE, rng), 5.0, rng))
+    peaks, other_peaks = extract_peaks(song, CONFIG, CONFIG.index), extract_peaks(other, CONFIG, CONFIG.index)
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    delta = 20 * RATE // CONFIG.hop_size
+    readings = [(*peaks, (delta - 1, delta + 500)), (*other_peaks, (-40,)), (*none, (delta,)),
+                (*peaks, (-600, delta + 2)), (*other_peaks, (delta, 10_000))]
+    n_frames, n_bins = clip.standardised.shape
+    zs, deltas = agreements_of(clip, readings, MATCHING)
+    shift = MATCHING.verify_shift_frames
+    for (frames, bins, voted), z, found in zip(readings, zs, deltas):
+        best = (-np.inf, voted[0])
+        for offset in [v + s for v in voted for s in range(-shift, shift + 1)]:
+            total, count = 0.0, 0
+            for frame, bin_ in zip(frames.tolist(), bins.tolist()):
+                if offset <= frame < offset + n_frames and 0 <= bin_ - clip.first_bin < n_bins:
+                    total += float(clip.standardised[frame - offset, bin_ - clip.first_bin])
+                    count += 1
+            if count and total / np.sqrt(count) > best[0]:
+                best = (total / np.sqrt(count), offset)
+        assert np.isclose(z, best[0]) if np.isfinite(best[0]) else z == -np.inf
+        assert found == best[1]
+    assert zs[0] >= MATCHING.min_agreement_z and deltas[0] == delta  # the true offset, a frame from the vote's
+    assert zs[2] == -np.inf and zs[3] >= MATCHING.min_agreement_z
