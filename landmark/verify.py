@@ -63,8 +63,12 @@ def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarra
     return float(z[0]), int(delta[0])
 
 
-def agreements_of(clip: ProminenceMap, readings: Sequence[tuple[np.ndarray, np.ndarray, int | Sequence[int]]],
-                  settings: MatchSettings) -> tuple[np.ndarray, np.ndarray]:
+Reading = tuple[np.ndarray, np.ndarray, int | Sequence[int] | np.ndarray]
+"""A song's peaks (frames sorted, bins) and the Δt to read them at: what `agreement` reads."""
+
+
+def agreements_of(clip: ProminenceMap, readings: Sequence[Reading], settings: MatchSettings
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """`agreement` of each (song frames, song bins, deltas) in `readings`, in one pass: (z, Δt) arrays. A query
     reads tens of candidates at several offsets and warps; one pass over them all costs what one reading did."""
     n_frames, n_bins = clip.standardised.shape
