@@ -540,6 +540,7 @@ class SQLitePostingStore:
         self._keep_sealed_timeline(int(self.catalogue.meta("sealed_end") or 0))
         self._known_row_ends = {}
         self.catalogue.after_commit(lambda: self._known_row_ends.clear())
+        self.catalogue.after_commit(self.catalogue.release_free_pages)  # the tail's rows, a fifth of a small file
 
     def _merge_outgrown(self) -> None:
         """Restore `MERGE_RATIO`: while some segment holds fewer than MERGE_RATIO times the postings of all newer

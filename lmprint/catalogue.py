@@ -117,6 +117,8 @@ class Catalogue:
         if exists and version < UPGRADABLE_FROM:
             raise IndexFileError(f"{self.path} was built by an older lmprint (index schema version {version}); "
                                  "index the music again into a new file")
+        if not exists:  # before any table: a file made without it keeps the pages it frees until `compact`
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._use_wal()
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -220,6 +222,7 @@ class Catalogue:
         process is using the index at that moment."""
         self.conn.execute(f"PRAGMA busy_timeout={int(COMPACT_BUSY_TIMEOUT_S * 1000)}")
         try:
+            self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a file made before it: VACUUM applies it
             self.conn.execute("VACUUM")
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return True
@@ -227,6 +230,19 @@ class Catalogue:
             return False
         finally:
             self.conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+
+    def release_free_pages(self) -> None:
+        """Give the pages that deleted rows left free back to the file system, in a transaction of its own (outside
+        any other): sealing a library's first tail frees a fifth of a small file for good, since the tail never
+        grows that large again. A file made before `auto_vacuum=INCREMENTAL` keeps them (until `compact`); a busy
+        file keeps them until the next seal."""
+        if self.conn.in_transaction:
+            return
+        try:
+            # executescript steps the pragma to its end: execute() would free one page (its rows have no columns)
+            self.conn.executescript("PRAGMA incremental_vacuum")
+        except sqlite3.OperationalError:
+            pass
 
     def file_bytes(self) -> int:
         """Size of the file and its write-ahead log."""

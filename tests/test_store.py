@@ -474,6 +474,34 @@ def test_a_growing_index_seals_its_tail_into_merged_segments_and_reads_the_same_
     assert len(_postings_of(reader, asked)) == 8 * 120
 
 
+def test_the_first_seal_gives_the_tails_pages_back_to_the_file_system(tmp_path, monkeypatch):
+    """A small library's rows move into a segment at its first seal, and the tail never grows that large again: the
+    pages they held go back to the file system rather than staying free in the file for good. A file made without
+    that (`auto_vacuum` off) gets it at `compact`."""
+    _small_sealing(monkeypatch, seal_from=41_000, tail=10_000)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    songs = _random_songs(6, 21, n_postings=2000)  # 40,000 postings before the 21st song, which seals them
+    for number, (hashes, frames) in enumerate(songs[:20]):
+        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
+    conn = sqlite3.connect(path)
+
+    def file_pages():
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return path.stat().st_size // conn.execute("PRAGMA page_size").fetchone()[0]
+
+    before = file_pages()
+    insert(store, "/20", "sha-20", *songs[20])
+    assert store.postings.stats()["segments"] == 1
+    assert file_pages() < before / 2 and conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert len(_postings_of(store, np.unique(songs[0][0]))) >= 2000
+    conn.execute("PRAGMA auto_vacuum=NONE")
+    conn.execute("VACUUM")
+    assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    assert store.catalogue.compact()
+    assert sqlite3.connect(path).execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+
+
 def test_a_sealed_song_deleted_from_the_catalogue_alone_is_dropped_and_a_rolled_back_add_is_not_counted(
         tmp_path, monkeypatch):
     """Another engine's removal deletes a song's catalogue row without the posting store: the kept timeline of
