@@ -235,14 +235,14 @@ class Catalogue:
         """Give the pages that deleted rows left free back to the file system, in a transaction of its own (outside
         any other): sealing a library's first tail frees a fifth of a small file for good, since the tail never
         grows that large again. A file made before `auto_vacuum=INCREMENTAL` keeps them (until `compact`); a busy
-        file keeps them until the next seal."""
+        file keeps them until the next seal: the song that sealed is committed, and this is housekeeping."""
         if self.conn.in_transaction:
             return
         try:
             # executescript steps the pragma to its end: execute() would free one page (its rows have no columns)
             self.conn.executescript("PRAGMA incremental_vacuum")
-        except sqlite3.OperationalError:
-            pass
+        except sqlite3.Error:
+            pass  # busy (or damaged: the next read or write says so in one line)
 
     def file_bytes(self) -> int:
         """Size of the file and its write-ahead log."""
