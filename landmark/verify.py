@@ -54,6 +54,10 @@ class ProminenceMap:
         return cls(values, first_bin)
 
 
+Reading = tuple[np.ndarray, np.ndarray, int | Sequence[int] | np.ndarray]
+"""A song's peaks (frames sorted, bins) and the Δt to read them at: what `agreement` reads."""
+
+
 def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, deltas: int | Sequence[int],
               settings: MatchSettings) -> tuple[float, int]:
     """(z, Δt): how far above chance the clip's standardised prominence is at the song's peaks (sorted by frame),
@@ -63,19 +67,17 @@ def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarra
     return float(z[0]), int(delta[0])
 
 
-Reading = tuple[np.ndarray, np.ndarray, int | Sequence[int] | np.ndarray]
-"""A song's peaks (frames sorted, bins) and the Δt to read them at: what `agreement` reads."""
-
-
 def agreements_of(clip: ProminenceMap, readings: Sequence[Reading], settings: MatchSettings
                   ) -> tuple[np.ndarray, np.ndarray]:
     """`agreement` of each (song frames, song bins, deltas) in `readings`, in one pass: (z, Δt) arrays. A query
-    reads tens of candidates at several offsets and warps; one pass over them all costs what one reading did."""
+    reads tens of candidates at several offsets and warps, a few hundred peaks each: numpy's cost per call, paid
+    once for them all rather than once a reading, was most of verification's time."""
     n_frames, n_bins = clip.standardised.shape
     shift = settings.verify_shift_frames
     shifts = np.arange(-shift, shift + 1)
     offsets_of = [(np.atleast_1d(np.asarray(deltas, np.int64))[:, None] + shifts).ravel() for _, _, deltas in readings]
-    sizes = np.fromiter((offsets.size for offsets in offsets_of), np.int64, len(readings))
+    offsets_per_reading = np.fromiter((offsets.size for offsets in offsets_of), np.int64, len(readings))
+    assert offsets_per_reading.all(), "a reading without a Δt"
     frames_of = [np.asarray(frames, np.int64) for frames, _, _ in readings]
     offsets = np.concatenate(offsets_of)
     song_frames = np.concatenate(frames_of)
@@ -85,7 +87,7 @@ def agreements_of(clip: ProminenceMap, readings: Sequence[Reading], settings: Ma
     stride = max(int(offsets.max()) + n_frames, int(song_frames.max(initial=0))) - low + 1
     bases = np.arange(len(readings), dtype=np.int64) * stride - low
     song_frames += np.repeat(bases, [frames.size for frames in frames_of])
-    offsets += np.repeat(bases, sizes)
+    offsets += np.repeat(bases, offsets_per_reading)
     # the song's peaks under the clip at each offset (a few seconds of a song: cut before anything else is done)
     starts, ends = np.searchsorted(song_frames, offsets), np.searchsorted(song_frames, offsets + n_frames)
     spans = ends - starts
@@ -98,12 +100,12 @@ def agreements_of(clip: ProminenceMap, readings: Sequence[Reading], settings: Ma
     values = clip.standardised[song_frames[points] - offsets[which], bins]
     sums = np.bincount(which, values, offsets.size)
     z = np.where(counts > 0, sums / np.sqrt(np.maximum(counts, 1)), -np.inf)
-    firsts = np.cumsum(sizes) - sizes
+    firsts = np.cumsum(offsets_per_reading) - offsets_per_reading
     best_z = np.maximum.reduceat(z, firsts)
-    at_best = np.flatnonzero(z == np.repeat(best_z, sizes))
+    at_best = np.flatnonzero(z == np.repeat(best_z, offsets_per_reading))
     best = at_best[np.searchsorted(at_best, firsts)]  # each reading's first offset at its best, as argmax picks
     best = np.where(best_z > -np.inf, best, firsts + shift)  # no peak under the clip: the first Δt as voted
-    return best_z, offsets[best] - np.repeat(bases, sizes)[best]
+    return best_z, offsets[best] - np.repeat(bases, offsets_per_reading)[best]
 
 
 SongPeaks = Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]]

@@ -303,13 +303,10 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
     for i, candidate in enumerate(held):
         steps = slice(i * REFINE_STEPS.size, (i + 1) * REFINE_STEPS.size)
         best = int(np.argmax(zs[steps]))  # the first step at the best z
-        if zs[steps][best] == -np.inf:  # none of its peaks under the clip: the vote's guess, as voted
+        if zs[steps][best] == -np.inf:  # none of its peaks under the clip: the vote's guess, at its voted Δt
             best = int(np.flatnonzero(REFINE_STEPS == 0)[0])
-            delta = int(round(candidate.delta_frames / trials[steps][best][0].tempo))
-        else:
-            delta = int(deltas[steps][best])
         warps[candidate.song_id], on_clip[candidate.song_id] = trials[steps][best]
-        clip_candidates.append(vote.Candidate(candidate.song_id, candidate.score, delta))
+        clip_candidates.append(vote.Candidate(candidate.song_id, candidate.score, int(deltas[steps][best])))
     if not clip_candidates:
         return Found(None, "", None, None, candidates)
     leader = vote.decide(candidates, matching)

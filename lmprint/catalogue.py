@@ -42,6 +42,8 @@ BUSY_TIMEOUT_S = 60.0
 """How long a writer waits for another writer before giving up with "locked"."""
 COMPACT_BUSY_TIMEOUT_S = 1.0
 """How long `compact` waits for the file to itself before it leaves it as it is."""
+RELEASE_FREE_SHARE = 0.25
+"""Free pages beyond this share of the file go back to the file system after a seal (`release_free_pages`)."""
 _SONG_COLUMNS = "id, path, title, duration_s, content_sha1, n_hashes, added_at"
 
 
@@ -233,16 +235,23 @@ class Catalogue:
 
     def release_free_pages(self) -> None:
         """Give the pages that deleted rows left free back to the file system, in a transaction of its own (outside
-        any other): sealing a library's first tail frees a fifth of a small file for good, since the tail never
-        grows that large again. A file made before `auto_vacuum=INCREMENTAL` keeps them (until `compact`); a busy
-        file keeps them until the next seal: the song that sealed is committed, and this is housekeeping."""
+        any other), when they are over `RELEASE_FREE_SHARE` of the file: sealing a library's first tail frees most
+        of a small file for good, since the tail never grows that large again, where a later seal frees what the
+        next tail takes back. A file made before `auto_vacuum=INCREMENTAL` keeps them (until `compact`), and so
+        does a file another writer holds for `COMPACT_BUSY_TIMEOUT_S`: the seal is committed; this is housekeeping."""
         if self.conn.in_transaction:
             return
+        self.conn.execute(f"PRAGMA busy_timeout={int(COMPACT_BUSY_TIMEOUT_S * 1000)}")
         try:
-            # executescript steps the pragma to its end: execute() would free one page (its rows have no columns)
-            self.conn.executescript("PRAGMA incremental_vacuum")
+            free, = self.conn.execute("PRAGMA freelist_count").fetchone()
+            pages, = self.conn.execute("PRAGMA page_count").fetchone()
+            if free > RELEASE_FREE_SHARE * pages:
+                # executescript steps the pragma to its end: execute() would free one page (its rows have no columns)
+                self.conn.executescript("PRAGMA incremental_vacuum")
         except sqlite3.Error:
             pass  # busy (or damaged: the next read or write says so in one line)
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
 
     def file_bytes(self) -> int:
         """Size of the file and its write-ahead log."""

@@ -502,6 +502,38 @@ def test_the_first_seal_gives_the_tails_pages_back_to_the_file_system(tmp_path, 
     assert sqlite3.connect(path).execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
 
 
+def test_a_seal_commits_and_keeps_its_free_pages_when_another_writer_holds_the_file(tmp_path, monkeypatch):
+    """Giving pages back is housekeeping after the seal's commit: with another writer holding the file it waits
+    `COMPACT_BUSY_TIMEOUT_S`, not a writer's minute, raises nothing, and leaves the pages to a later call."""
+    import time
+
+    from lmprint.catalogue import COMPACT_BUSY_TIMEOUT_S
+
+    _small_sealing(monkeypatch, seal_from=41_000, tail=10_000)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    songs = _random_songs(6, 21, n_postings=2000)
+    for number, (hashes, frames) in enumerate(songs[:20]):
+        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
+    other = sqlite3.connect(path, isolation_level=None)
+    release, waited = store.catalogue.release_free_pages, []
+
+    def with_the_file_held():
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        release()
+        waited.append(time.monotonic() - started)
+        other.execute("ROLLBACK")
+
+    monkeypatch.setattr(store.catalogue, "release_free_pages", with_the_file_held)
+    insert(store, "/20", "sha-20", *songs[20])
+    assert store.postings.stats()["segments"] == 1 and store.catalogue.song_count() == 21
+    assert len(waited) == 1 and COMPACT_BUSY_TIMEOUT_S <= waited[0] < COMPACT_BUSY_TIMEOUT_S + 5
+    assert other.execute("PRAGMA freelist_count").fetchone()[0] > 0
+    release()
+    assert sqlite3.connect(path).execute("PRAGMA freelist_count").fetchone()[0] == 0
+
+
 def test_a_sealed_song_deleted_from_the_catalogue_alone_is_dropped_and_a_rolled_back_add_is_not_counted(
         tmp_path, monkeypatch):
     """Another engine's removal deletes a song's catalogue row without the posting store: the kept timeline of

@@ -196,3 +196,20 @@ def test_many_readings_in_one_pass_agree_with_each_read_point_by_point():
         assert found == best[1]
     assert zs[0] >= MATCHING.min_agreement_z and deltas[0] == delta  # the true offset, a frame from the vote's
     assert zs[2] == -np.inf and zs[3] >= MATCHING.min_agreement_z
+
+
+def test_readings_side_by_side_never_see_each_others_peaks_and_ties_go_to_the_first_offset():
+    """On a flat map every offset's z is √(peaks under the clip), so ties are everywhere: each reading takes its
+    first offset at its best, and a reading whose peaks lie at the far end of the axis (the largest frame of all)
+    does not reach into the next reading's first window."""
+    from landmark.verify import agreements_of
+
+    clip = ProminenceMap(np.ones((10, 4), np.float32), first_bin=0)
+    matching = MatchSettings(verify_shift_frames=1)
+    one = np.array([1])
+    readings = [(np.array([0, 30]), np.array([1, 1]), (0,)),  # frame 0 under all three windows; 30 under none
+                (np.array([3]), one, (-5,)),  # the lowest offset of all (-6), right after the largest frame
+                (np.zeros(0, np.int64), np.zeros(0, np.int64), (7,)),  # no peaks: the first Δt as voted
+                (np.array([2]), np.array([4]), (2,))]  # its one peak is out of the band
+    zs, deltas = agreements_of(clip, readings, matching)
+    assert zs.tolist() == [1.0, 1.0, -np.inf, -np.inf] and deltas.tolist() == [-1, -6, 7, 2]
