@@ -536,8 +536,9 @@ class SQLitePostingStore:
             self.conn.execute(f"CREATE TABLE [{_table_of(0)}] ([bucket] INTEGER PRIMARY KEY, [entries] BLOB NOT NULL)")
             self.catalogue.set_meta("row_suffix_bits", "0")
         self.catalogue.set_meta("tail_postings", "0")
-        self.catalogue.set_meta("sealed_end", self.catalogue.meta("timeline_end") or "0")
-        self._keep_sealed_timeline(int(self.catalogue.meta("sealed_end") or 0))
+        sealed_end = int(self.catalogue.meta("timeline_end") or 0)
+        self.catalogue.set_meta("sealed_end", str(sealed_end))
+        self._keep_sealed_timeline(sealed_end)
         self._known_row_ends = {}
         self.catalogue.after_commit(lambda: self._known_row_ends.clear())
         self.catalogue.after_commit(self.catalogue.release_free_pages)  # the tail's rows, a fifth of a small file

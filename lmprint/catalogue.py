@@ -222,16 +222,14 @@ class Catalogue:
     def compact(self) -> bool:
         """Rewrite the file without the slack that appends leave in pages. False, changing nothing, when another
         process is using the index at that moment."""
-        self.conn.execute(f"PRAGMA busy_timeout={int(COMPACT_BUSY_TIMEOUT_S * 1000)}")
-        try:
-            self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a file made before it: VACUUM applies it
-            self.conn.execute("VACUUM")
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return True
-        except sqlite3.OperationalError:
-            return False
-        finally:
-            self.conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+        with self._waiting_briefly():
+            try:
+                self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a file made before it: VACUUM applies it
+                self.conn.execute("VACUUM")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return True
+            except sqlite3.OperationalError:
+                return False
 
     def release_free_pages(self) -> None:
         """Give the pages that deleted rows left free back to the file system, in a transaction of its own (outside
@@ -241,15 +239,22 @@ class Catalogue:
         does a file another writer holds for `COMPACT_BUSY_TIMEOUT_S`: the seal is committed; this is housekeeping."""
         if self.conn.in_transaction:
             return
+        with self._waiting_briefly():
+            try:
+                free, = self.conn.execute("PRAGMA freelist_count").fetchone()
+                pages, = self.conn.execute("PRAGMA page_count").fetchone()
+                if free > RELEASE_FREE_SHARE * pages:
+                    # executescript steps it to its end; execute() would free one page (its rows have no columns)
+                    self.conn.executescript("PRAGMA incremental_vacuum")
+            except sqlite3.Error:
+                pass  # busy (or damaged: the next read or write says so in one line)
+
+    @contextmanager
+    def _waiting_briefly(self) -> Iterator[None]:
+        """Wait `COMPACT_BUSY_TIMEOUT_S` for another writer, not `busy_timeout_s`: for work that may be skipped."""
         self.conn.execute(f"PRAGMA busy_timeout={int(COMPACT_BUSY_TIMEOUT_S * 1000)}")
         try:
-            free, = self.conn.execute("PRAGMA freelist_count").fetchone()
-            pages, = self.conn.execute("PRAGMA page_count").fetchone()
-            if free > RELEASE_FREE_SHARE * pages:
-                # executescript steps the pragma to its end: execute() would free one page (its rows have no columns)
-                self.conn.executescript("PRAGMA incremental_vacuum")
-        except sqlite3.Error:
-            pass  # busy (or damaged: the next read or write says so in one line)
+            yield
         finally:
             self.conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
 
