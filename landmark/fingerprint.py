@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import hashes as hashing
+from .arrays import members
 from .peaks import candidate_peaks, prominence_db, refine, select_peaks
 from .settings import Density, FingerprintSettings
 from .spectrogram import frame_count, log_spectrogram
@@ -101,7 +102,7 @@ def fingerprint(signal: np.ndarray, settings: FingerprintSettings, density: Dens
     index_style = index_peaks = None
     if index_density is not None:
         styled_hashes, styled_frames = hashing.pair_peaks(index_frames, index_bins, settings, index_density)
-        index_style = np.isin(_landmark_ids(hashes, anchor_frames), _landmark_ids(styled_hashes, styled_frames))
+        index_style = members(_landmark_ids(hashes, anchor_frames), _landmark_ids(styled_hashes, styled_frames))
         by_time = np.argsort(fine[0], kind="stable")  # refining moves peaks of one frame by up to ± 0.5 of it
         index_peaks = (fine[0][by_time], fine[1][by_time])
     return Fingerprint(hashes, anchor_frames, frames, bins, prominence, index_style, index_peaks)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arrays import members
 from .peaks import band_edges_bins
 from .settings import FingerprintSettings, MatchSettings
 from .vote import Candidate
@@ -213,9 +214,7 @@ def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarr
         return 0.0
     width = int(max(bins.max(), other_bins.max())) + 1
     keys, other_keys = frames[inside] * width + bins[inside], other_frames * width + other_bins
-    found = np.zeros(keys.size, bool)
-    for step in (-1, 0, 1):
-        found |= np.isin(keys + step * width, other_keys)
+    found = members(keys + np.array([[-width], [0], [width]]), other_keys).any(axis=0)  # ± 1 frame
     return float(found.mean())
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import hashes as hashing
 from . import vote
-from .arrays import run_starts
+from .arrays import covered, members, run_starts
 from .settings import MAX_WARP, FingerprintSettings, MatchSettings
 from .verify import CopyCheck, ProminenceMap, SongPeaks, agreement, agreements_of, verify, without_copies_of_leader
 
@@ -211,7 +211,7 @@ class VotesBySong:
     not a pass over them all."""
 
     def __init__(self, votes: vote.Votes, song_ids: list[int]):
-        mine = np.flatnonzero(np.isin(votes.posting_songs, song_ids)[votes.posting_index])
+        mine = np.flatnonzero(members(votes.posting_songs, song_ids)[votes.posting_index])
         postings = votes.posting_index[mine]
         by_song = np.argsort(votes.posting_songs[postings], kind="stable")
         postings, self.sources = postings[by_song], votes.query_index[mine[by_song]]
@@ -291,14 +291,18 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
     for candidate in held:
         guess = estimate(by_song, warped, candidate, matching.vote_tolerance_frames)
         # read here at Δt ± shift, then verified there ± shift again
-        near = under_clip(*peaks[candidate.song_id], (candidate.delta_frames, *candidate.other_deltas),
-                          clip.standardised.shape[0] + 2 * matching.verify_shift_frames)
-        for step in REFINE_STEPS:
-            trial = Warp(guess.kind, guess.factor * (1 + step))
-            on_trial = trial.to_clip(*near)
-            trials.append((trial, on_trial))
-            readings.append((*on_trial, [int(round(d / trial.tempo))
-                                         for d in (candidate.delta_frames, *candidate.other_deltas)]))
+        voted = np.array([candidate.delta_frames, *candidate.other_deltas])
+        near_frames, near_bins = under_clip(*peaks[candidate.song_id], tuple(voted.tolist()),
+                                            clip.standardised.shape[0] + 2 * matching.verify_shift_frames)
+        # every refinement step at once, as `Warp.to_clip` moves them: a few hundred peaks, five times
+        factors = guess.factor * (1 + REFINE_STEPS)
+        tempo, pitch = (factors ** exponent for exponent in LINES[guess.kind])
+        frames = np.round(near_frames / tempo[:, None]).astype(np.int64)
+        bins = np.round(near_bins * pitch[:, None]).astype(np.int64)
+        on_deltas = np.round(voted / tempo[:, None]).astype(np.int64)
+        for k, factor in enumerate(factors):
+            trials.append((Warp(guess.kind, factor), (frames[k], bins[k])))
+            readings.append((frames[k], bins[k], on_deltas[k]))
     zs, deltas = agreements_of(clip, readings, matching) if readings else (np.zeros(0), np.zeros(0, np.int64))
     for i, candidate in enumerate(held):
         steps = slice(i * REFINE_STEPS.size, (i + 1) * REFINE_STEPS.size)
@@ -333,7 +337,7 @@ def under_clip(song_frames: np.ndarray, song_bins: np.ndarray, deltas: tuple[int
     margin = MAX_TEMPO_SPAN * (reach_frames + 2)  # rounding moves a warped peak by a frame at most, either way
     starts = np.searchsorted(song_frames, [d - margin for d in deltas])
     ends = np.searchsorted(song_frames, [d + margin for d in deltas])
-    index = np.unique(np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist())]))
+    index = covered(starts, ends, song_frames.size)
     return song_frames[index], song_bins[index]
 
 
