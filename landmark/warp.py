@@ -41,7 +41,7 @@ SAMPLE_STEP = 0.001
 
 RANGE_MARGIN = 0.01
 """Each line is searched this much beyond its range: a factor at the edge of the range then still lies inside
-the spans of its keys (`estimate`), not at their end."""
+the spans of its keys (`estimates`), not at their end."""
 
 REFINE_STEPS = np.arange(-2, 3) * 0.002
 """Verification reads a candidate at its estimated factor times (1 + each of these), keeping the best: the vote's
@@ -207,8 +207,8 @@ def warped_query(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSett
 
 
 class VotesBySong:
-    """The votes of some songs (a search's candidates), sorted by song once, so that each candidate's are a slice,
-    not a pass over them all."""
+    """The votes of some songs (a search's candidates), sorted by song, each with its Δt and weight: what
+    `estimates` reads of the candidates, without a pass over every vote per candidate."""
 
     def __init__(self, votes: vote.Votes, song_ids: list[int]):
         mine = np.flatnonzero(members(votes.posting_songs, song_ids)[votes.posting_index])
@@ -219,36 +219,60 @@ class VotesBySong:
         self.deltas = votes.posting_frames[postings] - votes.pair_frames[self.sources]
         self.weights = votes.level_weights[votes.posting_levels[postings]]
 
-    def of(self, song_id: int) -> slice:
-        return slice(*np.searchsorted(self.songs, [song_id, song_id + 1]))
 
-
-def estimate(votes: VotesBySong, warped: WarpedQuery, candidate: vote.Candidate, tolerance_frames: int) -> Warp:
-    """The warp that a candidate's votes in its window agree on: the factor on one line that the most weight of
-    their keys' spans cover (each key holds across a span of factors; the true one lies in nearly all)."""
-    mine = votes.of(candidate.song_id)
-    near = np.abs(votes.deltas[mine] - candidate.delta_frames) <= tolerance_frames
-    entries, weights = votes.sources[mine][near], votes.weights[mine][near]
-    best = (-1.0, Warp("speed", 1.0))
-    for line, kind in enumerate(LINES):
-        on_line = warped.line[entries] == line
-        if not on_line.any():
-            continue
-        top, middle = _best_covered(warped.low[entries[on_line]], warped.high[entries[on_line]], weights[on_line])
-        if top > best[0]:
-            best = (top, Warp(kind, middle))
-    return best[1]
+def estimates(votes: VotesBySong, warped: WarpedQuery, candidates: list[vote.Candidate], tolerance_frames: int
+              ) -> list[Warp]:
+    """Per candidate, the warp that its votes in its window agree on: the factor on one line that the most weight
+    of their keys' spans cover (each key holds across a span of factors; the true one lies in nearly all), the
+    first line in `LINES` order on a tie; speed 1.0 for a candidate without such votes. All candidates in one
+    pass: per candidate and line, numpy's cost per call was most of it."""
+    ids = np.array([c.song_id for c in candidates], np.int64)
+    by_id = np.argsort(ids)
+    at = np.minimum(np.searchsorted(ids[by_id], votes.songs), max(ids.size - 1, 0))
+    owner = by_id[at] if ids.size else np.zeros(0, np.int64)  # each vote's candidate (`votes` holds theirs only)
+    voted = np.array([c.delta_frames for c in candidates], np.int64)
+    near = np.flatnonzero((ids[owner] == votes.songs) & (np.abs(votes.deltas - voted[owner]) <= tolerance_frames))
+    entries = votes.sources[near]
+    groups = owner[near] * len(LINES) + warped.line[entries]  # (candidate, line)
+    top, middle = _best_covered_groups(groups, warped.low[entries], warped.high[entries], votes.weights[near])
+    found = [Warp("speed", 1.0)] * len(candidates)
+    best_top = np.full(len(candidates), -1.0)
+    for group in sorted(top):  # by candidate, then line in `LINES` order: the first line wins a tie
+        candidate, line = divmod(group, len(LINES))
+        if top[group] > best_top[candidate]:
+            best_top[candidate], found[candidate] = top[group], Warp(list(LINES)[line], middle[group])
+    return found
 
 
 def _best_covered(low: np.ndarray, high: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     """(weight, factor): the most weight of spans [low, high] covering one factor, and the middle of the first
-    stretch of factors covered that much. A sweep over the spans' ends, sorted: starts before ends at a tie."""
-    ends = np.r_[low, high]
-    steps = np.r_[weights, -weights]
-    order = np.lexsort((-steps, ends))  # at equal factors, spans open before others close
-    cover = np.cumsum(steps[order])
-    best = int(np.argmax(cover))
-    return float(cover[best]), float(0.5 * (ends[order][best] + ends[order][min(best + 1, ends.size - 1)]))
+    stretch of factors covered that much."""
+    top, middle = _best_covered_groups(np.zeros(low.size, np.int64), low, high, weights)
+    return top[0], middle[0]
+
+
+def _best_covered_groups(groups: np.ndarray, low: np.ndarray, high: np.ndarray, weights: np.ndarray
+                         ) -> tuple[dict[int, float], dict[int, float]]:
+    """`_best_covered` of each group of spans: {group: weight}, {group: factor}. A sweep over each group's span
+    ends, sorted (starts before ends at a tie), summed along the rows of a block padded with zero steps: a row's
+    running sum is then the very sum of its group alone."""
+    if groups.size == 0:
+        return {}, {}
+    ends, steps, of = np.r_[low, high], np.r_[weights, -weights], np.r_[groups, groups]
+    order = np.lexsort((-steps, ends, of))  # by group; at equal factors, spans open before others close
+    ends, steps, of = ends[order], steps[order], of[order]
+    firsts = run_starts(of)
+    lengths = np.diff(np.append(firsts, of.size))
+    rows = np.repeat(np.arange(firsts.size), lengths)
+    block = np.zeros((firsts.size, int(lengths.max())))
+    block[rows, np.arange(of.size) - firsts[rows]] = steps
+    cover = np.cumsum(block, axis=1)
+    best = np.argmax(cover, axis=1)  # the first maximum; the padding repeats a row's last sum, never first
+    after = firsts + np.minimum(best + 1, lengths - 1)
+    middles = 0.5 * (ends[firsts + best] + ends[after])
+    tops = cover[np.arange(firsts.size), best]
+    keys = of[firsts].tolist()
+    return dict(zip(keys, tops.tolist())), dict(zip(keys, middles.tolist()))
 
 
 @dataclass(frozen=True)
@@ -288,8 +312,8 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
     clip_candidates = []
     held = [candidate for candidate in candidates if candidate.song_id in peaks]
     trials, readings = [], []
-    for candidate in held:
-        guess = estimate(by_song, warped, candidate, matching.vote_tolerance_frames)
+    guesses = estimates(by_song, warped, held, matching.vote_tolerance_frames)
+    for candidate, guess in zip(held, guesses):
         # read here at Δt ± shift, then verified there ± shift again
         voted = np.array([candidate.delta_frames, *candidate.other_deltas])
         near_frames, near_bins = under_clip(*peaks[candidate.song_id], tuple(voted.tolist()),

@@ -11,7 +11,7 @@ from landmark.hashes import pack, pair_indices
 from landmark.peaks import refine
 from landmark.settings import FingerprintSettings
 from landmark.settings import MatchSettings as Matching
-from landmark.warp import Warp, _best_covered, fit, nearest_on_line, warped_query
+from landmark.warp import Warp, _best_covered, _best_covered_groups, fit, nearest_on_line, warped_query
 from tests.conftest import SYNTH_RATE, rendered
 
 RATE = 8000
@@ -150,3 +150,24 @@ def test_a_fit_on_too_few_or_degenerate_peaks_leaves_the_warp_as_found():
     same_bins = np.full(20, 120 * 1.03)
     fitted, start = fit(one_frame, same_bins, np.full(20, 100), np.full(20, 120), warp, 100)
     assert np.isfinite(fitted.factor) and np.isfinite(start)
+
+
+def test_spans_of_many_groups_are_swept_as_each_alone():
+    """`estimates` sweeps every candidate and line at once: each group's answer is the one it gets alone, and the
+    factor returned is covered by the most weight that any factor is (checked by brute force)."""
+    rng = np.random.default_rng(3)
+    groups = np.repeat([0, 4, 5, 9], [7, 1, 12, 5])
+    low = 0.92 + 0.16 * rng.random(groups.size)
+    high = low + 0.03 * rng.random(groups.size)
+    weights = rng.choice([0.5, 1.0, 2.5], groups.size)
+    tops, middles = _best_covered_groups(groups, low, high, weights)
+    assert sorted(tops) == [0, 4, 5, 9]
+    for group in tops:
+        mine = groups == group
+        assert (tops[group], middles[group]) == _best_covered(low[mine], high[mine], weights[mine])
+
+        def cover(factor, mine=mine):
+            return weights[mine][(low[mine] <= factor) & (factor <= high[mine])].sum()
+
+        most = max(cover(x) for x in np.r_[low[mine], high[mine]])
+        assert tops[group] == pytest.approx(most) and cover(middles[group]) == pytest.approx(most)
