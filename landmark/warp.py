@@ -174,16 +174,22 @@ def warped_query(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSett
     delta_bins = np.round(bins[targets, None] / pitch).astype(np.int64) - anchor_bins
     delta_frames = (frames[targets] - frames[anchors])[:, None] * tempo
     key_parts = []
+    same_line = lines[1:] == lines[:-1]  # of each sample and the one before
     pair_bits, sample_bits = max(1, anchors.size.bit_length()), max(1, factors.size.bit_length())
     for rounded in (np.floor(delta_frames), np.ceil(delta_frames)):  # the song's grid may fall either way
         rounded = rounded.astype(np.int64)
         ok = ((rounded >= settings.min_delta_frames) & (rounded <= settings.max_delta_frames)
               & (np.abs(delta_bins) <= settings.max_delta_bins)
               & (anchor_bins >= 0) & (anchor_bins < 1 << hashing.FREQ_BITS))
-        pair, sample = np.nonzero(ok)
-        hashes = hashing.pack(anchor_bins[pair, sample], delta_bins[pair, sample], rounded[pair, sample])
-        key_parts.append((((lines[sample] << pair_bits | pair) << hashing.HASH_BITS | hashes) << sample_bits)
-                         | sample)
+        hashes = np.where(ok, hashing.pack(anchor_bins, delta_bins, rounded), -1)
+        # a pair keeps a hash over runs of samples: only a run's first and last sample can bound a key's span, so
+        # only they are sorted (a tenth of the samples)
+        same = (hashes[:, 1:] == hashes[:, :-1]) & same_line
+        inside_run = np.zeros(ok.shape, bool)
+        inside_run[:, 1:-1] = same[:, :-1] & same[:, 1:]
+        pair, sample = np.nonzero(ok & ~inside_run)
+        key_parts.append((((lines[sample] << pair_bits | pair) << hashing.HASH_BITS | hashes[pair, sample])
+                          << sample_bits) | sample)
     # one sort of (line, pair, hash, sample): samples ascend along a line, so each key's first and last bound its span
     keys = np.sort(np.concatenate(key_parts))
     if keys.size == 0:

@@ -1,5 +1,7 @@
 """Clips played faster or slower than the recording: speed, tempo and pitch (`landmark.warp`)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soxr
@@ -7,11 +9,20 @@ import soxr
 from bench import queries
 from bench.metrics import Outcome, summarise
 from landmark import Index, MatchSettings
-from landmark.hashes import pack, pair_indices
+from landmark.hashes import FREQ_BITS, pack, pair_indices
 from landmark.peaks import refine
 from landmark.settings import FingerprintSettings
 from landmark.settings import MatchSettings as Matching
-from landmark.warp import Warp, _best_covered, _best_covered_groups, fit, nearest_on_line, warped_query
+from landmark.warp import (
+    EXPONENTS,
+    Warp,
+    _best_covered,
+    _best_covered_groups,
+    factor_samples,
+    fit,
+    nearest_on_line,
+    warped_query,
+)
 from tests.conftest import SYNTH_RATE, rendered
 
 RATE = 8000
@@ -99,6 +110,38 @@ def test_warped_keys_hold_the_pairs_the_song_stored():
     assert len(found) >= 0.9 * len(stored)
     as_is = Matching(max_speed_change=0.0, max_tempo_change=0.0, max_pitch_change=0.0)
     assert warped_query(clip_frames, clip_bins, settings, as_is).hashes.distinct.size == 0
+
+
+def test_each_warped_key_spans_every_factor_that_makes_it():
+    # Brute force: every pair at every sampled factor, rounded both ways, gives a key; each key's entry must
+    # span from the first to the last factor of its line that makes it (the search sorts only runs' ends)
+    settings, matching = FingerprintSettings(), Matching()
+    rng = np.random.default_rng(8)
+    frames = np.sort(rng.uniform(0, 300, 90))
+    bins = rng.uniform(20, 200, frames.size)
+    warped = warped_query(frames, bins, settings, matching)
+    lines, factors = factor_samples(matching)
+    tempo, pitch = factors ** EXPONENTS[lines, 0], factors ** EXPONENTS[lines, 1]
+    zone = (settings.min_delta_frames / tempo.max(), settings.max_delta_frames / tempo.min(),
+            settings.max_delta_bins * pitch.max())
+    anchors, targets = pair_indices(frames, bins, settings, replace(settings.index, fanout=matching.warp_fanout),
+                                    zone)
+    spans: dict[tuple[int, int, int], list[float]] = {}
+    for line, factor, t, p in zip(lines, factors, tempo, pitch):
+        anchor_bins = np.round(bins[anchors] / p).astype(int)
+        delta_bins = np.round(bins[targets] / p).astype(int) - anchor_bins
+        for rounded in (np.floor, np.ceil):
+            delta_frames = rounded((frames[targets] - frames[anchors]) * t).astype(int)
+            ok = ((delta_frames >= settings.min_delta_frames) & (delta_frames <= settings.max_delta_frames)
+                  & (np.abs(delta_bins) <= settings.max_delta_bins) & (anchor_bins >= 0) & (anchor_bins < 1 << FREQ_BITS))
+            for pair in np.flatnonzero(ok):
+                key = (int(line), int(pair), int(pack(anchor_bins[pair], delta_bins[pair], delta_frames[pair])))
+                low, high = spans.get(key, (factor, factor))
+                spans[key] = [min(low, factor), max(high, factor)]
+    expected = sorted((h, line, low, high) for (line, _, h), (low, high) in spans.items())
+    query = warped.hashes
+    hashes = np.repeat(query.distinct, query.counts)
+    assert sorted(zip(hashes.tolist(), warped.line.tolist(), warped.low.tolist(), warped.high.tolist())) == expected
 
 
 def test_refined_peaks_find_the_vertex_of_a_parabola_and_round_back_to_the_peak():
