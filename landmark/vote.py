@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 
 from . import plan
-from .arrays import run_starts
+from .arrays import largest, run_starts
 from .hashes import widen_delta_time
 from .settings import MatchSettings
 
@@ -247,7 +247,7 @@ class Alignments:
         firsts, best = self._song_bins
         ends = np.r_[firsts[1:], self.songs.size]
         candidates = []
-        for i in np.argsort(-self.window[best], kind="stable")[:count]:
+        for i in largest(self.window[best], count):
             song, score, delta = int(self.songs[best[i]]), float(self.window[best[i]]), int(self.deltas[best[i]])
             others = self._other_offsets(slice(firsts[i], ends[i]), delta, other_offsets) if other_offsets else ()
             candidates.append(Candidate(song, score, delta, others))

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from landmark.arrays import covered, members, run_starts
+from landmark.arrays import covered, largest, members, run_starts
 
 
 def test_members_is_isin():
@@ -31,3 +31,11 @@ def test_run_starts():
     assert np.array_equal(run_starts(np.array([3, 3, 4, 7, 7, 7])), [0, 2, 3])
     assert np.array_equal(run_starts(np.array([5])), [0])
     assert run_starts(np.zeros(0, np.int64)).size == 0
+
+
+def test_largest_is_the_head_of_a_stable_sort():
+    rng = np.random.default_rng(2)
+    for _ in range(500):
+        scores = rng.integers(0, 6, int(rng.integers(0, 40))).astype(float)  # many ties, at the cut too
+        count = int(rng.integers(0, 45))
+        assert np.array_equal(largest(scores, count), np.argsort(-scores, kind="stable")[:count])
