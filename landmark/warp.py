@@ -35,6 +35,9 @@ from .verify import CopyCheck, ProminenceMap, SongPeaks, agreement, agreements_o
 LINES = {"speed": (1, 1), "tempo": (1, 0), "pitch": (0, 1)}
 """Each kind of change as the exponents (a, b) of its factor s in (T, P) = (s^a, s^b)."""
 
+KINDS = tuple(LINES)
+"""The kinds of change in `LINES` order: a line's index (`WarpedQuery.line`) names its kind."""
+
 SAMPLE_STEP = 0.001
 """Factors are sampled this far apart to find every distinct key of a pair: a key holds over a span of about
 0.4 % or more (a bin at the top of the band), so few are missed."""
@@ -92,8 +95,16 @@ class Warp:
 
     def to_clip(self, song_frames: np.ndarray, song_bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A song's peaks (frames sorted) where the clip holds them, on the clip's frame and bin grid."""
-        return (np.round(np.asarray(song_frames) / self.tempo).astype(np.int64),
-                np.round(np.asarray(song_bins) * self.pitch).astype(np.int64))
+        frames, bins = Warp.to_clip_at(self.kind, np.array([self.factor]), song_frames, song_bins)
+        return frames[0], bins[0]
+
+    @staticmethod
+    def to_clip_at(kind: str, factors: np.ndarray, song_frames: np.ndarray, song_bins: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """`to_clip` at each of several factors on one line: row i of each is at `factors[i]`."""
+        a, b = LINES[kind]
+        return (np.round(np.asarray(song_frames) / (factors ** a)[:, None]).astype(np.int64),
+                np.round(np.asarray(song_bins) * (factors ** b)[:, None]).astype(np.int64))
 
 
 MAX_TEMPO_SPAN = (1 + MAX_WARP + RANGE_MARGIN) * (1 + float(REFINE_STEPS.max()))
@@ -230,38 +241,35 @@ def estimates(votes: VotesBySong, warped: WarpedQuery, candidates: list[vote.Can
               ) -> list[Warp]:
     """Per candidate, the warp that its votes in its window agree on: the factor on one line that the most weight
     of their keys' spans cover (each key holds across a span of factors; the true one lies in nearly all), the
-    first line in `LINES` order on a tie; speed 1.0 for a candidate without such votes. All candidates in one
-    pass: per candidate and line, numpy's cost per call was most of it."""
+    first line in `LINES` order on a tie; speed 1.0 for a candidate without such votes. `votes` may hold other
+    songs' votes too. All candidates in one sweep (`_best_covered_groups`)."""
+    if not candidates:
+        return []
     ids = np.array([c.song_id for c in candidates], np.int64)
     by_id = np.argsort(ids)
-    at = np.minimum(np.searchsorted(ids[by_id], votes.songs), max(ids.size - 1, 0))
-    owner = by_id[at] if ids.size else np.zeros(0, np.int64)  # each vote's candidate (`votes` holds theirs only)
-    voted = np.array([c.delta_frames for c in candidates], np.int64)
-    near = np.flatnonzero((ids[owner] == votes.songs) & (np.abs(votes.deltas - voted[owner]) <= tolerance_frames))
+    owner = by_id[np.minimum(np.searchsorted(ids[by_id], votes.songs), ids.size - 1)]  # each vote's candidate
+    voted_delta_frames = np.array([c.delta_frames for c in candidates], np.int64)
+    near = np.flatnonzero((ids[owner] == votes.songs)
+                          & (np.abs(votes.deltas - voted_delta_frames[owner]) <= tolerance_frames))
     entries = votes.sources[near]
-    groups = owner[near] * len(LINES) + warped.line[entries]  # (candidate, line)
+    groups = owner[near] * len(KINDS) + warped.line[entries]  # (candidate, line)
     top, middle = _best_covered_groups(groups, warped.low[entries], warped.high[entries], votes.weights[near])
     found = [Warp("speed", 1.0)] * len(candidates)
     best_top = np.full(len(candidates), -1.0)
     for group in sorted(top):  # by candidate, then line in `LINES` order: the first line wins a tie
-        candidate, line = divmod(group, len(LINES))
+        candidate, line = divmod(group, len(KINDS))
         if top[group] > best_top[candidate]:
-            best_top[candidate], found[candidate] = top[group], Warp(list(LINES)[line], middle[group])
+            best_top[candidate], found[candidate] = top[group], Warp(KINDS[line], middle[group])
     return found
-
-
-def _best_covered(low: np.ndarray, high: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
-    """(weight, factor): the most weight of spans [low, high] covering one factor, and the middle of the first
-    stretch of factors covered that much."""
-    top, middle = _best_covered_groups(np.zeros(low.size, np.int64), low, high, weights)
-    return top[0], middle[0]
 
 
 def _best_covered_groups(groups: np.ndarray, low: np.ndarray, high: np.ndarray, weights: np.ndarray
                          ) -> tuple[dict[int, float], dict[int, float]]:
-    """`_best_covered` of each group of spans: {group: weight}, {group: factor}. A sweep over each group's span
-    ends, sorted (starts before ends at a tie), summed along the rows of a block padded with zero steps: a row's
-    running sum is then the very sum of its group alone."""
+    """For each group of spans [low, high] with weights: the most weight covering one factor, and the middle of
+    the first stretch of factors covered that much, as {group: weight} and {group: factor}. A sweep over each
+    group's span ends, sorted (starts before ends at a tie), summed along the rows of a block padded with zero
+    steps, so that a row's running sum is its group's alone, added in the same order (the block is groups ×
+    the largest group's ends: a few dozen by a few hundred for a query's candidates)."""
     if groups.size == 0:
         return {}, {}
     ends, steps, of = np.r_[low, high], np.r_[weights, -weights], np.r_[groups, groups]
@@ -321,18 +329,15 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
     guesses = estimates(by_song, warped, held, matching.vote_tolerance_frames)
     for candidate, guess in zip(held, guesses):
         # read here at Δt ± shift, then verified there ± shift again
-        voted = np.array([candidate.delta_frames, *candidate.other_deltas])
-        near_frames, near_bins = under_clip(*peaks[candidate.song_id], tuple(voted.tolist()),
-                                            clip.standardised.shape[0] + 2 * matching.verify_shift_frames)
-        # every refinement step at once, as `Warp.to_clip` moves them: a few hundred peaks, five times
-        factors = guess.factor * (1 + REFINE_STEPS)
-        tempo, pitch = (factors ** exponent for exponent in LINES[guess.kind])
-        frames = np.round(near_frames / tempo[:, None]).astype(np.int64)
-        bins = np.round(near_bins * pitch[:, None]).astype(np.int64)
-        on_deltas = np.round(voted / tempo[:, None]).astype(np.int64)
+        voted_delta_frames = (candidate.delta_frames, *candidate.other_deltas)
+        near = under_clip(*peaks[candidate.song_id], voted_delta_frames,
+                          clip.standardised.shape[0] + 2 * matching.verify_shift_frames)
+        factors = guess.factor * (1 + REFINE_STEPS)  # every refinement step at once
+        trial_frames, trial_bins = Warp.to_clip_at(guess.kind, factors, *near)
+        trial_deltas, _ = Warp.to_clip_at(guess.kind, factors, np.array(voted_delta_frames), np.zeros(0))
         for k, factor in enumerate(factors):
-            trials.append((Warp(guess.kind, factor), (frames[k], bins[k])))
-            readings.append((frames[k], bins[k], on_deltas[k]))
+            trials.append((Warp(guess.kind, factor), (trial_frames[k], trial_bins[k])))
+            readings.append((trial_frames[k], trial_bins[k], trial_deltas[k]))
     zs, deltas = agreements_of(clip, readings, matching) if readings else (np.zeros(0), np.zeros(0, np.int64))
     for i, candidate in enumerate(held):
         steps = slice(i * REFINE_STEPS.size, (i + 1) * REFINE_STEPS.size)

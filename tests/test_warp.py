@@ -13,11 +13,14 @@ from landmark.hashes import FREQ_BITS, pack, pair_indices
 from landmark.peaks import refine
 from landmark.settings import FingerprintSettings
 from landmark.settings import MatchSettings as Matching
+from landmark.vote import Candidate
 from landmark.warp import (
     EXPONENTS,
+    VotesBySong,
     Warp,
-    _best_covered,
+    WarpedQuery,
     _best_covered_groups,
+    estimates,
     factor_samples,
     fit,
     nearest_on_line,
@@ -117,8 +120,9 @@ def test_each_warped_key_spans_every_factor_that_makes_it():
     # span from the first to the last factor of its line that makes it (the search sorts only runs' ends)
     settings, matching = FingerprintSettings(), Matching()
     rng = np.random.default_rng(8)
-    frames = np.sort(rng.uniform(0, 300, 90))
-    bins = rng.uniform(20, 200, frames.size)
+    # and a pair near the lowest bins that keeps one hash from the end of one line to the start of the next
+    frames = np.r_[np.sort(rng.uniform(0, 300, 90)), 400.0, 402.5]
+    bins = np.r_[rng.uniform(20, 200, 90), 2.0, 3.0]
     warped = warped_query(frames, bins, settings, matching)
     lines, factors = factor_samples(matching)
     tempo, pitch = factors ** EXPONENTS[lines, 0], factors ** EXPONENTS[lines, 1]
@@ -177,9 +181,11 @@ def test_the_bench_scores_a_reported_warp_against_the_condition():
 
 def test_the_factor_most_spans_cover_is_where_they_overlap():
     low, high = np.array([0.95, 1.01, 1.02, 1.025]), np.array([1.05, 1.03, 1.04, 1.035])
-    weight, factor = _best_covered(low, high, np.ones(4))
+    one = np.zeros(4, np.int64)
+    (weight,), (factor,) = (d.values() for d in _best_covered_groups(one, low, high, np.ones(4)))
     assert weight == 4 and 1.025 <= factor <= 1.03
-    weight, factor = _best_covered(low, high, np.array([5.0, 1.0, 1.0, 1.0]))  # one heavy span alone wins
+    heavy = np.array([5.0, 1.0, 1.0, 1.0])  # one heavy span alone wins
+    (weight,), (factor,) = (d.values() for d in _best_covered_groups(one, low, high, heavy))
     assert weight == 8 and 1.025 <= factor <= 1.03
 
 
@@ -195,22 +201,49 @@ def test_a_fit_on_too_few_or_degenerate_peaks_leaves_the_warp_as_found():
     assert np.isfinite(fitted.factor) and np.isfinite(start)
 
 
+def sweep(low, high, weights):
+    """One group's spans swept alone, as a candidate's warp was estimated before all were swept at once."""
+    ends, steps = np.r_[low, high], np.r_[weights, -weights]
+    order = np.lexsort((-steps, ends))
+    cover = np.cumsum(steps[order])
+    best = int(np.argmax(cover))
+    return float(cover[best]), float(0.5 * (ends[order][best] + ends[order][min(best + 1, ends.size - 1)]))
+
+
 def test_spans_of_many_groups_are_swept_as_each_alone():
-    """`estimates` sweeps every candidate and line at once: each group's answer is the one it gets alone, and the
-    factor returned is covered by the most weight that any factor is (checked by brute force)."""
-    rng = np.random.default_rng(3)
-    groups = np.repeat([0, 4, 5, 9], [7, 1, 12, 5])
-    low = 0.92 + 0.16 * rng.random(groups.size)
-    high = low + 0.03 * rng.random(groups.size)
-    weights = rng.choice([0.5, 1.0, 2.5], groups.size)
-    tops, middles = _best_covered_groups(groups, low, high, weights)
-    assert sorted(tops) == [0, 4, 5, 9]
-    for group in tops:
-        mine = groups == group
-        assert (tops[group], middles[group]) == _best_covered(low[mine], high[mine], weights[mine])
+    # spans on the factor grid (they touch, share ends and tie) with weights whose sums are not exact: a sum that
+    # leaks from one group into the next, ends before starts at a tie, the last maximum or an end instead of the
+    # middle of the stretch would all differ from the group swept alone
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        groups = rng.integers(0, 6, int(rng.integers(1, 40)))
+        low = 0.9 + 0.001 * rng.integers(0, 30, groups.size)
+        high = low + 0.001 * rng.integers(0, 10, groups.size)
+        weights = rng.choice(rng.random(4) * 3, groups.size)
+        tops, middles = _best_covered_groups(groups, low, high, weights)
+        assert sorted(tops) == np.unique(groups).tolist()
+        for group in tops:
+            mine = groups == group
+            assert (tops[group], middles[group]) == sweep(low[mine], high[mine], weights[mine])
 
-        def cover(factor, mine=mine):
-            return weights[mine][(low[mine] <= factor) & (factor <= high[mine])].sum()
 
-        most = max(cover(x) for x in np.r_[low[mine], high[mine]])
-        assert tops[group] == pytest.approx(most) and cover(middles[group]) == pytest.approx(most)
+def test_each_candidates_warp_is_estimated_from_its_own_votes_near_its_offset():
+    # votes of three songs; song 9's are not a candidate's, song 5 has none near its offset, and song 3's split
+    # their weight evenly between two lines (the first line in LINES order wins the tie)
+    votes = VotesBySong.__new__(VotesBySong)
+    votes.songs = np.array([3, 3, 3, 3, 5, 9, 9])
+    votes.deltas = np.array([100, 101, 100, 160, 40, 7, 7])
+    votes.sources = np.arange(7)
+    votes.weights = np.array([2.0, 1.0, 3.0, 9.0, 4.0, 5.0, 5.0])
+    warped = WarpedQuery(None, line=np.array([1, 1, 0, 0, 0, 1, 1]), low=np.array([1.02, 1.03, 0.95, 1.0, 1.0, 1.0, 1.0]),
+                         high=np.array([1.04, 1.05, 0.97, 1.1, 1.1, 1.1, 1.1]))
+    candidates = [Candidate(5, 10.0, 0), Candidate(3, 9.0, 100)]
+    found = estimates(votes, warped, candidates, tolerance_frames=2)
+    # song 3: weight 3 on the speed line (0.95–0.97; its vote 60 frames off counts not) ties with 2 + 1 on tempo
+    # (covering 1.03–1.04 together), and speed comes first
+    assert found[0] == Warp("speed", 1.0)
+    assert found[1].kind == "speed" and found[1].factor == pytest.approx(0.96)
+    votes.weights[1] = 1.5  # tempo now leads: 3.5 against 3
+    tempo = estimates(votes, warped, candidates, 2)[1]
+    assert tempo.kind == "tempo" and tempo.factor == pytest.approx(1.035)
+    assert estimates(votes, warped, [], 2) == []  # no candidate holds peaks: nothing to estimate, no error
