@@ -418,14 +418,14 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
 
     def read(warps: list[Warp]) -> tuple[np.ndarray, np.ndarray]:
         """(z, clip start) of each warp, in one pass."""
-        readings = []
-        for warp in warps:
-            tempo = warp.tempo
-            # the clip's start in song frames is Δt − (T − 1)·u for some clip frame u of the alignment
-            positions = np.linspace(0, n_frames, int(abs(tempo - 1) * n_frames) + 2)
-            starts = np.unique(np.round((delta_frames - (tempo - 1) * positions) / tempo).astype(np.int64))
-            readings.append((*warp.to_clip(frames, bins), starts))
-        return agreements_of(clip, readings, matching)
+        played: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for kind in LINES:  # the song's peaks at every factor of a line in one broadcast
+            on_line = [i for i, warp in enumerate(warps) if warp.kind == kind]
+            if on_line:
+                at_frames, at_bins = Warp.to_clip_at(kind, np.array([warps[i].factor for i in on_line]), frames, bins)
+                played.update((i, (at_frames[row], at_bins[row])) for row, i in enumerate(on_line))
+        starts = clip_starts(np.array([warp.tempo for warp in warps]), delta_frames, n_frames)
+        return agreements_of(clip, [(*played[i], at) for i, at in enumerate(starts)], matching)
 
     reaches = {kind: limit if around is not None else min(limit, AS_RECORDED_REACH.get(kind, limit))
                for kind, limit in limits.items()}
@@ -455,6 +455,26 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
     if clip_peaks is not None:
         best, start = fit(*clip_peaks, frames, bins, best, start, tuple(limits))
     return best_z, best, start
+
+
+def clip_starts(tempos: np.ndarray, delta_frames: int, n_frames: int) -> list[np.ndarray]:
+    """For each tempo T, the song frames (ascending, distinct) where a clip of `n_frames` may start when Δt =
+    `delta_frames` is its alignment at T = 1 somewhere along it: Δt − (T − 1)·u for a clip frame u, over T, read
+    at `int(|T − 1| · n_frames) + 2` evenly spaced u from 0 to `n_frames` (the further T is from 1, the more
+    starts it spans). One pass for every tempo: a match's warp is read at some forty."""
+    tempos = np.asarray(tempos, np.float64)
+    counts = (np.abs(tempos - 1) * n_frames).astype(np.int64) + 2
+    firsts = np.cumsum(counts) - counts
+    reading = np.repeat(np.arange(tempos.size), counts)
+    step = np.arange(reading.size) - firsts[reading]  # u's index along its tempo's points
+    positions = step * (n_frames / (counts - 1))[reading]  # as np.linspace spaces them, its last point exact
+    positions[firsts + counts - 1] = n_frames
+    tempo = tempos[reading]
+    starts = np.round((delta_frames - (tempo - 1) * positions) / tempo).astype(np.int64)
+    order = np.lexsort((starts, reading))
+    reading, starts = reading[order], starts[order]
+    kept = np.r_[True, (reading[1:] != reading[:-1]) | (starts[1:] != starts[:-1])]
+    return np.split(starts[kept], np.cumsum(np.bincount(reading[kept], minlength=tempos.size))[:-1])
 
 
 FIT_REACH_FRAMES = (4.0, 2.5, 1.5)

@@ -20,6 +20,7 @@ from landmark.warp import (
     Warp,
     WarpedQuery,
     _best_covered_groups,
+    clip_starts,
     estimates,
     factor_samples,
     fit,
@@ -247,3 +248,19 @@ def test_each_candidates_warp_is_estimated_from_its_own_votes_near_its_offset():
     tempo = estimates(votes, warped, candidates, 2)[1]
     assert tempo.kind == "tempo" and tempo.factor == pytest.approx(1.035)
     assert estimates(votes, warped, [], 2) == []  # no candidate holds peaks: nothing to estimate, no error
+
+
+def test_every_tempos_clip_starts_are_those_of_its_own_reading():
+    """The starts `measure` reads at each tempo, all tempos in one pass, are those read one tempo at a time: the
+    same points along the clip (its last exact), rounded alike, ascending and distinct, none taken from a
+    neighbour."""
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n_frames, delta = int(rng.integers(1, 800)), int(rng.integers(-2000, 50000))
+        tempos = np.r_[1.0, 1 + np.arange(-10, 11) * 0.01, np.exp(rng.uniform(-0.12, 0.12, 7))]
+        got = clip_starts(tempos, delta, n_frames)
+        assert len(got) == tempos.size
+        for tempo, starts in zip(tempos, got):
+            positions = np.linspace(0, n_frames, int(abs(tempo - 1) * n_frames) + 2)
+            one = np.unique(np.round((delta - (tempo - 1) * positions) / tempo).astype(np.int64))
+            np.testing.assert_array_equal(starts, one)
