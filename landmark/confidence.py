@@ -60,8 +60,8 @@ class Calibration:
     """Measured by `bench calibrate` on 288 clips of 32 songs held out of the public corpus (seed 1, not the
     bench's)."""
 
-    agreement_z: ChanceTail = ChanceTail(threshold=4.385, scale=0.542)
-    """The same clips' best agreement among their 20 best-voted candidates."""
+    agreement_z: ChanceTail = ChanceTail(threshold=4.571, scale=0.551)
+    """The same clips' best agreement among the candidates verification reads (`verify_candidates`, 80)."""
 
     def false_match_probability(self, vote_lead: float, agreement_z: float | None) -> float:
         """The chance that a clip of an unindexed song brings both a vote lead and an agreement this strong. An

@@ -254,7 +254,7 @@ class Index:
             if query.index_peaks is not None and (best is None or (z is not None and z < matching.min_agreement_z)):
                 # no match, or one its peaks barely confirm: the clip may be played faster or slower
                 warped = warp.identify(*query.index_peaks, clip, self._vote, song_peaks, is_copy,
-                                       self.fingerprint_settings, matching, self._candidate_count)
+                                       self.fingerprint_settings, matching, max(2, matching.warp_candidates))
                 if warped.best is not None and warped.z is not None and (
                         best is None or z is None or warped.z >= z + (
                             0.0 if warped.best.song_id == best.song_id else matching.min_agreement_lead)):

@@ -209,9 +209,11 @@ class MatchSettings:
     scales with them where a fixed lead would not."""
 
     # --- verification ---------------------------------------------------------------------------------------
-    verify_candidates: int = 20
+    verify_candidates: int = 80
     """When the vote finds no match, the best this many songs by vote are checked peak by peak
-    (`landmark.verify`): single peaks survive noise and rooms far more often than pairs. 0: no verification."""
+    (`landmark.verify`): single peaks survive noise and rooms far more often than pairs. Under noise a large
+    library's chance leaders outvote a song's weak evidence, pushing it down the ranking (21st to 126th at 100,000
+    songs); a candidate costs about 0.25 ms. Chosen by measurement (docs/tuning.md). 0: no verification."""
 
     verify_other_offsets: int = 4
     """Verification also reads each candidate at up to this many next-best Δt windows of its vote, keeping the
@@ -267,6 +269,10 @@ class MatchSettings:
 
     max_pitch_change: float = 0.04
     """...and as pitch-shifted up to ± this fraction, its tempo kept; 0: not searched."""
+
+    warp_candidates: int = 20
+    """The warped search verifies this many of its vote's leaders: each costs a warp estimate and refinement,
+    some six times what a candidate of the search as recorded costs."""
 
     warp_fanout: int = 2
     """Pairs per anchor of the clip's index-density peaks that the warped search hashes again at each factor."""

@@ -269,11 +269,11 @@ def _spread_out(deltas: np.ndarray, order: np.ndarray, best_delta: int, count: i
                 ) -> tuple[int, ...]:
     """Up to `count` of `deltas`, taken in `order`, each more than `separation` from `best_delta` and the others."""
     chosen = [best_delta]
-    for i in order:
+    for delta in deltas[order].tolist():  # Python ints: a few hundred comparisons, each on a numpy scalar cost more
         if len(chosen) > count:
             break
-        if all(abs(int(deltas[i]) - delta) > separation for delta in chosen):
-            chosen.append(int(deltas[i]))
+        if all(abs(delta - other) > separation for other in chosen):
+            chosen.append(delta)
     return tuple(chosen[1:])
 
 

@@ -319,7 +319,7 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
     if not candidates:
         return Found(None, "", None, None, candidates)
     # each candidate at the factor its peaks agree best with, in the clip's coordinates
-    peaks = song_peaks([c.song_id for c in candidates[:max(2, matching.verify_candidates)]])
+    peaks = song_peaks([c.song_id for c in candidates[:candidate_count]])
     by_song = VotesBySong(votes, [c.song_id for c in candidates])
     warps: dict[int, Warp] = {}
     on_clip: dict[int, tuple[np.ndarray, np.ndarray]] = {}

@@ -213,3 +213,12 @@ def test_readings_side_by_side_never_see_each_others_peaks_and_ties_go_to_the_fi
                 (np.array([2]), np.array([4]), (2,))]  # its one peak is out of the band
     zs, deltas = agreements_of(clip, readings, matching)
     assert zs.tolist() == [1.0, 1.0, -np.inf, -np.inf] and deltas.tolist() == [-1, -6, 7, 2]
+
+
+def test_verification_reads_a_song_far_down_the_vote(monkeypatch):
+    """Under noise a large library's chance leaders push a song's weak vote down the ranking: verification reads as
+    deep as `verify_candidates`, and no deeper."""
+    scores = tuple(100.0 - 0.5 * rank for rank in range(100))
+    agreeing = {song: 1.0 for song in range(1, 101)} | {61: 9.0}  # the vote's 61st agrees far better than any other
+    assert _decide(monkeypatch, MatchSettings(), scores, agreeing) == 61
+    assert _decide(monkeypatch, MatchSettings(verify_candidates=60), scores, agreeing) is None
