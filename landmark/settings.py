@@ -215,6 +215,11 @@ class MatchSettings:
     library's chance leaders outvote a song's weak evidence, pushing it down the ranking (21st to 126th at 100,000
     songs); a candidate costs about 0.25 ms. Chosen by measurement (docs/tuning.md). 0: no verification."""
 
+    verify_first_candidates: int = 20
+    """Of those, the best this many by vote decide first, and the rest are weighed only when these single out no
+    song: every candidate more raises chance's best agreement, and so the lead a song needs, so a song near the
+    top of the vote keeps the decision it had."""
+
     verify_other_offsets: int = 4
     """Verification also reads each candidate at up to this many next-best Δt windows of its vote, keeping the
     best agreement: music repeats, and under noise the best window is often another return of the passage."""

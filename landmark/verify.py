@@ -177,12 +177,27 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
       two kinds of evidence, pairs and single peaks, name the same song;
     - **alone**: any candidate agrees with z ≥ `min_agreement_z` and leads by `min_agreement_lead`.
 
-    The candidate returned carries the Δt that agreed best, with how it passed ("confirmed" or "verified"). `song_peaks`
+    The first `verify_first_candidates` decide first, alone; only when they single out nothing are all of them
+    weighed: each candidate more raises chance's best agreement, and so the lead a song needs, so a song among the
+    vote's best keeps the decision it had. The candidate returned carries the Δt that agreed best, with how it
+    passed ("confirmed" or "verified"). `song_peaks`
     reads songs' stored peaks. With `is_copy` (a `CopyCheck`), a copy of a song's recording does not count against
     its lead.
     """
     candidates = candidates[:settings.verify_candidates]
     agreed = agreements(candidates, clip, song_peaks, settings)
+    first = candidates[:settings.verify_first_candidates]
+    if len(first) < len(candidates):  # the vote's best decide first; the deeper ones only when they decide nothing
+        ids = {c.song_id for c in first}
+        found, how = _single_out(first, [pair for pair in agreed if pair[1].song_id in ids], settings, is_copy)
+        if found is not None:
+            return found, how
+    return _single_out(candidates, agreed, settings, is_copy)
+
+
+def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate]], settings: MatchSettings,
+                is_copy: Callable[[Candidate, Candidate], bool] | None) -> tuple[Candidate | None, str]:
+    """`verify`'s rule on these candidates and their agreements (those of candidates with stored peaks)."""
     if not agreed:
         return None, ""
     leader_z, leader = agreed[0]

@@ -222,3 +222,12 @@ def test_verification_reads_a_song_far_down_the_vote(monkeypatch):
     agreeing = {song: 1.0 for song in range(1, 101)} | {61: 9.0}  # the vote's 61st agrees far better than any other
     assert _decide(monkeypatch, MatchSettings(), scores, agreeing) == 61
     assert _decide(monkeypatch, MatchSettings(verify_candidates=60), scores, agreeing) is None
+
+
+def test_a_decision_among_the_vote_s_best_stands_whatever_deeper_candidates_agree(monkeypatch):
+    """The first `verify_first_candidates` decide alone first: a deeper candidate that agrees by chance does not
+    take away the lead that the vote's leader has over its nearest rivals; weighed all at once, it would."""
+    scores = tuple(100.0 - 0.5 * rank for rank in range(100))
+    agreeing = {song: 1.0 for song in range(1, 101)} | {1: 7.0, 61: 5.5}
+    assert _decide(monkeypatch, MatchSettings(), scores, agreeing) == 1
+    assert _decide(monkeypatch, MatchSettings(verify_first_candidates=80), scores, agreeing) is None
