@@ -185,13 +185,13 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
     its lead.
     """
     candidates = candidates[:settings.verify_candidates]
-    agreed = agreements(candidates, clip, song_peaks, settings)
     first = candidates[:settings.verify_first_candidates]
-    if len(first) < len(candidates):  # the vote's best decide first; the deeper ones only when they decide nothing
-        ids = {c.song_id for c in first}
-        found, how = _single_out(first, [pair for pair in agreed if pair[1].song_id in ids], settings, is_copy)
+    agreed = agreements(first, clip, song_peaks, settings)
+    if len(first) < len(candidates):  # the vote's best first; the rest read only if they decide nothing
+        found, how = _single_out(first, agreed, settings, is_copy)
         if found is not None:
             return found, how
+        agreed += agreements(candidates[len(first):], clip, song_peaks, settings)
     return _single_out(candidates, agreed, settings, is_copy)
 
 
