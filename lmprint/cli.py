@@ -176,7 +176,7 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 @click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per query, one per line.")
 @click.option("--top", type=click.IntRange(0), default=0, help="Also list the best N candidates with their scores "
-              "(at most the 20 a landmark decision looks at).")
+              "(at most the 80 a landmark decision looks at).")
 @_db_option
 @_method_option
 @_model_option
