@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +70,8 @@ def fingerprint_songs(paths: list[str], settings: FingerprintSettings, min_durat
         for path in paths:
             yield fingerprint_song(path, settings, min_duration_s, known_sha1)
         return
+    from concurrent.futures import ProcessPoolExecutor  # here: multiprocessing costs a match's cold start 15 ms
+
     arguments = (settings, min_duration_s, known_sha1)
     with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
                              initargs=arguments) as pool:
