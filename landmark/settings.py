@@ -224,10 +224,6 @@ class MatchSettings:
     """Verification also reads each candidate at up to this many next-best Δt windows of its vote, keeping the
     best agreement: music repeats, and under noise the best window is often another return of the passage."""
 
-    shortlist_per_offset: int = 8
-    """Those other windows are looked for among a song's `shortlist_per_offset` × (count + 1) heaviest windows:
-    each chosen one rules out its neighbours within twice the vote tolerance, a few of which are heavy too."""
-
     verify_shift_frames: int = 1
     """The voted offset is also tried ± this many frames, keeping the best: votes fix it only to ± vote
     tolerance."""
@@ -325,7 +321,7 @@ MAX_WARP = 0.3
 its pairs (a Δt of 63 frames at 0.7 is 90) and the search is a different one."""
 
 MATCH_SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(MatchSettings))
-RETIRED_MATCH_SETTINGS = frozenset({"verify_tolerance_frames", "verify_tolerance_bins"})
+RETIRED_MATCH_SETTINGS = frozenset({"verify_tolerance_frames", "verify_tolerance_bins", "shortlist_per_offset"})
 """Matching settings of earlier versions, still in the settings some indexes recorded; ignored when opened."""
 
 FINGERPRINT_SETTINGS_ADDED = {"peak_rank_frames": 1}

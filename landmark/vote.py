@@ -207,14 +207,12 @@ class Alignments:
     deltas: np.ndarray  # int64
     window: np.ndarray  # float64
     tolerance: int
-    shortlist_per_offset: int = 8
-    """Other offsets of a song are looked for among its `shortlist_per_offset` × (count + 1) heaviest windows."""
 
     @classmethod
-    def of(cls, votes: Votes, tolerance: int, shortlist_per_offset: int = 8) -> Alignments:
+    def of(cls, votes: Votes, tolerance: int) -> Alignments:
         if votes.posting_index.size == 0:
             empty = np.zeros(0, np.int64)
-            return cls(empty, empty, np.zeros(0), tolerance, shortlist_per_offset)
+            return cls(empty, empty, np.zeros(0), tolerance)
         bin_keys, delta_bits, delta_floor, weights = _heaviest_per_anchor(votes, tolerance)
         starts = run_starts(bin_keys)
         bin_weights = np.add.reduceat(weights, starts)
@@ -224,8 +222,7 @@ class Alignments:
             near = (bin_keys[step:] - bin_keys[:-step]) <= tolerance
             np.add(window[:-step], bin_weights[step:], out=window[:-step], where=near)
             np.add(window[step:], bin_weights[:-step], out=window[step:], where=near)
-        return cls(bin_keys >> delta_bits, (bin_keys & ((1 << delta_bits) - 1)) + delta_floor, window, tolerance,
-                   shortlist_per_offset)
+        return cls(bin_keys >> delta_bits, (bin_keys & ((1 << delta_bits) - 1)) + delta_floor, window, tolerance)
 
     @cached_property
     def _song_bins(self) -> tuple[np.ndarray, np.ndarray]:
@@ -244,45 +241,43 @@ class Alignments:
 
     def top(self, count: int, other_offsets: int = 0) -> list[Candidate]:
         """The `count` songs with the best windows, best first, each with up to `other_offsets` next-best Δt."""
+        _, best = self._song_bins
+        chosen = largest(self.window[best], count)
+        others = self._other_offsets(chosen, other_offsets) if other_offsets else [()] * chosen.size
+        return [Candidate(int(self.songs[best[i]]), float(self.window[best[i]]), int(self.deltas[best[i]]), more)
+                for i, more in zip(chosen.tolist(), others)]
+
+    def _other_offsets(self, chosen: np.ndarray, count: int) -> list[tuple[int, ...]]:
+        """For each song in `chosen` (indices of `_song_bins`), up to `count` Δt of its bins by falling window
+        weight (the earliest on a tie), each more than twice the tolerance from its best Δt and from each other (a
+        window's neighbours share its votes). Taken greedily, one round for all the songs at once: a round takes
+        each song's heaviest window still clear of those it has. A song can have thousands of bins, and a query
+        asks this of up to 80 songs, so the rounds run over all their bins together."""
+        if chosen.size == 0:
+            return []
         firsts, best = self._song_bins
-        ends = np.r_[firsts[1:], self.songs.size]
-        candidates = []
-        for i in largest(self.window[best], count):
-            song, score, delta = int(self.songs[best[i]]), float(self.window[best[i]]), int(self.deltas[best[i]])
-            others = self._other_offsets(slice(firsts[i], ends[i]), delta, other_offsets) if other_offsets else ()
-            candidates.append(Candidate(song, score, delta, others))
-        return candidates
-
-    def _other_offsets(self, bins: slice, best_delta: int, count: int) -> tuple[int, ...]:
-        """Up to `count` Δt of one song's bins, by falling window weight, each more than twice the tolerance from
-        its best Δt and from each other (a window's neighbours share its votes). A song can have thousands of
-        bins: a shortlist of the heaviest is searched first, and all of them only if it falls short."""
+        sizes = np.r_[firsts[1:], self.songs.size][chosen] - firsts[chosen]
+        starts = np.cumsum(sizes) - sizes  # each song's stretch of the gathered bins
+        owner = np.repeat(np.arange(chosen.size), sizes)
+        bins = np.arange(owner.size) + (firsts[chosen] - starts)[owner]
         deltas, window = self.deltas[bins], self.window[bins]
-        shortlist = self.shortlist_per_offset * (count + 1)
-        chosen = _spread_out(deltas, _heaviest(window, shortlist), best_delta, count, 2 * self.tolerance)
-        if len(chosen) < count and shortlist < window.size:
-            chosen = _spread_out(deltas, _heaviest(window, window.size), best_delta, count, 2 * self.tolerance)
-        return chosen
-
-
-def _spread_out(deltas: np.ndarray, order: np.ndarray, best_delta: int, count: int, separation: int
-                ) -> tuple[int, ...]:
-    """Up to `count` of `deltas`, taken in `order`, each more than `separation` from `best_delta` and the others."""
-    chosen = [best_delta]
-    for delta in deltas[order].tolist():  # Python ints: a few hundred comparisons, each on a numpy scalar cost more
-        if len(chosen) > count:
-            break
-        if all(abs(delta - other) > separation for other in chosen):
-            chosen.append(delta)
-    return tuple(chosen[1:])
-
-
-def _heaviest(window: np.ndarray, limit: int) -> np.ndarray:
-    """Indices of the `limit` heaviest windows, by falling weight and then by position."""
-    if limit < window.size:
-        shortlist = np.argpartition(-window, limit - 1)[:limit]
-        return shortlist[np.lexsort((shortlist, -window[shortlist]))]
-    return np.argsort(-window, kind="stable")
+        separation = 2 * self.tolerance
+        clear = np.abs(deltas - self.deltas[best[chosen]][owner]) > separation
+        taken: list[list[int]] = [[] for _ in range(chosen.size)]
+        for _ in range(count):
+            weights = np.where(clear, window, -np.inf)
+            heaviest = np.maximum.reduceat(weights, starts)
+            found = heaviest > -np.inf
+            if not found.any():
+                break
+            at = np.flatnonzero((weights == heaviest[owner]) & found[owner])
+            picked = deltas[at[np.searchsorted(at, starts[found])]]  # each song's first bin at its heaviest
+            for song, delta in zip(np.flatnonzero(found).tolist(), picked.tolist()):
+                taken[song].append(delta)
+            near_pick = np.zeros(chosen.size, np.int64)
+            near_pick[found] = picked
+            clear &= ~(found[owner] & (np.abs(deltas - near_pick[owner]) <= separation))
+        return [tuple(more) for more in taken]
 
 
 def align(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray, posting_frames: np.ndarray,
@@ -290,7 +285,7 @@ def align(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray,
     """The query's weighted votes, and their sums per song and Δt window. `n_songs` is the size of the index (for
     hash weights)."""
     votes = join(query, hash_index, posting_songs, posting_frames, n_songs, settings)
-    return votes, Alignments.of(votes, settings.vote_tolerance_frames, settings.shortlist_per_offset)
+    return votes, Alignments.of(votes, settings.vote_tolerance_frames)
 
 
 def decide(candidates: list[Candidate], settings: MatchSettings, min_ratio: float | None = None) -> Candidate | None:

@@ -87,6 +87,31 @@ def test_a_candidate_carries_the_other_offsets_where_its_song_lines_up():
     assert align_postings(*args).top(1)[0] == Candidate(best.song_id, best.score, best.delta_frames)  # no other offsets asked
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 5), st.integers(-60, 60), st.integers(0, 30), st.sampled_from([0.5, 1.0, 3.0])),
+                min_size=1, max_size=300), st.integers(0, 2), st.integers(1, 6), st.integers(0, 5))
+def test_other_offsets_are_the_heaviest_windows_clear_of_those_taken(votes, tolerance, count, other_offsets):
+    """Each candidate's other offsets, taken for all candidates at once, are those of a greedy pass over its own
+    windows by falling weight (the earliest Δt on a tie), each more than twice the tolerance from its best Δt and
+    from those taken before. Weights are exact binary fractions, so sums tie exactly where they should."""
+    columns = [np.array([v[i] for v in votes], np.int64) for i in range(3)]
+    weights = np.array([v[3] for v in votes], np.float64)
+    candidates = Alignments.of(Votes.from_weights(*columns, weights), tolerance).top(count, other_offsets)
+    _, per_bin = brute_force(votes, tolerance)
+    assert len(candidates) == min(count, len({v[0] for v in votes}))
+    for candidate in candidates:
+        windows = {delta: sum(per_bin.get((song, delta + k), 0.0) for k in range(-tolerance, tolerance + 1))
+                   for song, delta in per_bin if song == candidate.song_id}
+        assert windows[candidate.delta_frames] == candidate.score == max(windows.values())
+        taken = [candidate.delta_frames]
+        for delta in sorted(windows, key=lambda d: (-windows[d], d)):
+            if len(taken) > other_offsets:
+                break
+            if all(abs(delta - other) > 2 * tolerance for other in taken):
+                taken.append(delta)
+        assert candidate.other_deltas == tuple(taken[1:])
+
+
 def test_rare_aligned_hashes_outweigh_many_common_ones():
     """Song 1 lines up on 40 hashes every song holds, song 2 on 15 hashes only it holds: song 2 is the match
     (by raw count it would lose)."""
