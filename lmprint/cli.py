@@ -581,11 +581,13 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
 def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, method, model, device):
     """Serve the index over HTTP: POST /match (an audio file in, match --json's JSON out), GET /songs /stats
     /health, a WebSocket /listen for live audio, and at / a page that names what the microphone hears."""
-    try:
-        from .serve import serve as run
-    except ImportError as error:
-        raise LmprintError(f"serve needs the [serve] extra ({error.name} is missing): pip install 'lmprint[serve]'"
-                           ) from None
+    from importlib.util import find_spec
+
+    missing = next((name for name in SERVE_NEEDS if find_spec(name) is None), None)  # each worker imports them
+    if missing is not None:
+        raise LmprintError(f"serve needs the [serve] extra ({missing} is missing): pip install -e '.[serve]' in "
+                           "lmprint's folder")
+    from .serve import serve as run
 
     settings = {"queue": queue, "max_upload_bytes": int(max_upload_mb * 2**20),
                 "allow_add": allow_add, "token": token}
@@ -597,6 +599,9 @@ def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, meth
 
     run("lmprint.cli:serve_app", host, port, workers, ServeSettings(**settings))
 
+
+SERVE_NEEDS = ("starlette", "uvicorn", "multipart", "websockets")
+"""What the [serve] extra installs, by module: the framework, its server, form uploads and the live WebSocket."""
 
 SERVE_OPTIONS = "LMPRINT_SERVE_OPTIONS"
 """How `lmprint serve` hands its options to the worker processes that uvicorn starts."""

@@ -227,3 +227,22 @@ def test_serve_refuses_a_missing_index_in_one_line(tmp_path):
 
     result = CliRunner().invoke(main, ["--db", str(tmp_path / "none.db"), "serve"])
     assert result.exit_code == 1 and result.output.count("\n") == 1 and "lmprint:" in result.output
+
+
+def test_serve_without_its_extra_says_what_to_install_in_one_line(built_index, monkeypatch):
+    """The framework is imported in each worker, after the command has checked the index: a missing one is named
+    before that, not met as a traceback in a worker."""
+    import importlib.util
+    import sys
+
+    from click.testing import CliRunner
+
+    from lmprint.cli import main
+
+    monkeypatch.setitem(sys.modules, "starlette", None)  # importing it fails, as where it is not installed
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "starlette" else real_find_spec(name, *args))
+    result = CliRunner().invoke(main, ["--db", str(built_index), "serve"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "[serve] extra (starlette is missing)" in result.output and "Traceback" not in result.output
