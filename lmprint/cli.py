@@ -17,9 +17,14 @@ from typing import Any
 
 import click
 
-from .errors import LmprintError, SettingsError
+from .errors import AudioError, LmprintError, SettingsError
 
 METHODS = ("landmark", "mert")
+
+
+def _count(number: int, noun: str) -> str:
+    """"1 song", "2 songs"."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _fail(message: str) -> None:
@@ -479,7 +484,8 @@ def dedup(ctx, as_json):
         else:
             click.echo("shared part:\n" + "".join(f"  {i}\t{start:7.1f}–{end:7.1f} s\t{songs[i].path}\n"
                                                   for i, start, end in sides), nl=False)
-    click.echo(f"{len(groups)} recordings held by several files, {len(parts)} shared parts", err=True)
+    click.echo(f"{_count(len(groups), 'recording')} held by several files, {_count(len(parts), 'shared part')}",
+               err=True)
 
 
 @main.command()
@@ -554,13 +560,15 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
                         else f"{segment.start_s:8.1f} s – {segment.end_s:.1f} s")
                 click.echo(f"{span}  {segment.song.title} ({segment.song.path}){offset}, "
                            f"confidence {segment.confidence:.4f}")
+    except AudioError as error:  # the source turned out not to be audio, or broke off: say which source
+        raise AudioError(f"{'standard input' if source == '-' else source}: {error}") from None
     finally:
         index.close()
         if looks is not None:
             looks.close()
         if raw_input is not None:
             raw_input.close()
-    click.echo(f"{segments} segments", err=True)
+    click.echo(_count(segments, "segment"), err=True)
 
 
 @main.command()

@@ -352,7 +352,7 @@ class Monitor:
             return
         segment.anchor_s = anchor
         if anchor + segment.rate * segment.start_s <= self.settings.hop_s:
-            segment.start_s = max(-anchor / segment.rate, 0.0)
+            segment.start_s = max(0.0, -anchor / segment.rate)  # 0.0 first: max keeps the first of equals, not -0.0
         segment.song_offset_s = max(0.0, anchor + segment.rate * segment.start_s)
 
     def _close(self, segment: Segment, before_s: float | None = None, until_end: bool = False) -> Segment:

@@ -33,7 +33,7 @@ def test_dedup_finds_copies_and_a_cut_and_nothing_else(tmp_path):
     assert abs(song_start - 12) < 2 and abs(song_end - 32) < 2  # where the edit lies in the song
     assert abs(edit_start - 0) < 2 and abs(edit_end - 20) < 2
     assert np.isclose(song_start - edit_start, 12, atol=0.1)  # the offset itself is exact to a frame
-    assert "1 recordings held by several files, 1 shared parts" in result.stderr
+    assert "1 recording held by several files, 1 shared part" in result.stderr
     text = run_cli("dedup", db=db, check=True).stdout
     assert text.startswith("same recording:\n") and "shared part:\n" in text
 

@@ -1,6 +1,7 @@
 """`lmprint monitor`: every song in a long recording, with where it plays."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -85,6 +86,7 @@ def test_a_bad_source_is_one_line(built_index, tmp_path):
                       [tmp_path / "missing.flac"]):
         result = run_cli("monitor", *arguments, db=built_index)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and "lmprint:" in result.stderr, arguments
+        assert str(arguments[-1]) in result.stderr, result.stderr  # which source it was
     for wrong in ({"hop_s": 0.0}, {"idle_hop_s": 3.0}, {"idle_hop_s": 6.0}, {"confirm_chance": 0.0}):
         with pytest.raises(SettingsError, match=next(iter(wrong))):
             MonitorSettings(**wrong)
@@ -370,6 +372,21 @@ def test_a_segment_keeps_the_rate_of_the_look_that_placed_its_anchor(built_index
         segment = watcher.current
         assert segment is not None and segment.rate == 1.0
         assert abs(segment.start_s - 3374.5) <= 0.01 and segment.song_offset_s == 0.0, segment
+
+
+def test_a_song_that_starts_the_stream_starts_at_zero_not_minus_zero(built_index):
+    """A look back can place a segment of a song that starts the stream within a hop of it, with an anchor of
+    exactly 0 (the song's time minus the stream's): its start is then the song's own start, 0.0, which every
+    output prints as 0.0, never as -0.0 (as a monitor of real music did)."""
+    from lmprint.monitor import Segment
+
+    with Index(built_index) as index:
+        song = index.catalogue.songs()[0]
+        watcher = Monitor(index, MonitorSettings())
+    segment = Segment(song, 2.0, 10.0, None, 1.0, 2)
+    watcher._place(segment, 0.0)
+    assert segment.start_s == 0.0 and math.copysign(1.0, segment.start_s) == 1.0, segment
+    assert segment.to_dict()["start_s"] == 0.0 and segment.song_offset_s == 0.0, segment
 
 
 def test_a_look_after_an_idle_hop_looks_back_at_the_window_it_skipped(built_index):
