@@ -166,8 +166,7 @@ def agreements(candidates: list[Candidate], clip: ProminenceMap, song_peaks: Son
 
 def verify(candidates: list[Candidate], clip: ProminenceMap,
            song_peaks: SongPeaks, settings: MatchSettings,
-           is_copy: Callable[[Candidate, Candidate], bool] | None = None
-           ) -> tuple[Candidate | None, str]:
+           is_copy: CopyCheck | None = None) -> tuple[Candidate | None, str]:
     """The song that the first `verify_candidates` candidates' agreements single out, or None; and how it passed.
 
     Each candidate's agreement is the best at its voted offset and at its other strong offsets
@@ -181,8 +180,8 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
     weighed: each candidate more raises chance's best agreement, and so the lead a song needs, so a song among the
     vote's best keeps the decision it had. The candidate returned carries the Δt that agreed best, with how it
     passed ("confirmed" or "verified"). `song_peaks`
-    reads songs' stored peaks. With `is_copy` (a `CopyCheck`), a copy of a song's recording does not count against
-    its lead.
+    reads songs' stored peaks. With `is_copy`, a copy of a song's recording (`CopyCheck.same_recording`, whatever
+    the two copies' votes) does not count against its lead.
     """
     candidates = candidates[:settings.verify_candidates]
     first = candidates[:settings.verify_first_candidates]
@@ -196,7 +195,7 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
 
 
 def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate]], settings: MatchSettings,
-                is_copy: Callable[[Candidate, Candidate], bool] | None) -> tuple[Candidate | None, str]:
+                is_copy: CopyCheck | None) -> tuple[Candidate | None, str]:
     """`verify`'s rule on these candidates and their agreements (those of candidates with stored peaks)."""
     if not agreed:
         return None, ""
@@ -248,9 +247,16 @@ class CopyCheck:
         self._lengths: dict[int, float] = {}
 
     def __call__(self, stronger: Candidate, weaker: Candidate) -> bool:
+        """Whether two candidates of the vote are copies: their votes alike, then `same_recording`."""
         low, high = sorted((stronger.score, weaker.score))
         if high <= 0 or low < self.settings.copy_min_score_ratio * high:
             return False
+        return self.same_recording(stronger, weaker)
+
+    def same_recording(self, stronger: Candidate, weaker: Candidate) -> bool:
+        """Whether two candidates hold one recording at the offset their Δt imply, whatever their votes. Under
+        noise two copies' votes differ by chance (one file's pairs survive where the other's do not), while
+        their peaks agree with the clip alike: verification, which weighs those agreements, asks this."""
         pair = (stronger.song_id, weaker.song_id, weaker.delta_frames - stronger.delta_frames)
         if pair not in self._decided:  # per offset: in repeating music two stages may align copies differently
             self._decided[pair] = self._same_recording(stronger, weaker)
@@ -284,14 +290,14 @@ def without_copies_of_leader(candidates: list[Candidate], is_copy: Callable[[Can
 
 
 def _strongest_other(agreed: list[tuple[float, Candidate]], of: Candidate, lead: float,
-                     is_copy: Callable[[Candidate, Candidate], bool] | None) -> float:
+                     is_copy: CopyCheck | None) -> float:
     """The best z among `agreed` (sorted by falling z, `of` left out) that is not a copy of `of`'s recording. A copy
     is looked for only where it would matter: a z within `lead` of `of`'s."""
     own_z = next(z for z, c in agreed if c.song_id == of.song_id)
     for z, candidate in agreed:
         if candidate.song_id == of.song_id:
             continue
-        if is_copy is not None and own_z - z < lead and is_copy(of, candidate):
+        if is_copy is not None and own_z - z < lead and is_copy.same_recording(of, candidate):
             continue
         return z
     return -np.inf

@@ -231,3 +231,30 @@ def test_a_decision_among_the_vote_s_best_stands_whatever_deeper_candidates_agre
     agreeing = {song: 1.0 for song in range(1, 101)} | {1: 7.0, 61: 5.5}
     assert _decide(monkeypatch, MatchSettings(), scores, agreeing) == 1
     assert _decide(monkeypatch, MatchSettings(verify_first_candidates=80), scores, agreeing) is None
+
+
+def test_a_copy_whose_vote_differs_by_chance_does_not_count_against_its_recording():
+    """Two files of one recording: under noise their votes differ by chance (here 30 against 10), while their
+    peaks agree with the clip alike. Verification judges them copies by their peaks, not their votes, and names
+    the recording; a different song that agrees as well would still leave nothing singled out."""
+    from landmark.verify import CopyCheck, verify
+    from landmark.vote import Candidate
+
+    rng = np.random.default_rng(4)
+    song = rendered(3, 40.0, RATE)
+    start = 15 * RATE + 5 * CONFIG.hop_size
+    delta = start // CONFIG.hop_size
+    clip = _prominence(queries.add_noise(song[start:start + 5 * RATE], queries.pink_noise(5 * RATE, rng), 0.0, rng))
+    peaks = extract_peaks(song, CONFIG, CONFIG.index)
+    stored = {1: peaks, 2: (peaks[0].copy(), peaks[1].copy())}
+
+    def song_peaks(ids):
+        return {i: stored[i] for i in ids if i in stored}
+
+    candidates = [Candidate(1, 30.0, delta), Candidate(2, 10.0, delta)]
+    copies = CopyCheck(song_peaks, lambda ids: {i: 40.0 for i in ids}, MATCHING)
+    found, how = verify(candidates, clip, song_peaks, MATCHING, copies)
+    assert found is not None and found.song_id == 1 and how in ("confirmed", "verified"), (found, how)
+    assert copies.copies == {1: {2}}
+    different = CopyCheck(song_peaks, lambda ids: {1: 40.0, 2: 80.0}, MATCHING)  # not one recording: twice as long
+    assert verify(candidates, clip, song_peaks, MATCHING, different)[0] is None
