@@ -295,7 +295,7 @@ def print_matches(index, files, as_json: bool, stdin_path: str = "-", top: int =
         except LmprintError as error:
             click.echo(f"lmprint: {path}: {error}", err=True)
             if as_json:
-                click.echo(json.dumps({"query": path, "match": None, "error": str(error)}))
+                click.echo(json.dumps({"query": path, "match": None, "runner_up": None, "error": str(error)}))
             failed += 1
             continue
         found = answer.match
@@ -422,7 +422,7 @@ def prune(ctx, dry_run):
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (what the text shows, in bytes and seconds).")
 @_db_option
 @click.pass_context
 @_guard

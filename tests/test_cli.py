@@ -78,7 +78,7 @@ def test_bad_inputs_get_one_line_each_and_the_batch_goes_on(library_dir, built_i
     assert "too short" in result.stderr and "silent" in result.stderr and "no such file" in result.stderr
     answers = [json.loads(line) for line in result.stdout.splitlines()]  # one line per query, in order
     assert [a["query"] for a in answers] == [str(tmp_path / n) for n in names] + [str(good)]
-    assert all(a["match"] is None and a["error"] for a in answers[:-1]) and "error" not in answers[-1]
+    assert all(a["match"] is None and a["runner_up"] is None and a["error"] for a in answers[:-1]) and "error" not in answers[-1]
     assert answers[-1]["match"]["title"] == "song1" and "too short" in answers[names.index("short.flac")]["error"]
 
 
