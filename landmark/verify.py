@@ -234,7 +234,7 @@ def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarr
 
 class CopyCheck:
     """Whether a candidate is a copy of another's recording (a FLAC and an MP3 of it, a compilation's track): the
-    two score almost alike, last as long, and share most peaks at the offset their votes imply
+    two last as long and share most peaks at the offset their votes imply, and in the vote they score almost alike
     (`MatchSettings.copy_*`). Each pair and offset is decided once and each song's peaks are read once per query;
     the copies found are kept, per song, in `copies`."""
 
@@ -297,7 +297,9 @@ def _strongest_other(agreed: list[tuple[float, Candidate]], of: Candidate, lead:
     for z, candidate in agreed:
         if candidate.song_id == of.song_id:
             continue
-        if is_copy is not None and own_z - z < lead and is_copy.same_recording(of, candidate):
+        # a copy by its peaks, not its votes: only one that agrees no better (an instrumental holds most of its
+        # vocal version's peaks, but the vocal one agrees better with a clip of it)
+        if is_copy is not None and 0.0 <= own_z - z < lead and is_copy.same_recording(of, candidate):
             continue
         return z
     return -np.inf

@@ -591,11 +591,14 @@ def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, meth
     /health, a WebSocket /listen for live audio, and at / a page that names what the microphone hears."""
     from importlib.util import find_spec
 
-    missing = next((name for name in SERVE_NEEDS if find_spec(name) is None), None)  # each worker imports them
-    if missing is not None:
-        raise LmprintError(f"serve needs the [serve] extra ({missing} is missing): pip install -e '.[serve]' in "
-                           "lmprint's folder")
-    from .serve import serve as run
+    missing = next((names[0] for names in SERVE_NEEDS if all(find_spec(name) is None for name in names)), None)
+    try:  # the workers import the framework: check for it here, before the index opens
+        if missing is not None:
+            raise ImportError(name=missing)
+        from .serve import serve as run
+    except ImportError as error:
+        raise LmprintError(f"serve needs the [serve] extra ({error.name} is missing): pip install -e '.[serve]' in "
+                           "lmprint's folder") from None
 
     settings = {"queue": queue, "max_upload_bytes": int(max_upload_mb * 2**20),
                 "allow_add": allow_add, "token": token}
@@ -608,8 +611,9 @@ def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, meth
     run("lmprint.cli:serve_app", host, port, workers, ServeSettings(**settings))
 
 
-SERVE_NEEDS = ("starlette", "uvicorn", "multipart", "websockets")
-"""What the [serve] extra installs, by module: the framework, its server, form uploads and the live WebSocket."""
+SERVE_NEEDS = (("starlette",), ("uvicorn",), ("python_multipart", "multipart"), ("websockets",))
+"""What the [serve] extra installs, by module (any of each): the framework, its server, form uploads (the module's
+name and its older one) and the live WebSocket."""
 
 SERVE_OPTIONS = "LMPRINT_SERVE_OPTIONS"
 """How `lmprint serve` hands its options to the worker processes that uvicorn starts."""

@@ -258,3 +258,27 @@ def test_a_copy_whose_vote_differs_by_chance_does_not_count_against_its_recordin
     assert copies.copies == {1: {2}}
     different = CopyCheck(song_peaks, lambda ids: {1: 40.0, 2: 80.0}, MATCHING)  # not one recording: twice as long
     assert verify(candidates, clip, song_peaks, MATCHING, different)[0] is None
+
+
+def test_a_rival_that_agrees_better_is_never_passed_over_as_a_copy():
+    """An instrumental holds most of its vocal version's peaks, but not the other way round. With the instrumental
+    ahead in the vote, the vocal version agrees better with a clip of it: the instrumental is not named, though
+    its peaks are nearly all in the other."""
+    from landmark.verify import CopyCheck, verify
+    from landmark.vote import Candidate
+
+    rng = np.random.default_rng(4)
+    song = rendered(3, 40.0, RATE)
+    start = 15 * RATE + 5 * CONFIG.hop_size
+    delta = start // CONFIG.hop_size
+    clip = _prominence(queries.add_noise(song[start:start + 5 * RATE], queries.pink_noise(5 * RATE, rng), 0.0, rng))
+    frames, bins = extract_peaks(song, CONFIG, CONFIG.index)
+    part = np.arange(frames.size) % 5 < 2  # the instrumental's: two peaks in five
+    stored = {1: (frames[part], bins[part]), 2: (frames, bins)}
+
+    def song_peaks(ids):
+        return {i: stored[i] for i in ids if i in stored}
+
+    copies = CopyCheck(song_peaks, lambda ids: {i: 40.0 for i in ids}, MATCHING)
+    found, _ = verify([Candidate(1, 30.0, delta), Candidate(2, 10.0, delta)], clip, song_peaks, MATCHING, copies)
+    assert found is None or found.song_id == 2, found
