@@ -209,8 +209,9 @@ def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate
             >= settings.confirm_min_lead):
         return leader, "confirmed"
     best_z, best = by_z[0]
-    runner_up_z = _strongest_other(by_z, best, settings.min_agreement_lead, is_copy)
-    if best_z < settings.min_agreement_z or best_z - runner_up_z < settings.min_agreement_lead:
+    if best_z < settings.min_agreement_z:  # before its lead: a copy is looked for only where it would matter
+        return None, ""
+    if best_z - _strongest_other(by_z, best, settings.min_agreement_lead, is_copy) < settings.min_agreement_lead:
         return None, ""
     return best, "verified"
 
@@ -297,9 +298,10 @@ def _strongest_other(agreed: list[tuple[float, Candidate]], of: Candidate, lead:
     for z, candidate in agreed:
         if candidate.song_id == of.song_id:
             continue
-        # a copy by its peaks, not its votes: only one that agrees no better (an instrumental holds most of its
-        # vocal version's peaks, but the vocal one agrees better with a clip of it)
-        if is_copy is not None and 0.0 <= own_z - z < lead and is_copy.same_recording(of, candidate):
+        # a copy by its peaks, not its votes; one that agrees better must hold most of `of`'s peaks as well (an
+        # instrumental holds most of its vocal version's peaks, not the other way round)
+        if (is_copy is not None and own_z - z < lead and is_copy.same_recording(of, candidate)
+                and (z <= own_z or is_copy.same_recording(candidate, of))):
             continue
         return z
     return -np.inf
