@@ -1,19 +1,25 @@
 """Sealed postings: immutable, memory-mapped files of rows, beside the index file.
 
 A segment holds the postings of a stretch of songs, in the rows of `landmark.postings` (one row per bucket of
-2^suffix_bits hashes, gaps in timeline order), laid end to end in bucket order, with a directory giving every
-bucket's first word. Looking a row up is two reads of the memory-mapped directory and a slice of the words: no
-per-row cost of a B-tree, no search, no parsing, and the operating system's page cache keeps what queries read
-often. Opening one reads its header only.
+2^suffix_bits hashes, gaps in timeline order), laid end to end in bucket order, with a directory of each row's
+length (a byte) and of every 16th row's first word. Looking a row up is a read of its 16-row block of lengths and
+of one checkpoint, and a slice of the words: no per-row cost of a B-tree, no search, no parsing, and the operating
+system's page cache keeps what queries read often. Opening one reads its header only.
 
 File layout (little-endian):
 
-    header   64 bytes: MAGIC, suffix_bits (u32), start_bytes (u32: 4 or 8), base_frame, rows (those holding
-             postings), words, postings, first_frame, end_frame (u64 each)
-    words    3 bytes × words, then padding to a multiple of 8 bytes
-    starts   u32 or u64 × (2^(21 − suffix_bits) + 1): bucket b's words are words[starts[b]:starts[b + 1]]
+    header       72 bytes: MAGIC, suffix_bits (u32), start_bytes (u32: 4 or 8), base_frame, rows (those holding
+                 postings), words, postings, first_frame, end_frame, long_rows (u64 each)
+    words        3 bytes × words, then padding to a multiple of 8 bytes
+    lengths      u8 × 2^(21 − suffix_bits): each bucket's row length in words; `LONG_ROW` for a row that long or
+                 longer, whose length is in `long`
+    checkpoints  u32 or u64 × (2^(21 − suffix_bits) / 16 + 1): the first word of buckets 0, 16, 32, ..., and
+                 then `words`; padding to a multiple of 8 bytes
+    long         u64 × long_rows: the long rows' buckets, ascending; then u64 × long_rows: their lengths
 
-The directory comes last, so that a segment is written as its postings come (`write`, `merged`).
+The directory comes last, so that a segment is written as its postings come (`write`, `merged`). A directory of a
+byte a row is what lets rows of one hash serve a library of a thousand songs: four bytes a row (the format before,
+`LMPSEG02`, still read) cost 8 MB a segment at one hash a row, where this costs 2.6 MB.
 
 A row's first gap counts from `base_frame` (the segment's first timeline frame), so that the first posting of a
 row in a small segment fits a word without an escape.
@@ -39,10 +45,17 @@ from lmprint.errors import IndexFileError
 from . import postings as codec
 from .hashes import HASH_BITS
 
-MAGIC = b"LMPSEG02"
-HEADER = np.dtype([("magic", "S8"), ("suffix_bits", "<u4"), ("start_bytes", "<u4"), ("base_frame", "<u8"),
-                   ("rows", "<u8"), ("words", "<u8"), ("postings", "<u8"), ("first_frame", "<u8"),
-                   ("end_frame", "<u8")])
+MAGIC = b"LMPSEG03"
+MAGIC_DENSE = b"LMPSEG02"
+"""Segments written before directories of a byte a row: a u32 or u64 start for every bucket, read still."""
+HEADER_DENSE = np.dtype([("magic", "S8"), ("suffix_bits", "<u4"), ("start_bytes", "<u4"), ("base_frame", "<u8"),
+                         ("rows", "<u8"), ("words", "<u8"), ("postings", "<u8"), ("first_frame", "<u8"),
+                         ("end_frame", "<u8")])
+HEADER = np.dtype(HEADER_DENSE.descr + [("long_rows", "<u8")])
+LONG_ROW = 255
+"""A length byte of this value marks a row of 255 words or more, its length kept apart (`long`)."""
+ROWS_PER_CHECKPOINT = 16
+"""The directory keeps the first word of every this many rows; a row's start adds the lengths before it."""
 SUFFIX = ".seg"
 
 
@@ -52,10 +65,11 @@ def folder_of(index_path: str | os.PathLike) -> Path:
 
 
 def layout_for(postings: int) -> codec.RowLayout:
-    """Rows of one hash in a segment of 2^24 postings or more, 4 from 2^22, else 16: the directory (4 bytes a
-    bucket) then costs at most half a byte a posting. A budgeted lookup knows a row's size, not its hashes' own:
-    the segments that hold most of a large library's postings give it each key's."""
-    return codec.RowLayout(0 if postings >= 1 << 24 else 2 if postings >= 1 << 22 else 4)
+    """Rows of one hash in a segment of 2^22 postings or more (about 900 songs), 4 from 2^20, else 16: the
+    directory (1.25 bytes a bucket) then costs at most 0.63 byte a posting, from a tail's first seal (2^18) on. A
+    lookup decodes whole rows, and a budgeted one knows a row's size, not its hashes' own: rows of one hash read
+    only what was asked for."""
+    return codec.RowLayout(0 if postings >= 1 << 22 else 2 if postings >= 1 << 20 else 4)
 
 
 @dataclass(frozen=True)
@@ -76,29 +90,55 @@ class Segment:
         try:
             with open(path, "rb") as file:
                 size = os.fstat(file.fileno()).st_size
-                if size < HEADER.itemsize:
+                if size < HEADER_DENSE.itemsize:
                     raise ValueError("too short")
                 self._map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError:
             raise
         except (OSError, ValueError) as error:
             raise _damaged(path, str(error)) from None
-        header = np.frombuffer(self._map, HEADER, 1)[0].copy()  # no view left on the map, so it can close
+        dense = bytes(self._map[:8]) == MAGIC_DENSE
+        header_type = HEADER_DENSE if dense else HEADER
+        if size < header_type.itemsize:
+            self._map.close()
+            raise _damaged(path, "too short")
+        header = np.frombuffer(self._map, header_type, 1)[0].copy()  # no view left on the map, so it can close
         words, bits, start_bytes = int(header["words"]), int(header["suffix_bits"]), int(header["start_bytes"])
-        words_at = HEADER.itemsize
-        starts_at = words_at + -(-codec.WORD_BYTES * words // 8) * 8
+        words_at = header_type.itemsize
+        directory_at = words_at + _padded(codec.WORD_BYTES * words)
         n_buckets = 1 << (HASH_BITS - min(bits, HASH_BITS))
-        if (header["magic"] != MAGIC or bits > 4 or start_bytes not in (4, 8)
-                or size != starts_at + start_bytes * (n_buckets + 1)):
+        if dense:
+            expected = directory_at + start_bytes * (n_buckets + 1)
+        else:
+            long_rows = int(header["long_rows"])
+            checkpoints_at = directory_at + n_buckets
+            long_at = checkpoints_at + _padded(start_bytes * (n_buckets // ROWS_PER_CHECKPOINT + 1))
+            expected = long_at + 16 * long_rows
+        if (header["magic"] not in (MAGIC, MAGIC_DENSE) or bits > 4 or start_bytes not in (4, 8)
+                or size != expected):
             self._map.close()
             raise _damaged(path, "not a whole lmprint segment")
         self.layout = codec.RowLayout(bits)
         self.base_frame = int(header["base_frame"])
         self.postings = int(header["postings"])
         self.first_frame, self.end_frame = int(header["first_frame"]), int(header["end_frame"])
-        self.starts = np.frombuffer(self._map, f"<u{start_bytes}", n_buckets + 1, starts_at)
-        if self.starts[0] != 0 or self.starts[-1] != words:  # the directory must span the words exactly
-            del self.starts
+        if dense:
+            self._starts = np.frombuffer(self._map, f"<u{start_bytes}", n_buckets + 1, directory_at)
+            self._lengths = None
+            ends = self._starts[[0, -1]]
+        else:
+            self._lengths = np.frombuffer(self._map, np.uint8, n_buckets, directory_at).reshape(
+                -1, ROWS_PER_CHECKPOINT)
+            self._starts = np.frombuffer(self._map, f"<u{start_bytes}", n_buckets // ROWS_PER_CHECKPOINT + 1,
+                                         checkpoints_at)
+            self._long_buckets = np.frombuffer(self._map, "<u8", long_rows, long_at).astype(np.int64)
+            long_lengths = np.frombuffer(self._map, "<u8", long_rows, long_at + 8 * long_rows).astype(np.int64)
+            self._long_lengths = long_lengths
+            self._long_excess = np.r_[0, np.cumsum(long_lengths - LONG_ROW)]  # words past LONG_ROW, running
+            ends = self._starts[[0, -1]]
+        if ends[0] != 0 or ends[1] != words:  # the directory must span the words exactly
+            self._lengths = None
+            del self._starts
             self._map.close()
             raise _damaged(path, "its directory does not match its postings")
         # one item a word: gathering words with `take` copies 3 bytes at a time (4× faster than bytes)
@@ -106,7 +146,8 @@ class Segment:
 
     def close(self) -> None:
         """Unmap the file (left to the garbage collector while an array still views it)."""
-        del self.starts, self.words
+        self._lengths = None
+        del self._starts, self.words
         try:
             self._map.close()
         except BufferError:
@@ -116,13 +157,34 @@ class Segment:
         """Words in each of these buckets' rows, 0 where it has none (an escaped gap takes three: a bound on its
         postings)."""
         buckets = np.asarray(buckets, np.int64)
-        return self.starts[buckets + 1].astype(np.int64) - self.starts[buckets].astype(np.int64)
+        if self._lengths is None:
+            return self._starts[buckets + 1].astype(np.int64) - self._starts[buckets].astype(np.int64)
+        lengths = self._lengths.reshape(-1)[buckets].astype(np.int64)
+        long = np.flatnonzero(lengths == LONG_ROW)
+        if long.size:
+            lengths[long] = self._long_lengths[np.searchsorted(self._long_buckets, buckets[long])]
+        return lengths
+
+    def _row_starts(self, buckets: np.ndarray) -> np.ndarray:
+        """The first word of each of these buckets' rows: its block's checkpoint plus the lengths before it in the
+        block (a long row counting its whole length)."""
+        if self._lengths is None:
+            return self._starts[buckets].astype(np.int64)
+        block = buckets // ROWS_PER_CHECKPOINT
+        before = np.arange(ROWS_PER_CHECKPOINT) < (buckets % ROWS_PER_CHECKPOINT)[:, None]
+        starts = self._starts[block].astype(np.int64) + np.where(before, self._lengths[block], 0).sum(
+            axis=1, dtype=np.int64)
+        if self._long_buckets.size:
+            excess = self._long_excess
+            starts += (excess[np.searchsorted(self._long_buckets, buckets)]
+                       - excess[np.searchsorted(self._long_buckets, block * ROWS_PER_CHECKPOINT)])
+        return starts
 
     def gather(self, buckets: np.ndarray) -> tuple[bytes, np.ndarray]:
         """The words of these buckets' rows, end to end, and each row's count of words (for `decode_words`)."""
         buckets = np.asarray(buckets, np.int64)
         lengths = self.sizes(buckets)
-        at = np.repeat(self.starts[buckets].astype(np.int64) - (np.cumsum(lengths) - lengths), lengths)
+        at = np.repeat(self._row_starts(buckets) - (np.cumsum(lengths) - lengths), lengths)
         at += np.arange(at.size)
         return np.take(self.words, at).tobytes(), lengths
 
@@ -170,12 +232,16 @@ def write(folder: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings
             first = int(frames.min())
             first_frame = first if first_frame is None else min(first_frame, first)
             end_frame = max(end_frame, int(frames.max()) + 1)
-        file.write(bytes(-(HEADER.itemsize + codec.WORD_BYTES * n_words) % 8))
+        file.write(bytes(_padded(codec.WORD_BYTES * n_words) - codec.WORD_BYTES * n_words))
         start_bytes = 4 if n_words < 1 << 32 else 8
-        file.write(np.r_[0, np.cumsum(row_words)].astype(f"<u{start_bytes}").tobytes())
+        file.write(np.minimum(row_words, LONG_ROW).astype(np.uint8).tobytes())
+        checkpoints = np.r_[0, np.cumsum(row_words)][::ROWS_PER_CHECKPOINT].astype(f"<u{start_bytes}").tobytes()
+        file.write(checkpoints + bytes(_padded(len(checkpoints)) - len(checkpoints)))
+        long = np.flatnonzero(row_words >= LONG_ROW)
+        file.write(long.astype("<u8").tobytes() + row_words[long].astype("<u8").tobytes())
         header = np.zeros(1, HEADER)
         header[0] = (MAGIC, layout.suffix_bits, start_bytes, base_frame, rows, n_words, n_postings,
-                     base_frame if first_frame is None else first_frame, end_frame)
+                     base_frame if first_frame is None else first_frame, end_frame, long.size)
         file.seek(0)
         file.write(header.tobytes())
         file.flush()
@@ -198,6 +264,11 @@ def merged(segments: list[Segment], keep: Callable[[np.ndarray], np.ndarray] | N
         else:
             kept = keep(frames)
             yield hashes[kept], frames[kept]
+
+
+def _padded(n_bytes: int) -> int:
+    """`n_bytes` rounded up to a multiple of 8."""
+    return -(-n_bytes // 8) * 8
 
 
 def _damaged(path: Path, why: str) -> IndexFileError:

@@ -10,7 +10,7 @@ from landmark.batch import SongFingerprint
 from landmark.peak_codec import PEAK_GAP_LIMIT
 from landmark.peak_codec import decode as decode_peaks
 from landmark.peak_codec import encode as encode_peaks
-from landmark.postings import ESCAPE, RowLayout
+from landmark.postings import ESCAPE, RowLayout, encode_words
 from landmark.postings import decode as decode_postings
 from landmark.postings import encode as encode_postings
 from landmark.settings import Density, FingerprintSettings, MatchSettings
@@ -629,6 +629,71 @@ def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch)
     (segments.folder_of(path) / name).unlink()
     with pytest.raises(IndexFileError, match="missing a segment"):
         Store(path).postings.lookup(np.array([1, 2, 3], np.uint32))
+
+
+def _segment_postings(bits, row_sizes, rng):
+    """Sorted (hash, timeline frame) postings with about `row_sizes[i]` words in each of some buckets' rows (a
+    run of neighbours or scattered; an escaped gap, from a frame far on, takes three), at `bits` suffix bits."""
+    n_buckets = 1 << (21 - bits)
+    buckets = (int(rng.integers(0, n_buckets - len(row_sizes))) + np.arange(len(row_sizes))  # neighbours in a block
+               if rng.random() < 0.5 else rng.choice(n_buckets, len(row_sizes), replace=False))
+    hashes = np.concatenate([(b << bits) + rng.integers(0, 1 << bits, n) for b, n in zip(buckets, row_sizes)])
+    frames = rng.integers(0, 1 << 21, hashes.size)
+    frames[rng.random(hashes.size) < 0.05] += 1 << 30
+    order = np.lexsort((frames, hashes))
+    return hashes[order].astype(np.int64), frames[order].astype(np.int64)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1), st.sampled_from([0, 2, 4]),
+       st.lists(st.integers(1, 600), min_size=1, max_size=60))
+def test_a_segment_reads_every_row_back_whatever_its_length(tmp_path_factory, seed, bits, row_sizes):
+    """Rows of 255 words or more have their length apart from the byte a row of the directory: every row, of
+    any length on either side of that, any run of them in a 16-row block, reads back as written, whole or by
+    bucket."""
+    rng = np.random.default_rng(seed)
+    row_sizes = row_sizes + [254, 255, 256, 1]
+    hashes, frames = _segment_postings(bits, row_sizes, rng)
+    folder = tmp_path_factory.mktemp("seg")
+    name, _ = segments.write(folder, [(hashes, frames)], 1 << (22 if bits == 0 else 20 if bits == 2 else 18), 0)
+    segment = segments.Segment(folder / name)
+    assert segment.layout.suffix_bits == bits
+    whole = segment.hash_range(0, 1 << 21)  # a row in timeline order, rows in bucket order
+    written = sorted(zip(hashes.tolist(), frames.tolist()))
+    assert sorted(zip(whole[0].tolist(), whole[1].tolist())) == written
+    assert (np.diff(whole[0] >> bits) >= 0).all()
+    asked = np.unique(np.r_[hashes >> bits, rng.integers(0, 1 << (21 - bits), 50)])[::-1].copy()
+    read = segment.read(asked)
+    got = sorted(zip((asked[read.rows] << bits | read.suffixes).tolist(), read.frames.tolist()))
+    assert got == written
+    held = np.isin(asked, hashes >> bits)
+    assert (segment.sizes(asked)[held] > 0).all() and (segment.sizes(asked)[~held] == 0).all()
+    segment.close()
+
+
+def test_a_segment_written_with_a_start_for_every_row_is_read_still(tmp_path):
+    """Segments written before the byte-a-row directory (`LMPSEG02`: a u32 start for every bucket) read the same
+    postings as one written now."""
+    rng = np.random.default_rng(3)
+    hashes, frames = _segment_postings(4, [3, 300, 40, 1, 255], rng)
+    name, _ = segments.write(tmp_path, [(hashes, frames)], 1000, 0)
+    layout = RowLayout(4)
+    buckets, data, starts = encode_words(hashes, frames, layout=layout)
+    row_words = np.zeros(1 << 17, np.int64)
+    row_words[buckets] = np.diff(starts)
+    header = np.zeros(1, segments.HEADER_DENSE)
+    header[0] = (segments.MAGIC_DENSE, 4, 4, 0, buckets.size, len(data) // 3, hashes.size, frames.min(),
+                 frames.max() + 1)
+    old = (header.tobytes() + data + bytes(-len(data) % 8)
+           + np.r_[0, np.cumsum(row_words)].astype("<u4").tobytes())
+    (tmp_path / "old.seg").write_bytes(old)
+    new_segment, old_segment = segments.Segment(tmp_path / name), segments.Segment(tmp_path / "old.seg")
+    for segment in (new_segment, old_segment):
+        read = segment.hash_range(0, 1 << 21)
+        assert sorted(zip(*(part.tolist() for part in read))) == sorted(zip(hashes.tolist(), frames.tolist()))
+    asked = np.unique(hashes >> 4)
+    assert np.array_equal(new_segment.sizes(asked), old_segment.sizes(asked))
+    assert (tmp_path / name).stat().st_size < len(old)  # a byte a row, where the old directory took four
 
 
 def test_a_schema_5_file_stays_5_until_its_tail_is_sealed_then_older_lmprints_refuse_it(tmp_path, monkeypatch):
