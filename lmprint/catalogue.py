@@ -27,15 +27,15 @@ from typing import Any
 from .errors import IndexFileError
 from .results import Song
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 UPGRADABLE_FROM = 3
 """Index files of this schema version or newer are opened; older ones must be rebuilt. Schema 3 lacks the landmark
 engine's `peaks` table, which that engine adds (and the version with it) when it opens the file. Schema 5 may hold
 the landmark postings in rows of 4 or 1 hash (`postings_4`, `postings_1`), schema 6 in segment files beside it
-(`landmark.segments`), and schema 7 keeps the sealed songs' places on the timeline in one blob and compresses peaks
-with zlib. A file keeps its version, readable by the lmprint that made it, until it is first written in a way
-that lmprint could not read (postings in a new layout, peaks in the new codec), and becomes the current version
-then."""
+(`landmark.segments`), schema 7 keeps the sealed songs' places on the timeline in one blob and compresses peaks with
+zlib, and schema 8 writes segments with a directory of a byte a row (`LMPSEG03`). A file keeps its version, readable
+by the lmprint that made it, until it is first written in a way that lmprint could not read (postings in a new
+layout, peaks in the new codec), and becomes the current version then."""
 APPLICATION_ID = 0x6C6D7072
 """`PRAGMA application_id` of an lmprint index ("lmpr"): tells it from any other SQLite file."""
 BUSY_TIMEOUT_S = 60.0

@@ -722,7 +722,7 @@ def test_a_schema_5_file_stays_5_until_its_tail_is_sealed_then_older_lmprints_re
         insert(store, "/b", "sha-b", *songs[1])
         assert store.postings.stats()["segments"] == 1
         assert len(_postings_of(store, asked)) == 240
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
 
 
 def test_the_timeline_names_the_same_song_and_frame_as_a_binary_search_would():
