@@ -125,18 +125,15 @@ class Segment:
         if dense:
             self._starts = np.frombuffer(self._map, f"<u{start_bytes}", n_buckets + 1, directory_at)
             self._lengths = None
-            ends = self._starts[[0, -1]]
         else:
             self._lengths = np.frombuffer(self._map, np.uint8, n_buckets, directory_at).reshape(
                 -1, ROWS_PER_CHECKPOINT)
             self._starts = np.frombuffer(self._map, f"<u{start_bytes}", n_buckets // ROWS_PER_CHECKPOINT + 1,
                                          checkpoints_at)
             self._long_buckets = np.frombuffer(self._map, "<u8", long_rows, long_at).astype(np.int64)
-            long_lengths = np.frombuffer(self._map, "<u8", long_rows, long_at + 8 * long_rows).astype(np.int64)
-            self._long_lengths = long_lengths
-            self._long_excess = np.r_[0, np.cumsum(long_lengths - LONG_ROW)]  # words past LONG_ROW, running
-            ends = self._starts[[0, -1]]
-        if ends[0] != 0 or ends[1] != words:  # the directory must span the words exactly
+            self._long_lengths = np.frombuffer(self._map, "<u8", long_rows, long_at + 8 * long_rows).astype(np.int64)
+            self._long_excess = np.r_[0, np.cumsum(self._long_lengths - LONG_ROW)]  # words past LONG_ROW, running
+        if self._starts[0] != 0 or self._starts[-1] != words:  # the directory must span the words exactly
             self._lengths = None
             del self._starts
             self._map.close()
