@@ -62,20 +62,21 @@ SIXTEEN_A_ROW = RowLayout(4)
 ESCAPE = SIXTEEN_A_ROW.escape
 
 
-def encode(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.ndarray | None = None,
+def encode(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.ndarray | int | None = None,
            layout: RowLayout = SIXTEEN_A_ROW) -> tuple[np.ndarray, list[bytes]]:
     """Group postings by bucket: (buckets, blobs), one blob per bucket, ascending buckets.
 
     `row_ends`, one per bucket of these hashes (ascending), is the timeline frame of the last posting already in
-    that bucket's row: the blob continues the row's gaps, to be appended to it. None: new rows. Postings must not
-    lie before their row's end (songs are added at the end of the timeline).
+    that bucket's row: the blob continues the row's gaps, to be appended to it. One frame: new rows whose first
+    gaps count from it. None: new rows counting from 0. Postings must not lie before their row's end (songs are
+    added at the end of the timeline).
     """
     buckets, data, word_starts = encode_words(hashes, timeline_frames, row_ends, layout)
     bounds = (word_starts * WORD_BYTES).tolist()
     return buckets, [data[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def encode_words(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.ndarray | None = None,
+def encode_words(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.ndarray | int | None = None,
                  layout: RowLayout = SIXTEEN_A_ROW) -> tuple[np.ndarray, bytes, np.ndarray]:
     """Like `encode`, with the rows laid end to end: (buckets, bytes of all rows, each row's first word and the
     end), for a store that keeps rows in one stretch (`landmark.segments`)."""

@@ -8,10 +8,12 @@ distributed key-value store, for libraries beyond one machine) can implement it.
 is no longer small, in sealed segments beside it (`landmark.segments`):
 
 - the **tail**: `postings`, an inverted index in SQLite rows. Row key `bucket = hash >> suffix_bits`; the row's
-  blob lists the bucket's postings in timeline order (`landmark.postings`). A small index keeps every posting
-  here, 16 hashes a row. Once it holds `SEAL_FROM_POSTINGS`, the tail is sealed into a segment whenever it holds
-  `TAIL_POSTINGS`, and its rows hold one hash each (`postings_1`), with a mask of the buckets it holds
-  (`tail_buckets`): a lookup then asks SQLite for few rows, each a B-tree search.
+  blob lists the bucket's postings in timeline order (`landmark.postings`), 16 hashes a row. Whenever it holds
+  `TAIL_POSTINGS`, the tail is sealed into a segment; once the segments hold `ONE_HASH_TAIL_FROM`, its rows hold
+  one hash each (`postings_1`), with a mask of the buckets it holds (`tail_buckets`): a lookup then asks SQLite
+  for few rows, each a B-tree search. A row's first gap counts from the tail's first frame (`tail_base_frame`,
+  the end of the sealed timeline), as a segment's does from its own, rather than from 0: a late row's first
+  posting then takes one word rather than an escape's three.
 - **segments**: immutable memory-mapped files, listed in the `segments` table, oldest first. Each holds at
   least `MERGE_RATIO` times the postings of all newer ones together; a new segment that breaks this is merged
   with the newer ones and the oldest it outgrows (dropping removed songs' postings), so a library of n postings
@@ -52,13 +54,15 @@ ROWS_PER_SCAN = 8192
 """Tail rows read at a time when a removal scans them."""
 KEYS_PER_STATEMENT = 900
 """Buckets asked for per SELECT (SQLite allows 999 parameters)."""
-SEAL_FROM_POSTINGS = 1 << 21
-"""An index keeps every posting in its SQLite rows until it holds this many (about 250 songs): a small library
-stays one file, and its 16-hash rows cost less than a segment's directory would."""
 TAIL_POSTINGS = 1 << 18
-"""From then on, the tail is sealed into a segment once it holds this many postings (about 60 songs): at one hash
-a row it then holds a row for at most about 12 % of the keys a query asks, each a B-tree search, and a lookup asks
-only those its bucket mask names (`tail_buckets`). A bulk batch this large is sealed at once."""
+"""The tail is sealed into a segment once it holds this many postings (about 60 songs), and a bulk batch this
+large goes straight into one: a segment costs about 3.6 bytes a posting with its directory, a tail row of 16
+hashes 4.5 (SQLite's row headers and half-filled pages), so only a library smaller than this stays one file."""
+ONE_HASH_TAIL_FROM = 1 << 21
+"""Once the segments hold this many postings (about 250 songs), the tail's rows hold one hash each
+(`postings_1`), with a mask of the buckets it holds (`tail_buckets`): a lookup then asks SQLite for few rows,
+each a B-tree search. Below it the tail keeps 16 hashes a row, since one a row costs about 12 bytes a posting,
+which a small library would notice."""
 MERGE_RATIO = 4
 """Each segment holds at least this many times the postings of all newer ones together, else they merge: at most
 about log4 of (postings ÷ TAIL_POSTINGS) segments (1–2 for a bulk-built library, up to 4 for one added song by
@@ -143,14 +147,14 @@ class SQLitePostingStore:
         _create_segments_table(catalogue)
 
     def add(self, songs: Sequence[SongPostings]) -> None:
-        """Each song goes after the last on the timeline. While the store is small its postings are appended to
-        their rows (a batch of songs appends to each row once: a row's append rewrites it, so bulk loads should
-        come in batches); once it holds `SEAL_FROM_POSTINGS`, the rows are a tail, sealed into a segment when they
-        hold `TAIL_POSTINGS`, and a batch that large is sealed at once. Segments then merge (`MERGE_RATIO`)."""
+        """Each song goes after the last on the timeline. Its postings are appended to the tail's rows (a batch
+        of songs appends to each row once: a row's append rewrites it, so bulk loads should come in batches),
+        which are sealed into a segment once they hold `TAIL_POSTINGS`; a batch that large is sealed at once.
+        Segments then merge (`MERGE_RATIO`)."""
         if not songs:
             return
         _create_segments_table(self.catalogue)
-        tail, sealed = self._tail_postings(), self._sealed_postings()  # before these songs count
+        tail = self._tail_postings()  # before these songs count
         end = int(self.catalogue.meta("timeline_end") or 0)
         all_hashes, all_frames = [], []
         for song in songs:
@@ -164,19 +168,19 @@ class SQLitePostingStore:
             end += span
         self.catalogue.set_meta("timeline_end", str(end))
         hashes, timeline_frames = np.concatenate(all_hashes), np.concatenate(all_frames)
-        sealing = tail + sealed + hashes.size >= SEAL_FROM_POSTINGS
-        if sealing and hashes.size >= TAIL_POSTINGS:
+        if hashes.size >= TAIL_POSTINGS:
             self._seal_tail()  # what the tail holds first (if anything): segments stay in timeline order
             order = np.argsort(hashes, kind="stable")
             self._new_segment(_parts_of(hashes[order], timeline_frames[order]), hashes.size,
                               int(timeline_frames.min()))
+            self._choose_tail_layout()
             self.catalogue.set_meta("sealed_end", str(end))
             self._keep_sealed_timeline(end)
         else:
             self._append_to_tail(hashes, timeline_frames)
             tail += hashes.size
             self.catalogue.set_meta("tail_postings", str(tail))
-            if sealing and tail >= TAIL_POSTINGS:
+            if tail >= TAIL_POSTINGS:
                 self._seal_tail()
         self._merge_outgrown()
 
@@ -188,7 +192,8 @@ class SQLitePostingStore:
             held = np.zeros(1 << (HASH_BITS - 3 - layout.suffix_bits), np.uint8) if held is None else held.copy()
             np.bitwise_or.at(held, buckets >> 3, (128 >> (buckets & 7)).astype(np.uint8))
             self.conn.execute("INSERT OR REPLACE INTO tail_buckets(id, bits) VALUES (0, ?)", (held.tobytes(),))
-        buckets, blobs = codec.encode(hashes, timeline_frames, self._row_ends(buckets, layout, table), layout)
+        ends = self._row_ends(buckets, layout, table, self._tail_base())
+        buckets, blobs = codec.encode(hashes, timeline_frames, ends, layout)
         self.conn.executemany(
             f"INSERT INTO {table}(bucket, entries) VALUES (?, ?) "
             "ON CONFLICT(bucket) DO UPDATE SET entries = CAST(entries || excluded.entries AS BLOB)",
@@ -251,7 +256,7 @@ class SQLitePostingStore:
             fetched = dict(zip(large_buckets.tolist(), large_blobs))
             read_blobs = [small[i] or fetched[int(found[i])] for i in keep.tolist()]
             rows, suffixes, frames = codec.decode_rows(read_blobs, layout)
-            parts = [tail_asked.key_index(tail_slots[keep], rows, suffixes, frames)]
+            parts = [tail_asked.key_index(tail_slots[keep], rows, suffixes, frames + self._tail_base())]
             parts += _read_segments(sealed, sources[1:], chosen[1:])
         key_index = np.concatenate([part[0] for part in parts])
         timeline_frames = np.concatenate([part[1] for part in parts])
@@ -273,13 +278,14 @@ class SQLitePostingStore:
             self._keep_sealed_timeline(sealed_end, removed=doomed.song_ids.tolist())
         self._known_row_ends = {}
         layout, table = self._layout()
+        base = self._tail_base()
         removed = 0
         for hashes, frames in self._row_slices(layout, table):
             gone, _, _ = doomed.locate(frames)
             removed += int(gone.sum())
             touched = np.unique(layout.bucket_of(hashes[gone]))
             kept = ~gone & np.isin(layout.bucket_of(hashes), touched)
-            kept_buckets, blobs = codec.encode(hashes[kept], frames[kept], layout=layout)
+            kept_buckets, blobs = codec.encode(hashes[kept], frames[kept], base, layout)
             self.conn.executemany(f"UPDATE {table} SET entries=? WHERE bucket=?", zip(blobs, kept_buckets.tolist()))
             emptied = np.setdiff1d(touched, kept_buckets)
             self.conn.executemany(f"DELETE FROM {table} WHERE bucket=?", ((b,) for b in emptied.tolist()))
@@ -295,7 +301,7 @@ class SQLitePostingStore:
             _create_segments_table(self.catalogue)
             listed = self._listed()
             self._remove_unlisted({name for name, _ in listed})
-            if listed or self._tail_postings() >= SEAL_FROM_POSTINGS:  # a file made before segments, too
+            if listed or self._tail_postings() >= TAIL_POSTINGS:  # a file made before segments, too
                 if self._tail_postings() > 0:
                     self._seal_tail()
                 else:  # a file made before the sealed songs' timeline was kept
@@ -394,6 +400,10 @@ class SQLitePostingStore:
         bits = int(self.catalogue.meta("row_suffix_bits") or codec.SIXTEEN_A_ROW.suffix_bits)
         return codec.RowLayout(bits), _table_of(bits)
 
+    def _tail_base(self) -> int:
+        """The timeline frame the tail rows' first gaps count from (0 in a file made before it did)."""
+        return int(self.catalogue.meta("tail_base_frame") or 0)
+
     def _tail_postings(self) -> int:
         """Postings in the tail's rows, as `meta` counts them (counted once for a file made before it did)."""
         counted = self.catalogue.meta("tail_postings")
@@ -407,7 +417,8 @@ class SQLitePostingStore:
         """(hashes, timeline frames) of the tail's postings of hashes in [first_hash, end_hash), whole rows."""
         return _decoded(self.catalogue.read(f"SELECT bucket, entries FROM {table} WHERE bucket >= ? AND bucket < ? "
                                             "ORDER BY bucket", (first_hash >> layout.suffix_bits,
-                                                                end_hash >> layout.suffix_bits)), layout)
+                                                                end_hash >> layout.suffix_bits)), layout,
+                        self._tail_base())
 
     def _row_slices(self, layout: codec.RowLayout, table: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(hashes, timeline frames) of every tail posting, `ROWS_PER_SCAN` rows at a time in bucket order. Each
@@ -419,7 +430,7 @@ class SQLitePostingStore:
             if not rows:
                 return
             after = rows[-1][0]
-            yield _decoded(rows, layout)
+            yield _decoded(rows, layout, self._tail_base())
 
     def _rows(self, buckets: np.ndarray, table: str) -> tuple[np.ndarray, list[bytes]]:
         """(buckets, blobs) of the tail rows of these buckets that exist, in no particular order."""
@@ -444,8 +455,9 @@ class SQLitePostingStore:
         found, sizes, blobs = zip(*rows)
         return (np.asarray(found, np.uint32), np.asarray(sizes, np.int64) // codec.WORD_BYTES, list(blobs))
 
-    def _row_ends(self, buckets: np.ndarray, layout: codec.RowLayout, table: str) -> np.ndarray:
-        """The timeline frame of the last posting in each of these (ascending) buckets' tail rows; 0 for no row.
+    def _row_ends(self, buckets: np.ndarray, layout: codec.RowLayout, table: str, base_frame: int) -> np.ndarray:
+        """The timeline frame of the last posting in each of these (ascending) buckets' tail rows; the tail's base
+        frame for no row.
 
         Call inside a write transaction. Rows are read once and their ends then kept across this connection's own
         inserts (a batch touches every row many times); `PRAGMA data_version` changes when another connection
@@ -458,8 +470,9 @@ class SQLitePostingStore:
         if unknown.size:
             found_buckets, blobs = self._rows(unknown, table)
             rows, _, frames = codec.decode_rows(blobs, layout)
-            known.update(dict.fromkeys(unknown.tolist(), 0))
-            known.update(zip(found_buckets.tolist(), codec.last_frames(rows, frames, len(blobs)).tolist()))
+            known.update(dict.fromkeys(unknown.tolist(), base_frame))
+            known.update(zip(found_buckets.tolist(),
+                             (codec.last_frames(rows, frames, len(blobs)) + base_frame).tolist()))
         return np.array([known[b] for b in buckets.tolist()], np.int64)
 
     def _tail_buckets(self, layout: codec.RowLayout) -> np.ndarray | None:
@@ -517,8 +530,7 @@ class SQLitePostingStore:
         self.catalogue.mark_current_schema()  # an lmprint that knows no segments refuses it
 
     def _seal_tail(self) -> None:
-        """Move the tail's postings into a segment (dropping those of removed songs) and empty the tail, whose
-        rows hold one hash each from then on: the tail stays small, so a lookup finds few of its rows."""
+        """Move the tail's postings into a segment (dropping those of removed songs) and empty the tail."""
         layout, table = self._layout()
         timeline = self.timeline()
         def parts() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -531,17 +543,25 @@ class SQLitePostingStore:
             self._new_segment(parts(), self._tail_postings(), int(self.catalogue.meta("sealed_end") or 0))
         self.conn.execute(f"DELETE FROM {table}")
         self.conn.execute("DELETE FROM tail_buckets")
-        if layout.suffix_bits != 0:
-            self.conn.execute(f"DROP TABLE [{table}]")
-            self.conn.execute(f"CREATE TABLE [{_table_of(0)}] ([bucket] INTEGER PRIMARY KEY, [entries] BLOB NOT NULL)")
-            self.catalogue.set_meta("row_suffix_bits", "0")
         self.catalogue.set_meta("tail_postings", "0")
+        self._choose_tail_layout()
         sealed_end = int(self.catalogue.meta("timeline_end") or 0)
         self.catalogue.set_meta("sealed_end", str(sealed_end))
+        self.catalogue.set_meta("tail_base_frame", str(sealed_end))  # an lmprint that reads gaps from 0 refuses it
         self._keep_sealed_timeline(sealed_end)
         self._known_row_ends = {}
         self.catalogue.after_commit(lambda: self._known_row_ends.clear())
         self.catalogue.after_commit(self.catalogue.release_free_pages)  # the tail's rows, a fifth of a small file
+
+    def _choose_tail_layout(self) -> None:
+        """Lay out the empty tail's rows by the postings sealed (`ONE_HASH_TAIL_FROM`)."""
+        layout, table = self._layout()
+        bits = 0 if self._sealed_postings() >= ONE_HASH_TAIL_FROM else codec.SIXTEEN_A_ROW.suffix_bits
+        if bits != layout.suffix_bits:
+            self.conn.execute(f"DROP TABLE [{table}]")
+            self.conn.execute(f"CREATE TABLE [{_table_of(bits)}] ([bucket] INTEGER PRIMARY KEY, "
+                              "[entries] BLOB NOT NULL)")
+            self.catalogue.set_meta("row_suffix_bits", str(bits))
 
     def _merge_outgrown(self) -> None:
         """Restore `MERGE_RATIO`: while some segment holds fewer than MERGE_RATIO times the postings of all newer
@@ -709,9 +729,10 @@ def _read_segments(sealed: list[segments.Segment], sources: list[tuple[_AskedRow
     return parts
 
 
-def _decoded(rows: list[tuple], layout: codec.RowLayout) -> tuple[np.ndarray, np.ndarray]:
+def _decoded(rows: list[tuple], layout: codec.RowLayout, base_frame: int) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, timeline frames) of the postings in tail rows read as (bucket, entries)."""
-    return codec.decode(np.array([row[0] for row in rows], np.uint32), [row[1] for row in rows], layout)
+    hashes, frames = codec.decode(np.array([row[0] for row in rows], np.uint32), [row[1] for row in rows], layout)
+    return hashes, frames + base_frame
 
 
 def _parts_of(hashes: np.ndarray, timeline_frames: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -27,13 +27,14 @@ from typing import Any
 from .errors import IndexFileError
 from .results import Song
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 UPGRADABLE_FROM = 3
 """Index files of this schema version or newer are opened; older ones must be rebuilt. Schema 3 lacks the landmark
 engine's `peaks` table, which that engine adds (and the version with it) when it opens the file. Schema 5 may hold
 the landmark postings in rows of 4 or 1 hash (`postings_4`, `postings_1`), schema 6 in segment files beside it
 (`landmark.segments`), schema 7 keeps the sealed songs' places on the timeline in one blob and compresses peaks with
-zlib, and schema 8 writes segments with a directory of a byte a row (`LMPSEG03`). A file keeps its version, readable
+zlib, schema 8 writes segments with a directory of a byte a row (`LMPSEG03`), and in schema 9 the landmark tail's
+rows count their first gaps from the end of the sealed timeline (`tail_base_frame`). A file keeps its version, readable
 by the lmprint that made it, until it is first written in a way that lmprint could not read (postings in a new
 layout, peaks in the new codec), and becomes the current version then."""
 APPLICATION_ID = 0x6C6D7072

@@ -29,7 +29,7 @@ def many_songs(tmp_path_factory):
     return folder
 
 
-SMALL_SEALING = ("import landmark.store as store; store.SEAL_FROM_POSTINGS, store.TAIL_POSTINGS, store.MERGE_RATIO = "
+SMALL_SEALING = ("import landmark.store as store; store.ONE_HASH_TAIL_FROM, store.TAIL_POSTINGS, store.MERGE_RATIO = "
                  "4000, 2000, 2; from lmprint.cli import main; main()")
 """`lmprint` with segments sealed and merged at sizes these songs reach (16 songs of about 1,600 postings)."""
 
@@ -51,12 +51,9 @@ def song_count(db) -> int:
 def postings_per_song(db) -> dict[int, int]:
     """Count every song's postings by decoding the whole tail and every listed segment."""
     from landmark import Index
-    from landmark.postings import decode
 
     with Index(db) as index:
-        layout, table = index.postings._layout()
-        rows = index.catalogue.read(f"SELECT bucket, entries FROM {table}")
-        _, timeline_frames = decode(np.array([r[0] for r in rows], np.uint32), [r[1] for r in rows], layout)
+        _, timeline_frames = index.postings._tail_range(0, 1 << 21, *index.postings._layout())
         timeline_frames = np.concatenate([timeline_frames, *(segment.hash_range(0, 1 << 21)[1]
                                                              for segment in index.postings._segments())])
         inside, songs, _ = index.postings.timeline().locate(timeline_frames)

@@ -405,11 +405,11 @@ def test_a_budgeted_lookup_reads_whole_rows_by_priority_per_posting_within_the_b
         zip(budgeted.key_index.tolist(), budgeted.frames.tolist()))
 
 
-def _small_sealing(monkeypatch, seal_from=200, tail=100, ratio=2):
+def _small_sealing(monkeypatch, one_hash_from=200, tail=100, ratio=2):
     """Sealing and merging at sizes a test can reach."""
     import landmark.store as store_module
 
-    monkeypatch.setattr(store_module, "SEAL_FROM_POSTINGS", seal_from)
+    monkeypatch.setattr(store_module, "ONE_HASH_TAIL_FROM", one_hash_from)
     monkeypatch.setattr(store_module, "TAIL_POSTINGS", tail)
     monkeypatch.setattr(store_module, "MERGE_RATIO", ratio)
 
@@ -474,11 +474,58 @@ def test_a_growing_index_seals_its_tail_into_merged_segments_and_reads_the_same_
     assert len(_postings_of(reader, asked)) == 8 * 120
 
 
-def test_the_first_seal_gives_the_tails_pages_back_to_the_file_system(tmp_path, monkeypatch):
-    """A small library's rows move into a segment at its first seal, and the tail never grows that large again: the
-    pages they held go back to the file system rather than staying free in the file for good. A file made without
-    that (`auto_vacuum` off) gets it at `compact`."""
-    _small_sealing(monkeypatch, seal_from=41_000, tail=10_000)
+def test_the_tail_counts_from_the_sealed_end_and_holds_one_hash_a_row_once_the_segments_are_large(tmp_path,
+                                                                                                    monkeypatch):
+    """After a seal the tail's rows count their first gaps from the end of the sealed timeline, so a late song's
+    postings take a word each, not an escape's three; they read back the same through appends and a removal that
+    rewrites rows. Its rows hold 16 hashes until the segments hold `ONE_HASH_TAIL_FROM`, one from then on, and a
+    bulk batch sealed at once sets that too."""
+    _small_sealing(monkeypatch, one_hash_from=1_000, tail=300)
+    monkeypatch.setattr("landmark.library.COMPACT_AFTER_CHANGE", 2.0)  # a removal leaves the tail as it is
+    rng = np.random.default_rng(8)
+    songs = [(rng.integers(0, 1 << 12, 120, dtype=np.uint32),  # 256 rows of 16 hashes: songs share rows
+              np.sort(rng.integers(0, 600_000, 120)).astype(np.uint32)) for _ in range(12)]
+    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    ids = {}
+
+    def add(index, number):
+        ids[number] = insert(index, f"/{number}", f"sha-{number}", *songs[number])
+
+    def expected(numbers):
+        return sorted((int(h), ids[n], int(f)) for n in numbers for h, f in zip(*songs[n]))
+
+    def tail_bytes():
+        return store.catalogue.read("SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM postings")[0][0]
+
+    for number in range(4):  # the third seals 360 postings, over 1.2 M frames: past a gap's 2^20 - 1
+        add(store, number)
+    assert store.postings.stats()["segments"] == 1 and store.postings.stats()["hashes_per_row"] == 16
+    assert tail_bytes() == 3 * 120  # a word a posting
+    add(store, 4)
+    store.remove([ids[3]])  # song 4's rows, rewritten without song 3's postings
+    assert _postings_of(store, asked) == expected([0, 1, 2, 4])
+    for number in range(5, 10):  # sealed at the seventh (720 postings) and tenth (1,080) songs
+        add(store, number)
+        assert store.postings.stats()["hashes_per_row"] == (1 if number == 9 else 16)
+    add(store, 10)
+    assert _postings_of(store, asked) == expected([0, 1, 2, *range(4, 11)])
+
+    bulk = Store(tmp_path / "bulk.db", create=True)
+    ids.update(enumerate(n + 1 for n in range(11)))
+    bulk.add_fingerprints([SongFingerprint(f"/{n}", str(n), 10.0, f"sha-{n}", hashes, frames, np.zeros(0, np.int64),
+                                           np.zeros(0, np.int64)) for n, (hashes, frames) in enumerate(songs[:10])])
+    assert bulk.postings.stats()["segments"] == 1 and bulk.postings.stats()["hashes_per_row"] == 1
+    add(bulk, 10)
+    assert _postings_of(bulk, asked) == expected(range(11))
+
+
+def test_a_seal_gives_the_tails_pages_back_to_the_file_system(tmp_path, monkeypatch):
+    """A seal moves the tail's rows into a segment: the pages they held go back to the file system rather than
+    staying free in the file until the tail has filled again. A file made without that (`auto_vacuum` off) gets it
+    at `compact`."""
+    _small_sealing(monkeypatch, tail=41_000)
     path = tmp_path / "i.db"
     store = Store(path, create=True)
     songs = _random_songs(6, 21, n_postings=2000)  # 40,000 postings before the 21st song, which seals them
@@ -509,7 +556,7 @@ def test_a_seal_commits_and_keeps_its_free_pages_when_another_writer_holds_the_f
 
     from lmprint.catalogue import COMPACT_BUSY_TIMEOUT_S
 
-    _small_sealing(monkeypatch, seal_from=41_000, tail=10_000)
+    _small_sealing(monkeypatch, tail=41_000)
     path = tmp_path / "i.db"
     store = Store(path, create=True)
     songs = _random_songs(6, 21, n_postings=2000)
@@ -573,7 +620,7 @@ def test_a_budget_over_segments_reads_the_rows_a_single_store_would(tmp_path, mo
     found = []
     for sealing in (False, True):
         if sealing:
-            _small_sealing(monkeypatch, seal_from=600, tail=500, ratio=0)  # never merged
+            _small_sealing(monkeypatch, one_hash_from=600, tail=500, ratio=0)  # never merged
         store = Store(tmp_path / f"{sealing}.db", create=True)
         for number, (hashes, frames) in enumerate(songs):
             insert(store, f"/{number}", f"sha-{number}", hashes, frames)
@@ -722,7 +769,7 @@ def test_a_schema_5_file_stays_5_until_its_tail_is_sealed_then_older_lmprints_re
         insert(store, "/b", "sha-b", *songs[1])
         assert store.postings.stats()["segments"] == 1
         assert len(_postings_of(store, asked)) == 240
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
 
 
 def test_the_timeline_names_the_same_song_and_frame_as_a_binary_search_would():
