@@ -56,8 +56,8 @@ KEYS_PER_STATEMENT = 900
 """Buckets asked for per SELECT (SQLite allows 999 parameters)."""
 TAIL_POSTINGS = 1 << 18
 """The tail is sealed into a segment once it holds this many postings (about 60 songs), and a bulk batch this
-large goes straight into one: a segment costs about 3.6 bytes a posting with its directory, a tail row of 16
-hashes 4.5 (SQLite's row headers and half-filled pages), so only a library smaller than this stays one file."""
+large goes straight into one: a segment costs about 3.3 bytes a posting with its directory, a tail row of 16
+hashes 4.5–6 (SQLite's row headers and pages' slack), so only a library smaller than this stays one file."""
 ONE_HASH_TAIL_FROM = 1 << 21
 """Once the segments hold this many postings (about 250 songs), the tail's rows hold one hash each
 (`postings_1`), with a mask of the buckets it holds (`tail_buckets`): a lookup then asks SQLite for few rows,
@@ -547,11 +547,12 @@ class SQLitePostingStore:
         self._choose_tail_layout()
         sealed_end = int(self.catalogue.meta("timeline_end") or 0)
         self.catalogue.set_meta("sealed_end", str(sealed_end))
-        self.catalogue.set_meta("tail_base_frame", str(sealed_end))  # an lmprint that reads gaps from 0 refuses it
+        self.catalogue.set_meta("tail_base_frame", str(sealed_end))
+        self.catalogue.mark_current_schema()  # an lmprint that reads the tail's gaps from 0 refuses it
         self._keep_sealed_timeline(sealed_end)
         self._known_row_ends = {}
         self.catalogue.after_commit(lambda: self._known_row_ends.clear())
-        self.catalogue.after_commit(self.catalogue.release_free_pages)  # the tail's rows, a fifth of a small file
+        self.catalogue.after_commit(self.catalogue.release_free_pages)  # the tail's rows: a third of a small file
 
     def _choose_tail_layout(self) -> None:
         """Lay out the empty tail's rows by the postings sealed (`ONE_HASH_TAIL_FROM`)."""

@@ -234,9 +234,9 @@ class Catalogue:
 
     def release_free_pages(self) -> None:
         """Give the pages that deleted rows left free back to the file system, in a transaction of its own (outside
-        any other), when they are over `RELEASE_FREE_SHARE` of the file: sealing a library's first tail frees most
-        of a small file for good, since the tail never grows that large again, where a later seal frees what the
-        next tail takes back. A file made before `auto_vacuum=INCREMENTAL` keeps them (until `compact`), and so
+        any other), when they are over `RELEASE_FREE_SHARE` of the file: sealing a small library's tail frees a
+        third of its file, which the next tail takes back only slowly; a large library's tail is a small part of
+        it. A file made before `auto_vacuum=INCREMENTAL` keeps them (until `compact`), and so
         does a file another writer holds for `COMPACT_BUSY_TIMEOUT_S`: the seal is committed; this is housekeeping."""
         if self.conn.in_transaction:
             return

@@ -436,7 +436,7 @@ def _kept_timeline_is_the_rows(store):
 
 
 def test_a_growing_index_seals_its_tail_into_merged_segments_and_reads_the_same_postings(tmp_path, monkeypatch):
-    """Past `SEAL_FROM_POSTINGS` the tail is sealed into segments, which merge level by level: every posting
+    """Once it holds `TAIL_POSTINGS` the tail is sealed into segments, which merge level by level: every posting
     reads back the same after each song, through a reader that opened the file before any segment existed, with
     and without a budget; a removed song's postings are gone at once, and from the files after `compact`. The
     timeline kept for the sealed songs stays the one their rows give."""
@@ -519,6 +519,42 @@ def test_the_tail_counts_from_the_sealed_end_and_holds_one_hash_a_row_once_the_s
     assert bulk.postings.stats()["segments"] == 1 and bulk.postings.stats()["hashes_per_row"] == 1
     add(bulk, 10)
     assert _postings_of(bulk, asked) == expected(range(11))
+
+
+def test_a_schema_8_tail_counted_from_0_is_read_appended_to_and_removed_from_until_its_seal(tmp_path, monkeypatch):
+    """A file of schema 8 has segments and a tail whose rows count from frame 0 (no `tail_base_frame`): it reads
+    back the same, takes appends and a removal in that form, and its next seal moves it to the new form (schema 9)."""
+    _small_sealing(monkeypatch, one_hash_from=10_000, tail=300)
+    monkeypatch.setattr("landmark.library.COMPACT_AFTER_CHANGE", 2.0)
+    songs = _random_songs(11, 8)
+    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    ids = [insert(store, f"/{n}", f"sha-{n}", *songs[n]) for n in range(4)]  # sealed at the third song
+    layout, table = store.postings._layout()
+    hashes, frames = store.postings._tail_range(0, 1 << 21, layout, table)
+    with store.catalogue.write():  # the tail as schema 8 wrote it
+        store.catalogue.conn.execute(f"DELETE FROM {table}")
+        buckets, blobs = encode_postings(hashes, frames, layout=layout)
+        store.catalogue.conn.executemany(f"INSERT INTO {table} VALUES (?, ?)", zip(buckets.tolist(), blobs))
+        store.catalogue.conn.execute("DELETE FROM meta WHERE key='tail_base_frame'")
+        store.catalogue.conn.execute("PRAGMA user_version=8")
+    store.close()
+
+    def expected(numbers):
+        return sorted((int(h), ids[n], int(f)) for n in numbers for h, f in zip(*songs[n]))
+
+    with Store(path) as store:
+        assert _postings_of(store, asked) == expected(range(4))
+        ids.append(insert(store, "/4", "sha-4", *songs[4]))
+        store.remove([ids[3]])
+        assert _postings_of(store, asked) == expected([0, 1, 2, 4])
+        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 8
+        ids += [insert(store, f"/{n}", f"sha-{n}", *songs[n]) for n in (5, 6)]  # the seal, at the seventh
+        assert store.catalogue.meta("tail_base_frame") is not None and store.postings._tail_postings() == 0
+        ids.append(insert(store, "/7", "sha-7", *songs[7]))
+        assert _postings_of(store, asked) == expected([0, 1, 2, 4, 5, 6, 7])
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_seal_gives_the_tails_pages_back_to_the_file_system(tmp_path, monkeypatch):
