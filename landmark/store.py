@@ -35,6 +35,7 @@ commits, and a reader that had not mapped it yet lists the segments again.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -141,8 +142,7 @@ class SQLitePostingStore:
     @staticmethod
     def create(catalogue: Catalogue) -> None:
         """The store's tables and meta entries (call inside a write transaction); idempotent."""
-        catalogue.conn.execute("CREATE TABLE IF NOT EXISTS [postings] ([bucket] INTEGER PRIMARY KEY, "
-                               "[entries] BLOB NOT NULL)")
+        _create_tail_table(catalogue.conn, codec.SIXTEEN_A_ROW.suffix_bits)
         catalogue.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('timeline_end', '0')")
         _create_segments_table(catalogue)
 
@@ -169,13 +169,13 @@ class SQLitePostingStore:
         self.catalogue.set_meta("timeline_end", str(end))
         hashes, timeline_frames = np.concatenate(all_hashes), np.concatenate(all_frames)
         if hashes.size >= TAIL_POSTINGS:
-            self._seal_tail()  # what the tail holds first (if anything): segments stay in timeline order
+            # what the tail holds goes first, so segments stay in timeline order; the seal's `sealed_end`, tail base
+            # and sealed timeline are already `timeline_end`, these songs included
+            self._seal_tail()
             order = np.argsort(hashes, kind="stable")
             self._new_segment(_parts_of(hashes[order], timeline_frames[order]), hashes.size,
                               int(timeline_frames.min()))
-            self._choose_tail_layout()
-            self.catalogue.set_meta("sealed_end", str(end))
-            self._keep_sealed_timeline(end)
+            self._choose_tail_layout()  # the seal chose it before this segment counted
         else:
             self._append_to_tail(hashes, timeline_frames)
             tail += hashes.size
@@ -560,8 +560,7 @@ class SQLitePostingStore:
         bits = 0 if self._sealed_postings() >= ONE_HASH_TAIL_FROM else codec.SIXTEEN_A_ROW.suffix_bits
         if bits != layout.suffix_bits:
             self.conn.execute(f"DROP TABLE [{table}]")
-            self.conn.execute(f"CREATE TABLE [{_table_of(bits)}] ([bucket] INTEGER PRIMARY KEY, "
-                              "[entries] BLOB NOT NULL)")
+            _create_tail_table(self.conn, bits)
             self.catalogue.set_meta("row_suffix_bits", str(bits))
 
     def _merge_outgrown(self) -> None:
@@ -754,6 +753,12 @@ def _create_segments_table(catalogue: Catalogue) -> None:
     catalogue.conn.execute("CREATE TABLE IF NOT EXISTS [sealed_timeline] ([id] INTEGER PRIMARY KEY, "
                            "[end_frame] INTEGER NOT NULL, [songs] BLOB NOT NULL)")
     catalogue.conn.execute("CREATE INDEX IF NOT EXISTS [idx_songs_timeline_start] ON [songs] ([timeline_start])")
+
+
+def _create_tail_table(conn: sqlite3.Connection, suffix_bits: int) -> None:
+    """The tail's table for a layout, if it is not there."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS [{_table_of(suffix_bits)}] ([bucket] INTEGER PRIMARY KEY, "
+                 "[entries] BLOB NOT NULL)")
 
 
 def _table_of(suffix_bits: int) -> str:

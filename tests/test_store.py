@@ -516,7 +516,7 @@ def test_the_tail_counts_from_the_sealed_end_and_holds_one_hash_a_row_once_the_s
     ids.update(enumerate(n + 1 for n in range(11)))
     bulk.add_fingerprints([SongFingerprint(f"/{n}", str(n), 10.0, f"sha-{n}", hashes, frames, np.zeros(0, np.int64),
                                            np.zeros(0, np.int64)) for n, (hashes, frames) in enumerate(songs[:10])])
-    assert bulk.postings.stats()["segments"] == 1 and bulk.postings.stats()["hashes_per_row"] == 1
+    assert bulk.postings.stats()["segments"] == 1 and bulk.postings.stats()["hashes_per_row"] == 1 and _kept_timeline_is_the_rows(bulk)
     add(bulk, 10)
     assert _postings_of(bulk, asked) == expected(range(11))
 
