@@ -187,8 +187,9 @@ def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sam
         data = pending + data
         usable = len(data) - len(data) % frame_bytes
         data, pending = data[:usable], data[usable:]
-        samples = np.frombuffer(data, dtype).astype(np.float32).reshape(-1, channels).mean(axis=1) / full_scale
-        yield resampler.resample_chunk(_finite(samples))
+        frames = _finite(np.frombuffer(data, dtype).astype(np.float32)).reshape(-1, channels)
+        # in float64: channels of float samples near their largest would overflow a float32 sum
+        yield resampler.resample_chunk((frames.mean(axis=1, dtype=np.float64) / full_scale).astype(np.float32))
     yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 

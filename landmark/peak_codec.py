@@ -13,6 +13,8 @@ import zlib
 
 import numpy as np
 
+from lmprint.errors import REBUILD, IndexFileError
+
 PEAK_GAP_LIMIT = 255
 """Frame gaps between stored peaks are bytes: a longer gap (a pause over 4 s) is bridged by filler entries of
 gap 255 and bin 0, a bin below every band, which decoding drops."""
@@ -45,10 +47,16 @@ def encode(frames: np.ndarray, bins: np.ndarray) -> bytes:
 
 def decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """(frames, bins) from `encode`, or from the LZMA2 of files before schema 7."""
-    if data[:1] == bytes([ZLIB_FIRST_BYTE]):
-        raw = zlib.decompress(data)
-    else:
-        raw = lzma.decompress(data, format=lzma.FORMAT_RAW, filters=LZMA_CODER)
+    try:
+        if data[:1] == bytes([ZLIB_FIRST_BYTE]):
+            raw = zlib.decompress(data)
+        else:
+            raw = lzma.decompress(data, format=lzma.FORMAT_RAW, filters=LZMA_CODER)
+    except (zlib.error, lzma.LZMAError) as error:
+        raise IndexFileError(f"the index holds a song's peaks that do not decode ({error}): it is damaged; "
+                             f"{REBUILD}") from None
+    if not raw or raw[0] not in (1, 2):
+        raise IndexFileError(f"the index holds a song's peaks of an unknown layout: it is damaged; {REBUILD}")
     width = raw[0]
     n = (len(raw) - 1) // (1 + width)
     frames = np.cumsum(np.frombuffer(raw, np.uint8, n, 1), dtype=np.int64)

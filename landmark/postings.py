@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lmprint.errors import REBUILD, IndexFileError
+
 WORD_BYTES = 3
 FRAME_BITS = 36
 """Timeline frames are below 2^36 (`landmark.timeline`): a bucket and a frame pack into one sort key."""
@@ -137,21 +139,31 @@ def decode_words(data: bytes, words_per_row: np.ndarray, layout: RowLayout = SIX
         def digit(at: np.ndarray) -> np.ndarray:
             return (words[at] >> gap_bits) * escape + gaps[at]
 
+        if escapes[-1] + 2 >= words.size or (np.diff(escapes) < 3).any():  # an escape's two digits cut off
+            raise _damaged()
+        is_posting = np.ones(words.size, bool)
+        is_posting[escapes + 1] = is_posting[escapes + 2] = False
         gaps[escapes] = digit(escapes + 1) * layout.digit_base + digit(escapes + 2)
         escape_rows = np.searchsorted(np.cumsum(words_per_row), escapes, side="right")
         per_row = words_per_row - 2 * np.bincount(escape_rows, minlength=words_per_row.size)
-        is_posting = np.ones(words.size, bool)
-        is_posting[escapes + 1] = is_posting[escapes + 2] = False
+        if (per_row < 0).any():
+            raise _damaged()
         gaps = gaps[is_posting]
         if layout.suffix_bits:  # rows of one hash have no suffixes to keep
             words = words[is_posting]
     suffixes = words >> gap_bits if layout.suffix_bits else np.zeros(gaps.size, np.int64)
     rows = np.repeat(np.arange(per_row.size), per_row)
+    if rows.size != gaps.size:  # rows of a length that is not whole words, or escapes cut off at a row's end
+        raise _damaged()
     if rows.size == 0:
         return rows, suffixes, gaps
     totals = np.cumsum(gaps)
     before = (totals - gaps)[np.minimum(np.cumsum(per_row) - per_row, totals.size - 1)]  # empty rows: unused
     return rows, suffixes, totals - before[rows]
+
+
+def _damaged() -> IndexFileError:
+    return IndexFileError(f"the index holds postings that do not decode: it is damaged; {REBUILD}")
 
 
 def last_frames(rows: np.ndarray, frames: np.ndarray, n_rows: int) -> np.ndarray:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmprint.errors import IndexFileError
+from lmprint.errors import REBUILD, IndexFileError
 
 from . import postings as codec
 from .hashes import HASH_BITS
@@ -95,6 +95,8 @@ class Segment:
                 self._map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError:
             raise
+        except PermissionError as error:
+            raise IndexFileError(f"cannot read {path}: {error.strerror}") from None
         except (OSError, ValueError) as error:
             raise _damaged(path, str(error)) from None
         dense = bytes(self._map[:8]) == MAGIC_DENSE
@@ -183,7 +185,10 @@ class Segment:
         lengths = self.sizes(buckets)
         at = np.repeat(self._row_starts(buckets) - (np.cumsum(lengths) - lengths), lengths)
         at += np.arange(at.size)
-        return np.take(self.words, at).tobytes(), lengths
+        try:
+            return np.take(self.words, at).tobytes(), lengths
+        except IndexError:
+            raise _damaged(self.path, "a row runs past its postings") from None
 
     def read(self, buckets: np.ndarray) -> RowRead:
         """The postings of these buckets' rows."""
@@ -269,7 +274,7 @@ def _padded(n_bytes: int) -> int:
 
 
 def _damaged(path: Path, why: str) -> IndexFileError:
-    return IndexFileError(f"{path} is damaged ({why}); rebuild the index with lmprint add")
+    return IndexFileError(f"{path} is damaged ({why}); {REBUILD}")
 
 
 def _sync_folder(folder: Path) -> None:

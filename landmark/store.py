@@ -43,7 +43,7 @@ from typing import Protocol
 import numpy as np
 
 from lmprint.catalogue import Catalogue
-from lmprint.errors import IndexFileError
+from lmprint.errors import REBUILD, IndexFileError
 
 from . import peak_codec, segments
 from . import postings as codec
@@ -500,8 +500,7 @@ class SQLitePostingStore:
         return [tuple(row) for row in self.catalogue.read("SELECT file, postings FROM segments ORDER BY id")]
 
     def _missing_segment(self) -> IndexFileError:
-        return IndexFileError(f"{self.folder} is missing a segment the index lists; rebuild the index with lmprint "
-                              "add")
+        return IndexFileError(f"{self.folder} is missing a segment the index lists; {REBUILD}")
 
     def _live_postings(self, first_frame: int, end_frame: int) -> int:
         """Postings of the songs still indexed that start in [first_frame, end_frame) of the timeline: fewer than

@@ -24,7 +24,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any
 
-from .errors import IndexFileError
+from .errors import REBUILD, IndexFileError
 from .results import Song
 
 SCHEMA_VERSION = 9
@@ -119,7 +119,7 @@ class Catalogue:
                                  f"supports ({SCHEMA_VERSION}); upgrade lmprint")
         if exists and version < UPGRADABLE_FROM:
             raise IndexFileError(f"{self.path} was built by an older lmprint (index schema version {version}); "
-                                 "index the music again into a new file")
+                                 f"{REBUILD}")
         if not exists:  # before any table: a file made without it keeps the pages it frees until `compact`
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._use_wal()
@@ -217,6 +217,8 @@ class Catalogue:
         if "not a database" in text or "malformed" in text or "corrupt" in text:
             return f"{self.path} is not an lmprint index, or it is damaged ({text})"
         if "readonly" in text or "read-only" in text:
+            if not os.access(self.path.parent, os.W_OK):
+                return f"{self.path} is in a read-only folder (SQLite keeps its -wal and -shm files beside the index)"
             return f"{self.path} is read-only"
         return f"{self.path}: {text}"
 
@@ -352,12 +354,14 @@ class WriteTransaction:
             try:
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as commit_error:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # a full disk or an I/O error rolls back by itself
+                    conn.execute("ROLLBACK")
                 raise IndexFileError(self.catalogue.describe(commit_error)) from None
             for callback in callbacks:
                 callback()
             return
         self.catalogue._after_commit = []
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         if isinstance(error, sqlite3.DatabaseError):
             raise IndexFileError(self.catalogue.describe(error)) from None

@@ -107,7 +107,7 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", type=click.Path(dir_okay=False), envvar="LMPRINT_DB", show_envvar=True,
+@click.option("--db", type=click.Path(readable=False), metavar="FILE", envvar="LMPRINT_DB", show_envvar=True,
               help="Index file. Default: $XDG_DATA_HOME/lmprint/index.db (~/.local/share/lmprint/index.db).")
 @click.version_option(package_name="lmprint")
 @click.pass_context
@@ -123,7 +123,8 @@ def _db_after_command(ctx: click.Context, parameter: click.Parameter, value: str
         ctx.ensure_object(dict)["db"] = os.path.abspath(value)
 
 
-_db_option = click.option("--db", type=click.Path(dir_okay=False), expose_value=False, callback=_db_after_command,
+_db_option = click.option("--db", type=click.Path(readable=False), metavar="FILE", expose_value=False,
+                          callback=_db_after_command,
                           help="Index file, as `lmprint --db PATH` before the command.")
 _method_option = click.option("--method", type=click.Choice(METHODS), default="landmark", show_default=True,
                               help="Which engine.")
@@ -141,7 +142,9 @@ def _engine_options(command: Callable) -> Callable:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+# no path is checked by click (readable=False): one unreadable file is one failed file, not a usage error that
+# stops the batch; the index file and a monitored recording get lmprint's own one-line errors too
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
 @click.option("--jobs", "-j", type=click.IntRange(1), default=os.cpu_count() or 1,
               help="Fingerprint this many files in parallel (processes). Default: the number of cores.")
 @_db_option
@@ -178,7 +181,7 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
+@click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True, readable=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per query, one per line.")
 @click.option("--top", type=click.IntRange(0), default=0, help="Also list the best N candidates with their scores "
               "(at most the 80 a landmark decision looks at).")
@@ -204,18 +207,17 @@ def match(ctx, files, as_json, top, method, model, device, settings_file, assign
     matching = match_settings(settings_file, assignments)
     if matching is not None and method != "landmark":
         raise SettingsError("--settings and --set apply to --method landmark")
-    queries: list[str] = []
+    queries: list[tuple[str, str | None]] = []  # (query, why it cannot be read, if known already)
     for given in files:
         if given != "-" and os.path.isdir(given):
-            found = [path for path, _ in find_audio_files([given])]  # a folder it cannot read is a failed query
-            if not found:
-                raise LmprintError(f"no audio files in {given}")
-            queries += found
+            found = list(find_audio_files([given]))  # a folder it cannot read is a failed query, with its reason
+            queries += found or [(given, "no audio files in this folder")]
         else:
-            queries.append(given)
+            queries.append((given, None))
     index = open_method(ctx.obj["db"], method, model=model, device=device, matching=matching, with_model=True)
     try:
-        stdin_copy = tempfile.NamedTemporaryFile(prefix="lmprint-stdin-") if "-" in queries else None
+        stdin_copy = (tempfile.NamedTemporaryFile(prefix="lmprint-stdin-") if any(q == "-" for q, _ in queries)
+                      else None)
     except OSError as error:
         index.close()
         raise LmprintError(f"cannot keep standard input in a temporary file: {error}") from None
@@ -283,14 +285,17 @@ def describe(found, method: str) -> str:
             f"{found.false_match_probability:.1g}")
 
 
-def print_matches(index, files, as_json: bool, stdin_path: str = "-", top: int = 0) -> int:
+def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, stdin_path: str = "-", top: int = 0
+                  ) -> int:
     """Identify each file with `index.answer` (`-`: the copy of standard input at `stdin_path`), print one answer
     per query (text, or a JSON line for every query, failed ones with "error"; the runner-up, and the best `top`
-    candidates), and name each failed file on stderr. Returns the number of failed files (a summary line is
-    printed if any)."""
+    candidates), and name each failed file on stderr. A file given with a reason (a folder that could not be
+    read) fails with it. Returns the number of failed files (a summary line is printed if any)."""
     failed = 0
-    for path in files:
+    for path, unreadable in files:
         try:
+            if unreadable is not None:
+                raise LmprintError(unreadable)
             answer = index.answer(stdin_path if path == "-" else path)
         except LmprintError as error:
             click.echo(f"lmprint: {path}: {error}", err=True)
@@ -489,7 +494,7 @@ def dedup(ctx, as_json):
 
 
 @main.command()
-@click.argument("source", type=click.Path(allow_dash=True, dir_okay=False))
+@click.argument("source", type=click.Path(allow_dash=True, readable=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per segment event, one per line.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV: one row per segment event, with a header.")
 @click.option("--format", "raw_format", type=click.Choice(["s16le", "s32le", "f32le"]),
@@ -516,6 +521,8 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
 
     if as_json and as_csv:
         raise LmprintError("--json or --csv, not both")
+    if source != "-" and os.path.isdir(source):
+        raise LmprintError(f"{source}: is a folder; monitor reads one recording or stream")
     raw_input = None
     if raw_format and source != "-":
         try:

@@ -13,6 +13,10 @@ class IndexFileError(LmprintError):
     """The database is missing, foreign, damaged, locked, or from another schema or settings."""
 
 
+REBUILD = "index the music again into a new file (lmprint --db NEW.db add FOLDER)"
+"""What to do with an index that cannot be read: `add` skips songs an index already holds, so it cannot mend one."""
+
+
 class ModelError(LmprintError):
     """A neural model could not be loaded from the given place."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterable, Iterator
 
 from .errors import AudioError
@@ -74,6 +75,8 @@ def content_sha1(path: str | os.PathLike) -> str:
     Raises AudioError, with the reason, for a file that cannot be read."""
     digest = hashlib.sha1()
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would block the open, a device never end
+            raise AudioError("not a regular file (a pipe or a device)")
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(READ_BLOCK_BYTES), b""):
                 digest.update(block)

@@ -122,3 +122,21 @@ def test_too_short_and_silent_audio_are_refused():
     with pytest.raises(AudioError, match="silent"):
         audio.check_usable(np.zeros(8000 * 30, np.float32), 8000, 1.0)
     audio.check_usable(rendered(0, 2.0, 8000), 8000, 1.0)  # real music passes
+
+
+def test_raw_float_pcm_of_any_bytes_streams_finite_samples_without_warnings():
+    """Random bytes as f32le hold NaNs, infinities and values near float32's largest: two channels of those
+    overflowed a float32 mean (numpy warned on every block). They come out finite, and a real signal unchanged."""
+    import io
+    import warnings
+
+    stereo = np.stack([rendered(0, 2.0, 8000)] * 2, axis=1).astype("<f4")
+    soup = np.random.default_rng(3).bytes(200_000)
+    extremes = np.array([[3e38, 3e38], [np.nan, 1.0], [-np.inf, 0.5]] * 1000, "<f4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = {name: np.concatenate(list(audio.stream_raw(io.BytesIO(data), "f32le", 8000, 2, 8000)))
+               for name, data in (("soup", soup), ("extremes", extremes.tobytes()), ("real", stereo.tobytes()))}
+    assert all(np.isfinite(samples).all() for samples in out.values())
+    assert out["soup"].size == 200_000 // 8 and out["extremes"].size == 3000
+    assert np.allclose(out["real"], stereo[:, 0], atol=1e-3)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from bench.audio_io import write
 from landmark import Index, audio
-from lmprint.errors import AudioError
+from landmark.batch import fingerprint_song
+from lmprint.errors import AudioError, IndexFileError
 from tests.conftest import SYNTH_RATE, rendered, run_cli, write_surround_flac
 
 
@@ -119,8 +120,43 @@ def test_an_unreadable_file_is_named(tmp_path, library_dir):
     locked = tmp_path / "locked.flac"
     write(locked, rendered(1, 5.0, SYNTH_RATE), SYNTH_RATE)
     locked.chmod(0)
-    result = run_cli("add", locked, db=tmp_path / "i.db")
+    good = tmp_path / "good.flac"
+    write(good, rendered(2, 20.0, SYNTH_RATE), SYNTH_RATE)
+    result = run_cli("add", locked, good, db=tmp_path / "i.db")  # the batch goes on past it
     assert result.returncode == 1 and "permission denied" in result.stderr
+    assert [song["title"] for song in assert_consistent(tmp_path / "i.db")] == ["good"]
+    result = run_cli("match", "--json", locked, good, db=tmp_path / "i.db")
+    assert result.returncode == 1 and len(result.stdout.splitlines()) == 2, result.stderr
+
+
+def test_pipes_devices_folders_and_a_full_disk_get_one_line_each(tmp_path, library_dir, built_index):
+    """Not files to read to their end: a FIFO (opening it would wait for a writer) and an endless device are
+    refused, and the batch goes on; a folder without audio among queries is one failed query; a folder as the
+    index or as a recording to monitor is one line; a disk that fills during `add` keeps what was indexed."""
+    pipe = tmp_path / "pipe.wav"
+    os.mkfifo(pipe)
+    db = tmp_path / "i.db"
+    song0, song1 = sorted(library_dir.iterdir())[:2]
+    result = run_cli("add", pipe, "/dev/zero", song0, db=db)
+    assert result.returncode == 1 and result.stderr.count("not a regular file") == 2
+    assert [song["title"] for song in assert_consistent(db)] == ["song0"]
+    (tmp_path / "empty").mkdir()
+    result = run_cli("match", "--json", song0, tmp_path / "empty", song1, db=built_index)
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 1 and [a["match"]["title"] for a in (answers[0], answers[2])] == ["song0", "song1"]
+    assert answers[1]["error"] == "no audio files in this folder"
+    for command, db_path in ((["list"], tmp_path / "empty"), (["monitor", tmp_path / "empty"], built_index)):
+        result = run_cli(*command, db=db_path)
+        assert result.returncode == 1 and len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+        assert str(tmp_path / "empty") in result.stderr
+
+    index = Index(db)
+    pages = index.catalogue.conn.execute("PRAGMA page_count").fetchone()[0]
+    index.catalogue.conn.execute(f"PRAGMA max_page_count={pages}")  # a disk with no room left
+    with pytest.raises(IndexFileError, match="full"):
+        index.add_fingerprints([fingerprint_song(str(song1), index.fingerprint_settings, 1.0)[1]])
+    index.close()
+    assert [song["title"] for song in assert_consistent(db)] == ["song0"]
 
 
 def test_a_file_that_vanishes_mid_batch_is_named_and_the_rest_indexed(tmp_path):

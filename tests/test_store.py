@@ -714,6 +714,46 @@ def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch)
         Store(path).postings.lookup(np.array([1, 2, 3], np.uint32))
 
 
+def test_damage_inside_whole_files_is_a_one_line_error_not_a_traceback(tmp_path, monkeypatch):
+    """A segment whose row lengths were overwritten, a postings row that ends in an escape, peaks that do not
+    decompress: each is named damaged, with how to rebuild, where numpy or zlib would have raised."""
+    _small_sealing(monkeypatch)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    peaks = (np.arange(0, 400, 4), np.full(100, 40))
+    for number, (hashes, frames) in enumerate(_random_songs(2, 3)):
+        insert(store, f"/{number}", f"sha-{number}", hashes, frames, peaks)
+    asked = np.arange(0, 1 << 21, 1 << 10, dtype=np.uint32)  # a key in every 1,024th hash: rows deep in blocks
+    segment_file = segments.folder_of(path) / _segment_files(path)[0]
+    whole = segment_file.read_bytes()
+    header = np.frombuffer(whole, segments.HEADER, 1)[0]
+    assert header["magic"] == segments.MAGIC  # row lengths a byte each, after the words
+    directory_at = segments.HEADER.itemsize + segments._padded(3 * int(header["words"]))
+    segment_file.write_bytes(whole[:directory_at] + b"\xfe" * 1024 + whole[directory_at + 1024:])
+    with pytest.raises(IndexFileError, match=r"damaged \(a row runs past its postings\); index the music again"):
+        Store(path).postings.lookup(asked)
+    segment_file.write_bytes(whole)
+    hashes, frames = _random_songs(3, 1, n_postings=50)[0]
+    insert(Store(path), "/3", "sha-3", hashes, frames)  # into the tail's rows, under the seal
+
+    conn = sqlite3.connect(path)
+    rows = next(name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'postings%'")
+                if conn.execute(f"SELECT COUNT(*) FROM [{name}]").fetchone()[0] > 0)
+    hashes_a_row = 16 if rows == "postings" else int(rows.split("_")[1])
+    bucket = conn.execute(f"SELECT MIN(rowid) FROM [{rows}]").fetchone()[0]
+    layout = RowLayout(hashes_a_row.bit_length() - 1)
+    with conn:  # an escaped gap without its two digits
+        conn.execute(f"UPDATE [{rows}] SET entries=? WHERE rowid=?", (layout.escape.to_bytes(3, "little"), bucket))
+        conn.execute("UPDATE peaks SET data=? WHERE song_id=1", (b"\x78" + bytes(40),))
+    conn.close()
+    reopened = Store(path)
+    with pytest.raises(IndexFileError, match="postings that do not decode: it is damaged"):
+        reopened.postings.lookup(np.arange(bucket * hashes_a_row, (bucket + 1) * hashes_a_row, dtype=np.uint32))
+    with pytest.raises(IndexFileError, match="peaks that do not decode"):
+        reopened.peaks.get([1])
+    assert [p.tolist() for p in reopened.peaks.get([2])[2]] == [p.tolist() for p in peaks]  # the others read
+
+
 def _segment_postings(bits, row_sizes, rng):
     """Sorted (hash, timeline frame) postings with about `row_sizes[i]` words in each of some buckets' rows (a
     run of neighbours or scattered; an escaped gap, from a frame far on, takes three), at `bits` suffix bits."""
