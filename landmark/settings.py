@@ -284,7 +284,8 @@ class MatchSettings:
     weaker scores at least this share of the stronger's: copies line up with a clip almost equally."""
 
     copy_max_duration_ratio: float = 1.02
-    """...their durations differ by at most this factor..."""
+    """...their durations differ by at most this factor (or, one cut short, each holds most of the other's peaks
+    where both play)..."""
 
     copy_min_shared_peaks: float = 0.5
     """...and this share of the stronger's stored peaks, moved by the difference of their voted offsets, are the

@@ -269,13 +269,18 @@ class CopyCheck:
         ids = [stronger.song_id, weaker.song_id]
         self._lengths.update(self.durations_s([i for i in ids if i not in self._lengths]))
         lengths = [self._lengths.get(i, 0.0) for i in ids]
-        if min(lengths) <= 0 or max(lengths) > self.settings.copy_max_duration_ratio * min(lengths):
+        if min(lengths) <= 0:
             return False
         self._peaks.update(self.song_peaks([i for i in ids if i not in self._peaks]))
         if not all(i in self._peaks for i in ids):
             return False
-        shift = weaker.delta_frames - stronger.delta_frames
-        return shared_peaks(self._peaks[ids[0]], self._peaks[ids[1]], shift) >= self.settings.copy_min_shared_peaks
+        shift, least = weaker.delta_frames - stronger.delta_frames, self.settings.copy_min_shared_peaks
+        if shared_peaks(self._peaks[ids[0]], self._peaks[ids[1]], shift) < least:
+            return False
+        # as long: a copy. One cut short (a partial download, a damaged file) is one too where both play, if each
+        # holds most of the other's peaks there: an edit or a medley holds other music around the shared part
+        return (max(lengths) <= self.settings.copy_max_duration_ratio * min(lengths)
+                or shared_peaks(self._peaks[ids[1]], self._peaks[ids[0]], -shift) >= least)
 
 
 def without_copies_of_leader(candidates: list[Candidate], is_copy: Callable[[Candidate, Candidate], bool]

@@ -318,6 +318,26 @@ def test_one_recording_as_flac_and_as_mp3_is_named_not_refused_as_a_tie(library_
     assert answer["runner_up"]["path"] not in named  # the runner-up is another recording
 
 
+def test_a_recording_and_its_first_half_name_either_where_both_play_and_the_whole_past_it(library_dir, tmp_path):
+    """A partial copy (a download cut short) lines up with a clip of its part as well as the whole file does:
+    counted as one recording, the clip is named, not refused as a tie; past its end the whole file is named."""
+    music = tmp_path / "music"
+    music.mkdir()
+    signal = rendered(7, 40.0, 22050)
+    write(music / "seven.flac", signal, 22050)
+    write(music / "seven (cut).flac", signal[:22050 * 14], 22050)
+    for name in ("song0.wav", "song2.ogg"):
+        shutil.copy(library_dir / name, music / name)
+    db = tmp_path / "index.db"
+    run_cli("add", music, db=db, check=True)
+    for start_s, expected in ((2, {"seven.flac", "seven (cut).flac"}), (25, {"seven.flac"})):
+        clip = tmp_path / f"clip{start_s}.wav"
+        write(clip, signal[22050 * start_s:22050 * (start_s + 5)], 22050)
+        found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
+        assert found is not None and {found["path"], *found["copies"]} == {str(music / n) for n in expected}
+        assert abs(found["offset_s"] - start_s) < 0.1
+
+
 def test_a_file_moved_away_and_replaced_by_another_keeps_both_songs(library_dir, tmp_path):
     """P held song 1; song 1 moves to R and song 2 takes its place at P. One add of the folder: each path names
     the song it holds, and nothing is lost, whichever file the batch reads first."""

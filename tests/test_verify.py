@@ -256,8 +256,22 @@ def test_a_copy_whose_vote_differs_by_chance_does_not_count_against_its_recordin
     found, how = verify(candidates, clip, song_peaks, MATCHING, copies)
     assert found is not None and found.song_id == 1 and how in ("confirmed", "verified"), (found, how)
     assert copies.copies == {1: {2}}
-    different = CopyCheck(song_peaks, lambda ids: {1: 40.0, 2: 80.0}, MATCHING)  # not one recording: twice as long
-    assert verify(candidates, clip, song_peaks, MATCHING, different)[0] is None
+    # a medley holding this passage among other music (80 s): not one recording, so the two tie
+    frames, bins = peaks
+    other_frames, other_bins = extract_peaks(rendered(4, 80.0, RATE), CONFIG, CONFIG.index)
+    passage = (frames >= delta - 200) & (frames < delta + 600)  # about 3 s before the clip to 5 s after it
+    others = (other_frames < delta - 200) | (other_frames >= delta + 600)
+    stored[2] = (np.r_[frames[passage], other_frames[others]], np.r_[bins[passage], other_bins[others]])
+    order = np.argsort(stored[2][0], kind="stable")
+    stored[2] = (stored[2][0][order], stored[2][1][order])
+    medley = CopyCheck(song_peaks, lambda ids: {1: 40.0, 2: 80.0}, MATCHING)
+    assert verify(candidates, clip, song_peaks, MATCHING, medley)[0] is None
+    # the same recording cut short (its first 20 s, a partial download): one recording where both play
+    stored[2] = (frames[frames < 20 * RATE // CONFIG.hop_size], bins[frames < 20 * RATE // CONFIG.hop_size])
+    cut = CopyCheck(song_peaks, lambda ids: {1: 40.0, 2: 20.0}, MATCHING)
+    found, how = verify(candidates, clip, song_peaks, MATCHING, cut)
+    assert found is not None and found.song_id == 1 and cut.copies == {1: {2}}, (found, how)
+    stored[2] = (peaks[0].copy(), peaks[1].copy())
     # a copy that lost a tenth of its peaks (a lossy encoding) agrees a little worse than the other file, though
     # it leads the vote: each holds most of the other's peaks, so the better one does not count against it
     kept = np.arange(peaks[0].size) % 10 != 0
