@@ -155,7 +155,7 @@ class SQLitePostingStore:
             return
         _create_segments_table(self.catalogue)
         tail = self._tail_postings()  # before these songs count
-        end = int(self.catalogue.meta("timeline_end") or 0)
+        end = self.catalogue.meta_int("timeline_end", 0)
         all_hashes, all_frames = [], []
         for song in songs:
             span = int(song.frames.max()) + 1 if song.frames.size else 0
@@ -272,7 +272,7 @@ class SQLitePostingStore:
         self._timeline = None
         if doomed.starts.size == 0:
             return
-        sealed_end = int(self.catalogue.meta("sealed_end") or 0)  # the kept timeline's end, where there is one
+        sealed_end = self.catalogue.meta_int("sealed_end", 0)  # the kept timeline's end, where there is one
         if (int(doomed.starts.min()) < sealed_end and self.catalogue.has_table("sealed_timeline")
                 and self.catalogue.read("SELECT 1 FROM sealed_timeline")):  # a sealed song: kept without it
             self._keep_sealed_timeline(sealed_end, removed=doomed.song_ids.tolist())
@@ -305,7 +305,7 @@ class SQLitePostingStore:
                 if self._tail_postings() > 0:
                     self._seal_tail()
                 else:  # a file made before the sealed songs' timeline was kept
-                    self._keep_sealed_timeline(int(self.catalogue.meta("sealed_end") or 0))
+                    self._keep_sealed_timeline(self.catalogue.meta_int("sealed_end", 0))
                 listed = self._listed()
                 if len(listed) > 1 or self._dead_postings(listed):
                     self._merge([name for name, _ in listed])
@@ -397,12 +397,12 @@ class SQLitePostingStore:
     # --- internals: the tail ----------------------------------------------------------------------------------
     def _layout(self) -> tuple[codec.RowLayout, str]:
         """The tail rows' layout and the table that holds them, as the file records them now."""
-        bits = int(self.catalogue.meta("row_suffix_bits") or codec.SIXTEEN_A_ROW.suffix_bits)
+        bits = self.catalogue.meta_int("row_suffix_bits", codec.SIXTEEN_A_ROW.suffix_bits)
         return codec.RowLayout(bits), _table_of(bits)
 
     def _tail_base(self) -> int:
         """The timeline frame the tail rows' first gaps count from (0 in a file made before it did)."""
-        return int(self.catalogue.meta("tail_base_frame") or 0)
+        return self.catalogue.meta_int("tail_base_frame", 0)
 
     def _tail_postings(self) -> int:
         """Postings in the tail's rows, as `meta` counts them (counted once for a file made before it did)."""
@@ -539,12 +539,12 @@ class SQLitePostingStore:
                 yield hashes[inside], frames[inside]
 
         if self._tail_postings() > 0:
-            self._new_segment(parts(), self._tail_postings(), int(self.catalogue.meta("sealed_end") or 0))
+            self._new_segment(parts(), self._tail_postings(), self.catalogue.meta_int("sealed_end", 0))
         self.conn.execute(f"DELETE FROM {table}")
         self.conn.execute("DELETE FROM tail_buckets")
         self.catalogue.set_meta("tail_postings", "0")
         self._choose_tail_layout()
-        sealed_end = int(self.catalogue.meta("timeline_end") or 0)
+        sealed_end = self.catalogue.meta_int("timeline_end", 0)
         self.catalogue.set_meta("sealed_end", str(sealed_end))
         self.catalogue.set_meta("tail_base_frame", str(sealed_end))
         self.catalogue.mark_current_schema()  # an lmprint that reads the tail's gaps from 0 refuses it
@@ -592,7 +592,7 @@ class SQLitePostingStore:
 
     def _dead_postings(self, listed: list[tuple[str, int]]) -> bool:
         """Whether songs were removed since these segments were written: their songs hold fewer postings."""
-        sealed_end = int(self.catalogue.meta("sealed_end") or 0)
+        sealed_end = self.catalogue.meta_int("sealed_end", 0)
         return self._live_postings(0, sealed_end) < sum(postings for _, postings in listed)
 
     def _sync_log(self) -> None:

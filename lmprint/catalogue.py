@@ -204,6 +204,14 @@ class Catalogue:
         rows = self.read("SELECT value FROM meta WHERE key=?", (key,))
         return rows[0][0] if rows else None
 
+    def meta_int(self, key: str, default: int) -> int:
+        """An integer kept in `meta` (`default` where there is none); a value that is not one is damage."""
+        value = self.meta(key)
+        try:
+            return default if not value else int(value)
+        except ValueError:
+            raise IndexFileError(f"{self.path} is damaged (its {key} is {value!r}, not a number); {REBUILD}") from None
+
     def set_meta(self, key: str, value: str) -> None:
         """Record a value (call inside a write transaction)."""
         self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) "

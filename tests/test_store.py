@@ -752,6 +752,11 @@ def test_damage_inside_whole_files_is_a_one_line_error_not_a_traceback(tmp_path,
     with pytest.raises(IndexFileError, match="peaks that do not decode"):
         reopened.peaks.get([1])
     assert [p.tolist() for p in reopened.peaks.get([2])[2]] == [p.tolist() for p in peaks]  # the others read
+    reopened.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value='abc' WHERE key='timeline_end'")
+    with pytest.raises(IndexFileError, match="its timeline_end is 'abc', not a number"):
+        insert(Store(path), "/4", "sha-4", hashes, frames)
 
 
 def _segment_postings(bits, row_sizes, rng):
