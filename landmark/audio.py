@@ -167,6 +167,10 @@ RAW_FORMATS = {"s16le": ("<i2", 32768.0), "s32le": ("<i4", 2147483648.0), "f32le
 """Raw PCM sample formats `stream_raw` reads (FFmpeg's names): numpy dtype and full scale."""
 
 
+RAW_BOUND = 1e3
+"""Raw float samples are kept within ± this many full scales before resampling (see `stream_raw`)."""
+
+
 def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sample_rate_hz: int,
                block_s: float = 0.5) -> Iterator[np.ndarray]:
     """Mono float32 chunks at `sample_rate_hz` of headerless PCM read from a binary file (what `ffmpeg -f s16le -`
@@ -187,9 +191,11 @@ def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sam
         data = pending + data
         usable = len(data) - len(data) % frame_bytes
         data, pending = data[:usable], data[usable:]
-        frames = _finite(np.frombuffer(data, dtype).astype(np.float32)).reshape(-1, channels)
-        # in float64: channels of float samples near their largest would overflow a float32 sum
-        yield resampler.resample_chunk((frames.mean(axis=1, dtype=np.float64) / full_scale).astype(np.float32))
+        interleaved = _finite(np.frombuffer(data, dtype).astype(np.float32)).reshape(-1, channels)
+        # mixed in float64 (float samples near float32's largest would overflow a sum), then bounded: far past full
+        # scale the resampler's filter would overflow to NaN, and such a stream is noise anyway
+        mono = np.clip(interleaved.mean(axis=1, dtype=np.float64) / full_scale, -RAW_BOUND, RAW_BOUND)
+        yield resampler.resample_chunk(mono.astype(np.float32))
     yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 

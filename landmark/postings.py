@@ -139,12 +139,14 @@ def decode_words(data: bytes, words_per_row: np.ndarray, layout: RowLayout = SIX
         def digit(at: np.ndarray) -> np.ndarray:
             return (words[at] >> gap_bits) * escape + gaps[at]
 
-        if escapes[-1] + 2 >= words.size or (np.diff(escapes) < 3).any():  # an escape's two digits cut off
+        row_ends = np.cumsum(words_per_row)
+        escape_rows = np.searchsorted(row_ends, escapes, side="right")
+        # an escape's two digits follow it in its own row, before the next escape
+        if (np.diff(escapes) < 3).any() or (np.searchsorted(row_ends, escapes + 2, side="right") != escape_rows).any():
             raise _damaged()
         is_posting = np.ones(words.size, bool)
         is_posting[escapes + 1] = is_posting[escapes + 2] = False
         gaps[escapes] = digit(escapes + 1) * layout.digit_base + digit(escapes + 2)
-        escape_rows = np.searchsorted(np.cumsum(words_per_row), escapes, side="right")
         per_row = words_per_row - 2 * np.bincount(escape_rows, minlength=words_per_row.size)
         if (per_row < 0).any():
             raise _damaged()
@@ -153,7 +155,7 @@ def decode_words(data: bytes, words_per_row: np.ndarray, layout: RowLayout = SIX
             words = words[is_posting]
     suffixes = words >> gap_bits if layout.suffix_bits else np.zeros(gaps.size, np.int64)
     rows = np.repeat(np.arange(per_row.size), per_row)
-    if rows.size != gaps.size:  # rows of a length that is not whole words, or escapes cut off at a row's end
+    if rows.size != gaps.size:  # rows whose lengths do not add up to the words read
         raise _damaged()
     if rows.size == 0:
         return rows, suffixes, gaps

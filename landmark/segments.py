@@ -212,10 +212,20 @@ def write(folder: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings
     timeline frames) in ascending ranges of whole rows (a multiple of 16 hashes), at most `postings` in all, none
     before `base_frame`; the layout follows that size (`layout_for`). Parts are written as they come: memory stays
     that of a part."""
-    folder.mkdir(exist_ok=True)
-    layout = layout_for(postings)
     name = f"{secrets.token_hex(8)}{SUFFIX}"
     temporary = folder / f".{name}.tmp"
+    try:
+        folder.mkdir(exist_ok=True)
+        return _write(folder, name, temporary, parts, postings, base_frame)
+    except OSError as error:  # a full disk, a quota, a folder it may not write: the caller's transaction rolls back
+        temporary.unlink(missing_ok=True)
+        raise IndexFileError(f"cannot write a segment in {folder}: {error.strerror or error}; free some space (or "
+                             "make the folder writable) and run the command again: what was indexed is kept") from None
+
+
+def _write(folder: Path, name: str, temporary: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings: int,
+           base_frame: int) -> tuple[str, int]:
+    layout = layout_for(postings)
     row_words = np.zeros(1 << (HASH_BITS - layout.suffix_bits), np.int64)
     n_words = n_postings = rows = 0
     first_frame, end_frame = None, 0

@@ -284,13 +284,17 @@ class MatchSettings:
     weaker scores at least this share of the stronger's: copies line up with a clip almost equally."""
 
     copy_max_duration_ratio: float = 1.02
-    """...their durations differ by at most this factor (or, one cut short, each holds most of the other's peaks
-    where both play)..."""
+    """...their durations differ by at most this factor (for one cut short, see `copy_cut_min_shared_peaks`)..."""
 
     copy_min_shared_peaks: float = 0.5
     """...and this share of the stronger's stored peaks, moved by the difference of their voted offsets, are the
     weaker's too (same bin, ± 1 frame), over the frames both cover. Copies share most peaks; two different songs
     share about 0.4 % by chance. Copies count as one candidate, so they never tie with each other."""
+
+    copy_cut_min_shared_peaks: float = 0.9
+    """Files of different lengths are copies when one is the other cut short (a partial download): they start
+    together (offsets within `vote_tolerance_frames`), and each holds this share of the other's peaks where both
+    play. A radio edit that skips a few seconds shares about 0.86 there, a true cut about 1.0."""
 
     def __post_init__(self) -> None:
         _check_types(self)

@@ -406,9 +406,9 @@ class SQLitePostingStore:
 
     def _tail_postings(self) -> int:
         """Postings in the tail's rows, as `meta` counts them (counted once for a file made before it did)."""
-        counted = self.catalogue.meta("tail_postings")
+        counted = self.catalogue.meta_int("tail_postings", None)
         if counted is not None:
-            return int(counted)
+            return counted
         total, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
         return max(0, int(total) - self._sealed_postings())
 

@@ -234,10 +234,11 @@ def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarr
 
 
 class CopyCheck:
-    """Whether a candidate is a copy of another's recording (a FLAC and an MP3 of it, a compilation's track): the
-    two last as long and share most peaks at the offset their votes imply, and in the vote they score almost alike
-    (`MatchSettings.copy_*`). Each pair and offset is decided once and each song's peaks are read once per query;
-    the copies found are kept, per song, in `copies`."""
+    """Whether a candidate is a copy of another's recording (a FLAC and an MP3 of it, a compilation's track, a
+    download cut short): the two last as long and share most peaks at the offset their votes imply, or one is the
+    other's start, and in the vote they score almost alike (`MatchSettings.copy_*`). Each pair and offset is
+    decided once and each song's peaks are read once per query; the copies found are kept, per song, in
+    `copies`."""
 
     def __init__(self, song_peaks: SongPeaks, durations_s: Callable[[list[int]], dict[int, float]],
                  settings: MatchSettings):
@@ -274,13 +275,15 @@ class CopyCheck:
         self._peaks.update(self.song_peaks([i for i in ids if i not in self._peaks]))
         if not all(i in self._peaks for i in ids):
             return False
-        shift, least = weaker.delta_frames - stronger.delta_frames, self.settings.copy_min_shared_peaks
-        if shared_peaks(self._peaks[ids[0]], self._peaks[ids[1]], shift) < least:
-            return False
-        # as long: a copy. One cut short (a partial download, a damaged file) is one too where both play, if each
-        # holds most of the other's peaks there: an edit or a medley holds other music around the shared part
-        return (max(lengths) <= self.settings.copy_max_duration_ratio * min(lengths)
-                or shared_peaks(self._peaks[ids[1]], self._peaks[ids[0]], -shift) >= least)
+        settings, shift = self.settings, weaker.delta_frames - stronger.delta_frames
+        if max(lengths) <= settings.copy_max_duration_ratio * min(lengths):  # as long: a copy if it shares most
+            return shared_peaks(self._peaks[ids[0]], self._peaks[ids[1]], shift) >= settings.copy_min_shared_peaks
+        # one cut short (a partial download): from the same start, each holds nearly all of the other's peaks where
+        # both play; an edit, an extended mix or a medley starts elsewhere or holds other music within that span
+        least = settings.copy_cut_min_shared_peaks
+        return (abs(shift) <= settings.vote_tolerance_frames
+                and shared_peaks(self._peaks[ids[0]], self._peaks[ids[1]], shift) >= least
+                and shared_peaks(self._peaks[ids[1]], self._peaks[ids[0]], -shift) >= least)
 
 
 def without_copies_of_leader(candidates: list[Candidate], is_copy: Callable[[Candidate, Candidate], bool]

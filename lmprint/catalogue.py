@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from numbers import Integral
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from .errors import REBUILD, IndexFileError
 from .results import Song
@@ -85,7 +85,10 @@ class Catalogue:
         self._after_commit: list[Callable[[], None]] = []
         self.writing = False
         """Whether this connection's write transaction (`write`) is open: caches must not keep what it reads."""
-        exists = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            exists = self.path.exists() and self.path.stat().st_size > 0
+        except OSError as error:  # a folder on the way that may not be read
+            raise IndexFileError(f"cannot open {self.path}: {error.strerror or error}") from None
         if not exists and not create:
             raise IndexFileError(f"no index at {self.path} (create one with `lmprint add`)")
         if self.path.is_dir():
@@ -204,11 +207,17 @@ class Catalogue:
         rows = self.read("SELECT value FROM meta WHERE key=?", (key,))
         return rows[0][0] if rows else None
 
-    def meta_int(self, key: str, default: int) -> int:
+    @overload
+    def meta_int(self, key: str, default: int) -> int: ...
+
+    @overload
+    def meta_int(self, key: str, default: None) -> int | None: ...
+
+    def meta_int(self, key: str, default: int | None) -> int | None:
         """An integer kept in `meta` (`default` where there is none); a value that is not one is damage."""
         value = self.meta(key)
         try:
-            return default if not value else int(value)
+            return default if value is None or value == "" else int(value)
         except ValueError:
             raise IndexFileError(f"{self.path} is damaged (its {key} is {value!r}, not a number); {REBUILD}") from None
 
@@ -224,9 +233,12 @@ class Catalogue:
             return f"{self.path} is locked by another process (gave up after {self.busy_timeout_s:g} s)"
         if "not a database" in text or "malformed" in text or "corrupt" in text:
             return f"{self.path} is not an lmprint index, or it is damaged ({text})"
+        if "full" in text:
+            return f"{self.path}: {text}; free some space and run the command again: what was indexed is kept"
         if "readonly" in text or "read-only" in text:
             if not os.access(self.path.parent, os.W_OK):
-                return f"{self.path} is in a read-only folder (SQLite keeps its -wal and -shm files beside the index)"
+                return (f"{self.path} is in a read-only folder (SQLite keeps its -wal and -shm files beside the "
+                        "index): copy it to a folder you can write")
             return f"{self.path} is read-only"
         return f"{self.path}: {text}"
 

@@ -215,16 +215,16 @@ def match(ctx, files, as_json, top, method, model, device, settings_file, assign
         else:
             queries.append((given, None))
     index = open_method(ctx.obj["db"], method, model=model, device=device, matching=matching, with_model=True)
+    stdin_copy = None
     try:
-        stdin_copy = (tempfile.NamedTemporaryFile(prefix="lmprint-stdin-") if any(q == "-" for q, _ in queries)
-                      else None)
-    except OSError as error:
-        index.close()
-        raise LmprintError(f"cannot keep standard input in a temporary file: {error}") from None
-    try:
-        if stdin_copy is not None:  # read once; PyAV then probes its format like any file's
+        if any(q == "-" for q, _ in queries):  # read once; PyAV then probes its format like any file's
+            stdin_copy = tempfile.NamedTemporaryFile(prefix="lmprint-stdin-")
             stdin_copy.write(sys.stdin.buffer.read())
             stdin_copy.flush()
+    except OSError as error:
+        index.close()
+        raise LmprintError(f"cannot keep standard input in a temporary file: {error.strerror or error}") from None
+    try:
         failed = print_matches(index, queries, as_json, stdin_copy.name if stdin_copy else "-", top)
     finally:
         if stdin_copy is not None:

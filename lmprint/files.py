@@ -84,8 +84,6 @@ def content_sha1(path: str | os.PathLike) -> str:
         raise AudioError("no such file (vanished?)") from None
     except PermissionError:
         raise AudioError("permission denied") from None
-    except IsADirectoryError:
-        raise AudioError("is a directory") from None
     except OSError as error:
         raise AudioError(error.strerror or str(error)) from None
     return digest.hexdigest()

@@ -126,7 +126,8 @@ def test_too_short_and_silent_audio_are_refused():
 
 def test_raw_float_pcm_of_any_bytes_streams_finite_samples_without_warnings():
     """Random bytes as f32le hold NaNs, infinities and values near float32's largest: two channels of those
-    overflowed a float32 mean (numpy warned on every block). They come out finite, and a real signal unchanged."""
+    overflowed a float32 mean (numpy warned on every block), and resampled they overflowed the filter to NaN. They
+    come out finite, and a real signal unchanged."""
     import io
     import warnings
 
@@ -137,6 +138,7 @@ def test_raw_float_pcm_of_any_bytes_streams_finite_samples_without_warnings():
         warnings.simplefilter("error")
         out = {name: np.concatenate(list(audio.stream_raw(io.BytesIO(data), "f32le", 8000, 2, 8000)))
                for name, data in (("soup", soup), ("extremes", extremes.tobytes()), ("real", stereo.tobytes()))}
-    assert all(np.isfinite(samples).all() for samples in out.values())
+        resampled = np.concatenate(list(audio.stream_raw(io.BytesIO(soup), "f32le", 44100, 2, 8000)))
+    assert all(np.isfinite(samples).all() for samples in [*out.values(), resampled]) and resampled.size > 4000
     assert out["soup"].size == 200_000 // 8 and out["extremes"].size == 3000
     assert np.allclose(out["real"], stereo[:, 0], atol=1e-3)

@@ -1,3 +1,4 @@
+import os
 import sqlite3
 
 import numpy as np
@@ -757,6 +758,31 @@ def test_damage_inside_whole_files_is_a_one_line_error_not_a_traceback(tmp_path,
         conn.execute("UPDATE meta SET value='abc' WHERE key='timeline_end'")
     with pytest.raises(IndexFileError, match="its timeline_end is 'abc', not a number"):
         insert(Store(path), "/4", "sha-4", hashes, frames)
+
+
+def test_a_segment_the_disk_has_no_room_for_is_one_line_and_the_index_keeps_what_it_held(tmp_path, monkeypatch):
+    import errno
+
+    import landmark.segments as segments_module
+
+    _small_sealing(monkeypatch)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    songs = _random_songs(4, 3)
+    insert(store, "/0", "sha-0", *songs[0])
+    before = _postings_of(store, songs[0][0])
+
+    def no_room(folder, name, temporary, *rest):  # the disk fills halfway through the file
+        temporary.write_bytes(b"part of a segment")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(segments_module, "_write", no_room)
+    with pytest.raises(IndexFileError, match="No space left on device; free some space"):
+        for number in (1, 2):  # the tail fills and is sealed into a segment
+            insert(store, f"/{number}", f"sha-{number}", *songs[number])
+    assert not [name for name in os.listdir(segments.folder_of(path)) if name.endswith(".tmp")]
+    reopened = Store(path)
+    assert "/0" in [song.path for song in reopened.catalogue.songs()] and _postings_of(reopened, songs[0][0]) == before
 
 
 def _segment_postings(bits, row_sizes, rng):
