@@ -271,6 +271,9 @@ class Index:
         song = songs.pop(best.song_id, None)
         if song is None:  # removed between lookup and now
             return None, candidates
+        whole = max(songs.values(), key=lambda copy: copy.duration_s, default=song)
+        if whole.duration_s > matching.copy_max_duration_ratio * song.duration_s:  # the vote led with a cut copy:
+            songs[song.id], song = song, songs.pop(whole.id)  # name the whole file (they start together)
         copies = is_copy.copies.get(best.song_id, set())
         vote_lead = best.score - max((c.score for c in candidates if c.song_id != best.song_id
                                       and c.song_id not in copies), default=0.0)

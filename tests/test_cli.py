@@ -320,7 +320,8 @@ def test_one_recording_as_flac_and_as_mp3_is_named_not_refused_as_a_tie(library_
 
 def test_a_recording_and_its_first_half_name_either_where_both_play_and_the_whole_past_it(library_dir, tmp_path):
     """A partial copy (a download cut short) lines up with a clip of its part as well as the whole file does:
-    counted as one recording, the clip is named, not refused as a tie; past its end the whole file is named."""
+    counted as one recording, the clip is named (the whole file, whichever led the vote), not refused as a tie;
+    past the cut the whole file alone."""
     music = tmp_path / "music"
     music.mkdir()
     signal = rendered(7, 40.0, 22050)
@@ -335,6 +336,7 @@ def test_a_recording_and_its_first_half_name_either_where_both_play_and_the_whol
         write(clip, signal[22050 * start_s:22050 * (start_s + 5)], 22050)
         found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
         assert found is not None and {found["path"], *found["copies"]} == {str(music / n) for n in expected}
+        assert found["path"] == str(music / "seven.flac")  # the whole file is named, the cut one a copy
         assert abs(found["offset_s"] - start_s) < 0.1
 
 
