@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from lmprint.errors import REBUILD, IndexFileError
+from lmprint.errors import damaged
 
 PEAK_GAP_LIMIT = 255
 """Frame gaps between stored peaks are bytes: a longer gap (a pause over 4 s) is bridged by filler entries of
@@ -53,10 +53,9 @@ def decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         else:
             raw = lzma.decompress(data, format=lzma.FORMAT_RAW, filters=LZMA_CODER)
     except (zlib.error, lzma.LZMAError) as error:
-        raise IndexFileError(f"the index holds a song's peaks that do not decode ({error}): it is damaged; "
-                             f"{REBUILD}") from None
+        raise damaged("the index", f"a song's peaks do not decode: {error}") from None
     if not raw or raw[0] not in (1, 2):
-        raise IndexFileError(f"the index holds a song's peaks of an unknown layout: it is damaged; {REBUILD}")
+        raise damaged("the index", "a song's peaks are of an unknown layout")
     width = raw[0]
     n = (len(raw) - 1) // (1 + width)
     frames = np.cumsum(np.frombuffer(raw, np.uint8, n, 1), dtype=np.int64)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lmprint.errors import REBUILD, IndexFileError
+from lmprint.errors import IndexFileError, damaged
 
 WORD_BYTES = 3
 FRAME_BITS = 36
@@ -165,7 +165,7 @@ def decode_words(data: bytes, words_per_row: np.ndarray, layout: RowLayout = SIX
 
 
 def _damaged() -> IndexFileError:
-    return IndexFileError(f"the index holds postings that do not decode: it is damaged; {REBUILD}")
+    return damaged("the index", "postings that do not decode")
 
 
 def last_frames(rows: np.ndarray, frames: np.ndarray, n_rows: int) -> np.ndarray:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmprint.errors import REBUILD, IndexFileError
+from lmprint.errors import IndexFileError, damaged
 
 from . import postings as codec
 from .hashes import HASH_BITS
@@ -98,12 +98,12 @@ class Segment:
         except PermissionError as error:
             raise IndexFileError(f"cannot read {path}: {error.strerror}") from None
         except (OSError, ValueError) as error:
-            raise _damaged(path, str(error)) from None
+            raise damaged(path, str(error)) from None
         dense = bytes(self._map[:8]) == MAGIC_DENSE
         header_type = HEADER_DENSE if dense else HEADER
         if size < header_type.itemsize:
             self._map.close()
-            raise _damaged(path, "too short")
+            raise damaged(path, "too short")
         header = np.frombuffer(self._map, header_type, 1)[0].copy()  # no view left on the map, so it can close
         words, bits, start_bytes = int(header["words"]), int(header["suffix_bits"]), int(header["start_bytes"])
         words_at = header_type.itemsize
@@ -119,7 +119,7 @@ class Segment:
         if (header["magic"] not in (MAGIC, MAGIC_DENSE) or bits > 4 or start_bytes not in (4, 8)
                 or size != expected):
             self._map.close()
-            raise _damaged(path, "not a whole lmprint segment")
+            raise damaged(path, "not a whole lmprint segment")
         self.layout = codec.RowLayout(bits)
         self.base_frame = int(header["base_frame"])
         self.postings = int(header["postings"])
@@ -139,7 +139,7 @@ class Segment:
             self._lengths = None
             del self._starts
             self._map.close()
-            raise _damaged(path, "its directory does not match its postings")
+            raise damaged(path, "its directory does not match its postings")
         # one item a word: gathering words with `take` copies 3 bytes at a time (4× faster than bytes)
         self.words = np.frombuffer(self._map, f"V{codec.WORD_BYTES}", words, words_at)
 
@@ -188,7 +188,7 @@ class Segment:
         try:
             return np.take(self.words, at).tobytes(), lengths
         except IndexError:
-            raise _damaged(self.path, "a row runs past its postings") from None
+            raise damaged(self.path, "a row runs past its postings") from None
 
     def read(self, buckets: np.ndarray) -> RowRead:
         """The postings of these buckets' rows."""
@@ -281,10 +281,6 @@ def merged(segments: list[Segment], keep: Callable[[np.ndarray], np.ndarray] | N
 def _padded(n_bytes: int) -> int:
     """`n_bytes` rounded up to a multiple of 8."""
     return -(-n_bytes // 8) * 8
-
-
-def _damaged(path: Path, why: str) -> IndexFileError:
-    return IndexFileError(f"{path} is damaged ({why}); {REBUILD}")
 
 
 def _sync_folder(folder: Path) -> None:

@@ -24,7 +24,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any, overload
 
-from .errors import REBUILD, IndexFileError
+from .errors import REBUILD, IndexFileError, damaged
 from .results import Song
 
 SCHEMA_VERSION = 9
@@ -219,7 +219,7 @@ class Catalogue:
         try:
             return default if value is None or value == "" else int(value)
         except ValueError:
-            raise IndexFileError(f"{self.path} is damaged (its {key} is {value!r}, not a number); {REBUILD}") from None
+            raise damaged(self.path, f"its {key} is {value!r}, not a number") from None
 
     def set_meta(self, key: str, value: str) -> None:
         """Record a value (call inside a write transaction)."""

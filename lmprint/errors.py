@@ -17,6 +17,11 @@ REBUILD = "index the music again into a new file (lmprint --db NEW.db add FOLDER
 """What to do with an index that cannot be read: `add` skips songs an index already holds, so it cannot mend one."""
 
 
+def damaged(where: object, why: str) -> IndexFileError:
+    """The one-line error for an index file (or part of one) that does not read as lmprint wrote it."""
+    return IndexFileError(f"{where} is damaged ({why}); {REBUILD}")
+
+
 class ModelError(LmprintError):
     """A neural model could not be loaded from the given place."""
 

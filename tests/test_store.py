@@ -748,9 +748,9 @@ def test_damage_inside_whole_files_is_a_one_line_error_not_a_traceback(tmp_path,
         conn.execute("UPDATE peaks SET data=? WHERE song_id=1", (b"\x78" + bytes(40),))
     conn.close()
     reopened = Store(path)
-    with pytest.raises(IndexFileError, match="postings that do not decode: it is damaged"):
+    with pytest.raises(IndexFileError, match=r"index is damaged \(postings that do not decode\); index the music"):
         reopened.postings.lookup(np.arange(bucket * hashes_a_row, (bucket + 1) * hashes_a_row, dtype=np.uint32))
-    with pytest.raises(IndexFileError, match="peaks that do not decode"):
+    with pytest.raises(IndexFileError, match="a song.s peaks do not decode"):
         reopened.peaks.get([1])
     assert [p.tolist() for p in reopened.peaks.get([2])[2]] == [p.tolist() for p in peaks]  # the others read
     reopened.close()
