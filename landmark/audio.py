@@ -146,9 +146,9 @@ def _resampled(container, stream, sample_rate_hz: int, bad: list[Exception]) -> 
     resampler = soxr.ResampleStream(source_rate, sample_rate_hz, 1, dtype="float32", quality="HQ")
     for frame in _frames(container, stream, bad):
         for mono in downmix.resample(frame):
-            yield resampler.resample_chunk(mono.to_ndarray().reshape(-1))
+            yield resampler.resample_chunk(_finite(mono.to_ndarray().reshape(-1)))
     for mono in downmix.resample(None):
-        yield resampler.resample_chunk(mono.to_ndarray().reshape(-1))
+        yield resampler.resample_chunk(_finite(mono.to_ndarray().reshape(-1)))
     yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
@@ -157,6 +157,8 @@ def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
     `sample_rate_hz`, as they decode: for inputs of any length, in bounded memory. Raises AudioError."""
     if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
         raise AudioError("is a directory")
+    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source) and os.path.getsize(source) == 0:
+        raise AudioError("empty file")  # as `decode` says, where FFmpeg would call it corrupt
     with _opened(source) as (container, audio_stream, _):
         for chunk in _resampled(container, audio_stream, sample_rate_hz, []):
             if chunk.size:
@@ -165,10 +167,6 @@ def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
 
 RAW_FORMATS = {"s16le": ("<i2", 32768.0), "s32le": ("<i4", 2147483648.0), "f32le": ("<f4", 1.0)}
 """Raw PCM sample formats `stream_raw` reads (FFmpeg's names): numpy dtype and full scale."""
-
-
-RAW_BOUND = 1e3
-"""Raw float samples are kept within ± this many full scales before resampling (see `stream_raw`)."""
 
 
 def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sample_rate_hz: int,
@@ -192,18 +190,23 @@ def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sam
         usable = len(data) - len(data) % frame_bytes
         data, pending = data[:usable], data[usable:]
         interleaved = _finite(np.frombuffer(data, dtype).astype(np.float32)).reshape(-1, channels)
-        # mixed in float64 (float samples near float32's largest would overflow a sum), then bounded: far past full
-        # scale the resampler's filter would overflow to NaN, and such a stream is noise anyway
-        mono = np.clip(interleaved.mean(axis=1, dtype=np.float64) / full_scale, -RAW_BOUND, RAW_BOUND)
-        yield resampler.resample_chunk(mono.astype(np.float32))
+        # mixed in float64: float samples near float32's largest would overflow a float32 sum
+        mono = interleaved.mean(axis=1, dtype=np.float64) / full_scale
+        yield resampler.resample_chunk(_finite(mono.astype(np.float32)))
     yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
+SAMPLE_BOUND = 1e3
+"""Samples are kept within ± this many full scales before resampling: far past it the resampler's filter overflows
+to NaN, and a float stream that loud is noise anyway."""
+
+
 def _finite(chunk: np.ndarray) -> np.ndarray:
-    """The chunk with NaN and infinite samples (a damaged or float stream) set to 0."""
+    """The chunk with NaN and infinite samples (a damaged or float stream) set to 0, and the rest within
+    ± `SAMPLE_BOUND`, before the resampler spreads a NaN over its filter's length."""
     if not np.isfinite(chunk).all():
         chunk = np.where(np.isfinite(chunk), chunk, np.float32(0.0))
-    return chunk
+    return np.clip(chunk, -SAMPLE_BOUND, SAMPLE_BOUND, out=chunk if chunk.flags.writeable else None)
 
 
 def _frames(container, stream, bad: list[Exception]):

@@ -142,3 +142,22 @@ def test_raw_float_pcm_of_any_bytes_streams_finite_samples_without_warnings():
     assert all(np.isfinite(samples).all() for samples in [*out.values(), resampled]) and resampled.size > 4000
     assert out["soup"].size == 200_000 // 8 and out["extremes"].size == 3000
     assert np.allclose(out["real"], stereo[:, 0], atol=1e-3)
+
+
+def test_music_with_scattered_nan_samples_decodes_as_the_music_not_as_silence(tmp_path):
+    """A float WAV with a NaN every 1,000 samples (a damaged file, a buggy plug-in): a NaN reaching the resampler
+    spread over its filter, so nearly everything came out NaN, was zeroed, and the song was "silent". Zeroed before
+    resampling, each costs one sample."""
+    import struct
+
+    clean = rendered(3, 20.0, 22050)
+    damaged = clean.copy()
+    damaged[::1000] = np.nan
+    data = damaged.astype("<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, 22050, 22050 * 4, 4, 32)  # WAVE_FORMAT_IEEE_FLOAT, mono
+    (tmp_path / "nan.wav").write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
+                                       + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data))
+                                       + data)
+    decoded, reference = audio.load(tmp_path / "nan.wav", 8000), rendered(3, 20.0, 8000)
+    assert np.isfinite(decoded).all() and decoded.size == reference.size
+    assert np.corrcoef(decoded, reference)[0, 1] > 0.99

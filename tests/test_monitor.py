@@ -82,11 +82,13 @@ def test_memory_stays_bounded_however_long_the_stream(built_index):
 
 def test_a_bad_source_is_one_line(built_index, tmp_path):
     (tmp_path / "notes.txt").write_text("not audio")
+    (tmp_path / "empty.wav").write_bytes(b"")
     for arguments in ([tmp_path / "notes.txt"], ["--format", "s16le", tmp_path / "missing.pcm"],
-                      [tmp_path / "missing.flac"]):
+                      [tmp_path / "missing.flac"], [tmp_path / "empty.wav"], [tmp_path]):
         result = run_cli("monitor", *arguments, db=built_index)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and "lmprint:" in result.stderr, arguments
         assert str(arguments[-1]) in result.stderr, result.stderr  # which source it was
+    assert "empty file" in run_cli("monitor", tmp_path / "empty.wav", db=built_index).stderr  # as `match` says
     for wrong in ({"hop_s": 0.0}, {"idle_hop_s": 3.0}, {"idle_hop_s": 6.0}, {"confirm_chance": 0.0}):
         with pytest.raises(SettingsError, match=next(iter(wrong))):
             MonitorSettings(**wrong)
