@@ -27,8 +27,13 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
+def _one_line(text: str) -> str:
+    """A message as one line: a line break in a file's name is shown as \\n."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _fail(message: str) -> None:
-    click.echo(f"lmprint: {message}", err=True)
+    click.echo(_one_line(f"lmprint: {message}"), err=True)
     raise SystemExit(1)
 
 
@@ -252,6 +257,7 @@ def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = Non
         elif outcome.warning:
             line = f"lmprint: {outcome.path}: warning: {outcome.warning}"
         if line:
+            line = _one_line(line)
             progress.write(line, file=sys.stderr) if progress is not None else click.echo(line, err=True)
         if progress is not None:
             progress.update(1)
@@ -298,14 +304,14 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
                 raise LmprintError(unreadable)
             answer = index.answer(stdin_path if path == "-" else path)
         except LmprintError as error:
-            click.echo(f"lmprint: {path}: {error}", err=True)
+            click.echo(_one_line(f"lmprint: {path}: {error}"), err=True)
             if as_json:
                 click.echo(json.dumps({"query": path, "match": None, "runner_up": None, "error": str(error)}))
             failed += 1
             continue
         found = answer.match
         if answer.note:
-            click.echo(f"lmprint: {path}: {answer.note}", err=True)
+            click.echo(_one_line(f"lmprint: {path}: {answer.note}"), err=True)
         if as_json:
             click.echo(json.dumps(answer.to_dict(path, top)))
         else:
@@ -406,7 +412,7 @@ def remove(ctx, songs, remove_all, dry_run):
         raise SystemExit(1)
     remove_songs(ctx.obj["db"], list(found.values()), dry_run)
     for reference in missing:
-        click.echo(f"lmprint: {reference}: no such song in the index", err=True)
+        click.echo(_one_line(f"lmprint: {reference}: no such song in the index"), err=True)
     if missing:
         raise SystemExit(1)
 

@@ -377,3 +377,12 @@ def test_add_indexes_a_damaged_file_and_says_how_much_decoded(library_dir, tmp_p
         r"declares \(truncated or damaged\)", warnings[0]), warnings
     matched = run_cli("match", "--json", clip_file(tmp_path, 2, 12.0), db=db, check=True)
     assert json.loads(matched.stdout)["match"]["path"] == str(folder / "bad packet.opus")
+
+
+def test_a_file_name_with_a_line_break_still_gets_one_line(library_dir, tmp_path):
+    odd = tmp_path / "two\nlines.mp3"
+    odd.write_bytes(np.random.default_rng(3).bytes(5000))
+    result = run_cli("add", odd, sorted(library_dir.iterdir())[0], db=tmp_path / "i.db")
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and len(lines) == 2 and lines[1].startswith("added 1"), result.stderr
+    assert lines[0].startswith("lmprint: ") and "two\\nlines.mp3" in lines[0]
