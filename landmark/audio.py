@@ -8,6 +8,7 @@ soxr resamples, streamed chunk by chunk, so memory is bounded by the *output* (4
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,7 +66,8 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     if os.path.isdir(path):
         raise AudioError("is a directory")
     try:
-        if os.path.getsize(path) == 0:
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode) and info.st_size == 0:  # a pipe (`match <(ffmpeg …)`) has no size to tell
             raise AudioError("empty file")
     except FileNotFoundError:
         raise AudioError("no such file") from None

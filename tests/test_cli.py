@@ -386,3 +386,28 @@ def test_a_file_name_with_a_line_break_still_gets_one_line(library_dir, tmp_path
     lines = result.stderr.splitlines()
     assert result.returncode == 1 and len(lines) == 2 and lines[1].startswith("added 1"), result.stderr
     assert lines[0].startswith("lmprint: ") and "two\\nlines.mp3" in lines[0]
+
+
+def test_a_query_through_a_pipe_is_matched(built_index, tmp_path):
+    """`lmprint match <(ffmpeg …)` hands over a pipe, which has no size: it is read, not refused as empty."""
+    import os
+    import threading
+
+    pipe = tmp_path / "query.mp3"
+    os.mkfifo(pipe)
+    clip = clip_file(tmp_path, 1, 3.0).read_bytes()
+
+    def feed():
+        try:
+            pipe.write_bytes(clip)
+        except BrokenPipeError:
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        result = run_cli("match", "--json", pipe, db=built_index)
+    finally:
+        os.close(os.open(pipe, os.O_RDONLY | os.O_NONBLOCK))  # a writer still waiting for a reader is let go
+        writer.join(timeout=10)
+    assert json.loads(result.stdout)["match"]["title"] == "song1", result.stderr
