@@ -163,6 +163,13 @@ def add(ctx, paths, jobs, method, model, device, quiet):
     """Index audio files and folders (recursively). Files whose content is already indexed are skipped."""
     from .files import find_audio_files
 
+    from_stdin = "-" in paths and not os.path.exists("-")
+    if from_stdin:  # one failed path, and the batch goes on
+        click.echo("lmprint: -: add indexes files and folders, not standard input (`lmprint match -` reads it)",
+                   err=True)
+        paths = tuple(path for path in paths if path != "-")
+        if not paths:
+            raise SystemExit(1)
     files = [path for path, _ in find_audio_files(paths)]  # counted first, for the progress bar's total
     if not files:
         raise LmprintError(f"no audio files in {', '.join(paths)}")
@@ -181,7 +188,7 @@ def add(ctx, paths, jobs, method, model, device, quiet):
                       if count)
     click.echo(f"added {result.added}, skipped {result.skipped} (already indexed), failed {len(result.failed)}"
                f"{changes} ({result.audio_s:.0f} s of audio in {elapsed:.1f} s{speed})", err=True)
-    if result.failed:
+    if result.failed or from_stdin:
         raise SystemExit(1)
 
 

@@ -411,3 +411,12 @@ def test_a_query_through_a_pipe_is_matched(built_index, tmp_path):
         os.close(os.open(pipe, os.O_RDONLY | os.O_NONBLOCK))  # a writer still waiting for a reader is let go
         writer.join(timeout=10)
     assert json.loads(result.stdout)["match"]["title"] == "song1", result.stderr
+
+
+def test_add_says_it_does_not_read_standard_input_and_adds_the_rest(library_dir, tmp_path):
+    song = sorted(library_dir.iterdir())[0]
+    result = run_cli("add", "-", song, db=tmp_path / "i.db")
+    assert result.returncode == 1 and "not standard input" in result.stderr.splitlines()[0]
+    assert result.stderr.splitlines()[-1].startswith("added 1")
+    alone = run_cli("add", "-", db=tmp_path / "i.db")
+    assert alone.returncode == 1 and len(alone.stderr.splitlines()) == 1
