@@ -191,10 +191,11 @@ def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sam
         data = pending + data
         usable = len(data) - len(data) % frame_bytes
         data, pending = data[:usable], data[usable:]
-        interleaved = _finite(np.frombuffer(data, dtype).astype(np.float32)).reshape(-1, channels)
-        # mixed in float64: float samples near float32's largest would overflow a float32 sum
-        mono = interleaved.mean(axis=1, dtype=np.float64) / full_scale
-        yield resampler.resample_chunk(_finite(mono.astype(np.float32)))
+        # in full scales, then made finite and bounded, before channels are mixed: float samples near float32's
+        # largest would overflow their sum (NaNs of any bytes are dropped just after, so scaling them is quiet)
+        with np.errstate(invalid="ignore"):
+            interleaved = _finite(np.frombuffer(data, dtype).astype(np.float32) / np.float32(full_scale))
+        yield resampler.resample_chunk(interleaved.reshape(-1, channels).mean(axis=1))
     yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 

@@ -142,6 +142,9 @@ def test_raw_float_pcm_of_any_bytes_streams_finite_samples_without_warnings():
     assert all(np.isfinite(samples).all() for samples in [*out.values(), resampled]) and resampled.size > 4000
     assert out["soup"].size == 200_000 // 8 and out["extremes"].size == 3000
     assert np.allclose(out["real"], stereo[:, 0], atol=1e-3)
+    as_s16 = np.round(stereo * 32767).astype("<i2").tobytes()  # integer PCM is bounded in full scales, not counts
+    s16 = np.concatenate(list(audio.stream_raw(io.BytesIO(as_s16), "s16le", 8000, 2, 8000)))
+    assert np.allclose(s16, stereo[:, 0], atol=1e-3)
 
 
 def test_music_with_scattered_nan_samples_decodes_as_the_music_not_as_silence(tmp_path):
