@@ -63,19 +63,7 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     Raises AudioError with a reason a person can act on for anything that is not usable audio.
     """
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise AudioError("is a directory")
-    try:
-        info = os.stat(path)
-        if stat.S_ISREG(info.st_mode) and info.st_size == 0:  # a pipe (`match <(ffmpeg …)`) has no size to tell
-            raise AudioError("empty file")
-    except FileNotFoundError:
-        raise AudioError("no such file") from None
-    except PermissionError:
-        raise AudioError("permission denied") from None
-    except OSError as error:
-        raise AudioError(error.strerror or str(error)) from None
-
+    _check_path(path)
     buffer = _Growing()
     bad: list[Exception] = []  # the errors of packets that did not decode
     limit = None if max_duration_s is None else int(max_duration_s * sample_rate_hz)
@@ -97,11 +85,23 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
         if bad:
             raise AudioError(f"cannot decode: {_reason(bad[0])}")
         raise AudioError("no audio samples decoded (corrupt or truncated)")
-    for start in range(0, signal.size, 1 << 20):  # in blocks: no full-size temporaries
-        block = signal[start:start + (1 << 20)]
-        if not np.isfinite(block).all():
-            block[~np.isfinite(block)] = 0.0
     return Decoded(signal, sample_rate_hz, title, declared_s, len(bad), whole)
+
+
+def _check_path(path: str) -> None:
+    """Refuse, in words FFmpeg would not find, a path that is a folder, missing, unreadable or an empty file."""
+    if os.path.isdir(path):
+        raise AudioError("is a directory")
+    try:
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode) and info.st_size == 0:  # a pipe (`match <(ffmpeg …)`) has no size to tell
+            raise AudioError("empty file")
+    except FileNotFoundError:
+        raise AudioError("no such file") from None
+    except PermissionError:
+        raise AudioError("permission denied") from None
+    except OSError as error:
+        raise AudioError(error.strerror or str(error)) from None
 
 
 @contextmanager
@@ -138,8 +138,9 @@ def _opened(source):
 
 
 def _resampled(container, stream, sample_rate_hz: int, bad: list[Exception]) -> Iterator[np.ndarray]:
-    """The stream's audio as mono float32 chunks at `sample_rate_hz`: downmixed in FFmpeg (cheap, C), then
-    resampled by soxr in a stream, so memory never holds more than a packet's worth of the source."""
+    """The stream's audio as mono float32 chunks at `sample_rate_hz`: downmixed in FFmpeg (cheap, C), made finite and
+    bounded (`_finite`), then resampled by soxr in a stream, so memory never holds more than a packet's worth of the
+    source."""
     import av
     import soxr
 
@@ -157,14 +158,12 @@ def _resampled(container, stream, sample_rate_hz: int, bad: list[Exception]) -> 
 def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
     """Mono float32 chunks of a path or a binary file (standard input: any format FFmpeg can read from a pipe) at
     `sample_rate_hz`, as they decode: for inputs of any length, in bounded memory. Raises AudioError."""
-    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
-        raise AudioError("is a directory")
-    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source) and os.path.getsize(source) == 0:
-        raise AudioError("empty file")  # as `decode` says, where FFmpeg would call it corrupt
+    if isinstance(source, (str, os.PathLike)):
+        _check_path(os.fspath(source))
     with _opened(source) as (container, audio_stream, _):
         for chunk in _resampled(container, audio_stream, sample_rate_hz, []):
             if chunk.size:
-                yield _finite(chunk)
+                yield chunk
 
 
 RAW_FORMATS = {"s16le": ("<i2", 32768.0), "s32le": ("<i4", 2147483648.0), "f32le": ("<f4", 1.0)}

@@ -148,8 +148,6 @@ def decode_words(data: bytes, words_per_row: np.ndarray, layout: RowLayout = SIX
         is_posting[escapes + 1] = is_posting[escapes + 2] = False
         gaps[escapes] = digit(escapes + 1) * layout.digit_base + digit(escapes + 2)
         per_row = words_per_row - 2 * np.bincount(escape_rows, minlength=words_per_row.size)
-        if (per_row < 0).any():
-            raise _damaged()
         gaps = gaps[is_posting]
         if layout.suffix_bits:  # rows of one hash have no suffixes to keep
             words = words[is_posting]
