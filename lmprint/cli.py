@@ -118,7 +118,10 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
 @click.pass_context
 def main(ctx: click.Context, db: str | None) -> None:
     """Offline song identification: index your music once, then name a song from a few seconds of audio."""
+    from .allocator import keep_freed_memory
     from .catalogue import default_db_path
+
+    keep_freed_memory()
 
     ctx.obj = {"db": os.path.abspath(db) if db else str(default_db_path())}
 

@@ -1,0 +1,45 @@
+"""The process's memory allocator, set for a query's many large, short-lived arrays.
+
+A query builds and frees numpy arrays of 0.1–10 MB, dozens of them at once. glibc's `malloc` hands the free top of
+its heap back to the kernel once it passes a trim threshold (by default twice the largest block freed so far) and
+serves blocks above its mmap threshold from the kernel directly, so the next query faults the same memory in again,
+page by page: some 3,000 page faults a query at 10,000 songs. On virtual machines whose host reclaims the memory a
+guest frees, a page fault costs microseconds, and they were 12 % of a query's CPU time (docs/tuning.md,
+2026-12-04). Keeping freed memory in the process removes them and does not raise peak memory, which is the same
+high-water mark either way.
+"""
+
+from __future__ import annotations
+
+import os
+
+MMAP_THRESHOLD_BYTES = 32 << 20
+"""Blocks below this come from the heap, where a freed one is reused: glibc's largest allowed value on 64-bit
+systems, above any array of a query."""
+
+TRIM_THRESHOLD_BYTES = 512 << 20
+"""The heap keeps up to this much free memory at its top before returning any to the kernel: more than a query,
+a monitor's look or a song being indexed frees at once."""
+
+_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD_BYTES, "MALLOC_TRIM_THRESHOLD_": TRIM_THRESHOLD_BYTES}
+"""glibc's environment variables for the two settings, read when a process starts."""
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+"""`mallopt` parameter numbers (glibc's malloc.h)."""
+
+
+def keep_freed_memory() -> bool:
+    """Set this process's allocator to reuse freed memory (see the module docstring), and the environment so that
+    worker processes it starts do too. A user's own `MALLOC_*` settings win; elsewhere than glibc this does nothing.
+    Returns whether the allocator was set."""
+    if any(name in os.environ for name in _SETTINGS):
+        return False
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # no C library to load, or no mallopt in it
+        return False
+    for name, value in _SETTINGS.items():
+        os.environ[name] = str(value)
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) & mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
