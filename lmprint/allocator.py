@@ -3,10 +3,9 @@
 A query builds and frees numpy arrays of 0.1–10 MB, dozens of them at once. glibc's `malloc` hands the free top of
 its heap back to the kernel once it passes a trim threshold (by default twice the largest block freed so far) and
 serves blocks above its mmap threshold from the kernel directly, so the next query faults the same memory in again,
-page by page: some 3,000 page faults a query at 10,000 songs. On virtual machines whose host reclaims the memory a
-guest frees, a page fault costs microseconds, and they were 12 % of a query's CPU time (docs/tuning.md,
-2026-12-04). Keeping freed memory in the process removes them and does not raise peak memory, which is the same
-high-water mark either way.
+page by page: thousands of page faults a query. Where a page fault is dear (a virtual machine whose host reclaims
+the memory its guest frees) they are a tenth of a query's time (docs/tuning.md). Keeping freed memory in the
+process removes them and leaves peak memory as it was: the high-water mark is the same either way.
 """
 
 from __future__ import annotations

@@ -38,6 +38,31 @@ def test_surround_96k_flac_is_downmixed_and_resampled(tmp_path):
     assert abs(np.argmax(spectrum) - 1000) <= 2  # the 1 kHz tone survives, at the right frequency
 
 
+@pytest.mark.parametrize("sample_format, layout", [("s16", "stereo"), ("fltp", "stereo"), ("s32p", "stereo"),
+                                                    ("dbl", "stereo"), ("flt", "mono"), ("s16p", "mono"),
+                                                    ("fltp", "5.1")])
+def test_frames_are_mixed_to_mono_as_ffmpeg_mixes_them(sample_format, layout):
+    import av
+
+    rate, count = 44100, 1000
+    time_s = np.arange(count) / rate
+    channels = len(av.AudioLayout(layout).channels)
+    planes = np.stack([np.sin(2 * np.pi * (300 + 500 * c) * time_s) * (0.9 - 0.1 * c) for c in range(channels)])
+    kind = sample_format.removesuffix("p")
+    values = ((planes * 32767).astype(np.int16) if kind == "s16" else (planes * 2 ** 31 * 0.99).astype(np.int32)
+              if kind == "s32" else planes.astype(np.float32 if kind == "flt" else np.float64))
+    frame = av.AudioFrame.from_ndarray(values if sample_format.endswith("p") else values.T.reshape(1, -1).copy(),
+                                       format=sample_format, layout=layout)  # planar: a row a channel
+    frame.sample_rate = rate
+    expected = np.concatenate([mono.to_ndarray().reshape(-1) for mono in av.AudioResampler(
+        format="flt", layout="mono", rate=rate).resample(frame)])
+    mixer = audio._Mixer(rate)
+    mixed = np.concatenate(mixer.mix(frame) + mixer.flush())
+    assert mixed.dtype == np.float32 and mixed.size == count
+    np.testing.assert_allclose(mixed, expected, atol=1e-6)
+    assert (mixer._ffmpeg is None) == (channels <= 2)  # mono and stereo are mixed here, other layouts by FFmpeg
+
+
 @pytest.mark.parametrize("content, name, reason", [
     (b"", "empty.wav", "empty file"),
     (bytes(range(256)) * 40, "noise.mp3", ""),
