@@ -144,75 +144,95 @@ INTEGER_FULL_SCALE = {"s16": 32768.0, "s32": 2147483648.0}
 """Full scale of FFmpeg's integer sample formats that are converted here (by their names without the planar `p`)."""
 
 BATCH_S = 0.25
-"""Decoded frames are gathered into batches of this much audio before resampling: a frame is 10–100 ms, and each
-pass through the resampler has a fixed cost."""
+"""Decoded frames are gathered into batches of this much audio, then mixed and resampled at once: a frame is 10–100
+ms, and each step has a fixed cost per call."""
+
+Plan = tuple[np.dtype, float, int, bool]
+"""How frames of one format are mixed here: (sample dtype, scale to full scale 1, channels, planar)."""
 
 
 def _resampled(container, stream, sample_rate_hz: int, bad: list[Exception]) -> Iterator[np.ndarray]:
-    """The stream's audio as mono float32 chunks at `sample_rate_hz`: mixed to mono (`_mono`), gathered into batches
-    of `BATCH_S`, made finite and bounded (`_finite`), then resampled by soxr in a stream, so memory never holds
+    """The stream's audio as mono float32 chunks at `sample_rate_hz`: gathered into batches of `BATCH_S`, mixed to
+    mono (`_Mixer`), made finite and bounded (`_finite`), then resampled by soxr in a stream, so memory never holds
     more than a batch of the source."""
     import soxr
 
     source_rate = stream.codec_context.sample_rate or stream.rate
     resampler = soxr.ResampleStream(source_rate, sample_rate_hz, 1, dtype="float32", quality="HQ")
     mixer = _Mixer(source_rate)
-    batch: list[np.ndarray] = []
-    gathered, batch_samples = 0, max(1, int(BATCH_S * source_rate))
+    batch_samples = max(1, int(BATCH_S * source_rate))
     for frame in _frames(container, stream, bad):
-        for mono in mixer.mix(frame):
-            batch.append(mono)
-            gathered += mono.size
-        if gathered >= batch_samples:
-            yield resampler.resample_chunk(_finite(np.concatenate(batch)))
-            batch, gathered = [], 0
-    batch.extend(mixer.flush())
-    yield resampler.resample_chunk(_finite(np.concatenate(batch)) if batch else np.zeros(0, np.float32), last=True)
+        mixer.add(frame)
+        if mixer.gathered >= batch_samples:
+            yield resampler.resample_chunk(_finite(mixer.take()))
+    yield resampler.resample_chunk(_finite(mixer.take(last=True)), last=True)
 
 
 class _Mixer:
-    """Decoded frames to mono float32 at the stream's rate. Mono and stereo frames of FFmpeg's float and 16- or
-    32-bit integer formats are mixed in numpy, as FFmpeg's resampler mixes them (stereo: (L + R) · √½): PyAV's
-    resampler, frame by frame, cost three times the decoding of a Vorbis file. Other layouts (FFmpeg weighs
-    centre, surround and LFE channels), other formats, and frames at another rate than the stream's go through
-    FFmpeg's resampler."""
+    """Decoded frames, gathered and mixed to mono float32 at the stream's rate. Mono and stereo frames of FFmpeg's
+    float and 16- or 32-bit integer formats are mixed in numpy, as FFmpeg's resampler mixes them (stereo: (L + R)
+    · √½), a batch at a time: PyAV's resampler, frame by frame, cost three times the decoding of a Vorbis file.
+    Other layouts (FFmpeg weighs centre, surround and LFE channels), other formats, and frames at another rate than
+    the stream's go through FFmpeg's resampler, in order."""
 
     def __init__(self, source_rate: int):
         self.source_rate = source_rate
-        self._plans: dict[tuple[str, str, int], tuple[np.dtype, float, int, bool] | None] = {}
+        self.gathered = 0
+        """Samples (per channel) gathered since the last `take`."""
+        self._plans: dict[tuple[str, str, int], Plan | None] = {}
+        self._planes: list[list[np.ndarray]] = []  # per frame not yet mixed, its channels (views of its planes)
+        self._planes_plan: Plan | None = None
+        self._mixed: list[np.ndarray] = []
         self._ffmpeg = None
 
-    def mix(self, frame) -> list[np.ndarray]:
+    def add(self, frame) -> None:
         key = (frame.format.name, frame.layout.name, frame.sample_rate)
         if key not in self._plans:
             self._plans[key] = self._plan(frame)
         plan = self._plans[key]
+        if plan != self._planes_plan:
+            self._mix_planes()
+            self._planes_plan = plan
+        self.gathered += frame.samples
         if plan is None:
-            return [mono.to_ndarray().reshape(-1) for mono in self._resampler().resample(frame)]
-        dtype, scale, channels, planar = plan
-        count = frame.samples
+            self._mixed.extend(mono.to_ndarray().reshape(-1) for mono in self._resampler().resample(frame))
+            return
+        dtype, _, channels, planar = plan
         if planar:
-            planes = [np.frombuffer(frame.planes[i], dtype, count) for i in range(channels)]
+            self._planes.append([np.frombuffer(frame.planes[c], dtype, frame.samples) for c in range(channels)])
         else:
-            interleaved = np.frombuffer(frame.planes[0], dtype, count * channels)
-            planes = [interleaved[i::channels] for i in range(channels)]
-        planes = [plane.astype(np.float32) * np.float32(scale) if scale != 1.0 else plane.astype(np.float32)
-                  for plane in planes]
-        return [planes[0] if channels == 1 else (planes[0] + planes[1]) * STEREO_TO_MONO]
+            interleaved = np.frombuffer(frame.planes[0], dtype, frame.samples * channels)
+            self._planes.append([interleaved[c::channels] for c in range(channels)])
 
-    def _plan(self, frame) -> tuple[np.dtype, float, int, bool] | None:
-        """(sample dtype, scale to full scale 1, channels, planar) of frames like this one; None: FFmpeg mixes."""
+    def take(self, last: bool = False) -> np.ndarray:
+        """The mono samples of the frames added since the last call (and, if `last`, of FFmpeg's buffer)."""
+        self._mix_planes()
+        if last and self._ffmpeg is not None:
+            self._mixed.extend(mono.to_ndarray().reshape(-1) for mono in self._ffmpeg.resample(None))
+        mixed = np.concatenate(self._mixed) if self._mixed else np.zeros(0, np.float32)
+        self._mixed, self.gathered = [], 0
+        return mixed
+
+    def _mix_planes(self) -> None:
+        if not self._planes:
+            return
+        assert self._planes_plan is not None
+        _, scale, channels, _ = self._planes_plan
+        mono = np.concatenate([frame[0] for frame in self._planes]).astype(np.float32)
+        if channels == 2:
+            mono += np.concatenate([frame[1] for frame in self._planes])
+        if channels == 2 or scale != 1.0:
+            mono *= np.float32(scale) * (STEREO_TO_MONO if channels == 2 else np.float32(1.0))
+        self._mixed.append(mono)
+        self._planes = []
+
+    def _plan(self, frame) -> Plan | None:
+        """How frames like this one are mixed here; None: by FFmpeg."""
         kind, channels = frame.format.name.removesuffix("p"), len(frame.layout.channels)
         dtypes = {"flt": np.float32, "dbl": np.float64, "s16": np.int16, "s32": np.int32}
         if channels > 2 or frame.sample_rate != self.source_rate or kind not in dtypes:
             return None
         return np.dtype(dtypes[kind]), 1.0 / INTEGER_FULL_SCALE.get(kind, 1.0), channels, frame.format.is_planar
-
-    def flush(self) -> list[np.ndarray]:
-        """What FFmpeg's resampler still holds, if it was used."""
-        if self._ffmpeg is None:
-            return []
-        return [mono.to_ndarray().reshape(-1) for mono in self._ffmpeg.resample(None)]
 
     def _resampler(self):
         if self._ffmpeg is None:

@@ -57,7 +57,8 @@ def test_frames_are_mixed_to_mono_as_ffmpeg_mixes_them(sample_format, layout):
     expected = np.concatenate([mono.to_ndarray().reshape(-1) for mono in av.AudioResampler(
         format="flt", layout="mono", rate=rate).resample(frame)])
     mixer = audio._Mixer(rate)
-    mixed = np.concatenate(mixer.mix(frame) + mixer.flush())
+    mixer.add(frame)
+    mixed = mixer.take(last=True)
     assert mixed.dtype == np.float32 and mixed.size == count
     np.testing.assert_allclose(mixed, expected, atol=1e-6)
     assert (mixer._ffmpeg is None) == (channels <= 2)  # mono and stereo are mixed here, other layouts by FFmpeg
