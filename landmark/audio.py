@@ -12,6 +12,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -170,59 +171,81 @@ def _resampled(container, stream, sample_rate_hz: int, bad: list[Exception]) -> 
 
 class _Mixer:
     """Decoded frames, gathered and mixed to mono float32 at the stream's rate. Mono and stereo frames of FFmpeg's
-    float and 16- or 32-bit integer formats are mixed in numpy, as FFmpeg's resampler mixes them (stereo: (L + R)
-    · √½), a batch at a time: PyAV's resampler, frame by frame, cost three times the decoding of a Vorbis file.
-    Other layouts (FFmpeg weighs centre, surround and LFE channels), other formats, and frames at another rate than
-    the stream's go through FFmpeg's resampler, in order."""
+    float and 16- or 32-bit integer formats are mixed in numpy as FFmpeg's resampler mixes them (stereo: (L + R) ·
+    √½), a batch at a time: PyAV's resampler, frame by frame, cost several times the decoding itself
+    (docs/tuning.md). Other layouts (FFmpeg weighs centre, surround and LFE channels), other formats, and frames at
+    another rate than the stream's go through FFmpeg's resampler, one for each kind of frame in a row, flushed when
+    the kind changes, so samples stay in order."""
+
+    NUMPY_LAYOUTS = frozenset({"mono", "stereo", "1 channels", "2 channels"})
+    """Layouts mixed here: one channel, or two that FFmpeg weighs alike (an unnamed pair included)."""
 
     def __init__(self, source_rate: int):
         self.source_rate = source_rate
         self.gathered = 0
         """Samples (per channel) gathered since the last `take`."""
         self._plans: dict[tuple[str, str, int], Plan | None] = {}
+        self._kind: tuple[str, str, int] | None = None  # of the frames added last
         self._planes: list[list[np.ndarray]] = []  # per frame not yet mixed, its channels (views of its planes)
-        self._planes_plan: Plan | None = None
         self._mixed: list[np.ndarray] = []
-        self._ffmpeg = None
+        self._ffmpeg: Any = None  # av.AudioResampler, made when a frame needs it
 
     def add(self, frame) -> None:
-        key = (frame.format.name, frame.layout.name, frame.sample_rate)
-        if key not in self._plans:
-            self._plans[key] = self._plan(frame)
-        plan = self._plans[key]
-        if plan != self._planes_plan:
-            self._mix_planes()
-            self._planes_plan = plan
+        if frame.samples == 0:
+            return
+        kind = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if kind != self._kind:
+            self._finish_kind()
+            self._kind = kind
+        if kind not in self._plans:
+            self._plans[kind] = self._plan(frame)
+        plan = self._plans[kind]
         self.gathered += frame.samples
         if plan is None:
-            self._mixed.extend(mono.to_ndarray().reshape(-1) for mono in self._resampler().resample(frame))
+            if self._ffmpeg is None:
+                import av
+
+                self._ffmpeg = av.AudioResampler(format="flt", layout="mono", rate=self.source_rate)
+            self._mixed.extend(mono.to_ndarray().reshape(-1) for mono in self._ffmpeg.resample(frame))
             return
         dtype, _, channels, planar = plan
+        planes = frame.planes
         if planar:
-            self._planes.append([np.frombuffer(frame.planes[c], dtype, frame.samples) for c in range(channels)])
+            self._planes.append([np.frombuffer(planes[c], dtype, frame.samples) for c in range(channels)])
         else:
-            interleaved = np.frombuffer(frame.planes[0], dtype, frame.samples * channels)
+            interleaved = np.frombuffer(planes[0], dtype, frame.samples * channels)
             self._planes.append([interleaved[c::channels] for c in range(channels)])
 
     def take(self, last: bool = False) -> np.ndarray:
-        """The mono samples of the frames added since the last call (and, if `last`, of FFmpeg's buffer)."""
-        self._mix_planes()
-        if last and self._ffmpeg is not None:
-            self._mixed.extend(mono.to_ndarray().reshape(-1) for mono in self._ffmpeg.resample(None))
+        """The mono samples of the frames added since the last call (if `last`, with what FFmpeg still holds)."""
+        if last:
+            self._finish_kind()
+        else:
+            self._mix_planes()
         mixed = np.concatenate(self._mixed) if self._mixed else np.zeros(0, np.float32)
         self._mixed, self.gathered = [], 0
         return mixed
 
+    def _finish_kind(self) -> None:
+        """Mix what the frames of the kind added last left: numpy's planes, or FFmpeg's resampler's tail."""
+        self._mix_planes()
+        if self._ffmpeg is not None:
+            self._mixed.extend(mono.to_ndarray().reshape(-1) for mono in self._ffmpeg.resample(None))
+            self._ffmpeg = None
+
     def _mix_planes(self) -> None:
         if not self._planes:
             return
-        assert self._planes_plan is not None
-        _, scale, channels, _ = self._planes_plan
-        mono = np.concatenate([frame[0] for frame in self._planes]).astype(np.float32)
-        if channels == 2:
-            mono += np.concatenate([frame[1] for frame in self._planes])
-        if channels == 2 or scale != 1.0:
-            mono *= np.float32(scale) * (STEREO_TO_MONO if channels == 2 else np.float32(1.0))
+        assert self._kind is not None
+        plan = self._plans[self._kind]
+        assert plan is not None  # planes are gathered only for frames mixed here
+        _, scale, channels, _ = plan
+        with np.errstate(over="ignore", invalid="ignore"):  # a float stream out of range: `_finite` bounds it
+            mono = np.concatenate([frame[0] for frame in self._planes]).astype(np.float32)
+            if channels == 2:
+                mono += np.concatenate([frame[1] for frame in self._planes])
+            if channels == 2 or scale != 1.0:
+                mono *= np.float32(scale) * (STEREO_TO_MONO if channels == 2 else np.float32(1.0))
         self._mixed.append(mono)
         self._planes = []
 
@@ -230,16 +253,10 @@ class _Mixer:
         """How frames like this one are mixed here; None: by FFmpeg."""
         kind, channels = frame.format.name.removesuffix("p"), len(frame.layout.channels)
         dtypes = {"flt": np.float32, "dbl": np.float64, "s16": np.int16, "s32": np.int32}
-        if channels > 2 or frame.sample_rate != self.source_rate or kind not in dtypes:
+        if (frame.layout.name not in self.NUMPY_LAYOUTS or frame.sample_rate != self.source_rate
+                or kind not in dtypes):
             return None
         return np.dtype(dtypes[kind]), 1.0 / INTEGER_FULL_SCALE.get(kind, 1.0), channels, frame.format.is_planar
-
-    def _resampler(self):
-        if self._ffmpeg is None:
-            import av
-
-            self._ffmpeg = av.AudioResampler(format="flt", layout="mono", rate=self.source_rate)
-        return self._ffmpeg
 
 
 def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:

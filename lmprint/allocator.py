@@ -1,11 +1,11 @@
 """The process's memory allocator, set for a query's many large, short-lived arrays.
 
-A query builds and frees numpy arrays of 0.1–10 MB, dozens of them at once. glibc's `malloc` hands the free top of
-its heap back to the kernel once it passes a trim threshold (by default twice the largest block freed so far) and
-serves blocks above its mmap threshold from the kernel directly, so the next query faults the same memory in again,
-page by page: thousands of page faults a query. Where a page fault is dear (a virtual machine whose host reclaims
-the memory its guest frees) they are a tenth of a query's time (docs/tuning.md). Keeping freed memory in the
-process removes them and leaves peak memory as it was: the high-water mark is the same either way.
+A query builds and frees dozens of numpy arrays of 0.1–10 MB. glibc's `malloc` serves blocks above its mmap
+threshold from the kernel directly and hands the free top of its heap back to the kernel past its trim threshold;
+both start at 128 KB, and rise only to the largest mmapped block freed so far and twice that. So the next query
+faults much of the same memory in again, page by page. Where a page fault is dear (a virtual machine whose host
+reclaims the memory its guest frees) that is a large share of a query's time (docs/tuning.md). Keeping freed memory
+in the process removes it and leaves peak memory as it was: the high-water mark is the same either way.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 def keep_freed_memory() -> bool:
     """Set this process's allocator to reuse freed memory (see the module docstring), and the environment so that
-    worker processes it starts do too. A user's own `MALLOC_*` settings win; elsewhere than glibc this does nothing.
-    Returns whether the allocator was set."""
-    if any(name in os.environ for name in _SETTINGS):
+    worker processes it starts do too. Settings already in the environment win (a user's, or those a parent
+    process passed on: glibc applied them at start); elsewhere than glibc this does nothing. Returns whether this
+    call set the allocator."""
+    if any(name in os.environ for name in _SETTINGS) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
         import ctypes
@@ -39,6 +40,10 @@ def keep_freed_memory() -> bool:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):  # no C library to load, or no mallopt in it
         return False
+    # the mmap threshold first: a trim threshold alone stops glibc raising its mmap threshold, which is worse than
+    # neither (a 32-bit glibc refuses 32 MB; musl's mallopt is a stub)
+    if not mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) or not mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES):
+        return False
     for name, value in _SETTINGS.items():
         os.environ[name] = str(value)
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) & mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+    return True

@@ -38,30 +38,61 @@ def test_surround_96k_flac_is_downmixed_and_resampled(tmp_path):
     assert abs(np.argmax(spectrum) - 1000) <= 2  # the 1 kHz tone survives, at the right frequency
 
 
-@pytest.mark.parametrize("sample_format, layout", [("s16", "stereo"), ("fltp", "stereo"), ("s32p", "stereo"),
-                                                    ("dbl", "stereo"), ("flt", "mono"), ("s16p", "mono"),
-                                                    ("fltp", "5.1")])
-def test_frames_are_mixed_to_mono_as_ffmpeg_mixes_them(sample_format, layout):
+def audio_frame(sample_format: str, layout: str, rate: int, count: int, seed: int):
+    """A frame of distinct tones per channel (a channel swap or a wrong scale shows), in any FFmpeg sample format."""
     import av
 
-    rate, count = 44100, 1000
     time_s = np.arange(count) / rate
     channels = len(av.AudioLayout(layout).channels)
-    planes = np.stack([np.sin(2 * np.pi * (300 + 500 * c) * time_s) * (0.9 - 0.1 * c) for c in range(channels)])
+    planes = np.stack([np.sin(2 * np.pi * (300 + 500 * c + 10 * seed) * time_s) * (0.9 - 0.1 * c)
+                       for c in range(channels)])
     kind = sample_format.removesuffix("p")
     values = ((planes * 32767).astype(np.int16) if kind == "s16" else (planes * 2 ** 31 * 0.99).astype(np.int32)
               if kind == "s32" else planes.astype(np.float32 if kind == "flt" else np.float64))
     frame = av.AudioFrame.from_ndarray(values if sample_format.endswith("p") else values.T.reshape(1, -1).copy(),
                                        format=sample_format, layout=layout)  # planar: a row a channel
     frame.sample_rate = rate
-    expected = np.concatenate([mono.to_ndarray().reshape(-1) for mono in av.AudioResampler(
-        format="flt", layout="mono", rate=rate).resample(frame)])
-    mixer = audio._Mixer(rate)
-    mixer.add(frame)
+    return frame
+
+
+def ffmpeg_mix(frames, rate: int) -> np.ndarray:
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    mixed = [mono.to_ndarray().reshape(-1) for frame in frames for mono in resampler.resample(frame)]
+    return np.concatenate(mixed + [mono.to_ndarray().reshape(-1) for mono in resampler.resample(None)])
+
+
+@pytest.mark.parametrize("sample_format, layout", [("s16", "stereo"), ("fltp", "stereo"), ("s32p", "stereo"),
+                                                    ("dbl", "stereo"), ("flt", "mono"), ("s16p", "mono"),
+                                                    ("fltp", "5.1"), ("fltp", "FC+LFE")])
+def test_frames_are_mixed_to_mono_as_ffmpeg_mixes_them(sample_format, layout):
+    mixer = audio._Mixer(44100)
+    mixer.add(audio_frame(sample_format, layout, 44100, 1000, 0))
     mixed = mixer.take(last=True)
-    assert mixed.dtype == np.float32 and mixed.size == count
+    assert mixed.dtype == np.float32 and mixed.size == 1000
+    np.testing.assert_allclose(mixed, ffmpeg_mix([audio_frame(sample_format, layout, 44100, 1000, 0)], 44100),
+                               atol=1e-6)
+    in_numpy = layout in ("mono", "stereo")  # FFmpeg weighs the channels of other layouts (it drops an LFE)
+    assert all((plan is not None) == in_numpy for plan in mixer._plans.values())
+
+
+def test_a_stream_of_frames_of_several_kinds_is_mixed_in_order():
+    import gc
+
+    # runs of frames of one kind: stereo at the stream's rate (numpy), at another rate, in 5.1 (both FFmpeg's)
+    runs = [("s16", "stereo", 44100), ("fltp", "stereo", 48000), ("fltp", "5.1", 44100), ("s16", "stereo", 44100)]
+    mixer, taken = audio._Mixer(44100), []
+    for run, (sample_format, layout, rate) in enumerate(runs):
+        for seed in range(3):
+            mixer.add(audio_frame(sample_format, layout, rate, 1024, 3 * run + seed))  # the frame is dropped after
+            gc.collect()
+        taken.append(mixer.take())  # a batch ends mid-stream
+    mixed = np.concatenate(taken + [mixer.take(last=True)])
+    expected = np.concatenate([ffmpeg_mix([audio_frame(f, layout, rate, 1024, 3 * run + seed) for seed in range(3)],
+                                          44100) for run, (f, layout, rate) in enumerate(runs)])
+    assert mixed.size == expected.size
     np.testing.assert_allclose(mixed, expected, atol=1e-6)
-    assert (mixer._ffmpeg is None) == (channels <= 2)  # mono and stereo are mixed here, other layouts by FFmpeg
 
 
 @pytest.mark.parametrize("content, name, reason", [
