@@ -1,8 +1,9 @@
 """Decode any audio file to mono float32 at the engine's rate: the only place that reads audio files.
 
 PyAV (FFmpeg's libraries, in-process) decodes every format a user has: wav, flac, ogg/vorbis, opus, mp3, m4a/aac.
-soxr resamples, streamed chunk by chunk, so memory is bounded by the *output* (4 bytes per output sample:
-32 KB per second at 8 kHz, 115 MB for an hour), never by the decoded source rate or channel count.
+Frames are mixed to mono as FFmpeg mixes them (`_Mixer`) and soxr resamples, streamed batch by batch, so memory is
+bounded by the *output* (4 bytes per output sample: 32 KB per second at 8 kHz, 115 MB for an hour), never by the
+decoded source rate or channel count.
 """
 
 from __future__ import annotations
