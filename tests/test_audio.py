@@ -95,6 +95,27 @@ def test_a_stream_of_frames_of_several_kinds_is_mixed_in_order():
     np.testing.assert_allclose(mixed, expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_a_wav_file_read_with_a_short_probe_decodes_as_a_stream_of_it_does(tmp_path, channels):
+    import av
+
+    path = tmp_path / "clip.wav"
+    tones = np.stack([np.sin(2 * np.pi * (200 + 300 * c) * np.arange(48000 * 3) / 48000) for c in range(channels)])
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=48000, layout={1: "mono", 2: "stereo", 6: "5.1"}[channels])
+        frame = av.AudioFrame.from_ndarray((tones.T.reshape(1, -1) * 20000).astype(np.int16), format="s16",
+                                           layout=stream.layout)
+        frame.sample_rate = 48000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    assert audio._probe_options(path) == {"probesize": str(audio.WAV_PROBE_BYTES)}
+    decoded = audio.decode(path, 8000)
+    with open(path, "rb") as file:  # a file object is opened with FFmpeg's default probe
+        streamed = np.concatenate(list(audio.stream(file, 8000)))
+    assert decoded.declared_s == 3.0 and decoded.samples.size == 24000
+    np.testing.assert_array_equal(decoded.samples, streamed)
+
+
 @pytest.mark.parametrize("content, name, reason", [
     (b"", "empty.wav", "empty file"),
     (bytes(range(256)) * 40, "noise.mp3", ""),
