@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lmprint.errors import AudioError
+from lmprint.errors import AudioError, reading_file
 
 SILENCE_RMS = 1e-4
 """Audio quieter than this (about -80 dBFS RMS) is treated as silence."""
@@ -94,16 +94,10 @@ def _check_path(path: str) -> None:
     """Refuse, in words FFmpeg would not find, a path that is a folder, missing, unreadable or an empty file."""
     if os.path.isdir(path):
         raise AudioError("is a directory")
-    try:
+    with reading_file():
         info = os.stat(path)
         if stat.S_ISREG(info.st_mode) and info.st_size == 0:  # a pipe (`match <(ffmpeg …)`) has no size to tell
             raise AudioError("empty file")
-    except FileNotFoundError:
-        raise AudioError("no such file") from None
-    except PermissionError:
-        raise AudioError("permission denied") from None
-    except OSError as error:
-        raise AudioError(error.strerror or str(error)) from None
 
 
 WAV_PROBE_BYTES = 32768
@@ -160,8 +154,9 @@ def _opened(source):
 STEREO_TO_MONO = np.float32(np.sqrt(0.5))
 """Each channel's weight when stereo is mixed to mono: FFmpeg's, so a mix made here equals its resampler's."""
 
-INTEGER_FULL_SCALE = {"s16": 32768.0, "s32": 2147483648.0}
-"""Full scale of FFmpeg's integer sample formats that are converted here (by their names without the planar `p`)."""
+SAMPLE_FORMATS = {"flt": ("f4", 1.0), "dbl": ("f8", 1.0), "s16": ("i2", 32768.0), "s32": ("i4", 2147483648.0)}
+"""FFmpeg's sample formats read here (by their names without the planar `p`): numpy dtype (native byte order, as in a
+decoded frame) and full scale."""
 
 BATCH_S = 0.25
 """Decoded frames are gathered into batches of this much audio, then mixed and resampled at once: a frame is 10–100
@@ -225,7 +220,7 @@ class _Mixer:
                 import av
 
                 self._ffmpeg = av.AudioResampler(format="flt", layout="mono", rate=self.source_rate)
-            self._mixed.extend(mono.to_ndarray().reshape(-1) for mono in self._ffmpeg.resample(frame))
+            self._through_ffmpeg(frame)
             return
         dtype, _, channels, planar = plan
         planes = frame.planes
@@ -249,8 +244,12 @@ class _Mixer:
         """Mix what the frames of the kind added last left: numpy's planes, or FFmpeg's resampler's tail."""
         self._mix_planes()
         if self._ffmpeg is not None:
-            self._mixed.extend(mono.to_ndarray().reshape(-1) for mono in self._ffmpeg.resample(None))
+            self._through_ffmpeg(None)
             self._ffmpeg = None
+
+    def _through_ffmpeg(self, frame) -> None:
+        """FFmpeg's resampler's mono output for `frame` (None: its tail), after what is mixed already."""
+        self._mixed.extend(mono.to_ndarray().reshape(-1) for mono in self._ffmpeg.resample(frame))
 
     def _mix_planes(self) -> None:
         if not self._planes:
@@ -271,11 +270,11 @@ class _Mixer:
     def _plan(self, frame) -> Plan | None:
         """How frames like this one are mixed here; None: by FFmpeg."""
         kind, channels = frame.format.name.removesuffix("p"), len(frame.layout.channels)
-        dtypes = {"flt": np.float32, "dbl": np.float64, "s16": np.int16, "s32": np.int32}
         if (frame.layout.name not in self.NUMPY_LAYOUTS or frame.sample_rate != self.source_rate
-                or kind not in dtypes):
+                or kind not in SAMPLE_FORMATS):
             return None
-        return np.dtype(dtypes[kind]), 1.0 / INTEGER_FULL_SCALE.get(kind, 1.0), channels, frame.format.is_planar
+        dtype, full_scale = SAMPLE_FORMATS[kind]
+        return np.dtype(dtype), 1.0 / full_scale, channels, frame.format.is_planar
 
 
 def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
@@ -289,8 +288,8 @@ def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
                 yield chunk
 
 
-RAW_FORMATS = {"s16le": ("<i2", 32768.0), "s32le": ("<i4", 2147483648.0), "f32le": ("<f4", 1.0)}
-"""Raw PCM sample formats `stream_raw` reads (FFmpeg's names): numpy dtype and full scale."""
+RAW_FORMATS = {"s16le": "s16", "s32le": "s32", "f32le": "flt"}
+"""Raw PCM sample formats `stream_raw` reads (FFmpeg's names), little-endian, as their `SAMPLE_FORMATS` kind."""
 
 
 def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sample_rate_hz: int,
@@ -301,7 +300,8 @@ def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sam
 
     if sample_format not in RAW_FORMATS:
         raise AudioError(f"unknown raw format {sample_format!r} (known: {', '.join(RAW_FORMATS)})")
-    dtype, full_scale = RAW_FORMATS[sample_format]
+    native, full_scale = SAMPLE_FORMATS[RAW_FORMATS[sample_format]]
+    dtype = "<" + native
     frame_bytes = np.dtype(dtype).itemsize * channels
     block_bytes = max(1, int(block_s * source_rate_hz)) * frame_bytes
     resampler = soxr.ResampleStream(source_rate_hz, sample_rate_hz, 1, dtype="float32", quality="HQ")

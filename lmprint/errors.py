@@ -1,5 +1,8 @@
 """The project's own exceptions: errors a user can cause, each with a message a person can act on."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class LmprintError(Exception):
     """Base class: the CLI prints these as one line, never as a traceback."""
@@ -15,6 +18,19 @@ class IndexFileError(LmprintError):
 
 REBUILD = "index the music again into a new file (lmprint --db NEW.db add FOLDER)"
 """What to do with an index that cannot be read: `add` skips songs an index already holds, so it cannot mend one."""
+
+
+@contextmanager
+def reading_file(missing: str = "no such file") -> Iterator[None]:
+    """The operating system's errors of reading a file, as one-line AudioErrors (`missing` when it is not there)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise AudioError(missing) from None
+    except PermissionError:
+        raise AudioError("permission denied") from None
+    except OSError as error:
+        raise AudioError(error.strerror or str(error)) from None
 
 
 def damaged(where: object, why: str) -> IndexFileError:

@@ -8,7 +8,7 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 
-from .errors import AudioError
+from .errors import AudioError, reading_file
 
 AUDIO_EXTENSIONS = frozenset(
     ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .m4b .mp4 .aac .wma .aif .aiff .aifc .mka .webm .ape .wv .mpc "
@@ -74,18 +74,12 @@ def content_sha1(path: str | os.PathLike) -> str:
 
     Raises AudioError, with the reason, for a file that cannot be read."""
     digest = hashlib.sha1()
-    try:
+    with reading_file(missing="no such file (vanished?)"):
         if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would block the open, a device never end
             raise AudioError("not a regular file (a pipe or a device)")
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(READ_BLOCK_BYTES), b""):
                 digest.update(block)
-    except FileNotFoundError:
-        raise AudioError("no such file (vanished?)") from None
-    except PermissionError:
-        raise AudioError("permission denied") from None
-    except OSError as error:
-        raise AudioError(error.strerror or str(error)) from None
     return digest.hexdigest()
 
 
