@@ -63,7 +63,7 @@ def run(corpus: str, out: str, *, noise_dir: str | None = None, rir_dir: str | N
             answers.update((item["query"], item["match"]) for item in map(json.loads, batch.stdout.splitlines()))
             failed += [line for line in batch.stderr.splitlines() if line.startswith("lmprint: ") and
                        " queries failed" not in line]
-        db_bytes = os.path.getsize(db)
+        db_bytes = json.loads(_lmprint(db, "stats", "--json").stdout)["file_bytes"]  # the segments' folder too
     per_clip_s = match_s / max(1, len(clip_paths))
     outcomes: list[Outcome] = []
     offsets_right: dict[str, list[bool]] = {}

@@ -20,6 +20,7 @@ class BuildStats:
     seconds: float = 0.0
     fingerprint_bytes: int = 0
     db_bytes: int = 0
+    """The index on disk: the file, its write-ahead log and any folder beside it (the engine's `file_bytes`)."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -52,7 +53,7 @@ class BenchMethod:
         stats = self.index.stats()
         audio_s = self.index.catalogue.audio_s()
         return BuildStats(len(self.index.catalogue.songs()), round(audio_s, 1), seconds, self.stored_bytes(stats),
-                          os.path.getsize(self.db_path), [f"{path}: {error}" for path, error in report.failed])
+                          stats["file_bytes"], [f"{path}: {error}" for path, error in report.failed])
 
     def query(self, samples: np.ndarray, sample_rate_hz: int) -> tuple[str | None, float, tuple[float, float] | None]:
         """(path of the identified song or None, score, (tempo, pitch) it was heard at or None where the engine

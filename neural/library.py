@@ -169,4 +169,6 @@ class MertIndex:
         self._search_cache = None
 
     def stats(self) -> dict:
-        return {"path": str(self.catalogue.path), **self.codes.stats(), "settings": self.settings.stored()}
+        """Songs with codes, code bytes, the projection, and the file's size (the codes live in it)."""
+        return {"path": str(self.catalogue.path), **self.codes.stats(), "file_bytes": self.catalogue.file_bytes(),
+                "settings": self.settings.stored()}

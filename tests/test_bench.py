@@ -95,6 +95,24 @@ def test_bench_compare_runs_end_to_end_on_a_tiny_corpus(tmp_path, tiny_model_dir
     assert results["queries"] == on_disk["queries"]
 
 
+def test_the_bench_counts_an_index_on_disk_with_the_segments_beside_it(tmp_path, monkeypatch):
+    import landmark.store
+    from bench.methods import LandmarkMethod
+
+    monkeypatch.setattr(landmark.store, "TAIL_POSTINGS", 1 << 9)  # sealed beside the file, as from 60 songs on
+    paths = []
+    for seed in range(3):
+        paths.append(str(tmp_path / f"g{seed}.flac"))
+        write(paths[-1], rendered(seed + 30, 15.0, SYNTH_RATE), SYNTH_RATE)
+    method = LandmarkMethod(str(tmp_path), jobs=1)
+    built = method.build(paths)
+    segments = list((tmp_path / "landmark.db-postings").glob("*.seg"))
+    on_disk = [tmp_path / name for name in ("landmark.db", "landmark.db-wal") if (tmp_path / name).exists()] + segments
+    assert segments
+    assert built.db_bytes == sum(path.stat().st_size for path in on_disk)
+    method.index.close()
+
+
 @pytest.mark.slow
 def test_bench_as_user_names_clip_files_through_the_cli(tmp_path):
     """The same queries as compare, written to .m4a files and named by `lmprint add` and `lmprint match --json`
