@@ -233,9 +233,12 @@ def calibrate(corpus, out, noise_dir, rir_dir, seed, jobs):
               help="Grow the index to this many songs with distractors, as `bench scale` makes them (0: the corpus).")
 @click.option("--follow/--search-every-look", default=True, show_default=True,
               help="Check the song followed before searching (`MonitorSettings.follow`), or search at every look.")
+@click.option("--file-format", type=click.Choice(["mp3", "flac", "wav", "none"]), default="mp3", show_default=True,
+              help="Write each hour as a 44.1 kHz stereo file of this format and monitor the file, decoding "
+                   "included (none: hand the monitor decoded samples).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
-def monitor(corpus, out, noise_dir, rir_dir, conditions, hours, songs, follow, seed, jobs):
+def monitor(corpus, out, noise_dir, rir_dir, conditions, hours, songs, follow, file_format, seed, jobs):
     """Radio hours made from the corpus through `lmprint monitor`: songs found, boundary errors, phantoms, speed."""
 
     from .monitor import ALL_CONDITIONS, markdown, run
@@ -245,7 +248,8 @@ def monitor(corpus, out, noise_dir, rir_dir, conditions, hours, songs, follow, s
     if unknown:
         raise click.BadParameter(f"unknown condition {unknown[0]!r} (known: {', '.join(ALL_CONDITIONS)})")
     write_report(out, "monitor", run(corpus, noise_dir, rir_dir, wanted, hours=hours, seed=seed, jobs=jobs,
-                                     songs=songs, follow=follow), markdown)
+                                     songs=songs, follow=follow,
+                                     file_format=None if file_format == "none" else file_format), markdown)
 
 
 @main.command()

@@ -9,7 +9,9 @@ clips cut from the middle of each indexed piece are also matched one by one, for
 The monitor runs over the hour as a stream; each indexed piece is found when a segment names its song and
 overlaps it. Reported: the share found; median and 95th percentile of the start, end and song-offset errors of
 found pieces (a boundary is where a listener hears the change: the middle of a crossfade); phantom segments per
-hour (a song named where none of it plays); and speed in × realtime.
+hour (a song named where none of it plays); and speed in × realtime. Each hour is written as a file (a 44.1 kHz
+stereo MP3 by default, as a recorded stream is) and the monitor reads it as `lmprint monitor FILE` does, so the
+speed counts decoding too; `file_format=None` hands it the decoded samples instead.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +37,10 @@ ALL_CONDITIONS = (*CONDITIONS, "dj")
 DJ_MAX_SPEED_CHANGE = 0.08
 """In the `dj` condition each piece plays at a speed drawn uniformly within ± this fraction."""
 RATE = query_module.BENCH_RATE_HZ
+FILE_RATE_HZ = 44100
+"""An hour written as a file (`file_format`) is at this rate, in stereo, as a recording of a broadcast is."""
+FILE_FORMATS = {"mp3": 128_000, "flac": None, "wav": None}
+"""The formats an hour may be written in (the file's extension), with the bit rate of the lossy one."""
 LINES = ["you are listening to the afternoon show", "and here is the next one", "stay tuned, more music after this",
          "that was a good one", "coming up next on the radio"]
 
@@ -153,12 +160,17 @@ def score(pieces: list[Piece], segments: list, audio_s: float) -> dict:
 
 
 def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=CONDITIONS, hours: float = 1.0,
-        seed: int = 0, jobs: int = 2, workdir: str | None = None, songs: int = 0, follow: bool = True) -> dict:
+        seed: int = 0, jobs: int = 2, workdir: str | None = None, songs: int = 0, follow: bool = True,
+        file_format: str | None = "mp3") -> dict:
+    """Score the monitor on one radio hour per condition (`hours` long): the hour read from a file written in
+    `file_format` (`FILE_FORMATS`; None: its decoded samples handed over), among `songs` songs (0: the corpus)."""
     from functools import partial
 
     import soxr
 
-    from landmark import Index
+    from landmark import Index, audio
+
+    from .audio_io import write
     from lmprint.monitor import Looks, MonitorSettings, monitor
 
     tracks = corpus_module.load(corpus)
@@ -173,13 +185,19 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
             rng = np.random.default_rng([seed, number])
             hour, pieces = radio_hour(tracks, hours * 3600, rng, condition, degraders, tmp)
             samples = soxr.resample(hour, RATE, index.sample_rate_hz).astype(np.float32)
-            del hour
             chunk = index.sample_rate_hz  # one second at a time, as a stream arrives
+            chunks: Iterable[np.ndarray] = (samples[i:i + chunk] for i in range(0, samples.size, chunk))
+            if file_format is not None:
+                path = os.path.join(tmp, f"{condition}.{file_format}")
+                write(path, soxr.resample(hour, RATE, FILE_RATE_HZ), FILE_RATE_HZ,
+                      bit_rate=FILE_FORMATS[file_format], channels=2)
+                chunks = audio.stream(path, index.sample_rate_hz)
+            del hour
             started = time.perf_counter()
             looks = Looks(partial(Index, index.catalogue.path), jobs) if jobs > 1 else None
             try:
-                segments = [s for s in monitor(index, (samples[i:i + chunk] for i in range(0, samples.size, chunk)),
-                                               MonitorSettings(follow=follow), looks=looks) if not s.open]
+                segments = [s for s in monitor(index, chunks, MonitorSettings(follow=follow), looks=looks)
+                            if not s.open]
             finally:
                 if looks:
                     looks.close()
@@ -193,7 +211,8 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
             rows.append(row)
         indexed = index.catalogue.song_count()
         index.close()
-    return {"corpus": os.path.abspath(corpus), "seed": seed, "songs_indexed": indexed, "follow": follow, "rows": rows}
+    return {"corpus": os.path.abspath(corpus), "seed": seed, "songs_indexed": indexed, "follow": follow,
+            "file_format": file_format, "rows": rows}
 
 
 CLIP_S = 5.0
@@ -220,7 +239,9 @@ def clips_from_mix(index, samples: np.ndarray, pieces: list[Piece]) -> dict:
 
 def markdown(result: dict) -> str:
     looks = "looks follow the song heard" if result.get("follow", True) else "every look searches"
-    lines = [f"{result['songs_indexed']} songs indexed; seed {result['seed']}; {looks}.", "",
+    source = (f"read from a {FILE_RATE_HZ / 1000:g} kHz stereo {result['file_format'].upper()} file"
+              if result.get("file_format") else "decoded samples handed over")
+    lines = [f"{result['songs_indexed']} songs indexed; seed {result['seed']}; {looks}; each hour {source}.", "",
              "| condition | hours | songs found | start error s (p50 / p95) | end error s | offset error s | "
              "phantoms / hour | × realtime |", "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:

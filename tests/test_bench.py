@@ -293,6 +293,7 @@ def test_bench_monitor_builds_radio_and_scores_the_segments(tmp_path):
     assert row["pieces"] >= 2 and row["found_share"] >= 0.75, row
     assert row["phantoms_per_hour"] <= 3600 / row["audio_s"]  # at most one in the whole radio
     assert row["x_realtime"] > 1 and f"| clean | {row['audio_s'] / 3600:.2f} |" in markdown(result)
+    assert "each hour read from a 44.1 kHz stereo MP3 file" in markdown(result)  # decoded as `lmprint monitor` does
     # the scoring itself: a segment of the wrong song is a phantom, the right one is found with its errors
     from bench import corpus, queries
     from lmprint.monitor import Segment
