@@ -169,9 +169,9 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
     import soxr
 
     from landmark import Index, audio
+    from lmprint.monitor import Looks, MonitorSettings, monitor
 
     from .audio_io import write
-    from lmprint.monitor import Looks, MonitorSettings, monitor
 
     tracks = corpus_module.load(corpus)
     degraders = query_module.Degraders.load(noise_dir, rir_dir)
