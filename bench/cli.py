@@ -8,6 +8,8 @@ import subprocess
 import click
 import numpy as np
 
+from .audio_io import CODECS
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
@@ -233,9 +235,9 @@ def calibrate(corpus, out, noise_dir, rir_dir, seed, jobs):
               help="Grow the index to this many songs with distractors, as `bench scale` makes them (0: the corpus).")
 @click.option("--follow/--search-every-look", default=True, show_default=True,
               help="Check the song followed before searching (`MonitorSettings.follow`), or search at every look.")
-@click.option("--file-format", type=click.Choice(["mp3", "flac", "wav", "none"]), default="mp3", show_default=True,
-              help="Write each hour as a 44.1 kHz stereo file of this format and monitor the file, decoding "
-                   "included (none: hand the monitor decoded samples).")
+@click.option("--file-format", type=click.Choice([*(ext.lstrip(".") for ext in CODECS), "none"]), default="mp3",
+              show_default=True, help="Write each hour as a stereo file of this format, as a recorded broadcast is, "
+                                      "and monitor the file, decoding included (none: hand over decoded samples).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
 def monitor(corpus, out, noise_dir, rir_dir, conditions, hours, songs, follow, file_format, seed, jobs):

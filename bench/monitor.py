@@ -29,6 +29,7 @@ import numpy as np
 
 from . import corpus as corpus_module
 from . import queries as query_module
+from .audio_io import CODECS, write
 from .metrics import FACTOR_TOLERANCE
 from .scale import add_distractors, distractor_bases
 
@@ -39,8 +40,9 @@ DJ_MAX_SPEED_CHANGE = 0.08
 RATE = query_module.BENCH_RATE_HZ
 FILE_RATE_HZ = 44100
 """An hour written as a file (`file_format`) is at this rate, in stereo, as a recording of a broadcast is."""
-FILE_FORMATS = {"mp3": 128_000, "flac": None, "wav": None}
-"""The formats an hour may be written in (the file's extension), with the bit rate of the lossy one."""
+FILE_BIT_RATES = {"mp3": 128_000}
+"""An hour written in one of these formats is encoded at this bit rate, a broadcast's; any other format that
+`audio_io.write` knows (the file's extension), at its encoder's default."""
 LINES = ["you are listening to the afternoon show", "and here is the next one", "stay tuned, more music after this",
          "that was a good one", "coming up next on the radio"]
 
@@ -163,15 +165,14 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
         seed: int = 0, jobs: int = 2, workdir: str | None = None, songs: int = 0, follow: bool = True,
         file_format: str | None = "mp3") -> dict:
     """Score the monitor on one radio hour per condition (`hours` long): the hour read from a file written in
-    `file_format` (`FILE_FORMATS`; None: its decoded samples handed over), among `songs` songs (0: the corpus)."""
+    `file_format` (an extension `audio_io.write` knows; None: its decoded samples handed over), among `songs` songs
+    (0: the corpus)."""
     from functools import partial
 
     import soxr
 
     from landmark import Index, audio
     from lmprint.monitor import Looks, MonitorSettings, monitor
-
-    from .audio_io import write
 
     tracks = corpus_module.load(corpus)
     degraders = query_module.Degraders.load(noise_dir, rir_dir)
@@ -185,12 +186,14 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
             rng = np.random.default_rng([seed, number])
             hour, pieces = radio_hour(tracks, hours * 3600, rng, condition, degraders, tmp)
             samples = soxr.resample(hour, RATE, index.sample_rate_hz).astype(np.float32)
-            chunk = index.sample_rate_hz  # one second at a time, as a stream arrives
-            chunks: Iterable[np.ndarray] = (samples[i:i + chunk] for i in range(0, samples.size, chunk))
-            if file_format is not None:
+            chunks: Iterable[np.ndarray]
+            if file_format is None:
+                chunk = index.sample_rate_hz  # one second at a time, as a stream arrives
+                chunks = (samples[i:i + chunk] for i in range(0, samples.size, chunk))
+            else:
                 path = os.path.join(tmp, f"{condition}.{file_format}")
                 write(path, soxr.resample(hour, RATE, FILE_RATE_HZ), FILE_RATE_HZ,
-                      bit_rate=FILE_FORMATS[file_format], channels=2)
+                      bit_rate=FILE_BIT_RATES.get(file_format), channels=2)
                 chunks = audio.stream(path, index.sample_rate_hz)
             del hour
             started = time.perf_counter()
@@ -239,8 +242,10 @@ def clips_from_mix(index, samples: np.ndarray, pieces: list[Piece]) -> dict:
 
 def markdown(result: dict) -> str:
     looks = "looks follow the song heard" if result.get("follow", True) else "every look searches"
-    source = (f"read from a {FILE_RATE_HZ / 1000:g} kHz stereo {result['file_format'].upper()} file"
-              if result.get("file_format") else "decoded samples handed over")
+    source = "decoded samples handed over"
+    if result.get("file_format"):  # at FILE_RATE_HZ, unless the format has a rate of its own (Opus)
+        rate_hz = CODECS[f".{result['file_format']}"][2] or FILE_RATE_HZ
+        source = f"read from a {rate_hz / 1000:g} kHz stereo {result['file_format'].upper()} file"
     lines = [f"{result['songs_indexed']} songs indexed; seed {result['seed']}; {looks}; each hour {source}.", "",
              "| condition | hours | songs found | start error s (p50 / p95) | end error s | offset error s | "
              "phantoms / hour | × realtime |", "|---|---|---|---|---|---|---|---|"]
