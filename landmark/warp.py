@@ -119,12 +119,23 @@ AS_RECORDED = 0.002
 """A warp within this fraction of 1.0 in tempo and pitch is "as recorded", exactly 1.0: what a fit measures of a
 clip played as recorded (± 0.1 %), so that 1.0 means 1.0 and a stream's anchors do not drift with it."""
 
+AS_RECORDED_ERRORS = 5.0
+"""...and so is one within this many standard errors of the fit of 1.0 (in tempo and in pitch): a warp is reported
+only where the clip tells it from the recording. A fit's error grows as a clip gets shorter or noisier (tempo to
+about ± 1 % on a clean 1 s clip, ± 0.1 % on a 5 s one). The errors come from the pairs' scatter about the fitted
+line, and pairs are chosen near that line, so they understate it: on the calibration clips played as recorded,
+50 of 1,048 right answers read more than 3 errors off 1.0 and 7 more than 5, where 804 of 809 clips played
+faster or slower read more than 5 (docs/tuning.md, 2026-12-04)."""
 
-def nearest_on_line(tempo: float, pitch: float, kinds: tuple[str, ...] = tuple(LINES)) -> Warp:
+
+def nearest_on_line(tempo: float, pitch: float, kinds: tuple[str, ...] = tuple(LINES),
+                    errors: tuple[float, float] = (0.0, 0.0)) -> Warp:
     """The warp on the line (of `kinds`) nearest to (tempo, pitch) in log scale, the speed line unless another is
-    nearer by `LINE_MARGIN`, at the point of the line nearest to it; speed 1.0 within `AS_RECORDED` of it."""
+    nearer by `LINE_MARGIN`, at the point of the line nearest to it; speed 1.0 where tempo and pitch are each
+    within `AS_RECORDED`, or `AS_RECORDED_ERRORS` times their standard `errors` (in log scale), of 1.0."""
     log_tempo, log_pitch = np.log(tempo), np.log(pitch)
-    if max(abs(log_tempo), abs(log_pitch)) <= AS_RECORDED:
+    if all(abs(value) <= max(AS_RECORDED, AS_RECORDED_ERRORS * error)
+           for value, error in ((log_tempo, errors[0]), (log_pitch, errors[1]))):
         return Warp("speed", 1.0)
     off_line = {"speed": abs(log_tempo - log_pitch) / np.sqrt(2) - LINE_MARGIN, "tempo": abs(log_pitch),
                 "pitch": abs(log_tempo)}
@@ -569,5 +580,21 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
     if not (tempo > 0 and pitch > 0 and np.isfinite(start)
             and max(abs(np.log(tempo / warp.tempo)), abs(np.log(pitch / warp.pitch))) <= MAX_FIT_MOVE):
         return warp, start_frames  # a fit that wandered off (or degenerated): keep what agreement found
-    fitted = nearest_on_line(tempo, pitch, kinds)
+    fitted = nearest_on_line(tempo, pitch, kinds, _log_errors(u, t, f, g, tempo, pitch, start))
+    if fitted.factor == 1.0:  # as recorded: the start where the line of slope 1 meets the pairs
+        start = t_mean - u_mean
     return fitted, int(round(start))
+
+
+def _log_errors(clip_frames: np.ndarray, song_frames: np.ndarray, clip_bins: np.ndarray, song_bins: np.ndarray,
+                tempo: float, pitch: float, start: float) -> tuple[float, float]:
+    """The standard errors, relative (so in log scale), of a fit's tempo (the slope of song frames on clip frames)
+    and pitch (from song bins = clip bins / pitch, a line through 0), from the scatter of the pairs about it."""
+    n = clip_frames.size
+    spread = np.add.reduce((clip_frames - clip_frames.mean()) ** 2)
+    frame_scatter = np.add.reduce((song_frames - start - tempo * clip_frames) ** 2) / max(n - 2, 1)
+    tempo_error = np.sqrt(frame_scatter / spread) / tempo if spread > 0 else np.inf
+    bin_scatter = np.add.reduce((song_bins - clip_bins / pitch) ** 2) / max(n - 1, 1)
+    clip_power = np.add.reduce(clip_bins ** 2)
+    pitch_error = np.sqrt(bin_scatter / clip_power) * pitch if clip_power > 0 else np.inf
+    return float(tempo_error), float(pitch_error)
