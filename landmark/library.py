@@ -87,6 +87,8 @@ class Index:
         return self.fingerprint_settings.sample_rate_hz
 
     def close(self) -> None:
+        """Unmap the postings and close the file; the index is not used after."""
+        self.postings.close()
         self.catalogue.close()
 
     def __enter__(self) -> Index:
@@ -249,7 +251,7 @@ class Index:
             if best is None:
                 candidates = without_copies_of_leader(
                     alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
-                best, decided_by = verify(candidates, clip, song_peaks, matching, is_copy)
+                best, decided_by = verify(candidates, clip, song_peaks, matching, is_copy.same_recording)
                 z = None if best is None else agreement_at(best, clip, song_peaks, matching)
             if query.index_peaks is not None and (best is None or (z is not None and z < matching.min_agreement_z)):
                 # no match, or one its peaks barely confirm: the clip may be played faster or slower
@@ -378,10 +380,10 @@ class Index:
 
     def _join(self, settings: dedup.DedupSettings) -> tuple[list[dedup.Overlap], dict[int, float]]:
         """(overlaps, each song's fingerprinted span in s: its first landmark to its last)."""
-        bound = dedup.key_size_bound((dedup.key_sizes(hashes) for hashes, _, _ in self.postings.scan()), settings)
         song_ids = np.array(sorted(song.id for song in self.catalogue.songs()), np.int64)
         if song_ids.size < 2:
             return [], {}
+        bound = dedup.key_size_bound((dedup.key_sizes(hashes) for hashes, _, _ in self.postings.scan()), settings)
         if song_ids.size >= 1 << dedup.SONG_BITS:
             raise IndexFileError(f"dedup handles at most {1 << dedup.SONG_BITS:,} songs")
         song_index = np.full(int(song_ids.max()) + 1, -1, np.int64)
@@ -395,6 +397,8 @@ class Index:
                                                             song_index, bound, counts)
             keys.append(batch_keys)
             frames.append(batch_frames)
+        if not keys:  # songs without landmarks (another engine's alone)
+            return [], {}
         all_keys, all_frames = np.concatenate(keys), np.concatenate(frames)
         del keys, frames  # the join's pairs are held once
         frame_s = self.fingerprint_settings.frame_s

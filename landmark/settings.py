@@ -303,6 +303,9 @@ class MatchSettings:
             raise SettingsError(f"max_speed_change, max_tempo_change and max_pitch_change must be in [0, {MAX_WARP})")
         if self.warp_fanout < 1:
             raise SettingsError("warp_fanout must be at least 1")
+        negative = [name for name in COUNTS_AND_REACHES if getattr(self, name) < 0]
+        if negative:
+            raise SettingsError(f"{', '.join(negative)} must be at least 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -320,6 +323,12 @@ class MatchSettings:
             merged[name] = {**merged[name], **value} if name == "query" and isinstance(value, Mapping) else value
         return _build(type(self), merged)
 
+
+COUNTS_AND_REACHES = ("query_delta_tolerance_frames", "query_retry_tolerance_frames", "max_postings_read",
+                      "vote_tolerance_frames", "max_votes", "verify_candidates", "verify_first_candidates",
+                      "verify_other_offsets", "verify_shift_frames", "warp_candidates", "follow_reach_s")
+"""Matching settings that count something or reach some frames or seconds either way: never below 0 (a negative
+tolerance would borrow across the fields of a packed vote key)."""
 
 MAX_WARP = 0.3
 """The widest speed, tempo or pitch change a query may search: beyond it a hash's target zone no longer holds

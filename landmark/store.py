@@ -42,7 +42,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lmprint.catalogue import Catalogue
+from lmprint.catalogue import Catalogue, id_batches
 from lmprint.errors import REBUILD, IndexFileError
 
 from . import peak_codec, segments
@@ -54,7 +54,7 @@ from .timeline import TIMELINE_END, Timeline
 ROWS_PER_SCAN = 8192
 """Tail rows read at a time when a removal scans them."""
 KEYS_PER_STATEMENT = 900
-"""Buckets asked for per SELECT (SQLite allows 999 parameters)."""
+"""Buckets asked for per SELECT (SQLite builds before 3.32 allow 999 parameters)."""
 TAIL_POSTINGS = 1 << 18
 """The tail is sealed into a segment once it holds this many postings (about 60 songs), and a bulk batch this
 large goes straight into one: a segment costs about 3.3 bytes a posting with its directory, a tail row of 16
@@ -124,6 +124,9 @@ class PostingStore(Protocol):
 
     def stats(self) -> dict:
         """Sizes, for `lmprint stats`: at least `postings_bytes`."""
+
+    def close(self) -> None:
+        """Release what the store holds open (maps, connections of its own); it is not used after."""
 
 
 class SQLitePostingStore:
@@ -268,7 +271,8 @@ class SQLitePostingStore:
         and lookups drop them."""
         if not song_ids:
             return
-        doomed = Timeline.of(self._timeline_rows(f"id IN ({','.join('?' * len(song_ids))})", list(song_ids)))
+        rows = np.concatenate([self._timeline_rows(f"id IN ({marks})", batch) for marks, batch in id_batches(song_ids)])
+        doomed = Timeline.of(rows[np.argsort(rows[:, 0], kind="stable")])  # each batch is by start, not all
         self._timeline = None
         if doomed.starts.size == 0:
             return
@@ -309,6 +313,12 @@ class SQLitePostingStore:
                 listed = self._listed()
                 if len(listed) > 1 or self._dead_postings(listed):
                     self._merge([name for name, _ in listed])
+
+    def close(self) -> None:
+        """Unmap the segments this store has open (the catalogue's connection is its owner's to close)."""
+        for segment in self._open.values():
+            segment.close()
+        self._open.clear()
 
     def song_count(self) -> int:
         """The songs on the timeline that have frames, which are those with postings (`_current_timeline`): at
@@ -577,15 +587,18 @@ class SQLitePostingStore:
     def _merge(self, names: list[str]) -> None:
         """Replace these segments by one holding their postings of songs still indexed. The old files go once the
         transaction commits (readers that mapped them keep their view)."""
-        inputs = [segments.Segment(self.folder / name) for name in names]
-        postings = sum(segment.postings for segment in inputs)
-        base = min(segment.first_frame for segment in inputs)
-        end = max(segment.end_frame for segment in inputs)
-        timeline = self.timeline()
-        keep = (lambda frames: timeline.locate(frames)[0]) if self._live_postings(base, end) < postings else None
-        self._new_segment(segments.merged(inputs, keep, HASHES_PER_PART), postings, base)
-        for segment in inputs:
-            segment.close()
+        inputs: list[segments.Segment] = []
+        try:  # the inputs are unmapped whatever happens (a full disk while writing the merged one)
+            inputs.extend(segments.Segment(self.folder / name) for name in names)
+            postings = sum(segment.postings for segment in inputs)
+            base = min(segment.first_frame for segment in inputs)
+            end = max(segment.end_frame for segment in inputs)
+            timeline = self.timeline()
+            keep = (lambda frames: timeline.locate(frames)[0]) if self._live_postings(base, end) < postings else None
+            self._new_segment(segments.merged(inputs, keep, HASHES_PER_PART), postings, base)
+        finally:
+            for segment in inputs:
+                segment.close()
         self.conn.executemany("DELETE FROM segments WHERE file=?", ((name,) for name in names))
         self.catalogue.after_commit(self._sync_log)  # callbacks run in order: durable, then the inputs go
         self.catalogue.after_commit(lambda: self._remove_files(names))
@@ -812,18 +825,14 @@ class PeakStore:
 
     def get(self, song_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Stored peaks (frames, bins) of these songs, for those that have them."""
-        ids = [int(i) for i in song_ids]
-        if not ids:
-            return {}
-        rows = self.catalogue.read(f"SELECT song_id, data FROM peaks WHERE song_id IN ({','.join('?' * len(ids))})",
-                                   ids)
-        return {song_id: peak_codec.decode(data) for song_id, data in rows}
+        return {song_id: peak_codec.decode(data) for marks, batch in id_batches(song_ids)
+                for song_id, data in self.catalogue.read(f"SELECT song_id, data FROM peaks WHERE song_id IN ({marks})",
+                                                         batch)}
 
     def remove(self, song_ids: Sequence[int]) -> None:
         """Drop these songs' peaks (tables made before peaks referenced songs do not cascade)."""
-        if song_ids:
-            self.catalogue.conn.execute(f"DELETE FROM peaks WHERE song_id IN ({','.join('?' * len(song_ids))})",
-                                        list(song_ids))
+        for marks, batch in id_batches(song_ids):
+            self.catalogue.conn.execute(f"DELETE FROM peaks WHERE song_id IN ({marks})", batch)
 
     def stats(self) -> dict:
         return {"peaks_bytes": self.catalogue.read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM peaks")[0][0]}

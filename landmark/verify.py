@@ -112,6 +112,9 @@ def agreements_of(clip: ProminenceMap, readings: Sequence[Reading], settings: Ma
 SongPeaks = Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]]
 """Reads songs' stored peaks: song ids in, (frames, bins) of each song that has them out."""
 
+SameRecording = Callable[[Candidate, Candidate], bool]
+"""Whether two candidates hold one recording at the offsets their Δt imply (`CopyCheck.same_recording`)."""
+
 
 def remembered(song_peaks: SongPeaks) -> SongPeaks:
     """`song_peaks` reading and decoding each song at most once: one query reads its winner's peaks to confirm
@@ -128,15 +131,11 @@ def remembered(song_peaks: SongPeaks) -> SongPeaks:
     return read
 
 
-def agrees(voted: Candidate, clip: ProminenceMap, song_peaks: SongPeaks, settings: MatchSettings) -> bool:
-    """Whether a song matched by vote shows its peaks in the clip too: z ≥ `min_vote_agreement_z` at its voted
-    offset. Pairs can line up by chance in music that shares a grid and a sound; its peaks then do not agree.
-    True for a song whose peaks the index does not hold (indexes of schema 3: matched by vote alone)."""
-    return confirms_vote(agreement_at(voted, clip, song_peaks, settings), settings)
-
-
 def confirms_vote(z: float | None, settings: MatchSettings) -> bool:
-    """Whether a vote winner's agreement z (None: no stored peaks) lets its match stand (see `agrees`)."""
+    """Whether a song matched by vote shows its peaks in the clip too: its agreement z at its voted offset
+    (`agreement_at`) is ≥ `min_vote_agreement_z`. Pairs can line up by chance in music that shares a grid and a
+    sound; its peaks then do not agree. True for z None, a song whose peaks the index does not hold (indexes of
+    schema 3: matched by vote alone)."""
     return z is None or z >= settings.min_vote_agreement_z
 
 
@@ -166,7 +165,7 @@ def agreements(candidates: list[Candidate], clip: ProminenceMap, song_peaks: Son
 
 def verify(candidates: list[Candidate], clip: ProminenceMap,
            song_peaks: SongPeaks, settings: MatchSettings,
-           is_copy: CopyCheck | None = None) -> tuple[Candidate | None, str]:
+           same_recording: SameRecording | None = None) -> tuple[Candidate | None, str]:
     """The song that the first `verify_candidates` candidates' agreements single out, or None; and how it passed.
 
     Each candidate's agreement is the best at its voted offset and at its other strong offsets
@@ -180,22 +179,22 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
     weighed: each candidate more raises chance's best agreement, and so the lead a song needs, so a song among the
     vote's best keeps the decision it had. The candidate returned carries the Δt that agreed best, with how it
     passed ("confirmed" or "verified"). `song_peaks`
-    reads songs' stored peaks. With `is_copy`, a copy of a song's recording (`CopyCheck.same_recording`, whatever
-    the two copies' votes) does not count against its lead.
+    reads songs' stored peaks. With `same_recording` (`CopyCheck.same_recording`), a copy of a song's recording,
+    whatever the two copies' votes, does not count against its lead.
     """
     candidates = candidates[:settings.verify_candidates]
     first = candidates[:settings.verify_first_candidates]
     agreed = agreements(first, clip, song_peaks, settings)
     if len(first) < len(candidates):  # the vote's best first; the rest read only if they decide nothing
-        found, how = _single_out(first, agreed, settings, is_copy)
+        found, how = _single_out(first, agreed, settings, same_recording)
         if found is not None:
             return found, how
         agreed += agreements(candidates[len(first):], clip, song_peaks, settings)
-    return _single_out(candidates, agreed, settings, is_copy)
+    return _single_out(candidates, agreed, settings, same_recording)
 
 
 def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate]], settings: MatchSettings,
-                is_copy: CopyCheck | None) -> tuple[Candidate | None, str]:
+                same_recording: SameRecording | None) -> tuple[Candidate | None, str]:
     """`verify`'s rule on these candidates and their agreements (those of candidates with stored peaks)."""
     if not agreed:
         return None, ""
@@ -205,13 +204,13 @@ def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate
     needed_z = (settings.confirm_min_z if leader.score >= settings.confirm_min_ratio * runner_up_score
                 else settings.confirm_close_min_z)
     if (leader.song_id == candidates[0].song_id and leader_z >= needed_z
-            and leader_z - _strongest_other(by_z, leader, settings.confirm_min_lead, is_copy)
+            and leader_z - _strongest_other(by_z, leader, settings.confirm_min_lead, same_recording)
             >= settings.confirm_min_lead):
         return leader, "confirmed"
     best_z, best = by_z[0]
     if best_z < settings.min_agreement_z:  # before its lead: a copy is looked for only where it would matter
         return None, ""
-    if best_z - _strongest_other(by_z, best, settings.min_agreement_lead, is_copy) < settings.min_agreement_lead:
+    if best_z - _strongest_other(by_z, best, settings.min_agreement_lead, same_recording) < settings.min_agreement_lead:
         return None, ""
     return best, "verified"
 
@@ -299,7 +298,7 @@ def without_copies_of_leader(candidates: list[Candidate], is_copy: Callable[[Can
 
 
 def _strongest_other(agreed: list[tuple[float, Candidate]], of: Candidate, lead: float,
-                     is_copy: CopyCheck | None) -> float:
+                     same_recording: SameRecording | None) -> float:
     """The best z among `agreed` (sorted by falling z, `of` left out) that is not a copy of `of`'s recording. A copy
     is looked for only where it would matter: a z within `lead` of `of`'s."""
     own_z = next(z for z, c in agreed if c.song_id == of.song_id)
@@ -308,8 +307,8 @@ def _strongest_other(agreed: list[tuple[float, Candidate]], of: Candidate, lead:
             continue
         # a copy by its peaks, not its votes; one that agrees better must hold most of `of`'s peaks as well (an
         # instrumental holds most of its vocal version's peaks, not the other way round)
-        if (is_copy is not None and own_z - z < lead and is_copy.same_recording(of, candidate)
-                and (z <= own_z or is_copy.same_recording(candidate, of))):
+        if (same_recording is not None and own_z - z < lead and same_recording(of, candidate)
+                and (z <= own_z or same_recording(candidate, of))):
             continue
         return z
     return -np.inf

@@ -30,7 +30,16 @@ from . import hashes as hashing
 from . import vote
 from .arrays import covered, members, run_starts
 from .settings import MAX_WARP, FingerprintSettings, MatchSettings
-from .verify import CopyCheck, ProminenceMap, SongPeaks, agreement, agreements_of, verify, without_copies_of_leader
+from .verify import (
+    CopyCheck,
+    ProminenceMap,
+    SameRecording,
+    SongPeaks,
+    agreement,
+    agreements_of,
+    verify,
+    without_copies_of_leader,
+)
 
 LINES = {"speed": (1, 1), "tempo": (1, 0), "pitch": (0, 1)}
 """Each kind of change as the exponents (a, b) of its factor s in (T, P) = (s^a, s^b)."""
@@ -367,13 +376,24 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
             chosen, decided_by = clip_candidates[0], "vote"
     if chosen is None:
         chosen, decided_by = verify(clip_candidates, clip, lambda ids: {i: on_clip[i] for i in ids if i in on_clip},
-                                    matching, is_copy)
+                                    matching, same_recording_on_song_grid(is_copy, warps))
     if chosen is None:
         return Found(None, "", None, None, candidates)
     warp = warps[chosen.song_id]
     z, _ = agreement(clip, *on_clip[chosen.song_id], chosen.delta_frames, matching)
     in_song = vote.Candidate(chosen.song_id, chosen.score, int(round(chosen.delta_frames * warp.tempo)))
     return Found(in_song, decided_by, z, warp, candidates)
+
+
+def same_recording_on_song_grid(is_copy: CopyCheck, warps: dict[int, Warp]) -> SameRecording:
+    """`is_copy.same_recording` for candidates whose Δt are on the clip's grid, each song played at its warp: the
+    songs' stored peaks, which it compares, are on the songs' grid (Δt × tempo). Two copies whose lead-ins differ
+    by 2 s are 125 song frames apart, 116 clip frames at tempo 1.08: compared unscaled, no peak would meet."""
+    def same_recording(stronger: vote.Candidate, weaker: vote.Candidate) -> bool:
+        return is_copy.same_recording(*(
+            dataclasses.replace(c, delta_frames=int(round(c.delta_frames * warps[c.song_id].tempo)))
+            for c in (stronger, weaker)))
+    return same_recording
 
 
 def under_clip(song_frames: np.ndarray, song_bins: np.ndarray, deltas: tuple[int, ...], reach_frames: int
@@ -395,10 +415,16 @@ def agreement_near(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.n
     near = under_clip(song_frames, song_bins, (int(round(start_frame)),),
                       clip.standardised.shape[0] + reach_frames + 2 * shift)
     expected = int(round(start_frame / played.tempo))  # in the clip's frames
-    # offsets 2·shift + 1 apart, each read ± shift: every frame within ± reach_frames once
-    offsets = range(expected - reach_frames + shift, expected + reach_frames - shift + 1, 2 * shift + 1)
-    z, _ = agreement(clip, *played.to_clip(*near), list(offsets), matching)
+    z, _ = agreement(clip, *played.to_clip(*near), offsets_within(expected, reach_frames, shift), matching)
     return z
+
+
+def offsets_within(expected: int, reach_frames: int, shift_frames: int) -> list[int]:
+    """Offsets 2·shift + 1 apart, centred on `expected`, whose readings (each ± `shift_frames`) cover every frame
+    within ± `reach_frames` of it: the expected one at least."""
+    step = 2 * shift_frames + 1
+    count = -(-(2 * reach_frames + 1) // step)
+    return (expected + (step * (2 * np.arange(count) - (count - 1))) // 2).tolist()
 
 
 def measured(matching: MatchSettings) -> bool:
@@ -469,8 +495,9 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
 
 
 def clip_starts(tempos: np.ndarray, delta_frames: int, n_frames: int) -> list[np.ndarray]:
-    """For each tempo T, the song frames (ascending, distinct) where a clip of `n_frames` may start when Δt =
-    `delta_frames` is its alignment at T = 1 somewhere along it: Δt − (T − 1)·u for a clip frame u, over T, read
+    """For each tempo T, the starts on the clip's grid (song frames ÷ T; ascending, distinct) where a clip of
+    `n_frames` may start when Δt = `delta_frames` is its alignment at T = 1 somewhere along it: (Δt − (T − 1)·u) / T
+    for a clip frame u, read
     at `int(|T − 1| · n_frames) + 2` evenly spaced u from 0 to `n_frames` (the further T is from 1, the more
     starts it spans). One pass for every tempo: a match's warp is read at some forty."""
     tempos = np.asarray(tempos, np.float64)
@@ -527,7 +554,7 @@ def _start_shift(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np
                  warp: Warp, start_frames: int) -> int:
     """How many song frames to move the start so that the most clip peaks meet a song peak (same bin ± 1)."""
     predicted_frames = (song_frames - start_frames) / warp.tempo
-    candidates = _song_neighbours(predicted_frames, clip_frames, START_SEARCH_FRAMES)
+    candidates = _song_neighbours(predicted_frames, clip_frames, START_SEARCH_FRAMES / warp.tempo)
     if candidates is None:
         return 0
     gaps = predicted_frames[candidates] - clip_frames[:, None]
@@ -548,7 +575,8 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
     Agreement fixes a factor only to where the song's peaks drift by about a frame across the clip: ± 0.5 % in
     time for a 5 s clip. The clip's peaks at sub-frame positions (`peaks.refine`), paired with the song's peaks
     where the warp puts them, fix the line t_song = T · t_clip + start to about 0.1 %, and f_song = f_clip / P as
-    well. The factor moves along the warp's own line only."""
+    well. The fitted point is then put on the nearest line the search allows (`nearest_on_line`, of `kinds`), or
+    read as recorded where it lies within its errors of 1.0."""
     tempo, pitch = warp.tempo, warp.pitch
     start = start_frames + _start_shift(clip_frames, clip_bins, song_frames, song_bins, warp, start_frames)
     for reach in FIT_REACH_FRAMES:

@@ -27,6 +27,18 @@ from typing import Any, overload
 from .errors import REBUILD, IndexFileError, damaged
 from .results import Song
 
+VARIABLES_PER_STATEMENT = 900
+"""Values bound to one statement at most: SQLite builds before 3.32 allow 999 (later ones 32,766), and `remove` or
+`prune` may name tens of thousands of songs."""
+
+
+def id_batches(ids: Iterable[int]) -> Iterator[tuple[str, list[int]]]:
+    """`ids` in batches of at most `VARIABLES_PER_STATEMENT`, each with its placeholders for `IN (…)`: "?,?,?"."""
+    ids = [int(i) for i in ids]
+    for start in range(0, len(ids), VARIABLES_PER_STATEMENT):
+        batch = ids[start:start + VARIABLES_PER_STATEMENT]
+        yield ",".join("?" * len(batch)), batch
+
 SCHEMA_VERSION = 9
 UPGRADABLE_FROM = 3
 """Index files of this schema version or newer are opened; older ones must be rebuilt. Schema 3 lacks the landmark
@@ -293,11 +305,8 @@ class Catalogue:
         return [Song(*row) for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs ORDER BY id")]
 
     def songs_by_id(self, ids: Iterable[int]) -> dict[int, Song]:
-        ids = [int(i) for i in ids]
-        if not ids:
-            return {}
-        rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({','.join('?' * len(ids))})", ids)
-        return {row[0]: Song(*row) for row in rows}
+        return {row[0]: Song(*row) for marks, batch in id_batches(ids)
+                for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({marks})", batch)}
 
     def find_songs(self, reference: str) -> list[Song]:
         """Songs whose id, path (as given or absolute), title or content hash equals `reference`."""
@@ -334,8 +343,8 @@ class Catalogue:
     def delete_songs(self, song_ids: Sequence[int]) -> None:
         """Delete songs' rows; every engine table that references them loses their rows too (call inside a write
         transaction, after the engines that keep data outside such tables have dropped it)."""
-        if song_ids:
-            self.conn.execute(f"DELETE FROM songs WHERE id IN ({','.join('?' * len(song_ids))})", list(song_ids))
+        for marks, batch in id_batches(song_ids):
+            self.conn.execute(f"DELETE FROM songs WHERE id IN ({marks})", batch)
 
     def song_count(self) -> int:
         """Songs in the catalogue, counted without reading them."""

@@ -30,6 +30,14 @@ def test_unknown_names_and_wrong_types_are_refused_with_the_name():
         FingerprintSettings(max_freq_hz=4500.0)  # above Nyquist at 8 kHz
 
 
+def test_a_negative_count_or_reach_is_refused_with_its_name():
+    """A negative tolerance would borrow across the fields of a packed vote key, a negative shift read no offset."""
+    for name in ("verify_shift_frames", "vote_tolerance_frames", "follow_reach_s", "verify_candidates"):
+        with pytest.raises(SettingsError, match=f"{name} must be at least 0"):
+            MatchSettings().with_values({name: -1})
+    assert MatchSettings().with_values({"follow_reach_s": 0.0, "verify_shift_frames": 0}).follow_reach_s == 0.0
+
+
 def test_every_setting_is_either_stored_or_used_at_query_time_never_both():
     """No hand-kept list decides which settings an index records: the two objects do, so a new matching setting
     can never be mistaken for a stored one."""

@@ -899,3 +899,33 @@ def test_the_timeline_names_the_same_song_and_frame_as_a_binary_search_would():
     np.testing.assert_array_equal(inside, expected)
     np.testing.assert_array_equal(song_ids, table[slot[expected], 2])
     np.testing.assert_array_equal(song_frames, frames[expected] - table[slot[expected], 0])
+
+
+def test_thousands_of_songs_go_in_one_removal_where_sqlite_binds_999_values(tmp_path):
+    """SQLite builds before 3.32 bind at most 999 values a statement, and `prune` may remove tens of thousands of
+    songs at once: ids are bound in batches, and the timeline, postings and peaks of every one of them go."""
+    index = Store(tmp_path / "i.db", create=True)
+    index.catalogue.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    rng = np.random.default_rng(3)
+    fingerprints = [SongFingerprint(f"/s{n}", f"s{n}", 10.0, f"sha-{n}", rng.integers(0, 1 << 21, 8).astype(np.uint32),
+                                    np.arange(8, dtype=np.uint32) * 60, np.array([1, 30]), np.array([40, 50]))
+                    for n in range(1200)]
+    ids = index.add_fingerprints(fingerprints)
+    kept = ids[-1]
+    assert len(index.catalogue.songs_by_id(ids)) == 1200 and len(index.peaks.get(ids)) == 1200
+    index.remove(ids[:-1])
+    assert [song.id for song in index.catalogue.songs()] == [kept] and list(index.peaks.get(ids)) == [kept]
+    assert set(_postings_of(index, fingerprints[-1].hashes)) == {
+        (int(h), kept, int(f)) for h, f in zip(fingerprints[-1].hashes, fingerprints[-1].anchor_frames)}
+    assert index.postings.song_count() == 1
+    index.close()
+
+
+def test_dedup_of_songs_without_landmarks_finds_nothing(tmp_path):
+    """Songs another engine holds alone have no postings for dedup's join: no overlaps, no error."""
+    with Store(tmp_path / "i.db", create=True) as index:
+        with index.catalogue.write():
+            for n in range(2):
+                index.catalogue.add_song(f"/m{n}.flac", f"m{n}", 30.0, f"sha-{n}")
+        duplicates = index.duplicates()
+        assert (duplicates.recordings, duplicates.shared_parts, index.overlaps()) == ([], [], [])

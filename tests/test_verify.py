@@ -63,8 +63,11 @@ def test_a_song_with_no_peaks_under_the_clip_does_not_agree():
 
 
 def test_a_match_by_vote_stands_only_if_the_songs_peaks_are_in_the_clip():
-    from landmark.verify import agrees
+    from landmark.verify import agreement_at, confirms_vote
     from landmark.vote import Candidate
+
+    def agrees(voted, clip, song_peaks, settings):
+        return confirms_vote(agreement_at(voted, clip, song_peaks, settings), settings)
 
     song, other = rendered(3, 40.0, RATE), rendered(4, 40.0, RATE)
     stored = {1: extract_peaks(song, CONFIG, CONFIG.index), 2: extract_peaks(other, CONFIG, CONFIG.index)}
@@ -253,7 +256,7 @@ def test_a_copy_whose_vote_differs_by_chance_does_not_count_against_its_recordin
 
     candidates = [Candidate(1, 30.0, delta), Candidate(2, 10.0, delta)]
     copies = CopyCheck(song_peaks, lambda ids: {i: 40.0 for i in ids}, MATCHING)
-    found, how = verify(candidates, clip, song_peaks, MATCHING, copies)
+    found, how = verify(candidates, clip, song_peaks, MATCHING, copies.same_recording)
     assert found is not None and found.song_id == 1 and how in ("confirmed", "verified"), (found, how)
     assert copies.copies == {1: {2}}
     # a medley holding this passage among other music (80 s): not one recording, so the two tie
@@ -265,11 +268,11 @@ def test_a_copy_whose_vote_differs_by_chance_does_not_count_against_its_recordin
     order = np.argsort(stored[2][0], kind="stable")
     stored[2] = (stored[2][0][order], stored[2][1][order])
     medley = CopyCheck(song_peaks, lambda ids: {1: 40.0, 2: 80.0}, MATCHING)
-    assert verify(candidates, clip, song_peaks, MATCHING, medley)[0] is None
+    assert verify(candidates, clip, song_peaks, MATCHING, medley.same_recording)[0] is None
     # the same recording cut short (its first 20 s, a partial download): one recording where both play
     stored[2] = (frames[frames < 20 * RATE // CONFIG.hop_size], bins[frames < 20 * RATE // CONFIG.hop_size])
     cut = CopyCheck(song_peaks, lambda ids: {1: 40.0, 2: 20.0}, MATCHING)
-    found, how = verify(candidates, clip, song_peaks, MATCHING, cut)
+    found, how = verify(candidates, clip, song_peaks, MATCHING, cut.same_recording)
     assert found is not None and found.song_id == 1 and cut.copies == {1: {2}}, (found, how)
     stored[2] = (peaks[0].copy(), peaks[1].copy())
     # a copy that lost a tenth of its peaks (a lossy encoding) agrees a little worse than the other file, though
@@ -277,7 +280,7 @@ def test_a_copy_whose_vote_differs_by_chance_does_not_count_against_its_recordin
     kept = np.arange(peaks[0].size) % 10 != 0
     stored[1] = (peaks[0][kept], peaks[1][kept])
     copies = CopyCheck(song_peaks, lambda ids: {i: 40.0 for i in ids}, MATCHING)
-    found, how = verify(candidates, clip, song_peaks, MATCHING, copies)
+    found, how = verify(candidates, clip, song_peaks, MATCHING, copies.same_recording)
     assert found is not None and found.song_id in (1, 2), (found, how)
 
 
@@ -324,5 +327,30 @@ def test_a_rival_that_agrees_better_is_never_passed_over_as_a_copy():
         return {i: stored[i] for i in ids if i in stored}
 
     copies = CopyCheck(song_peaks, lambda ids: {i: 40.0 for i in ids}, MATCHING)
-    found, _ = verify([Candidate(1, 30.0, delta), Candidate(2, 10.0, delta)], clip, song_peaks, MATCHING, copies)
+    found, _ = verify([Candidate(1, 30.0, delta), Candidate(2, 10.0, delta)], clip, song_peaks, MATCHING, copies.same_recording)
     assert found is None or found.song_id == 2, found
+
+
+def test_copies_a_warped_search_holds_on_the_clips_grid_are_told_on_the_songs_grid():
+    """Two files of one recording, one with 2 s more silence before the music (and as much less after it). A
+    warped search's candidates carry Δt on the clip's grid (song frames ÷ tempo): at tempo 1.08 the two files
+    are 116 clip frames apart where their stored peaks are 125 song frames apart. Compared unscaled no peak meets
+    its twin; put back on the songs' grid, they are one recording."""
+    from landmark.verify import CopyCheck
+    from landmark.vote import Candidate
+    from landmark.warp import Warp, same_recording_on_song_grid
+
+    song = rendered(3, 40.0, RATE)
+    lead_frames, tempo = 125, 1.08
+    padded = np.r_[np.zeros(lead_frames * CONFIG.hop_size, np.float32), song[:-lead_frames * CONFIG.hop_size]]
+    stored = {1: extract_peaks(song, CONFIG, CONFIG.index), 2: extract_peaks(padded, CONFIG, CONFIG.index)}
+
+    def copy_check() -> CopyCheck:
+        return CopyCheck(lambda ids: {i: stored[i] for i in ids}, lambda ids: {i: 40.0 for i in ids}, MATCHING)
+
+    delta = 10 * RATE // CONFIG.hop_size
+    in_song = (Candidate(1, 30.0, delta), Candidate(2, 20.0, delta + lead_frames))
+    assert copy_check().same_recording(*in_song)
+    on_clip = [Candidate(c.song_id, c.score, round(c.delta_frames / tempo)) for c in in_song]
+    assert not copy_check().same_recording(*on_clip)
+    assert same_recording_on_song_grid(copy_check(), {1: Warp("speed", tempo), 2: Warp("speed", tempo)})(*on_clip)

@@ -280,3 +280,34 @@ def test_every_tempos_clip_starts_are_those_of_its_own_reading():
             positions = np.linspace(0, n_frames, int(abs(tempo - 1) * n_frames) + 2)
             one = np.unique(np.round((delta - (tempo - 1) * positions) / tempo).astype(np.int64))
             np.testing.assert_array_equal(starts, one)
+
+
+def test_a_followed_song_is_read_at_its_clock_and_everywhere_within_the_reach():
+    """`agreement_near`'s offsets, each read ± shift, cover every frame within ± reach of the clock's, and no
+    more than one grid step past it: with no reach the clock's offset alone, and at a reach the grid does not
+    divide (15 frames, offsets 3 apart) its ends too."""
+    from landmark.warp import offsets_within
+
+    for reach, shift in ((0, 1), (0, 0), (1, 1), (15, 1), (16, 1), (15, 2), (4, 0)):
+        offsets = offsets_within(100, reach, shift)
+        read = {offset + k for offset in offsets for k in range(-shift, shift + 1)}
+        assert set(range(100 - reach, 100 + reach + 1)) <= read, (reach, shift)
+        assert len(read) == len(offsets) * (2 * shift + 1) < 2 * reach + 1 + 2 * shift + 1, (reach, shift)
+        assert min(read) - (100 - reach) <= shift and max(read) - (100 + reach) <= shift + 1, (reach, shift)
+    assert offsets_within(100, 0, 1) == [100] and offsets_within(100, 16, 1) == list(range(85, 116, 3))
+
+
+def test_a_followed_song_agrees_at_its_clock_with_no_reach():
+    """`MatchSettings.follow_reach_s` = 0 reads the clock's offset alone (it read none, and failed)."""
+    from landmark.fingerprint import extract_peaks, fingerprint
+    from landmark.verify import ProminenceMap
+    from landmark.warp import agreement_near
+
+    config, matching = FingerprintSettings(), Matching()
+    song = rendered(3, 40.0, RATE)
+    frames, bins = extract_peaks(song, config, config.index)
+    delta = 12 * RATE // config.hop_size
+    clip_samples = song[delta * config.hop_size:delta * config.hop_size + 5 * RATE]
+    clip = ProminenceMap.of(fingerprint(clip_samples, config, matching.query, with_prominence=True).prominence,
+                            config)
+    assert agreement_near(clip, frames, bins, Warp("speed", 1.0), delta, 0, matching) >= matching.min_agreement_z
