@@ -32,6 +32,16 @@ VARIABLES_PER_STATEMENT = 900
 `prune` may name tens of thousands of songs."""
 
 
+def _is_gone(path: str) -> bool:
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def id_batches(ids: Iterable[int]) -> Iterator[tuple[str, list[int]]]:
     """`ids` in batches of at most `VARIABLES_PER_STATEMENT`, each with its placeholders for `IN (…)`: "?,?,?"."""
     ids = [int(i) for i in ids]
@@ -337,8 +347,9 @@ class Catalogue:
             self.conn.execute("UPDATE songs SET path=? WHERE id=?", (path, song_id))
 
     def songs_whose_files_are_gone(self) -> list[Song]:
-        """Songs whose file no longer exists at the path they were added from."""
-        return [song for song in self.songs() if not os.path.exists(song.path)]
+        """Songs whose file no longer exists at the path they were added from: the file system says there is no
+        such file. A file it cannot look at (a folder without permission, a failing disk) is not gone."""
+        return [song for song in self.songs() if _is_gone(song.path)]
 
     def delete_songs(self, song_ids: Sequence[int]) -> None:
         """Delete songs' rows; every engine table that references them loses their rows too (call inside a write

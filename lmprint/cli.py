@@ -358,8 +358,9 @@ def list_(ctx, as_json, recordings):
             index.close()
         by_id = {song.id: song for song in songs}
         grouped = {song_id for group in found.recordings for song_id in group}
-        groups = sorted([[by_id[i] for i in group if i in by_id] for group in found.recordings] +
-                        [[song] for song in songs if song.id not in grouped], key=lambda group: group[0].id)
+        listed = [[by_id[i] for i in group if i in by_id] for group in found.recordings]  # added since: not listed
+        groups = sorted([group for group in listed if group] + [[song] for song in songs if song.id not in grouped],
+                        key=lambda group: group[0].id)
     for group in groups:
         if as_json:
             click.echo(json.dumps({"files": [song.to_dict() for song in group]} if recordings else group[0].to_dict()))
@@ -429,15 +430,21 @@ def remove(ctx, songs, remove_all, dry_run):
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Print what would be removed, and remove nothing.")
+@click.option("--force", is_flag=True, help="Remove them even when every indexed song's file is gone (refused "
+              "without it: a drive that is not mounted looks like that).")
 @_db_option
 @click.pass_context
 @_guard
-def prune(ctx, dry_run):
+def prune(ctx, dry_run, force):
     """Remove the songs whose files are gone (deleted, or moved without `lmprint add` seeing the new place)."""
     from .catalogue import Catalogue
 
     with Catalogue(ctx.obj["db"]) as catalogue:
         gone = catalogue.songs_whose_files_are_gone()
+        every = len(gone) == catalogue.song_count()
+    if gone and every and not (force or dry_run):
+        raise LmprintError(f"the files of all {len(gone)} indexed songs are gone (is their drive mounted?): nothing "
+                           "removed; `lmprint prune --force` removes them all")
     remove_songs(ctx.obj["db"], gone, dry_run)
     click.echo(f"{len(gone)} songs whose files are gone{' (dry run: none removed)' if dry_run else ''}", err=True)
 
@@ -490,7 +497,9 @@ def dedup(ctx, as_json):
                                                    {s for o in found.shared_parts for s in (o.song_a, o.song_b)}))
     finally:
         index.close()
-    groups, parts = found.recordings, found.shared_parts
+    # songs removed since the join are left out (an `add` or `remove` may run meanwhile)
+    groups = [kept for group in found.recordings if len(kept := [i for i in group if i in songs]) > 1]
+    parts = [part for part in found.shared_parts if part.song_a in songs and part.song_b in songs]
     for group in groups:
         if as_json:
             click.echo(json.dumps({"same_recording": [{"song_id": i, "path": songs[i].path} for i in group]}))

@@ -94,7 +94,7 @@ def declared_duration_s(path: str | os.PathLike) -> float | None:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="ignore") as container:  # a badly encoded tag hides no duration
             return container.duration / 1e6 if container.duration else None
-    except (av.FFmpegError, OSError, ValueError):
+    except Exception:  # noqa: BLE001 - whatever FFmpeg makes of it, decoding will say why in one line
         return None

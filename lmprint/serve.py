@@ -184,11 +184,11 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             if not (declared and declared.isdigit()):  # a form's file part is not size-capped while it streams
                 raise LmprintError("a form upload needs a Content-Length")
-            form = await request.form(max_files=1, max_fields=4, max_part_size=settings.max_upload_bytes)
-            part = form.get("file")
-            if part is None or isinstance(part, str):
-                raise LmprintError("the form has no `file` field")
-            name, data = part.filename or name, await part.read()
+            async with request.form(max_files=1, max_fields=4, max_part_size=settings.max_upload_bytes) as form:
+                part = form.get("file")
+                if part is None or isinstance(part, str):
+                    raise LmprintError("the form has no `file` field")
+                name, data = part.filename or name, await part.read()
         else:
             chunks, size = [], 0
             async for chunk in request.stream():
@@ -206,8 +206,11 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         folder = os.path.join(folder, hashlib.sha1(data).hexdigest()[:16])
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, _safe_name(name))
-        with open(path, "wb") as handle:
-            handle.write(data)
+        if not os.path.exists(path):  # else it holds these bytes already, and may be being indexed: never rewrite it
+            handle, partial = tempfile.mkstemp(dir=folder, suffix=".part")
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+            os.replace(partial, path)
         return path, name
 
     async def with_upload(request: Request, folder: str, work: Callable[[str, str], Any]):
@@ -222,8 +225,11 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             return error(408, f"upload not received within {settings.read_timeout_s:g} s")
         except LmprintError as failure:
             return error(400, str(failure))
+        except OSError as failure:  # the upload folder: a full disk, no permission
+            return error(507, f"cannot store the upload: {failure.strerror or failure}")
         declared_s = declared_duration_s(path)
         if declared_s is not None and declared_s > settings.max_upload_s:
+            _discard(path)
             return error(413, f"upload of {declared_s:.0f} s of audio, over {settings.max_upload_s:g} s")
         return await work(path, name)
 
@@ -246,6 +252,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             def work(method: Method) -> dict:
                 report = method.add([path])
                 if report.failed:
+                    _discard(path)  # kept only as an indexed song's file
                     raise LmprintError(report.failed[0][1])
                 return {"added": report.added, "skipped": report.skipped, "path": path}
             return await guarded(work)
@@ -277,7 +284,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                 rate = int(hello["sample_rate"])
                 if not 8000 <= rate <= 192000:
                     raise ValueError
-            except (TimeoutError, ValueError, KeyError, TypeError):
+            except WebSocketDisconnect:
+                return
+            except (TimeoutError, ValueError, KeyError, TypeError, OverflowError):
                 await websocket.send_json({"event": "error", "error": 'send {"sample_rate": HZ} first'})
                 await websocket.close(code=1003)
                 return
@@ -336,7 +345,15 @@ def serve(app: str, host: str, port: int, processes: int, settings: ServeSetting
 
     uvicorn.run(app, factory=True, host=host, port=port, workers=processes, log_level="warning",
                 timeout_keep_alive=int(settings.read_timeout_s),
-                limit_concurrency=4 * processes * (settings.workers + settings.queue))
+                limit_concurrency=4 * (settings.workers + settings.queue))  # per process; past it uvicorn answers 503
+
+
+def _discard(path: str) -> None:
+    """Delete an upload the index did not take."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _safe_name(name: str) -> str:

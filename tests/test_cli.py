@@ -281,6 +281,13 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     assert sorted(json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()) == [
         str(music / "moved" / "song1.flac"), str(music / "song3.mp3")]
 
+    music.rename(tmp_path / "unmounted")  # every file gone at once: a drive not mounted looks like that
+    refused = run_cli("prune", db=db)
+    assert refused.returncode != 0 and refused.stderr.count("\n") == 1 and "--force" in refused.stderr
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 2
+    assert "removed" in run_cli("prune", "--force", db=db, check=True).stdout
+    assert run_cli("list", db=db, check=True).stdout == ""
+
 
 def test_top_lists_the_best_candidates_with_their_scores_match_or_not(built_index, tmp_path):
     clip = clip_file(tmp_path, 2, 9.0)

@@ -1,6 +1,7 @@
 """`lmprint serve`: the HTTP API, its limits, and the WebSocket that follows live audio, in process."""
 
 import json
+import os
 import shutil
 import threading
 
@@ -131,6 +132,17 @@ def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_in
         assert again.status_code == 200 and again.json()["path"] != added.json()["path"]
         titles = [song["path"] for song in client.get("/songs").json()]
         assert added.json()["path"] in titles and again.json()["path"] in titles
+        # the same upload again (a client's retry) is known, and its file, maybe being indexed, is never rewritten
+        written_ns = os.stat(added.json()["path"]).st_mtime_ns
+        retry = client.post("/songs", files=upload, headers={"authorization": "Bearer s3cret"})
+        assert retry.json() == {"added": 0, "skipped": 1, "path": added.json()["path"]}
+        assert os.stat(added.json()["path"]).st_mtime_ns == written_ns
+        # what the index does not take is not kept
+        refused = client.post("/songs", files={"file": ("junk.mp3", b"ID3" + bytes(range(256)) * 8)},
+                              headers={"authorization": "Bearer s3cret"})
+        assert refused.status_code == 422 and set(refused.json()) == {"error"}
+        kept = sorted(str(path) for path in (tmp_path / "lmprint-uploads").rglob("*") if path.is_file())
+        assert kept == sorted([added.json()["path"], again.json()["path"]])
 
 
 def test_it_keeps_serving_while_another_process_adds_to_the_index(built_index, tmp_path):
@@ -164,9 +176,13 @@ def test_the_listen_socket_names_a_song_from_live_audio_within_8_s(client, built
 
 
 def test_the_listen_socket_refuses_a_stream_without_its_rate_a_text_frame_and_an_oversized_chunk(client):
+    for hello in ('{"hello": 1}', '{"sample_rate": 1e999}', '{"sample_rate": "fast"}', "[]"):
+        with client.websocket_connect("/listen") as socket:
+            socket.send_text(hello)
+            assert socket.receive_json() == {"event": "error", "error": 'send {"sample_rate": HZ} first'}, hello
     with client.websocket_connect("/listen") as socket:
-        socket.send_json({"hello": 1})
-        assert socket.receive_json()["event"] == "error"
+        pass  # gone before its hello
+    assert client.get("/health").json()["status"] == "ok"
     with client.websocket_connect("/listen") as socket:
         socket.send_json({"sample_rate": 8000})
         assert socket.receive_json() == {"event": "listening"}
