@@ -242,3 +242,21 @@ def test_music_with_scattered_nan_samples_decodes_as_the_music_not_as_silence(tm
     decoded, reference = audio.load(tmp_path / "nan.wav", 8000), rendered(3, 20.0, 8000)
     assert np.isfinite(decoded).all() and decoded.size == reference.size
     assert np.corrcoef(decoded, reference)[0, 1] > 0.99
+
+
+def test_a_tag_that_is_not_utf8_neither_stops_decoding_nor_hides_the_declared_duration(tmp_path):
+    """A WAV with a Latin-1 title: the engine decodes it, and the duration a server caps uploads by is read."""
+    import struct
+
+    from lmprint.files import declared_duration_s
+
+    path = tmp_path / "tagged.wav"
+    write(path, rendered(3, 3.0, 8000), 8000)
+    data = bytearray(path.read_bytes())
+    text = b"caf\xe9 \xff\x00"  # not UTF-8
+    tag = b"INAM" + struct.pack("<I", len(text)) + text
+    data += b"LIST" + struct.pack("<I", 4 + len(tag)) + b"INFO" + tag
+    data[4:8] = struct.pack("<I", len(data) - 8)
+    path.write_bytes(data)
+    assert declared_duration_s(path) == pytest.approx(3.0, abs=0.05)
+    assert audio.load(path, 8000).size == pytest.approx(3 * 8000, abs=100)
