@@ -29,7 +29,7 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, seed: int = 1, 
     from landmark import Index
     from landmark.confidence import ChanceTail
 
-    tracks = corpus_module.load(corpus)
+    tracks = corpus_module.require(corpus_module.load(corpus), corpus, indexed=1, held_out=1)
     degraders = query_module.Degraders.load(noise_dir, rir_dir)
     with tempfile.TemporaryDirectory(prefix="lmprint-calibrate-", dir=workdir) as tmp:
         clips = query_module.build(tracks, degraders, seed, tmp, full=False)

@@ -27,7 +27,9 @@ def load(corpus: str, held_out_fraction: float = 0.2, limit: int | None = None) 
     if os.path.isfile(corpus):
         root = os.path.dirname(os.path.abspath(corpus))
         with open(corpus, newline="") as handle:
-            paths = [os.path.join(root, row["path"]) for row in csv.DictReader(handle, delimiter="\t")]
+            # normalised as `lmprint add` stores paths ("./a.ogg" is "a.ogg"): answers are compared by path
+            paths = [os.path.normpath(os.path.join(root, row["path"]))
+                     for row in csv.DictReader(handle, delimiter="\t")]
     else:
         root = os.path.abspath(corpus)
         paths = [path for path, error in find_audio_files([root]) if error is None]
@@ -35,6 +37,18 @@ def load(corpus: str, held_out_fraction: float = 0.2, limit: int | None = None) 
     if limit is not None:
         ranked = ranked[:limit]
     return [Track(p, _unit_hash("split:" + os.path.relpath(p, root)) >= held_out_fraction) for p in ranked]
+
+
+def require(tracks: list[Track], corpus: str, indexed: int = 1, held_out: int = 0) -> list[Track]:
+    """`tracks`, or an exit with one line when they hold fewer than `indexed` songs to index or `held_out` kept out
+    (a bench of a small folder: a fifth of it, by a hash of each path, is kept out)."""
+    n_indexed = sum(track.indexed for track in tracks)
+    if not tracks:
+        raise SystemExit(f"bench: no audio files in {corpus}")
+    if n_indexed < indexed or len(tracks) - n_indexed < held_out:
+        raise SystemExit(f"bench: {corpus} has {n_indexed} songs to index and {len(tracks) - n_indexed} kept out; "
+                         f"this bench needs at least {indexed} and {held_out}")
+    return tracks
 
 
 def _unit_hash(text: str) -> float:

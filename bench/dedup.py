@@ -101,7 +101,7 @@ def run(corpus: str, sizes: list[int], count: int = 30, seed: int = 0, jobs: int
 
     from .scale import add_distractors, distractor_bases
 
-    tracks = corpus_module.load(corpus)
+    tracks = corpus_module.require(corpus_module.load(corpus), corpus)
     rng = np.random.default_rng(seed)
     rows = []
     with tempfile.TemporaryDirectory(prefix="lmprint-dedup-", dir=workdir) as tmp:

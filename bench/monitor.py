@@ -76,7 +76,10 @@ def radio_hour(tracks, duration_s: float, rng: np.random.Generator, condition: s
         track = pool[int(rng.integers(len(pool)))]
         signal = audio.load(track.path, RATE)
         length_s = min(float(rng.uniform(20, 180)), signal.size / RATE)
-        if length_s < 20:
+        if length_s < 20:  # too short to be a piece: never drawn again
+            pool.remove(track)
+            if not indexed:
+                raise SystemExit("bench monitor: no song to index of 20 s or more")
             continue
         offset_s = float(rng.uniform(0, signal.size / RATE - length_s))
         piece = signal[int(offset_s * RATE):int((offset_s + length_s) * RATE)].copy()
@@ -174,7 +177,7 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
     from landmark import Index, audio
     from lmprint.monitor import Looks, MonitorSettings, monitor
 
-    tracks = corpus_module.load(corpus)
+    tracks = corpus_module.require(corpus_module.load(corpus), corpus)
     degraders = query_module.Degraders.load(noise_dir, rir_dir)
     rows = []
     with tempfile.TemporaryDirectory(prefix="lmprint-monitor-", dir=workdir) as tmp:

@@ -165,7 +165,7 @@ class Degraders:
         noises: dict[str, list[np.ndarray]] = {}
         if noise_dir and os.path.isdir(noise_dir):
             for path, error in find_audio_files([noise_dir]):
-                kind = "babble" if "babble" in path else "ambient"
+                kind = "babble" if "babble" in os.path.relpath(path, noise_dir) else "ambient"
                 if error is None and len(noises.setdefault(kind, [])) < max_files:
                     try:
                         noises[kind].append(audio.load(path, BENCH_RATE_HZ, max_duration_s=60))

@@ -133,9 +133,7 @@ def _child(connection, *args) -> None:
 def load_inputs(corpus: str, limit: int | None, noise_dir: str | None, rir_dir: str | None
                 ) -> tuple[list, query_module.Degraders]:
     """The corpus's tracks (exiting with a message when it has none) and the noises and rooms for its queries."""
-    tracks = corpus_module.load(corpus, limit=limit)
-    if not tracks:
-        raise SystemExit(f"bench: no audio files in {corpus}")
+    tracks = corpus_module.require(corpus_module.load(corpus, limit=limit), corpus)
     return tracks, query_module.Degraders.load(noise_dir, rir_dir)
 
 

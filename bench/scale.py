@@ -102,7 +102,7 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
     from .audio_io import write
     from .startup import measure
 
-    tracks = corpus_module.load(corpus, limit=limit)
+    tracks = corpus_module.require(corpus_module.load(corpus, limit=limit), corpus)
     degraders = query_module.Degraders.load(noise_dir, None)
     kind = sorted(degraders.noises)[0]
     with tempfile.TemporaryDirectory(prefix="lmprint-scale-", dir=workdir) as tmp:

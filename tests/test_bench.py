@@ -310,3 +310,37 @@ def test_bench_monitor_builds_radio_and_scores_the_segments(tmp_path):
     scored = score(pieces, segments, 3600.0)
     assert scored["phantoms_per_hour"] == 1.0 and scored["start_error_s"][0] == pytest.approx(
         abs(first.start_s + 1 - (first.start_s + first.fade_in_s / 2)), abs=0.05)
+
+
+def test_a_manifests_paths_are_those_lmprint_stores_and_too_small_a_corpus_is_refused_in_one_line(tmp_path):
+    """A manifest row "./a.wav" names the file `lmprint add` stores as ".../a.wav": answers are compared by path,
+    so a right answer would otherwise count as a wrong song."""
+    for name in ("a", "b"):
+        write(tmp_path / f"{name}.wav", rendered(3, 2.0, SYNTH_RATE), SYNTH_RATE)
+    (tmp_path / "manifest.tsv").write_text("path\n./a.wav\nsub/../b.wav\n")
+    tracks = corpus.load(str(tmp_path / "manifest.tsv"))
+    assert sorted(t.path for t in tracks) == [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]
+    with pytest.raises(SystemExit, match="no audio files in"):
+        corpus.require([], "empty")
+    with pytest.raises(SystemExit, match="needs at least 1 and 1"):
+        corpus.require([corpus.Track("/a", True)], "one", indexed=1, held_out=1)
+    assert corpus.require(tracks, "two", indexed=0) == tracks
+
+
+def test_noise_is_babble_by_its_name_within_the_noise_folder_not_by_the_folders_above(tmp_path):
+    noise = tmp_path / "babble-lab" / "noise"
+    noise.mkdir(parents=True)
+    write(noise / "rain.wav", 0.1 * np.random.default_rng(0).standard_normal(RATE).astype(np.float32), RATE)
+    assert sorted(queries.Degraders.load(str(noise), None).noises) == ["ambient"]
+
+
+def test_a_radio_hour_of_songs_too_short_to_be_pieces_is_refused_not_drawn_for_ever(tmp_path):
+    from bench.monitor import radio_hour
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(6):
+        write(music / f"s{seed}.wav", rendered(seed, 10.0, SYNTH_RATE), SYNTH_RATE)
+    with pytest.raises(SystemExit, match="20 s or more"):
+        radio_hour(corpus.load(str(music)), 300, np.random.default_rng(2), "clean",
+                   queries.Degraders.load(None, None), str(tmp_path))
