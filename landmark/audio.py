@@ -377,15 +377,23 @@ class _Growing:
 
 def check_usable(signal: np.ndarray, sample_rate_hz: int, min_duration_s: float) -> None:
     """Refuse audio that is too short or silent, with the reason."""
-    duration_s = signal.size / sample_rate_hz
+    block = 1 << 20  # in blocks, so a 2-hour file needs no second full-size copy
+    energy = sum(sum_of_squares(signal[start:start + block]) for start in range(0, signal.size, block))
+    check_level(signal.size, energy, sample_rate_hz, min_duration_s)
+
+
+def sum_of_squares(samples: np.ndarray) -> float:
+    """Σ x², in float64: a sum, not np.dot, since a BLAS dot wakes OpenBLAS's threads, which then spin on the other
+    cores for a while after every query (a query process used twice the CPU time it needed)."""
+    samples = samples.astype(np.float64)
+    return float(np.add.reduce(samples * samples))
+
+
+def check_level(n_samples: int, energy: float, sample_rate_hz: int, min_duration_s: float) -> None:
+    """`check_usable` from a signal's length and sum of squares (`sum_of_squares`): for a stream, never held
+    whole."""
+    duration_s = n_samples / sample_rate_hz
     if duration_s < min_duration_s:
         raise AudioError(f"too short ({duration_s:.1f} s; at least {min_duration_s:g} s needed)")
-    block = 1 << 20  # in blocks, so a 2-hour file needs no second full-size copy
-    energy = 0.0
-    for start in range(0, signal.size, block):
-        chunk = signal[start:start + block].astype(np.float64)
-        # a sum of squares, not np.dot: a BLAS dot wakes OpenBLAS's threads, which then spin on the other cores
-        # for a while after every query (a query process used twice the CPU time it needed)
-        energy += float(np.add.reduce(chunk * chunk))
-    if np.sqrt(energy / signal.size) < SILENCE_RMS:
+    if np.sqrt(energy / n_samples) < SILENCE_RMS:
         raise AudioError("silent")

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -477,7 +477,7 @@ def stats(ctx, as_json):
         click.echo(json.dumps(figures))
         return
     for key, value in figures.items():
-        click.echo(f"{key}: {value}")
+        click.echo(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")
 
 
 
@@ -574,8 +574,15 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
     if writer:
         writer.writerow(columns)
     segments = 0
+    heard = [0, 0.0]  # samples and their sum of squares: a recording too short or silent is refused, as `match` does
+
+    def counted(chunks: Iterator[Any]) -> Iterator[Any]:
+        for chunk in chunks:
+            heard[0] += chunk.size
+            heard[1] += audio.sum_of_squares(chunk)
+            yield chunk
     try:
-        for segment in follow(index, chunks, settings, looks=looks):
+        for segment in follow(index, counted(chunks), settings, looks=looks):
             row = segment.to_dict()
             event = "open" if segment.open else "closed"
             segments += not segment.open
@@ -592,6 +599,9 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
                         else f"{segment.start_s:8.1f} s – {segment.end_s:.1f} s")
                 click.echo(f"{span}  {segment.song.title} ({segment.song.path}){offset}, "
                            f"confidence {segment.confidence:.4f}")
+        if heard[0] == 0:
+            raise AudioError("no audio in it")
+        audio.check_level(int(heard[0]), heard[1], rate, settings.audible_s)
     except AudioError as error:  # the source turned out not to be audio, or broke off: say which source
         raise AudioError(f"{'standard input' if source == '-' else source}: {error}") from None
     finally:

@@ -19,6 +19,9 @@ from .codes import Projection, kmeans
 from .settings import MertSettings
 from .store import CodeStore
 
+CONTENDERS = 80
+"""Nearest songs an answer lists (`match --top`): as many as a landmark decision looks at."""
+
 
 class MertIndex:
     """MERT codes in an lmprint index file. The PCA basis is fit on the first batch's centroids, then frozen.
@@ -74,7 +77,7 @@ class MertIndex:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         known = self.codes.coded_content()
-        projection = self.codes.projection()
+        projection = self._model_fits(self.codes.projection())
         pending: list[tuple] = []
         report = AddReport()
 
@@ -115,6 +118,15 @@ class MertIndex:
         self._search_cache = None
         return report
 
+    def _model_fits(self, projection: Projection | None) -> Projection | None:
+        """The index's frozen PCA basis, refused in one line when this model's embeddings are not of its size:
+        codes from another model (MERT-v1-330M, 1,024 dimensions) cannot be compared with the index's."""
+        if projection is not None and projection.mean.size != self.encoder.dims:
+            raise IndexFileError(f"{self.catalogue.path}: its MERT codes come from a model of {projection.mean.size} "
+                                 f"dimensions, and {self.encoder.name} gives {self.encoder.dims}: use the model it "
+                                 "was built with (--model), or index again into a new file")
+        return projection
+
     def _store_pending(self, pending: list, projection: Projection) -> None:
         for path, title, duration_s, sha1, centroids, n_windows in pending:
             self.codes.add(path, title, duration_s, sha1, projection.codes(centroids), n_windows)
@@ -143,12 +155,13 @@ class MertIndex:
             projection = self.codes.projection()
             if projection is None:
                 raise IndexFileError(f"{self.catalogue.path} has no MERT codes yet (lmprint add --method mert)")
-            self._search_cache = (projection, *self.codes.load(projection.bits))
+            self._search_cache = (self._model_fits(projection), *self.codes.load(projection.bits))
         projection, song_ids, code_columns, code_song = self._search_cache
         if song_ids.size == 0:
             return Answer(None)
         query = projection.codes(self._embed(samples))
-        rows, distances = search.rank(query, code_columns, code_song, song_ids.size, self.settings.rule)
+        rows, distances = search.rank(query, code_columns, code_song, song_ids.size, self.settings.rule,
+                                      top=CONTENDERS)
         songs = self.catalogue.songs_by_id(song_ids[rows].tolist())
         contenders = tuple(Contender(songs[int(song_ids[row])], float(distance))
                            for row, distance in zip(rows, distances) if int(song_ids[row]) in songs)

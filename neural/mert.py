@@ -165,18 +165,29 @@ def load(model: str | os.PathLike | None = None, device: str | None = None, dtyp
     except ImportError:
         raise ModelError("the MERT method needs torch and transformers: pip install torch --index-url "
                          "https://download.pytorch.org/whl/cpu && pip install 'lmprint[neural]'") from None
-    config = hubert_config(read_config(folder / "config.json"))
+    if dtype not in ("fp32", "bf16"):
+        raise ModelError(f"unknown dtype {dtype!r} (fp32 or bf16)")
+    try:
+        config = hubert_config(read_config(folder / "config.json"))
+        network = HubertModel(config)
+    except (ValueError, TypeError) as error:  # a config transformers refuses
+        raise ModelError(f"{folder}/config.json: not a MERT configuration ({_first_line(error)})") from None
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if threads:
         torch.set_num_threads(threads)
-    network = HubertModel(config)
     try:
         network.load_state_dict(_state_dict(folder), strict=True)
-    except RuntimeError as error:
-        first = str(error).splitlines()[0] if str(error) else "mismatched keys"
-        raise ModelError(f"{folder}: the weights do not fit MERT's architecture ({first})") from None
-    network.eval().to(device)
-    if dtype not in ("fp32", "bf16"):
-        raise ModelError(f"unknown dtype {dtype!r} (fp32 or bf16)")
+    except RuntimeError as error:  # torch's first line only says that loading failed: the keys are on the next
+        lines = str(error).splitlines()
+        detail = (lines[1].strip() if len(lines) > 1 else _first_line(error)) or "mismatched keys"
+        raise ModelError(f"{folder}: the weights do not fit MERT's architecture ({detail})") from None
+    try:
+        network.eval().to(device)
+    except (RuntimeError, ValueError, AssertionError) as error:  # "gpu", or cuda on a CPU-only build
+        raise ModelError(f"cannot use device {device!r}: {_first_line(error)}") from None
     return MertEncoder(network, device, dtype, str(folder))
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

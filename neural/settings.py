@@ -51,6 +51,8 @@ class MertSettings:
             raise SettingsError(f"unknown rule {self.rule!r}; one of {RULES}")
         if self.code_bits % 64:
             raise SettingsError("code_bits must be a multiple of 64 (codes are searched as 64-bit words)")
+        if not (self.window_s > 0 and self.hop_s > 0 and self.centroids >= 1):
+            raise SettingsError("window_s and hop_s must be above 0, centroids at least 1")
 
     def stored(self) -> dict[str, Any]:
         """The settings that decide what the codes are: recorded with them, so codes are only ever compared with

@@ -8,7 +8,7 @@
 # Then, as docs/bench.md ("Material that is not in the public corpus") does:
 #   bench compare --methods landmark --corpus OUTDIR/music --noise OUTDIR/noise --rir OUTDIR/rir --quick --out OUT
 set -euo pipefail
-out=${1:?usage: get-unseen.sh OUTDIR}
+out=$(realpath -m "${1:?usage: get-unseen.sh OUTDIR}")  # before the cd below: OUTDIR is the caller's
 mkdir -p "$out/music" "$out/.debs"
 apt-cache show warzone2100-music >/dev/null 2>&1 || apt-get update -qq  # package lists, on a fresh machine
 need=()
@@ -39,4 +39,5 @@ openclonk-data usr/share/games/openclonk/Music.ocg *.ogg
 frozen-bubble-data usr/share/games/frozen-bubble/snd *zik*.ogg
 PACKAGES
 cd "$(dirname "$0")/.."
-python3 -m bench.cli unseen-noise "$out"
+python3 -m pip install -q --disable-pip-version-check -e '.[bench]'
+bench unseen-noise "$out"

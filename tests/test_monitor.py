@@ -89,6 +89,14 @@ def test_a_bad_source_is_one_line(built_index, tmp_path):
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and "lmprint:" in result.stderr, arguments
         assert str(arguments[-1]) in result.stderr, result.stderr  # which source it was
     assert "empty file" in run_cli("monitor", tmp_path / "empty.wav", db=built_index).stderr  # as `match` says
+    # a recording too short to name anything, or silent throughout, is refused as `match` refuses it
+    write(tmp_path / "short.flac", np.full(SYNTH_RATE // 5, 0.1, np.float32), SYNTH_RATE)
+    write(tmp_path / "silence.flac", np.zeros(10 * SYNTH_RATE, np.float32), SYNTH_RATE)
+    (tmp_path / "nothing.pcm").write_bytes(b"")
+    for arguments, reason in (([tmp_path / "short.flac"], "too short (0.2 s"), ([tmp_path / "silence.flac"], "silent"),
+                              (["--format", "s16le", tmp_path / "nothing.pcm"], "no audio")):
+        result = run_cli("monitor", *arguments, db=built_index)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1 and reason in result.stderr, result.stderr
     for wrong in ({"hop_s": 0.0}, {"idle_hop_s": 3.0}, {"idle_hop_s": 6.0}, {"confirm_chance": 0.0}):
         with pytest.raises(SettingsError, match=next(iter(wrong))):
             MonitorSettings(**wrong)

@@ -159,6 +159,17 @@ def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
     missing = run_cli("match", "--method", "mert", "--model", tmp_path / "nowhere", tmp_path / "s2.flac", db=db)
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert missing.stderr.count("\n") == 1 and "no MERT weights" in missing.stderr  # once, not once per file
+    # another model's codes cannot be compared with the index's, and a device that is not there: one line each
+    other = tmp_path / "wider-mert"
+    other.mkdir()
+    torch, transformers = pytest.importorskip("torch"), pytest.importorskip("transformers")
+    wider = {**tiny_config(), "hidden_size": 256}
+    (other / "config.json").write_text(json.dumps(wider))
+    torch.save(transformers.HubertModel(mert.hubert_config(wider)).state_dict(), other / "pytorch_model.bin")
+    for model, device, reason in ((other, "cpu", "dimensions"), (tiny_model_dir, "gpu", "cannot use device")):
+        refused = run_cli("match", "--method", "mert", "--model", model, "--device", device, tmp_path / "s2.flac",
+                          db=db)
+        assert refused.returncode == 1 and reason in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
     removed = run_cli("remove", tmp_path / "s1.flac", db=db, check=True)  # an index of MERT codes alone
     assert "s1.flac" in removed.stdout
     assert json.loads(run_cli("stats", "--json", db=db, check=True).stdout)["songs"] == 3
