@@ -51,7 +51,8 @@ def windows(signal: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ, window_s: 
     if signal.size < length:
         return signal[None, :].astype(np.float32)
     count = 1 + (signal.size - length) // hop
-    return np.lib.stride_tricks.sliding_window_view(signal, length)[::hop][:count].astype(np.float32)
+    # a view (no copy for float32 input): an hour's windows copied would take 1.7 GB; `embed` copies a batch at a time
+    return np.lib.stride_tricks.sliding_window_view(signal, length)[::hop][:count].astype(np.float32, copy=False)
 
 
 def standardise(batch: np.ndarray) -> np.ndarray:
