@@ -282,6 +282,8 @@ def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
     `sample_rate_hz`, as they decode: for inputs of any length, in bounded memory. Raises AudioError."""
     if isinstance(source, (str, os.PathLike)):
         _check_path(os.fspath(source))
+    elif hasattr(source, "peek") and not source.peek(1):  # a pipe that closed before its first byte
+        raise AudioError("empty file")
     with _opened(source) as (container, audio_stream, _):
         for chunk in _resampled(container, audio_stream, sample_rate_hz, []):
             if chunk.size:

@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -97,6 +99,9 @@ def test_a_bad_source_is_one_line(built_index, tmp_path):
                               (["--format", "s16le", tmp_path / "nothing.pcm"], "no audio")):
         result = run_cli("monitor", *arguments, db=built_index)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and reason in result.stderr, result.stderr
+    closed = subprocess.run([sys.executable, "-m", "lmprint", "--db", str(built_index), "monitor", "-"],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert closed.returncode == 1 and closed.stderr == "lmprint: standard input: empty file\n"  # as `match` says
     for wrong in ({"hop_s": 0.0}, {"idle_hop_s": 3.0}, {"idle_hop_s": 6.0}, {"confirm_chance": 0.0}):
         with pytest.raises(SettingsError, match=next(iter(wrong))):
             MonitorSettings(**wrong)
