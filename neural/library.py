@@ -86,37 +86,52 @@ class MertIndex:
             if on_outcome:
                 on_outcome(outcome)
 
-        for path, error in find_audio_files(paths):
-            try:
-                if error:
-                    raise AudioError(error)
-                sha1 = content_sha1(path)
-                if sha1 in known:
-                    record(Outcome(path, skipped=True))
-                    continue
-                embeddings, decoded = self.embed_file(path, progress)
-                title = decoded.title or title_from_path(path)
-                centroids = kmeans(embeddings, k=self.settings.centroids)
-                pending.append((path, title, decoded.duration_s, sha1, centroids, embeddings.shape[0]))
-                known.add(sha1)
-                if projection is not None:
-                    self._store_pending(pending, projection)
-                record(Outcome(path, warning=decoded.warning), decoded.duration_s)
-            except LmprintError as failure:
-                record(Outcome(path, error=str(failure)))
+        try:
+            for path, error in find_audio_files(paths):
+                try:
+                    if error:
+                        raise AudioError(error)
+                    sha1 = content_sha1(path)
+                    if sha1 in known:
+                        record(Outcome(path, skipped=True))
+                        continue
+                    embeddings, decoded = self.embed_file(path, progress)
+                    title = decoded.title or title_from_path(path)
+                    centroids = kmeans(embeddings, k=self.settings.centroids)
+                    pending.append((path, title, decoded.duration_s, sha1, centroids, embeddings.shape[0]))
+                    known.add(sha1)
+                    if projection is not None:
+                        self._store_pending(pending, projection)
+                        pending.clear()
+                    record(Outcome(path, warning=decoded.warning), decoded.duration_s)
+                except LmprintError as failure:
+                    record(Outcome(path, error=str(failure)))
+        except KeyboardInterrupt:
+            # the first batch waits for the basis: keep it if it holds enough to fit one well, as if it were all
+            if pending and projection is None:
+                if sum(p[4].shape[0] for p in pending) < self.settings.code_bits:
+                    raise LmprintError(f"interrupted: the first {len(pending)} songs wait for the PCA fit, which "
+                                       f"needs {self.settings.code_bits} centroids; none kept") from None
+                self._fit_projection(pending)
+            raise
+        finally:
+            self._search_cache = None
         if pending and projection is None:
-            reference = np.concatenate([p[4] for p in pending])
-            if reference.shape[0] < self.settings.code_bits:
-                print(f"lmprint: note: PCA fit on {reference.shape[0]} centroids (fewer than "
-                      f"{self.settings.code_bits}); index at least 26 songs in the first batch for a "
-                      "well-conditioned basis", file=sys.stderr)
-            self.codes.save_projection(Projection.fit(reference, self.settings.code_bits), self.encoder.name,
-                                       reference.shape[0])
-            projection = self.codes.projection()
-            assert projection is not None
-            self._store_pending(pending, projection)
-        self._search_cache = None
+            self._fit_projection(pending)
         return report
+
+    def _fit_projection(self, pending: list) -> None:
+        """Fit and freeze the PCA basis on the first batch's centroids, and store the batch's codes."""
+        reference = np.concatenate([p[4] for p in pending])
+        if reference.shape[0] < self.settings.code_bits:
+            print(f"lmprint: note: PCA fit on {reference.shape[0]} centroids (fewer than "
+                  f"{self.settings.code_bits}); index at least {-(-self.settings.code_bits // self.settings.centroids)}"
+                  " songs in the first batch for a well-conditioned basis", file=sys.stderr)
+        self.codes.save_projection(Projection.fit(reference, self.settings.code_bits), self.encoder.name,
+                                   reference.shape[0])
+        projection = self.codes.projection()
+        assert projection is not None
+        self._store_pending(pending, projection)
 
     def _model_fits(self, projection: Projection | None) -> Projection | None:
         """The index's frozen PCA basis, refused in one line when this model's embeddings are not of its size:

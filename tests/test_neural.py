@@ -175,3 +175,42 @@ def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
     removed = run_cli("remove", tmp_path / "s1.flac", db=db, check=True)  # an index of MERT codes alone
     assert "s1.flac" in removed.stdout
     assert json.loads(run_cli("stats", "--json", db=db, check=True).stdout)["songs"] == 3
+
+
+@needs_torch
+def test_a_first_batch_interrupted_is_kept_once_it_can_fit_the_basis_and_refused_in_one_line_before(encoder, tmp_path):
+    """The first batch's codes wait for the PCA fit. Ctrl-C once enough centroids are in (64 bits: 7 songs of 10)
+    fits the basis on them and keeps them, as if they were the whole batch; before that, one line says none was
+    kept (the CLI would otherwise say that songs already added are kept)."""
+    from bench.audio_io import write
+    from lmprint.errors import LmprintError
+    from neural.library import MertIndex
+    from neural.settings import MertSettings
+
+    paths = []
+    for seed in range(9):
+        paths.append(tmp_path / f"s{seed}.flac")
+        write(paths[-1], rendered(seed, 14.0, 22050), 22050)
+    settings = MertSettings(code_bits=64)
+
+    def interrupt_after(count):
+        seen = []
+
+        def on_outcome(outcome):
+            seen.append(outcome)
+            if len(seen) == count:
+                raise KeyboardInterrupt
+        return on_outcome
+
+    with MertIndex(tmp_path / "early.db", create=True, settings=settings, encoder=encoder) as index:
+        with pytest.raises(LmprintError, match="first 2 songs wait for the PCA fit.*none kept"):
+            index.add(paths, on_outcome=interrupt_after(2))
+        assert index.codes.projection() is None and index.stats()["songs"] == 0
+    with MertIndex(tmp_path / "late.db", create=True, settings=settings, encoder=encoder) as index:
+        with pytest.raises(KeyboardInterrupt):
+            index.add(paths, on_outcome=interrupt_after(7))
+        assert index.codes.projection() is not None and index.stats()["songs"] == 7
+        index.add(paths)  # the rest, on the frozen basis
+        assert index.stats()["songs"] == 9
+        found = index.match(str(paths[8]))
+        assert found is not None and found.song.path == str(paths[8])
