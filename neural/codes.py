@@ -85,6 +85,3 @@ class Projection:
         return cls(mean_array, np.frombuffer(components, "<f4").astype(np.float32).reshape(mean_array.size, bits))
 
 
-def song_codes(window_embeddings: np.ndarray, projection: Projection, seed: int = 0) -> np.ndarray:
-    """A song's codes: (≤ 10, 32) uint8 — 320 bytes for a song of more than 10 windows."""
-    return projection.codes(kmeans(window_embeddings, seed=seed))

@@ -31,8 +31,13 @@ def test_pairs_respect_the_target_zone_and_the_fanout(peaks):
     peak_set = set(peaks)
     for a, f, df, dt in zip(anchor_frames.tolist(), anchor_bin.tolist(), delta_bins.tolist(), delta_frames.tolist()):
         assert (a, f) in peak_set and (a + dt, f + df) in peak_set
-    pairs_per_anchor = Counter(zip(anchor_frames.tolist(), anchor_bin.tolist()))
-    assert all(count <= CONFIG.index.fanout for count in pairs_per_anchor.values())
+    # and each anchor pairs with the first `fanout` peaks of its zone, in the peaks' order: no more, no fewer
+    expected = Counter()
+    for i, (t1, f1) in enumerate(peaks):
+        in_zone = [(t2, f2) for t2, f2 in peaks[i + 1:] if CONFIG.min_delta_frames <= t2 - t1 <= CONFIG.max_delta_frames
+                   and abs(f2 - f1) <= CONFIG.max_delta_bins]
+        expected[(t1, f1)] += min(len(in_zone), CONFIG.index.fanout)
+    assert Counter(zip(anchor_frames.tolist(), anchor_bin.tolist())) == +expected
 
 
 def test_widening_adds_neighbouring_delta_times_at_the_same_anchor():

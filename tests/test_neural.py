@@ -86,14 +86,21 @@ def test_a_bad_model_path_gives_one_clear_error(tmp_path):
         mert.load(tmp_path / "empty", device="cpu")
 
 
-def test_a_song_becomes_10_codes_of_32_bytes():
+def test_a_song_becomes_10_codes_of_32_bytes_one_per_passage():
+    """176 windows around 10 passages (tight clusters): k-means finds the passages, and each code is its passage's
+    centre's code, but for a few bits near the hyperplanes; ten windows or fewer are kept as they are."""
     rng = np.random.default_rng(0)
-    windows = rng.standard_normal((176, 768)).astype(np.float32)
+    centres = rng.standard_normal((10, 768)).astype(np.float32)
+    windows = centres[rng.integers(0, 10, 176)] + 0.01 * rng.standard_normal((176, 768)).astype(np.float32)
     projection = codes.Projection.fit(rng.standard_normal((2000, 768)))
-    song = codes.song_codes(windows, projection)
+    song = projection.codes(codes.kmeans(windows))
     assert song.shape == (10, 32) and song.dtype == np.uint8 and song.nbytes == 320
-    few = codes.song_codes(windows[:7], projection)
-    assert few.shape == (7, 32)  # ten windows or fewer are kept as they are
+    expected = projection.codes(centres / np.linalg.norm(centres, axis=1, keepdims=True))  # centroids are unit
+    nearest = [min(int(np.unpackbits(code ^ other).sum()) for other in expected) for code in song]
+    assert max(nearest) <= 8 and len({int(np.argmin([np.unpackbits(code ^ other).sum() for other in expected]))
+                                      for code in song}) == 10
+    few = codes.kmeans(windows[:7])
+    assert np.allclose(few, windows[:7] / np.linalg.norm(windows[:7], axis=1, keepdims=True))  # kept as they are
 
 
 def test_kmeans_is_seeded_and_finds_separated_clusters():
@@ -132,7 +139,7 @@ def test_hamming_ranking_on_constructed_codes():
     rows, distances = search.rank(query, search.as_columns(library), code_song, 5)
     assert rows[0] == 2 and distances[0] == 24
     brute = [min(int(np.unpackbits(query[0] ^ library[c]).sum()) for c in range(s * 10, s * 10 + 10)) for s in range(5)]
-    assert sorted(brute) == sorted(distances.tolist())
+    assert dict(zip(rows.tolist(), distances.tolist())) == dict(enumerate(brute))
 
 
 @needs_torch

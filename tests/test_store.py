@@ -1,5 +1,6 @@
 import os
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -324,10 +325,15 @@ def test_opening_waits_for_another_process_to_switch_the_file_to_wal(tmp_path):
     release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
     release.start()
     try:
+        started = time.monotonic()
         Store(path, create=True).close()
+        waited_s = time.monotonic() - started
     finally:
         release.join()
         other.close()
+    assert waited_s >= 0.3  # it met the lock, and waited for it
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_song_coded_by_mert_first_gets_its_place_on_the_timeline_when_fingerprinted(tmp_path):

@@ -215,7 +215,7 @@ def test_a_fit_on_too_few_or_degenerate_peaks_leaves_the_warp_as_found():
     one_frame = np.zeros(20)
     same_bins = np.full(20, 120 * 1.03)
     fitted, start = fit(one_frame, same_bins, np.full(20, 100), np.full(20, 120), warp, 100)
-    assert np.isfinite(fitted.factor) and np.isfinite(start)
+    assert fitted == warp and abs(start - 100) <= 1  # as found (the start searched within a frame)
 
 
 def sweep(low, high, weights):
