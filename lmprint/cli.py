@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from .errors import AudioError, LmprintError, SettingsError
+from .errors import AudioError, IndexFileError, LmprintError, ModelError, SettingsError
 
 METHODS = ("landmark", "mert")
 
@@ -313,6 +313,8 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
             if unreadable is not None:
                 raise LmprintError(unreadable)
             answer = index.answer(stdin_path if path == "-" else path)
+        except (IndexFileError, ModelError):
+            raise  # the index or the model, not this query: said once, and no other query would fare better
         except LmprintError as error:
             click.echo(_one_line(f"lmprint: {path}: {error}"), err=True)
             if as_json:
