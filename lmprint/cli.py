@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from .errors import AudioError, IndexFileError, LmprintError, ModelError, SettingsError
+from .errors import AudioError, LmprintError, ModelError, SettingsError
 
 METHODS = ("landmark", "mert")
 
@@ -46,8 +46,9 @@ def _guard(function: Callable) -> Callable:
             return function(*args, **kwargs)
         except LmprintError as error:
             _fail(str(error))
-        except KeyboardInterrupt:
-            click.echo("lmprint: interrupted (songs already added are kept)", err=True)
+        except KeyboardInterrupt as interrupt:  # an engine may say what an interruption leaves
+            left = interrupt.args[0] if interrupt.args else "songs already added are kept"
+            click.echo(f"lmprint: interrupted ({left})", err=True)
             raise SystemExit(130) from None
         except BrokenPipeError:
             raise SystemExit(0) from None
@@ -313,8 +314,8 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
             if unreadable is not None:
                 raise LmprintError(unreadable)
             answer = index.answer(stdin_path if path == "-" else path)
-        except (IndexFileError, ModelError):
-            raise  # the index or the model, not this query: said once, and no other query would fare better
+        except ModelError:
+            raise  # the model, not this query: said once, and no other query would fare better
         except LmprintError as error:
             click.echo(_one_line(f"lmprint: {path}: {error}"), err=True)
             if as_json:

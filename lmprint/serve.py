@@ -175,8 +175,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         except LmprintError as failure:
             return error(422, str(failure))
 
-    async def upload(request: Request, folder: str) -> tuple[str, str]:
-        """Write the request's audio (its body, or a form's `file`) to a file in `folder`: (path, name)."""
+    async def upload(request: Request, folder: str) -> tuple[str, str, bool]:
+        """Write the request's audio (its body, or a form's `file`) to a file in `folder`: (path, name, whether this
+        request wrote it)."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
             raise TooLarge
@@ -206,19 +207,27 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         folder = os.path.join(folder, hashlib.sha1(data).hexdigest()[:16])
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, _safe_name(name))
-        if not os.path.exists(path):  # else it holds these bytes already, and may be being indexed: never rewrite it
-            handle, partial = tempfile.mkstemp(dir=folder, suffix=".part")
+        if os.path.exists(path):  # it holds these bytes already, and may be being indexed: never rewrite it
+            return path, name, False
+        handle, partial = tempfile.mkstemp(dir=folder, suffix=".part")
+        try:
             with os.fdopen(handle, "wb") as file:
                 file.write(data)
+            os.chmod(partial, 0o666 & ~UMASK)  # as `open` would have made it, not mkstemp's owner-only
             os.replace(partial, path)
-        return path, name
+        except BaseException:
+            _discard(partial)
+            raise
+        return path, name, True
 
-    async def with_upload(request: Request, folder: str, work: Callable[[str, str], Any]):
-        """Read the upload into `folder` within the caps and time limit, check its duration, then `work(path, name)`."""
+    async def with_upload(request: Request, folder: str, work: Callable[[str, str, bool], Any]):
+        """Read the upload into `folder` within the caps and time limit, check its duration, then `work(path, name,
+        created)`; `created`: this request wrote the file (else an earlier one did, and it is not this one's to
+        delete)."""
         if workers.full:  # before reading the body: a full server should not buffer uploads it cannot answer
             return busy()
         try:
-            path, name = await asyncio.wait_for(upload(request, folder), settings.read_timeout_s)
+            path, name, created = await asyncio.wait_for(upload(request, folder), settings.read_timeout_s)
         except TooLarge:
             return error(413, f"upload over {settings.max_upload_bytes} bytes")
         except TimeoutError:
@@ -229,13 +238,14 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             return error(507, f"cannot store the upload: {failure.strerror or failure}")
         declared_s = declared_duration_s(path)
         if declared_s is not None and declared_s > settings.max_upload_s:
-            _discard(path)
+            if created:
+                _discard(path)
             return error(413, f"upload of {declared_s:.0f} s of audio, over {settings.max_upload_s:g} s")
-        return await work(path, name)
+        return await work(path, name, created)
 
     async def match(request: Request):
         with tempfile.TemporaryDirectory(prefix="lmprint-serve-") as folder:
-            async def answer(path: str, name: str):
+            async def answer(path: str, name: str, created: bool):
                 return await guarded(lambda method: method.answer(path).to_dict(name))
             return await with_upload(request, folder, answer)
 
@@ -248,11 +258,12 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                          **{"WWW-Authenticate": "Bearer"})
         os.makedirs(upload_dir, exist_ok=True)
 
-        async def index(path: str, name: str):
+        async def index(path: str, name: str, created: bool):
             def work(method: Method) -> dict:
                 report = method.add([path])
                 if report.failed:
-                    _discard(path)  # kept only as an indexed song's file
+                    if created:
+                        _discard(path)  # kept only as an indexed song's file
                     raise LmprintError(report.failed[0][1])
                 return {"added": report.added, "skipped": report.skipped, "path": path}
             return await guarded(work)
@@ -346,6 +357,11 @@ def serve(app: str, host: str, port: int, processes: int, settings: ServeSetting
     uvicorn.run(app, factory=True, host=host, port=port, workers=processes, log_level="warning",
                 timeout_keep_alive=int(settings.read_timeout_s),
                 limit_concurrency=4 * (settings.workers + settings.queue))  # per process; past it uvicorn answers 503
+
+
+UMASK = os.umask(0o022)
+os.umask(UMASK)
+"""The process's file mode mask, read once (reading it means setting it)."""
 
 
 def _discard(path: str) -> None:

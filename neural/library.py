@@ -10,7 +10,7 @@ import numpy as np
 
 from landmark import audio
 from lmprint.catalogue import Catalogue, song_id_list
-from lmprint.errors import AudioError, IndexFileError, LmprintError
+from lmprint.errors import AudioError, IndexFileError, LmprintError, ModelError
 from lmprint.files import content_sha1, find_audio_files, title_from_path
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome
 
@@ -77,7 +77,8 @@ class MertIndex:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         known = self.codes.coded_content()
-        projection = self._model_fits(self.codes.projection())
+        projection = self.codes.projection()
+        fits = False  # the model is checked against the index before it embeds: not when every file is known
         pending: list[tuple] = []
         report = AddReport()
 
@@ -95,6 +96,9 @@ class MertIndex:
                     if sha1 in known:
                         record(Outcome(path, skipped=True))
                         continue
+                    if not fits:
+                        self._model_fits(projection)
+                        fits = True
                     embeddings, decoded = self.embed_file(path, progress)
                     title = decoded.title or title_from_path(path)
                     centroids = kmeans(embeddings, k=self.settings.centroids)
@@ -104,14 +108,16 @@ class MertIndex:
                         self._store_pending(pending, projection)
                         pending.clear()
                     record(Outcome(path, warning=decoded.warning), decoded.duration_s)
+                except ModelError:
+                    raise  # the model, not this file
                 except LmprintError as failure:
                     record(Outcome(path, error=str(failure)))
         except KeyboardInterrupt:
             # the first batch waits for the basis: keep it if it holds enough to fit one well, as if it were all
             if pending and projection is None:
                 if sum(p[4].shape[0] for p in pending) < self.settings.code_bits:
-                    raise LmprintError(f"interrupted: the first {len(pending)} songs wait for the PCA fit, which "
-                                       f"needs {self.settings.code_bits} centroids; none kept") from None
+                    raise KeyboardInterrupt(f"the first {len(pending)} songs waited for the PCA fit, which needs "
+                                            f"{self.settings.code_bits} centroids: none kept") from None
                 self._fit_projection(pending)
             raise
         finally:
@@ -137,7 +143,7 @@ class MertIndex:
         """The index's frozen PCA basis, refused in one line when this model's embeddings are not of its size:
         codes from another model (MERT-v1-330M, 1,024 dimensions) cannot be compared with the index's."""
         if projection is not None and projection.mean.size != self.encoder.dims:
-            raise IndexFileError(f"{self.catalogue.path}: its MERT codes come from a model of {projection.mean.size} "
+            raise ModelError(f"{self.catalogue.path}: its MERT codes come from a model of {projection.mean.size} "
                                  f"dimensions, and {self.encoder.name} gives {self.encoder.dims}: use the model it "
                                  "was built with (--model), or index again into a new file")
         return projection

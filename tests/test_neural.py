@@ -190,7 +190,6 @@ def test_a_first_batch_interrupted_is_kept_once_it_can_fit_the_basis_and_refused
     fits the basis on them and keeps them, as if they were the whole batch; before that, one line says none was
     kept (the CLI would otherwise say that songs already added are kept)."""
     from bench.audio_io import write
-    from lmprint.errors import LmprintError
     from neural.library import MertIndex
     from neural.settings import MertSettings
 
@@ -210,7 +209,7 @@ def test_a_first_batch_interrupted_is_kept_once_it_can_fit_the_basis_and_refused
         return on_outcome
 
     with MertIndex(tmp_path / "early.db", create=True, settings=settings, encoder=encoder) as index:
-        with pytest.raises(LmprintError, match="first 2 songs wait for the PCA fit.*none kept"):
+        with pytest.raises(KeyboardInterrupt, match="first 2 songs waited for the PCA fit.*none kept"):
             index.add(paths, on_outcome=interrupt_after(2))
         assert index.codes.projection() is None and index.stats()["songs"] == 0
     with MertIndex(tmp_path / "late.db", create=True, settings=settings, encoder=encoder) as index:

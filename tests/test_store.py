@@ -323,9 +323,9 @@ def test_opening_waits_for_another_process_to_switch_the_file_to_wal(tmp_path):
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")  # a process that is about to create the index, still in rollback-journal mode
     release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    started = time.monotonic()
     release.start()
     try:
-        started = time.monotonic()
         Store(path, create=True).close()
         waited_s = time.monotonic() - started
     finally:
