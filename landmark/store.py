@@ -42,7 +42,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lmprint.catalogue import Catalogue, id_batches
+from lmprint.catalogue import VARIABLES_PER_STATEMENT, Catalogue, id_batches
 from lmprint.errors import REBUILD, IndexFileError
 
 from . import peak_codec, segments
@@ -53,8 +53,6 @@ from .timeline import TIMELINE_END, Timeline
 
 ROWS_PER_SCAN = 8192
 """Tail rows read at a time when a removal scans them."""
-KEYS_PER_STATEMENT = 900
-"""Buckets asked for per SELECT (SQLite builds before 3.32 allow 999 parameters)."""
 TAIL_POSTINGS = 1 << 18
 """The tail is sealed into a segment once it holds this many postings (about 60 songs), and a bulk batch this
 large goes straight into one: a segment costs about 3.3 bytes a posting with its directory, a tail row of 16
@@ -445,8 +443,8 @@ class SQLitePostingStore:
     def _rows(self, buckets: np.ndarray, table: str) -> tuple[np.ndarray, list[bytes]]:
         """(buckets, blobs) of the tail rows of these buckets that exist, in no particular order."""
         rows: list[tuple] = []
-        for start in range(0, buckets.size, KEYS_PER_STATEMENT):
-            part = buckets[start:start + KEYS_PER_STATEMENT].tolist()
+        for start in range(0, buckets.size, VARIABLES_PER_STATEMENT):
+            part = buckets[start:start + VARIABLES_PER_STATEMENT].tolist()
             rows += self.catalogue.read(
                 f"SELECT bucket, entries FROM {table} WHERE bucket IN ({','.join('?' * len(part))})", part)
         return np.asarray([row[0] for row in rows], np.uint32), [row[1] for row in rows]
@@ -455,8 +453,8 @@ class SQLitePostingStore:
         """(buckets found, ascending; their rows' sizes in words; the blob of each row up to `SMALL_ROW_BYTES`,
         else None): one pass reads the small rows and the sizes of the others."""
         rows: list[tuple] = []
-        for start in range(0, buckets.size, KEYS_PER_STATEMENT):
-            part = buckets[start:start + KEYS_PER_STATEMENT].tolist()
+        for start in range(0, buckets.size, VARIABLES_PER_STATEMENT):
+            part = buckets[start:start + VARIABLES_PER_STATEMENT].tolist()
             rows += self.catalogue.read(
                 f"SELECT bucket, LENGTH(entries), CASE WHEN LENGTH(entries) <= {SMALL_ROW_BYTES} THEN entries END "
                 f"FROM {table} WHERE bucket IN ({','.join('?' * len(part))}) ORDER BY bucket", part)

@@ -497,9 +497,8 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
 def clip_starts(tempos: np.ndarray, delta_frames: int, n_frames: int) -> list[np.ndarray]:
     """For each tempo T, the starts on the clip's grid (song frames ÷ T; ascending, distinct) where a clip of
     `n_frames` may start when Δt = `delta_frames` is its alignment at T = 1 somewhere along it: (Δt − (T − 1)·u) / T
-    for a clip frame u, read
-    at `int(|T − 1| · n_frames) + 2` evenly spaced u from 0 to `n_frames` (the further T is from 1, the more
-    starts it spans). One pass for every tempo: a match's warp is read at some forty."""
+    for a clip frame u, read at `int(|T − 1| · n_frames) + 2` evenly spaced u from 0 to `n_frames` (the further T
+    is from 1, the more starts it spans). One pass for every tempo: a match's warp is read at some forty."""
     tempos = np.asarray(tempos, np.float64)
     counts = (np.abs(tempos - 1) * n_frames).astype(np.int64) + 2
     firsts = np.cumsum(counts) - counts

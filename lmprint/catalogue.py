@@ -33,12 +33,13 @@ VARIABLES_PER_STATEMENT = 900
 
 
 def _is_gone(path: str) -> bool:
+    """Whether the file system says there is no file at `path` (not merely that it cannot look)."""
     try:
         os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return True
     except OSError:
-        return False
+        pass
     return False
 
 

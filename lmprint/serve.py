@@ -209,11 +209,10 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         path = os.path.join(folder, _safe_name(name))
         if os.path.exists(path):  # it holds these bytes already, and may be being indexed: never rewrite it
             return path, name, False
-        handle, partial = tempfile.mkstemp(dir=folder, suffix=".part")
+        partial = f"{path}.{os.getpid()}-{threading.get_ident()}.part"  # unique to this writer; renamed once whole
         try:
-            with os.fdopen(handle, "wb") as file:
+            with open(partial, "wb") as file:
                 file.write(data)
-            os.chmod(partial, 0o666 & ~UMASK)  # as `open` would have made it, not mkstemp's owner-only
             os.replace(partial, path)
         except BaseException:
             _discard(partial)
@@ -357,11 +356,6 @@ def serve(app: str, host: str, port: int, processes: int, settings: ServeSetting
     uvicorn.run(app, factory=True, host=host, port=port, workers=processes, log_level="warning",
                 timeout_keep_alive=int(settings.read_timeout_s),
                 limit_concurrency=4 * (settings.workers + settings.queue))  # per process; past it uvicorn answers 503
-
-
-UMASK = os.umask(0o022)
-os.umask(UMASK)
-"""The process's file mode mask, read once (reading it means setting it)."""
 
 
 def _discard(path: str) -> None:

@@ -144,8 +144,8 @@ class MertIndex:
         codes from another model (MERT-v1-330M, 1,024 dimensions) cannot be compared with the index's."""
         if projection is not None and projection.mean.size != self.encoder.dims:
             raise ModelError(f"{self.catalogue.path}: its MERT codes come from a model of {projection.mean.size} "
-                                 f"dimensions, and {self.encoder.name} gives {self.encoder.dims}: use the model it "
-                                 "was built with (--model), or index again into a new file")
+                             f"dimensions, and {self.encoder.name} gives {self.encoder.dims}: use the model it was "
+                             "built with (--model), or index again into a new file")
         return projection
 
     def _store_pending(self, pending: list, projection: Projection) -> None:
