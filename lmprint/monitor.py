@@ -22,8 +22,10 @@ lies within a hop of the estimate, the boundary is put there: songs are mostly p
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass, field, replace
 
@@ -442,21 +444,75 @@ def _worker_look(window: np.ndarray, hint: Hint | None) -> Match | None:
     return look(_worker_method, window, hint)
 
 
+READ_AHEAD_CHUNKS = 64
+"""Chunks of the stream read ahead in a thread while worker processes look (`monitor` with `looks`), so that
+decoding a file overlaps the looks instead of holding them up: an hour of 128 kbit/s MP3 takes about 5 s of CPU
+to decode, which the main process otherwise spent while both workers waited for their next window. A chunk is
+0.25–0.5 s of audio (`landmark.audio`), so this holds at most about half a minute."""
+
+
 def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSettings | None = None,
             looks: Looks | None = None) -> Iterator[Segment]:
     """Every segment event of a stream of chunks: each segment once when confirmed (open), once when closed. With
-    `looks`, `looks.jobs` windows are matched at once in its worker processes."""
+    `looks`, `looks.jobs` windows are matched at once in its worker processes, and the stream is read ahead."""
     watcher = Monitor(method, settings, looks)
     jobs = looks.jobs if looks else 1
     hop = max(1, int(watcher.settings.hop_s * method.sample_rate_hz))
+    ahead = read_ahead(chunks, READ_AHEAD_CHUNKS) if looks else None
     pending: list[np.ndarray] = []
     pending_samples = 0
-    for chunk in chunks:
-        pending.append(chunk)
-        pending_samples += len(chunk)
-        if pending_samples >= jobs * hop:  # enough for a look per worker
+    try:
+        for chunk in chunks if ahead is None else ahead:
+            pending.append(chunk)
+            pending_samples += len(chunk)
+            if pending_samples >= jobs * hop:  # enough for a look per worker
+                yield from watcher.feed(np.concatenate(pending))
+                pending, pending_samples = [], 0
+        if pending:
             yield from watcher.feed(np.concatenate(pending))
-            pending, pending_samples = [], 0
-    if pending:
-        yield from watcher.feed(np.concatenate(pending))
-    yield from watcher.finish()
+        yield from watcher.finish()
+    finally:
+        if ahead is not None:
+            ahead.close()  # stops its reader
+
+
+def read_ahead(chunks: Iterable[np.ndarray], depth: int) -> Generator[np.ndarray, None, None]:
+    """`chunks`, read in a thread up to `depth` ahead of the caller. Decoding (FFmpeg, numpy, soxr) mostly runs
+    without the GIL, so it proceeds while the caller waits on worker processes. An error met reading is raised
+    here, after the chunks read before it; closing this iterator stops the reader at its next chunk (a reader
+    blocked on a live stream that sends nothing more is left to end with the process: it is a daemon thread)."""
+    ready: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        last: object = end
+        try:
+            for chunk in chunks:
+                if not hand_over(chunk):
+                    break
+        except BaseException as error:  # noqa: BLE001 - handed to the caller, who meets it as if reading itself
+            last = error
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        hand_over(last)
+
+    threading.Thread(target=read, name="lmprint-read-ahead", daemon=True).start()
+    try:
+        while (item := ready.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

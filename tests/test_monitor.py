@@ -435,3 +435,50 @@ def test_a_look_after_an_idle_hop_looks_back_at_the_window_it_skipped(built_inde
         assert talk.searched[:4] == [0.0, 4.0, 8.0, 6.0]  # the look at 8 s, then its look back
         segment = watcher._candidate or watcher.current
         assert segment is not None and segment.start_s == start_s and segment.looks == 1, (needed_s, segment)
+
+
+def test_a_stream_read_ahead_gives_its_chunks_in_order_then_the_error_that_ended_it():
+    """Read in a thread, a stream still reaches the monitor chunk by chunk, in order, and an error met decoding
+    it (a file cut off) is raised where the reader met it, after the chunks before it."""
+    from lmprint.errors import AudioError
+    from lmprint.monitor import read_ahead
+
+    def stream():
+        for i in range(10):
+            yield np.full(3, i, np.float32)
+        raise AudioError("cut off")
+
+    taken = []
+    with pytest.raises(AudioError, match="cut off"):
+        for chunk in read_ahead(stream(), depth=4):
+            taken.append(chunk)
+    assert [chunk.tolist() for chunk in taken] == [[i] * 3 for i in range(10)]
+
+
+def test_a_stream_is_read_ahead_while_the_caller_waits_up_to_its_depth_and_no_further_and_closing_stops_it():
+    import threading
+    import time
+
+    from lmprint.monitor import read_ahead
+
+    pulled = []
+    closed = threading.Event()
+
+    def stream():
+        try:
+            for i in range(1000):
+                pulled.append(i)
+                yield np.zeros(1, np.float32)
+        finally:
+            closed.set()
+
+    ahead = read_ahead(stream(), depth=5)
+    next(ahead)
+    deadline = time.monotonic() + 10
+    while len(pulled) < 7 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert len(pulled) == 7  # the one taken, five waiting and one in the reader's hand
+    ahead.close()
+    assert closed.wait(10)  # the reader stopped, and closed the stream (a decoder's file) behind it
+    assert len(pulled) == 7
