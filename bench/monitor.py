@@ -202,8 +202,8 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
             started = time.perf_counter()
             looks = Looks(partial(Index, index.catalogue.path), jobs) if jobs > 1 else None
             try:
-                segments = [s for s in monitor(index, chunks, MonitorSettings(follow=follow), looks=looks)
-                            if not s.open]
+                segments = [s for s in monitor(index, chunks, MonitorSettings(follow=follow), looks=looks,
+                                               ahead_of_looks=file_format is not None) if not s.open]
             finally:
                 if looks:
                     looks.close()

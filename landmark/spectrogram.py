@@ -7,7 +7,8 @@ import numpy as np
 from .settings import FingerprintSettings
 
 _DB_FLOOR = 1e-6
-"""Magnitudes are floored here before the log (-120 dB) so digital silence stays finite."""
+"""Magnitudes are floored here (their power at its square) before the log, -120 dB, so digital silence stays
+finite."""
 
 _DB_PER_NEPER_OF_POWER = np.float32(10.0 / np.log(10.0))
 """dB = 10 · log10(power) = this · ln(power): numpy's natural log of float32 is vectorised, its log10 is not
@@ -37,7 +38,7 @@ def log_spectrogram(signal: np.ndarray, settings: FingerprintSettings, first_fra
     start = first_frame * settings.hop_size
     stop = start + (n_frames - 1) * settings.hop_size + settings.fft_size
     frames = np.lib.stride_tricks.sliding_window_view(signal[start:stop], settings.fft_size)[::settings.hop_size]
-    spectrum = np.fft.rfft(frames * _window(settings.fft_size), axis=1)  # complex64 from float32 samples
+    spectrum = np.fft.rfft(frames * _window(settings.fft_size), axis=1)  # complex64 from float32 samples (numpy 2)
     power = np.square(spectrum.real, dtype=np.float32)
     power += np.square(spectrum.imag, dtype=np.float32)
     np.maximum(power, np.float32(_DB_FLOOR ** 2), out=power)

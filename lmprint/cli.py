@@ -585,7 +585,8 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
             heard[1] += audio.sum_of_squares(chunk)
             yield chunk
     try:
-        for segment in follow(index, counted(chunks), settings, looks=looks):
+        for segment in follow(index, counted(chunks), settings, looks=looks,
+                              ahead_of_looks=source != "-" and os.path.isfile(source)):  # not a pipe: `monitor`
             row = segment.to_dict()
             event = "open" if segment.open else "closed"
             segments += not segment.open

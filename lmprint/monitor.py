@@ -417,6 +417,9 @@ class Looks:
 
         self.jobs = jobs
         self._pool = ProcessPoolExecutor(jobs, initializer=_open_worker, initargs=(open_method,))
+        # the workers start now, before the monitor's reader thread (`read_ahead`): a process forked while another
+        # thread holds a lock (a file's, mid-read) would wait on it for ever. Forking starts them all at once.
+        self._pool.submit(int)
 
     def submit(self, window: np.ndarray, hint: Hint | None) -> Future:
         """A look at `window` in a worker (`look`): a future of its match."""
@@ -445,20 +448,22 @@ def _worker_look(window: np.ndarray, hint: Hint | None) -> Match | None:
 
 
 READ_AHEAD_CHUNKS = 64
-"""Chunks of the stream read ahead in a thread while worker processes look (`monitor` with `looks`), so that
-decoding a file overlaps the looks instead of holding them up: an hour of 128 kbit/s MP3 takes about 5 s of CPU
-to decode, which the main process otherwise spent while both workers waited for their next window. A chunk is
-0.25–0.5 s of audio (`landmark.audio`), so this holds at most about half a minute."""
+"""Chunks of a file read ahead in a thread while worker processes look (`monitor`'s `ahead_of_looks`), so that
+decoding overlaps the looks instead of holding them up (the main process otherwise decoded the next window only
+once an answer was in, while both workers waited: docs/tuning.md). A file's chunks from `landmark.audio.stream`
+are about 0.25 s of audio, so this holds some 16 s."""
 
 
 def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSettings | None = None,
-            looks: Looks | None = None) -> Iterator[Segment]:
+            looks: Looks | None = None, ahead_of_looks: bool = False) -> Iterator[Segment]:
     """Every segment event of a stream of chunks: each segment once when confirmed (open), once when closed. With
-    `looks`, `looks.jobs` windows are matched at once in its worker processes, and the stream is read ahead."""
+    `looks`, `looks.jobs` windows are matched at once in its worker processes; with `ahead_of_looks` too, `chunks`
+    are read in a thread meanwhile (`read_ahead`): for a file, whose decoding then overlaps the looks. Not for a
+    live stream or a pipe: it arrives no faster for it, and a thread blocked reading one cannot be stopped."""
     watcher = Monitor(method, settings, looks)
     jobs = looks.jobs if looks else 1
     hop = max(1, int(watcher.settings.hop_s * method.sample_rate_hz))
-    ahead = read_ahead(chunks, READ_AHEAD_CHUNKS) if looks else None
+    ahead = read_ahead(chunks, READ_AHEAD_CHUNKS) if looks and ahead_of_looks else None
     pending: list[np.ndarray] = []
     pending_samples = 0
     try:
@@ -480,7 +485,9 @@ def read_ahead(chunks: Iterable[np.ndarray], depth: int) -> Generator[np.ndarray
     """`chunks`, read in a thread up to `depth` ahead of the caller. Decoding (FFmpeg, numpy, soxr) mostly runs
     without the GIL, so it proceeds while the caller waits on worker processes. An error met reading is raised
     here, after the chunks read before it; closing this iterator stops the reader at its next chunk (a reader
-    blocked on a live stream that sends nothing more is left to end with the process: it is a daemon thread)."""
+    blocked reading is not: hence files only, see `monitor`)."""
+    if depth < 1:
+        raise ValueError("read_ahead needs a depth of at least one chunk")
     ready: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
     end = object()
@@ -500,12 +507,11 @@ def read_ahead(chunks: Iterable[np.ndarray], depth: int) -> Generator[np.ndarray
             for chunk in chunks:
                 if not hand_over(chunk):
                     break
-        except BaseException as error:  # noqa: BLE001 - handed to the caller, who meets it as if reading itself
-            last = error
-        finally:
             close = getattr(chunks, "close", None)
             if close is not None:
-                close()
+                close()  # a generator left early: its file is closed here, in the thread that read it
+        except BaseException as error:  # noqa: BLE001 - handed to the caller, who meets it as if reading itself
+            last = error
         hand_over(last)
 
     threading.Thread(target=read, name="lmprint-read-ahead", daemon=True).start()

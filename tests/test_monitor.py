@@ -55,13 +55,16 @@ def test_monitor_names_every_indexed_song_with_where_it_plays(built_index, tmp_p
     assert "3 segments" in result.stderr
 
 
-def test_monitor_follows_raw_pcm_on_standard_input(built_index):
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]])
+def test_monitor_follows_raw_pcm_on_standard_input(built_index, jobs):
+    """Standard input is read as it arrives, also with looks in worker processes (forked while nothing else reads
+    it: a process forked while a thread is inside a read of standard input hangs on its lock)."""
     signal, truth = radio(PIECES[:3])
     import soxr
 
     pcm = (soxr.resample(signal, RATE, 44100) * 0.8 * 32767).astype("<i2")
     stereo = np.repeat(pcm[:, None], 2, axis=1).tobytes()
-    result = run_cli("monitor", "--csv", "--format", "s16le", "--rate", "44100", "--channels", "2", "-",
+    result = run_cli("monitor", "--csv", "--format", "s16le", "--rate", "44100", "--channels", "2", *jobs, "-",
                      db=built_index, input=stereo, check=True)
     rows = [line.split(",") for line in result.stdout.splitlines()]
     assert rows[0] == ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence", "rate"]
@@ -177,23 +180,34 @@ def test_match_of_a_long_recording_says_only_its_start_was_matched_and_points_to
 
 def test_looks_in_worker_processes_give_the_same_segments_as_one_process(built_index):
     """A file's looks are independent: matched two at a time in two processes, each with its own open index,
-    they make the same segments one process makes."""
+    they make the same segments one process makes, while the file is read ahead in a thread."""
     import functools
+    import threading
 
     import soxr
 
     from lmprint.monitor import Looks
 
     signal, truth = radio(PIECES)
+    readers = set()
+
+    def read(chunks):  # as a file is decoded, noting the thread that reads it
+        for chunk in chunks:
+            readers.add(threading.current_thread())
+            yield chunk
+
     with Index(built_index) as index:
         samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
         chunks = [samples[i:i + 4000] for i in range(0, samples.size, 4000)]
-        alone = [e.to_dict() for e in monitor(index, chunks)]
+        alone = [e.to_dict() for e in monitor(index, read(chunks))]
+        assert readers == {threading.main_thread()}
+        readers.clear()
         looks = Looks(functools.partial(Index, built_index), jobs=2)
         try:
-            together = [e.to_dict() for e in monitor(index, chunks, looks=looks)]
+            together = [e.to_dict() for e in monitor(index, read(chunks), looks=looks, ahead_of_looks=True)]
         finally:
             looks.close()
+    assert threading.main_thread() not in readers and len(readers) == 1  # read ahead, while the workers looked
     def without_looks(events):
         """What a user reads, but for how far a song had got when it was confirmed and how many looks it took:
         a worker's look is sent before the answers ahead of it are in, so its hop (`idle_hop_s` or not) may
