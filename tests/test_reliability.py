@@ -35,6 +35,29 @@ SMALL_SEALING = ("import landmark.store as store; store.ONE_HASH_TAIL_FROM, stor
 """`lmprint` with segments sealed and merged at sizes these songs reach (16 songs of about 1,600 postings)."""
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux's /proc)."""
+    children = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid:
+            children.append(int(entry))
+    return children
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie, waiting to be reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 def lmprint_process(*args, db, sealing=False):
     start = [sys.executable, "-c", SMALL_SEALING] if sealing else [sys.executable, "-m", "lmprint"]
     return subprocess.Popen([*start, "--db", str(db), *map(str, args)],
@@ -190,8 +213,14 @@ def test_kill_9_mid_add_leaves_no_half_song_and_a_rerun_completes(many_songs, tm
     while song_count(db) < 3 and time.time() < deadline and process.poll() is None:
         time.sleep(0.02)
     assert process.poll() is None, "add finished before it could be interrupted"
+    workers = children_of(process.pid)
+    assert workers or (os.cpu_count() or 1) == 1, "add fingerprints in worker processes, one per core"
     process.send_signal(signal.SIGKILL)
     process.wait()
+    deadline = time.time() + 30
+    while any(map(running, workers)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(map(running, workers)), "the workers outlived the process that started them"
     survivors = assert_consistent(db)
     assert 3 <= len(survivors) < 16
     rerun = lmprint_process("add", many_songs, db=db, sealing=sealing)
