@@ -10,7 +10,7 @@ import numpy as np
 from lmprint.errors import AudioError, LmprintError
 from lmprint.files import content_sha1, title_from_path
 from lmprint.results import Outcome
-from lmprint.workers import exit_with_parent
+from lmprint.workers import worker_started
 
 from . import audio
 from .fingerprint import fingerprint
@@ -57,7 +57,7 @@ _worker_state: dict = {}
 
 
 def _init_worker(*arguments) -> None:
-    exit_with_parent()
+    worker_started()
     _worker_state["arguments"] = arguments
 
 

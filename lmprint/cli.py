@@ -46,9 +46,9 @@ def _guard(function: Callable) -> Callable:
             return function(*args, **kwargs)
         except LmprintError as error:
             _fail(str(error))
-        except KeyboardInterrupt as interrupt:  # an engine may say what an interruption leaves
-            left = interrupt.args[0] if interrupt.args else "songs already added are kept"
-            click.echo(f"lmprint: interrupted ({left})", err=True)
+        except KeyboardInterrupt as interrupt:  # a command or an engine may say what an interruption leaves
+            left = f" ({interrupt.args[0]})" if interrupt.args else ""
+            click.echo(f"lmprint: interrupted{left}", err=True)
             raise SystemExit(130) from None
         except BrokenPipeError:
             raise SystemExit(0) from None
@@ -182,6 +182,8 @@ def add(ctx, paths, jobs, method, model, device, quiet):
     started = time.perf_counter()
     try:
         result = index.add(files, jobs=jobs, on_outcome=report)
+    except KeyboardInterrupt as interrupt:
+        raise KeyboardInterrupt(*(interrupt.args or ("songs already added are kept",))) from None
     finally:
         if progress is not None:
             progress.close()

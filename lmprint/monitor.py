@@ -437,10 +437,10 @@ def _open_worker(open_method: Callable[[], Method]) -> None:
     threads each on 2 cores took as long as one process)."""
     from threadpoolctl import threadpool_limits
 
-    from .workers import exit_with_parent
+    from .workers import worker_started
 
     global _worker_method
-    exit_with_parent()
+    worker_started()
     threadpool_limits(1)
     _worker_method = open_method()
 

@@ -1,11 +1,15 @@
-"""Worker processes (`add --jobs`, a monitor's looks): each ends once the process that started it is gone.
+"""Worker processes (`add --jobs`, a monitor's looks): Ctrl-C is their parent's to handle, and each ends once the
+process that started it is gone.
 
-A pool's workers wait on a queue whose other end they hold themselves, so when their parent is killed outright
-(`kill -9`, the out-of-memory killer: no cleanup runs) they would wait for ever, each holding its memory."""
+Ctrl-C in a terminal interrupts every process of the command: a worker would print a traceback of its own while
+the parent says in one line what was interrupted and stops the pool. And a pool's workers wait on a queue whose
+other end they hold themselves, so when their parent is killed outright (`kill -9`, the out-of-memory killer: no
+cleanup runs) they would wait for ever, each holding its memory."""
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -13,15 +17,16 @@ PARENT_CHECK_S = 1.0
 """Seconds between a worker's checks that its parent still runs."""
 
 
-def exit_with_parent() -> None:
-    """Called in a worker process as it starts (a pool's initializer): a daemon thread ends the process once its
-    parent is gone, which it sees as its parent id changing (an orphan is adopted by another process). Nothing in
-    a process that is not a multiprocessing child."""
+def worker_started() -> None:
+    """Called in a worker process as it starts (a pool's initializer): it ignores Ctrl-C, and a daemon thread ends
+    it once its parent is gone, which it sees as its parent id changing (an orphan is adopted by another process).
+    Nothing in a process that is not a multiprocessing child."""
     import multiprocessing
 
     parent = multiprocessing.parent_process()
     if parent is None:
         return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent.pid:

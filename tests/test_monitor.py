@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -496,3 +497,37 @@ def test_a_stream_is_read_ahead_while_the_caller_waits_up_to_its_depth_and_no_fu
     ahead.close()
     assert closed.wait(10)  # the reader stopped, and closed the stream (a decoder's file) behind it
     assert len(pulled) == 7
+
+
+def test_ctrl_c_stops_a_monitor_and_its_workers_in_one_line(built_index):
+    """Ctrl-C in a terminal interrupts every process of the command: the workers leave it to the monitor, which
+    says so in one line (no worker's traceback) and exits 130, leaving no worker behind."""
+    import signal
+    import time
+
+    import soxr
+
+    from tests.test_reliability import children_of, running
+
+    signal_, _ = radio(PIECES[:2])
+    pcm = (soxr.resample(signal_, RATE, 44100) * 0.5 * 32767).astype("<i2").tobytes()
+    process = subprocess.Popen([sys.executable, "-m", "lmprint", "--db", str(built_index), "monitor", "--jobs", "2",
+                                "--format", "s16le", "--rate", "44100", "--channels", "1", "-"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    assert process.stdin is not None
+    process.stdin.write(pcm)  # a live stream: heard, then nothing more for now
+    process.stdin.flush()
+    deadline = time.time() + 60
+    while len(children_of(process.pid)) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    workers = children_of(process.pid)
+    assert len(workers) >= 2, "the looks run in worker processes"
+    time.sleep(3)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr.decode() == "lmprint: interrupted\n", stderr.decode()
+    deadline = time.time() + 30
+    while any(map(running, workers)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(map(running, workers))
