@@ -13,7 +13,7 @@ from bench.audio_io import write
 from landmark import Index
 from lmprint.errors import SettingsError
 from lmprint.monitor import Monitor, MonitorSettings, monitor
-from tests.conftest import SYNTH_RATE, rendered, run_cli
+from tests.conftest import SYNTH_RATE, all_gone, children_of, rendered, run_cli
 
 RATE = SYNTH_RATE
 
@@ -508,8 +508,6 @@ def test_ctrl_c_stops_a_monitor_and_its_workers_in_one_line(built_index):
 
     import soxr
 
-    from tests.test_reliability import children_of, running
-
     signal_, _ = radio(PIECES[:2])
     pcm = (soxr.resample(signal_, RATE, 44100) * 0.5 * 32767).astype("<i2").tobytes()
     process = subprocess.Popen([sys.executable, "-m", "lmprint", "--db", str(built_index), "monitor", "--jobs", "2",
@@ -528,7 +526,4 @@ def test_ctrl_c_stops_a_monitor_and_its_workers_in_one_line(built_index):
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and stderr.decode() == "lmprint: interrupted\n", stderr.decode()
-    deadline = time.time() + 30
-    while any(map(running, workers)) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(map(running, workers))
+    assert all_gone(workers, within_s=30)

@@ -18,7 +18,7 @@ from bench.audio_io import write
 from landmark import Index, audio
 from landmark.batch import fingerprint_song
 from lmprint.errors import AudioError, IndexFileError
-from tests.conftest import SYNTH_RATE, rendered, run_cli, write_surround_flac
+from tests.conftest import SYNTH_RATE, all_gone, children_of, rendered, run_cli, write_surround_flac
 
 
 @pytest.fixture(scope="module")
@@ -33,29 +33,6 @@ def many_songs(tmp_path_factory):
 SMALL_SEALING = ("import landmark.store as store; store.ONE_HASH_TAIL_FROM, store.TAIL_POSTINGS, store.MERGE_RATIO = "
                  "4000, 2000, 2; from lmprint.cli import main; main()")
 """`lmprint` with segments sealed and merged at sizes these songs reach (16 songs of about 1,600 postings)."""
-
-
-def children_of(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (Linux's /proc)."""
-    children = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == pid:
-            children.append(int(entry))
-    return children
-
-
-def running(pid: int) -> bool:
-    """Whether process `pid` still runs (a zombie, waiting to be reaped, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def lmprint_process(*args, db, sealing=False):
@@ -217,10 +194,7 @@ def test_kill_9_mid_add_leaves_no_half_song_and_a_rerun_completes(many_songs, tm
     assert workers or (os.cpu_count() or 1) == 1, "add fingerprints in worker processes, one per core"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    deadline = time.time() + 30
-    while any(map(running, workers)) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(map(running, workers)), "the workers outlived the process that started them"
+    assert all_gone(workers, within_s=30), "the workers outlived the process that started them"
     survivors = assert_consistent(db)
     assert 3 <= len(survivors) < 16
     rerun = lmprint_process("add", many_songs, db=db, sealing=sealing)
