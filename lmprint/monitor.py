@@ -6,13 +6,14 @@ where its clock puts it (`Method.follow`: no search, a few milliseconds) and sea
 clearly there. While nothing is heard, looks come every `idle_hop_s` instead. State stays bounded: the samples
 from the oldest look still out (less the windows it may look back at) and the segments being followed.
 
-A look that names a song gives its *anchor*, the song's time at the stream's start (the offset in the song minus
-the window's start times the song's rate: its speed or tempo, 1.0 as recorded), which stays constant while the
-song plays. Looks that name one song with one anchor (within `anchor_tolerance_s`) start a segment. It is
-reported (`open`) once `confirm_looks` looks agree and one of them is sure (`confirm_chance`), so a chance match
-never becomes a song; from then on any look naming its song extends it (music repeats: a look may line up with
-another return of the passage), and it closes once `close_after_misses` looks in a row no longer name it, or when
-another song is confirmed (a crossfade hands over). A song that returns later gets a new segment.
+A look that names a song gives its *anchor*, the song's time at the stream's start (the offset in the song minus the
+window's start times the song's rate: its speed or tempo, 1.0 as recorded), which stays constant while the song
+plays. Looks that name one song with one anchor (within `anchor_tolerance_s`) start a segment. It is reported
+(`open`) once `confirm_looks` looks agree and one of them is sure (`confirm_chance`), so a chance match never
+becomes a song (where the stream ends before another look can agree, one sure look will do); from then on any look
+naming its song extends it (music repeats: a look may line up with another return of the passage), and it closes
+once `close_after_misses` looks in a row no longer name it, or when another song is confirmed (a crossfade hands
+over). A song that returns later gets a new segment.
 
 Boundaries: a window names a song once it holds about `audible_s` of it, so a segment starts about that long
 before the end of its first agreeing window, and ends about that long after the start of its last. The song's
@@ -182,6 +183,14 @@ class Monitor:
             window = self._samples(start, self._heard - start)
             events += self._update(look(self.method, window, self._hint(start / rate)), start / rate,
                                    (self._heard - start) / rate)
+        candidate = self._candidate
+        if candidate is not None and candidate.chance is not None and candidate.chance <= self.settings.confirm_chance:
+            # the stream ended before another look could agree (a short recording, a song in its last seconds):
+            # a look this sure names the song, as `match` would
+            if self.current is not None:
+                events.append(self._close(self.current, before_s=candidate.start_s))
+            self.current, self._candidate = candidate, None
+            events.append(replace(candidate))
         if self.current is not None:
             still_playing = self.current.misses == 0  # its last look agreed: it ran to the end of the stream
             events.append(self._close(self.current, until_end=still_playing))
@@ -310,6 +319,8 @@ class Monitor:
         segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1, rate=_rate(match),
                           heard=match, chance=match.false_match_probability)
         self._place(segment, self._anchor(match, time_s))
+        if segment.song_offset_s is None and match.offset_s is not None:
+            segment.song_offset_s = 0.0  # the song began within the window: the segment starts with it
         return segment
 
     def _look_back(self, segment: Segment, match: Match, time_s: float, length_s: float) -> None:

@@ -385,6 +385,33 @@ def test_agreeing_looks_report_a_song_only_once_one_of_them_is_sure(built_index)
             assert opened == ([] if reported_at is None else [reported_at]), chances
 
 
+def test_a_recording_too_short_for_two_looks_names_its_song_if_its_one_look_is_sure(built_index, tmp_path):
+    """A stream of a few seconds holds one look: it names its song as `match` would, when that look is sure; a
+    song that is not indexed stays unnamed."""
+    for seed, start_s, expected in ((2, 10.0, ["song2"]), (100, 10.0, [])):
+        path = tmp_path / f"short{seed}.flac"
+        write(path, rendered(seed, 40.0, RATE)[int(start_s * RATE):int((start_s + 5.5) * RATE)], RATE)
+        result = run_cli("monitor", "--json", path, db=built_index, check=True)
+        events = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [e["title"] for e in events if not e["open"]] == expected, events
+        if expected:
+            assert [e["event"] for e in events] == ["open", "closed"]
+            assert abs(events[1]["song_offset_s"] - start_s) <= 1.0 and events[1]["start_s"] == 0.0, events
+
+
+def test_a_segment_whose_looks_began_before_the_song_starts_with_the_song(built_index):
+    """A look whose window began before the song reads offset 0 and tells no anchor; the segment it starts is
+    reported from the song's start (offset 0), not without an offset."""
+    from lmprint.results import Match
+
+    with Index(built_index) as index:
+        song = index.catalogue.songs()[0]
+        watcher = Monitor(index, MonitorSettings())
+        events = [e for time_s in (30.0, 32.0) for e in watcher._update(
+            Match(song, 60.0, 0.0, 0.99999, "vote", false_match_probability=1e-5, speed=1.0), time_s, 6.0)]
+    assert [e.open for e in events] == [True] and events[0].song_offset_s == 0.0, events
+
+
 def test_a_segment_keeps_the_rate_of_the_look_that_placed_its_anchor(built_index):
     """A first look that began before the song tells no anchor (its offset reads 0) and may misjudge the rate from
     the song's first seconds; the look that fixes the anchor fixes the rate with it. Mixing them put a song that
