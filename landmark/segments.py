@@ -135,7 +135,10 @@ class Segment:
             self._long_buckets = np.frombuffer(self._map, "<u8", long_rows, long_at).astype(np.int64)
             self._long_lengths = np.frombuffer(self._map, "<u8", long_rows, long_at + 8 * long_rows).astype(np.int64)
             self._long_excess = np.r_[0, np.cumsum(self._long_lengths - LONG_ROW)]  # words past LONG_ROW, running
-        if self._starts[0] != 0 or self._starts[-1] != words:  # the directory must span the words exactly
+        long_rows_fit = dense or (  # long rows: distinct buckets, ascending, each as long as it is marked, all within
+            bool((np.diff(self._long_buckets) > 0).all()) and bool((self._long_lengths >= LONG_ROW).all())
+            and int(self._long_lengths.sum()) <= words and bool((self._long_buckets < n_buckets).all()))
+        if self._starts[0] != 0 or self._starts[-1] != words or not long_rows_fit:  # the directory spans the words
             self._lengths = None
             del self._starts
             self._map.close()
@@ -144,7 +147,9 @@ class Segment:
         self.words = np.frombuffer(self._map, f"V{codec.WORD_BYTES}", words, words_at)
 
     def close(self) -> None:
-        """Unmap the file (left to the garbage collector while an array still views it)."""
+        """Unmap the file (left to the garbage collector while an array still views it); closing twice is once."""
+        if not hasattr(self, "words"):
+            return
         self._lengths = None
         del self._starts, self.words
         try:
@@ -161,7 +166,10 @@ class Segment:
         lengths = self._lengths.reshape(-1)[buckets].astype(np.int64)
         long = np.flatnonzero(lengths == LONG_ROW)
         if long.size:
-            lengths[long] = self._long_lengths[np.searchsorted(self._long_buckets, buckets[long])]
+            at = np.searchsorted(self._long_buckets, buckets[long])
+            if (at >= self._long_buckets.size).any() or (self._long_buckets[at] != buckets[long]).any():
+                raise damaged(self.path, "a row marked long has no length")
+            lengths[long] = self._long_lengths[at]
         return lengths
 
     def _row_starts(self, buckets: np.ndarray) -> np.ndarray:

@@ -27,7 +27,8 @@ is no longer small, in sealed segments beside it (`landmark.segments`):
 
 Adding a song is one write transaction (the caller's): its catalogue row, its postings appended to the tail (or
 sealed), and its peaks. A segment is written in full and flushed before the transaction that lists it commits, so
-a crash mid-song rolls the whole song back, and can at worst leave an unlisted file, which `compact` deletes.
+a crash mid-song rolls the whole song back, and can at worst leave an unlisted file, which `compact` deletes (a
+transaction that rolls back deletes it at once).
 Readers see the tail and the listed segments as of one moment; a segment merged away is deleted once the merge
 commits, and a reader that had not mapped it yet lists the segments again.
 """
@@ -43,7 +44,7 @@ from typing import Protocol
 import numpy as np
 
 from lmprint.catalogue import VARIABLES_PER_STATEMENT, Catalogue, id_batches
-from lmprint.errors import REBUILD, IndexFileError
+from lmprint.errors import REBUILD, IndexFileError, damaged
 
 from . import peak_codec, segments
 from . import postings as codec
@@ -155,7 +156,7 @@ class SQLitePostingStore:
         if not songs:
             return
         _create_segments_table(self.catalogue)
-        tail = self._tail_postings()  # before these songs count
+        tail = self._tail_postings()  # before these songs count (a file that does not count its tail sums songs)
         end = self.catalogue.meta_int("timeline_end", 0)
         all_hashes, all_frames = [], []
         for song in songs:
@@ -171,7 +172,8 @@ class SQLitePostingStore:
         hashes, timeline_frames = np.concatenate(all_hashes), np.concatenate(all_frames)
         if hashes.size >= TAIL_POSTINGS:
             # what the tail holds goes first, so segments stay in timeline order; the seal's `sealed_end`, tail base
-            # and sealed timeline are already `timeline_end`, these songs included
+            # and sealed timeline are already `timeline_end`, these songs included; the tail is as it was before them
+            self.catalogue.set_meta("tail_postings", str(tail))
             self._seal_tail()
             order = np.argsort(hashes, kind="stable")
             self._new_segment(_parts_of(hashes[order], timeline_frames[order]), hashes.size,
@@ -201,7 +203,7 @@ class SQLitePostingStore:
             zip(buckets.tolist(), blobs))
         new_ends = dict(zip(buckets.tolist(), codec.last_frames(rows.reshape(-1), timeline_frames,
                                                                  buckets.size).tolist()))
-        self.catalogue.after_commit(lambda: self._known_row_ends.update(new_ends))  # the rows' ends, once they are
+        self.catalogue.after_commit(lambda: self._known_row_ends.update(new_ends))  # the rows' ends, once committed
 
     def lookup(self, keys: np.ndarray, priority: np.ndarray | None = None, max_postings: int = 0) -> Postings:
         """Rows (of the tail and of each segment) are read whole: the budget chooses rows, by their asked keys'
@@ -255,7 +257,7 @@ class SQLitePostingStore:
             large = [i for i in keep.tolist() if small[i] is None]
             large_buckets, large_blobs = self._rows(found[large], table)
             fetched = dict(zip(large_buckets.tolist(), large_blobs))
-            read_blobs = [small[i] or fetched[int(found[i])] for i in keep.tolist()]
+            read_blobs = [fetched[int(found[i])] if small[i] is None else small[i] for i in keep.tolist()]
             rows, suffixes, frames = codec.decode_rows(read_blobs, layout)
             parts = [tail_asked.key_index(tail_slots[keep], rows, suffixes, frames + self._tail_base())]
             parts += _read_segments(sealed, sources[1:], chosen[1:])
@@ -367,11 +369,12 @@ class SQLitePostingStore:
         """Where the songs lie on the timeline, read from the file now: the sealed songs' places from one blob
         (`sealed_timeline`), the rest from their rows. Reading 100,000 songs' rows costs 0.2 s, the blob a few ms."""
         with self.catalogue.snapshot():
+            end = self.catalogue.meta_int("timeline_end", 0)  # past the last song listed when it was removed
             sealed = self._sealed_timeline()
             if sealed is None:
-                return Timeline.of(self._timeline_rows("1", ()))
+                return Timeline.of(self._timeline_rows("1", ()), end)
             rest = self._timeline_rows("timeline_start >= ?", (sealed[0],))
-        return Timeline.of(np.concatenate([sealed[1], rest]))
+        return Timeline.of(np.concatenate([sealed[1], rest]), end)
 
     def _sealed_timeline(self) -> tuple[int, np.ndarray] | None:
         """(end frame, rows): the kept places of the songs that start before that frame, as `_timeline_rows`
@@ -383,7 +386,10 @@ class SQLitePostingStore:
                 if self.catalogue.has_table("sealed_timeline") else [])
         if not kept:
             return None
-        end_frame, rows = int(kept[0][0]), np.frombuffer(kept[0][1], "<i8").reshape(-1, 3)
+        end_frame, blob = int(kept[0][0]), kept[0][1]
+        if not isinstance(blob, bytes) or len(blob) % 24:
+            raise damaged(self.catalogue.path, "the sealed songs' places do not decode")
+        rows = np.frombuffer(blob, "<i8").reshape(-1, 3)
         listed, = self.catalogue.read("SELECT COUNT(*) FROM songs WHERE timeline_start < ?", (end_frame,))[0]
         return (end_frame, rows) if listed == rows.shape[0] else None
 
@@ -531,8 +537,9 @@ class SQLitePostingStore:
 
     def _new_segment(self, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings: int, base_frame: int
                      ) -> None:
-        """Write a segment and list it (inside the caller's write transaction: a rollback leaves it unlisted)."""
+        """Write a segment and list it (inside the caller's write transaction: a rollback deletes it)."""
         name, written = segments.write(self.folder, parts, postings, base_frame)
+        self.catalogue.after_rollback(lambda: self._remove_files([name]))  # no listing will name it
         self.conn.execute("INSERT INTO segments(file, postings) VALUES (?, ?)", (name, written))
         self.catalogue.mark_current_schema()  # an lmprint that knows no segments refuses it
 
@@ -546,8 +553,9 @@ class SQLitePostingStore:
                 inside = timeline.locate(frames)[0]
                 yield hashes[inside], frames[inside]
 
-        if self._tail_postings() > 0:
-            self._new_segment(parts(), self._tail_postings(), self.catalogue.meta_int("sealed_end", 0))
+        tail_postings = self._tail_postings()
+        if tail_postings > 0:
+            self._new_segment(parts(), tail_postings, self.catalogue.meta_int("sealed_end", 0))
         self.conn.execute(f"DELETE FROM {table}")
         self.conn.execute("DELETE FROM tail_buckets")
         self.catalogue.set_meta("tail_postings", "0")
@@ -587,7 +595,10 @@ class SQLitePostingStore:
         transaction commits (readers that mapped them keep their view)."""
         inputs: list[segments.Segment] = []
         try:  # the inputs are unmapped whatever happens (a full disk while writing the merged one)
-            inputs.extend(segments.Segment(self.folder / name) for name in names)
+            try:
+                inputs.extend(segments.Segment(self.folder / name) for name in names)
+            except FileNotFoundError:  # a writer holds the lock: no merge of another took it
+                raise self._missing_segment() from None
             postings = sum(segment.postings for segment in inputs)
             base = min(segment.first_frame for segment in inputs)
             end = max(segment.end_frame for segment in inputs)
@@ -622,7 +633,7 @@ class SQLitePostingStore:
                 segment.close()
             try:
                 (self.folder / name).unlink()
-            except FileNotFoundError:
+            except OSError:  # gone already, or not ours to delete: unlisted, it is only space, which compact frees
                 pass
 
     def _remove_unlisted(self, listed: set[str]) -> None:
@@ -638,7 +649,6 @@ class SQLitePostingStore:
         rows = self.catalogue.read("SELECT timeline_start, timeline_start + timeline_frames, id FROM songs "
                                    f"WHERE timeline_start IS NOT NULL AND {condition} ORDER BY timeline_start",
                                    params)
-        # The end of the songs read, not meta's timeline_end: a song added between two reads must lie past it.
         return np.asarray(rows, np.int64).reshape(-1, 3)
 
     def _current_timeline(self, last_frame: int = -1) -> Timeline:

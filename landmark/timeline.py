@@ -30,13 +30,15 @@ class Timeline:
     ends: np.ndarray  # int64, exclusive
     song_ids: np.ndarray  # int64
     end: int
-    """The end of the last song listed; postings past it belong to songs added since."""
+    """The end of the timeline when the songs were listed (at least the last song's end; past it where the songs
+    last added were removed since): postings past it belong to songs added since."""
 
     @classmethod
-    def of(cls, rows: list[tuple[int, int, int]] | np.ndarray) -> Timeline:
-        """From (start, end, song id) rows sorted by start."""
+    def of(cls, rows: list[tuple[int, int, int]] | np.ndarray, end: int = 0) -> Timeline:
+        """From (start, end, song id) rows sorted by start, and the timeline's end as the index recorded it with
+        them (0: the last song's end)."""
         starts, ends, ids = np.asarray(rows, np.int64).reshape(-1, 3).T
-        return cls(starts, ends, ids, int(ends.max()) if ends.size else 0)
+        return cls(starts, ends, ids, max(end, int(ends.max()) if ends.size else 0))
 
     def locate(self, timeline_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mask of the entries that fall in a song, their song ids, their frames within the song)."""

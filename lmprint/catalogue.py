@@ -106,6 +106,7 @@ class Catalogue:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
         self._after_commit: list[Callable[[], None]] = []
+        self._after_rollback: list[Callable[[], None]] = []
         self.writing = False
         """Whether this connection's write transaction (`write`) is open: caches must not keep what it reads."""
         try:
@@ -204,12 +205,18 @@ class Catalogue:
         try:
             yield
         finally:
-            self.conn.execute("COMMIT")
+            if self.conn.in_transaction:  # an error may have rolled it back already: that error is the one to tell
+                self.conn.execute("COMMIT")
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the write transaction in progress commits (never, if it rolls back): for caches
         that must only learn what the file really holds."""
         self._after_commit.append(callback)
+
+    def after_rollback(self, callback: Callable[[], None]) -> None:
+        """Call `callback` if the write transaction in progress rolls back (never, if it commits): to undo what
+        it did outside the file, such as writing a segment that no listing will name."""
+        self._after_rollback.append(callback)
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """Rows of a query; SQLite's errors become one-line IndexFileErrors."""
@@ -390,19 +397,25 @@ class WriteTransaction:
     def __exit__(self, kind, error, trace) -> None:
         self.catalogue.writing = False
         conn = self.catalogue.conn
+        callbacks, self.catalogue._after_commit = self.catalogue._after_commit, []
+        undo, self.catalogue._after_rollback = self.catalogue._after_rollback, []
         if kind is None:
-            callbacks, self.catalogue._after_commit = self.catalogue._after_commit, []
             try:
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as commit_error:
                 if conn.in_transaction:  # a full disk or an I/O error rolls back by itself
                     conn.execute("ROLLBACK")
+                _run_all(undo)
                 raise IndexFileError(self.catalogue.describe(commit_error)) from None
-            for callback in callbacks:
-                callback()
+            _run_all(callbacks)
             return
-        self.catalogue._after_commit = []
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        _run_all(undo)
         if isinstance(error, sqlite3.DatabaseError):
             raise IndexFileError(self.catalogue.describe(error)) from None
+
+
+def _run_all(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        callback()

@@ -652,6 +652,49 @@ def test_a_sealed_song_deleted_from_the_catalogue_alone_is_dropped_and_a_rolled_
     assert writer.postings.song_count() == 4 and reader.postings.song_count() == 4
 
 
+def _fingerprints(songs):
+    no_peaks = np.zeros(0, np.int64)
+    return [SongFingerprint(f"/{n}", str(n), 10.0, f"sha-{n}", hashes, frames, no_peaks, no_peaks)
+            for n, (hashes, frames) in enumerate(songs)]
+
+
+def test_a_bulk_load_into_a_new_file_writes_one_segment_and_merges_nothing(tmp_path, monkeypatch):
+    """A batch large enough to seal goes straight into a segment; into a new file too, whose empty tail is not
+    sealed into a segment of its own first (that one then merged with the batch's, rewriting all of it)."""
+    import landmark.segments as segments_module
+
+    _small_sealing(monkeypatch)
+    written = []
+    write = segments_module.write
+    monkeypatch.setattr(segments_module, "write", lambda *given: written.append(write(*given)) or written[-1])
+    store = Store(tmp_path / "i.db", create=True)
+    songs = _random_songs(1, 3)
+    store.add_fingerprints(_fingerprints(songs))
+    assert [postings for _, postings in written] == [360] and _segment_files(tmp_path / "i.db") == [written[0][0]]
+    second = next(song.id for song in store.catalogue.songs() if song.path == "/1")
+    read = {(key, frame) for key, song_id, frame in _postings_of(store, songs[1][0]) if song_id == second}
+    assert read == set(zip(songs[1][0].tolist(), songs[1][1].tolist()))
+
+
+def test_lookups_after_the_last_song_is_removed_do_not_read_the_song_list_again(tmp_path, monkeypatch):
+    """A removed song's postings stay in its segment until a merge, past the end of the songs listed; the
+    timeline's end as the index recorded it tells a reader that they are no new song's, so the list it holds
+    serves every lookup until the file changes."""
+    _small_sealing(monkeypatch)
+    path = tmp_path / "i.db"
+    songs = _random_songs(3, 8)
+    writer = Store(path, create=True)
+    writer.add_fingerprints(_fingerprints(songs))
+    writer.remove([8])  # the last on the timeline; the other songs hold more than the compaction threshold
+    reader = Store(path)
+    reads = []
+    timeline = reader.postings.timeline
+    monkeypatch.setattr(reader.postings, "timeline", lambda: reads.append(1) or timeline())
+    for _ in range(5):
+        found = reader.postings.lookup(np.unique(songs[7][0]))
+    assert len(reads) == 1 and 8 not in found.song_ids.tolist()
+
+
 def test_a_budget_over_segments_reads_the_rows_a_single_store_would(tmp_path, monkeypatch):
     """A key's priority is shared among the rows that hold it, by their sizes: the same postings split among the
     tail and several segments are read in about the same order as from one store (rows of other layouts and the
@@ -674,9 +717,11 @@ def test_a_budget_over_segments_reads_the_rows_a_single_store_would(tmp_path, mo
     assert 0 < len(found[0]) < asked.size / 2 and len(both) >= 0.9 * max(map(len, found))
 
 
-def test_a_failure_while_sealing_leaves_no_half_song_and_compact_deletes_the_unlisted_file(tmp_path, monkeypatch):
+def test_a_failure_while_sealing_leaves_no_half_song_nor_its_segment_and_compact_deletes_a_crashs(tmp_path,
+                                                                                                 monkeypatch):
     """A segment is written before the transaction that lists it commits. If that transaction fails, the song is
-    not added, the tail and the segments stay as they were, and the file it left is deleted by `compact`."""
+    not added, the tail and the segments stay as they were, and the file it wrote is deleted; one that a crash
+    left (no rollback ran) is deleted by `compact`."""
     import landmark.store as store_module
 
     _small_sealing(monkeypatch)
@@ -699,16 +744,19 @@ def test_a_failure_while_sealing_leaves_no_half_song_and_compact_deletes_the_unl
     reopened = Store(path)
     assert [song.path for song in reopened.catalogue.songs()] == ["/0", "/1", "/2"]
     assert _postings_of(reopened, asked) == before
-    assert len(_segment_files(path)) == len(files_before) + 1  # the unlisted one
+    assert _segment_files(path) == files_before  # the rolled-back transaction's segment is gone
+    (segments.folder_of(path) / "0123456789abcdef.seg").write_bytes(b"written before a kill -9")
     reopened.postings.compact()
     assert len(_segment_files(path)) == 1 and _postings_of(reopened, asked) == before
 
 
 def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch):
+    """...to a lookup, and to an add or a compaction, which merge segments."""
     _small_sealing(monkeypatch)
     path = tmp_path / "i.db"
     store = Store(path, create=True)
-    for number, (hashes, frames) in enumerate(_random_songs(2, 3)):
+    songs = _random_songs(2, 6)
+    for number, (hashes, frames) in enumerate(songs[:3]):
         insert(store, f"/{number}", f"sha-{number}", hashes, frames)
     name = _segment_files(path)[0]
     whole = (segments.folder_of(path) / name).read_bytes()
@@ -719,6 +767,12 @@ def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch)
     (segments.folder_of(path) / name).unlink()
     with pytest.raises(IndexFileError, match="missing a segment"):
         Store(path).postings.lookup(np.array([1, 2, 3], np.uint32))
+    reopened = Store(path)
+    with pytest.raises(IndexFileError, match="missing a segment"):
+        for number in range(3, 6):  # the tail is sealed, and the new segment merged with the missing one
+            insert(reopened, f"/{number}", f"sha-{number}", *songs[number])
+    with pytest.raises(IndexFileError, match="missing a segment"):
+        Store(path).postings.compact()
 
 
 def test_damage_inside_whole_files_is_a_one_line_error_not_a_traceback(tmp_path, monkeypatch):
@@ -739,7 +793,18 @@ def test_damage_inside_whole_files_is_a_one_line_error_not_a_traceback(tmp_path,
     segment_file.write_bytes(whole[:directory_at] + b"\xfe" * 1024 + whole[directory_at + 1024:])
     with pytest.raises(IndexFileError, match=r"damaged \(a row runs past its postings\); index the music again"):
         Store(path).postings.lookup(asked)
+    assert int(header["long_rows"]) == 0
+    segment_file.write_bytes(whole[:directory_at] + b"\xff" + whole[directory_at + 1:])  # bucket 0 "long"
+    with pytest.raises(IndexFileError, match=r"damaged \(a row marked long has no length\)"):
+        Store(path).postings.lookup(asked)
     segment_file.write_bytes(whole)
+    with sqlite3.connect(path) as conn:
+        kept = conn.execute("SELECT songs FROM sealed_timeline").fetchone()[0]
+        conn.execute("UPDATE sealed_timeline SET songs=?", (kept[:20],))
+    with pytest.raises(IndexFileError, match=r"damaged \(the sealed songs' places do not decode\)"):
+        Store(path).postings.lookup(asked)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE sealed_timeline SET songs=?", (kept,))
     hashes, frames = _random_songs(3, 1, n_postings=50)[0]
     insert(Store(path), "/3", "sha-3", hashes, frames)  # into the tail's rows, under the seal
 
@@ -829,6 +894,19 @@ def test_a_segment_reads_every_row_back_whatever_its_length(tmp_path_factory, se
     held = np.isin(asked, hashes >> bits)
     assert (segment.sizes(asked)[held] > 0).all() and (segment.sizes(asked)[~held] == 0).all()
     segment.close()
+
+
+def test_a_long_rows_length_that_does_not_fit_the_segment_is_damage_not_a_huge_allocation(tmp_path):
+    """Row lengths of 255 words or more are kept apart, as 8-byte numbers; one overwritten (here to 2^40 words)
+    is refused when the segment is opened, where a lookup tried to allocate terabytes."""
+    hashes, frames = _segment_postings(4, [300, 3], np.random.default_rng(5))
+    name, _ = segments.write(tmp_path, [(hashes, frames)], 1000, 0)
+    whole = (tmp_path / name).read_bytes()
+    assert np.frombuffer(whole, segments.HEADER, 1)[0]["long_rows"] == 1
+    segments.Segment(tmp_path / name).close()
+    (tmp_path / name).write_bytes(whole[:-8] + (1 << 40).to_bytes(8, "little"))
+    with pytest.raises(IndexFileError, match="its directory does not match its postings"):
+        segments.Segment(tmp_path / name)
 
 
 def test_a_segment_written_with_a_start_for_every_row_is_read_still(tmp_path):
