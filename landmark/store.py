@@ -304,6 +304,7 @@ class SQLitePostingStore:
         with self.catalogue.write():
             _create_segments_table(self.catalogue)
             listed = self._listed()
+            self._sync_log()  # a merge's inputs are unlisted by a commit that a killed process may not have flushed
             self._remove_unlisted({name for name, _ in listed})
             if listed or self._tail_postings() >= TAIL_POSTINGS:  # a file made before segments, too
                 if self._tail_postings() > 0:
