@@ -131,6 +131,12 @@ class Segment:
                 "rate": round(self.rate, 4)}
 
 
+def _names(match: Match, song: Song) -> bool:
+    """Whether a look names `song`: as its match, or as a copy of its match's recording (which of two files of one
+    recording leads a look is chance, and a song does not end because the other one led)."""
+    return match.song.id == song.id or any(copy.id == song.id for copy in match.copies)
+
+
 def _rate(match: Match) -> float:
     """Seconds of the song per second of the stream, as the match heard it (1.0 where the engine cannot tell)."""
     return match.speed or match.tempo or 1.0
@@ -301,7 +307,7 @@ class Monitor:
         """Whether a look names the segment's song. For a segment being confirmed, at its anchor too; once it
         is confirmed, any anchor of its song will do: music repeats, and a look may line up with another
         return of the passage playing (a song that comes back after another has a new segment anyway)."""
-        if match is None or match.song.id != segment.song.id:
+        if match is None or not _names(match, segment.song):
             return False
         if segment is self.current:
             return True

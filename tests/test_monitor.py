@@ -412,6 +412,23 @@ def test_a_segment_whose_looks_began_before_the_song_starts_with_the_song(built_
     assert [e.open for e in events] == [True] and events[0].song_offset_s == 0.0, events
 
 
+def test_looks_that_name_either_file_of_one_recording_extend_one_segment(built_index):
+    """Which of two files of one recording (a FLAC and an MP3 of it) leads a look is chance: a look naming the
+    other, with the segment's song among its copies, extends the segment rather than ending it for a new one."""
+    from lmprint.results import Match
+
+    with Index(built_index) as index:
+        flac, mp3 = index.catalogue.songs()[:2]
+        watcher = Monitor(index, MonitorSettings())
+        events = []
+        for n, (song, copy) in enumerate([(flac, mp3), (flac, mp3), (mp3, flac), (mp3, flac), (flac, mp3)]):
+            events += watcher._update(Match(song, 60.0, 20.0 + 2.0 * n, 0.99999, "vote", (copy,),
+                                            false_match_probability=1e-5, speed=1.0), 2.0 * n, 6.0)
+        events += watcher.finish()
+    assert [(e.song.id, e.open) for e in events] == [(flac.id, True), (flac.id, False)], events
+    assert events[-1].looks == 5
+
+
 def test_a_segment_keeps_the_rate_of_the_look_that_placed_its_anchor(built_index):
     """A first look that began before the song tells no anchor (its offset reads 0) and may misjudge the rate from
     the song's first seconds; the look that fixes the anchor fixes the rate with it. Mixing them put a song that
