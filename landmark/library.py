@@ -52,11 +52,11 @@ class Index:
         self.catalogue = Catalogue(path, create=create)
         try:
             self.fingerprint_settings = self._settings(fingerprint, create)
+            self.postings = SQLitePostingStore(self.catalogue)
         except BaseException:
             self.catalogue.close()
             raise
         self.matching = matching or MatchSettings()
-        self.postings = SQLitePostingStore(self.catalogue)
         self.peaks = PeakStore(self.catalogue)
 
     def _settings(self, wanted: FingerprintSettings | None, create: bool) -> FingerprintSettings:

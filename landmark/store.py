@@ -140,6 +140,18 @@ class SQLitePostingStore:
         self._known_row_ends: dict[int, int] = {}  # bucket → its row's last timeline frame (see `_row_ends`)
         self._known_version = None
         self._open: dict[str, segments.Segment] = {}  # file name → the segment, mapped
+        self._check_segments_present()
+
+    def _check_segments_present(self) -> None:
+        """Refuse, in one line, an index whose listed segments are not beside it (the file copied or moved
+        without its folder), before a command reads or writes it: a few `stat`s. A segment merged away between
+        the listing and its `stat` is listed again."""
+        for _ in range(SEGMENT_OPEN_ATTEMPTS):
+            with self.catalogue.snapshot():
+                names = [name for name, _ in self._listed()]
+            if all((self.folder / name).is_file() for name in names):
+                return
+        raise self._missing_segment()
 
     @staticmethod
     def create(catalogue: Catalogue) -> None:
@@ -257,7 +269,7 @@ class SQLitePostingStore:
             large = [i for i in keep.tolist() if small[i] is None]
             large_buckets, large_blobs = self._rows(found[large], table)
             fetched = dict(zip(large_buckets.tolist(), large_blobs))
-            read_blobs = [fetched[int(found[i])] if small[i] is None else small[i] for i in keep.tolist()]
+            read_blobs = [blob if (blob := small[i]) is not None else fetched[int(found[i])] for i in keep.tolist()]
             rows, suffixes, frames = codec.decode_rows(read_blobs, layout)
             parts = [tail_asked.key_index(tail_slots[keep], rows, suffixes, frames + self._tail_base())]
             parts += _read_segments(sealed, sources[1:], chosen[1:])
@@ -515,6 +527,9 @@ class SQLitePostingStore:
         return [tuple(row) for row in self.catalogue.read("SELECT file, postings FROM segments ORDER BY id")]
 
     def _missing_segment(self) -> IndexFileError:
+        if not self.folder.is_dir():
+            return IndexFileError(f"{self.folder} is missing: an index is its file and this folder beside it, copied "
+                                  f"or moved together (put the folder back); else {REBUILD}")
         return IndexFileError(f"{self.folder} is missing a segment the index lists; {REBUILD}")
 
     def _live_postings(self, first_frame: int, end_frame: int) -> int:

@@ -1,4 +1,5 @@
 import os
+import shutil
 import sqlite3
 import time
 
@@ -764,15 +765,21 @@ def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch)
         (segments.folder_of(path) / name).write_bytes(damaged)  # too short, a zero header, cut, no directory
         with pytest.raises(IndexFileError, match="damaged"):
             Store(path).postings.lookup(np.array([1, 2, 3], np.uint32))
-    (segments.folder_of(path) / name).unlink()
+    (segments.folder_of(path) / name).write_bytes(whole)
+    opened = Store(path)
+    (segments.folder_of(path) / name).unlink()  # while an index has it open
     with pytest.raises(IndexFileError, match="missing a segment"):
-        Store(path).postings.lookup(np.array([1, 2, 3], np.uint32))
-    reopened = Store(path)
+        opened.postings.lookup(np.array([1, 2, 3], np.uint32))
     with pytest.raises(IndexFileError, match="missing a segment"):
         for number in range(3, 6):  # the tail is sealed, and the new segment merged with the missing one
-            insert(reopened, f"/{number}", f"sha-{number}", *songs[number])
+            insert(opened, f"/{number}", f"sha-{number}", *songs[number])
     with pytest.raises(IndexFileError, match="missing a segment"):
-        Store(path).postings.compact()
+        opened.postings.compact()
+    with pytest.raises(IndexFileError, match="missing a segment"):  # opening it says so at once
+        Store(path)
+    shutil.rmtree(segments.folder_of(path))  # the file copied without its folder
+    with pytest.raises(IndexFileError, match=r"i.db-postings is missing: an index is its file and this folder"):
+        Store(path)
 
 
 def test_damage_inside_whole_files_is_a_one_line_error_not_a_traceback(tmp_path, monkeypatch):
