@@ -230,7 +230,8 @@ class Index:
         matching = self.matching
         query = self._fingerprint_query(samples)
         song_peaks = remembered(self.peaks.get)  # the winner's peaks are read to confirm, verify and measure
-        is_copy = CopyCheck(song_peaks, self._durations_s, matching)
+        is_copy = CopyCheck(song_peaks, self._durations_s, matching,
+                            clip_frames=0 if query.prominence is None else query.prominence.shape[0])
         alignments = self._align(query, matching.query_delta_tolerance_frames)
         candidates = without_copies_of_leader(alignments.top(self._candidate_count), is_copy)
         best = vote.decide(candidates, matching)
@@ -273,7 +274,8 @@ class Index:
         song = songs.pop(best.song_id, None)
         if song is None:  # removed between lookup and now
             return None, candidates
-        whole = max(songs.values(), key=lambda copy: copy.duration_s, default=song)
+        whole = max((songs[i] for i in is_copy.cut_copies.get(best.song_id, ()) if i in songs),
+                    key=lambda copy: copy.duration_s, default=song)
         if whole.duration_s > matching.copy_max_duration_ratio * song.duration_s:  # the vote led with a cut copy:
             songs[song.id], song = song, songs.pop(whole.id)  # name the whole file (they start together)
         copies = is_copy.copies.get(best.song_id, set())

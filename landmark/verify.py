@@ -232,17 +232,27 @@ def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarr
     return float(found.mean())
 
 
+COPY_MIN_PEAKS_WHERE_CLIP_PLAYS = 30
+"""Peaks each file must hold where the clip plays for the two to be told the same audio there (a 5 s clip covers
+about 90 at the index's density): a quiet stretch of a few peaks says nothing either way."""
+
+
 class CopyCheck:
-    """Whether a candidate is a copy of another's recording (a FLAC and an MP3 of it, a compilation's track, a
-    download cut short): the two last as long and share most peaks at the offset their votes imply, or one is the
-    other's start, and in the vote they score almost alike (`MatchSettings.copy_*`). Each pair and offset is
-    decided once and each song's peaks are read once per query; the copies found are kept, per song, in
-    `copies`."""
+    """Whether a candidate holds another's audio where the clip plays, so that the clip cannot tell them apart and
+    either is right: a copy of its recording (a FLAC and an MP3 of it, a compilation's track: the two last as
+    long and share most peaks at the offset their votes imply), a download cut short (one is the other's start),
+    or, with `clip_frames`, a file holding that stretch of it (an edit, an excerpt, a mix: each holds most of the
+    other's peaks over the stretch the clip covers, as copies do over the whole). In the vote they score almost alike
+    (`MatchSettings.copy_*`). Each pair and offset is decided once and each song's peaks are read once per query;
+    the copies found are kept, per song, in `copies`, and those that start with it (one is the other cut short)
+    in `cut_copies` too."""
 
     def __init__(self, song_peaks: SongPeaks, durations_s: Callable[[list[int]], dict[int, float]],
-                 settings: MatchSettings):
+                 settings: MatchSettings, clip_frames: int = 0):
         self.song_peaks, self.durations_s, self.settings = song_peaks, durations_s, settings
+        self.clip_frames = clip_frames
         self.copies: dict[int, set[int]] = {}
+        self.cut_copies: dict[int, set[int]] = {}
         self._decided: dict[tuple[int, int, int], bool] = {}
         self._peaks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._lengths: dict[int, float] = {}
@@ -280,9 +290,27 @@ class CopyCheck:
         # one cut short (a partial download): from the same start, each holds nearly all of the other's peaks where
         # both play; an edit, an extended mix or a medley starts elsewhere or holds other music within that span
         least = settings.copy_cut_min_shared_peaks
-        return (abs(shift) <= settings.vote_tolerance_frames
+        if (abs(shift) <= settings.vote_tolerance_frames
                 and shared_peaks(self._peaks[ids[0]], self._peaks[ids[1]], shift) >= least
-                and shared_peaks(self._peaks[ids[1]], self._peaks[ids[0]], -shift) >= least)
+                and shared_peaks(self._peaks[ids[1]], self._peaks[ids[0]], -shift) >= least):
+            self.cut_copies.setdefault(ids[0], set()).add(ids[1])
+            return True
+        if self.clip_frames <= 0:
+            return False
+        # where the clip plays, the same audio: each holds most of the other's peaks over that stretch, as copies
+        # do (an edit's frames fall between the song's, and its peaks are picked anew: 0.75-0.9 of them shared)
+        stretches = [_within(self._peaks[i], c.delta_frames - 1, c.delta_frames + self.clip_frames + 1)
+                     for i, c in zip(ids, (stronger, weaker))]
+        return (min(s[0].size for s in stretches) >= COPY_MIN_PEAKS_WHERE_CLIP_PLAYS
+                and shared_peaks(stretches[0], stretches[1], shift) >= settings.copy_min_shared_peaks
+                and shared_peaks(stretches[1], stretches[0], -shift) >= settings.copy_min_shared_peaks)
+
+
+def _within(peaks: tuple[np.ndarray, np.ndarray], first_frame: int, end_frame: int) -> tuple[np.ndarray, np.ndarray]:
+    """The peaks (frames, bins; by frame) in [first_frame, end_frame)."""
+    frames, bins = peaks
+    start, end = np.searchsorted(frames, [first_frame, end_frame])
+    return frames[start:end], bins[start:end]
 
 
 def without_copies_of_leader(candidates: list[Candidate], is_copy: Callable[[Candidate, Candidate], bool]

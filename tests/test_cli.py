@@ -1,6 +1,7 @@
 """`lmprint` as a user runs it: real processes, real files, the documented output."""
 
 import json
+import os
 import re
 import shutil
 
@@ -345,6 +346,33 @@ def test_a_recording_and_its_first_half_name_either_where_both_play_and_the_whol
         assert found is not None and {found["path"], *found["copies"]} == {str(music / n) for n in expected}
         assert found["path"] == str(music / "seven.flac")  # the whole file is named, the cut one a copy
         assert abs(found["offset_s"] - start_s) < 0.1
+
+
+def test_a_clip_of_a_stretch_that_an_edit_or_a_mix_holds_too_is_named_not_refused_as_a_tie(library_dir, tmp_path):
+    """A song, an edit of it (an MP3 of its 10-30 s) and a mix that plays it after another song's 8 s: a clip
+    where they all play lines up with each about alike, and no file can be told from the others there. It is
+    named (any of them: each holds what the clip plays), the others that came close listed with it, rather than
+    refused as a tie; past the edit, the song or the mix."""
+    music = tmp_path / "music"
+    music.mkdir()
+    signal = rendered(7, 40.0, 22050)
+    write(music / "seven.flac", signal, 22050)
+    write(music / "seven (edit).mp3", signal[22050 * 10:22050 * 30], 22050, bit_rate=128_000)
+    write(music / "mix.flac", np.r_[rendered(8, 8.0, 22050), signal], 22050)
+    for name in ("song0.wav", "song2.ogg"):
+        shutil.copy(library_dir / name, music / name)
+    db = tmp_path / "index.db"
+    run_cli("add", music, db=db, check=True)
+    for start_s, holders in ((12, ("seven.flac", "seven (edit).mp3", "mix.flac")),
+                             (17, ("seven.flac", "seven (edit).mp3", "mix.flac")),
+                             (23, ("seven.flac", "seven (edit).mp3", "mix.flac")), (33, ("seven.flac", "mix.flac"))):
+        clip = tmp_path / f"clip{start_s}.wav"
+        write(clip, signal[22050 * start_s:22050 * (start_s + 5)], 22050)
+        found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
+        assert found is not None, start_s
+        assert {found["path"], *found["copies"]} <= {str(music / n) for n in holders}, found
+        offset = {"seven.flac": start_s, "seven (edit).mp3": start_s - 10, "mix.flac": start_s + 8}
+        assert abs(found["offset_s"] - offset[os.path.basename(found["path"])]) < 0.1, found
 
 
 def test_a_file_moved_away_and_replaced_by_another_keeps_both_songs(library_dir, tmp_path):

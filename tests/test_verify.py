@@ -4,6 +4,7 @@ voting alone misses."""
 import numpy as np
 
 from bench import queries
+from bench.audio_io import codec_round_trip
 from landmark import FingerprintSettings, Index, MatchSettings
 from landmark.fingerprint import extract_peaks, fingerprint
 from landmark.verify import ProminenceMap, agreement
@@ -305,6 +306,33 @@ def test_a_file_cut_short_is_a_copy_and_an_extended_mix_or_an_edit_is_not():
     assert not copies.same_recording(whole, Candidate(3, 29.0, delta + later))
     assert MATCHING.copy_min_shared_peaks < shared_peaks(stored[1], stored[4], 0) < MATCHING.copy_cut_min_shared_peaks
     assert not copies.same_recording(whole, Candidate(4, 29.0, delta))
+
+
+def test_where_the_clip_plays_an_edit_or_a_mix_holds_the_same_audio_and_another_song_does_not(tmp_path):
+    """With the clip's length, files that hold the stretch it plays are told apart from the song no more than
+    copies: an extended mix (the song after 8 s of another), a radio edit (5 s skipped, later), an MP3 of an
+    excerpt cut between two frames. A different song, or an edit over the stretch it skipped, is not."""
+    from landmark.verify import CopyCheck
+    from landmark.vote import Candidate
+
+    song = rendered(3, 40.0, RATE)
+    excerpt = codec_round_trip(song[int(12.3 * RATE):26 * RATE], RATE, ".mp3", 128_000, str(tmp_path))
+    versions = {1: song, 3: np.r_[rendered(4, 8.0, RATE), song], 4: np.r_[song[:30 * RATE], song[35 * RATE:]],
+                5: excerpt, 6: rendered(5, 40.0, RATE)}
+    stored = {i: extract_peaks(signal, CONFIG, CONFIG.index) for i, signal in versions.items()}
+    lengths_s = {i: signal.size / RATE for i, signal in versions.items()}
+    def frames(seconds):
+        return round(seconds * RATE / CONFIG.hop_size)
+
+    def check(clip_at_s, candidate, song_at_s):
+        copies = CopyCheck(lambda ids: {i: stored[i] for i in ids}, lambda ids: {i: lengths_s[i] for i in ids},
+                           MATCHING, clip_frames=frames(5))
+        return copies.same_recording(Candidate(1, 30.0, frames(clip_at_s)), Candidate(candidate, 29.0,
+                                                                                      frames(song_at_s)))
+
+    assert check(15, 3, 23) and check(15, 4, 15) and check(15, 5, 2.7)  # the mix, the edit, the excerpt
+    assert check(36, 4, 31) and not check(36, 4, 36) and not check(32, 4, 27)  # past the skip; over it
+    assert not check(15, 6, 15) and not check(15, 3, 15)  # another song; the mix at the wrong offset
 
 
 def test_a_rival_that_agrees_better_is_never_passed_over_as_a_copy():
