@@ -86,14 +86,16 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
                     values = tomllib.load(handle)
                 else:
                     values = json.load(handle)
-        except (OSError, ValueError) as error:
+        except OSError as error:
+            raise SettingsError(f"cannot read settings file {settings_file}: {error.strerror or error}") from None
+        except ValueError as error:
             raise SettingsError(f"{settings_file}: {error}") from None
         if not isinstance(values, dict):
-            raise SettingsError(f"{settings_file}: expected a table of settings, e.g. min_score = 25")
+            raise SettingsError(f"{settings_file}: expected a table of settings, e.g. max_postings_read = 200000")
     for assignment in assignments:
         name, equals, text = assignment.partition("=")
         if not equals:
-            raise SettingsError(f"--set {assignment!r}: expected NAME=VALUE, e.g. --set min_score=25")
+            raise SettingsError(f"--set {assignment!r}: expected NAME=VALUE, e.g. --set max_postings_read=200000")
         try:
             value = json.loads(text)
         except ValueError:
@@ -211,12 +213,12 @@ def add(ctx, paths, jobs, method, model, device, quiet):
               help="Landmark matching settings to change, from a TOML or JSON file (names as in "
               "landmark/settings.py, MatchSettings).")
 @click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
-              help="Change one landmark matching setting, e.g. --set min_score=25 or --set query.fanout=10. "
-              "Repeatable; wins over --settings.")
+              help="Change one landmark matching setting, e.g. --set max_postings_read=200000 or --set "
+              "query.fanout=10. Repeatable; wins over --settings.")
 @click.pass_context
 @_guard
 def match(ctx, files, as_json, top, method, model, device, settings_file, assignments):
-    """Identify each audio FILE (a folder: every audio file in it; -: standard input, any format). Prints the song,
+    """Identify each audio FILE (a folder: every audio file under it; -: standard input, any format). Prints the song,
     where in it the clip starts, a score and a confidence."""
     import tempfile
 
@@ -451,7 +453,12 @@ def prune(ctx, dry_run, force):
         raise LmprintError(f"the files of all {len(gone)} indexed songs are gone (is their drive mounted?): nothing "
                            "removed; `lmprint prune --force` removes them all")
     remove_songs(ctx.obj["db"], gone, dry_run)
-    click.echo(f"{len(gone)} songs whose files are gone{' (dry run: none removed)' if dry_run else ''}", err=True)
+    note = ""
+    if dry_run:
+        note = (" (dry run: none removed; all of them: `prune` would refuse without --force)" if gone and every
+                and not force else " (dry run: none removed)")
+    songs = "1 song whose file is" if len(gone) == 1 else f"{len(gone)} songs whose files are"
+    click.echo(f"{songs} gone{note}", err=True)
 
 
 @main.command()

@@ -22,8 +22,10 @@ READ_BLOCK_BYTES = 1 << 20
 def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None]]:
     """(absolute path, error or None) for each file named or found under a named folder, recursively.
 
-    Symlinked folders are followed once each; a symlink loop is never entered twice. Folder errors (unreadable,
-    missing) are reported as errors against that path.
+    Symlinked folders are followed once each; a symlink loop is never entered twice, and a link to a folder that
+    holds it (`loop -> ..`) not at all: it would walk everything above. Hidden files and folders (a name starting
+    with a dot: `._song.mp3`, the resource forks a Mac copies along, `.Trash`) are passed over, as music tools do;
+    named explicitly, they are tried. Folder errors (unreadable, missing) are reported as errors against that path.
     """
     if isinstance(paths, (str, os.PathLike)):
         raise TypeError("find_audio_files takes a list of paths, not one path")
@@ -56,17 +58,26 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, str 
         yield top, f"cannot read folder: {error.strerror or error}"
         return
     for entry in entries:
+        if entry.name.startswith("."):
+            continue
         try:
             is_dir = entry.is_dir(follow_symlinks=True)
         except OSError:
             is_dir = False
         if is_dir:
+            if entry.is_symlink() and _holds(os.path.realpath(entry.path), os.path.realpath(top)):
+                continue  # a link up the tree it is in: a loop
             yield from _walk(entry.path, seen_dirs)
         elif os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
             if entry.is_symlink() and not os.path.exists(entry.path):
                 yield entry.path, "broken symlink"
             else:
                 yield entry.path, None
+
+
+def _holds(folder: str, path: str) -> bool:
+    """Whether `folder` is `path` or one of the folders above it (both resolved)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def content_sha1(path: str | os.PathLike) -> str:

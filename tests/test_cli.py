@@ -167,7 +167,9 @@ def test_an_unknown_or_mistyped_setting_gets_one_line(built_index, tmp_path):
     (tmp_path / "flat.toml").write_text("query = 5\n")
     for arguments, complaint in ((["--settings", tmp_path / "list.json"], "expected a table of settings"),
                                  (["--settings", tmp_path / "flat.toml", "--set", "query.fanout=3"], "not a table"),
-                                 (["--settings", tmp_path / "flat.toml"], "query must be Density")):
+                                 (["--settings", tmp_path / "flat.toml"], "query must be Density"),
+                                 (["--settings", tmp_path / "none.toml"],
+                                  f"cannot read settings file {tmp_path / 'none.toml'}: No such file or directory")):
         result = run_cli("match", *arguments, clip, db=built_index)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and complaint in result.stderr, result.stderr
 
@@ -277,6 +279,7 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     (music / "song5.opus").unlink()
     dry = run_cli("prune", "--dry-run", db=db, check=True)
     assert dry.stdout.strip().endswith(str(music / "song5.opus")) and "would remove" in dry.stdout
+    assert dry.stderr == "1 song whose file is gone (dry run: none removed)\n"
     pruned = run_cli("prune", db=db, check=True)
     assert pruned.stdout.startswith("removed") and str(music / "song5.opus") in pruned.stdout
     assert sorted(json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()) == [
@@ -285,6 +288,8 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     music.rename(tmp_path / "unmounted")  # every file gone at once: a drive not mounted looks like that
     refused = run_cli("prune", db=db)
     assert refused.returncode != 0 and refused.stderr.count("\n") == 1 and "--force" in refused.stderr
+    dry = run_cli("prune", "--dry-run", db=db, check=True)  # says that the real one would refuse
+    assert "2 songs whose files are gone" in dry.stderr and "would refuse without --force" in dry.stderr
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 2
     assert "removed" in run_cli("prune", "--force", db=db, check=True).stdout
     assert run_cli("list", db=db, check=True).stdout == ""

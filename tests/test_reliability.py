@@ -120,6 +120,26 @@ def test_a_hostile_library_indexes_every_good_song_and_names_every_bad_file(tmp_
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_a_walk_passes_over_hidden_files_and_links_up_its_own_tree(tmp_path):
+    """A Mac's resource forks (`._song.mp3`), hidden folders and a link to a folder above (`loop -> ..`, which
+    would walk everything there, and file the songs named next under the link) are passed over; a hidden file
+    named explicitly, and a link to a folder elsewhere, are taken."""
+    from lmprint.files import find_audio_files
+
+    (tmp_path / "music" / "album").mkdir(parents=True)
+    (tmp_path / "music" / ".Trash").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    for name in ("music/album/song.mp3", "music/album/._song.mp3", "music/.Trash/old.mp3", "elsewhere/other.mp3",
+                 "outside.mp3"):
+        (tmp_path / name).write_bytes(b"")
+    os.symlink("..", tmp_path / "music" / "album" / "up")
+    os.symlink(tmp_path, tmp_path / "music" / "root")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "music" / "linked")
+    found = [path for path, _ in find_audio_files([tmp_path / "music", tmp_path / "music/album/._song.mp3"])]
+    assert found == [str(tmp_path / p) for p in ("music/album/song.mp3", "music/linked/other.mp3",
+                                                 "music/album/._song.mp3")], found
+
+
 def test_an_unreadable_file_is_named(tmp_path, library_dir):
     locked = tmp_path / "locked.flac"
     write(locked, rendered(1, 5.0, SYNTH_RATE), SYNTH_RATE)
