@@ -261,13 +261,13 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     run_cli("add", music, db=db, check=True)
 
     (music / "moved").mkdir()
-    (music / "song1.flac").rename(music / "moved" / "song1.flac")
+    (music / "song1.flac").rename(music / "moved" / "first song.flac")  # moved and renamed; it has no title tag
     moved = run_cli("add", music, db=db, check=True)
-    assert f"moved {music / 'song1.flac'} -> {music / 'moved' / 'song1.flac'}" in moved.stderr
+    assert f"moved {music / 'song1.flac'} -> {music / 'moved' / 'first song.flac'}" in moved.stderr
     assert "added 0, skipped 2 (already indexed), failed 0, moved 1" in moved.stderr
     clip = clip_file(tmp_path, 1, 6.0)
-    assert json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]["path"] == str(
-        music / "moved" / "song1.flac")
+    found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
+    assert found["path"] == str(music / "moved" / "first song.flac") and found["title"] == "first song"
 
     write_tagged(music / "song3.mp3", rendered(3, 40.0, 22050), 22050, title="Song Three")  # retagged, re-encoded
     retagged = run_cli("add", music / "song3.mp3", db=db, check=True)
@@ -282,8 +282,11 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     assert dry.stderr == "1 song whose file is gone (dry run: none removed)\n"
     pruned = run_cli("prune", db=db, check=True)
     assert pruned.stdout.startswith("removed") and str(music / "song5.opus") in pruned.stdout
-    assert sorted(json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()) == [
-        str(music / "moved" / "song1.flac"), str(music / "song3.mp3")]
+    (music / "song3.mp3").rename(music / "three.mp3")  # a title from its tag stays
+    assert "moved 1" in run_cli("add", music, db=db, check=True).stderr
+    listed = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    assert sorted((song["path"], song["title"]) for song in listed) == [
+        (str(music / "moved" / "first song.flac"), "first song"), (str(music / "three.mp3"), "Song Three")]
 
     music.rename(tmp_path / "unmounted")  # every file gone at once: a drive not mounted looks like that
     refused = run_cli("prune", db=db)
