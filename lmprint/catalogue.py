@@ -15,6 +15,7 @@ every engine's tables. WAL mode lets `match` read while another process adds.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import sqlite3
 import time
@@ -65,6 +66,9 @@ APPLICATION_ID = 0x6C6D7072
 """`PRAGMA application_id` of an lmprint index ("lmpr"): tells it from any other SQLite file."""
 BUSY_TIMEOUT_S = 60.0
 """How long a writer waits for another writer before giving up with "locked"."""
+WAIT_NOTICE_S = 2.0
+"""A writer that has waited this long for another writer says so, once, on the `lmprint` logger (the command line
+prints it): a minute of silence before "locked" looks like a hang."""
 COMPACT_BUSY_TIMEOUT_S = 1.0
 """How long `compact` waits for the file to itself before it leaves it as it is."""
 RELEASE_FREE_SHARE = 0.25
@@ -396,11 +400,30 @@ class WriteTransaction:
 
     def __enter__(self) -> WriteTransaction:
         try:
-            self.catalogue.conn.execute("BEGIN IMMEDIATE")
+            self._begin()
         except sqlite3.DatabaseError as error:
             raise IndexFileError(self.catalogue.describe(error)) from None
         self.catalogue.writing = True
         return self
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE, waiting for another writer up to the busy timeout, and saying so after `WAIT_NOTICE_S`."""
+        catalogue, conn = self.catalogue, self.catalogue.conn
+        if catalogue.busy_timeout_s <= WAIT_NOTICE_S:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        conn.execute(f"PRAGMA busy_timeout={int(WAIT_NOTICE_S * 1000)}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+            logging.getLogger("lmprint").warning("%s: waiting for another process that is writing to it",
+                                                 catalogue.path)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(catalogue.busy_timeout_s * 1000)}")
+        conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind, error, trace) -> None:
         self.catalogue.writing = False

@@ -125,8 +125,23 @@ def main(ctx: click.Context, db: str | None) -> None:
     from .catalogue import default_db_path
 
     keep_freed_memory()
+    _say_library_notices()
 
     ctx.obj = {"db": os.path.abspath(db) if db else str(default_db_path())}
+
+
+def _say_library_notices() -> None:
+    """What the library logs as a warning (a writer waiting for another) becomes a line on standard error."""
+    import logging
+
+    class ToStandardError(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            click.echo(f"lmprint: {record.getMessage()}", err=True)  # the standard error of the moment
+
+    logger = logging.getLogger("lmprint")
+    if not logger.handlers:
+        logger.addHandler(ToStandardError(logging.WARNING))
+        logger.propagate = False
 
 
 def _db_after_command(ctx: click.Context, parameter: click.Parameter, value: str | None) -> None:

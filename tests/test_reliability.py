@@ -291,6 +291,28 @@ def test_match_keeps_working_while_another_process_seals_and_merges(many_songs, 
 
 
 @pytest.mark.slow
+def test_a_writer_waiting_for_another_says_so_once_and_goes_on_when_it_is_done(library_dir, tmp_path):
+    """Another process holds the write lock for a few seconds: `remove` says it waits (a minute of silence before
+    `locked` looked like a hang), then does its work."""
+    import threading
+
+    db = tmp_path / "i.db"
+    run_cli("add", library_dir / "song0.wav", library_dir / "song1.flac", db=db, check=True)
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(4.0, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        result = run_cli("remove", "1", db=db)
+    finally:
+        release.join()
+        holder.close()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count(f"lmprint: {db}: waiting for another process that is writing to it\n") == 1
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 1
+
+
+@pytest.mark.slow
 def test_processes_racing_to_create_the_same_index_all_succeed(library_dir, tmp_path):
     for attempt in range(3):
         db = tmp_path / f"race{attempt}.db"
