@@ -1,11 +1,11 @@
 """`bench dedup`: does `lmprint dedup` find planted copies and cuts in a real corpus, and nothing else?
 
-Some of the corpus's songs get a planted duplicate: a transcode (MP3 at 128 kbit/s), a retag (the same audio
-stream with another title: a copy that is byte-different), or a cut (30 s from the middle, re-encoded). The
-corpus and the planted files are indexed together, then `Index.overlaps` runs. A transcode or a retag must come
+Some of the corpus's songs get a planted duplicate: a transcode (MP3 at 128 kbit/s), a retag (the same audio stream
+with another title: a copy that is byte-different), or a cut (30 s from the middle, off the frame grid, as an MP3).
+The corpus and the planted files are indexed together, then `Index.overlaps` runs. A transcode or a retag must come
 out in one same-recording group with its source; a cut as a shared part of its source at the right place (± 2 s).
-Everything else reported is listed, for a person to judge: a soundtrack can reuse its own audio. Then
-distractors (`bench scale`'s) grow the index to each of `sizes`, and the same search is timed there.
+Everything else reported is listed, for a person to judge: a soundtrack can reuse its own audio. Then distractors
+(`bench scale`'s) grow the index to each of `sizes`, and the same search is timed there.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import numpy as np
 from . import corpus as corpus_module
 
 KINDS = ("transcode", "retag", "cut")
-CUT_START_S, CUT_LENGTH_S = 30.0, 30.0
+CUT_START_S, CUT_LENGTH_S = 30.3, 30.0
+"""A cut's stretch of its source: starting between two of the engine's frames, as an edit or a saved excerpt does
+(one that starts on a frame keeps nearly every landmark, which flatters the search)."""
 RANGE_TOLERANCE_S = 2.0
 
 
@@ -54,8 +56,8 @@ def plant(tracks, folder: str, count: int, rng: np.random.Generator) -> list[dic
                 if signal.size < (CUT_START_S + CUT_LENGTH_S + 5) * rate:
                     continue
                 signal = signal[int(CUT_START_S * rate):int((CUT_START_S + CUT_LENGTH_S) * rate)]
-            target += ".mp3" if kind == "transcode" else ".flac"
-            write(target, signal, rate, bit_rate=128_000 if kind == "transcode" else None)
+            target += ".mp3"  # a cut is lossy too: an excerpt someone saved
+            write(target, signal, rate, bit_rate=128_000)
         planted.append({"kind": kind, "source": source, "path": target})
     return planted
 
