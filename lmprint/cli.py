@@ -27,9 +27,14 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
+_CONTROL_SHOWN = {**{code: f"\\x{code:02x}" for code in (*range(32), 127)}, 9: "\\t", 10: "\\n", 13: "\\r"}
+
+
 def _one_line(text: str) -> str:
-    """A message as one line: a line break in a file's name is shown as \\n."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+    """A line of text output: a tab, a line break or another control character in a file's name or a title is
+    shown escaped (\\t, \\n, \\x1b), so that lines and tab-separated fields stay whole and a name cannot steer
+    the terminal. `--json` gives names as they are."""
+    return text.translate(_CONTROL_SHOWN)
 
 
 def _fail(message: str) -> None:
@@ -283,7 +288,7 @@ def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = Non
         if outcome.error:
             line = f"lmprint: {outcome.path}: {outcome.error}"
         elif outcome.moved_from:
-            line = f"moved {outcome.moved_from} -> {outcome.path}"
+            line = f"moved {_one_line(str(outcome.moved_from))} -> {_one_line(outcome.path)}"
         elif outcome.warning:
             line = f"lmprint: {outcome.path}: warning: {outcome.warning}"
         if line:
@@ -315,10 +320,10 @@ def describe(found, method: str) -> str:
         evidence = f"Hamming distance {found.score:.1f}"
     else:
         evidence = f"at {found.offset_s:.1f} s{_warp_text(found)}, score {found.score:.0f}"
+    song = f"{_one_line(found.song.title)} ({_one_line(found.song.path)})"
     if found.false_match_probability is None:
-        return f"{found.song.title} ({found.song.path}), {evidence}, confidence {found.confidence:.2f}"
-    return (f"{found.song.title} ({found.song.path}), {evidence}, false-match probability "
-            f"{found.false_match_probability:.1g}")
+        return f"{song}, {evidence}, confidence {found.confidence:.2f}"
+    return f"{song}, {evidence}, false-match probability {found.false_match_probability:.1g}"
 
 
 def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, stdin_path: str = "-", top: int = 0
@@ -347,9 +352,10 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
         if as_json:
             click.echo(json.dumps(answer.to_dict(path, top)))
         else:
-            click.echo(f"{path}: {describe(found, index.name)}" if found else f"{path}: no match")
+            click.echo(f"{_one_line(path)}: {describe(found, index.name)}" if found else f"{_one_line(path)}: no match")
             for rank, contender in enumerate(answer.contenders[:top], start=1):
-                click.echo(f"  {rank}. {contender.song.title} ({contender.song.path}), score {contender.score:.1f}")
+                click.echo(f"  {rank}. {_one_line(contender.song.title)} ({_one_line(contender.song.path)}), score "
+                           f"{contender.score:.1f}")
     if failed:
         click.echo(f"lmprint: {failed} of {len(files)} queries failed", err=True)
     return failed
@@ -387,10 +393,12 @@ def list_(ctx, as_json, recordings):
         if as_json:
             click.echo(json.dumps({"files": [song.to_dict() for song in group]} if recordings else group[0].to_dict()))
         elif recordings:
-            click.echo(f"{group[0].title}\t{group[0].duration_s:.1f} s\t{len(group)} file{'s' * (len(group) > 1)}\n" +
-                       "".join(f"  {song.id}\t{song.path}\n" for song in group), nl=False)
+            files = f"{len(group)} file{'s' * (len(group) > 1)}"
+            click.echo(f"{_one_line(group[0].title)}\t{group[0].duration_s:.1f} s\t{files}\n" +
+                       "".join(f"  {song.id}\t{_one_line(song.path)}\n" for song in group), nl=False)
         else:
-            click.echo(f"{group[0].id}\t{group[0].duration_s:7.1f} s\t{group[0].title}\t{group[0].path}")
+            click.echo(f"{group[0].id}\t{group[0].duration_s:7.1f} s\t{_one_line(group[0].title)}\t"
+                       f"{_one_line(group[0].path)}")
 
 
 def engines_in(db: str) -> list[str]:
@@ -413,7 +421,7 @@ def remove_songs(db: str, songs: list, dry_run: bool) -> None:
         finally:
             index.close()
     for song in songs:
-        click.echo(f"{'would remove' if dry_run else 'removed'} {song.id}\t{song.path}")
+        click.echo(f"{'would remove' if dry_run else 'removed'} {song.id}\t{_one_line(song.path)}")
 
 
 @main.command()
@@ -531,7 +539,7 @@ def dedup(ctx, as_json):
         if as_json:
             click.echo(json.dumps({"same_recording": [{"song_id": i, "path": songs[i].path} for i in group]}))
         else:
-            click.echo("same recording:\n" + "".join(f"  {i}\t{songs[i].path}\n" for i in group), nl=False)
+            click.echo("same recording:\n" + "".join(f"  {i}\t{_one_line(songs[i].path)}\n" for i in group), nl=False)
     for part in sorted(parts, key=lambda o: (o.song_a, o.song_b, o.a_start_s)):
         sides = [(part.song_a, part.a_start_s, part.a_end_s), (part.song_b, part.b_start_s, part.b_end_s)]
         if as_json:
@@ -539,7 +547,7 @@ def dedup(ctx, as_json):
                                                     "end_s": round(end, 1)} for i, start, end in sides],
                                    "landmarks": part.shared}))
         else:
-            click.echo("shared part:\n" + "".join(f"  {i}\t{start:7.1f}–{end:7.1f} s\t{songs[i].path}\n"
+            click.echo("shared part:\n" + "".join(f"  {i}\t{start:7.1f}–{end:7.1f} s\t{_one_line(songs[i].path)}\n"
                                                   for i, start, end in sides), nl=False)
     click.echo(f"{_count(len(groups), 'recording')} held by several files, {_count(len(parts), 'shared part')}",
                err=True)
@@ -625,7 +633,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
                     offset += f", played at {100 * (segment.rate - 1):+.1f} %"
                 span = (f"{segment.start_s:8.1f} s –  playing" if segment.open
                         else f"{segment.start_s:8.1f} s – {segment.end_s:.1f} s")
-                click.echo(f"{span}  {segment.song.title} ({segment.song.path}){offset}, "
+                click.echo(f"{span}  {_one_line(segment.song.title)} ({_one_line(segment.song.path)}){offset}, "
                            f"confidence {segment.confidence:.4f}")
         if heard[0] == 0:
             raise AudioError("no audio in it")

@@ -431,6 +431,24 @@ def test_a_file_name_with_a_line_break_still_gets_one_line(library_dir, tmp_path
     assert lines[0].startswith("lmprint: ") and "two\\nlines.mp3" in lines[0]
 
 
+def test_names_with_tabs_line_breaks_and_escapes_keep_the_text_output_one_line_a_song(library_dir, tmp_path):
+    """A title tag with a tab, a file name with a line break and an escape sequence: `list` and `match` print
+    them escaped (one line a song, the same tab-separated fields); `--json` gives them as they are."""
+    music = tmp_path / "music"
+    music.mkdir()
+    odd = music / "two\nlines \x1b[31mred.flac"
+    write(odd, rendered(2, 40.0, 22050), 22050, title="a\ttabbed title")
+    db = tmp_path / "index.db"
+    run_cli("add", odd, library_dir / "song0.wav", db=db, check=True)
+    listed = run_cli("list", db=db, check=True).stdout.splitlines()
+    assert len(listed) == 2 and all(len(line.split("\t")) == 4 for line in listed), listed
+    assert listed[0].endswith("a\\ttabbed title\t" + str(music) + "/two\\nlines \\x1b[31mred.flac"), listed
+    found = run_cli("match", clip_file(tmp_path, 2, 6.0), db=db, check=True).stdout
+    assert found.count("\n") == 1 and "\x1b" not in found and "a\\ttabbed title" in found, found
+    as_json = json.loads(run_cli("match", "--json", clip_file(tmp_path, 2, 6.0), db=db, check=True).stdout)
+    assert as_json["match"]["title"] == "a\ttabbed title" and as_json["match"]["path"] == str(odd)
+
+
 def test_a_query_through_a_pipe_is_matched(built_index, tmp_path):
     """`lmprint match <(ffmpeg …)` hands over a pipe, which has no size: it is read, not refused as empty."""
     import os
