@@ -66,6 +66,8 @@ APPLICATION_ID = 0x6C6D7072
 """`PRAGMA application_id` of an lmprint index ("lmpr"): tells it from any other SQLite file."""
 BUSY_TIMEOUT_S = 60.0
 """How long a writer waits for another writer before giving up with "locked"."""
+MIN_HASH_PREFIX = 8
+"""Hexadecimal digits of a content hash that name a song in `remove` (`find_songs`)."""
 WAIT_NOTICE_S = 2.0
 """A writer that has waited this long for another writer says so, once, on the `lmprint` logger (the command line
 prints it): a minute of silence before "locked" looks like a hang."""
@@ -332,11 +334,14 @@ class Catalogue:
                 for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({marks})", batch)}
 
     def find_songs(self, reference: str) -> list[Song]:
-        """Songs whose id, path (as given or absolute), title or content hash equals `reference`."""
+        """Songs whose id, path (as given or absolute), title or content hash equals `reference`, or whose content
+        hash starts with it (at least `MIN_HASH_PREFIX` hexadecimal digits, as `git` takes a commit's)."""
         absolute = os.path.abspath(reference)
-        rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs "
-                         "WHERE CAST(id AS TEXT)=? OR path=? OR path=? OR title=? OR content_sha1=?",
-                         (reference, reference, absolute, reference, reference))
+        prefix = reference.lower() if len(reference) >= MIN_HASH_PREFIX and all(
+            c in "0123456789abcdef" for c in reference.lower()) else None
+        rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE CAST(id AS TEXT)=? OR path=? OR path=? OR title=? "
+                         "OR content_sha1=? OR (? IS NOT NULL AND substr(content_sha1, 1, length(?))=?)",
+                         (reference, reference, absolute, reference, reference, prefix, prefix, prefix))
         return [Song(*row) for row in rows]
 
     def song_id_of(self, content_sha1: str) -> int | None:

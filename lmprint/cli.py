@@ -433,7 +433,8 @@ def remove_songs(db: str, songs: list, dry_run: bool) -> None:
 @click.pass_context
 @_guard
 def remove(ctx, songs, remove_all, dry_run):
-    """Remove songs, each named by id, path, title or content hash, with all their data."""
+    """Remove songs, each named by id, path, title or content hash (or its first 8 digits or more), with all their
+    data."""
     from .catalogue import Catalogue
 
     found: dict[int, Any] = {}

@@ -247,6 +247,11 @@ def test_remove_refuses_a_title_several_songs_share_and_dry_run_removes_nothing(
     done = run_cli("remove", "--all", "song2", db=db, check=True)
     assert done.stdout.count("removed") == 2
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == len(FORMATS) - 1
+    song = json.loads(run_cli("list", "--json", db=db, check=True).stdout.splitlines()[0])
+    for too_short in (song["content_sha1"][:7], song["content_sha1"][:7] + "z"):
+        assert "no such song" in run_cli("remove", too_short, db=db).stderr  # 8 hexadecimal digits at least
+    assert run_cli("remove", song["content_sha1"][:8].upper(), db=db, check=True).stdout.startswith(
+        f"removed {song['id']}\t")  # a content hash's first digits, as git takes a commit's
 
 
 def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_drops_the_gone(library_dir, tmp_path):
