@@ -24,8 +24,9 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, 
 
     Symlinked folders are followed once each; a symlink loop is never entered twice, and a link to a folder that
     holds it (`loop -> ..`) not at all: it would walk everything above. Hidden files and folders (a name starting
-    with a dot: `._song.mp3`, the resource forks a Mac copies along, `.Trash`) are passed over, as music tools do;
-    named explicitly, they are tried. Folder errors (unreadable, missing) are reported as errors against that path.
+    with one dot: `._song.mp3`, the resource forks a Mac copies along, `.Trash`; "...Ready for It" is a title) are
+    passed over; named explicitly, they are tried. Folder errors (unreadable, missing) are reported as errors
+    against that path.
     """
     if isinstance(paths, (str, os.PathLike)):
         raise TypeError("find_audio_files takes a list of paths, not one path")
@@ -58,7 +59,7 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, str 
         yield top, f"cannot read folder: {error.strerror or error}"
         return
     for entry in entries:
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") and not entry.name.startswith(".."):  # "...Ready for It.mp3" is music
             continue
         try:
             is_dir = entry.is_dir(follow_symlinks=True)

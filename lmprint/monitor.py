@@ -355,9 +355,11 @@ class Monitor:
         segment.misses = 0
         segment.end_s = time_s + length_s
         segment.confidence = max(segment.confidence, match.confidence)
-        segment.heard = match
         if match.false_match_probability is not None:
             segment.chance = min(segment.chance if segment.chance is not None else 1.0, match.false_match_probability)
+        if match.song.id != segment.song.id:  # it named another file of the recording: its offsets are that file's
+            return
+        segment.heard = match
         if match.decided_by == "followed":
             segment.best_follow = max(segment.best_follow, match.score)
         if segment.anchor_s is None and (anchor := self._anchor(match, time_s)) is not None:

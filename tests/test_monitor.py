@@ -412,21 +412,24 @@ def test_a_segment_whose_looks_began_before_the_song_starts_with_the_song(built_
     assert [e.open for e in events] == [True] and events[0].song_offset_s == 0.0, events
 
 
-def test_looks_that_name_either_file_of_one_recording_extend_one_segment(built_index):
-    """Which of two files of one recording (a FLAC and an MP3 of it) leads a look is chance: a look naming the
-    other, with the segment's song among its copies, extends the segment rather than ending it for a new one."""
-    from lmprint.results import Match
-
-    with Index(built_index) as index:
-        flac, mp3 = index.catalogue.songs()[:2]
-        watcher = Monitor(index, MonitorSettings())
-        events = []
-        for n, (song, copy) in enumerate([(flac, mp3), (flac, mp3), (mp3, flac), (mp3, flac), (flac, mp3)]):
-            events += watcher._update(Match(song, 60.0, 20.0 + 2.0 * n, 0.99999, "vote", (copy,),
-                                            false_match_probability=1e-5, speed=1.0), 2.0 * n, 6.0)
-        events += watcher.finish()
-    assert [(e.song.id, e.open) for e in events] == [(flac.id, True), (flac.id, False)], events
-    assert events[-1].looks == 5
+def test_a_song_held_as_two_files_is_one_segment_for_as_long_as_it_plays(tmp_path):
+    """Which of two files of one recording (a WAV and an MP3 of it) a look names is chance: a look naming the
+    other extends the segment, and the segment goes on following its own file (following the other file, whose
+    followed looks then named no segment, cut a 40 s song to 9 s)."""
+    library = tmp_path / "music"
+    library.mkdir()
+    for seed in (1, 2, 3):
+        write(library / f"song{seed}.wav", rendered(seed, 40.0, RATE), RATE)
+    write(library / "song3.mp3", rendered(3, 40.0, RATE), RATE)
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add([str(library)])
+        rate = index.sample_rate_hz
+        stream = np.r_[rendered(3, 40.0, rate), np.zeros(20 * rate, np.float32), rendered(1, 40.0, rate)]
+        events = list(monitor(index, [stream[i:i + rate] for i in range(0, stream.size, rate)]))
+    closed = [(e.song.title, e.start_s, e.end_s) for e in events if not e.open]
+    assert [title for title, _, _ in closed] in (["song3", "song1"],), closed
+    assert [abs(start - true) <= 2.5 and abs(end - true_end) <= 2.5 for (_, start, end), (true, true_end)
+            in zip(closed, ((0.0, 40.0), (60.0, 100.0)))] == [True, True], closed
 
 
 def test_a_segment_keeps_the_rate_of_the_look_that_placed_its_anchor(built_index):

@@ -129,14 +129,14 @@ def test_a_walk_passes_over_hidden_files_and_links_up_its_own_tree(tmp_path):
     (tmp_path / "music" / ".Trash").mkdir()
     (tmp_path / "elsewhere").mkdir()
     for name in ("music/album/song.mp3", "music/album/._song.mp3", "music/.Trash/old.mp3", "elsewhere/other.mp3",
-                 "outside.mp3"):
+                 "outside.mp3", "music/album/...Ready for It.mp3"):
         (tmp_path / name).write_bytes(b"")
     os.symlink("..", tmp_path / "music" / "album" / "up")
     os.symlink(tmp_path, tmp_path / "music" / "root")
     os.symlink(tmp_path / "elsewhere", tmp_path / "music" / "linked")
     found = [path for path, _ in find_audio_files([tmp_path / "music", tmp_path / "music/album/._song.mp3"])]
-    assert found == [str(tmp_path / p) for p in ("music/album/song.mp3", "music/linked/other.mp3",
-                                                 "music/album/._song.mp3")], found
+    assert found == [str(tmp_path / p) for p in ("music/album/...Ready for It.mp3", "music/album/song.mp3",
+                                                 "music/linked/other.mp3", "music/album/._song.mp3")], found
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
