@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -112,8 +113,11 @@ def agreements_of(clip: ProminenceMap, readings: Sequence[Reading], settings: Ma
 SongPeaks = Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]]
 """Reads songs' stored peaks: song ids in, (frames, bins) of each song that has them out."""
 
-SameRecording = Callable[[Candidate, Candidate], bool]
-"""Whether two candidates hold one recording at the offsets their Δt imply (`CopyCheck.same_recording`)."""
+class SameRecording(Protocol):
+    """Whether two candidates hold one recording at the offsets their Δt imply, or (`where_clip_plays`) the
+    stretch of it the clip plays (`CopyCheck.same_recording`)."""
+
+    def __call__(self, stronger: Candidate, weaker: Candidate, where_clip_plays: bool = True) -> bool: ...
 
 
 def remembered(song_peaks: SongPeaks) -> SongPeaks:
@@ -253,7 +257,7 @@ class CopyCheck:
         self.clip_frames = clip_frames
         self.copies: dict[int, set[int]] = {}
         self.cut_copies: dict[int, set[int]] = {}
-        self._decided: dict[tuple[int, int, int], bool] = {}
+        self._decided: dict[tuple[int, int, int, int, bool], bool] = {}
         self._peaks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._lengths: dict[int, float] = {}
 
@@ -262,20 +266,27 @@ class CopyCheck:
         low, high = sorted((stronger.score, weaker.score))
         if high <= 0 or low < self.settings.copy_min_score_ratio * high:
             return False
-        return self.same_recording(stronger, weaker)
+        return self._decided_once(stronger, weaker, where_clip_plays=False)
 
-    def same_recording(self, stronger: Candidate, weaker: Candidate) -> bool:
-        """Whether two candidates hold one recording at the offset their Δt imply, whatever their votes. Under
-        noise two copies' votes differ by chance (one file's pairs survive where the other's do not), while
-        their peaks agree with the clip alike: verification, which weighs those agreements, asks this."""
-        pair = (stronger.song_id, weaker.song_id, weaker.delta_frames - stronger.delta_frames)
-        if pair not in self._decided:  # per offset: in repeating music two stages may align copies differently
-            self._decided[pair] = self._same_recording(stronger, weaker)
-            if self._decided[pair]:
+    def same_recording(self, stronger: Candidate, weaker: Candidate, where_clip_plays: bool = True) -> bool:
+        """Whether two candidates hold one recording at the offset their Δt imply, or the stretch the clip plays
+        (`clip_frames`), whatever their votes. Under noise two copies' votes differ by chance (one file's pairs
+        survive where the other's do not), while their peaks agree with the clip alike: verification, which
+        weighs those agreements, asks this. The vote (`__call__`) leaves the clip's stretch to verification: two
+        files sharing most but not all of it would otherwise be one candidate before their agreements, which weigh
+        the whole clip, could tell them apart."""
+        return self._decided_once(stronger, weaker, where_clip_plays)
+
+    def _decided_once(self, stronger: Candidate, weaker: Candidate, where_clip_plays: bool) -> bool:
+        # per offset: in repeating music two stages may align copies differently
+        key = (stronger.song_id, weaker.song_id, stronger.delta_frames, weaker.delta_frames, where_clip_plays)
+        if key not in self._decided:
+            self._decided[key] = self._same_recording(stronger, weaker, where_clip_plays)
+            if self._decided[key]:
                 self.copies.setdefault(stronger.song_id, set()).add(weaker.song_id)
-        return self._decided[pair]
+        return self._decided[key]
 
-    def _same_recording(self, stronger: Candidate, weaker: Candidate) -> bool:
+    def _same_recording(self, stronger: Candidate, weaker: Candidate, where_clip_plays: bool) -> bool:
         ids = [stronger.song_id, weaker.song_id]
         self._lengths.update(self.durations_s([i for i in ids if i not in self._lengths]))
         lengths = [self._lengths.get(i, 0.0) for i in ids]
@@ -295,7 +306,7 @@ class CopyCheck:
                 and shared_peaks(self._peaks[ids[1]], self._peaks[ids[0]], -shift) >= least):
             self.cut_copies.setdefault(ids[0], set()).add(ids[1])
             return True
-        if self.clip_frames <= 0:
+        if self.clip_frames <= 0 or not where_clip_plays:
             return False
         # where the clip plays, the same audio: each holds most of the other's peaks over that stretch, as copies
         # do (an edit's frames fall between the song's, and its peaks are picked anew: 0.75-0.9 of them shared)
@@ -335,8 +346,10 @@ def _strongest_other(agreed: list[tuple[float, Candidate]], of: Candidate, lead:
             continue
         # a copy by its peaks, not its votes; one that agrees better must hold most of `of`'s peaks as well (an
         # instrumental holds most of its vocal version's peaks, not the other way round)
+        # (the whole of it: over the clip's stretch alone the two are alike both ways, and one that agrees better
+        # may hold the clip's last seconds where `of` does not)
         if (same_recording is not None and own_z - z < lead and same_recording(of, candidate)
-                and (z <= own_z or same_recording(candidate, of))):
+                and (z <= own_z or same_recording(candidate, of, where_clip_plays=False))):
             continue
         return z
     return -np.inf

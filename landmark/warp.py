@@ -389,10 +389,10 @@ def same_recording_on_song_grid(is_copy: CopyCheck, warps: dict[int, Warp]) -> S
     """`is_copy.same_recording` for candidates whose Δt are on the clip's grid, each song played at its warp: the
     songs' stored peaks, which it compares, are on the songs' grid (Δt × tempo). Two copies whose lead-ins differ
     by 2 s are 125 song frames apart, 116 clip frames at tempo 1.08: compared unscaled, no peak would meet."""
-    def same_recording(stronger: vote.Candidate, weaker: vote.Candidate) -> bool:
-        return is_copy.same_recording(*(
-            dataclasses.replace(c, delta_frames=int(round(c.delta_frames * warps[c.song_id].tempo)))
-            for c in (stronger, weaker)))
+    def same_recording(stronger: vote.Candidate, weaker: vote.Candidate, where_clip_plays: bool = True) -> bool:
+        on_song_grid = [dataclasses.replace(c, delta_frames=int(round(c.delta_frames * warps[c.song_id].tempo)))
+                        for c in (stronger, weaker)]
+        return is_copy.same_recording(on_song_grid[0], on_song_grid[1], where_clip_plays)
     return same_recording
 
 
