@@ -419,16 +419,18 @@ class WriteTransaction:
             return
         conn.execute(f"PRAGMA busy_timeout={int(WAIT_NOTICE_S * 1000)}")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) and "busy" not in str(error):
-                raise
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error):
+                    raise
             logging.getLogger("lmprint").warning("%s: waiting for another process that is writing to it",
                                                  catalogue.path)
+            conn.execute(f"PRAGMA busy_timeout={int((catalogue.busy_timeout_s - WAIT_NOTICE_S) * 1000)}")
+            conn.execute("BEGIN IMMEDIATE")  # the rest of the busy timeout
         finally:
             conn.execute(f"PRAGMA busy_timeout={int(catalogue.busy_timeout_s * 1000)}")
-        conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind, error, trace) -> None:
         self.catalogue.writing = False
