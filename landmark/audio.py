@@ -90,6 +90,15 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     return Decoded(signal, sample_rate_hz, title, declared_s, len(bad), whole)
 
 
+def title_tag(path: str | os.PathLike) -> str | None:
+    """The file's title tag, if it has one (its header alone is read); None also for a file that cannot be read."""
+    try:
+        with _opened(str(path)) as (_, _, title):
+            return title
+    except AudioError:
+        return None
+
+
 def _check_path(path: str) -> None:
     """Refuse, in words FFmpeg would not find, a path that is a folder, missing, unreadable or an empty file."""
     if os.path.isdir(path):

@@ -9,7 +9,7 @@ import numpy as np
 
 from lmprint.catalogue import SCHEMA_VERSION, Catalogue, song_id_list
 from lmprint.errors import AudioError, IndexFileError, SettingsError
-from lmprint.files import find_audio_files
+from lmprint.files import find_audio_files, title_from_path
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome
 
 from . import audio, dedup, vote, warp
@@ -151,7 +151,7 @@ class Index:
         gone = []
         for song_id, content in stale:
             if content in found_at:
-                self.catalogue.move_song(song_id, found_at[content])
+                self.catalogue.move_song(song_id, found_at[content], _title_of(found_at[content]))
             else:
                 gone.append(song_id)
         self.remove(gone)  # one scan of the postings for all of them
@@ -165,7 +165,7 @@ class Index:
         song = self.catalogue.songs_by_id([song_id]).get(song_id) if song_id is not None else None
         if song is None or song.path == outcome.path or os.path.exists(song.path):
             return outcome
-        self.catalogue.move_song(song.id, outcome.path)
+        self.catalogue.move_song(song.id, outcome.path, _title_of(outcome.path))
         return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, moved_from=song.path)
 
     def add_fingerprint(self, song: SongFingerprint) -> int | None:
@@ -441,3 +441,8 @@ class Index:
             "schema_version": SCHEMA_VERSION,
             "settings": self.fingerprint_settings.to_dict(),
         }
+
+
+def _title_of(path: str) -> str:
+    """A file's title as `add` takes it: its title tag, else its file name."""
+    return audio.title_tag(path) or title_from_path(path)

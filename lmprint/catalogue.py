@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, overload
 
 from .errors import REBUILD, IndexFileError, damaged
-from .files import title_from_path
 from .results import Song
 
 VARIABLES_PER_STATEMENT = 900
@@ -359,16 +358,9 @@ class Catalogue:
             (path, title, duration_s, content_sha1, now_utc()))
         return int(cursor.lastrowid or 0)
 
-    def move_song(self, song_id: int, path: str) -> None:
-        """Record that a song's file is now at `path`; a title that was its old file's name (no title tag) follows
-        the new name."""
+    def move_song(self, song_id: int, path: str, title: str) -> None:
+        """Record that a song's file is now at `path`, titled `title` (its tag, else its new file name)."""
         with self.write():
-            rows = self.conn.execute("SELECT path, title FROM songs WHERE id=?", (song_id,)).fetchall()
-            if not rows:
-                return
-            old_path, title = rows[0]
-            if title == title_from_path(old_path):
-                title = title_from_path(path)
             self.conn.execute("UPDATE songs SET path=?, title=? WHERE id=?", (path, title, song_id))
 
     def songs_whose_files_are_gone(self) -> list[Song]:

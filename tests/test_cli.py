@@ -288,17 +288,21 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     pruned = run_cli("prune", db=db, check=True)
     assert pruned.stdout.startswith("removed") and str(music / "song5.opus") in pruned.stdout
     (music / "song3.mp3").rename(music / "three.mp3")  # a title from its tag stays
-    assert "moved 1" in run_cli("add", music, db=db, check=True).stderr
+    write_tagged(music / "Yesterday.flac", rendered(4, 20.0, 22050), 22050, title="Yesterday")  # as its name
+    run_cli("add", music / "Yesterday.flac", db=db, check=True)
+    (music / "Yesterday.flac").rename(music / "01 Yesterday.flac")
+    assert "moved 2" in run_cli("add", music, db=db, check=True).stderr
     listed = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
     assert sorted((song["path"], song["title"]) for song in listed) == [
-        (str(music / "moved" / "first song.flac"), "first song"), (str(music / "three.mp3"), "Song Three")]
+        (str(music / "01 Yesterday.flac"), "Yesterday"), (str(music / "moved" / "first song.flac"), "first song"),
+        (str(music / "three.mp3"), "Song Three")]
 
     music.rename(tmp_path / "unmounted")  # every file gone at once: a drive not mounted looks like that
     refused = run_cli("prune", db=db)
     assert refused.returncode != 0 and refused.stderr.count("\n") == 1 and "--force" in refused.stderr
     dry = run_cli("prune", "--dry-run", db=db, check=True)  # says that the real one would refuse
-    assert "2 songs whose files are gone" in dry.stderr and "would refuse without --force" in dry.stderr
-    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 2
+    assert "3 songs whose files are gone" in dry.stderr and "would refuse without --force" in dry.stderr
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 3
     assert "removed" in run_cli("prune", "--force", db=db, check=True).stdout
     assert run_cli("list", db=db, check=True).stdout == ""
 
