@@ -243,13 +243,13 @@ about 90 at the index's density): a quiet stretch of a few peaks says nothing ei
 
 class CopyCheck:
     """Whether a candidate holds another's audio where the clip plays, so that the clip cannot tell them apart and
-    either is right: a copy of its recording (a FLAC and an MP3 of it, a compilation's track: the two last as
-    long and share most peaks at the offset their votes imply), a download cut short (one is the other's start),
-    or, with `clip_frames`, a file holding that stretch of it (an edit, an excerpt, a mix: each holds most of the
-    other's peaks over the stretch the clip covers, as copies do over the whole). In the vote they score almost alike
-    (`MatchSettings.copy_*`). Each pair and offset is decided once and each song's peaks are read once per query;
-    the copies found are kept, per song, in `copies`, and those that start with it (one is the other cut short)
-    in `cut_copies` too."""
+    either is right: a copy of its recording (a FLAC and an MP3 of it, a compilation's track: the two last as long and
+    share most peaks at the offset their votes imply), a download cut short (one is the other's start), or, with
+    `clip_frames`, a file holding that stretch of it (an edit, an excerpt, a mix: each holds at least the share of
+    the other's peaks over the stretch the clip covers that copies share over the whole). In the vote they score
+    almost alike (`MatchSettings.copy_*`). Each pair and offset is decided once and each song's peaks are read once
+    per query; the copies found are kept, per song, in `copies`, and those that start with it (one is the other cut
+    short) in `cut_copies` too."""
 
     def __init__(self, song_peaks: SongPeaks, durations_s: Callable[[list[int]], dict[int, float]],
                  settings: MatchSettings, clip_frames: int = 0):

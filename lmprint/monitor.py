@@ -193,10 +193,7 @@ class Monitor:
         if candidate is not None and candidate.chance is not None and candidate.chance <= self.settings.confirm_chance:
             # the stream ended before another look could agree (a short recording, a song in its last seconds):
             # a look this sure names the song, as `match` would
-            if self.current is not None:
-                events.append(self._close(self.current, before_s=candidate.start_s))
-            self.current, self._candidate = candidate, None
-            events.append(replace(candidate))
+            events += self._confirm(candidate)
         if self.current is not None:
             still_playing = self.current.misses == 0  # its last look agreed: it ran to the end of the stream
             events.append(self._close(self.current, until_end=still_playing))
@@ -281,10 +278,17 @@ class Monitor:
                 self._look_back(candidate, match, time_s, length_s)
         if candidate.looks >= self.settings.confirm_looks and (
                 candidate.chance is None or candidate.chance <= self.settings.confirm_chance):
-            if current is not None:  # another song took over (a crossfade)
-                events.append(self._close(current, before_s=candidate.start_s))
-            self.current, self._candidate = candidate, None
-            events.append(replace(candidate))  # a copy: the segment followed changes as looks come
+            events += self._confirm(candidate)
+        return events
+
+    def _confirm(self, candidate: Segment) -> list[Segment]:
+        """Report the segment being confirmed as the one followed: the song followed until then, if any, ends where
+        it starts (another song took over: a crossfade)."""
+        events = []
+        if self.current is not None:
+            events.append(self._close(self.current, before_s=candidate.start_s))
+        self.current, self._candidate = candidate, None
+        events.append(replace(candidate))  # a copy: the segment followed changes as looks come
         return events
 
     def _hint(self, time_s: float) -> Hint | None:
