@@ -133,8 +133,8 @@ class Index:
                 record(self._moved(outcome))
                 continue
             content_at[song.path] = song.content_sha1
-            if self.add_fingerprint(song) is None:
-                record(Outcome(song.path, skipped=True))
+            if self.add_fingerprint(song) is None:  # the same content earlier in this batch
+                record(self._moved(Outcome(song.path, skipped=True, content_sha1=song.content_sha1)))
             else:
                 record(outcome, song.duration_s)
         report.replaced = self._settle_paths(content_at)
@@ -148,23 +148,37 @@ class Index:
         found_at = {content: path for path, content in content_at.items()}
         stale = [row for path, content in content_at.items() for row in self.catalogue.read(
             "SELECT id, content_sha1 FROM songs WHERE path=? AND content_sha1 != ?", (path, content))]
+        if self.catalogue.has_table("copies"):  # a copy's path that holds other content now is no copy
+            self.catalogue.forget_copies(path for path, content in content_at.items() for _ in self.catalogue.read(
+                "SELECT 1 FROM copies JOIN songs ON songs.id = copies.song_id WHERE copies.path=? AND "
+                "songs.content_sha1 != ?", (path, content)))
+        copies = self.catalogue.copies_of(song_id for song_id, _ in stale)
         gone = []
         for song_id, content in stale:
-            if content in found_at:
-                self.catalogue.move_song(song_id, found_at[content], _title_of(found_at[content]))
+            elsewhere = [path for path in copies.get(song_id, []) if os.path.exists(path)]
+            if content in found_at or elsewhere:
+                path = found_at.get(content) or elsewhere[0]
+                self.catalogue.move_song(song_id, path, _title_of(path))
             else:
                 gone.append(song_id)
         self.remove(gone)  # one scan of the postings for all of them
         return len(gone)
 
     def _moved(self, outcome: Outcome) -> Outcome:
-        """A skipped file's outcome, as a move when its content's song names a path that is gone."""
+        """A skipped file's outcome, as a move when its content's song names a path that is gone, or as a copy
+        (recorded) when that path is there too."""
         if not outcome.skipped or outcome.content_sha1 is None:
             return outcome
         song_id = self.catalogue.song_id_of(outcome.content_sha1)
         song = self.catalogue.songs_by_id([song_id]).get(song_id) if song_id is not None else None
-        if song is None or song.path == outcome.path or os.path.exists(song.path):
+        if song is None or song.path == outcome.path:
             return outcome
+        if os.path.exists(song.path):
+            if (outcome.path in self.catalogue.copies_of([song.id]).get(song.id, [])
+                    or _same_file(song.path, outcome.path)):  # a link to the song's file is no copy of it
+                return outcome
+            self.catalogue.add_copy(song.id, outcome.path)
+            return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, copy_of=song.path)
         self.catalogue.move_song(song.id, outcome.path, _title_of(outcome.path))
         return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, moved_from=song.path)
 
@@ -441,6 +455,14 @@ class Index:
             "schema_version": SCHEMA_VERSION,
             "settings": self.fingerprint_settings.to_dict(),
         }
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (a symbolic or hard link); False when either cannot be looked at."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _title_of(path: str) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from .errors import REBUILD, IndexFileError, damaged
+from .files import title_from_path
 from .results import Song
 
 VARIABLES_PER_STATEMENT = 900
@@ -178,6 +179,14 @@ class Catalogue:
                            if_not_exists=True)
         db.table("songs").create_index(["content_sha1"], unique=True, if_not_exists=True)
         db.table("songs").create_index(["path"], if_not_exists=True)
+
+    def _create_copies(self) -> None:
+        """The `copies` table (inside a write transaction; idempotent): every other file that holds a song's exact
+        bytes. An index gains it with its first copy (a library without copies has no use for its two pages); an
+        lmprint that predates it ignores it."""
+        self.conn.execute("CREATE TABLE IF NOT EXISTS [copies] ([path] TEXT PRIMARY KEY, [song_id] INTEGER NOT NULL "
+                          "REFERENCES [songs]([id]) ON DELETE CASCADE)")
+        self.conn.execute("CREATE INDEX IF NOT EXISTS [idx_copies_song_id] ON [copies]([song_id])")
 
     def _use_wal(self) -> None:
         """Switch the file to WAL mode. The switch needs the file to itself and SQLite answers "locked" at once,
@@ -333,14 +342,16 @@ class Catalogue:
                 for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({marks})", batch)}
 
     def find_songs(self, reference: str) -> list[Song]:
-        """Songs whose id, path (as given or absolute), title or content hash equals `reference`, or whose content
-        hash starts with it (at least `MIN_HASH_PREFIX` hexadecimal digits, as `git` takes a commit's)."""
+        """Songs whose id, path (as given or absolute; a copy's too), title or content hash equals `reference`, or
+        whose content hash starts with it (at least `MIN_HASH_PREFIX` hexadecimal digits, as `git` takes a commit's)."""
         absolute = os.path.abspath(reference)
         prefix = reference.lower() if len(reference) >= MIN_HASH_PREFIX and all(
             c in "0123456789abcdef" for c in reference.lower()) else None
+        of_copy = " OR id IN (SELECT song_id FROM copies WHERE path=? OR path=?)" if self.has_table("copies") else ""
         rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE CAST(id AS TEXT)=? OR path=? OR path=? OR title=? "
-                         "OR content_sha1=? OR (? IS NOT NULL AND substr(content_sha1, 1, length(?))=?)",
-                         (reference, reference, absolute, reference, reference, prefix, prefix, prefix))
+                         f"OR content_sha1=? OR (? IS NOT NULL AND substr(content_sha1, 1, length(?))=?){of_copy}",
+                         (reference, reference, absolute, reference, reference, prefix, prefix, prefix,
+                          *((reference, absolute) if of_copy else ())))
         return [Song(*row) for row in rows]
 
     def song_id_of(self, content_sha1: str) -> int | None:
@@ -359,14 +370,65 @@ class Catalogue:
         return int(cursor.lastrowid or 0)
 
     def move_song(self, song_id: int, path: str, title: str) -> None:
-        """Record that a song's file is now at `path`, titled `title` (its tag, else its new file name)."""
+        """Record that a song's file is now at `path`, titled `title` (its tag, else its new file name); a copy
+        recorded there is the song's file now."""
         with self.write():
             self.conn.execute("UPDATE songs SET path=?, title=? WHERE id=?", (path, title, song_id))
+            if self.has_table("copies"):
+                self.conn.execute("DELETE FROM copies WHERE path=?", (path,))
 
-    def songs_whose_files_are_gone(self) -> list[Song]:
-        """Songs whose file no longer exists at the path they were added from: the file system says there is no
-        such file. A file it cannot look at (a folder without permission, a failing disk) is not gone."""
-        return [song for song in self.songs() if _is_gone(song.path)]
+    def add_copy(self, song_id: int, path: str) -> None:
+        """Record that the file at `path` holds a song's exact bytes too (the same file in two folders): the song
+        is indexed once, `prune` keeps it while any of its files is there, and `dedup` lists them all."""
+        with self.write():
+            self._create_copies()
+            self.conn.execute("INSERT OR REPLACE INTO copies(path, song_id) VALUES (?, ?)", (path, song_id))
+
+    def copies_of(self, song_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
+        """The other files of these songs (of every song: None), by song, each song's paths sorted."""
+        if not self.has_table("copies"):
+            return {}
+        if song_ids is None:
+            rows = self.read("SELECT song_id, path FROM copies ORDER BY song_id, path")
+        else:
+            rows = [row for marks, batch in id_batches(song_ids) for row in self.read(
+                f"SELECT song_id, path FROM copies WHERE song_id IN ({marks}) ORDER BY song_id, path", batch)]
+        copies: dict[int, list[str]] = {}
+        for song_id, path in rows:
+            copies.setdefault(song_id, []).append(path)
+        return copies
+
+    def stand_in(self, song: Song, copy: str) -> None:
+        """Make a copy the song's file, its own being gone. Its title stays, unless it was the old file's name:
+        the copy holds the same bytes, title tag included."""
+        self.move_song(song.id, copy, title_from_path(copy) if song.title == title_from_path(song.path)
+                       else song.title)
+
+    def forget_copies(self, paths: Iterable[str]) -> None:
+        """Drop recorded copies at these paths (files deleted, or now holding other content)."""
+        paths = list(paths)
+        if paths and self.has_table("copies"):
+            with self.write():
+                self.conn.executemany("DELETE FROM copies WHERE path=?", [(path,) for path in paths])
+
+    def files_gone(self) -> tuple[list[Song], list[tuple[Song, str]], list[str]]:
+        """What `prune` finds: the songs none of whose files exist any more; the songs whose own file is gone
+        but a copy is there, each with its first such copy (to stand in for it); and the copies that are gone. A
+        file is gone when the file system says there is no such file: one it cannot look at (a folder without
+        permission, a failing disk) is not."""
+        copies = self.copies_of()
+        gone_copies = [path for paths in copies.values() for path in paths if _is_gone(path)]
+        unknown = set(gone_copies)
+        songs_gone, stand_ins = [], []
+        for song in self.songs():
+            if not _is_gone(song.path):
+                continue
+            left = [path for path in copies.get(song.id, []) if path not in unknown]
+            if left:
+                stand_ins.append((song, left[0]))
+            else:
+                songs_gone.append(song)
+        return songs_gone, stand_ins, gone_copies
 
     def delete_songs(self, song_ids: Sequence[int]) -> None:
         """Delete songs' rows; every engine table that references them loses their rows too (call inside a write

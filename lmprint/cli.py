@@ -213,8 +213,8 @@ def add(ctx, paths, jobs, method, model, device, quiet):
         index.close()
     elapsed = time.perf_counter() - started
     speed = f", {result.audio_s / elapsed:.0f}x realtime" if result.audio_s and elapsed > 0 else ""
-    changes = "".join(f", {name} {count}" for name, count in (("moved", result.moved), ("replaced", result.replaced))
-                      if count)
+    changes = "".join(f", {name} {count}" for name, count in (
+        ("moved", result.moved), ("copies", result.copies), ("replaced", result.replaced)) if count)
     click.echo(f"added {result.added}, skipped {result.skipped} (already indexed), failed {len(result.failed)}"
                f"{changes} ({result.audio_s:.0f} s of audio in {elapsed:.1f} s{speed})", err=True)
     if result.failed or from_stdin:
@@ -366,7 +366,7 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per song (per recording with --recordings), "
               "one per line.")
 @click.option("--recordings", is_flag=True, help="Group the files that hold one recording (found as `dedup` finds "
-              "them: it reads the whole index).")
+              "them: it reads the whole index; copies of one file share its song id).")
 @_db_option
 @click.pass_context
 @_guard
@@ -376,6 +376,7 @@ def list_(ctx, as_json, recordings):
 
     with Catalogue(ctx.obj["db"]) as catalogue:
         songs = catalogue.songs()
+        copies = catalogue.copies_of() if recordings else {}
     groups = [[song] for song in songs]
     if recordings and "landmark" not in engines_in(ctx.obj["db"]):
         raise LmprintError(f"{ctx.obj['db']} has no landmark index: recordings are found by comparing landmarks")
@@ -390,6 +391,10 @@ def list_(ctx, as_json, recordings):
         listed = [[by_id[i] for i in group if i in by_id] for group in found.recordings]  # added since: not listed
         groups = sorted([group for group in listed if group] + [[song] for song in songs if song.id not in grouped],
                         key=lambda group: group[0].id)
+        # a song's copies (files of the same bytes) are files of its recording too, under the song's id
+        groups = [[file for song in group for file in (song, *(dataclasses.replace(song, path=path)
+                                                                for path in copies.get(song.id, ())))]
+                  for group in groups]
     for group in groups:
         if as_json:
             click.echo(json.dumps({"files": [song.to_dict() for song in group]} if recordings else group[0].to_dict()))
@@ -468,22 +473,33 @@ def remove(ctx, songs, remove_all, dry_run):
 @click.pass_context
 @_guard
 def prune(ctx, dry_run, force):
-    """Remove the songs whose files are gone (deleted, or moved without `lmprint add` seeing the new place)."""
+    """Remove the songs whose files are gone (deleted, or moved without `lmprint add` seeing the new place). A song
+    whose file is gone but a copy of it is there (the same bytes, recorded by `add`) names the copy instead."""
     from .catalogue import Catalogue
 
     with Catalogue(ctx.obj["db"]) as catalogue:
-        gone = catalogue.songs_whose_files_are_gone()
+        gone, stand_ins, gone_copies = catalogue.files_gone()
         every = len(gone) == catalogue.song_count()
-    if gone and every and not (force or dry_run):
-        raise LmprintError(f"the files of all {len(gone)} indexed songs are gone (is their drive mounted?): nothing "
-                           "removed; `lmprint prune --force` removes them all")
+        if gone and every and not (force or dry_run):
+            raise LmprintError(f"the files of all {len(gone)} indexed songs are gone (is their drive mounted?): "
+                               "nothing removed; `lmprint prune --force` removes them all")
+        for song, copy in stand_ins:  # a song whose file is gone lives on in a copy of it
+            if not dry_run:
+                catalogue.stand_in(song, copy)
+            click.echo(f"{'would move' if dry_run else 'moved'} {song.id}\t{_one_line(song.path)} -> "
+                       f"{_one_line(copy)}")
+        if not dry_run:
+            catalogue.forget_copies(gone_copies)
+        for path in gone_copies:
+            click.echo(f"{'would forget' if dry_run else 'forgot'} copy\t{_one_line(path)}")
     remove_songs(ctx.obj["db"], gone, dry_run)
     note = ""
     if dry_run:
         note = (" (dry run: none removed; all of them: `prune` would refuse without --force)" if gone and every
                 and not force else " (dry run: none removed)")
     songs = "1 song whose file is" if len(gone) == 1 else f"{len(gone)} songs whose files are"
-    click.echo(f"{songs} gone{note}", err=True)
+    moved = f", {len(stand_ins)} now named by a copy" if stand_ins else ""
+    click.echo(f"{songs} gone{moved}{note}", err=True)
 
 
 @main.command()
@@ -524,24 +540,30 @@ def stats(ctx, as_json):
 @click.pass_context
 @_guard
 def dedup(ctx, as_json):
-    """List files that hold the same recording, and recordings that hold part of another, with the time ranges."""
+    """List files that hold the same recording (copies of one file share its song id), and recordings that hold
+    part of another, with the time ranges."""
     if "landmark" not in engines_in(ctx.obj["db"]):
         raise LmprintError(f"{ctx.obj['db']} has no landmark index: dedup compares landmarks")
     index = open_method(ctx.obj["db"], "landmark")
     try:
         found = index.duplicates()
-        songs = index.catalogue.songs_by_id(sorted({song for group in found.recordings for song in group} |
+        copies = index.catalogue.copies_of()  # files of the same bytes: one song, indexed once
+        grouped = {song for group in found.recordings for song in group}
+        recordings = sorted([*found.recordings, *([song] for song in copies if song not in grouped)])
+        songs = index.catalogue.songs_by_id(sorted({song for group in recordings for song in group} |
                                                    {s for o in found.shared_parts for s in (o.song_a, o.song_b)}))
     finally:
         index.close()
     # songs removed since the join are left out (an `add` or `remove` may run meanwhile)
-    groups = [kept for group in found.recordings if len(kept := [i for i in group if i in songs]) > 1]
+    files = [[(i, path) for i in group if i in songs for path in (songs[i].path, *copies.get(i, ()))]
+             for group in recordings]
+    groups = [group for group in files if len(group) > 1]
     parts = [part for part in found.shared_parts if part.song_a in songs and part.song_b in songs]
     for group in groups:
         if as_json:
-            click.echo(json.dumps({"same_recording": [{"song_id": i, "path": songs[i].path} for i in group]}))
+            click.echo(json.dumps({"same_recording": [{"song_id": i, "path": path} for i, path in group]}))
         else:
-            click.echo("same recording:\n" + "".join(f"  {i}\t{_one_line(songs[i].path)}\n" for i in group), nl=False)
+            click.echo("same recording:\n" + "".join(f"  {i}\t{_one_line(path)}\n" for i, path in group), nl=False)
     for part in sorted(parts, key=lambda o: (o.song_a, o.song_b, o.a_start_s)):
         sides = [(part.song_a, part.a_start_s, part.a_end_s), (part.song_b, part.b_start_s, part.b_end_s)]
         if as_json:

@@ -116,7 +116,8 @@ class Answer:
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one file of an `add` batch: added, skipped (already indexed), moved (its content was
-    indexed under a path that is gone), or failed with a reason."""
+    indexed under a path that is gone), a copy (of a file indexed under a path that is there), or failed with a
+    reason."""
 
     path: str
     skipped: bool = False
@@ -125,6 +126,9 @@ class Outcome:
     moved_from: str | None = None
     """Set when the file's content was indexed under this path, which no longer exists: the song now names
     `path`."""
+    copy_of: str | None = None
+    """Set when the file holds the exact bytes of a song indexed under this path, which is still there: the file is
+    recorded as the song's copy (`lmprint dedup` lists it)."""
     warning: str | None = None
     """Something a user should know about a file that was added anyway, e.g. that it decoded to much less than its
     container declares."""
@@ -137,6 +141,8 @@ class AddReport:
     added: int = 0
     skipped: int = 0
     moved: int = 0
+    copies: int = 0
+    """Files recorded as copies of an indexed file (the same bytes)."""
     replaced: int = 0
     """Entries removed because their path now holds other content (a retagged or re-encoded file)."""
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -149,6 +155,8 @@ class AddReport:
             self.failed.append((outcome.path, outcome.error))
         elif outcome.moved_from:
             self.moved += 1
+        elif outcome.copy_of:
+            self.copies += 1
         elif outcome.skipped:
             self.skipped += 1
         else:

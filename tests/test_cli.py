@@ -307,6 +307,61 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     assert run_cli("list", db=db, check=True).stdout == ""
 
 
+def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_while_either_is_there(
+        library_dir, tmp_path):
+    """A library's commonest duplicate: one file copied into a second folder. It is one song (indexed once); the
+    copy is recorded, so `dedup` lists both files, `prune` keeps the song while either is there, and an `add`
+    that finds the song's file holding other content moves it to the copy rather than dropping it."""
+    music = tmp_path / "music"
+    for folder in ("album", "playlist", "later"):
+        (music / folder).mkdir(parents=True)
+    shutil.copy(library_dir / "song1.flac", music / "album" / "one.flac")
+    shutil.copy(library_dir / "song1.flac", music / "playlist" / "one (copy).flac")
+    shutil.copy(library_dir / "song2.ogg", music / "album" / "two.ogg")
+    db = tmp_path / "index.db"
+    first = run_cli("add", music, db=db, check=True)  # both files of song 1 in one batch
+    assert "added 2, skipped 0 (already indexed), failed 0, copies 1" in first.stderr
+    shutil.copy(library_dir / "song2.ogg", music / "later" / "two.ogg")
+    again = run_cli("add", music, db=db, check=True)  # a copy in a later batch; a known copy is merely skipped
+    assert "added 0, skipped 3 (already indexed), failed 0, copies 1" in again.stderr
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 2
+
+    groups = [json.loads(line)["same_recording"] for line in run_cli("dedup", "--json", db=db, check=True).stdout
+              .splitlines()]
+    assert sorted(sorted(entry["path"] for entry in group) for group in groups) == sorted([
+        sorted([str(music / "album" / "two.ogg"), str(music / "later" / "two.ogg")]),
+        sorted([str(music / "album" / "one.flac"), str(music / "playlist" / "one (copy).flac")])])
+    assert all(len({entry["song_id"] for entry in group}) == 1 for group in groups)  # one song each
+    recordings = [json.loads(line)["files"] for line in run_cli("list", "--recordings", "--json", db=db, check=True)
+                  .stdout.splitlines()]
+    assert sorted(sorted(entry["path"] for entry in group) for group in recordings) == sorted(
+        sorted(entry["path"] for entry in group) for group in groups)
+
+    (music / "album" / "one.flac").unlink()
+    (music / "later" / "two.ogg").unlink()
+    dry = run_cli("prune", "--dry-run", db=db, check=True)
+    assert "would move" in dry.stdout and "would forget copy" in dry.stdout and "would remove" not in dry.stdout
+    pruned = run_cli("prune", db=db, check=True)
+    assert pruned.stderr == "0 songs whose files are gone, 1 now named by a copy\n"
+    listed = {song["path"]: song["title"] for song in
+              map(json.loads, run_cli("list", "--json", db=db, check=True).stdout.splitlines())}
+    assert listed == {str(music / "playlist" / "one (copy).flac"): "one (copy)", str(music / "album" / "two.ogg"): "two"}
+    clip = clip_file(tmp_path, 1, 8.0)
+    found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
+    assert found["path"] == str(music / "playlist" / "one (copy).flac")
+    assert run_cli("dedup", db=db, check=True).stdout == ""  # the copies are gone, or the song's file now
+
+    shutil.copy(library_dir / "song2.ogg", music / "later" / "two.ogg")
+    run_cli("add", music / "later", db=db, check=True)
+    shutil.copy(library_dir / "song5.opus", music / "album" / "two.ogg")  # other music under the song's name
+    replaced = run_cli("add", music / "album", db=db, check=True)
+    assert "added 1" in replaced.stderr and "replaced" not in replaced.stderr
+    listed = {song["path"] for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout.splitlines())}
+    assert str(music / "later" / "two.ogg") in listed and len(listed) == 3  # song 2 lives on in its copy
+    removed = run_cli("remove", music / "playlist" / "one (copy).flac", db=db, check=True)  # by a copy's path too
+    assert "removed" in removed.stdout
+
+
 def test_top_lists_the_best_candidates_with_their_scores_match_or_not(built_index, tmp_path):
     clip = clip_file(tmp_path, 2, 9.0)
     answer = json.loads(run_cli("match", "--json", "--top", "3", clip, db=built_index, check=True).stdout)
