@@ -264,7 +264,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                     if created:
                         _discard(path)  # kept only as an indexed song's file
                     raise LmprintError(report.failed[0][1])
-                return {"added": report.added, "skipped": report.skipped, "path": path}
+                # skipped: its content was indexed already (a copy of an indexed file is recorded, and skipped too)
+                return {"added": report.added, "skipped": report.skipped + report.copies, "path": path}
             return await guarded(work)
         return await with_upload(request, upload_dir, index)
 

@@ -143,6 +143,10 @@ def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_in
         assert refused.status_code == 422 and set(refused.json()) == {"error"}
         kept = sorted(str(path) for path in (tmp_path / "lmprint-uploads").rglob("*") if path.is_file())
         assert kept == sorted([added.json()["path"], again.json()["path"]])
+        # the same bytes under another name: known (skipped), the file kept as the song's copy
+        renamed = client.post("/songs", files={"file": ("renamed.flac", new_song.read_bytes())},
+                              headers={"authorization": "Bearer s3cret"})
+        assert renamed.json()["added"] == 0 and renamed.json()["skipped"] == 1
     with client_for(db, allow_add=True, token="s3cret", max_upload_s=10.0) as stricter:
         # an indexed song's upload over a cap lowered since: refused, and its file, an earlier request's, kept
         over = stricter.post("/songs", files=upload, headers={"authorization": "Bearer s3cret"})
