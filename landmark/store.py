@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -71,6 +72,11 @@ HASHES_PER_PART = 1 << 14
 """Hashes sealed, merged or scanned at a time: memory stays a fraction (1/128) of the postings."""
 SEGMENT_OPEN_ATTEMPTS = 3
 """Lookups that list the segments again when one listed has been merged away before this reader mapped it."""
+DECODED_PEAKS_KEPT_BYTES = 32 << 20
+"""How much of the songs' decoded peaks a `PeakStore` keeps, the most recently read (about 1,700 of the public
+corpus's songs; a 4-minute song's take 70 KB): verification reads some 80 songs' peaks a query, and a process
+answering many (`serve`, `monitor`, a folder of clips) meets the same songs again, as chance candidates do in a
+large library (0.7 of the reads at 10,000 songs, docs/tuning.md)."""
 GREEDY_ROUNDS = 4
 """Rounds of `within_budget`'s greedy choice: after the first, little of the budget is left to fill."""
 SMALL_ROW_BYTES = 192
@@ -833,6 +839,10 @@ class PeakStore:
 
     def __init__(self, catalogue: Catalogue):
         self.catalogue = catalogue
+        self._decoded: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        """Decoded peaks by their stored bytes, the most recently read last (`DECODED_PEAKS_KEPT_BYTES`): keyed by
+        the bytes, not the song, a song removed and its id given again can never be read from it."""
+        self._decoded_bytes = 0
 
     @staticmethod
     def create(catalogue: Catalogue) -> None:
@@ -848,10 +858,24 @@ class PeakStore:
         self.catalogue.mark_current_schema()
 
     def get(self, song_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Stored peaks (frames, bins) of these songs, for those that have them."""
-        return {song_id: peak_codec.decode(data) for marks, batch in id_batches(song_ids)
+        """Stored peaks (frames, bins) of these songs, for those that have them (read-only arrays)."""
+        return {song_id: self._decode(data) for marks, batch in id_batches(song_ids)
                 for song_id, data in self.catalogue.read(f"SELECT song_id, data FROM peaks WHERE song_id IN ({marks})",
                                                          batch)}
+
+    def _decode(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+        peaks = self._decoded.get(data)
+        if peaks is not None:
+            self._decoded.move_to_end(data)
+            return peaks
+        peaks = peak_codec.decode(data)
+        for column in peaks:
+            column.flags.writeable = False  # shared by every later read of the song
+        self._decoded[data] = peaks
+        self._decoded_bytes += _kept_bytes(data, peaks)
+        while self._decoded_bytes > DECODED_PEAKS_KEPT_BYTES:
+            self._decoded_bytes -= _kept_bytes(*self._decoded.popitem(last=False))
+        return peaks
 
     def remove(self, song_ids: Sequence[int]) -> None:
         """Drop these songs' peaks (tables made before peaks referenced songs do not cascade)."""
@@ -860,3 +884,7 @@ class PeakStore:
 
     def stats(self) -> dict:
         return {"peaks_bytes": self.catalogue.read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM peaks")[0][0]}
+
+
+def _kept_bytes(data: bytes, peaks: tuple[np.ndarray, np.ndarray]) -> int:
+    return len(data) + sum(column.nbytes for column in peaks)

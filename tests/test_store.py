@@ -294,6 +294,37 @@ def test_an_index_without_stored_peaks_is_upgraded_in_place_and_its_songs_still_
         assert len(index.peaks.get([s.id for s in index.catalogue.songs()])) == 1
 
 
+def test_decoded_peaks_are_kept_within_their_bound_and_a_reused_song_id_reads_its_new_peaks(tmp_path, monkeypatch):
+    """Verification reads the same songs' peaks query after query: they are decoded once, kept up to a bound, and
+    keyed by what is stored, so a song removed and its id given to another never hands out the old song's peaks."""
+    from landmark import Index, store
+
+    with Index(tmp_path / "index.db", create=True) as index:
+        rng = np.random.default_rng(0)
+        stored = {}
+        for k in range(4):
+            frames = np.sort(rng.choice(20_000, 1000, replace=False)).astype(np.int64)
+            stored[k] = (frames, rng.integers(1, 256, 1000).astype(np.int64))
+            insert(index, f"/s{k}", f"sha-{k}", np.array([k + 1], np.uint32), np.array([1], np.uint32), stored[k])
+        ids = {song.path: song.id for song in index.catalogue.songs()}
+        first = index.peaks.get([ids["/s0"]])[ids["/s0"]]
+        assert all(np.array_equal(a, b) for a, b in zip(first, stored[0]))
+        assert index.peaks.get([ids["/s0"]])[ids["/s0"]][0] is first[0]  # decoded once
+        with pytest.raises(ValueError):
+            first[0][0] = 5  # shared by every later read: nobody may change it
+
+        last = max(ids.values())
+        assert all(np.array_equal(a, b) for a, b in zip(index.peaks.get([last])[last], stored[3]))
+        index.remove(last)
+        assert insert(index, "/new", "sha-new", np.array([9], np.uint32), np.array([1], np.uint32), stored[0]) == last
+        assert all(np.array_equal(a, b) for a, b in zip(index.peaks.get([last])[last], stored[0]))
+
+        one_song_bytes = store._kept_bytes(index.catalogue.read("SELECT data FROM peaks LIMIT 1")[0][0], first)
+        monkeypatch.setattr(store, "DECODED_PEAKS_KEPT_BYTES", 2 * one_song_bytes + 100)
+        index.peaks.get(list(ids.values()))
+        assert len(index.peaks._decoded) == 2 and index.peaks._decoded_bytes <= store.DECODED_PEAKS_KEPT_BYTES
+
+
 def test_removing_songs_gives_the_space_back_and_the_rest_still_match(built_index, library_dir, tmp_path):
     """Removing half the songs compacts the file: it shrinks, and the remaining songs are still identified."""
     import shutil
