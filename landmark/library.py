@@ -155,9 +155,9 @@ class Index:
         copies = self.catalogue.copies_of(song_id for song_id, _ in stale)
         gone = []
         for song_id, content in stale:
-            elsewhere = [path for path in copies.get(song_id, []) if os.path.exists(path)]
-            if content in found_at or elsewhere:
-                path = found_at.get(content) or elsewhere[0]
+            path = found_at.get(content) or next((copy for copy in copies.get(song_id, [])
+                                                  if self.catalogue.still_a_copy(copy, content)), None)
+            if path is not None:
                 self.catalogue.move_song(song_id, path, _title_of(path))
             else:
                 gone.append(song_id)
@@ -175,9 +175,10 @@ class Index:
             return outcome
         if os.path.exists(song.path):
             if (outcome.path in self.catalogue.copies_of([song.id]).get(song.id, [])
-                    or _same_file(song.path, outcome.path)):  # a link to the song's file is no copy of it
+                    or os.path.realpath(song.path) == os.path.realpath(outcome.path)):  # a symbolic link to it
                 return outcome
-            self.catalogue.add_copy(song.id, outcome.path)
+            if not self.catalogue.add_copy(song.id, outcome.path):  # a name SQLite cannot hold, or just removed
+                return outcome
             return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, copy_of=song.path)
         self.catalogue.move_song(song.id, outcome.path, _title_of(outcome.path))
         return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, moved_from=song.path)
@@ -455,14 +456,6 @@ class Index:
             "schema_version": SCHEMA_VERSION,
             "settings": self.fingerprint_settings.to_dict(),
         }
-
-
-def _same_file(a: str, b: str) -> bool:
-    """Whether two paths name one file (a symbolic or hard link); False when either cannot be looked at."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _title_of(path: str) -> str:

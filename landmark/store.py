@@ -73,10 +73,11 @@ HASHES_PER_PART = 1 << 14
 SEGMENT_OPEN_ATTEMPTS = 3
 """Lookups that list the segments again when one listed has been merged away before this reader mapped it."""
 DECODED_PEAKS_KEPT_BYTES = 32 << 20
-"""How much of the songs' decoded peaks a `PeakStore` keeps, the most recently read (about 1,700 of the public
-corpus's songs; a 4-minute song's take 70 KB): verification reads some 80 songs' peaks a query, and a process
-answering many (`serve`, `monitor`, a folder of clips) meets the same songs again, as chance candidates do in a
-large library (0.7 of the reads at 10,000 songs, docs/tuning.md)."""
+"""How much of the songs' decoded peaks (with their stored bytes, the keys) a `PeakStore`, one per open index,
+keeps, the most recently read (about 1,700 of the public corpus's songs; a 4-minute song's take 75 KB):
+verification reads some 80 songs' peaks a query, and an index answering many (`serve`, `monitor`, a folder of
+clips) meets the same songs again, as chance candidates do in a large library (0.7 of the reads at 10,000
+songs, docs/tuning.md)."""
 GREEDY_ROUNDS = 4
 """Rounds of `within_budget`'s greedy choice: after the first, little of the budget is left to fill."""
 SMALL_ROW_BYTES = 192

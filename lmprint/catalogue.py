@@ -25,7 +25,8 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any, overload
 
-from .errors import REBUILD, IndexFileError, damaged
+from .errors import REBUILD, AudioError, IndexFileError, damaged
+from .files import content_sha1 as content_sha1_of
 from .files import title_from_path
 from .results import Song
 
@@ -342,16 +343,14 @@ class Catalogue:
                 for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({marks})", batch)}
 
     def find_songs(self, reference: str) -> list[Song]:
-        """Songs whose id, path (as given or absolute; a copy's too), title or content hash equals `reference`, or
-        whose content hash starts with it (at least `MIN_HASH_PREFIX` hexadecimal digits, as `git` takes a commit's)."""
+        """Songs whose id, path (as given or absolute), title or content hash equals `reference`, or whose content
+        hash starts with it (at least `MIN_HASH_PREFIX` hexadecimal digits, as `git` takes a commit's)."""
         absolute = os.path.abspath(reference)
         prefix = reference.lower() if len(reference) >= MIN_HASH_PREFIX and all(
             c in "0123456789abcdef" for c in reference.lower()) else None
-        of_copy = " OR id IN (SELECT song_id FROM copies WHERE path=? OR path=?)" if self.has_table("copies") else ""
         rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE CAST(id AS TEXT)=? OR path=? OR path=? OR title=? "
-                         f"OR content_sha1=? OR (? IS NOT NULL AND substr(content_sha1, 1, length(?))=?){of_copy}",
-                         (reference, reference, absolute, reference, reference, prefix, prefix, prefix,
-                          *((reference, absolute) if of_copy else ())))
+                         "OR content_sha1=? OR (? IS NOT NULL AND substr(content_sha1, 1, length(?))=?)",
+                         (reference, reference, absolute, reference, reference, prefix, prefix, prefix))
         return [Song(*row) for row in rows]
 
     def song_id_of(self, content_sha1: str) -> int | None:
@@ -377,12 +376,27 @@ class Catalogue:
             if self.has_table("copies"):
                 self.conn.execute("DELETE FROM copies WHERE path=?", (path,))
 
-    def add_copy(self, song_id: int, path: str) -> None:
-        """Record that the file at `path` holds a song's exact bytes too (the same file in two folders): the song
-        is indexed once, `prune` keeps it while any of its files is there, and `dedup` lists them all."""
+    def add_copy(self, song_id: int, path: str) -> bool:
+        """Record that the file at `path` holds a song's exact bytes too (the same file in two folders, or a hard
+        link): the song is indexed once, `prune` keeps it while any of its files is there, and `dedup` lists them
+        all. False when it cannot be: the song was removed meanwhile, or the name is not text SQLite can hold."""
+        try:
+            path.encode()
+        except UnicodeEncodeError:  # undecodable bytes in a name (as a song's own path, it fails the file)
+            return False
         with self.write():
             self._create_copies()
-            self.conn.execute("INSERT OR REPLACE INTO copies(path, song_id) VALUES (?, ?)", (path, song_id))
+            cursor = self.conn.execute("INSERT OR REPLACE INTO copies(path, song_id) SELECT ?, id FROM songs "
+                                       "WHERE id=?", (path, song_id))
+        return cursor.rowcount > 0
+
+    @staticmethod
+    def still_a_copy(path: str, content_sha1: str) -> bool:
+        """Whether the file at `path` still holds this content: a copy may have been replaced since `add` saw it."""
+        try:
+            return content_sha1_of(path) == content_sha1
+        except AudioError:  # gone, or unreadable
+            return False
 
     def copies_of(self, song_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
         """The other files of these songs (of every song: None), by song, each song's paths sorted."""
@@ -413,9 +427,9 @@ class Catalogue:
 
     def files_gone(self) -> tuple[list[Song], list[tuple[Song, str]], list[str]]:
         """What `prune` finds: the songs none of whose files exist any more; the songs whose own file is gone
-        but a copy is there, each with its first such copy (to stand in for it); and the copies that are gone. A
-        file is gone when the file system says there is no such file: one it cannot look at (a folder without
-        permission, a failing disk) is not."""
+        but a copy still holding its content is there, each with its first such copy (to stand in for it); and
+        the copies that are gone. A file is gone when the file system says there is no such file: one it cannot
+        look at (a folder without permission, a failing disk) is not."""
         copies = self.copies_of()
         gone_copies = [path for paths in copies.values() for path in paths if _is_gone(path)]
         unknown = set(gone_copies)
@@ -423,9 +437,10 @@ class Catalogue:
         for song in self.songs():
             if not _is_gone(song.path):
                 continue
-            left = [path for path in copies.get(song.id, []) if path not in unknown]
-            if left:
-                stand_ins.append((song, left[0]))
+            stand_in = next((path for path in copies.get(song.id, []) if path not in unknown
+                             and self.still_a_copy(path, song.content_sha1)), None)
+            if stand_in is not None:
+                stand_ins.append((song, stand_in))
             else:
                 songs_gone.append(song)
         return songs_gone, stand_ins, gone_copies

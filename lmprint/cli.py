@@ -395,13 +395,16 @@ def list_(ctx, as_json, recordings):
         groups = [[file for song in group for file in (song, *(dataclasses.replace(song, path=path)
                                                                 for path in copies.get(song.id, ())))]
                   for group in groups]
+    copy_paths = {path for paths in copies.values() for path in paths}
     for group in groups:
         if as_json:
-            click.echo(json.dumps({"files": [song.to_dict() for song in group]} if recordings else group[0].to_dict()))
+            click.echo(json.dumps({"files": [{**song.to_dict(), "copy": song.path in copy_paths} for song in group]}
+                                  if recordings else group[0].to_dict()))
         elif recordings:
             files = f"{len(group)} file{'s' * (len(group) > 1)}"
             click.echo(f"{_one_line(group[0].title)}\t{group[0].duration_s:.1f} s\t{files}\n" +
-                       "".join(f"  {song.id}\t{_one_line(song.path)}\n" for song in group), nl=False)
+                       "".join(f"  {song.id}\t{_one_line(song.path)}{' (copy)' * (song.path in copy_paths)}\n"
+                               for song in group), nl=False)
         else:
             click.echo(f"{group[0].id}\t{group[0].duration_s:7.1f} s\t{_one_line(group[0].title)}\t"
                        f"{_one_line(group[0].path)}")
@@ -444,9 +447,13 @@ def remove(ctx, songs, remove_all, dry_run):
     from .catalogue import Catalogue
 
     found: dict[int, Any] = {}
-    missing, ambiguous = [], []
+    missing, ambiguous, copies = [], [], []
     with Catalogue(ctx.obj["db"]) as catalogue:
+        copy_paths = {path for paths in catalogue.copies_of().values() for path in paths}
         for reference in songs:
+            if os.path.abspath(reference) in copy_paths:  # one file of a song held twice: that file alone
+                copies.append(os.path.abspath(reference))
+                continue
             matches = catalogue.find_songs(reference)
             if not matches:
                 missing.append(reference)
@@ -458,6 +465,11 @@ def remove(ctx, songs, remove_all, dry_run):
         for line in ambiguous:
             click.echo(line, err=True)
         raise SystemExit(1)
+    if copies and not dry_run:
+        with Catalogue(ctx.obj["db"]) as catalogue:
+            catalogue.forget_copies(copies)
+    for path in copies:
+        click.echo(f"{'would forget' if dry_run else 'forgot'} copy\t{_one_line(path)}")
     remove_songs(ctx.obj["db"], list(found.values()), dry_run)
     for reference in missing:
         click.echo(_one_line(f"lmprint: {reference}: no such song in the index"), err=True)
@@ -479,10 +491,10 @@ def prune(ctx, dry_run, force):
 
     with Catalogue(ctx.obj["db"]) as catalogue:
         gone, stand_ins, gone_copies = catalogue.files_gone()
-        every = len(gone) == catalogue.song_count()
-        if gone and every and not (force or dry_run):
-            raise LmprintError(f"the files of all {len(gone)} indexed songs are gone (is their drive mounted?): "
-                               "nothing removed; `lmprint prune --force` removes them all")
+        every = len(gone) + len(stand_ins) == catalogue.song_count()  # the songs' own files, copies or not
+        if (gone or stand_ins) and every and not (force or dry_run):
+            raise LmprintError(f"the files of all {len(gone) + len(stand_ins)} indexed songs are gone (is their "
+                               "drive mounted?): nothing removed; `lmprint prune --force` removes them all")
         for song, copy in stand_ins:  # a song whose file is gone lives on in a copy of it
             if not dry_run:
                 catalogue.stand_in(song, copy)
@@ -495,8 +507,8 @@ def prune(ctx, dry_run, force):
     remove_songs(ctx.obj["db"], gone, dry_run)
     note = ""
     if dry_run:
-        note = (" (dry run: none removed; all of them: `prune` would refuse without --force)" if gone and every
-                and not force else " (dry run: none removed)")
+        note = (" (dry run: none removed; all of them: `prune` would refuse without --force)"
+                if (gone or stand_ins) and every and not force else " (dry run: none removed)")
     songs = "1 song whose file is" if len(gone) == 1 else f"{len(gone)} songs whose files are"
     moved = f", {len(stand_ins)} now named by a copy" if stand_ins else ""
     click.echo(f"{songs} gone{moved}{note}", err=True)
@@ -555,15 +567,17 @@ def dedup(ctx, as_json):
     finally:
         index.close()
     # songs removed since the join are left out (an `add` or `remove` may run meanwhile)
-    files = [[(i, path) for i in group if i in songs for path in (songs[i].path, *copies.get(i, ()))]
-             for group in recordings]
+    files = [[(i, path, path != songs[i].path) for i in group if i in songs
+              for path in (songs[i].path, *copies.get(i, ()))] for group in recordings]
     groups = [group for group in files if len(group) > 1]
     parts = [part for part in found.shared_parts if part.song_a in songs and part.song_b in songs]
     for group in groups:
         if as_json:
-            click.echo(json.dumps({"same_recording": [{"song_id": i, "path": path} for i, path in group]}))
+            click.echo(json.dumps({"same_recording": [{"song_id": i, "path": path, "copy": copy}
+                                                      for i, path, copy in group]}))
         else:
-            click.echo("same recording:\n" + "".join(f"  {i}\t{_one_line(path)}\n" for i, path in group), nl=False)
+            click.echo("same recording:\n" + "".join(f"  {i}\t{_one_line(path)}{' (copy)' * copy}\n"
+                                                      for i, path, copy in group), nl=False)
     for part in sorted(parts, key=lambda o: (o.song_a, o.song_b, o.a_start_s)):
         sides = [(part.song_a, part.a_start_s, part.a_end_s), (part.song_b, part.b_start_s, part.b_end_s)]
         if as_json:

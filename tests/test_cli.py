@@ -332,6 +332,7 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
         sorted([str(music / "album" / "two.ogg"), str(music / "later" / "two.ogg")]),
         sorted([str(music / "album" / "one.flac"), str(music / "playlist" / "one (copy).flac")])])
     assert all(len({entry["song_id"] for entry in group}) == 1 for group in groups)  # one song each
+    assert sorted(entry["copy"] for group in groups for entry in group) == [False, False, True, True]
     recordings = [json.loads(line)["files"] for line in run_cli("list", "--recordings", "--json", db=db, check=True)
                   .stdout.splitlines()]
     assert sorted(sorted(entry["path"] for entry in group) for group in recordings) == sorted(
@@ -358,8 +359,22 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
     assert "added 1" in replaced.stderr and "replaced" not in replaced.stderr
     listed = {song["path"] for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout.splitlines())}
     assert str(music / "later" / "two.ogg") in listed and len(listed) == 3  # song 2 lives on in its copy
-    removed = run_cli("remove", music / "playlist" / "one (copy).flac", db=db, check=True)  # by a copy's path too
-    assert "removed" in removed.stdout
+    # a copy named to `remove` is that file alone: the song stays
+    shutil.copy(library_dir / "song1.flac", music / "album" / "one.flac")
+    assert "copies 1" in run_cli("add", music / "album", db=db, check=True).stderr
+    removed = run_cli("remove", music / "album" / "one.flac", db=db, check=True)
+    assert removed.stdout == f"forgot copy\t{music / 'album' / 'one.flac'}\n"
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 3
+    (music / "album" / "one.flac").unlink()  # as a user tidying up after `dedup` would (else `add` records it again)
+
+    # a hard link is a second file of the song; a copy replaced by other music since is not
+    os.link(music / "later" / "two.ogg", music / "album" / "two (link).ogg")
+    assert "copies 1" in run_cli("add", music / "album", db=db, check=True).stderr
+    shutil.copy(library_dir / "song3.mp3", music / "album" / "two (link).ogg")  # other bytes through the link
+    (music / "later" / "two.ogg").unlink()  # the link's other name, and so the new bytes: both gone
+    (music / "playlist" / "one (copy).flac").rename(music / "playlist" / "one (moved).flac")
+    pruned = run_cli("prune", "--dry-run", db=db, check=True)
+    assert "would move" not in pruned.stdout and pruned.stdout.count("would remove") == 2
 
 
 def test_top_lists_the_best_candidates_with_their_scores_match_or_not(built_index, tmp_path):
