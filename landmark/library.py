@@ -9,7 +9,7 @@ import numpy as np
 
 from lmprint.catalogue import SCHEMA_VERSION, Catalogue, song_id_list
 from lmprint.errors import AudioError, IndexFileError, SettingsError
-from lmprint.files import find_audio_files, title_from_path
+from lmprint.files import find_audio_files, title_from_path, unstorable_name
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome
 
 from . import audio, dedup, vote, warp
@@ -119,6 +119,7 @@ class Index:
 
         todo = []
         for path, error in find_audio_files(paths):
+            error = error or unstorable_name(path)
             if error:
                 record(Outcome(path, error=error))
             else:
@@ -165,8 +166,8 @@ class Index:
         return len(gone)
 
     def _moved(self, outcome: Outcome) -> Outcome:
-        """A skipped file's outcome, as a move when its content's song names a path that is gone, or as a copy
-        (recorded) when that path is there too."""
+        """A skipped file's outcome, as a move when its content's song names a path that is gone (or that holds
+        other content now), or as a copy (recorded) when that path still holds it."""
         if not outcome.skipped or outcome.content_sha1 is None:
             return outcome
         song_id = self.catalogue.song_id_of(outcome.content_sha1)
@@ -177,9 +178,10 @@ class Index:
             if (outcome.path in self.catalogue.copies_of([song.id]).get(song.id, [])
                     or os.path.realpath(song.path) == os.path.realpath(outcome.path)):  # a symbolic link to it
                 return outcome
-            if not self.catalogue.add_copy(song.id, outcome.path):  # a name SQLite cannot hold, or just removed
-                return outcome
-            return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, copy_of=song.path)
+            if self.catalogue.still_a_copy(song.path, outcome.content_sha1):  # read again: two files swapped
+                if not self.catalogue.add_copy(song.id, outcome.path):  # the song was removed meanwhile
+                    return outcome
+                return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, copy_of=song.path)
         self.catalogue.move_song(song.id, outcome.path, _title_of(outcome.path))
         return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, moved_from=song.path)
 
@@ -293,6 +295,7 @@ class Index:
                     key=lambda copy: copy.duration_s, default=song)
         if whole.duration_s > matching.copy_max_duration_ratio * song.duration_s:  # the vote led with a cut copy:
             songs[song.id], song = song, songs.pop(whole.id)  # name the whole file (they start together)
+        files = self.catalogue.files_of(song)  # its file first (a copy if the file is gone), then its copies
         copies = is_copy.copies.get(best.song_id, set())
         vote_lead = best.score - max((c.score for c in candidates if c.song_id != best.song_id
                                       and c.song_id not in copies), default=0.0)
@@ -301,7 +304,7 @@ class Index:
         factors = ({} if found_warp is None  # not measured: an index without peaks, or no warp searched
                    else {"speed": found_warp.factor} if found_warp.kind == "speed"
                    else {"tempo": found_warp.tempo, "pitch": found_warp.pitch})
-        return Match(song, best.score, offset_s, 1.0 - chance, decided_by, tuple(songs.values()), chance,
+        return Match(files[0], best.score, offset_s, 1.0 - chance, decided_by, (*files[1:], *songs.values()), chance,
                      **factors), candidates
 
     def follow(self, samples: np.ndarray, previous: Match, offset_s: float, min_score: float = 0.0) -> Match | None:

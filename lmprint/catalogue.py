@@ -14,6 +14,7 @@ every engine's tables. WAL mode lets `match` read while another process adds.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -373,8 +374,10 @@ class Catalogue:
         recorded there is the song's file now."""
         with self.write():
             self.conn.execute("UPDATE songs SET path=?, title=? WHERE id=?", (path, title, song_id))
-            if self.has_table("copies"):
-                self.conn.execute("DELETE FROM copies WHERE path=?", (path,))
+            if self.has_table("copies"):  # a copy that is the song's file now (or the same file by a link)
+                same = [copy for (copy,) in self.read("SELECT path FROM copies WHERE song_id=?", (song_id,))
+                        if copy == path or os.path.realpath(copy) == os.path.realpath(path)]
+                self.conn.executemany("DELETE FROM copies WHERE path=?", [(copy,) for copy in {path, *same}])
 
     def add_copy(self, song_id: int, path: str) -> bool:
         """Record that the file at `path` holds a song's exact bytes too (the same file in two folders, or a hard
@@ -417,6 +420,17 @@ class Catalogue:
         the copy holds the same bytes, title tag included."""
         self.move_song(song.id, copy, title_from_path(copy) if song.title == title_from_path(song.path)
                        else song.title)
+
+    def files_of(self, song: Song) -> list[Song]:
+        """The song as each of its files (its own first, then its copies), each named by its path: the first is a
+        copy when the song's own file is gone and a copy is there (before `prune` settles it)."""
+        copies = self.copies_of([song.id]).get(song.id, [])
+        if not copies:
+            return [song]
+        files = [song, *(dataclasses.replace(song, path=path) for path in copies)]
+        if not os.path.exists(song.path):
+            files.sort(key=lambda file: not os.path.exists(file.path))  # stable: the first copy that is there
+        return files
 
     def forget_copies(self, paths: Iterable[str]) -> None:
         """Drop recorded copies at these paths (files deleted, or now holding other content)."""

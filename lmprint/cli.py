@@ -455,6 +455,8 @@ def remove(ctx, songs, remove_all, dry_run):
                 copies.append(os.path.abspath(reference))
                 continue
             matches = catalogue.find_songs(reference)
+            if any(str(song.id) == reference for song in matches):  # an id is what it says, whatever titles say
+                matches = [song for song in matches if str(song.id) == reference]
             if not matches:
                 missing.append(reference)
             elif len(matches) > 1 and not remove_all:
@@ -493,8 +495,10 @@ def prune(ctx, dry_run, force):
         gone, stand_ins, gone_copies = catalogue.files_gone()
         every = len(gone) + len(stand_ins) == catalogue.song_count()  # the songs' own files, copies or not
         if (gone or stand_ins) and every and not (force or dry_run):
-            raise LmprintError(f"the files of all {len(gone) + len(stand_ins)} indexed songs are gone (is their "
-                               "drive mounted?): nothing removed; `lmprint prune --force` removes them all")
+            songs = "the file of the one indexed song is" if len(gone) + len(stand_ins) == 1 else \
+                f"the files of all {len(gone) + len(stand_ins)} indexed songs are"
+            raise LmprintError(f"{songs} gone (is the drive mounted?): nothing removed; `lmprint prune --force` "
+                               "removes them all")
         for song, copy in stand_ins:  # a song whose file is gone lives on in a copy of it
             if not dry_run:
                 catalogue.stand_in(song, copy)
@@ -511,7 +515,8 @@ def prune(ctx, dry_run, force):
                 if (gone or stand_ins) and every and not force else " (dry run: none removed)")
     songs = "1 song whose file is" if len(gone) == 1 else f"{len(gone)} songs whose files are"
     moved = f", {len(stand_ins)} now named by a copy" if stand_ins else ""
-    click.echo(f"{songs} gone{moved}{note}", err=True)
+    forgotten = f", {len(gone_copies)} cop{'y' if len(gone_copies) == 1 else 'ies'} gone" if gone_copies else ""
+    click.echo(f"{songs} gone{moved}{forgotten}{note}", err=True)
 
 
 @main.command()

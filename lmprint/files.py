@@ -110,3 +110,13 @@ def declared_duration_s(path: str | os.PathLike) -> float | None:
             return container.duration / 1e6 if container.duration else None
     except Exception:  # noqa: BLE001 - whatever FFmpeg makes of it, decoding will say why in one line
         return None
+
+
+def unstorable_name(path: str) -> str | None:
+    """Why an index cannot record this path, or None: a name with bytes that are not UTF-8 (a file copied from an
+    old system) cannot be stored as text. `match` reads such a file; `add` refuses it in one line."""
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8: rename it to add it"
+    return None

@@ -11,7 +11,7 @@ import numpy as np
 from landmark import audio
 from lmprint.catalogue import Catalogue, song_id_list
 from lmprint.errors import AudioError, IndexFileError, LmprintError, ModelError
-from lmprint.files import content_sha1, find_audio_files, title_from_path
+from lmprint.files import content_sha1, find_audio_files, title_from_path, unstorable_name
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome
 
 from . import mert, search
@@ -90,6 +90,7 @@ class MertIndex:
         try:
             for path, error in find_audio_files(paths):
                 try:
+                    error = error or unstorable_name(path)
                     if error:
                         raise AudioError(error)
                     sha1 = content_sha1(path)

@@ -343,7 +343,7 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
     dry = run_cli("prune", "--dry-run", db=db, check=True)
     assert "would move" in dry.stdout and "would forget copy" in dry.stdout and "would remove" not in dry.stdout
     pruned = run_cli("prune", db=db, check=True)
-    assert pruned.stderr == "0 songs whose files are gone, 1 now named by a copy\n"
+    assert pruned.stderr == "0 songs whose files are gone, 1 now named by a copy, 1 copy gone\n"
     listed = {song["path"]: song["title"] for song in
               map(json.loads, run_cli("list", "--json", db=db, check=True).stdout.splitlines())}
     assert listed == {str(music / "playlist" / "one (copy).flac"): "one (copy)", str(music / "album" / "two.ogg"): "two"}
@@ -375,6 +375,52 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
     (music / "playlist" / "one (copy).flac").rename(music / "playlist" / "one (moved).flac")
     pruned = run_cli("prune", "--dry-run", db=db, check=True)
     assert "would move" not in pruned.stdout and pruned.stdout.count("would remove") == 2
+
+
+def test_files_swapped_a_folder_linked_a_name_not_utf8_and_an_id_that_is_also_a_title(library_dir, tmp_path):
+    """More of a library tidied by hand: two files swapped are two moves (not copies); a file reached again through
+    a linked folder is one file, listed once; a name that is not UTF-8 is refused in one line and the batch goes on;
+    `match` names a copy that is there while the song's own file is gone, and lists byte copies; `remove 2` is
+    song 2 even when another song is titled "2"."""
+    music = tmp_path / "music"
+    (music / "a").mkdir(parents=True)
+    shutil.copy(library_dir / "song1.flac", music / "a" / "first.flac")
+    shutil.copy(library_dir / "song2.ogg", music / "a" / "second.ogg")
+    shutil.copy(library_dir / "song3.mp3", os.fsencode(music / "a") + b"/bad\xffbyte.mp3")
+    db = tmp_path / "index.db"
+    first = run_cli("add", music, db=db)
+    assert first.returncode == 1 and "Traceback" not in first.stderr
+    assert "not valid UTF-8" in first.stderr and "added 2," in first.stderr
+
+    (music / "a" / "first.flac").rename(music / "a" / "swap")
+    (music / "a" / "second.ogg").rename(music / "a" / "first.flac")
+    (music / "a" / "swap").rename(music / "a" / "second.ogg")
+    os.remove(os.fsencode(music / "a") + b"/bad\xffbyte.mp3")
+    swapped = run_cli("add", music, db=db, check=True)
+    assert "moved 2" in swapped.stderr and "copies" not in swapped.stderr
+    assert run_cli("dedup", db=db, check=True).stdout == ""
+
+    (music / "b").mkdir()
+    shutil.copy(library_dir / "song1.flac", music / "b" / "one.flac")
+    assert "copies 1" in run_cli("add", music / "b", db=db, check=True).stderr
+    clip = clip_file(tmp_path, 1, 8.0)
+    found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
+    assert found["path"] == str(music / "a" / "second.ogg") and found["copies"] == [str(music / "b" / "one.flac")]
+    (music / "a" / "second.ogg").unlink()  # gone, before any prune: the copy that is there is named
+    found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
+    assert found["path"] == str(music / "b" / "one.flac")
+    (music / "linked").symlink_to(music / "b")
+    run_cli("add", music / "linked", db=db, check=True)  # the song's file is gone: it now names the link's path
+    groups = run_cli("dedup", db=db, check=True).stdout
+    assert groups == "", groups  # ...and the copy, the same file, is not listed beside it
+
+    write(music / "a" / "2.flac", rendered(4, 20.0, 22050), 22050)  # titled "2"
+    run_cli("add", music / "a", db=db, check=True)
+    ids = {song["title"]: song["id"] for song in
+           map(json.loads, run_cli("list", "--json", db=db, check=True).stdout.splitlines())}
+    assert "2" in ids and ids["2"] != 2 and 2 in ids.values()
+    removed = run_cli("remove", "2", db=db, check=True)
+    assert removed.stdout.startswith("removed 2\t")
 
 
 def test_top_lists_the_best_candidates_with_their_scores_match_or_not(built_index, tmp_path):
