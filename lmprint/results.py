@@ -47,9 +47,10 @@ class Match:
     "verified" (peaks alone) or "followed" (a monitor's look at the song it follows: `Method.follow`); the MERT
     engine's "hamming"."""
     copies: tuple[Song, ...] = ()
-    """Other indexed songs that hold what the clip plays: copies of the same recording (another file of it: a FLAC
-    and an MP3, a compilation's track, a download cut short) or of the stretch the clip covers (an edit, an excerpt,
-    a mix); they count as one candidate, so they never tie with the match."""
+    """The other indexed files that hold what the clip plays: the song's own copies (the same bytes elsewhere, under
+    its id), and other songs holding the same recording (another file of it: a FLAC and an MP3, a compilation's
+    track, a download cut short) or the stretch the clip covers (an edit, an excerpt, a mix), which count as one
+    candidate with the match, so they never tie with it."""
     false_match_probability: float | None = None
     """The chance that a clip of a song the index does not hold brings evidence this strong (`landmark.confidence`);
     None where the engine is not calibrated (MERT)."""
