@@ -344,14 +344,16 @@ class Catalogue:
                 for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({marks})", batch)}
 
     def find_songs(self, reference: str) -> list[Song]:
-        """Songs whose id, path (as given or absolute), title or content hash equals `reference`, or whose content
-        hash starts with it (at least `MIN_HASH_PREFIX` hexadecimal digits, as `git` takes a commit's)."""
+        """Songs whose id, path (as given, absolute, or with links resolved), title or content hash equals
+        `reference`, or whose content hash starts with it (at least `MIN_HASH_PREFIX` hexadecimal digits, as `git`
+        takes a commit's)."""
         absolute = os.path.abspath(reference)
         prefix = reference.lower() if len(reference) >= MIN_HASH_PREFIX and all(
             c in "0123456789abcdef" for c in reference.lower()) else None
-        rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE CAST(id AS TEXT)=? OR path=? OR path=? OR title=? "
-                         "OR content_sha1=? OR (? IS NOT NULL AND substr(content_sha1, 1, length(?))=?)",
-                         (reference, reference, absolute, reference, reference, prefix, prefix, prefix))
+        rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE CAST(id AS TEXT)=? OR path IN (?, ?, ?) OR "
+                         "title=? OR content_sha1=? OR (? IS NOT NULL AND substr(content_sha1, 1, length(?))=?)",
+                         (reference, reference, absolute, os.path.realpath(reference), reference, reference, prefix,
+                          prefix, prefix))
         return [Song(*row) for row in rows]
 
     def song_id_of(self, content_sha1: str) -> int | None:

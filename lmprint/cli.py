@@ -444,7 +444,7 @@ def remove_songs(db: str, songs: list, dry_run: bool) -> None:
 def remove(ctx, songs, remove_all, dry_run):
     """Remove songs, each named by id, path, title or content hash (or its first 8 digits or more), with all their
     data."""
-    from .catalogue import Catalogue
+    from .catalogue import MIN_HASH_PREFIX, Catalogue
 
     found: dict[int, Any] = {}
     missing, ambiguous, copies = [], [], []
@@ -474,7 +474,10 @@ def remove(ctx, songs, remove_all, dry_run):
         click.echo(f"{'would forget' if dry_run else 'forgot'} copy\t{_one_line(path)}")
     remove_songs(ctx.obj["db"], list(found.values()), dry_run)
     for reference in missing:
-        click.echo(_one_line(f"lmprint: {reference}: no such song in the index"), err=True)
+        short_hash = (4 <= len(reference) < MIN_HASH_PREFIX and not reference.isdigit()
+                      and all(c in "0123456789abcdef" for c in reference.lower()))
+        hint = f" (a content hash prefix needs {MIN_HASH_PREFIX} digits or more)" if short_hash else ""
+        click.echo(_one_line(f"lmprint: {reference}: no such song in the index{hint}"), err=True)
     if missing:
         raise SystemExit(1)
 

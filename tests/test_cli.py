@@ -421,6 +421,10 @@ def test_files_swapped_a_folder_linked_a_name_not_utf8_and_an_id_that_is_also_a_
     assert "2" in ids and ids["2"] != 2 and 2 in ids.values()
     removed = run_cli("remove", "2", db=db, check=True)
     assert removed.stdout.startswith("removed 2\t")
+    (music / "to-two").symlink_to(music / "a" / "2.flac")  # a link to an indexed file names its song
+    assert "would remove" in run_cli("remove", "--dry-run", music / "to-two", db=db, check=True).stdout
+    short = run_cli("remove", "abcdef1", db=db)
+    assert short.returncode == 1 and "needs 8 digits" in short.stderr
 
 
 def test_top_lists_the_best_candidates_with_their_scores_match_or_not(built_index, tmp_path):
