@@ -9,7 +9,7 @@ import numpy as np
 
 from lmprint.catalogue import SCHEMA_VERSION, Catalogue, song_id_list
 from lmprint.errors import AudioError, IndexFileError, SettingsError
-from lmprint.files import find_audio_files, title_from_path, unstorable_name
+from lmprint.files import find_audio_files, holds_content, title_from_path, unstorable_name
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome
 
 from . import audio, dedup, vote, warp
@@ -157,7 +157,7 @@ class Index:
         gone = []
         for song_id, content in stale:
             path = found_at.get(content) or next((copy for copy in copies.get(song_id, [])
-                                                  if self.catalogue.still_a_copy(copy, content)), None)
+                                                  if holds_content(copy, content)), None)
             if path is not None:
                 self.catalogue.move_song(song_id, path, _title_of(path))
             else:
@@ -178,7 +178,7 @@ class Index:
             if (outcome.path in self.catalogue.copies_of([song.id]).get(song.id, [])
                     or os.path.realpath(song.path) == os.path.realpath(outcome.path)):  # a symbolic link to it
                 return outcome
-            if self.catalogue.still_a_copy(song.path, outcome.content_sha1):  # read again: two files swapped
+            if holds_content(song.path, outcome.content_sha1):  # read again: two files swapped
                 if not self.catalogue.add_copy(song.id, outcome.path):  # the song was removed meanwhile
                     return outcome
                 return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, copy_of=song.path)

@@ -26,9 +26,8 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any, overload
 
-from .errors import REBUILD, AudioError, IndexFileError, damaged
-from .files import content_sha1 as content_sha1_of
-from .files import title_from_path
+from .errors import REBUILD, IndexFileError, damaged
+from .files import holds_content, title_from_path
 from .results import Song
 
 VARIABLES_PER_STATEMENT = 900
@@ -384,24 +383,13 @@ class Catalogue:
     def add_copy(self, song_id: int, path: str) -> bool:
         """Record that the file at `path` holds a song's exact bytes too (the same file in two folders, or a hard
         link): the song is indexed once, `prune` keeps it while any of its files is there, and `dedup` lists them
-        all. False when it cannot be: the song was removed meanwhile, or the name is not text SQLite can hold."""
-        try:
-            path.encode()
-        except UnicodeEncodeError:  # undecodable bytes in a name (as a song's own path, it fails the file)
-            return False
+        all. False when the song was removed meanwhile. `add` has refused names it cannot store
+        (`files.unstorable_name`)."""
         with self.write():
             self._create_copies()
             cursor = self.conn.execute("INSERT OR REPLACE INTO copies(path, song_id) SELECT ?, id FROM songs "
                                        "WHERE id=?", (path, song_id))
         return cursor.rowcount > 0
-
-    @staticmethod
-    def still_a_copy(path: str, content_sha1: str) -> bool:
-        """Whether the file at `path` still holds this content: a copy may have been replaced since `add` saw it."""
-        try:
-            return content_sha1_of(path) == content_sha1
-        except AudioError:  # gone, or unreadable
-            return False
 
     def copies_of(self, song_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
         """The other files of these songs (of every song: None), by song, each song's paths sorted."""
@@ -454,7 +442,7 @@ class Catalogue:
             if not _is_gone(song.path):
                 continue
             stand_in = next((path for path in copies.get(song.id, []) if path not in unknown
-                             and self.still_a_copy(path, song.content_sha1)), None)
+                             and holds_content(path, song.content_sha1)), None)
             if stand_in is not None:
                 stand_ins.append((song, stand_in))
             else:

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from .errors import AudioError, LmprintError, ModelError, SettingsError
+from .results import Song
 
 METHODS = ("landmark", "mert")
 
@@ -391,23 +392,26 @@ def list_(ctx, as_json, recordings):
         listed = [[by_id[i] for i in group if i in by_id] for group in found.recordings]  # added since: not listed
         groups = sorted([group for group in listed if group] + [[song] for song in songs if song.id not in grouped],
                         key=lambda group: group[0].id)
-        # a song's copies (files of the same bytes) are files of its recording too, under the song's id
-        groups = [[file for song in group for file in (song, *(dataclasses.replace(song, path=path)
-                                                                for path in copies.get(song.id, ())))]
-                  for group in groups]
-    copy_paths = {path for paths in copies.values() for path in paths}
-    for group in groups:
+    for files in _with_copies(groups, copies):
+        first = files[0][0]
         if as_json:
-            click.echo(json.dumps({"files": [{**song.to_dict(), "copy": song.path in copy_paths} for song in group]}
-                                  if recordings else group[0].to_dict()))
+            click.echo(json.dumps({"files": [{**file.to_dict(), "copy": copy} for file, copy in files]}
+                                  if recordings else first.to_dict()))
         elif recordings:
-            files = f"{len(group)} file{'s' * (len(group) > 1)}"
-            click.echo(f"{_one_line(group[0].title)}\t{group[0].duration_s:.1f} s\t{files}\n" +
-                       "".join(f"  {song.id}\t{_one_line(song.path)}{' (copy)' * (song.path in copy_paths)}\n"
-                               for song in group), nl=False)
+            count = f"{len(files)} file{'s' * (len(files) > 1)}"
+            click.echo(f"{_one_line(first.title)}\t{first.duration_s:.1f} s\t{count}\n" +
+                       "".join(f"  {file.id}\t{_one_line(file.path)}{' (copy)' * copy}\n" for file, copy in files),
+                       nl=False)
         else:
-            click.echo(f"{group[0].id}\t{group[0].duration_s:7.1f} s\t{_one_line(group[0].title)}\t"
-                       f"{_one_line(group[0].path)}")
+            click.echo(f"{first.id}\t{first.duration_s:7.1f} s\t{_one_line(first.title)}\t{_one_line(first.path)}")
+
+
+def _with_copies(groups: list[list[Song]], copies: dict[int, list[str]]) -> list[list[tuple[Song, bool]]]:
+    """Each group of songs as its files: each song, then its copies (files of the same bytes, named by the song's
+    id), each with whether it is a copy."""
+    return [[(file, file is not song) for song in group
+             for file in (song, *(dataclasses.replace(song, path=path) for path in copies.get(song.id, ())))]
+            for group in groups]
 
 
 def engines_in(db: str) -> list[str]:
@@ -496,10 +500,11 @@ def prune(ctx, dry_run, force):
 
     with Catalogue(ctx.obj["db"]) as catalogue:
         gone, stand_ins, gone_copies = catalogue.files_gone()
-        every = len(gone) + len(stand_ins) == catalogue.song_count()  # the songs' own files, copies or not
-        if (gone or stand_ins) and every and not (force or dry_run):
-            songs = "the file of the one indexed song is" if len(gone) + len(stand_ins) == 1 else \
-                f"the files of all {len(gone) + len(stand_ins)} indexed songs are"
+        own_gone = len(gone) + len(stand_ins)  # songs whose own file is gone, copies or not
+        every = own_gone > 0 and own_gone == catalogue.song_count()
+        if every and not (force or dry_run):
+            songs = ("the file of the one indexed song is" if own_gone == 1
+                     else f"the files of all {own_gone} indexed songs are")
             raise LmprintError(f"{songs} gone (is the drive mounted?): nothing removed; `lmprint prune --force` "
                                "removes them all")
         for song, copy in stand_ins:  # a song whose file is gone lives on in a copy of it
@@ -515,7 +520,7 @@ def prune(ctx, dry_run, force):
     note = ""
     if dry_run:
         note = (" (dry run: none removed; all of them: `prune` would refuse without --force)"
-                if (gone or stand_ins) and every and not force else " (dry run: none removed)")
+                if every and not force else " (dry run: none removed)")
     songs = "1 song whose file is" if len(gone) == 1 else f"{len(gone)} songs whose files are"
     moved = f", {len(stand_ins)} now named by a copy" if stand_ins else ""
     forgotten = f", {len(gone_copies)} cop{'y' if len(gone_copies) == 1 else 'ies'} gone" if gone_copies else ""
@@ -575,17 +580,16 @@ def dedup(ctx, as_json):
     finally:
         index.close()
     # songs removed since the join are left out (an `add` or `remove` may run meanwhile)
-    files = [[(i, path, path != songs[i].path) for i in group if i in songs
-              for path in (songs[i].path, *copies.get(i, ()))] for group in recordings]
-    groups = [group for group in files if len(group) > 1]
+    groups = [files for files in _with_copies([[songs[i] for i in group if i in songs] for group in recordings],
+                                              copies) if len(files) > 1]
     parts = [part for part in found.shared_parts if part.song_a in songs and part.song_b in songs]
-    for group in groups:
+    for files in groups:
         if as_json:
-            click.echo(json.dumps({"same_recording": [{"song_id": i, "path": path, "copy": copy}
-                                                      for i, path, copy in group]}))
+            click.echo(json.dumps({"same_recording": [{"song_id": file.id, "path": file.path, "copy": copy}
+                                                      for file, copy in files]}))
         else:
-            click.echo("same recording:\n" + "".join(f"  {i}\t{_one_line(path)}{' (copy)' * copy}\n"
-                                                      for i, path, copy in group), nl=False)
+            click.echo("same recording:\n" + "".join(f"  {file.id}\t{_one_line(file.path)}{' (copy)' * copy}\n"
+                                                      for file, copy in files), nl=False)
     for part in sorted(parts, key=lambda o: (o.song_a, o.song_b, o.a_start_s)):
         sides = [(part.song_a, part.a_start_s, part.a_end_s), (part.song_b, part.b_start_s, part.b_end_s)]
         if as_json:

@@ -112,6 +112,15 @@ def declared_duration_s(path: str | os.PathLike) -> float | None:
         return None
 
 
+def holds_content(path: str, sha1: str) -> bool:
+    """Whether the file at `path` holds exactly the content hashed as `sha1` (False when gone or unreadable): a
+    copy recorded by `add` may have been replaced since, or a song's file overwritten."""
+    try:
+        return content_sha1(path) == sha1
+    except AudioError:
+        return False
+
+
 def unstorable_name(path: str) -> str | None:
     """Why an index cannot record this path, or None: a name with bytes that are not UTF-8 (a file copied from an
     old system) cannot be stored as text. `match` reads such a file; `add` refuses it in one line."""
