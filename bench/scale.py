@@ -9,6 +9,7 @@ lines up with any real clip.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -30,7 +31,7 @@ BATCH_SHARE = 0.05
 """...and at most this share of the songs already indexed: batches that grow with the index keep the merges per
 song flat (each posting rewritten a few times, `landmark.store.MERGE_RATIO`)."""
 ONE_BY_ONE = 5
-"""Songs then added one a transaction at each size, as `lmprint add` adds them, timed for "add one ms"."""
+"""Songs then added one a transaction at each size, as `lmprint add` adds them, timed for "add_one_ms"."""
 
 STARTUP_RUNS = 3
 """Fresh `lmprint match` processes timed at each size, for the cold start and the query process's memory."""
@@ -117,8 +118,8 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
         index.add([t.path for t in tracks if t.indexed], jobs=jobs)
         bases = distractor_bases(index)
         rng = np.random.default_rng(seed)
-        rows = []
-        for size in sorted(sizes):
+        rows, at_size = [], []
+        for number, size in enumerate(sorted(sizes)):
             have = index.catalogue.song_count()
             started = time.perf_counter()
             add_distractors(index, bases, size, rng, show_progress)
@@ -128,25 +129,13 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                 began = time.perf_counter()
                 add_distractors(index, bases, index.catalogue.song_count() + 1, rng)
                 one_by_one_s.append(time.perf_counter() - began)
-            outcomes = []
-            for query, samples in zip(queries, clips):
-                began = time.perf_counter()
-                found = index.match_samples(samples)
-                outcomes.append(Outcome(query.condition, query.indexed, query.song,
-                                        found.song.path if found else None, time.perf_counter() - began))
-            figures = summarise(outcomes)
             index.catalogue.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             songs = index.catalogue.song_count()
             stats = index.stats()  # the file and its segments
             cold = measure(db, cold_clip, runs=STARTUP_RUNS)
-            held_out_ms = [1000 * o.seconds for o in outcomes if not o.indexed]
-            indexed_ms = [1000 * o.seconds for o in outcomes if o.indexed]
-            rows.append({"songs": songs, "recall": figures["recall"], "false_match_rate": figures["false_match_rate"],
-                         "query_ms_p50": figures["query_ms_p50"], "query_ms_p95": figures["query_ms_p95"],
-                         # a clip of a song the index holds stops at its match; one of a held-out song searches on,
-                         # warped too: the two medians, the overall one falling between them
-                         "query_ms_p50_indexed": _median_ms(indexed_ms),
-                         "query_ms_p50_held_out": _median_ms(held_out_ms),
+            last = number == len(sizes) - 1
+            at_size.append(db if last else snapshot(db, os.path.join(tmp, f"at-{songs}")))
+            rows.append({"songs": songs,
                          "db_bytes_per_song": round(stats["file_bytes"] / songs, 1),
                          "db_bytes_per_audio_s": round(stats["file_bytes"] / index.catalogue.audio_s(), 1),
                          "db_mb": round(stats["file_bytes"] / 2**20, 1),
@@ -157,8 +146,51 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                          "add_one_ms": round(1000 * float(np.median(one_by_one_s)), 1),
                          "hashes_per_row": stats["hashes_per_row"]})
             print(rows[-1], file=sys.stderr, flush=True)
-        index.close()
+        index.close()  # then every size's clips, the sizes taking turns
+        for row, outcomes in zip(rows, interleaved(at_size, queries, clips)):
+            figures = summarise(outcomes)
+            # a clip of a song the index holds stops at its match; one of a held-out song searches on, warped
+            # too: the two medians, the overall one falling between them
+            row.update({"recall": figures["recall"], "false_match_rate": figures["false_match_rate"],
+                        "query_ms_p50": figures["query_ms_p50"], "query_ms_p95": figures["query_ms_p95"],
+                        "query_ms_p50_indexed": _median_ms([1000 * o.seconds for o in outcomes if o.indexed]),
+                        "query_ms_p50_held_out": _median_ms([1000 * o.seconds for o in outcomes if not o.indexed])})
     return {"corpus": os.path.abspath(corpus), "seed": seed, "method": "landmark", "rows": rows}
+
+
+def snapshot(db: str, folder: str) -> str:
+    """A copy of a closed-for-writing index (its file, checkpointed, and its segments), to query later."""
+    from landmark.segments import folder_of
+
+    os.makedirs(folder)
+    copy = os.path.join(folder, os.path.basename(db))
+    shutil.copyfile(db, copy)
+    if folder_of(db).is_dir():
+        shutil.copytree(folder_of(db), folder_of(copy))
+    return copy
+
+
+def interleaved(index_paths: list[str], queries: list, clips: list[np.ndarray]) -> list[list[Outcome]]:
+    """Every clip matched against every index, timed, the indexes taking turns clip by clip (each first in turn):
+    the sizes' latencies are measured over the same minutes, so a machine that slows down or speeds up during a
+    run moves them together and their ratio holds (measured one size after another, one run's ratio moved by
+    more than 1.6×)."""
+    from landmark import Index
+
+    indexes = [Index(path) for path in index_paths]
+    outcomes: list[list[Outcome]] = [[] for _ in indexes]
+    try:
+        for number, (query, samples) in enumerate(zip(queries, clips)):
+            for turn in range(len(indexes)):
+                which = (number + turn) % len(indexes)
+                began = time.perf_counter()
+                found = indexes[which].match_samples(samples)
+                outcomes[which].append(Outcome(query.condition, query.indexed, query.song,
+                                               found.song.path if found else None, time.perf_counter() - began))
+    finally:
+        for index in indexes:
+            index.close()
+    return outcomes
 
 
 def _median_ms(values: list[float]) -> float | None:
