@@ -138,28 +138,30 @@ class Index:
                 record(self._moved(Outcome(song.path, skipped=True, content_sha1=song.content_sha1)))
             else:
                 record(outcome, song.duration_s)
-        report.replaced = self._settle_paths(content_at)
+        report.replaced = self._settle_paths(content_at, record)
         self._compact_after_change(report.audio_s)
         return report
 
-    def _settle_paths(self, content_at: dict[str, str]) -> int:
+    def _settle_paths(self, content_at: dict[str, str], record: Callable[[Outcome], None]) -> int:
         """A path names one song: each entry that names a path of this batch but another content than the batch
-        found there moves to a path where the batch found its content, or is removed. Returns how many were
-        removed."""
+        found there moves to a path where the batch found its content, or to a copy that still holds it (each
+        move `record`ed), or is removed. Returns how many were removed."""
         found_at = {content: path for path, content in content_at.items()}
-        stale = [row for path, content in content_at.items() for row in self.catalogue.read(
-            "SELECT id, content_sha1 FROM songs WHERE path=? AND content_sha1 != ?", (path, content))]
+        stale = [(song_id, path, content) for path, found in content_at.items()
+                 for song_id, content in self.catalogue.read(
+                     "SELECT id, content_sha1 FROM songs WHERE path=? AND content_sha1 != ?", (path, found))]
         if self.catalogue.has_table("copies"):  # a copy's path that holds other content now is no copy
             self.catalogue.forget_copies(path for path, content in content_at.items() for _ in self.catalogue.read(
                 "SELECT 1 FROM copies JOIN songs ON songs.id = copies.song_id WHERE copies.path=? AND "
                 "songs.content_sha1 != ?", (path, content)))
-        copies = self.catalogue.copies_of(song_id for song_id, _ in stale)
+        copies = self.catalogue.copies_of(song_id for song_id, _, _ in stale)
         gone = []
-        for song_id, content in stale:
+        for song_id, old_path, content in stale:
             path = found_at.get(content) or next((copy for copy in copies.get(song_id, [])
                                                   if holds_content(copy, content)), None)
             if path is not None:
                 self.catalogue.move_song(song_id, path, _title_of(path))
+                record(Outcome(path, skipped=True, content_sha1=content, moved_from=old_path))
             else:
                 gone.append(song_id)
         self.remove(gone)  # one scan of the postings for all of them

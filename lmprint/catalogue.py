@@ -338,6 +338,11 @@ class Catalogue:
     def songs(self) -> list[Song]:
         return [Song(*row) for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs ORDER BY id")]
 
+    def listed(self) -> list[dict]:
+        """Every song as `lmprint list --json` and `GET /songs` give it: its row, and the paths of its copies."""
+        copies = self.copies_of()
+        return [{**song.to_dict(), "copies": copies.get(song.id, [])} for song in self.songs()]
+
     def songs_by_id(self, ids: Iterable[int]) -> dict[int, Song]:
         return {row[0]: Song(*row) for marks, batch in id_batches(ids)
                 for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({marks})", batch)}
@@ -354,6 +359,20 @@ class Catalogue:
                          (reference, reference, absolute, os.path.realpath(reference), reference, reference, prefix,
                           prefix, prefix))
         return [Song(*row) for row in rows]
+
+    def songs_under(self, folder: str) -> list[Song]:
+        """Songs whose file lies under this folder, at any depth (the folder as given, absolute, or with links
+        resolved); the folder need not exist any more."""
+        rows = {row for prefix in _folder_prefixes(folder) for row in self.read(
+            f"SELECT {_SONG_COLUMNS} FROM songs WHERE substr(path, 1, ?)=?", (len(prefix), prefix))}
+        return sorted((Song(*row) for row in rows), key=lambda song: song.id)
+
+    def copies_under(self, folder: str) -> list[str]:
+        """The recorded copies whose file lies under this folder, at any depth (as `songs_under`)."""
+        if not self.has_table("copies"):
+            return []
+        return sorted({path for prefix in _folder_prefixes(folder) for (path,) in self.read(
+            "SELECT path FROM copies WHERE substr(path, 1, ?)=?", (len(prefix), prefix))})
 
     def song_id_of(self, content_sha1: str) -> int | None:
         """The id of the song with this content, if it is in the catalogue."""
@@ -530,3 +549,8 @@ class WriteTransaction:
 def _run_all(callbacks: list[Callable[[], None]]) -> None:
     for callback in callbacks:
         callback()
+
+
+def _folder_prefixes(folder: str) -> set[str]:
+    """How the paths of files under `folder` begin: its absolute path and its real path, each ending in a separator."""
+    return {os.path.join(os.path.abspath(folder), ""), os.path.join(os.path.realpath(folder), "")}

@@ -296,8 +296,8 @@ def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = Non
         if line:
             line = _one_line(line)
             progress.write(line, file=sys.stderr) if progress is not None else click.echo(line, err=True)
-        if progress is not None:
-            progress.update(1)
+        if progress is not None and (progress.total is None or progress.n < progress.total):
+            progress.update(1)  # a song moved once the batch is done is not another file
 
     return progress, report
 
@@ -372,12 +372,14 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
 @click.pass_context
 @_guard
 def list_(ctx, as_json, recordings):
-    """List indexed songs, or with --recordings each recording with its files."""
+    """List indexed songs, or with --recordings each recording with its files. A song's copies (files of the same
+    bytes) are in its JSON object's "copies"."""
     from .catalogue import Catalogue
 
     with Catalogue(ctx.obj["db"]) as catalogue:
         songs = catalogue.songs()
         copies = catalogue.copies_of() if recordings else {}
+        listed = catalogue.listed() if as_json else []
     groups = [[song] for song in songs]
     if recordings and "landmark" not in engines_in(ctx.obj["db"]):
         raise LmprintError(f"{ctx.obj['db']} has no landmark index: recordings are found by comparing landmarks")
@@ -392,11 +394,14 @@ def list_(ctx, as_json, recordings):
         listed = [[by_id[i] for i in group if i in by_id] for group in found.recordings]  # added since: not listed
         groups = sorted([group for group in listed if group] + [[song] for song in songs if song.id not in grouped],
                         key=lambda group: group[0].id)
+    if as_json and not recordings:
+        for entry in listed:
+            click.echo(json.dumps(entry))
+        return
     for files in _with_copies(groups, copies):
         first = files[0][0]
         if as_json:
-            click.echo(json.dumps({"files": [{**file.to_dict(), "copy": copy} for file, copy in files]}
-                                  if recordings else first.to_dict()))
+            click.echo(json.dumps({"files": [{**file.to_dict(), "copy": copy} for file, copy in files]}))
         elif recordings:
             count = f"{len(files)} file{'s' * (len(files) > 1)}"
             click.echo(f"{_one_line(first.title)}\t{first.duration_s:.1f} s\t{count}\n" +
@@ -440,14 +445,14 @@ def remove_songs(db: str, songs: list, dry_run: bool) -> None:
 @main.command()
 @click.argument("songs", nargs=-1, required=True)
 @click.option("--all", "remove_all", is_flag=True, help="Remove every song a reference names (a title several "
-              "songs share); without it such a reference is refused.")
+              "songs share, a folder); without it such a reference is refused.")
 @click.option("--dry-run", is_flag=True, help="Print what would be removed, and remove nothing.")
 @_db_option
 @click.pass_context
 @_guard
 def remove(ctx, songs, remove_all, dry_run):
     """Remove songs, each named by id, path, title or content hash (or its first 8 digits or more), with all their
-    data."""
+    data. A folder names every song whose file lies under it (--all when there are several)."""
     from .catalogue import MIN_HASH_PREFIX, Catalogue
 
     found: dict[int, Any] = {}
@@ -461,6 +466,16 @@ def remove(ctx, songs, remove_all, dry_run):
             matches = catalogue.find_songs(reference)
             if any(str(song.id) == reference for song in matches):  # an id is what it says, whatever titles say
                 matches = [song for song in matches if str(song.id) == reference]
+            if not matches and not os.path.isfile(reference):  # a folder (there or gone): every file under it
+                matches = catalogue.songs_under(reference)
+                copies_there = catalogue.copies_under(reference)
+                copies += copies_there
+                if len(matches) > 1 and not remove_all:
+                    ambiguous.append(f"lmprint: {reference}: a folder of {len(matches)} songs; give --all to remove "
+                                     "them all")
+                    continue
+                if not matches and copies_there:
+                    continue
             if not matches:
                 missing.append(reference)
             elif len(matches) > 1 and not remove_all:

@@ -125,8 +125,8 @@ class Outcome:
     error: str | None = None
     content_sha1: str | None = None
     moved_from: str | None = None
-    """Set when the file's content was indexed under this path, which no longer exists: the song now names
-    `path`."""
+    """Set when the file's content was indexed under this path, which no longer exists or holds other music now:
+    the song now names `path`."""
     copy_of: str | None = None
     """Set when the file holds the exact bytes of a song indexed under this path, which is still there: the file is
     recorded as the song's copy (`lmprint dedup` lists it)."""

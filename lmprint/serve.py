@@ -270,7 +270,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         return await with_upload(request, upload_dir, index)
 
     async def songs(request: Request):
-        return await guarded(lambda method: [song.to_dict() for song in method.catalogue.songs()], admit=False)
+        return await guarded(lambda method: method.catalogue.listed(), admit=False)
 
     async def stats(request: Request):
         return await guarded(lambda method: method.stats(), admit=False)

@@ -254,6 +254,37 @@ def test_remove_refuses_a_title_several_songs_share_and_dry_run_removes_nothing(
         f"removed {song['id']}\t")  # a content hash's first digits, as git takes a commit's
 
 
+def test_remove_of_a_folder_removes_the_songs_under_it_and_asks_for_all_when_there_are_several(library_dir,
+                                                                                                 tmp_path):
+    music = tmp_path / "music"
+    for folder in ("old", "old/deeper", "older", "kept"):
+        (music / folder).mkdir(parents=True)
+    shutil.copy(library_dir / "song1.flac", music / "old" / "one.flac")
+    shutil.copy(library_dir / "song2.ogg", music / "old" / "deeper" / "two.ogg")
+    shutil.copy(library_dir / "song3.mp3", music / "older" / "three.mp3")  # "old" is a prefix of its folder's name
+    shutil.copy(library_dir / "song4.m4a", music / "kept" / "four.m4a")
+    shutil.copy(library_dir / "song4.m4a", music / "old" / "four (copy).m4a")
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
+
+    refused = run_cli("remove", music / "old", db=db)
+    assert refused.returncode == 1 and refused.stderr == f"lmprint: {music / 'old'}: a folder of 2 songs; give --all " \
+        "to remove them all\n"
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 4  # nothing removed, the copy kept
+    removed = run_cli("remove", "--all", music / "old", db=db, check=True).stdout.splitlines()
+    assert sorted(line.split("\t")[-1] for line in removed) == sorted(
+        [str(music / "old" / "one.flac"), str(music / "old" / "deeper" / "two.ogg"),
+         str(music / "old" / "four (copy).m4a")])
+    assert removed[0] == f"forgot copy\t{music / 'old' / 'four (copy).m4a'}"
+    listed = {json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()}
+    assert listed == {str(music / "older" / "three.mp3"), str(music / "kept" / "four.m4a")}
+
+    shutil.rmtree(music / "older")  # a folder deleted since: its song is still named by it, as prune would find
+    assert run_cli("remove", music / "older", db=db, check=True).stdout.endswith(f"\t{music / 'older' / 'three.mp3'}\n")
+    gone = run_cli("remove", music / "old", db=db)  # nothing indexed under it any more
+    assert gone.returncode == 1 and "no such song" in gone.stderr
+
+
 def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_drops_the_gone(library_dir, tmp_path):
     """A library's ordinary mess: files move, get new tags, get deleted."""
     from bench.audio_io import write as write_tagged
@@ -338,6 +369,10 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
     assert sorted(sorted(entry["path"] for entry in group) for group in recordings) == sorted(
         sorted(entry["path"] for entry in group) for group in groups)
 
+    plain = {song["path"]: song["copies"] for song in
+             map(json.loads, run_cli("list", "--json", db=db, check=True).stdout.splitlines())}
+    assert plain[str(music / "album" / "one.flac")] == [str(music / "playlist" / "one (copy).flac")]
+
     (music / "album" / "one.flac").unlink()
     (music / "later" / "two.ogg").unlink()
     dry = run_cli("prune", "--dry-run", db=db, check=True)
@@ -357,6 +392,8 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
     shutil.copy(library_dir / "song5.opus", music / "album" / "two.ogg")  # other music under the song's name
     replaced = run_cli("add", music / "album", db=db, check=True)
     assert "added 1" in replaced.stderr and "replaced" not in replaced.stderr
+    assert f"moved {music / 'album' / 'two.ogg'} -> {music / 'later' / 'two.ogg'}\n" in replaced.stderr
+    assert "moved 1" in replaced.stderr  # the song named by its copy now, said as any move is
     listed = {song["path"] for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout.splitlines())}
     assert str(music / "later" / "two.ogg") in listed and len(listed) == 3  # song 2 lives on in its copy
     # a copy named to `remove` is that file alone: the song stays
