@@ -125,11 +125,18 @@ class Catalogue:
             raise IndexFileError(f"no index at {self.path} (create one with `lmprint add`)")
         if self.path.is_dir():
             raise IndexFileError(f"{self.path} is a directory, not an index file")
+        self.read_only = exists and not os.access(self.path.parent, os.W_OK)
+        """Whether the file is opened for reading only, because SQLite cannot make its -wal and -shm files in its
+        folder (read-only media, a read-only mount): `match`, `list` and the server work; a change is refused. (A
+        file that is read-only in a folder that is not: SQLite opens it read-only itself.)"""
+        if self.read_only and create:  # opened to add: say so now, not at the first write
+            raise IndexFileError(self.read_only_message())
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None,
-                                        check_same_thread=False)
+            self.conn = sqlite3.connect(self._read_only_uri() if self.read_only else str(self.path),
+                                        timeout=busy_timeout_s, isolation_level=None, check_same_thread=False,
+                                        uri=self.read_only)
         except (sqlite3.Error, OSError) as error:
             raise IndexFileError(f"cannot open {self.path}: {error}") from None
         try:
@@ -140,6 +147,18 @@ class Catalogue:
         except IndexFileError:
             self.conn.close()
             raise
+
+    def _read_only_uri(self) -> str:
+        """The file's URI for reading only. With a write-ahead log beside it, SQLite reads the log too (it needs
+        the -shm file there as well); without one, the file holds everything and is opened as immutable, which
+        needs neither file (SQLite cannot create them in a read-only folder)."""
+        wal = Path(f"{self.path}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            if not Path(f"{self.path}-shm").exists():
+                raise IndexFileError(f"{self.path} is in a read-only folder, with changes still in its -wal file: "
+                                     "open it once where it can be written (any lmprint command), then copy it back")
+            return f"{self.path.absolute().as_uri()}?mode=ro"
+        return f"{self.path.absolute().as_uri()}?mode=ro&immutable=1"
 
     def _open(self, exists: bool, create: bool) -> None:
         conn = self.conn
@@ -157,7 +176,8 @@ class Catalogue:
                                  f"{REBUILD}")
         if not exists:  # before any table: a file made without it keeps the pages it frees until `compact`
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        self._use_wal()
+        if not self.read_only:
+            self._use_wal()
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         if not exists:
@@ -282,11 +302,15 @@ class Catalogue:
         if "full" in text:
             return f"{self.path}: {text}; free some space and run the command again: what was indexed is kept"
         if "readonly" in text or "read-only" in text:
-            if not os.access(self.path.parent, os.W_OK):
-                return (f"{self.path} is in a read-only folder (SQLite keeps its -wal and -shm files beside the "
-                        "index): copy it to a folder you can write")
-            return f"{self.path} is read-only"
+            return self.read_only_message()
         return f"{self.path}: {text}"
+
+    def read_only_message(self) -> str:
+        """Why this file cannot be changed, in one line."""
+        if not os.access(self.path.parent, os.W_OK):
+            return (f"{self.path} is in a read-only folder (SQLite keeps its -wal and -shm files beside the index): "
+                    "it can be matched against, not changed; copy it to a folder you can write")
+        return f"{self.path} is read-only: it can be matched against, not changed"
 
     def compact(self) -> bool:
         """Rewrite the file without the slack that appends leave in pages. False, changing nothing, when another
@@ -554,3 +578,4 @@ def _run_all(callbacks: list[Callable[[], None]]) -> None:
 def _folder_prefixes(folder: str) -> set[str]:
     """How the paths of files under `folder` begin: its absolute path and its real path, each ending in a separator."""
     return {os.path.join(os.path.abspath(folder), ""), os.path.join(os.path.realpath(folder), "")}
+

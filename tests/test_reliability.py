@@ -3,6 +3,7 @@ index files, property tests of what parses or packs, and bounded resources."""
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -181,6 +182,36 @@ def test_pipes_devices_folders_and_a_full_disk_get_one_line_each(tmp_path, libra
         index.add_fingerprints([fingerprint_song(str(song1), index.fingerprint_settings, 1.0)[1]])
     index.close()
     assert [song["title"] for song in assert_consistent(db)] == ["song0"]
+
+
+def test_an_index_in_a_read_only_folder_answers_queries_and_refuses_changes_in_one_line(built_index, library_dir,
+                                                                                        tmp_path, monkeypatch):
+    """Read-only media or a read-only mount: SQLite cannot make its -wal and -shm files beside the index, so the
+    file is read as it is (through its log, when one is there with its -shm file): queries are answered, nothing
+    is written, and a change is refused in one line."""
+    from landmark.segments import folder_of
+
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(built_index, media / "i.db")
+    if folder_of(built_index).is_dir():
+        shutil.copytree(folder_of(built_index), folder_of(media / "i.db"))
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (mode != os.W_OK or os.fspath(path) != str(media))
+                        and writable(path, mode, **kw))
+    before = sorted(os.listdir(media))
+    song = sorted(library_dir.iterdir())[2]
+    with Index(media / "i.db") as index:
+        assert index.catalogue.read_only
+        assert index.match(song).song.path == str(song)
+        with pytest.raises(IndexFileError, match="read-only folder .* matched against, not changed"):
+            index.remove([1])
+    assert sorted(os.listdir(media)) == before  # no -wal, no -shm
+    with pytest.raises(IndexFileError, match="matched against, not changed"):
+        Index(media / "i.db", create=True)  # as `add` opens it: refused at once
+    (media / "i.db-wal").write_bytes(bytes(100))  # a log left there without its -shm file
+    with pytest.raises(IndexFileError, match="changes still in its -wal file"):
+        Index(media / "i.db")
 
 
 def test_a_file_that_vanishes_mid_batch_is_named_and_the_rest_indexed(tmp_path):
