@@ -20,6 +20,7 @@ import logging
 import os
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from numbers import Integral
@@ -374,14 +375,17 @@ class Catalogue:
     def find_songs(self, reference: str) -> list[Song]:
         """Songs whose id, path (as given, absolute, or with links resolved), title or content hash equals
         `reference`, or whose content hash starts with it (at least `MIN_HASH_PREFIX` hexadecimal digits, as `git`
-        takes a commit's)."""
-        absolute = os.path.abspath(reference)
+        takes a commit's). A path or title matches in either Unicode form: "é" typed as one character names a song
+        whose file name spells it as "e" and an accent, as macOS writes names."""
+        spellings = sorted({unicodedata.normalize(form, reference) for form in ("NFC", "NFD")} | {reference})
+        paths = sorted({variant for spelling in spellings
+                        for variant in (spelling, os.path.abspath(spelling), os.path.realpath(spelling))})
         prefix = reference.lower() if len(reference) >= MIN_HASH_PREFIX and all(
             c in "0123456789abcdef" for c in reference.lower()) else None
-        rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE CAST(id AS TEXT)=? OR path IN (?, ?, ?) OR "
-                         "title=? OR content_sha1=? OR (? IS NOT NULL AND substr(content_sha1, 1, length(?))=?)",
-                         (reference, reference, absolute, os.path.realpath(reference), reference, reference, prefix,
-                          prefix, prefix))
+        rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE CAST(id AS TEXT)=? OR "
+                         f"path IN ({', '.join('?' * len(paths))}) OR title IN ({', '.join('?' * len(spellings))}) "
+                         "OR content_sha1=? OR (? IS NOT NULL AND substr(content_sha1, 1, length(?))=?)",
+                         (reference, *paths, *spellings, reference, prefix, prefix, prefix))
         return [Song(*row) for row in rows]
 
     def songs_under(self, folder: str) -> list[Song]:
@@ -576,6 +580,9 @@ def _run_all(callbacks: list[Callable[[], None]]) -> None:
 
 
 def _folder_prefixes(folder: str) -> set[str]:
-    """How the paths of files under `folder` begin: its absolute path and its real path, each ending in a separator."""
-    return {os.path.join(os.path.abspath(folder), ""), os.path.join(os.path.realpath(folder), "")}
+    """How the paths of files under `folder` begin: its absolute and its real path, in either Unicode form (as
+    `Catalogue.find_songs` takes them), each ending in a separator."""
+    spellings = {unicodedata.normalize(form, folder) for form in ("NFC", "NFD")} | {folder}
+    return {os.path.join(resolve(spelling), "") for spelling in spellings for resolve in (os.path.abspath,
+                                                                                          os.path.realpath)}
 

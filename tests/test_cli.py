@@ -285,6 +285,21 @@ def test_remove_of_a_folder_removes_the_songs_under_it_and_asks_for_all_when_the
     assert gone.returncode == 1 and "no such song" in gone.stderr
 
 
+def test_a_title_or_folder_typed_in_the_other_unicode_form_still_names_the_song(library_dir, tmp_path):
+    """macOS spells "é" in file names as "e" and a combining accent (NFD); a user types one character (NFC)."""
+    decomposed = tmp_path / "Cafe\u0301"
+    decomposed.mkdir()
+    shutil.copy(library_dir / "song1.flac", decomposed / "Re\u0301sume\u0301.flac")
+    shutil.copy(library_dir / "song2.ogg", decomposed / "other.ogg")
+    db = tmp_path / "index.db"
+    run_cli("add", decomposed, db=db, check=True)
+    assert run_cli("remove", "--dry-run", "R\u00e9sum\u00e9", db=db, check=True).stdout.startswith("would remove ")
+    typed = tmp_path / "Caf\u00e9"
+    assert run_cli("remove", "--dry-run", typed / "R\u00e9sum\u00e9.flac", db=db, check=True).stdout.count(
+        "would remove") == 1
+    assert run_cli("remove", "--all", "--dry-run", typed, db=db, check=True).stdout.count("would remove") == 2
+
+
 def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_drops_the_gone(library_dir, tmp_path):
     """A library's ordinary mess: files move, get new tags, get deleted."""
     from bench.audio_io import write as write_tagged
