@@ -439,14 +439,17 @@ class Catalogue:
         return cursor.rowcount > 0
 
     def copies_of(self, song_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
-        """The other files of these songs (of every song: None), by song, each song's paths sorted."""
+        """The other files of these songs (of every song: None), by song, each song's paths sorted. A copy at the
+        song's own path is none (an lmprint that predates copies may have moved the song there)."""
         if not self.has_table("copies"):
             return {}
+        query = ("SELECT copies.song_id, copies.path FROM copies JOIN songs ON songs.id = copies.song_id "
+                 "WHERE copies.path != songs.path")
         if song_ids is None:
-            rows = self.read("SELECT song_id, path FROM copies ORDER BY song_id, path")
+            rows = self.read(f"{query} ORDER BY copies.song_id, copies.path")
         else:
             rows = [row for marks, batch in id_batches(song_ids) for row in self.read(
-                f"SELECT song_id, path FROM copies WHERE song_id IN ({marks}) ORDER BY song_id, path", batch)]
+                f"{query} AND copies.song_id IN ({marks}) ORDER BY copies.song_id, copies.path", batch)]
         copies: dict[int, list[str]] = {}
         for song_id, path in rows:
             copies.setdefault(song_id, []).append(path)

@@ -429,6 +429,23 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
     assert "would move" not in pruned.stdout and pruned.stdout.count("would remove") == 2
 
 
+def test_a_copy_left_at_its_songs_own_path_by_an_older_lmprint_is_not_listed_as_a_second_file(library_dir, tmp_path):
+    import sqlite3
+
+    music = tmp_path / "music"
+    for folder in ("a", "b"):
+        (music / folder).mkdir(parents=True)
+        shutil.copy(library_dir / "song1.flac", music / folder / "one.flac")
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
+    (music / "a" / "one.flac").unlink()
+    with sqlite3.connect(db) as conn:  # an lmprint that predates copies moves the song onto its copy's path
+        conn.execute("UPDATE songs SET path=?", (str(music / "b" / "one.flac"),))
+    [song] = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    assert song["path"] == str(music / "b" / "one.flac") and song["copies"] == []
+    assert run_cli("dedup", db=db, check=True).stdout == ""
+
+
 def test_files_swapped_a_folder_linked_a_name_not_utf8_and_an_id_that_is_also_a_title(library_dir, tmp_path):
     """More of a library tidied by hand: two files swapped are two moves (not copies); a file reached again through
     a linked folder is one file, listed once; a name that is not UTF-8 is refused in one line and the batch goes on;
