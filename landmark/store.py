@@ -140,14 +140,17 @@ class SQLitePostingStore:
 
     def __init__(self, catalogue: Catalogue):
         self.catalogue = catalogue
-        self.conn = catalogue.conn
         self.folder = segments.folder_of(catalogue.path)
         self._timeline: Timeline | None = None
-        self._timeline_version: tuple[int, int] | None = None  # (data_version, total_changes) it was read at
+        self._timeline_version: tuple[int, int, int] | None = None  # (generation, data_version, total_changes)
         self._known_row_ends: dict[int, int] = {}  # bucket → its row's last timeline frame (see `_row_ends`)
         self._known_version = None
         self._open: dict[str, segments.Segment] = {}  # file name → the segment, mapped
         self._check_segments_present()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.catalogue.conn  # the catalogue's, which it may open again (`Catalogue.generation`)
 
     def _check_segments_present(self) -> None:
         """Refuse, in one line, an index whose listed segments are not beside it (the file copied or moved
@@ -678,7 +681,8 @@ class SQLitePostingStore:
         """The timeline as last read, read again when the file has changed since (`PRAGMA data_version` for other
         connections' commits, `total_changes` for this one's) or `last_frame` lies past its end; not kept when read
         inside this connection's write transaction."""
-        version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes)
+        version = (self.catalogue.generation, self.conn.execute("PRAGMA data_version").fetchone()[0],
+                   self.conn.total_changes)
         if self._timeline is None or version != self._timeline_version or last_frame >= self._timeline.end:
             if self.catalogue.writing:  # a rollback changes neither number: keep only what is committed
                 return self.timeline()

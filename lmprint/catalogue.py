@@ -132,12 +132,14 @@ class Catalogue:
         file that is read-only in a folder that is not: SQLite opens it read-only itself.)"""
         if self.read_only and create:  # opened to add: say so now, not at the first write
             raise IndexFileError(self.read_only_message())
+        self.generation = 0
+        """How many times the file was opened again (read-only, after another process changed it): caches of what
+        was read key on it with `PRAGMA data_version`, which a new connection counts afresh."""
+        self._read_as: tuple | None = None  # what a read-only file looked like when opened (`_file_state`)
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self._read_only_uri() if self.read_only else str(self.path),
-                                        timeout=busy_timeout_s, isolation_level=None, check_same_thread=False,
-                                        uri=self.read_only)
+            self.conn = self._connect()
         except (sqlite3.Error, OSError) as error:
             raise IndexFileError(f"cannot open {self.path}: {error}") from None
         try:
@@ -148,6 +150,35 @@ class Catalogue:
         except IndexFileError:
             self.conn.close()
             raise
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            self._read_as = self._file_state()
+            return sqlite3.connect(self._read_only_uri(), timeout=self.busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False, uri=True)
+        return sqlite3.connect(str(self.path), timeout=self.busy_timeout_s, isolation_level=None,
+                               check_same_thread=False)
+
+    def _file_state(self) -> tuple:
+        """What tells that another process changed a file read as immutable: its size and time, and its log's."""
+        def state(path: Path) -> tuple[int, int] | None:
+            try:
+                found = path.stat()
+            except FileNotFoundError:
+                return None
+            return found.st_size, found.st_mtime_ns
+        return state(self.path), state(Path(f"{self.path}-wal"))
+
+    def _follow_changes(self) -> None:
+        """Open a read-only file again when another process has changed it since (a folder this process may not
+        write, which another one may: a read-only mount of a folder the host still writes). An immutable
+        connection would not see the change, and could read pages half rewritten."""
+        if not self.read_only or self.conn.in_transaction or self._file_state() == self._read_as:
+            return
+        self.conn.close()
+        self.conn = self._connect()
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.generation += 1
 
     def _read_only_uri(self) -> str:
         """The file's URI for reading only. With a write-ahead log beside it, SQLite reads the log too (it needs
@@ -236,6 +267,7 @@ class Catalogue:
             yield
             return
         try:
+            self._follow_changes()
             self.conn.execute("BEGIN")
         except sqlite3.DatabaseError as error:
             raise IndexFileError(self.describe(error)) from None
@@ -377,7 +409,7 @@ class Catalogue:
         `reference`, or whose content hash starts with it (at least `MIN_HASH_PREFIX` hexadecimal digits, as `git`
         takes a commit's). A path or title matches in either Unicode form: "é" typed as one character names a song
         whose file name spells it as "e" and an accent, as macOS writes names."""
-        spellings = sorted({unicodedata.normalize(form, reference) for form in ("NFC", "NFD")} | {reference})
+        spellings = sorted(unicode_spellings(reference))
         paths = sorted({variant for spelling in spellings
                         for variant in (spelling, os.path.abspath(spelling), os.path.realpath(spelling))})
         prefix = reference.lower() if len(reference) >= MIN_HASH_PREFIX and all(
@@ -400,7 +432,25 @@ class Catalogue:
         if not self.has_table("copies"):
             return []
         return sorted({path for prefix in _folder_prefixes(folder) for (path,) in self.read(
-            "SELECT path FROM copies WHERE substr(path, 1, ?)=?", (len(prefix), prefix))})
+            "SELECT copies.path FROM copies JOIN songs ON songs.id = copies.song_id WHERE copies.path != songs.path "
+            "AND substr(copies.path, 1, ?)=?", (len(prefix), prefix))})
+
+    def folder_removal(self, folder: str) -> tuple[list[Song], list[tuple[Song, str]], list[str]]:
+        """What removing a folder takes from the index: the songs whose file lies under it, less those with a copy
+        outside it that still holds their bytes, which that copy names instead (each with it, as `prune` lets a
+        copy stand in); and the copies under it, to forget."""
+        inside = self.copies_under(folder)
+        songs = self.songs_under(folder)
+        copies = self.copies_of(song.id for song in songs)
+        removed, stand_ins = [], []
+        for song in songs:
+            outside = next((path for path in copies.get(song.id, []) if path not in inside
+                            and holds_content(path, song.content_sha1)), None)
+            if outside is None:
+                removed.append(song)
+            else:
+                stand_ins.append((song, outside))
+        return removed, stand_ins, inside
 
     def song_id_of(self, content_sha1: str) -> int | None:
         """The id of the song with this content, if it is in the catalogue."""
@@ -585,7 +635,11 @@ def _run_all(callbacks: list[Callable[[], None]]) -> None:
 def _folder_prefixes(folder: str) -> set[str]:
     """How the paths of files under `folder` begin: its absolute and its real path, in either Unicode form (as
     `Catalogue.find_songs` takes them), each ending in a separator."""
-    spellings = {unicodedata.normalize(form, folder) for form in ("NFC", "NFD")} | {folder}
-    return {os.path.join(resolve(spelling), "") for spelling in spellings for resolve in (os.path.abspath,
-                                                                                          os.path.realpath)}
+    return {os.path.join(resolve(spelling), "") for spelling in unicode_spellings(folder)
+            for resolve in (os.path.abspath, os.path.realpath)}
 
+
+def unicode_spellings(text: str) -> set[str]:
+    """`text` as typed and in both Unicode forms: "é" as one character (NFC), or as "e" and an accent (NFD, as macOS
+    writes file names)."""
+    return {text, *(unicodedata.normalize(form, text) for form in ("NFC", "NFD"))}

@@ -453,44 +453,44 @@ def remove_songs(db: str, songs: list, dry_run: bool) -> None:
 def remove(ctx, songs, remove_all, dry_run):
     """Remove songs, each named by id, path, title or content hash (or its first 8 digits or more), with all their
     data. A folder names every song whose file lies under it (--all when there are several)."""
-    from .catalogue import MIN_HASH_PREFIX, Catalogue
+    from .catalogue import MIN_HASH_PREFIX, Catalogue, unicode_spellings
 
     found: dict[int, Any] = {}
-    missing, ambiguous, copies = [], [], []
+    missing, ambiguous, copies, stand_ins = [], [], [], []
     with Catalogue(ctx.obj["db"]) as catalogue:
         copy_paths = {path for paths in catalogue.copies_of().values() for path in paths}
         for reference in songs:
-            if os.path.abspath(reference) in copy_paths:  # one file of a song held twice: that file alone
-                copies.append(os.path.abspath(reference))
+            copy = next((path for path in map(os.path.abspath, unicode_spellings(reference))
+                         if reference and path in copy_paths), None)
+            if copy is not None:  # one file of a song held twice: that file alone
+                copies.append(copy)
                 continue
             matches = catalogue.find_songs(reference)
             if any(str(song.id) == reference for song in matches):  # an id is what it says, whatever titles say
                 matches = [song for song in matches if str(song.id) == reference]
-            if not matches and not os.path.isfile(reference):  # a folder (there or gone): every file under it
-                matches = catalogue.songs_under(reference)
-                copies_there = catalogue.copies_under(reference)
-                copies += copies_there
-                if len(matches) > 1 and not remove_all:
-                    ambiguous.append(f"lmprint: {reference}: a folder of {len(matches)} songs; give --all to remove "
+            if not matches and reference and (os.path.isdir(reference) or not os.path.exists(reference)):
+                removed, moving, inside = catalogue.folder_removal(reference)  # a folder, there or gone
+                if len(removed) > 1 and not remove_all:
+                    ambiguous.append(f"lmprint: {reference}: a folder of {len(removed)} songs; give --all to remove "
                                      "them all")
-                    continue
-                if not matches and copies_there:
-                    continue
+                elif removed or moving or inside:
+                    found.update({song.id: song for song in removed})
+                    stand_ins += moving
+                    copies += inside
+                else:
+                    missing.append(reference)
+                continue
             if not matches:
                 missing.append(reference)
             elif len(matches) > 1 and not remove_all:
                 ambiguous.append(f"lmprint: {reference}: names {len(matches)} songs (ids "
                                  f"{', '.join(str(song.id) for song in matches)}); give an id or path, or --all")
             found.update({song.id: song for song in matches})
-    if ambiguous:  # nothing is removed: a destructive command does only what was meant
-        for line in ambiguous:
-            click.echo(line, err=True)
-        raise SystemExit(1)
-    if copies and not dry_run:
-        with Catalogue(ctx.obj["db"]) as catalogue:
-            catalogue.forget_copies(copies)
-    for path in copies:
-        click.echo(f"{'would forget' if dry_run else 'forgot'} copy\t{_one_line(path)}")
+        if ambiguous:  # nothing is removed: a destructive command does only what was meant
+            for line in ambiguous:
+                click.echo(line, err=True)
+            raise SystemExit(1)
+        _keep_in_copies(catalogue, stand_ins, copies, dry_run)
     remove_songs(ctx.obj["db"], list(found.values()), dry_run)
     for reference in missing:
         short_hash = (4 <= len(reference) < MIN_HASH_PREFIX and not reference.isdigit()
@@ -499,6 +499,19 @@ def remove(ctx, songs, remove_all, dry_run):
         click.echo(_one_line(f"lmprint: {reference}: no such song in the index{hint}"), err=True)
     if missing:
         raise SystemExit(1)
+
+
+def _keep_in_copies(catalogue, stand_ins: list, copies: list[str], dry_run: bool) -> None:
+    """Make each copy in `stand_ins` its song's file, and forget `copies`, printing each (with `dry_run`, only what
+    would be done)."""
+    for song, copy in stand_ins:
+        if not dry_run:
+            catalogue.stand_in(song, copy)
+        click.echo(f"{'would move' if dry_run else 'moved'} {song.id}\t{_one_line(song.path)} -> {_one_line(copy)}")
+    if not dry_run:
+        catalogue.forget_copies(copies)
+    for path in copies:
+        click.echo(f"{'would forget' if dry_run else 'forgot'} copy\t{_one_line(path)}")
 
 
 @main.command()
@@ -522,15 +535,7 @@ def prune(ctx, dry_run, force):
                      else f"the files of all {own_gone} indexed songs are")
             raise LmprintError(f"{songs} gone (is the drive mounted?): nothing removed; `lmprint prune --force` "
                                "removes them all")
-        for song, copy in stand_ins:  # a song whose file is gone lives on in a copy of it
-            if not dry_run:
-                catalogue.stand_in(song, copy)
-            click.echo(f"{'would move' if dry_run else 'moved'} {song.id}\t{_one_line(song.path)} -> "
-                       f"{_one_line(copy)}")
-        if not dry_run:
-            catalogue.forget_copies(gone_copies)
-        for path in gone_copies:
-            click.echo(f"{'would forget' if dry_run else 'forgot'} copy\t{_one_line(path)}")
+        _keep_in_copies(catalogue, stand_ins, gone_copies, dry_run)  # a song whose file is gone lives on in a copy
     remove_songs(ctx.obj["db"], gone, dry_run)
     note = ""
     if dry_run:

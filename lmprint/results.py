@@ -149,17 +149,20 @@ class AddReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     audio_s: float = 0.0
     """Seconds of audio added."""
+    _counted_as: dict[str, str] = field(default_factory=dict, repr=False)
+    """Each file's count so far: a file skipped that a song then moves to (once the batch is done) is a move."""
 
     def record(self, outcome: Outcome, audio_s: float = 0.0) -> None:
-        """Count one file's outcome."""
+        """Count one file's outcome; a file counted before counts once, as its last outcome."""
         if outcome.error:
             self.failed.append((outcome.path, outcome.error))
-        elif outcome.moved_from:
-            self.moved += 1
-        elif outcome.copy_of:
-            self.copies += 1
-        elif outcome.skipped:
-            self.skipped += 1
-        else:
-            self.added += 1
+            return
+        count = ("moved" if outcome.moved_from else "copies" if outcome.copy_of else "skipped" if outcome.skipped
+                 else "added")
+        before = self._counted_as.get(outcome.path)
+        if before in ("skipped", "copies"):  # not an added file: its audio counts once
+            setattr(self, before, getattr(self, before) - 1)
+        setattr(self, count, getattr(self, count) + 1)
+        self._counted_as[outcome.path] = count
+        if count == "added":
             self.audio_s += audio_s

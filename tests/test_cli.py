@@ -264,20 +264,28 @@ def test_remove_of_a_folder_removes_the_songs_under_it_and_asks_for_all_when_the
     shutil.copy(library_dir / "song3.mp3", music / "older" / "three.mp3")  # "old" is a prefix of its folder's name
     shutil.copy(library_dir / "song4.m4a", music / "kept" / "four.m4a")
     shutil.copy(library_dir / "song4.m4a", music / "old" / "four (copy).m4a")
+    (music / "other").mkdir()
+    shutil.copy(library_dir / "song5.opus", music / "old" / "five.opus")
+    shutil.copy(library_dir / "song5.opus", music / "other" / "five.opus")  # walked after: the copy
     db = tmp_path / "index.db"
-    assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
+    assert "copies 2" in run_cli("add", music, db=db, check=True).stderr
 
     refused = run_cli("remove", music / "old", db=db)
     assert refused.returncode == 1 and refused.stderr == f"lmprint: {music / 'old'}: a folder of 2 songs; give --all " \
         "to remove them all\n"
-    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 4  # nothing removed, the copy kept
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 5  # nothing removed, the copy kept
     removed = run_cli("remove", "--all", music / "old", db=db, check=True).stdout.splitlines()
-    assert sorted(line.split("\t")[-1] for line in removed) == sorted(
-        [str(music / "old" / "one.flac"), str(music / "old" / "deeper" / "two.ogg"),
-         str(music / "old" / "four (copy).m4a")])
-    assert removed[0] == f"forgot copy\t{music / 'old' / 'four (copy).m4a'}"
+    # a song whose file is under the folder but whose copy outside it holds its bytes is named by that copy now
+    assert [line.split("\t")[-1] for line in removed[:2]] == [
+        f"{music / 'old' / 'five.opus'} -> {music / 'other' / 'five.opus'}", str(music / "old" / "four (copy).m4a")]
+    assert removed[0].startswith("moved ") and removed[1].startswith("forgot copy\t")
+    assert sorted(line.split("\t")[-1] for line in removed[2:]) == sorted(
+        [str(music / "old" / "one.flac"), str(music / "old" / "deeper" / "two.ogg")])
     listed = {json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()}
-    assert listed == {str(music / "older" / "three.mp3"), str(music / "kept" / "four.m4a")}
+    assert listed == {str(music / "older" / "three.mp3"), str(music / "kept" / "four.m4a"),
+                      str(music / "other" / "five.opus")}
+    empty = run_cli("remove", "--all", "", db=db)  # not the current folder: a script's empty variable
+    assert empty.returncode == 1 and "no such song" in empty.stderr
 
     shutil.rmtree(music / "older")  # a folder deleted since: its song is still named by it, as prune would find
     assert run_cli("remove", music / "older", db=db, check=True).stdout.endswith(f"\t{music / 'older' / 'three.mp3'}\n")
@@ -291,13 +299,16 @@ def test_a_title_or_folder_typed_in_the_other_unicode_form_still_names_the_song(
     decomposed.mkdir()
     shutil.copy(library_dir / "song1.flac", decomposed / "Re\u0301sume\u0301.flac")
     shutil.copy(library_dir / "song2.ogg", decomposed / "other.ogg")
+    shutil.copy(library_dir / "song1.flac", decomposed / "zcopy.flac")
     db = tmp_path / "index.db"
-    run_cli("add", decomposed, db=db, check=True)
+    assert "copies 1" in run_cli("add", decomposed, db=db, check=True).stderr
     assert run_cli("remove", "--dry-run", "R\u00e9sum\u00e9", db=db, check=True).stdout.startswith("would remove ")
     typed = tmp_path / "Caf\u00e9"
     assert run_cli("remove", "--dry-run", typed / "R\u00e9sum\u00e9.flac", db=db, check=True).stdout.count(
         "would remove") == 1
     assert run_cli("remove", "--all", "--dry-run", typed, db=db, check=True).stdout.count("would remove") == 2
+    assert run_cli("remove", "--dry-run", typed / "zcopy.flac", db=db, check=True).stdout.startswith(
+        "would forget copy\t")
 
 
 def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_drops_the_gone(library_dir, tmp_path):
@@ -444,6 +455,19 @@ def test_a_copy_left_at_its_songs_own_path_by_an_older_lmprint_is_not_listed_as_
     [song] = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
     assert song["path"] == str(music / "b" / "one.flac") and song["copies"] == []
     assert run_cli("dedup", db=db, check=True).stdout == ""
+
+
+def test_a_song_following_its_content_to_a_copy_in_the_same_batch_counts_that_file_once(library_dir, tmp_path):
+    music = tmp_path / "music"
+    music.mkdir()
+    shutil.copy(library_dir / "song2.ogg", music / "a.ogg")
+    shutil.copy(library_dir / "song2.ogg", music / "c.ogg")
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
+    shutil.copy(library_dir / "song5.opus", music / "a.ogg")  # other music under the song's name
+    again = run_cli("add", music, db=db, check=True).stderr
+    assert f"moved {music / 'a.ogg'} -> {music / 'c.ogg'}\n" in again
+    assert again.splitlines()[-1].startswith("added 1, skipped 0 (already indexed), failed 0, moved 1 (")
 
 
 def test_files_swapped_a_folder_linked_a_name_not_utf8_and_an_id_that_is_also_a_title(library_dir, tmp_path):

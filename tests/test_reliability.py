@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from bench.audio_io import write
 from landmark import Index, audio
 from landmark.batch import fingerprint_song
-from lmprint.errors import AudioError, IndexFileError
-from tests.conftest import SYNTH_RATE, all_gone, children_of, rendered, run_cli, write_surround_flac
+from lmprint.errors import AudioError, IndexFileError, LmprintError
+from tests.conftest import SYNTH_RATE, all_gone, children_of, rendered, run_cli, run_cli_process, write_surround_flac
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +209,18 @@ def test_an_index_in_a_read_only_folder_answers_queries_and_refuses_changes_in_o
     assert sorted(os.listdir(media)) == before  # no -wal, no -shm
     with pytest.raises(IndexFileError, match="matched against, not changed"):
         Index(media / "i.db", create=True)  # as `add` opens it: refused at once
+    pytest.importorskip("starlette")
+    from lmprint.serve import ServeSettings, create_app
+
+    with pytest.raises(LmprintError, match="--allow-add: .* not changed"):  # at start-up, not a 500 per upload
+        create_app(lambda: Index(media / "i.db"), ServeSettings(allow_add=True, token="t"))
+    assert sorted(os.listdir(media)) == before
+    with Index(media / "i.db") as reader:  # another process, which may write the folder, adds a song meanwhile
+        assert reader.match(song).song.path == str(song)
+        new_song = tmp_path / "new.flac"
+        write(new_song, rendered(77, 20.0, SYNTH_RATE), SYNTH_RATE)
+        run_cli_process("add", new_song, db=media / "i.db", check=True)
+        assert reader.match(new_song).song.path == str(new_song)  # opened again: an immutable reader sees nothing
     (media / "i.db-wal").write_bytes(bytes(100))  # a log left there without its -shm file
     with pytest.raises(IndexFileError, match="changes still in its -wal file"):
         Index(media / "i.db")
