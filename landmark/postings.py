@@ -24,6 +24,8 @@ import numpy as np
 
 from lmprint.errors import IndexFileError, damaged
 
+from .arrays import run_starts
+
 WORD_BYTES = 3
 FRAME_BITS = 36
 """Timeline frames are below 2^36 (`landmark.timeline`): a bucket and a frame pack into one sort key."""
@@ -87,9 +89,13 @@ def encode_words(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.n
     buckets = hashes >> layout.suffix_bits
     if frames.size and (frames.min() < 0 or frames.max() >= 1 << FRAME_BITS):
         raise ValueError("timeline frames out of range")
-    order = np.argsort((buckets << FRAME_BITS) | frames)  # by bucket, then frame: one sort of packed keys
+    # by bucket, then frame: one sort of packed keys. Stable, because the input is mostly runs already sorted so (a
+    # merge's segments, a batch sorted by hash), which numpy's stable sort (a timsort) merges in near-linear time:
+    # 5–7 ms for 1 M keys in 2–3 runs, against 58 ms for its default sort
+    order = np.argsort((buckets << FRAME_BITS) | frames, kind="stable")
     buckets, suffixes, frames = buckets[order], hashes[order] & layout.suffix_mask, frames[order]
-    row_buckets, starts = np.unique(buckets, return_index=True)
+    starts = run_starts(buckets)
+    row_buckets = buckets[starts]
     previous = np.r_[np.int64(0), frames[:-1]]
     previous[starts] = 0 if row_ends is None else np.asarray(row_ends, np.int64)
     gaps = frames - previous
