@@ -422,18 +422,24 @@ class Catalogue:
 
     def songs_under(self, folder: str) -> list[Song]:
         """Songs whose file lies under this folder, at any depth (the folder as given, absolute, or with links
-        resolved); the folder need not exist any more."""
+        resolved; a song added through a link to it or above it too); the folder need not exist any more."""
         rows = {row for prefix in _folder_prefixes(folder) for row in self.read(
             f"SELECT {_SONG_COLUMNS} FROM songs WHERE substr(path, 1, ?)=?", (len(prefix), prefix))}
+        if os.path.isdir(folder):  # a path as `add` was given it may reach the folder through a link
+            rows |= set(_really_under(self.read(f"SELECT {_SONG_COLUMNS} FROM songs"), folder, at=1))
         return sorted((Song(*row) for row in rows), key=lambda song: song.id)
 
     def copies_under(self, folder: str) -> list[str]:
         """The recorded copies whose file lies under this folder, at any depth (as `songs_under`)."""
         if not self.has_table("copies"):
             return []
-        return sorted({path for prefix in _folder_prefixes(folder) for (path,) in self.read(
-            "SELECT copies.path FROM copies JOIN songs ON songs.id = copies.song_id WHERE copies.path != songs.path "
-            "AND substr(copies.path, 1, ?)=?", (len(prefix), prefix))})
+        query = ("SELECT copies.path FROM copies JOIN songs ON songs.id = copies.song_id WHERE copies.path != "
+                 "songs.path")
+        paths = {path for prefix in _folder_prefixes(folder) for (path,) in self.read(
+            f"{query} AND substr(copies.path, 1, ?)=?", (len(prefix), prefix))}
+        if os.path.isdir(folder):
+            paths |= {path for (path,) in _really_under(self.read(query), folder, at=0)}
+        return sorted(paths)
 
     def folder_removal(self, folder: str) -> tuple[list[Song], list[tuple[Song, str]], list[str]]:
         """What removing a folder takes from the index: the songs whose file lies under it, less those with a copy
@@ -638,6 +644,18 @@ def _folder_prefixes(folder: str) -> set[str]:
     return {os.path.join(resolve(spelling), "") for spelling in unicode_spellings(folder)
             for resolve in (os.path.abspath, os.path.realpath)}
 
+
+def _really_under(rows: Iterable[tuple], folder: str, at: int) -> Iterator[tuple]:
+    """The rows whose path (column `at`) lies under `folder` once links are resolved: each folder resolved once (a
+    library holds far fewer folders than files)."""
+    real = os.path.join(os.path.realpath(folder), "")
+    resolved: dict[str, bool] = {}
+    for row in rows:
+        parent = os.path.dirname(row[at])
+        if parent not in resolved:
+            resolved[parent] = os.path.join(os.path.realpath(parent), "").startswith(real)
+        if resolved[parent]:
+            yield row
 
 def unicode_spellings(text: str) -> set[str]:
     """`text` as typed and in both Unicode forms: "é" as one character (NFC), or as "e" and an accent (NFD, as macOS

@@ -287,6 +287,12 @@ def test_remove_of_a_folder_removes_the_songs_under_it_and_asks_for_all_when_the
     empty = run_cli("remove", "--all", "", db=db)  # not the current folder: a script's empty variable
     assert empty.returncode == 1 and "no such song" in empty.stderr
 
+    linked = tmp_path / "linked"  # a library added through a link, removed by the folder's real name
+    linked.symlink_to(music / "kept")
+    shutil.copy(library_dir / "song0.wav", music / "kept" / "zero.wav")
+    run_cli("add", linked, db=db, check=True)
+    assert run_cli("remove", "--dry-run", "--all", music / "kept", db=db, check=True).stdout.count("would remove") == 2
+
     shutil.rmtree(music / "older")  # a folder deleted since: its song is still named by it, as prune would find
     assert run_cli("remove", music / "older", db=db, check=True).stdout.endswith(f"\t{music / 'older' / 'three.mp3'}\n")
     gone = run_cli("remove", music / "old", db=db)  # nothing indexed under it any more
