@@ -132,6 +132,8 @@ class Catalogue:
         file that is read-only in a folder that is not: SQLite opens it read-only itself.)"""
         if self.read_only and create:  # opened to add: say so now, not at the first write
             raise IndexFileError(self.read_only_message())
+        if create and not exists and self.path.parent.is_dir() and not os.access(self.path.parent, os.W_OK):
+            raise IndexFileError(f"cannot create {self.path}: its folder is read-only (or not yours to write)")
         self.generation = 0
         """How many times the file was opened again (read-only, after another process changed it): caches of what
         was read key on it with `PRAGMA data_version`, which a new connection counts afresh."""
@@ -290,6 +292,7 @@ class Catalogue:
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """Rows of a query; SQLite's errors become one-line IndexFileErrors."""
         try:
+            self._follow_changes()
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.DatabaseError as error:
             raise IndexFileError(self.describe(error)) from None
@@ -418,7 +421,30 @@ class Catalogue:
                          f"path IN ({', '.join('?' * len(paths))}) OR title IN ({', '.join('?' * len(spellings))}) "
                          "OR content_sha1=? OR (? IS NOT NULL AND substr(content_sha1, 1, length(?))=?)",
                          (reference, *paths, *spellings, reference, prefix, prefix, prefix))
+        if not rows and os.path.isfile(reference):  # the file's real path, where `add` was given a link's
+            rows = self._same_file("songs", _SONG_COLUMNS, reference)
         return [Song(*row) for row in rows]
+
+    def copy_at(self, reference: str) -> str | None:
+        """The recorded copy that this path names (as given, absolute, with links resolved, in either Unicode
+        form, or the real path of a copy recorded through a link), if any."""
+        if not reference or not self.has_table("copies"):
+            return None
+        paths = sorted({variant for spelling in unicode_spellings(reference)
+                        for variant in (os.path.abspath(spelling), os.path.realpath(spelling))})
+        rows = self.read(f"SELECT path FROM copies WHERE path IN ({', '.join('?' * len(paths))})", paths)
+        if not rows and os.path.isfile(reference):
+            rows = self._same_file("copies", "path", reference)
+        return rows[0][0] if rows else None
+
+    def _same_file(self, table: str, columns: str, reference: str) -> list[tuple]:
+        """Rows of `table` whose `path` is the file at `reference` once links are resolved: only those of its name
+        are resolved (a link to a folder keeps its files' names)."""
+        real = os.path.realpath(reference)
+        name = os.sep + os.path.basename(real)
+        at = columns.split(", ").index("path")
+        return [row for row in self.read(f"SELECT {columns} FROM {table} WHERE substr(path, -?)=?", (len(name), name))
+                if os.path.realpath(row[at]) == real]
 
     def songs_under(self, folder: str) -> list[Song]:
         """Songs whose file lies under this folder, at any depth (the folder as given, absolute, or with links
@@ -518,15 +544,14 @@ class Catalogue:
                        else song.title)
 
     def files_of(self, song: Song) -> list[Song]:
-        """The song as each of its files (its own first, then its copies), each named by its path: the first is a
-        copy when the song's own file is gone and a copy is there (before `prune` settles it)."""
-        copies = self.copies_of([song.id]).get(song.id, [])
+        """The song as each of its files that are there (its own first, then its copies), each named by its path:
+        the first is a copy when the song's own file is gone and a copy is there (before `prune` settles it); the
+        song alone when none is there."""
+        copies = [path for path in self.copies_of([song.id]).get(song.id, []) if os.path.exists(path)]
         if not copies:
             return [song]
-        files = [song, *(dataclasses.replace(song, path=path) for path in copies)]
-        if not os.path.exists(song.path):
-            files.sort(key=lambda file: not os.path.exists(file.path))  # stable: the first copy that is there
-        return files
+        own = [song] if os.path.exists(song.path) else []  # gone: the first copy names the song
+        return own + [dataclasses.replace(song, path=path) for path in copies]
 
     def forget_copies(self, paths: Iterable[str]) -> None:
         """Drop recorded copies at these paths (files deleted, or now holding other content)."""

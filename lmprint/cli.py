@@ -453,15 +453,13 @@ def remove_songs(db: str, songs: list, dry_run: bool) -> None:
 def remove(ctx, songs, remove_all, dry_run):
     """Remove songs, each named by id, path, title or content hash (or its first 8 digits or more), with all their
     data. A folder names every song whose file lies under it (--all when there are several)."""
-    from .catalogue import MIN_HASH_PREFIX, Catalogue, unicode_spellings
+    from .catalogue import MIN_HASH_PREFIX, Catalogue
 
     found: dict[int, Any] = {}
     missing, ambiguous, copies, stand_ins = [], [], [], []
     with Catalogue(ctx.obj["db"]) as catalogue:
-        copy_paths = {path for paths in catalogue.copies_of().values() for path in paths}
         for reference in songs:
-            copy = next((path for path in map(os.path.abspath, unicode_spellings(reference))
-                         if reference and path in copy_paths), None)
+            copy = catalogue.copy_at(reference)
             if copy is not None:  # one file of a song held twice: that file alone
                 copies.append(copy)
                 continue
@@ -470,9 +468,9 @@ def remove(ctx, songs, remove_all, dry_run):
                 matches = [song for song in matches if str(song.id) == reference]
             if not matches and reference and (os.path.isdir(reference) or not os.path.exists(reference)):
                 removed, moving, inside = catalogue.folder_removal(reference)  # a folder, there or gone
-                if len(removed) > 1 and not remove_all:
-                    ambiguous.append(f"lmprint: {reference}: a folder of {len(removed)} songs; give --all to remove "
-                                     "them all")
+                if len(removed) + len(moving) > 1 and not remove_all:
+                    ambiguous.append(f"lmprint: {reference}: a folder of {len(removed) + len(moving)} songs; give "
+                                     "--all to remove them all")
                 elif removed or moving or inside:
                     found.update({song.id: song for song in removed})
                     stand_ins += moving
@@ -496,7 +494,8 @@ def remove(ctx, songs, remove_all, dry_run):
         short_hash = (4 <= len(reference) < MIN_HASH_PREFIX and not reference.isdigit()
                       and all(c in "0123456789abcdef" for c in reference.lower()))
         hint = f" (a content hash prefix needs {MIN_HASH_PREFIX} digits or more)" if short_hash else ""
-        click.echo(_one_line(f"lmprint: {reference}: no such song in the index{hint}"), err=True)
+        named = reference or '""'  # an empty name, shown as one
+        click.echo(_one_line(f"lmprint: {named}: no such song in the index{hint}"), err=True)
     if missing:
         raise SystemExit(1)
 

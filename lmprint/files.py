@@ -32,6 +32,9 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, 
         raise TypeError("find_audio_files takes a list of paths, not one path")
     seen_dirs: set[tuple[int, int]] = set()
     for given in paths:
+        if not os.fspath(given):  # "" names no file (os.path.abspath would make it the current folder)
+            yield "", "no such file"
+            continue
         path = os.path.abspath(given)
         if os.path.isdir(path):
             yield from _walk(path, seen_dirs)

@@ -271,8 +271,8 @@ def test_remove_of_a_folder_removes_the_songs_under_it_and_asks_for_all_when_the
     assert "copies 2" in run_cli("add", music, db=db, check=True).stderr
 
     refused = run_cli("remove", music / "old", db=db)
-    assert refused.returncode == 1 and refused.stderr == f"lmprint: {music / 'old'}: a folder of 2 songs; give --all " \
-        "to remove them all\n"
+    assert refused.returncode == 1 and refused.stderr == f"lmprint: {music / 'old'}: a folder of 3 songs; give --all " \
+        "to remove them all\n"  # the song a copy outside would name counts too: the index changes for it
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 5  # nothing removed, the copy kept
     removed = run_cli("remove", "--all", music / "old", db=db, check=True).stdout.splitlines()
     # a song whose file is under the folder but whose copy outside it holds its bytes is named by that copy now
@@ -285,13 +285,17 @@ def test_remove_of_a_folder_removes_the_songs_under_it_and_asks_for_all_when_the
     assert listed == {str(music / "older" / "three.mp3"), str(music / "kept" / "four.m4a"),
                       str(music / "other" / "five.opus")}
     empty = run_cli("remove", "--all", "", db=db)  # not the current folder: a script's empty variable
-    assert empty.returncode == 1 and "no such song" in empty.stderr
+    assert empty.returncode == 1 and empty.stderr == 'lmprint: "": no such song in the index\n'
+    nothing = run_cli("add", "", music / "older", db=db)
+    assert nothing.returncode == 1 and "no such file" in nothing.stderr and "added 0," in nothing.stderr
 
     linked = tmp_path / "linked"  # a library added through a link, removed by the folder's real name
     linked.symlink_to(music / "kept")
     shutil.copy(library_dir / "song0.wav", music / "kept" / "zero.wav")
     run_cli("add", linked, db=db, check=True)
     assert run_cli("remove", "--dry-run", "--all", music / "kept", db=db, check=True).stdout.count("would remove") == 2
+    assert run_cli("remove", "--dry-run", music / "kept" / "zero.wav", db=db, check=True).stdout.endswith(
+        f"\t{linked / 'zero.wav'}\n")  # the file's real path names it too
 
     shutil.rmtree(music / "older")  # a folder deleted since: its song is still named by it, as prune would find
     assert run_cli("remove", music / "older", db=db, check=True).stdout.endswith(f"\t{music / 'older' / 'three.mp3'}\n")
@@ -315,6 +319,15 @@ def test_a_title_or_folder_typed_in_the_other_unicode_form_still_names_the_song(
     assert run_cli("remove", "--all", "--dry-run", typed, db=db, check=True).stdout.count("would remove") == 2
     assert run_cli("remove", "--dry-run", typed / "zcopy.flac", db=db, check=True).stdout.startswith(
         "would forget copy\t")
+    (tmp_path / "to-copy.flac").symlink_to(decomposed / "zcopy.flac")  # a link to a copy names that copy
+    assert run_cli("remove", "--dry-run", tmp_path / "to-copy.flac", db=db, check=True).stdout == \
+        f"would forget copy\t{decomposed / 'zcopy.flac'}\n"
+    clip = clip_file(tmp_path, 1, 8.0)
+    found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
+    assert found["copies"] == [str(decomposed / "zcopy.flac")]
+    (decomposed / "zcopy.flac").unlink()  # a copy deleted holds nothing the clip plays
+    found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
+    assert found["copies"] == []
 
 
 def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_drops_the_gone(library_dir, tmp_path):

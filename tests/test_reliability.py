@@ -219,8 +219,12 @@ def test_an_index_in_a_read_only_folder_answers_queries_and_refuses_changes_in_o
         assert reader.match(song).song.path == str(song)
         new_song = tmp_path / "new.flac"
         write(new_song, rendered(77, 20.0, SYNTH_RATE), SYNTH_RATE)
+        songs = reader.catalogue.song_count()
         run_cli_process("add", new_song, db=media / "i.db", check=True)
-        assert reader.match(new_song).song.path == str(new_song)  # opened again: an immutable reader sees nothing
+        assert reader.catalogue.song_count() == songs + 1  # opened again: an immutable reader sees nothing
+        assert reader.match(new_song).song.path == str(new_song)
+    with pytest.raises(IndexFileError, match="cannot create .* read-only"):
+        Index(media / "new.db", create=True)
     (media / "i.db-wal").write_bytes(bytes(100))  # a log left there without its -shm file
     with pytest.raises(IndexFileError, match="changes still in its -wal file"):
         Index(media / "i.db")
