@@ -31,7 +31,7 @@ BATCH_SHARE = 0.05
 """...and at most this share of the songs already indexed: batches that grow with the index keep the merges per
 song flat (each posting rewritten a few times, `landmark.store.MERGE_RATIO`)."""
 ONE_BY_ONE = 5
-"""Songs then added one a transaction at each size, as `lmprint add` adds them, timed for "add_one_ms"."""
+"""Songs then added one a transaction at each size, as `lmprint add` adds them, timed for "add one ms"."""
 
 STARTUP_RUNS = 3
 """Fresh `lmprint match` processes timed at each size, for the cold start and the query process's memory."""

@@ -156,10 +156,8 @@ class Catalogue:
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
             self._read_as = self._file_state()
-            return sqlite3.connect(self._read_only_uri(), timeout=self.busy_timeout_s, isolation_level=None,
-                                   check_same_thread=False, uri=True)
-        return sqlite3.connect(str(self.path), timeout=self.busy_timeout_s, isolation_level=None,
-                               check_same_thread=False)
+        return sqlite3.connect(self._read_only_uri() if self.read_only else str(self.path), uri=self.read_only,
+                               timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
 
     def _file_state(self) -> tuple:
         """What tells that another process changed a file read as immutable: its size and time, and its log's."""
@@ -422,7 +420,7 @@ class Catalogue:
                          "OR content_sha1=? OR (? IS NOT NULL AND substr(content_sha1, 1, length(?))=?)",
                          (reference, *paths, *spellings, reference, prefix, prefix, prefix))
         if not rows and os.path.isfile(reference):  # the file's real path, where `add` was given a link's
-            rows = self._same_file("songs", _SONG_COLUMNS, reference)
+            rows = self._same_file("songs", _SONG_COLUMNS, 1, reference)
         return [Song(*row) for row in rows]
 
     def copy_at(self, reference: str) -> str | None:
@@ -434,38 +432,27 @@ class Catalogue:
                         for variant in (os.path.abspath(spelling), os.path.realpath(spelling))})
         rows = self.read(f"SELECT path FROM copies WHERE path IN ({', '.join('?' * len(paths))})", paths)
         if not rows and os.path.isfile(reference):
-            rows = self._same_file("copies", "path", reference)
+            rows = self._same_file("copies", "path", 0, reference)
         return rows[0][0] if rows else None
 
-    def _same_file(self, table: str, columns: str, reference: str) -> list[tuple]:
-        """Rows of `table` whose `path` is the file at `reference` once links are resolved: only those of its name
-        are resolved (a link to a folder keeps its files' names)."""
+    def _same_file(self, table: str, columns: str, at: int, reference: str) -> list[tuple]:
+        """Rows of `table` whose `path` (column `at` of `columns`) is the file at `reference` once links are
+        resolved: only those of its name are resolved (a link to a folder keeps its files' names)."""
         real = os.path.realpath(reference)
         name = os.sep + os.path.basename(real)
-        at = columns.split(", ").index("path")
         return [row for row in self.read(f"SELECT {columns} FROM {table} WHERE substr(path, -?)=?", (len(name), name))
                 if os.path.realpath(row[at]) == real]
 
     def songs_under(self, folder: str) -> list[Song]:
         """Songs whose file lies under this folder, at any depth (the folder as given, absolute, or with links
         resolved; a song added through a link to it or above it too); the folder need not exist any more."""
-        rows = {row for prefix in _folder_prefixes(folder) for row in self.read(
-            f"SELECT {_SONG_COLUMNS} FROM songs WHERE substr(path, 1, ?)=?", (len(prefix), prefix))}
-        if os.path.isdir(folder):  # a path as `add` was given it may reach the folder through a link
-            rows |= set(_really_under(self.read(f"SELECT {_SONG_COLUMNS} FROM songs"), folder, at=1))
-        return sorted((Song(*row) for row in rows), key=lambda song: song.id)
+        return [Song(*row) for row in _under(self.read(f"SELECT {_SONG_COLUMNS} FROM songs ORDER BY id"), folder,
+                                             at=1)]
 
     def copies_under(self, folder: str) -> list[str]:
         """The recorded copies whose file lies under this folder, at any depth (as `songs_under`)."""
-        if not self.has_table("copies"):
-            return []
-        query = ("SELECT copies.path FROM copies JOIN songs ON songs.id = copies.song_id WHERE copies.path != "
-                 "songs.path")
-        paths = {path for prefix in _folder_prefixes(folder) for (path,) in self.read(
-            f"{query} AND substr(copies.path, 1, ?)=?", (len(prefix), prefix))}
-        if os.path.isdir(folder):
-            paths |= {path for (path,) in _really_under(self.read(query), folder, at=0)}
-        return sorted(paths)
+        return sorted(path for (path,) in _under([(path,) for paths in self.copies_of().values() for path in paths],
+                                                  folder, at=0))
 
     def folder_removal(self, folder: str) -> tuple[list[Song], list[tuple[Song, str]], list[str]]:
         """What removing a folder takes from the index: the songs whose file lies under it, less those with a copy
@@ -670,17 +657,24 @@ def _folder_prefixes(folder: str) -> set[str]:
             for resolve in (os.path.abspath, os.path.realpath)}
 
 
-def _really_under(rows: Iterable[tuple], folder: str, at: int) -> Iterator[tuple]:
-    """The rows whose path (column `at`) lies under `folder` once links are resolved: each folder resolved once (a
-    library holds far fewer folders than files)."""
-    real = os.path.join(os.path.realpath(folder), "")
+def _under(rows: Iterable[tuple], folder: str, at: int) -> Iterator[tuple]:
+    """The rows whose path (column `at`) lies under `folder`: it begins with one of `_folder_prefixes`, or, while the
+    folder is there, its own folder lies under it once links are resolved (each folder resolved once: a library
+    holds far fewer folders than files)."""
+    prefixes = tuple(_folder_prefixes(folder))
+    real = os.path.join(os.path.realpath(folder), "") if os.path.isdir(folder) else None
     resolved: dict[str, bool] = {}
     for row in rows:
-        parent = os.path.dirname(row[at])
-        if parent not in resolved:
-            resolved[parent] = os.path.join(os.path.realpath(parent), "").startswith(real)
-        if resolved[parent]:
+        path = row[at]
+        if path.startswith(prefixes):
             yield row
+        elif real is not None:
+            parent = os.path.dirname(path)
+            if parent not in resolved:
+                resolved[parent] = os.path.join(os.path.realpath(parent), "").startswith(real)
+            if resolved[parent]:
+                yield row
+
 
 def unicode_spellings(text: str) -> set[str]:
     """`text` as typed and in both Unicode forms: "é" as one character (NFC), or as "e" and an accent (NFD, as macOS

@@ -379,7 +379,7 @@ def list_(ctx, as_json, recordings):
     with Catalogue(ctx.obj["db"]) as catalogue:
         songs = catalogue.songs()
         copies = catalogue.copies_of() if recordings else {}
-        listed = catalogue.listed() if as_json else []
+        entries = catalogue.listed() if as_json else []
     groups = [[song] for song in songs]
     if recordings and "landmark" not in engines_in(ctx.obj["db"]):
         raise LmprintError(f"{ctx.obj['db']} has no landmark index: recordings are found by comparing landmarks")
@@ -395,7 +395,7 @@ def list_(ctx, as_json, recordings):
         groups = sorted([group for group in listed if group] + [[song] for song in songs if song.id not in grouped],
                         key=lambda group: group[0].id)
     if as_json and not recordings:
-        for entry in listed:
+        for entry in entries:
             click.echo(json.dumps(entry))
         return
     for files in _with_copies(groups, copies):

@@ -160,7 +160,7 @@ class AddReport:
         count = ("moved" if outcome.moved_from else "copies" if outcome.copy_of else "skipped" if outcome.skipped
                  else "added")
         before = self._counted_as.get(outcome.path)
-        if before in ("skipped", "copies"):  # not an added file: its audio counts once
+        if before in ("skipped", "copies"):  # counted so before: now counted as this instead
             setattr(self, before, getattr(self, before) - 1)
         setattr(self, count, getattr(self, count) + 1)
         self._counted_as[outcome.path] = count
