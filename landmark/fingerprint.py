@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import hashes as hashing
+from . import plan
 from .arrays import members
 from .peaks import candidate_peaks, prominence_db, refine, select_peaks
 from .settings import Density, FingerprintSettings
@@ -33,10 +34,13 @@ class Fingerprint:
     peak_frames: np.ndarray  # int64, sorted
     peak_bins: np.ndarray  # int64
     prominence: np.ndarray | None = None  # float32, frames × bins
-    index_style: np.ndarray | None = None  # bool, one per hash
-    """A query's pairs that the index's own density would make from the clip (`fingerprint`'s `index_density`):
-    their anchor and target are among the clip's peaks at index density, the target among the anchor's first
-    `fanout` there. Such a pair is an indexed one far more often than the query's other pairs (`landmark.plan`)."""
+    pair_kind: np.ndarray | None = None  # int64, one per hash
+    """Of a query's pairs (`fingerprint`'s `index_density`), how many of its two peaks are among the clip's peaks
+    at index density (0, 1 or 2), or `plan.INDEX_STYLE` for a pair the index's own density would make from the
+    clip: its target among the anchor's first `fanout` there. The more, the likelier the pair is an indexed one
+    (`landmark.plan`)."""
+    target_rank: np.ndarray | None = None  # int64, one per hash
+    """Each pair's target's rank among its anchor's targets (0: the first)."""
     index_peaks: tuple[np.ndarray, np.ndarray] | None = None  # float64 frames, float64 bins, sorted by frame
     """A query's peaks at index density, at sub-frame and sub-bin positions (`peaks.refine`): what a speed,
     tempo or pitch search warps (`landmark.warp`)."""
@@ -94,18 +98,24 @@ def extract_peaks(signal: np.ndarray, settings: FingerprintSettings, density: De
 def fingerprint(signal: np.ndarray, settings: FingerprintSettings, density: Density, with_prominence: bool = False,
                 index_density: Density | None = None) -> Fingerprint:
     """Hashes of `signal` at the given density (`FingerprintSettings.index` for songs, `MatchSettings.query` for
-    clips), with the prominence map too if `with_prominence` (queries), and which pairs are index-style if an
-    `index_density` is given (queries: `Fingerprint.index_style`)."""
+    clips), with the prominence map too if `with_prominence` (queries), and each pair's kind and rank if an
+    `index_density` is given (queries: `Fingerprint.pair_kind`, `target_rank`)."""
     frames, bins, prominence, (index_frames, index_bins, *fine) = _scan(signal, settings, density, with_prominence,
                                                                         index_density)
-    hashes, anchor_frames = hashing.pair_peaks(frames, bins, settings, density)
-    index_style = index_peaks = None
+    frames, bins = np.asarray(frames, np.int64), np.asarray(bins, np.int64)
+    anchors, targets = hashing.pair_indices(frames, bins, settings, density)
+    hashes, anchor_frames = hashing.pair_hashes(frames, bins, anchors, targets)
+    pair_kind = target_rank = index_peaks = None
     if index_density is not None:
+        at_index_density = members(_peak_ids(frames, bins), _peak_ids(index_frames, index_bins))
+        pair_kind = at_index_density[anchors].astype(np.int64) + at_index_density[targets]
         styled_hashes, styled_frames = hashing.pair_peaks(index_frames, index_bins, settings, index_density)
-        index_style = members(_landmark_ids(hashes, anchor_frames), _landmark_ids(styled_hashes, styled_frames))
+        styled = members(_landmark_ids(hashes, anchor_frames), _landmark_ids(styled_hashes, styled_frames))
+        pair_kind[styled] = plan.INDEX_STYLE
+        target_rank = np.arange(anchors.size) - np.searchsorted(anchors, anchors)  # anchors ascend
         by_time = np.argsort(fine[0], kind="stable")  # refining moves peaks of one frame by up to ± 0.5 of it
         index_peaks = (fine[0][by_time], fine[1][by_time])
-    return Fingerprint(hashes, anchor_frames, frames, bins, prominence, index_style, index_peaks)
+    return Fingerprint(hashes, anchor_frames, frames, bins, prominence, pair_kind, target_rank, index_peaks)
 
 
 def prominence_map(signal: np.ndarray, settings: FingerprintSettings) -> np.ndarray:
@@ -113,6 +123,11 @@ def prominence_map(signal: np.ndarray, settings: FingerprintSettings) -> np.ndar
     a known song against a short clip reads (`Index.follow`), without peaks or hashes."""
     spectrogram_db = log_spectrogram(signal, settings, 0, frame_count(signal.size, settings))
     return prominence_db(spectrogram_db, settings)
+
+
+def _peak_ids(frames: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """One integer per peak (frame, bin)."""
+    return (np.asarray(frames, np.int64) << 32) | np.asarray(bins, np.int64)
 
 
 def _landmark_ids(hashes: np.ndarray, anchor_frames: np.ndarray) -> np.ndarray:

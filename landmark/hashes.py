@@ -57,7 +57,12 @@ def pair_peaks(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSettin
     Peaks must be sorted by frame."""
     frames = np.asarray(frames, np.int64)
     bins = np.asarray(bins, np.int64)
-    anchors, targets = pair_indices(frames, bins, settings, density)
+    return pair_hashes(frames, bins, *pair_indices(frames, bins, settings, density))
+
+
+def pair_hashes(frames: np.ndarray, bins: np.ndarray, anchors: np.ndarray, targets: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes uint32, anchor_frames uint32) of the pairs (anchors[i], targets[i]) of int64 peaks."""
     hashes = pack(bins[anchors], bins[targets] - bins[anchors], frames[targets] - frames[anchors])
     return hashes.astype(np.uint32), frames[anchors].astype(np.uint32)
 

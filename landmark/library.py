@@ -371,7 +371,7 @@ class Index:
     def _align(self, query: Fingerprint, tolerance_frames: int) -> vote.Alignments:
         """The query fingerprint's votes per song and Δt, its hashes looked up with Δt ± tolerance_frames."""
         return self._vote(vote.QueryHashes.of(query.hashes, query.anchor_frames, tolerance_frames,
-                                              query.index_style))[1]
+                                              query.pair_kind, query.target_rank))[1]
 
     def _vote(self, query_hashes: vote.QueryHashes) -> tuple[vote.Votes, vote.Alignments]:
         """The votes of a query's hashes and their sums per song and Δt: those of its keys that a budget reads,

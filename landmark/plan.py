@@ -6,9 +6,13 @@ in step with the library: a key holds 30 postings on average at 10,000 songs, 30
 reads its keys in order of expected evidence per posting, `likelihood / postings`, until it has read
 `MatchSettings.max_postings_read` (`PostingStore.lookup` with a priority and a budget):
 
-- **likelihood**: the chance that a query pair is one the index stored (`PAIR_LIKELIHOOD`). A pair the index's
-  own density would make from the clip (`Fingerprint.index_style`) is one a quarter of the time, any other pair
-  about one time in a hundred; a Δt widened by one frame is 4× less likely, by two 20–50× less.
+- **likelihood**: the chance that a query pair is one the index stored (`PAIR_LIKELIHOOD`), from what the clip
+  itself says of the pair (`Fingerprint.pair_kind`, `Fingerprint.target_rank`). A pair the index's own density
+  would make from the clip is one a quarter of the time. Of the query's other pairs, one whose two peaks are both
+  among the clip's peaks at index density is one 12 % of the time, one with a single such peak 2.5 %, one with
+  none 0.3 %; the further down an anchor's targets, the less likely (× 0.8 a rank past the fourth); a Δt widened
+  by one frame is 3–4× less likely, by two 20–60× less. Across one query's pairs the chance spans three orders
+  of magnitude, so a budget spent by it reads the song's pairs first.
 - **postings**: what reading the key costs, which the store knows without reading it. Stores read keys in units
   (SQLite: a row of 16 keys), so a unit's priority is its keys' summed likelihood.
 
@@ -21,13 +25,40 @@ from __future__ import annotations
 
 import numpy as np
 
-PAIR_LIKELIHOOD = np.array([[0.012, 0.0031, 0.0007],    # other query pairs, at Δt shifted by 0, 1, 2 frames
-                            [0.27, 0.065, 0.005]])      # index-style pairs
-"""Chance that a query pair is an indexed pair of the clip's song, by [index-style][|Δt shift|]: the share of
-such pairs that hit the song's postings at its offset, on clips of the calibration split (clean and ambient
-noise at 0 dB, 10,000 songs; docs/tuning.md). A shift beyond 2 frames takes the last column."""
+KINDS = 4
+"""A query pair's kind (`Fingerprint.pair_kind`): how many of its two peaks are among the clip's peaks at the
+index's density (0, 1 or 2), or 3 when the index's density would make the pair itself (`INDEX_STYLE`)."""
+
+INDEX_STYLE = 3
+"""The kind of a pair that the index's own density makes from the clip: both peaks among the clip's peaks at
+index density, the target among the anchor's first `fanout` there."""
+
+PAIR_LIKELIHOOD = np.array([[0.0028, 0.0009, 0.00015],   # neither peak at index density, Δt shifted by 0, 1, 2
+                            [0.025, 0.0073, 0.0008],     # one of its peaks
+                            [0.12, 0.036, 0.0023],       # both, but the index's density would not pair them
+                            [0.265, 0.061, 0.0039]])     # a pair the index's density makes from the clip
+"""Chance that a query pair of the first `FLAT_RANKS` targets of its anchor is an indexed pair of the clip's song,
+by [kind][|Δt shift|]: the share of such pairs that hit the song's postings at its offset, on clips of the
+calibration split (clean and ambient noise at 0 dB: 1.2 M query pairs; docs/tuning.md, 2026-12-04, seventh sitting).
+A shift beyond 2 frames takes the last column."""
+
+FLAT_RANKS = 4
+"""An anchor's first this many targets in the query are about as likely to be indexed pairs as each other. The
+index pairs an anchor with its first 2 targets at 18 peaks/s, the query with its first 20 at 60: the further down
+an anchor's targets, the more of the index's peaks lie between."""
+
+RANK_DECAY = 0.8
+"""Each target past the first `FLAT_RANKS` is this many times as likely to be an indexed pair as the one before
+(measured: 0.81–0.83 for each kind but `INDEX_STYLE`, whose rank in the query does not count)."""
+
+_LIKELIHOOD_BY_RANK = PAIR_LIKELIHOOD[:, :, None] * RANK_DECAY ** np.arange(64.0)  # [kind][shift][ranks past flat]
+_LIKELIHOOD_BY_RANK[INDEX_STYLE] = PAIR_LIKELIHOOD[INDEX_STYLE, :, None]  # among the index's first targets anyway
 
 
-def likelihood(index_style: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """`PAIR_LIKELIHOOD` of each query pair."""
-    return PAIR_LIKELIHOOD[np.asarray(index_style, np.int64), np.minimum(shifts, PAIR_LIKELIHOOD.shape[1] - 1)]
+def likelihood(kinds: np.ndarray, target_ranks: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """`PAIR_LIKELIHOOD` of each query pair, by its kind, its Δt shift and its target's rank among its anchor's
+    targets (pairs of `INDEX_STYLE` are among the index's first targets, so their rank in the query's does not
+    count). Ranks past the table's take its last."""
+    past_flat = np.minimum(np.maximum(np.asarray(target_ranks, np.int64) - (FLAT_RANKS - 1), 0),
+                           _LIKELIHOOD_BY_RANK.shape[2] - 1)
+    return _LIKELIHOOD_BY_RANK[kinds, np.minimum(shifts, PAIR_LIKELIHOOD.shape[1] - 1), past_flat]

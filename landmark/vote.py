@@ -117,18 +117,18 @@ class QueryHashes:
 
     @classmethod
     def of(cls, hashes: np.ndarray, anchor_frames: np.ndarray, tolerance_frames: int = 0,
-           index_style: np.ndarray | None = None) -> QueryHashes:
+           pair_kind: np.ndarray | None = None, target_rank: np.ndarray | None = None) -> QueryHashes:
         """Group a fingerprint's hashes, each also looked up with Δt ± 1..tolerance_frames (`widen_delta_time`).
-        `index_style` marks the pairs the index's density would make (None: none)."""
+        `pair_kind` and `target_rank` (`Fingerprint`'s) give each pair's likelihood (None: all pairs alike)."""
         by_hash = np.argsort(hashes, kind="stable")
         hashes, sources, shifts = widen_delta_time(np.asarray(hashes, np.uint32)[by_hash], tolerance_frames)
-        sources = by_hash[sources]
-        style = np.zeros(sources.size, bool) if index_style is None else np.asarray(index_style, bool)[sources]
         order = np.argsort(hashes, kind="stable")  # the widened copies are sorted runs, which timsort merges fast
-        hashes, sources = hashes[order], sources[order]
+        hashes, sources, shifts = hashes[order], by_hash[sources[order]], shifts[order]
+        kinds = np.zeros(sources.size, np.int64) if pair_kind is None else np.asarray(pair_kind, np.int64)[sources]
+        ranks = np.zeros(sources.size, np.int64) if target_rank is None else np.asarray(target_rank, np.int64)[sources]
         starts = run_starts(hashes)
         return cls(hashes[starts], starts, np.diff(np.r_[starts, hashes.size]),
-                   np.asarray(anchor_frames, np.int64)[sources], plan.likelihood(style[order], shifts[order]))
+                   np.asarray(anchor_frames, np.int64)[sources], plan.likelihood(kinds, ranks, shifts))
 
     def key_likelihood(self) -> np.ndarray:
         """Per distinct hash, the summed likelihood of its query pairs: the indexed pairs expected among them."""

@@ -135,9 +135,11 @@ def test_a_query_on_a_budget_still_names_the_song_and_reads_a_fraction_of_the_po
     assert match.song.path == song.path and match.offset_s == pytest.approx(11.0, abs=0.1)
 
 
-def test_index_style_pairs_of_a_clip_are_far_likelier_to_be_indexed_pairs(index):
-    """The query marks the pairs that the index's own density makes from the clip; the plan reads them first on
-    the grounds that they are the song's indexed pairs far more often than the query's other pairs."""
+def test_a_query_pair_is_likelier_an_indexed_pair_the_more_of_it_the_index_density_holds(index):
+    """The query tells each pair's kind: made by the index's own density from the clip, or holding 2, 1 or 0 of
+    the clip's peaks at index density. The plan reads them in that order, on the grounds that each kind is the
+    song's indexed pair far more often than the next."""
+    from landmark import plan
     from landmark.fingerprint import fingerprint
 
     song = index.catalogue.songs()[4]
@@ -150,10 +152,12 @@ def test_index_style_pairs_of_a_clip_are_far_likelier_to_be_indexed_pairs(index)
     query = fingerprint(clip, settings, index.matching.query, index_density=settings.index)
     hit = np.array([(h, f + start_frames) in indexed
                     for h, f in zip(query.hashes.tolist(), query.anchor_frames.tolist())])
-    styled = query.index_style
-    assert styled.sum() > 50
-    assert hit[styled].mean() > 0.3
-    assert hit[styled].mean() > 10 * hit[~styled].mean()
+    rates = [hit[query.pair_kind == kind].mean() for kind in range(plan.KINDS)]
+    assert (query.pair_kind == plan.INDEX_STYLE).sum() > 50
+    assert rates[plan.INDEX_STYLE] > 0.3
+    assert rates[3] > 5 * rates[2] and rates[2] > rates[1] > 5 * rates[0]
+    first = query.target_rank < plan.FLAT_RANKS
+    assert hit[first & (query.pair_kind == 1)].mean() > 2 * hit[~first & (query.pair_kind == 1)].mean()
 
 
 def test_a_clip_mostly_of_a_passage_two_songs_share_names_the_song_that_holds_all_of_it(tmp_path):
