@@ -1,6 +1,7 @@
 from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -182,3 +183,24 @@ def test_a_query_casting_too_many_votes_is_cut_at_the_budget_by_whole_postings()
                       MatchSettings(max_votes=25))
     assert votes.songs.tolist() == [1] * 10 + [2] * 10  # each posting casts 10 votes: a third would pass 25
     assert sorted(votes.deltas[:10].tolist()) == list(range(91, 101))
+
+
+def test_a_query_pairs_likelihood_falls_with_fewer_peaks_at_index_density_a_later_target_and_a_shifted_delta():
+    """The plan's order of reads rests on these: a pair the index's density makes is likeliest, then one with
+    both, one or none of its peaks at index density; a later target and a widened Δt are less likely; an
+    index-style pair's rank in the query does not count."""
+    from landmark import plan
+
+    kinds, ranks, shifts = np.meshgrid(np.arange(plan.KINDS), np.arange(30), np.arange(4), indexing="ij")
+    likelihood = plan.likelihood(kinds.ravel(), ranks.ravel(), shifts.ravel()).reshape(kinds.shape)
+    assert (np.diff(likelihood[:, 0, :3], axis=0) > 0).all()  # by kind
+    assert (np.diff(likelihood[:, :, :3], axis=2) < 0).all()  # by shift, up to the last column
+    assert (likelihood[:, :, 3] == likelihood[:, :, 2]).all()
+    others = likelihood[:plan.INDEX_STYLE]
+    assert (others[:, :plan.FLAT_RANKS] == others[:, :1]).all()
+    assert (np.diff(others[:, plan.FLAT_RANKS - 1:], axis=1) < 0).all()
+    assert (likelihood[plan.INDEX_STYLE] == likelihood[plan.INDEX_STYLE, :1]).all()
+    query = QueryHashes.of(np.array([7, 7, 9], np.uint32), np.array([0, 5, 5], np.uint32), 0,
+                           np.array([plan.INDEX_STYLE, 0, 1]), np.array([0, 0, 12]))
+    assert query.key_likelihood() == pytest.approx([plan.likelihood([3], [0], [0])[0] + plan.likelihood([0], [0], [0])[0],
+                                                    plan.likelihood([1], [12], [0])[0]])
