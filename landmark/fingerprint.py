@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import hashes as hashing
-from . import plan
 from .arrays import members
 from .peaks import candidate_peaks, prominence_db, refine, select_peaks
 from .settings import Density, FingerprintSettings
@@ -20,6 +19,14 @@ from .spectrogram import frame_count, log_spectrogram
 
 BLOCK_S = 60.0
 """Seconds of audio per processing block (rounded to whole peak blocks)."""
+
+PAIR_KINDS = 4
+"""A query pair's kinds (`Fingerprint.pair_kind`): 0, 1 or 2 of its peaks among the clip's peaks at the index's
+density, or `INDEX_STYLE`."""
+
+INDEX_STYLE = 3
+"""The kind of a pair that the index's own density makes from the clip: both peaks among the clip's peaks at
+index density, the target among the anchor's first `fanout` there."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +42,11 @@ class Fingerprint:
     peak_bins: np.ndarray  # int64
     prominence: np.ndarray | None = None  # float32, frames × bins
     pair_kind: np.ndarray | None = None  # int64, one per hash
-    """Of a query's pairs (`fingerprint`'s `index_density`), how many of its two peaks are among the clip's peaks
-    at index density (0, 1 or 2), or `plan.INDEX_STYLE` for a pair the index's own density would make from the
-    clip: its target among the anchor's first `fanout` there. The more, the likelier the pair is an indexed one
-    (`landmark.plan`)."""
+    """A query pair's kind (`fingerprint`'s `index_density` given): how many of its two peaks are among the clip's
+    peaks at index density (0, 1 or 2), or `INDEX_STYLE` for a pair the index's own density would make from the
+    clip. The more of it the index's density holds, the likelier the pair is an indexed one (`landmark.plan`)."""
     target_rank: np.ndarray | None = None  # int64, one per hash
-    """Each pair's target's rank among its anchor's targets (0: the first)."""
+    """A query pair's target's rank among its anchor's targets (0: the first)."""
     index_peaks: tuple[np.ndarray, np.ndarray] | None = None  # float64 frames, float64 bins, sorted by frame
     """A query's peaks at index density, at sub-frame and sub-bin positions (`peaks.refine`): what a speed,
     tempo or pitch search warps (`landmark.warp`)."""
@@ -107,12 +113,12 @@ def fingerprint(signal: np.ndarray, settings: FingerprintSettings, density: Dens
     hashes, anchor_frames = hashing.pair_hashes(frames, bins, anchors, targets)
     pair_kind = target_rank = index_peaks = None
     if index_density is not None:
-        at_index_density = members(_peak_ids(frames, bins), _peak_ids(index_frames, index_bins))
+        at_index_density = members(_ids(frames, bins), _ids(index_frames, index_bins))
         pair_kind = at_index_density[anchors].astype(np.int64) + at_index_density[targets]
         styled_hashes, styled_frames = hashing.pair_peaks(index_frames, index_bins, settings, index_density)
-        styled = members(_landmark_ids(hashes, anchor_frames), _landmark_ids(styled_hashes, styled_frames))
-        pair_kind[styled] = plan.INDEX_STYLE
-        target_rank = np.arange(anchors.size) - np.searchsorted(anchors, anchors)  # anchors ascend
+        styled = members(_ids(anchor_frames, hashes), _ids(styled_frames, styled_hashes))
+        pair_kind[styled] = INDEX_STYLE
+        target_rank = np.arange(anchors.size) - np.searchsorted(anchors, anchors)  # anchors ascend, targets in order
         by_time = np.argsort(fine[0], kind="stable")  # refining moves peaks of one frame by up to ± 0.5 of it
         index_peaks = (fine[0][by_time], fine[1][by_time])
     return Fingerprint(hashes, anchor_frames, frames, bins, prominence, pair_kind, target_rank, index_peaks)
@@ -125,11 +131,7 @@ def prominence_map(signal: np.ndarray, settings: FingerprintSettings) -> np.ndar
     return prominence_db(spectrogram_db, settings)
 
 
-def _peak_ids(frames: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """One integer per peak (frame, bin)."""
-    return (np.asarray(frames, np.int64) << 32) | np.asarray(bins, np.int64)
-
-
-def _landmark_ids(hashes: np.ndarray, anchor_frames: np.ndarray) -> np.ndarray:
-    """One integer per (hash, anchor frame)."""
-    return (np.asarray(anchor_frames, np.int64) << 32) | np.asarray(hashes, np.int64)
+def _ids(high: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """One integer per (high, low) pair of integers below 2^32: a peak's (frame, bin), a landmark's (anchor frame,
+    hash)."""
+    return (np.asarray(high, np.int64) << 32) | np.asarray(low, np.int64)

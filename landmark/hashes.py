@@ -69,8 +69,9 @@ def pair_hashes(frames: np.ndarray, bins: np.ndarray, anchors: np.ndarray, targe
 
 def pair_indices(frames: np.ndarray, bins: np.ndarray, settings: FingerprintSettings, density: Density,
                  zone: tuple[float, float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(anchor, target) indices into the peaks of every pair `pair_peaks` makes; with a `zone` (min Δt, max Δt,
-    max |Δf|), the target zone is that instead of the settings' (peaks may then be fractional).
+    """(anchor, target) indices into the peaks of every pair `pair_peaks` makes, anchors ascending and each anchor's
+    targets in the order of the peaks; with a `zone` (min Δt, max Δt, max |Δf|), the target zone is that instead
+    of the settings' (peaks may then be fractional).
 
     Vectorised over an (anchor × following peak) matrix whose width is the most peaks any anchor has within the
     zone, which the per-block peak budget keeps small; anchors are taken `ANCHOR_BLOCK` at a time.

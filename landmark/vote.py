@@ -119,7 +119,8 @@ class QueryHashes:
     def of(cls, hashes: np.ndarray, anchor_frames: np.ndarray, tolerance_frames: int = 0,
            pair_kind: np.ndarray | None = None, target_rank: np.ndarray | None = None) -> QueryHashes:
         """Group a fingerprint's hashes, each also looked up with Δt ± 1..tolerance_frames (`widen_delta_time`).
-        `pair_kind` and `target_rank` (`Fingerprint`'s) give each pair's likelihood (None: all pairs alike)."""
+        `pair_kind` and `target_rank` (`Fingerprint`'s) give each pair's likelihood (`landmark.plan`); None counts
+        every pair as kind 0 at rank 0, so that only its Δt shift tells pairs apart."""
         by_hash = np.argsort(hashes, kind="stable")
         hashes, sources, shifts = widen_delta_time(np.asarray(hashes, np.uint32)[by_hash], tolerance_frames)
         order = np.argsort(hashes, kind="stable")  # the widened copies are sorted runs, which timsort merges fast

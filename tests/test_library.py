@@ -137,27 +137,34 @@ def test_a_query_on_a_budget_still_names_the_song_and_reads_a_fraction_of_the_po
 
 def test_a_query_pair_is_likelier_an_indexed_pair_the_more_of_it_the_index_density_holds(index):
     """The query tells each pair's kind: made by the index's own density from the clip, or holding 2, 1 or 0 of
-    the clip's peaks at index density. The plan reads them in that order, on the grounds that each kind is the
-    song's indexed pair far more often than the next."""
-    from landmark import plan
-    from landmark.fingerprint import fingerprint
+    the clip's peaks at index density; and its target's rank. The plan reads them in that order, on the grounds
+    that the song holds pairs of each kind more often than of the next, and early targets more often than late
+    ones. Counted over clips of every song at three offsets, a hit being the song's pair at the clip's offset
+    ± 1 frame."""
+    from landmark.fingerprint import INDEX_STYLE, PAIR_KINDS, fingerprint
 
-    song = index.catalogue.songs()[4]
-    samples = audio.load(song.path, index.sample_rate_hz)
     settings = index.fingerprint_settings
-    stored = fingerprint(samples, settings, settings.index)
-    indexed = set(zip(stored.hashes.tolist(), stored.anchor_frames.tolist()))
-    start_frames = 700
-    clip = samples[start_frames * settings.hop_size:(start_frames + 5 * 8000 // settings.hop_size) * settings.hop_size]
-    query = fingerprint(clip, settings, index.matching.query, index_density=settings.index)
-    hit = np.array([(h, f + start_frames) in indexed
-                    for h, f in zip(query.hashes.tolist(), query.anchor_frames.tolist())])
-    rates = [hit[query.pair_kind == kind].mean() for kind in range(plan.KINDS)]
-    assert (query.pair_kind == plan.INDEX_STYLE).sum() > 50
-    assert rates[plan.INDEX_STYLE] > 0.3
-    assert rates[3] > 5 * rates[2] and rates[2] > rates[1] > 5 * rates[0]
-    first = query.target_rank < plan.FLAT_RANKS
-    assert hit[first & (query.pair_kind == 1)].mean() > 2 * hit[~first & (query.pair_kind == 1)].mean()
+    clip_frames = 5 * 8000 // settings.hop_size
+    kinds, ranks, hits = [], [], []
+    for song in index.catalogue.songs():
+        samples = audio.load(song.path, index.sample_rate_hz)
+        stored = fingerprint(samples, settings, settings.index)
+        indexed = set(zip(stored.hashes.tolist(), stored.anchor_frames.tolist()))
+        for start_frames in (300, 700, 1500):
+            clip = samples[start_frames * settings.hop_size:(start_frames + clip_frames) * settings.hop_size]
+            query = fingerprint(clip, settings, index.matching.query, index_density=settings.index)
+            hits += [any((h, f + start_frames + shift) in indexed for shift in (-1, 0, 1))
+                     for h, f in zip(query.hashes.tolist(), query.anchor_frames.tolist())]
+            kinds.append(query.pair_kind)
+            ranks.append(query.target_rank)
+    kind, rank, hit = np.concatenate(kinds), np.concatenate(ranks), np.array(hits)
+    rates = [hit[kind == k].mean() for k in range(PAIR_KINDS)]
+    assert (kind == INDEX_STYLE).sum() > 1000
+    assert rates[INDEX_STYLE] > 0.3
+    assert rates[INDEX_STYLE] > 3 * rates[2] and rates[2] > rates[1] > 3 * rates[0] > 0
+    early, late = rank < 4, rank >= 8
+    for k in (0, 1):
+        assert hit[early & (kind == k)].mean() > 2 * hit[late & (kind == k)].mean()
 
 
 def test_a_clip_mostly_of_a_passage_two_songs_share_names_the_song_that_holds_all_of_it(tmp_path):

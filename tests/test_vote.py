@@ -190,17 +190,31 @@ def test_a_query_pairs_likelihood_falls_with_fewer_peaks_at_index_density_a_late
     both, one or none of its peaks at index density; a later target and a widened Δt are less likely; an
     index-style pair's rank in the query does not count."""
     from landmark import plan
+    from landmark.fingerprint import INDEX_STYLE, PAIR_KINDS
 
-    kinds, ranks, shifts = np.meshgrid(np.arange(plan.KINDS), np.arange(30), np.arange(4), indexing="ij")
+    kinds, ranks, shifts = np.meshgrid(np.arange(PAIR_KINDS), np.arange(80), np.arange(4), indexing="ij")
     likelihood = plan.likelihood(kinds.ravel(), ranks.ravel(), shifts.ravel()).reshape(kinds.shape)
     assert (np.diff(likelihood[:, 0, :3], axis=0) > 0).all()  # by kind
     assert (np.diff(likelihood[:, :, :3], axis=2) < 0).all()  # by shift, up to the last column
     assert (likelihood[:, :, 3] == likelihood[:, :, 2]).all()
-    others = likelihood[:plan.INDEX_STYLE]
+    others = likelihood[:INDEX_STYLE]
     assert (others[:, :plan.FLAT_RANKS] == others[:, :1]).all()
     assert (np.diff(others[:, plan.FLAT_RANKS - 1:], axis=1) < 0).all()
-    assert (likelihood[plan.INDEX_STYLE] == likelihood[plan.INDEX_STYLE, :1]).all()
-    query = QueryHashes.of(np.array([7, 7, 9], np.uint32), np.array([0, 5, 5], np.uint32), 0,
-                           np.array([plan.INDEX_STYLE, 0, 1]), np.array([0, 0, 12]))
-    assert query.key_likelihood() == pytest.approx([plan.likelihood([3], [0], [0])[0] + plan.likelihood([0], [0], [0])[0],
-                                                    plan.likelihood([1], [12], [0])[0]])
+    assert (likelihood[INDEX_STYLE] == likelihood[INDEX_STYLE, :1]).all()
+
+
+def test_query_hashes_carry_each_pairs_likelihood_to_the_keys_it_is_looked_up_under():
+    """A key's likelihood is the sum over the query pairs (and their Δt ± tolerance copies) looked up under it of
+    each pair's own likelihood: kinds and ranks follow their hashes through the sort and the widening."""
+    from landmark import plan
+    from landmark.hashes import pack
+
+    hashes = pack(np.array([40, 12, 40, 12, 40]), np.array([3, -2, 3, -2, 3]), np.array([10, 20, 11, 21, 30]))
+    kinds, ranks = np.array([3, 0, 1, 2, 2]), np.array([0, 5, 70, 2, 9])
+    query = QueryHashes.of(hashes.astype(np.uint32), np.array([5, 6, 7, 8, 9], np.uint32), 1, kinds, ranks)
+    expected = Counter()
+    for h, kind, rank in zip(hashes.tolist(), kinds.tolist(), ranks.tolist()):
+        for shift in (-1, 0, 1):
+            expected[h + shift] += float(plan.likelihood([kind], [rank], [abs(shift)])[0])
+    assert query.distinct.tolist() == sorted(expected)
+    assert query.key_likelihood() == pytest.approx([expected[k] for k in sorted(expected)])
