@@ -21,8 +21,8 @@ BLOCK_S = 60.0
 """Seconds of audio per processing block (rounded to whole peak blocks)."""
 
 PAIR_KINDS = 4
-"""A query pair's kinds (`Fingerprint.pair_kind`): 0, 1 or 2 of its peaks among the clip's peaks at the index's
-density, or `INDEX_STYLE`."""
+"""How many kinds of query pair `Fingerprint.pair_kind` tells apart: 0, 1 or 2 of its peaks among the clip's peaks
+at the index's density, and `INDEX_STYLE`."""
 
 INDEX_STYLE = 3
 """The kind of a pair that the index's own density makes from the clip: both peaks among the clip's peaks at
