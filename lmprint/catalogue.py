@@ -411,8 +411,7 @@ class Catalogue:
         takes a commit's). A path or title matches in either Unicode form: "é" typed as one character names a song
         whose file name spells it as "e" and an accent, as macOS writes names."""
         spellings = sorted(unicode_spellings(reference))
-        paths = sorted({variant for spelling in spellings
-                        for variant in (spelling, os.path.abspath(spelling), os.path.realpath(spelling))})
+        paths = sorted(_path_forms(reference) | set(spellings))
         prefix = reference.lower() if len(reference) >= MIN_HASH_PREFIX and all(
             c in "0123456789abcdef" for c in reference.lower()) else None
         rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE CAST(id AS TEXT)=? OR "
@@ -428,8 +427,7 @@ class Catalogue:
         form, or the real path of a copy recorded through a link), if any."""
         if not reference or not self.has_table("copies"):
             return None
-        paths = sorted({variant for spelling in unicode_spellings(reference)
-                        for variant in (os.path.abspath(spelling), os.path.realpath(spelling))})
+        paths = sorted(_path_forms(reference))
         rows = self.read(f"SELECT path FROM copies WHERE path IN ({', '.join('?' * len(paths))})", paths)
         if not rows and os.path.isfile(reference):
             rows = self._same_file("copies", "path", 0, reference)
@@ -650,11 +648,16 @@ def _run_all(callbacks: list[Callable[[], None]]) -> None:
         callback()
 
 
-def _folder_prefixes(folder: str) -> set[str]:
-    """How the paths of files under `folder` begin: its absolute and its real path, in either Unicode form (as
-    `Catalogue.find_songs` takes them), each ending in a separator."""
-    return {os.path.join(resolve(spelling), "") for spelling in unicode_spellings(folder)
+def _path_forms(reference: str) -> set[str]:
+    """The paths an index may have recorded for `reference`: its absolute and its real path, in either Unicode
+    form."""
+    return {resolve(spelling) for spelling in unicode_spellings(reference)
             for resolve in (os.path.abspath, os.path.realpath)}
+
+
+def _folder_prefixes(folder: str) -> set[str]:
+    """How the paths of files under `folder` begin: its `_path_forms`, each ending in a separator."""
+    return {os.path.join(path, "") for path in _path_forms(folder)}
 
 
 def _under(rows: Iterable[tuple], folder: str, at: int) -> Iterator[tuple]:

@@ -377,9 +377,12 @@ def list_(ctx, as_json, recordings):
     from .catalogue import Catalogue
 
     with Catalogue(ctx.obj["db"]) as catalogue:
+        if as_json and not recordings:  # each song with its copies, as `GET /songs` gives them
+            for entry in catalogue.listed():
+                click.echo(json.dumps(entry))
+            return
         songs = catalogue.songs()
         copies = catalogue.copies_of() if recordings else {}
-        entries = catalogue.listed() if as_json else []
     groups = [[song] for song in songs]
     if recordings and "landmark" not in engines_in(ctx.obj["db"]):
         raise LmprintError(f"{ctx.obj['db']} has no landmark index: recordings are found by comparing landmarks")
@@ -394,10 +397,6 @@ def list_(ctx, as_json, recordings):
         listed = [[by_id[i] for i in group if i in by_id] for group in found.recordings]  # added since: not listed
         groups = sorted([group for group in listed if group] + [[song] for song in songs if song.id not in grouped],
                         key=lambda group: group[0].id)
-    if as_json and not recordings:
-        for entry in entries:
-            click.echo(json.dumps(entry))
-        return
     for files in _with_copies(groups, copies):
         first = files[0][0]
         if as_json:
