@@ -194,11 +194,14 @@ class Catalogue:
 
     def _open(self, exists: bool, create: bool) -> None:
         conn = self.conn
-        if exists and conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            blank = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
-            if not (create and blank):  # blank: another process is creating it right now, or an empty database
-                raise IndexFileError(f"{self.path} is not an lmprint index (some other SQLite database)")
-            exists = False
+        if exists:  # one statement, so one snapshot: another process creating the file may commit between two
+            application_id, n_objects = conn.execute(
+                "SELECT (SELECT application_id FROM pragma_application_id), (SELECT COUNT(*) FROM sqlite_master)"
+            ).fetchone()
+            if application_id != APPLICATION_ID:
+                if not (create and n_objects == 0):  # blank: another process is creating it now, or an empty file
+                    raise IndexFileError(f"{self.path} is not an lmprint index (some other SQLite database)")
+                exists = False
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise IndexFileError(f"{self.path} has index schema version {version}, newer than this lmprint "
