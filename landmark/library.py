@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from lmprint.catalogue import SCHEMA_VERSION, Catalogue, song_id_list
+from lmprint.catalogue import SCHEMA_VERSION, Catalogue, song_list
 from lmprint.errors import AudioError, IndexFileError, SettingsError
 from lmprint.files import find_audio_files, holds_content, title_from_path, unstorable_name
-from lmprint.results import AddReport, Answer, Contender, Match, Outcome
+from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 
 from . import audio, dedup, vote, warp
 from .batch import SongFingerprint, fingerprint_songs
@@ -163,9 +163,11 @@ class Index:
                 self.catalogue.move_song(song_id, path, _title_of(path))
                 record(Outcome(path, skipped=True, content_sha1=content, moved_from=old_path))
             else:
-                gone.append(song_id)
-        self.remove(gone)  # one scan of the postings for all of them
-        return len(gone)
+                gone.append((song_id, old_path, content))
+        rows = self.catalogue.songs_by_id([song_id for song_id, _, _ in gone])
+        as_read = [rows[song_id] for song_id, path, content in gone  # removed only if no one moved it meanwhile
+                   if song_id in rows and (rows[song_id].path, rows[song_id].content_sha1) == (path, content)]
+        return len(self.remove(as_read))  # one scan of the postings for all of them
 
     def _moved(self, outcome: Outcome) -> Outcome:
         """A skipped file's outcome, as a move when its content's song names a path that is gone (or that holds
@@ -431,18 +433,21 @@ class Index:
         return overlaps, dict(zip(song_ids[has_landmarks].tolist(), (spans[has_landmarks] * frame_s).tolist()))
 
     # --- remove, stats ----------------------------------------------------------------------------------------
-    def remove(self, song_ids: int | Iterable[int]) -> None:
-        """Remove songs by id (one int, or several): their catalogue rows, postings and peaks, and any other
-        engine's data of them."""
-        song_ids = song_id_list(song_ids)
-        if not song_ids:
-            return
-        removed_s = sum(song.duration_s for song in self.catalogue.songs_by_id(song_ids).values())
+    def remove(self, songs: int | Song | Iterable[int | Song]) -> list[int]:
+        """Remove songs, by id or as read (`Song`; one, or several): their catalogue rows, postings and peaks,
+        and any other engine's data of them. A `Song` is removed only while its row still names the file and
+        content it was read with (`Catalogue.still_as_read`). Returns the ids removed."""
+        wanted = song_list(songs)
+        if not wanted:
+            return []
         with self.catalogue.write():
+            song_ids = self.catalogue.still_as_read(wanted)
+            removed_s = sum(song.duration_s for song in self.catalogue.songs_by_id(song_ids).values())
             self.postings.remove(song_ids)
             self.peaks.remove(song_ids)
             self.catalogue.delete_songs(song_ids)
         self._compact_after_change(removed_s)
+        return song_ids
 
     def stats(self) -> dict:
         """Songs, postings and stored-peak bytes, storage per song and per second of audio, and the settings."""

@@ -45,7 +45,7 @@ from typing import Protocol
 import numpy as np
 
 from lmprint.catalogue import VARIABLES_PER_STATEMENT, Catalogue, id_batches
-from lmprint.errors import REBUILD, IndexFileError, damaged
+from lmprint.errors import REBUILD, ChangedWhileRead, IndexFileError, damaged
 
 from . import peak_codec, segments
 from . import postings as codec
@@ -241,6 +241,9 @@ class SQLitePostingStore:
             except FileNotFoundError:  # merged away since this reader listed it: list them again
                 if attempt == SEGMENT_OPEN_ATTEMPTS - 1:
                     raise self._missing_segment() from None
+            except ChangedWhileRead:  # read as immutable, and written meanwhile: read it anew
+                if attempt == SEGMENT_OPEN_ATTEMPTS - 1:
+                    raise
         raise AssertionError("unreachable")
 
     def _lookup(self, wanted: np.ndarray, priority: np.ndarray | None, max_postings: int) -> Postings:
@@ -350,13 +353,12 @@ class SQLitePostingStore:
         return int(np.count_nonzero(timeline.ends > timeline.starts))
 
     def stats(self) -> dict:
-        hashes, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
-        with self.catalogue.snapshot():  # the layout and its table as of one moment
+        with self.catalogue.snapshot():  # the songs, the layout and its table as of one moment
+            hashes, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
             layout, table = self._layout()
             tail_bytes, = self.catalogue.read(f"SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM {table}")[0]
             listed = self._listed()
-        segment_bytes = sum((self.folder / name).stat().st_size for name, _ in listed
-                            if (self.folder / name).exists())
+        segment_bytes = sum(_file_bytes(self.folder / name) for name, _ in listed)
         return {"hashes": hashes, "postings_bytes": tail_bytes + segment_bytes, "segment_bytes": segment_bytes,
                 "segments": len(listed), "hashes_per_row": 1 << layout.suffix_bits}
 
@@ -889,6 +891,14 @@ class PeakStore:
 
     def stats(self) -> dict:
         return {"peaks_bytes": self.catalogue.read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM peaks")[0][0]}
+
+
+def _file_bytes(path: str | os.PathLike) -> int:
+    """A file's size, 0 once it is gone (a merge deletes the segments it replaced, at any moment)."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _kept_bytes(data: bytes, peaks: tuple[np.ndarray, np.ndarray]) -> int:

@@ -27,7 +27,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any, overload
 
-from .errors import REBUILD, IndexFileError, damaged
+from .errors import REBUILD, ChangedWhileRead, IndexFileError, damaged
 from .files import holds_content, title_from_path
 from .results import Song
 
@@ -68,6 +68,11 @@ APPLICATION_ID = 0x6C6D7072
 """`PRAGMA application_id` of an lmprint index ("lmpr"): tells it from any other SQLite file."""
 BUSY_TIMEOUT_S = 60.0
 """How long a writer waits for another writer before giving up with "locked"."""
+IMMUTABLE = "&immutable=1"
+"""The URI parameter that opens a file with no log beside it without locks, in a folder where none can be made."""
+WRITER_CLOSING_S = 0.5
+"""How long a reader of a read-only folder waits for a -wal file without its -shm to go: a writer closing its
+last connection deletes the -shm first, and a log without one is otherwise a copy that was never checkpointed."""
 MIN_HASH_PREFIX = 8
 """Hexadecimal digits of a content hash that name a song in `remove` (`find_songs`)."""
 WAIT_NOTICE_S = 2.0
@@ -98,6 +103,26 @@ def song_id_list(song_ids: int | Iterable[int]) -> list[int]:
         if isinstance(value, bool) or not isinstance(value, Integral):
             raise TypeError(f"a song id is an int, not {value!r}")
     return [int(value) for value in values]
+
+
+def _size(path: Path) -> int:
+    """A file's size; 0 when there is none (another process may delete it between two looks)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def song_list(songs: int | Song | Iterable[int | Song]) -> list[int | Song]:
+    """Songs to act on as a list: by id (an int) or as read (a `Song`), one or an iterable of them; a str is
+    refused as in `song_id_list`."""
+    if isinstance(songs, Song):
+        return [songs]
+    if isinstance(songs, Iterable) and not isinstance(songs, (str, bytes)):
+        items = list(songs)
+        song_id_list([item for item in items if not isinstance(item, Song)])  # refuses what is not an id
+        return [item if isinstance(item, Song) else int(item) for item in items]
+    return list(song_id_list(songs))
 
 
 def now_utc() -> str:
@@ -154,10 +179,14 @@ class Catalogue:
             raise
 
     def _connect(self) -> sqlite3.Connection:
-        if self.read_only:
-            self._read_as = self._file_state()
-        return sqlite3.connect(self._read_only_uri() if self.read_only else str(self.path), uri=self.read_only,
-                               timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
+        read_as = self._file_state() if self.read_only else None
+        uri = self._read_only_uri() if self.read_only else str(self.path)
+        conn = sqlite3.connect(uri, uri=self.read_only, timeout=self.busy_timeout_s, isolation_level=None,
+                               check_same_thread=False)
+        self._read_as = read_as
+        self.immutable = uri.endswith(IMMUTABLE)
+        """Whether the file is read as immutable (read-only, no log beside it): SQLite then takes no locks."""
+        return conn
 
     def _file_state(self) -> tuple:
         """What tells that another process changed a file read as immutable: its size and time, and its log's."""
@@ -175,22 +204,29 @@ class Catalogue:
         connection would not see the change, and could read pages half rewritten."""
         if not self.read_only or self.conn.in_transaction or self._file_state() == self._read_as:
             return
+        try:  # the new connection first: if it fails (the writer is closing its log), the old one still reads
+            conn = self._connect()
+        except sqlite3.Error as error:
+            raise IndexFileError(f"cannot open {self.path} again: {error}") from None
+        conn.execute("PRAGMA foreign_keys=ON")
         self.conn.close()
-        self.conn = self._connect()
-        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn = conn
         self.generation += 1
 
     def _read_only_uri(self) -> str:
         """The file's URI for reading only. With a write-ahead log beside it, SQLite reads the log too (it needs
         the -shm file there as well); without one, the file holds everything and is opened as immutable, which
         needs neither file (SQLite cannot create them in a read-only folder)."""
-        wal = Path(f"{self.path}-wal")
-        if wal.exists() and wal.stat().st_size > 0:
-            if not Path(f"{self.path}-shm").exists():
-                raise IndexFileError(f"{self.path} is in a read-only folder, with changes still in its -wal file: "
-                                     "open it once where it can be written (any lmprint command), then copy it back")
-            return f"{self.path.absolute().as_uri()}?mode=ro"
-        return f"{self.path.absolute().as_uri()}?mode=ro&immutable=1"
+        wal, shm = Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
+        deadline = time.monotonic() + WRITER_CLOSING_S
+        while _size(wal) > 0 and not shm.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # a writer closing its last connection deletes -shm, then -wal
+        if _size(wal) == 0:
+            return f"{self.path.absolute().as_uri()}?mode=ro{IMMUTABLE}"
+        if not shm.exists():
+            raise IndexFileError(f"{self.path} is in a read-only folder, with changes still in its -wal file: "
+                                 "open it once where it can be written (any lmprint command), then copy it back")
+        return f"{self.path.absolute().as_uri()}?mode=ro"
 
     def _open(self, exists: bool, create: bool) -> None:
         conn = self.conn
@@ -199,8 +235,11 @@ class Catalogue:
                 "SELECT (SELECT application_id FROM pragma_application_id), (SELECT COUNT(*) FROM sqlite_master)"
             ).fetchone()
             if application_id != APPLICATION_ID:
-                if not (create and n_objects == 0):  # blank: another process is creating it now, or an empty file
+                if n_objects > 0:
                     raise IndexFileError(f"{self.path} is not an lmprint index (some other SQLite database)")
+                if not create:  # blank: another process is creating it now, or an empty file
+                    raise IndexFileError(f"no index at {self.path} yet (`lmprint add` creates one; another "
+                                         "process may be creating it now)")
                 exists = False
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -274,11 +313,22 @@ class Catalogue:
             self.conn.execute("BEGIN")
         except sqlite3.DatabaseError as error:
             raise IndexFileError(self.describe(error)) from None
+        # an immutable connection takes no lock, so another process may rewrite pages under this "snapshot"
+        read_as = self._file_state() if self.immutable else None
         try:
             yield
+        except Exception:
+            if read_as is not None and self._file_state() != read_as:  # the likelier cause of whatever went wrong
+                raise self._changed_while_read() from None
+            raise
         finally:
             if self.conn.in_transaction:  # an error may have rolled it back already: that error is the one to tell
                 self.conn.execute("COMMIT")
+        if read_as is not None and self._file_state() != read_as:
+            raise self._changed_while_read()
+
+    def _changed_while_read(self) -> ChangedWhileRead:
+        return ChangedWhileRead(f"{self.path} changed while it was read (another process wrote it); ask again")
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the write transaction in progress commits (never, if it rolls back): for caches
@@ -482,8 +532,12 @@ class Catalogue:
         song_id = self.song_id_of(content_sha1)
         if song_id is not None:
             return song_id
+        # past every id the file has given, removed ones included: a reader that voted for a song removed since
+        # must not find another song under its id (SQLite gives the largest id again once its row is deleted)
         cursor = self.conn.execute(
-            "INSERT INTO songs(path, title, duration_s, content_sha1, n_hashes, added_at) VALUES (?,?,?,?,0,?)",
+            "INSERT INTO songs(id, path, title, duration_s, content_sha1, n_hashes, added_at) VALUES ("
+            "1 + MAX(COALESCE((SELECT MAX(id) FROM songs), 0), COALESCE((SELECT CAST(value AS INTEGER) FROM meta "
+            "WHERE key='last_song_id'), 0)), ?,?,?,?,0,?)",
             (path, title, duration_s, content_sha1, now_utc()))
         return int(cursor.lastrowid or 0)
 
@@ -568,9 +622,22 @@ class Catalogue:
                 songs_gone.append(song)
         return songs_gone, stand_ins, gone_copies
 
+    def still_as_read(self, songs: Sequence[int | Song]) -> list[int]:
+        """The ids of these songs that are in the catalogue, less each `Song` whose row no longer names the file
+        and content it was read with: another process may have moved it or indexed other content at its path
+        since (call inside the write transaction that acts on them)."""
+        now = self.songs_by_id([song if isinstance(song, int) else song.id for song in songs])
+        return [song.id if isinstance(song, Song) else song for song in songs
+                if (song.id if isinstance(song, Song) else song) in now and (not isinstance(song, Song) or (
+                    now[song.id].path, now[song.id].content_sha1) == (song.path, song.content_sha1))]
+
     def delete_songs(self, song_ids: Sequence[int]) -> None:
         """Delete songs' rows; every engine table that references them loses their rows too (call inside a write
-        transaction, after the engines that keep data outside such tables have dropped it)."""
+        transaction, after the engines that keep data outside such tables have dropped it). The largest id given
+        so far is kept (`last_song_id`), so that `add_song` never gives a removed song's id again."""
+        self.conn.execute("INSERT INTO meta(key, value) SELECT 'last_song_id', MAX(id) FROM songs "
+                          "HAVING MAX(id) IS NOT NULL ON CONFLICT(key) DO UPDATE SET "
+                          "value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))")
         for marks, batch in id_batches(song_ids):
             self.conn.execute(f"DELETE FROM songs WHERE id IN ({marks})", batch)
 

@@ -427,18 +427,24 @@ def engines_in(db: str) -> list[str]:
                                             ("mert", catalogue.has_table("mert_codes"))) if present]
 
 
-def remove_songs(db: str, songs: list, dry_run: bool) -> None:
-    """Remove songs with all their data (or, with `dry_run`, nothing), and print each. Through the landmark engine
-    when the file has its postings: they are the only data a song's removal from the catalogue does not take along
-    (every per-song table cascades)."""
+def remove_songs(db: str, songs: list, dry_run: bool) -> int:
+    """Remove songs as read (`Method.remove`) with all their data (or, with `dry_run`, nothing), print each, and
+    return how many were (or would be) removed. Through the landmark engine when the file has its postings: they
+    are the only data a song's removal from the catalogue does not take along (every per-song table cascades)."""
+    removed = {song.id for song in songs}
     if songs and not dry_run:
         index = open_method(db, (engines_in(db) or ["mert"])[0])
         try:
-            index.remove([song.id for song in songs])
+            removed = set(index.remove(songs))  # as read: a song another process moved meanwhile stays
         finally:
             index.close()
     for song in songs:
-        click.echo(f"{'would remove' if dry_run else 'removed'} {song.id}\t{_one_line(song.path)}")
+        if song.id in removed:
+            click.echo(f"{'would remove' if dry_run else 'removed'} {song.id}\t{_one_line(song.path)}")
+        else:
+            click.echo(_one_line(f"lmprint: {song.path}: not removed: another process moved or removed it "
+                                 "meanwhile"), err=True)
+    return len(removed)
 
 
 @main.command()
@@ -534,12 +540,12 @@ def prune(ctx, dry_run, force):
             raise LmprintError(f"{songs} gone (is the drive mounted?): nothing removed; `lmprint prune --force` "
                                "removes them all")
         _keep_in_copies(catalogue, stand_ins, gone_copies, dry_run)  # a song whose file is gone lives on in a copy
-    remove_songs(ctx.obj["db"], gone, dry_run)
+    n_removed = remove_songs(ctx.obj["db"], gone, dry_run)
     note = ""
     if dry_run:
         note = (" (dry run: none removed; all of them: `prune` would refuse without --force)"
                 if every and not force else " (dry run: none removed)")
-    songs = "1 song whose file is" if len(gone) == 1 else f"{len(gone)} songs whose files are"
+    songs = "1 song whose file is" if n_removed == 1 else f"{n_removed} songs whose files are"
     moved = f", {len(stand_ins)} now named by a copy" if stand_ins else ""
     forgotten = f", {len(gone_copies)} cop{'y' if len(gone_copies) == 1 else 'ies'} gone" if gone_copies else ""
     click.echo(f"{songs} gone{moved}{forgotten}{note}", err=True)

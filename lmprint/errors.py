@@ -16,6 +16,11 @@ class IndexFileError(LmprintError):
     """The database is missing, foreign, damaged, locked, or from another schema or settings."""
 
 
+class ChangedWhileRead(IndexFileError):
+    """Another process changed a file read as immutable (a read-only folder) while it was being read: what was read
+    may mix two versions of it. Reading again opens it anew."""
+
+
 REBUILD = "index the music again into a new file (lmprint --db NEW.db add FOLDER)"
 """What to do with an index that cannot be read: `add` skips songs an index already holds, so it cannot mend one."""
 

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from .catalogue import Catalogue
-from .results import AddReport, Answer, Match, Outcome
+from .results import AddReport, Answer, Match, Outcome, Song
 
 
 class Method(Protocol):
@@ -48,8 +48,10 @@ class Method(Protocol):
     def answer(self, path: str | os.PathLike) -> Answer:
         """`match`'s answer with the best candidates behind it, for diagnostics (`lmprint match --top`)."""
 
-    def remove(self, song_ids: int | Iterable[int]) -> None:
-        """Remove songs by id (an int, or several; a str is refused) with every engine's data of them."""
+    def remove(self, songs: int | Song | Iterable[int | Song]) -> list[int]:
+        """Remove songs with every engine's data of them, by id (an int, or several; a str is refused) or as read
+        (a `Song`: removed only while its row still names the file and content it was read with, since another
+        process may have moved it meanwhile). Returns the ids removed."""
 
     def stats(self) -> dict:
         """Sizes and settings, for `lmprint stats`."""

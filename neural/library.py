@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from landmark import audio
-from lmprint.catalogue import Catalogue, song_id_list
+from lmprint.catalogue import Catalogue, song_list
 from lmprint.errors import AudioError, IndexFileError, LmprintError, ModelError
 from lmprint.files import content_sha1, find_audio_files, title_from_path, unstorable_name
-from lmprint.results import AddReport, Answer, Contender, Match, Outcome
+from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 
 from . import mert, search
 from .codes import Projection, kmeans
@@ -196,12 +196,15 @@ class MertIndex:
             return Answer(None, contenders)
         return Answer(Match(song, float(best), None, float(margin / projection.bits), "hamming"), contenders)
 
-    def remove(self, song_ids: int | Iterable[int]) -> None:
-        """Remove songs: their catalogue rows, and with them their codes and every other per-song row. A file that
-        also holds landmark postings is cleaned through the landmark engine's `remove`, which drops those too."""
+    def remove(self, songs: int | Song | Iterable[int | Song]) -> list[int]:
+        """Remove songs (by id, or as read: see the landmark engine's `remove`): their catalogue rows, and with
+        them their codes and every other per-song row. A file that also holds landmark postings is cleaned
+        through the landmark engine's `remove`, which drops those too. Returns the ids removed."""
         with self.catalogue.write():
-            self.catalogue.delete_songs(song_id_list(song_ids))
+            song_ids = self.catalogue.still_as_read(song_list(songs))
+            self.catalogue.delete_songs(song_ids)
         self._search_cache = None
+        return song_ids
 
     def stats(self) -> dict:
         """Songs with codes, code bytes, the projection, and the file's size (the codes live in it)."""

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from bench.audio_io import write
 from landmark import Index, audio
 from landmark.batch import fingerprint_song
+from lmprint.catalogue import Catalogue
 from lmprint.errors import AudioError, IndexFileError, LmprintError
 from tests.conftest import SYNTH_RATE, all_gone, children_of, rendered, run_cli, run_cli_process, write_surround_flac
 
@@ -230,6 +232,42 @@ def test_an_index_in_a_read_only_folder_answers_queries_and_refuses_changes_in_o
         Index(media / "i.db")
 
 
+def test_a_read_only_reader_survives_a_writer_closing_and_never_mixes_two_versions(built_index, tmp_path,
+                                                                                   monkeypatch):
+    """A read-only folder that another process writes (a read-only mount of the host's folder). A writer closing
+    its last connection deletes the -shm file, then the -wal: a reader opening the file again in between must not
+    take the log for one left without its -shm, nor lose its connection when opening fails. And a file read as
+    immutable takes no lock: a read that another process's write overlaps is refused, not mixed."""
+    from lmprint.errors import ChangedWhileRead
+
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(built_index, media / "i.db")
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (mode != os.W_OK or os.fspath(path) != str(media))
+                        and writable(path, mode, **kw))
+    reader = Catalogue(media / "i.db")
+    assert reader.immutable
+    songs = reader.song_count()
+    wal = media / "i.db-wal"
+    wal.write_bytes(bytes(100))  # the writer between its two deletes
+    threading.Timer(0.1, wal.unlink).start()
+    assert reader.song_count() == songs  # waited for the log to go, then opened the file anew
+    assert reader.generation == 1
+    wal.write_bytes(bytes(100))  # a log that stays without its -shm: that read fails, in one line
+    with pytest.raises(IndexFileError, match="changes still in its -wal file"):
+        reader.song_count()
+    wal.unlink()
+    assert reader.song_count() == songs  # the connection it had was kept, and it opens again
+    with pytest.raises(ChangedWhileRead, match="changed while it was read"):
+        with reader.snapshot():
+            reader.song_count()
+            with sqlite3.connect(media / "i.db") as host:  # another process commits meanwhile
+                host.execute("DELETE FROM songs WHERE id = (SELECT MAX(id) FROM songs)")
+    assert reader.song_count() == songs - 1  # read anew
+    reader.close()
+
+
 def test_a_file_that_vanishes_mid_batch_is_named_and_the_rest_indexed(tmp_path):
     folder = tmp_path / "music"
     folder.mkdir()
@@ -341,7 +379,6 @@ def test_match_keeps_working_while_another_process_seals_and_merges(many_songs, 
 def test_a_writer_waiting_for_another_says_so_once_and_goes_on_when_it_is_done(library_dir, tmp_path):
     """Another process holds the write lock for a few seconds: `remove` says it waits (a minute of silence before
     `locked` looked like a hang), then does its work."""
-    import threading
 
     db = tmp_path / "i.db"
     run_cli("add", library_dir / "song0.wav", library_dir / "song1.flac", db=db, check=True)
@@ -368,6 +405,38 @@ def test_processes_racing_to_create_the_same_index_all_succeed(library_dir, tmp_
             racer.wait(timeout=120)
             assert racer.returncode == 0, racer.stderr.read()
         assert len(assert_consistent(db)) == 1
+
+
+def test_a_removed_songs_id_is_never_given_again(library_dir, tmp_path):
+    """A query reads a song's row by the id its votes name, after voting: were the id of a song removed meanwhile
+    given to one added meanwhile, the query would name that other song. SQLite gives the largest id again once
+    its row is deleted; lmprint keeps the largest it gave."""
+    db = tmp_path / "i.db"
+    run_cli("add", library_dir / "song0.wav", library_dir / "song1.flac", db=db, check=True)
+    newest = max(int(line.split("\t")[0]) for line in run_cli("list", db=db).stdout.splitlines())
+    run_cli("remove", str(newest), db=db, check=True)
+    run_cli("add", library_dir / "song2.ogg", db=db, check=True)  # another process
+    listed = [int(line.split("\t")[0]) for line in run_cli("list", db=db).stdout.splitlines()]
+    assert newest not in listed and max(listed) == newest + 1
+
+
+def test_prune_leaves_a_song_that_add_moved_after_prune_looked(library_dir, tmp_path):
+    """`prune` decides from the file system which songs are gone, then removes them: a song that another
+    process's `add` followed to its new place in between is not removed."""
+    old_place, new_place = tmp_path / "a" / "song.wav", tmp_path / "b" / "song.wav"
+    old_place.parent.mkdir()
+    new_place.parent.mkdir()
+    shutil.copy(library_dir / "song0.wav", old_place)
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add(old_place)
+        old_place.rename(new_place)
+        gone, _, _ = index.catalogue.files_gone()  # what `prune` decided
+        assert [song.path for song in gone] == [str(old_place)]
+        with Index(tmp_path / "i.db") as other:
+            assert other.add(new_place).moved == 1
+        assert index.remove(gone) == []
+        assert [song.path for song in index.catalogue.songs()] == [str(new_place)]
+        assert index.remove([song.id for song in gone]) == [gone[0].id]  # by id: the song, wherever it is now
 
 
 # --- 4. damaged index files --------------------------------------------------------------------------------------

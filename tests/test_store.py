@@ -254,6 +254,13 @@ def test_missing_foreign_random_newer_and_older_files_get_one_clear_error(tmp_pa
     foreign.close()
     with pytest.raises(IndexFileError, match="not an lmprint index"):
         Store(tmp_path / "foreign.db")
+    blank = sqlite3.connect(tmp_path / "blank.db")  # as another process leaves it while it creates an index
+    blank.execute("PRAGMA journal_mode=WAL")
+    blank.close()
+    with pytest.raises(IndexFileError, match="no index at .* yet"):
+        Store(tmp_path / "blank.db")
+    Store(tmp_path / "blank.db", create=True).close()
+    Store(tmp_path / "blank.db").close()
     Store(tmp_path / "new.db", create=True).close()
     for version, complaint in ((SCHEMA_VERSION + 1, "newer"), (UPGRADABLE_FROM - 1, "older lmprint")):
         other = sqlite3.connect(tmp_path / "new.db")
@@ -316,7 +323,13 @@ def test_decoded_peaks_are_kept_within_their_bound_and_a_reused_song_id_reads_it
         last = max(ids.values())
         assert all(np.array_equal(a, b) for a, b in zip(index.peaks.get([last])[last], stored[3]))
         index.remove(last)
-        assert insert(index, "/new", "sha-new", np.array([9], np.uint32), np.array([1], np.uint32), stored[0]) == last
+        assert insert(index, "/new", "sha-new", np.array([9], np.uint32), np.array([1], np.uint32),
+                      stored[1]) == last + 1  # an id is never given twice
+        # an lmprint before `last_song_id` gave the largest id again: the old song's kept peaks are not handed out
+        index.remove(last + 1)
+        index.catalogue.conn.execute("DELETE FROM meta WHERE key='last_song_id'")
+        assert insert(index, "/newer", "sha-newer", np.array([9], np.uint32), np.array([1], np.uint32),
+                      stored[0]) == last
         assert all(np.array_equal(a, b) for a, b in zip(index.peaks.get([last])[last], stored[0]))
 
         one_song_bytes = store._kept_bytes(index.catalogue.read("SELECT data FROM peaks LIMIT 1")[0][0], first)
