@@ -179,8 +179,14 @@ class Catalogue:
             raise
 
     def _connect(self) -> sqlite3.Connection:
-        read_as = self._file_state() if self.read_only else None
-        uri = self._read_only_uri() if self.read_only else str(self.path)
+        read_as, uri = None, str(self.path)
+        for _ in range(3):  # the state the choice of URI saw, so that a change while it was chosen is seen later
+            if not self.read_only:
+                break
+            read_as = self._file_state()
+            uri = self._read_only_uri()
+            if self._file_state() == read_as:
+                break
         conn = sqlite3.connect(uri, uri=self.read_only, timeout=self.busy_timeout_s, isolation_level=None,
                                check_same_thread=False)
         self._read_as = read_as
@@ -189,13 +195,14 @@ class Catalogue:
         return conn
 
     def _file_state(self) -> tuple:
-        """What tells that another process changed a file read as immutable: its size and time, and its log's."""
+        """What tells that another process changed a file read as immutable: its size and time, and its log's (an
+        empty log, which a process merely opening the file makes, counts as none)."""
         def state(path: Path) -> tuple[int, int] | None:
             try:
                 found = path.stat()
             except FileNotFoundError:
                 return None
-            return found.st_size, found.st_mtime_ns
+            return (found.st_size, found.st_mtime_ns) if found.st_size > 0 else None
         return state(self.path), state(Path(f"{self.path}-wal"))
 
     def _follow_changes(self) -> None:
@@ -314,7 +321,7 @@ class Catalogue:
         except sqlite3.DatabaseError as error:
             raise IndexFileError(self.describe(error)) from None
         # an immutable connection takes no lock, so another process may rewrite pages under this "snapshot"
-        read_as = self._file_state() if self.immutable else None
+        read_as = self._read_as if self.immutable else None  # as when opened: `_follow_changes` compared that
         try:
             yield
         except Exception:
@@ -626,17 +633,17 @@ class Catalogue:
         """The ids of these songs that are in the catalogue, less each `Song` whose row no longer names the file
         and content it was read with: another process may have moved it or indexed other content at its path
         since (call inside the write transaction that acts on them)."""
-        now = self.songs_by_id([song if isinstance(song, int) else song.id for song in songs])
-        return [song.id if isinstance(song, Song) else song for song in songs
-                if (song.id if isinstance(song, Song) else song) in now and (not isinstance(song, Song) or (
-                    now[song.id].path, now[song.id].content_sha1) == (song.path, song.content_sha1))]
+        ids = [song.id if isinstance(song, Song) else int(song) for song in songs]
+        now = self.songs_by_id(ids)
+        return [song_id for song_id, song in zip(ids, songs) if song_id in now and (not isinstance(song, Song) or (
+            now[song_id].path, now[song_id].content_sha1) == (song.path, song.content_sha1))]
 
     def delete_songs(self, song_ids: Sequence[int]) -> None:
         """Delete songs' rows; every engine table that references them loses their rows too (call inside a write
         transaction, after the engines that keep data outside such tables have dropped it). The largest id given
         so far is kept (`last_song_id`), so that `add_song` never gives a removed song's id again."""
-        self.conn.execute("INSERT INTO meta(key, value) SELECT 'last_song_id', MAX(id) FROM songs "
-                          "HAVING MAX(id) IS NOT NULL ON CONFLICT(key) DO UPDATE SET "
+        self.conn.execute("INSERT INTO meta(key, value) SELECT 'last_song_id', largest FROM (SELECT MAX(id) AS "
+                          "largest FROM songs) WHERE largest IS NOT NULL ON CONFLICT(key) DO UPDATE SET "
                           "value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))")
         for marks, batch in id_batches(song_ids):
             self.conn.execute(f"DELETE FROM songs WHERE id IN ({marks})", batch)

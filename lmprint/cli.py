@@ -493,15 +493,16 @@ def remove(ctx, songs, remove_all, dry_run):
             for line in ambiguous:
                 click.echo(line, err=True)
             raise SystemExit(1)
-        _keep_in_copies(catalogue, stand_ins, copies, dry_run)
-    remove_songs(ctx.obj["db"], list(found.values()), dry_run)
+        # a song named as well as moving to its copy outside a folder named: named, it goes
+        _keep_in_copies(catalogue, [(song, copy) for song, copy in stand_ins if song.id not in found], copies, dry_run)
+    n_removed = remove_songs(ctx.obj["db"], list(found.values()), dry_run)
     for reference in missing:
         short_hash = (4 <= len(reference) < MIN_HASH_PREFIX and not reference.isdigit()
                       and all(c in "0123456789abcdef" for c in reference.lower()))
         hint = f" (a content hash prefix needs {MIN_HASH_PREFIX} digits or more)" if short_hash else ""
         named = reference or '""'  # an empty name, shown as one
         click.echo(_one_line(f"lmprint: {named}: no such song in the index{hint}"), err=True)
-    if missing:
+    if missing or n_removed < len(found):  # named, but not removed: the user should know it is still there
         raise SystemExit(1)
 
 

@@ -303,6 +303,20 @@ def test_remove_of_a_folder_removes_the_songs_under_it_and_asks_for_all_when_the
     assert gone.returncode == 1 and "no such song" in gone.stderr
 
 
+def test_a_song_named_and_under_a_folder_named_goes_though_a_copy_outside_would_name_it(library_dir, tmp_path):
+    """`remove ID FOLDER`: the folder alone would leave the song to its copy outside it; named as well, it goes."""
+    for folder in ("f", "y"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(library_dir / "song0.wav", tmp_path / folder / "a.wav")
+    db = tmp_path / "index.db"
+    run_cli("add", tmp_path / "f" / "a.wav", tmp_path / "y" / "a.wav", db=db, check=True)
+    song_id = run_cli("list", db=db, check=True).stdout.split("\t")[0]
+    result = run_cli("remove", song_id, tmp_path / "f", db=db)
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout == f"removed {song_id}\t{tmp_path / 'f' / 'a.wav'}\n"
+    assert run_cli("list", db=db, check=True).stdout == ""
+
+
 def test_a_title_or_folder_typed_in_the_other_unicode_form_still_names_the_song(library_dir, tmp_path):
     """macOS spells "é" in file names as "e" and a combining accent (NFD); a user types one character (NFC)."""
     decomposed = tmp_path / "Cafe\u0301"

@@ -250,10 +250,13 @@ def test_a_read_only_reader_survives_a_writer_closing_and_never_mixes_two_versio
     assert reader.immutable
     songs = reader.song_count()
     wal = media / "i.db-wal"
-    wal.write_bytes(bytes(100))  # the writer between its two deletes
-    threading.Timer(0.1, wal.unlink).start()
+    wal.write_bytes(bytes(100))  # the writer between its two deletes, which it finishes while the reader waits
+    sleep = time.sleep
+    monkeypatch.setattr("lmprint.catalogue.time.sleep", lambda s: wal.unlink(missing_ok=True) or sleep(s))
     assert reader.song_count() == songs  # waited for the log to go, then opened the file anew
-    assert reader.generation == 1
+    monkeypatch.setattr("lmprint.catalogue.time.sleep", sleep)
+    assert reader.generation == 1 and reader.immutable
+    assert reader.song_count() == songs and reader.generation == 1  # nothing changed since: not opened again
     wal.write_bytes(bytes(100))  # a log that stays without its -shm: that read fails, in one line
     with pytest.raises(IndexFileError, match="changes still in its -wal file"):
         reader.song_count()
@@ -262,8 +265,10 @@ def test_a_read_only_reader_survives_a_writer_closing_and_never_mixes_two_versio
     with pytest.raises(ChangedWhileRead, match="changed while it was read"):
         with reader.snapshot():
             reader.song_count()
-            with sqlite3.connect(media / "i.db") as host:  # another process commits meanwhile
-                host.execute("DELETE FROM songs WHERE id = (SELECT MAX(id) FROM songs)")
+            host = sqlite3.connect(media / "i.db")  # another process commits meanwhile
+            host.execute("DELETE FROM songs WHERE id = (SELECT MAX(id) FROM songs)")
+            host.commit()
+            host.close()
     assert reader.song_count() == songs - 1  # read anew
     reader.close()
 
