@@ -180,13 +180,12 @@ class Catalogue:
 
     def _connect(self) -> sqlite3.Connection:
         read_as, uri = None, str(self.path)
-        for _ in range(3):  # the state the choice of URI saw, so that a change while it was chosen is seen later
-            if not self.read_only:
-                break
-            read_as = self._file_state()
-            uri = self._read_only_uri()
-            if self._file_state() == read_as:
-                break
+        if self.read_only:
+            for _ in range(3):  # the state the choice of URI saw, so that a change while it was chosen is seen later
+                read_as = self._file_state()
+                uri = self._read_only_uri()
+                if self._file_state() == read_as:
+                    break
         conn = sqlite3.connect(uri, uri=self.read_only, timeout=self.busy_timeout_s, isolation_level=None,
                                check_same_thread=False)
         self._read_as = read_as
