@@ -11,9 +11,10 @@ window's start times the song's rate: its speed or tempo, 1.0 as recorded), whic
 plays. Looks that name one song with one anchor (within `anchor_tolerance_s`) start a segment. It is reported
 (`open`) once `confirm_looks` looks agree and one of them is sure (`confirm_chance`), so a chance match never
 becomes a song (where the stream ends before another look can agree, one sure look will do); from then on any look
-naming its song extends it (music repeats: a look may line up with another return of the passage), and it closes
-once `close_after_misses` looks in a row no longer name it, or when another song is confirmed (a crossfade hands
-over). A song that returns later gets a new segment.
+naming its song extends it (music repeats: a look may line up with another return of the passage), until the
+song's own clock has run out: then a look naming it at another anchor hears it play again. It closes once
+`close_after_misses` looks in a row no longer name it, or when another song is confirmed (a crossfade hands
+over, and so does the same song played again). A song that returns later gets a new segment.
 
 Boundaries: a window names a song once it holds about `audible_s` of it, so a segment starts about that long
 before the end of its first agreeing window, and ends about that long after the start of its last. The song's
@@ -257,6 +258,9 @@ class Monitor:
             self._extend(current, match, time_s, length_s)
             self._candidate = None
             return events
+        # the song followed, heard again: its new play began where its new anchor puts the song's start
+        again_after_s = (current.start_s if current is not None and match is not None and _names(match, current.song)
+                         and self._plays_again(current, match, time_s) else None)
         if current is not None:
             current.misses += 1
             if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard, then
@@ -276,6 +280,9 @@ class Monitor:
             candidate = self._candidate = self._start(match, time_s, length_s)
             if after_idle_hop:
                 self._look_back(candidate, match, time_s, length_s)
+            if again_after_s is not None and candidate.anchor_s is not None:
+                candidate.start_s = max(again_after_s, -candidate.anchor_s / candidate.rate, 0.0)
+                self._place(candidate, candidate.anchor_s)
         if candidate.looks >= self.settings.confirm_looks and (
                 candidate.chance is None or candidate.chance <= self.settings.confirm_chance):
             events += self._confirm(candidate)
@@ -310,16 +317,30 @@ class Monitor:
     def _agrees(self, segment: Segment, match: Match | None, time_s: float) -> bool:
         """Whether a look names the segment's song. For a segment being confirmed, at its anchor too; once it
         is confirmed, any anchor of its song will do: music repeats, and a look may line up with another
-        return of the passage playing (a song that comes back after another has a new segment anyway)."""
+        return of the passage playing (a song that comes back after another has a new segment anyway), unless
+        the song's clock has run out (`_plays_again`)."""
         if match is None or not _names(match, segment.song):
             return False
         if segment is self.current:
-            return True
+            return not self._plays_again(segment, match, time_s)
         if match.offset_s is None or match.offset_s <= 0.0 or segment.anchor_s is None:
             return True
         # where the segment's song should be now at the segment's own rate: two looks' rates differ a little,
         # and that difference times the stream's whole length would grow past any tolerance
         return abs(match.offset_s - (segment.anchor_s + segment.rate * time_s)) <= self.settings.anchor_tolerance_s
+
+    def _plays_again(self, segment: Segment, match: Match, time_s: float) -> bool:
+        """Whether a look naming the followed segment's song hears it play again (the song repeated, back to back
+        or after a pause): by the segment's clock the song has ended before the window holds `audible_s` of it,
+        and the look puts the song elsewhere (another anchor, or its start within the window). A song cannot be
+        heard past its own end; a passage that returns within the song still extends the segment."""
+        if segment.anchor_s is None or match.offset_s is None or match.song.id != segment.song.id:
+            return False
+        left_s = (segment.song.duration_s - (segment.anchor_s + segment.rate * time_s)) / segment.rate
+        if left_s >= self.settings.audible_s:  # of the song by its clock, from the window's start
+            return False
+        anchor = self._anchor(match, time_s)
+        return anchor is None or abs(anchor - segment.anchor_s) > self.settings.anchor_tolerance_s
 
     def _start(self, match: Match, time_s: float, length_s: float) -> Segment:
         settings = self.settings

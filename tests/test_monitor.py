@@ -126,6 +126,23 @@ def test_the_api_yields_each_segment_open_then_closed(built_index, hop_s):
            for e in events[1:]], truth)
 
 
+@pytest.mark.parametrize("pieces", [[(1, 0.0, 40.0), (1, 0.0, 40.0)], [(1, 0.0, 15.0), (1, 0.0, 40.0)],
+                                    [(1, 0.0, 40.0), (100, 0.0, 3.0), (1, 0.0, 40.0)]],
+                         ids=["back to back", "cut, then from its start", "after a pause"])
+def test_a_song_played_again_is_a_segment_of_its_own(built_index, pieces):
+    """A song cannot be heard past its own end: a look naming it where the followed segment's clock has run out,
+    at another anchor, hears it play again. (A segment followed any look naming its song: a song played twice was
+    one segment of twice its length, or the second play vanished at the first's end.)"""
+    signal, truth = radio(pieces)
+    import soxr
+
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        events = list(monitor(index, [samples[i:i + 8000] for i in range(0, samples.size, 8000)]))
+    check([{"title": e.song.title, "start_s": e.start_s, "end_s": e.end_s, "song_offset_s": e.song_offset_s}
+           for e in events if not e.open], truth)
+
+
 def test_songs_played_faster_or_slower_are_followed_at_their_own_rate(built_index):
     # a DJ's mix: song 1 at +6 % from 4 s into it, then song 3 at −5 % from 10 s
     import soxr
