@@ -261,6 +261,15 @@ class Monitor:
         # the song followed, heard again: its new play began where its new anchor puts the song's start
         again_after_s = (current.start_s if current is not None and match is not None and _names(match, current.song)
                          and self._plays_again(current, match, time_s) else None)
+        if again_after_s is not None and (anchor := self._anchor(match, time_s)) is not None and (
+                -anchor / _rate(match) <= again_after_s + self.settings.hop_s):
+            # ...but no later than the segment began: its first looks put it at a passage that returns later in
+            # the song, so its clock ran out early. The same play, placed anew.
+            assert current is not None and match is not None
+            current.anchor_s = None
+            self._extend(current, match, time_s, length_s)
+            self._candidate = None
+            return events
         if current is not None:
             current.misses += 1
             if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard, then
