@@ -143,6 +143,26 @@ def test_a_song_played_again_is_a_segment_of_its_own(built_index, pieces):
            for e in events if not e.open], truth)
 
 
+def test_a_song_first_heard_at_a_passage_that_returns_later_is_one_segment(tmp_path):
+    """A radio edit opens with the chorus the song itself brings only later: the first looks put the stream at
+    that later passage, so the segment's clock says the song ends soon. When looks then place the song from its
+    start, that is the same play, placed anew, not the song played again (and no empty segment is left)."""
+    import soxr
+
+    chorus = rendered(7, 12.0, RATE)
+    song = np.concatenate([rendered(8, 12.0, RATE), rendered(9, 18.0, RATE), chorus, rendered(10, 10.0, RATE)])
+    write(tmp_path / "song.flac", song, RATE)  # its own intro, a verse, the chorus at 30 s, an outro: 52 s
+    edit = np.concatenate([chorus, song[12 * RATE:]])  # the chorus for the intro
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add(tmp_path / "song.flac")
+        samples = soxr.resample(edit, RATE, index.sample_rate_hz).astype(np.float32)
+        events = list(monitor(index, [samples[i:i + 8000] for i in range(0, samples.size, 8000)]))
+    assert events[0].open and events[0].song_offset_s > 25  # first heard at the chorus, 30 s into the song
+    closed = [e for e in events if not e.open]
+    assert len(closed) == 1, closed
+    assert closed[0].start_s == 0.0 and closed[0].song_offset_s == 0.0 and abs(closed[0].end_s - 52.0) <= 2.5
+
+
 def test_songs_played_faster_or_slower_are_followed_at_their_own_rate(built_index):
     # a DJ's mix: song 1 at +6 % from 4 s into it, then song 3 at −5 % from 10 s
     import soxr
