@@ -125,6 +125,9 @@ class Segment:
     """The best agreement of a look that followed it (`Method.follow`'s score)."""
     chance: float | None = field(default=None, repr=False, compare=False)
     """The least false-match probability of its looks (None where the engine is not calibrated)."""
+    heard_until_s: float = field(default=0.0, repr=False, compare=False)
+    """How far into the stream a look heard the song where the segment's clock puts it (a window holds about
+    `audible_s` of what it names): a play of the song heard again began after it."""
 
     def to_dict(self) -> dict:
         return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
@@ -260,18 +263,17 @@ class Monitor:
             self._extend(current, match, time_s, length_s)
             self._candidate = None
             return events
-        # the song followed, heard again: its new play began where its new anchor puts the song's start
-        again_after_s = (current.start_s if current is not None and match is not None and _names(match, current.song)
-                         and self._plays_again(current, match, time_s) else None)
-        if again_after_s is not None and (anchor := self._anchor(match, time_s)) is not None and (
-                -anchor / _rate(match) <= again_after_s + self.settings.hop_s):
-            # ...but no later than the segment began: its first looks put it at a passage that returns later in
-            # the song, so its clock ran out early. The same play, placed anew.
-            assert current is not None and match is not None
-            current.anchor_s = None
-            self._extend(current, match, time_s, length_s)
-            self._candidate = None
-            return events
+        replay_after_s = None  # the song followed, heard again: its new play began after its last look heard it
+        if current is not None and match is not None and self._plays_again(current, match, time_s):
+            anchor = self._anchor(match, time_s)
+            if anchor is not None and abs(-anchor / _rate(match) - current.start_s) <= self.settings.hop_s:
+                # ...where the segment began: its first looks put it at a passage that returns later in the song,
+                # so its clock ran out early. The same play, placed anew.
+                current.anchor_s = None
+                self._extend(current, match, time_s, length_s)
+                self._candidate = None
+                return events
+            replay_after_s = current.heard_until_s
         if current is not None:
             current.misses += 1
             if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard, then
@@ -291,8 +293,8 @@ class Monitor:
             candidate = self._candidate = self._start(match, time_s, length_s)
             if after_idle_hop:
                 self._look_back(candidate, match, time_s, length_s)
-            if again_after_s is not None and candidate.anchor_s is not None:
-                candidate.start_s = max(again_after_s, -candidate.anchor_s / candidate.rate, 0.0)
+            if replay_after_s is not None and candidate.anchor_s is not None:  # from where the anchor puts its start
+                candidate.start_s = max(replay_after_s, -candidate.anchor_s / candidate.rate, 0.0)
                 self._place(candidate, candidate.anchor_s)
         if candidate.looks >= self.settings.confirm_looks and (
                 candidate.chance is None or candidate.chance <= self.settings.confirm_chance):
@@ -336,8 +338,14 @@ class Monitor:
             return not self._plays_again(segment, match, time_s)
         if match.offset_s is None or match.offset_s <= 0.0 or segment.anchor_s is None:
             return True
-        # where the segment's song should be now at the segment's own rate: two looks' rates differ a little,
-        # and that difference times the stream's whole length would grow past any tolerance
+        return self._at_anchor(segment, match, time_s)
+
+    def _at_anchor(self, segment: Segment, match: Match, time_s: float) -> bool:
+        """Whether a look places the segment's song where the segment's clock puts it: at the segment's own rate,
+        since two looks' rates differ a little, and that difference times the stream's whole length would grow
+        past any tolerance."""
+        if segment.anchor_s is None or match.offset_s is None or match.offset_s <= 0.0:
+            return False
         return abs(match.offset_s - (segment.anchor_s + segment.rate * time_s)) <= self.settings.anchor_tolerance_s
 
     def _plays_again(self, segment: Segment, match: Match, time_s: float) -> bool:
@@ -350,8 +358,7 @@ class Monitor:
         left_s = (segment.song.duration_s - (segment.anchor_s + segment.rate * time_s)) / segment.rate
         if left_s >= self.settings.audible_s:  # of the song by its clock, from the window's start
             return False
-        anchor = self._anchor(match, time_s)
-        return anchor is None or abs(anchor - segment.anchor_s) > self.settings.anchor_tolerance_s
+        return not self._at_anchor(segment, match, time_s)
 
     def _start(self, match: Match, time_s: float, length_s: float) -> Segment:
         settings = self.settings
@@ -359,7 +366,8 @@ class Monitor:
         held_s = length_s / 2 + settings.hop_s / 2 if self.current is not None else settings.audible_s
         start_s = max(0.0, time_s + length_s - held_s) if time_s > 0 else 0.0
         segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1, rate=_rate(match),
-                          heard=match, chance=match.false_match_probability)
+                          heard=match, chance=match.false_match_probability,
+                          heard_until_s=time_s + settings.audible_s)
         self._place(segment, self._anchor(match, time_s))
         if segment.song_offset_s is None and match.offset_s is not None:
             segment.song_offset_s = 0.0  # the song began within the window: the segment starts with it
@@ -398,6 +406,8 @@ class Monitor:
         segment.heard = match
         if match.decided_by == "followed":
             segment.best_follow = max(segment.best_follow, match.score)
+        if match.decided_by == "followed" or self._at_anchor(segment, match, time_s) or segment.anchor_s is None:
+            segment.heard_until_s = max(segment.heard_until_s, time_s + self.settings.audible_s)
         if segment.anchor_s is None and (anchor := self._anchor(match, time_s)) is not None:
             segment.rate = _rate(match)  # the anchor is this look's, at this look's rate
             self._place(segment, anchor)
