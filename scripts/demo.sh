@@ -4,6 +4,7 @@
 #   scripts/demo.sh --real     real music: a free game soundtrack from Debian's archive (apt, about a minute)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/python-env.sh
 python3 -m pip install -q --disable-pip-version-check -e .
 work=${DEMO_DIR:-/tmp/lmprint-demo}
 mkdir -p "$work"

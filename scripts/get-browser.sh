@@ -4,6 +4,7 @@
 # PulseAudio (a null sink is Firefox's microphone) and Mozilla's Marionette client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/python-env.sh
 if ! command -v chromium >/dev/null || ! command -v firefox-esr >/dev/null || ! command -v pulseaudio >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium firefox-esr pulseaudio \

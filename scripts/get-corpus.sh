@@ -12,5 +12,6 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox libsox-fmt-all >/dev/null
 fi
 cd "$(dirname "$0")/.."
+. scripts/python-env.sh
 python3 -m pip install -q --disable-pip-version-check -e '.[bench]'
 bench corpus "$out"

@@ -3,6 +3,7 @@
 # check that the CLI reference is current. CI (.ci/run) calls exactly this; extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/python-env.sh
 # torch first, pinned: a range would let pip pick a CUDA build of several GB (see the README for a CPU build)
 python3 -m pip install -q --disable-pip-version-check torch==2.13.0
 python3 -m pip install -q --disable-pip-version-check -e '.[neural,bench,serve,test]'
