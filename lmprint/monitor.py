@@ -14,9 +14,9 @@ becomes a song (where the stream ends before another look can agree, one sure lo
 naming its song extends it (music repeats: a look may line up with another return of the passage), until the
 song's own clock has run out: then a look naming it at another anchor hears it play again. It closes once
 `close_after_misses` looks in a row no longer name it, or when another song is confirmed (a crossfade hands
-over, and so does the same song played again; a look that puts the song's start no later than the segment's is the
-same play, which its first looks placed at a passage that returns later). A song that returns later gets a new
-segment.
+over, and so does the same song played again, from after the last look that heard the play followed; a look that
+puts the song's start where the segment began is the same play, which its first looks placed at a passage that
+returns later). A song that returns later gets a new segment.
 
 Boundaries: a window names a song once it holds about `audible_s` of it, so a segment starts about that long
 before the end of its first agreeing window, and ends about that long after the start of its last. The song's
