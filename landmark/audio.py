@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from lmprint.errors import AudioError, reading_file
+from lmprint.files import AUDIO_DEMUXERS
 
 SILENCE_RMS = 1e-4
 """Audio quieter than this (about -80 dBFS RMS) is treated as silence."""
@@ -115,16 +116,18 @@ header says all there is, and probing 16-bit stereo PCM took 45–50 ms of every
 
 
 def _probe_options(source) -> dict[str, str]:
-    """FFmpeg's options for opening `source`: a smaller probe for a WAV file (`WAV_PROBE_BYTES`)."""
+    """FFmpeg's options for opening `source`: audio containers only (`AUDIO_DEMUXERS`), and a smaller probe for a
+    WAV file (`WAV_PROBE_BYTES`)."""
+    only_audio = {"format_whitelist": AUDIO_DEMUXERS}
     if not isinstance(source, (str, os.PathLike)) or not os.path.isfile(source):
-        return {}  # a pipe's first bytes are FFmpeg's to read
+        return only_audio  # a pipe's first bytes are FFmpeg's to read
     try:
         with open(source, "rb") as file:
             header = file.read(12)
     except OSError:
-        return {}  # FFmpeg says why, below
+        return only_audio  # FFmpeg says why, below
     is_wav = header[:4] in (b"RIFF", b"RF64") and header[8:12] == b"WAVE"
-    return {"probesize": str(WAV_PROBE_BYTES)} if is_wav else {}
+    return {**only_audio, "probesize": str(WAV_PROBE_BYTES)} if is_wav else only_audio
 
 
 @contextmanager

@@ -15,6 +15,12 @@ AUDIO_EXTENSIONS = frozenset(
     ".au .caf .ac3 .mp2 .spx".split())
 """Files with these extensions are picked up when a folder is walked. Files named explicitly are always tried."""
 
+AUDIO_DEMUXERS = ("wav,w64,flac,ogg,mp3,mov,aac,asf,aiff,matroska,ape,wv,mpc,mpc8,tta,au,caf,ac3,eac3,dts,amr,dsf,"
+                  "avi,flv,mpegts,mpeg")
+"""FFmpeg's demuxers a file may be opened with (`format_whitelist`): audio containers and the video ones that carry
+audio. Playlists and manifests (HLS, DASH, concat lists) are not among them: they make FFmpeg open the files they
+name, and an upload to `lmprint serve` could name the server's own files, or a live playlist that never ends."""
+
 READ_BLOCK_BYTES = 1 << 20
 """Bytes read at a time when hashing a file's content."""
 
@@ -109,7 +115,8 @@ def declared_duration_s(path: str | os.PathLike) -> float | None:
     import av
 
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:  # a badly encoded tag hides no duration
+        with av.open(str(path), metadata_errors="ignore",  # a badly encoded tag hides no duration
+                     options={"format_whitelist": AUDIO_DEMUXERS}) as container:
             return container.duration / 1e6 if container.duration else None
     except Exception:  # noqa: BLE001 - whatever FFmpeg makes of it, decoding will say why in one line
         return None

@@ -108,7 +108,7 @@ def test_a_wav_file_read_with_a_short_probe_decodes_as_a_stream_of_it_does(tmp_p
         frame.sample_rate = 48000
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
-    assert audio._probe_options(path) == {"probesize": str(audio.WAV_PROBE_BYTES)}
+    assert audio._probe_options(path)["probesize"] == str(audio.WAV_PROBE_BYTES)
     decoded = audio.decode(path, 8000)
     with open(path, "rb") as file:  # a file object is opened with FFmpeg's default probe
         streamed = np.concatenate(list(audio.stream(file, 8000)))

@@ -54,6 +54,7 @@ def test_match_answers_an_upload_with_the_json_of_match_json(client, built_index
 
 def test_bad_uploads_get_a_json_error_and_never_a_500(built_index, tmp_path):
     song = Index(built_index).catalogue.songs()[0]
+    flac = next(song for song in Index(built_index).catalogue.songs() if song.path.endswith(".flac"))
     with client_for(built_index, max_upload_bytes=300_000, max_upload_s=30.0) as client:
         cases = {
             "empty": (client.post("/match", content=b""), 400),
@@ -65,6 +66,10 @@ def test_bad_uploads_get_a_json_error_and_never_a_500(built_index, tmp_path):
             "no file field": (client.post("/match", files={"other": ("x", b"123")}), 400),
             "a broken form": (client.post("/match", content=b"--x\r\nnonsense",
                                           headers={"content-type": "multipart/form-data; boundary=x"}), 400),
+            # a playlist naming the server's own file: FFmpeg would open that file (and follow a live one forever)
+            "a playlist": (client.post("/match", files={"file": ("list.m3u8", (
+                f"#EXTM3U\n#EXT-X-TARGETDURATION:8\n#EXTINF:8.0,\n#EXT-X-BYTERANGE:200000@0\n{flac.path}\n"
+                "#EXT-X-ENDLIST\n").encode())}), 422),
             "no such page": (client.get("/nothing"), 404),
             "wrong method": (client.get("/match"), 405),
         }
