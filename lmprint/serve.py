@@ -145,7 +145,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     added through `POST /songs` are kept in `upload_dir` (default: `lmprint-uploads` beside the index)."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route, WebSocketRoute
     from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -233,6 +233,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             return error(413, f"upload over {settings.max_upload_bytes} bytes")
         except TimeoutError:
             return error(408, f"upload not received within {settings.read_timeout_s:g} s")
+        except ClientDisconnect:  # gone before its upload was whole: no one reads the answer, and nothing is kept
+            return error(400, "the client went away before its upload was whole")
         except LmprintError as failure:
             return error(400, str(failure))
         except OSError as failure:  # the upload folder: a full disk, no permission

@@ -79,6 +79,28 @@ def test_bad_uploads_get_a_json_error_and_never_a_500(built_index, tmp_path):
         assert client.get("/health").json()["status"] == "ok"  # and it still serves
 
 
+def test_a_client_that_goes_away_mid_upload_gets_an_answer_not_a_traceback(built_index):
+    """The client closes its connection after part of its body: the request ends with a 400, not an exception
+    in the server's log."""
+    import asyncio
+
+    app = create_app(lambda: Index(built_index), ServeSettings())
+    messages = iter([{"type": "http.request", "body": bytes(1000), "more_body": True}, {"type": "http.disconnect"}])
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/match", "headers": [(b"content-length", b"100000")],
+             "query_string": b"", "root_path": "", "scheme": "http", "server": ("test", 80), "client": ("c", 1),
+             "http_version": "1.1", "app": app}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+
+
 def test_songs_stats_and_health(client, built_index):
     songs = client.get("/songs").json()
     assert sorted(s["path"] for s in songs) == sorted(s.path for s in Index(built_index).catalogue.songs())
