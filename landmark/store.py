@@ -46,6 +46,7 @@ import numpy as np
 
 from lmprint.catalogue import VARIABLES_PER_STATEMENT, Catalogue, id_batches
 from lmprint.errors import REBUILD, ChangedWhileRead, IndexFileError, damaged
+from lmprint.files import file_size
 
 from . import peak_codec, segments
 from . import postings as codec
@@ -358,7 +359,7 @@ class SQLitePostingStore:
             layout, table = self._layout()
             tail_bytes, = self.catalogue.read(f"SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM {table}")[0]
             listed = self._listed()
-        segment_bytes = sum(_file_bytes(self.folder / name) for name, _ in listed)
+        segment_bytes = sum(file_size(self.folder / name) for name, _ in listed)  # merged away: gone, 0
         return {"hashes": hashes, "postings_bytes": tail_bytes + segment_bytes, "segment_bytes": segment_bytes,
                 "segments": len(listed), "hashes_per_row": 1 << layout.suffix_bits}
 
@@ -891,14 +892,6 @@ class PeakStore:
 
     def stats(self) -> dict:
         return {"peaks_bytes": self.catalogue.read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM peaks")[0][0]}
-
-
-def _file_bytes(path: str | os.PathLike) -> int:
-    """A file's size, 0 once it is gone (a merge deletes the segments it replaced, at any moment)."""
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _kept_bytes(data: bytes, peaks: tuple[np.ndarray, np.ndarray]) -> int:

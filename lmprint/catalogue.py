@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from .errors import REBUILD, ChangedWhileRead, IndexFileError, damaged
-from .files import holds_content, title_from_path
+from .files import file_size, holds_content, title_from_path
 from .results import Song
 
 VARIABLES_PER_STATEMENT = 900
@@ -103,14 +103,6 @@ def song_id_list(song_ids: int | Iterable[int]) -> list[int]:
         if isinstance(value, bool) or not isinstance(value, Integral):
             raise TypeError(f"a song id is an int, not {value!r}")
     return [int(value) for value in values]
-
-
-def _size(path: Path) -> int:
-    """A file's size; 0 when there is none (another process may delete it between two looks)."""
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 def song_list(songs: int | Song | Iterable[int | Song]) -> list[int | Song]:
@@ -225,9 +217,9 @@ class Catalogue:
         needs neither file (SQLite cannot create them in a read-only folder)."""
         wal, shm = Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
         deadline = time.monotonic() + WRITER_CLOSING_S
-        while _size(wal) > 0 and not shm.exists() and time.monotonic() < deadline:
+        while file_size(wal) > 0 and not shm.exists() and time.monotonic() < deadline:
             time.sleep(0.01)  # a writer closing its last connection deletes -shm, then -wal
-        if _size(wal) == 0:
+        if file_size(wal) == 0:
             return f"{self.path.absolute().as_uri()}?mode=ro{IMMUTABLE}"
         if not shm.exists():
             raise IndexFileError(f"{self.path} is in a read-only folder, with changes still in its -wal file: "
@@ -446,7 +438,7 @@ class Catalogue:
 
     def file_bytes(self) -> int:
         """Size of the file and its write-ahead log."""
-        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return file_size(self.path) + file_size(f"{self.path}-wal")
 
     def close(self) -> None:
         self.conn.close()

@@ -104,6 +104,15 @@ def content_sha1(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def file_size(path: str | os.PathLike) -> int:
+    """A file's size in bytes; 0 when there is none (another process may delete it between two looks: a merge its
+    segments, a writer closing its last connection its -wal file)."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
 def title_from_path(path: str) -> str:
     """A song's title when its file has no title tag: the file name without its extension."""
     return os.path.splitext(os.path.basename(path))[0]
