@@ -27,7 +27,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any, overload
 
-from .errors import REBUILD, ChangedWhileRead, IndexFileError, damaged
+from .errors import REBUILD, ChangedWhileRead, IndexFileError, IndexLocked, damaged
 from .files import file_size, holds_content, title_from_path
 from .results import Song
 
@@ -165,7 +165,7 @@ class Catalogue:
             self._open(exists, create)
         except sqlite3.DatabaseError as error:
             self.conn.close()
-            raise IndexFileError(self.describe(error)) from None
+            raise self.error(error) from None
         except IndexFileError:
             self.conn.close()
             raise
@@ -310,7 +310,7 @@ class Catalogue:
             self._follow_changes()
             self.conn.execute("BEGIN")
         except sqlite3.DatabaseError as error:
-            raise IndexFileError(self.describe(error)) from None
+            raise self.error(error) from None
         # an immutable connection takes no lock, so another process may rewrite pages under this "snapshot"
         read_as = self._read_as if self.immutable else None  # as when opened: `_follow_changes` compared that
         try:
@@ -344,7 +344,7 @@ class Catalogue:
             self._follow_changes()
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.DatabaseError as error:
-            raise IndexFileError(self.describe(error)) from None
+            raise self.error(error) from None
 
     def mark_current_schema(self) -> None:
         """Mark the file as of this lmprint's schema version (inside a write transaction), once it holds what an
@@ -377,10 +377,15 @@ class Catalogue:
         self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) "
                           "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
 
-    def describe(self, error: sqlite3.Error) -> str:
+    def error(self, error: sqlite3.Error) -> IndexFileError:
+        """The one-line error to raise for an SQLite error on this file (`IndexLocked` for a lock held too long)."""
+        message = self._describe(error)
+        return IndexLocked(message) if _is_lock(error) else IndexFileError(message)
+
+    def _describe(self, error: sqlite3.Error) -> str:
         """A one-line message for an SQLite error on this file."""
         text = str(error)
-        if "locked" in text or "busy" in text:
+        if _is_lock(error):
             return f"{self.path} is locked by another process (gave up after {self.busy_timeout_s:g} s)"
         if "not a database" in text or "malformed" in text or "corrupt" in text:
             return f"{self.path} is not an lmprint index, or it is damaged ({text})"
@@ -664,7 +669,7 @@ class WriteTransaction:
         try:
             self._begin()
         except sqlite3.DatabaseError as error:
-            raise IndexFileError(self.catalogue.describe(error)) from None
+            raise self.catalogue.error(error) from None
         self.catalogue.writing = True
         return self
 
@@ -701,14 +706,14 @@ class WriteTransaction:
                 if conn.in_transaction:  # a full disk or an I/O error rolls back by itself
                     conn.execute("ROLLBACK")
                 _run_all(undo)
-                raise IndexFileError(self.catalogue.describe(commit_error)) from None
+                raise self.catalogue.error(commit_error) from None
             _run_all(callbacks)
             return
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         _run_all(undo)
         if isinstance(error, sqlite3.DatabaseError):
-            raise IndexFileError(self.catalogue.describe(error)) from None
+            raise self.catalogue.error(error) from None
 
 
 def _run_all(callbacks: list[Callable[[], None]]) -> None:
@@ -751,3 +756,9 @@ def unicode_spellings(text: str) -> set[str]:
     """`text` as typed and in both Unicode forms: "é" as one character (NFC), or as "e" and an accent (NFD, as macOS
     writes file names)."""
     return {text, *(unicodedata.normalize(form, text) for form in ("NFC", "NFD"))}
+
+
+def _is_lock(error: sqlite3.Error) -> bool:
+    """Whether SQLite gave up waiting for another process's lock."""
+    text = str(error)
+    return "locked" in text or "busy" in text

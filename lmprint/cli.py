@@ -731,7 +731,8 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
               help="Server processes, each answering one query at a time on its own open index: one per core.")
 @click.option("--queue", type=click.IntRange(0), default=14, show_default=True,
-              help="Requests that may wait, per worker process; one more gets 503 with Retry-After.")
+              help="Uploads that may be read or wait while the workers are busy, per worker process; one more gets 503 "
+                   "with Retry-After.")
 @click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=32.0, show_default=True,
               help="Larger uploads get 413.")
 @click.option("--allow-add", is_flag=True, help="Let POST /songs add to the index, with the token.")

@@ -16,6 +16,11 @@ class IndexFileError(LmprintError):
     """The database is missing, foreign, damaged, locked, or from another schema or settings."""
 
 
+class IndexLocked(IndexFileError):
+    """Another process held the database's lock for longer than the busy timeout: nothing is wrong with the file,
+    and the same command can be run again."""
+
+
 class ChangedWhileRead(IndexFileError):
     """Another process changed a file read as immutable (a read-only folder) while it was being read: what was read
     may mix two versions of it. Reading again opens it anew."""

@@ -11,9 +11,10 @@
 - `POST /songs`, only with `allow_add` and the token: an audio file to index.
 
 The index is opened once per worker thread, so a query pays no start-up. Work is bounded: `workers` queries run
-at once and `queue` more may wait; a request beyond that gets 503 with `Retry-After`, an upload over the size or
-duration cap 413, a client that takes longer than `read_timeout_s` to send its upload 408, a bad upload a 4xx JSON
-error. Starlette serves it, uvicorn runs it.
+at once and `queue` more may be read or wait, so that uploads held in memory are bounded too; a request beyond
+that gets 503 with `Retry-After` (and so does one that finds the index locked by a writer for longer than its busy
+timeout), an upload over the size or duration cap 413, a client that takes longer than `read_timeout_s` to send
+its upload 408, a bad upload a 4xx JSON error. Starlette serves it, uvicorn runs it.
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
-from .errors import LmprintError
+from .errors import IndexLocked, LmprintError
 from .files import declared_duration_s
 from .method import Method
 from .monitor import Monitor, MonitorSettings, Segment
@@ -59,7 +61,8 @@ class ServeSettings:
     thread at a time, so `lmprint serve --workers N` starts N processes of one worker each instead."""
 
     queue: int = 7
-    """Requests that may wait for a worker of the process; one more gets 503 with `Retry-After`."""
+    """Uploads that may be read, or wait for a worker of the process, while the workers are busy; one more gets 503
+    with `Retry-After`. At most `workers + queue` uploads of `max_upload_bytes` are held at once."""
 
     max_upload_bytes: int = 32 << 20
     """An upload larger than this is refused with 413, before it is read whole."""
@@ -101,28 +104,38 @@ class Workers:
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="lmprint-worker")
         self._capacity = settings.workers + settings.queue
         self._admitted = 0  # only touched on the event loop's thread
+        self._opened: list[Method] = []
 
     def method(self) -> Method:
         """This thread's index, opened on first use."""
         method = getattr(self._local, "method", None)
         if method is None:
             method = self._local.method = self._open()
+            self._opened.append(method)
         return method
 
-    @property
-    def full(self) -> bool:
-        """Whether a request would be turned away now (checked before an upload is read, and again to run it)."""
-        return self._admitted >= self._capacity
-
-    async def run(self, work: Callable[[Method], Any], admit: bool = True) -> Any:
-        """`work(index)` in a worker thread. `admit`: refuse with Busy when the pool and its queue are full."""
-        if admit and self.full:
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the `workers + queue` places from before an upload is read until it is answered: Busy when
+        none is free, so that a full server neither reads nor buffers uploads it cannot answer."""
+        if self._admitted >= self._capacity:
             raise Busy
         self._admitted += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: work(self.method()))
+            yield
         finally:
             self._admitted -= 1
+
+    async def run(self, work: Callable[[Method], Any]) -> Any:
+        """`work(index)` in a worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: work(self.method()))
+
+    def close(self) -> None:
+        """Stop the threads, once the work given to them is done, and close the indexes they opened."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for method in self._opened:
+            method.close()
+        self._opened.clear()
 
 
 class ThreadMethod:
@@ -166,14 +179,14 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         """A JSON error body, `{"error": message}`."""
         return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
-    def busy() -> JSONResponse:
-        return error(503, "busy: every worker is taken and the queue is full", **{"Retry-After": "1"})
+    def busy(message: str = "busy: every worker is taken and the queue is full") -> JSONResponse:
+        return error(503, message, **{"Retry-After": "1"})
 
-    async def guarded(work: Callable[[Method], Any], admit: bool = True) -> Any:
+    async def guarded(work: Callable[[Method], Any]) -> Any:
         try:
-            return JSONResponse(await workers.run(work, admit))
-        except Busy:
-            return busy()
+            return JSONResponse(await workers.run(work))
+        except IndexLocked as failure:  # a writer (an `add` of a large batch, a merge) holds it: try again later
+            return busy(str(failure))
         except LmprintError as failure:
             return error(422, str(failure))
 
@@ -225,8 +238,13 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         """Read the upload into `folder` within the caps and time limit, check its duration, then `work(path, name,
         created)`; `created`: this request wrote the file (else an earlier one did, and it is not this one's to
         delete)."""
-        if workers.full:  # before reading the body: a full server should not buffer uploads it cannot answer
+        try:
+            with workers.slot():  # taken before the body is read, held until it is answered
+                return await read_then(request, folder, work)
+        except Busy:
             return busy()
+
+    async def read_then(request: Request, folder: str, work: Callable[[str, str, bool], Any]):
         try:
             path, name, created = await asyncio.wait_for(upload(request, folder), settings.read_timeout_s)
         except TooLarge:
@@ -255,32 +273,36 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     async def add(request: Request):
         if not settings.allow_add:
             return error(403, "this server is read-only (start it with --allow-add and a token)")
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), (settings.token or "").encode()):
+        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                 (settings.token or "").encode()):
             return error(401, "a valid token is needed: Authorization: Bearer TOKEN",
                          **{"WWW-Authenticate": "Bearer"})
         os.makedirs(upload_dir, exist_ok=True)
 
         async def index(path: str, name: str, created: bool):
             def work(method: Method) -> dict:
-                report = method.add([path])
-                if report.failed:
+                try:
+                    report = method.add([path])
+                    if report.failed:
+                        raise LmprintError(report.failed[0][1])
+                except LmprintError:
                     if created:
                         _discard(path)  # kept only as an indexed song's file
-                    raise LmprintError(report.failed[0][1])
+                    raise
                 # skipped: its content was indexed already (a copy of an indexed file is recorded, and skipped too)
                 return {"added": report.added, "skipped": report.skipped + report.copies, "path": path}
             return await guarded(work)
         return await with_upload(request, upload_dir, index)
 
     async def songs(request: Request):
-        return await guarded(lambda method: method.catalogue.listed(), admit=False)
+        return await guarded(lambda method: method.catalogue.listed())
 
     async def stats(request: Request):
-        return await guarded(lambda method: method.stats(), admit=False)
+        return await guarded(lambda method: method.stats())
 
     async def health(request: Request):
-        return await guarded(lambda method: {"status": "ok", "songs": method.catalogue.song_count()}, admit=False)
+        return await guarded(lambda method: {"status": "ok", "songs": method.catalogue.song_count()})
 
     async def home(request: Request):
         return HTMLResponse(page)
@@ -288,8 +310,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     async def listen(websocket: WebSocket):
         import soxr
 
-        if listeners[0] >= settings.max_listeners:
-            await websocket.close(code=1013)
+        if listeners[0] >= settings.max_listeners:  # accepted first: a socket closed before is an HTTP 403
+            await websocket.accept()
+            await websocket.close(code=1013, reason="too many listeners; try again later")
             return
         listeners[0] += 1
         try:
@@ -328,7 +351,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
 
                     def look(_: Method, chunk: np.ndarray = chunk) -> list[Segment]:
                         return monitor.feed(chunk)
-                    await send(await workers.run(look, admit=False))
+                    await send(await workers.run(look))
             except WebSocketDisconnect:
                 return
             except (KeyError, LmprintError) as failure:  # a text frame mid-stream, an oversized chunk, the index
@@ -347,10 +370,16 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         """A bug, in one line: never a traceback to the client."""
         return error(500, f"internal error: {type(failure).__name__}")
 
-    return Starlette(exception_handlers={HTTPException: http_error, Exception: internal_error}, routes=[
-        Route("/", home), Route("/match", match, methods=["POST"]), Route("/songs", songs),
-        Route("/songs", add, methods=["POST"]), Route("/stats", stats), Route("/health", health),
-        WebSocketRoute("/listen", listen)])
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        workers.close()
+
+    routes = [Route("/", home), Route("/match", match, methods=["POST"]), Route("/songs", songs),
+              Route("/songs", add, methods=["POST"]), Route("/stats", stats), Route("/health", health),
+              WebSocketRoute("/listen", listen)]
+    return Starlette(routes=routes, lifespan=lifespan,
+                     exception_handlers={HTTPException: http_error, Exception: internal_error})
 
 
 def serve(app: str, host: str, port: int, processes: int, settings: ServeSettings) -> None:
@@ -364,10 +393,11 @@ def serve(app: str, host: str, port: int, processes: int, settings: ServeSetting
 
 
 def _discard(path: str) -> None:
-    """Delete an upload the index did not take."""
+    """Delete an upload the index did not take, and its folder (one per content) once that is empty."""
     try:
         os.remove(path)
-    except OSError:
+        os.rmdir(os.path.dirname(path))
+    except OSError:  # gone already, or the folder holds the same content under another name
         pass
 
 

@@ -137,6 +137,90 @@ def test_a_full_pool_answers_503_with_retry_after(built_index, tmp_path, monkeyp
     assert first["r"].status_code == 200 and first["r"].json()["match"]["path"] == song.path
 
 
+def test_uploads_being_read_count_against_the_queue(built_index):
+    """Two slow clients each send part of a large upload: with one worker and one place in the queue, a third is
+    turned away before its body is read, so a server holds at most `workers + queue` uploads in memory."""
+    import asyncio
+
+    app = create_app(lambda: Index(built_index), ServeSettings(workers=1, queue=1))
+
+    async def request(body_parts, ended: asyncio.Event | None = None):
+        parts, sent = iter(body_parts), []
+
+        async def receive():
+            part = next(parts, None)
+            if part is None:  # the rest of the body never comes while this test looks
+                await ended.wait()
+                return {"type": "http.disconnect"}
+            return {"type": "http.request", "body": part, "more_body": True}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/match", "headers": [], "query_string": b"",
+                 "root_path": "", "scheme": "http", "server": ("test", 80), "client": ("c", 1),
+                 "http_version": "1.1", "app": app}
+        await app(scope, receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"])
+
+    async def three_clients():
+        ended = asyncio.Event()
+        slow = [asyncio.create_task(request([bytes(1 << 20)] * 3, ended)) for _ in range(2)]
+        await asyncio.sleep(0.2)  # both are reading their uploads now
+        third = await asyncio.wait_for(request([b"RIFF"]), 10)
+        ended.set()
+        return third, await asyncio.gather(*slow)
+
+    (status, headers), slow = asyncio.run(three_clients())
+    assert status == 503 and headers[b"retry-after"] == b"1"
+    assert [status for status, _ in slow] == [400, 400]  # they went away before their uploads were whole
+
+
+def test_an_index_locked_by_a_writer_answers_503_and_keeps_no_upload(built_index, tmp_path):
+    """`POST /songs` while another process holds the write lock past the busy timeout: try again later (503), and
+    the upload, which the index did not take, is not left in the upload folder."""
+    import sqlite3
+
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    song = tmp_path / "new.flac"
+    write(song, rendered(44, 20.0, SYNTH_RATE), SYNTH_RATE)
+
+    def impatient() -> Index:
+        index = Index(db)
+        index.catalogue.busy_timeout_s = 0.2
+        index.catalogue.conn.execute("PRAGMA busy_timeout=200")
+        return index
+
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        with TestClient(create_app(impatient, ServeSettings(allow_add=True, token="t"))) as client:
+            locked = client.post("/songs", files={"file": ("new.flac", song.read_bytes())},
+                                 headers={"authorization": "Bearer t"})
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert locked.status_code == 503 and locked.headers["retry-after"] == "1"
+    assert "locked by another process" in locked.json()["error"]
+    assert list((tmp_path / "lmprint-uploads").iterdir()) == []
+    with client_for(db, allow_add=True, token="t") as client:  # the same upload once the writer is done
+        added = client.post("/songs", files={"file": ("new.flac", song.read_bytes())},
+                            headers={"authorization": "Bearer t"})
+    assert added.status_code == 200 and added.json()["added"] == 1
+
+
+def test_the_servers_worker_threads_stop_with_it(built_index):
+    def workers() -> int:
+        return sum(thread.name.startswith("lmprint-worker") for thread in threading.enumerate())
+
+    before = workers()
+    with client_for(built_index) as client:
+        assert client.get("/health").status_code == 200
+        assert workers() == before + 1
+    assert workers() == before
+
+
 def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_index, library_dir, tmp_path):
     db = tmp_path / "copy.db"
     shutil.copy(built_index, db)
@@ -148,6 +232,7 @@ def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_in
     with client_for(db, allow_add=True, token="s3cret") as client:
         assert client.post("/songs", files=upload).status_code == 401
         assert client.post("/songs", files=upload, headers={"authorization": "Bearer wrong"}).status_code == 401
+        assert client.post("/songs", files=upload, headers={"authorization": "s3cret"}).status_code == 401
         added = client.post("/songs", files=upload, headers={"authorization": "Bearer s3cret"})
         assert added.status_code == 200 and added.json()["added"] == 1
         found = client.post("/match", content=clip_bytes(added.json()["path"], 10.0, 5.0, tmp_path)).json()
@@ -170,6 +255,7 @@ def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_in
         assert refused.status_code == 422 and set(refused.json()) == {"error"}
         kept = sorted(str(path) for path in (tmp_path / "lmprint-uploads").rglob("*") if path.is_file())
         assert kept == sorted([added.json()["path"], again.json()["path"]])
+        assert len(list((tmp_path / "lmprint-uploads").iterdir())) == 2  # nor the folder it was put in
         # the same bytes under another name: known (skipped), the file kept as the song's copy
         renamed = client.post("/songs", files={"file": ("renamed.flac", new_song.read_bytes())},
                               headers={"authorization": "Bearer s3cret"})
@@ -229,6 +315,18 @@ def test_the_listen_socket_refuses_a_stream_without_its_rate_a_text_frame_and_an
         socket.receive_json()
         socket.send_bytes(np.zeros(8000 * 60, "<f4").tobytes())  # a minute in one message
         assert "at most" in socket.receive_json()["error"]
+
+
+def test_a_listener_past_the_limit_is_told_to_try_again_later(built_index):
+    """The socket is closed with 1013 (try again later), which a page can act on, not refused as a bad request."""
+    from starlette.websockets import WebSocketDisconnect
+
+    with client_for(built_index, max_listeners=1) as client, client.websocket_connect("/listen") as first:
+        first.send_json({"sample_rate": 8000})
+        assert first.receive_json() == {"event": "listening"}
+        with client.websocket_connect("/listen") as second, pytest.raises(WebSocketDisconnect) as closed:
+            second.receive_json()
+        assert closed.value.code == 1013
 
 
 
