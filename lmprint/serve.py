@@ -89,7 +89,11 @@ class Busy(Exception):
 
 
 class TooLarge(Exception):
-    """The upload is over the size cap."""
+    """The upload is over the size cap. `unread`: known from its `Content-Length`, before a byte of it was read."""
+
+    def __init__(self, unread: bool = False):
+        super().__init__()
+        self.unread = unread
 
 
 class Workers:
@@ -182,6 +186,19 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     def busy(message: str = "busy: every worker is taken and the queue is full") -> JSONResponse:
         return error(503, message, **{"Retry-After": "1"})
 
+    async def refused(request: Request, response: JSONResponse) -> JSONResponse:
+        """`response` to a request whose body is unread, once that body is read and thrown away (for at most
+        `read_timeout_s`): a client that writes its whole upload before reading the answer would otherwise meet the
+        closed connection, a reset, rather than the answer. Nothing is kept in memory."""
+        async def discard() -> None:
+            async for _ in request.stream():
+                pass
+        try:
+            await asyncio.wait_for(discard(), settings.read_timeout_s)
+        except (TimeoutError, ClientDisconnect):
+            pass
+        return response
+
     async def guarded(work: Callable[[Method], Any]) -> Any:
         try:
             return JSONResponse(await workers.run(work))
@@ -195,7 +212,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         request wrote it)."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
-            raise TooLarge
+            raise TooLarge(unread=True)
         name = "upload"
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             if not (declared and declared.isdigit()):  # a form's file part is not size-capped while it streams
@@ -242,13 +259,14 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             with workers.slot():  # taken before the body is read, held until it is answered
                 return await read_then(request, folder, work)
         except Busy:
-            return busy()
+            return await refused(request, busy())
 
     async def read_then(request: Request, folder: str, work: Callable[[str, str, bool], Any]):
         try:
             path, name, created = await asyncio.wait_for(upload(request, folder), settings.read_timeout_s)
-        except TooLarge:
-            return error(413, f"upload over {settings.max_upload_bytes} bytes")
+        except TooLarge as too_large:
+            response = error(413, f"upload over {settings.max_upload_bytes} bytes")
+            return await refused(request, response) if too_large.unread else response
         except TimeoutError:
             return error(408, f"upload not received within {settings.read_timeout_s:g} s")
         except ClientDisconnect:  # gone before its upload was whole: no one reads the answer, and nothing is kept
@@ -272,12 +290,13 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
 
     async def add(request: Request):
         if not settings.allow_add:
-            return error(403, "this server is read-only (start it with --allow-add and a token)")
+            return await refused(request, error(403, "this server is read-only (start it with --allow-add and a "
+                                                     "token)"))
         scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
                                                                  (settings.token or "").encode()):
-            return error(401, "a valid token is needed: Authorization: Bearer TOKEN",
-                         **{"WWW-Authenticate": "Bearer"})
+            return await refused(request, error(401, "a valid token is needed: Authorization: Bearer TOKEN",
+                                                **{"WWW-Authenticate": "Bearer"}))
         os.makedirs(upload_dir, exist_ok=True)
 
         async def index(path: str, name: str, created: bool):

@@ -145,14 +145,15 @@ def test_uploads_being_read_count_against_the_queue(built_index):
     app = create_app(lambda: Index(built_index), ServeSettings(workers=1, queue=1))
 
     async def request(body_parts, ended: asyncio.Event | None = None):
-        parts, sent = iter(body_parts), []
+        """A POST of `body_parts`; with `ended`, the rest of the body never comes until it is set, and the client
+        goes away then."""
+        parts, sent = list(body_parts), []
 
         async def receive():
-            part = next(parts, None)
-            if part is None:  # the rest of the body never comes while this test looks
+            if not parts:
                 await ended.wait()
                 return {"type": "http.disconnect"}
-            return {"type": "http.request", "body": part, "more_body": True}
+            return {"type": "http.request", "body": parts.pop(0), "more_body": bool(parts) or ended is not None}
 
         async def send(message):
             sent.append(message)
@@ -167,7 +168,7 @@ def test_uploads_being_read_count_against_the_queue(built_index):
         ended = asyncio.Event()
         slow = [asyncio.create_task(request([bytes(1 << 20)] * 3, ended)) for _ in range(2)]
         await asyncio.sleep(0.2)  # both are reading their uploads now
-        third = await asyncio.wait_for(request([b"RIFF"]), 10)
+        third = await asyncio.wait_for(request([b"RIFF"] * 3), 10)  # its body is read and thrown away
         ended.set()
         return third, await asyncio.gather(*slow)
 
