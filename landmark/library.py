@@ -17,7 +17,7 @@ from .batch import SongFingerprint, fingerprint_songs
 from .confidence import CALIBRATION
 from .fingerprint import Fingerprint, fingerprint, prominence_map
 from .settings import FingerprintSettings, MatchSettings
-from .store import PeakStore, SongPostings, SQLitePostingStore
+from .store import PeakStore, PostingStore, SongPostings, SQLitePostingStore
 from .verify import (
     CopyCheck,
     ProminenceMap,
@@ -43,16 +43,19 @@ class Index:
     """A landmark index in an lmprint index file. `Index(path, create=True)` makes the file if it does not exist.
 
     `fingerprint` is checked against the settings the file was built with (None: take the file's); `matching`
-    applies to this reader's queries only (None: the defaults)."""
+    applies to this reader's queries only (None: the defaults). `postings` makes the posting store from the
+    opened catalogue (None: the embedded one, in the file and the segments beside it); any `PostingStore`
+    will do, such as a distributed one."""
 
     name = "landmark"
 
     def __init__(self, path: str | os.PathLike, *, create: bool = False,
-                 fingerprint: FingerprintSettings | None = None, matching: MatchSettings | None = None):
+                 fingerprint: FingerprintSettings | None = None, matching: MatchSettings | None = None,
+                 postings: Callable[[Catalogue], PostingStore] | None = None):
         self.catalogue = Catalogue(path, create=create)
         try:
             self.fingerprint_settings = self._settings(fingerprint, create)
-            self.postings = SQLitePostingStore(self.catalogue)
+            self.postings: PostingStore = (postings or SQLitePostingStore)(self.catalogue)
         except BaseException:
             self.catalogue.close()
             raise
@@ -211,6 +214,8 @@ class Index:
                 if song.peak_frames.size:  # a fingerprint without peaks is matched by vote alone, as schema 3's
                     self.peaks.put(song_id, song.peak_frames, song.peak_bins)
             self.postings.add(batch)
+            for stored in batch:  # after: the embedded store counts an older file's tail from the songs before
+                self.catalogue.set_hash_count(stored.song_id, int(stored.hashes.size))
         return ids
 
     def _compact_after_change(self, changed_audio_s: float) -> None:

@@ -2,7 +2,9 @@
 
 `PostingStore` is what the engine asks of a posting store: add a song's postings, look up a batch of keys, remove
 songs, count songs and report sizes. It speaks storage (keys, songs, frames), not voting, so another backend (a
-distributed key-value store, for libraries beyond one machine) can implement it.
+distributed key-value store, for libraries beyond one machine) can implement it and be handed to `Index`
+(`Index(path, postings=...)`); `tests/test_store_contract.py` holds every implementation to the same tests, one
+of them a store in memory that shows how little the interface asks.
 
 `SQLitePostingStore` is the embedded implementation, in the index file (`lmprint.catalogue`) and, once the index
 is no longer small, in sealed segments beside it (`landmark.segments`):
@@ -129,8 +131,14 @@ class PostingStore(Protocol):
     def song_count(self) -> int:
         """Songs that have postings."""
 
+    def compact(self) -> None:
+        """Give back the space of removed songs and make lookups cheap again after a large change (the engine
+        calls it after a batch that changed a fifth of the library); a store that keeps itself compact does
+        nothing."""
+
     def stats(self) -> dict:
-        """Sizes, for `lmprint stats`: at least `postings_bytes`."""
+        """Sizes, for `lmprint stats`: at least `postings_bytes` (what the postings take) and `segment_bytes` (what
+        of that lies in files beside the index file, counted in its size on disk; 0 for a store kept elsewhere)."""
 
     def close(self) -> None:
         """Release what the store holds open (maps, connections of its own); it is not used after."""
@@ -186,8 +194,8 @@ class SQLitePostingStore:
             span = int(song.frames.max()) + 1 if song.frames.size else 0
             if end + span >= TIMELINE_END:
                 raise IndexFileError(f"{self.catalogue.path} is full ({TIMELINE_END:,} frames of audio)")
-            self.conn.execute("UPDATE songs SET n_hashes=?, timeline_start=?, timeline_frames=? WHERE id=?",
-                              (int(song.hashes.size), end, span, song.song_id))
+            self.conn.execute("UPDATE songs SET timeline_start=?, timeline_frames=? WHERE id=?",
+                              (end, span, song.song_id))
             all_hashes.append(np.asarray(song.hashes))
             all_frames.append(end + np.asarray(song.frames, np.int64))
             end += span

@@ -4,8 +4,9 @@ The catalogue owns the file (opening it, its schema version, write transactions,
 two tables that every engine shares:
 
 - `meta`: key/value pairs; each engine records its settings here under keys of its own.
-- `songs`: one row per song (path, title, duration, content hash, time added), and where the landmark engine
-  placed it (`n_hashes`, `timeline_start`, `timeline_frames`; see `landmark.store`).
+- `songs`: one row per song (path, title, duration, content hash, time added), how many landmark hashes it has
+  (`n_hashes`, 0 until the landmark engine has stored them), and where the landmark engine's embedded posting
+  store placed it (`timeline_start`, `timeline_frames`; see `landmark.store`).
 
 Engines add their own tables beside these. A table that holds per-song rows references `songs(id)` with
 `ON DELETE CASCADE`, and foreign keys are enforced, so removing a song from the catalogue removes its rows in
@@ -543,6 +544,11 @@ class Catalogue:
             "WHERE key='last_song_id'), 0)), ?,?,?,?,0,?)",
             (path, title, duration_s, content_sha1, now_utc()))
         return int(cursor.lastrowid or 0)
+
+    def set_hash_count(self, song_id: int, n_hashes: int) -> None:
+        """Record how many landmark hashes a song's postings hold (call inside a write transaction): a song with
+        none is not indexed by the landmark engine yet."""
+        self.conn.execute("UPDATE songs SET n_hashes=? WHERE id=?", (n_hashes, song_id))
 
     def move_song(self, song_id: int, path: str, title: str) -> None:
         """Record that a song's file is now at `path`, titled `title` (its tag, else its new file name); a copy

@@ -1,0 +1,108 @@
+"""What the landmark engine asks of any posting store (`landmark.store.PostingStore`), held against each
+implementation: the embedded one, and one in memory that stands for a backend kept elsewhere (a distributed
+key-value store). A new backend joins the `STORES` below and must pass the same tests."""
+
+import numpy as np
+import pytest
+
+from landmark import Index
+from tests.conftest import SYNTH_RATE, rendered
+from tests.memory_store import MemoryPostingStore
+from tests.test_store import _random_songs, insert
+
+STORES = {"embedded": None, "in memory": lambda catalogue: MemoryPostingStore()}
+
+
+@pytest.fixture(params=list(STORES))
+def index(request, tmp_path):
+    with Index(tmp_path / "index.db", create=True, postings=STORES[request.param]) as opened:
+        yield opened
+
+
+def postings_of(index, keys):
+    """(key, song id, frame) of every posting of `keys`, sorted."""
+    keys = np.unique(np.asarray(keys, np.uint32))
+    found = index.postings.lookup(keys)
+    return sorted(zip(keys[found.key_index].tolist(), found.song_ids.tolist(), found.frames.tolist()))
+
+
+def test_a_lookup_returns_every_posting_of_the_keys_asked_and_no_other(index):
+    songs = _random_songs(1, 4)
+    ids = [insert(index, f"/{n}", f"sha-{n}", hashes, frames) for n, (hashes, frames) in enumerate(songs)]
+    stored = sorted((h, song_id, f) for song_id, (hashes, frames) in zip(ids, songs)
+                    for h, f in zip(hashes.tolist(), frames.tolist()))
+    asked = np.unique(np.concatenate([songs[0][0], songs[2][0][:10]]))
+    assert postings_of(index, asked) == [posting for posting in stored if posting[0] in set(asked.tolist())]
+    assert postings_of(index, np.unique(np.concatenate([h for h, _ in songs]))) == stored
+    held_by_none = np.setdiff1d(np.arange(5000, dtype=np.uint32), np.concatenate([h for h, _ in songs]))[:20]
+    assert held_by_none.size == 20 and postings_of(index, held_by_none) == []
+    with pytest.raises(ValueError):
+        index.postings.lookup(np.array([5, 3], np.uint32))
+    assert index.postings.song_count() == 4
+
+
+def test_a_budget_reads_whole_keys_by_priority_per_posting(index):
+    """Keys 3, 20 and 40 hold 40, 10 and 300 postings, each in a row of its own (16 keys a row in a small embedded
+    store: every key of the rows is asked, so a row and its key are read alike)."""
+    hashes = np.r_[np.full(40, 3), np.full(10, 20), np.full(300, 40)].astype(np.uint32)
+    insert(index, "/a", "sha-a", hashes, np.arange(hashes.size, dtype=np.uint32))
+    every_key = np.arange(48, dtype=np.uint32)
+
+    def read(priority_of_key, budget):
+        priority = np.repeat(np.asarray(priority_of_key, float), 16) / 16
+        found = index.postings.lookup(every_key, priority, budget)
+        return sorted(set((every_key[found.key_index] // 16).tolist()))
+
+    assert read([1.0, 1.0, 1.0], 60) == [0, 1]  # per posting: 1/40, 1/10, 1/300
+    assert read([1.0, 0.01, 1.0], 45) == [0]  # key 3 first; then neither 40 nor 20 fits
+    assert read([1.0, 0.01, 1.0], 50) == [0, 1]
+    assert read([0.1, 1.0, 50.0], 60) == [0, 1]  # key 40 is worth most per posting, but 300 do not fit in 60
+    assert read([0.1, 1.0, 50.0], 320) == [1, 2]
+    assert read([1.0, 1.0, 1.0], 350) == [0, 1, 2]  # everything fits
+    assert read([1.0, 1.0, 1.0], 0) == [0, 1, 2]  # no budget
+
+
+def test_a_removed_songs_postings_are_gone_and_the_others_stay(index):
+    songs = _random_songs(2, 3)
+    ids = [insert(index, f"/{n}", f"sha-{n}", hashes, frames) for n, (hashes, frames) in enumerate(songs)]
+    every_key = np.unique(np.concatenate([h for h, _ in songs]))
+    before = postings_of(index, every_key)
+    assert index.remove([ids[1]]) == [ids[1]]
+    assert postings_of(index, every_key) == [posting for posting in before if posting[1] != ids[1]]
+    assert index.postings.song_count() == 2
+    index.postings.compact()
+    assert postings_of(index, every_key) == [posting for posting in before if posting[1] != ids[1]]
+
+
+def test_a_scan_yields_every_posting_in_key_order_without_splitting_a_key(index):
+    songs = _random_songs(3, 5, n_postings=400)
+    ids = [insert(index, f"/{n}", f"sha-{n}", hashes, frames) for n, (hashes, frames) in enumerate(songs)]
+    batches = list(index.postings.scan())
+    scanned = sorted((h, s, f) for hashes, song_ids, frames in batches
+                     for h, s, f in zip(hashes.tolist(), song_ids.tolist(), frames.tolist()))
+    assert scanned == sorted((h, song_id, f) for song_id, (hashes, frames) in zip(ids, songs)
+                             for h, f in zip(hashes.tolist(), frames.tolist()))
+    ranges = [(int(hashes.min()), int(hashes.max())) for hashes, _, _ in batches]
+    assert all(last < first for (_, last), (first, _) in zip(ranges, ranges[1:]))  # in order, no key in two
+    assert index.postings.stats()["postings_bytes"] > 0
+
+
+def test_songs_are_named_and_removed_through_either_store(index, tmp_path):
+    """The engine end to end: add, match a noisy clip, `dedup`'s scan, remove, and the file's stats."""
+    from bench.audio_io import write
+
+    paths = []
+    for seed in range(3):
+        path = tmp_path / f"song {seed}.wav"
+        write(path, rendered(60 + seed, 30.0, SYNTH_RATE), SYNTH_RATE)
+        paths.append(str(path))
+    assert index.add(paths).added == 3
+    rate = index.sample_rate_hz
+    clip = rendered(61, 30.0, rate)[10 * rate:15 * rate]
+    clip = clip + 0.05 * np.random.default_rng(0).standard_normal(clip.size).astype(np.float32)
+    found = index.match_samples(clip)
+    assert found is not None and found.song.path == paths[1] and found.offset_s == pytest.approx(10.0, abs=0.1)
+    assert index.overlaps() == []  # three different songs share no stretch
+    assert index.stats()["songs"] == 3 and index.stats()["file_bytes"] > 0
+    index.remove([found.song.id])
+    assert index.match_samples(clip) is None
