@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from lmprint.catalogue import SCHEMA_VERSION, Catalogue, song_list
-from lmprint.errors import AudioError, IndexFileError, SettingsError
+from lmprint.errors import AudioError, IndexFileError, IndexLocked, SettingsError
 from lmprint.files import find_audio_files, holds_content, title_from_path, unstorable_name
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 
@@ -210,17 +210,22 @@ class Index:
                     ids.append(None)
                     continue
                 ids.append(song_id)
+                self.catalogue.set_hash_count(song_id, int(song.hashes.size))
                 batch.append(SongPostings(song_id, song.hashes, song.anchor_frames))
                 if song.peak_frames.size:  # a fingerprint without peaks is matched by vote alone, as schema 3's
                     self.peaks.put(song_id, song.peak_frames, song.peak_bins)
             self.postings.add(batch)
-            for stored in batch:  # after: the embedded store counts an older file's tail from the songs before
-                self.catalogue.set_hash_count(stored.song_id, int(stored.hashes.size))
         return ids
 
     def _compact_after_change(self, changed_audio_s: float) -> None:
+        """Housekeeping after the change has committed: skipped when another process is writing (the next large
+        change compacts), so that it never fails a change that is made."""
         if changed_audio_s > 0 and changed_audio_s >= COMPACT_AFTER_CHANGE * self.catalogue.audio_s():
-            self.postings.compact()
+            try:
+                with self.catalogue.waiting_briefly():
+                    self.postings.compact()
+            except IndexLocked:
+                return
             self.catalogue.compact()
 
     # --- match ------------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Where the landmark engine keeps its data: postings behind a small storage interface, and songs' peaks.
 
-`PostingStore` is what the engine asks of a posting store: add a song's postings, look up a batch of keys, remove
-songs, count songs and report sizes. It speaks storage (keys, songs, frames), not voting, so another backend (a
-distributed key-value store, for libraries beyond one machine) can implement it and be handed to `Index`
-(`Index(path, postings=...)`); `tests/test_store_contract.py` holds every implementation to the same tests, one
-of them a store in memory that shows how little the interface asks.
+`PostingStore` is what the engine asks of a posting store: add songs' postings, look up a batch of keys, remove
+songs, scan every posting in key order, count songs, compact and report sizes. It speaks storage (keys, songs,
+frames), not voting, so another backend (a distributed key-value store, for libraries beyond one machine) can
+implement it and be handed to `Index` (`Index(path, postings=...)`); `tests/test_store_contract.py` holds every
+implementation to the same tests, one of them a store in memory that shows how little the interface asks.
 
 `SQLitePostingStore` is the embedded implementation, in the index file (`lmprint.catalogue`) and, once the index
 is no longer small, in sealed segments beside it (`landmark.segments`):
@@ -457,7 +457,8 @@ class SQLitePostingStore:
         counted = self.catalogue.meta_int("tail_postings", None)
         if counted is not None:
             return counted
-        total, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
+        # the songs placed on the timeline: a batch being added has recorded its songs' hashes, not placed them
+        total, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs WHERE timeline_start IS NOT NULL")[0]
         return max(0, int(total) - self._sealed_postings())
 
     def _tail_range(self, first_hash: int, end_hash: int, layout: codec.RowLayout, table: str

@@ -336,7 +336,7 @@ class Catalogue:
 
     def after_rollback(self, callback: Callable[[], None]) -> None:
         """Call `callback` if the write transaction in progress rolls back (never, if it commits): to undo what
-        it did outside the file, such as writing a segment that no listing will name."""
+        it did outside the file, such as writing a segment that no listing will name. Undone newest first."""
         self._after_rollback.append(callback)
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -406,7 +406,7 @@ class Catalogue:
     def compact(self) -> bool:
         """Rewrite the file without the slack that appends leave in pages. False, changing nothing, when another
         process is using the index at that moment."""
-        with self._waiting_briefly():
+        with self.waiting_briefly():
             try:
                 self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a file made before it: VACUUM applies it
                 self.conn.execute("VACUUM")
@@ -423,7 +423,7 @@ class Catalogue:
         does a file another writer holds for `COMPACT_BUSY_TIMEOUT_S`: the seal is committed; this is housekeeping."""
         if self.conn.in_transaction:
             return
-        with self._waiting_briefly():
+        with self.waiting_briefly():
             try:
                 free, = self.conn.execute("PRAGMA freelist_count").fetchone()
                 pages, = self.conn.execute("PRAGMA page_count").fetchone()
@@ -434,13 +434,17 @@ class Catalogue:
                 pass  # busy (or damaged: the next read or write says so in one line)
 
     @contextmanager
-    def _waiting_briefly(self) -> Iterator[None]:
-        """Wait `COMPACT_BUSY_TIMEOUT_S` for another writer, not `busy_timeout_s`: for work that may be skipped."""
-        self.conn.execute(f"PRAGMA busy_timeout={int(COMPACT_BUSY_TIMEOUT_S * 1000)}")
+    def waiting_briefly(self) -> Iterator[None]:
+        """Inside, wait `COMPACT_BUSY_TIMEOUT_S` for another writer, not `busy_timeout_s` (write transactions too):
+        for housekeeping, which is skipped when another process is writing."""
+        patient_s = self.busy_timeout_s
+        self.busy_timeout_s = min(patient_s, COMPACT_BUSY_TIMEOUT_S)
+        self.conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
         try:
             yield
         finally:
-            self.conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            self.busy_timeout_s = patient_s
+            self.conn.execute(f"PRAGMA busy_timeout={int(patient_s * 1000)}")
 
     def file_bytes(self) -> int:
         """Size of the file and its write-ahead log."""
@@ -704,7 +708,7 @@ class WriteTransaction:
         self.catalogue.writing = False
         conn = self.catalogue.conn
         callbacks, self.catalogue._after_commit = self.catalogue._after_commit, []
-        undo, self.catalogue._after_rollback = self.catalogue._after_rollback, []
+        undo, self.catalogue._after_rollback = self.catalogue._after_rollback[::-1], []
         if kind is None:
             try:
                 conn.execute("COMMIT")

@@ -101,11 +101,10 @@ class Workers:
     thread): no other thread ever opens one, whatever else the server runs in threads."""
 
     def __init__(self, open_method: Callable[[], Method], settings: ServeSettings):
-        from concurrent.futures import ThreadPoolExecutor
-
         self._open = open_method
+        self._threads = settings.workers
         self._local = threading.local()
-        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="lmprint-worker")
+        self._pool = self._new_pool()
         self._capacity = settings.workers + settings.queue
         self._admitted = 0  # only touched on the event loop's thread
         self._opened: list[Method] = []
@@ -135,11 +134,19 @@ class Workers:
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: work(self.method()))
 
     def close(self) -> None:
-        """Stop the threads, once the work given to them is done, and close the indexes they opened."""
+        """Stop the threads, once the work given to them is done, and close the indexes they opened. A new pool
+        takes their place (its threads start with its first work): the application may be started again."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         for method in self._opened:
             method.close()
         self._opened.clear()
+        self._local = threading.local()
+        self._pool = self._new_pool()
+
+    def _new_pool(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        return ThreadPoolExecutor(self._threads, thread_name_prefix="lmprint-worker")
 
 
 class ThreadMethod:
@@ -188,8 +195,13 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
 
     async def refused(request: Request, response: JSONResponse) -> JSONResponse:
         """`response` to a request whose body is unread, once that body is read and thrown away (for at most
-        `read_timeout_s`): a client that writes its whole upload before reading the answer would otherwise meet the
-        closed connection, a reset, rather than the answer. Nothing is kept in memory."""
+        `read_timeout_s`, holding no place in the queue): a client that writes its whole upload before reading the
+        answer would otherwise meet the closed connection, a reset, rather than the answer. Nothing is kept in
+        memory. A client that asked to hear first (`Expect: 100-continue`, as curl does for large bodies) has sent
+        nothing, and is answered at once: reading would tell it to send."""
+        if request.headers.get("expect", "").lower() == "100-continue":
+            return response
+
         async def discard() -> None:
             async for _ in request.stream():
                 pass
@@ -260,13 +272,16 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                 return await read_then(request, folder, work)
         except Busy:
             return await refused(request, busy())
+        except TooLarge:  # by its Content-Length, before a byte of it was read
+            return await refused(request, error(413, f"upload over {settings.max_upload_bytes} bytes"))
 
     async def read_then(request: Request, folder: str, work: Callable[[str, str, bool], Any]):
         try:
             path, name, created = await asyncio.wait_for(upload(request, folder), settings.read_timeout_s)
         except TooLarge as too_large:
-            response = error(413, f"upload over {settings.max_upload_bytes} bytes")
-            return await refused(request, response) if too_large.unread else response
+            if too_large.unread:
+                raise  # answered once its place in the queue is given back
+            return error(413, f"upload over {settings.max_upload_bytes} bytes")
         except TimeoutError:
             return error(408, f"upload not received within {settings.read_timeout_s:g} s")
         except ClientDisconnect:  # gone before its upload was whole: no one reads the answer, and nothing is kept
@@ -293,8 +308,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             return await refused(request, error(403, "this server is read-only (start it with --allow-add and a "
                                                      "token)"))
         scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                                 (settings.token or "").encode()):
+        # a header's bytes arrive as latin-1 text: compare bytes, so that a token of any characters can match
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("latin-1", "replace"),
+                                                                 (settings.token or "").strip().encode()):
             return await refused(request, error(401, "a valid token is needed: Authorization: Bearer TOKEN",
                                                 **{"WWW-Authenticate": "Bearer"}))
         os.makedirs(upload_dir, exist_ok=True)
@@ -306,8 +322,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                     if report.failed:
                         raise LmprintError(report.failed[0][1])
                 except LmprintError:
-                    if created:
-                        _discard(path)  # kept only as an indexed song's file
+                    if created and not _names_file(method, path):  # kept only as an indexed song's file
+                        _discard(path)
                     raise
                 # skipped: its content was indexed already (a copy of an indexed file is recorded, and skipped too)
                 return {"added": report.added, "skipped": report.skipped + report.copies, "path": path}
@@ -409,6 +425,16 @@ def serve(app: str, host: str, port: int, processes: int, settings: ServeSetting
     uvicorn.run(app, factory=True, host=host, port=port, workers=processes, log_level="warning",
                 timeout_keep_alive=int(settings.read_timeout_s),
                 limit_concurrency=4 * (settings.workers + settings.queue))  # per process; past it uvicorn answers 503
+
+
+def _names_file(method: Method, path: str) -> bool:
+    """Whether the index names the file at `path` (a song's, or a copy's): an error after its song was stored must
+    not delete it. True when the index cannot be read to tell."""
+    try:
+        return bool(method.catalogue.read("SELECT 1 FROM songs WHERE path=?", (path,))) or (
+            method.catalogue.copy_at(path) is not None)
+    except LmprintError:
+        return True
 
 
 def _discard(path: str) -> None:

@@ -1,6 +1,10 @@
 """A `PostingStore` kept in memory: the whole interface in a page, as a backend for a key-value store would
 implement it (one value of postings per key). The contract tests hold it and the embedded store to the same
-behaviour; lmprint itself never uses it."""
+behaviour; lmprint itself never uses it.
+
+A store outside the index file cannot join the catalogue's write transaction. It writes at once, and undoes what it
+wrote if that transaction rolls back (`Catalogue.after_rollback`): a song id rolled back is given again, and its
+postings must not answer for the next song."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from landmark.store import Postings, SongPostings, within_budget
+from lmprint.catalogue import Catalogue
 
 KEYS_PER_SCAN = 4096
 """Keys returned by one batch of `scan`."""
@@ -18,12 +23,16 @@ KEYS_PER_SCAN = 4096
 class MemoryPostingStore:
     """Postings per key, each key's as (song ids, frames) arrays; nothing survives `close`."""
 
-    def __init__(self) -> None:
+    def __init__(self, catalogue: Catalogue) -> None:
+        self._catalogue = catalogue
         self._by_key: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._per_song: Counter[int] = Counter()
 
     def add(self, songs: Sequence[SongPostings]) -> None:
+        self._catalogue.after_rollback(lambda: self._drop([song.song_id for song in songs]))
         for song in songs:
+            if song.hashes.size == 0:
+                continue
             order = np.argsort(song.hashes, kind="stable")
             hashes, frames = np.asarray(song.hashes)[order], np.asarray(song.frames, np.int64)[order]
             starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
@@ -49,6 +58,14 @@ class MemoryPostingStore:
                         np.concatenate([found[i][1] for i in read]).astype(np.int64))  # type: ignore[index]
 
     def remove(self, song_ids: Sequence[int]) -> None:
+        kept_before = dict(self._by_key), Counter(self._per_song)
+
+        def undo() -> None:
+            self._by_key, self._per_song = kept_before
+        self._catalogue.after_rollback(undo)
+        self._drop(song_ids)
+
+    def _drop(self, song_ids: Sequence[int]) -> None:
         gone = np.asarray(list(song_ids), np.int64)
         for key, (songs, frames) in list(self._by_key.items()):
             kept = ~np.isin(songs, gone)

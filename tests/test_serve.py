@@ -1,5 +1,6 @@
 """`lmprint serve`: the HTTP API, its limits, and the WebSocket that follows live audio, in process."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -82,23 +83,11 @@ def test_bad_uploads_get_a_json_error_and_never_a_500(built_index, tmp_path):
 def test_a_client_that_goes_away_mid_upload_gets_an_answer_not_a_traceback(built_index):
     """The client closes its connection after part of its body: the request ends with a 400, not an exception
     in the server's log."""
-    import asyncio
-
     app = create_app(lambda: Index(built_index), ServeSettings())
-    messages = iter([{"type": "http.request", "body": bytes(1000), "more_body": True}, {"type": "http.disconnect"}])
-    sent = []
-
-    async def receive():
-        return next(messages)
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/match", "headers": [(b"content-length", b"100000")],
-             "query_string": b"", "root_path": "", "scheme": "http", "server": ("test", 80), "client": ("c", 1),
-             "http_version": "1.1", "app": app}
-    asyncio.run(app(scope, receive, send))
-    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    gone = asyncio.Event()
+    gone.set()
+    status, _ = asyncio.run(asgi_post(app, "/match", {"content-length": "100000"}, body_of(bytes(1000), then=gone)))
+    assert status == 400
 
 
 def test_songs_stats_and_health(client, built_index):
@@ -140,41 +129,71 @@ def test_a_full_pool_answers_503_with_retry_after(built_index, tmp_path, monkeyp
 def test_uploads_being_read_count_against_the_queue(built_index):
     """Two slow clients each send part of a large upload: with one worker and one place in the queue, a third is
     turned away before its body is read, so a server holds at most `workers + queue` uploads in memory."""
-    import asyncio
-
     app = create_app(lambda: Index(built_index), ServeSettings(workers=1, queue=1))
-
-    async def request(body_parts, ended: asyncio.Event | None = None):
-        """A POST of `body_parts`; with `ended`, the rest of the body never comes until it is set, and the client
-        goes away then."""
-        parts, sent = list(body_parts), []
-
-        async def receive():
-            if not parts:
-                await ended.wait()
-                return {"type": "http.disconnect"}
-            return {"type": "http.request", "body": parts.pop(0), "more_body": bool(parts) or ended is not None}
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {"type": "http", "method": "POST", "path": "/match", "headers": [], "query_string": b"",
-                 "root_path": "", "scheme": "http", "server": ("test", 80), "client": ("c", 1),
-                 "http_version": "1.1", "app": app}
-        await app(scope, receive, send)
-        return sent[0]["status"], dict(sent[0]["headers"])
 
     async def three_clients():
         ended = asyncio.Event()
-        slow = [asyncio.create_task(request([bytes(1 << 20)] * 3, ended)) for _ in range(2)]
+        slow = [asyncio.create_task(asgi_post(app, "/match", {}, body_of(*[bytes(1 << 20)] * 3, then=ended)))
+                for _ in range(2)]
         await asyncio.sleep(0.2)  # both are reading their uploads now
-        third = await asyncio.wait_for(request([b"RIFF"] * 3), 10)  # its body is read and thrown away
+        third = await asyncio.wait_for(asgi_post(app, "/match", {}, body_of(b"RIFF", b"RIFF")), 10)
         ended.set()
         return third, await asyncio.gather(*slow)
 
     (status, headers), slow = asyncio.run(three_clients())
-    assert status == 503 and headers[b"retry-after"] == b"1"
+    assert status == 503 and headers["retry-after"] == "1"
     assert [status for status, _ in slow] == [400, 400]  # they went away before their uploads were whole
+
+
+async def asgi_post(app, path: str, headers: dict, receive) -> tuple[int, dict]:
+    """One POST straight through the ASGI application, its body from `receive`: its status and headers."""
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "root_path": "",
+             "headers": [(name.encode(), value.encode()) for name, value in headers.items()],
+             "scheme": "http", "server": ("test", 80), "client": ("c", 1), "http_version": "1.1", "app": app}
+    await app(scope, receive, send)
+    return sent[0]["status"], {name.decode(): value.decode() for name, value in sent[0]["headers"]}
+
+
+def body_of(*parts: bytes, then: asyncio.Event | None = None):
+    """An ASGI `receive` sending `parts`; with `then`, the body goes on until it is set, and the client leaves."""
+    parts_left = list(parts)
+
+    async def receive():
+        if not parts_left:
+            await then.wait()
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": parts_left.pop(0), "more_body": bool(parts_left) or then is not None}
+    return receive
+
+
+def test_a_refusal_reads_no_body_a_client_has_not_sent_and_holds_no_queue_place(built_index):
+    """A client that asked `Expect: 100-continue` is refused without being asked for its body (reading it would
+    tell the server to send "100 Continue"); an upload over the cap by its `Content-Length`, whose body is read
+    and thrown away, does not hold the one worker's place meanwhile."""
+    app = create_app(lambda: Index(built_index), ServeSettings(workers=1, queue=0, max_upload_bytes=1000))
+
+    async def never():
+        raise AssertionError("the body was asked for")
+
+    status, _ = asyncio.run(asgi_post(app, "/songs", {"content-length": "50000", "expect": "100-continue"}, never))
+    assert status == 403
+
+    async def large_then_small():
+        sent_all = asyncio.Event()
+        large = asyncio.create_task(asgi_post(app, "/match", {"content-length": "2000"},
+                                              body_of(bytes(500), bytes(500), then=sent_all)))
+        await asyncio.sleep(0.05)  # being drained now, the rest of its body still to come
+        small = await asyncio.wait_for(asgi_post(app, "/match", {"content-length": "16"},
+                                                 body_of(b"not audio at all")), 10)
+        sent_all.set()
+        return (await asyncio.wait_for(large, 10))[0], small[0]
+
+    assert asyncio.run(large_then_small()) == (413, 422)
 
 
 def test_an_index_locked_by_a_writer_answers_503_and_keeps_no_upload(built_index, tmp_path):
@@ -211,15 +230,39 @@ def test_an_index_locked_by_a_writer_answers_503_and_keeps_no_upload(built_index
     assert added.status_code == 200 and added.json()["added"] == 1
 
 
-def test_the_servers_worker_threads_stop_with_it(built_index):
+def test_the_servers_worker_threads_stop_with_it_and_it_can_start_again(built_index):
     def workers() -> int:
         return sum(thread.name.startswith("lmprint-worker") for thread in threading.enumerate())
 
     before = workers()
-    with client_for(built_index) as client:
-        assert client.get("/health").status_code == 200
-        assert workers() == before + 1
-    assert workers() == before
+    app = create_app(lambda: Index(built_index), ServeSettings())
+    for _ in range(2):
+        with TestClient(app) as client:
+            assert client.get("/health").status_code == 200
+            assert workers() == before + 1
+        assert workers() == before
+
+
+def test_a_songs_file_is_kept_when_an_error_comes_after_it_was_stored(built_index, tmp_path, monkeypatch):
+    """Housekeeping after the song's commit fails (a full disk while compacting): the answer is an error, but the
+    song is indexed, and its only file must stay."""
+    from lmprint.errors import IndexFileError
+
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    song = tmp_path / "kept.flac"
+    write(song, rendered(45, 20.0, SYNTH_RATE), SYNTH_RATE)
+
+    def failing(self, changed_audio_s):
+        raise IndexFileError("no space left on device while compacting")
+
+    monkeypatch.setattr(Index, "_compact_after_change", failing)
+    with client_for(db, allow_add=True, token="t") as client:
+        answer = client.post("/songs", files={"file": ("kept.flac", song.read_bytes())},
+                             headers={"authorization": "Bearer t"})
+    assert answer.status_code == 422
+    stored = [s.path for s in Index(db).catalogue.songs() if s.title == "kept"]
+    assert len(stored) == 1 and os.path.exists(stored[0])
 
 
 def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_index, library_dir, tmp_path):

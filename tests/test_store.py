@@ -1064,3 +1064,28 @@ def test_dedup_of_songs_without_landmarks_finds_nothing(tmp_path):
                 index.catalogue.add_song(f"/m{n}.flac", f"m{n}", 30.0, f"sha-{n}")
         duplicates = index.duplicates()
         assert (duplicates.recordings, duplicates.shared_parts, index.overlaps()) == ([], [], [])
+
+
+def test_compacting_after_an_add_is_skipped_while_another_process_writes(tmp_path, monkeypatch):
+    """Compaction is housekeeping after the songs have committed: when another writer holds the file, `add` leaves
+    it for a later change after a brief wait, rather than waiting a minute and then failing a change that is made."""
+    from landmark.store import SQLitePostingStore
+
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    compact = SQLitePostingStore.compact
+
+    def compact_once_another_writer_began(self):
+        other.execute("BEGIN IMMEDIATE")  # another `add` takes the file just after this one's commit
+        return compact(self)
+
+    monkeypatch.setattr(SQLitePostingStore, "compact", compact_once_another_writer_began)
+    began = time.monotonic()
+    song_id = store.add_fingerprints([SongFingerprint("/a", "a", 10.0, "sha-a", *_random_songs(9, 1)[0],
+                                                      np.zeros(0, np.int64), np.zeros(0, np.int64))])[0]
+    store._compact_after_change(10.0)  # a fifth of the library and more: it compacts
+    assert time.monotonic() - began < 10
+    other.execute("ROLLBACK")
+    assert [song.id for song in store.catalogue.songs()] == [song_id]
+    assert store.catalogue.busy_timeout_s == 60.0  # as it was

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from landmark import Index
+from landmark.batch import SongFingerprint
+from landmark.store import SongPostings
 from tests.conftest import SYNTH_RATE, rendered
 from tests.memory_store import MemoryPostingStore
 from tests.test_store import _random_songs, insert
 
-STORES = {"embedded": None, "in memory": lambda catalogue: MemoryPostingStore()}
+STORES = {"embedded": None, "in memory": MemoryPostingStore}
 
 
 @pytest.fixture(params=list(STORES))
@@ -39,6 +41,39 @@ def test_a_lookup_returns_every_posting_of_the_keys_asked_and_no_other(index):
     with pytest.raises(ValueError):
         index.postings.lookup(np.array([5, 3], np.uint32))
     assert index.postings.song_count() == 4
+
+
+def test_a_batch_of_songs_is_stored_as_one_song_at_a_time_would_be(index):
+    """A bulk load (`add_fingerprints`: one transaction, one `add` of several songs), a song without hashes among
+    them."""
+    songs = _random_songs(4, 5)
+    none = np.zeros(0, np.int64)
+    batch = [SongFingerprint(f"/{n}", str(n), 10.0, f"sha-{n}", hashes, frames, none, none)
+             for n, (hashes, frames) in enumerate(songs)]
+    batch.insert(2, SongFingerprint("/quiet", "quiet", 10.0, "sha-quiet", np.zeros(0, np.uint32),
+                                    np.zeros(0, np.uint32), none, none))
+    ids = index.add_fingerprints(batch)
+    assert len(set(ids)) == 6 and None not in ids
+    every_key = np.unique(np.concatenate([h for h, _ in songs]))
+    stored = sorted((h, song_id, f) for song_id, (hashes, frames) in zip(ids[:2] + ids[3:], songs)
+                    for h, f in zip(hashes.tolist(), frames.tolist()))
+    assert postings_of(index, every_key) == stored
+    assert index.postings.song_count() == 5  # the song without hashes has no postings
+
+
+def test_a_transaction_rolled_back_leaves_no_postings_for_the_next_song_to_inherit(index):
+    """The id of a song whose transaction rolled back is given again: its postings must be gone, or a clip of it
+    would name the next song."""
+    first, second = _random_songs(5, 2)
+    with pytest.raises(RuntimeError), index.catalogue.write():
+        song_id = index.catalogue.add_song("/gone", "gone", 10.0, "sha-gone")
+        index.postings.add([SongPostings(song_id, *first)])
+        raise RuntimeError("the transaction fails after its postings were written")
+    next_id = insert(index, "/next", "sha-next", *second)
+    assert next_id == song_id
+    assert postings_of(index, np.unique(first[0])) == sorted(
+        (h, next_id, f) for h, f in zip(second[0].tolist(), second[1].tolist()) if h in set(first[0].tolist()))
+    assert index.postings.song_count() == 1
 
 
 def test_a_budget_reads_whole_keys_by_priority_per_posting(index):
@@ -96,13 +131,17 @@ def test_songs_are_named_and_removed_through_either_store(index, tmp_path):
         path = tmp_path / f"song {seed}.wav"
         write(path, rendered(60 + seed, 30.0, SYNTH_RATE), SYNTH_RATE)
         paths.append(str(path))
-    assert index.add(paths).added == 3
+    excerpt = tmp_path / "an excerpt of song 0.wav"
+    write(excerpt, rendered(60, 30.0, SYNTH_RATE)[5 * SYNTH_RATE:20 * SYNTH_RATE], SYNTH_RATE)
+    assert index.add([*paths, str(excerpt)]).added == 4
+    shared = index.overlaps()
+    assert [{overlap.song_a, overlap.song_b} for overlap in shared] == [
+        {song.id for song in index.catalogue.songs() if song.path in (paths[0], str(excerpt))}]
     rate = index.sample_rate_hz
     clip = rendered(61, 30.0, rate)[10 * rate:15 * rate]
     clip = clip + 0.05 * np.random.default_rng(0).standard_normal(clip.size).astype(np.float32)
     found = index.match_samples(clip)
     assert found is not None and found.song.path == paths[1] and found.offset_s == pytest.approx(10.0, abs=0.1)
-    assert index.overlaps() == []  # three different songs share no stretch
-    assert index.stats()["songs"] == 3 and index.stats()["file_bytes"] > 0
+    assert index.stats()["songs"] == 4 and index.stats()["file_bytes"] > 0
     index.remove([found.song.id])
     assert index.match_samples(clip) is None
