@@ -1,6 +1,6 @@
 """How likely each query pair is to be evidence, so that a query reads its likeliest evidence per posting first.
 
-A query asks for some 20,000 keys (its dense pairs, each also at Δt ± 2), of which a few dozen are pairs the
+A query asks for some 15,000 keys (its dense pairs, each also at Δt ± 2), of which a few dozen are pairs the
 index stored for the clip's song. Every posting of a key asked for is read and voted on, so reading them all costs
 in step with the library: a key holds 30 postings on average at 10,000 songs, 300 at 100,000. Instead, a query
 reads its keys in order of expected evidence per posting, `likelihood / postings`, until it has read
@@ -14,7 +14,7 @@ reads its keys in order of expected evidence per posting, `likelihood / postings
   by one frame is 3–4.3× less likely, by two 19–68× less. Across one query's pairs the chance spans three orders
   of magnitude, so a budget spent by it reads the song's pairs first.
 - **postings**: what reading the key costs, which the store knows without reading it. Stores read keys in units
-  (SQLite: a row of 16 keys), so a unit's priority is its keys' summed likelihood.
+  (the embedded store: a row of 1, 4 or 16 keys), so a unit's priority is its keys' summed likelihood.
 
 Rare keys of likely pairs come first and common keys of unlikely pairs last, so a budget spends its reads where
 the clip's song is (docs/tuning.md, 2026-12-01). A library whose query asks for fewer postings than the budget
