@@ -749,6 +749,7 @@ def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, meth
     try:  # the workers import the framework: check for it here, before the index opens
         if missing is not None:
             raise ImportError(name=missing)
+        from .serve import check_can_listen
         from .serve import serve as run
     except ImportError as error:
         raise LmprintError(f"serve needs the [serve] extra ({error.name} is missing): pip install -e '.[serve]' in "
@@ -759,6 +760,7 @@ def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, meth
     os.environ[SERVE_OPTIONS] = json.dumps({"db": ctx.obj["db"], "method": method, "model": model,
                                             "device": device, "settings": settings})
     serve_app()  # the index opens, or one line says why, before any worker starts
+    check_can_listen(host, port)
     click.echo(f"lmprint: serving {ctx.obj['db']} at http://{host}:{port}/ (Ctrl-C stops)", err=True)
     from .serve import ServeSettings
 

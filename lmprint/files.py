@@ -131,6 +131,25 @@ def declared_duration_s(path: str | os.PathLike) -> float | None:
         return None
 
 
+PREFERRED_EXTENSIONS = (".m4a", ".mp3", ".wma", ".mka", ".aiff", ".ape")
+"""Which of a container's extensions names its file, where FFmpeg's demuxer has several (mov: .mp4, .m4a, ...)."""
+
+
+def audio_extension(path: str | os.PathLike) -> str | None:
+    """The extension (".flac", ".m4a", ...) that names the audio container a file holds, found by opening it:
+    what a file that came without a name needs for a walk of its folder to pick it up. None when it is not a
+    container PyAV opens."""
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore", options={"format_whitelist": AUDIO_DEMUXERS}) as container:
+            extensions = {f".{extension}" for extension in container.format.extensions} & AUDIO_EXTENSIONS
+    except Exception:  # noqa: BLE001 - not audio: decoding will say why in one line
+        return None
+    return next((extension for extension in PREFERRED_EXTENSIONS if extension in extensions),
+                min(extensions, default=None))
+
+
 def holds_content(path: str, sha1: str) -> bool:
     """Whether the file at `path` holds exactly the content hashed as `sha1` (False when gone or unreadable): a
     copy recorded by `add` may have been replaced since, or a song's file overwritten."""

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IndexLocked, LmprintError
-from .files import declared_duration_s
+from .files import AUDIO_EXTENSIONS, audio_extension, declared_duration_s
 from .method import Method
 from .monitor import Monitor, MonitorSettings, Segment
 
@@ -45,6 +45,12 @@ MAX_CHUNK_S = 4.0
 MAX_AHEAD_S = 20.0
 """...and makes a client wait when it sends audio this far ahead of real time: one stream cannot take the
 workers away from everyone else's queries."""
+
+MAX_OPEN_CONNECTIONS = 512
+"""Connections one server process holds open at once, idle keep-alive ones included; past it uvicorn itself
+answers 503 (plain text, no `Retry-After`). Uploads held in memory are bounded by `ServeSettings.queue`, not by
+this, so it can be large: an idle connection costs a few kilobytes, and a few clients keeping theirs open must not
+shut everyone else out."""
 
 LIVE = MonitorSettings(window_s=5.0, hop_s=1.0, idle_hop_s=1.0)
 """How `/listen` follows a microphone: a 5 s look every second, silence and unknown music included, so that two
@@ -250,13 +256,17 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         # song), and the file keeps its name (a song's title when it has no tag)
         folder = os.path.join(folder, hashlib.sha1(data).hexdigest()[:16])
         os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, _safe_name(name))
-        if os.path.exists(path):  # it holds these bytes already, and may be being indexed: never rewrite it
-            return path, name, False
-        partial = f"{path}.{os.getpid()}-{threading.get_ident()}.part"  # unique to this writer; renamed once whole
+        base = _safe_name(name)
+        partial = os.path.join(folder, f".{base}.{os.getpid()}-{threading.get_ident()}.part")  # this writer's own
         try:
             with open(partial, "wb") as file:
                 file.write(data)
+            if os.path.splitext(base)[1].lower() not in AUDIO_EXTENSIONS:  # a raw body, or a name without one:
+                base += audio_extension(partial) or ""  # named by its container, so that a walk of the folder finds it
+            path = os.path.join(folder, base)
+            if os.path.exists(path):  # it holds these bytes already, and may be being indexed: never rewrite it
+                _discard(partial)
+                return path, name, False
             os.replace(partial, path)
         except BaseException:
             _discard(partial)
@@ -424,7 +434,21 @@ def serve(app: str, host: str, port: int, processes: int, settings: ServeSetting
 
     uvicorn.run(app, factory=True, host=host, port=port, workers=processes, log_level="warning",
                 timeout_keep_alive=int(settings.read_timeout_s),
-                limit_concurrency=4 * (settings.workers + settings.queue))  # per process; past it uvicorn answers 503
+                limit_concurrency=MAX_OPEN_CONNECTIONS)
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Refuse, in one line, an address this machine cannot listen on (a port in use, a host it does not have),
+    before the server says it is serving there."""
+    import socket
+
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed port's
+            probe.bind(address)  # lingering connections do not hold it
+    except OSError as error:
+        raise LmprintError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 def _names_file(method: Method, path: str) -> bool:

@@ -310,6 +310,39 @@ def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_in
         assert over.status_code == 413 and os.path.exists(added.json()["path"])
 
 
+def test_a_raw_upload_is_kept_under_its_containers_extension_so_that_add_finds_it_again(built_index, tmp_path):
+    """A raw body has no file name: the file kept is named by its container (`upload.flac`), so that indexing the
+    uploads folder again (rebuilding an index) picks it up."""
+    from lmprint.files import find_audio_files
+
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    song = tmp_path / "raw.flac"
+    write(song, rendered(46, 20.0, SYNTH_RATE), SYNTH_RATE)
+    with client_for(db, allow_add=True, token="t") as client:
+        added = client.post("/songs", content=song.read_bytes(), headers={"authorization": "Bearer t"})
+    assert added.status_code == 200 and added.json()["added"] == 1
+    assert os.path.basename(added.json()["path"]) == "upload.flac"
+    found = [path for path, error in find_audio_files([str(tmp_path / "lmprint-uploads")]) if error is None]
+    assert found == [added.json()["path"]]
+
+
+def test_serve_refuses_a_port_in_use_in_one_line_before_saying_it_serves(built_index):
+    import socket
+
+    from click.testing import CliRunner
+
+    from lmprint.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["--db", str(built_index), "serve", "--port", str(port)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "serving" not in result.output
+
+
 def test_it_keeps_serving_while_another_process_adds_to_the_index(built_index, tmp_path):
     db = tmp_path / "copy.db"
     shutil.copy(built_index, db)
@@ -407,6 +440,16 @@ def test_lmprint_serve_starts_worker_processes_that_answer_and_stops_on_a_signal
             with urllib.request.urlopen(request, timeout=60) as response:
                 answers.append(json.loads(response.read())["match"]["path"])
         assert answers == [song.path] * 4
+        import http.client  # clients that keep their connections open, idle, do not shut others out
+
+        idle = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(130)]  # 60 a process before
+        for connection in idle:
+            connection.request("GET", "/health")
+            assert connection.getresponse().read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as response:
+            assert response.status == 200
+        for connection in idle:
+            connection.close()
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(30)
