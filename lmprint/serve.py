@@ -225,9 +225,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         except LmprintError as failure:
             return error(422, str(failure))
 
-    async def upload(request: Request, folder: str) -> tuple[str, str, bool]:
+    async def upload(request: Request, folder: str, kept: bool) -> tuple[str, str, bool]:
         """Write the request's audio (its body, or a form's `file`) to a file in `folder`: (path, name, whether this
-        request wrote it)."""
+        request wrote it). A `kept` file without an audio extension (a raw body's) is given its container's."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
             raise TooLarge(unread=True)
@@ -261,7 +261,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         try:
             with open(partial, "wb") as file:
                 file.write(data)
-            if os.path.splitext(base)[1].lower() not in AUDIO_EXTENSIONS:  # a raw body, or a name without one:
+            if kept and os.path.splitext(base)[1].lower() not in AUDIO_EXTENSIONS:  # a raw body, or no extension:
                 base += audio_extension(partial) or ""  # named by its container, so that a walk of the folder finds it
             path = os.path.join(folder, base)
             if os.path.exists(path):  # it holds these bytes already, and may be being indexed: never rewrite it
@@ -273,21 +273,21 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             raise
         return path, name, True
 
-    async def with_upload(request: Request, folder: str, work: Callable[[str, str, bool], Any]):
+    async def with_upload(request: Request, folder: str, work: Callable[[str, str, bool], Any], kept: bool = False):
         """Read the upload into `folder` within the caps and time limit, check its duration, then `work(path, name,
         created)`; `created`: this request wrote the file (else an earlier one did, and it is not this one's to
-        delete)."""
+        delete). `kept`: the file outlives the request (`POST /songs`), and is named so that `add` finds it."""
         try:
             with workers.slot():  # taken before the body is read, held until it is answered
-                return await read_then(request, folder, work)
+                return await read_then(request, folder, work, kept)
         except Busy:
             return await refused(request, busy())
         except TooLarge:  # by its Content-Length, before a byte of it was read
             return await refused(request, error(413, f"upload over {settings.max_upload_bytes} bytes"))
 
-    async def read_then(request: Request, folder: str, work: Callable[[str, str, bool], Any]):
+    async def read_then(request: Request, folder: str, work: Callable[[str, str, bool], Any], kept: bool):
         try:
-            path, name, created = await asyncio.wait_for(upload(request, folder), settings.read_timeout_s)
+            path, name, created = await asyncio.wait_for(upload(request, folder, kept), settings.read_timeout_s)
         except TooLarge as too_large:
             if too_large.unread:
                 raise  # answered once its place in the queue is given back
@@ -338,7 +338,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                 # skipped: its content was indexed already (a copy of an indexed file is recorded, and skipped too)
                 return {"added": report.added, "skipped": report.skipped + report.copies, "path": path}
             return await guarded(work)
-        return await with_upload(request, upload_dir, index)
+        return await with_upload(request, upload_dir, index, kept=True)
 
     async def songs(request: Request):
         return await guarded(lambda method: method.catalogue.listed())
