@@ -52,6 +52,11 @@ answers 503 (plain text, no `Retry-After`). Uploads held in memory are bounded b
 this, so it can be large: an idle connection costs a few kilobytes, and a few clients keeping theirs open must not
 shut everyone else out."""
 
+SHUTDOWN_GRACE_S = 5.0
+"""After Ctrl-C, requests in flight have this long to finish (a query takes milliseconds); one still running then,
+such as an upload still arriving, is cancelled and the server stops, rather than waiting out its read timeout.
+Its client is answered 503 by a single worker process; under several, uvicorn closes its connection."""
+
 LIVE = MonitorSettings(window_s=5.0, hop_s=1.0, idle_hop_s=1.0)
 """How `/listen` follows a microphone: a 5 s look every second, silence and unknown music included, so that two
 agreeing looks name a song about 6 s after it starts (a file's monitor looks every 2 s at 6 s, every 4 s while it
@@ -284,6 +289,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             return await refused(request, busy())
         except TooLarge:  # by its Content-Length, before a byte of it was read
             return await refused(request, error(413, f"upload over {settings.max_upload_bytes} bytes"))
+        except asyncio.CancelledError:  # the server is stopping, past its grace: an answer, not a traceback
+            return error(503, "the server is stopping", **{"Retry-After": "1"})
 
     async def read_then(request: Request, folder: str, work: Callable[[str, str, bool], Any], kept: bool):
         try:
@@ -433,8 +440,8 @@ def serve(app: str, host: str, port: int, processes: int, settings: ServeSetting
     import uvicorn
 
     uvicorn.run(app, factory=True, host=host, port=port, workers=processes, log_level="warning",
-                timeout_keep_alive=int(settings.read_timeout_s),
-                limit_concurrency=MAX_OPEN_CONNECTIONS)
+                timeout_keep_alive=int(settings.read_timeout_s), limit_concurrency=MAX_OPEN_CONNECTIONS,
+                timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S))
 
 
 def check_can_listen(host: str, port: int) -> None:

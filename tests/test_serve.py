@@ -196,6 +196,23 @@ def test_a_refusal_reads_no_body_a_client_has_not_sent_and_holds_no_queue_place(
     assert asyncio.run(large_then_small()) == (413, 422)
 
 
+def test_a_request_cancelled_as_the_server_stops_is_answered_503(built_index):
+    """Past the shutdown grace uvicorn cancels what is still running, here an upload still arriving: it gets an
+    answer (and its temporary folder is removed), not a traceback in the log."""
+    app = create_app(lambda: Index(built_index), ServeSettings())
+
+    async def stopping():
+        never = asyncio.Event()
+        request = asyncio.create_task(asgi_post(app, "/match", {"content-length": "100000"},
+                                                body_of(bytes(1000), then=never)))
+        await asyncio.sleep(0.05)
+        request.cancel()
+        return await request
+
+    status, headers = asyncio.run(stopping())
+    assert status == 503 and headers["retry-after"] == "1"
+
+
 def test_an_index_locked_by_a_writer_answers_503_and_keeps_no_upload(built_index, tmp_path):
     """`POST /songs` while another process holds the write lock past the busy timeout: try again later (503), and
     the upload, which the index did not take, is not left in the upload folder."""
@@ -450,9 +467,18 @@ def test_lmprint_serve_starts_worker_processes_that_answer_and_stops_on_a_signal
             assert response.status == 200
         for connection in idle:
             connection.close()
+        # a client stalled halfway through its upload: Ctrl-C answers it and stops within the grace, not its 30 s
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=30)
+        stalled.sendall(b"POST /match HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + bytes(1000))
+        time.sleep(0.5)
+        began = time.monotonic()
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(30)
+    assert time.monotonic() - began < 15
+    answer = stalled.recv(200)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 503")  # closed by uvicorn's supervisor, or answered
+    stalled.close()
     assert "Traceback" not in server.stderr.read()
 
 
