@@ -150,27 +150,24 @@ class Index:
         found there moves to a path where the batch found its content, or to a copy that still holds it (each
         move `record`ed), or is removed. Returns how many were removed."""
         found_at = {content: path for path, content in content_at.items()}
-        stale = [(song_id, path, content) for path, found in content_at.items()
-                 for song_id, content in self.catalogue.read(
-                     "SELECT id, content_sha1 FROM songs WHERE path=? AND content_sha1 != ?", (path, found))]
+        stale = [song for path, found in content_at.items() for song in self.catalogue.songs_at(path)
+                 if song.content_sha1 != found]
         if self.catalogue.has_table("copies"):  # a copy's path that holds other content now is no copy
             self.catalogue.forget_copies(path for path, content in content_at.items() for _ in self.catalogue.read(
                 "SELECT 1 FROM copies JOIN songs ON songs.id = copies.song_id WHERE copies.path=? AND "
                 "songs.content_sha1 != ?", (path, content)))
-        copies = self.catalogue.copies_of(song_id for song_id, _, _ in stale)
+        copies = self.catalogue.copies_of(song.id for song in stale)
         gone = []
-        for song_id, old_path, content in stale:
-            path = found_at.get(content) or next((copy for copy in copies.get(song_id, [])
-                                                  if holds_content(copy, content)), None)
+        for song in stale:
+            path = found_at.get(song.content_sha1) or next((copy for copy in copies.get(song.id, [])
+                                                            if holds_content(copy, song.content_sha1)), None)
             if path is not None:
-                self.catalogue.move_song(song_id, path, _title_of(path))
-                record(Outcome(path, skipped=True, content_sha1=content, moved_from=old_path))
+                self.catalogue.move_song(song.id, path, _title_of(path))
+                record(Outcome(path, skipped=True, content_sha1=song.content_sha1, moved_from=song.path))
             else:
-                gone.append((song_id, old_path, content))
-        rows = self.catalogue.songs_by_id([song_id for song_id, _, _ in gone])
-        as_read = [rows[song_id] for song_id, path, content in gone  # removed only if no one moved it meanwhile
-                   if song_id in rows and (rows[song_id].path, rows[song_id].content_sha1) == (path, content)]
-        return len(self.remove(as_read))  # one scan of the postings for all of them
+                gone.append(song)
+        # as read: a song another process moved meanwhile stays; one scan of the postings for all of them
+        return len(self.remove(gone))
 
     def _moved(self, outcome: Outcome) -> Outcome:
         """A skipped file's outcome, as a move when its content's song names a path that is gone (or that holds

@@ -466,6 +466,11 @@ class Catalogue:
         return {row[0]: Song(*row) for marks, batch in id_batches(ids)
                 for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({marks})", batch)}
 
+    def songs_at(self, path: str) -> list[Song]:
+        """The songs whose file is recorded at exactly `path` (a path names one song, but a batch may be settling
+        another that its content left there)."""
+        return [Song(*row) for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE path=?", (path,))]
+
     def find_songs(self, reference: str) -> list[Song]:
         """Songs whose id, path (as given, absolute, or with links resolved), title or content hash equals
         `reference`, or whose content hash starts with it (at least `MIN_HASH_PREFIX` hexadecimal digits, as `git`

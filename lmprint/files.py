@@ -6,9 +6,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from .errors import AudioError, reading_file
+
+T = TypeVar("T")
 
 AUDIO_EXTENSIONS = frozenset(
     ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .m4b .mp4 .aac .wma .aif .aiff .aifc .mka .webm .ape .wv .mpc "
@@ -121,14 +124,7 @@ def title_from_path(path: str) -> str:
 def declared_duration_s(path: str | os.PathLike) -> float | None:
     """The audio duration a file's container declares, without decoding it; None when it declares none or is not
     a container PyAV opens (decoding will say why)."""
-    import av
-
-    try:
-        with av.open(str(path), metadata_errors="ignore",  # a badly encoded tag hides no duration
-                     options={"format_whitelist": AUDIO_DEMUXERS}) as container:
-            return container.duration / 1e6 if container.duration else None
-    except Exception:  # noqa: BLE001 - whatever FFmpeg makes of it, decoding will say why in one line
-        return None
+    return _from_container(path, lambda container: container.duration / 1e6 if container.duration else None)
 
 
 PREFERRED_EXTENSIONS = (".m4a", ".mp3", ".wma", ".mka", ".aiff", ".ape")
@@ -139,15 +135,22 @@ def audio_extension(path: str | os.PathLike) -> str | None:
     """The extension (".flac", ".m4a", ...) that names the audio container a file holds, found by opening it:
     what a file that came without a name needs for a walk of its folder to pick it up. None when it is not a
     container PyAV opens."""
+    extensions = _from_container(path, lambda container: {f".{extension}" for extension in container.format.extensions})
+    named = (extensions or set()) & AUDIO_EXTENSIONS
+    return next((extension for extension in PREFERRED_EXTENSIONS if extension in named), min(named, default=None))
+
+
+def _from_container(path: str | os.PathLike, read: Callable[[Any], T]) -> T | None:
+    """`read(container)` of the file's container, opened without decoding, with audio demuxers only; None when it
+    is not a container PyAV opens (decoding will say why, in one line)."""
     import av
 
     try:
-        with av.open(str(path), metadata_errors="ignore", options={"format_whitelist": AUDIO_DEMUXERS}) as container:
-            extensions = {f".{extension}" for extension in container.format.extensions} & AUDIO_EXTENSIONS
-    except Exception:  # noqa: BLE001 - not audio: decoding will say why in one line
+        with av.open(str(path), metadata_errors="ignore",  # a badly encoded tag hides nothing read here
+                     options={"format_whitelist": AUDIO_DEMUXERS}) as container:
+            return read(container)
+    except Exception:  # noqa: BLE001 - whatever FFmpeg makes of it
         return None
-    return next((extension for extension in PREFERRED_EXTENSIONS if extension in extensions),
-                min(extensions, default=None))
 
 
 def holds_content(path: str, sha1: str) -> bool:

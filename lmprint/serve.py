@@ -204,6 +204,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     def busy(message: str = "busy: every worker is taken and the queue is full") -> JSONResponse:
         return error(503, message, **{"Retry-After": "1"})
 
+    def too_large() -> JSONResponse:
+        return error(413, f"upload over {settings.max_upload_bytes} bytes")
+
     async def refused(request: Request, response: JSONResponse) -> JSONResponse:
         """`response` to a request whose body is unread, once that body is read and thrown away (for at most
         `read_timeout_s`, holding no place in the queue): a client that writes its whole upload before reading the
@@ -288,17 +291,17 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         except Busy:
             return await refused(request, busy())
         except TooLarge:  # by its Content-Length, before a byte of it was read
-            return await refused(request, error(413, f"upload over {settings.max_upload_bytes} bytes"))
+            return await refused(request, too_large())
         except asyncio.CancelledError:  # the server is stopping, past its grace: an answer, not a traceback
-            return error(503, "the server is stopping", **{"Retry-After": "1"})
+            return busy("the server is stopping")
 
     async def read_then(request: Request, folder: str, work: Callable[[str, str, bool], Any], kept: bool):
         try:
             path, name, created = await asyncio.wait_for(upload(request, folder, kept), settings.read_timeout_s)
-        except TooLarge as too_large:
-            if too_large.unread:
+        except TooLarge as over_cap:
+            if over_cap.unread:
                 raise  # answered once its place in the queue is given back
-            return error(413, f"upload over {settings.max_upload_bytes} bytes")
+            return too_large()
         except TimeoutError:
             return error(408, f"upload not received within {settings.read_timeout_s:g} s")
         except ClientDisconnect:  # gone before its upload was whole: no one reads the answer, and nothing is kept
@@ -462,8 +465,7 @@ def _names_file(method: Method, path: str) -> bool:
     """Whether the index names the file at `path` (a song's, or a copy's): an error after its song was stored must
     not delete it. True when the index cannot be read to tell."""
     try:
-        return bool(method.catalogue.read("SELECT 1 FROM songs WHERE path=?", (path,))) or (
-            method.catalogue.copy_at(path) is not None)
+        return bool(method.catalogue.songs_at(path)) or method.catalogue.copy_at(path) is not None
     except LmprintError:
         return True
 
