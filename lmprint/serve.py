@@ -20,6 +20,7 @@ its upload 408, a bad upload a 4xx JSON error. Starlette serves it, uvicorn runs
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import hmac
 import os
@@ -160,6 +161,84 @@ class Workers:
         return ThreadPoolExecutor(self._threads, thread_name_prefix="lmprint-worker")
 
 
+class Upload:
+    """An upload's file while a request uses it (a context manager). Two uploads of the same bytes share one file
+    (a folder per content; a client's retry, or two clients), so each request holds the file with a shared
+    `flock` while it uses it. A request that finds the index did not take the file deletes it only where no other
+    request holds it: never while another is indexing it, and the last of them to let go deletes it."""
+
+    def __init__(self, path: str, name: str, descriptor: int):
+        self.path, self.name = path, name
+        self._descriptor: int | None = descriptor
+
+    @classmethod
+    def store(cls, data: bytes, folder: str, base: str, name: str, kept: bool) -> Upload:
+        """Write `data` as `base` in `folder` (made if need be), or take the file there already, which holds the
+        same bytes and is never rewritten: it may be being indexed. A `kept` file whose `base` has no audio
+        extension is given its container's, so that a walk of the folder finds it."""
+        for attempt in range(3):  # the folder, found empty, may be deleted by the request that made it meanwhile
+            os.makedirs(folder, exist_ok=True)
+            partial = os.path.join(folder, f".{base}.{os.getpid()}-{threading.get_ident()}.part")  # this writer's
+            try:
+                with open(partial, "wb") as file:
+                    file.write(data)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        try:
+            if kept and os.path.splitext(base)[1].lower() not in AUDIO_EXTENSIONS:
+                base += audio_extension(partial) or ""
+            path = os.path.join(folder, base)
+            for _ in range(5):
+                try:
+                    os.link(partial, path)  # the file, unless one is there already: a rename would replace it
+                except FileExistsError:
+                    pass
+                except OSError:  # a file system without hard links (FAT): a rename, where no file is there yet
+                    if not os.path.exists(path):
+                        os.replace(partial, path)
+                try:
+                    descriptor = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:  # deleted since by a request that found the index did not take it
+                    continue
+                fcntl.flock(descriptor, fcntl.LOCK_SH)  # waits out a request deleting it
+                if _same_file(descriptor, path):
+                    _discard(partial)
+                    return cls(path, name, descriptor)
+                os.close(descriptor)  # deleted (and maybe written again) while this waited: once more
+            raise OSError(f"{path} keeps changing")
+        except BaseException:
+            _discard(partial)
+            raise
+
+    def discard(self) -> None:
+        """Delete the file, and its folder once that is empty, unless another request holds it; and let go of it at
+        once, since a request waiting for it may hold up the event loop."""
+        if self._descriptor is None:
+            return
+        try:
+            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _same_file(self._descriptor, self.path):
+                _discard(self.path)
+        except BlockingIOError:  # another request is using it: it is theirs to keep or to delete
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Let go of the file (and its lock)."""
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+    def __enter__(self) -> Upload:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class ThreadMethod:
     """A Method whose calls go to the calling thread's index: what a Monitor driven from worker threads uses."""
 
@@ -233,9 +312,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         except LmprintError as failure:
             return error(422, str(failure))
 
-    async def upload(request: Request, folder: str, kept: bool) -> tuple[str, str, bool]:
-        """Write the request's audio (its body, or a form's `file`) to a file in `folder`: (path, name, whether this
-        request wrote it). A `kept` file without an audio extension (a raw body's) is given its container's."""
+    async def receive(request: Request, folder: str, kept: bool) -> Upload:
+        """Write the request's audio (its body, or a form's `file`) to a file in `folder`, and hold it. A `kept`
+        file without an audio extension (a raw body's) is given its container's."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
             raise TooLarge(unread=True)
@@ -262,29 +341,12 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             raise LmprintError("empty upload")
         # a folder per content: two uploads of one name never overwrite each other (nor replace each other's
         # song), and the file keeps its name (a song's title when it has no tag)
-        folder = os.path.join(folder, hashlib.sha1(data).hexdigest()[:16])
-        os.makedirs(folder, exist_ok=True)
-        base = _safe_name(name)
-        partial = os.path.join(folder, f".{base}.{os.getpid()}-{threading.get_ident()}.part")  # this writer's own
-        try:
-            with open(partial, "wb") as file:
-                file.write(data)
-            if kept and os.path.splitext(base)[1].lower() not in AUDIO_EXTENSIONS:  # a raw body, or no extension:
-                base += audio_extension(partial) or ""  # named by its container, so that a walk of the folder finds it
-            path = os.path.join(folder, base)
-            if os.path.exists(path):  # it holds these bytes already, and may be being indexed: never rewrite it
-                _discard(partial)
-                return path, name, False
-            os.replace(partial, path)
-        except BaseException:
-            _discard(partial)
-            raise
-        return path, name, True
+        return Upload.store(data, os.path.join(folder, hashlib.sha1(data).hexdigest()[:16]), _safe_name(name),
+                            name, kept)
 
-    async def with_upload(request: Request, folder: str, work: Callable[[str, str, bool], Any], kept: bool = False):
-        """Read the upload into `folder` within the caps and time limit, check its duration, then `work(path, name,
-        created)`; `created`: this request wrote the file (else an earlier one did, and it is not this one's to
-        delete). `kept`: the file outlives the request (`POST /songs`), and is named so that `add` finds it."""
+    async def with_upload(request: Request, folder: str, work: Callable[[Upload], Any], kept: bool = False):
+        """Read the upload into `folder` within the caps and time limit, check its duration, then `work(upload)`.
+        `kept`: the file outlives the request (`POST /songs`), and is named so that `add` finds it."""
         try:
             with workers.slot():  # taken before the body is read, held until it is answered
                 return await read_then(request, folder, work, kept)
@@ -295,9 +357,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         except asyncio.CancelledError:  # the server is stopping, past its grace: an answer, not a traceback
             return busy("the server is stopping")
 
-    async def read_then(request: Request, folder: str, work: Callable[[str, str, bool], Any], kept: bool):
+    async def read_then(request: Request, folder: str, work: Callable[[Upload], Any], kept: bool):
         try:
-            path, name, created = await asyncio.wait_for(upload(request, folder, kept), settings.read_timeout_s)
+            upload = await asyncio.wait_for(receive(request, folder, kept), settings.read_timeout_s)
         except TooLarge as over_cap:
             if over_cap.unread:
                 raise  # answered once its place in the queue is given back
@@ -310,17 +372,19 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             return error(400, str(failure))
         except OSError as failure:  # the upload folder: a full disk, no permission
             return error(507, f"cannot store the upload: {failure.strerror or failure}")
-        declared_s = declared_duration_s(path)
-        if declared_s is not None and declared_s > settings.max_upload_s:
-            if created:
-                _discard(path)
-            return error(413, f"upload of {declared_s:.0f} s of audio, over {settings.max_upload_s:g} s")
-        return await work(path, name, created)
+        with upload:
+            declared_s = declared_duration_s(upload.path)
+            if declared_s is not None and declared_s > settings.max_upload_s:
+                # not kept, unless it is an indexed song's file (uploaded when the cap was higher)
+                if not kept or not await workers.run(lambda method: _names_file(method, upload.path)):
+                    upload.discard()
+                return error(413, f"upload of {declared_s:.0f} s of audio, over {settings.max_upload_s:g} s")
+            return await work(upload)
 
     async def match(request: Request):
         with tempfile.TemporaryDirectory(prefix="lmprint-serve-") as folder:
-            async def answer(path: str, name: str, created: bool):
-                return await guarded(lambda method: method.answer(path).to_dict(name))
+            async def answer(upload: Upload):
+                return await guarded(lambda method: method.answer(upload.path).to_dict(upload.name))
             return await with_upload(request, folder, answer)
 
     async def add(request: Request):
@@ -335,18 +399,18 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                                                 **{"WWW-Authenticate": "Bearer"}))
         os.makedirs(upload_dir, exist_ok=True)
 
-        async def index(path: str, name: str, created: bool):
+        async def index(upload: Upload):
             def work(method: Method) -> dict:
                 try:
-                    report = method.add([path])
+                    report = method.add([upload.path])
                     if report.failed:
                         raise LmprintError(report.failed[0][1])
                 except LmprintError:
-                    if created and not _names_file(method, path):  # kept only as an indexed song's file
-                        _discard(path)
+                    if not _names_file(method, upload.path):  # kept only as an indexed song's file
+                        upload.discard()
                     raise
                 # skipped: its content was indexed already (a copy of an indexed file is recorded, and skipped too)
-                return {"added": report.added, "skipped": report.skipped + report.copies, "path": path}
+                return {"added": report.added, "skipped": report.skipped + report.copies, "path": upload.path}
             return await guarded(work)
         return await with_upload(request, upload_dir, index, kept=True)
 
@@ -468,6 +532,14 @@ def _names_file(method: Method, path: str) -> bool:
         return bool(method.catalogue.songs_at(path)) or method.catalogue.copy_at(path) is not None
     except LmprintError:
         return True
+
+
+def _same_file(descriptor: int, path: str) -> bool:
+    """Whether `path` still names the file open as `descriptor`."""
+    try:
+        return os.path.samestat(os.fstat(descriptor), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _discard(path: str) -> None:

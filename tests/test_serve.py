@@ -4,7 +4,10 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -17,7 +20,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from bench.audio_io import write  # noqa: E402
 from bench.serve_load import wav_bytes  # noqa: E402
 from landmark import Index, audio  # noqa: E402
-from lmprint.serve import ServeSettings, create_app  # noqa: E402
+from lmprint.serve import ServeSettings, Upload, create_app  # noqa: E402
 from tests.conftest import SYNTH_RATE, rendered  # noqa: E402
 
 
@@ -247,17 +250,64 @@ def test_an_index_locked_by_a_writer_answers_503_and_keeps_no_upload(built_index
     assert added.status_code == 200 and added.json()["added"] == 1
 
 
+def test_an_upload_that_another_request_holds_is_deleted_by_the_last_to_let_go(tmp_path):
+    """Two uploads of the same bytes share one file. One that the index did not take is left while another
+    request, maybe in another server process, still holds it (it may be indexing it); the last one deletes it."""
+    folder = tmp_path / "uploads" / "0123abcd"
+    first = Upload.store(b"the same bytes", str(folder), "song.flac", "song.flac", kept=True)
+    second = Upload.store(b"the same bytes", str(folder), "song.flac", "song.flac", kept=True)
+    assert first.path == second.path and os.listdir(folder) == ["song.flac"]
+    first.discard()
+    assert os.path.exists(second.path)
+    other_process = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys; descriptor = os.open(sys.argv[1], os.O_RDONLY); "
+         "fcntl.flock(descriptor, fcntl.LOCK_SH); print('held', flush=True); sys.stdin.read()", second.path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other_process.stdout.readline().strip() == "held"
+        second.discard()
+        assert os.path.exists(second.path)
+    finally:
+        other_process.communicate("")
+    last = Upload.store(b"the same bytes", str(folder), "song.flac", "song.flac", kept=True)
+    last.discard()
+    assert not folder.exists()
+
+
+def test_an_upload_deleted_while_a_request_waited_for_it_is_written_again(tmp_path):
+    import fcntl
+
+    folder = tmp_path / "0123abcd"
+    first = Upload.store(b"the same bytes", str(folder), "song.flac", "song.flac", kept=True)
+    first.close()
+    deleting = os.open(first.path, os.O_RDONLY)
+    fcntl.flock(deleting, fcntl.LOCK_EX)  # what `discard` holds while it deletes
+    taken: list[Upload] = []
+    waiting = threading.Thread(target=lambda: taken.append(
+        Upload.store(b"the same bytes", str(folder), "song.flac", "song.flac", kept=True)))
+    waiting.start()
+    time.sleep(0.2)  # it waits for the lock now
+    assert not taken
+    os.remove(first.path)
+    os.close(deleting)
+    waiting.join(5)
+    with taken[0] as again:
+        assert again.path == first.path and open(again.path, "rb").read() == b"the same bytes"
+        assert os.listdir(folder) == ["song.flac"]  # its partial file is gone
+
+
 def test_the_servers_worker_threads_stop_with_it_and_it_can_start_again(built_index):
-    def workers() -> int:
-        return sum(thread.name.startswith("lmprint-worker") for thread in threading.enumerate())
+    def workers() -> set[threading.Thread]:  # as objects: another test's idle pool may let its thread go any time
+        return {thread for thread in threading.enumerate() if thread.name.startswith("lmprint-worker")}
 
     before = workers()
     app = create_app(lambda: Index(built_index), ServeSettings())
     for _ in range(2):
         with TestClient(app) as client:
             assert client.get("/health").status_code == 200
-            assert workers() == before + 1
-        assert workers() == before
+            started = workers() - before
+            assert len(started) == 1
+        assert not any(thread.is_alive() for thread in started)
 
 
 def test_a_songs_file_is_kept_when_an_error_comes_after_it_was_stored(built_index, tmp_path, monkeypatch):
@@ -508,3 +558,4 @@ def test_serve_without_its_extra_says_what_to_install_in_one_line(built_index, m
     result = CliRunner().invoke(main, ["--db", str(built_index), "serve"])
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert "[serve] extra (starlette is missing)" in result.output and "Traceback" not in result.output
+
