@@ -38,8 +38,8 @@ STARTUP_RUNS = 3
 
 
 def song_fingerprints(postings) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Every song's (hashes, frames), read back from the postings table."""
-    hashes, songs, frames = postings.all_postings()
+    """Every song's (hashes, frames), read back from a posting store (`PostingStore.scan`)."""
+    hashes, songs, frames = (np.concatenate(column) for column in zip(*postings.scan()))
     order = np.argsort(songs, kind="stable")
     hashes, songs, frames = hashes[order], songs[order], frames[order]
     starts = run_starts(songs)
@@ -139,12 +139,12 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                          "db_bytes_per_song": round(stats["file_bytes"] / songs, 1),
                          "db_bytes_per_audio_s": round(stats["file_bytes"] / index.catalogue.audio_s(), 1),
                          "db_mb": round(stats["file_bytes"] / 2**20, 1),
-                         "segments": stats["segments"],
+                         "segments": stats.get("segments"),  # the default store's; another may have none
                          "cold_start_s": cold["wall_s_median"], "query_process_peak_mb": cold["peak_rss_mb"],
                          "insert_ms_per_distractor": (round(1000 * insert_s / (size - have), 2) if size > have
                                                       else None),
                          "add_one_ms": round(1000 * float(np.median(one_by_one_s)), 1),
-                         "hashes_per_row": stats["hashes_per_row"]})
+                         "hashes_per_row": stats.get("hashes_per_row")})
             print(rows[-1], file=sys.stderr, flush=True)
         index.close()  # then every size's clips, the sizes taking turns
         for row, outcomes in zip(rows, interleaved(at_size, queries, clips)):

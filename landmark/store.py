@@ -392,13 +392,6 @@ class SQLitePostingStore:
                         yield hashes[inside], song_ids, frames
                 return
 
-    def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(hashes, song ids, frames) of every posting in the store (a full scan)."""
-        parts = list(self.scan())
-        if not parts:
-            return np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return tuple(np.concatenate(column) for column in zip(*parts))  # type: ignore[return-value]
-
     def timeline(self) -> Timeline:
         """Where the songs lie on the timeline, read from the file now: the sealed songs' places from one blob
         (`sealed_timeline`), the rest from their rows. Reading 100,000 songs' rows costs 0.2 s, the blob a few ms."""
