@@ -53,6 +53,11 @@ answers 503 (plain text, no `Retry-After`). Uploads held in memory are bounded b
 this, so it can be large: an idle connection costs a few kilobytes, and a few clients keeping theirs open must not
 shut everyone else out."""
 
+STORE_ATTEMPTS = 5
+"""Tries to store an upload whose file other requests delete and write again meanwhile, before a 507."""
+LOCK_POLL_S = 0.005
+"""How often a request waiting for an upload's file that another request is deleting tries its lock again."""
+
 SHUTDOWN_GRACE_S = 5.0
 """After Ctrl-C, requests in flight have this long to finish (a query takes milliseconds); one still running then,
 such as an upload still arriving, is cancelled and the server stops, rather than waiting out its read timeout.
@@ -164,33 +169,31 @@ class Workers:
 class Upload:
     """An upload's file while a request uses it (a context manager). Two uploads of the same bytes share one file
     (a folder per content; a client's retry, or two clients), so each request holds the file with a shared
-    `flock` while it uses it. A request that finds the index did not take the file deletes it only where no other
-    request holds it: never while another is indexing it, and the last of them to let go deletes it."""
+    `flock` while it uses it, in whichever server process it runs. A request that finds the index did not take the
+    file deletes it only while no other request holds it (`discard`), so never under one indexing it; one still
+    holding it then decides for itself."""
 
     def __init__(self, path: str, name: str, descriptor: int):
         self.path, self.name = path, name
         self._descriptor: int | None = descriptor
+        self._closing = threading.Lock()  # the event loop and a worker thread may both let go of it
 
     @classmethod
-    def store(cls, data: bytes, folder: str, base: str, name: str, kept: bool) -> Upload:
+    async def store(cls, data: bytes, folder: str, base: str, name: str, kept: bool) -> Upload:
         """Write `data` as `base` in `folder` (made if need be), or take the file there already, which holds the
-        same bytes and is never rewritten: it may be being indexed. A `kept` file whose `base` has no audio
-        extension is given its container's, so that a walk of the folder finds it."""
-        for attempt in range(3):  # the folder, found empty, may be deleted by the request that made it meanwhile
-            os.makedirs(folder, exist_ok=True)
-            partial = os.path.join(folder, f".{base}.{os.getpid()}-{threading.get_ident()}.part")  # this writer's
-            try:
-                with open(partial, "wb") as file:
-                    file.write(data)
-                break
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
+        same bytes and is never rewritten (it may be being indexed), and hold it. A `kept` file whose `base` has
+        no audio extension is given its container's, so that a walk of the folder finds it."""
+        if kept and os.path.splitext(base)[1].lower() not in AUDIO_EXTENSIONS:
+            base += _container_extension(data) or ""
+        path, partial = os.path.join(folder, base), None
         try:
-            if kept and os.path.splitext(base)[1].lower() not in AUDIO_EXTENSIONS:
-                base += audio_extension(partial) or ""
-            path = os.path.join(folder, base)
-            for _ in range(5):
+            for _ in range(STORE_ATTEMPTS):
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                    if partial is None or not os.path.exists(partial):  # first, or renamed into place and deleted
+                        partial = _write_partial(folder, base, data)
+                except FileNotFoundError:  # the folder, found empty, was deleted meanwhile by a request letting go
+                    continue
                 try:
                     os.link(partial, path)  # the file, unless one is there already: a rename would replace it
                 except FileExistsError:
@@ -199,38 +202,45 @@ class Upload:
                     if not os.path.exists(path):
                         os.replace(partial, path)
                 try:
-                    descriptor = os.open(path, os.O_RDONLY)
+                    descriptor = os.open(path, os.O_RDWR)  # writable: an emulated flock (NFS) locks only so
                 except FileNotFoundError:  # deleted since by a request that found the index did not take it
                     continue
-                fcntl.flock(descriptor, fcntl.LOCK_SH)  # waits out a request deleting it
-                if _same_file(descriptor, path):
-                    _discard(partial)
-                    return cls(path, name, descriptor)
+                try:
+                    await _shared_lock(descriptor)
+                    if _same_file(descriptor, path):
+                        return cls(path, name, descriptor)
+                except BaseException:
+                    os.close(descriptor)
+                    raise
                 os.close(descriptor)  # deleted (and maybe written again) while this waited: once more
-            raise OSError(f"{path} keeps changing")
-        except BaseException:
-            _discard(partial)
-            raise
-
-    def discard(self) -> None:
-        """Delete the file, and its folder once that is empty, unless another request holds it; and let go of it at
-        once, since a request waiting for it may hold up the event loop."""
-        if self._descriptor is None:
-            return
-        try:
-            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if _same_file(self._descriptor, self.path):
-                _discard(self.path)
-        except BlockingIOError:  # another request is using it: it is theirs to keep or to delete
-            pass
+            raise OSError(f"{path} keeps being deleted and written again")
         finally:
-            self.close()
+            if partial is not None:
+                _discard(partial)
+
+    def discard(self, named: Callable[[], bool] | None = None) -> None:
+        """Delete the file, and its folder once that is empty, unless another request holds it or `named()` says
+        the index names it; then let go of it. `named` is asked once this request holds the file alone, so that
+        no other can index it between the answer and the deletion."""
+        with self._closing:
+            if self._descriptor is None:
+                return
+            try:
+                fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _same_file(self._descriptor, self.path) and not (named is not None and named()):
+                    _discard(self.path)
+            except OSError:  # another request holds it, and it is theirs to keep or delete; or no lock to be sure
+                pass
+            finally:
+                os.close(self._descriptor)
+                self._descriptor = None
 
     def close(self) -> None:
         """Let go of the file (and its lock)."""
-        if self._descriptor is not None:
-            os.close(self._descriptor)
-            self._descriptor = None
+        with self._closing:
+            if self._descriptor is not None:
+                os.close(self._descriptor)
+                self._descriptor = None
 
     def __enter__(self) -> Upload:
         return self
@@ -341,8 +351,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             raise LmprintError("empty upload")
         # a folder per content: two uploads of one name never overwrite each other (nor replace each other's
         # song), and the file keeps its name (a song's title when it has no tag)
-        return Upload.store(data, os.path.join(folder, hashlib.sha1(data).hexdigest()[:16]), _safe_name(name),
-                            name, kept)
+        return await Upload.store(data, os.path.join(folder, hashlib.sha1(data).hexdigest()[:16]),
+                                  _safe_name(name), name, kept)
 
     async def with_upload(request: Request, folder: str, work: Callable[[Upload], Any], kept: bool = False):
         """Read the upload into `folder` within the caps and time limit, check its duration, then `work(upload)`.
@@ -375,8 +385,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         with upload:
             declared_s = declared_duration_s(upload.path)
             if declared_s is not None and declared_s > settings.max_upload_s:
-                # not kept, unless it is an indexed song's file (uploaded when the cap was higher)
-                if not kept or not await workers.run(lambda method: _names_file(method, upload.path)):
+                if kept:  # not kept, unless it is an indexed song's file (uploaded when the cap was higher)
+                    await workers.run(lambda method: upload.discard(named=lambda: _names_file(method, upload.path)))
+                else:
                     upload.discard()
                 return error(413, f"upload of {declared_s:.0f} s of audio, over {settings.max_upload_s:g} s")
             return await work(upload)
@@ -405,9 +416,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                     report = method.add([upload.path])
                     if report.failed:
                         raise LmprintError(report.failed[0][1])
-                except LmprintError:
-                    if not _names_file(method, upload.path):  # kept only as an indexed song's file
-                        upload.discard()
+                except LmprintError:  # kept only as an indexed song's file
+                    upload.discard(named=lambda: _names_file(method, upload.path))
                     raise
                 # skipped: its content was indexed already (a copy of an indexed file is recorded, and skipped too)
                 return {"added": report.added, "skipped": report.skipped + report.copies, "path": upload.path}
@@ -532,6 +542,37 @@ def _names_file(method: Method, path: str) -> bool:
         return bool(method.catalogue.songs_at(path)) or method.catalogue.copy_at(path) is not None
     except LmprintError:
         return True
+
+
+async def _shared_lock(descriptor: int) -> None:
+    """`flock(LOCK_SH)` without holding up the event loop: a request deleting the file holds it exclusively while
+    it asks the index whether it names it."""
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            await asyncio.sleep(LOCK_POLL_S)
+
+
+def _write_partial(folder: str, base: str, data: bytes) -> str:
+    """`data` in a new file of this request's own in `folder`, hidden from a walk of it; its path."""
+    descriptor, partial = tempfile.mkstemp(prefix=f".{base}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+    except BaseException:
+        _discard(partial)
+        raise
+    return partial
+
+
+def _container_extension(data: bytes) -> str | None:
+    """The extension that names the audio container `data` holds (`audio_extension`), read from a scratch file."""
+    with tempfile.NamedTemporaryFile(suffix=".part") as file:
+        file.write(data)
+        file.flush()
+        return audio_extension(file.name)
 
 
 def _same_file(descriptor: int, path: str) -> bool:

@@ -250,12 +250,17 @@ def test_an_index_locked_by_a_writer_answers_503_and_keeps_no_upload(built_index
     assert added.status_code == 200 and added.json()["added"] == 1
 
 
-def test_an_upload_that_another_request_holds_is_deleted_by_the_last_to_let_go(tmp_path):
+def stored(folder, data=b"the same bytes", base="song.flac") -> Upload:
+    """An upload's file as a `POST /songs` request stores and holds it."""
+    return asyncio.run(Upload.store(data, str(folder), base, base, kept=True))
+
+
+def test_an_upload_that_another_request_holds_is_left_to_it(tmp_path):
     """Two uploads of the same bytes share one file. One that the index did not take is left while another
-    request, maybe in another server process, still holds it (it may be indexing it); the last one deletes it."""
+    request, maybe in another server process, still holds it (it may be indexing it); the one that holds it last
+    deletes it, with its folder."""
     folder = tmp_path / "uploads" / "0123abcd"
-    first = Upload.store(b"the same bytes", str(folder), "song.flac", "song.flac", kept=True)
-    second = Upload.store(b"the same bytes", str(folder), "song.flac", "song.flac", kept=True)
+    first, second = stored(folder), stored(folder)
     assert first.path == second.path and os.listdir(folder) == ["song.flac"]
     first.discard()
     assert os.path.exists(second.path)
@@ -269,31 +274,88 @@ def test_an_upload_that_another_request_holds_is_deleted_by_the_last_to_let_go(t
         assert os.path.exists(second.path)
     finally:
         other_process.communicate("")
-    last = Upload.store(b"the same bytes", str(folder), "song.flac", "song.flac", kept=True)
+    last = stored(folder)
     last.discard()
     assert not folder.exists()
+    last.discard()  # let go of already: nothing more happens
+    last.close()
+
+
+def test_whether_the_index_names_an_upload_is_asked_once_no_other_request_can_index_it(tmp_path):
+    """A request that would delete the file asks the index about it only while it holds it alone: another request
+    indexing it meanwhile, then letting go, cannot be answered "not named" from before its commit."""
+    import fcntl
+
+    def named_while_alone(path: str, answer: bool):
+        def named() -> bool:
+            other = os.open(path, os.O_RDONLY)
+            try:
+                with pytest.raises(BlockingIOError):  # no request can take the file now
+                    fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            finally:
+                os.close(other)
+            asked.append(path)
+            return answer
+        return named
+
+    asked: list[str] = []
+    upload = stored(tmp_path / "a")
+    upload.discard(named=named_while_alone(upload.path, True))  # an indexed song's file: kept
+    assert asked == [upload.path] and os.path.exists(upload.path)
+    upload = stored(tmp_path / "a")
+    upload.discard(named=named_while_alone(upload.path, False))
+    assert len(asked) == 2 and not (tmp_path / "a").exists()
+    first, second = stored(tmp_path / "b"), stored(tmp_path / "b")
+    first.discard(named=named_while_alone(first.path, False))  # held by the other: not asked, not deleted
+    assert len(asked) == 2 and os.path.exists(second.path)
+    second.close()
 
 
 def test_an_upload_deleted_while_a_request_waited_for_it_is_written_again(tmp_path):
     import fcntl
 
     folder = tmp_path / "0123abcd"
-    first = Upload.store(b"the same bytes", str(folder), "song.flac", "song.flac", kept=True)
+    first = stored(folder)
     first.close()
-    deleting = os.open(first.path, os.O_RDONLY)
-    fcntl.flock(deleting, fcntl.LOCK_EX)  # what `discard` holds while it deletes
+    deleting = os.open(first.path, os.O_RDWR)
+    fcntl.flock(deleting, fcntl.LOCK_EX)  # what `discard` holds while it asks the index and deletes
     taken: list[Upload] = []
-    waiting = threading.Thread(target=lambda: taken.append(
-        Upload.store(b"the same bytes", str(folder), "song.flac", "song.flac", kept=True)))
+    waiting = threading.Thread(target=lambda: taken.append(stored(folder)))
     waiting.start()
-    time.sleep(0.2)  # it waits for the lock now
-    assert not taken
+
+    def opened_by_the_waiting_request() -> bool:
+        return sum(os.path.realpath(f"/proc/self/fd/{fd}") == first.path for fd in os.listdir("/proc/self/fd")) > 1
+
+    deadline = time.monotonic() + 10
+    while not opened_by_the_waiting_request() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert opened_by_the_waiting_request() and not taken  # it opened the file and waits for its lock
     os.remove(first.path)
     os.close(deleting)
-    waiting.join(5)
+    waiting.join(10)
     with taken[0] as again:
         assert again.path == first.path and open(again.path, "rb").read() == b"the same bytes"
         assert os.listdir(folder) == ["song.flac"]  # its partial file is gone
+
+
+def test_an_upload_that_cannot_be_written_whole_leaves_no_file(tmp_path):
+    """A full disk (here a file size limit) while the upload is written: a 507 for the request, and neither a
+    partial file nor its folder left in the upload folder."""
+    script = (
+        "import asyncio, resource, signal, sys\n"
+        "from lmprint.serve import Upload\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "try:\n"
+        "    asyncio.run(Upload.store(bytes(100_000), sys.argv[1], 'song.flac', 'song.flac', kept=True))\n"
+        "except OSError as failure:\n"
+        "    print(failure.errno)\n")
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    ran = subprocess.run([sys.executable, "-c", script, str(uploads / "0123abcd")], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert ran.stdout.strip() == "27", ran.stderr  # EFBIG
+    assert list(uploads.iterdir()) == []
 
 
 def test_the_servers_worker_threads_stop_with_it_and_it_can_start_again(built_index):
