@@ -60,8 +60,11 @@ LOCK_POLL_S = 0.005
 
 SHUTDOWN_GRACE_S = 5.0
 """After Ctrl-C, requests in flight have this long to finish (a query takes milliseconds); one still running then,
-such as an upload still arriving, is cancelled and the server stops, rather than waiting out its read timeout.
-Its client is answered 503 by a single worker process; under several, uvicorn closes its connection."""
+such as an upload still arriving, is cancelled and answered 503, and the server stops, rather than waiting out
+its read timeout."""
+ANSWER_GRACE_S = 1.0
+"""...and the cancelled requests have this long to send their 503s before the application shuts down: a worker
+process of several (`--workers`) is ended as soon as its application has."""
 
 LIVE = MonitorSettings(window_s=5.0, hop_s=1.0, idle_hop_s=1.0)
 """How `/listen` follows a microphone: a 5 s look every second, silence and unknown music included, so that two
@@ -249,6 +252,28 @@ class Upload:
         self.close()
 
 
+class Answering:
+    """How many HTTP requests the application is answering: its `Counted` middleware keeps the count."""
+
+    def __init__(self):
+        self.count = 0  # only touched on the event loop's thread
+
+    class Counted:
+        """ASGI middleware counting the HTTP requests it passes on until each has been answered (or has failed)."""
+
+        def __init__(self, app, answering: Answering):
+            self.app, self.answering = app, answering
+
+        async def __call__(self, scope, receive, send) -> None:
+            if scope["type"] != "http":
+                return await self.app(scope, receive, send)
+            self.answering.count += 1
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.answering.count -= 1
+
+
 class ThreadMethod:
     """A Method whose calls go to the calling thread's index: what a Monitor driven from worker threads uses."""
 
@@ -269,6 +294,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     added through `POST /songs` are kept in `upload_dir` (default: `lmprint-uploads` beside the index)."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route, WebSocketRoute
@@ -499,15 +525,23 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         """A bug, in one line: never a traceback to the client."""
         return error(500, f"internal error: {type(failure).__name__}")
 
+    answering = Answering()
+
     @asynccontextmanager
     async def lifespan(app):
         yield
+        # past its grace uvicorn cancels the requests still running (each then answers 503) and shuts the
+        # application down, and a worker process of several ends at once after: let those answers go out first
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ANSWER_GRACE_S
+        while answering.count and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         workers.close()
 
     routes = [Route("/", home), Route("/match", match, methods=["POST"]), Route("/songs", songs),
               Route("/songs", add, methods=["POST"]), Route("/stats", stats), Route("/health", health),
               WebSocketRoute("/listen", listen)]
-    return Starlette(routes=routes, lifespan=lifespan,
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(Answering.Counted, answering)],
                      exception_handlers={HTTPException: http_error, Exception: internal_error})
 
 
