@@ -462,6 +462,14 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     async def home(request: Request):
         return HTMLResponse(page)
 
+    async def refuse(websocket: WebSocket, message: str) -> None:
+        """Tell a listener what it sent wrong, and close: unless it has gone already (its error is nobody's)."""
+        try:
+            await websocket.send_json({"event": "error", "error": message})
+            await websocket.close(code=1003)
+        except WebSocketDisconnect:
+            pass
+
     async def listen(websocket: WebSocket):
         import soxr
 
@@ -480,8 +488,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             except WebSocketDisconnect:
                 return
             except (TimeoutError, ValueError, KeyError, TypeError, OverflowError):
-                await websocket.send_json({"event": "error", "error": 'send {"sample_rate": HZ} first'})
-                await websocket.close(code=1003)
+                await refuse(websocket, 'send {"sample_rate": HZ} first')
                 return
             resampler = soxr.ResampleStream(rate, sample_rate_hz, 1, dtype="float32")
             monitor = Monitor(ThreadMethod(workers, sample_rate_hz), LIVE)  # type: ignore[arg-type]
@@ -510,9 +517,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             except WebSocketDisconnect:
                 return
             except (KeyError, LmprintError) as failure:  # a text frame mid-stream, an oversized chunk, the index
-                message = str(failure) if isinstance(failure, LmprintError) else "send audio as binary frames"
-                await websocket.send_json({"event": "error", "error": message})
-                await websocket.close(code=1003)
+                await refuse(websocket, str(failure) if isinstance(failure, LmprintError)
+                             else "send audio as binary frames")
         finally:
             listeners[0] -= 1
 

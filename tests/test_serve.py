@@ -523,6 +523,33 @@ def test_the_listen_socket_refuses_a_stream_without_its_rate_a_text_frame_and_an
         assert "at most" in socket.receive_json()["error"]
 
 
+def test_a_listener_gone_before_its_error_is_sent_ends_quietly(built_index):
+    """A text frame mid-stream, then the client closes: the error the server would send it has no one to go to,
+    and the socket ends without an exception (uvicorn logged it as a traceback)."""
+    app = create_app(lambda: Index(built_index), ServeSettings())
+    frames = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": '{"sample_rate": 8000}'},
+              {"type": "websocket.receive", "bytes": np.zeros(4000, "<f4").tobytes()},
+              {"type": "websocket.receive", "text": "hello"}]
+    sent = []
+
+    async def receive():
+        return frames.pop(0) if frames else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message):
+        if json.loads(message.get("text") or "{}").get("event") == "error":
+            raise OSError("the client has gone")  # as uvicorn's socket reports a peer that closed
+        sent.append(message)
+
+    async def session():
+        scope = {"type": "websocket", "path": "/listen", "query_string": b"", "root_path": "", "headers": [],
+                 "scheme": "ws", "server": ("test", 80), "client": ("c", 1), "subprotocols": [], "app": app}
+        await app(scope, receive, send)
+
+    with TestClient(app):  # started, so that its workers run
+        asyncio.run(session())
+    assert [message["type"] for message in sent] == ["websocket.accept", "websocket.send"]  # "listening"
+
+
 def test_a_listener_past_the_limit_is_told_to_try_again_later(built_index):
     """The socket is closed with 1013 (try again later), which a page can act on, not refused as a bad request."""
     from starlette.websockets import WebSocketDisconnect
