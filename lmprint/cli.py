@@ -241,7 +241,8 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 @_guard
 def match(ctx, files, as_json, top, method, model, device, settings_file, assignments):
     """Identify each audio FILE (a folder: every audio file under it; -: standard input, any format). Prints the song,
-    where in it the clip starts, a score and a confidence."""
+    where in it the clip starts, a score, and the chance that a song the index does not hold would match as well
+    (the false-match probability; MERT: a confidence)."""
     import tempfile
 
     from .files import find_audio_files
@@ -317,7 +318,8 @@ def _warp_text(found) -> str:
 
 
 def describe(found, method: str) -> str:
-    """One line for a match: the song, where the clip starts in it, its score and confidence."""
+    """One line for a match: the song, where the clip starts in it, its score, and its false-match probability
+    (a confidence where the engine has none)."""
     if method == "mert":
         evidence = f"Hamming distance {found.score:.1f}"
     else:
@@ -729,7 +731,8 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
               help="Address to listen on (0.0.0.0: every interface; the default lets in this machine alone).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
-              help="Server processes, each answering one query at a time on its own open index: one per core.")
+              help="Server processes, each answering one query at a time on its own open index (one per core "
+                   "suits most machines).")
 @click.option("--queue", type=click.IntRange(0), default=14, show_default=True,
               help="Uploads that may be read or wait while the workers are busy, per worker process; one more gets 503 "
                    "with Retry-After.")
