@@ -40,6 +40,7 @@ from .errors import IndexLocked, LmprintError
 from .files import AUDIO_EXTENSIONS, audio_extension, declared_duration_s
 from .method import Method
 from .monitor import Monitor, MonitorSettings, Segment
+from .results import Outcome
 
 MAX_CHUNK_S = 4.0
 """`/listen` refuses a message of more audio than this (the page sends half a second)."""
@@ -438,15 +439,19 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
 
         async def index(upload: Upload):
             def work(method: Method) -> dict:
+                outcomes: list[Outcome] = []
                 try:
-                    report = method.add([upload.path])
+                    report = method.add([upload.path], on_outcome=outcomes.append)
                     if report.failed:
                         raise LmprintError(report.failed[0][1])
                 except LmprintError:  # kept only as an indexed song's file
                     upload.discard(named=lambda: _names_file(method, upload.path))
                     raise
-                # skipped: its content was indexed already (a copy of an indexed file is recorded, and skipped too)
-                return {"added": report.added, "skipped": report.skipped + report.copies, "path": upload.path}
+                # skipped: its content was indexed already (a copy of an indexed file is recorded, and skipped too);
+                # a warning: what `lmprint add` would print of it (an upload cut short, indexed as far as it goes)
+                answer = {"added": report.added, "skipped": report.skipped + report.copies, "path": upload.path}
+                warnings = [outcome.warning for outcome in outcomes if outcome.warning]
+                return {**answer, "warning": warnings[0]} if warnings else answer
             return await guarded(work)
         return await with_upload(request, upload_dir, index, kept=True)
 

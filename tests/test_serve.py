@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -437,6 +438,17 @@ def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_in
         # an indexed song's upload over a cap lowered since: refused, and its file, an earlier request's, kept
         over = stricter.post("/songs", files=upload, headers={"authorization": "Bearer s3cret"})
         assert over.status_code == 413 and os.path.exists(added.json()["path"])
+
+
+def test_an_upload_cut_short_is_added_with_the_warning_add_prints(built_index, library_dir, tmp_path):
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    data = (library_dir / "song1.flac").read_bytes()
+    with client_for(db, allow_add=True, token="t") as client:
+        added = client.post("/songs", content=data[: len(data) // 4], headers={"authorization": "Bearer t"})
+    assert added.status_code == 200 and added.json()["added"] == 1
+    assert re.fullmatch(r"decoded only \d+\.\d s of the 40\.0 s it declares \(truncated or damaged\)",
+                        added.json()["warning"]), added.json()
 
 
 def test_a_raw_upload_is_kept_under_its_containers_extension_so_that_add_finds_it_again(built_index, tmp_path):
