@@ -46,6 +46,8 @@ def write(path: str | os.PathLike, samples: np.ndarray, sample_rate_hz: int, bit
             block = planar[:, start:start + frame_size]
             frame = av.AudioFrame.from_ndarray(_to_format(block, sample_format), format=sample_format, layout=layout)
             frame.sample_rate = sample_rate_hz
+            frame.pts = start  # in samples: without it an Ogg file declared 2.5 s of 40 (its granule positions),
+            # and an AAC one kept its encoder's priming as 46 ms of silence at its start
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode(None):

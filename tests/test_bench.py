@@ -350,3 +350,16 @@ def test_a_radio_hour_of_songs_too_short_to_be_pieces_is_refused_not_drawn_for_e
     with pytest.raises(SystemExit, match="20 s or more"):
         radio_hour(corpus.load(str(music)), 300, np.random.default_rng(2), "clean",
                    queries.Degraders.load(None, None), str(tmp_path))
+
+
+@pytest.mark.parametrize("extension", [".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus"])
+def test_a_written_file_declares_the_duration_it_holds(extension, tmp_path):
+    """What a file's container declares is what `match` goes by to say that only its start was matched (an Ogg
+    file written without timestamps declared 2.5 s of its 40)."""
+    from landmark import audio
+
+    path = tmp_path / f"song{extension}"
+    write(path, rendered(3, 40.0, SYNTH_RATE), SYNTH_RATE)
+    decoded = audio.decode(path, 8000)
+    assert decoded.declared_s == pytest.approx(40.0, abs=0.05)
+    assert decoded.duration_s == pytest.approx(40.0, abs=0.05)
