@@ -20,6 +20,7 @@ its upload 408, a bad upload a 4xx JSON error. Starlette serves it, uvicorn runs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import hmac
@@ -339,6 +340,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             await asyncio.wait_for(discard(), settings.read_timeout_s)
         except (TimeoutError, ClientDisconnect):
             pass
+        except asyncio.CancelledError:  # the server is stopping, past its grace: the answer all the same
+            pass
         return response
 
     async def guarded(work: Callable[[Method], Any]) -> Any:
@@ -472,15 +475,16 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         try:
             await websocket.send_json({"event": "error", "error": message})
             await websocket.close(code=1003)
-        except WebSocketDisconnect:
+        except WebSocketDisconnect:  # gone already: its error is nobody's
             pass
 
     async def listen(websocket: WebSocket):
         import soxr
 
         if listeners[0] >= settings.max_listeners:  # accepted first: a socket closed before is an HTTP 403
-            await websocket.accept()
-            await websocket.close(code=1013, reason="too many listeners; try again later")
+            with contextlib.suppress(WebSocketDisconnect):  # gone already: nobody to tell
+                await websocket.accept()
+                await websocket.close(code=1013, reason="too many listeners; try again later")
             return
         listeners[0] += 1
         try:
@@ -497,7 +501,10 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                 return
             resampler = soxr.ResampleStream(rate, sample_rate_hz, 1, dtype="float32")
             monitor = Monitor(ThreadMethod(workers, sample_rate_hz), LIVE)  # type: ignore[arg-type]
-            await websocket.send_json({"event": "listening"})
+            try:
+                await websocket.send_json({"event": "listening"})
+            except WebSocketDisconnect:  # gone right after its hello
+                return
 
             async def send(events: list[Segment]) -> None:
                 for segment in events:

@@ -25,8 +25,7 @@ def test_clean_clips_from_random_offsets_name_the_song_and_where_it_starts(index
         found = index.match_samples(clip)
         assert found is not None, seed
         assert found.song.title == f"song{seed}"
-        tolerance = 0.1 if FORMATS[seed] != "m4a" else 0.2  # AAC adds encoder delay to the indexed file
-        assert abs(found.offset_s - start_s) < tolerance, (seed, found.offset_s, start_s)
+        assert abs(found.offset_s - start_s) < 0.1, (seed, found.offset_s, start_s)
         assert found.confidence > 0.999 and found.false_match_probability < 1e-3  # clean: overwhelming evidence
 
 

@@ -217,6 +217,23 @@ def test_a_request_cancelled_as_the_server_stops_is_answered_503(built_index):
     assert status == 503 and headers["retry-after"] == "1"
 
 
+def test_a_refusal_still_draining_as_the_server_stops_is_answered(built_index):
+    """Past the shutdown grace uvicorn cancels a refused request that is still reading the body it will throw
+    away: it gets its answer (here 403), not a 500 and a traceback."""
+    app = create_app(lambda: Index(built_index), ServeSettings())
+
+    async def stopping():
+        never = asyncio.Event()
+        request = asyncio.create_task(asgi_post(app, "/songs", {"content-length": "100000"},
+                                                body_of(bytes(10), then=never)))
+        await asyncio.sleep(0.05)
+        request.cancel()
+        return await request
+
+    status, _ = asyncio.run(stopping())
+    assert status == 403
+
+
 def test_an_index_locked_by_a_writer_answers_503_and_keeps_no_upload(built_index, tmp_path):
     """`POST /songs` while another process holds the write lock past the busy timeout: try again later (503), and
     the upload, which the index did not take, is not left in the upload folder."""
@@ -535,9 +552,10 @@ def test_the_listen_socket_refuses_a_stream_without_its_rate_a_text_frame_and_an
         assert "at most" in socket.receive_json()["error"]
 
 
-def test_a_listener_gone_before_its_error_is_sent_ends_quietly(built_index):
-    """A text frame mid-stream, then the client closes: the error the server would send it has no one to go to,
-    and the socket ends without an exception (uvicorn logged it as a traceback)."""
+@pytest.mark.parametrize("gone_at", ["listening", "error"])
+def test_a_listener_gone_before_an_answer_is_sent_ends_quietly(built_index, gone_at):
+    """The client closes right after its hello, or after a text frame mid-stream: what the server would send it
+    has no one to go to, and the socket ends without an exception (uvicorn logged chained tracebacks)."""
     app = create_app(lambda: Index(built_index), ServeSettings())
     frames = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": '{"sample_rate": 8000}'},
               {"type": "websocket.receive", "bytes": np.zeros(4000, "<f4").tobytes()},
@@ -548,7 +566,7 @@ def test_a_listener_gone_before_its_error_is_sent_ends_quietly(built_index):
         return frames.pop(0) if frames else {"type": "websocket.disconnect", "code": 1000}
 
     async def send(message):
-        if json.loads(message.get("text") or "{}").get("event") == "error":
+        if json.loads(message.get("text") or "{}").get("event") == gone_at:
             raise OSError("the client has gone")  # as uvicorn's socket reports a peer that closed
         sent.append(message)
 
@@ -559,7 +577,8 @@ def test_a_listener_gone_before_its_error_is_sent_ends_quietly(built_index):
 
     with TestClient(app):  # started, so that its workers run
         asyncio.run(session())
-    assert [message["type"] for message in sent] == ["websocket.accept", "websocket.send"]  # "listening"
+    assert [message["type"] for message in sent] == (
+        ["websocket.accept"] if gone_at == "listening" else ["websocket.accept", "websocket.send"])
 
 
 def test_a_listener_past_the_limit_is_told_to_try_again_later(built_index):
