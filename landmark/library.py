@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from lmprint.catalogue import SCHEMA_VERSION, Catalogue, song_list
-from lmprint.errors import AudioError, IndexFileError, IndexLocked, SettingsError
+from lmprint.errors import REBUILD, AudioError, IndexFileError, IndexLocked, SettingsError
 from lmprint.files import find_audio_files, holds_content, title_from_path, unstorable_name
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 
@@ -69,11 +70,18 @@ class Index:
             if catalogue.meta(SETTINGS_KEY) is None and not create:
                 raise IndexFileError(f"{catalogue.path} holds no landmark fingerprints yet (lmprint add)")
             with catalogue.write():  # a new file, or one of schema 3 (no peaks table): its songs match by vote
+                upgraded = catalogue.meta(SETTINGS_KEY) is not None and catalogue.song_count()
                 if catalogue.meta(SETTINGS_KEY) is None:
                     catalogue.set_meta(SETTINGS_KEY, (wanted or FingerprintSettings()).to_json())
                 SQLitePostingStore.create(catalogue)
                 PeakStore.create(catalogue)
                 catalogue.mark_current_schema()
+            if upgraded:  # said once: the file is of the current schema now
+                logging.getLogger("lmprint").warning(
+                    "%s: upgraded from an older lmprint; its %d songs have no stored peaks, so they are named by "
+                    "their vote alone, without the check of their peaks that confirms a match under noise and tells "
+                    "two files of one recording apart: for that, %s",
+                    catalogue.path, upgraded, REBUILD)
         try:
             stored = FingerprintSettings.from_stored(catalogue.meta(SETTINGS_KEY) or "")
         except (ValueError, SettingsError):

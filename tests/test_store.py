@@ -271,7 +271,8 @@ def test_missing_foreign_random_newer_and_older_files_get_one_clear_error(tmp_pa
             Store(tmp_path / "new.db")
 
 
-def test_an_index_without_stored_peaks_is_upgraded_in_place_and_its_songs_still_match(built_index, tmp_path):
+def test_an_index_without_stored_peaks_is_upgraded_in_place_and_its_songs_still_match(built_index, tmp_path,
+                                                                                      caplog):
     """Schema 3 had no peaks table. Opening such an index adds the table: its songs are matched by vote alone
     (verification skips songs without peaks), and songs added afterwards get peaks."""
     import shutil
@@ -291,14 +292,21 @@ def test_an_index_without_stored_peaks_is_upgraded_in_place_and_its_songs_still_
 
     Catalogue(path).close()  # `lmprint list` reads it as it is: only the landmark engine knows what schema 3 lacks
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
-    with Index(path) as index:
+    with caplog.at_level("WARNING", logger="lmprint"), Index(path) as index:
         assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert [record.getMessage() for record in caplog.records] == [
+            f"{path}: upgraded from an older lmprint; its 6 songs have no stored peaks, so they are named by their "
+            "vote alone, without the check of their peaks that confirms a match under noise and tells two files of "
+            "one recording apart: for that, index the music again into a new file (lmprint --db NEW.db add FOLDER)"]
         clip, _ = queries.cut(rendered(1, 40.0, 8000), 8000, 5.0, np.random.default_rng(0))
         assert index.match_samples(clip).song.title == "song1"
         assert index.peaks.get([s.id for s in index.catalogue.songs()]) == {}
         insert(index, "/n", "sha-n", np.array([5], np.uint32), np.array([1], np.uint32),
                                 (np.array([1]), np.array([20])))
         assert len(index.peaks.get([s.id for s in index.catalogue.songs()])) == 1
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lmprint"), Index(path):
+        assert caplog.records == []  # said once
 
 
 def test_decoded_peaks_are_kept_within_their_bound_and_a_reused_song_id_reads_its_new_peaks(tmp_path, monkeypatch):
