@@ -135,18 +135,25 @@ class MertIndex:
                   f"{self.settings.code_bits}); index at least {-(-self.settings.code_bits // self.settings.centroids)}"
                   " songs in the first batch for a well-conditioned basis", file=sys.stderr)
         self.codes.save_projection(Projection.fit(reference, self.settings.code_bits), self.encoder.name,
-                                   reference.shape[0])
+                                   reference.shape[0], self.encoder.digest)
         projection = self.codes.projection()
         assert projection is not None
         self._store_pending(pending, projection)
 
     def _model_fits(self, projection: Projection | None) -> Projection | None:
-        """The index's frozen PCA basis, refused in one line when this model's embeddings are not of its size:
-        codes from another model (MERT-v1-330M, 1,024 dimensions) cannot be compared with the index's."""
-        if projection is not None and projection.mean.size != self.encoder.dims:
+        """The index's frozen PCA basis, refused in one line when this model is not the one that made its codes:
+        another model's embeddings (MERT-v1-330M's 1,024 dimensions, or another checkpoint's of the same size)
+        cannot be compared with them."""
+        if projection is None:
+            return None
+        rebuild = "use the model it was built with (--model), or index again into a new file"
+        if projection.mean.size != self.encoder.dims:
             raise ModelError(f"{self.catalogue.path}: its MERT codes come from a model of {projection.mean.size} "
-                             f"dimensions, and {self.encoder.name} gives {self.encoder.dims}: use the model it was "
-                             "built with (--model), or index again into a new file")
+                             f"dimensions, and {self.encoder.name} gives {self.encoder.dims}: {rebuild}")
+        recorded = self.codes.model_digest()
+        if recorded is not None and self.encoder.digest is not None and recorded != self.encoder.digest:
+            raise ModelError(f"{self.catalogue.path}: its MERT codes come from other weights (digest {recorded}) "
+                             f"than those in {self.encoder.name} ({self.encoder.digest}): {rebuild}")
         return projection
 
     def _store_pending(self, pending: list, projection: Projection) -> None:

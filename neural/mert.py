@@ -7,9 +7,11 @@ no remote code is needed. Weights are never downloaded: a folder, or a Hugging F
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ SAMPLE_RATE_HZ = 24000
 
 
 HUB_NAME = "m-a-p/MERT-v1-95M"
+DIGEST_VALUES = 1024
+"""`weights_digest` reads this many values of each tensor: another training run or a fine-tune changes them all."""
 
 ARCHITECTURE = {
     "model_type": "mert_model", "architectures": ["MERTModel"], "feature_extractor_cqt": False,
@@ -114,7 +118,10 @@ def _state_dict(folder: Path) -> dict:
         if binary.exists():
             return torch.load(str(binary), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - a corrupt file is a user error, not a bug
-        raise ModelError(f"cannot read the weights in {folder}: {error}") from None
+        # not torch's paragraph, which suggests loading the file with code execution allowed
+        detail = "not a checkpoint that loads as plain tensors" if isinstance(error, pickle.UnpicklingError) \
+            else _first_line(error)
+        raise ModelError(f"cannot read the weights in {folder}: {detail} (damaged, or not MERT's?)") from None
     raise ModelError(f"{folder} has no model.safetensors or pytorch_model.bin")
 
 
@@ -126,6 +133,8 @@ class MertEncoder:
     device: str
     dtype: str
     name: str
+    digest: str | None = None
+    """`weights_digest` of the checkpoint; None for weights of no file (random, for speed benches)."""
 
     @property
     def dims(self) -> int:
@@ -177,8 +186,9 @@ def load(model: str | os.PathLike | None = None, device: str | None = None, dtyp
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if threads:
         torch.set_num_threads(threads)
+    state = _state_dict(folder)
     try:
-        network.load_state_dict(_state_dict(folder), strict=True)
+        network.load_state_dict(state, strict=True)
     except RuntimeError as error:  # torch's first line only says that loading failed: the keys are on the next
         lines = str(error).splitlines()
         detail = (lines[1].strip() if len(lines) > 1 else _first_line(error)) or "mismatched keys"
@@ -187,7 +197,21 @@ def load(model: str | os.PathLike | None = None, device: str | None = None, dtyp
         network.eval().to(device)
     except (RuntimeError, ValueError, AssertionError) as error:  # "gpu", or cuda on a CPU-only build
         raise ModelError(f"cannot use device {device!r}: {_first_line(error)}") from None
-    return MertEncoder(network, device, dtype, str(folder))
+    return MertEncoder(network, device, dtype, str(folder), weights_digest(state))
+
+
+def weights_digest(state: dict) -> str:
+    """A short digest of a checkpoint's weights (each tensor's name, shape and first values): what tells two
+    checkpoints of one architecture apart (another training run, a fine-tune), whose codes cannot be compared,
+    wherever their folders lie."""
+    import torch
+
+    digest = hashlib.sha1()
+    for name in sorted(state):
+        tensor = state[name]
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().reshape(-1)[:DIGEST_VALUES].to(torch.float32).cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _first_line(error: Exception) -> str:

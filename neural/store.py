@@ -19,6 +19,9 @@ from .settings import MertSettings
 
 SETTINGS_KEY = "mert_settings"
 """The `meta` key under which the settings that made the codes are recorded (JSON)."""
+DIGEST_KEY = "mert_model_digest"
+"""The `meta` key under which the digest of the weights that made the codes is recorded (`mert.weights_digest`;
+absent in an index made before it was)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mert_codes (
@@ -65,13 +68,20 @@ class CodeStore:
         row = self.catalogue.read("SELECT mean, components, bits FROM mert_projection WHERE id=1")
         return Projection.from_blobs(*row[0]) if row else None
 
-    def save_projection(self, fitted: Projection, model: str, fitted_on: int) -> None:
-        """Store the PCA basis once; it is frozen from then on (a second call keeps the first)."""
+    def save_projection(self, fitted: Projection, model: str, fitted_on: int, digest: str | None = None) -> None:
+        """Store the PCA basis once, with the digest of the model's weights; both are frozen from then on (a second
+        call keeps the first)."""
         mean, components = fitted.to_blobs()
         with self.catalogue.write():
-            self.catalogue.conn.execute("INSERT OR IGNORE INTO mert_projection VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
-                                        (model, fitted.mean.size, fitted.bits, mean, components, fitted_on,
-                                         now_utc()))
+            saved = self.catalogue.conn.execute(
+                "INSERT OR IGNORE INTO mert_projection VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                (model, fitted.mean.size, fitted.bits, mean, components, fitted_on, now_utc())).rowcount
+            if saved and digest is not None:
+                self.catalogue.set_meta(DIGEST_KEY, digest)
+
+    def model_digest(self) -> str | None:
+        """The digest of the weights whose codes the index holds; None when it was not recorded."""
+        return self.catalogue.meta(DIGEST_KEY)
 
     def coded_content(self) -> set[str]:
         """Content hashes of songs that already have MERT codes."""

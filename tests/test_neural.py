@@ -2,6 +2,7 @@
 downloaded here). It has MERT's conv strides, so 75 frames per second at 24 kHz, like the real model."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -49,6 +50,16 @@ def test_the_real_key_names_load_strictly_and_wrong_weights_are_refused(tiny_mod
     torch.save(state, bad / "pytorch_model.bin")
     with pytest.raises(ModelError, match="do not fit"):
         mert.load(bad, device="cpu")
+    pickled = torch.nn.Module()  # a file torch loads only with code execution allowed: one line, not torch's advice
+    torch.save(pickled, bad / "pytorch_model.bin")
+    with pytest.raises(ModelError) as refused:
+        mert.load(bad, device="cpu")
+    assert str(refused.value) == f"cannot read the weights in {bad}: not a checkpoint that loads as plain tensors " \
+                                 "(damaged, or not MERT's?)"
+    (bad / "pytorch_model.bin").write_bytes(np.random.default_rng(0).bytes(5000))  # damaged
+    with pytest.raises(ModelError, match="cannot read the weights") as refused:
+        mert.load(bad, device="cpu")
+    assert "\n" not in str(refused.value) and "weights_only" not in str(refused.value)
 
 
 def test_a_missing_model_folder_is_reported_before_torch_is_imported(tmp_path):
@@ -175,7 +186,18 @@ def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
     wider = {**tiny_config(), "hidden_size": 256}
     (other / "config.json").write_text(json.dumps(wider))
     torch.save(transformers.HubertModel(mert.hubert_config(wider)).state_dict(), other / "pytorch_model.bin")
-    for model, device, reason in ((other, "cpu", "dimensions"), (tiny_model_dir, "gpu", "cannot use device")):
+    retrained = tmp_path / "retrained-mert"  # the same architecture, other weights: its codes are no more comparable
+    retrained.mkdir()
+    (retrained / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    torch.manual_seed(1)
+    torch.save(transformers.HubertModel(mert.hubert_config(tiny_config())).state_dict(),
+               retrained / "pytorch_model.bin")
+    moved = tmp_path / "moved-mert"  # the model it was built with, in another folder: the same weights
+    shutil.copytree(tiny_model_dir, moved)
+    assert run_cli("match", "--method", "mert", "--model", moved, "--device", "cpu", tmp_path / "s2.flac",
+                   db=db).returncode == 0
+    for model, device, reason in ((other, "cpu", "dimensions"), (retrained, "cpu", "other weights"),
+                                  (tiny_model_dir, "gpu", "cannot use device")):
         refused = run_cli("match", "--method", "mert", "--model", model, "--device", device, tmp_path / "s2.flac",
                           tmp_path / "s0.flac", db=db)  # once for the batch, not once a file
         assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and reason in refused.stderr, refused.stderr
