@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ class Density:
 
     def __post_init__(self) -> None:
         _check_types(self)
+        if self.peaks_per_s <= 0 or self.fanout < 1 or min(self.neighbourhood_bins, self.neighbourhood_frames) < 0:
+            raise SettingsError("need peaks_per_s > 0, fanout >= 1, and neighbourhood_bins and neighbourhood_frames "
+                                ">= 0")
 
 
 @dataclass(frozen=True)
@@ -306,6 +310,8 @@ class MatchSettings:
         negative = [name for name in COUNTS_AND_REACHES if getattr(self, name) < 0]
         if negative:
             raise SettingsError(f"{', '.join(negative)} must be at least 0")
+        if self.max_query_s <= 0:
+            raise SettingsError("max_query_s must be more than 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -353,10 +359,13 @@ def _build(cls: type, values: Mapping[str, Any]) -> Any:
     for name, value in values.items():
         if isinstance(value, Mapping):
             try:
-                built[name] = Density(**value)
-            except TypeError as error:
+                built[name] = _build(Density, value)
+            except SettingsError as error:
                 raise SettingsError(f"{name}: {error}") from None
-    return cls(**built)
+    try:
+        return cls(**built)
+    except TypeError as error:  # a Density's field left out, or a table where a value belongs
+        raise SettingsError(str(error)) from None
 
 
 def _check_types(settings: object) -> None:
@@ -369,3 +378,5 @@ def _check_types(settings: object) -> None:
             ok = True
         if not ok:
             raise SettingsError(f"{item.name} must be {wanted.__name__}, not {value!r}")
+        if wanted is float and not math.isfinite(value):  # 1e400 reads as inf
+            raise SettingsError(f"{item.name} must be a finite number, not {value!r}")

@@ -78,7 +78,8 @@ def open_method(db: str, method: str, *, create: bool = False, model: str | None
 
 
 def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
-    """Landmark `MatchSettings` from a TOML or JSON file and `NAME=VALUE` options (later ones win), or None."""
+    """Landmark `MatchSettings` from a TOML file (JSON when it is named .json) and `NAME=VALUE` options (later
+    ones win), or None."""
     if not settings_file and not assignments:
         return None
     from landmark.settings import MatchSettings
@@ -87,12 +88,12 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
     if settings_file:
         try:
             with open(settings_file, "rb") as handle:
-                if settings_file.endswith(".toml"):
+                if settings_file.lower().endswith(".json"):
+                    values = json.load(handle)
+                else:
                     import tomllib
 
                     values = tomllib.load(handle)
-                else:
-                    values = json.load(handle)
         except OSError as error:
             raise SettingsError(f"cannot read settings file {settings_file}: {error.strerror or error}") from None
         except ValueError as error:
@@ -232,7 +233,7 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 @_model_option
 @_device_option
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False),
-              help="Landmark matching settings to change, from a TOML or JSON file (names as in "
+              help="Landmark matching settings to change, from a TOML file (JSON if named .json; names as in "
               "landmark/settings.py, MatchSettings).")
 @click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
               help="Change one landmark matching setting, e.g. --set max_postings_read=200000 or --set "

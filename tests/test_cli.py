@@ -165,6 +165,9 @@ def test_an_unknown_or_mistyped_setting_gets_one_line(built_index, tmp_path):
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and complaint in result.stderr, result.stderr
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "flat.toml").write_text("query = 5\n")
+    (tmp_path / "strict.txt").write_text("min_score = 1e9\nverify_candidates = 0\n")  # TOML, unless named .json
+    assert json.loads(run_cli("match", "--json", "--settings", tmp_path / "strict.txt", clip, db=built_index,
+                              check=True).stdout)["match"] is None
     for arguments, complaint in ((["--settings", tmp_path / "list.json"], "expected a table of settings"),
                                  (["--settings", tmp_path / "flat.toml", "--set", "query.fanout=3"], "not a table"),
                                  (["--settings", tmp_path / "flat.toml"], "query must be Density"),

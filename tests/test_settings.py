@@ -38,6 +38,23 @@ def test_a_negative_count_or_reach_is_refused_with_its_name():
     assert MatchSettings().with_values({"follow_reach_s": 0.0, "verify_shift_frames": 0}).follow_reach_s == 0.0
 
 
+def test_a_setting_that_would_make_every_clip_fail_is_refused_not_blamed_on_the_audio():
+    """A fanout of 0 found "no landmarks" in every clip, a max_query_s of 0 "no audio samples"; 1e400 reads as
+    infinity; an unknown name inside `query` listed the dataclass's arguments rather than the known names."""
+    for values, complaint in (({"query": {"fanout": 0}}, "query: need peaks_per_s > 0, fanout >= 1"),
+                              ({"query": {"peaks_per_s": -5}}, "query: need peaks_per_s > 0"),
+                              ({"query": {"neighbourhood_bins": -1}}, "neighbourhood_frames >= 0"),
+                              ({"max_query_s": 0}, "max_query_s must be more than 0"),
+                              ({"min_score": float("inf")}, "min_score must be a finite number"),
+                              ({"min_ratio": float("nan")}, "min_ratio must be a finite number"),
+                              ({"query": {"nosuch": 3}}, "query: unknown setting 'nosuch' (known: fanout, ")):
+        with pytest.raises(SettingsError) as refused:
+            MatchSettings().with_values(values)
+        assert complaint in str(refused.value), (values, str(refused.value))
+    with pytest.raises(SettingsError, match="need peaks_per_s > 0"):
+        FingerprintSettings(index=Density(0.0, 3, 3, 3))
+
+
 def test_every_setting_is_either_stored_or_used_at_query_time_never_both():
     """No hand-kept list decides which settings an index records: the two objects do, so a new matching setting
     can never be mistaken for a stored one."""
