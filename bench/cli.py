@@ -11,7 +11,32 @@ import numpy as np
 from .audio_io import CODECS
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Guarded(click.Group):
+    """The bench's commands, whose errors about what they were given (lmprint's own: a bad file, a missing model, a
+    damaged index) are one line, as `lmprint`'s are."""
+
+    def invoke(self, ctx: click.Context):
+        from lmprint.errors import LmprintError
+
+        try:
+            return super().invoke(ctx)
+        except LmprintError as error:
+            click.echo(f"bench: {error}", err=True)
+            ctx.exit(1)
+
+
+def _sizes(ctx: click.Context, parameter: click.Parameter, value: str) -> list[int]:
+    """A comma-separated list of positive counts."""
+    try:
+        sizes = [int(size) for size in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected counts separated by commas, e.g. 100,1000") from None
+    if min(sizes) < 1:
+        raise click.BadParameter(f"{value!r}: every size must be at least 1")
+    return sizes
+
+
+@click.group(cls=_Guarded, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Benchmark lmprint's methods, and make the audio the benchmarks and the demo need."""
     from lmprint.allocator import keep_freed_memory
@@ -40,24 +65,33 @@ def generate(outdir, songs, duration, seed, extension):
 @main.command()
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
 @click.argument("target", type=click.Path(dir_okay=False))
-@click.option("--start", type=float, default=0.0, show_default=True, help="Seconds into SOURCE.")
-@click.option("--duration", type=float, default=5.0, show_default=True, help="Seconds.")
+@click.option("--start", type=click.FloatRange(0), default=0.0, show_default=True, help="Seconds into SOURCE.")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), default=5.0, show_default=True,
+              help="Seconds.")
 @click.option("--snr-db", type=float, default=None, help="Add noise at this SNR (pink noise unless --noise).")
 @click.option("--noise", type=click.Path(exists=True, dir_okay=False), help="Noise recording to add.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def clip(source, target, start, duration, snr_db, noise, seed):
     """Cut a clip out of SOURCE, optionally with noise, and write it to TARGET (extension picks the codec)."""
     from landmark import audio
+    from lmprint.errors import LmprintError
 
     from . import queries
     from .audio_io import write
 
+    if os.path.splitext(target)[1].lower() not in CODECS:
+        raise click.BadParameter(f"{target}: no codec for its extension (known: {', '.join(CODECS)})",
+                                 param_hint="TARGET")
     rate = 22050
     signal = audio.load(source, rate)
     piece = signal[int(start * rate):int((start + duration) * rate)]
+    if piece.size == 0:
+        raise LmprintError(f"{source} lasts {signal.size / rate:.1f} s: nothing from {start:g} s")
     if snr_db is not None:
         rng = np.random.default_rng(seed)
         background = audio.load(noise, rate) if noise else queries.pink_noise(piece.size, rng)
+        if not np.any(background):
+            raise LmprintError(f"{noise} is silent: no noise to add at {snr_db:g} dB")
         piece = queries.add_noise(piece, background, snr_db, rng)
     write(target, piece / max(1.0, float(np.max(np.abs(piece)))), rate)
 
@@ -155,7 +189,11 @@ def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, s
     from .report import markdown
     from .run import compare as run_compare
 
-    results = run_compare([m.strip() for m in methods.split(",") if m.strip()], corpus, out,
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = sorted(set(chosen) - {"landmark", "mert"})
+    if unknown or not chosen:
+        raise click.BadParameter(f"{methods!r}: known methods are landmark and mert", param_hint="--methods")
+    results = run_compare(chosen, corpus, out,
                           mert_model=mert_model, mert_device=mert_device, noise_dir=noise_dir,
                           rir_dir=rir_dir, seed=seed, limit=limit, full=not quick,
                           jobs=jobs, show_progress=True, landmark_settings=landmark_settings)
@@ -182,7 +220,8 @@ def as_user(corpus, out, noise_dir, rir_dir, seed, limit, full, jobs, clip_forma
 @main.command()
 @click.option("--corpus", required=True, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--sizes", default="100,1000,10000", show_default=True, help="Index sizes (songs), comma-separated.")
+@click.option("--sizes", default="100,1000,10000", show_default=True, callback=_sizes,
+              help="Index sizes (songs), comma-separated.")
 @click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=int, default=None, help="Use only this many real songs.")
@@ -192,14 +231,14 @@ def scale(corpus, out, sizes, noise_dir, seed, limit, jobs):
     from .scale import markdown
     from .scale import scale as run_scale
 
-    result = run_scale(corpus, [int(s) for s in sizes.split(",")], noise_dir, seed=seed, limit=limit, jobs=jobs)
+    result = run_scale(corpus, sizes, noise_dir, seed=seed, limit=limit, jobs=jobs)
     write_report(out, "scale", result, markdown)
 
 
 @main.command()
 @click.option("--corpus", required=True, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--sizes", default="10000", show_default=True,
+@click.option("--sizes", default="10000", show_default=True, callback=_sizes,
               help="Index sizes (songs) at which the search is timed again, with distractors; comma-separated.")
 @click.option("--planted", type=click.IntRange(1), default=30, show_default=True,
               help="Duplicates to plant: transcodes, retags and cuts in turn.")
@@ -210,7 +249,7 @@ def dedup(corpus, out, sizes, planted, seed, jobs):
 
     from .dedup import markdown, run
 
-    result = run(corpus, [int(s) for s in sizes.split(",") if s], count=planted, seed=seed, jobs=jobs)
+    result = run(corpus, sizes, count=planted, seed=seed, jobs=jobs)
     write_report(out, "dedup", result, markdown)
 
 
@@ -279,18 +318,19 @@ def serve_load(out, clients, requests, workers, queue):
 
 
 @main.command(name="search-speed")
-@click.option("--sizes", default="100000,1000000", show_default=True, help="Songs (10 codes each).")
+@click.option("--sizes", default="100000,1000000", show_default=True, callback=_sizes, help="Songs (10 codes each).")
 def search_speed(sizes):
     """MERT Hamming search time per query song at each size, and k-means / PCA costs."""
     from .search_speed import measure
 
-    for row in measure([int(s) for s in sizes.split(",")]):
+    for row in measure(sizes):
         click.echo(row)
 
 
 @main.command(name="mert-speed")
 @click.option("--config", "config_path", default=None, help="A MERT config.json (default: MERT-v1-95M's architecture).")
-@click.option("--batches", default="1,4,8", show_default=True, help="Batch sizes; on a GPU try 1,2,4,...,256.")
+@click.option("--batches", default="1,4,8", show_default=True, callback=_sizes,
+              help="Batch sizes; on a GPU try 1,2,4,...,256.")
 @click.option("--device", default=None, help="cuda or cpu (default: cuda if present).")
 def mert_speed(config_path, batches, device):
     """Windows/s of the full-size MERT architecture (random weights), fp32 and bf16 on a GPU."""

@@ -44,6 +44,6 @@ def measure(config_path: str | None, batches: list[int], device: str | None = No
     return rows
 
 
-def main_rows(config_path: str | None, batches: str, device: str | None) -> None:
-    for row in measure(config_path, [int(b) for b in batches.split(",")], device):
+def main_rows(config_path: str | None, batches: list[int], device: str | None) -> None:
+    for row in measure(config_path, batches, device):
         print(json.dumps(row))

@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 
+from lmprint.errors import LmprintError
+
 _PROBE = ("import sys, runpy; sys.argv = ['lmprint'] + sys.argv[1:]; "
           "code = 0\ntry:\n    runpy.run_module('lmprint.cli', run_name='__main__')\n"
           "except SystemExit as stop:\n    code = stop.code or 0\n"
@@ -34,8 +36,9 @@ def measure(db: str, clip: str, runs: int = 7) -> dict:
         done = subprocess.run([sys.executable, "-c", _PROBE, "--db", db, "match", "--json", clip],
                               capture_output=True, text=True, env=environment)
         times.append(time.perf_counter() - started)
-        if done.returncode != 0:
-            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "lmprint failed")
+        if done.returncode != 0:  # lmprint's own line, not the probe's that follow it
+            said = [line for line in done.stderr.splitlines() if line.startswith("lmprint:")]
+            raise LmprintError(f"lmprint match failed: {said[-1] if said else 'exit code ' + str(done.returncode)}")
         answer = json.loads(done.stdout.splitlines()[-1])
         imported = next((line[9:] for line in done.stderr.splitlines() if line.startswith("IMPORTED ")), "")
         peaks_kb += [int(line[8:]) for line in done.stderr.splitlines() if line.startswith("PEAK_KB ")]

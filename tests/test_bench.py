@@ -363,3 +363,31 @@ def test_a_written_file_declares_the_duration_it_holds(extension, tmp_path):
     decoded = audio.decode(path, 8000)
     assert decoded.declared_s == pytest.approx(40.0, abs=0.05)
     assert decoded.duration_s == pytest.approx(40.0, abs=0.05)
+
+
+def test_bench_refuses_what_it_cannot_do_in_one_line(built_index, library_dir, tmp_path):
+    """The bench is a command too: what it is given wrong is one line and exit code 1 or 2, never a traceback, and
+    never a clip written as if it had been done."""
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    song = str(library_dir / "song1.flac")
+    silence = tmp_path / "silence.wav"
+    write(silence, np.zeros(8000 * 3, np.float32), 8000)
+    runner = CliRunner()
+    for arguments, code, complaint in (
+            (["clip", "--start", "100", song, str(tmp_path / "c.wav")], 1, "lasts 40.0 s: nothing from 100 s"),
+            (["clip", song, str(tmp_path / "c.xyz")], 2, "no codec for its extension"),
+            (["clip", "--duration", "-3", song, str(tmp_path / "c.wav")], 2, "-3"),
+            (["clip", "--snr-db", "0", "--noise", str(silence), song, str(tmp_path / "c.wav")], 1, "is silent"),
+            (["startup", "--db", str(built_index), "--runs", "1", str(silence)], 1, "lmprint match failed: lmprint:"),
+            (["search-speed", "--sizes", "abc"], 2, "expected counts separated by commas"),
+            (["search-speed", "--sizes", "0"], 2, "every size must be at least 1"),
+            (["compare", "--methods", "foo", "--corpus", str(library_dir), "--out", str(tmp_path / "o")], 2,
+             "known methods are landmark and mert")):
+        result = runner.invoke(main, arguments)
+        assert result.exit_code == code and isinstance(result.exception, (SystemExit, type(None))), (
+            arguments, result.output, result.exception)
+        assert complaint in result.output and "Traceback" not in result.output, (arguments, result.output)
+    assert not (tmp_path / "c.wav").exists() and not (tmp_path / "o").exists()
