@@ -561,7 +561,8 @@ def prune(ctx, dry_run, force):
 @click.pass_context
 @_guard
 def stats(ctx, as_json):
-    """Songs, hashes and storage of the index; MERT codes under `mert` when the index has them."""
+    """Songs, hashes and storage of the index: the first engine's figures at the top (landmark where it has
+    landmarks), another engine's under its name (`mert`)."""
     engines = engines_in(ctx.obj["db"])
     figures: dict[str, Any] = {}
     for engine in engines:
