@@ -26,12 +26,12 @@ class _Guarded(click.Group):
 
 
 def _sizes(ctx: click.Context, parameter: click.Parameter, value: str) -> list[int]:
-    """A comma-separated list of positive counts."""
+    """A comma-separated list of positive counts (empty: none)."""
     try:
-        sizes = [int(size) for size in value.split(",")]
+        sizes = [int(size) for size in value.split(",") if size.strip()]
     except ValueError:
         raise click.BadParameter(f"{value!r}: expected counts separated by commas, e.g. 100,1000") from None
-    if min(sizes) < 1:
+    if sizes and min(sizes) < 1:
         raise click.BadParameter(f"{value!r}: every size must be at least 1")
     return sizes
 

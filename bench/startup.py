@@ -36,9 +36,10 @@ def measure(db: str, clip: str, runs: int = 7) -> dict:
         done = subprocess.run([sys.executable, "-c", _PROBE, "--db", db, "match", "--json", clip],
                               capture_output=True, text=True, env=environment)
         times.append(time.perf_counter() - started)
-        if done.returncode != 0:  # lmprint's own line, not the probe's that follow it
-            said = [line for line in done.stderr.splitlines() if line.startswith("lmprint:")]
-            raise LmprintError(f"lmprint match failed: {said[-1] if said else 'exit code ' + str(done.returncode)}")
+        if done.returncode != 0:  # lmprint's first line (why; a count of failures follows), not the probe's
+            said = [line for line in done.stderr.splitlines() if not line.startswith(("IMPORTED ", "PEAK_KB "))]
+            why = next((line for line in said if line.startswith("lmprint:")), said[-1] if said else "")
+            raise LmprintError(f"lmprint match failed: {why or 'exit code ' + str(done.returncode)}")
         answer = json.loads(done.stdout.splitlines()[-1])
         imported = next((line[9:] for line in done.stderr.splitlines() if line.startswith("IMPORTED ")), "")
         peaks_kb += [int(line[8:]) for line in done.stderr.splitlines() if line.startswith("PEAK_KB ")]

@@ -70,7 +70,9 @@ class Index:
             if catalogue.meta(SETTINGS_KEY) is None and not create:
                 raise IndexFileError(f"{catalogue.path} holds no landmark fingerprints yet (lmprint add)")
             with catalogue.write():  # a new file, or one of schema 3 (no peaks table): its songs match by vote
-                upgraded = catalogue.meta(SETTINGS_KEY) is not None and catalogue.song_count()
+                # as of this transaction: another process may have upgraded it, or created it and added songs
+                upgraded = (catalogue.meta(SETTINGS_KEY) is not None and not catalogue.has_table("peaks")
+                            and catalogue.song_count())
                 if catalogue.meta(SETTINGS_KEY) is None:
                     catalogue.set_meta(SETTINGS_KEY, (wanted or FingerprintSettings()).to_json())
                 SQLitePostingStore.create(catalogue)

@@ -378,5 +378,5 @@ def _check_types(settings: object) -> None:
             ok = True
         if not ok:
             raise SettingsError(f"{item.name} must be {wanted.__name__}, not {value!r}")
-        if wanted is float and not math.isfinite(value):  # 1e400 reads as inf
-            raise SettingsError(f"{item.name} must be a finite number, not {value!r}")
+        if wanted is float and math.isnan(value):  # compares false with everything: every rule would pass or fail
+            raise SettingsError(f"{item.name} must be a number, not {value!r}")

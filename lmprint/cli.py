@@ -78,8 +78,8 @@ def open_method(db: str, method: str, *, create: bool = False, model: str | None
 
 
 def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
-    """Landmark `MatchSettings` from a TOML file (JSON when it is named .json) and `NAME=VALUE` options (later
-    ones win), or None."""
+    """Landmark `MatchSettings` from a TOML or JSON file (by its name's extension; otherwise whichever it parses
+    as) and `NAME=VALUE` options (later ones win), or None."""
     if not settings_file and not assignments:
         return None
     from landmark.settings import MatchSettings
@@ -88,16 +88,10 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
     if settings_file:
         try:
             with open(settings_file, "rb") as handle:
-                if settings_file.lower().endswith(".json"):
-                    values = json.load(handle)
-                else:
-                    import tomllib
-
-                    values = tomllib.load(handle)
+                contents = handle.read()
         except OSError as error:
             raise SettingsError(f"cannot read settings file {settings_file}: {error.strerror or error}") from None
-        except ValueError as error:
-            raise SettingsError(f"{settings_file}: {error}") from None
+        values = _settings_from(contents, settings_file)
         if not isinstance(values, dict):
             raise SettingsError(f"{settings_file}: expected a table of settings, e.g. max_postings_read = 200000")
     for assignment in assignments:
@@ -120,6 +114,20 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
         return MatchSettings().with_values(values)
     except (TypeError, AttributeError) as error:
         raise SettingsError(str(error)) from None
+
+
+def _settings_from(text: bytes, name: str) -> Any:
+    """A settings file's values: TOML or JSON as its name says (.toml, .json), else whichever it parses as."""
+    import tomllib
+
+    formats = {".toml": ("TOML",), ".json": ("JSON",)}.get(os.path.splitext(name)[1].lower(), ("TOML", "JSON"))
+    errors = []
+    for format_name in formats:
+        try:
+            return tomllib.loads(text.decode()) if format_name == "TOML" else json.loads(text)
+        except ValueError as error:  # UnicodeDecodeError and TOMLDecodeError are ValueErrors
+            errors.append(f"as {format_name}: {error}")
+    raise SettingsError(f"{name}: cannot read it {'; '.join(errors)}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -233,7 +241,7 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 @_model_option
 @_device_option
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False),
-              help="Landmark matching settings to change, from a TOML file (JSON if named .json; names as in "
+              help="Landmark matching settings to change, from a TOML or JSON file (names as in "
               "landmark/settings.py, MatchSettings).")
 @click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
               help="Change one landmark matching setting, e.g. --set max_postings_read=200000 or --set "

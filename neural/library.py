@@ -136,7 +136,7 @@ class MertIndex:
                   " songs in the first batch for a well-conditioned basis", file=sys.stderr)
         self.codes.save_projection(Projection.fit(reference, self.settings.code_bits), self.encoder.name,
                                    reference.shape[0], self.encoder.digest)
-        projection = self.codes.projection()
+        projection = self._model_fits(self.codes.projection())  # another process's first batch may have won
         assert projection is not None
         self._store_pending(pending, projection)
 

@@ -193,11 +193,12 @@ def load(model: str | os.PathLike | None = None, device: str | None = None, dtyp
         lines = str(error).splitlines()
         detail = (lines[1].strip() if len(lines) > 1 else _first_line(error)) or "mismatched keys"
         raise ModelError(f"{folder}: the weights do not fit MERT's architecture ({detail})") from None
+    digest = weights_digest(network.state_dict())  # as loaded: the names a checkpoint's age gives are evened out
     try:
         network.eval().to(device)
     except (RuntimeError, ValueError, AssertionError) as error:  # "gpu", or cuda on a CPU-only build
         raise ModelError(f"cannot use device {device!r}: {_first_line(error)}") from None
-    return MertEncoder(network, device, dtype, str(folder), weights_digest(state))
+    return MertEncoder(network, device, dtype, str(folder), digest)
 
 
 def weights_digest(state: dict) -> str:

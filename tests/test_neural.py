@@ -192,8 +192,14 @@ def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
     torch.manual_seed(1)
     torch.save(transformers.HubertModel(mert.hubert_config(tiny_config())).state_dict(),
                retrained / "pytorch_model.bin")
-    moved = tmp_path / "moved-mert"  # the model it was built with, in another folder: the same weights
-    shutil.copytree(tiny_model_dir, moved)
+    moved = tmp_path / "moved-mert"  # the model it was built with, in another folder, saved under the names an
+    moved.mkdir()  # older torch gave weight norm's tensors: the same weights
+    shutil.copy(tiny_model_dir / "config.json", moved)
+    state = torch.load(tiny_model_dir / "pytorch_model.bin", weights_only=True)
+    older = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
+    torch.save({next((name.replace(new, old) for new, old in older.items() if new in name), name): tensor
+                for name, tensor in state.items()}, moved / "pytorch_model.bin")
+    assert "encoder.pos_conv_embed.conv.weight_g" in torch.load(moved / "pytorch_model.bin", weights_only=True)
     assert run_cli("match", "--method", "mert", "--model", moved, "--device", "cpu", tmp_path / "s2.flac",
                    db=db).returncode == 0
     for model, device, reason in ((other, "cpu", "dimensions"), (retrained, "cpu", "other weights"),
