@@ -668,6 +668,11 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
 
     if as_json and as_csv:
         raise LmprintError("--json or --csv, not both")
+    raw_only = [f"--{name}" for name in ("rate", "channels")
+                if ctx.get_parameter_source(f"raw_{name}") is not click.core.ParameterSource.DEFAULT]
+    if raw_only and not raw_format:  # a container says its own rate and channels
+        raise LmprintError(f"{' and '.join(raw_only)} {'are' if len(raw_only) > 1 else 'is'} for raw PCM: give its "
+                           "--format too")
     if source != "-" and os.path.isdir(source):
         raise LmprintError(f"{source}: is a folder; monitor reads one recording or stream")
     raw_input = None

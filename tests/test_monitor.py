@@ -100,7 +100,8 @@ def test_a_bad_source_is_one_line(built_index, tmp_path):
     write(tmp_path / "silence.flac", np.zeros(10 * SYNTH_RATE, np.float32), SYNTH_RATE)
     (tmp_path / "nothing.pcm").write_bytes(b"")
     for arguments, reason in (([tmp_path / "short.flac"], "too short (0.2 s"), ([tmp_path / "silence.flac"], "silent"),
-                              (["--format", "s16le", tmp_path / "nothing.pcm"], "no audio")):
+                              (["--format", "s16le", tmp_path / "nothing.pcm"], "no audio"),
+                              (["--rate", "8000", tmp_path / "silence.flac"], "--rate is for raw PCM: give its --format")):
         result = run_cli("monitor", *arguments, db=built_index)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and reason in result.stderr, result.stderr
     closed = subprocess.run([sys.executable, "-m", "lmprint", "--db", str(built_index), "monitor", "-"],
