@@ -146,8 +146,8 @@ def compare(methods: list[str], corpus: str, out: str, *, mert_model: str | None
     from . import report
 
     report.check_plotting()
-    os.makedirs(out, exist_ok=True)
     tracks, degraders = load_inputs(corpus, limit, noise_dir, rir_dir)
+    os.makedirs(out, exist_ok=True)  # once there is something to write: a refused corpus leaves no folder
     with tempfile.TemporaryDirectory(prefix="lmprint-bench-") as workdir:
         with tqdm(total=len(tracks), desc="queries", unit="song", disable=not show_progress, file=sys.stderr) as bar:
             queries = query_module.build(tracks, degraders, seed, workdir, full=full, progress=bar)

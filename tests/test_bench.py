@@ -375,6 +375,7 @@ def test_bench_refuses_what_it_cannot_do_in_one_line(built_index, library_dir, t
     song = str(library_dir / "song1.flac")
     silence = tmp_path / "silence.wav"
     write(silence, np.zeros(8000 * 3, np.float32), 8000)
+    (tmp_path / "empty").mkdir()
     runner = CliRunner()
     for arguments, code, complaint in (
             (["clip", "--start", "100", song, str(tmp_path / "c.wav")], 1, "lasts 40.0 s: nothing from 100 s"),
@@ -385,7 +386,8 @@ def test_bench_refuses_what_it_cannot_do_in_one_line(built_index, library_dir, t
             (["search-speed", "--sizes", "abc"], 2, "expected counts separated by commas"),
             (["search-speed", "--sizes", "0"], 2, "every size must be at least 1"),
             (["compare", "--methods", "foo", "--corpus", str(library_dir), "--out", str(tmp_path / "o")], 2,
-             "known methods are landmark and mert")):
+             "known methods are landmark and mert"),
+            (["compare", "--corpus", str(tmp_path / "empty"), "--out", str(tmp_path / "o")], 1, "no audio files")):
         result = runner.invoke(main, arguments)
         assert result.exit_code == code and isinstance(result.exception, (SystemExit, type(None))), (
             arguments, result.output, result.exception)
