@@ -188,9 +188,8 @@ class Upload:
         """Write `data` as `base` in `folder` (made if need be), or take the file there already, which holds the
         same bytes and is never rewritten (it may be being indexed), and hold it. A `kept` file whose `base` has
         no audio extension is given its container's, so that a walk of the folder finds it."""
-        if kept and os.path.splitext(base)[1].lower() not in AUDIO_EXTENSIONS:
-            base += _container_extension(data) or ""
-        path, partial = os.path.join(folder, base), None
+        path: str | None = None
+        partial: str | None = None
         try:
             for _ in range(STORE_ATTEMPTS):
                 try:
@@ -199,6 +198,10 @@ class Upload:
                         partial = _write_partial(folder, base, data)
                 except FileNotFoundError:  # the folder, found empty, was deleted meanwhile by a request letting go
                     continue
+                if path is None:
+                    if kept and os.path.splitext(base)[1].lower() not in AUDIO_EXTENSIONS:
+                        base += audio_extension(partial) or ""
+                    path = os.path.join(folder, base)
                 try:
                     os.link(partial, path)  # the file, unless one is there already: a rename would replace it
                 except FileExistsError:
@@ -218,7 +221,7 @@ class Upload:
                     os.close(descriptor)
                     raise
                 os.close(descriptor)  # deleted (and maybe written again) while this waited: once more
-            raise OSError(f"{path} keeps being deleted and written again")
+            raise OSError(f"{os.path.join(folder, base)} keeps being deleted and written again")
         finally:
             if partial is not None:
                 _discard(partial)
@@ -617,14 +620,6 @@ def _write_partial(folder: str, base: str, data: bytes) -> str:
         _discard(partial)
         raise
     return partial
-
-
-def _container_extension(data: bytes) -> str | None:
-    """The extension that names the audio container `data` holds (`audio_extension`), read from a scratch file."""
-    with tempfile.NamedTemporaryFile(suffix=".part") as file:
-        file.write(data)
-        file.flush()
-        return audio_extension(file.name)
 
 
 def _same_file(descriptor: int, path: str) -> bool:
