@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
+import logging
 import os
 import re
 import tempfile
@@ -279,6 +280,17 @@ class Answering:
                 self.answering.count -= 1
 
 
+class _StoppingSaidPlainly(logging.Filter):
+    """uvicorn's "Cancel N running task(s), timeout graceful shutdown exceeded", an ERROR that reads like a crash,
+    said as what it is here: requests still running past the grace, each answered 503."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Cancel %s running task"):
+            record.msg = f"stopping: %s request(s) still running after {SHUTDOWN_GRACE_S:g} s were answered 503"
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 class ThreadMethod:
     """A Method whose calls go to the calling thread's index: what a Monitor driven from worker threads uses."""
 
@@ -306,6 +318,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     from starlette.websockets import WebSocket, WebSocketDisconnect
 
     settings = settings or ServeSettings()
+    server_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(existing, _StoppingSaidPlainly) for existing in server_log.filters):
+        server_log.addFilter(_StoppingSaidPlainly())
     if settings.allow_add and not settings.token:
         raise LmprintError("--allow-add needs a token (--token or $LMPRINT_TOKEN)")
     workers = Workers(open_method, settings)
