@@ -638,7 +638,7 @@ def test_lmprint_serve_starts_worker_processes_that_answer_and_stops_on_a_signal
     assert answer.startswith(b"HTTP/1.1 503"), answer
     stalled.close()
     said = server.stderr.read()
-    assert "Traceback" not in said and "ERROR" not in said, said  # uvicorn's "Cancel 1 running task(s)", plainly:
+    assert "Traceback" not in said and "ERROR" not in said, said  # uvicorn's "Cancel 1 running task(s)" said plainly
     assert "stopping: 1 request(s) still running after 5 s were answered 503" in said
 
 
