@@ -177,12 +177,15 @@ class Upload:
     (a folder per content; a client's retry, or two clients), so each request holds the file with a shared
     `flock` while it uses it, in whichever server process it runs. A request that finds the index did not take the
     file deletes it only while no other request holds it (`discard`), so never under one indexing it; one still
-    holding it then decides for itself."""
+    holding it then decides for itself. A worker thread using the file holds it too (`in_use`): a request cancelled
+    as the server stops lets go of it only once its worker is done."""
 
     def __init__(self, path: str, name: str, descriptor: int):
         self.path, self.name = path, name
         self._descriptor: int | None = descriptor
         self._closing = threading.Lock()  # the event loop and a worker thread may both let go of it
+        self._users = 0  # worker threads using the file now
+        self._let_go = False  # the request is done with it: the last worker closes it
 
     @classmethod
     async def store(cls, data: bytes, folder: str, base: str, name: str, kept: bool) -> Upload:
@@ -241,15 +244,35 @@ class Upload:
             except OSError:  # another request holds it, and it is theirs to keep or delete; or no lock to be sure
                 pass
             finally:
-                os.close(self._descriptor)
-                self._descriptor = None
+                self._close_descriptor()
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Hold the file while a worker thread reads it. LmprintError when the request has let go of it already (it
+        was cancelled before its worker began)."""
+        with self._closing:
+            if self._descriptor is None:
+                raise LmprintError("the request was cancelled (the server is stopping)")
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._closing:
+                self._users -= 1
+                if self._let_go and not self._users:
+                    self._close_descriptor()
 
     def close(self) -> None:
-        """Let go of the file (and its lock)."""
+        """Let go of the file (and its lock), now or, while a worker thread uses it, when that is done."""
         with self._closing:
-            if self._descriptor is not None:
-                os.close(self._descriptor)
-                self._descriptor = None
+            self._let_go = True
+            if not self._users:
+                self._close_descriptor()
+
+    def _close_descriptor(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
 
     def __enter__(self) -> Upload:
         return self
@@ -461,13 +484,14 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         async def index(upload: Upload):
             def work(method: Method) -> dict:
                 outcomes: list[Outcome] = []
-                try:
-                    report = method.add([upload.path], on_outcome=outcomes.append)
-                    if report.failed:
-                        raise LmprintError(report.failed[0][1])
-                except LmprintError:  # kept only as an indexed song's file
-                    upload.discard(named=lambda: _names_file(method, upload.path))
-                    raise
+                with upload.in_use():
+                    try:
+                        report = method.add([upload.path], on_outcome=outcomes.append)
+                        if report.failed:
+                            raise LmprintError(report.failed[0][1])
+                    except LmprintError:  # kept only as an indexed song's file
+                        upload.discard(named=lambda: _names_file(method, upload.path))
+                        raise
                 # skipped: its content was indexed already (a copy of an indexed file is recorded, and skipped too);
                 # a warning: what `lmprint add` would print of it (an upload cut short, indexed as far as it goes)
                 answer = {"added": report.added, "skipped": report.skipped + report.copies, "path": upload.path}

@@ -221,6 +221,59 @@ def test_a_request_cancelled_as_the_server_stops_is_answered(built_index, path, 
         assert headers["retry-after"] == "1"
 
 
+def test_a_request_cancelled_while_its_upload_is_being_indexed_holds_the_file_until_that_is_done(built_index,
+                                                                                                  tmp_path):
+    """The server stops past its grace while a worker thread indexes an upload: the request is answered 503 at
+    once, but its hold on the file, which keeps other requests from deleting it, lasts until the worker is done."""
+    import fcntl
+
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    song = tmp_path / "new.flac"
+    write(song, rendered(46, 20.0, SYNTH_RATE), SYNTH_RATE)
+    body = song.read_bytes()
+    adding, finish = threading.Event(), threading.Event()
+
+    class Slow(Index):
+        def add(self, *args, **kwargs):
+            adding.set()
+            finish.wait(30)
+            return super().add(*args, **kwargs)
+
+    app = create_app(lambda: Slow(db), ServeSettings(allow_add=True, token="t"))
+
+    async def cancelled():
+        request = asyncio.create_task(asgi_post(app, "/songs", {"content-length": str(len(body)),
+                                                                "authorization": "Bearer t"}, body_of(body)))
+        while not adding.is_set():
+            await asyncio.sleep(0.01)
+        request.cancel()
+        return await request
+
+    def held(path) -> bool:
+        probe = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(probe)
+
+    try:
+        status, _ = asyncio.run(cancelled())
+        assert status == 503
+        stored = next((tmp_path / "lmprint-uploads").rglob("upload*"))
+        assert held(stored)  # the worker still reads it
+    finally:
+        finish.set()
+    deadline = time.monotonic() + 30
+    while held(stored) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not held(stored)  # let go once the worker was done
+    assert str(stored) in [song.path for song in Index(db).catalogue.songs()]  # and the song indexed
+
+
 def test_an_index_locked_by_a_writer_answers_503_and_keeps_no_upload(built_index, tmp_path):
     """`POST /songs` while another process holds the write lock past the busy timeout: try again later (503), and
     the upload, which the index did not take, is not left in the upload folder."""
