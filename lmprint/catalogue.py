@@ -28,8 +28,8 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any, overload
 
-from .errors import REBUILD, ChangedWhileRead, IndexFileError, IndexLocked, damaged
-from .files import file_size, holds_content, title_from_path
+from .errors import REBUILD, AudioError, ChangedWhileRead, IndexFileError, IndexLocked, damaged
+from .files import content_sha1, file_size, holds_content, title_from_path
 from .results import Song
 
 VARIABLES_PER_STATEMENT = 900
@@ -501,11 +501,22 @@ class Catalogue:
 
     def _same_file(self, table: str, columns: str, at: int, reference: str) -> list[tuple]:
         """Rows of `table` whose `path` (column `at` of `columns`) is the file at `reference` once links are
-        resolved: only those of its name are resolved (a link to a folder keeps its files' names)."""
+        resolved: those of its name (a link to a folder keeps its files' names), or failing those, those of its
+        content (a link of another name to it), so that no row's path is resolved but these few."""
         real = os.path.realpath(reference)
         name = os.sep + os.path.basename(real)
-        return [row for row in self.read(f"SELECT {columns} FROM {table} WHERE substr(path, -?)=?", (len(name), name))
-                if os.path.realpath(row[at]) == real]
+        rows = self.read(f"SELECT {columns} FROM {table} WHERE substr(path, -?)=?", (len(name), name))
+        found = [row for row in rows if os.path.realpath(row[at]) == real]
+        if found:
+            return found
+        try:
+            sha1 = content_sha1(reference)
+        except AudioError:  # unreadable: no content to go by
+            return []
+        song = "id" if table == "songs" else "song_id"
+        rows = self.read(f"SELECT {columns} FROM {table} WHERE {song} IN (SELECT id FROM songs WHERE content_sha1=?)",
+                         (sha1,))
+        return [row for row in rows if os.path.realpath(row[at]) == real]
 
     def songs_under(self, folder: str) -> list[Song]:
         """Songs whose file lies under this folder, at any depth (the folder as given, absolute, or with links

@@ -552,6 +552,12 @@ def test_files_swapped_a_folder_linked_a_name_not_utf8_and_an_id_that_is_also_a_
     assert removed.stdout.startswith("removed 2\t")
     (music / "to-two").symlink_to(music / "a" / "2.flac")  # a link to an indexed file names its song
     assert "would remove" in run_cli("remove", "--dry-run", music / "to-two", db=db, check=True).stdout
+    (music / "c").mkdir()  # a file added through a link of another name is found by its real path too
+    write(music / "c" / "real name.flac", rendered(5, 20.0, 22050), 22050)
+    (music / "alias.flac").symlink_to(music / "c" / "real name.flac")
+    run_cli("add", music / "alias.flac", db=db, check=True)
+    dry = run_cli("remove", "--dry-run", music / "c" / "real name.flac", db=db, check=True).stdout
+    assert dry.startswith("would remove") and "alias.flac" in dry, dry
     short = run_cli("remove", "abcdef1", db=db)
     assert short.returncode == 1 and "needs 8 digits" in short.stderr
 
