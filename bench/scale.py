@@ -38,8 +38,10 @@ STARTUP_RUNS = 3
 
 
 def song_fingerprints(postings) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Every song's (hashes, frames), read back from a posting store (`PostingStore.scan`)."""
-    hashes, songs, frames = (np.concatenate(column) for column in zip(*postings.scan()))
+    """Every song's (hashes, frames), read back from a posting store."""
+    from landmark.store import all_postings
+
+    hashes, songs, frames = all_postings(postings)
     order = np.argsort(songs, kind="stable")
     hashes, songs, frames = hashes[order], songs[order], frames[order]
     starts = run_starts(songs)

@@ -839,6 +839,15 @@ def within_budget(priority: np.ndarray, postings: np.ndarray, max_postings: int)
     return chosen
 
 
+def all_postings(store: PostingStore) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hashes, song ids, frames) of every posting in any store, through its `scan` (a full read)."""
+    parts = list(store.scan())
+    if not parts:
+        return np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    hashes, songs, frames = (np.concatenate(column) for column in zip(*parts))
+    return hashes, songs, frames
+
+
 def _implements_the_interface(store: SQLitePostingStore) -> PostingStore:
     """The type checker confirms here that the SQLite store has every method of `PostingStore`."""
     return store

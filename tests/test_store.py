@@ -17,7 +17,7 @@ from landmark.postings import ESCAPE, RowLayout, encode_words
 from landmark.postings import decode as decode_postings
 from landmark.postings import encode as encode_postings
 from landmark.settings import Density, FingerprintSettings, MatchSettings
-from landmark.store import SongPostings
+from landmark.store import SongPostings, all_postings
 from lmprint.catalogue import SCHEMA_VERSION, UPGRADABLE_FROM
 from lmprint.errors import IndexFileError
 
@@ -528,7 +528,7 @@ def test_a_growing_index_seals_its_tail_into_merged_segments_and_reads_the_same_
     assert writer.postings.stats()["hashes_per_row"] == 1
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     # `dedup`'s scan: the tail and every segment, by hash range
-    scanned = (np.concatenate(column) for column in zip(*reader.postings.scan()))
+    scanned = all_postings(reader.postings)
     assert sorted(zip(*(column.tolist() for column in scanned))) == expected
     writer.remove([3])
     assert all(song != 3 for _, song, _ in _postings_of(reader, asked))

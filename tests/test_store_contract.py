@@ -7,7 +7,7 @@ import pytest
 
 from landmark import Index
 from landmark.batch import SongFingerprint
-from landmark.store import SongPostings
+from landmark.store import SongPostings, all_postings
 from tests.conftest import SYNTH_RATE, rendered
 from tests.memory_store import MemoryPostingStore
 from tests.test_store import _random_songs, insert
@@ -110,6 +110,7 @@ def test_a_removed_songs_postings_are_gone_and_the_others_stay(index):
 
 
 def test_a_scan_yields_every_posting_in_key_order_without_splitting_a_key(index):
+    assert [column.size for column in all_postings(index.postings)] == [0, 0, 0]  # an empty store: nothing
     songs = _random_songs(3, 5, n_postings=400)
     ids = [insert(index, f"/{n}", f"sha-{n}", hashes, frames) for n, (hashes, frames) in enumerate(songs)]
     batches = list(index.postings.scan())
@@ -120,6 +121,7 @@ def test_a_scan_yields_every_posting_in_key_order_without_splitting_a_key(index)
     ranges = [(int(hashes.min()), int(hashes.max())) for hashes, _, _ in batches]
     assert all(last < first for (_, last), (first, _) in zip(ranges, ranges[1:]))  # in order, no key in two
     assert index.postings.stats()["postings_bytes"] > 0
+    assert sorted(zip(*(column.tolist() for column in all_postings(index.postings)))) == scanned
 
 
 def test_songs_are_named_and_removed_through_either_store(index, tmp_path):
