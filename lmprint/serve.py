@@ -219,7 +219,7 @@ class Upload:
                     continue
                 try:
                     await _shared_lock(descriptor)
-                    if _same_file(descriptor, path):
+                    if _still_names(path, descriptor):
                         return cls(path, name, descriptor)
                 except BaseException:
                     os.close(descriptor)
@@ -230,16 +230,17 @@ class Upload:
             if partial is not None:
                 _discard(partial)
 
-    def discard(self, named: Callable[[], bool] | None = None) -> None:
-        """Delete the file, and its folder once that is empty, unless another request holds it or `named()` says
-        the index names it; then let go of it. `named` is asked once this request holds the file alone, so that
-        no other can index it between the answer and the deletion."""
+    def discard(self, index: Method | None = None) -> None:
+        """Delete the file, and its folder once that is empty, unless another request holds it or `index` names it
+        (a song's file, or a copy's); then let go of it. The index is asked once this request holds the file alone,
+        so that no other can index it between the answer and the deletion."""
         with self._closing:
             if self._descriptor is None:
                 return
             try:
                 fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if _same_file(self._descriptor, self.path) and not (named is not None and named()):
+                if _still_names(self.path, self._descriptor) and not (index is not None and
+                                                                      _names_file(index, self.path)):
                     _discard(self.path)
             except OSError:  # another request holds it, and it is theirs to keep or delete; or no lock to be sure
                 pass
@@ -379,10 +380,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                 pass
         try:
             await asyncio.wait_for(discard(), settings.read_timeout_s)
-        except (TimeoutError, ClientDisconnect):
-            pass
-        except asyncio.CancelledError:  # the server is stopping, past its grace: the answer all the same
-            pass
+        except (TimeoutError, ClientDisconnect, asyncio.CancelledError):  # cancelled: the server is stopping, past
+            pass  # its grace; the answer all the same
         return response
 
     async def guarded(work: Callable[[Method], Any]) -> Any:
@@ -457,7 +456,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             declared_s = declared_duration_s(upload.path)
             if declared_s is not None and declared_s > settings.max_upload_s:
                 if kept:  # not kept, unless it is an indexed song's file (uploaded when the cap was higher)
-                    await workers.run(lambda method: upload.discard(named=lambda: _names_file(method, upload.path)))
+                    await workers.run(upload.discard)
                 else:
                     upload.discard()
                 return error(413, f"upload of {declared_s:.0f} s of audio, over {settings.max_upload_s:g} s")
@@ -490,7 +489,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                         if report.failed:
                             raise LmprintError(report.failed[0][1])
                     except LmprintError:  # kept only as an indexed song's file
-                        upload.discard(named=lambda: _names_file(method, upload.path))
+                        upload.discard(method)
                         raise
                 # skipped: its content was indexed already (a copy of an indexed file is recorded, and skipped too);
                 # a warning: what `lmprint add` would print of it (an upload cut short, indexed as far as it goes)
@@ -661,7 +660,7 @@ def _write_partial(folder: str, base: str, data: bytes) -> str:
     return partial
 
 
-def _same_file(descriptor: int, path: str) -> bool:
+def _still_names(path: str, descriptor: int) -> bool:
     """Whether `path` still names the file open as `descriptor`."""
     try:
         return os.path.samestat(os.fstat(descriptor), os.stat(path))
