@@ -321,12 +321,14 @@ class Index:
         vote_lead = best.score - max((c.score for c in candidates if c.song_id != best.song_id
                                       and c.song_id not in copies), default=0.0)
         chance = CALIBRATION.false_match_probability(vote_lead, z)
-        offset_s = max(0.0, best.delta_frames * self.fingerprint_settings.frame_s)
+        song_time_s = best.delta_frames * self.fingerprint_settings.frame_s  # at the clip's start; < 0: not begun
+        tempo = found_warp.tempo if found_warp is not None else 1.0
         factors = ({} if found_warp is None  # not measured: an index without peaks, or no warp searched
                    else {"speed": found_warp.factor} if found_warp.kind == "speed"
                    else {"tempo": found_warp.tempo, "pitch": found_warp.pitch})
-        return Match(files[0], best.score, offset_s, 1.0 - chance, decided_by, (*files[1:], *songs.values()), chance,
-                     **factors), candidates
+        match = Match(files[0], best.score, max(0.0, song_time_s), 1.0 - chance, decided_by,
+                      (*files[1:], *songs.values()), chance, **factors, lead_in_s=max(0.0, -song_time_s / tempo))
+        return match, candidates
 
     def follow(self, samples: np.ndarray, previous: Match, offset_s: float, min_score: float = 0.0) -> Match | None:
         """`previous`'s song again, if the clip continues it: its stored peaks, played at `previous`'s speed (or
@@ -349,7 +351,7 @@ class Index:
         # the offset is the clock's: agreement peaks broadly where notes are held, and a vote placed the clock
         chance = CALIBRATION.false_match_probability(0.0, z)
         return Match(song, z, max(0.0, offset_s), 1.0 - chance, "followed", (), chance, previous.speed,
-                     previous.tempo, previous.pitch)
+                     previous.tempo, previous.pitch, max(0.0, -offset_s / played.tempo))
 
     def strongest_evidence(self, samples: np.ndarray) -> tuple[float, float | None]:
         """(vote lead, agreement z): the vote leader's lead over the runner-up, and the best agreement among the

@@ -61,11 +61,16 @@ class Match:
     """How many times faster the query's music runs, its pitch kept apart (a time-stretch); else None."""
     pitch: float | None = None
     """How many times higher the query sounds, its tempo kept apart (a pitch shift); else None."""
+    lead_in_s: float | None = None
+    """Seconds of the query before the song begins (it started in silence or in another song, and `offset_s` reads
+    0); 0.0 when it starts within the song; None where the engine cannot tell (MERT). A monitor places a song's
+    start by it."""
 
     def to_dict(self) -> dict:
         """The `match` object of `lmprint match --json`."""
         return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
                 "score": round(self.score, 1), "offset_s": None if self.offset_s is None else round(self.offset_s, 3),
+                "lead_in_s": None if self.lead_in_s is None else round(self.lead_in_s, 3),
                 "confidence": round(self.confidence, 4), "decided_by": self.decided_by,
                 "copies": [song.path for song in self.copies],
                 "false_match_probability": (None if self.false_match_probability is None

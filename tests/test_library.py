@@ -29,6 +29,20 @@ def test_clean_clips_from_random_offsets_name_the_song_and_where_it_starts(index
         assert found.confidence > 0.999 and found.false_match_probability < 1e-3  # clean: overwhelming evidence
 
 
+def test_a_clip_that_begins_before_the_song_says_how_long_before(index):
+    """A clip started in silence or in other music reads offset 0, and its lead-in says where the song begins in
+    it, at the speed it plays; a clip within the song has none."""
+    song = rendered(3, 40.0, RATE)
+    for lead_s, before, speed in ((2.4, np.zeros(int(2.4 * RATE), np.float32), 1.0),
+                                  (1.3, rendered(100, 1.3, RATE), 1.0), (2.0, np.zeros(2 * RATE, np.float32), 1.06)):
+        played = queries.change_speed(song[:6 * RATE], speed)
+        found = index.match_samples(np.concatenate([before, played])[:5 * RATE])
+        assert found is not None and found.song.title == "song3" and found.offset_s == 0.0, (lead_s, found)
+        assert found.lead_in_s == pytest.approx(lead_s, abs=0.05), (lead_s, found)
+    found = index.match_samples(song[8 * RATE:13 * RATE])
+    assert found is not None and found.lead_in_s == 0.0 and found.offset_s == pytest.approx(8.0, abs=0.05)
+
+
 def test_noisy_clips_still_match(index):
     rng = np.random.default_rng(8)
     hits = 0

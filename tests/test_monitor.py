@@ -465,6 +465,25 @@ def test_a_segment_whose_looks_began_before_the_song_starts_with_the_song(built_
     assert [e.open for e in events] == [True] and events[0].song_offset_s == 0.0, events
 
 
+def test_a_song_after_silence_or_unknown_music_is_announced_from_where_it_begins(built_index):
+    """A look whose window began before the song says how long before (`Match.lead_in_s`): the open line, printed
+    while the song plays, starts where the song begins, as the closed line does. (It started `audible_s` before
+    the end of the look's window, up to a second early or late; and 2.1 s late, at 2.1 s into the song, where
+    that guess fell more than a hop from the song's start.)"""
+    import soxr
+
+    with Index(built_index) as index:
+        for before_s, before in ((33.0, None), (31.3, None), (20.7, 100), (21.9, 100)):
+            lead = (np.zeros(int(before_s * RATE), np.float32) if before is None
+                    else rendered(before, before_s, RATE))
+            signal = np.concatenate([lead, rendered(1, 40.0, RATE)])
+            samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+            events = list(monitor(index, [samples[i:i + 4000] for i in range(0, samples.size, 4000)]))
+            assert [(e.open, e.song.title) for e in events] == [(True, "song1"), (False, "song1")], events
+            for event in events:
+                assert abs(event.start_s - before_s) <= 0.1 and event.song_offset_s == 0.0, (before_s, events)
+
+
 def test_a_song_held_as_two_files_is_one_segment_for_as_long_as_it_plays(tmp_path):
     """Which of two files of one recording (a WAV and an MP3 of it) a look names is chance: a look naming the
     other extends the segment, and the segment goes on following its own file (following the other file, whose
