@@ -149,13 +149,11 @@ def _rate(match: Match) -> float:
     return match.speed or match.tempo or 1.0
 
 
-def _song_time_s(match: Match) -> float | None:
-    """Where in the song a look's window starts, in seconds of the song: below 0 when the song began within the
-    window (`Match.lead_in_s` in). None when the match does not tell it: MERT, or an engine that reads offset 0 for
-    a window begun before the song without saying how long before."""
-    if match.offset_s is None or (match.offset_s <= 0.0 and match.lead_in_s is None):
-        return None
-    return match.offset_s - _rate(match) * (match.lead_in_s or 0.0)
+def _lead_in_s(match: Match) -> float | None:
+    """How far into a look's window the song began, when the window heard it begin (`Match.lead_in_s`); else None.
+    It places a segment's start, not its anchor: a window holding only the song's first seconds, faded in under
+    the song before, is where a bar that repeats can put the vote a bar off, and the looks after hear more."""
+    return match.lead_in_s if match.offset_s == 0.0 else None
 
 
 class Monitor:
@@ -331,9 +329,11 @@ class Monitor:
 
     def _anchor(self, match: Match, time_s: float) -> float | None:
         """The song's time at the stream's start, as the song plays at its rate (`_rate`): the song's time minus
-        the rate times the stream's; None when the match does not tell it (`_song_time_s`)."""
-        song_time_s = _song_time_s(match)
-        return None if song_time_s is None else song_time_s - _rate(match) * time_s
+        the rate times the stream's; None when the match does not tell it (MERT), or when the window began before
+        the song did (the offset then reads 0: the anchor is only bounded)."""
+        if match.offset_s is None or match.offset_s <= 0.0:
+            return None
+        return match.offset_s - _rate(match) * time_s
 
     def _agrees(self, segment: Segment, match: Match | None, time_s: float) -> bool:
         """Whether a look names the segment's song. For a segment being confirmed, at its anchor too; once it
@@ -344,7 +344,7 @@ class Monitor:
             return False
         if segment is self.current:
             return not self._plays_again(segment, match, time_s)
-        if _song_time_s(match) is None or segment.anchor_s is None:
+        if match.offset_s is None or match.offset_s <= 0.0 or segment.anchor_s is None:
             return True
         return self._at_anchor(segment, match, time_s)
 
@@ -352,17 +352,16 @@ class Monitor:
         """Whether a look places the segment's song where the segment's clock puts it: at the segment's own rate,
         since two looks' rates differ a little, and that difference times the stream's whole length would grow
         past any tolerance."""
-        song_time_s = _song_time_s(match)
-        if segment.anchor_s is None or song_time_s is None:
+        if segment.anchor_s is None or match.offset_s is None or match.offset_s <= 0.0:
             return False
-        return abs(song_time_s - (segment.anchor_s + segment.rate * time_s)) <= self.settings.anchor_tolerance_s
+        return abs(match.offset_s - (segment.anchor_s + segment.rate * time_s)) <= self.settings.anchor_tolerance_s
 
     def _plays_again(self, segment: Segment, match: Match, time_s: float) -> bool:
         """Whether a look naming the followed segment's song hears it play again (the song repeated, back to back
         or after a pause): by the segment's clock the song has ended before the window holds `audible_s` of it,
         and the look puts the song elsewhere (another anchor, or its start within the window). A song cannot be
         heard past its own end; a passage that returns within the song still extends the segment."""
-        if segment.anchor_s is None or _song_time_s(match) is None or match.song.id != segment.song.id:
+        if segment.anchor_s is None or match.offset_s is None or match.song.id != segment.song.id:
             return False
         left_s = (segment.song.duration_s - (segment.anchor_s + segment.rate * time_s)) / segment.rate
         if left_s >= self.settings.audible_s:  # of the song by its clock, from the window's start
@@ -374,9 +373,8 @@ class Monitor:
         # after another song's look, this one needed about half the window to win it; after silence, `audible_s`
         held_s = length_s / 2 + settings.hop_s / 2 if self.current is not None else settings.audible_s
         start_s = max(0.0, time_s + length_s - held_s) if time_s > 0 else 0.0
-        song_time_s = _song_time_s(match)
-        if song_time_s is not None and song_time_s <= 0.0:  # the window heard the song begin, this far into it
-            start_s = max(0.0, time_s - song_time_s / _rate(match))
+        if (lead_in_s := _lead_in_s(match)) is not None:  # the window heard the song begin
+            start_s = time_s + lead_in_s
         segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1, rate=_rate(match),
                           heard=match, chance=match.false_match_probability,
                           heard_until_s=time_s + settings.audible_s)
@@ -392,9 +390,8 @@ class Monitor:
         searched, not followed: a window that holds only the song's first seconds names it by its vote, where
         its peaks agree too little to follow it. They are made in this process, while the workers take the looks
         still out."""
-        song_time_s = _song_time_s(match)
-        if song_time_s is None or song_time_s <= 0.0:
-            return  # the song began within this window (or may have): no window before it holds more of it
+        if match.offset_s is None or match.offset_s <= 0.0:
+            return  # the song began within this window: no window before it holds more of it
         rate_hz = self.method.sample_rate_hz
         start, length = int(round(time_s * rate_hz)), int(round(length_s * rate_hz))
         for earlier in range(start - self._hop, start - self._idle_hop, -self._hop):
@@ -405,13 +402,12 @@ class Monitor:
             if not self._agrees(segment, heard, earlier_s):
                 return
             assert heard is not None
-            song_time_s = _song_time_s(heard)
-            if song_time_s is not None and song_time_s <= 0.0:  # it began within this window, this far into it
-                segment.start_s = max(0.0, earlier_s - song_time_s / _rate(heard))
-                self._place(segment, segment.anchor_s)
-                return
-            segment.start_s = min(segment.start_s, max(0.0, earlier_s + length_s - self.settings.audible_s))
+            lead_in_s = _lead_in_s(heard)
+            began_s = earlier_s + (lead_in_s if lead_in_s is not None else length_s - self.settings.audible_s)
+            segment.start_s = min(segment.start_s, max(0.0, began_s))
             self._place(segment, segment.anchor_s)
+            if lead_in_s is not None:
+                return  # it began within this window: no window before it holds any of it
 
     def _extend(self, segment: Segment, match: Match, time_s: float, length_s: float) -> None:
         segment.looks += 1
