@@ -35,10 +35,18 @@ def plant(tracks, folder: str, count: int, rng: np.random.Generator) -> list[dic
     from .audio_io import write
 
     rate = 22050
-    chosen = rng.choice(len(tracks), size=min(count, len(tracks)), replace=False)
-    planted = []
-    for number, track_index in enumerate(chosen):
-        source, kind = tracks[track_index].path, KINDS[number % len(KINDS)]
+    order = [int(i) for i in rng.permutation(len(tracks))]
+    too_short: list[int] = []  # for a cut: each is the next transcode's or retag's source instead
+    planted: list[dict] = []
+    while len(planted) < count:
+        number, kind = len(planted), KINDS[len(planted) % len(KINDS)]
+        if kind != "cut" and too_short:
+            track_index = too_short.pop(0)
+        elif order:
+            track_index = order.pop(0)
+        else:
+            break
+        source = tracks[track_index].path
         target = os.path.join(folder, f"planted-{number:03d}-{kind}")
         if kind == "retag":
             target += os.path.splitext(source)[1]
@@ -54,6 +62,7 @@ def plant(tracks, folder: str, count: int, rng: np.random.Generator) -> list[dic
             signal = audio.load(source, rate)
             if kind == "cut":
                 if signal.size < (CUT_START_S + CUT_LENGTH_S + 5) * rate:
+                    too_short.append(track_index)
                     continue
                 signal = signal[int(CUT_START_S * rate):int((CUT_START_S + CUT_LENGTH_S) * rate)]
             target += ".mp3"  # a cut is lossy too: an excerpt someone saved

@@ -265,6 +265,27 @@ def test_bench_dedup_finds_what_it_planted_and_judges_it(tmp_path):
     assert "| 120 | 3 | 3 | 0 | 0 |" in markdown(result)
 
 
+def test_bench_dedup_plants_a_cut_of_a_song_long_enough_for_one(tmp_path):
+    """A song too short for a cut is the next transcode's or retag's source: every kind is planted as asked,
+    whichever songs the draw takes first (the cut of a short song was skipped, and the run planted fewer)."""
+    from bench.corpus import Track
+    from bench.dedup import CUT_LENGTH_S, CUT_START_S, plant
+
+    tracks = []
+    for seed, duration_s in enumerate((20.0, 20.0, 66.0, 66.0, 66.0)):
+        path = tmp_path / f"g{seed}.flac"
+        write(path, rendered(seed + 70, duration_s, SYNTH_RATE), SYNTH_RATE)
+        tracks.append(Track(str(path), True))
+    long_enough = {t.path for t in tracks[2:]}
+    assert CUT_START_S + CUT_LENGTH_S < 66.0
+    for seed in range(6):
+        folder = tmp_path / f"planted{seed}"
+        folder.mkdir()
+        planted = plant(tracks, str(folder), 3, np.random.default_rng(seed))
+        assert [entry["kind"] for entry in planted] == ["transcode", "retag", "cut"], (seed, planted)
+        assert planted[2]["source"] in long_enough and len({entry["source"] for entry in planted}) == 3
+
+
 def test_bench_monitor_plays_a_dj_mix_at_each_songs_own_speed_and_matches_clips_cut_from_it(tmp_path):
     from bench import corpus, queries
     from bench.monitor import radio_hour, run
