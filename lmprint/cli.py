@@ -250,8 +250,8 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 @_guard
 def match(ctx, files, as_json, top, method, model, device, settings_file, assignments):
     """Identify each audio FILE (a folder: every audio file under it; -: standard input, any format). Prints the song,
-    where in it the clip starts, a score, and the chance that a song the index does not hold would match as well
-    (the false-match probability; MERT: a confidence)."""
+    where in it the clip starts (or how far into the clip the song begins), a score, and the chance that a song the
+    index does not hold would match as well (the false-match probability; MERT: a confidence)."""
     import tempfile
 
     from .files import find_audio_files
@@ -327,12 +327,14 @@ def _warp_text(found) -> str:
 
 
 def describe(found, method: str) -> str:
-    """One line for a match: the song, where the clip starts in it, its score, and its false-match probability
-    (a confidence where the engine has none)."""
+    """One line for a match: the song, where the clip starts in it (or where the song begins in the clip), its
+    score, and its false-match probability (a confidence where the engine has none)."""
     if method == "mert":
         evidence = f"Hamming distance {found.score:.1f}"
     else:
-        evidence = f"at {found.offset_s:.1f} s{_warp_text(found)}, score {found.score:.0f}"
+        began_s = found.lead_in_s or 0.0  # the clip started before the song: where in the clip it begins
+        where = f"from its start, {began_s:.1f} s into the clip" if began_s >= 0.05 else f"at {found.offset_s:.1f} s"
+        evidence = f"{where}{_warp_text(found)}, score {found.score:.0f}"
     song = f"{_one_line(found.song.title)} ({_one_line(found.song.path)})"
     if found.false_match_probability is None:
         return f"{song}, {evidence}, confidence {found.confidence:.2f}"

@@ -53,6 +53,15 @@ def test_add_match_list_stats_remove_round_trip(library_dir, tmp_path):
     assert run_cli("remove", "no-such-song", db=db).returncode == 1
 
 
+def test_a_clip_that_begins_before_the_song_says_where_in_it_the_song_begins(built_index, tmp_path):
+    path = tmp_path / "late.flac"
+    write(path, np.concatenate([np.zeros(2 * 22050, np.float32), rendered(2, 40.0, 22050)[:4 * 22050]]), 22050)
+    result = run_cli("match", path, db=built_index, check=True)
+    assert re.search(r": song2 \(.*\), from its start, 2\.0 s into the clip, score \d+", result.stdout), result.stdout
+    on_time = run_cli("match", clip_file(tmp_path, 2, 10.0), db=built_index, check=True)
+    assert ", at 10.0 s, score" in on_time.stdout, on_time.stdout
+
+
 def test_unknown_clip_says_no_match_and_exits_zero(built_index, tmp_path):
     path = tmp_path / "unknown.flac"
     write(path, rendered(555, 6.0, 22050), 22050)
