@@ -132,14 +132,17 @@ def _with_voice(piece: np.ndarray, rng: np.random.Generator, workdir: str) -> np
     return out
 
 
-def score(pieces: list[Piece], segments: list, audio_s: float) -> dict:
-    """Found share, boundary and offset errors, phantoms per hour."""
+def score(pieces: list[Piece], segments: list, audio_s: float, announced_start_s: list[float | None] | None = None
+          ) -> dict:
+    """Found share, boundary and offset errors, phantoms per hour; with `announced_start_s` (each segment's start as
+    its open line gave it, while the song played), the error of that start too."""
     # boundaries at the middle of each crossfade
     fade_out = {n: pieces[n + 1].fade_in_s for n in range(len(pieces) - 1)}
     pieces = [Piece(p.path, p.indexed, p.start_s + p.fade_in_s / 2, p.end_s - fade_out.get(n, 0.0) / 2,
                     p.offset_s + p.speed * p.fade_in_s / 2, p.fade_in_s, p.speed) for n, p in enumerate(pieces)]
     truth = [p for p in pieces if p.indexed]
-    found, start_errors, end_errors, offset_errors = 0, [], [], []
+    found, start_errors, end_errors, offset_errors, announced_errors = 0, [], [], [], []
+    announced = dict(zip(map(id, segments), announced_start_s or []))
     for piece in truth:
         overlapping = [s for s in segments if s.song.path == piece.path and s.start_s < piece.end_s
                        and s.end_s > piece.start_s]
@@ -148,6 +151,8 @@ def score(pieces: list[Piece], segments: list, audio_s: float) -> dict:
         found += 1
         best = max(overlapping, key=lambda s: min(s.end_s, piece.end_s) - max(s.start_s, piece.start_s))
         start_errors.append(abs(best.start_s - piece.start_s))
+        if (announced_s := announced.get(id(best))) is not None:
+            announced_errors.append(abs(announced_s - piece.start_s))
         end_errors.append(abs(best.end_s - piece.end_s))
         if best.song_offset_s is not None:
             offset_errors.append(abs(best.song_offset_s - (piece.offset_s
@@ -159,7 +164,8 @@ def score(pieces: list[Piece], segments: list, audio_s: float) -> dict:
         return [round(float(np.percentile(values, q)), 1) for q in (50, 95)] if values else [None, None]
 
     return {"pieces": len(truth), "found": found, "found_share": round(found / max(1, len(truth)), 3),
-            "start_error_s": percentiles(start_errors), "end_error_s": percentiles(end_errors),
+            "start_error_s": percentiles(start_errors), "announced_start_error_s": percentiles(announced_errors),
+            "end_error_s": percentiles(end_errors),
             "offset_error_s": percentiles(offset_errors), "segments": len(segments),
             "phantoms_per_hour": round(phantoms * 3600 / audio_s, 2)}
 
@@ -202,14 +208,16 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
             started = time.perf_counter()
             looks = Looks(partial(Index, index.catalogue.path), jobs) if jobs > 1 else None
             try:
-                segments = [s for s in monitor(index, chunks, MonitorSettings(follow=follow), looks=looks,
-                                               ahead_of_looks=file_format is not None) if not s.open]
+                events = list(monitor(index, chunks, MonitorSettings(follow=follow), looks=looks,
+                                      ahead_of_looks=file_format is not None))
             finally:
                 if looks:
                     looks.close()
             seconds = time.perf_counter() - started
             audio_s = samples.size / index.sample_rate_hz
-            row = {"condition": condition, "audio_s": round(audio_s, 1), **score(pieces, segments, audio_s),
+            segments, announced_start_s = closed_with_announced_starts(events)
+            row = {"condition": condition, "audio_s": round(audio_s, 1),
+                   **score(pieces, segments, audio_s, announced_start_s),
                    "x_realtime": round(audio_s / seconds, 1)}
             if condition == "dj":
                 row.update(clips_from_mix(index, samples, pieces))
@@ -219,6 +227,19 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
         index.close()
     return {"corpus": os.path.abspath(corpus), "seed": seed, "songs_indexed": indexed, "follow": follow,
             "file_format": file_format, "rows": rows}
+
+
+def closed_with_announced_starts(events: list) -> tuple[list, list[float | None]]:
+    """A monitor's closed segments, each with the start its open line gave (None where it had none): a segment is
+    followed alone, so its open line is the last one of its song before it closes."""
+    closed, announced_start_s, opened = [], [], {}
+    for event in events:
+        if event.open:
+            opened[event.song.id] = event.start_s
+        else:
+            closed.append(event)
+            announced_start_s.append(opened.pop(event.song.id, None))
+    return closed, announced_start_s
 
 
 CLIP_S = 5.0
@@ -250,11 +271,12 @@ def markdown(result: dict) -> str:
         rate_hz = CODECS[f".{result['file_format']}"][2] or FILE_RATE_HZ
         source = f"read from a {rate_hz / 1000:g} kHz stereo {result['file_format'].upper()} file"
     lines = [f"{result['songs_indexed']} songs indexed; seed {result['seed']}; {looks}; each hour {source}.", "",
-             "| condition | hours | songs found | start error s (p50 / p95) | end error s | offset error s | "
-             "phantoms / hour | × realtime |", "|---|---|---|---|---|---|---|---|"]
+             "| condition | hours | songs found | start error s (p50 / p95) | as announced | end error s | "
+             "offset error s | phantoms / hour | × realtime |", "|---|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         lines.append(f"| {row['condition']} | {row['audio_s'] / 3600:.2f} | {row['found']} / {row['pieces']} "
                      f"({row['found_share']}) | {' / '.join(map(str, row['start_error_s']))} | "
+                     f"{' / '.join(map(str, row.get('announced_start_error_s', ['–'])))} | "
                      f"{' / '.join(map(str, row['end_error_s']))} | {' / '.join(map(str, row['offset_error_s']))} | "
                      f"{row['phantoms_per_hour']} | {row['x_realtime']} |")
     for row in result["rows"]:

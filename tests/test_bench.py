@@ -334,6 +334,18 @@ def test_bench_monitor_builds_radio_and_scores_the_segments(tmp_path):
     scored = score(pieces, segments, 3600.0)
     assert scored["phantoms_per_hour"] == 1.0 and scored["start_error_s"][0] == pytest.approx(
         abs(first.start_s + 1 - (first.start_s + first.fade_in_s / 2)), abs=0.05)
+    # the start its open line announced, paired with the segment it opened
+    from dataclasses import replace
+
+    from bench.monitor import closed_with_announced_starts
+
+    announced = replace(segments[0], start_s=first.start_s + 3, open=True)
+    closed, starts = closed_with_announced_starts([replace(segments[1], open=True), segments[1], announced,
+                                                   segments[0]])
+    assert closed == segments[::-1] and starts == [0.0, first.start_s + 3]
+    assert score(pieces, closed, 3600.0, starts)["announced_start_error_s"][0] == pytest.approx(
+        abs(first.start_s + 3 - (first.start_s + first.fade_in_s / 2)), abs=0.05)
+    assert "| as announced |" in markdown(result) and row["announced_start_error_s"][0] is not None
 
 
 def test_a_manifests_paths_are_those_lmprint_stores_and_too_small_a_corpus_is_refused_in_one_line(tmp_path):
