@@ -38,12 +38,16 @@ def plant(tracks, folder: str, count: int, rng: np.random.Generator) -> list[dic
     order = [int(i) for i in rng.permutation(len(tracks))]
     too_short: list[int] = []  # for a cut: each is the next transcode's or retag's source instead
     planted: list[dict] = []
+    kinds: tuple[str, ...] = KINDS
     while len(planted) < count:
-        number, kind = len(planted), KINDS[len(planted) % len(KINDS)]
+        number, kind = len(planted), kinds[len(planted) % len(kinds)]
         if kind != "cut" and too_short:
             track_index = too_short.pop(0)
         elif order:
             track_index = order.pop(0)
+        elif too_short:  # no song left is long enough for a cut: the other kinds go on
+            kinds = tuple(k for k in kinds if k != "cut")
+            continue
         else:
             break
         source = tracks[track_index].path

@@ -401,15 +401,12 @@ class Monitor:
             heard = look(self.method, self._samples(earlier, length))
             if not self._agrees(segment, heard, earlier_s):
                 return
-            assert heard is not None
-            lead_in_s = _lead_in_s(heard)
-            began_s = earlier_s + (lead_in_s if lead_in_s is not None else length_s - self.settings.audible_s)
-            segment.start_s = min(segment.start_s, max(0.0, began_s))
+            segment.start_s = min(segment.start_s, max(0.0, earlier_s + length_s - self.settings.audible_s))
             self._place(segment, segment.anchor_s)
-            if lead_in_s is not None:
-                return  # it began within this window: no window before it holds any of it
 
     def _extend(self, segment: Segment, match: Match, time_s: float, length_s: float) -> None:
+        surer = match.false_match_probability is not None and (
+            segment.chance is None or match.false_match_probability < segment.chance)
         segment.looks += 1
         segment.misses = 0
         segment.end_s = time_s + length_s
@@ -419,6 +416,11 @@ class Monitor:
         if match.song.id != segment.song.id:  # it named another file of the recording: its offsets are that file's
             return
         segment.heard = match
+        lead_in_s = _lead_in_s(match)
+        if lead_in_s is not None and surer and segment is not self.current:
+            # a surer look heard the song begin here: the looks before it, which put the song earlier, were chance's
+            # or heard too little of it. The next look that hears more places the anchor.
+            segment.start_s, segment.anchor_s, segment.song_offset_s = time_s + lead_in_s, None, 0.0
         if match.decided_by == "followed":
             segment.best_follow = max(segment.best_follow, match.score)
         if match.decided_by == "followed" or self._at_anchor(segment, match, time_s) or segment.anchor_s is None:
@@ -438,21 +440,20 @@ class Monitor:
         segment.song_offset_s = max(0.0, anchor + segment.rate * segment.start_s)
 
     def _close(self, segment: Segment, before_s: float | None = None, until_end: bool = False) -> Segment:
-        """The segment ended: it ran about `audible_s` past the start of its last agreeing look, within the song's
-        length and the stream heard, and not past `before_s` (the next song's start); or, `until_end`, to the end of
-        the stream."""
+        """The segment ended: it ran about `audible_s` past the start of its last agreeing look (`until_end`: to the
+        end of the stream), within the song's length and the stream heard, and not past `before_s` (the next
+        song's start)."""
+        heard_s = self._heard / self.method.sample_rate_hz
         last_look_start = segment.end_s - self.settings.window_s
-        end_s = min(segment.end_s, last_look_start + self.settings.audible_s + self.settings.hop_s / 2,
-                    self._heard / self.method.sample_rate_hz)
+        end_s = heard_s if until_end else min(
+            segment.end_s, last_look_start + self.settings.audible_s + self.settings.hop_s / 2, heard_s)
         if segment.anchor_s is not None:
             song_end_s = (segment.song.duration_s - segment.anchor_s) / segment.rate
             end_s = min(end_s, song_end_s)  # not past the song's own end, and at it if it is that close
             if 0 <= song_end_s - end_s <= self.settings.hop_s:
-                end_s = min(song_end_s, self._heard / self.method.sample_rate_hz)
+                end_s = min(song_end_s, heard_s)
         if before_s is not None:  # another song began: a crossfade ends there
             end_s = min(end_s, max(before_s, segment.start_s))
-        if until_end:
-            end_s = self._heard / self.method.sample_rate_hz
         segment.end_s = max(end_s, segment.start_s)
         segment.open = False
         return segment

@@ -272,11 +272,11 @@ def test_bench_dedup_plants_a_cut_of_a_song_long_enough_for_one(tmp_path):
     from bench.dedup import CUT_LENGTH_S, CUT_START_S, plant
 
     tracks = []
-    for seed, duration_s in enumerate((20.0, 20.0, 66.0, 66.0, 66.0)):
+    for seed, duration_s in enumerate((20.0, 20.0, 20.0, 66.0, 66.0, 66.0)):
         path = tmp_path / f"g{seed}.flac"
         write(path, rendered(seed + 70, duration_s, SYNTH_RATE), SYNTH_RATE)
         tracks.append(Track(str(path), True))
-    long_enough = {t.path for t in tracks[2:]}
+    long_enough = {t.path for t in tracks[3:]}
     assert CUT_START_S + CUT_LENGTH_S < 66.0
     for seed in range(6):
         folder = tmp_path / f"planted{seed}"
@@ -284,6 +284,10 @@ def test_bench_dedup_plants_a_cut_of_a_song_long_enough_for_one(tmp_path):
         planted = plant(tracks, str(folder), 3, np.random.default_rng(seed))
         assert [entry["kind"] for entry in planted] == ["transcode", "retag", "cut"], (seed, planted)
         assert planted[2]["source"] in long_enough and len({entry["source"] for entry in planted}) == 3
+    # songs too short for any cut: the other kinds are planted from them all the same
+    (tmp_path / "short").mkdir()
+    planted = plant(tracks[:3], str(tmp_path / "short"), 3, np.random.default_rng(0))
+    assert [entry["kind"] for entry in planted] == ["transcode", "retag", "transcode"], planted
 
 
 def test_bench_monitor_plays_a_dj_mix_at_each_songs_own_speed_and_matches_clips_cut_from_it(tmp_path):
