@@ -47,13 +47,29 @@ class ProminenceMap:
         """From a clip's prominence map (frames × all bins, `peaks.prominence_db`)."""
         first_bin, end_bin = (int(edge) for edge in band_edges_bins(settings)[[0, -1]])
         values = np.array(prominence[:, first_bin:end_bin], np.float32)
-        for axis in (1, 0):  # within each frame, then within each bin; in place, as every query pays for it
-            values -= values.mean(axis=axis, keepdims=True)
-            spread = np.sqrt(np.mean(np.square(values), axis=axis, keepdims=True))
-            flat = spread <= FLAT
-            values /= np.where(flat, np.float32(1.0), spread)
-            values *= ~flat
+        live = _standardise(values, axis=1)  # within each frame; in place, as every query pays for it
+        if live.all():
+            _standardise(values, axis=0)  # then within each bin
+        elif live.any():
+            # ...over the frames that hold sound: over silent ones too, a clip that is mostly digital silence
+            # had the spread of its sound divided by √(its frames / sounding frames), and every z read there
+            # multiplied by that (a second of a song before 5 s of silence: ×2.4, and another song's last
+            # second, under it by chance, was named)
+            sounding = values[live]
+            _standardise(sounding, axis=0)
+            values[live] = sounding
         return cls(values, first_bin)
+
+
+def _standardise(values: np.ndarray, axis: int) -> np.ndarray:
+    """Standardise `values` along `axis` in place, a flat line (digital silence) left at zero; whether each line
+    along the other axis holds anything."""
+    values -= values.mean(axis=axis, keepdims=True)
+    spread = np.sqrt(np.mean(np.square(values), axis=axis, keepdims=True))
+    flat = spread <= FLAT
+    values /= np.where(flat, np.float32(1.0), spread)
+    values *= ~flat
+    return ~flat.reshape(-1)
 
 
 Reading = tuple[np.ndarray, np.ndarray, int | Sequence[int] | np.ndarray]
