@@ -9,9 +9,10 @@ prominence (dB above the local background) at those points.
 
 Chance is not uniform: music stays in a key, so two songs' peaks share bins, and it keeps a beat, so energy
 crowds into the frames of note onsets; noise fills bands of its own. So the clip's prominence is standardised per
-frame (over its bins) and then per bin (over its frames) before it is read: a point scores only for standing
-out both within its frame and within its bin. The agreement is the sum over the song's n points divided by √n,
-a z-score under chance, so one threshold holds for clips of any length or density.
+frame (over its bins) and then per bin (over its frames) before it is read: a point scores only for standing out
+both within its frame and within its bin. The agreement is the sum over the song's n points divided by √n, a
+z-score under chance, so one threshold holds for clips of any length or density. Digital silence (a recording
+that starts late or stops early) is left out of both steps and of the n points: it is no evidence either way.
 
 Measured (docs/tuning.md): reading the prominence instead of testing for a local maximum at each point keeps
 the evidence of peaks that a room or a louder neighbour has demoted: phone recall 0.66 → 0.79 on the calibration
@@ -37,10 +38,14 @@ FLAT = 1e-6
 
 @dataclass(frozen=True)
 class ProminenceMap:
-    """A clip's prominence within the peak band, standardised per frame and then per bin."""
+    """A clip's prominence within the peak band, standardised per frame and then per bin (over the frames that
+    hold sound)."""
 
     standardised: np.ndarray  # float32, frames × bins of the peak band
     first_bin: int
+    sounding: np.ndarray | None = None
+    """Which frames hold sound (None: all). Digital silence is no evidence either way: a song's peaks there are not
+    read, so neither a song that goes on where a recording stopped nor one that ends there gains or loses."""
 
     @classmethod
     def of(cls, prominence: np.ndarray, settings: FingerprintSettings) -> ProminenceMap:
@@ -58,7 +63,7 @@ class ProminenceMap:
             sounding = values[live]
             _standardise(sounding, axis=0)
             values[live] = sounding
-        return cls(values, first_bin)
+        return cls(values, first_bin, None if live.all() else live)
 
 
 def _standardise(values: np.ndarray, axis: int) -> np.ndarray:
@@ -114,8 +119,12 @@ def agreements_of(clip: ProminenceMap, readings: Sequence[Reading], settings: Ma
     bins = song_bins[points] - clip.first_bin
     in_band = (bins >= 0) & (bins < n_bins)
     which, points, bins = which[in_band], points[in_band], bins[in_band]
+    clip_frames = song_frames[points] - offsets[which]
+    if clip.sounding is not None:  # where the clip is digitally silent, a song's peaks are not read
+        heard = clip.sounding[clip_frames]
+        which, clip_frames, bins = which[heard], clip_frames[heard], bins[heard]
     counts = np.bincount(which, minlength=offsets.size)
-    values = clip.standardised[song_frames[points] - offsets[which], bins]
+    values = clip.standardised[clip_frames, bins]
     sums = np.bincount(which, values, offsets.size)
     z = np.where(counts > 0, sums / np.sqrt(np.maximum(counts, 1)), -np.inf)
     firsts = np.cumsum(offsets_per_reading) - offsets_per_reading

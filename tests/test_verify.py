@@ -48,6 +48,22 @@ def test_digital_silence_in_a_clip_does_not_inflate_the_agreement_read_where_it_
     assert np.std(padded[sounding]) == pytest.approx(np.std(alone), rel=0.1)  # 2.2 times as much before
 
 
+def test_a_songs_peaks_where_the_clip_is_digitally_silent_are_no_evidence_either_way():
+    """4 s of a song, then 4 s of zeros: its agreement at the right offset is that of the 4 s alone. (Read as
+    points of no prominence, the song's peaks under the silence divided it by about √2: a song that goes on where
+    a recording stopped lost to one that ends there.)"""
+    song = rendered(2, 40.0, RATE)
+    start = 10 * RATE + 11 * CONFIG.hop_size  # on the frame grid
+    music = song[start:start + 4 * RATE]
+    song_frames, song_bins = extract_peaks(song, CONFIG, CONFIG.index)
+    delta = start // CONFIG.hop_size
+    alone, _ = agreement(_prominence(music), song_frames, song_bins, delta, MATCHING)
+    padded_map = _prominence(np.concatenate([music, np.zeros(4 * RATE, np.float32)]))
+    padded, _ = agreement(padded_map, song_frames, song_bins, delta, MATCHING)
+    assert padded_map.sounding is not None and _prominence(music).sounding is None
+    assert alone > 3 and padded == pytest.approx(alone, rel=0.15), (alone, padded)
+
+
 def test_the_last_second_of_a_song_before_silence_names_no_other_songs_end(built_index):
     """Half a second of a song, then digital silence: too little to name, and never another song, whose own end
     lines its peaks up under that half second and nowhere else (5 of these 18 named one, at false-match
