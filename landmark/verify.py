@@ -53,17 +53,18 @@ class ProminenceMap:
         first_bin, end_bin = (int(edge) for edge in band_edges_bins(settings)[[0, -1]])
         values = np.array(prominence[:, first_bin:end_bin], np.float32)
         live = _standardise(values, axis=1)  # within each frame; in place, as every query pays for it
-        if live.all():
+        sounding = None if live.all() else live
+        if sounding is None:
             _standardise(values, axis=0)  # then within each bin
-        elif live.any():
+        elif sounding.any():
             # ...over the frames that hold sound: over silent ones too, a clip that is mostly digital silence
             # had the spread of its sound divided by √(its frames / sounding frames), and every z read there
             # multiplied by that (a second of a song before 5 s of silence: ×2.4, and another song's last
             # second, under it by chance, was named)
-            sounding = values[live]
-            _standardise(sounding, axis=0)
-            values[live] = sounding
-        return cls(values, first_bin, None if live.all() else live)
+            heard = values[sounding]
+            _standardise(heard, axis=0)
+            values[sounding] = heard
+        return cls(values, first_bin, sounding)
 
 
 def _standardise(values: np.ndarray, axis: int) -> np.ndarray:

@@ -513,11 +513,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
 
     async def refuse(websocket: WebSocket, message: str) -> None:
         """Tell a listener what it sent wrong, and close: unless it has gone already (its error is nobody's)."""
-        try:
+        with contextlib.suppress(WebSocketDisconnect):  # gone already: its error is nobody's
             await websocket.send_json({"event": "error", "error": message})
             await websocket.close(code=1003)
-        except WebSocketDisconnect:  # gone already: its error is nobody's
-            pass
 
     async def listen(websocket: WebSocket):
         import soxr
