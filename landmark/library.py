@@ -22,9 +22,11 @@ from .store import PeakStore, PostingStore, SongPostings, SQLitePostingStore
 from .verify import (
     CopyCheck,
     ProminenceMap,
+    agreement,
     agreement_at,
     agreements,
     confirms_vote,
+    heard_span,
     remembered,
     verify,
     without_copies_of_leader,
@@ -352,6 +354,27 @@ class Index:
         chance = CALIBRATION.false_match_probability(0.0, z)
         return Match(song, z, max(0.0, offset_s), 1.0 - chance, "followed", (), chance, previous.speed,
                      previous.tempo, previous.pitch, max(0.0, -offset_s / played.tempo))
+
+    def heard_span(self, samples: np.ndarray, previous: Match, offset_s: float) -> tuple[float, float] | None:
+        """Where in the samples (seconds from their start, [first, end)) `previous`'s song is heard, played as
+        `previous` heard it and `offset_s` into the song at their start (± `follow_reach_s`): a monitor places a
+        song's boundaries with it. None when the song is not clearly heard in them (`verify.heard_span`)."""
+        matching, settings = self.matching, self.fingerprint_settings
+        audio.check_usable(samples, self.sample_rate_hz, matching.min_duration_s)
+        peaks = self.peaks.get([previous.song.id]).get(previous.song.id)
+        if peaks is None:
+            return None
+        played = warp.Warp.played(previous.speed, previous.tempo, previous.pitch)
+        clip = ProminenceMap.of(prominence_map(samples, settings), settings)
+        start_frame = int(round(offset_s / settings.frame_s))
+        reach, shift = int(round(matching.follow_reach_s / settings.frame_s)), matching.verify_shift_frames
+        near = warp.under_clip(*peaks, (start_frame,), clip.standardised.shape[0] + reach + 2 * shift)
+        song_frames, song_bins = played.to_clip(*near)
+        expected = int(round(start_frame / played.tempo))  # in the clip's frames
+        _, delta = agreement(clip, song_frames, song_bins, warp.offsets_within(expected, reach, shift), matching)
+        song_end_frame = int(round(previous.song.duration_s / settings.frame_s / played.tempo))
+        span = heard_span(clip, song_frames, song_bins, delta, song_end_frame, matching)
+        return None if span is None else (span[0] * settings.frame_s, span[1] * settings.frame_s)
 
     def strongest_evidence(self, samples: np.ndarray) -> tuple[float, float | None]:
         """(vote lead, agreement z): the vote leader's lead over the runner-up, and the best agreement among the

@@ -136,6 +136,56 @@ def agreements_of(clip: ProminenceMap, readings: Sequence[Reading], settings: Ma
     return best_z, offsets[best] - np.repeat(bases, offsets_per_reading)[best]
 
 
+HEARD_SPAN_ROUNDS = 3
+"""Rounds of `heard_span`'s estimate of how strongly the song is heard and where: it settles within two."""
+
+
+def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, delta: int, song_end_frame: int,
+               settings: MatchSettings) -> tuple[int, int] | None:
+    """The clip frames [first, end) where a song's peaks (sorted by frame), moved by −`delta` into the clip, stand
+    out: where the song is heard, for a boundary between it and what plays either side. None when they do not
+    agree there by `confirm_min_z` (the song is not clearly heard anywhere in the clip).
+
+    Two levels, read peak by peak: where the song is not heard its peaks read chance (standardised prominence:
+    mean 0, spread 1), where it is they read its level μ. A peak's log-likelihood ratio of heard to not is then
+    μ·(v − μ/2), so the span is the run of peaks that maximises the sum of v − μ/2 (a change point either side),
+    with μ read again over the span found, a few rounds. A span that holds the first or last of the song's peaks
+    under the clip reaches the clip's edge, or the song's own start or end (frame 0, `song_end_frame`) where that
+    lies within the clip. Digital silence is not read (`ProminenceMap.sounding`)."""
+    n_frames, n_bins = clip.standardised.shape
+    frames, bins = np.asarray(song_frames, np.int64) - delta, np.asarray(song_bins, np.int64) - clip.first_bin
+    inside = (frames >= 0) & (frames < n_frames) & (bins >= 0) & (bins < n_bins)
+    frames, bins = frames[inside], bins[inside]
+    if clip.sounding is not None:
+        heard = clip.sounding[frames]
+        frames, bins = frames[heard], bins[heard]
+    if frames.size == 0:
+        return None
+    values = clip.standardised[frames, bins].astype(np.float64)
+    first, last = 0, values.size - 1
+    for _ in range(HEARD_SPAN_ROUNDS):
+        level = values[first:last + 1].mean()
+        if level <= 0:
+            return None
+        first, last = _best_run(values - level / 2)
+    if values[first:last + 1].sum() / np.sqrt(last + 1 - first) < settings.confirm_min_z:
+        return None
+    start = max(0, -delta) if first == 0 else (int(frames[first - 1]) + int(frames[first]) + 1) // 2
+    end = (min(n_frames, song_end_frame - delta) if last == values.size - 1
+           else (int(frames[last]) + int(frames[last + 1]) + 1) // 2)
+    return start, end
+
+
+def _best_run(gains: np.ndarray) -> tuple[int, int]:
+    """(first, last) index of the run of `gains` with the largest sum (at least one element)."""
+    ends = np.cumsum(gains)
+    before = np.concatenate([[0.0], ends[:-1]])  # the sum before each start
+    lowest_before = np.minimum.accumulate(before)
+    last = int(np.argmax(ends - lowest_before))
+    first = int(np.argmin(before[:last + 1]))
+    return first, last
+
+
 SongPeaks = Callable[[list[int]], dict[int, tuple[np.ndarray, np.ndarray]]]
 """Reads songs' stored peaks: song ids in, (frames, bins) of each song that has them out."""
 

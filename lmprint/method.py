@@ -45,6 +45,11 @@ class Method(Protocol):
         with a score of at least `min_score`; None when it is not clearly there, or when the engine cannot tell
         (then search: `match_samples`)."""
 
+    def heard_span(self, samples: np.ndarray, previous: Match, offset_s: float) -> tuple[float, float] | None:
+        """Where in the samples (seconds from their start: first, end) `previous`'s song is heard, `offset_s` into
+        the song at their start; None when it is not clearly heard, or when the engine cannot tell (a monitor
+        then guesses its boundaries from its looks)."""
+
     def answer(self, path: str | os.PathLike) -> Answer:
         """`match`'s answer with the best candidates behind it, for diagnostics (`lmprint match --top`)."""
 

@@ -18,11 +18,16 @@ over, and so does the same song played again, from after the last look that hear
 puts the song's start where the segment began is the same play, which its first looks placed at a passage that
 returns later). A song that returns later gets a new segment.
 
-Boundaries: a window that heard the song begin says where (`Match.lead_in_s`), and the segment starts there.
-Otherwise a window names a song once it holds about `audible_s` of it, so a segment starts about that long
-before the end of its first agreeing window, and ends about that long after the start of its last. The song's
-own clock bounds both (it cannot start before its offset 0, nor run past its end), and where its own start or end
-lies within a hop of the estimate, the boundary is put there: songs are mostly played from start to end.
+Boundaries are heard (`Method.heard_span`): the song's peaks, where the looks put it, are read against the
+stream around a boundary, the start over the first window naming the song and the one before it, the end over
+two windows from the last look that heard it. Where both songs of a crossfade are heard into each other, both
+boundaries go to the middle of the overlap, where a listener hears the change. Where that cannot be read (an
+engine that cannot tell, a song not clearly heard), a window that heard the song begin says where
+(`Match.lead_in_s`); otherwise a window names a song once it holds about `audible_s` of it, so a segment starts
+about that long before the end of its first agreeing window, and ends about that long after the start of its
+last. The song's own clock bounds both (it cannot start before its offset 0, nor run past its end), and where its
+own start or end lies within a hop of such a guess (`heard_precision_s` of a boundary heard), the boundary is
+put there: songs are mostly played from start to end.
 """
 
 from __future__ import annotations
@@ -80,6 +85,11 @@ class MonitorSettings:
     """About how much of a song a look must hold to name it (2 s names every clean clip on the bench): where
     boundaries are placed within a look."""
 
+    heard_precision_s: float = 0.25
+    """How closely a window tells where a song begins or stops being heard (`Method.heard_span`; a song's peaks
+    come some 18 a second, and its first and last read less clearly at a window's edge): a boundary heard this
+    close to the song's own start or end is put there."""
+
     follow: bool = True
     """Once a song is confirmed, a look checks it where its clock puts it before searching the index
     (`Method.follow`); False: every look searches."""
@@ -101,6 +111,8 @@ class MonitorSettings:
             raise SettingsError("confirm_looks and close_after_misses must be at least 1")
         if not 0 < self.confirm_chance <= 1:
             raise SettingsError("confirm_chance is a probability: above 0, at most 1")
+        if self.heard_precision_s < 0:
+            raise SettingsError("heard_precision_s must be at least 0")
         if not 0 <= self.follow_keep <= 1:
             raise SettingsError("follow_keep is a share of the best agreement: between 0 and 1")
 
@@ -129,6 +141,12 @@ class Segment:
     heard_until_s: float = field(default=0.0, repr=False, compare=False)
     """How far into the stream a look heard the song where the segment's clock puts it (a window holds about
     `audible_s` of what it names): a play of the song heard again began after it."""
+    last_look_s: float = field(default=0.0, repr=False, compare=False)
+    """Where in the stream the window of the last look that heard it where its clock puts it began: where its end
+    is read from."""
+    start_heard: bool = field(default=False, repr=False, compare=False)
+    """Whether its start was heard in a window (`Method.heard_span`, or the song's beginning), not guessed from
+    `audible_s`: a start heard is not moved to the song's own start nearby."""
 
     def to_dict(self) -> dict:
         return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
@@ -187,9 +205,15 @@ class Monitor:
         self._heard += len(samples)
         events = self._look()
         # nothing before the oldest look still to be taken is needed again, but for the windows it may look back
-        # at; with none out, the next look's look back reaches one hop past the last look at most
+        # at (with none out, the next look's look back reaches one hop past the last look at most), and the window
+        # before, where the start of a song a look names is read (`_heard_from_s`)
         keep_from = (self._in_flight[0].start - (self._idle_hop - self._hop) if self._in_flight
-                     else self._start_after(self._hop)) - self._buffer_start
+                     else self._start_after(self._hop)) - self._window
+        if self.current is not None:  # ...and the end of the song followed, from the last look that heard it, if
+            # that is recent (looks naming it elsewhere in the song may extend it for long: a song started over)
+            keep_from = max(min(keep_from, int(round(self.current.last_look_s * self.method.sample_rate_hz))),
+                            keep_from - self.settings.close_after_misses * self._hop)
+        keep_from -= self._buffer_start
         if keep_from > 0:
             self._buffer, self._buffer_start = self._buffer[keep_from:], self._buffer_start + keep_from
         return events
@@ -285,8 +309,7 @@ class Monitor:
         if current is not None:
             current.misses += 1
             if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard, then
-                handover = self._candidate.start_s if self._candidate is not None and match is not None else None
-                events.append(self._close(current, before_s=handover))
+                events.append(self._close(current, self._candidate if match is not None else None))
                 self.current = current = None
         if match is None:
             if self._candidate is not None:
@@ -314,7 +337,7 @@ class Monitor:
         it starts (another song took over: a crossfade)."""
         events = []
         if self.current is not None:
-            events.append(self._close(self.current, before_s=candidate.start_s))
+            events.append(self._close(self.current, candidate))
         self.current, self._candidate = candidate, None
         events.append(replace(candidate))  # a copy: the segment followed changes as looks come
         return events
@@ -373,11 +396,13 @@ class Monitor:
         # after another song's look, this one needed about half the window to win it; after silence, `audible_s`
         held_s = length_s / 2 + settings.hop_s / 2 if self.current is not None else settings.audible_s
         start_s = max(0.0, time_s + length_s - held_s) if time_s > 0 else 0.0
-        if (lead_in_s := _lead_in_s(match)) is not None:  # the window heard the song begin
-            start_s = time_s + lead_in_s
+        heard_from_s = self._heard_from_s(match, time_s, length_s)
+        if heard_from_s is not None:
+            start_s = heard_from_s
         segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1, rate=_rate(match),
                           heard=match, chance=match.false_match_probability,
-                          heard_until_s=time_s + settings.audible_s)
+                          heard_until_s=time_s + settings.audible_s, last_look_s=time_s,
+                          start_heard=heard_from_s is not None)
         self._place(segment, self._anchor(match, time_s))
         if segment.song_offset_s is None and match.offset_s is not None:
             segment.song_offset_s = 0.0  # the song began within the window: the segment starts with it
@@ -390,7 +415,7 @@ class Monitor:
         searched, not followed: a window that holds only the song's first seconds names it by its vote, where
         its peaks agree too little to follow it. They are made in this process, while the workers take the looks
         still out."""
-        if match.offset_s is None or match.offset_s <= 0.0:
+        if match.offset_s is None or match.offset_s <= 0.0 or (segment.start_heard and segment.start_s > time_s):
             return  # the song began within this window: no window before it holds more of it
         rate_hz = self.method.sample_rate_hz
         start, length = int(round(time_s * rate_hz)), int(round(length_s * rate_hz))
@@ -401,7 +426,12 @@ class Monitor:
             heard = look(self.method, self._samples(earlier, length))
             if not self._agrees(segment, heard, earlier_s):
                 return
-            segment.start_s = min(segment.start_s, max(0.0, earlier_s + length_s - self.settings.audible_s))
+            assert heard is not None
+            heard_from_s = self._heard_from_s(heard, earlier_s, length_s)
+            if heard_from_s is not None:
+                segment.start_s, segment.start_heard = min(segment.start_s, heard_from_s), True
+            elif not segment.start_heard:
+                segment.start_s = min(segment.start_s, max(0.0, earlier_s + length_s - self.settings.audible_s))
             self._place(segment, segment.anchor_s)
 
     def _extend(self, segment: Segment, match: Match, time_s: float, length_s: float) -> None:
@@ -420,40 +450,94 @@ class Monitor:
         if lead_in_s is not None and surer and segment is not self.current:
             # a surer look heard the song begin here: the looks before it, which put the song earlier, were chance's
             # or heard too little of it. The next look that hears more places the anchor.
-            segment.start_s, segment.anchor_s, segment.song_offset_s = time_s + lead_in_s, None, 0.0
+            heard_from_s = self._heard_from_s(match, time_s, length_s)
+            segment.start_s = time_s + lead_in_s if heard_from_s is None else heard_from_s
+            segment.anchor_s, segment.song_offset_s, segment.start_heard = None, 0.0, True
         if match.decided_by == "followed":
             segment.best_follow = max(segment.best_follow, match.score)
         if match.decided_by == "followed" or self._at_anchor(segment, match, time_s) or segment.anchor_s is None:
             segment.heard_until_s = max(segment.heard_until_s, time_s + self.settings.audible_s)
+            segment.last_look_s = time_s
         if segment.anchor_s is None and (anchor := self._anchor(match, time_s)) is not None:
             segment.rate = _rate(match)  # the anchor is this look's, at this look's rate
             self._place(segment, anchor)
 
     def _place(self, segment: Segment, anchor: float | None) -> None:
         """Fix a segment's anchor once a look tells it, and bound its start by the song's own start: not before
-        it, and at it when it is within a hop (songs mostly play from their start)."""
+        it, and, for a start guessed rather than heard, at it when it is within a hop (songs mostly play from
+        their start)."""
         if anchor is None:
             return
         segment.anchor_s = anchor
-        if anchor + segment.rate * segment.start_s <= self.settings.hop_s:
-            segment.start_s = max(0.0, -anchor / segment.rate)  # 0.0 first: max keeps the first of equals, not -0.0
+        song_start_s = max(0.0, -anchor / segment.rate)  # 0.0 first: max keeps the first of equals, not -0.0
+        near_s = self.settings.heard_precision_s if segment.start_heard else self.settings.hop_s
+        if anchor + segment.rate * segment.start_s <= near_s:  # the song's own offset there
+            segment.start_s = song_start_s
         segment.song_offset_s = max(0.0, anchor + segment.rate * segment.start_s)
 
-    def _close(self, segment: Segment, before_s: float | None = None, until_end: bool = False) -> Segment:
-        """The segment ended: it ran about `audible_s` past the start of its last agreeing look (`until_end`: to the
-        end of the stream), within the song's length and the stream heard, and not past `before_s` (the next
-        song's start)."""
+    def _heard_from_s(self, match: Match, time_s: float, length_s: float) -> float | None:
+        """Where the stream begins to hear the song a look names (`Method.heard_span`), read where the look puts
+        the song over its window (from `time_s`, `length_s` long) and the window before it, as far as the samples
+        kept reach: a look that first names a song may come seconds after it began (a crossfade, while the song
+        before was still followed). None where the engine cannot tell or the song is not clearly heard there."""
+        heard_span = getattr(self.method, "heard_span", None)  # a Method from before `heard_span` guesses
+        if heard_span is None or match.offset_s is None:
+            return None
+        rate_hz = self.method.sample_rate_hz
+        start, end = int(round(time_s * rate_hz)), int(round((time_s + length_s) * rate_hz))
+        first = max(self._buffer_start, start - self._window)
+        first_s = first / rate_hz
+        song_s = match.offset_s if match.offset_s > 0 else -_rate(match) * (match.lead_in_s or 0.0)
+        try:
+            span = heard_span(self._samples(first, end - first), match, song_s - _rate(match) * (time_s - first_s))
+        except AudioError:
+            return None
+        return None if span is None else first_s + span[0]
+
+    def _end_heard_s(self, segment: Segment) -> float | None:
+        """Where the stream stops hearing a segment's song, read where its clock puts the song from its last
+        look's window on, over two windows (`Method.heard_span`); None where that cannot be read."""
+        heard_span = getattr(self.method, "heard_span", None)
+        rate_hz = self.method.sample_rate_hz
+        start = int(round(segment.last_look_s * rate_hz))
+        if heard_span is None or segment.anchor_s is None or segment.heard is None or start < self._buffer_start:
+            return None
+        samples = self._samples(start, min(self._heard - start, 2 * self._window))
+        try:
+            span = heard_span(samples, segment.heard, segment.anchor_s + segment.rate * segment.last_look_s)
+        except AudioError:
+            return None
+        if span is None or span[0] >= self.settings.window_s:  # not heard in the look that named it: not this play
+            return None
+        return segment.last_look_s + span[1]
+
+    def _close(self, segment: Segment, following: Segment | None = None, until_end: bool = False) -> Segment:
+        """The segment ended: where the stream stops hearing its song (`_end_heard_s`), or else about `audible_s`
+        past the start of its last agreeing look (`until_end`: at the end of the stream), within the song's length
+        and the stream heard. Where the `following` song began, it ended there; where both were heard into each
+        other (a crossfade), both boundaries go to the middle of that overlap, where a listener hears the
+        change."""
         heard_s = self._heard / self.method.sample_rate_hz
-        last_look_start = segment.end_s - self.settings.window_s
-        end_s = heard_s if until_end else min(
-            segment.end_s, last_look_start + self.settings.audible_s + self.settings.hop_s / 2, heard_s)
+        heard_end_s = None if until_end else self._end_heard_s(segment)
+        if until_end:
+            end_s = heard_s
+        elif heard_end_s is not None:
+            end_s = min(heard_end_s, heard_s)
+        else:
+            last_look_start = segment.end_s - self.settings.window_s
+            end_s = min(segment.end_s, last_look_start + self.settings.audible_s + self.settings.hop_s / 2, heard_s)
         if segment.anchor_s is not None:
             song_end_s = (segment.song.duration_s - segment.anchor_s) / segment.rate
-            end_s = min(end_s, song_end_s)  # not past the song's own end, and at it if it is that close
-            if 0 <= song_end_s - end_s <= self.settings.hop_s:
+            end_s = min(end_s, song_end_s)  # not past the song's own end, and at it if that close
+            near_s = self.settings.hop_s if heard_end_s is None else self.settings.heard_precision_s
+            if 0 <= song_end_s - end_s <= near_s:
                 end_s = min(song_end_s, heard_s)
-        if before_s is not None:  # another song began: a crossfade ends there
-            end_s = min(end_s, max(before_s, segment.start_s))
+        if following is not None:  # another song began: it ended there, or both at the middle of their overlap
+            if heard_end_s is not None and following.start_heard and end_s > following.start_s:
+                end_s = following.start_s = max((end_s + following.start_s) / 2, segment.start_s)
+                if following.anchor_s is not None:
+                    following.song_offset_s = max(0.0, following.anchor_s + following.rate * following.start_s)
+            end_s = min(end_s, max(following.start_s, segment.start_s))
         segment.end_s = max(end_s, segment.start_s)
         segment.open = False
         return segment

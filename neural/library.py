@@ -173,6 +173,10 @@ class MertIndex:
         """None: a song's codes do not say where in it a clip lies, so every look searches."""
         return None
 
+    def heard_span(self, samples: np.ndarray, previous: Match, offset_s: float) -> tuple[float, float] | None:
+        """None: a song's codes do not say where in it a clip lies, nor where in the clip it plays."""
+        return None
+
     def answer(self, path: str | os.PathLike) -> Answer:
         """The match of the audio file `path` and the nearest songs behind it, nearest first, with their
         distances."""

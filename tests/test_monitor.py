@@ -75,14 +75,14 @@ def test_monitor_follows_raw_pcm_on_standard_input(built_index, jobs):
 
 
 def test_memory_stays_bounded_however_long_the_stream(built_index):
-    """The monitor keeps a window of samples and the windows its next look may look back at, whatever it has been
-    fed."""
+    """The monitor keeps a window of samples, the windows its next look may look back at and the window before
+    (where a song it names began), whatever it has been fed."""
     with Index(built_index) as index:
         watcher = Monitor(index, MonitorSettings())
         rng = np.random.default_rng(0)
         for _ in range(40):  # 40 chunks of 3 s of faint noise: 2 minutes, nothing to name
             watcher.feed((rng.standard_normal(3 * index.sample_rate_hz) * 1e-3).astype(np.float32))
-            assert watcher._buffer.size <= watcher._window + watcher._idle_hop - watcher._hop
+            assert watcher._buffer.size <= 2 * watcher._window + watcher._idle_hop - watcher._hop
         assert watcher.finish() == []
 
 
@@ -485,6 +485,42 @@ def test_a_song_after_silence_or_unknown_music_is_announced_from_where_it_begins
             for event in events:
                 assert abs(event.start_s - before_s) <= 0.1 and event.song_offset_s == 0.0, (before_s, events)
             assert abs(events[1].end_s - (before_s + 40.0)) <= 0.1, (before_s, events)
+
+
+def _crossfaded(first: np.ndarray, second: np.ndarray, fade_s: float) -> np.ndarray:
+    """`first` then `second`, the one faded out while the other fades in over `fade_s` (linearly)."""
+    fade = int(fade_s * RATE)
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    mixed = np.concatenate([first, np.zeros(second.size - fade, np.float32)])
+    mixed[first.size - fade:first.size] *= 1.0 - ramp
+    mixed[first.size - fade:] += np.concatenate([second[:fade] * ramp, second[fade:]])
+    return mixed
+
+
+@pytest.mark.parametrize("before, fade_s, change_s", [
+    ((0, 10.0, 23.3), 0.0, 13.3),  # a hard cut from one song to another, both mid-song
+    ((100, 0.0, 2.7), 0.0, 2.7),  # a song cutting in mid-song within the stream's first window
+    ((0, 10.0, 26.0), 6.0, 13.0),  # a crossfade over 6 s: a listener hears the change at its middle
+])
+def test_a_boundary_is_where_one_song_stops_being_heard_and_the_next_starts(built_index, before, fade_s, change_s):
+    """Boundaries are read from the songs' peaks around them (`Index.heard_span`), not guessed from where a window
+    names a song (on the grid of looks, 2 s apart: at a hard cut the song before ended up to 1 s early and the next
+    began up to 1 s late; a song that cut in within the stream's first window was dated to 0 s; a crossfade's
+    middle was missed by seconds). In a crossfade both songs are heard over its middle: both boundaries go there."""
+    import soxr
+
+    seed, from_s, to_s = before
+    signal = _crossfaded(rendered(seed, 40.0, RATE)[int(from_s * RATE):int(to_s * RATE)],
+                         rendered(2, 40.0, RATE)[5 * RATE:25 * RATE], fade_s)
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        closed = [e for e in monitor(index, [samples[i:i + 4000] for i in range(0, samples.size, 4000)])
+                  if not e.open]
+    assert [e.song.title for e in closed] == ["song0", "song2"][seed == 100:], closed
+    assert abs(closed[-1].start_s - change_s) <= 0.5, closed  # from 13.3 s: 14.0; from 2.7 s: 0.0; 13.0 s: 16.0
+    assert abs(closed[-1].song_offset_s - (5.0 + closed[-1].start_s - (change_s - fade_s / 2))) <= 0.1, closed
+    if seed != 100:
+        assert abs(closed[0].end_s - change_s) <= 0.5, closed
 
 
 def test_a_song_held_as_two_files_is_one_segment_for_as_long_as_it_plays(tmp_path):

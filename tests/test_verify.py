@@ -8,7 +8,7 @@ from bench import queries
 from bench.audio_io import codec_round_trip
 from landmark import FingerprintSettings, Index, MatchSettings
 from landmark.fingerprint import extract_peaks, fingerprint
-from landmark.verify import ProminenceMap, agreement
+from landmark.verify import ProminenceMap, agreement, heard_span
 from tests.conftest import rendered
 
 RATE = 8000
@@ -62,6 +62,33 @@ def test_a_songs_peaks_where_the_clip_is_digitally_silent_are_no_evidence_either
     padded, _ = agreement(padded_map, song_frames, song_bins, delta, MATCHING)
     assert padded_map.sounding is not None and _prominence(music).sounding is None
     assert alone > 3 and padded == pytest.approx(alone, rel=0.15), (alone, padded)
+
+
+def test_a_songs_peaks_tell_where_in_a_clip_it_is_heard_and_where_another_song_takes_over():
+    """3.3 s of song 3 cut into song 4 (no grid in common): song 3 is heard up to the cut and song 4 from it. Song 4
+    begins there with a note; song 3's last note began 0.5 s before (the generated songs' peaks come in bursts at
+    their notes' onsets, so a boundary falls somewhere between two bursts). A song not in the clip is heard
+    nowhere."""
+    three, four = rendered(3, 40.0, RATE), rendered(4, 40.0, RATE)
+    start, cut = 12 * RATE + 37 * CONFIG.hop_size, int(3.3 * RATE)  # song 3 on the frame grid
+    clip = np.concatenate([three[start:start + cut], four[20 * RATE:20 * RATE + 8 * RATE - cut]])
+    prominence = _prominence(clip)
+    frame_s = CONFIG.frame_s
+    cut_frame = 3.3 / frame_s
+    three_peaks = extract_peaks(three, CONFIG, CONFIG.index)
+    first, end = heard_span(prominence, *three_peaks, start // CONFIG.hop_size, 10_000, MATCHING)
+    assert first == 0 and abs(end - cut_frame) * frame_s <= 0.75
+    four_frames, four_bins = extract_peaks(four, CONFIG, CONFIG.index)
+    four_delta = int(round(20 / frame_s - cut_frame))  # song 4's frame at the clip's start
+    first, end = heard_span(prominence, four_frames, four_bins, four_delta, 10_000, MATCHING)
+    assert abs(first - cut_frame) <= 4 and end == prominence.standardised.shape[0]
+    # a song that ends within the clip is heard up to its own end at most; one not in it, nowhere
+    delta = start // CONFIG.hop_size
+    ends_early = three_peaks[0] < delta + 100  # a file of song 3 that stops 100 frames into the clip
+    assert heard_span(prominence, three_peaks[0][ends_early], three_peaks[1][ends_early], delta, delta + 100,
+                      MATCHING)[1] == 100
+    assert heard_span(prominence, *extract_peaks(rendered(5, 40.0, RATE), CONFIG, CONFIG.index), 300, 10_000,
+                      MATCHING) is None
 
 
 def test_the_last_second_of_a_song_before_silence_names_no_other_songs_end(built_index):
