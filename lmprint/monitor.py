@@ -4,7 +4,8 @@ The stream is read in chunks and looked at through a sliding window: every `hop_
 seconds are matched like a clip (`Method.match_samples`). Once a song is confirmed, a look first checks that song
 where its clock puts it (`Method.follow`: no search, a few milliseconds) and searches only when the song is not
 clearly there. While nothing is heard, looks come every `idle_hop_s` instead. State stays bounded: the samples
-from the oldest look still out (less the windows it may look back at) and the segments being followed.
+from the oldest look still out (less the windows it may look back at, and `heard_back_s` where a start is read)
+and the segments being followed.
 
 A look that names a song gives its *anchor*, the song's time at the stream's start (the offset in the song minus the
 window's start times the song's rate: its speed or tempo, 1.0 as recorded), which stays constant while the song
@@ -85,6 +86,11 @@ class MonitorSettings:
     """About how much of a song a look must hold to name it (2 s names every clean clip on the bench): where
     boundaries are placed within a look."""
 
+    heard_back_s: float = 24.0
+    """How far before the window that first names a song its start is read (`Method.heard_span`): a look may
+    name a song seconds after it began (a crossfade, while the song before was still followed; looks through a
+    phone that missed it). The samples kept reach this far back."""
+
     heard_precision_s: float = 0.25
     """How closely a window tells where a song begins or stops being heard (`Method.heard_span`; a song's peaks
     come some 18 a second, and its first and last read less clearly at a window's edge): a boundary heard this
@@ -111,8 +117,8 @@ class MonitorSettings:
             raise SettingsError("confirm_looks and close_after_misses must be at least 1")
         if not 0 < self.confirm_chance <= 1:
             raise SettingsError("confirm_chance is a probability: above 0, at most 1")
-        if self.heard_precision_s < 0:
-            raise SettingsError("heard_precision_s must be at least 0")
+        if self.heard_back_s < 0 or self.heard_precision_s < 0:
+            raise SettingsError("heard_back_s and heard_precision_s must be at least 0")
         if not 0 <= self.follow_keep <= 1:
             raise SettingsError("follow_keep is a share of the best agreement: between 0 and 1")
 
@@ -186,6 +192,7 @@ class Monitor:
         self._window = int(self.settings.window_s * rate)
         self._hop = max(1, int(self.settings.hop_s * rate))
         self._idle_hop = self._hop * round(self.settings.idle_hop_s / self.settings.hop_s)
+        self._heard_back = int(self.settings.heard_back_s * rate)
         self._buffer = np.zeros(0, np.float32)
         self._buffer_start = 0  # stream sample of _buffer[0]
         self._last_look: int | None = None  # stream sample where the last look's window started
@@ -205,10 +212,10 @@ class Monitor:
         self._heard += len(samples)
         events = self._look()
         # nothing before the oldest look still to be taken is needed again, but for the windows it may look back
-        # at (with none out, the next look's look back reaches one hop past the last look at most), and the window
-        # before, where the start of a song a look names is read (`_heard_from_s`)
+        # at (with none out, the next look's look back reaches one hop past the last look at most), and
+        # `heard_back_s` before, where the start of a song a look names is read (`_heard_from_s`)
         keep_from = (self._in_flight[0].start - (self._idle_hop - self._hop) if self._in_flight
-                     else self._start_after(self._hop)) - self._window
+                     else self._start_after(self._hop)) - self._heard_back
         if self.current is not None:  # ...and the end of the song followed, from the last look that heard it, if
             # that is recent (looks naming it elsewhere in the song may extend it for long: a song started over)
             keep_from = max(min(keep_from, int(round(self.current.last_look_s * self.method.sample_rate_hz))),
@@ -477,15 +484,14 @@ class Monitor:
 
     def _heard_from_s(self, match: Match, time_s: float, length_s: float) -> float | None:
         """Where the stream begins to hear the song a look names (`Method.heard_span`), read where the look puts
-        the song over its window (from `time_s`, `length_s` long) and the window before it, as far as the samples
-        kept reach: a look that first names a song may come seconds after it began (a crossfade, while the song
-        before was still followed). None where the engine cannot tell or the song is not clearly heard there."""
+        the song over its window (from `time_s`, `length_s` long) and up to `heard_back_s` before it, as far as the
+        samples kept reach. None where the engine cannot tell or the song is not clearly heard there."""
         heard_span = getattr(self.method, "heard_span", None)  # a Method from before `heard_span` guesses
         if heard_span is None or match.offset_s is None:
             return None
         rate_hz = self.method.sample_rate_hz
         start, end = int(round(time_s * rate_hz)), int(round((time_s + length_s) * rate_hz))
-        first = max(self._buffer_start, start - self._window)
+        first = max(self._buffer_start, start - self._heard_back)
         first_s = first / rate_hz
         song_s = match.offset_s if match.offset_s > 0 else -_rate(match) * (match.lead_in_s or 0.0)
         try:
@@ -496,12 +502,14 @@ class Monitor:
 
     def _end_heard_s(self, segment: Segment) -> float | None:
         """Where the stream stops hearing a segment's song, read where its clock puts the song from its last
-        look's window on, over two windows (`Method.heard_span`); None where that cannot be read."""
+        look's window on, over two windows (`Method.heard_span`), if that look heard it there; None where that
+        cannot be read."""
         heard_span = getattr(self.method, "heard_span", None)
         rate_hz = self.method.sample_rate_hz
         start = int(round(segment.last_look_s * rate_hz))
-        if heard_span is None or segment.anchor_s is None or segment.heard is None or start < self._buffer_start:
-            return None
+        if (heard_span is None or segment.anchor_s is None or segment.heard is None or start < self._buffer_start
+                or segment.end_s > segment.last_look_s + self.settings.window_s + 1e-6):
+            return None  # (a later look named the song elsewhere in it, or as a copy: its clock tells the end no more)
         samples = self._samples(start, min(self._heard - start, 2 * self._window))
         try:
             span = heard_span(samples, segment.heard, segment.anchor_s + segment.rate * segment.last_look_s)
@@ -514,8 +522,8 @@ class Monitor:
     def _close(self, segment: Segment, following: Segment | None = None, until_end: bool = False) -> Segment:
         """The segment ended: where the stream stops hearing its song (`_end_heard_s`), or else about `audible_s`
         past the start of its last agreeing look (`until_end`: at the end of the stream), within the song's length
-        and the stream heard. Where the `following` song began, it ended there; where both were heard into each
-        other (a crossfade), both boundaries go to the middle of that overlap, where a listener hears the
+        and the stream heard. Where the `following` song began, it ended there; where the two songs were heard into
+        each other (a crossfade), both boundaries go to the middle of that overlap, where a listener hears the
         change."""
         heard_s = self._heard / self.method.sample_rate_hz
         heard_end_s = None if until_end else self._end_heard_s(segment)
@@ -533,7 +541,9 @@ class Monitor:
             if 0 <= song_end_s - end_s <= near_s:
                 end_s = min(song_end_s, heard_s)
         if following is not None:  # another song began: it ended there, or both at the middle of their overlap
-            if heard_end_s is not None and following.start_heard and end_s > following.start_s:
+            # (a song played again cannot overlap its play before: what its clock heard there was the same music)
+            if (heard_end_s is not None and following.start_heard and end_s > following.start_s
+                    and following.song.id != segment.song.id):
                 end_s = following.start_s = max((end_s + following.start_s) / 2, segment.start_s)
                 if following.anchor_s is not None:
                     following.song_offset_s = max(0.0, following.anchor_s + following.rate * following.start_s)

@@ -75,14 +75,14 @@ def test_monitor_follows_raw_pcm_on_standard_input(built_index, jobs):
 
 
 def test_memory_stays_bounded_however_long_the_stream(built_index):
-    """The monitor keeps a window of samples, the windows its next look may look back at and the window before
+    """The monitor keeps a window of samples, the windows its next look may look back at and `heard_back_s` before
     (where a song it names began), whatever it has been fed."""
     with Index(built_index) as index:
         watcher = Monitor(index, MonitorSettings())
         rng = np.random.default_rng(0)
         for _ in range(40):  # 40 chunks of 3 s of faint noise: 2 minutes, nothing to name
             watcher.feed((rng.standard_normal(3 * index.sample_rate_hz) * 1e-3).astype(np.float32))
-            assert watcher._buffer.size <= 2 * watcher._window + watcher._idle_hop - watcher._hop
+            assert watcher._buffer.size <= watcher._window + watcher._heard_back + watcher._idle_hop - watcher._hop
         assert watcher.finish() == []
 
 
@@ -107,7 +107,8 @@ def test_a_bad_source_is_one_line(built_index, tmp_path):
     closed = subprocess.run([sys.executable, "-m", "lmprint", "--db", str(built_index), "monitor", "-"],
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert closed.returncode == 1 and closed.stderr == "lmprint: standard input: empty file\n"  # as `match` says
-    for wrong in ({"hop_s": 0.0}, {"idle_hop_s": 3.0}, {"idle_hop_s": 6.0}, {"confirm_chance": 0.0}):
+    for wrong in ({"hop_s": 0.0}, {"idle_hop_s": 3.0}, {"idle_hop_s": 6.0}, {"confirm_chance": 0.0},
+                  {"heard_back_s": -1.0}, {"heard_precision_s": -0.1}):
         with pytest.raises(SettingsError, match=next(iter(wrong))):
             MonitorSettings(**wrong)
 
@@ -521,6 +522,31 @@ def test_a_boundary_is_where_one_song_stops_being_heard_and_the_next_starts(buil
     assert abs(closed[-1].song_offset_s - (5.0 + closed[-1].start_s - (change_s - fade_s / 2))) <= 0.1, closed
     if seed != 100:
         assert abs(closed[0].end_s - change_s) <= 0.5, closed
+
+
+def test_a_segments_end_is_read_at_its_clock_only_from_a_last_look_that_heard_it_there(built_index):
+    """A song followed from 0 s, its last look at its clock at 10 s, and looks naming it elsewhere in the song (a
+    passage that returns) until one at 24 s: its clock tells its end no more, and the end is placed from the last
+    look, as when it cannot be heard (read at the clock from 10 s, it ended where the reading stopped, 22 s: on a
+    noisy radio hour, ends 6 s early). Where the last look was at its clock, the end is heard."""
+    import soxr
+
+    from lmprint.monitor import Segment
+
+    with Index(built_index) as index:
+        rate = index.sample_rate_hz
+        samples = soxr.resample(rendered(1, 40.0, RATE), RATE, rate).astype(np.float32)
+        heard = index.match_samples(samples[10 * rate:16 * rate])
+        assert heard is not None and heard.song.title == "song1"
+        ends = []
+        for last_look_s, last_window_end_s in ((10.0, 30.0), (30.0, 36.0)):
+            watcher = Monitor(index, MonitorSettings())
+            watcher._buffer, watcher._heard = samples, samples.size
+            segment = Segment(heard.song, 0.0, last_window_end_s, 0.0, heard.confidence, 10, anchor_s=0.0,
+                              heard=heard, last_look_s=last_look_s)
+            ends.append(watcher._close(segment).end_s)
+    assert ends[0] == pytest.approx(24.0 + 2.0 + 1.0)  # `audible_s` and half a hop past its last look's start
+    assert ends[1] == pytest.approx(40.0, abs=0.3)  # its last look at its clock: heard to the song's end
 
 
 def test_a_song_held_as_two_files_is_one_segment_for_as_long_as_it_plays(tmp_path):
