@@ -151,7 +151,8 @@ def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarr
     μ·(v − μ/2), so the span is the run of peaks that maximises the sum of v − μ/2 (a change point either side),
     with μ read again over the span found, a few rounds. A span that holds the first or last of the song's peaks
     under the clip reaches the clip's edge, or the song's own start or end (frame 0, `song_end_frame`) where that
-    lies within the clip. Digital silence is not read (`ProminenceMap.sounding`)."""
+    lies within the clip. Digital silence is not read (`ProminenceMap.sounding`), and a span stops where it
+    begins."""
     n_frames, n_bins = clip.standardised.shape
     frames, bins = np.asarray(song_frames, np.int64) - delta, np.asarray(song_bins, np.int64) - clip.first_bin
     inside = (frames >= 0) & (frames < n_frames) & (bins >= 0) & (bins < n_bins)
@@ -173,6 +174,13 @@ def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarr
     start = max(0, -delta) if first == 0 else (int(frames[first - 1]) + int(frames[first]) + 1) // 2
     end = (min(n_frames, song_end_frame - delta) if last == values.size - 1
            else (int(frames[last]) + int(frames[last + 1]) + 1) // 2)
+    if clip.sounding is not None:  # nor is the song heard in digital silence beside the run
+        silent = np.flatnonzero(~clip.sounding)
+        before, after = silent[silent < frames[first]], silent[silent > frames[last]]
+        if before.size:
+            start = max(start, int(before[-1]) + 1)
+        if after.size:
+            end = min(end, int(after[0]))
     return start, end
 
 

@@ -20,15 +20,15 @@ puts the song's start where the segment began is the same play, which its first 
 returns later). A song that returns later gets a new segment.
 
 Boundaries are heard (`Method.heard_span`): the song's peaks, where the looks put it, are read against the
-stream around a boundary, the start over the first window naming the song and the one before it, the end over
-two windows from the last look that heard it. Where both songs of a crossfade are heard into each other, both
-boundaries go to the middle of the overlap, where a listener hears the change. Where that cannot be read (an
-engine that cannot tell, a song not clearly heard), a window that heard the song begin says where
-(`Match.lead_in_s`); otherwise a window names a song once it holds about `audible_s` of it, so a segment starts
-about that long before the end of its first agreeing window, and ends about that long after the start of its
-last. The song's own clock bounds both (it cannot start before its offset 0, nor run past its end), and where its
-own start or end lies within a hop of such a guess (`heard_precision_s` of a boundary heard), the boundary is
-put there: songs are mostly played from start to end.
+stream around a boundary, the start over the first window naming the song and up to `heard_back_s` before it,
+the end over two windows from the last look that heard it at its clock. Where both songs of a crossfade are
+heard into each other, both boundaries go to the middle of the overlap, where a listener hears the change.
+Where that cannot be read (an engine that cannot tell, a song not clearly heard), a window that heard the song
+begin says where (`Match.lead_in_s`); otherwise a window names a song once it holds about `audible_s` of it, so
+a segment starts about that long before the end of its first agreeing window, and ends about that long after
+the start of its last. The song's own clock bounds both (it cannot start before its offset 0, nor run past its
+end), and where its own start or end lies within a hop of such a guess (`heard_precision_s` of a boundary
+heard), the boundary is put there: songs are mostly played from start to end.
 """
 
 from __future__ import annotations
@@ -152,7 +152,8 @@ class Segment:
     is read from."""
     start_heard: bool = field(default=False, repr=False, compare=False)
     """Whether its start was heard in a window (`Method.heard_span`, or the song's beginning), not guessed from
-    `audible_s`: a start heard is not moved to the song's own start nearby."""
+    `audible_s`: a start heard is moved to the song's own start only within `heard_precision_s`, a guess within a
+    hop."""
 
     def to_dict(self) -> dict:
         return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
@@ -238,10 +239,10 @@ class Monitor:
         if candidate is not None and candidate.chance is not None and candidate.chance <= self.settings.confirm_chance:
             # the stream ended before another look could agree (a short recording, a song in its last seconds):
             # a look this sure names the song, as `match` would
-            events += self._confirm(candidate)
+            events += self._confirm(candidate, self.heard_s)
         if self.current is not None:
             still_playing = self.current.misses == 0  # its last look agreed: it ran to the end of the stream
-            events.append(self._close(self.current, until_end=still_playing))
+            events.append(self._close(self.current, self.heard_s, until_end=still_playing))
             self.current = None
         return events
 
@@ -316,7 +317,8 @@ class Monitor:
         if current is not None:
             current.misses += 1
             if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard, then
-                events.append(self._close(current, self._candidate if match is not None else None))
+                events.append(self._close(current, time_s + length_s,
+                                          self._candidate if match is not None else None))
                 self.current = current = None
         if match is None:
             if self._candidate is not None:
@@ -336,15 +338,15 @@ class Monitor:
                 self._place(candidate, candidate.anchor_s)
         if candidate.looks >= self.settings.confirm_looks and (
                 candidate.chance is None or candidate.chance <= self.settings.confirm_chance):
-            events += self._confirm(candidate)
+            events += self._confirm(candidate, time_s + length_s)
         return events
 
-    def _confirm(self, candidate: Segment) -> list[Segment]:
+    def _confirm(self, candidate: Segment, heard_to_s: float) -> list[Segment]:
         """Report the segment being confirmed as the one followed: the song followed until then, if any, ends where
         it starts (another song took over: a crossfade)."""
         events = []
         if self.current is not None:
-            events.append(self._close(self.current, candidate))
+            events.append(self._close(self.current, heard_to_s, candidate))
         self.current, self._candidate = candidate, None
         events.append(replace(candidate))  # a copy: the segment followed changes as looks come
         return events
@@ -403,13 +405,15 @@ class Monitor:
         # after another song's look, this one needed about half the window to win it; after silence, `audible_s`
         held_s = length_s / 2 + settings.hop_s / 2 if self.current is not None else settings.audible_s
         start_s = max(0.0, time_s + length_s - held_s) if time_s > 0 else 0.0
-        heard_from_s = self._heard_from_s(match, time_s, length_s)
+        heard_from_s, lead_in_s = self._heard_from_s(match, time_s, length_s), _lead_in_s(match)
         if heard_from_s is not None:
             start_s = heard_from_s
+        elif lead_in_s is not None:  # the window heard the song begin
+            start_s = time_s + lead_in_s
         segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1, rate=_rate(match),
                           heard=match, chance=match.false_match_probability,
                           heard_until_s=time_s + settings.audible_s, last_look_s=time_s,
-                          start_heard=heard_from_s is not None)
+                          start_heard=heard_from_s is not None or lead_in_s is not None)
         self._place(segment, self._anchor(match, time_s))
         if segment.song_offset_s is None and match.offset_s is not None:
             segment.song_offset_s = 0.0  # the song began within the window: the segment starts with it
@@ -484,33 +488,43 @@ class Monitor:
 
     def _heard_from_s(self, match: Match, time_s: float, length_s: float) -> float | None:
         """Where the stream begins to hear the song a look names (`Method.heard_span`), read where the look puts
-        the song over its window (from `time_s`, `length_s` long) and up to `heard_back_s` before it, as far as the
-        samples kept reach. None where the engine cannot tell or the song is not clearly heard there."""
+        the song over its window (from `time_s`, `length_s` long) and the window before it, and, if the song is
+        heard from the start of that, up to `heard_back_s` before (as far as the samples kept reach): a reading
+        costs in step with its length. None where the engine cannot tell or the song is not clearly heard."""
         heard_span = getattr(self.method, "heard_span", None)  # a Method from before `heard_span` guesses
         if heard_span is None or match.offset_s is None:
             return None
         rate_hz = self.method.sample_rate_hz
         start, end = int(round(time_s * rate_hz)), int(round((time_s + length_s) * rate_hz))
-        first = max(self._buffer_start, start - self._heard_back)
-        first_s = first / rate_hz
         song_s = match.offset_s if match.offset_s > 0 else -_rate(match) * (match.lead_in_s or 0.0)
-        try:
-            span = heard_span(self._samples(first, end - first), match, song_s - _rate(match) * (time_s - first_s))
-        except AudioError:
-            return None
+        first = None
+        for back in sorted({min(self._window, self._heard_back), self._heard_back}):
+            reach = max(self._buffer_start, start - back)
+            if reach == first:
+                break  # the samples kept reach no further back
+            first = reach
+            first_s = first / rate_hz
+            try:
+                span = heard_span(self._samples(first, end - first), match,
+                                  song_s - _rate(match) * (time_s - first_s))
+            except AudioError:
+                return None
+            if span is None or span[0] > 0:
+                break
         return None if span is None else first_s + span[0]
 
-    def _end_heard_s(self, segment: Segment) -> float | None:
+    def _end_heard_s(self, segment: Segment, heard_to_s: float) -> float | None:
         """Where the stream stops hearing a segment's song, read where its clock puts the song from its last
         look's window on, over two windows (`Method.heard_span`), if that look heard it there; None where that
-        cannot be read."""
+        cannot be read. The reading stops at `heard_to_s`, the end of the window of the look being taken, not at
+        what the stream has delivered so far: a boundary does not depend on how the stream arrives."""
         heard_span = getattr(self.method, "heard_span", None)
         rate_hz = self.method.sample_rate_hz
         start = int(round(segment.last_look_s * rate_hz))
         if (heard_span is None or segment.anchor_s is None or segment.heard is None or start < self._buffer_start
                 or segment.end_s > segment.last_look_s + self.settings.window_s + 1e-6):
             return None  # (a later look named the song elsewhere in it, or as a copy: its clock tells the end no more)
-        samples = self._samples(start, min(self._heard - start, 2 * self._window))
+        samples = self._samples(start, min(int(round(heard_to_s * rate_hz)) - start, 2 * self._window))
         try:
             span = heard_span(samples, segment.heard, segment.anchor_s + segment.rate * segment.last_look_s)
         except AudioError:
@@ -519,14 +533,15 @@ class Monitor:
             return None
         return segment.last_look_s + span[1]
 
-    def _close(self, segment: Segment, following: Segment | None = None, until_end: bool = False) -> Segment:
+    def _close(self, segment: Segment, heard_to_s: float, following: Segment | None = None,
+               until_end: bool = False) -> Segment:
         """The segment ended: where the stream stops hearing its song (`_end_heard_s`), or else about `audible_s`
         past the start of its last agreeing look (`until_end`: at the end of the stream), within the song's length
         and the stream heard. Where the `following` song began, it ended there; where the two songs were heard into
         each other (a crossfade), both boundaries go to the middle of that overlap, where a listener hears the
         change."""
         heard_s = self._heard / self.method.sample_rate_hz
-        heard_end_s = None if until_end else self._end_heard_s(segment)
+        heard_end_s = None if until_end else self._end_heard_s(segment, heard_to_s)
         if until_end:
             end_s = heard_s
         elif heard_end_s is not None:

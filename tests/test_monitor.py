@@ -524,6 +524,60 @@ def test_a_boundary_is_where_one_song_stops_being_heard_and_the_next_starts(buil
         assert abs(closed[0].end_s - change_s) <= 0.5, closed
 
 
+def test_a_boundary_beside_digital_silence_is_where_the_sound_begins_or_stops(built_index):
+    """The song's peaks in digital silence are not read, and a song is not heard there either: a song from mid-song
+    after 10 s of zeros starts at 10 s (it was read from the stream's start, 0 s), and one stopping mid-song before
+    12 s of zeros ends where it stops (it was read to the end of what was read, 30 s)."""
+    import soxr
+
+    silence = np.zeros(int(10.0 * RATE), np.float32)
+    with Index(built_index) as index:
+        for signal, title, start_s, end_s in (
+                (np.concatenate([silence, rendered(1, 40.0, RATE)[15 * RATE:]]), "song1", 10.0, 35.0),
+                (np.concatenate([rendered(0, 40.0, RATE)[5 * RATE:25 * RATE], silence, silence]), "song0", 0.0, 20.0)):
+            samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+            closed = [e for e in monitor(index, [samples[i:i + 4000] for i in range(0, samples.size, 4000)])
+                      if not e.open]
+            assert [e.song.title for e in closed] == [title], closed
+            assert abs(closed[0].start_s - start_s) <= 0.5 and abs(closed[0].end_s - end_s) <= 0.5, closed
+
+
+def test_boundaries_do_not_depend_on_how_the_stream_arrives(built_index):
+    """A hard cut read in chunks of 0.5 s, of 18 s, and with looks in two worker processes: the same segments (the
+    end read up to what the stream had delivered moved with the chunks, by 0.2 s)."""
+    import soxr
+
+    from lmprint.monitor import Looks
+
+    signal = np.concatenate([rendered(1, 40.0, RATE)[3 * RATE:int(21.5 * RATE)], rendered(5, 40.0, RATE)[9 * RATE:]])
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        found = []
+        for chunk, jobs in ((4000, 0), (144_000, 0), (4000, 2)):
+            looks = Looks(lambda: Index(built_index), jobs) if jobs else None
+            try:
+                events = monitor(index, [samples[i:i + chunk] for i in range(0, samples.size, chunk)], looks=looks)
+                found.append([(e.song.title, round(e.start_s, 3), round(e.end_s, 3)) for e in events if not e.open])
+            finally:
+                if looks is not None:
+                    looks.close()
+    assert found[0] == found[1] == found[2] and len(found[0]) == 2, found
+
+
+def test_a_start_the_engine_cannot_hear_comes_from_where_a_look_heard_the_song_begin(built_index, monkeypatch):
+    """Where `heard_span` reads nothing (an engine that cannot tell, a song not clearly heard), a window that heard
+    the song begin still places its start (`Match.lead_in_s`), not a guess `audible_s` before the window's end."""
+    import soxr
+
+    monkeypatch.setattr(Index, "heard_span", lambda self, samples, previous, offset_s: None)
+    signal = np.concatenate([np.zeros(int(17.7 * RATE), np.float32), rendered(1, 40.0, RATE)])
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        events = list(monitor(index, [samples[i:i + 4000] for i in range(0, samples.size, 4000)]))
+    assert [e.song.title for e in events] == ["song1", "song1"], events
+    assert all(abs(e.start_s - 17.7) <= 0.1 and e.song_offset_s == 0.0 for e in events), events
+
+
 def test_a_segments_end_is_read_at_its_clock_only_from_a_last_look_that_heard_it_there(built_index):
     """A song followed from 0 s, its last look at its clock at 10 s, and looks naming it elsewhere in the song (a
     passage that returns) until one at 24 s: its clock tells its end no more, and the end is placed from the last
@@ -544,7 +598,7 @@ def test_a_segments_end_is_read_at_its_clock_only_from_a_last_look_that_heard_it
             watcher._buffer, watcher._heard = samples, samples.size
             segment = Segment(heard.song, 0.0, last_window_end_s, 0.0, heard.confidence, 10, anchor_s=0.0,
                               heard=heard, last_look_s=last_look_s)
-            ends.append(watcher._close(segment).end_s)
+            ends.append(watcher._close(segment, watcher.heard_s).end_s)
     assert ends[0] == pytest.approx(24.0 + 2.0 + 1.0)  # `audible_s` and half a hop past its last look's start
     assert ends[1] == pytest.approx(40.0, abs=0.3)  # its last look at its clock: heard to the song's end
 
