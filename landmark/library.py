@@ -366,12 +366,10 @@ class Index:
             return None
         played = warp.Warp.played(previous.speed, previous.tempo, previous.pitch)
         clip = ProminenceMap.of(prominence_map(samples, settings), settings)
-        start_frame = int(round(offset_s / settings.frame_s))
-        reach, shift = int(round(matching.follow_reach_s / settings.frame_s)), matching.verify_shift_frames
-        near = warp.under_clip(*peaks, (start_frame,), clip.standardised.shape[0] + reach + 2 * shift)
-        song_frames, song_bins = played.to_clip(*near)
-        expected = int(round(start_frame / played.tempo))  # in the clip's frames
-        _, delta = agreement(clip, song_frames, song_bins, warp.offsets_within(expected, reach, shift), matching)
+        song_frames, song_bins, deltas = warp.reading_near(
+            clip, *peaks, played, round(offset_s / settings.frame_s),
+            int(round(matching.follow_reach_s / settings.frame_s)), matching)
+        _, delta = agreement(clip, song_frames, song_bins, deltas, matching)
         song_end_frame = int(round(previous.song.duration_s / settings.frame_s / played.tempo))
         span = heard_span(clip, song_frames, song_bins, delta, song_end_frame, matching)
         return None if span is None else (span[0] * settings.frame_s, span[1] * settings.frame_s)

@@ -411,12 +411,21 @@ def agreement_near(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.n
                    start_frame: float, reach_frames: int, matching: MatchSettings) -> float:
     """The best agreement z of a song's peaks, played as `played`, with a clip starting at song frame
     `start_frame` give or take `reach_frames` (clip frames): whether a clip goes on where a song was heard."""
+    z, _ = agreement(clip, *reading_near(clip, song_frames, song_bins, played, start_frame, reach_frames, matching),
+                     matching)
+    return z
+
+
+def reading_near(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, played: Warp,
+                 start_frame: float, reach_frames: int, matching: MatchSettings
+                 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The song's peaks under a clip starting at song frame `start_frame`, played as `played` (on the clip's grid),
+    and the Δt that read them there give or take `reach_frames` (clip frames): what `agreement` reads."""
     shift = matching.verify_shift_frames
     near = under_clip(song_frames, song_bins, (int(round(start_frame)),),
                       clip.standardised.shape[0] + reach_frames + 2 * shift)
     expected = int(round(start_frame / played.tempo))  # in the clip's frames
-    z, _ = agreement(clip, *played.to_clip(*near), offsets_within(expected, reach_frames, shift), matching)
-    return z
+    return (*played.to_clip(*near), offsets_within(expected, reach_frames, shift))
 
 
 def offsets_within(expected: int, reach_frames: int, shift_frames: int) -> list[int]:

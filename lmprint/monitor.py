@@ -144,12 +144,10 @@ class Segment:
     """The best agreement of a look that followed it (`Method.follow`'s score)."""
     chance: float | None = field(default=None, repr=False, compare=False)
     """The least false-match probability of its looks (None where the engine is not calibrated)."""
-    heard_until_s: float = field(default=0.0, repr=False, compare=False)
-    """How far into the stream a look heard the song where the segment's clock puts it (a window holds about
-    `audible_s` of what it names): a play of the song heard again began after it."""
     last_look_s: float = field(default=0.0, repr=False, compare=False)
     """Where in the stream the window of the last look that heard it where its clock puts it began: where its end
-    is read from."""
+    is read from; a play of the song heard again began `audible_s` after it at the earliest (a window holds about
+    that much of what it names)."""
     start_heard: bool = field(default=False, repr=False, compare=False)
     """Whether its start was heard in a window (`Method.heard_span`, or the song's beginning), not guessed from
     `audible_s`: a start heard is moved to the song's own start only within `heard_precision_s`, a guess within a
@@ -313,7 +311,7 @@ class Monitor:
                 self._extend(current, match, time_s, length_s)
                 self._candidate = None
                 return events
-            replay_after_s = current.heard_until_s
+            replay_after_s = current.last_look_s + self.settings.audible_s
         if current is not None:
             current.misses += 1
             if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard, then
@@ -412,7 +410,7 @@ class Monitor:
             start_s = time_s + lead_in_s
         segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1, rate=_rate(match),
                           heard=match, chance=match.false_match_probability,
-                          heard_until_s=time_s + settings.audible_s, last_look_s=time_s,
+                          last_look_s=time_s,
                           start_heard=heard_from_s is not None or lead_in_s is not None)
         self._place(segment, self._anchor(match, time_s))
         if segment.song_offset_s is None and match.offset_s is not None:
@@ -467,7 +465,6 @@ class Monitor:
         if match.decided_by == "followed":
             segment.best_follow = max(segment.best_follow, match.score)
         if match.decided_by == "followed" or self._at_anchor(segment, match, time_s) or segment.anchor_s is None:
-            segment.heard_until_s = max(segment.heard_until_s, time_s + self.settings.audible_s)
             segment.last_look_s = time_s
         if segment.anchor_s is None and (anchor := self._anchor(match, time_s)) is not None:
             segment.rate = _rate(match)  # the anchor is this look's, at this look's rate
@@ -491,8 +488,7 @@ class Monitor:
         the song over its window (from `time_s`, `length_s` long) and the window before it, and, if the song is
         heard from the start of that, up to `heard_back_s` before (as far as the samples kept reach): a reading
         costs in step with its length. None where the engine cannot tell or the song is not clearly heard."""
-        heard_span = getattr(self.method, "heard_span", None)  # a Method from before `heard_span` guesses
-        if heard_span is None or match.offset_s is None:
+        if match.offset_s is None:
             return None
         rate_hz = self.method.sample_rate_hz
         start, end = int(round(time_s * rate_hz)), int(round((time_s + length_s) * rate_hz))
@@ -504,31 +500,34 @@ class Monitor:
                 break  # the samples kept reach no further back
             first = reach
             first_s = first / rate_hz
-            try:
-                span = heard_span(self._samples(first, end - first), match,
-                                  song_s - _rate(match) * (time_s - first_s))
-            except AudioError:
-                return None
+            span = self._heard_span(self._samples(first, end - first), match,
+                                    song_s - _rate(match) * (time_s - first_s))
             if span is None or span[0] > 0:
                 break
         return None if span is None else first_s + span[0]
+
+    def _heard_span(self, samples: np.ndarray, match: Match, song_s: float) -> tuple[float, float] | None:
+        """`Method.heard_span`; None for an engine from before it, or samples it cannot read (too short)."""
+        heard_span = getattr(self.method, "heard_span", None)  # a Method from before `heard_span`: boundaries guessed
+        if heard_span is None:
+            return None
+        try:
+            return heard_span(samples, match, song_s)
+        except AudioError:
+            return None
 
     def _end_heard_s(self, segment: Segment, heard_to_s: float) -> float | None:
         """Where the stream stops hearing a segment's song, read where its clock puts the song from its last
         look's window on, over two windows (`Method.heard_span`), if that look heard it there; None where that
         cannot be read. The reading stops at `heard_to_s`, the end of the window of the look being taken, not at
         what the stream has delivered so far: a boundary does not depend on how the stream arrives."""
-        heard_span = getattr(self.method, "heard_span", None)
         rate_hz = self.method.sample_rate_hz
         start = int(round(segment.last_look_s * rate_hz))
-        if (heard_span is None or segment.anchor_s is None or segment.heard is None or start < self._buffer_start
+        if (segment.anchor_s is None or segment.heard is None or start < self._buffer_start
                 or segment.end_s > segment.last_look_s + self.settings.window_s + 1e-6):
             return None  # (a later look named the song elsewhere in it, or as a copy: its clock tells the end no more)
         samples = self._samples(start, min(int(round(heard_to_s * rate_hz)) - start, 2 * self._window))
-        try:
-            span = heard_span(samples, segment.heard, segment.anchor_s + segment.rate * segment.last_look_s)
-        except AudioError:
-            return None
+        span = self._heard_span(samples, segment.heard, segment.anchor_s + segment.rate * segment.last_look_s)
         if span is None or span[0] >= self.settings.window_s:  # not heard in the look that named it: not this play
             return None
         return segment.last_look_s + span[1]
