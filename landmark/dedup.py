@@ -17,18 +17,22 @@ overlap of the same two songs covers is not reported again (`strongest_per_stret
 recording when the overlap covers nearly all of both (`same_recording_coverage`).
 
 An overlap must also be shared audio, not similar music: its agreeing landmarks must be a good share of those
-either song has there among the keys joined (`min_shared_share`). docs/design.md ("Duplicates") has the
+either song has there among the keys joined (`min_shared_share`). Where they are fewer than chance could
+never reach (`min_shared`; a short excerpt in a large library), the songs' stored peaks are read, as a query's
+verification reads them, and must agree over the stretch (`confirmed`). docs/design.md ("Duplicates") has the
 measurements behind the thresholds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from .arrays import run_starts
+from .verify import SongPeaks, held_by, level_run, peaks_between, shared_peaks
 
 SONG_BITS = 20
 DELTA_BITS = 23
@@ -49,7 +53,21 @@ class DedupSettings:
 
     min_shared: int = 12
     """An overlap needs at least this many landmarks agreeing on one Δt (± `delta_tolerance_frames`): twice the most
-    that chance gave two unrelated songs of the public corpus."""
+    that chance gave two unrelated songs of the public corpus..."""
+
+    min_shared_verified: int = 6
+    """...or at least this many where the two songs' stored peaks are read to confirm it (`placed_by_peaks`): in a
+    large library only its rarer keys are joined, and a short excerpt keeps few of them (30 s MP3 cuts at 10,000
+    songs: 11 to 48). Chance reaches 6 too: the peaks tell it apart."""
+
+    min_shared_peaks: float = 0.5
+    """The share of each song's stored peaks over the stretch that the other holds at the overlap's offset (the same
+    bin, ± 1 frame): an MP3 excerpt cut between two frames keeps 0.7–0.85 of them, two unrelated songs share about
+    0.004 by chance (`placed_by_peaks`)."""
+
+    place_reach_s: float = 10.0
+    """How far beyond its landmarks' stretch an overlap's peaks are read for where the shared audio begins and
+    ends: in a large library the landmarks joined lie seconds apart."""
 
     min_shared_share: float = 0.1
     """...and must hold at least this share of the landmarks that either song has, in that stretch, among the keys
@@ -173,7 +191,8 @@ def overlaps_of_pairs(keys: np.ndarray, frames_a: np.ndarray, song_ids: np.ndarr
     starts = np.flatnonzero(new)
     sizes = np.diff(np.r_[starts, keys.size])
     min_gap = settings.min_gap_s / frame_s
-    for start, size in zip(starts[sizes >= settings.min_shared], sizes[sizes >= settings.min_shared]):
+    least = min(settings.min_shared, settings.min_shared_verified)
+    for start, size in zip(starts[sizes >= least], sizes[sizes >= least]):
         part = slice(start, start + size)
         frames = np.sort(frames_a[part])
         offset = int(np.median(delta[part]))
@@ -183,7 +202,7 @@ def overlaps_of_pairs(keys: np.ndarray, frames_a: np.ndarray, song_ids: np.ndarr
         mean_gap = float(gaps.mean()) if gaps.size else 0.0
         pieces = np.flatnonzero(gaps > max(min_gap, settings.gap_spacings * mean_gap)) + 1
         for piece in np.split(frames, pieces):
-            if piece.size < settings.min_shared:
+            if piece.size < least:
                 continue
             # the stretch reaches about one landmark spacing beyond its first and last landmark
             spacing = (piece[-1] - piece[0]) / (piece.size - 1)
@@ -193,6 +212,49 @@ def overlaps_of_pairs(keys: np.ndarray, frames_a: np.ndarray, song_ids: np.ndarr
             if long_enough and piece.size >= settings.min_shared_share * expected:
                 yield Overlap(int(song_ids[a]), int(song_ids[b]), first * frame_s, last * frame_s,
                               (first + offset) * frame_s, (last + offset) * frame_s, int(piece.size))
+
+
+def confirmed(overlaps: list[Overlap], song_peaks: SongPeaks, frame_s: float, settings: DedupSettings,
+              batch: int = 256) -> list[Overlap]:
+    """Each overlap confirmed and placed by its songs' stored peaks (`placed_by_peaks`); where they are not stored,
+    kept as the join found it if its count alone says shared audio (`min_shared`). Peaks are read `batch`
+    overlaps at a time, so that memory stays bounded however many the join found."""
+    ordered = sorted(overlaps, key=lambda overlap: (overlap.song_a, overlap.song_b))
+    kept = []
+    for first in range(0, len(ordered), batch):
+        chunk = ordered[first:first + batch]
+        peaks = song_peaks(sorted({song for overlap in chunk for song in (overlap.song_a, overlap.song_b)}))
+        for overlap in chunk:
+            if overlap.song_a in peaks and overlap.song_b in peaks:
+                placed = placed_by_peaks(overlap, peaks[overlap.song_a], peaks[overlap.song_b], frame_s, settings)
+                if placed is not None:
+                    kept.append(placed)
+            elif overlap.shared >= settings.min_shared:
+                kept.append(overlap)
+    return kept
+
+
+def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], peaks_b: tuple[np.ndarray, np.ndarray],
+                    frame_s: float, settings: DedupSettings) -> Overlap | None:
+    """The overlap where its songs' stored peaks (frames, bins) say the audio is shared, or None where they do not
+    agree. Song a's peaks, from `place_reach_s` before the landmarks' stretch to as far after, are read one by one
+    at the overlap's offset: held by song b where the audio is shared (most of them), by chance elsewhere (about
+    0.004), so the shared stretch is the run that reads that level (`verify.level_run`, as a monitor reads where a
+    song is heard). It must hold `min_shared_peaks` of each song's peaks and last `min_overlap_s`."""
+    offset = int(round((overlap.b_start_s - overlap.a_start_s) / frame_s))
+    reach = settings.place_reach_s / frame_s
+    near_a = peaks_between(peaks_a, int(overlap.a_start_s / frame_s - reach), int(overlap.a_end_s / frame_s + reach))
+    where, held = held_by(near_a, peaks_b, offset)
+    run = level_run(held.astype(np.float64)) if held.size else None
+    if run is None:
+        return None
+    first, end = int(near_a[0][where[run[0]]]), int(near_a[0][where[run[1]]]) + 1  # song a's frames
+    b_stretch = peaks_between(peaks_b, first + offset, end + offset)
+    if ((end - first) * frame_s < settings.min_overlap_s or held[run[0]:run[1] + 1].mean() < settings.min_shared_peaks
+            or shared_peaks(b_stretch, peaks_a, -offset) < settings.min_shared_peaks):
+        return None
+    return dataclasses.replace(overlap, a_start_s=first * frame_s, a_end_s=end * frame_s,
+                               b_start_s=(first + offset) * frame_s, b_end_s=(end + offset) * frame_s)
 
 
 def strongest_per_stretch(overlaps: list[Overlap]) -> list[Overlap]:

@@ -371,7 +371,8 @@ class Index:
             int(round(matching.follow_reach_s / settings.frame_s)), matching)
         _, delta = agreement(clip, song_frames, song_bins, deltas, matching)
         song_end_frame = int(round(previous.song.duration_s / settings.frame_s / played.tempo))
-        span = heard_span(clip, song_frames, song_bins, delta, song_end_frame, matching)
+        span = heard_span(clip, song_frames, song_bins, delta, song_end_frame, matching,
+                          int(round(matching.heard_pause_s / settings.frame_s)))
         return None if span is None else (span[0] * settings.frame_s, span[1] * settings.frame_s)
 
     def strongest_evidence(self, samples: np.ndarray) -> tuple[float, float | None]:
@@ -467,8 +468,10 @@ class Index:
         del keys, frames  # the join's pairs are held once
         frame_s = self.fingerprint_settings.frame_s
         spans = np.maximum(counts.last_frame - counts.first_frame + 1, 1)
-        overlaps = dedup.strongest_per_stretch(list(dedup.overlaps_of_pairs(
+        # the strongest of each stretch is read by its peaks (they may move its ends: the strongest again after)
+        found = dedup.strongest_per_stretch(list(dedup.overlaps_of_pairs(
             all_keys, all_frames, song_ids, counts.joined / spans, frame_s, settings)))
+        overlaps = dedup.strongest_per_stretch(dedup.confirmed(found, self.peaks.get, frame_s, settings))
         has_landmarks = counts.last_frame >= 0
         return overlaps, dict(zip(song_ids[has_landmarks].tolist(), (spans[has_landmarks] * frame_s).tolist()))
 

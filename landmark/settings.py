@@ -263,6 +263,10 @@ class MatchSettings:
     """A song being followed (`Index.follow`: a monitor's next look at the song it hears) is looked for this far
     either side of where its clock puts it: a rate measured to 0.1 % drifts 0.18 s over three minutes."""
 
+    heard_pause_s: float = 1.0
+    """Digital silence at least this long splits where a song is heard (`Index.heard_span`): the stream paused, and
+    what it holds either side are two plays (through a shorter dropout the song plays on)."""
+
     # --- speed, tempo and pitch (`landmark.warp`) -------------------------------------------------------------
     max_speed_change: float = 0.08
     """A clip that matches nothing as it is, or that its song's peaks barely confirm (z < `min_agreement_z`), is
@@ -332,7 +336,8 @@ class MatchSettings:
 
 COUNTS_AND_REACHES = ("query_delta_tolerance_frames", "query_retry_tolerance_frames", "max_postings_read",
                       "vote_tolerance_frames", "max_votes", "verify_candidates", "verify_first_candidates",
-                      "verify_other_offsets", "verify_shift_frames", "warp_candidates", "follow_reach_s")
+                      "verify_other_offsets", "verify_shift_frames", "warp_candidates", "follow_reach_s",
+                      "heard_pause_s")
 """Matching settings that count something or reach some frames or seconds either way: never below 0 (a negative
 tolerance would borrow across the fields of a packed vote key)."""
 

@@ -141,7 +141,7 @@ HEARD_SPAN_ROUNDS = 3
 
 
 def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, delta: int, song_end_frame: int,
-               settings: MatchSettings) -> tuple[int, int] | None:
+               settings: MatchSettings, pause_frames: int = 0) -> tuple[int, int] | None:
     """The clip frames [first, end) where a song's peaks (sorted by frame), moved by −`delta` into the clip, stand
     out: where the song is heard, for a boundary between it and what plays either side. None when they do not
     agree there by `confirm_min_z` (the song is not clearly heard anywhere in the clip).
@@ -152,7 +152,7 @@ def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarr
     with μ read again over the span found, a few rounds. A span that holds the first or last of the song's peaks
     under the clip reaches the clip's edge, or the song's own start or end (frame 0, `song_end_frame`) where that
     lies within the clip. Digital silence is not read (`ProminenceMap.sounding`), and a span stops where it
-    begins."""
+    begins; where `pause_frames` of it lie within the run (a pause), the run is the heavier part either side."""
     n_frames, n_bins = clip.standardised.shape
     frames, bins = np.asarray(song_frames, np.int64) - delta, np.asarray(song_bins, np.int64) - clip.first_bin
     inside = (frames >= 0) & (frames < n_frames) & (bins >= 0) & (bins < n_bins)
@@ -163,12 +163,18 @@ def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarr
     if frames.size == 0:
         return None
     values = clip.standardised[frames, bins].astype(np.float64)
-    first, last = 0, values.size - 1
-    for _ in range(HEARD_SPAN_ROUNDS):
-        level = values[first:last + 1].mean()
-        if level <= 0:
-            return None
-        first, last = _best_run(values - level / 2)
+    run = level_run(values)
+    if run is None:
+        return None
+    first, last = run
+    if clip.sounding is not None and pause_frames > 0:
+        silent_before = np.concatenate([[0], np.cumsum(~clip.sounding)])  # silent frames before each frame
+        paused = np.flatnonzero(np.diff(silent_before[frames[first:last + 1]]) >= pause_frames) + first
+        if paused.size:  # the run's parts between pauses: the heaviest one, at the run's level
+            gains = values - values[first:last + 1].mean() / 2
+            starts, ends = np.r_[first, paused + 1], np.r_[paused, last]
+            heaviest = int(np.argmax([gains[a:b + 1].sum() for a, b in zip(starts, ends)]))
+            first, last = int(starts[heaviest]), int(ends[heaviest])
     if values[first:last + 1].sum() / np.sqrt(last + 1 - first) < settings.confirm_min_z:
         return None
     start = max(0, -delta) if first == 0 else (int(frames[first - 1]) + int(frames[first]) + 1) // 2
@@ -184,7 +190,20 @@ def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarr
     return start, end
 
 
-def _best_run(gains: np.ndarray) -> tuple[int, int]:
+def level_run(values: np.ndarray) -> tuple[int, int] | None:
+    """(first, last) index of the run of `values` that reads a level μ against a background of 0 (the sum of
+    v − μ/2 at its largest: a change point either side), μ read again over the run found, `HEARD_SPAN_ROUNDS`
+    rounds; None where no level above 0 is read."""
+    first, last = 0, values.size - 1
+    for _ in range(HEARD_SPAN_ROUNDS):
+        level = values[first:last + 1].mean()
+        if level <= 0:
+            return None
+        first, last = best_run(values - level / 2)
+    return first, last
+
+
+def best_run(gains: np.ndarray) -> tuple[int, int]:
     """(first, last) index of the run of `gains` with the largest sum (at least one element)."""
     ends = np.cumsum(gains)
     before = np.concatenate([[0.0], ends[:-1]])  # the sum before each start
@@ -307,17 +326,27 @@ def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarr
                  shift_frames: int) -> float:
     """The share of `stronger`'s peaks (frames, bins), moved by `shift_frames`, that `weaker` holds too (the same
     bin, ± 1 frame), over the frames both songs cover; 0 when they do not overlap."""
-    frames, bins = stronger[0] + shift_frames, stronger[1]
-    other_frames, other_bins = weaker
+    _, held = held_by(stronger, weaker, shift_frames)
+    return float(held.mean()) if held.size else 0.0
+
+
+def held_by(peaks: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], shift_frames: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, held): of `peaks` (frames, bins; by frame), moved by `shift_frames`, those within the frames
+    `other` covers, and whether `other` holds each too (the same bin, ± 1 frame)."""
+    frames, bins = peaks[0] + shift_frames, peaks[1]
+    other_frames, other_bins = other
     if frames.size == 0 or other_frames.size == 0:
-        return 0.0
-    inside = (frames >= other_frames[0]) & (frames <= other_frames[-1])
-    if not inside.any():
-        return 0.0
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    inside = np.flatnonzero((frames >= other_frames[0]) & (frames <= other_frames[-1]))
+    if inside.size == 0:
+        return inside, np.zeros(0, bool)
+    other_frames, other_bins = peaks_between(other, int(frames[inside[0]]) - 1, int(frames[inside[-1]]) + 2)
+    if other_frames.size == 0:
+        return inside, np.zeros(inside.size, bool)
     width = int(max(bins.max(), other_bins.max())) + 1
     keys, other_keys = frames[inside] * width + bins[inside], other_frames * width + other_bins
-    found = members(keys + np.array([[-width], [0], [width]]), other_keys).any(axis=0)  # ± 1 frame
-    return float(found.mean())
+    return inside, np.asarray(members(keys + np.array([[-width], [0], [width]]), other_keys).any(axis=0))  # ± 1 frame
 
 
 COPY_MIN_PEAKS_WHERE_CLIP_PLAYS = 30
@@ -394,14 +423,15 @@ class CopyCheck:
             return False
         # where the clip plays, the same audio: each holds most of the other's peaks over that stretch, as copies
         # do (an edit's frames fall between the song's, and its peaks are picked anew: 0.75-0.9 of them shared)
-        stretches = [_within(self._peaks[i], c.delta_frames - 1, c.delta_frames + self.clip_frames + 1)
+        stretches = [peaks_between(self._peaks[i], c.delta_frames - 1, c.delta_frames + self.clip_frames + 1)
                      for i, c in zip(ids, (stronger, weaker))]
         return (min(s[0].size for s in stretches) >= COPY_MIN_PEAKS_WHERE_CLIP_PLAYS
                 and shared_peaks(stretches[0], stretches[1], shift) >= settings.copy_min_shared_peaks
                 and shared_peaks(stretches[1], stretches[0], -shift) >= settings.copy_min_shared_peaks)
 
 
-def _within(peaks: tuple[np.ndarray, np.ndarray], first_frame: int, end_frame: int) -> tuple[np.ndarray, np.ndarray]:
+def peaks_between(peaks: tuple[np.ndarray, np.ndarray], first_frame: int, end_frame: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """The peaks (frames, bins; by frame) in [first_frame, end_frame)."""
     frames, bins = peaks
     start, end = np.searchsorted(frames, [first_frame, end_frame])

@@ -677,6 +677,9 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
                            "--format too")
     if source != "-" and os.path.isdir(source):
         raise LmprintError(f"{source}: is a folder; monitor reads one recording or stream")
+    extension = os.path.splitext(source)[1].lower().lstrip(".")
+    if not raw_format and extension in (*audio.RAW_FORMATS, "raw", "pcm"):  # no container says how to read it
+        raise LmprintError(f"{source}: raw PCM has no header: give its --format (and --rate, --channels)")
     raw_input = None
     if raw_format and source != "-":
         try:

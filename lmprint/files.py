@@ -127,6 +127,10 @@ def declared_duration_s(path: str | os.PathLike) -> float | None:
     return _from_container(path, lambda container: container.duration / 1e6 if container.duration else None)
 
 
+DEMUXER_EXTENSIONS = {"asf": "wma"}
+"""The extension of an audio file FFmpeg's demuxer reads, where the demuxer lists none (those that know a file by
+its content alone: wav, aiff, asf, ...) and its name is not that extension."""
+
 PREFERRED_EXTENSIONS = (".m4a", ".mp3", ".wma", ".mka", ".aiff", ".ape")
 """Which of a container's extensions names its file, where FFmpeg's demuxer has several (mov: .mp4, .m4a, ...)."""
 
@@ -135,7 +139,9 @@ def audio_extension(path: str | os.PathLike) -> str | None:
     """The extension (".flac", ".m4a", ...) that names the audio container a file holds, found by opening it:
     what a file that came without a name needs for a walk of its folder to pick it up. None when it is not a
     container PyAV opens."""
-    extensions = _from_container(path, lambda container: {f".{extension}" for extension in container.format.extensions})
+    extensions = _from_container(path, lambda container: {
+        f".{DEMUXER_EXTENSIONS.get(name, name)}"
+        for name in container.format.extensions or container.format.name.split(",")})
     named = (extensions or set()) & AUDIO_EXTENSIONS
     return next((extension for extension in PREFERRED_EXTENSIONS if extension in named), min(named, default=None))
 

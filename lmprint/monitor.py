@@ -13,7 +13,8 @@ plays. Looks that name one song with one anchor (within `anchor_tolerance_s`) st
 (`open`) once `confirm_looks` looks agree and one of them is sure (`confirm_chance`), so a chance match never
 becomes a song (where the stream ends before another look can agree, one sure look will do); from then on any look
 naming its song extends it (music repeats: a look may line up with another return of the passage), until the
-song's own clock has run out: then a look naming it at another anchor hears it play again. It closes once
+song's own clock has run out: then a look naming it at another anchor hears it play again (started over,
+skipped back, or paused and gone on; a skip forward stays one play). It closes once
 `close_after_misses` looks in a row no longer name it, or when another song is confirmed (a crossfade hands
 over, and so does the same song played again, from after the last look that heard the play followed; a look that
 puts the song's start where the segment began is the same play, which its first looks placed at a passage that
@@ -148,6 +149,9 @@ class Segment:
     """Where in the stream the window of the last look that heard it where its clock puts it began: where its end
     is read from; a play of the song heard again began `audible_s` after it at the earliest (a window holds about
     that much of what it names)."""
+    latest_anchor_s: float | None = field(default=None, repr=False, compare=False)
+    """The anchor of the latest look that named the song itself: where its play ends by the song's length when
+    later looks named it elsewhere than its clock (a skip within the song, a pause in the stream)."""
     start_heard: bool = field(default=False, repr=False, compare=False)
     """Whether its start was heard in a window (`Method.heard_span`, or the song's beginning), not guessed from
     `audible_s`: a start heard is moved to the song's own start only within `heard_precision_s`, a guess within a
@@ -302,6 +306,7 @@ class Monitor:
             self._candidate = None
             return events
         replay_after_s = None  # the song followed, heard again: its new play began after its last look heard it
+        heard_before = False
         if current is not None and match is not None and self._plays_again(current, match, time_s):
             anchor = self._anchor(match, time_s)
             if anchor is not None and abs(-anchor / _rate(match) - current.start_s) <= self.settings.hop_s:
@@ -312,6 +317,11 @@ class Monitor:
                 self._candidate = None
                 return events
             replay_after_s = current.last_look_s + self.settings.audible_s
+            # the looks before may have heard this play already, extending the one followed while its clock had
+            # not run out (a skip back, a pause): the last of them agrees with this look
+            heard_before = (self._named_elsewhere(current) and anchor is not None
+                            and current.latest_anchor_s is not None
+                            and abs(current.latest_anchor_s - anchor) <= self.settings.anchor_tolerance_s)
         if current is not None:
             current.misses += 1
             if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard, then
@@ -331,9 +341,12 @@ class Monitor:
             candidate = self._candidate = self._start(match, time_s, length_s)
             if after_idle_hop:
                 self._look_back(candidate, match, time_s, length_s)
-            if replay_after_s is not None and candidate.anchor_s is not None:  # from where the anchor puts its start
-                candidate.start_s = max(replay_after_s, -candidate.anchor_s / candidate.rate, 0.0)
+            if replay_after_s is not None and candidate.anchor_s is not None:
+                # from where it was heard to begin, or else where the anchor puts the song's start
+                began_s = candidate.start_s if candidate.start_heard else -candidate.anchor_s / candidate.rate
+                candidate.start_s = max(replay_after_s, began_s, 0.0)
                 self._place(candidate, candidate.anchor_s)
+                candidate.looks += heard_before
         if candidate.looks >= self.settings.confirm_looks and (
                 candidate.chance is None or candidate.chance <= self.settings.confirm_chance):
             events += self._confirm(candidate, time_s + length_s)
@@ -455,6 +468,7 @@ class Monitor:
         if match.song.id != segment.song.id:  # it named another file of the recording: its offsets are that file's
             return
         segment.heard = match
+        segment.latest_anchor_s = self._anchor(match, time_s)
         lead_in_s = _lead_in_s(match)
         if lead_in_s is not None and surer and segment is not self.current:
             # a surer look heard the song begin here: the looks before it, which put the song earlier, were chance's
@@ -502,8 +516,8 @@ class Monitor:
             first_s = first / rate_hz
             span = self._heard_span(self._samples(first, end - first), match,
                                     song_s - _rate(match) * (time_s - first_s))
-            if span is None or span[0] > 0:
-                break
+            if span is None or span[0] > self.settings.audible_s:
+                break  # heard to begin within what was read (its first seconds read less clearly: a window's edge)
         return None if span is None else first_s + span[0]
 
     def _heard_span(self, samples: np.ndarray, match: Match, song_s: float) -> tuple[float, float] | None:
@@ -516,21 +530,28 @@ class Monitor:
         except AudioError:
             return None
 
-    def _end_heard_s(self, segment: Segment, heard_to_s: float) -> float | None:
+    def _end_heard_s(self, segment: Segment, heard_to_s: float, played_again: bool = False) -> float | None:
         """Where the stream stops hearing a segment's song, read where its clock puts the song from its last
         look's window on, over two windows (`Method.heard_span`), if that look heard it there; None where that
         cannot be read. The reading stops at `heard_to_s`, the end of the window of the look being taken, not at
-        what the stream has delivered so far: a boundary does not depend on how the stream arrives."""
+        what the stream has delivered so far: a boundary does not depend on how the stream arrives. Where looks
+        since named the song elsewhere, its clock says where this play ends only if the song is `played_again`
+        (a new segment follows from there: the play before ended where its clock stops being heard)."""
         rate_hz = self.method.sample_rate_hz
         start = int(round(segment.last_look_s * rate_hz))
         if (segment.anchor_s is None or segment.heard is None or start < self._buffer_start
-                or segment.end_s > segment.last_look_s + self.settings.window_s + 1e-6):
-            return None  # (a later look named the song elsewhere in it, or as a copy: its clock tells the end no more)
+                or (self._named_elsewhere(segment) and not played_again)):
+            return None  # the looks since named the song elsewhere: its clock tells where this play ends no more
         samples = self._samples(start, min(int(round(heard_to_s * rate_hz)) - start, 2 * self._window))
         span = self._heard_span(samples, segment.heard, segment.anchor_s + segment.rate * segment.last_look_s)
         if span is None or span[0] >= self.settings.window_s:  # not heard in the look that named it: not this play
             return None
         return segment.last_look_s + span[1]
+
+    def _named_elsewhere(self, segment: Segment) -> bool:
+        """Whether looks after the last that heard the segment's song at its clock named it elsewhere in the song
+        (a skip, a pause, a passage that returns) or as a copy: its clock tells its end no more."""
+        return segment.end_s > segment.last_look_s + self.settings.window_s + 1e-6
 
     def _close(self, segment: Segment, heard_to_s: float, following: Segment | None = None,
                until_end: bool = False) -> Segment:
@@ -540,7 +561,10 @@ class Monitor:
         each other (a crossfade), both boundaries go to the middle of that overlap, where a listener hears the
         change."""
         heard_s = self._heard / self.method.sample_rate_hz
-        heard_end_s = None if until_end else self._end_heard_s(segment, heard_to_s)
+        played_again = following is not None and following.song.id == segment.song.id
+        if played_again and following is not None and following.start_heard:
+            heard_to_s = min(heard_to_s, following.start_s)  # the same music cannot play twice at once
+        heard_end_s = None if until_end else self._end_heard_s(segment, heard_to_s, played_again)
         if until_end:
             end_s = heard_s
         elif heard_end_s is not None:
@@ -548,8 +572,9 @@ class Monitor:
         else:
             last_look_start = segment.end_s - self.settings.window_s
             end_s = min(segment.end_s, last_look_start + self.settings.audible_s + self.settings.hop_s / 2, heard_s)
-        if segment.anchor_s is not None:
-            song_end_s = (segment.song.duration_s - segment.anchor_s) / segment.rate
+        anchor_s = segment.latest_anchor_s if self._named_elsewhere(segment) else segment.anchor_s
+        if anchor_s is not None:
+            song_end_s = (segment.song.duration_s - anchor_s) / segment.rate
             end_s = min(end_s, song_end_s)  # not past the song's own end, and at it if that close
             near_s = self.settings.hop_s if heard_end_s is None else self.settings.heard_precision_s
             if 0 <= song_end_s - end_s <= near_s:

@@ -536,7 +536,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             except WebSocketDisconnect:
                 return
             except (TimeoutError, ValueError, KeyError, TypeError, OverflowError):
-                await refuse(websocket, 'send {"sample_rate": HZ} first')
+                await refuse(websocket, 'send {"sample_rate": HZ} first, HZ from 8000 to 192000')
                 return
             resampler = soxr.ResampleStream(rate, sample_rate_hz, 1, dtype="float32")
             monitor = Monitor(ThreadMethod(workers, sample_rate_hz), LIVE)  # type: ignore[arg-type]

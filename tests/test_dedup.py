@@ -75,3 +75,41 @@ def test_a_copy_with_silence_before_it_is_the_same_recording(tmp_path):
     lines = [json.loads(line) for line in run_cli("dedup", "--json", db=db, check=True).stdout.splitlines()]
     assert [sorted(e["path"].rsplit("/", 1)[1] for e in line["same_recording"]) for line in lines] == [
         ["album.flac", "padded.flac"]]
+
+
+def test_an_overlap_the_join_barely_finds_is_confirmed_and_placed_by_the_songs_peaks(tmp_path):
+    """In a large library only rare keys are joined, so an excerpt's stretch may come out of the join with a few
+    landmarks, placed seconds off: the songs' stored peaks confirm it and say where the shared audio lies. The
+    same offset between two songs that share nothing is not confirmed, and without stored peaks the count alone
+    decides."""
+    from dataclasses import replace
+
+    from landmark import Index, dedup
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for seed in range(4):
+        write(folder / f"song{seed}.wav", rendered(seed, 40.0, SYNTH_RATE), SYNTH_RATE)
+    edit = rendered(2, 40.0, SYNTH_RATE)[int(12.05 * SYNTH_RATE):int(24.05 * SYNTH_RATE)]
+    write(folder / "edit.mp3", edit, SYNTH_RATE, bit_rate=64_000)
+    settings = dedup.DedupSettings()
+    with Index(tmp_path / "index.db", create=True) as index:
+        index.add([str(folder)])
+        ids = {song.path.rsplit("/", 1)[1]: song.id for song in index.catalogue.songs()}
+        [found] = index.overlaps()
+        assert {found.song_a, found.song_b} == {ids["song2.wav"], ids["edit.mp3"]}
+        # as a large library's join would give it: 8 landmarks, 4 s in from either end
+        weak = replace(found, shared=8, a_start_s=found.a_start_s + 4, a_end_s=found.a_end_s - 4,
+                       b_start_s=found.b_start_s + 4, b_end_s=found.b_end_s - 4)
+        frame_s = index.fingerprint_settings.frame_s
+        [placed] = dedup.confirmed([weak], index.peaks.get, frame_s, settings)
+        song_side, edit_side = (((placed.a_start_s, placed.a_end_s), (placed.b_start_s, placed.b_end_s))
+                                if placed.song_a == ids["song2.wav"] else
+                                ((placed.b_start_s, placed.b_end_s), (placed.a_start_s, placed.a_end_s)))
+        assert abs(song_side[0] - 12.05) < 0.5 and abs(song_side[1] - 24.05) < 0.5, song_side
+        assert abs(edit_side[0]) < 0.5 and abs(edit_side[1] - 12.0) < 0.5, edit_side
+        unrelated = dedup.Overlap(ids["song0.wav"], ids["song1.wav"], 5.0, 15.0, 17.0, 27.0, shared=8)
+        assert dedup.confirmed([unrelated], index.peaks.get, frame_s, settings) == []
+        assert dedup.confirmed([weak], lambda song_ids: {}, frame_s, settings) == []
+        strong = replace(weak, shared=settings.min_shared)
+        assert dedup.confirmed([strong], lambda song_ids: {}, frame_s, settings) == [strong]

@@ -101,7 +101,8 @@ def test_a_bad_source_is_one_line(built_index, tmp_path):
     (tmp_path / "nothing.pcm").write_bytes(b"")
     for arguments, reason in (([tmp_path / "short.flac"], "too short (0.2 s"), ([tmp_path / "silence.flac"], "silent"),
                               (["--format", "s16le", tmp_path / "nothing.pcm"], "no audio"),
-                              (["--rate", "8000", tmp_path / "silence.flac"], "--rate is for raw PCM: give its --format")):
+                              (["--rate", "8000", tmp_path / "silence.flac"], "--rate is for raw PCM: give its --format"),
+                              ([tmp_path / "nothing.pcm"], "raw PCM has no header: give its --format")):
         result = run_cli("monitor", *arguments, db=built_index)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and reason in result.stderr, result.stderr
     closed = subprocess.run([sys.executable, "-m", "lmprint", "--db", str(built_index), "monitor", "-"],
@@ -540,6 +541,34 @@ def test_a_boundary_beside_digital_silence_is_where_the_sound_begins_or_stops(bu
                       if not e.open]
             assert [e.song.title for e in closed] == [title], closed
             assert abs(closed[0].start_s - start_s) <= 0.5 and abs(closed[0].end_s - end_s) <= 0.5, closed
+
+
+@pytest.mark.parametrize("pieces, expected", [
+    ([(4, 0.0, 20.0), (None, 0.0, 5.0), (4, 20.0, 40.0), (5, 0.0, 20.0)],
+     [("song4", 0.0, 20.0, 0.0), ("song4", 25.0, 45.0, 20.0), ("song5", 45.0, 65.0, 0.0)]),
+    ([(1, 0.0, 30.0), (1, 5.0, 40.0)], [("song1", 0.0, 30.0, 0.0), ("song1", 30.0, 65.0, 5.0)]),
+    ([(2, 0.0, 20.0), (2, 30.0, 40.0), (0, 0.0, 20.0)], [("song2", 0.0, 30.0, 0.0), ("song0", 30.0, 50.0, 0.0)]),
+], ids=["paused, then on", "skipped back", "skipped forward"])
+def test_a_song_paused_or_skipped_within_is_placed_where_it_plays(built_index, pieces, expected):
+    """A stream that pauses (5 s of digital silence) and goes on where it stopped, or that skips back, plays the
+    song again from there: the play before ends where it stops being heard, the next begins where it is heard
+    again (the next began at the first play's last look, 2–5 s early; within a second now, as the generated
+    songs repeat their notes). A skip forward is one play, which ends with the song's end as the looks after the
+    skip place it (it ended where the first play's clock put the song's end, or 2 s short of the song's)."""
+    import soxr
+
+    signal = np.concatenate([np.zeros(int((end - start) * RATE), np.float32) if seed is None
+                             else rendered(seed, 40.0, RATE)[int(start * RATE):int(end * RATE)]
+                             for seed, start, end in pieces])
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        closed = [e for e in monitor(index, [samples[i:i + 8000] for i in range(0, samples.size, 8000)])
+                  if not e.open]
+    found = [(e.song.title, e.start_s, e.end_s, e.song_offset_s) for e in closed]
+    assert [f[0] for f in found] == [e[0] for e in expected], found
+    for (_, start, end, offset), (_, true_start, true_end, true_offset) in zip(found, expected):
+        assert abs(start - true_start) <= 1.0 and abs(end - true_end) <= 1.0, found
+        assert abs(offset - true_offset) <= 1.0, found
 
 
 def test_boundaries_do_not_depend_on_how_the_stream_arrives(built_index):

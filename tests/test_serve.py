@@ -515,19 +515,22 @@ def test_an_upload_cut_short_is_added_with_the_warning_add_prints(built_index, l
                         added.json()["warning"]), added.json()
 
 
-def test_a_raw_upload_is_kept_under_its_containers_extension_so_that_add_finds_it_again(built_index, tmp_path):
+@pytest.mark.parametrize("extension", ["flac", "wav"])
+def test_a_raw_upload_is_kept_under_its_containers_extension_so_that_add_finds_it_again(built_index, tmp_path,
+                                                                                        extension):
     """A raw body has no file name: the file kept is named by its container (`upload.flac`), so that indexing the
-    uploads folder again (rebuilding an index) picks it up."""
+    uploads folder again (rebuilding an index) picks it up. FFmpeg lists no extensions for a WAV's demuxer (it
+    knows one by its content): its name is its extension."""
     from lmprint.files import find_audio_files
 
     db = tmp_path / "copy.db"
     shutil.copy(built_index, db)
-    song = tmp_path / "raw.flac"
+    song = tmp_path / f"raw.{extension}"
     write(song, rendered(46, 20.0, SYNTH_RATE), SYNTH_RATE)
     with client_for(db, allow_add=True, token="t") as client:
         added = client.post("/songs", content=song.read_bytes(), headers={"authorization": "Bearer t"})
     assert added.status_code == 200 and added.json()["added"] == 1
-    assert os.path.basename(added.json()["path"]) == "upload.flac"
+    assert os.path.basename(added.json()["path"]) == f"upload.{extension}"
     found = [path for path, error in find_audio_files([str(tmp_path / "lmprint-uploads")]) if error is None]
     assert found == [added.json()["path"]]
 
@@ -582,7 +585,8 @@ def test_the_listen_socket_refuses_a_stream_without_its_rate_a_text_frame_and_an
     for hello in ('{"hello": 1}', '{"sample_rate": 1e999}', '{"sample_rate": "fast"}', "[]"):
         with client.websocket_connect("/listen") as socket:
             socket.send_text(hello)
-            assert socket.receive_json() == {"event": "error", "error": 'send {"sample_rate": HZ} first'}, hello
+            assert socket.receive_json() == {
+                "event": "error", "error": 'send {"sample_rate": HZ} first, HZ from 8000 to 192000'}, hello
     with client.websocket_connect("/listen") as socket:
         pass  # gone before its hello
     assert client.get("/health").json()["status"] == "ok"
