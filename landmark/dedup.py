@@ -17,10 +17,10 @@ overlap of the same two songs covers is not reported again (`strongest_per_stret
 recording when the overlap covers nearly all of both (`same_recording_coverage`).
 
 An overlap must also be shared audio, not similar music: its agreeing landmarks must be a good share of those
-either song has there among the keys joined (`min_shared_share`). Where they are fewer than chance could
-never reach (`min_shared`; a short excerpt in a large library), the songs' stored peaks are read, as a query's
-verification reads them, and must agree over the stretch (`confirmed`). docs/design.md ("Duplicates") has the
-measurements behind the thresholds.
+either song has there among the keys joined (`min_shared_share`). Then the two songs' stored peaks are read
+(`confirmed`): they confirm an overlap of fewer landmarks than chance never reaches (`min_shared`; a short
+excerpt in a large library joins few), and they place its ends, from peaks some 18 a second rather than
+landmarks seconds apart. docs/design.md ("Duplicates") has the measurements behind the thresholds.
 """
 
 from __future__ import annotations
@@ -70,10 +70,10 @@ class DedupSettings:
     ends: in a large library the landmarks joined lie seconds apart."""
 
     min_shared_share: float = 0.1
-    """...and must hold at least this share of the landmarks that either song has, in that stretch, among the keys
-    joined: shared audio, not merely similar music. A transcode keeps most; an MP3 of an excerpt cut between two
-    frames re-picks its peaks and keeps 0.14–0.26 (generated songs); a re-orchestration of a theme or a sparse
-    chance alignment across a whole song keeps 2–3 % (public corpus)."""
+    """An overlap's agreeing landmarks must be at least this share of those either song has, in that stretch,
+    among the keys joined: shared audio, not merely similar music. A transcode keeps most; an MP3 of an excerpt
+    cut between two frames re-picks its peaks and keeps 0.14–0.26 (generated songs); a re-orchestration of a
+    theme or a sparse chance alignment across a whole song keeps 2–3 % (public corpus)."""
 
     delta_tolerance_frames: int = 1
     """Landmarks whose Δt differ by at most this count as one offset: a re-encoded copy moves a peak by a frame."""
@@ -216,21 +216,26 @@ def overlaps_of_pairs(keys: np.ndarray, frames_a: np.ndarray, song_ids: np.ndarr
 
 def confirmed(overlaps: list[Overlap], song_peaks: SongPeaks, frame_s: float, settings: DedupSettings,
               batch: int = 256) -> list[Overlap]:
-    """Each overlap confirmed and placed by its songs' stored peaks (`placed_by_peaks`); where they are not stored,
-    kept as the join found it if its count alone says shared audio (`min_shared`). Peaks are read `batch`
-    overlaps at a time, so that memory stays bounded however many the join found."""
+    """The overlaps, each placed by its songs' stored peaks where they are stored (`placed_by_peaks`): one of at
+    least `min_shared` landmarks stands, and its peaks may only widen it; one of fewer stands only where its
+    peaks confirm it. Peaks are read `batch` overlaps at a time, so that memory stays bounded however many the
+    join found."""
     ordered = sorted(overlaps, key=lambda overlap: (overlap.song_a, overlap.song_b))
     kept = []
     for first in range(0, len(ordered), batch):
         chunk = ordered[first:first + batch]
         peaks = song_peaks(sorted({song for overlap in chunk for song in (overlap.song_a, overlap.song_b)}))
         for overlap in chunk:
-            if overlap.song_a in peaks and overlap.song_b in peaks:
-                placed = placed_by_peaks(overlap, peaks[overlap.song_a], peaks[overlap.song_b], frame_s, settings)
-                if placed is not None:
-                    kept.append(placed)
-            elif overlap.shared >= settings.min_shared:
-                kept.append(overlap)
+            strong = overlap.shared >= settings.min_shared
+            placed = (placed_by_peaks(overlap, peaks[overlap.song_a], peaks[overlap.song_b], frame_s, settings)
+                      if overlap.song_a in peaks and overlap.song_b in peaks else None)
+            if placed is not None and strong:  # the peaks' run, read at one offset, may miss a copy's drift
+                placed = dataclasses.replace(
+                    placed, a_start_s=min(placed.a_start_s, overlap.a_start_s),
+                    a_end_s=max(placed.a_end_s, overlap.a_end_s), b_start_s=min(placed.b_start_s, overlap.b_start_s),
+                    b_end_s=max(placed.b_end_s, overlap.b_end_s))
+            if placed is not None or strong:
+                kept.append(placed or overlap)
     return kept
 
 
@@ -240,15 +245,19 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     agree. Song a's peaks, from `place_reach_s` before the landmarks' stretch to as far after, are read one by one
     at the overlap's offset: held by song b where the audio is shared (most of them), by chance elsewhere (about
     0.004), so the shared stretch is the run that reads that level (`verify.level_run`, as a monitor reads where a
-    song is heard). It must hold `min_shared_peaks` of each song's peaks and last `min_overlap_s`."""
+    song is heard), reaching halfway to the peaks either side of it. It must hold `min_shared_peaks` of each
+    song's peaks and last `min_overlap_s`."""
     offset = int(round((overlap.b_start_s - overlap.a_start_s) / frame_s))
     reach = settings.place_reach_s / frame_s
-    near_a = peaks_between(peaks_a, int(overlap.a_start_s / frame_s - reach), int(overlap.a_end_s / frame_s + reach))
+    low, high = int(overlap.a_start_s / frame_s - reach), int(overlap.a_end_s / frame_s + reach)
+    near_a = peaks_between(peaks_a, low, high)
     where, held = held_by(near_a, peaks_b, offset)
     run = level_run(held.astype(np.float64)) if held.size else None
     if run is None:
         return None
-    first, end = int(near_a[0][where[run[0]]]), int(near_a[0][where[run[1]]]) + 1  # song a's frames
+    frames = near_a[0][where]  # song a's peaks that song b's span covers at the offset
+    first = (int(frames[run[0] - 1]) + int(frames[run[0]]) + 1) // 2 if run[0] > 0 else int(frames[0])
+    end = (int(frames[run[1]]) + int(frames[run[1] + 1]) + 1) // 2 if run[1] + 1 < frames.size else int(frames[-1]) + 1
     b_stretch = peaks_between(peaks_b, first + offset, end + offset)
     if ((end - first) * frame_s < settings.min_overlap_s or held[run[0]:run[1] + 1].mean() < settings.min_shared_peaks
             or shared_peaks(b_stretch, peaks_a, -offset) < settings.min_shared_peaks):

@@ -264,8 +264,10 @@ class MatchSettings:
     either side of where its clock puts it: a rate measured to 0.1 % drifts 0.18 s over three minutes."""
 
     heard_pause_s: float = 1.0
-    """Digital silence at least this long splits where a song is heard (`Index.heard_span`): the stream paused, and
-    what it holds either side are two plays (through a shorter dropout the song plays on)."""
+    """Frames of digital silence this long, where the song's own peaks go on, split where it is heard
+    (`Index.heard_span`): the stream paused, and what it holds either side are two plays (through a shorter
+    dropout the song plays on). The frames either side of zeros hold some of the sound: 1.5 s of zeros read
+    about 0.9 s silent."""
 
     # --- speed, tempo and pitch (`landmark.warp`) -------------------------------------------------------------
     max_speed_change: float = 0.08

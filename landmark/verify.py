@@ -152,14 +152,16 @@ def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarr
     with μ read again over the span found, a few rounds. A span that holds the first or last of the song's peaks
     under the clip reaches the clip's edge, or the song's own start or end (frame 0, `song_end_frame`) where that
     lies within the clip. Digital silence is not read (`ProminenceMap.sounding`), and a span stops where it
-    begins; where `pause_frames` of it lie within the run (a pause), the run is the heavier part either side."""
+    begins; where `pause_frames` of it lie within the run while the song's own peaks go on there (the stream
+    paused), the run is the heavier part either side."""
     n_frames, n_bins = clip.standardised.shape
     frames, bins = np.asarray(song_frames, np.int64) - delta, np.asarray(song_bins, np.int64) - clip.first_bin
     inside = (frames >= 0) & (frames < n_frames) & (bins >= 0) & (bins < n_bins)
     frames, bins = frames[inside], bins[inside]
+    muted = np.zeros(0, np.int64)  # the song's peaks where the stream is digitally silent
     if clip.sounding is not None:
         heard = clip.sounding[frames]
-        frames, bins = frames[heard], bins[heard]
+        frames, bins, muted = frames[heard], bins[heard], frames[~heard]
     if frames.size == 0:
         return None
     values = clip.standardised[frames, bins].astype(np.float64)
@@ -167,9 +169,15 @@ def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarr
     if run is None:
         return None
     first, last = run
-    if clip.sounding is not None and pause_frames > 0:
+    if clip.sounding is not None and pause_frames > 0 and muted.size:
+        # a pause: `pause_frames` of silence between two peaks read, where the song's own peaks go on (at half
+        # the rate they are read at over the run, or more; a song silent there itself did not pause)
         silent_before = np.concatenate([[0], np.cumsum(~clip.sounding)])  # silent frames before each frame
-        paused = np.flatnonzero(np.diff(silent_before[frames[first:last + 1]]) >= pause_frames) + first
+        silent = np.diff(silent_before[frames[first:last + 1]])
+        muted_between = np.diff(np.searchsorted(muted, frames[first:last + 1]))
+        sounding_frames = max(1, int(frames[last] - frames[first]) + 1 - int(silent.sum()))
+        peaks_per_frame = (last + 1 - first) / sounding_frames
+        paused = np.flatnonzero((silent >= pause_frames) & (muted_between >= 0.5 * peaks_per_frame * silent)) + first
         if paused.size:  # the run's parts between pauses: the heaviest one, at the run's level
             gains = values - values[first:last + 1].mean() / 2
             starts, ends = np.r_[first, paused + 1], np.r_[paused, last]

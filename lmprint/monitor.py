@@ -22,7 +22,8 @@ returns later). A song that returns later gets a new segment.
 
 Boundaries are heard (`Method.heard_span`): the song's peaks, where the looks put it, are read against the
 stream around a boundary, the start over the first window naming the song and up to `heard_back_s` before it,
-the end over two windows from the last look that heard it at its clock. Where both songs of a crossfade are
+the end over two windows from the last look that heard it at its clock (or, after a skip or a pause, where the
+last look naming it put it). Where both songs of a crossfade are
 heard into each other, both boundaries go to the middle of the overlap, where a listener hears the change.
 Where that cannot be read (an engine that cannot tell, a song not clearly heard), a window that heard the song
 begin says where (`Match.lead_in_s`); otherwise a window names a song once it holds about `audible_s` of it, so
@@ -149,9 +150,9 @@ class Segment:
     """Where in the stream the window of the last look that heard it where its clock puts it began: where its end
     is read from; a play of the song heard again began `audible_s` after it at the earliest (a window holds about
     that much of what it names)."""
-    latest_anchor_s: float | None = field(default=None, repr=False, compare=False)
-    """The anchor of the latest look that named the song itself: where its play ends by the song's length when
-    later looks named it elsewhere than its clock (a skip within the song, a pause in the stream)."""
+    heard_at_s: float = field(default=0.0, repr=False, compare=False)
+    """Where in the stream the window of `heard` began: where the song's end falls as that look plays it, when
+    looks named it elsewhere than its clock (a skip within the song, a pause in the stream)."""
     start_heard: bool = field(default=False, repr=False, compare=False)
     """Whether its start was heard in a window (`Method.heard_span`, or the song's beginning), not guessed from
     `audible_s`: a start heard is moved to the song's own start only within `heard_precision_s`, a guess within a
@@ -319,9 +320,8 @@ class Monitor:
             replay_after_s = current.last_look_s + self.settings.audible_s
             # the looks before may have heard this play already, extending the one followed while its clock had
             # not run out (a skip back, a pause): the last of them agrees with this look
-            heard_before = (self._named_elsewhere(current) and anchor is not None
-                            and current.latest_anchor_s is not None
-                            and abs(current.latest_anchor_s - anchor) <= self.settings.anchor_tolerance_s)
+            heard_before = (self._named_elsewhere(current) and current.heard is not None
+                            and self._plays_on(current.heard, current.heard_at_s, match, time_s))
         if current is not None:
             current.misses += 1
             if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard, then
@@ -416,15 +416,15 @@ class Monitor:
         # after another song's look, this one needed about half the window to win it; after silence, `audible_s`
         held_s = length_s / 2 + settings.hop_s / 2 if self.current is not None else settings.audible_s
         start_s = max(0.0, time_s + length_s - held_s) if time_s > 0 else 0.0
-        heard_from_s, lead_in_s = self._heard_from_s(match, time_s, length_s), _lead_in_s(match)
-        if heard_from_s is not None:
-            start_s = heard_from_s
+        heard_from, lead_in_s = self._heard_from_s(match, time_s, length_s), _lead_in_s(match)
+        if heard_from is not None:
+            start_s = heard_from[0]
         elif lead_in_s is not None:  # the window heard the song begin
             start_s = time_s + lead_in_s
         segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1, rate=_rate(match),
-                          heard=match, chance=match.false_match_probability,
+                          heard=match, heard_at_s=time_s, chance=match.false_match_probability,
                           last_look_s=time_s,
-                          start_heard=heard_from_s is not None or lead_in_s is not None)
+                          start_heard=(heard_from is not None and not heard_from[1]) or lead_in_s is not None)
         self._place(segment, self._anchor(match, time_s))
         if segment.song_offset_s is None and match.offset_s is not None:
             segment.song_offset_s = 0.0  # the song began within the window: the segment starts with it
@@ -449,9 +449,10 @@ class Monitor:
             if not self._agrees(segment, heard, earlier_s):
                 return
             assert heard is not None
-            heard_from_s = self._heard_from_s(heard, earlier_s, length_s)
-            if heard_from_s is not None:
-                segment.start_s, segment.start_heard = min(segment.start_s, heard_from_s), True
+            heard_from = self._heard_from_s(heard, earlier_s, length_s)
+            if heard_from is not None:
+                segment.start_s = min(segment.start_s, heard_from[0])
+                segment.start_heard = segment.start_heard or not heard_from[1]
             elif not segment.start_heard:
                 segment.start_s = min(segment.start_s, max(0.0, earlier_s + length_s - self.settings.audible_s))
             self._place(segment, segment.anchor_s)
@@ -467,14 +468,13 @@ class Monitor:
             segment.chance = min(segment.chance if segment.chance is not None else 1.0, match.false_match_probability)
         if match.song.id != segment.song.id:  # it named another file of the recording: its offsets are that file's
             return
-        segment.heard = match
-        segment.latest_anchor_s = self._anchor(match, time_s)
+        segment.heard, segment.heard_at_s = match, time_s
         lead_in_s = _lead_in_s(match)
         if lead_in_s is not None and surer and segment is not self.current:
             # a surer look heard the song begin here: the looks before it, which put the song earlier, were chance's
             # or heard too little of it. The next look that hears more places the anchor.
-            heard_from_s = self._heard_from_s(match, time_s, length_s)
-            segment.start_s = time_s + lead_in_s if heard_from_s is None else heard_from_s
+            heard_from = self._heard_from_s(match, time_s, length_s)
+            segment.start_s = time_s + lead_in_s if heard_from is None else heard_from[0]
             segment.anchor_s, segment.song_offset_s, segment.start_heard = None, 0.0, True
         if match.decided_by == "followed":
             segment.best_follow = max(segment.best_follow, match.score)
@@ -497,17 +497,19 @@ class Monitor:
             segment.start_s = song_start_s
         segment.song_offset_s = max(0.0, anchor + segment.rate * segment.start_s)
 
-    def _heard_from_s(self, match: Match, time_s: float, length_s: float) -> float | None:
+    def _heard_from_s(self, match: Match, time_s: float, length_s: float) -> tuple[float, bool] | None:
         """Where the stream begins to hear the song a look names (`Method.heard_span`), read where the look puts
         the song over its window (from `time_s`, `length_s` long) and the window before it, and, if the song is
         heard from the start of that, up to `heard_back_s` before (as far as the samples kept reach): a reading
-        costs in step with its length. None where the engine cannot tell or the song is not clearly heard."""
+        costs in step with its length. With it, whether that is only a bound: the song heard from the start of
+        all that was read, after the stream's start (it began there or before). None where the engine cannot
+        tell or the song is not clearly heard."""
         if match.offset_s is None:
             return None
         rate_hz = self.method.sample_rate_hz
         start, end = int(round(time_s * rate_hz)), int(round((time_s + length_s) * rate_hz))
         song_s = match.offset_s if match.offset_s > 0 else -_rate(match) * (match.lead_in_s or 0.0)
-        first = None
+        first, bounded = None, True
         for back in sorted({min(self._window, self._heard_back), self._heard_back}):
             reach = max(self._buffer_start, start - back)
             if reach == first:
@@ -517,8 +519,9 @@ class Monitor:
             span = self._heard_span(self._samples(first, end - first), match,
                                     song_s - _rate(match) * (time_s - first_s))
             if span is None or span[0] > self.settings.audible_s:
-                break  # heard to begin within what was read (its first seconds read less clearly: a window's edge)
-        return None if span is None else first_s + span[0]
+                bounded = False  # heard to begin within what was read (its first seconds read less clearly)
+                break
+        return None if span is None or first is None else (first_s + span[0], bounded and first > 0)
 
     def _heard_span(self, samples: np.ndarray, match: Match, song_s: float) -> tuple[float, float] | None:
         """`Method.heard_span`; None for an engine from before it, or samples it cannot read (too short)."""
@@ -535,18 +538,47 @@ class Monitor:
         look's window on, over two windows (`Method.heard_span`), if that look heard it there; None where that
         cannot be read. The reading stops at `heard_to_s`, the end of the window of the look being taken, not at
         what the stream has delivered so far: a boundary does not depend on how the stream arrives. Where looks
-        since named the song elsewhere, its clock says where this play ends only if the song is `played_again`
-        (a new segment follows from there: the play before ended where its clock stops being heard)."""
+        since named the song elsewhere (a skip, a pause), it is read where the last of them puts the song, from
+        its window on; unless the song is `played_again`: a new segment follows from there, and the play before
+        ended where its clock stops being heard."""
+        heard = segment.heard
+        if heard is None or segment.anchor_s is None:
+            return None
+        if self._named_elsewhere(segment) and not played_again:
+            if heard.offset_s is None or heard.offset_s <= 0.0:
+                return None
+            from_s, song_s = segment.heard_at_s, heard.offset_s
+        else:
+            from_s, song_s = segment.last_look_s, segment.anchor_s + segment.rate * segment.last_look_s
         rate_hz = self.method.sample_rate_hz
-        start = int(round(segment.last_look_s * rate_hz))
-        if (segment.anchor_s is None or segment.heard is None or start < self._buffer_start
-                or (self._named_elsewhere(segment) and not played_again)):
-            return None  # the looks since named the song elsewhere: its clock tells where this play ends no more
+        start = int(round(from_s * rate_hz))
+        if start < self._buffer_start:
+            return None
         samples = self._samples(start, min(int(round(heard_to_s * rate_hz)) - start, 2 * self._window))
-        span = self._heard_span(samples, segment.heard, segment.anchor_s + segment.rate * segment.last_look_s)
+        span = self._heard_span(samples, heard, song_s)
         if span is None or span[0] >= self.settings.window_s:  # not heard in the look that named it: not this play
             return None
-        return segment.last_look_s + span[1]
+        return from_s + span[1]
+
+    def _plays_on(self, earlier: Match, earlier_s: float, match: Match, time_s: float) -> bool:
+        """Whether a look at `time_s` places the song where an earlier look (its window at `earlier_s`) playing on
+        would: its offset then, at the earlier look's rate, within `anchor_tolerance_s`."""
+        if earlier.offset_s is None or earlier.offset_s <= 0.0 or match.offset_s is None or match.offset_s <= 0.0:
+            return False
+        expected_s = earlier.offset_s + _rate(earlier) * (time_s - earlier_s)
+        return abs(match.offset_s - expected_s) <= self.settings.anchor_tolerance_s
+
+    def _song_end_s(self, segment: Segment) -> float | None:
+        """Where in the stream the segment's song ends by its own length: by the segment's clock, or, where looks
+        since named it elsewhere (a skip, a pause), as the last look naming it plays it; None where neither
+        tells."""
+        heard = segment.heard
+        if (self._named_elsewhere(segment) and heard is not None and heard.offset_s is not None
+                and heard.offset_s > 0.0):
+            return segment.heard_at_s + (segment.song.duration_s - heard.offset_s) / _rate(heard)
+        if segment.anchor_s is None:
+            return None
+        return (segment.song.duration_s - segment.anchor_s) / segment.rate
 
     def _named_elsewhere(self, segment: Segment) -> bool:
         """Whether looks after the last that heard the segment's song at its clock named it elsewhere in the song
@@ -572,9 +604,8 @@ class Monitor:
         else:
             last_look_start = segment.end_s - self.settings.window_s
             end_s = min(segment.end_s, last_look_start + self.settings.audible_s + self.settings.hop_s / 2, heard_s)
-        anchor_s = segment.latest_anchor_s if self._named_elsewhere(segment) else segment.anchor_s
-        if anchor_s is not None:
-            song_end_s = (segment.song.duration_s - anchor_s) / segment.rate
+        song_end_s = self._song_end_s(segment)
+        if song_end_s is not None:
             end_s = min(end_s, song_end_s)  # not past the song's own end, and at it if that close
             near_s = self.settings.hop_s if heard_end_s is None else self.settings.heard_precision_s
             if 0 <= song_end_s - end_s <= near_s:

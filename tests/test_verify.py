@@ -105,6 +105,27 @@ def test_the_last_second_of_a_song_before_silence_names_no_other_songs_end(built
                 assert found is None or found.song.title == f"song{seed}", (seed, end_s, found)
 
 
+def test_a_pause_in_the_stream_splits_where_a_song_is_heard_and_silence_in_the_song_itself_does_not(tmp_path):
+    """3 s of digital silence: where the stream paused (the song's own peaks go on under it), the song is heard on
+    the heavier side only; where the song itself holds the silence (stored so), it is heard right across it (a
+    monitor ended such a song at its own gap)."""
+    from bench.audio_io import write
+
+    silence = np.zeros(3 * RATE, np.float32)
+    song = rendered(3, 40.0, RATE)
+    gapped = np.concatenate([song[:15 * RATE], silence, song[18 * RATE:]])
+    write(tmp_path / "gapped.wav", gapped, RATE)
+    with Index(tmp_path / "index.db", create=True) as index:
+        index.add([str(tmp_path / "gapped.wav")])
+        named = index.match_samples(gapped[:10 * RATE])
+        assert named is not None and named.song.title == "gapped"
+        first_s, end_s = index.heard_span(gapped[5 * RATE:25 * RATE], named, 5.0)
+        assert first_s < 0.5 and end_s > 19.5, (first_s, end_s)  # across the song's own 10-13 s of silence
+        paused = np.concatenate([gapped[5 * RATE:13 * RATE], silence, gapped[13 * RATE:17 * RATE]])
+        first_s, end_s = index.heard_span(paused, named, 5.0)  # heard 0-8 s at its clock, then after the pause
+        assert first_s < 0.5 and abs(end_s - 8.0) < 0.5, (first_s, end_s)  # not 4 s of it at the wrong clock
+
+
 def test_verification_reads_a_candidates_other_offsets_too():
     """The vote's best Δt for the true song can be another return of the passage, or chance: its peaks then agree
     at one of the other offsets the vote found, and the match reports that offset."""
