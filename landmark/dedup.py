@@ -267,20 +267,22 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
 
 
 def strongest_per_stretch(overlaps: list[Overlap]) -> list[Overlap]:
-    """Each pair of songs' overlaps, less those that cover a stretch of either song that a stronger overlap of the
-    same pair covers already. Music repeats: a chorus shared by two songs also lines up, more weakly, at every
-    other return of it; a medley's quotations of different stretches all stay."""
+    """Each pair of songs' overlaps, less those whose stretch of either song a stronger overlap of the same pair
+    covers for the most part. Music repeats: a chorus shared by two songs also lines up, more weakly, at every
+    other return of it; a medley's quotations of different stretches all stay, and so do the two parts of a radio
+    edit or an extended mix, which meet or share a few seconds in one song."""
     kept: dict[tuple[int, int], list[Overlap]] = {}
     for overlap in sorted(overlaps, key=lambda o: -o.shared):
         same_pair = kept.setdefault((overlap.song_a, overlap.song_b), [])
-        if not any(_meet(k.a_start_s, k.a_end_s, overlap.a_start_s, overlap.a_end_s)
-                   or _meet(k.b_start_s, k.b_end_s, overlap.b_start_s, overlap.b_end_s) for k in same_pair):
+        if not any(_mostly_within(overlap.a_start_s, overlap.a_end_s, k.a_start_s, k.a_end_s)
+                   or _mostly_within(overlap.b_start_s, overlap.b_end_s, k.b_start_s, k.b_end_s) for k in same_pair):
             same_pair.append(overlap)
     return sorted((o for pair in kept.values() for o in pair), key=lambda o: (o.song_a, o.song_b, o.a_start_s))
 
 
-def _meet(start: float, end: float, other_start: float, other_end: float) -> bool:
-    return start < other_end and other_start < end
+def _mostly_within(start: float, end: float, other_start: float, other_end: float) -> bool:
+    """Whether more than half of [start, end) lies within [other_start, other_end)."""
+    return min(end, other_end) - max(start, other_start) > (end - start) / 2
 
 
 @dataclass(frozen=True)

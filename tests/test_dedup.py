@@ -113,3 +113,50 @@ def test_an_overlap_the_join_barely_finds_is_confirmed_and_placed_by_the_songs_p
         assert dedup.confirmed([weak], lambda song_ids: {}, frame_s, settings) == []
         strong = replace(weak, shared=settings.min_shared)
         assert dedup.confirmed([strong], lambda song_ids: {}, frame_s, settings) == [strong]
+
+
+def test_a_radio_edit_and_an_extended_mix_each_share_two_stretches_and_both_are_listed(tmp_path):
+    """A radio edit (a song less 15 s of its middle) and an extended mix (a stretch played twice) each hold two
+    stretches of their song that meet, or overlap in one of the two songs: both are listed (once an overlap's
+    ends were placed by its peaks, they met, and the second was dropped as the same stretch again)."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    song, other = rendered(3, 60.0, SYNTH_RATE), rendered(4, 50.0, SYNTH_RATE)
+    write(folder / "song.flac", song, SYNTH_RATE)
+    write(folder / "other.flac", other, SYNTH_RATE)
+    write(folder / "radio edit.mp3", np.r_[song[:20 * SYNTH_RATE], song[35 * SYNTH_RATE:]], SYNTH_RATE,
+          bit_rate=128_000)
+    write(folder / "extended.flac", np.r_[other[:30 * SYNTH_RATE], other[15 * SYNTH_RATE:]], SYNTH_RATE)
+    db = tmp_path / "index.db"
+    run_cli("add", folder, db=db, check=True)
+    parts = [line["shared_part"] for line in map(json.loads, run_cli("dedup", "--json", db=db,
+                                                                      check=True).stdout.splitlines())
+             if "shared_part" in line]
+    found = sorted(tuple((side["path"].rsplit("/", 1)[1], side["start_s"], side["end_s"]) for side in part)
+                   for part in parts)
+    expected = {("radio edit.mp3", "song.flac"): [((0, 20), (0, 20)), ((20, 45), (35, 60))],
+                ("extended.flac", "other.flac"): [((0, 30), (0, 30)), ((30, 65), (15, 50))]}
+    for names, stretches in expected.items():
+        mine = sorted(sorted(part) for part in found if {side[0] for side in part} == set(names))
+        assert len(mine) == 2, found
+        for part, stretch in zip(sorted(mine, key=lambda part: part[0][1]), stretches):
+            for (_, start, end), (true_start, true_end) in zip(part, stretch):
+                assert abs(start - true_start) < 1.0 and abs(end - true_end) < 1.0, (part, stretch)
+
+
+def test_dedup_marks_a_listed_file_that_is_gone(tmp_path):
+    """A file deleted since it was indexed is still an indexed song: dedup says it is gone, and what forgets it,
+    so that the copy a user is about to delete as the duplicate is not the last one left."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    write(folder / "song.flac", rendered(5, 30.0, SYNTH_RATE), SYNTH_RATE)
+    write(folder / "song.mp3", rendered(5, 30.0, SYNTH_RATE), SYNTH_RATE)
+    db = tmp_path / "index.db"
+    run_cli("add", folder, db=db, check=True)
+    (folder / "song.mp3").unlink()
+    result = run_cli("dedup", db=db, check=True)
+    assert "song.mp3 (gone)" in result.stdout and "song.flac\n" in result.stdout, result.stdout
+    assert "1 file listed is gone (`lmprint prune`" in result.stderr, result.stderr
+    [line] = [json.loads(line) for line in run_cli("dedup", "--json", db=db, check=True).stdout.splitlines()]
+    assert {entry["path"].rsplit("/", 1)[1]: entry["gone"] for entry in line["same_recording"]} == {
+        "song.flac": False, "song.mp3": True}
