@@ -10,11 +10,11 @@ A common key holds thousands of postings and so millions of pairs, nearly all ch
 bound chosen from the index's own key sizes so that the join forms at most `max_pairs` pairs: cost and memory
 stay bounded however large the library, and at 10,000 songs about one landmark in twenty still takes part.
 
-An overlap's extent is where its agreeing landmarks lie in song a, mapped into song b by Δt; stretches further
-apart than `min_gap_s`, and than `gap_spacings` times their mean spacing, are reported apart (a song cut in two
-by an edit), and a stretch that a stronger
-overlap of the same two songs covers is not reported again (`strongest_per_stretch`). Two songs are copies of one
-recording when the overlap covers nearly all of both (`same_recording_coverage`).
+An overlap's extent is where its agreeing landmarks lie in song a, mapped into song b by Δt; stretches further apart
+than `min_gap_s`, and than `gap_spacings` times their mean spacing, are reported apart (a song cut in two by an
+edit), and a stretch that a stronger overlap of the same two songs covers for the most part is not reported again
+(`strongest_per_stretch`). Two songs are copies of one recording when the overlap covers nearly all of both
+(`same_recording_coverage`).
 
 An overlap must also be shared audio, not similar music: its agreeing landmarks must be a good share of those
 either song has there among the keys joined (`min_shared_share`). Then the two songs' stored peaks are read
