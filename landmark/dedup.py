@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arrays import run_starts
-from .verify import SongPeaks, held_by, level_run, peaks_between, shared_peaks
+from .verify import SongPeaks, held_by, level_run, peaks_between, run_edges, shared_peaks
 
 SONG_BITS = 20
 DELTA_BITS = 23
@@ -256,8 +256,7 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     if run is None:
         return None
     frames = near_a[0][where]  # song a's peaks that song b's span covers at the offset
-    first = (int(frames[run[0] - 1]) + int(frames[run[0]]) + 1) // 2 if run[0] > 0 else int(frames[0])
-    end = (int(frames[run[1]]) + int(frames[run[1] + 1]) + 1) // 2 if run[1] + 1 < frames.size else int(frames[-1]) + 1
+    first, end = run_edges(frames, *run, int(frames[0]), int(frames[-1]) + 1)
     b_stretch = peaks_between(peaks_b, first + offset, end + offset)
     if ((end - first) * frame_s < settings.min_overlap_s or held[run[0]:run[1] + 1].mean() < settings.min_shared_peaks
             or shared_peaks(b_stretch, peaks_a, -offset) < settings.min_shared_peaks):

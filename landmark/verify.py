@@ -185,9 +185,7 @@ def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarr
             first, last = int(starts[heaviest]), int(ends[heaviest])
     if values[first:last + 1].sum() / np.sqrt(last + 1 - first) < settings.confirm_min_z:
         return None
-    start = max(0, -delta) if first == 0 else (int(frames[first - 1]) + int(frames[first]) + 1) // 2
-    end = (min(n_frames, song_end_frame - delta) if last == values.size - 1
-           else (int(frames[last]) + int(frames[last + 1]) + 1) // 2)
+    start, end = run_edges(frames, first, last, max(0, -delta), min(n_frames, song_end_frame - delta))
     if clip.sounding is not None:  # nor is the song heard in digital silence beside the run
         silent = np.flatnonzero(~clip.sounding)
         before, after = silent[silent < frames[first]], silent[silent > frames[last]]
@@ -195,6 +193,14 @@ def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarr
             start = max(start, int(before[-1]) + 1)
         if after.size:
             end = min(end, int(after[0]))
+    return start, end
+
+
+def run_edges(frames: np.ndarray, first: int, last: int, first_edge: int, end_edge: int) -> tuple[int, int]:
+    """The frames [start, end) a run of peaks (indices `first`..`last` of `frames`, sorted) covers: halfway to
+    the peak before and the peak after it, or `first_edge` / `end_edge` where it holds the first / last peak."""
+    start = first_edge if first == 0 else (int(frames[first - 1]) + int(frames[first]) + 1) // 2
+    end = end_edge if last == frames.size - 1 else (int(frames[last]) + int(frames[last + 1]) + 1) // 2
     return start, end
 
 

@@ -395,9 +395,13 @@ class Monitor:
         """Whether a look places the segment's song where the segment's clock puts it: at the segment's own rate,
         since two looks' rates differ a little, and that difference times the stream's whole length would grow
         past any tolerance."""
-        if segment.anchor_s is None or match.offset_s is None or match.offset_s <= 0.0:
-            return False
-        return abs(match.offset_s - (segment.anchor_s + segment.rate * time_s)) <= self.settings.anchor_tolerance_s
+        return segment.anchor_s is not None and self._puts_song_at(match, segment.anchor_s + segment.rate * time_s)
+
+    def _puts_song_at(self, match: Match, song_s: float) -> bool:
+        """Whether a look's offset is `song_s` into the song, within `anchor_tolerance_s` (False where the look
+        tells none: its window began before the song)."""
+        return (match.offset_s is not None and match.offset_s > 0.0
+                and abs(match.offset_s - song_s) <= self.settings.anchor_tolerance_s)
 
     def _plays_again(self, segment: Segment, match: Match, time_s: float) -> bool:
         """Whether a look naming the followed segment's song hears it play again (the song repeated, back to back
@@ -563,10 +567,8 @@ class Monitor:
     def _plays_on(self, earlier: Match, earlier_s: float, match: Match, time_s: float) -> bool:
         """Whether a look at `time_s` places the song where an earlier look (its window at `earlier_s`) playing on
         would: its offset then, at the earlier look's rate, within `anchor_tolerance_s`."""
-        if earlier.offset_s is None or earlier.offset_s <= 0.0 or match.offset_s is None or match.offset_s <= 0.0:
-            return False
-        expected_s = earlier.offset_s + _rate(earlier) * (time_s - earlier_s)
-        return abs(match.offset_s - expected_s) <= self.settings.anchor_tolerance_s
+        return (earlier.offset_s is not None and earlier.offset_s > 0.0
+                and self._puts_song_at(match, earlier.offset_s + _rate(earlier) * (time_s - earlier_s)))
 
     def _song_end_s(self, segment: Segment) -> float | None:
         """Where in the stream the segment's song ends by its own length: by the segment's clock, or, where looks
