@@ -294,12 +294,15 @@ class MatchSettings:
     weaker scores at least this share of the stronger's: copies line up with a clip almost equally."""
 
     copy_max_duration_ratio: float = 1.02
-    """...their durations differ by at most this factor (for one cut short, see `copy_cut_min_shared_peaks`)..."""
+    """...their durations differ by at most this factor (a transfer up to 2 % fast or slow, or a little more or less silence;
+    for one cut short, see `copy_cut_min_shared_peaks`)..."""
 
     copy_min_shared_peaks: float = 0.5
     """...and this share of the stronger's stored peaks, moved by the difference of their voted offsets, are the
-    weaker's too (same bin, ± 1 frame), over the frames both cover. Copies share most peaks; two different songs
-    share about 0.4 % by chance. Copies count as one candidate, so they never tie with each other."""
+    weaker's too (same bin, ± 1 frame), over the frames both cover; for copies at different speeds, at the speed
+    their lengths imply (a bin either side, as peaks fall between bins). Copies share most peaks (0.57-0.83 at
+    0.3-2 % apart); two different songs share about 0.4 % by chance (3 % with a bin either side). Copies count as
+    one candidate, so they never tie with each other."""
 
     copy_cut_min_shared_peaks: float = 0.9
     """Files of different lengths are copies when one is the other cut short (a partial download): they start

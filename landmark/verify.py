@@ -337,17 +337,25 @@ def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate
 
 
 def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarray, np.ndarray],
-                 shift_frames: int) -> float:
+                 shift_frames: int, bin_reach: int = 0) -> float:
     """The share of `stronger`'s peaks (frames, bins), moved by `shift_frames`, that `weaker` holds too (the same
-    bin, ± 1 frame), over the frames both songs cover; 0 when they do not overlap."""
-    _, held = held_by(stronger, weaker, shift_frames)
+    bin ± `bin_reach`, ± 1 frame), over the frames both songs cover; 0 when they do not overlap."""
+    _, held = held_by(stronger, weaker, shift_frames, bin_reach)
     return float(held.mean()) if held.size else 0.0
 
 
-def held_by(peaks: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], shift_frames: int
-            ) -> tuple[np.ndarray, np.ndarray]:
+def played_at(peaks: tuple[np.ndarray, np.ndarray], speed: float, from_frame: int) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks (frames, bins; by frame) where a copy played `speed` times as fast (higher and shorter) holds them, on
+    the same grid from `from_frame` on (the frame where the two are put together) and back from it."""
+    frames, bins = peaks
+    return (from_frame + np.round((frames - from_frame) / speed).astype(np.int64),
+            np.round(bins * speed).astype(np.int64))
+
+
+def held_by(peaks: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], shift_frames: int,
+            bin_reach: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(indices, held): of `peaks` (frames, bins; by frame), moved by `shift_frames`, those within the frames
-    `other` covers, and whether `other` holds each too (the same bin, ± 1 frame)."""
+    `other` covers, and whether `other` holds each too (the same bin ± `bin_reach`, ± 1 frame)."""
     frames, bins = peaks[0] + shift_frames, peaks[1]
     other_frames, other_bins = other
     if frames.size == 0 or other_frames.size == 0:
@@ -358,9 +366,11 @@ def held_by(peaks: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.nd
     other_frames, other_bins = peaks_between(other, int(frames[inside[0]]) - 1, int(frames[inside[-1]]) + 2)
     if other_frames.size == 0:
         return inside, np.zeros(inside.size, bool)
-    width = int(max(bins.max(), other_bins.max())) + 1
-    keys, other_keys = frames[inside] * width + bins[inside], other_frames * width + other_bins
-    return inside, np.asarray(members(keys + np.array([[-width], [0], [width]]), other_keys).any(axis=0))  # ± 1 frame
+    width = int(max(bins.max(), other_bins.max())) + 1 + 2 * bin_reach  # a bin ± reach stays in its frame's keys
+    keys = frames[inside] * width + bins[inside] + bin_reach
+    other_keys = other_frames * width + other_bins + bin_reach
+    near = (np.array([-width, 0, width])[:, None] + np.arange(-bin_reach, bin_reach + 1)).reshape(-1, 1)
+    return inside, np.asarray(members(keys + near, other_keys).any(axis=0))
 
 
 COPY_MIN_PEAKS_WHERE_CLIP_PLAYS = 30
@@ -368,10 +378,16 @@ COPY_MIN_PEAKS_WHERE_CLIP_PLAYS = 30
 about 90 at the index's density): a quiet stretch of a few peaks says nothing either way."""
 
 
+SPEED_PROBE_FRAMES = 600
+"""Copies played at slightly different speeds are lined up within this many frames of where the clip plays (about
+10 s each way) before their whole lengths are compared: most candidate pairs are no copies, and are told so there."""
+
+
 class CopyCheck:
     """Whether a candidate holds another's audio where the clip plays, so that the clip cannot tell them apart and
-    either is right: a copy of its recording (a FLAC and an MP3 of it, a compilation's track: the two last as long and
-    share most peaks at the offset their votes imply), a download cut short (one is the other's start), or, with
+    either is right: a copy of its recording (a FLAC and an MP3 of it, a compilation's track, a transfer a little
+    faster or slower: the two last about as long and share most peaks at the offset their votes imply, or at the
+    speed their lengths imply), a download cut short (one is the other's start), or, with
     `clip_frames`, a file holding that stretch of it (an edit, an excerpt, a mix: each holds at least the share of
     the other's peaks over the stretch the clip covers that copies share over the whole). In the vote they score
     almost alike (`MatchSettings.copy_*`). Each pair and offset is decided once and each song's peaks are read once
@@ -424,7 +440,24 @@ class CopyCheck:
             return False
         settings, shift = self.settings, weaker.delta_frames - stronger.delta_frames
         if max(lengths) <= settings.copy_max_duration_ratio * min(lengths):  # as long: a copy if it shares most
-            return shared_peaks(self._peaks[ids[0]], self._peaks[ids[1]], shift) >= settings.copy_min_shared_peaks
+            peaks = self._peaks[ids[0]]
+            if shared_peaks(peaks, self._peaks[ids[1]], shift) >= settings.copy_min_shared_peaks:
+                return True
+            # or played a little faster or slower (a transfer's speed; PAL's 4 % is past these lengths): at the
+            # speed their lengths imply, from where the clip plays, since at one offset they drift apart (0.2 %
+            # over a 4 min song is 30 frames); there the vote places each to its tolerance, not to the frame
+            speed = lengths[0] / lengths[1]
+            if speed == 1.0:
+                return False
+            # (a peak then falls between two bins: either one holds it); the offset is read near the clip first
+            played, other = played_at(peaks, speed, stronger.delta_frames), self._peaks[ids[1]]
+            near = peaks_between(played, stronger.delta_frames - SPEED_PROBE_FRAMES,
+                                 stronger.delta_frames + SPEED_PROBE_FRAMES)
+            reach = settings.vote_tolerance_frames
+            share, step = max((shared_peaks(near, other, shift + step, bin_reach=1), step)
+                              for step in range(-reach, reach + 1))
+            least = settings.copy_min_shared_peaks
+            return share >= least and shared_peaks(played, other, shift + step, bin_reach=1) >= least
         # one cut short (a partial download): from the same start, each holds nearly all of the other's peaks where
         # both play; an edit, an extended mix or a medley starts elsewhere or holds other music within that span
         least = settings.copy_cut_min_shared_peaks

@@ -426,6 +426,50 @@ def test_where_the_clip_plays_an_edit_or_a_mix_holds_the_same_audio_and_another_
     assert not check(15, 6, 15) and not check(15, 3, 15)  # another song; the mix at the wrong offset
 
 
+def test_copies_played_a_little_faster_or_slower_are_one_recording_at_the_speed_their_lengths_imply():
+    """Two transfers of one recording can run 0.2-2 % apart: at one offset they drift apart (0.3 % over 60 s is 11
+    frames), so at the speed their lengths imply, from where the clip plays, to the vote's tolerance. A copy with
+    a second of silence before it stays one at its own speed; another song of the same length is none at either."""
+    from landmark.verify import CopyCheck, shared_peaks
+    from landmark.vote import Candidate
+
+    song = rendered(3, 60.0, RATE)
+    versions = {1: song, 2: queries.change_speed(song, 1.003), 3: queries.change_speed(song, 0.985),
+                4: np.r_[np.zeros(RATE, np.float32), song], 5: rendered(4, 60.0 / 1.003, RATE)}
+    stored = {i: extract_peaks(signal, CONFIG, CONFIG.index) for i, signal in versions.items()}
+    lengths_s = {i: signal.size / RATE for i, signal in versions.items()}
+    copies = CopyCheck(lambda ids: {i: stored[i] for i in ids}, lambda ids: {i: lengths_s[i] for i in ids}, MATCHING)
+    at = 40 * RATE // CONFIG.hop_size  # the clip plays at 40 s of the song
+    whole = Candidate(1, 30.0, at)
+    assert shared_peaks(stored[1], stored[2], round(at / 1.003) - at) < MATCHING.copy_min_shared_peaks
+    for copy, speed in ((2, 1.003), (3, 0.985)):
+        for off_by in (-1, 0, 1):  # the vote places each to its tolerance
+            weaker = Candidate(copy, 29.0, round(at / speed) + off_by)
+            assert copies.same_recording(whole, weaker, where_clip_plays=False), (copy, off_by)
+            assert copies.same_recording(weaker, whole, where_clip_plays=False), (copy, off_by)
+    assert copies.same_recording(whole, Candidate(4, 29.0, at + RATE // CONFIG.hop_size), where_clip_plays=False)
+    for offset in (at, round(at / 1.003)):
+        assert not copies.same_recording(whole, Candidate(5, 29.0, offset), where_clip_plays=False)
+
+
+def test_a_clip_of_a_song_held_beside_a_slightly_faster_copy_is_named(tmp_path):
+    """A library can hold a song twice, one transfer 0.3 % fast: the two line up with a clip almost alike, so the
+    vote alone names neither; as one recording, the clip names one of them, where the other is its copy."""
+    from bench.audio_io import write
+
+    song = rendered(3, 60.0, RATE)
+    signals = {"song.wav": song, "fast.wav": queries.change_speed(song, 1.003), "other.wav": rendered(4, 60.0, RATE)}
+    for name, signal in signals.items():
+        write(tmp_path / name, signal, RATE)
+    with Index(tmp_path / "index.db", create=True) as index:
+        assert index.add([str(tmp_path / name) for name in signals]).added == 3
+        for start_s in (10, 25, 40, 52):
+            match = index.match_samples(song[start_s * RATE:(start_s + 5) * RATE])
+            assert match is not None and match.song.path.endswith(("song.wav", "fast.wav")), start_s
+            assert {match.song.path, *(c.path for c in match.copies)} >= {str(tmp_path / "song.wav"),
+                                                                         str(tmp_path / "fast.wav")}, start_s
+
+
 def test_a_rival_that_agrees_better_is_never_passed_over_as_a_copy():
     """An instrumental holds most of its vocal version's peaks, but not the other way round. With the instrumental
     ahead in the vote, the vocal version agrees better with a clip of it: the instrumental is not named, though
