@@ -314,15 +314,22 @@ class Catalogue:
             raise self.error(error) from None
         # an immutable connection takes no lock, so another process may rewrite pages under this "snapshot"
         read_as = self._read_as if self.immutable else None  # as when opened: `_follow_changes` compared that
+        failed = False
         try:
             yield
-        except Exception:
-            if read_as is not None and self._file_state() != read_as:  # the likelier cause of whatever went wrong
+        except BaseException as error:
+            failed = True
+            if (isinstance(error, Exception) and read_as is not None
+                    and self._file_state() != read_as):  # the likelier cause of whatever went wrong
                 raise self._changed_while_read() from None
             raise
         finally:
             if self.conn.in_transaction:  # an error may have rolled it back already: that error is the one to tell
-                self.conn.execute("COMMIT")
+                try:
+                    self.conn.execute("COMMIT")
+                except sqlite3.DatabaseError as error:  # a damaged file fails its commit too
+                    if not failed:
+                        raise self.error(error) from None
         if read_as is not None and self._file_state() != read_as:
             raise self._changed_while_read()
 

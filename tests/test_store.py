@@ -897,6 +897,31 @@ def test_damage_inside_whole_files_is_a_one_line_error_not_a_traceback(tmp_path,
         insert(Store(path), "/4", "sha-4", hashes, frames)
 
 
+def test_a_damaged_page_anywhere_in_the_file_is_a_one_line_error_whatever_reads_it(built_index, tmp_path):
+    """A page overwritten anywhere in the index file: stats, the song list, a match and dedup each answer or say
+    the index is damaged (an `IndexFileError`), never SQLite's own error: a read transaction's commit fails on
+    such a file too, after the error that tells it."""
+    from lmprint.errors import LmprintError
+    from tests.conftest import rendered
+
+    clip = rendered(2, 40.0, 8000)[10 * 8000:15 * 8000]
+    page = 4096
+    whole = built_index.read_bytes()
+    told = 0
+    for at in range(page, len(whole), page):
+        damaged = tmp_path / f"damaged-{at}.db"  # a file of its own: no write-ahead log of the one before
+        damaged.write_bytes(whole[:at] + b"\xaa" * page + whole[at + page:])
+        for read in (lambda index: index.stats(), lambda index: index.catalogue.songs(),
+                     lambda index: index.match_samples(clip), lambda index: index.duplicates()):
+            try:
+                with Index(damaged) as index:
+                    read(index)
+            except LmprintError as error:
+                assert "damaged" in str(error) and "\n" not in str(error)
+                told += 1
+    assert told > 0  # pages that every read needs were hit
+
+
 def test_a_segment_the_disk_has_no_room_for_is_one_line_and_the_index_keeps_what_it_held(tmp_path, monkeypatch):
     import errno
 
