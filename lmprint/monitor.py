@@ -546,14 +546,10 @@ class Monitor:
         its window on; unless the song is `played_again`: a new segment follows from there, and the play before
         ended where its clock stops being heard."""
         heard = segment.heard
-        if heard is None or segment.anchor_s is None:
+        placed = self._song_placed(segment, by_clock=played_again)
+        if heard is None or segment.anchor_s is None or placed is None:
             return None
-        if self._named_elsewhere(segment) and not played_again:
-            if heard.offset_s is None or heard.offset_s <= 0.0:
-                return None
-            from_s, song_s = segment.heard_at_s, heard.offset_s
-        else:
-            from_s, song_s = segment.last_look_s, segment.anchor_s + segment.rate * segment.last_look_s
+        from_s, song_s, _ = placed
         rate_hz = self.method.sample_rate_hz
         start = int(round(from_s * rate_hz))
         if start < self._buffer_start:
@@ -571,16 +567,26 @@ class Monitor:
                 and self._puts_song_at(match, earlier.offset_s + _rate(earlier) * (time_s - earlier_s)))
 
     def _song_end_s(self, segment: Segment) -> float | None:
-        """Where in the stream the segment's song ends by its own length: by the segment's clock, or, where looks
-        since named it elsewhere (a skip, a pause), as the last look naming it plays it; None where neither
-        tells."""
+        """Where in the stream the segment's song ends by its own length, as `_song_placed` plays it (by its clock
+        where looks since named it elsewhere tell nothing); None where neither tells."""
+        placed = self._song_placed(segment) or self._song_placed(segment, by_clock=True)
+        if placed is None:
+            return None
+        stream_s, song_s, rate = placed
+        return stream_s + (segment.song.duration_s - song_s) / rate
+
+    def _song_placed(self, segment: Segment, by_clock: bool = False) -> tuple[float, float, float] | None:
+        """(stream_s, song_s, rate): a moment of the stream, the second of the segment's song playing then, and how
+        fast it plays. By the segment's clock at its last agreeing look; or, unless `by_clock`, where looks since
+        named the song elsewhere (a skip, a pause), as the last of them plays it. None where that does not tell."""
         heard = segment.heard
-        if (self._named_elsewhere(segment) and heard is not None and heard.offset_s is not None
-                and heard.offset_s > 0.0):
-            return segment.heard_at_s + (segment.song.duration_s - heard.offset_s) / _rate(heard)
+        if not by_clock and self._named_elsewhere(segment):
+            if heard is None or heard.offset_s is None or heard.offset_s <= 0.0:
+                return None
+            return segment.heard_at_s, heard.offset_s, _rate(heard)
         if segment.anchor_s is None:
             return None
-        return (segment.song.duration_s - segment.anchor_s) / segment.rate
+        return segment.last_look_s, segment.anchor_s + segment.rate * segment.last_look_s, segment.rate
 
     def _named_elsewhere(self, segment: Segment) -> bool:
         """Whether looks after the last that heard the segment's song at its clock named it elsewhere in the song
