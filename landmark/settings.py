@@ -294,8 +294,8 @@ class MatchSettings:
     weaker scores at least this share of the stronger's: copies line up with a clip almost equally."""
 
     copy_max_duration_ratio: float = 1.02
-    """...their durations differ by at most this factor (a transfer up to 2 % fast or slow, or a little more or less silence;
-    for one cut short, see `copy_cut_min_shared_peaks`)..."""
+    """...their durations differ by at most this factor (a transfer up to 2 % fast or slow, or a little more or
+    less silence; for one cut short, see `copy_cut_min_shared_peaks`)..."""
 
     copy_min_shared_peaks: float = 0.5
     """...and this share of the stronger's stored peaks, moved by the difference of their voted offsets, are the
