@@ -26,13 +26,13 @@ landmarks seconds apart. docs/design.md ("Duplicates") has the measurements behi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from .arrays import run_starts
-from .verify import SongPeaks, held_by, level_run, peaks_between, run_edges, shared_peaks
+from .verify import SongPeaks, best_run, held_by, peaks_between, run_edges, shared_peaks
 
 SONG_BITS = 20
 DELTA_BITS = 23
@@ -61,9 +61,9 @@ class DedupSettings:
     songs: 11 to 48). Chance reaches 6 too: the peaks tell it apart."""
 
     min_shared_peaks: float = 0.5
-    """The share of each song's stored peaks over the stretch that the other holds at the overlap's offset (the same
-    bin, ± 1 frame): an MP3 excerpt cut between two frames keeps 0.7–0.85 of them, two unrelated songs share about
-    0.004 by chance (`placed_by_peaks`)."""
+    """The share of each song's stored peaks over the stretch that the other holds at the overlap's offset (a bin
+    either side, ± 1 frame): an MP3 excerpt cut between two frames keeps 0.7–0.85 of them, two unrelated songs
+    share 0.01–0.03 by chance (`placed_by_peaks`)."""
 
     place_reach_s: float = 10.0
     """How far beyond its landmarks' stretch an overlap's peaks are read for where the shared audio begins and
@@ -193,33 +193,46 @@ def overlaps_of_pairs(keys: np.ndarray, frames_a: np.ndarray, song_ids: np.ndarr
     min_gap = settings.min_gap_s / frame_s
     least = min(settings.min_shared, settings.min_shared_verified)
     for start, size in zip(starts[sizes >= least], sizes[sizes >= least]):
-        part = slice(start, start + size)
-        frames = np.sort(frames_a[part])
-        offset = int(np.median(delta[part]))
+        by_frame = start + np.argsort(frames_a[start:start + size], kind="stable")
+        frames, deltas = frames_a[by_frame], delta[by_frame]
         a = int(songs_ab[start] >> SONG_BITS)
         b = int(songs_ab[start] & ((1 << SONG_BITS) - 1))
         gaps = np.diff(frames)
         mean_gap = float(gaps.mean()) if gaps.size else 0.0
         pieces = np.flatnonzero(gaps > max(min_gap, settings.gap_spacings * mean_gap)) + 1
-        for piece in np.split(frames, pieces):
+        for piece, piece_deltas in zip(np.split(frames, pieces), np.split(deltas, pieces)):
             if piece.size < least:
                 continue
+            at = offset_line(piece, piece_deltas)
             # the stretch reaches about one landmark spacing beyond its first and last landmark
             spacing = (piece[-1] - piece[0]) / (piece.size - 1)
-            first, last = max(piece[0] - spacing, 0, -offset), piece[-1] + spacing
+            first = max(piece[0] - spacing, 0.0, -at(piece[0] - spacing))  # within both songs
+            last = piece[-1] + spacing
             expected = min(joined_per_frame[a], joined_per_frame[b]) * (last - first)  # had it all been shared
             long_enough = (last - first) * frame_s >= settings.min_overlap_s
             if long_enough and piece.size >= settings.min_shared_share * expected:
                 yield Overlap(int(song_ids[a]), int(song_ids[b]), first * frame_s, last * frame_s,
-                              (first + offset) * frame_s, (last + offset) * frame_s, int(piece.size))
+                              max(first + at(first), 0.0) * frame_s, (last + at(last)) * frame_s, int(piece.size))
+
+
+def offset_line(frames: np.ndarray, deltas: np.ndarray) -> Callable[[float], float]:
+    """Δt (frames) along an overlap's landmarks (`frames` in song a, ascending; each one's Δt), as the line
+    through the median Δt of its first quarter and of its last: constant for most overlaps, whose Δt jitter by a
+    frame, while a copy played 0.2 % fast drifts a frame every 8 s (the join chains such Δt into one overlap)."""
+    quarter = max(1, frames.size // 4)
+    head, tail = slice(0, quarter), slice(frames.size - quarter, frames.size)
+    first_delta, last_delta = float(np.median(deltas[head])), float(np.median(deltas[tail]))
+    first_frame, last_frame = float(np.median(frames[head])), float(np.median(frames[tail]))
+    slope = (last_delta - first_delta) / (last_frame - first_frame) if last_frame > first_frame else 0.0
+    return lambda frame: first_delta + slope * (frame - first_frame)
 
 
 def confirmed(overlaps: list[Overlap], song_peaks: SongPeaks, frame_s: float, settings: DedupSettings,
               batch: int = 256) -> list[Overlap]:
     """The overlaps, each placed by its songs' stored peaks where they are stored (`placed_by_peaks`): one of at
-    least `min_shared` landmarks stands, and its peaks may only widen it; one of fewer stands only where its
-    peaks confirm it. Peaks are read `batch` overlaps at a time, so that memory stays bounded however many the
-    join found."""
+    least `min_shared` landmarks stands, placed by its peaks where they confirm it and as the join found it where
+    they do not; one of fewer stands only where its peaks confirm it. Peaks are read `batch` overlaps at a time,
+    so that memory stays bounded however many the join found."""
     ordered = sorted(overlaps, key=lambda overlap: (overlap.song_a, overlap.song_b))
     kept = []
     for first in range(0, len(ordered), batch):
@@ -229,11 +242,6 @@ def confirmed(overlaps: list[Overlap], song_peaks: SongPeaks, frame_s: float, se
             strong = overlap.shared >= settings.min_shared
             placed = (placed_by_peaks(overlap, peaks[overlap.song_a], peaks[overlap.song_b], frame_s, settings)
                       if overlap.song_a in peaks and overlap.song_b in peaks else None)
-            if placed is not None and strong:  # the peaks' run, read at one offset, may miss a copy's drift
-                placed = dataclasses.replace(
-                    placed, a_start_s=min(placed.a_start_s, overlap.a_start_s),
-                    a_end_s=max(placed.a_end_s, overlap.a_end_s), b_start_s=min(placed.b_start_s, overlap.b_start_s),
-                    b_end_s=max(placed.b_end_s, overlap.b_end_s))
             if placed is not None or strong:
                 kept.append(placed or overlap)
     return kept
@@ -243,26 +251,39 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
                     frame_s: float, settings: DedupSettings) -> Overlap | None:
     """The overlap where its songs' stored peaks (frames, bins) say the audio is shared, or None where they do not
     agree. Song a's peaks, from `place_reach_s` before the landmarks' stretch to as far after, are read one by one
-    at the overlap's offset: held by song b where the audio is shared (most of them), by chance elsewhere (about
-    0.004), so the shared stretch is the run that reads that level (`verify.level_run`, as a monitor reads where a
-    song is heard), reaching halfway to the peaks either side of it. It must hold `min_shared_peaks` of each
-    song's peaks and last `min_overlap_s`."""
-    offset = int(round((overlap.b_start_s - overlap.a_start_s) / frame_s))
+    at the overlap's offset (a line through its two ends' offsets, for a copy that drifts, whose peaks sit as
+    much higher or lower: a bin either side holds one): held by song b where the audio is shared (most of them),
+    by chance elsewhere (0.01-0.03), so the shared stretch is the run with
+    the most peaks held beyond `min_shared_peaks` of them (`verify.best_run`), reaching halfway to the peaks
+    either side of it. A level read from the peaks themselves, as a monitor reads where a song is heard, would
+    take in music that shares part of its peaks at this offset (a loop that repeats, next to the stretch truly
+    shared). It must hold `min_shared_peaks` of each song's peaks and last `min_overlap_s`."""
+    a_start, a_end = overlap.a_start_s / frame_s, overlap.a_end_s / frame_s
+    start_offset, end_offset = overlap.b_start_s / frame_s - a_start, overlap.b_end_s / frame_s - a_end
+    slope = (end_offset - start_offset) / (a_end - a_start) if a_end > a_start else 0.0
+
+    def offset_at(frames: np.ndarray) -> np.ndarray:  # frames of song a to song b's, as whole frames
+        return np.round(start_offset + slope * (frames - a_start)).astype(np.int64)
+
+    speed = 1.0 + slope  # a drift is a copy played faster or slower: its peaks sit higher or lower too
     reach = settings.place_reach_s / frame_s
-    low, high = int(overlap.a_start_s / frame_s - reach), int(overlap.a_end_s / frame_s + reach)
-    near_a = peaks_between(peaks_a, low, high)
-    where, held = held_by(near_a, peaks_b, offset)
-    run = level_run(held.astype(np.float64)) if held.size else None
-    if run is None:
+    near_a = peaks_between(peaks_a, int(a_start - reach), int(a_end + reach))
+    where, held = held_by((near_a[0], np.round(near_a[1] * speed).astype(np.int64)), peaks_b, offset_at(near_a[0]),
+                          bin_reach=1)
+    if held.size == 0:
         return None
+    run = best_run(held - settings.min_shared_peaks)
     frames = near_a[0][where]  # song a's peaks that song b's span covers at the offset
     first, end = run_edges(frames, *run, int(frames[0]), int(frames[-1]) + 1)
-    b_stretch = peaks_between(peaks_b, first + offset, end + offset)
+    first_b, end_b = first + int(offset_at(np.array([first]))[0]), end + int(offset_at(np.array([end]))[0])
+    b_frames, b_bins = peaks_between(peaks_b, first_b, end_b)
+    back = -offset_at(b_frames - np.round(start_offset).astype(np.int64))  # song b's frames to song a's
     if ((end - first) * frame_s < settings.min_overlap_s or held[run[0]:run[1] + 1].mean() < settings.min_shared_peaks
-            or shared_peaks(b_stretch, peaks_a, -offset) < settings.min_shared_peaks):
+            or shared_peaks((b_frames, np.round(b_bins / speed).astype(np.int64)), peaks_a, back,
+                            bin_reach=1) < settings.min_shared_peaks):
         return None
     return dataclasses.replace(overlap, a_start_s=first * frame_s, a_end_s=end * frame_s,
-                               b_start_s=(first + offset) * frame_s, b_end_s=(end + offset) * frame_s)
+                               b_start_s=first_b * frame_s, b_end_s=end_b * frame_s)
 
 
 def strongest_per_stretch(overlaps: list[Overlap]) -> list[Overlap]:

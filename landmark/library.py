@@ -468,9 +468,9 @@ class Index:
         del keys, frames  # the join's pairs are held once
         frame_s = self.fingerprint_settings.frame_s
         spans = np.maximum(counts.last_frame - counts.first_frame + 1, 1)
-        # the strongest of each stretch is read by its peaks (they may move its ends: the strongest again after)
-        found = dedup.strongest_per_stretch(list(dedup.overlaps_of_pairs(
-            all_keys, all_frames, song_ids, counts.joined / spans, frame_s, settings)))
+        # every overlap is read by its peaks, then the strongest of each stretch kept: in music that repeats, a
+        # stretch's landmarks line up at other offsets too, and stretch across what the peaks place apart
+        found = list(dedup.overlaps_of_pairs(all_keys, all_frames, song_ids, counts.joined / spans, frame_s, settings))
         overlaps = dedup.strongest_per_stretch(dedup.confirmed(found, self.peaks.get, frame_s, settings))
         has_landmarks = counts.last_frame >= 0
         return overlaps, dict(zip(song_ids[has_landmarks].tolist(), (spans[has_landmarks] * frame_s).tolist()))

@@ -337,7 +337,7 @@ def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate
 
 
 def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarray, np.ndarray],
-                 shift_frames: int, bin_reach: int = 0) -> float:
+                 shift_frames: int | np.ndarray, bin_reach: int = 0) -> float:
     """The share of `stronger`'s peaks (frames, bins), moved by `shift_frames`, that `weaker` holds too (the same
     bin ± `bin_reach`, ± 1 frame), over the frames both songs cover; 0 when they do not overlap."""
     _, held = held_by(stronger, weaker, shift_frames, bin_reach)
@@ -352,10 +352,11 @@ def played_at(peaks: tuple[np.ndarray, np.ndarray], speed: float, from_frame: in
             np.round(bins * speed).astype(np.int64))
 
 
-def held_by(peaks: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], shift_frames: int,
-            bin_reach: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, held): of `peaks` (frames, bins; by frame), moved by `shift_frames`, those within the frames
-    `other` covers, and whether `other` holds each too (the same bin ± `bin_reach`, ± 1 frame)."""
+def held_by(peaks: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray],
+            shift_frames: int | np.ndarray, bin_reach: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, held): of `peaks` (frames, bins; by frame), moved by `shift_frames` (one for all, or one each,
+    keeping them by frame), those within the frames `other` covers, and whether `other` holds each too (the same
+    bin ± `bin_reach`, ± 1 frame)."""
     frames, bins = peaks[0] + shift_frames, peaks[1]
     other_frames, other_bins = other
     if frames.size == 0 or other_frames.size == 0:

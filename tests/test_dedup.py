@@ -160,3 +160,28 @@ def test_dedup_marks_a_listed_file_that_is_gone(tmp_path):
     [line] = [json.loads(line) for line in run_cli("dedup", "--json", db=db, check=True).stdout.splitlines()]
     assert {entry["path"].rsplit("/", 1)[1]: entry["gone"] for entry in line["same_recording"]} == {
         "song.flac": False, "song.mp3": True}
+
+
+def test_a_radio_edit_of_music_that_repeats_is_never_the_same_recording(tmp_path):
+    """A song built on a 5 s loop (a melody over it changes): a radio edit that cuts 5 s of it lines up, landmark by
+    landmark, at its second part's offset over the first part too, so that one overlap spanned the whole edit and
+    dedup called it the same recording as the song, which a user would take as leave to delete one. Read by the
+    songs' peaks, the two parts are told apart, each where it lies."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    loop = rendered(3, 5.0, SYNTH_RATE)
+    song = np.tile(loop, 18) + 0.5 * rendered(4, 90.0, SYNTH_RATE)
+    write(folder / "song.flac", song, SYNTH_RATE)
+    write(folder / "radio edit.mp3", np.r_[song[:20 * SYNTH_RATE], song[25 * SYNTH_RATE:]], SYNTH_RATE,
+          bit_rate=128_000)
+    write(folder / "other.flac", rendered(5, 60.0, SYNTH_RATE), SYNTH_RATE)
+    db = tmp_path / "index.db"
+    run_cli("add", folder, db=db, check=True)
+    lines = [json.loads(line) for line in run_cli("dedup", "--json", db=db, check=True).stdout.splitlines()]
+    assert not [line for line in lines if "same_recording" in line]
+    parts = sorted(sorted((side["path"].rsplit("/", 1)[1], side["start_s"], side["end_s"]) for side in
+                          line["shared_part"]) for line in lines if "shared_part" in line)
+    assert len(parts) == 2, parts
+    for part, truth in zip(parts, [((0, 20), (0, 20)), ((20, 85), (25, 90))]):  # (edit, song) each
+        for (_, start, end), (true_start, true_end) in zip(part, truth):
+            assert abs(start - true_start) < 1.0 and abs(end - true_end) < 1.0, parts
