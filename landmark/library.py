@@ -328,8 +328,9 @@ class Index:
         factors = ({} if found_warp is None  # not measured: an index without peaks, or no warp searched
                    else {"speed": found_warp.factor} if found_warp.kind == "speed"
                    else {"tempo": found_warp.tempo, "pitch": found_warp.pitch})
+        copy_files = [file for copy in songs.values() for file in self.catalogue.files_of(copy)]  # theirs too
         match = Match(files[0], best.score, max(0.0, song_time_s), 1.0 - chance, decided_by,
-                      (*files[1:], *songs.values()), chance, **factors, lead_in_s=max(0.0, -song_time_s / tempo))
+                      (*files[1:], *copy_files), chance, **factors, lead_in_s=max(0.0, -song_time_s / tempo))
         return match, candidates
 
     def follow(self, samples: np.ndarray, previous: Match, offset_s: float, min_score: float = 0.0) -> Match | None:

@@ -516,6 +516,27 @@ def test_a_song_following_its_content_to_a_copy_in_the_same_batch_counts_that_fi
     assert again.splitlines()[-1].startswith("added 1, skipped 0 (already indexed), failed 0, moved 1 (")
 
 
+def test_a_match_lists_the_byte_copies_of_a_copy_that_did_not_win(tmp_path):
+    """A library holding a FLAC of a song and a low-bitrate MP3 of it, the MP3 twice (the same bytes in two
+    folders: one song, two files): a clip names the FLAC, and its copies are every other file holding the
+    recording, the MP3's second file too."""
+    music = tmp_path / "music"
+    for folder in ("x", "y"):
+        (music / folder).mkdir(parents=True)
+    song = rendered(3, 40.0, 22050)
+    write(music / "song.flac", song, 22050)
+    write(music / "x" / "song.mp3", song, 22050, bit_rate=48_000)
+    shutil.copy(music / "x" / "song.mp3", music / "y" / "song.mp3")
+    write(music / "other.flac", rendered(4, 40.0, 22050), 22050)
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
+    clip = tmp_path / "clip.wav"
+    write(clip, song[12 * 22050:17 * 22050], 22050)
+    found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
+    assert found["path"] == str(music / "song.flac"), found
+    assert sorted(found["copies"]) == [str(music / "x" / "song.mp3"), str(music / "y" / "song.mp3")], found
+
+
 def test_files_swapped_a_folder_linked_a_name_not_utf8_and_an_id_that_is_also_a_title(library_dir, tmp_path):
     """More of a library tidied by hand: two files swapped are two moves (not copies); a file reached again through
     a linked folder is one file, listed once; a name that is not UTF-8 is refused in one line and the batch goes on;
