@@ -102,10 +102,12 @@ class Answer:
 
     @property
     def runner_up(self) -> Contender | None:
-        """The best candidate other than the match (None without a match)."""
+        """The best candidate of another recording than the match's, its copies left out: how close the nearest
+        other music came (None without a match)."""
         if self.match is None:
             return None
-        return next((c for c in self.contenders if c.song.id != self.match.song.id), None)
+        same = {self.match.song.id, *(copy.id for copy in self.match.copies)}
+        return next((c for c in self.contenders if c.song.id not in same), None)
 
     def to_dict(self, query: str, top: int = 0) -> dict:
         """One line of `lmprint match --json` (and `POST /match`'s body): the best `top` candidates too."""

@@ -519,7 +519,7 @@ def test_a_song_following_its_content_to_a_copy_in_the_same_batch_counts_that_fi
 def test_a_match_lists_the_byte_copies_of_a_copy_that_did_not_win(tmp_path):
     """A library holding a FLAC of a song and a low-bitrate MP3 of it, the MP3 twice (the same bytes in two
     folders: one song, two files): a clip names the FLAC, and its copies are every other file holding the
-    recording, the MP3's second file too."""
+    recording, the MP3's second file too; the runner-up is another recording."""
     music = tmp_path / "music"
     for folder in ("x", "y"):
         (music / folder).mkdir(parents=True)
@@ -532,9 +532,11 @@ def test_a_match_lists_the_byte_copies_of_a_copy_that_did_not_win(tmp_path):
     assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
     clip = tmp_path / "clip.wav"
     write(clip, song[12 * 22050:17 * 22050], 22050)
-    found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
+    answer = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)
+    found = answer["match"]
     assert found["path"] == str(music / "song.flac"), found
     assert sorted(found["copies"]) == [str(music / "x" / "song.mp3"), str(music / "y" / "song.mp3")], found
+    assert answer["runner_up"]["path"] == str(music / "other.flac")  # another recording, not a copy
 
 
 def test_files_swapped_a_folder_linked_a_name_not_utf8_and_an_id_that_is_also_a_title(library_dir, tmp_path):
