@@ -18,8 +18,9 @@ CODECS = {
 
 
 def write(path: str | os.PathLike, samples: np.ndarray, sample_rate_hz: int, bit_rate: int | None = None,
-          channels: int = 1, title: str | None = None) -> None:
-    """Encode mono float samples in [-1, 1] to `path`; the extension picks the codec. `title` sets the tag."""
+          channels: int = 1, title: str | None = None, tags: dict[str, str] | None = None) -> None:
+    """Encode mono float samples in [-1, 1] to `path`; the extension picks the codec. `title` sets the title tag,
+    `tags` others (an MP3's ID3 frames by their ids: {"TLEN": "40000"})."""
     import av
     import soxr
 
@@ -35,6 +36,7 @@ def write(path: str | os.PathLike, samples: np.ndarray, sample_rate_hz: int, bit
     with av.open(path, "w") as container:
         if title:
             container.metadata["title"] = title
+        container.metadata.update(tags or {})
         stream = container.add_stream(codec, rate=sample_rate_hz, layout=layout,
                                       options={"strict": "experimental"})
         assert isinstance(stream, av.audio.stream.AudioStream)

@@ -73,7 +73,7 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     with _opened(path) as (container, stream, title):
         if container.duration:  # microseconds; lets the buffer be allocated once
             buffer.reserve(int(container.duration / 1e6 * sample_rate_hz * 1.01) + sample_rate_hz)
-        declared_s = container.duration / 1e6 if container.duration else None
+        declared_s = _declared_s(path, container)
         whole = True
         for chunk in _resampled(container, stream, sample_rate_hz, bad):
             buffer.append(chunk)
@@ -89,6 +89,45 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
             raise AudioError(f"cannot decode: {_reason(bad[0])}")
         raise AudioError("no audio samples decoded (corrupt or truncated)")
     return Decoded(signal, sample_rate_hz, title, declared_s, len(bad), whole)
+
+
+def _declared_s(path: str, container) -> float | None:
+    """The duration a file declares, None if none: the container's, or longer where the file says so in a way FFmpeg
+    passes over, as a file cut short does. FFmpeg bounds a WAV's by the file's size, where its header's data size
+    says how long it was written; it estimates an MP3's from its size and bit rate, where an ID3 `TLEN` tag says
+    how long the song is, in ms."""
+    declared = [container.duration / 1e6] if container.duration else []
+    tlen = container.metadata.get("TLEN", "")
+    if tlen.isdigit() and int(tlen) > 0:
+        declared.append(int(tlen) / 1000)
+    if container.format.name == "wav":
+        declared.append(_wav_data_s(path) or 0.0)
+    return max(declared) if declared and max(declared) > 0 else None
+
+
+def _wav_data_s(path: str) -> float | None:
+    """The seconds a WAV file's header says its PCM data holds (its `data` chunk's size over the bytes per second
+    of its `fmt ` chunk), None where it does not say (a size of 0 or 2^32 - 1: written as a stream) or where the
+    file is no regular file (a pipe's bytes are FFmpeg's)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "rb") as file:
+            if file.read(12)[8:12] != b"WAVE":
+                return None
+            bytes_per_s = 0
+            while len(chunk := file.read(8)) == 8:
+                kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if kind == b"fmt ":
+                    fmt = file.read(size + size % 2)
+                    bytes_per_s = int.from_bytes(fmt[8:12], "little")  # its average bytes per second
+                    continue
+                if kind == b"data":
+                    return size / bytes_per_s if bytes_per_s and 0 < size < 0xFFFFFFFF else None
+                file.seek(size + size % 2, os.SEEK_CUR)  # chunks are padded to an even size
+    except OSError:
+        return None
+    return None
 
 
 def title_tag(path: str | os.PathLike) -> str | None:

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -143,6 +145,21 @@ def test_a_truncated_file_decodes_up_to_the_damage(library_dir, tmp_path):
         cut.write_bytes(data[: len(data) // 3])
         samples = audio.load(cut, 8000)
         assert 5 * 8000 < samples.size < 20 * 8000  # a third of the bytes of 40 s (Vorbis spends them unevenly)
+
+
+def test_a_wav_or_an_mp3_cut_short_says_how_long_it_declares_where_ffmpeg_does_not(tmp_path):
+    """FFmpeg bounds a WAV's duration by the file's size and estimates an MP3's from its size: a download cut short
+    then decodes "whole". Its header's data size, or an ID3 TLEN tag, says how long the file was written, so it
+    gets the same warning as a cut FLAC; an intact file gets none."""
+    song = rendered(3, 40.0, 22050)
+    for name, tags in (("song.wav", None), ("song.mp3", {"TLEN": "40000"})):
+        whole = tmp_path / name
+        write(whole, song, 22050, tags=tags)
+        assert audio.decode(whole, 8000).warning is None
+        cut = tmp_path / f"cut-{name}"
+        cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 3])
+        warning = audio.decode(cut, 8000).warning
+        assert warning is not None and re.search(r"decoded only 1\d\.\d s of the 40\.0 s it declares", warning), warning
 
 
 def write_opus_with_a_bad_packet(path, signal: np.ndarray, rate: int, bad_packet: int = 100) -> None:
