@@ -91,6 +91,13 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     return Decoded(signal, sample_rate_hz, title, declared_s, len(bad), whole)
 
 
+MAX_DECLARED_S = 24 * 3600.0
+"""A tag declaring a longer duration than this is taken for a wrong one, not for a file cut short."""
+
+WAV_UNKNOWN_SIZE = 0x7FFF0000
+"""A WAV data size from here up is a placeholder (`_wav_data_s`), not a length."""
+
+
 def _declared_s(path: str, container) -> float | None:
     """The duration a file declares, None if none: the container's, or longer where the file says so in a way FFmpeg
     passes over, as a file cut short does. FFmpeg bounds a WAV's by the file's size, where its header's data size
@@ -98,7 +105,7 @@ def _declared_s(path: str, container) -> float | None:
     how long the song is, in ms."""
     declared = [container.duration / 1e6] if container.duration else []
     tlen = container.metadata.get("TLEN", "")
-    if tlen.isdigit() and int(tlen) > 0:
+    if tlen.isascii() and tlen.isdigit() and 0 < int(tlen) <= MAX_DECLARED_S * 1000:
         declared.append(int(tlen) / 1000)
     if container.format.name == "wav":
         declared.append(_wav_data_s(path) or 0.0)
@@ -107,8 +114,9 @@ def _declared_s(path: str, container) -> float | None:
 
 def _wav_data_s(path: str) -> float | None:
     """The seconds a WAV file's header says its PCM data holds (its `data` chunk's size over the bytes per second
-    of its `fmt ` chunk), None where it does not say (a size of 0 or 2^32 - 1: written as a stream) or where the
-    file is no regular file (a pipe's bytes are FFmpeg's)."""
+    of its `fmt ` chunk), None where it does not say: a size of 0, or one of 2 GB or more (written to a pipe, a
+    writer cannot go back to fill it in, so it puts 0, 2^32 − 1, or as sox does 2^31 − 4096), or a file that is no
+    regular file (a pipe's bytes are FFmpeg's)."""
     if not os.path.isfile(path):
         return None
     try:
@@ -123,7 +131,7 @@ def _wav_data_s(path: str) -> float | None:
                     bytes_per_s = int.from_bytes(fmt[8:12], "little")  # its average bytes per second
                     continue
                 if kind == b"data":
-                    return size / bytes_per_s if bytes_per_s and 0 < size < 0xFFFFFFFF else None
+                    return size / bytes_per_s if bytes_per_s and 0 < size < WAV_UNKNOWN_SIZE else None
                 file.seek(size + size % 2, os.SEEK_CUR)  # chunks are padded to an even size
     except OSError:
         return None

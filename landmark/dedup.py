@@ -1,26 +1,28 @@
 """Duplicates in the index: files that hold the same recording, and recordings that hold part of another.
 
 Two songs share audio when many of their landmarks share a hash *and* one time offset: Δt = t_b − t_a is the
-same for every landmark of the shared stretch. So the index is joined with itself, key by key, without comparing
-songs pair by pair: each key's postings give every pair of songs holding it, with its Δt, and the (song a,
-song b, Δt) that many keys agree on are the overlaps.
+same for every landmark of the shared stretch (or drifts along a line, in a copy played a little faster). So the
+index is joined with itself, key by key, without comparing songs pair by pair: each key's postings give every
+pair of songs holding it, with its Δt, and the (song a, song b, Δt) that many keys agree on, each Δt within a
+frame of the next, are the overlaps.
 
 A common key holds thousands of postings and so millions of pairs, nearly all chance. Only keys with at most
 `max_postings_per_key` postings are joined (rare keys carry most of the evidence anyway, `landmark.vote`), the
 bound chosen from the index's own key sizes so that the join forms at most `max_pairs` pairs: cost and memory
 stay bounded however large the library, and at 10,000 songs about one landmark in twenty still takes part.
 
-An overlap's extent is where its agreeing landmarks lie in song a, mapped into song b by Δt; stretches further apart
-than `min_gap_s`, and than `gap_spacings` times their mean spacing, are reported apart (a song cut in two by an
-edit), and a stretch that a stronger overlap of the same two songs covers for the most part is not reported again
-(`strongest_per_stretch`). Two songs are copies of one recording when the overlap covers nearly all of both
-(`same_recording_coverage`).
+An overlap's extent is where its agreeing landmarks lie in song a, mapped into song b along their Δt
+(`offset_line`); stretches further apart than `min_gap_s`, and than `gap_spacings` times their mean spacing, are
+reported apart (a song cut in two by an edit), and a stretch that a stronger overlap of the same two songs covers
+for the most part is not reported again (`strongest_per_stretch`). Two songs are copies of one recording when the
+overlap covers nearly all of both (`same_recording_coverage`).
 
 An overlap must also be shared audio, not similar music: its agreeing landmarks must be a good share of those
 either song has there among the keys joined (`min_shared_share`). Then the two songs' stored peaks are read
-(`confirmed`): they confirm an overlap of fewer landmarks than chance never reaches (`min_shared`; a short
-excerpt in a large library joins few), and they place its ends, from peaks some 18 a second rather than
-landmarks seconds apart. docs/design.md ("Duplicates") has the measurements behind the thresholds.
+(`confirmed`): an overlap stands only where they confirm it (landmarks agree on music that repeats, too; where
+no peaks are stored, `min_shared` landmarks, twice what chance gives), and they place its ends, from peaks some
+18 a second rather than landmarks seconds apart. docs/design.md ("Duplicates") has the measurements behind the
+thresholds.
 """
 
 from __future__ import annotations
@@ -52,11 +54,12 @@ class DedupSettings:
     """Keys with more postings than this are never joined, whatever the budget: they are chance's."""
 
     min_shared: int = 12
-    """An overlap needs at least this many landmarks agreeing on one Δt (± `delta_tolerance_frames`): twice the most
-    that chance gave two unrelated songs of the public corpus..."""
+    """Where the two songs have no stored peaks, an overlap needs at least this many landmarks agreeing on one Δt
+    (± `delta_tolerance_frames`): twice the most that chance gave two unrelated songs of the public corpus..."""
 
     min_shared_verified: int = 6
-    """...or at least this many where the two songs' stored peaks are read to confirm it (`placed_by_peaks`): in a
+    """...and where they have, at least this many, the peaks then reading whether it is shared audio
+    (`placed_by_peaks`): in a
     large library only its rarer keys are joined, and a short excerpt keeps few of them (30 s MP3 cuts at 10,000
     songs: 11 to 48). Chance reaches 6 too: the peaks tell it apart."""
 
@@ -216,34 +219,39 @@ def overlaps_of_pairs(keys: np.ndarray, frames_a: np.ndarray, song_ids: np.ndarr
 
 
 def offset_line(frames: np.ndarray, deltas: np.ndarray) -> Callable[[float], float]:
-    """Δt (frames) along an overlap's landmarks (`frames` in song a, ascending; each one's Δt), as the line
-    through the median Δt of its first quarter and of its last: constant for most overlaps, whose Δt jitter by a
-    frame, while a copy played 0.2 % fast drifts a frame every 8 s (the join chains such Δt into one overlap)."""
-    quarter = max(1, frames.size // 4)
-    head, tail = slice(0, quarter), slice(frames.size - quarter, frames.size)
-    first_delta, last_delta = float(np.median(deltas[head])), float(np.median(deltas[tail]))
-    first_frame, last_frame = float(np.median(frames[head])), float(np.median(frames[tail]))
-    slope = (last_delta - first_delta) / (last_frame - first_frame) if last_frame > first_frame else 0.0
-    return lambda frame: first_delta + slope * (frame - first_frame)
+    """Δt (frames) along an overlap's landmarks (`frames` in song a, ascending; each one's Δt): about constant for
+    most overlaps, whose Δt jitter by a frame, while a copy played 0.2 % fast drifts a frame every 8 s (the join
+    chains such Δt into one overlap). A robust line: the median slope between each landmark of the first half and
+    its counterpart in the second (half the overlap apart), then the median intercept. The chain also takes in
+    landmarks of music that repeats, tens of frames off the line, which pulled a least-squares fit a tenth off a
+    copy's true drift, 3 frames at a song's ends."""
+    half = frames.size // 2
+    apart = frames[half:2 * half] - frames[:half]
+    slope = (float(np.median((deltas[half:2 * half] - deltas[:half])[apart > 0] / apart[apart > 0]))
+             if np.any(apart > 0) else 0.0)
+    intercept = float(np.median(deltas - slope * frames))
+    return lambda frame: intercept + slope * frame
 
 
 def confirmed(overlaps: list[Overlap], song_peaks: SongPeaks, frame_s: float, settings: DedupSettings,
               batch: int = 256) -> list[Overlap]:
-    """The overlaps, each placed by its songs' stored peaks where they are stored (`placed_by_peaks`): one of at
-    least `min_shared` landmarks stands, placed by its peaks where they confirm it and as the join found it where
-    they do not; one of fewer stands only where its peaks confirm it. Peaks are read `batch` overlaps at a time,
-    so that memory stays bounded however many the join found."""
+    """The overlaps that the songs' stored peaks confirm, each where they place it (`placed_by_peaks`); where the
+    two songs have no stored peaks, those of at least `min_shared` landmarks as the join found them. Landmarks
+    that agree may be music that repeats (a loop lines up at every bar) or similar music; peaks held one by one
+    say whether it is the same audio. Peaks are read `batch` overlaps at a time, so that memory stays bounded
+    however many the join found."""
     ordered = sorted(overlaps, key=lambda overlap: (overlap.song_a, overlap.song_b))
     kept = []
     for first in range(0, len(ordered), batch):
         chunk = ordered[first:first + batch]
         peaks = song_peaks(sorted({song for overlap in chunk for song in (overlap.song_a, overlap.song_b)}))
         for overlap in chunk:
-            strong = overlap.shared >= settings.min_shared
-            placed = (placed_by_peaks(overlap, peaks[overlap.song_a], peaks[overlap.song_b], frame_s, settings)
-                      if overlap.song_a in peaks and overlap.song_b in peaks else None)
-            if placed is not None or strong:
-                kept.append(placed or overlap)
+            if overlap.song_a in peaks and overlap.song_b in peaks:
+                placed = placed_by_peaks(overlap, peaks[overlap.song_a], peaks[overlap.song_b], frame_s, settings)
+                if placed is not None:
+                    kept.append(placed)
+            elif overlap.shared >= settings.min_shared:
+                kept.append(overlap)
     return kept
 
 
@@ -265,11 +273,11 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     def offset_at(frames: np.ndarray) -> np.ndarray:  # frames of song a to song b's, as whole frames
         return np.round(start_offset + slope * (frames - a_start)).astype(np.int64)
 
-    speed = 1.0 + slope  # a drift is a copy played faster or slower: its peaks sit higher or lower too
+    stretch = 1.0 + slope  # song b's frames per song a's: b plays that much slower, so its peaks sit as much lower
     reach = settings.place_reach_s / frame_s
     near_a = peaks_between(peaks_a, int(a_start - reach), int(a_end + reach))
-    where, held = held_by((near_a[0], np.round(near_a[1] * speed).astype(np.int64)), peaks_b, offset_at(near_a[0]),
-                          bin_reach=1)
+    where, held = held_by((near_a[0], np.round(near_a[1] / stretch).astype(np.int64)), peaks_b,
+                          offset_at(near_a[0]), bin_reach=1)
     if held.size == 0:
         return None
     run = best_run(held - settings.min_shared_peaks)
@@ -279,7 +287,7 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     b_frames, b_bins = peaks_between(peaks_b, first_b, end_b)
     back = -offset_at(b_frames - np.round(start_offset).astype(np.int64))  # song b's frames to song a's
     if ((end - first) * frame_s < settings.min_overlap_s or held[run[0]:run[1] + 1].mean() < settings.min_shared_peaks
-            or shared_peaks((b_frames, np.round(b_bins / speed).astype(np.int64)), peaks_a, back,
+            or shared_peaks((b_frames, np.round(b_bins * stretch).astype(np.int64)), peaks_a, back,
                             bin_reach=1) < settings.min_shared_peaks):
         return None
     return dataclasses.replace(overlap, a_start_s=first * frame_s, a_end_s=end * frame_s,

@@ -15,6 +15,7 @@ every engine's tables. WAL mode lets `match` read while another process adds.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import logging
@@ -328,6 +329,8 @@ class Catalogue:
                 try:
                     self.conn.execute("COMMIT")
                 except sqlite3.DatabaseError as error:  # a damaged file fails its commit too
+                    with contextlib.suppress(sqlite3.Error):  # never left open: the next read would not begin
+                        self.conn.execute("ROLLBACK")
                     if not failed:
                         raise self.error(error) from None
         if read_as is not None and self._file_state() != read_as:

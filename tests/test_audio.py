@@ -160,6 +160,17 @@ def test_a_wav_or_an_mp3_cut_short_says_how_long_it_declares_where_ffmpeg_does_n
         cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 3])
         warning = audio.decode(cut, 8000).warning
         assert warning is not None and re.search(r"decoded only 1\d\.\d s of the 40\.0 s it declares", warning), warning
+    # what a file declares that says nothing of its length: a WAV written to a pipe by sox (it cannot go back to
+    # fill in the data size, and leaves 2^31 - 4096), a TLEN tag that is no number of ms, or an absurd one
+    piped = bytearray((tmp_path / "song.wav").read_bytes())
+    at = piped.index(b"data") + 4
+    piped[at:at + 4] = (0x7FFFF000).to_bytes(4, "little")
+    (tmp_path / "piped.wav").write_bytes(piped)
+    assert audio.decode(tmp_path / "piped.wav", 8000).warning is None
+    for tlen in ("\u00b2", "999999999999999"):
+        write(tmp_path / "tagged.mp3", song, 22050, tags={"TLEN": tlen})
+        decoded = audio.decode(tmp_path / "tagged.mp3", 8000)
+        assert decoded.warning is None and abs(decoded.duration_s - 40.0) < 0.2
 
 
 def write_opus_with_a_bad_packet(path, signal: np.ndarray, rate: int, bad_packet: int = 100) -> None:

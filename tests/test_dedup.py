@@ -5,6 +5,7 @@ import json
 import numpy as np
 
 from bench.audio_io import write
+from landmark import dedup
 from tests.conftest import SYNTH_RATE, rendered, run_cli
 
 
@@ -185,3 +186,50 @@ def test_a_radio_edit_of_music_that_repeats_is_never_the_same_recording(tmp_path
     for part, truth in zip(parts, [((0, 20), (0, 20)), ((20, 85), (25, 90))]):  # (edit, song) each
         for (_, start, end), (true_start, true_end) in zip(part, truth):
             assert abs(start - true_start) < 1.0 and abs(end - true_end) < 1.0, parts
+
+
+def test_copies_played_a_little_faster_are_the_same_recording(tmp_path):
+    """Transfers of one recording 0.3 % and 0.7 % fast: their landmarks' Δt drift along the song (0.7 % is 4 frames
+    every 10 s), so each overlap is read along its drift, at its speed: one recording of three files. Another song
+    is none of it."""
+    from bench.queries import change_speed
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    song = rendered(3, 90.0, SYNTH_RATE)
+    write(folder / "song.flac", song, SYNTH_RATE)
+    write(folder / "fast 0.3.flac", change_speed(song, 1.003), SYNTH_RATE)
+    write(folder / "fast 0.7.flac", change_speed(song, 1.007), SYNTH_RATE)
+    write(folder / "other.flac", rendered(4, 90.0, SYNTH_RATE), SYNTH_RATE)
+    db = tmp_path / "index.db"
+    run_cli("add", folder, db=db, check=True)
+    lines = [json.loads(line) for line in run_cli("dedup", "--json", db=db, check=True).stdout.splitlines()]
+    groups = [sorted(e["path"].rsplit("/", 1)[1] for e in line["same_recording"]) for line in lines
+              if "same_recording" in line]
+    assert groups == [["fast 0.3.flac", "fast 0.7.flac", "song.flac"]], lines
+
+
+def test_a_drifting_overlap_is_read_along_its_line_at_its_speed():
+    """A copy 1 % fast, read by its peaks along the line its landmarks' Δt draw: its peaks sit 1 % higher, so song
+    a's are read a bin either side of where they land (read at their own bins, or moved the other way, fewer than
+    half are held at the song's ends). The line is drawn robustly: landmarks tens of frames off it (music that
+    repeats, chained in by the join) do not pull it."""
+    from bench.queries import change_speed
+    from landmark import FingerprintSettings
+    from landmark.fingerprint import extract_peaks
+
+    config = FingerprintSettings()
+    song = rendered(3, 90.0, config.sample_rate_hz)
+    peaks_a = extract_peaks(song, config, config.index)
+    peaks_b = extract_peaks(change_speed(song, 1.01), config, config.index)
+    frame_s, end_s = config.frame_s, 89.0
+    overlap = dedup.Overlap(1, 2, 0.0, end_s, 0.0, end_s / 1.01, shared=100)
+    placed = dedup.placed_by_peaks(overlap, peaks_a, peaks_b, frame_s, dedup.DedupSettings())
+    assert placed is not None and placed.a_start_s < 1.0 and placed.a_end_s > end_s - 1.0, placed
+    rng = np.random.default_rng(0)
+    frames = np.sort(rng.integers(0, 5000, 600))
+    deltas = np.round(-0.01 * frames).astype(np.int64) + rng.integers(-1, 2, frames.size)
+    off = (rng.random(frames.size) < 0.1) & (frames > 2500)  # a passage that returns, 10-30 frames later
+    deltas[off] += rng.integers(10, 31, int(off.sum()))
+    line = dedup.offset_line(frames, deltas)
+    assert abs(line(5000.0) - line(0.0) + 50.0) < 1.0  # the drift over 5,000 frames, to a frame (least squares: 3)
