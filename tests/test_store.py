@@ -922,6 +922,37 @@ def test_a_damaged_page_anywhere_in_the_file_is_a_one_line_error_whatever_reads_
     assert told > 0  # pages that every read needs were hit
 
 
+def test_a_read_whose_commit_fails_is_never_left_open(built_index, tmp_path):
+    """A read transaction whose COMMIT fails (a damaged file) is rolled back: left open, every later read on that
+    connection (a server's, a monitor's) would join it and see the file as it was, whatever another process
+    wrote since."""
+    from lmprint.errors import IndexFileError
+
+    path = tmp_path / "index.db"
+    shutil.copyfile(built_index, path)
+    with Index(path) as index:
+        catalogue = index.catalogue
+        real = catalogue.conn
+
+        class FailingCommit:  # the connection, but its next COMMIT fails as on a malformed file
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def execute(self, sql, *args):
+                if sql == "COMMIT":
+                    catalogue.conn = real
+                    raise sqlite3.DatabaseError("database disk image is malformed")
+                return real.execute(sql, *args)
+
+        catalogue.conn = FailingCommit()
+        with pytest.raises(IndexFileError, match="damaged"), catalogue.snapshot():
+            catalogue.songs()
+        assert not real.in_transaction
+        with sqlite3.connect(path) as other:  # another process changes the file
+            other.execute("UPDATE songs SET title='Renamed' WHERE id=1")
+        assert next(song.title for song in catalogue.songs() if song.id == 1) == "Renamed"
+
+
 def test_a_segment_the_disk_has_no_room_for_is_one_line_and_the_index_keeps_what_it_held(tmp_path, monkeypatch):
     import errno
 
