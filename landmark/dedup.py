@@ -283,7 +283,8 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     run = best_run(held - settings.min_shared_peaks)
     frames = near_a[0][where]  # song a's peaks that song b's span covers at the offset
     first, end = run_edges(frames, *run, int(frames[0]), int(frames[-1]) + 1)
-    first_b, end_b = first + int(offset_at(np.array([first]))[0]), end + int(offset_at(np.array([end]))[0])
+    first_b = max(first + int(offset_at(np.array([first]))[0]), 0)  # a peak held ± 1 frame: never before b begins
+    end_b = end + int(offset_at(np.array([end]))[0])
     b_frames, b_bins = peaks_between(peaks_b, first_b, end_b)
     back = -offset_at(b_frames - np.round(start_offset).astype(np.int64))  # song b's frames to song a's
     if ((end - first) * frame_s < settings.min_overlap_s or held[run[0]:run[1] + 1].mean() < settings.min_shared_peaks
