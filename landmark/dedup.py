@@ -347,3 +347,44 @@ def duplicates(overlaps: list[Overlap], spans_s: dict[int, float], settings: Ded
         groups.setdefault(root(song), []).append(song)
     parts = [o for o in overlaps if root(o.song_a) != root(o.song_b)]
     return Duplicates(sorted(sorted(group) for group in groups.values() if len(group) > 1), parts)
+
+
+@dataclass(frozen=True)
+class SharedPart:
+    """A stretch of one song that another recording holds, as `lmprint dedup` lists it: `sides` are (song id,
+    start s, end s), the song's stretch first, then where each file of the other recording holds it (one file, or
+    each of a recording's several); `landmarks`, the most that agree on one of them."""
+
+    sides: tuple[tuple[int, float, float], ...]
+    landmarks: int
+
+
+def shared_parts_by_recording(parts: list[Overlap], recordings: list[list[int]]) -> list[SharedPart]:
+    """`Duplicates.shared_parts` listed once per stretch and recording: an edit of a recording held in four files
+    shares each of its stretches with all four, one part with five sides rather than four of two. Only where a
+    song of one file shares with a recording of several: the song's stretches, in its own time, tell which
+    overlaps are one stretch (more than half of one within the strongest's); two recordings of several files
+    each keep their overlaps pair by pair."""
+    group_of = {song: min(group) for group in recordings if len(group) > 1 for song in group}
+    listed: list[SharedPart] = []
+    by_song_and_group: dict[tuple[int, int], list[tuple[tuple[int, float, float], tuple[int, float, float], int]]] = {}
+    for part in parts:
+        a_side, b_side = (part.song_a, part.a_start_s, part.a_end_s), (part.song_b, part.b_start_s, part.b_end_s)
+        if (part.song_a in group_of) == (part.song_b in group_of):
+            listed.append(SharedPart((a_side, b_side), part.shared))
+            continue
+        single, held = (b_side, a_side) if part.song_a in group_of else (a_side, b_side)
+        by_song_and_group.setdefault((single[0], group_of[held[0]]), []).append((single, held, part.shared))
+    for overlaps in by_song_and_group.values():
+        stretches: list[tuple[tuple[int, float, float], dict[int, tuple[int, float, float]], int]] = []
+        for single, held, shared in sorted(overlaps, key=lambda o: -o[2]):  # strongest first: it sets the stretch
+            _, start, end = single
+            home = next((s for s in stretches if _mostly_within(start, end, s[0][1], s[0][2])
+                         or _mostly_within(s[0][1], s[0][2], start, end)), None)
+            if home is None:
+                stretches.append((single, {held[0]: held}, shared))
+            else:
+                home[1].setdefault(held[0], held)
+        listed += [SharedPart((single, *(files[i] for i in sorted(files))), shared)
+                   for single, files, shared in stretches]
+    return sorted(listed, key=lambda part: part.sides)

@@ -606,6 +606,8 @@ def stats(ctx, as_json):
 def dedup(ctx, as_json):
     """List files that hold the same recording (copies of one file share its song id), and recordings that hold
     part of another, with the time ranges."""
+    from landmark.dedup import shared_parts_by_recording
+
     if "landmark" not in engines_in(ctx.obj["db"]):
         raise LmprintError(f"{ctx.obj['db']} has no landmark index: dedup compares landmarks")
     index = open_method(ctx.obj["db"], "landmark")
@@ -621,9 +623,10 @@ def dedup(ctx, as_json):
     # songs removed since the join are left out (an `add` or `remove` may run meanwhile)
     groups = [files for files in _with_copies([[songs[i] for i in group if i in songs] for group in recordings],
                                               copies) if len(files) > 1]
-    parts = [part for part in found.shared_parts if part.song_a in songs and part.song_b in songs]
+    parts = shared_parts_by_recording([part for part in found.shared_parts
+                                       if part.song_a in songs and part.song_b in songs], found.recordings)
     gone = {path for path in {file.path for files in groups for file, _ in files}
-            | {songs[i].path for part in parts for i in (part.song_a, part.song_b)} if not os.path.lexists(path)}
+            | {songs[i].path for part in parts for i, _, _ in part.sides} if not os.path.lexists(path)}
     for files in groups:
         if as_json:
             click.echo(json.dumps({"same_recording": [{"song_id": file.id, "path": file.path, "copy": copy,
@@ -632,16 +635,15 @@ def dedup(ctx, as_json):
             click.echo("same recording:\n" + "".join(
                 f"  {file.id}\t{_one_line(file.path)}{' (copy)' * copy}{' (gone)' * (file.path in gone)}\n"
                 for file, copy in files), nl=False)
-    for part in sorted(parts, key=lambda o: (o.song_a, o.song_b, o.a_start_s)):
-        sides = [(part.song_a, part.a_start_s, part.a_end_s), (part.song_b, part.b_start_s, part.b_end_s)]
+    for part in parts:
         if as_json:
             click.echo(json.dumps({"shared_part": [{"song_id": i, "path": songs[i].path, "start_s": round(start, 1),
                                                     "end_s": round(end, 1), "gone": songs[i].path in gone}
-                                                   for i, start, end in sides], "landmarks": part.shared}))
+                                                   for i, start, end in part.sides], "landmarks": part.landmarks}))
         else:
             click.echo("shared part:\n" + "".join(f"  {i}\t{start:7.1f}–{end:7.1f} s\t{_one_line(songs[i].path)}"
                                                   f"{' (gone)' * (songs[i].path in gone)}\n"
-                                                  for i, start, end in sides), nl=False)
+                                                  for i, start, end in part.sides), nl=False)
     click.echo(f"{_count(len(groups), 'recording')} held by several files, {_count(len(parts), 'shared part')}"
                + (f"; {_count(len(gone), 'file')} listed {'are' if len(gone) > 1 else 'is'} gone (`lmprint prune` "
                   "forgets the songs whose files are all gone)" if gone else ""), err=True)

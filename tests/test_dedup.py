@@ -233,3 +233,36 @@ def test_a_drifting_overlap_is_read_along_its_line_at_its_speed():
     deltas[off] += rng.integers(10, 31, int(off.sum()))
     line = dedup.offset_line(frames, deltas)
     assert abs(line(5000.0) - line(0.0) + 50.0) < 1.0  # the drift over 5,000 frames, to a frame (least squares: 3)
+
+
+def test_a_song_sharing_a_stretch_with_a_recording_in_several_files_is_listed_once_per_stretch(tmp_path):
+    """A recording in three files (a FLAC, an MP3, the FLAC with 2 s of silence first) and a radio edit of it
+    (15 s of its middle cut): each of the edit's two stretches is one shared part, with where each of the three
+    files holds it, rather than one part per file."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    song = rendered(3, 60.0, SYNTH_RATE)
+    write(folder / "song.flac", song, SYNTH_RATE)
+    write(folder / "song.mp3", song, SYNTH_RATE, bit_rate=128_000)
+    write(folder / "padded.flac", np.r_[np.zeros(2 * SYNTH_RATE, np.float32), song], SYNTH_RATE)
+    write(folder / "radio edit.mp3", np.r_[song[:20 * SYNTH_RATE], song[35 * SYNTH_RATE:]], SYNTH_RATE,
+          bit_rate=128_000)
+    db = tmp_path / "index.db"
+    run_cli("add", folder, db=db, check=True)
+    result = run_cli("dedup", "--json", db=db, check=True)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    [group] = [sorted(e["path"].rsplit("/", 1)[1] for e in line["same_recording"]) for line in lines
+               if "same_recording" in line]
+    assert group == ["padded.flac", "song.flac", "song.mp3"]
+    parts = sorted((line["shared_part"] for line in lines if "shared_part" in line),
+                   key=lambda sides: sides[0]["start_s"])
+    assert len(parts) == 2, parts
+    for sides, (edit_at, song_at) in zip(parts, [((0, 20), (0, 20)), ((20, 45), (35, 60))]):
+        assert sides[0]["path"].endswith("radio edit.mp3")
+        assert abs(sides[0]["start_s"] - edit_at[0]) < 1.0 and abs(sides[0]["end_s"] - edit_at[1]) < 1.0, sides
+        held = {side["path"].rsplit("/", 1)[1]: (side["start_s"], side["end_s"]) for side in sides[1:]}
+        assert set(held) == {"padded.flac", "song.flac", "song.mp3"}, sides
+        for name, (start, end) in held.items():
+            lead = 2.0 if name == "padded.flac" else 0.0
+            assert abs(start - song_at[0] - lead) < 1.0 and abs(end - song_at[1] - lead) < 1.0, sides
+    assert "1 recording held by several files, 2 shared parts" in result.stderr
