@@ -218,17 +218,23 @@ def overlaps_of_pairs(keys: np.ndarray, frames_a: np.ndarray, song_ids: np.ndarr
                               max(first + at(first), 0.0) * frame_s, (last + at(last)) * frame_s, int(piece.size))
 
 
+OFFSET_LINE_POINTS = 200
+"""`offset_line` reads the slopes between at most this many of an overlap's landmarks, evenly spaced in it."""
+
+
 def offset_line(frames: np.ndarray, deltas: np.ndarray) -> Callable[[float], float]:
     """Δt (frames) along an overlap's landmarks (`frames` in song a, ascending; each one's Δt): about constant for
     most overlaps, whose Δt jitter by a frame, while a copy played 0.2 % fast drifts a frame every 8 s (the join
-    chains such Δt into one overlap). A robust line: the median slope between each landmark of the first half and
-    its counterpart in the second (half the overlap apart), then the median intercept. The chain also takes in
-    landmarks of music that repeats, tens of frames off the line, which pulled a least-squares fit a tenth off a
-    copy's true drift, 3 frames at a song's ends."""
-    half = frames.size // 2
-    apart = frames[half:2 * half] - frames[:half]
-    slope = (float(np.median((deltas[half:2 * half] - deltas[:half])[apart > 0] / apart[apart > 0]))
-             if np.any(apart > 0) else 0.0)
+    chains such Δt into one overlap). A robust line (Theil-Sen): the median slope between landmarks at least a
+    quarter of the overlap apart (tens of landmarks may share a few frames), then the median intercept. The chain
+    also takes in landmarks of music that repeats, tens of frames off the line, which pulled a least-squares fit a
+    tenth off a copy's true drift, 3 frames at a song's ends."""
+    points = np.unique(np.linspace(0, frames.size - 1, min(frames.size, OFFSET_LINE_POINTS)).round().astype(int))
+    f, d = frames[points].astype(np.float64), deltas[points].astype(np.float64)
+    first, second = np.triu_indices(f.size, 1)
+    apart = f[second] - f[first]
+    far = apart >= max(1.0, (f[-1] - f[0]) / 4)
+    slope = float(np.median((d[second] - d[first])[far] / apart[far])) if far.any() else 0.0
     intercept = float(np.median(deltas - slope * frames))
     return lambda frame: intercept + slope * frame
 
@@ -352,8 +358,9 @@ def duplicates(overlaps: list[Overlap], spans_s: dict[int, float], settings: Ded
 @dataclass(frozen=True)
 class SharedPart:
     """A stretch of one song that another recording holds, as `lmprint dedup` lists it: `sides` are (song id,
-    start s, end s), the song's stretch first, then where each file of the other recording holds it (one file, or
-    each of a recording's several); `landmarks`, the most that agree on one of them."""
+    start s, end s), the song's stretch first (all of it that any of the files holds), then where each file of the
+    other recording holds it (one file, or each of a recording's several; a file holding it in two pieces, twice);
+    `landmarks`, the most that agree on one of them."""
 
     sides: tuple[tuple[int, float, float], ...]
     landmarks: int
@@ -376,15 +383,17 @@ def shared_parts_by_recording(parts: list[Overlap], recordings: list[list[int]])
         single, held = (b_side, a_side) if part.song_a in group_of else (a_side, b_side)
         by_song_and_group.setdefault((single[0], group_of[held[0]]), []).append((single, held, part.shared))
     for overlaps in by_song_and_group.values():
-        stretches: list[tuple[tuple[int, float, float], dict[int, tuple[int, float, float]], int]] = []
+        stretches: list[tuple[list[tuple[int, float, float]], list[tuple[int, float, float]], int]] = []
         for single, held, shared in sorted(overlaps, key=lambda o: -o[2]):  # strongest first: it sets the stretch
             _, start, end = single
-            home = next((s for s in stretches if _mostly_within(start, end, s[0][1], s[0][2])
-                         or _mostly_within(s[0][1], s[0][2], start, end)), None)
+            home = next((s for s in stretches if _mostly_within(start, end, s[0][0][1], s[0][0][2])
+                         or _mostly_within(s[0][0][1], s[0][0][2], start, end)), None)
             if home is None:
-                stretches.append((single, {held[0]: held}, shared))
+                stretches.append(([single], [held], shared))
             else:
-                home[1].setdefault(held[0], held)
-        listed += [SharedPart((single, *(files[i] for i in sorted(files))), shared)
-                   for single, files, shared in stretches]
+                home[0].append(single)
+                home[1].append(held)
+        for singles, files, shared in stretches:  # the song's stretch: all of it that any file holds
+            whole = (singles[0][0], min(s[1] for s in singles), max(s[2] for s in singles))
+            listed.append(SharedPart((whole, *sorted(files)), shared))
     return sorted(listed, key=lambda part: part.sides)
