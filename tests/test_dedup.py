@@ -286,3 +286,30 @@ def test_a_file_holding_a_stretch_in_two_pieces_keeps_both_in_the_shared_part():
     other = dedup.Overlap(9, 3, 70.0, 90.0, 0.0, 20.0, shared=30)  # a song of one file: a part of two sides
     assert dedup.shared_parts_by_recording([other], [[1, 2]]) == [dedup.SharedPart(((9, 70.0, 90.0), (3, 0.0, 20.0)),
                                                                                    30)]
+
+
+def test_an_overlap_whose_landmarks_cover_a_little_of_it_is_read_on_as_far_as_the_peaks_hold(tmp_path):
+    """A large library joins one landmark in twenty: a 30 s excerpt's may all lie in its first seconds. Its peaks
+    are read from 10 s around the landmarks, and on while the shared stretch reaches the end of what was read:
+    the whole excerpt, where its song goes on playing other music after it."""
+    from dataclasses import replace
+
+    from landmark import Index
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    song = rendered(3, 80.0, SYNTH_RATE)
+    write(folder / "song.wav", song, SYNTH_RATE)
+    write(folder / "excerpt.mp3", song[int(20.05 * SYNTH_RATE):int(50.05 * SYNTH_RATE)], SYNTH_RATE,
+          bit_rate=128_000)
+    with Index(tmp_path / "index.db", create=True) as index:
+        index.add([str(folder)])
+        ids = {song.path.rsplit("/", 1)[1]: song.id for song in index.catalogue.songs()}
+        [found] = index.overlaps()
+        in_excerpt = "a" if found.song_a == ids["excerpt.mp3"] else "b"
+        start = getattr(found, f"{in_excerpt}_start_s")
+        shift = found.b_start_s - found.a_start_s
+        few = replace(found, shared=8, a_end_s=found.a_start_s + 4, b_end_s=found.a_start_s + 4 + shift)
+        [placed] = dedup.confirmed([few], index.peaks.get, index.fingerprint_settings.frame_s, dedup.DedupSettings())
+        excerpt_side = (getattr(placed, f"{in_excerpt}_start_s"), getattr(placed, f"{in_excerpt}_end_s"))
+        assert abs(excerpt_side[0] - start) < 0.5 and abs(excerpt_side[1] - 30.0) < 0.5, (few, placed)
