@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arrays import run_starts
-from .verify import SongPeaks, best_run, held_by, peaks_between, run_edges, shared_peaks
+from .verify import SongPeaks, best_run, held_by, peaks_between, played_at, run_edges, shared_peaks
 
 SONG_BITS = 20
 DELTA_BITS = 23
@@ -285,8 +285,7 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     low, high, read = a_start - reach, a_end + reach, -1
     while True:
         near_a = peaks_between(peaks_a, int(low), int(high))
-        where, held = held_by((near_a[0], np.round(near_a[1] / stretch).astype(np.int64)), peaks_b,
-                              offset_at(near_a[0]), bin_reach=1)
+        where, held = held_by(played_at(near_a, 1.0 / stretch, a_start, start_offset), peaks_b, 0, bin_reach=1)
         if held.size == 0:
             return None
         run = best_run(held - settings.min_shared_peaks)

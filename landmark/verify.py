@@ -344,11 +344,13 @@ def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarr
     return float(held.mean()) if held.size else 0.0
 
 
-def played_at(peaks: tuple[np.ndarray, np.ndarray], speed: float, from_frame: int) -> tuple[np.ndarray, np.ndarray]:
-    """Peaks (frames, bins; by frame) where a copy played `speed` times as fast (higher and shorter) holds them, on
-    the same grid from `from_frame` on (the frame where the two are put together) and back from it."""
+def played_at(peaks: tuple[np.ndarray, np.ndarray], speed: float, from_frame: float, shift_frames: float = 0.0
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks (frames, bins; by frame) where a copy played `speed` times as fast (higher and shorter) holds them:
+    frame `from_frame` (where the two are put together) at `from_frame` + `shift_frames` in the copy, the rest
+    on and back from it at the copy's speed."""
     frames, bins = peaks
-    return (from_frame + np.round((frames - from_frame) / speed).astype(np.int64),
+    return (np.round(from_frame + shift_frames + (frames - from_frame) / speed).astype(np.int64),
             np.round(bins * speed).astype(np.int64))
 
 
