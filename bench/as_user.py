@@ -72,9 +72,9 @@ def run(corpus: str, out: str, *, noise_dir: str | None = None, rir_dir: str | N
         found = answers.get(path)
         answer = found["path"] if found else None
         heard = None
-        if found is not None and "speed" in found:
+        if found is not None and found["speed"] is not None:
             heard = (found["speed"], found["speed"])
-        elif found is not None and "tempo" in found:
+        elif found is not None and found["tempo"] is not None:
             heard = (found["tempo"], found["pitch"])
         outcomes.append(Outcome(query.condition, query.indexed, query.song, answer, per_clip_s, heard))
         if not query.indexed and found is not None:

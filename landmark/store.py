@@ -186,6 +186,10 @@ class SQLitePostingStore:
         Segments then merge (`MERGE_RATIO`)."""
         if not songs:
             return
+        try:  # a segment cut or missing refuses the add now, in one line, not at a later merge
+            self._segments()
+        except FileNotFoundError:  # a writer holds the lock: no merge of another took it
+            raise self._missing_segment() from None
         _create_segments_table(self.catalogue)
         tail = self._tail_postings()  # before these songs count (a file that does not count its tail sums songs)
         end = self.catalogue.meta_int("timeline_end", 0)

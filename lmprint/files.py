@@ -84,8 +84,22 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, str 
         elif os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
             if entry.is_symlink() and not os.path.exists(entry.path):
                 yield entry.path, "broken symlink"
+            elif not _is_regular_file(entry):
+                yield entry.path, NOT_REGULAR
             else:
                 yield entry.path, None
+
+
+NOT_REGULAR = "not a regular file (a pipe or a device)"
+"""Why a pipe or a device is not read as a song: a pipe would block the open, a device never end. Named explicitly,
+`match` reads a pipe (`lmprint match <(ffmpeg …)`); found in a folder, neither is tried."""
+
+
+def _is_regular_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file(follow_symlinks=True)
+    except OSError:
+        return True  # reading it will say why
 
 
 def _holds(folder: str, path: str) -> bool:
@@ -99,8 +113,8 @@ def content_sha1(path: str | os.PathLike) -> str:
     Raises AudioError, with the reason, for a file that cannot be read."""
     digest = hashlib.sha1()
     with reading_file(missing="no such file (vanished?)"):
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would block the open, a device never end
-            raise AudioError("not a regular file (a pipe or a device)")
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise AudioError(NOT_REGULAR)
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(READ_BLOCK_BYTES), b""):
                 digest.update(block)

@@ -75,8 +75,8 @@ class Match:
                 "copies": [song.path for song in self.copies],
                 "false_match_probability": (None if self.false_match_probability is None
                                             else float(f"{self.false_match_probability:.2g}")),
-                **{name: round(value, 4) for name, value in
-                   (("speed", self.speed), ("tempo", self.tempo), ("pitch", self.pitch)) if value is not None}}
+                **{name: None if value is None else round(value, 4) for name, value in  # every key, always
+                   (("speed", self.speed), ("tempo", self.tempo), ("pitch", self.pitch))}}
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ def test_add_match_list_stats_remove_round_trip(library_dir, tmp_path):
     assert answer["match"]["path"] == str(library_dir / "song3.mp3")
     assert abs(answer["match"]["offset_s"] - 12.5) < 0.2
     assert set(answer["match"]) == {"song_id", "path", "title", "score", "offset_s", "lead_in_s", "confidence",
-                                   "decided_by", "copies", "false_match_probability", "speed"}
+                                   "decided_by", "copies", "false_match_probability", "speed", "tempo", "pitch"}
+    assert answer["match"]["speed"] == 1.0 and answer["match"]["tempo"] is None and answer["match"]["pitch"] is None
     assert answer["match"]["lead_in_s"] == 0.0  # the clip starts within the song
     assert answer["match"]["decided_by"] in ("vote", "confirmed", "verified")
     assert answer["runner_up"]["song_id"] != answer["match"]["song_id"]  # the best of the other songs

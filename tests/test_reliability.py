@@ -141,6 +141,17 @@ def test_a_walk_passes_over_hidden_files_and_links_up_its_own_tree(tmp_path):
     assert found == [str(tmp_path / p) for p in ("music/album/...Ready for It.mp3", "music/album/song.mp3",
                                                  "music/linked/other.mp3", "music/album/._song.mp3")], found
 
+    # a pipe (its open would wait for a writer) and a link to a device (never ending) in a folder are named, not
+    # handed on to be read; a pipe named explicitly is read (`lmprint match <(ffmpeg …)`)
+    os.mkfifo(tmp_path / "elsewhere" / "stray.ogg")
+    os.symlink("/dev/zero", tmp_path / "elsewhere" / "zero.mp3")
+    found = dict(find_audio_files([tmp_path / "elsewhere"]))
+    assert found == {str(tmp_path / "elsewhere" / name): error for name, error in (
+        ("other.mp3", None), ("stray.ogg", "not a regular file (a pipe or a device)"),
+        ("zero.mp3", "not a regular file (a pipe or a device)"))}, found
+    assert list(find_audio_files([tmp_path / "elsewhere" / "stray.ogg"])) == [
+        (str(tmp_path / "elsewhere" / "stray.ogg"), None)]
+
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
 def test_an_unreadable_file_is_named(tmp_path, library_dir):

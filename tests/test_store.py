@@ -824,7 +824,10 @@ def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch)
         (segments.folder_of(path) / name).write_bytes(damaged)  # too short, a zero header, cut, no directory
         with pytest.raises(IndexFileError, match="damaged"):
             Store(path).postings.lookup(np.array([1, 2, 3], np.uint32))
+        with pytest.raises(IndexFileError, match="damaged"):  # an add that merges nothing says so too
+            insert(Store(path), "/new", "sha-new", songs[5][0][:5], songs[5][1][:5])  # into the tail
     (segments.folder_of(path) / name).write_bytes(whole)
+    assert Store(path).catalogue.song_count() == 3  # nothing of the refused adds stayed
     opened = Store(path)
     (segments.folder_of(path) / name).unlink()  # while an index has it open
     with pytest.raises(IndexFileError, match="missing a segment"):

@@ -60,6 +60,9 @@ def test_a_clip_played_faster_or_slower_names_the_song_its_warp_and_where_it_sta
         found = index.match_samples(clip)
         assert found is not None and found.song.title == f"song{seed}", (kind, factor)
         heard = {"speed": found.speed, "tempo": found.tempo, "pitch": found.pitch}
+        assert {name: found.to_dict()[name] for name in heard} == {  # --json has every key, null where not told
+            name: None if value is None else round(value, 4) for name, value in heard.items()}
+        assert (heard["speed"] is None) == (kind != "speed"), heard
         assert heard[kind] is not None and abs(heard[kind] / factor - 1) <= 0.005, (kind, factor, heard)
         if kind != "speed":
             other = "pitch" if kind == "tempo" else "tempo"
