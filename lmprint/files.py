@@ -32,7 +32,9 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, 
     """(absolute path, error or None) for each file named or found under a named folder, recursively.
 
     Symlinked folders are followed once each; a symlink loop is never entered twice, and a link to a folder that
-    holds it (`loop -> ..`) not at all: it would walk everything above. Hidden files and folders (a name starting
+    holds it (`loop -> ..`) not at all: it would walk everything above. Links are followed after everything else
+    named is walked, so a file reached both ways is found first at its own path, which outlives the link (a
+    "favourites" link removed, the song's path is still there). Hidden files and folders (a name starting
     with one dot: `._song.mp3`, the resource forks a Mac copies along, `.Trash`; "...Ready for It" is a title) are
     passed over; named explicitly, they are tried. Folder errors (unreadable, missing) are reported as errors
     against that path.
@@ -40,22 +42,31 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, 
     if isinstance(paths, (str, os.PathLike)):
         raise TypeError("find_audio_files takes a list of paths, not one path")
     seen_dirs: set[tuple[int, int]] = set()
+    links: list[str] = []  # links met in the walks, followed last
     for given in paths:
         if not os.fspath(given):  # "" names no file (os.path.abspath would make it the current folder)
             yield "", "no such file"
             continue
         path = os.path.abspath(given)
         if os.path.isdir(path):
-            yield from _walk(path, seen_dirs)
+            yield from _walk(path, seen_dirs, links)
         elif os.path.lexists(path) and not os.path.exists(path):
             yield path, "broken symlink"
         elif not os.path.exists(path):
             yield path, "no such file"
         else:
             yield path, None
+    while links:
+        link = links.pop(0)
+        if os.path.isdir(link):
+            yield from _walk(link, seen_dirs, links)
+        else:
+            yield link, _file_error(link)
 
 
-def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, str | None]]:
+def _walk(top: str, seen_dirs: set[tuple[int, int]], links: list[str]) -> Iterator[tuple[str, str | None]]:
+    """What `find_audio_files` finds under `top`, leaving the links it meets (to folders and to audio files) in
+    `links`."""
     try:
         info = os.stat(top)
     except OSError as error:
@@ -78,16 +89,22 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, str 
         except OSError:
             is_dir = False
         if is_dir:
-            if entry.is_symlink() and _holds(os.path.realpath(entry.path), os.path.realpath(top)):
-                continue  # a link up the tree it is in: a loop
-            yield from _walk(entry.path, seen_dirs)
+            if not entry.is_symlink():
+                yield from _walk(entry.path, seen_dirs, links)
+            elif not _holds(os.path.realpath(entry.path), os.path.realpath(top)):  # not a link up its own tree
+                links.append(entry.path)
         elif os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
-            if entry.is_symlink() and not os.path.exists(entry.path):
-                yield entry.path, "broken symlink"
-            elif not _is_regular_file(entry):
-                yield entry.path, NOT_REGULAR
+            if entry.is_symlink():
+                links.append(entry.path)
             else:
-                yield entry.path, None
+                yield entry.path, None if _is_regular_file(entry) else NOT_REGULAR
+
+
+def _file_error(path: str) -> str | None:
+    """Why a file found in a walk cannot be read as a song, or None."""
+    if not os.path.exists(path):
+        return "broken symlink"
+    return None if os.path.isfile(path) else NOT_REGULAR
 
 
 NOT_REGULAR = "not a regular file (a pipe or a device)"
@@ -97,7 +114,7 @@ NOT_REGULAR = "not a regular file (a pipe or a device)"
 
 def _is_regular_file(entry: os.DirEntry) -> bool:
     try:
-        return entry.is_file(follow_symlinks=True)
+        return entry.is_file()
     except OSError:
         return True  # reading it will say why
 

@@ -139,7 +139,17 @@ def test_a_walk_passes_over_hidden_files_and_links_up_its_own_tree(tmp_path):
     os.symlink(tmp_path / "elsewhere", tmp_path / "music" / "linked")
     found = [path for path, _ in find_audio_files([tmp_path / "music", tmp_path / "music/album/._song.mp3"])]
     assert found == [str(tmp_path / p) for p in ("music/album/...Ready for It.mp3", "music/album/song.mp3",
-                                                 "music/linked/other.mp3", "music/album/._song.mp3")], found
+                                                 "music/album/._song.mp3", "music/linked/other.mp3")], found
+
+    # a link to a folder that the walk also reaches itself, met first ("A favourites" sorts before "Z real"):
+    # the files are found at their own paths, which outlive the link
+    (tmp_path / "lib" / "Z real").mkdir(parents=True)
+    (tmp_path / "lib" / "Z real" / "song.flac").write_bytes(b"")
+    (tmp_path / "lib" / "B").mkdir()
+    os.symlink("../Z real", tmp_path / "lib" / "B" / "A favourites")
+    os.symlink("../Z real/song.flac", tmp_path / "lib" / "B" / "linked.flac")
+    assert list(find_audio_files([tmp_path / "lib"])) == [
+        (str(tmp_path / "lib" / "Z real" / "song.flac"), None), (str(tmp_path / "lib" / "B" / "linked.flac"), None)]
 
     # a pipe (its open would wait for a writer) and a link to a device (never ending) in a folder are named, not
     # handed on to be read; a pipe named explicitly is read (`lmprint match <(ffmpeg …)`)
