@@ -59,7 +59,21 @@ def _guard(function: Callable) -> Callable:
             raise SystemExit(130) from None
         except BrokenPipeError:
             raise SystemExit(0) from None
+        except OSError as error:  # what nothing turned into an error of its own: a full disk under standard output
+            _silence_stdout()
+            where = f"{error.filename}: " if error.filename else ""
+            reason = error.strerror or str(error)
+            _fail(f"{where}{reason[:1].lower()}{reason[1:]}")
     return wrapper
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's flush at exit cannot fail on it again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor behind it (a test's capture)
+        pass
 
 
 def open_method(db: str, method: str, *, create: bool = False, model: str | None = None, device: str | None = None,

@@ -177,6 +177,19 @@ def test_an_unreadable_file_is_named(tmp_path, library_dir):
     assert result.returncode == 1 and len(result.stdout.splitlines()) == 2, result.stderr
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_output_to_a_full_disk_is_one_line(built_index, library_dir):
+    """Results redirected to a file on a full disk (here /dev/full): one line and exit 1, never a traceback (nor
+    a second error from the interpreter's flush at exit)."""
+    song = sorted(library_dir.iterdir())[0]
+    for command in (["list"], ["match", song], ["match", "--json", song]):
+        with open("/dev/full", "w") as full:
+            result = subprocess.run([sys.executable, "-m", "lmprint", "--db", str(built_index), *map(str, command)],
+                                    stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (command, result.stderr)
+        assert result.stderr.splitlines()[-1] == "lmprint: no space left on device", (command, result.stderr)
+
+
 def test_pipes_devices_folders_and_a_full_disk_get_one_line_each(tmp_path, library_dir, built_index):
     """Not files to read to their end: a FIFO (opening it would wait for a writer) and an endless device are
     refused, and the batch goes on; a folder without audio among queries is one failed query; a folder as the
