@@ -344,11 +344,11 @@ def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarr
     return float(held.mean()) if held.size else 0.0
 
 
-def played_at(peaks: tuple[np.ndarray, np.ndarray], speed: float, from_frame: float, shift_frames: float = 0.0
-              ) -> tuple[np.ndarray, np.ndarray]:
+def played_at(peaks: tuple[np.ndarray, np.ndarray], speed: float | np.ndarray, from_frame: float,
+              shift_frames: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Peaks (frames, bins; by frame) where a copy played `speed` times as fast (higher and shorter) holds them:
     frame `from_frame` (where the two are put together) at `from_frame` + `shift_frames` in the copy, the rest
-    on and back from it at the copy's speed."""
+    on and back from it at the copy's speed (speeds as a column: a row of peaks each)."""
     frames, bins = peaks
     return (np.round(from_frame + shift_frames + (frames - from_frame) / speed).astype(np.int64),
             np.round(bins * speed).astype(np.int64))
@@ -381,16 +381,66 @@ COPY_MIN_PEAKS_WHERE_CLIP_PLAYS = 30
 about 90 at the index's density): a quiet stretch of a few peaks says nothing either way."""
 
 
-SPEED_PROBE_FRAMES = 600
-"""Copies played at slightly different speeds are lined up within this many frames of where the clip plays (about
-10 s each way) before their whole lengths are compared: most candidate pairs are no copies, and are told so there."""
+SPEED_PROBE_FRAMES = (150, 600, 2400, 9600)
+"""Copies played at slightly different speeds are lined up within these many frames of where the clip plays (about
+2.4 s each way, then 10 s, 40 s and 2.6 min), each reach trying speeds a frame of drift apart at its ends around
+the last one's best (`copy_speed`): most candidate pairs are no copies, and are told so within the first, and a
+speed right to a frame over 10 s is still 4 frames off two minutes away."""
+
+
+def copy_speed(peaks: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], from_frame: int,
+               shift_frames: int, settings: MatchSettings) -> tuple[float, int] | None:
+    """The speed at which `other` plays `peaks` (two transfers of a recording, up to `copy_max_duration_ratio`
+    apart), and the step off `shift_frames` (within the vote's tolerance) that lines them up, read around
+    `from_frame` (where the two are put together); None when at no speed they share `copy_min_shared_peaks` of
+    the peaks there. The speed comes from the peaks: the files' lengths tell it only as well as both start and end
+    with the music (a lead-in of silence, a cut fade, a last second missing each move it by more than a frame
+    a minute)."""
+    reach, least = settings.vote_tolerance_frames, settings.copy_min_shared_peaks
+    around, half_width = 0.0, float(np.log(settings.copy_max_duration_ratio))  # of the speeds tried, in log scale
+    speed, offsets = 1.0, range(-reach, reach + 1)
+    for probe_frames in SPEED_PROBE_FRAMES:
+        step = 1.0 / probe_frames  # a frame of drift at the probe's ends
+        speeds = np.exp(around + np.linspace(-half_width, half_width, 2 * int(np.ceil(half_width / step)) + 1))
+        near = peaks_between(peaks, from_frame - probe_frames, from_frame + probe_frames)
+        shares = shared_at_speeds(near, other, from_frame, speeds, shift_frames + np.asarray(offsets))
+        best_speed, best_offset = np.unravel_index(int(np.argmax(shares)), shares.shape)
+        if shares[best_speed, best_offset] < least:
+            return None
+        speed, offset = float(speeds[best_speed]), offsets[best_offset]
+        around, half_width, offsets = float(np.log(speed)), step, range(offset - 1, offset + 2)
+    return speed, offset
+
+
+def shared_at_speeds(peaks: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], from_frame: float,
+                     speeds: np.ndarray, shifts_frames: np.ndarray, bin_reach: int = 1) -> np.ndarray:
+    """`shared_peaks(played_at(peaks, speed, from_frame), other, shift, bin_reach)` for each speed (rows) and
+    shift (columns), in one pass: a search over a grid of them costs one lookup of every peak, not one per
+    cell."""
+    frames, bins = peaks
+    other_frames, other_bins = other
+    shares = np.zeros((speeds.size, shifts_frames.size))
+    if frames.size == 0 or other_frames.size == 0:
+        return shares
+    played_frames, played_bins = played_at((frames, bins), speeds[:, None], from_frame)
+    moved = played_frames[:, None, :] + shifts_frames[None, :, None]  # (speed, shift, peak)
+    inside = (moved >= other_frames[0]) & (moved <= other_frames[-1])
+    held_frames, held_bins = peaks_between(other, int(moved.min()) - 1, int(moved.max()) + 2)
+    width = int(max(played_bins.max(), held_bins.max(initial=0))) + 1 + 2 * bin_reach
+    keys = moved * width + (played_bins + bin_reach)[:, None, :]
+    near = (np.array([-width, 0, width])[:, None] + np.arange(-bin_reach, bin_reach + 1)).reshape(-1)
+    reached = ((held_frames * width + held_bins + bin_reach)[:, None] - near).ravel()  # what each peak holds
+    held = members(keys, reached) & inside
+    counted = inside.sum(axis=-1)
+    np.divide(held.sum(axis=-1), counted, out=shares, where=counted > 0)
+    return shares
 
 
 class CopyCheck:
     """Whether a candidate holds another's audio where the clip plays, so that the clip cannot tell them apart and
     either is right: a copy of its recording (a FLAC and an MP3 of it, a compilation's track, a transfer a little
     faster or slower: the two last about as long and share most peaks at the offset their votes imply, or at the
-    speed their lengths imply), a download cut short (one is the other's start), or, with
+    speed their peaks show, `copy_speed`), a download cut short (one is the other's start), or, with
     `clip_frames`, a file holding that stretch of it (an edit, an excerpt, a mix: each holds at least the share of
     the other's peaks over the stretch the clip covers that copies share over the whole). In the vote they score
     almost alike (`MatchSettings.copy_*`). Each pair and offset is decided once and each song's peaks are read once
@@ -447,20 +497,15 @@ class CopyCheck:
             if shared_peaks(peaks, self._peaks[ids[1]], shift) >= settings.copy_min_shared_peaks:
                 return True
             # or played a little faster or slower (a transfer's speed; PAL's 4 % is past these lengths): at the
-            # speed their lengths imply, from where the clip plays, since at one offset they drift apart (0.2 %
-            # over a 4 min song is 30 frames); there the vote places each to its tolerance, not to the frame
-            speed = lengths[0] / lengths[1]
-            if speed == 1.0:
+            # speed their peaks show from where the clip plays, since at one offset they drift apart (0.2 % over a
+            # 4 min song is 30 frames); there the vote places each to its tolerance, not to the frame (and a peak
+            # falls between two bins: either one holds it)
+            found = copy_speed(peaks, self._peaks[ids[1]], stronger.delta_frames, shift, settings)
+            if found is None:
                 return False
-            # (a peak then falls between two bins: either one holds it); the offset is read near the clip first
-            played, other = played_at(peaks, speed, stronger.delta_frames), self._peaks[ids[1]]
-            near = peaks_between(played, stronger.delta_frames - SPEED_PROBE_FRAMES,
-                                 stronger.delta_frames + SPEED_PROBE_FRAMES)
-            reach = settings.vote_tolerance_frames
-            share, step = max((shared_peaks(near, other, shift + step, bin_reach=1), step)
-                              for step in range(-reach, reach + 1))
-            least = settings.copy_min_shared_peaks
-            return share >= least and shared_peaks(played, other, shift + step, bin_reach=1) >= least
+            speed, step = found
+            return shared_peaks(played_at(peaks, speed, stronger.delta_frames), self._peaks[ids[1]], shift + step,
+                                bin_reach=1) >= settings.copy_min_shared_peaks
         # one cut short (a partial download): from the same start, each holds nearly all of the other's peaks where
         # both play; an edit, an extended mix or a medley starts elsewhere or holds other music within that span
         least = settings.copy_cut_min_shared_peaks

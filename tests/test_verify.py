@@ -426,30 +426,60 @@ def test_where_the_clip_plays_an_edit_or_a_mix_holds_the_same_audio_and_another_
     assert not check(15, 6, 15) and not check(15, 3, 15)  # another song; the mix at the wrong offset
 
 
-def test_copies_played_a_little_faster_or_slower_are_one_recording_at_the_speed_their_lengths_imply():
+def test_copies_played_a_little_faster_or_slower_are_one_recording_at_the_speed_their_peaks_show():
     """Two transfers of one recording can run 0.2-2 % apart: at one offset they drift apart (0.3 % over 60 s is 11
-    frames), so at the speed their lengths imply, from where the clip plays, to the vote's tolerance. A copy with
-    a second of silence before it stays one at its own speed; another song of the same length is none at either."""
+    frames), so at the speed their peaks show, from where the clip plays, to the vote's tolerance. Their lengths
+    do not tell it: a transfer 0.3 % fast with half a second of silence before it, or its last 0.8 s missing, is
+    as long as one 1.2 % or 1.0 % fast. A copy with a second of silence before it stays one at its own speed;
+    another song of the same length is none at any."""
     from landmark.verify import CopyCheck, shared_peaks
     from landmark.vote import Candidate
 
     song = rendered(3, 60.0, RATE)
-    versions = {1: song, 2: queries.change_speed(song, 1.003), 3: queries.change_speed(song, 0.985),
-                4: np.r_[np.zeros(RATE, np.float32), song], 5: rendered(4, 60.0 / 1.003, RATE)}
+    fast = queries.change_speed(song, 1.003)
+    versions = {1: song, 2: fast, 3: queries.change_speed(song, 0.985), 4: np.r_[np.zeros(RATE, np.float32), song],
+                5: rendered(4, 60.0 / 1.003, RATE), 6: np.r_[np.zeros(RATE // 2, np.float32), fast],
+                7: fast[:-RATE * 8 // 10], 8: queries.change_speed(song, 1.015)}
     stored = {i: extract_peaks(signal, CONFIG, CONFIG.index) for i, signal in versions.items()}
     lengths_s = {i: signal.size / RATE for i, signal in versions.items()}
     copies = CopyCheck(lambda ids: {i: stored[i] for i in ids}, lambda ids: {i: lengths_s[i] for i in ids}, MATCHING)
     at = 40 * RATE // CONFIG.hop_size  # the clip plays at 40 s of the song
     whole = Candidate(1, 30.0, at)
     assert shared_peaks(stored[1], stored[2], round(at / 1.003) - at) < MATCHING.copy_min_shared_peaks
-    for copy, speed in ((2, 1.003), (3, 0.985)):
+    lead_in = RATE // 2 // CONFIG.hop_size
+    for copy, speed, lead_in_frames in ((2, 1.003, 0), (3, 0.985, 0), (6, 1.003, lead_in), (7, 1.003, 0),
+                                        (8, 1.015, 0)):
         for off_by in (-1, 0, 1):  # the vote places each to its tolerance
-            weaker = Candidate(copy, 29.0, round(at / speed) + off_by)
+            weaker = Candidate(copy, 29.0, round(at / speed) + lead_in_frames + off_by)
             assert copies.same_recording(whole, weaker, where_clip_plays=False), (copy, off_by)
             assert copies.same_recording(weaker, whole, where_clip_plays=False), (copy, off_by)
     assert copies.same_recording(whole, Candidate(4, 29.0, at + RATE // CONFIG.hop_size), where_clip_plays=False)
-    for offset in (at, round(at / 1.003)):
+    for offset in (at, round(at / 1.003), round(at / 1.015)):
         assert not copies.same_recording(whole, Candidate(5, 29.0, offset), where_clip_plays=False)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_grid_of_speeds_and_shifts_reads_as_each_of_its_cells_would_alone(seed):
+    """`shared_at_speeds` answers a whole grid in one pass: each cell as `shared_peaks` of the peaks `played_at` its
+    speed and moved by its shift, including peaks moved past the other's ends (not counted) and bins a reach
+    away."""
+    from landmark.verify import played_at, shared_at_speeds, shared_peaks
+
+    rng = np.random.default_rng(seed)
+    frames = np.sort(rng.integers(0, 3000, 400))
+    bins = rng.integers(0, 256, 400)
+    copied_frames, copied_bins = played_at((frames[::2], bins[::2]), 1.01, 1500.0, 7)  # half of them, 1 % fast
+    other_frames = np.r_[copied_frames, rng.integers(200, 2500, 300)]  # within a shorter span, among others
+    other_bins = np.r_[copied_bins + rng.integers(-1, 2, copied_bins.size), rng.integers(0, 256, 300)]
+    order = np.argsort(other_frames, kind="stable")
+    other = (other_frames[order], other_bins[order])
+    speeds, shifts = np.array([0.98, 1.0, 1.01, 1.02]), np.array([-3, 0, 7, 9])
+    grid = shared_at_speeds((frames, bins), other, 1500.0, speeds, shifts)
+    for row, speed in enumerate(speeds):
+        for column, shift in enumerate(shifts):
+            alone = shared_peaks(played_at((frames, bins), float(speed), 1500.0), other, int(shift), bin_reach=1)
+            assert grid[row, column] == pytest.approx(alone), (speed, shift)
+    assert grid.max() == grid[2, 2] > 0.4  # where the other holds them
 
 
 def test_a_clip_of_a_song_held_beside_a_slightly_faster_copy_is_named(tmp_path):
