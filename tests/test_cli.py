@@ -772,6 +772,20 @@ def test_a_query_through_a_pipe_is_matched(built_index, tmp_path):
     assert json.loads(result.stdout)["match"]["title"] == "song1", result.stderr
 
 
+def test_an_index_is_made_in_a_missing_folder_only_at_its_default_place(library_dir, tmp_path):
+    """`--db` (or $LMPRINT_DB) in a folder that is not there is refused in one line, with no folder made: a typo
+    would make folders anywhere. The default place, $XDG_DATA_HOME/lmprint/index.db, is made on first use."""
+    song = sorted(library_dir.iterdir())[0]
+    result = run_cli("add", song, db=tmp_path / "typo" / "music.db")
+    assert result.returncode == 1 and result.stderr.strip() == (
+        f"lmprint: cannot create {tmp_path / 'typo' / 'music.db'}: there is no folder {tmp_path / 'typo'}")
+    assert not (tmp_path / "typo").exists()
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "LMPRINT_DB": None}
+    run_cli("add", song, env=env, check=True)
+    assert json.loads(run_cli("list", "--json", env=env, check=True).stdout)["title"] == "song0"
+    assert (tmp_path / "data" / "lmprint" / "index.db").is_file()
+
+
 def test_add_says_it_does_not_read_standard_input_and_adds_the_rest(library_dir, tmp_path):
     song = sorted(library_dir.iterdir())[0]
     result = run_cli("add", "-", song, db=tmp_path / "i.db")
