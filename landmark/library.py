@@ -22,6 +22,7 @@ from .store import PeakStore, PostingStore, SongPostings, SQLitePostingStore
 from .verify import (
     CopyCheck,
     ProminenceMap,
+    SongPeaks,
     agreement,
     agreement_at,
     agreements,
@@ -289,6 +290,9 @@ class Index:
                 z = agreement_at(best, clip, song_peaks, matching)
                 if not confirms_vote(z, matching):
                     best = None  # the vote lined up pairs, but the song's peaks are not in the clip
+                else:
+                    best, z = self._best_agreeing_copy(best, z, alignments.top(self._candidate_count), is_copy,
+                                                       clip, song_peaks)
             if best is None:
                 candidates = without_copies_of_leader(
                     alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
@@ -332,6 +336,22 @@ class Index:
         match = Match(files[0], best.score, max(0.0, song_time_s), 1.0 - chance, decided_by,
                       (*files[1:], *copy_files), chance, **factors, lead_in_s=max(0.0, -song_time_s / tempo))
         return match, candidates
+
+    def _best_agreeing_copy(self, leader: vote.Candidate, z: float | None, ranked: list[vote.Candidate],
+                            is_copy: CopyCheck, clip: ProminenceMap, song_peaks: SongPeaks
+                            ) -> tuple[vote.Candidate, float | None]:
+        """Of the vote's leader and the copies of its recording that it stood for, the one whose peaks agree best
+        with the clip, and its z: copies tie in the vote by chance (a FLAC and an MP3 of one song), and the file
+        that holds what the clip plays most closely is the one to name, as verification would (its copies then
+        listed with it)."""
+        first, copies = leader, is_copy.copies.get(leader.song_id, set())
+        for rival in (c for c in ranked if c.song_id in copies):
+            rival_z = agreement_at(rival, clip, song_peaks, self.matching)
+            if z is not None and rival_z is not None and rival_z > z:
+                leader, z = rival, rival_z
+        if leader is not first:  # its copies: the others, the vote's leader among them
+            is_copy.copies.setdefault(leader.song_id, set()).update((copies - {leader.song_id}) | {first.song_id})
+        return leader, z
 
     def follow(self, samples: np.ndarray, previous: Match, offset_s: float, min_score: float = 0.0) -> Match | None:
         """`previous`'s song again, if the clip continues it: its stored peaks, played at `previous`'s speed (or

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmprint.errors import IndexFileError, damaged
+from lmprint.errors import IndexFileError, damaged, os_reason
 
 from . import postings as codec
 from .hashes import HASH_BITS
@@ -96,7 +96,7 @@ class Segment:
         except FileNotFoundError:
             raise
         except PermissionError as error:
-            raise IndexFileError(f"cannot read {path}: {error.strerror}") from None
+            raise IndexFileError(f"cannot read {path}: {os_reason(error)}") from None
         except (OSError, ValueError) as error:
             raise damaged(path, str(error)) from None
         dense = bytes(self._map[:8]) == MAGIC_DENSE
@@ -227,7 +227,7 @@ def write(folder: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings
         return _write(folder, name, temporary, parts, postings, base_frame)
     except OSError as error:  # a full disk, a quota, a folder it may not write: the caller's transaction rolls back
         temporary.unlink(missing_ok=True)
-        raise IndexFileError(f"cannot write a segment in {folder}: {error.strerror or error}; free some space (or "
+        raise IndexFileError(f"cannot write a segment in {folder}: {os_reason(error)}; free some space (or "
                              "make the folder writable) and run the command again: what was indexed is kept") from None
 
 

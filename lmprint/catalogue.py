@@ -29,7 +29,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any, overload
 
-from .errors import REBUILD, AudioError, ChangedWhileRead, IndexFileError, IndexLocked, damaged
+from .errors import REBUILD, AudioError, ChangedWhileRead, IndexFileError, IndexLocked, damaged, os_reason
 from .files import content_sha1, file_size, holds_content, title_from_path
 from .results import Song
 
@@ -147,7 +147,7 @@ class Catalogue:
         try:
             exists = self.path.exists() and self.path.stat().st_size > 0
         except OSError as error:  # a folder on the way that may not be read
-            raise IndexFileError(f"cannot open {self.path}: {error.strerror or error}") from None
+            raise IndexFileError(f"cannot open {self.path}: {os_reason(error)}") from None
         if not exists and not create:
             raise IndexFileError(f"no index at {self.path} (create one with `lmprint add`)")
         if self.path.is_dir():
@@ -164,7 +164,8 @@ class Catalogue:
         """How many times the file was opened again (read-only, after another process changed it): caches of what
         was read key on it with `PRAGMA data_version`, which a new connection counts afresh."""
         self._read_as: tuple | None = None  # what a read-only file looked like when opened (`_file_state`)
-        if create and not exists and not self.path.parent.is_dir() and self.path.absolute() != data_home_db_path().absolute():
+        at_home = self.path.absolute() == data_home_db_path().absolute()
+        if create and not exists and not self.path.parent.is_dir() and not at_home:
             raise IndexFileError(f"cannot create {self.path}: there is no folder {self.path.parent}")
         try:
             if create:

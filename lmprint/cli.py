@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from .errors import AudioError, LmprintError, ModelError, SettingsError
+from .errors import AudioError, LmprintError, ModelError, SettingsError, os_reason
 from .results import Song
 
 METHODS = ("landmark", "mert")
@@ -61,9 +61,7 @@ def _guard(function: Callable) -> Callable:
             raise SystemExit(0) from None
         except OSError as error:  # what nothing turned into an error of its own: a full disk under standard output
             _silence_stdout()
-            where = f"{error.filename}: " if error.filename else ""
-            reason = error.strerror or str(error)
-            _fail(f"{where}{reason[:1].lower()}{reason[1:]}")
+            _fail(f"{error.filename}: {os_reason(error)}" if error.filename else os_reason(error))
     return wrapper
 
 
@@ -104,7 +102,7 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
             with open(settings_file, "rb") as handle:
                 contents = handle.read()
         except OSError as error:
-            raise SettingsError(f"cannot read settings file {settings_file}: {error.strerror or error}") from None
+            raise SettingsError(f"cannot read settings file {settings_file}: {os_reason(error)}") from None
         values = _settings_from(contents, settings_file)
         if not isinstance(values, dict):
             raise SettingsError(f"{settings_file}: expected a table of settings, e.g. max_postings_read = 200000")
@@ -289,7 +287,7 @@ def match(ctx, files, as_json, top, method, model, device, settings_file, assign
             stdin_copy.flush()
     except OSError as error:
         index.close()
-        raise LmprintError(f"cannot keep standard input in a temporary file: {error.strerror or error}") from None
+        raise LmprintError(f"cannot keep standard input in a temporary file: {os_reason(error)}") from None
     try:
         failed = print_matches(index, queries, as_json, stdin_copy.name if stdin_copy else "-", top)
     finally:
@@ -706,7 +704,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
         try:
             raw_input = open(source, "rb")  # noqa: SIM115 - closed below
         except OSError as error:
-            raise LmprintError(f"{source}: {error.strerror or error}") from None
+            raise LmprintError(f"{source}: {os_reason(error)}") from None
     index = open_method(ctx.obj["db"], method, model=model, device=device, with_model=True)
     rate = index.sample_rate_hz
     if raw_format:
@@ -748,7 +746,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
             else:
                 offset = "" if segment.song_offset_s is None else f", from {segment.song_offset_s:.1f} s in the song"
                 if abs(segment.rate - 1) >= AS_RECORDED:
-                    offset += f", played at {100 * (segment.rate - 1):+.1f} %"
+                    offset += f", played at rate {100 * (segment.rate - 1):+.1f} %"  # speed or tempo (`rate`)
                 span = (f"{segment.start_s:8.1f} s –  playing" if segment.open
                         else f"{segment.start_s:8.1f} s – {segment.end_s:.1f} s")
                 click.echo(f"{span}  {_one_line(segment.song.title)} ({_one_line(segment.song.path)}){offset}, "

@@ -40,7 +40,13 @@ def reading_file(missing: str = "no such file") -> Iterator[None]:
     except PermissionError:
         raise AudioError("permission denied") from None
     except OSError as error:
-        raise AudioError(error.strerror or str(error)) from None
+        raise AudioError(os_reason(error)) from None
+
+
+def os_reason(error: OSError) -> str:
+    """The operating system's reason for an error, as a clause of a message ("file name too long")."""
+    reason = error.strerror or str(error)
+    return reason[:1].lower() + reason[1:]
 
 
 def damaged(where: object, why: str) -> IndexFileError:

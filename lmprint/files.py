@@ -9,7 +9,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from .errors import AudioError, reading_file
+from .errors import AudioError, os_reason, reading_file
 
 T = TypeVar("T")
 
@@ -52,10 +52,8 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, 
             yield from _walk(path, seen_dirs, links)
         elif os.path.lexists(path) and not os.path.exists(path):
             yield path, "broken symlink"
-        elif not os.path.exists(path):
-            yield path, "no such file"
         else:
-            yield path, None
+            yield path, _missing(path)
     while links:
         link = links.pop(0)
         if os.path.isdir(link):
@@ -70,7 +68,7 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]], links: list[str]) -> Iterat
     try:
         info = os.stat(top)
     except OSError as error:
-        yield top, error.strerror or str(error)
+        yield top, os_reason(error)
         return
     key = (info.st_dev, info.st_ino)
     if key in seen_dirs:
@@ -79,7 +77,7 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]], links: list[str]) -> Iterat
     try:
         entries = sorted(os.scandir(top), key=lambda entry: entry.name)
     except OSError as error:
-        yield top, f"cannot read folder: {error.strerror or error}"
+        yield top, f"cannot read folder: {os_reason(error)}"
         return
     for entry in entries:
         if entry.name.startswith(".") and not entry.name.startswith(".."):  # "...Ready for It.mp3" is music
@@ -98,6 +96,17 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]], links: list[str]) -> Iterat
                 links.append(entry.path)
             else:
                 yield entry.path, None if _is_regular_file(entry) else NOT_REGULAR
+
+
+def _missing(path: str) -> str | None:
+    """Why a path named is no file to read ("no such file", "file name too long", ...), or None."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as error:  # a name too long, a folder in the path one cannot enter, a loop of links
+        return os_reason(error)
+    return None
 
 
 def _file_error(path: str) -> str | None:

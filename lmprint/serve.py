@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexLocked, LmprintError
+from .errors import IndexLocked, LmprintError, os_reason
 from .files import AUDIO_EXTENSIONS, audio_extension, declared_duration_s
 from .method import Method
 from .monitor import Monitor, MonitorSettings, Segment
@@ -345,6 +345,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     server_log = logging.getLogger("uvicorn.error")
     if not any(isinstance(existing, _StoppingSaidPlainly) for existing in server_log.filters):
         server_log.addFilter(_StoppingSaidPlainly())
+    # a malformed form is answered 400 with its reason; the form parser's own warnings would add a bare line each
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
     if settings.allow_add and not settings.token:
         raise LmprintError("--allow-add needs a token (--token or $LMPRINT_TOKEN)")
     workers = Workers(open_method, settings)
@@ -451,7 +453,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         except LmprintError as failure:
             return error(400, str(failure))
         except OSError as failure:  # the upload folder: a full disk, no permission
-            return error(507, f"cannot store the upload: {failure.strerror or failure}")
+            return error(507, f"cannot store the upload: {os_reason(failure)}")
         with upload:
             declared_s = declared_duration_s(upload.path)
             if declared_s is not None and declared_s > settings.max_upload_s:
@@ -623,7 +625,7 @@ def check_can_listen(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed port's
             probe.bind(address)  # lingering connections do not hold it
     except OSError as error:
-        raise LmprintError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+        raise LmprintError(f"cannot listen on {host}:{port}: {os_reason(error)}") from None
 
 
 def _names_file(method: Method, path: str) -> bool:

@@ -183,7 +183,7 @@ def test_an_unknown_or_mistyped_setting_gets_one_line(built_index, tmp_path):
                                  (["--settings", tmp_path / "flat.toml", "--set", "query.fanout=3"], "not a table"),
                                  (["--settings", tmp_path / "flat.toml"], "query must be Density"),
                                  (["--settings", tmp_path / "none.toml"],
-                                  f"cannot read settings file {tmp_path / 'none.toml'}: No such file or directory")):
+                                  f"cannot read settings file {tmp_path / 'none.toml'}: no such file or directory")):
         result = run_cli("match", *arguments, clip, db=built_index)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and complaint in result.stderr, result.stderr
 

@@ -973,7 +973,7 @@ def test_a_segment_the_disk_has_no_room_for_is_one_line_and_the_index_keeps_what
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(segments_module, "_write", no_room)
-    with pytest.raises(IndexFileError, match="No space left on device; free some space"):
+    with pytest.raises(IndexFileError, match="no space left on device; free some space"):
         for number in (1, 2):  # the tail fills and is sealed into a segment
             insert(store, f"/{number}", f"sha-{number}", *songs[number])
     assert not [name for name in os.listdir(segments.folder_of(path)) if name.endswith(".tmp")]
