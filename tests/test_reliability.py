@@ -161,6 +161,9 @@ def test_a_walk_passes_over_hidden_files_and_links_up_its_own_tree(tmp_path):
         ("zero.mp3", "not a regular file (a pipe or a device)"))}, found
     assert list(find_audio_files([tmp_path / "elsewhere" / "stray.ogg"])) == [
         (str(tmp_path / "elsewhere" / "stray.ogg"), None)]
+    long_name = str(tmp_path / ("a" * 300 + ".mp3"))  # longer than a file system's names
+    assert list(find_audio_files([long_name, tmp_path / "gone.mp3"])) == [
+        (long_name, "file name too long"), (str(tmp_path / "gone.mp3"), "no such file")]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
