@@ -35,8 +35,14 @@ _CONTROL_SHOWN = {**{code: f"\\x{code:02x}" for code in (*range(32), *range(127,
 def _one_line(text: str) -> str:
     """A line of text output: a tab, a line break or another control character in a file's name or a title is
     shown escaped (\\t, \\n, \\x1b), so that lines and tab-separated fields stay whole and a name cannot steer
-    the terminal. `--json` gives names as they are."""
-    return text.translate(_CONTROL_SHOWN)
+    the terminal, and so is a byte of a name that is not UTF-8 (\\xe9). `--json` gives names as they are."""
+    return _as_text(text).translate(_CONTROL_SHOWN)
+
+
+def _as_text(name: str) -> str:
+    """A file name as text: the bytes of a name that is not UTF-8 (which Python keeps as lone surrogates, and no
+    strict JSON parser takes) shown escaped, `\\xe9`. Such a file is matched, never indexed (`add` refuses it)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _fail(message: str) -> None:
@@ -370,14 +376,15 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
         except LmprintError as error:
             click.echo(_one_line(f"lmprint: {path}: {error}"), err=True)
             if as_json:
-                click.echo(json.dumps({"query": path, "match": None, "runner_up": None, "error": str(error)}))
+                click.echo(json.dumps({"query": _as_text(path), "match": None, "runner_up": None,
+                                       "error": _as_text(str(error))}))
             failed += 1
             continue
         found = answer.match
         if answer.note:
             click.echo(_one_line(f"lmprint: {path}: {answer.note}"), err=True)
         if as_json:
-            click.echo(json.dumps(answer.to_dict(path, top)))
+            click.echo(json.dumps(answer.to_dict(_as_text(path), top)))
         else:
             click.echo(f"{_one_line(path)}: {describe(found, index.name)}" if found else f"{_one_line(path)}: no match")
             for rank, contender in enumerate(answer.contenders[:top], start=1):

@@ -554,6 +554,10 @@ def test_files_swapped_a_folder_linked_a_name_not_utf8_and_an_id_that_is_also_a_
     first = run_cli("add", music, db=db)
     assert first.returncode == 1 and "Traceback" not in first.stderr
     assert "not valid UTF-8" in first.stderr and "added 2," in first.stderr
+    bad_name = os.fsdecode(os.fsencode(music / "a") + b"/bad\xffbyte.mp3")  # matched, with its byte shown escaped
+    as_json = run_cli("match", "--json", bad_name, db=db, check=True).stdout
+    assert "\\udc" not in as_json and json.loads(as_json)["query"] == str(music / "a") + "/bad\\xffbyte.mp3"
+    assert run_cli("match", bad_name, db=db, check=True).stdout.startswith(str(music / "a") + "/bad\\xffbyte.mp3: ")
 
     (music / "a" / "first.flac").rename(music / "a" / "swap")
     (music / "a" / "second.ogg").rename(music / "a" / "first.flac")
