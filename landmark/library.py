@@ -196,6 +196,11 @@ class Index:
                     or os.path.realpath(song.path) == os.path.realpath(outcome.path)):  # a symbolic link to it
                 return outcome
             if holds_content(song.path, outcome.content_sha1):  # read again: two files swapped
+                # a copy whose file is gone was moved here (a folder of a song and its hard link, moved)
+                gone = next((copy for copy in self.catalogue.copies_of([song.id]).get(song.id, [])
+                             if not os.path.lexists(copy)), None)
+                if gone is not None and self.catalogue.move_copy(song.id, gone, outcome.path):
+                    return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, moved_from=gone)
                 if not self.catalogue.add_copy(song.id, outcome.path):  # the song was removed meanwhile
                     return outcome
                 return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, copy_of=song.path)

@@ -611,6 +611,17 @@ class Catalogue:
                                        "WHERE id=?", (path, song_id))
         return cursor.rowcount > 0
 
+    def move_copy(self, song_id: int, old_path: str, new_path: str) -> bool:
+        """Record a song's copy at `old_path` (a file gone) as moved to `new_path`, in one transaction. False when
+        the song was removed meanwhile (and nothing is changed)."""
+        with self.write():
+            self._create_copies()
+            cursor = self.conn.execute("INSERT OR REPLACE INTO copies(path, song_id) SELECT ?, id FROM songs "
+                                       "WHERE id=?", (new_path, song_id))
+            if cursor.rowcount > 0:
+                self.conn.execute("DELETE FROM copies WHERE path=? AND song_id=?", (old_path, song_id))
+        return cursor.rowcount > 0
+
     def copies_of(self, song_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
         """The other files of these songs (of every song: None), by song, each song's paths sorted. A copy at the
         song's own path is none (an lmprint that predates copies may have moved the song there)."""

@@ -517,6 +517,24 @@ def test_a_song_following_its_content_to_a_copy_in_the_same_batch_counts_that_fi
     assert again.splitlines()[-1].startswith("added 1, skipped 0 (already indexed), failed 0, moved 1 (")
 
 
+def test_a_folder_of_a_song_and_its_hard_link_moved_is_two_moves(library_dir, tmp_path):
+    """A song and a hard link to it (its copy) moved together to another folder: `add` of the new folder moves
+    both, the song and its copy, each with its line; the copy's old path is not left behind as a file of it."""
+    (tmp_path / "old").mkdir()
+    shutil.copy(library_dir / "song1.flac", tmp_path / "old" / "one.flac")
+    os.link(tmp_path / "old" / "one.flac", tmp_path / "old" / "one (link).flac")
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", tmp_path / "old", db=db, check=True).stderr
+    (tmp_path / "old").rename(tmp_path / "new")
+    moved = run_cli("add", tmp_path / "new", db=db, check=True).stderr.splitlines()
+    assert sorted(moved[:-1]) == sorted(f"moved {tmp_path / 'old' / name} -> {tmp_path / 'new' / name}"
+                                        for name in ("one.flac", "one (link).flac")), moved
+    assert moved[-1].startswith("added 0, skipped 0 (already indexed), failed 0, moved 2 (")
+    [song] = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    assert sorted([song["path"], *song["copies"]]) == [str(tmp_path / "new" / name)
+                                                       for name in ("one (link).flac", "one.flac")]
+
+
 def test_a_match_lists_the_byte_copies_of_a_copy_that_did_not_win(tmp_path):
     """A library holding a FLAC of a song and a low-bitrate MP3 of it, the MP3 twice (the same bytes in two
     folders: one song, two files): a clip names the FLAC, and its copies are every other file holding the
