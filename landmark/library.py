@@ -348,9 +348,10 @@ class Index:
         """Of the vote's leader and the copies of its recording that it stood for, the one whose peaks agree best
         with the clip, and its z: copies tie in the vote by chance (a FLAC and an MP3 of one song), and the file
         that holds what the clip plays most closely is the one to name, as verification would (its copies then
-        listed with it)."""
+        listed with it). A file cut short is left to the rule that names the whole one."""
         first, copies = leader, is_copy.copies.get(leader.song_id, set())
-        for rival in (c for c in ranked if c.song_id in copies):
+        cut = is_copy.cut_copies.get(leader.song_id, set())  # the whole file of those is named, whichever led
+        for rival in (c for c in ranked if c.song_id in copies - cut):
             rival_z = agreement_at(rival, clip, song_peaks, self.matching)
             if z is not None and rival_z is not None and rival_z > z:
                 leader, z = rival, rival_z

@@ -319,8 +319,11 @@ class MatchSettings:
         negative = [name for name in COUNTS_AND_REACHES if getattr(self, name) < 0]
         if negative:
             raise SettingsError(f"{', '.join(negative)} must be at least 0")
+        if self.max_query_s <= 0:
+            raise SettingsError("max_query_s must be more than 0")
         if self.max_query_s < self.min_duration_s:  # else every query would be cut to "too short"
-            raise SettingsError(f"max_query_s must be at least min_duration_s ({self.min_duration_s:g} s)")
+            raise SettingsError(f"max_query_s ({self.max_query_s:g} s) must be at least min_duration_s "
+                                f"({self.min_duration_s:g} s)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -392,24 +392,40 @@ def copy_speed(peaks: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np
                shift_frames: int, settings: MatchSettings) -> tuple[float, int] | None:
     """The speed at which `other` plays `peaks` (two transfers of a recording, up to `copy_max_duration_ratio`
     apart), and the step off `shift_frames` (within the vote's tolerance) that lines them up, read around
-    `from_frame` (where the two are put together); None when at no speed they share `copy_min_shared_peaks` of
-    the peaks there. The speed comes from the peaks: the files' lengths tell it only as well as both start and end
-    with the music (a lead-in of silence, a cut fade, a last second missing each move it by more than a frame
-    a minute)."""
+    `from_frame` (a frame of `peaks` known to lie at `from_frame` + `shift_frames` in `other`, within that
+    tolerance); None when at no speed they share `copy_min_shared_peaks` of the peaks there. The speed comes from
+    the peaks: the files' lengths tell it only as well as both start and end with the music (a lead-in of silence,
+    a cut fade, a last second missing each move it by more than a frame a minute).
+
+    A probe holding fewer than `COPY_MIN_PEAKS_WHERE_CLIP_PLAYS` peaks (the song's first seconds, a quiet stretch)
+    says nothing: the next, wider one searches the whole range. Near either end of a song a probe holds peaks on
+    one side of `from_frame` only, where a speed a step or two off and an offset that halves its drift agree as
+    well: the middle of such a run of equal bests is kept, and the next probe searches two steps either side."""
     reach, least = settings.vote_tolerance_frames, settings.copy_min_shared_peaks
     around, half_width = 0.0, float(np.log(settings.copy_max_duration_ratio))  # of the speeds tried, in log scale
-    speed, offsets = 1.0, range(-reach, reach + 1)
+    found: tuple[float, int] | None = None
+    offsets = np.arange(-reach, reach + 1)
     for probe_frames in SPEED_PROBE_FRAMES:
+        near = peaks_between(peaks, from_frame - probe_frames, from_frame + probe_frames)
+        if near[0].size < COPY_MIN_PEAKS_WHERE_CLIP_PLAYS and probe_frames != SPEED_PROBE_FRAMES[-1]:
+            continue
         step = 1.0 / probe_frames  # a frame of drift at the probe's ends
         speeds = np.exp(around + np.linspace(-half_width, half_width, 2 * int(np.ceil(half_width / step)) + 1))
-        near = peaks_between(peaks, from_frame - probe_frames, from_frame + probe_frames)
-        shares = shared_at_speeds(near, other, from_frame, speeds, shift_frames + np.asarray(offsets))
-        best_speed, best_offset = np.unravel_index(int(np.argmax(shares)), shares.shape)
-        if shares[best_speed, best_offset] < least:
+        shares = shared_at_speeds(near, other, from_frame, speeds, shift_frames + offsets)
+        if shares.max() < least:
             return None
-        speed, offset = float(speeds[best_speed]), offsets[best_offset]
-        around, half_width, offsets = float(np.log(speed)), step, range(offset - 1, offset + 2)
-    return speed, offset
+        speed_at = _middle_of_best(shares.max(axis=1))
+        offset = int(offsets[_middle_of_best(shares[speed_at])])
+        found = float(speeds[speed_at]), offset
+        around, half_width = float(np.log(found[0])), 2 * step
+        offsets = np.arange(max(-reach, offset - 1), min(reach, offset + 1) + 1)
+    return found
+
+
+def _middle_of_best(values: np.ndarray) -> int:
+    """The index in the middle of the values that equal the largest (a tie's first would lean to one side)."""
+    best = np.flatnonzero(values >= values.max() - 1e-12)
+    return int(best[best.size // 2])
 
 
 def shared_at_speeds(peaks: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], from_frame: float,
@@ -500,11 +516,14 @@ class CopyCheck:
             # speed their peaks show from where the clip plays, since at one offset they drift apart (0.2 % over a
             # 4 min song is 30 frames); there the vote places each to its tolerance, not to the frame (and a peak
             # falls between two bins: either one holds it)
-            found = copy_speed(peaks, self._peaks[ids[1]], stronger.delta_frames, shift, settings)
+            # (the middle of the clip's stretch of the song: a clip may begin before the song)
+            plays_from = max(stronger.delta_frames, 0)
+            pivot = (plays_from + max(stronger.delta_frames + self.clip_frames, plays_from)) // 2
+            found = copy_speed(peaks, self._peaks[ids[1]], pivot, shift, settings)
             if found is None:
                 return False
             speed, step = found
-            return shared_peaks(played_at(peaks, speed, stronger.delta_frames), self._peaks[ids[1]], shift + step,
+            return shared_peaks(played_at(peaks, speed, pivot), self._peaks[ids[1]], shift + step,
                                 bin_reach=1) >= settings.copy_min_shared_peaks
         # one cut short (a partial download): from the same start, each holds nearly all of the other's peaks where
         # both play; an edit, an extended mix or a medley starts elsewhere or holds other music within that span

@@ -91,13 +91,6 @@ def default_db_path() -> Path:
     """$LMPRINT_DB, else $XDG_DATA_HOME/lmprint/index.db (~/.local/share/lmprint/index.db)."""
     if os.environ.get("LMPRINT_DB"):
         return Path(os.environ["LMPRINT_DB"])
-    return data_home_db_path()
-
-
-def data_home_db_path() -> Path:
-    """$XDG_DATA_HOME/lmprint/index.db (~/.local/share/lmprint/index.db): the one index whose folder is made when
-    missing. A path given (`--db`, $LMPRINT_DB) in a folder that is not there is refused: a typo would otherwise
-    make folders anywhere."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "lmprint" / "index.db"
 
@@ -164,9 +157,6 @@ class Catalogue:
         """How many times the file was opened again (read-only, after another process changed it): caches of what
         was read key on it with `PRAGMA data_version`, which a new connection counts afresh."""
         self._read_as: tuple | None = None  # what a read-only file looked like when opened (`_file_state`)
-        at_home = self.path.absolute() == data_home_db_path().absolute()
-        if create and not exists and not self.path.parent.is_dir() and not at_home:
-            raise IndexFileError(f"cannot create {self.path}: there is no folder {self.path.parent}")
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,13 +35,15 @@ _CONTROL_SHOWN = {**{code: f"\\x{code:02x}" for code in (*range(32), *range(127,
 def _one_line(text: str) -> str:
     """A line of text output: a tab, a line break or another control character in a file's name or a title is
     shown escaped (\\t, \\n, \\x1b), so that lines and tab-separated fields stay whole and a name cannot steer
-    the terminal, and so is a byte of a name that is not UTF-8 (\\xe9). `--json` gives names as they are."""
+    the terminal, and so is a byte of a name that is not UTF-8 (\\xe9). `--json` gives names as they are, but for
+    such bytes (`_as_text`)."""
     return _as_text(text).translate(_CONTROL_SHOWN)
 
 
 def _as_text(name: str) -> str:
     """A file name as text: the bytes of a name that is not UTF-8 (which Python keeps as lone surrogates, and no
-    strict JSON parser takes) shown escaped, `\\xe9`. Such a file is matched, never indexed (`add` refuses it)."""
+    strict JSON parser takes) shown escaped, `\\xe9`, as a name may spell out itself. Such a file is matched, never
+    indexed (`add` refuses it)."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
@@ -161,7 +163,7 @@ def main(ctx: click.Context, db: str | None) -> None:
     keep_freed_memory()
     _say_library_notices()
 
-    ctx.obj = {"db": os.path.abspath(db) if db else str(default_db_path())}
+    ctx.obj = {"db": os.path.abspath(db) if db else str(default_db_path()), "db_named": bool(db)}
 
 
 def _say_library_notices() -> None:
@@ -180,7 +182,15 @@ def _say_library_notices() -> None:
 
 def _db_after_command(ctx: click.Context, parameter: click.Parameter, value: str | None) -> None:
     if value:  # the group's --db (or $LMPRINT_DB) was read first; this one, after the command, wins
-        ctx.ensure_object(dict)["db"] = os.path.abspath(value)
+        ctx.ensure_object(dict).update(db=os.path.abspath(value), db_named=True)
+
+
+def _refuse_missing_folder(ctx: click.Context) -> None:
+    """An index named (`--db`, $LMPRINT_DB) in a folder that is not there is refused: a typo would make folders
+    anywhere. The default place's folder is made on first use."""
+    db = ctx.obj["db"]
+    if ctx.obj.get("db_named") and not os.path.isdir(os.path.dirname(db)):
+        raise LmprintError(f"cannot create {db}: there is no folder {os.path.dirname(db)}")
 
 
 _db_option = click.option("--db", type=click.Path(readable=False), metavar="FILE", expose_value=False,
@@ -228,6 +238,7 @@ def add(ctx, paths, jobs, method, model, device, quiet):
     files = [path for path, _ in find_audio_files(paths)]  # counted first, for the progress bar's total
     if not files:
         raise LmprintError(f"no audio files in {', '.join(paths)}")
+    _refuse_missing_folder(ctx)
     index = open_method(ctx.obj["db"], method, create=True, model=model, device=device, with_model=True)
     progress, report = progress_reporter(quiet, unit="file", desc="add", total=len(files))
     started = time.perf_counter()

@@ -44,9 +44,12 @@ def reading_file(missing: str = "no such file") -> Iterator[None]:
 
 
 def os_reason(error: OSError) -> str:
-    """The operating system's reason for an error, as a clause of a message ("file name too long")."""
-    reason = error.strerror or str(error)
-    return reason[:1].lower() + reason[1:]
+    """The operating system's reason for an error, as a clause of a message ("file name too long"); an error
+    without one (raised by a library, worded its own way) as it is."""
+    if not error.strerror:
+        return str(error)
+    reason = error.strerror
+    return reason if reason[:2].isupper() else reason[:1].lower() + reason[1:]
 
 
 def damaged(where: object, why: str) -> IndexFileError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -42,7 +43,7 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, 
     if isinstance(paths, (str, os.PathLike)):
         raise TypeError("find_audio_files takes a list of paths, not one path")
     seen_dirs: set[tuple[int, int]] = set()
-    links: list[str] = []  # links met in the walks, followed last
+    links: deque[str] = deque()  # links met in the walks, followed last
     for given in paths:
         if not os.fspath(given):  # "" names no file (os.path.abspath would make it the current folder)
             yield "", "no such file"
@@ -55,14 +56,14 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, 
         else:
             yield path, _missing(path)
     while links:
-        link = links.pop(0)
+        link = links.popleft()
         if os.path.isdir(link):
             yield from _walk(link, seen_dirs, links)
         else:
             yield link, _file_error(link)
 
 
-def _walk(top: str, seen_dirs: set[tuple[int, int]], links: list[str]) -> Iterator[tuple[str, str | None]]:
+def _walk(top: str, seen_dirs: set[tuple[int, int]], links: deque[str]) -> Iterator[tuple[str, str | None]]:
     """What `find_audio_files` finds under `top`, leaving the links it meets (to folders and to audio files) in
     `links`."""
     try:

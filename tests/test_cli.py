@@ -802,6 +802,9 @@ def test_an_index_is_made_in_a_missing_folder_only_at_its_default_place(library_
     assert result.returncode == 1 and result.stderr.strip() == (
         f"lmprint: cannot create {tmp_path / 'typo' / 'music.db'}: there is no folder {tmp_path / 'typo'}")
     assert not (tmp_path / "typo").exists()
+    for named in (["add", "--db", tmp_path / "typo" / "music.db", song], ["add", song]):  # after it; in the env
+        result = run_cli(*named, env={"LMPRINT_DB": str(tmp_path / "typo" / "music.db")})
+        assert result.returncode == 1 and "there is no folder" in result.stderr and not (tmp_path / "typo").exists()
     env = {"XDG_DATA_HOME": str(tmp_path / "data"), "LMPRINT_DB": None}
     run_cli("add", song, env=env, check=True)
     assert json.loads(run_cli("list", "--json", env=env, check=True).stdout)["title"] == "song0"

@@ -45,8 +45,9 @@ def test_a_setting_that_would_make_every_clip_fail_is_refused_not_blamed_on_the_
     for values, complaint in (({"query": {"fanout": 0}}, "query: need peaks_per_s > 0, fanout >= 1"),
                               ({"query": {"peaks_per_s": -5}}, "query: need peaks_per_s > 0"),
                               ({"query": {"neighbourhood_bins": -1}}, "neighbourhood_frames >= 0"),
-                              ({"max_query_s": 0}, "max_query_s must be at least min_duration_s"),
-                              ({"max_query_s": 0.5}, "max_query_s must be at least min_duration_s (1 s)"),
+                              ({"max_query_s": 0, "min_duration_s": 0}, "max_query_s must be more than 0"),
+                              ({"max_query_s": 0.5}, "max_query_s (0.5 s) must be at least min_duration_s (1 s)"),
+                              ({"min_duration_s": 40}, "max_query_s (30 s) must be at least min_duration_s (40 s)"),
                               ({"min_ratio": float("nan")}, "min_ratio must be a number"),
                               ({"query": {"nosuch": 3}}, "query: unknown setting 'nosuch' (known: fanout, ")):
         with pytest.raises(SettingsError) as refused:

@@ -457,6 +457,19 @@ def test_copies_played_a_little_faster_or_slower_are_one_recording_at_the_speed_
     for offset in (at, round(at / 1.003), round(at / 1.015)):
         assert not copies.same_recording(whole, Candidate(5, 29.0, offset), where_clip_plays=False)
 
+    # a 5 s clip at the song's very start, beginning 2 s or 4 s before it, or at its end: the speed is read from
+    # the song's peaks under the clip, on one side of it only
+    fps = RATE / CONFIG.hop_size
+    at_ends = CopyCheck(lambda ids: {i: stored[i] for i in ids}, lambda ids: {i: lengths_s[i] for i in ids},
+                        MATCHING, clip_frames=round(5 * fps))
+    for start_s in (-4.0, -2.0, 0.0, 1.0, 55.0):
+        at = round(start_s * fps)
+        middle = (max(at, 0) + at + at_ends.clip_frames) / 2  # of the song under the clip, where the vote's Δt
+        for copy, speed, lead_in_frames in ((2, 1.003, 0), (6, 1.003, lead_in), (8, 1.015, 0)):  # lines them up
+            weaker = Candidate(copy, 29.0, round(middle / speed + lead_in_frames - (middle - at)))
+            assert at_ends.same_recording(Candidate(1, 30.0, at), weaker, where_clip_plays=False), (start_s, copy)
+        assert not at_ends.same_recording(Candidate(1, 30.0, at), Candidate(5, 29.0, at), where_clip_plays=False)
+
 
 @pytest.mark.parametrize("seed", range(4))
 def test_a_grid_of_speeds_and_shifts_reads_as_each_of_its_cells_would_alone(seed):
@@ -498,6 +511,23 @@ def test_a_clip_of_a_song_held_beside_a_slightly_faster_copy_is_named(tmp_path):
             assert match is not None and match.song.path.endswith(("song.wav", "fast.wav")), start_s
             assert {match.song.path, *(c.path for c in match.copies)} >= {str(tmp_path / "song.wav"),
                                                                          str(tmp_path / "fast.wav")}, start_s
+
+
+def test_a_song_beside_a_lossless_copy_cut_short_is_named_by_its_whole_file(tmp_path):
+    """A whole MP3 of a song and a WAV of its first 35 s (a download cut short): the WAV agrees better with a clip
+    of it, but the file to name is the whole one, with the cut one among its copies."""
+    from bench.audio_io import write
+
+    song = rendered(3, 60.0, RATE)
+    write(tmp_path / "whole.mp3", song, RATE, bit_rate=64_000)
+    write(tmp_path / "cut.wav", song[:35 * RATE], RATE)
+    write(tmp_path / "other.wav", rendered(4, 60.0, RATE), RATE)
+    with Index(tmp_path / "index.db", create=True) as index:
+        index.add([str(tmp_path / name) for name in ("whole.mp3", "cut.wav", "other.wav")])
+        for start_s in range(2, 28, 2):
+            match = index.match_samples(song[start_s * RATE:(start_s + 5) * RATE])
+            assert match is not None and match.song.path == str(tmp_path / "whole.mp3"), (start_s, match)
+            assert [copy.path for copy in match.copies] == [str(tmp_path / "cut.wav")], start_s
 
 
 def test_a_rival_that_agrees_better_is_never_passed_over_as_a_copy():
