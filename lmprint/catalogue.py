@@ -49,6 +49,21 @@ def _is_gone(path: str) -> bool:
     return False
 
 
+def _is_empty_folder(path: str) -> bool:
+    """Whether `path` is a folder holding nothing (False when it cannot be read)."""
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
+
+
+def under_folder(path: str, folders: Iterable[str]) -> str | None:
+    """The longest of `folders` that `path` lies in, or None."""
+    return max((folder for folder in folders if path.startswith(folder.rstrip(os.sep) + os.sep)), key=len,
+               default=None)
+
+
 def id_batches(ids: Iterable[int]) -> Iterator[tuple[str, list[int]]]:
     """`ids` in batches of at most `VARIABLES_PER_STATEMENT`, each with its placeholders for `IN (…)`: "?,?,?"."""
     ids = [int(i) for i in ids]
@@ -651,6 +666,24 @@ class Catalogue:
         if paths and self.has_table("copies"):
             with self.write():
                 self.conn.executemany("DELETE FROM copies WHERE path=?", [(path,) for path in paths])
+
+    def add_library_folders(self, folders: Iterable[str]) -> None:
+        """Record folders that `add` was given (a file's own folder, for a file): `prune` takes a song under one that
+        is missing or empty as unavailable (a drive not mounted), not as deleted (`unavailable_folders`)."""
+        folders = sorted({os.path.abspath(folder) for folder in folders})
+        if folders:
+            with self.write():
+                self.conn.execute("CREATE TABLE IF NOT EXISTS [library_folders] ([path] TEXT PRIMARY KEY)")
+                self.conn.executemany("INSERT OR IGNORE INTO library_folders(path) VALUES (?)",
+                                      [(folder,) for folder in folders])
+
+    def unavailable_folders(self) -> list[str]:
+        """The recorded library folders (`add_library_folders`) that are missing or empty now, as a drive that is not
+        mounted leaves its folders (or its empty mount point); one that cannot be looked at is not."""
+        if not self.has_table("library_folders"):
+            return []
+        return [path for (path,) in self.read("SELECT path FROM library_folders ORDER BY path")
+                if _is_gone(path) or _is_empty_folder(path)]
 
     def files_gone(self) -> tuple[list[Song], list[tuple[Song, str]], list[str]]:
         """What `prune` finds: the songs none of whose files exist any more; the songs whose own file is gone

@@ -243,6 +243,9 @@ def add(ctx, paths, jobs, method, model, device, quiet):
     progress, report = progress_reporter(quiet, unit="file", desc="add", total=len(files))
     started = time.perf_counter()
     try:
+        index.catalogue.add_library_folders(  # for `prune`: a folder missing later may be a drive not mounted
+            path if os.path.isdir(path) else os.path.dirname(path) for path in map(os.path.abspath, paths)
+            if path != os.path.abspath("-") and os.path.exists(path))
         result = index.add(files, jobs=jobs, on_outcome=report)
     except KeyboardInterrupt as interrupt:
         raise KeyboardInterrupt(*(interrupt.args or ("songs already added are kept",))) from None
@@ -564,15 +567,15 @@ def _keep_in_copies(catalogue, stand_ins: list, copies: list[str], dry_run: bool
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Print what would be removed, and remove nothing.")
-@click.option("--force", is_flag=True, help="Remove them even when every indexed song's file is gone (refused "
-              "without it: a drive that is not mounted looks like that).")
+@click.option("--force", is_flag=True, help="Remove them even when every indexed song's file is gone, or a folder "
+              "given to `add` is missing or empty (kept without it: a drive that is not mounted looks like that).")
 @_db_option
 @click.pass_context
 @_guard
 def prune(ctx, dry_run, force):
     """Remove the songs whose files are gone (deleted, or moved without `lmprint add` seeing the new place). A song
     whose file is gone but a copy of it is there (the same bytes, recorded by `add`) names the copy instead."""
-    from .catalogue import Catalogue
+    from .catalogue import Catalogue, under_folder
 
     with Catalogue(ctx.obj["db"]) as catalogue:
         gone, stand_ins, gone_copies = catalogue.files_gone()
@@ -583,8 +586,18 @@ def prune(ctx, dry_run, force):
                      else f"the files of all {own_gone} indexed songs are")
             raise LmprintError(f"{songs} gone (is the drive mounted?): nothing removed; `lmprint prune --force` "
                                "removes them all")
+        unavailable = [] if force or every else catalogue.unavailable_folders()
+        kept = {folder: [song for song in gone if under_folder(song.path, unavailable) == folder]
+                for folder in unavailable}
+        gone = [song for song in gone if under_folder(song.path, unavailable) is None]
+        gone_copies = [path for path in gone_copies if under_folder(path, unavailable) is None]
         _keep_in_copies(catalogue, stand_ins, gone_copies, dry_run)  # a song whose file is gone lives on in a copy
     n_removed = remove_songs(ctx.obj["db"], gone, dry_run)
+    for folder, songs_kept in kept.items():
+        if songs_kept:
+            click.echo(_one_line(f"lmprint: {folder} is missing or empty (is the drive mounted?): its "
+                                 f"{_count(len(songs_kept), 'song')} {'would be ' if dry_run else ''}kept; "
+                                 "`lmprint prune --force` removes them"), err=True)
     note = ""
     if dry_run:
         note = (" (dry run: none removed; all of them: `prune` would refuse without --force)"
@@ -593,6 +606,8 @@ def prune(ctx, dry_run, force):
     moved = f", {len(stand_ins)} now named by a copy" if stand_ins else ""
     forgotten = f", {len(gone_copies)} cop{'y' if len(gone_copies) == 1 else 'ies'} gone" if gone_copies else ""
     click.echo(f"{songs} gone{moved}{forgotten}{note}", err=True)
+    if any(kept.values()) and not dry_run:
+        raise SystemExit(1)
 
 
 @main.command()

@@ -411,6 +411,32 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     assert run_cli("list", db=db, check=True).stdout == ""
 
 
+def test_prune_keeps_the_songs_of_a_library_folder_that_is_missing_or_empty(library_dir, tmp_path):
+    """A library on two drives, one not mounted: its folder given to `add` is gone (or an empty mount point), so
+    `prune` keeps its songs, says so and exits 1, and removes the songs deleted elsewhere; `--force` removes
+    them too."""
+    db = tmp_path / "index.db"
+    for drive, names in (("internal", ("song0.wav", "song1.flac")), ("usb", ("song2.ogg", "song3.mp3"))):
+        (tmp_path / drive / "Music").mkdir(parents=True)
+        for name in names:
+            shutil.copy(library_dir / name, tmp_path / drive / "Music" / name)
+        run_cli("add", tmp_path / drive / "Music", db=db, check=True)
+    (tmp_path / "internal" / "Music" / "song0.wav").unlink()  # deleted
+    shutil.rmtree(tmp_path / "usb" / "Music")  # not mounted: its folders gone...
+    for mount_point in ("gone", "empty"):
+        pruned = run_cli("prune", "--dry-run", db=db, check=True)
+        assert pruned.stderr.splitlines()[0] == (f"lmprint: {tmp_path / 'usb' / 'Music'} is missing or empty (is the "
+                                                 "drive mounted?): its 2 songs would be kept; `lmprint prune --force` "
+                                                 "removes them"), (mount_point, pruned.stderr)
+        assert pruned.stdout == f"would remove 1\t{tmp_path / 'internal' / 'Music' / 'song0.wav'}\n", mount_point
+        (tmp_path / "usb" / "Music").mkdir(exist_ok=True)  # ...or its mount point left empty
+    pruned = run_cli("prune", db=db)
+    assert pruned.returncode == 1 and "its 2 songs kept" in pruned.stderr and pruned.stdout.startswith("removed 1\t")
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 3
+    assert run_cli("prune", "--force", db=db, check=True).stdout.count("removed") == 2
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 1
+
+
 def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_while_either_is_there(
         library_dir, tmp_path):
     """A library's commonest duplicate: one file copied into a second folder. It is one song (indexed once); the
@@ -482,6 +508,7 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
     assert "copies 1" in run_cli("add", music / "album", db=db, check=True).stderr
     shutil.copy(library_dir / "song3.mp3", music / "album" / "two (link).ogg")  # other bytes through the link
     (music / "later" / "two.ogg").unlink()  # the link's other name, and so the new bytes: both gone
+    (music / "later" / "cover.jpg").write_bytes(b"")  # (a folder given to `add` left empty would keep its songs)
     (music / "playlist" / "one (copy).flac").rename(music / "playlist" / "one (moved).flac")
     pruned = run_cli("prune", "--dry-run", db=db, check=True)
     assert "would move" not in pruned.stdout and pruned.stdout.count("would remove") == 2
