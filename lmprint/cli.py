@@ -789,6 +789,8 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
         audio.check_level(int(heard[0]), heard[1], rate, settings.audible_s)
     except AudioError as error:  # the source turned out not to be audio, or broke off: say which source
         raise AudioError(f"{'standard input' if source == '-' else source}: {error}") from None
+    except KeyboardInterrupt:  # the song playing was closed where the stream stopped
+        raise KeyboardInterrupt(_count(segments, "segment")) from None
     finally:
         index.close()
         if looks is not None:

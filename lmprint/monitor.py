@@ -249,6 +249,16 @@ class Monitor:
             self.current = None
         return events
 
+    def stop(self) -> list[Segment]:
+        """The stream was stopped (Ctrl-C): the segment playing closed where the stream was stopped, or where it was
+        last heard, with no look more (its worker processes are being stopped too)."""
+        if self.current is None:
+            return []
+        still_playing = self.current.misses == 0
+        closed = self._close(self.current, self.heard_s, until_end=still_playing)
+        self.current = None
+        return [closed]
+
     # --- internals ----------------------------------------------------------------------------------------
     def _look(self, finishing: bool = False) -> list[Segment]:
         """Look at every window due, and track what the looks name. With `looks`, `looks.jobs` looks are kept in
@@ -732,6 +742,9 @@ def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSetti
         if pending:
             yield from watcher.feed(np.concatenate(pending))
         yield from watcher.finish()
+    except KeyboardInterrupt:  # a live stream is stopped this way: the song playing still gets its end
+        yield from watcher.stop()
+        raise
     finally:
         if ahead is not None:
             ahead.close()  # stops its reader

@@ -775,7 +775,8 @@ def test_a_stream_is_read_ahead_while_the_caller_waits_up_to_its_depth_and_no_fu
 
 def test_ctrl_c_stops_a_monitor_and_its_workers_in_one_line(built_index):
     """Ctrl-C in a terminal interrupts every process of the command: the workers leave it to the monitor, which
-    says so in one line (no worker's traceback) and exits 130, leaving no worker behind."""
+    closes the song playing where the stream stopped, says so in one line (no worker's traceback) and exits 130,
+    leaving no worker behind."""
     import signal
     import time
 
@@ -784,7 +785,7 @@ def test_ctrl_c_stops_a_monitor_and_its_workers_in_one_line(built_index):
     signal_, _ = radio(PIECES[:2])
     pcm = (soxr.resample(signal_, RATE, 44100) * 0.5 * 32767).astype("<i2").tobytes()
     process = subprocess.Popen([sys.executable, "-m", "lmprint", "--db", str(built_index), "monitor", "--jobs", "2",
-                                "--format", "s16le", "--rate", "44100", "--channels", "1", "-"],
+                                "--csv", "--format", "s16le", "--rate", "44100", "--channels", "1", "-"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
     assert process.stdin is not None
@@ -797,6 +798,10 @@ def test_ctrl_c_stops_a_monitor_and_its_workers_in_one_line(built_index):
     assert len(workers) >= 2, "the looks run in worker processes"
     time.sleep(3)
     os.killpg(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130 and stderr.decode() == "lmprint: interrupted\n", stderr.decode()
+    stdout, stderr = process.communicate(timeout=60)
+    events = [line.split(",")[:2] for line in stdout.decode().splitlines()[1:]]
+    opened, closed = ([start for event, start in events if event == kind] for kind in ("open", "closed"))
+    assert opened and closed == opened, events  # each song confirmed is closed, the one playing too
+    segments = f"{len(closed)} segment{'' if len(closed) == 1 else 's'}"
+    assert process.returncode == 130 and stderr.decode() == f"lmprint: interrupted ({segments})\n", stderr.decode()
     assert all_gone(workers, within_s=30)
