@@ -558,10 +558,12 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                     data = await websocket.receive_bytes()
                     if len(data) > 4 * rate * MAX_CHUNK_S:
                         raise LmprintError(f"a chunk holds at most {MAX_CHUNK_S:g} s of audio")
+                    if len(data) % 4:  # a sample cut in two: every sample after it would be read shifted
+                        raise LmprintError("a chunk holds whole float32 samples (a multiple of 4 bytes)")
                     ahead_s = monitor.heard_s - (time.monotonic() - began) - MAX_AHEAD_S
                     if ahead_s > 0:  # a live stream arrives in real time; faster clients wait
                         await asyncio.sleep(ahead_s)
-                    samples = np.frombuffer(data[:len(data) // 4 * 4], "<f4")
+                    samples = np.frombuffer(data, "<f4")
                     chunk = resampler.resample_chunk(np.nan_to_num(samples).astype(np.float32))
 
                     def look(_: Method, chunk: np.ndarray = chunk) -> list[Segment]:

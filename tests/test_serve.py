@@ -606,6 +606,12 @@ def test_the_listen_socket_refuses_a_stream_without_its_rate_a_text_frame_and_an
         socket.receive_json()
         socket.send_bytes(np.zeros(8000 * 60, "<f4").tobytes())  # a minute in one message
         assert "at most" in socket.receive_json()["error"]
+    with client.websocket_connect("/listen") as socket:
+        socket.send_json({"sample_rate": 8000})
+        socket.receive_json()
+        socket.send_bytes(np.zeros(4000, "<f4").tobytes()[:-1])  # a sample cut: the rest would be read shifted
+        socket.send_text("hello")  # (answered, where the cut sample is not)
+        assert "multiple of 4 bytes" in socket.receive_json()["error"]
 
 
 @pytest.mark.parametrize("gone_at", ["listening", "error"])
