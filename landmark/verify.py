@@ -372,8 +372,13 @@ def held_by(peaks: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.nd
     width = int(max(bins.max(), other_bins.max())) + 1 + 2 * bin_reach  # a bin ± reach stays in its frame's keys
     keys = frames[inside] * width + bins[inside] + bin_reach
     other_keys = other_frames * width + other_bins + bin_reach
-    near = (np.array([-width, 0, width])[:, None] + np.arange(-bin_reach, bin_reach + 1)).reshape(-1, 1)
-    return inside, np.asarray(members(keys + near, other_keys).any(axis=0))
+    return inside, np.asarray(members(keys + _key_steps(width, bin_reach)[:, None], other_keys).any(axis=0))
+
+
+def _key_steps(width: int, bin_reach: int) -> np.ndarray:
+    """What to add to a peak's key (frame × `width` + bin) for the keys of its frame and the frames either side,
+    each at its bin ± `bin_reach`: where another song's peak counts as holding it."""
+    return (np.array([-width, 0, width])[:, None] + np.arange(-bin_reach, bin_reach + 1)).reshape(-1)
 
 
 COPY_MIN_PEAKS_WHERE_CLIP_PLAYS = 30
@@ -444,8 +449,8 @@ def shared_at_speeds(peaks: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarr
     held_frames, held_bins = peaks_between(other, int(moved.min()) - 1, int(moved.max()) + 2)
     width = int(max(played_bins.max(), held_bins.max(initial=0))) + 1 + 2 * bin_reach
     keys = moved * width + (played_bins + bin_reach)[:, None, :]
-    near = (np.array([-width, 0, width])[:, None] + np.arange(-bin_reach, bin_reach + 1)).reshape(-1)
-    reached = ((held_frames * width + held_bins + bin_reach)[:, None] - near).ravel()  # what each peak holds
+    # what each of the other's peaks holds, spread once: one lookup a key, where the keys far outnumber the peaks
+    reached = ((held_frames * width + held_bins + bin_reach)[:, None] - _key_steps(width, bin_reach)).ravel()
     held = members(keys, reached) & inside
     counted = inside.sum(axis=-1)
     np.divide(held.sum(axis=-1), counted, out=shares, where=counted > 0)
@@ -513,10 +518,10 @@ class CopyCheck:
             if shared_peaks(peaks, self._peaks[ids[1]], shift) >= settings.copy_min_shared_peaks:
                 return True
             # or played a little faster or slower (a transfer's speed; PAL's 4 % is past these lengths): at the
-            # speed their peaks show from where the clip plays, since at one offset they drift apart (0.2 % over a
-            # 4 min song is 30 frames); there the vote places each to its tolerance, not to the frame (and a peak
-            # falls between two bins: either one holds it)
-            # (the middle of the clip's stretch of the song: a clip may begin before the song)
+            # speed their peaks show around the middle of the clip's stretch of the song (a clip may begin before
+            # the song), since at one offset they drift apart (0.2 % over a 4 min song is 30 frames); there the
+            # vote places each to its tolerance, not to the frame (and a peak falls between two bins: either one
+            # holds it)
             plays_from = max(stronger.delta_frames, 0)
             pivot = (plays_from + max(stronger.delta_frames + self.clip_frames, plays_from)) // 2
             found = copy_speed(peaks, self._peaks[ids[1]], pivot, shift, settings)

@@ -611,20 +611,22 @@ class Catalogue:
         all. False when the song was removed meanwhile. `add` has refused names it cannot store
         (`files.unstorable_name`)."""
         with self.write():
-            self._create_copies()
-            cursor = self.conn.execute("INSERT OR REPLACE INTO copies(path, song_id) SELECT ?, id FROM songs "
-                                       "WHERE id=?", (path, song_id))
-        return cursor.rowcount > 0
+            return self._insert_copy(song_id, path)
 
     def move_copy(self, song_id: int, old_path: str, new_path: str) -> bool:
         """Record a song's copy at `old_path` (a file gone) as moved to `new_path`, in one transaction. False when
         the song was removed meanwhile (and nothing is changed)."""
         with self.write():
-            self._create_copies()
-            cursor = self.conn.execute("INSERT OR REPLACE INTO copies(path, song_id) SELECT ?, id FROM songs "
-                                       "WHERE id=?", (new_path, song_id))
-            if cursor.rowcount > 0:
+            inserted = self._insert_copy(song_id, new_path)
+            if inserted:
                 self.conn.execute("DELETE FROM copies WHERE path=? AND song_id=?", (old_path, song_id))
+        return inserted
+
+    def _insert_copy(self, song_id: int, path: str) -> bool:
+        """Record the copy (inside a write transaction); False when there is no such song."""
+        self._create_copies()
+        cursor = self.conn.execute("INSERT OR REPLACE INTO copies(path, song_id) SELECT ?, id FROM songs WHERE id=?",
+                                   (path, song_id))
         return cursor.rowcount > 0
 
     def copies_of(self, song_ids: Iterable[int] | None = None) -> dict[int, list[str]]:

@@ -587,17 +587,19 @@ def prune(ctx, dry_run, force):
             raise LmprintError(f"{songs} gone (is the drive mounted?): nothing removed; `lmprint prune --force` "
                                "removes them all")
         unavailable = [] if force or every else catalogue.unavailable_folders()
-        kept = {folder: [song for song in gone if under_folder(song.path, unavailable) == folder]
-                for folder in unavailable}
-        gone = [song for song in gone if under_folder(song.path, unavailable) is None]
+        in_folder = [(song, under_folder(song.path, unavailable)) for song in gone]
+        kept: dict[str, list[Song]] = {}  # by folder missing or empty: its songs, not removed
+        for song, folder in in_folder:
+            if folder is not None:
+                kept.setdefault(folder, []).append(song)
+        gone = [song for song, folder in in_folder if folder is None]
         gone_copies = [path for path in gone_copies if under_folder(path, unavailable) is None]
         _keep_in_copies(catalogue, stand_ins, gone_copies, dry_run)  # a song whose file is gone lives on in a copy
     n_removed = remove_songs(ctx.obj["db"], gone, dry_run)
     for folder, songs_kept in kept.items():
-        if songs_kept:
-            click.echo(_one_line(f"lmprint: {folder} is missing or empty (is the drive mounted?): its "
-                                 f"{_count(len(songs_kept), 'song')} {'would be ' if dry_run else ''}kept; "
-                                 "`lmprint prune --force` removes them"), err=True)
+        click.echo(_one_line(f"lmprint: {folder} is missing or empty (is the drive mounted?): its "
+                             f"{_count(len(songs_kept), 'song')} {'would be ' if dry_run else ''}kept; "
+                             "`lmprint prune --force` removes them"), err=True)
     note = ""
     if dry_run:
         note = (" (dry run: none removed; all of them: `prune` would refuse without --force)"
@@ -606,7 +608,7 @@ def prune(ctx, dry_run, force):
     moved = f", {len(stand_ins)} now named by a copy" if stand_ins else ""
     forgotten = f", {len(gone_copies)} cop{'y' if len(gone_copies) == 1 else 'ies'} gone" if gone_copies else ""
     click.echo(f"{songs} gone{moved}{forgotten}{note}", err=True)
-    if any(kept.values()) and not dry_run:
+    if kept and not dry_run:
         raise SystemExit(1)
 
 

@@ -243,18 +243,14 @@ class Monitor:
             # the stream ended before another look could agree (a short recording, a song in its last seconds):
             # a look this sure names the song, as `match` would
             events += self._confirm(candidate, self.heard_s)
-        if self.current is not None:
-            still_playing = self.current.misses == 0  # its last look agreed: it ran to the end of the stream
-            events.append(self._close(self.current, self.heard_s, until_end=still_playing))
-            self.current = None
-        return events
+        return events + self.stop()
 
     def stop(self) -> list[Segment]:
-        """The stream was stopped (Ctrl-C): the segment playing closed where the stream was stopped, or where it was
-        last heard, with no look more (its worker processes are being stopped too)."""
+        """The stream was stopped (Ctrl-C), or ended (`finish`): the segment playing closed where the stream stopped,
+        or where it was last heard, with no look more (a stopped stream's worker processes are being stopped too)."""
         if self.current is None:
             return []
-        still_playing = self.current.misses == 0
+        still_playing = self.current.misses == 0  # its last look agreed: it ran to the end of the stream
         closed = self._close(self.current, self.heard_s, until_end=still_playing)
         self.current = None
         return [closed]
