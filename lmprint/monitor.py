@@ -315,10 +315,9 @@ class Monitor:
         replay_after_s = None  # the song followed, heard again: its new play began after its last look heard it
         heard_before = False
         if current is not None and match is not None and self._plays_again(current, match, time_s):
-            anchor = self._anchor(match, time_s)
-            if anchor is not None and abs(-anchor / _rate(match) - current.start_s) <= self.settings.hop_s:
-                # ...where the segment began: its first looks put it at a passage that returns later in the song,
-                # so its clock ran out early. The same play, placed anew.
+            if self._placed_early(current, match, time_s, length_s):
+                # its first looks put it at a passage that returns later in the song, so its clock ran out early:
+                # the same play, placed anew
                 current.anchor_s = None
                 self._extend(current, match, time_s, length_s)
                 self._candidate = None
@@ -420,6 +419,32 @@ class Monitor:
         if left_s >= self.settings.audible_s:  # of the song by its clock, from the window's start
             return False
         return not self._at_anchor(segment, match, time_s)
+
+    def _placed_early(self, segment: Segment, match: Match, time_s: float, length_s: float) -> bool:
+        """Whether a look that hears the followed segment's song past its clock's end (`_plays_again`) places the
+        same play anew: its anchor puts the whole segment within the song (its start no more than a hop before
+        the song's, its end not past the song's), and the song is heard there past where the clock ended it. A
+        song cannot be heard past its own end, and a play heard again cannot have begun before the one followed;
+        so the clock was set by a passage that returns later in the song (a looping track, a radio edit that
+        opens with the chorus). Heard past the clock's end, not only within it: a look in the song's last seconds
+        names the song as well at an earlier return of what plays there."""
+        anchor, rate = self._anchor(match, time_s), _rate(match)
+        clock = self._song_placed(segment, by_clock=True)
+        if anchor is None or clock is None:
+            return False
+        clock_end_s = clock[0] + (segment.song.duration_s - clock[1]) / clock[2]
+        end_s = time_s + length_s
+        if anchor + rate * segment.start_s < -rate * self.settings.hop_s or anchor + rate * end_s > (
+                segment.song.duration_s + rate * self.settings.anchor_tolerance_s):
+            return False
+        past_s = max(clock_end_s, time_s)
+        if end_s - past_s < self.settings.audible_s:
+            return False
+        rate_hz = self.method.sample_rate_hz
+        start = int(round(past_s * rate_hz))
+        span = self._heard_span(self._samples(start, int(round(end_s * rate_hz)) - start), match,
+                                anchor + rate * past_s)
+        return span is not None and span[1] - span[0] >= self.settings.audible_s
 
     def _start(self, match: Match, time_s: float, length_s: float) -> Segment:
         settings = self.settings

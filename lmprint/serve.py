@@ -328,6 +328,9 @@ class ThreadMethod:
     def follow(self, samples: np.ndarray, previous, offset_s: float, min_score: float = 0.0):
         return self._workers.method().follow(samples, previous, offset_s, min_score)
 
+    def heard_span(self, samples: np.ndarray, previous, offset_s: float):
+        return self._workers.method().heard_span(samples, previous, offset_s)
+
 
 def create_app(open_method: Callable[[], Method], settings: ServeSettings | None = None,
                upload_dir: str | None = None):

@@ -181,6 +181,28 @@ def test_a_song_first_heard_at_a_passage_that_returns_later_is_one_segment(tmp_p
     assert closed[0].start_s <= 0.5 and closed[0].song_offset_s <= 0.5 and abs(closed[0].end_s - 52.0) <= 2.5
 
 
+def test_a_stream_from_mid_song_first_heard_at_a_later_return_is_one_segment(tmp_path):
+    """A looping track: the stream begins 12 s into the song, at a passage the song brings twice, and plays the
+    song from there. Its first seconds match the later return better (the first one is mixed with another
+    part), so the clock runs out 24 s in while the song is still heard; the looks then place it 12 s in from the
+    stream's start, which explains the whole play. One segment, not a play cut short and another begun."""
+    import soxr
+
+    loop = rendered(7, 20.0, RATE)
+    song = np.concatenate([rendered(8, 12.0, RATE), loop + 0.5 * rendered(11, 20.0, RATE), rendered(9, 10.0, RATE),
+                           loop, rendered(10, 4.0, RATE)])  # the passage at 12 s and at 42 s: 66 s
+    write(tmp_path / "song.flac", song, RATE)
+    stream = np.concatenate([loop, song[32 * RATE:]])  # from 12 s into the song, the passage as it comes later
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add(tmp_path / "song.flac")
+        samples = soxr.resample(stream, RATE, index.sample_rate_hz).astype(np.float32)
+        events = list(monitor(index, [samples[i:i + 8000] for i in range(0, samples.size, 8000)]))
+    assert events[0].open and events[0].song_offset_s > 35  # first heard at the later return, 42 s in
+    closed = [e for e in events if not e.open]
+    assert len(closed) == 1, closed
+    assert closed[0].start_s <= 0.5 and abs(closed[0].song_offset_s - 12.0) <= 0.5 and abs(closed[0].end_s - 54.0) <= 2.5
+
+
 def test_songs_played_faster_or_slower_are_followed_at_their_own_rate(built_index):
     # a DJ's mix: song 1 at +6 % from 4 s into it, then song 3 at −5 % from 10 s
     import soxr

@@ -586,6 +586,27 @@ def test_the_listen_socket_names_a_song_from_live_audio_within_8_s(client, built
     assert event["song_offset_s"] == pytest.approx(5.0 + event["start_s"], abs=1.0)
 
 
+def test_the_listen_socket_places_a_song_where_it_is_heard_to_begin(client, built_index):
+    """A straight cut from one song to another: the second starts where the stream begins to hear it, read from
+    its peaks as `lmprint monitor` reads a file's (guessed from the looks that named it, it came a few seconds
+    late)."""
+    songs = Index(built_index).catalogue.songs()
+    first, second = (audio.load(song.path, 16000) for song in songs[2:4])
+    live = np.concatenate([first[16000 * 2:16000 * 14], second[16000 * 5:16000 * 25]])
+    events = []
+    with client.websocket_connect("/listen") as socket:
+        socket.send_json({"sample_rate": 16000})
+        assert socket.receive_json() == {"event": "listening"}
+        for start in range(0, live.size, 16000):
+            socket.send_bytes(live[start:start + 16000].astype("<f4").tobytes())
+        while len(events) < 3:
+            events.append(socket.receive_json())
+    assert [(e["event"], e["path"]) for e in events] == [("open", songs[2].path), ("closed", songs[2].path),
+                                                          ("open", songs[3].path)]
+    assert events[2]["start_s"] == pytest.approx(12.0, abs=0.5)
+    assert events[2]["song_offset_s"] == pytest.approx(5.0, abs=0.5)
+
+
 def test_the_listen_socket_refuses_a_stream_without_its_rate_a_text_frame_and_an_oversized_chunk(client):
     for hello in ('{"hello": 1}', '{"sample_rate": 1e999}', '{"sample_rate": "fast"}', "[]"):
         with client.websocket_connect("/listen") as socket:
