@@ -107,6 +107,13 @@ class MonitorSettings:
     below it, the look searches. A song fading out under the next one (a crossfade) still agrees clearly for a few
     looks, and following it alone would hold the next song's start back by as much."""
 
+    same_play_lead: float = 3.0
+    """Once a song's clock has run out, a look naming it at another anchor that also explains the play so far is
+    the same play placed anew unless, in the window before the clock ran out, the clock agrees by this much z more
+    than the new anchor: then the song was played again (the lead by which verification tells two candidates
+    apart, `min_agreement_lead`). A looping track's returns agree alike; a verse that returns over the same
+    chords agrees less."""
+
     def __post_init__(self) -> None:
         if not 0 < self.hop_s <= self.window_s:
             raise SettingsError("need 0 < hop_s <= window_s: every stretch of the stream is looked at")
@@ -123,6 +130,8 @@ class MonitorSettings:
             raise SettingsError("heard_back_s and heard_precision_s must be at least 0")
         if not 0 <= self.follow_keep <= 1:
             raise SettingsError("follow_keep is a share of the best agreement: between 0 and 1")
+        if self.same_play_lead < 0:
+            raise SettingsError("same_play_lead is a lead in z: at least 0")
 
 
 @dataclass
@@ -342,6 +351,9 @@ class Monitor:
         candidate = self._candidate
         if candidate is not None and self._agrees(candidate, match, time_s):
             self._extend(candidate, match, time_s, length_s)
+        elif candidate is not None and _names(match, candidate.song) and (
+                followed := self._heard_at_clock(candidate, time_s, length_s)) is not None:
+            self._extend(candidate, followed, time_s, length_s)
         else:
             candidate = self._candidate = self._start(match, time_s, length_s)
             if after_idle_hop:
@@ -427,7 +439,9 @@ class Monitor:
         song cannot be heard past its own end, and a play heard again cannot have begun before the one followed;
         so the clock was set by a passage that returns later in the song (a looping track, a radio edit that
         opens with the chorus). Heard past the clock's end, not only within it: a look in the song's last seconds
-        names the song as well at an earlier return of what plays there."""
+        names the song as well at an earlier return of what plays there. Heard at the new anchor in the window
+        before the clock's end as well: a play heard again from later in the song than the one followed began,
+        after a play tuned in mid-song, puts the whole segment within the song too, but not the same music."""
         anchor, rate = self._anchor(match, time_s), _rate(match)
         clock = self._song_placed(segment, by_clock=True)
         if anchor is None or clock is None:
@@ -438,13 +452,49 @@ class Monitor:
                 segment.song.duration_s + rate * self.settings.anchor_tolerance_s):
             return False
         past_s = max(clock_end_s, time_s)
-        if end_s - past_s < self.settings.audible_s:
+        if end_s - past_s < self.settings.audible_s or not self._heard_at(match, anchor, past_s, end_s):
             return False
+        # ...and where the clock still ran, a window back, about as well as the clock: a passage that returns
+        # plays the same there, a play heard again (from later in the song than the one followed began) does not
+        before_s = max(segment.start_s, clock_end_s - self.settings.window_s,
+                       self._buffer_start / self.method.sample_rate_hz)
+        if clock_end_s - before_s < self.settings.audible_s or segment.heard is None:
+            return True
         rate_hz = self.method.sample_rate_hz
-        start = int(round(past_s * rate_hz))
-        span = self._heard_span(self._samples(start, int(round(end_s * rate_hz)) - start), match,
-                                anchor + rate * past_s)
+        start = int(round(before_s * rate_hz))
+        samples = self._samples(start, int(round(clock_end_s * rate_hz)) - start)
+        try:
+            anew = self.method.follow(samples, match, anchor + rate * before_s)
+            by_clock = self.method.follow(samples, segment.heard, clock[1] + clock[2] * (before_s - clock[0]))
+        except AudioError:
+            return False
+        return anew is not None and (by_clock is None or anew.score >= by_clock.score - self.settings.same_play_lead)
+
+    def _heard_at(self, match: Match, anchor: float, from_s: float, to_s: float) -> bool:
+        """Whether the stream from `from_s` to `to_s` hears at least `audible_s` of the song a look names, played
+        from `anchor` at the look's rate (`Method.heard_span`)."""
+        rate_hz = self.method.sample_rate_hz
+        start = int(round(from_s * rate_hz))
+        span = self._heard_span(self._samples(start, int(round(to_s * rate_hz)) - start), match,
+                                anchor + _rate(match) * from_s)
         return span is not None and span[1] - span[0] >= self.settings.audible_s
+
+    def _heard_at_clock(self, segment: Segment, time_s: float, length_s: float) -> Match | None:
+        """The segment's song where its clock puts it in a look's window (`Method.follow`), for a look that named
+        the song at another anchor while the segment is being confirmed: a looping track's looks name one return
+        of its passage after another, each anchor then a candidate of its own, and two looks that agree came
+        seconds late. None where the song's peaks do not agree there (or the engine cannot tell)."""
+        if segment.anchor_s is None or segment.heard is None:
+            return None
+        song_s = segment.anchor_s + segment.rate * time_s
+        if not 0.0 < song_s < segment.song.duration_s:
+            return None
+        rate_hz = self.method.sample_rate_hz
+        try:
+            return self.method.follow(self._samples(int(round(time_s * rate_hz)), int(round(length_s * rate_hz))),
+                                      segment.heard, song_s)
+        except AudioError:
+            return None
 
     def _start(self, match: Match, time_s: float, length_s: float) -> Segment:
         settings = self.settings
