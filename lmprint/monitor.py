@@ -109,10 +109,10 @@ class MonitorSettings:
 
     same_play_lead: float = 3.0
     """Once a song's clock has run out, a look naming it at another anchor that also explains the play so far is
-    the same play placed anew unless, in the window before the clock ran out, the clock agrees by this much z more
-    than the new anchor: then the song was played again (the lead by which verification tells two candidates
-    apart, `min_agreement_lead`). A looping track's returns agree alike; a verse that returns over the same
-    chords agrees less."""
+    the same play placed anew only where the song's peaks agree at the new anchor no more than this much z less
+    than at the clock, before the clock ran out (`Monitor._placed_early`); otherwise the song was played again.
+    It is the lead by which verification tells two candidates apart (`min_agreement_lead`): a looping track's
+    returns agree alike, a verse that returns over the same chords agrees less."""
 
     def __post_init__(self) -> None:
         if not 0 < self.hop_s <= self.window_s:
@@ -351,9 +351,6 @@ class Monitor:
         candidate = self._candidate
         if candidate is not None and self._agrees(candidate, match, time_s):
             self._extend(candidate, match, time_s, length_s)
-        elif candidate is not None and _names(match, candidate.song) and (
-                followed := self._heard_at_clock(candidate, time_s, length_s)) is not None:
-            self._extend(candidate, followed, time_s, length_s)
         else:
             candidate = self._candidate = self._start(match, time_s, length_s)
             if after_idle_hop:
@@ -434,14 +431,21 @@ class Monitor:
 
     def _placed_early(self, segment: Segment, match: Match, time_s: float, length_s: float) -> bool:
         """Whether a look that hears the followed segment's song past its clock's end (`_plays_again`) places the
-        same play anew: its anchor puts the whole segment within the song (its start no more than a hop before
-        the song's, its end not past the song's), and the song is heard there past where the clock ended it. A
-        song cannot be heard past its own end, and a play heard again cannot have begun before the one followed;
-        so the clock was set by a passage that returns later in the song (a looping track, a radio edit that
-        opens with the chorus). Heard past the clock's end, not only within it: a look in the song's last seconds
-        names the song as well at an earlier return of what plays there. Heard at the new anchor in the window
-        before the clock's end as well: a play heard again from later in the song than the one followed began,
-        after a play tuned in mid-song, puts the whole segment within the song too, but not the same music."""
+        same play anew: the clock was set by a passage that returns later in the song. Its anchor must put the
+        whole segment within the song (its start no more than a hop before the song's, its end not past the
+        song's end), the song must be heard there past where the clock ended it, and over the window before the
+        clock's end the song's peaks must agree at the new anchor no more than `same_play_lead` worse than at the
+        clock. Then either the anchor puts the song's start within a hop of the segment's (a radio edit that opens
+        with the chorus), or over the window of the segment's last look at its clock the peaks agree at it as
+        well (a looping track: its returns play the same music).
+
+        A play heard again cannot have begun before the one followed; a look in the song's last seconds can name
+        an earlier return of what plays there (hence heard past the clock's end); a play tuned in mid-song and
+        heard again from later in the song puts the whole segment within the song too, but before the clock's end
+        the clock's music plays there, not the new anchor's; and a play cut short and heard again from an
+        earlier point plays the new anchor's music before the clock's end, but not where the clock was last
+        heard. Left: a song heard again from where a play tuned in mid-song would have run out (the new anchor
+        then puts the song's start at the segment's, as a radio edit's does) is one play."""
         anchor, rate = self._anchor(match, time_s), _rate(match)
         clock = self._song_placed(segment, by_clock=True)
         if anchor is None or clock is None:
@@ -454,21 +458,34 @@ class Monitor:
         past_s = max(clock_end_s, time_s)
         if end_s - past_s < self.settings.audible_s or not self._heard_at(match, anchor, past_s, end_s):
             return False
-        # ...and where the clock still ran, a window back, about as well as the clock: a passage that returns
-        # plays the same there, a play heard again (from later in the song than the one followed began) does not
-        before_s = max(segment.start_s, clock_end_s - self.settings.window_s,
-                       self._buffer_start / self.method.sample_rate_hz)
-        if clock_end_s - before_s < self.settings.audible_s or segment.heard is None:
-            return True
-        rate_hz = self.method.sample_rate_hz
-        start = int(round(before_s * rate_hz))
-        samples = self._samples(start, int(round(clock_end_s * rate_hz)) - start)
-        try:
-            anew = self.method.follow(samples, match, anchor + rate * before_s)
-            by_clock = self.method.follow(samples, segment.heard, clock[1] + clock[2] * (before_s - clock[0]))
-        except AudioError:
+        if not self._agrees_as_well(segment, match, anchor, clock, clock_end_s - self.settings.window_s, clock_end_s):
             return False
+        return abs(-anchor / rate - segment.start_s) <= self.settings.hop_s or self._agrees_as_well(
+            segment, match, anchor, clock, clock[0], min(clock[0] + self.settings.window_s, clock_end_s))
+
+    def _agrees_as_well(self, segment: Segment, match: Match, anchor: float, clock: tuple[float, float, float],
+                        from_s: float, to_s: float) -> bool:
+        """Whether, from `from_s` to `to_s` of the stream (within the segment and the samples kept), the song's
+        peaks agree with it where `anchor` puts the song at least as clearly as `Method.follow` needs, and no more
+        than `same_play_lead` less than where the segment's `clock` (`_song_placed`) puts it."""
+        rate_hz = self.method.sample_rate_hz
+        from_s = max(from_s, segment.start_s, self._buffer_start / rate_hz)
+        if to_s - from_s < self.settings.audible_s or segment.heard is None:
+            return False
+        samples = self._samples(int(round(from_s * rate_hz)), int(round((to_s - from_s) * rate_hz)))
+        anew = self._follow(samples, match, anchor + _rate(match) * from_s)
+        by_clock = self._follow(samples, segment.heard, clock[1] + clock[2] * (from_s - clock[0]))
         return anew is not None and (by_clock is None or anew.score >= by_clock.score - self.settings.same_play_lead)
+
+    def _follow(self, samples: np.ndarray, match: Match, song_s: float) -> Match | None:
+        """`Method.follow`; None for an engine from before it, or samples it cannot read (too short)."""
+        follow = getattr(self.method, "follow", None)
+        if follow is None:
+            return None
+        try:
+            return follow(samples, match, song_s)
+        except AudioError:
+            return None
 
     def _heard_at(self, match: Match, anchor: float, from_s: float, to_s: float) -> bool:
         """Whether the stream from `from_s` to `to_s` hears at least `audible_s` of the song a look names, played
@@ -478,23 +495,6 @@ class Monitor:
         span = self._heard_span(self._samples(start, int(round(to_s * rate_hz)) - start), match,
                                 anchor + _rate(match) * from_s)
         return span is not None and span[1] - span[0] >= self.settings.audible_s
-
-    def _heard_at_clock(self, segment: Segment, time_s: float, length_s: float) -> Match | None:
-        """The segment's song where its clock puts it in a look's window (`Method.follow`), for a look that named
-        the song at another anchor while the segment is being confirmed: a looping track's looks name one return
-        of its passage after another, each anchor then a candidate of its own, and two looks that agree came
-        seconds late. None where the song's peaks do not agree there (or the engine cannot tell)."""
-        if segment.anchor_s is None or segment.heard is None:
-            return None
-        song_s = segment.anchor_s + segment.rate * time_s
-        if not 0.0 < song_s < segment.song.duration_s:
-            return None
-        rate_hz = self.method.sample_rate_hz
-        try:
-            return self.method.follow(self._samples(int(round(time_s * rate_hz)), int(round(length_s * rate_hz))),
-                                      segment.heard, song_s)
-        except AudioError:
-            return None
 
     def _start(self, match: Match, time_s: float, length_s: float) -> Segment:
         settings = self.settings

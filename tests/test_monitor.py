@@ -131,9 +131,9 @@ def test_the_api_yields_each_segment_open_then_closed(built_index, hop_s):
 
 @pytest.mark.parametrize("pieces", [[(1, 0.0, 40.0), (1, 0.0, 40.0)], [(1, 0.0, 15.0), (1, 0.0, 40.0)],
                                     [(1, 0.0, 40.0), (100, 0.0, 3.0), (1, 0.0, 40.0)],
-                                    [(1, 16.0, 40.0), (1, 24.0, 40.0)]],
+                                    [(1, 16.0, 40.0), (1, 24.0, 40.0)], [(1, 16.0, 30.0), (1, 20.0, 40.0)]],
                          ids=["back to back", "cut, then from its start", "after a pause",
-                              "tuned in mid-song, then again from later in it"])
+                              "tuned in mid-song, then again from later in it", "cut, then again from earlier"])
 def test_a_song_played_again_is_a_segment_of_its_own(built_index, pieces):
     """A song cannot be heard past its own end: a look naming it where the followed segment's clock has run out,
     at another anchor, hears it play again. (A segment followed any look naming its song: a song played twice was
@@ -203,30 +203,6 @@ def test_a_stream_from_mid_song_first_heard_at_a_later_return_is_one_segment(tmp
     closed = [e for e in events if not e.open]
     assert len(closed) == 1, closed
     assert closed[0].start_s <= 0.5 and abs(closed[0].song_offset_s - 12.0) <= 0.5 and abs(closed[0].end_s - 54.0) <= 2.5
-
-
-def test_a_looping_passage_is_confirmed_though_its_looks_name_different_returns_of_it(tmp_path):
-    """A 2 s loop played eight times in a song, each time under a faint part of its own; the stream plays the loop
-    alone, then the rest of the song. Each look names a return of the passage by chance, so two looks in a row
-    seldom agree on an anchor: the song's peaks at the candidate's clock are checked instead (a look every second,
-    as `/listen` looks). It was confirmed 17 s in; the play is then placed where the rest of the song puts it."""
-    import soxr
-
-    from lmprint.serve import LIVE
-
-    loop = rendered(7, 2.0, RATE)
-    returns = [loop + 0.3 * rendered(20 + k, 2.0, RATE) for k in range(8)]
-    song = np.concatenate([rendered(8, 8.0, RATE), *returns, rendered(9, 8.0, RATE)])  # the loop from 8 s to 24 s
-    write(tmp_path / "song.flac", song, RATE)
-    stream = np.concatenate([loop] * 8 + [song[24 * RATE:]])
-    with Index(tmp_path / "i.db", create=True) as index:
-        index.add(tmp_path / "song.flac")
-        samples = soxr.resample(stream, RATE, index.sample_rate_hz).astype(np.float32)
-        events = list(monitor(index, [samples[i:i + 8000] for i in range(0, samples.size, 8000)], LIVE))
-    assert events[0].open and events[0].end_s <= 7.0  # two looks: windows [0, 5) and [1, 6), or one more
-    closed = [e for e in events if not e.open]
-    assert len(closed) == 1 and closed[0].start_s <= 1.5 and abs(closed[0].end_s - 24.0) <= 1.0, closed
-    assert abs(closed[0].song_offset_s - closed[0].start_s - 8.0) <= 0.5, closed  # the rest of the song's anchor
 
 
 def test_songs_played_faster_or_slower_are_followed_at_their_own_rate(built_index):
