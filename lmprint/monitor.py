@@ -444,8 +444,9 @@ class Monitor:
         heard again from later in the song puts the whole segment within the song too, but before the clock's end
         the clock's music plays there, not the new anchor's; and a play cut short and heard again from an
         earlier point plays the new anchor's music before the clock's end, but not where the clock was last
-        heard. Left: a song heard again from where a play tuned in mid-song would have run out (the new anchor
-        then puts the song's start at the segment's, as a radio edit's does) is one play."""
+        heard. Left, as one play: a song heard again (after a cut, a pause or other music) from where the new
+        anchor puts its start at the segment's, as a radio edit's does; and one heard again from a point a return
+        of a passage away, whose music the clock's then resembles as a looping track's does."""
         anchor, rate = self._anchor(match, time_s), _rate(match)
         clock = self._song_placed(segment, by_clock=True)
         if anchor is None or clock is None:
