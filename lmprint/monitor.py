@@ -338,6 +338,9 @@ class Monitor:
                             and self._plays_on(current.heard, current.heard_at_s, match, time_s))
         if current is not None:
             current.misses += 1
+            if (current.misses >= self.settings.close_after_misses and match is None
+                    and self._heard_through(current, time_s, length_s)):
+                current.misses -= 1  # a quiet passage under noise: no look names it, but it is heard at its clock
             if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard, then
                 events.append(self._close(current, time_s + length_s,
                                           self._candidate if match is not None else None))
@@ -428,6 +431,14 @@ class Monitor:
         if left_s >= self.settings.audible_s:  # of the song by its clock, from the window's start
             return False
         return not self._at_anchor(segment, match, time_s)
+
+    def _heard_through(self, segment: Segment, time_s: float, length_s: float) -> bool:
+        """Whether the followed segment's song is still heard, for at least `audible_s` of a look's window that named
+        nothing, where its clock puts it (read as its end is, `_end_heard_s`): its peaks can stand out over a
+        stretch where noise leaves a look too little to name it by (a quiet passage at 5 dB), and closing there
+        split one play in two, the second begun where the first was still heard."""
+        end_s = self._end_heard_s(segment, time_s + length_s)
+        return end_s is not None and end_s - time_s >= self.settings.audible_s
 
     def _placed_early(self, segment: Segment, match: Match, time_s: float, length_s: float) -> bool:
         """Whether a look that hears the followed segment's song past its clock's end (`_plays_again`) places the

@@ -205,6 +205,25 @@ def test_a_stream_from_mid_song_first_heard_at_a_later_return_is_one_segment(tmp
     assert closed[0].start_s <= 0.5 and abs(closed[0].song_offset_s - 12.0) <= 0.5 and abs(closed[0].end_s - 54.0) <= 2.5
 
 
+def test_a_quiet_passage_under_noise_that_no_look_names_does_not_split_the_play(tmp_path):
+    """12 s of a song at −20 dB under steady noise: the looks there name nothing, but the song's peaks are still
+    heard where its clock puts it, so the play goes on through them (it was closed after four looks that named
+    nothing, and the song's return made a second segment)."""
+    import soxr
+
+    song = rendered(2, 40.0, RATE)
+    write(tmp_path / "song.flac", song, RATE)
+    stream = song.copy()
+    stream[14 * RATE:26 * RATE] *= 0.1
+    stream += 0.1 * np.random.default_rng(0).standard_normal(stream.size).astype(np.float32)
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add(tmp_path / "song.flac")
+        samples = soxr.resample(stream, RATE, index.sample_rate_hz).astype(np.float32)
+        closed = [e for e in monitor(index, [samples[i:i + 8000] for i in range(0, samples.size, 8000)])
+                  if not e.open]
+    assert [(e.start_s, e.song_offset_s) for e in closed] == [(0.0, 0.0)] and closed[0].end_s == 40.0, closed
+
+
 def test_songs_played_faster_or_slower_are_followed_at_their_own_rate(built_index):
     # a DJ's mix: song 1 at +6 % from 4 s into it, then song 3 at −5 % from 10 s
     import soxr
