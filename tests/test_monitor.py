@@ -221,7 +221,8 @@ def test_a_quiet_passage_under_noise_that_no_look_names_does_not_split_the_play(
         samples = soxr.resample(stream, RATE, index.sample_rate_hz).astype(np.float32)
         closed = [e for e in monitor(index, [samples[i:i + 8000] for i in range(0, samples.size, 8000)])
                   if not e.open]
-    assert [(e.start_s, e.song_offset_s) for e in closed] == [(0.0, 0.0)] and closed[0].end_s == 40.0, closed
+    assert len(closed) == 1 and closed[0].start_s <= 0.5 and closed[0].end_s >= 39.5, closed
+    assert abs(closed[0].song_offset_s - closed[0].start_s) <= 0.5, closed
 
 
 def test_songs_played_faster_or_slower_are_followed_at_their_own_rate(built_index):
