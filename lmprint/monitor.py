@@ -459,10 +459,9 @@ class Monitor:
         anchor puts its start at the segment's, as a radio edit's does; and one heard again from a point a return
         of a passage away, whose music the clock's then resembles as a looping track's does."""
         anchor, rate = self._anchor(match, time_s), _rate(match)
-        clock = self._song_placed(segment, by_clock=True)
-        if anchor is None or clock is None:
+        if anchor is None or segment.anchor_s is None or segment.heard is None:
             return False
-        clock_end_s = clock[0] + (segment.song.duration_s - clock[1]) / clock[2]
+        clock_end_s = (segment.song.duration_s - segment.anchor_s) / segment.rate  # where its clock ends the song
         end_s = time_s + length_s
         if anchor + rate * segment.start_s < -rate * self.settings.hop_s or anchor + rate * end_s > (
                 segment.song.duration_s + rate * self.settings.anchor_tolerance_s):
@@ -470,23 +469,24 @@ class Monitor:
         past_s = max(clock_end_s, time_s)
         if end_s - past_s < self.settings.audible_s or not self._heard_at(match, anchor, past_s, end_s):
             return False
-        if not self._agrees_as_well(segment, match, anchor, clock, clock_end_s - self.settings.window_s, clock_end_s):
+        if not self._agrees_as_well(segment, match, anchor, clock_end_s - self.settings.window_s, clock_end_s):
             return False
+        last_s = segment.last_look_s  # the last look at the clock
         return abs(-anchor / rate - segment.start_s) <= self.settings.hop_s or self._agrees_as_well(
-            segment, match, anchor, clock, clock[0], min(clock[0] + self.settings.window_s, clock_end_s))
+            segment, match, anchor, last_s, min(last_s + self.settings.window_s, clock_end_s))
 
-    def _agrees_as_well(self, segment: Segment, match: Match, anchor: float, clock: tuple[float, float, float],
-                        from_s: float, to_s: float) -> bool:
+    def _agrees_as_well(self, segment: Segment, match: Match, anchor: float, from_s: float, to_s: float) -> bool:
         """Whether, from `from_s` to `to_s` of the stream (within the segment and the samples kept), the song's
         peaks agree with it where `anchor` puts the song at least as clearly as `Method.follow` needs, and no more
-        than `same_play_lead` less than where the segment's `clock` (`_song_placed`) puts it."""
+        than `same_play_lead` less than where the segment's clock (its anchor and rate) puts it."""
+        assert segment.anchor_s is not None and segment.heard is not None
         rate_hz = self.method.sample_rate_hz
         from_s = max(from_s, segment.start_s, self._buffer_start / rate_hz)
-        if to_s - from_s < self.settings.audible_s or segment.heard is None:
+        if to_s - from_s < self.settings.audible_s:
             return False
         samples = self._samples(int(round(from_s * rate_hz)), int(round((to_s - from_s) * rate_hz)))
         anew = self._follow(samples, match, anchor + _rate(match) * from_s)
-        by_clock = self._follow(samples, segment.heard, clock[1] + clock[2] * (from_s - clock[0]))
+        by_clock = self._follow(samples, segment.heard, segment.anchor_s + segment.rate * from_s)
         return anew is not None and (by_clock is None or anew.score >= by_clock.score - self.settings.same_play_lead)
 
     def _follow(self, samples: np.ndarray, match: Match, song_s: float) -> Match | None:
