@@ -167,6 +167,12 @@ class Segment:
     `audible_s`: a start heard is moved to the song's own start only within `heard_precision_s`, a guess within a
     hop."""
 
+    @property
+    def clock_end_s(self) -> float | None:
+        """Where in the stream the song ends by the segment's clock (its anchor, at its rate); None before a look
+        tells the anchor."""
+        return None if self.anchor_s is None else (self.song.duration_s - self.anchor_s) / self.rate
+
     def to_dict(self) -> dict:
         return {"song_id": self.song.id, "path": self.song.path, "title": self.song.title,
                 "start_s": round(self.start_s, 2), "end_s": round(self.end_s, 2),
@@ -425,10 +431,10 @@ class Monitor:
         or after a pause): by the segment's clock the song has ended before the window holds `audible_s` of it,
         and the look puts the song elsewhere (another anchor, or its start within the window). A song cannot be
         heard past its own end; a passage that returns within the song still extends the segment."""
-        if segment.anchor_s is None or match.offset_s is None or match.song.id != segment.song.id:
+        clock_end_s = segment.clock_end_s
+        if clock_end_s is None or match.offset_s is None or match.song.id != segment.song.id:
             return False
-        left_s = (segment.song.duration_s - (segment.anchor_s + segment.rate * time_s)) / segment.rate
-        if left_s >= self.settings.audible_s:  # of the song by its clock, from the window's start
+        if clock_end_s - time_s >= self.settings.audible_s:  # of the song by its clock, from the window's start
             return False
         return not self._at_anchor(segment, match, time_s)
 
@@ -458,10 +464,9 @@ class Monitor:
         heard. Left, as one play: a song heard again (after a cut, a pause or other music) from where the new
         anchor puts its start at the segment's, as a radio edit's does; and one heard again from a point a return
         of a passage away, whose music the clock's then resembles as a looping track's does."""
-        anchor, rate = self._anchor(match, time_s), _rate(match)
-        if anchor is None or segment.anchor_s is None or segment.heard is None:
+        anchor, rate, clock_end_s = self._anchor(match, time_s), _rate(match), segment.clock_end_s
+        if anchor is None or clock_end_s is None or segment.heard is None:
             return False
-        clock_end_s = (segment.song.duration_s - segment.anchor_s) / segment.rate  # where its clock ends the song
         end_s = time_s + length_s
         if anchor + rate * segment.start_s < -rate * self.settings.hop_s or anchor + rate * end_s > (
                 segment.song.duration_s + rate * self.settings.anchor_tolerance_s):
@@ -662,9 +667,9 @@ class Monitor:
     def _song_end_s(self, segment: Segment) -> float | None:
         """Where in the stream the segment's song ends by its own length, as `_song_placed` plays it (by its clock
         where looks since named it elsewhere tell nothing); None where neither tells."""
-        placed = self._song_placed(segment) or self._song_placed(segment, by_clock=True)
+        placed = self._song_placed(segment)
         if placed is None:
-            return None
+            return segment.clock_end_s
         stream_s, song_s, rate = placed
         return stream_s + (segment.song.duration_s - song_s) / rate
 
