@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from lmprint.catalogue import SCHEMA_VERSION, Catalogue, song_list
+from lmprint.catalogue import Catalogue, song_list
 from lmprint.errors import REBUILD, AudioError, IndexFileError, IndexLocked, SettingsError
 from lmprint.files import find_audio_files, holds_content, title_from_path, unstorable_name
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
@@ -533,7 +533,7 @@ class Index:
             "file_bytes": file_bytes,
             "file_bytes_per_song": round(file_bytes / n_songs, 1) if n_songs else None,
             "file_bytes_per_audio_s": round(file_bytes / total_s, 1) if total_s else None,
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": self.catalogue.schema_version,
             "settings": self.fingerprint_settings.to_dict(),
         }
 

@@ -75,6 +75,9 @@ HASHES_PER_PART = 1 << 14
 """Hashes sealed, merged or scanned at a time: memory stays a fraction (1/128) of the postings."""
 SEGMENT_OPEN_ATTEMPTS = 3
 """Lookups that list the segments again when one listed has been merged away before this reader mapped it."""
+ZLIB_PEAKS_SCHEMA = 7
+"""The schema version from which peaks are stored in zlib (`peak_codec`): an lmprint of it or newer decodes them."""
+
 DECODED_PEAKS_KEPT_BYTES = 32 << 20
 """How much of the songs' decoded peaks (with their stored bytes, the keys) a `PeakStore`, one per open index,
 keeps, the most recently read (about 1,700 of the public corpus's songs; a 4-minute song's take 75 KB):
@@ -874,11 +877,12 @@ class PeakStore:
                                "REFERENCES [songs]([id]) ON DELETE CASCADE, [data] BLOB NOT NULL)")
 
     def put(self, song_id: int, frames: np.ndarray, bins: np.ndarray) -> None:
-        """Store a song's peaks, in the current codec: a file holding them is of the current schema version (an
-        lmprint before it could not decode them)."""
+        """Store a song's peaks, in the current codec: a file older than that codec (`ZLIB_PEAKS_SCHEMA`) is of the
+        current schema version once it holds them (the lmprint that made it could not decode them)."""
         self.catalogue.conn.execute("INSERT OR REPLACE INTO peaks(song_id, data) VALUES (?, ?)",
                                     (song_id, peak_codec.encode(frames, bins)))
-        self.catalogue.mark_current_schema()
+        if self.catalogue.schema_version < ZLIB_PEAKS_SCHEMA:
+            self.catalogue.mark_current_schema()
 
     def get(self, song_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Stored peaks (frames, bins) of these songs, for those that have them (read-only arrays)."""

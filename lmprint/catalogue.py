@@ -372,6 +372,12 @@ class Catalogue:
         except sqlite3.DatabaseError as error:
             raise self.error(error) from None
 
+    @property
+    def schema_version(self) -> int:
+        """The file's schema version: an older file keeps its own until first written in a way the lmprint that made
+        it could not read (`mark_current_schema`)."""
+        return int(self.read("PRAGMA user_version")[0][0])
+
     def mark_current_schema(self) -> None:
         """Mark the file as of this lmprint's schema version (inside a write transaction), once it holds what an
         older lmprint could not read: that lmprint then refuses it in one line."""

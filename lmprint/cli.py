@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -281,7 +281,8 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 @click.pass_context
 @_guard
 def match(ctx, files, as_json, top, method, model, device, settings_file, assignments):
-    """Identify each audio FILE (a folder: every audio file under it; -: standard input, any format). Prints the song,
+    """Identify each audio FILE (a folder: every audio file under it; -: standard input, any format, its first 64 MiB
+    read). Prints the song,
     where in it the clip starts (or how far into the clip the song begins), a score, and the chance that a song the
     index does not hold would match as well (the false-match probability; MERT: a confidence)."""
     import tempfile
@@ -303,7 +304,7 @@ def match(ctx, files, as_json, top, method, model, device, settings_file, assign
     try:
         if any(q == "-" for q, _ in queries):  # read once; PyAV then probes its format like any file's
             stdin_copy = tempfile.NamedTemporaryFile(prefix="lmprint-stdin-")
-            stdin_copy.write(sys.stdin.buffer.read())
+            copy_start(sys.stdin.buffer, stdin_copy, STDIN_KEPT_BYTES)
             stdin_copy.flush()
     except OSError as error:
         index.close()
@@ -316,6 +317,20 @@ def match(ctx, files, as_json, top, method, model, device, settings_file, assign
         index.close()
     if failed:
         raise SystemExit(1)
+
+
+STDIN_KEPT_BYTES = 64 << 20
+"""How much of standard input `match -` keeps to match: more than `max_query_s` (30 s) of any PCM up to 8 channels
+of 32-bit samples at 48 kHz, or 2 at 192 kHz, so that a long or endless stream (a whole talk piped from ffmpeg, a
+recorder) is neither held whole nor waited for to end."""
+
+
+def copy_start(source: BinaryIO, target: BinaryIO, limit_bytes: int, chunk_bytes: int = 1 << 20) -> None:
+    """Copy `source` to `target` until it ends or `limit_bytes` are copied, a chunk at a time."""
+    copied = 0
+    while copied < limit_bytes and (chunk := source.read(min(chunk_bytes, limit_bytes - copied))):
+        target.write(chunk)
+        copied += len(chunk)
 
 
 def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = None):

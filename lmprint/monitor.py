@@ -78,8 +78,9 @@ class MonitorSettings:
     close_after_misses: int = 4
     """A segment closes after this many looks in a row that do not name it. A single look misses now and then
     under noise or through a phone (one 5 s clip in seven, on the bench), a quiet bar or talk over the music
-    too; with 2 a song was split into several segments about once a song through a phone. Its end does not
-    depend on this: it is placed from its last agreeing look."""
+    too; with 2 a song was split into several segments about once a song through a phone. A look that names
+    nothing while the song's peaks are still heard at its clock does not count (`Monitor._heard_through`). Its end
+    does not depend on this: it is read where the song stops being heard after its last agreeing look."""
 
     anchor_tolerance_s: float = 1.0
     """Looks whose anchors differ by at most this belong to one segment."""
@@ -261,11 +262,13 @@ class Monitor:
         return events + self.stop()
 
     def stop(self) -> list[Segment]:
-        """The stream was stopped (Ctrl-C), or ended (`finish`): the segment playing closed where the stream stopped,
-        or where it was last heard, with no look more (a stopped stream's worker processes are being stopped too)."""
+        """The stream was stopped (Ctrl-C), or ended (`finish`): the segment playing closed where the stream stops
+        hearing it, with no look more (a stopped stream's worker processes are being stopped too). A last look
+        that names the song may hold only its last seconds, and other audio after them: the end is read there as
+        at any close, and only where it cannot be read is it the stream's end."""
         if self.current is None:
             return []
-        still_playing = self.current.misses == 0  # its last look agreed: it ran to the end of the stream
+        still_playing = self.current.misses == 0  # its last look agreed: it may have run to the end of the stream
         closed = self._close(self.current, self.heard_s, until_end=still_playing)
         self.current = None
         return [closed]
@@ -347,9 +350,11 @@ class Monitor:
             if (current.misses >= self.settings.close_after_misses and match is None
                     and self._heard_through(current, time_s, length_s)):
                 current.misses -= 1  # a quiet passage under noise: no look names it, but it is heard at its clock
-            if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard, then
-                events.append(self._close(current, time_s + length_s,
-                                          self._candidate if match is not None else None))
+            if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard (the
+                # candidate this look names too, not one an earlier look named and this one does not), then
+                following = self._candidate if self._candidate is not None and self._agrees(
+                    self._candidate, match, time_s) else None
+                events.append(self._close(current, time_s + length_s, following))
                 self.current = current = None
         if match is None:
             if self._candidate is not None:
@@ -495,12 +500,9 @@ class Monitor:
         return anew is not None and (by_clock is None or anew.score >= by_clock.score - self.settings.same_play_lead)
 
     def _follow(self, samples: np.ndarray, match: Match, song_s: float) -> Match | None:
-        """`Method.follow`; None for an engine from before it, or samples it cannot read (too short)."""
-        follow = getattr(self.method, "follow", None)
-        if follow is None:
-            return None
+        """`Method.follow`; None for samples it cannot read (too short)."""
         try:
-            return follow(samples, match, song_s)
+            return self.method.follow(samples, match, song_s)
         except AudioError:
             return None
 
@@ -604,14 +606,16 @@ class Monitor:
         the song over its window (from `time_s`, `length_s` long) and the window before it, and, if the song is
         heard from the start of that, up to `heard_back_s` before (as far as the samples kept reach): a reading
         costs in step with its length. With it, whether that is only a bound: the song heard from the start of
-        all that was read, after the stream's start (it began there or before). None where the engine cannot
-        tell or the song is not clearly heard."""
+        all that was read, after the stream's start (it began there or before), or heard by the shorter reading
+        only (its peaks standardised over the longer one may not stand out). None where the engine cannot tell or
+        the song is not clearly heard."""
         if match.offset_s is None:
             return None
         rate_hz = self.method.sample_rate_hz
         start, end = int(round(time_s * rate_hz)), int(round((time_s + length_s) * rate_hz))
         song_s = match.offset_s if match.offset_s > 0 else -_rate(match) * (match.lead_in_s or 0.0)
-        first, bounded = None, True
+        heard_from: tuple[float, bool] | None = None
+        first = None
         for back in sorted({min(self._window, self._heard_back), self._heard_back}):
             reach = max(self._buffer_start, start - back)
             if reach == first:
@@ -620,18 +624,19 @@ class Monitor:
             first_s = first / rate_hz
             span = self._heard_span(self._samples(first, end - first), match,
                                     song_s - _rate(match) * (time_s - first_s))
-            if span is None or span[0] > self.settings.audible_s:
-                bounded = False  # heard to begin within what was read (its first seconds read less clearly)
+            if span is None:  # a longer reading need not hear it where a shorter one did: that one stands
                 break
-        return None if span is None or first is None else (first_s + span[0], bounded and first > 0)
+            # heard to begin within what was read (its first seconds read less clearly), or only a bound
+            began_within = span[0] > self.settings.audible_s
+            heard_from = (first_s + span[0], not began_within and first > 0)
+            if began_within:
+                break
+        return heard_from
 
     def _heard_span(self, samples: np.ndarray, match: Match, song_s: float) -> tuple[float, float] | None:
-        """`Method.heard_span`; None for an engine from before it, or samples it cannot read (too short)."""
-        heard_span = getattr(self.method, "heard_span", None)  # a Method from before `heard_span`: boundaries guessed
-        if heard_span is None:
-            return None
+        """`Method.heard_span`; None for samples it cannot read (too short)."""
         try:
-            return heard_span(samples, match, song_s)
+            return self.method.heard_span(samples, match, song_s)
         except AudioError:
             return None
 
@@ -694,7 +699,7 @@ class Monitor:
     def _close(self, segment: Segment, heard_to_s: float, following: Segment | None = None,
                until_end: bool = False) -> Segment:
         """The segment ended: where the stream stops hearing its song (`_end_heard_s`), or else about `audible_s`
-        past the start of its last agreeing look (`until_end`: at the end of the stream), within the song's length
+        past the start of its last agreeing look (`until_end`: at the stream's end), within the song's length
         and the stream heard. Where the `following` song began, it ended there; where the two songs were heard into
         each other (a crossfade), both boundaries go to the middle of that overlap, where a listener hears the
         change."""
@@ -702,11 +707,11 @@ class Monitor:
         played_again = following is not None and following.song.id == segment.song.id
         if played_again and following is not None and following.start_heard:
             heard_to_s = min(heard_to_s, following.start_s)  # the same music cannot play twice at once
-        heard_end_s = None if until_end else self._end_heard_s(segment, heard_to_s, played_again)
-        if until_end:
-            end_s = heard_s
-        elif heard_end_s is not None:
+        heard_end_s = self._end_heard_s(segment, heard_to_s, played_again)
+        if heard_end_s is not None:
             end_s = min(heard_end_s, heard_s)
+        elif until_end:
+            end_s = heard_s
         else:
             last_look_start = segment.end_s - self.settings.window_s
             end_s = min(segment.end_s, last_look_start + self.settings.audible_s + self.settings.hop_s / 2, heard_s)
@@ -749,9 +754,8 @@ def look(method: Method, window: np.ndarray, hint: Hint | None = None) -> Match 
     the song followed is checked first (`Method.follow`), and the index searched only if it is not clearly there:
     most looks at a radio hour hear the song of the look before, and checking it costs a few milliseconds where
     a search costs tens."""
-    follow = getattr(method, "follow", None)  # a Method from before `follow` searches every look
     try:
-        if hint is not None and follow is not None and (followed := follow(window, *hint)) is not None:
+        if hint is not None and (followed := method.follow(window, *hint)) is not None:
             return followed
         return method.match_samples(window)
     except AudioError:

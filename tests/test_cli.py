@@ -214,6 +214,35 @@ def test_a_wav_of_a_codec_ffmpeg_cannot_decode_is_one_line_and_the_batch_goes_on
     assert "no decoder" in odd["error"] and good["match"]["path"] == str(folder / "b good.flac")
 
 
+def test_match_of_an_endless_stream_on_standard_input_answers_from_its_start(built_index, tmp_path):
+    """A recorder that never stops, or a whole talk piped from ffmpeg: `match -` keeps the stream's first 64 MiB
+    and answers from its start (it read all of standard input into memory first, so an endless one never ended).
+    The stream is a WAV of song 3 played over and over, its sizes the placeholders a pipe's writer leaves."""
+    import struct
+    import subprocess
+    import sys
+
+    from tests.conftest import SYNTH_RATE
+
+    pcm = tmp_path / "song3.pcm"
+    pcm.write_bytes((np.clip(rendered(3, 40.0, SYNTH_RATE), -1, 1) * 32767).astype("<i2").tobytes())
+    header = (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, SYNTH_RATE,
+              2 * SYNTH_RATE, 2, 16) + b"data" + struct.pack("<I", 0xFFFFFFFF))
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys\nheader, song = bytes.fromhex(sys.argv[1]), open(sys.argv[2], 'rb').read()\n"
+        "try:\n    sys.stdout.buffer.write(header)\n    while True:\n        sys.stdout.buffer.write(song)\n"
+        "except (BrokenPipeError, OSError):\n    pass\n"), header.hex(), str(pcm)], stdout=subprocess.PIPE)
+    try:
+        matched = subprocess.run([sys.executable, "-m", "lmprint", "--db", str(built_index), "match", "--json", "-"],
+                                 stdin=writer.stdout, capture_output=True, text=True, timeout=120)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert matched.returncode == 0, matched.stderr
+    answer = json.loads(matched.stdout)
+    assert answer["match"]["title"] == "song3" and answer["match"]["offset_s"] < 0.2, answer
+
+
 def test_the_conventions_of_command_line_tools(library_dir, built_index, tmp_path):
     """--db after the command, - for standard input, a folder of queries, and --jobs as many as the cores."""
     import os

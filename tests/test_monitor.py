@@ -368,6 +368,9 @@ def test_a_monitor_searches_only_when_the_song_it_follows_is_not_clearly_there(b
         def follow(self, samples, previous, offset_s, min_score=0.0):
             return self.index.follow(samples, previous, offset_s, min_score) if self.can_follow else None
 
+        def heard_span(self, samples, previous, offset_s):
+            return self.index.heard_span(samples, previous, offset_s)
+
     signal, truth = radio(PIECES)
     with Index(built_index) as index:
         samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
@@ -442,6 +445,9 @@ def test_while_nothing_is_heard_looks_come_further_apart_and_a_song_after_it_is_
         def follow(self, samples, previous, offset_s, min_score=0.0):
             self.follows += 1
             return self.index.follow(samples, previous, offset_s, min_score)
+
+        def heard_span(self, samples, previous, offset_s):
+            return self.index.heard_span(samples, previous, offset_s)
 
     pieces = [(100, 0.0, 38.0), (101, 0.0, 36.0), (2, 5.0, 25.0), (102, 3.0, 37.0), (103, 0.0, 38.0), (0, 9.0, 30.0)]
     signal, truth = radio(pieces)
@@ -567,6 +573,21 @@ def test_a_boundary_is_where_one_song_stops_being_heard_and_the_next_starts(buil
     assert abs(closed[-1].song_offset_s - (5.0 + closed[-1].start_s - (change_s - fade_s / 2))) <= 0.1, closed
     if seed != 100:
         assert abs(closed[0].end_s - change_s) <= 0.5, closed
+
+
+@pytest.mark.parametrize("after_s", [2.9, 8.9])
+def test_a_song_cut_shortly_before_the_stream_ends_ends_where_it_stops_being_heard(built_index, after_s):
+    """A recording whose last song is cut into other audio a few seconds before it ends (talk, a jingle, the next
+    track): its last look still names the song, and the play ends where the song stops being heard, as at any
+    other close (it ended at the stream's end, 2.9 s late, when the last look held under a window after the cut)."""
+    import soxr
+
+    signal = np.concatenate([rendered(0, 40.0, RATE)[:33 * RATE], rendered(100, 20.0, RATE)[:int(after_s * RATE)]])
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        closed = [e for e in monitor(index, [samples[i:i + 4000] for i in range(0, samples.size, 4000)])
+                  if not e.open]
+    assert [e.song.title for e in closed] == ["song0"] and abs(closed[0].end_s - 33.0) <= 0.5, closed
 
 
 def test_a_boundary_beside_digital_silence_is_where_the_sound_begins_or_stops(built_index):
@@ -758,6 +779,12 @@ def test_a_look_after_an_idle_hop_looks_back_at_the_window_it_skipped(built_inde
             if start_s + window.size / 100 - max(start_s, 10.0) < self.needed_s:
                 return None
             return Match(song, 60.0, 30.0 + start_s, 1.0, "vote", false_match_probability=1e-6, speed=1.0)
+
+        def follow(self, samples, previous, offset_s, min_score=0.0):
+            return None  # it cannot tell: every look searches
+
+        def heard_span(self, samples, previous, offset_s):
+            return None  # it cannot tell: boundaries come from the looks
 
     clock = (np.arange(1400) / 100).astype(np.float32)
     for needed_s, start_s in ((2.0, 10.0), (3.0, 12.0)):

@@ -624,6 +624,23 @@ def test_a_schema_8_tail_counted_from_0_is_read_appended_to_and_removed_from_unt
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+def test_an_add_an_older_lmprint_can_read_keeps_the_files_version_which_stats_reports(library_dir, tmp_path):
+    """A schema 8 file (zlib peaks, a tail counted from 0) that takes a song without a seal stays schema 8, so the
+    lmprint that made it still reads it (a song's peaks marked it 9), and `stats` says the file's version, not
+    this lmprint's (it said 9 of every file)."""
+    path = tmp_path / "i.db"
+    with Index(path, create=True) as index:
+        index.add([str(library_dir / "song0.wav")])
+        assert index.catalogue.meta("tail_base_frame") is None and index.postings.stats()["segments"] == 0
+        with index.catalogue.write():
+            index.catalogue.conn.execute("PRAGMA user_version=8")
+    with Index(path) as index:
+        assert index.add([str(library_dir / "song1.flac")]).added == 1
+        assert index.stats()["schema_version"] == 8
+        assert index.match(library_dir / "song1.flac").song.title == "song1"
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 8
+
+
 def test_a_seal_gives_the_tails_pages_back_to_the_file_system(tmp_path, monkeypatch):
     """A seal moves the tail's rows into a segment: the pages they held go back to the file system rather than
     staying free in the file until the tail has filled again. A file made without that (`auto_vacuum` off) gets it
