@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -160,6 +161,9 @@ class Segment:
     """Where in the stream the window of the last look that heard it where its clock puts it began: where its end
     is read from; a play of the song heard again began `audible_s` after it at the earliest (a window holds about
     that much of what it names)."""
+    named_elsewhere: bool = field(default=False, repr=False, compare=False)
+    """Whether a look since the last that heard it at its clock named it elsewhere in the song (a skip, a pause, a
+    passage that returns) or as a copy: its clock tells its end no more."""
     heard_at_s: float = field(default=0.0, repr=False, compare=False)
     """Where in the stream the window of `heard` began: where the song's end falls as that look plays it, when
     looks named it elsewhere than its clock (a skip within the song, a pause in the stream)."""
@@ -209,14 +213,14 @@ class Monitor:
         self.settings = settings or MonitorSettings()
         self._looks = looks
         rate = method.sample_rate_hz
-        self._window = int(self.settings.window_s * rate)
-        self._hop = max(1, int(self.settings.hop_s * rate))
-        self._idle_hop = self._hop * round(self.settings.idle_hop_s / self.settings.hop_s)
-        self._heard_back = int(self.settings.heard_back_s * rate)
+        self._window_samples = int(self.settings.window_s * rate)
+        self._hop_samples = max(1, int(self.settings.hop_s * rate))
+        self._idle_hop_samples = self._hop_samples * round(self.settings.idle_hop_s / self.settings.hop_s)
+        self._heard_back_samples = int(self.settings.heard_back_s * rate)
         self._buffer = np.zeros(0, np.float32)
         self._buffer_start = 0  # stream sample of _buffer[0]
-        self._last_look: int | None = None  # stream sample where the last look's window started
-        self._heard = 0  # samples received
+        self._last_look_sample: int | None = None  # stream sample where the last look's window started
+        self._heard_samples = 0  # samples received
         self._in_flight: deque[_Pending] = deque()  # looks sent, their answers taken in stream order
         self.current: Segment | None = None
         self._candidate: Segment | None = None
@@ -224,22 +228,22 @@ class Monitor:
     @property
     def heard_s(self) -> float:
         """Seconds of the stream received so far."""
-        return self._heard / self.method.sample_rate_hz
+        return self._heard_samples / self.method.sample_rate_hz
 
     def feed(self, samples: np.ndarray) -> list[Segment]:
         """Take the next chunk; the segments confirmed or closed by the looks it completes."""
         self._buffer = np.concatenate([self._buffer, np.asarray(samples, np.float32)])
-        self._heard += len(samples)
+        self._heard_samples += len(samples)
         events = self._look()
         # nothing before the oldest look still to be taken is needed again, but for the windows it may look back
         # at (with none out, the next look's look back reaches one hop past the last look at most), and
         # `heard_back_s` before, where the start of a song a look names is read (`_heard_from_s`)
-        keep_from = (self._in_flight[0].start - (self._idle_hop - self._hop) if self._in_flight
-                     else self._start_after(self._hop)) - self._heard_back
+        keep_from = (self._in_flight[0].start_sample - (self._idle_hop_samples - self._hop_samples) if self._in_flight
+                     else self._start_after(self._hop_samples)) - self._heard_back_samples
         if self.current is not None:  # ...and the end of the song followed, from the last look that heard it, if
             # that is recent (looks naming it elsewhere in the song may extend it for long: a song started over)
             keep_from = max(min(keep_from, int(round(self.current.last_look_s * self.method.sample_rate_hz))),
-                            keep_from - self.settings.close_after_misses * self._hop)
+                            keep_from - self.settings.close_after_misses * self._hop_samples)
         keep_from -= self._buffer_start
         if keep_from > 0:
             self._buffer, self._buffer_start = self._buffer[keep_from:], self._buffer_start + keep_from
@@ -249,11 +253,12 @@ class Monitor:
         """The stream ended: the looks still out taken, a last look at what is left, and every segment closed."""
         events = self._look(finishing=True)
         rate = self.method.sample_rate_hz
-        start = max(self._start_after(self._hop), self._heard - self._window)  # at most a window, a hop on
-        if self._heard - start >= self.settings.audible_s * rate:
-            window = self._samples(start, self._heard - start)
+        # at most a window, a hop on
+        start = max(self._start_after(self._hop_samples), self._heard_samples - self._window_samples)
+        if self._heard_samples - start >= self.settings.audible_s * rate:
+            window = self._samples(start, self._heard_samples - start)
             events += self._update(look(self.method, window, self._hint(start / rate)), start / rate,
-                                   (self._heard - start) / rate)
+                                   (self._heard_samples - start) / rate)
         candidate = self._candidate
         if candidate is not None and candidate.chance is not None and candidate.chance <= self.settings.confirm_chance:
             # the stream ended before another look could agree (a short recording, a song in its last seconds):
@@ -286,7 +291,7 @@ class Monitor:
         while True:
             while len(self._in_flight) < jobs and (claimed := self._claim_next_window()) is not None:
                 start, after_idle_hop = claimed
-                window, hint = self._samples(start, self._window), self._hint(start / rate)
+                window, hint = self._samples(start, self._window_samples), self._hint(start / rate)
                 if self._looks is None:
                     answer: Future = Future()
                     answer.set_result(look(self.method, window, hint))
@@ -303,20 +308,21 @@ class Monitor:
             if match is not None and match.decided_by == "followed" and (
                     self.current is None or match.song.id != self.current.song.id):
                 continue  # it followed a song that a look taken before it saw end: it says nothing now
-            events += self._update(match, pending.start / rate, self._window / rate, pending.after_idle_hop)
+            events += self._update(match, pending.start_sample / rate, self._window_samples / rate,
+                                   pending.after_idle_hop)
 
     def _claim_next_window(self) -> tuple[int, bool] | None:
         """The start of the next window, counted as looked at, if the stream holds it all, and whether an idle
         hop led to it; None if not yet. The hop is chosen by what the looks taken so far heard."""
         idle = self.current is None and self._candidate is None
-        start = self._start_after(self._idle_hop if idle else self._hop)
-        if start + self._window > self._heard:
+        start = self._start_after(self._idle_hop_samples if idle else self._hop_samples)
+        if start + self._window_samples > self._heard_samples:
             return None
-        self._last_look = start
-        return start, idle and self._idle_hop > self._hop and start > 0
+        self._last_look_sample = start
+        return start, idle and self._idle_hop_samples > self._hop_samples and start > 0
 
     def _start_after(self, step: int) -> int:
-        return 0 if self._last_look is None else self._last_look + step
+        return 0 if self._last_look_sample is None else self._last_look_sample + step
 
     def _samples(self, start: int, length: int) -> np.ndarray:
         return self._buffer[start - self._buffer_start:start - self._buffer_start + length]
@@ -343,7 +349,7 @@ class Monitor:
             replay_after_s = current.last_look_s + self.settings.audible_s
             # the looks before may have heard this play already, extending the one followed while its clock had
             # not run out (a skip back, a pause): the last of them agrees with this look
-            heard_before = (self._named_elsewhere(current) and current.heard is not None
+            heard_before = (current.named_elsewhere and current.heard is not None
                             and self._plays_on(current.heard, current.heard_at_s, match, time_s))
         if current is not None:
             current.misses += 1
@@ -396,7 +402,8 @@ class Monitor:
         current = self.current
         if not self.settings.follow or current is None or current.anchor_s is None or current.heard is None:
             return None
-        return current.heard, current.anchor_s + current.rate * time_s, self.settings.follow_keep * current.best_follow
+        return Hint(current.heard, current.anchor_s + current.rate * time_s,
+                    self.settings.follow_keep * current.best_follow)
 
     def _anchor(self, match: Match, time_s: float) -> float | None:
         """The song's time at the stream's start, as the song plays at its rate (`_rate`): the song's time minus
@@ -545,7 +552,7 @@ class Monitor:
             return  # the song began within this window: no window before it holds more of it
         rate_hz = self.method.sample_rate_hz
         start, length = int(round(time_s * rate_hz)), int(round(length_s * rate_hz))
-        for earlier in range(start - self._hop, start - self._idle_hop, -self._hop):
+        for earlier in range(start - self._hop_samples, start - self._idle_hop_samples, -self._hop_samples):
             if earlier < self._buffer_start:
                 return
             earlier_s = earlier / rate_hz
@@ -571,6 +578,7 @@ class Monitor:
         if match.false_match_probability is not None:
             segment.chance = min(segment.chance if segment.chance is not None else 1.0, match.false_match_probability)
         if match.song.id != segment.song.id:  # it named another file of the recording: its offsets are that file's
+            segment.named_elsewhere = True
             return
         segment.heard, segment.heard_at_s = match, time_s
         lead_in_s = _lead_in_s(match)
@@ -582,8 +590,10 @@ class Monitor:
             segment.anchor_s, segment.song_offset_s, segment.start_heard = None, 0.0, True
         if match.decided_by == "followed":
             segment.best_follow = max(segment.best_follow, match.score)
-        if match.decided_by == "followed" or self._at_anchor(segment, match, time_s) or segment.anchor_s is None:
+        at_clock = match.decided_by == "followed" or self._at_anchor(segment, match, time_s) or segment.anchor_s is None
+        if at_clock:
             segment.last_look_s = time_s
+        segment.named_elsewhere = not at_clock
         if segment.anchor_s is None and (anchor := self._anchor(match, time_s)) is not None:
             segment.rate = _rate(match)  # the anchor is this look's, at this look's rate
             self._place(segment, anchor)
@@ -616,7 +626,7 @@ class Monitor:
         song_s = match.offset_s if match.offset_s > 0 else -_rate(match) * (match.lead_in_s or 0.0)
         heard_from: tuple[float, bool] | None = None
         first = None
-        for back in sorted({min(self._window, self._heard_back), self._heard_back}):
+        for back in sorted({min(self._window_samples, self._heard_back_samples), self._heard_back_samples}):
             reach = max(self._buffer_start, start - back)
             if reach == first:
                 break  # the samples kept reach no further back
@@ -657,7 +667,7 @@ class Monitor:
         start = int(round(from_s * rate_hz))
         if start < self._buffer_start:
             return None
-        samples = self._samples(start, min(int(round(heard_to_s * rate_hz)) - start, 2 * self._window))
+        samples = self._samples(start, min(int(round(heard_to_s * rate_hz)) - start, 2 * self._window_samples))
         span = self._heard_span(samples, heard, song_s)
         if span is None or span[0] >= self.settings.window_s:  # not heard in the look that named it: not this play
             return None
@@ -683,18 +693,13 @@ class Monitor:
         fast it plays. By the segment's clock at its last agreeing look; or, unless `by_clock`, where looks since
         named the song elsewhere (a skip, a pause), as the last of them plays it. None where that does not tell."""
         heard = segment.heard
-        if not by_clock and self._named_elsewhere(segment):
+        if not by_clock and segment.named_elsewhere:
             if heard is None or heard.offset_s is None or heard.offset_s <= 0.0:
                 return None
             return segment.heard_at_s, heard.offset_s, _rate(heard)
         if segment.anchor_s is None:
             return None
         return segment.last_look_s, segment.anchor_s + segment.rate * segment.last_look_s, segment.rate
-
-    def _named_elsewhere(self, segment: Segment) -> bool:
-        """Whether looks after the last that heard the segment's song at its clock named it elsewhere in the song
-        (a skip, a pause, a passage that returns) or as a copy: its clock tells its end no more."""
-        return segment.end_s > segment.last_look_s + self.settings.window_s + 1e-6
 
     def _close(self, segment: Segment, heard_to_s: float, following: Segment | None = None,
                until_end: bool = False) -> Segment:
@@ -703,7 +708,7 @@ class Monitor:
         and the stream heard. Where the `following` song began, it ended there; where the two songs were heard into
         each other (a crossfade), both boundaries go to the middle of that overlap, where a listener hears the
         change."""
-        heard_s = self._heard / self.method.sample_rate_hz
+        heard_s = self._heard_samples / self.method.sample_rate_hz
         played_again = following is not None and following.song.id == segment.song.id
         if played_again and following is not None and following.start_heard:
             heard_to_s = min(heard_to_s, following.start_s)  # the same music cannot play twice at once
@@ -739,14 +744,20 @@ class _Pending:
     """A look sent: its window's start (stream sample), whether an idle hop led to it, and the future of its
     match (done already where the look was made in this process)."""
 
-    start: int
+    start_sample: int
     after_idle_hop: bool
     answer: Future
 
 
-Hint = tuple[Match, float, float]
-"""(the last look naming the song followed, the song's time in s at a window's start by its clock, the least
-agreement that keeps following it)."""
+class Hint(NamedTuple):
+    """What a look checks first (`Method.follow`'s arguments after the window)."""
+
+    previous: Match
+    """The last look naming the song followed."""
+    song_s: float
+    """The song's time at the window's start, by the segment's clock."""
+    min_score: float
+    """The least agreement that keeps following it."""
 
 
 def look(method: Method, window: np.ndarray, hint: Hint | None = None) -> Match | None:

@@ -82,8 +82,8 @@ def test_memory_stays_bounded_however_long_the_stream(built_index):
         rng = np.random.default_rng(0)
         for _ in range(40):  # 40 chunks of 3 s of faint noise: 2 minutes, nothing to name
             watcher.feed((rng.standard_normal(3 * index.sample_rate_hz) * 1e-3).astype(np.float32))
-            assert watcher._buffer.size <= watcher._window + watcher._heard_back + watcher._idle_hop - watcher._hop
-        assert watcher.finish() == []
+            assert watcher._buffer.size <= (watcher._window_samples + watcher._heard_back_samples
+                                            + watcher._idle_hop_samples - watcher._hop_samples)
 
 
 def test_a_bad_source_is_one_line(built_index, tmp_path):
@@ -695,9 +695,9 @@ def test_a_segments_end_is_read_at_its_clock_only_from_a_last_look_that_heard_it
         ends = []
         for last_look_s, last_window_end_s in ((10.0, 30.0), (30.0, 36.0)):
             watcher = Monitor(index, MonitorSettings())
-            watcher._buffer, watcher._heard = samples, samples.size
+            watcher._buffer, watcher._heard_samples = samples, samples.size
             segment = Segment(heard.song, 0.0, last_window_end_s, 0.0, heard.confidence, 10, anchor_s=0.0,
-                              heard=heard, last_look_s=last_look_s)
+                              heard=heard, last_look_s=last_look_s, named_elsewhere=last_look_s == 10.0)
             ends.append(watcher._close(segment, watcher.heard_s).end_s)
     assert ends[0] == pytest.approx(24.0 + 2.0 + 1.0)  # `audible_s` and half a hop past its last look's start
     assert ends[1] == pytest.approx(40.0, abs=0.3)  # its last look at its clock: heard to the song's end
