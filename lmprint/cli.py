@@ -453,11 +453,7 @@ def list_(ctx, as_json, recordings):
             found = index.duplicates()
         finally:
             index.close()
-        by_id = {song.id: song for song in songs}
-        grouped = {song_id for group in found.recordings for song_id in group}
-        listed = [[by_id[i] for i in group if i in by_id] for group in found.recordings]  # added since: not listed
-        groups = sorted([group for group in listed if group] + [[song] for song in songs if song.id not in grouped],
-                        key=lambda group: group[0].id)
+        groups = _by_recording(songs, found.recordings)
     for files in _with_copies(groups, copies):
         first = files[0][0]
         if as_json:
@@ -469,6 +465,17 @@ def list_(ctx, as_json, recordings):
                        nl=False)
         else:
             click.echo(f"{first.id}\t{first.duration_s:7.1f} s\t{_one_line(first.title)}\t{_one_line(first.path)}")
+
+
+def _by_recording(songs: list[Song], recordings: list[list[int]]) -> list[list[Song]]:
+    """`songs` grouped by the recordings `dedup` found (song ids, ascending), each song not in one a group of its
+    own, in order of their first song's id. Songs removed since the recordings were found are left out, and songs
+    added since stand alone."""
+    by_id = {song.id: song for song in songs}
+    grouped = {song_id for group in recordings for song_id in group}
+    listed = [[by_id[i] for i in group if i in by_id] for group in recordings]
+    return sorted([group for group in listed if group] + [[song] for song in songs if song.id not in grouped],
+                  key=lambda group: group[0].id)
 
 
 def _with_copies(groups: list[list[Song]], copies: dict[int, list[str]]) -> list[list[tuple[Song, bool]]]:
@@ -676,15 +683,12 @@ def dedup(ctx, as_json):
     try:
         found = index.duplicates()
         copies = index.catalogue.copies_of()  # files of the same bytes: one song, indexed once
-        grouped = {song for group in found.recordings for song in group}
-        recordings = sorted([*found.recordings, *([song] for song in copies if song not in grouped)])
-        songs = index.catalogue.songs_by_id(sorted({song for group in recordings for song in group} |
-                                                   {s for o in found.shared_parts for s in (o.song_a, o.song_b)}))
+        every_song = index.catalogue.songs()
     finally:
         index.close()
     # songs removed since the join are left out (an `add` or `remove` may run meanwhile)
-    groups = [files for files in _with_copies([[songs[i] for i in group if i in songs] for group in recordings],
-                                              copies) if len(files) > 1]
+    songs = {song.id: song for song in every_song}
+    groups = [files for files in _with_copies(_by_recording(every_song, found.recordings), copies) if len(files) > 1]
     parts = shared_parts_by_recording([part for part in found.shared_parts
                                        if part.song_a in songs and part.song_b in songs], found.recordings)
     gone = {path for path in {file.path for files in groups for file, _ in files}
