@@ -329,62 +329,83 @@ class Monitor:
 
     def _update(self, match: Match | None, time_s: float, length_s: float,
                 after_idle_hop: bool = False) -> list[Segment]:
-        events: list[Segment] = []
-        current = self.current
-        if current is not None and self._agrees(current, match, time_s):
-            assert match is not None
-            self._extend(current, match, time_s, length_s)
-            self._candidate = None
-            return events
-        replay_after_s = None  # the song followed, heard again: its new play began after its last look heard it
-        heard_before = False
-        if current is not None and match is not None and self._plays_again(current, match, time_s):
-            if self._placed_early(current, match, time_s, length_s):
-                # its first looks put it at a passage that returns later in the song, so its clock ran out early:
-                # the same play, placed anew
-                current.anchor_s = None
+        """Track one look's answer (its window at `time_s`, `length_s` long), in stream order: the song followed
+        goes on, or misses a look and ends after `close_after_misses`; a song it does not follow becomes the
+        candidate, reported once its looks agree. The segments confirmed and closed by it."""
+        current, replay = self.current, None
+        if current is not None and match is not None:
+            if self._agrees(current, match, time_s):
                 self._extend(current, match, time_s, length_s)
                 self._candidate = None
-                return events
-            replay_after_s = current.last_look_s + self.settings.audible_s
-            # the looks before may have heard this play already, extending the one followed while its clock had
-            # not run out (a skip back, a pause): the last of them agrees with this look
-            heard_before = (current.named_elsewhere and current.heard is not None
-                            and self._plays_on(current.heard, current.heard_at_s, match, time_s))
-        if current is not None:
-            current.misses += 1
-            if (current.misses >= self.settings.close_after_misses and match is None
-                    and self._heard_through(current, time_s, length_s)):
-                current.misses -= 1  # a quiet passage under noise: no look names it, but it is heard at its clock
-            if current.misses >= self.settings.close_after_misses:  # ended; if another song is being heard (the
-                # candidate this look names too, not one an earlier look named and this one does not), then
-                following = self._candidate if self._candidate is not None and self._agrees(
-                    self._candidate, match, time_s) else None
-                events.append(self._close(current, time_s + length_s, following))
-                self.current = current = None
+                return []
+            if self._plays_again(current, match, time_s):
+                if self._placed_early(current, match, time_s, length_s):
+                    # its first looks put it at a passage that returns later in the song, so its clock ran out
+                    # early: the same play, placed anew
+                    current.anchor_s = None
+                    self._extend(current, match, time_s, length_s)
+                    self._candidate = None
+                    return []
+                replay = self._replay(current, match, time_s)
+        events = [] if current is None else self._miss(current, match, time_s, length_s)
         if match is None:
             if self._candidate is not None:
                 self._candidate.misses += 1
                 if self._candidate.misses >= self.settings.confirm_looks:  # its looks must come close together
                     self._candidate = None
             return events
-        candidate = self._candidate
-        if candidate is not None and self._agrees(candidate, match, time_s):
-            self._extend(candidate, match, time_s, length_s)
-        else:
-            candidate = self._candidate = self._start(match, time_s, length_s)
-            if after_idle_hop:
-                self._look_back(candidate, match, time_s, length_s)
-            if replay_after_s is not None and candidate.anchor_s is not None:
-                # from where it was heard to begin, or else where the anchor puts the song's start
-                began_s = candidate.start_s if candidate.start_heard else -candidate.anchor_s / candidate.rate
-                candidate.start_s = max(replay_after_s, began_s, 0.0)
-                self._place(candidate, candidate.anchor_s)
-                candidate.looks += heard_before
+        candidate = self._track_candidate(match, time_s, length_s, after_idle_hop, replay)
         if candidate.looks >= self.settings.confirm_looks and (
                 candidate.chance is None or candidate.chance <= self.settings.confirm_chance):
             events += self._confirm(candidate, time_s + length_s)
         return events
+
+    def _replay(self, current: Segment, match: Match, time_s: float) -> tuple[float, bool]:
+        """The song followed heard again (`_plays_again`): where its new play began at the earliest (`audible_s`
+        after the last look that heard the play before at its clock), and whether the looks since heard it already,
+        extending the play followed while its clock had not run out (a skip back, a pause): the last of them
+        agrees with this look."""
+        heard_before = (current.named_elsewhere and current.heard is not None
+                        and self._plays_on(current.heard, current.heard_at_s, match, time_s))
+        return current.last_look_s + self.settings.audible_s, heard_before
+
+    def _miss(self, current: Segment, match: Match | None, time_s: float, length_s: float) -> list[Segment]:
+        """A look that does not name the song followed: the segment closed (in the list returned) once
+        `close_after_misses` looks in a row have not, unless this one named nothing while the song is still heard
+        at its clock (`_heard_through`). Where the candidate this look names too was being heard, the song
+        followed ended there (`_close`)."""
+        current.misses += 1
+        if (current.misses >= self.settings.close_after_misses and match is None
+                and self._heard_through(current, time_s, length_s)):
+            current.misses -= 1  # a quiet passage under noise: no look names it, but it is heard at its clock
+        if current.misses < self.settings.close_after_misses:
+            return []
+        # not a candidate an earlier look named and this one does not
+        following = self._candidate if self._candidate is not None and self._agrees(
+            self._candidate, match, time_s) else None
+        self.current = None
+        return [self._close(current, time_s + length_s, following)]
+
+    def _track_candidate(self, match: Match, time_s: float, length_s: float, after_idle_hop: bool,
+                         replay: tuple[float, bool] | None) -> Segment:
+        """The segment being confirmed, after a look that names a song other than where the one followed goes on:
+        the candidate's next look if it agrees, else a new candidate (its start looked back for after an idle
+        hop, and, for the song followed heard again (`_replay`), not before its new play could have begun)."""
+        candidate = self._candidate
+        if candidate is not None and self._agrees(candidate, match, time_s):
+            self._extend(candidate, match, time_s, length_s)
+            return candidate
+        candidate = self._candidate = self._start(match, time_s, length_s)
+        if after_idle_hop:
+            self._look_back(candidate, match, time_s, length_s)
+        if replay is not None and candidate.anchor_s is not None:
+            replay_after_s, heard_before = replay
+            # from where it was heard to begin, or else where the anchor puts the song's start
+            began_s = candidate.start_s if candidate.start_heard else -candidate.anchor_s / candidate.rate
+            candidate.start_s = max(replay_after_s, began_s, 0.0)
+            self._place(candidate, candidate.anchor_s)
+            candidate.looks += heard_before
+        return candidate
 
     def _confirm(self, candidate: Segment, heard_to_s: float) -> list[Segment]:
         """Report the segment being confirmed as the one followed: the song followed until then, if any, ends where
