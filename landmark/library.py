@@ -365,16 +365,13 @@ class Index:
         `min_agreement_z` (the agreement that names a song on its own) and ≥ `min_score`. A monitor following a
         song looks this way first: no lookup and no vote, a few milliseconds where a search takes tens. The match's
         score is that z, its offset `offset_s`. None: the song is not clearly there (search instead)."""
-        matching, settings = self.matching, self.fingerprint_settings
-        samples = self._usable_query(samples)
-        peaks = self.peaks.get([previous.song.id]).get(previous.song.id)
+        matching = self.matching
+        near = self._song_near(self._usable_query(samples), previous, offset_s)
         song = self.catalogue.songs_by_id([previous.song.id]).get(previous.song.id)
-        if peaks is None or song is None:
+        if near is None or song is None:
             return None
-        played = warp.Warp.played(previous.speed, previous.tempo, previous.pitch)
-        clip = ProminenceMap.of(prominence_map(samples, settings), settings)
-        z = warp.agreement_near(clip, *peaks, played, offset_s / settings.frame_s,
-                                int(round(matching.follow_reach_s / settings.frame_s)), matching)
+        clip, played, reading = near
+        z, _ = agreement(clip, *reading, matching)
         if z < max(matching.min_agreement_z, min_score):
             return None
         # the offset is the clock's: agreement peaks broadly where notes are held, and a vote placed the clock
@@ -388,19 +385,30 @@ class Index:
         song's boundaries with it. None when the song is not clearly heard in them (`verify.heard_span`)."""
         matching, settings = self.matching, self.fingerprint_settings
         audio.check_usable(samples, self.sample_rate_hz, matching.min_duration_s)
-        peaks = self.peaks.get([previous.song.id]).get(previous.song.id)
-        if peaks is None:
+        near = self._song_near(samples, previous, offset_s)
+        if near is None:
             return None
-        played = warp.Warp.played(previous.speed, previous.tempo, previous.pitch)
-        clip = ProminenceMap.of(prominence_map(samples, settings), settings)
-        song_frames, song_bins, deltas = warp.reading_near(
-            clip, *peaks, played, round(offset_s / settings.frame_s),
-            int(round(matching.follow_reach_s / settings.frame_s)), matching)
+        clip, played, (song_frames, song_bins, deltas) = near
         _, delta = agreement(clip, song_frames, song_bins, deltas, matching)
         song_end_frame = int(round(previous.song.duration_s / settings.frame_s / played.tempo))
         span = heard_span(clip, song_frames, song_bins, delta, song_end_frame, matching,
                           int(round(matching.heard_pause_s / settings.frame_s)))
         return None if span is None else (span[0] * settings.frame_s, span[1] * settings.frame_s)
+
+    def _song_near(self, samples: np.ndarray, previous: Match, offset_s: float
+                   ) -> tuple[ProminenceMap, warp.Warp, tuple[np.ndarray, np.ndarray, list[int]]] | None:
+        """What `follow` and `heard_span` read: the samples' prominence map, how `previous` plays its song, and the
+        song's stored peaks under the samples `offset_s` into it, with the Δt within ± `follow_reach_s` that read
+        them (`warp.reading_near`). None where the song's peaks are not stored."""
+        settings = self.fingerprint_settings
+        peaks = self.peaks.get([previous.song.id]).get(previous.song.id)
+        if peaks is None:
+            return None
+        played = warp.Warp.played(previous.speed, previous.tempo, previous.pitch)
+        clip = ProminenceMap.of(prominence_map(samples, settings), settings)
+        return clip, played, warp.reading_near(clip, *peaks, played, offset_s / settings.frame_s,
+                                               int(round(self.matching.follow_reach_s / settings.frame_s)),
+                                               self.matching)
 
     def strongest_evidence(self, samples: np.ndarray) -> tuple[float, float | None]:
         """(vote lead, agreement z): the vote leader's lead over the runner-up, and the best agreement among the

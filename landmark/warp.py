@@ -407,15 +407,6 @@ def under_clip(song_frames: np.ndarray, song_bins: np.ndarray, deltas: tuple[int
     return song_frames[index], song_bins[index]
 
 
-def agreement_near(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, played: Warp,
-                   start_frame: float, reach_frames: int, matching: MatchSettings) -> float:
-    """The best agreement z of a song's peaks, played as `played`, with a clip starting at song frame
-    `start_frame` give or take `reach_frames` (clip frames): whether a clip goes on where a song was heard."""
-    z, _ = agreement(clip, *reading_near(clip, song_frames, song_bins, played, start_frame, reach_frames, matching),
-                     matching)
-    return z
-
-
 def reading_near(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, played: Warp,
                  start_frame: float, reach_frames: int, matching: MatchSettings
                  ) -> tuple[np.ndarray, np.ndarray, list[int]]:

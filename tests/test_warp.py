@@ -286,7 +286,7 @@ def test_every_tempos_clip_starts_are_those_of_its_own_reading():
 
 
 def test_a_followed_song_is_read_at_its_clock_and_everywhere_within_the_reach():
-    """`agreement_near`'s offsets, each read ± shift, cover every frame within ± reach of the clock's, and no
+    """`reading_near`'s offsets, each read ± shift, cover every frame within ± reach of the clock's, and no
     more than one grid step past it: with no reach the clock's offset alone, and at a reach the grid does not
     divide (15 frames, offsets 3 apart) its ends too."""
     from landmark.warp import offsets_within
@@ -303,8 +303,8 @@ def test_a_followed_song_is_read_at_its_clock_and_everywhere_within_the_reach():
 def test_a_followed_song_agrees_at_its_clock_with_no_reach():
     """`MatchSettings.follow_reach_s` = 0 reads the clock's offset alone (it read none, and failed)."""
     from landmark.fingerprint import extract_peaks, fingerprint
-    from landmark.verify import ProminenceMap
-    from landmark.warp import agreement_near
+    from landmark.verify import ProminenceMap, agreement
+    from landmark.warp import reading_near
 
     config, matching = FingerprintSettings(), Matching()
     song = rendered(3, 40.0, RATE)
@@ -313,4 +313,5 @@ def test_a_followed_song_agrees_at_its_clock_with_no_reach():
     clip_samples = song[delta * config.hop_size:delta * config.hop_size + 5 * RATE]
     clip = ProminenceMap.of(fingerprint(clip_samples, config, matching.query, with_prominence=True).prominence,
                             config)
-    assert agreement_near(clip, frames, bins, Warp("speed", 1.0), delta, 0, matching) >= matching.min_agreement_z
+    z, _ = agreement(clip, *reading_near(clip, frames, bins, Warp("speed", 1.0), delta, 0, matching), matching)
+    assert z >= matching.min_agreement_z
