@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,6 +42,21 @@ COMPACT_AFTER_CHANGE = 0.2
 `Catalogue.compact`) after a batch that added or removed at least this fraction of the audio now indexed: a bulk
 add then leaves one segment and a file about 10 % smaller, removing songs gives the space back, and small changes
 to a large index stay cheap."""
+
+
+
+@dataclass
+class _Decision:
+    """What `Index._decide` found: the song named (None: no match), how (`Match.decided_by`), its peaks'
+    agreement z (None where not read), the warp the warped search found it at, the ranked candidates behind it,
+    and the clip's prominence map (None without verification)."""
+
+    best: vote.Candidate | None
+    decided_by: str
+    z: float | None
+    found_warp: warp.Warp | None
+    candidates: list[vote.Candidate]
+    clip: ProminenceMap | None
 
 
 class Index:
@@ -273,74 +289,90 @@ class Index:
 
     def identify(self, samples: np.ndarray) -> tuple[Match | None, list[vote.Candidate]]:
         """The decision and the ranked candidates behind it (for diagnostics and the bench)."""
-        matching = self.matching
         query = self._fingerprint_query(samples)
         song_peaks = remembered(self.peaks.get)  # the winner's peaks are read to confirm, verify and measure
-        is_copy = CopyCheck(song_peaks, self._durations_s, matching,
+        is_copy = CopyCheck(song_peaks, self._durations_s, self.matching,
                             clip_frames=0 if query.prominence is None else query.prominence.shape[0])
+        decision = self._decide(query, song_peaks, is_copy)
+        if decision.best is None:
+            return None, decision.candidates
+        return self._match_of(decision, query, song_peaks, is_copy), decision.candidates
+
+    def _decide(self, query: Fingerprint, song_peaks: SongPeaks, is_copy: CopyCheck) -> _Decision:
+        """Which song the clip holds, if any: the vote's leader where its peaks confirm it, else the candidate
+        verification finds, else, where none is found or its peaks barely agree, the warped search's (the clip may
+        be played faster or slower)."""
+        matching = self.matching
         alignments = self._align(query, matching.query_delta_tolerance_frames)
         candidates = without_copies_of_leader(alignments.top(self._candidate_count), is_copy)
         best = vote.decide(candidates, matching)
-        decided_by = "vote"
         if best is None and matching.query_retry_tolerance_frames > matching.query_delta_tolerance_frames:
             alignments = self._align(query, matching.query_retry_tolerance_frames)
             candidates = without_copies_of_leader(alignments.top(self._candidate_count), is_copy)
             best = vote.decide(candidates, matching, min_ratio=matching.query_retry_min_ratio)
-        z = None  # the winner's agreement, for its confidence
-        found_warp = None
-        if matching.verify_candidates > 0:
-            assert query.prominence is not None
-            clip = ProminenceMap.of(query.prominence, self.fingerprint_settings)
-            if best is not None:
-                z = agreement_at(best, clip, song_peaks, matching)
-                if not confirms_vote(z, matching):
-                    best = None  # the vote lined up pairs, but the song's peaks are not in the clip
-                else:
-                    best, z = self._best_agreeing_copy(best, z, alignments.top(self._candidate_count), is_copy,
-                                                       clip, song_peaks)
-            if best is None:
-                candidates = without_copies_of_leader(
-                    alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
-                best, decided_by = verify(candidates, clip, song_peaks, matching, is_copy.same_recording)
-                z = None if best is None else agreement_at(best, clip, song_peaks, matching)
-            if query.index_peaks is not None and (best is None or (z is not None and z < matching.min_agreement_z)):
-                # no match, or one its peaks barely confirm: the clip may be played faster or slower
-                warped = warp.identify(*query.index_peaks, clip, self._vote, song_peaks, is_copy,
-                                       self.fingerprint_settings, matching, max(2, matching.warp_candidates))
-                if warped.best is not None and warped.z is not None and (
-                        best is None or z is None or warped.z >= z + (
-                            0.0 if warped.best.song_id == best.song_id else matching.min_agreement_lead)):
-                    best, decided_by, z, found_warp = warped.best, warped.decided_by, warped.z, warped.warp
-                    candidates = warped.candidates
+        decision = _Decision(best, "vote", None, None, candidates, None)
+        if matching.verify_candidates == 0:
+            return decision
+        assert query.prominence is not None
+        clip = decision.clip = ProminenceMap.of(query.prominence, self.fingerprint_settings)
+        if best is not None:
+            z = agreement_at(best, clip, song_peaks, matching)
+            if not confirms_vote(z, matching):
+                best = None  # the vote lined up pairs, but the song's peaks are not in the clip
+            else:
+                decision.best, decision.z = self._best_agreeing_copy(
+                    best, z, alignments.top(self._candidate_count), is_copy, clip, song_peaks)
         if best is None:
-            return None, candidates
-        peaks = song_peaks([best.song_id]).get(best.song_id) if z is not None else None
-        if peaks is not None and warp.measured(matching):  # how fast the clip plays, and its start in the song
-            _, found_warp, start = warp.measure(clip, *peaks, best.delta_frames, matching, around=found_warp,
+            decision.candidates = without_copies_of_leader(
+                alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
+            decision.best, decision.decided_by = verify(decision.candidates, clip, song_peaks, matching,
+                                                        is_copy.same_recording)
+            decision.z = None if decision.best is None else agreement_at(decision.best, clip, song_peaks, matching)
+        best, z = decision.best, decision.z
+        if query.index_peaks is not None and (best is None or (z is not None and z < matching.min_agreement_z)):
+            warped = warp.identify(*query.index_peaks, clip, self._vote, song_peaks, is_copy,
+                                   self.fingerprint_settings, matching, max(2, matching.warp_candidates))
+            if warped.best is not None and warped.z is not None and (
+                    best is None or z is None or warped.z >= z + (
+                        0.0 if warped.best.song_id == best.song_id else matching.min_agreement_lead)):
+                decision.best, decision.decided_by, decision.z = warped.best, warped.decided_by, warped.z
+                decision.found_warp, decision.candidates = warped.warp, warped.candidates
+        return decision
+
+    def _match_of(self, decision: _Decision, query: Fingerprint, song_peaks: SongPeaks,
+                  is_copy: CopyCheck) -> Match | None:
+        """The match the decision names: its warp and start measured from its peaks, its whole file named where
+        the vote led with a cut copy, its files and copies, and its confidence. None if the song was removed
+        meanwhile."""
+        matching, best, found_warp = self.matching, decision.best, decision.found_warp
+        assert best is not None
+        peaks = song_peaks([best.song_id]).get(best.song_id) if decision.z is not None else None
+        if peaks is not None and decision.clip is not None and warp.measured(matching):
+            # how fast the clip plays, and its start in the song
+            _, found_warp, start = warp.measure(decision.clip, *peaks, best.delta_frames, matching, around=found_warp,
                                                clip_peaks=query.index_peaks)
             best = vote.Candidate(best.song_id, best.score, start)
         songs = self.catalogue.songs_by_id([best.song_id, *sorted(is_copy.copies.get(best.song_id, ()))])
         song = songs.pop(best.song_id, None)
         if song is None:  # removed between lookup and now
-            return None, candidates
+            return None
         whole = max((songs[i] for i in is_copy.cut_copies.get(best.song_id, ()) if i in songs),
                     key=lambda copy: copy.duration_s, default=song)
         if whole.duration_s > matching.copy_max_duration_ratio * song.duration_s:  # the vote led with a cut copy:
             songs[song.id], song = song, songs.pop(whole.id)  # name the whole file (they start together)
         files = self.catalogue.files_of(song)  # its file first (a copy if the file is gone), then its copies
         copies = is_copy.copies.get(best.song_id, set())
-        vote_lead = best.score - max((c.score for c in candidates if c.song_id != best.song_id
+        vote_lead = best.score - max((c.score for c in decision.candidates if c.song_id != best.song_id
                                       and c.song_id not in copies), default=0.0)
-        chance = CALIBRATION.false_match_probability(vote_lead, z)
+        chance = CALIBRATION.false_match_probability(vote_lead, decision.z)
         song_time_s = best.delta_frames * self.fingerprint_settings.frame_s  # at the clip's start; < 0: not begun
         tempo = found_warp.tempo if found_warp is not None else 1.0
         factors = ({} if found_warp is None  # not measured: an index without peaks, or no warp searched
                    else {"speed": found_warp.factor} if found_warp.kind == "speed"
                    else {"tempo": found_warp.tempo, "pitch": found_warp.pitch})
         copy_files = [file for copy in songs.values() for file in self.catalogue.files_of(copy)]  # theirs too
-        match = Match(files[0], best.score, max(0.0, song_time_s), 1.0 - chance, decided_by,
-                      (*files[1:], *copy_files), chance, **factors, lead_in_s=max(0.0, -song_time_s / tempo))
-        return match, candidates
+        return Match(files[0], best.score, max(0.0, song_time_s), 1.0 - chance, decision.decided_by,
+                     (*files[1:], *copy_files), chance, **factors, lead_in_s=max(0.0, -song_time_s / tempo))
 
     def _best_agreeing_copy(self, leader: vote.Candidate, z: float | None, ranked: list[vote.Candidate],
                             is_copy: CopyCheck, clip: ProminenceMap, song_peaks: SongPeaks
