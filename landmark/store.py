@@ -46,7 +46,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lmprint.catalogue import VARIABLES_PER_STATEMENT, Catalogue, id_batches
+from lmprint.catalogue import Catalogue, id_batches
 from lmprint.errors import REBUILD, ChangedWhileRead, IndexFileError, damaged
 from lmprint.files import file_size
 
@@ -484,21 +484,18 @@ class SQLitePostingStore:
     def _rows(self, buckets: np.ndarray, table: str) -> tuple[np.ndarray, list[bytes]]:
         """(buckets, blobs) of the tail rows of these buckets that exist, in no particular order."""
         rows: list[tuple] = []
-        for start in range(0, buckets.size, VARIABLES_PER_STATEMENT):
-            part = buckets[start:start + VARIABLES_PER_STATEMENT].tolist()
-            rows += self.catalogue.read(
-                f"SELECT bucket, entries FROM {table} WHERE bucket IN ({','.join('?' * len(part))})", part)
+        for marks, part in id_batches(buckets):
+            rows += self.catalogue.read(f"SELECT bucket, entries FROM {table} WHERE bucket IN ({marks})", part)
         return np.asarray([row[0] for row in rows], np.uint32), [row[1] for row in rows]
 
     def _tail_sizes(self, buckets: np.ndarray, table: str) -> tuple[np.ndarray, np.ndarray, list[bytes | None]]:
         """(buckets found, ascending; their rows' sizes in words; the blob of each row up to `SMALL_ROW_BYTES`,
         else None): one pass reads the small rows and the sizes of the others."""
         rows: list[tuple] = []
-        for start in range(0, buckets.size, VARIABLES_PER_STATEMENT):
-            part = buckets[start:start + VARIABLES_PER_STATEMENT].tolist()
+        for marks, part in id_batches(buckets):
             rows += self.catalogue.read(
                 f"SELECT bucket, LENGTH(entries), CASE WHEN LENGTH(entries) <= {SMALL_ROW_BYTES} THEN entries END "
-                f"FROM {table} WHERE bucket IN ({','.join('?' * len(part))}) ORDER BY bucket", part)
+                f"FROM {table} WHERE bucket IN ({marks}) ORDER BY bucket", part)
         if not rows:
             return np.zeros(0, np.uint32), np.zeros(0, np.int64), []
         found, sizes, blobs = zip(*rows)

@@ -65,8 +65,10 @@ def under_folder(path: str, folders: Iterable[str]) -> str | None:
 
 
 def id_batches(ids: Iterable[int]) -> Iterator[tuple[str, list[int]]]:
-    """`ids` in batches of at most `VARIABLES_PER_STATEMENT`, each with its placeholders for `IN (…)`: "?,?,?"."""
-    ids = [int(i) for i in ids]
+    """`ids` in batches of at most `VARIABLES_PER_STATEMENT`, each with its placeholders for `IN (…)`: "?,?,?". A
+    numpy array's are taken as they are (`tolist`: Python ints, in one pass)."""
+    tolist = getattr(ids, "tolist", None)
+    ids = tolist() if tolist is not None else [int(i) for i in ids]
     for start in range(0, len(ids), VARIABLES_PER_STATEMENT):
         batch = ids[start:start + VARIABLES_PER_STATEMENT]
         yield ",".join("?" * len(batch)), batch
@@ -805,8 +807,16 @@ class WriteTransaction:
 
 
 def _run_all(callbacks: list[Callable[[], None]]) -> None:
+    """Call every callback, the rest too where one raises (each undoes or notes a part of its own, such as a
+    segment file to delete); the first error is raised once all have run."""
+    first_error: Exception | None = None
     for callback in callbacks:
-        callback()
+        try:
+            callback()
+        except Exception as error:  # noqa: BLE001 - raised below, after the others
+            first_error = first_error or error
+    if first_error is not None:
+        raise first_error
 
 
 def _path_forms(reference: str) -> set[str]:

@@ -449,6 +449,27 @@ def test_processes_racing_to_create_the_same_index_all_succeed(library_dir, tmp_
         assert len(assert_consistent(db)) == 1
 
 
+def test_every_undo_of_a_rolled_back_write_runs_though_one_fails(tmp_path):
+    """What a write did outside the file (a segment written) is undone if it rolls back, each part by its own
+    callback: one that fails (a file already gone, a disk error) does not leave the others undone, and its error
+    is the one raised (the first failure skipped every undo after it)."""
+    undone = []
+
+    def undo(name, fails=False):
+        def run():
+            undone.append(name)
+            if fails:
+                raise OSError(f"cannot undo {name}")
+        return run
+
+    with Catalogue(tmp_path / "i.db", create=True) as catalogue:
+        with pytest.raises(OSError, match="cannot undo b"), catalogue.write():
+            for name in "abc":
+                catalogue.after_rollback(undo(name, fails=name == "b"))
+            raise ValueError("the write failed")
+    assert undone == ["c", "b", "a"]  # newest first, every one
+
+
 def test_a_removed_songs_id_is_never_given_again(library_dir, tmp_path):
     """A query reads a song's row by the id its votes name, after voting: were the id of a song removed meanwhile
     given to one added meanwhile, the query would name that other song. SQLite gives the largest id again once
