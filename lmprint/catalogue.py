@@ -141,6 +141,22 @@ def now_utc() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
+@dataclasses.dataclass
+class Removal:
+    """What a removal takes (`Catalogue.removal`)."""
+
+    songs: dict[int, Song] = dataclasses.field(default_factory=dict)
+    """The songs to remove, by id."""
+    stand_ins: list[tuple[Song, str]] = dataclasses.field(default_factory=list)
+    """Songs whose file goes with a folder removed, each with its copy outside it that becomes its file."""
+    copies: list[str] = dataclasses.field(default_factory=list)
+    """Paths of copies to forget (the song stays, by its other files)."""
+    missing: list[str] = dataclasses.field(default_factory=list)
+    """References that name nothing."""
+    ambiguous: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    """References that name several songs without `remove_all`, each with why: then nothing is removed."""
+
+
 class Catalogue:
     """An open index file: its connection, write transactions, `meta` and the songs catalogue.
 
@@ -578,6 +594,43 @@ class Catalogue:
             else:
                 stand_ins.append((song, outside))
         return removed, stand_ins, inside
+
+    def removal(self, references: Iterable[str], remove_all: bool = False) -> Removal:
+        """What `lmprint remove` takes, each reference read in turn: a copy's path, that file alone; else the songs
+        it names by id (an id is what it says, whatever titles say), path, title or content hash; else a folder's
+        songs (`folder_removal`), there or gone. A reference naming several songs, or a folder of several, without
+        `remove_all` is ambiguous; one naming nothing is missing."""
+        plan = Removal()
+        for reference in references:
+            copy = self.copy_at(reference)
+            if copy is not None:  # one file of a song held twice: that file alone
+                plan.copies.append(copy)
+                continue
+            matches = self.find_songs(reference)
+            if any(str(song.id) == reference for song in matches):
+                matches = [song for song in matches if str(song.id) == reference]
+            if not matches and reference and (os.path.isdir(reference) or not os.path.exists(reference)):
+                removed, moving, inside = self.folder_removal(reference)
+                if len(removed) + len(moving) > 1 and not remove_all:
+                    plan.ambiguous.append((reference, f"a folder of {len(removed) + len(moving)} songs; give --all "
+                                                      "to remove them all"))
+                elif removed or moving or inside:
+                    plan.songs.update({song.id: song for song in removed})
+                    plan.stand_ins += moving
+                    plan.copies += inside
+                else:
+                    plan.missing.append(reference)
+            elif not matches:
+                plan.missing.append(reference)
+            elif len(matches) > 1 and not remove_all:
+                plan.ambiguous.append((reference, f"names {len(matches)} songs (ids "
+                                                  f"{', '.join(str(song.id) for song in matches)}); give an id or "
+                                                  "path, or --all"))
+            else:
+                plan.songs.update({song.id: song for song in matches})
+        # a song named as well as moving to its copy outside a folder named: named, it goes
+        plan.stand_ins = [(song, copy) for song, copy in plan.stand_ins if song.id not in plan.songs]
+        return plan
 
     def song_id_of(self, content_sha1: str) -> int | None:
         """The id of the song with this content, if it is in the catalogue."""

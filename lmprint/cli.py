@@ -528,42 +528,15 @@ def remove(ctx, songs, remove_all, dry_run):
     data. A folder names every song whose file lies under it (--all when there are several)."""
     from .catalogue import MIN_HASH_PREFIX, Catalogue
 
-    found: dict[int, Any] = {}
-    missing, ambiguous, copies, stand_ins = [], [], [], []
     with Catalogue(ctx.obj["db"]) as catalogue:
-        for reference in songs:
-            copy = catalogue.copy_at(reference)
-            if copy is not None:  # one file of a song held twice: that file alone
-                copies.append(copy)
-                continue
-            matches = catalogue.find_songs(reference)
-            if any(str(song.id) == reference for song in matches):  # an id is what it says, whatever titles say
-                matches = [song for song in matches if str(song.id) == reference]
-            if not matches and reference and (os.path.isdir(reference) or not os.path.exists(reference)):
-                removed, moving, inside = catalogue.folder_removal(reference)  # a folder, there or gone
-                if len(removed) + len(moving) > 1 and not remove_all:
-                    ambiguous.append(f"lmprint: {reference}: a folder of {len(removed) + len(moving)} songs; give "
-                                     "--all to remove them all")
-                elif removed or moving or inside:
-                    found.update({song.id: song for song in removed})
-                    stand_ins += moving
-                    copies += inside
-                else:
-                    missing.append(reference)
-                continue
-            if not matches:
-                missing.append(reference)
-            elif len(matches) > 1 and not remove_all:
-                ambiguous.append(f"lmprint: {reference}: names {len(matches)} songs (ids "
-                                 f"{', '.join(str(song.id) for song in matches)}); give an id or path, or --all")
-            found.update({song.id: song for song in matches})
-        if ambiguous:  # nothing is removed: a destructive command does only what was meant
-            for line in ambiguous:
-                click.echo(line, err=True)
+        plan = catalogue.removal(songs, remove_all)
+        if plan.ambiguous:  # nothing is removed: a destructive command does only what was meant
+            for reference, why in plan.ambiguous:
+                click.echo(_one_line(f"lmprint: {reference}: {why}"), err=True)
             raise SystemExit(1)
-        # a song named as well as moving to its copy outside a folder named: named, it goes
-        _keep_in_copies(catalogue, [(song, copy) for song, copy in stand_ins if song.id not in found], copies, dry_run)
-    n_removed = remove_songs(ctx.obj["db"], list(found.values()), dry_run)
+        _keep_in_copies(catalogue, plan.stand_ins, plan.copies, dry_run)
+    n_removed = remove_songs(ctx.obj["db"], list(plan.songs.values()), dry_run)
+    missing, found = plan.missing, plan.songs
     for reference in missing:
         short_hash = (4 <= len(reference) < MIN_HASH_PREFIX and not reference.isdigit()
                       and all(c in "0123456789abcdef" for c in reference.lower()))
