@@ -157,6 +157,22 @@ class Removal:
     """References that name several songs without `remove_all`, each with why: then nothing is removed."""
 
 
+@dataclasses.dataclass
+class Pruning:
+    """What `prune` takes (`Catalogue.pruning`)."""
+
+    songs: list[Song] = dataclasses.field(default_factory=list)
+    """The songs to remove: every file of theirs is gone."""
+    stand_ins: list[tuple[Song, str]] = dataclasses.field(default_factory=list)
+    """Songs whose file is gone, each with a copy that still holds its bytes, to become its file."""
+    copies: list[str] = dataclasses.field(default_factory=list)
+    """Paths of copies that are gone, to forget."""
+    kept: dict[str, list[Song]] = dataclasses.field(default_factory=dict)
+    """Songs whose files are gone with a library folder missing or empty now, by that folder: not removed."""
+    every: bool = False
+    """Whether every indexed song's own file is gone (a drive not mounted, more likely than a library deleted)."""
+
+
 class Catalogue:
     """An open index file: its connection, write transactions, `meta` and the songs catalogue.
 
@@ -767,6 +783,23 @@ class Catalogue:
             else:
                 songs_gone.append(song)
         return songs_gone, stand_ins, gone_copies
+
+    def pruning(self, force: bool = False) -> Pruning:
+        """What `lmprint prune` takes (`files_gone`), but for the songs under a library folder that is missing or
+        empty now (a drive not mounted), which it keeps unless `force`; none are kept so where every song's file
+        is gone (then `prune` refuses without `force`)."""
+        gone, stand_ins, gone_copies = self.files_gone()
+        own_gone = len(gone) + len(stand_ins)  # songs whose own file is gone, copies or not
+        plan = Pruning(stand_ins=stand_ins, every=own_gone > 0 and own_gone == self.song_count())
+        unavailable = [] if force or plan.every else self.unavailable_folders()
+        for song in gone:
+            folder = under_folder(song.path, unavailable)
+            if folder is None:
+                plan.songs.append(song)
+            else:
+                plan.kept.setdefault(folder, []).append(song)
+        plan.copies = [path for path in gone_copies if under_folder(path, unavailable) is None]
+        return plan
 
     def still_as_read(self, songs: Sequence[int | Song]) -> list[int]:
         """The ids of these songs that are in the catalogue, less each `Song` whose row no longer names the file

@@ -570,27 +570,20 @@ def _keep_in_copies(catalogue, stand_ins: list, copies: list[str], dry_run: bool
 def prune(ctx, dry_run, force):
     """Remove the songs whose files are gone (deleted, or moved without `lmprint add` seeing the new place). A song
     whose file is gone but a copy of it is there (the same bytes, recorded by `add`) names the copy instead."""
-    from .catalogue import Catalogue, under_folder
+    from .catalogue import Catalogue
 
     with Catalogue(ctx.obj["db"]) as catalogue:
-        gone, stand_ins, gone_copies = catalogue.files_gone()
-        own_gone = len(gone) + len(stand_ins)  # songs whose own file is gone, copies or not
-        every = own_gone > 0 and own_gone == catalogue.song_count()
-        if every and not (force or dry_run):
+        plan = catalogue.pruning(force)
+        own_gone = len(plan.songs) + len(plan.stand_ins)
+        if plan.every and not (force or dry_run):
             songs = ("the file of the one indexed song is" if own_gone == 1
                      else f"the files of all {own_gone} indexed songs are")
             raise LmprintError(f"{songs} gone (is the drive mounted?): nothing removed; `lmprint prune --force` "
                                "removes them all")
-        unavailable = [] if force or every else catalogue.unavailable_folders()
-        in_folder = [(song, under_folder(song.path, unavailable)) for song in gone]
-        kept: dict[str, list[Song]] = {}  # by folder missing or empty: its songs, not removed
-        for song, folder in in_folder:
-            if folder is not None:
-                kept.setdefault(folder, []).append(song)
-        gone = [song for song, folder in in_folder if folder is None]
-        gone_copies = [path for path in gone_copies if under_folder(path, unavailable) is None]
-        _keep_in_copies(catalogue, stand_ins, gone_copies, dry_run)  # a song whose file is gone lives on in a copy
-    n_removed = remove_songs(ctx.obj["db"], gone, dry_run)
+        # a song whose file is gone lives on in a copy
+        _keep_in_copies(catalogue, plan.stand_ins, plan.copies, dry_run)
+    n_removed = remove_songs(ctx.obj["db"], plan.songs, dry_run)
+    every, kept, stand_ins, gone_copies = plan.every, plan.kept, plan.stand_ins, plan.copies
     for folder, songs_kept in kept.items():
         click.echo(_one_line(f"lmprint: {folder} is missing or empty (is the drive mounted?): its "
                              f"{_count(len(songs_kept), 'song')} {'would be ' if dry_run else ''}kept; "
