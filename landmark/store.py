@@ -424,6 +424,10 @@ class SQLitePostingStore:
         if not isinstance(blob, bytes) or len(blob) % 24:
             raise damaged(self.catalogue.path, "the sealed songs' places do not decode")
         rows = np.frombuffer(blob, "<i8").reshape(-1, 3)
+        starts, ends, song_ids = rows.T
+        if rows.size and not (0 <= starts[0] and (ends >= starts).all() and (starts[1:] >= ends[:-1]).all()
+                              and ends[-1] <= end_frame and (song_ids > 0).all()):  # by start, apart, under its end
+            raise damaged(self.catalogue.path, "the sealed songs' places do not decode")
         listed, = self.catalogue.read("SELECT COUNT(*) FROM songs WHERE timeline_start < ?", (end_frame,))[0]
         return (end_frame, rows) if listed == rows.shape[0] else None
 

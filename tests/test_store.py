@@ -889,6 +889,13 @@ def test_damage_inside_whole_files_is_a_one_line_error_not_a_traceback(tmp_path,
         conn.execute("UPDATE sealed_timeline SET songs=?", (kept[:20],))
     with pytest.raises(IndexFileError, match=r"damaged \(the sealed songs' places do not decode\)"):
         Store(path).postings.lookup(asked)
+    rows = np.frombuffer(kept, "<i8").reshape(-1, 3)
+    for damaged_rows in (np.zeros_like(rows), np.where(np.arange(rows.size).reshape(rows.shape) == 3, -(1 << 40), rows),
+                         rows[::-1], np.where(rows == rows[0, 1], rows[-1, 1] + 10**6, rows)):
+        with sqlite3.connect(path) as conn:  # zeroed, a negative start, out of order, a song past the end
+            conn.execute("UPDATE sealed_timeline SET songs=?", (damaged_rows.astype("<i8").tobytes(),))
+        with pytest.raises(IndexFileError, match=r"damaged \(the sealed songs' places do not decode\)"):
+            Store(path).postings.lookup(asked)
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE sealed_timeline SET songs=?", (kept,))
     hashes, frames = _random_songs(3, 1, n_postings=50)[0]
