@@ -15,7 +15,7 @@ from lmprint.files import find_audio_files, holds_content, title_from_path, unst
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 
 from . import audio, dedup, vote, warp
-from .batch import SongFingerprint, fingerprint_songs
+from .batch import SongFingerprint, fingerprint_song, fingerprint_songs
 from .confidence import CALIBRATION
 from .fingerprint import Fingerprint, fingerprint, prominence_map
 from .settings import FingerprintSettings, MatchSettings
@@ -160,6 +160,9 @@ class Index:
         content_at: dict[str, str] = {}  # path → the content this batch found there
         for outcome, song in fingerprint_songs(todo, self.fingerprint_settings, self.matching.min_duration_s,
                                                jobs=jobs, known_sha1=known):
+            if song is None and outcome.skipped and outcome.content_sha1 and not self._indexed(outcome.content_sha1):
+                # indexed when the batch began, removed since (a `prune` or `remove` meanwhile): indexed anew
+                outcome, song = fingerprint_song(outcome.path, self.fingerprint_settings, self.matching.min_duration_s)
             if song is None:
                 if outcome.content_sha1:
                     content_at[outcome.path] = outcome.content_sha1
@@ -173,6 +176,10 @@ class Index:
         report.replaced = self._settle_paths(content_at, record)
         self._compact_after_change(report.audio_s)
         return report
+
+    def _indexed(self, content_sha1: str) -> bool:
+        """Whether a song of this content has postings now."""
+        return bool(self.catalogue.read("SELECT 1 FROM songs WHERE content_sha1=? AND n_hashes > 0", (content_sha1,)))
 
     def _settle_paths(self, content_at: dict[str, str], record: Callable[[Outcome], None]) -> int:
         """A path names one song: each entry that names a path of this batch but another content than the batch

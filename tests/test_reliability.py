@@ -502,6 +502,36 @@ def test_prune_leaves_a_song_that_add_moved_after_prune_looked(library_dir, tmp_
         assert index.remove([song.id for song in gone]) == [gone[0].id]  # by id: the song, wherever it is now
 
 
+def test_a_moved_song_that_prune_removes_while_add_reads_its_new_place_is_indexed_anew(library_dir, tmp_path,
+                                                                                     monkeypatch):
+    """`add` of a moved album knows its songs when it begins, and skips their files as indexed; a `prune`
+    meanwhile removes those songs, their old files being gone. The files are indexed anew, not reported skipped
+    with nothing indexed (the songs were lost until the next `add`)."""
+    import landmark.library
+
+    old_place, new_place = tmp_path / "a" / "song.wav", tmp_path / "b" / "song.wav"
+    old_place.parent.mkdir()
+    shutil.copy(library_dir / "song0.wav", old_place)
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add(old_place)
+    old_place.parent.rename(new_place.parent)
+    fingerprint_songs = landmark.library.fingerprint_songs
+
+    def pruned_meanwhile(*args, **kwargs):
+        for result in fingerprint_songs(*args, **kwargs):
+            with Index(tmp_path / "i.db") as other:  # what another process's `prune` does now
+                gone, _, _ = other.catalogue.files_gone()
+                assert len(other.remove(gone)) == 1
+            yield result
+
+    monkeypatch.setattr(landmark.library, "fingerprint_songs", pruned_meanwhile)
+    with Index(tmp_path / "i.db") as index:
+        report = index.add(new_place.parent)
+        assert (report.added, report.skipped) == (1, 0), report
+        assert [song.path for song in index.catalogue.songs()] == [str(new_place)]
+        assert index.match(new_place).song.path == str(new_place)
+
+
 # --- 4. damaged index files --------------------------------------------------------------------------------------
 
 def test_a_truncated_index_file_gets_one_clear_error(built_index, tmp_path):
