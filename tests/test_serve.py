@@ -89,6 +89,21 @@ def test_bad_uploads_get_a_json_error_and_never_a_500(built_index, tmp_path, cap
     assert not [record for record in caplog.records if record.name.startswith("python_multipart")]
 
 
+def test_an_index_that_cannot_be_read_answers_500_with_its_one_line(built_index, tmp_path):
+    """A damaged index is the server's fault, not the request's: 500 with the error `match` prints (it answered
+    422, which tells a client to change its request)."""
+    import sqlite3
+
+    db = tmp_path / "i.db"
+    shutil.copy(built_index, db)
+    song = Index(db).catalogue.songs()[1]
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE peaks SET data=? WHERE song_id=?", (b"\x78" + bytes(40), song.id))
+    with client_for(db) as damaged_client:
+        answer = damaged_client.post("/match", content=clip_bytes(song.path, 12.0, 5.0, tmp_path))
+    assert answer.status_code == 500 and "damaged" in answer.json()["error"], answer.text
+
+
 def test_a_client_that_goes_away_mid_upload_gets_an_answer_not_a_traceback(built_index):
     """The client closes its connection after part of its body: the request ends with a 400, not an exception
     in the server's log."""
