@@ -344,9 +344,8 @@ class SQLitePostingStore:
         a store too small to seal."""
         with self.catalogue.write():
             _create_segments_table(self.catalogue)
+            self._remove_unlisted()
             listed = self._listed()
-            self._sync_log()  # a merge's inputs are unlisted by a commit that a killed process may not have flushed
-            self._remove_unlisted({name for name, _ in listed})
             if listed or self._tail_postings() >= TAIL_POSTINGS:  # a file made before segments, too
                 if self._tail_postings() > 0:
                     self._seal_tail()
@@ -583,7 +582,9 @@ class SQLitePostingStore:
         self.catalogue.mark_current_schema()  # an lmprint that knows no segments refuses it
 
     def _seal_tail(self) -> None:
-        """Move the tail's postings into a segment (dropping those of removed songs) and empty the tail."""
+        """Move the tail's postings into a segment (dropping those of removed songs) and empty the tail; first,
+        delete what a crash left in the folder (`_remove_unlisted`), so that it never outlasts the next seal."""
+        self._remove_unlisted()
         layout, table = self._layout()
         timeline = self.timeline()
         def parts() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -675,12 +676,20 @@ class SQLitePostingStore:
             except OSError:  # gone already, or not ours to delete: unlisted, it is only space, which compact frees
                 pass
 
-    def _remove_unlisted(self, listed: set[str]) -> None:
-        """Delete the segment files that no listing names: left by a crash between writing one and committing it.
-        Call holding the write lock (no other writer is making one)."""
-        if self.folder.is_dir():
-            self._remove_files(path.name for path in self.folder.iterdir()
-                               if path.name not in listed and path.name.endswith((segments.SUFFIX, ".tmp")))
+    def _remove_unlisted(self) -> None:
+        """Delete the segment files that no listing names: left by a crash between writing one and committing it,
+        or between a merge's commit and deleting its inputs. Call holding the write lock, before this transaction
+        lists or unlists any: no other writer is making one, and every file unlisted is unlisted for good. The
+        log is flushed first where there are any, since a merge's inputs are unlisted by a commit that a killed
+        process may not have flushed."""
+        if not self.folder.is_dir():
+            return
+        listed = {name for name, _ in self._listed()}
+        unlisted = [path.name for path in self.folder.iterdir()
+                    if path.name not in listed and path.name.endswith((segments.SUFFIX, ".tmp"))]
+        if unlisted:
+            self._sync_log()
+            self._remove_files(unlisted)
 
     # --- internals: from timeline frames to songs --------------------------------------------------------------
     def _timeline_rows(self, condition: str, params: Sequence) -> np.ndarray:
