@@ -31,6 +31,7 @@ next `compact`.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import secrets
@@ -226,7 +227,8 @@ def write(folder: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings
         folder.mkdir(exist_ok=True)
         return _write(folder, name, temporary, parts, postings, base_frame)
     except OSError as error:  # a full disk, a quota, a folder it may not write: the caller's transaction rolls back
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a folder it may not write will not let it delete either
+            temporary.unlink(missing_ok=True)
         raise IndexFileError(f"cannot write a segment in {folder}: {os_reason(error)}; free some space (or "
                              "make the folder writable) and run the command again: what was indexed is kept") from None
 

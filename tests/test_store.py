@@ -1010,6 +1010,18 @@ def test_a_segment_the_disk_has_no_room_for_is_one_line_and_the_index_keeps_what
     reopened = Store(path)
     assert "/0" in [song.path for song in reopened.catalogue.songs()] and _postings_of(reopened, songs[0][0]) == before
 
+    def read_only(folder, name, temporary, *rest):  # a read-only file system: nothing can be written or deleted
+        raise OSError(errno.EROFS, "Read-only file system", str(temporary))
+
+    def cannot_delete(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(segments_module, "_write", read_only)
+    monkeypatch.setattr(segments_module.Path, "unlink", cannot_delete)
+    with pytest.raises(IndexFileError, match="cannot write a segment in .*: read-only file system; free some space"):
+        for number in (1, 2):  # the error about the segment, not the one about its temporary file
+            insert(reopened, f"/{number}", f"sha-{number}", *songs[number])
+
 
 def _segment_postings(bits, row_sizes, rng):
     """Sorted (hash, timeline frame) postings with about `row_sizes[i]` words in each of some buckets' rows (a
