@@ -595,7 +595,9 @@ def prune(ctx, dry_run, force):
     songs = "1 song whose file is" if n_removed == 1 else f"{n_removed} songs whose files are"
     moved = f", {len(stand_ins)} now named by a copy" if stand_ins else ""
     forgotten = f", {len(gone_copies)} cop{'y' if len(gone_copies) == 1 else 'ies'} gone" if gone_copies else ""
-    click.echo(f"{songs} gone{moved}{forgotten}{note}", err=True)
+    n_kept = sum(len(songs_kept) for songs_kept in kept.values())
+    held = f", {n_kept} more {'would be ' if dry_run else ''}kept (their folder is missing)" if n_kept else ""
+    click.echo(f"{songs} gone{moved}{forgotten}{held}{note}", err=True)
     if kept and not dry_run:
         raise SystemExit(1)
 

@@ -461,6 +461,7 @@ def test_prune_keeps_the_songs_of_a_library_folder_that_is_missing_or_empty(libr
         (tmp_path / "usb" / "Music").mkdir(exist_ok=True)  # ...or its mount point left empty
     pruned = run_cli("prune", db=db)
     assert pruned.returncode == 1 and "its 2 songs kept" in pruned.stderr and pruned.stdout.startswith("removed 1\t")
+    assert pruned.stderr.splitlines()[-1] == "1 song whose file is gone, 2 more kept (their folder is missing)"
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 3
     assert run_cli("prune", "--force", db=db, check=True).stdout.count("removed") == 2
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 1
