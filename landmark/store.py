@@ -167,10 +167,17 @@ class SQLitePostingStore:
     def _check_segments_present(self) -> None:
         """Refuse, in one line, an index whose listed segments are not beside it (the file copied or moved
         without its folder), before a command reads or writes it: a few `stat`s. A segment merged away between
-        the listing and its `stat` is listed again."""
+        the listing and its `stat` is listed again. An index that lists none while songs with postings lie
+        before its sealed end lost its listing: refused too, before a seal could take the unlisted files for a
+        crash's and delete them (`_remove_unlisted`)."""
         for _ in range(SEGMENT_OPEN_ATTEMPTS):
             with self.catalogue.snapshot():
                 names = [name for name, _ in self._listed()]
+                sealed_end = self.catalogue.meta_int("sealed_end", 0)
+                unlisted_songs = not names and sealed_end > 0 and self.catalogue.read(
+                    "SELECT 1 FROM songs WHERE timeline_start < ? AND n_hashes > 0 LIMIT 1", (sealed_end,))
+            if unlisted_songs:
+                raise damaged(self.catalogue.path, "its sealed songs' segments are not listed")
             if all((self.folder / name).is_file() for name in names):
                 return
         raise self._missing_segment()

@@ -867,6 +867,24 @@ def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch)
         Store(path)
 
 
+def test_an_index_that_lost_its_list_of_segments_is_refused_and_its_segments_kept(tmp_path, monkeypatch):
+    """The listing of segments gone (a damaged table, a hand edit) while the songs sealed into them remain: every
+    query named nothing, with no word, and the next seal would have deleted the files as a crash's leftovers."""
+    _small_sealing(monkeypatch)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    for number, (hashes, frames) in enumerate(_random_songs(2, 3)):
+        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
+    store.close()
+    files = _segment_files(path)
+    assert files
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM segments")
+    with pytest.raises(IndexFileError, match=r"damaged \(its sealed songs' segments are not listed\)"):
+        Store(path)
+    assert _segment_files(path) == files
+
+
 def test_damage_inside_whole_files_is_a_one_line_error_not_a_traceback(tmp_path, monkeypatch):
     """A segment whose row lengths were overwritten, a postings row that ends in an escape, peaks that do not
     decompress: each is named damaged, with how to rebuild, where numpy or zlib would have raised."""
