@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexFileError, IndexLocked, LmprintError, os_reason
+from .errors import ChangedWhileRead, IndexFileError, IndexLocked, LmprintError, os_reason
 from .files import AUDIO_EXTENSIONS, audio_extension, declared_duration_s
 from .method import Method
 from .monitor import Monitor, MonitorSettings, Segment
@@ -392,8 +392,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     async def guarded(work: Callable[[Method], Any]) -> Any:
         try:
             return JSONResponse(await workers.run(work))
-        except IndexLocked as failure:  # a writer (an `add` of a large batch, a merge) holds it: try again later
-            return busy(str(failure))
+        except (IndexLocked, ChangedWhileRead) as failure:  # a writer holds it (an `add` of a large batch, a
+            return busy(str(failure))  # merge), or changed it under a read-only reader: ask again later
         except IndexFileError as failure:  # the server's index is damaged or gone: no fault of the request's
             return error(500, str(failure))
         except LmprintError as failure:
