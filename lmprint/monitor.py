@@ -671,14 +671,18 @@ class Monitor:
         except AudioError:
             return None
 
-    def _end_heard_s(self, segment: Segment, heard_to_s: float, played_again: bool = False) -> float | None:
+    def _end_heard_s(self, segment: Segment, heard_to_s: float, played_again: bool = False,
+                     playing_to_s: float | None = None) -> float | None:
         """Where the stream stops hearing a segment's song, read where its clock puts the song from its last
         look's window on, over two windows (`Method.heard_span`), if that look heard it there; None where that
         cannot be read. The reading stops at `heard_to_s`, the end of the window of the look being taken, not at
         what the stream has delivered so far: a boundary does not depend on how the stream arrives. Where looks
         since named the song elsewhere (a skip, a pause), it is read where the last of them puts the song, from
         its window on; unless the song is `played_again`: a new segment follows from there, and the play before
-        ended where its clock stops being heard."""
+        ended where its clock stops being heard. With `playing_to_s` (the stream stopped there), a song heard to
+        within `audible_s / 2` of the end of what was read (two windows, or the stream's end) still played then:
+        a song's last moments read less clearly, and looks still out when a stream is stopped leave the reading
+        short of its end."""
         heard = segment.heard
         placed = self._song_placed(segment, by_clock=played_again)
         if heard is None or segment.anchor_s is None or placed is None:
@@ -692,6 +696,8 @@ class Monitor:
         span = self._heard_span(samples, heard, song_s)
         if span is None or span[0] >= self.settings.window_s:  # not heard in the look that named it: not this play
             return None
+        if playing_to_s is not None and span[1] >= samples.size / rate_hz - self.settings.audible_s / 2:
+            return playing_to_s
         return from_s + span[1]
 
     def _plays_on(self, earlier: Match, earlier_s: float, match: Match, time_s: float) -> bool:
@@ -733,7 +739,7 @@ class Monitor:
         played_again = following is not None and following.song.id == segment.song.id
         if played_again and following is not None and following.start_heard:
             heard_to_s = min(heard_to_s, following.start_s)  # the same music cannot play twice at once
-        heard_end_s = self._end_heard_s(segment, heard_to_s, played_again)
+        heard_end_s = self._end_heard_s(segment, heard_to_s, played_again, heard_s if until_end else None)
         if heard_end_s is not None:
             end_s = min(heard_end_s, heard_s)
         elif until_end:

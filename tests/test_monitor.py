@@ -84,6 +84,7 @@ def test_memory_stays_bounded_however_long_the_stream(built_index):
             watcher.feed((rng.standard_normal(3 * index.sample_rate_hz) * 1e-3).astype(np.float32))
             assert watcher._buffer.size <= (watcher._window_samples + watcher._heard_back_samples
                                             + watcher._idle_hop_samples - watcher._hop_samples)
+        assert watcher.finish() == []
 
 
 def test_a_bad_source_is_one_line(built_index, tmp_path):
@@ -588,6 +589,39 @@ def test_a_song_cut_shortly_before_the_stream_ends_ends_where_it_stops_being_hea
         closed = [e for e in monitor(index, [samples[i:i + 4000] for i in range(0, samples.size, 4000)])
                   if not e.open]
     assert [e.song.title for e in closed] == ["song0"] and abs(closed[0].end_s - 33.0) <= 0.5, closed
+
+
+def test_a_song_playing_when_the_stream_ends_or_is_stopped_ends_there(built_index):
+    """A recording cut mid-song ends with the song (read where it stops being heard, its last moments read 0.7 s
+    short); and a stream stopped (Ctrl-C) while looks are still out in workers ends the song playing where the
+    stream stopped, not where the last look taken reads it to (10 s short, with six looks out)."""
+    from concurrent.futures import Future
+
+    from lmprint.monitor import look
+
+    class Workers:  # answered at once, but taken `jobs` at a time, as worker processes' are
+        def __init__(self, method, jobs):
+            self.method, self.jobs = method, jobs
+
+        def submit(self, window, hint):
+            answer: Future = Future()
+            answer.set_result(look(self.method, window, hint))
+            return answer
+
+    import soxr
+
+    with Index(built_index) as index:
+        rate = index.sample_rate_hz
+        for seed, cut_s in ((3, 15.3), (3, 33.9), (0, 21.7)):
+            samples = soxr.resample(rendered(seed, 40.0, RATE)[:int(cut_s * RATE)], RATE, rate).astype(np.float32)
+            closed = [e for e in monitor(index, [samples[i:i + 4000] for i in range(0, samples.size, 4000)])
+                      if not e.open]
+            assert len(closed) == 1 and closed[0].end_s == pytest.approx(cut_s, abs=0.02), (seed, cut_s, closed)
+        samples = soxr.resample(rendered(0, 40.0, RATE), RATE, rate).astype(np.float32)[:30 * rate]
+        watcher = Monitor(index, MonitorSettings(), Workers(index, 6))
+        events = [e for i in range(0, samples.size, 12 * rate) for e in watcher.feed(samples[i:i + 12 * rate])]
+        closed = [e for e in events + watcher.stop() if not e.open]
+    assert len(closed) == 1 and closed[0].end_s == pytest.approx(30.0, abs=0.02), closed
 
 
 def test_a_boundary_beside_digital_silence_is_where_the_sound_begins_or_stops(built_index):
