@@ -158,6 +158,7 @@ class SQLitePostingStore:
         self._known_row_ends: dict[int, int] = {}  # bucket → its row's last timeline frame (see `_row_ends`)
         self._known_version = None
         self._open: dict[str, segments.Segment] = {}  # file name → the segment, mapped
+        self._listing_changed = False  # the write transaction in progress listed or unlisted a segment
         self._check_segments_present()
 
     @property
@@ -583,6 +584,7 @@ class SQLitePostingStore:
     def _new_segment(self, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings: int, base_frame: int
                      ) -> None:
         """Write a segment and list it (inside the caller's write transaction: a rollback deletes it)."""
+        self._listing_changes()
         name, written = segments.write(self.folder, parts, postings, base_frame)
         self.catalogue.after_rollback(lambda: self._remove_files([name]))  # no listing will name it
         self.conn.execute("INSERT INTO segments(file, postings) VALUES (?, ?)", (name, written))
@@ -655,9 +657,13 @@ class SQLitePostingStore:
         finally:
             for segment in inputs:
                 segment.close()
+        self._listing_changes()
         self.conn.executemany("DELETE FROM segments WHERE file=?", ((name,) for name in names))
-        self.catalogue.after_commit(self._sync_log)  # callbacks run in order: durable, then the inputs go
-        self.catalogue.after_commit(lambda: self._remove_files(names))
+
+        def durable_then_gone() -> None:
+            self._sync_log()
+            self._remove_files(names)
+        self.catalogue.after_commit(durable_then_gone)
 
     def _dead_postings(self, listed: list[tuple[str, int]]) -> bool:
         """Whether songs were removed since these segments were written: their songs hold fewer postings."""
@@ -683,13 +689,25 @@ class SQLitePostingStore:
             except OSError:  # gone already, or not ours to delete: unlisted, it is only space, which compact frees
                 pass
 
+    def _listing_changes(self) -> None:
+        """Note that the write transaction in progress lists or unlists a segment, until it commits or rolls back:
+        the files it unlists are still listed as committed, so `_remove_unlisted` leaves the folder alone."""
+        if self._listing_changed:
+            return
+        self._listing_changed = True
+
+        def settled() -> None:
+            self._listing_changed = False
+        self.catalogue.after_commit(settled)
+        self.catalogue.after_rollback(settled)
+
     def _remove_unlisted(self) -> None:
         """Delete the segment files that no listing names: left by a crash between writing one and committing it,
         or between a merge's commit and deleting its inputs. Call holding the write lock, before this transaction
         lists or unlists any: no other writer is making one, and every file unlisted is unlisted for good. The
         log is flushed first where there are any, since a merge's inputs are unlisted by a commit that a killed
-        process may not have flushed."""
-        if not self.folder.is_dir():
+        process may not have flushed. Not once this transaction has changed the listing (`_listing_changes`)."""
+        if self._listing_changed or not self.folder.is_dir():
             return
         listed = {name for name, _ in self._listed()}
         unlisted = [path.name for path in self.folder.iterdir()

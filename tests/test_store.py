@@ -833,6 +833,28 @@ def test_a_failure_while_sealing_leaves_no_half_song_nor_its_segment_and_compact
     assert _postings_of(reopened, asked) == _postings_of(Store(path), asked) != before
 
 
+def test_a_seal_after_a_merge_in_one_transaction_rolled_back_deletes_no_file_the_listing_names(tmp_path,
+                                                                                             monkeypatch):
+    """A seal deletes the files no listing names (a crash's); in a transaction that already merged, the merge's
+    inputs are unlisted only in that transaction: they were deleted, and after a rollback the listing named files
+    that were gone."""
+    _small_sealing(monkeypatch)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    songs = _random_songs(1, 5)
+    for number in range(3):
+        insert(store, f"/{number}", f"sha-{number}", *songs[number])
+    asked = np.unique(np.concatenate([hashes for hashes, _ in songs[:3]]))
+    before, files_before = _postings_of(store, asked), _segment_files(path)
+    with pytest.raises(RuntimeError), store.catalogue.write():
+        for number in (3, 4):  # the first add merges, the second seals
+            song_id = store.catalogue.add_song(f"/{number}", str(number), 10.0, f"sha-{number}")
+            store.postings.add([SongPostings(song_id, *songs[number])])
+        raise RuntimeError("a later step of the same transaction fails")
+    store.close()
+    assert _segment_files(path) == files_before and _postings_of(Store(path), asked) == before
+
+
 def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch):
     """...to a lookup, and to an add or a compaction, which merge segments."""
     _small_sealing(monkeypatch)
