@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -300,17 +301,20 @@ def match(ctx, files, as_json, top, method, model, device, settings_file, assign
         else:
             queries.append((given, None))
     index = open_method(ctx.obj["db"], method, model=model, device=device, matching=matching, with_model=True)
-    stdin_copy = None
+    stdin_copy, stdin_note = None, ""
     try:
         if any(q == "-" for q, _ in queries):  # read once; PyAV then probes its format like any file's
             stdin_copy = tempfile.NamedTemporaryFile(prefix="lmprint-stdin-")
-            copy_start(sys.stdin.buffer, stdin_copy, STDIN_KEPT_BYTES)
+            whole_file = _is_regular_file(sys.stdin)  # `< FILE`: it has an end; keep it all
+            if not copy_start(sys.stdin.buffer, stdin_copy, None if whole_file else STDIN_KEPT_BYTES):
+                stdin_note = (f"standard input was read to its first {STDIN_KEPT_BYTES >> 20} MiB (a stream); for "
+                              "a container that keeps its index at its end (MP4), give the file")
             stdin_copy.flush()
     except OSError as error:
         index.close()
         raise LmprintError(f"cannot keep standard input in a temporary file: {os_reason(error)}") from None
     try:
-        failed = print_matches(index, queries, as_json, stdin_copy.name if stdin_copy else "-", top)
+        failed = print_matches(index, queries, as_json, stdin_copy.name if stdin_copy else "-", top, stdin_note)
     finally:
         if stdin_copy is not None:
             stdin_copy.close()
@@ -320,17 +324,31 @@ def match(ctx, files, as_json, top, method, model, device, settings_file, assign
 
 
 STDIN_KEPT_BYTES = 64 << 20
-"""How much of standard input `match -` keeps to match: more than `max_query_s` (30 s) of any PCM up to 8 channels
-of 32-bit samples at 48 kHz, or 2 at 192 kHz, so that a long or endless stream (a whole talk piped from ffmpeg, a
-recorder) is neither held whole nor waited for to end."""
+"""How much of a stream on standard input (a pipe) `match -` keeps to match: more than `max_query_s` (30 s) of any
+PCM up to 8 channels of 32-bit samples at 48 kHz, or 2 at 192 kHz, so that a long or endless stream (a whole talk
+piped from ffmpeg) is not held whole, nor read to its end. A live source is matched once this much has come, or it
+ends: `lmprint monitor -` names songs as they play."""
 
 
-def copy_start(source: BinaryIO, target: BinaryIO, limit_bytes: int, chunk_bytes: int = 1 << 20) -> None:
-    """Copy `source` to `target` until it ends or `limit_bytes` are copied, a chunk at a time."""
+def _is_regular_file(stream: Any) -> bool:
+    """Whether a stream reads a regular file (a shell's `< FILE`), not a pipe or a terminal."""
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):  # no file descriptor (a test's stream)
+        return False
+
+
+def copy_start(source: BinaryIO, target: BinaryIO, limit_bytes: int | None, chunk_bytes: int = 1 << 20) -> bool:
+    """Copy `source` to `target` a chunk at a time, until it ends or `limit_bytes` are copied (None: no limit).
+    Whether it was copied to its end."""
     copied = 0
-    while copied < limit_bytes and (chunk := source.read(min(chunk_bytes, limit_bytes - copied))):
+    while limit_bytes is None or copied < limit_bytes:
+        chunk = source.read(chunk_bytes if limit_bytes is None else min(chunk_bytes, limit_bytes - copied))
+        if not chunk:
+            return True
         target.write(chunk)
         copied += len(chunk)
+    return not source.read(1)
 
 
 def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = None):
@@ -388,9 +406,10 @@ def describe(found, method: str) -> str:
     return f"{song}, {evidence}, false-match probability {found.false_match_probability:.1g}"
 
 
-def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, stdin_path: str = "-", top: int = 0
-                  ) -> int:
-    """Identify each file with `index.answer` (`-`: the copy of standard input at `stdin_path`), print one answer
+def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, stdin_path: str = "-", top: int = 0,
+                  stdin_note: str = "") -> int:
+    """Identify each file with `index.answer` (`-`: the copy of standard input at `stdin_path`, whose failure
+    ends with `stdin_note`: how it was read), print one answer
     per query (text, or a JSON line for every query, failed ones with "error"; the runner-up, and the best `top`
     candidates), and name each failed file on stderr. A file given with a reason (a folder that could not be
     read) fails with it. Returns the number of failed files (a summary line is printed if any)."""
@@ -403,6 +422,8 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
         except ModelError:
             raise  # the model, not this query: said once, and no other query would fare better
         except LmprintError as error:
+            if path == "-" and stdin_note:
+                error = LmprintError(f"{error} ({stdin_note})")
             click.echo(_one_line(f"lmprint: {path}: {error}"), err=True)
             if as_json:
                 click.echo(json.dumps({"query": _as_text(path), "match": None, "runner_up": None,

@@ -243,6 +243,24 @@ def test_match_of_an_endless_stream_on_standard_input_answers_from_its_start(bui
     assert answer["match"]["title"] == "song3" and answer["match"]["offset_s"] < 0.2, answer
 
 
+def test_a_stream_on_standard_input_is_kept_to_its_limit_a_file_whole(built_index, tmp_path, monkeypatch):
+    """A pipe is kept to `STDIN_KEPT_BYTES`; an MP4 cut there (its index is at its end) fails with a line that says
+    so; a regular file given as standard input (`< FILE`) has an end, and is kept whole."""
+    import io
+
+    import lmprint.cli as cli
+
+    kept = io.BytesIO()
+    assert not cli.copy_start(io.BytesIO(bytes(10)), kept, 4) and kept.getvalue() == bytes(4)
+    assert cli.copy_start(io.BytesIO(bytes(4)), io.BytesIO(), 4) and cli.copy_start(io.BytesIO(bytes(9)), kept, None)
+    clip = clip_file(tmp_path, 4, 7.0, "clip.m4a")
+    with open(clip, "rb") as whole:
+        assert cli._is_regular_file(whole) and not cli._is_regular_file(io.BytesIO())
+    monkeypatch.setattr(cli, "STDIN_KEPT_BYTES", clip.stat().st_size * 9 // 10)
+    cut = run_cli("match", "-", db=built_index, input=clip.read_bytes())
+    assert cut.returncode == 1 and "standard input was read to its first" in cut.stderr, cut.stderr
+
+
 def test_the_conventions_of_command_line_tools(library_dir, built_index, tmp_path):
     """--db after the command, - for standard input, a folder of queries, and --jobs as many as the cores."""
     import os
