@@ -870,6 +870,15 @@ class WriteTransaction:
         finally:
             conn.execute(f"PRAGMA busy_timeout={int(catalogue.busy_timeout_s * 1000)}")
 
+    def _undo(self, undo: list[Callable[[], None]]) -> None:
+        """Run every undo of a write rolled back; one that fails is logged, not raised: the error that rolled the
+        write back is the one to tell."""
+        try:
+            _run_all(undo)
+        except Exception as undo_error:  # noqa: BLE001 - logged; the write's own error follows
+            logging.getLogger("lmprint").warning("%s: could not undo part of a write that failed: %s",
+                                                 self.catalogue.path, undo_error)
+
     def __exit__(self, kind, error, trace) -> None:
         self.catalogue.writing = False
         conn = self.catalogue.conn
@@ -881,13 +890,13 @@ class WriteTransaction:
             except sqlite3.DatabaseError as commit_error:
                 if conn.in_transaction:  # a full disk or an I/O error rolls back by itself
                     conn.execute("ROLLBACK")
-                _run_all(undo)
+                self._undo(undo)
                 raise self.catalogue.error(commit_error) from None
             _run_all(callbacks)
             return
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        _run_all(undo)
+        self._undo(undo)
         if isinstance(error, sqlite3.DatabaseError):
             raise self.catalogue.error(error) from None
 
