@@ -449,7 +449,7 @@ def test_processes_racing_to_create_the_same_index_all_succeed(library_dir, tmp_
         assert len(assert_consistent(db)) == 1
 
 
-def test_every_undo_of_a_rolled_back_write_runs_though_one_fails(tmp_path, caplog):
+def test_every_undo_of_a_rolled_back_write_runs_though_one_fails(tmp_path):
     """What a write did outside the file (a segment written) is undone if it rolls back, each part by its own
     callback: one that fails (a disk error) does not leave the others undone (the first failure skipped every
     undo after it), and is logged, while the error that rolled the write back is the one raised."""
@@ -462,13 +462,22 @@ def test_every_undo_of_a_rolled_back_write_runs_though_one_fails(tmp_path, caplo
                 raise OSError(f"cannot undo {name}")
         return run
 
-    with Catalogue(tmp_path / "i.db", create=True) as catalogue:
-        with pytest.raises(ValueError, match="the write failed"), catalogue.write():
-            for name in "abc":
-                catalogue.after_rollback(undo(name, fails=name == "b"))
-            raise ValueError("the write failed")
-    assert undone == ["c", "b", "a"]  # newest first, every one
-    assert "could not undo part of a write that failed: cannot undo b" in caplog.text
+    import logging
+
+    logged = logging.Handler()
+    logged.emit = undone.append  # type: ignore[method-assign]
+    logging.getLogger("lmprint").addHandler(logged)
+    try:
+        with Catalogue(tmp_path / "i.db", create=True) as catalogue:
+            with pytest.raises(ValueError, match="the write failed"), catalogue.write():
+                for name in "abc":
+                    catalogue.after_rollback(undo(name, fails=name == "b"))
+                raise ValueError("the write failed")
+    finally:
+        logging.getLogger("lmprint").removeHandler(logged)
+    assert undone[:3] == ["c", "b", "a"]  # newest first, every one
+    assert [record.getMessage() for record in undone[3:]] == [
+        f"{tmp_path / 'i.db'}: could not undo part of a write that failed: cannot undo b"]
 
 
 def test_a_removed_songs_id_is_never_given_again(library_dir, tmp_path):
