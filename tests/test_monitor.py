@@ -416,7 +416,8 @@ def test_a_look_that_followed_a_song_a_look_before_it_saw_end_is_set_aside(built
         workers = Workers([Match(new, 60.0, 12.0, 0.99, "vote", false_match_probability=1e-6, speed=1.0),
                            Match(old, 7.0, 34.0, 0.99, "followed", speed=1.0)])
         watcher = Monitor(index, looks=workers)
-        watcher.current = Segment(old, 0.0, 30.0, 0.0, 0.99, 10, anchor_s=0.0, heard=heard_old, best_follow=9.0)
+        watcher.current = Segment(old, 0.0, 30.0, 0.0, 0.99, 10, anchor_s=0.0, heard=heard_old, best_follow=9.0,
+                                  last_look_s=24.0)
         watcher._candidate = Segment(new, 26.0, 32.0, None, 0.99, 1)
         window = int(watcher.settings.window_s * index.sample_rate_hz)
         hop = int(watcher.settings.hop_s * index.sample_rate_hz)
