@@ -485,7 +485,6 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                                                                  (settings.token or "").strip().encode()):
             return await refused(request, error(401, "a valid token is needed: Authorization: Bearer TOKEN",
                                                 **{"WWW-Authenticate": "Bearer"}))
-        os.makedirs(upload_dir, exist_ok=True)
 
         async def index(upload: Upload):
             def work(method: Method) -> dict:
@@ -518,11 +517,12 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     async def home(request: Request):
         return HTMLResponse(page)
 
-    async def refuse(websocket: WebSocket, message: str) -> None:
-        """Tell a listener what it sent wrong, and close: unless it has gone already (its error is nobody's)."""
-        with contextlib.suppress(WebSocketDisconnect):  # gone already: its error is nobody's
+    async def refuse(websocket: WebSocket, message: str, code: int = 1003) -> None:
+        """Tell a listener what went wrong, and close: 1003 for what it sent, else the server's `code` (1013: try
+        again later, 1011: the index cannot be read); unless it has gone already (its error is nobody's)."""
+        with contextlib.suppress(WebSocketDisconnect):
             await websocket.send_json({"event": "error", "error": message})
-            await websocket.close(code=1003)
+            await websocket.close(code=code)
 
     async def listen(websocket: WebSocket):
         import soxr
@@ -576,7 +576,11 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                     await send(await workers.run(look))
             except WebSocketDisconnect:
                 return
-            except (KeyError, LmprintError) as failure:  # a text frame mid-stream, an oversized chunk, the index
+            except (IndexLocked, ChangedWhileRead) as failure:  # the index, busy: not the listener's fault
+                await refuse(websocket, str(failure), code=1013)
+            except IndexFileError as failure:
+                await refuse(websocket, str(failure), code=1011)
+            except (KeyError, LmprintError) as failure:  # a text frame mid-stream, an oversized chunk
                 await refuse(websocket, str(failure) if isinstance(failure, LmprintError)
                              else "send audio as binary frames")
         finally:
@@ -585,7 +589,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     async def http_error(request: Request, failure: Exception):
         """Starlette's own refusals (no such route, a malformed form) as JSON too."""
         status = getattr(failure, "status_code", 400)
-        return error(status, str(getattr(failure, "detail", "")) or "bad request")
+        # its headers too: a 405 says which methods the route allows (`Allow`)
+        return error(status, str(getattr(failure, "detail", "")) or "bad request",
+                     **(getattr(failure, "headers", None) or {}))
 
     async def internal_error(request: Request, failure: Exception):
         """A bug, in one line: never a traceback to the client."""

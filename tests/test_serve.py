@@ -104,6 +104,48 @@ def test_an_index_that_cannot_be_read_answers_500_with_its_one_line(built_index,
     assert answer.status_code == 500 and "damaged" in answer.json()["error"], answer.text
 
 
+def test_a_405_says_which_methods_are_allowed_and_an_upload_folder_that_cannot_be_made_is_507(built_index,
+                                                                                             library_dir, tmp_path):
+    """HTTP asks a 405 to name the methods the route allows (`Allow`: its JSON answer dropped it); and an upload
+    whose folder cannot be made (a file in its place) cannot be stored: 507, as a full disk (it was a 500 from an
+    unguarded `makedirs`)."""
+    with client_for(built_index) as client:
+        refused = client.get("/match")
+    assert refused.status_code == 405 and refused.headers["allow"] == "POST", refused.headers
+    db = tmp_path / "i.db"
+    shutil.copy(built_index, db)
+    (tmp_path / "lmprint-uploads").write_text("a file where the folder goes")
+    with client_for(db, allow_add=True, token="t") as client:
+        answer = client.post("/songs", content=(library_dir / "song0.wav").read_bytes(),
+                             headers={"authorization": "Bearer t"})
+    assert answer.status_code == 507 and "error" in answer.json(), answer.text
+
+
+def test_a_listener_is_told_when_the_index_cannot_be_read_with_the_servers_close_code(built_index, tmp_path):
+    """A damaged index while a stream is followed is the server's fault: close code 1011, not 1003 (which tells
+    the listener its data was bad)."""
+    import sqlite3
+
+    from starlette.websockets import WebSocketDisconnect
+
+    db = tmp_path / "i.db"
+    shutil.copy(built_index, db)
+    song = Index(db).catalogue.songs()[1]
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE peaks SET data=?", (b"\x78" + bytes(40),))
+    samples = audio.load(song.path, 16000)[:12 * 16000]
+    with client_for(db) as client, client.websocket_connect("/listen") as socket:
+        socket.send_json({"sample_rate": 16000})
+        assert socket.receive_json() == {"event": "listening"}
+        for start in range(0, samples.size, 16000):
+            socket.send_bytes(samples[start:start + 16000].astype("<f4").tobytes())
+        told = socket.receive_json()
+        assert told["event"] == "error" and "damaged" in told["error"], told
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_json()
+    assert closed.value.code == 1011
+
+
 def test_a_client_that_goes_away_mid_upload_gets_an_answer_not_a_traceback(built_index):
     """The client closes its connection after part of its body: the request ends with a 400, not an exception
     in the server's log."""
