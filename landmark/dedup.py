@@ -59,9 +59,8 @@ class DedupSettings:
 
     min_shared_verified: int = 6
     """...and where they have, at least this many, the peaks then reading whether it is shared audio
-    (`placed_by_peaks`): in a
-    large library only its rarer keys are joined, and a short excerpt keeps few of them (30 s MP3 cuts at 10,000
-    songs: 11 to 48). Chance reaches 6 too: the peaks tell it apart."""
+    (`placed_by_peaks`): in a large library only its rarer keys are joined, and a short excerpt keeps few of them
+    (30 s MP3 cuts at 10,000 songs: 11 to 48). Chance reaches 6 too: the peaks tell it apart."""
 
     min_shared_peaks: float = 0.5
     """The share of each song's stored peaks over the stretch that the other holds at the overlap's offset (a bin
@@ -132,7 +131,7 @@ def key_sizes(hashes: np.ndarray) -> np.ndarray:
 @dataclass
 class SongCounts:
     """Per song (by dense index), gathered while the postings are read: its postings in the keys joined, and its
-    first and last landmark's frame (−1: none)."""
+    first and last landmark's frame (none yet: the largest int64, and −1)."""
 
     joined: np.ndarray
     first_frame: np.ndarray

@@ -77,7 +77,8 @@ hears nothing, for speed)."""
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """Limits of the server; the defaults suit a small machine serving a household."""
+    """Limits of one server process; the defaults suit a small machine serving a household (`lmprint serve` starts
+    `--workers` processes of one worker each, each with its own `--queue`: 2 and 14 by default)."""
 
     workers: int = 1
     """Queries answered at once by one server process, each in a thread with its own open index. Python runs one
