@@ -679,10 +679,10 @@ class Monitor:
         what the stream has delivered so far: a boundary does not depend on how the stream arrives. Where looks
         since named the song elsewhere (a skip, a pause), it is read where the last of them puts the song, from
         its window on; unless the song is `played_again`: a new segment follows from there, and the play before
-        ended where its clock stops being heard. With `playing_to_s` (the stream stopped there), a song heard to
-        within `audible_s / 2` of the end of what was read (two windows, or the stream's end) still played then:
-        a song's last moments read less clearly, and looks still out when a stream is stopped leave the reading
-        short of its end."""
+        ended where its clock stops being heard. With `playing_to_s` (the stream stopped there), it is read to
+        `heard_to_s` however far (looks still out when a stream is stopped leave the last look taken far behind),
+        and a song heard to within `audible_s / 2` of that still played then: a song's last moments read less
+        clearly."""
         heard = segment.heard
         placed = self._song_placed(segment, by_clock=played_again)
         if heard is None or segment.anchor_s is None or placed is None:
@@ -692,7 +692,8 @@ class Monitor:
         start = int(round(from_s * rate_hz))
         if start < self._buffer_start:
             return None
-        samples = self._samples(start, min(int(round(heard_to_s * rate_hz)) - start, 2 * self._window_samples))
+        reach = int(round(heard_to_s * rate_hz)) - start  # at a stop, all the stream holds: looks may be out
+        samples = self._samples(start, reach if playing_to_s is not None else min(reach, 2 * self._window_samples))
         span = self._heard_span(samples, heard, song_s)
         if span is None or span[0] >= self.settings.window_s:  # not heard in the look that named it: not this play
             return None

@@ -595,7 +595,8 @@ def test_a_song_cut_shortly_before_the_stream_ends_ends_where_it_stops_being_hea
 def test_a_song_playing_when_the_stream_ends_or_is_stopped_ends_there(built_index):
     """A recording cut mid-song ends with the song (read where it stops being heard, its last moments read 0.7 s
     short); and a stream stopped (Ctrl-C) while looks are still out in workers ends the song playing where the
-    stream stopped, not where the last look taken reads it to (10 s short, with six looks out)."""
+    stream stopped, not where the last look taken reads it to (10 s short, with six looks out), and a song that
+    ended before the stop where it ended (read two windows from the last look taken, it was put at the stop)."""
     from concurrent.futures import Future
 
     from lmprint.monitor import look
@@ -618,11 +619,18 @@ def test_a_song_playing_when_the_stream_ends_or_is_stopped_ends_there(built_inde
             closed = [e for e in monitor(index, [samples[i:i + 4000] for i in range(0, samples.size, 4000)])
                       if not e.open]
             assert len(closed) == 1 and closed[0].end_s == pytest.approx(cut_s, abs=0.02), (seed, cut_s, closed)
-        samples = soxr.resample(rendered(0, 40.0, RATE), RATE, rate).astype(np.float32)[:30 * rate]
+        song = soxr.resample(rendered(0, 40.0, RATE), RATE, rate).astype(np.float32)
+        samples = song[:30 * rate]
         watcher = Monitor(index, MonitorSettings(), Workers(index, 6))
         events = [e for i in range(0, samples.size, 12 * rate) for e in watcher.feed(samples[i:i + 12 * rate])]
         closed = [e for e in events + watcher.stop() if not e.open]
-    assert len(closed) == 1 and closed[0].end_s == pytest.approx(30.0, abs=0.02), closed
+        assert len(closed) == 1 and closed[0].end_s == pytest.approx(30.0, abs=0.02), closed
+        other = soxr.resample(rendered(57, 40.0, RATE), RATE, rate).astype(np.float32)
+        for jobs, cut_s in ((6, 35.3), (8, 31.3)):
+            samples = np.concatenate([song[:int(cut_s * rate)], 0.3 * other[int(cut_s * rate):]])
+            watcher = Monitor(index, MonitorSettings(), Workers(index, jobs))
+            closed = [e for e in watcher.feed(samples) + watcher.stop() if not e.open]
+            assert [e.song.title for e in closed] == ["song0"] and abs(closed[0].end_s - cut_s) <= 0.5, closed
 
 
 def test_a_boundary_beside_digital_silence_is_where_the_sound_begins_or_stops(built_index):
