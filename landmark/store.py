@@ -158,7 +158,7 @@ class SQLitePostingStore:
         self._known_row_ends: dict[int, int] = {}  # bucket → its row's last timeline frame (see `_row_ends`)
         self._known_version = None
         self._open: dict[str, segments.Segment] = {}  # file name → the segment, mapped
-        self._listing_changed = False  # the write transaction in progress listed or unlisted a segment
+        self._listing_changed_in = 0  # the write transaction (`Catalogue.writes_begun`) that last changed the listing
         self._check_segments_present()
 
     @property
@@ -690,16 +690,9 @@ class SQLitePostingStore:
                 pass
 
     def _listing_changes(self) -> None:
-        """Note that the write transaction in progress lists or unlists a segment, until it commits or rolls back:
-        the files it unlists are still listed as committed, so `_remove_unlisted` leaves the folder alone."""
-        if self._listing_changed:
-            return
-        self._listing_changed = True
-
-        def settled() -> None:
-            self._listing_changed = False
-        self.catalogue.after_commit(settled)
-        self.catalogue.after_rollback(settled)
+        """Note that the write transaction in progress lists or unlists a segment: the files it unlists are still
+        listed as committed, so `_remove_unlisted` leaves the folder alone for the rest of it."""
+        self._listing_changed_in = self.catalogue.writes_begun
 
     def _remove_unlisted(self) -> None:
         """Delete the segment files that no listing names: left by a crash between writing one and committing it,
@@ -707,7 +700,7 @@ class SQLitePostingStore:
         lists or unlists any: no other writer is making one, and every file unlisted is unlisted for good. The
         log is flushed first where there are any, since a merge's inputs are unlisted by a commit that a killed
         process may not have flushed. Not once this transaction has changed the listing (`_listing_changes`)."""
-        if self._listing_changed or not self.folder.is_dir():
+        if self._listing_changed_in == self.catalogue.writes_begun or not self.folder.is_dir():
             return
         listed = {name for name, _ in self._listed()}
         unlisted = [path.name for path in self.folder.iterdir()

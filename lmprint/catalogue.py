@@ -186,6 +186,9 @@ class Catalogue:
         self._after_rollback: list[Callable[[], None]] = []
         self.writing = False
         """Whether this connection's write transaction (`write`) is open: caches must not keep what it reads."""
+        self.writes_begun = 0
+        """How many write transactions this connection has begun: the one in progress, while `writing`, is this
+        one, so that what a transaction did can be told from what an earlier one did (no callback to forget)."""
         try:
             exists = self.path.exists() and self.path.stat().st_size > 0
         except OSError as error:  # a folder on the way that may not be read
@@ -847,6 +850,7 @@ class WriteTransaction:
         except sqlite3.DatabaseError as error:
             raise self.catalogue.error(error) from None
         self.catalogue.writing = True
+        self.catalogue.writes_begun += 1
         return self
 
     def _begin(self) -> None:
@@ -888,17 +892,25 @@ class WriteTransaction:
             try:
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as commit_error:
-                if conn.in_transaction:  # a full disk or an I/O error rolls back by itself
-                    conn.execute("ROLLBACK")
-                self._undo(undo)
+                self._roll_back(undo)  # a full disk or an I/O error may have rolled it back already
                 raise self.catalogue.error(commit_error) from None
             _run_all(callbacks)
             return
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        self._undo(undo)
+        self._roll_back(undo)
         if isinstance(error, sqlite3.DatabaseError):
             raise self.catalogue.error(error) from None
+
+    def _roll_back(self, undo: list[Callable[[], None]]) -> None:
+        """ROLLBACK if the transaction is still open, and undo what it did outside the file, that too if the
+        ROLLBACK fails (an I/O error; its error is then the one raised, in one line)."""
+        conn = self.catalogue.conn
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError as rollback_error:
+            self._undo(undo)
+            raise self.catalogue.error(rollback_error) from None
+        self._undo(undo)
 
 
 def _run_all(callbacks: list[Callable[[], None]]) -> None:
