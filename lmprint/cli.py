@@ -294,6 +294,8 @@ def match(ctx, files, as_json, top, method, model, device, settings_file, assign
     if matching is not None and method != "landmark":
         raise SettingsError("--settings and --set apply to --method landmark")
     queries: list[tuple[str, str | None]] = []  # (query, why it cannot be read, if known already)
+    if "-" in files and sys.stdin is None:  # `<&-`: Python gives no stream at all
+        raise LmprintError("-: standard input is closed")
     for given in files:
         if given != "-" and os.path.isdir(given):
             found = list(find_audio_files([given]))  # a folder it cannot read is a failed query, with its reason
@@ -301,20 +303,24 @@ def match(ctx, files, as_json, top, method, model, device, settings_file, assign
         else:
             queries.append((given, None))
     index = open_method(ctx.obj["db"], method, model=model, device=device, matching=matching, with_model=True)
-    stdin_copy, stdin_note = None, ""
+    stdin_copy, stdin_note, stdin_path = None, "", "-"
     try:
         if any(q == "-" for q, _ in queries):  # read once; PyAV then probes its format like any file's
-            stdin_copy = tempfile.NamedTemporaryFile(prefix="lmprint-stdin-")
-            whole_file = _is_regular_file(sys.stdin)  # `< FILE`: it has an end; keep it all
-            if not copy_start(sys.stdin.buffer, stdin_copy, None if whole_file else STDIN_KEPT_BYTES):
-                stdin_note = (f"standard input was read to its first {STDIN_KEPT_BYTES >> 20} MiB (a stream); for "
-                              "a container that keeps its index at its end (MP4), give the file")
-            stdin_copy.flush()
+            opened_file = _opened_file(sys.stdin)
+            if opened_file is not None:  # `< FILE`: read where it lies, as a file given by name
+                stdin_path = opened_file
+            else:
+                stdin_copy = tempfile.NamedTemporaryFile(prefix="lmprint-stdin-")
+                if not copy_start(sys.stdin.buffer, stdin_copy, STDIN_KEPT_BYTES):
+                    stdin_note = (f"standard input was read to its first {STDIN_KEPT_BYTES >> 20} MiB (a stream); "
+                                  "for a container that keeps its index at its end (MP4), give the file")
+                stdin_copy.flush()
+                stdin_path = stdin_copy.name
     except OSError as error:
         index.close()
         raise LmprintError(f"cannot keep standard input in a temporary file: {os_reason(error)}") from None
     try:
-        failed = print_matches(index, queries, as_json, stdin_copy.name if stdin_copy else "-", top, stdin_note)
+        failed = print_matches(index, queries, as_json, stdin_path, top, stdin_note)
     finally:
         if stdin_copy is not None:
             stdin_copy.close()
@@ -330,12 +336,16 @@ piped from ffmpeg) is not held whole, nor read to its end. A live source is matc
 ends: `lmprint monitor -` names songs as they play."""
 
 
-def _is_regular_file(stream: Any) -> bool:
-    """Whether a stream reads a regular file (a shell's `< FILE`), not a pipe or a terminal."""
+def _opened_file(stream: Any) -> str | None:
+    """A path that opens the regular file a stream reads (a shell's `< FILE`: `/dev/fd/N`), or None for a pipe, a
+    terminal, or a stream without a file descriptor (a test's)."""
     try:
-        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
-    except (OSError, ValueError):  # no file descriptor (a test's stream)
-        return False
+        descriptor = stream.fileno()
+        regular = stat.S_ISREG(os.fstat(descriptor).st_mode)
+    except (OSError, ValueError):
+        return None
+    path = f"/dev/fd/{descriptor}"
+    return path if regular and os.path.exists(path) else None
 
 
 def copy_start(source: BinaryIO, target: BinaryIO, limit_bytes: int | None, chunk_bytes: int = 1 << 20) -> bool:
@@ -422,7 +432,7 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
         except ModelError:
             raise  # the model, not this query: said once, and no other query would fare better
         except LmprintError as error:
-            if path == "-" and stdin_note:
+            if path == "-" and stdin_note and isinstance(error, AudioError):
                 error = LmprintError(f"{error} ({stdin_note})")
             click.echo(_one_line(f"lmprint: {path}: {error}"), err=True)
             if as_json:

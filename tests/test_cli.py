@@ -245,7 +245,8 @@ def test_match_of_an_endless_stream_on_standard_input_answers_from_its_start(bui
 
 def test_a_stream_on_standard_input_is_kept_to_its_limit_a_file_whole(built_index, tmp_path, monkeypatch):
     """A pipe is kept to `STDIN_KEPT_BYTES`; an MP4 cut there (its index is at its end) fails with a line that says
-    so; a regular file given as standard input (`< FILE`) has an end, and is kept whole."""
+    so; a regular file given as standard input (`< FILE`) is read where it lies, whole and not copied; a closed
+    standard input is one line."""
     import io
 
     import lmprint.cli as cli
@@ -255,10 +256,21 @@ def test_a_stream_on_standard_input_is_kept_to_its_limit_a_file_whole(built_inde
     assert cli.copy_start(io.BytesIO(bytes(4)), io.BytesIO(), 4) and cli.copy_start(io.BytesIO(bytes(9)), kept, None)
     clip = clip_file(tmp_path, 4, 7.0, "clip.m4a")
     with open(clip, "rb") as whole:
-        assert cli._is_regular_file(whole) and not cli._is_regular_file(io.BytesIO())
+        assert cli._opened_file(whole) == f"/dev/fd/{whole.fileno()}" and cli._opened_file(io.BytesIO()) is None
     monkeypatch.setattr(cli, "STDIN_KEPT_BYTES", clip.stat().st_size * 9 // 10)
     cut = run_cli("match", "-", db=built_index, input=clip.read_bytes())
     assert cut.returncode == 1 and "standard input was read to its first" in cut.stderr, cut.stderr
+    import subprocess
+    import sys
+
+    with open(clip, "rb") as whole:  # a regular file: read where it lies (`/dev/fd/0`)
+        given = subprocess.run([sys.executable, "-m", "lmprint", "--db", str(built_index), "match", "-"],
+                               stdin=whole, capture_output=True, text=True, timeout=120)
+    assert given.returncode == 0 and "song4" in given.stdout, given.stderr
+    closed = subprocess.run([sys.executable, "-m", "lmprint", "--db", str(built_index), "match", "-"],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                            preexec_fn=lambda: os.close(0))
+    assert closed.returncode == 1 and closed.stderr == "lmprint: -: standard input is closed\n", closed.stderr
 
 
 def test_the_conventions_of_command_line_tools(library_dir, built_index, tmp_path):
