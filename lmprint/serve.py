@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ChangedWhileRead, IndexFileError, IndexLocked, LmprintError, os_reason
+from .errors import ChangedWhileRead, IndexFileError, IndexLocked, LmprintError, ModelError, os_reason
 from .files import AUDIO_EXTENSIONS, audio_extension, declared_duration_s
 from .method import Method
 from .monitor import Monitor, MonitorSettings, Segment
@@ -579,7 +579,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                 return
             except (IndexLocked, ChangedWhileRead) as failure:  # the index, busy: not the listener's fault
                 await refuse(websocket, str(failure), code=1013)
-            except IndexFileError as failure:
+            except (IndexFileError, ModelError) as failure:  # the index or the model cannot be read
                 await refuse(websocket, str(failure), code=1011)
             except (KeyError, LmprintError) as failure:  # a text frame mid-stream, an oversized chunk
                 await refuse(websocket, str(failure) if isinstance(failure, LmprintError)
