@@ -282,8 +282,8 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 @click.pass_context
 @_guard
 def match(ctx, files, as_json, top, method, model, device, settings_file, assignments):
-    """Identify each audio FILE (a folder: every audio file under it; -: standard input, any format, its first 64 MiB
-    read). Prints the song,
+    """Identify each audio FILE (a folder: every audio file under it; -: standard input, any format, a pipe's first
+    64 MiB). Prints the song,
     where in it the clip starts (or how far into the clip the song begins), a score, and the chance that a song the
     index does not hold would match as well (the false-match probability; MERT: a confidence)."""
     import tempfile
