@@ -23,6 +23,10 @@ from lmprint.files import AUDIO_DEMUXERS
 SILENCE_RMS = 1e-4
 """Audio quieter than this (about -80 dBFS RMS) is treated as silence."""
 
+LEVEL_SECOND_S = 1.0
+"""Audio is silent when no stretch this long of it reaches `SILENCE_RMS`: silent throughout, not on average (a
+hidden track after ten minutes of silence averages under it)."""
+
 SHORTFALL_RATIO = 0.9
 """A file that decodes to less than this share of the duration its container declares is reported (a truncated
 download, a damaged copy): it is still indexed, but most of the song could never be found."""
@@ -437,24 +441,34 @@ class _Growing:
 
 
 def check_usable(signal: np.ndarray, sample_rate_hz: int, min_duration_s: float) -> None:
-    """Refuse audio that is too short or silent, with the reason."""
-    block = 1 << 20  # in blocks, so a 2-hour file needs no second full-size copy
-    energy = sum(sum_of_squares(signal[start:start + block]) for start in range(0, signal.size, block))
-    check_level(signal.size, energy, sample_rate_hz, min_duration_s)
+    """Refuse audio that is too short or silent throughout, with the reason."""
+    check_level(signal.size, loudest_rms(signal, sample_rate_hz), sample_rate_hz, min_duration_s)
 
 
-def sum_of_squares(samples: np.ndarray) -> float:
-    """Σ x², in float64: a sum, not np.dot, since a BLAS dot wakes OpenBLAS's threads, which then spin on the other
-    cores for a while after every query (a query process used twice the CPU time it needed)."""
-    samples = samples.astype(np.float64)
-    return float(np.add.reduce(samples * samples))
+def loudest_rms(samples: np.ndarray, sample_rate_hz: int) -> float:
+    """The RMS of the loudest `LEVEL_SECOND_S` of the samples (all of them, if shorter), from blocks of whole
+    seconds, so that a 2-hour file needs no second full-size copy. Squares summed, not np.dot: a BLAS dot wakes
+    OpenBLAS's threads, which then spin on the other cores for a while after every query."""
+    second = max(1, int(LEVEL_SECOND_S * sample_rate_hz))
+    if samples.size <= second:
+        return float(np.sqrt(np.add.reduce(np.square(samples, dtype=np.float64)) / max(samples.size, 1)))
+    block = second * max(1, (1 << 20) // second)
+    loudest = 0.0
+    for start in range(0, samples.size, block):
+        part = samples[start:start + block]
+        whole = part[:part.size // second * second].reshape(-1, second)
+        energies = np.add.reduce(np.square(whole, dtype=np.float64), axis=1)
+        if part.size % second:  # the last, partial second: as loud as it is over a whole one at most
+            energies = np.r_[energies, np.add.reduce(np.square(part[whole.size:], dtype=np.float64))]
+        loudest = max(loudest, float(energies.max(initial=0.0)))
+    return float(np.sqrt(loudest / second))
 
 
-def check_level(n_samples: int, energy: float, sample_rate_hz: int, min_duration_s: float) -> None:
-    """`check_usable` from a signal's length and sum of squares (`sum_of_squares`): for a stream, never held
+def check_level(n_samples: int, loudest: float, sample_rate_hz: int, min_duration_s: float) -> None:
+    """`check_usable` from a signal's length and its loudest second's RMS (`loudest_rms`): for a stream, never held
     whole."""
     duration_s = n_samples / sample_rate_hz
     if duration_s < min_duration_s:
         raise AudioError(f"too short ({duration_s:.1f} s; at least {min_duration_s:g} s needed)")
-    if np.sqrt(energy / n_samples) < SILENCE_RMS:
+    if loudest < SILENCE_RMS:
         raise AudioError("silent")

@@ -778,12 +778,13 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
     if writer:
         writer.writerow(columns)
     segments = 0
-    heard = [0, 0.0]  # samples and their sum of squares: a recording too short or silent is refused, as `match` does
+    # samples, and the loudest chunk's level: a recording too short or silent throughout is refused, as `match` does
+    heard = [0, 0.0]
 
     def counted(chunks: Iterator[Any]) -> Iterator[Any]:
         for chunk in chunks:
             heard[0] += chunk.size
-            heard[1] += audio.sum_of_squares(chunk)
+            heard[1] = max(heard[1], audio.loudest_rms(chunk, rate))
             yield chunk
     try:
         for segment in follow(index, counted(chunks), settings, looks=looks,

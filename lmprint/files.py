@@ -15,7 +15,7 @@ from .errors import AudioError, os_reason, reading_file
 T = TypeVar("T")
 
 AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .m4b .mp4 .aac .wma .aif .aiff .aifc .mka .webm .ape .wv .mpc "
+    ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .m4b .mp4 .mkv .aac .wma .aif .aiff .aifc .mka .webm .ape .wv .mpc "
     ".au .caf .ac3 .mp2 .spx".split())
 """Files with these extensions are picked up when a folder is walked. Files named explicitly are always tried."""
 

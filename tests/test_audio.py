@@ -230,6 +230,21 @@ def test_too_short_and_silent_audio_are_refused():
     audio.check_usable(rendered(0, 2.0, 8000), 8000, 1.0)  # real music passes
 
 
+def test_quiet_music_after_a_long_silence_is_not_silent():
+    """A hidden track: 10 s of quiet music (−64 dBFS RMS) after 600 s of silence averages under the silence level
+    (−82 dBFS over the file), and was refused as "silent" by `add` and, after naming its song, by `monitor`. Silent
+    means silent throughout: the loudest second decides, however the file is read."""
+    music = rendered(0, 10.0, 8000)
+    music *= 6e-4 / np.sqrt(np.mean(music.astype(np.float64) ** 2))
+    hidden = np.concatenate([np.zeros(600 * 8000, np.float32), music])
+    assert np.sqrt(np.mean(hidden.astype(np.float64) ** 2)) < audio.SILENCE_RMS
+    audio.check_usable(hidden, 8000, 1.0)
+    assert audio.loudest_rms(hidden, 8000) == pytest.approx(max(
+        np.sqrt(np.mean(hidden[start:start + 8000].astype(np.float64) ** 2)) for start in range(0, hidden.size, 8000)))
+    with pytest.raises(AudioError, match="silent"):
+        audio.check_usable(hidden * 0.1, 8000, 1.0)  # −84 dBFS at its loudest
+
+
 def test_raw_float_pcm_of_any_bytes_streams_finite_samples_without_warnings():
     """Random bytes as f32le hold NaNs, infinities and values near float32's largest: two channels of those
     overflowed a float32 mean (numpy warned on every block), and resampled they overflowed the filter to NaN. They
