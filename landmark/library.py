@@ -44,7 +44,6 @@ add then leaves one segment and a file about 10 % smaller, removing songs gives 
 to a large index stay cheap."""
 
 
-
 @dataclass
 class _Decision:
     """What `Index._decide` found: the song named (None: no match), how (`Match.decided_by`), its peaks'
@@ -325,11 +324,11 @@ class Index:
         if best is not None:
             z = agreement_at(best, clip, song_peaks, matching)
             if not confirms_vote(z, matching):
-                best = None  # the vote lined up pairs, but the song's peaks are not in the clip
+                decision.best = None  # the vote lined up pairs, but the song's peaks are not in the clip
             else:
                 decision.best, decision.z = self._best_agreeing_copy(
                     best, z, alignments.top(self._candidate_count), is_copy, clip, song_peaks)
-        if best is None:
+        if decision.best is None:
             decision.candidates = without_copies_of_leader(
                 alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
             decision.best, decision.decided_by = verify(decision.candidates, clip, song_peaks, matching,

@@ -283,9 +283,9 @@ def add(ctx, paths, jobs, method, model, device, quiet):
 @_guard
 def match(ctx, files, as_json, top, method, model, device, settings_file, assignments):
     """Identify each audio FILE (a folder: every audio file under it; -: standard input, any format, a pipe's first
-    64 MiB). Prints the song,
-    where in it the clip starts (or how far into the clip the song begins), a score, and the chance that a song the
-    index does not hold would match as well (the false-match probability; MERT: a confidence)."""
+    64 MiB). Prints the song, where in it the clip starts (or how far into the clip the song begins), a score, and
+    the chance that a song the index does not hold would match as well (the false-match probability; MERT: a
+    confidence)."""
     import tempfile
 
     from .files import find_audio_files
@@ -567,14 +567,13 @@ def remove(ctx, songs, remove_all, dry_run):
             raise SystemExit(1)
         _keep_in_copies(catalogue, plan.stand_ins, plan.copies, dry_run)
     n_removed = remove_songs(ctx.obj["db"], list(plan.songs.values()), dry_run)
-    missing, found = plan.missing, plan.songs
-    for reference in missing:
+    for reference in plan.missing:
         short_hash = (4 <= len(reference) < MIN_HASH_PREFIX and not reference.isdigit()
                       and all(c in "0123456789abcdef" for c in reference.lower()))
         hint = f" (a content hash prefix needs {MIN_HASH_PREFIX} digits or more)" if short_hash else ""
         named = reference or '""'  # an empty name, shown as one
         click.echo(_one_line(f"lmprint: {named}: no such song in the index{hint}"), err=True)
-    if missing or n_removed < len(found):  # named, but not removed: the user should know it is still there
+    if plan.missing or n_removed < len(plan.songs):  # named, but not removed: the user should know it is still there
         raise SystemExit(1)
 
 
@@ -614,22 +613,22 @@ def prune(ctx, dry_run, force):
         # a song whose file is gone lives on in a copy
         _keep_in_copies(catalogue, plan.stand_ins, plan.copies, dry_run)
     n_removed = remove_songs(ctx.obj["db"], plan.songs, dry_run)
-    every, kept, stand_ins, gone_copies = plan.every, plan.kept, plan.stand_ins, plan.copies
-    for folder, songs_kept in kept.items():
+    for folder, songs_kept in plan.kept.items():
         click.echo(_one_line(f"lmprint: {folder} is missing or empty (is the drive mounted?): its "
                              f"{_count(len(songs_kept), 'song')} {'would be ' if dry_run else ''}kept; "
                              "`lmprint prune --force` removes them"), err=True)
     note = ""
     if dry_run:
         note = (" (dry run: none removed; all of them: `prune` would refuse without --force)"
-                if every and not force else " (dry run: none removed)")
+                if plan.every and not force else " (dry run: none removed)")
     songs = "1 song whose file is" if n_removed == 1 else f"{n_removed} songs whose files are"
-    moved = f", {len(stand_ins)} now named by a copy" if stand_ins else ""
-    forgotten = f", {len(gone_copies)} cop{'y' if len(gone_copies) == 1 else 'ies'} gone" if gone_copies else ""
-    n_kept = sum(len(songs_kept) for songs_kept in kept.values())
+    moved = f", {len(plan.stand_ins)} now named by a copy" if plan.stand_ins else ""
+    forgotten = (f", {len(plan.copies)} cop{'y' if len(plan.copies) == 1 else 'ies'} gone" if plan.copies
+                 else "")
+    n_kept = sum(len(songs_kept) for songs_kept in plan.kept.values())
     held = f", {n_kept} more {'would be ' if dry_run else ''}kept (their folder is missing)" if n_kept else ""
     click.echo(f"{songs} gone{moved}{forgotten}{held}{note}", err=True)
-    if kept and not dry_run:
+    if plan.kept and not dry_run:
         raise SystemExit(1)
 
 

@@ -44,6 +44,10 @@ from .method import Method
 from .monitor import Monitor, MonitorSettings, Segment
 from .results import Outcome
 
+INDEX_BUSY = (IndexLocked, ChangedWhileRead)
+"""The index's errors that pass: a writer holds it (an `add` of a large batch, a merge), or another process
+changed it under a read-only server. A request gets 503 with `Retry-After`, a listener close code 1013: ask again."""
+
 MAX_CHUNK_S = 4.0
 """`/listen` refuses a message of more audio than this (the page sends half a second)."""
 MAX_AHEAD_S = 20.0
@@ -393,8 +397,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     async def guarded(work: Callable[[Method], Any]) -> Any:
         try:
             return JSONResponse(await workers.run(work))
-        except (IndexLocked, ChangedWhileRead) as failure:  # a writer holds it (an `add` of a large batch, a
-            return busy(str(failure))  # merge), or changed it under a read-only reader: ask again later
+        except INDEX_BUSY as failure:
+            return busy(str(failure))
         except IndexFileError as failure:  # the server's index is damaged or gone: no fault of the request's
             return error(500, str(failure))
         except LmprintError as failure:
@@ -577,7 +581,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                     await send(await workers.run(look))
             except WebSocketDisconnect:
                 return
-            except (IndexLocked, ChangedWhileRead) as failure:  # the index, busy: not the listener's fault
+            except INDEX_BUSY as failure:  # not the listener's fault
                 await refuse(websocket, str(failure), code=1013)
             except (IndexFileError, ModelError) as failure:  # the index or the model cannot be read
                 await refuse(websocket, str(failure), code=1011)
