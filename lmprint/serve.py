@@ -399,8 +399,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             return JSONResponse(await workers.run(work))
         except INDEX_BUSY as failure:
             return busy(str(failure))
-        except IndexFileError as failure:  # the server's index is damaged or gone: no fault of the request's
-            return error(500, str(failure))
+        except (IndexFileError, ModelError) as failure:  # the server's index or model is damaged or gone: no
+            return error(500, str(failure))  # fault of the request's
         except LmprintError as failure:
             return error(422, str(failure))
 

@@ -153,6 +153,18 @@ def test_hamming_ranking_on_constructed_codes():
     assert dict(zip(rows.tolist(), distances.tolist())) == dict(enumerate(brute))
 
 
+def retrained_model(tiny_model_dir, folder):
+    """The tiny model's architecture with other weights, whose codes are no more comparable with the tiny model's."""
+    torch, transformers = pytest.importorskip("torch"), pytest.importorskip("transformers")
+    retrained = folder / "retrained-mert"
+    retrained.mkdir()
+    (retrained / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    torch.manual_seed(1)
+    torch.save(transformers.HubertModel(mert.hubert_config(tiny_config())).state_dict(),
+               retrained / "pytorch_model.bin")
+    return retrained
+
+
 @needs_torch
 def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
     from bench.audio_io import write
@@ -186,12 +198,7 @@ def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
     wider = {**tiny_config(), "hidden_size": 256}
     (other / "config.json").write_text(json.dumps(wider))
     torch.save(transformers.HubertModel(mert.hubert_config(wider)).state_dict(), other / "pytorch_model.bin")
-    retrained = tmp_path / "retrained-mert"  # the same architecture, other weights: its codes are no more comparable
-    retrained.mkdir()
-    (retrained / "config.json").write_text((tiny_model_dir / "config.json").read_text())
-    torch.manual_seed(1)
-    torch.save(transformers.HubertModel(mert.hubert_config(tiny_config())).state_dict(),
-               retrained / "pytorch_model.bin")
+    retrained = retrained_model(tiny_model_dir, tmp_path)
     moved = tmp_path / "moved-mert"  # the model it was built with, in another folder, saved under the names an
     moved.mkdir()  # older torch gave weight norm's tensors: the same weights
     shutil.copy(tiny_model_dir / "config.json", moved)
@@ -248,3 +255,27 @@ def test_a_first_batch_interrupted_is_kept_once_it_can_fit_the_basis_and_refused
         assert index.stats()["songs"] == 9
         found = index.match(str(paths[8]))
         assert found is not None and found.song.path == str(paths[8])
+
+
+@needs_torch
+def test_a_server_whose_model_does_not_fit_its_index_answers_500(encoder, tiny_model_dir, tmp_path):
+    """A model that is not the one the index was built with is the server's fault, not the request's: 500 with
+    the line `match` prints (it answered 422, which tells a client to change its request)."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from bench.audio_io import write
+    from lmprint.serve import create_app
+    from neural.library import MertIndex
+
+    for seed in range(4):
+        write(tmp_path / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
+    db = tmp_path / "index.db"
+    with MertIndex(db, create=True, encoder=encoder) as index:
+        index.add([tmp_path / f"s{seed}.flac" for seed in range(4)])
+    other = mert.load(retrained_model(tiny_model_dir, tmp_path), device="cpu", threads=2)
+    for model, status in ((encoder, 200), (other, 500)):
+        with TestClient(create_app(lambda model=model: MertIndex(db, encoder=model))) as client:
+            answer = client.post("/match", content=(tmp_path / "s2.flac").read_bytes())
+        assert answer.status_code == status, answer.text
+    assert "other weights" in answer.json()["error"]
