@@ -295,7 +295,7 @@ class MatchSettings:
 
     copy_max_duration_ratio: float = 1.02
     """...their durations differ by at most this factor (a transfer up to 2 % fast or slow, or a little more or
-    less silence; for one cut short, see `copy_cut_min_shared_peaks`)..."""
+    less silence; for one cut short, see `copy_cut_max_unshared_peaks`)..."""
 
     copy_min_shared_peaks: float = 0.5
     """...and this share of the stronger's stored peaks, moved by the difference of their voted offsets, are the
@@ -304,10 +304,13 @@ class MatchSettings:
     0.3-2 % apart); two different songs share about 0.4 % by chance (3 % with a bin either side). Copies count as
     one candidate, so they never tie with each other."""
 
-    copy_cut_min_shared_peaks: float = 0.9
+    copy_cut_max_unshared_peaks: int = 20
     """Files of different lengths are copies when one is the other cut short (a partial download): they start
-    together (offsets within `vote_tolerance_frames`), and each holds this share of the other's peaks where both
-    play. A radio edit that skips a few seconds shares about 0.86 there, a true cut about 1.0."""
+    together (offsets within `vote_tolerance_frames`), each holds `copy_min_shared_peaks` of the other's where both
+    play, and neither leaves more than this many of the other's peaks in a row unheld (about a second at the
+    index's density). Lossy cuts of the corpus's songs leave at most 13 in a row, radio edits that skip 1-5 s 24
+    or more (every peak past the skip until chance holds one): a share alone cannot tell a lossy cut (0.8-0.99 of
+    peaks shared) from an edit that skips a few seconds near its end (0.86)."""
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -345,7 +348,7 @@ class MatchSettings:
 COUNTS_AND_REACHES = ("query_delta_tolerance_frames", "query_retry_tolerance_frames", "max_postings_read",
                       "vote_tolerance_frames", "max_votes", "verify_candidates", "verify_first_candidates",
                       "verify_other_offsets", "verify_shift_frames", "warp_candidates", "follow_reach_s",
-                      "heard_pause_s")
+                      "heard_pause_s", "copy_cut_max_unshared_peaks")
 """Matching settings that count something or reach some frames or seconds either way: never below 0 (a negative
 tolerance would borrow across the fields of a packed vote key)."""
 

@@ -344,6 +344,18 @@ def shared_peaks(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarr
     return float(held.mean()) if held.size else 0.0
 
 
+def shared_throughout(stronger: tuple[np.ndarray, np.ndarray], weaker: tuple[np.ndarray, np.ndarray],
+                      shift_frames: int, settings: MatchSettings) -> bool:
+    """Whether `weaker` holds `stronger`'s peaks, moved by `shift_frames`, as a copy does over the frames both
+    cover: at least `copy_min_shared_peaks` of them, and never more than `copy_cut_max_unshared_peaks` in a row
+    that it does not hold."""
+    _, held = held_by(stronger, weaker, shift_frames)
+    if held.size == 0 or held.mean() < settings.copy_min_shared_peaks:
+        return False
+    unshared_runs = np.diff(np.flatnonzero(np.r_[True, held, True])) - 1
+    return int(unshared_runs.max()) <= settings.copy_cut_max_unshared_peaks
+
+
 def played_at(peaks: tuple[np.ndarray, np.ndarray], speed: float | np.ndarray, from_frame: float,
               shift_frames: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Peaks (frames, bins; by frame) where a copy played `speed` times as fast (higher and shorter) holds them:
@@ -530,12 +542,12 @@ class CopyCheck:
             speed, step = found
             return shared_peaks(played_at(peaks, speed, pivot), self._peaks[ids[1]], shift + step,
                                 bin_reach=1) >= settings.copy_min_shared_peaks
-        # one cut short (a partial download): from the same start, each holds nearly all of the other's peaks where
-        # both play; an edit, an extended mix or a medley starts elsewhere or holds other music within that span
-        least = settings.copy_cut_min_shared_peaks
-        if (abs(shift) <= settings.vote_tolerance_frames
-                and shared_peaks(self._peaks[ids[0]], self._peaks[ids[1]], shift) >= least
-                and shared_peaks(self._peaks[ids[1]], self._peaks[ids[0]], -shift) >= least):
+        # one cut short (a partial download): from the same start, each holds the other's peaks where both play, as
+        # copies do, throughout; an edit, an extended mix or a medley starts elsewhere or holds other music within
+        # that span (a lossy copy misses peaks here and there, an edit every peak past its cut)
+        if abs(shift) <= settings.vote_tolerance_frames and all(
+                shared_throughout(self._peaks[a], self._peaks[b], step, settings)
+                for a, b, step in ((ids[0], ids[1], shift), (ids[1], ids[0], -shift))):
             self.cut_copies.setdefault(ids[0], set()).add(ids[1])
             return True
         if self.clip_frames <= 0 or not where_clip_plays:

@@ -226,6 +226,22 @@ def test_a_quiet_passage_under_noise_that_no_look_names_does_not_split_the_play(
     assert abs(closed[0].song_offset_s - closed[0].start_s) <= 0.5, closed
 
 
+def test_a_song_held_beside_an_mp3_of_its_first_seconds_is_one_play_of_the_whole_file(tmp_path):
+    """An MP3 of a song's first 10 s (a partial download) is a copy of it cut short: the song played whole is one
+    segment of the whole file (the MP3 was named first and closed at 0.0-5.0 s, and the whole file opened after)."""
+    import soxr
+
+    song = rendered(0, 40.0, RATE)
+    write(tmp_path / "song.flac", song, RATE)
+    write(tmp_path / "start.mp3", song[:10 * RATE], RATE)
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add(tmp_path)
+        samples = soxr.resample(song, RATE, index.sample_rate_hz).astype(np.float32)
+        events = list(monitor(index, [samples[i:i + 8000] for i in range(0, samples.size, 8000)]))
+    assert [(e.open, os.path.basename(e.song.path)) for e in events] == [(True, "song.flac"), (False, "song.flac")]
+    assert events[1].start_s <= 0.5 and events[1].end_s >= 39.5, events
+
+
 def test_songs_played_faster_or_slower_are_followed_at_their_own_rate(built_index):
     # a DJ's mix: song 1 at +6 % from 4 s into it, then song 3 at −5 % from 10 s
     import soxr

@@ -376,27 +376,32 @@ def test_a_copy_whose_vote_differs_by_chance_does_not_count_against_its_recordin
     assert found is not None and found.song_id in (1, 2), (found, how)
 
 
-def test_a_file_cut_short_is_a_copy_and_an_extended_mix_or_an_edit_is_not():
+def test_a_file_cut_short_is_a_copy_and_an_extended_mix_or_an_edit_is_not(tmp_path):
     """Files of different lengths are one recording only when one is the other's start: an extended mix holds the
-    whole song, later (nearly every peak shared both ways, but not from the same start), and a radio edit that skips 5 s
-    shares most peaks from the same start, but not nearly all."""
+    whole song, later (nearly every peak shared both ways, but not from the same start), and radio edits that skip
+    5 s or 1 s share most peaks from the same start, but none past the skip. A lossy cut (an MP3 of the first 10 s)
+    misses peaks here and there, some as many as the edits do: it is a copy (it was not, and a monitor named it
+    and then the whole file, two segments for one play)."""
     from landmark.verify import CopyCheck, shared_peaks
     from landmark.vote import Candidate
 
     song = rendered(3, 40.0, RATE)
     versions = {1: song, 2: song[:20 * RATE], 3: np.r_[rendered(4, 8.0, RATE), song],
-                4: np.r_[song[:30 * RATE], song[35 * RATE:]]}
+                4: np.r_[song[:30 * RATE], song[35 * RATE:]], 5: np.r_[song[:30 * RATE], song[31 * RATE:]],
+                6: codec_round_trip(song[:10 * RATE], RATE, ".mp3", 48_000, str(tmp_path))}
     stored = {i: extract_peaks(signal, CONFIG, CONFIG.index) for i, signal in versions.items()}
     lengths_s = {i: signal.size / RATE for i, signal in versions.items()}
-    delta, later = 10 * RATE // CONFIG.hop_size, 8 * RATE // CONFIG.hop_size  # a clip at 10 s of the song
+    delta, later = 5 * RATE // CONFIG.hop_size, 8 * RATE // CONFIG.hop_size  # a clip at 5 s of the song
     copies = CopyCheck(lambda ids: {i: stored[i] for i in ids}, lambda ids: {i: lengths_s[i] for i in ids}, MATCHING)
     whole = Candidate(1, 30.0, delta)
     assert copies.same_recording(whole, Candidate(2, 29.0, delta))
-    least = MATCHING.copy_cut_min_shared_peaks  # the mix holds nearly all the song's peaks, and they its own
-    assert shared_peaks(stored[1], stored[3], later) > least and shared_peaks(stored[3], stored[1], -later) > least
+    # the mix holds nearly all the song's peaks, and they its own
+    assert shared_peaks(stored[1], stored[3], later) > 0.9 and shared_peaks(stored[3], stored[1], -later) > 0.9
     assert not copies.same_recording(whole, Candidate(3, 29.0, delta + later))
-    assert MATCHING.copy_min_shared_peaks < shared_peaks(stored[1], stored[4], 0) < MATCHING.copy_cut_min_shared_peaks
-    assert not copies.same_recording(whole, Candidate(4, 29.0, delta))
+    for edit in (4, 5):  # as many shared as a lossy copy's: the share cannot tell them apart
+        assert shared_peaks(stored[1], stored[edit], 0) > 0.75 and shared_peaks(stored[edit], stored[1], 0) > 0.75
+        assert not copies.same_recording(whole, Candidate(edit, 29.0, delta)), edit
+    assert copies.same_recording(whole, Candidate(6, 29.0, delta)) and copies.cut_copies[1] == {2, 6}
 
 
 def test_where_the_clip_plays_an_edit_or_a_mix_holds_the_same_audio_and_another_song_does_not(tmp_path):
