@@ -307,10 +307,12 @@ class MatchSettings:
     copy_cut_max_unshared_peaks: int = 20
     """Files of different lengths are copies when one is the other cut short (a partial download): they start
     together (offsets within `vote_tolerance_frames`), each holds `copy_min_shared_peaks` of the other's where both
-    play, and neither leaves more than this many of the other's peaks in a row unheld (about a second at the
-    index's density). Lossy cuts of the corpus's songs leave at most 13 in a row, radio edits that skip 1-5 s 24
-    or more (every peak past the skip until chance holds one): a share alone cannot tell a lossy cut (0.8-0.99 of
-    peaks shared) from an edit that skips a few seconds near its end (0.86)."""
+    play, and neither leaves more than this many of the other's peaks in a row unheld (about a second of music at
+    the index's density). Lossy cuts of the corpus's songs leave at most 13 in a row, radio edits that skip 1-5 s
+    24 or more (every peak past the skip until chance holds one): a share alone cannot tell a lossy cut (0.79-0.99
+    of the corpus's peaks shared, 0.64-0.94 of generated songs') from an edit that skips a few seconds near its
+    end (0.86). The whole file is named where it agrees with the clip about as well as the cut
+    (`min_agreement_lead`)."""
 
     def __post_init__(self) -> None:
         _check_types(self)

@@ -242,7 +242,7 @@ class Monitor:
                      else self._start_after(self._hop_samples)) - self._heard_back_samples
         if self.current is not None:  # ...and the end of the song followed, from the last look that heard it, if
             # that is recent (looks naming it elsewhere in the song may extend it for long: a song started over)
-            keep_from = max(min(keep_from, int(round(self.current.last_look_s * self.method.sample_rate_hz))),
+            keep_from = max(min(keep_from, self._sample_at(self.current.last_look_s)),
                             keep_from - self.settings.close_after_misses * self._hop_samples)
         keep_from -= self._buffer_start
         if keep_from > 0:
@@ -326,6 +326,14 @@ class Monitor:
 
     def _samples(self, start: int, length: int) -> np.ndarray:
         return self._buffer[start - self._buffer_start:start - self._buffer_start + length]
+
+    def _sample_at(self, time_s: float) -> int:
+        """The stream's sample at `time_s`, the nearest: every reading between two times rounds both alike."""
+        return int(round(time_s * self.method.sample_rate_hz))
+
+    def _samples_between(self, from_s: float, to_s: float) -> np.ndarray:
+        start = self._sample_at(from_s)
+        return self._samples(start, self._sample_at(to_s) - start)
 
     def _update(self, match: Match | None, time_s: float, length_s: float,
                 after_idle_hop: bool = False) -> list[Segment]:
@@ -522,7 +530,7 @@ class Monitor:
         from_s = max(from_s, segment.start_s, self._buffer_start / rate_hz)
         if to_s - from_s < self.settings.audible_s:
             return False
-        samples = self._samples(int(round(from_s * rate_hz)), int(round((to_s - from_s) * rate_hz)))
+        samples = self._samples_between(from_s, to_s)
         anew = self._follow(samples, match, anchor + _rate(match) * from_s)
         by_clock = self._follow(samples, segment.heard, segment.anchor_s + segment.rate * from_s)
         return anew is not None and (by_clock is None or anew.score >= by_clock.score - self.settings.same_play_lead)
@@ -537,10 +545,7 @@ class Monitor:
     def _heard_at(self, match: Match, anchor: float, from_s: float, to_s: float) -> bool:
         """Whether the stream from `from_s` to `to_s` hears at least `audible_s` of the song a look names, played
         from `anchor` at the look's rate (`Method.heard_span`)."""
-        rate_hz = self.method.sample_rate_hz
-        start = int(round(from_s * rate_hz))
-        span = self._heard_span(self._samples(start, int(round(to_s * rate_hz)) - start), match,
-                                anchor + _rate(match) * from_s)
+        span = self._heard_span(self._samples_between(from_s, to_s), match, anchor + _rate(match) * from_s)
         return span is not None and span[1] - span[0] >= self.settings.audible_s
 
     def _start(self, match: Match, time_s: float, length_s: float) -> Segment:
@@ -572,7 +577,7 @@ class Monitor:
         if match.offset_s is None or match.offset_s <= 0.0 or (segment.start_heard and segment.start_s > time_s):
             return  # the song began within this window: no window before it holds more of it
         rate_hz = self.method.sample_rate_hz
-        start, length = int(round(time_s * rate_hz)), int(round(length_s * rate_hz))
+        start, length = self._sample_at(time_s), self._sample_at(length_s)  # a window's samples, as any look's
         for earlier in range(start - self._hop_samples, start - self._idle_hop_samples, -self._hop_samples):
             if earlier < self._buffer_start:
                 return
@@ -643,7 +648,7 @@ class Monitor:
         if match.offset_s is None:
             return None
         rate_hz = self.method.sample_rate_hz
-        start, end = int(round(time_s * rate_hz)), int(round((time_s + length_s) * rate_hz))
+        start, end = self._sample_at(time_s), self._sample_at(time_s + length_s)
         song_s = match.offset_s if match.offset_s > 0 else -_rate(match) * (match.lead_in_s or 0.0)
         heard_from: tuple[float, bool] | None = None
         first = None
@@ -689,10 +694,10 @@ class Monitor:
             return None
         from_s, song_s, _ = placed
         rate_hz = self.method.sample_rate_hz
-        start = int(round(from_s * rate_hz))
+        start = self._sample_at(from_s)
         if start < self._buffer_start:
             return None
-        reach = int(round(heard_to_s * rate_hz)) - start  # at a stop, all the stream holds: looks may be out
+        reach = self._sample_at(heard_to_s) - start  # at a stop, all the stream holds: looks may be out
         samples = self._samples(start, reach if playing_to_s is not None else min(reach, 2 * self._window_samples))
         span = self._heard_span(samples, heard, song_s)
         if span is None or span[0] >= self.settings.window_s:  # not heard in the look that named it: not this play
