@@ -443,7 +443,10 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
     match as recorded, only as far as it can be played and still match so: `AS_RECORDED_REACH`), and `around`
     projected on each line, at every clip start that Δt allows; then the best point finely. A warp must beat the
     recording as it is by `MIN_WARP_GAIN`. With the clip's refined peaks (`clip_peaks`), the result is then
-    `fit`ted."""
+    `fit`ted; where no warp beat the recording as it is, the best of them is fitted too, and kept where its
+    fitted line pairs more of the clip's peaks with the song's: music that holds its notes agrees nearly as well
+    5 % too slow, where the two agree over a stretch of the clip, but only the right line pairs peaks across all
+    of it (tempo changes of 5-10 % were read as recorded, or 2-4 % off, in 9 of 540 clips)."""
     n_frames = clip.standardised.shape[0]
     limits = _limits(matching)
     if not limits:
@@ -478,7 +481,10 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
     as_recorded_z, as_recorded_start = agreement(clip, frames, bins, delta_frames, matching)
     if not np.isfinite(best_z):  # no peak of the song under the clip at any warp: nothing to measure
         return as_recorded_z, Warp("speed", 1.0), delta_frames
+    rival = None
     if best_z < as_recorded_z + MIN_WARP_GAIN:
+        if best.factor != 1.0:
+            rival = (best, int(round(best_start * best.tempo)))
         best_z, best_start, best = as_recorded_z, as_recorded_start, Warp("speed", 1.0)
     else:
         fine = [Warp(best.kind, best.factor * (1 + step))
@@ -490,7 +496,12 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
             best = Warp(best.kind, float(fine[first_best].factor))
     start = int(round(best_start * best.tempo))
     if clip_peaks is not None:
-        best, start = fit(*clip_peaks, frames, bins, best, start, tuple(limits))
+        fitted, fitted_start, paired = fit(*clip_peaks, frames, bins, best, start, tuple(limits))
+        if rival is not None:
+            other, other_start, other_paired = fit(*clip_peaks, frames, bins, *rival, tuple(limits))
+            if other_paired > paired:
+                fitted, fitted_start = other, other_start
+        best, start = fitted, fitted_start
     return best_z, best, start
 
 
@@ -568,21 +579,22 @@ def _start_shift(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np
 
 
 def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray, song_bins: np.ndarray,
-        warp: Warp, start_frames: int, kinds: tuple[str, ...] = tuple(LINES)) -> tuple[Warp, int]:
+        warp: Warp, start_frames: int, kinds: tuple[str, ...] = tuple(LINES)) -> tuple[Warp, int, int]:
     """The warp and start refined by least squares on the peaks the clip and the song share.
 
     Agreement fixes a factor only to where the song's peaks drift by about a frame across the clip: ± 0.5 % in
     time for a 5 s clip. The clip's peaks at sub-frame positions (`peaks.refine`), paired with the song's peaks
     where the warp puts them, fix the line t_song = T · t_clip + start to about 0.1 %, and f_song = f_clip / P as
     well. The fitted point is then put on the nearest line the search allows (`nearest_on_line`, of `kinds`), or
-    read as recorded where it lies within its errors of 1.0."""
+    read as recorded where it lies within its errors of 1.0. Returns the warp, the start, and how many clip
+    peaks the last round paired (0 where the fit failed and the warp is as given)."""
     tempo, pitch = warp.tempo, warp.pitch
     start = start_frames + _start_shift(clip_frames, clip_bins, song_frames, song_bins, warp, start_frames)
     for reach in FIT_REACH_FRAMES:
         predicted_frames = (song_frames - start) / tempo
         candidates = _song_neighbours(predicted_frames, clip_frames, reach)
         if candidates is None:
-            return warp, start_frames
+            return warp, start_frames, 0
         frame_gaps = np.abs(predicted_frames[candidates] - clip_frames[:, None])
         bin_gaps = np.abs(song_bins[candidates] * pitch - clip_bins[:, None])
         distance = frame_gaps / reach + bin_gaps / FIT_REACH_BINS
@@ -590,7 +602,7 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
         nearest = np.argmin(distance, axis=1)
         paired = np.isfinite(distance[np.arange(clip_frames.size), nearest])
         if paired.sum() < MIN_FIT_PAIRS:
-            return warp, start_frames
+            return warp, start_frames, 0
         song = candidates[np.flatnonzero(paired), nearest[paired]]
         u, t = clip_frames[paired], song_frames[song].astype(np.float64)
         f, g = clip_bins[paired], song_bins[song].astype(np.float64)
@@ -606,11 +618,11 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
         tempo, pitch = float(fitted_tempo), fitted_pitch
     if not (tempo > 0 and pitch > 0 and np.isfinite(start)
             and max(abs(np.log(tempo / warp.tempo)), abs(np.log(pitch / warp.pitch))) <= MAX_FIT_MOVE):
-        return warp, start_frames  # a fit that wandered off (or degenerated): keep what agreement found
+        return warp, start_frames, 0  # a fit that wandered off (or degenerated): keep what agreement found
     fitted = nearest_on_line(tempo, pitch, kinds, _log_errors(u, t, f, g, tempo, pitch, start))
     if fitted.factor == 1.0:  # as recorded: the start where the line of slope 1 meets the pairs
         start = t_mean - u_mean
-    return fitted, int(round(start))
+    return fitted, int(round(start)), int(paired.sum())
 
 
 def _log_errors(clip_frames: np.ndarray, song_frames: np.ndarray, clip_bins: np.ndarray, song_bins: np.ndarray,
