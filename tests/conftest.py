@@ -25,6 +25,31 @@ def rendered(seed: int, duration_s: float, rate: int) -> np.ndarray:
     return signal if rate == SYNTH_RATE else soxr.resample(signal, SYNTH_RATE, rate).astype(np.float32)
 
 
+def held_chords(seed: int, duration_s: float, rate: int) -> np.ndarray:
+    """A generated piece of held chords (2-4 s each, slowly fading) under a sparse melody, no drums: music whose
+    peaks last, so that it agrees nearly as well played a little faster or slower."""
+    from bench.synth import _add_note
+
+    rng = np.random.default_rng(100 + seed)
+    out = np.zeros(int(duration_s * rate), np.float32)
+    root, major, t = 45 + int(rng.integers(0, 12)), (0, 2, 4, 5, 7, 9, 11), 0.0
+    while t < duration_s:
+        length_s, degree = rng.uniform(2.0, 4.0), int(rng.integers(0, 7))
+        start, n = int(t * rate), min(int(length_s * rate), out.size - int(t * rate))
+        if n <= 0:
+            break
+        seconds = np.arange(n) / rate
+        for k in (0, 2, 4):
+            f0 = 440 * 2 ** ((root + 12 + major[(degree + k) % 7] + 12 * ((degree + k) // 7) - 69) / 12)
+            tone = sum(0.5 ** (h - 1) * np.sin(2 * np.pi * f0 * h * seconds + rng.uniform(0, 6.28)) for h in range(1, 6))
+            envelope = np.minimum(1, seconds / 0.05) * np.exp(-seconds * 0.3)
+            out[start:start + n] += (0.1 * tone * envelope).astype(np.float32)
+        melody = root + 24 + major[int(rng.integers(0, 7))]
+        _add_note(out, rate, t + rng.uniform(0, 0.5), length_s, melody, 0.15, 0.5, rng)
+        t += length_s
+    return (0.8 * out / np.abs(out).max()).astype(np.float32)
+
+
 @pytest.fixture(scope="session")
 def library_dir(tmp_path_factory):
     """Six 40 s songs, seeds 0..5, one per format."""

@@ -430,3 +430,11 @@ def test_bench_refuses_what_it_cannot_do_in_one_line(built_index, library_dir, t
             arguments, result.output, result.exception)
         assert complaint in result.output and "Traceback" not in result.output, (arguments, result.output)
     assert not (tmp_path / "c.wav").exists() and not (tmp_path / "o").exists()
+
+
+def test_report_cells_print_figures_as_people_read_them():
+    """Three significant digits, and whole thousands with separators from 999.5 up (999.6 was printed `1e+03`)."""
+    from bench.report import _cell
+
+    assert [_cell(v) for v in (0.99259, 26.44, 999.4, 999.6, 12_345.6, None, 7)] == [
+        "0.993", "26.4", "999", "1,000", "12,346", "–", "7"]
