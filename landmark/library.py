@@ -364,9 +364,8 @@ class Index:
             return None
         whole = max((songs[i] for i in is_copy.cut_copies.get(best.song_id, ()) if i in songs),
                     key=lambda copy: copy.duration_s, default=song)
-        if (whole.duration_s > matching.copy_max_duration_ratio * song.duration_s
-                and self._agrees_as_well(whole.id, decision, song_peaks)):  # the vote led with a cut copy: name
-            songs[song.id], song = song, songs.pop(whole.id)  # the whole file (they start together)
+        if whole.duration_s > matching.copy_max_duration_ratio * song.duration_s:  # the vote led with a cut copy:
+            songs[song.id], song = song, songs.pop(whole.id)  # name the whole file (they start together)
         files = self.catalogue.files_of(song)  # its file first (a copy if the file is gone), then its copies
         copies = is_copy.copies.get(best.song_id, set())
         vote_lead = best.score - max((c.score for c in decision.candidates if c.song_id != best.song_id
@@ -381,32 +380,15 @@ class Index:
         return Match(files[0], best.score, max(0.0, song_time_s), 1.0 - chance, decision.decided_by,
                      (*files[1:], *copy_files), chance, **factors, lead_in_s=max(0.0, -song_time_s / tempo))
 
-    def _agrees_as_well(self, whole_id: int, decision: _Decision, song_peaks: SongPeaks) -> bool:
-        """Whether the whole file of the cut copy the decision names agrees with the clip where both play no more
-        than `min_agreement_lead` less than the copy (both read as recorded, at the decision's Δt): verification
-        could not tell them apart, so the whole file is named. Copies of unequal peak density agree by chance a
-        z or two apart (an MP3 of a song's first 10 s agreed 0.7–1.3 better than the FLAC with the FLAC's own
-        clips, and a monitor following the MP3 ended its play at 10 s); a shorter version that plays other music
-        in places agrees worse there. True where no agreement can be read (the vote decided alone)."""
-        if decision.clip is None or decision.best is None:
-            return True
-        at = decision.best
-        cut_z = agreement_at(at, decision.clip, song_peaks, self.matching)
-        whole_z = agreement_at(vote.Candidate(whole_id, at.score, at.delta_frames), decision.clip, song_peaks,
-                               self.matching)
-        if cut_z is None or whole_z is None:
-            return True
-        return whole_z >= cut_z - self.matching.min_agreement_lead
-
     def _best_agreeing_copy(self, leader: vote.Candidate, z: float | None, ranked: list[vote.Candidate],
                             is_copy: CopyCheck, clip: ProminenceMap, song_peaks: SongPeaks
                             ) -> tuple[vote.Candidate, float | None]:
         """Of the vote's leader and the copies of its recording that it stood for, the one whose peaks agree best
         with the clip, and its z: copies tie in the vote by chance (a FLAC and an MP3 of one song), and the file
         that holds what the clip plays most closely is the one to name, as verification would (its copies then
-        listed with it). A file cut short is left to the rule that names the whole one (`_agrees_as_well`)."""
+        listed with it). A file cut short is left to the rule that names the whole one."""
         first, copies = leader, is_copy.copies.get(leader.song_id, set())
-        cut = is_copy.cut_copies.get(leader.song_id, set())
+        cut = is_copy.cut_copies.get(leader.song_id, set())  # the whole file of those is named, whichever led
         for rival in (c for c in ranked if c.song_id in copies - cut):
             rival_z = agreement_at(rival, clip, song_peaks, self.matching)
             if z is not None and rival_z is not None and rival_z > z:

@@ -311,8 +311,7 @@ class MatchSettings:
     the index's density). Lossy cuts of the corpus's songs leave at most 13 in a row, radio edits that skip 1-5 s
     24 or more (every peak past the skip until chance holds one): a share alone cannot tell a lossy cut (0.79-0.99
     of the corpus's peaks shared, 0.64-0.94 of generated songs') from an edit that skips a few seconds near its
-    end (0.86). The whole file is named where it agrees with the clip about as well as the cut
-    (`min_agreement_lead`)."""
+    end (0.86). The whole file is named, whichever led."""
 
     def __post_init__(self) -> None:
         _check_types(self)
