@@ -35,14 +35,14 @@ def song(seed: int, duration_s: float = 30.0, sample_rate_hz: int = 22050) -> np
             degree = progression[(beat // 4) % progression.size]
             for k in (0, 2, 4):
                 note = root + 12 + _MAJOR[(degree + k) % 7] + 12 * ((degree + k) // 7)
-                _add_note(out, sample_rate_hz, start, 4 * t_beat, note, 0.10, brightness[0], rng, tuning_hz)
+                add_note(out, sample_rate_hz, start, 4 * t_beat, note, 0.10, brightness[0], rng, tuning_hz)
         for sub in range(int(rng.integers(1, 3))):  # melody: one or two notes a beat
             note = root + 24 + _MAJOR[int(rng.integers(0, 7))] + 12 * int(rng.integers(0, 2))
-            _add_note(out, sample_rate_hz, start + sub * t_beat / 2 + rng.uniform(-0.02, 0.02), t_beat / 2, note, 0.2,
+            add_note(out, sample_rate_hz, start + sub * t_beat / 2 + rng.uniform(-0.02, 0.02), t_beat / 2, note, 0.2,
                       brightness[1], rng, tuning_hz)
         if beat % 2 == 0:  # bass
             note = root + _MAJOR[progression[(beat // 4) % progression.size]]
-            _add_note(out, sample_rate_hz, start, t_beat, note, 0.25, brightness[2], rng, tuning_hz)
+            add_note(out, sample_rate_hz, start, t_beat, note, 0.25, brightness[2], rng, tuning_hz)
         if kick_pattern[beat % 8]:
             _add_drum(out, sample_rate_hz, start, rng, kick_hz, snare=False)
         if snare_pattern[beat % 8]:
@@ -50,7 +50,8 @@ def song(seed: int, duration_s: float = 30.0, sample_rate_hz: int = 22050) -> np
     return (0.8 * out / (np.max(np.abs(out)) + 1e-9)).astype(np.float32)
 
 
-def _add_note(out, rate, start_s, length_s, midi_note, level, brightness, rng, tuning_hz=440.0) -> None:
+def add_note(out, rate, start_s, length_s, midi_note, level, brightness, rng, tuning_hz=440.0) -> None:
+    """Add one note to `out`: its harmonics each `brightness` times the one below, a 10 ms attack, then a decay."""
     i0 = max(0, int(start_s * rate))
     if i0 >= out.size:
         return

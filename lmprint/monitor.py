@@ -577,7 +577,8 @@ class Monitor:
         if match.offset_s is None or match.offset_s <= 0.0 or (segment.start_heard and segment.start_s > time_s):
             return  # the song began within this window: no window before it holds more of it
         rate_hz = self.method.sample_rate_hz
-        start, length = self._sample_at(time_s), self._sample_at(length_s)  # a window's samples, as any look's
+        start = self._sample_at(time_s)
+        length = self._sample_at(time_s + length_s) - start
         for earlier in range(start - self._hop_samples, start - self._idle_hop_samples, -self._hop_samples):
             if earlier < self._buffer_start:
                 return

@@ -28,7 +28,7 @@ def rendered(seed: int, duration_s: float, rate: int) -> np.ndarray:
 def held_chords(seed: int, duration_s: float, rate: int) -> np.ndarray:
     """A generated piece of held chords (2-4 s each, slowly fading) under a sparse melody, no drums: music whose
     peaks last, so that it agrees nearly as well played a little faster or slower."""
-    from bench.synth import _add_note
+    from bench.synth import add_note
 
     rng = np.random.default_rng(100 + seed)
     out = np.zeros(int(duration_s * rate), np.float32)
@@ -45,7 +45,7 @@ def held_chords(seed: int, duration_s: float, rate: int) -> np.ndarray:
             envelope = np.minimum(1, seconds / 0.05) * np.exp(-seconds * 0.3)
             out[start:start + n] += (0.1 * tone * envelope).astype(np.float32)
         melody = root + 24 + major[int(rng.integers(0, 7))]
-        _add_note(out, rate, t + rng.uniform(0, 0.5), length_s, melody, 0.15, 0.5, rng)
+        add_note(out, rate, t + rng.uniform(0, 0.5), length_s, melody, 0.15, 0.5, rng)
         t += length_s
     return (0.8 * out / np.abs(out).max()).astype(np.float32)
 
