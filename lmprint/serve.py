@@ -48,6 +48,10 @@ INDEX_BUSY = (IndexLocked, ChangedWhileRead)
 """The index's errors that pass: a writer holds it (an `add` of a large batch, a merge), or another process
 changed it under a read-only server. A request gets 503 with `Retry-After`, a listener close code 1013: ask again."""
 
+SERVER_FAULTS = (IndexFileError, ModelError)
+"""The server's own errors, no fault of the client's: its index damaged or gone, or a MERT model that does not fit
+the index. A request gets 500, a listener close code 1011."""
+
 MAX_CHUNK_S = 4.0
 """`/listen` refuses a message of more audio than this (the page sends half a second)."""
 MAX_AHEAD_S = 20.0
@@ -399,8 +403,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             return JSONResponse(await workers.run(work))
         except INDEX_BUSY as failure:
             return busy(str(failure))
-        except (IndexFileError, ModelError) as failure:  # the server's index or model is damaged or gone: no
-            return error(500, str(failure))  # fault of the request's
+        except SERVER_FAULTS as failure:
+            return error(500, str(failure))
         except LmprintError as failure:
             return error(422, str(failure))
 
@@ -583,7 +587,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                 return
             except INDEX_BUSY as failure:  # not the listener's fault
                 await refuse(websocket, str(failure), code=1013)
-            except (IndexFileError, ModelError) as failure:  # the index or the model cannot be read
+            except SERVER_FAULTS as failure:
                 await refuse(websocket, str(failure), code=1011)
             except (KeyError, LmprintError) as failure:  # a text frame mid-stream, an oversized chunk
                 await refuse(websocket, str(failure) if isinstance(failure, LmprintError)
