@@ -130,8 +130,8 @@ ROOMS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rooms")
 def _query_set_options(command):
     """--noise, --rir, --seed and --limit: what compare's query set (and as-user's, the same) is made from."""
     options = [
-        click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings (get-corpus.sh "
-                     "NOISE=1); babble files are those with 'babble' in the path. Default: pink noise."),
+        click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings (get-corpus.sh's "
+                     "OUTDIR/noise); babble files are those with 'babble' in the path. Default: pink noise."),
         click.option("--rir", "rir_dir", type=click.Path(file_okay=False), default=ROOMS_DIR,
                      help="Folder of room impulse responses. Default: the measured rooms that ship with the "
                      "bench (bench/rooms)."),

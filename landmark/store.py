@@ -63,7 +63,7 @@ TAIL_POSTINGS = 1 << 18
 large goes straight into one: a segment costs about 3.3 bytes a posting with its directory, a tail row of 16
 hashes 4.5–6 (SQLite's row headers and pages' slack), so only a library smaller than this stays one file."""
 ONE_HASH_TAIL_FROM = 1 << 21
-"""Once the segments hold this many postings (about 250 songs), the tail's rows hold one hash each
+"""Once the segments hold this many postings (about 480 songs), the tail's rows hold one hash each
 (`postings_1`), with a mask of the buckets it holds (`tail_buckets`): a lookup then asks SQLite for few rows,
 each a B-tree search. Below it the tail keeps 16 hashes a row, since one a row costs about 12 bytes a posting,
 which a small library would notice."""
