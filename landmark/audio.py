@@ -217,6 +217,24 @@ def _opened(source):
 STEREO_TO_MONO = np.float32(np.sqrt(0.5))
 """Each channel's weight when stereo is mixed to mono: FFmpeg's, so a mix made here equals its resampler's."""
 
+CANCELLED_MIX_DB = 20.0
+"""Two channels whose sum is this many dB under their difference cancel each other when mixed: one channel's
+polarity is inverted (a fault of the mastering or the transfer), and their sum is silence or noise. Their
+difference is then the music, and it is taken instead (`mix_stereo`). On the bench corpus's 167 stereo tracks a
+quarter second's sum is a median 6.5 dB over its difference, and at worst 12 dB under it (wide effects that play
+out of phase): never 20."""
+
+
+def mix_stereo(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """L + R (float32), or L − R where the sum cancels (`CANCELLED_MIX_DB`): one batch of a stream at a time, so
+    a file of inverted polarity is mixed alike wherever a clip of it starts."""
+    mixed = left + right
+    difference = left - right
+    with np.errstate(over="ignore", invalid="ignore"):
+        cancelled = float(np.dot(mixed, mixed)) * 10 ** (CANCELLED_MIX_DB / 10) < float(np.dot(difference, difference))
+    return difference if cancelled else mixed
+
+
 SAMPLE_FORMATS = {"flt": ("f4", 1.0), "dbl": ("f8", 1.0), "s16": ("i2", 32768.0), "s32": ("i4", 2147483648.0)}
 """FFmpeg's sample formats read here (by their names without the planar `p`): numpy dtype (native byte order, as in a
 decoded frame) and full scale."""
@@ -249,10 +267,10 @@ def _resampled(container, stream, sample_rate_hz: int, bad: list[Exception]) -> 
 class _Mixer:
     """Decoded frames, gathered and mixed to mono float32 at the stream's rate. Mono and stereo frames of FFmpeg's
     float and 16- or 32-bit integer formats are mixed in numpy as FFmpeg's resampler mixes them (stereo: (L + R) ·
-    √½), a batch at a time: PyAV's resampler, frame by frame, cost several times the decoding itself
-    (docs/tuning.md). Other layouts (FFmpeg weighs centre, surround and LFE channels), other formats, and frames at
-    another rate than the stream's go through FFmpeg's resampler, one for each kind of frame in a row, flushed when
-    the kind changes, so samples stay in order."""
+    √½; L − R where the channels cancel, `mix_stereo`), a batch at a time: PyAV's resampler, frame by frame, cost
+    several times the decoding itself (docs/tuning.md). Other layouts (FFmpeg weighs centre, surround and LFE
+    channels), other formats, and frames at another rate than the stream's go through FFmpeg's resampler, one for
+    each kind of frame in a row, flushed when the kind changes, so samples stay in order."""
 
     NUMPY_LAYOUTS = frozenset({"mono", "stereo", "1 channels", "2 channels"})
     """Layouts mixed here: one channel, or two that FFmpeg weighs alike (an unnamed pair included)."""
@@ -324,7 +342,7 @@ class _Mixer:
         with np.errstate(over="ignore", invalid="ignore"):  # a float stream out of range: `_finite` bounds it
             mono = np.concatenate([frame[0] for frame in self._planes]).astype(np.float32)
             if channels == 2:
-                mono += np.concatenate([frame[1] for frame in self._planes])
+                mono = mix_stereo(mono, np.concatenate([frame[1] for frame in self._planes]).astype(np.float32))
             if channels == 2 or scale != 1.0:
                 mono *= np.float32(scale) * (STEREO_TO_MONO if channels == 2 else np.float32(1.0))
         self._mixed.append(mono)
@@ -382,7 +400,9 @@ def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sam
         # largest would overflow their sum (NaNs of any bytes are dropped just after, so scaling them is quiet)
         with np.errstate(invalid="ignore"):
             interleaved = _finite(np.frombuffer(data, dtype).astype(np.float32) / np.float32(full_scale))
-        yield resampler.resample_chunk(interleaved.reshape(-1, channels).mean(axis=1))
+        frames = interleaved.reshape(-1, channels)
+        yield resampler.resample_chunk(mix_stereo(frames[:, 0], frames[:, 1]) * np.float32(0.5) if channels == 2
+                                       else frames.mean(axis=1))
     yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 

@@ -1,3 +1,4 @@
+import io
 import re
 
 import numpy as np
@@ -220,6 +221,40 @@ def test_a_file_much_shorter_than_it_declares_decodes_with_a_warning(library_dir
     assert decoded.warning and "of the 40.0 s it declares" in decoded.warning
     assert audio.decode(library_dir / f"song{FORMATS.index('flac')}.flac", 8000).warning is None
     assert audio.decode(cut, 8000, max_duration_s=2.0).warning is None  # only the start was asked for
+
+
+def write_stereo_flac(path, left: np.ndarray, right: np.ndarray, rate: int) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("flac", rate=rate, layout="stereo")
+        frame = av.AudioFrame.from_ndarray((np.stack([left, right]).T.reshape(1, -1) * 30000).astype(np.int16),
+                                           format="s16", layout="stereo")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+
+
+def test_stereo_of_inverted_polarity_decodes_as_its_music_not_as_silence(tmp_path):
+    """One channel's polarity inverted (R = −L, a mastering or transfer fault): mixed as L + R it is digital silence,
+    and `add` refused the file as "silent". Where the sum cancels, the difference is the music. A stereo mix whose
+    channels differ (here L and R a song and another, or the song over its own echo) is mixed as before."""
+    import av
+
+    music, other = rendered(0, 6.0, 22050), rendered(1, 6.0, 22050)
+    write_stereo_flac(tmp_path / "inverted.flac", music, -music, 22050)
+    decoded = audio.load(tmp_path / "inverted.flac", 22050)
+    assert np.corrcoef(decoded, music[:decoded.size])[0, 1] > 0.999
+    audio.check_usable(decoded, 22050, 1.0)
+    raw = (np.stack([music, -music]).T.reshape(-1) * 0.5).astype("<f4").tobytes()  # `monitor -` of raw PCM
+    streamed = np.concatenate(list(audio.stream_raw(io.BytesIO(raw), "f32le", 22050, 2, 22050)))
+    assert np.corrcoef(streamed, music[:streamed.size])[0, 1] > 0.999
+    echo = np.r_[np.zeros(441, np.float32), music[:-441]]  # 20 ms later: wide, but far from cancelling
+    for right in (other, echo):
+        write_stereo_flac(tmp_path / "stereo.flac", music, right, 22050)
+        with av.open(str(tmp_path / "stereo.flac")) as container:
+            expected = ffmpeg_mix(list(container.decode(audio=0)), 22050)
+        np.testing.assert_allclose(audio.load(tmp_path / "stereo.flac", 22050), expected, atol=1e-5)
 
 
 def test_too_short_and_silent_audio_are_refused():
