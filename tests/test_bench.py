@@ -429,6 +429,9 @@ def test_bench_refuses_what_it_cannot_do_in_one_line(built_index, library_dir, t
         assert result.exit_code == code and isinstance(result.exception, (SystemExit, type(None))), (
             arguments, result.output, result.exception)
         assert complaint in result.output and "Traceback" not in result.output, (arguments, result.output)
+        # one line; a usage error (code 2) is click's usage line and hint, then its one line of error
+        assert result.output.count("\n") == 1 or (code == 2 and result.output.count("Error:") == 1), (
+            arguments, result.output)
     assert not (tmp_path / "c.wav").exists() and not (tmp_path / "o").exists()
 
 

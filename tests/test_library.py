@@ -87,12 +87,28 @@ def test_adding_the_same_files_again_skips_them(built_index, library_dir):
         assert (report.added, report.skipped, report.failed) == (0, len(FORMATS), [])
 
 
+def stored_by_title(index: Index) -> tuple[list[tuple[str, int, int]], dict[str, list[list[int]]]]:
+    """Every posting as (song title, hash, frame in the song), sorted, and every song's stored peaks by title."""
+    from landmark.store import all_postings
+
+    titles = {song.id: song.title for song in index.catalogue.songs()}
+    keys = np.unique(all_postings(index.postings)[0])
+    found = index.postings.lookup(keys)  # frames in each song's own time, wherever the song lies in the index
+    postings = sorted(zip([titles[i] for i in found.song_ids.tolist()], keys[found.key_index].tolist(),
+                          found.frames.tolist()))
+    peaks = {titles[i]: [frames.tolist(), bins.tolist()] for i, (frames, bins) in index.peaks.get(list(titles)).items()}
+    return postings, peaks
+
+
 def test_parallel_add_indexes_the_same_fingerprints(library_dir, tmp_path, built_index):
+    """Songs fingerprinted in worker processes store the same postings and peaks as songs fingerprinted here."""
     with Index(tmp_path / "parallel.db", create=True) as parallel:
         report = parallel.add([str(library_dir)], jobs=2)
         assert report.added == len(FORMATS)
         with Index(built_index) as serial:
-            assert {(s.title, s.n_hashes) for s in parallel.catalogue.songs()} == {(s.title, s.n_hashes) for s in serial.catalogue.songs()}
+            postings, peaks = stored_by_title(parallel)
+            assert len(postings) > 1000 and len(peaks) == len(FORMATS)
+            assert (postings, peaks) == stored_by_title(serial)
 
 
 def test_a_query_that_finds_nothing_looks_again_with_a_wider_delta_time(tmp_path, monkeypatch):

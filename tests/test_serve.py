@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import os
 import re
 import shutil
@@ -146,14 +147,21 @@ def test_a_listener_is_told_when_the_index_cannot_be_read_with_the_servers_close
     assert closed.value.code == 1011
 
 
-def test_a_client_that_goes_away_mid_upload_gets_an_answer_not_a_traceback(built_index):
+def errors_logged(caplog) -> list[str]:
+    """What the server logged as an error or with a traceback."""
+    return [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR or record.exc_info]
+
+
+def test_a_client_that_goes_away_mid_upload_gets_an_answer_not_a_traceback(built_index, caplog):
     """The client closes its connection after part of its body: the request ends with a 400, not an exception
     in the server's log."""
     app = create_app(lambda: Index(built_index), ServeSettings())
     gone = asyncio.Event()
     gone.set()
-    status, _ = asyncio.run(asgi_post(app, "/match", {"content-length": "100000"}, body_of(bytes(1000), then=gone)))
-    assert status == 400
+    with caplog.at_level(logging.INFO):
+        status, _ = asyncio.run(asgi_post(app, "/match", {"content-length": "100000"},
+                                          body_of(bytes(1000), then=gone)))
+    assert status == 400 and not errors_logged(caplog), caplog.text
 
 
 def test_songs_stats_and_health(client, built_index):
@@ -264,7 +272,7 @@ def test_a_refusal_reads_no_body_a_client_has_not_sent_and_holds_no_queue_place(
 
 @pytest.mark.parametrize("path, answer", [("/match", 503), ("/songs", 403)],
                          ids=["an upload still arriving", "a refusal still reading the body it throws away"])
-def test_a_request_cancelled_as_the_server_stops_is_answered(built_index, path, answer):
+def test_a_request_cancelled_as_the_server_stops_is_answered(built_index, path, answer, caplog):
     """Past the shutdown grace uvicorn cancels what is still running: it gets an answer (an upload's temporary
     folder removed; a refusal the answer it was going to get), not a 500 or a traceback in the log."""
     app = create_app(lambda: Index(built_index), ServeSettings())
@@ -277,8 +285,9 @@ def test_a_request_cancelled_as_the_server_stops_is_answered(built_index, path, 
         request.cancel()
         return await request
 
-    status, headers = asyncio.run(stopping())
-    assert status == answer
+    with caplog.at_level(logging.INFO):
+        status, headers = asyncio.run(stopping())
+    assert status == answer and not errors_logged(caplog), caplog.text
     if answer == 503:
         assert headers["retry-after"] == "1"
 
