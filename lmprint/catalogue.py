@@ -469,6 +469,11 @@ class Catalogue:
         if not os.access(self.path.parent, os.W_OK):
             return (f"{self.path} is in a read-only folder (SQLite keeps its -wal and -shm files beside the index): "
                     "it can be matched against, not changed; copy it to a folder you can write")
+        if os.access(self.path, os.W_OK):  # the file can be written; its -wal or -shm cannot
+            for side in (f"{self.path}-wal", f"{self.path}-shm"):
+                if os.path.exists(side) and not os.access(side, os.W_OK):
+                    return (f"{side} is read-only (SQLite made it so for a process that opened the index while the "
+                            f"index was read-only): make it writable (chmod u+w) to change the index")
         return f"{self.path} is read-only: it can be matched against, not changed"
 
     def compact(self) -> bool:

@@ -151,6 +151,9 @@ def test_a_walk_passes_over_hidden_files_and_links_up_its_own_tree(tmp_path):
     os.symlink("../Z real/song.flac", tmp_path / "lib" / "B" / "linked.flac")
     assert list(find_audio_files([tmp_path / "lib"])) == [
         (str(tmp_path / "lib" / "Z real" / "song.flac"), None), (str(tmp_path / "lib" / "B" / "linked.flac"), None)]
+    # the same, the link named first on the command line (`add favourites lib`): it is followed last too
+    assert list(find_audio_files([tmp_path / "lib" / "B" / "A favourites", tmp_path / "lib" / "Z real"])) == [
+        (str(tmp_path / "lib" / "Z real" / "song.flac"), None)]
 
     # a pipe (its open would wait for a writer) and a link to a device (never ending) in a folder are named, not
     # handed on to be read; a pipe named explicitly is read (`lmprint match <(ffmpeg …)`)
@@ -295,6 +298,37 @@ def test_an_index_in_a_read_only_folder_answers_queries_and_refuses_changes_in_o
     (media / "i.db-wal").write_bytes(bytes(100))  # a log left there without its -shm file
     with pytest.raises(IndexFileError, match="changes still in its -wal file"):
         Index(media / "i.db")
+
+
+def test_a_read_only_log_left_by_a_reader_is_named_when_a_change_is_refused(built_index, library_dir, tmp_path):
+    """A reader of an index whose file was read-only leaves its -shm (and -wal) file read-only too, as SQLite makes
+    them. The file made writable again, a change is refused because of them: the refusal names the file to make
+    writable, not the index, which is writable (as root, run without the capability to write any file)."""
+    from landmark.segments import folder_of
+
+    prefix = bound_by_file_modes()
+    shutil.copy(built_index, tmp_path / "i.db")
+    if folder_of(built_index).is_dir():
+        shutil.copytree(folder_of(built_index), folder_of(tmp_path / "i.db"))
+
+    def lmprint(*args):
+        return subprocess.run([*prefix, sys.executable, "-m", "lmprint", "--db", str(tmp_path / "i.db"),
+                               *map(str, args)], capture_output=True, text=True, timeout=300)
+
+    (tmp_path / "i.db").chmod(0o444)
+    assert lmprint("match", sorted(library_dir.iterdir())[0]).returncode == 0
+    (tmp_path / "i.db").chmod(0o644)
+    left = [side for side in ("i.db-wal", "i.db-shm") if (tmp_path / side).exists()
+            and not os.stat(tmp_path / side).st_mode & 0o200]
+    if not left:
+        pytest.skip("this SQLite leaves no read-only -wal or -shm file")
+    refused = lmprint("remove", "1")
+    assert refused.returncode == 1 and any(f"{tmp_path / side} is read-only" in refused.stderr for side in left), (
+        refused.stderr)
+    assert "chmod u+w" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    for side in left:
+        (tmp_path / side).chmod(0o644)
+    assert lmprint("remove", "1").returncode == 0
 
 
 def test_a_read_only_reader_survives_a_writer_closing_and_never_mixes_two_versions(built_index, tmp_path,
