@@ -498,6 +498,10 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
             best = Warp(best.kind, float(fine[first_best].factor))
     start = int(round(best_start * best.tempo))
     if clip_peaks is not None:
+        # a peak on the clip's first or last frame is a maximum because the clip stops there, wherever the note
+        # peaks: seven such pairs at the last frame, a frame early, read 2 s of a song at tempo 1.016
+        inside = (clip_peaks[0] > 0) & (clip_peaks[0] < n_frames - 1)
+        clip_peaks = (clip_peaks[0][inside], clip_peaks[1][inside])
         fitted, fitted_start, paired = fit(*clip_peaks, frames, bins, best, start, tuple(limits))
         if rival is not None:
             other, other_start, other_paired = fit(*clip_peaks, frames, bins, *rival, tuple(limits))
