@@ -220,24 +220,26 @@ STEREO_TO_MONO = np.float32(np.sqrt(0.5))
 CANCELLED_MIX_DB = 20.0
 """Two channels whose sum is this many dB under their difference cancel each other when mixed: one channel's
 polarity is inverted (a fault of the mastering or the transfer), and their sum is silence or noise. Their
-difference is then the music, and it is taken instead (`mix_stereo`). On the bench corpus's 167 stereo tracks a
-quarter second's sum is a median 6.5 dB over its difference, and at worst 12 dB under it (wide effects that play
-out of phase): never 20."""
+difference is then the music, and it is taken instead, a batch of the stream at a time (`mix_stereo`). On the
+bench corpus's 167 stereo tracks a quarter second's sum is a median 6.5 dB over its difference, and at worst 12 dB
+under it (wide effects that play out of phase): never 20."""
 
 
 def mix_stereo(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """L + R (float32), or L − R where the sum cancels (`CANCELLED_MIX_DB`): one batch of a stream at a time, so
-    a file of inverted polarity is mixed alike wherever a clip of it starts."""
-    mixed = left + right
-    difference = left - right
-    with np.errstate(over="ignore", invalid="ignore"):
-        cancelled = float(np.dot(mixed, mixed)) * 10 ** (CANCELLED_MIX_DB / 10) < float(np.dot(difference, difference))
+    """L + R of two float32 channels, or L − R where the sum cancels (`CANCELLED_MIX_DB`): one batch of a stream
+    at a time (a quarter second of a file, a block of raw PCM), so that a file of inverted polarity is mixed alike
+    wherever a clip of it starts. Energies are summed without BLAS (see `loudest_rms`)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # a float stream out of range: `_finite` bounds the mix
+        mixed, difference = left + right, left - right
+        cancelled = (float(np.add.reduce(mixed * mixed, dtype=np.float64)) * 10 ** (CANCELLED_MIX_DB / 10)
+                     < float(np.add.reduce(difference * difference, dtype=np.float64)))
     return difference if cancelled else mixed
 
 
-SAMPLE_FORMATS = {"flt": ("f4", 1.0), "dbl": ("f8", 1.0), "s16": ("i2", 32768.0), "s32": ("i4", 2147483648.0)}
+SAMPLE_FORMATS = {"flt": ("f4", 1.0), "dbl": ("f8", 1.0), "s16": ("i2", 32768.0), "s32": ("i4", 2147483648.0),
+                  "u8": ("u1", 128.0)}
 """FFmpeg's sample formats read here (by their names without the planar `p`): numpy dtype (native byte order, as in a
-decoded frame) and full scale."""
+decoded frame) and full scale. Unsigned 8-bit samples are offset by 128 (silence), taken off as they are read."""
 
 BATCH_S = 0.25
 """Decoded frames are gathered into batches of this much audio, then mixed and resampled at once: a frame is 10–100
@@ -306,10 +308,13 @@ class _Mixer:
         dtype, _, channels, planar = plan
         planes = frame.planes
         if planar:
-            self._planes.append([np.frombuffer(planes[c], dtype, frame.samples) for c in range(channels)])
+            channel_planes = [np.frombuffer(planes[c], dtype, frame.samples) for c in range(channels)]
         else:
             interleaved = np.frombuffer(planes[0], dtype, frame.samples * channels)
-            self._planes.append([interleaved[c::channels] for c in range(channels)])
+            channel_planes = [interleaved[c::channels] for c in range(channels)]
+        if dtype == np.uint8:  # silence at 128
+            channel_planes = [plane.astype(np.int16) - 128 for plane in channel_planes]
+        self._planes.append(channel_planes)
 
     def take(self, last: bool = False) -> np.ndarray:
         """The mono samples of the frames added since the last call (if `last`, with what FFmpeg still holds)."""

@@ -471,9 +471,14 @@ class Catalogue:
                     "it can be matched against, not changed; copy it to a folder you can write")
         if os.access(self.path, os.W_OK):  # the file can be written; its -wal or -shm cannot
             for side in (f"{self.path}-wal", f"{self.path}-shm"):
-                if os.path.exists(side) and not os.access(side, os.W_OK):
+                try:
+                    owner = os.stat(side).st_uid
+                except OSError:
+                    continue
+                if not os.access(side, os.W_OK):
+                    how = "chmod u+w" if owner == os.geteuid() else f"as its owner, user {owner}"
                     return (f"{side} is read-only (SQLite made it so for a process that opened the index while the "
-                            f"index was read-only): make it writable (chmod u+w) to change the index")
+                            f"index was read-only): make it writable ({how}) to change the index")
         return f"{self.path} is read-only: it can be matched against, not changed"
 
     def compact(self) -> bool:

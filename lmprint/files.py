@@ -33,12 +33,12 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, 
     """(absolute path, error or None) for each file named or found under a named folder, recursively.
 
     Symlinked folders are followed once each; a symlink loop is never entered twice, and a link to a folder that
-    holds it (`loop -> ..`) not at all: it would walk everything above. Links, met in a walk or named, are followed
-    after everything else named is walked, so a file reached both ways is found first at its own path, which
-    outlives the link (a "favourites" link removed, the song's path is still there). Hidden files and folders (a
-    name starting with one dot: `._song.mp3`, the resource forks a Mac copies along, `.Trash`; "...Ready for It"
-    is a title) are passed over; named explicitly, they are tried. Folder errors (unreadable, missing) are reported
-    as errors against that path.
+    holds it (`loop -> ..`) not at all: it would walk everything above. Links met in a walk, and folders named
+    through a link, are followed after everything else named is walked, so a file reached both ways is found
+    first at its own path, which outlives the link (a "favourites" link removed, the song's path is still there).
+    Hidden files and folders (a name starting with one dot: `._song.mp3`, the resource forks a Mac copies along,
+    `.Trash`; "...Ready for It" is a title) are passed over; named explicitly, they are tried. Folder errors
+    (unreadable, missing) are reported as errors against that path.
     """
     if isinstance(paths, (str, os.PathLike)):
         raise TypeError("find_audio_files takes a list of paths, not one path")
@@ -49,7 +49,7 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, 
             yield "", "no such file"
             continue
         path = os.path.abspath(given)
-        if os.path.isdir(path) and os.path.islink(path):  # a link named, as one met in a walk: followed last
+        if os.path.isdir(path) and os.path.realpath(path) != path:  # through a link: as a link met in a walk
             links.append(path)
         elif os.path.isdir(path):
             yield from _walk(path, seen_dirs, links)

@@ -558,14 +558,11 @@ class Monitor:
             start_s = heard_from[0]
         elif lead_in_s is not None:  # the window heard the song begin
             start_s = time_s + lead_in_s
-        anchor = self._anchor(match, time_s)
-        # a look that heard the song begin measured its rate on the part of its window after that (2 s of a song
-        # read as 1.6 % fast): the rate is the first anchor's, which a look hearing the song throughout places
-        segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1,
-                          rate=_rate(match) if anchor is not None else 1.0, heard=match, heard_at_s=time_s,
-                          chance=match.false_match_probability, last_look_s=time_s,
+        segment = Segment(match.song, start_s, time_s + length_s, None, match.confidence, 1, rate=_rate(match),
+                          heard=match, heard_at_s=time_s, chance=match.false_match_probability,
+                          last_look_s=time_s,
                           start_heard=(heard_from is not None and not heard_from[1]) or lead_in_s is not None)
-        self._place(segment, anchor)
+        self._place(segment, self._anchor(match, time_s))
         if segment.song_offset_s is None and match.offset_s is not None:
             segment.song_offset_s = 0.0  # the song began within the window: the segment starts with it
         return segment
@@ -624,9 +621,11 @@ class Monitor:
         if at_clock:
             segment.last_look_s = time_s
         segment.named_elsewhere = not at_clock
-        if segment.anchor_s is None and (anchor := self._anchor(match, time_s)) is not None:
-            segment.rate = _rate(match)  # the anchor is this look's, at this look's rate
-            self._place(segment, anchor)
+        if segment.anchor_s is None:
+            # the anchor is this look's, at this look's rate; until a look places it, the rate is the latest look's,
+            # which heard the most of the song (a look that heard it begin measures its rate on the rest)
+            segment.rate = _rate(match)
+            self._place(segment, self._anchor(match, time_s))
 
     def _place(self, segment: Segment, anchor: float | None) -> None:
         """Fix a segment's anchor once a look tells it, and bound its start by the song's own start: not before

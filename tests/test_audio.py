@@ -51,7 +51,8 @@ def audio_frame(sample_format: str, layout: str, rate: int, count: int, seed: in
                        for c in range(channels)])
     kind = sample_format.removesuffix("p")
     values = ((planes * 32767).astype(np.int16) if kind == "s16" else (planes * 2 ** 31 * 0.99).astype(np.int32)
-              if kind == "s32" else planes.astype(np.float32 if kind == "flt" else np.float64))
+              if kind == "s32" else (planes * 127 + 128).astype(np.uint8) if kind == "u8"
+              else planes.astype(np.float32 if kind == "flt" else np.float64))
     frame = av.AudioFrame.from_ndarray(values if sample_format.endswith("p") else values.T.reshape(1, -1).copy(),
                                        format=sample_format, layout=layout)  # planar: a row a channel
     frame.sample_rate = rate
@@ -67,6 +68,7 @@ def ffmpeg_mix(frames, rate: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("sample_format, layout", [("s16", "stereo"), ("fltp", "stereo"), ("s32p", "stereo"),
+                                                    ("u8", "stereo"), ("u8p", "mono"),
                                                     ("dbl", "stereo"), ("flt", "mono"), ("s16p", "mono"),
                                                     ("fltp", "5.1"), ("fltp", "FC+LFE")])
 def test_frames_are_mixed_to_mono_as_ffmpeg_mixes_them(sample_format, layout):
@@ -223,13 +225,16 @@ def test_a_file_much_shorter_than_it_declares_decodes_with_a_warning(library_dir
     assert audio.decode(cut, 8000, max_duration_s=2.0).warning is None  # only the start was asked for
 
 
-def write_stereo_flac(path, left: np.ndarray, right: np.ndarray, rate: int) -> None:
+def write_stereo_flac(path, left: np.ndarray, right: np.ndarray, rate: int, codec: str = "flac") -> None:
+    """Two channels as a FLAC file, 16-bit (or with `codec` "pcm_u8", an 8-bit WAV)."""
     import av
 
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("flac", rate=rate, layout="stereo")
-        frame = av.AudioFrame.from_ndarray((np.stack([left, right]).T.reshape(1, -1) * 30000).astype(np.int16),
-                                           format="s16", layout="stereo")
+        stream = container.add_stream(codec, rate=rate, layout="stereo")
+        interleaved = np.stack([left, right]).T.reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(
+            (interleaved * 127 + 128).astype(np.uint8) if codec == "pcm_u8" else (interleaved * 30000).astype(np.int16),
+            format="u8" if codec == "pcm_u8" else "s16", layout="stereo")
         frame.sample_rate = rate
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
@@ -246,6 +251,9 @@ def test_stereo_of_inverted_polarity_decodes_as_its_music_not_as_silence(tmp_pat
     decoded = audio.load(tmp_path / "inverted.flac", 22050)
     assert np.corrcoef(decoded, music[:decoded.size])[0, 1] > 0.999
     audio.check_usable(decoded, 22050, 1.0)
+    write_stereo_flac(tmp_path / "inverted.wav", music, -music, 22050, codec="pcm_u8")  # 8-bit samples too
+    decoded = audio.load(tmp_path / "inverted.wav", 22050)
+    assert np.corrcoef(decoded, music[:decoded.size])[0, 1] > 0.99
     raw = (np.stack([music, -music]).T.reshape(-1) * 0.5).astype("<f4").tobytes()  # `monitor -` of raw PCM
     streamed = np.concatenate(list(audio.stream_raw(io.BytesIO(raw), "f32le", 22050, 2, 22050)))
     assert np.corrcoef(streamed, music[:streamed.size])[0, 1] > 0.999

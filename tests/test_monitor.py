@@ -785,8 +785,8 @@ def test_a_song_held_as_two_files_is_one_segment_for_as_long_as_it_plays(tmp_pat
 def test_a_segment_keeps_the_rate_of_the_look_that_placed_its_anchor(built_index):
     """A first look that began before the song tells no anchor (its offset reads 0) and may misjudge the rate from
     the song's first seconds; the look that fixes the anchor fixes the rate with it. Mixing them put a song that
-    started an hour into a stream a minute late (2.3 % of an hour), and a song announced from two such looks was
-    "played at rate −2.3 %" until it closed."""
+    started an hour into a stream a minute late (2.3 % of an hour). Until then the rate is the latest look's, which
+    heard the most of the song: a song announced from two such looks was "played at rate −2.3 %" until it closed."""
     from lmprint.results import Match
 
     with Index(built_index) as index:
@@ -797,7 +797,7 @@ def test_a_segment_keeps_the_rate_of_the_look_that_placed_its_anchor(built_index
                                           (3376.0, 1.5, {"speed": 1.0})):
             watcher._update(Match(song, 60.0, offset_s, 0.99999, "vote", false_match_probability=1e-5, **factors),
                             time_s, 6.0)
-            assert (watcher.current or watcher._candidate).rate == 1.0, time_s  # as announced, too
+            assert (watcher.current or watcher._candidate).rate == factors.get("speed", factors.get("tempo")), time_s
         segment = watcher.current
         assert segment is not None and segment.rate == 1.0
         assert abs(segment.start_s - 3374.5) <= 0.01 and segment.song_offset_s == 0.0, segment

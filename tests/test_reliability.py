@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -151,9 +152,15 @@ def test_a_walk_passes_over_hidden_files_and_links_up_its_own_tree(tmp_path):
     os.symlink("../Z real/song.flac", tmp_path / "lib" / "B" / "linked.flac")
     assert list(find_audio_files([tmp_path / "lib"])) == [
         (str(tmp_path / "lib" / "Z real" / "song.flac"), None), (str(tmp_path / "lib" / "B" / "linked.flac"), None)]
-    # the same, the link named first on the command line (`add favourites lib`): it is followed last too
-    assert list(find_audio_files([tmp_path / "lib" / "B" / "A favourites", tmp_path / "lib" / "Z real"])) == [
-        (str(tmp_path / "lib" / "Z real" / "song.flac"), None)]
+    # the same, the link named first on the command line (`add favourites lib`), or a folder named through it:
+    # it is followed last too
+    lib = tmp_path.resolve() / "lib"  # its real path: what is named through a link is told from what is not
+    assert list(find_audio_files([lib / "B" / "A favourites", lib / "Z real"])) == [
+        (str(lib / "Z real" / "song.flac"), None)]
+    (lib / "Z real" / "disc 2").mkdir()
+    (lib / "Z real" / "disc 2" / "other.flac").write_bytes(b"")
+    assert list(find_audio_files([lib / "B" / "A favourites" / "disc 2", lib / "Z real"])) == [
+        (str(lib / "Z real" / name), None) for name in ("disc 2/other.flac", "song.flac")]
 
     # a pipe (its open would wait for a writer) and a link to a device (never ending) in a folder are named, not
     # handed on to be read; a pipe named explicitly is read (`lmprint match <(ffmpeg …)`)
@@ -176,11 +183,13 @@ def bound_by_file_modes() -> list[str]:
     if os.geteuid() != 0:
         return []
     prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
-    try:
-        probe = subprocess.run([*prefix, sys.executable, "-c", "open('/proc/1/environ').read()"], capture_output=True,
-                               text=True, timeout=60)
-    except OSError:
-        pytest.skip("root reads files whatever their permissions, and setpriv is not there")
+    with tempfile.NamedTemporaryFile() as locked:
+        os.chmod(locked.name, 0)
+        try:
+            probe = subprocess.run([*prefix, sys.executable, "-c", f"open({locked.name!r}).read()"],
+                                   capture_output=True, text=True, timeout=60)
+        except OSError:
+            pytest.skip("root reads files whatever their permissions, and setpriv is not there")
     if "PermissionError" not in probe.stderr:
         pytest.skip("root reads files whatever their permissions, and cannot drop that here")
     return prefix
