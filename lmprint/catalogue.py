@@ -476,9 +476,11 @@ class Catalogue:
                 except OSError:
                     continue
                 if not os.access(side, os.W_OK):
-                    how = "chmod u+w" if owner == os.geteuid() else f"as its owner, user {owner}"
-                    return (f"{side} is read-only (SQLite made it so for a process that opened the index while the "
-                            f"index was read-only): make it writable ({how}) to change the index")
+                    if owner == os.geteuid():
+                        return (f"{side} is read-only (SQLite gives it the index's mode, and the index was read-only "
+                                "when a reader made it): make it writable (chmod u+w) to change the index")
+                    return (f"{side} belongs to {_user_name(owner)}, whose process made it: let this user write it "
+                            "(as that user or root, chmod or chown) to change the index")
         return f"{self.path} is read-only: it can be matched against, not changed"
 
     def compact(self) -> bool:
@@ -977,3 +979,13 @@ def _is_lock(error: sqlite3.Error) -> bool:
     """Whether SQLite gave up waiting for another process's lock."""
     text = str(error)
     return "locked" in text or "busy" in text
+
+
+def _user_name(uid: int) -> str:
+    """A user's name for a message, else "user UID"."""
+    import pwd
+
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"user {uid}"

@@ -34,22 +34,25 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, 
 
     Symlinked folders are followed once each; a symlink loop is never entered twice, and a link to a folder that
     holds it (`loop -> ..`) not at all: it would walk everything above. Links met in a walk, and folders named
-    through a link, are followed after everything else named is walked, so a file reached both ways is found
-    first at its own path, which outlives the link (a "favourites" link removed, the song's path is still there).
-    Hidden files and folders (a name starting with one dot: `._song.mp3`, the resource forks a Mac copies along,
-    `.Trash`; "...Ready for It" is a title) are passed over; named explicitly, they are tried. Folder errors
-    (unreadable, missing) are reported as errors against that path.
+    through a link into another folder named, are followed after everything else named is walked, so a file
+    reached both ways is found first at its own path, which outlives the link (a "favourites" link removed, the
+    song's path is still there). Hidden files and folders (a name starting with one dot: `._song.mp3`, the
+    resource forks a Mac copies along, `.Trash`; "...Ready for It" is a title) are passed over; named explicitly,
+    they are tried. Folder errors (unreadable, missing) are reported as errors against that path.
     """
     if isinstance(paths, (str, os.PathLike)):
         raise TypeError("find_audio_files takes a list of paths, not one path")
     seen_dirs: set[tuple[int, int]] = set()
     links: deque[str] = deque()  # links met in the walks, followed last
+    paths = list(paths)
+    folders = [folder for folder in (os.path.abspath(given) for given in paths if os.fspath(given))
+               if os.path.isdir(folder)]
     for given in paths:
         if not os.fspath(given):  # "" names no file (os.path.abspath would make it the current folder)
             yield "", "no such file"
             continue
         path = os.path.abspath(given)
-        if os.path.isdir(path) and os.path.realpath(path) != path:  # through a link: as a link met in a walk
+        if os.path.isdir(path) and _through_a_link_into(path, folders):  # as a link met in a walk
             links.append(path)
         elif os.path.isdir(path):
             yield from _walk(path, seen_dirs, links)
@@ -99,6 +102,20 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]], links: deque[str]) -> Itera
                 links.append(entry.path)
             else:
                 yield entry.path, None if _is_regular_file(entry) else NOT_REGULAR
+
+
+def _through_a_link_into(folder: str, named: list[str]) -> bool:
+    """Whether `folder` reaches into another of the `named` folders through more links than that one does: its real
+    path lies within that one's, and more of its path's components are links (a library under a linked home, whose
+    every path passes one link, is walked as named)."""
+    real, links = os.path.realpath(folder), _links_in(folder)
+    return any(_holds(os.path.realpath(other), real) and _links_in(other) < links for other in named if other != folder)
+
+
+def _links_in(path: str) -> int:
+    """How many of an absolute path's components are symbolic links."""
+    parts = path.split(os.sep)
+    return sum(os.path.islink(os.sep.join(parts[:i])) for i in range(2, len(parts) + 1))
 
 
 def _missing(path: str) -> str | None:

@@ -154,13 +154,13 @@ def test_a_walk_passes_over_hidden_files_and_links_up_its_own_tree(tmp_path):
         (str(tmp_path / "lib" / "Z real" / "song.flac"), None), (str(tmp_path / "lib" / "B" / "linked.flac"), None)]
     # the same, the link named first on the command line (`add favourites lib`), or a folder named through it:
     # it is followed last too
-    lib = tmp_path.resolve() / "lib"  # its real path: what is named through a link is told from what is not
-    assert list(find_audio_files([lib / "B" / "A favourites", lib / "Z real"])) == [
-        (str(lib / "Z real" / "song.flac"), None)]
-    (lib / "Z real" / "disc 2").mkdir()
-    (lib / "Z real" / "disc 2" / "other.flac").write_bytes(b"")
-    assert list(find_audio_files([lib / "B" / "A favourites" / "disc 2", lib / "Z real"])) == [
-        (str(lib / "Z real" / name), None) for name in ("disc 2/other.flac", "song.flac")]
+    (tmp_path / "lib" / "Z real" / "disc 2").mkdir()
+    (tmp_path / "lib" / "Z real" / "disc 2" / "other.flac").write_bytes(b"")
+    os.symlink(tmp_path, tmp_path / "home")  # a library under a linked home: every path named differs from its own
+    for lib in (tmp_path / "lib", tmp_path / "home" / "lib"):
+        for favourites in (lib / "B" / "A favourites", lib / "B" / "A favourites" / "disc 2"):
+            assert [path for path, _ in find_audio_files([favourites, lib / "Z real"])] == [
+                str(lib / "Z real" / name) for name in ("disc 2/other.flac", "song.flac")], (lib, favourites)
 
     # a pipe (its open would wait for a writer) and a link to a device (never ending) in a folder are named, not
     # handed on to be read; a pipe named explicitly is read (`lmprint match <(ffmpeg …)`)
@@ -307,6 +307,21 @@ def test_an_index_in_a_read_only_folder_answers_queries_and_refuses_changes_in_o
     (media / "i.db-wal").write_bytes(bytes(100))  # a log left there without its -shm file
     with pytest.raises(IndexFileError, match="changes still in its -wal file"):
         Index(media / "i.db")
+
+
+def test_a_log_file_of_another_user_is_named_with_its_owner(tmp_path, monkeypatch):
+    """A -wal or -shm file that another account's reader made is theirs: the refusal says whose, not to chmod it."""
+    import pwd
+
+    with Catalogue(tmp_path / "i.db", create=True) as catalogue:
+        side = str(tmp_path / "i.db-wal")  # SQLite's, made as the file opened
+        assert os.path.exists(side)
+        writable = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: os.fspath(path) != side and writable(path, mode))
+        monkeypatch.setattr(os, "geteuid", lambda: os.stat(side).st_uid + 1)  # this process is another user
+        message = catalogue.read_only_message()
+        owner = pwd.getpwuid(os.stat(side).st_uid).pw_name
+    assert message.startswith(f"{side} belongs to user {owner}") and "chmod u+w" not in message, message
 
 
 def test_a_read_only_log_left_by_a_reader_is_named_when_a_change_is_refused(built_index, library_dir, tmp_path):
