@@ -98,6 +98,12 @@ def open_method(db: str, method: str, *, create: bool = False, model: str | None
     return Index(db, create=create, matching=matching)
 
 
+def _say_if_empty(index, db: str) -> None:
+    """One line on standard error where the index holds no songs: every query would find nothing, silently."""
+    if index.catalogue.song_count() == 0:
+        click.echo(f"lmprint: {db} holds no songs yet: add some first (lmprint add FOLDER)", err=True)
+
+
 def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
     """Landmark `MatchSettings` from a TOML or JSON file (by its name's extension; otherwise whichever it parses
     as) and `NAME=VALUE` options (later ones win), or None."""
@@ -303,6 +309,7 @@ def match(ctx, files, as_json, top, method, model, device, settings_file, assign
         else:
             queries.append((given, None))
     index = open_method(ctx.obj["db"], method, model=model, device=device, matching=matching, with_model=True)
+    _say_if_empty(index, ctx.obj["db"])
     stdin_copy, stdin_note, stdin_path = None, "", "-"
     try:
         if any(q == "-" for q, _ in queries):  # read once; PyAV then probes its format like any file's
@@ -758,6 +765,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
         except OSError as error:
             raise LmprintError(f"{source}: {os_reason(error)}") from None
     index = open_method(ctx.obj["db"], method, model=model, device=device, with_model=True)
+    _say_if_empty(index, ctx.obj["db"])
     rate = index.sample_rate_hz
     if raw_format:
         chunks = audio.stream_raw(raw_input or sys.stdin.buffer, raw_format, raw_rate, raw_channels, rate)

@@ -94,6 +94,20 @@ def test_bad_inputs_get_one_line_each_and_the_batch_goes_on(library_dir, built_i
     assert answers[-1]["match"]["title"] == "song1" and "too short" in answers[names.index("short.flac")]["error"]
 
 
+def test_a_query_of_an_index_that_holds_no_songs_says_so(library_dir, tmp_path):
+    """Every song removed (or none added yet): each query is still "no match", exit 0, and one line on standard
+    error says why (`monitor` too); where the index holds songs it says nothing."""
+    db = tmp_path / "index.db"
+    run_cli("add", library_dir / "song1.flac", db=db, check=True)
+    clip = clip_file(tmp_path, 1, 10.0)
+    assert "holds no songs" not in run_cli("match", clip, db=db, check=True).stderr
+    run_cli("remove", "song1", db=db, check=True)
+    result = run_cli("match", "--json", clip, db=db, check=True)
+    assert json.loads(result.stdout)["match"] is None
+    assert result.stderr == f"lmprint: {db} holds no songs yet: add some first (lmprint add FOLDER)\n"
+    assert "holds no songs yet" in run_cli("monitor", clip, db=db).stderr
+
+
 def test_missing_and_foreign_databases_get_one_line(tmp_path, library_dir):
     missing = run_cli("list", db=tmp_path / "nope.db")
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no index at" in missing.stderr
