@@ -839,6 +839,10 @@ class Catalogue:
         """Songs in the catalogue, counted without reading them."""
         return int(self.read("SELECT COUNT(*) FROM songs")[0][0])
 
+    def holds_songs(self) -> bool:
+        """Whether the catalogue holds any song, read from its first row (a count reads every row's page)."""
+        return bool(self.read("SELECT EXISTS (SELECT 1 FROM songs)")[0][0])
+
     def audio_s(self) -> float:
         """Seconds of audio of all songs in the catalogue."""
         return float(self.read("SELECT COALESCE(SUM(duration_s), 0) FROM songs")[0][0])

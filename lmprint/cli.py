@@ -100,7 +100,7 @@ def open_method(db: str, method: str, *, create: bool = False, model: str | None
 
 def _say_if_empty(index, db: str) -> None:
     """One line on standard error where the index holds no songs: every query would find nothing, silently."""
-    if index.catalogue.song_count() == 0:
+    if not index.catalogue.holds_songs():
         click.echo(f"lmprint: {db} holds no songs yet: add some first (lmprint add FOLDER)", err=True)
 
 
