@@ -8,7 +8,7 @@ import os
 import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .errors import AudioError, os_reason, reading_file
 
@@ -45,7 +45,7 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, 
     seen_dirs: set[tuple[int, int]] = set()
     links: deque[str] = deque()  # links met in the walks, followed last
     paths = list(paths)
-    folders = [folder for folder in (os.path.abspath(given) for given in paths if os.fspath(given))
+    folders = [_Named.of(folder) for folder in (os.path.abspath(given) for given in paths if os.fspath(given))
                if os.path.isdir(folder)]
     for given in paths:
         if not os.fspath(given):  # "" names no file (os.path.abspath would make it the current folder)
@@ -104,18 +104,27 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]], links: deque[str]) -> Itera
                 yield entry.path, None if _is_regular_file(entry) else NOT_REGULAR
 
 
-def _through_a_link_into(folder: str, named: list[str]) -> bool:
+class _Named(NamedTuple):
+    """A folder named, with its real path and how many of its path's components are symbolic links."""
+
+    path: str
+    real: str
+    links: int
+
+    @classmethod
+    def of(cls, path: str) -> _Named:
+        parts = path.split(os.sep)
+        return cls(path, os.path.realpath(path),
+                   sum(os.path.islink(os.sep.join(parts[:i])) for i in range(2, len(parts) + 1)))
+
+
+def _through_a_link_into(folder: str, named: list[_Named]) -> bool:
     """Whether `folder` reaches into another of the `named` folders through more links than that one does: its real
     path lies within that one's, and more of its path's components are links (a library under a linked home, whose
-    every path passes one link, is walked as named)."""
-    real, links = os.path.realpath(folder), _links_in(folder)
-    return any(_holds(os.path.realpath(other), real) and _links_in(other) < links for other in named if other != folder)
-
-
-def _links_in(path: str) -> int:
-    """How many of an absolute path's components are symbolic links."""
-    parts = path.split(os.sep)
-    return sum(os.path.islink(os.sep.join(parts[:i])) for i in range(2, len(parts) + 1))
+    every path passes one link, is walked as named). Each folder's real path and links are read once, not once per
+    pair: `add ~/Music/*` may name hundreds."""
+    this = next(one for one in named if one.path == folder)
+    return any(_holds(other.real, this.real) and other.links < this.links for other in named if other.path != folder)
 
 
 def _missing(path: str) -> str | None:
