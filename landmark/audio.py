@@ -8,6 +8,7 @@ decoded source rate or channel count.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from collections.abc import Iterator
@@ -228,12 +229,17 @@ under it (wide effects that play out of phase): never 20."""
 def mix_stereo(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """L + R of two float32 channels, or L − R where the sum cancels (`CANCELLED_MIX_DB`): one batch of a stream
     at a time (a quarter second of a file, a block of raw PCM), so that a file of inverted polarity is mixed alike
-    wherever a clip of it starts. Energies are summed without BLAS (see `loudest_rms`)."""
+    wherever a clip of it starts. Energies are summed without BLAS (see `loudest_rms`); a NaN or infinite sample
+    (a damaged float stream, made 0 after the mix by `_finite`) is left out of them, so that it cannot decide."""
     with np.errstate(over="ignore", invalid="ignore"):  # a float stream out of range: `_finite` bounds the mix
         mixed, difference = left + right, left - right
-        cancelled = (float(np.add.reduce(mixed * mixed, dtype=np.float64)) * 10 ** (CANCELLED_MIX_DB / 10)
-                     < float(np.add.reduce(difference * difference, dtype=np.float64)))
-    return difference if cancelled else mixed
+        sum_energy = float(np.add.reduce(mixed * mixed, dtype=np.float64))
+        difference_energy = float(np.add.reduce(difference * difference, dtype=np.float64))
+        if not (math.isfinite(sum_energy) and math.isfinite(difference_energy)):
+            finite = np.isfinite(mixed) & np.isfinite(difference)
+            sum_energy = float(np.add.reduce(np.square(mixed[finite], dtype=np.float64)))
+            difference_energy = float(np.add.reduce(np.square(difference[finite], dtype=np.float64)))
+    return difference if sum_energy * 10 ** (CANCELLED_MIX_DB / 10) < difference_energy else mixed
 
 
 SAMPLE_FORMATS = {"flt": ("f4", 1.0), "dbl": ("f8", 1.0), "s16": ("i2", 32768.0), "s32": ("i4", 2147483648.0),

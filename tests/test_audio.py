@@ -226,15 +226,19 @@ def test_a_file_much_shorter_than_it_declares_decodes_with_a_warning(library_dir
 
 
 def write_stereo_flac(path, left: np.ndarray, right: np.ndarray, rate: int, codec: str = "flac") -> None:
-    """Two channels as a FLAC file, 16-bit (or with `codec` "pcm_u8", an 8-bit WAV)."""
+    """Two channels as a FLAC file, 16-bit (or with `codec` "pcm_u8" or "pcm_f32le", an 8-bit or float WAV)."""
     import av
 
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=rate, layout="stereo")
         interleaved = np.stack([left, right]).T.reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(
-            (interleaved * 127 + 128).astype(np.uint8) if codec == "pcm_u8" else (interleaved * 30000).astype(np.int16),
-            format="u8" if codec == "pcm_u8" else "s16", layout="stereo")
+        if codec == "pcm_u8":
+            samples, sample_format = (interleaved * 127 + 128).astype(np.uint8), "u8"
+        elif codec == "pcm_f32le":
+            samples, sample_format = interleaved.astype(np.float32), "flt"
+        else:
+            samples, sample_format = (interleaved * 30000).astype(np.int16), "s16"
+        frame = av.AudioFrame.from_ndarray(samples, format=sample_format, layout="stereo")
         frame.sample_rate = rate
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
@@ -254,6 +258,13 @@ def test_stereo_of_inverted_polarity_decodes_as_its_music_not_as_silence(tmp_pat
     write_stereo_flac(tmp_path / "inverted.wav", music, -music, 22050, codec="pcm_u8")  # 8-bit samples too
     decoded = audio.load(tmp_path / "inverted.wav", 22050)
     assert np.corrcoef(decoded, music[:decoded.size])[0, 1] > 0.99
+    damaged = -music.copy()
+    damaged[[100, 30000, 60000]] = [np.nan, np.inf, -np.inf]  # a damaged float file: such a sample cannot decide
+    write_stereo_flac(tmp_path / "damaged.wav", music * 0.5, damaged * 0.5, 22050, codec="pcm_f32le")
+    decoded = audio.load(tmp_path / "damaged.wav", 22050)
+    assert np.isfinite(decoded).all()
+    parts = np.array_split(np.arange(decoded.size), 24)  # every quarter second is the music, none silent
+    assert min(np.corrcoef(decoded[part], music[part])[0, 1] for part in parts) > 0.99
     raw = (np.stack([music, -music]).T.reshape(-1) * 0.5).astype("<f4").tobytes()  # `monitor -` of raw PCM
     streamed = np.concatenate(list(audio.stream_raw(io.BytesIO(raw), "f32le", 22050, 2, 22050)))
     assert np.corrcoef(streamed, music[:streamed.size])[0, 1] > 0.999
