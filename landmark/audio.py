@@ -221,25 +221,35 @@ STEREO_TO_MONO = np.float32(np.sqrt(0.5))
 CANCELLED_MIX_DB = 20.0
 """Two channels whose sum is this many dB under their difference cancel each other when mixed: one channel's
 polarity is inverted (a fault of the mastering or the transfer), and their sum is silence or noise. Their
-difference is then the music, and it is taken instead, a batch of the stream at a time (`mix_stereo`). On the
-bench corpus's 167 stereo tracks a quarter second's sum is a median 6.5 dB over its difference, and at worst 12 dB
-under it (wide effects that play out of phase): never 20."""
+difference is then the music, and it is taken instead, a batch of the stream at a time (`mix_stereo`). Levels are
+mean magnitudes, not energies, so that a few clicks or damaged samples cannot outweigh a batch of music. On the
+bench corpus's 167 stereo tracks a quarter second's sum is a median 6.4 dB over its difference, and at worst 12.9
+dB under it (wide effects that play out of phase): never 20."""
 
 
-def mix_stereo(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """L + R of two float32 channels, or L − R where the sum cancels (`CANCELLED_MIX_DB`): one batch of a stream
-    at a time (a quarter second of a file, a block of raw PCM), so that a file of inverted polarity is mixed alike
-    wherever a clip of it starts. Energies are summed without BLAS (see `loudest_rms`); a NaN or infinite sample
-    (a damaged float stream, made 0 after the mix by `_finite`) is left out of them, so that it cannot decide."""
+def mix_stereo(left: np.ndarray, right: np.ndarray, full_scale: float = 1.0) -> np.ndarray:
+    """L + R of two float32 channels (samples of `full_scale`), or L − R where the sum cancels
+    (`CANCELLED_MIX_DB`): one batch of a stream at a time (a quarter second of a file, a block of raw PCM), so that
+    a file of inverted polarity is mixed alike wherever a clip of it starts."""
     with np.errstate(over="ignore", invalid="ignore"):  # a float stream out of range: `_finite` bounds the mix
         mixed, difference = left + right, left - right
-        sum_energy = float(np.add.reduce(mixed * mixed, dtype=np.float64))
-        difference_energy = float(np.add.reduce(difference * difference, dtype=np.float64))
-        if not (math.isfinite(sum_energy) and math.isfinite(difference_energy)):
-            finite = np.isfinite(mixed) & np.isfinite(difference)
-            sum_energy = float(np.add.reduce(np.square(mixed[finite], dtype=np.float64)))
-            difference_energy = float(np.add.reduce(np.square(difference[finite], dtype=np.float64)))
-    return difference if sum_energy * 10 ** (CANCELLED_MIX_DB / 10) < difference_energy else mixed
+        cancelled = (_summed_magnitude(mixed, 2 * full_scale) * 10 ** (CANCELLED_MIX_DB / 20)
+                     < _summed_magnitude(difference, 2 * full_scale))
+    return difference if cancelled else mixed
+
+
+def _summed_magnitude(samples: np.ndarray, bound: float) -> float:
+    """The samples' summed magnitudes about their mean (a DC offset is no music: the two channels of a transfer
+    each have their own), each sample within ± `bound` (a damaged float sample counts as full scale) and NaNs
+    left out, summed without BLAS (see `loudest_rms`)."""
+    bounded = np.clip(samples, np.float32(-bound), np.float32(bound))
+    total = float(np.add.reduce(bounded, dtype=np.float64))
+    if not math.isfinite(total):
+        bounded = bounded[~np.isnan(bounded)]
+        total = float(np.add.reduce(bounded, dtype=np.float64))
+    if bounded.size == 0:
+        return 0.0
+    return float(np.add.reduce(np.abs(bounded - np.float32(total / bounded.size)), dtype=np.float64))
 
 
 SAMPLE_FORMATS = {"flt": ("f4", 1.0), "dbl": ("f8", 1.0), "s16": ("i2", 32768.0), "s32": ("i4", 2147483648.0),
@@ -353,7 +363,8 @@ class _Mixer:
         with np.errstate(over="ignore", invalid="ignore"):  # a float stream out of range: `_finite` bounds it
             mono = np.concatenate([frame[0] for frame in self._planes]).astype(np.float32)
             if channels == 2:
-                mono = mix_stereo(mono, np.concatenate([frame[1] for frame in self._planes]).astype(np.float32))
+                mono = mix_stereo(mono, np.concatenate([frame[1] for frame in self._planes]).astype(np.float32),
+                                  full_scale=1.0 / scale)
             if channels == 2 or scale != 1.0:
                 mono *= np.float32(scale) * (STEREO_TO_MONO if channels == 2 else np.float32(1.0))
         self._mixed.append(mono)
