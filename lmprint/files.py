@@ -45,8 +45,8 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, 
     seen_dirs: set[tuple[int, int]] = set()
     links: deque[str] = deque()  # links met in the walks, followed last
     paths = list(paths)
-    folders = [_Named.of(folder) for folder in (os.path.abspath(given) for given in paths if os.fspath(given))
-               if os.path.isdir(folder)]
+    folders = {folder: _Named.of(folder) for folder in (os.path.abspath(given) for given in paths if os.fspath(given))
+               if os.path.isdir(folder)}
     for given in paths:
         if not os.fspath(given):  # "" names no file (os.path.abspath would make it the current folder)
             yield "", "no such file"
@@ -118,13 +118,14 @@ class _Named(NamedTuple):
                    sum(os.path.islink(os.sep.join(parts[:i])) for i in range(2, len(parts) + 1)))
 
 
-def _through_a_link_into(folder: str, named: list[_Named]) -> bool:
-    """Whether `folder` reaches into another of the `named` folders through more links than that one does: its real
-    path lies within that one's, and more of its path's components are links (a library under a linked home, whose
-    every path passes one link, is walked as named). Each folder's real path and links are read once, not once per
-    pair: `add ~/Music/*` may name hundreds."""
-    this = next(one for one in named if one.path == folder)
-    return any(_holds(other.real, this.real) and other.links < this.links for other in named if other.path != folder)
+def _through_a_link_into(folder: str, named: dict[str, _Named]) -> bool:
+    """Whether `folder` reaches into another of the `named` folders (by path) through more links than that one does:
+    its real path lies within that one's, and more of its path's components are links (a library under a linked
+    home, whose every path passes one link, is walked as named). Each folder's real path and links are read once,
+    not once per pair: `add ~/Music/*` may name hundreds. A folder made since they were read is read now."""
+    this = named.get(folder) or _Named.of(folder)
+    return any(_holds(other.real, this.real) and other.links < this.links
+               for other in named.values() if other.path != folder)
 
 
 def _missing(path: str) -> str | None:

@@ -172,9 +172,30 @@ def test_a_walk_passes_over_hidden_files_and_links_up_its_own_tree(tmp_path):
         ("zero.mp3", "not a regular file (a pipe or a device)"))}, found
     assert list(find_audio_files([tmp_path / "elsewhere" / "stray.ogg"])) == [
         (str(tmp_path / "elsewhere" / "stray.ogg"), None)]
+    # folders named one inside the other, neither through a link: walked in the order named
+    (tmp_path / "lib" / "C.flac").write_bytes(b"")
+    assert [path for path, _ in find_audio_files([tmp_path / "lib" / "Z real", tmp_path / "lib"])] == [
+        str(tmp_path / "lib" / p) for p in ("Z real/disc 2/other.flac", "Z real/song.flac", "C.flac", "B/linked.flac")]
     long_name = str(tmp_path / ("a" * 300 + ".mp3"))  # longer than a file system's names
     assert list(find_audio_files([long_name, tmp_path / "gone.mp3"])) == [
         (long_name, "file name too long"), (str(tmp_path / "gone.mp3"), "no such file")]
+
+
+def test_a_folder_made_while_the_paths_named_are_read_is_walked(tmp_path, monkeypatch):
+    """A path named that is no folder when the folders named are listed, and one when it is walked (made meanwhile),
+    is walked like the others; it ended the generator with a StopIteration, a traceback."""
+    from lmprint import files
+
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "song.mp3").write_bytes(b"")
+    is_dir, asked = os.path.isdir, []
+
+    def made_after_the_first_look(path) -> bool:
+        asked.append(path)
+        return is_dir(path) and len(asked) > 1
+
+    monkeypatch.setattr(files.os.path, "isdir", made_after_the_first_look)
+    assert list(files.find_audio_files([tmp_path / "new"])) == [(str(tmp_path / "new" / "song.mp3"), None)]
 
 
 def bound_by_file_modes() -> list[str]:
