@@ -594,7 +594,9 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
     where the warp puts them, fix the line t_song = T · t_clip + start to about 0.1 %, and f_song = f_clip / P as
     well. The fitted point is then put on the nearest line the search allows (`nearest_on_line`, of `kinds`), or
     read as recorded where it lies within its errors of 1.0. Returns the warp, the start, and how many clip
-    peaks the last round paired (0 where the fit failed and the warp is as given)."""
+    peaks the last round paired. Where the fit fails, the warp and start are as given, with the pairs found if too
+    few to fit (under `MIN_FIT_PAIRS`), and 0 where the fit wandered off: its pairs then speak against the warp
+    given (a clip 5 % slower, fitted from the recording as is, leaves it)."""
     tempo, pitch = warp.tempo, warp.pitch
     start = start_frames + _start_shift(clip_frames, clip_bins, song_frames, song_bins, warp, start_frames)
     for reach in FIT_REACH_FRAMES:
@@ -609,7 +611,7 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
         nearest = np.argmin(distance, axis=1)
         paired = np.isfinite(distance[np.arange(clip_frames.size), nearest])
         if paired.sum() < MIN_FIT_PAIRS:
-            return warp, start_frames, 0
+            return warp, start_frames, int(paired.sum())
         song = candidates[np.flatnonzero(paired), nearest[paired]]
         u, t = clip_frames[paired], song_frames[song].astype(np.float64)
         f, g = clip_bins[paired], song_bins[song].astype(np.float64)
