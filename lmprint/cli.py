@@ -6,10 +6,12 @@ Errors a user can cause are printed as one line, `lmprint: PATH: reason`, never 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import os
+import signal
 import stat
 import sys
 import time
@@ -18,7 +20,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from .errors import AudioError, LmprintError, ModelError, SettingsError, os_reason
+from .errors import AudioError, LmprintError, ModelError, SettingsError, Terminated, os_reason
 from .results import Song
 
 METHODS = ("landmark", "mert")
@@ -64,7 +66,9 @@ def _guard(function: Callable) -> Callable:
             _fail(str(error))
         except KeyboardInterrupt as interrupt:  # a command or an engine may say what an interruption leaves
             left = f" ({interrupt.args[0]})" if interrupt.args else ""
-            click.echo(f"lmprint: interrupted{left}", err=True)
+            click.echo(f"lmprint: {'stopped' if isinstance(interrupt, Terminated) else 'interrupted'}{left}", err=True)
+            if isinstance(interrupt, Terminated):
+                _end_by_sigterm()
             raise SystemExit(130) from None
         except BrokenPipeError:
             raise SystemExit(0) from None
@@ -72,6 +76,20 @@ def _guard(function: Callable) -> Callable:
             _silence_stdout()
             _fail(f"{error.filename}: {os_reason(error)}" if error.filename else os_reason(error))
     return wrapper
+
+
+def _terminate(signal_number: int, frame: object) -> None:
+    raise Terminated
+
+
+def _end_by_sigterm() -> None:
+    """End this process by SIGTERM itself, once what it wrote is flushed: a service manager then sees it stopped as
+    asked, where an exit status of 143 would read as a failure."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _silence_stdout() -> None:
@@ -748,6 +766,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
 
     if as_json and as_csv:
         raise LmprintError("--json or --csv, not both")
+    signal.signal(signal.SIGTERM, _terminate)  # a service manager stops a monitor so: the song playing is closed
     raw_only = [f"--{name}" for name in ("rate", "channels")
                 if ctx.get_parameter_source(f"raw_{name}") is not click.core.ParameterSource.DEFAULT]
     if raw_only and not raw_format:  # a container says its own rate and channels
@@ -817,8 +836,8 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
         audio.check_level(int(heard[0]), heard[1], rate, settings.audible_s)
     except AudioError as error:  # the source turned out not to be audio, or broke off: say which source
         raise AudioError(f"{'standard input' if source == '-' else source}: {error}") from None
-    except KeyboardInterrupt:  # the song playing was closed where the stream stopped
-        raise KeyboardInterrupt(_count(segments, "segment")) from None
+    except KeyboardInterrupt as stop:  # the song playing was closed where the stream stopped
+        raise type(stop)(_count(segments, "segment")) from None
     finally:
         index.close()
         if looks is not None:

@@ -26,6 +26,11 @@ class ChangedWhileRead(IndexFileError):
     may mix two versions of it. Reading again opens it anew."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, as a service manager (systemd, Docker) stops a long-running command: handled as Ctrl-C is, and then
+    the process ends by the signal, as a stopped service is expected to (`lmprint monitor`)."""
+
+
 REBUILD = "index the music again into a new file (lmprint --db NEW.db add FOLDER)"
 """What to do with an index that cannot be read: `add` skips songs an index already holds, so it cannot mend one."""
 

@@ -905,10 +905,12 @@ def test_a_stream_is_read_ahead_while_the_caller_waits_up_to_its_depth_and_no_fu
     assert len(pulled) == 7
 
 
-def test_ctrl_c_stops_a_monitor_and_its_workers_in_one_line(built_index):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_a_monitor_and_its_workers_in_one_line(built_index, stop):
     """Ctrl-C in a terminal interrupts every process of the command: the workers leave it to the monitor, which
     closes the song playing where the stream stopped, says so in one line (no worker's traceback) and exits 130,
-    leaving no worker behind."""
+    leaving no worker behind. A service manager's SIGTERM (systemd's, to every process of the service) is handled
+    alike, and the monitor then ends by the signal, as a service stopped as asked."""
     import signal
     import time
 
@@ -929,11 +931,12 @@ def test_ctrl_c_stops_a_monitor_and_its_workers_in_one_line(built_index):
     workers = children_of(process.pid)
     assert len(workers) >= 2, "the looks run in worker processes"
     time.sleep(3)
-    os.killpg(process.pid, signal.SIGINT)
+    os.killpg(process.pid, getattr(signal, stop))
     stdout, stderr = process.communicate(timeout=60)
     events = [line.split(",")[:2] for line in stdout.decode().splitlines()[1:]]
     opened, closed = ([start for event, start in events if event == kind] for kind in ("open", "closed"))
     assert opened and closed == opened, events  # each song confirmed is closed, the one playing too
     segments = f"{len(closed)} segment{'' if len(closed) == 1 else 's'}"
-    assert process.returncode == 130 and stderr.decode() == f"lmprint: interrupted ({segments})\n", stderr.decode()
+    said, status = ("interrupted", 130) if stop == "SIGINT" else ("stopped", -signal.SIGTERM)
+    assert process.returncode == status and stderr.decode() == f"lmprint: {said} ({segments})\n", stderr.decode()
     assert all_gone(workers, within_s=30)
