@@ -140,12 +140,23 @@ class Workers:
         self._capacity = settings.workers + settings.queue
         self._admitted = 0  # only touched on the event loop's thread
         self._opened: list[Method] = []
+        self._path: str | os.PathLike | None = None  # the index file's, once opened
 
     def method(self) -> Method:
-        """This thread's index, opened on first use."""
+        """This thread's index, opened on first use, and again once its file was replaced (deleted and built anew,
+        as a damaged index is: a connection to the old file would answer from it for as long as it is open)."""
         method = getattr(self._local, "method", None)
+        if method is not None and _file_identity(method.catalogue.path) != self._local.file:
+            self._opened.remove(method)
+            self._local.method = None
+            method.close()
+            method = None
         if method is None:
+            path = self._path
+            file = None if path is None else _file_identity(path)  # before it opens: a later change reopens it
             method = self._local.method = self._open()
+            self._path = method.catalogue.path
+            self._local.file = _file_identity(self._path) if path is None else file
             self._opened.append(method)
         return method
 
@@ -680,6 +691,15 @@ def _write_partial(folder: str, base: str, data: bytes) -> str:
         _discard(partial)
         raise
     return partial
+
+
+def _file_identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    """The file at `path` as (device, inode), or None where there is none."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _still_names(path: str, descriptor: int) -> bool:

@@ -635,6 +635,25 @@ def test_it_keeps_serving_while_another_process_adds_to_the_index(built_index, t
         assert client.post("/match", content=clip_bytes(newcomer, 5.0, 5.0, tmp_path)).json()["match"]["title"] == "late"
 
 
+def test_an_index_deleted_and_built_anew_is_opened_anew(built_index, tmp_path):
+    """A damaged index is mended by indexing the music again into a new file; a server kept answering from the
+    old file, which its open connection still read after it was deleted."""
+    db = tmp_path / "rebuilt.db"
+    shutil.copy(built_index, db)
+    newcomer = tmp_path / "late.wav"
+    write(newcomer, rendered(43, 25.0, SYNTH_RATE), SYNTH_RATE)
+    with client_for(db) as client:
+        assert client.get("/health").json()["songs"] == 6
+        for stale in tmp_path.glob("rebuilt.db*"):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        gone = client.get("/health")
+        assert gone.status_code == 500 and "no index at" in gone.json()["error"], gone.json()
+        with Index(db, create=True) as rebuilt:
+            rebuilt.add([str(newcomer)])
+        assert client.get("/health").json()["songs"] == 1
+        assert client.post("/match", content=clip_bytes(newcomer, 5.0, 5.0, tmp_path)).json()["match"]["title"] == "late"
+
+
 def test_the_listen_socket_names_a_song_from_live_audio_within_8_s(client, built_index):
     """A browser's microphone: 48 kHz float32 in half-second chunks, a noisy copy of an indexed song. Each event
     says how much audio the server had heard when it was sent (`heard_s`)."""
