@@ -30,6 +30,7 @@ import re
 import tempfile
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -720,8 +721,22 @@ def _discard(path: str) -> None:
 
 
 def _safe_name(name: str) -> str:
-    """A client's file name, reduced to a safe base name."""
-    base = re.sub(r"[^A-Za-z0-9._ -]", "_", os.path.basename(name)).strip(" .") or "upload"
-    return base[:120]
+    """A client's file name as a safe base name, its letters kept in any script ("Café – Ñandú 日本.ogg", composed
+    as NFC): path separators, control characters and what some file systems refuse (`<>:"|?*`) made `_`, no
+    leading dot (a hidden file) or space, and at most `MAX_NAME_BYTES` of UTF-8, its extension kept."""
+    base = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1])
+    base = UNSAFE_IN_NAMES.sub("_", base.encode("utf-8", "ignore").decode("utf-8")).strip(" .")
+    stem, extension = os.path.splitext(base)
+    if len(extension.encode()) > MAX_NAME_BYTES // 4:  # no extension: a dot in a long title
+        stem, extension = base, ""
+    room = MAX_NAME_BYTES - len(extension.encode())
+    stem = stem.encode()[:room].decode("utf-8", "ignore").rstrip(" .")
+    return stem + extension if stem else "upload" + extension
 
 
+UNSAFE_IN_NAMES = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+"""Characters an upload's file name never keeps: controls, separators, and those Windows' file systems refuse."""
+
+MAX_NAME_BYTES = 120
+"""The longest name an upload is stored under, in bytes of UTF-8: file systems allow 255, and the partial file
+written first adds to it."""

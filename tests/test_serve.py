@@ -575,6 +575,30 @@ def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_in
         assert over.status_code == 413 and os.path.exists(added.json()["path"])
 
 
+def test_an_uploads_name_keeps_its_letters_in_any_script_and_loses_what_is_unsafe(built_index, tmp_path):
+    from lmprint.serve import MAX_NAME_BYTES, _safe_name
+
+    assert _safe_name("Ça – ñ 日本.ogg") == "Ça – ñ 日本.ogg"  # was "_a _ _ __.ogg", and so its title
+    assert _safe_name("Cafe\u0301.flac") == "Café.flac"  # composed, as `add` finds a file named either way
+    assert _safe_name("../../../tmp/evil.ogg") == _safe_name("..\\..\\tmp\\evil.ogg") == "evil.ogg"
+    assert _safe_name('a<b>:c"d|e?f*g\x00h\x7f.mp3') == "a_b__c_d_e_f_g_h_.mp3"
+    assert _safe_name(".hidden.mp3") == "hidden.mp3" and _safe_name("...") == _safe_name("") == "upload"
+    assert _safe_name("lone \udcff surrogate.mp3") == "lone  surrogate.mp3"
+    long = _safe_name("日本" * 100 + ".flac")  # 3 bytes a letter: cut whole, and the extension kept
+    assert long.endswith("日本.flac") or long.endswith("日.flac")
+    assert len(long.encode()) <= MAX_NAME_BYTES and "\ufffd" not in long
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    song = tmp_path / "song.flac"
+    write(song, rendered(47, 20.0, SYNTH_RATE), SYNTH_RATE)
+    with client_for(db, allow_add=True, token="t") as client:
+        added = client.post("/songs", files={"file": ("Bät Cave – 日本.flac", song.read_bytes())},
+                            headers={"authorization": "Bearer t"})
+        assert os.path.basename(added.json()["path"]) == "Bät Cave – 日本.flac"
+        assert client.post("/match", content=clip_bytes(song, 5.0, 5.0, tmp_path)).json()["match"]["title"] == (
+            "Bät Cave – 日本")
+
+
 def test_an_upload_cut_short_is_added_with_the_warning_add_prints(built_index, library_dir, tmp_path):
     db = tmp_path / "copy.db"
     shutil.copy(built_index, db)
