@@ -861,10 +861,15 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
               help="Larger uploads get 413.")
 @click.option("--allow-add", is_flag=True, help="Let POST /songs add to the index, with the token.")
 @click.option("--token", envvar="LMPRINT_TOKEN", help="Bearer token for POST /songs (default: $LMPRINT_TOKEN).")
+@click.option("--certfile", type=click.Path(dir_okay=False), help="Serve HTTPS with this PEM certificate (and its "
+              "key, unless --keyfile): browsers lend the microphone page a microphone only over HTTPS, or on "
+              "localhost.")
+@click.option("--keyfile", type=click.Path(dir_okay=False), help="The certificate's private key (PEM).")
 @_engine_options
 @click.pass_context
 @_guard
-def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, method, model, device):
+def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, certfile, keyfile, method, model,
+          device):
     """Serve the index over HTTP: POST /match (an audio file in, match --json's JSON out), GET /songs /stats
     /health, a WebSocket /listen for live audio, and at / a page that names what the microphone hears."""
     from importlib.util import find_spec
@@ -873,7 +878,7 @@ def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, meth
     try:  # the workers import the framework: check for it here, before the index opens
         if missing is not None:
             raise ImportError(name=missing)
-        from .serve import check_can_listen
+        from .serve import TLS, check_can_listen, is_loopback, urls_of
         from .serve import serve as run
     except ImportError as error:
         raise LmprintError(f"serve needs the [serve] extra ({error.name} is missing): pip install -e '.[serve]' in "
@@ -885,10 +890,15 @@ def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, meth
                                             "device": device, "settings": settings})
     serve_app()  # the index opens, or one line says why, before any worker starts
     check_can_listen(host, port)
-    click.echo(f"lmprint: serving {ctx.obj['db']} at http://{host}:{port}/ (Ctrl-C stops)", err=True)
+    tls = TLS.of(certfile, keyfile)
+    click.echo(f"lmprint: serving {ctx.obj['db']} at {', '.join(urls_of(host, port, tls is not None))} (Ctrl-C "
+               "stops)", err=True)
+    if tls is None and not is_loopback(host):
+        click.echo("lmprint: other devices' browsers lend the microphone page no microphone over plain HTTP: give "
+                   "--certfile (docs/cli.md, `lmprint serve`)", err=True)
     from .serve import ServeSettings
 
-    run("lmprint.cli:serve_app", host, port, workers, ServeSettings(**settings))
+    run("lmprint.cli:serve_app", host, port, workers, ServeSettings(**settings), tls)
 
 
 SERVE_NEEDS = (("starlette",), ("uvicorn",), ("python_multipart", "multipart"), ("websockets",))

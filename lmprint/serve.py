@@ -638,14 +638,70 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                      exception_handlers={HTTPException: http_error, Exception: internal_error})
 
 
-def serve(app: str, host: str, port: int, processes: int, settings: ServeSettings) -> None:
+@dataclass(frozen=True)
+class TLS:
+    """The certificate (PEM) that HTTPS is served with, and its private key where it is not in the same file."""
+
+    certfile: str
+    keyfile: str | None = None
+
+    @classmethod
+    def of(cls, certfile: str | None, keyfile: str | None) -> TLS | None:
+        """The pair given to `lmprint serve`, checked (one line says what is wrong), or None for plain HTTP."""
+        import ssl
+
+        if certfile is None:
+            if keyfile is not None:
+                raise LmprintError("--keyfile goes with --certfile")
+            return None
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
+        except ssl.SSLError as error:  # an OSError too: first
+            what = f"{certfile} and {keyfile}" if keyfile else certfile
+            raise LmprintError(f"{what}: no PEM certificate and matching private key ({error.reason or error})"
+                               ) from None
+        except OSError as error:
+            raise LmprintError(f"{error.filename or certfile}: {os_reason(error)}") from None
+        return cls(certfile, keyfile)
+
+
+def serve(app: str, host: str, port: int, processes: int, settings: ServeSettings, tls: TLS | None = None) -> None:
     """Run the server until interrupted: `processes` uvicorn workers, each importing the application factory
-    `app` ("module:function", called with no arguments) and so opening the index itself."""
+    `app` ("module:function", called with no arguments) and so opening the index itself; over HTTPS with `tls`."""
     import uvicorn
 
     uvicorn.run(app, factory=True, host=host, port=port, workers=processes, log_level="warning",
                 timeout_keep_alive=int(settings.read_timeout_s), limit_concurrency=MAX_OPEN_CONNECTIONS,
-                timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S))
+                timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+                ssl_certfile=None if tls is None else tls.certfile, ssl_keyfile=None if tls is None else tls.keyfile)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine alone ("127.0.0.1", "localhost", "::1")."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def urls_of(host: str, port: int, https: bool) -> list[str]:
+    """Where a browser reaches a server listening on `host`: itself, or for every interface (0.0.0.0, ::) the
+    addresses others reach this machine at, so that a phone on the network can be pointed at one."""
+    import socket
+
+    addresses = [host]
+    if host in ("0.0.0.0", "::", ""):
+        found: list[str] = []
+        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: the route picks the address a neighbour sees
+            found.append(probe.getsockname()[0])
+        with contextlib.suppress(OSError):
+            found += socket.gethostbyname_ex(socket.gethostname())[2]
+        addresses = [address for address in dict.fromkeys(found) if not is_loopback(address)] or [host]
+    scheme = "https" if https else "http"
+    return [f"{scheme}://{f'[{address}]' if ':' in address else address}:{port}/" for address in addresses]
 
 
 def check_can_listen(host: str, port: int) -> None:

@@ -24,15 +24,17 @@ PULSEAUDIO = shutil.which("pulseaudio")
 
 
 @pytest.fixture
-def server(built_index):
-    """`lmprint serve`'s app under uvicorn on a free loopback port, in a thread."""
+def server(built_index, request):
+    """`lmprint serve`'s app under uvicorn on a free loopback port, in a thread (`ServeSettings` of the test's
+    parameter, if any)."""
     uvicorn = pytest.importorskip("uvicorn")
     from lmprint.serve import ServeSettings, create_app
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(lambda: Index(built_index), ServeSettings()), host="127.0.0.1", port=port,
+    settings = ServeSettings(**getattr(request, "param", {}))
+    config = uvicorn.Config(create_app(lambda: Index(built_index), settings), host="127.0.0.1", port=port,
                             log_level="warning")
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
@@ -45,6 +47,14 @@ def server(built_index):
     thread.join(10)
 
 
+def chromium_page(playwright, microphone, *args: str):
+    """A headless Chromium whose microphone plays `microphone` (a WAV), and a page of it."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone}", "--autoplay-policy=no-user-gesture-required", *args])
+    return browser, browser.new_page(viewport={"width": 720, "height": 560})
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (scripts/get-browser.sh installs it)")
 def test_the_page_names_a_song_played_into_the_microphone_within_10_s(server, built_index, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -52,11 +62,8 @@ def test_the_page_names_a_song_played_into_the_microphone_within_10_s(server, bu
     microphone = tmp_path / "clip.wav"
     noisy_clip(song.path, microphone)
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={microphone}", "--autoplay-policy=no-user-gesture-required"])
+        browser, page = chromium_page(playwright, microphone)
         try:
-            page = browser.new_page(viewport={"width": 720, "height": 560})
             page.goto(server)
             page.click("#listen")
             page.wait_for_function("document.getElementById('title').textContent.length > 0", timeout=10_000)
@@ -64,6 +71,32 @@ def test_the_page_names_a_song_played_into_the_microphone_within_10_s(server, bu
             assert "listening" in page.text_content("#status")
             if os.environ.get("LMPRINT_SCREENSHOT"):
                 page.screenshot(path=os.environ["LMPRINT_SCREENSHOT"])
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (scripts/get-browser.sh installs it)")
+@pytest.mark.parametrize("server", [{"max_listeners": 0}], indirect=True)
+def test_the_page_says_why_it_cannot_listen_and_may_listen_again(server, built_index, tmp_path):
+    """Served to another device over plain HTTP, the page has no microphone to ask for (browsers lend one to HTTPS
+    and localhost alone): it says what to do. A server that refuses the stream (here: no listener allowed) has its
+    reason shown, where the page said "Disconnected", and Listen can be pressed again."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    microphone = tmp_path / "clip.wav"
+    noisy_clip(Index(built_index).catalogue.songs()[1].path, microphone)
+    elsewhere = server.replace("127.0.0.1", "lmprint.test")  # a name of this machine that is not localhost
+    with sync_api.sync_playwright() as playwright:
+        browser, page = chromium_page(playwright, microphone, "--host-resolver-rules=MAP lmprint.test 127.0.0.1")
+        try:
+            page.goto(elsewhere)
+            page.click("#listen")
+            assert "HTTPS" in page.text_content("#status") and "--certfile" in page.text_content("#status")
+            page.goto(server)
+            page.click("#listen")
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('Stopped')",
+                                   timeout=10_000)
+            assert page.text_content("#status") == "Stopped: too many listeners; try again later."
+            assert page.is_enabled("#listen")
         finally:
             browser.close()
 

@@ -847,6 +847,65 @@ def test_lmprint_serve_starts_worker_processes_that_answer_and_stops_on_a_signal
     assert "stopping: 1 request(s) still running after 5 s were answered 503" in said
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl to make a certificate with")
+def test_lmprint_serve_over_https_with_a_certificate_and_its_key(built_index, tmp_path):
+    """Browsers lend the microphone page a microphone over HTTPS (or on localhost): `--certfile` and `--keyfile`
+    serve it so, and a pair that does not fit is refused in one line before anything starts."""
+    import socket
+    import ssl
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from click.testing import CliRunner
+
+    from lmprint.cli import main
+    from lmprint.serve import is_loopback, urls_of
+
+    certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(certificate), "-days", "1", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    for wrong, said in ((["--certfile", str(key)], "no PEM certificate and matching private key"),
+                        (["--keyfile", str(key)], "--keyfile goes with --certfile"),
+                        (["--certfile", str(tmp_path / "gone.pem")], "no such file")):
+        result = CliRunner().invoke(main, ["--db", str(built_index), "serve", "--port", "0", *wrong])
+        assert result.exit_code == 1 and result.output.count("\n") == 1 and said in result.output, result.output
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    assert urls_of("127.0.0.1", 8000, True) == ["https://127.0.0.1:8000/"]
+    assert all(not is_loopback(url.split("//")[1].rsplit(":", 1)[0]) for url in urls_of("0.0.0.0", 80, False))
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    song = Index(built_index).catalogue.songs()[0]
+    body = clip_bytes(song.path, 20.0, 5.0, tmp_path, "wav")
+    server = subprocess.Popen([sys.executable, "-m", "lmprint.cli", "--db", str(built_index), "serve", "--port",
+                               str(port), "--workers", "1", "--certfile", str(certificate), "--keyfile", str(key)],
+                              stderr=subprocess.PIPE, text=True)
+    trusting = ssl.create_default_context(cafile=str(certificate))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=2,
+                                            context=trusting) as response:
+                    assert json.loads(response.read())["status"] == "ok"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
+                time.sleep(0.2)
+        request = urllib.request.Request(f"https://127.0.0.1:{port}/match", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=60, context=trusting) as response:
+            assert json.loads(response.read())["match"]["path"] == song.path
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert f"at https://127.0.0.1:{port}/ (Ctrl-C stops)" in server.stderr.read()
+
+
 def test_serve_refuses_a_missing_index_in_one_line(tmp_path):
     from click.testing import CliRunner
 
