@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -786,33 +787,40 @@ def test_a_listener_past_the_limit_is_told_to_try_again_later(built_index):
 
 
 
-@pytest.mark.slow
-def test_lmprint_serve_starts_worker_processes_that_answer_and_stops_on_a_signal(built_index, tmp_path):
-    """The command as a user runs it: two worker processes, each opening the index itself."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
+def started_serve(db, *options: str, context=None):
+    """`lmprint serve` in a process of its own on a free loopback port, once it answers `/health` (over HTTPS with
+    a `context`): (the process, its port)."""
     import urllib.request
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "lmprint.cli", "--db", str(db), "serve", "--port", str(port),
+                               *options], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{'https' if context else 'http'}://127.0.0.1:{port}/health", timeout=2,
+                                        context=context) as response:
+                assert json.loads(response.read())["status"] == "ok"
+                return server, port
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_lmprint_serve_starts_worker_processes_that_answer_and_stops_on_a_signal(built_index, tmp_path):
+    """The command as a user runs it: two worker processes, each opening the index itself."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
     song = Index(built_index).catalogue.songs()[0]
     body = clip_bytes(song.path, 20.0, 5.0, tmp_path, "wav")
-    server = subprocess.Popen([sys.executable, "-m", "lmprint.cli", "--db", str(built_index), "serve", "--port",
-                               str(port), "--workers", "2"], stderr=subprocess.PIPE, text=True)
+    server, port = started_serve(built_index, "--workers", "2")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    assert json.loads(response.read())["status"] == "ok"
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
-                time.sleep(0.2)
         answers = []
         for _ in range(4):
             request = urllib.request.Request(f"http://127.0.0.1:{port}/match", data=body, method="POST")
@@ -851,11 +859,8 @@ def test_lmprint_serve_starts_worker_processes_that_answer_and_stops_on_a_signal
 def test_lmprint_serve_over_https_with_a_certificate_and_its_key(built_index, tmp_path):
     """Browsers lend the microphone page a microphone over HTTPS (or on localhost): `--certfile` and `--keyfile`
     serve it so, and a pair that does not fit is refused in one line before anything starts."""
-    import socket
     import ssl
     import subprocess
-    import sys
-    import time
     import urllib.request
 
     from click.testing import CliRunner
@@ -877,26 +882,12 @@ def test_lmprint_serve_over_https_with_a_certificate_and_its_key(built_index, tm
     assert urls_of("127.0.0.1", 8000, True) == ["https://127.0.0.1:8000/"]
     assert all(not is_loopback(url.split("//")[1].rsplit(":", 1)[0]) for url in urls_of("0.0.0.0", 80, False))
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     song = Index(built_index).catalogue.songs()[0]
     body = clip_bytes(song.path, 20.0, 5.0, tmp_path, "wav")
-    server = subprocess.Popen([sys.executable, "-m", "lmprint.cli", "--db", str(built_index), "serve", "--port",
-                               str(port), "--workers", "1", "--certfile", str(certificate), "--keyfile", str(key)],
-                              stderr=subprocess.PIPE, text=True)
     trusting = ssl.create_default_context(cafile=str(certificate))
+    server, port = started_serve(built_index, "--workers", "1", "--certfile", str(certificate), "--keyfile", str(key),
+                                 context=trusting)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=2,
-                                            context=trusting) as response:
-                    assert json.loads(response.read())["status"] == "ok"
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
-                time.sleep(0.2)
         request = urllib.request.Request(f"https://127.0.0.1:{port}/match", data=body, method="POST")
         with urllib.request.urlopen(request, timeout=60, context=trusting) as response:
             assert json.loads(response.read())["match"]["path"] == song.path
