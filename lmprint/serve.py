@@ -390,7 +390,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         return error(503, message, **{"Retry-After": "1"})
 
     def too_large() -> JSONResponse:
-        return error(413, f"upload over {settings.max_upload_bytes} bytes")
+        return error(413, f"upload over {settings.max_upload_bytes / 2**20:g} MB (lmprint serve --max-upload-mb)")
 
     async def refused(request: Request, response: JSONResponse) -> JSONResponse:
         """`response` to a request whose body is unread, once that body is read and thrown away (for at most
@@ -432,8 +432,10 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                 raise LmprintError("a form upload needs a Content-Length")
             async with request.form(max_files=1, max_fields=4, max_part_size=settings.max_upload_bytes) as form:
                 part = form.get("file")
-                if part is None or isinstance(part, str):
+                if part is None:
                     raise LmprintError("the form has no `file` field")
+                if isinstance(part, str):
+                    raise LmprintError("the form's `file` field is text, not a file (curl: -F file=@PATH)")
                 name, data = part.filename or name, await part.read()
         else:
             chunks, size = [], 0
@@ -487,7 +489,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                     await workers.run(upload.discard)
                 else:
                     upload.discard()
-                return error(413, f"upload of {declared_s:.0f} s of audio, over {settings.max_upload_s:g} s")
+                return error(413, f"upload of {declared_s:.0f} s of audio, over {settings.max_upload_s:g} s: " + (
+                    "add a file this long with `lmprint add`" if kept
+                    else "only a query's first seconds are matched, so send those (e.g. ffmpeg -t 30)"))
             return await work(upload)
 
     async def match(request: Request):
@@ -537,6 +541,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
 
     async def home(request: Request):
         return HTMLResponse(page)
+
+    async def listen_over_http(request: Request):
+        return error(426, "/listen is a WebSocket: connect to it with ws:// (wss:// over HTTPS)", Upgrade="websocket")
 
     async def refuse(websocket: WebSocket, message: str, code: int = 1003) -> None:
         """Tell a listener what went wrong, and close: 1003 for what it sent, else the server's `code` (1013: try
@@ -633,7 +640,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
 
     routes = [Route("/", home), Route("/match", match, methods=["POST"]), Route("/songs", songs),
               Route("/songs", add, methods=["POST"]), Route("/stats", stats), Route("/health", health),
-              WebSocketRoute("/listen", listen)]
+              WebSocketRoute("/listen", listen), Route("/listen", listen_over_http)]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(Answering.Counted, answering)],
                      exception_handlers={HTTPException: http_error, Exception: internal_error})
 

@@ -63,13 +63,13 @@ def test_bad_uploads_get_a_json_error_and_never_a_500(built_index, tmp_path, cap
     caplog.set_level("DEBUG")
     song = Index(built_index).catalogue.songs()[0]
     flac = next(song for song in Index(built_index).catalogue.songs() if song.path.endswith(".flac"))
-    with client_for(built_index, max_upload_bytes=300_000, max_upload_s=30.0) as client:
+    with client_for(built_index, max_upload_bytes=1 << 20, max_upload_s=30.0) as client:
         cases = {
             "empty": (client.post("/match", content=b""), 400),
             "not audio": (client.post("/match", content=b"GIF89a" + bytes(range(256)) * 40), 422),
             "silence": (client.post("/match", files={"file": ("s.wav", wav_bytes(np.zeros(5 * SYNTH_RATE), SYNTH_RATE))}), 422),
             "0.2 s": (client.post("/match", files={"file": ("s.wav", wav_bytes(np.ones(SYNTH_RATE // 5) * 0.1, SYNTH_RATE))}), 422),
-            "too large": (client.post("/match", content=bytes(400_000)), 413),
+            "too large": (client.post("/match", content=bytes(1_100_000)), 413),
             "too long": (client.post("/match", content=clip_bytes(song.path, 0.0, 38.0, tmp_path, "ogg")), 413),
             "no file field": (client.post("/match", files={"other": ("x", b"123")}), 400),
             "a broken form": (client.post("/match", content=b"--x\r\nnonsense",
@@ -80,12 +80,21 @@ def test_bad_uploads_get_a_json_error_and_never_a_500(built_index, tmp_path, cap
             "a playlist": (client.post("/match", files={"file": ("list.m3u8", (
                 f"#EXTM3U\n#EXT-X-TARGETDURATION:8\n#EXTINF:8.0,\n#EXT-X-BYTERANGE:200000@0\n{flac.path}\n"
                 "#EXT-X-ENDLIST\n").encode())}), 422),
+            "a text field for the file": (client.post("/match", data={"file": "hello"},
+                                                      files={"other": ("x", b"123")}), 400),
             "no such page": (client.get("/nothing"), 404),
             "wrong method": (client.get("/match"), 405),
+            "the live socket over HTTP": (client.get("/listen"), 426),
         }
         for name, (response, status) in cases.items():
             assert response.status_code == status, name
             assert set(response.json()) == {"error"} and response.json()["error"], name
+        said = {name: response.json()["error"] for name, (response, _) in cases.items()}
+        assert said["too large"] == "upload over 1 MB (lmprint serve --max-upload-mb)"
+        assert said["too long"].endswith("only a query's first seconds are matched, so send those (e.g. ffmpeg -t 30)")
+        assert said["a text field for the file"] == "the form's `file` field is text, not a file (curl: -F file=@PATH)"
+        assert said["no file field"] == "the form has no `file` field"
+        assert cases["the live socket over HTTP"][0].headers["upgrade"] == "websocket"
         assert client.get("/health").json()["status"] == "ok"  # and it still serves
     # the broken form's reason is in its answer, not also a bare line of the form parser's in the server's log
     assert not [record for record in caplog.records if record.name.startswith("python_multipart")]
