@@ -50,6 +50,12 @@ def _as_text(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _json_line(value: Any) -> bytes:
+    """`value` as a line of JSON in UTF-8, as RFC 8259 asks, whatever the terminal's encoding: a title's letters
+    as they are, so that `lmprint list --json | grep Jüngle` finds it."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "backslashreplace")
+
+
 def _fail(message: str) -> None:
     click.echo(_one_line(f"lmprint: {message}"), err=True)
     raise SystemExit(1)
@@ -461,7 +467,7 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
                 error = LmprintError(f"{error} ({stdin_note})")
             click.echo(_one_line(f"lmprint: {path}: {error}"), err=True)
             if as_json:
-                click.echo(json.dumps({"query": _as_text(path), "match": None, "runner_up": None,
+                click.echo(_json_line({"query": _as_text(path), "match": None, "runner_up": None,
                                        "error": _as_text(str(error))}))
             failed += 1
             continue
@@ -469,7 +475,7 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
         if answer.note:
             click.echo(_one_line(f"lmprint: {path}: {answer.note}"), err=True)
         if as_json:
-            click.echo(json.dumps(answer.to_dict(_as_text(path), top)))
+            click.echo(_json_line(answer.to_dict(_as_text(path), top)))
         else:
             click.echo(f"{_one_line(path)}: {describe(found, index.name)}" if found else f"{_one_line(path)}: no match")
             for rank, contender in enumerate(answer.contenders[:top], start=1):
@@ -496,7 +502,7 @@ def list_(ctx, as_json, recordings):
     with Catalogue(ctx.obj["db"]) as catalogue:
         if as_json and not recordings:  # each song with its copies, as `GET /songs` gives them
             for entry in catalogue.listed():
-                click.echo(json.dumps(entry))
+                click.echo(_json_line(entry))
             return
         songs = catalogue.songs()
         copies = catalogue.copies_of() if recordings else {}
@@ -513,7 +519,7 @@ def list_(ctx, as_json, recordings):
     for files in _with_copies(groups, copies):
         first = files[0][0]
         if as_json:
-            click.echo(json.dumps({"files": [{**file.to_dict(), "copy": copy} for file, copy in files]}))
+            click.echo(_json_line({"files": [{**file.to_dict(), "copy": copy} for file, copy in files]}))
         elif recordings:
             count = f"{len(files)} file{'s' * (len(files) > 1)}"
             click.echo(f"{_one_line(first.title)}\t{first.duration_s:.1f} s\t{count}\n" +
@@ -683,7 +689,7 @@ def stats(ctx, as_json):
         with Catalogue(ctx.obj["db"]) as catalogue:
             figures = {"path": str(catalogue.path), "songs": catalogue.song_count()}
     if as_json:
-        click.echo(json.dumps(figures))
+        click.echo(_json_line(figures))
         return
     for key, value in figures.items():
         click.echo(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")
@@ -718,7 +724,7 @@ def dedup(ctx, as_json):
             | {songs[i].path for part in parts for i, _, _ in part.sides} if not os.path.lexists(path)}
     for files in groups:
         if as_json:
-            click.echo(json.dumps({"same_recording": [{"song_id": file.id, "path": file.path, "copy": copy,
+            click.echo(_json_line({"same_recording": [{"song_id": file.id, "path": file.path, "copy": copy,
                                                        "gone": file.path in gone} for file, copy in files]}))
         else:
             click.echo("same recording:\n" + "".join(
@@ -726,7 +732,7 @@ def dedup(ctx, as_json):
                 for file, copy in files), nl=False)
     for part in parts:
         if as_json:
-            click.echo(json.dumps({"shared_part": [{"song_id": i, "path": songs[i].path, "start_s": round(start, 1),
+            click.echo(_json_line({"shared_part": [{"song_id": i, "path": songs[i].path, "start_s": round(start, 1),
                                                     "end_s": round(end, 1), "gone": songs[i].path in gone}
                                                    for i, start, end in part.sides], "landmarks": part.landmarks}))
         else:
@@ -819,7 +825,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
             event = "open" if segment.open else "closed"
             segments += not segment.open
             if as_json:
-                click.echo(json.dumps({"event": event, **row}))
+                click.echo(_json_line({"event": event, **row}))
             elif writer:
                 writer.writerow([event] + [row[c] for c in columns[1:]])
                 sys.stdout.flush()

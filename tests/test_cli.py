@@ -4,6 +4,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 
@@ -106,6 +108,24 @@ def test_a_query_of_an_index_that_holds_no_songs_says_so(library_dir, tmp_path):
     assert json.loads(result.stdout)["match"] is None
     assert result.stderr == f"lmprint: {db} holds no songs yet: add some first (lmprint add FOLDER)\n"
     assert "holds no songs yet" in run_cli("monitor", clip, db=db).stderr
+
+
+def test_json_lines_are_utf_8_whatever_the_terminals_encoding(library_dir, tmp_path):
+    """A title's letters as they are (they were escaped, `J\\u00fcngle`, so `list --json | grep Jüngle` found
+    nothing), and in UTF-8, as JSON is, under a terminal of another encoding too."""
+    from tests.conftest import run_cli_process
+
+    song = tmp_path / "Jüngle – 日本.flac"
+    shutil.copy(library_dir / "song1.flac", song)
+    db = tmp_path / "index.db"
+    run_cli("add", song, db=db, check=True)
+    for encoding in ("utf-8", "latin-1"):
+        listed = subprocess.run([sys.executable, "-m", "lmprint", "--db", str(db), "list", "--json"],
+                                capture_output=True, timeout=120, env={**os.environ, "PYTHONIOENCODING": encoding})
+        assert listed.returncode == 0 and "Jüngle – 日本".encode() in listed.stdout, listed
+        assert json.loads(listed.stdout.decode())["title"] == "Jüngle – 日本"
+    found = run_cli_process("match", "--json", song, db=db, check=True).stdout
+    assert '"title": "Jüngle – 日本"' in found and json.loads(found)["match"]["title"] == "Jüngle – 日本"
 
 
 def test_missing_and_foreign_databases_get_one_line(tmp_path, library_dir):
