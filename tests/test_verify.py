@@ -381,14 +381,16 @@ def test_a_file_cut_short_is_a_copy_and_an_extended_mix_or_an_edit_is_not(tmp_pa
     whole song, later (nearly every peak shared both ways, but not from the same start), and radio edits that skip
     5 s or 1 s share most peaks from the same start, but none past the skip. A lossy cut (an MP3 of the first 10 s)
     misses peaks here and there, some as many as the edits do: it is a copy (it was not, and a monitor named it
-    and then the whole file, two segments for one play)."""
+    and then the whole file, two segments for one play). The start of a mix of the song
+    with another is no copy."""
     from landmark.verify import CopyCheck, shared_peaks
     from landmark.vote import Candidate
 
     song = rendered(3, 40.0, RATE)
     versions = {1: song, 2: song[:20 * RATE], 3: np.r_[rendered(4, 8.0, RATE), song],
                 4: np.r_[song[:30 * RATE], song[35 * RATE:]], 5: np.r_[song[:30 * RATE], song[31 * RATE:]],
-                6: codec_round_trip(song[:10 * RATE], RATE, ".mp3", 48_000, str(tmp_path))}
+                6: codec_round_trip(song[:10 * RATE], RATE, ".mp3", 48_000, str(tmp_path)),
+                7: (song + 0.25 * rendered(5, 40.0, RATE))[:20 * RATE]}
     stored = {i: extract_peaks(signal, CONFIG, CONFIG.index) for i, signal in versions.items()}
     lengths_s = {i: signal.size / RATE for i, signal in versions.items()}
     delta, later = 5 * RATE // CONFIG.hop_size, 8 * RATE // CONFIG.hop_size  # a clip at 5 s of the song
@@ -402,6 +404,10 @@ def test_a_file_cut_short_is_a_copy_and_an_extended_mix_or_an_edit_is_not(tmp_pa
         assert shared_peaks(stored[1], stored[edit], 0) > 0.75 and shared_peaks(stored[edit], stored[1], 0) > 0.75
         assert not copies.same_recording(whole, Candidate(edit, 29.0, delta)), edit
     assert copies.same_recording(whole, Candidate(6, 29.0, delta)) and copies.cut_copies[1] == {2, 6}
+    # the start of a mix of it with another song 12 dB down: it keeps 0.6 of the song's peaks, but half its own are
+    # the other song's, never many in a row; a cut copy holds most of the other's peaks both ways
+    assert shared_peaks(stored[1], stored[7], 0) > 0.5 > shared_peaks(stored[7], stored[1], 0)
+    assert not copies.same_recording(whole, Candidate(7, 29.0, delta))
 
 
 def test_where_the_clip_plays_an_edit_or_a_mix_holds_the_same_audio_and_another_song_does_not(tmp_path):
