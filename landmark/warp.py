@@ -448,7 +448,10 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
     deviations of the count): music that holds its notes agrees as recorded over a stretch of a clip played 5 %
     slower nearly as well as at the true tempo over all of it, but only the right line pairs peaks across all of
     it (such clips were read as recorded, or 2 % off; their pairs rose from 11-22 to 41-66, where an unwarped
-    clip's two fits pair within a few of each other)."""
+    clip's two fits pair within a few of each other). A match as recorded stays so where a warp beat the
+    recording but its fit fails (too few peaks pair, `MIN_FIT_PAIRS`, or it wanders off): a warp is told by its
+    line, and held chords agree as well a few percent off, with few peaks. (A warped search's match has no such
+    warp to fall back on: agreement refines the warp it was found at.)"""
     n_frames = clip.standardised.shape[0]
     limits = _limits(matching)
     if not limits:
@@ -503,6 +506,9 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
         inside = (clip_peaks[0] > 0) & (clip_peaks[0] < n_frames - 1)
         clip_peaks = (clip_peaks[0][inside], clip_peaks[1][inside])
         fitted, fitted_start, paired = fit(*clip_peaks, frames, bins, best, start, tuple(limits))
+        matched_as_recorded = around is None or (around.tempo == 1.0 and around.pitch == 1.0)
+        if matched_as_recorded and best.factor != 1.0 and paired < MIN_FIT_PAIRS:  # no line to tell it by
+            fitted, fitted_start = Warp("speed", 1.0), as_recorded_start
         if rival is not None:
             other, other_start, other_paired = fit(*clip_peaks, frames, bins, *rival, tuple(limits))
             # more pairs by the lead that tells two candidates apart, in standard deviations of a count

@@ -86,12 +86,14 @@ def test_a_clip_a_little_slower_in_tempo_is_not_read_as_recorded(index):
     assert len(off) == 0, off
 
 
-def test_a_clip_of_held_chords_played_as_recorded_is_not_given_the_warp_a_second_fit_found(tmp_path):
-    """Where no warp beat the recording as it is, the best warp is fitted too; it is kept only where its line pairs
-    clearly more of the clip's peaks. Music of held chords agrees nearly alike a few percent faster, and two fits
-    of a clip as recorded pair within a few peaks of each other: kept on any margin, this clip of the second
-    piece (8 s from 13.49 s, in a library of six generated songs and three such pieces) was read as tempo 1.075
-    (10 pairs as recorded, 17 at the other line)."""
+def test_clips_of_held_chords_played_as_recorded_are_read_as_recorded(tmp_path):
+    """Music of held chords agrees nearly alike a few percent faster or higher, and holds few peaks: where no warp
+    beat the recording as it is, the best warp is fitted too, and kept only where its line pairs clearly more of
+    the clip's peaks (kept on any margin, the first clip here, 8 s of the second piece from 13.49 s in a library
+    of six generated songs and three such pieces, was read as tempo 1.075: 10 pairs as recorded, 17 at the other
+    line). And a clip matched as recorded whose peaks agree better at another warp, but too few pair to fit it,
+    is as recorded: the other four clips here were read at pitch 1.043 and 0.97, speed 1.02 and pitch 1.023 (8 of
+    183 clips of these pieces; none of the calibration's 2,835 clips of real music is read so)."""
     from bench.audio_io import write
 
     pieces = [held_chords(seed, 40.0, SYNTH_RATE) for seed in range(3)]
@@ -101,10 +103,11 @@ def test_a_clip_of_held_chords_played_as_recorded_is_not_given_the_warp_a_second
         write(tmp_path / f"song{seed}.wav", rendered(seed, 40.0, SYNTH_RATE), SYNTH_RATE)
     with Index(tmp_path / "i.db", create=True) as index:
         index.add(tmp_path)
-        clip = soxr.resample(pieces[1][297_500:297_500 + 8 * SYNTH_RATE], SYNTH_RATE, RATE).astype(np.float32)
-        found = index.match_samples(clip)
-    assert found is not None and found.song.title == "pad1", found
-    assert found.tempo is None and found.pitch is None and abs(found.speed - 1) <= 0.005, found
+        for piece, start in ((1, 297_500), (0, 200_916), (0, 212_078), (1, 546_938), (1, 602_748)):
+            clip = soxr.resample(pieces[piece][start:start + 8 * SYNTH_RATE], SYNTH_RATE, RATE).astype(np.float32)
+            found = index.match_samples(clip)
+            assert found is not None and found.song.title == f"pad{piece}", (start, found)
+            assert found.tempo is None and found.pitch is None and found.speed == 1.0, (start, found)
 
 
 def test_a_clip_played_as_recorded_reports_speed_one(index):
