@@ -439,19 +439,9 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
     frame at the clip's start (Δt in song frames at clip frame 0) there.
 
     `delta_frames` is t_song − t_clip · T of the alignment that matched, somewhere along the clip: at T = 1 for a
-    match as recorded, at the warp `around` for a warped search's. Each line is read `COARSE_STEP` apart (for a
-    match as recorded, only as far as it can be played and still match so: `AS_RECORDED_REACH`), and `around`
-    projected on each line, at every clip start that Δt allows; then the best point finely. A warp must beat the
-    recording as it is by `MIN_WARP_GAIN`. With the clip's refined peaks (`clip_peaks`), the result is then
-    `fit`ted; where no warp beat the recording as it is, the best of them is fitted too, and kept where its
-    fitted line pairs clearly more of the clip's peaks with the song's (by `min_agreement_lead` standard
-    deviations of the count): music that holds its notes agrees as recorded over a stretch of a clip played 5 %
-    slower nearly as well as at the true tempo over all of it, but only the right line pairs peaks across all of
-    it (such clips were read as recorded, or 2 % off; their pairs rose from 11-22 to 41-66, where an unwarped
-    clip's two fits pair within a few of each other). A match as recorded stays so where a warp beat the
-    recording but its fit fails (too few peaks pair, `MIN_FIT_PAIRS`, or it wanders off): a warp is told by its
-    line, and held chords agree as well a few percent off, with few peaks. (A warped search's match has no such
-    warp to fall back on: agreement refines the warp it was found at.)"""
+    match as recorded, at the warp `around` for a warped search's. Two stages: the warp the song's peaks agree at
+    best (`_agreed`), then, with the clip's refined peaks (`clip_peaks`), the line through the peaks the two share
+    (`_fitted`)."""
     n_frames = clip.standardised.shape[0]
     limits = _limits(matching)
     if not limits:
@@ -459,19 +449,68 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
     widest = max(limits.values()) + RANGE_MARGIN  # the song frames a clip can span: n · (1 ± widest)
     window = ((song_frames >= delta_frames - widest * n_frames - START_SEARCH_FRAMES)
               & (song_frames <= delta_frames + (1 + widest) * n_frames + START_SEARCH_FRAMES))
-    frames, bins = song_frames[window], song_bins[window]
+    song = _SongUnderClip(clip, song_frames[window], song_bins[window], delta_frames, matching)
+    agreed = _agreed(song, limits, around)
+    if agreed is None:  # no peak of the song under the clip at any warp: nothing to measure
+        return song.as_recorded()[0], Warp("speed", 1.0), delta_frames
+    if clip_peaks is None:
+        return agreed.z, agreed.warp, agreed.start_frames
+    matched_as_recorded = around is None or (around.tempo == 1.0 and around.pitch == 1.0)
+    warp, start_frames = _fitted(agreed, song, clip_peaks, tuple(limits), matched_as_recorded)
+    return agreed.z, warp, start_frames
 
-    def read(warps: list[Warp]) -> tuple[np.ndarray, np.ndarray]:
+
+@dataclass(frozen=True)
+class _SongUnderClip:
+    """A matched song's peaks (frames, bins) around where the clip plays, read against the clip at any warp."""
+
+    clip: ProminenceMap
+    frames: np.ndarray
+    bins: np.ndarray
+    delta_frames: int
+    matching: MatchSettings
+
+    def agreements(self, warps: list[Warp]) -> tuple[np.ndarray, np.ndarray]:
         """(z, clip start) of each warp, in one pass."""
         played: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for kind in LINES:  # the song's peaks at every factor of a line in one broadcast
             on_line = [i for i, warp in enumerate(warps) if warp.kind == kind]
             if on_line:
-                at_frames, at_bins = Warp.to_clip_at(kind, np.array([warps[i].factor for i in on_line]), frames, bins)
+                at_frames, at_bins = Warp.to_clip_at(kind, np.array([warps[i].factor for i in on_line]),
+                                                     self.frames, self.bins)
                 played.update((i, (at_frames[row], at_bins[row])) for row, i in enumerate(on_line))
-        starts = clip_starts(np.array([warp.tempo for warp in warps]), delta_frames, n_frames)
-        return agreements_of(clip, [(*played[i], at) for i, at in enumerate(starts)], matching)
+        starts = clip_starts(np.array([warp.tempo for warp in warps]), self.delta_frames,
+                             self.clip.standardised.shape[0])
+        return agreements_of(self.clip, [(*played[i], at) for i, at in enumerate(starts)], self.matching)
 
+    def as_recorded(self) -> tuple[float, int]:
+        """(z, song frame at the clip's start) of the recording as it is."""
+        return agreement(self.clip, self.frames, self.bins, self.delta_frames, self.matching)
+
+
+@dataclass(frozen=True)
+class _Agreed:
+    """The warp a song's peaks agree with a clip at best, its z, and the song frame at the clip's start there; where
+    the recording as it is was kept, the best other warp and its start too (`rival`), which a fit may yet prefer;
+    and the recording's own start."""
+
+    z: float
+    warp: Warp
+    start_frames: int
+    rival: tuple[Warp, int] | None
+    as_recorded_start_frames: int
+
+
+def _on_song_grid(clip_start: int, warp: Warp) -> int:
+    """A start on the clip's grid (song frames ÷ tempo) as a song frame."""
+    return int(round(clip_start * warp.tempo))
+
+
+def _agreed(song: _SongUnderClip, limits: dict[str, float], around: Warp | None) -> _Agreed | None:
+    """Each line read `COARSE_STEP` apart (for a match as recorded, only as far as it can be played and still match
+    so: `AS_RECORDED_REACH`), and `around` projected on each line, at every clip start that Δt allows; then the
+    best point finely. A warp must beat the recording as it is by `MIN_WARP_GAIN`. None where no peak of the song
+    lies under the clip at any warp."""
     reaches = {kind: limit if around is not None else min(limit, AS_RECORDED_REACH.get(kind, limit))
                for kind, limit in limits.items()}
     trials = [Warp(kind, float(f)) for kind, reach in reaches.items()
@@ -480,42 +519,50 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
         log_tempo, log_pitch = np.log(around.tempo), np.log(around.pitch)
         projected = {"speed": np.exp(0.5 * (log_tempo + log_pitch)), "tempo": around.tempo, "pitch": around.pitch}
         trials += [Warp(kind, float(projected[kind])) for kind in limits]
-    zs, starts = read(trials)
+    zs, starts = song.agreements(trials)
     first_best = int(np.argmax(zs))
     best_z, best_start, best = float(zs[first_best]), int(starts[first_best]), trials[first_best]
-    as_recorded_z, as_recorded_start = agreement(clip, frames, bins, delta_frames, matching)
-    if not np.isfinite(best_z):  # no peak of the song under the clip at any warp: nothing to measure
-        return as_recorded_z, Warp("speed", 1.0), delta_frames
-    rival = None
+    if not np.isfinite(best_z):
+        return None
+    as_recorded_z, as_recorded_start = song.as_recorded()
     if best_z < as_recorded_z + MIN_WARP_GAIN:
-        if best.factor != 1.0:
-            rival = (best, int(round(best_start * best.tempo)))
-        best_z, best_start, best = as_recorded_z, as_recorded_start, Warp("speed", 1.0)
-    else:
-        fine = [Warp(best.kind, best.factor * (1 + step))
-                for step in np.arange(-COARSE_STEP, COARSE_STEP + FINE_STEP / 2, FINE_STEP)]
-        zs, starts = read(fine)
-        first_best = int(np.argmax(zs))
-        if zs[first_best] > best_z:
-            best_z, best_start = float(zs[first_best]), int(starts[first_best])
-            best = Warp(best.kind, float(fine[first_best].factor))
-    start = int(round(best_start * best.tempo))
-    if clip_peaks is not None:
-        # a peak on the clip's first or last frame is a maximum because the clip stops there, wherever the note
-        # peaks: seven such pairs at the last frame, a frame early, read 2 s of a song at tempo 1.016
-        inside = (clip_peaks[0] > 0) & (clip_peaks[0] < n_frames - 1)
-        clip_peaks = (clip_peaks[0][inside], clip_peaks[1][inside])
-        fitted, fitted_start, paired = fit(*clip_peaks, frames, bins, best, start, tuple(limits))
-        matched_as_recorded = around is None or (around.tempo == 1.0 and around.pitch == 1.0)
-        if matched_as_recorded and best.factor != 1.0 and paired < MIN_FIT_PAIRS:  # no line to tell it by
-            fitted, fitted_start = Warp("speed", 1.0), as_recorded_start
-        if rival is not None:
-            other, other_start, other_paired = fit(*clip_peaks, frames, bins, *rival, tuple(limits))
-            # more pairs by the lead that tells two candidates apart, in standard deviations of a count
-            if other_paired - paired > matching.min_agreement_lead * np.sqrt(max(paired, 1)):
-                fitted, fitted_start = other, other_start
-        best, start = fitted, fitted_start
-    return best_z, best, start
+        rival = (best, _on_song_grid(best_start, best)) if best.factor != 1.0 else None
+        return _Agreed(as_recorded_z, Warp("speed", 1.0), as_recorded_start, rival, as_recorded_start)
+    fine = [Warp(best.kind, best.factor * (1 + step))
+            for step in np.arange(-COARSE_STEP, COARSE_STEP + FINE_STEP / 2, FINE_STEP)]
+    zs, starts = song.agreements(fine)
+    first_best = int(np.argmax(zs))
+    if zs[first_best] > best_z:
+        best_z, best_start = float(zs[first_best]), int(starts[first_best])
+        best = Warp(best.kind, float(fine[first_best].factor))
+    return _Agreed(best_z, best, _on_song_grid(best_start, best), None, as_recorded_start)
+
+
+def _fitted(agreed: _Agreed, song: _SongUnderClip, clip_peaks: tuple[np.ndarray, np.ndarray], kinds: tuple[str, ...],
+            matched_as_recorded: bool) -> tuple[Warp, int]:
+    """The agreed warp `fit`ted on the clip's refined peaks. Where the recording as it is was kept, its rival is
+    fitted too, and kept where its fitted line pairs clearly more of the clip's peaks with the song's (by
+    `min_agreement_lead` standard deviations of the count): music that holds its notes agrees as recorded over a
+    stretch of a clip played 5 % slower nearly as well as at the true tempo over all of it, but only the right line
+    pairs peaks across all of it (such clips were read as recorded, or 2 % off; their pairs rose from 11-22 to
+    41-66, where an unwarped clip's two fits pair within a few of each other). A match as recorded stays so where a
+    warp beat the recording but its fit fails (too few peaks pair, `MIN_FIT_PAIRS`, or it wanders off): a warp is
+    told by its line, and held chords agree as well a few percent off, with few peaks. (A warped search's match has
+    no such warp to fall back on: agreement refines the warp it was found at.)"""
+    # a peak on the clip's first or last frame is a maximum because the clip stops there, wherever the note peaks:
+    # seven such pairs at the last frame, a frame early, read 2 s of a song at tempo 1.016
+    n_frames = song.clip.standardised.shape[0]
+    inside = (clip_peaks[0] > 0) & (clip_peaks[0] < n_frames - 1)
+    clip_peaks = (clip_peaks[0][inside], clip_peaks[1][inside])
+    fitted, fitted_start, paired = fit(*clip_peaks, song.frames, song.bins, agreed.warp, agreed.start_frames, kinds)
+    if matched_as_recorded and agreed.warp.factor != 1.0 and paired < MIN_FIT_PAIRS:  # no line to tell it by
+        fitted, fitted_start = Warp("speed", 1.0), agreed.as_recorded_start_frames
+    if agreed.rival is not None:
+        other, other_start, other_paired = fit(*clip_peaks, song.frames, song.bins, *agreed.rival, kinds)
+        # more pairs by the lead that tells two candidates apart, in standard deviations of a count
+        if other_paired - paired > song.matching.min_agreement_lead * np.sqrt(max(paired, 1)):
+            fitted, fitted_start = other, other_start
+    return fitted, fitted_start
 
 
 def clip_starts(tempos: np.ndarray, delta_frames: int, n_frames: int) -> list[np.ndarray]:
