@@ -15,7 +15,7 @@ import signal
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, BinaryIO
 
 import click
@@ -90,12 +90,43 @@ def _terminate(signal_number: int, frame: object) -> None:
 
 def _end_by_sigterm() -> None:
     """End this process by SIGTERM itself, once what it wrote is flushed: a service manager then sees it stopped as
-    asked, where an exit status of 143 would read as a failure."""
+    asked, where an exit status of 143 would read as a failure. A container's first process ignores a signal it
+    has no handler for: it exits 143 (128 + SIGTERM), as a shell reports a process ended so."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+    raise SystemExit(128 + signal.SIGTERM)
+
+
+def _sigterm_as_interrupt(function: Callable) -> Callable:
+    """Run a command with SIGTERM raised as `Terminated`, which `_guard` handles as Ctrl-C, and the handler before
+    put back after; outside the main thread, where no handler can be set, as it is."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            previous = signal.signal(signal.SIGTERM, _terminate)
+        except ValueError:  # not the main thread
+            return function(*args, **kwargs)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return wrapper
+
+
+def _closed_by(generator: Generator, stop: BaseException) -> Iterator:
+    """What a generator suspended at a yield still yields once `stop` is raised there (its handler's last words),
+    `stop` itself swallowed: the caller raises it on."""
+    try:
+        first = generator.throw(stop)
+    except (StopIteration, type(stop)):
+        return
+    yield first
+    with contextlib.suppress(type(stop)):
+        yield from generator
 
 
 def _silence_stdout() -> None:
@@ -760,6 +791,7 @@ def dedup(ctx, as_json):
 @_engine_options
 @click.pass_context
 @_guard
+@_sigterm_as_interrupt  # a service manager stops a monitor so: the song playing is closed, as on Ctrl-C
 def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jobs, method, model, device):
     """Name every song in a long recording or a live stream (a file, or - for standard input), with where each
     plays: a line when a song is confirmed (open), and one when it ends."""
@@ -772,7 +804,6 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
 
     if as_json and as_csv:
         raise LmprintError("--json or --csv, not both")
-    signal.signal(signal.SIGTERM, _terminate)  # a service manager stops a monitor so: the song playing is closed
     raw_only = [f"--{name}" for name in ("rate", "channels")
                 if ctx.get_parameter_source(f"raw_{name}") is not click.core.ParameterSource.DEFAULT]
     if raw_only and not raw_format:  # a container says its own rate and channels
@@ -818,31 +849,38 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
             heard[0] += chunk.size
             heard[1] = max(heard[1], audio.loudest_rms(chunk, rate))
             yield chunk
+    def emit(segment: Any) -> None:
+        nonlocal segments
+        row = segment.to_dict()
+        event = "open" if segment.open else "closed"
+        segments += not segment.open
+        if as_json:
+            click.echo(_json_line({"event": event, **row}))
+        elif writer:
+            writer.writerow([event] + [row[c] for c in columns[1:]])
+            sys.stdout.flush()
+        else:
+            offset = "" if segment.song_offset_s is None else f", from {segment.song_offset_s:.1f} s in the song"
+            if abs(segment.rate - 1) >= AS_RECORDED:
+                offset += f", played at rate {100 * (segment.rate - 1):+.1f} %"  # speed or tempo (`rate`)
+            span = (f"{segment.start_s:8.1f} s –  playing" if segment.open
+                    else f"{segment.start_s:8.1f} s – {segment.end_s:.1f} s")
+            click.echo(f"{span}  {_one_line(segment.song.title)} ({_one_line(segment.song.path)}){offset}, "
+                       f"confidence {segment.confidence:.4f}")
+    found = follow(index, counted(chunks), settings, looks=looks,
+                   ahead_of_looks=source != "-" and os.path.isfile(source))  # not a pipe: `monitor`
     try:
-        for segment in follow(index, counted(chunks), settings, looks=looks,
-                              ahead_of_looks=source != "-" and os.path.isfile(source)):  # not a pipe: `monitor`
-            row = segment.to_dict()
-            event = "open" if segment.open else "closed"
-            segments += not segment.open
-            if as_json:
-                click.echo(_json_line({"event": event, **row}))
-            elif writer:
-                writer.writerow([event] + [row[c] for c in columns[1:]])
-                sys.stdout.flush()
-            else:
-                offset = "" if segment.song_offset_s is None else f", from {segment.song_offset_s:.1f} s in the song"
-                if abs(segment.rate - 1) >= AS_RECORDED:
-                    offset += f", played at rate {100 * (segment.rate - 1):+.1f} %"  # speed or tempo (`rate`)
-                span = (f"{segment.start_s:8.1f} s –  playing" if segment.open
-                        else f"{segment.start_s:8.1f} s – {segment.end_s:.1f} s")
-                click.echo(f"{span}  {_one_line(segment.song.title)} ({_one_line(segment.song.path)}){offset}, "
-                           f"confidence {segment.confidence:.4f}")
+        for segment in found:
+            emit(segment)
         if heard[0] == 0:
             raise AudioError("no audio in it")
         audio.check_level(int(heard[0]), heard[1], rate, settings.audible_s)
     except AudioError as error:  # the source turned out not to be audio, or broke off: say which source
         raise AudioError(f"{'standard input' if source == '-' else source}: {error}") from None
     except KeyboardInterrupt as stop:  # the song playing was closed where the stream stopped
+        if found.gi_frame is not None:  # stopped here (writing a line), not in the monitor: it still closes it
+            for segment in _closed_by(found, stop):
+                emit(segment)
         raise type(stop)(_count(segments, "segment")) from None
     finally:
         index.close()

@@ -1,9 +1,8 @@
-"""Worker processes (`add --jobs`, a monitor's looks): Ctrl-C and SIGTERM are their parent's to handle, and each
-ends once the process that started it is gone.
+"""Worker processes (`add --jobs`, a monitor's looks): Ctrl-C is their parent's to handle, SIGTERM ends them, and
+each ends once the process that started it is gone.
 
-Ctrl-C in a terminal interrupts every process of the command (a service manager's SIGTERM stops each, too): a
-worker would print a traceback of its own while the parent says in one line what was interrupted and stops the
-pool. And a pool's workers wait on a queue whose
+Ctrl-C in a terminal interrupts every process of the command: a worker would print a traceback of its own while
+the parent says in one line what was interrupted and stops the pool. And a pool's workers wait on a queue whose
 other end they hold themselves, so when their parent is killed outright (`kill -9`, the out-of-memory killer: no
 cleanup runs) they would wait for ever, each holding its memory."""
 
@@ -19,7 +18,7 @@ PARENT_CHECK_S = 1.0
 
 
 def worker_started() -> None:
-    """Called in a worker process as it starts (a pool's initializer): it ignores Ctrl-C and SIGTERM, and a daemon
+    """Called in a worker process as it starts (a pool's initializer): it ignores Ctrl-C, and a daemon
     thread ends it once its parent is gone, which it sees as its parent id changing (an orphan is adopted by
     another process). Nothing in a process that is not a multiprocessing child."""
     import multiprocessing
@@ -28,7 +27,8 @@ def worker_started() -> None:
     if parent is None:
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a service manager stops the command's every process so
+    # SIGTERM ends a worker, as a broken pool ends the rest by it; not the handler a forked worker inherits
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def watch() -> None:
         while os.getppid() == parent.pid:

@@ -56,6 +56,34 @@ def test_monitor_names_every_indexed_song_with_where_it_plays(built_index, tmp_p
     assert "3 segments" in result.stderr
 
 
+def test_an_interruption_while_a_line_is_written_still_closes_the_song_playing(built_index, tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM may land while the command writes a segment's line, outside the monitor that closes the
+    song playing when it is interrupted: the monitor is then interrupted where it waits, and still closes it."""
+    import signal as signal_module
+
+    import lmprint.cli
+
+    signal, _ = radio(PIECES[:1])
+    path = tmp_path / "radio.flac"
+    write(path, signal, RATE)
+    written = lmprint.cli._json_line
+
+    def interrupted_after_the_first_open(value):
+        line = written(value)
+        if value["event"] == "open":
+            monkeypatch.setattr(lmprint.cli, "_json_line", written)
+            raise KeyboardInterrupt  # as its handler raises, after the line is made (and here, before it is out)
+        return line
+
+    monkeypatch.setattr(lmprint.cli, "_json_line", interrupted_after_the_first_open)
+    before = signal_module.getsignal(signal_module.SIGTERM)
+    result = run_cli("monitor", "--json", "--jobs", "1", path, db=built_index)
+    assert signal_module.getsignal(signal_module.SIGTERM) is before  # the command's own handler, put back
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [event["event"] for event in events] == ["closed"] and events[0]["title"] == "song0", result.stdout
+    assert result.returncode == 130 and result.stderr == "lmprint: interrupted (1 segment)\n", result.stderr
+
+
 @pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]])
 def test_monitor_follows_raw_pcm_on_standard_input(built_index, jobs):
     """Standard input is read as it arrives, also with looks in worker processes (forked while nothing else reads
