@@ -50,10 +50,23 @@ def _as_text(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _json_line(value: Any) -> bytes:
-    """`value` as a line of JSON in UTF-8, as RFC 8259 asks, whatever the terminal's encoding: a title's letters
-    as they are, so that `lmprint list --json | grep Jüngle` finds it."""
-    return json.dumps(value, ensure_ascii=False).encode("utf-8", "backslashreplace")
+def _json_line(value: Any) -> str:
+    """`value` as a line of JSON, a title's letters as they are, so that `lmprint list --json | grep Jüngle` finds
+    it. Control characters are escaped, those JSON leaves as they are too (DEL and C1: `\u009b` would steer a
+    terminal)."""
+    return json.dumps(value, ensure_ascii=False).translate(_C1_ESCAPED)
+
+
+def _echo_json(value: Any) -> None:
+    """Print `value` as a line of JSON (`_json_line`) in UTF-8, as RFC 8259 asks, whatever the terminal's encoding
+    (written as bytes where standard output encodes otherwise)."""
+    line = _json_line(value)
+    encoding = (getattr(sys.stdout, "encoding", None) or "utf-8").lower().replace("-", "").replace("_", "")
+    click.echo(line if encoding == "utf8" or not hasattr(sys.stdout, "buffer")
+               else line.encode("utf-8", "backslashreplace"))
+
+
+_C1_ESCAPED = {code: f"\\u{code:04x}" for code in range(127, 160)}
 
 
 def _fail(message: str) -> None:
@@ -498,15 +511,15 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
                 error = LmprintError(f"{error} ({stdin_note})")
             click.echo(_one_line(f"lmprint: {path}: {error}"), err=True)
             if as_json:
-                click.echo(_json_line({"query": _as_text(path), "match": None, "runner_up": None,
-                                       "error": _as_text(str(error))}))
+                _echo_json({"query": _as_text(path), "match": None, "runner_up": None,
+                                       "error": _as_text(str(error))})
             failed += 1
             continue
         found = answer.match
         if answer.note:
             click.echo(_one_line(f"lmprint: {path}: {answer.note}"), err=True)
         if as_json:
-            click.echo(_json_line(answer.to_dict(_as_text(path), top)))
+            _echo_json(answer.to_dict(_as_text(path), top))
         else:
             click.echo(f"{_one_line(path)}: {describe(found, index.name)}" if found else f"{_one_line(path)}: no match")
             for rank, contender in enumerate(answer.contenders[:top], start=1):
@@ -533,7 +546,7 @@ def list_(ctx, as_json, recordings):
     with Catalogue(ctx.obj["db"]) as catalogue:
         if as_json and not recordings:  # each song with its copies, as `GET /songs` gives them
             for entry in catalogue.listed():
-                click.echo(_json_line(entry))
+                _echo_json(entry)
             return
         songs = catalogue.songs()
         copies = catalogue.copies_of() if recordings else {}
@@ -550,7 +563,7 @@ def list_(ctx, as_json, recordings):
     for files in _with_copies(groups, copies):
         first = files[0][0]
         if as_json:
-            click.echo(_json_line({"files": [{**file.to_dict(), "copy": copy} for file, copy in files]}))
+            _echo_json({"files": [{**file.to_dict(), "copy": copy} for file, copy in files]})
         elif recordings:
             count = f"{len(files)} file{'s' * (len(files) > 1)}"
             click.echo(f"{_one_line(first.title)}\t{first.duration_s:.1f} s\t{count}\n" +
@@ -720,7 +733,7 @@ def stats(ctx, as_json):
         with Catalogue(ctx.obj["db"]) as catalogue:
             figures = {"path": str(catalogue.path), "songs": catalogue.song_count()}
     if as_json:
-        click.echo(_json_line(figures))
+        _echo_json(figures)
         return
     for key, value in figures.items():
         click.echo(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")
@@ -755,17 +768,17 @@ def dedup(ctx, as_json):
             | {songs[i].path for part in parts for i, _, _ in part.sides} if not os.path.lexists(path)}
     for files in groups:
         if as_json:
-            click.echo(_json_line({"same_recording": [{"song_id": file.id, "path": file.path, "copy": copy,
-                                                       "gone": file.path in gone} for file, copy in files]}))
+            _echo_json({"same_recording": [{"song_id": file.id, "path": file.path, "copy": copy,
+                                                       "gone": file.path in gone} for file, copy in files]})
         else:
             click.echo("same recording:\n" + "".join(
                 f"  {file.id}\t{_one_line(file.path)}{' (copy)' * copy}{' (gone)' * (file.path in gone)}\n"
                 for file, copy in files), nl=False)
     for part in parts:
         if as_json:
-            click.echo(_json_line({"shared_part": [{"song_id": i, "path": songs[i].path, "start_s": round(start, 1),
+            _echo_json({"shared_part": [{"song_id": i, "path": songs[i].path, "start_s": round(start, 1),
                                                     "end_s": round(end, 1), "gone": songs[i].path in gone}
-                                                   for i, start, end in part.sides], "landmarks": part.landmarks}))
+                                                   for i, start, end in part.sides], "landmarks": part.landmarks})
         else:
             click.echo("shared part:\n" + "".join(f"  {i}\t{start:7.1f}–{end:7.1f} s\t{_one_line(songs[i].path)}"
                                                   f"{' (gone)' * (songs[i].path in gone)}\n"
@@ -855,7 +868,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
         event = "open" if segment.open else "closed"
         segments += not segment.open
         if as_json:
-            click.echo(_json_line({"event": event, **row}))
+            _echo_json({"event": event, **row})
         elif writer:
             writer.writerow([event] + [row[c] for c in columns[1:]])
             sys.stdout.flush()

@@ -797,8 +797,9 @@ def _safe_name(name: str) -> str:
     return stem + extension if stem else "upload" + extension
 
 
-UNSAFE_IN_NAMES = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
-"""Characters an upload's file name never keeps: controls, separators, and those Windows' file systems refuse."""
+UNSAFE_IN_NAMES = re.compile(r'[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069<>:"/\\|?*]')
+"""Characters an upload's file name never keeps: controls (C0, DEL, C1), the bidirectional overrides that would show
+a name's end first (`song\u202egpj.mp3`), separators, and those Windows' file systems refuse."""
 
 MAX_NAME_BYTES = 120
 """The longest name an upload is stored under, in bytes of UTF-8: file systems allow 255, and the partial file

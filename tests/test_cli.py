@@ -126,6 +126,15 @@ def test_json_lines_are_utf_8_whatever_the_terminals_encoding(library_dir, tmp_p
         assert json.loads(listed.stdout.decode())["title"] == "Jüngle – 日本"
     found = run_cli_process("match", "--json", song, db=db, check=True).stdout
     assert '"title": "Jüngle – 日本"' in found and json.loads(found)["match"]["title"] == "Jüngle – 日本"
+    from lmprint.cli import _echo_json, _json_line  # control characters escaped, C1 too (U+009B: a terminal command)
+
+    assert _json_line({"title": "a\x1b[31m\x9b31m\x7fé"}) == '{"title": "a\\u001b[31m\\u009b31m\\u007fé"}'
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()) as text:  # a program's own stream, of text alone
+        _echo_json({"title": "Jüngle"})
+    assert text.getvalue() == '{"title": "Jüngle"}\n'
 
 
 def test_missing_and_foreign_databases_get_one_line(tmp_path, library_dir):

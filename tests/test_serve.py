@@ -592,6 +592,8 @@ def test_an_uploads_name_keeps_its_letters_in_any_script_and_loses_what_is_unsaf
     assert _safe_name("Cafe\u0301.flac") == "Café.flac"  # composed, as `add` finds a file named either way
     assert _safe_name("../../../tmp/evil.ogg") == _safe_name("..\\..\\tmp\\evil.ogg") == "evil.ogg"
     assert _safe_name('a<b>:c"d|e?f*g\x00h\x7f.mp3') == "a_b__c_d_e_f_g_h_.mp3"
+    assert _safe_name("a\x85b\x9b[31m.mp3") == "a_b_[31m.mp3"  # C1 controls
+    assert _safe_name("song\u202egpj.mp3") == "song_gpj.mp3"  # shown as "song3pm.jpg"
     assert _safe_name(".hidden.mp3") == "hidden.mp3" and _safe_name("...") == _safe_name("") == "upload"
     assert _safe_name("lone \udcff surrogate.mp3") == "lone  surrogate.mp3"
     long = _safe_name("日本" * 100 + ".flac")  # 3 bytes a letter: cut whole, and the extension kept
