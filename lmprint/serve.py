@@ -661,14 +661,21 @@ class TLS:
             if keyfile is not None:
                 raise LmprintError("--keyfile goes with --certfile")
             return None
+        for path in (certfile, keyfile):
+            try:
+                if path is not None:
+                    open(path, "rb").close()  # noqa: SIM115 - only whether it can be read
+            except OSError as error:
+                raise LmprintError(f"{path}: {os_reason(error)}") from None
+
+        def no_passphrase() -> str:  # the server's worker processes start unattended: none could type it
+            raise LmprintError(f"{keyfile or certfile}: the private key has a passphrase; serve needs it without "
+                               "(openssl pkey -in KEY -out PLAIN_KEY)")
         try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
-        except ssl.SSLError as error:  # an OSError too: first
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile, password=no_passphrase)
+        except ssl.SSLError:
             what = f"{certfile} and {keyfile}" if keyfile else certfile
-            raise LmprintError(f"{what}: no PEM certificate and matching private key ({error.reason or error})"
-                               ) from None
-        except OSError as error:
-            raise LmprintError(f"{error.filename or certfile}: {os_reason(error)}") from None
+            raise LmprintError(f"{what}: no PEM certificate and matching private key") from None
         return cls(certfile, keyfile)
 
 

@@ -883,15 +883,25 @@ def test_lmprint_serve_over_https_with_a_certificate_and_its_key(built_index, tm
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
                     str(certificate), "-days", "1", "-subj", "/CN=localhost", "-addext",
                     "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    for wrong, said in ((["--certfile", str(key)], "no PEM certificate and matching private key"),
+    locked = tmp_path / "locked.pem"  # a key with a passphrase: OpenSSL would ask for it on the terminal
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-out", str(locked), "-aes256", "-passout", "pass:secret"],
+                   check=True, capture_output=True)
+    for wrong, said in ((["--certfile", str(key)], f"{key}: no PEM certificate and matching private key"),
                         (["--keyfile", str(key)], "--keyfile goes with --certfile"),
-                        (["--certfile", str(tmp_path / "gone.pem")], "no such file")):
+                        (["--certfile", str(tmp_path / "gone.pem")], "gone.pem: no such file"),
+                        (["--certfile", str(certificate), "--keyfile", str(tmp_path / "gone.pem")],
+                         "gone.pem: no such file"),
+                        (["--certfile", str(certificate), "--keyfile", str(locked)],
+                         f"{locked}: the private key has a passphrase; serve needs it without")):
         result = CliRunner().invoke(main, ["--db", str(built_index), "serve", "--port", "0", *wrong])
         assert result.exit_code == 1 and result.output.count("\n") == 1 and said in result.output, result.output
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
     assert urls_of("127.0.0.1", 8000, True) == ["https://127.0.0.1:8000/"]
-    assert all(not is_loopback(url.split("//")[1].rsplit(":", 1)[0]) for url in urls_of("0.0.0.0", 80, False))
+    with pytest.MonkeyPatch.context() as patch:  # every interface: the addresses others reach, not 0.0.0.0
+        patch.setattr(socket, "gethostbyname_ex", lambda name: (name, [], ["127.0.0.1", "10.1.2.3"]))
+        everywhere = urls_of("0.0.0.0", 80, False)
+    assert "http://10.1.2.3:80/" in everywhere and not any("0.0.0.0" in url or "127." in url for url in everywhere)
 
     song = Index(built_index).catalogue.songs()[0]
     body = clip_bytes(song.path, 20.0, 5.0, tmp_path, "wav")
