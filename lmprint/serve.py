@@ -152,13 +152,17 @@ class Workers:
             self._local.method = None
             method.close()
             method = None
-        if method is None:
-            path = self._path
-            file = None if path is None else _file_identity(path)  # before it opens: a later change reopens it
-            method = self._local.method = self._open()
-            self._path = method.catalogue.path
-            self._local.file = _file_identity(self._path) if path is None else file
-            self._opened.append(method)
+        return method if method is not None else self._open_here()
+
+    def _open_here(self) -> Method:
+        """Open this thread's index, noting which file it opened: the file's identity is read before it opens
+        (once its path is known), so that a file replaced in between is seen as replaced, and opened again."""
+        known_path = self._path
+        file = None if known_path is None else _file_identity(known_path)
+        method = self._local.method = self._open()
+        self._opened.append(method)
+        self._path = method.catalogue.path
+        self._local.file = file if known_path is not None else _file_identity(self._path)
         return method
 
     @contextmanager
@@ -486,7 +490,8 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             declared_s = declared_duration_s(upload.path)
             if declared_s is not None and declared_s > settings.max_upload_s:
                 if kept:  # not kept, unless it is an indexed song's file (uploaded when the cap was higher)
-                    await workers.run(upload.discard)
+                    with contextlib.suppress(*INDEX_BUSY, *SERVER_FAULTS):  # the index cannot tell: it stays
+                        await workers.run(upload.discard)
                 else:
                     upload.discard()
                 return error(413, f"upload of {declared_s:.0f} s of audio, over {settings.max_upload_s:g} s: " + (

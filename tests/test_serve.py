@@ -678,12 +678,14 @@ def test_an_index_deleted_and_built_anew_is_opened_anew(built_index, tmp_path):
     shutil.copy(built_index, db)
     newcomer = tmp_path / "late.wav"
     write(newcomer, rendered(43, 25.0, SYNTH_RATE), SYNTH_RATE)
-    with client_for(db) as client:
+    with client_for(db, allow_add=True, token="t", max_upload_s=10.0) as client:
         assert client.get("/health").json()["songs"] == 6
         for stale in tmp_path.glob("rebuilt.db*"):
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         gone = client.get("/health")
         assert gone.status_code == 500 and "no index at" in gone.json()["error"], gone.json()
+        long = client.post("/songs", content=newcomer.read_bytes(), headers={"authorization": "Bearer t"})
+        assert long.status_code == 413, long.json()  # over the cap, whether the index can be read or not
         with Index(db, create=True) as rebuilt:
             rebuilt.add([str(newcomer)])
         assert client.get("/health").json()["songs"] == 1
