@@ -355,7 +355,7 @@ class Index:
         peaks = song_peaks([best.song_id]).get(best.song_id) if decision.z is not None else None
         if peaks is not None and decision.clip is not None and warp.measured(matching):
             # how fast the clip plays, and its start in the song
-            _, found_warp, start = warp.measure(decision.clip, *peaks, best.delta_frames, matching, around=found_warp,
+            found_warp, start = warp.measure(decision.clip, *peaks, best.delta_frames, matching, around=found_warp,
                                                clip_peaks=query.index_peaks)
             best = vote.Candidate(best.song_id, best.score, start)
         songs = self.catalogue.songs_by_id([best.song_id, *sorted(is_copy.copies.get(best.song_id, ()))])

@@ -434,9 +434,9 @@ def measured(matching: MatchSettings) -> bool:
 
 def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, delta_frames: int,
             matching: MatchSettings, around: Warp | None = None,
-            clip_peaks: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, Warp, int]:
-    """(z, warp, Δt): the warp at which a matched song's stored peaks agree best with the clip, and the song's
-    frame at the clip's start (Δt in song frames at clip frame 0) there.
+            clip_peaks: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Warp, int]:
+    """(warp, Δt): the warp at which a matched song's stored peaks agree best with the clip, and the song's frame
+    at the clip's start (Δt in song frames at clip frame 0) there.
 
     `delta_frames` is t_song − t_clip · T of the alignment that matched, somewhere along the clip: at T = 1 for a
     match as recorded, at the warp `around` for a warped search's. Two stages: the warp the song's peaks agree at
@@ -445,19 +445,18 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
     n_frames = clip.standardised.shape[0]
     limits = _limits(matching)
     if not limits:
-        return -np.inf, Warp("speed", 1.0), delta_frames
+        return Warp("speed", 1.0), delta_frames
     widest = max(limits.values()) + RANGE_MARGIN  # the song frames a clip can span: n · (1 ± widest)
     window = ((song_frames >= delta_frames - widest * n_frames - START_SEARCH_FRAMES)
               & (song_frames <= delta_frames + (1 + widest) * n_frames + START_SEARCH_FRAMES))
     song = _SongUnderClip(clip, song_frames[window], song_bins[window], delta_frames, matching)
     agreed = _agreed(song, limits, around)
     if agreed is None:  # no peak of the song under the clip at any warp: nothing to measure
-        return song.as_recorded()[0], Warp("speed", 1.0), delta_frames
+        return Warp("speed", 1.0), delta_frames
     if clip_peaks is None:
-        return agreed.z, agreed.warp, agreed.start_frames
+        return agreed.warp, agreed.start_frames
     matched_as_recorded = around is None or (around.tempo == 1.0 and around.pitch == 1.0)
-    warp, start_frames = _fitted(agreed, song, clip_peaks, tuple(limits), matched_as_recorded)
-    return agreed.z, warp, start_frames
+    return _fitted(agreed, song, clip_peaks, tuple(limits), matched_as_recorded)
 
 
 @dataclass(frozen=True)
@@ -490,11 +489,10 @@ class _SongUnderClip:
 
 @dataclass(frozen=True)
 class _Agreed:
-    """The warp a song's peaks agree with a clip at best, its z, and the song frame at the clip's start there; where
-    the recording as it is was kept, the best other warp and its start too (`rival`), which a fit may yet prefer;
-    and the recording's own start."""
+    """The warp a song's peaks agree with a clip at best, and the song frame at the clip's start there; where the
+    recording as it is was kept, the best other warp and its start too (`rival`), which a fit may yet prefer; and
+    the recording's own start."""
 
-    z: float
     warp: Warp
     start_frames: int
     rival: tuple[Warp, int] | None
@@ -527,7 +525,7 @@ def _agreed(song: _SongUnderClip, limits: dict[str, float], around: Warp | None)
     as_recorded_z, as_recorded_start = song.as_recorded()
     if best_z < as_recorded_z + MIN_WARP_GAIN:
         rival = (best, _on_song_grid(best_start, best)) if best.factor != 1.0 else None
-        return _Agreed(as_recorded_z, Warp("speed", 1.0), as_recorded_start, rival, as_recorded_start)
+        return _Agreed(Warp("speed", 1.0), as_recorded_start, rival, as_recorded_start)
     fine = [Warp(best.kind, best.factor * (1 + step))
             for step in np.arange(-COARSE_STEP, COARSE_STEP + FINE_STEP / 2, FINE_STEP)]
     zs, starts = song.agreements(fine)
@@ -535,7 +533,7 @@ def _agreed(song: _SongUnderClip, limits: dict[str, float], around: Warp | None)
     if zs[first_best] > best_z:
         best_z, best_start = float(zs[first_best]), int(starts[first_best])
         best = Warp(best.kind, float(fine[first_best].factor))
-    return _Agreed(best_z, best, _on_song_grid(best_start, best), None, as_recorded_start)
+    return _Agreed(best, _on_song_grid(best_start, best), None, as_recorded_start)
 
 
 def _fitted(agreed: _Agreed, song: _SongUnderClip, clip_peaks: tuple[np.ndarray, np.ndarray], kinds: tuple[str, ...],
