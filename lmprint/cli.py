@@ -6,6 +6,7 @@ Errors a user can cause are printed as one line, `lmprint: PATH: reason`, never 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import dataclasses
 import functools
@@ -33,6 +34,13 @@ def _count(number: int, noun: str) -> str:
 
 _CONTROL_SHOWN = {**{code: f"\\x{code:02x}" for code in (*range(32), *range(127, 160))}, 9: "\\t", 10: "\\n",
                   13: "\\r"}
+"""How a control character (C0, DEL, C1) of a name or a title is shown in a line of text (`_one_line`)..."""
+
+_CONTROL_SHOWN_IN_CSV = {code: f"\\x{code:02x}" for code in (*range(9), 11, 12, *range(14, 32), *range(127, 160))}
+"""...in a CSV field, whose quotes keep a tab or a line break whole: every other one..."""
+
+_C1_ESCAPED = {code: f"\\u{code:04x}" for code in range(127, 160)}
+"""...and in a line of JSON, which escapes C0 itself: DEL and C1 (U+009B would steer a terminal)."""
 
 
 def _one_line(text: str) -> str:
@@ -52,8 +60,7 @@ def _as_text(name: str) -> str:
 
 def _json_line(value: Any) -> str:
     """`value` as a line of JSON, a title's letters as they are, so that `lmprint list --json | grep Jüngle` finds
-    it. Control characters are escaped, those JSON leaves as they are too (DEL and C1: `\u009b` would steer a
-    terminal)."""
+    it. Control characters are escaped, those JSON leaves as they are too (DEL and C1, `_C1_ESCAPED`)."""
     return json.dumps(value, ensure_ascii=False).translate(_C1_ESCAPED)
 
 
@@ -61,12 +68,12 @@ def _echo_json(value: Any) -> None:
     """Print `value` as a line of JSON (`_json_line`) in UTF-8, as RFC 8259 asks, whatever the terminal's encoding
     (written as bytes where standard output encodes otherwise)."""
     line = _json_line(value)
-    encoding = (getattr(sys.stdout, "encoding", None) or "utf-8").lower().replace("-", "").replace("_", "")
-    click.echo(line if encoding == "utf8" or not hasattr(sys.stdout, "buffer")
-               else line.encode("utf-8", "backslashreplace"))
+    try:
+        utf_8 = codecs.lookup(getattr(sys.stdout, "encoding", None) or "utf-8").name == "utf-8"
+    except LookupError:
+        utf_8 = False
+    click.echo(line if utf_8 or not hasattr(sys.stdout, "buffer") else line.encode("utf-8", "backslashreplace"))
 
-
-_C1_ESCAPED = {code: f"\\u{code:04x}" for code in range(127, 160)}
 
 
 def _fail(message: str) -> None:
@@ -132,14 +139,22 @@ def _sigterm_as_interrupt(function: Callable) -> Callable:
 
 def _closed_by(generator: Generator, stop: BaseException) -> Iterator:
     """What a generator suspended at a yield still yields once `stop` is raised there (its handler's last words),
-    `stop` itself swallowed: the caller raises it on."""
+    `stop` itself swallowed where the generator raises it on: the caller raises it. Anything else it raises (a
+    second signal meanwhile) goes on."""
     try:
         first = generator.throw(stop)
-    except (StopIteration, type(stop)):
+    except StopIteration:
+        return
+    except BaseException as raised:
+        if raised is not stop:
+            raise
         return
     yield first
-    with contextlib.suppress(type(stop)):
+    try:
         yield from generator
+    except BaseException as raised:
+        if raised is not stop:
+            raise
 
 
 def _silence_stdout() -> None:
@@ -870,7 +885,8 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
         if as_json:
             _echo_json({"event": event, **row})
         elif writer:
-            writer.writerow([event] + [row[c] for c in columns[1:]])
+            writer.writerow([event] + [row[c].translate(_CONTROL_SHOWN_IN_CSV) if isinstance(row[c], str) else row[c]
+                                       for c in columns[1:]])
             sys.stdout.flush()
         else:
             offset = "" if segment.song_offset_s is None else f", from {segment.song_offset_s:.1f} s in the song"
@@ -891,7 +907,9 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
     except AudioError as error:  # the source turned out not to be audio, or broke off: say which source
         raise AudioError(f"{'standard input' if source == '-' else source}: {error}") from None
     except KeyboardInterrupt as stop:  # the song playing was closed where the stream stopped
-        if found.gi_frame is not None:  # stopped here (writing a line), not in the monitor: it still closes it
+        # stopped here (writing a line), not in the monitor: thrown in where it waits, it still closes the song (a
+        # monitor that stopped itself re-raises it at once); the interruption is what is reported, however it ends
+        with contextlib.suppress(LmprintError):
             for segment in _closed_by(found, stop):
                 emit(segment)
         raise type(stop)(_count(segments, "segment")) from None

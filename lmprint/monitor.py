@@ -38,7 +38,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -860,8 +860,9 @@ are about 0.25 s of audio, so this holds some 16 s."""
 
 
 def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSettings | None = None,
-            looks: Looks | None = None, ahead_of_looks: bool = False) -> Iterator[Segment]:
-    """Every segment event of a stream of chunks: each segment once when confirmed (open), once when closed. With
+            looks: Looks | None = None, ahead_of_looks: bool = False) -> Generator[Segment, None, None]:
+    """Every segment event of a stream of chunks: each segment once when confirmed (open), once when closed. An
+    interruption (Ctrl-C) raised in it, or thrown into it where it waits, closes the segment playing first. With
     `looks`, `looks.jobs` windows are matched at once in its worker processes; with `ahead_of_looks` too, `chunks`
     are read in a thread meanwhile (`read_ahead`): for a file, whose decoding then overlaps the looks. Not for a
     live stream or a pipe: it arrives no faster for it, and a thread blocked reading one cannot be stopped."""

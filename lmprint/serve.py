@@ -27,6 +27,7 @@ import hmac
 import logging
 import os
 import re
+import stat
 import tempfile
 import threading
 import time
@@ -205,8 +206,9 @@ class Upload:
     holding it then decides for itself. A worker thread using the file holds it too (`in_use`): a request cancelled
     as the server stops lets go of it only once its worker is done."""
 
-    def __init__(self, path: str, name: str, descriptor: int):
+    def __init__(self, path: str, name: str, descriptor: int, written_here: bool = False):
         self.path, self.name = path, name
+        self.written_here = written_here  # this request wrote the file: no song of it was stored before
         self._descriptor: int | None = descriptor
         self._closing = threading.Lock()  # the event loop and a worker thread may both let go of it
         self._users = 0  # worker threads using the file now
@@ -231,6 +233,7 @@ class Upload:
                     if kept and os.path.splitext(base)[1].lower() not in AUDIO_EXTENSIONS:
                         base += audio_extension(partial) or ""
                     path = os.path.join(folder, base)
+                written = os.stat(partial)  # the file is this request's where the path names this one
                 try:
                     os.link(partial, path)  # the file, unless one is there already: a rename would replace it
                 except FileExistsError:
@@ -245,7 +248,7 @@ class Upload:
                 try:
                     await _shared_lock(descriptor)
                     if _still_names(path, descriptor):
-                        return cls(path, name, descriptor)
+                        return cls(path, name, descriptor, os.path.samestat(os.fstat(descriptor), written))
                 except BaseException:
                     os.close(descriptor)
                     raise
@@ -490,8 +493,11 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             declared_s = declared_duration_s(upload.path)
             if declared_s is not None and declared_s > settings.max_upload_s:
                 if kept:  # not kept, unless it is an indexed song's file (uploaded when the cap was higher)
-                    with contextlib.suppress(*INDEX_BUSY, *SERVER_FAULTS):  # the index cannot tell: it stays
+                    try:
                         await workers.run(upload.discard)
+                    except (*INDEX_BUSY, *SERVER_FAULTS):  # the index cannot tell; a file written now is no song's
+                        if upload.written_here:
+                            upload.discard()
                 else:
                     upload.discard()
                 return error(413, f"upload of {declared_s:.0f} s of audio, over {settings.max_upload_s:g} s: " + (
@@ -668,6 +674,8 @@ class TLS:
             return None
         for path in (certfile, keyfile):
             try:
+                if path is not None and not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would wait for a writer
+                    raise LmprintError(f"{path}: not a file")
                 if path is not None:
                     open(path, "rb").close()  # noqa: SIM115 - only whether it can be read
             except OSError as error:

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -82,6 +83,58 @@ def test_an_interruption_while_a_line_is_written_still_closes_the_song_playing(b
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [event["event"] for event in events] == ["closed"] and events[0]["title"] == "song0", result.stdout
     assert result.returncode == 130 and result.stderr == "lmprint: interrupted (1 segment)\n", result.stderr
+
+
+def test_a_csv_row_shows_a_names_control_characters_escaped(library_dir, tmp_path):
+    """A title or a path may hold control characters (a file name may): in a CSV field, whose quotes keep a tab or
+    a line break whole, the others are shown escaped, as in a line of text, so that a name cannot steer the
+    terminal (ESC, and C1's CSI, U+009B)."""
+    import csv
+    import io
+
+    named = tmp_path / "a\x1b[31mred\x9b31m\tsong.flac"
+    shutil.copy(library_dir / "song1.flac", named)
+    db = tmp_path / "index.db"
+    run_cli("add", named, db=db, check=True)
+    result = run_cli("monitor", "--csv", "--jobs", "1", named, db=db, check=True)
+    assert "\x1b" not in result.stdout and "\x9b" not in result.stdout
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows and rows[0]["title"] == "a\\x1b[31mred\\x9b31m\tsong", rows
+
+
+def test_an_interruption_thrown_into_a_monitor_yields_its_last_words_and_nothing_else_is_swallowed():
+    """`_closed_by`: what a generator yields once interrupted where it waits, the interruption itself left to the
+    caller; a generator done already yields nothing; another interruption meanwhile (SIGTERM during a Ctrl-C's
+    close) goes on, as does an error of the close."""
+    from lmprint.cli import _closed_by
+    from lmprint.errors import Terminated
+
+    def monitor(on_stop):
+        try:
+            yield "open"
+            yield "never"
+        except KeyboardInterrupt:
+            yield "closed"
+            on_stop()
+            raise
+
+    def reraise():
+        pass
+
+    playing, stop = monitor(reraise), KeyboardInterrupt()
+    assert next(playing) == "open" and list(_closed_by(playing, stop)) == ["closed"]
+    assert list(_closed_by(playing, stop)) == []  # done already
+    started = monitor(reraise)
+    assert list(_closed_by(started, stop)) == []  # not started: nothing to close
+
+    def terminated():
+        raise Terminated
+
+    for meanwhile, error in ((terminated, Terminated), (lambda: 1 / 0, ZeroDivisionError)):
+        playing = monitor(meanwhile)
+        next(playing)
+        with pytest.raises(error):
+            list(_closed_by(playing, KeyboardInterrupt()))
 
 
 @pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]])

@@ -686,6 +686,7 @@ def test_an_index_deleted_and_built_anew_is_opened_anew(built_index, tmp_path):
         assert gone.status_code == 500 and "no index at" in gone.json()["error"], gone.json()
         long = client.post("/songs", content=newcomer.read_bytes(), headers={"authorization": "Bearer t"})
         assert long.status_code == 413, long.json()  # over the cap, whether the index can be read or not
+        assert not [path for path in (tmp_path / "lmprint-uploads").rglob("*") if path.is_file()]  # nor kept
         with Index(db, create=True) as rebuilt:
             rebuilt.add([str(newcomer)])
         assert client.get("/health").json()["songs"] == 1
@@ -885,6 +886,8 @@ def test_lmprint_serve_over_https_with_a_certificate_and_its_key(built_index, tm
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
                     str(certificate), "-days", "1", "-subj", "/CN=localhost", "-addext",
                     "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    fifo = tmp_path / "fifo.pem"
+    os.mkfifo(fifo)
     locked = tmp_path / "locked.pem"  # a key with a passphrase: OpenSSL would ask for it on the terminal
     subprocess.run(["openssl", "pkey", "-in", str(key), "-out", str(locked), "-aes256", "-passout", "pass:secret"],
                    check=True, capture_output=True)
@@ -894,7 +897,8 @@ def test_lmprint_serve_over_https_with_a_certificate_and_its_key(built_index, tm
                         (["--certfile", str(certificate), "--keyfile", str(tmp_path / "gone.pem")],
                          "gone.pem: no such file"),
                         (["--certfile", str(certificate), "--keyfile", str(locked)],
-                         f"{locked}: the private key has a passphrase; serve needs it without")):
+                         f"{locked}: the private key has a passphrase; serve needs it without"),
+                        (["--certfile", str(fifo)], f"{fifo}: not a file")):  # not a wait for a writer
         result = CliRunner().invoke(main, ["--db", str(built_index), "serve", "--port", "0", *wrong])
         assert result.exit_code == 1 and result.output.count("\n") == 1 and said in result.output, result.output
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
