@@ -170,6 +170,9 @@ def open_method(db: str, method: str, *, create: bool = False, model: str | None
                 matching: Any = None, with_model: bool = False):
     """The engine `method` on the index file `db` (imported lazily: numpy, FFmpeg and torch load only when a
     command needs them). `with_model`: load the MERT model now, so a wrong folder is one error, not one per file."""
+    if method != "mert" and (model is not None or device is not None):  # `--method mert` forgotten
+        raise LmprintError(f"--{'model' if model is not None else 'device'} applies to --method mert (this is "
+                           f"--method {method})")
     if method == "mert":
         from neural import mert
         from neural.library import MertIndex

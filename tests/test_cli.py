@@ -337,6 +337,12 @@ def test_the_conventions_of_command_line_tools(library_dir, built_index, tmp_pat
     assert [json.loads(line)["match"]["title"] for line in folder.stdout.splitlines()] == ["song0", "song5"]
     jobs = next(option for option in add.params if option.name == "jobs")
     assert jobs.default == os.cpu_count()
+    # a MERT option without --method mert: refused in one line, not a landmark index made without a word
+    for wrong in (["--model", tmp_path / "nowhere"], ["--device", "cpu"]):
+        made = tmp_path / "forgot.db"
+        forgot = run_cli("add", *wrong, library_dir, db=made)
+        assert forgot.returncode == 1 and forgot.stderr == (f"lmprint: {wrong[0]} applies to --method mert (this is "
+                                                            "--method landmark)\n") and not made.exists()
 
 
 def test_adding_a_folder_without_audio_is_an_error(tmp_path):
