@@ -172,7 +172,7 @@ class Index:
                 record(self._moved(Outcome(song.path, skipped=True, content_sha1=song.content_sha1)))
             else:
                 record(outcome, song.duration_s)
-        report.replaced = self._settle_paths(content_at, record)
+        report.replaced = self._settle_paths(content_at, record, on_outcome)
         self._compact_after_change(report.audio_s)
         return report
 
@@ -180,10 +180,12 @@ class Index:
         """Whether a song of this content has postings now."""
         return bool(self.catalogue.read("SELECT 1 FROM songs WHERE content_sha1=? AND n_hashes > 0", (content_sha1,)))
 
-    def _settle_paths(self, content_at: dict[str, str], record: Callable[[Outcome], None]) -> int:
+    def _settle_paths(self, content_at: dict[str, str], record: Callable[[Outcome], None],
+                      on_outcome: Callable[[Outcome], None] | None = None) -> int:
         """A path names one song: each entry that names a path of this batch but another content than the batch
         found there moves to a path where the batch found its content, or to a copy that still holds it (each
-        move `record`ed), or is removed. Returns how many were removed."""
+        move `record`ed), or is removed (told to `on_outcome`, the file counted already). Returns how many were
+        removed."""
         found_at = {content: path for path, content in content_at.items()}
         stale = [song for path, found in content_at.items() for song in self.catalogue.songs_at(path)
                  if song.content_sha1 != found]
@@ -202,7 +204,12 @@ class Index:
             else:
                 gone.append(song)
         # as read: a song another process moved meanwhile stays; one scan of the postings for all of them
-        return len(self.remove(gone))
+        removed = self.remove(gone)
+        if on_outcome is not None:
+            for song in gone:
+                if song.id in removed:
+                    on_outcome(Outcome(song.path, content_sha1=content_at[song.path], replaced=True))
+        return len(removed)
 
     def _moved(self, outcome: Outcome) -> Outcome:
         """A skipped file's outcome, as a move when its content's song names a path that is gone (or that holds

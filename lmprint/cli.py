@@ -469,12 +469,14 @@ def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = Non
             line = f"lmprint: {outcome.path}: {outcome.error}"
         elif outcome.moved_from:
             line = f"moved {_one_line(str(outcome.moved_from))} -> {_one_line(outcome.path)}"
+        elif outcome.replaced:
+            line = f"replaced {_one_line(outcome.path)}: it holds other audio than when it was indexed"
         elif outcome.warning:
             line = f"lmprint: {outcome.path}: warning: {outcome.warning}"
         if line:
             line = _one_line(line)
             progress.write(line, file=sys.stderr) if progress is not None else click.echo(line, err=True)
-        if progress is not None and (progress.total is None or progress.n < progress.total):
+        if progress is not None and not outcome.replaced and (progress.total is None or progress.n < progress.total):
             progress.update(1)  # a song moved once the batch is done is not another file
 
     return progress, report

@@ -140,6 +140,9 @@ class Outcome:
     warning: str | None = None
     """Something a user should know about a file that was added anyway, e.g. that it decoded to much less than its
     container declares."""
+    replaced: bool = False
+    """Set, after the file was added, where it held other content when it was indexed before and no file holds that
+    now: the song of that content is removed (a file re-encoded, retagged or cut short where it lies)."""
 
 
 @dataclass

@@ -489,6 +489,8 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     write_tagged(music / "song3.mp3", rendered(3, 40.0, 22050), 22050, title="Song Three")  # retagged, re-encoded
     retagged = run_cli("add", music / "song3.mp3", db=db, check=True)
     assert "added 1, skipped 0 (already indexed), failed 0, replaced 1" in retagged.stderr
+    assert retagged.stderr.startswith(  # which file, in a line of its own (a download cut short says it so too)
+        f"replaced {music / 'song3.mp3'}: it holds other audio than when it was indexed\n"), retagged.stderr
     listed = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
     assert [song["title"] for song in listed if song["path"] == str(music / "song3.mp3")] == ["Song Three"]
     assert len(listed) == 3
