@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lmprint.errors import ModelError
+from lmprint.errors import ModelError, os_reason
 
 from .settings import MertSettings
 
@@ -69,8 +69,10 @@ def standardise(batch: np.ndarray) -> np.ndarray:
 def resolve_model_dir(model: str | os.PathLike | None) -> Path:
     """A local folder holding config.json and the weights, from `model` (a folder, or a hub name found in an
     existing Hugging Face cache). Raises ModelError; never downloads."""
+    given = "--model"
     if model is None:
-        model = os.environ.get("LMPRINT_MERT_MODEL") or HUB_NAME
+        model, given = ((os.environ["LMPRINT_MERT_MODEL"], "$LMPRINT_MERT_MODEL")
+                        if os.environ.get("LMPRINT_MERT_MODEL") else (HUB_NAME, "the default, no --model given"))
     path = Path(model).expanduser()
     if path.is_dir():
         return path
@@ -81,17 +83,19 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path:
             return Path(snapshot_download(str(model), local_files_only=True))
         except Exception:  # noqa: BLE001 - any failure here means "not in the local cache"
             pass
-    raise ModelError(f"no MERT weights at {model!r}: pass --model with a local folder holding config.json and "
-                     f"pytorch_model.bin or model.safetensors (weights are never downloaded; see README, "
-                     f"'Getting the MERT weights')")
+    raise ModelError(f"no MERT weights at {str(model)!r} ({given}): pass --model with a local folder holding "
+                     f"config.json and pytorch_model.bin or model.safetensors (weights are never downloaded; see "
+                     f"README, 'Getting the MERT weights')")
 
 
 def read_config(config_path: Path) -> dict:
     """A checkpoint's config.json, as a dict."""
     try:
         return json.loads(Path(config_path).read_text())
-    except (OSError, ValueError) as error:
-        raise ModelError(f"cannot read {config_path}: {error}") from None
+    except OSError as error:
+        raise ModelError(f"{config_path}: {os_reason(error)} (a MERT checkpoint folder holds config.json)") from None
+    except ValueError as error:
+        raise ModelError(f"{config_path}: not JSON ({_first_line(error)})") from None
 
 
 def hubert_config(values: dict):
@@ -191,7 +195,8 @@ def load(model: str | os.PathLike | None = None, device: str | None = None, dtyp
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:  # torch's first line only says that loading failed: the keys are on the next
         lines = str(error).splitlines()
-        detail = (lines[1].strip() if len(lines) > 1 else _first_line(error)) or "mismatched keys"
+        detail = (_first_line(RuntimeError(lines[1].strip())) if len(lines) > 1 else _first_line(error)
+                  ) or "mismatched keys"
         raise ModelError(f"{folder}: the weights do not fit MERT's architecture ({detail})") from None
     digest = weights_digest(network.state_dict())  # as loaded: the names a checkpoint's age gives are evened out
     try:
@@ -215,5 +220,7 @@ def weights_digest(state: dict) -> str:
     return digest.hexdigest()[:16]
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
+def _first_line(error: Exception, max_chars: int = 200) -> str:
+    """An error's first line, cut to `max_chars` (torch lists every key or device type it knows in one line)."""
+    line = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return line if len(line) <= max_chars else line[:max_chars - 1] + "…"

@@ -50,6 +50,12 @@ def test_the_real_key_names_load_strictly_and_wrong_weights_are_refused(tiny_mod
     torch.save(state, bad / "pytorch_model.bin")
     with pytest.raises(ModelError, match="do not fit"):
         mert.load(bad, device="cpu")
+    fewer = {**tiny_config(), "num_hidden_layers": 1}  # a config of other layers: torch lists every key it misses
+    (bad / "config.json").write_text(json.dumps(fewer))
+    with pytest.raises(ModelError, match="do not fit") as refused:
+        mert.load(bad, device="cpu")
+    assert len(str(refused.value)) < 320 and str(refused.value).endswith("…)"), str(refused.value)
+    (bad / "config.json").write_text((tiny_model_dir / "config.json").read_text())
     pickled = torch.nn.Module()  # a file torch loads only with code execution allowed: one line, not torch's advice
     torch.save(pickled, bad / "pytorch_model.bin")
     with pytest.raises(ModelError) as refused:
@@ -92,6 +98,17 @@ def test_a_bad_model_path_gives_one_clear_error(tmp_path):
     with pytest.raises(ModelError, match="no MERT weights"):
         mert.load(tmp_path / "nowhere", device="cpu")
     (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError) as refused:
+        mert.load(tmp_path / "empty", device="cpu")
+    assert str(refused.value) == (f"{tmp_path / 'empty' / 'config.json'}: no such file or directory (a MERT checkpoint "
+                                  "folder holds config.json)")
+    with pytest.MonkeyPatch.context() as patch:  # where the name came from, when it was not typed
+        patch.setenv("LMPRINT_MERT_MODEL", str(tmp_path / "nope"))
+        with pytest.raises(ModelError, match=r"nope' \(\$LMPRINT_MERT_MODEL\)"):
+            mert.load(None, device="cpu")
+        patch.delenv("LMPRINT_MERT_MODEL")
+        with pytest.raises(ModelError, match=r"\(the default, no --model given\)"):
+            mert.load(None, device="cpu")
     (tmp_path / "empty" / "config.json").write_text(json.dumps(tiny_config()))
     with pytest.raises(ModelError, match="no model.safetensors or pytorch_model.bin"):
         mert.load(tmp_path / "empty", device="cpu")
