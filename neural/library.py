@@ -78,7 +78,9 @@ class MertIndex:
             paths = [paths]
         known = self.codes.coded_content()
         projection = self.codes.projection()
-        fits = False  # the model is checked against the index before it embeds: not when every file is known
+        # the model is checked against the index before it embeds, or at once when it is loaded already (`add`'s
+        # command loads it first): not loaded only to learn that every file is known
+        fits = self._encoder is not None and self._model_fits(projection) is not None
         pending: list[tuple] = []
         report = AddReport()
 

@@ -231,6 +231,9 @@ def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
         refused = run_cli("match", "--method", "mert", "--model", model, "--device", device, tmp_path / "s2.flac",
                           tmp_path / "s0.flac", db=db)  # once for the batch, not once a file
         assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and reason in refused.stderr, refused.stderr
+    # `add` of files all indexed already, with other weights: refused too, not "added 0" as though all were well
+    again = run_cli("add", "--method", "mert", "--model", retrained, "--device", "cpu", tmp_path / "s2.flac", db=db)
+    assert again.returncode == 1 and "other weights" in again.stderr and again.stderr.count("\n") == 1, again.stderr
     removed = run_cli("remove", tmp_path / "s1.flac", db=db, check=True)  # an index of MERT codes alone
     assert "s1.flac" in removed.stdout
     assert json.loads(run_cli("stats", "--json", db=db, check=True).stdout)["songs"] == 3
