@@ -554,8 +554,9 @@ class Catalogue:
     def find_songs(self, reference: str) -> list[Song]:
         """Songs whose id, path (as given, absolute, or with links resolved), title or content hash equals
         `reference`, or whose content hash starts with it (at least `MIN_HASH_PREFIX` hexadecimal digits, as `git`
-        takes a commit's). A path or title matches in either Unicode form: "é" typed as one character names a song
-        whose file name spells it as "e" and an accent, as macOS writes names."""
+        takes a commit's); failing those, whose title equals it in any case. A path or title matches in either
+        Unicode form: "é" typed as one character names a song whose file name spells it as "e" and an accent, as
+        macOS writes names."""
         spellings = sorted(unicode_spellings(reference))
         paths = sorted(_path_forms(reference) | set(spellings))
         prefix = reference.lower() if len(reference) >= MIN_HASH_PREFIX and all(
@@ -566,6 +567,11 @@ class Catalogue:
                          (reference, *paths, *spellings, reference, prefix, prefix, prefix))
         if not rows and os.path.isfile(reference):  # the file's real path, where `add` was given a link's
             rows = self._same_file("songs", _SONG_COLUMNS, 1, reference)
+        if not rows:  # a title typed in another case ("beach" for "Beach"), where none is titled so exactly
+            folded = unicodedata.normalize("NFC", reference).casefold()
+            ids = [song_id for song_id, title in self.read("SELECT id, title FROM songs")
+                   if unicodedata.normalize("NFC", title).casefold() == folded]
+            rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({', '.join('?' * len(ids))})", ids)
         return [Song(*row) for row in rows]
 
     def copy_at(self, reference: str) -> str | None:

@@ -449,6 +449,8 @@ def test_a_title_or_folder_typed_in_the_other_unicode_form_still_names_the_song(
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", decomposed, db=db, check=True).stderr
     assert run_cli("remove", "--dry-run", "R\u00e9sum\u00e9", db=db, check=True).stdout.startswith("would remove ")
+    for typed_title in ("r\u00e9sum\u00e9", "RE\u0301SUME\u0301"):  # in another case, and either form
+        assert run_cli("remove", "--dry-run", typed_title, db=db, check=True).stdout.startswith("would remove ")
     typed = tmp_path / "Caf\u00e9"
     assert run_cli("remove", "--dry-run", typed / "R\u00e9sum\u00e9.flac", db=db, check=True).stdout.count(
         "would remove") == 1
