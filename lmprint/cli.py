@@ -621,10 +621,11 @@ def engines_in(db: str) -> list[str]:
                                             ("mert", catalogue.has_table("mert_codes"))) if present]
 
 
-def remove_songs(db: str, songs: list, dry_run: bool) -> int:
-    """Remove songs as read (`Method.remove`) with all their data (or, with `dry_run`, nothing), print each, and
-    return how many were (or would be) removed. Through the landmark engine when the file has its postings: they
-    are the only data a song's removal from the catalogue does not take along (every per-song table cascades)."""
+def remove_songs(db: str, songs: list, dry_run: bool, copies: dict[int, list[str]] | None = None) -> int:
+    """Remove songs as read (`Method.remove`) with all their data (or, with `dry_run`, nothing), print each (and
+    the recorded `copies` of each, which go with it), and return how many were (or would be) removed. Through the
+    landmark engine when the file has its postings: they are the only data a song's removal from the catalogue does
+    not take along (every per-song table cascades)."""
     removed = {song.id for song in songs}
     if songs and not dry_run:
         index = open_method(db, (engines_in(db) or ["mert"])[0])
@@ -635,6 +636,8 @@ def remove_songs(db: str, songs: list, dry_run: bool) -> int:
     for song in songs:
         if song.id in removed:
             click.echo(f"{'would remove' if dry_run else 'removed'} {song.id}\t{_one_line(song.path)}")
+            for path in (copies or {}).get(song.id, []):
+                click.echo(f"{'would forget' if dry_run else 'forgot'} copy\t{_one_line(path)}")
         else:
             click.echo(_one_line(f"lmprint: {song.path}: not removed: another process moved or removed it "
                                  "meanwhile"), err=True)
@@ -651,7 +654,8 @@ def remove_songs(db: str, songs: list, dry_run: bool) -> int:
 @_guard
 def remove(ctx, songs, remove_all, dry_run):
     """Remove songs, each named by id, path, title or content hash (or its first 8 digits or more), with all their
-    data. A folder names every song whose file lies under it (--all when there are several)."""
+    data. A folder names every song whose file lies under it (--all when there are several). A song's recorded
+    copies go with it, each listed."""
     from .catalogue import MIN_HASH_PREFIX, Catalogue
 
     with Catalogue(ctx.obj["db"]) as catalogue:
@@ -661,7 +665,10 @@ def remove(ctx, songs, remove_all, dry_run):
                 click.echo(_one_line(f"lmprint: {reference}: {why}"), err=True)
             raise SystemExit(1)
         _keep_in_copies(catalogue, plan.stand_ins, plan.copies, dry_run)
-    n_removed = remove_songs(ctx.obj["db"], list(plan.songs.values()), dry_run)
+        forgotten = set(plan.copies)  # said already; a removed song's other recorded copies go with it
+        going = {song_id: [path for path in paths if path not in forgotten]
+                 for song_id, paths in catalogue.copies_of(plan.songs).items()}
+    n_removed = remove_songs(ctx.obj["db"], list(plan.songs.values()), dry_run, going)
     for reference in plan.missing:
         short_hash = (4 <= len(reference) < MIN_HASH_PREFIX and not reference.isdigit()
                       and all(c in "0123456789abcdef" for c in reference.lower()))

@@ -435,7 +435,7 @@ def test_a_song_named_and_under_a_folder_named_goes_though_a_copy_outside_would_
     song_id = run_cli("list", db=db, check=True).stdout.split("\t")[0]
     result = run_cli("remove", song_id, tmp_path / "f", db=db)
     assert result.returncode == 0 and result.stderr == ""
-    assert result.stdout == f"removed {song_id}\t{tmp_path / 'f' / 'a.wav'}\n"
+    assert result.stdout == f"removed {song_id}\t{tmp_path / 'f' / 'a.wav'}\nforgot copy\t{tmp_path / 'y' / 'a.wav'}\n"
     assert run_cli("list", db=db, check=True).stdout == ""
 
 
@@ -448,7 +448,9 @@ def test_a_title_or_folder_typed_in_the_other_unicode_form_still_names_the_song(
     shutil.copy(library_dir / "song1.flac", decomposed / "zcopy.flac")
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", decomposed, db=db, check=True).stderr
-    assert run_cli("remove", "--dry-run", "R\u00e9sum\u00e9", db=db, check=True).stdout.startswith("would remove ")
+    by_title = run_cli("remove", "--dry-run", "R\u00e9sum\u00e9", db=db, check=True).stdout.splitlines()
+    assert by_title[0].startswith("would remove ")  # and the copy that goes with it, said so
+    assert by_title[1:] == [f"would forget copy\t{decomposed / 'zcopy.flac'}"], by_title
     for typed_title in ("r\u00e9sum\u00e9", "RE\u0301SUME\u0301"):  # in another case, and either form
         assert run_cli("remove", "--dry-run", typed_title, db=db, check=True).stdout.startswith("would remove ")
     typed = tmp_path / "Caf\u00e9"
