@@ -134,8 +134,9 @@ class MertIndex:
         reference = np.concatenate([p[4] for p in pending])
         if reference.shape[0] < self.settings.code_bits:
             print(f"lmprint: note: PCA fit on {reference.shape[0]} centroids (fewer than "
-                  f"{self.settings.code_bits}); index at least {-(-self.settings.code_bits // self.settings.centroids)}"
-                  " songs in the first batch for a well-conditioned basis", file=sys.stderr)
+                  f"{self.settings.code_bits}), and fixed for this index from now on; for a well-conditioned basis, "
+                  f"index again into a new file with at least {-(-self.settings.code_bits // self.settings.centroids)}"
+                  " songs in its first batch", file=sys.stderr)
         self.codes.save_projection(Projection.fit(reference, self.settings.code_bits), self.encoder.name,
                                    reference.shape[0], self.encoder.digest)
         projection = self._model_fits(self.codes.projection())  # another process's first batch may have won

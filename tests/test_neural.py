@@ -194,6 +194,9 @@ def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
                     *[tmp_path / f"s{seed}.flac" for seed in range(4)], db=db)
     assert added.returncode == 0, added.stderr
     assert "added 4" in added.stderr
+    assert ("lmprint: note: PCA fit on 40 centroids (fewer than 256), and fixed for this index from now on; for a "
+            "well-conditioned basis, index again into a new file with at least 26 songs in its first batch\n"
+            ) in added.stderr, added.stderr  # what a small first batch leaves, and how to do better
     stats = json.loads(run_cli("stats", "--json", db=db, check=True).stdout)
     assert stats["songs"] == 4 and stats["code_bytes_per_song"] == 320.0
     # each file as a query: its windows are its song's (ten windows or fewer are kept as they are), and even the
