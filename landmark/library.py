@@ -363,7 +363,7 @@ class Index:
         if peaks is not None and decision.clip is not None and warp.measured(matching):
             # how fast the clip plays, and its start in the song
             found_warp, start = warp.measure(decision.clip, *peaks, best.delta_frames, matching, around=found_warp,
-                                               clip_peaks=query.index_peaks)
+                                             clip_peaks=query.index_peaks)
             best = vote.Candidate(best.song_id, best.score, start)
         songs = self.catalogue.songs_by_id([best.song_id, *sorted(is_copy.copies.get(best.song_id, ()))])
         song = songs.pop(best.song_id, None)

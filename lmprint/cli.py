@@ -36,7 +36,7 @@ _CONTROL_SHOWN = {**{code: f"\\x{code:02x}" for code in (*range(32), *range(127,
                   13: "\\r"}
 """How a control character (C0, DEL, C1) of a name or a title is shown in a line of text (`_one_line`)..."""
 
-_CONTROL_SHOWN_IN_CSV = {code: f"\\x{code:02x}" for code in (*range(9), 11, 12, *range(14, 32), *range(127, 160))}
+_CONTROL_SHOWN_IN_CSV = {code: shown for code, shown in _CONTROL_SHOWN.items() if chr(code) not in "\t\n\r"}
 """...in a CSV field, whose quotes keep a tab or a line break whole: every other one..."""
 
 _C1_ESCAPED = {code: f"\\u{code:04x}" for code in range(127, 160)}
@@ -73,7 +73,6 @@ def _echo_json(value: Any) -> None:
     except LookupError:
         utf_8 = False
     click.echo(line if utf_8 or not hasattr(sys.stdout, "buffer") else line.encode("utf-8", "backslashreplace"))
-
 
 
 def _fail(message: str) -> None:
@@ -532,7 +531,7 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
             click.echo(_one_line(f"lmprint: {path}: {error}"), err=True)
             if as_json:
                 _echo_json({"query": _as_text(path), "match": None, "runner_up": None,
-                                       "error": _as_text(str(error))})
+                            "error": _as_text(str(error))})
             failed += 1
             continue
         found = answer.match
@@ -796,7 +795,7 @@ def dedup(ctx, as_json):
     for files in groups:
         if as_json:
             _echo_json({"same_recording": [{"song_id": file.id, "path": file.path, "copy": copy,
-                                                       "gone": file.path in gone} for file, copy in files]})
+                                            "gone": file.path in gone} for file, copy in files]})
         else:
             click.echo("same recording:\n" + "".join(
                 f"  {file.id}\t{_one_line(file.path)}{' (copy)' * copy}{' (gone)' * (file.path in gone)}\n"
@@ -804,8 +803,8 @@ def dedup(ctx, as_json):
     for part in parts:
         if as_json:
             _echo_json({"shared_part": [{"song_id": i, "path": songs[i].path, "start_s": round(start, 1),
-                                                    "end_s": round(end, 1), "gone": songs[i].path in gone}
-                                                   for i, start, end in part.sides], "landmarks": part.landmarks})
+                                         "end_s": round(end, 1), "gone": songs[i].path in gone}
+                                        for i, start, end in part.sides], "landmarks": part.landmarks})
         else:
             click.echo("shared part:\n" + "".join(f"  {i}\t{start:7.1f}–{end:7.1f} s\t{_one_line(songs[i].path)}"
                                                   f"{' (gone)' * (songs[i].path in gone)}\n"
@@ -889,6 +888,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
             heard[0] += chunk.size
             heard[1] = max(heard[1], audio.loudest_rms(chunk, rate))
             yield chunk
+
     def emit(segment: Any) -> None:
         nonlocal segments
         row = segment.to_dict()
@@ -897,8 +897,8 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
         if as_json:
             _echo_json({"event": event, **row})
         elif writer:
-            writer.writerow([event] + [row[c].translate(_CONTROL_SHOWN_IN_CSV) if isinstance(row[c], str) else row[c]
-                                       for c in columns[1:]])
+            writer.writerow([event] + [row[c].translate(_CONTROL_SHOWN_IN_CSV) if isinstance(row[c], str)
+                                       else row[c] for c in columns[1:]])
             sys.stdout.flush()
         else:
             offset = "" if segment.song_offset_s is None else f", from {segment.song_offset_s:.1f} s in the song"
@@ -908,6 +908,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
                     else f"{segment.start_s:8.1f} s – {segment.end_s:.1f} s")
             click.echo(f"{span}  {_one_line(segment.song.title)} ({_one_line(segment.song.path)}){offset}, "
                        f"confidence {segment.confidence:.4f}")
+
     found = follow(index, counted(chunks), settings, looks=looks,
                    ahead_of_looks=source != "-" and os.path.isfile(source))  # not a pipe: `monitor`
     try:

@@ -672,12 +672,11 @@ class TLS:
             if keyfile is not None:
                 raise LmprintError("--keyfile goes with --certfile")
             return None
-        for path in (certfile, keyfile):
+        for path in (path for path in (certfile, keyfile) if path is not None):
             try:
-                if path is not None and not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would wait for a writer
+                if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would wait for a writer
                     raise LmprintError(f"{path}: not a file")
-                if path is not None:
-                    open(path, "rb").close()  # noqa: SIM115 - only whether it can be read
+                open(path, "rb").close()  # noqa: SIM115 - only whether it can be read
             except OSError as error:
                 raise LmprintError(f"{path}: {os_reason(error)}") from None
 

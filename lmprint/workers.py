@@ -18,9 +18,9 @@ PARENT_CHECK_S = 1.0
 
 
 def worker_started() -> None:
-    """Called in a worker process as it starts (a pool's initializer): it ignores Ctrl-C, and a daemon
-    thread ends it once its parent is gone, which it sees as its parent id changing (an orphan is adopted by
-    another process). Nothing in a process that is not a multiprocessing child."""
+    """Called in a worker process as it starts (a pool's initializer): it ignores Ctrl-C, and a daemon thread ends
+    it once its parent is gone, which it sees as its parent id changing (an orphan is adopted by another process).
+    Nothing in a process that is not a multiprocessing child."""
     import multiprocessing
 
     parent = multiprocessing.parent_process()

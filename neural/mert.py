@@ -195,8 +195,7 @@ def load(model: str | os.PathLike | None = None, device: str | None = None, dtyp
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:  # torch's first line only says that loading failed: the keys are on the next
         lines = str(error).splitlines()
-        detail = (_first_line(RuntimeError(lines[1].strip())) if len(lines) > 1 else _first_line(error)
-                  ) or "mismatched keys"
+        detail = (_cut(lines[1].strip()) if len(lines) > 1 else _first_line(error)) or "mismatched keys"
         raise ModelError(f"{folder}: the weights do not fit MERT's architecture ({detail})") from None
     digest = weights_digest(network.state_dict())  # as loaded: the names a checkpoint's age gives are evened out
     try:
@@ -220,7 +219,11 @@ def weights_digest(state: dict) -> str:
     return digest.hexdigest()[:16]
 
 
-def _first_line(error: Exception, max_chars: int = 200) -> str:
-    """An error's first line, cut to `max_chars` (torch lists every key or device type it knows in one line)."""
-    line = str(error).splitlines()[0] if str(error) else type(error).__name__
+def _first_line(error: Exception) -> str:
+    """An error's first line (`_cut`), or its type's name."""
+    return _cut(str(error).splitlines()[0]) if str(error) else type(error).__name__
+
+
+def _cut(line: str, max_chars: int = 200) -> str:
+    """A line of an error, cut to `max_chars`: torch lists every key or device type it knows in one line."""
     return line if len(line) <= max_chars else line[:max_chars - 1] + "…"
