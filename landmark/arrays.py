@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import time
+from typing import Literal
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -46,3 +50,50 @@ def largest(values: np.ndarray, count: int) -> np.ndarray:
     above, at = np.flatnonzero(values > cut), np.flatnonzero(values == cut)
     chosen = np.concatenate([above, at[:count - above.size]])
     return chosen[np.lexsort((chosen, -values[chosen]))]
+
+
+
+def sort_runs(keys: np.ndarray) -> None:
+    """Sort integer keys that come in sorted runs (a vote's, by song), in place, with whichever of numpy's sorts
+    is the faster on this machine (`runs_sort_kind`): equal integers either way, so the same result."""
+    keys.sort(kind=runs_sort_kind())
+
+
+@functools.cache
+def runs_sort_kind() -> Literal["quicksort", "stable"]:
+    """numpy's default sort where it is vectorised (x86-simd-sort on AVX-512, 7× faster than the stable one at a
+    vote's 200,000 keys), else its stable sort, a timsort that merges the runs (twice as fast as the default
+    introsort there). Which one a build and a processor give cannot be asked of numpy, so both are timed once a
+    process, on 16,384 keys in runs of 64 (about 2 ms)."""
+    spread = np.arange(1 << 14, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spread out
+    keys = np.sort((spread >> np.uint64(24)).astype(np.int64).reshape(-1, 64), axis=1).ravel()
+
+    def fastest_s(kind: Literal["quicksort", "stable"]) -> float:
+        took = []
+        for _ in range(3):
+            copy = keys.copy()
+            began = time.perf_counter()
+            copy.sort(kind=kind)
+            took.append(time.perf_counter() - began)
+        return min(took)
+
+    return "quicksort" if fastest_s("quicksort") < fastest_s("stable") else "stable"
+
+
+def argsort_stable(values: np.ndarray) -> np.ndarray:
+    """`np.argsort(values, kind="stable")` (ties in index order; no NaN) for 1-D `values`, by numpy's default sort
+    where that is the faster one (`runs_sort_kind`): an unstable argsort, then the indices of each run of equal
+    values put in order by one sort of (run, index) packed in an integer. 4–5× faster at 20,000–150,000 values."""
+    if runs_sort_kind() == "stable" or values.size < 2:
+        return np.argsort(values, kind="stable")
+    order = np.argsort(values)
+    ordered = values[order]
+    new_value = np.empty(values.size, bool)
+    new_value[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new_value[1:])
+    if new_value.all():
+        return order
+    index_bits = (values.size - 1).bit_length()
+    packed = (np.cumsum(new_value) << index_bits) | order
+    packed.sort()
+    return packed & ((1 << index_bits) - 1)

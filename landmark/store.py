@@ -52,7 +52,7 @@ from lmprint.files import file_size
 
 from . import peak_codec, segments
 from . import postings as codec
-from .arrays import run_starts
+from .arrays import argsort_stable, run_starts
 from .hashes import HASH_BITS
 from .timeline import TIMELINE_END, Timeline
 
@@ -860,7 +860,7 @@ def within_budget(priority: np.ndarray, postings: np.ndarray, max_postings: int)
     postings = np.asarray(postings, np.float64)
     if postings.sum() <= max_postings:
         return np.ones(postings.size, bool)
-    order = np.argsort(-(np.asarray(priority, np.float64) / np.maximum(postings, 1)), kind="stable")
+    order = argsort_stable(-(np.asarray(priority, np.float64) / np.maximum(postings, 1)))
     chosen = np.zeros(postings.size, bool)
     left = max_postings
     for _ in range(GREEDY_ROUNDS):

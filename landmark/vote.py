@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 
 from . import plan
-from .arrays import largest, run_starts
+from .arrays import largest, run_starts, sort_runs
 from .hashes import widen_delta_time
 from .settings import MatchSettings
 
@@ -183,9 +183,7 @@ def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int,
                       | votes.posting_levels)
         of_pair = (query_frames << level_bits) - (query_frames << low_bits)
         keys = of_posting[votes.posting_index] + of_pair[votes.query_index]
-        # stable: a timsort, and the votes come in runs by song (a key's postings are in timeline order), which it
-        # merges in half the time of numpy's default sort at 200,000 votes; equal integers, so the same result
-        keys.sort(kind="stable")
+        sort_runs(keys)  # the votes come in runs by song: a key's postings are in timeline order
         heaviest = keys[run_starts(keys >> level_bits)]
         weights = votes.level_weights[heaviest & ((1 << level_bits) - 1)]
         anchor_keys = heaviest >> level_bits

@@ -1,8 +1,10 @@
 """The small array helpers against numpy's own, on random cases with the edges a query meets."""
 
 import numpy as np
+import pytest
 
-from landmark.arrays import covered, largest, members, run_starts
+from landmark import arrays
+from landmark.arrays import argsort_stable, covered, largest, members, run_starts, sort_runs
 
 
 def test_members_is_isin():
@@ -39,3 +41,24 @@ def test_largest_is_the_head_of_a_stable_sort():
         scores = rng.integers(0, 6, int(rng.integers(0, 40))).astype(float)  # many ties, at the cut too
         count = int(rng.integers(0, 45))
         assert np.array_equal(largest(scores, count), np.argsort(-scores, kind="stable")[:count])
+
+
+@pytest.mark.parametrize("kind", ["quicksort", "stable"])
+def test_argsort_stable_keeps_ties_in_index_order_with_either_sort(kind, monkeypatch):
+    monkeypatch.setattr(arrays, "runs_sort_kind", lambda: kind)  # the machine's choice, forced both ways
+    rng = np.random.default_rng(3)
+    for size in (0, 1, 2, 3, 70, 5000):
+        for values in (rng.random(size), rng.integers(0, 4, size).astype(np.uint32),  # distinct; many ties
+                       -np.round(rng.random(size), 2), np.zeros(size)):  # ties at −0.0 and 0.0 too
+            assert np.array_equal(argsort_stable(values), np.argsort(values, kind="stable"))
+
+
+@pytest.mark.parametrize("kind", ["quicksort", "stable"])
+def test_sort_runs_sorts_keys_in_runs(kind, monkeypatch):
+    monkeypatch.setattr(arrays, "runs_sort_kind", lambda: kind)
+    rng = np.random.default_rng(4)
+    keys = np.concatenate([np.sort(rng.integers(0, 1 << 40, int(rng.integers(1, 50)))) for _ in range(200)])
+    expected = np.sort(keys, kind="stable")
+    sort_runs(keys)
+    assert np.array_equal(keys, expected)
+
