@@ -7,6 +7,7 @@ import subprocess
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
 from .audio_io import CODECS
 
@@ -136,7 +137,8 @@ def _query_set_options(command):
                      help="Folder of room impulse responses. Default: the measured rooms that ship with the "
                      "bench (bench/rooms)."),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--limit", type=int, default=None, help="Use only this many songs (a deterministic subset)."),
+        click.option("--limit", type=click.IntRange(1), default=None,
+                     help="Use only this many songs (a deterministic subset)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -176,7 +178,8 @@ def unseen_noise(outdir):
 @click.option("--corpus", required=True, type=click.Path(exists=True), help="Folder of audio, or a manifest.tsv.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where results.json, report.md and "
               "the plots go.")
-@click.option("--mert-model", type=click.Path(), help="Local MERT checkpoint folder. Without it, mert is skipped.")
+@click.option("--mert-model", type=click.Path(), envvar="LMPRINT_MERT_MODEL",
+              help="Local MERT checkpoint folder (default: $LMPRINT_MERT_MODEL). Without either, mert is skipped.")
 @click.option("--mert-device", default=None, help="Torch device for mert (default: cuda if present).")
 @_query_set_options
 @click.option("--quick", is_flag=True, help="Fewer conditions: clean 5 s, 0 dB noise, reverb, phone, MP3.")
@@ -186,6 +189,8 @@ def unseen_noise(outdir):
 def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, seed, limit, quick, jobs,
             landmark_settings):
     """Every method on the same songs with the same queries: results.json, report.md and PNG plots in OUT."""
+    from lmprint.errors import LmprintError
+
     from .report import markdown
     from .run import compare as run_compare
 
@@ -193,11 +198,21 @@ def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, s
     unknown = sorted(set(chosen) - {"landmark", "mert"})
     if unknown or not chosen:
         raise click.BadParameter(f"{methods!r}: known methods are landmark and mert", param_hint="--methods")
+    if "mert" in chosen and mert_model:  # a wrong folder is said before any work, not in the report at the end
+        from neural.mert import read_config, resolve_model_dir
+
+        given_by_environment = (click.get_current_context().get_parameter_source("mert_model")
+                                == ParameterSource.ENVIRONMENT)  # then None, so that the error names the variable
+        folder = resolve_model_dir(None if given_by_environment else mert_model, option="--mert-model")
+        read_config(folder / "config.json")
     results = run_compare(chosen, corpus, out,
                           mert_model=mert_model, mert_device=mert_device, noise_dir=noise_dir,
                           rir_dir=rir_dir, seed=seed, limit=limit, full=not quick,
                           jobs=jobs, show_progress=True, landmark_settings=landmark_settings)
     click.echo(markdown(results))
+    skipped = results["methods"].get("mert", {}).get("skipped")
+    if mert_model and skipped:  # weights given that do not load: the run did not do what was asked
+        raise LmprintError(f"mert: {skipped}")
 
 
 @main.command(name="as-user")
@@ -224,7 +239,7 @@ def as_user(corpus, out, noise_dir, rir_dir, seed, limit, full, jobs, clip_forma
               help="Index sizes (songs), comma-separated.")
 @click.option("--noise", "noise_dir", type=click.Path(), help="Folder of noise recordings.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit", type=int, default=None, help="Use only this many real songs.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use only this many real songs.")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
 def scale(corpus, out, sizes, noise_dir, seed, limit, jobs):
     """Landmark recall, false matches, latency and storage as distractor songs are added."""
@@ -298,10 +313,15 @@ def monitor(corpus, out, noise_dir, rir_dir, conditions, hours, songs, follow, f
 @click.option("--runs", type=click.IntRange(1), default=7, show_default=True)
 @click.argument("clip", type=click.Path(exists=True, dir_okay=False))
 def startup(db, runs, clip):
-    """Cold-start wall time of `lmprint match CLIP`, each run a fresh process."""
+    """Cold-start wall time of `lmprint match CLIP`, each run a fresh process: a JSON object.
+
+    It holds the median wall time, the process's peak memory, the heavy modules the query path imported (numba,
+    scipy, torch, sqlite_utils: none, as it should be) and the match."""
+    import json
+
     from .startup import measure
 
-    click.echo(measure(db, clip, runs))
+    click.echo(json.dumps(measure(db, clip, runs)))
 
 
 @main.command(name="serve")

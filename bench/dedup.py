@@ -27,7 +27,8 @@ RANGE_TOLERANCE_S = 2.0
 
 
 def plant(tracks, folder: str, count: int, rng: np.random.Generator) -> list[dict]:
-    """Write `count` planted files into `folder`, kinds in turn; each entry says what it copies and how."""
+    """Write up to `count` planted files into `folder`, kinds in turn, each copying another corpus song (fewer when
+    the corpus holds fewer songs); each entry says what it copies and how."""
     import av
 
     from landmark import audio
@@ -124,7 +125,9 @@ def run(corpus: str, sizes: list[int], count: int = 30, seed: int = 0, jobs: int
         index = Index(os.path.join(tmp, "dedup.db"), create=True)
         index.add([t.path for t in tracks] + [e["path"] for e in planted], jobs=jobs)
         bases = distractor_bases(index)
-        for size in sorted({len(bases), *sizes}):
+        if len(planted) < count:
+            print(f"bench: planted {len(planted)} of {count}: one for each corpus song", file=sys.stderr)
+        for size in sorted({len(bases), *(size for size in sizes if size > len(bases))}):  # no size twice
             add_distractors(index, bases, size, rng)
             started = time.perf_counter()
             found = index.duplicates()

@@ -25,14 +25,17 @@ def _cell(value) -> str:
 def markdown(results: dict) -> str:
     methods = results["methods"]
     ran = [m for m, figures in methods.items() if "skipped" not in figures]
-    lines = [f"Corpus: {results['songs']} songs ({results['indexed_songs']} indexed, the rest kept out for false "
-             f"matches), {results['queries']} queries, seed {results['seed']}.", ""]
+    kept_out = ("the rest kept out for false matches" if results["songs"] > results["indexed_songs"] else
+                "none kept out for false matches: too few songs")
+    lines = [f"Corpus: {results['songs']} songs ({results['indexed_songs']} indexed, {kept_out}), "
+             f"{results['queries']} queries, seed {results['seed']}.", ""]
     for name, figures in methods.items():
         if "skipped" in figures:
             lines.append(f"- **{name}**: skipped: {figures['skipped']}")
         elif not figures.get("meaningful", True):
-            lines.append(f"- **{name}**: figures NOT meaningful for recall (random stand-in weights): they show "
-                         "that the pipeline runs, and its speed and storage.")
+            lines.append(f"- **{name}**: figures NOT meaningful (stand-in weights): they show that the pipeline "
+                         "runs and what it stores; its recall means nothing, and its speed is not MERT-v1-95M's "
+                         "(`bench mert-speed` times the full-size architecture).")
     lines.append("")
     if not ran:
         return "\n".join(lines) + "\n"
@@ -64,7 +67,7 @@ def _figure(figures: dict, key: str | tuple[str, str]):
     return figures.get(key)
 
 
-PLOTS_NEED = "the plots need matplotlib: pip install 'lmprint[bench]'"
+PLOTS_NEED = "the plots need matplotlib: pip install matplotlib (or the bench extra: pip install -e '.[bench]')"
 
 
 def check_plotting() -> None:

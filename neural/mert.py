@@ -66,10 +66,11 @@ def standardise(batch: np.ndarray) -> np.ndarray:
     return ((batch - mean) / (std + 1e-7)).astype(np.float32)
 
 
-def resolve_model_dir(model: str | os.PathLike | None) -> Path:
+def resolve_model_dir(model: str | os.PathLike | None, option: str = "--model") -> Path:
     """A local folder holding config.json and the weights, from `model` (a folder, or a hub name found in an
-    existing Hugging Face cache). Raises ModelError; never downloads."""
-    given = "--model"
+    existing Hugging Face cache). Raises ModelError, naming the command's `option` that gives a model; never
+    downloads."""
+    given = option
     if model is None:
         model, given = ((os.environ["LMPRINT_MERT_MODEL"], "$LMPRINT_MERT_MODEL")
                         if os.environ.get("LMPRINT_MERT_MODEL") else (HUB_NAME, "the default, no --model given"))
@@ -83,7 +84,7 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path:
             return Path(snapshot_download(str(model), local_files_only=True))
         except Exception:  # noqa: BLE001 - any failure here means "not in the local cache"
             pass
-    raise ModelError(f"no MERT weights at {str(model)!r} ({given}): pass --model with a local folder holding "
+    raise ModelError(f"no MERT weights at {str(model)!r} ({given}): pass {option} with a local folder holding "
                      f"config.json and pytorch_model.bin or model.safetensors (weights are never downloaded; see "
                      f"README, 'Getting the MERT weights')")
 

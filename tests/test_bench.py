@@ -145,6 +145,25 @@ def test_without_weights_the_mert_row_says_skipped(tmp_path):
     assert "skipped: no weights" in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_weights_given_that_do_not_load_fail_the_run_after_its_report(tmp_path):
+    """A folder that looks like a checkpoint but does not load is skipped in the report, and the run exits 1: it
+    did not do what was asked (it exited 0)."""
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    music, model = tmp_path / "music", tmp_path / "model"
+    music.mkdir()
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    for seed in range(3):
+        write(music / f"g{seed}.flac", rendered(seed + 70, 15.0, SYNTH_RATE), SYNTH_RATE)
+    result = CliRunner().invoke(main, ["compare", "--methods", "mert", "--mert-model", str(model), "--quick",
+                                       "--corpus", str(music), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "\nbench: mert: " in result.output, result.output
+    assert "- **mert**: skipped: " in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_saved_queries_come_back_exactly(tmp_path):
     from bench.run import load_queries, save_queries
 
@@ -206,6 +225,9 @@ def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path)
 def test_startup_bench_matches_cold_and_keeps_heavy_modules_off_the_query_path(built_index, library_dir, tmp_path):
     """`bench startup` runs `lmprint match` in fresh processes; the query path imports neither numba nor scipy
     (numba's runtime alone costs about 0.7 s of a cold start, scipy.signal about 1 s)."""
+    from click.testing import CliRunner
+
+    from bench.cli import main
     from bench.startup import measure
     from landmark import Index, audio
 
@@ -215,6 +237,8 @@ def test_startup_bench_matches_cold_and_keeps_heavy_modules_off_the_query_path(b
     write(tmp_path / "clip.wav", clip, SYNTH_RATE)
     result = measure(str(built_index), str(tmp_path / "clip.wav"), runs=1)
     assert result["answer"]["path"] == song.path
+    printed = CliRunner().invoke(main, ["startup", "--db", str(built_index), "--runs", "1", str(tmp_path / "clip.wav")])
+    assert json.loads(printed.output)["answer"]["path"] == song.path  # JSON, for jq (it was a Python dict)
     assert abs(result["answer"]["offset_s"] - 6.0) < 0.1
     assert "numba" not in result["heavy_modules_imported"] and "scipy" not in result["heavy_modules_imported"]
     assert 20 < result["peak_rss_mb"] < 1000
@@ -255,7 +279,8 @@ def test_bench_dedup_finds_what_it_planted_and_judges_it(tmp_path):
     music.mkdir()
     for seed in range(5):
         write(music / f"g{seed}.flac", rendered(seed + 70, 75.0, SYNTH_RATE), SYNTH_RATE)
-    result = run(str(music), [120], count=3, workdir=str(tmp_path))  # a transcode, a retag and a cut
+    # a transcode, a retag and a cut; a size under the corpus's 8 songs is no second row of them
+    result = run(str(music), [4, 120], count=3, workdir=str(tmp_path))
     assert [entry["kind"] for entry in result["planted"]] == ["transcode", "retag", "cut"]
     small, large = result["rows"]
     assert (small["songs"], large["songs"]) == (8, 120)
@@ -424,7 +449,14 @@ def test_bench_refuses_what_it_cannot_do_in_one_line(built_index, library_dir, t
             (["search-speed", "--sizes", "0"], 2, "every size must be at least 1"),
             (["compare", "--methods", "foo", "--corpus", str(library_dir), "--out", str(tmp_path / "o")], 2,
              "known methods are landmark and mert"),
-            (["compare", "--corpus", str(tmp_path / "empty"), "--out", str(tmp_path / "o")], 1, "no audio files")):
+            (["compare", "--corpus", str(tmp_path / "empty"), "--out", str(tmp_path / "o")], 1, "no audio files"),
+            (["compare", "--limit", "0", "--corpus", str(library_dir), "--out", str(tmp_path / "o")], 2,
+             "0 is not in the range"),
+            # weights that are not there: said before any work (it was a line of the report, after a whole run)
+            (["compare", "--mert-model", str(tmp_path / "nowhere"), "--corpus", str(library_dir), "--out",
+              str(tmp_path / "o")], 1, f"no MERT weights at '{tmp_path / 'nowhere'}' (--mert-model): pass --mert-model"),
+            (["compare", "--mert-model", str(tmp_path / "empty"), "--corpus", str(library_dir), "--out",
+              str(tmp_path / "o")], 1, "config.json: no such file or directory")):
         result = runner.invoke(main, arguments)
         assert result.exit_code == code and isinstance(result.exception, (SystemExit, type(None))), (
             arguments, result.output, result.exception)
@@ -433,6 +465,11 @@ def test_bench_refuses_what_it_cannot_do_in_one_line(built_index, library_dir, t
         assert result.output.count("\n") == 1 or (code == 2 and result.output.count("Error:") == 1), (
             arguments, result.output)
     assert not (tmp_path / "c.wav").exists() and not (tmp_path / "o").exists()
+    # the weights lmprint takes from $LMPRINT_MERT_MODEL, the bench takes too, and says where the folder came from
+    result = runner.invoke(main, ["compare", "--corpus", str(library_dir), "--out", str(tmp_path / "o")],
+                           env={"LMPRINT_MERT_MODEL": str(tmp_path / "nowhere")})
+    assert result.exit_code == 1 and "($LMPRINT_MERT_MODEL): pass --mert-model" in result.output, result.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_report_cells_print_figures_as_people_read_them():
