@@ -53,7 +53,7 @@ class BenchMethod:
         stats = self.index.stats()
         audio_s = self.index.catalogue.audio_s()
         return BuildStats(len(self.index.catalogue.songs()), round(audio_s, 1), seconds, self.stored_bytes(stats),
-                          stats["file_bytes"], [f"{path}: {error}" for path, error in report.failed])
+                          stats["file_bytes"], [f"{path}: {error}" for path, error in report.failed] + report.notes)
 
     def query(self, samples: np.ndarray, sample_rate_hz: int) -> tuple[str | None, float, tuple[float, float] | None]:
         """(path of the identified song or None, score, (tempo, pitch) it was heard at or None where the engine

@@ -346,6 +346,8 @@ def add(ctx, paths, jobs, method, model, device, quiet):
             progress.close()
         index.close()
     elapsed = time.perf_counter() - started
+    for note in result.notes:
+        click.echo(f"lmprint: note: {note}", err=True)
     speed = f", {result.audio_s / elapsed:.0f}x realtime" if result.audio_s and elapsed > 0 else ""
     changes = "".join(f", {name} {count}" for name, count in (
         ("moved", result.moved), ("copies", result.copies), ("replaced", result.replaced)) if count)

@@ -159,6 +159,8 @@ class AddReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     audio_s: float = 0.0
     """Seconds of audio added."""
+    notes: list[str] = field(default_factory=list)
+    """What the batch leaves that a user should know beyond its counts (a MERT basis fitted on too few songs)."""
     _counted_as: dict[str, str] = field(default_factory=dict, repr=False)
     """Each file's count so far: a file skipped that a song then moves to (once the batch is done) is a move."""
 

@@ -536,7 +536,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                 # skipped: its content was indexed already (a copy of an indexed file is recorded, and skipped too);
                 # a warning: what `lmprint add` would print of it (an upload cut short, indexed as far as it goes)
                 answer = {"added": report.added, "skipped": report.skipped + report.copies, "path": upload.path}
-                warnings = [outcome.warning for outcome in outcomes if outcome.warning]
+                warnings = [outcome.warning for outcome in outcomes if outcome.warning] + report.notes
                 return {**answer, "warning": warnings[0]} if warnings else answer
             return await guarded(work)
         return await with_upload(request, upload_dir, index, kept=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -126,22 +125,25 @@ class MertIndex:
         finally:
             self._search_cache = None
         if pending and projection is None:
-            self._fit_projection(pending)
+            note = self._fit_projection(pending)
+            report.notes += [note] if note else []
         return report
 
-    def _fit_projection(self, pending: list) -> None:
-        """Fit and freeze the PCA basis on the first batch's centroids, and store the batch's codes."""
+    def _fit_projection(self, pending: list) -> str | None:
+        """Fit and freeze the PCA basis on the first batch's centroids, and store the batch's codes. A note for the
+        user where the batch held too few centroids for a well-conditioned basis."""
         reference = np.concatenate([p[4] for p in pending])
+        note = None
         if reference.shape[0] < self.settings.code_bits:
-            print(f"lmprint: note: PCA fit on {reference.shape[0]} centroids (fewer than "
-                  f"{self.settings.code_bits}), and fixed for this index from now on; for a well-conditioned basis, "
-                  f"index again into a new file with at least {-(-self.settings.code_bits // self.settings.centroids)}"
-                  " songs in its first batch", file=sys.stderr)
+            note = (f"PCA fit on {reference.shape[0]} centroids (fewer than {self.settings.code_bits}), and fixed for "
+                    f"this index from now on; for a well-conditioned basis, index again into a new file with at least "
+                    f"{-(-self.settings.code_bits // self.settings.centroids)} songs in its first batch")
         self.codes.save_projection(Projection.fit(reference, self.settings.code_bits), self.encoder.name,
                                    reference.shape[0], self.encoder.digest)
         projection = self._model_fits(self.codes.projection())  # another process's first batch may have won
         assert projection is not None
         self._store_pending(pending, projection)
+        return note
 
     def _model_fits(self, projection: Projection | None) -> Projection | None:
         """The index's frozen PCA basis, refused in one line when this model is not the one that made its codes:

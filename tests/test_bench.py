@@ -267,7 +267,7 @@ def test_without_matplotlib_compare_stops_at_once_naming_what_to_install(tmp_pat
     from bench.run import compare
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
-    with pytest.raises(SystemExit, match=r"matplotlib: pip install 'lmprint\[bench\]'"):
+    with pytest.raises(SystemExit, match=r"matplotlib: pip install matplotlib \(or the bench extra"):
         compare(["landmark"], str(tmp_path), str(tmp_path / "out"), show_progress=False)
     assert not (tmp_path / "out").exists()  # stopped before any work
 

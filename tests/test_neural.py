@@ -281,6 +281,25 @@ def test_a_first_batch_interrupted_is_kept_once_it_can_fit_the_basis_and_refused
 
 
 @needs_torch
+def test_a_small_first_batch_s_note_is_the_report_s_not_printed_by_the_engine(encoder, tmp_path, capsys):
+    """The engine leaves the note on the basis to its caller (the CLI prints it, the bench keeps it with the build's
+    notes); it printed it to stderr itself, where a server's or a bench's user never saw it."""
+    from bench.audio_io import write
+    from neural.library import MertIndex
+
+    paths = [tmp_path / f"s{seed}.flac" for seed in range(2)]
+    for seed, path in enumerate(paths):
+        write(path, rendered(seed, 14.0, 22050), 22050)
+    with MertIndex(tmp_path / "index.db", create=True, encoder=encoder) as index:
+        report = index.add(paths)
+        assert report.added == 2 and index.add(paths).notes == []  # the basis is fixed: said once
+    assert report.notes == ["PCA fit on 20 centroids (fewer than 256), and fixed for this index from now on; for a "
+                            "well-conditioned basis, index again into a new file with at least 26 songs in its first "
+                            "batch"]
+    assert capsys.readouterr().err == ""
+
+
+@needs_torch
 def test_a_server_whose_model_does_not_fit_its_index_answers_500(encoder, tiny_model_dir, tmp_path):
     """A model that is not the one the index was built with is the server's fault, not the request's: 500 with
     the line `match` prints (it answered 422, which tells a client to change its request)."""
