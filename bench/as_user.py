@@ -108,13 +108,15 @@ def _lmprint(db: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def markdown(results: dict) -> str:
-    """The figures as Markdown tables."""
+    """The figures as Markdown tables, printed as `bench compare` prints its own (`report.cell`)."""
+    from .report import cell
+
     lines = [f"Corpus: {results['songs']} songs ({results['indexed_songs']} indexed), {results['queries']} clips "
              f"as .{results['clip_format']} files, seed {results['seed']}, through the lmprint CLI.", "",
              f"| condition | recall | right offset (±{OFFSET_TOLERANCE_S:g} s) of right songs | right warp (±0.5 %) |",
              "|---|---|---|---|"]
-    lines += [f"| {name} | {recall} | {results['offset_right_rate'].get(name, '–')} | "
-              f"{results.get('factor_right', {}).get(name, '–')} |" for name, recall in results["recall"].items()]
+    lines += [f"| {name} | {cell(recall)} | {cell(results['offset_right_rate'].get(name))} | "
+              f"{cell(results.get('factor_right', {}).get(name))} |" for name, recall in results["recall"].items()]
     rows = [("false-match rate (songs not indexed)", results["false_match_rate"]),
             ("false-match rate, sped-up clips", results["false_match_rate_by_condition"].get("unindexed_speed")),
             ("wrong-song rate (indexed songs)", results["wrong_match_rate"]),
@@ -122,5 +124,5 @@ def markdown(results: dict) -> str:
             ("database bytes / s of audio", results["db_bytes_per_audio_s"]),
             ("`lmprint add` × realtime", results["add_x_realtime"]),
             ("`lmprint match` ms per clip, in batches", results["match_ms_per_clip"])]
-    lines += ["", "| figure | value |", "|---|---|"] + [f"| {name} | {'–' if v is None else v} |" for name, v in rows]
+    lines += ["", "| figure | value |", "|---|---|"] + [f"| {name} | {cell(v)} |" for name, v in rows]
     return "\n".join(lines) + "\n"

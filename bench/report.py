@@ -14,7 +14,8 @@ def write(results: dict, out: str) -> None:
     plot(results, out)
 
 
-def _cell(value) -> str:
+def cell(value) -> str:
+    """A figure as the reports print it: three significant digits, whole thousands with separators, – for none."""
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -41,12 +42,12 @@ def markdown(results: dict) -> str:
         return "\n".join(lines) + "\n"
     lines += ["| condition | " + " | ".join(ran) + " |", "|---|" + "---|" * len(ran)]
     for condition in results["conditions"]:
-        lines.append(f"| recall {condition} | " + " | ".join(_cell(methods[m]["recall"].get(condition)) for m in ran)
+        lines.append(f"| recall {condition} | " + " | ".join(cell(methods[m]["recall"].get(condition)) for m in ran)
                      + " |")
     for name in results["conditions"]:
         if any(name in methods[m].get("factor_right", {}) for m in ran):
             lines.append(f"| warp within 0.5 % {name} | "
-                         + " | ".join(_cell(methods[m].get("factor_right", {}).get(name)) for m in ran) + " |")
+                         + " | ".join(cell(methods[m].get("factor_right", {}).get(name)) for m in ran) + " |")
     rows: list[tuple[str, str | tuple[str, str]]] = [
             ("false-match rate (songs not indexed)", "false_match_rate"),
             ("false-match rate, sped-up clips", ("false_match_rate_by_condition", "unindexed_speed")),
@@ -56,7 +57,7 @@ def markdown(results: dict) -> str:
             ("indexing × realtime per core", "index_x_realtime_per_core"), ("query ms p50", "query_ms_p50"),
             ("query ms p95", "query_ms_p95"), ("peak memory MB", "peak_rss_mb")]
     for label, key in rows:
-        lines.append(f"| {label} | " + " | ".join(_cell(_figure(methods[m], key)) for m in ran) + " |")
+        lines.append(f"| {label} | " + " | ".join(cell(_figure(methods[m], key)) for m in ran) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -106,8 +107,12 @@ def plot(results: dict, out: str) -> None:
     for name, figures in methods.items():
         recall = figures["recall"].get("clean_5s", next(iter(figures["recall"].values()), 0))
         axes.scatter([figures["fingerprint_bytes_per_song"]], [recall], s=60, label=name)
-        axes.annotate(name, (figures["fingerprint_bytes_per_song"], recall), textcoords="offset points", xytext=(6, 4))
+        high = recall > 0.5  # the label toward the middle: at a recall of 1 it ran into the title, at 0 the axis
+        axes.annotate(name, (figures["fingerprint_bytes_per_song"], recall), textcoords="offset points",
+                      xytext=(8, -6 if high else 6), va="top" if high else "bottom")
     axes.set_xscale("log")
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks ran into each other
+    axes.margins(x=0.25)
     axes.set(xlabel="fingerprint bytes per song (log)", ylabel="recall@1, clean 5 s", ylim=(0, 1.02),
              title="Recall against storage")
     axes.grid(alpha=0.3, which="both")

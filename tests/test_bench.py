@@ -472,9 +472,24 @@ def test_bench_refuses_what_it_cannot_do_in_one_line(built_index, library_dir, t
     assert not (tmp_path / "o").exists()
 
 
+def test_as_user_prints_its_figures_as_compare_does():
+    """Three significant digits, a dash where there is no figure (it printed 0.8571 and 0.0052083333)."""
+    from bench.as_user import markdown
+
+    results = {"songs": 8, "indexed_songs": 6, "queries": 70, "clip_format": "m4a", "seed": 0,
+               "recall": {"clean_5s": 6 / 7, "speed_+3%": 1.0}, "offset_right_rate": {"clean_5s": 5 / 6},
+               "factor_right": {"speed_+3%": 1.0}, "false_match_rate": 1 / 192,
+               "false_match_rate_by_condition": {}, "wrong_match_rate": 0.0, "failed_clips": [],
+               "db_bytes_per_audio_s": 128.71, "add_x_realtime": 1234.5, "match_ms_per_clip": 31.25}
+    table = markdown(results)
+    assert "| clean_5s | 0.857 | 0.833 | – |" in table and "| speed_+3% | 1 | – | 1 |" in table
+    assert "| false-match rate (songs not indexed) | 0.00521 |" in table
+    assert "| false-match rate, sped-up clips | – |" in table and "| `lmprint add` × realtime | 1,234 |" in table
+
+
 def test_report_cells_print_figures_as_people_read_them():
     """Three significant digits, and whole thousands with separators from 999.5 up (999.6 was printed `1e+03`)."""
-    from bench.report import _cell
+    from bench.report import cell
 
-    assert [_cell(v) for v in (0.99259, 26.44, 999.4, 999.6, 12_345.6, None, 7)] == [
+    assert [cell(v) for v in (0.99259, 26.44, 999.4, 999.6, 12_345.6, None, 7)] == [
         "0.993", "26.4", "999", "1,000", "12,346", "–", "7"]
