@@ -198,21 +198,28 @@ def compare(methods, corpus, out, mert_model, mert_device, noise_dir, rir_dir, s
     unknown = sorted(set(chosen) - {"landmark", "mert"})
     if unknown or not chosen:
         raise click.BadParameter(f"{methods!r}: known methods are landmark and mert", param_hint="--methods")
+    if "landmark" in chosen:  # settings it would refuse are said before any work, as a wrong model folder is
+        from .run import split_landmark_settings
+
+        try:
+            split_landmark_settings(landmark_settings)
+        except ValueError as error:  # not JSON
+            raise click.BadParameter(f"not JSON: {error}", param_hint="--landmark-settings") from None
     if "mert" in chosen and mert_model:  # a wrong folder is said before any work, not in the report at the end
-        from neural.mert import read_config, resolve_model_dir
+        from neural.mert import checked_model_dir
 
         given_by_environment = (click.get_current_context().get_parameter_source("mert_model")
                                 == ParameterSource.ENVIRONMENT)  # then None, so that the error names the variable
-        folder = resolve_model_dir(None if given_by_environment else mert_model, option="--mert-model")
-        read_config(folder / "config.json")
+        checked_model_dir(None if given_by_environment else mert_model, option="--mert-model")
     results = run_compare(chosen, corpus, out,
                           mert_model=mert_model, mert_device=mert_device, noise_dir=noise_dir,
                           rir_dir=rir_dir, seed=seed, limit=limit, full=not quick,
                           jobs=jobs, show_progress=True, landmark_settings=landmark_settings)
     click.echo(markdown(results))
-    skipped = results["methods"].get("mert", {}).get("skipped")
-    if mert_model and skipped:  # weights given that do not load: the run did not do what was asked
-        raise LmprintError(f"mert: {skipped}")
+    skipped = [f"{name}: {figures['skipped']}" for name, figures in results["methods"].items()
+               if "skipped" in figures and (name != "mert" or mert_model)]  # mert without weights: as documented
+    if skipped:  # the run did not do what was asked (weights that do not load, landmark settings it refused)
+        raise LmprintError("; ".join(skipped))
 
 
 @main.command(name="as-user")

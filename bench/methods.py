@@ -53,7 +53,7 @@ class BenchMethod:
         stats = self.index.stats()
         audio_s = self.index.catalogue.audio_s()
         return BuildStats(len(self.index.catalogue.songs()), round(audio_s, 1), seconds, self.stored_bytes(stats),
-                          stats["file_bytes"], [f"{path}: {error}" for path, error in report.failed] + report.notes)
+                          stats["file_bytes"], report.notes + [f"{path}: {error}" for path, error in report.failed])
 
     def query(self, samples: np.ndarray, sample_rate_hz: int) -> tuple[str | None, float, tuple[float, float] | None]:
         """(path of the identified song or None, score, (tempo, pitch) it was heard at or None where the engine
@@ -102,7 +102,8 @@ class MertMethod(BenchMethod):
 
     def __init__(self, workdir: str, model: str | None, device: str | None = None):
         if not model:
-            raise ModelError("no weights (pass --mert-model DIR; see README, 'Getting the MERT weights')")
+            raise ModelError("no weights (pass --mert-model DIR or set $LMPRINT_MERT_MODEL; see README, 'Getting the "
+                             "MERT weights')")
         from neural import mert
 
         super().__init__("mert", os.path.join(workdir, "mert.db"), jobs=1, cores=1)

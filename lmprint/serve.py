@@ -537,7 +537,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                 # a warning: what `lmprint add` would print of it (an upload cut short, indexed as far as it goes)
                 answer = {"added": report.added, "skipped": report.skipped + report.copies, "path": upload.path}
                 warnings = [outcome.warning for outcome in outcomes if outcome.warning] + report.notes
-                return {**answer, "warning": warnings[0]} if warnings else answer
+                return {**answer, "warning": "; ".join(warnings)} if warnings else answer
             return await guarded(work)
         return await with_upload(request, upload_dir, index, kept=True)
 

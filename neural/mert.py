@@ -170,6 +170,26 @@ class MertEncoder:
         return out
 
 
+NEEDS_TORCH = ("the MERT method needs torch and transformers: pip install torch --index-url "
+               "https://download.pytorch.org/whl/cpu && pip install 'lmprint[neural]'")
+"""What a load without torch or transformers says."""
+
+
+def checked_model_dir(model: str | os.PathLike | None, option: str = "--model") -> Path:
+    """`resolve_model_dir`, with what a load needs that can be told without loading the model: a config.json that
+    parses, a weights file, and torch and transformers installed. For a run that loads it later, in another
+    process, so that a wrong folder stops it before any work. Raises ModelError."""
+    import importlib.util
+
+    folder = resolve_model_dir(model, option)
+    read_config(folder / "config.json")
+    if not any((folder / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
+        raise ModelError(f"{folder} has no model.safetensors or pytorch_model.bin")
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        raise ModelError(NEEDS_TORCH)
+    return folder
+
+
 def load(model: str | os.PathLike | None = None, device: str | None = None, dtype: str = "fp32",
          threads: int | None = None) -> MertEncoder:
     """Load MERT strictly from local files. `device`: "cuda", "cpu" or None (cuda when present)."""
@@ -178,8 +198,7 @@ def load(model: str | os.PathLike | None = None, device: str | None = None, dtyp
         import torch
         from transformers import HubertModel
     except ImportError:
-        raise ModelError("the MERT method needs torch and transformers: pip install torch --index-url "
-                         "https://download.pytorch.org/whl/cpu && pip install 'lmprint[neural]'") from None
+        raise ModelError(NEEDS_TORCH) from None
     if dtype not in ("fp32", "bf16"):
         raise ModelError(f"unknown dtype {dtype!r} (fp32 or bf16)")
     try:

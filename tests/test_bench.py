@@ -93,6 +93,9 @@ def test_bench_compare_runs_end_to_end_on_a_tiny_corpus(tmp_path, tiny_model_dir
     assert "recall clean_5s" in report
     assert "NOT meaningful" in report and "skipped" not in on_disk["methods"]["mert"]
     assert on_disk["methods"]["mert"]["fingerprint_bytes_per_song"] == 320
+    # 7 indexed songs' 70 centroids, under the 256 bits a basis wants: the engine's note is the build's
+    assert any(note.startswith("PCA fit on 70 centroids") for note in on_disk["methods"]["mert"]["build_notes"]), (
+        on_disk["methods"]["mert"]["build_notes"])
     assert (out / "recall_vs_snr.png").stat().st_size > 1000 and (out / "recall_vs_storage.png").exists()
     assert results["queries"] == on_disk["queries"]
 
@@ -152,10 +155,14 @@ def test_weights_given_that_do_not_load_fail_the_run_after_its_report(tmp_path):
 
     from bench.cli import main
 
+    pytest.importorskip("torch")  # without it, the run stops before any work (a case of the test above)
+    from tests.conftest import tiny_config
+
     music, model = tmp_path / "music", tmp_path / "model"
     music.mkdir()
     model.mkdir()
-    (model / "config.json").write_text("{}")
+    (model / "config.json").write_text(json.dumps(tiny_config()))
+    (model / "pytorch_model.bin").write_bytes(b"not a checkpoint")
     for seed in range(3):
         write(music / f"g{seed}.flac", rendered(seed + 70, 15.0, SYNTH_RATE), SYNTH_RATE)
     result = CliRunner().invoke(main, ["compare", "--methods", "mert", "--mert-model", str(model), "--quick",
@@ -438,6 +445,9 @@ def test_bench_refuses_what_it_cannot_do_in_one_line(built_index, library_dir, t
     silence = tmp_path / "silence.wav"
     write(silence, np.zeros(8000 * 3, np.float32), 8000)
     (tmp_path / "empty").mkdir()
+    config_only = tmp_path / "config-only"
+    config_only.mkdir()
+    (config_only / "config.json").write_text("{}")
     runner = CliRunner()
     for arguments, code, complaint in (
             (["clip", "--start", "100", song, str(tmp_path / "c.wav")], 1, "lasts 40.0 s: nothing from 100 s"),
@@ -456,7 +466,13 @@ def test_bench_refuses_what_it_cannot_do_in_one_line(built_index, library_dir, t
             (["compare", "--mert-model", str(tmp_path / "nowhere"), "--corpus", str(library_dir), "--out",
               str(tmp_path / "o")], 1, f"no MERT weights at '{tmp_path / 'nowhere'}' (--mert-model): pass --mert-model"),
             (["compare", "--mert-model", str(tmp_path / "empty"), "--corpus", str(library_dir), "--out",
-              str(tmp_path / "o")], 1, "config.json: no such file or directory")):
+              str(tmp_path / "o")], 1, "config.json: no such file or directory"),
+            (["compare", "--mert-model", str(config_only), "--corpus", str(library_dir), "--out",
+              str(tmp_path / "o")], 1, "has no model.safetensors or pytorch_model.bin"),
+            (["compare", "--methods", "landmark", "--landmark-settings", '{"bogus": 1}', "--corpus",
+              str(library_dir), "--out", str(tmp_path / "o")], 1, "unknown setting 'bogus'"),
+            (["compare", "--methods", "landmark", "--landmark-settings", "{", "--corpus", str(library_dir), "--out",
+              str(tmp_path / "o")], 2, "not JSON")):
         result = runner.invoke(main, arguments)
         assert result.exit_code == code and isinstance(result.exception, (SystemExit, type(None))), (
             arguments, result.output, result.exception)
