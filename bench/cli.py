@@ -347,11 +347,13 @@ def serve_load(out, clients, requests, workers, queue):
 @main.command(name="search-speed")
 @click.option("--sizes", default="100000,1000000", show_default=True, callback=_sizes, help="Songs (10 codes each).")
 def search_speed(sizes):
-    """MERT Hamming search time per query song at each size, and k-means / PCA costs."""
+    """MERT Hamming search time per query song at each size, and k-means / PCA costs: a JSON object a line."""
+    import json
+
     from .search_speed import measure
 
     for row in measure(sizes):
-        click.echo(row)
+        click.echo(json.dumps(row))
 
 
 @main.command(name="mert-speed")

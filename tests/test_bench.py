@@ -488,6 +488,18 @@ def test_bench_refuses_what_it_cannot_do_in_one_line(built_index, library_dir, t
     assert not (tmp_path / "o").exists()
 
 
+def test_search_speed_prints_a_json_object_a_line():
+    """For jq, as `bench startup` (it printed Python dicts: single quotes)."""
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    result = CliRunner().invoke(main, ["search-speed", "--sizes", "200"])
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert result.exit_code == 0 and rows[0]["songs"] == 200 and rows[0]["search_ms_median"] >= 0
+    assert "kmeans_ms_per_song" in rows[-1]
+
+
 def test_as_user_prints_its_figures_as_compare_does():
     """Three significant digits, a dash where there is no figure (it printed 0.8571 and 0.0052083333)."""
     from bench.as_user import markdown
