@@ -12,12 +12,15 @@ from numpy.typing import ArrayLike
 
 def run_starts(sorted_values: np.ndarray) -> np.ndarray:
     """Index of the first entry of each run of equal values in a sorted array (empty for an empty one)."""
-    if sorted_values.size == 0:
-        return np.zeros(0, np.int64)
+    return np.flatnonzero(_starts_run(sorted_values))
+
+
+def _starts_run(sorted_values: np.ndarray) -> np.ndarray:
+    """Whether each entry of a sorted array starts a run of equal values."""
     new_run = np.empty(sorted_values.size, bool)  # not np.r_, whose parsing costs as much as the comparison
-    new_run[0] = True
+    new_run[:1] = True
     np.not_equal(sorted_values[1:], sorted_values[:-1], out=new_run[1:])
-    return np.flatnonzero(new_run)
+    return new_run
 
 
 def members(values: ArrayLike, pool: ArrayLike) -> np.ndarray:
@@ -50,7 +53,6 @@ def largest(values: np.ndarray, count: int) -> np.ndarray:
     above, at = np.flatnonzero(values > cut), np.flatnonzero(values == cut)
     chosen = np.concatenate([above, at[:count - above.size]])
     return chosen[np.lexsort((chosen, -values[chosen]))]
-
 
 
 def sort_runs(keys: np.ndarray) -> None:
@@ -100,10 +102,7 @@ def argsort_stable(values: np.ndarray) -> np.ndarray:
     if runs_sort_kind() == "stable" or values.size < 2:
         return np.argsort(values, kind="stable")
     order = np.argsort(values)
-    ordered = values[order]
-    new_value = np.empty(values.size, bool)
-    new_value[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=new_value[1:])
+    new_value = _starts_run(values[order])
     if new_value.all():
         return order
     index_bits = (values.size - 1).bit_length()

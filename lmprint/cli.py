@@ -141,16 +141,10 @@ def _closed_by(generator: Generator, stop: BaseException) -> Iterator:
     `stop` itself swallowed where the generator raises it on: the caller raises it. Anything else it raises (a
     second signal meanwhile) goes on."""
     try:
-        first = generator.throw(stop)
-    except StopIteration:
-        return
-    except BaseException as raised:
-        if raised is not stop:
-            raise
-        return
-    yield first
-    try:
+        yield generator.throw(stop)
         yield from generator
+    except StopIteration:  # from `throw`: the generator ended without a word
+        return
     except BaseException as raised:
         if raised is not stop:
             raise

@@ -110,24 +110,29 @@ def hubert_config(values: dict):
     return HubertConfig(**kept)
 
 
+def _weights_file(folder: Path) -> Path:
+    """The checkpoint's weights: model.safetensors where it has one, else pytorch_model.bin. Raises ModelError."""
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).exists():
+            return folder / name
+    raise ModelError(f"{folder} has no model.safetensors or pytorch_model.bin")
+
+
 def _state_dict(folder: Path) -> dict:
     import torch
 
-    safetensors = folder / "model.safetensors"
-    binary = folder / "pytorch_model.bin"
+    weights = _weights_file(folder)
     try:
-        if safetensors.exists():
+        if weights.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            return load_file(str(safetensors))
-        if binary.exists():
-            return torch.load(str(binary), map_location="cpu", weights_only=True)
+            return load_file(str(weights))
+        return torch.load(str(weights), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - a corrupt file is a user error, not a bug
         # not torch's paragraph, which suggests loading the file with code execution allowed
         detail = "not a checkpoint that loads as plain tensors" if isinstance(error, pickle.UnpicklingError) \
             else _first_line(error)
         raise ModelError(f"cannot read the weights in {folder}: {detail} (damaged, or not MERT's?)") from None
-    raise ModelError(f"{folder} has no model.safetensors or pytorch_model.bin")
 
 
 @dataclass
@@ -183,8 +188,7 @@ def checked_model_dir(model: str | os.PathLike | None, option: str = "--model") 
 
     folder = resolve_model_dir(model, option)
     read_config(folder / "config.json")
-    if not any((folder / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
-        raise ModelError(f"{folder} has no model.safetensors or pytorch_model.bin")
+    _weights_file(folder)
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
         raise ModelError(NEEDS_TORCH)
     return folder
