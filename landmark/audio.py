@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lmprint.errors import AudioError, reading_file
-from lmprint.files import AUDIO_DEMUXERS
+from lmprint.files import AUDIO_DEMUXERS, title_from_path
 
 SILENCE_RMS = 1e-4
 """Audio quieter than this (about -80 dBFS RMS) is treated as silence."""
@@ -150,6 +150,11 @@ def title_tag(path: str | os.PathLike) -> str | None:
             return title
     except AudioError:
         return None
+
+
+def title_of(path: str) -> str:
+    """A file's title as `add` takes it: its title tag, else its file name."""
+    return title_tag(path) or title_from_path(path)
 
 
 def _check_path(path: str) -> None:

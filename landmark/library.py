@@ -11,7 +11,8 @@ import numpy as np
 
 from lmprint.catalogue import Catalogue, song_list
 from lmprint.errors import REBUILD, AudioError, IndexFileError, IndexLocked, SettingsError
-from lmprint.files import find_audio_files, holds_content, title_from_path, unstorable_name
+from lmprint.files import find_audio_files, unstorable_name
+from lmprint.moves import followed, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 
 from . import audio, dedup, vote, warp
@@ -165,76 +166,21 @@ class Index:
             if song is None:
                 if outcome.content_sha1:
                     content_at[outcome.path] = outcome.content_sha1
-                record(self._moved(outcome))
+                record(followed(self.catalogue, outcome, audio.title_of))
                 continue
             content_at[song.path] = song.content_sha1
             if self.add_fingerprint(song) is None:  # the same content earlier in this batch
-                record(self._moved(Outcome(song.path, skipped=True, content_sha1=song.content_sha1)))
+                skipped = Outcome(song.path, skipped=True, content_sha1=song.content_sha1)
+                record(followed(self.catalogue, skipped, audio.title_of))
             else:
                 record(outcome, song.duration_s)
-        report.replaced = self._settle_paths(content_at, record, on_outcome)
+        report.replaced = settle_paths(self.catalogue, content_at, self.remove, audio.title_of, record, on_outcome)
         self._compact_after_change(report.audio_s)
         return report
 
     def _indexed(self, content_sha1: str) -> bool:
         """Whether a song of this content has postings now."""
         return bool(self.catalogue.read("SELECT 1 FROM songs WHERE content_sha1=? AND n_hashes > 0", (content_sha1,)))
-
-    def _settle_paths(self, content_at: dict[str, str], record: Callable[[Outcome], None],
-                      on_outcome: Callable[[Outcome], None] | None = None) -> int:
-        """A path names one song: each entry that names a path of this batch but another content than the batch
-        found there moves to a path where the batch found its content, or to a copy that still holds it (each
-        move `record`ed), or is removed (told to `on_outcome`, the file counted already). Returns how many were
-        removed."""
-        found_at = {content: path for path, content in content_at.items()}
-        stale = [song for path, found in content_at.items() for song in self.catalogue.songs_at(path)
-                 if song.content_sha1 != found]
-        if self.catalogue.has_table("copies"):  # a copy's path that holds other content now is no copy
-            self.catalogue.forget_copies(path for path, content in content_at.items() for _ in self.catalogue.read(
-                "SELECT 1 FROM copies JOIN songs ON songs.id = copies.song_id WHERE copies.path=? AND "
-                "songs.content_sha1 != ?", (path, content)))
-        copies = self.catalogue.copies_of(song.id for song in stale)
-        gone = []
-        for song in stale:
-            path = found_at.get(song.content_sha1) or next((copy for copy in copies.get(song.id, [])
-                                                            if holds_content(copy, song.content_sha1)), None)
-            if path is not None:
-                self.catalogue.move_song(song.id, path, _title_of(path))
-                record(Outcome(path, skipped=True, content_sha1=song.content_sha1, moved_from=song.path))
-            else:
-                gone.append(song)
-        # as read: a song another process moved meanwhile stays; one scan of the postings for all of them
-        removed = self.remove(gone)
-        if on_outcome is not None:
-            for song in gone:
-                if song.id in removed:
-                    on_outcome(Outcome(song.path, content_sha1=content_at[song.path], replaced=True))
-        return len(removed)
-
-    def _moved(self, outcome: Outcome) -> Outcome:
-        """A skipped file's outcome, as a move when its content's song names a path that is gone (or that holds
-        other content now), or as a copy (recorded) when that path still holds it."""
-        if not outcome.skipped or outcome.content_sha1 is None:
-            return outcome
-        song_id = self.catalogue.song_id_of(outcome.content_sha1)
-        song = self.catalogue.songs_by_id([song_id]).get(song_id) if song_id is not None else None
-        if song is None or song.path == outcome.path:
-            return outcome
-        if os.path.exists(song.path):
-            if (outcome.path in self.catalogue.copies_of([song.id]).get(song.id, [])
-                    or os.path.realpath(song.path) == os.path.realpath(outcome.path)):  # a symbolic link to it
-                return outcome
-            if holds_content(song.path, outcome.content_sha1):  # read again: two files swapped
-                # a copy whose file is gone was moved here (a folder of a song and its hard link, moved)
-                gone = next((copy for copy in self.catalogue.copies_of([song.id]).get(song.id, [])
-                             if not os.path.lexists(copy)), None)
-                if gone is not None and self.catalogue.move_copy(song.id, gone, outcome.path):
-                    return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, moved_from=gone)
-                if not self.catalogue.add_copy(song.id, outcome.path):  # the song was removed meanwhile
-                    return outcome
-                return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, copy_of=song.path)
-        self.catalogue.move_song(song.id, outcome.path, _title_of(outcome.path))
-        return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, moved_from=song.path)
 
     def add_fingerprint(self, song: SongFingerprint) -> int | None:
         """Store one fingerprinted song in one transaction: its catalogue row (kept if another engine made it),
@@ -589,8 +535,3 @@ class Index:
             "schema_version": self.catalogue.schema_version,
             "settings": self.fingerprint_settings.to_dict(),
         }
-
-
-def _title_of(path: str) -> str:
-    """A file's title as `add` takes it: its title tag, else its file name."""
-    return audio.title_tag(path) or title_from_path(path)

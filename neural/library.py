@@ -11,6 +11,7 @@ from landmark import audio
 from lmprint.catalogue import Catalogue, song_list
 from lmprint.errors import AudioError, IndexFileError, LmprintError, ModelError
 from lmprint.files import content_sha1, find_audio_files, title_from_path, unstorable_name
+from lmprint.moves import followed, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 
 from . import mert, search
@@ -71,8 +72,11 @@ class MertIndex:
 
     def add(self, paths: str | os.PathLike | Iterable[str | os.PathLike], jobs: int = 1,
             on_outcome: Callable[[Outcome], None] | None = None, progress=None) -> AddReport:
-        """Code every audio file under `paths`. Songs of the batch that precedes the PCA fit wait for it in memory.
-        `jobs` is accepted for the common interface; the model runs in this process."""
+        """Code every audio file under `paths`, skipping content already coded. As the landmark engine's `add`
+        does, a song follows its content to a moved file or records a copy (`lmprint.moves`), and the entry a path
+        held before other content was coded there moves to where its content is now, or is removed. Songs of the
+        batch that precedes the PCA fit wait for it in memory. `jobs` is accepted for the common interface; the
+        model runs in this process."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         known = self.codes.coded_content()
@@ -81,6 +85,7 @@ class MertIndex:
         # command loads it first): not loaded only to learn that every file is known
         fits = self._encoder is not None and self._model_fits(projection) is not None
         pending: list[tuple] = []
+        content_at: dict[str, str] = {}  # path → the content this batch found there
         report = AddReport()
 
         def record(outcome: Outcome, audio_s: float = 0.0) -> None:
@@ -96,7 +101,9 @@ class MertIndex:
                         raise AudioError(error)
                     sha1 = content_sha1(path)
                     if sha1 in known:
-                        record(Outcome(path, skipped=True))
+                        content_at[path] = sha1
+                        record(followed(self.catalogue, Outcome(path, skipped=True, content_sha1=sha1),
+                                        audio.title_of))
                         continue
                     if not fits:
                         self._model_fits(projection)
@@ -106,6 +113,7 @@ class MertIndex:
                     centroids = kmeans(embeddings, k=self.settings.centroids)
                     pending.append((path, title, decoded.duration_s, sha1, centroids, embeddings.shape[0]))
                     known.add(sha1)
+                    content_at[path] = sha1
                     if projection is not None:
                         self._store_pending(pending, projection)
                         pending.clear()
@@ -127,7 +135,14 @@ class MertIndex:
         if pending and projection is None:
             note = self._fit_projection(pending)
             report.notes += [note] if note else []
+        report.replaced = settle_paths(self.catalogue, content_at, self._remove_coded_only, audio.title_of, record,
+                                       on_outcome)
         return report
+
+    def _remove_coded_only(self, songs: list[Song]) -> list[int]:
+        """`remove` for the entries `add` finds stale, less those with landmark postings: only the landmark
+        engine drops those (its next `add` of the folder settles them)."""
+        return self.remove([song for song in songs if song.n_hashes == 0])
 
     def _fit_projection(self, pending: list) -> str | None:
         """Fit and freeze the PCA basis on the first batch's centroids, and store the batch's codes. A note for the

@@ -281,6 +281,69 @@ def test_a_first_batch_interrupted_is_kept_once_it_can_fit_the_basis_and_refused
 
 
 @needs_torch
+def test_a_moved_file_is_followed_a_copy_recorded_and_a_replaced_one_s_entry_removed(encoder, tmp_path):
+    """The MERT engine's `add` settles a library's mess as the landmark engine's does (`lmprint.moves`): it
+    skipped a moved file and kept naming the path that was gone, and a file whose content was replaced where it
+    lay left two songs naming one path."""
+    import os
+
+    from bench.audio_io import write
+    from neural.library import MertIndex
+
+    music = tmp_path / "music"
+    (music / "old").mkdir(parents=True)
+    for seed in range(2):
+        write(music / "old" / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
+    write(music / "s2.flac", rendered(2, 14.0, 22050), 22050)
+    with MertIndex(tmp_path / "index.db", create=True, encoder=encoder) as index:
+        assert index.add(music).added == 3
+        os.rename(music / "old", music / "new")  # the folder renamed
+        shutil.copy(music / "new" / "s1.flac", music / "s1 copy.flac")
+        write(music / "s2.flac", rendered(7, 14.0, 22050), 22050)  # other music where s2 was
+        outcomes = []
+        report = index.add(music, on_outcome=outcomes.append)
+        assert (report.added, report.moved, report.copies, report.replaced) == (1, 2, 1, 1)
+        assert sorted((o.moved_from, o.path) for o in outcomes if o.moved_from) == [
+            (str(music / "old" / f"s{seed}.flac"), str(music / "new" / f"s{seed}.flac")) for seed in range(2)]
+        assert [(o.copy_of, o.path) for o in outcomes if o.copy_of] == [
+            (str(music / "new" / "s1.flac"), str(music / "s1 copy.flac"))]
+        assert [o.path for o in outcomes if o.replaced] == [str(music / "s2.flac")]
+        assert sorted(song.path for song in index.catalogue.songs()) == [
+            str(music / "new" / "s0.flac"), str(music / "new" / "s1.flac"), str(music / "s2.flac")]
+        assert index.catalogue.copies_of() == {index.catalogue.songs_at(str(music / "new" / "s1.flac"))[0].id: [
+            str(music / "s1 copy.flac")]}
+        found = index.match(str(music / "new" / "s0.flac"))
+        assert found is not None and found.song.path == str(music / "new" / "s0.flac")
+
+
+@needs_torch
+def test_in_a_file_both_engines_hold_a_replaced_file_s_entry_is_left_to_the_landmark_engine(encoder, tmp_path):
+    """Only the landmark engine drops postings: the MERT engine's `add` keeps a stale entry that holds some (its
+    rows alone deleted, they would stay in the posting store with no song), and the landmark `add` removes it."""
+    from bench.audio_io import write
+    from landmark import Index
+    from neural.library import MertIndex
+
+    paths = [tmp_path / f"s{seed}.flac" for seed in range(2)]
+    for seed, path in enumerate(paths):
+        write(path, rendered(seed, 14.0, 22050), 22050)
+    db = tmp_path / "both.db"
+    with Index(db, create=True) as index:
+        index.add(paths)
+    with MertIndex(db, create=True, encoder=encoder) as index:  # beside the postings
+        assert index.add(paths).added == 2
+        write(paths[1], rendered(7, 14.0, 22050), 22050)  # other music where s1 was
+        report = index.add(paths)
+        assert (report.added, report.replaced) == (1, 0) and len(index.catalogue.songs_at(str(paths[1]))) == 2
+    with Index(db) as index:
+        assert index.add(paths).replaced == 1 and len(index.catalogue.songs_at(str(paths[1]))) == 1
+        kept = index.stats()
+    with Index(tmp_path / "fresh.db", create=True) as index:  # the same files, indexed anew
+        index.add(paths)
+        assert (kept["songs"], kept["hashes"]) == (2, index.stats()["hashes"])
+
+
+@needs_torch
 def test_a_small_first_batch_s_note_is_the_report_s_not_printed_by_the_engine(encoder, tmp_path, capsys):
     """The engine leaves the note on the basis to its caller (the CLI prints it, the bench keeps it with the build's
     notes); it printed it to stderr itself, where a server's or a bench's user never saw it."""
