@@ -723,11 +723,33 @@ def urls_of(host: str, port: int, https: bool) -> list[str]:
         with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect(("192.0.2.1", 9))  # no packet is sent: the route picks the address a neighbour sees
             found.append(probe.getsockname()[0])
-        with contextlib.suppress(OSError):
-            found += socket.gethostbyname_ex(socket.gethostname())[2]
+        found += _names_addresses(RESOLVER_WAIT_S)
         addresses = [address for address in dict.fromkeys(found) if not is_loopback(address)] or [host]
     scheme = "https" if https else "http"
     return [f"{scheme}://{f'[{address}]' if ':' in address else address}:{port}/" for address in addresses]
+
+
+RESOLVER_WAIT_S = 0.5
+"""How long a server's start waits for this machine's name to resolve to its addresses: a resolver that does not
+answer (a name missing from /etc/hosts, a DNS server out of reach) must not hold the start for its timeout."""
+
+
+def _names_addresses(wait_s: float) -> list[str]:
+    """The addresses this machine's name resolves to, or none if the resolver takes over `wait_s` (it answers
+    in a thread left behind, which cannot be cancelled) or fails."""
+    import socket
+    import threading
+
+    found: list[str] = []
+
+    def resolve() -> None:
+        with contextlib.suppress(OSError):
+            found.extend(socket.gethostbyname_ex(socket.gethostname())[2])
+
+    resolver = threading.Thread(target=resolve, name="resolve this host", daemon=True)
+    resolver.start()
+    resolver.join(wait_s)
+    return [] if resolver.is_alive() else found
 
 
 def check_can_listen(host: str, port: int) -> None:

@@ -908,6 +908,12 @@ def test_lmprint_serve_over_https_with_a_certificate_and_its_key(built_index, tm
         patch.setattr(socket, "gethostbyname_ex", lambda name: (name, [], ["127.0.0.1", "10.1.2.3"]))
         everywhere = urls_of("0.0.0.0", 80, False)
     assert "http://10.1.2.3:80/" in everywhere and not any("0.0.0.0" in url or "127." in url for url in everywhere)
+    answer = threading.Event()  # a resolver that does not answer: the start goes on without its addresses
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "gethostbyname_ex", lambda name: (answer.wait(30), (name, [], ["10.9.9.9"]))[1])
+        unresolved = urls_of("0.0.0.0", 80, False)
+        answer.set()
+    assert unresolved and not any("10.9.9.9" in url for url in unresolved), unresolved
 
     song = Index(built_index).catalogue.songs()[0]
     body = clip_bytes(song.path, 20.0, 5.0, tmp_path, "wav")
