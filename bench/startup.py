@@ -13,10 +13,14 @@ import numpy as np
 
 from lmprint.errors import LmprintError
 
+HEAVY_MODULES = ("numba", "scipy", "torch", "sqlite_utils")
+"""Modules whose import a cold `lmprint match` should not pay for (numba's runtime alone took 0.7 s: docs/design.md,
+"Start-up"); the report lists those it imported."""
+
 _PROBE = ("import sys, runpy; sys.argv = ['lmprint'] + sys.argv[1:]; "
           "code = 0\ntry:\n    runpy.run_module('lmprint.cli', run_name='__main__')\n"
           "except SystemExit as stop:\n    code = stop.code or 0\n"
-          "heavy = sorted(m for m in ('numba', 'scipy', 'torch', 'sqlite_utils') if m in sys.modules)\n"
+          f"heavy = sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)\n"
           "print('IMPORTED ' + ','.join(heavy), file=sys.stderr)\n"
           "peak = next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
           "print('PEAK_KB ' + peak, file=sys.stderr)\nsys.exit(code)")
