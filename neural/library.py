@@ -146,19 +146,20 @@ class MertIndex:
 
     def _fit_projection(self, pending: list) -> str | None:
         """Fit and freeze the PCA basis on the first batch's centroids, and store the batch's codes. A note for the
-        user where the batch held too few centroids for a well-conditioned basis."""
+        user where the batch held too few centroids for a well-conditioned basis; none where another process's
+        first batch stored its basis first (this batch's codes are made with that one, and that process told its
+        user)."""
         reference = np.concatenate([p[4] for p in pending])
-        note = None
-        if reference.shape[0] < self.settings.code_bits:
-            note = (f"PCA fit on {reference.shape[0]} centroids (fewer than {self.settings.code_bits}), and fixed for "
-                    f"this index from now on; for a well-conditioned basis, index again into a new file with at least "
-                    f"{-(-self.settings.code_bits // self.settings.centroids)} songs in its first batch")
-        self.codes.save_projection(Projection.fit(reference, self.settings.code_bits), self.encoder.name,
-                                   reference.shape[0], self.encoder.digest)
-        projection = self._model_fits(self.codes.projection())  # another process's first batch may have won
+        saved = self.codes.save_projection(Projection.fit(reference, self.settings.code_bits), self.encoder.name,
+                                           reference.shape[0], self.encoder.digest)
+        projection = self._model_fits(self.codes.projection())
         assert projection is not None
         self._store_pending(pending, projection)
-        return note
+        if not saved or reference.shape[0] >= self.settings.code_bits:
+            return None
+        return (f"PCA fit on {reference.shape[0]} centroids (fewer than {self.settings.code_bits}), and fixed for "
+                f"this index from now on; for a well-conditioned basis, index again into a new file with at least "
+                f"{-(-self.settings.code_bits // self.settings.centroids)} songs in its first batch")
 
     def _model_fits(self, projection: Projection | None) -> Projection | None:
         """The index's frozen PCA basis, refused in one line when this model is not the one that made its codes:

@@ -68,9 +68,9 @@ class CodeStore:
         row = self.catalogue.read("SELECT mean, components, bits FROM mert_projection WHERE id=1")
         return Projection.from_blobs(*row[0]) if row else None
 
-    def save_projection(self, fitted: Projection, model: str, fitted_on: int, digest: str | None = None) -> None:
+    def save_projection(self, fitted: Projection, model: str, fitted_on: int, digest: str | None = None) -> bool:
         """Store the PCA basis once, with the digest of the model's weights; both are frozen from then on (a second
-        call keeps the first)."""
+        call keeps the first). Whether this call stored it: two processes' first batches race for it."""
         mean, components = fitted.to_blobs()
         with self.catalogue.write():
             saved = self.catalogue.conn.execute(
@@ -78,6 +78,7 @@ class CodeStore:
                 (model, fitted.mean.size, fitted.bits, mean, components, fitted_on, now_utc())).rowcount
             if saved and digest is not None:
                 self.catalogue.set_meta(DIGEST_KEY, digest)
+        return bool(saved)
 
     def model_digest(self) -> str | None:
         """The digest of the weights whose codes the index holds; None when it was not recorded."""

@@ -363,6 +363,32 @@ def test_a_small_first_batch_s_note_is_the_report_s_not_printed_by_the_engine(en
 
 
 @needs_torch
+def test_a_first_batch_that_loses_the_race_for_the_basis_is_coded_with_the_winner_s_and_says_nothing_of_a_fit(
+        encoder, tmp_path):
+    """Two processes' first batches each fit a basis; the first stored is the index's. The other batch's note
+    described a fit that was thrown away."""
+    from bench.audio_io import write
+    from neural.library import MertIndex
+
+    paths = [tmp_path / f"s{seed}.flac" for seed in range(4)]
+    for seed, path in enumerate(paths):
+        write(path, rendered(seed, 14.0, 22050), 22050)
+    db = tmp_path / "index.db"
+    with MertIndex(db, create=True, encoder=encoder) as late, MertIndex(db, create=True, encoder=encoder) as first:
+        won = []
+
+        def meanwhile(outcome):  # `late` has begun its first batch: `first` fits and stores a basis now
+            if not won:
+                won.append(first.add(paths[2:]))
+        report = late.add(paths[:2], on_outcome=meanwhile)
+        assert [len(r.notes) for r in won] == [1] and report.added == 2 and report.notes == []
+        stored = late.codes.projection()
+        assert stored is not None and late.stats()["songs"] == 4
+        found = late.match(str(paths[0]))
+        assert found is not None and found.song.path == str(paths[0])
+
+
+@needs_torch
 def test_a_server_whose_model_does_not_fit_its_index_answers_500(encoder, tiny_model_dir, tmp_path):
     """A model that is not the one the index was built with is the server's fault, not the request's: 500 with
     the line `match` prints (it answered 422, which tells a client to change its request)."""
