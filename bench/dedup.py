@@ -127,7 +127,8 @@ def run(corpus: str, sizes: list[int], count: int = 30, seed: int = 0, jobs: int
         bases = distractor_bases(index)
         if len(planted) < count:
             print(f"bench: planted {len(planted)} of {count}: one for each corpus song", file=sys.stderr)
-        for size in sorted({len(bases), *(size for size in sizes if size > len(bases))}):  # no size twice
+        have = index.catalogue.song_count()  # the corpus and the planted files: the first row, without distractors
+        for size in sorted({have, *(size for size in sizes if size > have)}):  # no size twice
             add_distractors(index, bases, size, rng)
             started = time.perf_counter()
             found = index.duplicates()
