@@ -12,7 +12,7 @@ import numpy as np
 from lmprint.catalogue import Catalogue, song_list
 from lmprint.errors import REBUILD, AudioError, IndexFileError, IndexLocked, SettingsError
 from lmprint.files import find_audio_files, unstorable_name
-from lmprint.moves import followed, settle_paths
+from lmprint.moves import follow_before_adding, followed, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 
 from . import audio, dedup, vote, warp
@@ -169,6 +169,8 @@ class Index:
                 record(followed(self.catalogue, outcome, audio.title_of))
                 continue
             content_at[song.path] = song.content_sha1
+            if not self._indexed(song.content_sha1):  # the MERT engine's entry of it, if any, follows it first
+                follow_before_adding(self.catalogue, song.path, song.content_sha1, audio.title_of)
             if self.add_fingerprint(song) is None:  # the same content earlier in this batch
                 skipped = Outcome(song.path, skipped=True, content_sha1=song.content_sha1)
                 record(followed(self.catalogue, skipped, audio.title_of))

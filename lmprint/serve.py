@@ -712,6 +712,11 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+RESOLVER_WAIT_S = 0.5
+"""How long a server's start waits for this machine's name to resolve to its addresses: a resolver that does not
+answer (a name missing from /etc/hosts, a DNS server out of reach) must not hold the start for its timeout."""
+
+
 def urls_of(host: str, port: int, https: bool) -> list[str]:
     """Where a browser reaches a server listening on `host`: itself, or for every interface (0.0.0.0, ::) the
     addresses others reach this machine at, so that a phone on the network can be pointed at one."""
@@ -723,18 +728,13 @@ def urls_of(host: str, port: int, https: bool) -> list[str]:
         with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect(("192.0.2.1", 9))  # no packet is sent: the route picks the address a neighbour sees
             found.append(probe.getsockname()[0])
-        found += _names_addresses(RESOLVER_WAIT_S)
+        found += _host_name_addresses(RESOLVER_WAIT_S)
         addresses = [address for address in dict.fromkeys(found) if not is_loopback(address)] or [host]
     scheme = "https" if https else "http"
     return [f"{scheme}://{f'[{address}]' if ':' in address else address}:{port}/" for address in addresses]
 
 
-RESOLVER_WAIT_S = 0.5
-"""How long a server's start waits for this machine's name to resolve to its addresses: a resolver that does not
-answer (a name missing from /etc/hosts, a DNS server out of reach) must not hold the start for its timeout."""
-
-
-def _names_addresses(wait_s: float) -> list[str]:
+def _host_name_addresses(wait_s: float) -> list[str]:
     """The addresses this machine's name resolves to, or none if the resolver takes over `wait_s` (it answers
     in a thread left behind, which cannot be cancelled) or fails."""
     import socket

@@ -11,7 +11,7 @@ from landmark import audio
 from lmprint.catalogue import Catalogue, song_list
 from lmprint.errors import AudioError, IndexFileError, LmprintError, ModelError
 from lmprint.files import content_sha1, find_audio_files, title_from_path, unstorable_name
-from lmprint.moves import followed, settle_paths
+from lmprint.moves import follow_before_adding, followed, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 
 from . import mert, search
@@ -86,6 +86,7 @@ class MertIndex:
         fits = self._encoder is not None and self._model_fits(projection) is not None
         pending: list[tuple] = []
         content_at: dict[str, str] = {}  # path → the content this batch found there
+        copies_waiting: list[Outcome] = []  # files of content that waits for the basis: copies, once it is stored
         report = AddReport()
 
         def record(outcome: Outcome, audio_s: float = 0.0) -> None:
@@ -102,12 +103,15 @@ class MertIndex:
                     sha1 = content_sha1(path)
                     if sha1 in known:
                         content_at[path] = sha1
-                        record(followed(self.catalogue, Outcome(path, skipped=True, content_sha1=sha1),
-                                        audio.title_of))
+                        skipped = Outcome(path, skipped=True, content_sha1=sha1)
+                        if any(waiting[3] == sha1 for waiting in pending):  # not in the catalogue before the fit
+                            copies_waiting.append(skipped)
+                        record(followed(self.catalogue, skipped, audio.title_of))
                         continue
                     if not fits:
                         self._model_fits(projection)
                         fits = True
+                    follow_before_adding(self.catalogue, path, sha1, audio.title_of)  # the landmark engine's entry
                     embeddings, decoded = self.embed_file(path, progress)
                     title = decoded.title or title_from_path(path)
                     centroids = kmeans(embeddings, k=self.settings.centroids)
@@ -135,6 +139,8 @@ class MertIndex:
         if pending and projection is None:
             note = self._fit_projection(pending)
             report.notes += [note] if note else []
+        for skipped in copies_waiting:
+            record(followed(self.catalogue, skipped, audio.title_of))
         report.replaced = settle_paths(self.catalogue, content_at, self._remove_coded_only, audio.title_of, record,
                                        on_outcome)
         return report

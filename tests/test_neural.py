@@ -295,8 +295,11 @@ def test_a_moved_file_is_followed_a_copy_recorded_and_a_replaced_one_s_entry_rem
     for seed in range(2):
         write(music / "old" / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
     write(music / "s2.flac", rendered(2, 14.0, 22050), 22050)
+    shutil.copy(music / "s2.flac", music / "s2_copy.flac")  # in the first batch, which waits for the basis
     with MertIndex(tmp_path / "index.db", create=True, encoder=encoder) as index:
-        assert index.add(music).added == 3
+        first = index.add(music)
+        assert (first.added, first.copies, first.skipped) == (3, 1, 0)
+        os.remove(music / "s2_copy.flac")
         os.rename(music / "old", music / "new")  # the folder renamed
         shutil.copy(music / "new" / "s1.flac", music / "s1 copy.flac")
         write(music / "s2.flac", rendered(7, 14.0, 22050), 22050)  # other music where s2 was
@@ -341,6 +344,34 @@ def test_in_a_file_both_engines_hold_a_replaced_file_s_entry_is_left_to_the_land
     with Index(tmp_path / "fresh.db", create=True) as index:  # the same files, indexed anew
         index.add(paths)
         assert (kept["songs"], kept["hashes"]) == (2, index.stats()["hashes"])
+
+
+@needs_torch
+def test_a_file_moved_since_the_other_engine_indexed_it_is_followed_by_each_engine_s_add(encoder, tmp_path):
+    """A song one engine indexed, then moved, then added by the other engine: the other engine's data joined the
+    entry, which kept naming the path that was gone (and `prune` would have removed the song with both engines'
+    data)."""
+    import os
+
+    from bench.audio_io import write
+    from landmark import Index
+    from neural.library import MertIndex
+
+    for first, second in (("landmark", "mert"), ("mert", "landmark")):
+        music = tmp_path / first / "music"
+        (music / "old").mkdir(parents=True)
+        for seed in range(2):
+            write(music / "old" / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
+        db = tmp_path / first / "index.db"
+        def opened(engine, db=db):
+            return Index(db, create=True) if engine == "landmark" else MertIndex(db, create=True, encoder=encoder)
+        with opened(first) as index:
+            assert index.add(music).added == 2
+        os.rename(music / "old", music / "new")
+        with opened(second) as index:
+            assert index.add(music).added == 2
+            assert sorted(song.path for song in index.catalogue.songs()) == [
+                str(music / "new" / f"s{seed}.flac") for seed in range(2)], first
 
 
 @needs_torch
