@@ -70,6 +70,22 @@ def test_a_clip_played_faster_or_slower_names_the_song_its_warp_and_where_it_sta
         assert abs(found.offset_s - start_s) < 0.15, (kind, factor, found.offset_s, start_s)
 
 
+def test_a_warped_search_s_match_keeps_its_warp_where_too_few_peaks_pair_to_fit_a_line(index, monkeypatch):
+    """Only a match as recorded falls back to the recording where a warp beat it but too few of the clip's peaks
+    pair to fit a line (`_fitted`): a warped search's match has no recording to fall back on, and agreement alone
+    refines the warp it was found at. With every fit pairing too few peaks, clips 5 % fast and 8 % slow are read
+    so, within agreement's precision."""
+    import landmark.warp as warp_module
+
+    monkeypatch.setattr(warp_module, "fit", lambda *args: (args[4], args[5], warp_module.MIN_FIT_PAIRS - 1))
+    rng = np.random.default_rng(31)
+    for seed, factor in ((2, 1.05), (3, 0.92)):
+        clip, _ = warped_clip(seed, "speed", factor, rng)
+        found = index.match_samples(clip)
+        assert found is not None and found.song.title == f"song{seed}", factor
+        assert found.speed is not None and abs(found.speed / factor - 1) <= 0.01, (factor, found.speed)
+
+
 def test_a_clip_a_little_slower_in_tempo_is_not_read_as_recorded(index):
     """Tempo 5-7 % slow, pitch kept: songs that hold their notes agree nearly as well as recorded over a stretch of
     the clip, and the warp that agrees best did not beat that by `MIN_WARP_GAIN`; it is fitted too, and its line
