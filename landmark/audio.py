@@ -204,7 +204,7 @@ def _opened(source):
                 raise AudioError("no decoder for its audio codec (FFmpeg reads the file but cannot decode it)")
             stream.codec_context.thread_type = "AUTO"
             if not (stream.codec_context.sample_rate or stream.rate):
-                raise AudioError("unknown sample rate")
+                raise AudioError("not an audio file, or corrupt: its audio stream has no sample rate")
             yield container, stream, (tags.get("title") or "").strip() or None
     except AudioError:
         raise

@@ -303,10 +303,16 @@ class Index:
     def _match_of(self, decision: _Decision, query: Fingerprint, song_peaks: SongPeaks,
                   is_copy: CopyCheck) -> Match | None:
         """The match the decision names: its warp and start measured from its peaks, its whole file named where
-        the vote led with a cut copy, its files and copies, and its confidence. None if the song was removed
-        meanwhile."""
+        the vote led with a cut copy, its files and copies, and its confidence. None where its false-match
+        probability is over `max_false_match_probability`, or the song was removed meanwhile."""
         matching, best, found_warp = self.matching, decision.best, decision.found_warp
         assert best is not None
+        copies = is_copy.copies.get(best.song_id, set())
+        vote_lead = best.score - max((c.score for c in decision.candidates if c.song_id != best.song_id
+                                      and c.song_id not in copies), default=0.0)
+        chance = CALIBRATION.false_match_probability(vote_lead, decision.z)
+        if chance > matching.max_false_match_probability:
+            return None
         peaks = song_peaks([best.song_id]).get(best.song_id) if decision.z is not None else None
         if peaks is not None and decision.clip is not None and warp.measured(matching):
             # how fast the clip plays, and its start in the song
@@ -322,10 +328,6 @@ class Index:
         if whole.duration_s > matching.copy_max_duration_ratio * song.duration_s:  # the vote led with a cut copy:
             songs[song.id], song = song, songs.pop(whole.id)  # name the whole file (they start together)
         files = self.catalogue.files_of(song)  # its file first (a copy if the file is gone), then its copies
-        copies = is_copy.copies.get(best.song_id, set())
-        vote_lead = best.score - max((c.score for c in decision.candidates if c.song_id != best.song_id
-                                      and c.song_id not in copies), default=0.0)
-        chance = CALIBRATION.false_match_probability(vote_lead, decision.z)
         song_time_s = best.delta_frames * self.fingerprint_settings.frame_s  # at the clip's start; < 0: not begun
         tempo = found_warp.tempo if found_warp is not None else 1.0
         factors = ({} if found_warp is None  # not measured: an index without peaks, or no warp searched
@@ -369,6 +371,8 @@ class Index:
             return None
         # the offset is the clock's: agreement peaks broadly where notes are held, and a vote placed the clock
         chance = CALIBRATION.false_match_probability(0.0, z)
+        if chance > matching.max_false_match_probability:
+            return None
         return Match(song, z, max(0.0, offset_s), 1.0 - chance, "followed", (), chance, previous.speed,
                      previous.tempo, previous.pitch, max(0.0, -offset_s / played.tempo))
 

@@ -259,6 +259,12 @@ class MatchSettings:
     confirm_min_lead: float = 2.0
     """...and by how much a confirmed leader's z must lead every other candidate's."""
 
+    max_false_match_probability: float = 0.2
+    """Whichever rule decided, a song is named only when its false-match probability (`landmark.confidence`) is at
+    most this. At 0.2, at least one kind of its evidence (vote lead, agreement z) must go beyond what one clip in
+    five of songs the index does not hold reaches: evidence within chance's range on both counts (probability 1)
+    is none. Lower: fewer false matches for less recall (docs/design.md, "Confidence", has what each keeps)."""
+
     follow_reach_s: float = 0.25
     """A song being followed (`Index.follow`: a monitor's next look at the song it hears) is looked for this far
     either side of where its clock puts it: a rate measured to 0.1 % drifts 0.18 s over three minutes."""
@@ -325,6 +331,8 @@ class MatchSettings:
             raise SettingsError(f"{', '.join(negative)} must be at least 0")
         if self.max_query_s <= 0:
             raise SettingsError("max_query_s must be more than 0")
+        if not 0 <= self.max_false_match_probability <= 1:
+            raise SettingsError("max_false_match_probability must be in [0, 1]")
         if self.max_query_s < self.min_duration_s:  # else every query would be cut to "too short"
             raise SettingsError(f"max_query_s ({self.max_query_s:g} s) must be at least min_duration_s "
                                 f"({self.min_duration_s:g} s)")

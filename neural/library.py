@@ -141,14 +141,22 @@ class MertIndex:
             report.notes += [note] if note else []
         for skipped in copies_waiting:
             record(followed(self.catalogue, skipped, audio.title_of))
-        report.replaced = settle_paths(self.catalogue, content_at, self._remove_coded_only, audio.title_of, record,
-                                       on_outcome)
-        return report
+        with_postings: list[Song] = []
 
-    def _remove_coded_only(self, songs: list[Song]) -> list[int]:
-        """`remove` for the entries `add` finds stale, less those with landmark postings: only the landmark
-        engine drops those (its next `add` of the folder settles them)."""
-        return self.remove([song for song in songs if song.n_hashes == 0])
+        def remove_stale(songs: list[Song]) -> list[int]:
+            """`remove`, less the entries with landmark postings: only the landmark engine drops those."""
+            with_postings.extend(song for song in songs if song.n_hashes > 0)
+            return self.remove([song for song in songs if song.n_hashes == 0])
+
+        report.replaced = settle_paths(self.catalogue, content_at, remove_stale, audio.title_of, record, on_outcome)
+        if len(with_postings) == 1:
+            report.notes.append(f"{with_postings[0].path} holds other audio than when the landmark engine indexed "
+                                "it: its old entry stays until `lmprint add` (without --method) indexes it again")
+        elif with_postings:
+            report.notes.append(f"{len(with_postings)} files hold other audio than when the landmark engine indexed "
+                                f"them ({with_postings[0].path}, ...): their old entries stay until `lmprint add` "
+                                "(without --method) indexes them again")
+        return report
 
     def _fit_projection(self, pending: list) -> str | None:
         """Fit and freeze the PCA basis on the first batch's centroids, and store the batch's codes. A note for the

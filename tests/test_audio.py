@@ -125,6 +125,7 @@ def test_a_wav_file_read_with_a_short_probe_decodes_as_a_stream_of_it_does(tmp_p
     (b"", "empty.wav", "empty file"),
     (bytes(range(256)) * 40, "noise.mp3", "not an audio file, or corrupt"),
     (b"this is a text file, not audio\n" * 50, "text.wav", "not an audio file, or corrupt"),
+    (np.random.default_rng(0).bytes(20_000), "random.flac", "not an audio file, or corrupt"),  # probed as FLAC
 ])
 def test_bad_files_raise_audio_error_with_a_reason(tmp_path, content, name, reason):
     path = tmp_path / name

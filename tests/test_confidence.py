@@ -51,3 +51,30 @@ def test_confidence_grows_with_the_evidence_whatever_decided_the_match(built_ind
         return np.mean([np.log10(m.false_match_probability) for m in matches])
 
     assert log_mean(weak) > log_mean(strong) + 2
+
+
+def test_a_song_is_named_only_where_its_false_match_probability_is_within_the_setting(built_index, monkeypatch):
+    """Whichever rule decided, a match's false-match probability must be at most `max_false_match_probability`
+    (0.2: one kind of its evidence beyond what one chance clip in five reaches). With chance tails that put every
+    clip's evidence within chance's range on both counts (probability 1), no clip names a song, where the
+    calibration's name each; a stricter setting refuses the matches above it, and keeps the one at it."""
+    import landmark.library as library
+    from landmark import MatchSettings
+    from lmprint.errors import SettingsError
+
+    rng = np.random.default_rng(5)
+    clips = [queries.cut(rendered(seed, 40.0, RATE), RATE, 5.0, rng)[0] for seed in range(3)]
+    with Index(built_index) as index:
+        found = [index.match_samples(clip) for clip in clips]
+        assert [m.song.title for m in found if m is not None] == ["song0", "song1", "song2"]
+        probabilities = sorted(m.false_match_probability for m in found)
+        assert len(set(probabilities)) == 3
+        index.matching = MatchSettings(max_false_match_probability=probabilities[1])
+        kept = [index.match_samples(clip) for clip in clips]
+        assert sorted(m.false_match_probability for m in kept if m is not None) == probabilities[:2]
+        index.matching = MatchSettings()
+        within_chance = Calibration(ChanceTail(threshold=1e9, scale=1.0), ChanceTail(threshold=1e9, scale=1.0))
+        monkeypatch.setattr(library, "CALIBRATION", within_chance)
+        assert [index.match_samples(clip) for clip in clips] == [None] * 3
+    with pytest.raises(SettingsError, match="max_false_match_probability"):
+        MatchSettings(max_false_match_probability=1.5)
