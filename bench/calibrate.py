@@ -26,14 +26,16 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, seed: int = 1, 
         workdir: str | None = None) -> dict:
     import soxr
 
-    from landmark import Index
+    from landmark import Index, MatchSettings
     from landmark.confidence import ChanceTail
 
     tracks = corpus_module.require(corpus_module.load(corpus), corpus, indexed=1, held_out=1)
     degraders = query_module.Degraders.load(noise_dir, rir_dir)
     with tempfile.TemporaryDirectory(prefix="lmprint-calibrate-", dir=workdir) as tmp:
         clips = query_module.build(tracks, degraders, seed, tmp, full=False)
-        index = Index(os.path.join(tmp, "calibrate.db"), create=True)
+        # every match counted, whatever its probability: a bound on it would drop matches from the shares kept
+        index = Index(os.path.join(tmp, "calibrate.db"), create=True,
+                      matching=MatchSettings(max_false_match_probability=1.0))
         index.add([t.path for t in tracks if t.indexed], jobs=jobs)
         leads, zs, matches = [], [], []
         for clip in clips:

@@ -32,6 +32,7 @@ from .verify import (
     heard_span,
     remembered,
     verify,
+    within_chance_bound,
     without_copies_of_leader,
 )
 
@@ -278,7 +279,8 @@ class Index:
         clip = decision.clip = ProminenceMap.of(query.prominence, self.fingerprint_settings)
         if best is not None:
             z = agreement_at(best, clip, song_peaks, matching)
-            if not confirms_vote(z, matching):
+            runner_up = candidates[1].score if len(candidates) > 1 else 0.0
+            if not (confirms_vote(z, matching) and within_chance_bound(best.score - runner_up, z, matching)):
                 decision.best = None  # the vote lined up pairs, but the song's peaks are not in the clip
             else:
                 decision.best, decision.z = self._best_agreeing_copy(
@@ -371,8 +373,6 @@ class Index:
             return None
         # the offset is the clock's: agreement peaks broadly where notes are held, and a vote placed the clock
         chance = CALIBRATION.false_match_probability(0.0, z)
-        if chance > matching.max_false_match_probability:
-            return None
         return Match(song, z, max(0.0, offset_s), 1.0 - chance, "followed", (), chance, previous.speed,
                      previous.tempo, previous.pitch, max(0.0, -offset_s / played.tempo))
 

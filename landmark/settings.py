@@ -260,10 +260,12 @@ class MatchSettings:
     """...and by how much a confirmed leader's z must lead every other candidate's."""
 
     max_false_match_probability: float = 0.2
-    """Whichever rule decided, a song is named only when its false-match probability (`landmark.confidence`) is at
-    most this. At 0.2, at least one kind of its evidence (vote lead, agreement z) must go beyond what one clip in
-    five of songs the index does not hold reaches: evidence within chance's range on both counts (probability 1)
-    is none. Lower: fewer false matches for less recall (docs/design.md, "Confidence", has what each keeps)."""
+    """Each rule that singles a song out (the vote, a confirmation, verification, the warped search's) names it only
+    where its false-match probability (`landmark.confidence`) is at most this, else leaves the decision to the
+    others. At 0.2 (the chance tails' `tail_share`), at least one kind of its evidence (vote lead, agreement z) must
+    reach what only one clip in five of songs the index does not hold reaches: evidence within chance's range on
+    both counts (probability 1) is none. Lower: fewer false matches for less recall (docs/design.md,
+    "Confidence", has what each keeps). A monitor following a song asks instead whether it goes on (`follow`)."""
 
     follow_reach_s: float = 0.25
     """A song being followed (`Index.follow`: a monitor's next look at the song it hears) is looked for this far

@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from .arrays import members
+from .confidence import CALIBRATION
 from .peaks import band_edges_bins
 from .settings import FingerprintSettings, MatchSettings
 from .vote import Candidate
@@ -252,6 +253,14 @@ def remembered(song_peaks: SongPeaks) -> SongPeaks:
     return read
 
 
+def within_chance_bound(vote_lead: float, z: float | None, settings: MatchSettings) -> bool:
+    """Whether evidence this strong (a candidate's lead over the best other song's vote, its agreement z) comes
+    by chance no more often than `max_false_match_probability` (`landmark.confidence`): every rule that singles
+    a song out names it only then, so that one which would name it at chance's evidence leaves the decision to
+    the others."""
+    return CALIBRATION.false_match_probability(vote_lead, z) <= settings.max_false_match_probability
+
+
 def confirms_vote(z: float | None, settings: MatchSettings) -> bool:
     """Whether a song matched by vote shows its peaks in the clip too: its agreement z at its voted offset
     (`agreement_at`) is ≥ `min_vote_agreement_z`. Pairs can line up by chance in music that shares a grid and a
@@ -325,6 +334,7 @@ def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate
     needed_z = (settings.confirm_min_z if leader.score >= settings.confirm_min_ratio * runner_up_score
                 else settings.confirm_close_min_z)
     if (leader.song_id == candidates[0].song_id and leader_z >= needed_z
+            and within_chance_bound(leader.score - runner_up_score, leader_z, settings)
             and leader_z - _strongest_other(by_z, leader, settings.confirm_min_lead, same_recording)
             >= settings.confirm_min_lead):
         return leader, "confirmed"
@@ -332,6 +342,9 @@ def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate
     if best_z < settings.min_agreement_z:  # before its lead: a copy is looked for only where it would matter
         return None, ""
     if best_z - _strongest_other(by_z, best, settings.min_agreement_lead, same_recording) < settings.min_agreement_lead:
+        return None, ""
+    vote_lead = best.score - max((c.score for c in candidates if c.song_id != best.song_id), default=0.0)
+    if not within_chance_bound(vote_lead, best_z, settings):  # its copies' votes count against it here: stricter
         return None, ""
     return best, "verified"
 

@@ -151,11 +151,12 @@ class MertIndex:
         report.replaced = settle_paths(self.catalogue, content_at, remove_stale, audio.title_of, record, on_outcome)
         if len(with_postings) == 1:
             report.notes.append(f"{with_postings[0].path} holds other audio than when the landmark engine indexed "
-                                "it: its old entry stays until `lmprint add` (without --method) indexes it again")
+                                "it: that engine still names the old audio there until `lmprint add` (the landmark "
+                                "engine) indexes the file again")
         elif with_postings:
             report.notes.append(f"{len(with_postings)} files hold other audio than when the landmark engine indexed "
-                                f"them ({with_postings[0].path}, ...): their old entries stay until `lmprint add` "
-                                "(without --method) indexes them again")
+                                f"them ({with_postings[0].path}, ...): that engine still names the old audio there "
+                                "until `lmprint add` (the landmark engine) indexes them again")
         return report
 
     def _fit_projection(self, pending: list) -> str | None:

@@ -55,9 +55,10 @@ def test_confidence_grows_with_the_evidence_whatever_decided_the_match(built_ind
 
 def test_a_song_is_named_only_where_its_false_match_probability_is_within_the_setting(built_index, monkeypatch):
     """Whichever rule decided, a match's false-match probability must be at most `max_false_match_probability`
-    (0.2: one kind of its evidence beyond what one chance clip in five reaches). With chance tails that put every
-    clip's evidence within chance's range on both counts (probability 1), no clip names a song, where the
-    calibration's name each; a stricter setting refuses the matches above it, and keeps the one at it."""
+    (0.2: one kind of its evidence reaching what only one chance clip in five reaches). With chance tails that put
+    every clip's evidence within chance's range on both counts (probability 1), no clip names a song, where the
+    calibration's name each. A stricter setting keeps the matches within it, names the others only where another
+    rule finds evidence within it too, and none at a bound no evidence meets."""
     import landmark.library as library
     from landmark import MatchSettings
     from lmprint.errors import SettingsError
@@ -71,7 +72,12 @@ def test_a_song_is_named_only_where_its_false_match_probability_is_within_the_se
         assert len(set(probabilities)) == 3
         index.matching = MatchSettings(max_false_match_probability=probabilities[1])
         kept = [index.match_samples(clip) for clip in clips]
-        assert sorted(m.false_match_probability for m in kept if m is not None) == probabilities[:2]
+        for before, after in zip(found, kept):
+            assert after is None or (after.song == before.song and after.false_match_probability <= probabilities[1])
+            if before.false_match_probability <= probabilities[1]:
+                assert after == before
+        index.matching = MatchSettings(max_false_match_probability=1e-30)
+        assert [index.match_samples(clip) for clip in clips] == [None] * 3
         index.matching = MatchSettings()
         within_chance = Calibration(ChanceTail(threshold=1e9, scale=1.0), ChanceTail(threshold=1e9, scale=1.0))
         monkeypatch.setattr(library, "CALIBRATION", within_chance)

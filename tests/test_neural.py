@@ -338,8 +338,9 @@ def test_in_a_file_both_engines_hold_a_replaced_file_s_entry_is_left_to_the_land
         write(paths[1], rendered(7, 14.0, 22050), 22050)  # other music where s1 was
         report = index.add(paths)
         assert (report.added, report.replaced) == (1, 0) and len(index.catalogue.songs_at(str(paths[1]))) == 2
-        assert report.notes == [f"{paths[1]} holds other audio than when the landmark engine indexed it: its old "
-                                "entry stays until `lmprint add` (without --method) indexes it again"]
+        assert report.notes == [f"{paths[1]} holds other audio than when the landmark engine indexed it: that "
+                                "engine still names the old audio there until `lmprint add` (the landmark engine) "
+                                "indexes the file again"]
     with Index(db) as index:
         assert index.add(paths).replaced == 1 and len(index.catalogue.songs_at(str(paths[1]))) == 1
         kept = index.stats()

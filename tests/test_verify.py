@@ -588,3 +588,20 @@ def test_copies_a_warped_search_holds_on_the_clips_grid_are_told_on_the_songs_gr
     on_clip = [Candidate(c.song_id, c.score, round(c.delta_frames / tempo)) for c in in_song]
     assert not copy_check().same_recording(*on_clip)
     assert same_recording_on_song_grid(copy_check(), {1: Warp("speed", tempo), 2: Warp("speed", tempo)})(*on_clip)
+
+
+def test_a_confirmation_at_evidence_within_chance_s_range_leaves_the_decision_to_the_other_rules():
+    """A vote leader confirmed by z ≥ `confirm_min_z` (4.0, under the agreement tail's threshold) with a vote lead
+    under the vote tail's could be named at false-match probability 1; the confirmation stopped verification at
+    its first candidates, and `match` then refused the song. Now the confirmation itself asks for evidence within
+    `max_false_match_probability`: refused, the rule that reads every candidate decides (here: none stands out)."""
+    from landmark.verify import _single_out
+    from landmark.vote import Candidate
+
+    settings = MatchSettings()
+    leader, runner_up = Candidate(1, 24.0, 100), Candidate(2, 19.0, 300)  # 1.26× the runner-up, a lead of 5
+    for leader_z, decided in ((4.3, (None, "")), (4.7, (leader, "confirmed"))):  # tail threshold: z 4.571
+        agreed = [(leader_z, leader), (1.0, runner_up)]
+        assert _single_out([leader, runner_up], agreed, settings, None) == decided, leader_z
+    lax = settings.with_values({"max_false_match_probability": 1.0})
+    assert _single_out([leader, runner_up], [(4.3, leader), (1.0, runner_up)], lax, None) == (leader, "confirmed")
