@@ -309,9 +309,7 @@ class Index:
         probability is over `max_false_match_probability`, or the song was removed meanwhile."""
         matching, best, found_warp = self.matching, decision.best, decision.found_warp
         assert best is not None
-        copies = is_copy.copies.get(best.song_id, set())
-        vote_lead = best.score - max((c.score for c in decision.candidates if c.song_id != best.song_id
-                                      and c.song_id not in copies), default=0.0)
+        vote_lead = vote.vote_lead(best, decision.candidates, is_copy.copies.get(best.song_id, set()))
         chance = CALIBRATION.false_match_probability(vote_lead, decision.z)
         if chance > matching.max_false_match_probability:
             return None

@@ -31,7 +31,7 @@ from .arrays import members
 from .confidence import CALIBRATION
 from .peaks import band_edges_bins
 from .settings import FingerprintSettings, MatchSettings
-from .vote import Candidate
+from .vote import Candidate, vote_lead
 
 FLAT = 1e-6
 """Standard deviation below which a frame or bin is flat (digital silence): it is then left at zero."""
@@ -253,12 +253,12 @@ def remembered(song_peaks: SongPeaks) -> SongPeaks:
     return read
 
 
-def within_chance_bound(vote_lead: float, z: float | None, settings: MatchSettings) -> bool:
+def within_chance_bound(lead: float, z: float | None, settings: MatchSettings) -> bool:
     """Whether evidence this strong (a candidate's lead over the best other song's vote, its agreement z) comes
     by chance no more often than `max_false_match_probability` (`landmark.confidence`): every rule that singles
     a song out names it only then, so that one which would name it at chance's evidence leaves the decision to
     the others."""
-    return CALIBRATION.false_match_probability(vote_lead, z) <= settings.max_false_match_probability
+    return CALIBRATION.false_match_probability(lead, z) <= settings.max_false_match_probability
 
 
 def confirms_vote(z: float | None, settings: MatchSettings) -> bool:
@@ -343,8 +343,7 @@ def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate
         return None, ""
     if best_z - _strongest_other(by_z, best, settings.min_agreement_lead, same_recording) < settings.min_agreement_lead:
         return None, ""
-    vote_lead = best.score - max((c.score for c in candidates if c.song_id != best.song_id), default=0.0)
-    if not within_chance_bound(vote_lead, best_z, settings):  # its copies' votes count against it here: stricter
+    if not within_chance_bound(vote_lead(best, candidates), best_z, settings):  # its copies' votes count: stricter
         return None, ""
     return best, "verified"
 

@@ -289,6 +289,14 @@ def align(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray,
     return votes, Alignments.of(votes, settings.vote_tolerance_frames)
 
 
+def vote_lead(candidate: Candidate, candidates: list[Candidate], aside: set[int] | frozenset[int] = frozenset()
+              ) -> float:
+    """The candidate's score less the best other song's among `candidates` (those in `aside`, its copies, left
+    out): the vote lead its false-match probability weighs (`landmark.confidence`)."""
+    return candidate.score - max((c.score for c in candidates if c.song_id != candidate.song_id
+                                  and c.song_id not in aside), default=0.0)
+
+
 def decide(candidates: list[Candidate], settings: MatchSettings, min_ratio: float | None = None) -> Candidate | None:
     """The winning candidate, or None for "no match". `min_ratio` overrides the settings' (the second look's)."""
     if not candidates:

@@ -48,9 +48,8 @@ def followed(catalogue: Catalogue, outcome: Outcome, title_of: TitleOf) -> Outco
 def follow_before_adding(catalogue: Catalogue, path: str, content_sha1: str, title_of: TitleOf) -> None:
     """Before an engine adds a file whose content the catalogue holds already, from another engine's `add`
     under another path: that entry follows the file first (moved, or the file recorded as its copy), so that
-    the engine's data joins an entry that names a file that is there."""
-    if catalogue.song_id_of(content_sha1) is not None:
-        followed(catalogue, Outcome(path, skipped=True, content_sha1=content_sha1), title_of)
+    the engine's data joins an entry that names a file that is there (`followed` leaves content it does not hold)."""
+    followed(catalogue, Outcome(path, skipped=True, content_sha1=content_sha1), title_of)
 
 
 def settle_paths(catalogue: Catalogue, content_at: dict[str, str], remove: Callable[[list[Song]], Iterable[int]],
