@@ -20,6 +20,7 @@ import numpy as np
 
 from lmprint.errors import AudioError, reading_file
 from lmprint.files import AUDIO_DEMUXERS, title_from_path
+from lmprint.samples import finite_samples
 
 SILENCE_RMS = 1e-4
 """Audio quieter than this (about -80 dBFS RMS) is treated as silence."""
@@ -236,7 +237,7 @@ def mix_stereo(left: np.ndarray, right: np.ndarray, full_scale: float = 1.0) -> 
     """L + R of two float32 channels (samples of `full_scale`), or L − R where the sum cancels
     (`CANCELLED_MIX_DB`): one batch of a stream at a time (a quarter second of a file, a block of raw PCM), so that
     a file of inverted polarity is mixed alike wherever a clip of it starts."""
-    with np.errstate(over="ignore", invalid="ignore"):  # a float stream out of range: `_finite` bounds the mix
+    with np.errstate(over="ignore", invalid="ignore"):  # a float stream out of range: `finite_samples` bounds the mix
         mixed, difference = left + right, left - right
         cancelled = (_summed_magnitude(mixed, 2 * full_scale) * 10 ** (CANCELLED_MIX_DB / 20)
                      < _summed_magnitude(difference, 2 * full_scale))
@@ -272,8 +273,8 @@ Plan = tuple[np.dtype, float, int, bool]
 
 def _resampled(container, stream, sample_rate_hz: int, bad: list[Exception]) -> Iterator[np.ndarray]:
     """The stream's audio as mono float32 chunks at `sample_rate_hz`: gathered into batches of `BATCH_S`, mixed to
-    mono (`_Mixer`), made finite and bounded (`_finite`), then resampled by soxr in a stream, so memory never holds
-    more than a batch of the source."""
+    mono (`_Mixer`), made finite and bounded (`finite_samples`), then resampled by soxr in a stream, so memory
+    never holds more than a batch of the source."""
     import soxr
 
     source_rate = stream.codec_context.sample_rate or stream.rate
@@ -283,8 +284,8 @@ def _resampled(container, stream, sample_rate_hz: int, bad: list[Exception]) -> 
     for frame in _frames(container, stream, bad):
         mixer.add(frame)
         if mixer.gathered >= batch_samples:
-            yield resampler.resample_chunk(_finite(mixer.take()))
-    yield resampler.resample_chunk(_finite(mixer.take(last=True)), last=True)
+            yield resampler.resample_chunk(finite_samples(mixer.take()))
+    yield resampler.resample_chunk(finite_samples(mixer.take(last=True)), last=True)
 
 
 class _Mixer:
@@ -365,7 +366,7 @@ class _Mixer:
         plan = self._plans[self._kind]
         assert plan is not None  # planes are gathered only for frames mixed here
         _, scale, channels, _ = plan
-        with np.errstate(over="ignore", invalid="ignore"):  # a float stream out of range: `_finite` bounds it
+        with np.errstate(over="ignore", invalid="ignore"):  # a float stream out of range: `finite_samples` bounds it
             mono = np.concatenate([frame[0] for frame in self._planes]).astype(np.float32)
             if channels == 2:
                 mono = mix_stereo(mono, np.concatenate([frame[1] for frame in self._planes]).astype(np.float32),
@@ -426,24 +427,11 @@ def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sam
         # in full scales, then made finite and bounded, before channels are mixed: float samples near float32's
         # largest would overflow their sum (NaNs of any bytes are dropped just after, so scaling them is quiet)
         with np.errstate(invalid="ignore"):
-            interleaved = _finite(np.frombuffer(data, dtype).astype(np.float32) / np.float32(full_scale))
+            interleaved = finite_samples(np.frombuffer(data, dtype).astype(np.float32) / np.float32(full_scale))
         frames = interleaved.reshape(-1, channels)
         yield resampler.resample_chunk(mix_stereo(frames[:, 0], frames[:, 1]) * np.float32(0.5) if channels == 2
                                        else frames.mean(axis=1))
     yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-
-
-SAMPLE_BOUND = 1e3
-"""Samples are kept within ± this many full scales before resampling: far past it the resampler's filter overflows
-to NaN, and a float stream that loud is noise anyway."""
-
-
-def _finite(chunk: np.ndarray) -> np.ndarray:
-    """The chunk with NaN and infinite samples (a damaged or float stream) set to 0, and the rest within
-    ± `SAMPLE_BOUND`, before the resampler spreads a NaN over its filter's length."""
-    if not np.isfinite(chunk).all():
-        chunk = np.where(np.isfinite(chunk), chunk, np.float32(0.0))
-    return np.clip(chunk, -SAMPLE_BOUND, SAMPLE_BOUND, out=chunk if chunk.flags.writeable else None)
 
 
 def _frames(container, stream, bad: list[Exception]):

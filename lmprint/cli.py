@@ -821,8 +821,9 @@ def dedup(ctx, as_json):
 @click.option("--channels", "raw_channels", type=click.IntRange(1), default=2, show_default=True,
               help="Channels of raw PCM (with --format).")
 @click.option("--jobs", type=click.IntRange(1), default=None,
-              help="Looks matched at once, in as many processes [default: one per core for a file with the "
-                   "landmark engine, else 1: a live stream then answers without waiting for a second look].")
+              help="Looks matched at once, in as many processes [default: one per core for a file (not a "
+                   "pipe) with the landmark engine, else 1: a live stream then answers without waiting for a "
+                   "second look].")
 @_engine_options
 @click.pass_context
 @_guard
@@ -858,18 +859,19 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
     index = open_method(ctx.obj["db"], method, model=model, device=device, with_model=True)
     _say_if_empty(index, ctx.obj["db"])
     rate = index.sample_rate_hz
+    # standard input, a pipe or a device is heard as it comes (live, it may be): a file is read as fast as it can be
+    live = source == "-" or not os.path.isfile(source)
     if raw_format:
         chunks = audio.stream_raw(raw_input or sys.stdin.buffer, raw_format, raw_rate, raw_channels, rate)
     else:
         chunks = audio.stream(sys.stdin.buffer if source == "-" else source, rate)
     if jobs is None:
-        jobs = (os.cpu_count() or 1) if source != "-" and method == "landmark" else 1
+        jobs = (os.cpu_count() or 1) if not live and method == "landmark" else 1
     looks = Looks(functools.partial(open_method, ctx.obj["db"], method, model=model, device=device),
                   jobs) if jobs > 1 else None
-    # a stream on standard input is heard live: it is looked at every hop even while nothing is heard, so a song is
-    # named as soon as it can be; a file is read as fast as it can be
+    # a live stream is looked at every hop even while nothing is heard, so a song is named as soon as it can be
     settings = MonitorSettings()
-    if source == "-":
+    if live:
         settings = dataclasses.replace(settings, idle_hop_s=settings.hop_s)
     writer = csv.writer(sys.stdout) if as_csv else None
     columns = ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence", "rate"]
@@ -906,7 +908,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
                        f"confidence {segment.confidence:.4f}")
 
     found = follow(index, counted(chunks), settings, looks=looks,
-                   ahead_of_looks=source != "-" and os.path.isfile(source))  # not a pipe: `monitor`
+                   ahead_of_looks=not live)  # a pipe arrives no faster, and a blocked read cannot be stopped
     try:
         for segment in found:
             emit(segment)
@@ -934,7 +936,8 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0: every interface; the default lets in this machine alone).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0: a free one, printed).")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
               help="Server processes, each answering one query at a time on its own open index (one per core "
                    "suits most machines).")
@@ -973,7 +976,7 @@ def serve(ctx, host, port, workers, queue, max_upload_mb, allow_add, token, cert
     os.environ[SERVE_OPTIONS] = json.dumps({"db": ctx.obj["db"], "method": method, "model": model,
                                             "device": device, "settings": settings})
     serve_app()  # the index opens, or one line says why, before any worker starts
-    check_can_listen(host, port)
+    port = check_can_listen(host, port)
     tls = TLS.of(certfile, keyfile)
     click.echo(f"lmprint: serving {ctx.obj['db']} at {', '.join(urls_of(host, port, tls is not None))} (Ctrl-C "
                "stops)", err=True)

@@ -665,9 +665,10 @@ class Monitor:
                                     song_s - _rate(match) * (time_s - first_s))
             if span is None:  # a longer reading need not hear it where a shorter one did: that one stands
                 break
-            # heard to begin within what was read (its first seconds read less clearly), or only a bound
+            # heard to begin within what was read (its first seconds read less clearly), or only a bound; heard so
+            # from the stream's own start (tuned in mid-song), it plays from there
             began_within = span[0] > self.settings.audible_s
-            heard_from = (first_s + span[0], not began_within and first > 0)
+            heard_from = (0.0, False) if first == 0 and not began_within else (first_s + span[0], not began_within)
             if began_within:
                 break
         return heard_from

@@ -45,6 +45,7 @@ from .files import AUDIO_EXTENSIONS, audio_extension, declared_duration_s
 from .method import Method
 from .monitor import Monitor, MonitorSettings, Segment
 from .results import Outcome
+from .samples import finite_samples
 
 INDEX_BUSY = (IndexLocked, ChangedWhileRead)
 """The index's errors that pass: a writer holds it (an `add` of a large batch, a merge), or another process
@@ -434,7 +435,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
             raise TooLarge(unread=True)
         name = "upload"
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):  # any case
             if not (declared and declared.isdigit()):  # a form's file part is not size-capped while it streams
                 raise LmprintError("a form upload needs a Content-Length")
             async with request.form(max_files=1, max_fields=4, max_part_size=settings.max_upload_bytes) as form:
@@ -608,7 +609,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                     if ahead_s > 0:  # a live stream arrives in real time; faster clients wait
                         await asyncio.sleep(ahead_s)
                     samples = np.frombuffer(data, "<f4")
-                    chunk = resampler.resample_chunk(np.nan_to_num(samples).astype(np.float32))
+                    chunk = resampler.resample_chunk(finite_samples(samples))
 
                     def look(_: Method, chunk: np.ndarray = chunk) -> list[Segment]:
                         return monitor.feed(chunk)
@@ -752,9 +753,10 @@ def _host_name_addresses(wait_s: float) -> list[str]:
     return [] if resolver.is_alive() else found
 
 
-def check_can_listen(host: str, port: int) -> None:
+def check_can_listen(host: str, port: int) -> int:
     """Refuse, in one line, an address this machine cannot listen on (a port in use, a host it does not have),
-    before the server says it is serving there."""
+    before the server says it is serving there. Returns the port: `port`, or for 0 a free one the system picks
+    (the server then binds it a moment later: another process could take it first, as with any such probe)."""
     import socket
 
     try:
@@ -762,6 +764,7 @@ def check_can_listen(host: str, port: int) -> None:
         with socket.socket(family, kind, protocol) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed port's
             probe.bind(address)  # lingering connections do not hold it
+            return int(probe.getsockname()[1])
     except OSError as error:
         raise LmprintError(f"cannot listen on {host}:{port}: {os_reason(error)}") from None
 

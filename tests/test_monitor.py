@@ -155,6 +155,46 @@ def test_monitor_follows_raw_pcm_on_standard_input(built_index, jobs):
             "song_offset_s": float(r["song_offset_s"])} for r in closed], truth)
 
 
+def test_a_pipe_named_as_the_source_is_heard_live_as_standard_input_is(built_index, tmp_path):
+    """`lmprint monitor <(ffmpeg …)` or a named pipe arrives as standard input does: looked at every hop and in
+    this process, so its events are those of `monitor -` on the same bytes (a file's idle looks come 4 s apart:
+    after 9 s of unknown music a song would be confirmed a look later)."""
+    import threading
+
+    signal, _ = radio([(100, 0.0, 9.0), (1, 3.0, 20.0)])
+    write(tmp_path / "stream.wav", signal, RATE)
+    stream = (tmp_path / "stream.wav").read_bytes()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as pipe:
+            pipe.write(stream)
+    writer = threading.Thread(target=feed)
+    writer.start()
+    via_pipe = run_cli("monitor", "--json", fifo, db=built_index, check=True)
+    writer.join()
+    via_stdin = run_cli("monitor", "--json", "-", db=built_index, input=stream, check=True)
+    events = [json.loads(line) for line in via_pipe.stdout.splitlines()]
+    assert [(e["event"], e["title"]) for e in events] == [("open", "song1"), ("closed", "song1")]
+    assert via_pipe.stdout == via_stdin.stdout
+
+
+def test_a_stream_tuned_in_mid_song_starts_it_at_zero_where_it_plays_from(built_index):
+    """A stream that begins partway through a song: the song is heard from the stream's own start, whose first
+    peaks read less clearly at a window's edge (it was dated 0.2–1.4 s late, its offset as late)."""
+    import soxr
+
+    with Index(built_index) as index:
+        for seed, from_s in ((1, 8.1), (2, 5.0), (2, 20.7), (3, 8.1), (3, 20.7)):
+            signal, _ = radio([(seed, from_s, from_s + 12.0), ((seed + 1) % 6, 0.0, 15.0)])
+            samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+            closed = [e for e in monitor(index, [samples[i:i + 8000] for i in range(0, samples.size, 8000)])
+                      if not e.open]
+            assert closed[0].song.title == f"song{seed}" and closed[0].start_s == 0.0, (seed, from_s, closed)
+            assert closed[0].song_offset_s == pytest.approx(from_s, abs=0.25), (seed, from_s, closed)
+
+
 def test_memory_stays_bounded_however_long_the_stream(built_index):
     """The monitor keeps a window of samples, the windows its next look may look back at and `heard_back_s` before
     (where a song it names began), whatever it has been fed."""

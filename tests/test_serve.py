@@ -658,6 +658,20 @@ def test_serve_refuses_a_port_in_use_in_one_line_before_saying_it_serves(built_i
     assert f"cannot listen on 127.0.0.1:{port}" in result.output and "serving" not in result.output
 
 
+def test_serve_on_port_0_listens_on_a_free_port_and_says_which(built_index, monkeypatch):
+    from click.testing import CliRunner
+
+    import lmprint.serve
+    from lmprint.cli import SERVE_OPTIONS, main
+
+    monkeypatch.delenv(SERVE_OPTIONS, raising=False)  # restored after: the command sets it for its workers
+    started = {}
+    monkeypatch.setattr(lmprint.serve, "serve", lambda app, host, port, *rest: started.update(port=port))
+    result = CliRunner().invoke(main, ["--db", str(built_index), "serve", "--port", "0"])
+    assert result.exit_code == 0 and started["port"] > 0, result.output
+    assert f"at http://127.0.0.1:{started['port']}/ " in result.output
+
+
 def test_it_keeps_serving_while_another_process_adds_to_the_index(built_index, tmp_path):
     db = tmp_path / "copy.db"
     shutil.copy(built_index, db)
@@ -729,6 +743,37 @@ def test_the_listen_socket_places_a_song_where_it_is_heard_to_begin(client, buil
                                                           ("open", songs[3].path)]
     assert events[2]["start_s"] == pytest.approx(12.0, abs=0.5)
     assert events[2]["song_offset_s"] == pytest.approx(5.0, abs=0.5)
+
+
+def test_the_listen_socket_bounds_samples_as_a_files_decoder_does(client, built_index):
+    """A float stream gone wrong (a sample at infinity or 1e30 every half second): its samples are made finite and
+    bounded as a file's are (`lmprint.samples`) and the song is still named; passed on, they overflowed the
+    resampler and every window failed to read."""
+    song = Index(built_index).catalogue.songs()[3]
+    live = audio.load(song.path, 16000)[16000 * 5:16000 * 25].copy()
+    live[::16000], live[8000::16000] = np.inf, 1e30
+    with client.websocket_connect("/listen") as socket:
+        socket.send_json({"sample_rate": 16000})
+        assert socket.receive_json() == {"event": "listening"}
+        for start in range(0, live.size, 16000):
+            socket.send_bytes(live[start:start + 16000].astype("<f4").tobytes())
+        socket.send_text("end")  # answered with an error after the audio: no wait for a song never named
+        event = socket.receive_json()
+    assert event["event"] == "open" and event["path"] == song.path, event
+
+
+def test_a_form_upload_is_read_whatever_the_case_of_its_content_type(client, built_index, tmp_path):
+    """Media types are case-insensitive: `Multipart/Form-Data` is a form (it was stored whole as raw audio, and
+    refused as not audio)."""
+    song = Index(built_index).catalogue.songs()[1]
+    boundary = "lmprint-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"clip.m4a\"\r\n"
+            "Content-Type: audio/mp4\r\n\r\n").encode() + clip_bytes(song.path, 12.0, 5.0, tmp_path) + \
+        f"\r\n--{boundary}--\r\n".encode()
+    answer = client.post("/match", content=body,
+                         headers={"content-type": f"Multipart/Form-Data; boundary={boundary}"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["match"]["path"] == song.path and answer.json()["query"] == "clip.m4a"
 
 
 def test_the_listen_socket_refuses_a_stream_without_its_rate_a_text_frame_and_an_oversized_chunk(client):

@@ -1,0 +1,20 @@
+"""Samples as the engines take them: finite, and bounded. A damaged file, a float stream or a live listener can
+hand over NaN, infinities or samples far past full scale, and a resampler's filter spreads a NaN over its length
+or overflows to NaN. Every decoder (a file's, standard input's, the server's live stream) passes its samples
+through here before resampling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLE_BOUND = 1e3
+"""Samples are kept within ± this many full scales before resampling: far past it the resampler's filter overflows
+to NaN, and a float stream that loud is noise anyway."""
+
+
+def finite_samples(chunk: np.ndarray) -> np.ndarray:
+    """The chunk with NaN and infinite samples (a damaged or float stream) set to 0, and the rest within
+    ± `SAMPLE_BOUND`, before the resampler spreads a NaN over its filter's length."""
+    if not np.isfinite(chunk).all():
+        chunk = np.where(np.isfinite(chunk), chunk, np.float32(0.0))
+    return np.clip(chunk, -SAMPLE_BOUND, SAMPLE_BOUND, out=chunk if chunk.flags.writeable else None)
