@@ -157,8 +157,8 @@ def test_monitor_follows_raw_pcm_on_standard_input(built_index, jobs):
 
 def test_a_pipe_named_as_the_source_is_heard_live_as_standard_input_is(built_index, tmp_path):
     """`lmprint monitor <(ffmpeg …)` or a named pipe arrives as standard input does: looked at every hop and in
-    this process, so its events are those of `monitor -` on the same bytes (a file's idle looks come 4 s apart:
-    after 9 s of unknown music a song would be confirmed a look later)."""
+    this process, so its events are those of `monitor -` on the same bytes (read as a file, with idle looks 4 s
+    apart, the song after 9 s of unknown music was announced 4 s later)."""
     import threading
 
     signal, _ = radio([(100, 0.0, 9.0), (1, 3.0, 20.0)])
