@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lmprint.catalogue import Catalogue, song_list
-from lmprint.errors import REBUILD, AudioError, IndexFileError, IndexLocked, SettingsError
+from lmprint.errors import REBUILD, AudioError, CannotWrite, IndexFileError, IndexLocked, SettingsError
 from lmprint.files import find_audio_files, unstorable_name
 from lmprint.moves import follow_before_adding, followed, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
@@ -178,7 +178,9 @@ class Index:
             else:
                 record(outcome, song.duration_s)
         report.replaced = settle_paths(self.catalogue, content_at, self.remove, audio.title_of, record, on_outcome)
-        self._compact_after_change(report.audio_s)
+        note = self._compact_after_change(report.audio_s)
+        if note is not None:
+            report.notes.append(note)
         return report
 
     def _indexed(self, content_sha1: str) -> bool:
@@ -210,16 +212,22 @@ class Index:
             self.postings.add(batch)
         return ids
 
-    def _compact_after_change(self, changed_audio_s: float) -> None:
-        """Housekeeping after the change has committed: skipped when another process is writing (the next large
-        change compacts), so that it never fails a change that is made."""
+    def _compact_after_change(self, changed_audio_s: float) -> str | None:
+        """Housekeeping after the change has committed: skipped when another process is writing, or when the disk
+        has no room for the merged segment (a nearly full disk meets it here first: a merge writes its postings
+        anew before it deletes the old), so that it never fails a change that is made; the next large change
+        compacts. Returns a note for the user where there was no room, else None."""
         if changed_audio_s > 0 and changed_audio_s >= COMPACT_AFTER_CHANGE * self.catalogue.audio_s():
             try:
                 with self.catalogue.waiting_briefly():
                     self.postings.compact()
             except IndexLocked:
-                return
+                return None
+            except CannotWrite as error:
+                return (f"the change is made, but the index could not be compacted ({error.reason}): free some "
+                        "space, and the next large change compacts it")
             self.catalogue.compact()
+        return None
 
     # --- match ------------------------------------------------------------------------------------------------
     def match(self, path: str | os.PathLike) -> Match | None:
@@ -519,7 +527,7 @@ class Index:
             self.postings.remove(song_ids)
             self.peaks.remove(song_ids)
             self.catalogue.delete_songs(song_ids)
-        self._compact_after_change(removed_s)
+        self._compact_after_change(removed_s)  # skipped for want of room, the removal still stands
         return song_ids
 
     def stats(self) -> dict:

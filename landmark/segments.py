@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmprint.errors import IndexFileError, damaged, os_reason
+from lmprint.errors import CannotWrite, IndexFileError, damaged, os_reason
 
 from . import postings as codec
 from .hashes import HASH_BITS
@@ -229,8 +229,9 @@ def write(folder: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings
     except OSError as error:  # a full disk, a quota, a folder it may not write: the caller's transaction rolls back
         with contextlib.suppress(OSError):  # a folder it may not write will not let it delete either
             temporary.unlink(missing_ok=True)
-        raise IndexFileError(f"cannot write a segment in {folder}: {os_reason(error)}; free some space (or "
-                             "make the folder writable) and run the command again: what was indexed is kept") from None
+        raise CannotWrite(f"cannot write a segment in {folder}: {os_reason(error)}; free some space (or make the "
+                          "folder writable) and run the command again: what was indexed is kept",
+                          os_reason(error)) from None
 
 
 def _write(folder: Path, name: str, temporary: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings: int,

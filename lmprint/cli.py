@@ -21,7 +21,16 @@ from typing import Any, BinaryIO
 
 import click
 
-from .errors import AudioError, LmprintError, ModelError, SettingsError, Terminated, os_reason
+from .errors import (
+    AudioError,
+    ChangedWhileRead,
+    IndexFileError,
+    LmprintError,
+    ModelError,
+    SettingsError,
+    Terminated,
+    os_reason,
+)
 from .results import Song
 
 METHODS = ("landmark", "mert")
@@ -519,9 +528,9 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
             if unreadable is not None:
                 raise LmprintError(unreadable)
             answer = index.answer(stdin_path if path == "-" else path)
-        except ModelError:
-            raise  # the model, not this query: said once, and no other query would fare better
         except LmprintError as error:
+            if isinstance(error, (ModelError, IndexFileError)) and not isinstance(error, ChangedWhileRead):
+                raise  # the model or the index (damaged, locked), not this query: said once, as none would fare better
             if path == "-" and stdin_note and isinstance(error, AudioError):
                 error = LmprintError(f"{error} ({stdin_note})")
             click.echo(_one_line(f"lmprint: {path}: {error}"), err=True)

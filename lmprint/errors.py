@@ -21,6 +21,15 @@ class IndexLocked(IndexFileError):
     and the same command can be run again."""
 
 
+class CannotWrite(IndexFileError):
+    """The disk or the folder refused the index a write (full, over a quota, not writable): what was committed
+    before is kept. `reason` is the operating system's, for a caller that words its own message."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class ChangedWhileRead(IndexFileError):
     """Another process changed a file read as immutable (a read-only folder) while it was being read: what was read
     may mix two versions of it. Reading again opens it anew."""

@@ -1051,6 +1051,59 @@ def test_a_segment_the_disk_has_no_room_for_is_one_line_and_the_index_keeps_what
             insert(reopened, f"/{number}", f"sha-{number}", *songs[number])
 
 
+def test_a_compaction_the_disk_has_no_room_for_leaves_the_change_made_and_says_so(library_dir, tmp_path,
+                                                                                   monkeypatch):
+    """The merge after a large change writes the postings anew before it deletes the old, so a nearly full disk
+    meets it first: the songs were added (or removed) and committed, yet the command ended in an error that said
+    to run it again, which then added nothing or found no such song. Housekeeping never fails a change made."""
+    import errno
+
+    import landmark.segments as segments_module
+    from landmark.store import SQLitePostingStore
+    from tests.conftest import run_cli
+
+    _small_sealing(monkeypatch, one_hash_from=2000, tail=3000)  # the first add seals; the second leaves a tail
+    compact = SQLitePostingStore.compact
+
+    def compact_on_a_full_disk(self):
+        def no_room(*_):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        with monkeypatch.context() as patch:
+            patch.setattr(segments_module, "_write", no_room)
+            compact(self)
+
+    db = tmp_path / "i.db"
+    files = sorted(str(library_dir / name) for name in os.listdir(library_dir))
+    run_cli("add", "--jobs", "1", *files[:4], db=db, check=True)
+    monkeypatch.setattr(SQLitePostingStore, "compact", compact_on_a_full_disk)
+    added = run_cli("add", "--jobs", "1", *files[4:], db=db)  # a third of the library: its tail is sealed
+    assert added.returncode == 0, added.stderr
+    assert ("lmprint: note: the change is made, but the index could not be compacted (no space left on device): "
+            "free some space, and the next large change compacts it") in added.stderr
+    assert "added 2," in added.stderr
+    with Index(db) as index:
+        songs = index.catalogue.songs()
+        assert len(songs) == 6 and index.match(songs[2].path).song.id == songs[2].id
+    removed = run_cli("remove", songs[0].id, songs[1].id, db=db)
+    assert removed.returncode == 0 and removed.stdout.count("removed ") == 2, removed.stderr
+    with Index(db) as index:
+        assert len(index.catalogue.songs()) == 4 and index.match(songs[2].path).song.id == songs[2].id
+
+
+def test_match_of_many_clips_on_a_damaged_index_says_so_once(built_index, library_dir, tmp_path):
+    """The index, not a query, is at fault: one line, not one per clip and a count of failed queries (a folder of
+    500 clips read the broken index 500 times)."""
+    from tests.conftest import run_cli
+
+    db = tmp_path / "i.db"
+    shutil.copy(built_index, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE peaks SET data = X'00ff00ff'")
+    clips = sorted(str(library_dir / name) for name in os.listdir(library_dir))[:3]
+    result = run_cli("match", *clips, db=db)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "damaged" in result.stderr, result.stderr
+
+
 def _segment_postings(bits, row_sizes, rng):
     """Sorted (hash, timeline frame) postings with about `row_sizes[i]` words in each of some buckets' rows (a
     run of neighbours or scattered; an escaped gap, from a frame far on, takes three), at `bits` suffix bits."""
