@@ -83,12 +83,14 @@ def encode(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.ndarray
 def encode_words(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.ndarray | int | None = None,
                  layout: RowLayout = SIXTEEN_A_ROW) -> tuple[np.ndarray, bytes, np.ndarray]:
     """Like `encode`, with the rows laid end to end: (buckets, bytes of all rows, each row's first word and the
-    end), for a store that keeps rows in one stretch (`landmark.segments`)."""
+    end), for a store that keeps rows in one stretch (`landmark.segments`). Rows' ends and songs' places come
+    from the file, so postings that do not fit them mean a damaged index (a flipped bit made every later add end
+    in a traceback)."""
     hashes = np.asarray(hashes, np.int64)
     frames = np.asarray(timeline_frames, np.int64)
     buckets = hashes >> layout.suffix_bits
     if frames.size and (frames.min() < 0 or frames.max() >= 1 << FRAME_BITS):
-        raise ValueError("timeline frames out of range")
+        raise damaged("the index", "its songs' places run off the timeline")  # a place read from the file
     # by bucket, then frame: one sort of packed keys. Stable, because the input is mostly runs already sorted so (a
     # merge's segments, a batch sorted by hash), which numpy's stable sort (a timsort) merges in near-linear time:
     # 5–7 ms for 1 M keys in 2–3 runs, against 58 ms for its default sort
@@ -100,7 +102,7 @@ def encode_words(hashes: np.ndarray, timeline_frames: np.ndarray, row_ends: np.n
     previous[starts] = 0 if row_ends is None else np.asarray(row_ends, np.int64)
     gaps = frames - previous
     if gaps.size and gaps.min() < 0:
-        raise ValueError("postings must follow the end of their row")
+        raise damaged("the index", "a row's recorded end lies past the postings added to it")  # as read back
     escape, gap_bits = layout.escape, layout.gap_bits
     escaped = gaps >= escape
     sizes = np.where(escaped, 3, 1)

@@ -61,8 +61,13 @@ SUFFIX = ".seg"
 
 
 def folder_of(index_path: str | os.PathLike) -> Path:
-    """Where an index file's segments live: a folder named after it, beside it (`music.db` → `music.db-postings`)."""
-    return Path(f"{index_path}-postings")
+    """Where an index file's segments live: a folder named after it, beside it (`music.db` → `music.db-postings`).
+    Beside the file itself where the path is a symbolic link (an index on a larger disk, linked from home), as
+    SQLite keeps its log there: the file and its folder then move, copy and back up together. A folder beside
+    the link, made so by an older lmprint, is still used while there is none beside the file."""
+    beside_link = Path(f"{index_path}-postings")
+    beside_file = Path(f"{os.path.realpath(index_path)}-postings")
+    return beside_link if beside_link.is_dir() and not beside_file.is_dir() else beside_file
 
 
 def layout_for(postings: int) -> codec.RowLayout:

@@ -895,6 +895,23 @@ def test_an_index_that_lost_its_list_of_segments_is_refused_and_its_segments_kep
     assert _segment_files(path) == files
 
 
+def test_a_flipped_bit_in_a_tail_row_is_damage_to_the_next_add_not_a_traceback(library_dir, tmp_path):
+    """A row's recorded end read back larger than it was: the next add's postings would come before it."""
+    from tests.conftest import run_cli
+
+    db = tmp_path / "i.db"
+    files = sorted(str(library_dir / name) for name in os.listdir(library_dir))
+    run_cli("add", "--jobs", "1", *files[:3], db=db, check=True)
+    with sqlite3.connect(db) as conn:
+        table = next(name for name, in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                     if name.startswith("postings"))
+        for bucket, entries in conn.execute(f"SELECT bucket, entries FROM {table}").fetchall():
+            conn.execute(f"UPDATE {table} SET entries=? WHERE bucket=?",
+                         (entries[:1] + bytes([entries[1] ^ 0x80]) + entries[2:], bucket))
+    added = run_cli("add", "--jobs", "1", *files[3:], db=db)
+    assert added.returncode == 1 and added.stderr.count("\n") == 1 and "is damaged" in added.stderr, added.stderr
+
+
 def test_damage_inside_whole_files_is_a_one_line_error_not_a_traceback(tmp_path, monkeypatch):
     """A segment whose row lengths were overwritten, a postings row that ends in an escape, peaks that do not
     decompress: each is named damaged, with how to rebuild, where numpy or zlib would have raised."""
@@ -1088,6 +1105,27 @@ def test_a_compaction_the_disk_has_no_room_for_leaves_the_change_made_and_says_s
     assert removed.returncode == 0 and removed.stdout.count("removed ") == 2, removed.stderr
     with Index(db) as index:
         assert len(index.catalogue.songs()) == 4 and index.match(songs[2].path).song.id == songs[2].id
+
+
+def test_an_index_reached_through_a_symbolic_link_keeps_its_segments_beside_the_file(library_dir, tmp_path,
+                                                                                    monkeypatch):
+    """`~/index.db` linking to a larger disk: the segments went beside the link, so the disk the link was made to
+    spare took them, and the file opened where it lies said its postings were missing. A folder beside the link
+    (from an older lmprint) is still found."""
+    _small_sealing(monkeypatch, one_hash_from=2000, tail=3000)
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "index.db").symlink_to(tmp_path / "disk" / "index.db")
+    with Store(tmp_path / "home" / "index.db", create=True) as index:
+        index.add([str(library_dir)])
+        assert index.postings.stats()["segments"] > 0
+    assert (tmp_path / "disk" / "index.db-postings").is_dir() and not (tmp_path / "home" / "index.db-postings").exists()
+    with Store(tmp_path / "disk" / "index.db") as index:
+        song = index.catalogue.songs()[3]
+        assert index.match(song.path).song.id == song.id
+    (tmp_path / "disk" / "index.db-postings").rename(tmp_path / "home" / "index.db-postings")
+    with Store(tmp_path / "home" / "index.db") as index:
+        assert index.match(song.path).song.id == song.id
 
 
 def test_match_of_many_clips_on_a_damaged_index_says_so_once(built_index, library_dir, tmp_path):
