@@ -37,6 +37,7 @@ commits, and a reader that had not mapped it yet lists the segments again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections import OrderedDict
@@ -662,6 +663,7 @@ class SQLitePostingStore:
 
         def durable_then_gone() -> None:
             self._sync_log()
+            self._fold_log()
             self._remove_files(names)
         self.catalogue.after_commit(durable_then_gone)
 
@@ -678,6 +680,15 @@ class SQLitePostingStore:
                 os.fsync(log.fileno())
         except OSError:
             pass  # no log (not in WAL mode): the commit wrote the file itself
+
+    def _fold_log(self) -> None:
+        """Copy the write-ahead log's commits into the file itself, as far as no reader's snapshot holds them back
+        (SQLite's passive checkpoint, which waits for nobody): a merge's inputs are deleted next, and the file
+        copied with its folder but not its `-wal` (a backup of an index in use) listed segments that were gone.
+        A reader inside a read at that moment, or a crash before it, still leaves the commit in the log: copy the
+        `-wal` file too while the index is in use (docs/design.md, "The index file")."""
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _remove_files(self, names: Iterable[str]) -> None:
         for name in names:

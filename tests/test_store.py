@@ -1128,6 +1128,34 @@ def test_an_index_reached_through_a_symbolic_link_keeps_its_segments_beside_the_
         assert index.match(song.path).song.id == song.id
 
 
+def test_the_file_and_its_folder_copied_without_its_log_while_in_use_still_open(tmp_path, monkeypatch):
+    """A merge deletes its inputs once it commits. The commit sat in the write-ahead log while the index was
+    open (no compaction follows a small add), so the file copied with its folder but not its `-wal` listed
+    segments that were gone, and every song was lost. The log is folded in first: such a copy lacks only the
+    latest commits, as any SQLite file copied without its log does."""
+    from bench.audio_io import write
+    from bench.synth import song
+    from tests.conftest import SYNTH_RATE
+
+    _small_sealing(monkeypatch, one_hash_from=2000, tail=1000)
+    files = []
+    for seed in range(14):
+        files.append(str(tmp_path / f"song{seed}.wav"))
+        write(files[-1], song(200 + seed, 20.0, SYNTH_RATE), SYNTH_RATE)
+    db = tmp_path / "i.db"
+    with Store(db, create=True) as writer, Store(db) as reader:  # a server's, say, open meanwhile
+        writer.add(files[:8])
+        for number, path in enumerate(files[8:]):
+            writer.add([path])  # a small change: no compaction
+            copy = tmp_path / f"copy{number}"
+            copy.mkdir()
+            shutil.copy(db, copy / "i.db")
+            shutil.copytree(segments.folder_of(db), copy / "i.db-postings")
+            with Store(copy / "i.db") as copied:
+                assert copied.catalogue.song_count() >= 8
+        assert reader.catalogue.song_count() == 14
+
+
 def test_match_of_many_clips_on_a_damaged_index_says_so_once(built_index, library_dir, tmp_path):
     """The index, not a query, is at fault: one line, not one per clip and a count of failed queries (a folder of
     500 clips read the broken index 500 times)."""
