@@ -287,8 +287,7 @@ class Index:
         clip = decision.clip = ProminenceMap.of(query.prominence, self.fingerprint_settings)
         if best is not None:
             z = agreement_at(best, clip, song_peaks, matching)
-            runner_up = candidates[1].score if len(candidates) > 1 else 0.0
-            if not (confirms_vote(z, matching) and within_chance_bound(best.score - runner_up, z, matching)):
+            if not (confirms_vote(z, matching) and within_chance_bound(vote.vote_lead(best, candidates), z, matching)):
                 decision.best = None  # the vote lined up pairs, but the song's peaks are not in the clip
             else:
                 decision.best, decision.z = self._best_agreeing_copy(
