@@ -102,6 +102,8 @@ COMPACT_BUSY_TIMEOUT_S = 1.0
 RELEASE_FREE_SHARE = 0.25
 """Free pages beyond this share of the file go back to the file system after a seal (`release_free_pages`)."""
 _SONG_COLUMNS = "id, path, title, duration_s, content_sha1, n_hashes, added_at"
+_SONG_COLUMN_NAMES = _SONG_COLUMNS.split(", ")
+_SONG_COLUMN_TYPES: tuple[type | tuple[type, ...], ...] = (int, str, str, (float, int), str, int, str)
 
 
 def default_db_path() -> Path:
@@ -535,7 +537,18 @@ class Catalogue:
 
     # --- songs ----------------------------------------------------------------------------------------------
     def songs(self) -> list[Song]:
-        return [Song(*row) for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs ORDER BY id")]
+        return self._songs(self.read(f"SELECT {_SONG_COLUMNS} FROM songs ORDER BY id"))
+
+    def _songs(self, rows: Iterable[tuple]) -> list[Song]:
+        """Song rows as Songs. SQLite keeps whatever type a value was written with, so a row edited by hand can
+        hold a number or bytes where text belongs; that reads as damage, in one line, not as a traceback later."""
+        songs = []
+        for row in rows:
+            for column, value, kind in zip(_SONG_COLUMN_NAMES, row, _SONG_COLUMN_TYPES):
+                if not isinstance(value, kind):
+                    raise damaged(self.path, f"song {row[0]!r} has a {column} of type {type(value).__name__}")
+            songs.append(Song(*row))
+        return songs
 
     def listed(self) -> list[dict]:
         """Every song as `lmprint list --json` and `GET /songs` give it: its row, and the paths of its copies."""
@@ -543,13 +556,13 @@ class Catalogue:
         return [{**song.to_dict(), "copies": copies.get(song.id, [])} for song in self.songs()]
 
     def songs_by_id(self, ids: Iterable[int]) -> dict[int, Song]:
-        return {row[0]: Song(*row) for marks, batch in id_batches(ids)
-                for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({marks})", batch)}
+        return {song.id: song for marks, batch in id_batches(ids)
+                for song in self._songs(self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({marks})", batch))}
 
     def songs_at(self, path: str) -> list[Song]:
         """The songs whose file is recorded at exactly `path` (a path names one song, but a batch may be settling
         another that its content left there)."""
-        return [Song(*row) for row in self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE path=?", (path,))]
+        return self._songs(self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE path=?", (path,)))
 
     def find_songs(self, reference: str) -> list[Song]:
         """Songs whose id, path (as given, absolute, or with links resolved), title or content hash equals
@@ -572,7 +585,7 @@ class Catalogue:
             ids = [song_id for song_id, title in self.read("SELECT id, title FROM songs")
                    if unicodedata.normalize("NFC", title).casefold() == folded]
             rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({', '.join('?' * len(ids))})", ids)
-        return [Song(*row) for row in rows]
+        return self._songs(rows)
 
     def copy_at(self, reference: str) -> str | None:
         """The recorded copy that this path names (as given, absolute, with links resolved, in either Unicode
@@ -607,8 +620,8 @@ class Catalogue:
     def songs_under(self, folder: str) -> list[Song]:
         """Songs whose file lies under this folder, at any depth (the folder as given, absolute, or with links
         resolved; a song added through a link to it or above it too); the folder need not exist any more."""
-        return [Song(*row) for row in _under(self.read(f"SELECT {_SONG_COLUMNS} FROM songs ORDER BY id"), folder,
-                                             at=1)]
+        songs = self.songs()
+        return [songs[i] for (i, _) in _under(((i, song.path) for i, song in enumerate(songs)), folder, at=1)]
 
     def copies_under(self, folder: str) -> list[str]:
         """The recorded copies whose file lies under this folder, at any depth (as `songs_under`)."""

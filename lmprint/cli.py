@@ -697,7 +697,8 @@ def _keep_in_copies(catalogue, stand_ins: list, copies: list[str], dry_run: bool
 
 
 @main.command()
-@click.option("--dry-run", is_flag=True, help="Print what would be removed, and remove nothing.")
+@click.option("--dry-run", is_flag=True, help="Print what would be removed, and remove nothing; exit as the run "
+              "would.")
 @click.option("--force", is_flag=True, help="Remove them even when every indexed song's file is gone, or a folder "
               "given to `add` is missing or empty (kept without it: a drive that is not mounted looks like that).")
 @_db_option
@@ -734,7 +735,7 @@ def prune(ctx, dry_run, force):
     n_kept = sum(len(songs_kept) for songs_kept in plan.kept.values())
     held = f", {n_kept} more {'would be ' if dry_run else ''}kept (their folder is missing)" if n_kept else ""
     click.echo(f"{songs} gone{moved}{forgotten}{held}{note}", err=True)
-    if plan.kept and not dry_run:
+    if plan.kept or (plan.every and not force):  # a dry run exits as the run would (the latter refused above)
         raise SystemExit(1)
 
 

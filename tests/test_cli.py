@@ -518,8 +518,9 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     music.rename(tmp_path / "unmounted")  # every file gone at once: a drive not mounted looks like that
     refused = run_cli("prune", db=db)
     assert refused.returncode != 0 and refused.stderr.count("\n") == 1 and "--force" in refused.stderr
-    dry = run_cli("prune", "--dry-run", db=db, check=True)  # says that the real one would refuse
+    dry = run_cli("prune", "--dry-run", db=db)  # says that the real one would refuse, and exits as it would
     assert "3 songs whose files are gone" in dry.stderr and "would refuse without --force" in dry.stderr
+    assert dry.returncode == 1 and dry.stdout.count("would remove") == 3
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 3
     assert "removed" in run_cli("prune", "--force", db=db, check=True).stdout
     assert run_cli("list", db=db, check=True).stdout == ""
@@ -527,7 +528,7 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
 
 def test_prune_keeps_the_songs_of_a_library_folder_that_is_missing_or_empty(library_dir, tmp_path):
     """A library on two drives, one not mounted: its folder given to `add` is gone (or an empty mount point), so
-    `prune` keeps its songs, says so and exits 1, and removes the songs deleted elsewhere; `--force` removes
+    `prune` keeps its songs, says so and exits 1 (a dry run too), and removes the songs deleted elsewhere; `--force` removes
     them too."""
     db = tmp_path / "index.db"
     for drive, names in (("internal", ("song0.wav", "song1.flac")), ("usb", ("song2.ogg", "song3.mp3"))):
@@ -538,7 +539,8 @@ def test_prune_keeps_the_songs_of_a_library_folder_that_is_missing_or_empty(libr
     (tmp_path / "internal" / "Music" / "song0.wav").unlink()  # deleted
     shutil.rmtree(tmp_path / "usb" / "Music")  # not mounted: its folders gone...
     for mount_point in ("gone", "empty"):
-        pruned = run_cli("prune", "--dry-run", db=db, check=True)
+        pruned = run_cli("prune", "--dry-run", db=db)
+        assert pruned.returncode == 1, mount_point  # as the run exits
         assert pruned.stderr.splitlines()[0] == (f"lmprint: {tmp_path / 'usb' / 'Music'} is missing or empty (is the "
                                                  "drive mounted?): its 2 songs would be kept; `lmprint prune --force` "
                                                  "removes them"), (mount_point, pruned.stderr)

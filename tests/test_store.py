@@ -1000,6 +1000,24 @@ def test_a_damaged_page_anywhere_in_the_file_is_a_one_line_error_whatever_reads_
     assert told > 0  # pages that every read needs were hit
 
 
+def test_a_song_row_edited_to_another_type_is_a_one_line_error(built_index, tmp_path, library_dir):
+    """SQLite keeps a value's type as written: a title or a path edited by hand into bytes, or a duration into words, made
+    `list` and `match` end in a traceback where the song was printed (a number written to a text column is
+    stored as text: its affinity)."""
+    from tests.conftest import run_cli
+
+    clip = str(library_dir / sorted(os.listdir(library_dir))[0])
+    for column, value in (("title", b"\x00\xffA"), ("path", b"/music/a.flac"), ("duration_s", "long")):
+        path = tmp_path / f"{column}.db"
+        shutil.copyfile(built_index, path)
+        with sqlite3.connect(path) as conn:
+            conn.execute(f"UPDATE songs SET {column}=?", (value,))
+        for command in (("list",), ("list", "--json"), ("match", clip)):
+            told = run_cli(*command, db=path)
+            assert told.returncode == 1 and told.stderr.count("\n") == 1, told.stderr
+            assert f"is damaged (song 1 has a {column} of type {type(value).__name__})" in told.stderr, told.stderr
+
+
 def test_a_read_whose_commit_fails_is_never_left_open(built_index, tmp_path):
     """A read transaction whose COMMIT fails (a damaged file) is rolled back: left open, every later read on that
     connection (a server's, a monitor's) would join it and see the file as it was, whatever another process
