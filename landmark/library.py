@@ -14,6 +14,7 @@ from lmprint.errors import REBUILD, AudioError, CannotWrite, IndexFileError, Ind
 from lmprint.files import find_audio_files, unstorable_name
 from lmprint.moves import follow_before_adding, followed, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
+from lmprint.samples import mono_samples
 
 from . import audio, dedup, vote, warp
 from .batch import SongFingerprint, fingerprint_song, fingerprint_songs
@@ -261,8 +262,8 @@ class Index:
         """The decision and the ranked candidates behind it (for diagnostics and the bench)."""
         query = self._fingerprint_query(samples)
         song_peaks = remembered(self.peaks.get)  # the winner's peaks are read to confirm, verify and measure
-        is_copy = CopyCheck(song_peaks, self._durations_s, self.matching,
-                            clip_frames=0 if query.prominence is None else query.prominence.shape[0])
+        assert query.prominence is not None  # a query's fingerprint holds its prominence map
+        is_copy = CopyCheck(song_peaks, self._durations_s, self.matching, clip_frames=query.prominence.shape[0])
         decision = self._decide(query, song_peaks, is_copy)
         if decision.best is None:
             return None, decision.candidates
@@ -424,15 +425,16 @@ class Index:
             alignments.top(self._candidate_count, other_offsets=matching.verify_other_offsets), is_copy)
         if not candidates:
             return 0.0, None
-        lead = candidates[0].score - (candidates[1].score if len(candidates) > 1 else 0.0)
+        lead = vote.vote_lead(candidates[0], candidates)
         assert query.prominence is not None
         clip = ProminenceMap.of(query.prominence, self.fingerprint_settings)
         zs = [z for z, _ in agreements(candidates[:matching.verify_candidates], clip, self.peaks.get, matching)]
         return lead, max(zs, default=None)
 
     def _usable_query(self, samples: np.ndarray) -> np.ndarray:
-        """A query's first `max_query_s`, refused in one line when too short or silent."""
-        samples = samples[:int(self.matching.max_query_s * self.sample_rate_hz)]
+        """A query's first `max_query_s` as a decoder gives them (`mono_samples`: samples handed to `match_samples`
+        from elsewhere), refused in one line when not mono, too short or silent."""
+        samples = mono_samples(samples, limit=int(self.matching.max_query_s * self.sample_rate_hz))
         audio.check_usable(samples, self.sample_rate_hz, self.matching.min_duration_s)
         return samples
 

@@ -217,7 +217,8 @@ class MatchSettings:
     """When the vote finds no match, the best this many songs by vote are checked peak by peak
     (`landmark.verify`): single peaks survive noise and rooms far more often than pairs. Under noise a large
     library's chance leaders outvote a song's weak evidence, pushing it down the ranking (21st to 126th at 100,000
-    songs); a candidate costs about 0.25 ms. Chosen by measurement (docs/tuning.md). 0: no verification."""
+    songs); a candidate costs about 0.25 ms. Chosen by measurement (docs/tuning.md). 0: the vote alone decides,
+    and no peak is read: no confirmation, no verification, no warped search and no measured warp."""
 
     verify_first_candidates: int = 20
     """Of those, the best this many by vote decide first, and the rest are weighed only when these single out no
@@ -290,8 +291,9 @@ class MatchSettings:
     """...and as pitch-shifted up to ± this fraction, its tempo kept; 0: not searched."""
 
     warp_candidates: int = 20
-    """The warped search verifies this many of its vote's leaders: each costs a warp estimate and refinement,
-    some six times what a candidate of the search as recorded costs."""
+    """The warped search verifies this many of its vote's leaders (2 at least: its leader is weighed against a
+    runner-up): each costs a warp estimate and refinement, some six times what a candidate of the search as
+    recorded costs."""
 
     warp_fanout: int = 2
     """Pairs per anchor of the clip's index-density peaks that the warped search hashes again at each factor."""

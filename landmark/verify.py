@@ -83,12 +83,12 @@ Reading = tuple[np.ndarray, np.ndarray, int | Sequence[int] | np.ndarray]
 """A song's peaks (frames sorted, bins) and the Δt to read them at: what `agreement` reads."""
 
 
-def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, deltas: int | Sequence[int],
-              settings: MatchSettings) -> tuple[float, int]:
+def agreement(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
+              delta_frames: int | Sequence[int], settings: MatchSettings) -> tuple[float, int]:
     """(z, Δt): how far above chance the clip's standardised prominence is at the song's peaks (sorted by frame),
-    moved by −Δt into the clip's frames; the best over each of `deltas` ± `verify_shift_frames`. z is −inf when no
+    moved by −Δt into the clip's frames; the best over each of `delta_frames` ± `verify_shift_frames`. z is −inf when no
     peak of the song lies under the clip."""
-    z, delta = agreements_of(clip, [(song_frames, song_bins, deltas)], settings)
+    z, delta = agreements_of(clip, [(song_frames, song_bins, delta_frames)], settings)
     return float(z[0]), int(delta[0])
 
 
@@ -141,10 +141,10 @@ HEARD_SPAN_ROUNDS = 3
 """Rounds of `heard_span`'s estimate of how strongly the song is heard and where: it settles within two."""
 
 
-def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, delta: int, song_end_frame: int,
-               settings: MatchSettings, pause_frames: int = 0) -> tuple[int, int] | None:
-    """The clip frames [first, end) where a song's peaks (sorted by frame), moved by −`delta` into the clip, stand
-    out: where the song is heard, for a boundary between it and what plays either side. None when they do not
+def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray, delta_frames: int,
+               song_end_frame: int, settings: MatchSettings, pause_frames: int = 0) -> tuple[int, int] | None:
+    """The clip frames [first, end) where a song's peaks (sorted by frame), moved by −`delta_frames` into the clip,
+    stand out: where the song is heard, for a boundary between it and what plays either side. None when they do not
     agree there by `confirm_min_z` (the song is not clearly heard anywhere in the clip).
 
     Two levels, read peak by peak: where the song is not heard its peaks read chance (standardised prominence:
@@ -156,7 +156,7 @@ def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarr
     begins; where `pause_frames` of it lie within the run while the song's own peaks go on there (the stream
     paused), the run is the heavier part either side."""
     n_frames, n_bins = clip.standardised.shape
-    frames, bins = np.asarray(song_frames, np.int64) - delta, np.asarray(song_bins, np.int64) - clip.first_bin
+    frames, bins = np.asarray(song_frames, np.int64) - delta_frames, np.asarray(song_bins, np.int64) - clip.first_bin
     inside = (frames >= 0) & (frames < n_frames) & (bins >= 0) & (bins < n_bins)
     frames, bins = frames[inside], bins[inside]
     muted = np.zeros(0, np.int64)  # the song's peaks where the stream is digitally silent
@@ -186,7 +186,7 @@ def heard_span(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarr
             first, last = int(starts[heaviest]), int(ends[heaviest])
     if values[first:last + 1].sum() / np.sqrt(last + 1 - first) < settings.confirm_min_z:
         return None
-    start, end = run_edges(frames, first, last, max(0, -delta), min(n_frames, song_end_frame - delta))
+    start, end = run_edges(frames, first, last, max(0, -delta_frames), min(n_frames, song_end_frame - delta_frames))
     if clip.sounding is not None:  # nor is the song heard in digital silence beside the run
         silent = np.flatnonzero(~clip.sounding)
         before, after = silent[silent < frames[first]], silent[silent > frames[last]]
@@ -283,12 +283,12 @@ def agreement_at(candidate: Candidate, clip: ProminenceMap, song_peaks: SongPeak
 def agreements(candidates: list[Candidate], clip: ProminenceMap, song_peaks: SongPeaks, settings: MatchSettings
                ) -> list[tuple[float, Candidate]]:
     """(z, candidate at the Δt that agreed best) of each candidate whose peaks the index holds, in their order: the
-    best agreement at its voted offset and at its other strong offsets (`Candidate.other_deltas`)."""
+    best agreement at its voted offset and at its other strong offsets (`Candidate.other_delta_frames`)."""
     peaks = song_peaks([c.song_id for c in candidates])
     held = [c for c in candidates if c.song_id in peaks]
     if not held:
         return []
-    zs, deltas = agreements_of(clip, [(*peaks[c.song_id], (c.delta_frames, *c.other_deltas)) for c in held],
+    zs, deltas = agreements_of(clip, [(*peaks[c.song_id], (c.delta_frames, *c.other_delta_frames)) for c in held],
                                settings)
     return [(float(z), Candidate(c.song_id, c.score, int(delta))) for z, delta, c in zip(zs, deltas, held)]
 
@@ -299,7 +299,7 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
     """The song that the first `verify_candidates` candidates' agreements single out, or None; and how it passed.
 
     Each candidate's agreement is the best at its voted offset and at its other strong offsets
-    (`Candidate.other_deltas`). A song passes in one of two ways, its z leading every other candidate's in both:
+    (`Candidate.other_delta_frames`). A song passes in one of two ways, its z leading every other candidate's in both:
     - **confirmed**: the vote's leader agrees with z ≥ `confirm_min_z` if it scores `confirm_min_ratio` times the
       runner-up (short of a match by vote), else with z ≥ `confirm_close_min_z`, and leads by `confirm_min_lead`:
       two kinds of evidence, pairs and single peaks, name the same song;
@@ -334,7 +334,7 @@ def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate
     needed_z = (settings.confirm_min_z if leader.score >= settings.confirm_min_ratio * runner_up_score
                 else settings.confirm_close_min_z)
     if (leader.song_id == candidates[0].song_id and leader_z >= needed_z
-            and within_chance_bound(leader.score - runner_up_score, leader_z, settings)
+            and within_chance_bound(vote_lead(leader, candidates), leader_z, settings)
             and leader_z - _strongest_other(by_z, leader, settings.confirm_min_lead, same_recording)
             >= settings.confirm_min_lead):
         return leader, "confirmed"

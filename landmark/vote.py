@@ -43,7 +43,7 @@ class Candidate:
     song_id: int
     score: float
     delta_frames: int
-    other_deltas: tuple[int, ...] = ()
+    other_delta_frames: tuple[int, ...] = ()
     """The song's next-best Δt windows, strongest first, each clear of the others by more than twice the vote
     tolerance. Music repeats itself: a clip of a refrain lines up with every return of it, and under noise the
     best window may be another return's, or chance's. Verification reads the peaks at these offsets too."""
@@ -160,7 +160,7 @@ def join(query: QueryHashes, hash_index: np.ndarray, posting_songs: np.ndarray, 
                  level_weights=hash_weights(counts, n_songs, settings))
 
 
-def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int, int, np.ndarray]:
+def _heaviest_per_anchor(votes: Votes, tolerance_frames: int) -> tuple[np.ndarray, int, int, np.ndarray]:
     """One entry per (song, Δt, query anchor frame) with its heaviest vote's weight, sorted by (song, Δt).
 
     Returns (bin_keys, delta_bits, delta_floor, weights) with bin_key = song << delta_bits | (Δt − delta_floor).
@@ -168,10 +168,10 @@ def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int,
     level is the heaviest vote): twice as fast as an argsort and gathers at millions of votes. Keys too wide for
     63 bits take the argsort."""
     # Bounds from the columns, not the votes: Δt lies in [min t_song − max t_query, max t_song − min t_query]. The
-    # tolerance is a margin, so that bins of two songs are never ±tolerance apart.
+    # the tolerance is a margin, so that bins of two songs are never within ± the tolerance of each other.
     song_frames, query_frames = votes.posting_frames, votes.pair_frames
-    delta_floor = int(song_frames.min()) - int(query_frames.max()) - tolerance
-    delta_bits = (int(song_frames.max()) - int(query_frames.min()) - delta_floor + tolerance + 1).bit_length()
+    delta_floor = int(song_frames.min()) - int(query_frames.max()) - tolerance_frames
+    delta_bits = (int(song_frames.max()) - int(query_frames.min()) - delta_floor + tolerance_frames + 1).bit_length()
     frame_bits = max(1, int(query_frames.max()).bit_length())
     level_bits = max(1, int(votes.posting_levels.max()).bit_length())
     song_bits = max(1, int(votes.posting_songs.max()).bit_length())
@@ -201,29 +201,30 @@ def _heaviest_per_anchor(votes: Votes, tolerance: int) -> tuple[np.ndarray, int,
 @dataclass(frozen=True)
 class Alignments:
     """The query's votes summed per song and Δt: every (song, Δt) bin that got a vote, sorted by song and then Δt,
-    with its window, the summed weight within ± `tolerance` frames of that Δt. Each (song, Δt, query anchor frame)
+    with its window, the summed weight within ± `tolerance_frames` of that Δt. Each (song, Δt, query anchor frame)
     counts once, with its heaviest vote."""
 
     songs: np.ndarray  # int64
     deltas: np.ndarray  # int64
     window: np.ndarray  # float64
-    tolerance: int
+    tolerance_frames: int
 
     @classmethod
-    def of(cls, votes: Votes, tolerance: int) -> Alignments:
+    def of(cls, votes: Votes, tolerance_frames: int) -> Alignments:
         if votes.posting_index.size == 0:
             empty = np.zeros(0, np.int64)
-            return cls(empty, empty, np.zeros(0), tolerance)
-        bin_keys, delta_bits, delta_floor, weights = _heaviest_per_anchor(votes, tolerance)
+            return cls(empty, empty, np.zeros(0), tolerance_frames)
+        bin_keys, delta_bits, delta_floor, weights = _heaviest_per_anchor(votes, tolerance_frames)
         starts = run_starts(bin_keys)
         bin_weights = np.add.reduceat(weights, starts)
         bin_keys = bin_keys[starts]
         window = bin_weights.copy()
-        for step in range(1, tolerance + 1):  # keys are distinct, so neighbours within ±tolerance are this close
-            near = (bin_keys[step:] - bin_keys[:-step]) <= tolerance
+        for step in range(1, tolerance_frames + 1):  # keys are distinct: neighbours within the tolerance are this close
+            near = (bin_keys[step:] - bin_keys[:-step]) <= tolerance_frames
             np.add(window[:-step], bin_weights[step:], out=window[:-step], where=near)
             np.add(window[step:], bin_weights[:-step], out=window[step:], where=near)
-        return cls(bin_keys >> delta_bits, (bin_keys & ((1 << delta_bits) - 1)) + delta_floor, window, tolerance)
+        return cls(bin_keys >> delta_bits, (bin_keys & ((1 << delta_bits) - 1)) + delta_floor, window,
+                   tolerance_frames)
 
     @cached_property
     def _song_bins(self) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +263,7 @@ class Alignments:
         owner = np.repeat(np.arange(chosen.size), sizes)
         bins = np.arange(owner.size) + (firsts[chosen] - starts)[owner]
         deltas, window = self.deltas[bins], self.window[bins]
-        separation = 2 * self.tolerance
+        separation = 2 * self.tolerance_frames
         clear = np.abs(deltas - self.deltas[best[chosen]][owner]) > separation
         taken: list[list[int]] = [[] for _ in range(chosen.size)]
         for _ in range(count):

@@ -137,9 +137,8 @@ line, and pairs are chosen near that line, so they understate it: on the calibra
 faster or slower read more than 5 (docs/tuning.md, 2026-12-04)."""
 
 
-def nearest_on_line(tempo: float, pitch: float, kinds: tuple[str, ...] = tuple(LINES),
-                    errors: tuple[float, float] = (0.0, 0.0)) -> Warp:
-    """The warp on the line (of `kinds`) nearest to (tempo, pitch) in log scale, the speed line unless another is
+def nearest_on_line(tempo: float, pitch: float, errors: tuple[float, float] = (0.0, 0.0)) -> Warp:
+    """The warp on the line nearest to (tempo, pitch) in log scale, the speed line unless another is
     nearer by `LINE_MARGIN`, at the point of the line nearest to it; speed 1.0 where tempo and pitch are each
     within `AS_RECORDED`, or `AS_RECORDED_ERRORS` times their standard `errors` (in log scale), of 1.0."""
     log_tempo, log_pitch = np.log(tempo), np.log(pitch)
@@ -148,7 +147,7 @@ def nearest_on_line(tempo: float, pitch: float, kinds: tuple[str, ...] = tuple(L
         return Warp("speed", 1.0)
     off_line = {"speed": abs(log_tempo - log_pitch) / np.sqrt(2) - LINE_MARGIN, "tempo": abs(log_pitch),
                 "pitch": abs(log_tempo)}
-    kind = min((kind for kind in off_line if kind in kinds), key=off_line.__getitem__)
+    kind = min(off_line, key=off_line.__getitem__)
     a, b = LINES[kind]
     return Warp(kind, float(np.exp((a * log_tempo + b * log_pitch) / (a + b))))
 
@@ -339,7 +338,7 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
     if not candidates:
         return Found(None, "", None, None, candidates)
     # each candidate at the factor its peaks agree best with, in the clip's coordinates
-    peaks = song_peaks([c.song_id for c in candidates[:candidate_count]])
+    peaks = song_peaks([c.song_id for c in candidates])
     by_song = VotesBySong(votes, [c.song_id for c in candidates])
     warps: dict[int, Warp] = {}
     on_clip: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -349,7 +348,7 @@ def identify(frames: np.ndarray, bins: np.ndarray, clip: ProminenceMap, lookup: 
     guesses = estimates(by_song, warped, held, matching.vote_tolerance_frames)
     for candidate, guess in zip(held, guesses):
         # read here at Δt ± shift, then verified there ± shift again
-        voted_delta_frames = (candidate.delta_frames, *candidate.other_deltas)
+        voted_delta_frames = (candidate.delta_frames, *candidate.other_delta_frames)
         near = under_clip(*peaks[candidate.song_id], voted_delta_frames,
                           clip.standardised.shape[0] + 2 * matching.verify_shift_frames)
         factors = guess.factor * (1 + REFINE_STEPS)  # every refinement step at once
@@ -396,13 +395,13 @@ def same_recording_on_song_grid(is_copy: CopyCheck, warps: dict[int, Warp]) -> S
     return same_recording
 
 
-def under_clip(song_frames: np.ndarray, song_bins: np.ndarray, deltas: tuple[int, ...], reach_frames: int
+def under_clip(song_frames: np.ndarray, song_bins: np.ndarray, delta_frames: tuple[int, ...], reach_frames: int
                ) -> tuple[np.ndarray, np.ndarray]:
     """The song's peaks (frames sorted) that a clip reaching `reach_frames` past its start can hold at any of these
     Δt (song frames), at any tempo the search reaches: the rest of a song lies outside every agreement read."""
     margin = MAX_TEMPO_SPAN * (reach_frames + 2)  # rounding moves a warped peak by a frame at most, either way
-    starts = np.searchsorted(song_frames, [d - margin for d in deltas])
-    ends = np.searchsorted(song_frames, [d + margin for d in deltas])
+    starts = np.searchsorted(song_frames, [d - margin for d in delta_frames])
+    ends = np.searchsorted(song_frames, [d + margin for d in delta_frames])
     index = covered(starts, ends, song_frames.size)
     return song_frames[index], song_bins[index]
 
@@ -456,7 +455,7 @@ def measure(clip: ProminenceMap, song_frames: np.ndarray, song_bins: np.ndarray,
     if clip_peaks is None:
         return agreed.warp, agreed.start_frames
     matched_as_recorded = around is None or (around.tempo == 1.0 and around.pitch == 1.0)
-    return _fitted(agreed, song, clip_peaks, tuple(limits), matched_as_recorded)
+    return _fitted(agreed, song, clip_peaks, matched_as_recorded)
 
 
 @dataclass(frozen=True)
@@ -536,7 +535,7 @@ def _agreed(song: _SongUnderClip, limits: dict[str, float], around: Warp | None)
     return _Agreed(best, _on_song_grid(best_start, best), None, as_recorded_start)
 
 
-def _fitted(agreed: _Agreed, song: _SongUnderClip, clip_peaks: tuple[np.ndarray, np.ndarray], kinds: tuple[str, ...],
+def _fitted(agreed: _Agreed, song: _SongUnderClip, clip_peaks: tuple[np.ndarray, np.ndarray],
             matched_as_recorded: bool) -> tuple[Warp, int]:
     """The agreed warp `fit`ted on the clip's refined peaks. Where the recording as it is was kept, its rival is
     fitted too, and kept where its fitted line pairs clearly more of the clip's peaks with the song's (by
@@ -552,11 +551,11 @@ def _fitted(agreed: _Agreed, song: _SongUnderClip, clip_peaks: tuple[np.ndarray,
     n_frames = song.clip.standardised.shape[0]
     inside = (clip_peaks[0] > 0) & (clip_peaks[0] < n_frames - 1)
     clip_peaks = (clip_peaks[0][inside], clip_peaks[1][inside])
-    fitted, fitted_start, paired = fit(*clip_peaks, song.frames, song.bins, agreed.warp, agreed.start_frames, kinds)
+    fitted, fitted_start, paired = fit(*clip_peaks, song.frames, song.bins, agreed.warp, agreed.start_frames)
     if matched_as_recorded and agreed.warp.factor != 1.0 and paired < MIN_FIT_PAIRS:  # no line to tell it by
         fitted, fitted_start = Warp("speed", 1.0), agreed.as_recorded_start_frames
     if agreed.rival is not None:
-        other, other_start, other_paired = fit(*clip_peaks, song.frames, song.bins, *agreed.rival, kinds)
+        other, other_start, other_paired = fit(*clip_peaks, song.frames, song.bins, *agreed.rival)
         # more pairs by the lead that tells two candidates apart, in standard deviations of a count
         if other_paired - paired > song.matching.min_agreement_lead * np.sqrt(max(paired, 1)):
             fitted, fitted_start = other, other_start
@@ -637,14 +636,16 @@ def _start_shift(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np
 
 
 def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray, song_bins: np.ndarray,
-        warp: Warp, start_frames: int, kinds: tuple[str, ...] = tuple(LINES)) -> tuple[Warp, int, int]:
+        warp: Warp, start_frames: int) -> tuple[Warp, int, int]:
     """The warp and start refined by least squares on the peaks the clip and the song share.
 
     Agreement fixes a factor only to where the song's peaks drift by about a frame across the clip: ± 0.5 % in
     time for a 5 s clip. The clip's peaks at sub-frame positions (`peaks.refine`), paired with the song's peaks
     where the warp puts them, fix the line t_song = T · t_clip + start to about 0.1 %, and f_song = f_clip / P as
-    well. The fitted point is then put on the nearest line the search allows (`nearest_on_line`, of `kinds`), or
-    read as recorded where it lies within its errors of 1.0. Returns the warp, the start, and how many clip
+    well. The fitted point is then put on the nearest line (`nearest_on_line`), or read as recorded where it lies
+    within its errors of 1.0: on any line, whichever the settings search, since the settings bound where a search
+    looks, not what the clip is (a clip 5 % faster, found by the pitch search with speed not searched, read as
+    pitch +5 %, beyond the pitch search's own ± 4 %). Returns the warp, the start, and how many clip
     peaks the last round paired. Where the fit fails, the warp and start are as given, with the pairs found if too
     few to fit (under `MIN_FIT_PAIRS`), and 0 where the fit wandered off: its pairs then speak against the warp
     given (a clip 5 % slower, fitted from the recording as is, leaves it)."""
@@ -679,7 +680,7 @@ def fit(clip_frames: np.ndarray, clip_bins: np.ndarray, song_frames: np.ndarray,
     if not (tempo > 0 and pitch > 0 and np.isfinite(start)
             and max(abs(np.log(tempo / warp.tempo)), abs(np.log(pitch / warp.pitch))) <= MAX_FIT_MOVE):
         return warp, start_frames, 0  # a fit that wandered off (or degenerated): keep what agreement found
-    fitted = nearest_on_line(tempo, pitch, kinds, _log_errors(u, t, f, g, tempo, pitch, start))
+    fitted = nearest_on_line(tempo, pitch, _log_errors(u, t, f, g, tempo, pitch, start))
     if fitted.factor == 1.0:  # as recorded: the start where the line of slope 1 meets the pairs
         start = t_mean - u_mean
     return fitted, int(round(start)), int(paired.sum())

@@ -1,11 +1,13 @@
 """Samples as the engines take them: finite, and bounded. A damaged file, a float stream or a live listener can
 hand over NaN, infinities or samples far past full scale, and a resampler's filter spreads a NaN over its length
 or overflows to NaN. Every decoder (a file's, standard input's, the server's live stream) passes its samples
-through here before resampling."""
+through here before resampling, and samples handed to an engine's `match_samples` pass `mono_samples`."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from .errors import AudioError
 
 SAMPLE_BOUND = 1e3
 """Samples are kept within ± this many full scales before resampling: far past it the resampler's filter overflows
@@ -18,3 +20,14 @@ def finite_samples(chunk: np.ndarray) -> np.ndarray:
     if not np.isfinite(chunk).all():
         chunk = np.where(np.isfinite(chunk), chunk, np.float32(0.0))
     return np.clip(chunk, -SAMPLE_BOUND, SAMPLE_BOUND, out=chunk if chunk.flags.writeable else None)
+
+
+def mono_samples(samples: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """Samples handed to an engine as they come (a list, another dtype, NaN), as a decoder's are: a float32 copy
+    of the first `limit` (all: None), finite and bounded (`finite_samples`). Refused in one line when not one
+    channel's: a stereo array's two rows would be read as one long signal, or fail deep in the spectrogram."""
+    samples = np.asarray(samples)
+    if samples.ndim != 1:
+        raise AudioError(f"samples of shape {samples.shape}: one channel's are one-dimensional (mix a stereo array, "
+                         "or pick a channel)")
+    return finite_samples(np.array(samples[:limit], np.float32))

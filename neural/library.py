@@ -13,6 +13,7 @@ from lmprint.errors import AudioError, IndexFileError, LmprintError, ModelError
 from lmprint.files import content_sha1, find_audio_files, title_from_path, unstorable_name
 from lmprint.moves import follow_before_adding, followed, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
+from lmprint.samples import mono_samples
 
 from . import mert, search
 from .codes import Projection, kmeans
@@ -219,6 +220,7 @@ class MertIndex:
         return self._answer(audio.load(path, self.sample_rate_hz))
 
     def _answer(self, samples: np.ndarray) -> Answer:
+        samples = mono_samples(samples)
         audio.check_usable(samples, self.sample_rate_hz, self.settings.min_clip_s)
         if self._search_cache is None:  # the basis and the codes, read once until the next add
             projection = self.codes.projection()

@@ -79,6 +79,21 @@ def test_match_refuses_bad_queries(index):
         index.match_samples(np.ones(int(0.2 * RATE), np.float32))
     with pytest.raises(AudioError, match="silent"):
         index.match_samples(np.zeros(5 * RATE, np.float32))
+    clip = rendered(2, 40.0, RATE)[10 * RATE:15 * RATE]
+    with pytest.raises(AudioError, match=r"samples of shape \(2, 40000\): one channel's are one-dimensional"):
+        index.match_samples(np.stack([clip, clip]))
+
+
+def test_samples_handed_to_match_samples_are_taken_as_a_decoder_gives_them(index):
+    """A list, float64, or a NaN among them: one NaN read the whole clip as silent (the loudest second's energy
+    compared against NaN), and a list had no `.size`."""
+    clip = rendered(2, 40.0, RATE)[10 * RATE:15 * RATE]
+    damaged = clip.copy()
+    damaged[[100, 20_000]] = np.nan, np.inf
+    for samples in (clip.tolist(), clip.astype(np.float64), damaged):
+        found = index.match_samples(samples)
+        assert found is not None and found.song.title == "song2" and abs(found.offset_s - 10.0) < 0.1
+    assert np.isnan(damaged[100])  # the caller's samples as they were
 
 
 def test_adding_the_same_files_again_skips_them(built_index, library_dir):

@@ -83,8 +83,8 @@ def test_a_candidate_carries_the_other_offsets_where_its_song_lines_up():
     posting_songs = np.full(posting_hashes.size, 7, np.uint32)
     args = (query_hashes, query_frames, posting_hashes, posting_songs, posting_frames.astype(np.uint32), 1, MatchSettings())
     best, = align_postings(*args).top(1, other_offsets=2)
-    assert best.delta_frames == 1000 and best.other_deltas[0] == 3000 and len(best.other_deltas) == 2
-    assert all(abs(delta - 1000) > 2 * MatchSettings().vote_tolerance_frames for delta in best.other_deltas)
+    assert best.delta_frames == 1000 and best.other_delta_frames[0] == 3000 and len(best.other_delta_frames) == 2
+    assert all(abs(delta - 1000) > 2 * MatchSettings().vote_tolerance_frames for delta in best.other_delta_frames)
     assert align_postings(*args).top(1)[0] == Candidate(best.song_id, best.score, best.delta_frames)  # no other offsets asked
 
 
@@ -110,7 +110,7 @@ def test_other_offsets_are_the_heaviest_windows_clear_of_those_taken(votes, tole
                 break
             if all(abs(delta - other) > 2 * tolerance for other in taken):
                 taken.append(delta)
-        assert candidate.other_deltas == tuple(taken[1:])
+        assert candidate.other_delta_frames == tuple(taken[1:])
 
 
 def test_rare_aligned_hashes_outweigh_many_common_ones():

@@ -180,6 +180,24 @@ def test_without_the_warped_search_a_clip_five_percent_fast_is_not_named(built_i
         assert found is not None and found.song.title == "song1"
 
 
+def test_a_match_reports_the_warp_it_measures_whichever_lines_the_search_reads(built_index):
+    """Speed not searched, a clip 5 % fast is found by the other lines' searches; its measured warp is still speed
+    +5 % (it was read as pitch +5 %, beyond the pitch search's own ± 4 %, and a tempo of 1.0)."""
+    rng = np.random.default_rng(33)
+    named = 0
+    with Index(built_index, matching=MatchSettings(max_speed_change=0.0)) as index:
+        for seed in (1, 2, 3):
+            clip, start_s = warped_clip(seed, "speed", 1.05, rng)
+            found = index.match_samples(clip)
+            if found is None:  # the pitch and tempo lines need not reach it
+                continue
+            named += 1
+            assert found.song.title == f"song{seed}"
+            assert found.speed is not None and abs(found.speed / 1.05 - 1) <= 0.005, (seed, found)
+            assert abs(found.offset_s - start_s) < 0.15, (seed, found.offset_s, start_s)
+    assert named >= 2
+
+
 def test_sped_up_clips_of_songs_that_are_not_indexed_give_no_match(index):
     # Every factor tried is another chance for chance to line up; the decision must hold as at factor 1 (see
     # test_library's test of songs that are not indexed: generated songs are far more alike than recordings).
