@@ -135,7 +135,7 @@ def run(corpus: str, sizes: list[int], count: int = 30, seed: int = 0, jobs: int
             seconds = time.perf_counter() - started
             songs = index.catalogue.songs()
             paths = {song.id: song.path for song in songs}
-            # distractors reuse their sources' 10 s segments, so they share parts among themselves by design
+            # distractors of one source share parts where their variants are near (one shift, neighbouring scales)
             real = Duplicates([g for g in found.recordings if not all(_distractor(paths[i]) for i in g)],
                               [o for o in found.shared_parts
                                if not (_distractor(paths[o.song_a]) and _distractor(paths[o.song_b]))])

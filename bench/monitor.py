@@ -191,8 +191,10 @@ def run(corpus: str, noise_dir: str | None, rir_dir: str | None, conditions=COND
         index.add([t.path for t in tracks if t.indexed], jobs=jobs)
         if songs > index.catalogue.song_count():  # a large library: the corpus among distractors
             add_distractors(index, distractor_bases(index), songs, np.random.default_rng(seed), show_progress=True)
-        for number, condition in enumerate(conditions):
-            rng = np.random.default_rng([seed, number])
+        for condition in conditions:
+            # seeded by the condition, not by its place in this run's list: `--conditions phone` plays the hour
+            # the default run's phone row does
+            rng = np.random.default_rng([seed, ALL_CONDITIONS.index(condition)])
             hour, pieces = radio_hour(tracks, hours * 3600, rng, condition, degraders, tmp)
             samples = soxr.resample(hour, RATE, index.sample_rate_hz).astype(np.float32)
             chunks: Iterable[np.ndarray]

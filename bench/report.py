@@ -55,7 +55,7 @@ def markdown(results: dict) -> str:
             ("fingerprint bytes / song", "fingerprint_bytes_per_song"), ("database bytes / song", "db_bytes_per_song"),
             ("database bytes / s of audio", "db_bytes_per_audio_s"), ("indexing × realtime", "index_x_realtime"),
             ("indexing × realtime per core", "index_x_realtime_per_core"), ("query ms p50", "query_ms_p50"),
-            ("query ms p95", "query_ms_p95"), ("peak memory MB", "peak_rss_mb")]
+            ("query ms p95", "query_ms_p95"), ("peak memory MB (above the interpreter's start)", "peak_rss_mb")]
     for label, key in rows:
         lines.append(f"| {label} | " + " | ".join(cell(_figure(methods[m], key)) for m in ran) + " |")
     return "\n".join(lines) + "\n"

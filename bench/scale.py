@@ -1,9 +1,11 @@
 """`bench scale`: how recall, false matches, latency and storage change from 100 to 10,000+ songs.
 
 Distractors are made from the real songs' landmark fingerprints: each distractor takes one real song's
-postings, shuffles its 10 s segments and shifts every anchor frequency by a few bins. Hash statistics stay
-those of real music (unlike uniform random hashes, which would flatter the engine), while no distractor
-lines up with any real clip.
+postings, shuffles its 10 s segments, shifts every anchor frequency by a few bins, and scales every pair's Δt and
+Δf by a few percent, the source's distractors each at another of these variants (`DistractorVariant`). Hash
+statistics stay those of real music (unlike uniform random hashes, which would flatter the engine), while no
+distractor lines up with any real clip, nor with another distractor: twins would tie in every vote they lead,
+and so never be named, right or wrong.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,25 +51,60 @@ def song_fingerprints(postings) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     return {int(songs[a]): (hashes[a:b], frames[a:b]) for a, b in zip(starts, np.r_[starts[1:], songs.size])}
 
 
-def distractor(hashes: np.ndarray, frames: np.ndarray, settings, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """A new song's fingerprint from a real one: 10 s segments shuffled, anchor frequencies shifted. Returns
-    (hashes, anchor frames, peaks), the peaks being those its pairs join, as `add` stores them."""
+DISTRACTOR_SHIFTS_BINS = (*range(-11, -2), *range(3, 12))
+"""A distractor's anchors lie this many frequency bins from its source's: never 0, so none lines up with it."""
+DISTRACTOR_SCALES = tuple(float(scale) for scale in 1 + 0.035 * np.arange(-4, 5))
+"""A distractor's pairs span this many times their source's Δt, and as many times its Δf: 3.5 % apart, so that
+a typical pair (10–60 frames, 10–60 bins apart) rounds to another hash from one scale to the next."""
+
+
+@dataclass(frozen=True)
+class DistractorVariant:
+    """How a distractor differs from its source song, other than in the order of its segments."""
+
+    shift_bins: int
+    time_scale: float
+    """Δt and the anchors' times, × this (a tempo change: the source's pairs over a longer or shorter song)."""
+    interval_scale: float
+    """Δf, × this."""
+
+
+def distractor_variants(seed: int = 0) -> list[DistractorVariant]:
+    """Every variant (`DISTRACTOR_SHIFTS_BINS` × `DISTRACTOR_SCALES`², 1,458), in an order of their own: the k-th
+    distractor of a source is the k-th variant, so that a source's first 1,458 distractors are all unlike (its
+    ~740 at 100,000 songs from 135 sources). Drawn at random, a source's distractors shared a variant, and so
+    every hash, with 40 others at 100,000 songs (18 shifts, no scaling)."""
+    grid = [DistractorVariant(shift, time_scale, interval_scale) for shift in DISTRACTOR_SHIFTS_BINS
+            for time_scale in DISTRACTOR_SCALES for interval_scale in DISTRACTOR_SCALES]
+    return [grid[i] for i in np.random.default_rng(seed).permutation(len(grid))]
+
+
+def distractor(hashes: np.ndarray, frames: np.ndarray, settings, rng: np.random.Generator,
+               variant: DistractorVariant) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """A new song's fingerprint from a real one: 10 s segments shuffled, then changed as `variant` says (a pair
+    whose Δt or Δf leaves the hash's range is dropped). Returns (hashes, anchor frames, peaks), the peaks being
+    those its pairs join, as `add` stores them."""
     from landmark.hashes import pack, unpack
 
     segment = int(SEGMENT_S / settings.frame_s)
     pieces = frames // segment
     order = rng.permutation(int(pieces.max()) + 1)
-    new_frames = (order[pieces] * segment + frames % segment).astype(np.uint32)
+    shuffled = order[pieces].astype(np.int64) * segment + frames % segment
     anchor, delta_bins, delta_frames = unpack(hashes)
+    delta_frames = np.round(delta_frames * variant.time_scale).astype(np.int64)
+    delta_bins = np.round(delta_bins * variant.interval_scale).astype(np.int64)
+    kept = ((delta_frames >= settings.min_delta_frames) & (delta_frames <= settings.max_delta_frames)
+            & (np.abs(delta_bins) <= settings.max_delta_bins))
     low = int(settings.min_freq_hz * settings.fft_size / settings.sample_rate_hz)
     high = int(settings.max_freq_hz * settings.fft_size / settings.sample_rate_hz)
-    shifted = np.clip(anchor + int(rng.integers(3, 12)) * (1 if rng.random() < 0.5 else -1), low, high)
-    peak_frames = np.r_[new_frames, new_frames + delta_frames].astype(np.int64)
+    shifted = np.clip(anchor[kept] + variant.shift_bins, low, high)
+    delta_bins, delta_frames = delta_bins[kept], delta_frames[kept]
+    new_frames = np.round(shuffled[kept] * variant.time_scale).astype(np.int64)
+    peak_frames = np.r_[new_frames, new_frames + delta_frames]
     peak_bins = np.r_[shifted, shifted + delta_bins]
     points = np.unique((peak_frames << 16 | peak_bins)[(peak_bins >= low) & (peak_bins <= high)])
     peaks = (points >> 16, points & 0xFFFF)
-    return pack(shifted, delta_bins, delta_frames).astype(np.uint32), new_frames, peaks
+    return pack(shifted, delta_bins, delta_frames).astype(np.uint32), new_frames.astype(np.uint32), peaks
 
 
 def distractor_bases(index) -> list[tuple[np.ndarray, np.ndarray, float]]:
@@ -84,6 +122,7 @@ def add_distractors(index, bases, size: int, rng: np.random.Generator, show_prog
     from landmark.batch import SongFingerprint
 
     stored_s = 0.0
+    variants = distractor_variants()
     firsts = [index.catalogue.song_count()]
     while firsts[-1] < size:
         firsts.append(firsts[-1] + max(DISTRACTORS_PER_BATCH, int(BATCH_SHARE * firsts[-1])))
@@ -92,8 +131,9 @@ def add_distractors(index, bases, size: int, rng: np.random.Generator, show_prog
         batch = []
         for number in range(first, min(size, end)):
             base_hashes, base_frames, base_s = bases[number % len(bases)]
-            hashes, frames, peaks = distractor(base_hashes, base_frames, index.fingerprint_settings, rng)
-            batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", base_s,
+            variant = variants[number // len(bases) % len(variants)]  # twins again past 1,458 a source
+            hashes, frames, peaks = distractor(base_hashes, base_frames, index.fingerprint_settings, rng, variant)
+            batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", base_s * variant.time_scale,
                                          f"distractor-{number}", hashes, frames, *peaks))
         began = time.perf_counter()
         index.add_fingerprints(batch)
@@ -154,6 +194,8 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
             # a clip of a song the index holds stops at its match; one of a held-out song searches on, warped
             # too: the two medians, the overall one falling between them
             row.update({"recall": figures["recall"], "false_match_rate": figures["false_match_rate"],
+                        "false_matches_naming_distractors": sum(
+                            1 for o in outcomes if not o.indexed and o.answer and o.answer.startswith("distractor:")),
                         "query_ms_p50": figures["query_ms_p50"], "query_ms_p95": figures["query_ms_p95"],
                         "query_ms_p50_indexed": _median_ms([1000 * o.seconds for o in outcomes if o.indexed]),
                         "query_ms_p50_held_out": _median_ms([1000 * o.seconds for o in outcomes if not o.indexed])})
@@ -202,13 +244,14 @@ def _median_ms(values: list[float]) -> float | None:
 def markdown(result: dict) -> str:
     conditions = sorted({c for row in result["rows"] for c in row["recall"]})
     lines = ["| songs | " + " | ".join(f"recall {c}" for c in conditions) +
-             " | false matches | query ms p50 | p95 | p50 indexed / held-out | insert ms/song | add one ms "
-             "| DB B/s of audio | DB MB | cold start s | query process MB |",
-             "|---" * (len(conditions) + 11) + "|"]
+             " | false matches | of them distractors | query ms p50 | p95 | p50 indexed / held-out | insert ms/song "
+             "| add one ms | DB B/s of audio | DB MB | cold start s | query process MB |",
+             "|---" * (len(conditions) + 12) + "|"]
     for row in result["rows"]:
         split = f"{row.get('query_ms_p50_indexed', '–')} / {row.get('query_ms_p50_held_out', '–')}"
         lines.append(f"| {row['songs']:,} | " + " | ".join(f"{row['recall'].get(c, 0):.3f}" for c in conditions) +
-                     f" | {row['false_match_rate']} | {row['query_ms_p50']} | {row['query_ms_p95']} | {split} | "
+                     f" | {row['false_match_rate']} | {row.get('false_matches_naming_distractors', '–')} | "
+                     f"{row['query_ms_p50']} | {row['query_ms_p95']} | {split} | "
                      f"{row['insert_ms_per_distractor'] or '–'} | {row.get('add_one_ms', '–')} | "
                      f"{row['db_bytes_per_audio_s']:,.0f} | "
                      f"{row['db_mb']} | {row['cold_start_s']} | {row['query_process_peak_mb']} |")
