@@ -1,8 +1,8 @@
 """`bench scale`: how recall, false matches, latency and storage change from 100 to 10,000+ songs.
 
 Distractors are made from the real songs' landmark fingerprints: each distractor takes one real song's
-postings, shuffles its 10 s segments, shifts every anchor frequency by a few bins, and scales every pair's Δt and
-Δf by a few percent, the source's distractors each at another of these variants (`DistractorVariant`). Hash
+postings, shuffles its 10 s segments, scales its peaks' times and frequencies by a few percent and shifts them by a
+few bins, the source's distractors each at another of these variants (`DistractorVariant`). Hash
 statistics stay those of real music (unlike uniform random hashes, which would flatter the engine), while no
 distractor lines up with any real clip, nor with another distractor: twins would tie in every vote they lead,
 and so never be named, right or wrong.
@@ -52,10 +52,12 @@ def song_fingerprints(postings) -> dict[int, tuple[np.ndarray, np.ndarray]]:
 
 
 DISTRACTOR_SHIFTS_BINS = (*range(-11, -2), *range(3, 12))
-"""A distractor's anchors lie this many frequency bins from its source's: never 0, so none lines up with it."""
+"""A distractor's peaks lie this many frequency bins from where its scaling puts them: never 0, so none lines up
+with its source."""
 DISTRACTOR_SCALES = tuple(float(scale) for scale in 1 + 0.035 * np.arange(-4, 5))
-"""A distractor's pairs span this many times their source's Δt, and as many times its Δf: 3.5 % apart, so that
-a typical pair (10–60 frames, 10–60 bins apart) rounds to another hash from one scale to the next."""
+"""A distractor's peaks lie this many times further apart than its source's in time, and as many times in
+frequency: 3.5 % apart, so that a typical pair (10–60 frames, 10–60 bins apart) rounds to another hash from one
+scale to the next."""
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,9 @@ class DistractorVariant:
 
     shift_bins: int
     time_scale: float
-    """Δt and the anchors' times, × this (a tempo change: the source's pairs over a longer or shorter song)."""
+    """Every peak's time, × this (a tempo change: the source's pairs over a longer or shorter song)."""
     interval_scale: float
-    """Δf, × this."""
+    """Every peak's frequency, × this about the band's middle (so Δf × this too)."""
 
 
 def distractor_variants(seed: int = 0) -> list[DistractorVariant]:
@@ -81,9 +83,12 @@ def distractor_variants(seed: int = 0) -> list[DistractorVariant]:
 
 def distractor(hashes: np.ndarray, frames: np.ndarray, settings, rng: np.random.Generator,
                variant: DistractorVariant) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """A new song's fingerprint from a real one: 10 s segments shuffled, then changed as `variant` says (a pair
-    whose Δt or Δf leaves the hash's range is dropped). Returns (hashes, anchor frames, peaks), the peaks being
-    those its pairs join, as `add` stores them."""
+    """A new song's fingerprint from a real one: 10 s segments shuffled, then changed as `variant` says. Each end
+    of each pair is moved as a point, time × `time_scale`, frequency × `interval_scale` about the band's middle
+    and then shifted, and the pair hashed again from its two ends, so that a peak several pairs share stays one
+    point (scaling each pair's Δt and Δf apart put one peak at several points, rounded apart); a pair with an
+    end outside the band, or a Δt or Δf outside the hash's range, is dropped. Returns (hashes, anchor frames,
+    peaks), the peaks being those its pairs join, as `add` stores them."""
     from landmark.hashes import pack, unpack
 
     segment = int(SEGMENT_S / settings.frame_s)
@@ -91,20 +96,26 @@ def distractor(hashes: np.ndarray, frames: np.ndarray, settings, rng: np.random.
     order = rng.permutation(int(pieces.max()) + 1)
     shuffled = order[pieces].astype(np.int64) * segment + frames % segment
     anchor, delta_bins, delta_frames = unpack(hashes)
-    delta_frames = np.round(delta_frames * variant.time_scale).astype(np.int64)
-    delta_bins = np.round(delta_bins * variant.interval_scale).astype(np.int64)
-    kept = ((delta_frames >= settings.min_delta_frames) & (delta_frames <= settings.max_delta_frames)
-            & (np.abs(delta_bins) <= settings.max_delta_bins))
     low = int(settings.min_freq_hz * settings.fft_size / settings.sample_rate_hz)
     high = int(settings.max_freq_hz * settings.fft_size / settings.sample_rate_hz)
-    shifted = np.clip(anchor[kept] + variant.shift_bins, low, high)
-    delta_bins, delta_frames = delta_bins[kept], delta_frames[kept]
-    new_frames = np.round(shuffled[kept] * variant.time_scale).astype(np.int64)
-    peak_frames = np.r_[new_frames, new_frames + delta_frames]
-    peak_bins = np.r_[shifted, shifted + delta_bins]
-    points = np.unique((peak_frames << 16 | peak_bins)[(peak_bins >= low) & (peak_bins <= high)])
+    middle = (low + high) / 2
+
+    def moved_bins(bins: np.ndarray) -> np.ndarray:
+        return np.round(middle + (bins - middle) * variant.interval_scale).astype(np.int64) + variant.shift_bins
+
+    anchor_frames = np.round(shuffled * variant.time_scale).astype(np.int64)
+    target_frames = np.round((shuffled + delta_frames) * variant.time_scale).astype(np.int64)
+    anchor_bins, target_bins = moved_bins(anchor), moved_bins(anchor + delta_bins)
+    delta_frames, delta_bins = target_frames - anchor_frames, target_bins - anchor_bins
+    kept = ((delta_frames >= settings.min_delta_frames) & (delta_frames <= settings.max_delta_frames)
+            & (np.abs(delta_bins) <= settings.max_delta_bins)
+            & (anchor_bins >= low) & (anchor_bins <= high) & (target_bins >= low) & (target_bins <= high))
+    anchor_frames, anchor_bins = anchor_frames[kept], anchor_bins[kept]
+    target_frames, target_bins = target_frames[kept], target_bins[kept]
+    points = np.unique(np.r_[anchor_frames, target_frames] << 16 | np.r_[anchor_bins, target_bins])
     peaks = (points >> 16, points & 0xFFFF)
-    return pack(shifted, delta_bins, delta_frames).astype(np.uint32), new_frames.astype(np.uint32), peaks
+    hashes = pack(anchor_bins, delta_bins[kept], delta_frames[kept]).astype(np.uint32)
+    return hashes, anchor_frames.astype(np.uint32), peaks
 
 
 def distractor_bases(index) -> list[tuple[np.ndarray, np.ndarray, float]]:
@@ -133,7 +144,10 @@ def add_distractors(index, bases, size: int, rng: np.random.Generator, show_prog
             base_hashes, base_frames, base_s = bases[number % len(bases)]
             variant = variants[number // len(bases) % len(variants)]  # twins again past 1,458 a source
             hashes, frames, peaks = distractor(base_hashes, base_frames, index.fingerprint_settings, rng, variant)
-            batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", base_s * variant.time_scale,
+            # as long as its source's density of postings makes it: the pairs dropped at the band's edges or past
+            # the hash's Δt are no evidence of a sparser song
+            length_s = base_s * variant.time_scale * hashes.size / max(1, base_hashes.size)
+            batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", length_s,
                                          f"distractor-{number}", hashes, frames, *peaks))
         began = time.perf_counter()
         index.add_fingerprints(batch)
@@ -194,8 +208,8 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
             # a clip of a song the index holds stops at its match; one of a held-out song searches on, warped
             # too: the two medians, the overall one falling between them
             row.update({"recall": figures["recall"], "false_match_rate": figures["false_match_rate"],
-                        "false_matches_naming_distractors": sum(
-                            1 for o in outcomes if not o.indexed and o.answer and o.answer.startswith("distractor:")),
+                        "distractors_named": sum(1 for o in outcomes
+                                                 if o.answer and o.answer.startswith("distractor:")),
                         "query_ms_p50": figures["query_ms_p50"], "query_ms_p95": figures["query_ms_p95"],
                         "query_ms_p50_indexed": _median_ms([1000 * o.seconds for o in outcomes if o.indexed]),
                         "query_ms_p50_held_out": _median_ms([1000 * o.seconds for o in outcomes if not o.indexed])})
@@ -244,13 +258,13 @@ def _median_ms(values: list[float]) -> float | None:
 def markdown(result: dict) -> str:
     conditions = sorted({c for row in result["rows"] for c in row["recall"]})
     lines = ["| songs | " + " | ".join(f"recall {c}" for c in conditions) +
-             " | false matches | of them distractors | query ms p50 | p95 | p50 indexed / held-out | insert ms/song "
+             " | false matches | distractors named | query ms p50 | p95 | p50 indexed / held-out | insert ms/song "
              "| add one ms | DB B/s of audio | DB MB | cold start s | query process MB |",
              "|---" * (len(conditions) + 12) + "|"]
     for row in result["rows"]:
         split = f"{row.get('query_ms_p50_indexed', '–')} / {row.get('query_ms_p50_held_out', '–')}"
         lines.append(f"| {row['songs']:,} | " + " | ".join(f"{row['recall'].get(c, 0):.3f}" for c in conditions) +
-                     f" | {row['false_match_rate']} | {row.get('false_matches_naming_distractors', '–')} | "
+                     f" | {row['false_match_rate']} | {row.get('distractors_named', '–')} | "
                      f"{row['query_ms_p50']} | {row['query_ms_p95']} | {split} | "
                      f"{row['insert_ms_per_distractor'] or '–'} | {row.get('add_one_ms', '–')} | "
                      f"{row['db_bytes_per_audio_s']:,.0f} | "

@@ -168,7 +168,7 @@ def _heaviest_per_anchor(votes: Votes, tolerance_frames: int) -> tuple[np.ndarra
     level is the heaviest vote): twice as fast as an argsort and gathers at millions of votes. Keys too wide for
     63 bits take the argsort."""
     # Bounds from the columns, not the votes: Δt lies in [min t_song − max t_query, max t_song − min t_query]. The
-    # the tolerance is a margin, so that bins of two songs are never within ± the tolerance of each other.
+    # tolerance is a margin, so that bins of two songs are never within ± the tolerance of each other.
     song_frames, query_frames = votes.posting_frames, votes.pair_frames
     delta_floor = int(song_frames.min()) - int(query_frames.max()) - tolerance_frames
     delta_bits = (int(song_frames.max()) - int(query_frames.min()) - delta_floor + tolerance_frames + 1).bit_length()

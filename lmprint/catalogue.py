@@ -582,9 +582,7 @@ class Catalogue:
             rows = self._same_file("songs", _SONG_COLUMNS, 1, reference)
         if not rows:  # a title typed in another case ("beach" for "Beach"), where none is titled so exactly
             folded = unicodedata.normalize("NFC", reference).casefold()
-            ids = [song_id for song_id, title in self.read("SELECT id, title FROM songs")
-                   if unicodedata.normalize("NFC", title).casefold() == folded]
-            rows = self.read(f"SELECT {_SONG_COLUMNS} FROM songs WHERE id IN ({', '.join('?' * len(ids))})", ids)
+            return [song for song in self.songs() if unicodedata.normalize("NFC", song.title).casefold() == folded]
         return self._songs(rows)
 
     def copy_at(self, reference: str) -> str | None:

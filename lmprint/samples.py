@@ -23,11 +23,15 @@ def finite_samples(chunk: np.ndarray) -> np.ndarray:
 
 
 def mono_samples(samples: np.ndarray, limit: int | None = None) -> np.ndarray:
-    """Samples handed to an engine as they come (a list, another dtype, NaN), as a decoder's are: a float32 copy
-    of the first `limit` (all: None), finite and bounded (`finite_samples`). Refused in one line when not one
-    channel's: a stereo array's two rows would be read as one long signal, or fail deep in the spectrogram."""
+    """Samples handed to an engine as they come (a list, another dtype, integer PCM, NaN), as a decoder's are: a
+    float32 copy of the first `limit` (all: None), full scale at 1.0, finite and bounded (`finite_samples`).
+    Refused in one line when not one channel's: a stereo array's two rows would be read as one long signal, or
+    fail deep in the spectrogram."""
     samples = np.asarray(samples)
     if samples.ndim != 1:
         raise AudioError(f"samples of shape {samples.shape}: one channel's are one-dimensional (mix a stereo array, "
                          "or pick a channel)")
-    return finite_samples(np.array(samples[:limit], np.float32))
+    samples = samples[:limit]
+    if np.issubdtype(samples.dtype, np.integer):  # PCM: full scale at the type's largest value
+        return finite_samples((samples / np.iinfo(samples.dtype).max).astype(np.float32))
+    return finite_samples(np.array(samples, np.float32))

@@ -204,7 +204,7 @@ class MertIndex:
     def match_samples(self, samples: np.ndarray) -> Match | None:
         """Identify mono float32 samples at 24 kHz. The score is the Hamming distance in bits (lower is better);
         the confidence is the margin over the runner-up as a fraction of the code bits."""
-        return self._answer(samples).match
+        return self._answer(mono_samples(samples)).match
 
     def follow(self, samples: np.ndarray, previous: Match, offset_s: float, min_score: float = 0.0) -> Match | None:
         """None: a song's codes do not say where in it a clip lies, so every look searches."""
@@ -220,7 +220,6 @@ class MertIndex:
         return self._answer(audio.load(path, self.sample_rate_hz))
 
     def _answer(self, samples: np.ndarray) -> Answer:
-        samples = mono_samples(samples)
         audio.check_usable(samples, self.sample_rate_hz, self.settings.min_clip_s)
         if self._search_cache is None:  # the basis and the codes, read once until the next add
             projection = self.codes.projection()

@@ -85,12 +85,13 @@ def test_match_refuses_bad_queries(index):
 
 
 def test_samples_handed_to_match_samples_are_taken_as_a_decoder_gives_them(index):
-    """A list, float64, or a NaN among them: one NaN read the whole clip as silent (the loudest second's energy
-    compared against NaN), and a list had no `.size`."""
+    """A list, float64, int16 PCM, or a NaN among them: one NaN read the whole clip as silent (the loudest
+    second's energy compared against NaN), a list had no `.size`, and PCM was read at 32,767 times full scale."""
     clip = rendered(2, 40.0, RATE)[10 * RATE:15 * RATE]
     damaged = clip.copy()
     damaged[[100, 20_000]] = np.nan, np.inf
-    for samples in (clip.tolist(), clip.astype(np.float64), damaged):
+    pcm = np.round(clip / np.abs(clip).max() * 32767).astype(np.int16)  # full scale at the type's largest value
+    for samples in (clip.tolist(), clip.astype(np.float64), damaged, pcm):
         found = index.match_samples(samples)
         assert found is not None and found.song.title == "song2" and abs(found.offset_s - 10.0) < 0.1
     assert np.isnan(damaged[100])  # the caller's samples as they were

@@ -1012,7 +1012,7 @@ def test_a_song_row_edited_to_another_type_is_a_one_line_error(built_index, tmp_
         shutil.copyfile(built_index, path)
         with sqlite3.connect(path) as conn:
             conn.execute(f"UPDATE songs SET {column}=?", (value,))
-        for command in (("list",), ("list", "--json"), ("match", clip)):
+        for command in (("list",), ("list", "--json"), ("match", clip), ("remove", "--dry-run", "no such title")):
             told = run_cli(*command, db=path)
             assert told.returncode == 1 and told.stderr.count("\n") == 1, told.stderr
             assert f"is damaged (song 1 has a {column} of type {type(value).__name__})" in told.stderr, told.stderr
