@@ -544,9 +544,10 @@ class Catalogue:
         hold a number or bytes where text belongs; that reads as damage, in one line, not as a traceback later."""
         songs = []
         for row in rows:
-            for column, value, kind in zip(_SONG_COLUMN_NAMES, row, _SONG_COLUMN_TYPES):
-                if not isinstance(value, kind):
-                    raise damaged(self.path, f"song {row[0]!r} has a {column} of type {type(value).__name__}")
+            if not all(map(isinstance, row, _SONG_COLUMN_TYPES)):  # the column, once one is found wrong
+                column, value = next((column, value) for column, value, kind
+                                     in zip(_SONG_COLUMN_NAMES, row, _SONG_COLUMN_TYPES) if not isinstance(value, kind))
+                raise damaged(self.path, f"song {row[0]!r} has a {column} of type {type(value).__name__}")
             songs.append(Song(*row))
         return songs
 
