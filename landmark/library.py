@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from lmprint.moves import follow_before_adding, followed, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 from lmprint.samples import mono_samples
 
-from . import audio, dedup, vote, warp
+from . import audio, vote, warp
 from .batch import SongFingerprint, fingerprint_song, fingerprint_songs
 from .confidence import CALIBRATION
 from .fingerprint import Fingerprint, fingerprint, prominence_map
@@ -36,6 +37,9 @@ from .verify import (
     within_chance_bound,
     without_copies_of_leader,
 )
+
+if TYPE_CHECKING:  # imported where used: `match` never needs it, and a cold start pays for each import
+    from . import dedup
 
 SETTINGS_KEY = "config"
 """The `meta` key under which an index records its `FingerprintSettings` (JSON)."""
@@ -473,17 +477,23 @@ class Index:
         """The stretches of audio that two indexed songs share, each at its strongest alignment, found by joining
         the index with itself on its rarer keys (`landmark.dedup`): two reads of the postings, never a comparison
         of every pair of songs."""
+        from . import dedup
+
         return self._join(settings or dedup.DedupSettings())[0]
 
     def duplicates(self, settings: dedup.DedupSettings | None = None) -> dedup.Duplicates:
         """The songs that hold one recording, grouped, and the other stretches of audio songs share
         (`overlaps`)."""
+        from . import dedup
+
         settings = settings or dedup.DedupSettings()
         overlaps, spans_s = self._join(settings)
         return dedup.duplicates(overlaps, spans_s, settings)
 
     def _join(self, settings: dedup.DedupSettings) -> tuple[list[dedup.Overlap], dict[int, float]]:
         """(overlaps, each song's fingerprinted span in s: its first landmark to its last)."""
+        from . import dedup
+
         song_ids = np.array(sorted(song.id for song in self.catalogue.songs()), np.int64)
         if song_ids.size < 2:
             return [], {}

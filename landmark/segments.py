@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,22 +129,23 @@ class Segment:
         self.base_frame = int(header["base_frame"])
         self.postings = int(header["postings"])
         self.first_frame, self.end_frame = int(header["first_frame"]), int(header["end_frame"])
+        self._lengths: np.ndarray | None = None
+        self._long_buckets: np.ndarray | None = None
+        self._long_lengths: np.ndarray | None = None
         if dense:
             self._starts = np.frombuffer(self._map, f"<u{start_bytes}", n_buckets + 1, directory_at)
-            self._lengths = None
         else:
             self._lengths = np.frombuffer(self._map, np.uint8, n_buckets, directory_at).reshape(
                 -1, ROWS_PER_CHECKPOINT)
             self._starts = np.frombuffer(self._map, f"<u{start_bytes}", n_buckets // ROWS_PER_CHECKPOINT + 1,
                                          checkpoints_at)
-            self._long_buckets = np.frombuffer(self._map, "<u8", long_rows, long_at).astype(np.int64)
-            self._long_lengths = np.frombuffer(self._map, "<u8", long_rows, long_at + 8 * long_rows).astype(np.int64)
-            self._long_excess = np.r_[0, np.cumsum(self._long_lengths - LONG_ROW)]  # words past LONG_ROW, running
-        long_rows_fit = dense or (  # long rows: distinct buckets, ascending, each as long as it is marked, all within
-            bool((np.diff(self._long_buckets) > 0).all()) and bool((self._long_lengths >= LONG_ROW).all())
-            and int(self._long_lengths.sum()) <= words and bool((self._long_buckets < n_buckets).all()))
-        if self._starts[0] != 0 or self._starts[-1] != words or not long_rows_fit:  # the directory spans the words
-            self._lengths = None
+            # views, read where a lookup asks: some 290,000 long rows at 100,000 songs, which read, copied and
+            # checked whole made opening cost 15 ms (`sizes` checks the rows it reads)
+            self._long_buckets = np.frombuffer(self._map, "<u8", long_rows, long_at)
+            self._long_lengths = np.frombuffer(self._map, "<u8", long_rows, long_at + 8 * long_rows)
+        self._words = words
+        if self._starts[0] != 0 or self._starts[-1] != words:  # the directory spans the words
+            self._lengths = self._long_buckets = self._long_lengths = None
             del self._starts
             self._map.close()
             raise damaged(path, "its directory does not match its postings")
@@ -156,7 +156,7 @@ class Segment:
         """Unmap the file (left to the garbage collector while an array still views it); closing twice is once."""
         if not hasattr(self, "words"):
             return
-        self._lengths = None
+        self._lengths = self._long_buckets = self._long_lengths = None
         del self._starts, self.words
         try:
             self._map.close()
@@ -172,10 +172,15 @@ class Segment:
         lengths = self._lengths.reshape(-1)[buckets].astype(np.int64)
         long = np.flatnonzero(lengths == LONG_ROW)
         if long.size:
-            at = np.searchsorted(self._long_buckets, buckets[long])
-            if (at >= self._long_buckets.size).any() or (self._long_buckets[at] != buckets[long]).any():
+            assert self._long_buckets is not None and self._long_lengths is not None
+            wanted = buckets[long].astype(np.uint64)
+            at = np.searchsorted(self._long_buckets, wanted)
+            if (at >= self._long_buckets.size).any() or (self._long_buckets[at] != wanted).any():
                 raise damaged(self.path, "a row marked long has no length")
-            lengths[long] = self._long_lengths[at]
+            long_lengths = self._long_lengths[at]
+            if ((long_lengths < LONG_ROW) | (long_lengths > self._words)).any():  # not a huge allocation
+                raise damaged(self.path, "its directory does not match its postings")
+            lengths[long] = long_lengths.astype(np.int64)
         return lengths
 
     def _row_starts(self, buckets: np.ndarray) -> np.ndarray:
@@ -185,13 +190,12 @@ class Segment:
             return self._starts[buckets].astype(np.int64)
         block = buckets // ROWS_PER_CHECKPOINT
         before = np.arange(ROWS_PER_CHECKPOINT) < (buckets % ROWS_PER_CHECKPOINT)[:, None]
-        starts = self._starts[block].astype(np.int64) + np.where(before, self._lengths[block], 0).sum(
-            axis=1, dtype=np.int64)
-        if self._long_buckets.size:
-            excess = self._long_excess
-            starts += (excess[np.searchsorted(self._long_buckets, buckets)]
-                       - excess[np.searchsorted(self._long_buckets, block * ROWS_PER_CHECKPOINT)])
-        return starts
+        lengths = self._lengths[block].astype(np.int64)
+        long = lengths == LONG_ROW
+        if long.any():  # their whole lengths, for the rows of these blocks alone
+            rows_of_block = block[:, None] * ROWS_PER_CHECKPOINT + np.arange(ROWS_PER_CHECKPOINT)
+            lengths[long] = self.sizes(rows_of_block[long])
+        return self._starts[block].astype(np.int64) + np.where(before, lengths, 0).sum(axis=1)
 
     def gather(self, buckets: np.ndarray) -> tuple[bytes, np.ndarray]:
         """The words of these buckets' rows, end to end, and each row's count of words (for `decode_words`)."""
@@ -226,6 +230,8 @@ def write(folder: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings
     timeline frames) in ascending ranges of whole rows (a multiple of 16 hashes), at most `postings` in all, none
     before `base_frame`; the layout follows that size (`layout_for`). Parts are written as they come: memory stays
     that of a part."""
+    import secrets  # here: it loads OpenSSL, 5 ms of a cold `match`, which writes no segment
+
     name = f"{secrets.token_hex(8)}{SUFFIX}"
     temporary = folder / f".{name}.tmp"
     try:

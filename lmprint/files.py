@@ -3,7 +3,6 @@ another's. Both engines add songs through these."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections import deque
@@ -167,6 +166,8 @@ def content_sha1(path: str | os.PathLike) -> str:
     """SHA-1 of the file's bytes: the identity used to skip files that are already indexed.
 
     Raises AudioError, with the reason, for a file that cannot be read."""
+    import hashlib  # here: OpenSSL's load is 5 ms of a cold `match`, which never hashes a file
+
     digest = hashlib.sha1()
     with reading_file(missing="no such file (vanished?)"):
         if not stat.S_ISREG(os.stat(path).st_mode):
