@@ -195,7 +195,12 @@ class Segment:
         if long.any():  # their whole lengths, for the rows of these blocks alone
             rows_of_block = block[:, None] * ROWS_PER_CHECKPOINT + np.arange(ROWS_PER_CHECKPOINT)
             lengths[long] = self.sizes(rows_of_block[long])
-        return self._starts[block].astype(np.int64) + np.where(before, lengths, 0).sum(axis=1)
+        first_words = self._starts[block].astype(np.int64)
+        # a block's rows span its checkpoints: a length byte or a long length written over is damage, not rows
+        # read from the wrong words (or gathered from billions of them)
+        if (lengths.sum(axis=1) != self._starts[block + 1].astype(np.int64) - first_words).any():
+            raise damaged(self.path, "its directory does not match its postings")
+        return first_words + np.where(before, lengths, 0).sum(axis=1)
 
     def gather(self, buckets: np.ndarray) -> tuple[bytes, np.ndarray]:
         """The words of these buckets' rows, end to end, and each row's count of words (for `decode_words`)."""
@@ -243,6 +248,10 @@ def write(folder: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings
         raise CannotWrite(f"cannot write a segment in {folder}: {os_reason(error)}; free some space (or make the "
                           "folder writable) and run the command again: what was indexed is kept",
                           os_reason(error)) from None
+    except BaseException:  # damage found in the segments a merge reads, an interrupt: no half-written file left
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise
 
 
 def _write(folder: Path, name: str, temporary: Path, parts: Iterable[tuple[np.ndarray, np.ndarray]], postings: int,

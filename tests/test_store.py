@@ -928,7 +928,8 @@ def test_damage_inside_whole_files_is_a_one_line_error_not_a_traceback(tmp_path,
     assert header["magic"] == segments.MAGIC  # row lengths a byte each, after the words
     directory_at = segments.HEADER.itemsize + segments._padded(3 * int(header["words"]))
     segment_file.write_bytes(whole[:directory_at] + b"\xfe" * 1024 + whole[directory_at + 1024:])
-    with pytest.raises(IndexFileError, match=r"damaged \(a row runs past its postings\); index the music again"):
+    with pytest.raises(IndexFileError, match=r"damaged \(its directory does not match its postings\); index the music "
+                                             "again"):
         Store(path).postings.lookup(asked)
     assert int(header["long_rows"]) == 0
     segment_file.write_bytes(whole[:directory_at] + b"\xff" + whole[directory_at + 1:])  # bucket 0 "long"
@@ -1229,23 +1230,37 @@ def test_a_segment_reads_every_row_back_whatever_its_length(tmp_path_factory, se
 
 
 def test_a_long_rows_length_that_does_not_fit_the_segment_is_damage_not_a_huge_allocation(tmp_path):
-    """Row lengths of 255 words or more are kept apart, as 8-byte numbers; one overwritten (here to 2^40 words)
-    is refused by a lookup that reads its row, or a row after it in its block, where a lookup tried to allocate
-    terabytes. Opening the segment does not read them (some 290,000 at 100,000 songs)."""
+    """Row lengths of 255 words or more are kept apart, as 8-byte numbers, which opening a segment does not read
+    (some 290,000 at 100,000 songs). One overwritten, whether to 2^40 words (a lookup tried to allocate
+    terabytes) or to a length that still looks like one, is refused by a lookup that reads its 16-row block, and a
+    merge reading it leaves no half-written segment; so is a row's length byte. Other blocks still read."""
     hashes, frames = _segment_postings(4, [300, 3], np.random.default_rng(5))
     name, _ = segments.write(tmp_path, [(hashes, frames)], 1000, 0)
     whole = (tmp_path / name).read_bytes()
-    assert np.frombuffer(whole, segments.HEADER, 1)[0]["long_rows"] == 1
-    long_bucket = int(np.frombuffer(whole[-16:-8], "<u8")[0])
+    header = np.frombuffer(whole, segments.HEADER, 1)[0]
+    assert header["long_rows"] == 1
+    long_bucket, long_words = (int(value) for value in np.frombuffer(whole[-16:], "<u8"))
+    short_bucket = int(np.unique(hashes >> 4)[np.unique(hashes >> 4) != long_bucket][0])
+    elsewhere = np.array([(long_bucket // 16 + 1) % (1 << 17) * 16])  # an empty row of another block
     segment = segments.Segment(tmp_path / name)
-    assert segment.sizes(np.array([long_bucket]))[0] >= segments.LONG_ROW
+    assert segment.sizes(np.array([long_bucket]))[0] == long_words >= segments.LONG_ROW
     segment.close()
-    (tmp_path / name).write_bytes(whole[:-8] + (1 << 40).to_bytes(8, "little"))
-    segment = segments.Segment(tmp_path / name)
-    for asked in ([long_bucket], [long_bucket + 1], [long_bucket, long_bucket + 1]):
+    directory_at = segments.HEADER.itemsize + segments._padded(3 * int(header["words"]))
+    short_byte = directory_at + short_bucket
+    for damaged_file, damaged_bucket in (
+            (whole[:-8] + (1 << 40).to_bytes(8, "little"), long_bucket),  # past the segment's words
+            (whole[:-8] + (long_words - 40).to_bytes(8, "little"), long_bucket),  # still a long row's length
+            (whole[:short_byte] + bytes([whole[short_byte] + 2]) + whole[short_byte + 1:], short_bucket)):
+        (tmp_path / name).write_bytes(damaged_file)
+        segment = segments.Segment(tmp_path / name)
+        for asked in ([damaged_bucket], [long_bucket, short_bucket], [damaged_bucket // 16 * 16 + 15]):
+            with pytest.raises(IndexFileError, match="its directory does not match its postings"):
+                segment.read(np.array(asked))
+        assert segment.read(elsewhere).frames.size == 0
         with pytest.raises(IndexFileError, match="its directory does not match its postings"):
-            segment.read(np.array(asked))
-    segment.close()
+            segments.write(tmp_path / "merged", segments.merged([segment], None, 1 << 21), 1000, 0)
+        assert not [path.name for path in (tmp_path / "merged").iterdir()]  # no temporary file left
+        segment.close()
 
 
 def test_a_segment_written_with_a_start_for_every_row_is_read_still(tmp_path):
