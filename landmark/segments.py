@@ -183,13 +183,13 @@ class Segment:
             lengths[long] = long_lengths.astype(np.int64)
         return lengths
 
-    def _row_starts(self, buckets: np.ndarray) -> np.ndarray:
-        """The first word of each of these buckets' rows: its block's checkpoint plus the lengths before it in the
-        block (a long row counting its whole length)."""
+    def _rows(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first word, words) of each of these buckets' rows: its block's checkpoint plus the lengths before it in
+        the block, a long row counting its whole length; each block's lengths checked against its checkpoints."""
         if self._lengths is None:
-            return self._starts[buckets].astype(np.int64)
-        block = buckets // ROWS_PER_CHECKPOINT
-        before = np.arange(ROWS_PER_CHECKPOINT) < (buckets % ROWS_PER_CHECKPOINT)[:, None]
+            starts = self._starts[buckets].astype(np.int64)
+            return starts, self._starts[buckets + 1].astype(np.int64) - starts
+        block, column = np.divmod(buckets, ROWS_PER_CHECKPOINT)
         lengths = self._lengths[block].astype(np.int64)
         long = lengths == LONG_ROW
         if long.any():  # their whole lengths, for the rows of these blocks alone
@@ -200,13 +200,13 @@ class Segment:
         # read from the wrong words (or gathered from billions of them)
         if (lengths.sum(axis=1) != self._starts[block + 1].astype(np.int64) - first_words).any():
             raise damaged(self.path, "its directory does not match its postings")
-        return first_words + np.where(before, lengths, 0).sum(axis=1)
+        before = np.arange(ROWS_PER_CHECKPOINT) < column[:, None]
+        return first_words + np.where(before, lengths, 0).sum(axis=1), lengths[np.arange(buckets.size), column]
 
     def gather(self, buckets: np.ndarray) -> tuple[bytes, np.ndarray]:
         """The words of these buckets' rows, end to end, and each row's count of words (for `decode_words`)."""
-        buckets = np.asarray(buckets, np.int64)
-        lengths = self.sizes(buckets)
-        at = np.repeat(self._row_starts(buckets) - (np.cumsum(lengths) - lengths), lengths)
+        starts, lengths = self._rows(np.asarray(buckets, np.int64))
+        at = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
         at += np.arange(at.size)
         try:
             return np.take(self.words, at).tobytes(), lengths
