@@ -125,7 +125,10 @@ def decode(buckets: np.ndarray, blobs: list[bytes], layout: RowLayout = SIXTEEN_
 
 def decode_rows(blobs: list[bytes], layout: RowLayout = SIXTEEN_A_ROW) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row index, hash suffix, timeline frame) of every posting in the blobs, in row and timeline order."""
-    return decode_words(b"".join(blobs), np.fromiter(map(len, blobs), np.int64, len(blobs)) // WORD_BYTES, layout)
+    sizes = np.fromiter(map(len, blobs), np.int64, len(blobs))
+    if (sizes % WORD_BYTES).any():  # read end to end, a stray byte would shift every row after it
+        raise damaged("the index", "a row of postings is not whole words")
+    return decode_words(b"".join(blobs), sizes // WORD_BYTES, layout)
 
 
 def decode_words(data: bytes, words_per_row: np.ndarray, layout: RowLayout = SIXTEEN_A_ROW

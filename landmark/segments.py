@@ -44,6 +44,7 @@ from lmprint.errors import CannotWrite, IndexFileError, damaged, os_reason
 
 from . import postings as codec
 from .hashes import HASH_BITS
+from .timeline import TIMELINE_END
 
 MAGIC = b"LMPSEG03"
 MAGIC_DENSE = b"LMPSEG02"
@@ -129,6 +130,11 @@ class Segment:
         self.base_frame = int(header["base_frame"])
         self.postings = int(header["postings"])
         self.first_frame, self.end_frame = int(header["first_frame"]), int(header["end_frame"])
+        if not (self.base_frame <= self.first_frame < TIMELINE_END and self.end_frame <= TIMELINE_END
+                and (self.postings == 0) == (words == 0) and self.postings <= words
+                and (self.postings == 0 or self.first_frame < self.end_frame)):  # its postings' place on the timeline
+            self._map.close()
+            raise damaged(path, "its header does not fit the timeline")
         self._lengths: np.ndarray | None = None
         self._long_buckets: np.ndarray | None = None
         self._long_lengths: np.ndarray | None = None
@@ -144,13 +150,11 @@ class Segment:
             self._long_buckets = np.frombuffer(self._map, "<u8", long_rows, long_at)
             self._long_lengths = np.frombuffer(self._map, "<u8", long_rows, long_at + 8 * long_rows)
         self._words = words
-        if self._starts[0] != 0 or self._starts[-1] != words:  # the directory spans the words
-            self._lengths = self._long_buckets = self._long_lengths = None
-            del self._starts
-            self._map.close()
-            raise damaged(path, "its directory does not match its postings")
         # one item a word: gathering words with `take` copies 3 bytes at a time (4× faster than bytes)
         self.words = np.frombuffer(self._map, f"V{codec.WORD_BYTES}", words, words_at)
+        if self._starts[0] != 0 or self._starts[-1] != words:  # the directory spans the words
+            self.close()
+            raise damaged(path, "its directory does not match its postings")
 
     def close(self) -> None:
         """Unmap the file (left to the garbage collector while an array still views it); closing twice is once."""
@@ -168,7 +172,7 @@ class Segment:
         postings)."""
         buckets = np.asarray(buckets, np.int64)
         if self._lengths is None:
-            return self._starts[buckets + 1].astype(np.int64) - self._starts[buckets].astype(np.int64)
+            return self._dense_rows(buckets)[1]
         lengths = self._lengths.reshape(-1)[buckets].astype(np.int64)
         long = np.flatnonzero(lengths == LONG_ROW)
         if long.size:
@@ -187,8 +191,7 @@ class Segment:
         """(first word, words) of each of these buckets' rows: its block's checkpoint plus the lengths before it in
         the block, a long row counting its whole length; each block's lengths checked against its checkpoints."""
         if self._lengths is None:
-            starts = self._starts[buckets].astype(np.int64)
-            return starts, self._starts[buckets + 1].astype(np.int64) - starts
+            return self._dense_rows(buckets)
         block, column = np.divmod(buckets, ROWS_PER_CHECKPOINT)
         lengths = self._lengths[block].astype(np.int64)
         long = lengths == LONG_ROW
@@ -202,6 +205,14 @@ class Segment:
             raise damaged(self.path, "its directory does not match its postings")
         before = np.arange(ROWS_PER_CHECKPOINT) < column[:, None]
         return first_words + np.where(before, lengths, 0).sum(axis=1), lengths[np.arange(buckets.size), column]
+
+    def _dense_rows(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`_rows` of a segment written before directories of a byte a row: a start for every bucket."""
+        starts = self._starts[buckets].astype(np.int64)
+        lengths = self._starts[buckets + 1].astype(np.int64) - starts
+        if (lengths < 0).any():
+            raise damaged(self.path, "its directory does not match its postings")
+        return starts, lengths
 
     def gather(self, buckets: np.ndarray) -> tuple[bytes, np.ndarray]:
         """The words of these buckets' rows, end to end, and each row's count of words (for `decode_words`)."""

@@ -722,9 +722,11 @@ class SQLitePostingStore:
 
     # --- internals: from timeline frames to songs --------------------------------------------------------------
     def _timeline_rows(self, condition: str, params: Sequence) -> np.ndarray:
-        """(start, end, song id) of the songs matching an SQL condition, by start: what `Timeline.of` takes."""
+        """(start, end, song id) of the songs matching an SQL condition, by start (a song without postings before
+        the one that starts where it does): what `Timeline.of` takes."""
         rows = self.catalogue.read("SELECT timeline_start, timeline_start + timeline_frames, id FROM songs "
-                                   f"WHERE timeline_start IS NOT NULL AND {condition} ORDER BY timeline_start",
+                                   f"WHERE timeline_start IS NOT NULL AND {condition} "
+                                   "ORDER BY timeline_start, timeline_frames",  # a song without postings first
                                    params)
         return np.asarray(rows, np.int64).reshape(-1, 3)
 

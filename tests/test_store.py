@@ -459,6 +459,32 @@ def test_a_budgeted_lookup_counts_a_row_for_the_share_of_it_asked_and_reads_what
         zip(budgeted.key_index.tolist(), budgeted.frames.tolist()))
 
 
+def test_a_song_without_postings_never_hides_the_song_placed_where_it_ends(tmp_path, monkeypatch):
+    """A song with no landmarks takes no frames, so the next song starts where it does. Where the next one's row
+    is the older (coded by MERT first), it came first by id among songs of equal start, and every posting of it
+    fell outside the song the timeline found; once sealed, the songs' places read as damage."""
+    from neural.settings import MertSettings
+    from neural.store import CodeStore
+
+    _small_sealing(monkeypatch)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    codes = CodeStore(store.catalogue, MertSettings(), create=True)
+    insert(store, "/a", "sha-a", *_random_songs(1, 1)[0])
+    coded = codes.add("/b", "b", 10.0, "sha-b", np.zeros((10, 32), np.uint8), 6)
+    hashes, frames = _random_songs(7, 1)[0]
+    empty = np.zeros(0, np.int64)
+    silent, b = store.add_fingerprints([SongFingerprint("/z", "z", 0.1, "sha-z", empty, empty, empty, empty),
+                                        SongFingerprint("/b", "b", 10.0, "sha-b", hashes, frames, empty, empty)])
+    assert b == coded < silent
+    expected = sorted(zip(*_sorted_postings(hashes, frames), strict=True))
+    found = [(key, frame) for key, song, frame in _postings_of(store, hashes) if song == b]
+    assert sorted(found) == expected
+    store.postings.compact()  # sealed: the songs' places kept in one blob
+    found = [(key, frame) for key, song, frame in _postings_of(Store(path), hashes) if song == b]
+    assert sorted(found) == expected
+
+
 def _small_sealing(monkeypatch, one_hash_from=200, tail=100, ratio=2):
     """Sealing and merging at sizes a test can reach."""
     import landmark.store as store_module
@@ -895,6 +921,25 @@ def test_an_index_that_lost_its_list_of_segments_is_refused_and_its_segments_kep
     assert _segment_files(path) == files
 
 
+def test_a_tail_row_that_is_not_whole_words_is_damage_not_rows_read_a_byte_off(tmp_path):
+    """The tail's rows are read end to end: a stray byte in one would shift every row read after it, and the
+    songs' postings would silently go missing."""
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    songs = _random_songs(4, 3)
+    for number, (hashes, frames) in enumerate(songs):
+        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
+    asked = np.concatenate([hashes for hashes, _ in songs])
+    assert len(_postings_of(store, asked)) == 360
+    store.close()
+    with sqlite3.connect(path) as conn:
+        table = next(name for name, in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'postings%'"))
+        bucket, entries = conn.execute(f"SELECT rowid, entries FROM [{table}] ORDER BY rowid LIMIT 1").fetchone()
+        conn.execute(f"UPDATE [{table}] SET entries=? WHERE rowid=?", (entries + b"\0", bucket))
+    with pytest.raises(IndexFileError, match=r"damaged \(a row of postings is not whole words\)"):
+        _postings_of(Store(path), asked)
+
+
 def test_a_flipped_bit_in_a_tail_row_is_damage_to_the_next_add_not_a_traceback(library_dir, tmp_path):
     """A row's recorded end read back larger than it was: the next add's postings would come before it."""
     from tests.conftest import run_cli
@@ -1286,6 +1331,37 @@ def test_a_segment_written_with_a_start_for_every_row_is_read_still(tmp_path):
     asked = np.unique(hashes >> 4)
     assert np.array_equal(new_segment.sizes(asked), old_segment.sizes(asked))
     assert (tmp_path / name).stat().st_size < len(old)  # a byte a row, where the old directory took four
+    old_segment.close()
+    starts_at = len(old) - 4 * ((1 << 17) + 1)
+    bucket = int(asked[1])  # its row's end written over with one before its start: a negative length
+    cut = old[:starts_at + 4 * (bucket + 1)] + b"\0\0\0\0" + old[starts_at + 4 * (bucket + 2):]
+    (tmp_path / "old.seg").write_bytes(cut)
+    damaged_segment = segments.Segment(tmp_path / "old.seg")
+    for read in (damaged_segment.read, damaged_segment.sizes):
+        with pytest.raises(IndexFileError, match="its directory does not match its postings"):
+            read(np.array([bucket]))
+    damaged_segment.close()
+
+
+def test_a_segment_header_whose_frames_do_not_fit_the_timeline_is_damage(tmp_path):
+    """A segment's header says from which frame its gaps count and which frames its postings span. One written
+    over (past the timeline, past its first posting, an end before its start) is one line of damage where
+    opening it would have read postings at the wrong frames, dropped them, or failed a merge with a traceback."""
+    hashes, frames = _segment_postings(4, [3, 40], np.random.default_rng(8))
+    name, _ = segments.write(tmp_path, [(hashes, frames + 5000)], 1000, 5000)
+    whole = (tmp_path / name).read_bytes()
+    header = np.frombuffer(whole, segments.HEADER, 1)[0]
+    segment = segments.Segment(tmp_path / name)
+    read = segment.read(np.unique(hashes >> 4))
+    assert sorted(read.frames.tolist()) == sorted((frames + 5000).tolist())
+    segment.close()
+    for field, value in (("base_frame", (1 << 63) + 1), ("base_frame", 1 << 40),
+                         ("base_frame", int(header["first_frame"]) + 1), ("end_frame", (1 << 64) - 1),
+                         ("end_frame", int(header["first_frame"])), ("postings", 0)):
+        at = segments.HEADER.fields[field][1]
+        (tmp_path / name).write_bytes(whole[:at] + value.to_bytes(8, "little") + whole[at + 8:])
+        with pytest.raises(IndexFileError, match=r"damaged \(its header does not fit the timeline\)"):
+            segments.Segment(tmp_path / name)
 
 
 def test_a_schema_5_file_stays_5_until_its_tail_is_sealed_then_older_lmprints_refuse_it(tmp_path, monkeypatch):
