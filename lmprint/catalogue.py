@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from .errors import REBUILD, AudioError, ChangedWhileRead, IndexFileError, IndexLocked, damaged, os_reason
-from .files import content_sha1, file_size, holds_content, title_from_path
+from .files import content_sha1, file_size, holds_content, title_from_path, unstorable_name
 from .results import Song
 
 VARIABLES_PER_STATEMENT = 900
@@ -651,6 +651,9 @@ class Catalogue:
         `remove_all` is ambiguous; one naming nothing is missing."""
         plan = Removal()
         for reference in references:
+            if unstorable_name(reference) is not None:  # no text the index holds spells it
+                plan.missing.append(reference)
+                continue
             copy = self.copy_at(reference)
             if copy is not None:  # one file of a song held twice: that file alone
                 plan.copies.append(copy)
@@ -677,8 +680,20 @@ class Catalogue:
                                                   "path, or --all"))
             else:
                 plan.songs.update({song.id: song for song in matches})
-        # a song named as well as moving to its copy outside a folder named: named, it goes
-        plan.stand_ins = [(song, copy) for song, copy in plan.stand_ins if song.id not in plan.songs]
+        # a song named as well as moving to its copy outside a folder named: named, it goes; one whose copy is
+        # forgotten too (named, or under another folder named) moves to another copy that holds it, or goes
+        forgotten, stand_ins = set(plan.copies), []
+        for song, copy in plan.stand_ins:
+            if song.id in plan.songs:
+                continue
+            if copy in forgotten:
+                copy = next((path for path in self.copies_of([song.id]).get(song.id, [])
+                             if path not in forgotten and holds_content(path, song.content_sha1)), None)
+            if copy is None:
+                plan.songs[song.id] = song
+            else:
+                stand_ins.append((song, copy))
+        plan.stand_ins = stand_ins
         return plan
 
     def song_id_of(self, content_sha1: str) -> int | None:
@@ -782,7 +797,8 @@ class Catalogue:
     def add_library_folders(self, folders: Iterable[str]) -> None:
         """Record folders that `add` was given (a file's own folder, for a file): `prune` takes a song under one that
         is missing or empty as unavailable (a drive not mounted), not as deleted (`unavailable_folders`)."""
-        folders = sorted({os.path.abspath(folder) for folder in folders})
+        # a name the index cannot store names no file it holds (`add` refuses that folder's files one by one)
+        folders = sorted({os.path.abspath(folder) for folder in folders if unstorable_name(folder) is None})
         if folders:
             with self.write():
                 self.conn.execute("CREATE TABLE IF NOT EXISTS [library_folders] ([path] TEXT PRIMARY KEY)")

@@ -29,8 +29,12 @@ def followed(catalogue: Catalogue, outcome: Outcome, title_of: TitleOf) -> Outco
     if song is None or song.path == outcome.path:
         return outcome
     if os.path.exists(song.path):
-        if (outcome.path in catalogue.copies_of([song.id]).get(song.id, [])
-                or os.path.realpath(song.path) == os.path.realpath(outcome.path)):  # a symbolic link to it
+        if outcome.path in catalogue.copies_of([song.id]).get(song.id, []):
+            return outcome
+        if os.path.realpath(song.path) == os.path.realpath(outcome.path):  # one file, one path through a link
+            if _through_link(song.path) and not _through_link(outcome.path):  # its own path outlives the link
+                catalogue.move_song(song.id, outcome.path, title_of(outcome.path))
+                return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, moved_from=song.path)
             return outcome
         if holds_content(song.path, outcome.content_sha1):  # read again: two files swapped
             # a copy whose file is gone was moved here (a folder of a song and its hard link, moved)
@@ -43,6 +47,11 @@ def followed(catalogue: Catalogue, outcome: Outcome, title_of: TitleOf) -> Outco
             return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, copy_of=song.path)
     catalogue.move_song(song.id, outcome.path, title_of(outcome.path))
     return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, moved_from=song.path)
+
+
+def _through_link(path: str) -> bool:
+    """Whether a path reaches its file through a symbolic link (the file's or a folder's above it)."""
+    return os.path.realpath(path) != os.path.abspath(path)
 
 
 def follow_before_adding(catalogue: Catalogue, path: str, content_sha1: str, title_of: TitleOf) -> None:

@@ -762,6 +762,49 @@ def test_files_swapped_a_folder_linked_a_name_not_utf8_and_an_id_that_is_also_a_
     assert short.returncode == 1 and "needs 8 digits" in short.stderr
 
 
+def test_a_folder_not_utf8_a_copy_and_its_songs_folder_removed_together_and_a_link_added_first(library_dir,
+                                                                                              tmp_path):
+    """A folder whose name is not UTF-8 is refused file by file and the folders beside it are added (it was a
+    traceback before any of them); `remove` of such a name is one line. A song's copy named and the song's folder
+    named in one `remove` take the song: it was kept, named by the copy just forgotten. A song added through a
+    link to its file, met before the file itself, takes the file's own path, so removing the link loses nothing."""
+    music = tmp_path / "music"
+    odd = os.fsencode(music) + b"/caf\xe9"
+    os.makedirs(odd)
+    (music / "lib").mkdir()
+    shutil.copy(library_dir / "song1.flac", odd + b"/one.flac")
+    shutil.copy(library_dir / "song2.ogg", music / "lib" / "two.ogg")
+    db = tmp_path / "index.db"
+    added = run_cli("add", os.fsdecode(odd), music / "lib", db=db)
+    assert added.returncode == 1 and "Traceback" not in added.stderr, added.stderr
+    assert "not valid UTF-8" in added.stderr and "added 1," in added.stderr
+    gone = run_cli("remove", os.fsdecode(odd), db=db)
+    assert gone.returncode == 1 and gone.stderr == "lmprint: " + str(music) + "/caf\\xe9: no such song in the index\n"
+
+    for folder in ("A", "B", "C"):
+        (music / folder).mkdir()
+    for folder in ("A", "B"):
+        shutil.copy(library_dir / "song3.mp3", music / folder / "x.mp3")
+    assert "copies 1" in run_cli("add", music / "A", music / "B", db=db, check=True).stderr
+    for named in ([music / "B" / "x.mp3", music / "A"], ["--all", music / "A", music / "B"]):
+        dry = run_cli("remove", "--dry-run", *named, db=db, check=True).stdout
+        assert "would move" not in dry and re.search(f"would remove \\d+\t{music / 'A' / 'x.mp3'}\n", dry), dry
+    shutil.copy(library_dir / "song3.mp3", music / "C" / "x.mp3")  # a third file of it: the song moves there
+    assert "copies 1" in run_cli("add", music / "C", db=db, check=True).stderr
+    dry = run_cli("remove", "--dry-run", music / "B" / "x.mp3", music / "A", db=db, check=True).stdout
+    assert f"{music / 'A' / 'x.mp3'} -> {music / 'C' / 'x.mp3'}" in dry and "would remove" not in dry, dry
+
+    shutil.copy(library_dir / "song0.wav", music / "lib" / "four.wav")
+    (music / "top.wav").symlink_to(music / "lib" / "four.wav")
+    both = run_cli("add", music / "top.wav", music / "lib", db=db, check=True)  # the link named first
+    assert f"moved {music / 'top.wav'} -> {music / 'lib' / 'four.wav'}" in both.stderr, both.stderr
+    (music / "top.wav").unlink()
+    pruned = run_cli("prune", db=db, check=True)
+    assert "removed" not in pruned.stdout and "0 songs whose files are gone" in pruned.stderr, pruned
+    listed = {json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()}
+    assert {str(music / "lib" / "four.wav"), str(music / "lib" / "two.ogg")} <= listed
+
+
 def test_top_lists_the_best_candidates_with_their_scores_match_or_not(built_index, tmp_path):
     clip = clip_file(tmp_path, 2, 9.0)
     answer = json.loads(run_cli("match", "--json", "--top", "3", clip, db=built_index, check=True).stdout)
