@@ -77,8 +77,9 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     bad: list[Exception] = []  # the errors of packets that did not decode
     limit = None if max_duration_s is None else int(max_duration_s * sample_rate_hz)
     with _opened(path) as (container, stream, title):
-        if container.duration:  # microseconds; lets the buffer be allocated once
-            buffer.reserve(int(container.duration / 1e6 * sample_rate_hz * 1.01) + sample_rate_hz)
+        if container.duration:  # microseconds; lets the buffer be allocated once, to what is read at most
+            reserved_s = min(container.duration / 1e6, MAX_DECLARED_S if max_duration_s is None else max_duration_s)
+            buffer.reserve(int(reserved_s * sample_rate_hz * 1.01) + sample_rate_hz)
         declared_s = _declared_s(path, container)
         whole = True
         for chunk in _resampled(container, stream, sample_rate_hz, bad):
@@ -98,7 +99,16 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
 
 
 MAX_DECLARED_S = 24 * 3600.0
-"""A tag declaring a longer duration than this is taken for a wrong one, not for a file cut short."""
+"""A tag declaring a longer duration than this is taken for a wrong one, not for a file cut short; nor is more
+than this reserved for a file's samples before they are decoded (a header may claim years)."""
+
+MIN_SAMPLE_RATE_HZ = 4000
+"""A sample rate below this is a damaged header, not audio (telephony's is 8 kHz, the lowest in use 5.5 kHz):
+resampled to the engine's rate, each second of a file saying 1 Hz would become hours of audio."""
+MAX_SAMPLE_RATE_HZ = 768_000
+"""The highest sample rate raw PCM is taken at (the highest in use: 768 kHz)."""
+MAX_CHANNELS = 64
+"""The most channels raw PCM is taken with (FFmpeg's channel layouts name at most 64)."""
 
 WAV_UNKNOWN_SIZE = 0x7FFF0000
 """A WAV data size from here up is a placeholder (`_wav_data_s`), not a length."""
@@ -204,8 +214,12 @@ def _opened(source):
             if stream.codec_context is None:  # FFmpeg reads the container but has no decoder for the codec
                 raise AudioError("no decoder for its audio codec (FFmpeg reads the file but cannot decode it)")
             stream.codec_context.thread_type = "AUTO"
-            if not (stream.codec_context.sample_rate or stream.rate):
+            rate_hz = stream.codec_context.sample_rate or stream.rate
+            if not rate_hz:
                 raise AudioError("not an audio file, or corrupt: its audio stream has no sample rate")
+            if rate_hz < MIN_SAMPLE_RATE_HZ:
+                raise AudioError(f"its sample rate, {rate_hz} Hz, is below any audio's ({MIN_SAMPLE_RATE_HZ} Hz): "
+                                 "a damaged header")
             yield container, stream, (tags.get("title") or "").strip() or None
     except AudioError:
         raise
@@ -411,6 +425,11 @@ def stream_raw(file, sample_format: str, source_rate_hz: int, channels: int, sam
 
     if sample_format not in RAW_FORMATS:
         raise AudioError(f"unknown raw format {sample_format!r} (known: {', '.join(RAW_FORMATS)})")
+    if not MIN_SAMPLE_RATE_HZ <= source_rate_hz <= MAX_SAMPLE_RATE_HZ:
+        raise AudioError(f"a raw sample rate of {source_rate_hz} Hz is not audio's "
+                         f"({MIN_SAMPLE_RATE_HZ:,} to {MAX_SAMPLE_RATE_HZ:,} Hz)")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"raw PCM of {channels} channels: at most {MAX_CHANNELS}")
     native, full_scale = SAMPLE_FORMATS[RAW_FORMATS[sample_format]]
     dtype = "<" + native
     frame_bytes = np.dtype(dtype).itemsize * channels

@@ -73,8 +73,31 @@ def fingerprint_songs(paths: list[str], settings: FingerprintSettings, min_durat
             yield fingerprint_song(path, settings, min_duration_s, known_sha1)
         return
     from concurrent.futures import ProcessPoolExecutor  # here: multiprocessing costs a match's cold start 15 ms
+    from concurrent.futures.process import BrokenProcessPool
 
     arguments = (settings, min_duration_s, known_sha1)
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
-                             initargs=arguments) as pool:
-        yield from pool.map(_work, paths, chunksize=1)
+    remaining = list(paths)
+    while remaining:  # a pool again after each worker killed (the out-of-memory killer): the batch goes on
+        done = 0
+        try:
+            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=arguments) as pool:
+                for result in pool.map(_work, remaining, chunksize=1):
+                    yield result
+                    done += 1
+            return
+        except BrokenProcessPool:
+            # the first file without a result, or one beside it, killed its worker: it is tried again alone
+            yield _alone(remaining[done], arguments)
+            remaining = remaining[done + 1:]
+
+
+def _alone(path: str, arguments: tuple) -> tuple[Outcome, SongFingerprint | None]:
+    """`fingerprint_song` in a worker of its own: a file whose decoding kills its worker again fails alone."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with ProcessPoolExecutor(max_workers=1, initializer=_init_worker, initargs=arguments) as pool:
+            return pool.submit(_work, path).result()
+    except BrokenProcessPool:
+        return Outcome(path, error="its worker process was killed (out of memory?)"), None

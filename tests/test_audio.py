@@ -177,6 +177,34 @@ def test_a_wav_or_an_mp3_cut_short_says_how_long_it_declares_where_ffmpeg_does_n
         assert decoded.warning is None and abs(decoded.duration_s - 40.0) < 0.2
 
 
+def test_a_header_that_lies_about_length_or_rate_is_neither_allocated_nor_resampled_into_hours(tmp_path):
+    """An MP3 whose Xing header claims 2^32 frames (FFmpeg takes a duration of 31 years from it) decodes as the
+    20 s it holds: the buffer was sized from the claim (3 TiB) and the file refused for want of memory. A WAV
+    whose header says 1 Hz is refused in one line: resampled, each second of it became hours of audio."""
+    import wave
+
+    song = rendered(2, 20.0, 22050)
+    write(tmp_path / "song.mp3", song, 22050)
+    lying = bytearray((tmp_path / "song.mp3").read_bytes())
+    at = max(lying.find(b"Xing"), lying.find(b"Info"))
+    assert at > 0 and int.from_bytes(lying[at + 4:at + 8], "big") & 1  # its frame count is there
+    lying[at + 8:at + 12] = (0xFFFFFFFF).to_bytes(4, "big")
+    (tmp_path / "lying.mp3").write_bytes(lying)
+    for limit_s in (None, 5.0):
+        decoded = audio.decode(tmp_path / "lying.mp3", 8000, limit_s)
+        assert abs(decoded.samples.size / 8000 - (limit_s or 20.0)) < 0.2
+    with wave.open(str(tmp_path / "one-hz.wav"), "wb") as slow:
+        slow.setnchannels(1)
+        slow.setsampwidth(2)
+        slow.setframerate(1)
+        slow.writeframes((song * 2 ** 14).astype("<i2").tobytes())
+    with pytest.raises(AudioError, match=r"its sample rate, 1 Hz, is below any audio's \(4000 Hz\)"):
+        audio.decode(tmp_path / "one-hz.wav", 8000)
+    for rate, channels in ((1, 2), (2 ** 31, 2), (44100, 2_000_000)):  # raw PCM: what it is read with
+        with pytest.raises(AudioError, match="raw"):
+            next(audio.stream_raw(io.BytesIO(bytes(1000)), "s16le", rate, channels, 8000))
+
+
 def write_opus_with_a_bad_packet(path, signal: np.ndarray, rate: int, bad_packet: int = 100) -> None:
     """An Ogg/Opus file of `signal` whose packet number `bad_packet` is garbage inside a valid Ogg page: what one
     damaged packet in a file looks like to the decoder (FFmpeg's player skips it)."""

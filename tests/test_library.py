@@ -243,3 +243,31 @@ def test_a_clip_mostly_of_a_passage_two_songs_share_names_the_song_that_holds_al
                 found = index.match_samples(noisy)
                 named.append(None if found is None else found.song.title)
     assert "B" not in named and named.count("A") >= len(named) - 1, named
+
+
+def test_a_file_that_kills_its_worker_fails_alone_and_the_batch_goes_on(library_dir, monkeypatch):
+    """A worker killed while it reads a file (as the out-of-memory killer kills one) broke the pool: `add --jobs`
+    ended in a traceback and the files after it were never added. That file is now read again in a worker of its
+    own, fails in one line, and the rest of the batch is fingerprinted, in order."""
+    import multiprocessing
+    import os
+
+    from landmark import batch
+    from landmark.settings import FingerprintSettings
+
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("the killing stand-in reaches the workers through fork")
+    paths = [str(library_dir / f"song{seed}.{extension}") for seed, extension in enumerate(FORMATS)]
+    killer, real = paths[2], batch.fingerprint_song
+
+    def killed_by_one(path, *arguments):
+        if path == killer:
+            os._exit(9)
+        return real(path, *arguments)
+
+    monkeypatch.setattr(batch, "fingerprint_song", killed_by_one)
+    results = list(batch.fingerprint_songs(paths, FingerprintSettings(), 1.0, jobs=2))
+    assert [outcome.path for outcome, _ in results] == paths
+    assert [(outcome.path, outcome.error) for outcome, song in results if song is None] == [
+        (killer, "its worker process was killed (out of memory?)")]
+    assert all(song is not None and song.hashes.size > 500 for outcome, song in results if outcome.path != killer)
