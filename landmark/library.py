@@ -51,6 +51,18 @@ add then leaves one segment and a file about 10 % smaller, removing songs gives 
 to a large index stay cheap."""
 
 
+def _copies_voted_apart(best: vote.Candidate, candidates: list[vote.Candidate], is_copy: CopyCheck) -> None:
+    """Add to `is_copy.copies` the files of the named song's recording that the vote ranked behind it by more
+    than copies' votes differ (`copy_min_score_ratio`), read by their peaks where the clip plays, from the
+    best-voted other song on, until one is another recording: two identical files split a rare key's weight
+    between them, so a third file of it, lossy, can outvote both by a third. They are listed as its copies, and
+    the runner-up is the nearest other recording. Whether the song is named, and its confidence, stay as voted."""
+    for candidate in candidates:
+        if candidate.song_id != best.song_id and candidate.song_id not in is_copy.copies.get(best.song_id, set()):
+            if not is_copy.same_recording(best, candidate):
+                return
+
+
 @dataclass
 class _Decision:
     """What `Index._decide` found: the song named (None: no match), how (`Match.decided_by`), its peaks'
@@ -325,6 +337,7 @@ class Index:
         chance = CALIBRATION.false_match_probability(vote_lead, decision.z)
         if chance > matching.max_false_match_probability:
             return None
+        _copies_voted_apart(best, decision.candidates, is_copy)
         peaks = song_peaks([best.song_id]).get(best.song_id) if decision.z is not None else None
         if peaks is not None and decision.clip is not None and warp.measured(matching):
             # how fast the clip plays, and its start in the song

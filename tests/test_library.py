@@ -271,3 +271,29 @@ def test_a_file_that_kills_its_worker_fails_alone_and_the_batch_goes_on(library_
     assert [(outcome.path, outcome.error) for outcome, song in results if song is None] == [
         (killer, "its worker process was killed (out of memory?)")]
     assert all(song is not None and song.hashes.size > 500 for outcome, song in results if outcome.path != killer)
+
+
+def test_files_of_one_recording_voted_far_apart_are_listed_as_copies_not_as_the_runner_up(tmp_path):
+    """A song as a WAV, the same at half the gain and as an MP3: the two WAVs hold the same keys, so each of their
+    rare keys weighs as one held twice, and the MP3 outvotes both by a third, past what copies' votes differ by.
+    The match lists the other two as its copies, and the runner-up is another recording."""
+    from bench.audio_io import write
+    from bench.synth import song
+
+    rate = 22050
+    music = song(0, 20.0, rate)
+    files = {"song.wav": music, "quiet.wav": music * 0.5, "song.mp3": music}
+    for seed in (1, 2):
+        files[f"other{seed}.wav"] = song(seed, 20.0, rate)
+    for name, samples in files.items():
+        write(tmp_path / name, samples, rate)
+    index = Index(tmp_path / "i.db", create=True)
+    index.add([str(tmp_path / name) for name in files])
+    write(tmp_path / "clip.wav", music[2 * rate:8 * rate], rate)
+    answer = index.answer(tmp_path / "clip.wav")
+    one_recording = {str(tmp_path / name) for name in ("song.wav", "quiet.wav", "song.mp3")}
+    assert answer.match is not None and {answer.match.song.path, *(copy.path for copy in answer.match.copies)} == \
+        one_recording
+    assert answer.runner_up is None or answer.runner_up.song.path not in one_recording
+    scores = {contender.song.path: contender.score for contender in answer.contenders}
+    assert min(scores[path] for path in one_recording) < 0.8 * max(scores[path] for path in one_recording)
