@@ -407,10 +407,15 @@ def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
         _check_path(os.fspath(source))
     elif hasattr(source, "peek") and not source.peek(1):  # a pipe that closed before its first byte
         raise AudioError("empty file")
+    bad: list[Exception] = []  # the errors of packets that did not decode
+    decoded = False
     with _opened(source) as (container, audio_stream, _):
-        for chunk in _resampled(container, audio_stream, sample_rate_hz, []):
+        for chunk in _resampled(container, audio_stream, sample_rate_hz, bad):
             if chunk.size:
+                decoded = True
                 yield chunk
+    if not decoded and bad:  # not one packet decoded: why, as `decode` says
+        raise AudioError(f"cannot decode: {_reason(bad[0])}")
 
 
 RAW_FORMATS = {"s16le": "s16", "s32le": "s32", "f32le": "flt"}

@@ -205,6 +205,22 @@ def test_a_header_that_lies_about_length_or_rate_is_neither_allocated_nor_resamp
             next(audio.stream_raw(io.BytesIO(bytes(1000)), "s16le", rate, channels, 8000))
 
 
+def test_a_file_none_of_whose_packets_decode_says_why_when_streamed_as_when_decoded(tmp_path):
+    """A WAV of 0 channels: FFmpeg opens it and refuses every packet. `monitor`, which streams, said only "no audio
+    in it"; it now gives the packets' reason, as `match` and `add` do."""
+    import struct
+
+    pcm = (rendered(1, 3.0, 16000) * 2 ** 14).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 0, 16000, 0, 0, 16)  # PCM, 0 channels, 16 kHz, 16 bits
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(pcm)) + pcm
+    (tmp_path / "none.wav").write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(AudioError, match="cannot decode") as decoded:
+        audio.decode(tmp_path / "none.wav", 8000)
+    with pytest.raises(AudioError) as streamed:
+        list(audio.stream(tmp_path / "none.wav", 8000))
+    assert str(streamed.value) == str(decoded.value)
+
+
 def write_opus_with_a_bad_packet(path, signal: np.ndarray, rate: int, bad_packet: int = 100) -> None:
     """An Ogg/Opus file of `signal` whose packet number `bad_packet` is garbage inside a valid Ogg page: what one
     damaged packet in a file looks like to the decoder (FFmpeg's player skips it)."""
