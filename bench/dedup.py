@@ -123,8 +123,9 @@ def run(corpus: str, sizes: list[int], count: int = 30, seed: int = 0, jobs: int
     with tempfile.TemporaryDirectory(prefix="lmprint-dedup-", dir=workdir) as tmp:
         planted = plant(tracks, tmp, count, rng)
         index = Index(os.path.join(tmp, "dedup.db"), create=True)
-        index.add([t.path for t in tracks] + [e["path"] for e in planted], jobs=jobs)
-        bases = distractor_bases(index)
+        index.add([t.path for t in tracks], jobs=jobs)
+        bases = distractor_bases(index)  # of the corpus alone: a planted copy's distractors would twin its source's
+        index.add([e["path"] for e in planted], jobs=jobs)
         if len(planted) < count:
             print(f"bench: planted {len(planted)} of {count}: one for each corpus song", file=sys.stderr)
         have = index.catalogue.song_count()  # the corpus and the planted files: the first row, without distractors

@@ -258,7 +258,7 @@ def _median_ms(values: list[float]) -> float | None:
 def markdown(result: dict) -> str:
     conditions = sorted({c for row in result["rows"] for c in row["recall"]})
     lines = ["| songs | " + " | ".join(f"recall {c}" for c in conditions) +
-             " | false matches | distractors named | query ms p50 | p95 | p50 indexed / held-out | insert ms/song "
+             " | false-match rate | distractors named | query ms p50 | p95 | p50 indexed / held-out | insert ms/song "
              "| add one ms | DB B/s of audio | DB MB | cold start s | query process MB |",
              "|---" * (len(conditions) + 12) + "|"]
     for row in result["rows"]:

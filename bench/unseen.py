@@ -52,7 +52,7 @@ def crowd(path: str) -> None:
             talkers.append(os.path.join(work, f"talker{number}.wav"))
             subprocess.run(["espeak-ng", "-v", voice, "-s", str(150 + 10 * number), "-w", talkers[-1], words],
                            check=True, capture_output=True)
-        subprocess.run(["sox", "-m", *talkers, "-r", str(RATE_HZ), "-c", "1", path, "trim", "0", str(NOISE_S),
+        subprocess.run(["sox", "-R", "-m", *talkers, "-r", str(RATE_HZ), "-c", "1", path, "trim", "0", str(NOISE_S),
                         "norm", "-3"], check=True, capture_output=True)
 
 

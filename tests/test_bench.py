@@ -314,15 +314,27 @@ def test_without_matplotlib_compare_stops_at_once_naming_what_to_install(tmp_pat
     assert not (tmp_path / "out").exists()  # stopped before any work
 
 
-def test_bench_dedup_finds_what_it_planted_and_judges_it(tmp_path):
+def test_bench_dedup_finds_what_it_planted_and_judges_it(tmp_path, monkeypatch):
+    """...with distractors made from the corpus's songs alone: made from a planted copy too, they would twin its
+    source's (a retag holds the same hashes), which `dedup` would then spend its time on."""
+    from bench import scale
     from bench.dedup import markdown, run
 
     music = tmp_path / "music"
     music.mkdir()
     for seed in range(5):
         write(music / f"g{seed}.flac", rendered(seed + 70, 75.0, SYNTH_RATE), SYNTH_RATE)
+    made_from = []
+    real_add_distractors = scale.add_distractors
+
+    def add_distractors(index, bases, *arguments, **options):
+        made_from.append(len(bases))
+        return real_add_distractors(index, bases, *arguments, **options)
+
+    monkeypatch.setattr(scale, "add_distractors", add_distractors)
     # a transcode, a retag and a cut; a size under the corpus's 8 songs is no second row of them
     result = run(str(music), [4, 120], count=3, workdir=str(tmp_path))
+    assert made_from and set(made_from) == {5}
     assert [entry["kind"] for entry in result["planted"]] == ["transcode", "retag", "cut"]
     small, large = result["rows"]
     assert (small["songs"], large["songs"]) == (8, 120)
