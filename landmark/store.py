@@ -734,8 +734,7 @@ class SQLitePostingStore:
         """The timeline as last read, read again when the file has changed since (`PRAGMA data_version` for other
         connections' commits, `total_changes` for this one's) or `last_frame` lies past its end; not kept when read
         inside this connection's write transaction."""
-        version = (self.catalogue.generation, self.conn.execute("PRAGMA data_version").fetchone()[0],
-                   self.conn.total_changes)
+        version = self.catalogue.version()
         if self._timeline is None or version != self._timeline_version or last_frame >= self._timeline.end:
             if self.catalogue.writing:  # a rollback changes neither number: keep only what is committed
                 return self.timeline()

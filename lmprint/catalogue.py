@@ -422,6 +422,11 @@ class Catalogue:
         older lmprint could not read: that lmprint then refuses it in one line."""
         self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
+    def version(self) -> tuple[int, int, int]:
+        """What a cache of what was read keys on: (`generation`, `PRAGMA data_version`, which other connections'
+        commits change, `total_changes`, which this one's do). While it is the same, the file holds what it did."""
+        return self.generation, self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes
+
     def has_table(self, name: str) -> bool:
         return bool(self.read("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)))
 

@@ -14,6 +14,9 @@ from .settings import MertSettings
 
 CENTROIDS = MertSettings.centroids
 CODE_BITS = MertSettings.code_bits
+SPANNED_VARIANCE = 1e-6
+"""A component whose variance is under this share of the first's spans none of the reference set: the set has
+fewer vectors than there are bits, and that variance is rounding."""
 
 
 def kmeans(vectors: np.ndarray, k: int = CENTROIDS, seed: int = 0, iterations: int = 30) -> np.ndarray:
@@ -53,10 +56,13 @@ class Projection:
 
     @classmethod
     def fit(cls, vectors: np.ndarray, bits: int = CODE_BITS) -> Projection:
-        """Covariance + eigh. With fewer vectors than bits, the extra components span no variance of the
-        reference set; they are still a fixed basis, so codes stay comparable."""
+        """Covariance + eigh: the `bits` components of most variance. Where the reference set spans fewer (fewer
+        vectors than bits), the rest are fixed random directions, sign bits of random hyperplanes as SimHash's: on
+        a component the set has no variance on, its own vectors project to rounding noise (1e-9), so their stored
+        bits were coin flips that no later query of the same music would repeat."""
         vectors = np.asarray(vectors, np.float64)
-        bits = min(bits, vectors.shape[1])
+        if bits > vectors.shape[1]:
+            raise ValueError(f"{bits} bits from vectors of {vectors.shape[1]} dimensions")
         mean = vectors.mean(axis=0)
         centred = vectors - mean
         covariance = centred.T @ centred / max(1, vectors.shape[0] - 1)
@@ -64,8 +70,12 @@ class Projection:
         order = np.argsort(values)[::-1][:bits]
         components = vectors_[:, order]
         # fix each component's sign (eigh's is arbitrary) so a refit on the same data gives the same codes
-        signs = np.sign(components[np.argmax(np.abs(components), axis=0), np.arange(bits)])
-        return cls(mean.astype(np.float32), (components * signs).astype(np.float32))
+        components *= np.sign(components[np.argmax(np.abs(components), axis=0), np.arange(bits)])
+        spanned = int((values[order] > SPANNED_VARIANCE * max(float(values[order[0]]), 0.0)).sum())
+        if spanned < bits:
+            directions = np.random.default_rng(0).standard_normal((vectors.shape[1], bits - spanned))
+            components[:, spanned:] = directions / np.linalg.norm(directions, axis=0)
+        return cls(mean.astype(np.float32), components.astype(np.float32))
 
     @property
     def bits(self) -> int:

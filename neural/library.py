@@ -45,6 +45,7 @@ class MertIndex:
             raise
         self._model, self._device, self._encoder = model, device, encoder
         self._search_cache: tuple | None = None
+        self._search_version: tuple[int, int, int] | None = None  # the file's `Catalogue.version` when it was read
 
     @property
     def encoder(self) -> mert.MertEncoder:
@@ -165,6 +166,9 @@ class MertIndex:
         user where the batch held too few centroids for a well-conditioned basis; none where another process's
         first batch stored its basis first (this batch's codes are made with that one, and that process told its
         user)."""
+        if self.encoder.dims < self.settings.code_bits:
+            raise ModelError(f"{self.encoder.name}: a model of {self.encoder.dims} dimensions cannot give "
+                             f"{self.settings.code_bits}-bit codes (its embeddings span fewer)")
         reference = np.concatenate([p[4] for p in pending])
         saved = self.codes.save_projection(Projection.fit(reference, self.settings.code_bits), self.encoder.name,
                                            reference.shape[0], self.encoder.digest)
@@ -221,11 +225,15 @@ class MertIndex:
 
     def _answer(self, samples: np.ndarray) -> Answer:
         audio.check_usable(samples, self.sample_rate_hz, self.settings.min_clip_s)
-        if self._search_cache is None:  # the basis and the codes, read once until the next add
+        version = self.catalogue.version()
+        if self._search_cache is None or version != self._search_version:
+            # the basis and the codes, read again once the file has changed (this index's add, or another
+            # process's or a server thread's add or remove)
             projection = self.codes.projection()
             if projection is None:
                 raise IndexFileError(f"{self.catalogue.path} has no MERT codes yet (lmprint add --method mert)")
             self._search_cache = (self._model_fits(projection), *self.codes.load(projection.bits))
+            self._search_version = version
         projection, song_ids, code_columns, code_song = self._search_cache
         if song_ids.size == 0:
             return Answer(None)

@@ -27,6 +27,8 @@ SAMPLE_RATE_HZ = 24000
 
 
 HUB_NAME = "m-a-p/MERT-v1-95M"
+RUNS_ON = ("cpu", "cuda", "mps")
+"""The kinds of torch device MERT is run on (autocast knows these; "meta", say, holds no values)."""
 DIGEST_VALUES = 1024
 """`weights_digest` reads this many values of each tensor: another training run or a fine-tune changes them all."""
 
@@ -92,11 +94,14 @@ def resolve_model_dir(model: str | os.PathLike | None, option: str = "--model") 
 def read_config(config_path: Path) -> dict:
     """A checkpoint's config.json, as a dict."""
     try:
-        return json.loads(Path(config_path).read_text())
+        values = json.loads(Path(config_path).read_text())
     except OSError as error:
         raise ModelError(f"{config_path}: {os_reason(error)} (a MERT checkpoint folder holds config.json)") from None
     except ValueError as error:
         raise ModelError(f"{config_path}: not JSON ({_first_line(error)})") from None
+    if not isinstance(values, dict):
+        raise ModelError(f"{config_path}: not a MERT configuration (a JSON object)")
+    return values
 
 
 def hubert_config(values: dict):
@@ -205,10 +210,12 @@ def load(model: str | os.PathLike | None = None, device: str | None = None, dtyp
         raise ModelError(NEEDS_TORCH) from None
     if dtype not in ("fp32", "bf16"):
         raise ModelError(f"unknown dtype {dtype!r} (fp32 or bf16)")
+    config = read_config(folder / "config.json")
     try:
-        config = hubert_config(read_config(folder / "config.json"))
-        network = HubertModel(config)
-    except (ValueError, TypeError) as error:  # a config transformers refuses
+        network = HubertModel(hubert_config(config))
+    except ModelError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a config transformers refuses, in whatever kind its version raises
         raise ModelError(f"{folder}/config.json: not a MERT configuration ({_first_line(error)})") from None
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -223,6 +230,8 @@ def load(model: str | os.PathLike | None = None, device: str | None = None, dtyp
         raise ModelError(f"{folder}: the weights do not fit MERT's architecture ({detail})") from None
     digest = weights_digest(network.state_dict())  # as loaded: the names a checkpoint's age gives are evened out
     try:
+        if torch.device(device).type not in RUNS_ON:
+            raise ValueError(f"MERT runs on {', '.join(RUNS_ON)}")
         network.eval().to(device)
     except (RuntimeError, ValueError, AssertionError) as error:  # "gpu", or cuda on a CPU-only build
         raise ModelError(f"cannot use device {device!r}: {_first_line(error)}") from None

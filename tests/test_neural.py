@@ -114,6 +114,23 @@ def test_a_bad_model_path_gives_one_clear_error(tmp_path):
         mert.load(tmp_path / "empty", device="cpu")
 
 
+def test_a_config_transformers_refuses_or_that_is_no_object_and_a_device_mert_cannot_run_on_are_one_line(
+        tiny_model_dir, tmp_path):
+    """A config.json that is a list, or whose values transformers' own checks refuse (in kinds of error other than
+    ValueError, in its recent versions), and `--device meta` (which loaded, then failed at the first window in
+    autocast): each a one-line ModelError, where each was a traceback."""
+    pytest.importorskip("torch")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(tiny_model_dir / "pytorch_model.bin", bad / "pytorch_model.bin")
+    for config in ([1, 2], None, {**tiny_config(), "conv_dim": [32] * 6}, {**tiny_config(), "hidden_size": "384"}):
+        (bad / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ModelError, match=r"config.json: not a MERT configuration"):
+            mert.load(bad, device="cpu")
+    with pytest.raises(ModelError, match=r"cannot use device 'meta': MERT runs on cpu, cuda, mps"):
+        mert.load(tiny_model_dir, device="meta")
+
+
 def test_a_song_becomes_10_codes_of_32_bytes_one_per_passage():
     """176 windows around 10 passages (tight clusters): k-means finds the passages, and each code is its passage's
     centre's code, but for a few bits near the hyperplanes; ten windows or fewer are kept as they are."""
@@ -129,6 +146,24 @@ def test_a_song_becomes_10_codes_of_32_bytes_one_per_passage():
                                       for code in song}) == 10
     few = codes.kmeans(windows[:7])
     assert np.allclose(few, windows[:7] / np.linalg.norm(windows[:7], axis=1, keepdims=True))  # kept as they are
+
+
+def test_a_basis_fit_on_fewer_vectors_than_bits_gives_them_codes_that_a_nudge_does_not_flip():
+    """41 centroids span 40 directions once centred: the other 216 components held rounding noise for them, and
+    their stored bits were coin flips (a nudge of 1e-7 flipped some 100 of 256). Those bits are now random
+    hyperplanes' signs: as stable for the set's own vectors as for any other. A basis of more bits than the
+    vectors have dimensions is refused."""
+    rng = np.random.default_rng(4)
+    reference = rng.standard_normal((41, 768))
+    projection = codes.Projection.fit(reference)
+    nudged = reference + 1e-7 * rng.standard_normal(reference.shape)
+    flipped = np.unpackbits(projection.codes(reference) ^ projection.codes(nudged), axis=1).sum(axis=1)
+    assert flipped.max() <= 2, flipped
+    columns = projection.components
+    assert np.allclose(np.linalg.norm(columns, axis=0), 1.0, atol=1e-5)
+    assert np.linalg.matrix_rank(columns.astype(np.float64)) == 256
+    with pytest.raises(ValueError, match="256 bits from vectors of 96 dimensions"):
+        codes.Projection.fit(rng.standard_normal((500, 96)))
 
 
 def test_kmeans_is_seeded_and_finds_separated_clusters():
@@ -444,3 +479,38 @@ def test_a_server_whose_model_does_not_fit_its_index_answers_500(encoder, tiny_m
             answer = client.post("/match", content=(tmp_path / "s2.flac").read_bytes())
         assert answer.status_code == status, answer.text
     assert "other weights" in answer.json()["error"]
+
+
+@needs_torch
+def test_an_index_sees_songs_another_connection_added_or_removed_and_refuses_a_model_narrower_than_its_codes(
+        encoder, tmp_path):
+    """The basis and codes a search reads were kept until this index's own next add: a server thread, or another
+    process, adding or removing songs went unseen (a song added was never found, a song removed still the
+    nearest, answered as no match). And a model whose embeddings have fewer dimensions than the codes' bits made
+    shorter codes that `match` then failed on with a traceback: it is refused at the first add."""
+    from bench.audio_io import write
+    from neural.library import MertIndex
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(4):
+        write(music / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
+    path = tmp_path / "index.db"
+    with MertIndex(path, create=True, encoder=encoder) as reader, MertIndex(path, encoder=encoder) as writer:
+        writer.add([str(music / f"s{seed}.flac") for seed in range(3)])
+        found = reader.match(str(music / "s1.flac"))
+        assert found is not None and found.song.path == str(music / "s1.flac")  # read, and kept
+        writer.add([str(music / "s3.flac")])
+        found = reader.match(str(music / "s3.flac"))
+        assert found is not None and found.song.path == str(music / "s3.flac")
+        writer.remove([song.id for song in writer.catalogue.songs_at(str(music / "s3.flac"))])
+        found = reader.match(str(music / "s3.flac"))
+        assert found is None or found.song.path != str(music / "s3.flac")
+
+    import transformers
+
+    network = transformers.HubertModel(mert.hubert_config({**tiny_config(), "hidden_size": 96})).eval()
+    narrow = mert.MertEncoder(network, "cpu", "fp32", "narrow")
+    with MertIndex(tmp_path / "narrow.db", create=True, encoder=narrow) as index:
+        with pytest.raises(ModelError, match="a model of 96 dimensions cannot give 256-bit codes"):
+            index.add([str(music / "s0.flac")])
