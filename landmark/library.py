@@ -103,10 +103,13 @@ class Index:
     def _settings(self, wanted: FingerprintSettings | None, create: bool) -> FingerprintSettings:
         """The fingerprint settings the file records, after creating this engine's tables if they are missing."""
         catalogue = self.catalogue
-        if catalogue.meta(SETTINGS_KEY) is None or not catalogue.has_table("peaks"):
-            if catalogue.meta(SETTINGS_KEY) is None and not create:
+        recorded = catalogue.meta(SETTINGS_KEY) is not None
+        # a new file, or one of schema 3 (no peaks table), made current; where it cannot be written, read as it
+        # is (its songs named by their vote alone, as once upgraded)
+        if not recorded or not (catalogue.has_table("peaks") or catalogue.read_only):
+            if not recorded and not create:
                 raise IndexFileError(f"{catalogue.path} holds no landmark fingerprints yet (lmprint add)")
-            with catalogue.write():  # a new file, or one of schema 3 (no peaks table): its songs match by vote
+            with catalogue.write():
                 # as of this transaction: another process may have upgraded it, or created it and added songs
                 upgraded = (catalogue.meta(SETTINGS_KEY) is not None and not catalogue.has_table("peaks")
                             and catalogue.song_count())

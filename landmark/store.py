@@ -76,6 +76,9 @@ HASHES_PER_PART = 1 << 14
 """Hashes sealed, merged or scanned at a time: memory stays a fraction (1/128) of the postings."""
 SEGMENT_OPEN_ATTEMPTS = 3
 """Lookups that list the segments again when one listed has been merged away before this reader mapped it."""
+SEALED_TIMELINE_SCHEMA = 7
+"""The schema version from which the sealed songs' places are kept in one blob: an lmprint of it or newer reads
+the blob, however it was rewritten (a removal's rewrite leaves a file of it at its version)."""
 ZLIB_PEAKS_SCHEMA = 7
 """The schema version from which peaks are stored in zlib (`peak_codec`): an lmprint of it or newer decodes them."""
 
@@ -452,7 +455,8 @@ class SQLitePostingStore:
             rows = rows[~np.isin(rows[:, 2], np.asarray(removed, np.int64))]
         self.conn.execute("INSERT OR REPLACE INTO sealed_timeline(id, end_frame, songs) VALUES (0, ?, ?)",
                           (end_frame, rows.astype("<i8").tobytes()))
-        self.catalogue.mark_current_schema()  # an lmprint that knows no blob refuses it
+        if self.catalogue.schema_version < SEALED_TIMELINE_SCHEMA:
+            self.catalogue.mark_current_schema()  # an lmprint that knows no blob refuses it
 
     # --- internals: the tail ----------------------------------------------------------------------------------
     def _layout(self) -> tuple[codec.RowLayout, str]:
@@ -925,7 +929,10 @@ class PeakStore:
             self.catalogue.mark_current_schema()
 
     def get(self, song_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Stored peaks (frames, bins) of these songs, for those that have them (read-only arrays)."""
+        """Stored peaks (frames, bins) of these songs, for those that have them (read-only arrays): none in a file of
+        schema 3 read where it cannot be upgraded."""
+        if not self.catalogue.has_table("peaks"):
+            return {}
         return {song_id: self._decode(data) for marks, batch in id_batches(song_ids)
                 for song_id, data in self.catalogue.read(f"SELECT song_id, data FROM peaks WHERE song_id IN ({marks})",
                                                          batch)}
@@ -950,6 +957,8 @@ class PeakStore:
             self.catalogue.conn.execute(f"DELETE FROM peaks WHERE song_id IN ({marks})", batch)
 
     def stats(self) -> dict:
+        if not self.catalogue.has_table("peaks"):
+            return {"peaks_bytes": 0}
         return {"peaks_bytes": self.catalogue.read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM peaks")[0][0]}
 
 

@@ -297,8 +297,7 @@ class Catalogue:
                 exists = False
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise IndexFileError(f"{self.path} has index schema version {version}, newer than this lmprint "
-                                 f"supports ({SCHEMA_VERSION}); upgrade lmprint")
+            raise self._newer(version)
         if exists and version < UPGRADABLE_FROM:
             raise IndexFileError(f"{self.path} was built by an older lmprint (index schema version {version}); "
                                  f"{REBUILD}")
@@ -371,6 +370,7 @@ class Catalogue:
         read_as = self._read_as if self.immutable else None  # as when opened: `_follow_changes` compared that
         failed = False
         try:
+            self.refuse_if_newer()
             yield
         except BaseException as error:
             failed = True
@@ -389,6 +389,18 @@ class Catalogue:
                         raise self.error(error) from None
         if read_as is not None and self._file_state() != read_as:
             raise self._changed_while_read()
+
+    def _newer(self, version: int) -> IndexFileError:
+        return IndexFileError(f"{self.path} has index schema version {version}, newer than this lmprint supports "
+                              f"({SCHEMA_VERSION}); upgrade lmprint")
+
+    def refuse_if_newer(self) -> None:
+        """Refuse, in one line, a file that a newer lmprint has written since this process opened it (a long `add`,
+        a server): read as this schema, its data would be misread, and a write would mark it back down. Call inside
+        a transaction: the version is then the one its reads see."""
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise self._newer(version)
 
     def _changed_while_read(self) -> ChangedWhileRead:
         return ChangedWhileRead(f"{self.path} changed while it was read (another process wrote it); ask again")
@@ -419,7 +431,9 @@ class Catalogue:
 
     def mark_current_schema(self) -> None:
         """Mark the file as of this lmprint's schema version (inside a write transaction), once it holds what an
-        older lmprint could not read: that lmprint then refuses it in one line."""
+        older lmprint could not read: that lmprint then refuses it in one line. Never lowers it (a write
+        transaction refuses a newer file)."""
+        self.refuse_if_newer()
         self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def version(self) -> tuple[int, int, int]:
@@ -902,11 +916,22 @@ class WriteTransaction:
     def __enter__(self) -> WriteTransaction:
         try:
             self._begin()
+            self.catalogue.refuse_if_newer()
         except sqlite3.DatabaseError as error:
+            self._end_begun()
             raise self.catalogue.error(error) from None
+        except IndexFileError:
+            self._end_begun()
+            raise
         self.catalogue.writing = True
         self.catalogue.writes_begun += 1
         return self
+
+    def _end_begun(self) -> None:
+        """Roll back a transaction begun before the write could start."""
+        if self.catalogue.conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.catalogue.conn.execute("ROLLBACK")
 
     def _begin(self) -> None:
         """BEGIN IMMEDIATE, waiting for another writer up to the busy timeout, and saying so after `WAIT_NOTICE_S`."""

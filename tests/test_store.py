@@ -372,6 +372,47 @@ def test_removing_songs_gives_the_space_back_and_the_rest_still_match(built_inde
     assert not (tmp_path / "copy.db-wal").exists() or (tmp_path / "copy.db-wal").stat().st_size == 0
 
 
+def test_a_file_a_newer_lmprint_wrote_since_it_was_opened_is_refused_not_misread_nor_marked_back(built_index, tmp_path,
+                                                                                                  monkeypatch):
+    """The version was read once, on opening: a long `add`, or a server, went on reading a file a newer lmprint
+    had since written, as this schema, and its next seal marked the file back down. Each read and write now
+    looks again (one line); and a schema 3 file on read-only media, which could not be upgraded, is read as it is
+    (it was refused, with a message saying it could be matched)."""
+    import shutil
+
+    from lmprint.catalogue import Catalogue
+
+    path = tmp_path / "i.db"
+    shutil.copy(built_index, path)
+    if segments.folder_of(built_index).is_dir():
+        shutil.copytree(segments.folder_of(built_index), segments.folder_of(path))
+    with Store(path) as index:
+        assert _postings_of(index, [1, 2, 3]) is not None
+        with sqlite3.connect(path) as newer:
+            newer.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+        for use in (lambda: index.postings.lookup(np.arange(100, dtype=np.uint32)),
+                    lambda: insert(index, "/x", "sha-x", *_random_songs(1, 1)[0]), lambda: index.remove([1])):
+            with pytest.raises(IndexFileError, match=f"schema version {SCHEMA_VERSION + 1}, newer than this"):
+                use()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+
+    old = tmp_path / "old.db"
+    shutil.copy(built_index, old)
+    if segments.folder_of(built_index).is_dir():
+        shutil.copytree(segments.folder_of(built_index), segments.folder_of(old))
+    with sqlite3.connect(old) as conn:
+        conn.execute("DROP TABLE peaks")
+        conn.execute("PRAGMA user_version=3")
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda where, mode, **kw: (mode != os.W_OK or os.fspath(where) != str(tmp_path))
+                        and writable(where, mode, **kw))
+    with Store(old) as index:
+        assert index.catalogue.read_only and index.catalogue.schema_version == 3
+        assert index.peaks.get([1, 2]) == {} and index.stats()["peaks_bytes"] == 0
+        assert len(_postings_of(index, np.arange(1 << 21, dtype=np.uint32))) == index.stats()["hashes"] > 1000
+    assert Catalogue(old).schema_version == 3
+
+
 def test_opening_waits_for_another_process_to_switch_the_file_to_wal(tmp_path):
     """SQLite answers "locked" at once, without its busy timeout, to a switch to WAL mode while another connection
     holds a write lock on the new file (two `lmprint add` creating the same index hit this); opening retries
