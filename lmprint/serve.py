@@ -47,6 +47,41 @@ from .monitor import Monitor, MonitorSettings, Segment
 from .results import Outcome
 from .samples import finite_samples
 
+HEARD_RATE_HZ = 8000
+"""The rate an upload to add is decoded at to learn its length (`_heard_s`): the lowest the engines read."""
+
+
+def _heard_s(path: str, max_s: float) -> float:
+    """How long an upload decodes to, read no further than a second past `max_s` (bounded memory): its header may
+    declare nothing (a FLAC whose sample count is 0) or too little. 0 for a file that does not decode (`add` then
+    says why)."""
+    from landmark import audio
+
+    try:
+        return audio.decode(path, HEARD_RATE_HZ, max_duration_s=max_s + 1).duration_s
+    except LmprintError:
+        return 0.0
+
+
+def _capped(request, max_bytes: int):
+    """`request` with its body read through a count that raises `TooLarge` past `max_bytes`: a form's file part
+    is spooled whole before its size is known, and a declared Content-Length need not be the body's length (a
+    chunked body's framing wins)."""
+    from starlette.requests import Request
+
+    received = 0
+
+    async def receive():
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > max_bytes:
+            raise TooLarge
+        return message
+
+    return Request(request.scope, receive)
+
+
 INDEX_BUSY = (IndexLocked, ChangedWhileRead)
 """The index's errors that pass: a writer holds it (an `add` of a large batch, a merge), or another process
 changed it under a read-only server. A request gets 503 with `Retry-After`, a listener close code 1013: ask again."""
@@ -434,6 +469,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
             raise TooLarge(unread=True)
+        request = _capped(request, settings.max_upload_bytes)
         name = "upload"
         if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):  # any case
             if not (declared and declared.isdigit()):  # a form's file part is not size-capped while it streams
@@ -492,6 +528,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             return error(507, f"cannot store the upload: {os_reason(failure)}")
         with upload:
             declared_s = declared_duration_s(upload.path)
+            if kept and (declared_s is None or declared_s <= settings.max_upload_s):
+                # a length its header does not declare, or misstates: decoded as far as just past the cap
+                declared_s = await asyncio.to_thread(_heard_s, upload.path, settings.max_upload_s)
             if declared_s is not None and declared_s > settings.max_upload_s:
                 if kept:  # not kept, unless it is an indexed song's file (uploaded when the cap was higher)
                     try:
@@ -600,7 +639,10 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             began = time.monotonic()
             try:
                 while True:
-                    data = await websocket.receive_bytes()
+                    try:  # a listener that sends nothing holds one of the few places: it is closed
+                        data = await asyncio.wait_for(websocket.receive_bytes(), settings.read_timeout_s)
+                    except TimeoutError:
+                        raise LmprintError(f"no audio for {settings.read_timeout_s:g} s") from None
                     if len(data) > 4 * rate * MAX_CHUNK_S:
                         raise LmprintError(f"a chunk holds at most {MAX_CHUNK_S:g} s of audio")
                     if len(data) % 4:  # a sample cut in two: every sample after it would be read shifted

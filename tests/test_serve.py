@@ -23,6 +23,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from bench.audio_io import write  # noqa: E402
 from bench.serve_load import wav_bytes  # noqa: E402
 from landmark import Index, audio  # noqa: E402
+from landmark.segments import folder_of  # noqa: E402
 from lmprint.serve import ServeSettings, Upload, create_app  # noqa: E402
 from tests.conftest import SYNTH_RATE, rendered  # noqa: E402
 
@@ -1002,3 +1003,62 @@ def test_serve_without_its_extra_says_what_to_install_in_one_line(built_index, m
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert "[serve] extra (starlette is missing)" in result.output and "Traceback" not in result.output
 
+
+
+def test_a_form_over_the_cap_is_refused_by_the_bytes_it_sends_whatever_length_it_declares(built_index):
+    """A form's file part is spooled whole before its size is known, and a chunked body's framing wins over its
+    Content-Length: a form declaring 100 bytes and sending a megabyte was read whole (to memory and to disk)
+    before its 413. The bytes received are now counted as they come, and the form refused past the cap."""
+    app = create_app(lambda: Index(built_index), ServeSettings(max_upload_bytes=10_000))
+    read = []
+    head = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+    parts = [head, *[bytes(4096)] * 256, b"\r\n--XyZ--\r\n"]
+    receive = body_of(*parts)
+
+    async def counted():
+        message = await receive()
+        read.append(len(message.get("body", b"")))
+        return message
+
+    status, _ = asyncio.run(asgi_post(app, "/match", {"content-type": "multipart/form-data; boundary=XyZ",
+                                                      "content-length": "100"}, counted))
+    assert status == 413 and sum(read) < 20_000, (status, sum(read))
+
+
+def test_a_song_uploaded_to_add_is_refused_by_the_length_it_decodes_to_when_its_header_declares_none(
+        built_index, tmp_path):
+    """A FLAC whose STREAMINFO sample count is 0 declares no length: `POST /songs` decoded all of it, however long
+    (a constant level compresses to almost nothing). It is decoded no further than just past the cap now."""
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    if folder_of(built_index).is_dir():
+        shutil.copytree(folder_of(built_index), folder_of(db))
+    long_song = tmp_path / "long.flac"
+    write(long_song, np.r_[rendered(43, 20.0, 8000), np.full(8000 * 100, 0.25, np.float32)], 8000)
+    data = bytearray(long_song.read_bytes())
+    at = data.index(b"fLaC") + 4 + 4 + 10  # STREAMINFO: block header, then 10 bytes before the sample count
+    data[at + 3] &= 0xF0  # its 36-bit sample count, from the low 4 bits of this byte on: 0, not declared
+    data[at + 4:at + 8] = bytes(4)
+    with client_for(db, allow_add=True, token="t", max_upload_s=60.0) as client:
+        refused = client.post("/songs", files={"file": ("long.flac", bytes(data))},
+                              headers={"authorization": "Bearer t"})
+        assert refused.status_code == 413 and "over 60 s" in refused.json()["error"], refused.text
+
+
+def test_a_listener_that_sends_no_audio_is_closed_and_gives_its_place_back(built_index):
+    """A listener that sent its hello and then nothing (its client answering pings) held one of the few places for
+    ever. It is told and closed after `read_timeout_s` without audio."""
+    app = create_app(lambda: Index(built_index), ServeSettings(read_timeout_s=0.5))
+    said: list[dict] = []
+
+    def listen() -> None:
+        with TestClient(app) as client, client.websocket_connect("/listen") as socket:
+            socket.send_json({"sample_rate": 8000})
+            said.append(socket.receive_json())
+            said.append(socket.receive_json())
+
+    listener = threading.Thread(target=listen, daemon=True)  # never closed, it would wait for ever
+    listener.start()
+    listener.join(30)
+    assert [event["event"] for event in said] == ["listening", "error"], said
+    assert "no audio for 0.5 s" in said[1]["error"]
