@@ -398,7 +398,10 @@ class Catalogue:
         """Refuse, in one line, a file that a newer lmprint has written since this process opened it (a long `add`,
         a server): read as this schema, its data would be misread, and a write would mark it back down. Call inside
         a transaction: the version is then the one its reads see."""
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as error:  # the file damaged, or locked: its one line
+            raise self.error(error) from None
         if version > SCHEMA_VERSION:
             raise self._newer(version)
 
@@ -439,7 +442,10 @@ class Catalogue:
     def version(self) -> tuple[int, int, int]:
         """What a cache of what was read keys on: (`generation`, `PRAGMA data_version`, which other connections'
         commits change, `total_changes`, which this one's do). While it is the same, the file holds what it did."""
-        return self.generation, self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes
+        try:
+            return self.generation, self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes
+        except sqlite3.DatabaseError as error:
+            raise self.error(error) from None
 
     def has_table(self, name: str) -> bool:
         return bool(self.read("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)))

@@ -198,6 +198,24 @@ def declared_duration_s(path: str | os.PathLike) -> float | None:
     return _from_container(path, lambda container: container.duration / 1e6 if container.duration else None)
 
 
+def decoded_duration_s(path: str | os.PathLike, max_s: float) -> float:
+    """How long a file's audio decodes to, read no further than just past `max_s` and keeping no samples: what its
+    container declares may be nothing (a FLAC whose sample count is 0) or too little. A packet that does not
+    decode is passed over, as decoding does; 0 for a file PyAV does not open (decoding will say why)."""
+    def heard_s(container) -> float:
+        stream, heard = container.streams.audio[0], 0.0
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except Exception:  # noqa: BLE001 - a damaged packet, whatever FFmpeg calls it
+                continue
+            heard += sum(frame.samples / frame.sample_rate for frame in frames if frame.sample_rate)
+            if heard > max_s:
+                break
+        return heard
+    return _from_container(path, heard_s) or 0.0
+
+
 DEMUXER_EXTENSIONS = {"asf": "wma"}
 """The extension of an audio file FFmpeg's demuxer reads, where the demuxer lists none (those that know a file by
 its content alone: wav, aiff, asf, ...) and its name is not that extension."""

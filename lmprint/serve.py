@@ -41,26 +41,11 @@ from typing import Any
 import numpy as np
 
 from .errors import ChangedWhileRead, IndexFileError, IndexLocked, LmprintError, ModelError, os_reason
-from .files import AUDIO_EXTENSIONS, audio_extension, declared_duration_s
+from .files import AUDIO_EXTENSIONS, audio_extension, declared_duration_s, decoded_duration_s
 from .method import Method
 from .monitor import Monitor, MonitorSettings, Segment
 from .results import Outcome
 from .samples import finite_samples
-
-HEARD_RATE_HZ = 8000
-"""The rate an upload to add is decoded at to learn its length (`_heard_s`): the lowest the engines read."""
-
-
-def _heard_s(path: str, max_s: float) -> float:
-    """How long an upload decodes to, read no further than a second past `max_s` (bounded memory): its header may
-    declare nothing (a FLAC whose sample count is 0) or too little. 0 for a file that does not decode (`add` then
-    says why)."""
-    from landmark import audio
-
-    try:
-        return audio.decode(path, HEARD_RATE_HZ, max_duration_s=max_s + 1).duration_s
-    except LmprintError:
-        return 0.0
 
 
 def _capped(request, max_bytes: int):
@@ -528,9 +513,11 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
             return error(507, f"cannot store the upload: {os_reason(failure)}")
         with upload:
             declared_s = declared_duration_s(upload.path)
+            length = f"{declared_s:.0f} s" if declared_s is not None else ""
             if kept and (declared_s is None or declared_s <= settings.max_upload_s):
                 # a length its header does not declare, or misstates: decoded as far as just past the cap
-                declared_s = await asyncio.to_thread(_heard_s, upload.path, settings.max_upload_s)
+                declared_s = await asyncio.to_thread(decoded_duration_s, upload.path, settings.max_upload_s)
+                length = f"over {settings.max_upload_s:g} s"
             if declared_s is not None and declared_s > settings.max_upload_s:
                 if kept:  # not kept, unless it is an indexed song's file (uploaded when the cap was higher)
                     try:
@@ -540,7 +527,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                             upload.discard()
                 else:
                     upload.discard()
-                return error(413, f"upload of {declared_s:.0f} s of audio, over {settings.max_upload_s:g} s: " + (
+                return error(413, f"upload of {length} of audio, over {settings.max_upload_s:g} s: " + (
                     "add a file this long with `lmprint add`" if kept
                     else "only a query's first seconds are matched, so send those (e.g. ffmpeg -t 30)"))
             return await work(upload)

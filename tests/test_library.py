@@ -295,5 +295,3 @@ def test_files_of_one_recording_voted_far_apart_are_listed_as_copies_not_as_the_
     assert answer.match is not None and {answer.match.song.path, *(copy.path for copy in answer.match.copies)} == \
         one_recording
     assert answer.runner_up is None or answer.runner_up.song.path not in one_recording
-    scores = {contender.song.path: contender.score for contender in answer.contenders}
-    assert min(scores[path] for path in one_recording) < 0.8 * max(scores[path] for path in one_recording)

@@ -413,6 +413,27 @@ def test_a_file_a_newer_lmprint_wrote_since_it_was_opened_is_refused_not_misread
     assert Catalogue(old).schema_version == 3
 
 
+def test_a_file_damaged_while_it_is_open_is_one_line_at_the_next_read(built_index, tmp_path):
+    """Each read now first asks the file's version: an error there (the header written over) is the file's one
+    line, as any read's is, not SQLite's own."""
+    import shutil
+
+    path = tmp_path / "i.db"
+    shutil.copy(built_index, path)
+    if segments.folder_of(built_index).is_dir():
+        shutil.copytree(segments.folder_of(built_index), segments.folder_of(path))
+    with Store(path) as index:
+        index.postings.lookup(np.arange(100, dtype=np.uint32))
+        with sqlite3.connect(path) as other:  # another process's commit, folded into the file
+            other.execute("INSERT INTO meta(key, value) VALUES ('written', '1')")
+        sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+        for name, size in ((path, 100), (f"{path}-shm", 200)):  # then the header and the log's index written over
+            with open(name, "r+b") as file:
+                file.write(bytes(size))
+        with pytest.raises(IndexFileError, match="not an lmprint index, or it is damaged"):
+            index.postings.lookup(np.arange(100, dtype=np.uint32))
+
+
 def test_opening_waits_for_another_process_to_switch_the_file_to_wal(tmp_path):
     """SQLite answers "locked" at once, without its busy timeout, to a switch to WAL mode while another connection
     holds a write lock on the new file (two `lmprint add` creating the same index hit this); opening retries
@@ -522,6 +543,13 @@ def test_a_song_without_postings_never_hides_the_song_placed_where_it_ends(tmp_p
     found = [(key, frame) for key, song, frame in _postings_of(store, hashes) if song == b]
     assert sorted(found) == expected
     store.postings.compact()  # sealed: the songs' places kept in one blob
+    found = [(key, frame) for key, song, frame in _postings_of(Store(path), hashes) if song == b]
+    assert sorted(found) == expected
+    with sqlite3.connect(path) as conn:  # as a seal before this order kept them: the song without postings last
+        rows = np.frombuffer(conn.execute("SELECT songs FROM sealed_timeline").fetchone()[0], "<i8").reshape(-1, 3)
+        kept = rows[np.lexsort((-rows[:, 1], rows[:, 0]))]
+        assert not (kept[1:, 0] >= kept[:-1, 1]).all()
+        conn.execute("UPDATE sealed_timeline SET songs=?", (kept.astype("<i8").tobytes(),))
     found = [(key, frame) for key, song, frame in _postings_of(Store(path), hashes) if song == b]
     assert sorted(found) == expected
 
