@@ -436,8 +436,10 @@ class SQLitePostingStore:
             raise damaged(self.catalogue.path, "the sealed songs' places do not decode")
         rows = np.frombuffer(blob, "<i8").reshape(-1, 3)
         starts, ends, song_ids = rows.T
-        if rows.size and not (starts[1:] >= ends[:-1]).all():  # songs of equal start, a song without postings
-            rows = rows[np.lexsort((ends, starts))]  # last, as a seal before 2026-12-06 could keep them
+        if rows.size and not (starts[1:] >= ends[:-1]).all() and (starts[1:] >= starts[:-1]).all():
+            # by start, but a song without postings after the song of equal start, as a seal before 2026-12-06 could
+            # keep them: put in order (anything else out of order is damage)
+            rows = rows[np.lexsort((ends, starts))]
             starts, ends, song_ids = rows.T
         if rows.size and not (0 <= starts[0] and (ends >= starts).all() and (starts[1:] >= ends[:-1]).all()
                               and ends[-1] <= end_frame and (song_ids > 0).all()):  # by start, apart, under its end
