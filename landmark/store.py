@@ -436,12 +436,14 @@ class SQLitePostingStore:
             raise damaged(self.catalogue.path, "the sealed songs' places do not decode")
         rows = np.frombuffer(blob, "<i8").reshape(-1, 3)
         starts, ends, song_ids = rows.T
-        if rows.size and not (starts[1:] >= ends[:-1]).all() and (starts[1:] >= starts[:-1]).all():
+        apart = bool((starts[1:] >= ends[:-1]).all())
+        if not apart and (starts[1:] >= starts[:-1]).all():
             # by start, but a song without postings after the song of equal start, as a seal before 2026-12-06 could
             # keep them: put in order (anything else out of order is damage)
             rows = rows[np.lexsort((ends, starts))]
             starts, ends, song_ids = rows.T
-        if rows.size and not (0 <= starts[0] and (ends >= starts).all() and (starts[1:] >= ends[:-1]).all()
+            apart = bool((starts[1:] >= ends[:-1]).all())
+        if rows.size and not (0 <= starts[0] and (ends >= starts).all() and apart
                               and ends[-1] <= end_frame and (song_ids > 0).all()):  # by start, apart, under its end
             raise damaged(self.catalogue.path, "the sealed songs' places do not decode")
         listed, = self.catalogue.read("SELECT COUNT(*) FROM songs WHERE timeline_start < ?", (end_frame,))[0]
@@ -914,6 +916,7 @@ class PeakStore:
 
     def __init__(self, catalogue: Catalogue):
         self.catalogue = catalogue
+        self._has_table = False
         self._decoded: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         """Decoded peaks by their stored bytes, the most recently read last (`DECODED_PEAKS_KEPT_BYTES`): keyed by
         the bytes, not the song, a song removed and its id given again can never be read from it."""
@@ -936,7 +939,7 @@ class PeakStore:
     def get(self, song_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Stored peaks (frames, bins) of these songs, for those that have them (read-only arrays): none in a file of
         schema 3 read where it cannot be upgraded."""
-        if not self.catalogue.has_table("peaks"):
+        if not self._held():
             return {}
         return {song_id: self._decode(data) for marks, batch in id_batches(song_ids)
                 for song_id, data in self.catalogue.read(f"SELECT song_id, data FROM peaks WHERE song_id IN ({marks})",
@@ -956,13 +959,19 @@ class PeakStore:
             self._decoded_bytes -= _kept_bytes(*self._decoded.popitem(last=False))
         return peaks
 
+    def _held(self) -> bool:
+        """Whether the file has its `peaks` table (not one of schema 3 read where it cannot be upgraded), asked
+        until it has: a table is never dropped, and verification reads peaks several times a query."""
+        self._has_table = self._has_table or self.catalogue.has_table("peaks")
+        return self._has_table
+
     def remove(self, song_ids: Sequence[int]) -> None:
         """Drop these songs' peaks (tables made before peaks referenced songs do not cascade)."""
         for marks, batch in id_batches(song_ids):
             self.catalogue.conn.execute(f"DELETE FROM peaks WHERE song_id IN ({marks})", batch)
 
     def stats(self) -> dict:
-        if not self.catalogue.has_table("peaks"):
+        if not self._held():
             return {"peaks_bytes": 0}
         return {"peaks_bytes": self.catalogue.read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM peaks")[0][0]}
 

@@ -434,9 +434,8 @@ class Catalogue:
 
     def mark_current_schema(self) -> None:
         """Mark the file as of this lmprint's schema version (inside a write transaction), once it holds what an
-        older lmprint could not read: that lmprint then refuses it in one line. Never lowers it (a write
-        transaction refuses a newer file)."""
-        self.refuse_if_newer()
+        older lmprint could not read: that lmprint then refuses it in one line. Never lowers it: the write
+        transaction it is called in has refused a newer file."""
         self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def version(self) -> tuple[int, int, int]:

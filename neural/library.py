@@ -45,7 +45,8 @@ class MertIndex:
             raise
         self._model, self._device, self._encoder = model, device, encoder
         self._search_cache: tuple | None = None
-        self._search_version: tuple[int, int, int] | None = None  # the file's `Catalogue.version` when it was read
+        self._search_version: tuple[int, int, int] | None = None  # the file's `Catalogue.version` when it was read:
+        # a change to the file (this index's add or remove, or another connection's) reads it again
 
     @property
     def encoder(self) -> mert.MertEncoder:
@@ -136,8 +137,6 @@ class MertIndex:
                                             f"{self.settings.code_bits} centroids: none kept") from None
                 self._fit_projection(pending)
             raise
-        finally:
-            self._search_cache = None
         if pending and projection is None:
             note = self._fit_projection(pending)
             report.notes += [note] if note else []
@@ -259,7 +258,6 @@ class MertIndex:
         with self.catalogue.write():
             song_ids = self.catalogue.still_as_read(song_list(songs))
             self.catalogue.delete_songs(song_ids)
-        self._search_cache = None
         return song_ids
 
     def stats(self) -> dict:
