@@ -85,7 +85,7 @@ MAX_OPEN_CONNECTIONS = 512
 """Connections one server process holds open at once, idle keep-alive ones included; past it uvicorn itself
 answers 503 (plain text, no `Retry-After`). Uploads held in memory are bounded by `ServeSettings.queue`, not by
 this, so it can be large: an idle connection costs a few kilobytes, and a few clients keeping theirs open must not
-shut everyone else out."""
+shut everyone else out. One that sends no request for `read_timeout_s` is closed (`lmprint.connections`)."""
 
 STORE_ATTEMPTS = 5
 """Tries to store an upload whose file other requests delete and write again meanwhile, before a 507."""
@@ -720,9 +720,11 @@ def serve(app: str, host: str, port: int, processes: int, settings: ServeSetting
     `app` ("module:function", called with no arguments) and so opening the index itself; over HTTPS with `tls`."""
     import uvicorn
 
+    from .connections import HeadDeadlineProtocol
+
     uvicorn.run(app, factory=True, host=host, port=port, workers=processes, log_level="warning",
-                timeout_keep_alive=int(settings.read_timeout_s), limit_concurrency=MAX_OPEN_CONNECTIONS,
-                timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+                http=HeadDeadlineProtocol, timeout_keep_alive=int(settings.read_timeout_s),
+                limit_concurrency=MAX_OPEN_CONNECTIONS, timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
                 ssl_certfile=None if tls is None else tls.certfile, ssl_keyfile=None if tls is None else tls.keyfile)
 
 

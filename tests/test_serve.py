@@ -1062,3 +1062,99 @@ def test_a_listener_that_sends_no_audio_is_closed_and_gives_its_place_back(built
     listener.join(30)
     assert [event["event"] for event in said] == ["listening", "error"], said
     assert "no audio for 2 s" in said[1]["error"]
+
+
+def test_a_connection_that_sends_no_request_head_in_time_is_closed_and_others_are_not():
+    """uvicorn keeps a connection that never sends a request, or sends its headers a byte at a time, for as long
+    as the client likes: enough of them take every place of a process. `lmprint serve` closes one whose request
+    head is not in within the keep-alive timeout; a request sent in time, a connection kept alive between requests
+    and a WebSocket are served as before."""
+    import base64
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route, WebSocketRoute
+
+    from lmprint.connections import HeadDeadlineProtocol
+
+    async def hello(request):
+        return PlainTextResponse("hello")
+
+    async def echo(websocket):
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+        await websocket.close()
+
+    app = Starlette(routes=[Route("/", hello), WebSocketRoute("/ws", echo)])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=HeadDeadlineProtocol,
+                                           timeout_keep_alive=1, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.05)
+
+    def connected() -> socket.socket:
+        return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+    def closed_within(connection: socket.socket, seconds: float) -> bool:
+        connection.settimeout(seconds)
+        try:
+            while connection.recv(4096):
+                pass
+            return True
+        except TimeoutError:
+            return False
+
+    def answered(connection: socket.socket) -> bytes:
+        said = b""
+        while not said.endswith(b"hello"):
+            said += connection.recv(4096)
+        return said
+
+    try:
+        silent, trickling, in_time, upgraded = (connected() for _ in range(4))
+        trickling.sendall(b"GET / HTTP/1.1\r\n")
+        time.sleep(0.6)
+        trickling.sendall(b"Host: x\r\n")  # still no whole head: the deadline counts from the connection's start
+        in_time.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert answered(in_time).startswith(b"HTTP/1.1 200")
+        key = base64.b64encode(bytes(16)).decode()
+        upgraded.sendall(f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        assert upgraded.recv(4096).startswith(b"HTTP/1.1 101")
+        started = time.monotonic()
+        assert closed_within(silent, 5) and closed_within(trickling, 5)
+        assert time.monotonic() - started < 4
+        assert not closed_within(upgraded, 1.0)  # the WebSocket is past its head: no deadline
+        upgraded.sendall(bytes([0x81, 0x82, 0, 0, 0, 0]) + b"hi")  # a masked text frame "hi" (a zero mask)
+        assert upgraded.recv(4096).startswith(bytes([0x81, 0x02]) + b"hi")
+        kept = connected()
+        for _ in range(2):  # requests on a connection kept alive, each in time
+            kept.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert answered(kept).startswith(b"HTTP/1.1 200")
+            time.sleep(0.6)
+        assert closed_within(kept, 5)  # ...and idle after them for longer than the timeout
+        for connection in (silent, trickling, in_time, kept, upgraded):
+            connection.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_lmprint_serve_runs_uvicorn_with_the_head_deadline(monkeypatch):
+    """What `lmprint serve` hands uvicorn: the protocol above, its deadline the read timeout."""
+    import uvicorn
+
+    from lmprint.connections import HeadDeadlineProtocol
+    from lmprint.serve import serve
+
+    ran = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(options, app=app))
+    serve("lmprint.cli:serve_app", "127.0.0.1", 8000, 2, ServeSettings(read_timeout_s=12.0))
+    assert ran["http"] is HeadDeadlineProtocol and ran["timeout_keep_alive"] == 12 and ran["workers"] == 2

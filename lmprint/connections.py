@@ -1,0 +1,57 @@
+"""How `lmprint serve` holds its HTTP connections: a connection must send its request's head (the request line
+and headers) within the keep-alive timeout of opening, or of its last response, or it is closed.
+
+uvicorn times out a connection that stays idle after a response, but not one that never sends a request, or that
+sends its headers a byte at a time: each such connection holds one of the `limit_concurrency` places of its
+process until the client goes, and past them every other client gets 503. A web server's header timeout (nginx's
+`client_header_timeout`, Apache's `RequestReadTimeout header=`) closes them; this is that, for uvicorn's h11
+protocol. The body's own deadline is the application's (`ServeSettings.read_timeout_s`, 408).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+class HeadDeadlineProtocol(H11Protocol):
+    """uvicorn's h11 protocol, with a deadline of `timeout_keep_alive` seconds for each request's head."""
+
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_arrived()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle or self.transport.get_protocol() is not self:  # a request began, or a WebSocket
+            self._head_arrived()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            self._await_head()  # unless a pipelined request's head was already read and handled
+
+    def _await_head(self) -> None:
+        self._head_arrived()
+        self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_late)
+
+    def _head_arrived(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_late(self) -> None:
+        """Close the connection, unless it now carries a request or a WebSocket (neither arms the deadline)."""
+        self._head_deadline = None
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
