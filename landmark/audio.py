@@ -112,19 +112,25 @@ MAX_CHANNELS = 64
 
 WAV_UNKNOWN_SIZE = 0x7FFF0000
 """A WAV data size from here up is a placeholder (`_wav_data_s`), not a length."""
+WAV_CONSTANT_RATE_FORMATS = frozenset({1, 3, 6, 7})
+"""WAV format tags whose bytes a second are the sample rate times the block size: integer PCM, float, A-law and
+µ-law. For them the header's separate "average bytes a second" is a copy that a writer may get wrong."""
+WAV_EXTENSIBLE = 0xFFFE
+"""The WAV format tag that names its format in a sub-format GUID, whose first two bytes are the tag."""
 
 
 def _declared_s(path: str, container) -> float | None:
-    """The duration a file declares, None if none: the container's, or longer where the file says so in a way FFmpeg
-    passes over, as a file cut short does. FFmpeg bounds a WAV's by the file's size, where its header's data size
-    says how long it was written; it estimates an MP3's from its size and bit rate, where an ID3 `TLEN` tag says
-    how long the song is, in ms."""
+    """The duration a file declares, None if none. A WAV's is its header's data size over its bytes a second, where
+    the header says: FFmpeg bounds it by the file's size, so a file cut short would seem whole, and where the data
+    runs past the file's end it divides by the header's average bytes a second, a copy a writer may get wrong.
+    Other files' is the container's, or an ID3 `TLEN` tag's (in ms) where longer: FFmpeg estimates an MP3's from
+    its size and bit rate."""
+    if container.format.name == "wav" and (data_s := _wav_data_s(path)):
+        return data_s
     declared = [container.duration / 1e6] if container.duration else []
     tlen = container.metadata.get("TLEN", "")
     if tlen.isascii() and tlen.isdigit() and 0 < int(tlen) <= MAX_DECLARED_S * 1000:
         declared.append(int(tlen) / 1000)
-    if container.format.name == "wav":
-        declared.append(_wav_data_s(path) or 0.0)
     return max(declared) if declared and max(declared) > 0 else None
 
 
@@ -143,8 +149,7 @@ def _wav_data_s(path: str) -> float | None:
             while len(chunk := file.read(8)) == 8:
                 kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
                 if kind == b"fmt ":
-                    fmt = file.read(size + size % 2)
-                    bytes_per_s = int.from_bytes(fmt[8:12], "little")  # its average bytes per second
+                    bytes_per_s = _wav_bytes_per_s(file.read(size + size % 2))
                     continue
                 if kind == b"data":
                     return size / bytes_per_s if bytes_per_s and 0 < size < WAV_UNKNOWN_SIZE else None
@@ -152,6 +157,19 @@ def _wav_data_s(path: str) -> float | None:
     except OSError:
         return None
     return None
+
+
+def _wav_bytes_per_s(fmt: bytes) -> int:
+    """A WAV `fmt ` chunk's bytes per second of audio: the sample rate times the block size where the format fixes
+    them (`WAV_CONSTANT_RATE_FORMATS`), else the average it declares; 0 for a chunk too short to say."""
+    if len(fmt) < 16:
+        return 0
+    tag = int.from_bytes(fmt[0:2], "little")
+    if tag == WAV_EXTENSIBLE and len(fmt) >= 26:
+        tag = int.from_bytes(fmt[24:26], "little")
+    if tag in WAV_CONSTANT_RATE_FORMATS:
+        return int.from_bytes(fmt[4:8], "little") * int.from_bytes(fmt[12:14], "little")
+    return int.from_bytes(fmt[8:12], "little")
 
 
 def title_tag(path: str | os.PathLike) -> str | None:

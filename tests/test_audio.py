@@ -177,6 +177,31 @@ def test_a_wav_or_an_mp3_cut_short_says_how_long_it_declares_where_ffmpeg_does_n
         assert decoded.warning is None and abs(decoded.duration_s - 40.0) < 0.2
 
 
+def test_a_wav_whose_average_bytes_a_second_are_wrong_declares_its_length_from_its_sample_rate(tmp_path):
+    """A PCM WAV's "average bytes a second" copies its sample rate times its block size, and a writer may get it
+    wrong: an intact file then got a false "decoded only" warning, and one cut short declared the length its size
+    and that figure made. Now its length is its data over the sample rate times the block size, in a plain header
+    as in an extensible one; the cut file still gets its warning, with the length it was written."""
+    import struct
+
+    song = rendered(3, 20.0, 22050)
+    data = (song * 2 ** 14).astype("<i2").tobytes()
+    guid = bytes.fromhex("0100000000001000800000aa00389b71")  # KSDATAFORMAT_SUBTYPE_PCM
+    for extensible in (False, True):
+        for average_bytes_per_s in (22050, 1000, 0):
+            fmt = struct.pack("<HHIIHH", 0xFFFE if extensible else 1, 1, 22050, average_bytes_per_s, 2, 16)
+            if extensible:
+                fmt += struct.pack("<HHI", 22, 16, 4) + guid
+            body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data))
+            wav = b"RIFF" + struct.pack("<I", len(body) + len(data)) + body + data
+            (tmp_path / "lying.wav").write_bytes(wav)
+            decoded = audio.decode(tmp_path / "lying.wav", 8000)
+            assert decoded.warning is None and abs(decoded.duration_s - 20.0) < 0.01, (extensible, decoded.warning)
+            (tmp_path / "cut.wav").write_bytes(wav[:len(wav) // 3])
+            warning = audio.decode(tmp_path / "cut.wav", 8000).warning
+            assert warning is not None and "of the 20.0 s it declares" in warning, (extensible, warning)
+
+
 def test_a_header_that_lies_about_length_or_rate_is_neither_allocated_nor_resampled_into_hours(tmp_path):
     """An MP3 whose Xing header claims 2^32 frames (FFmpeg takes a duration of 31 years from it) decodes as the
     20 s it holds: the buffer was sized from the claim (3 TiB) and the file refused for want of memory. A WAV
