@@ -27,8 +27,9 @@ SAMPLE_RATE_HZ = 24000
 
 
 HUB_NAME = "m-a-p/MERT-v1-95M"
-RUNS_ON = ("cpu", "cuda", "mps")
-"""The kinds of torch device MERT is run on (autocast knows these; "meta", say, holds no values)."""
+RUNS_ON = ("cpu", "cuda", "mps", "xpu")
+"""The kinds of torch device MERT is run on (autocast knows these, Intel's GPUs being "xpu"; "meta", say, holds no
+values)."""
 DIGEST_VALUES = 1024
 """`weights_digest` reads this many values of each tensor: another training run or a fine-tune changes them all."""
 
@@ -201,7 +202,8 @@ def checked_model_dir(model: str | os.PathLike | None, option: str = "--model") 
 
 def load(model: str | os.PathLike | None = None, device: str | None = None, dtype: str = "fp32",
          threads: int | None = None) -> MertEncoder:
-    """Load MERT strictly from local files. `device`: "cuda", "cpu" or None (cuda when present)."""
+    """Load MERT strictly from local files. `device`: a torch device of a kind in `RUNS_ON` ("cuda", "cpu", ...)
+    or None (cuda when present)."""
     folder = resolve_model_dir(model)  # before importing torch: a wrong folder is reported at once
     try:
         import torch

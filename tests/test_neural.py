@@ -127,8 +127,13 @@ def test_a_config_transformers_refuses_or_that_is_no_object_and_a_device_mert_ca
         (bad / "config.json").write_text(json.dumps(config))
         with pytest.raises(ModelError, match=r"config.json: not a MERT configuration"):
             mert.load(bad, device="cpu")
-    with pytest.raises(ModelError, match=r"cannot use device 'meta': MERT runs on cpu, cuda, mps"):
+    with pytest.raises(ModelError, match=r"cannot use device 'meta': MERT runs on cpu, cuda, mps, xpu"):
         mert.load(tiny_model_dir, device="meta")
+    import torch
+
+    if not torch.xpu.is_available():  # Intel's GPUs are a kind MERT runs on: a build without them says so
+        with pytest.raises(ModelError, match=r"cannot use device 'xpu': Torch not compiled with XPU"):
+            mert.load(tiny_model_dir, device="xpu")
 
 
 def test_a_song_becomes_10_codes_of_32_bytes_one_per_passage():
