@@ -78,6 +78,26 @@ def test_a_copy_with_silence_before_it_is_the_same_recording(tmp_path):
         ["album.flac", "padded.flac"]]
 
 
+def test_copies_of_a_recording_with_a_long_silence_inside_are_the_same_recording(tmp_path):
+    """An album's last track with a hidden track after 25 s of digital silence, as FLAC and MP3: the silence holds
+    no landmarks, so the join finds two stretches, and the peaks that place them read no further than 10 s
+    beyond each. They were two shared parts; silence is no evidence either way, so the peaks are read on across
+    it, and the two files are one recording."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    track = np.concatenate([rendered(5, 60.0, SYNTH_RATE), np.zeros(25 * SYNTH_RATE, np.float32),
+                            rendered(6, 30.0, SYNTH_RATE)])
+    write(folder / "last track.flac", track, SYNTH_RATE)
+    write(folder / "last track.mp3", track, SYNTH_RATE, bit_rate=128_000)
+    write(folder / "other.flac", rendered(7, 40.0, SYNTH_RATE), SYNTH_RATE)
+    db = tmp_path / "index.db"
+    run_cli("add", folder, db=db, check=True)
+    result = run_cli("dedup", "--json", db=db, check=True)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [sorted(entry["path"].rsplit("/", 1)[1] for entry in line["same_recording"]) for line in lines] == [
+        ["last track.flac", "last track.mp3"]], lines
+
+
 def test_an_overlap_the_join_barely_finds_is_confirmed_and_placed_by_the_songs_peaks(tmp_path):
     """In a large library only rare keys are joined, so an excerpt's stretch may come out of the join with a few
     landmarks, placed seconds off: the songs' stored peaks confirm it and say where the shared audio lies. The
