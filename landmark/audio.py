@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ MAX_CHANNELS = 64
 """The most channels raw PCM is taken with (FFmpeg's channel layouts name at most 64)."""
 
 WAV_UNKNOWN_SIZE = 0x7FFF0000
-"""A WAV data size from here up is a placeholder (`_wav_data_s`), not a length."""
+"""A WAV data size from here up is a placeholder (`_wav_cut_s`), not a length."""
 WAV_CONSTANT_RATE_FORMATS = frozenset({1, 3, 6, 7})
 """WAV format tags whose bytes a second are the sample rate times the block size: integer PCM, float, A-law and
 µ-law. For them the header's separate "average bytes a second" is a copy that a writer may get wrong."""
@@ -120,13 +121,13 @@ WAV_EXTENSIBLE = 0xFFFE
 
 
 def _declared_s(path: str, container) -> float | None:
-    """The duration a file declares, None if none. A WAV's is its header's data size over its bytes a second, where
-    the header says: FFmpeg bounds it by the file's size, so a file cut short would seem whole, and where the data
-    runs past the file's end it divides by the header's average bytes a second, a copy a writer may get wrong.
-    Other files' is the container's, or an ID3 `TLEN` tag's (in ms) where longer: FFmpeg estimates an MP3's from
-    its size and bit rate."""
-    if container.format.name == "wav" and (data_s := _wav_data_s(path)):
-        return data_s
+    """The duration a file declares, None if none. A WAV cut short declares its header's data size over its bytes
+    a second (`_wav_cut_s`): FFmpeg bounds a WAV's by the file's size, and estimates a cut one's from the header's
+    "average bytes a second", a copy a writer may get wrong; an intact WAV's is FFmpeg's, as it decodes it. Other
+    files declare the container's duration, or an ID3 `TLEN` tag's (in ms) where longer: FFmpeg estimates an
+    MP3's from its size and bit rate."""
+    if container.format.name == "wav" and (cut_s := _wav_cut_s(path)) is not None:
+        return cut_s
     declared = [container.duration / 1e6] if container.duration else []
     tlen = container.metadata.get("TLEN", "")
     if tlen.isascii() and tlen.isdigit() and 0 < int(tlen) <= MAX_DECLARED_S * 1000:
@@ -134,15 +135,17 @@ def _declared_s(path: str, container) -> float | None:
     return max(declared) if declared and max(declared) > 0 else None
 
 
-def _wav_data_s(path: str) -> float | None:
-    """The seconds a WAV file's header says its PCM data holds (its `data` chunk's size over the bytes per second
-    of its `fmt ` chunk), None where it does not say: a size of 0, or one of 2 GB or more (written to a pipe, a
-    writer cannot go back to fill it in, so it puts 0, 2^32 − 1, or as sox does 2^31 − 4096), or a file that is no
-    regular file (a pipe's bytes are FFmpeg's)."""
+def _wav_cut_s(path: str) -> float | None:
+    """The seconds a WAV file's header says its data holds, where that data runs past the file's end (a download
+    cut short): its `data` chunk's size over the bytes a second of its `fmt ` chunk (`_wav_bytes_per_s`). None
+    for a file whose data is all there, or whose header does not say: a size of 0, or one of 2 GB or more
+    (written to a pipe, a writer cannot go back to fill it in, so it puts 0, 2^32 − 1, or as sox does
+    2^31 − 4096), or a file that is no regular file (a pipe's bytes are FFmpeg's)."""
     if not os.path.isfile(path):
         return None
     try:
         with open(path, "rb") as file:
+            file_bytes = os.fstat(file.fileno()).st_size
             if file.read(12)[8:12] != b"WAVE":
                 return None
             bytes_per_s = 0
@@ -152,7 +155,8 @@ def _wav_data_s(path: str) -> float | None:
                     bytes_per_s = _wav_bytes_per_s(file.read(size + size % 2))
                     continue
                 if kind == b"data":
-                    return size / bytes_per_s if bytes_per_s and 0 < size < WAV_UNKNOWN_SIZE else None
+                    cut = file.tell() + size > file_bytes
+                    return size / bytes_per_s if cut and bytes_per_s and 0 < size < WAV_UNKNOWN_SIZE else None
                 file.seek(size + size % 2, os.SEEK_CUR)  # chunks are padded to an even size
     except OSError:
         return None
@@ -160,16 +164,19 @@ def _wav_data_s(path: str) -> float | None:
 
 
 def _wav_bytes_per_s(fmt: bytes) -> int:
-    """A WAV `fmt ` chunk's bytes per second of audio: the sample rate times the block size where the format fixes
-    them (`WAV_CONSTANT_RATE_FORMATS`), else the average it declares; 0 for a chunk too short to say."""
-    if len(fmt) < 16:
+    """A WAV `fmt ` chunk's bytes per second of audio: for a format of whole samples (`WAV_CONSTANT_RATE_FORMATS`)
+    whose block size is its channels' samples, the sample rate times that; else the average it declares; 0 for a
+    chunk too short to say."""
+    if len(fmt) < 12:
         return 0
-    tag = int.from_bytes(fmt[0:2], "little")
+    average = int.from_bytes(fmt[8:12], "little")
+    if len(fmt) < 16:
+        return average
+    tag, channels, rate, _, block, bits = struct.unpack("<HHIIHH", fmt[:16])
     if tag == WAV_EXTENSIBLE and len(fmt) >= 26:
         tag = int.from_bytes(fmt[24:26], "little")
-    if tag in WAV_CONSTANT_RATE_FORMATS:
-        return int.from_bytes(fmt[4:8], "little") * int.from_bytes(fmt[12:14], "little")
-    return int.from_bytes(fmt[8:12], "little")
+    consistent = block > 0 and block == channels * -(-bits // 8)
+    return rate * block if tag in WAV_CONSTANT_RATE_FORMATS and consistent else average
 
 
 def title_tag(path: str | os.PathLike) -> str | None:

@@ -270,9 +270,9 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     much higher or lower: a bin either side holds one): held by song b where the audio is shared (most of them),
     by chance elsewhere (0.01-0.03), so the shared stretch is the run with
     the most peaks held beyond `min_shared_peaks` of them (`verify.best_run`), reaching halfway to the peaks
-    either side of it. A level read from the peaks themselves, as a monitor reads where a song is heard, would
-    take in music that shares part of its peaks at this offset (a loop that repeats, next to the stretch truly
-    shared). It must hold `min_shared_peaks` of each song's peaks and last `min_overlap_s`."""
+    either side of it, song a's and song b's. A level read from the peaks themselves, as a monitor reads where a
+    song is heard, would take in music that shares part of its peaks at this offset (a loop that repeats, next to
+    the stretch truly shared). It must hold `min_shared_peaks` of each song's peaks and last `min_overlap_s`."""
     a_start, a_end = overlap.a_start_s / frame_s, overlap.a_end_s / frame_s
     start_offset, end_offset = overlap.b_start_s / frame_s - a_start, overlap.b_end_s / frame_s - a_end
     slope = (end_offset - start_offset) / (a_end - a_start) if a_end > a_start else 0.0
@@ -302,6 +302,13 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
             high = peaks_a[0][np.searchsorted(peaks_a[0], high, side="left")] + reach
         read = held.size
     first, end = run_edges(frames, *run, int(frames[0]), int(frames[-1]) + 1)
+    # ...and halfway to song b's peaks either side of it (in song a's frames): across a silence in song a alone,
+    # song b's music beyond the stretch is not shared
+    b_in_a = peaks_b[0] - offset_at(peaks_b[0] - np.round(start_offset).astype(np.int64))
+    before = b_in_a[b_in_a < frames[run[0]] - 1]
+    after = b_in_a[b_in_a > frames[run[1]] + 1]
+    first = max(first, (int(before.max()) + int(frames[run[0]]) + 1) // 2) if before.size else first
+    end = min(end, (int(frames[run[1]]) + int(after.min()) + 1) // 2) if after.size else end
     first_b = max(first + int(offset_at(np.array([first]))[0]), 0)  # a peak held ± 1 frame: never before b begins
     end_b = end + int(offset_at(np.array([end]))[0])
     b_frames, b_bins = peaks_between(peaks_b, first_b, end_b)

@@ -723,7 +723,7 @@ def serve(app: str, host: str, port: int, processes: int, settings: ServeSetting
     from .connections import HeadDeadlineProtocol
 
     uvicorn.run(app, factory=True, host=host, port=port, workers=processes, log_level="warning",
-                http=HeadDeadlineProtocol, timeout_keep_alive=int(settings.read_timeout_s),
+                http=HeadDeadlineProtocol, timeout_keep_alive=max(1, round(settings.read_timeout_s)),
                 limit_concurrency=MAX_OPEN_CONNECTIONS, timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
                 ssl_certfile=None if tls is None else tls.certfile, ssl_keyfile=None if tls is None else tls.keyfile)
 

@@ -177,29 +177,31 @@ def test_a_wav_or_an_mp3_cut_short_says_how_long_it_declares_where_ffmpeg_does_n
         assert decoded.warning is None and abs(decoded.duration_s - 40.0) < 0.2
 
 
-def test_a_wav_whose_average_bytes_a_second_are_wrong_declares_its_length_from_its_sample_rate(tmp_path):
+def test_a_wav_cut_short_declares_the_length_its_header_says_whichever_of_its_rates_is_wrong(tmp_path):
     """A PCM WAV's "average bytes a second" copies its sample rate times its block size, and a writer may get it
-    wrong: an intact file then got a false "decoded only" warning, and one cut short declared the length its size
-    and that figure made. Now its length is its data over the sample rate times the block size, in a plain header
-    as in an extensible one; the cut file still gets its warning, with the length it was written."""
+    wrong: an intact file then got a false "decoded only" warning, and a cut one declared the length its size
+    and that figure made. An intact WAV declares what FFmpeg decodes; a cut one its data's size over the sample
+    rate times the block size, in a plain header as in an extensible one, or over the average where the block
+    size is the wrong one instead."""
     import struct
 
     song = rendered(3, 20.0, 22050)
     data = (song * 2 ** 14).astype("<i2").tobytes()
     guid = bytes.fromhex("0100000000001000800000aa00389b71")  # KSDATAFORMAT_SUBTYPE_PCM
-    for extensible in (False, True):
-        for average_bytes_per_s in (22050, 1000, 0):
-            fmt = struct.pack("<HHIIHH", 0xFFFE if extensible else 1, 1, 22050, average_bytes_per_s, 2, 16)
-            if extensible:
-                fmt += struct.pack("<HHI", 22, 16, 4) + guid
-            body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data))
-            wav = b"RIFF" + struct.pack("<I", len(body) + len(data)) + body + data
-            (tmp_path / "lying.wav").write_bytes(wav)
-            decoded = audio.decode(tmp_path / "lying.wav", 8000)
-            assert decoded.warning is None and abs(decoded.duration_s - 20.0) < 0.01, (extensible, decoded.warning)
-            (tmp_path / "cut.wav").write_bytes(wav[:len(wav) // 3])
-            warning = audio.decode(tmp_path / "cut.wav", 8000).warning
-            assert warning is not None and "of the 20.0 s it declares" in warning, (extensible, warning)
+    for extensible, channels, average, block in ((False, 1, 22050, 2), (False, 1, 1000, 2), (False, 1, 0, 2),
+                                                 (True, 1, 1000, 2), (False, 2, 88200, 2), (False, 2, 88200, 8)):
+        fmt = struct.pack("<HHIIHH", 0xFFFE if extensible else 1, channels, 22050, average, block, 16)
+        if extensible:
+            fmt += struct.pack("<HHI", 22, 16, 4) + guid
+        body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data))
+        wav = b"RIFF" + struct.pack("<I", len(body) + len(data)) + body + data
+        (tmp_path / "lying.wav").write_bytes(wav)
+        decoded = audio.decode(tmp_path / "lying.wav", 8000)
+        case = (extensible, channels, average, block)
+        assert decoded.warning is None and abs(decoded.duration_s * channels - 20.0) < 0.01, (case, decoded.warning)
+        (tmp_path / "cut.wav").write_bytes(wav[:len(wav) // 3])
+        warning = audio.decode(tmp_path / "cut.wav", 8000).warning
+        assert warning is not None and f"of the {20.0 / channels:.1f} s it declares" in warning, (case, warning)
 
 
 def test_a_header_that_lies_about_length_or_rate_is_neither_allocated_nor_resampled_into_hours(tmp_path):
