@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
 class HeadDeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol, with a deadline of `timeout_keep_alive` seconds for each request's head."""
+    """uvicorn's h11 protocol, with a deadline of `timeout_keep_alive` seconds for each request's head, counted
+    from when the connection opens or waits for its next request (a body still arriving after its answer, as
+    after a 404 to an upload, is read first, as uvicorn reads it)."""
 
     _head_deadline: asyncio.TimerHandle | None = None
 
@@ -33,15 +36,22 @@ class HeadDeadlineProtocol(H11Protocol):
         super().handle_events()
         if self.cycle is not cycle or self.transport.get_protocol() is not self:  # a request began, or a WebSocket
             self._head_arrived()
+        self._await_head()  # the last body ended and the connection waits for the next request
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
-            self._await_head()  # unless a pipelined request's head was already read and handled
+        self._await_head()
+
+    def _waiting_for_head(self) -> bool:
+        """Whether the connection waits for a request's head: no request running, none of its body arriving."""
+        return (not self.transport.is_closing() and self.transport.get_protocol() is self
+                and (self.cycle is None or self.cycle.response_complete) and self.conn.their_state is h11.IDLE)
 
     def _await_head(self) -> None:
-        self._head_arrived()
-        self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_late)
+        """Start the deadline, where the connection waits for a head and it has not started: a head arriving a
+        byte at a time does not start it again."""
+        if self._head_deadline is None and self._waiting_for_head():
+            self._head_deadline = self.loop.call_later(self.timeout_keep_alive, self._head_late)
 
     def _head_arrived(self) -> None:
         if self._head_deadline is not None:
@@ -49,9 +59,6 @@ class HeadDeadlineProtocol(H11Protocol):
             self._head_deadline = None
 
     def _head_late(self) -> None:
-        """Close the connection, unless it now carries a request or a WebSocket (neither arms the deadline)."""
         self._head_deadline = None
-        if self.transport.is_closing() or self.transport.get_protocol() is not self:
-            return
-        if self.cycle is None or self.cycle.response_complete:
+        if self._waiting_for_head():
             self.transport.close()
