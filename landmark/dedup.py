@@ -263,7 +263,7 @@ def confirmed(overlaps: list[Overlap], song_peaks: SongPeaks, frame_s: float, se
 def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], peaks_b: tuple[np.ndarray, np.ndarray],
                     frame_s: float, settings: DedupSettings) -> Overlap | None:
     """The overlap where its songs' stored peaks (frames, bins) say the audio is shared, or None where they do not
-    agree. Song a's peaks, from `place_reach_s` before the landmarks' stretch to as far after (and on, twice as far
+    agree. Song a's peaks, from `place_reach_s` before the landmarks' stretch to as far after (and on, as far
     beyond song a's next peak each time, while the shared stretch ends within half that of what was read or at its
     last peak: digital silence holds no peaks, and is no evidence either way), are read one by one
     at the overlap's offset (a line through its two ends' offsets, for a copy that drifts, whose peaks sit as
@@ -291,14 +291,11 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
         run = best_run(held - settings.min_shared_peaks)
         frames = near_a[0][where]  # song a's peaks that song b's span covers at the offset
         # a run ending within half the reach of what was read, or at the last peak read (silence lies beyond it),
-        # may go on past it: read on to twice the reach beyond the next peak of song a, while that adds peaks
-        # within song b (twice, so that an hour-long copy whose landmarks lie in its first seconds is read in a
-        # few passes, not hundreds)
+        # may go on past it: read on to a reach beyond the next peak of song a, while that adds peaks within song b
         earlier = (run[0] == 0 or frames[run[0]] - low < reach / 2) and low > peaks_a[0][0]
         later = (run[1] == frames.size - 1 or high - frames[run[1]] < reach / 2) and high <= peaks_a[0][-1]
         if not (earlier or later) or held.size == read:
             break
-        reach *= 2
         if earlier:
             low = peaks_a[0][np.searchsorted(peaks_a[0], low, side="right") - 1] - reach
         if later:

@@ -6,7 +6,6 @@ import numpy as np
 
 from bench.audio_io import write
 from landmark import dedup
-from landmark.verify import peaks_between as verify_peaks_between
 from tests.conftest import SYNTH_RATE, rendered, run_cli
 
 
@@ -283,27 +282,6 @@ def test_a_stretch_is_read_on_across_a_silence_only_as_far_as_both_songs_share_i
     peaks_b = extract_peaks(np.concatenate([music, np.zeros(5 * rate, np.float32), other]), config, config.index)
     part = dedup.placed_by_peaks(overlap, peaks_a, peaks_b, frame_s, dedup.DedupSettings())
     assert part is not None and part.a_start_s < 0.5 and 59.0 < part.a_end_s < 63.0 and part.b_end_s < 63.0, part
-
-
-def test_an_hour_long_copy_whose_landmarks_lie_in_its_first_seconds_is_placed_in_a_few_reads(monkeypatch):
-    """An hour's copy (a DJ mix twice) whose agreeing landmarks the join found in its first 20 s only: its peaks
-    were read on 10 s further at a time, each time from the start, some 360 reads of up to 100,000 peaks (9 s);
-    each reach now doubles the last."""
-    rng = np.random.default_rng(0)
-    frame_s = 0.016
-    frames = np.sort(rng.choice(int(3600 / frame_s), 18 * 3600, replace=False)).astype(np.int64)
-    peaks = (frames, rng.integers(0, 256, frames.size).astype(np.int64))
-    reads = []
-
-    def counted(song_peaks, low, high):
-        reads.append((low, high))
-        return verify_peaks_between(song_peaks, low, high)
-
-    monkeypatch.setattr(dedup, "peaks_between", counted)
-    placed = dedup.placed_by_peaks(dedup.Overlap(1, 2, 0.0, 20.0, 0.0, 20.0, shared=50), peaks, peaks, frame_s,
-                                   dedup.DedupSettings())
-    assert placed is not None and placed.a_start_s < 1.0 and placed.a_end_s > 3599.0, placed
-    assert len(reads) <= 12, len(reads)
 
 
 def test_a_song_sharing_a_stretch_with_a_recording_in_several_files_is_listed_once_per_stretch(tmp_path):
