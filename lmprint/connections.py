@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 
-import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
 class HeadDeadlineProtocol(H11Protocol):
     """uvicorn's h11 protocol, with a deadline of `timeout_keep_alive` seconds for each request's head, counted
-    from when the connection opens or waits for its next request (a body still arriving after its answer, as
-    after a 404 to an upload, is read first, as uvicorn reads it)."""
+    from when the connection opens or its last answer is sent. A body still arriving after its answer (an upload
+    answered 404 before it was read) must be in by then too, as nginx's `lingering_time` bounds reading what is
+    thrown away: a client that sent a byte of it and then nothing kept its connection for ever."""
 
     _head_deadline: asyncio.TimerHandle | None = None
 
@@ -36,16 +36,16 @@ class HeadDeadlineProtocol(H11Protocol):
         super().handle_events()
         if self.cycle is not cycle or self.transport.get_protocol() is not self:  # a request began, or a WebSocket
             self._head_arrived()
-        self._await_head()  # the last body ended and the connection waits for the next request
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._await_head()
 
     def _waiting_for_head(self) -> bool:
-        """Whether the connection waits for a request's head: no request running, none of its body arriving."""
+        """Whether the connection waits for a request's head (or the rest of an answered request's body): no
+        request running."""
         return (not self.transport.is_closing() and self.transport.get_protocol() is self
-                and (self.cycle is None or self.cycle.response_complete) and self.conn.their_state is h11.IDLE)
+                and (self.cycle is None or self.cycle.response_complete))
 
     def _await_head(self) -> None:
         """Start the deadline, where the connection waits for a head and it has not started: a head arriving a
