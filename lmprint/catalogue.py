@@ -607,9 +607,10 @@ class Catalogue:
             rows = self._same_file("songs", _SONG_COLUMNS, 1, reference)
         if not rows:  # a title typed in another case ("beach" for "Beach"), where none is titled so exactly
             folded = unicodedata.normalize("NFC", reference).casefold()
-            ids = [song_id for song_id, title in self.read("SELECT id, title FROM songs ORDER BY id")
-                   if not isinstance(title, str) or unicodedata.normalize("NFC", title).casefold() == folded]
-            found = self.songs_by_id(ids)  # a title that is no text is read as damage (`_songs`)
+            with self.snapshot():  # the titles compared are the songs' returned
+                ids = [song_id for song_id, title in self.read("SELECT id, title FROM songs ORDER BY id")
+                       if not isinstance(title, str) or unicodedata.normalize("NFC", title).casefold() == folded]
+                found = self.songs_by_id(ids)  # a title that is no text is read as damage (`_songs`)
             return [found[song_id] for song_id in ids if song_id in found]
         return self._songs(rows)
 
