@@ -260,6 +260,10 @@ def confirmed(overlaps: list[Overlap], song_peaks: SongPeaks, frame_s: float, se
     return kept
 
 
+UNREAD, OUTSIDE_B = -1, 2
+"""`placed_by_peaks`' marks of a peak of song a not yet read, and of one beyond song b's span."""
+
+
 def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], peaks_b: tuple[np.ndarray, np.ndarray],
                     frame_s: float, settings: DedupSettings) -> Overlap | None:
     """The overlap where its songs' stored peaks (frames, bins) say the audio is shared, or None where they do not
@@ -283,13 +287,23 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     stretch = 1.0 + slope  # song b's frames per song a's: b plays that much slower, so its peaks sit as much lower
     reach = settings.place_reach_s / frame_s
     low, high, read = a_start - reach, a_end + reach, -1
+    # per peak of song a, once read: 1 held by song b, 0 not, OUTSIDE_B beyond song b's span (each read once: an
+    # hour's copy whose landmarks lie in its first seconds is read on some 360 times)
+    state = np.full(peaks_a[0].size, UNREAD, np.int8)
     while True:
-        near_a = peaks_between(peaks_a, int(low), int(high))
-        where, held = held_by(played_at(near_a, 1.0 / stretch, a_start, start_offset), peaks_b, 0, bin_reach=1)
+        first, end = np.searchsorted(peaks_a[0], [int(low), int(high)])
+        unread = first + np.flatnonzero(state[first:end] == UNREAD)
+        if unread.size:
+            near_a = (peaks_a[0][unread], peaks_a[1][unread])
+            where, held = held_by(played_at(near_a, 1.0 / stretch, a_start, start_offset), peaks_b, 0, bin_reach=1)
+            state[unread] = OUTSIDE_B
+            state[unread[where]] = held
+        where = np.flatnonzero(state[first:end] != OUTSIDE_B)
+        held = state[first:end][where] == 1
         if held.size == 0:
             return None
         run = best_run(held - settings.min_shared_peaks)
-        frames = near_a[0][where]  # song a's peaks that song b's span covers at the offset
+        frames = peaks_a[0][first:end][where]  # song a's peaks that song b's span covers at the offset
         # a run ending within half the reach of what was read, or at the last peak read (silence lies beyond it),
         # may go on past it: read on to a reach beyond the next peak of song a, while that adds peaks within song b
         earlier = (run[0] == 0 or frames[run[0]] - low < reach / 2) and low > peaks_a[0][0]

@@ -6,6 +6,7 @@ import numpy as np
 
 from bench.audio_io import write
 from landmark import dedup
+from landmark.verify import held_by as verify_held_by
 from tests.conftest import SYNTH_RATE, rendered, run_cli
 
 
@@ -282,6 +283,27 @@ def test_a_stretch_is_read_on_across_a_silence_only_as_far_as_both_songs_share_i
     peaks_b = extract_peaks(np.concatenate([music, np.zeros(5 * rate, np.float32), other]), config, config.index)
     part = dedup.placed_by_peaks(overlap, peaks_a, peaks_b, frame_s, dedup.DedupSettings())
     assert part is not None and part.a_start_s < 0.5 and 59.0 < part.a_end_s < 63.0 and part.b_end_s < 63.0, part
+
+
+def test_an_hour_long_copy_whose_landmarks_lie_in_its_first_seconds_reads_each_peak_once(monkeypatch):
+    """An hour's copy (a DJ mix twice) whose agreeing landmarks the join found in its first 20 s only: its peaks
+    are read on 10 s further at a time, and each step read every peak from the start again, some 360 reads of up
+    to 65,000 peaks (9 s). Each peak is now read once; the stretch is placed as before."""
+    rng = np.random.default_rng(0)
+    frame_s = 0.016
+    frames = np.sort(rng.choice(int(3600 / frame_s), 18 * 3600, replace=False)).astype(np.int64)
+    peaks = (frames, rng.integers(0, 256, frames.size).astype(np.int64))
+    read = []
+
+    def counted(song_peaks, other, shift_frames, bin_reach=0):
+        read.append(song_peaks[0].size)
+        return verify_held_by(song_peaks, other, shift_frames, bin_reach)
+
+    monkeypatch.setattr(dedup, "held_by", counted)
+    placed = dedup.placed_by_peaks(dedup.Overlap(1, 2, 0.0, 20.0, 0.0, 20.0, shared=50), peaks, peaks, frame_s,
+                                   dedup.DedupSettings())
+    assert placed is not None and placed.a_start_s < 1.0 and placed.a_end_s > 3599.0, placed
+    assert sum(read) == frames.size, (len(read), sum(read))
 
 
 def test_a_song_sharing_a_stretch_with_a_recording_in_several_files_is_listed_once_per_stretch(tmp_path):
