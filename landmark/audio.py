@@ -167,12 +167,9 @@ def _wav_bytes_per_s(fmt: bytes) -> int:
     """A WAV `fmt ` chunk's bytes per second of audio: for a format of whole samples (`WAV_CONSTANT_RATE_FORMATS`)
     whose block size is its channels' samples, the sample rate times that; else the average it declares; 0 for a
     chunk too short to say."""
-    if len(fmt) < 12:
-        return 0
-    average = int.from_bytes(fmt[8:12], "little")
-    if len(fmt) < 16:
-        return average
-    tag, channels, rate, _, block, bits = struct.unpack("<HHIIHH", fmt[:16])
+    if len(fmt) < 16:  # a WAVEFORMAT of 14 bytes says its average, and no sample size
+        return int.from_bytes(fmt[8:12], "little") if len(fmt) >= 12 else 0
+    tag, channels, rate, average, block, bits = struct.unpack("<HHIIHH", fmt[:16])
     if tag == WAV_EXTENSIBLE and len(fmt) >= 26:
         tag = int.from_bytes(fmt[24:26], "little")
     consistent = block > 0 and block == channels * -(-bits // 8)

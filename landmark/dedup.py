@@ -291,19 +291,20 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     # hour's copy whose landmarks lie in its first seconds is read on some 360 times)
     state = np.full(peaks_a[0].size, UNREAD, np.int8)
     while True:
-        first, end = np.searchsorted(peaks_a[0], [int(low), int(high)])
-        unread = first + np.flatnonzero(state[first:end] == UNREAD)
+        read_from, read_to = np.searchsorted(peaks_a[0], [int(low), int(high)])  # indices of the peaks read
+        unread = read_from + np.flatnonzero(state[read_from:read_to] == UNREAD)
         if unread.size:
             near_a = (peaks_a[0][unread], peaks_a[1][unread])
-            where, held = held_by(played_at(near_a, 1.0 / stretch, a_start, start_offset), peaks_b, 0, bin_reach=1)
+            inside_b, held_new = held_by(played_at(near_a, 1.0 / stretch, a_start, start_offset), peaks_b, 0,
+                                         bin_reach=1)
             state[unread] = OUTSIDE_B
-            state[unread[where]] = held
-        where = np.flatnonzero(state[first:end] != OUTSIDE_B)
-        held = state[first:end][where] == 1
+            state[unread[inside_b]] = held_new
+        where = np.flatnonzero(state[read_from:read_to] != OUTSIDE_B)
+        held = state[read_from:read_to][where] == 1
         if held.size == 0:
             return None
         run = best_run(held - settings.min_shared_peaks)
-        frames = peaks_a[0][first:end][where]  # song a's peaks that song b's span covers at the offset
+        frames = peaks_a[0][read_from:read_to][where]  # song a's peaks that song b's span covers at the offset
         # a run ending within half the reach of what was read, or at the last peak read (silence lies beyond it),
         # may go on past it: read on to a reach beyond the next peak of song a, while that adds peaks within song b
         earlier = (run[0] == 0 or frames[run[0]] - low < reach / 2) and low > peaks_a[0][0]

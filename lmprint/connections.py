@@ -5,7 +5,8 @@ uvicorn times out a connection that stays idle after a response, but not one tha
 sends its headers a byte at a time: each such connection holds one of the `limit_concurrency` places of its
 process until the client goes, and past them every other client gets 503. A web server's header timeout (nginx's
 `client_header_timeout`, Apache's `RequestReadTimeout header=`) closes them; this is that, for uvicorn's h11
-protocol. The body's own deadline is the application's (`ServeSettings.read_timeout_s`, 408).
+protocol. A body the application reads has the application's deadline (`ServeSettings.read_timeout_s`, 408); the
+rest of one it answered without reading, this one.
 """
 
 from __future__ import annotations
