@@ -1,11 +1,11 @@
 """`bench scale`: how recall, false matches, latency and storage change from 100 to 10,000+ songs.
 
 Distractors are made from the real songs' landmark fingerprints: each distractor takes one real song's
-postings, shuffles its 10 s segments, scales its peaks' times and frequencies by a few percent and shifts them by a
-few bins, the source's distractors each at another of these variants (`DistractorVariant`). Hash
-statistics stay those of real music (unlike uniform random hashes, which would flatter the engine), while no
-distractor lines up with any real clip, nor with another distractor: twins would tie in every vote they lead,
-and so never be named, right or wrong.
+stored peaks, shuffles its 10 s segments, scales their times and frequencies by a few percent and shifts them by a
+few bins, the source's distractors each at another of these variants (`DistractorVariant`), and pairs them as the
+index pairs a song's. Hash statistics stay those of real music (unlike uniform random hashes, which would flatter
+the engine), while no distractor lines up with any real clip, nor with another distractor: twins would tie in every
+vote they lead, and so never be named, right or wrong.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-
-from landmark.arrays import run_starts
 
 from . import corpus as corpus_module
 from . import queries as query_module
@@ -38,17 +36,6 @@ ONE_BY_ONE = 5
 
 STARTUP_RUNS = 3
 """Fresh `lmprint match` processes timed at each size, for the cold start and the query process's memory."""
-
-
-def song_fingerprints(postings) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Every song's (hashes, frames), read back from a posting store."""
-    from landmark.store import all_postings
-
-    hashes, songs, frames = all_postings(postings)
-    order = np.argsort(songs, kind="stable")
-    hashes, songs, frames = hashes[order], songs[order], frames[order]
-    starts = run_starts(songs)
-    return {int(songs[a]): (hashes[a:b], frames[a:b]) for a, b in zip(starts, np.r_[starts[1:], songs.size])}
 
 
 DISTRACTOR_SHIFTS_BINS = (*range(-11, -2), *range(3, 12))
@@ -81,48 +68,38 @@ def distractor_variants(seed: int = 0) -> list[DistractorVariant]:
     return [grid[i] for i in np.random.default_rng(seed).permutation(len(grid))]
 
 
-def distractor(hashes: np.ndarray, frames: np.ndarray, settings, rng: np.random.Generator,
+def distractor(peak_frames: np.ndarray, peak_bins: np.ndarray, settings, rng: np.random.Generator,
                variant: DistractorVariant) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """A new song's fingerprint from a real one: 10 s segments shuffled, then changed as `variant` says. Each end
-    of each pair is moved as a point, time × `time_scale`, frequency × `interval_scale` about the band's middle
-    and then shifted, and the pair hashed again from its two ends, so that a peak several pairs share stays one
-    point (scaling each pair's Δt and Δf apart put one peak at several points, rounded apart); a pair with an
-    end outside the band, or a Δt or Δf outside the hash's range, is dropped. Returns (hashes, anchor frames,
-    peaks), the peaks being those its pairs join, as `add` stores them."""
-    from landmark.hashes import pack, unpack
+    """A new song's fingerprint from a real one's stored peaks: 10 s segments shuffled, then each peak moved as
+    `variant` says (time × `time_scale`, frequency × `interval_scale` about the band's middle, then shifted), and
+    the peaks paired as the index pairs a song's (`FingerprintSettings.index`, its choice of pairs included). A
+    peak moved out of the band is dropped, and peaks moved onto one point are one. Returns (hashes, anchor
+    frames, peaks), as `add` stores them."""
+    from landmark.hashes import pair_peaks
 
     segment = int(SEGMENT_S / settings.frame_s)
+    frames = np.asarray(peak_frames, np.int64)
     pieces = frames // segment
-    order = rng.permutation(int(pieces.max()) + 1)
+    order = rng.permutation(int(pieces.max()) + 1 if frames.size else 1)
     shuffled = order[pieces].astype(np.int64) * segment + frames % segment
-    anchor, delta_bins, delta_frames = unpack(hashes)
     low = int(settings.min_freq_hz * settings.fft_size / settings.sample_rate_hz)
     high = int(settings.max_freq_hz * settings.fft_size / settings.sample_rate_hz)
     middle = (low + high) / 2
-
-    def moved_bins(bins: np.ndarray) -> np.ndarray:
-        return np.round(middle + (bins - middle) * variant.interval_scale).astype(np.int64) + variant.shift_bins
-
-    anchor_frames = np.round(shuffled * variant.time_scale).astype(np.int64)
-    target_frames = np.round((shuffled + delta_frames) * variant.time_scale).astype(np.int64)
-    anchor_bins, target_bins = moved_bins(anchor), moved_bins(anchor + delta_bins)
-    delta_frames, delta_bins = target_frames - anchor_frames, target_bins - anchor_bins
-    kept = ((delta_frames >= settings.min_delta_frames) & (delta_frames <= settings.max_delta_frames)
-            & (np.abs(delta_bins) <= settings.max_delta_bins)
-            & (anchor_bins >= low) & (anchor_bins <= high) & (target_bins >= low) & (target_bins <= high))
-    anchor_frames, anchor_bins = anchor_frames[kept], anchor_bins[kept]
-    target_frames, target_bins = target_frames[kept], target_bins[kept]
-    points = np.unique(np.r_[anchor_frames, target_frames] << 16 | np.r_[anchor_bins, target_bins])
-    peaks = (points >> 16, points & 0xFFFF)
-    hashes = pack(anchor_bins, delta_bins[kept], delta_frames[kept]).astype(np.uint32)
-    return hashes, anchor_frames.astype(np.uint32), peaks
+    bins = (np.round(middle + (np.asarray(peak_bins, np.int64) - middle) * variant.interval_scale).astype(np.int64)
+            + variant.shift_bins)
+    frames = np.round(shuffled * variant.time_scale).astype(np.int64)
+    kept = (bins >= low) & (bins <= high)
+    points = np.unique(frames[kept] << 16 | bins[kept])
+    frames, bins = points >> 16, points & 0xFFFF
+    hashes, anchor_frames = pair_peaks(frames, bins, settings, settings.index)
+    return hashes, anchor_frames, (frames, bins)
 
 
 def distractor_bases(index) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """(hashes, frames, duration in s) of every song in the index, to make distractors from."""
-    lengths_s = {song.id: song.duration_s for song in index.catalogue.songs()}
-    return [(hashes, frames, lengths_s[song_id]) for song_id, (hashes, frames) in
-            song_fingerprints(index.postings).items()]
+    """(peak frames, peak bins, duration in s) of every song in the index, to make distractors from."""
+    songs = list(index.catalogue.songs())
+    peaks = index.peaks.get([song.id for song in songs])
+    return [(*peaks[song.id], song.duration_s) for song in songs if song.id in peaks]
 
 
 def add_distractors(index, bases, size: int, rng: np.random.Generator, show_progress: bool = False) -> float:
@@ -141,12 +118,12 @@ def add_distractors(index, bases, size: int, rng: np.random.Generator, show_prog
                            disable=not show_progress, file=sys.stderr):
         batch = []
         for number in range(first, min(size, end)):
-            base_hashes, base_frames, base_s = bases[number % len(bases)]
+            base_frames, base_bins, base_s = bases[number % len(bases)]
             variant = variants[number // len(bases) % len(variants)]  # twins again past 1,458 a source
-            hashes, frames, peaks = distractor(base_hashes, base_frames, index.fingerprint_settings, rng, variant)
-            # as long as its source's density of postings makes it: the pairs dropped at the band's edges or past
-            # the hash's Δt are no evidence of a sparser song
-            length_s = base_s * variant.time_scale * hashes.size / max(1, base_hashes.size)
+            hashes, frames, peaks = distractor(base_frames, base_bins, index.fingerprint_settings, rng, variant)
+            # as long as its source's density of peaks makes it: the peaks dropped at the band's edges are no
+            # evidence of a sparser song
+            length_s = base_s * variant.time_scale * peaks[0].size / max(1, base_frames.size)
             batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", length_s,
                                          f"distractor-{number}", hashes, frames, *peaks))
         began = time.perf_counter()

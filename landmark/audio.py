@@ -427,6 +427,14 @@ def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
     `sample_rate_hz`, as they decode: for inputs of any length, in bounded memory. Raises AudioError."""
     if isinstance(source, (str, os.PathLike)):
         _check_path(os.fspath(source))
+        if stat.S_ISFIFO(os.stat(source).st_mode):
+            # a named pipe is opened here: FFmpeg's open waits for a writer where Ctrl-C or SIGTERM cannot stop it
+            # (PyAV drops what their handler raises, and FFmpeg reports the interrupted call as a decoding error)
+            with reading_file():
+                pipe = open(source, "rb")  # noqa: SIM115 - closed below
+            with pipe:
+                yield from stream(pipe, sample_rate_hz)
+            return
     elif hasattr(source, "peek") and not source.peek(1):  # a pipe that closed before its first byte
         raise AudioError("empty file")
     bad: list[Exception] = []  # the errors of packets that did not decode

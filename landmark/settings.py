@@ -405,6 +405,10 @@ def _check_types(settings: object) -> None:
         ok = isinstance(value, wanted) and not (isinstance(value, bool) and wanted is not bool)
         if wanted is float and isinstance(value, int) and not isinstance(value, bool):
             ok = True
+        if not ok and wanted is Density:  # a table of its own fields, not a value
+            fields = [f.name for f in dataclasses.fields(Density)]
+            raise SettingsError(f"{item.name} is a table of {', '.join(fields[:-1])} and {fields[-1]}, not {value!r} "
+                                f"(one of them: {item.name}.{fields[1]})")
         if not ok:
             raise SettingsError(f"{item.name} must be {wanted.__name__}, not {value!r}")
         if wanted is float and math.isnan(value):  # compares false with everything: every rule would pass or fail

@@ -539,7 +539,10 @@ class CopyCheck:
         settings, shift = self.settings, weaker.delta_frames - stronger.delta_frames
         if max(lengths) <= settings.copy_max_duration_ratio * min(lengths):  # as long: a copy if it shares most
             peaks = self._peaks[ids[0]]
-            if shared_peaks(peaks, self._peaks[ids[1]], shift) >= settings.copy_min_shared_peaks:
+            # where the votes place them, or from the same start (a transcode, a retag): in music that repeats,
+            # the votes may place two copies at two returns of the clip's passage
+            if any(shared_peaks(peaks, self._peaks[ids[1]], at) >= settings.copy_min_shared_peaks
+                   for at in dict.fromkeys((shift, 0))):
                 return True
             # or played a little faster or slower (a transfer's speed; PAL's 4 % is past these lengths): at the
             # speed their peaks show around the middle of the clip's stretch of the song (a clip may begin before

@@ -474,7 +474,7 @@ def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = Non
         elif outcome.moved_from:
             line = f"moved {_one_line(str(outcome.moved_from))} -> {_one_line(outcome.path)}"
         elif outcome.replaced:
-            line = f"replaced {_one_line(outcome.path)}: it holds other audio than when it was indexed"
+            line = f"replaced {_one_line(outcome.path)}: its content changed since it was indexed"
         elif outcome.warning:
             line = f"lmprint: {outcome.path}: warning: {outcome.warning}"
         if line:
@@ -719,6 +719,9 @@ def prune(ctx, dry_run, force):
                                "removes them all")
         # a song whose file is gone lives on in a copy
         _keep_in_copies(catalogue, plan.stand_ins, plan.copies, dry_run)
+        # a dry run exits as the run would: refused where it cannot write what the run would change
+        refused = (catalogue.read_only_message() if dry_run and catalogue.read_only
+                   and (plan.songs or plan.stand_ins or plan.copies) else None)
     n_removed = remove_songs(ctx.obj["db"], plan.songs, dry_run)
     for folder, songs_kept in plan.kept.items():
         click.echo(_one_line(f"lmprint: {folder} is missing or empty (is the drive mounted?): its "
@@ -735,7 +738,9 @@ def prune(ctx, dry_run, force):
     n_kept = sum(len(songs_kept) for songs_kept in plan.kept.values())
     held = f", {n_kept} more {'would be ' if dry_run else ''}kept (their folder is missing)" if n_kept else ""
     click.echo(f"{songs} gone{moved}{forgotten}{held}{note}", err=True)
-    if plan.kept or (plan.every and not force):  # a dry run exits as the run would (the latter refused above)
+    if refused:
+        click.echo(_one_line(f"lmprint: {refused}"), err=True)
+    if refused or plan.kept or (plan.every and not force):  # a dry run exits as the run would
         raise SystemExit(1)
 
 

@@ -214,7 +214,9 @@ def test_matching_settings_from_options_and_a_file_change_the_answer(built_index
 def test_an_unknown_or_mistyped_setting_gets_one_line(built_index, tmp_path):
     clip = clip_file(tmp_path, 2, 9.0)
     for option, complaint in (("fanout=3", "unknown setting 'fanout'"), ("min_score=high", "min_score must be float"),
-                              ("min_score", "expected NAME=VALUE")):
+                              ("min_score", "expected NAME=VALUE"),
+                              ("query=5", "query is a table of peaks_per_s, fanout, neighbourhood_bins and "
+                                          "neighbourhood_frames, not 5 (one of them: query.fanout)")):
         result = run_cli("match", "--set", option, clip, db=built_index)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and complaint in result.stderr, result.stderr
     (tmp_path / "list.json").write_text("[1, 2]")
@@ -224,7 +226,7 @@ def test_an_unknown_or_mistyped_setting_gets_one_line(built_index, tmp_path):
                               check=True).stdout)["match"] is None
     for arguments, complaint in ((["--settings", tmp_path / "list.json"], "expected a table of settings"),
                                  (["--settings", tmp_path / "flat.toml", "--set", "query.fanout=3"], "not a table"),
-                                 (["--settings", tmp_path / "flat.toml"], "query must be Density"),
+                                 (["--settings", tmp_path / "flat.toml"], "query is a table of"),
                                  (["--settings", tmp_path / "none.toml"],
                                   f"cannot read settings file {tmp_path / 'none.toml'}: no such file or directory")):
         result = run_cli("match", *arguments, clip, db=built_index)
@@ -494,7 +496,7 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     retagged = run_cli("add", music / "song3.mp3", db=db, check=True)
     assert "added 1, skipped 0 (already indexed), failed 0, replaced 1" in retagged.stderr
     assert retagged.stderr.startswith(  # which file, in a line of its own (a download cut short says it so too)
-        f"replaced {music / 'song3.mp3'}: it holds other audio than when it was indexed\n"), retagged.stderr
+        f"replaced {music / 'song3.mp3'}: its content changed since it was indexed\n"), retagged.stderr
     listed = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
     assert [song["title"] for song in listed if song["path"] == str(music / "song3.mp3")] == ["Song Three"]
     assert len(listed) == 3

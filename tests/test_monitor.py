@@ -1061,3 +1061,22 @@ def test_ctrl_c_stops_a_monitor_and_its_workers_in_one_line(built_index, stop):
     said, status = ("interrupted", 130) if stop == "SIGINT" else ("stopped", -signal.SIGTERM)
     assert process.returncode == status and stderr.decode() == f"lmprint: {said} ({segments})\n", stderr.decode()
     assert all_gone(workers, within_s=30)
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_monitor_waiting_for_a_named_pipe_to_be_opened_stops_as_it_is_told(built_index, tmp_path, stop):
+    """A named pipe no writer has opened yet: FFmpeg's open waited for one where a signal's handler could not stop
+    it, and Ctrl-C or SIGTERM ended the monitor with `cannot decode: Interrupted system call`. The pipe is opened
+    in Python now, and the monitor stops as it does during a stream."""
+    import signal
+    import time
+
+    fifo = tmp_path / "radio.ogg"
+    os.mkfifo(fifo)
+    process = subprocess.Popen([sys.executable, "-m", "lmprint", "--db", str(built_index), "monitor", str(fifo)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    time.sleep(3)  # started, and waiting for the pipe's writer
+    os.killpg(process.pid, getattr(signal, stop))
+    _, stderr = process.communicate(timeout=60)
+    said, status = ("interrupted", 130) if stop == "SIGINT" else ("stopped", -signal.SIGTERM)
+    assert process.returncode == status and stderr.decode() == f"lmprint: {said} (0 segments)\n", stderr.decode()

@@ -330,6 +330,29 @@ def test_an_index_in_a_read_only_folder_answers_queries_and_refuses_changes_in_o
         Index(media / "i.db")
 
 
+def test_a_dry_run_of_prune_on_a_read_only_index_exits_as_the_run_would(tmp_path, monkeypatch):
+    """`prune --dry-run` says it exits as the run would: on an index in a read-only folder, with a song whose file
+    is gone, the run is refused in one line and exits 1, where the dry run listed the song and exited 0."""
+    music, media = tmp_path / "music", tmp_path / "media"
+    music.mkdir()
+    media.mkdir()
+    for seed in (1, 2):
+        write(music / f"song{seed}.flac", rendered(seed, 15.0, SYNTH_RATE), SYNTH_RATE)
+    run_cli("add", music, db=media / "i.db", check=True)
+    (music / "song1.flac").unlink()
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (mode != os.W_OK or os.fspath(path) != str(media))
+                        and writable(path, mode, **kw))
+    run = run_cli("prune", db=media / "i.db")
+    assert run.returncode == 1 and "read-only folder" in run.stderr, run.stderr
+    dry = run_cli("prune", "--dry-run", db=media / "i.db")
+    assert dry.returncode == 1, dry.stderr
+    assert f"would remove 1\t{music / 'song1.flac'}" in dry.stdout
+    assert "read-only folder" in dry.stderr.splitlines()[-1], dry.stderr
+    monkeypatch.setattr(os, "access", writable)
+    assert run_cli("prune", "--dry-run", db=media / "i.db").returncode == 0  # writable: the run would go through
+
+
 def test_a_log_file_of_another_user_is_named_with_its_owner(tmp_path, monkeypatch):
     """A -wal or -shm file that another account's reader made is theirs: the refusal says whose, not to chmod it."""
     import pwd

@@ -376,6 +376,33 @@ def test_a_copy_whose_vote_differs_by_chance_does_not_count_against_its_recordin
     assert found is not None and found.song_id in (1, 2), (found, how)
 
 
+def test_files_as_long_are_one_recording_from_the_same_start_wherever_their_votes_place_them():
+    """A song built on a 5 s passage that returns under a changing melody, as two files (the second lossy: a tenth
+    of its peaks lost): a short clip of the passage lines each file up at one of its returns, not always the same,
+    and 5 s apart the files share under half their peaks. So the two were another's rivals, and a new user's clean
+    3 s clips of such a song held three times named nothing for 5 of 20. Files as long are compared from the same
+    start too, where every transcode and retag holds its recording; another song as long still is no copy."""
+    from landmark.verify import CopyCheck, shared_peaks
+    from landmark.vote import Candidate
+
+    song = np.tile(rendered(11, 5.0, RATE), 12) + 0.5 * rendered(12, 60.0, RATE)
+    frames, bins = extract_peaks(song, CONFIG, CONFIG.index)
+    lossy = np.arange(frames.size) % 10 != 3
+    stored = {1: (frames, bins), 2: (frames[lossy], bins[lossy]),
+              3: extract_peaks(rendered(13, 60.0, RATE), CONFIG, CONFIG.index)}
+
+    def song_peaks(ids):
+        return {i: stored[i] for i in ids if i in stored}
+
+    passage = 5 * RATE // CONFIG.hop_size
+    assert shared_peaks(stored[1], stored[2], passage) < MATCHING.copy_min_shared_peaks  # at the next return
+    copies = CopyCheck(song_peaks, lambda ids: {i: 60.0 for i in ids}, MATCHING)
+    assert copies(Candidate(1, 50.0, 1000), Candidate(2, 45.0, 1000 + passage))
+    assert copies(Candidate(2, 50.0, 1000 + 2 * passage), Candidate(1, 45.0, 1000))
+    assert not copies(Candidate(1, 50.0, 1000), Candidate(3, 45.0, 1000))
+    assert not copies(Candidate(1, 50.0, 1000), Candidate(3, 45.0, 1000 + passage))
+
+
 def test_a_file_cut_short_is_a_copy_and_an_extended_mix_or_an_edit_is_not(tmp_path):
     """Files of different lengths are one recording only when one is the other's start: an extended mix holds the
     whole song, later (nearly every peak shared both ways, but not from the same start), and radio edits that skip
