@@ -72,7 +72,7 @@ def distractor(peak_frames: np.ndarray, peak_bins: np.ndarray, settings, rng: np
                variant: DistractorVariant) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """A new song's fingerprint from a real one's stored peaks: 10 s segments shuffled, then each peak moved as
     `variant` says (time × `time_scale`, frequency × `interval_scale` about the band's middle, then shifted), and
-    the peaks paired as the index pairs a song's (`FingerprintSettings.index`, its choice of pairs included). A
+    the peaks paired as the index pairs a song's (`pair_peaks` with `FingerprintSettings.index`). A
     peak moved out of the band is dropped, and peaks moved onto one point are one. Returns (hashes, anchor
     frames, peaks), as `add` stores them."""
     from landmark.hashes import pair_peaks

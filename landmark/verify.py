@@ -539,10 +539,9 @@ class CopyCheck:
         settings, shift = self.settings, weaker.delta_frames - stronger.delta_frames
         if max(lengths) <= settings.copy_max_duration_ratio * min(lengths):  # as long: a copy if it shares most
             peaks = self._peaks[ids[0]]
-            # where the votes place them, or from the same start (a transcode, a retag): in music that repeats,
-            # the votes may place two copies at two returns of the clip's passage
-            if any(shared_peaks(peaks, self._peaks[ids[1]], at) >= settings.copy_min_shared_peaks
-                   for at in dict.fromkeys((shift, 0))):
+            if shared_peaks(peaks, self._peaks[ids[1]], shift) >= settings.copy_min_shared_peaks:
+                return True
+            if shift != 0 and self._same_from_the_start(stronger, *(self._peaks[i] for i in ids)):
                 return True
             # or played a little faster or slower (a transfer's speed; PAL's 4 % is past these lengths): at the
             # speed their peaks show around the middle of the clip's stretch of the song (a clip may begin before
@@ -574,6 +573,21 @@ class CopyCheck:
         return (min(s[0].size for s in stretches) >= COPY_MIN_PEAKS_WHERE_CLIP_PLAYS
                 and shared_peaks(stretches[0], stretches[1], shift) >= settings.copy_min_shared_peaks
                 and shared_peaks(stretches[1], stretches[0], -shift) >= settings.copy_min_shared_peaks)
+
+
+    def _same_from_the_start(self, stronger: Candidate, peaks: tuple[np.ndarray, np.ndarray],
+                             other: tuple[np.ndarray, np.ndarray]) -> bool:
+        """Whether two files as long hold one recording from the same start (a transcode, a retag) where the votes
+        put them apart: in music whose passages return, a short clip's vote may place two copies at two returns of
+        its passage. They must share most peaks over the whole and, both ways, over the stretch the clip plays in
+        the stronger one: a version that shares the rest but ends otherwise is no copy for a clip of the ending."""
+        if self.clip_frames <= 0 or shared_peaks(peaks, other, 0) < self.settings.copy_min_shared_peaks:
+            return False
+        first, end = stronger.delta_frames - 1, stronger.delta_frames + self.clip_frames + 1
+        here, there = peaks_between(peaks, first, end), peaks_between(other, first, end)
+        return (min(here[0].size, there[0].size) >= COPY_MIN_PEAKS_WHERE_CLIP_PLAYS
+                and shared_peaks(here, there, 0) >= self.settings.copy_min_shared_peaks
+                and shared_peaks(there, here, 0) >= self.settings.copy_min_shared_peaks)
 
 
 def peaks_between(peaks: tuple[np.ndarray, np.ndarray], first_frame: int, end_frame: int

@@ -720,7 +720,7 @@ def prune(ctx, dry_run, force):
         # a song whose file is gone lives on in a copy
         _keep_in_copies(catalogue, plan.stand_ins, plan.copies, dry_run)
         # a dry run exits as the run would: refused where it cannot write what the run would change
-        refused = (catalogue.read_only_message() if dry_run and catalogue.read_only
+        refused = (catalogue.read_only_message() if dry_run and catalogue.read_only and (force or not plan.every)
                    and (plan.songs or plan.stand_ins or plan.copies) else None)
     n_removed = remove_songs(ctx.obj["db"], plan.songs, dry_run)
     for folder, songs_kept in plan.kept.items():

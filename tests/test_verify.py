@@ -381,7 +381,9 @@ def test_files_as_long_are_one_recording_from_the_same_start_wherever_their_vote
     of its peaks lost): a short clip of the passage lines each file up at one of its returns, not always the same,
     and 5 s apart the files share under half their peaks. So the two were another's rivals, and a new user's clean
     3 s clips of such a song held three times named nothing for 5 of 20. Files as long are compared from the same
-    start too, where every transcode and retag holds its recording; another song as long still is no copy."""
+    start too, where every transcode and retag holds its recording, over the whole and where the clip plays;
+    another song as long is no copy, nor a version that shares the rest but ends otherwise, for a clip of the
+    ending."""
     from landmark.verify import CopyCheck, shared_peaks
     from landmark.vote import Candidate
 
@@ -394,13 +396,21 @@ def test_files_as_long_are_one_recording_from_the_same_start_wherever_their_vote
     def song_peaks(ids):
         return {i: stored[i] for i in ids if i in stored}
 
-    passage = 5 * RATE // CONFIG.hop_size
+    passage, clip = 5 * RATE // CONFIG.hop_size, 3 * RATE // CONFIG.hop_size
     assert shared_peaks(stored[1], stored[2], passage) < MATCHING.copy_min_shared_peaks  # at the next return
-    copies = CopyCheck(song_peaks, lambda ids: {i: 60.0 for i in ids}, MATCHING)
+    copies = CopyCheck(song_peaks, lambda ids: {i: 60.0 for i in ids}, MATCHING, clip_frames=clip)
     assert copies(Candidate(1, 50.0, 1000), Candidate(2, 45.0, 1000 + passage))
     assert copies(Candidate(2, 50.0, 1000 + 2 * passage), Candidate(1, 45.0, 1000))
     assert not copies(Candidate(1, 50.0, 1000), Candidate(3, 45.0, 1000))
     assert not copies(Candidate(1, 50.0, 1000), Candidate(3, 45.0, 1000 + passage))
+    # the song's first 45 s with another ending: two thirds of their peaks shared from the same start, none where
+    # a clip of the song's ending plays
+    edit = np.r_[song[:45 * RATE], rendered(14, 15.0, RATE)]
+    stored[4] = extract_peaks(edit, CONFIG, CONFIG.index)
+    assert shared_peaks(stored[1], stored[4], 0) >= MATCHING.copy_min_shared_peaks
+    ending = 50 * RATE // CONFIG.hop_size
+    assert not copies(Candidate(1, 50.0, ending), Candidate(4, 45.0, ending - passage))
+    assert copies(Candidate(1, 50.0, 1000), Candidate(4, 45.0, 1000 + passage))  # where the two are one
 
 
 def test_a_file_cut_short_is_a_copy_and_an_extended_mix_or_an_edit_is_not(tmp_path):
