@@ -408,7 +408,7 @@ def _check_types(settings: object) -> None:
         if not ok and wanted is Density:  # a table of its own fields, not a value
             fields = [f.name for f in dataclasses.fields(Density)]
             raise SettingsError(f"{item.name} is a table of {', '.join(fields[:-1])} and {fields[-1]}, not {value!r} "
-                                f"(one of them: {item.name}.{fields[1]})")
+                                f"(one of them: {item.name}.fanout)")
         if not ok:
             raise SettingsError(f"{item.name} must be {wanted.__name__}, not {value!r}")
         if wanted is float and math.isnan(value):  # compares false with everything: every rule would pass or fail

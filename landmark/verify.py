@@ -22,7 +22,7 @@ clips, at the same number of wrong candidates verified.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -541,7 +541,13 @@ class CopyCheck:
             peaks = self._peaks[ids[0]]
             if shared_peaks(peaks, self._peaks[ids[1]], shift) >= settings.copy_min_shared_peaks:
                 return True
-            if shift != 0 and self._same_from_the_start(stronger, *(self._peaks[i] for i in ids)):
+            # or from the same start (a transcode, a retag) where the votes put them apart: in music whose passages
+            # return, a short clip's vote may place two copies at two returns of its passage. Then over the whole and
+            # where the clip plays in the stronger one: a version that shares the rest but ends otherwise is no copy
+            # for a clip of the ending
+            if (shift != 0 and self.clip_frames > 0
+                    and shared_peaks(peaks, self._peaks[ids[1]], 0) >= settings.copy_min_shared_peaks
+                    and self._alike_where_clip_plays(stronger, replace(weaker, delta_frames=stronger.delta_frames))):
                 return True
             # or played a little faster or slower (a transfer's speed; PAL's 4 % is past these lengths): at the
             # speed their peaks show around the middle of the clip's stretch of the song (a clip may begin before
@@ -566,28 +572,18 @@ class CopyCheck:
             return True
         if self.clip_frames <= 0 or not where_clip_plays:
             return False
-        # where the clip plays, the same audio: each holds most of the other's peaks over that stretch, as copies
-        # do (an edit's frames fall between the song's, and its peaks are picked anew: 0.75-0.9 of them shared)
-        stretches = [peaks_between(self._peaks[i], c.delta_frames - 1, c.delta_frames + self.clip_frames + 1)
-                     for i, c in zip(ids, (stronger, weaker))]
+        return self._alike_where_clip_plays(stronger, weaker)
+
+    def _alike_where_clip_plays(self, stronger: Candidate, weaker: Candidate) -> bool:
+        """Whether the two hold the same audio where the clip plays, at their Δt: each holds most of the other's
+        peaks over that stretch, as copies do (an edit's frames fall between the song's, and its peaks are picked
+        anew: 0.75-0.9 of them shared)."""
+        shift, minimum = weaker.delta_frames - stronger.delta_frames, self.settings.copy_min_shared_peaks
+        stretches = [peaks_between(self._peaks[c.song_id], c.delta_frames - 1, c.delta_frames + self.clip_frames + 1)
+                     for c in (stronger, weaker)]
         return (min(s[0].size for s in stretches) >= COPY_MIN_PEAKS_WHERE_CLIP_PLAYS
-                and shared_peaks(stretches[0], stretches[1], shift) >= settings.copy_min_shared_peaks
-                and shared_peaks(stretches[1], stretches[0], -shift) >= settings.copy_min_shared_peaks)
-
-
-    def _same_from_the_start(self, stronger: Candidate, peaks: tuple[np.ndarray, np.ndarray],
-                             other: tuple[np.ndarray, np.ndarray]) -> bool:
-        """Whether two files as long hold one recording from the same start (a transcode, a retag) where the votes
-        put them apart: in music whose passages return, a short clip's vote may place two copies at two returns of
-        its passage. They must share most peaks over the whole and, both ways, over the stretch the clip plays in
-        the stronger one: a version that shares the rest but ends otherwise is no copy for a clip of the ending."""
-        if self.clip_frames <= 0 or shared_peaks(peaks, other, 0) < self.settings.copy_min_shared_peaks:
-            return False
-        first, end = stronger.delta_frames - 1, stronger.delta_frames + self.clip_frames + 1
-        here, there = peaks_between(peaks, first, end), peaks_between(other, first, end)
-        return (min(here[0].size, there[0].size) >= COPY_MIN_PEAKS_WHERE_CLIP_PLAYS
-                and shared_peaks(here, there, 0) >= self.settings.copy_min_shared_peaks
-                and shared_peaks(there, here, 0) >= self.settings.copy_min_shared_peaks)
+                and shared_peaks(stretches[0], stretches[1], shift) >= minimum
+                and shared_peaks(stretches[1], stretches[0], -shift) >= minimum)
 
 
 def peaks_between(peaks: tuple[np.ndarray, np.ndarray], first_frame: int, end_frame: int
