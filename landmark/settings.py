@@ -214,16 +214,18 @@ class MatchSettings:
 
     # --- verification ---------------------------------------------------------------------------------------
     verify_candidates: int = 80
-    """When the vote finds no match, the best this many songs by vote are checked peak by peak
+    """When the vote finds no match, up to this many of the best songs by vote are checked peak by peak
     (`landmark.verify`): single peaks survive noise and rooms far more often than pairs. Under noise a large
-    library's chance leaders outvote a song's weak evidence, pushing it down the ranking (21st to 126th at 100,000
-    songs); a candidate costs about 0.25 ms. Chosen by measurement (docs/tuning.md). 0: the vote alone decides,
-    and no peak is read: no confirmation, no verification, no warped search and no measured warp."""
+    library's chance leaders outvote a song's weak evidence, pushing it down the ranking (21st to 200th at 100,000
+    songs); a candidate costs about 0.15–0.25 ms, paid in full by clips that name nothing. Chosen by measurement
+    (docs/tuning.md): 320 names a few more noisy clips at 100,000 songs for 1.4× the time of such clips. 0: the vote
+    alone decides, and no peak is read: no confirmation, no verification, no warped search and no measured warp."""
 
     verify_first_candidates: int = 20
-    """Of those, the best this many by vote decide first, and the rest are weighed only when these single out no
-    song: every candidate more raises chance's best agreement, and so the lead a song needs, so a song near the
-    top of the vote keeps the decision it had."""
+    """Of those, the best this many by vote decide first, and each tier four times deeper (80, then 320 where
+    `verify_candidates` allows) is weighed only when the ones before single out no song (`verify.tiers`): every
+    candidate more raises chance's best agreement, and so the lead a song needs, so a song near the top of the vote
+    keeps the decision it had."""
 
     verify_other_offsets: int = 4
     """Verification also reads each candidate at up to this many next-best Δt windows of its vote, keeping the

@@ -305,22 +305,39 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
       two kinds of evidence, pairs and single peaks, name the same song;
     - **alone**: any candidate agrees with z ≥ `min_agreement_z` and leads by `min_agreement_lead`.
 
-    The first `verify_first_candidates` decide first, alone; only when they single out nothing are all of them
-    weighed: each candidate more raises chance's best agreement, and so the lead a song needs, so a song among the
-    vote's best keeps the decision it had. The candidate returned carries the Δt that agreed best, with how it
-    passed ("confirmed" or "verified"). `song_peaks`
-    reads songs' stored peaks. With `same_recording` (`CopyCheck.same_recording`), a copy of a song's recording,
-    whatever the two copies' votes, does not count against its lead.
+    They are read in tiers (`tiers`): the first `verify_first_candidates` decide first, alone, and each tier
+    `TIER_GROWTH` times deeper is weighed only when the one before singles out nothing: each candidate more raises
+    chance's best agreement, and so the lead a song needs, so a song among the vote's best keeps the decision it
+    had. The candidate returned carries the Δt that agreed best, with how it passed ("confirmed" or "verified").
+    `song_peaks` reads songs' stored peaks. With `same_recording` (`CopyCheck.same_recording`), a copy of a song's
+    recording, whatever the two copies' votes, does not count against its lead.
     """
     candidates = candidates[:settings.verify_candidates]
-    first = candidates[:settings.verify_first_candidates]
-    agreed = agreements(first, clip, song_peaks, settings)
-    if len(first) < len(candidates):  # the vote's best first; the rest read only if they decide nothing
-        found, how = _single_out(first, agreed, settings, same_recording)
+    agreed: list[tuple[float, Candidate]] = []
+    read = 0
+    for depth in tiers(len(candidates), settings.verify_first_candidates):
+        agreed += agreements(candidates[read:depth], clip, song_peaks, settings)
+        read = depth
+        found, how = _single_out(candidates[:depth], agreed, settings, same_recording)
         if found is not None:
-            return found, how
-        agreed += agreements(candidates[len(first):], clip, song_peaks, settings)
-    return _single_out(candidates, agreed, settings, same_recording)
+            break
+    return found, how
+
+
+TIER_GROWTH = 4
+"""Each tier of verification reads this many times the candidates of the one before: 20, then 80 (where a
+larger library's chance leaders push a noisy clip's song), then 320 where `verify_candidates` allows."""
+
+
+def tiers(count: int, first: int) -> list[int]:
+    """How deep each tier of verification reads, of `count` candidates: `first`, × `TIER_GROWTH` each tier, and
+    `count` last (`count` alone where `first` is 0 or not below it)."""
+    depths = []
+    depth = first
+    while 0 < depth < count:
+        depths.append(depth)
+        depth *= TIER_GROWTH
+    return [*depths, count]
 
 
 def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate]], settings: MatchSettings,

@@ -328,6 +328,32 @@ def test_a_decision_among_the_vote_s_best_stands_whatever_deeper_candidates_agre
     assert _decide(monkeypatch, MatchSettings(verify_first_candidates=80), scores, agreeing) is None
 
 
+def test_each_deeper_tier_is_read_only_when_the_ones_before_single_out_nothing(monkeypatch):
+    """With `verify_candidates` 320 the tiers are 20, 80 and 320: the vote's 200th is found when the first 80 single
+    out nothing; a decision at 80 stands whatever a chance agreement deeper down shows, and nothing deeper is read."""
+    from landmark.verify import tiers
+
+    class Read(dict):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.songs: set[int] = set()  # those whose agreement was read
+
+        def __getitem__(self, song):
+            self.songs.add(song)
+            return super().__getitem__(song)
+
+    assert tiers(320, 20) == [20, 80, 320] and tiers(80, 20) == [20, 80] and tiers(10, 20) == [10]
+    scores = tuple(300.0 - 0.5 * rank for rank in range(330))
+    deep = MatchSettings(verify_candidates=320)
+    agreeing = Read({song: 1.0 for song in range(1, 331)} | {200: 9.0})
+    assert _decide(monkeypatch, MatchSettings(), scores, agreeing) is None and max(agreeing.songs) == 80
+    assert _decide(monkeypatch, deep, scores, agreeing) == 200 and max(agreeing.songs) == 320
+    agreeing = Read(agreeing | {61: 7.0, 200: 5.5})
+    assert _decide(monkeypatch, deep, scores, agreeing) == 61 and max(agreeing.songs) == 80
+    assert _decide(monkeypatch, MatchSettings(verify_candidates=320, verify_first_candidates=320), scores,
+                   agreeing) is None  # weighed all at once, the deeper chance agreement takes its lead away
+
+
 def test_a_copy_whose_vote_differs_by_chance_does_not_count_against_its_recording():
     """Two files of one recording: under noise their votes differ by chance (here 30 against 10), while their
     peaks agree with the clip alike. Verification judges them copies by their peaks, not their votes, and names
