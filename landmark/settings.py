@@ -218,12 +218,14 @@ class MatchSettings:
     (`landmark.verify`): single peaks survive noise and rooms far more often than pairs. Under noise a large
     library's chance leaders outvote a song's weak evidence, pushing it down the ranking (21st to 200th at 100,000
     songs); a candidate costs about 0.15–0.25 ms, paid in full by clips that name nothing. Chosen by measurement
-    (docs/tuning.md): 320 names a few more noisy clips at 100,000 songs for 1.4× the time of such clips. 0: the vote
-    alone decides, and no peak is read: no confirmation, no verification, no warped search and no measured warp."""
+    (docs/tuning.md): 320 names a few more noisy clips at 100,000 songs, for 1.2–1.4× the time of clips that name
+    nothing; the confidence is calibrated for 80 (refit it with `bench calibrate`: with 320 it understates the
+    false-match probability about 1.4× at z 6). 0: the vote alone decides, and no peak is read: no confirmation,
+    no verification, no warped search and no measured warp."""
 
     verify_first_candidates: int = 20
-    """Of those, the best this many by vote decide first, and each tier four times deeper (80, then 320 where
-    `verify_candidates` allows) is weighed only when the ones before single out no song (`verify.tiers`): every
+    """Of those, the best this many by vote decide first, and each tier four times deeper (`verify.TIER_GROWTH`: 80,
+    then 320 where `verify_candidates` allows) is weighed only when the ones before single out no song: every
     candidate more raises chance's best agreement, and so the lead a song needs, so a song near the top of the vote
     keeps the decision it had."""
 

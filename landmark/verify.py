@@ -293,6 +293,22 @@ def agreements(candidates: list[Candidate], clip: ProminenceMap, song_peaks: Son
     return [(float(z), Candidate(c.song_id, c.score, int(delta))) for z, delta, c in zip(zs, deltas, held)]
 
 
+TIER_GROWTH = 4
+"""Each tier of verification reads this many times the candidates of the one before: 20, then 80 (where a
+larger library's chance leaders push a noisy clip's song), then 320 where `verify_candidates` allows."""
+
+
+def tiers(count: int, first: int) -> list[int]:
+    """How deep each tier of verification reads, of `count` candidates: `first`, × `TIER_GROWTH` each tier, and
+    `count` last (`count` alone where `first` is 0 or not below it)."""
+    depths = []
+    depth = first
+    while 0 < depth < count:
+        depths.append(depth)
+        depth *= TIER_GROWTH
+    return [*depths, count]
+
+
 def verify(candidates: list[Candidate], clip: ProminenceMap,
            song_peaks: SongPeaks, settings: MatchSettings,
            same_recording: SameRecording | None = None) -> tuple[Candidate | None, str]:
@@ -306,7 +322,7 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
     - **alone**: any candidate agrees with z ≥ `min_agreement_z` and leads by `min_agreement_lead`.
 
     They are read in tiers (`tiers`): the first `verify_first_candidates` decide first, alone, and each tier
-    `TIER_GROWTH` times deeper is weighed only when the one before singles out nothing: each candidate more raises
+    `TIER_GROWTH` times deeper is weighed only when the ones before single out nothing: each candidate more raises
     chance's best agreement, and so the lead a song needs, so a song among the vote's best keeps the decision it
     had. The candidate returned carries the Δt that agreed best, with how it passed ("confirmed" or "verified").
     `song_peaks` reads songs' stored peaks. With `same_recording` (`CopyCheck.same_recording`), a copy of a song's
@@ -322,22 +338,6 @@ def verify(candidates: list[Candidate], clip: ProminenceMap,
         if found is not None:
             break
     return found, how
-
-
-TIER_GROWTH = 4
-"""Each tier of verification reads this many times the candidates of the one before: 20, then 80 (where a
-larger library's chance leaders push a noisy clip's song), then 320 where `verify_candidates` allows."""
-
-
-def tiers(count: int, first: int) -> list[int]:
-    """How deep each tier of verification reads, of `count` candidates: `first`, × `TIER_GROWTH` each tier, and
-    `count` last (`count` alone where `first` is 0 or not below it)."""
-    depths = []
-    depth = first
-    while 0 < depth < count:
-        depths.append(depth)
-        depth *= TIER_GROWTH
-    return [*depths, count]
 
 
 def _single_out(candidates: list[Candidate], agreed: list[tuple[float, Candidate]], settings: MatchSettings,

@@ -254,7 +254,7 @@ class Alignments:
         weight (the earliest on a tie), each more than twice the tolerance from its best Δt and from each other (a
         window's neighbours share its votes). Taken greedily, one round for all the songs at once: a round takes
         each song's heaviest window still clear of those it has. A song can have thousands of bins, and a query
-        asks this of up to 80 songs, so the rounds run over all their bins together."""
+        asks this of its candidates (80 by default), so the rounds run over all their bins together."""
         if chosen.size == 0:
             return []
         firsts, best = self._song_bins
