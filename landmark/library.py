@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -320,8 +321,9 @@ class Index:
             decision.z = None if decision.best is None else agreement_at(decision.best, clip, song_peaks, matching)
         best, z = decision.best, decision.z
         if query.index_peaks is not None and (best is None or (z is not None and z < matching.min_agreement_z)):
-            warped = warp.identify(*query.index_peaks, clip, self._vote, song_peaks, is_copy,
-                                   self.fingerprint_settings, matching, max(2, matching.warp_candidates))
+            lookup = functools.partial(self._vote, max_postings=matching.warp_max_postings_read)
+            warped = warp.identify(*query.index_peaks, clip, lookup, song_peaks, is_copy, self.fingerprint_settings,
+                                   matching, max(2, matching.warp_candidates))
             if warped.best is not None and warped.z is not None and (
                     best is None or z is None or warped.z >= z + (
                         0.0 if warped.best.song_id == best.song_id else matching.min_agreement_lead)):
@@ -475,11 +477,13 @@ class Index:
         return self._vote(vote.QueryHashes.of(query.hashes, query.anchor_frames, tolerance_frames,
                                               query.pair_kind, query.target_rank))[1]
 
-    def _vote(self, query_hashes: vote.QueryHashes) -> tuple[vote.Votes, vote.Alignments]:
-        """The votes of a query's hashes and their sums per song and Δt: those of its keys that a budget reads,
-        the likeliest evidence per posting first (`landmark.plan`)."""
+    def _vote(self, query_hashes: vote.QueryHashes, max_postings: int | None = None
+              ) -> tuple[vote.Votes, vote.Alignments]:
+        """The votes of a query's hashes and their sums per song and Δt: those of its keys that a budget
+        (`max_postings`, else `max_postings_read`) reads, the likeliest evidence per posting first
+        (`landmark.plan`)."""
         found = self.postings.lookup(query_hashes.distinct, query_hashes.key_likelihood(),
-                                     self.matching.max_postings_read)
+                                     self.matching.max_postings_read if max_postings is None else max_postings)
         return vote.align(query_hashes, found.key_index, found.song_ids, found.frames, self.postings.song_count(),
                           self.matching)
 

@@ -299,6 +299,12 @@ class MatchSettings:
     runner-up): each costs a warp estimate and refinement, some six times what a candidate of the search as
     recorded costs."""
 
+    warp_max_postings_read: int = 100_000
+    """The warped search reads at most this many postings, as `max_postings_read` bounds the search as recorded
+    (0: no limit). Its query asks about half the keys, and only clips that the search as recorded did not name
+    pay for it: in a large library with noisy queries, budget moved from it to the search as recorded names more
+    (docs/tuning.md, 2026-12-07)."""
+
     warp_fanout: int = 2
     """Pairs per anchor of the clip's index-density peaks that the warped search hashes again at each factor."""
 
@@ -364,8 +370,8 @@ class MatchSettings:
 
 COUNTS_AND_REACHES = ("query_delta_tolerance_frames", "query_retry_tolerance_frames", "max_postings_read",
                       "vote_tolerance_frames", "max_votes", "verify_candidates", "verify_first_candidates",
-                      "verify_other_offsets", "verify_shift_frames", "warp_candidates", "follow_reach_s",
-                      "heard_pause_s", "copy_cut_max_unshared_peaks")
+                      "verify_other_offsets", "verify_shift_frames", "warp_candidates", "warp_max_postings_read",
+                      "follow_reach_s", "heard_pause_s", "copy_cut_max_unshared_peaks")
 """Matching settings that count something or reach some frames or seconds either way: never below 0 (a negative
 tolerance would borrow across the fields of a packed vote key)."""
 

@@ -180,6 +180,36 @@ def test_a_query_on_a_budget_still_names_the_song_and_reads_a_fraction_of_the_po
     assert match.song.path == song.path and match.offset_s == pytest.approx(11.0, abs=0.1)
 
 
+def test_the_warped_search_reads_within_its_own_budget(built_index, monkeypatch):
+    """A clip played faster names nothing as recorded and is searched warped: each search's lookup is bounded by
+    its own budget (`max_postings_read`, `warp_max_postings_read`), and the song is found."""
+    from bench import queries
+    from landmark.store import SQLitePostingStore
+
+    budgets = []
+    plain_lookup = SQLitePostingStore.lookup
+
+    def counting_lookup(self, keys, priority=None, max_postings=0):
+        found = plain_lookup(self, keys, priority, max_postings)
+        budgets.append((max_postings, found.song_ids.size))
+        return found
+
+    monkeypatch.setattr(SQLitePostingStore, "lookup", counting_lookup)
+    song = Index(built_index).catalogue.songs()[2]
+    clip = queries.change_speed(audio.load(song.path, 8000)[8000 * 11:8000 * 17], 1.05)
+
+    def warped_read(warp_budget: int) -> int:
+        budgets.clear()
+        matching = MatchSettings(max_postings_read=50_000, warp_max_postings_read=warp_budget)
+        match = Index(built_index, matching=matching).match_samples(clip)
+        assert [budget for budget, _ in budgets] == [50_000, warp_budget]
+        assert match.song.path == song.path and match.speed == pytest.approx(1.05, abs=0.005)
+        return budgets[1][1]
+
+    asked = warped_read(0)  # no limit: every posting the warped search asks for
+    assert warped_read(asked // 4) <= 2 * (asked // 4) < asked
+
+
 def test_a_query_pair_is_likelier_an_indexed_pair_the_more_of_it_the_index_density_holds(index):
     """The query tells each pair's kind: made by the index's own density from the clip, or holding 2, 1 or 0 of
     the clip's peaks at index density; and its target's rank. The plan reads them in that order, on the grounds
