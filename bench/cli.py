@@ -248,12 +248,26 @@ def as_user(corpus, out, noise_dir, rir_dir, seed, limit, full, jobs, clip_forma
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use only this many real songs.")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
-def scale(corpus, out, sizes, noise_dir, seed, limit, jobs):
+@click.option("--matching", default=None, help='Matching settings the queries use, as JSON, e.g. '
+              '\'{"max_postings_read": 200000}\' (see landmark/settings.py, MatchSettings).')
+def scale(corpus, out, sizes, noise_dir, seed, limit, jobs, matching):
     """Landmark recall, false matches, latency and storage as distractor songs are added."""
+    import json
+
+    from landmark.settings import MatchSettings
+    from lmprint.errors import SettingsError
+
     from .scale import markdown
     from .scale import scale as run_scale
 
-    result = run_scale(corpus, sizes, noise_dir, seed=seed, limit=limit, jobs=jobs)
+    try:
+        values = json.loads(matching) if matching else {}
+        if not isinstance(values, dict):
+            raise ValueError("expected a JSON object")
+        MatchSettings().with_values(values)
+    except (ValueError, SettingsError) as error:
+        raise click.BadParameter(str(error), param_hint="--matching") from None
+    result = run_scale(corpus, sizes, noise_dir, seed=seed, limit=limit, jobs=jobs, matching=values)
     write_report(out, "scale", result, markdown)
 
 

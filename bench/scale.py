@@ -133,10 +133,15 @@ def add_distractors(index, bases, size: int, rng: np.random.Generator, show_prog
 
 
 def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, limit: int | None = None,
-          jobs: int = 2, workdir: str | None = None, show_progress: bool = True) -> dict:
+          jobs: int = 2, workdir: str | None = None, show_progress: bool = True, matching: dict | None = None
+          ) -> dict:
+    """The table of `bench scale` (docs/bench.md); `matching`: matching settings the queries use instead of the
+    defaults (`MatchSettings.with_values`)."""
     import soxr
 
-    from landmark import Index
+    from landmark import Index, MatchSettings
+
+    match_settings = MatchSettings().with_values(matching or {})
 
     from .audio_io import write
     from .startup import measure
@@ -165,7 +170,7 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
             index.catalogue.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             songs = index.catalogue.song_count()
             stats = index.stats()  # the file and its segments
-            cold = measure(db, cold_clip, runs=STARTUP_RUNS)
+            cold = measure(db, cold_clip, runs=STARTUP_RUNS, settings=matching)
             last = number == len(sizes) - 1
             at_size.append(db if last else snapshot(db, os.path.join(tmp, f"at-{songs}")))
             rows.append({"songs": songs,
@@ -180,7 +185,7 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                          "hashes_per_row": stats.get("hashes_per_row")})
             print(rows[-1], file=sys.stderr, flush=True)
         index.close()  # then every size's clips, the sizes taking turns
-        for row, outcomes in zip(rows, interleaved(at_size, queries, clips)):
+        for row, outcomes in zip(rows, interleaved(at_size, queries, clips, match_settings)):
             figures = summarise(outcomes)
             # a clip of a song the index holds stops at its match; one of a held-out song searches on, warped
             # too: the two medians, the overall one falling between them
@@ -190,7 +195,8 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
                         "query_ms_p50": figures["query_ms_p50"], "query_ms_p95": figures["query_ms_p95"],
                         "query_ms_p50_indexed": _median_ms([1000 * o.seconds for o in outcomes if o.indexed]),
                         "query_ms_p50_held_out": _median_ms([1000 * o.seconds for o in outcomes if not o.indexed])})
-    return {"corpus": os.path.abspath(corpus), "seed": seed, "method": "landmark", "rows": rows}
+    return {"corpus": os.path.abspath(corpus), "seed": seed, "method": "landmark", "matching": matching or {},
+            "rows": rows}
 
 
 def snapshot(db: str, folder: str) -> str:
@@ -205,14 +211,15 @@ def snapshot(db: str, folder: str) -> str:
     return copy
 
 
-def interleaved(index_paths: list[str], queries: list, clips: list[np.ndarray]) -> list[list[Outcome]]:
+def interleaved(index_paths: list[str], queries: list, clips: list[np.ndarray], matching=None
+                ) -> list[list[Outcome]]:
     """Every clip matched against every index, timed, the indexes taking turns clip by clip (each first in turn):
     the sizes' latencies are measured over the same minutes, so a machine that slows down or speeds up during a
     run moves them together and their ratio holds (measured one size after another, one run's ratio moved by
     more than 1.6×)."""
     from landmark import Index
 
-    indexes = [Index(path) for path in index_paths]
+    indexes = [Index(path, matching=matching) for path in index_paths]
     outcomes: list[list[Outcome]] = [[] for _ in indexes]
     try:
         for number, (query, samples) in enumerate(zip(queries, clips)):

@@ -26,8 +26,9 @@ _PROBE = ("import sys, runpy; sys.argv = ['lmprint'] + sys.argv[1:]; "
           "print('PEAK_KB ' + peak, file=sys.stderr)\nsys.exit(code)")
 
 
-def measure(db: str, clip: str, runs: int = 7) -> dict:
-    """Median and spread of `lmprint --db DB match CLIP` in fresh interpreters, plus its answer."""
+def measure(db: str, clip: str, runs: int = 7, settings: dict | None = None) -> dict:
+    """Median and spread of `lmprint --db DB match CLIP` in fresh interpreters, plus its answer; `settings`:
+    matching settings that differ from the defaults, passed as `--set NAME=VALUE`."""
     times: list[float] = []
     answer: dict = {}
     imported = ""
@@ -37,7 +38,8 @@ def measure(db: str, clip: str, runs: int = 7) -> dict:
     environment = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
     for _ in range(runs):
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", _PROBE, "--db", db, "match", "--json", clip],
+        done = subprocess.run([sys.executable, "-c", _PROBE, "--db", db, "match", "--json", *set_options(settings),
+                               clip],
                               capture_output=True, text=True, env=environment)
         times.append(time.perf_counter() - started)
         if done.returncode != 0:  # lmprint's first line (why; a count of failures follows), not the probe's
@@ -51,3 +53,13 @@ def measure(db: str, clip: str, runs: int = 7) -> dict:
             "wall_s_min": round(min(times), 3), "wall_s_max": round(max(times), 3),
             "heavy_modules_imported": imported or "none", "peak_rss_mb": round(max(peaks_kb, default=0) / 1024, 1),
             "answer": answer["match"]}
+
+
+def set_options(settings: dict | None) -> list[str]:
+    """`--set NAME=VALUE` for each setting, a table's fields as `NAME.FIELD=VALUE` (`lmprint match --set`)."""
+    options: list[str] = []
+    for name, value in (settings or {}).items():
+        pairs = value.items() if isinstance(value, dict) else [(None, value)]
+        options += [option for field, item in pairs
+                    for option in ("--set", f"{name}.{field}={item}" if field else f"{name}={item}")]
+    return options

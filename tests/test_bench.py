@@ -259,7 +259,9 @@ def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path)
     music.mkdir()
     for seed in range(8):
         write(music / f"g{seed}.flac", rendered(seed + 90, 20.0, SYNTH_RATE), SYNTH_RATE)
-    result = scale(str(music), [5, 230], None, workdir=str(tmp_path), show_progress=False)  # 3 distractor batches
+    result = scale(str(music), [5, 230], None, workdir=str(tmp_path), show_progress=False,  # 3 distractor batches
+                   matching={"max_postings_read": 200_000})
+    assert result["matching"] == {"max_postings_read": 200_000}
     first, second = result["rows"]
     assert first["songs"] < 230 and second["songs"] == 230 + ONE_BY_ONE  # then ONE_BY_ONE added one at a time
     assert first["insert_ms_per_distractor"] is None and second["insert_ms_per_distractor"] > 0
@@ -290,6 +292,9 @@ def test_startup_bench_matches_cold_and_keeps_heavy_modules_off_the_query_path(b
     assert abs(result["answer"]["offset_s"] - 6.0) < 0.1
     assert "numba" not in result["heavy_modules_imported"] and "scipy" not in result["heavy_modules_imported"]
     assert 20 < result["peak_rss_mb"] < 1000
+    strict = measure(str(built_index), str(tmp_path / "clip.wav"), runs=1,
+                     settings={"min_score": 1e9, "verify_candidates": 0, "query": {"fanout": 10}})
+    assert strict["answer"] is None  # the settings reach the process: no vote scores that much, and none is verified
 
 
 def test_unseen_rooms_decay_at_their_rt60_and_the_fan_hums_around_900_hz():
