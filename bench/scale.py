@@ -16,12 +16,16 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import corpus as corpus_module
 from . import queries as query_module
 from .metrics import Outcome, summarise
+
+if TYPE_CHECKING:
+    from landmark import MatchSettings
 
 SEGMENT_S = 10.0
 """Distractors shuffle their source song in segments of this length."""
@@ -141,10 +145,10 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
 
     from landmark import Index, MatchSettings
 
-    match_settings = MatchSettings().with_values(matching or {})
-
     from .audio_io import write
     from .startup import measure
+
+    match_settings = MatchSettings().with_values(matching or {})
 
     tracks = corpus_module.require(corpus_module.load(corpus, limit=limit), corpus)
     degraders = query_module.Degraders.load(noise_dir, None)
@@ -211,7 +215,7 @@ def snapshot(db: str, folder: str) -> str:
     return copy
 
 
-def interleaved(index_paths: list[str], queries: list, clips: list[np.ndarray], matching=None
+def interleaved(index_paths: list[str], queries: list, clips: list[np.ndarray], matching: MatchSettings | None = None
                 ) -> list[list[Outcome]]:
     """Every clip matched against every index, timed, the indexes taking turns clip by clip (each first in turn):
     the sizes' latencies are measured over the same minutes, so a machine that slows down or speeds up during a
