@@ -67,14 +67,29 @@ class DistractorVariant:
     """Every peak's frequency, × this about the band's middle (so Δf × this too)."""
 
 
-def distractor_variants(seed: int = 0) -> list[DistractorVariant]:
-    """Every variant (`DISTRACTOR_SHIFTS_BINS` × `DISTRACTOR_SCALES`², 1,458), in an order of their own: the k-th
-    distractor of a source is the k-th variant, so that a source's first 1,458 distractors are all unlike (its
-    ~740 at 100,000 songs from 135 sources). Drawn at random, a source's distractors shared a variant, and so
-    every hash, with 40 others at 100,000 songs (18 shifts, no scaling)."""
+def distractor_variants(settings, seed: int = 0) -> list[DistractorVariant]:
+    """Every variant (`DISTRACTOR_SHIFTS_BINS` × `DISTRACTOR_SCALES`², 1,458, less those that play the source at
+    another speed or pitch: 1,386), in an order of their own: the k-th distractor of a source is the k-th variant,
+    so that a source's first 1,386 distractors are all unlike (its ~740 at 100,000 songs from 135 sources). Drawn
+    at random, a source's distractors shared a variant, and so every hash, with 40 others at 100,000 songs (18
+    shifts, no scaling).
+
+    A variant whose shift nearly undoes its scaling about the band's middle (within a bin) scales every frequency
+    about 0 instead: the source played at another pitch (or speed, with its time scaled alike), which the warped
+    search rightly names. Such distractors, some 3 a source at 100,000 songs, would stand for copies of a song at
+    another speed, which a library does not hold by the hundred."""
+    middle = _band_middle_bins(settings)
     grid = [DistractorVariant(shift, time_scale, interval_scale) for shift in DISTRACTOR_SHIFTS_BINS
             for time_scale in DISTRACTOR_SCALES for interval_scale in DISTRACTOR_SCALES]
-    return [grid[i] for i in np.random.default_rng(seed).permutation(len(grid))]
+    ordered = [grid[i] for i in np.random.default_rng(seed).permutation(len(grid))]
+    return [v for v in ordered if abs(v.shift_bins - middle * (v.interval_scale - 1)) > 1]
+
+
+def _band_middle_bins(settings) -> float:
+    """The middle of the fingerprinted band, in FFT bins: what a distractor's frequencies are scaled about."""
+    low = int(settings.min_freq_hz * settings.fft_size / settings.sample_rate_hz)
+    high = int(settings.max_freq_hz * settings.fft_size / settings.sample_rate_hz)
+    return (low + high) / 2
 
 
 def distractor(peak_frames: np.ndarray, peak_bins: np.ndarray, settings, rng: np.random.Generator,
@@ -93,7 +108,7 @@ def distractor(peak_frames: np.ndarray, peak_bins: np.ndarray, settings, rng: np
     shuffled = order[pieces].astype(np.int64) * segment + frames % segment
     low = int(settings.min_freq_hz * settings.fft_size / settings.sample_rate_hz)
     high = int(settings.max_freq_hz * settings.fft_size / settings.sample_rate_hz)
-    middle = (low + high) / 2
+    middle = _band_middle_bins(settings)
     bins = (np.round(middle + (np.asarray(peak_bins, np.int64) - middle) * variant.interval_scale).astype(np.int64)
             + variant.shift_bins)
     frames = np.round(shuffled * variant.time_scale).astype(np.int64)
@@ -119,7 +134,7 @@ def add_distractors(index, bases, size: int, rng: np.random.Generator, show_prog
     from landmark.batch import SongFingerprint
 
     stored_s = 0.0
-    variants = distractor_variants()
+    variants = distractor_variants(index.fingerprint_settings)
     firsts = [index.catalogue.song_count()]
     while firsts[-1] < size:
         firsts.append(firsts[-1] + max(DISTRACTORS_PER_BATCH, int(BATCH_SHARE * firsts[-1])))
@@ -128,7 +143,7 @@ def add_distractors(index, bases, size: int, rng: np.random.Generator, show_prog
         batch = []
         for number in range(first, min(size, end)):
             base_frames, base_bins, base_s = bases[number % len(bases)]
-            variant = variants[number // len(bases) % len(variants)]  # twins again past 1,458 a source
+            variant = variants[number // len(bases) % len(variants)]  # twins again past 1,386 a source
             hashes, frames, peaks = distractor(base_frames, base_bins, index.fingerprint_settings, rng, variant)
             # as long as its source's density of peaks makes it: the peaks dropped at the band's edges are no
             # evidence of a sparser song
