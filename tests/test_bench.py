@@ -275,7 +275,7 @@ def test_no_two_distractors_of_a_source_share_its_hashes():
 
 @pytest.mark.slow
 def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path):
-    from bench.scale import ONE_BY_ONE, WARPED_CONDITIONS, scale
+    from bench.scale import ONE_BY_ONE, scale
 
     music = tmp_path / "music"
     music.mkdir()
@@ -289,7 +289,6 @@ def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path)
     assert first["insert_ms_per_distractor"] is None and second["insert_ms_per_distractor"] > 0
     assert second["add_one_ms"] > 0 and second["hashes_per_row"] == 16
     assert first["recall"]["clean_5s"] >= 0.8 and second["recall"]["clean_5s"] >= 0.8  # each size its own index
-    assert all(first["recall"][played] >= 0.6 for played in WARPED_CONDITIONS)  # played faster or slower: warped
     assert first["query_ms_p50"] > 0 and second["query_ms_p50"] > 0
     assert 0 < first["db_bytes_per_audio_s"] and 0.1 < second["cold_start_s"] < 30
     assert 50 < second["query_process_peak_mb"] < 2000  # a real process's resident peak, in MB
