@@ -4,8 +4,9 @@ Distractors are made from the real songs' landmark fingerprints: each distractor
 stored peaks, shuffles its 10 s segments, scales their times and frequencies by a few percent and shifts them by a
 few bins, the source's distractors each at another of these variants (`DistractorVariant`), and pairs them as the
 index pairs a song's. Hash statistics stay those of real music (unlike uniform random hashes, which would flatter
-the engine), while no distractor lines up with any real clip, nor with another distractor: twins would tie in every
-vote they lead, and so never be named, right or wrong.
+the engine), while no distractor lines up with any real clip as recorded, nor with another distractor: twins would tie
+in every vote they lead, and so never be named, right or wrong. (A search across speeds and pitches lines part of a
+distractor up with its source again: `bench scale` measures clips as recorded.)
 """
 
 from __future__ import annotations
@@ -70,9 +71,10 @@ def distractor_variants(settings, seed: int = 0) -> list[DistractorVariant]:
     shifts, no scaling).
 
     A variant whose shift nearly undoes its scaling about the band's middle (within a bin) scales every frequency
-    about 0 instead: the source played at another pitch (or speed, with its time scaled alike), which the warped
-    search rightly names. Such distractors, some 3 a source at 100,000 songs, would stand for copies of a song at
-    another speed, which a library does not hold by the hundred."""
+    about 0 instead: the source at another pitch, its time scaled or not (at another speed where the time is scaled
+    inversely), which the warped search lines up and names. Such distractors, some 38 of a source's 740 at 100,000
+    songs (7 of them exactly a speed or a pitch change), would stand for copies of a song at another pitch, which a
+    library does not hold by the dozen."""
     middle = _band_middle_bins(settings)
     grid = [DistractorVariant(shift, time_scale, interval_scale) for shift in DISTRACTOR_SHIFTS_BINS
             for time_scale in DISTRACTOR_SCALES for interval_scale in DISTRACTOR_SCALES]
