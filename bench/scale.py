@@ -75,18 +75,18 @@ def distractor_variants(settings, seed: int = 0) -> list[DistractorVariant]:
     inversely), which the warped search lines up and names. Such distractors, some 38 of a source's 740 at 100,000
     songs (7 of them exactly a speed or a pitch change), would stand for copies of a song at another pitch, which a
     library does not hold by the dozen."""
-    middle = _band_middle_bins(settings)
+    middle = sum(_band_bins(settings)) / 2
     grid = [DistractorVariant(shift, time_scale, interval_scale) for shift in DISTRACTOR_SHIFTS_BINS
             for time_scale in DISTRACTOR_SCALES for interval_scale in DISTRACTOR_SCALES]
     ordered = [grid[i] for i in np.random.default_rng(seed).permutation(len(grid))]
     return [v for v in ordered if abs(v.shift_bins - middle * (v.interval_scale - 1)) > 1]
 
 
-def _band_middle_bins(settings) -> float:
-    """The middle of the fingerprinted band, in FFT bins: what a distractor's frequencies are scaled about."""
-    low = int(settings.min_freq_hz * settings.fft_size / settings.sample_rate_hz)
-    high = int(settings.max_freq_hz * settings.fft_size / settings.sample_rate_hz)
-    return (low + high) / 2
+def _band_bins(settings) -> tuple[int, int]:
+    """The fingerprinted band's lowest and highest FFT bins: a distractor's frequencies are scaled about their
+    middle, and its peaks moved outside them are dropped."""
+    return (int(settings.min_freq_hz * settings.fft_size / settings.sample_rate_hz),
+            int(settings.max_freq_hz * settings.fft_size / settings.sample_rate_hz))
 
 
 def distractor(peak_frames: np.ndarray, peak_bins: np.ndarray, settings, rng: np.random.Generator,
@@ -103,9 +103,8 @@ def distractor(peak_frames: np.ndarray, peak_bins: np.ndarray, settings, rng: np
     pieces = frames // segment
     order = rng.permutation(int(pieces.max()) + 1 if frames.size else 1)
     shuffled = order[pieces].astype(np.int64) * segment + frames % segment
-    low = int(settings.min_freq_hz * settings.fft_size / settings.sample_rate_hz)
-    high = int(settings.max_freq_hz * settings.fft_size / settings.sample_rate_hz)
-    middle = _band_middle_bins(settings)
+    low, high = _band_bins(settings)
+    middle = (low + high) / 2
     bins = (np.round(middle + (np.asarray(peak_bins, np.int64) - middle) * variant.interval_scale).astype(np.int64)
             + variant.shift_bins)
     frames = np.round(shuffled * variant.time_scale).astype(np.int64)
