@@ -249,18 +249,19 @@ def make_query(signal: np.ndarray, condition: str, degraders: Degraders, rng: np
     raise ValueError(f"unknown condition {condition}")
 
 
-def build(tracks, degraders: Degraders, seed: int, workdir: str, full: bool = True, progress=None
-          ) -> list[Query]:
+def build(tracks, degraders: Degraders, seed: int, workdir: str, full: bool = True, progress=None,
+          also: tuple[str, ...] = ()) -> list[Query]:
     """The whole query set, deterministic from `seed`.
 
-    Indexed songs get one query per condition; songs kept out of the index get three clean, three noisy
-    (0 dB) and three phone-chain 5 s clips (`unindexed_clean`, `unindexed_noise`, `unindexed_phone`), and with
-    `full` three sped-up ones (`unindexed_speed`), for the false-match rate.
+    Indexed songs get one query per condition (`conditions`, then `also`); songs kept out of the index get three
+    clean, three noisy (0 dB) and three phone-chain 5 s clips (`unindexed_clean`, `unindexed_noise`,
+    `unindexed_phone`), and with `full` three sped-up ones (`unindexed_speed`), for the false-match rate. A query
+    is the same whatever other conditions are asked (its generator is seeded by its song and condition).
     """
     from landmark import audio
     from lmprint.errors import AudioError
 
-    names = conditions(degraders, full)
+    names = conditions(degraders, full) + [name for name in also if name not in conditions(degraders, full)]
     result = []
     for number, track in enumerate(tracks):
         try:

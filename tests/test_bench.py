@@ -201,20 +201,26 @@ def test_a_distractor_keeps_the_shape_of_real_landmarks_but_moves_them():
     shifted = DistractorVariant(shift_bins=-7, time_scale=1.0, interval_scale=1.0)
     new_hashes, new_frames, (peak_frames, peak_bins) = distractor(source.peak_frames, source.peak_bins, config, rng,
                                                                   shifted)
-    # the source's peaks, 7 bins lower, in its 10 s segments shuffled; the ones moved out of the band dropped
+    # the source's peaks, 7 bins lower, each 10 s segment played backwards and the segments shuffled; the ones
+    # moved out of the band dropped
     assert peak_frames.size >= 0.9 * source.peak_frames.size
     segment = int(10.0 / config.frame_s)
     assert (Counter(zip((peak_frames % segment).tolist(), peak_bins.tolist()))
-            <= Counter(zip((source.peak_frames % segment).tolist(), (source.peak_bins - 7).tolist())))
+            <= Counter(zip((segment - 1 - source.peak_frames % segment).tolist(), (source.peak_bins - 7).tolist())))
     assert not np.array_equal(peak_frames, source.peak_frames)
-    # paired as the index pairs a song's peaks: within a segment, the source's pairs again, 7 bins lower
+    # paired as the index pairs a song's peaks: as many pairs, as far apart, and within a segment most of them the
+    # source's played backwards (each target the anchor, 7 bins lower); the rest other targets in the anchor's zone
     made = pair_peaks(peak_frames, peak_bins, config, config.index)
     assert np.array_equal(made[0], new_hashes) and np.array_equal(made[1], new_frames)
     anchor, delta_bins, delta_frames = unpack(source.hashes)
     new_anchor, new_delta_bins, new_delta_frames = unpack(new_hashes)
-    moved = Counter(zip((anchor - 7).tolist(), delta_bins.tolist(), delta_frames.tolist()))
+    assert new_hashes.size == pytest.approx(source.hashes.size, rel=0.05)
+    assert np.mean(new_delta_frames) == pytest.approx(np.mean(delta_frames), rel=0.1)
+    assert np.mean(np.abs(new_delta_bins)) == pytest.approx(np.mean(np.abs(delta_bins)), rel=0.1)
+    backwards = Counter(zip((anchor + delta_bins - 7).tolist(), (-delta_bins).tolist(), delta_frames.tolist()))
     again = Counter(zip(new_anchor.tolist(), new_delta_bins.tolist(), new_delta_frames.tolist()))
-    assert sum((again & moved).values()) >= 0.85 * source.hashes.size
+    assert sum((again & backwards).values()) >= 0.5 * source.hashes.size
+    backwards_delta_frames = new_delta_frames
 
     for scaled in (DistractorVariant(5, 1.07, 1.0), DistractorVariant(5, 1.0, 0.93), DistractorVariant(-4, 0.9, 0.9)):
         new_hashes, new_frames, (peak_frames, peak_bins) = distractor(source.peak_frames, source.peak_bins, config,
@@ -227,29 +233,49 @@ def test_a_distractor_keeps_the_shape_of_real_landmarks_but_moves_them():
         assert Counter(peak_bins.tolist()) <= Counter(expected.astype(np.int64).tolist())  # each peak, moved
         assert peak_bins.min() >= low and peak_bins.max() <= high
         # (pairs are made again: intervals drawn closer bring targets further off in frequency into the zone)
-        assert np.mean(new_delta_frames) / np.mean(delta_frames) == pytest.approx(scaled.time_scale, abs=0.05)
+        assert (np.mean(new_delta_frames) / np.mean(backwards_delta_frames)
+                == pytest.approx(scaled.time_scale, abs=0.05))
 
 
-def test_no_distractor_is_its_source_at_another_pitch():
-    """A distractor's frequencies are its source's scaled about the band's middle and shifted: where the shift nearly
-    undoes the scaling, the map is a scaling about 0, the source played at another pitch (or speed), which the warped
-    search rightly names as that song. None of the variants does so; 72 of the full grid would."""
-    from bench.scale import DISTRACTOR_SCALES, DISTRACTOR_SHIFTS_BINS, distractor, distractor_variants
+def test_no_distractor_lines_up_with_its_source_played_faster_or_slower(tmp_path):
+    """A distractor plays its source's segments backwards: no clip is its song reversed, so no search across speeds
+    and pitches lines a distractor up with its source. Played forwards, a variant whose shift nearly undoes its
+    scaling was named for such clips (at 100,005 songs, 68 of 270 sped-up clips named one)."""
+    import soxr
+
+    from bench.scale import DISTRACTOR_SCALES, DISTRACTOR_SHIFTS_BINS, DistractorVariant, _band_bins, distractor
+    from landmark import Index
+    from landmark.batch import SongFingerprint
+    from landmark.fingerprint import fingerprint
     from landmark.settings import FingerprintSettings
 
     config = FingerprintSettings()
-    variants = distractor_variants(config)
-    assert len(variants) == len(DISTRACTOR_SHIFTS_BINS) * len(DISTRACTOR_SCALES) ** 2 - 72
-    source_bins = np.arange(60, 191, 2)  # peaks across the band's middle, 3 frames apart (none merged when moved)
-    offsets = []
-    for variant in variants:
-        frames, bins = distractor(3 * np.arange(source_bins.size), source_bins, config, np.random.default_rng(0),
-                                  variant)[2]
-        assert bins.size == source_bins.size
-        slope, intercept = np.polyfit(source_bins[np.argsort(np.argsort(frames))], bins, 1)
-        assert slope == pytest.approx(variant.interval_scale, abs=0.01)
-        offsets.append(abs(intercept))  # 0: the source's frequencies scaled about 0, as a pitch change scales them
-    assert min(offsets) > 0.9  # a bin, less what rounding leaves in a fit
+    signal = rendered(7, 40.0, SYNTH_RATE)
+    source = fingerprint(soxr.resample(signal, SYNTH_RATE, config.sample_rate_hz), config, config.index)
+    middle = sum(_band_bins(config)) / 2
+    nearest = [DistractorVariant(shift, time_scale, interval_scale) for shift in DISTRACTOR_SHIFTS_BINS
+               for time_scale in DISTRACTOR_SCALES for interval_scale in DISTRACTOR_SCALES
+               if abs(shift - middle * (interval_scale - 1)) <= 2]  # a pitch change's map, within two bins
+    rng = np.random.default_rng(6)
+    batch = []
+    for number, variant in enumerate(nearest):
+        hashes, frames, peaks = distractor(source.peak_frames, source.peak_bins, config, rng, variant)
+        batch.append(SongFingerprint(f"distractor:{number}", f"distractor {number}", 40.0 * variant.time_scale,
+                                     f"distractor-{number}", hashes, frames, *peaks))
+    clips = []
+    for number, (change, factor) in enumerate([(queries.change_speed, 0.97), (queries.change_speed, 1.05),
+                                               (queries.change_speed, 0.93), (queries.change_speed, 1.035)]):
+        start = int((4.0 + 7.0 * number) * SYNTH_RATE)
+        played = change(signal[start:start + 7 * SYNTH_RATE], factor)[:5 * SYNTH_RATE]
+        clips.append(soxr.resample(played, SYNTH_RATE, config.sample_rate_hz).astype(np.float32))
+    with Index(str(tmp_path / "distractors.db"), create=True) as index:
+        index.add_fingerprints(batch)
+        named = [index.match_samples(clip) for clip in clips]
+        assert [found.song.path if found else None for found in named] == [None] * len(clips)
+        index.add_fingerprints([SongFingerprint("source", "source", 40.0, "source", source.hashes,
+                                                source.anchor_frames, source.peak_frames, source.peak_bins)])
+        named = [index.match_samples(clip) for clip in clips]
+    assert [found.song.path if found else None for found in named] == ["source"] * len(clips)
 
 
 def test_no_two_distractors_of_a_source_share_its_hashes():
@@ -265,8 +291,8 @@ def test_no_two_distractors_of_a_source_share_its_hashes():
     source = fingerprint(soxr.resample(rendered(3, 60.0, SYNTH_RATE), SYNTH_RATE, config.sample_rate_hz), config,
                          config.index)
     rng = np.random.default_rng(5)
-    variants = distractor_variants(config)
-    assert len(set(variants)) == len(variants) == 1386
+    variants = distractor_variants()
+    assert len(set(variants)) == len(variants) == 1458
     prints = [set(distractor(source.peak_frames, source.peak_bins, config, rng, variant)[0].tolist())
               for variant in variants[:200]]
     shared = max(len(a & b) / min(len(a), len(b)) for i, a in enumerate(prints) for b in prints[:i])
@@ -275,7 +301,7 @@ def test_no_two_distractors_of_a_source_share_its_hashes():
 
 @pytest.mark.slow
 def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path):
-    from bench.scale import ONE_BY_ONE, scale
+    from bench.scale import ONE_BY_ONE, WARPED_CONDITIONS, scale
 
     music = tmp_path / "music"
     music.mkdir()
@@ -289,6 +315,7 @@ def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path)
     assert first["insert_ms_per_distractor"] is None and second["insert_ms_per_distractor"] > 0
     assert second["add_one_ms"] > 0 and second["hashes_per_row"] == 16
     assert first["recall"]["clean_5s"] >= 0.8 and second["recall"]["clean_5s"] >= 0.8  # each size its own index
+    assert all(first["recall"][played] >= 0.6 for played in WARPED_CONDITIONS)  # played faster or slower: warped
     assert first["query_ms_p50"] > 0 and second["query_ms_p50"] > 0
     assert 0 < first["db_bytes_per_audio_s"] and 0.1 < second["cold_start_s"] < 30
     assert 50 < second["query_process_peak_mb"] < 2000  # a real process's resident peak, in MB
