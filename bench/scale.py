@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from landmark import MatchSettings
 
 SEGMENT_S = 10.0
-"""Distractors shuffle their source song in segments of this length."""
+"""Distractors play each segment of their source song of this length backwards, and shuffle them."""
 
 DISTRACTORS_PER_BATCH = 100
 """Distractors stored per transaction at least (the bulk path: a batch is sealed into one segment at once)."""
@@ -50,8 +50,8 @@ STARTUP_RUNS = 3
 
 
 DISTRACTOR_SHIFTS_BINS = (*range(-11, -2), *range(3, 12))
-"""A distractor's peaks lie this many frequency bins from where its scaling puts them: never 0, so none lines up
-with its source."""
+"""A distractor's peaks lie this many frequency bins from where its scaling puts them: never 0, so that none holds
+its source's frequencies (played backwards, none lines up with its source either way)."""
 DISTRACTOR_SCALES = tuple(float(scale) for scale in 1 + 0.035 * np.arange(-4, 5))
 """A distractor's peaks lie this many times further apart than its source's in time, and as many times in
 frequency: 3.5 % apart, so that a typical pair (10–60 frames, 10–60 bins apart) rounds to another hash from one
@@ -60,7 +60,7 @@ scale to the next."""
 
 @dataclass(frozen=True)
 class DistractorVariant:
-    """How a distractor differs from its source song, other than in the order of its segments."""
+    """How a distractor differs from its source song, other than in the order and direction of its segments."""
 
     shift_bins: int
     time_scale: float

@@ -239,8 +239,8 @@ def test_a_distractor_keeps_the_shape_of_real_landmarks_but_moves_them():
 
 def test_no_distractor_lines_up_with_its_source_played_faster_or_slower(tmp_path):
     """A distractor plays its source's segments backwards: no clip is its song reversed, so no search across speeds
-    and pitches lines a distractor up with its source. Played forwards, a variant whose shift nearly undoes its
-    scaling was named for such clips (at 100,005 songs, 68 of 270 sped-up clips named one)."""
+    and pitches lines a distractor up with its source. Played forwards, distractors were named for such clips (at
+    100,005 songs 159 of 270; 68 even without the variants nearest a pitch change, which this test indexes)."""
     import soxr
 
     from bench.scale import DISTRACTOR_SCALES, DISTRACTOR_SHIFTS_BINS, DistractorVariant, _band_bins, distractor
