@@ -347,6 +347,8 @@ class MatchSettings:
             raise SettingsError(f"{', '.join(negative)} must be at least 0")
         if self.max_query_s <= 0:
             raise SettingsError("max_query_s must be more than 0")
+        if self.min_duration_s < 0:
+            raise SettingsError("min_duration_s must be at least 0")
         if not 0 <= self.max_false_match_probability <= 1:
             raise SettingsError("max_false_match_probability must be in [0, 1]")
         if self.max_query_s < self.min_duration_s:  # else every query would be cut to "too short"
@@ -422,6 +424,21 @@ def _check_types(settings: object) -> None:
             raise SettingsError(f"{item.name} is a table of {', '.join(fields[:-1])} and {fields[-1]}, not {value!r} "
                                 f"(one of them: {item.name}.fanout)")
         if not ok:
-            raise SettingsError(f"{item.name} must be {wanted.__name__}, not {value!r}")
+            raise SettingsError(f"{item.name} must be {_kind(wanted)}, not {_shown(value)}")
         if wanted is float and math.isnan(value):  # compares false with everything: every rule would pass or fail
             raise SettingsError(f"{item.name} must be a number, not {value!r}")
+
+
+def _kind(wanted: type) -> str:
+    """A type as a settings file names its values."""
+    return {int: "a whole number", float: "a number", bool: "true or false", str: "text"}.get(wanted, wanted.__name__)
+
+
+def _shown(value: object) -> str:
+    """A value as a settings file or `--set` writes it: `true`, `null`, `"text"`, `3.5`."""
+    import json
+
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)

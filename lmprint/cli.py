@@ -17,6 +17,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator
+from copy import deepcopy
 from typing import Any, BinaryIO
 
 import click
@@ -186,9 +187,10 @@ def open_method(db: str, method: str, *, create: bool = False, model: str | None
     return Index(db, create=create, matching=matching)
 
 
-def _say_if_empty(index, db: str) -> None:
-    """One line on standard error where the index holds no songs: every query would find nothing, silently."""
-    if not index.catalogue.holds_songs():
+def _say_if_empty(catalogue, db: str) -> None:
+    """One line on standard error where the index holds no songs: every query would find nothing, and a list would
+    be empty, silently."""
+    if not catalogue.holds_songs():
         click.echo(f"lmprint: {db} holds no songs yet: add some first (lmprint add FOLDER)", err=True)
 
 
@@ -200,6 +202,7 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
     from landmark.settings import MatchSettings
 
     values: dict[str, Any] = {}
+    from_file: dict[str, Any] = {}
     if settings_file:
         try:
             with open(settings_file, "rb") as handle:
@@ -209,6 +212,7 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
         values = _settings_from(contents, settings_file)
         if not isinstance(values, dict):
             raise SettingsError(f"{settings_file}: expected a table of settings, e.g. max_postings_read = 200000")
+        from_file = deepcopy(values)  # kept as the file has them, to name the file with an error of its own
     for assignment in assignments:
         name, equals, text = assignment.partition("=")
         if not equals:
@@ -216,7 +220,7 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
         try:
             value = json.loads(text)
         except ValueError:
-            value = text
+            value = _number_or_text(text)
         if "." in name:  # query.fanout=10
             outer, inner = name.split(".", 1)
             table = values.setdefault(outer, {})
@@ -227,8 +231,22 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
             values[name] = value
     try:
         return MatchSettings().with_values(values)
-    except (TypeError, AttributeError) as error:
+    except (TypeError, AttributeError, SettingsError) as error:
+        if settings_file:  # a wrong name or value in the file is named with the file
+            try:
+                MatchSettings().with_values(from_file)
+            except (TypeError, AttributeError, SettingsError) as in_file:
+                raise SettingsError(f"{settings_file}: {in_file}") from None
         raise SettingsError(str(error)) from None
+
+
+def _number_or_text(text: str) -> Any:
+    """A `--set` value that is not JSON: a number as Python reads one (`nan`, `inf`, which the checks then name as
+    such), else the text."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _settings_from(text: bytes, name: str) -> Any:
@@ -399,7 +417,7 @@ def match(ctx, files, as_json, top, method, model, device, settings_file, assign
         else:
             queries.append((given, None))
     index = open_method(ctx.obj["db"], method, model=model, device=device, matching=matching, with_model=True)
-    _say_if_empty(index, ctx.obj["db"])
+    _say_if_empty(index.catalogue, ctx.obj["db"])
     stdin_copy, stdin_note, stdin_path = None, "", "-"
     try:
         if any(q == "-" for q, _ in queries):  # read once; PyAV then probes its format like any file's
@@ -470,7 +488,7 @@ def progress_reporter(quiet: bool, unit: str, desc: str, total: int | None = Non
     def report(outcome) -> None:
         line = None
         if outcome.error:
-            line = f"lmprint: {outcome.path}: {outcome.error}"
+            line = f"lmprint: {_named(outcome.path)}: {outcome.error}"
         elif outcome.moved_from:
             line = f"moved {_one_line(str(outcome.moved_from))} -> {_one_line(outcome.path)}"
         elif outcome.replaced:
@@ -533,7 +551,7 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
                 raise  # the model or the index (damaged, locked), not this query: said once, as none would fare better
             if path == "-" and stdin_note and isinstance(error, AudioError):
                 error = LmprintError(f"{error} ({stdin_note})")
-            click.echo(_one_line(f"lmprint: {path}: {error}"), err=True)
+            click.echo(_one_line(f"lmprint: {_named(path)}: {error}"), err=True)
             if as_json:
                 _echo_json({"query": _as_text(path), "match": None, "runner_up": None,
                             "error": _as_text(str(error))})
@@ -568,6 +586,7 @@ def list_(ctx, as_json, recordings):
     from .catalogue import Catalogue
 
     with Catalogue(ctx.obj["db"]) as catalogue:
+        _say_if_empty(catalogue, ctx.obj["db"])
         if as_json and not recordings:  # each song with its copies, as `GET /songs` gives them
             for entry in catalogue.listed():
                 _echo_json(entry)
@@ -595,6 +614,11 @@ def list_(ctx, as_json, recordings):
                        nl=False)
         else:
             click.echo(f"{first.id}\t{first.duration_s:7.1f} s\t{_one_line(first.title)}\t{_one_line(first.path)}")
+
+
+def _named(path: str) -> str:
+    """A path as an error line shows it: an empty one (a script's empty variable) as `""`."""
+    return path or '""'
 
 
 def _by_recording(songs: list[Song], recordings: list[list[int]]) -> list[list[Song]]:
@@ -872,7 +896,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
         except OSError as error:
             raise LmprintError(f"{source}: {os_reason(error)}") from None
     index = open_method(ctx.obj["db"], method, model=model, device=device, with_model=True)
-    _say_if_empty(index, ctx.obj["db"])
+    _say_if_empty(index.catalogue, ctx.obj["db"])
     rate = index.sample_rate_hz
     # standard input, a pipe or a device is heard as it comes (live, it may be): a file is read as fast as it can be
     live = source == "-" or not os.path.isfile(source)

@@ -15,8 +15,9 @@ T = TypeVar("T")
 
 AUDIO_EXTENSIONS = frozenset(
     ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .m4b .mp4 .mkv .aac .wma .aif .aiff .aifc .mka .webm .ape .wv .mpc "
-    ".au .caf .ac3 .mp2 .spx".split())
-"""Files with these extensions are picked up when a folder is walked. Files named explicitly are always tried."""
+    ".au .caf .ac3 .mp2 .spx .3gp .3g2 .amr .tta .dsf .eac3 .dts".split())
+"""Files with these extensions are picked up when a folder is walked (a phone's recordings among them: `.3gp`,
+`.amr`, `.m4a`). Files named explicitly are always tried."""
 
 AUDIO_DEMUXERS = ("wav,w64,flac,ogg,mp3,mov,aac,asf,aiff,matroska,ape,wv,mpc,mpc8,tta,au,caf,ac3,eac3,dts,amr,dsf,"
                   "avi,flv,mpegts,mpeg")

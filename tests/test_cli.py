@@ -98,16 +98,19 @@ def test_bad_inputs_get_one_line_each_and_the_batch_goes_on(library_dir, built_i
 
 def test_a_query_of_an_index_that_holds_no_songs_says_so(library_dir, tmp_path):
     """Every song removed (or none added yet): each query is still "no match", exit 0, and one line on standard
-    error says why (`monitor` too); where the index holds songs it says nothing."""
+    error says why (`monitor` and `list` too); where the index holds songs it says nothing."""
     db = tmp_path / "index.db"
     run_cli("add", library_dir / "song1.flac", db=db, check=True)
     clip = clip_file(tmp_path, 1, 10.0)
     assert "holds no songs" not in run_cli("match", clip, db=db, check=True).stderr
+    assert "holds no songs" not in run_cli("list", db=db, check=True).stderr
     run_cli("remove", "song1", db=db, check=True)
     result = run_cli("match", "--json", clip, db=db, check=True)
     assert json.loads(result.stdout)["match"] is None
     assert result.stderr == f"lmprint: {db} holds no songs yet: add some first (lmprint add FOLDER)\n"
     assert "holds no songs yet" in run_cli("monitor", clip, db=db).stderr
+    listed = run_cli("list", db=db, check=True)  # exit 0: an empty list is an answer
+    assert listed.stdout == "" and "holds no songs yet" in listed.stderr
 
 
 def test_json_lines_are_utf_8_whatever_the_terminals_encoding(library_dir, tmp_path):
@@ -213,7 +216,10 @@ def test_matching_settings_from_options_and_a_file_change_the_answer(built_index
 
 def test_an_unknown_or_mistyped_setting_gets_one_line(built_index, tmp_path):
     clip = clip_file(tmp_path, 2, 9.0)
-    for option, complaint in (("fanout=3", "unknown setting 'fanout'"), ("min_score=high", "min_score must be float"),
+    for option, complaint in (("fanout=3", "unknown setting 'fanout'"),
+                              ("min_score=high", 'min_score must be a number, not "high"'),
+                              ("min_score=nan", "min_score must be a number, not nan"),
+                              ("verify_candidates=true", "verify_candidates must be a whole number, not true"),
                               ("min_score", "expected NAME=VALUE"),
                               ("query=5", "query is a table of peaks_per_s, fanout, neighbourhood_bins and "
                                           "neighbourhood_frames, not 5 (one of them: query.fanout)")):
@@ -221,12 +227,15 @@ def test_an_unknown_or_mistyped_setting_gets_one_line(built_index, tmp_path):
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and complaint in result.stderr, result.stderr
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "flat.toml").write_text("query = 5\n")
+    (tmp_path / "wrong.toml").write_text('max_postings_read = "lots"\n')
     (tmp_path / "strict.txt").write_text("min_score = 1e9\nverify_candidates = 0\n")  # TOML, unless named .json
     assert json.loads(run_cli("match", "--json", "--settings", tmp_path / "strict.txt", clip, db=built_index,
                               check=True).stdout)["match"] is None
     for arguments, complaint in ((["--settings", tmp_path / "list.json"], "expected a table of settings"),
                                  (["--settings", tmp_path / "flat.toml", "--set", "query.fanout=3"], "not a table"),
                                  (["--settings", tmp_path / "flat.toml"], "query is a table of"),
+                                 (["--settings", tmp_path / "wrong.toml"],  # the file named with its value
+                                  f"{tmp_path / 'wrong.toml'}: max_postings_read must be a whole number, not \"lots\""),
                                  (["--settings", tmp_path / "none.toml"],
                                   f"cannot read settings file {tmp_path / 'none.toml'}: no such file or directory")):
         result = run_cli("match", *arguments, clip, db=built_index)
@@ -411,7 +420,7 @@ def test_remove_of_a_folder_removes_the_songs_under_it_and_asks_for_all_when_the
     empty = run_cli("remove", "--all", "", db=db)  # not the current folder: a script's empty variable
     assert empty.returncode == 1 and empty.stderr == 'lmprint: "": no such song in the index\n'
     nothing = run_cli("add", "", music / "older", db=db)
-    assert nothing.returncode == 1 and "no such file" in nothing.stderr and "added 0," in nothing.stderr
+    assert nothing.returncode == 1 and 'lmprint: "": no such file\n' in nothing.stderr and "added 0," in nothing.stderr
 
     linked = tmp_path / "linked"  # a library added through a link, removed by the folder's real name
     linked.symlink_to(music / "kept")

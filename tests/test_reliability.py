@@ -176,6 +176,12 @@ def test_a_walk_passes_over_hidden_files_and_links_up_its_own_tree(tmp_path):
     (tmp_path / "lib" / "C.flac").write_bytes(b"")
     assert [path for path, _ in find_audio_files([tmp_path / "lib" / "Z real", tmp_path / "lib"])] == [
         str(tmp_path / "lib" / p) for p in ("Z real/disc 2/other.flac", "Z real/song.flac", "C.flac", "B/linked.flac")]
+    # a phone's recordings are audio too: a folder of them is walked
+    (tmp_path / "phone").mkdir()
+    for name in ("voice.3gp", "memo.amr", "notes.txt"):
+        (tmp_path / "phone" / name).write_bytes(b"")
+    assert [path for path, _ in find_audio_files([tmp_path / "phone"])] == [
+        str(tmp_path / "phone" / name) for name in ("memo.amr", "voice.3gp")]
     long_name = str(tmp_path / ("a" * 300 + ".mp3"))  # longer than a file system's names
     assert list(find_audio_files([long_name, tmp_path / "gone.mp3"])) == [
         (long_name, "file name too long"), (str(tmp_path / "gone.mp3"), "no such file")]

@@ -22,7 +22,7 @@ def test_changing_matching_settings_changes_only_what_they_name():
 def test_unknown_names_and_wrong_types_are_refused_with_the_name():
     with pytest.raises(SettingsError, match="unknown setting 'fanout'"):
         MatchSettings().with_values({"fanout": 3})
-    with pytest.raises(SettingsError, match="min_score must be float"):
+    with pytest.raises(SettingsError, match="min_score must be a number, not \"high\""):
         MatchSettings(min_score="high")  # type: ignore[arg-type]
     with pytest.raises(SettingsError, match="bit layout"):
         FingerprintSettings(max_delta_frames=64)  # Δt has 6 bits in a hash
@@ -49,6 +49,8 @@ def test_a_setting_that_would_make_every_clip_fail_is_refused_not_blamed_on_the_
                               ({"max_query_s": 0.5}, "max_query_s (0.5 s) must be at least min_duration_s (1 s)"),
                               ({"min_duration_s": 40}, "max_query_s (30 s) must be at least min_duration_s (40 s)"),
                               ({"min_ratio": float("nan")}, "min_ratio must be a number"),
+                              ({"min_duration_s": -1}, "min_duration_s must be at least 0"),
+                              ({"verify_candidates": True}, "verify_candidates must be a whole number, not true"),
                               ({"query": {"nosuch": 3}}, "query: unknown setting 'nosuch' (known: fanout, ")):
         with pytest.raises(SettingsError) as refused:
             MatchSettings().with_values(values)
