@@ -349,6 +349,10 @@ class MatchSettings:
             raise SettingsError("max_query_s must be more than 0")
         if self.min_duration_s < 0:
             raise SettingsError("min_duration_s must be at least 0")
+        infinite = [item.name for item in dataclasses.fields(self) if isinstance(getattr(self, item.name), float)
+                    and math.isinf(getattr(self, item.name))]
+        if infinite:  # a threshold, a reach or a length of inf makes every rule pass or fail alike, or no buffer fit
+            raise SettingsError(f"{infinite[0]} must be a finite number, not {getattr(self, infinite[0])!r}")
         if not 0 <= self.max_false_match_probability <= 1:
             raise SettingsError("max_false_match_probability must be in [0, 1]")
         if self.max_query_s < self.min_duration_s:  # else every query would be cut to "too short"
@@ -421,8 +425,8 @@ def _check_types(settings: object) -> None:
             ok = True
         if not ok and wanted is Density:  # a table of its own fields, not a value
             fields = [f.name for f in dataclasses.fields(Density)]
-            raise SettingsError(f"{item.name} is a table of {', '.join(fields[:-1])} and {fields[-1]}, not {value!r} "
-                                f"(one of them: {item.name}.fanout)")
+            raise SettingsError(f"{item.name} is a table of {', '.join(fields[:-1])} and {fields[-1]}, not "
+                                f"{_shown(value)} (one of them: {item.name}.fanout)")
         if not ok:
             raise SettingsError(f"{item.name} must be {_kind(wanted)}, not {_shown(value)}")
         if wanted is float and math.isnan(value):  # compares false with everything: every rule would pass or fail
@@ -438,6 +442,8 @@ def _shown(value: object) -> str:
     """A value as a settings file or `--set` writes it: `true`, `null`, `"text"`, `3.5`."""
     import json
 
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # nan, inf, -inf, as typed
     try:
         return json.dumps(value)
     except (TypeError, ValueError):

@@ -236,17 +236,19 @@ def match_settings(settings_file: str | None, assignments: tuple[str, ...]):
             try:
                 MatchSettings().with_values(from_file)
             except (TypeError, AttributeError, SettingsError) as in_file:
-                raise SettingsError(f"{settings_file}: {in_file}") from None
+                if str(in_file) == str(error):  # the file's own error, which no --set mended or hid
+                    raise SettingsError(f"{settings_file}: {in_file}") from None
         raise SettingsError(str(error)) from None
 
 
+NOT_NUMBERS = frozenset({"nan", "inf", "infinity"})
+"""`--set` values that JSON does not read but that mean a float (signed or not): the checks refuse them as numbers
+that are not a number or not finite, rather than as text."""
+
+
 def _number_or_text(text: str) -> Any:
-    """A `--set` value that is not JSON: a number as Python reads one (`nan`, `inf`, which the checks then name as
-    such), else the text."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
+    """A `--set` value that is not JSON: `nan` or `inf` as the float it spells (`NOT_NUMBERS`), else the text."""
+    return float(text) if text.strip().lower().lstrip("+-") in NOT_NUMBERS else text
 
 
 def _settings_from(text: bytes, name: str) -> Any:
@@ -885,16 +887,16 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
         raise LmprintError(f"{' and '.join(raw_only)} {'are' if len(raw_only) > 1 else 'is'} for raw PCM: give its "
                            "--format too")
     if source != "-" and os.path.isdir(source):
-        raise LmprintError(f"{source}: is a folder; monitor reads one recording or stream")
+        raise LmprintError(f"{_named(source)}: is a folder; monitor reads one recording or stream")
     extension = os.path.splitext(source)[1].lower().lstrip(".")
     if not raw_format and extension in (*audio.RAW_FORMATS, "raw", "pcm"):  # no container says how to read it
-        raise LmprintError(f"{source}: raw PCM has no header: give its --format (and --rate, --channels)")
+        raise LmprintError(f"{_named(source)}: raw PCM has no header: give its --format (and --rate, --channels)")
     raw_input = None
     if raw_format and source != "-":
         try:
             raw_input = open(source, "rb")  # noqa: SIM115 - closed below
         except OSError as error:
-            raise LmprintError(f"{source}: {os_reason(error)}") from None
+            raise LmprintError(f"{_named(source)}: {os_reason(error)}") from None
     index = open_method(ctx.obj["db"], method, model=model, device=device, with_model=True)
     _say_if_empty(index.catalogue, ctx.obj["db"])
     rate = index.sample_rate_hz
@@ -955,7 +957,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
             raise AudioError("no audio in it")
         audio.check_level(int(heard[0]), heard[1], rate, settings.audible_s)
     except AudioError as error:  # the source turned out not to be audio, or broke off: say which source
-        raise AudioError(f"{'standard input' if source == '-' else source}: {error}") from None
+        raise AudioError(f"{'standard input' if source == '-' else _named(source)}: {error}") from None
     except KeyboardInterrupt as stop:  # the song playing was closed where the stream stopped
         # stopped here (writing a line), not in the monitor: thrown in where it waits, it still closes the song (a
         # monitor that stopped itself re-raises it at once); the interruption is what is reported, however it ends

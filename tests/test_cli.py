@@ -220,6 +220,7 @@ def test_an_unknown_or_mistyped_setting_gets_one_line(built_index, tmp_path):
                               ("min_score=high", 'min_score must be a number, not "high"'),
                               ("min_score=nan", "min_score must be a number, not nan"),
                               ("verify_candidates=true", "verify_candidates must be a whole number, not true"),
+                              ("max_query_s=inf", "max_query_s must be a finite number, not inf"),
                               ("min_score", "expected NAME=VALUE"),
                               ("query=5", "query is a table of peaks_per_s, fanout, neighbourhood_bins and "
                                           "neighbourhood_frames, not 5 (one of them: query.fanout)")):
@@ -236,6 +237,8 @@ def test_an_unknown_or_mistyped_setting_gets_one_line(built_index, tmp_path):
                                  (["--settings", tmp_path / "flat.toml"], "query is a table of"),
                                  (["--settings", tmp_path / "wrong.toml"],  # the file named with its value
                                   f"{tmp_path / 'wrong.toml'}: max_postings_read must be a whole number, not \"lots\""),
+                                 (["--settings", tmp_path / "wrong.toml", "--set", "max_postings_read=5",
+                                   "--set", "min_score=x"], 'lmprint: min_score must be a number, not "x"'),
                                  (["--settings", tmp_path / "none.toml"],
                                   f"cannot read settings file {tmp_path / 'none.toml'}: no such file or directory")):
         result = run_cli("match", *arguments, clip, db=built_index)

@@ -41,7 +41,8 @@ def test_a_negative_count_or_reach_is_refused_with_its_name():
 def test_a_setting_that_would_make_every_clip_fail_is_refused_not_blamed_on_the_audio():
     """A fanout of 0 found "no landmarks" in every clip, a max_query_s of 0 "no audio samples"; NaN compares false
     with everything; an unknown name inside `query` listed the dataclass's arguments rather than the known names.
-    Infinity is a number (a fingerprint's dynamic range of inf: no floor), and an index that recorded it opens."""
+    Infinity is a fingerprint setting's number (a dynamic range of inf: no floor), and an index that recorded it
+    opens; no matching setting's (a max_query_s of inf sized no buffer)."""
     for values, complaint in (({"query": {"fanout": 0}}, "query: need peaks_per_s > 0, fanout >= 1"),
                               ({"query": {"peaks_per_s": -5}}, "query: need peaks_per_s > 0"),
                               ({"query": {"neighbourhood_bins": -1}}, "neighbourhood_frames >= 0"),
@@ -50,6 +51,7 @@ def test_a_setting_that_would_make_every_clip_fail_is_refused_not_blamed_on_the_
                               ({"min_duration_s": 40}, "max_query_s (30 s) must be at least min_duration_s (40 s)"),
                               ({"min_ratio": float("nan")}, "min_ratio must be a number"),
                               ({"min_duration_s": -1}, "min_duration_s must be at least 0"),
+                              ({"max_query_s": float("inf")}, "max_query_s must be a finite number, not inf"),
                               ({"verify_candidates": True}, "verify_candidates must be a whole number, not true"),
                               ({"query": {"nosuch": 3}}, "query: unknown setting 'nosuch' (known: fanout, ")):
         with pytest.raises(SettingsError) as refused:
