@@ -205,19 +205,24 @@ def scale(corpus: str, sizes: list[int], noise_dir: str | None, seed: int = 0, l
             print(rows[-1], file=sys.stderr, flush=True)
         index.close()  # then every size's clips, the sizes taking turns
         for row, outcomes in zip(rows, interleaved(at_size, queries, clips, match_settings)):
-            figures = summarise(outcomes)
-            timed = summarise([o for o in outcomes if o.condition not in WARPED_CONDITIONS])
-            # a clip of a song the index holds stops at its match; one of a held-out song searches on, warped
-            # too: the two medians, the overall one falling between them
-            row.update({"recall": figures["recall"], "false_match_rate": figures["false_match_rate"],
-                        "distractors_named": sum(1 for o in outcomes
-                                                 if o.answer and o.answer.startswith("distractor:")),
-                        "query_ms_p50": timed["query_ms_p50"], "query_ms_p95": timed["query_ms_p95"],
-                        "query_ms_p50_indexed": _median_ms([1000 * o.seconds for o in outcomes
-                                                            if o.indexed and o.condition not in WARPED_CONDITIONS]),
-                        "query_ms_p50_held_out": _median_ms([1000 * o.seconds for o in outcomes if not o.indexed])})
+            row.update(size_figures(outcomes))
     return {"corpus": os.path.abspath(corpus), "seed": seed, "method": "landmark", "matching": matching or {},
             "rows": rows}
+
+
+def size_figures(outcomes: list[Outcome]) -> dict:
+    """One size's answers and latencies: recall of every condition, the false-match rate and the distractors
+    named, and the latencies of the clean, noisy and held-out clips alone (`WARPED_CONDITIONS` are there for their
+    recall). A clip of a song the index holds stops at its match; one of a held-out song searches on, warped too:
+    the two medians, the overall one falling between them."""
+    figures = summarise(outcomes)
+    timed = [o for o in outcomes if o.condition not in WARPED_CONDITIONS]
+    latencies = summarise(timed)
+    return {"recall": figures["recall"], "false_match_rate": figures["false_match_rate"],
+            "distractors_named": sum(1 for o in outcomes if o.answer and o.answer.startswith("distractor:")),
+            "query_ms_p50": latencies["query_ms_p50"], "query_ms_p95": latencies["query_ms_p95"],
+            "query_ms_p50_indexed": _median_ms([1000 * o.seconds for o in timed if o.indexed]),
+            "query_ms_p50_held_out": _median_ms([1000 * o.seconds for o in timed if not o.indexed])}
 
 
 def snapshot(db: str, folder: str) -> str:

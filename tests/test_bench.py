@@ -299,6 +299,24 @@ def test_no_two_distractors_of_a_source_share_its_hashes():
     assert shared < 0.5, shared  # some pairs' short Δt and Δf round alike at neighbouring scales
 
 
+def test_a_size_s_latencies_leave_out_the_clips_played_faster_or_slower():
+    """The warped clips count in recall alone: their searches, slower than a clip matched as recorded, would move
+    the latency columns, which issue targets read for the clean, noisy and held-out clips."""
+    from bench.metrics import Outcome
+    from bench.scale import WARPED_CONDITIONS, size_figures
+
+    outcomes = ([Outcome("clean_5s", True, f"s{i}", f"s{i}", 0.020) for i in range(4)]
+                + [Outcome("unindexed_clean", False, f"h{i}", None, 0.040) for i in range(4)]
+                + [Outcome("unindexed_noise", False, "h9", "distractor:7", 0.040)]
+                + [Outcome(condition, True, f"s{i}", f"s{i}" if i else None, 0.500)
+                   for condition in WARPED_CONDITIONS for i in range(4)])
+    figures = size_figures(outcomes)
+    assert figures["recall"] == {"clean_5s": 1.0, **{condition: 0.75 for condition in WARPED_CONDITIONS}}
+    assert figures["false_match_rate"] == pytest.approx(1 / 5) and figures["distractors_named"] == 1
+    assert figures["query_ms_p50_indexed"] == 20.0 and figures["query_ms_p50_held_out"] == 40.0
+    assert figures["query_ms_p50"] == 40.0 and figures["query_ms_p95"] == 40.0  # 500 ms clips not among them
+
+
 @pytest.mark.slow
 def test_bench_scale_adds_distractors_and_keeps_finding_the_real_songs(tmp_path):
     from bench.scale import ONE_BY_ONE, WARPED_CONDITIONS, scale
