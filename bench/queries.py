@@ -261,7 +261,8 @@ def build(tracks, degraders: Degraders, seed: int, workdir: str, full: bool = Tr
     from landmark import audio
     from lmprint.errors import AudioError
 
-    names = conditions(degraders, full) + [name for name in also if name not in conditions(degraders, full)]
+    names = conditions(degraders, full)
+    names += [name for name in also if name not in names]
     result = []
     for number, track in enumerate(tracks):
         try:

@@ -349,10 +349,10 @@ class MatchSettings:
             raise SettingsError("max_query_s must be more than 0")
         if self.min_duration_s < 0:
             raise SettingsError("min_duration_s must be at least 0")
-        infinite = [item.name for item in dataclasses.fields(self) if isinstance(getattr(self, item.name), float)
-                    and math.isinf(getattr(self, item.name))]
+        infinite = [(item.name, value) for item in dataclasses.fields(self)
+                    if isinstance(value := getattr(self, item.name), float) and math.isinf(value)]
         if infinite:  # a threshold, a reach or a length of inf makes every rule pass or fail alike, or no buffer fit
-            raise SettingsError(f"{infinite[0]} must be a finite number, not {getattr(self, infinite[0])!r}")
+            raise SettingsError(f"{infinite[0][0]} must be a finite number, not {infinite[0][1]!r}")
         if not 0 <= self.max_false_match_probability <= 1:
             raise SettingsError("max_false_match_probability must be in [0, 1]")
         if self.max_query_s < self.min_duration_s:  # else every query would be cut to "too short"
@@ -440,8 +440,6 @@ def _kind(wanted: type) -> str:
 
 def _shown(value: object) -> str:
     """A value as a settings file or `--set` writes it: `true`, `null`, `"text"`, `3.5`."""
-    import json
-
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)  # nan, inf, -inf, as typed
     try:

@@ -243,7 +243,7 @@ def test_no_distractor_lines_up_with_its_source_played_faster_or_slower(tmp_path
     100,005 songs 159 of 270; 68 even without the variants nearest a pitch change, which this test indexes)."""
     import soxr
 
-    from bench.scale import DISTRACTOR_SCALES, DISTRACTOR_SHIFTS_BINS, DistractorVariant, _band_bins, distractor
+    from bench.scale import _band_bins, distractor, distractor_variants
     from landmark import Index
     from landmark.batch import SongFingerprint
     from landmark.fingerprint import fingerprint
@@ -253,9 +253,8 @@ def test_no_distractor_lines_up_with_its_source_played_faster_or_slower(tmp_path
     signal = rendered(7, 40.0, SYNTH_RATE)
     source = fingerprint(soxr.resample(signal, SYNTH_RATE, config.sample_rate_hz), config, config.index)
     middle = sum(_band_bins(config)) / 2
-    nearest = [DistractorVariant(shift, time_scale, interval_scale) for shift in DISTRACTOR_SHIFTS_BINS
-               for time_scale in DISTRACTOR_SCALES for interval_scale in DISTRACTOR_SCALES
-               if abs(shift - middle * (interval_scale - 1)) <= 2]  # a pitch change's map, within two bins
+    nearest = [variant for variant in distractor_variants()  # a pitch change's map, within two bins
+               if abs(variant.shift_bins - middle * (variant.interval_scale - 1)) <= 2]
     rng = np.random.default_rng(6)
     batch = []
     for number, variant in enumerate(nearest):
