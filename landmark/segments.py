@@ -26,7 +26,7 @@ row in a small segment fits a word without an escape.
 
 A segment is written to a temporary name, flushed to disk and renamed into place before the catalogue lists it
 (`landmark.store`), so a listed segment is always whole; a segment that a crash left unlisted is removed by the
-next `compact`.
+next change to the index.
 """
 
 from __future__ import annotations

@@ -201,10 +201,7 @@ class SQLitePostingStore:
         Segments then merge (`MERGE_RATIO`)."""
         if not songs:
             return
-        try:  # a segment cut or missing refuses the add now, in one line, not at a later merge
-            self._segments()
-        except FileNotFoundError:  # a writer holds the lock: no merge of another took it
-            raise self._missing_segment() from None
+        self._before_changing()
         _create_segments_table(self.catalogue)
         tail = self._tail_postings()  # before these songs count (a file that does not count its tail sums songs)
         end = self.catalogue.meta_int("timeline_end", 0)
@@ -324,6 +321,7 @@ class SQLitePostingStore:
         and lookups drop them."""
         if not song_ids:
             return
+        self._before_changing()
         rows = np.concatenate([self._timeline_rows(f"id IN ({marks})", batch) for marks, batch in id_batches(song_ids)])
         doomed = Timeline.of(rows[np.argsort(rows[:, 0], kind="stable")])  # each batch is by start, not all
         self._timeline = None
@@ -569,6 +567,9 @@ class SQLitePostingStore:
         return [tuple(row) for row in self.catalogue.read("SELECT file, postings FROM segments ORDER BY id")]
 
     def _missing_segment(self) -> IndexFileError:
+        if self.folder.exists() and not self.folder.is_dir():
+            return IndexFileError(f"{self.folder} is not a folder: an index is its file and the folder of postings "
+                                  f"beside it (put the folder back); else {REBUILD}")
         if not self.folder.is_dir():
             return IndexFileError(f"{self.folder} is missing: an index is its file and this folder beside it, copied "
                                   f"or moved together (put the folder back); else {REBUILD}")
@@ -582,6 +583,17 @@ class SQLitePostingStore:
 
     def _sealed_postings(self) -> int:
         return sum(postings for _, postings in self._listed())
+
+    def _before_changing(self) -> None:
+        """What an add or a removal does first, holding the write lock: refuse, in one line and before anything
+        changes, an index whose listed segments are cut or missing (not at a later seal or merge, after the change
+        committed); then delete what a crash left in the folder (`_remove_unlisted`), so that a killed seal or
+        merge leaves no file past the next change."""
+        try:
+            self._segments()
+        except FileNotFoundError:  # a writer holds the lock: no merge of another took it
+            raise self._missing_segment() from None
+        self._remove_unlisted()
 
     def _segments(self) -> list[segments.Segment]:
         """The listed segments, mapped (kept open across lookups; those no longer listed are let go)."""

@@ -196,7 +196,8 @@ class Catalogue:
         except OSError as error:  # a folder on the way that may not be read
             raise IndexFileError(f"cannot open {self.path}: {os_reason(error)}") from None
         if not exists and not create:
-            raise IndexFileError(f"no index at {self.path} (create one with `lmprint add`)")
+            empty = " (the file is empty)" if self.path.is_file() else ""  # cut to nothing, or made by hand
+            raise IndexFileError(f"no index at {self.path}{empty} (create one with `lmprint add`)")
         if self.path.is_dir():
             raise IndexFileError(f"{self.path} is a directory, not an index file")
         self.read_only = exists and not os.access(self.path.parent, os.W_OK)

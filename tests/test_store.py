@@ -243,8 +243,11 @@ def test_an_index_refuses_fingerprints_made_with_other_settings(tmp_path):
 
 
 def test_missing_foreign_random_newer_and_older_files_get_one_clear_error(tmp_path):
-    with pytest.raises(IndexFileError, match="no index at"):
+    with pytest.raises(IndexFileError, match=r"no index at \S+missing.db \(create one"):
         Store(tmp_path / "missing.db")
+    (tmp_path / "empty.db").write_bytes(b"")  # cut to nothing: there, but no index
+    with pytest.raises(IndexFileError, match=r"no index at \S+empty.db \(the file is empty\)"):
+        Store(tmp_path / "empty.db")
     (tmp_path / "random.db").write_bytes(np.random.default_rng(0).bytes(50_000))
     with pytest.raises(IndexFileError, match="not an lmprint index"):
         Store(tmp_path / "random.db")
@@ -916,6 +919,34 @@ def test_a_failure_while_sealing_leaves_no_half_song_nor_its_segment_and_compact
     assert _postings_of(reopened, asked) == _postings_of(Store(path), asked) != before
 
 
+def test_what_a_crash_left_in_the_folder_goes_at_the_next_change_that_seals_nothing(tmp_path, monkeypatch):
+    """A `kill -9` while a seal or a merge writes leaves a temporary file, or a segment no listing names. They went
+    only at the next seal or compaction, so a library that grew by a few songs at a time kept them (a trial's were
+    0.8-2 times the listed segment) where `stats` does not count them; an add into the tail, or a removal, now
+    deletes them first. Files that are not segments are not the index's to delete."""
+    _small_sealing(monkeypatch)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    songs = _random_songs(9, 7)
+    for number, (hashes, frames) in enumerate(songs[:6]):
+        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
+    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
+    listed = _segment_files(path)
+    folder = segments.folder_of(path)
+    for step, change in enumerate((lambda: insert(Store(path), "/small", "sha-small", songs[6][0][:5],
+                                                  songs[6][1][:5]),  # into the tail: no seal
+                                   lambda: Store(path).remove([1]))):  # under a fifth of the audio: no compaction
+        left = [folder / f"{step:016x}.seg", folder / f".{step:016x}.seg.tmp"]
+        for file in left:
+            file.write_bytes(b"written before a kill -9")
+        (folder / "notes.txt").write_text("the user's")
+        before = _postings_of(Store(path), asked)
+        change()
+        assert not any(file.exists() for file in left) and (folder / "notes.txt").exists()
+        assert _segment_files(path) == sorted([*listed, "notes.txt"])  # no seal, no merge: the listed segments stay
+        assert _postings_of(Store(path), asked) != before  # the change itself was made
+
+
 def test_a_seal_after_a_merge_in_one_transaction_rolled_back_deletes_no_file_the_listing_names(tmp_path,
                                                                                              monkeypatch):
     """A seal deletes the files no listing names (a crash's); in a transaction that already merged, the merge's
@@ -954,8 +985,10 @@ def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch)
             Store(path).postings.lookup(np.array([1, 2, 3], np.uint32))
         with pytest.raises(IndexFileError, match="damaged"):  # an add that merges nothing says so too
             insert(Store(path), "/new", "sha-new", songs[5][0][:5], songs[5][1][:5])  # into the tail
+        with pytest.raises(IndexFileError, match="damaged"):  # a removal too, before it removes anything (it
+            Store(path).remove([1])  # removed the songs, then its compaction failed: they were gone, unsaid)
     (segments.folder_of(path) / name).write_bytes(whole)
-    assert Store(path).catalogue.song_count() == 3  # nothing of the refused adds stayed
+    assert Store(path).catalogue.song_count() == 3  # nothing of the refused adds and removals stayed
     opened = Store(path)
     (segments.folder_of(path) / name).unlink()  # while an index has it open
     with pytest.raises(IndexFileError, match="missing a segment"):
@@ -969,6 +1002,9 @@ def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch)
         Store(path)
     shutil.rmtree(segments.folder_of(path))  # the file copied without its folder
     with pytest.raises(IndexFileError, match=r"i.db-postings is missing: an index is its file and this folder"):
+        Store(path)
+    segments.folder_of(path).write_bytes(b"")  # a file where the folder should be
+    with pytest.raises(IndexFileError, match=r"i.db-postings is not a folder: an index is its file and the folder"):
         Store(path)
 
 
