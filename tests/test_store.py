@@ -572,6 +572,18 @@ def _random_songs(seed, n_songs, n_postings=120):
              np.sort(rng.integers(0, 5000, n_postings)).astype(np.uint32)) for _ in range(n_songs)]
 
 
+def _sealed_store(tmp_path, monkeypatch, seed, n_songs, n_inserted):
+    """(path, its index, the songs, every key they hold): `n_songs` random songs, the first `n_inserted` of them
+    inserted into a new index that seals and merges at a test's sizes (`_small_sealing`)."""
+    _small_sealing(monkeypatch)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    songs = _random_songs(seed, n_songs)
+    for number, (hashes, frames) in enumerate(songs[:n_inserted]):
+        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
+    return path, store, songs, np.unique(np.concatenate([hashes for hashes, _ in songs]))
+
+
 def _segment_files(path):
     folder = segments.folder_of(path)
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
@@ -887,13 +899,7 @@ def test_a_failure_while_sealing_leaves_no_half_song_nor_its_segment_and_compact
     left (no rollback ran) is deleted by `compact`, or by the next seal."""
     import landmark.store as store_module
 
-    _small_sealing(monkeypatch)
-    path = tmp_path / "i.db"
-    store = Store(path, create=True)
-    songs = _random_songs(8, 4)
-    for number, (hashes, frames) in enumerate(songs[:3]):
-        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
-    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
+    path, store, songs, asked = _sealed_store(tmp_path, monkeypatch, 8, 4, 3)
     before, files_before = _postings_of(store, asked), _segment_files(path)
 
     def failing(self):
@@ -924,13 +930,7 @@ def test_what_a_crash_left_in_the_folder_goes_at_the_next_change_that_seals_noth
     only at the next seal or compaction, so a library that grew by a few songs at a time kept them (a trial's were
     0.8-2 times the listed segment) where `stats` does not count them; an add into the tail, or a removal, now
     deletes them first. Files that are not segments are not the index's to delete."""
-    _small_sealing(monkeypatch)
-    path = tmp_path / "i.db"
-    store = Store(path, create=True)
-    songs = _random_songs(9, 7)
-    for number, (hashes, frames) in enumerate(songs[:6]):
-        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
-    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
+    path, store, songs, asked = _sealed_store(tmp_path, monkeypatch, 9, 7, 6)
     listed = _segment_files(path)
     folder = segments.folder_of(path)
     for step, change in enumerate((lambda: insert(Store(path), "/small", "sha-small", songs[6][0][:5],
@@ -970,13 +970,8 @@ def test_a_seal_after_a_merge_in_one_transaction_rolled_back_deletes_no_file_the
 
 
 def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch):
-    """...to a lookup, and to an add or a compaction, which merge segments."""
-    _small_sealing(monkeypatch)
-    path = tmp_path / "i.db"
-    store = Store(path, create=True)
-    songs = _random_songs(2, 6)
-    for number, (hashes, frames) in enumerate(songs[:3]):
-        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
+    """...to a lookup, and to an add, a removal or a compaction."""
+    path, store, songs, _ = _sealed_store(tmp_path, monkeypatch, 2, 6, 3)
     name = _segment_files(path)[0]
     whole = (segments.folder_of(path) / name).read_bytes()
     for damaged in (b"not a segment", bytes(100), whole[:-8], whole[:64] + bytes(len(whole) - 64)):
