@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import stat
 import struct
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,7 +79,7 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     buffer = _Growing()
     bad: list[Exception] = []  # the errors of packets that did not decode
     limit = None if max_duration_s is None else int(max_duration_s * sample_rate_hz)
-    with _opened(path) as (container, stream, title):
+    with _pipe_or_path(path) as source, _opened(source) as (container, stream, title):
         if container.duration:  # microseconds; lets the buffer be allocated once, to what is read at most
             reserved_s = min(container.duration / 1e6, MAX_DECLARED_S if max_duration_s is None else max_duration_s)
             buffer.reserve(int(reserved_s * sample_rate_hz * 1.01) + sample_rate_hz)
@@ -198,6 +200,54 @@ def _check_path(path: str) -> None:
         info = os.stat(path)
         if stat.S_ISREG(info.st_mode) and info.st_size == 0:  # a pipe (`match <(ffmpeg …)`) has no size to tell
             raise AudioError("empty file")
+
+
+@contextmanager
+def _pipe_or_path(path: str) -> Iterator[Any]:
+    """A named pipe (`<(ffmpeg …)`), opened here and readable by FFmpeg as it is (`_index_first`); any other path as
+    it is. FFmpeg's own open of a pipe waits for a writer where Ctrl-C or SIGTERM cannot stop it (PyAV drops what
+    their handler raises, and FFmpeg reports the interrupted call as a decoding error)."""
+    if not stat.S_ISFIFO(os.stat(path).st_mode):
+        yield path
+        return
+    with reading_file():
+        pipe = open(path, "rb")  # noqa: SIM115 - closed below
+    with pipe, _index_first(pipe) as readable:
+        yield readable
+
+
+ISO_MEDIA_HEADS = (b"ftyp", b"free", b"skip", b"wide", b"pdin", b"uuid")
+"""Boxes that may come before an MP4's (M4A's, MOV's, 3GP's) index or media: what `_index_first` reads past."""
+
+
+@contextmanager
+def _index_first(source) -> Iterator[Any]:
+    """`source`, or where it is a stream that cannot seek (a pipe, standard input) holding an MP4 whose index (its
+    `moov` box) follows its media (`mdat`), as FFmpeg, recorders and phones write them, a temporary copy of it:
+    FFmpeg needs the index to decode, and cannot seek a pipe back to the start once it has read to the end. Such a
+    stream is a whole file (its index is written last), so the copy ends; an MP4 with its index first, a fragmented
+    (live) one and every other format are read as they come. Told from the first boxes (`source.peek`)."""
+    seekable = getattr(source, "seekable", None)
+    if isinstance(source, (str, os.PathLike)) or not hasattr(source, "peek") or (seekable and seekable()):
+        yield source
+        return
+    head, offset = source.peek(1 << 16), 0
+    while offset + 8 <= len(head):
+        size, kind = int.from_bytes(head[offset:offset + 4], "big"), head[offset + 4:offset + 8]
+        if kind == b"mdat" and offset > 0:
+            break
+        if kind not in ISO_MEDIA_HEADS or (offset == 0) != (kind == b"ftyp") or size < 8:
+            yield source  # not an MP4, its index first or fragmented (`moov`, `moof`), or not told in its head
+            return
+        offset += size
+    else:
+        yield source
+        return
+    with tempfile.TemporaryFile(prefix="lmprint-stream-") as copy:
+        with reading_file():
+            shutil.copyfileobj(source, copy, 1 << 20)
+        copy.seek(0)
+        yield copy
 
 
 WAV_PROBE_BYTES = 32768
@@ -427,19 +477,15 @@ def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
     `sample_rate_hz`, as they decode: for inputs of any length, in bounded memory. Raises AudioError."""
     if isinstance(source, (str, os.PathLike)):
         _check_path(os.fspath(source))
-        if stat.S_ISFIFO(os.stat(source).st_mode):
-            # a named pipe is opened here: FFmpeg's open waits for a writer where Ctrl-C or SIGTERM cannot stop it
-            # (PyAV drops what their handler raises, and FFmpeg reports the interrupted call as a decoding error)
-            with reading_file():
-                pipe = open(source, "rb")  # noqa: SIM115 - closed below
-            with pipe:
-                yield from stream(pipe, sample_rate_hz)
-            return
+        with _pipe_or_path(os.fspath(source)) as opened:
+            if not isinstance(opened, str):  # a named pipe (or its copy), read as standard input is
+                yield from stream(opened, sample_rate_hz)
+                return
     elif hasattr(source, "peek") and not source.peek(1):  # a pipe that closed before its first byte
         raise AudioError("empty file")
     bad: list[Exception] = []  # the errors of packets that did not decode
     decoded = False
-    with _opened(source) as (container, audio_stream, _):
+    with _index_first(source) as source, _opened(source) as (container, audio_stream, _):
         for chunk in _resampled(container, audio_stream, sample_rate_hz, bad):
             if chunk.size:
                 decoded = True

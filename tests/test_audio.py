@@ -1,4 +1,5 @@
 import io
+import os
 import re
 
 import numpy as np
@@ -435,3 +436,31 @@ def test_a_tag_that_is_not_utf8_neither_stops_decoding_nor_hides_the_declared_du
     path.write_bytes(data)
     assert declared_duration_s(path) == pytest.approx(3.0, abs=0.05)
     assert audio.load(path, 8000).size == pytest.approx(3 * 8000, abs=100)
+
+
+def test_an_mp4_whose_index_follows_its_media_decodes_from_a_pipe_and_a_named_pipe(tmp_path):
+    """FFmpeg, recorders and phones write an MP4's index (`moov`) after its media: from a pipe FFmpeg cannot seek
+    back to it, so `cat clip.m4a | lmprint monitor -` and `lmprint match <(cat clip.m4a)` said "not an audio file,
+    or corrupt" while the file itself decoded. Such a stream is copied to a temporary file first."""
+    import subprocess
+    import threading
+
+    path = tmp_path / "recording.m4a"
+    write(path, rendered(3, 12.0, 8000), 8000)
+    head = path.read_bytes()[:64]
+    assert head[4:8] == b"ftyp" and head.find(b"mdat") > 0 and head.find(b"moov") < 0  # the index comes last
+    expected = audio.decode(path, 8000).samples
+    with subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE) as cat:
+        assert cat.stdout is not None
+        streamed = np.concatenate(list(audio.stream(cat.stdout, 8000)))
+    assert np.array_equal(streamed, expected)
+    fifo = tmp_path / "fifo"
+    for read in (lambda: audio.decode(fifo, 8000).samples, lambda: np.concatenate(list(audio.stream(fifo, 8000)))):
+        os.mkfifo(fifo)
+        writer = threading.Thread(target=lambda: fifo.write_bytes(path.read_bytes()))
+        writer.start()
+        try:
+            assert np.array_equal(read(), expected)
+        finally:
+            writer.join()
+            fifo.unlink()

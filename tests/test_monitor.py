@@ -678,6 +678,29 @@ def test_a_song_after_silence_or_unknown_music_is_announced_from_where_it_begins
             assert abs(events[1].end_s - (before_s + 40.0)) <= 0.1, (before_s, events)
 
 
+def test_a_song_whose_opening_is_not_heard_is_announced_as_far_into_it_as_where_it_is_heard(built_index):
+    """A song whose first second is lost under noise starts its segment where it is heard. The open line said 0.0 s
+    into the song there (looks whose windows began before the song tell no anchor), and the closed line, from
+    later looks' anchor, 1.0 s: the open line now reads it from where the looks heard the song begin (their
+    lead-in), so both agree."""
+    import soxr
+
+    rng = np.random.default_rng(0)
+    with Index(built_index) as index:
+        for before_s, lost_s in ((23.0, 1.0), (21.0, 1.5)):
+            song = rendered(1, 40.0, RATE)
+            song[:int(lost_s * RATE)] *= 0.01
+            signal = np.concatenate([np.zeros(int(before_s * RATE), np.float32), song, np.zeros(3 * RATE, np.float32)])
+            signal += 0.03 * rng.standard_normal(signal.size).astype(np.float32)
+            samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+            said = [(e.open, e.song.title, e.start_s, e.song_offset_s)  # as each line is printed
+                    for e in monitor(index, [samples[i:i + 4000] for i in range(0, samples.size, 4000)])]
+            assert [(opened, title) for opened, title, _, _ in said] == [(True, "song1"), (False, "song1")], said
+            (_, _, open_start_s, open_offset_s), (_, _, start_s, offset_s) = said
+            assert open_start_s == start_s and abs(start_s - (before_s + offset_s)) <= 0.1, said
+            assert abs(offset_s - lost_s) <= 0.5 and abs(open_offset_s - offset_s) <= 0.1, said
+
+
 def _crossfaded(first: np.ndarray, second: np.ndarray, fade_s: float) -> np.ndarray:
     """`first` then `second`, the one faded out while the other fades in over `fade_s` (linearly)."""
     fade = int(fade_s * RATE)
