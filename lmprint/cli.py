@@ -986,7 +986,7 @@ def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jo
               help="Uploads that may be read or wait while the workers are busy, per worker process; one more gets 503 "
                    "with Retry-After.")
 @click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=32.0, show_default=True,
-              help="Larger uploads get 413.")
+              help="Larger uploads get 413 (in MiB: 2^20 bytes).")
 @click.option("--allow-add", is_flag=True, help="Let POST /songs add to the index, with the token.")
 @click.option("--token", envvar="LMPRINT_TOKEN", help="Bearer token for POST /songs (default: $LMPRINT_TOKEN).")
 @click.option("--certfile", type=click.Path(dir_okay=False), help="Serve HTTPS with this PEM certificate (and its "

@@ -418,7 +418,7 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         return error(503, message, **{"Retry-After": "1"})
 
     def too_large() -> JSONResponse:
-        return error(413, f"upload over {settings.max_upload_bytes / 2**20:g} MB (lmprint serve --max-upload-mb)")
+        return error(413, f"upload over {settings.max_upload_bytes / 2**20:g} MiB (lmprint serve --max-upload-mb)")
 
     async def refused(request: Request, response: JSONResponse) -> JSONResponse:
         """`response` to a request whose body is unread, once that body is read and thrown away (for at most

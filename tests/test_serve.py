@@ -91,7 +91,7 @@ def test_bad_uploads_get_a_json_error_and_never_a_500(built_index, tmp_path, cap
             assert response.status_code == status, name
             assert set(response.json()) == {"error"} and response.json()["error"], name
         said = {name: response.json()["error"] for name, (response, _) in cases.items()}
-        assert said["too large"] == "upload over 1 MB (lmprint serve --max-upload-mb)"
+        assert said["too large"] == "upload over 1 MiB (lmprint serve --max-upload-mb)"
         assert said["too long"].endswith("only a query's first seconds are matched, so send those (e.g. ffmpeg -t 30)")
         assert said["a text field for the file"] == "the form's `file` field is text, not a file (curl: -F file=@PATH)"
         assert said["no file field"] == "the form has no `file` field"
