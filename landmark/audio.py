@@ -8,6 +8,7 @@ decoded source rate or channel count.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import shutil
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lmprint.errors import AudioError, reading_file
+from lmprint.errors import AudioError, os_reason, reading_file
 from lmprint.files import AUDIO_DEMUXERS, title_from_path
 from lmprint.samples import finite_samples
 
@@ -207,11 +208,12 @@ def _pipe_or_path(path: str) -> Iterator[Any]:
     """A named pipe (`<(ffmpeg …)`), opened here and readable by FFmpeg as it is (`_index_first`); any other path as
     it is. FFmpeg's own open of a pipe waits for a writer where Ctrl-C or SIGTERM cannot stop it (PyAV drops what
     their handler raises, and FFmpeg reports the interrupted call as a decoding error)."""
-    if not stat.S_ISFIFO(os.stat(path).st_mode):
+    with reading_file():
+        is_pipe = stat.S_ISFIFO(os.stat(path).st_mode)
+        pipe = open(path, "rb") if is_pipe else None  # noqa: SIM115 - closed below
+    if pipe is None:
         yield path
         return
-    with reading_file():
-        pipe = open(path, "rb")  # noqa: SIM115 - closed below
     with pipe, _index_first(pipe) as readable:
         yield readable
 
@@ -219,35 +221,69 @@ def _pipe_or_path(path: str) -> Iterator[Any]:
 ISO_MEDIA_HEADS = (b"ftyp", b"free", b"skip", b"wide", b"pdin", b"uuid")
 """Boxes that may come before an MP4's (M4A's, MOV's, 3GP's) index or media: what `_index_first` reads past."""
 
+MAX_HEAD_BYTES = 1 << 20
+"""`_index_first` reads at most this much of a stream to find the box after an MP4's head (a recorder may reserve
+room for its index in a `free` box of some kilobytes); past it the stream is read as it comes."""
+
 
 @contextmanager
 def _index_first(source) -> Iterator[Any]:
-    """`source`, or where it is a stream that cannot seek (a pipe, standard input) holding an MP4 whose index (its
-    `moov` box) follows its media (`mdat`), as FFmpeg, recorders and phones write them, a temporary copy of it:
-    FFmpeg needs the index to decode, and cannot seek a pipe back to the start once it has read to the end. Such a
-    stream is a whole file (its index is written last), so the copy ends; an MP4 with its index first, a fragmented
-    (live) one and every other format are read as they come. Told from the first boxes (`source.peek`)."""
+    """`source` as FFmpeg can read it: where it is a stream that cannot seek (a pipe, standard input) holding an
+    MP4 whose index (its `moov` box) follows its media (`mdat`), as FFmpeg, recorders and phones write them, a
+    temporary copy of it (FFmpeg needs the index to decode, and cannot seek a pipe back to it once it has read to
+    the end; such a stream is a whole file, its index written last, so the copy ends); otherwise the stream, the
+    boxes read to tell given back first (`_Replayed`): an MP4 with its index first, a fragmented (live) one and
+    every other format are read as they come. Raises AudioError for a stream that ends before its first byte."""
     seekable = getattr(source, "seekable", None)
-    if isinstance(source, (str, os.PathLike)) or not hasattr(source, "peek") or (seekable and seekable()):
+    if not hasattr(source, "read") or (seekable and seekable()):
         yield source
         return
-    head, offset = source.peek(1 << 16), 0
-    while offset + 8 <= len(head):
-        size, kind = int.from_bytes(head[offset:offset + 4], "big"), head[offset + 4:offset + 8]
-        if kind == b"mdat" and offset > 0:
-            break
-        if kind not in ISO_MEDIA_HEADS or (offset == 0) != (kind == b"ftyp") or size < 8:
-            yield source  # not an MP4, its index first or fragmented (`moov`, `moof`), or not told in its head
-            return
-        offset += size
-    else:
-        yield source
+    with reading_file():
+        parts = [source.read(8)]
+        if not parts[0]:
+            raise AudioError("empty file")
+        index_last, read = False, 8
+        while len(parts[-1]) == 8 and parts[-1][4:8] in ISO_MEDIA_HEADS and (read == 8) == (parts[-1][4:8] == b"ftyp"):
+            size = int.from_bytes(parts[-1][:4], "big")
+            if size < 8 or read + size > MAX_HEAD_BYTES:  # to the end (0), 64-bit (1), damaged, or too long to hold
+                break
+            parts += [source.read(size - 8), source.read(8)]
+            read += size
+            index_last = parts[-1][4:8] == b"mdat"
+    head = b"".join(parts)
+    if not index_last:
+        yield _Replayed(head, source)
         return
-    with tempfile.TemporaryFile(prefix="lmprint-stream-") as copy:
-        with reading_file():
+    try:
+        copy = tempfile.TemporaryFile(prefix="lmprint-stream-")
+        with copy:
+            copy.write(head)
             shutil.copyfileobj(source, copy, 1 << 20)
-        copy.seek(0)
-        yield copy
+            copy.seek(0)
+            yield copy
+    except OSError as error:
+        raise AudioError(f"an MP4 whose index follows its media is read from a temporary copy of the stream, which "
+                         f"could not be made: {os_reason(error)}") from None
+
+
+class _Replayed(io.RawIOBase):
+    """The bytes of a stream read already (`head`), then the rest of it: what `_index_first` read to tell a format,
+    given back to FFmpeg. Past the head, a read returns what one read of the stream gives (`readinto1`), so a live
+    stream is decoded as it arrives."""
+
+    def __init__(self, head: bytes, rest: Any):
+        self._head, self._rest = memoryview(head), rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count], self._head = self._head[:count], self._head[count:]
+            return count
+        read = getattr(self._rest, "readinto1", self._rest.readinto)
+        return read(buffer)
 
 
 WAV_PROBE_BYTES = 32768
@@ -476,16 +512,14 @@ def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
     """Mono float32 chunks of a path or a binary file (standard input: any format FFmpeg can read from a pipe) at
     `sample_rate_hz`, as they decode: for inputs of any length, in bounded memory. Raises AudioError."""
     if isinstance(source, (str, os.PathLike)):
-        _check_path(os.fspath(source))
-        with _pipe_or_path(os.fspath(source)) as opened:
-            if not isinstance(opened, str):  # a named pipe (or its copy), read as standard input is
-                yield from stream(opened, sample_rate_hz)
-                return
-    elif hasattr(source, "peek") and not source.peek(1):  # a pipe that closed before its first byte
-        raise AudioError("empty file")
+        path = os.fspath(source)
+        _check_path(path)
+        readable = _pipe_or_path(path)  # a named pipe is read as standard input is
+    else:
+        readable = _index_first(source)
     bad: list[Exception] = []  # the errors of packets that did not decode
     decoded = False
-    with _index_first(source) as source, _opened(source) as (container, audio_stream, _):
+    with readable as source, _opened(source) as (container, audio_stream, _):
         for chunk in _resampled(container, audio_stream, sample_rate_hz, bad):
             if chunk.size:
                 decoded = True

@@ -29,8 +29,8 @@ is no longer small, in sealed segments beside it (`landmark.segments`):
 
 Adding a song is one write transaction (the caller's): its catalogue row, its postings appended to the tail (or
 sealed), and its peaks. A segment is written in full and flushed before the transaction that lists it commits, so
-a crash mid-song rolls the whole song back, and can at worst leave an unlisted file, which `compact` deletes (a
-transaction that rolls back deletes it at once).
+a crash mid-song rolls the whole song back, and can at worst leave an unlisted file, which the next add, removal
+or `compact` deletes (a transaction that rolls back deletes it at once).
 Readers see the tail and the listed segments as of one moment; a segment merged away is deleted once the merge
 commits, and a reader that had not mapped it yet lists the segments again.
 """
@@ -734,7 +734,8 @@ class SQLitePostingStore:
         lists or unlists any: no other writer is making one, and every file unlisted is unlisted for good. The
         log is flushed first where there are any, since a merge's inputs are unlisted by a commit that a killed
         process may not have flushed. Not once this transaction has changed the listing (`_listing_changes`)."""
-        if self._listing_changed_in == self.catalogue.writes_begun or not self.folder.is_dir():
+        if (not self.catalogue.writing or self._listing_changed_in == self.catalogue.writes_begun
+                or not self.folder.is_dir()):  # without the lock another writer may be making one
             return
         listed = {name for name, _ in self._listed()}
         unlisted = [path.name for path in self.folder.iterdir()

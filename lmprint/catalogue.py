@@ -192,14 +192,14 @@ class Catalogue:
         """How many write transactions this connection has begun: the one in progress, while `writing`, is this
         one, so that what a transaction did can be told from what an earlier one did (no callback to forget)."""
         try:
+            if self.path.is_dir():  # (some file systems give a folder a size of 0)
+                raise IndexFileError(f"{self.path} is a directory, not an index file")
             exists = self.path.exists() and self.path.stat().st_size > 0
         except OSError as error:  # a folder on the way that may not be read
             raise IndexFileError(f"cannot open {self.path}: {os_reason(error)}") from None
         if not exists and not create:
             empty = " (the file is empty)" if self.path.is_file() else ""  # cut to nothing, or made by hand
             raise IndexFileError(f"no index at {self.path}{empty} (create one with `lmprint add`)")
-        if self.path.is_dir():
-            raise IndexFileError(f"{self.path} is a directory, not an index file")
         self.read_only = exists and not os.access(self.path.parent, os.W_OK)
         """Whether the file is opened for reading only, because SQLite cannot make its -wal and -shm files in its
         folder (read-only media, a read-only mount): `match`, `list` and the server work; a change is refused. (A

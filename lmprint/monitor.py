@@ -564,7 +564,7 @@ class Monitor:
                           start_heard=(heard_from is not None and not heard_from[1]) or lead_in_s is not None)
         self._place(segment, self._anchor(match, time_s))
         if segment.song_offset_s is None and match.offset_s is not None:  # the song began within the window
-            self._begin_after_lead_in(segment, time_s, lead_in_s)
+            self._begin_after_lead_in(segment, time_s, lead_in_s, segment.rate)
         return segment
 
     def _look_back(self, segment: Segment, match: Match, time_s: float, length_s: float) -> None:
@@ -615,7 +615,7 @@ class Monitor:
             heard_from = self._heard_from_s(match, time_s, length_s)
             segment.start_s = time_s + lead_in_s if heard_from is None else heard_from[0]
             segment.anchor_s, segment.start_heard = None, True
-            self._begin_after_lead_in(segment, time_s, lead_in_s)
+            self._begin_after_lead_in(segment, time_s, lead_in_s, _rate(match))  # the rate becomes this look's below
         if match.decided_by == "followed":
             segment.best_follow = max(segment.best_follow, match.score)
         at_clock = match.decided_by == "followed" or self._at_anchor(segment, match, time_s) or segment.anchor_s is None
@@ -628,17 +628,18 @@ class Monitor:
             segment.rate = _rate(match)
             self._place(segment, self._anchor(match, time_s))
 
-    def _begin_after_lead_in(self, segment: Segment, time_s: float, lead_in_s: float | None) -> None:
+    def _begin_after_lead_in(self, segment: Segment, time_s: float, lead_in_s: float | None, rate: float) -> None:
         """The song's time at the start of a segment whose song began within the look at `time_s`, `lead_in_s` into
-        its window (None: the look did not tell where, and the segment starts with the song). A start heard later
-        (an opening lost under noise or under the song before) is that far into the song, as the anchor of later
-        looks, which lie within the song, will say; one within `_place`'s reach of the song's start is put at it,
-        as `_place` will."""
+        its window (None: the look did not tell where, and the segment starts with the song), the song playing at
+        `rate`. A start heard later (an opening lost under noise or under the song before) is that far into the
+        song, as the anchor of later looks, which lie within the song, will say; one within `_place`'s reach of the
+        song's start either way is put at it, as `_place` will. A start heard earlier than that stays (a lead-in
+        can be a bar off: `_lead_in_s`), at the song's start."""
         began_s = segment.start_s if lead_in_s is None else time_s + lead_in_s
         near_s = self.settings.heard_precision_s if segment.start_heard else self.settings.hop_s
-        if segment.rate * (segment.start_s - began_s) <= near_s:  # not before the song's start, either
+        if abs(rate * (segment.start_s - began_s)) <= near_s:
             segment.start_s = max(0.0, began_s)
-        segment.song_offset_s = max(0.0, segment.rate * (segment.start_s - began_s))
+        segment.song_offset_s = max(0.0, rate * (segment.start_s - began_s))
 
     def _place(self, segment: Segment, anchor: float | None) -> None:
         """Fix a segment's anchor once a look tells it, and bound its start by the song's own start: not before

@@ -464,3 +464,38 @@ def test_an_mp4_whose_index_follows_its_media_decodes_from_a_pipe_and_a_named_pi
         finally:
             writer.join()
             fifo.unlink()
+
+
+def test_only_an_mp4_whose_index_follows_its_media_is_copied_before_a_pipe_is_read():
+    """`_index_first` reads a pipe's first boxes, not what its first read holds (4 KB: a recorder may leave room for
+    the index in a `free` box of kilobytes, and a writer's first write may be a few bytes), and gives back every
+    byte it read. An MP4 with its index first, a fragmented (live) one and other formats are read as they come."""
+    import threading
+    import time
+
+    def box(kind, payload=b""):
+        return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+    head = box(b"ftyp", b"M4A \x00\x00\x00\x00isomM4A ")
+    cases = {"index last, after 8 KB of room": (head + box(b"free", bytes(8192)) + box(b"mdat", b"\x01" * 5000)
+                                                + box(b"moov", b"\x02" * 300), True),
+             "index last": (head + box(b"mdat", b"\x01" * 100) + box(b"moov"), True),
+             "index first": (head + box(b"moov", b"\x02" * 300) + box(b"mdat", b"\x01" * 100), False),
+             "fragmented": (head + box(b"moov") + box(b"moof") + box(b"mdat", b"\x01" * 100), False),
+             "a WAV": (b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(200), False),
+             "a few bytes": (b"ID3", False)}
+    for name, (data, copied) in cases.items():
+        read_end, write_end = os.pipe()
+
+        def write_slowly(data=data, write_end=write_end):
+            with open(write_end, "wb", buffering=0) as pipe:
+                pipe.write(data[:3])  # a first write of a few bytes
+                time.sleep(0.05)
+                pipe.write(data[3:])
+
+        writer = threading.Thread(target=write_slowly)
+        writer.start()
+        with open(read_end, "rb") as pipe, audio._index_first(pipe) as readable:
+            assert readable.seekable() == copied, name
+            assert readable.read() == data, name
+        writer.join()
