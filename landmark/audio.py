@@ -516,6 +516,8 @@ def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
         _check_path(path)
         readable = _pipe_or_path(path)  # a named pipe is read as standard input is
     else:
+        if hasattr(source, "peek") and not source.peek(1):  # closed before its first byte (`< /dev/null` too)
+            raise AudioError("empty file")
         readable = _index_first(source)
     bad: list[Exception] = []  # the errors of packets that did not decode
     decoded = False
