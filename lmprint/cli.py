@@ -356,14 +356,22 @@ def add(ctx, paths, jobs, method, model, device, quiet):
     _refuse_missing_folder(ctx)
     index = open_method(ctx.obj["db"], method, create=True, model=model, device=device, with_model=True)
     progress, report = progress_reporter(quiet, unit="file", desc="add", total=len(files))
+    added: set[str] = set()  # the files whose songs were committed, for an interruption to count
+
+    def reported(outcome) -> None:
+        if not (outcome.error or outcome.skipped or outcome.moved_from or outcome.copy_of or outcome.replaced):
+            added.add(outcome.path)
+        report(outcome)
+
     started = time.perf_counter()
     try:
         index.catalogue.add_library_folders(  # for `prune`: a folder missing later may be a drive not mounted
             path if os.path.isdir(path) else os.path.dirname(path) for path in map(os.path.abspath, paths)
             if path != os.path.abspath("-") and os.path.exists(path))
-        result = index.add(files, jobs=jobs, on_outcome=report)
+        result = index.add(files, jobs=jobs, on_outcome=reported)
     except KeyboardInterrupt as interrupt:
-        raise KeyboardInterrupt(*(interrupt.args or ("songs already added are kept",))) from None
+        kept = f"{_count(len(added), 'song')} added before it {'is' if len(added) == 1 else 'are'} kept"
+        raise KeyboardInterrupt(*(interrupt.args or (kept,))) from None
     finally:
         if progress is not None:
             progress.close()

@@ -1027,3 +1027,31 @@ def test_add_says_it_does_not_read_standard_input_and_adds_the_rest(library_dir,
     assert result.stderr.splitlines()[-1].startswith("added 1")
     alone = run_cli("add", "-", db=tmp_path / "i.db")
     assert alone.returncode == 1 and len(alone.stderr.splitlines()) == 1
+
+
+def test_an_add_interrupted_says_how_many_songs_it_kept(library_dir, tmp_path, monkeypatch):
+    """Ctrl-C during `add` keeps every song committed before it; the line said only that songs "already added are
+    kept", so a user could not tell whether any were. It now counts them, and `list` holds as many."""
+    import lmprint.cli
+
+    made = lmprint.cli.progress_reporter
+
+    def interrupted_at_the_third_file(quiet, **kwargs):
+        progress, report = made(quiet, **kwargs)
+        seen = []
+
+        def report_then_stop(outcome):
+            seen.append(outcome)
+            if len(seen) == 3:  # Ctrl-C while the third file's outcome is said: its song is in too
+                raise KeyboardInterrupt
+            report(outcome)
+
+        return progress, report_then_stop
+
+    monkeypatch.setattr(lmprint.cli, "progress_reporter", interrupted_at_the_third_file)
+    db = tmp_path / "index.db"
+    result = run_cli("add", "--jobs", "1", library_dir, db=db)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "lmprint: interrupted (3 songs added before it are kept)"
+    monkeypatch.undo()
+    assert len(run_cli("list", db=db, check=True).stdout.strip().splitlines()) == 3
