@@ -76,7 +76,6 @@ def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float |
     Raises AudioError with a reason a person can act on for anything that is not usable audio.
     """
     path = os.fspath(path)
-    _check_path(path)
     buffer = _Growing()
     bad: list[Exception] = []  # the errors of packets that did not decode
     limit = None if max_duration_s is None else int(max_duration_s * sample_rate_hz)
@@ -193,24 +192,19 @@ def title_of(path: str) -> str:
     return title_tag(path) or title_from_path(path)
 
 
-def _check_path(path: str) -> None:
-    """Refuse, in words FFmpeg would not find, a path that is a folder, missing, unreadable or an empty file."""
+@contextmanager
+def _pipe_or_path(path: str) -> Iterator[Any]:
+    """`path` as FFmpeg is to open it, refused first, in words FFmpeg would not find, where it is a folder, missing,
+    unreadable or an empty file. A named pipe (`<(ffmpeg …)`) is opened here, and read as standard input is
+    (`_index_first`): FFmpeg's own open of a pipe waits for a writer where Ctrl-C or SIGTERM cannot stop it (PyAV
+    drops what their handler raises, and FFmpeg reports the interrupted call as a decoding error)."""
     if os.path.isdir(path):
         raise AudioError("is a directory")
     with reading_file():
         info = os.stat(path)
-        if stat.S_ISREG(info.st_mode) and info.st_size == 0:  # a pipe (`match <(ffmpeg …)`) has no size to tell
+        if stat.S_ISREG(info.st_mode) and info.st_size == 0:  # a pipe has no size to tell
             raise AudioError("empty file")
-
-
-@contextmanager
-def _pipe_or_path(path: str) -> Iterator[Any]:
-    """A named pipe (`<(ffmpeg …)`), opened here and readable by FFmpeg as it is (`_index_first`); any other path as
-    it is. FFmpeg's own open of a pipe waits for a writer where Ctrl-C or SIGTERM cannot stop it (PyAV drops what
-    their handler raises, and FFmpeg reports the interrupted call as a decoding error)."""
-    with reading_file():
-        is_pipe = stat.S_ISFIFO(os.stat(path).st_mode)
-        pipe = open(path, "rb") if is_pipe else None  # noqa: SIM115 - closed below
+        pipe = open(path, "rb") if stat.S_ISFIFO(info.st_mode) else None  # noqa: SIM115 - closed below
     if pipe is None:
         yield path
         return
@@ -233,23 +227,24 @@ def _index_first(source) -> Iterator[Any]:
     temporary copy of it (FFmpeg needs the index to decode, and cannot seek a pipe back to it once it has read to
     the end; such a stream is a whole file, its index written last, so the copy ends); otherwise the stream, the
     boxes read to tell given back first (`_Replayed`): an MP4 with its index first, a fragmented (live) one and
-    every other format are read as they come. Raises AudioError for a stream that ends before its first byte."""
+    every other format are read as they come. Raises AudioError for a stream that ends before its first byte (one
+    that can seek, such as `< /dev/null`, too)."""
+    if hasattr(source, "peek") and not source.peek(1):
+        raise AudioError("empty file")
     seekable = getattr(source, "seekable", None)
     if not hasattr(source, "read") or (seekable and seekable()):
         yield source
         return
     with reading_file():
-        parts = [source.read(8)]
-        if not parts[0]:
-            raise AudioError("empty file")
-        index_last, read = False, 8
-        while len(parts[-1]) == 8 and parts[-1][4:8] in ISO_MEDIA_HEADS and (read == 8) == (parts[-1][4:8] == b"ftyp"):
-            size = int.from_bytes(parts[-1][:4], "big")
-            if size < 8 or read + size > MAX_HEAD_BYTES:  # to the end (0), 64-bit (1), damaged, or too long to hold
-                break
-            parts += [source.read(size - 8), source.read(8)]
-            read += size
-            index_last = parts[-1][4:8] == b"mdat"
+        parts, read, index_last = [source.read(8)], 0, False
+        if parts[0][4:8] == b"ftyp":  # an MP4: its boxes up to the first that is neither its head's nor media
+            while len(parts[-1]) == 8 and parts[-1][4:8] in ISO_MEDIA_HEADS:
+                size = int.from_bytes(parts[-1][:4], "big")
+                if size < 8 or read + size > MAX_HEAD_BYTES:  # to the end (0), 64-bit (1), damaged, or too long
+                    break
+                parts += [source.read(size - 8), source.read(8)]
+                read += size
+                index_last = parts[-1][4:8] == b"mdat"
     head = b"".join(parts)
     if not index_last:
         yield _Replayed(head, source)
@@ -511,14 +506,7 @@ class _Mixer:
 def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
     """Mono float32 chunks of a path or a binary file (standard input: any format FFmpeg can read from a pipe) at
     `sample_rate_hz`, as they decode: for inputs of any length, in bounded memory. Raises AudioError."""
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        _check_path(path)
-        readable = _pipe_or_path(path)  # a named pipe is read as standard input is
-    else:
-        if hasattr(source, "peek") and not source.peek(1):  # closed before its first byte (`< /dev/null` too)
-            raise AudioError("empty file")
-        readable = _index_first(source)
+    readable = _pipe_or_path(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else _index_first(source)
     bad: list[Exception] = []  # the errors of packets that did not decode
     decoded = False
     with readable as source, _opened(source) as (container, audio_stream, _):

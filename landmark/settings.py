@@ -347,8 +347,6 @@ class MatchSettings:
             raise SettingsError(f"{', '.join(negative)} must be at least 0")
         if self.max_query_s <= 0:
             raise SettingsError("max_query_s must be more than 0")
-        if self.min_duration_s < 0:
-            raise SettingsError("min_duration_s must be at least 0")
         infinite = [(item.name, value) for item in dataclasses.fields(self)
                     if isinstance(value := getattr(self, item.name), float) and math.isinf(value)]
         if infinite:  # a threshold, a reach or a length of inf makes every rule pass or fail alike, or no buffer fit
@@ -379,8 +377,8 @@ class MatchSettings:
 COUNTS_AND_REACHES = ("query_delta_tolerance_frames", "query_retry_tolerance_frames", "max_postings_read",
                       "vote_tolerance_frames", "max_votes", "verify_candidates", "verify_first_candidates",
                       "verify_other_offsets", "verify_shift_frames", "warp_candidates", "warp_max_postings_read",
-                      "follow_reach_s", "heard_pause_s", "copy_cut_max_unshared_peaks")
-"""Matching settings that count something or reach some frames or seconds either way: never below 0 (a negative
+                      "follow_reach_s", "heard_pause_s", "copy_cut_max_unshared_peaks", "min_duration_s")
+"""Matching settings that count something, or reach or last some frames or seconds: never below 0 (a negative
 tolerance would borrow across the fields of a packed vote key)."""
 
 MAX_WARP = 0.3

@@ -359,7 +359,7 @@ def add(ctx, paths, jobs, method, model, device, quiet):
     added: set[str] = set()  # the files whose songs were committed, for an interruption to count
 
     def reported(outcome) -> None:
-        if not (outcome.error or outcome.skipped or outcome.moved_from or outcome.copy_of or outcome.replaced):
+        if outcome.counted_as == "added" and not outcome.replaced:  # a replaced entry's file was said before
             added.add(outcome.path)
         report(outcome)
 

@@ -636,10 +636,14 @@ class Monitor:
         song's start either way is put at it, as `_place` will. A start heard earlier than that stays (a lead-in
         can be a bar off: `_lead_in_s`), at the song's start."""
         began_s = segment.start_s if lead_in_s is None else time_s + lead_in_s
-        near_s = self.settings.heard_precision_s if segment.start_heard else self.settings.hop_s
-        if abs(rate * (segment.start_s - began_s)) <= near_s:
+        if abs(rate * (segment.start_s - began_s)) <= self._start_reach_s(segment):
             segment.start_s = max(0.0, began_s)
         segment.song_offset_s = max(0.0, rate * (segment.start_s - began_s))
+
+    def _start_reach_s(self, segment: Segment) -> float:
+        """How close to its song's own start a segment's start is put at it: a start heard is told that well, one
+        guessed to a hop."""
+        return self.settings.heard_precision_s if segment.start_heard else self.settings.hop_s
 
     def _place(self, segment: Segment, anchor: float | None) -> None:
         """Fix a segment's anchor once a look tells it, and bound its start by the song's own start: not before
@@ -649,8 +653,7 @@ class Monitor:
             return
         segment.anchor_s = anchor
         song_start_s = max(0.0, -anchor / segment.rate)  # 0.0 first: max keeps the first of equals, not -0.0
-        near_s = self.settings.heard_precision_s if segment.start_heard else self.settings.hop_s
-        if anchor + segment.rate * segment.start_s <= near_s:  # the song's own offset there
+        if anchor + segment.rate * segment.start_s <= self._start_reach_s(segment):  # the song's own offset there
             segment.start_s = song_start_s
         segment.song_offset_s = max(0.0, anchor + segment.rate * segment.start_s)
 

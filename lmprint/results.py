@@ -144,6 +144,12 @@ class Outcome:
     """Set, after the file was added, where it held other content when it was indexed before and no file holds that
     now: the song of that content is removed (a file re-encoded, retagged or cut short where it lies)."""
 
+    @property
+    def counted_as(self) -> str:
+        """Which count of `AddReport` the file's outcome goes to: failed, moved, copies, skipped or added."""
+        return ("failed" if self.error else "moved" if self.moved_from else "copies" if self.copy_of
+                else "skipped" if self.skipped else "added")
+
 
 @dataclass
 class AddReport:
@@ -166,11 +172,11 @@ class AddReport:
 
     def record(self, outcome: Outcome, audio_s: float = 0.0) -> None:
         """Count one file's outcome; a file counted before counts once, as its last outcome."""
-        if outcome.error:
+        count = outcome.counted_as
+        if count == "failed":
+            assert outcome.error is not None
             self.failed.append((outcome.path, outcome.error))
             return
-        count = ("moved" if outcome.moved_from else "copies" if outcome.copy_of else "skipped" if outcome.skipped
-                 else "added")
         before = self._counted_as.get(outcome.path)
         if before in ("skipped", "copies"):  # counted so before: now counted as this instead
             setattr(self, before, getattr(self, before) - 1)
