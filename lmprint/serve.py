@@ -6,7 +6,8 @@
 - `WebSocket /listen`: live audio in (a JSON hello `{"sample_rate": HZ}`, then binary chunks of mono float32
   little-endian samples), segments out as the streaming identifier (`lmprint.monitor`) confirms and closes them:
   `{"event": "listening"}` once, then `{"event": "open" | "closed", "title": ..., "song_offset_s": ...,
-  "heard_s": ...}`, `heard_s` being the seconds of audio received when the event was sent.
+  "heard_s": ...}`, `heard_s` being the seconds of audio received when the event was sent. A server that stops
+  closes every stream (uvicorn's 1012) with no closed event: the song open then ends where the audio sent ends.
 - `GET /`: the page (`static/listen.html`), which streams the microphone to `/listen`.
 - `POST /songs`, only with `allow_add` and the token: an audio file to index.
 

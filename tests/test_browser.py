@@ -4,6 +4,7 @@ from a PulseAudio null sink's monitor, its default microphone; each shows the so
 `scripts/get-browser.sh` installs them; without them a test is skipped. With $LMPRINT_SCREENSHOT set, Chromium's
 page naming the song is saved there."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -27,24 +28,32 @@ PULSEAUDIO = shutil.which("pulseaudio")
 def server(built_index, request):
     """`lmprint serve`'s app under uvicorn on a free loopback port, in a thread (`ServeSettings` of the test's
     parameter, if any)."""
+    with served(built_index, **getattr(request, "param", {})) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def served(built_index, **settings):
+    """(URL, uvicorn's server) of the app served in a thread; stopped at the end, as Ctrl-C stops it."""
     uvicorn = pytest.importorskip("uvicorn")
     from lmprint.serve import ServeSettings, create_app
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    settings = ServeSettings(**getattr(request, "param", {}))
-    config = uvicorn.Config(create_app(lambda: Index(built_index), settings), host="127.0.0.1", port=port,
-                            log_level="warning")
+    config = uvicorn.Config(create_app(lambda: Index(built_index), ServeSettings(**settings)), host="127.0.0.1",
+                            port=port, log_level="warning")
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not running.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    running.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}/", running
+    finally:
+        running.should_exit = True
+        thread.join(10)
 
 
 def chromium_page(playwright, microphone, *args: str):
@@ -97,6 +106,32 @@ def test_the_page_says_why_it_cannot_listen_and_may_listen_again(server, built_i
                                    timeout=10_000)
             assert page.text_content("#status") == "Stopped: too many listeners; try again later."
             assert page.is_enabled("#listen")
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (scripts/get-browser.sh installs it)")
+def test_a_song_playing_when_the_server_stops_is_kept_in_the_heard_list(built_index, tmp_path):
+    """A stopping server closes the stream (1012) without a closed event: the page ends the song playing where the
+    audio it sent ends, in its list of songs heard, rather than dropping it."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    song = Index(built_index).catalogue.songs()[1]
+    microphone = tmp_path / "clip.wav"
+    noisy_clip(song.path, microphone)
+    with served(built_index) as (url, running), sync_api.sync_playwright() as playwright:
+        browser, page = chromium_page(playwright, microphone)
+        try:
+            page.goto(url)
+            page.click("#listen")
+            page.wait_for_function("document.getElementById('title').textContent.length > 0", timeout=10_000)
+            assert page.text_content("#heard") == ""
+            running.should_exit = True
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('Disconnected') "
+                                   "|| document.getElementById('status').textContent.startsWith('Stopped')",
+                                   timeout=10_000)
+            heard = page.text_content("#heard li")
+            assert heard is not None and heard.startswith(f"{song.title} (0:0")
+            assert page.text_content("#title") == ""
         finally:
             browser.close()
 
