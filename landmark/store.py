@@ -664,8 +664,8 @@ class SQLitePostingStore:
             self._merge([name for name, _ in listed[outgrown[0]:]])
 
     def _merge(self, names: list[str]) -> None:
-        """Replace these segments by one holding their postings of songs still indexed. The old files go once the
-        transaction commits (readers that mapped them keep their view)."""
+        """Replace these segments by one holding their postings of songs still indexed (by none, where no such song
+        is left). The old files go once the transaction commits (readers that mapped them keep their view)."""
         inputs: list[segments.Segment] = []
         try:  # the inputs are unmapped whatever happens (a full disk while writing the merged one)
             try:
@@ -675,9 +675,11 @@ class SQLitePostingStore:
             postings = sum(segment.postings for segment in inputs)
             base = min(segment.first_frame for segment in inputs)
             end = max(segment.end_frame for segment in inputs)
-            timeline = self.timeline()
-            keep = (lambda frames: timeline.locate(frames)[0]) if self._live_postings(base, end) < postings else None
-            self._new_segment(segments.merged(inputs, keep, HASHES_PER_PART), postings, base)
+            live = self._live_postings(base, end)
+            if live > 0:  # else every song they held was removed: no segment replaces them
+                timeline = self.timeline()
+                keep = (lambda frames: timeline.locate(frames)[0]) if live < postings else None
+                self._new_segment(segments.merged(inputs, keep, HASHES_PER_PART), postings, base)
         finally:
             for segment in inputs:
                 segment.close()

@@ -639,6 +639,22 @@ def test_a_growing_index_seals_its_tail_into_merged_segments_and_reads_the_same_
     assert len(_postings_of(reader, asked)) == 8 * 120
 
 
+def test_an_index_whose_songs_are_all_removed_keeps_no_segment(tmp_path, monkeypatch):
+    """A compaction after every song was removed leaves no segment file behind (an empty one was kept), and the
+    emptied index takes new songs, sealing them anew."""
+    path, store, songs, asked = _sealed_store(tmp_path, monkeypatch, 12, 6, 4)
+    assert store.postings.stats()["segments"] >= 1
+    store.remove(list(range(1, 5)))
+    store.postings.compact()
+    assert store.postings.stats()["segments"] == 0 and _segment_files(path) == []
+    assert _postings_of(Store(path), asked) == [] and Store(path).postings.timeline().song_ids.size == 0
+    ids = [insert(store, f"/{n}", f"sha-{n}", *songs[n]) for n in (4, 5)]
+    assert store.postings.stats()["segments"] == 1 and len(_segment_files(path)) == 1
+    assert _postings_of(Store(path), asked) == sorted(
+        (int(h), song_id, int(f)) for song_id, n in zip(ids, (4, 5)) for h, f in zip(*songs[n]))
+    assert _kept_timeline_is_the_rows(Store(path))
+
+
 def test_the_tail_counts_from_the_sealed_end_and_holds_one_hash_a_row_once_the_segments_are_large(tmp_path,
                                                                                                     monkeypatch):
     """After a seal the tail's rows count their first gaps from the end of the sealed timeline, so a late song's
