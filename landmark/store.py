@@ -378,11 +378,21 @@ class SQLitePostingStore:
         return int(np.count_nonzero(timeline.ends > timeline.starts))
 
     def stats(self) -> dict:
-        with self.catalogue.snapshot():  # the songs, the layout and its table as of one moment
-            hashes, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
-            layout, table = self._layout()
-            tail_bytes, = self.catalogue.read(f"SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM {table}")[0]
-            listed = self._listed()
+        """The `PostingStore` sizes; a listed segment that is cut or missing is refused in one line, as a query
+        would meet it: its size alone would call a damaged index sound."""
+        for attempt in range(SEGMENT_OPEN_ATTEMPTS):
+            with self.catalogue.snapshot():  # the songs, the layout and its table as of one moment
+                hashes, = self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs")[0]
+                layout, table = self._layout()
+                tail_bytes, = self.catalogue.read(f"SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM {table}")[0]
+                listed = self._listed()
+                try:
+                    self._segments()
+                except FileNotFoundError:  # merged away since: the next read transaction lists the new one
+                    if attempt == SEGMENT_OPEN_ATTEMPTS - 1:
+                        raise self._missing_segment() from None
+                    continue
+            break
         segment_bytes = sum(file_size(self.folder / name) for name, _ in listed)  # merged away: gone, 0
         return {"hashes": hashes, "postings_bytes": tail_bytes + segment_bytes, "segment_bytes": segment_bytes,
                 "segments": len(listed), "hashes_per_row": 1 << layout.suffix_bits}

@@ -986,7 +986,7 @@ def test_a_seal_after_a_merge_in_one_transaction_rolled_back_deletes_no_file_the
 
 
 def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch):
-    """...to a lookup, and to an add, a removal or a compaction."""
+    """...to a lookup, and to an add, a removal, a compaction or the stats."""
     path, store, songs, _ = _sealed_store(tmp_path, monkeypatch, 2, 6, 3)
     name = _segment_files(path)[0]
     whole = (segments.folder_of(path) / name).read_bytes()
@@ -998,6 +998,8 @@ def test_a_damaged_or_missing_segment_is_a_one_line_error(tmp_path, monkeypatch)
             insert(Store(path), "/new", "sha-new", songs[5][0][:5], songs[5][1][:5])  # into the tail
         with pytest.raises(IndexFileError, match="damaged"):  # a removal too, before it removes anything (it
             Store(path).remove([1])  # removed the songs, then its compaction failed: they were gone, unsaid)
+        with pytest.raises(IndexFileError, match="damaged"):  # and `lmprint stats`, which read sizes alone
+            Store(path).stats()
     (segments.folder_of(path) / name).write_bytes(whole)
     assert Store(path).catalogue.song_count() == 3  # nothing of the refused adds and removals stayed
     opened = Store(path)
