@@ -36,16 +36,18 @@ def true_warp(condition: str) -> tuple[float, float] | None:
 def summarise(outcomes: list[Outcome]) -> dict:
     """recall per condition (indexed songs, right song first), false-match rate (songs not indexed, any
     answer), wrong-match rate (indexed songs, another song), query latency p50/p95 in ms, and on conditions that
-    change speed, tempo or pitch the share of right answers whose reported warp is right (`FACTOR_TOLERANCE`)."""
+    change speed, tempo or pitch the share of right answers whose reported warp is right (`FACTOR_TOLERANCE`), as
+    on the others together the share reported as recorded (a monitor's clock runs at the rate reported)."""
     hits: dict[str, list[bool]] = defaultdict(list)
     wrong = []
     false_matches: dict[str, list[bool]] = defaultdict(list)
     factor_right: dict[str, list[bool]] = defaultdict(list)
+    as_recorded_right: dict[str, list[bool]] = defaultdict(list)
     for outcome in outcomes:
         truth = true_warp(outcome.condition)
-        if outcome.indexed and truth and outcome.heard and outcome.answer == outcome.song:
-            factor_right[outcome.condition].append(max(abs(h / t - 1) for h, t in zip(outcome.heard, truth))
-                                                   <= FACTOR_TOLERANCE)
+        if outcome.indexed and outcome.heard and outcome.answer == outcome.song:
+            right = max(abs(h / t - 1) for h, t in zip(outcome.heard, truth or (1.0, 1.0))) <= FACTOR_TOLERANCE
+            (factor_right if truth else as_recorded_right)[outcome.condition].append(right)
         if outcome.indexed:
             hits[outcome.condition].append(outcome.answer == outcome.song)
             wrong.append(outcome.answer is not None and outcome.answer != outcome.song)
@@ -65,4 +67,8 @@ def summarise(outcomes: list[Outcome]) -> dict:
         "factor_right": {name: round(float(np.mean(v)), 4) for name, v in factor_right.items()},
         "factor_right_overall": (round(float(np.mean([x for v in factor_right.values() for x in v])), 4)
                                  if factor_right else None),
+        "factor_right_as_recorded": (round(float(np.mean([x for v in as_recorded_right.values() for x in v])), 4)
+                                     if as_recorded_right else None),
+        "factor_right_as_recorded_by_condition": {name: round(float(np.mean(v)), 4)
+                                                  for name, v in as_recorded_right.items()},
     }

@@ -544,8 +544,11 @@ def _fitted(agreed: _Agreed, song: _SongUnderClip, clip_peaks: tuple[np.ndarray,
     pairs peaks across all of it (such clips were read as recorded, or 2 % off; their pairs rose from 11-22 to
     41-66, where an unwarped clip's two fits pair within a few of each other). A match as recorded stays so where a
     warp beat the recording but its fit fails (too few peaks pair, `MIN_FIT_PAIRS`, or it wanders off): a warp is
-    told by its line, and held chords agree as well a few percent off, with few peaks. (A warped search's match has
-    no such warp to fall back on: agreement refines the warp it was found at.)"""
+    told by its line, and held chords agree as well a few percent off, with few peaks. Nor is a warp kept that the
+    song's peaks agree with less than with the recording as it is: a room's smearing tilts a line through a few
+    dozen pairs by 1-2 % in tempo, within what their scatter calls certain (docs/tuning.md, 2026-12-07, fifth
+    sitting). (A warped search's match has no such warp to fall back on: agreement refines the warp it was found
+    at.)"""
     # a peak on the clip's first or last frame is a maximum because the clip stops there, wherever the note peaks:
     # seven such pairs at the last frame, a frame early, read 2 s of a song at tempo 1.016
     n_frames = song.clip.standardised.shape[0]
@@ -559,6 +562,10 @@ def _fitted(agreed: _Agreed, song: _SongUnderClip, clip_peaks: tuple[np.ndarray,
         # more pairs by the lead that tells two candidates apart, in standard deviations of a count
         if other_paired - paired > song.matching.min_agreement_lead * np.sqrt(max(paired, 1)):
             fitted, fitted_start = other, other_start
+    if matched_as_recorded and fitted.factor != 1.0:
+        (z_fitted, z_as_recorded), _ = song.agreements([fitted, Warp("speed", 1.0)])
+        if z_fitted <= z_as_recorded:  # a line through a few pairs that the song's peaks do not bear out
+            fitted, fitted_start = Warp("speed", 1.0), agreed.as_recorded_start_frames
     return fitted, fitted_start
 
 
