@@ -586,10 +586,11 @@ class SQLitePostingStore:
         return IndexFileError(f"{self.folder} is missing a segment the index lists; {REBUILD}")
 
     def _live_postings(self, first_frame: int, end_frame: int) -> int:
-        """Postings of the songs still indexed that start in [first_frame, end_frame) of the timeline: fewer than
-        the segments there hold when songs were removed since."""
-        return int(self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs WHERE timeline_start >= ? "
-                                       "AND timeline_start < ?", (first_frame, end_frame))[0][0])
+        """Postings of the songs still indexed that lie in [first_frame, end_frame) of the timeline: fewer than
+        the segments there hold when songs were removed since. A song lies wholly in one segment, but a segment's
+        first frame is its first posting's, which may come after its song's start: songs that overlap the range."""
+        return int(self.catalogue.read("SELECT COALESCE(SUM(n_hashes), 0) FROM songs WHERE timeline_start "
+                                       "+ timeline_frames > ? AND timeline_start < ?", (first_frame, end_frame))[0][0])
 
     def _sealed_postings(self) -> int:
         return sum(postings for _, postings in self._listed())

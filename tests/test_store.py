@@ -655,6 +655,19 @@ def test_an_index_whose_songs_are_all_removed_keeps_no_segment(tmp_path, monkeyp
     assert _kept_timeline_is_the_rows(Store(path))
 
 
+def test_a_compaction_keeps_the_one_song_left_whose_first_posting_comes_after_its_start(tmp_path, monkeypatch):
+    """A segment's first frame is its first posting's: the songs a merge keeps are those overlapping its frames,
+    not those starting within them (the first song left alone was counted as none, and its segment unlisted
+    with nothing in its place)."""
+    path, store, songs, asked = _sealed_store(tmp_path, monkeypatch, 12, 6, 4)
+    assert int(songs[0][1].min()) > 0  # song 1's first posting comes after its start on the timeline
+    store.remove([2, 3, 4])
+    store.postings.compact()
+    reopened = Store(path)
+    assert reopened.postings.stats()["segments"] == 1
+    assert _postings_of(reopened, asked) == sorted((int(h), 1, int(f)) for h, f in zip(*songs[0]))
+
+
 def test_the_tail_counts_from_the_sealed_end_and_holds_one_hash_a_row_once_the_segments_are_large(tmp_path,
                                                                                                     monkeypatch):
     """After a seal the tail's rows count their first gaps from the end of the sealed timeline, so a late song's
