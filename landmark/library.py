@@ -545,10 +545,13 @@ class Index:
         return overlaps, dict(zip(song_ids[has_landmarks].tolist(), (spans[has_landmarks] * frame_s).tolist()))
 
     # --- remove, stats ----------------------------------------------------------------------------------------
-    def remove(self, songs: int | Song | Iterable[int | Song]) -> list[int]:
+    def remove(self, songs: int | Song | Iterable[int | Song],
+               on_removed: Callable[[list[int]], None] | None = None) -> list[int]:
         """Remove songs, by id or as read (`Song`; one, or several): their catalogue rows, postings and peaks,
         and any other engine's data of them. A `Song` is removed only while its row still names the file and
-        content it was read with (`Catalogue.still_as_read`). Returns the ids removed."""
+        content it was read with (`Catalogue.still_as_read`). Returns the ids removed; `on_removed` gets them once
+        the removal commits, before the compaction a large one starts (which Ctrl-C, or damage inside a segment
+        that only reading its postings finds, can stop after the removal is made)."""
         wanted = song_list(songs)
         if not wanted:
             return []
@@ -558,6 +561,8 @@ class Index:
             self.postings.remove(song_ids)
             self.peaks.remove(song_ids)
             self.catalogue.delete_songs(song_ids)
+        if on_removed is not None:
+            on_removed(song_ids)
         self._compact_after_change(removed_s)  # skipped for want of room, the removal still stands
         return song_ids
 

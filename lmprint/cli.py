@@ -358,6 +358,9 @@ def add(ctx, paths, jobs, method, model, device, quiet):
     progress, report = progress_reporter(quiet, unit="file", desc="add", total=len(files))
     added: set[str] = set()  # the files whose songs were committed, for an interruption to count
 
+    def kept_before() -> str:
+        return f"{_count(len(added), 'song')} added before it {'is' if len(added) == 1 else 'are'} kept"
+
     def reported(outcome) -> None:
         if outcome.counted_as == "added" and not outcome.replaced:  # a replaced entry's file was said before
             added.add(outcome.path)
@@ -370,8 +373,11 @@ def add(ctx, paths, jobs, method, model, device, quiet):
             if path != os.path.abspath("-") and os.path.exists(path))
         result = index.add(files, jobs=jobs, on_outcome=reported)
     except KeyboardInterrupt as interrupt:
-        kept = f"{_count(len(added), 'song')} added before it {'is' if len(added) == 1 else 'are'} kept"
-        raise KeyboardInterrupt(*(interrupt.args or (kept,))) from None
+        raise type(interrupt)(*(interrupt.args or (kept_before(),))) from None
+    except LmprintError as error:  # met mid-batch (damage that a seal or merge read): what came before stays
+        if not added:
+            raise
+        raise LmprintError(f"{error} ({kept_before()})") from None
     finally:
         if progress is not None:
             progress.close()
@@ -664,22 +670,34 @@ def remove_songs(db: str, songs: list, dry_run: bool, copies: dict[int, list[str
     the recorded `copies` of each, which go with it), and return how many were (or would be) removed. Through the
     landmark engine when the file has its postings: they are the only data a song's removal from the catalogue does
     not take along (every per-song table cascades)."""
-    removed = {song.id for song in songs}
-    if songs and not dry_run:
-        index = open_method(db, (engines_in(db) or ["mert"])[0])
-        try:
-            removed = set(index.remove(songs))  # as read: a song another process moved meanwhile stays
-        finally:
-            index.close()
-    for song in songs:
-        if song.id in removed:
-            click.echo(f"{'would remove' if dry_run else 'removed'} {song.id}\t{_one_line(song.path)}")
-            for path in (copies or {}).get(song.id, []):
-                click.echo(f"{'would forget' if dry_run else 'forgot'} copy\t{_one_line(path)}")
-        else:
-            click.echo(_one_line(f"lmprint: {song.path}: not removed: another process moved or removed it "
-                                 "meanwhile"), err=True)
-    return len(removed)
+    def say(removed: set[int]) -> None:
+        for song in songs:
+            if song.id in removed:
+                click.echo(f"{'would remove' if dry_run else 'removed'} {song.id}\t{_one_line(song.path)}")
+                for path in (copies or {}).get(song.id, []):
+                    click.echo(f"{'would forget' if dry_run else 'forgot'} copy\t{_one_line(path)}")
+            else:
+                click.echo(_one_line(f"lmprint: {song.path}: not removed: another process moved or removed it "
+                                     "meanwhile"), err=True)
+
+    if not songs or dry_run:
+        say({song.id for song in songs})
+        return len(songs)
+    said: list[int] = []
+
+    def removal_made(ids: list[int]) -> None:  # said before the compaction a large removal starts
+        said.extend(ids)
+        say(set(ids))
+
+    index = open_method(db, (engines_in(db) or ["mert"])[0])
+    try:
+        return len(index.remove(songs, on_removed=removal_made))  # as read: one another process moved stays
+    except KeyboardInterrupt as interrupt:
+        if said and not interrupt.args:  # in the compaction after it, which is left for the next large change
+            raise type(interrupt)(f"{_count(len(said), 'song')} removed before it") from None
+        raise
+    finally:
+        index.close()
 
 
 @main.command()

@@ -53,10 +53,12 @@ class Method(Protocol):
     def answer(self, path: str | os.PathLike) -> Answer:
         """`match`'s answer with the best candidates behind it, for diagnostics (`lmprint match --top`)."""
 
-    def remove(self, songs: int | Song | Iterable[int | Song]) -> list[int]:
+    def remove(self, songs: int | Song | Iterable[int | Song],
+               on_removed: Callable[[list[int]], None] | None = None) -> list[int]:
         """Remove songs with every engine's data of them, by id (an int, or several; a str is refused) or as read
         (a `Song`: removed only while its row still names the file and content it was read with, since another
-        process may have moved it meanwhile). Returns the ids removed."""
+        process may have moved it meanwhile). Returns the ids removed; `on_removed` gets them as soon as the removal
+        is made, before any housekeeping after it (which can be interrupted, or meet damage)."""
 
     def stats(self) -> dict:
         """Sizes and settings, for `lmprint stats`."""

@@ -251,13 +251,17 @@ class MertIndex:
             return Answer(None, contenders)
         return Answer(Match(song, float(best), None, float(margin / projection.bits), "hamming"), contenders)
 
-    def remove(self, songs: int | Song | Iterable[int | Song]) -> list[int]:
+    def remove(self, songs: int | Song | Iterable[int | Song],
+               on_removed: Callable[[list[int]], None] | None = None) -> list[int]:
         """Remove songs (by id, or as read: see the landmark engine's `remove`): their catalogue rows, and with
         them their codes and every other per-song row. A file that also holds landmark postings is cleaned
-        through the landmark engine's `remove`, which drops those too. Returns the ids removed."""
+        through the landmark engine's `remove`, which drops those too. Returns the ids removed, and gives them to
+        `on_removed` too (the landmark engine's housekeeping after a removal has no counterpart here)."""
         with self.catalogue.write():
             song_ids = self.catalogue.still_as_read(song_list(songs))
             self.catalogue.delete_songs(song_ids)
+        if on_removed is not None:
+            on_removed(song_ids)
         return song_ids
 
     def stats(self) -> dict:

@@ -1055,3 +1055,78 @@ def test_an_add_interrupted_says_how_many_songs_it_kept(library_dir, tmp_path, m
     assert result.stderr.strip().splitlines()[-1] == "lmprint: interrupted (3 songs added before it are kept)"
     monkeypatch.undo()
     assert len(run_cli("list", db=db, check=True).stdout.strip().splitlines()) == 3
+
+
+def _sealed_index(tmp_path, monkeypatch, songs: int = 6):
+    """(index path, song folder): `songs` generated 40 s songs added where segments seal at a test's sizes."""
+    import landmark.store as store
+    from tests.conftest import SYNTH_RATE
+
+    monkeypatch.setattr(store, "ONE_HASH_TAIL_FROM", 4000)
+    monkeypatch.setattr(store, "TAIL_POSTINGS", 2000)
+    monkeypatch.setattr(store, "MERGE_RATIO", 2)
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(songs):
+        write(music / f"song{seed}.wav", rendered(seed, 40.0, SYNTH_RATE), SYNTH_RATE)
+    db = tmp_path / "i.db"
+    run_cli("add", "-q", music, db=db, check=True)
+    return db, music
+
+
+def _damage_inside_segments(db) -> dict:
+    """Overwrite the middle third of every segment: its header and directory stay sound, so only reading its
+    postings finds it. The segments as they were, to restore."""
+    from landmark import segments
+
+    whole = {path: path.read_bytes() for path in segments.folder_of(db).iterdir()}
+    for path, data in whole.items():
+        third = len(data) // 3
+        path.write_bytes(data[:third] + b"\xff" * third + data[2 * third:])
+    return whole
+
+
+def test_a_removal_whose_compaction_meets_damage_or_ctrl_c_says_what_it_removed(tmp_path, monkeypatch):
+    """A large removal commits, then compacts. Damage inside a segment, which only reading its postings finds, or
+    Ctrl-C, stopped the compaction, and only the damage line or "interrupted" was said while the songs were gone.
+    The removed lines now come as the removal is made, and an interruption counts them."""
+    import landmark.store as store
+
+    db, _ = _sealed_index(tmp_path, monkeypatch)
+    whole = _damage_inside_segments(db)
+    assert run_cli("stats", db=db).returncode == 0  # its header and directory read as sound
+    result = run_cli("remove", "1", "2", "3", db=db)
+    assert result.returncode == 1 and "is damaged" in result.stderr, result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["removed 1", "removed 2", "removed 3"]
+    for path, data in whole.items():
+        path.write_bytes(data)
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 3
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store.SQLitePostingStore, "compact", interrupted)
+    result = run_cli("remove", "4", "5", db=db)
+    assert result.returncode == 130
+    assert result.stderr.strip() == "lmprint: interrupted (2 songs removed before it)", result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["removed 4", "removed 5"]
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 1
+
+
+def test_an_add_that_meets_damage_in_a_seal_says_how_many_songs_it_kept(tmp_path, monkeypatch):
+    """Songs go into the index file's tail, which is sealed into a segment and merged with the older ones once it
+    is large enough; damage inside an older segment is met there, mid-batch. The songs committed before stay, and
+    the damage line now says how many."""
+    from tests.conftest import SYNTH_RATE
+
+    db, _ = _sealed_index(tmp_path, monkeypatch)
+    _damage_inside_segments(db)
+    more = tmp_path / "more"
+    more.mkdir()
+    for seed in range(10, 16):
+        write(more / f"song{seed}.wav", rendered(seed, 40.0, SYNTH_RATE), SYNTH_RATE)
+    result = run_cli("add", "-q", "--jobs", "1", more, db=db)
+    assert result.returncode == 1, result.stderr
+    kept = int(re.search(r"\((\d+) songs? added before it (?:is|are) kept\)$", result.stderr.strip()).group(1))
+    assert "is damaged" in result.stderr and 1 <= kept < 6
+    assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 6 + kept
