@@ -358,8 +358,15 @@ def add(ctx, paths, jobs, method, model, device, quiet):
     progress, report = progress_reporter(quiet, unit="file", desc="add", total=len(files))
     added: set[str] = set()  # the files whose songs were committed, for an interruption to count
 
-    def kept_before() -> str:
-        return f"{_count(len(added), 'song')} added before it {'is' if len(added) == 1 else 'are'} kept"
+    def songs_kept() -> int:
+        """How many of the songs said to be added the index holds: a MERT engine's first batch is said before its
+        PCA fit stores it, and an interruption or an error there keeps none of it."""
+        with contextlib.suppress(LmprintError):  # an index that cannot be read: as many as were said
+            return sum(1 for path in added if index.catalogue.songs_at(path))
+        return len(added)
+
+    def kept(count: int) -> str:
+        return f"{_count(count, 'song')} added before it {'is' if count == 1 else 'are'} kept"
 
     def reported(outcome) -> None:
         if outcome.counted_as == "added" and not outcome.replaced:  # a replaced entry's file was said before
@@ -373,11 +380,12 @@ def add(ctx, paths, jobs, method, model, device, quiet):
             if path != os.path.abspath("-") and os.path.exists(path))
         result = index.add(files, jobs=jobs, on_outcome=reported)
     except KeyboardInterrupt as interrupt:
-        raise type(interrupt)(*(interrupt.args or (kept_before(),))) from None
-    except LmprintError as error:  # met mid-batch (damage that a seal or merge read): what came before stays
-        if not added:
+        raise type(interrupt)(*(interrupt.args or (kept(songs_kept()),))) from None
+    except LmprintError as error:  # met mid-batch (damage a merge read): what came before stays
+        count = songs_kept() if added else 0
+        if not count:
             raise
-        raise LmprintError(f"{error} ({kept_before()})") from None
+        raise LmprintError(f"{error} ({kept(count)})") from None
     finally:
         if progress is not None:
             progress.close()

@@ -1113,7 +1113,7 @@ def test_a_removal_whose_compaction_meets_damage_or_ctrl_c_says_what_it_removed(
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 1
 
 
-def test_an_add_that_meets_damage_in_a_seal_says_how_many_songs_it_kept(tmp_path, monkeypatch):
+def test_an_add_that_meets_damage_in_a_merge_says_how_many_songs_it_kept(tmp_path, monkeypatch):
     """Songs go into the index file's tail, which is sealed into a segment and merged with the older ones once it
     is large enough; damage inside an older segment is met there, mid-batch. The songs committed before stay, and
     the damage line now says how many."""

@@ -520,3 +520,29 @@ def test_an_index_sees_songs_another_connection_added_or_removed_and_refuses_a_m
     with MertIndex(tmp_path / "narrow.db", create=True, encoder=narrow) as index:
         with pytest.raises(ModelError, match="a model of 96 dimensions cannot give 256-bit codes"):
             index.add([str(music / "s0.flac")])
+
+
+@needs_torch
+def test_a_failed_first_batch_is_not_said_to_be_kept(tmp_path):
+    """A MERT index's first batch is said as each file is embedded, and stored once its PCA fit is: where the fit
+    is refused (here a model narrower than the codes), `add` named the files said as songs kept, and kept none."""
+    import torch
+    import transformers
+
+    from bench.audio_io import write
+    from tests.conftest import run_cli
+
+    narrow = tmp_path / "narrow"
+    narrow.mkdir()
+    values = {**tiny_config(), "hidden_size": 96}
+    (narrow / "config.json").write_text(json.dumps(values))
+    torch.save(transformers.HubertModel(mert.hubert_config(values)).state_dict(), narrow / "pytorch_model.bin")
+    for seed in range(2):
+        write(tmp_path / f"s{seed}.flac", rendered(seed, 20.0, 24000), 24000)
+    db = tmp_path / "i.db"
+    result = run_cli("add", "-q", "--method", "mert", "--model", narrow, tmp_path / "s0.flac", tmp_path / "s1.flac",
+                     db=db)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].endswith("cannot give 256-bit codes (its embeddings span fewer)"), \
+        result.stderr
+    assert "kept" not in result.stderr and run_cli("list", db=db).stdout == ""
