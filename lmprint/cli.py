@@ -732,13 +732,13 @@ def remove(ctx, songs, remove_all, dry_run):
         forgotten = set(plan.copies)  # said already; a removed song's other recorded copies go with it
         going = {song_id: [path for path in paths if path not in forgotten]
                  for song_id, paths in catalogue.copies_of(plan.songs).items()}
-    n_removed = remove_songs(ctx.obj["db"], list(plan.songs.values()), dry_run, going)
-    for reference in plan.missing:
+    for reference in plan.missing:  # said first: a removal's compaction may yet be stopped (Ctrl-C, damage)
         short_hash = (4 <= len(reference) < MIN_HASH_PREFIX and not reference.isdigit()
                       and all(c in "0123456789abcdef" for c in reference.lower()))
         hint = f" (a content hash prefix needs {MIN_HASH_PREFIX} digits or more)" if short_hash else ""
         named = reference or '""'  # an empty name, shown as one
         click.echo(_one_line(f"lmprint: {named}: no such song in the index{hint}"), err=True)
+    n_removed = remove_songs(ctx.obj["db"], list(plan.songs.values()), dry_run, going)
     if plan.missing or n_removed < len(plan.songs):  # named, but not removed: the user should know it is still there
         raise SystemExit(1)
 

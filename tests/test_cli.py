@@ -1089,14 +1089,16 @@ def _damage_inside_segments(db) -> dict:
 def test_a_removal_whose_compaction_meets_damage_or_ctrl_c_says_what_it_removed(tmp_path, monkeypatch):
     """A large removal commits, then compacts. Damage inside a segment, which only reading its postings finds, or
     Ctrl-C, stopped the compaction, and only the damage line or "interrupted" was said while the songs were gone.
-    The removed lines now come as the removal is made, and an interruption counts them."""
+    The removed lines now come as the removal is made (a name of no song is said before), and an interruption
+    counts them."""
     import landmark.store as store
 
     db, _ = _sealed_index(tmp_path, monkeypatch)
     whole = _damage_inside_segments(db)
     assert run_cli("stats", db=db).returncode == 0  # its header and directory read as sound
-    result = run_cli("remove", "1", "2", "3", db=db)
+    result = run_cli("remove", "1", "2", "3", "nothing-so-named", db=db)
     assert result.returncode == 1 and "is damaged" in result.stderr, result.stderr
+    assert "lmprint: nothing-so-named: no such song in the index" in result.stderr  # said before the compaction
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["removed 1", "removed 2", "removed 3"]
     for path, data in whole.items():
         path.write_bytes(data)
