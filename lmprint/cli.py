@@ -782,11 +782,11 @@ def prune(ctx, dry_run, force):
         # a dry run exits as the run would: refused where it cannot write what the run would change
         refused = (catalogue.read_only_message() if dry_run and catalogue.read_only and (force or not plan.every)
                    and (plan.songs or plan.stand_ins or plan.copies) else None)
-    n_removed = remove_songs(ctx.obj["db"], plan.songs, dry_run)
-    for folder, songs_kept in plan.kept.items():
+    for folder, songs_kept in plan.kept.items():  # said first: a removal's compaction may yet be stopped
         click.echo(_one_line(f"lmprint: {folder} is missing or empty (is the drive mounted?): its "
                              f"{_count(len(songs_kept), 'song')} {'would be ' if dry_run else ''}kept; "
                              "`lmprint prune --force` removes them"), err=True)
+    n_removed = remove_songs(ctx.obj["db"], plan.songs, dry_run)
     note = ""
     if dry_run:
         note = (" (dry run: none removed; all of them: `prune` would refuse without --force)"
