@@ -386,11 +386,7 @@ class SQLitePostingStore:
                 layout, table = self._layout()
                 tail_bytes, = self.catalogue.read(f"SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM {table}")[0]
                 listed = self._listed()
-                try:
-                    self._segments()
-                except FileNotFoundError:  # merged away since: the next read transaction lists the new one
-                    if attempt == SEGMENT_OPEN_ATTEMPTS - 1:
-                        raise self._missing_segment() from None
+                if self._segments_or_none(attempt) is None:
                     continue
             break
         segment_bytes = sum(file_size(self.folder / name) for name, _ in listed)  # merged away: gone, 0
@@ -403,11 +399,8 @@ class SQLitePostingStore:
             with self.catalogue.snapshot():
                 layout, table = self._layout()
                 timeline = self.timeline()
-                try:
-                    sealed = self._segments()
-                except FileNotFoundError:  # merged away since: the next read transaction lists the new one
-                    if attempt == SEGMENT_OPEN_ATTEMPTS - 1:
-                        raise self._missing_segment() from None
+                sealed = self._segments_or_none(attempt)
+                if sealed is None:
                     continue
                 for first in range(0, 1 << HASH_BITS, HASHES_PER_PART):
                     parts = [self._tail_range(first, first + HASHES_PER_PART, layout, table)]
@@ -605,6 +598,16 @@ class SQLitePostingStore:
         except FileNotFoundError:  # a writer holds the lock: no merge of another took it
             raise self._missing_segment() from None
         self._remove_unlisted()
+
+    def _segments_or_none(self, attempt: int) -> list[segments.Segment] | None:
+        """`_segments` at a read's `attempt` of `SEGMENT_OPEN_ATTEMPTS`, or None where one was merged away since
+        the listing (the next read transaction lists the new one); at the last attempt, a missing segment."""
+        try:
+            return self._segments()
+        except FileNotFoundError:
+            if attempt == SEGMENT_OPEN_ATTEMPTS - 1:
+                raise self._missing_segment() from None
+            return None
 
     def _segments(self) -> list[segments.Segment]:
         """The listed segments, mapped (kept open across lookups; those no longer listed are let go)."""

@@ -490,12 +490,13 @@ class _SongUnderClip:
 class _Agreed:
     """The warp a song's peaks agree with a clip at best, and the song frame at the clip's start there; where the
     recording as it is was kept, the best other warp and its start too (`rival`), which a fit may yet prefer; and
-    the recording's own start."""
+    the recording's own start and agreement z."""
 
     warp: Warp
     start_frames: int
     rival: tuple[Warp, int] | None
     as_recorded_start_frames: int
+    as_recorded_z: float
 
 
 def _on_song_grid(clip_start: int, warp: Warp) -> int:
@@ -524,7 +525,7 @@ def _agreed(song: _SongUnderClip, limits: dict[str, float], around: Warp | None)
     as_recorded_z, as_recorded_start = song.as_recorded()
     if best_z < as_recorded_z + MIN_WARP_GAIN:
         rival = (best, _on_song_grid(best_start, best)) if best.factor != 1.0 else None
-        return _Agreed(Warp("speed", 1.0), as_recorded_start, rival, as_recorded_start)
+        return _Agreed(Warp("speed", 1.0), as_recorded_start, rival, as_recorded_start, as_recorded_z)
     fine = [Warp(best.kind, best.factor * (1 + step))
             for step in np.arange(-COARSE_STEP, COARSE_STEP + FINE_STEP / 2, FINE_STEP)]
     zs, starts = song.agreements(fine)
@@ -532,7 +533,7 @@ def _agreed(song: _SongUnderClip, limits: dict[str, float], around: Warp | None)
     if zs[first_best] > best_z:
         best_z, best_start = float(zs[first_best]), int(starts[first_best])
         best = Warp(best.kind, float(fine[first_best].factor))
-    return _Agreed(best, _on_song_grid(best_start, best), None, as_recorded_start)
+    return _Agreed(best, _on_song_grid(best_start, best), None, as_recorded_start, as_recorded_z)
 
 
 def _fitted(agreed: _Agreed, song: _SongUnderClip, clip_peaks: tuple[np.ndarray, np.ndarray],
@@ -563,8 +564,8 @@ def _fitted(agreed: _Agreed, song: _SongUnderClip, clip_peaks: tuple[np.ndarray,
         if other_paired - paired > song.matching.min_agreement_lead * np.sqrt(max(paired, 1)):
             fitted, fitted_start = other, other_start
     if matched_as_recorded and fitted.factor != 1.0:
-        (z_fitted, z_as_recorded), _ = song.agreements([fitted, Warp("speed", 1.0)])
-        if z_fitted <= z_as_recorded:  # a line through a few pairs that the song's peaks do not bear out
+        (z_fitted,), _ = song.agreements([fitted])
+        if z_fitted <= agreed.as_recorded_z:  # a line through a few pairs that the song's peaks do not bear out
             fitted, fitted_start = Warp("speed", 1.0), agreed.as_recorded_start_frames
     return fitted, fitted_start
 
