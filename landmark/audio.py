@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -65,21 +65,27 @@ class Decoded:
                 f"damaged{skipped})")
 
 
-def load(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float | None = None) -> np.ndarray:
-    """Mono float32 samples of `path` at `sample_rate_hz` (see `decode`)."""
-    return decode(path, sample_rate_hz, max_duration_s).samples
+AudioSource = str | bytes | os.PathLike | BinaryIO
+"""A file's path, or a binary file object holding a whole file (an upload's bytes in `io.BytesIO`, standard input)."""
 
 
-def decode(path: str | os.PathLike, sample_rate_hz: int, max_duration_s: float | None = None) -> Decoded:
-    """Decode `path` to mono float32 at `sample_rate_hz`, optionally only its first `max_duration_s` seconds.
+def load(source: AudioSource, sample_rate_hz: int, max_duration_s: float | None = None) -> np.ndarray:
+    """Mono float32 samples of `source` at `sample_rate_hz` (see `decode`)."""
+    return decode(source, sample_rate_hz, max_duration_s).samples
+
+
+def decode(source: AudioSource, sample_rate_hz: int, max_duration_s: float | None = None) -> Decoded:
+    """Decode a file (a path, or a binary file object read from where it stands) to mono float32 at
+    `sample_rate_hz`, optionally only its first `max_duration_s` seconds.
 
     Raises AudioError with a reason a person can act on for anything that is not usable audio.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(source) if isinstance(source, (str, bytes, os.PathLike)) else None
     buffer = _Growing()
     bad: list[Exception] = []  # the errors of packets that did not decode
     limit = None if max_duration_s is None else int(max_duration_s * sample_rate_hz)
-    with _pipe_or_path(path) as source, _opened(source) as (container, stream, title):
+    readable = _pipe_or_path(path) if path is not None else _index_first(source)
+    with readable as opened, _opened(opened) as (container, stream, title):
         if container.duration:  # microseconds; lets the buffer be allocated once, to what is read at most
             reserved_s = min(container.duration / 1e6, MAX_DECLARED_S if max_duration_s is None else max_duration_s)
             buffer.reserve(int(reserved_s * sample_rate_hz * 1.01) + sample_rate_hz)
@@ -122,13 +128,13 @@ WAV_EXTENSIBLE = 0xFFFE
 """The WAV format tag that names its format in a sub-format GUID, whose first two bytes are the tag."""
 
 
-def _declared_s(path: str, container) -> float | None:
+def _declared_s(path: str | None, container) -> float | None:
     """The duration a file declares, None if none. A WAV cut short declares its header's data size over its bytes
     a second (`_wav_cut_s`): FFmpeg bounds a WAV's by the file's size, and estimates a cut one's from the header's
     "average bytes a second", a copy a writer may get wrong; an intact WAV's is FFmpeg's, as it decodes it. Other
     files declare the container's duration, or an ID3 `TLEN` tag's (in ms) where longer: FFmpeg estimates an
     MP3's from its size and bit rate."""
-    if container.format.name == "wav" and (cut_s := _wav_cut_s(path)) is not None:
+    if container.format.name == "wav" and path is not None and (cut_s := _wav_cut_s(path)) is not None:
         return cut_s
     declared = [container.duration / 1e6] if container.duration else []
     tlen = container.metadata.get("TLEN", "")

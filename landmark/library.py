@@ -16,7 +16,7 @@ from lmprint.errors import REBUILD, AudioError, CannotWrite, IndexFileError, Ind
 from lmprint.files import find_audio_files, unstorable_name
 from lmprint.moves import follow_before_adding, followed, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
-from lmprint.samples import mono_samples
+from lmprint.samples import at_engine_rate, mono_samples
 
 from . import audio, vote, warp
 from .batch import SongFingerprint, fingerprint_song, fingerprint_songs
@@ -251,20 +251,23 @@ class Index:
         return None
 
     # --- match ------------------------------------------------------------------------------------------------
-    def match(self, path: str | os.PathLike) -> Match | None:
-        """The indexed song that the audio file `path` comes from, or None. Raises AudioError for bad input."""
+    def match(self, path: audio.AudioSource) -> Match | None:
+        """The indexed song that the audio file `path` comes from (a path, or a binary file object holding a whole
+        file: an upload's bytes in `io.BytesIO`), or None. Raises AudioError for bad input."""
         return self.match_samples(self._load_query(path).samples)
 
-    def _load_query(self, path: str | os.PathLike) -> audio.Decoded:
+    def _load_query(self, path: audio.AudioSource) -> audio.Decoded:
         """A query file's first `max_query_s` seconds, at the engine's rate."""
         return audio.decode(path, self.sample_rate_hz, max_duration_s=self.matching.max_query_s)
 
-    def match_samples(self, samples: np.ndarray) -> Match | None:
-        """Like `match`, for mono float32 samples already at `sample_rate_hz`."""
-        match, _ = self.identify(samples)
+    def match_samples(self, samples: np.ndarray, sample_rate_hz: float | None = None) -> Match | None:
+        """Like `match`, for mono samples (float at full scale 1.0, or integer PCM) at `sample_rate_hz`, resampled
+        to the engine's where it differs (None: they are at the engine's, `Index.sample_rate_hz`)."""
+        match, _ = self.identify(at_engine_rate(samples, sample_rate_hz, self.sample_rate_hz,
+                                                self.matching.max_query_s))
         return match
 
-    def answer(self, path: str | os.PathLike) -> Answer:
+    def answer(self, path: audio.AudioSource) -> Answer:
         """The match of the audio file `path` and the best-voted songs behind it, best first, with their vote
         scores; and a note when the file is longer than the part matched."""
         decoded = self._load_query(path)

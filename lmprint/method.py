@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -34,11 +34,12 @@ class Method(Protocol):
             on_outcome: Callable[[Outcome], None] | None = None) -> AddReport:
         """Index the audio files under `paths`; already indexed content is skipped, bad files are reported."""
 
-    def match(self, path: str | os.PathLike) -> Match | None:
-        """The indexed song an audio file comes from, or None. Raises AudioError for a bad file."""
+    def match(self, path: str | os.PathLike | BinaryIO) -> Match | None:
+        """The indexed song an audio file comes from (a path, or a binary file object), or None. Raises AudioError
+        for a bad file."""
 
-    def match_samples(self, samples: np.ndarray) -> Match | None:
-        """Like `match`, for mono float32 samples at `sample_rate_hz`."""
+    def match_samples(self, samples: np.ndarray, sample_rate_hz: float | None = None) -> Match | None:
+        """Like `match`, for mono samples at `sample_rate_hz` (None: at the engine's, `Method.sample_rate_hz`)."""
 
     def follow(self, samples: np.ndarray, previous: Match, offset_s: float, min_score: float = 0.0) -> Match | None:
         """`previous`'s song again if the samples continue it about `offset_s` into the song, without a search,
@@ -50,7 +51,7 @@ class Method(Protocol):
         the song at their start; None when it is not clearly heard, or when the engine cannot tell (a monitor
         then guesses its boundaries from its looks)."""
 
-    def answer(self, path: str | os.PathLike) -> Answer:
+    def answer(self, path: str | os.PathLike | BinaryIO) -> Answer:
         """`match`'s answer with the best candidates behind it, for diagnostics (`lmprint match --top`)."""
 
     def remove(self, songs: int | Song | Iterable[int | Song],

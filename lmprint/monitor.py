@@ -48,6 +48,7 @@ import numpy as np
 from .errors import AudioError, LmprintError, SettingsError
 from .method import Method
 from .results import Match, Song
+from .samples import mono_samples
 
 
 @dataclass(frozen=True)
@@ -879,7 +880,8 @@ are about 0.25 s of audio, so this holds some 16 s."""
 
 def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSettings | None = None,
             looks: Looks | None = None, ahead_of_looks: bool = False) -> Generator[Segment, None, None]:
-    """Every segment event of a stream of chunks: each segment once when confirmed (open), once when closed. An
+    """Every segment event of a stream of chunks (mono samples at `method.sample_rate_hz`, as `match_samples`
+    takes them): each segment once when confirmed (open), once when closed. An
     interruption (Ctrl-C) raised in it, or thrown into it where it waits, closes the segment playing first. With
     `looks`, `looks.jobs` windows are matched at once in its worker processes; with `ahead_of_looks` too, `chunks`
     are read in a thread meanwhile (`read_ahead`): for a file, whose decoding then overlaps the looks. Not for a
@@ -892,7 +894,7 @@ def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSetti
     pending_samples = 0
     try:
         for chunk in chunks if ahead is None else ahead:
-            pending.append(chunk)
+            pending.append(mono_samples(chunk))  # a caller's chunks are refused or taken as a decoder's are
             pending_samples += len(chunk)
             if pending_samples >= jobs * hop:  # enough for a look per worker
                 yield from watcher.feed(np.concatenate(pending))

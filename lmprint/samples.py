@@ -5,6 +5,8 @@ through here before resampling, and samples handed to an engine's `match_samples
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .errors import AudioError
@@ -27,7 +29,11 @@ def mono_samples(samples: np.ndarray, limit: int | None = None) -> np.ndarray:
     float32 copy of the first `limit` (all: None), full scale at 1.0, finite and bounded (`finite_samples`).
     Refused in one line when not one channel's: a stereo array's two rows would be read as one long signal, or
     fail deep in the spectrogram."""
+    given = samples.dtype.name if isinstance(samples, np.ndarray) else type(samples).__name__
     samples = np.asarray(samples)
+    if samples.dtype.kind not in "iuf":  # bytes, text, complex or objects: no samples a decoder gives
+        raise AudioError(f"samples of type {given}: samples are real numbers, e.g. a numpy array of float32 at "
+                         "full scale 1.0, or of int16")
     if samples.ndim != 1:
         raise AudioError(f"samples of shape {samples.shape}: one channel's are one-dimensional (mix a stereo array, "
                          "or pick a channel)")
@@ -35,3 +41,20 @@ def mono_samples(samples: np.ndarray, limit: int | None = None) -> np.ndarray:
     if np.issubdtype(samples.dtype, np.integer):  # PCM: full scale at the type's largest value
         return finite_samples((samples / np.iinfo(samples.dtype).max).astype(np.float32))
     return finite_samples(np.array(samples, np.float32))
+
+
+def at_engine_rate(samples: np.ndarray, sample_rate_hz: float | None, engine_rate_hz: int,
+                   max_duration_s: float | None = None) -> np.ndarray:
+    """Samples recorded at `sample_rate_hz` (None: at the engine's already), as `mono_samples` at `engine_rate_hz`:
+    the first `max_duration_s` (all: None) resampled as the decoders resample (soxr, high quality). Samples at
+    another rate than the engine's would be read faster or slower, and name nothing."""
+    if sample_rate_hz is None or sample_rate_hz == engine_rate_hz:
+        return samples
+    a_number = isinstance(sample_rate_hz, (int, float)) and not isinstance(sample_rate_hz, bool)
+    if not (a_number and 0 < sample_rate_hz < math.inf):
+        raise AudioError(f"a sample rate of {sample_rate_hz!r}: give the rate of the samples in Hz, more than 0")
+    import soxr  # lazy, as the decoders' (`lmprint list` never resamples)
+
+    limit = None if max_duration_s is None else math.ceil(max_duration_s * sample_rate_hz)
+    mono = mono_samples(samples, limit)
+    return soxr.resample(mono, sample_rate_hz, engine_rate_hz, quality="HQ").astype(np.float32, copy=False)

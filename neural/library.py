@@ -13,7 +13,7 @@ from lmprint.errors import AudioError, IndexFileError, LmprintError, ModelError
 from lmprint.files import content_sha1, find_audio_files, title_from_path, unstorable_name
 from lmprint.moves import follow_before_adding, followed, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
-from lmprint.samples import mono_samples
+from lmprint.samples import at_engine_rate, mono_samples
 
 from . import mert, search
 from .codes import Projection, kmeans
@@ -201,13 +201,14 @@ class MertIndex:
             self.codes.add(path, title, duration_s, sha1, projection.codes(centroids), n_windows)
         pending.clear()
 
-    def match(self, path: str | os.PathLike) -> Match | None:
+    def match(self, path: audio.AudioSource) -> Match | None:
         return self.match_samples(audio.load(path, self.sample_rate_hz))
 
-    def match_samples(self, samples: np.ndarray) -> Match | None:
-        """Identify mono float32 samples at 24 kHz. The score is the Hamming distance in bits (lower is better);
-        the confidence is the margin over the runner-up as a fraction of the code bits."""
-        return self._answer(mono_samples(samples)).match
+    def match_samples(self, samples: np.ndarray, sample_rate_hz: float | None = None) -> Match | None:
+        """Identify mono samples at `sample_rate_hz` (None: at 24 kHz, the engine's). The score is the Hamming
+        distance in bits (lower is better); the confidence is the margin over the runner-up as a fraction of the
+        code bits."""
+        return self._answer(mono_samples(at_engine_rate(samples, sample_rate_hz, self.sample_rate_hz))).match
 
     def follow(self, samples: np.ndarray, previous: Match, offset_s: float, min_score: float = 0.0) -> Match | None:
         """None: a song's codes do not say where in it a clip lies, so every look searches."""
@@ -217,7 +218,7 @@ class MertIndex:
         """None: a song's codes do not say where in it a clip lies, nor where in the clip it plays."""
         return None
 
-    def answer(self, path: str | os.PathLike) -> Answer:
+    def answer(self, path: audio.AudioSource) -> Answer:
         """The match of the audio file `path` and the nearest songs behind it, nearest first, with their
         distances."""
         return self._answer(audio.load(path, self.sample_rate_hz))

@@ -97,6 +97,46 @@ def test_samples_handed_to_match_samples_are_taken_as_a_decoder_gives_them(index
     assert np.isnan(damaged[100])  # the caller's samples as they were
 
 
+def test_samples_at_another_rate_are_matched_at_the_rate_given(index):
+    """A sound card's 44.1 kHz read as the engine's 8 kHz plays 5.5 times slower and names nothing; given its
+    rate, it is resampled and named where it starts."""
+    clip = rendered(4, 40.0, 44_100)[12 * 44_100:17 * 44_100]
+    assert index.match_samples(clip) is None
+    for samples in (clip, np.round(clip * 32767).astype(np.int16)):
+        found = index.match_samples(samples, sample_rate_hz=44_100)
+        assert found is not None and found.song.title == "song4" and abs(found.offset_s - 12.0) < 0.1
+        assert found.speed == 1.0
+    for rate in (0, -8000, float("nan"), float("inf"), "44100", True):
+        with pytest.raises(AudioError, match="give the rate of the samples in Hz"):
+            index.match_samples(clip, sample_rate_hz=rate)
+
+
+def test_samples_that_are_not_numbers_are_refused_in_one_line(index):
+    clip = rendered(2, 40.0, RATE)[10 * RATE:15 * RATE]
+    for samples, kind in ((clip.tobytes(), "bytes"), (None, "NoneType"), (clip.astype(np.complex64), "complex64")):
+        with pytest.raises(AudioError, match=f"^samples of type {kind}: samples are real numbers"):
+            index.match_samples(samples)
+
+
+def test_a_file_object_is_matched_as_its_path_is(index, library_dir, tmp_path):
+    """An upload's bytes in memory, or an open file: the same answer as the path's."""
+    import io
+
+    from bench.audio_io import write
+
+    path = tmp_path / "clip.mp3"
+    write(path, rendered(1, 40.0, 22_050)[9 * 22_050:15 * 22_050], 22_050)
+    by_path = index.answer(path)
+    assert by_path.match is not None and by_path.match.song.title == "song1"
+    with open(path, "rb") as opened:
+        for source in (io.BytesIO(path.read_bytes()), opened):
+            answer = index.answer(source)
+            assert answer.match == by_path.match and answer.contenders == by_path.contenders
+    assert index.match(io.BytesIO(path.read_bytes())) == by_path.match
+    with pytest.raises(AudioError, match="not an audio file, or corrupt"):
+        index.match(io.BytesIO(b"not audio at all" * 100))
+
+
 def test_adding_the_same_files_again_skips_them(built_index, library_dir):
     with Index(built_index) as opened:
         report = opened.add([str(library_dir)])

@@ -12,7 +12,7 @@ import pytest
 
 from bench.audio_io import write
 from landmark import Index
-from lmprint.errors import SettingsError
+from lmprint.errors import AudioError, SettingsError
 from lmprint.monitor import Monitor, MonitorSettings, monitor
 from tests.conftest import SYNTH_RATE, all_gone, children_of, rendered, run_cli
 
@@ -249,6 +249,25 @@ def test_the_api_yields_each_segment_open_then_closed(built_index, hop_s):
     assert events[0].song.title == events[1].song.title == "song2"
     check([{"title": e.song.title, "start_s": e.start_s, "end_s": e.end_s, "song_offset_s": e.song_offset_s}
            for e in events[1:]], truth)
+
+
+def test_the_apis_chunks_are_taken_as_match_samples_takes_samples(built_index):
+    """int16 chunks (or a list of floats) are a decoder's samples; stereo chunks and bytes are refused in one line,
+    where they failed deep in numpy."""
+    signal, _ = radio(PIECES[2:3])
+    import soxr
+
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        pcm = np.round(samples / np.abs(samples).max() * 32767).astype(np.int16)
+        events = list(monitor(index, [pcm[i:i + 4000] for i in range(0, pcm.size, 4000)]))
+        assert [(e.open, e.song.title) for e in events] == [(True, "song2"), (False, "song2")]
+        stereo = np.stack([samples, samples], axis=1)
+        for chunks, why in (([stereo[i:i + 4000] for i in range(0, len(stereo), 4000)], "samples of shape"),
+                            ([samples[i:i + 4000].tobytes() for i in range(0, samples.size, 4000)],
+                             "samples of type bytes")):
+            with pytest.raises(AudioError, match=why):
+                list(monitor(index, chunks))
 
 
 @pytest.mark.parametrize("pieces", [[(1, 0.0, 40.0), (1, 0.0, 40.0)], [(1, 0.0, 15.0), (1, 0.0, 40.0)],

@@ -419,6 +419,24 @@ def test_a_file_moved_since_the_other_engine_indexed_it_is_followed_by_each_engi
 
 
 @needs_torch
+def test_samples_at_another_rate_are_resampled_to_the_models(encoder, tmp_path):
+    """As the landmark engine does: a clip at 44.1 kHz given its rate is matched as the same clip at 24 kHz."""
+    import soxr
+
+    from bench.audio_io import write
+    from neural.library import MertIndex
+
+    paths = [tmp_path / f"s{seed}.flac" for seed in range(2)]
+    for seed, path in enumerate(paths):
+        write(path, rendered(seed, 14.0, 22050), 22050)
+    clip = rendered(1, 14.0, 44_100)[2 * 44_100:9 * 44_100]
+    with MertIndex(tmp_path / "index.db", create=True, encoder=encoder) as index:
+        index.add(paths)
+        at_models = index.match_samples(soxr.resample(clip, 44_100, mert.SAMPLE_RATE_HZ, quality="HQ"))
+        assert at_models is not None and index.match_samples(clip, sample_rate_hz=44_100) == at_models
+
+
+@needs_torch
 def test_a_small_first_batch_s_note_is_the_report_s_not_printed_by_the_engine(encoder, tmp_path, capsys):
     """The engine leaves the note on the basis to its caller (the CLI prints it, the bench keeps it with the build's
     notes); it printed it to stderr itself, where a server's or a bench's user never saw it."""
