@@ -24,7 +24,7 @@ import numpy as np
 
 from lmprint.errors import AudioError, os_reason, reading_file
 from lmprint.files import AUDIO_DEMUXERS, title_from_path
-from lmprint.samples import finite_samples
+from lmprint.samples import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, finite_samples
 
 SILENCE_RMS = 1e-4
 """Audio quieter than this (about -80 dBFS RMS) is treated as silence."""
@@ -80,11 +80,10 @@ def decode(source: AudioSource, sample_rate_hz: int, max_duration_s: float | Non
 
     Raises AudioError with a reason a person can act on for anything that is not usable audio.
     """
-    path = os.fsdecode(source) if isinstance(source, (str, bytes, os.PathLike)) else None
+    path, readable = _readable(source)
     buffer = _Growing()
     bad: list[Exception] = []  # the errors of packets that did not decode
     limit = None if max_duration_s is None else int(max_duration_s * sample_rate_hz)
-    readable = _pipe_or_path(path) if path is not None else _index_first(source)
     with readable as opened, _opened(opened) as (container, stream, title):
         if container.duration:  # microseconds; lets the buffer be allocated once, to what is read at most
             reserved_s = min(container.duration / 1e6, MAX_DECLARED_S if max_duration_s is None else max_duration_s)
@@ -107,15 +106,30 @@ def decode(source: AudioSource, sample_rate_hz: int, max_duration_s: float | Non
     return Decoded(signal, sample_rate_hz, title, declared_s, len(bad), whole)
 
 
+def _readable(source: AudioSource) -> tuple[str | None, Any]:
+    """(the path, or None for a file object; a context giving what FFmpeg is to open) of a path or a binary file
+    object, refused in one line where it cannot be read as one: a file object that is closed or reads text. A
+    seekable one is read from its start (FFmpeg seeks it to absolute offsets: an upload's `BytesIO` left at its end
+    after writing it reads as the whole file, not as nothing), any other from where it stands (a pipe)."""
+    if isinstance(source, (str, bytes, os.PathLike)):
+        path = os.fsdecode(source)
+        return path, _pipe_or_path(path)
+    if not hasattr(source, "read"):
+        raise TypeError(f"an audio file's path or a binary file object, not {type(source).__name__}")
+    if isinstance(source, io.TextIOBase):
+        raise AudioError("the file object reads text: open the file in binary mode ('rb')")
+    if getattr(source, "closed", False):
+        raise AudioError("the file object is closed")
+    seekable = getattr(source, "seekable", None)
+    if seekable is not None and seekable():
+        source.seek(0)
+    return None, _index_first(source)
+
+
 MAX_DECLARED_S = 24 * 3600.0
 """A tag declaring a longer duration than this is taken for a wrong one, not for a file cut short; nor is more
 than this reserved for a file's samples before they are decoded (a header may claim years)."""
 
-MIN_SAMPLE_RATE_HZ = 4000
-"""A sample rate below this is a damaged header, not audio (telephony's is 8 kHz, the lowest in use 5.5 kHz):
-resampled to the engine's rate, each second of a file saying 1 Hz would become hours of audio."""
-MAX_SAMPLE_RATE_HZ = 768_000
-"""The highest sample rate raw PCM is taken at (the highest in use: 768 kHz)."""
 MAX_CHANNELS = 64
 """The most channels raw PCM is taken with (FFmpeg's channel layouts name at most 64)."""
 
@@ -204,6 +218,8 @@ def _pipe_or_path(path: str) -> Iterator[Any]:
     unreadable or an empty file. A named pipe (`<(ffmpeg …)`) is opened here, and read as standard input is
     (`_index_first`): FFmpeg's own open of a pipe waits for a writer where Ctrl-C or SIGTERM cannot stop it (PyAV
     drops what their handler raises, and FFmpeg reports the interrupted call as a decoding error)."""
+    if "\0" in path:  # no path holds one: a file's bytes given as its path
+        raise AudioError("not a file's path (it holds a NUL byte): give a file's bytes as io.BytesIO(data)")
     if os.path.isdir(path):
         raise AudioError("is a directory")
     with reading_file():
@@ -283,8 +299,12 @@ class _Replayed(io.RawIOBase):
             count = min(len(buffer), len(self._head))
             buffer[:count], self._head = self._head[:count], self._head[count:]
             return count
-        read = getattr(self._rest, "readinto1", self._rest.readinto)
-        return read(buffer)
+        read = getattr(self._rest, "readinto1", None) or getattr(self._rest, "readinto", None)
+        if read is not None:
+            return read(buffer)
+        data = self._rest.read(len(buffer))  # a file-like object that has `read` alone
+        buffer[:len(data)] = data
+        return len(data)
 
 
 WAV_PROBE_BYTES = 32768
@@ -512,10 +532,10 @@ class _Mixer:
 def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
     """Mono float32 chunks of a path or a binary file (standard input: any format FFmpeg can read from a pipe) at
     `sample_rate_hz`, as they decode: for inputs of any length, in bounded memory. Raises AudioError."""
-    readable = _pipe_or_path(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else _index_first(source)
+    _, readable = _readable(source)
     bad: list[Exception] = []  # the errors of packets that did not decode
     decoded = False
-    with readable as source, _opened(source) as (container, audio_stream, _):
+    with readable as opened, _opened(opened) as (container, audio_stream, _):
         for chunk in _resampled(container, audio_stream, sample_rate_hz, bad):
             if chunk.size:
                 decoded = True

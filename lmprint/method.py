@@ -34,7 +34,7 @@ class Method(Protocol):
             on_outcome: Callable[[Outcome], None] | None = None) -> AddReport:
         """Index the audio files under `paths`; already indexed content is skipped, bad files are reported."""
 
-    def match(self, path: str | os.PathLike | BinaryIO) -> Match | None:
+    def match(self, path: str | bytes | os.PathLike | BinaryIO) -> Match | None:
         """The indexed song an audio file comes from (a path, or a binary file object), or None. Raises AudioError
         for a bad file."""
 
@@ -51,7 +51,7 @@ class Method(Protocol):
         the song at their start; None when it is not clearly heard, or when the engine cannot tell (a monitor
         then guesses its boundaries from its looks)."""
 
-    def answer(self, path: str | os.PathLike | BinaryIO) -> Answer:
+    def answer(self, path: str | bytes | os.PathLike | BinaryIO) -> Answer:
         """`match`'s answer with the best candidates behind it, for diagnostics (`lmprint match --top`)."""
 
     def remove(self, songs: int | Song | Iterable[int | Song],

@@ -6,10 +6,17 @@ through here before resampling, and samples handed to an engine's `match_samples
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from .errors import AudioError
+
+MIN_SAMPLE_RATE_HZ = 4000
+"""A sample rate below this is a damaged header, not audio (telephony's is 8 kHz, the lowest in use 5.5 kHz):
+resampled to the engine's rate, each second of a file saying 1 Hz would become hours of audio."""
+MAX_SAMPLE_RATE_HZ = 768_000
+"""The highest sample rate samples are taken at (the highest in use: 768 kHz)."""
 
 SAMPLE_BOUND = 1e3
 """Samples are kept within ± this many full scales before resampling: far past it the resampler's filter overflows
@@ -50,11 +57,13 @@ def at_engine_rate(samples: np.ndarray, sample_rate_hz: float | None, engine_rat
     another rate than the engine's would be read faster or slower, and name nothing."""
     if sample_rate_hz is None or sample_rate_hz == engine_rate_hz:
         return samples
-    a_number = isinstance(sample_rate_hz, (int, float)) and not isinstance(sample_rate_hz, bool)
-    if not (a_number and 0 < sample_rate_hz < math.inf):
-        raise AudioError(f"a sample rate of {sample_rate_hz!r}: give the rate of the samples in Hz, more than 0")
+    a_number = isinstance(sample_rate_hz, numbers.Real) and not isinstance(sample_rate_hz, (bool, np.bool_))
+    if not (a_number and MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ):
+        shown = sample_rate_hz if not a_number else f"{float(sample_rate_hz):g} Hz"
+        raise AudioError(f"a sample rate of {shown}: give the rate of the samples in Hz, audio's "
+                         f"({MIN_SAMPLE_RATE_HZ:,} to {MAX_SAMPLE_RATE_HZ:,} Hz)")
     import soxr  # lazy, as the decoders' (`lmprint list` never resamples)
 
     limit = None if max_duration_s is None else math.ceil(max_duration_s * sample_rate_hz)
     mono = mono_samples(samples, limit)
-    return soxr.resample(mono, sample_rate_hz, engine_rate_hz, quality="HQ").astype(np.float32, copy=False)
+    return soxr.resample(mono, float(sample_rate_hz), engine_rate_hz, quality="HQ").astype(np.float32, copy=False)

@@ -18,14 +18,28 @@ from tests.conftest import SYNTH_RATE
 API_PAGE = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 
 
-def blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", API_PAGE.read_text(), flags=re.DOTALL)
+def blocks(engine: str) -> list[str]:
+    """The page's Python blocks of one engine's: "mert" (those using `neural`) or "landmark" (the others)."""
+    found = re.findall(r"```python\n(.*?)```", API_PAGE.read_text(), flags=re.DOTALL)
+    return [block for block in found if ("neural" in block) == (engine == "mert")]
+
+
+def run(code: list[str]) -> tuple[dict, list[str]]:
+    """Run the blocks in order in one namespace: the namespace, and what each printed."""
+    names: dict = {}
+    said = []
+    for block in code:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(block, str(API_PAGE), "exec"), names)  # noqa: S102 - the page's own examples
+        said.append(out.getvalue())
+    return names, said
 
 
 @pytest.fixture()
-def music_folder(tmp_path, monkeypatch, tiny_model_dir):
+def music_folder(tmp_path, monkeypatch):
     """The folder the page's examples run in: music/ (four songs, one of them in two files), clip.wav (5 s of
-    "03 meadow" under a little noise), radio.wav ("01 harbour" then "03 meadow") and the MERT model's folder."""
+    "03 meadow" under a little noise) and radio.wav ("01 harbour" then "03 meadow")."""
     songs = {seed: song(seed, 40.0, SYNTH_RATE) for seed in range(4)}
     music = tmp_path / "music"
     music.mkdir()
@@ -35,24 +49,13 @@ def music_folder(tmp_path, monkeypatch, tiny_model_dir):
     noise = np.random.default_rng(0).normal(0, 0.02, 5 * SYNTH_RATE).astype(np.float32)
     write(tmp_path / "clip.wav", songs[2][12 * SYNTH_RATE:17 * SYNTH_RATE] + noise, SYNTH_RATE)
     write(tmp_path / "radio.wav", np.concatenate([songs[0], songs[2]]), SYNTH_RATE)
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "MERT-v1-95M").symlink_to(tiny_model_dir)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
-@pytest.mark.slow  # its MERT block imports torch (15-20 s on 2 cores)
 def test_the_api_page_runs_as_written(music_folder):
-    code = blocks()
-    assert len(code) == 9, "a block was added or removed: say here what it should do"
-    names: dict = {}
-    said = []
-    for block in code:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            exec(compile(block, str(API_PAGE), "exec"), names)  # noqa: S102 - the page's own examples
-        said.append(out.getvalue())
-
+    names, said = run(blocks("landmark"))
+    assert len(said) == 8, "a block was added or removed: say here what it should do"
     assert names["report"].added == 5 and not names["report"].failed
     assert names["match"].song.title == "03 meadow" and abs(names["match"].offset_s - 12.0) < 0.1
     assert said[0].splitlines() == ["5 added, 0 already there, 0 failed", said[0].splitlines()[1]]
@@ -69,5 +72,19 @@ def test_the_api_page_runs_as_written(music_folder):
     heard = [line.split(": ", 1)[1] for line in said[6].splitlines()]
     assert heard == ["01 harbour", "03 meadow"]
     assert said[7].startswith("notes.txt: not an audio file")
-    # the MERT engine's answer (random weights here: any of the songs, or none)
-    assert said[8].strip() in {"no match", "01 harbour", "02 lantern", "03 meadow", "04 spare"}
+
+
+@pytest.mark.slow  # it imports torch (15-20 s on 2 cores)
+def test_the_api_pages_mert_block_runs_as_written(music_folder, tiny_model_dir):
+    (music_folder / "models").mkdir()
+    (music_folder / "models" / "MERT-v1-95M").symlink_to(tiny_model_dir)
+    mert = blocks("mert")
+    assert len(mert) == 1
+    names, said = run(blocks("landmark")[:1] + mert)  # the landmark engine's index first, as on the page
+    assert said[0].startswith("5 added")
+    from lmprint.catalogue import Catalogue
+
+    with Catalogue(music_folder / "library.db") as catalogue:  # the MERT engine's codes beside the postings
+        assert catalogue.read("SELECT COUNT(*) FROM mert_codes")[0][0] == len(catalogue.songs()) == 5
+    # its answer (random weights here: any of the songs, or none)
+    assert said[1].strip() in {"no match", "01 harbour", "02 lantern", "03 meadow", "04 spare"}

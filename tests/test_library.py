@@ -106,9 +106,22 @@ def test_samples_at_another_rate_are_matched_at_the_rate_given(index):
         found = index.match_samples(samples, sample_rate_hz=44_100)
         assert found is not None and found.song.title == "song4" and abs(found.offset_s - 12.0) < 0.1
         assert found.speed == 1.0
-    for rate in (0, -8000, float("nan"), float("inf"), "44100", True):
-        with pytest.raises(AudioError, match="give the rate of the samples in Hz"):
+    for rate in (np.int64(44_100), np.float32(44_100)):  # a rate read from a file's header by numpy
+        assert index.match_samples(clip, sample_rate_hz=rate).song.title == "song4"
+    for rate in (0, -8000, 0.5, 1000, 1e14, float("nan"), float("inf"), "44100", True):  # none of audio's
+        with pytest.raises(AudioError, match=r"give the rate of the samples in Hz, audio's \(4,000 to 768,000 Hz\)"):
             index.match_samples(clip, sample_rate_hz=rate)
+
+
+def test_samples_at_another_rate_are_matched_over_their_first_30_s_not_the_engines_share_of_them(index):
+    """The query's first `max_query_s` seconds are counted at the samples' rate: at 44.1 kHz, 30 s of the
+    engine's 8 kHz samples would be 5.4 s, all of them the unknown music before the song."""
+    rate = 44_100
+    before = rendered(100, 8.0, rate)
+    clip = np.concatenate([before, rendered(4, 40.0, rate)[12 * rate:40 * rate]])
+    found = index.match_samples(clip, sample_rate_hz=rate)
+    assert found is not None and found.song.title == "song4"
+    assert found.offset_s == pytest.approx(4.0, abs=0.1)  # where the clip's start falls in the song's time
 
 
 def test_samples_that_are_not_numbers_are_refused_in_one_line(index):
@@ -133,8 +146,36 @@ def test_a_file_object_is_matched_as_its_path_is(index, library_dir, tmp_path):
             answer = index.answer(source)
             assert answer.match == by_path.match and answer.contenders == by_path.contenders
     assert index.match(io.BytesIO(path.read_bytes())) == by_path.match
+    written = io.BytesIO()
+    written.write(path.read_bytes())  # left at its end, as an upload just written is: read from its start
+    assert index.match(written) == by_path.match
+
+    class ReadOnly:  # a file-like object with `read` alone, that cannot seek: read from where it stands
+        def __init__(self, data: bytes):
+            self._data = io.BytesIO(data)
+
+        def read(self, size: int = -1) -> bytes:
+            return self._data.read(size)
+
+    streamed = index.match(ReadOnly(path.read_bytes()))  # an MP3 read as it comes may decode a few samples more
+    assert streamed.song == by_path.match.song and abs(streamed.offset_s - by_path.match.offset_s) < 0.02
+    m4a = tmp_path / "clip.m4a"  # its index (moov) after its media, as FFmpeg writes it: read from a copy
+    write(m4a, rendered(1, 40.0, 22_050)[9 * 22_050:15 * 22_050], 22_050)
+    assert m4a.read_bytes().find(b"moov") > m4a.read_bytes().find(b"mdat") > 0
+    streamed = index.match(ReadOnly(m4a.read_bytes()))
+    assert streamed is not None and streamed.song == by_path.match.song and abs(streamed.offset_s - 9.0) < 0.1
     with pytest.raises(AudioError, match="not an audio file, or corrupt"):
         index.match(io.BytesIO(b"not audio at all" * 100))
+    closed = io.BytesIO(path.read_bytes())
+    closed.close()
+    with pytest.raises(AudioError, match="^the file object is closed$"):
+        index.match(closed)
+    with open(path, encoding="latin-1") as text, pytest.raises(AudioError, match=r"reads text: .* binary mode"):
+        index.match(text)
+    with pytest.raises(AudioError, match=r"not a file's path .*io\.BytesIO\(data\)"):
+        index.match(path.read_bytes())  # the file's bytes, given as if they were its path
+    with pytest.raises(TypeError, match="an audio file's path or a binary file object, not NoneType"):
+        index.match(None)
 
 
 def test_adding_the_same_files_again_skips_them(built_index, library_dir):

@@ -260,8 +260,23 @@ def test_the_apis_chunks_are_taken_as_match_samples_takes_samples(built_index):
     with Index(built_index) as index:
         samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
         pcm = np.round(samples / np.abs(samples).max() * 32767).astype(np.int16)
-        events = list(monitor(index, [pcm[i:i + 4000] for i in range(0, pcm.size, 4000)]))
+
+        class Heard:  # the index, noting the loudest sample of every window it is handed
+            loudest = 0.0
+
+            def __getattr__(self, name):
+                found = getattr(index, name)
+                if name not in ("match_samples", "follow", "heard_span"):
+                    return found
+
+                def noted(samples, *args, **kwargs):
+                    Heard.loudest = max(Heard.loudest, float(np.abs(samples).max()))
+                    return found(samples, *args, **kwargs)
+                return noted
+
+        events = list(monitor(Heard(), [pcm[i:i + 4000] for i in range(0, pcm.size, 4000)]))
         assert [(e.open, e.song.title) for e in events] == [(True, "song2"), (False, "song2")]
+        assert 0.9 < Heard.loudest <= 1.0  # PCM at full scale 1.0, as a decoder gives it
         stereo = np.stack([samples, samples], axis=1)
         for chunks, why in (([stereo[i:i + 4000] for i in range(0, len(stereo), 4000)], "samples of shape"),
                             ([samples[i:i + 4000].tobytes() for i in range(0, samples.size, 4000)],
