@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lmprint.catalogue import Catalogue, song_list
+from lmprint.catalogue import BUSY_TIMEOUT_S, Catalogue, song_list
 from lmprint.errors import REBUILD, AudioError, CannotWrite, IndexFileError, IndexLocked, SettingsError
 from lmprint.files import find_audio_files, unstorable_name
 from lmprint.moves import follow_before_adding, followed, settle_paths
@@ -84,14 +84,15 @@ class Index:
     `fingerprint` is checked against the settings the file was built with (None: take the file's); `matching`
     applies to this reader's queries only (None: the defaults). `postings` makes the posting store from the
     opened catalogue (None: the embedded one, in the file and the segments beside it); any `PostingStore`
-    will do, such as a distributed one."""
+    will do, such as a distributed one. `busy_timeout_s`: how long a read or write waits for another process's
+    lock before it gives up (`IndexLocked`)."""
 
     name = "landmark"
 
     def __init__(self, path: str | os.PathLike, *, create: bool = False,
                  fingerprint: FingerprintSettings | None = None, matching: MatchSettings | None = None,
-                 postings: Callable[[Catalogue], PostingStore] | None = None):
-        self.catalogue = Catalogue(path, create=create)
+                 postings: Callable[[Catalogue], PostingStore] | None = None, busy_timeout_s: float = BUSY_TIMEOUT_S):
+        self.catalogue = Catalogue(path, create=create, busy_timeout_s=busy_timeout_s)
         try:
             self.fingerprint_settings = self._settings(fingerprint, create)
             self.postings: PostingStore = (postings or SQLitePostingStore)(self.catalogue)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from landmark import audio
-from lmprint.catalogue import Catalogue, song_list
+from lmprint.catalogue import BUSY_TIMEOUT_S, Catalogue, song_list
 from lmprint.errors import AudioError, IndexFileError, LmprintError, ModelError
 from lmprint.files import content_sha1, find_audio_files, title_from_path, unstorable_name
 from lmprint.moves import follow_before_adding, followed, settle_paths
@@ -28,16 +28,17 @@ class MertIndex:
     """MERT codes in an lmprint index file. The PCA basis is fit on the first batch's centroids, then frozen.
 
     The model (`model`: a local checkpoint folder; None: $LMPRINT_MERT_MODEL) loads when a song is first added or
-    matched, so listing, removing and stats need no torch. `encoder` gives one already loaded."""
+    matched, so listing, removing and stats need no torch. `encoder` gives one already loaded. `busy_timeout_s`: how
+    long a read or write waits for another process's lock before it gives up (`IndexLocked`)."""
 
     name = "mert"
     sample_rate_hz = mert.SAMPLE_RATE_HZ
 
     def __init__(self, path: str | os.PathLike, model: str | os.PathLike | None = None, *, create: bool = False,
                  device: str | None = None, settings: MertSettings | None = None,
-                 encoder: mert.MertEncoder | None = None):
+                 encoder: mert.MertEncoder | None = None, busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.settings = settings or MertSettings()
-        self.catalogue = Catalogue(path, create=create)
+        self.catalogue = Catalogue(path, create=create, busy_timeout_s=busy_timeout_s)
         try:
             self.codes = CodeStore(self.catalogue, self.settings, create=create)
         except BaseException:

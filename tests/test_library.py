@@ -178,6 +178,34 @@ def test_a_file_object_is_matched_as_its_path_is(index, library_dir, tmp_path):
         index.match(None)
 
 
+def test_an_index_gives_up_on_another_processs_lock_after_its_busy_timeout(built_index, tmp_path):
+    """A program that would rather fail fast than wait the default minute for a writer."""
+    import shutil
+    import sqlite3
+    import time
+
+    from bench.audio_io import write
+    from lmprint.errors import IndexLocked
+
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    song = tmp_path / "new.flac"
+    write(song, rendered(44, 20.0, 22_050), 22_050)
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        with Index(db, busy_timeout_s=0.5) as impatient:
+            began = time.monotonic()
+            with pytest.raises(IndexLocked, match=r"locked by another process \(gave up after 0.5 s\)"):
+                impatient.add(song)
+            assert time.monotonic() - began < 10
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    with Index(db) as index:
+        assert index.add(song).added == 1
+
+
 def test_adding_the_same_files_again_skips_them(built_index, library_dir):
     with Index(built_index) as opened:
         report = opened.add([str(library_dir)])

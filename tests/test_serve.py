@@ -367,10 +367,7 @@ def test_an_index_locked_by_a_writer_answers_503_and_keeps_no_upload(built_index
     write(song, rendered(44, 20.0, SYNTH_RATE), SYNTH_RATE)
 
     def impatient() -> Index:
-        index = Index(db)
-        index.catalogue.busy_timeout_s = 0.2
-        index.catalogue.conn.execute("PRAGMA busy_timeout=200")
-        return index
+        return Index(db, busy_timeout_s=0.2)
 
     writer = sqlite3.connect(db, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
