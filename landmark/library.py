@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,7 +14,7 @@ import numpy as np
 from lmprint.catalogue import BUSY_TIMEOUT_S, Catalogue, song_list
 from lmprint.errors import REBUILD, AudioError, CannotWrite, IndexFileError, IndexLocked, SettingsError
 from lmprint.files import find_audio_files, unstorable_name
-from lmprint.moves import follow_before_adding, followed, settle_paths
+from lmprint.moves import follow_before_adding, followed, identified, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 from lmprint.samples import at_engine_rate, mono_samples
 
@@ -168,6 +168,7 @@ class Index:
         report = AddReport()
 
         def record(outcome: Outcome, audio_s: float = 0.0) -> None:
+            outcome = identified(self.catalogue, outcome)
             report.record(outcome, audio_s)
             if on_outcome:
                 on_outcome(outcome)
@@ -198,7 +199,7 @@ class Index:
                 skipped = Outcome(song.path, skipped=True, content_sha1=song.content_sha1)
                 record(followed(self.catalogue, skipped, audio.title_of))
             else:
-                record(outcome, song.duration_s)
+                record(replace(outcome, content_sha1=song.content_sha1), song.duration_s)
         report.replaced = settle_paths(self.catalogue, content_at, self.remove, audio.title_of, record, on_outcome)
         note = self._compact_after_change(report.audio_s)
         if note is not None:

@@ -8,6 +8,7 @@ library reorganised between two runs of `add` is followed by whichever engine in
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable
 
@@ -47,6 +48,15 @@ def followed(catalogue: Catalogue, outcome: Outcome, title_of: TitleOf) -> Outco
             return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, copy_of=song.path)
     catalogue.move_song(song.id, outcome.path, title_of(outcome.path))
     return Outcome(outcome.path, skipped=True, content_sha1=outcome.content_sha1, moved_from=song.path)
+
+
+def identified(catalogue: Catalogue, outcome: Outcome) -> Outcome:
+    """The outcome with the id of the song its content is indexed as (`Outcome.song_id`), where the catalogue holds
+    that content now."""
+    if outcome.song_id is not None or outcome.content_sha1 is None or outcome.error or outcome.replaced:
+        return outcome
+    song_id = catalogue.song_id_of(outcome.content_sha1)
+    return outcome if song_id is None else dataclasses.replace(outcome, song_id=song_id)
 
 
 def _through_link(path: str) -> bool:

@@ -557,7 +557,12 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
                         raise
                 # skipped: its content was indexed already (a copy of an indexed file is recorded, and skipped too);
                 # a warning: what `lmprint add` would print of it (an upload cut short, indexed as far as it goes)
-                answer = {"added": report.added, "skipped": report.skipped + report.copies, "path": upload.path}
+                # the song it is indexed as: a MERT index's first upload is stored once its basis is fitted, after
+                # its outcome is said, so it is read from the catalogue then
+                song_id = next((o.song_id for o in outcomes if o.path == upload.path and o.song_id is not None),
+                               None) or next((song.id for song in method.catalogue.songs_at(upload.path)), None)
+                answer = {"added": report.added, "skipped": report.skipped + report.copies, "path": upload.path,
+                          "song_id": song_id}
                 warnings = [outcome.warning for outcome in outcomes if outcome.warning] + report.notes
                 return {**answer, "warning": "; ".join(warnings)} if warnings else answer
             return await guarded(work)

@@ -11,7 +11,7 @@ from landmark import audio
 from lmprint.catalogue import BUSY_TIMEOUT_S, Catalogue, song_list
 from lmprint.errors import AudioError, IndexFileError, LmprintError, ModelError
 from lmprint.files import content_sha1, find_audio_files, title_from_path, unstorable_name
-from lmprint.moves import follow_before_adding, followed, settle_paths
+from lmprint.moves import follow_before_adding, followed, identified, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 from lmprint.samples import at_engine_rate, mono_samples
 
@@ -94,6 +94,7 @@ class MertIndex:
         report = AddReport()
 
         def record(outcome: Outcome, audio_s: float = 0.0) -> None:
+            outcome = identified(self.catalogue, outcome)
             report.record(outcome, audio_s)
             if on_outcome:
                 on_outcome(outcome)
@@ -125,7 +126,7 @@ class MertIndex:
                     if projection is not None:
                         self._store_pending(pending, projection)
                         pending.clear()
-                    record(Outcome(path, warning=decoded.warning), decoded.duration_s)
+                    record(Outcome(path, warning=decoded.warning, content_sha1=sha1), decoded.duration_s)
                 except ModelError:
                     raise  # the model, not this file
                 except LmprintError as failure:

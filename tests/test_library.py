@@ -1,5 +1,7 @@
 """Identification end to end, through the Python API, on generated music."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -204,6 +206,31 @@ def test_an_index_gives_up_on_another_processs_lock_after_its_busy_timeout(built
         writer.close()
     with Index(db) as index:
         assert index.add(song).added == 1
+
+
+def test_each_files_outcome_names_the_song_its_content_is_indexed_as(tmp_path):
+    """Added, skipped, a copy (the same bytes elsewhere) or moved: the song id a program keeps; none for a failure."""
+    import shutil
+
+    from bench.audio_io import write
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(2):
+        write(music / f"s{seed}.flac", rendered(seed, 12.0, 22_050), 22_050)
+    (music / "notes.txt.mp3").write_text("not audio")
+    with Index(tmp_path / "index.db", create=True) as index:
+        outcomes = []
+        index.add(music, on_outcome=outcomes.append)
+        ids = {Path(song.path).name: song.id for song in index.catalogue.songs()}
+        assert {Path(o.path).name: o.song_id for o in outcomes} == {**ids, "notes.txt.mp3": None}
+        shutil.copy(music / "s0.flac", music / "s0 copy.flac")
+        (music / "s1.flac").rename(music / "s1 moved.flac")
+        outcomes.clear()
+        index.add(music, on_outcome=outcomes.append)
+        by_name = {Path(o.path).name: (o.counted_as, o.song_id) for o in outcomes}
+        assert by_name == {"s0.flac": ("skipped", ids["s0.flac"]), "s0 copy.flac": ("copies", ids["s0.flac"]),
+                           "s1 moved.flac": ("moved", ids["s1.flac"]), "notes.txt.mp3": ("failed", None)}
 
 
 def test_adding_the_same_files_again_skips_them(built_index, library_dir):

@@ -506,6 +506,30 @@ def test_a_server_whose_model_does_not_fit_its_index_answers_500(encoder, tiny_m
 
 
 @needs_torch
+def test_a_servers_first_upload_to_a_mert_index_answers_the_song_it_is_stored_as(encoder, tmp_path):
+    """The first upload is stored once its basis is fitted, after its outcome is said: its id is read then."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from bench.audio_io import write
+    from lmprint.catalogue import Catalogue
+    from lmprint.serve import ServeSettings, create_app
+    from neural.library import MertIndex
+
+    song = tmp_path / "first.flac"
+    write(song, rendered(5, 14.0, 22050), 22050)
+    db = tmp_path / "index.db"
+    MertIndex(db, create=True, encoder=encoder).close()
+    settings = ServeSettings(allow_add=True, token="t")
+    with TestClient(create_app(lambda: MertIndex(db, encoder=encoder), settings)) as client:
+        added = client.post("/songs", files={"file": ("first.flac", song.read_bytes())},
+                            headers={"authorization": "Bearer t"})
+    assert added.status_code == 200 and added.json()["added"] == 1, added.text
+    with Catalogue(db) as catalogue:
+        assert [s.id for s in catalogue.songs()] == [added.json()["song_id"]]
+
+
+@needs_torch
 def test_an_index_sees_songs_another_connection_added_or_removed_and_refuses_a_model_narrower_than_its_codes(
         encoder, tmp_path):
     """The basis and codes a search reads were kept until this index's own next add: a server thread, or another

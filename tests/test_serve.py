@@ -553,7 +553,7 @@ def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_in
         added = client.post("/songs", files=upload, headers={"authorization": "Bearer s3cret"})
         assert added.status_code == 200 and added.json()["added"] == 1
         found = client.post("/match", content=clip_bytes(added.json()["path"], 10.0, 5.0, tmp_path)).json()
-        assert found["match"]["title"] == "new song"
+        assert found["match"]["title"] == "new song" and found["match"]["song_id"] == added.json()["song_id"]
         other = tmp_path / "other.flac"  # another song uploaded under the same name keeps the first one
         write(other, rendered(42, 30.0, SYNTH_RATE), SYNTH_RATE)
         again = client.post("/songs", files={"file": ("new song.flac", other.read_bytes())},
@@ -564,7 +564,8 @@ def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_in
         # the same upload again (a client's retry) is known, and its file, maybe being indexed, is never rewritten
         written_ns = os.stat(added.json()["path"]).st_mtime_ns
         retry = client.post("/songs", files=upload, headers={"authorization": "Bearer s3cret"})
-        assert retry.json() == {"added": 0, "skipped": 1, "path": added.json()["path"]}
+        assert retry.json() == {"added": 0, "skipped": 1, "path": added.json()["path"],
+                                "song_id": added.json()["song_id"]}
         assert os.stat(added.json()["path"]).st_mtime_ns == written_ns
         # what the index does not take is not kept
         refused = client.post("/songs", files={"file": ("junk.mp3", b"ID3" + bytes(range(256)) * 8)},
@@ -577,6 +578,7 @@ def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_in
         renamed = client.post("/songs", files={"file": ("renamed.flac", new_song.read_bytes())},
                               headers={"authorization": "Bearer s3cret"})
         assert renamed.json()["added"] == 0 and renamed.json()["skipped"] == 1
+        assert renamed.json()["song_id"] == added.json()["song_id"]  # the song whose copy it is
     with client_for(db, allow_add=True, token="s3cret", max_upload_s=10.0) as stricter:
         # an indexed song's upload over a cap lowered since: refused, and its file, an earlier request's, kept
         over = stricter.post("/songs", files=upload, headers={"authorization": "Bearer s3cret"})
