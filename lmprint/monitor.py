@@ -48,7 +48,7 @@ import numpy as np
 from .errors import AudioError, LmprintError, SettingsError
 from .method import Method
 from .results import Match, Song
-from .samples import mono_samples
+from .samples import chunks_at_engine_rate
 
 
 @dataclass(frozen=True)
@@ -879,9 +879,10 @@ are about 0.25 s of audio, so this holds some 16 s."""
 
 
 def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSettings | None = None,
-            looks: Looks | None = None, ahead_of_looks: bool = False) -> Generator[Segment, None, None]:
-    """Every segment event of a stream of chunks (mono samples at `method.sample_rate_hz`, as `match_samples`
-    takes them): each segment once when confirmed (open), once when closed. An
+            looks: Looks | None = None, ahead_of_looks: bool = False, sample_rate_hz: float | None = None
+            ) -> Generator[Segment, None, None]:
+    """Every segment event of a stream of chunks (one channel's samples at `sample_rate_hz`, as `match_samples`
+    takes them; None: at `method.sample_rate_hz`): each segment once when confirmed (open), once when closed. An
     interruption (Ctrl-C) raised in it, or thrown into it where it waits, closes the segment playing first. With
     `looks`, `looks.jobs` windows are matched at once in its worker processes; with `ahead_of_looks` too, `chunks`
     are read in a thread meanwhile (`read_ahead`): for a file, whose decoding then overlaps the looks. Not for a
@@ -889,12 +890,13 @@ def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSetti
     watcher = Monitor(method, settings, looks)
     jobs = looks.jobs if looks else 1
     hop = max(1, int(watcher.settings.hop_s * method.sample_rate_hz))
+    chunks = chunks_at_engine_rate(chunks, sample_rate_hz, method.sample_rate_hz)  # refused or taken as samples are
     ahead = read_ahead(chunks, READ_AHEAD_CHUNKS) if looks and ahead_of_looks else None
     pending: list[np.ndarray] = []
     pending_samples = 0
     try:
         for chunk in chunks if ahead is None else ahead:
-            pending.append(mono_samples(chunk))  # a caller's chunks are refused or taken as a decoder's are
+            pending.append(chunk)
             pending_samples += len(chunk)
             if pending_samples >= jobs * hop:  # enough for a look per worker
                 yield from watcher.feed(np.concatenate(pending))

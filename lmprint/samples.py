@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -57,13 +58,38 @@ def at_engine_rate(samples: np.ndarray, sample_rate_hz: float | None, engine_rat
     another rate than the engine's would be read faster or slower, and name nothing."""
     if sample_rate_hz is None or sample_rate_hz == engine_rate_hz:
         return samples
-    a_number = isinstance(sample_rate_hz, numbers.Real) and not isinstance(sample_rate_hz, (bool, np.bool_))
-    if not (a_number and MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ):
-        shown = sample_rate_hz if not a_number else f"{float(sample_rate_hz):g} Hz"
-        raise AudioError(f"a sample rate of {shown}: give the rate of the samples in Hz, audio's "
-                         f"({MIN_SAMPLE_RATE_HZ:,} to {MAX_SAMPLE_RATE_HZ:,} Hz)")
+    _check_rate(sample_rate_hz)
     import soxr  # lazy, as the decoders' (`lmprint list` never resamples)
 
     limit = None if max_duration_s is None else math.ceil(max_duration_s * sample_rate_hz)
     mono = mono_samples(samples, limit)
     return soxr.resample(mono, float(sample_rate_hz), engine_rate_hz, quality="HQ").astype(np.float32, copy=False)
+
+
+def chunks_at_engine_rate(chunks: Iterable[np.ndarray], sample_rate_hz: float | None, engine_rate_hz: int
+                          ) -> Iterator[np.ndarray]:
+    """A stream's chunks recorded at `sample_rate_hz` (None: at the engine's already), each as `mono_samples`, at
+    `engine_rate_hz`: resampled as one stream (soxr), so that no chunk's edges ring."""
+    if sample_rate_hz is None or sample_rate_hz == engine_rate_hz:
+        yield from (mono_samples(chunk) for chunk in chunks)
+        return
+    _check_rate(sample_rate_hz)
+    import soxr
+
+    resampler = soxr.ResampleStream(float(sample_rate_hz), engine_rate_hz, 1, dtype="float32", quality="HQ")
+    for chunk in chunks:
+        resampled = resampler.resample_chunk(mono_samples(chunk))
+        if resampled.size:
+            yield resampled
+    last = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+    if last.size:
+        yield last
+
+
+def _check_rate(sample_rate_hz: float) -> None:
+    """Refuse, in one line, a sample rate that is not audio's."""
+    a_number = isinstance(sample_rate_hz, numbers.Real) and not isinstance(sample_rate_hz, (bool, np.bool_))
+    if not (a_number and MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ):
+        shown = f"{float(sample_rate_hz):g} Hz" if a_number else repr(sample_rate_hz)
+        raise AudioError(f"a sample rate of {shown}: give the rate of the samples in Hz, audio's "
+                         f"({MIN_SAMPLE_RATE_HZ:,} to {MAX_SAMPLE_RATE_HZ:,} Hz)")

@@ -277,6 +277,13 @@ def test_the_apis_chunks_are_taken_as_match_samples_takes_samples(built_index):
         events = list(monitor(Heard(), [pcm[i:i + 4000] for i in range(0, pcm.size, 4000)]))
         assert [(e.open, e.song.title) for e in events] == [(True, "song2"), (False, "song2")]
         assert 0.9 < Heard.loudest <= 1.0  # PCM at full scale 1.0, as a decoder gives it
+        # a sound card's chunks at 44.1 kHz, given their rate: the same song, where it plays
+        card = rendered(2, 40.0, 44_100)[5 * 44_100:32 * 44_100]
+        heard = list(monitor(index, [card[i:i + 4410] for i in range(0, card.size, 4410)], sample_rate_hz=44_100))
+        assert [(e.open, e.song.title) for e in heard] == [(True, "song2"), (False, "song2")]
+        assert abs(heard[1].end_s - 27.0) < 1.0 and abs(heard[1].song_offset_s - 5.0) < 1.0
+        with pytest.raises(AudioError, match="a sample rate of 10 Hz: give the rate of the samples in Hz"):
+            list(monitor(index, [card], sample_rate_hz=10))
         stereo = np.stack([samples, samples], axis=1)
         for chunks, why in (([stereo[i:i + 4000] for i in range(0, len(stereo), 4000)], "samples of shape"),
                             ([samples[i:i + 4000].tobytes() for i in range(0, samples.size, 4000)],
