@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import logging
+import math
 import os
 import sqlite3
 import time
@@ -182,6 +183,8 @@ class Catalogue:
     foreign, damaged, locked or newer file."""
 
     def __init__(self, path: str | os.PathLike, *, create: bool = False, busy_timeout_s: float = BUSY_TIMEOUT_S):
+        if not 0 <= busy_timeout_s < math.inf:  # a program's mistake: SQLite would take it as 0, or fail later
+            raise ValueError(f"busy_timeout_s must be a number of seconds, 0 or more, not {busy_timeout_s!r}")
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
         self._after_commit: list[Callable[[], None]] = []

@@ -53,7 +53,7 @@ def followed(catalogue: Catalogue, outcome: Outcome, title_of: TitleOf) -> Outco
 def identified(catalogue: Catalogue, outcome: Outcome) -> Outcome:
     """The outcome with the id of the song its content is indexed as (`Outcome.song_id`), where the catalogue holds
     that content now."""
-    if outcome.song_id is not None or outcome.content_sha1 is None or outcome.error or outcome.replaced:
+    if outcome.song_id is not None or outcome.content_sha1 is None or outcome.error:
         return outcome
     song_id = catalogue.song_id_of(outcome.content_sha1)
     return outcome if song_id is None else dataclasses.replace(outcome, song_id=song_id)

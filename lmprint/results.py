@@ -144,9 +144,9 @@ class Outcome:
     """Set, after the file was added, where it held other content when it was indexed before and no file holds that
     now: the song of that content is removed (a file re-encoded, retagged or cut short where it lies)."""
     song_id: int | None = None
-    """The song the file's content is indexed as (added, skipped, moved or a copy); None where it failed, where its
-    old song was removed (`replaced`), and in a MERT index's first batch, whose songs are stored once its basis is
-    fitted at the batch's end."""
+    """The song the file's content is indexed as (added, skipped, moved or a copy); None where it failed, for a
+    `replaced` entry's removal (the file's own outcome, told before, has its id), and for new content in a MERT
+    index's first batch, whose songs are stored once its basis is fitted at the batch's end."""
 
     @property
     def counted_as(self) -> str:

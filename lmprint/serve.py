@@ -405,7 +405,9 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
     workers = Workers(open_method, settings)
     with open_method() as method:  # fail now, in one line, on a missing or damaged index
         sample_rate_hz = method.sample_rate_hz
-        upload_dir = upload_dir or os.path.join(os.path.dirname(str(method.catalogue.path)), "lmprint-uploads")
+        # absolute, as `add` records the files it indexes: an upload is told by the path the catalogue holds
+        upload_dir = os.path.abspath(upload_dir or os.path.join(os.path.dirname(str(method.catalogue.path)),
+                                                                "lmprint-uploads"))
         if settings.allow_add and method.catalogue.read_only:
             raise LmprintError(f"--allow-add: {method.catalogue.read_only_message()}")
     page = resources.files("lmprint").joinpath("static/listen.html").read_text()

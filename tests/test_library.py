@@ -206,6 +206,9 @@ def test_an_index_gives_up_on_another_processs_lock_after_its_busy_timeout(built
         writer.close()
     with Index(db) as index:
         assert index.add(song).added == 1
+    for wrong in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="busy_timeout_s must be a number of seconds, 0 or more"):
+            Index(db, busy_timeout_s=wrong)
 
 
 def test_each_files_outcome_names_the_song_its_content_is_indexed_as(tmp_path):

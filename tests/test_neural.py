@@ -506,6 +506,29 @@ def test_a_server_whose_model_does_not_fit_its_index_answers_500(encoder, tiny_m
 
 
 @needs_torch
+def test_a_later_batchs_outcomes_name_the_songs_their_content_is_indexed_as(encoder, tmp_path):
+    """As the landmark engine's: a new song and a copy of one indexed already carry its id; the impatient index
+    still takes the timeout it was given."""
+    import shutil
+    from pathlib import Path
+
+    from bench.audio_io import write
+    from neural.library import MertIndex
+
+    for seed in range(3):
+        write(tmp_path / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
+    with MertIndex(tmp_path / "index.db", create=True, encoder=encoder, busy_timeout_s=5.0) as index:
+        assert index.catalogue.busy_timeout_s == 5.0
+        index.add([tmp_path / "s0.flac", tmp_path / "s1.flac"])
+        shutil.copy(tmp_path / "s0.flac", tmp_path / "s0 copy.flac")
+        outcomes = []
+        index.add([tmp_path / "s2.flac", tmp_path / "s0 copy.flac"], on_outcome=outcomes.append)
+        ids = {Path(song.path).name: song.id for song in index.catalogue.songs()}
+    assert {Path(o.path).name: (o.counted_as, o.song_id) for o in outcomes} == {
+        "s2.flac": ("added", ids["s2.flac"]), "s0 copy.flac": ("copies", ids["s0.flac"])}
+
+
+@needs_torch
 def test_a_servers_first_upload_to_a_mert_index_answers_the_song_it_is_stored_as(encoder, tmp_path):
     """The first upload is stored once its basis is fitted, after its outcome is said: its id is read then."""
     pytest.importorskip("starlette")

@@ -538,6 +538,23 @@ def test_a_songs_file_is_kept_when_an_error_comes_after_it_was_stored(built_inde
     assert len(stored) == 1 and os.path.exists(stored[0])
 
 
+def test_an_upload_to_an_index_named_by_a_relative_path_answers_its_song(built_index, tmp_path, monkeypatch):
+    """The app built on `Index("index.db")` (the API; the command line gives an absolute path): its uploads' folder
+    is absolute, as the files `add` records are, so the upload is told by the song's path."""
+    shutil.copy(built_index, tmp_path / "index.db")
+    monkeypatch.chdir(tmp_path)
+    song = tmp_path / "new.flac"
+    write(song, rendered(43, 20.0, SYNTH_RATE), SYNTH_RATE)
+    settings = ServeSettings(allow_add=True, token="t")
+    with TestClient(create_app(lambda: Index("index.db"), settings)) as client:
+        answers = [client.post("/songs", files={"file": ("new.flac", song.read_bytes())},
+                               headers={"authorization": "Bearer t"}).json() for _ in range(2)]
+    with Index("index.db") as index:
+        (stored,) = [s for s in index.catalogue.songs() if s.title == "new"]
+    assert [(a["added"], a["skipped"], a["song_id"], a["path"]) for a in answers] == [
+        (1, 0, stored.id, stored.path), (0, 1, stored.id, stored.path)]
+
+
 def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_index, library_dir, tmp_path):
     db = tmp_path / "copy.db"
     shutil.copy(built_index, db)
