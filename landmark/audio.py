@@ -75,8 +75,8 @@ def load(source: AudioSource, sample_rate_hz: int, max_duration_s: float | None 
 
 
 def decode(source: AudioSource, sample_rate_hz: int, max_duration_s: float | None = None) -> Decoded:
-    """Decode a file (a path, or a binary file object read from where it stands) to mono float32 at
-    `sample_rate_hz`, optionally only its first `max_duration_s` seconds.
+    """Decode a file (a path, or a binary file object: `_readable`) to mono float32 at `sample_rate_hz`, optionally
+    only its first `max_duration_s` seconds.
 
     Raises AudioError with a reason a person can act on for anything that is not usable audio.
     """
@@ -529,7 +529,7 @@ class _Mixer:
         return np.dtype(dtype), 1.0 / full_scale, channels, frame.format.is_planar
 
 
-def stream(source, sample_rate_hz: int) -> Iterator[np.ndarray]:
+def stream(source: AudioSource, sample_rate_hz: int) -> Iterator[np.ndarray]:
     """Mono float32 chunks of a path or a binary file (standard input: any format FFmpeg can read from a pipe) at
     `sample_rate_hz`, as they decode: for inputs of any length, in bounded memory. Raises AudioError."""
     _, readable = _readable(source)

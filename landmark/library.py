@@ -195,11 +195,12 @@ class Index:
             content_at[song.path] = song.content_sha1
             if not self._indexed(song.content_sha1):  # the MERT engine's entry of it, if any, follows it first
                 follow_before_adding(self.catalogue, song.path, song.content_sha1, audio.title_of)
-            if self.add_fingerprint(song) is None:  # the same content earlier in this batch
+            song_id = self.add_fingerprint(song)
+            if song_id is None:  # the same content earlier in this batch
                 skipped = Outcome(song.path, skipped=True, content_sha1=song.content_sha1)
                 record(followed(self.catalogue, skipped, audio.title_of))
-            else:
-                record(replace(outcome, content_sha1=song.content_sha1), song.duration_s)
+            else:  # its id as stored, not looked up again (`identified`)
+                record(replace(outcome, content_sha1=song.content_sha1, song_id=song_id), song.duration_s)
         report.replaced = settle_paths(self.catalogue, content_at, self.remove, audio.title_of, record, on_outcome)
         note = self._compact_after_change(report.audio_s)
         if note is not None:
