@@ -17,6 +17,7 @@ from lmprint.files import find_audio_files, unstorable_name
 from lmprint.moves import follow_before_adding, followed, identified, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 from lmprint.samples import at_engine_rate, mono_samples
+from lmprint.workers import checked_jobs
 
 from . import audio, vote, warp
 from .batch import SongFingerprint, fingerprint_song, fingerprint_songs
@@ -110,7 +111,8 @@ class Index:
         # is (its songs named by their vote alone, as once upgraded)
         if not recorded or not (catalogue.has_table("peaks") or catalogue.read_only):
             if not recorded and not create:
-                raise IndexFileError(f"{catalogue.path} holds no landmark fingerprints yet (lmprint add)")
+                raise IndexFileError(f"{catalogue.path} holds no landmark fingerprints yet (add songs with "
+                                     "`lmprint add`)")
             with catalogue.write():
                 # as of this transaction: another process may have upgraded it, or created it and added songs
                 upgraded = (catalogue.meta(SETTINGS_KEY) is not None and not catalogue.has_table("peaks")
@@ -163,6 +165,7 @@ class Index:
         Each song is committed on its own, so an interrupted batch keeps every song finished before it.
         `on_outcome` is called once per file, e.g. to report errors as they happen.
         """
+        jobs = checked_jobs(jobs)
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         report = AddReport()

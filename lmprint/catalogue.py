@@ -202,7 +202,7 @@ class Catalogue:
             raise IndexFileError(f"cannot open {self.path}: {os_reason(error)}") from None
         if not exists and not create:
             empty = " (the file is empty)" if self.path.is_file() else ""  # cut to nothing, or made by hand
-            raise IndexFileError(f"no index at {self.path}{empty} (create one with `lmprint add`)")
+            raise IndexFileError(f"no index at {self.path}{empty} (`lmprint add` creates one, as does create=True)")
         self.read_only = exists and not os.access(self.path.parent, os.W_OK)
         """Whether the file is opened for reading only, because SQLite cannot make its -wal and -shm files in its
         folder (read-only media, a read-only mount): `match`, `list` and the server work; a change is refused. (A
@@ -296,8 +296,8 @@ class Catalogue:
                 if n_objects > 0:
                     raise IndexFileError(f"{self.path} is not an lmprint index (some other SQLite database)")
                 if not create:  # blank: another process is creating it now, or an empty file
-                    raise IndexFileError(f"no index at {self.path} yet (`lmprint add` creates one; another "
-                                         "process may be creating it now)")
+                    raise IndexFileError(f"no index at {self.path} yet (`lmprint add` creates one, as does "
+                                         "create=True; another process may be creating it now)")
                 exists = False
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:

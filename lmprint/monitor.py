@@ -49,6 +49,7 @@ from .errors import AudioError, LmprintError, SettingsError
 from .method import Method
 from .results import Match, Song
 from .samples import chunks_at_engine_rate
+from .workers import checked_jobs
 
 
 @dataclass(frozen=True)
@@ -836,8 +837,8 @@ class Looks:
     def __init__(self, open_method: Callable[[], Method], jobs: int):
         from concurrent.futures import ProcessPoolExecutor
 
-        self.jobs = jobs
-        self._pool = ProcessPoolExecutor(jobs, initializer=_open_worker, initargs=(open_method,))
+        self.jobs = checked_jobs(jobs)
+        self._pool = ProcessPoolExecutor(self.jobs, initializer=_open_worker, initargs=(open_method,))
         # the workers start now, before the monitor's reader thread (`read_ahead`): a process forked while another
         # thread holds a lock (a file's, mid-read) would wait on it for ever. Forking starts them all at once.
         self._pool.submit(int)

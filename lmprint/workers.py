@@ -8,6 +8,7 @@ cleanup runs) they would wait for ever, each holding its memory."""
 
 from __future__ import annotations
 
+import numbers
 import os
 import signal
 import threading
@@ -15,6 +16,14 @@ import time
 
 PARENT_CHECK_S = 1.0
 """Seconds between a worker's checks that its parent still runs."""
+
+
+def checked_jobs(jobs: int) -> int:
+    """`jobs`, a count of worker processes, as an int: a whole number of at least 1. Anything else is a program's
+    mistake, refused in one line rather than run as one job (`add(jobs=0)` did) or failing later in the pool."""
+    if isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number of worker processes, 1 or more, not {jobs!r}")
+    return int(jobs)
 
 
 def worker_started() -> None:

@@ -14,6 +14,7 @@ from lmprint.files import content_sha1, find_audio_files, title_from_path, unsto
 from lmprint.moves import follow_before_adding, followed, identified, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 from lmprint.samples import at_engine_rate, mono_samples
+from lmprint.workers import checked_jobs
 
 from . import mert, search
 from .codes import Projection, kmeans
@@ -81,6 +82,7 @@ class MertIndex:
         held before other content was coded there moves to where its content is now, or is removed. Songs of the
         batch that precedes the PCA fit wait for it in memory. `jobs` is accepted for the common interface; the
         model runs in this process."""
+        checked_jobs(jobs)
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         known = self.codes.coded_content()

@@ -211,6 +211,30 @@ def test_an_index_gives_up_on_another_processs_lock_after_its_busy_timeout(built
             Index(db, busy_timeout_s=wrong)
 
 
+def test_a_count_of_jobs_that_is_not_a_whole_number_of_at_least_one_is_refused_before_anything_changes(
+        tmp_path, built_index):
+    """`add(jobs=0)` ran as one job without a word, as `jobs=-3` did; the command line refuses them (click)."""
+    import functools
+    import shutil
+
+    from bench.audio_io import write
+    from lmprint.monitor import Looks
+
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    song = tmp_path / "new.flac"
+    write(song, rendered(45, 20.0, 22_050), 22_050)
+    with Index(db) as index:
+        songs = index.catalogue.song_count()
+        for wrong in (0, -3, 1.5, True, "2"):
+            with pytest.raises(ValueError, match="jobs must be a whole number of worker processes, 1 or more"):
+                index.add(song, jobs=wrong)
+            with pytest.raises(ValueError, match="jobs must be a whole number of worker processes, 1 or more"):
+                Looks(functools.partial(Index, db), jobs=wrong)
+        assert index.catalogue.song_count() == songs
+        assert index.add(song, jobs=np.int64(2)).added == 1
+
+
 def test_each_files_outcome_names_the_song_its_content_is_indexed_as(tmp_path):
     """Added, skipped, a copy (the same bytes elsewhere) or moved: the song id a program keeps; none for a failure."""
     import shutil

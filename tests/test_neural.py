@@ -375,6 +375,8 @@ def test_in_a_file_both_engines_hold_a_replaced_file_s_entry_is_left_to_the_land
     with Index(db, create=True) as index:
         index.add(paths)
     with MertIndex(db, create=True, encoder=encoder) as index:  # beside the postings
+        with pytest.raises(ValueError, match="jobs must be a whole number of worker processes, 1 or more, not 0"):
+            index.add(paths, jobs=0)  # before anything is coded
         assert index.add(paths).added == 2
         write(paths[1], rendered(7, 14.0, 22050), 22050)  # other music where s1 was
         report = index.add(paths)

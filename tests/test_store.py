@@ -243,7 +243,8 @@ def test_an_index_refuses_fingerprints_made_with_other_settings(tmp_path):
 
 
 def test_missing_foreign_random_newer_and_older_files_get_one_clear_error(tmp_path):
-    with pytest.raises(IndexFileError, match=r"no index at \S+missing.db \(create one"):
+    with pytest.raises(IndexFileError,
+                       match=r"no index at \S+missing.db \(`lmprint add` creates one, as does create=True\)"):
         Store(tmp_path / "missing.db")
     (tmp_path / "empty.db").write_bytes(b"")  # cut to nothing: there, but no index
     with pytest.raises(IndexFileError, match=r"no index at \S+empty.db \(the file is empty\)"):
