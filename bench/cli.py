@@ -277,15 +277,18 @@ def scale(corpus, out, sizes, noise_dir, seed, limit, jobs, matching):
 @click.option("--sizes", default="10000", show_default=True, callback=_sizes,
               help="Index sizes (songs) at which the search is timed again, with distractors; comma-separated.")
 @click.option("--planted", type=click.IntRange(1), default=30, show_default=True,
-              help="Duplicates to plant: transcodes, retags and cuts in turn.")
+              help="Duplicates to plant: transcodes, retags and cuts in turn (and copies at another speed, with "
+                   "--speed).")
+@click.option("--speed", is_flag=True,
+              help="Plant copies played 1.5-7 % faster or slower too, and search as `lmprint dedup --speed` does.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True)
-def dedup(corpus, out, sizes, planted, seed, jobs):
+def dedup(corpus, out, sizes, planted, speed, seed, jobs):
     """Plant copies and cuts of corpus songs, and check that `lmprint dedup` finds them and nothing else."""
 
     from .dedup import markdown, run
 
-    result = run(corpus, sizes, count=planted, seed=seed, jobs=jobs)
+    result = run(corpus, sizes, count=planted, seed=seed, jobs=jobs, speed=speed)
     write_report(out, "dedup", result, markdown)
 
 

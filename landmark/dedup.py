@@ -33,7 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import vote, warp
 from .arrays import run_starts
+from .settings import FingerprintSettings, MatchSettings
 from .verify import SongPeaks, best_run, held_by, peaks_between, played_at, run_edges, shared_peaks
 
 SONG_BITS = 20
@@ -95,6 +97,19 @@ class DedupSettings:
     """Two songs are the same recording when their overlap covers at least this share of each one's fingerprinted
     span (first landmark to last)."""
 
+    max_speed_change: float = 0.0
+    """How much faster or slower (± this fraction) a copy may play and still be found by the speed search
+    (`speed_overlaps`): each song's middle searched at every speed within it, as `match` searches a clip. 0 leaves
+    copies to the join, whose hashes hold within about 0.5–1 %; `lmprint dedup --speed` searches ± 8 %, a tape's
+    or a turntable's error and a film's 4 % (25 frames a second for 24)."""
+
+    speed_excerpt_s: float = 10.0
+    """Seconds from each song's middle that the speed search looks up: twice a query clip, as a copy is heard
+    clean."""
+
+    speed_candidates: int = 3
+    """The best-voted songs of each excerpt that the speed search reads along the line their peaks fit."""
+
 
 @dataclass(frozen=True)
 class Overlap:
@@ -108,6 +123,13 @@ class Overlap:
     b_end_s: float
     shared: int
     """Landmarks that agree on it (rare keys only: a lower bound on the landmarks the songs share)."""
+
+    @property
+    def speed(self) -> float:
+        """How many times as fast song b plays the stretch as song a: 1.0 for a copy as it is, 1.04 for one 4 %
+        faster (shorter and higher)."""
+        b_s = self.b_end_s - self.b_start_s
+        return (self.a_end_s - self.a_start_s) / b_s if b_s > 0 else 1.0
 
 
 def key_size_bound(key_sizes: Iterable[np.ndarray], settings: DedupSettings) -> int:
@@ -260,6 +282,137 @@ def confirmed(overlaps: list[Overlap], song_peaks: SongPeaks, frame_s: float, se
     return kept
 
 
+SPEED_WIDENING = 3.0
+"""Each round of `speed_overlap` pairs peaks this many times as far from the excerpt's middle as the round before:
+a line fitted through a stretch's peaks predicts those of a stretch three times as long to well within a frame."""
+
+PAIR_REACH_FRAMES = 2
+"""How far from the line (frames) `pairs_along` looks for song b's peak: a peak moves a frame either way in a copy,
+and the line a round starts from is a frame or so off at the far ends of what it reads."""
+
+
+def speed_overlaps(song_ids: list[int], song_peaks: SongPeaks, lookup: warp.Lookup,
+                   fingerprint: FingerprintSettings, matching: MatchSettings, settings: DedupSettings,
+                   batch: int = 256) -> Iterator[Overlap]:
+    """Overlaps of songs with copies played at another speed, which share too few hashes for the join: each
+    song's middle (`speed_excerpt_s` of its stored peaks, which are the index's) hashed at every speed within
+    `max_speed_change` (`warp.warped_query`, as `match` warps a clip) and looked up (`lookup`: keys in, votes and
+    their sums out), and each of its `speed_candidates` best-voted other songs read along the line their peaks
+    fit (`speed_overlap`). Each pair of songs may come twice, once from each; `confirmed` reads these as it reads
+    the join's, and `strongest_per_stretch` keeps one of each stretch."""
+    search = matching.with_values({"max_speed_change": settings.max_speed_change, "max_tempo_change": 0.0,
+                                   "max_pitch_change": 0.0})
+    half_frames = settings.speed_excerpt_s / fingerprint.frame_s / 2
+    for first in range(0, len(song_ids), batch):
+        peaks = song_peaks(song_ids[first:first + batch])
+        for song in song_ids[first:first + batch]:
+            if song not in peaks or peaks[song][0].size < 2:
+                continue
+            middle = (int(peaks[song][0][0]) + int(peaks[song][0][-1])) // 2
+            excerpt = peaks_between(peaks[song], int(middle - half_frames), int(middle + half_frames))
+            query = warp.warped_query(excerpt[0].astype(np.float64), excerpt[1].astype(np.float64), fingerprint,
+                                      search)
+            if query.hashes.distinct.size == 0:
+                continue
+            votes, alignments = lookup(query.hashes)
+            best = [c for c in alignments.top(settings.speed_candidates + 1, other_offsets=search.verify_other_offsets)
+                    if c.song_id != song][:settings.speed_candidates]
+            by_song = warp.VotesBySong(votes, [c.song_id for c in best])
+            speeds = warp.estimates(by_song, query, best, search.vote_tolerance_frames)
+            # each song at its best Δt, then at its next-best, at the speed its best window's votes say (music that
+            # repeats: the excerpt lines up with another return of itself too, maybe more strongly than with its
+            # own, and a window of few votes says little of the speed)
+            tries = [(vote.Candidate(c.song_id, c.score, delta), speed) for c, speed in zip(best, speeds)
+                     for delta in (c.delta_frames, *c.other_delta_frames)]
+            others = song_peaks([c.song_id for c in best])
+            found: set[int] = set()
+            for candidate, guess in tries:
+                if candidate.song_id not in others or candidate.song_id in found:
+                    continue
+                landmarks = int(np.count_nonzero((by_song.songs == candidate.song_id) & (
+                    np.abs(by_song.deltas - candidate.delta_frames) <= search.vote_tolerance_frames)))
+                overlap = speed_overlap(song, candidate.song_id, peaks[song], others[candidate.song_id], excerpt,
+                                        guess, candidate.delta_frames, landmarks, fingerprint.frame_s, settings)
+                if overlap is not None:
+                    found.add(candidate.song_id)
+                    yield overlap
+
+
+def speed_overlap(song_a: int, song_b: int, peaks_a: tuple[np.ndarray, np.ndarray],
+                  peaks_b: tuple[np.ndarray, np.ndarray], excerpt: tuple[np.ndarray, np.ndarray], guess: warp.Warp,
+                  start_frames: int, landmarks: int, frame_s: float, settings: DedupSettings) -> Overlap | None:
+    """Song a as song b holds it at another speed, along the line t_b = T · t_a + start that their peaks fit, or
+    None where song b does not hold `min_shared_peaks` of the excerpt's peaks on it. `warp.fit` finishes the
+    vote's guess on the excerpt, to about 1e-3; then each round pairs song a's peaks further out from the
+    excerpt (`pairs_along`) and fits the line again through the pairs (`offset_line`, robust to chance's pairs),
+    until it has read all of song a: over a song of minutes the factor must hold to 1e-4 for the last peaks to
+    meet. The line spans song a where song b lies on it; `confirmed` then places the shared stretch by its
+    peaks. Its songs are put in id order (the join's), `landmarks` the excerpt's votes for it."""
+    first = float(excerpt[0][0])  # the fit's line starts at the excerpt, as at a clip's start: its factor is put
+    # on the speed line after the fit (tempo and pitch weighed together), and so is a little off the pairs' slope
+    fitted, start, _ = warp.fit(excerpt[0] - first, excerpt[1].astype(np.float64), *peaks_b, guess,
+                                int(round(start_frames + guess.tempo * first)))
+    if fitted.kind != "speed" or fitted.factor == 1.0:  # a change of tempo or pitch alone is not a copy at another
+        return None  # speed; one as recorded is the join's, whose hashes hold there and place it by more landmarks
+    tempo = fitted.tempo
+    offset = start - tempo * first
+    _, held = held_by(played_at(excerpt, 1.0 / tempo, 0.0, offset), peaks_b, 0, bin_reach=1)
+    if held.size == 0 or held.mean() < settings.min_shared_peaks:
+        return None
+    frames_a = peaks_a[0]
+    middle = 0.5 * (float(excerpt[0][0]) + float(excerpt[0][-1]))
+    reach = max(0.5 * (float(excerpt[0][-1]) - float(excerpt[0][0])), 1.0)
+    while True:
+        reach *= SPEED_WIDENING
+        paired_a, paired_b = pairs_along(peaks_between(peaks_a, int(middle - reach), int(middle + reach) + 1),
+                                         peaks_b, tempo, offset)
+        if paired_a.size < 2:
+            return None
+        line = offset_line(paired_a, paired_b - paired_a)  # Δ = t_b − t_a along song a
+        offset = line(0.0)
+        tempo = 1.0 + line(1.0) - offset
+        if not tempo > 0:  # a line of chance's pairs
+            return None
+        if middle - reach <= frames_a[0] and middle + reach >= frames_a[-1]:
+            break
+    a_start = max(float(frames_a[0]), (float(peaks_b[0][0]) - offset) / tempo)
+    a_end = min(float(frames_a[-1]), (float(peaks_b[0][-1]) - offset) / tempo)
+    if a_end <= a_start:
+        return None
+    b_start, b_end = tempo * a_start + offset, tempo * a_end + offset
+    if song_a > song_b:  # the join's order: the same pair's overlaps meet in `strongest_per_stretch`
+        return Overlap(song_b, song_a, b_start * frame_s, b_end * frame_s, a_start * frame_s, a_end * frame_s,
+                       landmarks)
+    return Overlap(song_a, song_b, a_start * frame_s, a_end * frame_s, b_start * frame_s, b_end * frame_s,
+                   landmarks)
+
+
+def pairs_along(peaks_a: tuple[np.ndarray, np.ndarray], peaks_b: tuple[np.ndarray, np.ndarray], tempo: float,
+                offset_frames: float) -> tuple[np.ndarray, np.ndarray]:
+    """(frames in song a, frames in song b) of song a's peaks that song b holds near the line t_b = tempo · t_a +
+    offset, in the bin song a's is moved to (bins / tempo) ± 1, and within `PAIR_REACH_FRAMES`: each with song b's
+    nearest the line."""
+    (frames_a, bins_a), (frames_b, bins_b) = peaks_a, peaks_b
+    nothing = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if frames_a.size == 0 or frames_b.size == 0:
+        return nothing
+    predicted = frames_a * tempo + offset_frames
+    moved_bins = np.round(bins_a / tempo)
+    first = np.searchsorted(frames_b, predicted - PAIR_REACH_FRAMES)
+    end = np.searchsorted(frames_b, predicted + PAIR_REACH_FRAMES, side="right")
+    most = int((end - first).max())
+    if most == 0:
+        return nothing
+    near = first[:, None] + np.arange(most)[None, :]
+    inside = near < end[:, None]
+    near = np.minimum(near, frames_b.size - 1)
+    gaps = np.abs(frames_b[near] - predicted[:, None])
+    gaps[~inside | (np.abs(bins_b[near] - moved_bins[:, None]) > 1)] = np.inf
+    nearest = np.argmin(gaps, axis=1)
+    rows = np.flatnonzero(np.isfinite(gaps[np.arange(frames_a.size), nearest]))
+    return frames_a[rows].astype(np.int64), frames_b[near[rows, nearest[rows]]].astype(np.int64)
+
+
 UNREAD, OUTSIDE_B = -1, 2
 """`placed_by_peaks`' marks of a peak of song a not yet read, and of one beyond song b's span."""
 
@@ -285,6 +438,10 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
         return np.round(start_offset + slope * (frames - a_start)).astype(np.int64)
 
     stretch = 1.0 + slope  # song b's frames per song a's: b plays that much slower, so its peaks sit as much lower
+
+    def back_from_b(frames: np.ndarray) -> np.ndarray:  # the inverse: frames of song b to song a's, as whole frames
+        return np.round((frames - start_offset + slope * a_start) / stretch - frames).astype(np.int64)
+
     reach = settings.place_reach_s / frame_s
     low, high, read = a_start - reach, a_end + reach, -1
     # per peak of song a, once read: 1 held by song b, 0 not, OUTSIDE_B beyond song b's span (each read once: an
@@ -319,7 +476,7 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     first, end = run_edges(frames, *run, int(frames[0]), int(frames[-1]) + 1)
     # ...and halfway to song b's peaks either side of it (in song a's frames): across a silence in song a alone,
     # song b's music beyond the stretch is not shared
-    b_in_a = peaks_b[0] - offset_at(peaks_b[0] - np.round(start_offset).astype(np.int64))
+    b_in_a = peaks_b[0] + back_from_b(peaks_b[0])
     before = b_in_a[b_in_a < frames[run[0]] - 1]
     after = b_in_a[b_in_a > frames[run[1]] + 1]
     first = max(first, (int(before.max()) + int(frames[run[0]]) + 1) // 2) if before.size else first
@@ -327,7 +484,7 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     first_b = max(first + int(offset_at(np.array([first]))[0]), 0)  # a peak held ± 1 frame: never before b begins
     end_b = end + int(offset_at(np.array([end]))[0])
     b_frames, b_bins = peaks_between(peaks_b, first_b, end_b)
-    back = -offset_at(b_frames - np.round(start_offset).astype(np.int64))  # song b's frames to song a's
+    back = back_from_b(b_frames)  # song b's frames to song a's
     if ((end - first) * frame_s < settings.min_overlap_s or held[run[0]:run[1] + 1].mean() < settings.min_shared_peaks
             or shared_peaks((b_frames, np.round(b_bins * stretch).astype(np.int64)), peaks_a, back,
                             bin_reach=1) < settings.min_shared_peaks):
@@ -363,6 +520,9 @@ class Duplicates:
     """Song ids (ascending) of each recording held by several files."""
     shared_parts: list[Overlap]
     """Overlaps between songs of different recordings."""
+    speeds: dict[int, float] = dataclasses.field(default_factory=dict)
+    """How many times as fast each grouped song plays its recording as the group's first song (1.0 for most:
+    a copy at another speed is found where `DedupSettings.max_speed_change` lets the speed search look)."""
 
 
 def duplicates(overlaps: list[Overlap], spans_s: dict[int, float], settings: DedupSettings) -> Duplicates:
@@ -375,19 +535,41 @@ def duplicates(overlaps: list[Overlap], spans_s: dict[int, float], settings: Ded
             song = parent[song]
         return song
 
-    def same_recording(overlap: Overlap) -> bool:
-        return all(overlap.a_end_s - overlap.a_start_s >= settings.same_recording_coverage * spans_s.get(song, np.inf)
-                   for song in (overlap.song_a, overlap.song_b))
+    def same_recording(overlap: Overlap) -> bool:  # each song's stretch against its own span (a copy at another
+        return all(end_s - start_s >= settings.same_recording_coverage * spans_s.get(song, np.inf)  # speed is
+                   for song, start_s, end_s in ((overlap.song_a, overlap.a_start_s, overlap.a_end_s),  # longer)
+                                                (overlap.song_b, overlap.b_start_s, overlap.b_end_s)))
 
-    for overlap in overlaps:
-        if same_recording(overlap):
-            a, b = root(overlap.song_a), root(overlap.song_b)
-            parent[max(a, b)] = min(a, b)
+    linking = [overlap for overlap in overlaps if same_recording(overlap)]
+    for overlap in linking:
+        a, b = root(overlap.song_a), root(overlap.song_b)
+        parent[max(a, b)] = min(a, b)
     groups: dict[int, list[int]] = {}
     for song in {s for o in overlaps for s in (o.song_a, o.song_b)}:
         groups.setdefault(root(song), []).append(song)
     parts = [o for o in overlaps if root(o.song_a) != root(o.song_b)]
-    return Duplicates(sorted(sorted(group) for group in groups.values() if len(group) > 1), parts)
+    recordings = sorted(sorted(group) for group in groups.values() if len(group) > 1)
+    return Duplicates(recordings, parts, _speeds(recordings, linking))
+
+
+def _speeds(recordings: list[list[int]], linking: list[Overlap]) -> dict[int, float]:
+    """Each grouped song's speed against its group's first song, along the overlaps that linked the group (from
+    the first song out, each song reached once)."""
+    neighbours: dict[int, list[tuple[int, float]]] = {}
+    for overlap in linking:
+        neighbours.setdefault(overlap.song_a, []).append((overlap.song_b, overlap.speed))
+        neighbours.setdefault(overlap.song_b, []).append((overlap.song_a, 1.0 / overlap.speed))
+    speeds: dict[int, float] = {}
+    for group in recordings:
+        speeds[group[0]] = 1.0
+        todo = [group[0]]
+        while todo:
+            song = todo.pop()
+            for other, speed in neighbours.get(song, ()):
+                if other not in speeds:
+                    speeds[other] = speeds[song] * speed
+                    todo.append(other)
+    return speeds
 
 
 @dataclass(frozen=True)

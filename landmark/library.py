@@ -549,6 +549,11 @@ class Index:
         # every overlap is read by its peaks, then the strongest of each stretch kept: in music that repeats, a
         # stretch's landmarks line up at other offsets too, and stretch across what the peaks place apart
         found = list(dedup.overlaps_of_pairs(all_keys, all_frames, song_ids, counts.joined / spans, frame_s, settings))
+        del all_keys, all_frames
+        if settings.max_speed_change > 0:  # copies at another speed, whose hashes the join cannot pair
+            lookup = functools.partial(self._vote, max_postings=self.matching.warp_max_postings_read)
+            found += dedup.speed_overlaps(song_ids.tolist(), self.peaks.get, lookup, self.fingerprint_settings,
+                                          self.matching, settings)
         overlaps = dedup.strongest_per_stretch(dedup.confirmed(found, self.peaks.get, frame_s, settings))
         has_landmarks = counts.last_frame >= 0
         return overlaps, dict(zip(song_ids[has_landmarks].tolist(), (spans[has_landmarks] * frame_s).tolist()))

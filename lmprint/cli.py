@@ -656,6 +656,13 @@ def _by_recording(songs: list[Song], recordings: list[list[int]]) -> list[list[S
                   key=lambda group: group[0].id)
 
 
+def _speed_note(speed: float) -> str:
+    """" (4.0 % faster)" for a file that plays its recording at another speed than its group's first; "" at 1.0
+    to the tenth of a percent."""
+    change = 100 * (speed - 1)
+    return f" ({abs(change):.1f} % {'faster' if change > 0 else 'slower'})" if round(abs(change), 1) > 0 else ""
+
+
 def _with_copies(groups: list[list[Song]], copies: dict[int, list[str]]) -> list[list[tuple[Song, bool]]]:
     """Each group of songs as its files: each song, then its copies (files of the same bytes, named by the song's
     id), each with whether it is a copy."""
@@ -839,19 +846,23 @@ def stats(ctx, as_json):
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per group or overlap, one per line.")
+@click.option("--speed", is_flag=True,
+              help="Also find copies played up to 8 % faster or slower (a tape's, a turntable's or a film's speed; "
+                   "the join alone finds those within about 1 %): each song's middle is searched at every speed, "
+                   "some 17 ms a song in a large library.")
 @_db_option
 @click.pass_context
 @_guard
-def dedup(ctx, as_json):
+def dedup(ctx, as_json, speed):
     """List files that hold the same recording (copies of one file share its song id), and recordings that hold
     part of another, with the time ranges."""
-    from landmark.dedup import shared_parts_by_recording
+    from landmark.dedup import DedupSettings, shared_parts_by_recording
 
     if "landmark" not in engines_in(ctx.obj["db"]):
         raise LmprintError(f"{ctx.obj['db']} has no landmark index: dedup compares landmarks")
     index = open_method(ctx.obj["db"], "landmark")
     try:
-        found = index.duplicates()
+        found = index.duplicates(DedupSettings(max_speed_change=index.matching.max_speed_change if speed else 0.0))
         copies = index.catalogue.copies_of()  # files of the same bytes: one song, indexed once
         every_song = index.catalogue.songs()
     finally:
@@ -864,13 +875,17 @@ def dedup(ctx, as_json):
     gone = {path for path in {file.path for files in groups for file, _ in files}
             | {songs[i].path for part in parts for i, _, _ in part.sides} if not os.path.lexists(path)}
     for files in groups:
+        # each file's speed against the group's first: a copy played faster or slower (1.0 for most)
+        speeds = {file.id: found.speeds.get(file.id, 1.0) / found.speeds.get(files[0][0].id, 1.0)
+                  for file, _ in files}
         if as_json:
             _echo_json({"same_recording": [{"song_id": file.id, "path": file.path, "copy": copy,
-                                            "gone": file.path in gone} for file, copy in files]})
+                                            "gone": file.path in gone, "speed": round(speeds[file.id], 4)}
+                                           for file, copy in files]})
         else:
             click.echo("same recording:\n" + "".join(
-                f"  {file.id}\t{_one_line(file.path)}{' (copy)' * copy}{' (gone)' * (file.path in gone)}\n"
-                for file, copy in files), nl=False)
+                f"  {file.id}\t{_one_line(file.path)}{_speed_note(speeds[file.id])}{' (copy)' * copy}"
+                f"{' (gone)' * (file.path in gone)}\n" for file, copy in files), nl=False)
     for part in parts:
         if as_json:
             _echo_json({"shared_part": [{"song_id": i, "path": songs[i].path, "start_s": round(start, 1),

@@ -421,6 +421,29 @@ def test_bench_dedup_finds_what_it_planted_and_judges_it(tmp_path, monkeypatch):
     assert "| 120 | 3 | 3 | 0 | 0 |" in markdown(result)
 
 
+def test_bench_dedup_with_speed_plants_a_copy_at_another_speed_and_finds_it_only_at_its_speed(tmp_path):
+    """`--speed`: a copy played 1.5–7 % faster or slower is planted in turn with the others, and counts as found
+    where its group with its source says its speed; the same group at another speed is not a find."""
+    from bench.dedup import SPEED_CHANGES, judge, run
+    from landmark.dedup import Duplicates
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(5):
+        write(music / f"g{seed}.flac", rendered(seed + 80, 75.0, SYNTH_RATE), SYNTH_RATE)
+    result = run(str(music), [60], count=4, workdir=str(tmp_path), speed=True)
+    planted = result["planted"]
+    assert [entry["kind"] for entry in planted] == ["transcode", "retag", "cut", "speed"]
+    assert SPEED_CHANGES[0] <= abs(planted[3]["speed"] - 1) <= SPEED_CHANGES[1]
+    for row in result["rows"]:
+        assert row["found"] == row["planted"] == 4 and not row["missed"], row
+        assert row["other_groups"] == [] and row["other_parts"] == []
+    copy = {"kind": "speed", "source": "a.flac", "path": "b.mp3", "speed": 1.04}
+    paths = {1: "a.flac", 2: "b.mp3"}
+    assert judge([copy], Duplicates([[1, 2]], [], {1: 1.0, 2: 1.041}), paths)["found"] == 1
+    assert judge([copy], Duplicates([[1, 2]], [], {1: 1.0, 2: 1.0}), paths)["found"] == 0
+
+
 def test_bench_dedup_plants_a_cut_of_a_song_long_enough_for_one(tmp_path):
     """A song too short for a cut is the next transcode's or retag's source: every kind is planted as asked,
     whichever songs the draw takes first (the cut of a short song was skipped, and the run planted fewer)."""

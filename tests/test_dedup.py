@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from bench.audio_io import write
 from landmark import dedup
@@ -377,3 +378,74 @@ def test_an_overlap_whose_landmarks_cover_a_little_of_it_is_read_on_as_far_as_th
         [placed] = dedup.confirmed([few], index.peaks.get, index.fingerprint_settings.frame_s, dedup.DedupSettings())
         excerpt_side = (getattr(placed, f"{in_excerpt}_start_s"), getattr(placed, f"{in_excerpt}_end_s"))
         assert abs(excerpt_side[0] - start) < 0.5 and abs(excerpt_side[1] - 30.0) < 0.5, (few, placed)
+
+
+def test_copies_played_several_percent_faster_or_slower_are_found_at_their_speed_with_speed(tmp_path):
+    """A transfer 3 % fast (an MP3) and one 5 % slow hold too few of the song's hashes for the join; `dedup
+    --speed` searches each song's middle at every speed and reads the copies along their lines: one recording of
+    three files, each at its speed, and another song none of it."""
+    from bench.queries import change_speed
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    song = rendered(5, 90.0, SYNTH_RATE)
+    write(folder / "song.flac", song, SYNTH_RATE)
+    write(folder / "fast 3.mp3", change_speed(song, 1.03), SYNTH_RATE, bit_rate=128_000)
+    write(folder / "slow 5.flac", change_speed(song, 0.95), SYNTH_RATE)
+    write(folder / "other.flac", rendered(6, 90.0, SYNTH_RATE), SYNTH_RATE)
+    db = tmp_path / "index.db"
+    run_cli("add", folder, db=db, check=True)
+    lines = [json.loads(line) for line in run_cli("dedup", "--speed", "--json", db=db, check=True).stdout.splitlines()]
+    groups = [{e["path"].rsplit("/", 1)[1]: e["speed"] for e in line["same_recording"]} for line in lines
+              if "same_recording" in line]
+    assert len(groups) == 1 and len(lines) == 1, lines
+    speeds = groups[0]
+    assert set(speeds) == {"song.flac", "fast 3.mp3", "slow 5.flac"}
+    speed_of_song = speeds["song.flac"]
+    assert abs(speeds["fast 3.mp3"] / speed_of_song - 1.03) < 0.002, speeds
+    assert abs(speeds["slow 5.flac"] / speed_of_song - 0.95) < 0.002, speeds
+    assert speeds["fast 3.mp3"] == 1.0  # the group's first file (files are added in name order): the others at
+    text = run_cli("dedup", "--speed", db=db, check=True).stdout  # 1 / 1.03 and 0.95 / 1.03 of its speed
+    assert [line.rsplit("/", 1)[1] for line in text.splitlines()[1:]] == [
+        "fast 3.mp3", "slow 5.flac (7.8 % slower)", "song.flac (2.9 % slower)"], text
+
+
+def test_a_copy_at_another_speed_is_placed_along_its_line_to_its_ends():
+    """Song b's peaks are read back into song a's frames along the inverse of the overlap's line: for a copy 5 %
+    fast, taking the line's offset at song b's frames (as for a drift of 0.2 %) is 0.05² × 2,800 = 7 frames off at
+    the end of 90 s, and the stretch stopped short of it."""
+    from bench.queries import change_speed
+    from landmark import FingerprintSettings
+    from landmark.fingerprint import extract_peaks
+
+    config = FingerprintSettings()
+    song = rendered(3, 90.0, config.sample_rate_hz)
+    peaks_a = extract_peaks(song, config, config.index)
+    peaks_b = extract_peaks(change_speed(song, 1.05), config, config.index)
+    end_s = 89.0
+    overlap = dedup.Overlap(1, 2, 0.0, end_s, 0.0, end_s / 1.05, shared=100)
+    placed = dedup.placed_by_peaks(overlap, peaks_a, peaks_b, config.frame_s, dedup.DedupSettings())
+    assert placed is not None and placed.a_start_s < 1.0 and placed.a_end_s > end_s - 1.0, placed
+    assert abs(placed.speed - 1.05) < 0.002, placed.speed
+
+
+def test_songs_at_other_speeds_are_one_recording_by_each_one_s_own_stretch_and_speeds_compose():
+    """Coverage is each song's stretch against its own span: a copy 7 % fast covering 95 % of each is the same
+    recording, where its stretch in the slower song (longer) measured against the faster one's span, or the
+    reverse, would not be. A recording found as a chain (1.05 from the first, 1.03 from that) gives each file's
+    speed against the first."""
+    settings = dedup.DedupSettings()
+    overlap = dedup.Overlap(1, 2, 2.0, 97.0, 2.0 / 1.07, 97.0 / 1.07, shared=40)  # song 2 plays 7 % faster
+    found = dedup.duplicates([overlap], {1: 100.0, 2: 100.0 / 1.07}, settings)
+    assert found.recordings == [[1, 2]] and abs(found.speeds[2] - 1.07) < 1e-9
+    reverse = dedup.Overlap(1, 2, 2.0 / 1.07, 97.0 / 1.07, 2.0, 97.0, shared=40)  # song 1 the faster
+    found = dedup.duplicates([reverse], {1: 100.0 / 1.07, 2: 100.0}, settings)
+    assert found.recordings == [[1, 2]] and abs(found.speeds[2] - 1 / 1.07) < 1e-9
+    short = dedup.Overlap(1, 2, 2.0, 80.0, 2.0 / 1.07, 80.0 / 1.07, shared=40)  # 78 % of each: a shared part
+    found = dedup.duplicates([short], {1: 100.0, 2: 100.0 / 1.07}, settings)
+    assert found.recordings == [] and found.shared_parts == [short]
+    chain = [dedup.Overlap(3, 5, 0.0, 100.0, 0.0, 100.0 / 1.05, shared=40),
+             dedup.Overlap(5, 9, 0.0, 100.0 / 1.05, 0.0, 100.0 / 1.05 / 1.03, shared=40)]
+    found = dedup.duplicates(chain, {3: 100.0, 5: 100.0 / 1.05, 9: 100.0 / 1.05 / 1.03}, settings)
+    assert found.recordings == [[3, 5, 9]]
+    assert found.speeds == {3: 1.0, 5: pytest.approx(1.05), 9: pytest.approx(1.05 * 1.03)}
