@@ -178,7 +178,9 @@ def _distractor(path: str) -> bool:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| songs | planted | found | other groups | other shared parts | dedup s |", "|---|---|---|---|---|---|"]
+    lines = ["The search: " + ("the join and copies at another speed (`lmprint dedup --speed`)." if result.get("speed")
+                               else "the join (`lmprint dedup`)."), "",
+             "| songs | planted | found | other groups | other shared parts | dedup s |", "|---|---|---|---|---|---|"]
     for row in result["rows"]:
         lines.append(f"| {row['songs']:,} | {row['planted']} | {row['found']} | {len(row['other_groups'])} | "
                      f"{len(row['other_parts'])} | {row['seconds']} |")

@@ -295,20 +295,22 @@ def speed_overlaps(song_ids: list[int], song_peaks: SongPeaks, lookup: warp.Look
                    fingerprint: FingerprintSettings, matching: MatchSettings, settings: DedupSettings,
                    batch: int = 256) -> Iterator[Overlap]:
     """Overlaps of songs with copies played at another speed, which share too few hashes for the join: each
-    song's middle (`speed_excerpt_s` of its stored peaks, which are the index's) hashed at every speed within
-    `max_speed_change` (`warp.warped_query`, as `match` warps a clip) and looked up (`lookup`: keys in, votes and
-    their sums out), and each of its `speed_candidates` best-voted other songs read along the line their peaks
-    fit (`speed_overlap`). Each pair of songs may come twice, once from each; `confirmed` reads these as it reads
-    the join's, and `strongest_per_stretch` keeps one of each stretch."""
+    song's middle (`speed_excerpt_s` of its stored peaks, which are the index's, about its median peak: a silence
+    in the middle of a song holds none) hashed at every speed within `max_speed_change` (`warp.warped_query`, as
+    `match` warps a clip) and looked up (`lookup`: keys in, votes and their sums out), and each of its
+    `speed_candidates` best-voted other songs of `song_ids` read along the line their peaks fit (`speed_overlap`).
+    Each pair of songs may come twice, once from each; `confirmed` reads these as it reads the join's, and
+    `strongest_per_stretch` keeps one of each stretch."""
     search = matching.with_values({"max_speed_change": settings.max_speed_change, "max_tempo_change": 0.0,
                                    "max_pitch_change": 0.0})
     half_frames = settings.speed_excerpt_s / fingerprint.frame_s / 2
+    listed = set(song_ids)  # songs added meanwhile wait for the next run, as the join's do
     for first in range(0, len(song_ids), batch):
         peaks = song_peaks(song_ids[first:first + batch])
         for song in song_ids[first:first + batch]:
             if song not in peaks or peaks[song][0].size < 2:
                 continue
-            middle = (int(peaks[song][0][0]) + int(peaks[song][0][-1])) // 2
+            middle = int(peaks[song][0][peaks[song][0].size // 2])  # its median peak: never in a silence
             excerpt = peaks_between(peaks[song], int(middle - half_frames), int(middle + half_frames))
             query = warp.warped_query(excerpt[0].astype(np.float64), excerpt[1].astype(np.float64), fingerprint,
                                       search)
@@ -316,7 +318,7 @@ def speed_overlaps(song_ids: list[int], song_peaks: SongPeaks, lookup: warp.Look
                 continue
             votes, alignments = lookup(query.hashes)
             best = [c for c in alignments.top(settings.speed_candidates + 1, other_offsets=search.verify_other_offsets)
-                    if c.song_id != song][:settings.speed_candidates]
+                    if c.song_id != song and c.song_id in listed][:settings.speed_candidates]
             by_song = warp.VotesBySong(votes, [c.song_id for c in best])
             speeds = warp.estimates(by_song, query, best, search.vote_tolerance_frames)
             # each song at its best Δt, then at its next-best, at the speed its best window's votes say (music that
@@ -481,9 +483,10 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     after = b_in_a[b_in_a > frames[run[1]] + 1]
     first = max(first, (int(before.max()) + int(frames[run[0]]) + 1) // 2) if before.size else first
     end = min(end, (int(frames[run[1]]) + int(after.min()) + 1) // 2) if after.size else end
-    first_b = max(first + int(offset_at(np.array([first]))[0]), 0)  # a peak held ± 1 frame: never before b begins
-    end_b = end + int(offset_at(np.array([end]))[0])
-    b_frames, b_bins = peaks_between(peaks_b, first_b, end_b)
+    # on the line, unrounded: the overlap's speed is read from its ends (a peak held ± 1 frame: never before b begins)
+    first_b = max(first + start_offset + slope * (first - a_start), 0.0)
+    end_b = end + start_offset + slope * (end - a_start)
+    b_frames, b_bins = peaks_between(peaks_b, int(round(first_b)), int(round(end_b)))
     back = back_from_b(b_frames)  # song b's frames to song a's
     if ((end - first) * frame_s < settings.min_overlap_s or held[run[0]:run[1] + 1].mean() < settings.min_shared_peaks
             or shared_peaks((b_frames, np.round(b_bins * stretch).astype(np.int64)), peaks_a, back,
@@ -493,18 +496,42 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
                                b_start_s=first_b * frame_s, b_end_s=end_b * frame_s)
 
 
+ALIGNMENT_TOLERANCE_S = 0.1
+"""Two overlaps of a pair of songs whose lines put the shorter's ends within this of each other (about 3 frames)
+are one alignment, read twice."""
+
+
 def strongest_per_stretch(overlaps: list[Overlap]) -> list[Overlap]:
     """Each pair of songs' overlaps, less those whose stretch of either song a stronger overlap of the same pair
     covers for the most part. Music repeats: a chorus shared by two songs also lines up, more weakly, at every
     other return of it; a medley's quotations of different stretches all stay, and so do the two parts of a radio
-    edit or an extended mix, which meet or share a few seconds in one song."""
+    edit or an extended mix, which meet or share a few seconds in one song. First, an overlap that a longer one
+    reads at the same alignment is that one's part, whatever their landmarks: the join chains a copy 1 % fast
+    over part of it, the speed search reads all of it from a few of the excerpt's votes."""
+    by_pair: dict[tuple[int, int], list[Overlap]] = {}
+    for overlap in overlaps:
+        by_pair.setdefault((overlap.song_a, overlap.song_b), []).append(overlap)
+    whole = [overlap for pair in by_pair.values() for overlap in pair
+             if not any(_longer_at_one_alignment(other, overlap) for other in pair)]
     kept: dict[tuple[int, int], list[Overlap]] = {}
-    for overlap in sorted(overlaps, key=lambda o: -o.shared):
+    for overlap in sorted(whole, key=lambda o: -o.shared):
         same_pair = kept.setdefault((overlap.song_a, overlap.song_b), [])
         if not any(_mostly_within(overlap.a_start_s, overlap.a_end_s, k.a_start_s, k.a_end_s)
                    or _mostly_within(overlap.b_start_s, overlap.b_end_s, k.b_start_s, k.b_end_s) for k in same_pair):
             same_pair.append(overlap)
     return sorted((o for pair in kept.values() for o in pair), key=lambda o: (o.song_a, o.song_b, o.a_start_s))
+
+
+def _longer_at_one_alignment(outer: Overlap, inner: Overlap) -> bool:
+    """Whether `outer` is longer than `inner` in song a, holds most of its stretch, and its line puts `inner`'s ends
+    in song b where `inner` has them (within `ALIGNMENT_TOLERANCE_S`)."""
+    length_s = outer.a_end_s - outer.a_start_s
+    if not (length_s > inner.a_end_s - inner.a_start_s
+            and _mostly_within(inner.a_start_s, inner.a_end_s, outer.a_start_s, outer.a_end_s)):
+        return False
+    b_per_a = (outer.b_end_s - outer.b_start_s) / length_s
+    return all(abs(outer.b_start_s + (a_s - outer.a_start_s) * b_per_a - b_s) <= ALIGNMENT_TOLERANCE_S
+               for a_s, b_s in ((inner.a_start_s, inner.b_start_s), (inner.a_end_s, inner.b_end_s)))
 
 
 def _mostly_within(start: float, end: float, other_start: float, other_end: float) -> bool:

@@ -418,13 +418,13 @@ def test_bench_dedup_finds_what_it_planted_and_judges_it(tmp_path, monkeypatch):
     for row in result["rows"]:
         assert row["found"] == row["planted"] == 3 and not row["missed"]
         assert row["other_groups"] == [] and row["other_parts"] == []
-    assert "| 120 | 3 | 3 | 0 | 0 |" in markdown(result)
+    assert "| 120 | 3 | 3 | 0 | 0 |" in markdown(result) and markdown(result).startswith("The search: the join (")
 
 
 def test_bench_dedup_with_speed_plants_a_copy_at_another_speed_and_finds_it_only_at_its_speed(tmp_path):
     """`--speed`: a copy played 1.5–7 % faster or slower is planted in turn with the others, and counts as found
     where its group with its source says its speed; the same group at another speed is not a find."""
-    from bench.dedup import SPEED_CHANGES, judge, run
+    from bench.dedup import SPEED_CHANGES, judge, markdown, run
     from landmark.dedup import Duplicates
 
     music = tmp_path / "music"
@@ -438,6 +438,7 @@ def test_bench_dedup_with_speed_plants_a_copy_at_another_speed_and_finds_it_only
     for row in result["rows"]:
         assert row["found"] == row["planted"] == 4 and not row["missed"], row
         assert row["other_groups"] == [] and row["other_parts"] == []
+    assert markdown(result).startswith("The search: the join and copies at another speed")
     copy = {"kind": "speed", "source": "a.flac", "path": "b.mp3", "speed": 1.04}
     paths = {1: "a.flac", 2: "b.mp3"}
     assert judge([copy], Duplicates([[1, 2]], [], {1: 1.0, 2: 1.041}), paths)["found"] == 1

@@ -449,3 +449,55 @@ def test_songs_at_other_speeds_are_one_recording_by_each_one_s_own_stretch_and_s
     found = dedup.duplicates(chain, {3: 100.0, 5: 100.0 / 1.05, 9: 100.0 / 1.05 / 1.03}, settings)
     assert found.recordings == [[3, 5, 9]]
     assert found.speeds == {3: 1.0, 5: pytest.approx(1.05), 9: pytest.approx(1.05 * 1.03)}
+    backwards = [dedup.Overlap(3, 9, 0.0, 100.0, 0.0, 100.0 / 1.05, shared=40),  # 5 reached from 9, against
+                 dedup.Overlap(5, 9, 0.0, 100.0 / 1.05 * 1.03, 0.0, 100.0 / 1.05, shared=40)]  # its overlap
+    found = dedup.duplicates(backwards, {3: 100.0, 5: 100.0 / 1.05 * 1.03, 9: 100.0 / 1.05}, settings)
+    assert found.recordings == [[3, 5, 9]]
+    assert found.speeds == {3: 1.0, 9: pytest.approx(1.05), 5: pytest.approx(1.05 / 1.03)}
+
+
+def test_an_overlap_a_longer_one_reads_at_the_same_alignment_is_its_part_whatever_its_landmarks():
+    """The join chains a copy 1 % fast over part of it (130 landmarks), the speed search reads all of it from the
+    excerpt's votes (8): one recording, not a shared part kept for its landmarks. A weaker stretch at another
+    alignment within it (music that repeats) is still the stronger's, and a stronger one at another alignment
+    stays beside it."""
+    whole = dedup.Overlap(1, 2, 0.0, 409.6, 0.0, 409.6 / 1.0095, shared=8)
+    part = dedup.Overlap(1, 2, 0.0, 289.2, 0.02, 289.2 / 1.0095 - 0.03, shared=130)
+    assert dedup.strongest_per_stretch([part, whole]) == [whole]
+    found = dedup.duplicates(dedup.strongest_per_stretch([part, whole]), {1: 409.6, 2: 409.6 / 1.0095},
+                             dedup.DedupSettings())
+    assert found.recordings == [[1, 2]] and found.shared_parts == []
+    repeat = dedup.Overlap(1, 2, 100.0, 130.0, 150.0, 180.0, shared=5)
+    assert dedup.strongest_per_stretch([part, whole, repeat]) == [whole]
+    rival = dedup.Overlap(1, 2, 0.0, 100.0, 20.0, 120.0, shared=50)
+    assert dedup.strongest_per_stretch([rival, part, whole]) == [rival, whole]
+
+
+def test_a_song_whose_middle_is_silence_and_a_cut_at_another_speed_are_found_by_the_speed_search(tmp_path):
+    """A song with 40 s of digital silence in its middle (a hidden track's shape) is searched about its median
+    peak, so its copy 4 % fast is found; a 30 s cut of another song played 4 % slow is one shared part, found from
+    either song's side, placed in each song's own time."""
+    from bench.queries import change_speed
+    from landmark import Index
+    from landmark.dedup import DedupSettings
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    hidden = np.concatenate([rendered(7, 30.0, SYNTH_RATE), np.zeros(40 * SYNTH_RATE, np.float32),
+                             rendered(8, 30.0, SYNTH_RATE)])
+    write(folder / "hidden.flac", hidden, SYNTH_RATE)
+    write(folder / "hidden fast.flac", change_speed(hidden, 1.04), SYNTH_RATE)
+    song = rendered(9, 90.0, SYNTH_RATE)
+    write(folder / "song.flac", song, SYNTH_RATE)
+    write(folder / "song cut slow.flac", change_speed(song[30 * SYNTH_RATE:60 * SYNTH_RATE], 0.96), SYNTH_RATE)
+    with Index(tmp_path / "index.db", create=True) as index:
+        index.add(folder)
+        by_name = {song.path.rsplit("/", 1)[1]: song.id for song in index.catalogue.songs()}
+        found = index.duplicates(DedupSettings(max_speed_change=0.08))
+    assert found.recordings == [sorted([by_name["hidden.flac"], by_name["hidden fast.flac"]])], found
+    assert len(found.shared_parts) == 1, found.shared_parts
+    part = found.shared_parts[0]
+    ends = {part.song_a: (part.a_start_s, part.a_end_s), part.song_b: (part.b_start_s, part.b_end_s)}
+    (song_start, song_end), (cut_start, cut_end) = ends[by_name["song.flac"]], ends[by_name["song cut slow.flac"]]
+    assert abs(song_start - 30) < 2 and abs(song_end - 60) < 2, ends
+    assert abs(cut_start - 0) < 2 and abs(cut_end - 30 / 0.96) < 2, ends
