@@ -601,14 +601,18 @@ def print_matches(index, files: list[tuple[str, str | None]], as_json: bool, std
               "one per line.")
 @click.option("--recordings", is_flag=True, help="Group the files that hold one recording (found as `dedup` finds "
               "them: it reads the whole index; copies of one file share its song id).")
+@click.option("--speed", is_flag=True, help="With --recordings: group copies played faster or slower too, as `dedup "
+              "--speed` does.")
 @_db_option
 @click.pass_context
 @_guard
-def list_(ctx, as_json, recordings):
+def list_(ctx, as_json, recordings, speed):
     """List indexed songs, or with --recordings each recording with its files. A song's copies (files of the same
     bytes) are in its JSON object's "copies"."""
     from .catalogue import Catalogue
 
+    if speed and not recordings:
+        raise LmprintError("--speed is for --recordings: it finds copies played faster or slower")
     with Catalogue(ctx.obj["db"]) as catalogue:
         _say_if_empty(catalogue, ctx.obj["db"])
         if as_json and not recordings:  # each song with its copies, as `GET /songs` gives them
@@ -618,24 +622,29 @@ def list_(ctx, as_json, recordings):
         songs = catalogue.songs()
         copies = catalogue.copies_of() if recordings else {}
     groups = [[song] for song in songs]
+    speeds: dict[int, float] = {}
     if recordings and "landmark" not in engines_in(ctx.obj["db"]):
         raise LmprintError(f"{ctx.obj['db']} has no landmark index: recordings are found by comparing landmarks")
     if recordings:
         index = open_method(ctx.obj["db"], "landmark")
         try:
-            found = index.duplicates()
+            found = index.duplicates(_dedup_settings(index, speed))
         finally:
             index.close()
         groups = _by_recording(songs, found.recordings)
+        speeds = found.speeds
     for files in _with_copies(groups, copies):
         first = files[0][0]
+        relative = _relative_speeds(files, speeds)
         if as_json:
-            _echo_json({"files": [{**file.to_dict(), "copy": copy} for file, copy in files]})
+            _echo_json({"files": [{**file.to_dict(), "copy": copy,
+                                   **({"speed": round(relative[file.id], 4)} if recordings else {})}
+                                  for file, copy in files]})
         elif recordings:
             count = f"{len(files)} file{'s' * (len(files) > 1)}"
             click.echo(f"{_one_line(first.title)}\t{first.duration_s:.1f} s\t{count}\n" +
-                       "".join(f"  {file.id}\t{_one_line(file.path)}{' (copy)' * copy}\n" for file, copy in files),
-                       nl=False)
+                       "".join(f"  {file.id}\t{_one_line(file.path)}{_speed_note(relative[file.id])}"
+                               f"{' (copy)' * copy}\n" for file, copy in files), nl=False)
         else:
             click.echo(f"{first.id}\t{first.duration_s:7.1f} s\t{_one_line(first.title)}\t{_one_line(first.path)}")
 
@@ -654,6 +663,21 @@ def _by_recording(songs: list[Song], recordings: list[list[int]]) -> list[list[S
     listed = [[by_id[i] for i in group if i in by_id] for group in recordings]
     return sorted([group for group in listed if group] + [[song] for song in songs if song.id not in grouped],
                   key=lambda group: group[0].id)
+
+
+def _dedup_settings(index, speed: bool):
+    """How `dedup` and `list --recordings` search: with `speed`, also copies played faster or slower, as far as
+    `match` searches speeds."""
+    from landmark.dedup import DedupSettings
+
+    return DedupSettings(max_speed_change=index.matching.max_speed_change if speed else 0.0)
+
+
+def _relative_speeds(files: list[tuple[Song, bool]], speeds: dict[int, float]) -> dict[int, float]:
+    """Each file's speed against the first file listed of its recording: a copy played faster or slower (1.0 for
+    most; a song's copies share its speed)."""
+    first = speeds.get(files[0][0].id, 1.0)
+    return {file.id: speeds.get(file.id, 1.0) / first for file, _ in files}
 
 
 def _speed_note(speed: float) -> str:
@@ -856,13 +880,13 @@ def stats(ctx, as_json):
 def dedup(ctx, as_json, speed):
     """List files that hold the same recording (copies of one file share its song id), and recordings that hold
     part of another, with the time ranges."""
-    from landmark.dedup import DedupSettings, shared_parts_by_recording
+    from landmark.dedup import shared_parts_by_recording
 
     if "landmark" not in engines_in(ctx.obj["db"]):
         raise LmprintError(f"{ctx.obj['db']} has no landmark index: dedup compares landmarks")
     index = open_method(ctx.obj["db"], "landmark")
     try:
-        found = index.duplicates(DedupSettings(max_speed_change=index.matching.max_speed_change if speed else 0.0))
+        found = index.duplicates(_dedup_settings(index, speed))
         copies = index.catalogue.copies_of()  # files of the same bytes: one song, indexed once
         every_song = index.catalogue.songs()
     finally:
@@ -875,9 +899,7 @@ def dedup(ctx, as_json, speed):
     gone = {path for path in {file.path for files in groups for file, _ in files}
             | {songs[i].path for part in parts for i, _, _ in part.sides} if not os.path.lexists(path)}
     for files in groups:
-        # each file's speed against the group's first: a copy played faster or slower (1.0 for most)
-        speeds = {file.id: found.speeds.get(file.id, 1.0) / found.speeds.get(files[0][0].id, 1.0)
-                  for file, _ in files}
+        speeds = _relative_speeds(files, found.speeds)
         if as_json:
             _echo_json({"same_recording": [{"song_id": file.id, "path": file.path, "copy": copy,
                                             "gone": file.path in gone, "speed": round(speeds[file.id], 4)}

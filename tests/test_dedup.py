@@ -408,6 +408,14 @@ def test_copies_played_several_percent_faster_or_slower_are_found_at_their_speed
     text = run_cli("dedup", "--speed", db=db, check=True).stdout  # 1 / 1.03 and 0.95 / 1.03 of its speed
     assert [line.rsplit("/", 1)[1] for line in text.splitlines()[1:]] == [
         "fast 3.mp3", "slow 5.flac (7.8 % slower)", "song.flac (2.9 % slower)"], text
+    listed = [json.loads(line)["files"] for line in
+              run_cli("list", "--recordings", "--speed", "--json", db=db, check=True).stdout.splitlines()]
+    assert sorted(({f["path"].rsplit("/", 1)[1]: f["speed"] for f in files} for files in listed), key=str) == sorted(
+        [{"fast 3.mp3": 1.0, "slow 5.flac": speeds["slow 5.flac"], "song.flac": speeds["song.flac"]},
+         {"other.flac": 1.0}], key=str)
+    alone = run_cli("list", "--speed", db=db)
+    assert alone.returncode == 1 and alone.stderr == "lmprint: --speed is for --recordings: it finds copies played " \
+        "faster or slower\n"
 
 
 def test_a_copy_at_another_speed_is_placed_along_its_line_to_its_ends():
