@@ -3,11 +3,11 @@
 Some of the corpus's songs get a planted duplicate: a transcode (MP3 at 128 kbit/s), a retag (the same audio stream
 with another title: a copy that is byte-different), or a cut (30 s from the middle, off the frame grid, as an MP3);
 with `--speed`, also a copy played 1.5–7 % faster or slower (as an MP3), searched as `lmprint dedup --speed` does.
-The corpus and the planted files are indexed together, then `Index.overlaps` runs. A transcode or a retag must come
-out in one same-recording group with its source (a speed copy at its speed, ± 0.2 %); a cut as a shared part of
-its source at the right place (± 2 s). Everything else reported is listed, for a person to judge: a soundtrack can
-reuse its own audio. Then distractors (`bench scale`'s) grow the index to each of `sizes`, and the same search is
-timed there.
+The corpus and the planted files are indexed together, then `Index.overlaps` runs. A transcode, a retag or a speed
+copy must come out in one same-recording group with its source, at its speed (1.0 but for a speed copy; ± 0.2 %);
+a cut as a shared part of its source at the right place (± 2 s). Everything else reported is listed, for a person
+to judge: a soundtrack can reuse its own audio. Then distractors (`bench scale`'s) grow the index to each of
+`sizes`, and the same search is timed there.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ def plant(tracks, folder: str, count: int, rng: np.random.Generator, kinds: tupl
     """Write up to `count` planted files into `folder`, kinds in turn, each copying another corpus song (fewer when
     the corpus holds fewer songs); each entry says what it copies and how (a speed copy: its `speed`)."""
     import av
-    import soxr
 
     from landmark import audio
 
     from .audio_io import write
+    from .queries import change_speed
 
     rate = 22050
     order = [int(i) for i in rng.permutation(len(tracks))]
@@ -78,7 +78,7 @@ def plant(tracks, folder: str, count: int, rng: np.random.Generator, kinds: tupl
             speed = 1.0
             if kind == SPEED_KIND:  # resampled, then taken at the rate it had: shorter and higher, or the reverse
                 speed = float(1 + rng.choice([-1, 1]) * rng.uniform(*SPEED_CHANGES))
-                signal = soxr.resample(signal, rate, rate / speed).astype(np.float32)
+                signal = change_speed(signal, speed)
             if kind == "cut":
                 if signal.size < (CUT_START_S + CUT_LENGTH_S + 5) * rate:
                     too_short.append(track_index)
@@ -147,7 +147,7 @@ def run(corpus: str, sizes: list[int], count: int = 30, seed: int = 0, jobs: int
     with tempfile.TemporaryDirectory(prefix="lmprint-dedup-", dir=workdir) as tmp:
         planted = plant(tracks, tmp, count, rng, (*KINDS, SPEED_KIND) if speed else KINDS)
         index = Index(os.path.join(tmp, "dedup.db"), create=True)
-        settings = DedupSettings(max_speed_change=index.matching.max_speed_change if speed else 0.0)
+        settings = DedupSettings.searching_speeds(index.matching) if speed else DedupSettings()
         index.add([t.path for t in tracks], jobs=jobs)
         bases = distractor_bases(index)  # of the corpus alone: a planted copy's distractors would twin its source's
         index.add([e["path"] for e in planted], jobs=jobs)

@@ -23,6 +23,11 @@ either song has there among the keys joined (`min_shared_share`). Then the two s
 no peaks are stored, `min_shared` landmarks, twice what chance gives), and they place its ends, from peaks some
 18 a second rather than landmarks seconds apart. docs/design.md ("Duplicates") has the measurements behind the
 thresholds.
+
+A copy played more than about 1 % faster or slower shares too few hashes for the join. Where asked
+(`max_speed_change`), each song's middle is searched at every speed as `match` searches a clip, and the songs it
+finds are read along the line their peaks fit (`speed_overlaps`); those overlaps are confirmed and placed as the
+join's are.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lmprint.errors import SettingsError
+
 from . import vote, warp
 from .arrays import run_starts
-from .settings import FingerprintSettings, MatchSettings
+from .settings import MAX_WARP, FingerprintSettings, MatchSettings
 from .verify import SongPeaks, best_run, held_by, peaks_between, played_at, run_edges, shared_peaks
 
 SONG_BITS = 20
@@ -46,7 +53,7 @@ DELTA_OFFSET = 1 << (DELTA_BITS - 1)
 
 @dataclass(frozen=True)
 class DedupSettings:
-    """How `find_overlaps` joins the index with itself and what it reports."""
+    """How `Index.duplicates` joins the index with itself, searches copies at another speed, and what it reports."""
 
     max_pairs: int = 20_000_000
     """The most (posting, posting) pairs the join forms; the rarest keys are joined first up to this. Sorting and
@@ -110,6 +117,17 @@ class DedupSettings:
     speed_candidates: int = 3
     """The best-voted songs of each excerpt that the speed search reads along the line their peaks fit."""
 
+    def __post_init__(self) -> None:  # refused before the join's minutes, not after them
+        if not 0 <= self.max_speed_change < MAX_WARP:
+            raise SettingsError(f"max_speed_change must be in [0, {MAX_WARP}), not {self.max_speed_change!r}")
+        if not (self.speed_excerpt_s > 0 and self.speed_candidates >= 1):
+            raise SettingsError("speed_excerpt_s must be over 0 and speed_candidates at least 1")
+
+    @classmethod
+    def searching_speeds(cls, matching: MatchSettings) -> DedupSettings:
+        """The defaults, with the speed search as far as `match` searches speeds (`dedup --speed`)."""
+        return cls(max_speed_change=matching.max_speed_change)
+
 
 @dataclass(frozen=True)
 class Overlap:
@@ -122,7 +140,8 @@ class Overlap:
     b_start_s: float
     b_end_s: float
     shared: int
-    """Landmarks that agree on it (rare keys only: a lower bound on the landmarks the songs share)."""
+    """Landmarks that agree on it (rare keys only: a lower bound on the landmarks the songs share); for an overlap
+    of the speed search, the excerpt's votes for it."""
 
     @property
     def speed(self) -> float:
@@ -312,8 +331,10 @@ def speed_overlaps(song_ids: list[int], song_peaks: SongPeaks, lookup: warp.Look
                 continue
             middle = int(peaks[song][0][peaks[song][0].size // 2])  # its median peak: never in a silence
             excerpt = peaks_between(peaks[song], int(middle - half_frames), int(middle + half_frames))
-            query = warp.warped_query(excerpt[0].astype(np.float64), excerpt[1].astype(np.float64), fingerprint,
-                                      search)
+            # its frames from the excerpt's start, as a clip's are: a key's frame is its anchor's at the middle of
+            # the key's span of speeds, off by as much more as the anchor is further on
+            query = warp.warped_query((excerpt[0] - excerpt[0][0]).astype(np.float64),
+                                      excerpt[1].astype(np.float64), fingerprint, search)
             if query.hashes.distinct.size == 0:
                 continue
             votes, alignments = lookup(query.hashes)
@@ -349,13 +370,15 @@ def speed_overlap(song_a: int, song_b: int, peaks_a: tuple[np.ndarray, np.ndarra
     excerpt (`pairs_along`) and fits the line again through the pairs (`offset_line`, robust to chance's pairs),
     until it has read all of song a: over a song of minutes the factor must hold to 1e-4 for the last peaks to
     meet. The line spans song a where song b lies on it; `confirmed` then places the shared stretch by its
-    peaks. Its songs are put in id order (the join's), `landmarks` the excerpt's votes for it."""
-    first = float(excerpt[0][0])  # the fit's line starts at the excerpt, as at a clip's start: its factor is put
-    # on the speed line after the fit (tempo and pitch weighed together), and so is a little off the pairs' slope
-    fitted, start, _ = warp.fit(excerpt[0] - first, excerpt[1].astype(np.float64), *peaks_b, guess,
-                                int(round(start_frames + guess.tempo * first)))
-    if fitted.kind != "speed" or fitted.factor == 1.0:  # a change of tempo or pitch alone is not a copy at another
-        return None  # speed; one as recorded is the join's, whose hashes hold there and place it by more landmarks
+    peaks. `start_frames` is the vote's Δt, t_b − T · (t_a − the excerpt's first frame); the songs are put in id
+    order (the join's), and `landmarks` is the excerpt's votes for it."""
+    # the fit's line starts at the excerpt, as at a clip's start (`start_frames` is the vote's Δt so): its factor
+    # is put on the speed line after the fit, tempo and pitch weighed together, a little off the pairs' slope
+    first = float(excerpt[0][0])
+    fitted, start, _ = warp.fit(excerpt[0] - first, excerpt[1].astype(np.float64), *peaks_b, guess, start_frames)
+    # a change of tempo or pitch alone is not a copy at another speed, and one as recorded is the join's
+    if fitted.kind != "speed" or fitted.factor == 1.0:
+        return None
     tempo = fitted.tempo
     offset = start - tempo * first
     _, held = held_by(played_at(excerpt, 1.0 / tempo, 0.0, offset), peaks_b, 0, bin_reach=1)
@@ -441,7 +464,7 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
 
     stretch = 1.0 + slope  # song b's frames per song a's: b plays that much slower, so its peaks sit as much lower
 
-    def back_from_b(frames: np.ndarray) -> np.ndarray:  # the inverse: frames of song b to song a's, as whole frames
+    def back_from_b(frames: np.ndarray) -> np.ndarray:  # the inverse: song b's frames' shifts to song a's, whole
         return np.round((frames - start_offset + slope * a_start) / stretch - frames).astype(np.int64)
 
     reach = settings.place_reach_s / frame_s
@@ -497,7 +520,7 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
 
 
 ALIGNMENT_TOLERANCE_S = 0.1
-"""Two overlaps of a pair of songs whose lines put the shorter's ends within this of each other (about 3 frames)
+"""Two overlaps of a pair of songs whose lines put the shorter's ends within this of each other (about 6 frames)
 are one alignment, read twice."""
 
 
@@ -562,9 +585,10 @@ def duplicates(overlaps: list[Overlap], spans_s: dict[int, float], settings: Ded
             song = parent[song]
         return song
 
-    def same_recording(overlap: Overlap) -> bool:  # each song's stretch against its own span (a copy at another
-        return all(end_s - start_s >= settings.same_recording_coverage * spans_s.get(song, np.inf)  # speed is
-                   for song, start_s, end_s in ((overlap.song_a, overlap.a_start_s, overlap.a_end_s),  # longer)
+    def same_recording(overlap: Overlap) -> bool:
+        # each song's stretch against its own span: a copy at another speed is longer or shorter
+        return all(end_s - start_s >= settings.same_recording_coverage * spans_s.get(song, np.inf)
+                   for song, start_s, end_s in ((overlap.song_a, overlap.a_start_s, overlap.a_end_s),
                                                 (overlap.song_b, overlap.b_start_s, overlap.b_end_s)))
 
     linking = [overlap for overlap in overlaps if same_recording(overlap)]

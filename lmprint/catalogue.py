@@ -30,7 +30,16 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any, overload
 
-from .errors import REBUILD, AudioError, ChangedWhileRead, IndexFileError, IndexLocked, damaged, os_reason
+from .errors import (
+    REBUILD,
+    AudioError,
+    ChangedWhileRead,
+    IndexFileError,
+    IndexLocked,
+    NoIndex,
+    damaged,
+    os_reason,
+)
 from .files import content_sha1, file_size, holds_content, title_from_path, unstorable_name
 from .results import Song
 
@@ -201,8 +210,8 @@ class Catalogue:
         except OSError as error:  # a folder on the way that may not be read
             raise IndexFileError(f"cannot open {self.path}: {os_reason(error)}") from None
         if not exists and not create:
-            empty = " (the file is empty)" if self.path.is_file() else ""  # cut to nothing, or made by hand
-            raise IndexFileError(f"no index at {self.path}{empty} (`lmprint add` creates one, as does create=True)")
+            empty = ": the file is empty" if self.path.is_file() else ""  # cut to nothing, or made by hand
+            raise NoIndex(f"no index at {self.path}{empty}")
         self.read_only = exists and not os.access(self.path.parent, os.W_OK)
         """Whether the file is opened for reading only, because SQLite cannot make its -wal and -shm files in its
         folder (read-only media, a read-only mount): `match`, `list` and the server work; a change is refused. (A
@@ -296,8 +305,7 @@ class Catalogue:
                 if n_objects > 0:
                     raise IndexFileError(f"{self.path} is not an lmprint index (some other SQLite database)")
                 if not create:  # blank: another process is creating it now, or an empty file
-                    raise IndexFileError(f"no index at {self.path} yet (`lmprint add` creates one, as does "
-                                         "create=True; another process may be creating it now)")
+                    raise NoIndex(f"no index at {self.path} yet: another process may be creating it now")
                 exists = False
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:

@@ -28,6 +28,7 @@ from .errors import (
     IndexFileError,
     LmprintError,
     ModelError,
+    NoIndex,
     SettingsError,
     Terminated,
     os_reason,
@@ -97,6 +98,8 @@ def _guard(function: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
+        except NoIndex as error:  # the command that makes one
+            _fail(f"{error} (`lmprint add` creates one)")
         except LmprintError as error:
             _fail(str(error))
         except KeyboardInterrupt as interrupt:  # a command or an engine may say what an interruption leaves
@@ -666,11 +669,10 @@ def _by_recording(songs: list[Song], recordings: list[list[int]]) -> list[list[S
 
 
 def _dedup_settings(index, speed: bool):
-    """How `dedup` and `list --recordings` search: with `speed`, also copies played faster or slower, as far as
-    `match` searches speeds."""
+    """How `dedup` and `list --recordings` search: with `speed`, also copies played faster or slower."""
     from landmark.dedup import DedupSettings
 
-    return DedupSettings(max_speed_change=index.matching.max_speed_change if speed else 0.0)
+    return DedupSettings.searching_speeds(index.matching) if speed else DedupSettings()
 
 
 def _relative_speeds(files: list[tuple[Song, bool]], speeds: dict[int, float]) -> dict[int, float]:
@@ -681,8 +683,8 @@ def _relative_speeds(files: list[tuple[Song, bool]], speeds: dict[int, float]) -
 
 
 def _speed_note(speed: float) -> str:
-    """" (4.0 % faster)" for a file that plays its recording at another speed than its group's first; "" at 1.0
-    to the tenth of a percent."""
+    """The note " (4.0 % faster)" for a file that plays its recording at another speed than its group's first;
+    none at 1.0 to the tenth of a percent."""
     change = 100 * (speed - 1)
     return f" ({abs(change):.1f} % {'faster' if change > 0 else 'slower'})" if round(abs(change), 1) > 0 else ""
 
@@ -873,7 +875,7 @@ def stats(ctx, as_json):
 @click.option("--speed", is_flag=True,
               help="Also find copies played up to 8 % faster or slower (a tape's, a turntable's or a film's speed; "
                    "the join alone finds those within about 1 %): each song's middle is searched at every speed, "
-                   "some 17 ms a song in a large library.")
+                   "some 18 ms a song in a large library.")
 @_db_option
 @click.pass_context
 @_guard

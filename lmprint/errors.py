@@ -16,6 +16,11 @@ class IndexFileError(LmprintError):
     """The database is missing, foreign, damaged, locked, or from another schema or settings."""
 
 
+class NoIndex(IndexFileError):
+    """No index at the path (no file, or an empty one). `create=True` makes one; the command line adds that
+    `lmprint add` does."""
+
+
 class IndexLocked(IndexFileError):
     """Another process held the database's lock for longer than the busy timeout: nothing is wrong with the file,
     and the same command can be run again."""

@@ -142,7 +142,8 @@ def test_json_lines_are_utf_8_whatever_the_terminals_encoding(library_dir, tmp_p
 
 def test_missing_and_foreign_databases_get_one_line(tmp_path, library_dir):
     missing = run_cli("list", db=tmp_path / "nope.db")
-    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no index at" in missing.stderr
+    assert missing.returncode == 1 and missing.stderr == f"lmprint: no index at {tmp_path / 'nope.db'} (`lmprint " \
+        "add` creates one)\n"
     foreign = tmp_path / "foreign.db"
     foreign.write_bytes(b"definitely not sqlite" * 100)
     for command in (["list"], ["stats"], ["match", library_dir / "song0.wav"], ["add", library_dir]):
