@@ -459,8 +459,11 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     start_offset, end_offset = overlap.b_start_s / frame_s - a_start, overlap.b_end_s / frame_s - a_end
     slope = (end_offset - start_offset) / (a_end - a_start) if a_end > a_start else 0.0
 
-    def offset_at(frames: np.ndarray) -> np.ndarray:  # frames of song a to song b's, as whole frames
-        return np.round(start_offset + slope * (frames - a_start)).astype(np.int64)
+    def offset_of(frames):  # song a's frames to song b's: the shift along the line
+        return start_offset + slope * (frames - a_start)
+
+    def offset_at(frames: np.ndarray) -> np.ndarray:  # ...as whole frames
+        return np.round(offset_of(frames)).astype(np.int64)
 
     stretch = 1.0 + slope  # song b's frames per song a's: b plays that much slower, so its peaks sit as much lower
 
@@ -507,8 +510,8 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     first = max(first, (int(before.max()) + int(frames[run[0]]) + 1) // 2) if before.size else first
     end = min(end, (int(frames[run[1]]) + int(after.min()) + 1) // 2) if after.size else end
     # on the line, unrounded: the overlap's speed is read from its ends (a peak held ± 1 frame: never before b begins)
-    first_b = max(first + start_offset + slope * (first - a_start), 0.0)
-    end_b = end + start_offset + slope * (end - a_start)
+    first_b = max(first + offset_of(first), 0.0)
+    end_b = end + offset_of(end)
     b_frames, b_bins = peaks_between(peaks_b, int(round(first_b)), int(round(end_b)))
     back = back_from_b(b_frames)  # song b's frames to song a's
     if ((end - first) * frame_s < settings.min_overlap_s or held[run[0]:run[1] + 1].mean() < settings.min_shared_peaks
@@ -534,15 +537,17 @@ def strongest_per_stretch(overlaps: list[Overlap]) -> list[Overlap]:
     by_pair: dict[tuple[int, int], list[Overlap]] = {}
     for overlap in overlaps:
         by_pair.setdefault((overlap.song_a, overlap.song_b), []).append(overlap)
-    whole = [overlap for pair in by_pair.values() for overlap in pair
-             if not any(_longer_at_one_alignment(other, overlap) for other in pair)]
-    kept: dict[tuple[int, int], list[Overlap]] = {}
-    for overlap in sorted(whole, key=lambda o: -o.shared):
-        same_pair = kept.setdefault((overlap.song_a, overlap.song_b), [])
-        if not any(_mostly_within(overlap.a_start_s, overlap.a_end_s, k.a_start_s, k.a_end_s)
-                   or _mostly_within(overlap.b_start_s, overlap.b_end_s, k.b_start_s, k.b_end_s) for k in same_pair):
-            same_pair.append(overlap)
-    return sorted((o for pair in kept.values() for o in pair), key=lambda o: (o.song_a, o.song_b, o.a_start_s))
+    kept: list[Overlap] = []
+    for pair in by_pair.values():
+        whole = [overlap for overlap in pair if not any(_longer_at_one_alignment(other, overlap) for other in pair)]
+        same_pair: list[Overlap] = []
+        for overlap in sorted(whole, key=lambda o: -o.shared):
+            if not any(_mostly_within(overlap.a_start_s, overlap.a_end_s, k.a_start_s, k.a_end_s)
+                       or _mostly_within(overlap.b_start_s, overlap.b_end_s, k.b_start_s, k.b_end_s)
+                       for k in same_pair):
+                same_pair.append(overlap)
+        kept += same_pair
+    return sorted(kept, key=lambda o: (o.song_a, o.song_b, o.a_start_s))
 
 
 def _longer_at_one_alignment(outer: Overlap, inner: Overlap) -> bool:
