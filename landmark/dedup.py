@@ -462,9 +462,6 @@ def placed_by_peaks(overlap: Overlap, peaks_a: tuple[np.ndarray, np.ndarray], pe
     def offset_of(frames):  # song a's frames to song b's: the shift along the line
         return start_offset + slope * (frames - a_start)
 
-    def offset_at(frames: np.ndarray) -> np.ndarray:  # ...as whole frames
-        return np.round(offset_of(frames)).astype(np.int64)
-
     stretch = 1.0 + slope  # song b's frames per song a's: b plays that much slower, so its peaks sit as much lower
 
     def back_from_b(frames: np.ndarray) -> np.ndarray:  # the inverse: song b's frames' shifts to song a's, whole
