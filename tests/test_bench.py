@@ -636,16 +636,24 @@ def test_bench_refuses_what_it_cannot_do_in_one_line(built_index, library_dir, t
     assert not (tmp_path / "o").exists()
 
 
-def test_search_speed_prints_a_json_object_a_line():
-    """For jq, as `bench startup` (it printed Python dicts: single quotes)."""
+def test_search_speed_prints_a_json_object_a_line(monkeypatch):
+    """For jq, as `bench startup` (it printed Python dicts: single quotes): a row per size and query (a song's 10
+    codes, a clip's 1), each the median of what its searches took, then the code steps' costs."""
+    import itertools
+    import types
+
     from click.testing import CliRunner
 
     from bench.cli import main
 
+    ticks = itertools.count()  # a clock that moves 2 ms each time it is read: every search takes 2 ms
+    monkeypatch.setattr("bench.search_speed.time", types.SimpleNamespace(perf_counter=lambda: 0.002 * next(ticks)))
     result = CliRunner().invoke(main, ["search-speed", "--sizes", "200"])
     rows = [json.loads(line) for line in result.output.splitlines()]
-    assert result.exit_code == 0 and rows[0]["songs"] == 200 and rows[0]["search_ms_median"] >= 0
-    assert "kmeans_ms_per_song" in rows[-1]
+    assert result.exit_code == 0, result.output
+    assert rows[:2] == [{"songs": 200, "query_codes": 10, "search_ms_median": 2.0},
+                        {"songs": 200, "query_codes": 1, "search_ms_median": 2.0}]
+    assert rows[2]["kmeans_ms_per_song"] == 0.4 and len(rows) == 3
 
 
 def test_as_user_prints_its_figures_as_compare_does():

@@ -321,8 +321,9 @@ def test_a_stream_on_standard_input_is_kept_to_its_limit_a_file_whole(built_inde
     import subprocess
     import sys
 
-    with open(clip, "rb") as whole:  # a regular file: read where it lies (`/dev/fd/0`)
-        given = subprocess.run([sys.executable, "-m", "lmprint", "--db", str(built_index), "match", "-"],
+    with open(clip, "rb") as whole:  # a regular file: read where it lies (`/dev/fd/0`), whole past the same limit
+        given = subprocess.run([sys.executable, "-c", "import lmprint.cli as cli; cli.STDIN_KEPT_BYTES = "
+                                f"{cli.STDIN_KEPT_BYTES}; cli.main()", "--db", str(built_index), "match", "-"],
                                stdin=whole, capture_output=True, text=True, timeout=120)
     assert given.returncode == 0 and "song4" in given.stdout, given.stderr
     closed = subprocess.run([sys.executable, "-m", "lmprint", "--db", str(built_index), "match", "-"],

@@ -197,15 +197,29 @@ def test_a_stream_tuned_in_mid_song_starts_it_at_zero_where_it_plays_from(built_
 
 def test_memory_stays_bounded_however_long_the_stream(built_index):
     """The monitor keeps a window of samples, the windows its next look may look back at and `heard_back_s` before
-    (where a song it names began), whatever it has been fed."""
+    (where a song it names began), and while it follows a song the looks that may still close it, whatever it has
+    been fed: nothing to name, or a song playing on."""
+    import soxr
+
     with Index(built_index) as index:
         watcher = Monitor(index, MonitorSettings())
+        bound = (watcher._window_samples + watcher._heard_back_samples + watcher._idle_hop_samples
+                 - watcher._hop_samples)
         rng = np.random.default_rng(0)
         for _ in range(40):  # 40 chunks of 3 s of faint noise: 2 minutes, nothing to name
             watcher.feed((rng.standard_normal(3 * index.sample_rate_hz) * 1e-3).astype(np.float32))
-            assert watcher._buffer.size <= (watcher._window_samples + watcher._heard_back_samples
-                                            + watcher._idle_hop_samples - watcher._hop_samples)
+            assert watcher._buffer.size <= bound
         assert watcher.finish() == []
+        watcher = Monitor(index, MonitorSettings())
+        song, _ = radio([(0, 0.0, 40.0)] * 3)  # two minutes of one song played over and over, followed throughout
+        song = soxr.resample(song, RATE, index.sample_rate_hz).astype(np.float32)
+        followed = 0
+        for chunk in np.array_split(song, 40):
+            watcher.feed(chunk)
+            if watcher.current is not None:
+                followed += 1
+                assert watcher._buffer.size <= bound + watcher.settings.close_after_misses * watcher._hop_samples
+        assert followed >= 30
 
 
 def test_a_bad_source_is_one_line(built_index, tmp_path):

@@ -283,9 +283,13 @@ def test_a_refusal_reads_no_body_a_client_has_not_sent_and_holds_no_queue_place(
 
 @pytest.mark.parametrize("path, answer", [("/match", 503), ("/songs", 403)],
                          ids=["an upload still arriving", "a refusal still reading the body it throws away"])
-def test_a_request_cancelled_as_the_server_stops_is_answered(built_index, path, answer, caplog):
+def test_a_request_cancelled_as_the_server_stops_is_answered(built_index, path, answer, caplog, tmp_path,
+                                                             monkeypatch):
     """Past the shutdown grace uvicorn cancels what is still running: it gets an answer (an upload's temporary
     folder removed; a refusal the answer it was going to get), not a 500 or a traceback in the log."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where an upload's folder is made
     app = create_app(lambda: Index(built_index), ServeSettings())
 
     async def stopping():
@@ -299,6 +303,7 @@ def test_a_request_cancelled_as_the_server_stops_is_answered(built_index, path, 
     with caplog.at_level(logging.INFO):
         status, headers = asyncio.run(stopping())
     assert status == answer and not errors_logged(caplog), caplog.text
+    assert not list(tmp_path.iterdir())
     if answer == 503:
         assert headers["retry-after"] == "1"
 
@@ -1063,20 +1068,24 @@ def test_a_song_uploaded_to_add_is_refused_by_the_length_it_decodes_to_when_its_
 
 def test_a_listener_that_sends_no_audio_is_closed_and_gives_its_place_back(built_index):
     """A listener that sent its hello and then nothing (its client answering pings) held one of the few places for
-    ever. It is told and closed after `read_timeout_s` without audio."""
-    app = create_app(lambda: Index(built_index), ServeSettings(read_timeout_s=2.0))
+    ever. It is told and closed after `read_timeout_s` without audio, and the next listener takes its place."""
+    app = create_app(lambda: Index(built_index), ServeSettings(read_timeout_s=2.0, max_listeners=1))
     said: list[dict] = []
 
     def listen() -> None:
-        with TestClient(app) as client, client.websocket_connect("/listen") as socket:
-            socket.send_json({"sample_rate": 8000})
-            said.append(socket.receive_json())
-            said.append(socket.receive_json())
+        with TestClient(app) as client:
+            with client.websocket_connect("/listen") as socket:
+                socket.send_json({"sample_rate": 8000})
+                said.append(socket.receive_json())
+                said.append(socket.receive_json())
+            with client.websocket_connect("/listen") as socket:  # the only place, given back
+                socket.send_json({"sample_rate": 8000})
+                said.append(socket.receive_json())
 
     listener = threading.Thread(target=listen, daemon=True)  # never closed, it would wait for ever
     listener.start()
     listener.join(30)
-    assert [event["event"] for event in said] == ["listening", "error"], said
+    assert [event["event"] for event in said] == ["listening", "error", "listening"], said
     assert "no audio for 2 s" in said[1]["error"]
 
 
