@@ -345,8 +345,9 @@ class MatchSettings:
         negative = [name for name in COUNTS_AND_REACHES if getattr(self, name) < 0]
         if negative:
             raise SettingsError(f"{', '.join(negative)} must be at least 0")
-        if self.max_query_s <= 0:
-            raise SettingsError("max_query_s must be more than 0")
+        for name in ("max_query_s", "rare_hash_scale"):  # no clip, or votes that weigh nothing (or less)
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be more than 0")
         infinite = [(item.name, value) for item in dataclasses.fields(self)
                     if isinstance(value := getattr(self, item.name), float) and math.isinf(value)]
         if infinite:  # a threshold, a reach or a length of inf makes every rule pass or fail alike, or no buffer fit

@@ -114,8 +114,17 @@ def test_a_wav_file_read_with_a_short_probe_decodes_as_a_stream_of_it_does(tmp_p
         frame.sample_rate = 48000
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
-    assert audio._probe_options(path)["probesize"] == str(audio.WAV_PROBE_BYTES)
-    decoded = audio.decode(path, 8000)
+    probes = []
+    real_open = av.open
+
+    def opened(source, *args, **kwargs):  # what FFmpeg is asked to probe, by what it opens
+        probes.append(kwargs.get("options", {}).get("probesize"))
+        return real_open(source, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(av, "open", opened)
+        decoded = audio.decode(path, 8000)
+    assert probes == [str(audio.WAV_PROBE_BYTES)]
     with open(path, "rb") as file:  # a file object is opened with FFmpeg's default probe
         streamed = np.concatenate(list(audio.stream(file, 8000)))
     assert decoded.declared_s == 3.0 and decoded.samples.size == 24000

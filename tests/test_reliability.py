@@ -729,6 +729,7 @@ def test_a_long_file_is_fingerprinted_in_bounded_memory(tmp_path):
 def test_a_10_minute_query_is_answered_from_its_first_30_s(built_index, tmp_path, monkeypatch):
     """A long query is decoded and fingerprinted only as far as its first `max_query_s`, and the answer says so;
     samples handed to the API are cut there too."""
+    import landmark.audio
     import landmark.library
 
     query = tmp_path / "long query.flac"
@@ -743,11 +744,22 @@ def test_a_10_minute_query_is_answered_from_its_first_30_s(built_index, tmp_path
         return real_fingerprint(samples, *args, **kwargs)
 
     monkeypatch.setattr(landmark.library, "fingerprint", counting)
+    decoded = []
+    real_resampled = landmark.audio._resampled
+
+    def counted(*args):
+        for chunk in real_resampled(*args):
+            decoded.append(chunk.size)
+            yield chunk
+
+    monkeypatch.setattr(landmark.audio, "_resampled", counted)
     answer = json.loads(run_cli("match", "--json", query, db=built_index, check=True).stdout)
     assert answer["match"]["title"] == "song3" and "only its first 30 s were matched" in answer["note"]
     with Index(built_index) as index:
         limit = int(index.matching.max_query_s * index.sample_rate_hz)
         assert fingerprinted and max(fingerprinted) <= limit
+        # decoding stopped at the chunk that reached the limit, not at the end of the 10 minutes
+        assert limit <= sum(decoded) < limit + max(decoded)
         fingerprinted.clear()
         samples = soxr.resample(long_query, SYNTH_RATE, index.sample_rate_hz).astype(np.float32)
         assert index.match_samples(samples).song.title == "song3"

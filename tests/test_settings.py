@@ -8,15 +8,26 @@ from lmprint.errors import SettingsError
 
 
 def test_fingerprint_settings_round_trip_through_what_an_index_stores():
-    settings = FingerprintSettings(peak_rank_frames=5, index=Density(10, 3, 5, 5))
+    """Every fingerprint setting is recorded, and read back as it was, none left at its default."""
+    import dataclasses
+
+    settings = FingerprintSettings(
+        sample_rate_hz=11025, fft_size=256, hop_size=64, min_freq_hz=200.0, max_freq_hz=4000.0, background_frames=21,
+        background_bins=11, min_prominence_db=2.5, dynamic_range_db=40.0, peak_rank_frames=5, peak_block_s=0.5,
+        frequency_bands=3, index=Density(10, 3, 5, 5), min_delta_frames=3, max_delta_frames=60, max_delta_bins=50)
+    assert all(getattr(settings, item.name) != getattr(FingerprintSettings(), item.name)
+               for item in dataclasses.fields(FingerprintSettings))
     assert FingerprintSettings.from_stored(settings.to_json()) == settings
 
 
 def test_changing_matching_settings_changes_only_what_they_name():
-    matching = MatchSettings().with_values({"min_margin": 7, "query": {"fanout": 3}})
+    """Of settings already changed, `with_values` changes what it names and keeps the rest as they were."""
+    before = MatchSettings().with_values({"min_score": 33.0, "query": {"peaks_per_s": 41.0}})
+    matching = before.with_values({"min_margin": 7, "query": {"fanout": 3}})
     assert matching.min_margin == 7 and matching.query.fanout == 3
-    assert matching.query.peaks_per_s == MatchSettings().query.peaks_per_s
-    assert matching.min_score == MatchSettings().min_score
+    assert matching.query.peaks_per_s == 41.0 and matching.min_score == 33.0
+    assert {**matching.to_dict(), "min_margin": before.min_margin,
+            "query": {**matching.to_dict()["query"], "fanout": before.query.fanout}} == before.to_dict()
 
 
 def test_unknown_names_and_wrong_types_are_refused_with_the_name():
@@ -31,10 +42,18 @@ def test_unknown_names_and_wrong_types_are_refused_with_the_name():
 
 
 def test_a_negative_count_or_reach_is_refused_with_its_name():
-    """A negative tolerance would borrow across the fields of a packed vote key, a negative shift read no offset."""
-    for name in ("verify_shift_frames", "vote_tolerance_frames", "follow_reach_s", "verify_candidates"):
-        with pytest.raises(SettingsError, match=f"{name} must be at least 0"):
+    """A negative tolerance would borrow across the fields of a packed vote key, a negative shift read no offset:
+    every whole-number setting (each counts something) and every length in seconds refuses one, naming it."""
+    import dataclasses
+
+    counts_and_lengths = [item.name for item in dataclasses.fields(MatchSettings)
+                          if item.type == "int" or item.name.endswith("_s")]
+    assert len(counts_and_lengths) >= 15
+    for name in counts_and_lengths:
+        with pytest.raises(SettingsError, match=f"{name} must be"):
             MatchSettings().with_values({name: -1})
+    with pytest.raises(SettingsError, match="rare_hash_scale must be more than 0"):  # every vote would weigh 0
+        MatchSettings().with_values({"rare_hash_scale": 0})
     assert MatchSettings().with_values({"follow_reach_s": 0.0, "verify_shift_frames": 0}).follow_reach_s == 0.0
 
 
@@ -66,9 +85,12 @@ def test_a_setting_that_would_make_every_clip_fail_is_refused_not_blamed_on_the_
 def test_every_setting_is_either_stored_or_used_at_query_time_never_both():
     """No hand-kept list decides which settings an index records: the two objects do, so a new matching setting
     can never be mistaken for a stored one."""
+    import dataclasses
+
     stored = set(FingerprintSettings().to_dict())
     matching = set(MatchSettings().to_dict())
-    assert stored and matching and not stored & matching
+    assert stored == {item.name for item in dataclasses.fields(FingerprintSettings)}
+    assert matching == {item.name for item in dataclasses.fields(MatchSettings)} and not stored & matching
 
 
 def _edit_recorded_settings(path, edit) -> None:
