@@ -22,8 +22,13 @@ def test_peaks_of_two_tones_sit_at_their_frequencies():
 def test_density_is_bounded_per_second_and_spread_across_bands():
     signal = rendered(3, 30.0, 8000)
     frames, bins = extract_peaks(signal, CONFIG, CONFIG.index)
-    per_second = np.bincount((frames * CONFIG.frame_s).astype(int))
-    assert per_second.max() <= CONFIG.index.peaks_per_s + CONFIG.frequency_bands  # rounding per band
+    from landmark.peaks import band_edges_bins
+
+    # each block of `peak_block_s` keeps at most its share of the budget in each band, and music fills some
+    block_frames = round(CONFIG.peak_block_s * CONFIG.sample_rate_hz / CONFIG.hop_size)
+    band = np.searchsorted(band_edges_bins(CONFIG), bins, side="right") - 1
+    per_block_and_band = np.bincount(frames // block_frames * CONFIG.frequency_bands + band)
+    assert per_block_and_band.max() == round(CONFIG.index.peaks_per_s * CONFIG.peak_block_s / CONFIG.frequency_bands)
     assert frames.size / 30.0 > 0.5 * CONFIG.index.peaks_per_s  # music yields close to the budget
     hz = bins * 8000 / CONFIG.fft_size
     assert (hz < 600).any() and (hz > 1200).any()

@@ -2,7 +2,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from landmark.settings import MatchSettings
@@ -36,6 +36,8 @@ def align_postings(query_hashes, query_frames, posting_hashes, posting_songs, po
 @settings(max_examples=200, deadline=None)  # timing is not what this checks
 @given(st.lists(st.tuples(st.integers(1, 6), st.integers(-40, 40), st.integers(0, 30), st.sampled_from([0.5, 1.0, 3.0])),
                 max_size=300), st.integers(0, 2), st.booleans())
+@example([(1, 5, 7, 0.5), (1, 5, 7, 3.0), (1, 6, 7, 1.0)], 0, False)  # an anchor's votes of two weights in one bin
+@example([(1, 5, 7, 0.5), (1, 5, 7, 3.0), (1, 6, 7, 1.0)], 0, True)
 def test_best_alignment_scores_equal_a_brute_force_sum(votes, tolerance, packed):
     """Both ways of finding each anchor's heaviest vote: the packed sort key, and the argsort taken when the key
     would not fit in 63 bits."""
@@ -150,6 +152,8 @@ def test_no_match_below_the_score_the_margin_or_the_ratio():
     assert decide([], config) is None
     assert decide([Candidate(1, 5, 0)], config) is None  # too few
     assert decide([Candidate(1, 20, 0), Candidate(2, 16, 3)], config) is None  # too close to the runner-up
+    assert decide([Candidate(1, 10, 0), Candidate(2, 6, 3)], config) is None  # 1.67×, but a lead of 4 only
+    assert decide([Candidate(1, 11, 0), Candidate(2, 6, 3)], config).song_id == 1  # a lead of 5
     assert decide([Candidate(1, 20, 0), Candidate(2, 14, 3)], config).song_id == 1
     assert decide([Candidate(1, 60, 0), Candidate(2, 45, 3)], config) is None  # a lead of 15, but only 1.33×
     assert decide([Candidate(1, 63, 0), Candidate(2, 45, 3)], config).song_id == 1
