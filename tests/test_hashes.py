@@ -36,8 +36,10 @@ def test_pairs_respect_the_target_zone_and_the_fanout(peaks):
     for i, (t1, f1) in enumerate(peaks):
         in_zone = [(t2, f2) for t2, f2 in peaks[i + 1:] if CONFIG.min_delta_frames <= t2 - t1 <= CONFIG.max_delta_frames
                    and abs(f2 - f1) <= CONFIG.max_delta_bins]
-        expected[(t1, f1)] += min(len(in_zone), CONFIG.index.fanout)
-    assert Counter(zip(anchor_frames.tolist(), anchor_bin.tolist())) == +expected
+        expected.update((t1, f1, t2, f2) for t2, f2 in in_zone[:CONFIG.index.fanout])
+    made = zip(anchor_frames.tolist(), anchor_bin.tolist(), (anchor_frames + delta_frames).tolist(),
+               (anchor_bin + delta_bins).tolist())
+    assert Counter(made) == expected
 
 
 def test_widening_adds_neighbouring_delta_times_at_the_same_anchor():

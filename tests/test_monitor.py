@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -139,16 +140,40 @@ def test_an_interruption_thrown_into_a_monitor_yields_its_last_words_and_nothing
 
 @pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]])
 def test_monitor_follows_raw_pcm_on_standard_input(built_index, jobs):
-    """Standard input is read as it arrives, also with looks in worker processes (forked while nothing else reads
-    it: a process forked while a thread is inside a read of standard input hangs on its lock)."""
-    signal, truth = radio(PIECES[:3])
+    """Standard input is read as it arrives, through a pipe that is slow to start, also with looks in worker
+    processes (forked while nothing else reads it: a process forked while a thread is inside a read of standard
+    input hangs on its lock)."""
+    import contextlib
+    import signal as signal_module
+    import threading
+
     import soxr
 
+    signal, truth = radio(PIECES[:3])
     pcm = (soxr.resample(signal, RATE, 44100) * 0.8 * 32767).astype("<i2")
     stereo = np.repeat(pcm[:, None], 2, axis=1).tobytes()
-    result = run_cli("monitor", "--csv", "--format", "s16le", "--rate", "44100", "--channels", "2", *jobs, "-",
-                     db=built_index, input=stereo, check=True)
-    rows = [line.split(",") for line in result.stdout.splitlines()]
+    monitor = subprocess.Popen([sys.executable, "-m", "lmprint", "--db", str(built_index), "monitor", "--csv",
+                                "--format", "s16le", "--rate", "44100", "--channels", "2", *jobs, "-"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)  # its workers are killed with it if it hangs
+
+    def feed():  # nothing for a second (the monitor waits inside a read), then the stream
+        time.sleep(1.0)
+        for start in range(0, len(stereo), 1 << 16):
+            monitor.stdin.write(stereo[start:start + (1 << 16)])
+        monitor.stdin.close()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        monitor.wait(timeout=120)  # its few lines fit in the pipes meanwhile
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(monitor.pid, signal_module.SIGKILL)
+    stdout, stderr = monitor.stdout.read().decode(), monitor.stderr.read().decode()
+    monitor.stdout.close(), monitor.stderr.close()
+    assert monitor.returncode == 0, stderr
+    rows = [line.split(",") for line in stdout.splitlines()]
     assert rows[0] == ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence", "rate"]
     closed = [dict(zip(rows[0], row)) for row in rows[1:] if row[0] == "closed"]
     check([{**r, "start_s": float(r["start_s"]), "end_s": float(r["end_s"]),

@@ -688,6 +688,7 @@ def test_a_truncated_index_file_gets_one_clear_error(built_index, tmp_path):
         result = run_cli(*command, db=damaged)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+        assert f"{damaged} is not an lmprint index, or it is damaged" in result.stderr, result.stderr
 
 
 # --- 5. property tests --------------------------------------------------------------------------------------------

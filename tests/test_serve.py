@@ -688,7 +688,15 @@ def test_serve_on_port_0_listens_on_a_free_port_and_says_which(built_index, monk
 
     monkeypatch.delenv(SERVE_OPTIONS, raising=False)  # restored after: the command sets it for its workers
     started = {}
-    monkeypatch.setattr(lmprint.serve, "serve", lambda app, host, port, *rest: started.update(port=port))
+
+    def serving(app, host, port, *rest):  # binds and listens there, as uvicorn does: the probe let it go
+        with socket.socket() as server:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind((host, port))
+            server.listen()
+        started.update(port=port)
+
+    monkeypatch.setattr(lmprint.serve, "serve", serving)
     result = CliRunner().invoke(main, ["--db", str(built_index), "serve", "--port", "0"])
     assert result.exit_code == 0 and started["port"] > 0, result.output
     assert f"at http://127.0.0.1:{started['port']}/ " in result.output
