@@ -61,6 +61,9 @@ def test_the_api_page_runs_as_written(music_folder):
     assert said[0].splitlines() == ["5 added, 0 already there, 0 failed", said[0].splitlines()[1]]
     assert said[0].splitlines()[1].startswith("03 meadow: 12.0 s in, confidence ")
     assert said[1] == "03 meadow\n"  # the same clip as samples at 44.1 kHz
+    contenders = [line.split("\t") for line in said[2].splitlines()]  # the best-voted songs, best first
+    assert contenders[0][0] == "03 meadow" and len(contenders) == 3
+    assert [float(score) for _, score in contenders] == sorted((float(score) for _, score in contenders), reverse=True)
     assert names["answer"].match.song.id == names["match"].song.id
     assert names["line"]["match"]["title"] == "03 meadow" and len(names["line"]["candidates"]) >= 1
     assert said[3] == "True\n"  # named with other matching settings too

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from bench.serve_load import wav_bytes  # noqa: E402
 from landmark import Index, audio  # noqa: E402
 from landmark.segments import folder_of  # noqa: E402
 from lmprint.serve import ServeSettings, Upload, create_app  # noqa: E402
-from tests.conftest import SYNTH_RATE, rendered  # noqa: E402
+from tests.conftest import SYNTH_RATE, children_of, rendered  # noqa: E402
 
 
 def client_for(db, **settings) -> TestClient:
@@ -918,6 +919,8 @@ def test_lmprint_serve_starts_worker_processes_that_answer_and_stops_on_a_signal
             with urllib.request.urlopen(request, timeout=60) as response:
                 answers.append(json.loads(response.read())["match"]["path"])
         assert answers == [song.path] * 4
+        commands = [Path(f"/proc/{child}/cmdline").read_bytes() for child in children_of(server.pid)]
+        assert sum(b"spawn_main" in command for command in commands) == 2, commands  # the two workers
         import http.client  # clients that keep their connections open, idle, do not shut others out
 
         idle = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(130)]  # 60 a process before
@@ -1074,6 +1077,10 @@ def test_a_song_uploaded_to_add_is_refused_by_the_length_it_decodes_to_when_its_
         refused = client.post("/songs", files={"file": ("long.flac", bytes(data))},
                               headers={"authorization": "Bearer t"})
         assert refused.status_code == 413 and "over 60 s" in refused.json()["error"], refused.text
+    from lmprint.files import decoded_duration_s
+
+    (tmp_path / "undeclared.flac").write_bytes(bytes(data))
+    assert 60.0 < decoded_duration_s(tmp_path / "undeclared.flac", 60.0) < 61.0  # of its 120 s
 
 
 def test_a_listener_that_sends_no_audio_is_closed_and_gives_its_place_back(built_index):

@@ -438,9 +438,9 @@ def test_a_file_damaged_while_it_is_open_is_one_line_at_the_next_read(built_inde
 
 
 def test_opening_waits_for_another_process_to_switch_the_file_to_wal(tmp_path):
-    """SQLite answers "locked" at once, without its busy timeout, to a switch to WAL mode while another connection
-    holds a write lock on the new file (two `lmprint add` creating the same index hit this); opening retries
-    instead of failing."""
+    """SQLite may answer "locked" at once, without its busy timeout, to a switch to WAL mode while another
+    connection holds a write lock on the new file (two `lmprint add` creating the same index hit this); opening
+    waits for such a lock, and retries a switch refused at once instead of failing."""
     import threading
 
     path = tmp_path / "i.db"
@@ -457,6 +457,33 @@ def test_opening_waits_for_another_process_to_switch_the_file_to_wal(tmp_path):
         other.close()
     assert waited_s >= 0.3  # it met the lock, and waited for it
     with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # the "locked" at once (this SQLite waits its busy timeout in the case above; the race that met it did not):
+    # the switch is tried again, not given up
+    import lmprint.catalogue
+
+    switches = []
+
+    class LockedOnce:
+        def __init__(self, connection):
+            self._connection = connection
+
+        def execute(self, sql, *args):
+            if sql == "PRAGMA journal_mode=WAL":
+                switches.append(sql)
+                if len(switches) == 1:
+                    raise sqlite3.OperationalError("database is locked")
+            return self._connection.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self._connection, name)
+
+    connect = sqlite3.connect
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lmprint.catalogue.sqlite3, "connect", lambda *args, **kwargs: LockedOnce(connect(*args, **kwargs)))
+        Store(tmp_path / "j.db", create=True).close()
+    assert len(switches) == 2
+    with sqlite3.connect(tmp_path / "j.db") as check:
         assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -505,6 +532,19 @@ def test_a_batch_of_songs_lands_whole_and_reads_as_songs_added_one_by_one(tmp_pa
     assert _postings_of(batched, everything) == _postings_of(one_by_one, everything)
     insert(batched, "/later", "sha-later", songs[0][2], songs[0][3])  # appends after a batch continue the rows
     assert [p for p in _postings_of(batched, everything) if p[1] == 7] == [(h, 7, f) for h, _, f in _postings_of(one_by_one, everything) if _ == 1]
+    failing = Store(tmp_path / "c.db", create=True)  # a batch that fails at its fourth song keeps none of it
+    counting = failing.catalogue.set_hash_count
+
+    def fourth_fails(song_id, count):
+        if song_id == 4:
+            raise OSError("disk full")
+        counting(song_id, count)
+
+    failing.catalogue.set_hash_count = fourth_fails
+    with pytest.raises(OSError):
+        failing.add_fingerprints([SongFingerprint(p, p, 10.0, s, h, f, np.zeros(0, np.int64), np.zeros(0, np.int64))
+                                  for p, s, h, f in songs])
+    assert failing.catalogue.songs() == [] and _postings_of(failing, everything) == []
 
 
 def test_a_budgeted_lookup_counts_a_row_for_the_share_of_it_asked_and_reads_what_fits_whole(tmp_path):
