@@ -372,7 +372,7 @@ def test_too_short_and_silent_audio_are_refused():
     audio.check_usable(rendered(0, 2.0, 8000), 8000, 1.0)  # real music passes
 
 
-def test_quiet_music_after_a_long_silence_is_not_silent():
+def test_quiet_music_after_a_long_silence_is_not_silent(built_index, tmp_path):
     """A hidden track: 10 s of quiet music (−64 dBFS RMS) after 600 s of silence averages under the silence level
     (−82 dBFS over the file), and was refused as "silent" by `add` and, after naming its song, by `monitor`. Silent
     means silent throughout: the loudest second decides, however the file is read."""
@@ -385,6 +385,11 @@ def test_quiet_music_after_a_long_silence_is_not_silent():
         np.sqrt(np.mean(hidden[start:start + 8000].astype(np.float64) ** 2)) for start in range(0, hidden.size, 8000)))
     with pytest.raises(AudioError, match="silent"):
         audio.check_usable(hidden * 0.1, 8000, 1.0)  # −84 dBFS at its loudest
+    from tests.conftest import run_cli
+
+    write(tmp_path / "hidden.flac", hidden, 8000)  # a monitor reads it a chunk at a time
+    result = run_cli("monitor", tmp_path / "hidden.flac", db=built_index)
+    assert result.returncode == 0 and "silent" not in result.stderr, result.stderr
 
 
 def test_raw_float_pcm_of_any_bytes_streams_finite_samples_without_warnings():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from bench.audio_io import write
 from tests.conftest import FORMATS, rendered, run_cli
@@ -334,10 +335,6 @@ def test_a_stream_on_standard_input_is_kept_to_its_limit_a_file_whole(built_inde
 
 def test_the_conventions_of_command_line_tools(library_dir, built_index, tmp_path):
     """--db after the command, - for standard input, a folder of queries, and --jobs as many as the cores."""
-    import os
-
-    from lmprint.cli import add
-
     listed = run_cli("list", "--json", "--db", built_index, check=True)  # no --db before the command
     assert len(listed.stdout.splitlines()) == len(FORMATS)
     clip = clip_file(tmp_path, 4, 7.0, "from stdin.m4a")
@@ -351,8 +348,20 @@ def test_the_conventions_of_command_line_tools(library_dir, built_index, tmp_pat
     (queries / "notes.txt").write_text("not audio, and not an audio file's name: skipped")
     folder = run_cli("match", "--json", queries, db=built_index, check=True)
     assert [json.loads(line)["match"]["title"] for line in folder.stdout.splitlines()] == ["song0", "song5"]
-    jobs = next(option for option in add.params if option.name == "jobs")
-    assert jobs.default == os.cpu_count()
+    import landmark
+
+    asked_jobs = []
+    real_add = landmark.Index.add
+
+    def recording_add(self, paths, jobs=1, **kwargs):  # the jobs `add` runs with, by default and when given
+        asked_jobs.append(jobs)
+        return real_add(self, paths, jobs=jobs, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(landmark.Index, "add", recording_add)
+        for given in ([], ["--jobs", "1"]):
+            run_cli("add", *given, library_dir / "song0.wav", db=tmp_path / f"jobs{len(given)}.db", check=True)
+    assert asked_jobs == [os.cpu_count(), 1]
     # a MERT option without --method mert: refused in one line, not a landmark index made without a word
     for wrong in (["--model", tmp_path / "nowhere"], ["--device", "cpu"]):
         made = tmp_path / "forgot.db"

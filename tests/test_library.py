@@ -314,12 +314,27 @@ def test_a_query_that_finds_nothing_looks_again_with_a_wider_delta_time(tmp_path
     monkeypatch.setattr(library, "fingerprint",
                         lambda *args, **kwargs: Fingerprint(clip_hashes, (5 * anchors).astype(np.uint32),
                                                             *[np.zeros(0, np.int64)] * 2, np.zeros((300, 257))))
+    tolerances = []
+    real_align = Index._align
+
+    def align(self, query, tolerance_frames):  # which looks the query took
+        tolerances.append(tolerance_frames)
+        return real_align(self, query, tolerance_frames)
+
+    monkeypatch.setattr(Index, "_align", align)
     noise = np.random.default_rng(0).standard_normal(8000 * 5).astype(np.float32)
     with Index(path, matching=MatchSettings(query_retry_tolerance_frames=0)) as index:
-        assert index.match_samples(noise) is None
+        assert index.match_samples(noise) is None and tolerances == [2]
+    tolerances.clear()
     with Index(path, matching=MatchSettings(query_retry_tolerance_frames=4)) as index:
         found = index.match_samples(noise)
         assert found.song.path == "/s" and found.offset_s == pytest.approx(500 * index.fingerprint_settings.frame_s)
+        assert tolerances == [2, 4]
+        tolerances.clear()  # a clip the first look names looks once
+        monkeypatch.setattr(library, "fingerprint",
+                            lambda *args, **kwargs: Fingerprint(song_hashes, (5 * anchors).astype(np.uint32),
+                                                                *[np.zeros(0, np.int64)] * 2, np.zeros((300, 257))))
+        assert index.match_samples(noise).song.path == "/s" and tolerances == [2]
 
 
 def test_a_query_on_a_budget_still_names_the_song_and_reads_a_fraction_of_the_postings(built_index, monkeypatch):

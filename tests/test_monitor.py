@@ -41,8 +41,9 @@ def check(segments, truth):
     expected = [(f"song{seed}", start, end, offset) for seed, start, end, offset in truth if seed < 100]
     assert [f[0] for f in found] == [e[0] for e in expected], found
     for (_, start, end, offset), (_, true_start, true_end, true_offset) in zip(found, expected):
-        assert abs(start - true_start) <= 2.5 and abs(end - true_end) <= 2.5, (found, expected)
-        assert abs(offset - true_offset) <= 2.5, (found, expected)
+        # within a second (0.7 at most here): a boundary read from the looks' grid alone is 1-2 s off
+        assert abs(start - true_start) <= 0.9 and abs(end - true_end) <= 0.9, (found, expected)
+        assert abs(offset - true_offset) <= 0.9, (found, expected)
 
 
 def test_monitor_names_every_indexed_song_with_where_it_plays(built_index, tmp_path):

@@ -331,6 +331,16 @@ def test_an_index_in_a_read_only_folder_answers_queries_and_refuses_changes_in_o
         assert reader.match(new_song).song.path == str(new_song)
     with pytest.raises(IndexFileError, match="cannot create .* read-only"):
         Index(media / "new.db", create=True)
+    writer = sqlite3.connect(media / "i.db", isolation_level=None)  # a change still in the log, beside its -shm
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("UPDATE songs SET title = 'renamed in the log' WHERE id = 1")
+        assert (media / "i.db-wal").stat().st_size > 0 and (media / "i.db-shm").exists()
+        with Index(media / "i.db") as reader:
+            assert reader.catalogue.read_only
+            assert "renamed in the log" in [song.title for song in reader.catalogue.songs()]
+    finally:
+        writer.close()
     (media / "i.db-wal").write_bytes(bytes(100))  # a log left there without its -shm file
     with pytest.raises(IndexFileError, match="changes still in its -wal file"):
         Index(media / "i.db")

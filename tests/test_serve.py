@@ -778,10 +778,21 @@ def test_the_listen_socket_places_a_song_where_it_is_heard_to_begin(client, buil
     assert events[2]["song_offset_s"] == pytest.approx(5.0, abs=0.5)
 
 
-def test_the_listen_socket_bounds_samples_as_a_files_decoder_does(client, built_index):
+def test_the_listen_socket_bounds_samples_as_a_files_decoder_does(client, built_index, monkeypatch):
     """A float stream gone wrong (a sample at infinity or 1e30 every half second): its samples are made finite and
-    bounded as a file's are (`lmprint.samples`) and the song is still named; passed on, they overflowed the
-    resampler and every window failed to read."""
+    bounded as a file's are (`lmprint.samples`) before the monitor hears them, and the song is still named;
+    passed on, they overflowed the resampler and every window failed to read."""
+    from lmprint.monitor import Monitor
+    from lmprint.samples import SAMPLE_BOUND
+
+    heard = []
+    real_feed = Monitor.feed
+
+    def feed(self, samples):
+        heard.append(samples)
+        return real_feed(self, samples)
+
+    monkeypatch.setattr(Monitor, "feed", feed)
     song = Index(built_index).catalogue.songs()[3]
     live = audio.load(song.path, 16000)[16000 * 5:16000 * 25].copy()
     live[::16000], live[8000::16000] = np.inf, 1e30
@@ -793,6 +804,8 @@ def test_the_listen_socket_bounds_samples_as_a_files_decoder_does(client, built_
         socket.send_text("end")  # answered with an error after the audio: no wait for a song never named
         event = socket.receive_json()
     assert event["event"] == "open" and event["path"] == song.path, event
+    everything = np.concatenate(heard)
+    assert everything.size > 0 and np.isfinite(everything).all() and np.abs(everything).max() <= SAMPLE_BOUND
 
 
 def test_a_form_upload_is_read_whatever_the_case_of_its_content_type(client, built_index, tmp_path):
