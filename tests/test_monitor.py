@@ -996,11 +996,20 @@ def test_a_song_held_as_two_files_is_one_segment_for_as_long_as_it_plays(tmp_pat
     for seed in (1, 2, 3):
         write(library / f"song{seed}.wav", rendered(seed, 40.0, RATE), RATE)
     write(library / "song3.mp3", rendered(3, 40.0, RATE), RATE)
+    from lmprint.monitor import _names
+    from lmprint.results import Match
+
     with Index(tmp_path / "i.db", create=True) as index:
         index.add([str(library)])
         rate = index.sample_rate_hz
         stream = np.r_[rendered(3, 40.0, rate), np.zeros(20 * rate, np.float32), rendered(1, 40.0, rate)]
         events = list(monitor(index, [stream[i:i + rate] for i in range(0, stream.size, rate)]))
+        by_name = {os.path.basename(song.path): song for song in index.catalogue.songs()}
+    # a look that the MP3 led, the WAV among its copies, names the WAV's segment too (here every look may name
+    # one file: which leads is chance)
+    led_by_mp3 = Match(by_name["song3.mp3"], 60.0, 10.0, 0.999, "vote", copies=(by_name["song3.wav"],))
+    assert _names(led_by_mp3, by_name["song3.wav"]) and _names(led_by_mp3, by_name["song3.mp3"])
+    assert not _names(led_by_mp3, by_name["song1.wav"])
     closed = [(e.song.title, e.start_s, e.end_s) for e in events if not e.open]
     assert [title for title, _, _ in closed] in (["song3", "song1"],), closed
     assert [abs(start - true) <= 2.5 and abs(end - true_end) <= 2.5 for (_, start, end), (true, true_end)
@@ -1041,6 +1050,7 @@ def test_a_song_that_starts_the_stream_starts_at_zero_not_minus_zero(built_index
     watcher._place(segment, 0.0)
     assert segment.start_s == 0.0 and math.copysign(1.0, segment.start_s) == 1.0, segment
     assert segment.to_dict()["start_s"] == 0.0 and segment.song_offset_s == 0.0, segment
+    assert math.copysign(1.0, segment.to_dict()["start_s"]) == math.copysign(1.0, segment.song_offset_s) == 1.0
 
 
 def test_a_look_after_an_idle_hop_looks_back_at_the_window_it_skipped(built_index):
