@@ -55,6 +55,9 @@ def test_monitor_names_every_indexed_song_with_where_it_plays(built_index, tmp_p
     closed = [e for e in events if not e["open"]]
     check(closed, truth)
     assert [e["event"] for e in events] == ["open", "closed"] * 3  # each song announced, then ended
+    for announced, ended in zip(events[::2], events[1::2]):  # announced where it began, as it was closed
+        assert abs(announced["start_s"] - ended["start_s"]) <= 0.9, (announced, ended)
+        assert abs(announced["song_offset_s"] - ended["song_offset_s"]) <= 0.9, (announced, ended)
     assert all(e["confidence"] > 0.99 for e in closed)
     assert "3 segments" in result.stderr
 
@@ -287,6 +290,8 @@ def test_the_api_yields_each_segment_open_then_closed(built_index, hop_s):
         events = list(monitor(index, chunks, MonitorSettings(hop_s=hop_s)))
     assert [e.open for e in events] == [True, False]
     assert events[0].song.title == events[1].song.title == "song2"
+    assert abs(events[0].start_s - events[1].start_s) <= 0.9 and events[0].song_offset_s is not None
+    assert abs(events[0].song_offset_s - events[1].song_offset_s) <= 0.9, events
     check([{"title": e.song.title, "start_s": e.start_s, "end_s": e.end_s, "song_offset_s": e.song_offset_s}
            for e in events[1:]], truth)
 
@@ -362,7 +367,7 @@ def test_an_extended_mix_past_the_files_end_keeps_the_play_heard_until_then(buil
         samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
         closed = [e for e in monitor(index, [samples[i:i + 8000] for i in range(0, samples.size, 8000)])
                   if not e.open]
-    assert closed[0].song.title == "song1" and closed[0].start_s == 0.0 and abs(closed[0].end_s - 40.0) <= 2.5
+    assert closed[0].song.title == "song1" and closed[0].start_s == 0.0 and abs(closed[0].end_s - 40.0) <= 0.9
     assert all(e.song.title == "song1" and e.start_s >= closed[0].end_s - 0.5 for e in closed[1:]), closed
 
 

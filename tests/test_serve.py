@@ -26,7 +26,7 @@ from bench.serve_load import wav_bytes  # noqa: E402
 from landmark import Index, audio  # noqa: E402
 from landmark.segments import folder_of  # noqa: E402
 from lmprint.serve import ServeSettings, Upload, create_app  # noqa: E402
-from tests.conftest import SYNTH_RATE, children_of, rendered  # noqa: E402
+from tests.conftest import SYNTH_RATE, children_of, rendered, run_cli  # noqa: E402
 
 
 def client_for(db, **settings) -> TestClient:
@@ -112,9 +112,13 @@ def test_an_index_that_cannot_be_read_answers_500_with_its_one_line(built_index,
     song = Index(db).catalogue.songs()[1]
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE peaks SET data=? WHERE song_id=?", (b"\x78" + bytes(40), song.id))
+    clip = tmp_path / "clip.m4a"
+    clip.write_bytes(clip_bytes(song.path, 12.0, 5.0, tmp_path))
     with client_for(db) as damaged_client:
-        answer = damaged_client.post("/match", content=clip_bytes(song.path, 12.0, 5.0, tmp_path))
-    assert answer.status_code == 500 and "damaged" in answer.json()["error"], answer.text
+        answer = damaged_client.post("/match", content=clip.read_bytes())
+    said = run_cli("match", clip, db=db).stderr  # "lmprint: ..." on one line
+    assert answer.status_code == 500 and said.startswith("lmprint: ") and "damaged" in said, (answer.text, said)
+    assert answer.json()["error"] == said.removeprefix("lmprint: ").strip(), (answer.text, said)
 
 
 def test_a_405_says_which_methods_are_allowed_and_an_upload_folder_that_cannot_be_made_is_507(built_index,
@@ -131,7 +135,8 @@ def test_a_405_says_which_methods_are_allowed_and_an_upload_folder_that_cannot_b
     with client_for(db, allow_add=True, token="t") as client:
         answer = client.post("/songs", content=(library_dir / "song0.wav").read_bytes(),
                              headers={"authorization": "Bearer t"})
-    assert answer.status_code == 507 and "error" in answer.json(), answer.text
+    assert answer.status_code == 507 and answer.json()["error"] == "cannot store the upload: not a directory", \
+        answer.text
 
 
 def test_a_listener_is_told_when_the_index_cannot_be_read_with_the_servers_close_code(built_index, tmp_path):
@@ -179,7 +184,8 @@ def test_a_client_that_goes_away_mid_upload_gets_an_answer_not_a_traceback(built
 def test_songs_stats_and_health(client, built_index):
     songs = client.get("/songs").json()
     assert sorted(s["path"] for s in songs) == sorted(s.path for s in Index(built_index).catalogue.songs())
-    assert client.get("/stats").json()["songs"] == len(songs)
+    with Index(built_index) as index:
+        assert client.get("/stats").json() == json.loads(json.dumps(index.stats())) and len(songs) == index.catalogue.song_count()
     assert client.get("/health").json() == {"status": "ok", "songs": len(songs)}
     page = client.get("/")
     assert page.status_code == 200 and "getUserMedia" in page.text
