@@ -20,9 +20,12 @@ def encoder(tiny_model_dir):
 
 
 def test_windows_are_5_s_with_a_1_s_hop_and_the_tail_dropped():
-    song = np.zeros(180 * 24000, np.float32)
-    assert mert.windows(song).shape == (176, 120000)
-    assert np.shares_memory(mert.windows(song), song)  # views: an hour's windows copied at once would take 1.7 GB
+    song = np.arange(180 * 24000, dtype=np.float32)  # each sample its own index (exact in float32 up to 2**24)
+    windows = mert.windows(song)
+    assert windows.shape == (176, 120000)
+    assert np.shares_memory(windows, song)  # views: an hour's windows copied at once would take 1.7 GB
+    assert windows[:, 0].tolist() == (np.arange(176) * 24000).tolist()  # one a second, from the start
+    assert windows[-1, -1] == 175 * 24000 + 119999  # the last whole window; the tail after it dropped
     short = mert.windows(np.zeros(3 * 24000, np.float32))
     assert short.shape == (1, 72000)  # a short clip is one window of its own length, not zero-padded
 
@@ -178,6 +181,8 @@ def test_kmeans_is_seeded_and_finds_separated_clusters():
     points = np.repeat(centres, 20, axis=0) + rng.standard_normal((200, 768))
     found = codes.kmeans(points, seed=3)
     np.testing.assert_array_equal(found, codes.kmeans(points, seed=3))
+    unclustered = rng.standard_normal((200, 768))  # no clusters: where it starts shows in what it ends with
+    assert not np.array_equal(codes.kmeans(unclustered, seed=3), codes.kmeans(unclustered, seed=4))
     similarity = found @ (centres / np.linalg.norm(centres, axis=1, keepdims=True)).T
     assert np.all(similarity.max(axis=0) > 0.99)  # every true centre was found
 
