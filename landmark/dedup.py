@@ -347,7 +347,9 @@ def speed_overlaps(song_ids: list[int], song_peaks: SongPeaks, lookup: warp.Look
             # own, and a window of few votes says little of the speed)
             tries = [(vote.Candidate(c.song_id, c.score, delta), speed) for c, speed in zip(best, speeds)
                      for delta in (c.delta_frames, *c.other_delta_frames)]
-            others = song_peaks([c.song_id for c in best])
+            # the batch's songs are read already; only the others are read here
+            others = {c.song_id: peaks[c.song_id] for c in best if c.song_id in peaks}
+            others.update(song_peaks([c.song_id for c in best if c.song_id not in peaks]))
             found: set[int] = set()
             for candidate, guess in tries:
                 if candidate.song_id not in others or candidate.song_id in found:
