@@ -174,8 +174,8 @@ def test_monitor_follows_raw_pcm_on_standard_input(built_index, jobs):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(monitor.pid, signal_module.SIGKILL)
-    stdout, stderr = monitor.stdout.read().decode(), monitor.stderr.read().decode()
-    monitor.stdout.close(), monitor.stderr.close()
+    with monitor.stdout, monitor.stderr:
+        stdout, stderr = monitor.stdout.read().decode(), monitor.stderr.read().decode()
     assert monitor.returncode == 0, stderr
     rows = [line.split(",") for line in stdout.splitlines()]
     assert rows[0] == ["event", "start_s", "end_s", "song_id", "title", "path", "song_offset_s", "confidence", "rate"]

@@ -185,7 +185,8 @@ def test_songs_stats_and_health(client, built_index):
     songs = client.get("/songs").json()
     assert sorted(s["path"] for s in songs) == sorted(s.path for s in Index(built_index).catalogue.songs())
     with Index(built_index) as index:
-        assert client.get("/stats").json() == json.loads(json.dumps(index.stats())) and len(songs) == index.catalogue.song_count()
+        assert client.get("/stats").json() == json.loads(json.dumps(index.stats()))
+        assert len(songs) == index.catalogue.song_count()
     assert client.get("/health").json() == {"status": "ok", "songs": len(songs)}
     page = client.get("/")
     assert page.status_code == 200 and "getUserMedia" in page.text

@@ -480,7 +480,8 @@ def test_opening_waits_for_another_process_to_switch_the_file_to_wal(tmp_path):
 
     connect = sqlite3.connect
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lmprint.catalogue.sqlite3, "connect", lambda *args, **kwargs: LockedOnce(connect(*args, **kwargs)))
+        patch.setattr(lmprint.catalogue.sqlite3, "connect",
+                      lambda *args, **kwargs: LockedOnce(connect(*args, **kwargs)))
         Store(tmp_path / "j.db", create=True).close()
     assert len(switches) == 2
     with sqlite3.connect(tmp_path / "j.db") as check:
