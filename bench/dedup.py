@@ -147,7 +147,7 @@ def run(corpus: str, sizes: list[int], count: int = 30, seed: int = 0, jobs: int
     with tempfile.TemporaryDirectory(prefix="lmprint-dedup-", dir=workdir) as tmp:
         planted = plant(tracks, tmp, count, rng, (*KINDS, SPEED_KIND) if speed else KINDS)
         index = Index(os.path.join(tmp, "dedup.db"), create=True)
-        settings = DedupSettings.searching_speeds(index.matching) if speed else DedupSettings()
+        settings = DedupSettings.searching_speeds(index.matching, speed)
         index.add([t.path for t in tracks], jobs=jobs)
         bases = distractor_bases(index)  # of the corpus alone: a planted copy's distractors would twin its source's
         index.add([e["path"] for e in planted], jobs=jobs)

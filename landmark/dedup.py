@@ -124,9 +124,9 @@ class DedupSettings:
             raise SettingsError("speed_excerpt_s must be over 0 and speed_candidates at least 1")
 
     @classmethod
-    def searching_speeds(cls, matching: MatchSettings) -> DedupSettings:
-        """The defaults, with the speed search as far as `match` searches speeds (`dedup --speed`)."""
-        return cls(max_speed_change=matching.max_speed_change)
+    def searching_speeds(cls, matching: MatchSettings, speed: bool = True) -> DedupSettings:
+        """The defaults, with `speed` the speed search as far as `match` searches speeds (`dedup --speed`)."""
+        return cls(max_speed_change=matching.max_speed_change) if speed else cls()
 
 
 @dataclass(frozen=True)

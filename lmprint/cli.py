@@ -629,9 +629,11 @@ def list_(ctx, as_json, recordings, speed):
     if recordings and "landmark" not in engines_in(ctx.obj["db"]):
         raise LmprintError(f"{ctx.obj['db']} has no landmark index: recordings are found by comparing landmarks")
     if recordings:
+        from landmark.dedup import DedupSettings
+
         index = open_method(ctx.obj["db"], "landmark")
         try:
-            found = index.duplicates(_dedup_settings(index, speed))
+            found = index.duplicates(DedupSettings.searching_speeds(index.matching, speed))
         finally:
             index.close()
         groups = _by_recording(songs, found.recordings)
@@ -666,13 +668,6 @@ def _by_recording(songs: list[Song], recordings: list[list[int]]) -> list[list[S
     listed = [[by_id[i] for i in group if i in by_id] for group in recordings]
     return sorted([group for group in listed if group] + [[song] for song in songs if song.id not in grouped],
                   key=lambda group: group[0].id)
-
-
-def _dedup_settings(index, speed: bool):
-    """How `dedup` and `list --recordings` search: with `speed`, also copies played faster or slower."""
-    from landmark.dedup import DedupSettings
-
-    return DedupSettings.searching_speeds(index.matching) if speed else DedupSettings()
 
 
 def _relative_speeds(files: list[tuple[Song, bool]], speeds: dict[int, float]) -> dict[int, float]:
@@ -882,13 +877,13 @@ def stats(ctx, as_json):
 def dedup(ctx, as_json, speed):
     """List files that hold the same recording (copies of one file share its song id), and recordings that hold
     part of another, with the time ranges."""
-    from landmark.dedup import shared_parts_by_recording
+    from landmark.dedup import DedupSettings, shared_parts_by_recording
 
     if "landmark" not in engines_in(ctx.obj["db"]):
         raise LmprintError(f"{ctx.obj['db']} has no landmark index: dedup compares landmarks")
     index = open_method(ctx.obj["db"], "landmark")
     try:
-        found = index.duplicates(_dedup_settings(index, speed))
+        found = index.duplicates(DedupSettings.searching_speeds(index.matching, speed))
         copies = index.catalogue.copies_of()  # files of the same bytes: one song, indexed once
         every_song = index.catalogue.songs()
     finally:
