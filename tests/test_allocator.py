@@ -61,4 +61,5 @@ def test_the_cli_runs_with_it(faulting_host, tmp_path):
 def test_a_users_own_setting_wins(faulting_host):
     setup = "from lmprint.allocator import keep_freed_memory\nassert not keep_freed_memory()"
     assert page_faults(setup, {"MALLOC_TRIM_THRESHOLD_": "1"}) > 4 * PAGES_PER_BURST
+    assert page_faults(setup, {"MALLOC_MMAP_THRESHOLD_": "131072"}) > 4 * PAGES_PER_BURST  # either setting alone
     assert page_faults(setup, {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1"}) > 4 * PAGES_PER_BURST

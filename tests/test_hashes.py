@@ -43,10 +43,14 @@ def test_pairs_respect_the_target_zone_and_the_fanout(peaks):
 
 
 def test_widening_adds_neighbouring_delta_times_at_the_same_anchor():
-    hashes = np.array([pack(100, 5, 10)], np.uint32)
-    wide, sources, shifts = widen_delta_time(hashes, 1)
-    assert sorted(zip(unpack(wide)[2].tolist(), shifts.tolist())) == [(9, 1), (10, 0), (11, 1)]
-    assert sources.tolist() == [0, 0, 0]
+    """Each hash is asked again at Δt ± 1..tolerance with its anchor bin and Δf as they are; a Δt that would leave
+    its 6 bits (0, or 64 and more, which would carry into Δf) is not asked."""
+    hashes = np.array([pack(100, 5, 10), pack(100, 5, 63), pack(90, 3, 1)], np.uint32)
+    wide, sources, shifts = widen_delta_time(hashes, 2)
+    assert sorted(zip(sources.tolist(), *(field.tolist() for field in unpack(wide)), shifts.tolist())) == [
+        (0, 100, 5, 8, 2), (0, 100, 5, 9, 1), (0, 100, 5, 10, 0), (0, 100, 5, 11, 1), (0, 100, 5, 12, 2),
+        (1, 100, 5, 61, 2), (1, 100, 5, 62, 1), (1, 100, 5, 63, 0),
+        (2, 90, 3, 1, 0), (2, 90, 3, 2, 1), (2, 90, 3, 3, 2)]
 
 
 def test_pairing_in_anchor_blocks_equals_pairing_all_at_once(monkeypatch):

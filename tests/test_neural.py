@@ -183,8 +183,10 @@ def test_kmeans_is_seeded_and_finds_separated_clusters():
     np.testing.assert_array_equal(found, codes.kmeans(points, seed=3))
     unclustered = rng.standard_normal((200, 768))  # no clusters: where it starts shows in what it ends with
     assert not np.array_equal(codes.kmeans(unclustered, seed=3), codes.kmeans(unclustered, seed=4))
-    similarity = found @ (centres / np.linalg.norm(centres, axis=1, keepdims=True)).T
-    assert np.all(similarity.max(axis=0) > 0.99)  # every true centre was found
+    # Lloyd's fixed point: each centroid is its cluster's mean, not the seeding's point in it (0.995 away)
+    means = points.reshape(10, 20, 768).mean(axis=1)
+    similarity = found @ (means / np.linalg.norm(means, axis=1, keepdims=True)).T
+    assert np.all(similarity.max(axis=0) > 0.99999)  # every cluster found, at its mean
 
 
 def test_pca_survives_the_database_and_keeps_codes_identical(tmp_path):
@@ -214,6 +216,33 @@ def test_hamming_ranking_on_constructed_codes():
     assert rows[0] == 2 and distances[0] == 24
     brute = [min(int(np.unpackbits(query[0] ^ library[c]).sum()) for c in range(s * 10, s * 10 + 10)) for s in range(5)]
     assert dict(zip(rows.tolist(), distances.tolist())) == dict(enumerate(brute))
+
+
+def test_a_windows_distance_is_its_nearest_code_whichever_block_holds_it():
+    """The kernel reads the codes in blocks (4,096 by default); at a block of 7 every song's codes straddle one."""
+    rng = np.random.default_rng(5)
+    library = rng.integers(0, 256, (60, 32), dtype=np.uint8)  # 6 songs × 10 codes
+    code_song = np.repeat(np.arange(6), 10)
+    windows = rng.integers(0, 256, (3, 32), dtype=np.uint8)
+    brute = [[min(int(np.unpackbits(window ^ library[c]).sum()) for c in range(s * 10, s * 10 + 10))
+              for s in range(6)] for window in windows]
+    found = search.song_distances_kernel(search.as_words(windows), search.as_columns(library), code_song, 6, 7)
+    np.testing.assert_array_equal(found, brute)
+
+
+@pytest.mark.parametrize(("rule", "rows", "distances"), [("mean", [1, 0], [40.0, 160 / 3]),
+                                                         ("min", [0, 1], [0.0, 40.0]),
+                                                         ("single", [1, 0], [40.0, 80.0])])
+def test_a_query_of_several_windows_ranks_by_its_rule(rule, rows, distances):
+    """Song 0 is the first window exactly and 80 bits from the other two; song 1 is 40 bits from each. `mean`
+    averages a song's distances over the windows, `min` takes its nearest window's, `single` the middle one's."""
+    library = np.zeros((2, 32), np.uint8)
+    library[1, :5] = 0xFF
+    query = np.zeros((3, 32), np.uint8)
+    query[1:, :10] = 0xFF
+    found_rows, found_distances = search.rank(query, search.as_columns(library), np.arange(2), 2, rule)
+    assert found_rows.tolist() == rows
+    np.testing.assert_allclose(found_distances, distances, rtol=1e-6)
 
 
 def retrained_model(tiny_model_dir, folder):

@@ -28,3 +28,5 @@ def test_chunks_at_the_engines_rate_pass_as_samples_do():
         next(chunks_at_engine_rate([np.zeros((10, 2))], 44_100, 8000))
     with pytest.raises(AudioError, match="a sample rate of 3000 Hz"):
         next(chunks_at_engine_rate([pcm], 3000, 8000))
+    with pytest.raises(AudioError, match="a sample rate of 1e\\+06 Hz"):  # above 768,000 Hz
+        next(chunks_at_engine_rate([pcm], 1_000_000, 8000))

@@ -353,6 +353,12 @@ def test_decoded_peaks_are_kept_within_their_bound_and_a_reused_song_id_reads_it
         monkeypatch.setattr(store, "DECODED_PEAKS_KEPT_BYTES", 2 * one_song_bytes + 100)
         index.peaks.get(list(ids.values()))
         assert len(index.peaks._decoded) == 2 and index.peaks._decoded_bytes <= store.DECODED_PEAKS_KEPT_BYTES
+        a, b, c, d = sorted(ids.values())
+        held = {i: index.peaks.get([i])[i][0] for i in (a, b, c)}  # read in this order: two fit the bound
+        assert index.peaks.get([b])[b][0] is held[b] and index.peaks.get([c])[c][0] is held[c]  # the last two read
+        index.peaks.get([b])  # now the most recently read
+        index.peaks.get([d])  # puts out the least recently read, c
+        assert index.peaks.get([b])[b][0] is held[b] and index.peaks.get([c])[c][0] is not held[c]
 
 
 def test_removing_songs_gives_the_space_back_and_the_rest_still_match(built_index, library_dir, tmp_path):
@@ -1517,7 +1523,8 @@ def test_a_segment_written_with_a_start_for_every_row_is_read_still(tmp_path):
 
 def test_a_segment_header_whose_frames_do_not_fit_the_timeline_is_damage(tmp_path):
     """A segment's header says from which frame its gaps count and which frames its postings span. One written
-    over (past the timeline, past its first posting, an end before its start) is one line of damage where
+    over (past the timeline, past its first posting, an end before its start, more postings than it holds) is one
+    line of damage where
     opening it would have read postings at the wrong frames, dropped them, or failed a merge with a traceback."""
     hashes, frames = _segment_postings(4, [3, 40], np.random.default_rng(8))
     name, _ = segments.write(tmp_path, [(hashes, frames + 5000)], 1000, 5000)
@@ -1529,7 +1536,8 @@ def test_a_segment_header_whose_frames_do_not_fit_the_timeline_is_damage(tmp_pat
     segment.close()
     for field, value in (("base_frame", (1 << 63) + 1), ("base_frame", 1 << 40),
                          ("base_frame", int(header["first_frame"]) + 1), ("end_frame", (1 << 64) - 1),
-                         ("end_frame", int(header["first_frame"])), ("postings", 0)):
+                         ("end_frame", int(header["first_frame"])), ("postings", 0),
+                         ("postings", int(header["words"]) + 1)):  # more postings than its words hold
         at = segments.HEADER.fields[field][1]
         (tmp_path / name).write_bytes(whole[:at] + value.to_bytes(8, "little") + whole[at + 8:])
         with pytest.raises(IndexFileError, match=r"damaged \(its header does not fit the timeline\)"):
@@ -1639,4 +1647,5 @@ def test_compacting_after_an_add_is_skipped_while_another_process_writes(tmp_pat
     assert time.monotonic() - began < 10
     other.execute("ROLLBACK")
     assert [song.id for song in store.catalogue.songs()] == [song_id]
-    assert store.catalogue.busy_timeout_s == 60.0  # as it was
+    assert store.catalogue.busy_timeout_s == 60.0  # as it was, and so is the connection's
+    assert store.catalogue.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 60_000
