@@ -19,6 +19,9 @@ def test_a_chance_tail_fitted_to_exponential_maxima_recovers_their_rate():
     for value in (4.0, 5.0, 6.0):  # the fitted survival matches the sample's, within sampling error
         assert tail.survival(value) == pytest.approx(np.mean(values >= value), rel=0.15)
     assert tail.survival(-np.inf) == 1.0 and tail.survival(0.0) == 1.0 and tail.survival(np.inf) == 0.0
+    tenth = ChanceTail.fit(values, 0.1)  # a tail of one clip in ten: its own quantile and share
+    assert tenth.tail_share == 0.1 and tenth.threshold > tail.threshold
+    assert tenth.survival(5.0) == pytest.approx(np.mean(values >= 5.0), rel=0.15)
 
 
 def test_the_false_match_probability_falls_as_either_kind_of_evidence_grows():
@@ -27,6 +30,9 @@ def test_the_false_match_probability_falls_as_either_kind_of_evidence_grows():
     assert CALIBRATION.false_match_probability(30.0, 4.0) < weak / 100  # a strong vote
     assert CALIBRATION.false_match_probability(2.0, 8.0) < weak / 100  # peaks that agree far above chance
     assert CALIBRATION.false_match_probability(30.0, None) == CALIBRATION.vote_lead.survival(30.0)  # no peaks stored
+    assert CALIBRATION.false_match_probability(30.0, 8.0) < CALIBRATION.false_match_probability(30.0, 4.0) / 100
+    assert CALIBRATION.false_match_probability(10.0, 5.0) == pytest.approx(  # the two kinds of evidence independent
+        CALIBRATION.vote_lead.survival(10.0) * CALIBRATION.agreement_z.survival(5.0))
     assert Calibration().false_match_probability(0.0, -np.inf) == 1.0
 
 

@@ -93,6 +93,7 @@ def test_a_budget_reads_whole_keys_by_priority_per_posting(index):
     assert read([1.0, 0.01, 1.0], 50) == [0, 1]
     assert read([0.1, 1.0, 50.0], 60) == [0, 1]  # key 40 is worth most per posting, but 300 do not fit in 60
     assert read([0.1, 1.0, 50.0], 320) == [1, 2]
+    assert read([1.0, 0.01, 10.0], 310) == [1, 2]  # key 40 first; key 3 no longer fits, key 20, worth least, does
     assert read([1.0, 1.0, 1.0], 350) == [0, 1, 2]  # everything fits
     assert read([1.0, 1.0, 1.0], 0) == [0, 1, 2]  # no budget
 
@@ -102,9 +103,12 @@ def test_a_removed_songs_postings_are_gone_and_the_others_stay(index):
     ids = [insert(index, f"/{n}", f"sha-{n}", hashes, frames) for n, (hashes, frames) in enumerate(songs)]
     every_key = np.unique(np.concatenate([h for h, _ in songs]))
     before = postings_of(index, every_key)
+    bytes_before = index.postings.stats()["postings_bytes"]
     assert index.remove([ids[1]]) == [ids[1]]
     assert postings_of(index, every_key) == [posting for posting in before if posting[1] != ids[1]]
     assert index.postings.song_count() == 2
+    # gone from what is stored, not only from what a lookup hands out (one song in three, of as many postings)
+    assert index.postings.stats()["postings_bytes"] == pytest.approx(bytes_before * 2 / 3, rel=0.1)
     index.postings.compact()
     assert postings_of(index, every_key) == [posting for posting in before if posting[1] != ids[1]]
 

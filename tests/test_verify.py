@@ -8,7 +8,7 @@ from bench import queries
 from bench.audio_io import codec_round_trip
 from landmark import FingerprintSettings, Index, MatchSettings
 from landmark.fingerprint import extract_peaks, fingerprint
-from landmark.verify import ProminenceMap, agreement, heard_span
+from landmark.verify import ProminenceMap, agreement, heard_span, run_edges
 from tests.conftest import rendered
 
 RATE = 8000
@@ -89,6 +89,13 @@ def test_a_songs_peaks_tell_where_in_a_clip_it_is_heard_and_where_another_song_t
                       MATCHING)[1] == 100
     assert heard_span(prominence, *extract_peaks(rendered(5, 40.0, RATE), CONFIG, CONFIG.index), 300, 10_000,
                       MATCHING) is None
+
+
+def test_a_run_of_peaks_covers_halfway_to_its_neighbours_or_to_the_edges():
+    frames = np.array([0, 10, 20, 40])
+    assert run_edges(frames, 1, 2, 0, 100) == (5, 30)  # (0 + 10 + 1) // 2 and (20 + 40 + 1) // 2
+    assert run_edges(frames, 0, 3, 0, 100) == (0, 100)  # every peak: the edges
+    assert run_edges(frames, 2, 2, 0, 100) == (15, 30)
 
 
 def test_the_last_second_of_a_song_before_silence_names_no_other_songs_end(built_index):
@@ -476,7 +483,8 @@ def test_a_file_cut_short_is_a_copy_and_an_extended_mix_or_an_edit_is_not(tmp_pa
 def test_where_the_clip_plays_an_edit_or_a_mix_holds_the_same_audio_and_another_song_does_not(tmp_path):
     """With the clip's length, files that hold the stretch it plays are told apart from the song no more than
     copies: an extended mix (the song after 8 s of another), a radio edit (5 s skipped, later), an MP3 of an
-    excerpt cut between two frames. A different song, or an edit over the stretch it skipped, is not."""
+    excerpt cut between two frames. A different song, an edit over the stretch it skipped, or a mash-up that holds
+    the song under other music, is not."""
     from landmark.verify import CopyCheck
     from landmark.vote import Candidate
 
@@ -486,6 +494,10 @@ def test_where_the_clip_plays_an_edit_or_a_mix_holds_the_same_audio_and_another_
                 5: excerpt, 6: rendered(5, 40.0, RATE)}
     stored = {i: extract_peaks(signal, CONFIG, CONFIG.index) for i, signal in versions.items()}
     lengths_s = {i: signal.size / RATE for i, signal in versions.items()}
+    # a mash-up: the mix's peaks and two other songs' over them, so it holds the song's but not they its
+    layers = [stored[3], *(extract_peaks(rendered(seed, 48.0, RATE), CONFIG, CONFIG.index) for seed in (5, 6))]
+    points = np.unique(np.concatenate([f.astype(np.int64) << 16 | b for f, b in layers]))
+    stored[7], lengths_s[7] = (points >> 16, points & 0xFFFF), 48.0
     def frames(seconds):
         return round(seconds * RATE / CONFIG.hop_size)
 
@@ -498,6 +510,7 @@ def test_where_the_clip_plays_an_edit_or_a_mix_holds_the_same_audio_and_another_
     assert check(15, 3, 23) and check(15, 4, 15) and check(15, 5, 2.7)  # the mix, the edit, the excerpt
     assert check(36, 4, 31) and not check(36, 4, 36) and not check(32, 4, 27)  # past the skip; over it
     assert not check(15, 6, 15) and not check(15, 3, 15)  # another song; the mix at the wrong offset
+    assert not check(15, 7, 23)  # the mash-up: the song's peaks are in it, most of its own are not the song's
 
 
 def test_copies_played_a_little_faster_or_slower_are_one_recording_at_the_speed_their_peaks_show():

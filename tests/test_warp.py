@@ -153,7 +153,7 @@ def test_a_clip_played_as_recorded_reports_speed_one(index):
 
 def test_short_clips_played_as_recorded_mostly_report_no_warp(index):
     """A 2 s clip tells tempo only to about ± 1 %: a fit that far off 1.0 is within its error, so the clip reads
-    as recorded (before errors were weighed, 17 of 25 such clips named a warp)."""
+    as recorded (before errors were weighed, 17 of 25 such clips named a warp; at 2 errors rather than 5, 2 did)."""
     rng = np.random.default_rng(7)
     named = warped = 0
     for number in range(30):
@@ -164,7 +164,7 @@ def test_short_clips_played_as_recorded_mostly_report_no_warp(index):
             continue
         named += 1
         warped += any(factor not in (None, 1.0) for factor in (found.speed, found.tempo, found.pitch))
-    assert named >= 20 and warped <= 0.2 * named, (named, warped)
+    assert named >= 20 and warped <= 1, (named, warped)  # 0 of 25 named; at 2 errors, not 5, 2 of them
 
 
 def test_clips_that_hear_a_song_begin_report_no_warp(index, tmp_path):
@@ -295,6 +295,7 @@ def test_a_warp_is_put_on_the_nearest_line():
     assert nearest_on_line(1.05, 1.05) == Warp("speed", pytest.approx(1.05))
     assert nearest_on_line(1.0, 1.03).kind == "pitch"
     assert nearest_on_line(0.9, 1.0).kind == "tempo"
+    assert nearest_on_line(1.03, 1.012).kind == "speed"  # the tempo line nearer, but by less than the margin
     assert nearest_on_line(1.001, 1.0) == Warp("speed", 1.0)  # within measurement error of 1.0: as recorded
     warp = Warp("speed", 1.05)
     frames, bins = warp.to_clip(np.array([105, 210]), np.array([100, 200]))
@@ -321,10 +322,10 @@ def test_the_factor_most_spans_cover_is_where_they_overlap():
     low, high = np.array([0.95, 1.01, 1.02, 1.025]), np.array([1.05, 1.03, 1.04, 1.035])
     one = np.zeros(4, np.int64)
     (weight,), (factor,) = (d.values() for d in _best_covered_groups(one, low, high, np.ones(4)))
-    assert weight == 4 and 1.025 <= factor <= 1.03
+    assert weight == 4 and factor == pytest.approx(1.0275)  # the middle of the stretch all four cover
     heavy = np.array([5.0, 1.0, 1.0, 1.0])  # one heavy span alone wins
     (weight,), (factor,) = (d.values() for d in _best_covered_groups(one, low, high, heavy))
-    assert weight == 8 and 1.025 <= factor <= 1.03
+    assert weight == 8 and factor == pytest.approx(1.0275)
 
 
 def test_a_fit_on_too_few_or_degenerate_peaks_leaves_the_warp_as_found():
@@ -420,7 +421,8 @@ def test_a_followed_song_is_read_at_its_clock_and_everywhere_within_the_reach():
 
 
 def test_a_followed_song_agrees_at_its_clock_with_no_reach():
-    """`MatchSettings.follow_reach_s` = 0 reads the clock's offset alone (it read none, and failed)."""
+    """`MatchSettings.follow_reach_s` = 0 reads the clock's offset alone (it read none, and failed), as recorded and
+    played faster (the clock's song frame is then further into the song than the clip's frame)."""
     from landmark.fingerprint import extract_peaks, fingerprint
     from landmark.verify import ProminenceMap, agreement
     from landmark.warp import reading_near
@@ -433,4 +435,11 @@ def test_a_followed_song_agrees_at_its_clock_with_no_reach():
     clip = ProminenceMap.of(fingerprint(clip_samples, config, matching.query, with_prominence=True).prominence,
                             config)
     z, _ = agreement(clip, *reading_near(clip, frames, bins, Warp("speed", 1.0), delta, 0, matching), matching)
+    assert z >= matching.min_agreement_z
+    # played 5 % fast, the song's frame `delta` is the fast recording's frame delta / 1.05
+    fast = queries.change_speed(song, 1.05)
+    start = int(round(delta * config.hop_size / 1.05))
+    clip = ProminenceMap.of(fingerprint(fast[start:start + 5 * RATE], config, matching.query,
+                                        with_prominence=True).prominence, config)
+    z, _ = agreement(clip, *reading_near(clip, frames, bins, Warp("speed", 1.05), delta, 0, matching), matching)
     assert z >= matching.min_agreement_z
