@@ -215,6 +215,15 @@ def test_a_wav_cut_short_declares_the_length_its_header_says_whichever_of_its_ra
         (tmp_path / "cut.wav").write_bytes(wav[:len(wav) // 3])
         warning = audio.decode(tmp_path / "cut.wav", 8000).warning
         assert warning is not None and f"of the {20.0 / channels:.1f} s it declares" in warning, (case, warning)
+    # a chunk of odd size before the data (a title of 5 bytes) is padded to an even one: the data's header follows
+    fmt = struct.pack("<HHIIHH", 1, 1, 22050, 44100, 2, 16)
+    info = b"INFO" + b"INAM" + struct.pack("<I", 5) + b"Title"
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"LIST" + struct.pack("<I", len(info)) + info
+            + b"\0" + b"data" + struct.pack("<I", len(data)))
+    wav = b"RIFF" + struct.pack("<I", len(body) + len(data)) + body + data
+    (tmp_path / "cut.wav").write_bytes(wav[:len(wav) // 3])
+    decoded = audio.decode(tmp_path / "cut.wav", 8000)
+    assert decoded.declared_s == pytest.approx(20.0, abs=0.01) and "of the 20.0 s it declares" in decoded.warning
 
 
 def test_a_header_that_lies_about_length_or_rate_is_neither_allocated_nor_resampled_into_hours(tmp_path):
@@ -308,6 +317,9 @@ def test_a_file_much_shorter_than_it_declares_decodes_with_a_warning(library_dir
     assert decoded.warning and "of the 40.0 s it declares" in decoded.warning
     assert audio.decode(library_dir / f"song{FORMATS.index('flac')}.flac", 8000).warning is None
     assert audio.decode(cut, 8000, max_duration_s=2.0).warning is None  # only the start was asked for
+    cut.write_bytes(data[: len(data) * 3 // 4])  # three quarters: still short of 0.9 of it
+    decoded = audio.decode(cut, 8000)
+    assert 25 < decoded.duration_s < 35 and decoded.warning and "of the 40.0 s it declares" in decoded.warning
 
 
 def write_stereo_flac(path, left: np.ndarray, right: np.ndarray, rate: int, codec: str = "flac") -> None:
@@ -332,7 +344,8 @@ def write_stereo_flac(path, left: np.ndarray, right: np.ndarray, rate: int, code
 def test_stereo_of_inverted_polarity_decodes_as_its_music_not_as_silence(tmp_path):
     """One channel's polarity inverted (R = −L, a mastering or transfer fault): mixed as L + R it is digital silence,
     and `add` refused the file as "silent". Where the sum cancels, the difference is the music. A stereo mix whose
-    channels differ (here L and R a song and another, or the song over its own echo) is mixed as before."""
+    channels differ (here L and R a song and another, the song over its own echo, or over itself inverted at 0.6)
+    is mixed as before."""
     import av
 
     music, other = rendered(0, 6.0, 22050), rendered(1, 6.0, 22050)
@@ -360,7 +373,8 @@ def test_stereo_of_inverted_polarity_decodes_as_its_music_not_as_silence(tmp_pat
     streamed = np.concatenate(list(audio.stream_raw(io.BytesIO(raw), "f32le", 22050, 2, 22050)))
     assert np.corrcoef(streamed, music[:streamed.size])[0, 1] > 0.999
     echo = np.r_[np.zeros(441, np.float32), music[:-441]]  # 20 ms later: wide, but far from cancelling
-    for right in (other, echo):
+    opposed = -0.6 * music  # the sum 12 dB under the difference (the corpus's widest, 12.9 dB): not cancelled
+    for right in (other, echo, opposed):
         write_stereo_flac(tmp_path / "stereo.flac", music, right, 22050)
         with av.open(str(tmp_path / "stereo.flac")) as container:
             expected = ffmpeg_mix(list(container.decode(audio=0)), 22050)
@@ -373,6 +387,8 @@ def test_too_short_and_silent_audio_are_refused():
     with pytest.raises(AudioError, match="silent"):
         audio.check_usable(np.zeros(8000 * 30, np.float32), 8000, 1.0)
     audio.check_usable(rendered(0, 2.0, 8000), 8000, 1.0)  # real music passes
+    with pytest.raises(AudioError, match=r"too short \(0\.5 s"):  # counted at the samples' own rate
+        audio.check_usable(rendered(0, 0.5, 44100), 44100, 1.0)
 
 
 def test_quiet_music_after_a_long_silence_is_not_silent(built_index, tmp_path):
@@ -388,6 +404,10 @@ def test_quiet_music_after_a_long_silence_is_not_silent(built_index, tmp_path):
         np.sqrt(np.mean(hidden[start:start + 8000].astype(np.float64) ** 2)) for start in range(0, hidden.size, 8000)))
     with pytest.raises(AudioError, match="silent"):
         audio.check_usable(hidden * 0.1, 8000, 1.0)  # −84 dBFS at its loudest
+    first = np.concatenate([music, np.zeros(600 * 8000, np.float32)])  # the other way round: its start decides
+    audio.check_usable(first, 8000, 1.0)
+    assert audio.loudest_rms(first, 8000) == pytest.approx(max(
+        np.sqrt(np.mean(first[start:start + 8000].astype(np.float64) ** 2)) for start in range(0, first.size, 8000)))
     from tests.conftest import run_cli
 
     write(tmp_path / "hidden.flac", hidden, 8000)  # a monitor reads it a chunk at a time

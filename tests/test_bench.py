@@ -42,6 +42,9 @@ def test_noise_is_added_at_the_asked_snr():
         noisy = queries.add_noise(clean, noise, snr_db, rng)
         measured = 10 * np.log10(np.mean(clean ** 2) / np.mean((noisy - clean) ** 2))
         assert abs(measured - snr_db) < 0.1
+    short = queries.pink_noise(RATE // 2, rng)  # half a second of noise under a 3 s clip: looped
+    noisy = queries.add_noise(clean, short, 0, rng)
+    assert abs(10 * np.log10(np.mean(clean ** 2) / np.mean((noisy - clean) ** 2))) < 0.1
 
 
 def test_the_phone_band_removes_bass_and_treble():
@@ -49,7 +52,9 @@ def test_the_phone_band_removes_bass_and_treble():
     mixed = tone(100.0) + tone(1000.0) + tone(6000.0)
     spectrum = np.abs(np.fft.rfft(queries.band_pass(mixed, RATE)[RATE:2 * RATE]))
     assert spectrum[1000] > 10 * spectrum[100] and spectrum[1000] > 10 * spectrum[6000]
-    assert queries.phone(mixed, RATE, queries.pink_noise(RATE * 4, rng), 5.0, rng).size == mixed.size
+    phoned = queries.phone(mixed, RATE, queries.pink_noise(RATE * 4, rng), 5.0, rng)
+    spectrum = np.abs(np.fft.rfft(phoned[RATE:2 * RATE]))  # the phone's chain holds the band too
+    assert phoned.size == mixed.size and spectrum[1000] > 10 * spectrum[100] and spectrum[1000] > 10 * spectrum[6000]
 
 
 def test_clips_are_cut_at_sample_accurate_offsets_off_any_grid():
@@ -517,7 +522,7 @@ def test_bench_monitor_builds_radio_and_scores_the_segments(tmp_path):
     tracks = corpus.load(str(music))
     _, pieces = radio_hour(tracks, 120, np.random.default_rng(1), "clean", queries.Degraders.load(None, None),
                            str(tmp_path))
-    first = next(p for p in pieces if p.indexed)
+    at, first = next((n, p) for n, p in enumerate(pieces) if p.indexed)
     song = Song(1, first.path, "x", 45.0, "", 0, "")
     other = Song(2, "/elsewhere.flac", "y", 45.0, "", 0, "")
     segments = [Segment(song, first.start_s + 1, first.end_s - 2, first.offset_s + 1, 1.0, 3, open=False),
@@ -525,6 +530,8 @@ def test_bench_monitor_builds_radio_and_scores_the_segments(tmp_path):
     scored = score(pieces, segments, 3600.0)
     assert scored["phantoms_per_hour"] == 1.0 and scored["start_error_s"][0] == pytest.approx(
         abs(first.start_s + 1 - (first.start_s + first.fade_in_s / 2)), abs=0.05)
+    fade_out_s = pieces[at + 1].fade_in_s  # the piece ends in the middle of the next one's fade in
+    assert fade_out_s > 1 and scored["end_error_s"][0] == pytest.approx(abs(-2 + fade_out_s / 2), abs=0.05)
     # the start its open line announced, paired with the segment it opened
     from dataclasses import replace
 
@@ -551,6 +558,8 @@ def test_a_manifests_paths_are_those_lmprint_stores_and_too_small_a_corpus_is_re
         corpus.require([], "empty")
     with pytest.raises(SystemExit, match="needs at least 1 and 1"):
         corpus.require([corpus.Track("/a", True)], "one", indexed=1, held_out=1)
+    with pytest.raises(SystemExit, match="needs at least 1 and 1"):  # held out, and none to index
+        corpus.require([corpus.Track("/a", False)], "one", indexed=1, held_out=1)
     assert corpus.require(tracks, "two", indexed=0) == tracks
 
 
