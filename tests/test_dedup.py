@@ -269,8 +269,9 @@ def test_a_drifting_overlap_is_read_along_its_line_at_its_speed():
 def test_a_stretch_is_read_on_across_a_silence_only_as_far_as_both_songs_share_it():
     """Song a: 60 s of music, 25 s of digital silence, a hidden track. Its copy shares all of it; another file,
     the same 60 s, 5 s of silence and other music, shares the 60 s alone. Silence holds no peaks: the copy's
-    stretch is read on across it, and the other file's ends halfway across the silence both hold, not halfway
-    across song a's, into music of its own that song a lacks."""
+    stretch is read on across it (forwards, and backwards from landmarks in the hidden track alone), and the other
+    file's ends halfway across the silence both hold, not halfway across song a's, into music of its own that song
+    a lacks; the same where the silences come before the shared music."""
     from landmark import FingerprintSettings
     from landmark.fingerprint import extract_peaks
 
@@ -285,6 +286,18 @@ def test_a_stretch_is_read_on_across_a_silence_only_as_far_as_both_songs_share_i
     peaks_b = extract_peaks(np.concatenate([music, np.zeros(5 * rate, np.float32), other]), config, config.index)
     part = dedup.placed_by_peaks(overlap, peaks_a, peaks_b, frame_s, dedup.DedupSettings())
     assert part is not None and part.a_start_s < 0.5 and 59.0 < part.a_end_s < 63.0 and part.b_end_s < 63.0, part
+    # read on backwards too: landmarks in the hidden track alone place the copy from its start
+    late = dedup.Overlap(1, 2, 95.0, 110.0, 95.0, 110.0, shared=100)
+    copy = dedup.placed_by_peaks(late, peaks_a, peaks_a, frame_s, dedup.DedupSettings())
+    assert copy is not None and copy.a_start_s < 0.5 and copy.a_end_s > 114.0, copy
+    # and the mirror: shared music after a silence of 25 s in song a and of 5 s in song b starts halfway across
+    # the silence both hold, 2.5 s before the music
+    intro_a, intro_b = rendered(6, 30.0, rate), rendered(7, 30.0, rate)
+    peaks_a = extract_peaks(np.concatenate([intro_a, np.zeros(25 * rate, np.float32), music]), config, config.index)
+    peaks_b = extract_peaks(np.concatenate([intro_b, np.zeros(5 * rate, np.float32), music]), config, config.index)
+    part = dedup.placed_by_peaks(dedup.Overlap(1, 2, 70.0, 110.0, 50.0, 90.0, shared=100), peaks_a, peaks_b, frame_s,
+                                 dedup.DedupSettings())
+    assert part is not None and 52.0 < part.a_start_s < 55.5 and 32.0 < part.b_start_s < 35.5, part
 
 
 def test_an_hour_long_copy_whose_landmarks_lie_in_its_first_seconds_reads_each_peak_once(monkeypatch):
@@ -343,12 +356,18 @@ def test_a_song_sharing_a_stretch_with_a_recording_in_several_files_is_listed_on
 
 def test_a_file_holding_a_stretch_in_two_pieces_keeps_both_in_the_shared_part():
     """Listed once per stretch, a song's part shared with a recording of two files keeps every overlap: the
-    second file holds it in two pieces (two sides), and the song's stretch is all of it that any file holds."""
+    second file holds it in two pieces (two sides), and the song's stretch is all of it that any file holds. A
+    weaker overlap that holds the strongest's whole stretch joins its part."""
     parts = [dedup.Overlap(9, 1, 0.0, 60.0, 0.0, 60.0, shared=80),
              dedup.Overlap(9, 2, 0.0, 30.0, 0.0, 30.0, shared=40),
              dedup.Overlap(9, 2, 28.0, 61.0, 30.0, 63.0, shared=35)]
     [part] = dedup.shared_parts_by_recording(parts, [[1, 2]])
     assert part.sides == ((9, 0.0, 61.0), (1, 0.0, 60.0), (2, 0.0, 30.0), (2, 30.0, 63.0)) and part.landmarks == 80
+    # a weaker overlap of the other file that holds the stronger's whole stretch of song 9 joins the same part
+    holding = [dedup.Overlap(9, 1, 10.0, 40.0, 10.0, 40.0, shared=80), dedup.Overlap(9, 2, 0.0, 70.0, 0.0, 70.0,
+                                                                                      shared=40)]
+    assert dedup.shared_parts_by_recording(holding, [[1, 2]]) == [
+        dedup.SharedPart(((9, 0.0, 70.0), (1, 10.0, 40.0), (2, 0.0, 70.0)), 80)]
     other = dedup.Overlap(9, 3, 70.0, 90.0, 0.0, 20.0, shared=30)  # a song of one file: a part of two sides
     assert dedup.shared_parts_by_recording([other], [[1, 2]]) == [dedup.SharedPart(((9, 70.0, 90.0), (3, 0.0, 20.0)),
                                                                                    30)]
@@ -468,8 +487,8 @@ def test_songs_at_other_speeds_are_one_recording_by_each_one_s_own_stretch_and_s
 def test_an_overlap_a_longer_one_reads_at_the_same_alignment_is_its_part_whatever_its_landmarks():
     """The join chains a copy 1 % fast over part of it (130 landmarks), the speed search reads all of it from the
     excerpt's votes (8): one recording, not a shared part kept for its landmarks. A weaker stretch at another
-    alignment within it (music that repeats) is still the stronger's, and a stronger one at another alignment
-    stays beside it."""
+    alignment within it (music that repeats), in either song, is still the stronger's, and a stronger one at
+    another alignment stays beside it."""
     whole = dedup.Overlap(1, 2, 0.0, 409.6, 0.0, 409.6 / 1.0095, shared=8)
     part = dedup.Overlap(1, 2, 0.0, 289.2, 0.02, 289.2 / 1.0095 - 0.03, shared=130)
     assert dedup.strongest_per_stretch([part, whole]) == [whole]
@@ -480,6 +499,9 @@ def test_an_overlap_a_longer_one_reads_at_the_same_alignment_is_its_part_whateve
     assert dedup.strongest_per_stretch([part, whole, repeat]) == [whole]
     rival = dedup.Overlap(1, 2, 0.0, 100.0, 20.0, 120.0, shared=50)
     assert dedup.strongest_per_stretch([rival, part, whole]) == [rival, whole]
+    within_b = dedup.Overlap(1, 2, 60.0, 90.0, 5.0, 35.0, shared=10)  # within the stronger in song b alone
+    strong = dedup.Overlap(1, 2, 0.0, 30.0, 0.0, 30.0, shared=50)
+    assert dedup.strongest_per_stretch([strong, within_b]) == [strong]
 
 
 def test_a_song_whose_middle_is_silence_and_a_cut_at_another_speed_are_found_by_the_speed_search(tmp_path):

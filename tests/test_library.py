@@ -260,10 +260,17 @@ def test_each_files_outcome_names_the_song_its_content_is_indexed_as(tmp_path):
                            "s1 moved.flac": ("moved", ids["s1.flac"]), "notes.txt.mp3": ("failed", None)}
 
 
-def test_adding_the_same_files_again_skips_them(built_index, library_dir):
+def test_adding_the_same_files_again_skips_them(built_index, library_dir, monkeypatch):
+    """Known by their bytes' hash: none is decoded or fingerprinted again."""
+    from landmark import batch
+
+    fingerprinted = []
+    real_fingerprint = batch.fingerprint
+    monkeypatch.setattr(batch, "fingerprint", lambda *args, **kwargs: fingerprinted.append(1) or real_fingerprint(
+        *args, **kwargs))
     with Index(built_index) as opened:
         report = opened.add([str(library_dir)])
-        assert (report.added, report.skipped, report.failed) == (0, len(FORMATS), [])
+        assert (report.added, report.skipped, report.failed) == (0, len(FORMATS), []) and fingerprinted == []
 
 
 def stored_by_title(index: Index) -> tuple[list[tuple[str, int, int]], dict[str, list[list[int]]]]:
@@ -397,6 +404,35 @@ def test_the_warped_search_reads_within_its_own_budget(built_index, monkeypatch)
     assert warped_read(asked // 4) <= 2 * (asked // 4) < asked
 
 
+def test_the_wider_look_needs_its_own_ratio_over_the_runner_up(tmp_path, monkeypatch):
+    """Widened to Δt ± 4, a clip lines up with more songs by chance, so the second look asks a ratio of its own
+    (`query_retry_min_ratio`): a rival holding 41 of the song's 60 pairs 4 frames off, the song leading by 1.46
+    times, is named at a ratio of 1.4 and not at the default."""
+    from landmark import library
+    from landmark.batch import SongFingerprint
+    from landmark.fingerprint import Fingerprint
+    from landmark.hashes import pack
+
+    anchors, empty = np.arange(60), np.zeros(0, np.int64)
+    song_hashes = pack(40 + anchors, np.full(60, 5), np.full(60, 20)).astype(np.uint32)
+    rival_hashes = pack(40 + anchors[:41], np.full(41, 5), np.full(41, 19)).astype(np.uint32)
+    clip_hashes = pack(40 + anchors, np.full(60, 5), np.full(60, 23)).astype(np.uint32)
+    path = tmp_path / "i.db"
+    with Index(path, create=True) as index:
+        index.add_fingerprint(SongFingerprint("/s", "s", 60.0, "sha", song_hashes,
+                                              (500 + 5 * anchors).astype(np.uint32), empty, empty))
+        index.add_fingerprint(SongFingerprint("/r", "r", 60.0, "shr", rival_hashes,
+                                              (700 + 5 * anchors[:41]).astype(np.uint32), empty, empty))
+    monkeypatch.setattr(library, "fingerprint", lambda *args, **kwargs: Fingerprint(
+        clip_hashes, (5 * anchors).astype(np.uint32), empty, empty, np.zeros((300, 257))))
+    noise = np.random.default_rng(0).standard_normal(8000 * 5).astype(np.float32)
+    with Index(path, matching=MatchSettings(query_retry_tolerance_frames=4)) as index:
+        found, candidates = index.identify(noise)
+        assert candidates[0].score / candidates[1].score == pytest.approx(60 / 41, rel=0.01) and found is None
+    with Index(path, matching=MatchSettings(query_retry_tolerance_frames=4, query_retry_min_ratio=1.4)) as index:
+        assert index.match_samples(noise).song.path == "/s"
+
+
 def test_a_query_pair_is_likelier_an_indexed_pair_the_more_of_it_the_index_density_holds(index):
     """The query tells each pair's kind: made by the index's own density from the clip, or holding 2, 1 or 0 of
     the clip's peaks at index density; and its target's rank. The plan reads them in that order, on the grounds
@@ -404,6 +440,7 @@ def test_a_query_pair_is_likelier_an_indexed_pair_the_more_of_it_the_index_densi
     ones. Counted over clips of every song at three offsets, a hit being the song's pair at the clip's offset
     ± 1 frame."""
     from landmark.fingerprint import INDEX_STYLE, PAIR_KINDS, fingerprint
+    from landmark.hashes import unpack
 
     settings = index.fingerprint_settings
     clip_frames = 5 * 8000 // settings.hop_size
@@ -419,6 +456,11 @@ def test_a_query_pair_is_likelier_an_indexed_pair_the_more_of_it_the_index_densi
                      for h, f in zip(query.hashes.tolist(), query.anchor_frames.tolist())]
             kinds.append(query.pair_kind)
             ranks.append(query.target_rank)
+            # an anchor's targets are ranked 0, 1, 2, ... in the order it pairs them
+            anchor_ids = query.anchor_frames.astype(np.int64) << 16 | unpack(query.hashes)[0].astype(np.int64)
+            firsts = np.flatnonzero(np.r_[True, np.diff(anchor_ids) != 0])
+            ordinal = np.arange(anchor_ids.size) - np.repeat(firsts, np.diff(np.r_[firsts, anchor_ids.size]))
+            assert np.array_equal(query.target_rank, ordinal)
     kind, rank, hit = np.concatenate(kinds), np.concatenate(ranks), np.array(hits)
     rates = [hit[kind == k].mean() for k in range(PAIR_KINDS)]
     assert (kind == INDEX_STYLE).sum() > 1000

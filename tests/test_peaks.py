@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from landmark import fingerprint as fingerprint_module
 from landmark.fingerprint import extract_peaks
@@ -41,11 +42,18 @@ def test_query_density_is_higher_than_index_density():
     assert query_frames.size > 2 * index_frames.size
 
 
-def test_block_processing_gives_the_same_peaks_as_one_block(monkeypatch):
-    signal = rendered(5, 40.0, 8000)
-    whole = extract_peaks(signal, CONFIG, CONFIG.index)
-    monkeypatch.setattr(fingerprint_module, "BLOCK_S", 7.0)
-    blocked = extract_peaks(signal, CONFIG, CONFIG.index)
+@pytest.mark.parametrize(("seed", "tight", "block_s"), [(5, False, 7.0), (2, False, 2.0), (1, True, 2.0),
+                                                      (1, True, 7.0)])
+def test_block_processing_gives_the_same_peaks_as_one_block(monkeypatch, seed, tight, block_s):
+    """Each block reads its neighbours' frames as far as a peak's background and rank reach: peaks near a block's
+    edge rank as in one pass (a tight budget, one peak a block and band, shows a rank that differs)."""
+    from landmark.settings import Density
+
+    density = Density(4.0, 2, 5, 5) if tight else CONFIG.index
+    signal = rendered(seed, 40.0, 8000)
+    whole = extract_peaks(signal, CONFIG, density)
+    monkeypatch.setattr(fingerprint_module, "BLOCK_S", block_s)
+    blocked = extract_peaks(signal, CONFIG, density)
     np.testing.assert_array_equal(whole[0], blocked[0])
     np.testing.assert_array_equal(whole[1], blocked[1])
 
@@ -75,8 +83,10 @@ def test_a_held_partial_outranks_a_brief_peak_of_equal_height():
     one ranks higher, its background being quieter."""
     import dataclasses
 
-    from landmark.peaks import candidate_peaks, prominence_db
+    from landmark.peaks import candidate_peaks, prominence_db, select_peaks
+    from landmark.settings import Density
 
+    one_a_band = Density(4.0, 2, 5, 5)  # 4 a second over 4 bands: one peak a block and band
     spectrogram_db = np.zeros((80, CONFIG.fft_size // 2 + 1), np.float32)
     spectrogram_db[20:60, 60] = 30.0  # held for 40 frames
     spectrogram_db[40, 100] = 30.0  # one frame
@@ -88,3 +98,6 @@ def test_a_held_partial_outranks_a_brief_peak_of_equal_height():
         brief = rank[(bins == 100) & (frames == 40)]
         assert held.size == 1 and brief.size == 1
         assert (held[0] > brief[0] + 3.0) == held_wins
+        at_40 = frames == 40  # both in one block and band: the budget keeps the better ranked
+        _, kept_bins = select_peaks(frames[at_40], bins[at_40], rank[at_40], config, one_a_band)
+        assert kept_bins.tolist() == [60 if held_wins else 100]

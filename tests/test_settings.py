@@ -35,6 +35,8 @@ def test_unknown_names_and_wrong_types_are_refused_with_the_name():
         MatchSettings().with_values({"fanout": 3})
     with pytest.raises(SettingsError, match="min_score must be a number, not \"high\""):
         MatchSettings(min_score="high")  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match="min_score must be a number, not true"):
+        MatchSettings(min_score=True)  # a bool is an int to Python, not a score
     with pytest.raises(SettingsError, match="bit layout"):
         FingerprintSettings(max_delta_frames=64)  # Δt has 6 bits in a hash
     with pytest.raises(SettingsError, match="max_freq_hz"):
@@ -65,6 +67,7 @@ def test_a_setting_that_would_make_every_clip_fail_is_refused_not_blamed_on_the_
     for values, complaint in (({"query": {"fanout": 0}}, "query: need peaks_per_s > 0, fanout >= 1"),
                               ({"query": {"peaks_per_s": -5}}, "query: need peaks_per_s > 0"),
                               ({"query": {"neighbourhood_bins": -1}}, "neighbourhood_frames >= 0"),
+                              ({"query": {"neighbourhood_frames": -1}}, "neighbourhood_frames >= 0"),
                               ({"max_query_s": 0, "min_duration_s": 0}, "max_query_s must be more than 0"),
                               ({"max_query_s": 0.5}, "max_query_s (0.5 s) must be at least min_duration_s (1 s)"),
                               ({"min_duration_s": 40}, "max_query_s (30 s) must be at least min_duration_s (40 s)"),
@@ -76,6 +79,7 @@ def test_a_setting_that_would_make_every_clip_fail_is_refused_not_blamed_on_the_
         with pytest.raises(SettingsError) as refused:
             MatchSettings().with_values(values)
         assert complaint in str(refused.value), (values, str(refused.value))
+    assert MatchSettings(max_query_s=5.0, min_duration_s=5.0).max_query_s == 5.0  # as long as the least: enough
     with pytest.raises(SettingsError, match="need peaks_per_s > 0"):
         FingerprintSettings(index=Density(0.0, 3, 3, 3))
     unbounded = FingerprintSettings(dynamic_range_db=float("inf"))

@@ -38,9 +38,10 @@ def align_postings(query_hashes, query_frames, posting_hashes, posting_songs, po
                 max_size=300), st.integers(0, 2), st.booleans())
 @example([(1, 5, 7, 0.5), (1, 5, 7, 3.0), (1, 6, 7, 1.0)], 0, False)  # an anchor's votes of two weights in one bin
 @example([(1, 5, 7, 0.5), (1, 5, 7, 3.0), (1, 6, 7, 1.0)], 0, True)
+@example([(1, 0, 0, 0.5), (1, 1, 0, 0.5)], 0, True)  # two windows of one score
 def test_best_alignment_scores_equal_a_brute_force_sum(votes, tolerance, packed):
     """Both ways of finding each anchor's heaviest vote: the packed sort key, and the argsort taken when the key
-    would not fit in 63 bits."""
+    would not fit in 63 bits. A song's best Δt is the earliest of its windows of the best score."""
     from landmark import vote
 
     vote.PACKED_KEY_BITS = 63 if packed else 0
@@ -54,8 +55,10 @@ def test_best_alignment_scores_equal_a_brute_force_sum(votes, tolerance, packed)
     assert song_ids.tolist() == sorted(expected)
     assert np.allclose(scores, [expected[s] for s in song_ids.tolist()])
     for song, delta, score in zip(song_ids.tolist(), best_deltas.tolist(), scores.tolist()):
-        window = sum(per_bin.get((song, delta + k), 0.0) for k in range(-tolerance, tolerance + 1))
-        assert np.isclose(window, score)  # the reported Δt really has the reported score
+        windows = {at: sum(per_bin.get((song, at + k), 0.0) for k in range(-tolerance, tolerance + 1))
+                   for bin_song, at in per_bin if bin_song == song}
+        assert np.isclose(windows[delta], score)  # the reported Δt really has the reported score
+        assert delta == min(at for at, window in windows.items() if np.isclose(window, score))  # the earliest
 
 
 def test_rank_finds_the_song_whose_hashes_line_up():
@@ -115,6 +118,13 @@ def test_other_offsets_are_the_heaviest_windows_clear_of_those_taken(votes, tole
         assert candidate.other_delta_frames == tuple(taken[1:])
 
 
+def test_a_hash_weighs_by_its_postings_against_the_size_of_the_library():
+    """log2(1 + K / postings), K = `rare_hash_scale` (0.75) × songs: a hash stored once among 4 songs weighs 2, one
+    stored 3 times 1; in a library ten times as large, the same counts weigh more."""
+    assert hash_weights(np.array([1, 3]), 4, MatchSettings()) == pytest.approx([2.0, 1.0])
+    assert hash_weights(np.array([1, 3]), 40, MatchSettings()) == pytest.approx(np.log2([31.0, 11.0]))
+
+
 def test_rare_aligned_hashes_outweigh_many_common_ones():
     """Song 1 lines up on 40 hashes every song holds, song 2 on 15 hashes only it holds: song 2 is the match
     (by raw count it would lose)."""
@@ -151,6 +161,7 @@ def test_no_match_below_the_score_the_margin_or_the_ratio():
     config = MatchSettings(min_score=6, min_margin=5, min_ratio=1.4)  # thresholds given explicitly: this tests the rule
     assert decide([], config) is None
     assert decide([Candidate(1, 5, 0)], config) is None  # too few
+    assert decide([Candidate(1, 6, 0)], config).song_id == 1  # the least score a match may have
     assert decide([Candidate(1, 20, 0), Candidate(2, 16, 3)], config) is None  # too close to the runner-up
     assert decide([Candidate(1, 10, 0), Candidate(2, 6, 3)], config) is None  # 1.67×, but a lead of 4 only
     assert decide([Candidate(1, 11, 0), Candidate(2, 6, 3)], config).song_id == 1  # a lead of 5
@@ -187,6 +198,9 @@ def test_a_query_casting_too_many_votes_is_cut_at_the_budget_by_whole_postings()
                       MatchSettings(max_votes=25))
     assert votes.songs.tolist() == [1] * 10 + [2] * 10  # each posting casts 10 votes: a third would pass 25
     assert sorted(votes.deltas[:10].tolist()) == list(range(91, 101))
+    votes = vote.join(query, np.zeros(4, np.int64), np.array([1, 2, 3, 4]), np.array([100, 200, 300, 400]), 4,
+                      MatchSettings(max_votes=20))
+    assert votes.songs.tolist() == [1] * 10 + [2] * 10  # two postings fill the budget exactly: both kept
 
 
 def test_a_query_pairs_likelihood_falls_with_fewer_peaks_at_index_density_a_later_target_and_a_shifted_delta():
