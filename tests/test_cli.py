@@ -90,6 +90,7 @@ def test_bad_inputs_get_one_line_each_and_the_batch_goes_on(library_dir, built_i
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("lmprint: ")]
     assert len(errors) == len(names) + 1  # one line per bad file, then the summary
+    assert errors[-1] == f"lmprint: {len(names)} of {len(names) + 1} queries failed"
     assert "too short" in result.stderr and "silent" in result.stderr and "no such file" in result.stderr
     answers = [json.loads(line) for line in result.stdout.splitlines()]  # one line per query, in order
     assert [a["query"] for a in answers] == [str(tmp_path / n) for n in names] + [str(good)]
@@ -388,7 +389,10 @@ def test_remove_refuses_a_title_several_songs_share_and_dry_run_removes_nothing(
     write(twin / "song2.flac", rendered(2, 20.0, 22050) * 0.5, 22050)  # other content, the same title
     run_cli("add", twin, db=db, check=True)
     refused = run_cli("remove", "song2", db=db)
-    assert refused.returncode == 1 and "names 2 songs" in refused.stderr and "--all" in refused.stderr
+    ids = sorted(song["id"] for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout
+                                             .splitlines()) if song["title"] == "song2")
+    assert refused.returncode == 1 and refused.stderr == (
+        f"lmprint: song2: names 2 songs (ids {ids[0]}, {ids[1]}); give an id or path, or --all\n")
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == len(FORMATS) + 1  # nothing removed
     dry = run_cli("remove", "--all", "--dry-run", "song2", db=db, check=True)
     assert dry.stdout.count("would remove") == 2
@@ -581,6 +585,42 @@ def test_prune_keeps_the_songs_of_a_library_folder_that_is_missing_or_empty(libr
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 1
 
 
+def test_a_folder_removed_whose_songs_copy_outside_holds_other_music_now_removes_the_song(library_dir, tmp_path):
+    """A song is named by its copy outside a removed folder only while the copy holds the song's bytes: one
+    overwritten with other music since is forgotten with the song."""
+    music = tmp_path / "music"
+    for folder in ("old", "other"):
+        (music / folder).mkdir(parents=True)
+    shutil.copy(library_dir / "song5.opus", music / "old" / "five.opus")
+    shutil.copy(library_dir / "song5.opus", music / "other" / "five.opus")
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
+    shutil.copy(library_dir / "song3.mp3", music / "other" / "five.opus")  # the copy holds other music now
+    removed = run_cli("remove", music / "old", db=db, check=True).stdout.splitlines()
+    assert [line.split("\t")[0] for line in removed] == ["removed 1", "forgot copy"], removed
+    assert run_cli("list", db=db, check=True).stdout == ""
+
+
+def test_prune_keeps_a_file_added_by_name_and_a_copy_whose_drive_is_not_mounted(library_dir, tmp_path):
+    """A file given to `add` by its name records its folder as a folder given does: that drive unmounted, its song
+    is kept. A song's copy on an unmounted drive is kept as its copy, not forgotten."""
+    db = tmp_path / "index.db"
+    for drive in ("internal", "usb"):
+        (tmp_path / drive / "Music").mkdir(parents=True)
+        shutil.copy(library_dir / "song1.flac", tmp_path / drive / "Music" / "one.flac")
+    shutil.copy(library_dir / "song2.ogg", tmp_path / "usb" / "Music" / "two.ogg")
+    run_cli("add", tmp_path / "internal" / "Music", db=db, check=True)
+    run_cli("add", tmp_path / "usb" / "Music" / "one.flac", tmp_path / "usb" / "Music" / "two.ogg", db=db, check=True)
+    shutil.rmtree(tmp_path / "usb" / "Music")
+    pruned = run_cli("prune", db=db)
+    assert pruned.returncode == 1 and pruned.stdout == "", pruned.stdout
+    assert pruned.stderr.splitlines()[0].startswith(f"lmprint: {tmp_path / 'usb' / 'Music'} is missing or empty")
+    songs = {song["title"]: song for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout
+                                                 .splitlines())}
+    assert sorted(songs) == ["one", "two"]
+    assert songs["one"]["copies"] == [str(tmp_path / "usb" / "Music" / "one.flac")]
+
+
 def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_while_either_is_there(
         library_dir, tmp_path):
     """A library's commonest duplicate: one file copied into a second folder. It is one song (indexed once); the
@@ -609,8 +649,8 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
     assert sorted(entry["copy"] for group in groups for entry in group) == [False, False, True, True]
     recordings = [json.loads(line)["files"] for line in run_cli("list", "--recordings", "--json", db=db, check=True)
                   .stdout.splitlines()]
-    assert sorted(sorted(entry["path"] for entry in group) for group in recordings) == sorted(
-        sorted(entry["path"] for entry in group) for group in groups)
+    assert sorted(sorted((entry["path"], entry["copy"]) for entry in group) for group in recordings) == sorted(
+        sorted((entry["path"], entry["copy"]) for entry in group) for group in groups)  # the same files, copies alike
 
     plain = {song["path"]: song["copies"] for song in
              map(json.loads, run_cli("list", "--json", db=db, check=True).stdout.splitlines())}
@@ -987,6 +1027,9 @@ def test_names_with_tabs_line_breaks_and_escapes_keep_the_text_output_one_line_a
     listed = run_cli("list", db=db, check=True).stdout.splitlines()
     assert len(listed) == 2 and all(len(line.split("\t")) == 4 for line in listed), listed
     assert listed[0].endswith("a\\ttabbed title\t" + str(music) + "/two\\nlines \\x1b[31mred.flac"), listed
+    songs = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    assert [line.split("\t")[:2] for line in listed] == [[str(song["id"]), f"{song['duration_s']:7.1f} s"]
+                                                          for song in songs] == [["1", "   40.0 s"], ["2", "   40.0 s"]]
     found = run_cli("match", clip_file(tmp_path, 2, 6.0), db=db, check=True).stdout
     assert found.count("\n") == 1 and "\x1b" not in found and "a\\ttabbed title" in found, found
     as_json = json.loads(run_cli("match", "--json", clip_file(tmp_path, 2, 6.0), db=db, check=True).stdout)

@@ -25,6 +25,7 @@ from bench.audio_io import write  # noqa: E402
 from bench.serve_load import wav_bytes  # noqa: E402
 from landmark import Index, audio  # noqa: E402
 from landmark.segments import folder_of  # noqa: E402
+from lmprint.errors import LmprintError  # noqa: E402
 from lmprint.serve import ServeSettings, Upload, create_app  # noqa: E402
 from tests.conftest import SYNTH_RATE, children_of, rendered, run_cli  # noqa: E402
 
@@ -219,23 +220,33 @@ def test_a_full_pool_answers_503_with_retry_after(built_index, tmp_path, monkeyp
     assert first["r"].status_code == 200 and first["r"].json()["match"]["path"] == song.path
 
 
-def test_uploads_being_read_count_against_the_queue(built_index):
-    """Two slow clients each send part of a large upload: with one worker and one place in the queue, a third is
-    turned away before its body is read, so a server holds at most `workers + queue` uploads in memory."""
-    app = create_app(lambda: Index(built_index), ServeSettings(workers=1, queue=1))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_uploads_being_read_count_against_the_queue(built_index, workers):
+    """Slow clients each send part of a large upload: with one place in the queue, the client after `workers + 1`
+    of them is turned away before its body is read, so a server holds at most `workers + queue` uploads in
+    memory."""
+    app = create_app(lambda: Index(built_index), ServeSettings(workers=workers, queue=1))
 
-    async def three_clients():
+    async def clients():
         ended = asyncio.Event()
         slow = [asyncio.create_task(asgi_post(app, "/match", {}, body_of(*[bytes(1 << 20)] * 3, then=ended)))
-                for _ in range(2)]
-        await asyncio.sleep(0.2)  # both are reading their uploads now
-        third = await asyncio.wait_for(asgi_post(app, "/match", {}, body_of(b"RIFF", b"RIFF")), 10)
+                for _ in range(workers + 1)]
+        await asyncio.sleep(0.2)  # all are reading their uploads now
+        next_one = await asyncio.wait_for(asgi_post(app, "/match", {}, body_of(b"RIFF", b"RIFF")), 10)
         ended.set()
-        return third, await asyncio.gather(*slow)
+        return next_one, await asyncio.gather(*slow)
 
-    (status, headers), slow = asyncio.run(three_clients())
+    (status, headers), slow = asyncio.run(clients())
     assert status == 503 and headers["retry-after"] == "1"
-    assert [status for status, _ in slow] == [400, 400]  # they went away before their uploads were whole
+    assert [status for status, _ in slow] == [400] * (workers + 1)  # they went away before their uploads were whole
+
+
+def test_an_upload_of_exactly_the_cap_is_read_and_a_byte_more_is_not(built_index):
+    with client_for(built_index, max_upload_bytes=10_000) as client:
+        assert client.post("/match", content=b"not audio" + bytes(10_000 - 9)).status_code == 422
+        assert client.post("/match", content=b"not audio" + bytes(10_001 - 9)).status_code == 413
+    app = create_app(lambda: Index(built_index), ServeSettings(max_upload_bytes=10_000))  # sent in parts, unsized
+    assert asyncio.run(asgi_post(app, "/match", {}, body_of(b"not audio", bytes(5000), bytes(10_000 - 5009))))[0] == 422
 
 
 async def asgi_post(app, path: str, headers: dict, receive) -> tuple[int, dict]:
@@ -576,10 +587,16 @@ def test_adding_needs_allow_add_and_the_token_and_then_the_song_matches(built_in
     upload = {"file": ("new song.flac", new_song.read_bytes())}
     with client_for(db) as read_only:
         assert read_only.post("/songs", files=upload).status_code == 403
+    for token in (None, ""):  # adding for anyone is never a default
+        with pytest.raises(LmprintError, match="--allow-add needs a token"):
+            create_app(lambda: Index(db), ServeSettings(allow_add=True, token=token))
     with client_for(db, allow_add=True, token="s3cret") as client:
         assert client.post("/songs", files=upload).status_code == 401
         assert client.post("/songs", files=upload, headers={"authorization": "Bearer wrong"}).status_code == 401
         assert client.post("/songs", files=upload, headers={"authorization": "s3cret"}).status_code == 401
+        for near in ("S3CRET", "s3cre", "s3cretX"):  # the token is compared whole, and as it is
+            assert client.post("/songs", content=b"x", headers={"authorization": f"Bearer {near}"}).status_code == 401
+        assert client.post("/songs", content=b"x", headers={"authorization": "bearer s3cret"}).status_code == 422
         added = client.post("/songs", files=upload, headers={"authorization": "Bearer s3cret"})
         assert added.status_code == 200 and added.json()["added"] == 1
         found = client.post("/match", content=clip_bytes(added.json()["path"], 10.0, 5.0, tmp_path)).json()
@@ -830,11 +847,21 @@ def test_a_form_upload_is_read_whatever_the_case_of_its_content_type(client, bui
 
 
 def test_the_listen_socket_refuses_a_stream_without_its_rate_a_text_frame_and_an_oversized_chunk(client):
-    for hello in ('{"hello": 1}', '{"sample_rate": 1e999}', '{"sample_rate": "fast"}', "[]"):
+    from starlette.websockets import WebSocketDisconnect
+
+    for hello in ('{"hello": 1}', '{"sample_rate": 1e999}', '{"sample_rate": "fast"}', "[]", '{"sample_rate": 7999}',
+                  '{"sample_rate": 192001}'):
         with client.websocket_connect("/listen") as socket:
             socket.send_text(hello)
             assert socket.receive_json() == {
                 "event": "error", "error": 'send {"sample_rate": HZ} first, HZ from 8000 to 192000'}, hello
+            with pytest.raises(WebSocketDisconnect) as closed:
+                socket.receive_json()
+            assert closed.value.code == 1003  # refused for what it sent
+    for rate in (8000, 192000):
+        with client.websocket_connect("/listen") as socket:
+            socket.send_json({"sample_rate": rate})
+            assert socket.receive_json() == {"event": "listening"}
     with client.websocket_connect("/listen") as socket:
         pass  # gone before its hello
     assert client.get("/health").json()["status"] == "ok"
@@ -847,8 +874,14 @@ def test_the_listen_socket_refuses_a_stream_without_its_rate_a_text_frame_and_an
     with client.websocket_connect("/listen") as socket:
         socket.send_json({"sample_rate": 8000})
         socket.receive_json()
-        socket.send_bytes(np.zeros(8000 * 60, "<f4").tobytes())  # a minute in one message
-        assert "at most" in socket.receive_json()["error"]
+        socket.send_bytes(np.zeros(int(8000 * 3.5), "<f4").tobytes())  # 3.5 s in one message: taken
+        socket.send_text("hello")  # (the chunk's own refusal would come first)
+        assert socket.receive_json() == {"event": "error", "error": "send audio as binary frames"}
+    with client.websocket_connect("/listen") as socket:
+        socket.send_json({"sample_rate": 8000})
+        socket.receive_json()
+        socket.send_bytes(np.zeros(int(8000 * 4.5), "<f4").tobytes())  # 4.5 s in one message
+        assert socket.receive_json() == {"event": "error", "error": "a chunk holds at most 4 s of audio"}
     with client.websocket_connect("/listen") as socket:
         socket.send_json({"sample_rate": 8000})
         socket.receive_json()
