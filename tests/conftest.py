@@ -118,6 +118,14 @@ def all_gone(pids: list[int], within_s: float) -> bool:
     return not any(map(running, pids))
 
 
+def read_only_folder(monkeypatch, folder) -> None:
+    """Let no process write in `folder`, as a read-only mount does: `os.access` says so (run as root, the tests
+    could otherwise write anywhere)."""
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (mode != os.W_OK or os.fspath(path) != str(folder))
+                        and writable(path, mode, **kw))
+
+
 def run_cli(*args, db=None, check=False, env=None, input=None):
     """Run `lmprint` in this process, as a user's shell would (click's CliRunner): a result with `returncode`,
     `stdout` and `stderr`, like a finished process."""

@@ -23,7 +23,16 @@ from landmark import Index, audio
 from landmark.batch import fingerprint_song
 from lmprint.catalogue import Catalogue
 from lmprint.errors import AudioError, IndexFileError, LmprintError
-from tests.conftest import SYNTH_RATE, all_gone, children_of, rendered, run_cli, run_cli_process, write_surround_flac
+from tests.conftest import (
+    SYNTH_RATE,
+    all_gone,
+    children_of,
+    read_only_folder,
+    rendered,
+    run_cli,
+    run_cli_process,
+    write_surround_flac,
+)
 
 
 @pytest.fixture(scope="module")
@@ -303,9 +312,7 @@ def test_an_index_in_a_read_only_folder_answers_queries_and_refuses_changes_in_o
     shutil.copy(built_index, media / "i.db")
     if folder_of(built_index).is_dir():
         shutil.copytree(folder_of(built_index), folder_of(media / "i.db"))
-    writable = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (mode != os.W_OK or os.fspath(path) != str(media))
-                        and writable(path, mode, **kw))
+    read_only_folder(monkeypatch, media)
     before = sorted(os.listdir(media))
     song = sorted(library_dir.iterdir())[2]
     with Index(media / "i.db") as index:
@@ -357,17 +364,34 @@ def test_a_dry_run_of_prune_on_a_read_only_index_exits_as_the_run_would(tmp_path
         write(music / f"song{seed}.flac", rendered(seed, 15.0, SYNTH_RATE), SYNTH_RATE)
     run_cli("add", music, db=media / "i.db", check=True)
     (music / "song1.flac").unlink()
-    writable = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (mode != os.W_OK or os.fspath(path) != str(media))
-                        and writable(path, mode, **kw))
+    read_only_folder(monkeypatch, media)
     run = run_cli("prune", db=media / "i.db")
     assert run.returncode == 1 and "read-only folder" in run.stderr, run.stderr
     dry = run_cli("prune", "--dry-run", db=media / "i.db")
     assert dry.returncode == 1, dry.stderr
     assert f"would remove 1\t{music / 'song1.flac'}" in dry.stdout
     assert "read-only folder" in dry.stderr.splitlines()[-1], dry.stderr
-    monkeypatch.setattr(os, "access", writable)
-    assert run_cli("prune", "--dry-run", db=media / "i.db").returncode == 0  # writable: the run would go through
+    monkeypatch.undo()  # writable again: the run would go through
+    assert run_cli("prune", "--dry-run", db=media / "i.db").returncode == 0
+
+
+def test_an_empty_log_made_by_another_opener_is_no_change_to_a_read_only_reader(tmp_path, monkeypatch):
+    """Another process merely opening the file makes an empty -wal: a read-only reader's read that overlaps it
+    holds, where a log with content is a change."""
+    media = tmp_path / "media"
+    media.mkdir()
+    with Catalogue(media / "i.db", create=True) as writer, writer.write():
+        writer.add_song("/a.flac", "a", 10.0, "sha-a")
+    assert not (media / "i.db-wal").exists()  # closed: the log folded in and gone
+    read_only_folder(monkeypatch, media)
+    reader = Catalogue(media / "i.db")
+    assert reader.immutable
+    songs = reader.song_count()
+    with reader.snapshot():
+        assert reader.song_count() == songs
+        (media / "i.db-wal").write_bytes(b"")
+    assert reader.song_count() == songs and reader.generation == 0 and reader.immutable
+    reader.close()
 
 
 def test_a_log_file_of_another_user_is_named_with_its_owner(tmp_path, monkeypatch):
@@ -427,9 +451,7 @@ def test_a_read_only_reader_survives_a_writer_closing_and_never_mixes_two_versio
     media = tmp_path / "media"
     media.mkdir()
     shutil.copy(built_index, media / "i.db")
-    writable = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (mode != os.W_OK or os.fspath(path) != str(media))
-                        and writable(path, mode, **kw))
+    read_only_folder(monkeypatch, media)
     reader = Catalogue(media / "i.db")
     assert reader.immutable
     songs = reader.song_count()
@@ -583,6 +605,34 @@ def test_a_writer_waiting_for_another_says_so_once_and_goes_on_when_it_is_done(l
     assert result.returncode == 0, result.stderr
     assert result.stderr.count(f"lmprint: {db}: waiting for another process that is writing to it\n") == 1
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 1
+
+
+def test_a_writer_that_waits_less_than_the_notice_time_says_nothing(tmp_path):
+    """Locks are met all the time and most are brief: only a wait past `WAIT_NOTICE_S` is worth a line."""
+    import logging
+
+    from lmprint.catalogue import WAIT_NOTICE_S
+
+    path = tmp_path / "i.db"
+    Catalogue(path, create=True).close()
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("lmprint").addHandler(handler)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        with Catalogue(path) as catalogue:
+            holder.execute("BEGIN IMMEDIATE")
+            release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+            started = time.monotonic()
+            release.start()
+            with catalogue.write():
+                waited = time.monotonic() - started
+            release.join()
+    finally:
+        logging.getLogger("lmprint").removeHandler(handler)
+        holder.close()
+    assert 0.3 <= waited < WAIT_NOTICE_S and said == []
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from landmark.settings import Density, FingerprintSettings, MatchSettings
 from landmark.store import SongPostings, all_postings
 from lmprint.catalogue import SCHEMA_VERSION, UPGRADABLE_FROM
 from lmprint.errors import IndexFileError, NoIndex
+from tests.conftest import read_only_folder
 
 
 def Store(path, create=False, **settings):
@@ -412,9 +413,7 @@ def test_a_file_a_newer_lmprint_wrote_since_it_was_opened_is_refused_not_misread
     with sqlite3.connect(old) as conn:
         conn.execute("DROP TABLE peaks")
         conn.execute("PRAGMA user_version=3")
-    writable = os.access
-    monkeypatch.setattr(os, "access", lambda where, mode, **kw: (mode != os.W_OK or os.fspath(where) != str(tmp_path))
-                        and writable(where, mode, **kw))
+    read_only_folder(monkeypatch, tmp_path)
     with Store(old) as index:
         assert index.catalogue.read_only and index.catalogue.schema_version == 3
         assert index.peaks.get([1, 2]) == {} and index.stats()["peaks_bytes"] == 0
@@ -1649,3 +1648,155 @@ def test_compacting_after_an_add_is_skipped_while_another_process_writes(tmp_pat
     assert [song.id for song in store.catalogue.songs()] == [song_id]
     assert store.catalogue.busy_timeout_s == 60.0  # as it was, and so is the connection's
     assert store.catalogue.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 60_000
+
+
+def test_every_segment_holds_twice_all_newer_ones_and_a_merge_takes_the_oldest_outgrown_at_once(tmp_path, monkeypatch):
+    """Segments stay in a geometric series: each holds `MERGE_RATIO` times all newer ones together, and the merge
+    that restores it takes the oldest outgrown segment and every newer one in one write (each posting is then
+    rewritten about log(n) times, not once per seal)."""
+    written = []
+    write = segments.write
+
+    def recorded(*given):
+        result = write(*given)
+        written.append(result[1])
+        return result
+
+    monkeypatch.setattr(segments, "write", recorded)
+    _small_sealing(monkeypatch)  # tail 100, ratio 2: each 120-posting song is a segment of its own
+    store = Store(tmp_path / "i.db", create=True)
+    history = []
+    for number, (hashes, frames) in enumerate(_random_songs(4, 7)):
+        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
+        sizes = [postings for _, postings in store.postings._listed()]
+        history.append(sizes)
+        assert all(sizes[i] >= 2 * sum(sizes[i + 1:]) for i in range(len(sizes) - 1)), history
+    assert history[3] == [480] and history[-1] == [840], history
+    # [120] [240] [240, 120], then [240, 120, 120]: all three merged at once into [480]
+    assert written[:6] == [120, 120, 240, 120, 120, 480], written
+
+
+def test_segments_are_listed_in_the_order_they_were_written_whatever_their_names(tmp_path, monkeypatch):
+    import itertools
+    import secrets
+
+    _small_sealing(monkeypatch)
+    names = (f"{n:016x}" for n in itertools.count(0xFFFF, -1))  # each name sorts before the one before it
+    monkeypatch.setattr(secrets, "token_hex", lambda n: next(names))
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    for number, (hashes, frames) in enumerate(_random_songs(4, 3)):
+        insert(store, f"/{number}", f"sha-{number}", hashes, frames)
+    listed = store.postings._listed()
+    assert [postings for _, postings in listed] == [240, 120]  # the first two merged, the third newer
+    opened = [segments.Segment(segments.folder_of(path) / name) for name, _ in listed]
+    assert opened[0].end_frame <= opened[1].first_frame
+    for segment in opened:
+        segment.close()
+
+
+def test_the_tail_is_sealed_and_then_holds_one_hash_a_row_at_exactly_their_thresholds(tmp_path, monkeypatch):
+    _small_sealing(monkeypatch, one_hash_from=240, tail=240)
+    store = Store(tmp_path / "i.db", create=True)
+    songs = _random_songs(5, 2)  # 120 postings each
+    insert(store, "/0", "sha-0", *songs[0])
+    assert store.postings.stats()["segments"] == 0 and store.postings._tail_postings() == 120
+    insert(store, "/1", "sha-1", *songs[1])  # 240: exactly `TAIL_POSTINGS`, and the segments `ONE_HASH_TAIL_FROM`
+    assert store.postings.stats()["segments"] == 1 and store.postings._tail_postings() == 0
+    assert store.postings.stats()["hashes_per_row"] == 1
+
+
+def test_a_removal_keeps_the_sealed_songs_timeline_without_the_removed_song(tmp_path, monkeypatch):
+    """Readers locate a sealed posting's song through the kept timeline (one blob); a removal rewrites it without
+    the song. Left with the song in it, it no longer matches the songs' rows, and every reader reads every row."""
+    _small_sealing(monkeypatch, tail=300)
+    monkeypatch.setattr("landmark.library.COMPACT_AFTER_CHANGE", 2.0)  # no compaction: the blob as the removal left it
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    for number, song in enumerate(_random_songs(5, 4)):  # sealed at the third song
+        insert(store, f"/{number}", f"sha-{number}", *song)
+    store.remove([2])
+    kept = Store(path).postings._sealed_timeline()
+    assert kept is not None and kept[1][:, 2].tolist() == [1, 3]
+
+
+def test_a_late_seal_counts_its_rows_from_its_own_start(tmp_path, monkeypatch):
+    """A segment's gaps count from its base frame, the timeline's sealed end: counted from frame 0, a segment past
+    2^20 frames would begin each row with an escape of three words."""
+    _small_sealing(monkeypatch, tail=240, ratio=0)  # never merged: each seal stays a segment of its own
+    rng = np.random.default_rng(3)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    for number in range(6):  # 300,000 frames a song: the third segment starts past 2^20 frames
+        insert(store, f"/{number}", f"sha-{number}", rng.integers(0, 1 << 21, 120, dtype=np.uint32),
+               np.sort(rng.integers(0, 300_000, 120)).astype(np.uint32))
+    listed = store.postings._listed()
+    assert len(listed) == 3
+    last = segments.Segment(segments.folder_of(path) / listed[-1][0])
+    assert 1 << 20 <= last.base_frame <= last.first_frame
+    assert last.words.size == last.postings == 240  # a word a posting: no escapes
+    last.close()
+
+
+def test_compacting_an_index_of_one_segment_and_no_removal_rewrites_nothing(tmp_path, monkeypatch):
+    _small_sealing(monkeypatch)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    for number, song in enumerate(_random_songs(5, 3)):
+        insert(store, f"/{number}", f"sha-{number}", *song)
+    store.postings.compact()
+    files = _segment_files(path)
+    assert len(files) == 1
+    store.postings.compact()  # nothing removed since, one segment: nothing to do
+    assert _segment_files(path) == files
+
+
+def test_stats_count_the_segments_beside_the_file(tmp_path, monkeypatch):
+    _small_sealing(monkeypatch, one_hash_from=10_000, tail=300)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    for number, song in enumerate(_random_songs(5, 4)):  # a segment of 360, and 120 in the tail
+        insert(store, f"/{number}", f"sha-{number}", *song)
+    on_disk = sum((segments.folder_of(path) / name).stat().st_size for name in _segment_files(path))
+    tail = store.catalogue.read("SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM postings")[0][0]
+    stats = store.stats()
+    assert on_disk > 0 and tail == 360
+    assert stats["segment_bytes"] == on_disk and stats["postings_bytes"] == tail + on_disk
+    assert stats["file_bytes"] == store.catalogue.file_bytes() + on_disk
+
+
+def test_a_schema_6_file_that_takes_zlib_peaks_becomes_the_current_version(tmp_path):
+    """An lmprint of schema 6 read peaks as LZMA2: a file it made, once it holds peaks in zlib, must be refused by
+    it as newer, not read as damaged."""
+    path = tmp_path / "i.db"
+    peaks = (np.arange(0, 400, 4), np.full(100, 40))
+    songs = _random_songs(3, 2)
+    with Store(path, create=True) as store:
+        insert(store, "/a", "sha-a", *songs[0], peaks)
+        assert store.postings.stats()["segments"] == 0 and store.catalogue.meta("tail_base_frame") is None
+        with store.catalogue.write():
+            store.catalogue.conn.execute("PRAGMA user_version=6")
+    with Store(path) as store:
+        assert store.catalogue.schema_version == 6
+        insert(store, "/b", "sha-b", *songs[1], peaks)  # into the tail: no seal, only the peaks' codec is new
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_peaks_not_sorted_by_frame_or_with_bin_0_are_refused():
+    with pytest.raises(ValueError, match="sorted by frame"):
+        encode_peaks(np.array([5, 3, 9]), np.array([10, 11, 12]))
+    with pytest.raises(ValueError, match="bins above 0"):
+        encode_peaks(np.array([3, 5, 9]), np.array([10, 0, 12]))
+    frames, bins = decode_peaks(encode_peaks(np.array([3, 5, 5, 900]), np.array([10, 11, 12, 13])))  # ties, a pause
+    assert frames.tolist() == [3, 5, 5, 900] and bins.tolist() == [10, 11, 12, 13]
+
+
+def test_a_removal_of_a_fifth_of_the_audio_left_compacts(tmp_path, monkeypatch):
+    """`COMPACT_AFTER_CHANGE`: a removal of a fifth of the audio left compacts the segments."""
+    _small_sealing(monkeypatch, ratio=0)  # merged only by compaction; each 120-posting song is a segment
+    store = Store(tmp_path / "i.db", create=True)
+    for n, song in enumerate(_random_songs(2, 6)):  # 10 s each
+        insert(store, f"/{n}", f"sha-{n}", *song)
+    assert store.postings.stats()["segments"] == 6
+    store.remove([6])  # 10 s of the 50 s left: exactly a fifth
+    assert store.postings.stats()["segments"] == 1
