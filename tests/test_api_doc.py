@@ -70,6 +70,10 @@ def test_the_api_page_runs_as_written(music_folder):
     assert sorted(song.title for song in names["songs"]) == ["01 harbour", "02 lantern", "02 lantern", "03 meadow",
                                                              "04 spare"]
     assert names["removed"] == [names["spare"][0].id] and names["figures"]["songs"] == 4
+    figures = names["figures"]
+    assert figures["file_bytes_per_audio_s"] == pytest.approx(figures["file_bytes"] / figures["duration_s"], rel=0.01)
+    assert said[4].splitlines()[-1] == f"4 songs, {figures['file_bytes_per_audio_s']} bytes a second of audio"
+    assert len(said[4].splitlines()) == 6  # the five songs listed before the removal, then the figures
     lantern = sorted(s.id for s in names["songs"] if s.title == "02 lantern")
     assert names["found"].recordings == [lantern]  # the FLAC and the MP3 of one recording
     heard = [line.split(": ", 1)[1] for line in said[6].splitlines()]

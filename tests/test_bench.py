@@ -693,3 +693,176 @@ def test_report_cells_print_figures_as_people_read_them():
 
     assert [cell(v) for v in (0.99259, 26.44, 999.4, 999.6, 12_345.6, None, 7)] == [
         "0.993", "26.4", "999", "1,000", "12,346", "–", "7"]
+
+
+def test_p95_is_the_95th_percentile_of_the_timed_clips():
+    from bench.metrics import Outcome, summarise
+    from bench.scale import size_figures
+
+    outcomes = [Outcome("clean_5s", True, f"s{i}", f"s{i}", 0.001 * (i + 1)) for i in range(20)]  # 1..20 ms
+    assert summarise(outcomes)["query_ms_p95"] == 19.05 and summarise(outcomes)["query_ms_p50"] == 10.5
+    assert size_figures(outcomes)["query_ms_p95"] == 19.05
+
+
+def test_the_startup_bench_passes_a_table_setting_by_its_dotted_name():
+    from bench.startup import set_options
+
+    assert set_options({"min_score": 5, "query": {"fanout": 10}}) == [
+        "--set", "min_score=5", "--set", "query.fanout=10"]
+
+
+def test_the_startup_bench_process_gets_a_table_setting(built_index, tmp_path):
+    from bench.startup import measure
+    from landmark import Index, audio
+    from lmprint.errors import LmprintError
+
+    with Index(built_index) as index:
+        song = index.catalogue.songs()[2]
+        clip = audio.load(song.path, SYNTH_RATE)[SYNTH_RATE * 6: SYNTH_RATE * 11]
+    write(tmp_path / "clip.wav", clip, SYNTH_RATE)
+    with pytest.raises(LmprintError, match="fanout"):  # refused by the process: the setting got there
+        measure(str(built_index), str(tmp_path / "clip.wav"), runs=1, settings={"query": {"fanout": 0}})
+
+
+def test_a_miss_is_not_a_wrong_song():
+    from bench.metrics import Outcome, summarise
+
+    outcomes = [Outcome("clean_5s", True, "a", "a", 0.01), Outcome("clean_5s", True, "b", None, 0.01),
+                Outcome("clean_5s", True, "c", "d", 0.01), Outcome("clean_5s", True, "e", "e", 0.01),
+                Outcome("unindexed_clean", False, "h", None, 0.01), Outcome("unindexed_clean", False, "i", "a", 0.01)]
+    figures = summarise(outcomes)
+    assert figures["wrong_match_rate"] == 0.25 and figures["recall"] == {"clean_5s": 0.5}
+    assert figures["false_match_rate"] == 0.5
+
+
+def test_each_figure_is_in_its_own_row_of_the_report():
+    from bench.report import markdown
+
+    keys = ("factor_right_as_recorded", "false_match_rate", "wrong_match_rate", "fingerprint_bytes_per_song",
+            "db_bytes_per_song", "db_bytes_per_audio_s", "index_x_realtime", "index_x_realtime_per_core",
+            "query_ms_p50", "query_ms_p95", "peak_rss_mb")
+    figures = {key: float(11 + n) for n, key in enumerate(keys)}  # each figure unlike every other
+    figures.update({"recall": {"clean_5s": 0.5}, "factor_right": {},
+                    "false_match_rate_by_condition": {"unindexed_speed": 0.125}})
+    table = markdown({"songs": 3, "indexed_songs": 2, "queries": 4, "seed": 0, "conditions": ["clean_5s"],
+                      "methods": {"landmark": figures}})
+    rows = dict(line.strip("|").split(" | ")[:2] for line in table.splitlines() if line.startswith("| "))
+    rows = {label.strip(): value.strip() for label, value in rows.items()}
+    assert rows["recall clean_5s"] == "0.5" and rows["false-match rate, sped-up clips"] == "0.125"
+    assert rows["query ms p50"] == "19" and rows["query ms p95"] == "20"  # query_ms_p50 = 19.0, p95 = 20.0
+    assert rows["wrong-song rate (indexed songs)"] == "13" and rows["false-match rate (songs not indexed)"] == "12"
+    assert rows["database bytes / s of audio"] == "16" and rows["peak memory MB (above the interpreter's start)"] == "21"
+
+
+def test_a_warp_is_right_against_the_conditions_own():
+    from bench.metrics import Outcome, summarise
+
+    outcomes = [Outcome("speed_+5%", True, "a", "a", 0.01, (1.05, 1.05)),
+                Outcome("speed_+5%", True, "e", "e", 0.01, (1.052, 1.052)),  # within 0.5 %
+                Outcome("speed_+5%", True, "b", "b", 0.01, (1.0, 1.0)),  # heard as recorded: wrong
+                Outcome("tempo_+8%", True, "c", "c", 0.01, (1.08, 1.0)),
+                Outcome("clean_5s", True, "d", "d", 0.01, (1.0, 1.0))]
+    figures = summarise(outcomes)
+    assert figures["factor_right"] == {"speed_+5%": 0.6667, "tempo_+8%": 1.0}
+    assert figures["factor_right_as_recorded"] == 1.0
+
+
+def test_a_sources_distractors_are_each_a_variant_of_their_own(monkeypatch):
+    import types
+
+    from bench import scale
+
+    used = []
+
+    def fake_distractor(frames, bins, settings, rng, variant):
+        used.append((int(frames[0]), variant))
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), (np.zeros(1, np.int64), np.zeros(1, np.int64))
+
+    class Catalogue:
+        count = 3
+
+        def song_count(self):
+            return self.count
+
+    index = types.SimpleNamespace(catalogue=Catalogue(), fingerprint_settings=None)
+    index.add_fingerprints = lambda batch: setattr(index.catalogue, "count", index.catalogue.count + len(batch))
+    monkeypatch.setattr(scale, "distractor", fake_distractor)
+    bases = [(np.array([source]), np.array([0]), 20.0) for source in range(3)]
+    scale.add_distractors(index, bases, 3 + 60, np.random.default_rng(0))
+    assert len(used) == 60
+    for source in range(3):
+        variants = [v for s, v in used if s == source]
+        assert len(variants) == 20 and len(set(variants)) == 20, source
+
+
+def test_insert_time_is_per_distractor_inserted(tmp_path, monkeypatch):
+    from bench import scale as scale_module
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for seed in range(8):
+        write(music / f"g{seed}.flac", rendered(seed + 90, 20.0, SYNTH_RATE), SYNTH_RATE)
+    real = scale_module.add_distractors
+    monkeypatch.setattr(scale_module, "add_distractors", lambda *a, **k: (real(*a, **k), 0.5)[1])  # 0.5 s a call
+    result = scale_module.scale(str(music), [5, 230], None, workdir=str(tmp_path), show_progress=False)
+    first, second = result["rows"]
+    assert second["insert_ms_per_distractor"] == round(1000 * 0.5 / (230 - first["songs"]), 2)
+    assert second["add_one_ms"] == 500.0
+
+
+def test_a_planted_cut_is_found_only_where_both_its_ends_are():
+    from bench.dedup import CUT_LENGTH_S, CUT_START_S, judge
+    from landmark.dedup import Duplicates, Overlap
+
+    cut = {"kind": "cut", "source": "a.flac", "path": "b.mp3"}
+    paths = {1: "a.flac", 2: "b.mp3"}
+    whole = Overlap(1, 2, CUT_START_S + 0.5, CUT_START_S + CUT_LENGTH_S - 0.5, 0.5, CUT_LENGTH_S - 0.5, 100)
+    half = Overlap(1, 2, CUT_START_S + 0.5, CUT_START_S + CUT_LENGTH_S / 2, 0.5, CUT_LENGTH_S / 2, 100)
+    assert judge([cut], Duplicates([], [whole]), paths)["found"] == 1
+    found = judge([cut], Duplicates([], [half]), paths)
+    assert found["found"] == 0 and len(found["other_parts"]) == 1
+
+
+def test_calibrate_counts_what_each_threshold_keeps_of_the_right_matches(tmp_path, monkeypatch):
+    import types
+
+    import landmark
+    from bench import calibrate, queries
+
+    for i in range(30):
+        (tmp_path / f"s{i:02d}.flac").write_bytes(b"x")
+    clips = ([queries.Query(f"h{i}", False, "unindexed_clean", 0.0, np.full(800, 0.1, np.float32)) for i in range(6)]
+             + [queries.Query(f"s{i}", True, "clean_5s", 0.0, np.full(800, 0.1, np.float32)) for i in range(4)])
+    monkeypatch.setattr(queries, "build", lambda *a, **k: clips)
+    # (right?, confidence, decided_by) of the indexed clips' matches, in order
+    answers = iter([(True, 0.995, "vote"), (True, 0.95, "vote"), (False, 0.999, "vote"), (True, 0.9999, "verified")])
+    evidence = iter([(1.0, 0.5), (2.0, 1.5), (3.0, 2.0), (4.0, 3.5), (5.0, 4.0), (6.0, 6.5)])
+
+    class FakeIndex:
+        sample_rate_hz = 8000
+
+        def __init__(self, *a, **k):
+            pass
+
+        def add(self, paths, jobs=1):
+            pass
+
+        def strongest_evidence(self, samples):
+            return next(evidence)
+
+        def match_samples(self, samples):
+            right, confidence, how = next(answers)
+            return types.SimpleNamespace(song=types.SimpleNamespace(path="s0" if right else "other"),
+                                         confidence=confidence, decided_by=how)
+
+        def close(self):
+            pass
+
+    # the clips of indexed songs are s0..s3, each "right" answer names its own song
+    clips[6:] = [queries.Query("s0", True, "clean_5s", 0.0, np.full(800, 0.1, np.float32)) for _ in range(4)]
+    monkeypatch.setattr(landmark, "Index", FakeIndex)
+    result = calibrate.run(str(tmp_path), None, None, workdir=str(tmp_path))
+    assert result["right_matches"] == 3 and len(result["wrong_matches"]) == 1
+    assert result["kept"][0.99] == {"vote": 0.5, "confirmed": None, "verified": 1.0}
+    assert result["kept"][0.9] == {"vote": 1.0, "confirmed": None, "verified": 1.0}
+    assert "| 0.99 | 0.01 | 0.5 | None | 1.0 |" in calibrate.markdown(result)

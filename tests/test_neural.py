@@ -14,6 +14,18 @@ from tests.conftest import rendered, tiny_config  # noqa: E402,F401
 needs_torch = pytest.mark.slow  # importing torch and transformers alone takes 15-20 s on 2 cores
 
 
+def written_songs(folder, seeds, seconds: float = 14.0) -> list:
+    """Generated songs of these seeds written as FLAC files in `folder`: their paths."""
+    from bench.audio_io import write
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed in seeds:
+        paths.append(folder / f"s{seed}.flac")
+        write(paths[-1], rendered(seed, seconds, 22050), 22050)
+    return paths
+
+
 @pytest.fixture(scope="session")
 def encoder(tiny_model_dir):
     return mert.load(tiny_model_dir, device="cpu", threads=2)
@@ -322,14 +334,10 @@ def test_a_first_batch_interrupted_is_kept_once_it_can_fit_the_basis_and_refused
     """The first batch's codes wait for the PCA fit. Ctrl-C once enough centroids are in (64 bits: 7 songs of 10)
     fits the basis on them and keeps them, as if they were the whole batch; before that, one line says none was
     kept (the CLI would otherwise say that songs already added are kept)."""
-    from bench.audio_io import write
     from neural.library import MertIndex
     from neural.settings import MertSettings
 
-    paths = []
-    for seed in range(9):
-        paths.append(tmp_path / f"s{seed}.flac")
-        write(paths[-1], rendered(seed, 14.0, 22050), 22050)
+    paths = written_songs(tmp_path, range(9))
     settings = MertSettings(code_bits=64)
 
     def interrupt_after(count):
@@ -344,6 +352,12 @@ def test_a_first_batch_interrupted_is_kept_once_it_can_fit_the_basis_and_refused
     with MertIndex(tmp_path / "early.db", create=True, settings=settings, encoder=encoder) as index:
         with pytest.raises(KeyboardInterrupt, match="first 2 songs waited for the PCA fit.*none kept"):
             index.add(paths, on_outcome=interrupt_after(2))
+        assert index.codes.projection() is None and index.stats()["songs"] == 0
+    # centroids are counted, not windows: 5 songs of 20 s hold 80 windows but 50 centroids, under 64
+    longer = written_songs(tmp_path / "longer", range(6), 20.0)
+    with MertIndex(tmp_path / "longer.db", create=True, settings=settings, encoder=encoder) as index:
+        with pytest.raises(KeyboardInterrupt, match="first 5 songs waited for the PCA fit.*none kept"):
+            index.add(longer, on_outcome=interrupt_after(5))
         assert index.codes.projection() is None and index.stats()["songs"] == 0
     with MertIndex(tmp_path / "late.db", create=True, settings=settings, encoder=encoder) as index:
         with pytest.raises(KeyboardInterrupt):
@@ -649,3 +663,57 @@ def test_a_failed_first_batch_is_not_said_to_be_kept(tmp_path):
     assert result.stderr.strip().splitlines()[-1].endswith("cannot give 256-bit codes (its embeddings span fewer)"), \
         result.stderr
     assert "kept" not in result.stderr and run_cli("list", db=db).stdout == ""
+
+
+@needs_torch
+def test_a_match_s_confidence_is_its_margin_over_the_bits_and_a_clip_far_from_every_song_is_none(encoder, tmp_path):
+    """Song 5 is not indexed: its nearest song is 74 bits off of 256 (the bound is 64) and leads the next by 10, so
+    the distance alone refuses it. A clip of an indexed song is named, its confidence the margin as a share of
+    the bits."""
+    from neural.library import MertIndex
+
+    paths = written_songs(tmp_path, range(4))
+    with MertIndex(tmp_path / "i.db", create=True, encoder=encoder) as index:
+        index.add(paths)
+        answer = index.answer(str(paths[2]))
+        best, runner_up = answer.contenders[0].score, answer.contenders[1].score
+        assert answer.match is not None and 0 < answer.match.confidence <= 1
+        assert answer.match.confidence == pytest.approx((runner_up - best) / 256)
+        unknown = index._answer(rendered(5, 14.0, mert.SAMPLE_RATE_HZ)[:5 * mert.SAMPLE_RATE_HZ])
+        assert unknown.contenders[0].score > 64 and unknown.contenders[1].score - unknown.contenders[0].score >= 4
+        assert unknown.match is None
+
+
+def test_codes_made_with_other_settings_are_refused(tmp_path):
+    """Windows, hop, centroids and bits make the codes: an index read with others would compare unlike codes. How
+    a query is judged is not recorded: any rule reads them."""
+    from lmprint.catalogue import Catalogue
+    from lmprint.errors import IndexFileError
+    from neural.settings import MertSettings
+    from neural.store import CodeStore
+
+    with Catalogue(tmp_path / "i.db", create=True) as catalogue:
+        CodeStore(catalogue, MertSettings(), create=True)
+    for other in (MertSettings(hop_s=2.0), MertSettings(window_s=3.0), MertSettings(centroids=8),
+                  MertSettings(code_bits=128)):
+        with Catalogue(tmp_path / "i.db") as catalogue, pytest.raises(IndexFileError, match="other settings"):
+            CodeStore(catalogue, other)
+    with Catalogue(tmp_path / "i.db") as catalogue:
+        CodeStore(catalogue, MertSettings(rule="min", min_margin_bits=8.0))
+
+
+def test_a_mert_song_is_removed_only_as_it_was_read(tmp_path):
+    """A `Song` given to `remove` whose row another process changed meanwhile (moved) is not removed, nor an id
+    the index does not hold."""
+    from neural.library import MertIndex
+
+    with MertIndex(tmp_path / "i.db", create=True) as index:
+        for number in range(2):
+            index.codes.add(f"/music/s{number}.flac", f"s{number}", 14.0, f"{number:040x}",
+                            np.zeros((10, 32), np.uint8), 10)
+        first, second = index.catalogue.songs()
+        with index.catalogue.write():  # another process moves s0 meanwhile
+            index.catalogue.conn.execute("UPDATE songs SET path='/music/moved.flac' WHERE id=?", (first.id,))
+        assert index.remove([first, 999]) == []
+        assert index.remove([second]) == [second.id]
+        assert [song.path for song in index.catalogue.songs()] == ["/music/moved.flac"]
