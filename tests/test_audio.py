@@ -101,19 +101,22 @@ def test_a_stream_of_frames_of_several_kinds_is_mixed_in_order():
     np.testing.assert_allclose(mixed, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("channels", [1, 2, 6])
-def test_a_wav_file_read_with_a_short_probe_decodes_as_a_stream_of_it_does(tmp_path, channels):
+@pytest.mark.parametrize(("channels", "rf64"), [(1, False), (2, False), (6, False), (2, True)])
+def test_a_wav_file_read_with_a_short_probe_decodes_as_a_stream_of_it_does(tmp_path, channels, rf64):
+    """A WAV (and an RF64 WAV, the 64-bit one broadcast recorders write) is probed in a few KB, and decodes as a
+    stream of it does."""
     import av
 
     path = tmp_path / "clip.wav"
     tones = np.stack([np.sin(2 * np.pi * (200 + 300 * c) * np.arange(48000 * 3) / 48000) for c in range(channels)])
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", format="wav", options={"rf64": "always" if rf64 else "never"}) as container:
         stream = container.add_stream("pcm_s16le", rate=48000, layout={1: "mono", 2: "stereo", 6: "5.1"}[channels])
         frame = av.AudioFrame.from_ndarray((tones.T.reshape(1, -1) * 20000).astype(np.int16), format="s16",
                                            layout=stream.layout)
         frame.sample_rate = 48000
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
+    assert path.read_bytes()[:4] == (b"RF64" if rf64 else b"RIFF")
     probes = []
     real_open = av.open
 
@@ -506,7 +509,8 @@ def test_an_mp4_whose_index_follows_its_media_decodes_from_a_pipe_and_a_named_pi
 def test_only_an_mp4_whose_index_follows_its_media_is_copied_before_a_pipe_is_read():
     """`_index_first` reads a pipe's first boxes, not what its first read holds (4 KB: a recorder may leave room for
     the index in a `free` box of kilobytes, and a writer's first write may be a few bytes), and gives back every
-    byte it read. An MP4 with its index first, a fragmented (live) one and other formats are read as they come."""
+    byte it read. An MP4 with its index first, a fragmented (live) one and other formats are read as they come, and
+    so is one whose head boxes run past `MAX_HEAD_BYTES` (1 MiB): no more of a pipe is held in memory to look."""
     import threading
     import time
 
@@ -520,7 +524,11 @@ def test_only_an_mp4_whose_index_follows_its_media_is_copied_before_a_pipe_is_re
              "index first": (head + box(b"moov", b"\x02" * 300) + box(b"mdat", b"\x01" * 100), False),
              "fragmented": (head + box(b"moov") + box(b"moof") + box(b"mdat", b"\x01" * 100), False),
              "a WAV": (b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(200), False),
-             "a few bytes": (b"ID3", False)}
+             "a few bytes": (b"ID3", False),
+             "index last, after half the head's limit": (head + box(b"free", bytes(audio.MAX_HEAD_BYTES // 2))
+                                                         + box(b"mdat", b"\x01" * 100) + box(b"moov"), True),
+             "room past the head's limit": (head + box(b"free", bytes(audio.MAX_HEAD_BYTES + 4096))  # read as it is
+                                            + box(b"mdat", b"\x01" * 100) + box(b"moov"), False)}
     for name, (data, copied) in cases.items():
         read_end, write_end = os.pipe()
 
@@ -536,3 +544,82 @@ def test_only_an_mp4_whose_index_follows_its_media_is_copied_before_a_pipe_is_re
             assert readable.seekable() == copied, name
             assert readable.read() == data, name
         writer.join()
+
+
+def test_audio_of_exactly_the_minimum_duration_is_usable():
+    """Audio exactly `min_duration_s` long has the length asked for and is not refused as too short; a sample less is."""
+    music = rendered(0, 2.0, 8000)
+    audio.check_usable(music[:8000], 8000, 1.0)
+    audio.check_level(8000, 0.1, 8000, 1.0)
+    with pytest.raises(AudioError, match="too short"):
+        audio.check_usable(music[:7999], 8000, 1.0)
+
+
+def test_music_only_in_a_partial_last_second_is_heard_and_not_silent():
+    """Music that lies only in a file's last, partial second (after seconds of silence) sets its loudest level."""
+    music = rendered(0, 0.6, 8000)
+    tail = np.concatenate([np.zeros(5 * 8000, np.float32), music])  # 5.6 s: the music in the partial sixth second
+    expected = np.sqrt(np.sum(music.astype(np.float64) ** 2) / 8000)  # as loud as it is over a whole second
+    assert expected > 10 * audio.SILENCE_RMS
+    assert audio.loudest_rms(tail, 8000) == pytest.approx(expected)
+    audio.check_usable(tail, 8000, 1.0)
+
+
+@pytest.mark.parametrize("extension", ["flac", "mp3", "ogg"])
+def test_title_tag_of_blanks_is_no_title_and_a_padded_one_is_trimmed(tmp_path, extension):
+    """A title tag's surrounding blanks are not part of the title, and a tag of blanks alone names no title."""
+    padded, blank = tmp_path / f"padded.{extension}", tmp_path / f"blank.{extension}"
+    write(padded, rendered(1, 2.0, 22050), 22050, title="  Song Of The Tides \t")
+    write(blank, rendered(1, 2.0, 22050), 22050, title="   ")
+    assert audio.decode(padded, 8000).title == "Song Of The Tides"
+    assert audio.decode(blank, 8000).title is None
+    assert audio.title_of(str(blank)) == "blank"  # the file's name stands in
+
+
+@pytest.mark.parametrize("sample_format, dtype, scale", [("f32le", "<f4", 1.0), ("s16le", "<i2", 32767.0),
+                                                         ("s32le", "<i4", 2 ** 31 - 1.0)])
+def test_raw_pcm_of_several_channels_is_mixed_from_every_channel(sample_format, dtype, scale):
+    """Raw PCM of more than two channels comes out as the mean of its channels, in full scales, in any format."""
+    rate, channels = 8000, 4
+    time_s = np.arange(rate * 2) / rate
+    tones = np.stack([0.4 * np.sin(2 * np.pi * (300 + 450 * c) * time_s) for c in range(channels)], axis=1)
+    raw = (tones.astype(dtype) if dtype == "<f4" else np.round(tones * scale).astype(dtype)).tobytes()
+    mixed = np.concatenate(list(audio.stream_raw(io.BytesIO(raw), sample_format, rate, channels, rate)))
+    assert mixed.size == tones.shape[0]
+    np.testing.assert_allclose(mixed, tones.mean(axis=1), atol=2e-3)
+
+
+def test_raw_pcm_read_in_pieces_that_split_its_frames_keeps_every_sample_in_its_channel():
+    """Raw PCM from a stream whose reads end mid-frame (a pipe, a socket) decodes to the same samples as read whole."""
+
+    class Trickle(io.RawIOBase):  # each read gives at most 1,001 bytes: frames of 4 bytes split across reads
+        def __init__(self, data: bytes):
+            self._data = memoryview(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            size = min(1001, len(self._data) if size < 0 else size)
+            piece, self._data = bytes(self._data[:size]), self._data[size:]
+            return piece
+
+    music = rendered(0, 2.0, 8000)
+    stereo = np.stack([music, 0.5 * music], axis=1)
+    raw = np.round(stereo * 32767).astype("<i2").tobytes()
+    whole = np.concatenate(list(audio.stream_raw(io.BytesIO(raw), "s16le", 8000, 2, 8000)))
+    pieces = np.concatenate(list(audio.stream_raw(Trickle(raw), "s16le", 8000, 2, 8000)))
+    assert pieces.size == whole.size == music.size
+    np.testing.assert_allclose(pieces, whole, atol=1e-6)
+
+
+def test_raw_pcm_channel_bounds_take_64_channels_and_refuse_65_and_0():
+    """Raw PCM is read with 1 to `MAX_CHANNELS` (64) channels, and refused in one line beyond that or with none."""
+    frames = np.zeros((800, audio.MAX_CHANNELS), "<i2")
+    frames[:, -1] = (rendered(0, 0.1, 8000) * 20000).astype("<i2")
+    mixed = np.concatenate(list(audio.stream_raw(io.BytesIO(frames.tobytes()), "s16le", 8000, audio.MAX_CHANNELS,
+                                                 8000)))
+    assert mixed.size == 800 and np.abs(mixed).max() > 0
+    for channels in (0, audio.MAX_CHANNELS + 1):
+        with pytest.raises(AudioError, match="raw PCM of"):
+            next(audio.stream_raw(io.BytesIO(bytes(1000)), "s16le", 8000, channels, 8000))

@@ -1190,3 +1190,75 @@ def test_an_add_that_meets_damage_in_a_merge_says_how_many_songs_it_kept(tmp_pat
     kept = int(re.search(r"\((\d+) songs? added before it (?:is|are) kept\)$", result.stderr.strip()).group(1))
     assert "is damaged" in result.stderr and 1 <= kept < 6
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 6 + kept
+
+
+def test_stats_text_shows_each_figure_of_the_json_one_per_line(built_index):
+    """`stats` prints each figure of `stats --json` on a line of its own, "name: value", a table as JSON."""
+    figures = json.loads(run_cli("stats", "--json", db=built_index, check=True).stdout)
+    lines = run_cli("stats", db=built_index, check=True).stdout.splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == list(figures)
+    for line, value in zip(lines, figures.values()):
+        shown = line.split(": ", 1)[1]
+        if isinstance(value, dict):
+            assert json.loads(shown) == value, line
+        else:
+            assert shown == str(value), line
+    assert figures["songs"] == len(FORMATS) and isinstance(figures["settings"], dict)
+
+
+def test_dedup_text_marks_copies_and_lists_every_file_of_a_recording(library_dir, tmp_path):
+    """`dedup`'s text lists each file of a recording on its own line, id then path, a copy (the same bytes) marked so."""
+    for folder in ("album", "playlist"):
+        (tmp_path / folder).mkdir()
+    shutil.copy(library_dir / "song1.flac", tmp_path / "album" / "one.flac")
+    shutil.copy(library_dir / "song1.flac", tmp_path / "playlist" / "one (copy).flac")
+    shutil.copy(library_dir / "song2.ogg", tmp_path / "album" / "two.ogg")
+    db = tmp_path / "index.db"
+    run_cli("add", tmp_path / "album", tmp_path / "playlist", db=db, check=True)
+    song_id = {json.loads(line)["path"]: json.loads(line)["id"]
+               for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()}[
+        str(tmp_path / "album" / "one.flac")]
+    text = run_cli("dedup", db=db, check=True).stdout
+    assert text == (f"same recording:\n  {song_id}\t{tmp_path / 'album' / 'one.flac'}\n"
+                    f"  {song_id}\t{tmp_path / 'playlist' / 'one (copy).flac'} (copy)\n"), text
+
+
+def test_a_clip_played_faster_says_how_much_faster_in_text_and_json(built_index, tmp_path):
+    """A clip played 5 % fast is named with its speed: 1.05 in the JSON, "played at speed +5.0 %" in the text."""
+    from bench.queries import change_speed
+
+    clip = tmp_path / "fast.wav"
+    write(clip, change_speed(rendered(3, 40.0, 22050)[10 * 22050:17 * 22050], 1.05), 22050)
+    found = json.loads(run_cli("match", "--json", clip, db=built_index, check=True).stdout)["match"]
+    assert found["title"] == "song3" and abs(found["speed"] - 1.05) < 0.01, found
+    text = run_cli("match", clip, db=built_index, check=True).stdout
+    assert f", played at speed +{100 * (found['speed'] - 1):.1f} %, score" in text, text
+    assert re.search(r", played at speed \+(4\.[5-9]|5\.[0-5]) %, score", text), text
+
+
+def test_a_song_whose_file_holds_other_music_moves_to_the_copy_that_holds_its_bytes(library_dir, tmp_path):
+    """Of a song's copies, the song moves to one that still holds its bytes, not to one overwritten with other music."""
+    music = tmp_path / "music"
+    music.mkdir()
+    for name in ("a.ogg", "b.ogg", "c.ogg"):
+        shutil.copy(library_dir / "song2.ogg", music / name)
+    db = tmp_path / "index.db"
+    assert "copies 2" in run_cli("add", music, db=db, check=True).stderr
+    shutil.copy(library_dir / "song3.mp3", music / "b.ogg")  # a copy overwritten with other music
+    shutil.copy(library_dir / "song5.opus", music / "a.ogg")  # and other music under the song's own name
+    moved = run_cli("add", music / "a.ogg", db=db, check=True).stderr
+    assert f"moved {music / 'a.ogg'} -> {music / 'c.ogg'}\n" in moved, moved
+    songs = {song["path"]: song for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout
+                                                .splitlines())}
+    assert str(music / "c.ogg") in songs and str(music / "b.ogg") not in songs, sorted(songs)
+
+
+def test_match_json_confidence_is_one_less_the_false_match_probability(built_index, tmp_path):
+    """A clean clip's `confidence` is 1 − its `false_match_probability`, near 1, and its runner-up scores below it."""
+    clip = tmp_path / "clip.mp3"
+    write(clip, rendered(3, 40.0, 22050)[int(12.5 * 22050):int(17.5 * 22050)], 22050)
+    answer = json.loads(run_cli("match", "--json", clip, db=built_index, check=True).stdout)
+    found = answer["match"]
+    assert found["title"] == "song3" and 0 <= found["false_match_probability"] < 1e-3, found
+    assert found["confidence"] > 0.999 and abs(found["confidence"] - (1 - found["false_match_probability"])) < 1e-4
+    assert abs(found["offset_s"] - 12.5) < 0.05, found

@@ -61,8 +61,11 @@ def test_list_recordings_shows_each_recording_with_its_files(tmp_path):
                                                        check=True).stdout.splitlines()]
     files = sorted(sorted(song["path"].rsplit("/", 1)[1] for song in line["files"]) for line in recordings)
     assert files == [["a.flac", "a.mp3"], ["b.flac"]]
-    text = run_cli("list", "--recordings", db=db, check=True).stdout
-    assert text.startswith("Tide\t30.0 s\t2 files\n") and "Reef\t30.0 s\t1 file\n" in text
+    ids = {json.loads(line)["path"].rsplit("/", 1)[1]: json.loads(line)["id"]
+           for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()}
+    text = run_cli("list", "--recordings", db=db, check=True).stdout  # each file under its recording, its own id
+    assert text == (f"Tide\t30.0 s\t2 files\n  {ids['a.flac']}\t{folder / 'a.flac'}\n  {ids['a.mp3']}\t"
+                    f"{folder / 'a.mp3'}\nReef\t30.0 s\t1 file\n  {ids['b.flac']}\t{folder / 'b.flac'}\n"), text
 
 
 def test_a_copy_with_silence_before_it_is_the_same_recording(tmp_path):
@@ -576,3 +579,54 @@ def test_a_file_s_speed_note_says_faster_or_slower_to_a_tenth_of_a_percent():
 
     assert _speed_note(1.04) == " (4.0 % faster)" and _speed_note(0.9612) == " (3.9 % slower)"
     assert _speed_note(1.0004) == "" and _speed_note(0.9996) == "" and _speed_note(1.0006) == " (0.1 % faster)"
+
+
+def _song_and_its_edit(tmp_path):
+    """(folder, index): song 2, an MP3 of its 15-35 s, and three unrelated songs, added."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for seed in (2, 4, 5, 6):
+        write(folder / f"song{seed}.flac", rendered(seed, 40.0, SYNTH_RATE), SYNTH_RATE)
+    cut = rendered(2, 40.0, SYNTH_RATE)[int(15.05 * SYNTH_RATE):int(35.05 * SYNTH_RATE)]
+    write(folder / "song2 edit.mp3", cut, SYNTH_RATE, bit_rate=64_000)
+    db = tmp_path / "index.db"
+    run_cli("add", folder, db=db, check=True)
+    return folder, db
+
+
+def test_dedup_shared_part_text_gives_each_side_its_start_and_end(tmp_path):
+    """`dedup`'s text shows each side of a shared part as its id, its start–end in seconds, and its path, as the JSON."""
+    folder, db = _song_and_its_edit(tmp_path)
+    [part] = [json.loads(line)["shared_part"] for line in run_cli("dedup", "--json", db=db, check=True).stdout
+              .splitlines()]
+    text = run_cli("dedup", db=db, check=True).stdout
+    assert text == "shared part:\n" + "".join(f"  {side['song_id']}\t{side['start_s']:7.1f}–{side['end_s']:7.1f} s\t"
+                                              f"{side['path']}\n" for side in part), text
+    sides = {side["path"].rsplit("/", 1)[1]: side for side in part}
+    assert sides["song2.flac"]["start_s"] < sides["song2.flac"]["end_s"]
+    assert abs(sides["song2.flac"]["start_s"] - 15.05) < 2 and abs(sides["song2 edit.mp3"]["end_s"] - 20) < 2
+
+
+def test_dedup_marks_a_gone_file_of_a_shared_part(tmp_path):
+    """A file of a shared part deleted since it was indexed is marked gone, in the text and the JSON, and counted."""
+    folder, db = _song_and_its_edit(tmp_path)
+    (folder / "song2 edit.mp3").unlink()
+    result = run_cli("dedup", db=db, check=True)
+    assert "song2 edit.mp3 (gone)\n" in result.stdout and "song2.flac\n" in result.stdout, result.stdout
+    assert "1 file listed is gone (`lmprint prune`" in result.stderr, result.stderr
+    [part] = [json.loads(line)["shared_part"] for line in run_cli("dedup", "--json", db=db, check=True).stdout
+              .splitlines()]
+    assert {side["path"].rsplit("/", 1)[1]: side["gone"] for side in part} == {"song2.flac": False,
+                                                                              "song2 edit.mp3": True}
+
+
+@pytest.mark.parametrize("wrong", [{"speed_excerpt_s": 0.0}, {"speed_excerpt_s": -10.0},
+                                   {"speed_excerpt_s": float("nan")}, {"max_speed_change": -0.05},
+                                   {"speed_candidates": 0}])
+def test_dedup_settings_refused_where_the_speed_search_could_not_run(wrong):
+    """An excerpt of no length, a negative speed change or no candidates is refused before any join."""
+    from lmprint.errors import SettingsError
+
+    with pytest.raises(SettingsError):
+        dedup.DedupSettings(**wrong)
+    dedup.DedupSettings(max_speed_change=0.08, speed_excerpt_s=0.5, speed_candidates=1)  # the smallest that search
