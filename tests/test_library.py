@@ -7,11 +7,16 @@ import pytest
 
 from bench import queries
 from bench.audio_io import codec_round_trip
-from landmark import Index, MatchSettings, audio
+from landmark import FingerprintSettings, Index, MatchSettings, audio
+from landmark.fingerprint import extract_peaks, fingerprint
+from landmark.verify import CopyCheck, ProminenceMap, agreement_at
+from landmark.vote import Candidate
 from lmprint.errors import AudioError
 from tests.conftest import FORMATS, rendered
 
 RATE = 8000
+CONFIG = FingerprintSettings()
+MATCHING = MatchSettings()
 
 
 @pytest.fixture(scope="module")
@@ -554,3 +559,48 @@ def test_files_of_one_recording_voted_far_apart_are_listed_as_copies_not_as_the_
     assert answer.match is not None and {answer.match.song.path, *(copy.path for copy in answer.match.copies)} == \
         one_recording
     assert answer.runner_up is None or answer.runner_up.song.path not in one_recording
+
+
+def test_the_copy_whose_peaks_agree_best_is_named_and_the_vote_leader_listed_as_its_copy(tmp_path):
+    """Of the vote's leader and the copies of its recording, the file whose peaks agree best with the clip is
+    named (`_best_agreeing_copy`), with the leader among its copies; a lossy file holding two peaks in five leads
+    the vote here, and the whole one agrees better."""
+    rng = np.random.default_rng(4)
+    song = rendered(3, 40.0, RATE)
+    start = 15 * RATE + 5 * CONFIG.hop_size
+    delta = start // CONFIG.hop_size
+    clip = queries.add_noise(song[start:start + 5 * RATE], queries.pink_noise(5 * RATE, rng), 0.0, rng)
+    prominence = ProminenceMap.of(fingerprint(clip, CONFIG, MATCHING.query, with_prominence=True).prominence, CONFIG)
+    frames, bins = extract_peaks(song, CONFIG, CONFIG.index)
+    part = np.arange(frames.size) % 5 < 2
+    stored = {1: (frames[part], bins[part]), 2: (frames, bins)}
+
+    def song_peaks(ids):
+        return {i: stored[i] for i in ids if i in stored}
+
+    leader, other = Candidate(1, 30.0, delta), Candidate(2, 26.0, delta)
+    is_copy = CopyCheck(song_peaks, lambda ids: {i: 40.0 for i in ids}, MATCHING, clip_frames=prominence.standardised.shape[0])
+    assert is_copy(leader, other) and is_copy.copies == {1: {2}}
+    z = agreement_at(leader, prominence, song_peaks, MATCHING)
+    better = agreement_at(other, prominence, song_peaks, MATCHING)
+    assert better > z + 1, (z, better)
+    with Index(tmp_path / "i.db", create=True) as index:
+        named, named_z = index._best_agreeing_copy(leader, z, [leader, other], is_copy, prominence, song_peaks)
+    assert named.song_id == 2 and named_z == better, (z, better)
+    assert is_copy.copies[2] == {1}
+
+
+def test_an_answers_contenders_are_the_best_voted_songs_best_first(built_index, tmp_path):
+    """`Index.answer` lists the songs behind the match best first: the named song first, and their vote scores
+    never rising."""
+    from bench.audio_io import write
+
+    with Index(built_index) as index:
+        for seed in (1, 4):
+            path = tmp_path / f"clip{seed}.wav"
+            write(path, rendered(seed, 40.0, RATE)[9 * RATE:15 * RATE], RATE)
+            answer = index.answer(path)
+            assert answer.match is not None and answer.match.song.title == f"song{seed}"
+            scores = [contender.score for contender in answer.contenders]
+            assert len(scores) >= 2 and answer.contenders[0].song.title == f"song{seed}", answer.contenders
+            assert scores == sorted(scores, reverse=True), scores

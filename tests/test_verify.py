@@ -681,3 +681,111 @@ def test_a_confirmation_at_evidence_within_chance_s_range_leaves_the_decision_to
         assert _single_out([leader, runner_up], agreed, settings, None) == decided, leader_z
     lax = settings.with_values({"max_false_match_probability": 1.0})
     assert _single_out([leader, runner_up], [(4.3, leader), (1.0, runner_up)], lax, None) == (leader, "confirmed")
+
+
+def test_verified_candidate_needs_evidence_beyond_chance():
+    """A candidate singled out by agreement alone ("verified") is refused where its z and vote lead are what chance
+    clips reach (false-match probability over `max_false_match_probability`), even when a lowered
+    `min_agreement_z` and its lead over the others would pass it."""
+    from landmark.verify import _single_out
+    from landmark.vote import Candidate
+
+    settings = MatchSettings(min_agreement_z=4.0, min_agreement_lead=2.0)
+    leader, second = Candidate(1, 24.0, 100), Candidate(2, 23.0, 300)  # too close for the leader to be confirmed
+    agreed = [(1.0, leader), (4.3, second)]  # z 4.3 < the chance tail's 4.571; a vote lead of -1: probability 1
+    assert _single_out([leader, second], agreed, settings, None) == (None, "")
+    lax = settings.with_values({"max_false_match_probability": 1.0})
+    assert _single_out([leader, second], agreed, lax, None) == (second, "verified")
+
+
+def test_a_vote_leader_exactly_at_the_confirm_ratio_needs_only_confirm_min_z(monkeypatch):
+    """A leader scoring exactly `confirm_min_ratio` times the runner-up counts as clear (ratio "at least"): it is
+    confirmed at `confirm_min_z`, below `confirm_close_min_z`."""
+    config = MatchSettings(min_agreement_z=6.0, min_agreement_lead=3.0, confirm_min_ratio=1.25, confirm_min_z=4.0,
+                           confirm_close_min_z=5.0, confirm_min_lead=2.0)
+    assert _decide(monkeypatch, config, (50.0, 40.0, 29.0), {1: 4.5, 2: 2.0, 3: 1.0}) == 1  # 50 = 1.25 × 40
+    assert _decide(monkeypatch, config, (50.0, 40.5, 29.0), {1: 4.5, 2: 2.0, 3: 1.0}) is None  # just short of it
+
+
+def test_a_song_that_starts_inside_the_clip_is_heard_from_its_own_start():
+    """Other music, then a song from its first sample: the span where the song is heard begins where the song
+    begins in the clip (its frame 0), not at the clip's start."""
+    song, before = rendered(3, 40.0, RATE), rendered(100, 40.0, RATE)
+    lead_frames = 2 * RATE // CONFIG.hop_size  # 125 frames of other music first
+    clip = np.concatenate([0.3 * before[:lead_frames * CONFIG.hop_size], song[:6 * RATE]])
+    peaks = extract_peaks(song, CONFIG, CONFIG.index)
+    span = heard_span(_prominence(clip), *peaks, -lead_frames, 10_000, MATCHING)
+    assert span is not None
+    first, end = span
+    assert abs(first - lead_frames) <= 8 and end == _prominence(clip).standardised.shape[0], span
+
+
+def test_a_song_whose_peaks_barely_stand_out_is_heard_nowhere():
+    """A run of a song's peaks that stands out, but by less than `confirm_min_z` over the run, is no evidence the
+    song is heard: the song under pink noise 18 dB louder, and another song that a chance run lines up with, are
+    heard nowhere; 10 dB under, the song is heard throughout."""
+    song = rendered(3, 40.0, RATE)
+    peaks = extract_peaks(song, CONFIG, CONFIG.index)
+    start = 12 * RATE + 37 * CONFIG.hop_size
+    delta = start // CONFIG.hop_size
+    spans = {}
+    for snr_db in (-10.0, -18.0):
+        rng = np.random.default_rng(1)
+        clip = queries.add_noise(song[start:start + 5 * RATE], queries.pink_noise(5 * RATE, rng), snr_db, rng)
+        spans[snr_db] = heard_span(_prominence(clip), *peaks, delta, 10_000, MATCHING)
+    assert spans[-10.0] is not None and spans[-10.0][0] == 0 and spans[-18.0] is None, spans
+    other = extract_peaks(rendered(5, 40.0, RATE), CONFIG, CONFIG.index)
+    assert heard_span(_prominence(song[start:start + 5 * RATE]), *other, 300, 10_000, MATCHING) is None
+
+
+def test_a_clips_prominence_is_standardised_within_each_bin():
+    """After standardising each frame, each bin of a clip that sounds throughout is standardised over its frames:
+    mean 0 and spread 1, so that a bin a steady hum or a key keeps loud reads no higher than the others."""
+    rng = np.random.default_rng(2)
+    clip = queries.add_noise(rendered(3, 40.0, RATE)[10 * RATE:15 * RATE], queries.pink_noise(5 * RATE, rng), 5.0,
+                             rng)
+    clip = clip + 0.05 * np.sin(2 * np.pi * 440.0 * np.arange(clip.size) / RATE).astype(np.float32)  # a hum
+    standardised = _prominence(clip).standardised.astype(np.float64)
+    assert _prominence(clip).sounding is None
+    assert np.abs(standardised.mean(axis=0)).max() < 1e-3
+    assert np.sqrt(np.mean(standardised ** 2, axis=0)) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_copy_a_little_faster_is_told_from_the_middle_of_a_long_clip():
+    """A 30 s clip (`max_query_s`) of a song beside a transfer 1.5 % fast: the vote places the copy where most of its
+    pairs line up, the middle of the clip's stretch, 7 frames from where it would be at the clip's start; its
+    speed is read from there, and it is one recording."""
+    from landmark.verify import CopyCheck
+    from landmark.vote import Candidate
+
+    song = rendered(3, 60.0, RATE)
+    versions = {1: song, 8: queries.change_speed(song, 1.015), 5: rendered(4, 60.0 / 1.015, RATE)}
+    stored = {i: extract_peaks(signal, CONFIG, CONFIG.index) for i, signal in versions.items()}
+    lengths_s = {i: signal.size / RATE for i, signal in versions.items()}
+    fps = RATE / CONFIG.hop_size
+    copies = CopyCheck(lambda ids: {i: stored[i] for i in ids}, lambda ids: {i: lengths_s[i] for i in ids},
+                       MATCHING, clip_frames=round(30 * fps))
+    for start_s in (5.0, 20.0):
+        at = round(start_s * fps)
+        middle = at + copies.clip_frames / 2
+        for off_by in (-1, 0, 1):
+            weaker = Candidate(8, 29.0, round(middle / 1.015 - (middle - at)) + off_by)
+            assert copies.same_recording(Candidate(1, 30.0, at), weaker, where_clip_plays=False), (start_s, off_by)
+        assert not copies.same_recording(Candidate(1, 30.0, at), Candidate(5, 29.0, at), where_clip_plays=False)
+
+
+def test_copies_whose_votes_differ_by_more_than_copies_do_are_not_one_candidate():
+    """In the vote (`CopyCheck.__call__`), two files count as one candidate only where their scores are alike
+    (`copy_min_score_ratio`) as well as their peaks: two identical files scoring 50 and 30 are two candidates,
+    though `same_recording` holds them one recording."""
+    from landmark.verify import CopyCheck
+    from landmark.vote import Candidate
+
+    peaks = extract_peaks(rendered(3, 40.0, RATE), CONFIG, CONFIG.index)
+    stored = {1: peaks, 2: (peaks[0].copy(), peaks[1].copy())}
+    delta = 10 * RATE // CONFIG.hop_size
+    copies = CopyCheck(lambda ids: {i: stored[i] for i in ids}, lambda ids: {i: 40.0 for i in ids}, MATCHING)
+    assert copies(Candidate(1, 50.0, delta), Candidate(2, 45.0, delta))  # votes alike: 0.9 ≥ 0.8
+    fresh = CopyCheck(lambda ids: {i: stored[i] for i in ids}, lambda ids: {i: 40.0 for i in ids}, MATCHING)
+    assert not fresh(Candidate(1, 50.0, delta), Candidate(2, 30.0, delta))  # 0.6 < 0.8
+    assert fresh.same_recording(Candidate(1, 50.0, delta), Candidate(2, 30.0, delta))

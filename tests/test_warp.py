@@ -9,6 +9,7 @@ import soxr
 from bench import queries
 from bench.metrics import Outcome, summarise
 from landmark import Index, MatchSettings
+from landmark.fingerprint import extract_peaks, fingerprint
 from landmark.hashes import FREQ_BITS, pack, pair_indices
 from landmark.peaks import refine
 from landmark.settings import FingerprintSettings
@@ -30,6 +31,8 @@ from landmark.warp import (
 from tests.conftest import SYNTH_RATE, held_chords, rendered
 
 RATE = 8000
+CONFIG = FingerprintSettings()
+MATCHING = Matching()
 
 
 @pytest.fixture(scope="module")
@@ -443,3 +446,83 @@ def test_a_followed_song_agrees_at_its_clock_with_no_reach():
                                         with_prominence=True).prominence, config)
     z, _ = agreement(clip, *reading_near(clip, frames, bins, Warp("speed", 1.05), delta, 0, matching), matching)
     assert z >= matching.min_agreement_z
+
+
+def test_another_songs_votes_near_a_candidates_offset_do_not_estimate_its_warp():
+    """`estimates` reads each candidate's own votes only: votes of songs that are no candidate (ids between and
+    after the candidates'), at a Δt near a candidate's, leave its warp as recorded."""
+    votes = VotesBySong.__new__(VotesBySong)
+    votes.songs = np.array([3, 4, 9, 9])
+    votes.deltas = np.array([100, 0, 0, 1])
+    votes.sources = np.arange(4)
+    votes.weights = np.array([1.0, 5.0, 5.0, 5.0])
+    warped = WarpedQuery(None, line=np.array([0, 1, 1, 1]), low=np.array([0.95, 1.05, 1.05, 1.05]),
+                         high=np.array([0.97, 1.07, 1.07, 1.07]))
+    found = estimates(votes, warped, [Candidate(5, 10.0, 0), Candidate(3, 9.0, 100)], tolerance_frames=2)
+    assert found[0] == Warp("speed", 1.0)  # song 5 has no votes of its own
+    assert found[1].kind == "speed" and found[1].factor == pytest.approx(0.96)
+
+
+def test_pitch_shifted_copies_are_compared_at_their_offsets_unscaled():
+    """`same_recording_on_song_grid` scales a candidate's Δt by its warp's tempo, not its factor: a clip pitched
+    3 % up or down plays at tempo 1, so its candidates' Δt are already on the songs' grid, and two files of one
+    recording whose lead-ins differ by 4 s (250 frames) are one recording there."""
+    from landmark.verify import CopyCheck
+    from landmark.warp import same_recording_on_song_grid
+
+    song = rendered(3, 40.0, RATE)
+    lead_frames = 250
+    padded = np.r_[np.zeros(lead_frames * CONFIG.hop_size, np.float32), song[:-lead_frames * CONFIG.hop_size]]
+    stored = {1: extract_peaks(song, CONFIG, CONFIG.index), 2: extract_peaks(padded, CONFIG, CONFIG.index)}
+    delta = 10 * RATE // CONFIG.hop_size
+    candidates = (Candidate(1, 30.0, delta), Candidate(2, 20.0, delta + lead_frames))
+    for warp in (Warp("pitch", 1.03), Warp("pitch", 0.97)):
+        copies = CopyCheck(lambda ids: {i: stored[i] for i in ids}, lambda ids: {i: 40.0 for i in ids}, MATCHING)
+        assert same_recording_on_song_grid(copies, {1: warp, 2: warp})(*candidates), warp
+
+
+def test_refining_a_map_wider_than_long_refines_every_bin_inside_it():
+    """`refine` bounds each axis by its own length: in a map of 5 frames and 40 bins (a short block), a maximum at
+    bin 30 is refined along frequency, and one on the last bin keeps its integer position."""
+    frames, bins = np.mgrid[0:5, 0:40]
+    values = -((frames - 2.3) ** 2) - 2 * (bins - 30.2) ** 2
+    fine_frames, fine_bins = refine(values, np.array([2]), np.array([30]))
+    assert fine_frames[0] == pytest.approx(2.3)
+    assert fine_bins[0] == pytest.approx(30.2), fine_bins
+    edge_values = -((frames - 2.0) ** 2) - (bins - 39.0) ** 2
+    _, edge_bins = refine(edge_values, np.array([2]), np.array([39]))
+    assert edge_bins[0] == 39
+
+
+def test_each_warped_key_carries_its_anchor_frame_in_song_frames():
+    """A warped key's frame is its anchor's clip frame times the tempo in the middle of the key's span (song
+    frames, t_clip · T): scaled on the speed and tempo lines, unscaled on the pitch line."""
+    frames, bins = np.array([100.0, 110.0]), np.array([50.0, 55.0])
+    warped = warped_query(frames, bins, CONFIG, MATCHING)
+    query = warped.hashes
+    assert query.frames.size > 20 and set(warped.line.tolist()) == {0, 1, 2}
+    middle = 0.5 * (warped.low + warped.high)
+    expected = np.round(100.0 * middle ** EXPONENTS[warped.line, 0]).astype(np.int64)
+    np.testing.assert_array_equal(query.frames, expected)
+    assert query.frames[warped.line == 1].min() <= 92 and query.frames[warped.line == 1].max() >= 108  # tempo ± 10 %
+    assert (query.frames[warped.line == 2] == 100).all()
+
+
+def test_a_warp_found_beyond_the_measured_range_is_read_where_it_was_found():
+    """`measure` reads `around` (the warp a warped search found) projected on each line as well as the lines' own
+    grid: a clip 6 % fast, found there, is read at 1.06 even where the settings' speed range (± 2 %) stops short
+    of it."""
+    from landmark.verify import ProminenceMap
+    from landmark.warp import measure
+
+    song = rendered(3, 40.0, RATE)
+    peaks = extract_peaks(song, CONFIG, CONFIG.index)
+    fast = queries.change_speed(song, 1.06)
+    start = 12 * RATE
+    clip = fast[start:start + 5 * RATE]
+    prominence = ProminenceMap.of(fingerprint(clip, CONFIG, MATCHING.query, with_prominence=True).prominence, CONFIG)
+    delta = round(start * 1.06 / CONFIG.hop_size)  # the song's frame at the clip's start
+    narrow = Matching(max_speed_change=0.02, max_tempo_change=0.0, max_pitch_change=0.0)
+    warp, found_start = measure(prominence, *peaks, delta, narrow, around=Warp("speed", 1.06))
+    assert warp.kind == "speed" and abs(warp.factor / 1.06 - 1) <= 0.005, warp
+    assert abs(found_start - delta) <= 5, (found_start, delta)
