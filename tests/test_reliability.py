@@ -22,7 +22,7 @@ from bench.audio_io import write
 from landmark import Index, audio
 from landmark.batch import fingerprint_song
 from lmprint.catalogue import Catalogue
-from lmprint.errors import AudioError, IndexFileError, LmprintError
+from lmprint.errors import AudioError, IndexFileError, IndexLocked, LmprintError
 from tests.conftest import (
     SYNTH_RATE,
     all_gone,
@@ -836,3 +836,39 @@ def test_a_10_minute_query_is_answered_from_its_first_30_s(built_index, tmp_path
         samples = soxr.resample(long_query, SYNTH_RATE, index.sample_rate_hz).astype(np.float32)
         assert index.match_samples(samples).song.title == "song3"
     assert fingerprinted and max(fingerprinted) == limit
+
+
+def test_a_disk_that_fills_during_add_says_to_free_space_and_that_what_was_indexed_is_kept(tmp_path, library_dir):
+    """An add that meets a full disk says, in its one line, to free space and that what was indexed is kept."""
+    db = tmp_path / "i.db"
+    song0, song1 = sorted(library_dir.iterdir())[:2]
+    run_cli("add", song0, db=db, check=True)
+    index = Index(db)
+    pages = index.catalogue.conn.execute("PRAGMA page_count").fetchone()[0]
+    index.catalogue.conn.execute(f"PRAGMA max_page_count={pages}")
+    try:
+        with pytest.raises(IndexFileError) as failed:
+            index.add_fingerprints([fingerprint_song(str(song1), index.fingerprint_settings, 1.0)[1]])
+    finally:
+        index.close()
+    assert str(failed.value).startswith(f"{db}: ") and str(failed.value).endswith(
+        "full; free some space and run the command again: what was indexed is kept"), str(failed.value)
+
+
+def test_a_writer_gives_up_after_its_busy_timeout_in_all(tmp_path):
+    """A write that waits for another process's lock gives up after its busy timeout counted from the start, the
+    notice's wait included (3 s here, not 3 s after the notice)."""
+    path = tmp_path / "i.db"
+    Catalogue(path, create=True).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with Catalogue(path, busy_timeout_s=3.0) as catalogue:
+            started = time.monotonic()
+            with pytest.raises(IndexLocked, match=r"gave up after 3 s"), catalogue.write():
+                pass
+            waited = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert 2.7 <= waited < 4.0, waited

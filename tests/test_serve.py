@@ -140,18 +140,11 @@ def test_a_405_says_which_methods_are_allowed_and_an_upload_folder_that_cannot_b
         answer.text
 
 
-def test_a_listener_is_told_when_the_index_cannot_be_read_with_the_servers_close_code(built_index, tmp_path):
-    """A damaged index while a stream is followed is the server's fault: close code 1011, not 1003 (which tells
-    the listener its data was bad)."""
-    import sqlite3
-
+def refused_listening(db) -> tuple[dict, int]:
+    """What a listener streaming 12 s of the index's second song is told, and the code its socket closes with."""
     from starlette.websockets import WebSocketDisconnect
 
-    db = tmp_path / "i.db"
-    shutil.copy(built_index, db)
     song = Index(db).catalogue.songs()[1]
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE peaks SET data=?", (b"\x78" + bytes(40),))
     samples = audio.load(song.path, 16000)[:12 * 16000]
     with client_for(db) as client, client.websocket_connect("/listen") as socket:
         socket.send_json({"sample_rate": 16000})
@@ -159,10 +152,22 @@ def test_a_listener_is_told_when_the_index_cannot_be_read_with_the_servers_close
         for start in range(0, samples.size, 16000):
             socket.send_bytes(samples[start:start + 16000].astype("<f4").tobytes())
         told = socket.receive_json()
-        assert told["event"] == "error" and "damaged" in told["error"], told
         with pytest.raises(WebSocketDisconnect) as closed:
             socket.receive_json()
-    assert closed.value.code == 1011
+    return told, closed.value.code
+
+
+def test_a_listener_is_told_when_the_index_cannot_be_read_with_the_servers_close_code(built_index, tmp_path):
+    """A damaged index while a stream is followed is the server's fault: close code 1011, not 1003 (which tells
+    the listener its data was bad)."""
+    import sqlite3
+
+    db = tmp_path / "i.db"
+    shutil.copy(built_index, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE peaks SET data=?", (b"\x78" + bytes(40),))
+    told, code = refused_listening(db)
+    assert told["event"] == "error" and "damaged" in told["error"] and code == 1011, (told, code)
 
 
 def errors_logged(caplog) -> list[str]:
@@ -249,9 +254,9 @@ def test_an_upload_of_exactly_the_cap_is_read_and_a_byte_more_is_not(built_index
     assert asyncio.run(asgi_post(app, "/match", {}, body_of(b"not audio", bytes(5000), bytes(10_000 - 5009))))[0] == 422
 
 
-async def asgi_post(app, path: str, headers: dict, receive) -> tuple[int, dict]:
-    """One POST straight through the ASGI application, its body from `receive`: its status and headers."""
-    sent = []
+async def asgi_exchange(app, path: str, headers: dict, receive) -> list[dict]:
+    """One POST straight through the ASGI application, its body from `receive`: the messages it sent back."""
+    sent: list[dict] = []
 
     async def send(message):
         sent.append(message)
@@ -260,7 +265,29 @@ async def asgi_post(app, path: str, headers: dict, receive) -> tuple[int, dict]:
              "headers": [(name.encode(), value.encode()) for name, value in headers.items()],
              "scheme": "http", "server": ("test", 80), "client": ("c", 1), "http_version": "1.1", "app": app}
     await app(scope, receive, send)
+    return sent
+
+
+async def asgi_post(app, path: str, headers: dict, receive) -> tuple[int, dict]:
+    """`asgi_exchange`'s status and headers."""
+    sent = await asgi_exchange(app, path, headers, receive)
     return sent[0]["status"], {name.decode(): value.decode() for name, value in sent[0]["headers"]}
+
+
+async def posted(app, path: str, headers: dict, receive) -> tuple[int, dict]:
+    """`asgi_exchange`'s status and JSON body."""
+    sent = await asgi_exchange(app, path, headers, receive)
+    body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body)
+
+
+def copied(built_index, tmp_path):
+    """A copy of the shared index (and its segments) that a test may add to."""
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    if folder_of(built_index).is_dir():
+        shutil.copytree(folder_of(built_index), folder_of(db))
+    return db
 
 
 def body_of(*parts: bytes, then: asyncio.Event | None = None):
@@ -800,6 +827,12 @@ def test_the_listen_socket_places_a_song_where_it_is_heard_to_begin(client, buil
                                                           ("open", songs[3].path)]
     assert events[2]["start_s"] == pytest.approx(12.0, abs=0.5)
     assert events[2]["song_offset_s"] == pytest.approx(5.0, abs=0.5)
+    # each event's `heard_s` is the audio received when it was sent: past the segment's end, and for the closed
+    # one seconds past it (closing takes looks that no longer hear the song)
+    heard = [e["heard_s"] for e in events]
+    assert heard == sorted(heard) and heard[-1] <= live.size / 16000
+    assert all(e["heard_s"] >= e["end_s"] for e in events), events
+    assert events[1]["heard_s"] >= events[1]["end_s"] + 2.0, events[1]
 
 
 def test_the_listen_socket_bounds_samples_as_a_files_decoder_does(client, built_index, monkeypatch):
@@ -1116,10 +1149,7 @@ def test_a_song_uploaded_to_add_is_refused_by_the_length_it_decodes_to_when_its_
         built_index, tmp_path):
     """A FLAC whose STREAMINFO sample count is 0 declares no length: `POST /songs` decoded all of it, however long
     (a constant level compresses to almost nothing). It is decoded no further than just past the cap now."""
-    db = tmp_path / "copy.db"
-    shutil.copy(built_index, db)
-    if folder_of(built_index).is_dir():
-        shutil.copytree(folder_of(built_index), folder_of(db))
+    db = copied(built_index, tmp_path)
     long_song = tmp_path / "long.flac"
     write(long_song, np.r_[rendered(43, 20.0, 8000), np.full(8000 * 100, 0.25, np.float32)], 8000)
     data = bytearray(long_song.read_bytes())
@@ -1262,3 +1292,146 @@ def test_lmprint_serve_runs_uvicorn_with_the_head_deadline(monkeypatch):
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(options, app=app))
     serve("lmprint.cli:serve_app", "127.0.0.1", 8000, 2, ServeSettings(read_timeout_s=12.0))
     assert ran["http"] is HeadDeadlineProtocol and ran["timeout_keep_alive"] == 12 and ran["workers"] == 2
+
+
+def test_get_songs_lists_each_songs_copies(built_index, tmp_path):
+    """`GET /songs` is `lmprint list --json`'s answer: every song with the paths of its copies."""
+    db = copied(built_index, tmp_path)
+    song = tmp_path / "original.flac"
+    write(song, rendered(48, 20.0, SYNTH_RATE), SYNTH_RATE)
+    with client_for(db, allow_add=True, token="t") as client:
+        auth = {"authorization": "Bearer t"}
+        added = client.post("/songs", files={"file": ("original.flac", song.read_bytes())}, headers=auth).json()
+        copy = client.post("/songs", files={"file": ("a copy.flac", song.read_bytes())}, headers=auth).json()
+        listed = client.get("/songs").json()
+    assert added["added"] == 1 and copy["skipped"] == 1 and copy["path"] != added["path"]
+    (entry,) = [song for song in listed if song["id"] == added["song_id"]]
+    assert entry["copies"] == [copy["path"]], entry
+    with Index(db) as index:
+        assert listed == json.loads(json.dumps(index.catalogue.listed()))
+
+
+def test_a_query_over_the_duration_cap_is_told_its_declared_length(built_index, tmp_path):
+    """A query refused for its length names the seconds its file declares and the cap it is over."""
+    song = Index(built_index).catalogue.songs()[0]
+    with client_for(built_index, max_upload_s=30.0) as client:
+        refused = client.post("/match", content=clip_bytes(song.path, 0.0, 38.0, tmp_path, "ogg"))
+    assert refused.status_code == 413
+    assert refused.json()["error"] == ("upload of 38 s of audio, over 30 s: only a query's first seconds are "
+                                       "matched, so send those (e.g. ffmpeg -t 30)"), refused.text
+
+
+def test_an_upload_not_received_within_the_read_timeout_gets_408(built_index):
+    """A client that stalls mid-upload is answered 408 once `read_timeout_s` has passed."""
+    app = create_app(lambda: Index(built_index), ServeSettings(read_timeout_s=0.5))
+
+    async def stalled():
+        never = asyncio.Event()
+        began = time.monotonic()
+        answer = await asyncio.wait_for(posted(app, "/match", {"content-length": "100000"},
+                                               body_of(bytes(1000), then=never)), 10)
+        return answer, time.monotonic() - began
+
+    (status, body), took = asyncio.run(stalled())
+    assert status == 408 and body == {"error": "upload not received within 0.5 s"}, (status, body)
+    assert 0.4 < took < 5, took
+
+
+def test_a_listener_whose_index_is_locked_is_told_to_try_again_later(built_index, monkeypatch):
+    """A writer holding the index while a stream is followed is no fault of the listener's: close code 1013."""
+    from lmprint.errors import IndexLocked
+
+    def locked(self, *args, **kwargs):
+        raise IndexLocked(f"{built_index} is locked by another process (gave up after 60 s)")
+
+    monkeypatch.setattr(Index, "match_samples", locked)
+    told, code = refused_listening(built_index)
+    assert told["event"] == "error" and "locked by another process" in told["error"] and code == 1013, (told, code)
+
+
+def test_a_listener_sending_faster_than_real_time_is_held_back(built_index, monkeypatch):
+    """A client sending audio more than `MAX_AHEAD_S` ahead of real time is made to wait for it."""
+    import lmprint.serve
+
+    monkeypatch.setattr(lmprint.serve, "MAX_AHEAD_S", 1.0)
+    with client_for(built_index) as client, client.websocket_connect("/listen") as socket:
+        socket.send_json({"sample_rate": 8000})
+        assert socket.receive_json() == {"event": "listening"}
+        began = time.monotonic()
+        for _ in range(10):  # 5 s of audio at once
+            socket.send_bytes(np.zeros(4000, "<f4").tobytes())
+        socket.send_text("end")  # answered once every chunk before it was taken
+        assert socket.receive_json() == {"event": "error", "error": "send audio as binary frames"}
+        took = time.monotonic() - began
+    assert 3.0 <= took < 15, took
+
+
+def test_serve_hands_uvicorn_its_address_connection_limit_and_shutdown_grace(monkeypatch):
+    """What `lmprint serve` hands uvicorn besides the head deadline: the address, the cap on open connections
+    and the grace given to requests in flight at a stop."""
+    import uvicorn
+
+    from lmprint.serve import MAX_OPEN_CONNECTIONS, SHUTDOWN_GRACE_S, serve
+
+    ran = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(options, app=app))
+    serve("lmprint.cli:serve_app", "0.0.0.0", 8123, 2, ServeSettings(read_timeout_s=12.0))
+    assert (ran["host"], ran["port"]) == ("0.0.0.0", 8123)
+    assert ran["limit_concurrency"] == MAX_OPEN_CONNECTIONS == 512
+    assert ran["timeout_graceful_shutdown"] == SHUTDOWN_GRACE_S == 5
+
+
+def test_a_form_upload_without_a_content_length_is_refused(built_index):
+    """A form sent without a Content-Length (chunked) is refused with 400, saying it needs one."""
+    app = create_app(lambda: Index(built_index), ServeSettings())
+    form = (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' + b"not audio" * 100
+            + b"\r\n--XyZ--\r\n")
+    status, body = asyncio.run(posted(app, "/match", {"content-type": "multipart/form-data; boundary=XyZ"},
+                                      body_of(form[:200], form[200:])))
+    assert status == 400 and body == {"error": "a form upload needs a Content-Length"}, (status, body)
+
+
+def test_an_upload_whose_extension_is_in_capitals_keeps_its_name(built_index, tmp_path):
+    """`LOUD.FLAC` is an audio file's name as it is: stored under it, and titled `LOUD`."""
+    db = copied(built_index, tmp_path)
+    song = tmp_path / "loud.flac"
+    write(song, rendered(48, 20.0, SYNTH_RATE), SYNTH_RATE)
+    with client_for(db, allow_add=True, token="t") as client:
+        added = client.post("/songs", files={"file": ("LOUD.FLAC", song.read_bytes())},
+                            headers={"authorization": "Bearer t"})
+    assert added.status_code == 200 and os.path.basename(added.json()["path"]) == "LOUD.FLAC", added.text
+    with Index(db) as index:
+        assert [s.title for s in index.catalogue.songs_at(added.json()["path"])] == ["LOUD"]
+
+
+def test_a_new_song_over_the_duration_cap_leaves_no_file(built_index, tmp_path):
+    """`POST /songs` of a song longer than `max_upload_s` (by its header) is refused, and nothing is kept."""
+    db = copied(built_index, tmp_path)
+    song = tmp_path / "long.flac"
+    write(song, rendered(49, 25.0, SYNTH_RATE), SYNTH_RATE)
+    with client_for(db, allow_add=True, token="t", max_upload_s=10.0) as client:
+        refused = client.post("/songs", files={"file": ("long.flac", song.read_bytes())},
+                              headers={"authorization": "Bearer t"})
+    assert refused.status_code == 413 and "over 10 s" in refused.json()["error"], refused.text
+    assert not [path for path in (tmp_path / "lmprint-uploads").rglob("*") if path.is_file()]
+
+
+def test_serve_names_the_missing_index_file(tmp_path):
+    """A missing index is refused in one line that names the file, and how to make one."""
+    from click.testing import CliRunner
+
+    from lmprint.cli import main
+
+    result = CliRunner().invoke(main, ["--db", str(tmp_path / "none.db"), "serve"])
+    assert result.exit_code == 1
+    assert result.output == f"lmprint: no index at {tmp_path / 'none.db'} (`lmprint add` creates one)\n"
+
+
+def test_a_long_upload_name_whose_only_dot_is_in_its_title_is_cut_to_the_limit():
+    """A name whose last dot is in its title, not before an extension, is cut as a whole to `MAX_NAME_BYTES`."""
+    from lmprint.serve import MAX_NAME_BYTES, _safe_name
+
+    for name in ("Vol. " + "a long title " * 20, "Live at the Roxy. " + "x" * 300):
+        safe = _safe_name(name)
+        assert len(safe.encode()) <= MAX_NAME_BYTES and safe == name[:len(safe)].rstrip(" ."), safe
+        assert len(safe.encode()) >= MAX_NAME_BYTES - 4, safe
