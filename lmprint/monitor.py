@@ -313,11 +313,22 @@ class Monitor:
             events += self._update(match, pending.start_sample / rate, self._window_samples / rate,
                                    pending.after_idle_hop)
 
+    def samples_before_next_look(self) -> int:
+        """How many more samples the stream must bring before the next look's window is whole: a live stream fed
+        no later than that is looked at as soon as it can be."""
+        start, _ = self._next_window()
+        return max(0, start + self._window_samples - self._heard_samples)
+
+    def _next_window(self) -> tuple[int, bool]:
+        """The start of the next window, and whether it is an idle hop's: the hop is chosen by what the looks taken
+        so far heard."""
+        idle = self.current is None and self._candidate is None
+        return self._start_after(self._idle_hop_samples if idle else self._hop_samples), idle
+
     def _claim_next_window(self) -> tuple[int, bool] | None:
         """The start of the next window, counted as looked at, if the stream holds it all, and whether an idle
-        hop led to it; None if not yet. The hop is chosen by what the looks taken so far heard."""
-        idle = self.current is None and self._candidate is None
-        start = self._start_after(self._idle_hop_samples if idle else self._hop_samples)
+        hop led to it; None if not yet."""
+        start, idle = self._next_window()
         if start + self._window_samples > self._heard_samples:
             return None
         self._last_look_sample = start
@@ -899,7 +910,9 @@ def monitor(method: Method, chunks: Iterable[np.ndarray], settings: MonitorSetti
         for chunk in chunks if ahead is None else ahead:
             pending.append(chunk)
             pending_samples += len(chunk)
-            if pending_samples >= jobs * hop:  # enough for a look per worker
+            # looks in worker processes: fed a look's worth per worker at once, so that they run side by side; looks
+            # made here (a live stream's): fed once the next look's window is whole, so it runs then, not a hop later
+            if pending_samples >= (jobs * hop if jobs > 1 else max(1, watcher.samples_before_next_look())):
                 yield from watcher.feed(np.concatenate(pending))
                 pending, pending_samples = [], 0
         if pending:

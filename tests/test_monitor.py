@@ -1,12 +1,16 @@
 """`lmprint monitor`: every song in a long recording, with where it plays."""
 
 import dataclasses
+import functools
 import json
 import math
 import os
+import queue
 import shutil
+import signal as signal_module
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -15,7 +19,8 @@ import pytest
 from bench.audio_io import write
 from landmark import Index
 from lmprint.errors import AudioError, SettingsError
-from lmprint.monitor import Monitor, MonitorSettings, monitor
+from lmprint.monitor import Looks, Monitor, MonitorSettings, Segment, monitor
+from lmprint.results import Match
 from tests.conftest import SYNTH_RATE, all_gone, children_of, rendered, run_cli
 
 RATE = SYNTH_RATE
@@ -1437,3 +1442,128 @@ def test_a_segments_clock_ends_the_song_at_its_rate(built_index):
         song = index.catalogue.songs()[0]
     segment = Segment(song, 24.5, 30.5, 10.0, 0.99, 2, anchor_s=10.0 - 0.95 * 24.5, rate=0.95)
     assert segment.clock_end_s == pytest.approx(24.5 + (song.duration_s - 10.0) / 0.95)
+
+
+def test_a_segments_confidence_is_the_surest_looks(built_index):
+    """A segment's confidence is that of its surest look, not of its latest: looks less sure later in the song
+    (a fade, noise) do not lower what its open and closed lines report."""
+    with Index(built_index) as index:
+        song = index.catalogue.songs()[0]
+        watcher = Monitor(index, MonitorSettings())
+        watcher._heard_samples = 40 * index.sample_rate_hz
+        events = []
+        for n, chance in enumerate((1e-3, 1e-6, 1e-4, 1e-3)):
+            events += watcher._update(Match(song, 60.0, 20.0 + 2.0 * n, 1.0 - chance, "vote",
+                                            false_match_probability=chance, speed=1.0), 2.0 * n, 6.0)
+        events += watcher.stop()
+    assert [(e.open, e.looks, round(e.confidence, 6)) for e in events] == [(True, 2, 0.999999),
+                                                                           (False, 4, 0.999999)], events
+
+
+def test_a_json_line_gives_the_rate_a_song_plays_at(built_index, tmp_path):
+    """`monitor --json` reports each segment's rate (its speed) as measured, to within half a percent: song 1 at
+    +6 %, song 3 at −5 %."""
+    from bench.queries import change_speed
+
+    parts = [change_speed(rendered(seed, 40.0, RATE)[int(s * RATE):int((s + 26) * RATE)], speed)
+             for seed, s, speed in ((1, 4.0, 1.06), (3, 10.0, 0.95))]
+    path = tmp_path / "a dj mix.flac"
+    write(path, np.concatenate(parts), RATE)
+    result = run_cli("monitor", "--json", "--jobs", "1", path, db=built_index, check=True)
+    closed = [json.loads(line) for line in result.stdout.splitlines() if json.loads(line)["event"] == "closed"]
+    assert [e["title"] for e in closed] == ["song1", "song3"], closed
+    assert abs(closed[0]["rate"] - 1.06) <= 0.005 and abs(closed[1]["rate"] - 0.95) <= 0.005, closed
+
+
+def test_looks_in_worker_processes_differ_by_at_most_a_look(built_index):
+    """Looks in two worker processes are taken in stream order: each segment is announced at most a look later
+    than one process announces it, with at most one look more or fewer, and closed at the same place."""
+    import soxr
+
+    signal, _ = radio(PIECES)
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        chunks = [samples[i:i + 4000] for i in range(0, samples.size, 4000)]
+        alone = [e.to_dict() for e in monitor(index, iter(chunks))]
+        looks = Looks(functools.partial(Index, built_index), jobs=2)
+        try:
+            together = [e.to_dict() for e in monitor(index, iter(chunks), looks=looks, ahead_of_looks=True)]
+        finally:
+            looks.close()
+    assert [(e["title"], e["open"]) for e in together] == [(e["title"], e["open"]) for e in alone]
+    hop_s = MonitorSettings().hop_s
+    for a, t in zip(alone, together):
+        assert (t["start_s"], t["song_offset_s"]) == (a["start_s"], a["song_offset_s"]), (alone, together)
+        assert abs(t["looks"] - a["looks"]) <= 1, (alone, together)
+        assert 0 <= t["end_s"] - a["end_s"] <= hop_s if t["open"] else t["end_s"] == a["end_s"], (alone, together)
+
+
+def test_a_live_stream_announces_a_song_without_waiting_for_more_of_it(built_index):
+    """Standard input is live: its looks are made one at a time in this process however many cores the machine
+    has (made to say 4 here), and each look runs as soon as its window is whole: a song is announced while the
+    stream is still open once it holds the looks that confirm it (9.5 s of a song from its start: confirmed by
+    the look whose window ends at 8 s; fed 2 s at a time, as looks in workers are, it waited for 10.5 s)."""
+    import soxr
+
+    signal = rendered(1, 40.0, RATE)[:int(9.5 * RATE)]
+    pcm = (soxr.resample(signal, RATE, 44100) * 0.8 * 32767).astype("<i2").tobytes()
+    as_four_cores = ("import os, runpy; os.cpu_count = lambda: 4; "
+                     "runpy.run_module('lmprint', run_name='__main__')")
+    process = subprocess.Popen([sys.executable, "-c", as_four_cores, "--db", str(built_index), "monitor", "--csv",
+                                "--format", "s16le", "--rate", "44100", "--channels", "1", "-"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line.decode()) for line in process.stdout], daemon=True).start()
+    try:
+        process.stdin.write(pcm)  # 9.5 s of the song, and the stream stays open
+        process.stdin.flush()
+        announced = None
+        while announced is None:
+            line = lines.get(timeout=45)  # raises queue.Empty: nothing announced while the stream is open
+            if line.startswith("open,"):
+                announced = line.split(",")
+        assert announced[4] == "song1" and float(announced[1]) == 0.0, announced
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0, process.stderr.read().decode()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal_module.SIGKILL)
+            process.wait()
+
+
+@pytest.mark.parametrize("speed", [1.06, 0.95])
+def test_heard_span_ends_a_song_played_faster_or_slower_where_it_ends(built_index, speed):
+    """`Index.heard_span` of a song's last 10 s played at another speed, then other music: the song is heard to
+    where its end plays at that speed (9.43 s at +6 %, 10.53 at −5 %), within a quarter of a second."""
+    import soxr
+
+    from bench.queries import change_speed
+
+    with Index(built_index) as index:
+        rate = index.sample_rate_hz
+        song = next(s for s in index.catalogue.songs() if s.title == "song1")
+        piece = change_speed(rendered(1, 40.0, RATE)[30 * RATE:], speed)
+        other = 0.3 * rendered(100, 40.0, RATE)[:6 * RATE]
+        clip = soxr.resample(np.r_[piece, other], RATE, rate).astype(np.float32)
+        span = index.heard_span(clip, Match(song, 50.0, 30.0, 0.99, "vote", speed=speed), 30.0)
+    assert span is not None and span[0] == 0.0, span
+    assert abs(span[1] - piece.size / RATE) <= 0.25, (span, piece.size / RATE)
+
+
+def test_a_song_closed_by_misses_does_not_end_at_a_candidate_the_closing_look_does_not_name(built_index):
+    """A song followed closes after `close_after_misses` looks in a row that do not name it; a candidate that an
+    earlier of those looks named, and the closing look does not (it names nothing), did not follow it: the song
+    ends from its last look (where its end cannot be heard), not where that candidate would have begun."""
+    with Index(built_index) as index:
+        a, b = index.catalogue.songs()[:2]
+        watcher = Monitor(index, MonitorSettings())
+        watcher._heard_samples = 60 * index.sample_rate_hz
+        watcher.current = Segment(a, 0.0, 30.0, 0.0, 0.99, 10, anchor_s=0.0,
+                                  heard=Match(a, 9.0, 24.0, 0.99, "followed", speed=1.0), last_look_s=24.0,
+                                  misses=watcher.settings.close_after_misses - 1)
+        watcher._candidate = Segment(b, 25.5, 32.0, None, 0.99, 1)
+        events = watcher._update(None, 30.0, 6.0)
+    # `audible_s` and half a hop past its last look's start, 24 s
+    assert [(e.song.id, e.open, e.end_s) for e in events] == [(a.id, False, 27.0)], events
+    assert watcher.current is None

@@ -13,7 +13,7 @@ from landmark.batch import SongFingerprint
 from landmark.peak_codec import PEAK_GAP_LIMIT
 from landmark.peak_codec import decode as decode_peaks
 from landmark.peak_codec import encode as encode_peaks
-from landmark.postings import ESCAPE, RowLayout, encode_words
+from landmark.postings import ESCAPE, RowLayout, decode_rows, encode_words
 from landmark.postings import decode as decode_postings
 from landmark.postings import encode as encode_postings
 from landmark.settings import Density, FingerprintSettings, MatchSettings
@@ -1485,22 +1485,33 @@ def test_a_long_rows_length_that_does_not_fit_the_segment_is_damage_not_a_huge_a
         segment.close()
 
 
-def test_a_segment_written_with_a_start_for_every_row_is_read_still(tmp_path):
-    """Segments written before the byte-a-row directory (`LMPSEG02`: a u32 start for every bucket) read the same
-    postings as one written now."""
-    rng = np.random.default_rng(3)
-    hashes, frames = _segment_postings(4, [3, 300, 40, 1, 255], rng)
-    name, _ = segments.write(tmp_path, [(hashes, frames)], 1000, 0)
-    layout = RowLayout(4)
-    buckets, data, starts = encode_words(hashes, frames, layout=layout)
+def old_directory_segment(path, hashes, frames, start_bytes: int) -> bytes:
+    """A segment as `LMPSEG02` wrote it (a start for every bucket, in 4 bytes, or 8 where its words needed them),
+    written to `path`: its bytes."""
+    buckets, data, starts = encode_words(hashes, frames, layout=RowLayout(4))
     row_words = np.zeros(1 << 17, np.int64)
     row_words[buckets] = np.diff(starts)
     header = np.zeros(1, segments.HEADER_DENSE)
-    header[0] = (segments.MAGIC_DENSE, 4, 4, 0, buckets.size, len(data) // 3, hashes.size, frames.min(),
+    header[0] = (segments.MAGIC_DENSE, 4, start_bytes, 0, buckets.size, len(data) // 3, hashes.size, frames.min(),
                  frames.max() + 1)
     old = (header.tobytes() + data + bytes(-len(data) % 8)
-           + np.r_[0, np.cumsum(row_words)].astype("<u4").tobytes())
-    (tmp_path / "old.seg").write_bytes(old)
+           + np.r_[0, np.cumsum(row_words)].astype(f"<u{start_bytes}").tobytes())
+    path.write_bytes(old)
+    return old
+
+
+def test_a_segment_written_with_a_start_for_every_row_is_read_still(tmp_path):
+    """Segments written before the byte-a-row directory (`LMPSEG02`: a u32 start for every bucket) read the same
+    postings as one written now, and so do those of u64 starts."""
+    rng = np.random.default_rng(3)
+    hashes, frames = _segment_postings(4, [3, 300, 40, 1, 255], rng)
+    name, _ = segments.write(tmp_path, [(hashes, frames)], 1000, 0)
+    old_directory_segment(tmp_path / "wide.seg", hashes, frames, 8)
+    wide = segments.Segment(tmp_path / "wide.seg")
+    read = wide.hash_range(0, 1 << 21)
+    assert sorted(zip(*(part.tolist() for part in read))) == sorted(zip(hashes.tolist(), frames.tolist()))
+    wide.close()
+    old = old_directory_segment(tmp_path / "old.seg", hashes, frames, 4)
     new_segment, old_segment = segments.Segment(tmp_path / name), segments.Segment(tmp_path / "old.seg")
     for segment in (new_segment, old_segment):
         read = segment.hash_range(0, 1 << 21)
@@ -1800,3 +1811,42 @@ def test_a_removal_of_a_fifth_of_the_audio_left_compacts(tmp_path, monkeypatch):
     assert store.postings.stats()["segments"] == 6
     store.remove([6])  # 10 s of the 50 s left: exactly a fifth
     assert store.postings.stats()["segments"] == 1
+
+
+def test_an_escaped_gap_whose_digits_would_come_from_the_next_row_is_damage():
+    """Rows are decoded end to end: an escape at a row's end must find its two digits in its own row, not read
+    them from the row after it (which would put a posting at a wrong frame and drop that row's postings)."""
+    escape_only = ESCAPE.to_bytes(3, "little")
+    next_row = (1).to_bytes(3, "little") + (2).to_bytes(3, "little")  # two postings, gaps 1 and 2
+    assert decode_rows([next_row])[2].tolist() == [1, 3]  # whole on its own
+    with pytest.raises(IndexFileError, match="postings that do not decode"):
+        decode_rows([escape_only, next_row])
+
+
+def test_the_timeline_ends_each_song_before_its_end_frame():
+    """A song's frames are [start, end): the frame at its end belongs to the next song, or, in a removed song's
+    gap, to none."""
+    from landmark.timeline import Timeline
+
+    timeline = Timeline.of([(0, 10, 1), (20, 30, 2), (30, 35, 3)])
+    inside, song_ids, frames = timeline.locate(np.array([9, 10, 19, 20, 29, 30, 34, 35]))
+    assert inside.tolist() == [True, False, False, True, True, True, True, False]
+    assert song_ids.tolist() == [1, 2, 2, 3, 3] and frames.tolist() == [9, 0, 9, 0, 4]
+
+
+def test_a_song_past_the_end_of_the_timeline_is_refused_as_the_index_being_full(tmp_path):
+    """An index whose timeline has no room for a song's frames says it is full, in one line (not that it is
+    damaged), and keeps what it held."""
+    from landmark.timeline import TIMELINE_END
+
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    a = insert(store, "/a", "sha-a", np.array([5, 6], np.uint32), np.array([0, 10], np.uint32))
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value=? WHERE key='timeline_end'", (str(TIMELINE_END - 100),))
+    store = Store(path)
+    with pytest.raises(IndexFileError, match=r"is full \(68,719,476,736 frames of audio\)"):
+        insert(store, "/b", "sha-b", np.array([7, 8], np.uint32), np.array([0, 150], np.uint32))
+    found = store.postings.lookup(np.array([5, 6, 7, 8], np.uint32))
+    assert found.song_ids.tolist() == [a, a] and found.frames.tolist() == [0, 10]

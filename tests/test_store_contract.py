@@ -157,3 +157,24 @@ def test_songs_are_named_and_removed_through_either_store(index, tmp_path):
     assert index.stats()["songs"] == 4 and index.stats()["file_bytes"] > 0
     index.remove([found.song.id])
     assert index.match_samples(clip) is None
+
+
+def test_a_removal_rolled_back_leaves_the_songs_postings_in_place(index):
+    """A removal inside a transaction that rolls back removes nothing: the song's postings still answer, and it
+    still counts."""
+    songs = _random_songs(6, 3)
+    ids = [insert(index, f"/{n}", f"sha-{n}", hashes, frames) for n, (hashes, frames) in enumerate(songs)]
+    every_key = np.unique(np.concatenate([h for h, _ in songs]))
+    before = postings_of(index, every_key)
+    with pytest.raises(RuntimeError), index.catalogue.write():
+        index.postings.remove([ids[1]])
+        raise RuntimeError("the transaction fails after the removal")
+    assert postings_of(index, every_key) == before
+    assert index.postings.song_count() == 3
+
+
+def test_a_lookup_that_asks_a_key_twice_is_refused_by_every_store(index):
+    """Keys asked must be ascending and distinct, in every store."""
+    insert(index, "/a", "sha-a", np.array([16, 17, 33], np.uint32), np.array([1, 2, 3], np.uint32))
+    with pytest.raises(ValueError):
+        index.postings.lookup(np.array([17, 17], np.uint32))
