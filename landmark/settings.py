@@ -44,9 +44,10 @@ class Density:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        if self.peaks_per_s <= 0 or self.fanout < 1 or min(self.neighbourhood_bins, self.neighbourhood_frames) < 0:
-            raise SettingsError("need peaks_per_s > 0, fanout >= 1, and neighbourhood_bins and neighbourhood_frames "
-                                ">= 0")
+        if (not 0 < self.peaks_per_s < math.inf or self.fanout < 1
+                or min(self.neighbourhood_bins, self.neighbourhood_frames) < 0):  # inf: no budget an int can hold
+            raise SettingsError("need peaks_per_s > 0 and finite, fanout >= 1, and neighbourhood_bins and "
+                                "neighbourhood_frames >= 0")
 
 
 @dataclass(frozen=True)

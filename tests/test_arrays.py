@@ -62,3 +62,11 @@ def test_sort_runs_sorts_keys_in_runs(kind, monkeypatch):
     sort_runs(keys)
     assert np.array_equal(keys, expected)
 
+
+def test_members_takes_a_pool_of_any_shape_as_isin_does():
+    """The pool is a set of values whatever its shape: a 2-D pool holds each of its entries."""
+    rng = np.random.default_rng(6)
+    for _ in range(50):
+        values = rng.integers(-5, 40, int(rng.integers(0, 30)))
+        pool = rng.integers(-5, 40, (int(rng.integers(1, 6)), int(rng.integers(1, 6))))
+        assert np.array_equal(members(values, pool), np.isin(values, pool))

@@ -1,5 +1,7 @@
 """One calibrated confidence: 1 − the chance that an unindexed song's clip brings evidence this strong."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -90,3 +92,21 @@ def test_a_song_is_named_only_where_its_false_match_probability_is_within_the_se
         assert [index.match_samples(clip) for clip in clips] == [None] * 3
     with pytest.raises(SettingsError, match="max_false_match_probability"):
         MatchSettings(max_false_match_probability=1.5)
+
+
+def test_evidence_exactly_at_the_threshold_is_in_the_tail():
+    """`tail_share` of chance clips reach `threshold`: survival is 1 just below it, `tail_share` at it, and falls
+    by e every `scale` above it."""
+    tail = ChanceTail(threshold=5.0, scale=2.0, tail_share=0.2)
+    assert tail.survival(4.999) == 1.0
+    assert tail.survival(5.0) == pytest.approx(0.2)
+    assert tail.survival(7.0) == pytest.approx(0.2 / math.e)
+
+
+def test_a_chance_tail_is_fitted_to_the_finite_values_only():
+    """Clips with no evidence of a kind (−inf, as `bench calibrate` records a clip with no agreement) or a NaN
+    leave the fit as it is on the others."""
+    values = 3.0 + np.random.default_rng(0).exponential(0.5, 1000)
+    padded = np.r_[values, np.full(400, -np.inf), [np.nan, np.inf]]
+    assert ChanceTail.fit(padded) == ChanceTail.fit(values)
+    assert ChanceTail.fit(np.r_[values, np.full(400, -np.inf)], 0.1) == ChanceTail.fit(values, 0.1)

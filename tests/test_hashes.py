@@ -66,3 +66,27 @@ def test_pairing_in_anchor_blocks_equals_pairing_all_at_once(monkeypatch):
     blocked = hashing.pair_peaks(frames, bins, config, config.index)
     assert whole[0].size > 1000
     assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1])
+
+
+def _pairs(peaks):
+    frames = np.array([p[0] for p in peaks])
+    bins = np.array([p[1] for p in peaks])
+    hashes, anchor_frames = pair_peaks(frames, bins, CONFIG, CONFIG.index)
+    anchor_bin, delta_bins, delta_frames = unpack(hashes)
+    return sorted(zip(anchor_frames.tolist(), anchor_bin.tolist(), (anchor_frames + delta_frames).tolist(),
+                      (anchor_bin + delta_bins).tolist()))
+
+
+def test_the_target_zone_holds_its_edges_in_time_and_frequency():
+    """Targets exactly min_delta_frames and max_delta_frames after the anchor, and exactly max_delta_bins above or
+    below it, are in the zone; one frame or one bin further is not."""
+    lo, hi, reach = CONFIG.min_delta_frames, CONFIG.max_delta_frames, CONFIG.max_delta_bins
+    # in time: the anchor at frame 0 pairs with the targets at lo and hi only (fanout 2), not at lo - 1 or hi + 1
+    assert [pair for pair in _pairs([(0, 100), (lo - 1, 110), (lo, 120), (hi, 130), (hi + 1, 140)])
+            if pair[0] == 0] == [(0, 100, lo, 120), (0, 100, hi, 130)]
+    assert _pairs([(0, 100), (hi, 130)]) == [(0, 100, hi, 130)]
+    assert _pairs([(0, 100), (hi + 1, 130)]) == [] and _pairs([(0, 100), (lo - 1, 130)]) == []
+    # in frequency: targets at ± reach and ± (reach + 1) bins, each in a frame of its own
+    for target_bin, paired in ((100 + reach, True), (100 - reach, True), (100 + reach + 1, False),
+                               (100 - reach - 1, False)):
+        assert _pairs([(0, 100), (5, target_bin)]) == ([(0, 100, 5, target_bin)] if paired else [])

@@ -3,10 +3,12 @@ import pytest
 
 from landmark import fingerprint as fingerprint_module
 from landmark.fingerprint import extract_peaks
-from landmark.settings import FingerprintSettings, MatchSettings
+from landmark.peaks import band_edges_bins, candidate_peaks, prominence_db
+from landmark.settings import Density, FingerprintSettings, MatchSettings
 from tests.conftest import rendered
 
 CONFIG = FingerprintSettings()
+BINS = CONFIG.fft_size // 2 + 1
 
 
 def test_peaks_of_two_tones_sit_at_their_frequencies():
@@ -47,8 +49,6 @@ def test_query_density_is_higher_than_index_density():
 def test_block_processing_gives_the_same_peaks_as_one_block(monkeypatch, seed, tight, block_s):
     """Each block reads its neighbours' frames as far as a peak's background and rank reach: peaks near a block's
     edge rank as in one pass (a tight budget, one peak a block and band, shows a rank that differs)."""
-    from landmark.settings import Density
-
     density = Density(4.0, 2, 5, 5) if tight else CONFIG.index
     signal = rendered(seed, 40.0, 8000)
     whole = extract_peaks(signal, CONFIG, density)
@@ -83,8 +83,7 @@ def test_a_held_partial_outranks_a_brief_peak_of_equal_height():
     one ranks higher, its background being quieter."""
     import dataclasses
 
-    from landmark.peaks import candidate_peaks, prominence_db, select_peaks
-    from landmark.settings import Density
+    from landmark.peaks import select_peaks
 
     one_a_band = Density(4.0, 2, 5, 5)  # 4 a second over 4 bands: one peak a block and band
     spectrogram_db = np.zeros((80, CONFIG.fft_size // 2 + 1), np.float32)
@@ -101,3 +100,44 @@ def test_a_held_partial_outranks_a_brief_peak_of_equal_height():
         at_40 = frames == 40  # both in one block and band: the budget keeps the better ranked
         _, kept_bins = select_peaks(frames[at_40], bins[at_40], rank[at_40], config, one_a_band)
         assert kept_bins.tolist() == [60 if held_wins else 100]
+
+
+def _candidates(spectrogram_db, density=CONFIG.index, settings=CONFIG):
+    frames, bins, _ = candidate_peaks(spectrogram_db, prominence_db(spectrogram_db, settings), settings, density)
+    return set(zip(frames.tolist(), bins.tolist()))
+
+
+def test_the_local_maximum_test_reaches_its_own_width_in_frames_and_in_bins():
+    """A peak must be the largest within ± neighbourhood_frames frames and ± neighbourhood_bins bins, each along
+    its own axis: with a reach of 1 bin and 6 frames, two maxima 3 bins apart in one frame both count, and of two
+    4 frames apart in one bin only the higher."""
+    spectrogram_db = np.full((80, BINS), -100.0, np.float32)
+    spectrogram_db[40, 60], spectrogram_db[40, 63] = 30.0, 28.0  # 3 bins apart
+    spectrogram_db[40, 150], spectrogram_db[44, 150] = 30.0, 28.0  # 4 frames apart
+    found = _candidates(spectrogram_db, Density(18.0, 2, 1, 6))
+    assert found == {(40, 60), (40, 63), (40, 150)}
+    found = _candidates(spectrogram_db, Density(18.0, 2, 6, 1))  # the other way round
+    assert found == {(40, 60), (40, 150), (44, 150)}
+
+
+def test_a_peak_within_the_dynamic_range_of_its_frames_loudest_is_kept_and_one_below_it_is_not():
+    """`dynamic_range_db` is measured from the loudest bin of the peak's own frame: a peak 5 dB inside it counts,
+    one 5 dB outside it does not, whatever their prominence."""
+    floor = CONFIG.dynamic_range_db
+    spectrogram_db = np.full((80, BINS), -200.0, np.float32)
+    spectrogram_db[40, 60] = 30.0
+    spectrogram_db[40, 120] = 30.0 - (floor - 5)
+    spectrogram_db[40, 200] = 30.0 - (floor + 5)
+    spectrogram_db[60, 200] = 30.0 - (floor + 5)  # alone in its frame: its frame's loudest
+    assert _candidates(spectrogram_db) == {(40, 60), (40, 120), (60, 200)}
+
+
+def test_peaks_at_the_band_edges_are_kept_inside_and_dropped_outside():
+    """Peaks lie in [min_freq_hz, max_freq_hz) as binned: the first band's lowest bin and the last band's highest
+    count, the bins just outside do not."""
+    edges = band_edges_bins(CONFIG)
+    spectrogram_db = np.full((120, BINS), -100.0, np.float32)
+    placed = {20: edges[0] - 1, 40: edges[0], 60: edges[-1] - 1, 80: edges[-1]}
+    for frame, bin_ in placed.items():
+        spectrogram_db[frame, bin_] = 30.0
+    assert _candidates(spectrogram_db) == {(40, int(edges[0])), (60, int(edges[-1]) - 1)}

@@ -64,8 +64,9 @@ def test_a_setting_that_would_make_every_clip_fail_is_refused_not_blamed_on_the_
     with everything; an unknown name inside `query` listed the dataclass's arguments rather than the known names.
     Infinity is a fingerprint setting's number (a dynamic range of inf: no floor), and an index that recorded it
     opens; no matching setting's (a max_query_s of inf sized no buffer)."""
-    for values, complaint in (({"query": {"fanout": 0}}, "query: need peaks_per_s > 0, fanout >= 1"),
+    for values, complaint in (({"query": {"fanout": 0}}, "query: need peaks_per_s > 0 and finite, fanout >= 1"),
                               ({"query": {"peaks_per_s": -5}}, "query: need peaks_per_s > 0"),
+                              ({"query": {"peaks_per_s": float("inf")}}, "query: need peaks_per_s > 0 and finite"),
                               ({"query": {"neighbourhood_bins": -1}}, "neighbourhood_frames >= 0"),
                               ({"query": {"neighbourhood_frames": -1}}, "neighbourhood_frames >= 0"),
                               ({"max_query_s": 0, "min_duration_s": 0}, "max_query_s must be more than 0"),
@@ -141,3 +142,68 @@ def test_an_index_recorded_with_an_unknown_fingerprint_setting_is_refused(tmp_pa
     _edit_recorded_settings(path, lambda recorded: recorded.update(spectral_whitening=True))
     with pytest.raises(IndexFileError, match="newer version"):
         Index(path)
+
+
+def test_a_frequency_reach_that_the_hash_cannot_hold_is_refused():
+    """Δf has 7 bits offset by 63: a reach of 63 bins fits, 64 (a Δf of −64 would borrow from the anchor's bin)
+    is refused."""
+    assert FingerprintSettings(max_delta_bins=63).max_delta_bins == 63
+    with pytest.raises(SettingsError, match="bit layout"):
+        FingerprintSettings(max_delta_bins=64)
+
+
+@pytest.mark.parametrize("name", ["max_speed_change", "max_tempo_change", "max_pitch_change"])
+def test_a_warp_search_is_refused_outside_zero_to_its_widest(name):
+    """Each of the speed, tempo and pitch ranges takes 0 up to just under 0.3, and refuses 0.3 or a negative
+    range, naming the settings."""
+    assert getattr(MatchSettings().with_values({name: 0.29}), name) == 0.29
+    assert getattr(MatchSettings().with_values({name: 0.0}), name) == 0.0
+    for wrong in (0.3, 0.5, -0.01):
+        with pytest.raises(SettingsError, match=r"max_speed_change, max_tempo_change and max_pitch_change must be"):
+            MatchSettings().with_values({name: wrong})
+
+
+def test_set_options_on_one_table_all_apply_typed_and_on_top_of_a_settings_file(tmp_path):
+    """`--set query.NAME=VALUE` options each change their own field of `query`, as numbers, and add to a settings
+    file's `[query]` table rather than replacing it."""
+    from lmprint.cli import match_settings
+
+    settings = match_settings(None, ("query.fanout=10", "query.peaks_per_s=40", "min_score=25"))
+    assert (settings.query.fanout, settings.query.peaks_per_s, settings.min_score) == (10, 40, 25)
+    assert type(settings.query.fanout) is int and settings.query.neighbourhood_bins == MatchSettings().query.neighbourhood_bins
+    file = tmp_path / "s.toml"
+    file.write_text("[query]\nfanout = 7\nneighbourhood_bins = 2\n")
+    settings = match_settings(str(file), ("query.peaks_per_s=33",))
+    assert (settings.query.fanout, settings.query.neighbourhood_bins, settings.query.peaks_per_s) == (7, 2, 33)
+    settings = match_settings(str(file), ("query.fanout=9",))  # an option wins over the file, field by field
+    assert (settings.query.fanout, settings.query.neighbourhood_bins) == (9, 2)
+
+
+@pytest.mark.parametrize(("text", "complaint"), [("inf", "must be a finite number, not inf"),
+                                                  ("-inf", "must be a finite number, not -inf"),
+                                                  ("+Infinity", "must be a finite number, not inf"),
+                                                  ("-nan", "must be a number, not nan")])
+def test_set_reads_signed_infinities_and_nan_as_numbers(text, complaint):
+    """`--set min_score=-inf` is the number −∞ (refused as not finite), not the text "-inf"; so are the other
+    spellings of infinity and NaN, signed or not."""
+    from lmprint.cli import match_settings
+
+    with pytest.raises(SettingsError) as refused:
+        match_settings(None, (f"min_score={text}",))
+    assert f"min_score {complaint}" in str(refused.value)
+
+
+def test_mert_settings_refuse_what_their_codes_and_rules_cannot_be():
+    """MERT codes are searched as 64-bit words (a multiple of 64 bits), a rule is one of `RULES`, and windows,
+    hops and centroids must be positive; the defaults are accepted."""
+    from neural.settings import RULES, MertSettings
+
+    MertSettings()
+    for rule in RULES:
+        assert MertSettings(rule=rule).rule == rule
+    assert MertSettings(code_bits=128).code_bits == 128
+    for values, complaint in (({"code_bits": 96}, "multiple of 64"), ({"code_bits": 32}, "multiple of 64"),
+                              ({"rule": "max"}, "unknown rule 'max'"), ({"window_s": 0.0}, "window_s and hop_s"),
+                              ({"hop_s": -1.0}, "window_s and hop_s"), ({"centroids": 0}, "centroids at least 1")):
+        with pytest.raises(SettingsError, match=complaint):
+            MertSettings(**values)

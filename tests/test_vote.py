@@ -236,3 +236,53 @@ def test_query_hashes_carry_each_pairs_likelihood_to_the_keys_it_is_looked_up_un
             expected[h + shift] += float(plan.likelihood([kind], [rank], [abs(shift)])[0])
     assert query.distinct.tolist() == sorted(expected)
     assert query.key_likelihood() == pytest.approx([expected[k] for k in sorted(expected)])
+
+
+def _brute_best(songs, deltas, frames, weights, tolerance):
+    heaviest = {}
+    for key, weight in zip(zip(songs, deltas, frames), weights):
+        heaviest[key] = max(heaviest.get(key, 0.0), weight)
+    per_bin = {}
+    for (song, delta, _), weight in heaviest.items():
+        per_bin[song, delta] = per_bin.get((song, delta), 0.0) + weight
+    best = {}
+    for song, delta in per_bin:
+        score = sum(per_bin.get((song, delta + k), 0.0) for k in range(-tolerance, tolerance + 1))
+        if song not in best or score > best[song][0] or (score == best[song][0] and delta < best[song][1]):
+            best[song] = (score, delta)
+    return best
+
+
+@pytest.mark.parametrize("song_bits", [25, 26, 27, 28])
+@pytest.mark.parametrize("tolerance", [0, 2])
+def test_alignments_of_large_song_ids_and_wide_offsets_match_a_brute_force(song_bits, tolerance):
+    """Votes whose song ids, offsets, query frames and weight levels together need 61 to 64 bits still give each
+    song its own best window and score."""
+    rng = np.random.default_rng(song_bits * 10 + tolerance)
+    songs = np.array([1 << (song_bits - 1), (1 << (song_bits - 1)) + 3, 5], np.int64)
+    n = 60
+    song = songs[rng.integers(0, songs.size, n)]
+    frames = rng.integers(0, 1024, n).astype(np.int64)
+    frames[:2] = (0, 1023)  # 10 bits of query frame
+    deltas = rng.choice([0, 1, 2, 7, (1 << 21) - 40, (1 << 21) - 39], n).astype(np.int64)
+    weights = rng.choice(np.arange(1.0, 17.0), n)  # 16 distinct weights: 4 bits of level
+    weights[:16] = np.arange(1.0, 17.0)
+    song_ids, scores, best_deltas = Alignments.of(Votes.from_weights(song, deltas, frames, weights), tolerance).best()
+    expected = _brute_best(song.tolist(), deltas.tolist(), frames.tolist(), weights.tolist(), tolerance)
+    assert song_ids.tolist() == sorted(expected)
+    assert scores.tolist() == [expected[s][0] for s in sorted(expected)]
+    assert best_deltas.tolist() == [expected[s][1] for s in sorted(expected)]
+
+
+def test_a_vote_lead_is_over_the_best_other_song_leaving_its_copies_aside():
+    """The lead is the candidate's score less the best other song's; songs set aside (its copies) and the
+    candidate itself do not count, and with no other song the lead is its whole score."""
+    from landmark.vote import Candidate, vote_lead
+
+    best = Candidate(1, 50.0, 0)
+    candidates = [best, Candidate(2, 45.0, 0), Candidate(3, 30.0, 0), Candidate(4, 12.0, 0)]
+    assert vote_lead(best, candidates) == 5.0
+    assert vote_lead(best, candidates, {2}) == 20.0
+    assert vote_lead(best, candidates, frozenset({2, 3})) == 38.0
+    assert vote_lead(best, [best, Candidate(2, 45.0, 0)], {2}) == 50.0
+    assert vote_lead(Candidate(2, 45.0, 0), candidates) == -5.0  # a candidate behind another song
