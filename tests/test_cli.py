@@ -1262,3 +1262,179 @@ def test_match_json_confidence_is_one_less_the_false_match_probability(built_ind
     assert found["title"] == "song3" and 0 <= found["false_match_probability"] < 1e-3, found
     assert found["confidence"] > 0.999 and abs(found["confidence"] - (1 - found["false_match_probability"])) < 1e-4
     assert abs(found["offset_s"] - 12.5) < 0.05, found
+
+
+def test_add_refuses_jobs_below_one_as_a_usage_error_before_making_an_index(library_dir, tmp_path):
+    """`add --jobs 0` (or a negative count) is a usage error, exit 2, and no index file is made."""
+    for wrong in ("0", "-2"):
+        db = tmp_path / f"jobs{wrong}.db"
+        result = run_cli("add", "--jobs", wrong, library_dir / "song0.wav", db=db)
+        assert result.returncode == 2, (wrong, result.stderr)
+        assert "Invalid value for '--jobs' / '-j'" in result.stderr and not db.exists(), result.stderr
+
+
+def test_match_of_a_folder_takes_audio_files_whose_extensions_are_in_capitals(built_index, tmp_path):
+    """A folder of queries named `Q0.MP3` and `Q5.Flac` (as a camera or an old system names them) is matched whole."""
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    for seed, start, name in ((0, 2.0, "Q0.MP3"), (5, 11.0, "Q5.Flac")):
+        clip_file(tmp_path, seed, start, f"q{seed}{os.path.splitext(name)[1].lower()}").rename(queries / name)
+    folder = run_cli("match", "--json", queries, db=built_index, check=True)
+    answers = [json.loads(line) for line in folder.stdout.splitlines()]
+    assert [a["query"] for a in answers] == [str(queries / "Q0.MP3"), str(queries / "Q5.Flac")], answers
+    assert [a["match"]["title"] for a in answers] == ["song0", "song5"]
+
+
+def test_a_clip_that_matches_nothing_has_no_runner_up_in_json(built_index, tmp_path):
+    """With no match there is no runner-up (it is the best of the other recordings than the match's), even where
+    `--top` lists candidates."""
+    unknown = tmp_path / "unknown.flac"
+    write(unknown, rendered(555, 6.0, 22050), 22050)
+    plain = json.loads(run_cli("match", "--json", unknown, db=built_index, check=True).stdout)
+    assert plain == {"query": str(unknown), "match": None, "runner_up": None}, plain
+    top = json.loads(run_cli("match", "--json", "--top", "2", unknown, db=built_index, check=True).stdout)
+    assert top["match"] is None and top["runner_up"] is None and len(top["candidates"]) == 2, top
+
+
+def test_settings_with_another_engine_than_landmark_are_refused_in_one_line(built_index, tmp_path):
+    """`--set` and `--settings` change landmark settings: with `--method mert` they are refused in one line."""
+    clip = clip_file(tmp_path, 2, 9.0)
+    settings = tmp_path / "s.toml"
+    settings.write_text("min_score = 5\n")
+    for given in (["--set", "min_score=5"], ["--settings", settings]):
+        result = run_cli("match", "--method", "mert", *given, clip, db=built_index)
+        assert result.returncode == 1 and result.stderr == (
+            "lmprint: --settings and --set apply to --method landmark\n"), result.stderr
+
+
+def test_the_commands_db_wins_over_the_groups_and_the_environments(built_index, library_dir, tmp_path):
+    """`--db` after the command names the index read, whatever `--db` before it or $LMPRINT_DB name."""
+    one = tmp_path / "one.db"
+    run_cli("add", library_dir / "song1.flac", db=one, check=True)
+    for before, env in (([], {"LMPRINT_DB": str(built_index)}), (["--db", str(built_index)], None)):
+        listed = run_cli(*before, "list", "--json", "--db", one, env=env, check=True)
+        assert [json.loads(line)["title"] for line in listed.stdout.splitlines()] == ["song1"], (before, env)
+    from_env = run_cli("list", "--json", env={"LMPRINT_DB": str(one)}, check=True)  # and $LMPRINT_DB alone is read
+    assert [json.loads(line)["title"] for line in from_env.stdout.splitlines()] == ["song1"]
+
+
+def test_stats_json_figures_add_up_over_the_songs(built_index):
+    """`stats --json`'s duration is the songs' total, and its storage per song and per second of audio are the
+    file's bytes over those."""
+    stats = json.loads(run_cli("stats", "--json", db=built_index, check=True).stdout)
+    songs = [json.loads(line) for line in run_cli("list", "--json", db=built_index, check=True).stdout.splitlines()]
+    assert stats["songs"] == len(songs) == len(FORMATS)
+    assert stats["duration_s"] == round(sum(song["duration_s"] for song in songs), 1) == 240.0, stats
+    assert stats["file_bytes_per_song"] == round(stats["file_bytes"] / stats["songs"], 1)
+    assert stats["file_bytes_per_audio_s"] == round(stats["file_bytes"] / stats["duration_s"], 1)
+
+
+def test_remove_of_a_song_and_a_name_of_none_removes_the_song_and_exits_one(built_index, tmp_path):
+    """`remove ID NOSUCH`: the song named is removed and said, the other name is said on standard error, and the
+    exit status is 1 (a name was not removed)."""
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    result = run_cli("remove", "3", "no-such-song", db=db)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == "lmprint: no-such-song: no such song in the index\n", result.stderr
+    assert result.stdout.startswith("removed 3\t") and result.stdout.count("\n") == 1, result.stdout
+    assert [json.loads(line)["id"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()] == [
+        1, 2, 4, 5, 6]
+
+
+def test_add_says_how_many_seconds_of_audio_it_added(library_dir, tmp_path):
+    """`add`'s summary gives the seconds of audio the batch added: every new song's, none for a re-add."""
+    db = tmp_path / "index.db"
+    first = run_cli("add", "--jobs", "1", library_dir, db=db, check=True).stderr.splitlines()[-1]
+    assert re.match(rf"added {len(FORMATS)}, skipped 0 \(already indexed\), failed 0 \(240 s of audio in ",
+                    first), first
+    again = run_cli("add", library_dir, db=db, check=True).stderr.splitlines()[-1]
+    assert re.match(rf"added 0, skipped {len(FORMATS)} \(already indexed\), failed 0 \(0 s of audio in ", again), again
+
+
+def test_list_json_gives_every_field_of_a_song_and_its_copies_sorted(library_dir, tmp_path):
+    """`list --json` gives each song's id, path, title, duration, content hash, hash count and time added, and its
+    copies' paths sorted, whatever order they were added in; the hash counts add up to `stats`' hashes."""
+    music = tmp_path / "music"
+    music.mkdir()
+    for name in ("a.ogg", "z.ogg"):
+        shutil.copy(library_dir / "song2.ogg", music / name)
+    shutil.copy(library_dir / "song3.mp3", music / "b.mp3")
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
+    shutil.copy(library_dir / "song2.ogg", music / "m.ogg")  # a copy recorded later, sorting between the two
+    assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
+    songs = {song["path"]: song for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout
+                                                .splitlines())}
+    song = songs[str(music / "a.ogg")]
+    assert set(song) == {"id", "path", "title", "duration_s", "content_sha1", "n_hashes", "added_at", "copies"}
+    assert song["copies"] == [str(music / "m.ogg"), str(music / "z.ogg")], song["copies"]
+    stats = json.loads(run_cli("stats", "--json", db=db, check=True).stdout)
+    assert all(s["n_hashes"] > 0 for s in songs.values()) and sum(s["n_hashes"] for s in songs.values()) == \
+        stats["hashes"], (songs, stats)
+
+
+def test_prune_refuses_when_every_songs_own_file_is_gone_though_a_copy_of_one_is_there(library_dir, tmp_path):
+    """Every indexed song's own file gone reads as a drive not mounted even where a copy of one of them is still
+    there elsewhere: `prune` refuses without --force, moves and removes nothing; --force does both."""
+    drive, elsewhere = tmp_path / "usb", tmp_path / "internal"
+    for folder in (drive, elsewhere):
+        folder.mkdir()
+    shutil.copy(library_dir / "song1.flac", drive / "one.flac")
+    shutil.copy(library_dir / "song2.ogg", drive / "two.ogg")
+    shutil.copy(library_dir / "song1.flac", elsewhere / "one (copy).flac")
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", drive, elsewhere, db=db, check=True).stderr
+    for name in ("one.flac", "two.ogg"):
+        (drive / name).unlink()
+    (drive / "cover.jpg").write_bytes(b"x")  # the folder is there and not empty: the files alone are gone
+    refused = run_cli("prune", db=db)
+    assert refused.returncode == 1 and refused.stdout == "" and refused.stderr == (
+        "lmprint: the files of all 2 indexed songs are gone (is the drive mounted?): nothing removed; `lmprint prune "
+        "--force` removes them all\n"), refused.stderr
+    listed = sorted(json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout
+                    .splitlines())
+    assert listed == [str(drive / "one.flac"), str(drive / "two.ogg")]
+    forced = run_cli("prune", "--force", db=db, check=True)
+    assert forced.stdout.startswith("moved ") and "removed" in forced.stdout, forced.stdout
+    assert [json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()] == [
+        str(elsewhere / "one (copy).flac")]
+
+
+def test_a_copy_overwritten_with_other_music_is_no_longer_listed_as_the_songs_copy(library_dir, tmp_path):
+    """A recorded copy whose file now holds other music is indexed as that music's song and forgotten as the old
+    song's copy: `list --json` gives each file once, under the song it holds."""
+    music = tmp_path / "music"
+    music.mkdir()
+    for name in ("a.ogg", "b.ogg"):
+        shutil.copy(library_dir / "song2.ogg", music / name)
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
+    shutil.copy(library_dir / "song3.mp3", music / "b.ogg")  # the copy holds other music now
+    again = run_cli("add", music, db=db, check=True)
+    assert "added 1, skipped 1 (already indexed), failed 0 (" in again.stderr, again.stderr
+    songs = {song["path"]: song for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout
+                                                .splitlines())}
+    assert sorted(songs) == [str(music / "a.ogg"), str(music / "b.ogg")]
+    assert songs[str(music / "a.ogg")]["copies"] == [] and songs[str(music / "b.ogg")]["copies"] == [], songs
+    assert run_cli("dedup", db=db, check=True).stdout == ""
+
+
+def test_top_refuses_a_negative_count_as_a_usage_error(built_index, tmp_path):
+    """`match --top -1` is a usage error (exit 2), not a list of every candidate but the last."""
+    clip = clip_file(tmp_path, 2, 9.0)
+    result = run_cli("match", "--json", "--top", "-1", clip, db=built_index)
+    assert result.returncode == 2 and "Invalid value for '--top'" in result.stderr and result.stdout == "", result
+
+
+def test_remove_of_an_id_that_names_no_song_gets_no_hash_prefix_hint(built_index, tmp_path):
+    """A number of four to seven digits that names no song is an id, said to name none; only a short hexadecimal
+    prefix with a letter gets the hint that a content hash prefix needs 8 digits."""
+    db = tmp_path / "copy.db"
+    shutil.copy(built_index, db)
+    for missing in ("1234", "9999999"):
+        result = run_cli("remove", missing, db=db)
+        assert result.returncode == 1 and result.stderr == f"lmprint: {missing}: no such song in the index\n", result
+    short = run_cli("remove", "abcdef1", db=db)
+    assert short.returncode == 1 and short.stderr == ("lmprint: abcdef1: no such song in the index (a content hash "
+                                                      "prefix needs 8 digits or more)\n"), short.stderr

@@ -269,13 +269,15 @@ def test_adding_the_same_files_again_skips_them(built_index, library_dir, monkey
     """Known by their bytes' hash: none is decoded or fingerprinted again."""
     from landmark import batch
 
-    fingerprinted = []
-    real_fingerprint = batch.fingerprint
-    monkeypatch.setattr(batch, "fingerprint", lambda *args, **kwargs: fingerprinted.append(1) or real_fingerprint(
+    work = []
+    real_decode, real_fingerprint = batch.audio.decode, batch.fingerprint
+    monkeypatch.setattr(batch.audio, "decode", lambda *args, **kwargs: work.append("decoded") or real_decode(
+        *args, **kwargs))
+    monkeypatch.setattr(batch, "fingerprint", lambda *args, **kwargs: work.append("fingerprinted") or real_fingerprint(
         *args, **kwargs))
     with Index(built_index) as opened:
         report = opened.add([str(library_dir)])
-        assert (report.added, report.skipped, report.failed) == (0, len(FORMATS), []) and fingerprinted == []
+        assert (report.added, report.skipped, report.failed) == (0, len(FORMATS), []) and work == []
 
 
 def stored_by_title(index: Index) -> tuple[list[tuple[str, int, int]], dict[str, list[list[int]]]]:
