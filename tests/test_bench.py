@@ -866,3 +866,136 @@ def test_calibrate_counts_what_each_threshold_keeps_of_the_right_matches(tmp_pat
     assert result["kept"][0.99] == {"vote": 0.5, "confirmed": None, "verified": 1.0}
     assert result["kept"][0.9] == {"vote": 1.0, "confirmed": None, "verified": 1.0}
     assert "| 0.99 | 0.01 | 0.5 | None | 1.0 |" in calibrate.markdown(result)
+
+
+def test_compress_turns_loud_passages_down_and_leaves_quiet_ones():
+    """A passage at full level is turned down by (threshold) × (1 - 1/ratio), about 18.75 dB; one 40 dB below stays."""
+    t = np.arange(4 * RATE) / RATE
+    signal = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    signal[2 * RATE:] *= 0.01  # the second half 40 dB down
+    out = queries.compress(signal, RATE)
+    loud = 20 * np.log10(np.std(out[RATE // 2:RATE]) / np.std(signal[RATE // 2:RATE]))
+    quiet = 20 * np.log10(np.std(out[3 * RATE:]) / np.std(signal[3 * RATE:]))
+    assert loud == pytest.approx(-18.75, abs=1.0) and abs(quiet) < 0.5
+
+
+def test_cut_draws_starts_over_the_whole_song_up_to_its_last_clip():
+    """Clips start anywhere a whole clip fits, the song's last seconds included."""
+    rng = np.random.default_rng(5)
+    signal = np.arange(RATE * 12, dtype=np.float32)
+    starts = [queries.cut(signal, RATE, 5.0, rng)[1] for _ in range(300)]
+    assert max(starts) > 6.5 and min(starts) < 0.5 and max(starts) <= 7.0
+
+
+def test_as_user_prints_each_figure_in_its_own_row():
+    """The wrong-song rate, failed clips and match time each show their own figure."""
+    from bench.as_user import markdown
+
+    results = {"songs": 8, "indexed_songs": 6, "queries": 70, "clip_format": "m4a", "seed": 0,
+               "recall": {"clean_5s": 1.0}, "offset_right_rate": {}, "factor_right": {},
+               "false_match_rate": 0.125, "false_match_rate_by_condition": {"unindexed_speed": 0.5},
+               "wrong_match_rate": 0.25, "failed_clips": ["a", "b"], "db_bytes_per_audio_s": 300.0,
+               "add_x_realtime": 40.0, "match_ms_per_clip": 31.25}
+    table = markdown(results)
+    for row in ("| false-match rate (songs not indexed) | 0.125 |", "| false-match rate, sped-up clips | 0.5 |",
+                "| wrong-song rate (indexed songs) | 0.25 |", "| clips that failed | 2 |",
+                "| database bytes / s of audio | 300 |", "| `lmprint add` × realtime | 40 |",
+                "| `lmprint match` ms per clip, in batches | 31.2 |"):
+        assert row in table, (row, table)
+
+
+def test_search_speed_reports_the_median_of_searches_that_take_different_times(monkeypatch):
+    """Each row's time is the median of its five timed searches, each ranked by the `min` rule."""
+    import itertools
+
+    from bench import search_speed
+
+    clock = [0.0]
+    durations = itertools.cycle([0.001, 0.002, 0.009, 0.003, 0.050])  # median 3 ms, mean 13, min 1
+    rules = []
+
+    def rank(*args, rule=None, **kwargs):
+        if rule is not None:  # a timed search (the first, untimed one compiles the kernel)
+            rules.append(rule)
+            clock[0] += next(durations)
+
+    monkeypatch.setattr("neural.search.rank", rank)
+    monkeypatch.setattr(search_speed.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr("neural.codes.kmeans", lambda *a, **k: None)
+    monkeypatch.setattr("neural.codes.Projection.fit", lambda *a, **k: None)
+    rows = search_speed.measure([200])
+    assert [row["search_ms_median"] for row in rows[:2]] == [3.0, 3.0]
+    assert rules == ["min"] * 10
+
+
+def test_fan_noise_swells_at_0_7_hz():
+    """The fan's level rises and falls at 0.7 Hz, by about ± 30 %."""
+    from bench import unseen
+
+    fan = unseen.fan_noise(np.random.default_rng(0))
+    block = unseen.RATE_HZ // 20  # 50 ms blocks: a level 20 times a second
+    level = np.sqrt(np.mean(fan[:fan.size // block * block].reshape(-1, block) ** 2, axis=1))
+    spectrum = np.abs(np.fft.rfft(level - level.mean()))
+    freqs = np.fft.rfftfreq(level.size, 1 / 20)
+    assert freqs[np.argmax(spectrum)] == pytest.approx(0.7, abs=0.05)
+    swing = 2 * spectrum.max() / level.size / level.mean()
+    assert swing == pytest.approx(0.3, abs=0.06)
+
+
+@pytest.mark.parametrize("bit_rate", [48_000, 128_000])
+def test_an_mp3_is_written_at_the_bit_rate_asked(bit_rate, tmp_path):
+    """A file written with a bit rate holds about that many bits a second."""
+    path = tmp_path / "song.mp3"
+    write(path, rendered(4, 20.0, SYNTH_RATE), SYNTH_RATE, bit_rate=bit_rate)
+    assert path.stat().st_size * 8 / 20.0 == pytest.approx(bit_rate, rel=0.1)
+
+
+def test_the_scale_table_puts_each_figure_under_its_own_column():
+    """Each cell of a size's row sits under the header naming its figure."""
+    from bench.scale import markdown
+
+    row = {"songs": 1000, "recall": {"clean_5s": 0.5, "speed_+5%": 0.25}, "false_match_rate": 0.01,
+           "distractors_named": 3, "query_ms_p50": 11.0, "query_ms_p95": 22.0, "query_ms_p50_indexed": 9.0,
+           "query_ms_p50_held_out": 33.0, "insert_ms_per_distractor": 4.5, "add_one_ms": 55.0,
+           "db_bytes_per_audio_s": 777.0, "db_mb": 66.0, "cold_start_s": 1.5, "query_process_peak_mb": 88.0}
+    header, rule, line = markdown({"rows": [row]}).splitlines()
+    names = [cell.strip() for cell in header.strip("|").split("|")]
+    cells = dict(zip(names, (cell.strip() for cell in line.strip("|").split("|"))))
+    assert rule.count("---") == len(names) == len(line.strip("|").split("|"))
+    assert cells == {"songs": "1,000", "recall clean_5s": "0.500", "recall speed_+5%": "0.250",
+                     "false-match rate": "0.01", "distractors named": "3", "query ms p50": "11.0", "p95": "22.0",
+                     "p50 indexed / held-out": "9.0 / 33.0", "insert ms/song": "4.5", "add one ms": "55.0",
+                     "DB B/s of audio": "777", "DB MB": "66.0", "cold start s": "1.5", "query process MB": "88.0"}
+
+
+def test_reverb_keeps_the_clips_level():
+    """A reverberant clip has the standard deviation of the dry clip it came from."""
+    from bench import unseen
+
+    rng = np.random.default_rng(0)
+    clip = rendered(2, 5.0, SYNTH_RATE)
+    for rt60_s in unseen.ROOMS_RT60_S:
+        wet = queries.reverb(clip, unseen.synthetic_room(rt60_s, rng))
+        assert wet.size == clip.size and np.std(wet) == pytest.approx(np.std(clip), rel=0.01)
+
+
+@pytest.mark.parametrize("condition", ["speed_+8%", "speed_-8%", "tempo_+10%", "tempo_-10%", "pitch_+3%",
+                                       "pitch_-3%"])
+def test_a_warped_query_lasts_the_clips_five_seconds(condition, tmp_path):
+    """A clip played faster or slower still lasts 5 s exactly, as every other condition's."""
+    signal = np.random.default_rng(1).standard_normal(30 * RATE).astype(np.float32)
+    samples, start_s = queries.make_query(signal, condition, queries.Degraders.load(None, None),
+                                          np.random.default_rng(2), str(tmp_path))
+    assert samples.size == 5 * RATE and 0 <= start_s < 25
+
+
+def test_the_conditions_are_the_full_and_the_quick_lists():
+    """The full set is every clip length, noise level, codec and warp in report order; the quick set four."""
+    rooms = queries.Degraders({"pink": [np.zeros(10, np.float32)]}, [np.ones(10, np.float32)])
+    assert queries.conditions(rooms) == (
+        ["clean_1s", "clean_2s", "clean_3s", "clean_5s", "clean_10s"]
+        + [f"noise_pink_{snr}dB" for snr in (-5, 0, 5, 10)] + ["reverb", "phone", "mp3_48k", "opus_16k"]
+        + [f"speed_{s:+d}%" for s in (-8, -5, -3, -2, -1, 1, 2, 3, 5, 8)]
+        + [f"tempo_{s:+d}%" for s in (-10, -5, 5, 10)] + [f"pitch_{s:+d}%" for s in (-3, -2, 2, 3)] + ["musicprint"])
+    assert queries.conditions(queries.Degraders({"pink": []}, []), full=False) == [
+        "clean_5s", "noise_pink_0dB", "phone", "mp3_48k"]
