@@ -717,3 +717,124 @@ def test_a_mert_song_is_removed_only_as_it_was_read(tmp_path):
         assert index.remove([first, 999]) == []
         assert index.remove([second]) == [second.id]
         assert [song.path for song in index.catalogue.songs()] == ["/music/moved.flac"]
+
+
+def test_the_model_digest_is_frozen_with_the_first_stored_basis(tmp_path):
+    """A second basis offered (a race's loser) records neither its basis nor its weights' digest."""
+    from lmprint.catalogue import Catalogue
+    from neural.settings import MertSettings
+    from neural.store import CodeStore
+
+    rng = np.random.default_rng(2)
+    with Catalogue(tmp_path / "i.db", create=True) as catalogue:
+        store = CodeStore(catalogue, MertSettings(), create=True)
+        assert store.save_projection(codes.Projection.fit(rng.standard_normal((500, 768))), "tiny", 500, "aaaa")
+        assert not store.save_projection(codes.Projection.fit(rng.standard_normal((500, 768))), "other", 500,
+                                         "bbbb")
+    with Catalogue(tmp_path / "i.db") as catalogue:
+        assert CodeStore(catalogue, MertSettings()).model_digest() == "aaaa"
+
+
+def test_songs_at_the_same_distance_rank_in_the_order_they_were_stored():
+    """A tie between songs goes to the lower row (the song stored first), whichever way the search is cut."""
+    library = np.zeros((3, 32), np.uint8)  # songs 0, 1 and 2, each one code; 0 and 2 identical
+    library[1, :2] = 0xFF
+    rows, distances = search.rank(np.zeros((1, 32), np.uint8), search.as_columns(library), np.arange(3), 3)
+    assert rows.tolist() == [0, 2, 1] and distances.tolist() == [0.0, 0.0, 16.0]
+
+
+def test_top_k_of_many_songs_are_the_nearest_in_order():
+    """With more songs than `top`, the `top` nearest are returned, nearest first, with their true distances."""
+    rng = np.random.default_rng(7)
+    library = rng.integers(0, 256, (200, 32), dtype=np.uint8)  # 40 songs × 5 codes
+    code_song = np.repeat(np.arange(40), 5)
+    query = library[[57]].copy()  # song 11's third code
+    query[0, :2] ^= 0xFF
+    brute = np.array([min(int(np.unpackbits(query[0] ^ library[c]).sum()) for c in range(s * 5, s * 5 + 5))
+                      for s in range(40)])
+    rows, distances = search.rank(query, search.as_columns(library), code_song, 40, top=5)
+    expected = np.argsort(brute, kind="stable")[:5]
+    assert rows.tolist() == expected.tolist() and rows[0] == 11
+    assert distances.tolist() == brute[expected].astype(float).tolist()
+
+
+def test_a_file_given_as_the_model_folder_is_no_mert_weights(tmp_path):
+    """A model path that is a file, not a folder, is refused as holding no MERT weights."""
+    weights = tmp_path / "pytorch_model.bin"
+    weights.write_bytes(b"\0" * 16)
+    with pytest.raises(ModelError, match=r"no MERT weights at .*pytorch_model\.bin"):
+        mert.resolve_model_dir(weights)
+
+
+@needs_torch
+def test_a_cqt_checkpoint_s_config_is_refused_as_not_hubert():
+    """MERT's CQT-feature checkpoints are of another family: their config is refused by name."""
+    pytest.importorskip("transformers")
+    with pytest.raises(ModelError, match="CQT feature extractor"):
+        mert.hubert_config({**tiny_config(), "feature_extractor_cqt": True})
+
+
+@needs_torch
+def test_a_race_loser_s_songs_are_stored_as_the_winning_basis_codes_them(encoder, tmp_path):
+    """The batch that lost the race for the basis stores its songs' codes made with the stored basis."""
+    from neural.library import MertIndex
+
+    paths = written_songs(tmp_path, range(4))
+    db = tmp_path / "index.db"
+    with MertIndex(db, create=True, encoder=encoder) as late, MertIndex(db, create=True, encoder=encoder) as first:
+        won = []
+
+        def meanwhile(outcome):
+            if not won:
+                won.append(first.add(paths[2:]))
+        late.add(paths[:2], on_outcome=meanwhile)
+        stored = late.codes.projection()
+        for path in paths[:2]:
+            song = late.catalogue.songs_at(str(path))[0]
+            blob = late.catalogue.read("SELECT codes FROM mert_codes WHERE song_id=?", (song.id,))[0][0]
+            embeddings, _ = late.embed_file(str(path))
+            expected = stored.codes(codes.kmeans(embeddings, k=late.settings.centroids))
+            assert np.frombuffer(blob, np.uint8).reshape(-1, 32).tolist() == expected.tolist()
+
+
+@needs_torch
+def test_a_mert_song_s_catalogue_duration_is_its_audio_length(encoder, tmp_path):
+    """`list`'s duration of a MERT-added song is the file's length in seconds, and its code row counts its windows."""
+    from neural.library import MertIndex
+
+    paths = written_songs(tmp_path, range(2), 14.0) + written_songs(tmp_path / "long", [5], 20.0)
+    with MertIndex(tmp_path / "i.db", create=True, encoder=encoder) as index:
+        index.add(paths)
+        durations = {song.path: song.duration_s for song in index.catalogue.songs()}
+        windows = dict(index.catalogue.read("SELECT s.path, c.n_windows FROM songs s JOIN mert_codes c "
+                                            "ON c.song_id = s.id"))
+    assert durations[str(paths[0])] == pytest.approx(14.0, abs=0.05)
+    assert durations[str(paths[2])] == pytest.approx(20.0, abs=0.05)
+    assert windows == {str(paths[0]): 10, str(paths[1]): 10, str(paths[2]): 16}
+
+
+@needs_torch
+def test_stats_name_the_basis_its_width_bits_and_the_centroids_it_was_fit_on(encoder, tmp_path):
+    """`stats`' projection gives the model, its dimensions, the code bits and the first batch's centroid count."""
+    from neural.library import MertIndex
+
+    paths = written_songs(tmp_path, range(3))
+    with MertIndex(tmp_path / "i.db", create=True, encoder=encoder) as index:
+        index.add(paths)
+        stats = index.stats()
+    assert stats["songs"] == 3 and stats["code_bytes"] == 960 and stats["code_bytes_per_song"] == 320.0
+    assert stats["projection"] == {"model": encoder.name, "dims": 384, "bits": 256, "fitted_on_centroids": 30}
+
+
+@needs_torch
+def test_a_clip_shorter_than_a_window_is_matched_as_one_window(encoder, tmp_path):
+    """A 3 s clip (under the 5 s window, over the 1 s minimum) is searched, not refused."""
+    from neural.library import MertIndex
+
+    paths = written_songs(tmp_path, range(3))
+    clip = rendered(1, 14.0, mert.SAMPLE_RATE_HZ)[2 * mert.SAMPLE_RATE_HZ:5 * mert.SAMPLE_RATE_HZ]
+    with MertIndex(tmp_path / "i.db", create=True, encoder=encoder) as index:
+        index.add(paths)
+        answer = index._answer(clip)
+    assert len(answer.contenders) == 3
+    assert answer.contenders[0].song.path == str(paths[1])
