@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 
@@ -1438,3 +1439,80 @@ def test_remove_of_an_id_that_names_no_song_gets_no_hash_prefix_hint(built_index
     short = run_cli("remove", "abcdef1", db=db)
     assert short.returncode == 1 and short.stderr == ("lmprint: abcdef1: no such song in the index (a content hash "
                                                       "prefix needs 8 digits or more)\n"), short.stderr
+
+
+def _both_engines(built_index, tmp_path):
+    """A copy of the landmark index with a (stand-in) MERT codes table beside it: a file both engines hold."""
+    db = tmp_path / "both.db"
+    shutil.copy(built_index, db)
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE mert_codes (song_id INTEGER PRIMARY KEY, codes BLOB)")
+    return db
+
+
+class _Fake:
+    """Stands in for an engine: records which one was opened, and answers stats and remove."""
+
+    def __init__(self, name, opened):
+        self.name = name
+        opened.append(name)
+
+    def stats(self):
+        return {"engine": self.name}
+
+    def remove(self, songs, on_removed=None):
+        ids = [song.id for song in songs]
+        if on_removed:
+            on_removed(ids)
+        return ids
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """The engines `open_method` was asked for, in order (each a `_Fake`)."""
+    import lmprint.cli
+
+    names = []
+    monkeypatch.setattr(lmprint.cli, "open_method", lambda db, method, **kwargs: _Fake(method, names))
+    return names
+
+
+def test_engines_in_names_landmark_first_then_mert(built_index, tmp_path):
+    """engines_in lists the engines a file holds, landmark before mert, and only landmark for a landmark index."""
+    from lmprint.cli import engines_in
+
+    assert engines_in(str(built_index)) == ["landmark"]
+    assert engines_in(str(_both_engines(built_index, tmp_path))) == ["landmark", "mert"]
+
+
+def test_stats_of_both_engines_puts_landmark_on_top_and_mert_under_its_name(built_index, tmp_path, opened):
+    """`stats` on a file both engines hold gives landmark's figures at the top and mert's under "mert"."""
+    from tests.conftest import run_cli
+
+    figures = json.loads(run_cli("stats", "--json", db=_both_engines(built_index, tmp_path), check=True).stdout)
+    assert opened == ["landmark", "mert"]
+    assert figures["engine"] == "landmark" and figures["mert"] == {"engine": "mert"}
+
+
+def test_remove_in_a_file_both_engines_hold_goes_through_the_landmark_engine(built_index, tmp_path, opened):
+    """`remove` on a file with landmark postings removes through the landmark engine (it alone drops postings)."""
+    from tests.conftest import run_cli
+
+    result = run_cli("remove", "song0", db=_both_engines(built_index, tmp_path), check=True)
+    assert opened == ["landmark"] and result.stdout.startswith("removed ")
+
+
+def test_list_recordings_of_a_file_without_landmarks_is_refused_in_one_line(tmp_path):
+    """`list --recordings` on an index with no landmark data says so in one line rather than opening landmark."""
+    from lmprint.catalogue import Catalogue
+    from tests.conftest import run_cli
+
+    db = tmp_path / "catalogue-only.db"
+    Catalogue(db, create=True).close()
+    result = run_cli("list", "--recordings", db=db)
+    assert result.returncode == 1
+    assert result.stderr.endswith(f"lmprint: {db} has no landmark index: recordings are found by comparing "
+                                  "landmarks\n"), result.stderr
