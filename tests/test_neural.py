@@ -271,11 +271,9 @@ def retrained_model(tiny_model_dir, folder):
 
 @needs_torch
 def test_add_and_match_through_the_cli(tiny_model_dir, tmp_path):
-    from bench.audio_io import write
     from tests.conftest import run_cli
 
-    for seed in range(4):
-        write(tmp_path / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
+    written_songs(tmp_path, range(4))
     db = tmp_path / "index.db"
     added = run_cli("add", "--method", "mert", "--model", tiny_model_dir, "--device", "cpu",
                     *[tmp_path / f"s{seed}.flac" for seed in range(4)], db=db)
@@ -380,9 +378,7 @@ def test_a_moved_file_is_followed_a_copy_recorded_and_a_replaced_one_s_entry_rem
     from neural.library import MertIndex
 
     music = tmp_path / "music"
-    (music / "old").mkdir(parents=True)
-    for seed in range(2):
-        write(music / "old" / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
+    written_songs(music / "old", range(2))
     write(music / "s2.flac", rendered(2, 14.0, 22050), 22050)
     shutil.copy(music / "s2.flac", music / "s2_copy.flac")  # in the first batch, which waits for the basis
     with MertIndex(tmp_path / "index.db", create=True, encoder=encoder) as index:
@@ -416,9 +412,7 @@ def test_in_a_file_both_engines_hold_a_replaced_file_s_entry_is_left_to_the_land
     from landmark import Index
     from neural.library import MertIndex
 
-    paths = [tmp_path / f"s{seed}.flac" for seed in range(2)]
-    for seed, path in enumerate(paths):
-        write(path, rendered(seed, 14.0, 22050), 22050)
+    paths = written_songs(tmp_path, range(2))
     db = tmp_path / "both.db"
     with Index(db, create=True) as index:
         index.add(paths)
@@ -447,15 +441,12 @@ def test_a_file_moved_since_the_other_engine_indexed_it_is_followed_by_each_engi
     data)."""
     import os
 
-    from bench.audio_io import write
     from landmark import Index
     from neural.library import MertIndex
 
     for first, second in (("landmark", "mert"), ("mert", "landmark")):
         music = tmp_path / first / "music"
-        (music / "old").mkdir(parents=True)
-        for seed in range(2):
-            write(music / "old" / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
+        written_songs(music / "old", range(2))
         db = tmp_path / first / "index.db"
         def opened(engine, db=db):
             return Index(db, create=True) if engine == "landmark" else MertIndex(db, create=True, encoder=encoder)
@@ -473,12 +464,9 @@ def test_samples_at_another_rate_are_resampled_to_the_models(encoder, tmp_path):
     """As the landmark engine does: a clip at 44.1 kHz given its rate is matched as the same clip at 24 kHz."""
     import soxr
 
-    from bench.audio_io import write
     from neural.library import MertIndex
 
-    paths = [tmp_path / f"s{seed}.flac" for seed in range(2)]
-    for seed, path in enumerate(paths):
-        write(path, rendered(seed, 14.0, 22050), 22050)
+    paths = written_songs(tmp_path, range(2))
     clip = rendered(1, 14.0, 44_100)[2 * 44_100:9 * 44_100]
     with MertIndex(tmp_path / "index.db", create=True, encoder=encoder) as index:
         index.add(paths)
@@ -490,12 +478,9 @@ def test_samples_at_another_rate_are_resampled_to_the_models(encoder, tmp_path):
 def test_a_small_first_batch_s_note_is_the_report_s_not_printed_by_the_engine(encoder, tmp_path, capsys):
     """The engine leaves the note on the basis to its caller (the CLI prints it, the bench keeps it with the build's
     notes); it printed it to stderr itself, where a server's or a bench's user never saw it."""
-    from bench.audio_io import write
     from neural.library import MertIndex
 
-    paths = [tmp_path / f"s{seed}.flac" for seed in range(2)]
-    for seed, path in enumerate(paths):
-        write(path, rendered(seed, 14.0, 22050), 22050)
+    paths = written_songs(tmp_path, range(2))
     with MertIndex(tmp_path / "index.db", create=True, encoder=encoder) as index:
         report = index.add(paths)
         assert report.added == 2 and index.add(paths).notes == []  # the basis is fixed: said once
@@ -510,12 +495,9 @@ def test_a_first_batch_that_loses_the_race_for_the_basis_is_coded_with_the_winne
         encoder, tmp_path):
     """Two processes' first batches each fit a basis; the first stored is the index's. The other batch's note
     described a fit that was thrown away."""
-    from bench.audio_io import write
     from neural.library import MertIndex
 
-    paths = [tmp_path / f"s{seed}.flac" for seed in range(4)]
-    for seed, path in enumerate(paths):
-        write(path, rendered(seed, 14.0, 22050), 22050)
+    paths = written_songs(tmp_path, range(4))
     db = tmp_path / "index.db"
     with MertIndex(db, create=True, encoder=encoder) as late, MertIndex(db, create=True, encoder=encoder) as first:
         won = []
@@ -538,12 +520,10 @@ def test_a_server_whose_model_does_not_fit_its_index_answers_500(encoder, tiny_m
     pytest.importorskip("starlette")
     from starlette.testclient import TestClient
 
-    from bench.audio_io import write
     from lmprint.serve import create_app
     from neural.library import MertIndex
 
-    for seed in range(4):
-        write(tmp_path / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
+    written_songs(tmp_path, range(4))
     db = tmp_path / "index.db"
     with MertIndex(db, create=True, encoder=encoder) as index:
         index.add([tmp_path / f"s{seed}.flac" for seed in range(4)])
@@ -562,11 +542,9 @@ def test_a_later_batchs_outcomes_name_the_songs_their_content_is_indexed_as(enco
     import shutil
     from pathlib import Path
 
-    from bench.audio_io import write
     from neural.library import MertIndex
 
-    for seed in range(3):
-        write(tmp_path / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
+    written_songs(tmp_path, range(3))
     with MertIndex(tmp_path / "index.db", create=True, encoder=encoder, busy_timeout_s=5.0) as index:
         assert index.catalogue.busy_timeout_s == 5.0
         index.add([tmp_path / "s0.flac", tmp_path / "s1.flac"])
@@ -613,9 +591,7 @@ def test_an_index_sees_songs_another_connection_added_or_removed_and_refuses_a_m
     from neural.library import MertIndex
 
     music = tmp_path / "music"
-    music.mkdir()
-    for seed in range(4):
-        write(music / f"s{seed}.flac", rendered(seed, 14.0, 22050), 22050)
+    written_songs(music, range(4))
     noise = 0.003 * np.random.default_rng(0).standard_normal(14 * 22050).astype(np.float32)
     write(music / "s3 live.flac", rendered(3, 14.0, 22050) + noise, 22050)  # the nearest song once s3 is gone
     path = tmp_path / "index.db"
