@@ -27,11 +27,6 @@ from .arrays import largest, run_starts, sort_runs
 from .hashes import widen_delta_time
 from .settings import MatchSettings
 
-DELTA_BITS = 25
-"""Bits of Δt + DELTA_OFFSET in a (song, Δt) key: ±16.7 M frames = ±74 h at 16 ms."""
-
-DELTA_OFFSET = 1 << (DELTA_BITS - 1)
-
 PACKED_KEY_BITS = 63
 """Width of the packed sort key of `_heaviest_per_anchor` (a signed 64-bit integer)."""
 
@@ -165,8 +160,8 @@ def _heaviest_per_anchor(votes: Votes, tolerance_frames: int) -> tuple[np.ndarra
 
     Returns (bin_keys, delta_bits, delta_floor, weights) with bin_key = song << delta_bits | (Δt − delta_floor).
     The fast way sorts one packed integer, song | Δt | frame | level, and takes the first of each run (the lowest
-    level is the heaviest vote): twice as fast as an argsort and gathers at millions of votes. Keys too wide for
-    63 bits take the argsort."""
+    level is the heaviest vote): twice as fast as an argsort and gathers at millions of votes. Where it would not fit
+    in 63 bits (song ids past about 2^40, or songs days long), the columns are sorted together instead."""
     # Bounds from the columns, not the votes: Δt lies in [min t_song − max t_query, max t_song − min t_query]. The
     # tolerance is a margin, so that bins of two songs are never within ± the tolerance of each other.
     song_frames, query_frames = votes.posting_frames, votes.pair_frames
@@ -187,15 +182,15 @@ def _heaviest_per_anchor(votes: Votes, tolerance_frames: int) -> tuple[np.ndarra
         heaviest = keys[run_starts(keys >> level_bits)]
         weights = votes.level_weights[heaviest & ((1 << level_bits) - 1)]
         anchor_keys = heaviest >> level_bits
-    else:
-        delta_bits, delta_floor = DELTA_BITS, -DELTA_OFFSET
-        keys = ((votes.songs << DELTA_BITS) | (votes.deltas + DELTA_OFFSET)) << frame_bits | votes.query_frames
-        order = np.argsort(keys, kind="stable")
-        keys = keys[order]
-        firsts = run_starts(keys)
-        weights = np.maximum.reduceat(votes.weights[order], firsts)
-        anchor_keys = keys[firsts]
-    return anchor_keys >> frame_bits, delta_bits, delta_floor, weights
+        return anchor_keys >> frame_bits, delta_bits, delta_floor, weights
+    # the columns sorted together, where a packed key would not fit: the bin key packs song and Δt alone
+    songs, deltas, frames = votes.songs, votes.deltas, votes.query_frames
+    order = np.lexsort((frames, deltas, songs))
+    songs, deltas, frames = songs[order], deltas[order], frames[order]
+    firsts = np.flatnonzero(np.r_[True, (songs[1:] != songs[:-1]) | (deltas[1:] != deltas[:-1])
+                                  | (frames[1:] != frames[:-1])])
+    weights = np.maximum.reduceat(votes.weights[order], firsts)
+    return songs[firsts] << delta_bits | (deltas[firsts] - delta_floor), delta_bits, delta_floor, weights
 
 
 @dataclass(frozen=True)

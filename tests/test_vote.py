@@ -35,15 +35,18 @@ def align_postings(query_hashes, query_frames, posting_hashes, posting_songs, po
 
 @settings(max_examples=200, deadline=None)  # timing is not what this checks
 @given(st.lists(st.tuples(st.integers(1, 6), st.integers(-40, 40), st.integers(0, 30), st.sampled_from([0.5, 1.0, 3.0])),
-                max_size=300), st.integers(0, 2), st.booleans())
-@example([(1, 5, 7, 0.5), (1, 5, 7, 3.0), (1, 6, 7, 1.0)], 0, False)  # an anchor's votes of two weights in one bin
-@example([(1, 5, 7, 0.5), (1, 5, 7, 3.0), (1, 6, 7, 1.0)], 0, True)
-@example([(1, 0, 0, 0.5), (1, 1, 0, 0.5)], 0, True)  # two windows of one score
-def test_best_alignment_scores_equal_a_brute_force_sum(votes, tolerance, packed):
-    """Both ways of finding each anchor's heaviest vote: the packed sort key, and the argsort taken when the key
-    would not fit in 63 bits. A song's best Δt is the earliest of its windows of the best score."""
+                max_size=300), st.integers(0, 2), st.booleans(), st.sampled_from([0, 1 << 40]))
+@example([(1, 5, 7, 0.5), (1, 5, 7, 3.0), (1, 6, 7, 1.0)], 0, False, 0)  # an anchor's votes of two weights in one bin
+@example([(1, 5, 7, 0.5), (1, 5, 7, 3.0), (1, 6, 7, 1.0)], 0, True, 0)
+@example([(1, 0, 0, 0.5), (1, 1, 0, 0.5)], 0, True, 0)  # two windows of one score
+@example([(1, 5, 7, 0.5), (2, 5, 7, 3.0), (1, 6, 7, 1.0)], 0, False, 1 << 40)  # ids past what a packed key holds
+def test_best_alignment_scores_equal_a_brute_force_sum(votes, tolerance, packed, first_id):
+    """Both ways of finding each anchor's heaviest vote: the packed sort key, and the columns sorted together,
+    taken when the key would not fit in 63 bits; song ids of 2^40 and more too. A song's best Δt is the earliest of
+    its windows of the best score."""
     from landmark import vote
 
+    votes = [(first_id + song, *rest) for song, *rest in votes]
     vote.PACKED_KEY_BITS = 63 if packed else 0
     columns = [np.array([v[i] for v in votes], np.int64) for i in range(3)]
     weights = np.array([v[3] for v in votes], np.float64)
