@@ -127,17 +127,24 @@ def load_test(clients: int = 16, requests: int = 200, workers: int = 2, queue: i
         finally:
             server.terminate()
             server.wait(30)
-    rss = [mb for _, mb in memory]
-    quarter = max(1, len(rss) // 4)
-    errors = sum(count for status, count in statuses.items() if status not in (200, 413, 503))
     return {"clients": clients, "requests_per_client": requests, "workers": workers, "queue": queue,
-            "statuses": {str(status): count for status, count in sorted(statuses.items())},
-            "errors": errors, "wrong_answers": wrong[0],
-            "latency_ms_p50": round(1000 * float(np.percentile(latencies, 50)), 1) if latencies else None,
-            "latency_ms_p99": round(1000 * float(np.percentile(latencies, 99)), 1) if latencies else None,
+            **summary(statuses, latencies, wrong[0], [mb for _, mb in memory], wall_s)}
+
+
+def summary(statuses: Counter, latencies_s: list[float], wrong_answers: int, server_rss_mb: list[float],
+            wall_s: float) -> dict:
+    """A run's figures: the count of each status (413 and 503 are the server keeping its limits, any other but
+    200 an error), the answered requests' latency percentiles, every status answered a second, and the peak of
+    the server's memory samples (in order) in the first and in the last quarter of the run."""
+    quarter = max(1, len(server_rss_mb) // 4)
+    errors = sum(count for status, count in statuses.items() if status not in (200, 413, 503))
+    return {"statuses": {str(status): count for status, count in sorted(statuses.items())},
+            "errors": errors, "wrong_answers": wrong_answers,
+            "latency_ms_p50": round(1000 * float(np.percentile(latencies_s, 50)), 1) if latencies_s else None,
+            "latency_ms_p99": round(1000 * float(np.percentile(latencies_s, 99)), 1) if latencies_s else None,
             "requests_per_s": round(sum(statuses.values()) / wall_s, 1),
-            "server_rss_mb_first_quarter_peak": round(max(rss[:quarter]), 1) if rss else None,
-            "server_rss_mb_last_quarter_peak": round(max(rss[-quarter:]), 1) if rss else None}
+            "server_rss_mb_first_quarter_peak": round(max(server_rss_mb[:quarter]), 1) if server_rss_mb else None,
+            "server_rss_mb_last_quarter_peak": round(max(server_rss_mb[-quarter:]), 1) if server_rss_mb else None}
 
 
 def _wait_until_up(base: str, timeout_s: float = 60.0) -> None:

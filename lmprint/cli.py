@@ -179,15 +179,40 @@ def open_method(db: str, method: str, *, create: bool = False, model: str | None
     if method != "mert" and (model is not None or device is not None):  # `--method mert` forgotten
         raise LmprintError(f"--{'model' if model is not None else 'device'} applies to --method mert (this is "
                            f"--method {method})")
-    if method == "mert":
-        from neural import mert
-        from neural.library import MertIndex
+    try:
+        if method == "mert":
+            from neural import mert
+            from neural.library import MertIndex
 
-        encoder = mert.load(model, device=device) if with_model else None  # before the file is made or changed
-        return MertIndex(db, model, create=create, device=device, encoder=encoder)
-    from landmark.library import Index
+            encoder = mert.load(model, device=device) if with_model else None  # before the file is made or changed
+            return MertIndex(db, model, create=create, device=device, encoder=encoder)
+        from landmark.library import Index
 
-    return Index(db, create=create, matching=matching)
+        return Index(db, create=create, matching=matching)
+    except IndexFileError as error:
+        raise _with_the_other_engine(error, db, method) from None
+
+
+ENGINE_DATA = {"landmark": "landmark fingerprints", "mert": "MERT codes"}
+"""What each engine keeps in an index file, as a refusal names it."""
+
+
+def _with_the_other_engine(error: IndexFileError, db: str, method: str) -> IndexFileError:
+    """A refusal to open `db` with an engine that holds nothing there, pointing to the engine that does (the
+    default engine on a MERT index, or `--method mert` on a landmark one); any other refusal as it is."""
+    if isinstance(error, NoIndex):
+        return error
+    try:
+        held = engines_in(db)
+    except LmprintError:  # damaged or locked: the engine's own refusal says so
+        return error
+    if method in held or not held:
+        return error
+    other = held[0]
+    ask_other = "leave out --method mert" if other == "landmark" else f"add --method {other}"
+    add = "lmprint add" if method == "landmark" else f"lmprint add --method {method}"
+    return IndexFileError(f"{db} holds {ENGINE_DATA[other]}, not {ENGINE_DATA[method]}: {ask_other}, or index it "
+                          f"with `{add}` first")
 
 
 def _say_if_empty(catalogue, db: str) -> None:

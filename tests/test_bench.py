@@ -752,6 +752,10 @@ def test_each_figure_is_in_its_own_row_of_the_report():
     assert rows["query ms p50"] == "19" and rows["query ms p95"] == "20"  # query_ms_p50 = 19.0, p95 = 20.0
     assert rows["wrong-song rate (indexed songs)"] == "13" and rows["false-match rate (songs not indexed)"] == "12"
     assert rows["database bytes / s of audio"] == "16" and rows["peak memory MB (above the interpreter's start)"] == "21"
+    assert "2 indexed, the rest kept out for false matches" in table
+    every_song_indexed = markdown({"songs": 2, "indexed_songs": 2, "queries": 4, "seed": 0,
+                                   "conditions": ["clean_5s"], "methods": {"landmark": figures}})
+    assert "2 indexed, none kept out for false matches: too few songs" in every_song_indexed
 
 
 def test_a_warp_is_right_against_the_conditions_own():
@@ -999,3 +1003,30 @@ def test_the_conditions_are_the_full_and_the_quick_lists():
         + [f"tempo_{s:+d}%" for s in (-10, -5, 5, 10)] + [f"pitch_{s:+d}%" for s in (-3, -2, 2, 3)] + ["musicprint"])
     assert queries.conditions(queries.Degraders({"pink": []}, []), full=False) == [
         "clean_5s", "noise_pink_0dB", "phone", "mp3_48k"]
+
+
+def test_a_serve_runs_summary_counts_limits_apart_from_errors_and_reads_memory_by_quarters():
+    from collections import Counter
+
+    from bench.serve_load import markdown, summary
+
+    figures = summary(Counter({200: 6, 413: 1, 503: 2, 500: 1}), [0.1, 0.2, 0.3], 1, [1, 1, 1, 1, 5, 5, 5, 9], 2.0)
+    assert figures["statuses"] == {"200": 6, "413": 1, "500": 1, "503": 2}
+    assert figures["errors"] == 1 and figures["wrong_answers"] == 1  # the 500 alone: 413 and 503 keep limits
+    assert figures["latency_ms_p50"] == 200.0 and figures["requests_per_s"] == 5.0
+    assert (figures["server_rss_mb_first_quarter_peak"], figures["server_rss_mb_last_quarter_peak"]) == (1, 9)
+    row = markdown({"clients": 2, "requests_per_client": 5, "workers": 1, "queue": 0, **figures}).splitlines()[2]
+    assert row == "| 2 × 5 | 1 + 0 | 200: 6, 413: 1, 500: 1, 503: 2 | 1 | 1 | 200.0 | 298.0 | 5.0 | 1 → 9 |"
+
+
+@pytest.mark.slow
+def test_serve_under_load_answers_every_upload_right_or_keeps_its_limits():
+    """The real server, one worker with no queue, four clients: some uploads are turned away (503) and the one over
+    the cap refused (413 or 503), the rest named right, nothing failed."""
+    from bench.serve_load import load_test
+
+    result = load_test(clients=4, requests=3, workers=1, queue=0, oversize_every=4)
+    assert sum(result["statuses"].values()) == 12 and result["statuses"].get("503", 0) > 0, result
+    assert set(result["statuses"]) <= {"200", "413", "503"} and result["statuses"].get("200", 0) > 0, result
+    assert result["errors"] == 0 and result["wrong_answers"] == 0, result
+    assert result["latency_ms_p50"] <= result["latency_ms_p99"]

@@ -6,6 +6,7 @@ page naming the song is saved there."""
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -122,18 +123,83 @@ def test_a_song_playing_when_the_server_stops_is_kept_in_the_heard_list(built_in
         browser, page = chromium_page(playwright, microphone)
         try:
             page.goto(url)
+            began = time.monotonic()
             page.click("#listen")
             page.wait_for_function("document.getElementById('title').textContent.length > 0", timeout=10_000)
             assert page.text_content("#heard") == ""
+            # the clip is the song from 4 s in: "heard at" the stream's clock, "from" the song's
+            heard_at, song_at = re.search(rf"heard at {CLOCK} · from {CLOCK} into the song",
+                                          page.text_content("#detail") or "").group(1, 2)
+            assert abs(seconds(song_at) - seconds(heard_at) - 4) <= 1, (heard_at, song_at)
             running.should_exit = True
             page.wait_for_function("document.getElementById('status').textContent.startsWith('Disconnected') "
                                    "|| document.getElementById('status').textContent.startsWith('Stopped')",
                                    timeout=10_000)
             heard = page.text_content("#heard li")
             assert heard is not None and heard.startswith(f"{song.title} (0:0")
+            start, end = re.search(rf"\({CLOCK}–{CLOCK}\)", heard).group(1, 2)  # seconds of audio sent
+            assert seconds(start) <= seconds(end) <= time.monotonic() - began + 1, heard
             assert page.text_content("#title") == ""
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (scripts/get-browser.sh installs it)")
+def test_a_song_that_ended_is_listed_once_when_the_server_stops(built_index, tmp_path):
+    """12 s of a song, then silence: the song's closed event lists it, and the server stopping later lists
+    nothing more (the page ends only a song still playing)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    song = Index(built_index).catalogue.songs()[1]
+    rate = 48000
+    clip = audio.load(song.path, rate)[rate * 4:rate * 16]
+    clip = np.concatenate([clip, np.zeros(rate * 30, np.float32)])
+    microphone = tmp_path / "clip.wav"
+    write(microphone, clip + 0.01 * np.random.default_rng(2).standard_normal(clip.size).astype(np.float32), rate)
+    with served(built_index) as (url, running), sync_api.sync_playwright() as playwright:
+        browser, page = chromium_page(playwright, microphone)
+        try:
+            page.goto(url)
+            page.click("#listen")
+            page.wait_for_function("document.querySelectorAll('#heard li').length == 1", timeout=30_000)
+            assert page.text_content("#heard li").startswith(song.title)
+            running.should_exit = True
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('Disconnected') "
+                                   "|| document.getElementById('status').textContent.startsWith('Stopped')",
+                                   timeout=10_000)
+            assert page.eval_on_selector_all("#heard li", "items => items.length") == 1
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (scripts/get-browser.sh installs it)")
+def test_a_stream_the_server_ends_shows_its_reason_and_listen_works_again(built_index, tmp_path):
+    """The server's error event is the reason the page shows (it sends no audio often enough for a read timeout
+    of 0.2 s: a chunk every 0.5 s), and Listen, pressed again, connects again and is stopped again."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    microphone = tmp_path / "clip.wav"
+    noisy_clip(Index(built_index).catalogue.songs()[1].path, microphone)
+    with served(built_index, read_timeout_s=0.2) as (url, _), sync_api.sync_playwright() as playwright:
+        browser, page = chromium_page(playwright, microphone)
+        try:
+            page.goto(url)
+            for _ in range(2):
+                page.evaluate("document.getElementById('status').textContent = ''")
+                page.click("#listen")
+                page.wait_for_function("['Stopped', 'Disconnected'].some((word) => "
+                                       "document.getElementById('status').textContent.startsWith(word))",
+                                       timeout=10_000)
+                assert page.text_content("#status") == "Stopped: no audio for 0.2 s."
+        finally:
+            browser.close()
+
+
+CLOCK = r"(\d+:\d\d)"
+"""A time as the page writes it (minutes:seconds)."""
+
+
+def seconds(clock: str) -> int:
+    minutes, rest = clock.split(":")
+    return 60 * int(minutes) + int(rest)
 
 
 def noisy_clip(song_path: str, path, rate: int = 48000) -> None:

@@ -1516,3 +1516,53 @@ def test_list_recordings_of_a_file_without_landmarks_is_refused_in_one_line(tmp_
     assert result.returncode == 1
     assert result.stderr.endswith(f"lmprint: {db} has no landmark index: recordings are found by comparing "
                                   "landmarks\n"), result.stderr
+
+
+def _mert_only(tmp_path):
+    """A catalogue with a (stand-in) MERT codes table and no landmark data: a file only the MERT engine holds."""
+    from lmprint.catalogue import Catalogue
+
+    db = tmp_path / "mert-only.db"
+    Catalogue(db, create=True).close()
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE mert_codes (song_id INTEGER PRIMARY KEY, codes BLOB)")
+    return db
+
+
+def test_a_query_through_an_engine_the_file_lacks_names_the_engine_that_holds_it_and_changes_nothing(
+        tmp_path, library_dir):
+    """`match` (landmark by default) on a file only MERT holds is refused in one line that names the engine to
+    ask, and leaves the file as it was: no landmark tables made."""
+    from lmprint.cli import engines_in
+    from tests.conftest import run_cli
+
+    mert_only = _mert_only(tmp_path)
+    result = run_cli("match", library_dir / "song0.wav", db=mert_only)
+    assert result.returncode == 1 and result.stderr == (
+        f"lmprint: {mert_only} holds MERT codes, not landmark fingerprints: add --method mert, or index it with "
+        "`lmprint add` first\n"), result.stderr
+    assert engines_in(str(mert_only)) == ["mert"]
+
+
+@pytest.mark.slow
+def test_a_mert_query_on_a_landmark_index_says_to_leave_out_the_method_and_changes_nothing(
+        built_index, tmp_path, library_dir, tiny_model_dir):
+    from lmprint.cli import engines_in
+    from tests.conftest import run_cli
+
+    landmark_only = tmp_path / "landmark.db"
+    shutil.copy(built_index, landmark_only)
+    result = run_cli("match", "--method", "mert", "--model", tiny_model_dir, "--device", "cpu",
+                     library_dir / "song0.wav", db=landmark_only)
+    assert result.returncode == 1 and result.stderr == (
+        f"lmprint: {landmark_only} holds landmark fingerprints, not MERT codes: leave out --method mert, or index it "
+        "with `lmprint add --method mert` first\n"), result.stderr
+    assert engines_in(str(landmark_only)) == ["landmark"]
+
+
+def test_dedup_of_a_file_without_landmarks_is_refused_in_one_line(tmp_path):
+    from tests.conftest import run_cli
+
+    db = _mert_only(tmp_path)
+    result = run_cli("dedup", db=db)
+    assert result.returncode == 1 and result.stderr == f"lmprint: {db} has no landmark index: dedup compares landmarks\n"

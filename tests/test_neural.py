@@ -461,7 +461,8 @@ def test_a_file_moved_since_the_other_engine_indexed_it_is_followed_by_each_engi
 
 @needs_torch
 def test_samples_at_another_rate_are_resampled_to_the_models(encoder, tmp_path):
-    """As the landmark engine does: a clip at 44.1 kHz given its rate is matched as the same clip at 24 kHz."""
+    """As the landmark engine does: a clip at 44.1 kHz given its rate is matched as the same clip at 24 kHz; and
+    samples are taken as a decoder gives them (a list; NaN, which a damaged frame decodes to, as silence)."""
     import soxr
 
     from neural.library import MertIndex
@@ -472,6 +473,11 @@ def test_samples_at_another_rate_are_resampled_to_the_models(encoder, tmp_path):
         index.add(paths)
         at_models = index.match_samples(soxr.resample(clip, 44_100, mert.SAMPLE_RATE_HZ, quality="HQ"))
         assert at_models is not None and index.match_samples(clip, sample_rate_hz=44_100) == at_models
+        at_24k = rendered(1, 14.0, mert.SAMPLE_RATE_HZ)[2 * mert.SAMPLE_RATE_HZ:9 * mert.SAMPLE_RATE_HZ]
+        assert index.match_samples(at_24k.tolist()) == index.match_samples(at_24k) is not None
+        damaged, silenced = at_24k.copy(), at_24k.copy()
+        damaged[1000:1010], silenced[1000:1010] = np.nan, 0.0
+        assert index.match_samples(damaged) == index.match_samples(silenced)
 
 
 @needs_torch
