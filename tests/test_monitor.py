@@ -1,11 +1,13 @@
 """`lmprint monitor`: every song in a long recording, with where it plays."""
 
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import os
 import queue
+import re
 import shutil
 import signal as signal_module
 import subprocess
@@ -19,7 +21,7 @@ import pytest
 from bench.audio_io import write
 from landmark import Index
 from lmprint.errors import AudioError, SettingsError
-from lmprint.monitor import Looks, Monitor, MonitorSettings, Segment, monitor
+from lmprint.monitor import Looks, Monitor, MonitorSettings, Segment, look, monitor
 from lmprint.results import Match
 from tests.conftest import SYNTH_RATE, all_gone, children_of, rendered, run_cli
 
@@ -153,7 +155,6 @@ def test_monitor_follows_raw_pcm_on_standard_input(built_index, jobs):
     """Standard input is read as it arrives, through a pipe that is slow to start, also with looks in worker
     processes (forked while nothing else reads it: a process forked while a thread is inside a read of standard
     input hangs on its lock)."""
-    import contextlib
     import signal as signal_module
     import threading
 
@@ -1567,3 +1568,211 @@ def test_a_song_closed_by_misses_does_not_end_at_a_candidate_the_closing_look_do
     # `audible_s` and half a hop past its last look's start, 24 s
     assert [(e.song.id, e.open, e.end_s) for e in events] == [(a.id, False, 27.0)], events
     assert watcher.current is None
+
+
+def at_index_rate(signal, index):
+    """A generated signal resampled to the index's rate, as a decoder hands it on."""
+    import soxr
+
+    return soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+
+
+def chunks_of(samples, size=8000):
+    return [samples[i:i + size] for i in range(0, samples.size, size)]
+
+
+def test_standard_input_is_looked_at_every_hop_as_the_api_does_with_idle_hop_at_hop(built_index, tmp_path):
+    """`monitor -` is live: looked at every hop even while nothing is heard, so its events (the open line's end_s,
+    when it was announced, included) are those of the API with `idle_hop_s = hop_s` on the same samples; a file
+    is looked at with idle hops."""
+    from landmark import audio
+
+    signal, _ = radio([(100, 0.0, 9.0), (1, 3.0, 20.0)])
+    path = tmp_path / "stream.wav"
+    write(path, signal, RATE)
+    via_stdin = run_cli("monitor", "--json", "-", db=built_index, input=path.read_bytes(), check=True)
+    heard = [json.loads(line) for line in via_stdin.stdout.splitlines()]
+    with Index(built_index) as index:
+        chunks = list(audio.stream(str(path), index.sample_rate_hz))
+        settings = MonitorSettings()
+        expected = {}
+        for idle_hop_s in (settings.hop_s, settings.idle_hop_s):
+            expected[idle_hop_s] = [{"event": "open" if e.open else "closed", **e.to_dict()}
+                                    for e in monitor(index, chunks, dataclasses.replace(settings, idle_hop_s=idle_hop_s))]
+    assert expected[settings.hop_s] != expected[settings.idle_hop_s]  # the stream tells the two apart
+    assert heard == expected[settings.hop_s], (heard, expected)
+
+
+def test_a_recording_that_ends_in_silence_is_not_silent(built_index, tmp_path):
+    """`silent` means silent throughout: the loudest stretch decides, not the last chunk read (most recordings
+    end in a few seconds of silence)."""
+    path = tmp_path / "ends quietly.flac"
+    write(path, np.concatenate([rendered(1, 40.0, RATE)[:20 * RATE], np.zeros(3 * RATE, np.float32)]), RATE)
+    result = run_cli("monitor", "--json", path, db=built_index)
+    assert result.returncode == 0 and result.stderr == "1 segment\n", result.stderr
+    closed = [json.loads(line) for line in result.stdout.splitlines() if json.loads(line)["event"] == "closed"]
+    assert [e["title"] for e in closed] == ["song1"]
+
+
+def test_a_text_line_gives_the_rate_and_offset_its_json_line_gives(built_index, tmp_path):
+    """The plain lines say what --json says: `from X s in the song`, `played at rate +N %` (N the percent by which
+    the rate differs from 1), the same segments."""
+    from bench.queries import change_speed
+
+    parts = [change_speed(rendered(seed, 40.0, RATE)[int(s * RATE):int((s + 26) * RATE)], speed)
+             for seed, s, speed in ((1, 4.0, 1.06), (3, 10.0, 0.95))]
+    path = tmp_path / "a dj mix.flac"
+    write(path, np.concatenate(parts), RATE)
+    as_json = run_cli("monitor", "--json", "--jobs", "1", path, db=built_index, check=True)
+    as_text = run_cli("monitor", "--jobs", "1", path, db=built_index, check=True)
+    events = [json.loads(line) for line in as_json.stdout.splitlines()]
+    lines = as_text.stdout.splitlines()
+    assert len(lines) == len(events) == 4, (lines, events)
+    for line, event in zip(lines, events):
+        assert event["title"] in line and ("playing" in line) == event["open"], (line, event)
+        offset = re.search(r"from (\d+\.\d) s in the song", line)
+        assert offset and abs(float(offset.group(1)) - event["song_offset_s"]) <= 0.051, (line, event)
+        rate = re.search(r"played at rate ([+-]\d+\.\d) %", line)
+        assert rate and abs(float(rate.group(1)) - 100 * (event["rate"] - 1)) <= 0.051, (line, event)
+
+
+def test_one_look_of_an_engine_that_is_not_calibrated_names_nothing_at_the_streams_end(built_index):
+    """A recording too short for a second look names the song of its one look only where that look is sure (a
+    false-match probability within `confirm_chance`); a look that tells none (an engine not calibrated) is not."""
+    with Index(built_index) as index:
+        clip = at_index_rate(rendered(2, 40.0, RATE)[10 * RATE:int(15.5 * RATE)], index)
+        named = {chance: [(e.open, e.song.title) for e in monitor(Unsure(index, chance), chunks_of(clip, 4000))]
+                 for chance in (1e-5, None)}
+    assert named[1e-5] == [(True, "song2"), (False, "song2")]
+    assert named[None] == []
+
+
+def _played_at(index, seed, speed, lead_s=20.0):
+    from bench.queries import change_speed
+
+    piece = change_speed(rendered(seed, 40.0, RATE), speed)
+    signal = np.concatenate([rendered(101, 40.0, RATE)[:int(lead_s * RATE)], piece, rendered(100, 40.0, RATE)[:10 * RATE]])
+    closed = [e for e in monitor(index, chunks_of(at_index_rate(signal, index))) if not e.open]
+    return closed, lead_s, lead_s + piece.size / RATE
+
+
+@pytest.mark.parametrize("seed, speed", [(1, 1.06), (3, 0.95)])
+def test_a_song_played_faster_or_slower_from_its_start_to_its_end_is_placed_where_it_plays(built_index, seed, speed):
+    """A whole song at +6 % / −5 % after unknown music: its segment starts where the song begins, at offset 0 (its
+    start in the stream is its anchor over its rate), and ends where its own end plays at that speed (its length
+    over its rate), as closely as a song at 1.0 does (within 0.1 s)."""
+    with Index(built_index) as index:
+        closed, start_s, end_s = _played_at(index, seed, speed)
+    assert [e.song.title for e in closed] == [f"song{seed}"], closed
+    assert abs(closed[0].start_s - start_s) <= 0.5 and closed[0].song_offset_s <= 0.25, closed
+    assert abs(closed[0].end_s - end_s) <= 0.1, (closed, end_s)
+
+
+def test_six_seconds_of_other_music_over_a_song_do_not_split_its_play(built_index):
+    """A segment closes after `close_after_misses` (4) looks in a row that do not name it: 6 s of unknown music in
+    place of a song (talk over it, a jingle), the song going on at its clock after, is one play."""
+    signal, _ = radio([(2, 0.0, 14.0), (100, 0.0, 6.0), (2, 20.0, 40.0)])
+    with Index(built_index) as index:
+        closed = [e for e in monitor(index, chunks_of(at_index_rate(signal, index))) if not e.open]
+    assert [(e.song.title, e.start_s, e.song_offset_s) for e in closed] == [("song2", 0.0, 0.0)], closed
+    assert abs(closed[0].end_s - 40.0) <= 0.5, closed
+
+
+@pytest.mark.parametrize("first_s", [9.0, 10.0, 12.0])
+def test_two_snippets_of_a_song_far_apart_are_not_one_play(built_index, first_s):
+    """Two 2.5 s snippets of song 2 at one anchor with 6 s of unknown music between: the looks naming the first and
+    those naming the second are two misses apart, so they do not confirm a segment together, and no segment spans
+    the other music."""
+    snippet_s, gap_s = 2.5, 6.0
+    signal, truth = radio([(100, 0.0, first_s), (2, 10.0, 10.0 + snippet_s), (101, 0.0, gap_s),
+                           (2, 10.0 + snippet_s + gap_s, 10.0 + 2 * snippet_s + gap_s), (102, 0.0, 12.0)])
+    second_s = truth[3][1]
+    with Index(built_index) as index:
+        closed = [e for e in monitor(index, chunks_of(at_index_rate(signal, index))) if not e.open]
+    assert all(e.start_s >= second_s - 0.5 for e in closed), (closed, second_s)
+
+
+def test_a_stop_closes_the_song_playing_without_waiting_for_looks_its_stopped_workers_had(built_index):
+    """SIGTERM stops a monitor and its worker processes at once: the looks still out in them never answer (their
+    futures raise BrokenProcessPool). Thrown into the monitor where it waits, the interruption still closes the
+    song playing, taking no look more, and goes on as the interruption."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    stopped = []
+
+    class Answer(Future):
+        def result(self, timeout=None):
+            if stopped:
+                raise BrokenProcessPool("a worker was terminated")
+            return super().result(timeout)
+
+    class Workers:  # answered at once, taken `jobs` at a time, as worker processes' are, until stopped
+        jobs = 3
+
+        def __init__(self, method):
+            self.method = method
+
+        def submit(self, window, hint):
+            answer = Answer()
+            answer.set_result(look(self.method, window, hint))
+            return answer
+
+    signal, _ = radio([(0, 0.0, 40.0)])
+    with Index(built_index) as index:
+        events = monitor(index, chunks_of(at_index_rate(signal, index), 4000), looks=Workers(index))
+        opened = next(events)
+        assert opened.open and opened.song.title == "song0"
+        stopped.append(True)
+        last_words = []
+        with pytest.raises(KeyboardInterrupt):
+            last_words.append(events.throw(KeyboardInterrupt()))
+            last_words.extend(events)
+    assert [(e.open, e.song.title) for e in last_words] == [(False, "song0")], last_words
+
+
+def test_a_song_cut_and_started_over_after_other_music_ends_where_it_was_cut(built_index):
+    """Song 1 for 12 s, 7 s of unknown music, then song 1 from its start: the looks naming the new play extend the
+    first until its clock runs out, 40 s on; the first play then ends where it was cut (read at its clock from its
+    last look there, whose samples are kept for it), not where the new play begins."""
+    signal, truth = radio([(1, 0.0, 12.0), (100, 0.0, 7.0), (1, 0.0, 40.0)])
+    with Index(built_index) as index:
+        closed = [e for e in monitor(index, chunks_of(at_index_rate(signal, index))) if not e.open]
+    check([{"title": e.song.title, "start_s": e.start_s, "end_s": e.end_s, "song_offset_s": e.song_offset_s}
+           for e in closed], truth)
+
+
+def test_ctrl_c_stops_a_monitor_of_standard_input_with_workers_at_once_though_the_pipe_stays_open(built_index):
+    """`monitor --jobs 2 -`: standard input is read in the main thread, never in a reader thread that a blocked
+    read would hold (it cannot be stopped, and is waited for on the way out). Ctrl-C while the writer keeps the
+    pipe open: the closing line, one line on standard error and exit 130 within a couple of seconds."""
+    signal, _ = radio([(0, 0.0, 20.0)])
+    import soxr
+
+    pcm = (soxr.resample(signal, RATE, 44100) * 0.5 * 32767).astype("<i2").tobytes()
+    process = subprocess.Popen([sys.executable, "-m", "lmprint", "--db", str(built_index), "monitor", "--jobs", "2",
+                                "--csv", "--format", "s16le", "--rate", "44100", "--channels", "1", "-"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    try:
+        process.stdin.write(pcm)
+        process.stdin.flush()
+        deadline = time.time() + 60
+        while len(children_of(process.pid)) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(3)
+        os.killpg(process.pid, signal_module.SIGINT)
+        stopped_at = time.monotonic()
+        process.wait(timeout=30)  # the pipe stays open: its writer has not closed it
+        took_s = time.monotonic() - stopped_at
+        stdout, stderr = process.stdout.read().decode(), process.stderr.read().decode()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal_module.SIGKILL)
+        process.wait()
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+    events = [line.split(",")[0] for line in stdout.splitlines()[1:]]
+    assert events == ["open", "closed"], stdout
+    assert process.returncode == 130 and stderr == "lmprint: interrupted (1 segment)\n", stderr
+    assert took_s < 4.0, took_s  # a reader thread held it some 5 s, and Python's shutdown then failed
