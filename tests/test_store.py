@@ -1850,3 +1850,249 @@ def test_a_song_past_the_end_of_the_timeline_is_refused_as_the_index_being_full(
         insert(store, "/b", "sha-b", np.array([7, 8], np.uint32), np.array([0, 150], np.uint32))
     found = store.postings.lookup(np.array([5, 6, 7, 8], np.uint32))
     assert found.song_ids.tolist() == [a, a] and found.frames.tolist() == [0, 10]
+
+
+def _postings_in_segments(path) -> int:
+    """Postings the index's segment files hold, as their headers say."""
+    total = 0
+    for name in _segment_files(path):
+        segment = segments.Segment(segments.folder_of(path) / name)
+        total += segment.postings
+        segment.close()
+    return total
+
+
+def _expected(songs, ids):
+    return sorted((int(h), song_id, int(f)) for song_id, (hashes, frames) in zip(ids, songs)
+                  for h, f in zip(hashes, frames))
+
+
+def test_a_merge_drops_a_removed_songs_postings_when_the_song_before_ends_where_its_segment_begins(
+        tmp_path, monkeypatch):
+    """A merge keeps the postings of songs still indexed that overlap its segments. A song whose first landmark is
+    at its frame 0 starts its segment exactly where the song before it (in an older segment) ends: that song is no
+    part of the merge, and counted as one, the merge took the removed song's postings for live and kept them."""
+    _small_sealing(monkeypatch)  # tail 100, ratio 2: each 120-posting song is sealed as it comes
+    monkeypatch.setattr("landmark.library.COMPACT_AFTER_CHANGE", 2.0)  # a removal leaves the segments as they are
+    songs = _random_songs(21, 6)
+    for _, frames in songs:
+        frames[0] = 0  # a landmark at the song's first frame
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    ids = [insert(store, f"/{n}", f"sha-{n}", *songs[n]) for n in range(5)]  # segments of 480 and 120
+    store.remove([ids[4]])  # the newest segment's song
+    ids.append(insert(store, "/5", "sha-5", *songs[5]))  # sealed, then merged with the removed song's segment
+    assert store.postings.stats()["segments"] == 2
+    assert _postings_in_segments(path) == 5 * 120  # the removed song's 120 are not rewritten
+    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
+    kept = [0, 1, 2, 3, 5]
+    assert _postings_of(Store(path), asked) == _expected([songs[n] for n in kept], [ids[n] for n in kept])
+
+
+def test_a_compaction_after_the_oldest_segments_songs_are_removed_keeps_the_newer_songs(tmp_path, monkeypatch):
+    """Every song of the oldest segment removed, the compaction that follows merges it with the newer ones: the
+    songs of those are still indexed, and must come through the merge."""
+    path, store, songs, asked = _sealed_store(tmp_path, monkeypatch, 31, 3, 3)  # segments of 240 (1, 2) and 120 (3)
+    assert store.postings.stats()["segments"] == 2
+    store.remove([1, 2])  # two thirds of the audio: compacted
+    assert store.postings.stats()["segments"] == 1
+    assert _postings_of(Store(path), asked) == _expected([songs[2]], [3])
+    assert _postings_in_segments(path) == 120
+
+
+def test_every_seal_keeps_the_sealed_songs_places_that_readers_read(tmp_path, monkeypatch):
+    """The sealed songs' places are kept in one blob, so that a reader does not read every song's row: a second seal
+    extends the blob with the songs sealed since, the first of them starting exactly at the previous sealed end.
+    One left out, the blob no longer matches the songs' rows and every reader falls back to reading them all."""
+    _small_sealing(monkeypatch, one_hash_from=10_000, tail=300)  # 120 postings a song: sealed every third song
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    songs = _random_songs(41, 10)
+    ids = []
+    for number, song in enumerate(songs):
+        ids.append(insert(store, f"/{number}", f"sha-{number}", *song))
+        if number < 2:
+            continue
+        sealed = (number + 1) // 3 * 3  # songs sealed so far
+        kept = Store(path).postings._sealed_timeline()
+        assert kept is not None, f"no usable kept timeline after song {number + 1}"
+        assert kept[1][:, 2].tolist() == ids[:sealed]
+
+
+def test_a_seal_leaves_out_the_tail_postings_of_a_song_another_engine_deleted(tmp_path, monkeypatch):
+    """Another engine's removal (`neural.Index.remove` on a file both engines hold) deletes a song's row without
+    the posting store. Its postings in the tail are no song's; the seal that moves the tail into a segment leaves
+    them out rather than writing them to the segment."""
+    _small_sealing(monkeypatch, one_hash_from=10_000, tail=300, ratio=0)  # never merged
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    songs = _random_songs(51, 6)
+    ids = [insert(store, f"/{n}", f"sha-{n}", *songs[n]) for n in range(4)]  # 1-3 sealed, 4 in the tail
+    assert store.postings.stats()["segments"] == 1
+    with store.catalogue.write():
+        store.catalogue.delete_songs([ids[3]])
+    ids += [insert(store, f"/{n}", f"sha-{n}", *songs[n]) for n in (4, 5)]  # the tail sealed again
+    assert store.postings.stats()["segments"] == 2
+    assert _postings_in_segments(path) == 5 * 120
+    kept = [0, 1, 2, 4, 5]
+    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
+    assert _postings_of(Store(path), asked) == _expected([songs[n] for n in kept], [ids[n] for n in kept])
+
+
+def test_a_bulk_batch_into_a_long_index_counts_its_gaps_from_its_own_first_frame(tmp_path, monkeypatch):
+    """A batch large enough to seal goes straight into a segment; into an index whose timeline runs past 2^20
+    frames its rows count from the batch's first frame, so each posting takes a word, not an escape's three."""
+    _small_sealing(monkeypatch, tail=240, ratio=0)  # never merged: the batch's segment stays its own
+    rng = np.random.default_rng(61)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    for number in range(5):  # 300,000 frames a song: 1.5 M frames before the batch
+        insert(store, f"/{number}", f"sha-{number}", rng.integers(0, 1 << 21, 120, dtype=np.uint32),
+               np.sort(rng.integers(0, 300_000, 120)).astype(np.uint32))
+    batch = _random_songs(62, 3)
+    no_peaks = np.zeros(0, np.int64)
+    ids = store.add_fingerprints([SongFingerprint(f"/b{n}", f"b{n}", 10.0, f"sha-b{n}", hashes, frames, no_peaks,
+                                                  no_peaks) for n, (hashes, frames) in enumerate(batch)])
+    newest = segments.Segment(segments.folder_of(path) / store.postings._listed()[-1][0])
+    assert newest.postings == 360 and newest.base_frame >= 1 << 20
+    assert newest.words.size == newest.postings  # a word a posting: no escapes
+    newest.close()
+    asked = np.unique(np.concatenate([hashes for hashes, _ in batch]))
+    assert [p for p in _postings_of(Store(path), asked) if p[1] in ids] == _expected(batch, ids)
+
+
+def test_a_budget_over_a_segment_and_a_one_hash_tail_reads_what_one_store_would(tmp_path, monkeypatch):
+    """Keys 0-15 hold 5 postings each in a segment (rows of 16 hashes) and 5 more each in a tail of one hash a row;
+    keys 32-47 hold 10 each in the segment. A key's priority is shared among its rows by their sizes, a segment's
+    row spread over its 16 hashes: the first keys, worth 1.5 against 1.0 per key (as much per posting), are read
+    first, as a store of one layout reads them, and the budget then has no room for the others' row."""
+    songs = [(np.r_[np.repeat(np.arange(16), 5), np.repeat(np.arange(32, 48), 10)].astype(np.uint32),
+              np.arange(240, dtype=np.uint32)),
+             (np.repeat(np.arange(16), 5).astype(np.uint32), np.arange(80, dtype=np.uint32))]
+    asked = np.r_[np.arange(16), np.arange(32, 48)].astype(np.uint32)
+    priority = np.r_[np.full(16, 1.5), np.full(16, 1.0)]
+    read = []
+    for sealing in (False, True):
+        if sealing:
+            _small_sealing(monkeypatch, one_hash_from=200, tail=200)  # the first song sealed, the tail one a row
+        store = Store(tmp_path / f"{sealing}.db", create=True)
+        for number, song in enumerate(songs):
+            insert(store, f"/{number}", f"sha-{number}", *song)
+        assert store.postings.stats()["hashes_per_row"] == (1 if sealing else 16)
+        assert store.postings.stats()["segments"] == int(sealing)
+        found = store.postings.lookup(asked, priority, 240)
+        read.append(sorted(zip(asked[found.key_index].tolist(), found.song_ids.tolist(), found.frames.tolist())))
+    assert read[0] == read[1]
+    assert {key for key, _, _ in read[1]} == set(range(16)) and len(read[1]) == 160
+
+
+def test_a_lookup_lists_the_segments_again_when_one_it_listed_was_merged_away_before_it_mapped_it(
+        tmp_path, monkeypatch):
+    """`match` reads while `add` writes: a reader lists the segments, and before it maps the first, a writer's merge
+    commits and deletes it. The reader lists them again and answers from the merged segment."""
+    path, writer, songs, asked = _sealed_store(tmp_path, monkeypatch, 71, 4, 3)  # segments of 240 and 120
+    reader = Store(path)
+    names_before = set(_segment_files(path))
+    mapping = segments.Segment.__init__
+    raced = []
+
+    def merged_away_first(self, file):
+        if not raced:
+            raced.append(file.name)
+            insert(writer, "/3", "sha-3", *songs[3])  # sealed, and all three merged into one
+            assert not file.exists()
+        mapping(self, file)
+
+    monkeypatch.setattr(segments.Segment, "__init__", merged_away_first)
+    found = _postings_of(reader, asked)
+    assert raced and raced[0] in names_before
+    assert found == _expected(songs, [1, 2, 3, 4])
+
+
+def test_a_scan_after_a_removal_names_each_postings_hash_with_its_song(tmp_path, monkeypatch):
+    """A removed song's postings stay in its segment until a merge: the scan (`dedup`) drops them, and every
+    posting it hands out is its own hash's, song's and frame's."""
+    path, store, songs, asked = _sealed_store(tmp_path, monkeypatch, 81, 5, 5)
+    monkeypatch.setattr("landmark.library.COMPACT_AFTER_CHANGE", 2.0)  # the removed song's postings stay
+    store.remove([2])
+    hashes, song_ids, frames = all_postings(store.postings)
+    assert hashes.size == song_ids.size == frames.size
+    kept = [0, 2, 3, 4]
+    assert sorted(zip(hashes.tolist(), song_ids.tolist(), frames.tolist())) == _expected(
+        [songs[n] for n in kept], [n + 1 for n in kept])
+
+
+def test_an_interrupt_while_a_segment_is_written_leaves_no_temporary_file(tmp_path):
+    """Ctrl-C while a seal or merge writes its segment: the half-written temporary file goes with it."""
+    hashes, frames = _random_songs(91, 1, n_postings=2000)[0]
+    order = np.argsort(hashes, kind="stable")
+    hashes, frames = hashes[order].astype(np.int64), frames[order].astype(np.int64)
+
+    def parts():
+        yield hashes[hashes < 1 << 20], frames[hashes < 1 << 20]
+        raise KeyboardInterrupt
+
+    folder = tmp_path / "postings"
+    with pytest.raises(KeyboardInterrupt):
+        segments.write(folder, parts(), hashes.size, 0)
+    assert list(folder.iterdir()) == []
+
+
+def test_a_segment_this_user_may_not_read_is_said_so_not_called_damaged(tmp_path, monkeypatch):
+    """A segment file of another user's, mode 600 (an index on a shared disk): the error says it cannot be read,
+    and why, rather than calling a sound index damaged and telling the user to index the music again."""
+    path, store, songs, asked = _sealed_store(tmp_path, monkeypatch, 101, 3, 3)
+    store.close()
+    reader = Store(path)
+
+    def not_permitted(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(segments, "open", not_permitted, raising=False)  # as a file of mode 600 of another user
+    with pytest.raises(IndexFileError) as refused:
+        reader.postings.lookup(asked)
+    assert "cannot read" in str(refused.value) and "permission denied" in str(refused.value)
+    assert "damaged" not in str(refused.value)
+
+
+def test_an_index_emptied_around_a_song_without_landmarks_opens_and_takes_songs(tmp_path, monkeypatch):
+    """A song without landmarks (silence, a jingle of noise) takes no frames and holds no postings. Every other
+    song removed, the compaction leaves no segment: the index is sound, opens, and takes new songs."""
+    _small_sealing(monkeypatch)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    empty = np.zeros(0, np.int64)
+    songs = _random_songs(111, 3)
+    silent = store.add_fingerprints([SongFingerprint("/quiet", "quiet", 10.0, "sha-quiet", empty, empty, empty,
+                                                     empty)])[0]
+    ids = [insert(store, f"/{n}", f"sha-{n}", *songs[n]) for n in range(2)]
+    assert store.postings.stats()["segments"] >= 1
+    store.remove(ids)
+    assert store.postings.stats()["segments"] == 0
+    store.close()
+    reopened = Store(path)
+    assert [song.id for song in reopened.catalogue.songs()] == [silent]
+    asked = np.unique(np.concatenate([hashes for hashes, _ in songs]))
+    assert _postings_of(reopened, asked) == []
+    added = insert(reopened, "/2", "sha-2", *songs[2])
+    assert _postings_of(Store(path), asked) == _expected([songs[2]], [added])
+
+
+def test_a_file_older_than_the_kept_timeline_that_gets_one_is_marked_the_current_version(tmp_path, monkeypatch):
+    """A file of schema 6 has segments but no kept timeline of its sealed songs; a compaction writes one, and the
+    file is then of this lmprint's version, which an lmprint of schema 6 refuses rather than leaves stale."""
+    _small_sealing(monkeypatch)
+    path = tmp_path / "i.db"
+    store = Store(path, create=True)
+    insert(store, "/0", "sha-0", *_random_songs(121, 1)[0])  # sealed at once: one segment, an empty tail
+    assert store.postings.stats()["segments"] == 1
+    store.close()
+    with sqlite3.connect(path) as conn:  # as schema 6 left it
+        conn.execute("DELETE FROM sealed_timeline")
+        conn.execute("DELETE FROM meta WHERE key='tail_base_frame'")
+        conn.execute("PRAGMA user_version=6")
+    with Store(path) as store:
+        assert store.catalogue.schema_version == 6
+        store.postings.compact()
+        assert store.postings._sealed_timeline() is not None
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
