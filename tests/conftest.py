@@ -141,6 +141,13 @@ def run_cli(*args, db=None, check=False, env=None, input=None):
     return result
 
 
+def listed_songs(db) -> list[dict]:
+    """The index's songs as `lmprint list --json` gives them, a dict each."""
+    import json
+
+    return [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+
+
 def run_cli_process(*args, db=None, check=False, timeout=300, env=None):
     """Run `lmprint` in a fresh process (for what needs one: a terminal, signals, concurrency)."""
     command = [sys.executable, "-m", "lmprint"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bench.audio_io import write
-from tests.conftest import FORMATS, rendered, run_cli
+from tests.conftest import FORMATS, listed_songs, rendered, run_cli
 
 
 def clip_file(tmp_path, seed, start_s, name="clip.mp3"):
@@ -1566,3 +1566,181 @@ def test_dedup_of_a_file_without_landmarks_is_refused_in_one_line(tmp_path):
     db = _mert_only(tmp_path)
     result = run_cli("dedup", db=db)
     assert result.returncode == 1 and result.stderr == f"lmprint: {db} has no landmark index: dedup compares landmarks\n"
+
+
+
+def test_a_song_deleted_beside_a_missing_folder_whose_name_begins_its_folders_is_pruned(library_dir,
+                                                                                                  tmp_path):
+    """`usb` not mounted keeps its songs; `usb2` is another folder, though its name begins with `usb`: its song
+    deleted is removed, not kept as one of the missing folder's."""
+    db = tmp_path / "index.db"
+    for drive, names in (("usb", ("song0.wav",)), ("usb2", ("song1.flac", "song2.ogg"))):
+        (tmp_path / drive).mkdir()
+        for name in names:
+            shutil.copy(library_dir / name, tmp_path / drive / name)
+        run_cli("add", tmp_path / drive, db=db, check=True)
+    deleted = tmp_path / "usb2" / "song1.flac"
+    [song_id] = [song["id"] for song in listed_songs(db) if song["path"] == str(deleted)]
+    deleted.unlink()
+    shutil.rmtree(tmp_path / "usb")  # not mounted
+    pruned = run_cli("prune", db=db)
+    assert pruned.returncode == 1, pruned.stderr  # a folder missing: its song kept, said
+    assert pruned.stdout == f"removed {song_id}\t{deleted}\n", pruned.stdout
+    assert pruned.stderr.splitlines() == [
+        f"lmprint: {tmp_path / 'usb'} is missing or empty (is the drive mounted?): its 1 song kept; `lmprint prune "
+        "--force` removes them", "1 song whose file is gone, 1 more kept (their folder is missing)"], pruned.stderr
+    assert sorted(song["path"] for song in listed_songs(db)) == [str(tmp_path / "usb" / "song0.wav"),
+                                                            str(tmp_path / "usb2" / "song2.ogg")]
+
+
+def test_a_folder_of_two_songs_one_of_them_held_by_a_copy_outside_is_refused_without_all(library_dir,
+                                                                                                   tmp_path):
+    """A folder of two songs, one of which a copy outside would name: two songs the index changes for, so
+    `remove FOLDER` is refused without --all, and nothing changes."""
+    music = tmp_path / "music"
+    for folder in ("old", "other"):
+        (music / folder).mkdir(parents=True)
+    shutil.copy(library_dir / "song1.flac", music / "old" / "one.flac")
+    shutil.copy(library_dir / "song2.ogg", music / "old" / "two.ogg")
+    shutil.copy(library_dir / "song2.ogg", music / "other" / "two.ogg")  # walked after: the copy
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
+    before = listed_songs(db)
+    refused = run_cli("remove", music / "old", db=db)
+    assert refused.returncode == 1 and refused.stdout == "", refused.stdout
+    assert refused.stderr == f"lmprint: {music / 'old'}: a folder of 2 songs; give --all to remove them all\n"
+    assert listed_songs(db) == before
+
+
+def test_eight_digits_from_inside_a_content_hash_name_no_song(library_dir, tmp_path):
+    """A content hash names a song by its first digits, not by digits from its middle."""
+    db = tmp_path / "index.db"
+    run_cli("add", library_dir, db=db, check=True)
+    songs = listed_songs(db)
+    middle = songs[0]["content_sha1"][6:14]
+    assert not any(song["content_sha1"].startswith(middle) for song in songs)
+    result = run_cli("remove", middle, db=db)
+    assert result.returncode == 1 and result.stdout == "", result.stdout
+    assert result.stderr == f"lmprint: {middle}: no such song in the index\n", result.stderr
+    assert listed_songs(db) == songs
+    prefix = run_cli("remove", "--dry-run", songs[0]["content_sha1"][:8], db=db, check=True)
+    assert prefix.stdout == f"would remove {songs[0]['id']}\t{songs[0]['path']}\n"
+
+
+def test_a_copy_whose_songs_own_file_is_deleted_takes_over_when_added_again(library_dir, tmp_path):
+    """The song's own file deleted, `add` of its copy's folder moves the song to the copy (`moved OLD -> COPY`):
+    the song names a file that is there, and the copy is no longer a second file of it."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(library_dir / "song1.flac", tmp_path / folder / "one.flac")
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", tmp_path / "a", tmp_path / "b", db=db, check=True).stderr
+    (tmp_path / "a" / "one.flac").unlink()
+    again = run_cli("add", tmp_path / "b", db=db, check=True).stderr.splitlines()
+    assert again[:-1] == [f"moved {tmp_path / 'a' / 'one.flac'} -> {tmp_path / 'b' / 'one.flac'}"], again
+    assert again[-1].startswith("added 0, skipped 0 (already indexed), failed 0, moved 1 ("), again
+    [song] = listed_songs(db)
+    assert song["path"] == str(tmp_path / "b" / "one.flac") and song["copies"] == [], song
+    pruned = run_cli("prune", db=db, check=True)
+    assert pruned.stdout == "" and pruned.stderr == "0 songs whose files are gone\n", pruned.stderr
+
+
+def test_a_song_added_through_a_link_stays_when_another_link_reaches_its_file(library_dir, tmp_path):
+    """A song added through a linked folder takes its file's own path when `add` meets that path; met through
+    another link to the same folder, it is the same file, skipped: no move from one link to another."""
+    real = tmp_path / "real"
+    real.mkdir()
+    shutil.copy(library_dir / "song0.wav", real / "zero.wav")
+    for link in ("favourites", "playlist"):
+        (tmp_path / link).symlink_to(real)
+    db = tmp_path / "index.db"
+    run_cli("add", tmp_path / "favourites", db=db, check=True)
+    again = run_cli("add", tmp_path / "playlist", db=db, check=True).stderr
+    assert "moved" not in again and again.splitlines()[-1].startswith(
+        "added 0, skipped 1 (already indexed), failed 0 ("), again
+    assert [song["path"] for song in listed_songs(db)] == [str(tmp_path / "favourites" / "zero.wav")]
+    own = run_cli("add", real, db=db, check=True).stderr  # its own path: the song follows it there
+    assert f"moved {tmp_path / 'favourites' / 'zero.wav'} -> {real / 'zero.wav'}" in own, own
+
+
+def test_a_copy_named_with_its_song_is_said_forgotten_once(library_dir, tmp_path):
+    """`remove COPY SONG`: the copy is forgotten, said once, and the song removed; the copy is not said again
+    among the song's copies that go with it."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(library_dir / "song1.flac", tmp_path / folder / "one.flac")
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", tmp_path / "a", tmp_path / "b", db=db, check=True).stderr
+    [song] = listed_songs(db)
+    copy, own = tmp_path / "b" / "one.flac", tmp_path / "a" / "one.flac"
+    dry = run_cli("remove", "--dry-run", copy, str(song["id"]), db=db, check=True)
+    assert dry.stdout == f"would forget copy\t{copy}\nwould remove {song['id']}\t{own}\n", dry.stdout
+    done = run_cli("remove", copy, str(song["id"]), db=db, check=True)
+    assert done.stdout == f"forgot copy\t{copy}\nremoved {song['id']}\t{own}\n", done.stdout
+    assert listed_songs(db) == []
+
+
+def test_prune_of_an_index_whose_songs_were_all_removed_removes_nothing_and_exits_zero(library_dir,
+                                                                                                 tmp_path):
+    """No song left, no song's file is gone: `prune` (and its dry run) says 0 and exits 0, not "all of them gone"."""
+    db = tmp_path / "index.db"
+    run_cli("add", library_dir / "song0.wav", db=db, check=True)
+    run_cli("remove", str(listed_songs(db)[0]["id"]), db=db, check=True)
+    pruned = run_cli("prune", db=db)
+    assert pruned.returncode == 0 and pruned.stdout == "", pruned.stderr
+    assert pruned.stderr == "0 songs whose files are gone\n", pruned.stderr
+    dry = run_cli("prune", "--dry-run", db=db)
+    assert dry.returncode == 0 and dry.stderr == "0 songs whose files are gone (dry run: none removed)\n", dry.stderr
+
+
+def test_a_folder_removed_whose_songs_copy_outside_was_deleted_removes_the_song(library_dir, tmp_path):
+    """A copy outside a removed folder names the song only while it holds its bytes: one deleted since holds
+    nothing, and the song goes (its copy forgotten with it), rather than naming a file that is not there."""
+    music = tmp_path / "music"
+    for folder in ("old", "other"):
+        (music / folder).mkdir(parents=True)
+    shutil.copy(library_dir / "song5.opus", music / "old" / "five.opus")
+    shutil.copy(library_dir / "song5.opus", music / "other" / "five.opus")
+    db = tmp_path / "index.db"
+    assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
+    [song] = listed_songs(db)
+    (music / "other" / "five.opus").unlink()
+    removed = run_cli("remove", music / "old", db=db, check=True)
+    assert removed.stdout == (f"removed {song['id']}\t{music / 'old' / 'five.opus'}\n"
+                              f"forgot copy\t{music / 'other' / 'five.opus'}\n"), removed.stdout
+    assert listed_songs(db) == []
+
+
+def test_a_file_not_indexed_that_holds_an_indexed_songs_bytes_names_no_song(library_dir, tmp_path):
+    """`remove FILE` names the song of that file (by its path, or its real path through links), not any song of the
+    same bytes: a copy that `add` never saw is no song of the index."""
+    for folder in ("lib", "elsewhere"):
+        (tmp_path / folder).mkdir()
+    shutil.copy(library_dir / "song0.wav", tmp_path / "lib" / "zero.wav")
+    db = tmp_path / "index.db"
+    run_cli("add", tmp_path / "lib", db=db, check=True)
+    before = listed_songs(db)
+    for name in ("zero.wav", "other name.wav"):  # the same name, and another
+        stray = tmp_path / "elsewhere" / name
+        shutil.copy(library_dir / "song0.wav", stray)
+        result = run_cli("remove", stray, db=db)
+        assert result.returncode == 1 and result.stdout == "", result.stdout
+        assert result.stderr == f"lmprint: {stray}: no such song in the index\n", result.stderr
+    assert listed_songs(db) == before
+
+
+def test_a_song_whose_copy_is_forgotten_moves_only_to_a_copy_that_holds_its_bytes(library_dir, tmp_path):
+    """`remove COPY FOLDER`: the song under the folder would be named by that copy, forgotten now; its other copy
+    holds other music since, so the song goes (with that copy) rather than naming a file of other music."""
+    music = tmp_path / "music"
+    for folder in ("A", "B", "C"):
+        (music / folder).mkdir(parents=True)
+        shutil.copy(library_dir / "song3.mp3", music / folder / "x.mp3")
+    db = tmp_path / "index.db"
+    assert "copies 2" in run_cli("add", music, db=db, check=True).stderr
+    [song] = listed_songs(db)
+    shutil.copy(library_dir / "song4.m4a", music / "C" / "x.mp3")  # other music, not added again
+    removed = run_cli("remove", music / "B" / "x.mp3", music / "A", db=db, check=True)
+    assert removed.stdout == (f"forgot copy\t{music / 'B' / 'x.mp3'}\nremoved {song['id']}\t{music / 'A' / 'x.mp3'}\n"
+                              f"forgot copy\t{music / 'C' / 'x.mp3'}\n"), removed.stdout
+    assert listed_songs(db) == []

@@ -27,6 +27,7 @@ from tests.conftest import (
     SYNTH_RATE,
     all_gone,
     children_of,
+    listed_songs,
     read_only_folder,
     rendered,
     run_cli,
@@ -872,3 +873,64 @@ def test_a_writer_gives_up_after_its_busy_timeout_in_all(tmp_path):
         holder.execute("ROLLBACK")
         holder.close()
     assert 2.7 <= waited < 4.0, waited
+
+
+
+def test_a_file_in_a_folder_that_cannot_be_looked_into_is_not_pruned(library_dir, tmp_path, monkeypatch):
+    """A file the file system will not say anything about (a folder without permission: `stat` refuses, as it does
+    for any user but root) is not gone: `prune` keeps its song."""
+    music = tmp_path / "music"
+    for folder in ("open", "locked"):
+        (music / folder).mkdir(parents=True)
+    shutil.copy(library_dir / "song0.wav", music / "open" / "zero.wav")
+    shutil.copy(library_dir / "song1.flac", music / "locked" / "one.flac")
+    db = tmp_path / "index.db"
+    run_cli("add", music, db=db, check=True)
+    stat, inside = os.stat, str(music / "locked") + os.sep
+
+    def refused_inside(path, *args, **kwargs):
+        if isinstance(path, (str, os.PathLike)) and os.fspath(path).startswith(inside):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", refused_inside)
+    pruned = run_cli("prune", db=db)
+    dry = run_cli("prune", "--dry-run", db=db)
+    monkeypatch.undo()
+    assert pruned.returncode == 0 and pruned.stdout == "", pruned.stdout
+    assert pruned.stderr == "0 songs whose files are gone\n", pruned.stderr
+    assert dry.returncode == 0 and dry.stdout == "", dry.stdout
+    assert sorted(song["path"] for song in listed_songs(db)) == [str(music / "locked" / "one.flac"),
+                                                            str(music / "open" / "zero.wav")]
+
+
+def test_a_file_recorded_as_a_copy_that_its_song_then_moves_to_counts_once(library_dir, tmp_path,
+                                                                                      monkeypatch):
+    """A new copy of a song is recorded; later in the same batch the song's own file turns out to hold other music
+    (a tagger rewrote it while `add` read the folder), so the song moves to the copy: that file is one move, not a
+    copy as well."""
+    import landmark.library
+
+    music = tmp_path / "music"
+    music.mkdir()
+    shutil.copy(library_dir / "song1.flac", music / "b.flac")
+    with Index(tmp_path / "i.db", create=True) as index:
+        index.add(music)
+    shutil.copy(library_dir / "song1.flac", music / "a.flac")  # a copy, read before b.flac
+    fingerprint_songs = landmark.library.fingerprint_songs
+
+    def rewritten_meanwhile(*args, **kwargs):
+        for result in fingerprint_songs(*args, **kwargs):
+            yield result
+            if result[0].path == str(music / "a.flac"):  # recorded as a copy by now
+                write(music / "b.flac", rendered(2, 20.0, 22050), 22050)
+
+    monkeypatch.setattr(landmark.library, "fingerprint_songs", rewritten_meanwhile)
+    outcomes = []
+    with Index(tmp_path / "i.db") as index:
+        report = index.add(music, jobs=1, on_outcome=outcomes.append)
+        songs = sorted(song.path for song in index.catalogue.songs())
+        copies = index.catalogue.copies_of()
+    assert [o.counted_as for o in outcomes] == ["copies", "added", "moved"], outcomes
+    assert (report.added, report.skipped, report.moved, report.copies, report.replaced) == (1, 0, 1, 0, 0), report
+    assert songs == [str(music / "a.flac"), str(music / "b.flac")] and copies == {}
