@@ -31,7 +31,9 @@ class Density:
     """How many peaks and pairs one side (index or query) extracts."""
 
     peaks_per_s: float
-    """Peaks kept per second of audio, the strongest by rank within each `peak_block_s` block."""
+    """Peaks kept per second of audio, the strongest by rank within each `peak_block_s` block, split evenly over
+    its `frequency_bands` as whole peaks (rounded half to even): the index's 18 keeps 4 a band, at most 16 a
+    second; the query's 60 keeps 15."""
 
     fanout: int
     """Pairs formed per anchor peak: the anchor with each of its next `fanout` peaks in the target zone."""

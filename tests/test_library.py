@@ -606,3 +606,36 @@ def test_an_answers_contenders_are_the_best_voted_songs_best_first(built_index, 
             scores = [contender.score for contender in answer.contenders]
             assert len(scores) >= 2 and answer.contenders[0].song.title == f"song{seed}", answer.contenders
             assert scores == sorted(scores, reverse=True), scores
+
+
+
+def test_a_retry_tolerance_equal_to_the_first_looks_takes_no_second_look(tmp_path, monkeypatch):
+    """The second look is taken only where `query_retry_tolerance_frames` is *above* the first look's tolerance:
+    at the same tolerance it would read the same postings again, and could only name a song under another ratio."""
+    from landmark import library
+    from landmark.batch import SongFingerprint
+    from landmark.fingerprint import Fingerprint
+    from landmark.hashes import pack
+
+    anchors, empty = np.arange(60), np.zeros(0, np.int64)
+    song_hashes = pack(40 + anchors, np.full(60, 5), np.full(60, 20)).astype(np.uint32)
+    clip_hashes = pack(40 + anchors, np.full(60, 5), np.full(60, 25)).astype(np.uint32)  # 5 frames longer: no match
+    path = tmp_path / "i.db"
+    with Index(path, create=True) as index:
+        index.add_fingerprint(SongFingerprint("/s", "s", 60.0, "sha", song_hashes,
+                                              (500 + 5 * anchors).astype(np.uint32), empty, empty))
+    monkeypatch.setattr(library, "fingerprint", lambda *args, **kwargs: Fingerprint(
+        clip_hashes, (5 * anchors).astype(np.uint32), empty, empty, np.zeros((300, 257))))
+    tolerances = []
+    real_align = Index._align
+
+    def align(self, query, tolerance_frames):
+        tolerances.append(tolerance_frames)
+        return real_align(self, query, tolerance_frames)
+
+    monkeypatch.setattr(Index, "_align", align)
+    noise = np.random.default_rng(0).standard_normal(8000 * 5).astype(np.float32)
+    first = MatchSettings().query_delta_tolerance_frames
+    with Index(path, matching=MatchSettings(query_retry_tolerance_frames=first)) as index:
+        assert index.match_samples(noise) is None
+    assert tolerances == [first]

@@ -5,6 +5,7 @@ from landmark import fingerprint as fingerprint_module
 from landmark.fingerprint import extract_peaks
 from landmark.peaks import band_edges_bins, candidate_peaks, prominence_db
 from landmark.settings import Density, FingerprintSettings, MatchSettings
+from landmark.spectrogram import log_spectrogram
 from tests.conftest import rendered
 
 CONFIG = FingerprintSettings()
@@ -32,6 +33,7 @@ def test_density_is_bounded_per_second_and_spread_across_bands():
     band = np.searchsorted(band_edges_bins(CONFIG), bins, side="right") - 1
     per_block_and_band = np.bincount(frames // block_frames * CONFIG.frequency_bands + band)
     assert per_block_and_band.max() == round(CONFIG.index.peaks_per_s * CONFIG.peak_block_s / CONFIG.frequency_bands)
+    assert per_block_and_band.max() == 4  # the index's 18 a second over 4 bands, in whole peaks: 16 at most (settings)
     assert frames.size / 30.0 > 0.5 * CONFIG.index.peaks_per_s  # music yields close to the budget
     hz = bins * 8000 / CONFIG.fft_size
     assert (hz < 600).any() and (hz > 1200).any()
@@ -141,3 +143,50 @@ def test_peaks_at_the_band_edges_are_kept_inside_and_dropped_outside():
     for frame, bin_ in placed.items():
         spectrogram_db[frame, bin_] = 30.0
     assert _candidates(spectrogram_db) == {(40, int(edges[0])), (60, int(edges[-1]) - 1)}
+
+
+
+def test_a_peaks_rank_reads_as_many_frames_after_it_as_before_it():
+    """`peak_rank_frames` is a window centred on the peak: played backwards, a song's spectrogram gives the same
+    peaks with the same ranks."""
+    spectrogram_db = log_spectrogram(rendered(6, 8.0, 8000), CONFIG)
+    n = spectrogram_db.shape[0]
+    frames, bins, rank = candidate_peaks(spectrogram_db, prominence_db(spectrogram_db, CONFIG), CONFIG,
+                                         CONFIG.index)
+    reversed_db = np.ascontiguousarray(spectrogram_db[::-1])
+    r_frames, r_bins, r_rank = candidate_peaks(reversed_db, prominence_db(reversed_db, CONFIG), CONFIG,
+                                               CONFIG.index)
+    forward = dict(zip(zip(frames.tolist(), bins.tolist()), rank.tolist()))
+    backward = dict(zip(zip((n - 1 - r_frames).tolist(), r_bins.tolist()), r_rank.tolist()))
+    shared = forward.keys() & backward.keys()
+    assert len(shared) > 0.95 * max(len(forward), len(backward)) and len(shared) > 200
+    worst = max(abs(forward[p] - backward[p]) for p in shared)
+    assert worst < 1e-3, worst
+
+
+def test_a_lone_peak_counts_where_its_bin_lies_within_half_a_bin_of_the_frequency_range():
+    """Bands span [min_freq_hz, max_freq_hz) in Hz, binned to the nearest bin: a lone peak counts where its bin's
+    frequency is within half a bin of that range, and not where it lies further out."""
+    bin_hz = CONFIG.sample_rate_hz / CONFIG.fft_size
+    near = sorted({b for hz in (CONFIG.min_freq_hz, CONFIG.max_freq_hz)
+                   for b in range(int(hz / bin_hz) - 3, int(hz / bin_hz) + 4)})
+    spacing = 20
+    spectrogram_db = np.full((spacing * (len(near) + 2), BINS), -100.0, np.float32)
+    for i, bin_ in enumerate(near):
+        spectrogram_db[spacing * (i + 1), bin_] = 30.0
+    frames, bins, _ = candidate_peaks(spectrogram_db, prominence_db(spectrogram_db, CONFIG), CONFIG,
+                                      CONFIG.index)
+    expected = {b for b in near
+                if CONFIG.min_freq_hz - bin_hz / 2 <= b * bin_hz < CONFIG.max_freq_hz - bin_hz / 2}
+    assert set(bins.tolist()) == expected
+
+
+def test_a_peak_exactly_the_dynamic_range_below_its_frames_loudest_is_kept():
+    """`dynamic_range_db` is a reach the peak may use in full: at exactly that many dB below its frame's loudest
+    bin it counts."""
+    spectrogram_db = np.full((80, BINS), -200.0, np.float32)
+    spectrogram_db[40, 60] = 30.0
+    spectrogram_db[40, 150] = 30.0 - CONFIG.dynamic_range_db
+    frames, bins, _ = candidate_peaks(spectrogram_db, prominence_db(spectrogram_db, CONFIG), CONFIG,
+                                      CONFIG.index)
+    assert set(zip(frames.tolist(), bins.tolist())) == {(40, 60), (40, 150)}

@@ -289,3 +289,21 @@ def test_a_vote_lead_is_over_the_best_other_song_leaving_its_copies_aside():
     assert vote_lead(best, candidates, frozenset({2, 3})) == 38.0
     assert vote_lead(best, [best, Candidate(2, 45.0, 0)], {2}) == 50.0
     assert vote_lead(Candidate(2, 45.0, 0), candidates) == -5.0  # a candidate behind another song
+
+
+
+def test_a_second_looks_own_ratio_may_be_looser_than_the_first_looks():
+    """`min_ratio` given to `decide` replaces the settings' ratio, in either direction."""
+    strict = MatchSettings(min_score=6, min_margin=5, min_ratio=2.0)
+    candidates = [Candidate(1, 13.0, 0), Candidate(2, 7.0, 3)]  # 1.86× the runner-up, a lead of 6
+    assert decide(candidates, strict) is None
+    assert decide(candidates, strict, min_ratio=1.5).song_id == 1
+
+
+def test_a_score_of_exactly_the_ratio_times_the_runner_ups_is_a_match():
+    """`min_ratio`: the winner scores *at least* this many times the runner-up (exact binary fractions)."""
+    config = MatchSettings(min_score=6, min_margin=5, min_ratio=1.5)
+    assert decide([Candidate(1, 60.0, 0), Candidate(2, 40.0, 3)], config).song_id == 1
+    assert decide([Candidate(1, 59.5, 0), Candidate(2, 40.0, 3)], config) is None
+    assert decide([Candidate(1, 60.0, 0), Candidate(2, 48.0, 3)], MatchSettings(min_score=6, min_margin=5),
+                  min_ratio=1.25).song_id == 1
