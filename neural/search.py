@@ -80,6 +80,11 @@ def rank(query_codes: np.ndarray, code_columns: np.ndarray, code_song: np.ndarra
     per_window = song_distances(as_words(query_codes), code_columns, code_song, n_songs)
     combined = per_window.min(axis=0) if rule == "min" else per_window.mean(axis=0, dtype=np.float32)
     top = min(top, n_songs)
-    candidates = np.argpartition(combined, top - 1)[:top] if n_songs > top else np.arange(n_songs)
+    if n_songs > top:  # the nearest `top`, the earliest stored first among equals (as a stable sort would cut)
+        kth = np.partition(combined, top - 1)[top - 1]
+        nearer = np.flatnonzero(combined < kth)
+        candidates = np.sort(np.r_[nearer, np.flatnonzero(combined == kth)[:top - nearer.size]])
+    else:
+        candidates = np.arange(n_songs)
     order = candidates[np.argsort(combined[candidates], kind="stable")]
     return order, combined[order].astype(np.float64)

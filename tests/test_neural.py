@@ -723,6 +723,14 @@ def test_songs_at_the_same_distance_rank_in_the_order_they_were_stored():
     library[1, :2] = 0xFF
     rows, distances = search.rank(np.zeros((1, 32), np.uint8), search.as_columns(library), np.arange(3), 3)
     assert rows.tolist() == [0, 2, 1] and distances.tolist() == [0.0, 0.0, 16.0]
+    # more songs than asked for: the search is cut by a partition, and ties still go by row, across the cut too
+    library = np.zeros((12, 32), np.uint8)
+    for row, set_bytes in enumerate([2, 1, 1, 0, 0, 0, 0, 0, 0, 2, 1, 2]):
+        library[row, :set_bytes] = 0xFF
+    rows, distances = search.rank(np.zeros((1, 32), np.uint8), search.as_columns(library), np.arange(12), 12, top=5)
+    assert rows.tolist() == [3, 4, 5, 6, 7] and distances.tolist() == [0.0] * 5
+    rows, _ = search.rank(np.zeros((1, 32), np.uint8), search.as_columns(library), np.arange(12), 12, top=8)
+    assert rows.tolist() == [3, 4, 5, 6, 7, 8, 1, 2]
 
 
 def test_top_k_of_many_songs_are_the_nearest_in_order():
@@ -820,3 +828,141 @@ def test_a_clip_shorter_than_a_window_is_matched_as_one_window(encoder, tmp_path
         answer = index._answer(clip)
     assert len(answer.contenders) == 3
     assert answer.contenders[0].song.path == str(paths[1])
+
+
+BITS = 256
+"""Bits of a MERT code, as the tests below build them by hand."""
+
+
+def anisotropic(rng, n=1500, dims=768, offset=20.0):
+    """Data far from the origin (a large common offset) whose variance falls along axes 0, 1, 2, ..."""
+    scales = np.ones(dims)
+    scales[:4] = [40.0, 30.0, 20.0, 10.0]
+    return offset * np.ones(dims) / np.sqrt(dims) * 10 + rng.standard_normal((n, dims)) * scales
+
+
+def test_a_vector_at_the_basis_mean_has_no_bit_set():
+    rng = np.random.default_rng(11)
+    projection = codes.Projection.fit(rng.standard_normal((600, 768)))
+    at_mean = projection.codes(projection.mean[None, :])
+    np.testing.assert_array_equal(at_mean, np.zeros((1, BITS // 8), np.uint8))
+
+
+def test_a_reflection_through_the_mean_flips_every_bit():
+    rng = np.random.default_rng(12)
+    reference = anisotropic(rng)
+    projection = codes.Projection.fit(reference)
+    vectors = reference[:20].astype(np.float32)
+    mirrored = 2 * projection.mean - vectors
+    differing = np.unpackbits(projection.codes(vectors) ^ projection.codes(mirrored), axis=1).sum(axis=1)
+    assert differing.min() >= BITS - 4, differing
+
+
+def test_components_are_the_centred_data_s_directions_by_decreasing_variance():
+    rng = np.random.default_rng(13)
+    projection = codes.Projection.fit(anisotropic(rng))
+    for j in range(4):
+        assert abs(float(projection.components[j, j])) > 0.9, (j, projection.components[:6, j])
+
+
+def test_bit_j_of_a_code_is_the_sign_on_component_j_most_significant_bit_first():
+    rng = np.random.default_rng(14)
+    projection = codes.Projection.fit(rng.standard_normal((1000, 768)))
+    signs = rng.choice([-1.0, 1.0], BITS)
+    vector = projection.mean + 0.1 * (projection.components @ signs)
+    bits = np.unpackbits(projection.codes(vector[None, :]), axis=1)[0]
+    np.testing.assert_array_equal(bits, (signs > 0).astype(np.uint8))
+
+
+def test_exactly_k_windows_are_kept_as_they_are_in_order():
+    rng = np.random.default_rng(15)
+    windows = rng.standard_normal((10, 768)).astype(np.float32)
+    np.testing.assert_allclose(codes.kmeans(windows, k=10),
+                               windows / np.linalg.norm(windows, axis=1, keepdims=True), rtol=1e-6, atol=1e-7)
+
+
+class FakeEncoder:
+    """Stands in for MERT: its embeddings are whatever the test sets; the basis is the first 256 axes."""
+    name, dims, digest = "fake", 768, None
+
+    def __init__(self):
+        self.windows = None
+
+    def embed(self, samples, batch_size, progress=None, window_s=None, hop_s=None):
+        return self.windows
+
+
+def embedding_of(bits):
+    """A 768-d vector whose code under the axis basis has exactly `bits` (256 booleans)."""
+    vector = np.full(768, -1.0, np.float32)
+    vector[:BITS] = np.where(bits, 1.0, -1.0)
+    return vector
+
+
+def code_of(bits):
+    return np.packbits(np.asarray(bits, bool))[None, :]
+
+
+@pytest.fixture
+def index_of(tmp_path):
+    from neural.library import MertIndex
+
+    opened = []
+
+    def make(song_bits):
+        encoder = FakeEncoder()
+        index = MertIndex(tmp_path / "i.db", create=True, encoder=encoder)
+        opened.append(index)
+        index.codes.save_projection(codes.Projection(np.zeros(768, np.float32),
+                                                     np.eye(768, BITS, dtype=np.float32)), "fake", BITS)
+        for number, bits in enumerate(song_bits):
+            index.codes.add(f"/music/s{number}.flac", f"s{number}", 14.0, f"{number:040x}", code_of(bits), 1)
+        return index, encoder
+
+    yield make
+    for index in opened:
+        index.close()
+
+
+def noise():
+    return np.random.default_rng(0).standard_normal(24000 * 6).astype(np.float32) * 0.1
+
+
+def bits_set(count):
+    bits = np.zeros(BITS, bool)
+    bits[:count] = True
+    return bits
+
+
+def test_a_song_exactly_at_the_distance_bound_is_named(index_of):
+    index, encoder = index_of([bits_set(0), ~bits_set(0)])
+    encoder.windows = embedding_of(bits_set(64))[None, :]  # 64 from song 0 (the bound), 192 from song 1
+    answer = index._answer(noise())
+    assert [c.score for c in answer.contenders] == [64.0, 192.0]
+    assert answer.match is not None and answer.match.song.title == "s0"
+
+
+def test_a_lead_of_exactly_the_minimum_margin_is_named(index_of):
+    index, encoder = index_of([bits_set(0), bits_set(14)])
+    encoder.windows = embedding_of(bits_set(9))[None, :]  # 9 from song 0, 5 from song 1: a lead of 4
+    answer = index._answer(noise())
+    assert [c.score for c in answer.contenders] == [5.0, 9.0]
+    assert answer.match is not None and answer.match.song.title == "s1"
+    assert answer.match.confidence == pytest.approx(4 / BITS)
+
+
+
+def test_the_only_song_of_an_index_is_named_with_its_margin_over_all_bits(index_of):
+    index, encoder = index_of([bits_set(0)])
+    encoder.windows = embedding_of(bits_set(8))[None, :]
+    answer = index._answer(noise())
+    assert answer.match is not None and answer.match.song.title == "s0"
+    assert answer.match.confidence == pytest.approx((BITS - 8) / BITS)
+
+
+def test_songs_with_identical_codes_rank_in_stored_order_through_the_store(index_of):
+    index, encoder = index_of([bits_set(30), bits_set(30), bits_set(0)])
+    encoder.windows = embedding_of(bits_set(30))[None, :]
+    answer = index._answer(noise())
+    assert [c.song.title for c in answer.contenders] == ["s0", "s1", "s2"]
+    assert answer.match is None  # a tie: no margin
