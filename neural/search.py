@@ -6,6 +6,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
+from landmark.arrays import largest
+
 from .settings import RULES
 
 
@@ -79,12 +81,5 @@ def rank(query_codes: np.ndarray, code_columns: np.ndarray, code_song: np.ndarra
         query_codes = query_codes[query_codes.shape[0] // 2:query_codes.shape[0] // 2 + 1]
     per_window = song_distances(as_words(query_codes), code_columns, code_song, n_songs)
     combined = per_window.min(axis=0) if rule == "min" else per_window.mean(axis=0, dtype=np.float32)
-    top = min(top, n_songs)
-    if n_songs > top:  # the nearest `top`, the earliest stored first among equals (as a stable sort would cut)
-        kth = np.partition(combined, top - 1)[top - 1]
-        nearer = np.flatnonzero(combined < kth)
-        candidates = np.sort(np.r_[nearer, np.flatnonzero(combined == kth)[:top - nearer.size]])
-    else:
-        candidates = np.arange(n_songs)
-    order = candidates[np.argsort(combined[candidates], kind="stable")]
+    order = largest(-combined, top)  # nearest first, the earliest stored first among equals, across the cut too
     return order, combined[order].astype(np.float64)
