@@ -145,11 +145,7 @@ class Busy(Exception):
 
 
 class TooLarge(Exception):
-    """The upload is over the size cap. `unread`: known from its `Content-Length`, before a byte of it was read."""
-
-    def __init__(self, unread: bool = False):
-        super().__init__()
-        self.unread = unread
+    """The upload's bytes, as read, went over the size cap."""
 
 
 class Workers:
@@ -455,8 +451,6 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
         """Write the request's audio (its body, or a form's `file`) to a file in `folder`, and hold it. A `kept`
         file without an audio extension (a raw body's) is given its container's."""
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
-            raise TooLarge(unread=True)
         request = _capped(request, settings.max_upload_bytes)
         name = "upload"
         if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):  # any case
@@ -482,23 +476,24 @@ def create_app(open_method: Callable[[], Method], settings: ServeSettings | None
 
     async def with_upload(request: Request, folder: str, work: Callable[[Upload], Any], kept: bool = False):
         """Read the upload into `folder` within the caps and time limit, check its duration, then `work(upload)`.
-        `kept`: the file outlives the request (`POST /songs`), and is named so that `add` finds it."""
+        `kept`: the file outlives the request (`POST /songs`), and is named so that `add` finds it. An upload over
+        the cap by its `Content-Length` is refused before it asks for a place: a full queue would tell it to come
+        back, where no worker would take it."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+            return await refused(request, too_large())
         try:
             with workers.slot():  # taken before the body is read, held until it is answered
                 return await read_then(request, folder, work, kept)
         except Busy:
             return await refused(request, busy())
-        except TooLarge:  # by its Content-Length, before a byte of it was read
-            return await refused(request, too_large())
         except asyncio.CancelledError:  # the server is stopping, past its grace: an answer, not a traceback
             return busy("the server is stopping")
 
     async def read_then(request: Request, folder: str, work: Callable[[Upload], Any], kept: bool):
         try:
             upload = await asyncio.wait_for(receive(request, folder, kept), settings.read_timeout_s)
-        except TooLarge as over_cap:
-            if over_cap.unread:
-                raise  # answered once its place in the queue is given back
+        except TooLarge:
             return too_large()
         except TimeoutError:
             return error(408, f"upload not received within {settings.read_timeout_s:g} s")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the tests need, then run every test (the slow ones too), the linter, the type checker and the
-# check that the CLI reference is current. CI (.ci/run) calls exactly this; extra arguments go to pytest.
+# Install everything the tests need, then run every test (the slow ones too; one checks that the CLI reference is
+# current), the linter and the type checker. CI (.ci/run) calls exactly this; extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/python-env.sh
@@ -11,4 +11,3 @@ bash scripts/get-browser.sh || echo "scripts/get-browser.sh failed: the real-bro
 python3 -m pytest -q -m "slow or not slow" "$@"
 python3 -m ruff check .
 python3 -m mypy
-python3 -m cogapp --check README.md docs/cli.md

@@ -1013,20 +1013,21 @@ def test_a_serve_runs_summary_counts_limits_apart_from_errors_and_reads_memory_b
     figures = summary(Counter({200: 6, 413: 1, 503: 2, 500: 1}), [0.1, 0.2, 0.3], 1, [1, 1, 1, 1, 5, 5, 5, 9], 2.0)
     assert figures["statuses"] == {"200": 6, "413": 1, "500": 1, "503": 2}
     assert figures["errors"] == 1 and figures["wrong_answers"] == 1  # the 500 alone: 413 and 503 keep limits
-    assert figures["latency_ms_p50"] == 200.0 and figures["requests_per_s"] == 5.0
+    assert figures["latency_ms_p50"] == 200.0 and figures["answers_per_s"] == 3.0  # 200s alone: 6 in 2 s
     assert (figures["server_rss_mb_first_quarter_peak"], figures["server_rss_mb_last_quarter_peak"]) == (1, 9)
     row = markdown({"clients": 2, "requests_per_client": 5, "workers": 1, "queue": 0, **figures}).splitlines()[2]
-    assert row == "| 2 × 5 | 1 + 0 | 200: 6, 413: 1, 500: 1, 503: 2 | 1 | 1 | 200.0 | 298.0 | 5.0 | 1 → 9 |"
+    assert row == "| 2 × 5 | 1 + 0 | 200: 6, 413: 1, 500: 1, 503: 2 | 1 | 1 | 200.0 | 298.0 | 3.0 | 1 → 9 |"
 
 
 @pytest.mark.slow
 def test_serve_under_load_answers_every_upload_right_or_keeps_its_limits():
-    """The real server, one worker with no queue, four clients: some uploads are turned away (503) and the one over
-    the cap refused (413 or 503), the rest named right, nothing failed."""
+    """The real server, one worker with no queue, four clients: some uploads are turned away (503), the three over
+    the cap refused by their size (413, whether the worker is busy or not), the rest named right, nothing failed."""
     from bench.serve_load import load_test
 
     result = load_test(clients=4, requests=3, workers=1, queue=0, oversize_every=4)
     assert sum(result["statuses"].values()) == 12 and result["statuses"].get("503", 0) > 0, result
     assert set(result["statuses"]) <= {"200", "413", "503"} and result["statuses"].get("200", 0) > 0, result
+    assert result["statuses"]["413"] == 3, result
     assert result["errors"] == 0 and result["wrong_answers"] == 0, result
     assert result["latency_ms_p50"] <= result["latency_ms_p99"]

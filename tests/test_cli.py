@@ -1734,3 +1734,12 @@ def test_a_song_whose_copy_is_forgotten_moves_only_to_a_copy_that_holds_its_byte
     assert removed.stdout == (f"forgot copy\t{music / 'B' / 'x.mp3'}\nremoved {song['id']}\t{music / 'A' / 'x.mp3'}\n"
                               f"forgot copy\t{music / 'C' / 'x.mp3'}\n"), removed.stdout
     assert listed_songs(db) == []
+
+
+def test_cli_reference_is_current():
+    """README.md's command table and docs/cli.md are generated from the commands' help (cog): a help text changed
+    without `cog -r README.md docs/cli.md` fails here, not only in CI's last step."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    checked = subprocess.run([sys.executable, "-m", "cogapp", "--check", "README.md", "docs/cli.md"], cwd=root,
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

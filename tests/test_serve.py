@@ -201,7 +201,8 @@ def test_songs_stats_and_health(client, built_index):
 
 
 def test_a_full_pool_answers_503_with_retry_after(built_index, tmp_path, monkeypatch):
-    """One worker, no queue: while it is busy, the next request is turned away at once, not queued."""
+    """One worker, no queue: while it is busy, the next request is turned away at once, not queued; an upload whose
+    Content-Length is over the cap is told so (413), which no worker would change, rather than to come back."""
     inside, release = threading.Event(), threading.Event()
     slow_answer = Index.answer
 
@@ -219,9 +220,11 @@ def test_a_full_pool_answers_503_with_retry_after(built_index, tmp_path, monkeyp
         worker.start()
         assert inside.wait(30)
         turned_away = client.post("/match", content=body)
+        over_cap = client.post("/match", content=bytes(ServeSettings().max_upload_bytes + 1))
         release.set()
         worker.join(60)
     assert turned_away.status_code == 503 and turned_away.headers["retry-after"] == "1"
+    assert over_cap.status_code == 413 and "MiB" in over_cap.json()["error"], over_cap.text
     assert first["r"].status_code == 200 and first["r"].json()["match"]["path"] == song.path
 
 
