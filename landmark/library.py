@@ -14,7 +14,7 @@ import numpy as np
 from lmprint.catalogue import BUSY_TIMEOUT_S, Catalogue, song_list
 from lmprint.errors import REBUILD, AudioError, CannotWrite, IndexFileError, IndexLocked, SettingsError
 from lmprint.files import find_audio_files, unstorable_name
-from lmprint.moves import follow_before_adding, followed, identified, settle_paths
+from lmprint.moves import follow_before_adding, followed, recorder, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 from lmprint.samples import at_engine_rate, mono_samples
 from lmprint.workers import checked_jobs
@@ -169,12 +169,7 @@ class Index:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         report = AddReport()
-
-        def record(outcome: Outcome, audio_s: float = 0.0) -> None:
-            outcome = identified(self.catalogue, outcome)
-            report.record(outcome, audio_s)
-            if on_outcome:
-                on_outcome(outcome)
+        record = recorder(self.catalogue, report, on_outcome)
 
         todo = []
         for path, error in find_audio_files(paths):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 from .catalogue import Catalogue
 from .files import holds_content
-from .results import Outcome, Song
+from .results import AddReport, Outcome, Song
 
 TitleOf = Callable[[str], str]
 """A file's title as `add` takes it: its title tag, else its file name (the engines' decoder reads tags)."""
@@ -57,6 +57,19 @@ def identified(catalogue: Catalogue, outcome: Outcome) -> Outcome:
         return outcome
     song_id = catalogue.song_id_of(outcome.content_sha1)
     return outcome if song_id is None else dataclasses.replace(outcome, song_id=song_id)
+
+
+def recorder(catalogue: Catalogue, report: AddReport,
+             on_outcome: Callable[[Outcome], None] | None) -> Callable[..., None]:
+    """How an engine's `add` records a file: its outcome `identified`, counted in `report` with the seconds of
+    audio it took (`record(outcome, audio_s=0.0)`), then told to `on_outcome`."""
+    def record(outcome: Outcome, audio_s: float = 0.0) -> None:
+        outcome = identified(catalogue, outcome)
+        report.record(outcome, audio_s)
+        if on_outcome:
+            on_outcome(outcome)
+
+    return record
 
 
 def _through_link(path: str) -> bool:

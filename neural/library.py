@@ -11,7 +11,7 @@ from landmark import audio
 from lmprint.catalogue import BUSY_TIMEOUT_S, Catalogue, song_list
 from lmprint.errors import AudioError, IndexFileError, LmprintError, ModelError
 from lmprint.files import content_sha1, find_audio_files, title_from_path, unstorable_name
-from lmprint.moves import follow_before_adding, followed, identified, settle_paths
+from lmprint.moves import follow_before_adding, followed, recorder, settle_paths
 from lmprint.results import AddReport, Answer, Contender, Match, Outcome, Song
 from lmprint.samples import at_engine_rate, mono_samples
 from lmprint.workers import checked_jobs
@@ -94,12 +94,7 @@ class MertIndex:
         content_at: dict[str, str] = {}  # path → the content this batch found there
         copies_waiting: list[Outcome] = []  # files of content that waits for the basis: copies, once it is stored
         report = AddReport()
-
-        def record(outcome: Outcome, audio_s: float = 0.0) -> None:
-            outcome = identified(self.catalogue, outcome)
-            report.record(outcome, audio_s)
-            if on_outcome:
-                on_outcome(outcome)
+        record = recorder(self.catalogue, report, on_outcome)
 
         try:
             for path, error in find_audio_files(paths):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -143,9 +144,18 @@ def run_cli(*args, db=None, check=False, env=None, input=None):
 
 def listed_songs(db) -> list[dict]:
     """The index's songs as `lmprint list --json` gives them, a dict each."""
-    import json
-
     return [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+
+
+def laid_out(root, library_dir, files: dict[str, str]):
+    """A user's music folder: `root`, with a copy of a generated song at each path under it (`files`: path under
+    `root` → the song's file name in `library_dir`), and the folders they need. Returns `root`."""
+    root.mkdir(parents=True, exist_ok=True)
+    for relative, name in files.items():
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(library_dir / name, target)
+    return root
 
 
 def run_cli_process(*args, db=None, check=False, timeout=300, env=None):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bench.audio_io import write
-from tests.conftest import FORMATS, listed_songs, rendered, run_cli
+from tests.conftest import FORMATS, laid_out, listed_songs, rendered, run_cli
 
 
 def clip_file(tmp_path, seed, start_s, name="clip.mp3"):
@@ -410,17 +410,11 @@ def test_remove_refuses_a_title_several_songs_share_and_dry_run_removes_nothing(
 
 def test_remove_of_a_folder_removes_the_songs_under_it_and_asks_for_all_when_there_are_several(library_dir,
                                                                                                  tmp_path):
-    music = tmp_path / "music"
-    for folder in ("old", "old/deeper", "older", "kept"):
-        (music / folder).mkdir(parents=True)
-    shutil.copy(library_dir / "song1.flac", music / "old" / "one.flac")
-    shutil.copy(library_dir / "song2.ogg", music / "old" / "deeper" / "two.ogg")
-    shutil.copy(library_dir / "song3.mp3", music / "older" / "three.mp3")  # "old" is a prefix of its folder's name
-    shutil.copy(library_dir / "song4.m4a", music / "kept" / "four.m4a")
-    shutil.copy(library_dir / "song4.m4a", music / "old" / "four (copy).m4a")
-    (music / "other").mkdir()
-    shutil.copy(library_dir / "song5.opus", music / "old" / "five.opus")
-    shutil.copy(library_dir / "song5.opus", music / "other" / "five.opus")  # walked after: the copy
+    music = laid_out(tmp_path / "music", library_dir, {
+        "old/one.flac": "song1.flac", "old/deeper/two.ogg": "song2.ogg",
+        "older/three.mp3": "song3.mp3",  # "old" is a prefix of its folder's name
+        "kept/four.m4a": "song4.m4a", "old/four (copy).m4a": "song4.m4a",
+        "old/five.opus": "song5.opus", "other/five.opus": "song5.opus"})  # walked after: the copy
     db = tmp_path / "index.db"
     assert "copies 2" in run_cli("add", music, db=db, check=True).stderr
 
@@ -459,9 +453,7 @@ def test_remove_of_a_folder_removes_the_songs_under_it_and_asks_for_all_when_the
 
 def test_a_song_named_and_under_a_folder_named_goes_though_a_copy_outside_would_name_it(library_dir, tmp_path):
     """`remove ID FOLDER`: the folder alone would leave the song to its copy outside it; named as well, it goes."""
-    for folder in ("f", "y"):
-        (tmp_path / folder).mkdir()
-        shutil.copy(library_dir / "song0.wav", tmp_path / folder / "a.wav")
+    laid_out(tmp_path, library_dir, {"f/a.wav": "song0.wav", "y/a.wav": "song0.wav"})
     db = tmp_path / "index.db"
     run_cli("add", tmp_path / "f" / "a.wav", tmp_path / "y" / "a.wav", db=db, check=True)
     song_id = run_cli("list", db=db, check=True).stdout.split("\t")[0]
@@ -473,11 +465,8 @@ def test_a_song_named_and_under_a_folder_named_goes_though_a_copy_outside_would_
 
 def test_a_title_or_folder_typed_in_the_other_unicode_form_still_names_the_song(library_dir, tmp_path):
     """macOS spells "é" in file names as "e" and a combining accent (NFD); a user types one character (NFC)."""
-    decomposed = tmp_path / "Cafe\u0301"
-    decomposed.mkdir()
-    shutil.copy(library_dir / "song1.flac", decomposed / "Re\u0301sume\u0301.flac")
-    shutil.copy(library_dir / "song2.ogg", decomposed / "other.ogg")
-    shutil.copy(library_dir / "song1.flac", decomposed / "zcopy.flac")
+    decomposed = laid_out(tmp_path / "Cafe\u0301", library_dir, {
+        "Re\u0301sume\u0301.flac": "song1.flac", "other.ogg": "song2.ogg", "zcopy.flac": "song1.flac"})
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", decomposed, db=db, check=True).stderr
     by_title = run_cli("remove", "--dry-run", "R\u00e9sum\u00e9", db=db, check=True).stdout.splitlines()
@@ -506,10 +495,7 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     """A library's ordinary mess: files move, get new tags, get deleted."""
     from bench.audio_io import write as write_tagged
 
-    music = tmp_path / "music"
-    music.mkdir()
-    for name in ("song1.flac", "song3.mp3", "song5.opus"):
-        shutil.copy(library_dir / name, music / name)
+    music = laid_out(tmp_path / "music", library_dir, {name: name for name in ("song1.flac", "song3.mp3", "song5.opus")})
     db = tmp_path / "index.db"
     run_cli("add", music, db=db, check=True)
 
@@ -564,10 +550,8 @@ def test_prune_keeps_the_songs_of_a_library_folder_that_is_missing_or_empty(libr
     them too."""
     db = tmp_path / "index.db"
     for drive, names in (("internal", ("song0.wav", "song1.flac")), ("usb", ("song2.ogg", "song3.mp3"))):
-        (tmp_path / drive / "Music").mkdir(parents=True)
-        for name in names:
-            shutil.copy(library_dir / name, tmp_path / drive / "Music" / name)
-        run_cli("add", tmp_path / drive / "Music", db=db, check=True)
+        run_cli("add", laid_out(tmp_path / drive / "Music", library_dir, {name: name for name in names}), db=db,
+                check=True)
     (tmp_path / "internal" / "Music" / "song0.wav").unlink()  # deleted
     shutil.rmtree(tmp_path / "usb" / "Music")  # not mounted: its folders gone...
     for mount_point in ("gone", "empty"):
@@ -592,11 +576,7 @@ def test_a_folder_removed_whose_songs_copy_outside_holds_other_music_now_removes
     """A song is named by its copy outside a removed folder only while the copy holds the song's bytes: one
     overwritten with other music since, or deleted, is forgotten with the song (which then names no file that is
     not there)."""
-    music = tmp_path / "music"
-    for folder in ("old", "other"):
-        (music / folder).mkdir(parents=True)
-    shutil.copy(library_dir / "song5.opus", music / "old" / "five.opus")
-    shutil.copy(library_dir / "song5.opus", music / "other" / "five.opus")
+    music = laid_out(tmp_path / "music", library_dir, {"old/five.opus": "song5.opus", "other/five.opus": "song5.opus"})
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
     [song] = listed_songs(db)
@@ -614,10 +594,8 @@ def test_prune_keeps_a_file_added_by_name_and_a_copy_whose_drive_is_not_mounted(
     """A file given to `add` by its name records its folder as a folder given does: that drive unmounted, its song
     is kept. A song's copy on an unmounted drive is kept as its copy, not forgotten."""
     db = tmp_path / "index.db"
-    for drive in ("internal", "usb"):
-        (tmp_path / drive / "Music").mkdir(parents=True)
-        shutil.copy(library_dir / "song1.flac", tmp_path / drive / "Music" / "one.flac")
-    shutil.copy(library_dir / "song2.ogg", tmp_path / "usb" / "Music" / "two.ogg")
+    laid_out(tmp_path, library_dir, {"internal/Music/one.flac": "song1.flac", "usb/Music/one.flac": "song1.flac",
+                                     "usb/Music/two.ogg": "song2.ogg"})
     run_cli("add", tmp_path / "internal" / "Music", db=db, check=True)
     run_cli("add", tmp_path / "usb" / "Music" / "one.flac", tmp_path / "usb" / "Music" / "two.ogg", db=db, check=True)
     shutil.rmtree(tmp_path / "usb" / "Music")
@@ -635,16 +613,12 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
     """A library's commonest duplicate: one file copied into a second folder. It is one song (indexed once); the
     copy is recorded, so `dedup` lists both files, `prune` keeps the song while either is there, and an `add`
     that finds the song's file holding other content moves it to the copy rather than dropping it."""
-    music = tmp_path / "music"
-    for folder in ("album", "playlist", "later"):
-        (music / folder).mkdir(parents=True)
-    shutil.copy(library_dir / "song1.flac", music / "album" / "one.flac")
-    shutil.copy(library_dir / "song1.flac", music / "playlist" / "one (copy).flac")
-    shutil.copy(library_dir / "song2.ogg", music / "album" / "two.ogg")
+    music = laid_out(tmp_path / "music", library_dir, {
+        "album/one.flac": "song1.flac", "playlist/one (copy).flac": "song1.flac", "album/two.ogg": "song2.ogg"})
     db = tmp_path / "index.db"
     first = run_cli("add", music, db=db, check=True)  # both files of song 1 in one batch
     assert "added 2, skipped 0 (already indexed), failed 0, copies 1" in first.stderr
-    shutil.copy(library_dir / "song2.ogg", music / "later" / "two.ogg")
+    laid_out(music, library_dir, {"later/two.ogg": "song2.ogg"})
     again = run_cli("add", music, db=db, check=True)  # a copy in a later batch; a known copy is merely skipped
     assert "added 0, skipped 3 (already indexed), failed 0, copies 1" in again.stderr
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == 2
@@ -710,10 +684,7 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
 def test_a_copy_left_at_its_songs_own_path_by_an_older_lmprint_is_not_listed_as_a_second_file(library_dir, tmp_path):
     import sqlite3
 
-    music = tmp_path / "music"
-    for folder in ("a", "b"):
-        (music / folder).mkdir(parents=True)
-        shutil.copy(library_dir / "song1.flac", music / folder / "one.flac")
+    music = laid_out(tmp_path / "music", library_dir, {"a/one.flac": "song1.flac", "b/one.flac": "song1.flac"})
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
     (music / "a" / "one.flac").unlink()
@@ -725,10 +696,7 @@ def test_a_copy_left_at_its_songs_own_path_by_an_older_lmprint_is_not_listed_as_
 
 
 def test_a_song_following_its_content_to_a_copy_in_the_same_batch_counts_that_file_once(library_dir, tmp_path):
-    music = tmp_path / "music"
-    music.mkdir()
-    shutil.copy(library_dir / "song2.ogg", music / "a.ogg")
-    shutil.copy(library_dir / "song2.ogg", music / "c.ogg")
+    music = laid_out(tmp_path / "music", library_dir, {"a.ogg": "song2.ogg", "c.ogg": "song2.ogg"})
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
     shutil.copy(library_dir / "song5.opus", music / "a.ogg")  # other music under the song's name
@@ -740,8 +708,7 @@ def test_a_song_following_its_content_to_a_copy_in_the_same_batch_counts_that_fi
 def test_a_folder_of_a_song_and_its_hard_link_moved_is_two_moves(library_dir, tmp_path):
     """A song and a hard link to it (its copy) moved together to another folder: `add` of the new folder moves
     both, the song and its copy, each with its line; the copy's old path is not left behind as a file of it."""
-    (tmp_path / "old").mkdir()
-    shutil.copy(library_dir / "song1.flac", tmp_path / "old" / "one.flac")
+    laid_out(tmp_path / "old", library_dir, {"one.flac": "song1.flac"})
     os.link(tmp_path / "old" / "one.flac", tmp_path / "old" / "one (link).flac")
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", tmp_path / "old", db=db, check=True).stderr
@@ -783,10 +750,7 @@ def test_files_swapped_a_folder_linked_a_name_not_utf8_and_an_id_that_is_also_a_
     a linked folder is one file, listed once; a name that is not UTF-8 is refused in one line and the batch goes on;
     `match` names a copy that is there while the song's own file is gone, and lists byte copies; `remove 2` is
     song 2 even when another song is titled "2"."""
-    music = tmp_path / "music"
-    (music / "a").mkdir(parents=True)
-    shutil.copy(library_dir / "song1.flac", music / "a" / "first.flac")
-    shutil.copy(library_dir / "song2.ogg", music / "a" / "second.ogg")
+    music = laid_out(tmp_path / "music", library_dir, {"a/first.flac": "song1.flac", "a/second.ogg": "song2.ogg"})
     shutil.copy(library_dir / "song3.mp3", os.fsencode(music / "a") + b"/bad\xffbyte.mp3")
     db = tmp_path / "index.db"
     first = run_cli("add", music, db=db)
@@ -805,8 +769,7 @@ def test_files_swapped_a_folder_linked_a_name_not_utf8_and_an_id_that_is_also_a_
     assert "moved 2" in swapped.stderr and "copies" not in swapped.stderr
     assert run_cli("dedup", db=db, check=True).stdout == ""
 
-    (music / "b").mkdir()
-    shutil.copy(library_dir / "song1.flac", music / "b" / "one.flac")
+    laid_out(music, library_dir, {"b/one.flac": "song1.flac"})
     assert "copies 1" in run_cli("add", music / "b", db=db, check=True).stderr
     clip = clip_file(tmp_path, 1, 8.0)
     found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
@@ -857,15 +820,12 @@ def test_a_folder_not_utf8_a_copy_and_its_songs_folder_removed_together_and_a_li
     gone = run_cli("remove", os.fsdecode(odd), db=db)
     assert gone.returncode == 1 and gone.stderr == "lmprint: " + str(music) + "/caf\\xe9: no such song in the index\n"
 
-    for folder in ("A", "B", "C"):
-        (music / folder).mkdir()
-    for folder in ("A", "B"):
-        shutil.copy(library_dir / "song3.mp3", music / folder / "x.mp3")
+    laid_out(music, library_dir, {"A/x.mp3": "song3.mp3", "B/x.mp3": "song3.mp3"})
     assert "copies 1" in run_cli("add", music / "A", music / "B", db=db, check=True).stderr
     for named in ([music / "B" / "x.mp3", music / "A"], ["--all", music / "A", music / "B"]):
         dry = run_cli("remove", "--dry-run", *named, db=db, check=True).stdout
         assert "would move" not in dry and re.search(f"would remove \\d+\t{music / 'A' / 'x.mp3'}\n", dry), dry
-    shutil.copy(library_dir / "song3.mp3", music / "C" / "x.mp3")  # a third file of it: the song moves there
+    laid_out(music, library_dir, {"C/x.mp3": "song3.mp3"})  # a third file of it: the song moves there
     assert "copies 1" in run_cli("add", music / "C", db=db, check=True).stderr
     dry = run_cli("remove", "--dry-run", music / "B" / "x.mp3", music / "A", db=db, check=True).stdout
     assert f"{music / 'A' / 'x.mp3'} -> {music / 'C' / 'x.mp3'}" in dry and "would remove" not in dry, dry
@@ -905,13 +865,10 @@ def test_top_lists_the_best_candidates_with_their_scores_match_or_not(built_inde
 def test_one_recording_as_flac_and_as_mp3_is_named_not_refused_as_a_tie(library_dir, tmp_path):
     """Two files of one recording line up with a clip equally: counted as one candidate, the clip is named,
     with the other file listed as a copy."""
-    music = tmp_path / "music"
-    music.mkdir()
+    music = laid_out(tmp_path / "music", library_dir, {name: name for name in ("song0.wav", "song2.ogg", "song4.m4a")})
     signal = rendered(7, 40.0, 22050)
     write(music / "seven.flac", signal, 22050)
     write(music / "seven (128k).mp3", signal, 22050, bit_rate=128_000)
-    for name in ("song0.wav", "song2.ogg", "song4.m4a"):
-        shutil.copy(library_dir / name, music / name)
     db = tmp_path / "index.db"
     run_cli("add", music, db=db, check=True)
     clip = tmp_path / "clip.wav"
@@ -927,13 +884,10 @@ def test_a_recording_and_its_first_half_name_either_where_both_play_and_the_whol
     """A partial copy (a download cut short) lines up with a clip of its part as well as the whole file does:
     counted as one recording, the clip is named (the whole file, whichever led the vote), not refused as a tie;
     past the cut the whole file alone."""
-    music = tmp_path / "music"
-    music.mkdir()
+    music = laid_out(tmp_path / "music", library_dir, {name: name for name in ("song0.wav", "song2.ogg")})
     signal = rendered(7, 40.0, 22050)
     write(music / "seven.flac", signal, 22050)
     write(music / "seven (cut).flac", signal[:22050 * 14], 22050)
-    for name in ("song0.wav", "song2.ogg"):
-        shutil.copy(library_dir / name, music / name)
     db = tmp_path / "index.db"
     run_cli("add", music, db=db, check=True)
     for start_s, expected in ((2, {"seven.flac", "seven (cut).flac"}), (25, {"seven.flac"})):
@@ -950,14 +904,11 @@ def test_a_clip_of_a_stretch_that_an_edit_or_a_mix_holds_too_is_named_not_refuse
     where they all play lines up with each about alike, and no file can be told from the others there. It is
     named (any of them: each holds what the clip plays) rather than refused as a tie, with the others listed
     (`copies`), none of them as the runner-up. Past the edit, the song or the mix."""
-    music = tmp_path / "music"
-    music.mkdir()
+    music = laid_out(tmp_path / "music", library_dir, {name: name for name in ("song0.wav", "song2.ogg")})
     signal = rendered(7, 40.0, 22050)
     write(music / "seven.flac", signal, 22050)
     write(music / "seven (edit).mp3", signal[22050 * 10:22050 * 30], 22050, bit_rate=128_000)
     write(music / "mix.flac", np.r_[rendered(8, 8.0, 22050), signal], 22050)
-    for name in ("song0.wav", "song2.ogg"):
-        shutil.copy(library_dir / name, music / name)
     db = tmp_path / "index.db"
     run_cli("add", music, db=db, check=True)
     for start_s, holders in ((12, ("seven.flac", "seven (edit).mp3", "mix.flac")),
@@ -977,9 +928,7 @@ def test_a_clip_of_a_stretch_that_an_edit_or_a_mix_holds_too_is_named_not_refuse
 def test_a_file_moved_away_and_replaced_by_another_keeps_both_songs(library_dir, tmp_path):
     """P held song 1; song 1 moves to R and song 2 takes its place at P. One add of the folder: each path names
     the song it holds, and nothing is lost, whichever file the batch reads first."""
-    music = tmp_path / "music"
-    music.mkdir()
-    shutil.copy(library_dir / "song1.flac", music / "b.flac")
+    music = laid_out(tmp_path / "music", library_dir, {"b.flac": "song1.flac"})
     db = tmp_path / "index.db"
     run_cli("add", music, db=db, check=True)
     (music / "b.flac").rename(music / "a.flac")  # read before b.flac in the folder's order
@@ -1217,11 +1166,8 @@ def test_stats_text_shows_each_figure_of_the_json_one_per_line(built_index):
 
 def test_dedup_text_marks_copies_and_lists_every_file_of_a_recording(library_dir, tmp_path):
     """`dedup`'s text lists each file of a recording on its own line, id then path, a copy (the same bytes) marked so."""
-    for folder in ("album", "playlist"):
-        (tmp_path / folder).mkdir()
-    shutil.copy(library_dir / "song1.flac", tmp_path / "album" / "one.flac")
-    shutil.copy(library_dir / "song1.flac", tmp_path / "playlist" / "one (copy).flac")
-    shutil.copy(library_dir / "song2.ogg", tmp_path / "album" / "two.ogg")
+    laid_out(tmp_path, library_dir, {"album/one.flac": "song1.flac", "playlist/one (copy).flac": "song1.flac",
+                                     "album/two.ogg": "song2.ogg"})
     db = tmp_path / "index.db"
     run_cli("add", tmp_path / "album", tmp_path / "playlist", db=db, check=True)
     song_id = {json.loads(line)["path"]: json.loads(line)["id"]
@@ -1247,10 +1193,7 @@ def test_a_clip_played_faster_says_how_much_faster_in_text_and_json(built_index,
 
 def test_a_song_whose_file_holds_other_music_moves_to_the_copy_that_holds_its_bytes(library_dir, tmp_path):
     """Of a song's copies, the song moves to one that still holds its bytes, not to one overwritten with other music."""
-    music = tmp_path / "music"
-    music.mkdir()
-    for name in ("a.ogg", "b.ogg", "c.ogg"):
-        shutil.copy(library_dir / "song2.ogg", music / name)
+    music = laid_out(tmp_path / "music", library_dir, {name: "song2.ogg" for name in ("a.ogg", "b.ogg", "c.ogg")})
     db = tmp_path / "index.db"
     assert "copies 2" in run_cli("add", music, db=db, check=True).stderr
     shutil.copy(library_dir / "song3.mp3", music / "b.ogg")  # a copy overwritten with other music
@@ -1364,11 +1307,7 @@ def test_add_says_how_many_seconds_of_audio_it_added(library_dir, tmp_path):
 def test_list_json_gives_every_field_of_a_song_and_its_copies_sorted(library_dir, tmp_path):
     """`list --json` gives each song's id, path, title, duration, content hash, hash count and time added, and its
     copies' paths sorted, whatever order they were added in; the hash counts add up to `stats`' hashes."""
-    music = tmp_path / "music"
-    music.mkdir()
-    for name in ("a.ogg", "z.ogg"):
-        shutil.copy(library_dir / "song2.ogg", music / name)
-    shutil.copy(library_dir / "song3.mp3", music / "b.mp3")
+    music = laid_out(tmp_path / "music", library_dir, {"a.ogg": "song2.ogg", "z.ogg": "song2.ogg", "b.mp3": "song3.mp3"})
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
     shutil.copy(library_dir / "song2.ogg", music / "m.ogg")  # a copy recorded later, sorting between the two
@@ -1386,12 +1325,8 @@ def test_list_json_gives_every_field_of_a_song_and_its_copies_sorted(library_dir
 def test_prune_refuses_when_every_songs_own_file_is_gone_though_a_copy_of_one_is_there(library_dir, tmp_path):
     """Every indexed song's own file gone reads as a drive not mounted even where a copy of one of them is still
     there elsewhere: `prune` refuses without --force, moves and removes nothing; --force does both."""
-    drive, elsewhere = tmp_path / "usb", tmp_path / "internal"
-    for folder in (drive, elsewhere):
-        folder.mkdir()
-    shutil.copy(library_dir / "song1.flac", drive / "one.flac")
-    shutil.copy(library_dir / "song2.ogg", drive / "two.ogg")
-    shutil.copy(library_dir / "song1.flac", elsewhere / "one (copy).flac")
+    drive = laid_out(tmp_path / "usb", library_dir, {"one.flac": "song1.flac", "two.ogg": "song2.ogg"})
+    elsewhere = laid_out(tmp_path / "internal", library_dir, {"one (copy).flac": "song1.flac"})
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", drive, elsewhere, db=db, check=True).stderr
     for name in ("one.flac", "two.ogg"):
@@ -1413,10 +1348,7 @@ def test_prune_refuses_when_every_songs_own_file_is_gone_though_a_copy_of_one_is
 def test_a_copy_overwritten_with_other_music_is_no_longer_listed_as_the_songs_copy(library_dir, tmp_path):
     """A recorded copy whose file now holds other music is indexed as that music's song and forgotten as the old
     song's copy: `list --json` gives each file once, under the song it holds."""
-    music = tmp_path / "music"
-    music.mkdir()
-    for name in ("a.ogg", "b.ogg"):
-        shutil.copy(library_dir / "song2.ogg", music / name)
+    music = laid_out(tmp_path / "music", library_dir, {"a.ogg": "song2.ogg", "b.ogg": "song2.ogg"})
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
     shutil.copy(library_dir / "song3.mp3", music / "b.ogg")  # the copy holds other music now
@@ -1583,10 +1515,7 @@ def test_a_song_deleted_beside_a_missing_folder_whose_name_begins_its_folders_is
     deleted is removed, not kept as one of the missing folder's."""
     db = tmp_path / "index.db"
     for drive, names in (("usb", ("song0.wav",)), ("usb2", ("song1.flac", "song2.ogg"))):
-        (tmp_path / drive).mkdir()
-        for name in names:
-            shutil.copy(library_dir / name, tmp_path / drive / name)
-        run_cli("add", tmp_path / drive, db=db, check=True)
+        run_cli("add", laid_out(tmp_path / drive, library_dir, {name: name for name in names}), db=db, check=True)
     deleted = tmp_path / "usb2" / "song1.flac"
     [song_id] = [song["id"] for song in listed_songs(db) if song["path"] == str(deleted)]
     deleted.unlink()
@@ -1605,12 +1534,9 @@ def test_a_folder_of_two_songs_one_of_them_held_by_a_copy_outside_is_refused_wit
                                                                                                    tmp_path):
     """A folder of two songs, one of which a copy outside would name: two songs the index changes for, so
     `remove FOLDER` is refused without --all, and nothing changes."""
-    music = tmp_path / "music"
-    for folder in ("old", "other"):
-        (music / folder).mkdir(parents=True)
-    shutil.copy(library_dir / "song1.flac", music / "old" / "one.flac")
-    shutil.copy(library_dir / "song2.ogg", music / "old" / "two.ogg")
-    shutil.copy(library_dir / "song2.ogg", music / "other" / "two.ogg")  # walked after: the copy
+    music = laid_out(tmp_path / "music", library_dir, {
+        "old/one.flac": "song1.flac", "old/two.ogg": "song2.ogg",
+        "other/two.ogg": "song2.ogg"})  # walked after: the copy
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
     before = listed_songs(db)
@@ -1638,9 +1564,7 @@ def test_eight_digits_from_inside_a_content_hash_name_no_song(library_dir, tmp_p
 def test_a_copy_whose_songs_own_file_is_deleted_takes_over_when_added_again(library_dir, tmp_path):
     """The song's own file deleted, `add` of its copy's folder moves the song to the copy (`moved OLD -> COPY`):
     the song names a file that is there, and the copy is no longer a second file of it."""
-    for folder in ("a", "b"):
-        (tmp_path / folder).mkdir()
-        shutil.copy(library_dir / "song1.flac", tmp_path / folder / "one.flac")
+    laid_out(tmp_path, library_dir, {"a/one.flac": "song1.flac", "b/one.flac": "song1.flac"})
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", tmp_path / "a", tmp_path / "b", db=db, check=True).stderr
     (tmp_path / "a" / "one.flac").unlink()
@@ -1656,9 +1580,7 @@ def test_a_copy_whose_songs_own_file_is_deleted_takes_over_when_added_again(libr
 def test_a_song_added_through_a_link_stays_when_another_link_reaches_its_file(library_dir, tmp_path):
     """A song added through a linked folder takes its file's own path when `add` meets that path; met through
     another link to the same folder, it is the same file, skipped: no move from one link to another."""
-    real = tmp_path / "real"
-    real.mkdir()
-    shutil.copy(library_dir / "song0.wav", real / "zero.wav")
+    real = laid_out(tmp_path / "real", library_dir, {"zero.wav": "song0.wav"})
     for link in ("favourites", "playlist"):
         (tmp_path / link).symlink_to(real)
     db = tmp_path / "index.db"
@@ -1674,9 +1596,7 @@ def test_a_song_added_through_a_link_stays_when_another_link_reaches_its_file(li
 def test_a_copy_named_with_its_song_is_said_forgotten_once(library_dir, tmp_path):
     """`remove COPY SONG`: the copy is forgotten, said once, and the song removed; the copy is not said again
     among the song's copies that go with it."""
-    for folder in ("a", "b"):
-        (tmp_path / folder).mkdir()
-        shutil.copy(library_dir / "song1.flac", tmp_path / folder / "one.flac")
+    laid_out(tmp_path, library_dir, {"a/one.flac": "song1.flac", "b/one.flac": "song1.flac"})
     db = tmp_path / "index.db"
     assert "copies 1" in run_cli("add", tmp_path / "a", tmp_path / "b", db=db, check=True).stderr
     [song] = listed_songs(db)
@@ -1704,9 +1624,8 @@ def test_prune_of_an_index_whose_songs_were_all_removed_removes_nothing_and_exit
 def test_a_file_not_indexed_that_holds_an_indexed_songs_bytes_names_no_song(library_dir, tmp_path):
     """`remove FILE` names the song of that file (by its path, or its real path through links), not any song of the
     same bytes: a copy that `add` never saw is no song of the index."""
-    for folder in ("lib", "elsewhere"):
-        (tmp_path / folder).mkdir()
-    shutil.copy(library_dir / "song0.wav", tmp_path / "lib" / "zero.wav")
+    laid_out(tmp_path / "lib", library_dir, {"zero.wav": "song0.wav"})
+    (tmp_path / "elsewhere").mkdir()
     db = tmp_path / "index.db"
     run_cli("add", tmp_path / "lib", db=db, check=True)
     before = listed_songs(db)
@@ -1722,10 +1641,7 @@ def test_a_file_not_indexed_that_holds_an_indexed_songs_bytes_names_no_song(libr
 def test_a_song_whose_copy_is_forgotten_moves_only_to_a_copy_that_holds_its_bytes(library_dir, tmp_path):
     """`remove COPY FOLDER`: the song under the folder would be named by that copy, forgotten now; its other copy
     holds other music since, so the song goes (with that copy) rather than naming a file of other music."""
-    music = tmp_path / "music"
-    for folder in ("A", "B", "C"):
-        (music / folder).mkdir(parents=True)
-        shutil.copy(library_dir / "song3.mp3", music / folder / "x.mp3")
+    music = laid_out(tmp_path / "music", library_dir, {f"{folder}/x.mp3": "song3.mp3" for folder in "ABC"})
     db = tmp_path / "index.db"
     assert "copies 2" in run_cli("add", music, db=db, check=True).stderr
     [song] = listed_songs(db)

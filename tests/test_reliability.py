@@ -27,6 +27,7 @@ from tests.conftest import (
     SYNTH_RATE,
     all_gone,
     children_of,
+    laid_out,
     listed_songs,
     read_only_folder,
     rendered,
@@ -879,11 +880,7 @@ def test_a_writer_gives_up_after_its_busy_timeout_in_all(tmp_path):
 def test_a_file_in_a_folder_that_cannot_be_looked_into_is_not_pruned(library_dir, tmp_path, monkeypatch):
     """A file the file system will not say anything about (a folder without permission: `stat` refuses, as it does
     for any user but root) is not gone: `prune` keeps its song."""
-    music = tmp_path / "music"
-    for folder in ("open", "locked"):
-        (music / folder).mkdir(parents=True)
-    shutil.copy(library_dir / "song0.wav", music / "open" / "zero.wav")
-    shutil.copy(library_dir / "song1.flac", music / "locked" / "one.flac")
+    music = laid_out(tmp_path / "music", library_dir, {"open/zero.wav": "song0.wav", "locked/one.flac": "song1.flac"})
     db = tmp_path / "index.db"
     run_cli("add", music, db=db, check=True)
     stat, inside = os.stat, str(music / "locked") + os.sep
@@ -911,9 +908,7 @@ def test_a_file_recorded_as_a_copy_that_its_song_then_moves_to_counts_once(libra
     copy as well."""
     import landmark.library
 
-    music = tmp_path / "music"
-    music.mkdir()
-    shutil.copy(library_dir / "song1.flac", music / "b.flac")
+    music = laid_out(tmp_path / "music", library_dir, {"b.flac": "song1.flac"})
     with Index(tmp_path / "i.db", create=True) as index:
         index.add(music)
     shutil.copy(library_dir / "song1.flac", music / "a.flac")  # a copy, read before b.flac
