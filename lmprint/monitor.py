@@ -99,7 +99,7 @@ class MonitorSettings:
 
     heard_precision_s: float = 0.25
     """How closely a window tells where a song begins or stops being heard (`Method.heard_span`; a song's peaks
-    come some 18 a second, and its first and last read less clearly at a window's edge): a boundary heard this
+    come at most 16 a second, and its first and last read less clearly at a window's edge): a boundary heard this
     close to the song's own start or end is put there."""
 
     follow: bool = True
