@@ -1776,3 +1776,29 @@ def test_ctrl_c_stops_a_monitor_of_standard_input_with_workers_at_once_though_th
     assert events == ["open", "closed"], stdout
     assert process.returncode == 130 and stderr == "lmprint: interrupted (1 segment)\n", stderr
     assert took_s < 4.0, took_s  # a reader thread held it some 5 s, and Python's shutdown then failed
+
+
+def test_a_piece_of_a_few_seconds_is_found_whatever_the_looks_in_worker_processes(built_index):
+    """3 s of a song between music the index does not hold: one look after another confirms it with the look a hop
+    after the first that names it, and looks in worker processes, sent an idle hop apart before that first answer
+    came, look at the hop they skipped too (they reported nothing): `--jobs` changes how fast, not what is found."""
+    import soxr
+
+    from lmprint.monitor import Looks
+
+    signal = np.concatenate([rendered(100, 40.0, RATE)[:21 * RATE], rendered(2, 40.0, RATE)[10 * RATE:13 * RATE],
+                             rendered(101, 40.0, RATE)[:15 * RATE]])
+    with Index(built_index) as index:
+        samples = soxr.resample(signal, RATE, index.sample_rate_hz).astype(np.float32)
+        found = []
+        for jobs in (0, 2):
+            looks = Looks(lambda: Index(built_index), jobs) if jobs else None
+            try:
+                events = monitor(index, [samples[i:i + 4000] for i in range(0, samples.size, 4000)], looks=looks)
+                found.append([(e.song.title, round(e.start_s, 1), round(e.end_s, 1)) for e in events if not e.open])
+            finally:
+                if looks is not None:
+                    looks.close()
+    assert found[0] == found[1], found
+    [(title, start_s, end_s)] = found[1]
+    assert title == "song2" and abs(start_s - 21.0) <= 0.5 and abs(end_s - 24.0) <= 0.5, found
