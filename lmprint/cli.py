@@ -949,7 +949,9 @@ def dedup(ctx, as_json, speed):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per segment event, one per line.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV: one row per segment event, with a header.")
 @click.option("--format", "raw_format", type=click.Choice(["s16le", "s32le", "f32le"]),
-              help="SOURCE is headerless PCM in this sample format (e.g. `ffmpeg ... -f s16le -`).")
+              help="SOURCE is headerless PCM in this sample format, at --rate and --channels (e.g. `ffmpeg ... -f "
+              "s16le -ar 44100 -ac 2 -`: without -ar and -ac ffmpeg keeps the source's, which nothing in raw PCM "
+              "tells).")
 @click.option("--rate", "raw_rate", type=click.IntRange(1), default=44100, show_default=True,
               help="Sample rate of raw PCM (with --format).")
 @click.option("--channels", "raw_channels", type=click.IntRange(1), default=2, show_default=True,
@@ -964,7 +966,11 @@ def dedup(ctx, as_json, speed):
 @_sigterm_as_interrupt  # a service manager stops a monitor so: the song playing is closed, as on Ctrl-C
 def monitor(ctx, source, as_json, as_csv, raw_format, raw_rate, raw_channels, jobs, method, model, device):
     """Name every song in a long recording or a live stream (a file, or - for standard input), with where each
-    plays: a line when a song is confirmed (open), and one when it ends."""
+    plays: a line when a song is confirmed (open), and one when it ends.
+
+    A song is confirmed once two looks at the stream name it, so in a file (6 s windows, 2 s apart) a piece of a
+    song between others is reported from about 4 s on; one of 3 s may be, one of 2.5 s or less is not (`match`
+    names such a clip)."""
     import csv
 
     from landmark import audio
