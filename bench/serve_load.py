@@ -134,9 +134,9 @@ def load_test(clients: int = 16, requests: int = 200, workers: int = 2, queue: i
 def summary(statuses: Counter, latencies_s: list[float], wrong_answers: int, server_rss_mb: list[float],
             wall_s: float) -> dict:
     """A run's figures: the count of each status (413 and 503 are the server keeping its limits, any other but
-    200 an error), the answered requests' latency percentiles, matches answered (200) a second (a refusal is quick
-    and would flatter it), and the peak of the server's memory samples (in order) in the first and in the last
-    quarter of the run."""
+    200 an error), the answered requests' latency percentiles, matches answered (200, right or wrong) a second (a
+    refusal is quick and would flatter it), and the peak of the server's memory samples (in order) in the first
+    and in the last quarter of the run."""
     quarter = max(1, len(server_rss_mb) // 4)
     errors = sum(count for status, count in statuses.items() if status not in (200, 413, 503))
     return {"statuses": {str(status): count for status, count in sorted(statuses.items())},

@@ -222,7 +222,7 @@ class Monitor:
         self._buffer = np.zeros(0, np.float32)
         self._buffer_start = 0  # stream sample of _buffer[0]
         self._last_look_sample: int | None = None  # stream sample where the last look's window started
-        self._last_taken_sample: int | None = None  # ...and the last whose answer was taken
+        self._last_tracked_sample: int | None = None  # ...and the last whose answer was tracked
         self._heard_samples = 0  # samples received
         self._in_flight: deque[_Pending] = deque()  # looks sent, their answers taken in stream order
         self.current: Segment | None = None
@@ -304,34 +304,36 @@ class Monitor:
             if not self._in_flight or (len(self._in_flight) < jobs and not finishing):
                 return events  # the next look waits for more of the stream
             pending = self._in_flight.popleft()
-            filled = self._look_at_skipped_hops(pending.start_sample, events)
+            events += self._look_at_skipped_hops(pending.start_sample)
+            # after an idle hop still, unless the hops it skipped were looked at since
+            after_idle_hop = pending.after_idle_hop and (
+                self._last_tracked_sample is None
+                or self._last_tracked_sample + self._hop_samples < pending.start_sample)
             try:
                 match = pending.answer.result()
             except BrokenExecutor as error:
                 raise LmprintError(f"a monitor's worker process stopped: {error}") from None
-            self._last_taken_sample = pending.start_sample
+            self._last_tracked_sample = pending.start_sample
             if match is not None and match.decided_by == "followed" and (
                     self.current is None or match.song.id != self.current.song.id):
                 continue  # it followed a song that a look taken before it saw end: it says nothing now
-            events += self._update(match, pending.start_sample / rate, self._window_samples / rate,
-                                   pending.after_idle_hop and not filled)
+            events += self._update(match, pending.start_sample / rate, self._window_samples / rate, after_idle_hop)
 
-    def _look_at_skipped_hops(self, before_sample: int, events: list[Segment]) -> bool:
+    def _look_at_skipped_hops(self, before_sample: int) -> list[Segment]:
         """Look here, in stream order, at the windows a hop apart that an idle hop skipped before `before_sample`,
-        while a song is heard or being confirmed (their segments added to `events`); whether any was. Windows sent
-        to workers an idle hop apart went before the answers that heard a song were taken, where one look after
-        another would have looked a hop on: a piece of a few seconds then had one look, not the two that confirm
-        it, and `--jobs` changed what was found, not only how fast."""
+        while a song is heard or being confirmed; the segments they confirm or close. Windows sent to workers went
+        an idle hop apart while nothing was heard, before the answer that heard a song was taken, where one look
+        after another would have looked a hop on: a piece of a few seconds then had one look, not the two that
+        confirm it, and went unreported with `--jobs` 2 where one look after another reported it. (Where looks
+        fall after a song ends still depends on the windows sent meanwhile.)"""
         rate = self.method.sample_rate_hz
-        filled = False
-        while (self._last_taken_sample is not None and (self.current is not None or self._candidate is not None)
-               and self._last_taken_sample + self._hop_samples < before_sample):
-            start = self._last_taken_sample + self._hop_samples
-            self._last_taken_sample = start
+        events: list[Segment] = []
+        while (self._last_tracked_sample is not None and (self.current is not None or self._candidate is not None)
+               and self._last_tracked_sample + self._hop_samples < before_sample):
+            start = self._last_tracked_sample = self._last_tracked_sample + self._hop_samples
             match = look(self.method, self._samples(start, self._window_samples), self._hint(start / rate))
             events += self._update(match, start / rate, self._window_samples / rate)
-            filled = True
-        return filled
+        return events
 
     def samples_before_next_look(self) -> int:
         """How many more samples the stream must bring before the next look's window is whole: a live stream fed

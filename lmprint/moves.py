@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from .catalogue import Catalogue
 from .files import holds_content
@@ -59,10 +60,15 @@ def identified(catalogue: Catalogue, outcome: Outcome) -> Outcome:
     return outcome if song_id is None else dataclasses.replace(outcome, song_id=song_id)
 
 
-def recorder(catalogue: Catalogue, report: AddReport,
-             on_outcome: Callable[[Outcome], None] | None) -> Callable[..., None]:
+class Record(Protocol):
+    """Records one file's outcome of an `add` batch, with the seconds of audio it took."""
+
+    def __call__(self, outcome: Outcome, audio_s: float = 0.0) -> None: ...
+
+
+def recorder(catalogue: Catalogue, report: AddReport, on_outcome: Callable[[Outcome], None] | None) -> Record:
     """How an engine's `add` records a file: its outcome `identified`, counted in `report` with the seconds of
-    audio it took (`record(outcome, audio_s=0.0)`), then told to `on_outcome`."""
+    audio it took, then told to `on_outcome`."""
     def record(outcome: Outcome, audio_s: float = 0.0) -> None:
         outcome = identified(catalogue, outcome)
         report.record(outcome, audio_s)
