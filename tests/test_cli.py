@@ -28,7 +28,7 @@ def test_add_match_list_stats_remove_round_trip(library_dir, tmp_path):
     assert added.returncode == 0, added.stderr
     assert f"added {len(FORMATS)}" in added.stderr
 
-    listed = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    listed = listed_songs(db)
     assert sorted(song["path"] for song in listed) == sorted(str(p) for p in library_dir.iterdir())
 
     clip = clip_file(tmp_path, 3, 12.5)
@@ -390,8 +390,7 @@ def test_remove_refuses_a_title_several_songs_share_and_dry_run_removes_nothing(
     write(twin / "song2.flac", rendered(2, 20.0, 22050) * 0.5, 22050)  # other content, the same title
     run_cli("add", twin, db=db, check=True)
     refused = run_cli("remove", "song2", db=db)
-    ids = sorted(song["id"] for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout
-                                             .splitlines()) if song["title"] == "song2")
+    ids = sorted(song["id"] for song in listed_songs(db) if song["title"] == "song2")
     assert refused.returncode == 1 and refused.stderr == (
         f"lmprint: song2: names 2 songs (ids {ids[0]}, {ids[1]}); give an id or path, or --all\n")
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == len(FORMATS) + 1  # nothing removed
@@ -401,7 +400,7 @@ def test_remove_refuses_a_title_several_songs_share_and_dry_run_removes_nothing(
     done = run_cli("remove", "--all", "song2", db=db, check=True)
     assert done.stdout.count("removed") == 2
     assert len(run_cli("list", db=db, check=True).stdout.splitlines()) == len(FORMATS) - 1
-    song = json.loads(run_cli("list", "--json", db=db, check=True).stdout.splitlines()[0])
+    song = listed_songs(db)[0]
     for too_short in (song["content_sha1"][:7], song["content_sha1"][:7] + "z"):
         assert "no such song" in run_cli("remove", too_short, db=db).stderr  # 8 hexadecimal digits at least
     assert run_cli("remove", song["content_sha1"][:8].upper(), db=db, check=True).stdout.startswith(
@@ -429,7 +428,7 @@ def test_remove_of_a_folder_removes_the_songs_under_it_and_asks_for_all_when_the
     assert removed[0].startswith("moved ") and removed[1].startswith("forgot copy\t")
     assert sorted(line.split("\t")[-1] for line in removed[2:]) == sorted(
         [str(music / "old" / "one.flac"), str(music / "old" / "deeper" / "two.ogg")])
-    listed = {json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()}
+    listed = {song["path"] for song in listed_songs(db)}
     assert listed == {str(music / "older" / "three.mp3"), str(music / "kept" / "four.m4a"),
                       str(music / "other" / "five.opus")}
     empty = run_cli("remove", "--all", "", db=db)  # not the current folder: a script's empty variable
@@ -513,7 +512,7 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     assert "added 1, skipped 0 (already indexed), failed 0, replaced 1" in retagged.stderr
     assert retagged.stderr.startswith(  # which file, in a line of its own (a download cut short says it so too)
         f"replaced {music / 'song3.mp3'}: its content changed since it was indexed\n"), retagged.stderr
-    listed = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    listed = listed_songs(db)
     assert [song["title"] for song in listed if song["path"] == str(music / "song3.mp3")] == ["Song Three"]
     assert len(listed) == 3
 
@@ -528,7 +527,7 @@ def test_a_moved_file_is_followed_a_retagged_one_replaces_its_entry_and_prune_dr
     run_cli("add", music / "Yesterday.flac", db=db, check=True)
     (music / "Yesterday.flac").rename(music / "01 Yesterday.flac")
     assert "moved 2" in run_cli("add", music, db=db, check=True).stderr
-    listed = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    listed = listed_songs(db)
     assert sorted((song["path"], song["title"]) for song in listed) == [
         (str(music / "01 Yesterday.flac"), "Yesterday"), (str(music / "moved" / "first song.flac"), "first song"),
         (str(music / "three.mp3"), "Song Three")]
@@ -602,8 +601,7 @@ def test_prune_keeps_a_file_added_by_name_and_a_copy_whose_drive_is_not_mounted(
     pruned = run_cli("prune", db=db)
     assert pruned.returncode == 1 and pruned.stdout == "", pruned.stdout
     assert pruned.stderr.splitlines()[0].startswith(f"lmprint: {tmp_path / 'usb' / 'Music'} is missing or empty")
-    songs = {song["title"]: song for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout
-                                                 .splitlines())}
+    songs = {song["title"]: song for song in listed_songs(db)}
     assert sorted(songs) == ["one", "two"]
     assert songs["one"]["copies"] == [str(tmp_path / "usb" / "Music" / "one.flac")]
 
@@ -636,7 +634,7 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
         sorted((entry["path"], entry["copy"]) for entry in group) for group in groups)  # the same files, copies alike
 
     plain = {song["path"]: song["copies"] for song in
-             map(json.loads, run_cli("list", "--json", db=db, check=True).stdout.splitlines())}
+             listed_songs(db)}
     assert plain[str(music / "album" / "one.flac")] == [str(music / "playlist" / "one (copy).flac")]
 
     (music / "album" / "one.flac").unlink()
@@ -646,7 +644,7 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
     pruned = run_cli("prune", db=db, check=True)
     assert pruned.stderr == "0 songs whose files are gone, 1 now named by a copy, 1 copy gone\n"
     listed = {song["path"]: song["title"] for song in
-              map(json.loads, run_cli("list", "--json", db=db, check=True).stdout.splitlines())}
+              listed_songs(db)}
     assert listed == {str(music / "playlist" / "one (copy).flac"): "one (copy)", str(music / "album" / "two.ogg"): "two"}
     clip = clip_file(tmp_path, 1, 8.0)
     found = json.loads(run_cli("match", "--json", clip, db=db, check=True).stdout)["match"]
@@ -660,7 +658,7 @@ def test_the_same_file_in_two_folders_is_indexed_once_listed_by_dedup_and_kept_w
     assert "added 1" in replaced.stderr and "replaced" not in replaced.stderr
     assert f"moved {music / 'album' / 'two.ogg'} -> {music / 'later' / 'two.ogg'}\n" in replaced.stderr
     assert "moved 1" in replaced.stderr  # the song named by its copy now, said as any move is
-    listed = {song["path"] for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout.splitlines())}
+    listed = {song["path"] for song in listed_songs(db)}
     assert str(music / "later" / "two.ogg") in listed and len(listed) == 3  # song 2 lives on in its copy
     # a copy named to `remove` is that file alone: the song stays
     shutil.copy(library_dir / "song1.flac", music / "album" / "one.flac")
@@ -690,7 +688,7 @@ def test_a_copy_left_at_its_songs_own_path_by_an_older_lmprint_is_not_listed_as_
     (music / "a" / "one.flac").unlink()
     with sqlite3.connect(db) as conn:  # an lmprint that predates copies moves the song onto its copy's path
         conn.execute("UPDATE songs SET path=?", (str(music / "b" / "one.flac"),))
-    [song] = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    [song] = listed_songs(db)
     assert song["path"] == str(music / "b" / "one.flac") and song["copies"] == []
     assert run_cli("dedup", db=db, check=True).stdout == ""
 
@@ -717,7 +715,7 @@ def test_a_folder_of_a_song_and_its_hard_link_moved_is_two_moves(library_dir, tm
     assert sorted(moved[:-1]) == sorted(f"moved {tmp_path / 'old' / name} -> {tmp_path / 'new' / name}"
                                         for name in ("one.flac", "one (link).flac")), moved
     assert moved[-1].startswith("added 0, skipped 0 (already indexed), failed 0, moved 2 (")
-    [song] = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    [song] = listed_songs(db)
     assert sorted([song["path"], *song["copies"]]) == [str(tmp_path / "new" / name)
                                                        for name in ("one (link).flac", "one.flac")]
 
@@ -785,7 +783,7 @@ def test_files_swapped_a_folder_linked_a_name_not_utf8_and_an_id_that_is_also_a_
     write(music / "a" / "2.flac", rendered(4, 20.0, 22050), 22050)  # titled "2"
     run_cli("add", music / "a", db=db, check=True)
     ids = {song["title"]: song["id"] for song in
-           map(json.loads, run_cli("list", "--json", db=db, check=True).stdout.splitlines())}
+           listed_songs(db)}
     assert "2" in ids and ids["2"] != 2 and 2 in ids.values()
     removed = run_cli("remove", "2", db=db, check=True)
     assert removed.stdout.startswith("removed 2\t")
@@ -837,7 +835,7 @@ def test_a_folder_not_utf8_a_copy_and_its_songs_folder_removed_together_and_a_li
     (music / "top.wav").unlink()
     pruned = run_cli("prune", db=db, check=True)
     assert "removed" not in pruned.stdout and "0 songs whose files are gone" in pruned.stderr, pruned
-    listed = {json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()}
+    listed = {song["path"] for song in listed_songs(db)}
     assert {str(music / "lib" / "four.wav"), str(music / "lib" / "two.ogg")} <= listed
 
 
@@ -935,7 +933,7 @@ def test_a_file_moved_away_and_replaced_by_another_keeps_both_songs(library_dir,
     shutil.copy(library_dir / "song2.ogg", music / "b.flac")  # another song's content under the old name
     result = run_cli("add", music, db=db, check=True)
     assert "added 1" in result.stderr and "replaced" not in result.stderr
-    listed = sorted(json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines())
+    listed = sorted(song["path"] for song in listed_songs(db))
     assert listed == [str(music / "a.flac"), str(music / "b.flac")]
     for seed, path in ((1, "a.flac"), (2, "b.flac")):
         found = json.loads(run_cli("match", "--json", clip_file(tmp_path, seed, 5.0), db=db, check=True).stdout)
@@ -985,7 +983,7 @@ def test_names_with_tabs_line_breaks_and_escapes_keep_the_text_output_one_line_a
     listed = run_cli("list", db=db, check=True).stdout.splitlines()
     assert len(listed) == 2 and all(len(line.split("\t")) == 4 for line in listed), listed
     assert listed[0].endswith("a\\ttabbed title\t" + str(music) + "/two\\nlines \\x1b[31mred.flac"), listed
-    songs = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    songs = listed_songs(db)
     assert [line.split("\t")[:2] for line in listed] == [[str(song["id"]), f"{song['duration_s']:7.1f} s"]
                                                           for song in songs] == [["1", "   40.0 s"], ["2", "   40.0 s"]]
     found = run_cli("match", clip_file(tmp_path, 2, 6.0), db=db, check=True).stdout
@@ -1170,9 +1168,7 @@ def test_dedup_text_marks_copies_and_lists_every_file_of_a_recording(library_dir
                                      "album/two.ogg": "song2.ogg"})
     db = tmp_path / "index.db"
     run_cli("add", tmp_path / "album", tmp_path / "playlist", db=db, check=True)
-    song_id = {json.loads(line)["path"]: json.loads(line)["id"]
-               for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()}[
-        str(tmp_path / "album" / "one.flac")]
+    song_id = {song["path"]: song["id"] for song in listed_songs(db)}[str(tmp_path / "album" / "one.flac")]
     text = run_cli("dedup", db=db, check=True).stdout
     assert text == (f"same recording:\n  {song_id}\t{tmp_path / 'album' / 'one.flac'}\n"
                     f"  {song_id}\t{tmp_path / 'playlist' / 'one (copy).flac'} (copy)\n"), text
@@ -1200,8 +1196,7 @@ def test_a_song_whose_file_holds_other_music_moves_to_the_copy_that_holds_its_by
     shutil.copy(library_dir / "song5.opus", music / "a.ogg")  # and other music under the song's own name
     moved = run_cli("add", music / "a.ogg", db=db, check=True).stderr
     assert f"moved {music / 'a.ogg'} -> {music / 'c.ogg'}\n" in moved, moved
-    songs = {song["path"]: song for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout
-                                                .splitlines())}
+    songs = {song["path"]: song for song in listed_songs(db)}
     assert str(music / "c.ogg") in songs and str(music / "b.ogg") not in songs, sorted(songs)
 
 
@@ -1290,7 +1285,7 @@ def test_remove_of_a_song_and_a_name_of_none_removes_the_song_and_exits_one(buil
     assert result.returncode == 1, result.stderr
     assert result.stderr == "lmprint: no-such-song: no such song in the index\n", result.stderr
     assert result.stdout.startswith("removed 3\t") and result.stdout.count("\n") == 1, result.stdout
-    assert [json.loads(line)["id"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()] == [
+    assert [song["id"] for song in listed_songs(db)] == [
         1, 2, 4, 5, 6]
 
 
@@ -1312,8 +1307,7 @@ def test_list_json_gives_every_field_of_a_song_and_its_copies_sorted(library_dir
     assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
     shutil.copy(library_dir / "song2.ogg", music / "m.ogg")  # a copy recorded later, sorting between the two
     assert "copies 1" in run_cli("add", music, db=db, check=True).stderr
-    songs = {song["path"]: song for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout
-                                                .splitlines())}
+    songs = {song["path"]: song for song in listed_songs(db)}
     song = songs[str(music / "a.ogg")]
     assert set(song) == {"id", "path", "title", "duration_s", "content_sha1", "n_hashes", "added_at", "copies"}
     assert song["copies"] == [str(music / "m.ogg"), str(music / "z.ogg")], song["copies"]
@@ -1336,12 +1330,11 @@ def test_prune_refuses_when_every_songs_own_file_is_gone_though_a_copy_of_one_is
     assert refused.returncode == 1 and refused.stdout == "" and refused.stderr == (
         "lmprint: the files of all 2 indexed songs are gone (is the drive mounted?): nothing removed; `lmprint prune "
         "--force` removes them all\n"), refused.stderr
-    listed = sorted(json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout
-                    .splitlines())
+    listed = sorted(song["path"] for song in listed_songs(db))
     assert listed == [str(drive / "one.flac"), str(drive / "two.ogg")]
     forced = run_cli("prune", "--force", db=db, check=True)
     assert forced.stdout.startswith("moved ") and "removed" in forced.stdout, forced.stdout
-    assert [json.loads(line)["path"] for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()] == [
+    assert [song["path"] for song in listed_songs(db)] == [
         str(elsewhere / "one (copy).flac")]
 
 
@@ -1354,8 +1347,7 @@ def test_a_copy_overwritten_with_other_music_is_no_longer_listed_as_the_songs_co
     shutil.copy(library_dir / "song3.mp3", music / "b.ogg")  # the copy holds other music now
     again = run_cli("add", music, db=db, check=True)
     assert "added 1, skipped 1 (already indexed), failed 0 (" in again.stderr, again.stderr
-    songs = {song["path"]: song for song in map(json.loads, run_cli("list", "--json", db=db, check=True).stdout
-                                                .splitlines())}
+    songs = {song["path"]: song for song in listed_songs(db)}
     assert sorted(songs) == [str(music / "a.ogg"), str(music / "b.ogg")]
     assert songs[str(music / "a.ogg")]["copies"] == [] and songs[str(music / "b.ogg")]["copies"] == [], songs
     assert run_cli("dedup", db=db, check=True).stdout == ""

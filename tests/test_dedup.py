@@ -8,7 +8,7 @@ import pytest
 from bench.audio_io import write
 from landmark import dedup
 from landmark.verify import held_by as verify_held_by
-from tests.conftest import SYNTH_RATE, rendered, run_cli
+from tests.conftest import SYNTH_RATE, listed_songs, rendered, run_cli
 
 
 def test_dedup_finds_copies_and_a_cut_and_nothing_else(tmp_path):
@@ -61,8 +61,7 @@ def test_list_recordings_shows_each_recording_with_its_files(tmp_path):
                                                        check=True).stdout.splitlines()]
     files = sorted(sorted(song["path"].rsplit("/", 1)[1] for song in line["files"]) for line in recordings)
     assert files == [["a.flac", "a.mp3"], ["b.flac"]]
-    ids = {json.loads(line)["path"].rsplit("/", 1)[1]: json.loads(line)["id"]
-           for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()}
+    ids = {song["path"].rsplit("/", 1)[1]: song["id"] for song in listed_songs(db)}
     text = run_cli("list", "--recordings", db=db, check=True).stdout  # each file under its recording, its own id
     assert text == (f"Tide\t30.0 s\t2 files\n  {ids['a.flac']}\t{folder / 'a.flac'}\n  {ids['a.mp3']}\t"
                     f"{folder / 'a.mp3'}\nReef\t30.0 s\t1 file\n  {ids['b.flac']}\t{folder / 'b.flac'}\n"), text

@@ -89,7 +89,7 @@ def assert_consistent(db) -> list[dict]:
     conn.close()
     assert len(hashes) == len(set(hashes)), "a song was indexed twice"
     assert postings_per_song(db) == {song: n for song, n in songs.items() if n}
-    listed = [json.loads(line) for line in run_cli("list", "--json", db=db, check=True).stdout.splitlines()]
+    listed = listed_songs(db)
     return listed
 
 
